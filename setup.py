@@ -1,0 +1,62 @@
+import os
+import re
+
+from setuptools import find_packages, setup
+
+HERE = os.path.abspath(os.path.dirname(__file__))
+
+
+def read_version():
+    with open(os.path.join(HERE, "katcp", "version.py")) as f:
+        return re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
+
+
+with open(os.path.join(HERE, "README.md")) as f:
+    LONG_DESCRIPTION = f.read()
+
+setup(
+    name="katcp",
+    version=read_version(),
+    description="KATCP (Karoo Array Telescope Communication Protocol) for Python 3 and tornado 6",
+    long_description=LONG_DESCRIPTION,
+    long_description_content_type="text/markdown",
+    license="BSD-3-Clause",
+    packages=find_packages(include=["katcp", "katcp.*"]),
+    package_data={"katcp": ["py.typed"]},
+    python_requires=">=3.9",
+    install_requires=["tornado>=6"],
+    extras_require={
+        "test": [
+            "pytest>=7",
+            "pytest-timeout>=2",
+            "ply>=3.11",
+            "hypothesis>=6",
+        ],
+        "doc": ["sphinx>=5", "sphinx-rtd-theme"],
+    },
+    entry_points={
+        "console_scripts": [
+            "katcp-exampleserver = katcp.scripts.exampleserver:main",
+            "katcp-cmd = katcp.scripts.cmd:main",
+            "katcp-shell = katcp.scripts.shell:main",
+        ],
+    },
+    classifiers=[
+        "Development Status :: 4 - Beta",
+        "Intended Audience :: Developers",
+        "Intended Audience :: Science/Research",
+        "License :: OSI Approved :: BSD License",
+        "Operating System :: OS Independent",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.9",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+        "Framework :: Tornado",
+        "Topic :: Scientific/Engineering :: Astronomy",
+        "Topic :: System :: Networking",
+    ],
+    zip_safe=False,
+)
