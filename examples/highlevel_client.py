@@ -1,0 +1,56 @@
+"""The tutorial's "Using the high-level client API", against tutorial_server.py.
+
+Usage: ``python examples/highlevel_client.py [HOST [PORT]]``.
+"""
+
+import sys
+
+import tornado
+import tornado.gen
+from tornado.ioloop import IOLoop
+
+from katcp import resource_client
+
+device_host = sys.argv[1] if len(sys.argv) > 1 else "localhost"
+device_port = int(sys.argv[2]) if len(sys.argv) > 2 else 5000
+
+ioloop = IOLoop.current()
+
+client = resource_client.KATCPClientResource(dict(
+    name='demo-client',
+    address=(device_host, device_port),
+    controlled=True))
+
+
+@tornado.gen.coroutine
+def demo():
+    try:
+        # Wait until the client has finished inspecting the device
+        yield client.until_synced()
+        help_response = yield client.req.help()
+        print("device help:\n ", help_response)
+        add_response = yield client.req.add(3, 6)
+        print("3 + 6 response:\n", add_response)
+        # By not yielding we are not waiting for the response
+        pick_response_future = client.req.pick_fruit()
+        # Instead we wait for the fruit.result sensor status to change to
+        # nominal. Before we can wait on a sensor, a strategy must be set:
+        client.sensor.fruit_result.set_strategy('event')
+        # If the condition does not occur within the timeout (default 5s), we will
+        # get a TimeoutException
+        yield client.sensor.fruit_result.wait(
+            lambda reading: reading.status == 'nominal')
+        fruit = yield client.sensor.fruit_result.get_value()
+        print('Fruit picked: ', fruit)
+        # And see how the ?pick-fruit request responded by yielding on its future
+        pick_response = yield pick_response_future
+        print('pick response: \n', pick_response)
+    finally:
+        client.stop()
+        # Finally stop the ioloop so that the program exits
+        ioloop.stop()
+
+
+ioloop.add_callback(client.start)
+ioloop.add_callback(demo)
+ioloop.start()

@@ -1,0 +1,153 @@
+"""``katcp-exampleserver``: a small device server to try clients against.
+
+It is the server of the tutorial (``?add``, ``?time``, ``?pick-fruit``, ``?raw-reverse``) plus a
+few sensors that change over time, so that sampling strategies have something to report.
+"""
+
+import argparse
+import logging
+import math
+import random
+import signal
+import threading
+import time
+
+from katcp import AsyncReply, DeviceServer, ProtocolFlags, Sensor
+from katcp.kattypes import Discrete, Float, Timestamp, request, return_reply
+
+FRUIT = ["apple", "banana", "pear", "kiwi"]
+
+
+class ExampleServer(DeviceServer):
+    """The tutorial's device server with a slowly varying temperature sensor.
+
+    Parameters
+    ----------
+    host : str
+        Address to listen on ("" for all interfaces, "127.0.0.1" for loopback only).
+    port : int
+        Port to listen on (0 picks a free port: see ``bind_address`` after start).
+    """
+
+    VERSION_INFO = ("example-api", 1, 0)
+    BUILD_INFO = ("katcp-example-server", 0, 1, "")
+    PROTOCOL_INFO = ProtocolFlags(5, 0, set([
+        ProtocolFlags.MULTI_CLIENT,
+        ProtocolFlags.MESSAGE_IDS,
+    ]))
+
+    UPDATE_PERIOD = 0.5
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._stop_updates = threading.Event()
+        self._updater = None
+
+    def setup_sensors(self):
+        """Set up the sensors of the example device."""
+        self._add_result = Sensor.float(
+            "add.result", "Last ?add result.", "", [-10000, 10000])
+        self._time_result = Sensor.timestamp(
+            "time.result", "Last ?time result.", "")
+        self._fruit_result = Sensor.discrete(
+            "fruit.result", "Last ?pick-fruit result.", "", FRUIT)
+        self._temperature = Sensor.float(
+            "ambient.temperature", "Air temperature near the device.", "degC",
+            [-40.0, 60.0], default=20.0)
+        self._uptime = Sensor.integer(
+            "uptime", "Seconds since the server started.", "s", [0, 2 ** 31 - 1])
+        for sensor in (self._add_result, self._time_result, self._fruit_result,
+                       self._temperature, self._uptime):
+            self.add_sensor(sensor)
+
+    def start(self, *args, **kwargs):
+        super().start(*args, **kwargs)
+        self._stop_updates.clear()
+        self._updater = threading.Thread(
+            target=self._update_sensors, name="example-sensor-updater", daemon=True)
+        self._updater.start()
+
+    def stop(self, *args, **kwargs):
+        self._stop_updates.set()
+        return super().stop(*args, **kwargs)
+
+    def _update_sensors(self):
+        # Sensor.set_value is thread safe, so a plain thread can drive the "hardware".
+        started = time.time()
+        while not self._stop_updates.wait(self.UPDATE_PERIOD):
+            elapsed = time.time() - started
+            temperature = 20.0 + 5.0 * math.sin(elapsed / 60.0) + random.gauss(0, 0.05)
+            status = Sensor.NOMINAL if temperature < 24.5 else Sensor.WARN
+            self._temperature.set_value(temperature, status)
+            self._uptime.set_value(int(elapsed))
+
+    @request(Float(), Float())
+    @return_reply(Float())
+    def request_add(self, req, x, y):
+        """Add two numbers."""
+        r = x + y
+        self._add_result.set_value(r)
+        return ("ok", r)
+
+    @request()
+    @return_reply(Timestamp())
+    def request_time(self, req):
+        """Return the current time in seconds since the Unix Epoch."""
+        r = time.time()
+        self._time_result.set_value(r)
+        return ("ok", r)
+
+    @request()
+    @return_reply(Discrete(FRUIT))
+    def request_pick_fruit(self, req):
+        """Pick a random fruit (replies after a short delay)."""
+        r = random.choice(FRUIT + [None])
+        if r is None:
+            return ("fail", "No fruit.")
+        delay = random.uniform(0.1, 0.5)
+        req.inform("Picking will take %.1f seconds" % delay)
+
+        def pick_handler():
+            self._fruit_result.set_value(r)
+            req.reply("ok", r)
+
+        self.ioloop.add_callback(self.ioloop.call_later, delay, pick_handler)
+        raise AsyncReply()
+
+    def request_raw_reverse(self, req, msg):
+        """Reply with the request's arguments in reverse order."""
+        return req.make_reply("ok", *msg.arguments[::-1])
+
+
+def main(argv=None):
+    """Run the example server until interrupted or sent ``?halt``."""
+    parser = argparse.ArgumentParser(
+        prog="katcp-exampleserver", description="Run the katcp example device server.")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: %(default)s; '' for all)")
+    parser.add_argument("--port", type=int, default=5000,
+                        help="port to listen on, 0 for any free port (default: %(default)s)")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    server = ExampleServer(args.host, args.port)
+    server.start(timeout=5.0)
+    host, port = server.bind_address
+    print("katcp example server listening on %s:%d" % (host, port), flush=True)
+    signal.signal(signal.SIGTERM, lambda signum, frame: server.stop())
+    try:
+        while server.running():
+            server.join(timeout=0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        server.join(timeout=5.0)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
