@@ -32,7 +32,7 @@ setup(
             "ply>=3.11",
             "hypothesis>=6",
         ],
-        "doc": ["sphinx>=5", "sphinx-rtd-theme"],
+        "doc": ["sphinx>=5"],
     },
     entry_points={
         "console_scripts": [

@@ -1,0 +1,382 @@
+"""Event-loop management: a managed tornado IOLoop thread and thread-crossing wrappers.
+
+Every katcp client and server runs on a :class:`tornado.ioloop.IOLoop`, which in tornado 6
+wraps an asyncio loop, so ``async def`` coroutines, ``tornado.gen.coroutine`` coroutines and
+plain asyncio code all run on it.  A *managed* loop is started by :class:`IOLoopManager` in its
+own thread; an *unmanaged* loop belongs to the user.
+
+Other threads never touch loop objects directly: they hand work to the loop with
+``add_callback`` and wait for the outcome on a :class:`concurrent.futures.Future`.
+"""
+
+import asyncio
+import concurrent.futures
+import datetime
+import functools
+import inspect
+import logging
+import textwrap
+import threading
+
+import tornado.gen
+import tornado.ioloop
+
+log = logging.getLogger("katcp.ioloop_manager")
+
+
+def with_relative_timeout(timeout, future, io_loop=None):
+    """Wrap a future so that it raises a timeout error after `timeout` seconds.
+
+    Parameters
+    ----------
+    timeout : float or None
+        Seconds to wait for `future`; None means wait forever and returns `future` unchanged.
+    future : Future or awaitable
+        The future (tornado or asyncio) or coroutine to wait for.
+    io_loop : :class:`tornado.ioloop.IOLoop`, optional
+        Unused; kept for compatibility (tornado 6 always uses the current loop).
+
+    Returns
+    -------
+    future : Future
+        Resolves like `future`, or raises :class:`tornado.util.TimeoutError` on timeout.
+
+    """
+    if timeout is None:
+        return tornado.gen.convert_yielded(future)
+    return tornado.gen.with_timeout(datetime.timedelta(seconds=timeout), future)
+
+
+def _is_awaitable(value):
+    return asyncio.isfuture(value) or inspect.isawaitable(value)
+
+
+class IOLoopManager:
+    """Own an IOLoop, optionally running it in a dedicated (managed) thread.
+
+    Parameters
+    ----------
+    managed_default : bool, optional
+        Whether :meth:`get_ioloop` creates a managed loop (run in a new thread by
+        :meth:`start`) if :meth:`set_ioloop` is never called. Otherwise the
+        current loop of the calling thread is used and never started or stopped here.
+    logger : :class:`logging.Logger`, optional
+        Logger for errors raised by stop callbacks.
+
+    """
+
+    def __init__(self, managed_default=False, logger=log):
+        self._logger = logger
+        self._ioloop = None
+        self._ioloop_managed = managed_default
+        self._ioloop_thread = None
+        self._daemonic = True
+        self._running = threading.Event()
+
+    @property
+    def managed(self):
+        """Whether the loop is (or will be) run by this manager in its own thread."""
+        return self._ioloop_managed
+
+    def setDaemon(self, daemonic):
+        """Set daemonic state of the managed ioloop thread to True / False.
+
+        Calling this method for a non-managed ioloop has no effect. Must be called
+        before :meth:`start`, or it will also have no effect.
+
+        Parameters
+        ----------
+        daemonic : bool
+            Whether the managed thread is a daemon thread.
+
+        """
+        self._daemonic = bool(daemonic)
+
+    def get_ioloop(self):
+        """Return the loop, creating it on first use.
+
+        Returns
+        -------
+        ioloop : :class:`tornado.ioloop.IOLoop`
+            A new loop (not yet running) if managed, else the caller's current loop.
+
+        """
+        if self._ioloop is None:
+            if self._ioloop_managed:
+                self._ioloop = tornado.ioloop.IOLoop(make_current=False)
+            else:
+                self._ioloop = tornado.ioloop.IOLoop.current()
+        return self._ioloop
+
+    def set_ioloop(self, ioloop=None, managed=True):
+        """Set the loop to use, and whether this manager runs it.
+
+        Parameters
+        ----------
+        ioloop : :class:`tornado.ioloop.IOLoop`, optional
+            The loop; None means create a new loop (managed) or use the current loop.
+        managed : bool, optional
+            True to run the loop in a new thread on :meth:`start` and stop it on
+            :meth:`stop`; False if the caller runs the loop.
+
+        """
+        if self._running.is_set():
+            raise RuntimeError("Cannot set the ioloop once started")
+        self._ioloop = ioloop
+        self._ioloop_managed = managed
+
+    def start(self, timeout=None):
+        """Start the managed loop thread (if managed) and note when the loop runs.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait for the loop to be running. Do not give a timeout when
+            calling from the (unmanaged) loop's own thread: it cannot run while blocked.
+
+        Returns
+        -------
+        running : bool or None
+            Whether the loop is running, if a timeout was given.
+
+        """
+        if self._running.is_set():
+            raise RuntimeError("IOLoop already started")
+        ioloop = self.get_ioloop()
+        if self._ioloop_managed:
+            self._ioloop_thread = threading.Thread(
+                target=self._run_managed_ioloop,
+                args=(ioloop,),
+                name="katcp-ioloop",
+                daemon=self._daemonic,
+            )
+            self._ioloop_thread.start()
+        ioloop.add_callback(self._running.set)
+        if timeout:
+            return self._running.wait(timeout)
+        return None
+
+    def _run_managed_ioloop(self, ioloop):
+        try:
+            ioloop.start()
+        finally:
+            self._running.clear()
+            # all_fds closes sockets of clients/servers that were not shut down cleanly,
+            # so nothing outlives the loop that owned it.
+            ioloop.close(all_fds=True)
+            if self._ioloop is ioloop:
+                self._ioloop = None
+
+    def stop(self, timeout=None, callback=None):
+        """Stop the loop (if managed), after running an optional callback on it.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait for the loop to have started before stopping it.
+        callback : callable, optional
+            Called on the loop before it stops; if it returns an awaitable, that
+            is awaited first (exceptions are logged).
+
+        Returns
+        -------
+        stopped : :class:`concurrent.futures.Future` or None
+            Resolves once the callback has run and the stop was requested;
+            None if there is no loop.
+
+        """
+        if timeout:
+            self._running.wait(timeout)
+        ioloop = self._ioloop
+        if ioloop is None:
+            return None
+        done = concurrent.futures.Future()
+        managed = self._ioloop_managed
+
+        async def _stop():
+            try:
+                if callback is not None:
+                    result = callback()
+                    if _is_awaitable(result):
+                        await result
+            except Exception:
+                self._logger.exception("Error in ioloop stop callback")
+            finally:
+                self._running.clear()
+                if managed:
+                    ioloop.stop()
+                done.set_result(None)
+
+        ioloop.add_callback(_stop)
+        return done
+
+    def join(self, timeout=None):
+        """Wait for the managed loop thread to finish; does nothing if unmanaged.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait for the thread.
+
+        """
+        if not self._ioloop_managed:
+            return
+        if self._ioloop_thread is None:
+            raise RuntimeError("Cannot join if not started")
+        self._ioloop_thread.join(timeout)
+
+
+class IOLoopThreadWrapper:
+    """Call functions on an IOLoop from other threads and block for their results.
+
+    Parameters
+    ----------
+    ioloop : :class:`tornado.ioloop.IOLoop`, optional
+        The loop to call into; defaults to the current loop.
+
+    """
+
+    default_timeout = None
+
+    def __init__(self, ioloop=None):
+        self.ioloop = ioloop = ioloop or tornado.ioloop.IOLoop.current()
+        self._thread_id = None
+        ioloop.add_callback(self._install)
+
+    def _install(self):
+        self._thread_id = threading.get_ident()
+
+    def call_in_ioloop(self, fn, args, kwargs, timeout=None):
+        """Run ``fn(*args, **kwargs)`` on the loop and return its result.
+
+        If `fn` returns a future or coroutine, its result is returned (or its
+        exception raised). From the loop thread itself `fn` is called directly.
+
+        Parameters
+        ----------
+        fn : callable
+        args : tuple
+        kwargs : dict
+        timeout : float, optional
+            Seconds to block; defaults to :attr:`default_timeout`.
+
+        Returns
+        -------
+        result : object
+            What `fn` returned, or what its future resolved to.
+
+        Raises
+        ------
+        concurrent.futures.TimeoutError
+            If timed out while blocking.
+        RuntimeError
+            If called on the loop thread and `fn` returns an unfinished future,
+            which the loop could never finish while blocked.
+
+        """
+        timeout = timeout or self.default_timeout
+        if threading.get_ident() == self._thread_id:
+            return self._call_on_own_thread(fn, args, kwargs)
+        result_future = concurrent.futures.Future()
+        self.ioloop.add_callback(_run_into_future, fn, args, kwargs, result_future)
+        return result_future.result(timeout)
+
+    @staticmethod
+    def _call_on_own_thread(fn, args, kwargs):
+        result = fn(*args, **kwargs)
+        if not _is_awaitable(result):
+            return result
+        if not asyncio.isfuture(result) or not result.done():
+            if inspect.iscoroutine(result):
+                result.close()
+            raise RuntimeError(
+                "Cannot block on %r from its own ioloop thread: the loop would "
+                "deadlock; yield the future instead" % (fn,)
+            )
+        return result.result()
+
+    def decorate_callable(self, callable_):
+        """Decorate a callable to use :meth:`call_in_ioloop`.
+
+        Parameters
+        ----------
+        callable_ : callable
+
+        Returns
+        -------
+        decorated : callable
+            Blocks until `callable_` has run on the loop (and its future, if any,
+            resolved); a ``timeout`` keyword argument limits the wait and is also
+            passed on to `callable_`.
+
+        """
+
+        @functools.wraps(callable_)
+        def decorated(*args, **kwargs):
+            return self.call_in_ioloop(callable_, args, kwargs, kwargs.get("timeout"))
+
+        decorated.__doc__ = (
+            "Wrapped async call. Will call in ioloop.\n\n"
+            "This call will block until the original callable has finished running on the "
+            "ioloop, and will pass on the return value. If the original callable returns a "
+            "future, this call will wait for the future to resolve and return the value or "
+            "raise the exception that the future resolves with.\n\n"
+            "Original Callable Docstring\n---------------------------\n\n"
+            + textwrap.dedent(callable_.__doc__ or "")
+        )
+        return decorated
+
+
+def _run_into_future(fn, args, kwargs, result_future):
+    """Run `fn` on the loop, delivering its (possibly future) result to `result_future`."""
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as exc:
+        result_future.set_exception(exc)
+        return
+    if not _is_awaitable(result):
+        result_future.set_result(result)
+        return
+    try:
+        loop_future = tornado.gen.convert_yielded(result)
+    except BaseException as exc:
+        result_future.set_exception(exc)
+        return
+    loop_future.add_done_callback(functools.partial(_copy_outcome, result_future))
+
+
+def _copy_outcome(result_future, loop_future):
+    if loop_future.cancelled():
+        result_future.cancel()
+    elif loop_future.exception() is not None:
+        result_future.set_exception(loop_future.exception())
+    else:
+        result_future.set_result(loop_future.result())
+
+
+class ThreadSafeMethodAttrWrapper:
+    """Proxy an object so that its methods run on an IOLoop, blocking the caller.
+
+    Parameters
+    ----------
+    subject : object
+        The wrapped object; its callable attributes are wrapped with
+        ``ioloop_wrapper.decorate_callable``.
+    ioloop_wrapper : :class:`IOLoopThreadWrapper`
+        Wrapper for the loop that owns `subject`.
+
+    """
+
+    def __init__(self, subject, ioloop_wrapper):
+        self._subject = subject
+        self._ioloop_wrapper = ioloop_wrapper
+
+    def __getattr__(self, attr):
+        val = getattr(self._subject, attr)
+        if callable(val):
+            return self._ioloop_wrapper.decorate_callable(val)
+        return self._getattr(attr)
+
+    def _getattr(self, attr):
+        """Return a plain (non-callable) attribute of the subject; override to wrap it."""
+        return getattr(self._subject, attr)

@@ -1,0 +1,243 @@
+"""Transparent object proxies and wrappers.
+
+A proxy forwards every attribute access and operator to its subject (``.__subject__``).
+A wrapper is a proxy that may also carry attributes and behaviour of its own: names
+defined on the wrapper class are looked up on the wrapper, everything else goes to the
+subject. :class:`katcp.ioloop_manager.ThreadSafeMethodAttrWrapper` builds on
+:class:`ObjectWrapper`.
+"""
+
+import operator
+
+__all__ = [
+    "AbstractProxy",
+    "ObjectProxy",
+    "CallbackProxy",
+    "LazyProxy",
+    "AbstractWrapper",
+    "ObjectWrapper",
+    "CallbackWrapper",
+    "LazyWrapper",
+]
+
+
+class AbstractProxy(object):
+    """Delegates all operations (except ``.__subject__``) to another object"""
+
+    __slots__ = ()
+
+    def __call__(self, *args, **kw):
+        return self.__subject__(*args, **kw)
+
+    def __getattribute__(self, attr, oga=object.__getattribute__):
+        subject = oga(self, "__subject__")
+        if attr == "__subject__":
+            return subject
+        return getattr(subject, attr)
+
+    def __setattr__(self, attr, val, osa=object.__setattr__):
+        if attr == "__subject__":
+            osa(self, attr, val)
+        else:
+            setattr(self.__subject__, attr, val)
+
+    def __delattr__(self, attr, oda=object.__delattr__):
+        if attr == "__subject__":
+            oda(self, attr)
+        else:
+            delattr(self.__subject__, attr)
+
+    def __bool__(self):
+        return bool(self.__subject__)
+
+    def __getitem__(self, arg):
+        return self.__subject__[arg]
+
+    def __setitem__(self, arg, val):
+        self.__subject__[arg] = val
+
+    def __delitem__(self, arg):
+        del self.__subject__[arg]
+
+    def __contains__(self, ob):
+        return ob in self.__subject__
+
+    def __dir__(self):
+        return dir(self.__subject__)
+
+
+def _unary(func):
+    def method(self):
+        return func(self.__subject__)
+
+    return method
+
+
+def _binary(op):
+    def method(self, other):
+        return op(self.__subject__, other)
+
+    return method
+
+
+def _reflected(op):
+    def method(self, other):
+        return op(other, self.__subject__)
+
+    return method
+
+
+def _inplace(op):
+    def method(self, other):
+        self.__subject__ = op(self.__subject__, other)
+        return self
+
+    return method
+
+
+# Special methods are looked up on the type, bypassing __getattribute__, so each one
+# has to exist on the proxy class to reach the subject.
+for _name, _func in (
+    ("repr", repr),
+    ("str", str),
+    ("bytes", bytes),
+    ("hash", hash),
+    ("len", len),
+    ("iter", iter),
+    ("next", next),
+    ("reversed", reversed),
+    ("abs", abs),
+    ("neg", operator.neg),
+    ("pos", operator.pos),
+    ("invert", operator.invert),
+    ("index", operator.index),
+    ("int", int),
+    ("float", float),
+    ("complex", complex),
+    ("round", round),
+):
+    setattr(AbstractProxy, "__%s__" % _name, _unary(_func))
+
+AbstractProxy.__format__ = lambda self, spec: format(self.__subject__, spec)
+AbstractProxy.__enter__ = lambda self: self.__subject__.__enter__()
+AbstractProxy.__exit__ = lambda self, *exc_info: self.__subject__.__exit__(*exc_info)
+
+for _name in "lt le eq ne gt ge".split():
+    setattr(AbstractProxy, "__%s__" % _name, _binary(getattr(operator, _name)))
+
+for _name, _op in (
+    ("add", operator.add),
+    ("sub", operator.sub),
+    ("mul", operator.mul),
+    ("matmul", operator.matmul),
+    ("truediv", operator.truediv),
+    ("floordiv", operator.floordiv),
+    ("mod", operator.mod),
+    ("divmod", divmod),
+    ("pow", pow),
+    ("lshift", operator.lshift),
+    ("rshift", operator.rshift),
+    ("and", operator.and_),
+    ("xor", operator.xor),
+    ("or", operator.or_),
+):
+    setattr(AbstractProxy, "__%s__" % _name, _binary(_op))
+    setattr(AbstractProxy, "__r%s__" % _name, _reflected(_op))
+    if _name != "divmod":
+        setattr(AbstractProxy, "__i%s__" % _name, _inplace(_op))
+
+del _name, _func, _op
+
+
+class ObjectProxy(AbstractProxy):
+    """Proxy for a specific object"""
+
+    __slots__ = ("__subject__",)
+
+    def __init__(self, subject):
+        self.__subject__ = subject
+
+
+class CallbackProxy(AbstractProxy):
+    """Proxy for a dynamically-chosen object"""
+
+    __slots__ = ("__callback__",)
+
+    def __init__(self, func):
+        _set_callback(self, func)
+
+
+_set_callback = CallbackProxy.__callback__.__set__
+_get_callback = CallbackProxy.__callback__.__get__
+CallbackProxy.__subject__ = property(lambda self: _get_callback(self)())
+
+
+class LazyProxy(CallbackProxy):
+    """Proxy for a lazily-obtained object, that is cached on first use"""
+
+    __slots__ = ("__cache__",)
+
+
+_get_cache = LazyProxy.__cache__.__get__
+_set_cache = LazyProxy.__cache__.__set__
+
+
+def _lazy_subject(self):
+    try:
+        return _get_cache(self)
+    except AttributeError:
+        _set_cache(self, _get_callback(self)())
+        return _get_cache(self)
+
+
+LazyProxy.__subject__ = property(_lazy_subject, _set_cache)
+
+
+class AbstractWrapper(AbstractProxy):
+    """Mixin to allow extra behaviours and attributes on proxy instance
+
+    Names that are not dunders are looked up on the wrapper first and only then on the
+    subject, so subclasses can add methods, properties and class-level defaults. Setting
+    a name that the wrapper class defines stores it on the wrapper.
+    """
+
+    __slots__ = ()
+
+    def __getattribute__(self, attr, oga=object.__getattribute__):
+        if attr.startswith("__"):
+            subject = oga(self, "__subject__")
+            if attr == "__subject__":
+                return subject
+            return getattr(subject, attr)
+        return oga(self, attr)
+
+    def __getattr__(self, attr):
+        return getattr(self.__subject__, attr)
+
+    def __setattr__(self, attr, val, osa=object.__setattr__):
+        if attr == "__subject__" or (
+            hasattr(type(self), attr) and not attr.startswith("__")
+        ):
+            osa(self, attr, val)
+        else:
+            setattr(self.__subject__, attr, val)
+
+    def __delattr__(self, attr, oda=object.__delattr__):
+        if attr == "__subject__" or (
+            hasattr(type(self), attr) and not attr.startswith("__")
+        ):
+            oda(self, attr)
+        else:
+            delattr(self.__subject__, attr)
+
+
+class ObjectWrapper(ObjectProxy, AbstractWrapper):
+    __slots__ = ()
+
+
+class CallbackWrapper(CallbackProxy, AbstractWrapper):
+    __slots__ = ()
+
+
+class LazyWrapper(LazyProxy, AbstractWrapper):
+    __slots__ = ()
