@@ -7,6 +7,7 @@ must never run code that arrives over the network.
 
 import ast
 import operator
+import os
 import random
 import sys
 import time
@@ -133,6 +134,9 @@ class MyServer(DeviceServer):
 if __name__ == "__main__":
     if len(sys.argv) > 1:
         server_port = int(sys.argv[1])
+    if "KATCP_TUTORIAL_SEED" in os.environ:
+        # Lets tests replay a known fruit and delay.
+        random.seed(int(os.environ["KATCP_TUTORIAL_SEED"]))
     server = MyServer(server_host, server_port)
     server.start()
     print("PORT %d" % server.bind_address[1], flush=True)

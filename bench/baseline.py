@@ -1,0 +1,488 @@
+"""Physical-limit baselines: minimal KATCP programs with no katcp code.
+
+Everything here is deliberately small and direct: it is what a competent
+programmer would write to move the same bytes with nothing but the standard
+library. The benchmarks compare katcp against these programs in the same run.
+
+* A line codec: :func:`format_arg`, :func:`escape`, :func:`join`,
+  :func:`split` and :func:`unescape`.
+* A line server (:class:`LineServer` / :class:`LineServerProtocol`, an
+  ``asyncio.Protocol``) answering ``?watchdog``, ``?sensor-value``,
+  ``?sensor-list`` and ``?sensor-sampling`` with the same bytes as a katcp
+  device server holding the same sensors, one ``transport.write`` per reply or
+  inform (no batching).
+* Clients: :class:`BlockingLineClient` (blocking socket) and
+  :class:`AsyncLineClient` (asyncio protocol).
+"""
+
+import asyncio
+import collections
+import re
+import socket
+import time
+
+# -- codec ------------------------------------------------------------------
+
+_ESCAPES = {
+    b"\\": b"\\\\", b" ": b"\\_", b"\0": b"\\0", b"\n": b"\\n",
+    b"\r": b"\\r", b"\x1b": b"\\e", b"\t": b"\\t",
+}
+_UNESCAPES = {v[1:]: k for k, v in _ESCAPES.items()}
+_UNESCAPES[b"@"] = b""
+_ESCAPE_RE = re.compile(rb"[\\ \0\n\r\x1b\t]")
+_UNESCAPE_RE = re.compile(rb"\\(.)")
+
+
+def _escape_match(match):
+    return _ESCAPES[match.group()]
+
+
+def _unescape_match(match):
+    return _UNESCAPES[match.group(1)]
+
+
+def escape(arg):
+    """Escape one argument for the wire.
+
+    Parameters
+    ----------
+    arg : bytes
+        Raw argument.
+
+    Returns
+    -------
+    bytes
+        The escaped argument (``\\@`` for an empty one).
+    """
+    if not arg:
+        return b"\\@"
+    return _ESCAPE_RE.sub(_escape_match, arg)
+
+
+def unescape(arg):
+    """Undo :func:`escape` on one wire argument.
+
+    Parameters
+    ----------
+    arg : bytes
+        Escaped argument.
+
+    Returns
+    -------
+    bytes
+        The raw argument.
+    """
+    if b"\\" not in arg:
+        return arg
+    return _UNESCAPE_RE.sub(_unescape_match, arg)
+
+
+def format_arg(value):
+    """Format a Python value the way KATCP puts it on the wire.
+
+    Parameters
+    ----------
+    value : bool, int, float, str or bytes
+        The value.
+
+    Returns
+    -------
+    bytes
+        ``b'1'``/``b'0'`` for booleans, ``str()`` for ints, ``repr()`` for
+        floats, UTF-8 for text.
+    """
+    cls = type(value)
+    if cls is bytes:
+        return value
+    if cls is str:
+        return value.encode("utf-8")
+    if cls is bool:
+        return b"1" if value else b"0"
+    if cls is float:
+        return repr(value).encode("ascii")
+    return str(value).encode("ascii")
+
+
+def join(type_char, name, args, mid=None):
+    """Build one wire line (without the newline).
+
+    Parameters
+    ----------
+    type_char : bytes
+        ``b'?'``, ``b'!'`` or ``b'#'``.
+    name : bytes
+        Message name.
+    args : list of bytes
+        Raw (unescaped) arguments.
+    mid : bytes, optional
+        Message id.
+
+    Returns
+    -------
+    bytes
+        The line.
+    """
+    head = type_char + name if mid is None else type_char + name + b"[" + mid + b"]"
+    if not args:
+        return head
+    return head + b" " + b" ".join([escape(a) for a in args])
+
+
+def split(line):
+    """Split one wire line into its parts.
+
+    Parameters
+    ----------
+    line : bytes
+        A line without its newline.
+
+    Returns
+    -------
+    tuple
+        ``(type_char, name, mid, args)`` with ``mid`` None when absent and
+        ``args`` a list of unescaped bytes.
+    """
+    parts = line.split()
+    head = parts[0]
+    name = head[1:]
+    mid = None
+    if name[-1:] == b"]":
+        name, _, mid = name[:-1].partition(b"[")
+    return head[:1], name, mid, [unescape(a) for a in parts[1:]]
+
+
+def iter_lines(chunks):
+    """Yield complete lines from a sequence of byte chunks.
+
+    Parameters
+    ----------
+    chunks : iterable of bytes
+        Stream pieces, split anywhere.
+
+    Yields
+    ------
+    bytes
+        Each non-empty line without its newline (``\\r`` terminators too).
+    """
+    tail = b""
+    for chunk in chunks:
+        lines = (tail + chunk).replace(b"\r", b"\n").split(b"\n")
+        tail = lines.pop()
+        for line in lines:
+            if line:
+                yield line
+
+
+# -- sensors shared by the line server and the katcp bench server -----------
+
+SensorSpec = collections.namedtuple(
+    "SensorSpec", "name stype description units params value")
+
+T0 = 1234567890.25
+"""Fixed timestamp of every initial reading, so replies are byte-comparable."""
+
+_TYPES = ("integer", "float", "boolean", "string")
+_PARAMS = {"integer": [0, 1000000000], "float": [-1e9, 1e9],
+           "boolean": [], "string": []}
+_UNITS = {"integer": "count", "float": "degC", "boolean": "", "string": ""}
+
+
+def sensor_specs(count):
+    """Describe ``count`` benchmark sensors (types cycle int/float/bool/str).
+
+    Parameters
+    ----------
+    count : int
+        Number of sensors.
+
+    Returns
+    -------
+    list of SensorSpec
+        Sorted by name.
+    """
+    specs = []
+    for i in range(count):
+        stype = _TYPES[i % len(_TYPES)]
+        value = {"integer": i, "float": i + 0.25, "boolean": i % 2 == 0,
+                 "string": "value %d" % i}[stype]
+        specs.append(SensorSpec("s%05d.%s" % (i, stype), stype,
+                                "Benchmark %s sensor %d." % (stype, i),
+                                _UNITS[stype], _PARAMS[stype], value))
+    return specs
+
+
+def stream_value(stype, counter):
+    """Value a producer gives a sensor in update round ``counter``.
+
+    Every round changes every value, so the event strategy reports each one.
+    """
+    if stype == "integer":
+        return counter
+    if stype == "float":
+        return counter + 0.5
+    if stype == "boolean":
+        return counter % 2 == 1
+    return "v%d" % counter
+
+
+# -- line server --------------------------------------------------------------
+
+GREETING = (
+    b"#version-connect katcp-protocol 5.1-BIM\n",
+    b"#version-connect katcp-library bench-line-server-1.0\n",
+    b"#version-connect katcp-device bench-api-1.0 bench-impl-1.0\n",
+)
+
+
+class _Reading:
+    __slots__ = ("spec", "name", "timestamp", "value")
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.name = spec.name.encode("ascii")
+        self.timestamp = T0
+        self.value = spec.value
+
+    def formatted(self):
+        """``ts 1 name status value`` as bytes."""
+        return b"%.6f 1 %s nominal %s" % (
+            self.timestamp, self.name, escape(format_arg(self.value)))
+
+
+class LineServer:
+    """State of the minimal line server: sensors, connections, producer.
+
+    Parameters
+    ----------
+    specs : list of SensorSpec
+        The sensors to serve.
+    """
+
+    def __init__(self, specs):
+        self.readings = [_Reading(s) for s in specs]
+        self.by_name = {r.name: r for r in self.readings}
+        # reading name -> set of protocols sampling it with the event strategy
+        self.event_subscribers = collections.defaultdict(set)
+        self.connections = set()
+        self.loop = None
+
+    def protocol_factory(self):
+        """Return a new protocol for one connection."""
+        return LineServerProtocol(self)
+
+    async def start(self, host="127.0.0.1", port=0, backlog=4096):
+        """Listen; return the asyncio server."""
+        self.loop = asyncio.get_running_loop()
+        return await self.loop.create_server(
+            self.protocol_factory, host, port, backlog=backlog)
+
+    def update(self, reading, value):
+        """Give a sensor a new value now and write it to event subscribers."""
+        reading.value = value
+        reading.timestamp = time.time()
+        subscribers = self.event_subscribers.get(reading.name)
+        if subscribers:
+            line = b"#sensor-status " + reading.formatted() + b"\n"
+            for proto in subscribers:
+                proto.transport.write(line)
+
+    def produce(self, count, duration, done):
+        """Update the first ``count`` sensors in rounds for ``duration`` s.
+
+        One round per loop iteration; ``done`` (a future) gets the number of
+        rounds.
+        """
+        readings = self.readings[:count]
+        deadline = self.loop.time() + duration
+
+        def one_round(counter):
+            for reading in readings:
+                self.update(reading, stream_value(reading.spec.stype, counter))
+            if self.loop.time() < deadline:
+                self.loop.call_soon(one_round, counter + 1)
+            else:
+                done.set_result(counter)
+
+        one_round(1)
+
+
+class LineServerProtocol(asyncio.Protocol):
+    """One connection of the line server."""
+
+    def __init__(self, server):
+        self.server = server
+        self.transport = None
+        self._tail = b""
+        self._timers = {}
+        self._handlers = {
+            b"watchdog": self._watchdog,
+            b"sensor-value": self._sensor_value,
+            b"sensor-list": self._sensor_list,
+            b"sensor-sampling": self._sensor_sampling,
+        }
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.server.connections.add(self)
+        for line in GREETING:
+            transport.write(line)
+
+    def connection_lost(self, exc):
+        self.server.connections.discard(self)
+        for timer in self._timers.values():
+            timer.cancel()
+        for subscribers in self.server.event_subscribers.values():
+            subscribers.discard(self)
+
+    def data_received(self, data):
+        lines = (self._tail + data).split(b"\n")
+        self._tail = lines.pop()
+        for line in lines:
+            line = line.rstrip(b"\r")
+            if line[:1] != b"?":
+                continue
+            _, name, mid, args = split(line)
+            suffix = b"" if mid is None else b"[" + mid + b"]"
+            handler = self._handlers.get(name)
+            if handler is None:
+                self.transport.write(
+                    b"!" + name + suffix + b" invalid Unknown\\_request.\n")
+            else:
+                handler(suffix, args)
+
+    def _watchdog(self, suffix, args):
+        self.transport.write(b"!watchdog" + suffix + b" ok\n")
+
+    def _selected(self, args):
+        if not args:
+            return self.server.readings
+        reading = self.server.by_name.get(args[0])
+        return [reading] if reading else []
+
+    def _sensor_value(self, suffix, args):
+        readings = self._selected(args)
+        if not readings:
+            self.transport.write(
+                b"!sensor-value" + suffix + b" fail Unknown\\_sensor\\_name.\n")
+            return
+        write = self.transport.write
+        head = b"#sensor-value" + suffix + b" "
+        for reading in readings:
+            write(head + reading.formatted() + b"\n")
+        write(b"!sensor-value%s ok %d\n" % (suffix, len(readings)))
+
+    def _sensor_list(self, suffix, args):
+        readings = self._selected(args)
+        if not readings:
+            self.transport.write(
+                b"!sensor-list" + suffix + b" fail Unknown\\_sensor\\_name.\n")
+            return
+        write = self.transport.write
+        for reading in readings:
+            spec = reading.spec
+            fields = [reading.name, spec.description.encode(), spec.units.encode(),
+                      spec.stype.encode()]
+            fields += [format_arg(p) for p in spec.params]
+            write(join(b"#", b"sensor-list", fields, suffix[1:-1] or None) + b"\n")
+        write(b"!sensor-list%s ok %d\n" % (suffix, len(readings)))
+
+    def _sensor_sampling(self, suffix, args):
+        names = args[0].split(b",")
+        strategy = args[1]
+        params = args[2:]
+        readings = [self.server.by_name[n] for n in names]
+        for reading in readings:
+            self._set_strategy(reading, strategy, params)
+        self.transport.write(join(b"!", b"sensor-sampling",
+                                  [b"ok", args[0], strategy] + params,
+                                  suffix[1:-1] or None) + b"\n")
+
+    def _set_strategy(self, reading, strategy, params):
+        timer = self._timers.pop(reading.name, None)
+        if timer is not None:
+            timer.cancel()
+        self.server.event_subscribers[reading.name].discard(self)
+        if strategy == b"event":
+            self.server.event_subscribers[reading.name].add(self)
+            self._send_status(reading)
+        elif strategy == b"period":
+            loop = self.server.loop
+            self._tick(reading, float(params[0]), loop.time())
+
+    def _tick(self, reading, period, when):
+        self._send_status(reading)
+        when += period
+        self._timers[reading.name] = self.server.loop.call_at(
+            when, self._tick, reading, period, when)
+
+    def _send_status(self, reading):
+        self.transport.write(b"#sensor-status " + reading.formatted() + b"\n")
+
+
+# -- baseline clients ----------------------------------------------------------
+
+
+class BlockingLineClient:
+    """Blocking-socket client: send a request, read lines until its reply.
+
+    Parameters
+    ----------
+    host, port : str, int
+        Server address.
+    """
+
+    def __init__(self, host, port):
+        self._sock = socket.create_connection((host, port))
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._file = self._sock.makefile("rb")
+        for _ in GREETING:
+            self._file.readline()
+
+    def request(self, line):
+        """Send ``line`` (bytes with newline) and return the reply line."""
+        self._sock.sendall(line)
+        readline = self._file.readline
+        while True:
+            reply = readline()
+            if reply[:1] == b"!" or not reply:
+                return reply
+
+    def close(self):
+        """Close the connection."""
+        self._file.close()
+        self._sock.close()
+
+
+class AsyncLineClient(asyncio.Protocol):
+    """asyncio client: each request gets a future resolved by its reply line.
+
+    Replies arrive in request order on one connection, so a FIFO suffices.
+    """
+
+    def __init__(self):
+        self.transport = None
+        self._tail = b""
+        self._pending = collections.deque()
+        self._greeting_left = len(GREETING)
+        self.greeted = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        lines = (self._tail + data).split(b"\n")
+        self._tail = lines.pop()
+        for line in lines:
+            if line[:1] == b"!":
+                self._pending.popleft().set_result(line)
+            elif self._greeting_left:
+                self._greeting_left -= 1
+                if not self._greeting_left:
+                    self.greeted.set_result(None)
+
+    def request(self, line):
+        """Send ``line`` and return a future for its reply line."""
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append(future)
+        self.transport.write(line)
+        return future

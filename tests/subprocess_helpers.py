@@ -1,0 +1,85 @@
+"""Run example programs and command-line tools as subprocesses, with bounded waits."""
+
+import os
+import re
+import subprocess
+import sys
+import threading
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "examples")
+
+
+def python_env(**extra):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, EXAMPLES,
+                                                      env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+class BackgroundProcess:
+    """A long-running program whose stdout is read by a thread, line by line."""
+
+    def __init__(self, args, env=None):
+        self.proc = subprocess.Popen(
+            [sys.executable] + list(args), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
+            env=env or python_env(), text=True)
+        self.lines = []
+        self._new_line = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self._new_line:
+                self.lines.append(line.rstrip("\n"))
+                self._new_line.notify_all()
+        with self._new_line:
+            self._new_line.notify_all()
+
+    def wait_for_lines(self, pattern, count, timeout=10):
+        """Return the matches of the first ``count`` output lines matching ``pattern``."""
+        regex = re.compile(pattern)
+
+        def find():
+            matches = [m for m in (regex.search(line) for line in self.lines) if m]
+            return matches if len(matches) >= count else None
+
+        with self._new_line:
+            self._new_line.wait_for(
+                lambda: find() is not None or self.proc.poll() is not None, timeout)
+            matches = find()
+        if matches is None:
+            raise AssertionError("fewer than %d lines matching %r within %s s (exit %s); "
+                                 "output:\n%s" % (count, pattern, timeout, self.proc.poll(),
+                                                   "\n".join(self.lines)))
+        return matches[:count]
+
+    def wait_for_line(self, pattern, timeout=10):
+        """Return the match of the first output line matching ``pattern``."""
+        return self.wait_for_lines(pattern, 1, timeout)[0]
+
+    def stop(self, sig=None, timeout=10):
+        if self.proc.poll() is None:
+            if sig is None:
+                self.proc.terminate()
+            else:
+                self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout)
+            raise AssertionError("process did not exit within %s s" % timeout)
+        finally:
+            self._reader.join(timeout)
+
+
+def run_program(args, timeout=30, env=None, input_text=None):
+    """Run a Python program to completion; return the CompletedProcess."""
+    return subprocess.run([sys.executable] + list(args), capture_output=True, text=True,
+                          cwd=ROOT, env=env or python_env(), timeout=timeout,
+                          input=input_text)

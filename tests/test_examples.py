@@ -1,0 +1,154 @@
+"""The programs in examples/ (which the tutorial shows verbatim) run against live servers."""
+
+import signal
+
+import pytest
+
+from subprocess_helpers import BackgroundProcess, python_env, run_program
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def tutorial_server():
+    server = BackgroundProcess(["examples/tutorial_server.py", "0"],
+                               env=python_env(KATCP_TUTORIAL_SEED="1"))
+    try:
+        port = int(server.wait_for_line(r"^PORT (\d+)").group(1))
+        yield port
+    finally:
+        server.stop()
+
+
+def test_blocking_client(tutorial_server):
+    result = run_program(["examples/blocking_client.py", "127.0.0.1", str(tutorial_server)])
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("!help ok ")
+    assert "#help add Add\\_two\\_numbers" in lines
+    assert int(lines[0].split()[2]) == len(lines) - 1
+
+
+def test_callback_client(tutorial_server):
+    result = run_program(["examples/callback_client.py", "127.0.0.1", str(tutorial_server)])
+    assert result.returncode == 0, result.stderr
+    assert "Inform: #help raw-reverse" in result.stdout
+    assert any(line.startswith("Reply: !help ok ") for line in result.stdout.splitlines())
+
+
+def test_custom_client(tutorial_server):
+    result = run_program(["examples/custom_client.py", "127.0.0.1", str(tutorial_server)])
+    assert result.returncode == 0, result.stderr
+    assert "--------- pick-fruit ---------" in result.stdout
+    assert "Pick a random fruit." in result.stdout
+    assert "Unhandled reply watchdog" in result.stdout
+
+
+def test_highlevel_client(tutorial_server):
+    result = run_program(["examples/highlevel_client.py", "127.0.0.1", str(tutorial_server)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 + 6 response:" in result.stdout
+    assert "Fruit picked:  banana" in result.stdout
+    assert "pick response:" in result.stdout
+
+
+def test_tutorial_server_requests(tutorial_server):
+    from katcp import BlockingClient, Message
+
+    client = BlockingClient("127.0.0.1", tutorial_server)
+    client.start()
+    try:
+        assert client.wait_protocol(timeout=10)
+        reply, _ = client.blocking_request(Message.request("add", 3, 6))
+        assert reply.arguments == [b"ok", b"9.0"]
+        reply, _ = client.blocking_request(Message.request("eval", "2 ** 10"))
+        assert reply.arguments == [b"ok", b"1024"]
+        reply, _ = client.blocking_request(Message.request("eval", "__import__('os')"))
+        assert reply.arguments[0] == b"fail"
+        reply, _ = client.blocking_request(Message.request("raw-reverse", "a", "b"))
+        assert reply.arguments == [b"ok", b"b", b"a"]
+    finally:
+        client.stop()
+        client.join(timeout=10)
+
+
+@pytest.mark.parametrize("program", ["examples/async_server.py", "examples/v4_server.py",
+                                     "examples/asyncio_server.py",
+                                     "examples/receiver_simulator.py"])
+def test_servers_answer_help(program):
+    from katcp import BlockingClient, Message
+
+    server = BackgroundProcess([program, "0"])
+    try:
+        port = int(server.wait_for_line(r"^PORT (\d+)").group(1))
+        client = BlockingClient("127.0.0.1", port)
+        client.start()
+        try:
+            assert client.wait_protocol(timeout=10)
+            reply, informs = client.blocking_request(Message.request("help"))
+            assert reply.reply_ok()
+            assert len(informs) == int(reply.arguments[1]) > 5
+        finally:
+            client.stop()
+            client.join(timeout=10)
+    finally:
+        server.stop(signal.SIGINT)
+
+
+def test_asyncio_server_async_handlers():
+    from katcp import BlockingClient, Message
+
+    server = BackgroundProcess(["examples/asyncio_server.py", "0"])
+    try:
+        port = int(server.wait_for_line(r"^PORT (\d+)").group(1))
+        client = BlockingClient("127.0.0.1", port)
+        client.start()
+        try:
+            assert client.wait_protocol(timeout=10)
+            reply, _ = client.blocking_request(Message.request("increment", 5))
+            assert reply.arguments == [b"ok", b"5"]
+            reply, informs = client.blocking_request(Message.request("wait", 0.05))
+            assert reply.arguments[0] == b"ok"
+            assert [m.arguments for m in informs] == [[b"waiting 0.05 seconds"]]
+            reply, _ = client.blocking_request(Message.request("halt"))
+            assert reply.reply_ok()
+        finally:
+            client.stop()
+            client.join(timeout=10)
+        assert server.proc.wait(10) == 0
+    finally:
+        server.stop()
+
+
+def test_receiver_configure_reports_progress():
+    from katcp import BlockingClient, Message
+
+    server = BackgroundProcess(["examples/receiver_simulator.py", "0"])
+    try:
+        port = int(server.wait_for_line(r"^PORT (\d+)").group(1))
+        client = BlockingClient("127.0.0.1", port, timeout=10)
+        client.start()
+        try:
+            assert client.wait_protocol(timeout=10)
+            reply, informs = client.blocking_request(
+                Message.request("configure", "UHF", 800e6))
+            assert reply.arguments[:2] == [b"ok", b"UHF"]
+            assert [m.arguments[0] for m in informs] == [
+                b"step %d of 4" % i for i in range(1, 5)]
+            reply, informs = client.blocking_request(Message.request("sensor-value", "mode"))
+            assert informs[0].arguments[-1] == b"observing"
+            reply, _ = client.blocking_request(Message.request("configure", "UHF", 5e9))
+            assert reply.arguments[0] == b"fail"
+        finally:
+            client.stop()
+            client.join(timeout=10)
+    finally:
+        server.stop(signal.SIGINT)
+
+
+def test_demo_runs():
+    result = run_program(["examples/demo.py"], timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "!add ok 9.0" in result.stdout
+    assert "#sensor-status" in result.stdout
+    assert "Done: server stopped." in result.stdout
