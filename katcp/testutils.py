@@ -196,12 +196,6 @@ class MessageRecorder:
             self._condition.notify_all()
 
 
-def _sensor_value_to_str(value):
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    return _as_str(value)
-
-
 class BlockingTestClient(client.BlockingClient):
     """Test blocking client: a BlockingClient with assertions for use in test cases."""
 

@@ -1,0 +1,230 @@
+"""katcp.testutils: the helpers downstream suites use, exercised as they would use them."""
+
+import queue
+import threading
+import unittest
+
+import pytest
+import tornado.gen
+import tornado.ioloop
+import tornado.testing
+from tornado.concurrent import Future
+
+from katcp import Message, Sensor
+from katcp import testutils
+from katcp.ioloop_manager import IOLoopManager
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
+
+    def setUp(self):
+        self.server = testutils.DeviceTestServer("127.0.0.1", 0)
+        testutils.start_thread_with_cleanup(self, self.server, start_timeout=5)
+        host, port = self.server.bind_address
+        self.client = testutils.BlockingTestClient(self, host, port)
+        testutils.start_thread_with_cleanup(self, self.client, start_timeout=5)
+        self.assertTrue(self.client.wait_protocol(timeout=5))
+
+    def test_sensor_getters_and_assertions(self):
+        self.assertEqual(self.client.get_sensor("an.int", int)[:2], (3, "nominal"))
+        self.assertEqual(self.client.get_sensor_value("a.float", float), -12.0)
+        self.assertEqual(self.client.get_sensor_status("a.discrete"), "error")
+        self.assertEqual(self.client.get_sensor_timestamp("an.int"), 12345.0)
+        self.client.assert_sensor_equals("an.int", 3, int, status="nominal")
+        self.client.assert_sensor_equals("a.discrete", b"two")
+        self.client.assert_sensor_not_equal("an.int", 4, int)
+        self.client.assert_sensors_equal([("an.int", 3, int), ("a.float", -12.0, float)])
+        self.client.assert_sensor_status_equals("a.float", "warn")
+        with self.assertRaises(AssertionError):
+            self.client.assert_sensor_equals("an.int", 4, int)
+
+    def test_wait_until_sensor_equals_sees_a_change(self):
+        sensor = self.server.get_sensor("an.int")
+        threading.Timer(0.05, sensor.set_value, (5,)).start()
+        self.client.wait_until_sensor_equals(5, "an.int", 5, int)
+        with self.assertRaises(AssertionError):
+            self.client.wait_until_sensor_equals(0.1, "an.int", -5, int)
+
+    def test_request_assertions(self):
+        reply, informs = self.client.assert_request_succeeds(
+            "decorated", "abc", 1.5, 3, "0", args_equal=["abc", "1.5", "3", "0"])
+        self.assertEqual(informs, [])
+        self.client.assert_request_succeeds("new-command", args_length=2)
+        self.client.assert_request_fails("raise-fail",
+                                         error_equals="There was a problem with your request.")
+        self.client.assert_request_fails("no-such-request", status_equals="invalid")
+        with self.assertRaises(AssertionError):
+            self.client.assert_request_succeeds("raise-exception")
+        with self.assertRaises(AssertionError):
+            self.client.assert_request_fails("watchdog")
+
+    def test_sensor_list_and_help(self):
+        self.client.test_sensor_list([
+            ("an.int", "An Integer.", "count", "integer", "-5", "5"),
+            ("a.float", "A Float.", "", "float", -123.4, 123.4),
+            ("a.discrete", "A Discrete.", "", "discrete", "one", "two", "three"),
+        ])
+        with self.assertRaises(AssertionError):
+            self.client.test_sensor_list([("an.int", "An Integer.", "count", "integer")])
+        expected = [(name, getattr(testutils.DeviceTestServer,
+                                   "request_" + name.replace("-", "_")).__doc__)
+                    for name in ("new-command", "raise-exception", "raise-fail",
+                                 "slow-command", "cancel-slow-command", "decorated",
+                                 "decorated-return-exception")]
+        self.client.test_help(expected)
+
+    def test_message_recorder_and_raw_send(self):
+        recorder = self.client.message_recorder(whitelist=["sensor-status"])
+        self.client.assert_request_succeeds("sensor-sampling", "an.int", "event")
+        msgs = recorder(1, timeout=5)
+        self.assertEqual(msgs[0].name, "sensor-status")
+        self.assertEqual(msgs[0].arguments[2:], [b"an.int", b"nominal", b"3"])
+        replies = self.client.message_recorder(informs=False, replies=True,
+                                               whitelist=["watchdog"])
+        self.client.raw_send(b"?watchdog\n")
+        self.assertEqual(str(replies(1, timeout=5)[0]), "!watchdog ok")
+
+    def test_setter_requests_and_server_records_messages(self):
+        count = len(self.server.messages)
+        self.client.assert_request_succeeds("watchdog")
+        self.assertEqual(self.server.messages[count].name, "watchdog")
+
+    def test_slow_command_is_cancelled(self):
+        replies = []
+        thread = threading.Thread(target=lambda: replies.append(
+            self.client.blocking_request(Message.request("slow-command", 30), timeout=10)))
+        thread.start()
+        # The threaded server handles one request at a time, so cancel from the device side;
+        # the cancel event stays set, so it works whether or not the wait has begun yet.
+        self.server.request_cancel_slow_command(None, Message.request("cancel-slow-command"))
+        thread.join(10)
+        self.assertTrue(replies[0][0].reply_ok())
+
+
+class TestMockReq(unittest.TestCase):
+
+    def test_handle_mock_req_calls_handler(self):
+        server = testutils.DeviceTestServer("127.0.0.1", 0)
+        reply = testutils.handle_mock_req(server, testutils.mock_req("decorated", "x", 2.5,
+                                                                     7, "0"))
+        self.assertEqual(reply.arguments, [b"ok", b"x", b"2.5", b"7", b"0"])
+        req = testutils.mock_req("watchdog", mid=5)
+        self.assertEqual(req.msg.mid, b"5")
+
+
+class TestSmallHelpers(unittest.TestCase):
+
+    def test_add_mid_to_msg_str(self):
+        self.assertEqual(testutils.add_mid_to_msg_str("?watchdog", 3), "?watchdog[3]")
+        self.assertEqual(testutils.add_mid_to_msg_str("!help ok 3", 7), "!help[7] ok 3")
+
+    def test_list_to_native_strings(self):
+        self.assertEqual(testutils.list_to_native_strings([b"a", "b", 1]), ["a", "b", 1])
+
+    def test_counting_callback(self):
+        seen = []
+
+        @testutils.counting_callback(number_of_calls=2)
+        def callback(value):
+            seen.append(value)
+
+        callback(1)
+        self.assertFalse(callback.done.is_set())
+        threading.Thread(target=callback, args=(2,)).start()
+        callback.assert_wait(5)
+        self.assertEqual(sorted(seen), [1, 2])
+
+    def test_suppress_queue_repeats(self):
+        q = queue.Queue()
+        for value in [1, 1, 2, 2, 2, 3, 1]:
+            q.put(value)
+        self.assertEqual(list(testutils.suppress_queue_repeats(q, 0, read_time=0.2)),
+                         [0, 1, 2, 3, 1])
+
+    def test_waiting_mock(self):
+        mock = testutils.WaitingMock()
+        threading.Thread(target=lambda: [mock(i) for i in range(3)]).start()
+        mock.assert_wait_call_count(3, timeout=5)
+        with self.assertRaises(AssertionError):
+            mock.assert_wait_call_count(4, timeout=0.05)
+
+    def test_log_handler_records(self):
+        import logging
+        handler = testutils.TestLogHandler()
+        log = logging.getLogger("katcp.test.loghandler")
+        log.addHandler(handler)
+        try:
+            log.warning("hello %s", "there")
+            self.assertEqual([r.getMessage() for r in handler.records], ["hello there"])
+            handler.clear()
+            self.assertEqual(handler.records, [])
+        finally:
+            log.removeHandler(handler)
+
+    def test_sensor_transition_waiter(self):
+        sensor = Sensor.integer("counter", default=0)
+        waiter = testutils.SensorTransitionWaiter(sensor, [1, 2, 3])
+        thread = threading.Thread(target=lambda: [sensor.set_value(v) for v in (1, 2, 3)])
+        thread.start()
+        self.assertTrue(waiter.wait(5))
+        self.assertEqual(waiter.get_received_values(), [0, 1, 2, 3])
+        self.assertTrue(testutils.wait_sensor(sensor, 3, timeout=1))
+        self.assertFalse(testutils.wait_sensor(sensor, 4, timeout=0.05))
+        status_waiter = testutils.SensorTransitionStatusWaiter(
+            sensor, [(3, Sensor.NOMINAL), (4, Sensor.WARN)])
+        sensor.set_value(4, Sensor.WARN)
+        self.assertTrue(status_waiter.wait(1))
+        status_waiter.teardown()
+
+    def test_call_in_ioloop(self):
+        manager = IOLoopManager()
+        ioloop = manager.get_ioloop()
+        manager.start()
+        try:
+            @tornado.gen.coroutine
+            def add_later(a, b):
+                yield tornado.gen.moment
+                raise tornado.gen.Return(a + b)
+
+            async def mul(a, b):
+                return a * b
+
+            self.assertEqual(testutils.call_in_ioloop(ioloop, add_later, 2, 3), 5)
+            self.assertEqual(testutils.call_in_ioloop(ioloop, mul, 2, 3), 6)
+            self.assertEqual(testutils.call_in_ioloop(ioloop, lambda: 7), 7)
+            with self.assertRaises(ZeroDivisionError):
+                testutils.call_in_ioloop(ioloop, lambda: 1 / 0)
+        finally:
+            manager.stop()
+            manager.join(timeout=5)
+
+
+class TestTimewarp(testutils.TimewarpAsyncTestCase):
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_timers_fire_at_virtual_times(self):
+        start = self.io_loop.time()
+        fired = []
+        future = Future()
+
+        def at(label):
+            fired.append((label, self.io_loop.time() - start))
+            if len(fired) == 2:
+                future.set_result(None)
+
+        self.io_loop.call_later(3600, at, "hour")
+        self.io_loop.call_later(60, at, "minute")
+        self.set_ioloop_time(start + 60)
+        yield tornado.gen.moment
+        self.set_ioloop_time(start + 3600)
+        yield future
+        self.assertEqual(fired, [("minute", 60), ("hour", 3600)])
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_async_waiting_mock(self):
+        mock = testutils.AsyncWaitingMock()
+        self.io_loop.add_callback(mock)
+        self.io_loop.add_callback(mock)
+        yield mock.assert_wait_call_count(2, timeout=1)
