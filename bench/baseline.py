@@ -125,7 +125,8 @@ def join(type_char, name, args, mid=None):
     head = type_char + name if mid is None else type_char + name + b"[" + mid + b"]"
     if not args:
         return head
-    return head + b" " + b" ".join([escape(a) for a in args])
+    sub = _ESCAPE_RE.sub
+    return head + b" " + b" ".join([sub(_escape_match, a) if a else b"\\@" for a in args])
 
 
 def split(line):
@@ -148,7 +149,11 @@ def split(line):
     mid = None
     if name[-1:] == b"]":
         name, _, mid = name[:-1].partition(b"[")
-    return head[:1], name, mid, [unescape(a) for a in parts[1:]]
+    args = parts[1:]
+    if b"\\" in line:
+        sub = _UNESCAPE_RE.sub
+        args = [sub(_unescape_match, a) if b"\\" in a else a for a in args]
+    return head[:1], name, mid, args
 
 
 def iter_lines(chunks):
@@ -410,6 +415,9 @@ class LineServerProtocol(asyncio.Protocol):
             self._tick(reading, float(params[0]), loop.time())
 
     def _tick(self, reading, period, when):
+        # a failed write closes the transport before connection_lost runs
+        if self.transport.is_closing():
+            return
         self._send_status(reading)
         when += period
         self._timers[reading.name] = self.server.loop.call_at(

@@ -2,6 +2,7 @@
 
 import dataclasses
 import datetime
+import importlib
 import json
 import os
 import platform
@@ -164,10 +165,14 @@ class Context:
             print(text, file=self.log, flush=True)
 
 
+MODULES = ("bench_codec", "bench_requests", "bench_sensors", "bench_clients", "bench_scale")
+"""Benchmark modules, in the order of the issue's workloads (the table's order)."""
+
+
 def load_all():
     """Import every benchmark module so that it registers itself."""
-    from bench import (bench_clients, bench_codec, bench_requests,  # noqa: F401
-                       bench_scale, bench_sensors)
+    for module in MODULES:
+        importlib.import_module("bench." + module)
 
 
 def run(names=None, size=FULL, log=None):
@@ -206,8 +211,11 @@ def run(names=None, size=FULL, log=None):
             try:
                 rows.extend(fn(ctx))
             except Exception as exc:
+                # the table gets the last line (a child's traceback ends there)
+                lines = [line for line in str(exc).splitlines() if line.strip()]
                 rows.append(Row(name, "", None, None,
-                                error="%s: %s" % (type(exc).__name__, exc)))
+                                error=lines[-1] if lines else type(exc).__name__,
+                                extra={"traceback": traceback.format_exc()}))
                 ctx.say(traceback.format_exc())
             ctx.say("   %.1f s" % (time.perf_counter() - t0))
     return rows, describe_run(size, time.time() - started)

@@ -21,6 +21,8 @@ import threading
 import tornado.gen
 import tornado.ioloop
 
+from katcp.object_proxies import ObjectWrapper
+
 log = logging.getLogger("katcp.ioloop_manager")
 
 
@@ -354,8 +356,11 @@ def _copy_outcome(result_future, loop_future):
         result_future.set_result(loop_future.result())
 
 
-class ThreadSafeMethodAttrWrapper:
+class ThreadSafeMethodAttrWrapper(ObjectWrapper):
     """Proxy an object so that its methods run on an IOLoop, blocking the caller.
+
+    The subject is ``wrapper.__subject__``; dunder lookups (``__class__``, ``__doc__``,
+    ``repr()``, ``dir()``) go to it, so the wrapper looks like the subject to users.
 
     Parameters
     ----------
@@ -367,16 +372,20 @@ class ThreadSafeMethodAttrWrapper:
 
     """
 
+    # Must be defined on the class so that AbstractWrapper stores it on the wrapper
+    # rather than on the subject.
+    _ioloop_wrapper = None
+
     def __init__(self, subject, ioloop_wrapper):
-        self._subject = subject
         self._ioloop_wrapper = ioloop_wrapper
+        super().__init__(subject)
 
     def __getattr__(self, attr):
-        val = getattr(self._subject, attr)
+        val = getattr(self.__subject__, attr)
         if callable(val):
             return self._ioloop_wrapper.decorate_callable(val)
         return self._getattr(attr)
 
     def _getattr(self, attr):
         """Return a plain (non-callable) attribute of the subject; override to wrap it."""
-        return getattr(self._subject, attr)
+        return getattr(self.__subject__, attr)

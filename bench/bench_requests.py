@@ -1,0 +1,134 @@
+"""Workloads 2-4: request/reply against a server process.
+
+The load generator (:mod:`bench.loadgen`) is the same for the katcp server
+and the baseline line server, so only the server differs.
+
+* ``requests``: sequential ``?watchdog`` on one connection.
+* ``pipeline``: ``?watchdog[id]`` with 50 in flight per connection, on 1, 10
+  and 100 connections.
+* ``sensor_bulk``: ``?sensor-value`` and ``?sensor-list`` of all sensors
+  (10 000), after checking that both servers send the same bytes.
+"""
+
+import asyncio
+import time
+
+from bench import loadgen
+from bench.harness import Row, benchmark, interleave, median
+
+WARMUP_REQUESTS = 50
+
+
+async def _sequential_sample(address, count):
+    client = await loadgen.connect(address)
+    try:
+        await loadgen.sequential_rate(client, WARMUP_REQUESTS)
+        return await loadgen.sequential_rate(client, count)
+    finally:
+        await loadgen.close_all([client])
+
+
+@benchmark("requests")
+def run_sequential(ctx):
+    """Sequential request round trips: async and threaded katcp servers."""
+    size = ctx.size
+    servers = {kind: ctx.pool.get(kind, size.stream_sensors)
+               for kind in ("async", "threaded", "line")}
+    samples = interleave({
+        kind: (lambda a=server.address: asyncio.run(_sequential_sample(a, size.sequential)))
+        for kind, server in servers.items()}, size.repeats)
+    line = median(samples["line"])
+    return [
+        Row("requests.sequential.async", "req/s", median(samples["async"]), line,
+            ("ratio", ">=", 0.9), {"requests": size.sequential, "samples": samples}),
+        Row("requests.sequential.threaded", "req/s", median(samples["threaded"]), line,
+            ("ratio", ">=", 0.6), {"requests": size.sequential}),
+    ]
+
+
+async def _pipeline_sample(address, width, depth, seconds):
+    clients = await loadgen.connect_many(address, width, loadgen.PipelineClient)
+    try:
+        for client in clients:
+            client.start(depth)
+        # let every connection reach its steady state before counting
+        await asyncio.sleep(min(0.2, seconds / 4))
+        r0, t0 = sum(c.replies for c in clients), time.perf_counter()
+        await asyncio.sleep(seconds)
+        r1, t1 = sum(c.replies for c in clients), time.perf_counter()
+        for client in clients:
+            client.stop()
+        await asyncio.wait_for(asyncio.gather(*[c.drained for c in clients]), 60)
+        return (r1 - r0) / (t1 - t0)
+    finally:
+        await loadgen.close_all(clients)
+
+
+@benchmark("pipeline")
+def run_pipeline(ctx):
+    """Pipelined requests with message ids at each connection count."""
+    size = ctx.size
+    katcp_server = ctx.pool.get("async", size.stream_sensors)
+    line_server = ctx.pool.get("line", size.stream_sensors)
+    rows = []
+    for width in size.pipeline_widths:
+        def sample(address, width=width):
+            return asyncio.run(_pipeline_sample(
+                address, width, size.pipeline_depth, size.pipeline_seconds))
+        samples = interleave({"katcp": lambda: sample(katcp_server.address),
+                              "line": lambda: sample(line_server.address)}, size.repeats)
+        rows.append(Row("pipeline.conns_%d" % width, "req/s", median(samples["katcp"]),
+                        median(samples["line"]), ("ratio", ">=", 0.5),
+                        {"connections": width, "in_flight": size.pipeline_depth,
+                         "samples": samples}))
+    return rows
+
+
+async def _bulk_sample(address, request, collect=False):
+    client = await loadgen.connect(address, lambda: loadgen.LoadClient(collect=collect))
+    try:
+        t0 = time.perf_counter()
+        reply = await client.request(request)
+        elapsed = time.perf_counter() - t0
+        assert b" ok " in reply, reply
+        return client.lines if collect else elapsed
+    finally:
+        await loadgen.close_all([client])
+
+
+def _first_difference(a, b):
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return {"line": i, "katcp": x.decode(errors="replace"),
+                    "baseline": y.decode(errors="replace")}
+    if len(a) != len(b):
+        return {"line_counts": [len(a), len(b)]}
+    return None
+
+
+@benchmark("sensor_bulk")
+def run_sensor_bulk(ctx):
+    """?sensor-value and ?sensor-list of every sensor."""
+    size = ctx.size
+    katcp_server = ctx.pool.get("async", size.bulk_sensors)
+    line_server = ctx.pool.get("line", size.bulk_sensors)
+    rows = []
+    for request in (b"?sensor-value\n", b"?sensor-list\n"):
+        name = request[1:].strip().decode()
+        katcp_lines, line_lines = [
+            asyncio.run(_bulk_sample(s.address, request, collect=True))
+            for s in (katcp_server, line_server)]
+        difference = _first_difference(katcp_lines, line_lines)
+        if difference:
+            ctx.say("   %s: servers differ: %s" % (name, difference))
+        samples = interleave({
+            "katcp": lambda: asyncio.run(_bulk_sample(katcp_server.address, request)),
+            "line": lambda: asyncio.run(_bulk_sample(line_server.address, request)),
+        }, size.repeats)
+        rows.append(Row("sensor_bulk.%s" % name, "s", median(samples["katcp"]),
+                        median(samples["line"]), ("ratio", "<=", 3.0),
+                        {"sensors": size.bulk_sensors, "same_bytes": difference is None,
+                         "first_difference": difference, "bytes": sum(
+                             len(line) + 1 for line in katcp_lines),
+                         "samples": samples}))
+    return rows

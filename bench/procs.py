@@ -1,0 +1,317 @@
+"""Servers under test, each in its own process.
+
+A separate process lets the benchmark read the server's own CPU time and
+memory, and keeps the load generator off the server's GIL. The parent talks
+to the child over a pipe: the child's main thread waits for commands while the
+server runs on its event loop thread.
+
+Kinds: ``'line'`` (the baseline :class:`bench.baseline.LineServer`),
+``'async'`` (``katcp.AsyncDeviceServer``) and ``'threaded'``
+(``katcp.DeviceServer`` with its handler thread).
+"""
+
+import asyncio
+import concurrent.futures
+import os
+import resource
+import socket
+import subprocess
+import sys
+import threading
+import traceback
+from multiprocessing.connection import Connection
+
+from bench import baseline, profiling
+
+START_TIMEOUT = 120.0
+CALL_TIMEOUT = 300.0
+
+
+def raise_fd_limit(wanted=16384):
+    """Raise this process's open-file soft limit towards ``wanted``."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def rss_bytes():
+    """Resident set size of this process, from /proc (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+# -- child side -------------------------------------------------------------------
+
+
+class _Host:
+    """Common commands of a server living in the child process."""
+
+    port = None
+
+    def cmd_cpu(self):
+        times = os.times()
+        return times.user + times.system
+
+    def cmd_rss(self):
+        return rss_bytes()
+
+
+class LineHost(_Host):
+    """The baseline line server on an asyncio loop thread."""
+
+    def __init__(self, nsensors):
+        self.server = baseline.LineServer(baseline.sensor_specs(nsensors))
+        self.loop = asyncio.new_event_loop()
+        started = concurrent.futures.Future()
+
+        def serve():
+            asyncio.set_event_loop(self.loop)
+            listener = self.loop.run_until_complete(self.server.start())
+            started.set_result(listener.sockets[0].getsockname()[1])
+            self.loop.run_forever()
+
+        threading.Thread(target=serve, daemon=True).start()
+        self.port = started.result(START_TIMEOUT)
+
+    def cmd_produce(self, count, duration):
+        async def produce():
+            done = self.loop.create_future()
+            self.server.produce(count, duration, done)
+            return await done
+        return asyncio.run_coroutine_threadsafe(produce(), self.loop).result(CALL_TIMEOUT)
+
+    def stop(self):
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def _bench_server_class(base):
+    """A katcp device server class serving :func:`baseline.sensor_specs`."""
+    from katcp import ProtocolFlags, Sensor
+
+    types = {"integer": Sensor.INTEGER, "float": Sensor.FLOAT,
+             "boolean": Sensor.BOOLEAN, "string": Sensor.STRING}
+
+    class BenchServer(base):
+        VERSION_INFO = ("bench-api", 1, 0)
+        BUILD_INFO = ("bench-impl", 1, 0, "")
+        PROTOCOL_INFO = ProtocolFlags(5, 1, {
+            ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS,
+            ProtocolFlags.BULK_SET_SENSOR_SAMPLING})
+
+        def __init__(self, specs, *args, **kwargs):
+            # setup_sensors() runs inside the base __init__
+            self._specs = specs
+            super().__init__(*args, **kwargs)
+
+        def setup_sensors(self):
+            """Add the benchmark sensors with fixed readings."""
+            for spec in self._specs:
+                sensor = Sensor(types[spec.stype], spec.name, spec.description,
+                                spec.units, spec.params or None)
+                sensor.set_value(spec.value, Sensor.NOMINAL, baseline.T0)
+                self.add_sensor(sensor)
+
+    return BenchServer
+
+
+class KatcpHost(_Host):
+    """A katcp device server: ``'async'`` or ``'threaded'``."""
+
+    def __init__(self, kind, nsensors):
+        import katcp
+        self.kind = kind
+        self.specs = baseline.sensor_specs(nsensors)
+        if kind == "threaded":
+            self.server = _bench_server_class(katcp.DeviceServer)(
+                self.specs, "127.0.0.1", 0)
+            self.server.start(timeout=START_TIMEOUT)
+        else:
+            self.server = self._start_async(_bench_server_class(katcp.AsyncDeviceServer))
+        self.port = self.server.bind_address[1]
+        self.sensors = [self.server.get_sensor(s.name) for s in self.specs]
+
+    def _start_async(self, cls):
+        # AsyncDeviceServer adopts the current IOLoop, so it is built on the
+        # thread that then runs that loop, as an application would do.
+        from tornado.ioloop import IOLoop
+        created = concurrent.futures.Future()
+
+        def serve():
+            asyncio.set_event_loop(asyncio.new_event_loop())
+            ioloop = IOLoop.current()
+            try:
+                server = cls(self.specs, "127.0.0.1", 0)
+                server.start()
+            except Exception as exc:
+                created.set_exception(exc)
+                return
+            ioloop.add_callback(created.set_result, server)
+            profiling.run_profiled(ioloop.start, "server-async")
+            self._loop_done.set()
+
+        self._loop_done = threading.Event()
+        threading.Thread(target=serve, daemon=True).start()
+        server = created.result(START_TIMEOUT)
+        server.wait_running(START_TIMEOUT)
+        return server
+
+    def cmd_produce(self, count, duration):
+        ioloop = self.server.ioloop
+        work = [(sensor, spec.stype) for sensor, spec in zip(self.sensors, self.specs)][:count]
+        done = concurrent.futures.Future()
+        value = baseline.stream_value
+
+        def start():
+            deadline = ioloop.time() + duration
+
+            def one_round(counter):
+                for sensor, stype in work:
+                    sensor.set_value(value(stype, counter))
+                if ioloop.time() < deadline:
+                    ioloop.add_callback(one_round, counter + 1)
+                else:
+                    done.set_result(counter)
+
+            one_round(1)
+
+        ioloop.add_callback(start)
+        return done.result(CALL_TIMEOUT)
+
+    def stop(self):
+        self.server.stop(timeout=10).result(10)
+        if self.kind == "async":
+            # our own loop: stop it so that a profile of it gets written
+            self.server.ioloop.add_callback(self.server.ioloop.stop)
+            self._loop_done.wait(10)
+
+
+def child_main(kind, nsensors, conn):
+    """Serve in this process, obeying commands from ``conn`` until 'stop'."""
+    raise_fd_limit()
+    try:
+        host = LineHost(nsensors) if kind == "line" else KatcpHost(kind, nsensors)
+    except Exception:
+        conn.send(("error", traceback.format_exc()))
+        return
+    conn.send(("ok", (host.port, os.getpid())))
+    while True:
+        try:
+            cmd, args = conn.recv()
+        except EOFError:
+            return
+        if cmd == "stop":
+            try:
+                host.stop()
+            finally:
+                conn.send(("ok", None))
+            return
+        try:
+            conn.send(("ok", getattr(host, "cmd_" + cmd)(*args)))
+        except Exception:
+            conn.send(("error", traceback.format_exc()))
+
+
+# -- parent side ----------------------------------------------------------------------
+
+
+class ServerProcess:
+    """A benchmark server running in a child process.
+
+    The child is a fresh interpreter (``python -m bench.procs``), so it
+    inherits no threads or loops from the caller and needs no ``__main__``
+    guard there; commands travel over a socket pair.
+
+    Parameters
+    ----------
+    kind : {'line', 'async', 'threaded'}
+        Which server.
+    nsensors : int
+        Number of sensors (:func:`baseline.sensor_specs`).
+    """
+
+    def __init__(self, kind, nsensors):
+        self.kind = kind
+        ours, theirs = socket.socketpair()
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.procs", kind, str(nsensors),
+             str(theirs.fileno())], pass_fds=[theirs.fileno()], env=env)
+        theirs.close()
+        self._conn = Connection(ours.detach())
+        self._lock = threading.Lock()
+        self.port, self.pid = self._receive(START_TIMEOUT)
+        self.address = ("127.0.0.1", self.port)
+
+    def _receive(self, timeout):
+        if not self._conn.poll(timeout):
+            raise TimeoutError("%s server process did not answer" % self.kind)
+        status, value = self._conn.recv()
+        if status != "ok":
+            raise RuntimeError("%s server process failed:\n%s" % (self.kind, value))
+        return value
+
+    def call(self, cmd, *args):
+        """Run a command in the child and return its result (thread-safe)."""
+        with self._lock:
+            self._conn.send((cmd, args))
+            return self._receive(CALL_TIMEOUT)
+
+    def cpu(self):
+        """User + system CPU seconds the server process has used."""
+        return self.call("cpu")
+
+    def rss(self):
+        """Resident memory of the server process in bytes."""
+        return self.call("rss")
+
+    def produce(self, count, duration):
+        """Update the first ``count`` sensors in rounds; return the rounds."""
+        return self.call("produce", count, duration)
+
+    def close(self):
+        """Stop the server and its process."""
+        if self.process.poll() is None:
+            try:
+                self.call("stop")
+                self.process.wait(10)
+            except (OSError, EOFError, TimeoutError, RuntimeError,
+                    subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait(10)
+        self._conn.close()
+
+
+class ServerPool:
+    """Server processes shared by the benchmarks of one run, by kind and size."""
+
+    def __init__(self):
+        self._servers = {}
+
+    def get(self, kind, nsensors):
+        """The server of ``kind`` with ``nsensors`` sensors, started on first use."""
+        key = (kind, nsensors)
+        if key not in self._servers:
+            self._servers[key] = ServerProcess(kind, nsensors)
+        return self._servers[key]
+
+    def close(self):
+        """Stop every server."""
+        for server in self._servers.values():
+            server.close()
+        self._servers.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+if __name__ == "__main__":
+    child_main(sys.argv[1], int(sys.argv[2]), Connection(int(sys.argv[3])))

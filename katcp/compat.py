@@ -1,0 +1,102 @@
+"""Helpers kept from the Python 2/3 compatibility layer of katcp-python.
+
+This package is Python 3 only, so these are thin and exist for code written against
+the 0.9 API.
+"""
+
+PY2 = False
+PY3 = True
+
+
+def byte_chars(byte_string):
+    """Return list of characters from a byte string (PY3-compatible).
+
+    Parameters
+    ----------
+    byte_string : bytes
+
+    Returns
+    -------
+    chars : list of bytes
+        One single-byte ``bytes`` object per byte (iterating bytes in Python 3 gives
+        ints instead).
+    """
+    return [byte_string[i:i + 1] for i in range(len(byte_string))]
+
+
+def is_bytes(value):
+    """Indicate if object is bytes-like.
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    result : bool
+        True for ``bytes`` and ``bytearray``.
+    """
+    return isinstance(value, (bytes, bytearray))
+
+
+def is_text(value):
+    """Indicate if object is text-like.
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    result : bool
+        True for ``str``.
+    """
+    return isinstance(value, str)
+
+
+def ensure_native_str(value):
+    """Coerce bytes (decoded as UTF-8) or str to the native str type.
+
+    Parameters
+    ----------
+    value : bytes or str
+
+    Returns
+    -------
+    text : str
+
+    Raises
+    ------
+    TypeError
+        If `value` is neither bytes nor str.
+    """
+    if isinstance(value, str):
+        return value
+    if is_bytes(value):
+        return bytes(value).decode("utf-8")
+    raise TypeError("Expected bytes or str, got %r." % (type(value),))
+
+
+def ensure_bytes(value):
+    """Coerce str (encoded as UTF-8) or bytes to bytes.
+
+    Parameters
+    ----------
+    value : bytes or str
+
+    Returns
+    -------
+    data : bytes
+
+    Raises
+    ------
+    TypeError
+        If `value` is neither bytes nor str.
+    """
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, bytearray):
+        return bytes(value)
+    raise TypeError("Expected bytes or str, got %r." % (type(value),))

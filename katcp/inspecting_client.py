@@ -1,0 +1,996 @@
+"""Intermediate-level KATCP client that keeps a model of a device's requests and sensors.
+
+:class:`InspectingClientAsync` connects to a device, inspects it with ``?help`` (plus
+``?request-timeout-hint`` where supported) and ``?sensor-list``, and keeps that model in
+step with the device: it re-inspects after every (re)connection and whenever the device
+sends ``#interface-changed``, inspecting only what the inform says has changed. One state
+coroutine per client drives this and reports each step through an
+:class:`InspectingClientStateType` state (and an optional user callback).
+
+The client is not thread-safe: use it only from its ioloop.
+"""
+
+import collections
+import logging
+import random
+
+import tornado.concurrent
+import tornado.gen
+import tornado.ioloop
+import tornado.util
+
+from katcp.client import AsyncClient
+from katcp.core import (
+    DEFAULT_KATCP_MAJOR,
+    AttrDict,
+    Message,
+    Sensor,
+    future_timeout_manager,
+    until_any,
+    until_later,
+)
+
+ic_logger = logging.getLogger("katcp.inspect_client")
+
+RequestType = collections.namedtuple("Request", "name description timeout_hint")
+
+
+class SyncError(Exception):
+    """Raised if an error occurs during syncing with a device."""
+
+
+class InspectingClientStateType(collections.namedtuple(
+        "InspectingClientStateType", "connected synced model_changed data_synced")):
+    """States tuple for the inspecting client. Fields, all bool:
+
+    connected: bool
+        TCP connection has been established with the server.
+    synced: bool
+        The inspecting client and the user that interfaces through the state change
+        callback are all synchronised with the current device state. Also implies
+        `connected = True` and `data_synced = True`.
+    model_changed: bool
+        The device has changed in some way, resulting in the device model being out
+        of date.
+    data_synced: bool
+        The inspecting client's internal representation of the device is up to date,
+        although state change user is not yet up to date.
+    """
+
+    __slots__ = ()
+
+
+_DISCONNECTED = InspectingClientStateType(False, False, False, False)
+_CONNECTED = InspectingClientStateType(True, False, False, False)
+_SYNCED = InspectingClientStateType(True, True, False, True)
+
+
+class ExponentialRandomBackoff:
+    """Randomised exponential delays for retrying an action that keeps failing.
+
+    Parameters
+    ----------
+    delay_initial : float
+        Delay (seconds) after a success and before the first retry.
+    delay_max : float
+        Upper bound of the delay.
+    exp_fac : float
+        Increase timeout by this factor for each consecutive failure.
+    randomicity : float
+        Fraction (0 to 1) of each delay that is random: a delay with nominal value
+        `d` lies in [(1 - randomicity) * d, d], so that many clients retrying the
+        same server spread out.
+    """
+
+    def __init__(self, delay_initial=1.0, delay_max=90.0, exp_fac=3.0, randomicity=0.95):
+        self.delay_initial = delay_initial
+        self.delay_max = delay_max
+        self.exp_fac = exp_fac
+        self.randomicity = randomicity
+        self.success()
+
+    def failed(self):
+        """Call whenever an action has failed, grows delay exponentially.
+
+        After calling failed(), the delay property contains the next delay.
+        """
+        nominal = self._nominal
+        self._nominal = min(nominal * self.exp_fac, self.delay_max)
+        self.delay = nominal * (1.0 - self.randomicity * random.random())
+
+    def success(self):
+        """Call whenever an action has succeeded, resets delay to minimum."""
+        self._nominal = self.delay_initial
+        self.delay = self.delay_initial
+
+
+class _InformHookDeviceClient(AsyncClient):
+    """AsyncClient that also passes every inform to functions hooked to its name."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._inform_hooks = collections.defaultdict(list)
+
+    def hook_inform(self, inform_name, callback):
+        """Hookup a function to be called when an inform is received.
+
+        Hooks see every inform of that name, also those that are part of the reply
+        to a request, before normal processing.
+
+        Parameters
+        ----------
+        inform_name : str
+            Name of the inform, e.g. 'interface-changed'.
+        callback : callable
+            Called as callback(msg); hooking the same callback twice has no effect.
+        """
+        hooks = self._inform_hooks[inform_name]
+        if callback not in hooks:
+            hooks.append(callback)
+
+    def handle_inform(self, msg):
+        """Call callbacks hooked to the inform, then process it normally.
+
+        Parameters
+        ----------
+        msg : Message object
+            The inform message to dispatch.
+        """
+        for hook in self._inform_hooks.get(msg.name, ()):
+            try:
+                hook(msg)
+            except Exception:
+                self._logger.exception("Inform hook %r failed on %s", hook, msg)
+        return super().handle_inform(msg)
+
+
+class _PendingChanges:
+    """What the device said has changed and still needs inspecting.
+
+    For requests and for sensors separately: nothing (empty set), some names, or
+    everything (ALL).
+    """
+
+    ALL = None
+
+    def __init__(self):
+        self.requests = set()
+        self.sensors = set()
+
+    def __bool__(self):
+        return self.requests is self.ALL or self.sensors is self.ALL or bool(
+            self.requests or self.sensors)
+
+    def add(self, kind, name=None):
+        """Mark all `kind` ('requests' or 'sensors') or just `name` as changed."""
+        names = getattr(self, kind)
+        if name is None:
+            setattr(self, kind, self.ALL)
+        elif names is not self.ALL:
+            names.add(name)
+
+    def add_all(self):
+        self.requests = self.ALL
+        self.sensors = self.ALL
+
+
+def _text(arg):
+    return arg.decode("utf-8", errors="replace") if isinstance(arg, bytes) else str(arg)
+
+
+def _is_unknown_fail(reply):
+    """Whether a fail reply means that the item asked about does not exist."""
+    return len(reply.arguments) > 1 and b"unknown" in reply.arguments[1].lower()
+
+
+def _merge_changes(changes, more):
+    if not more:
+        return changes
+    if changes is None:
+        return AttrDict(added=set(more.added), removed=set(more.removed))
+    changes.added |= more.added
+    changes.removed |= more.removed
+    return changes
+
+
+class InspectingClientAsync:
+    """Higher-level client that inspects a KATCP interface.
+
+    Note: This class is not thread-safe at present, it should only be called from
+    the ioloop.
+
+    Note: always call stop() after start() and you are done with the container to
+    make sure the container cleans up correctly.
+
+    Parameters
+    ----------
+    host : str
+        Host of the KATCP device.
+    port : int
+        Port of the KATCP device.
+    ioloop : tornado.ioloop.IOLoop or None
+        Loop to run on; defaults to the current loop.
+    initial_inspection : bool or None
+        True or None (the default): inspect all requests and sensors whenever the
+        client (re)connects. False: skip that inspection, learning about requests and
+        sensors only as they are looked up (future_get_sensor etc.); resyncs then
+        re-inspect only the requests and sensors already known.
+    auto_reconnect : bool
+        Whether to reconnect automatically if the connection is lost.
+    logger : logging.Logger
+        Logger to log to.
+    """
+
+    sensor_factory = Sensor
+    """Factory that produces sensor objects, called with keyword arguments name,
+    sensor_type, description, units and params. Should be set before start()."""
+
+    request_factory = RequestType
+    """Factory that produces KATCP Request objects.
+
+    signature: request_factory(name, description, timeout_hint), all parameters
+    passed as kwargs. Should be set before calling connect()/start().
+    """
+
+    resync_delay = None
+    """Set to an ExponentialRandomBackoff instance in _state_loop"""
+
+    def __init__(self, host, port, ioloop=None, initial_inspection=None,
+                 auto_reconnect=True, logger=ic_logger):
+        self._logger = logger
+        self.initial_inspection = initial_inspection is not False
+        # name -> RequestType / sensor info tuple, exactly as last read from the device.
+        self._requests_index = {}
+        self._sensors_index = {}
+        # Objects made by the factories, dropped whenever their index entry changes.
+        self._request_objects = {}
+        self._sensor_objects = {}
+        self._update_on_lookup = True
+        self._state = _DISCONNECTED
+        self._state_waiters = []
+        self._state_cb = None
+        self._pending = _PendingChanges()
+        self._running = False
+        self._wakeup = None
+        self._state_loop_future = None
+        self._connection_count = 0
+        self.katcp_client = self.inform_hook_client_factory(
+            host, port, auto_reconnect=auto_reconnect, logger=logger)
+        self.set_ioloop(ioloop or tornado.ioloop.IOLoop.current())
+        self.katcp_client.hook_inform("interface-changed", self._cb_inform_interface_change)
+        self.katcp_client.hook_inform("sensor-status", self._cb_inform_sensor_status)
+        self.katcp_client.notify_connected = self._cb_connection_state
+
+    def inform_hook_client_factory(self, host, port, *args, **kwargs):
+        """Return an instance of :class:`_InformHookDeviceClient` or similar.
+
+        Provided to ease testing. Dynamically overriding this method after
+        instantiation but before start() is called allows for deep brain surgery.
+        See :class:`katcp.fake_clients.TBD`
+        """
+        return _InformHookDeviceClient(host, port, *args, **kwargs)
+
+    def set_ioloop(self, ioloop):
+        """Set the tornado ioloop to use (for this client and its KATCP client).
+
+        Parameters
+        ----------
+        ioloop : tornado.ioloop.IOLoop
+        """
+        self.ioloop = ioloop
+        self.katcp_client.set_ioloop(ioloop)
+
+    # -- model and state properties -------------------------------------------------
+
+    @property
+    def state(self):
+        """Current client state."""
+        return self._state
+
+    @property
+    def synced(self):
+        """Boolean indicating if the device has been synchronised."""
+        return self._state.synced
+
+    @property
+    def requests(self):
+        """A list of possible requests."""
+        return list(self._requests_index)
+
+    @property
+    def sensors(self):
+        """A list of known sensors."""
+        return list(self._sensors_index)
+
+    @property
+    def connected(self):
+        """Connection status."""
+        return self.katcp_client.is_connected()
+
+    def is_connected(self):
+        """Connection status."""
+        return self.katcp_client.is_connected()
+
+    def set_state_callback(self, cb):
+        """Set user callback for state changes
+
+        Called as ``cb(state, model_changes)``
+
+        where `state` is an :class:`InspectingClientStateType` instance, and
+        `model_changes` is an :class:`~katcp.core.AttrDict`. The latter may contain
+        keys ``requests`` and ``sensors`` to describe changes to requests or sensors
+        respectively. These in turn have attributes ``added`` and ``removed`` which
+        are sets of request/sensor names. Requests/sensors that have been modified
+        will appear in both sets. The callback may return a future, which the
+        client waits for before carrying on.
+
+        .. warning::
+
+            It is possible for `model_changes` to be ``None``, or for either
+            ``requests`` or ``sensors`` to be absent from `model_changes`.
+        """
+        self._state_cb = cb
+
+    def preset_protocol_flags(self, protocol_flags):
+        """Preset server protocol flags.
+
+        Sets the assumed server protocol flags and disables automatic server version
+        detection.
+
+        Parameters
+        ----------
+        protocol_flags : katcp.core.ProtocolFlags instance
+        """
+        self.katcp_client.preset_protocol_flags(protocol_flags)
+
+    def handle_sensor_value(self):
+        """Handle #sensor-value informs just like #sensor-status informs"""
+        self.katcp_client.hook_inform("sensor-value", self._cb_inform_sensor_status)
+
+    # -- waiting for states ---------------------------------------------------------
+
+    def _until(self, predicate, timeout=None):
+        future = self.ioloop.asyncio_loop.create_future()
+        if predicate(self._state):
+            future.set_result(True)
+            return future
+        waiter = (predicate, future)
+        self._state_waiters.append(waiter)
+        if timeout:
+            handle = self.ioloop.call_later(timeout, self._expire_waiter, waiter)
+            future.add_done_callback(lambda _: self.ioloop.remove_timeout(handle))
+        return future
+
+    def _expire_waiter(self, waiter):
+        future = waiter[1]
+        if future.done():
+            return
+        # Dropping the waiter keeps clients that poll with timeouts from leaking.
+        self._state_waiters.remove(waiter)
+        future.set_exception(tornado.util.TimeoutError("Timeout"))
+
+    def until_state(self, desired_state, timeout=None):
+        """Wait until state is desired_state, InspectingClientStateType instance
+
+        Returns a future
+        """
+        return self._until(lambda state: state == desired_state, timeout)
+
+    def until_connected(self, timeout=None):
+        """Return future that resolves when the client is connected."""
+        return self._until(lambda state: state.connected, timeout)
+
+    def until_synced(self, timeout=None):
+        """Return future that resolves when the client is synced."""
+        return self._until(lambda state: state.synced, timeout)
+
+    def until_not_synced(self, timeout=None):
+        """Return future that resolves when the client is not synced."""
+        return self._until(lambda state: not state.synced, timeout)
+
+    def until_data_synced(self, timeout=None):
+        """Return future that resolves when the client's model is up to date."""
+        return self._until(lambda state: state.data_synced, timeout)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    @tornado.gen.coroutine
+    def connect(self, timeout=None):
+        """Connect to KATCP interface, starting what is needed
+
+        Parameters
+        ----------
+        timeout : float, None
+            Time to wait until connected. No waiting if None.
+
+        Raises
+        ------
+        :class:`tornado.gen.TimeoutError` if the connect timeout expires
+        """
+        assert not self._running, "InspectingClientAsync already started"
+        maybe_timeout = future_timeout_manager(timeout, self.ioloop)
+        self.katcp_client.start()
+        try:
+            yield maybe_timeout(self.katcp_client.until_running())
+            if timeout:
+                yield maybe_timeout(self.katcp_client.until_connected())
+        except tornado.gen.TimeoutError:
+            self.katcp_client.stop()
+            raise
+        self._running = True
+        self._state_loop_future = tornado.gen.convert_yielded(self._state_loop())
+
+    def start(self, timeout=None):
+        """Note: always call stop() and wait until_stopped() when you are done with
+        the container to make sure the container cleans up correctly.
+
+        Parameters
+        ----------
+        timeout : float or None
+            As for :meth:`connect`.
+        """
+        return self.connect(timeout)
+
+    def stop(self, timeout=None):
+        """Stop the client; the state coroutine sends a final not-connected state.
+
+        Parameters
+        ----------
+        timeout : float or None
+            Passed on to the KATCP client's stop().
+        """
+        self._running = False
+        self._wake()
+        self.katcp_client.stop(timeout)
+
+    def close(self):
+        """Stop the client and wait for its thread (if any) to end."""
+        self.stop()
+        self.join()
+
+    def join(self, timeout=None):
+        """Rejoin the KATCP client's ioloop thread (if managed).
+
+        Parameters
+        ----------
+        timeout : float or None
+            Seconds to wait.
+        """
+        self.katcp_client.join(timeout)
+
+    @tornado.gen.coroutine
+    def until_stopped(self, timeout=None):
+        """Return future that resolves when the client has stopped
+
+        See the `DeviceClient.until_stopped` docstring for parameter definitions and
+        more info.
+        """
+        maybe_timeout = future_timeout_manager(timeout, self.ioloop)
+        yield maybe_timeout(self.katcp_client.until_stopped())
+        if self._state_loop_future is not None:
+            yield maybe_timeout(self._state_loop_future)
+
+    # -- the state coroutine --------------------------------------------------------
+
+    def _wake(self):
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    def _until_woken(self):
+        """Future resolving on the next connection change, interface change or stop."""
+        if self._wakeup is None or self._wakeup.done():
+            self._wakeup = self.ioloop.asyncio_loop.create_future()
+        return self._wakeup
+
+    def _cb_connection_state(self, connected):
+        if connected:
+            # A new connection needs a full resync even if the state loop never
+            # saw the old one drop.
+            self._connection_count += 1
+        self._wake()
+
+    async def _state_loop(self):
+        if self.resync_delay is None:
+            self.resync_delay = ExponentialRandomBackoff()
+        try:
+            while self._running:
+                if self.katcp_client.is_connected():
+                    await self._send_state(_CONNECTED)
+                    await self._sync_connection()
+                    if not self._running:
+                        break
+                await self._send_state(_DISCONNECTED)
+                while self._running and not self.katcp_client.is_connected():
+                    await self._until_woken()
+        except Exception:
+            self._logger.exception("State loop of inspecting client for %s failed",
+                                   self.katcp_client.bind_address_string)
+        finally:
+            await self._send_state(_DISCONNECTED)
+
+    async def _sync_connection(self):
+        """Keep the model in sync for as long as the current connection lasts."""
+        client = self.katcp_client
+        connection = self._connection_count
+
+        def same_connection():
+            return (self._running and client.is_connected()
+                    and self._connection_count == connection)
+
+        while same_connection() and client.protocol_flags is None:
+            await until_any(client.until_protocol(), self._until_woken())
+        self._pending.add_all()
+        while same_connection():
+            if self._pending:
+                pending, self._pending = self._pending, _PendingChanges()
+                if self._state.synced:
+                    await self._send_state(_CONNECTED)
+                try:
+                    model_changes = await self._inspect_pending(pending)
+                except Exception as exc:
+                    if same_connection():
+                        await self._sync_failed(pending, exc)
+                    continue
+                await self._send_state(InspectingClientStateType(
+                    True, False, bool(model_changes), True), model_changes)
+            elif not self._state.synced:
+                await self._send_state(_SYNCED)
+                self.resync_delay.success()
+            else:
+                await self._until_woken()
+
+    async def _sync_failed(self, pending, exc):
+        if isinstance(exc, SyncError):
+            self._logger.warning("Error syncing with device %s: %s",
+                                 self.katcp_client.bind_address_string, exc)
+        else:
+            self._logger.exception("Unexpected error syncing with device %s",
+                                   self.katcp_client.bind_address_string)
+        # Retry the failed inspection along with whatever changed since.
+        for kind in ("requests", "sensors"):
+            names = getattr(pending, kind)
+            if names is _PendingChanges.ALL:
+                self._pending.add(kind)
+            for name in names or ():
+                self._pending.add(kind, name)
+        self.resync_delay.failed()
+        await until_any(until_later(self.resync_delay.delay, self.ioloop),
+                        self._until_woken())
+
+    async def _send_state(self, state, model_changes=None):
+        self._state = state
+        waiters, self._state_waiters = self._state_waiters, []
+        for waiter in waiters:
+            predicate, future = waiter
+            if future.done():
+                continue
+            if predicate(state):
+                future.set_result(True)
+            else:
+                self._state_waiters.append(waiter)
+        if self._state_cb is None:
+            return
+        try:
+            result = self._state_cb(state, model_changes)
+            if result is not None:
+                await tornado.gen.convert_yielded(result)
+        except Exception:
+            self._logger.exception("Error in state callback for %s",
+                                   self.katcp_client.bind_address_string)
+
+    # -- inspection -----------------------------------------------------------------
+
+    def _full_scope(self, kind):
+        """Names to inspect for 'all requests/sensors' (None: ask for all of them)."""
+        if self.initial_inspection:
+            return None
+        return list(self._requests_index if kind == "requests" else self._sensors_index)
+
+    async def _inspect_pending(self, pending):
+        model_changes = AttrDict()
+        for kind, inspect_one in (("requests", self.inspect_requests),
+                                  ("sensors", self.inspect_sensors)):
+            names = getattr(pending, kind)
+            if names is _PendingChanges.ALL:
+                names = self._full_scope(kind)
+            if names is None:
+                changes = await inspect_one()
+            else:
+                changes = None
+                results = await tornado.gen.multi([inspect_one(name) for name in names])
+                for result in results:
+                    changes = _merge_changes(changes, result)
+            if changes:
+                model_changes[kind] = changes
+        return model_changes or None
+
+    @tornado.gen.coroutine
+    def inspect(self):
+        """Inspect device requests and sensors, update model.
+
+        Returns
+        -------
+        Tornado future that resolves with:
+
+        model_changes : Nested AttrDict or None
+            Contains sets of added/removed request/sensor names
+
+            Example structure::
+
+                {'requests': {'added': set(['req1', 'req2']),
+                              'removed': set(['req10', 'req20'])},
+                 'sensors': {'added': set(['sens1', 'sens2']),
+                             'removed': set(['sens10', 'sens20'])}}
+
+            If there are no changes keys may be omitted. If an item is in both the
+            'added' and 'removed' sets that means that it changed.
+
+            If neither request not sensor changes are present, None is returned
+            instead of a nested structure.
+        """
+        pending = _PendingChanges()
+        pending.add_all()
+        model_changes = yield self._inspect_pending(pending)
+        return model_changes
+
+    @tornado.gen.coroutine
+    def inspect_requests(self, name=None, timeout=None):
+        """Inspect all or one requests on the device. Update requests index.
+
+        Parameters
+        ----------
+        name : str or None, optional
+            Name of the request or None to get all requests.
+        timeout : float or None, optional
+            Timeout for request inspection, None for no timeout
+
+        Returns
+        -------
+        Tornado future that resolves with:
+
+        changes : :class:`~katcp.core.AttrDict`
+            AttrDict with keys ``added`` and ``removed`` (of type :class:`set`),
+            listing the requests that have been added or removed respectively.
+            Modified requests are listed in both. If there are no changes, returns
+            ``None`` instead.
+
+            Example structure::
+
+                {'added': set(['req1', 'req2']),
+                 'removed': set(['req10', 'req20'])}
+        """
+        maybe_timeout = future_timeout_manager(timeout, self.ioloop)
+        args = () if name is None else (name,)
+        reply, informs = yield maybe_timeout(self.katcp_client.future_request(
+            Message.request("help", *args), timeout=maybe_timeout.remaining()))
+        if not reply.reply_ok() and not (name is not None and _is_unknown_fail(reply)):
+            raise SyncError("Error reply during sync process for %s: %s"
+                            % (self.katcp_client.bind_address_string, reply))
+        flags = self.katcp_client.protocol_flags
+        timeout_hints = {}
+        if flags is not None and flags.request_timeout_hints and reply.reply_ok():
+            timeout_hints = yield self._get_request_timeout_hints(
+                name, maybe_timeout)
+        found = {}
+        for inform in informs:
+            req_name = _text(inform.arguments[0])
+            description = _text(inform.arguments[1]) if len(inform.arguments) > 1 else ""
+            found[req_name] = RequestType(req_name, description, timeout_hints.get(req_name))
+        return self._update_index(self._requests_index, self._request_objects, found, name)
+
+    async def _get_request_timeout_hints(self, name, maybe_timeout):
+        args = () if name is None else (name,)
+        reply, informs = await maybe_timeout(self.katcp_client.future_request(
+            Message.request("request-timeout-hint", *args),
+            timeout=maybe_timeout.remaining()))
+        if not reply.reply_ok():
+            raise SyncError("Error retrieving request timeout hints for %s: %s"
+                            % (self.katcp_client.bind_address_string, reply))
+        hints = {}
+        for inform in informs:
+            hint = float(inform.arguments[1])
+            # A zero hint is how a server says there is no hint.
+            if hint > 0:
+                hints[_text(inform.arguments[0])] = hint
+        return hints
+
+    @tornado.gen.coroutine
+    def inspect_sensors(self, name=None, timeout=None):
+        """Inspect all or one sensor on the device. Update sensors index.
+
+        Parameters
+        ----------
+        name : str or None, optional
+            Name of the sensor or None to get all sensors.
+        timeout : float or None, optional
+            Timeout for sensors inspection, None for no timeout
+
+        Returns
+        -------
+        Tornado future that resolves with:
+
+        changes : :class:`~katcp.core.AttrDict`
+            AttrDict with keys ``added`` and ``removed`` (of type :class:`set`),
+            listing the sensors that have been added or removed respectively.
+            Modified sensors are listed in both. If there are no changes, returns
+            ``None`` instead.
+
+            Example structure::
+
+                {'added': set(['sens1', 'sens2']),
+                 'removed': set(['sens10', 'sens20'])}
+        """
+        args = () if name is None else (name,)
+        reply, informs = yield self.katcp_client.future_request(
+            Message.request("sensor-list", *args), timeout=timeout)
+        if not reply.reply_ok() and not (name is not None and _is_unknown_fail(reply)):
+            raise SyncError("Error reply during sync process for %s: %s"
+                            % (self.katcp_client.bind_address_string, reply))
+        found = {}
+        for inform in informs:
+            arguments = inform.arguments
+            # (description, units, type, params) as sent: any difference is a change.
+            found[_text(arguments[0])] = (
+                _text(arguments[1]), _text(arguments[2]), _text(arguments[3]),
+                tuple(arguments[4:]))
+        return self._update_index(self._sensors_index, self._sensor_objects, found, name)
+
+    @staticmethod
+    def _update_index(index, objects, found, name):
+        """Merge freshly inspected items into an index; return the changes or None.
+
+        `found` holds every item if `name` is None, else at most the one named.
+        """
+        stale = set(index) if name is None else {name} & set(index)
+        removed = stale - set(found)
+        added = set()
+        for item_name, info in found.items():
+            old = index.get(item_name)
+            if old == info:
+                continue
+            if old is not None:
+                removed.add(item_name)
+            added.add(item_name)
+            index[item_name] = info
+            objects.pop(item_name, None)
+        for item_name in removed - added:
+            del index[item_name]
+            objects.pop(item_name, None)
+        if added or removed:
+            return AttrDict(added=added, removed=removed)
+        return None
+
+    # -- looking up requests and sensors --------------------------------------------
+
+    @tornado.gen.coroutine
+    def future_check_sensor(self, name, update=None):
+        """Check if the sensor exists.
+
+        Used internally by future_get_sensor. This method is aware of
+        synchronisation in progress and if inspection of the server is allowed.
+
+        Parameters
+        ----------
+        name : str
+            Name of the sensor to verify.
+        update : bool or None, optional
+            If a katcp request to the server should be made to check if the sensor
+            is on the server now.
+
+        Notes
+        -----
+        Ensure that self.state.data_synced == True if yielding to
+        future_check_sensor from a state-change callback, or a deadlock will occur.
+        """
+        exists = yield self._future_check(name, update, self._sensors_index,
+                                          self.inspect_sensors)
+        return exists
+
+    @tornado.gen.coroutine
+    def future_check_request(self, name, update=None):
+        """Check if the request exists.
+
+        Used internally by future_get_request. This method is aware of
+        synchronisation in progress and if inspection of the server is allowed.
+
+        Parameters
+        ----------
+        name : str
+            Name of the request to verify.
+        update : bool or None, optional
+            If a katcp request to the server should be made to check if the sensor
+            is on the server. True = Allow, False do not Allow, None use the class
+            default.
+
+        Notes
+        -----
+        Ensure that self.state.data_synced == True if yielding to
+        future_check_request from a state-change callback, or a deadlock will
+        occur.
+        """
+        exists = yield self._future_check(name, update, self._requests_index,
+                                          self.inspect_requests)
+        return exists
+
+    async def _future_check(self, name, update, index, inspect_one):
+        await self.until_data_synced()
+        if name in index:
+            return True
+        if update or (update is None and self._update_on_lookup):
+            await inspect_one(name)
+            return name in index
+        return False
+
+    @tornado.gen.coroutine
+    def future_get_sensor(self, name, update=None):
+        """Get the sensor object.
+
+        Check if we have information for this sensor, if not connect to server and
+        update (if allowed) to get information.
+
+        Parameters
+        ----------
+        name : string
+            Name of the sensor.
+        update : bool or None, optional
+            True allow inspect client to inspect katcp server if the sensor is not
+            known.
+
+        Returns
+        -------
+        Sensor created by :meth:`sensor_factory` or None if sensor not found.
+
+        Notes
+        -----
+        Ensure that self.state.data_synced == True if yielding to future_get_sensor
+        from a state-change callback, or a deadlock will occur.
+        """
+        exists = yield self.future_check_sensor(name, update)
+        info = self._sensors_index.get(name) if exists else None
+        if info is None:
+            return None
+        sensor = self._sensor_objects.get(name)
+        if sensor is None:
+            description, units, type_name, formatted_params = info
+            sensor_type = Sensor.parse_type(type_name)
+            sensor = self.sensor_factory(
+                name=name, sensor_type=sensor_type, description=description,
+                units=units, params=Sensor.parse_params(
+                    sensor_type, formatted_params, self._katcp_major()))
+            self._sensor_objects[name] = sensor
+        return sensor
+
+    @tornado.gen.coroutine
+    def future_get_request(self, name, update=None):
+        """Get the request object.
+
+        Check if we have information for this request, if not connect to server and
+        update (if allowed).
+
+        Parameters
+        ----------
+        name : string
+            Name of the request.
+        update : bool or None, optional
+            True allow inspect client to inspect katcp server if the request is not
+            known.
+
+        Returns
+        -------
+        Request created by :meth:`request_factory` or None if request not found.
+
+        Notes
+        -----
+        Ensure that self.state.data_synced == True if yielding to future_get_request
+        from a state-change callback, or a deadlock will occur.
+        """
+        exists = yield self.future_check_request(name, update)
+        info = self._requests_index.get(name) if exists else None
+        if info is None:
+            return None
+        request = self._request_objects.get(name)
+        if request is None:
+            request = self.request_factory(name=name, description=info.description,
+                                           timeout_hint=info.timeout_hint)
+            self._request_objects[name] = request
+        return request
+
+    # -- talking to the device ------------------------------------------------------
+
+    def simple_request(self, request, *args, **kwargs):
+        """Create and send a request to the server.
+
+        This method implements a very small subset of the options possible to send
+        an request. It is provided as a shortcut to sending a simple request.
+
+        Parameters
+        ----------
+        request : str
+            The request to call.
+        *args : list of objects
+            Arguments to pass on to the request.
+
+        Keyword Arguments
+        -----------------
+        timeout : float or None, optional
+            Timeout after this amount of seconds (keyword argument).
+        mid : None or int, optional
+            Message identifier to use for the request message. If None, use either
+            auto-incrementing value or no mid depending on the KATCP protocol version
+            (mid's were only introduced with KATCP v5) and the value of the `use_mid`
+            argument. Defaults to None
+        use_mid : bool
+            Use a mid for the request if True. Defaults to True if the server
+            supports them.
+
+        Returns
+        -------
+        future object.
+
+        Examples
+        --------
+        ::
+
+            reply, informs = yield ic.simple_request('help', 'sensor-list')
+        """
+        msg = Message.request(request, *args, mid=kwargs.get("mid"))
+        return self.katcp_client.future_request(
+            msg, kwargs.get("timeout"), kwargs.get("use_mid"))
+
+    def _katcp_major(self):
+        flags = self.katcp_client.protocol_flags
+        return flags.major if flags is not None and flags.major else DEFAULT_KATCP_MAJOR
+
+    @tornado.gen.coroutine
+    def update_sensor(self, name, timestamp, status, value):
+        """Set a sensor object (if one was made) to a KATCP formatted reading.
+
+        Parameters
+        ----------
+        name : str
+            Name of the sensor.
+        timestamp, status, value : bytes
+            The reading as it appears in a #sensor-status inform.
+        """
+        sensor = self._sensor_objects.get(name)
+        if sensor is None:
+            return
+        try:
+            sensor.set_formatted(timestamp, status, value, self._katcp_major())
+        except Exception:
+            self._logger.exception("Could not update sensor %r to (%r, %r, %r)",
+                                   name, timestamp, status, value)
+
+    def _cb_inform_sensor_status(self, msg):
+        """Update sensor objects from a #sensor-status (or #sensor-value) inform."""
+        arguments = msg.arguments
+        try:
+            timestamp = arguments[0]
+            num_sensors = int(arguments[1])
+        except (IndexError, ValueError):
+            self._logger.warning("Malformed %s inform: %s", msg.name, msg)
+            return
+        if len(arguments) != 2 + 3 * num_sensors:
+            self._logger.warning("Malformed %s inform: %s", msg.name, msg)
+            return
+        for offset in range(2, len(arguments), 3):
+            name = _text(arguments[offset])
+            if name in self._sensor_objects:
+                self.update_sensor(name, timestamp, arguments[offset + 1],
+                                   arguments[offset + 2])
+
+    def _cb_inform_interface_change(self, msg):
+        """Note what the device says has changed (see the KATCP spec) and resync."""
+        arguments = [_text(arg) for arg in msg.arguments]
+        pending = self._pending
+        if arguments == ["sensor-list"]:
+            pending.add("sensors")
+        elif arguments == ["request-list"]:
+            pending.add("requests")
+        elif len(arguments) >= 2 and arguments[0] in ("sensor", "request"):
+            pending.add(arguments[0] + "s", arguments[1])
+        else:
+            # No arguments, or ones we do not understand: anything may have changed.
+            pending.add_all()
+        self._wake()

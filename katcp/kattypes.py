@@ -1,0 +1,1271 @@
+"""Utilities for dealing with KATCP types.
+
+KATCP types (:class:`KatcpType` subclasses) convert between Python values and the byte
+strings sent on the wire, and the decorators (:func:`request`, :func:`return_reply`,
+:func:`inform`, ...) use them to unpack message arguments into handler arguments and to
+pack handler results into reply messages.
+"""
+
+import functools
+import inspect
+import re
+import struct
+
+from tornado import gen
+
+from katcp.core import (DEFAULT_KATCP_MAJOR, MS_TO_SEC_FAC, SEC_TO_MS_FAC, SEC_TS_KATCP_MAJOR,
+                        FailReply, Message, Sensor, convert_method_name,
+                        encode_utf8_with_error_log)
+
+
+def _show(value):
+    """Text for error messages: bytes are shown as text, not as a bytes repr."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    return value
+
+
+def _as_str(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Types
+# ---------------------------------------------------------------------------
+
+class KatcpType:
+    """Class representing a KATCP type.
+
+    Sub-classes should:
+
+    - Set the :attr:`name` attribute.
+    - Implement the :meth:`encode` method.
+    - Implement the :meth:`decode` method.
+
+    Parameters
+    ----------
+    default : object, optional
+        The default value for this type.
+    optional : boolean, optional
+        Whether the value is allowed to be None.
+    multiple : boolean, optional
+        Whether multiple values of this type are expected. Must be the last type
+        parameter if this is True.
+    """
+
+    name = "unknown"
+
+    def __init__(self, default=None, optional=False, multiple=False):
+        self._default = default
+        self._optional = optional
+        self._multiple = multiple
+
+    def encode(self, value, major):
+        """Format a checked, non-None value as bytes (implemented by subclasses)."""
+        raise NotImplementedError
+
+    def decode(self, value, major):
+        """Parse a byte string into a value (implemented by subclasses)."""
+        raise NotImplementedError
+
+    def get_default(self):
+        """Return the default value.
+
+        Raise a ValueError if the value is not optional and there is no default.
+
+        Returns
+        -------
+        default : object
+            The default value.
+        """
+        if self._default is None and not self._optional:
+            raise ValueError("No value given and no default available.")
+        return self._default
+
+    def check(self, value, major):
+        """Check whether the value is valid.
+
+        Do nothing if the value is valid. Raise an exception if the value is not valid.
+        Parameter major describes the KATCP major version to use when interpreting the
+        validity of a value.
+
+        Parameters
+        ----------
+        value : object
+            The value to check.
+        major : int
+            Major version of KATCP to use when interpreting the value.
+        """
+
+    def pack(self, value, nocheck=False, major=DEFAULT_KATCP_MAJOR):
+        """Return the value formatted as a KATCP parameter.
+
+        Parameters
+        ----------
+        value : object
+            The value to pack.
+        nocheck : bool, optional
+            Whether to check that the value is valid before packing it.
+        major : int, optional
+            Major version of KATCP to use when interpreting types.
+            Defaults to latest implemented KATCP version.
+
+        Returns
+        -------
+        packed_value : bytes
+            The unescaped KATCP byte string representing the value.
+        """
+        if value is None:
+            value = self.get_default()
+            if value is None:
+                raise ValueError("Cannot pack a None value.")
+        if not nocheck:
+            self.check(value, major)
+        return self.encode(value, major)
+
+    def unpack(self, packed_value, major=DEFAULT_KATCP_MAJOR):
+        """Parse a KATCP parameter into an object.
+
+        Parameters
+        ----------
+        packed_value : bytes
+            The unescaped KATCP byte string to parse into a value.
+        major : int, optional
+            Major version of KATCP to use when interpreting types.
+            Defaults to latest implemented KATCP version.
+
+        Returns
+        -------
+        value : object
+            The value the KATCP string represented.
+        """
+        if packed_value is None:
+            value = self.get_default()
+        else:
+            value = self.decode(packed_value, major)
+        if value is not None:
+            self.check(value, major)
+        return value
+
+
+class _RangeType(KatcpType):
+    """Numbers with an optional inclusive [min, max] range."""
+
+    _label = None
+    _fmt = None
+
+    def __init__(self, min=None, max=None, **kwargs):
+        super().__init__(**kwargs)
+        self._min = min
+        self._max = max
+
+    def check(self, value, major):
+        """Check whether the value is between the minimum and maximum.
+
+        Raise a ValueError if it is not.
+
+        Parameters
+        ----------
+        value : number
+            The value to check.
+        major : int
+            Major version of KATCP (unused).
+        """
+        if self._min is not None and value < self._min:
+            raise ValueError("%s %s is lower than minimum %s."
+                             % (self._label, self._fmt % value, self._fmt % self._min))
+        if self._max is not None and value > self._max:
+            raise ValueError("%s %s is higher than maximum %s."
+                             % (self._label, self._fmt % value, self._fmt % self._max))
+
+
+class Int(_RangeType):
+    """The KATCP integer type.
+
+    Parameters
+    ----------
+    min : int
+        The minimum allowed value. Ignored if not given.
+    max : int
+        The maximum allowed value. Ignored if not given.
+    """
+
+    name = "integer"
+    _label = "Integer"
+    _fmt = "%s"
+
+    def encode(self, value, major):
+        """Format an integer in decimal."""
+        return b"%d" % (value,)
+
+    def decode(self, value, major):
+        """Parse a decimal integer."""
+        try:
+            return int(value)
+        except (ValueError, TypeError):
+            raise ValueError("Could not parse value '%s' as integer." % _show(value))
+
+
+class Float(_RangeType):
+    """The KATCP float type.
+
+    Parameters
+    ----------
+    min : float
+        The minimum allowed value. Ignored if not given.
+    max : float
+        The maximum allowed value. Ignored if not given.
+    """
+
+    name = "float"
+    _label = "Float"
+    _fmt = "%g"
+
+    def encode(self, value, major):
+        """Format a float with ``repr`` so that it round-trips exactly."""
+        return repr(float(value)).encode("ascii")
+
+    def decode(self, value, major):
+        """Parse a float."""
+        try:
+            return float(value)
+        except (ValueError, TypeError):
+            raise ValueError("Could not parse value '%s' as float." % _show(value))
+
+
+class Bool(KatcpType):
+    """The KATCP boolean type (``1`` for True and ``0`` for False)."""
+
+    name = "boolean"
+
+    def encode(self, value, major):
+        """Format True as ``1`` and False as ``0``."""
+        return b"1" if value else b"0"
+
+    def decode(self, value, major):
+        """Parse ``1`` or ``0``."""
+        if value == b"1":
+            return True
+        if value == b"0":
+            return False
+        raise ValueError("Could not parse value '%s' as boolean." % _show(value))
+
+
+class Str(KatcpType):
+    """The KATCP string type.
+
+    Notes
+    -----
+    Unpacked (decoded) values are native strings (``str``). Packed (encoded) values are
+    always byte strings, as this is what is sent on the wire.
+
+    UTF-8 encoding is used when converting between text and byte strings. Thus ASCII
+    values are fine, but arbitrary strings of bytes are not safe to use, and may raise
+    an exception.
+
+    For convenience, non-text types can be encoded. The object is converted to a string,
+    and then to bytes. This is a one-way operation - when that byte string is decoded the
+    original type will not be recovered.
+    """
+
+    name = "string"
+
+    def encode(self, value, major):
+        """Encode text as UTF-8; bytes are sent as they are."""
+        if isinstance(value, bytes):
+            return value
+        if not isinstance(value, str):
+            value = str(value)
+        return encode_utf8_with_error_log(value)
+
+    def decode(self, value, major):
+        """Decode UTF-8 bytes to text."""
+        if isinstance(value, str):
+            return value
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError("Could not decode value '%s' as UTF-8 text." % _show(value))
+
+
+class Discrete(Str):
+    """The KATCP discrete type.
+
+    Parameters
+    ----------
+    values : iterable of str
+        List of the values the discrete type may accept.
+    case_insensitive : bool
+        Whether case-insensitive value matching should be used.
+    """
+
+    name = "discrete"
+
+    def __init__(self, values, case_insensitive=False, **kwargs):
+        super().__init__(**kwargs)
+        # Values may come from a generator, so materialise them once.
+        self._values = [_as_str(value) for value in values]
+        self._case_insensitive = case_insensitive
+        if case_insensitive:
+            self._valid_values = frozenset(value.lower() for value in self._values)
+        else:
+            self._valid_values = frozenset(self._values)
+
+    def check(self, value, major):
+        """Check whether the value in the set of allowed values.
+
+        Raise a ValueError if it is not.
+
+        Parameters
+        ----------
+        value : str or bytes
+            The value to check.
+        major : int
+            Major version of KATCP (unused).
+        """
+        text = _as_str(value)
+        if self._case_insensitive and isinstance(text, str):
+            text = text.lower()
+        if text not in self._valid_values:
+            raise ValueError("Discrete value '%s' is not one of %s."
+                             % (_show(value), ", ".join(self._values)))
+
+
+class DiscreteMulti(Discrete):
+    """Discrete type which can accept multiple values.
+
+    Its value is always a list.
+
+    Parameters
+    ----------
+    values : list of str
+        Set of allowed values.
+    all_keyword : str, optional
+        The string which represents the list of all allowed values.
+    separator : str, optional
+        The separator used in the packed value string.
+    """
+
+    name = "discretemulti"
+
+    def __init__(self, values, all_keyword="all", separator=", ", **kwargs):
+        super().__init__(values, **kwargs)
+        self.all_keyword = all_keyword
+        self.separator = separator
+        # Split on the bare separator and strip, so both "a,b" and "a, b" parse.
+        self._split_on = separator.strip() or separator
+
+    def encode(self, value, major):
+        """Join the values with the separator."""
+        return super().encode(self.separator.join(_as_str(item) for item in value), major)
+
+    def decode(self, value, major):
+        """Split a packed value (or the all keyword) into a list of values."""
+        text = super().decode(value, major)
+        if text == self.all_keyword:
+            return list(self._values)
+        return [item.strip() for item in text.split(self._split_on)]
+
+    def check(self, value, major):
+        """Check that each item in the value list is in the allowed set.
+
+        Parameters
+        ----------
+        value : list of str
+            The values to check.
+        major : int
+            Major version of KATCP (unused).
+        """
+        for item in value:
+            super().check(item, major)
+
+
+class Lru(KatcpType):
+    """The KATCP lru type (``Sensor.LRU_NOMINAL`` or ``Sensor.LRU_ERROR``)."""
+
+    name = "lru"
+
+    def encode(self, value, major):
+        """Format an lru constant as ``nominal`` or ``error``."""
+        try:
+            return Sensor.LRU_VALUES[value]
+        except (KeyError, TypeError):
+            raise ValueError("Lru value must be Sensor.LRU_NOMINAL or Sensor.LRU_ERROR, "
+                             "not %r." % (value,))
+
+    def decode(self, value, major):
+        """Parse ``nominal`` or ``error`` into an lru constant."""
+        try:
+            return Sensor.LRU_CONSTANTS[value]
+        except (KeyError, TypeError):
+            raise ValueError("Lru value must be 'nominal' or 'error', not '%s'."
+                             % _show(value))
+
+
+class Timestamp(KatcpType):
+    """The KATCP timestamp type.
+
+    Values are float seconds since the Unix epoch; on the wire they are seconds with six
+    decimals for KATCP v5 and integer milliseconds for KATCP v4.
+    """
+
+    name = "timestamp"
+
+    def encode(self, value, major):
+        """Format seconds (v5) or milliseconds (v4)."""
+        if major >= SEC_TS_KATCP_MAJOR:
+            return b"%.6f" % (float(value),)
+        return b"%d" % round(float(value) * SEC_TO_MS_FAC)
+
+    def decode(self, value, major):
+        """Parse seconds (v5) or milliseconds (v4) into float seconds."""
+        try:
+            timestamp = float(value)
+        except (ValueError, TypeError):
+            raise ValueError("Could not parse value '%s' as timestamp." % _show(value))
+        if major < SEC_TS_KATCP_MAJOR:
+            timestamp *= MS_TO_SEC_FAC
+        return timestamp
+
+
+class _Now:
+    """The special value of :class:`TimestampOrNow` meaning 'now'."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "TimestampOrNow.NOW"
+
+
+class TimestampOrNow(Timestamp):
+    """KatcpType representing either a Timestamp or the special value for now.
+
+    Floats are encoded as for :class:`katcp.kattypes.Timestamp`. The special value for
+    now, :attr:`katcp.kattypes.TimestampOrNow.NOW`, is encoded as the string "now".
+    """
+
+    name = "timestamp_or_now"
+    NOW = _Now()
+
+    def encode(self, value, major):
+        """Format NOW as ``now``, anything else as a timestamp."""
+        if value is self.NOW:
+            return b"now"
+        return super().encode(value, major)
+
+    def decode(self, value, major):
+        """Parse ``now`` as NOW, anything else as a timestamp."""
+        if value == b"now":
+            return self.NOW
+        return super().decode(value, major)
+
+
+class StrictTimestamp(KatcpType):
+    """A timestamp that enforces the XXXX.YYY format for timestamps."""
+
+    name = "strict_timestamp"
+    _FORMAT_RE = re.compile(rb"\d+(\.\d*)?\Z")
+
+    def encode(self, value, major):
+        """Format seconds (v5) or milliseconds (v4) with ``repr`` precision."""
+        value = float(value)
+        if major < SEC_TS_KATCP_MAJOR:
+            value *= SEC_TO_MS_FAC
+        return repr(value).encode("ascii")
+
+    def decode(self, value, major):
+        """Parse a non-negative XXXX.YYY timestamp into float seconds."""
+        if not isinstance(value, bytes) or not self._FORMAT_RE.match(value):
+            raise ValueError("Could not parse value '%s' as strict timestamp "
+                             "(expected XXXX.YYY)." % _show(value))
+        timestamp = float(value)
+        if major < SEC_TS_KATCP_MAJOR:
+            timestamp *= MS_TO_SEC_FAC
+        return timestamp
+
+    def check(self, value, major):
+        """Check whether the value is positive.
+
+        Raise a ValueError if it is not.
+
+        Parameters
+        ----------
+        value : float
+            The timestamp to check.
+        major : int
+            Major version of KATCP (unused).
+        """
+        if value < 0:
+            raise ValueError("Strict timestamp %s may not be negative." % (value,))
+
+
+class Struct(KatcpType):
+    """KatcpType for parsing and packing values using the :mod:`struct` module.
+
+    Parameters
+    ----------
+    fmt : str
+        Format to use for packing and unpacking values. It is passed directly into
+        :func:`struct.pack` and :func:`struct.unpack`.
+    """
+
+    name = "struct"
+
+    def __init__(self, fmt, **kwargs):
+        super().__init__(**kwargs)
+        self._fmt = fmt
+        self._struct = struct.Struct(fmt)
+
+    def encode(self, value, major):
+        """Pack a sequence of values with the struct format."""
+        try:
+            return self._struct.pack(*value)
+        except (struct.error, TypeError) as exc:
+            raise ValueError("Could not pack %r with format '%s': %s" % (value, self._fmt, exc))
+
+    def decode(self, value, major):
+        """Unpack bytes into a tuple of values with the struct format."""
+        try:
+            return self._struct.unpack(value)
+        except (struct.error, TypeError) as exc:
+            raise ValueError("Could not unpack '%s' with format '%s': %s"
+                             % (_show(value), self._fmt, exc))
+
+
+class Regex(Str):
+    """String type that checks values using a regular expression.
+
+    Parameters
+    ----------
+    regex : str or regular expression object
+        Regular expression that values should match.
+    """
+
+    name = "regex"
+
+    def __init__(self, regex, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(regex, str):
+            self._pattern = regex
+            self._compiled = re.compile(regex)
+        else:
+            self._pattern = regex.pattern
+            self._compiled = regex
+
+    def check(self, value, major):
+        """Check whether the value matches the regular expression.
+
+        Parameters
+        ----------
+        value : str or bytes
+            The value to check.
+        major : int
+            Major version of KATCP (unused).
+        """
+        if not self._compiled.match(_as_str(value)):
+            raise ValueError("Value '%s' does not match regex '%s'."
+                             % (_show(value), _show(self._pattern)))
+
+
+class Address(KatcpType):
+    """The KATCP address type: a ``(host, port)`` tuple, port may be None.
+
+    Note
+    ----
+    The address type was added in katcp 0.4.
+    """
+
+    name = "address"
+    NULL = ("0.0.0.0", None)
+    _IPV6_RE = re.compile(r"\[(?P<host>[^\[\]]+)\](?::(?P<port>\d+))?\Z")
+    _IPV4_RE = re.compile(r"(?P<host>[^:\[\]]+)(?::(?P<port>\d+))?\Z")
+
+    def encode(self, value, major):
+        """Format as ``host:port`` (``[host]:port`` for IPv6), or host alone."""
+        try:
+            host, port = value
+        except (TypeError, ValueError):
+            raise ValueError("Address must be a (host, port) tuple, not %r." % (value,))
+        host = _as_str(host)
+        if ":" in host:
+            host = "[%s]" % host
+        if port is None:
+            return host.encode("ascii")
+        return ("%s:%d" % (host, port)).encode("ascii")
+
+    def decode(self, value, major):
+        """Parse ``host[:port]`` or ``[ipv6][:port]`` into a (host, port) tuple."""
+        text = _show(value)
+        match = self._IPV6_RE.match(text) or self._IPV4_RE.match(text)
+        if match is None:
+            raise ValueError("Could not parse value '%s' as address." % text)
+        port = match.group("port")
+        return (match.group("host"), None if port is None else int(port))
+
+
+class Parameter:
+    """Wrapper for kattypes which holds parameter-specific information.
+
+    Parameters
+    ----------
+    position : int
+        The parameter's position (starts at 1)
+    name : str
+        The parameter's name (introspected)
+    kattype : KatcpType object
+        The parameter's kattype
+    major : integer
+        Major version of KATCP to use when interpreting types
+    """
+
+    __slots__ = ("position", "name", "_kattype", "major")
+
+    def __init__(self, position, name, kattype, major):
+        self.position = position
+        self.name = name
+        self._kattype = kattype
+        self.major = major
+
+    def pack(self, value):
+        """Pack the parameter using its kattype.
+
+        Parameters
+        ----------
+        value : object
+            The value to pack
+
+        Returns
+        -------
+        packed_value : bytes
+            The unescaped KATCP string representing the value.
+        """
+        return self._kattype.pack(value, major=self.major)
+
+    def unpack(self, value):
+        """Unpack the parameter using its kattype.
+
+        Parameters
+        ----------
+        value : bytes
+            The unescaped KATCP string to unpack.
+
+        Returns
+        -------
+        value : object
+            The unpacked value.
+
+        Raises
+        ------
+        FailReply
+            If the value is invalid; the message names the parameter.
+        """
+        try:
+            return self._kattype.unpack(value, self.major)
+        except ValueError as exc:
+            raise FailReply("Error in parameter %d (%s): %s" % (self.position, self.name, exc))
+
+
+# ---------------------------------------------------------------------------
+# Packing and unpacking argument lists
+# ---------------------------------------------------------------------------
+
+def _check_multiple_is_last(types):
+    for kattype in types[:-1]:
+        if kattype._multiple:
+            raise TypeError("Only the last parameter type can accept multiple arguments.")
+
+
+class _Unpacker:
+    """Unpacks argument lists for a fixed list of types (built once per handler)."""
+
+    __slots__ = ("_params", "_count", "_multiple")
+
+    def __init__(self, types, argnames, major):
+        _check_multiple_is_last(types)
+        argnames = list(argnames)
+        if len(argnames) < len(types):
+            argnames += [""] * (len(types) - len(argnames))
+        self._params = [Parameter(i + 1, argnames[i], kattype, major)
+                        for i, kattype in enumerate(types)]
+        self._count = len(types)
+        self._multiple = self._params[-1] if types and types[-1]._multiple else None
+
+    def __call__(self, args):
+        params = self._params
+        count = self._count
+        nargs = len(args)
+        if nargs == count:
+            return [param.unpack(arg) for param, arg in zip(params, args)]
+        if nargs < count:
+            values = [param.unpack(arg) for param, arg in zip(params, args)]
+            last = self._multiple
+            if (last is not None and nargs == count - 1 and last._kattype._optional
+                    and last._kattype._default is None):
+                # An optional multiple parameter may take no values at all.
+                return values
+            values.extend(param.unpack(None) for param in params[nargs:])
+            return values
+        last = self._multiple
+        if last is None:
+            raise FailReply("Too many parameters given.")
+        values = [param.unpack(arg) for param, arg in zip(params, args)]
+        for position in range(count, nargs):
+            extra = Parameter(position + 1, last.name, last._kattype, last.major)
+            values.append(extra.unpack(args[position]))
+        return values
+
+
+def unpack_types(types, args, argnames, major):
+    """Parse arguments according to types list.
+
+    Parameters
+    ----------
+    types : sequence of kattypes
+        The types of the arguments (in order).
+    args : sequence of strings
+        The arguments to parse.
+    argnames : sequence of strings
+        The names of the arguments.
+    major : integer
+        Major version of KATCP to use when packing types
+
+    Returns
+    -------
+    unpacked_args : list
+        List of args after unpacking to kattype objects
+
+    Raises
+    ------
+    FailReply
+        If there are too many arguments or one is invalid.
+    """
+    return _Unpacker(types, argnames, major)(args)
+
+
+def pack_types(types, args, major):
+    """Pack arguments according the the types list.
+
+    Parameters
+    ----------
+    types : sequence of kattypes
+        The types of the arguments (in order).
+    args : sequence of objects
+        The arguments to format.
+    major : integer
+        Major version of KATCP to use when packing types
+
+    Returns
+    -------
+    packed_args : list
+        List of args after packing to byte strings
+    """
+    ntypes = len(types)
+    nargs = len(args)
+    multiple = ntypes > 0 and types[-1]._multiple
+    if nargs > ntypes and not multiple:
+        raise ValueError("Too many arguments to pack.")
+    packed = [kattype.pack(arg, major=major) for kattype, arg in zip(types, args)]
+    if nargs < ntypes:
+        packed.extend(kattype.pack(None, major=major) for kattype in types[nargs:])
+    elif nargs > ntypes:
+        last = types[-1]
+        packed.extend(last.pack(arg, major=major) for arg in args[ntypes:])
+    return packed
+
+
+# ---------------------------------------------------------------------------
+# Replies
+# ---------------------------------------------------------------------------
+
+_STATUS_STR = Str()
+
+
+class _ReplyMaker:
+    """Builds reply messages for one handler's reply types (built once per handler)."""
+
+    __slots__ = ("msgname", "_ok_types", "_fail_types", "_major")
+
+    def __init__(self, msgname, types, major):
+        self.msgname = msgname
+        self._ok_types = (_STATUS_STR,) + tuple(types)
+        self._fail_types = (_STATUS_STR, _STATUS_STR)
+        self._major = major
+
+    def __call__(self, arguments, req_msg=None):
+        if isinstance(arguments, Message):
+            return arguments
+        status = arguments[0]
+        if status == "ok" or status == b"ok":
+            packed = pack_types(self._ok_types, arguments, self._major)
+        elif status == "fail" or status == b"fail":
+            packed = pack_types(self._fail_types, arguments, self._major)
+        else:
+            raise ValueError("First returned value must be 'ok' or 'fail'.")
+        if req_msg is None:
+            return Message(Message.REPLY, self.msgname, packed)
+        return Message(Message.REPLY, req_msg.name, packed, req_msg.mid)
+
+
+def make_reply(msgname, types, arguments, major):
+    """Helper method for constructing a reply message from a list or tuple.
+
+    Parameters
+    ----------
+    msgname : str
+        Name of the reply message.
+    types : list of kattypes
+        The types of the reply message parameters (in order).
+    arguments : list of objects
+        The (unpacked) reply message parameters.
+    major : integer
+        Major version of KATCP to use when packing types
+
+    Returns
+    -------
+    reply : Message
+        The reply message.
+    """
+    return _ReplyMaker(msgname, types, major)(arguments)
+
+
+@gen.coroutine
+def _resolve_reply(reply_maker, arguments_future, req_msg):
+    arguments = yield arguments_future
+    return reply_maker(arguments, req_msg)
+
+
+def async_make_reply(msgname, types, arguments_future, major):
+    """Wrap future that will resolve with arguments needed by make_reply().
+
+    Parameters
+    ----------
+    msgname : str
+        Name of the reply message.
+    types : list of kattypes
+        The types of the reply message parameters (in order).
+    arguments_future : Future or awaitable
+        Resolves to the (unpacked) reply message parameters.
+    major : integer
+        Major version of KATCP to use when packing types
+
+    Returns
+    -------
+    reply_future : tornado Future
+        Resolves to the reply Message.
+    """
+    return _resolve_reply(_ReplyMaker(msgname, types, major), arguments_future, None)
+
+
+def _is_async(result):
+    return gen.is_future(result) or inspect.isawaitable(result)
+
+
+# ---------------------------------------------------------------------------
+# Decorators
+# ---------------------------------------------------------------------------
+
+def _reject_unknown(options, decorator):
+    if options:
+        raise TypeError("%s does not take keyword argument(s) %s."
+                        % (decorator, ", ".join(sorted(options))))
+
+
+def _handler_argnames(handler, skip, count):
+    """Names of the handler's first `count` value parameters.
+
+    Follows functools.wraps chains, so stacked decorators still see the original
+    names. Positions past the named parameters take the ``*args`` name, if any.
+    """
+    try:
+        parameters = inspect.signature(handler).parameters.values()
+    except (TypeError, ValueError):
+        parameters = ()
+    names = []
+    varargs = ""
+    for parameter in parameters:
+        if parameter.kind == parameter.VAR_POSITIONAL:
+            varargs = parameter.name
+        elif parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            names.append(parameter.name)
+    names = names[skip:skip + count]
+    return names + [varargs] * (count - len(names))
+
+
+def _wrap(wrapper, handler):
+    # functools.wraps also copies __dict__, so attributes set by the other decorators
+    # (_concurrent_reply, request_timeout_hint, ...) survive any stacking order.
+    return functools.wraps(handler)(wrapper)
+
+
+def request(*types, **options):
+    """Decorator for request handler methods.
+
+    The method being decorated should take a req argument followed by arguments matching
+    the list of types. The decorator will unpack the request message into the arguments.
+
+    Parameters
+    ----------
+    types : list of kattypes
+        The types of the request message parameters (in order). A type with
+        multiple=True has to be the last type.
+
+    Keyword Arguments
+    -----------------
+    include_msg : bool, optional
+        Pass the request message as the third parameter to the decorated request handler
+        function (default is False).
+    major : int, optional
+        Major version of KATCP to use when interpreting types. Defaults to latest
+        implemented KATCP version.
+
+    Examples
+    --------
+    >>> class MyDevice(DeviceServer):
+    ...     @request(Int(), Float(), Bool())
+    ...     @return_reply(Int(), Float())
+    ...     def request_myreq(self, req, my_int, my_float, my_bool):
+    ...         '''?myreq my_int my_float my_bool'''
+    ...         return ("ok", my_int + 1, my_float / 2.0)
+    """
+    include_msg = options.pop("include_msg", False)
+    major = options.pop("major", DEFAULT_KATCP_MAJOR)
+    _reject_unknown(options, "request")
+    _check_multiple_is_last(types)
+
+    def decorator(handler):
+        skip = 3 if include_msg else 2
+        unpack = _Unpacker(types, _handler_argnames(handler, skip, len(types)), major)
+        if include_msg:
+            def raw_handler(self, req, msg):
+                return handler(self, req, msg, *unpack(msg.arguments))
+        else:
+            def raw_handler(self, req, msg):
+                return handler(self, req, *unpack(msg.arguments))
+        raw_handler = _wrap(raw_handler, handler)
+        raw_handler._request_decorated = True
+        return raw_handler
+
+    return decorator
+
+
+def _message_unpacker(types, options, decorator_name, marker):
+    include_msg = options.pop("include_msg", False)
+    major = options.pop("major", DEFAULT_KATCP_MAJOR)
+    _reject_unknown(options, decorator_name)
+    _check_multiple_is_last(types)
+
+    def decorator(handler):
+        skip = 2 if include_msg else 1
+        unpack = _Unpacker(types, _handler_argnames(handler, skip, len(types)), major)
+        if include_msg:
+            def raw_handler(self, msg):
+                return handler(self, msg, *unpack(msg.arguments))
+        else:
+            def raw_handler(self, msg):
+                return handler(self, *unpack(msg.arguments))
+        raw_handler = _wrap(raw_handler, handler)
+        if marker:
+            setattr(raw_handler, marker, True)
+        return raw_handler
+
+    return decorator
+
+
+def inform(*types, **options):
+    """Decorator for inform handler methods.
+
+    The method being decorated should take arguments matching the list of types. The
+    decorator will unpack the inform message into the arguments.
+
+    Parameters
+    ----------
+    types : list of kattypes
+        The types of the inform message parameters (in order). A type with
+        multiple=True has to be the last type.
+
+    Keyword Arguments
+    -----------------
+    include_msg : bool, optional
+        Pass the message as the second parameter to the decorated handler function
+        (default is False).
+    major : int, optional
+        Major version of KATCP to use when interpreting types. Defaults to latest
+        implemented KATCP version.
+
+    Examples
+    --------
+    >>> class MyDeviceClient(katcp.client.AsyncClient):
+    ...     @inform(Int(), Float())
+    ...     def inform_myinf(self, my_int, my_float):
+    ...         '''Handle #myinf <my_int> <my_float> inform received from server'''
+    """
+    return _message_unpacker(types, options, "inform", "_inform_decorated")
+
+
+def unpack_message(*types, **options):
+    """Decorator that unpacks katcp.Messages to function arguments.
+
+    The method being decorated should take arguments matching the list of types. The
+    decorator will unpack the message into the arguments.
+
+    Parameters
+    ----------
+    types : list of kattypes
+        The types of the message parameters (in order). A type with multiple=True has
+        to be the last type.
+
+    Keyword Arguments
+    -----------------
+    include_msg : bool, optional
+        Pass the message as the second parameter to the decorated handler function
+        (default is False).
+    major : int, optional
+        Major version of KATCP to use when interpreting types. Defaults to latest
+        implemented KATCP version.
+
+    Examples
+    --------
+    >>> class MyClient(DeviceClient):
+    ...     @unpack_message(Str(), Int(), Float(), Bool())
+    ...     def reply_myreq(self, status, my_int, my_float, my_bool):
+    ...         print('myreq replied with ', (status, my_int, my_float, my_bool))
+    """
+    return _message_unpacker(types, options, "unpack_message", None)
+
+
+def return_reply(*types, **options):
+    """Decorator for returning replies from request handler methods.
+
+    The method being decorated should return an iterable of result values. If the first
+    value is 'ok', the decorator will check the remaining values against the specified
+    list of types (if any). If the first value is 'fail', there must be only one
+    remaining parameter, and it must be a string describing the failure. In both cases,
+    the decorator will pack the values into a reply message.
+
+    A handler may also return a Message (passed through unchanged), or a Future or
+    coroutine resolving to any of these; the decorated handler then returns a tornado
+    Future that resolves to the reply Message.
+
+    Parameters
+    ----------
+    types : list of kattypes
+        The types of the reply message parameters (in order).
+
+    Keyword Arguments
+    -----------------
+    major : int, optional
+        Major version of KATCP to use when interpreting types. Defaults to latest
+        implemented KATCP version.
+
+    Examples
+    --------
+    >>> class MyDevice(DeviceServer):
+    ...     @request(Int())
+    ...     @return_reply(Int(), Float())
+    ...     def request_myreq(self, req, my_int):
+    ...         return ("ok", my_int + 1, my_int * 2.0)
+    """
+    major = options.pop("major", DEFAULT_KATCP_MAJOR)
+    _reject_unknown(options, "return_reply")
+    _check_multiple_is_last(types)
+
+    def decorator(handler):
+        if not handler.__name__.startswith("request_"):
+            raise ValueError("This decorator can only be used on a katcp request handler "
+                             "(method name should start with 'request_').")
+        make = _ReplyMaker(convert_method_name("request_", handler.__name__), types, major)
+
+        def raw_handler(self, req, *args):
+            result = handler(self, req, *args)
+            req_msg = getattr(req, "msg", None)
+            if result.__class__ is tuple or not _is_async(result):
+                return make(result, req_msg)
+            return _resolve_reply(make, result, req_msg)
+
+        raw_handler = _wrap(raw_handler, handler)
+        raw_handler._return_reply_decorated = True
+        return raw_handler
+
+    return decorator
+
+
+def send_reply(*types, **options):
+    """Decorator for sending replies from request callback methods.
+
+    This decorator constructs a reply from a list or tuple returned from a callback
+    method, but unlike the return_reply decorator it also sends the reply rather than
+    returning it.
+
+    The list/tuple returned from the callback method must have req (a
+    ClientRequestConnection instance) as its first item, followed by the reply status
+    and values as for :func:`return_reply`. The request message held by req gives the
+    reply its name and message id.
+
+    Parameters
+    ----------
+    types : list of kattypes
+        The types of the reply message parameters (in order).
+
+    Keyword Arguments
+    -----------------
+    major : int, optional
+        Major version of KATCP to use when interpreting types. Defaults to latest
+        implemented KATCP version.
+
+    Examples
+    --------
+    >>> class MyDevice(DeviceServer):
+    ...     @send_reply(Int(), Float())
+    ...     def my_callback(self, req):
+    ...         return (req, "ok", 5, 2.0)
+    """
+    major = options.pop("major", DEFAULT_KATCP_MAJOR)
+    _reject_unknown(options, "send_reply")
+    _check_multiple_is_last(types)
+
+    def decorator(handler):
+        make = _ReplyMaker(None, types, major)
+
+        def raw_handler(self, *args):
+            reply_args = handler(self, *args)
+            req = reply_args[0]
+            req.reply_with_message(make(reply_args[1:], req.msg))
+
+        return _wrap(raw_handler, handler)
+
+    return decorator
+
+
+def concurrent_reply(handler):
+    """Decorator for concurrent async request handlers.
+
+    By default async request handlers that return a Future are serialised
+    per-connection, i.e. until the most recent handler resolves its future, the next
+    message will not be read from the client stream. A handler decorated with this
+    decorator allows the next message to be read before it has resolved its future,
+    allowing multiple requests from a single client to be handled concurrently. This is
+    similar to raising AsyncReply.
+
+    Parameters
+    ----------
+    handler : function
+        The request handler.
+
+    Returns
+    -------
+    handler : function
+        The same handler, marked with ``_concurrent_reply = True``.
+
+    Examples
+    --------
+    >>> class MyDevice(DeviceServer):
+    ...     @return_reply(Int())
+    ...     @concurrent_reply
+    ...     @tornado.gen.coroutine
+    ...     def request_myreq(self, req):
+    ...         '''A slow request'''
+    ...         result = yield self.slow_operation()
+    ...         raise tornado.gen.Return(("ok", result))
+    """
+    handler._concurrent_reply = True
+    return handler
+
+
+def request_timeout_hint(timeout_hint):
+    """Decorator; add recommended client timeout hint to a request for request.
+
+    Useful for requests that take longer than average to reply. Hint is provided to
+    clients via ?request-timeout-hint. Note this is only exposed if the device server
+    sets the protocol version to KATCP v5.1 or higher and enables the
+    REQUEST_TIMEOUT_HINTS flag in its PROTOCOL_INFO class attribute
+
+    Parameters
+    ----------
+    timeout_hint : float (seconds) or None
+        How long the decorated request should reasonably take to reply. No timeout hint
+        if None, similar to never using the decorator, provided for consistency.
+
+    Examples
+    --------
+    >>> class MyDevice(DeviceServer):
+    ...     @return_reply(Int())
+    ...     @request_timeout_hint(15)  # Set request timeout hint to 15 seconds
+    ...     @tornado.gen.coroutine
+    ...     def request_myreq(self, req):
+    ...         '''A slow request'''
+    ...         result = yield self.slow_operation()
+    ...         raise tornado.gen.Return(("ok", result))
+    """
+    if timeout_hint is not None:
+        timeout_hint = float(timeout_hint)
+
+    def decorator(handler):
+        handler.request_timeout_hint = timeout_hint
+        return handler
+
+    return decorator
+
+
+def has_katcp_protocol_flags(protocol_flags):
+    """Decorator; only include handler if server has these protocol flags.
+
+    Useful for including default handler implementations for KATCP features that are
+    only present when certain server protocol flags are set.
+
+    Parameters
+    ----------
+    protocol_flags : list of str
+        Flags (e.g. ``ProtocolFlags.MULTI_CLIENT``) the server must have.
+
+    Examples
+    --------
+    >>> class MyDevice(DeviceServer):
+    ...     '''This device server will expose ?myreq'''
+    ...     PROTOCOL_INFO = katcp.core.ProtocolFlags(5, 0, [
+    ...         katcp.core.ProtocolFlags.MULTI_CLIENT])
+    ...
+    ...     @has_katcp_protocol_flags([katcp.core.ProtocolFlags.MULTI_CLIENT])
+    ...     def request_myreq(self, req, msg):
+    ...         '''A request that requires multi-client support'''
+    """
+    protocol_flags = list(protocol_flags)
+
+    def decorator(handler):
+        handler._has_katcp_protocol_flags = protocol_flags
+        return handler
+
+    return decorator
+
+
+def minimum_katcp_version(major, minor=0):
+    """Decorator; exclude handler if server's protocol version is too low.
+
+    Useful for including default handler implementations for KATCP features that are
+    only present in certain KATCP protocol versions
+
+    Parameters
+    ----------
+    major : int
+        Minimum KATCP major version.
+    minor : int, optional
+        Minimum KATCP minor version.
+
+    Examples
+    --------
+    >>> class MyDevice(DeviceServer):
+    ...     '''This device server will expose ?myreq'''
+    ...     PROTOCOL_INFO = katcp.core.ProtocolFlags(5, 1)
+    ...
+    ...     @minimum_katcp_version(5, 1)
+    ...     def request_myreq(self, req, msg):
+    ...         '''A request that should only be present for KATCP >v5.1'''
+    """
+    version = (major, minor)
+
+    def decorator(handler):
+        handler._minimum_katcp_version = version
+        return handler
+
+    return decorator

@@ -1,0 +1,1082 @@
+"""A high-level abstract interface to KATCP clients, sensors and requests."""
+
+import abc
+import collections
+import collections.abc
+import logging
+import sys
+import time
+
+import tornado.concurrent
+import tornado.gen
+import tornado.ioloop
+
+from katcp.core import Message, Sensor, hashable_identity
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "escape_name",
+    "normalize_strategy_parameters",
+    "KATCPResourceError",
+    "KATCPResourceInactive",
+    "KATCPSensorError",
+    "KATCPResource",
+    "KATCPRequest",
+    "KATCPDummyRequest",
+    "KATCPReply",
+    "KATCPSensorReading",
+    "KATCPSensorsManager",
+    "KATCPSensor",
+    "SensorResultTuple",
+]
+
+
+def escape_name(name):
+    """Escape sensor and request names to be valid Python identifiers.
+
+    Parameters
+    ----------
+    name : str
+        KATCP sensor or request name, e.g. ``'sensor-name.sub'``.
+
+    Returns
+    -------
+    identifier : str
+        The name with ``.`` and ``-`` replaced by ``_``, e.g. ``'sensor_name_sub'``.
+    """
+    return name.replace(".", "_").replace("-", "_")
+
+
+def _number_or_text(param):
+    if isinstance(param, bytes):
+        param = param.decode("utf-8")
+    try:
+        # Numbers get one canonical spelling, so that 1, '1' and 1.0 compare equal.
+        return str(float(param))
+    except ValueError:
+        return str(param)
+
+
+def normalize_strategy_parameters(params):
+    """Normalize strategy parameters to be a list of strings.
+
+    Parameters
+    ----------
+    params : (space-delimited) string or sequence of strings/numbers
+        Parameters expected by :class:`~katcp.sampling.SampleStrategy` object, in
+        various forms, where the first parameter is the name of the strategy.
+
+    Returns
+    -------
+    params : tuple of strings
+        Strategy parameters as a list of strings
+    """
+    if isinstance(params, bytes):
+        params = params.decode("utf-8")
+    if isinstance(params, str):
+        params = params.split()
+    return tuple(_number_or_text(param) for param in params)
+
+
+class KATCPResourceError(Exception):
+    """Error raised for resource-related errors"""
+
+
+class KATCPResourceInactive(KATCPResourceError):
+    """Raised when a request is made to an inactive resource"""
+
+
+class KATCPSensorError(KATCPResourceError):
+    """Raised if a problem occurred dealing with as KATCPSensor operation"""
+
+
+class SensorResultTuple(
+    collections.namedtuple(
+        "SensorResultTuple",
+        "object name python_identifier description type units reading",
+    )
+):
+    """Per-sensor result of list_sensors() method
+
+    Attributes
+    ----------
+    object : :class:`KATCPSensor` instance
+    name : str
+        KATCP (i.e. unescaped) name of the sensor
+    python_identifier : str
+        Python-identifier name of the sensor.
+    description : str
+        KATCP description of the sensor
+    type : str
+        KATCP type of the sensor
+    units : str
+        KATCP units of the sensor
+    reading : :class:`KATCPSensorReading` instance
+        Most recently received sensor reading
+    """
+
+    __slots__ = ()
+
+
+_KATCPReplyTuple = collections.namedtuple("_KATCPReplyTuple", "reply informs")
+
+
+def _readable_message(msg):
+    # Unlike the wire form, arguments are shown unescaped so they read naturally.
+    args = " ".join(arg.decode("utf-8", "replace") for arg in msg.arguments)
+    return "%s%s %s" % (Message.TYPE_SYMBOLS[msg.mtype], msg.name, args)
+
+
+class KATCPReply(_KATCPReplyTuple):
+    """Container for return messages of KATCP request (reply and informs).
+
+    This is based on a named tuple with 'reply' and 'informs' fields so that the
+    :class:`KATCPReply` object can still be unpacked into a normal tuple.
+
+    Parameters
+    ----------
+    reply : :class:`katcp.Message` object
+        Reply message returned by katcp request
+    informs : list of :class:`katcp.Message` objects
+        List of inform messages returned by KATCP request
+
+    Attributes
+    ----------
+    messages: list of :class:`katcp.Message` objects
+        List of all messages returned by KATCP request, reply first
+    reply: :class:`katcp.Message` object
+        Reply message returned by KATCP request
+    informs: list of :class:`katcp.Message` objects
+        List of inform messages returned by KATCP request
+
+    The instance evaluates to nonzero (i.e. truthy) if the request succeeded.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self):
+        """String representation for pretty-printing in IPython."""
+        return "\n".join(_readable_message(msg) for msg in self.messages)
+
+    def __str__(self):
+        """String representation using KATCP wire format"""
+        return "\n".join(str(msg) for msg in self.messages)
+
+    def __bool__(self):
+        return self.succeeded
+
+    @property
+    def messages(self):
+        """List of all messages returned by KATCP request, reply first."""
+        return [self.reply] + list(self.informs)
+
+    @property
+    def succeeded(self):
+        """True if request succeeded (i.e. first reply argument is 'ok')."""
+        return self.reply.reply_ok()
+
+
+class KATCPSensorReading(
+    collections.namedtuple(
+        "KATCPSensorReading", "received_timestamp timestamp istatus value"
+    )
+):
+    """Sensor reading as a (received_timestamp, timestamp, istatus, value) tuple.
+
+    Attributes
+    ----------
+    received_timestamp : float
+        Time (in seconds since UTC epoch) at which the sensor value was received.
+    timestamp : float
+        Time (in seconds since UTC epoch) at which the sensor value was determined.
+    istatus : int element of :attr:`katcp.Sensor.STATUSES`
+        Sensor status constant.
+    value : object
+        The value of the sensor (the type will be appropriate to the sensor's type).
+    """
+
+    __slots__ = ()
+
+    @property
+    def status(self):
+        """Returns the string representation of sensor status, eg 'nominal'"""
+        try:
+            return Sensor.STATUSES[int(self.istatus)]
+        except (ValueError, KeyError):
+            return "unknown"
+
+
+class KATCPResource(abc.ABC):
+    """Base class to serve as the definition of the KATCPResource API.
+
+    A class `C` implementing the KATCPResource API should register itself using
+    `KATCPResource.register(C)` or subclass KATCPResource directly. A complication
+    involved with subclassing is that all the abstract properties must be
+    implemented as properties; normal instance attributes cannot be used.
+
+    Resources form a hierarchy: :attr:`children` holds subordinate resources and
+    :attr:`parent` points back up. A resource may also expose the requests and sensors
+    of its children in its own :attr:`req` and :attr:`sensor` namespaces, prefixed with
+    the child's name.
+    """
+
+    def __init__(self):
+        self._active = True
+
+    @property
+    @abc.abstractmethod
+    def name(self):
+        """Name of this KATCP resource."""
+
+    @property
+    @abc.abstractmethod
+    def description(self):
+        """Description of this KATCP resource."""
+
+    @property
+    @abc.abstractmethod
+    def address(self):
+        """Address of the underlying client/device.
+
+        Type: tuple(host, port) or None, with host a string and port an integer.
+
+        If this KATCPResource is not associated with a specific KATCP device
+        (e.g. it is only a top-level container for a hierarchy of KATCP
+        resources), the address should be None.
+        """
+
+    @property
+    @abc.abstractmethod
+    def is_connected(self):
+        """Indicate whether the underlying client/device is connected or not."""
+
+    @property
+    @abc.abstractmethod
+    def req(self):
+        """Attribute root/container for all KATCP request wrappers.
+
+        Each KATCP request that is exposed on a KATCP device should have a
+        corresponding :class:`KATCPRequest` object so that calling
+
+          `resource.req.request_name(arg1, arg2, ...)`
+
+        sends a '?request-name arg1 arg2 ...' message to the KATCP device and
+        waits for the associated inform-reply and reply messages.
+
+        For a :class:`KATCPResource` object that exposes a hierarchical device
+        it can choose to include lower-level request handlers here such that
+        `resource.req.dev_request()` maps to `resource.dev.req.request()`.
+        """
+
+    @property
+    @abc.abstractmethod
+    def sensor(self):
+        """Attribute root/container for all KATCP sensor wrappers.
+
+        Each KATCP sensor that is exposed on a KATCP device should have a
+        corresponding :class:`KATCPSensor` object so that
+
+          `resource.sensor.sensor_name`
+
+        corresponds to a sensor named e.g. 'sensor-name', where the object or
+        attribute name is an escaped/Pythonised version of the original sensor
+        name (see :func:`escape_name` for the escape mechanism). Hopefully the
+        device is not crazy enough to have multiple sensors that map to the
+        same Python identifier.
+
+        A :class:`KATCPResource` object that exposes a hierarchical device can
+        choose to include lower-level sensors here such that
+        `resource.sensor.dev_sensorname` maps to
+        `resource.dev.sensor.sensorname`.
+        """
+
+    @property
+    @abc.abstractmethod
+    def parent(self):
+        """Parent KATCPResource object of this subordinate resource, or None."""
+
+    @property
+    @abc.abstractmethod
+    def children(self):
+        """AttrDict of subordinate KATCPResource objects keyed by their names."""
+
+    def is_active(self):
+        """True if this resource is active (requests may be made)."""
+        return self._active
+
+    def set_active(self, active):
+        """Mark this resource and all its children active or inactive.
+
+        Parameters
+        ----------
+        active : bool
+            Requests on an inactive resource raise :class:`KATCPResourceInactive`.
+        """
+        self._active = bool(active)
+        for child in dict.values(self.children):
+            child.set_active(active)
+
+    @tornado.gen.coroutine
+    def wait(self, sensor_name, condition_or_value, timeout=5):
+        """Wait for a sensor in this resource to satisfy a condition.
+
+        Parameters
+        ----------
+        sensor_name : string
+            The name of the sensor to check
+        condition_or_value : obj or callable, or seq of objs or callables
+            If obj, sensor.value is compared with obj. If callable,
+            condition_or_value(reading) is called, and must return True if its
+            condition is satisfied. Since the reading is passed in, the value,
+            status, timestamp or received_timestamp attributes can all be used
+            in the check.
+        timeout : float or None
+            The timeout in seconds (None means wait forever)
+
+        Returns
+        -------
+        This command returns a tornado Future that resolves with True when the
+        sensor value satisfies the condition, or False if the condition is
+        still not satisfied after a given timeout period.
+
+        Raises
+        ------
+        :class:`KATCPSensorError`
+            If the sensor does not have a strategy set, or if the named sensor
+            is not present
+        """
+        sensor_name = escape_name(sensor_name)
+        sensor = dict.get(self.sensor, sensor_name)
+        if sensor is None:
+            raise KATCPSensorError(
+                "Sensor %r is not present on resource %r" % (sensor_name, self.name)
+            )
+        try:
+            yield sensor.wait(condition_or_value, timeout)
+        except tornado.gen.TimeoutError:
+            return False
+        return True
+
+    @abc.abstractmethod
+    def list_sensors(
+        self,
+        filter="",
+        strategy=False,
+        status="",
+        use_python_identifiers=True,
+        tuple=False,
+        refresh=False,
+    ):
+        """List sensors available on this resource matching certain criteria.
+
+        Parameters
+        ----------
+        filter : string, optional
+            Filter each returned sensor's name against this regexp if specified.
+            To ease the dichotomy between Python identifier names and actual
+            sensor names, the default is to search on Python identifier names
+            rather than KATCP sensor names, unless `use_python_identifiers`
+            below is set to False. Note that the sensors of subordinate
+            KATCPResource instances may have inconsistent names and Python
+            identifiers, better to always search on Python identifiers in this
+            case.
+        strategy : {False, True}, optional
+            Only list sensors with a set strategy if True
+        status : string, optional
+            Filter each returned sensor's status against this regexp if given
+        use_python_identifiers : {True, False}, optional
+            Match on python identifiers even the the KATCP name is available.
+        tuple : {True, False}, optional, Default: False
+            Return backwards compatible tuple instead of SensorResultTuples
+        refresh : {True, False}, optional, Default: False
+            If set the sensor values will be refreshed with get_value before
+            returning the results.
+
+        Returns
+        -------
+        sensors : list of SensorResultTuples, or list of tuples
+            List of matching sensors presented as named tuples. The `object`
+            field is the :class:`KATCPSensor` object associated with the sensor.
+            Note that the name of the object may not match `name` if it
+            originates from a subordinate device.
+        """
+
+    @tornado.gen.coroutine
+    def set_sampling_strategies(self, filter, strategy_and_params, **list_sensor_args):
+        """Set a sampling strategy for all sensors that match the specified filter.
+
+        Parameters
+        ----------
+        filter : string
+            The regular expression filter to use to select the sensors to which
+            to apply the specified strategy.  Use "" to match all sensors. Is
+            matched using :meth:`list_sensors`.
+        strategy_and_params : seq of str or str
+            As tuple contains (<strat_name>, [<strat_parm1>, ...]) where the
+            strategy names and parameters are as defined by the KATCP spec. As
+            str contains the same elements in space-separated form.
+        **list_sensor_args : keyword arguments
+            Passed to the :meth:`list_sensors` call as kwargs
+
+        Returns
+        -------
+        sensors_strategies : tornado Future
+            resolves with a dict with the Python identifier names of the sensors
+            as keys and the value a tuple:
+
+            (success, info) with
+
+            success : bool
+                True if setting succeeded for this sensor, else False
+            info : tuple
+                normalised sensor strategy and parameters as tuple if
+                success == True else, sys.exc_info() tuple for the error that
+                occurred.
+        """
+        sensors = yield self.list_sensors(filter, **list_sensor_args)
+        names = [result.python_identifier for result in sensors]
+        results = yield [
+            self.set_sampling_strategy(name, strategy_and_params) for name in names
+        ]
+        sensors_strategies = {}
+        for result in results:
+            sensors_strategies.update(result)
+        return sensors_strategies
+
+    @tornado.gen.coroutine
+    def set_sampling_strategy(self, sensor_name, strategy_and_params):
+        """Set a sampling strategy for a specific sensor.
+
+        Parameters
+        ----------
+        sensor_name : string
+            The specific sensor.
+        strategy_and_params : seq of str or str
+            As tuple contains (<strat_name>, [<strat_parm1>, ...]) where the
+            strategy names and parameters are as defined by the KATCP spec. As
+            str contains the same elements in space-separated form.
+
+        Returns
+        -------
+        sensors_strategies : tornado Future
+            resolves with a dict with the Python identifier names of the sensors
+            as keys and the value a tuple:
+
+            (success, info) with
+
+            success : bool
+                True if setting succeeded for this sensor, else False
+            info : tuple
+                normalised sensor strategy and parameters as tuple if
+                success == True else, sys.exc_info() tuple for the error that
+                occurred.
+        """
+        sensor_name = escape_name(sensor_name)
+        try:
+            sensor_obj = dict.get(self.sensor, sensor_name)
+            if sensor_obj is None:
+                raise KATCPSensorError(
+                    "Sensor %r is not present on resource %r" % (sensor_name, self.name)
+                )
+            yield sensor_obj.set_sampling_strategy(strategy_and_params)
+            result = (True, sensor_obj.sampling_strategy)
+        except Exception:
+            result = (False, sys.exc_info())
+        return {sensor_name: result}
+
+    def __repr__(self):
+        return "<%s.%s(name=%s) object at 0x%x>" % (
+            type(self).__module__,
+            type(self).__name__,
+            self.name,
+            id(self),
+        )
+
+
+class KATCPRequest(abc.ABC):
+    """Abstract Base class to serve as the definition of the KATCPRequest API.
+
+    Wrapper around a specific KATCP request to a given KATCP device.  Each
+    available KATCP request for a particular device has an associated
+    :class:`KATCPRequest` object in the object hierarchy. This wrapper is mainly
+    for interactive convenience. It provides the KATCP request help string as a
+    docstring and pretty-prints the result of the request.
+
+    Parameters
+    ----------
+    request_description : dict
+        Keys ``name``, ``description`` and optionally ``timeout_hint``.
+    is_active : callable, optional
+        Returns True if the resource owning this request is active.
+    """
+
+    def __init__(self, request_description, is_active=lambda: True):
+        self._request_description = request_description
+        self._is_active = is_active
+        # An instance docstring lets IPython's `req.name?` show the device's help text.
+        self.__doc__ = "\n".join(
+            (
+                "KATCP Documentation",
+                "===================",
+                self.description or "",
+                "KATCPRequest Documentation",
+                "==========================",
+                type(self).__doc__ or "",
+            )
+        )
+
+    @property
+    def name(self):
+        """Name of the KATCP request."""
+        return self._request_description["name"]
+
+    @property
+    def description(self):
+        """Description of KATCP request as obtained from the ?help request."""
+        return self._request_description["description"]
+
+    @property
+    def timeout_hint(self):
+        """Request timeout suggested by device or None if not provided"""
+        return self._request_description.get("timeout_hint")
+
+    def __call__(self, *args, **kwargs):
+        """Execute the KATCP request described by this object.
+
+        All positional arguments of this function are converted to KATCP string
+        representations and passed on as space-separated parameters to the KATCP
+        device.
+
+        Keyword Arguments
+        -----------------
+        timeout : None or float, optional
+            Timeout in seconds for the request. If None, use request timeout
+            hint received from server or default for the :class:`KATCPResource`
+            instance that contains the request if no hint is available.
+        mid : None or int, optional
+            Message identifier to use for the request message. If None, use
+            either auto-incrementing value or no mid depending on the KATCP
+            protocol version (mid's were only introduced with KATCP v5) and the
+            default of the containing :class:`KATCPResource` instance.
+
+        Returns
+        -------
+        reply : tornado future resolving to :class:`KATCPReply` object
+            KATCP request reply wrapped in KATCPReply object
+
+        Raises
+        ------
+        :class:`KATCPResourceInactive` if the resource is inactive when the
+        request is made.
+        """
+        if not self.is_active():
+            raise KATCPResourceInactive(
+                "Can't make request %s since its resource is inactive" % self.name
+            )
+        return self.issue_request(*args, **kwargs)
+
+    def is_active(self):
+        """True if resource for this request is active"""
+        return self._is_active()
+
+    @abc.abstractmethod
+    def issue_request(self, *args, **kwargs):
+        """Signature as for __call__
+
+        Do the request immediately without checking active state.
+        """
+
+    def __repr__(self):
+        return "<%s.%s(name=%s) object at 0x%x>" % (
+            type(self).__module__,
+            type(self).__name__,
+            self.name,
+            id(self),
+        )
+
+
+class KATCPDummyRequest(KATCPRequest):
+    """Dummy counterpart to KATCPRequest that always returns a successful reply"""
+
+    def issue_request(self, *args, **kwargs):
+        """Signature as for __call__
+
+        Do the request immediately without checking active state.
+        """
+        future = tornado.concurrent.Future()
+        future.set_result(KATCPReply(Message.reply(self.name, "ok"), []))
+        return future
+
+
+class KATCPSensorsManager(abc.ABC):
+    """Sensor management class used by KATCPSensor. Abstracts communications details.
+
+    This class should arrange:
+
+    1. A mechanism for setting sensor strategies
+    2. A mechanism for polling a sensor value
+    3. Keeping track of- and reapplying sensor strategies after reconnect, etc.
+    4. Providing local time. This is doing to avoid direct calls to time.time,
+       allowing accelerated time testing / simulation / dry-running
+    """
+
+    def time(self):
+        """Returns the current time (in seconds since UTC epoch)"""
+        return time.time()
+
+    @abc.abstractmethod
+    def get_sampling_strategy(self, sensor_name):
+        """Get the current sampling strategy for the named sensor
+
+        Parameters
+        ----------
+        sensor_name : str
+            Name of the sensor (normal or escaped form)
+
+        Returns
+        -------
+        strategy : tornado Future that resolves with tuple of str
+            contains (<strat_name>, [<strat_parm1>, ...]) where the strategy names
+            and parameters are as defined by the KATCP spec
+        """
+
+    @abc.abstractmethod
+    def set_sampling_strategy(self, sensor_name, strategy_and_parms):
+        """Set the sampling strategy for the named sensor
+
+        Parameters
+        ----------
+        sensor_name : str
+            Name of the sensor
+        strategy : seq of str or str
+            As tuple contains (<strat_name>, [<strat_parm1>, ...]) where the
+            strategy names and parameters are as defined by the KATCP spec. As
+            str contains the same elements in space-separated form.
+
+        Returns
+        -------
+        done : tornado Future that resolves when done or raises KATCPSensorError
+
+        Notes
+        -----
+        It is recommended that implementations use
+        :func:`normalize_strategy_parameters` to process the strategy_and_parms
+        parameter, since it will deal with both string and list versions and
+        makes sure that numbers are represented as strings in a consistent
+        format.
+
+        This method should arrange for the strategy to be set on the underlying
+        network device or whatever other implementation is used. This strategy
+        should also be automatically re-set if the device is reconnected, etc.
+        If a strategy is set for a non-existing sensor, it should still cache
+        the strategy and ensure that is applied whenever said sensor comes into
+        existence. This allows an applications to pre-set strategies for
+        sensors before synced / connected to a device.
+        """
+
+    @abc.abstractmethod
+    def drop_sampling_strategy(self, sensor_name):
+        """Drop the sampling strategy for the named sensor from the cache
+
+        Calling :meth:`set_sampling_strategy` requires the sensor manager to
+        memorise the requested strategy so that it can automatically be reapplied.
+        If the client is no longer interested in the sensor, or knows the sensor
+        may be removed from the server, then it can use this method to ensure the
+        manager forgets about the strategy.  This method will not change the current
+        strategy.  No error is raised if there is no strategy to drop.
+
+        Parameters
+        ----------
+        sensor_name : str
+            Name of the sensor (normal or escaped form)
+        """
+
+    @abc.abstractmethod
+    def reapply_sampling_strategies(self):
+        """Reapply all sensor strategies using cached values
+
+        Would typically be called when a connection is re-established. Should
+        not raise errors when resetting strategies for sensors that no longer
+        exist on the KATCP resource.
+        """
+
+    @abc.abstractmethod
+    def poll_sensor(self, sensor_name):
+        """Poll sensor and arrange for sensor object to be updated
+
+        Returns
+        -------
+        done_future : tornado Future
+            Resolves when the poll is complete, or raises KATCPSensorError
+        """
+
+
+class KATCPSensor:
+    """Wrapper around a specific KATCP sensor on a given KATCP device.
+
+    Each available KATCP sensor for a particular device has an associated
+    :class:`KATCPSensor` object in the object hierarchy. This wrapper is mainly
+    for interactive convenience. It provides the KATCP request help string as a
+    docstring and registers listeners. Subclasses need to call the base class
+    version of __init__().
+
+    Parameters
+    ----------
+    sensor_description : dict
+        Keyword arguments for :class:`katcp.Sensor`: ``name``, ``sensor_type``,
+        ``description``, ``units`` and ``params``.
+    sensor_manager : :class:`KATCPSensorsManager` instance
+        Handles strategies, polling and time for this sensor.
+    """
+
+    def __init__(self, sensor_description, sensor_manager):
+        self._manager = sensor_manager
+        self._listeners = {}
+        self._reading = KATCPSensorReading(0, 0, Sensor.UNKNOWN, None)
+        # A katcp.Sensor does the type-aware parsing; its set() is redirected here so
+        # that parsed readings reach this object and its listeners.
+        self._sensor = Sensor(**sensor_description)
+        self._sensor.set = self.set
+        self.set_formatted = self._sensor.set_formatted
+        self.name = self._sensor.name
+        self.description = self._sensor.description
+        self.__doc__ = self.description
+
+    def __repr__(self):
+        return "<%s.%s(name=%s, parent=%s) object at 0x%x>" % (
+            type(self).__module__,
+            type(self).__name__,
+            self.name,
+            self.parent_name,
+            id(self),
+        )
+
+    @property
+    def parent_name(self):
+        """Name of the parent of this KATCPSensor"""
+        return getattr(self._manager, "resource_name", None)
+
+    @property
+    def normalised_name(self):
+        """Normalised name of this KATCPSensor that can be used as a python identifier"""
+        return escape_name(self.name)
+
+    @property
+    def reading(self):
+        """Most recently received sensor reading as KATCPSensorReading instance"""
+        return self._reading
+
+    @property
+    def value(self):
+        """Value of the most recently received reading."""
+        return self._reading.value
+
+    @property
+    def status(self):
+        """Status name (e.g. 'nominal') of the most recently received reading."""
+        return self._reading.status
+
+    @property
+    def type(self):
+        """KATCP type name of the sensor, e.g. 'integer'."""
+        return self._sensor.stype
+
+    @property
+    def units(self):
+        """Units of the sensor."""
+        return self._sensor.units
+
+    @property
+    def params(self):
+        """Type parameters of the sensor (e.g. [min, max] or discrete values)."""
+        return self._sensor.params
+
+    @property
+    def sampling_strategy(self):
+        """Current sampling strategy"""
+        return self._manager.get_sampling_strategy(self.name)
+
+    def drop_sampling_strategy(self):
+        """Drop memorised sampling strategy for sensor, if any
+
+        Calling this method ensures that the sensor manager does not attempt
+        to reapply a sampling strategy.  It will not raise an error if no strategy
+        has been set.  Use :meth:`set_sampling_strategy` to memorise a strategy again.
+        """
+        self._manager.drop_sampling_strategy(self.name)
+
+    def set_strategy(self, strategy, params=None):
+        """Set current sampling strategy for sensor.
+        Add this footprint for backwards compatibility.
+
+        Parameters
+        ----------
+        strategy : seq of str or str
+            As tuple contains (<strat_name>, [<strat_parm1>, ...]) where the
+            strategy names and parameters are as defined by the KATCP spec. As
+            str contains the same elements in space-separated form.
+        params : seq of str or str
+            (<strat_name>, [<strat_parm1>, ...])
+
+        Returns
+        -------
+        done : tornado Future that resolves when done or raises KATCPSensorError
+        """
+        if params is None:
+            params = ()
+        elif isinstance(params, (str, bytes)) or not isinstance(
+            params, collections.abc.Iterable
+        ):
+            params = (params,)
+        return self.set_sampling_strategy(_words((strategy,) + tuple(params)))
+
+    @tornado.gen.coroutine
+    def set_sampling_strategy(self, strategy):
+        """Set current sampling strategy for sensor
+
+        Parameters
+        ----------
+        strategy : seq of str or str
+            As tuple contains (<strat_name>, [<strat_parm1>, ...]) where the
+            strategy names and parameters are as defined by the KATCP spec. As
+            str contains the same elements in space-separated form.
+
+        Returns
+        -------
+        done : tornado Future that resolves when done or raises KATCPSensorError
+        """
+        result = yield self._manager.set_sampling_strategy(self.name, strategy)
+        # Managers report (success, info); a failure becomes the documented error.
+        if isinstance(result, tuple) and len(result) == 2 and result[0] is False:
+            info = result[1]
+            if isinstance(info, tuple) and len(info) == 3:
+                info = info[1]
+            raise KATCPSensorError(
+                "Error setting strategy %r for sensor %s: %s" % (strategy, self.name, info)
+            )
+        return result
+
+    def register_listener(self, listener, reading=False):
+        """Add a callback function that is called when sensor value is updated.
+
+        The callback footprint is received_timestamp, timestamp, status, value.
+
+        Parameters
+        ----------
+        listener : function
+            Callback signature: if reading
+            listener(katcp_sensor, reading) where
+            `katcp_sensor` is this KATCPSensor instance
+            `reading` is an instance of :class:`KATCPSensorReading`.
+
+            Callback signature: default, if not reading
+            listener(received_timestamp, timestamp, status, value)
+        reading : bool, optional
+            Selects the callback signature, see above.
+        """
+        self._listeners[hashable_identity(listener)] = (listener, reading)
+
+    def unregister_listener(self, listener):
+        """Remove a listener callback added with register_listener().
+
+        Parameters
+        ----------
+        listener : function
+            Reference to the callback function that should be removed
+        """
+        self._listeners.pop(hashable_identity(listener), None)
+
+    def is_listener(self, listener):
+        """True if `listener` is registered on this sensor."""
+        return hashable_identity(listener) in self._listeners
+
+    def clear_listeners(self):
+        """Clear any registered listeners to updates from this sensor."""
+        self._listeners = {}
+
+    def call_listeners(self, reading):
+        """Call every registered listener with `reading`, logging their errors."""
+        for listener, use_reading in list(self._listeners.values()):
+            try:
+                if use_reading:
+                    listener(self, reading)
+                else:
+                    listener(
+                        reading.received_timestamp,
+                        reading.timestamp,
+                        reading.status,
+                        reading.value,
+                    )
+            except Exception:
+                log.exception(
+                    "Unhandled exception calling KATCPSensor listener %r for sensor %s",
+                    listener,
+                    self.name,
+                )
+
+    def set(self, timestamp, status, value):
+        """Set sensor with a given received value, matches :meth:`katcp.Sensor.set`"""
+        reading = KATCPSensorReading(self._manager.time(), timestamp, status, value)
+        self._reading = reading
+        self.call_listeners(reading)
+
+    def set_value(self, value, status=Sensor.NOMINAL, timestamp=None):
+        """Set sensor value with optinal specification of status and timestamp"""
+        if timestamp is None:
+            timestamp = self._manager.time()
+        self.set(timestamp, status, value)
+
+    def set_formatted(self, raw_timestamp, raw_status, raw_value, major):
+        """Set sensor using KATCP string formatted inputs
+
+        Mirrors :meth:`katcp.Sensor.set_formatted`.
+
+        This implementation is empty. Will, during instantiation, be overridden by
+        the set_formatted() method of a katcp.Sensor object.
+        """
+
+    def parse_value(self, s_value):
+        """Parse a value from a string.
+
+        Parameters
+        ----------
+        s_value : str
+            A string value to attempt to convert to a value for
+            the sensor.
+
+        Returns
+        -------
+        value : object
+            A value of a type appropriate to the sensor.
+        """
+        if isinstance(s_value, str):
+            s_value = s_value.encode("utf-8")
+        return self._sensor.parse_value(s_value)
+
+    @tornado.gen.coroutine
+    def get_reading(self):
+        """Get a fresh sensor reading from the KATCP resource
+
+        Returns
+        -------
+        reply : tornado Future resolving with  :class:`KATCPSensorReading` object
+
+        Notes
+        -----
+        As a side-effect this will update the reading stored in this object, and result
+        in registered listeners being called.
+        """
+        yield self._manager.poll_sensor(self.name)
+        return self._reading
+
+    @tornado.gen.coroutine
+    def get_value(self):
+        """Get a fresh sensor value from the KATCP resource
+
+        Returns
+        -------
+        reply : tornado Future resolving with the sensor value
+
+        Notes
+        -----
+        As a side-effect this will update the reading stored in this object, and result
+        in registered listeners being called.
+        """
+        yield self._manager.poll_sensor(self.name)
+        return self._reading.value
+
+    @tornado.gen.coroutine
+    def get_status(self):
+        """Get a fresh sensor status from the KATCP resource
+
+        Returns
+        -------
+        reply : tornado Future resolving with the sensor status name
+
+        Notes
+        -----
+        As a side-effect this will update the reading stored in this object, and result
+        in registered listeners being called.
+        """
+        yield self._manager.poll_sensor(self.name)
+        return self._reading.status
+
+    def wait(self, condition_or_value, timeout=None):
+        """Wait for the sensor to satisfy a condition.
+
+        Parameters
+        ----------
+        condition_or_value : obj or callable, or seq of objs or callables
+            If obj, sensor.value is compared with obj. If callable,
+            condition_or_value(reading) is called, and must return True if its
+            condition is satisfied. Since the reading is passed in, the value,
+            status, timestamp or received_timestamp attributes can all be used
+            in the check.
+        timeout : float or None
+            The timeout in seconds (None means wait forever)
+
+        Returns
+        -------
+        This command returns a tornado Future that resolves with True when the
+        sensor value satisfies the condition. It will never resolve with False;
+        if a timeout is given a TimeoutError happens instead.
+
+        Raises
+        ------
+        :class:`KATCPSensorError`
+            If the sensor does not have a strategy set
+        :class:`tornado.gen.TimeoutError`
+            If the sensor condition still fails after a stated timeout period
+        """
+        if isinstance(condition_or_value, collections.abc.Sequence) and not isinstance(
+            condition_or_value, (str, bytes)
+        ):
+            raise NotImplementedError("Currently only single conditions are supported")
+        if callable(condition_or_value):
+            condition_test = condition_or_value
+        else:
+            def condition_test(reading):
+                return reading.value == condition_or_value
+
+        if self.sampling_strategy == ("none",):
+            raise KATCPSensorError(
+                "Cannot wait on sensor %s since it does not have a strategy set"
+                % self.name
+            )
+        ioloop = tornado.ioloop.IOLoop.current()
+        future = tornado.concurrent.Future()
+
+        def handle_update(sensor, reading):
+            if future.done():
+                return
+            try:
+                if condition_test(reading):
+                    self.unregister_listener(handle_update)
+                    future.set_result(True)
+            except Exception as exc:
+                self.unregister_listener(handle_update)
+                future.set_exception(exc)
+
+        self.register_listener(handle_update, reading=True)
+        # The current reading may already satisfy the condition.
+        ioloop.add_callback(handle_update, self, self._reading)
+        if not timeout:
+            return future
+        timeout_future = tornado.gen.with_timeout(ioloop.time() + timeout, future)
+        # A timed-out wait must not leave its listener behind.
+        timeout_future.add_done_callback(
+            lambda _: self.unregister_listener(handle_update)
+        )
+        return timeout_future
+
+
+def _words(params):
+    """Flatten strings (split on whitespace) and nested sequences into one list."""
+    if isinstance(params, bytes):
+        params = params.decode("utf-8")
+    if isinstance(params, str):
+        return params.split()
+    if isinstance(params, collections.abc.Iterable):
+        return [word for param in params for word in _words(param)]
+    return [params]

@@ -1,0 +1,1587 @@
+"""Concrete high-level KATCP clients: :mod:`katcp.resource` over real connections.
+
+:class:`KATCPClientResource` inspects one device through
+:class:`ReplyWrappedInspectingClientAsync` and exposes its requests and sensors as
+``resource.req.<name>`` and ``resource.sensor.<name>``.
+:class:`KATCPClientResourceContainer` aggregates many of them, and :class:`ClientGroup`
+acts on a subset at once.  Everything here runs on one tornado IOLoop; the
+``ThreadSafe*Wrapper`` classes make the same objects usable (blocking) from other
+threads, e.g. in IPython.
+"""
+
+import collections.abc
+import functools
+import logging
+import math
+import re
+import sys
+import time
+
+import tornado.concurrent
+import tornado.gen
+import tornado.ioloop
+
+from katcp import resource
+from katcp.core import (
+    AsyncEvent,
+    AsyncState,
+    AttrDict,
+    Message,
+    log_future_exceptions,
+    until_any,
+    until_some,
+)
+from katcp.inspecting_client import InspectingClientAsync
+from katcp.ioloop_manager import ThreadSafeMethodAttrWrapper
+from katcp.resource import KATCPReply, KATCPSensorError, escape_name
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "AttrMappingProxy",
+    "ClientGroup",
+    "GroupRequest",
+    "GroupResults",
+    "KATCPClientResource",
+    "KATCPClientResourceContainer",
+    "KATCPClientResourceRequest",
+    "KATCPClientResourceSensorsManager",
+    "MappingProxy",
+    "ReplyWrappedInspectingClientAsync",
+    "ThreadSafeKATCPClientGroupWrapper",
+    "ThreadSafeKATCPClientResourceRequestWrapper",
+    "ThreadSafeKATCPClientResourceWrapper",
+    "ThreadSafeKATCPSensorWrapper",
+    "list_sensors",
+    "monitor_resource_sync_state",
+    "transform_future",
+]
+
+_NONE_STRATEGY = ("none",)
+
+
+class _Namespace(AttrDict):
+    """AttrDict whose keys show up in ``dir()``, for IPython tab-completion."""
+
+    def __dir__(self):
+        return sorted(set(dir(type(self))) | set(self.keys()))
+
+
+def transform_future(transformation, future):
+    """Returns a new future that will resolve with a transformed value.
+
+    Takes the resolution value of `future` and applies ``transformation`` to it before
+    setting the result of the new future with the transformed value. If future()
+    resolves with an exception, it is passed through to the new future.
+
+    Assumes `future` is a tornado Future.
+
+    Parameters
+    ----------
+    transformation : callable
+        Called with the result of `future`.
+    future : tornado Future
+
+    Returns
+    -------
+    new_future : tornado Future
+        On the same loop as `future`.
+    """
+    new_future = future.get_loop().create_future()
+
+    def _transform(done):
+        if done.cancelled():
+            new_future.cancel()
+        elif done.exception() is not None:
+            new_future.set_exception(done.exception())
+        else:
+            try:
+                new_future.set_result(transformation(done.result()))
+            except Exception as exc:
+                new_future.set_exception(exc)
+
+    future.add_done_callback(_transform)
+    return new_future
+
+
+@tornado.gen.coroutine
+def list_sensors(
+    parent_class,
+    sensor_items,
+    filter,
+    strategy,
+    status,
+    use_python_identifiers,
+    tuple,
+    refresh,
+):
+    """Helper for implementing :meth:`katcp.resource.KATCPResource.list_sensors`
+
+    Parameters
+    ----------
+    sensor_items : tuple of sensor-item tuples
+        As would be returned the items() method of a dict containing KATCPSensor
+        objects keyed by Python-identifiers.
+    parent_class: KATCPClientResource or KATCPClientResourceContainer
+        Is used for prefix calculation
+    Rest of parameters as for :meth:`katcp.resource.KATCPResource.list_sensors`
+    """
+    filter_re = re.compile(filter)
+    status_re = re.compile(status) if status else None
+    in_container = isinstance(parent_class, KATCPClientResourceContainer)
+    found_sensors = []
+    for identifier, sensor_obj in sorted(sensor_items, key=lambda item: item[0]):
+        search_name = identifier if use_python_identifiers else sensor_obj.name
+        if not filter_re.search(search_name):
+            continue
+        if strategy and sensor_obj.sampling_strategy == _NONE_STRATEGY:
+            continue
+        if refresh:
+            yield sensor_obj.get_value()
+        reading = sensor_obj.reading
+        if status_re and not status_re.search(reading.status):
+            continue
+        prefix = ""
+        if in_container and not sensor_obj.name.startswith("agg_"):
+            prefix = sensor_obj.parent_name + "."
+        if tuple:
+            found_sensors.append(
+                (
+                    prefix + sensor_obj.name,
+                    reading.value,
+                    reading.timestamp,
+                    sensor_obj.type,
+                    sensor_obj.units,
+                    reading.received_timestamp,
+                    reading.status,
+                    sensor_obj.sampling_strategy,
+                )
+            )
+        else:
+            found_sensors.append(
+                resource.SensorResultTuple(
+                    object=sensor_obj,
+                    name=prefix + sensor_obj.name,
+                    python_identifier=identifier,
+                    description=sensor_obj.description,
+                    type=sensor_obj.type,
+                    units=sensor_obj.units,
+                    reading=reading,
+                )
+            )
+    return found_sensors
+
+
+@tornado.gen.coroutine
+def monitor_resource_sync_state(resource, callback, exit_event=None):
+    """Coroutine that monitors a KATCPResource's sync state.
+
+    Calls callback(True/False) whenever the resource becomes synced or unsynced. Will
+    always do an initial callback(False) call. Exits without calling callback() if
+    exit_event is set.
+
+    Warning: set the monitor's exit_event before stopping the resources being
+    monitored, otherwise it could result in a memory leak. The until_synced() or
+    until_not_synced() methods could keep a reference to the resource alive.
+
+    Parameters
+    ----------
+    resource : :class:`KATCPClientResource` or :class:`KATCPClientResourceContainer`
+    callback : callable
+        Called with True when synced and False when not.
+    exit_event : :class:`katcp.core.AsyncEvent`, optional
+        Set it to end the monitor.
+    """
+    exit_event = exit_event or AsyncEvent()
+    callback(False)
+    while not exit_event.is_set():
+        yield until_any(resource.until_synced(), exit_event.until_set())
+        if exit_event.is_set():
+            break
+        callback(True)
+        yield until_any(resource.until_not_synced(), exit_event.until_set())
+        if exit_event.is_set():
+            break
+        callback(False)
+
+
+class ReplyWrappedInspectingClientAsync(InspectingClientAsync):
+    """Adds wrapped_request() method that wraps reply in a KATCPReply"""
+
+    @staticmethod
+    def reply_wrapper(x):
+        """Turn a ``(reply, informs)`` tuple into a :class:`KATCPReply`."""
+        return KATCPReply(*x)
+
+    def wrapped_request(self, request, *args, **kwargs):
+        """Create and send a request to the server.
+
+        This method implements a very small subset of the options
+        possible to send an request. It is provided as a shortcut to
+        sending a simple wrapped request.
+
+        Parameters
+        ----------
+        request : str
+            The request to call.
+        *args : list of objects
+            Arguments to pass on to the request.
+
+        Keyword Arguments
+        -----------------
+        timeout : float or None, optional
+            Timeout after this amount of seconds (keyword argument).
+        mid : None or int, optional
+            Message identifier to use for the request message. If None, use either
+            auto-incrementing value or no mid depending on the KATCP protocol version
+            (mid's were only introduced with KATCP v5) and the value of the `use_mid`
+            argument. Defaults to None.
+        use_mid : bool
+            Use a mid for the request if True.
+
+        Returns
+        -------
+        future object that resolves with the
+        :meth:`katcp.client.DeviceClient.future_request` response wrapped in
+        self.reply_wrapper
+        """
+        msg = Message.request(request, *args, mid=kwargs.get("mid"))
+        return transform_future(
+            self.reply_wrapper,
+            self.katcp_client.future_request(
+                msg, kwargs.get("timeout"), kwargs.get("use_mid")
+            ),
+        )
+
+
+class KATCPClientResourceRequest(resource.KATCPRequest):
+    """Callable wrapper around a KATCP request
+
+    Parameters
+    ----------
+    request_description : dict
+        ``name``, ``description`` and ``timeout_hint`` of the request.
+    client : :class:`ReplyWrappedInspectingClientAsync` or similar
+        Provides ``wrapped_request()``.
+    is_active : callable, optional
+        Returns True if the owning resource is active.
+    """
+
+    def __init__(self, request_description, client, is_active=lambda: True):
+        self._client = client
+        super().__init__(request_description, is_active)
+
+    def issue_request(self, *args, **kwargs):
+        """Issue the wrapped request to the server.
+
+        Parameters
+        ----------
+        *args : list of objects
+            Arguments to pass on to the request.
+
+        Keyword Arguments
+        -----------------
+        timeout : float or None, optional
+            Timeout after this amount of seconds (keyword argument).
+        mid : None or int, optional
+            Message identifier to use for the request message. If None, use either
+            auto-incrementing value or no mid depending on the KATCP protocol version
+            (mid's were only introduced with KATCP v5) and the value of the `use_mid`
+            argument. Defaults to None.
+        use_mid : bool
+            Use a mid for the request if True.
+
+        Returns
+        -------
+        future object that resolves with an :class:`katcp.resource.KATCPReply`
+        instance
+        """
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout_hint
+        return self._client.wrapped_request(self.name, *args, **kwargs)
+
+
+class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
+    """Implementation of KATSensorsManager ABC for a directly-connected client
+
+    Assumes that all methods are called from the same ioloop context
+
+    Parameters
+    ----------
+    inspecting_client : :class:`ReplyWrappedInspectingClientAsync` or similar
+    resource_name : str
+        Name of the resource owning the sensors (their ``parent_name``).
+    logger : :class:`logging.Logger`, optional
+    """
+
+    def __init__(self, inspecting_client, resource_name, logger=log):
+        self._inspecting_client = inspecting_client
+        self.resource_name = resource_name
+        self._logger = logger
+        # Normalised strategies keyed by KATCP sensor name, reapplied after each sync.
+        self._strategy_cache = {}
+
+    def time(self):
+        """Returns the current time (in seconds since UTC epoch)"""
+        return time.time()
+
+    def sensor_factory(self, **sensor_description):
+        """Create the :class:`katcp.resource.KATCPSensor` the inspecting client uses."""
+        return resource.KATCPSensor(sensor_description, self)
+
+    def _get_strategy_cache_key(self, sensor_name):
+        if sensor_name in self._strategy_cache:
+            return sensor_name
+        escaped_name = escape_name(sensor_name)
+        for key in self._strategy_cache:
+            if escape_name(key) == escaped_name:
+                return key
+        return sensor_name
+
+    def get_sampling_strategy(self, sensor_name):
+        """Get the current sampling strategy for the named sensor
+
+        Parameters
+        ----------
+        sensor_name : str
+            Name of the sensor (normal or escaped form)
+
+        Returns
+        -------
+        strategy : tuple of str
+            contains (<strat_name>, [<strat_parm1>, ...]) where the strategy names and
+            parameters are as defined by the KATCP spec
+        """
+        key = self._get_strategy_cache_key(sensor_name)
+        return self._strategy_cache.get(key, _NONE_STRATEGY)
+
+    def cache_sampling_strategy(self, sensor_name, strategy_and_params):
+        """Memorise a strategy to be applied by the next :meth:`reapply_sampling_strategies`.
+
+        Parameters
+        ----------
+        sensor_name : str
+            KATCP name of the sensor.
+        strategy_and_params : seq of str or str
+            Strategy as for :meth:`set_sampling_strategy`.
+        """
+        self._strategy_cache[sensor_name] = resource.normalize_strategy_parameters(
+            strategy_and_params
+        )
+
+    @tornado.gen.coroutine
+    def set_sampling_strategy(self, sensor_name, strategy_and_params):
+        """Set the sampling strategy for the named sensor
+
+        Parameters
+        ----------
+        sensor_name : str
+            Name of the sensor
+        strategy_and_params : seq of str or str
+            As tuple contains (<strat_name>, [<strat_parm1>, ...]) where the strategy
+            names and parameters are as defined by the KATCP spec. As str contains the
+            same elements in space-separated form.
+
+        Returns
+        -------
+        sensor_strategy : tuple
+            (success, info) with
+
+            success : bool
+                True if setting succeeded for this sensor, else False
+            info : tuple
+                Normalised sensor strategy and parameters as tuple if
+                success == True else, sys.exc_info() tuple for the error
+                that occurred.
+        """
+        try:
+            strategy_and_params = resource.normalize_strategy_parameters(
+                strategy_and_params
+            )
+            self._strategy_cache[sensor_name] = strategy_and_params
+            reply = yield self._inspecting_client.wrapped_request(
+                "sensor-sampling", sensor_name, *strategy_and_params
+            )
+            if not reply.succeeded:
+                raise KATCPSensorError(
+                    "Error setting strategy for sensor %s:\n%s" % (sensor_name, reply)
+                )
+        except Exception:
+            return (False, sys.exc_info())
+        return (True, strategy_and_params)
+
+    def drop_sampling_strategy(self, sensor_name):
+        """Drop the sampling strategy for the named sensor from the cache
+
+        Calling :meth:`set_sampling_strategy` requires the sensor manager to
+        memorise the requested strategy so that it can automatically be reapplied.
+        If the client is no longer interested in the sensor, or knows the sensor
+        may be removed from the server, then it can use this method to ensure the
+        manager forgets about the strategy.  This method will not change the current
+        strategy.  No error is raised if there is no strategy to drop.
+
+        Parameters
+        ----------
+        sensor_name : str
+            Name of the sensor (normal or escaped form)
+        """
+        self._strategy_cache.pop(self._get_strategy_cache_key(sensor_name), None)
+
+    @tornado.gen.coroutine
+    def reapply_sampling_strategies(self):
+        """Reapply all sensor strategies using cached values
+
+        Strategies of sensors the device does not (or no longer) have are kept in the
+        cache but not sent.
+        """
+        known_sensors = set(self._inspecting_client.sensors)
+        names = [name for name in self._strategy_cache if name in known_sensors]
+        # Sent together: one round trip instead of one per sensor.
+        results = yield [
+            self.set_sampling_strategy(name, self._strategy_cache[name])
+            for name in names
+        ]
+        for name, (success, info) in zip(names, results):
+            if not success:
+                self._logger.error(
+                    "Error reapplying strategy for sensor %s: %s", name, info[1]
+                )
+
+    @tornado.gen.coroutine
+    def poll_sensor(self, sensor_name):
+        """Poll sensor and arrange for sensor object to be updated
+
+        Returns
+        -------
+        done_future : tornado Future
+            Resolves when the poll is complete, or raises KATCPSensorError
+        """
+        reply = yield self._inspecting_client.wrapped_request(
+            "sensor-value", sensor_name
+        )
+        if not reply.succeeded:
+            raise KATCPSensorError(
+                "Error polling sensor %s:\n%s" % (sensor_name, reply)
+            )
+
+
+class KATCPClientResource(resource.KATCPResource):
+    """Class managing a client connection to a single KATCP resource
+
+    Inspects the KATCP interface of the resources, exposing sensors and requests as
+    per the :class:`katcp.resource.KATCPResource` API. Can also operate without
+    exposing requests (``controlled=False``), for monitoring only.
+
+    Parameters
+    ----------
+    resource_spec : dict with resource specifications. Keys:
+        name : str
+            Name of the resource
+        description : str, optional
+            Description of the resource
+        address : (host, port), host as str, port as int
+        always_allowed_requests : seq of str,
+            KACTP requests that are always allowed, even when the resource is not
+            controlled. '-' and '_' will be treated equivalently.
+        always_excluded_requests : seq of str,
+            KACTP requests that are never allowed, even if the resource is
+            controlled. Overrides requests in `always_allowed_requests`. '-' and
+            '_' will be treated equivalently.
+        controlled : bool, default: False
+            True if control over the device (i.e. KATCP requests) is to be exposed.
+        auto_reconnect : bool, default: True
+            If True, auto-reconnect should the network connection be closed.
+        preset_protocol_flags : :class:`katcp.core.ProtocolFlags`, optional
+            Assume these server protocol flags instead of detecting them.
+    parent : :class:`KATCPResource` or None
+        Parent KATCPResource object if this client is a child in a resource
+        hierarchy
+    logger : object, optional
+        Python Logger object to log to, default is the module logger
+    """
+
+    MAX_LOOP_LATENCY = 0.03
+    """When doing potentially tight loops in coroutines yield tornado.gen.moment after
+    this much time. This is a suggestion for methods to use."""
+
+    def __init__(self, resource_spec, parent=None, logger=log):
+        super().__init__()
+        self._resource_spec = resource_spec
+        self._logger = logger
+        self._name = resource_spec["name"]
+        self._address = resource_spec["address"]
+        self._description = resource_spec.get("description", "")
+        self._parent = parent
+        self._controlled = resource_spec.get("controlled", False)
+        self.auto_reconnect = resource_spec.get("auto_reconnect", True)
+        self._preset_protocol_flags = resource_spec.get("preset_protocol_flags")
+        self._always_allowed_requests = {
+            escape_name(r) for r in resource_spec.get("always_allowed_requests", ())
+        }
+        self._always_excluded_requests = {
+            escape_name(r) for r in resource_spec.get("always_excluded_requests", ())
+        }
+        self._req = _Namespace()
+        self._sensor = _Namespace()
+        self._state = AsyncState(("disconnected", "syncing", "synced"), "disconnected")
+        # Wishes for sensors that may not exist yet, applied when they appear.
+        self._sensor_strategy_cache = {}
+        self._filter_strategies = []
+        self._sensor_listener_cache = collections.defaultdict(list)
+        self._ioloop_set_to = None
+        self.ioloop = None
+        self._inspecting_client = None
+        self._sensor_manager = None
+
+    @property
+    def state(self):
+        """Current state: 'disconnected', 'syncing' or 'synced'."""
+        return self._state.state
+
+    @property
+    def synced(self):
+        """True if the interface of the device is in sync with this resource."""
+        return self._state.state == "synced"
+
+    @property
+    def name(self):
+        return self._name
+
+    @property
+    def description(self):
+        return self._description
+
+    @property
+    def address(self):
+        return self._address
+
+    @property
+    def parent(self):
+        return self._parent
+
+    @property
+    def children(self):
+        return AttrDict()
+
+    @property
+    def req(self):
+        return self._req
+
+    @property
+    def sensor(self):
+        return self._sensor
+
+    def is_connected(self):
+        """Indication of the connection state
+
+        Returns True if state is not "disconnected", i.e "syncing" or "synced"
+        """
+        return self._state.state != "disconnected"
+
+    def set_ioloop(self, ioloop=None):
+        """Set the tornado ioloop to use
+
+        Defaults to tornado.ioloop.IOLoop.current() if set_ioloop() is not called or if
+        ioloop=None. Must be called before start()
+        """
+        self._ioloop_set_to = ioloop
+
+    def inspecting_client_factory(self, host, port, ioloop_set_to):
+        """Return an instance of :class:`ReplyWrappedInspectingClientAsync` or similar
+
+        Provided to ease testing. Dynamically overriding this method after instantiation
+        but before start() is called allows for deep brain surgery. See
+        :class:`katcp.fake_clients.fake_inspecting_client_factory`
+        """
+        return ReplyWrappedInspectingClientAsync(
+            host, port, ioloop=ioloop_set_to, auto_reconnect=self.auto_reconnect,
+            logger=self._logger,
+        )
+
+    def start(self):
+        """Start the client and connect"""
+        host, port = self._address
+        ic = self._inspecting_client = self.inspecting_client_factory(
+            host, port, self._ioloop_set_to
+        )
+        self.ioloop = ic.ioloop
+        if self._preset_protocol_flags:
+            ic.preset_protocol_flags(self._preset_protocol_flags)
+        ic.set_state_callback(self._inspecting_client_state_callback)
+        ic.request_factory = self._request_factory
+        self._sensor_manager = KATCPClientResourceSensorsManager(
+            ic, self._name, logger=self._logger
+        )
+        ic.handle_sensor_value()
+        ic.sensor_factory = self._sensor_manager.sensor_factory
+        log_future_exceptions(self._logger, ic.connect())
+
+    def stop(self):
+        """Stop the inspecting client and its connection."""
+        if self._inspecting_client is not None:
+            self._inspecting_client.stop()
+
+    def until_stopped(self, timeout=None):
+        """Return future that resolves when the inspecting client has stopped
+
+        See the `DeviceClient.until_stopped` docstring for parameter
+        definitions and more info.
+        """
+        return self._inspecting_client.until_stopped(timeout)
+
+    def until_state(self, state, timeout=None):
+        """Future that resolves when a certain client state is attained
+
+        Parameters
+        ----------
+        state : str
+            Desired state, one of ("disconnected", "syncing", "synced")
+        timeout: float
+            Timeout for operation in seconds.
+        """
+        return self._state.until_state(state, timeout=timeout)
+
+    def wait_connected(self, timeout=None):
+        """Future that resolves when the state is not 'disconnected'."""
+        return self._state.until_state_in("syncing", "synced", timeout=timeout)
+
+    def until_synced(self, timeout=None):
+        """Convenience method to wait (with Future) until client is synced"""
+        return self._state.until_state("synced", timeout=timeout)
+
+    def until_not_synced(self, timeout=None):
+        """Convenience method to wait (with Future) until client is not synced"""
+        return self._state.until_state_in("disconnected", "syncing", timeout=timeout)
+
+    @tornado.gen.coroutine
+    def list_sensors(
+        self,
+        filter="",
+        strategy=False,
+        status="",
+        use_python_identifiers=True,
+        tuple=False,
+        refresh=False,
+    ):
+        """List sensors available on this resource matching certain criteria.
+
+        See :meth:`katcp.resource.KATCPResource.list_sensors`.
+        """
+        sensors = yield list_sensors(
+            self, dict.items(self._sensor), filter, strategy, status,
+            use_python_identifiers, tuple, refresh,
+        )
+        return sensors
+
+    @tornado.gen.coroutine
+    def set_sampling_strategies(self, filter, strategy_and_params):
+        """Set a strategy for all sensors matching the filter, including unseen sensors
+        The strategy should persist across sensor disconnect/reconnect.
+
+        filter : str
+            Filter for sensor names
+        strategy_and_params : seq of str or str
+            As tuple contains (<strat_name>, [<strat_parm1>, ...]) where the strategy
+            names and parameters are as defined by the KATCP spec. As str contains the
+            same elements in space-separated form.
+
+        Returns
+        -------
+        done : tornado Future
+            Resolves when done, with a dict of (success, info) tuples keyed by the
+            Python identifiers of the sensors that exist now.
+        """
+        self._filter_strategies.append((re.compile(filter), strategy_and_params))
+        sensors = yield self.list_sensors(filter=filter)
+        results = yield [
+            self.set_sampling_strategy(s.python_identifier, strategy_and_params)
+            for s in sensors
+        ]
+        sensor_dict = {}
+        for result in results:
+            sensor_dict.update(result)
+        return sensor_dict
+
+    @tornado.gen.coroutine
+    def set_sampling_strategy(self, sensor_name, strategy_and_params):
+        """Set a strategy for a sensor even if it is not yet known.
+        The strategy should persist across sensor disconnect/reconnect.
+
+        sensor_name : str
+            Name of the sensor
+        strategy_and_params : seq of str or str
+            As tuple contains (<strat_name>, [<strat_parm1>, ...]) where the strategy
+            names and parameters are as defined by the KATCP spec. As str contains the
+            same elements in space-separated form.
+
+        Returns
+        -------
+        done : tornado Future
+            Resolves when done, with ``{python_identifier: (success, info)}`` if the
+            sensor exists now, else with an empty dict.
+        """
+        sensor_name = escape_name(sensor_name)
+        self._sensor_strategy_cache[sensor_name] = strategy_and_params
+        sensor_obj = dict.get(self._sensor, sensor_name)
+        if sensor_obj is None:
+            return {}
+        result = yield self._sensor_manager.set_sampling_strategy(
+            sensor_obj.name, strategy_and_params
+        )
+        if not result[0]:
+            self._logger.error(
+                "Error setting strategy %r for sensor %s of %s: %s",
+                strategy_and_params, sensor_name, self._name, result[1][1],
+            )
+        return {sensor_name: result}
+
+    def drop_sampling_strategy(self, sensor_name):
+        """Drop the sampling strategy for the named sensor from the cache
+
+        Calling :meth:`set_sampling_strategy` requires the requested strategy to be
+        memorised so that it can automatically be reapplied.  This method causes the
+        strategy to be forgotten.  There is no change to the current strategy.
+        No error is raised if there is no strategy to drop.
+
+        Parameters
+        ----------
+        sensor_name : str
+            Name of the sensor
+        """
+        self._sensor_strategy_cache.pop(escape_name(sensor_name), None)
+        if self._sensor_manager is not None:
+            self._sensor_manager.drop_sampling_strategy(sensor_name)
+
+    @tornado.gen.coroutine
+    def set_sensor_listener(self, sensor_name, listener):
+        """Set a sensor listener for a sensor even if it is not yet known
+        The listener registration should persist across sensor disconnect/reconnect.
+
+        sensor_name : str
+            Name of the sensor
+        listener : callable
+            Listening callable that will be registered on the named sensor when it
+            becomes available. Called as ``listener(katcp_sensor, reading)``, i.e. as
+            for :meth:`KATCPSensor.register_listener` with ``reading=True``.
+
+        Returns
+        -------
+        done : tornado Future
+            Resolves with ``{python_identifier: listener}`` if the sensor exists now,
+            else with an empty dict.
+        """
+        sensor_name = escape_name(sensor_name)
+        self._sensor_listener_cache[sensor_name].append(listener)
+        sensor_obj = dict.get(self._sensor, sensor_name)
+        if sensor_obj is None:
+            return {}
+        sensor_obj.register_listener(listener, reading=True)
+        return {sensor_name: listener}
+
+    def _request_factory(self, name, description, timeout_hint=None):
+        return KATCPClientResourceRequest(
+            dict(name=name, description=description, timeout_hint=timeout_hint),
+            self._inspecting_client,
+            is_active=self.is_active,
+        )
+
+    @tornado.gen.coroutine
+    def _inspecting_client_state_callback(self, state, model_changes):
+        if not state.connected:
+            self._state.set_state("disconnected")
+        elif not state.synced:
+            self._state.set_state("syncing")
+            if model_changes:
+                yield self._update_model(model_changes)
+        else:
+            # Strategies can only be set once the sensor objects exist, i.e. after the
+            # model update of the data-synced callback.
+            yield self._sensor_manager.reapply_sampling_strategies()
+            self._state.set_state("synced")
+
+    @tornado.gen.coroutine
+    def _update_model(self, model_changes):
+        if "requests" in model_changes:
+            self._remove_requests(model_changes.requests.removed)
+            yield self._add_requests(model_changes.requests.added)
+        if "sensors" in model_changes:
+            self._remove_sensors(model_changes.sensors.removed)
+            yield self._add_sensors(model_changes.sensors.added)
+
+    def _request_allowed(self, escaped_name):
+        if escaped_name in self._always_excluded_requests:
+            return False
+        return self._controlled or escaped_name in self._always_allowed_requests
+
+    @tornado.gen.coroutine
+    def _add_requests(self, request_names):
+        request_names = [
+            name for name in request_names if self._request_allowed(escape_name(name))
+        ]
+        request_objs = yield [
+            self._inspecting_client.future_get_request(name) for name in request_names
+        ]
+        added_names = []
+        for request_obj in request_objs:
+            if request_obj is None:
+                continue
+            escaped_name = escape_name(request_obj.name)
+            self._req[escaped_name] = request_obj
+            added_names.append(escaped_name)
+        if self._parent and added_names:
+            self._parent._child_add_requests(self, added_names)
+
+    def _remove_requests(self, request_names):
+        removed_names = [escape_name(name) for name in request_names]
+        for name in removed_names:
+            self._req.pop(name, None)
+        if self._parent and removed_names:
+            self._parent._child_remove_requests(self, removed_names)
+
+    @tornado.gen.coroutine
+    def _add_sensors(self, sensor_names):
+        sensor_names = list(sensor_names)
+        sensor_objs = yield [
+            self._inspecting_client.future_get_sensor(name) for name in sensor_names
+        ]
+        added_names = []
+        for sensor_obj in sensor_objs:
+            if sensor_obj is None:
+                continue
+            escaped_name = escape_name(sensor_obj.name)
+            self._sensor[escaped_name] = sensor_obj
+            added_names.append(escaped_name)
+            self._restore_sensor_wishes(escaped_name, sensor_obj)
+        if self._parent and added_names:
+            self._parent._child_add_sensors(self, added_names)
+
+    def _restore_sensor_wishes(self, escaped_name, sensor_obj):
+        """Re-attach cached strategies and listeners to a (new) sensor object."""
+        strategy = self._sensor_strategy_cache.get(escaped_name)
+        if strategy is None:
+            for filter_re, filter_strategy in self._filter_strategies:
+                if filter_re.search(escaped_name):
+                    strategy = filter_strategy
+        if strategy is not None:
+            # Sent by reapply_sampling_strategies() once synced.
+            self._sensor_manager.cache_sampling_strategy(sensor_obj.name, strategy)
+        for listener in self._sensor_listener_cache.get(escaped_name, ()):
+            sensor_obj.register_listener(listener, reading=True)
+
+    def _remove_sensors(self, sensor_names):
+        removed_names = [escape_name(name) for name in sensor_names]
+        for name in removed_names:
+            self._sensor.pop(name, None)
+        if self._parent and removed_names:
+            self._parent._child_remove_sensors(self, removed_names)
+
+
+class KATCPClientResourceContainer(resource.KATCPResource):
+    """Class for containing multiple :class:`KATCPClientResource` instances.
+
+    Provides aggregate `sensor` and `req` attributes containing the union of all the
+    sensors in requests in the contained resources. Names are prefixed with <resname>_,
+    where <resname> is the name of the resource to which the sensor / request belongs
+    except for aggregate sensors that starts with ``agg_``.
+
+    Parameters
+    ----------
+    resources_spec : dict containing the specs of the contained resources. Keys:
+        "name" : str, name of this collection of resources
+        "description : str (optional), description of this collection of resources
+        "clients" : dict, with keys:
+            <name> : resource specifications for :class:`KATCPClientResource` where
+            <name> is the name of the resource. The `name` key in the individual
+            resource spec dicts is filled in from <name>.
+        "groups" : dict, optional, with keys:
+            <group_name> : seq of client names making up the group
+    logger : object, optional
+        Python Logger object to log to, default is the module logger
+    """
+
+    def __init__(self, resources_spec, logger=log):
+        super().__init__()
+        self._resources_spec = resources_spec
+        self._logger = logger
+        self._name = resources_spec["name"]
+        self._description = resources_spec.get("description", "")
+        self._children = _Namespace()
+        self._groups = _Namespace()
+        self._req = _Namespace()
+        self._sensor = _Namespace()
+        self.ioloop = None
+        for res_name, res_spec in resources_spec.get("clients", {}).items():
+            self._add_child(res_name, res_spec)
+        for group_name, client_names in resources_spec.get("groups", {}).items():
+            self.add_group(group_name, client_names)
+
+    @property
+    def name(self):
+        return self._name
+
+    @property
+    def description(self):
+        return self._description
+
+    @property
+    def address(self):
+        return None
+
+    @property
+    def parent(self):
+        return None
+
+    @property
+    def children(self):
+        return self._children
+
+    @property
+    def groups(self):
+        """AttrDict of :class:`ClientGroup` objects keyed by their escaped names."""
+        return self._groups
+
+    @property
+    def req(self):
+        return self._req
+
+    @property
+    def sensor(self):
+        return self._sensor
+
+    def is_connected(self):
+        """Indication of the connection state of all children"""
+        return all(child.is_connected() for child in dict.values(self._children))
+
+    def client_resource_factory(self, res_spec, parent, logger):
+        """Return an instance of :class:`KATCPClientResource` or similar
+
+        Provided to ease testing. Overriding this method allows deep brain surgery. See
+        :func:`katcp.fake_clients.fake_KATCP_client_resource_factory`
+        """
+        return KATCPClientResource(res_spec, parent=parent, logger=logger)
+
+    def _add_child(self, res_name, res_spec):
+        res_spec = dict(res_spec, name=res_name)
+        child = self.client_resource_factory(res_spec, parent=self, logger=self._logger)
+        self._children[escape_name(res_name)] = child
+        return child
+
+    def add_child_resource_client(self, res_name, res_spec):
+        """Add a resource client to the container and start the resource connection
+
+        Parameters
+        ----------
+        res_name : str
+            Name of the new child.
+        res_spec : dict
+            Resource specification as for :class:`KATCPClientResource`.
+
+        Returns
+        -------
+        child : :class:`KATCPClientResource`
+        """
+        child = self._add_child(res_name, res_spec)
+        child.set_ioloop(self.ioloop)
+        child.start()
+        return child
+
+    def add_group(self, group_name, group_client_names):
+        """Add a new :class:`ClientGroup` to container groups member.
+
+        Add the group named group_name with sequence of client names to the
+        container groups member. From there it will be wrapped appropriately
+        in the higher-level thread-safe container.
+        """
+        clients = [self._children[escape_name(name)] for name in group_client_names]
+        self._groups[escape_name(group_name)] = ClientGroup(group_name, clients)
+
+    def set_ioloop(self, ioloop=None):
+        """Set the tornado ioloop to use
+
+        Defaults to tornado.ioloop.IOLoop.current() if set_ioloop() is not called or if
+        ioloop=None. Must be called before start()
+        """
+        ioloop = ioloop or tornado.ioloop.IOLoop.current()
+        self.ioloop = ioloop
+        for child in dict.values(self._children):
+            child.set_ioloop(ioloop)
+
+    def start(self):
+        """Start and connect all the subordinate clients"""
+        if self.ioloop is None:
+            self.ioloop = tornado.ioloop.IOLoop.current()
+        for child in dict.values(self._children):
+            child.start()
+
+    def stop(self):
+        """Stop all child resources"""
+        for child in dict.values(self._children):
+            child.stop()
+
+    def until_stopped(self, timeout=None):
+        """Return dict of futures that resolve when each child resource has stopped
+
+        See the `DeviceClient.until_stopped` docstring for parameter
+        definitions and more info.
+        """
+        return {
+            name: child.until_stopped(timeout)
+            for name, child in dict.items(self._children)
+        }
+
+    @tornado.gen.coroutine
+    def until_synced(self, timeout=None):
+        """Return a tornado Future; resolves when all subordinate clients are synced"""
+        yield self.until_all_children_in_state("synced", timeout=timeout)
+
+    @tornado.gen.coroutine
+    def until_not_synced(self, timeout=None):
+        """Return a tornado Future; resolves when any subordinate client is not synced"""
+        yield until_any(
+            *[child.until_not_synced() for child in dict.values(self._children)],
+            timeout=timeout,
+        )
+
+    @tornado.gen.coroutine
+    def until_all_children_in_state(self, state, timeout=None):
+        """Return a tornado Future; resolves when all clients are in specified state"""
+        yield until_some(
+            *[child.until_state(state) for child in dict.values(self._children)],
+            timeout=timeout,
+        )
+
+    def until_any_child_in_state(self, state, timeout=None):
+        """Return a tornado Future; resolves when any client is in specified state"""
+        return until_any(
+            *[child.until_state(state) for child in dict.values(self._children)],
+            timeout=timeout,
+        )
+
+    @tornado.gen.coroutine
+    def list_sensors(
+        self,
+        filter="",
+        strategy=False,
+        status="",
+        use_python_identifiers=True,
+        tuple=False,
+        refresh=False,
+    ):
+        """List sensors available on this resource matching certain criteria.
+
+        See :meth:`katcp.resource.KATCPResource.list_sensors`.
+        """
+        sensors = yield list_sensors(
+            self, dict.items(self._sensor), filter, strategy, status,
+            use_python_identifiers, tuple, refresh,
+        )
+        return sensors
+
+    def _child_of(self, sensor_name):
+        sensor_name = escape_name(sensor_name)
+        sensor_obj = dict.get(self._sensor, sensor_name)
+        if sensor_obj is None:
+            raise KATCPSensorError(
+                "Sensor %r is not present in container %r" % (sensor_name, self._name)
+            )
+        return self._children[escape_name(sensor_obj.parent_name)], sensor_obj
+
+    @tornado.gen.coroutine
+    def set_sampling_strategy(self, sensor_name, strategy_and_params):
+        """Set sampling strategies for the specific sensor - this sensor has to exist
+
+        The strategy is set through the sensor's child resource, so it persists across
+        reconnects of that child. Returns a future resolving with
+        ``{python_identifier: (success, info)}`` as for
+        :meth:`katcp.resource.KATCPResource.set_sampling_strategy`.
+        """
+        try:
+            child, sensor_obj = self._child_of(sensor_name)
+            result = yield child.set_sampling_strategy(
+                sensor_obj.normalised_name, strategy_and_params
+            )
+            result = result[sensor_obj.normalised_name]
+        except Exception:
+            result = (False, sys.exc_info())
+        return {escape_name(sensor_name): result}
+
+    @tornado.gen.coroutine
+    def set_sampling_strategies(self, filter, strategy_and_params):
+        """Set sampling strategies for filtered sensors - these sensors have to exists.
+
+        Returns a future resolving with a dict of (success, info) tuples keyed by the
+        Python identifiers of the matching sensors in this container.
+        """
+        sensors = yield self.list_sensors(filter=filter)
+        results = yield [
+            self.set_sampling_strategy(s.python_identifier, strategy_and_params)
+            for s in sensors
+        ]
+        sensor_dict = {}
+        for result in results:
+            sensor_dict.update(result)
+        return sensor_dict
+
+    @tornado.gen.coroutine
+    def set_sensor_listener(self, sensor_name, listener):
+        """Set listener for the specific sensor - this sensor has to exists.
+
+        The listener is registered through the sensor's child resource (see
+        :meth:`KATCPClientResource.set_sensor_listener`) so that it persists.
+        """
+        child, sensor_obj = self._child_of(sensor_name)
+        result = yield child.set_sensor_listener(sensor_obj.normalised_name, listener)
+        return {escape_name(sensor_name): result.get(sensor_obj.normalised_name)}
+
+    def _prefixed_name(self, child, name):
+        return "%s_%s" % (escape_name(child.name), name)
+
+    def _sensor_key(self, child, name):
+        return name if name.startswith("agg_") else self._prefixed_name(child, name)
+
+    def _child_add_requests(self, child, request_keys):
+        """Called by child when its requests are added"""
+        for key in request_keys:
+            self._req[self._prefixed_name(child, key)] = dict.get(child.req, key)
+        self._notify_groups(child)
+
+    def _child_remove_requests(self, child, request_keys):
+        """Called by child when requests are removed"""
+        for key in request_keys:
+            self._req.pop(self._prefixed_name(child, key), None)
+        self._notify_groups(child)
+
+    def _child_add_sensors(self, child, sensor_keys):
+        """Called by child when its sensors are added"""
+        for key in sensor_keys:
+            self._sensor[self._sensor_key(child, key)] = dict.get(child.sensor, key)
+
+    def _child_remove_sensors(self, child, sensor_keys):
+        """Called by child when sensors are removed"""
+        for key in sensor_keys:
+            self._sensor.pop(self._sensor_key(child, key), None)
+
+    def _notify_groups(self, child):
+        for group in dict.values(self._groups):
+            if child in group.clients:
+                group.client_updated(child)
+
+
+class GroupResults(dict):
+    """The result of a group request.
+
+    This has a dictionary interface, with the client names as keys and the
+    corresponding replies from each client as values. The replies are stored as
+    :class:`KATCPReply` objects, or are None for clients that did not support the
+    request.
+
+    The result will evaluate to a truthy value if all the requests succeeded, i.e.
+    ::
+
+        if result:
+            handle_success()
+        else:
+            handle_failure()
+
+    should work as expected.
+    """
+
+    def __bool__(self):
+        return self.succeeded
+
+    @property
+    def succeeded(self):
+        """True if katcp request succeeded on all clients."""
+        return all(self.values())
+
+
+class GroupRequest:
+    """Couroutine wrapper around a specific KATCP request for a group of clients.
+
+    Each available KATCP request supported by group has an associated
+    :class:`GroupRequest` object in the hierarchy. This wrapper is mainly for
+    interactive convenience. It provides the KATCP request help string as a
+    docstring accessible via IPython's question mark operator.
+
+    Call parameters are all forwarded to the :class:`KATCPRequest` instance of each
+    client in the group.
+
+    Returns a tornado future that resolves with a :class:`GroupResults` instance that
+    contains the replies of each client. If a particular client does not have the
+    request, its result is None.
+
+    Parameters
+    ----------
+    group : :class:`ClientGroup`
+    name : str
+        Python identifier of the request.
+    description : str
+        Help text of the request.
+    """
+
+    def __init__(self, group, name, description):
+        self.group = group
+        self.name = name
+        self.description = description
+        self.__doc__ = "\n".join(
+            (
+                "KATCP Documentation",
+                "===================",
+                description or "",
+                "GroupRequest Documentation",
+                "==========================",
+                type(self).__doc__,
+            )
+        )
+
+    def __repr__(self):
+        return "<%s.%s(name=%s, group=%s) object at 0x%x>" % (
+            type(self).__module__,
+            type(self).__name__,
+            self.name,
+            self.group.name,
+            id(self),
+        )
+
+    @tornado.gen.coroutine
+    def __call__(self, *args, **kwargs):
+        futures = {}
+        for client in self.group.clients:
+            request = dict.get(client.req, self.name)
+            if request is not None:
+                futures[client.name] = request(*args, **kwargs)
+        replies = yield futures
+        results = GroupResults.fromkeys(client.name for client in self.group.clients)
+        results.update(replies)
+        return results
+
+
+class ClientGroup:
+    """Create a group of similar clients.
+
+    Parameters
+    ----------
+    name : str
+        Name of the group of clients.
+    clients : list of :class:`KATCPResource` objects
+        Clients to put into the group.
+    """
+
+    def __init__(self, name, clients):
+        self.name = name
+        self.clients = tuple(clients)
+        self.req = _Namespace()
+        for client in self.clients:
+            self.client_updated(client)
+
+    def __iter__(self):
+        return iter(self.clients)
+
+    def __len__(self):
+        return len(self.clients)
+
+    def __getitem__(self, index):
+        return self.clients[index]
+
+    def __repr__(self):
+        return "<%s.%s(name=%s, clients=%s) object at 0x%x>" % (
+            type(self).__module__,
+            type(self).__name__,
+            self.name,
+            [client.name for client in self.clients],
+            id(self),
+        )
+
+    def client_updated(self, client):
+        """Called to notify this group that a client has been updated."""
+        if client not in self.clients:
+            raise ValueError("Client %r is not in group %r" % (client.name, self.name))
+        for name, request in dict.items(client.req):
+            if name not in self.req:
+                self.req[name] = GroupRequest(self, name, request.description)
+        # Requests that no client offers any more disappear from the group.
+        for name in list(self.req):
+            if not any(name in client.req for client in self.clients):
+                del self.req[name]
+
+    def is_connected(self):
+        """Indication of the connection state of all clients in the group"""
+        return all(client.is_connected() for client in self.clients)
+
+    @tornado.gen.coroutine
+    def set_sampling_strategies(self, filter, strategy_and_params):
+        """Set sampling strategy for the sensors of all the group's clients.
+
+        Only sensors that match the specified filter are considered. See the
+        `KATCPResource.set_sampling_strategies` docstring for parameter
+        definitions and more info.
+
+        Returns
+        -------
+        sensors_strategies : tornado Future
+            Resolves with a dict with client names as keys and with the value as
+            another dict. The value dict is similar to the return value described
+            in the `KATCPResource.set_sampling_strategies` docstring.
+        """
+        results = yield {
+            client.name: client.set_sampling_strategies(filter, strategy_and_params)
+            for client in self.clients
+        }
+        return results
+
+    @tornado.gen.coroutine
+    def set_sampling_strategy(self, sensor_name, strategy_and_params):
+        """Set sampling strategy for the sensors of all the group's clients.
+
+        Only sensors that match the specified filter are considered. See the
+        `KATCPResource.set_sampling_strategies` docstring for parameter
+        definitions and more info.
+
+        Returns
+        -------
+        sensors_strategies : tornado Future
+            Resolves with a dict with client names as keys and with the value as
+            another dict. The value dict is similar to the return value described
+            in the `KATCPResource.set_sampling_strategies` docstring.
+        """
+        results = yield {
+            client.name: client.set_sampling_strategy(sensor_name, strategy_and_params)
+            for client in self.clients
+        }
+        return results
+
+    @tornado.gen.coroutine
+    def wait(
+        self,
+        sensor_name,
+        condition_or_value,
+        timeout=5.0,
+        quorum=None,
+        max_grace_period=1.0,
+    ):
+        """Wait for sensor present on all group clients to satisfy a condition.
+
+        Parameters
+        ----------
+        sensor_name : string
+            The name of the sensor to check
+        condition_or_value : obj or callable, or seq of objs or callables
+            If obj, sensor.value is compared with obj. If callable,
+            condition_or_value(reading) is called, and must return True if its
+            condition is satisfied. Since the reading is passed in, the value,
+            status, timestamp or received_timestamp attributes can all be used
+            in the check.
+        timeout : float or None
+            The total timeout in seconds (None means wait forever)
+        quorum : None or int or float
+            The number of clients that are required to satisfy the condition,
+            as either an explicit integer or a float between 0 and 1 indicating
+            a fraction of the total number of clients, rounded up. If None,
+            this means that all clients are required (the default). Be warned
+            that a value of 1.0 (float) indicates all clients while a value
+            of 1 (int) indicates a single client...
+        max_grace_period : float or None
+            After a quorum or initial timeout is reached, wait up to this long
+            in an attempt to get the rest of the clients to satisfy condition
+            as well (achieving effectively a full quorum if all clients behave)
+
+        Returns
+        -------
+        This command returns a tornado Future that resolves with True when a
+        quorum of clients satisfy the sensor condition, or False if a quorum
+        is not reached after a given timeout period (including a grace period).
+        The result is a dict of per-client booleans keyed by client name that
+        evaluates to True or False as described.
+
+        Raises
+        ------
+        :class:`KATCPSensorError`
+            If any of the sensors do not have a strategy set, or if the named
+            sensor is not present
+        """
+        num_clients = len(self.clients)
+        if quorum is None:
+            quorum = num_clients
+        elif isinstance(quorum, float):
+            if not 0.0 <= quorum <= 1.0:
+                raise ValueError("Fractional quorum %r must be in [0, 1]" % (quorum,))
+            quorum = int(math.ceil(quorum * num_clients))
+        elif not isinstance(quorum, int):
+            raise TypeError("Quorum %r must be an int, a float or None" % (quorum,))
+        if timeout and max_grace_period:
+            # The grace period comes out of the total timeout, never all of it.
+            grace_period = min(max_grace_period, timeout / 2.0)
+            initial_timeout = timeout - grace_period
+        else:
+            grace_period = max_grace_period
+            initial_timeout = timeout
+        futures = {
+            client.name: client.wait(sensor_name, condition_or_value, initial_timeout)
+            for client in self.clients
+        }
+        results = dict.fromkeys(futures, False)
+        # Every wait resolves (True, or False at its timeout), so no extra timeout.
+        results.update(
+            dict((yield until_some(done_at_least=min(quorum, num_clients), **futures)))
+        )
+        stragglers = {
+            client.name: client.wait(sensor_name, condition_or_value, grace_period)
+            for client in self.clients
+            if not results[client.name]
+        }
+        if stragglers and grace_period:
+            results.update(dict((yield until_some(**stragglers))))
+        return _QuorumResults(results, quorum)
+
+
+class _QuorumResults(dict):
+    """Per-client results of :meth:`ClientGroup.wait`, true if a quorum succeeded."""
+
+    def __init__(self, results, quorum):
+        super().__init__(results)
+        self.quorum = quorum
+
+    def __bool__(self):
+        return sum(bool(value) for value in self.values()) >= self.quorum
+
+
+class MappingProxy(collections.abc.Mapping):
+    """Read-only view of a mapping that passes every value through `wrapper`.
+
+    Parameters
+    ----------
+    mapping : mapping
+        The underlying mapping; later changes to it show through.
+    wrapper : callable
+        Called with each value as it is retrieved.
+    """
+
+    def __init__(self, mapping, wrapper):
+        self._mapping = mapping
+        self._wrapper = wrapper
+
+    def __iter__(self):
+        return iter(self._mapping)
+
+    def __len__(self):
+        return len(self._mapping)
+
+    def __contains__(self, key):
+        return key in self._mapping
+
+    def __getitem__(self, key):
+        return self._wrapper(self._mapping[key])
+
+    def __repr__(self):
+        return "%s(%r)" % (type(self).__name__, sorted(self._mapping))
+
+
+class AttrMappingProxy(MappingProxy):
+    """:class:`MappingProxy` that also offers the keys as attributes."""
+
+    def __getattr__(self, attr):
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        try:
+            return self[attr]
+        except KeyError:
+            raise AttributeError(attr) from None
+
+    def __dir__(self):
+        return sorted(set(dir(type(self))) | set(self._mapping))
+
+
+class ThreadSafeKATCPSensorWrapper(ThreadSafeMethodAttrWrapper):
+    """Thread safe wrapper for :class:`katcp.resource.KATCPSensor`"""
+
+    def wait(self, condition_or_value, timeout=None):
+        """Block until the sensor satisfies a condition; see :meth:`KATCPSensor.wait`.
+
+        Raises the sensor's own timeout error rather than a thread-crossing one.
+        """
+        return self._ioloop_wrapper.call_in_ioloop(
+            self.__subject__.wait, (condition_or_value, timeout), {}
+        )
+
+
+class ThreadSafeKATCPClientResourceRequestWrapper(ThreadSafeMethodAttrWrapper):
+    """Thread safe wrapper for a :class:`KATCPRequest`: calling it blocks for the reply."""
+
+    def __call__(self, *args, **kwargs):
+        # The request carries its own timeout, so the reply (or a timeout reply)
+        # always arrives; the thread crossing needs none.
+        return self._ioloop_wrapper.call_in_ioloop(self.__subject__, args, kwargs)
+
+
+class ThreadSafeKATCPClientGroupWrapper(ThreadSafeMethodAttrWrapper):
+    """Thread safe wrapper for :class:`ClientGroup`"""
+
+    @property
+    def req(self):
+        return AttrMappingProxy(
+            self.__subject__.req,
+            functools.partial(
+                ThreadSafeKATCPClientResourceRequestWrapper,
+                ioloop_wrapper=self._ioloop_wrapper,
+            ),
+        )
+
+    @property
+    def clients(self):
+        return tuple(
+            ThreadSafeKATCPClientResourceWrapper(client, self._ioloop_wrapper)
+            for client in self.__subject__.clients
+        )
+
+    def wait(self, sensor_name, condition_or_value, timeout=5.0, quorum=None,
+             max_grace_period=1.0):
+        """Blocking :meth:`ClientGroup.wait`."""
+        return self._ioloop_wrapper.call_in_ioloop(
+            self.__subject__.wait,
+            (sensor_name, condition_or_value, timeout, quorum, max_grace_period),
+            {},
+        )
+
+
+class ThreadSafeKATCPClientResourceWrapper(ThreadSafeMethodAttrWrapper):
+    """Should work with both KATCPClientResource or KATCPClientResourceContainer
+
+    Every method that returns a future blocks until it resolves, running on the
+    resource's ioloop; ``req``, ``sensor``, ``children`` and ``groups`` hand out
+    wrapped objects likewise.
+    """
+
+    def _wrapping(self, wrapper_class):
+        return functools.partial(wrapper_class, ioloop_wrapper=self._ioloop_wrapper)
+
+    @property
+    def req(self):
+        return AttrMappingProxy(
+            self.__subject__.req,
+            self._wrapping(ThreadSafeKATCPClientResourceRequestWrapper),
+        )
+
+    @property
+    def sensor(self):
+        return AttrMappingProxy(
+            self.__subject__.sensor, self._wrapping(ThreadSafeKATCPSensorWrapper)
+        )
+
+    @property
+    def children(self):
+        return AttrMappingProxy(
+            self.__subject__.children,
+            self._wrapping(ThreadSafeKATCPClientResourceWrapper),
+        )
+
+    @property
+    def groups(self):
+        return AttrMappingProxy(
+            self.__subject__.groups, self._wrapping(ThreadSafeKATCPClientGroupWrapper)
+        )
+
+    def wait(self, sensor_name, condition_or_value, timeout=5):
+        """Blocking :meth:`KATCPResource.wait`."""
+        return self._ioloop_wrapper.call_in_ioloop(
+            self.__subject__.wait, (sensor_name, condition_or_value, timeout), {}
+        )

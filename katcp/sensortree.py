@@ -1,0 +1,408 @@
+"""Trees of sensors whose values are computed from other sensors.
+
+A tree attaches itself as an observer to every sensor it holds; when a child changes,
+each of its parents is recalculated (and a parent's change in turn propagates up).
+"""
+
+
+class GenericSensorTree:
+    """A tree of generic sensors.
+
+    Subclasses define :meth:`recalculate`, which sets a parent's value from its
+    children.
+    """
+
+    def __init__(self):
+        self._child_to_parents = {}
+        self._parent_to_children = {}
+
+    def __contains__(self, sensor):
+        return sensor in self._parent_to_children
+
+    def update(self, sensor, reading):
+        """Update callback used by sensors to notify observers of changes.
+
+        Parameters
+        ----------
+        sensor : katcp.Sensor
+            The sensor whose value has changed.
+        reading : katcp.core.Reading
+            The new reading, as returned by ``sensor.read()``.
+        """
+        for parent in list(self._child_to_parents.get(sensor, ())):
+            self.recalculate(parent, (sensor,))
+
+    def recalculate(self, parent, updates):
+        """Re-calculate the value of parent sensor.
+
+        Parameters
+        ----------
+        parent : katcp.Sensor
+            The sensor whose value should be recalculated.
+        updates : sequence of katcp.Sensor
+            The child sensors that changed (or were linked or unlinked).
+        """
+        raise NotImplementedError
+
+    def _add_sensor(self, sensor):
+        self._parent_to_children[sensor] = set()
+        self._child_to_parents[sensor] = set()
+
+    def _remove_sensor(self, sensor):
+        del self._parent_to_children[sensor]
+        del self._child_to_parents[sensor]
+
+    def _is_unlinked(self, sensor):
+        return not self._parent_to_children[sensor] and not self._child_to_parents[sensor]
+
+    def add_links(self, parent, children):
+        """Create dependency links from parent to child.
+
+        Sensors not yet in the tree are added and observed. The parent is
+        recalculated once all links exist. Existing links are ignored.
+
+        Parameters
+        ----------
+        parent : katcp.Sensor
+            The sensor that depends on the children.
+        children : sequence of katcp.Sensor
+            The sensors the parent depends on.
+        """
+        new_sensors = []
+        if parent not in self:
+            self._add_sensor(parent)
+            new_sensors.append(parent)
+        for child in children:
+            if child not in self:
+                self._add_sensor(child)
+                new_sensors.append(child)
+            self._parent_to_children[parent].add(child)
+            self._child_to_parents[child].add(parent)
+        self.recalculate(parent, children)
+        for sensor in new_sensors:
+            sensor.attach(self)
+
+    def remove_links(self, parent, children):
+        """Remove dependency links from parent to child.
+
+        Sensors left without any link are removed from the tree and no longer
+        observed. The parent is recalculated afterwards. Missing links are ignored.
+
+        Parameters
+        ----------
+        parent : katcp.Sensor
+            The sensor that depended on the children.
+        children : sequence of katcp.Sensor
+            The sensors to unlink from the parent.
+        """
+        old_sensors = []
+        if parent in self:
+            for child in children:
+                if child not in self:
+                    continue
+                self._parent_to_children[parent].discard(child)
+                self._child_to_parents[child].discard(parent)
+                if self._is_unlinked(child):
+                    self._remove_sensor(child)
+                    old_sensors.append(child)
+            if self._is_unlinked(parent):
+                self._remove_sensor(parent)
+                old_sensors.append(parent)
+        for sensor in old_sensors:
+            sensor.detach(self)
+        self.recalculate(parent, children)
+
+    def children(self, parent):
+        """Return set of children of parent.
+
+        Parameters
+        ----------
+        parent : katcp.Sensor
+
+        Returns
+        -------
+        children : set of katcp.Sensor
+
+        Raises
+        ------
+        ValueError
+            If the parent is not in the tree.
+        """
+        if parent not in self._parent_to_children:
+            raise ValueError("Parent sensor %r not in tree." % (parent,))
+        return set(self._parent_to_children[parent])
+
+    def parents(self, child):
+        """Return set of parents of child.
+
+        Parameters
+        ----------
+        child : katcp.Sensor
+
+        Returns
+        -------
+        parents : set of katcp.Sensor
+
+        Raises
+        ------
+        ValueError
+            If the child is not in the tree.
+        """
+        if child not in self._child_to_parents:
+            raise ValueError("Child sensor %r not in tree." % (child,))
+        return set(self._child_to_parents[child])
+
+
+class BooleanSensorTree(GenericSensorTree):
+    """A tree of boolean sensors.
+
+    Non-leaf sensors have their values updated to be the logical AND of their child
+    sensors.
+
+    Examples
+    --------
+    >>> from katcp import Sensor
+    >>> tree = BooleanSensorTree()
+    >>> sensor1 = Sensor(Sensor.BOOLEAN, "sensor1", "First sensor", "")
+    >>> sensor2 = Sensor(Sensor.BOOLEAN, "sensor2", "Second sensor", "")
+    >>> tree.add(sensor1, sensor2)
+    >>> sensor2.set_value(True)
+    >>> sensor1.value()
+    True
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._parent_to_not_ok = {}
+
+    def add(self, parent, child):
+        """Add a pair of boolean sensors.
+
+        Parent depends on child.
+
+        Parameters
+        ----------
+        parent : katcp.Sensor
+            Boolean sensor that becomes the AND of its children.
+        child : katcp.Sensor
+            Boolean sensor the parent depends on.
+
+        Raises
+        ------
+        ValueError
+            If either sensor is not boolean.
+        """
+        for sensor in (parent, child):
+            if sensor.stype != "boolean":
+                raise ValueError("Sensor %r is not boolean." % (sensor.name,))
+        for sensor in (parent, child):
+            self._parent_to_not_ok.setdefault(sensor, set())
+        self.add_links(parent, (child,))
+
+    def remove(self, parent, child):
+        """Remove a dependency between parent and child.
+
+        Parameters
+        ----------
+        parent : katcp.Sensor
+        child : katcp.Sensor
+        """
+        self.remove_links(parent, (child,))
+        for sensor in (parent, child):
+            if sensor not in self:
+                self._parent_to_not_ok.pop(sensor, None)
+
+    def recalculate(self, parent, updates):
+        """Re-calculate the value of parent sensor.
+
+        Parent's value is the boolean AND of all child sensors.
+
+        Parameters
+        ----------
+        parent : katcp.Sensor
+        updates : sequence of katcp.Sensor
+            Children that changed, were linked or unlinked.
+        """
+        not_ok = self._parent_to_not_ok.setdefault(parent, set())
+        children = self._parent_to_children.get(parent, ())
+        for sensor in updates:
+            if sensor not in children or sensor.value():
+                not_ok.discard(sensor)
+            else:
+                not_ok.add(sensor)
+        parent.set_value(not not_ok)
+
+
+class AggregateSensorTree(GenericSensorTree):
+    """A collection of aggregate sensors.
+
+    Each aggregate (parent) sensor has a rule ``rule_function(parent, children)`` that
+    sets its value; the rule runs whenever one of the children changes.
+
+    Examples
+    --------
+    >>> from katcp import Sensor
+    >>> tree = AggregateSensorTree()
+    >>> def add_rule(parent, children):
+    ...     parent.set_value(sum(child.value() for child in children))
+    >>> sensor1 = Sensor(Sensor.INTEGER, "sensor1", "First sensor", "", [-1000, 1000])
+    >>> sensor2 = Sensor(Sensor.INTEGER, "sensor2", "Second sensor", "", [-1000, 1000])
+    >>> agg = Sensor(Sensor.INTEGER, "sum", "The total", "", [-2000, 2000])
+    >>> tree.add(agg, add_rule, (sensor1, sensor2))
+    >>> sensor1.set_value(1)
+    >>> agg.value()
+    1
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._aggregates = {}
+        # parent -> (rule_function, names still missing, sensors found so far)
+        self._incomplete_aggregates = {}
+        self._registered_sensors = {}
+
+    def _check_no_rule(self, parent):
+        if parent in self._aggregates or parent in self._incomplete_aggregates:
+            raise ValueError("Sensor %r already has an aggregate rule." % (parent.name,))
+
+    def add(self, parent, rule_function, children):
+        """Create an aggregation rule.
+
+        Parameters
+        ----------
+        parent : katcp.Sensor
+            The aggregate sensor.
+        rule_function : callable
+            ``rule_function(parent, children)`` updates the parent sensor value.
+        children : sequence of katcp.Sensor
+            The sensors the aggregate sensor depends on.
+
+        Raises
+        ------
+        ValueError
+            If the parent already has a rule.
+        """
+        self._check_no_rule(parent)
+        self._aggregates[parent] = (rule_function, children)
+        self.add_links(parent, children)
+
+    def add_delayed(self, parent, rule_function, child_names):
+        """Create an aggregation rule before child sensors are present.
+
+        The rule becomes active once every named child has been passed to
+        :meth:`register_sensor`.
+
+        Parameters
+        ----------
+        parent : katcp.Sensor
+            The aggregate sensor.
+        rule_function : callable
+            ``rule_function(parent, children)`` updates the parent sensor value.
+        child_names : sequence of str
+            The names of the sensors the aggregate sensor depends on.
+        """
+        self._check_no_rule(parent)
+        missing = {name for name in child_names if name not in self._registered_sensors}
+        found = {self._registered_sensors[name] for name in child_names
+                 if name in self._registered_sensors}
+        if missing:
+            self._incomplete_aggregates[parent] = (rule_function, missing, found)
+        else:
+            self.add(parent, rule_function, found)
+
+    def register_sensor(self, child):
+        """Register a sensor required by an aggregate sensor registered with add_delayed.
+
+        Parameters
+        ----------
+        child : katcp.Sensor
+            A child sensor required by one or more delayed aggregate sensors.
+
+        Raises
+        ------
+        ValueError
+            If a sensor of that name is already registered.
+        """
+        name = child.name
+        if name in self._registered_sensors:
+            raise ValueError("Sensor %r already registered with aggregate tree." % (name,))
+        self._registered_sensors[name] = child
+        completed = []
+        for parent, (_rule, missing, found) in self._incomplete_aggregates.items():
+            if name in missing:
+                missing.discard(name)
+                found.add(child)
+                if not missing:
+                    completed.append(parent)
+        for parent in completed:
+            rule_function, _missing, found = self._incomplete_aggregates.pop(parent)
+            self.add(parent, rule_function, found)
+
+    def deregister_sensor(self, child):
+        """Deregister a sensor previously passed to :meth:`register_sensor`.
+
+        Parameters
+        ----------
+        child : katcp.Sensor
+
+        Raises
+        ------
+        ValueError
+            If the sensor is not registered.
+        """
+        if self._registered_sensors.get(child.name) is not child:
+            raise ValueError("Sensor %r not registered with aggregate tree." % (child.name,))
+        del self._registered_sensors[child.name]
+
+    def remove(self, parent):
+        """Remove an aggregation rule.
+
+        Parameters
+        ----------
+        parent : katcp.Sensor
+            The aggregate sensor.
+
+        Raises
+        ------
+        ValueError
+            If the parent has no rule.
+        """
+        if parent in self._incomplete_aggregates:
+            del self._incomplete_aggregates[parent]
+            return
+        if parent not in self._aggregates:
+            raise ValueError("Sensor %r has no aggregate rule." % (parent.name,))
+        # Unlink first: remove_links recalculates the parent with its rule one last time.
+        self.remove_links(parent, self.children(parent))
+        del self._aggregates[parent]
+
+    def fetch(self, parent):
+        """Retrieve an aggregation rule.
+
+        Parameters
+        ----------
+        parent : katcp.Sensor
+            The aggregate sensor.
+
+        Returns
+        -------
+        rule_function : callable
+        children : sequence of katcp.Sensor
+        """
+        if parent not in self._aggregates:
+            raise ValueError("Sensor %r has no aggregate rule." % (parent.name,))
+        return self._aggregates[parent]
+
+    def recalculate(self, parent, updates):
+        """Re-calculate the value of parent sensor.
+
+        Parent's value is calculated by calling the associated aggregation rule.
+
+        Parameters
+        ----------
+        parent : katcp.Sensor
+        updates : sequence of katcp.Sensor
+            Children that changed (unused: the rule sees all children).
+        """
+        rule_function, children = self._aggregates[parent]
+        rule_function(parent, children)

@@ -1,0 +1,788 @@
+"""Tests for katcp.client against a scripted fake KATCP server on 127.0.0.1."""
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+
+import pytest
+import tornado.gen
+import tornado.ioloop
+
+from katcp.client import (
+    AsyncClient,
+    BlockingClient,
+    CallbackClient,
+    DeviceClient,
+    address_to_string,
+    request_check,
+)
+from katcp.core import KatcpVersionError, Message, ProtocolFlags
+
+WAIT = 5.0
+
+V5_GREETING = [
+    b"#version-connect katcp-protocol 5.0-IM",
+    b"#version-connect katcp-library fake-katcp-1.0",
+    b"#version-connect katcp-device fake-device-1.0 fake-build-1.0",
+]
+V4_GREETING = [b"#version v4-api-0.4", b"#build-state v4-impl-1.2b3"]
+
+
+def _split_request(line):
+    """Return (name, mid_suffix, args) of a request line such as b'?echo[3] a b'."""
+    head, _, rest = line[1:].partition(b" ")
+    mid = b""
+    if head.endswith(b"]"):
+        head, mid = head[:-1].split(b"[")
+        mid = b"[" + mid + b"]"
+    return head, mid, rest
+
+
+def scripted_answer(line):
+    """The fake server's replies to one request line."""
+    name, mid, rest = _split_request(line)
+    if name == b"silent":
+        return []
+    if name == b"nomid-reply":
+        return [b"!nomid-reply ok"]
+    if name == b"fail":
+        return [b"!fail" + mid + b" fail Because\\_reasons."]
+    if name == b"informs":
+        count = int(rest)
+        return [b"#informs%s %d" % (mid, i) for i in range(count)] + [
+            b"!informs%s ok %d" % (mid, count)]
+    if name == b"help":
+        return [b"#help" + mid + b" alpha First\\_request.",
+                b"#help" + mid + b" beta Second\\_request.",
+                b"!help" + mid + b" ok 2"]
+    if name == b"stray":
+        # An unrelated inform in the middle of a reply.
+        return [b"#log info 0 root stray", b"!stray" + mid + b" ok"]
+    if name == b"echo" or name == b"watchdog":
+        return [b"!" + name + mid + b" ok" + (b" " + rest if rest else b"")]
+    return [b"!" + name + mid + b" invalid Unknown\\_request."]
+
+
+class FakeServer:
+    """A line-based KATCP server on its own asyncio loop thread, recording what it hears.
+
+    Parameters
+    ----------
+    greeting : list of bytes
+        Lines sent to each new connection.
+    answer : callable
+        Maps a received request line to the list of lines to send back.
+
+    """
+
+    def __init__(self, greeting=V5_GREETING, answer=scripted_answer):
+        self.greeting = list(greeting)
+        self.answer = answer
+        self.received = queue.Queue()
+        self.connections = queue.Queue()
+        self._writers = []
+        self._server = None
+        self.port = 0
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def _run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(WAIT)
+
+    async def _handle(self, reader, writer):
+        self._writers.append(writer)
+        self.connections.put(writer)
+        writer.write(b"".join(line + b"\n" for line in self.greeting))
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                line = line.rstrip(b"\r\n")
+                self.received.put(line)
+                out = self.answer(line)
+                if out:
+                    writer.write(b"".join(reply + b"\n" for reply in out))
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def _start(self):
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _stop(self):
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        self._writers = []
+        await self._server.wait_closed()
+
+    def start(self):
+        self._run(self._start())
+        return self
+
+    def stop(self):
+        self._run(self._stop())
+
+    def send(self, line):
+        """Send a line to every open connection."""
+
+        def write():
+            for writer in self._writers:
+                writer.write(line + b"\n")
+
+        self.loop.call_soon_threadsafe(write)
+
+    def drop_connections(self):
+        async def drop():
+            for writer in self._writers:
+                writer.close()
+            self._writers = []
+
+        self._run(drop())
+
+    def next_line(self):
+        return self.received.get(timeout=WAIT)
+
+    def close(self):
+        self.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(WAIT)
+        self.loop.close()
+
+
+@pytest.fixture
+def server():
+    fake = FakeServer().start()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def v4_server():
+    fake = FakeServer(greeting=V4_GREETING).start()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def make_client():
+    clients = []
+
+    def make(cls, port, **kwargs):
+        client = cls("127.0.0.1", port, **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        if client.ioloop is not None and client._ioloop_manager.managed:
+            client.stop(timeout=WAIT)
+            client.join(timeout=WAIT)
+
+
+@pytest.fixture
+def blocking(server, make_client):
+    client = make_client(BlockingClient, server.port, timeout=0.5)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    return client
+
+
+# -- BlockingClient against a v5 server ----------------------------------------------
+
+
+def test_v5_detection_and_versions(blocking):
+    flags = blocking.protocol_flags
+    assert str(flags) == "5.0-IM"
+    assert flags.multi_client and flags.message_ids
+    assert sorted(blocking.versions.items()) == [
+        ("katcp-device", ("fake-device-1.0", "fake-build-1.0")),
+        ("katcp-library", ("fake-katcp-1.0",)),
+        ("katcp-protocol", ("5.0-IM",)),
+    ]
+    assert blocking.is_connected()
+    assert blocking.running()
+    assert blocking.bind_address == ("127.0.0.1", blocking.bind_address[1])
+    assert blocking.convert_seconds(1.5) == 1.5
+
+
+def test_v5_requests_match_reference_wire_and_replies(server, blocking):
+    reply, informs = blocking.blocking_request(Message.request("help"))
+    assert str(reply) == "!help[1] ok 2"
+    assert [str(m) for m in informs] == ["#help[1] alpha First\\_request.",
+                                         "#help[1] beta Second\\_request."]
+    assert server.next_line() == b"?help[1]"
+
+    reply, _ = blocking.blocking_request(
+        Message.request("echo", "text", b"bytes", 1, -2, 2.5, 1e100, True, False))
+    assert str(reply) == "!echo[2] ok text bytes 1 -2 2.5 1e+100 1 0"
+    assert server.next_line() == b"?echo[2] text bytes 1 -2 2.5 1e+100 1 0"
+
+    reply, _ = blocking.blocking_request(Message.request("echo", "x", mid=42))
+    assert str(reply) == "!echo[42] ok x"
+    reply, _ = blocking.blocking_request(Message.request("echo", "y"), use_mid=False)
+    assert str(reply) == "!echo ok y"
+    reply, _ = blocking.blocking_request(Message.request("echo", "z"), use_mid=True)
+    assert str(reply) == "!echo[4] ok z"
+    reply, _ = blocking.blocking_request(Message.request("fail"))
+    assert str(reply) == "!fail[5] fail Because\\_reasons."
+    assert not reply.reply_ok()
+    reply, _ = blocking.blocking_request(Message.request("nosuch"))
+    assert str(reply) == "!nosuch[6] invalid Unknown\\_request."
+    assert [server.next_line() for _ in range(5)] == [
+        b"?echo[42] x", b"?echo y", b"?echo[4] z", b"?fail[5]", b"?nosuch[6]"]
+
+
+def test_request_timeout_gives_fail_reply_and_client_keeps_working(blocking):
+    reply, informs = blocking.blocking_request(Message.request("silent"), timeout=0.05)
+    assert reply.name == "silent" and reply.mid == b"1"
+    assert reply.arguments[0] == b"fail"
+    assert reply.arguments[1].startswith(b"Request silent timed out after 0.0")
+    assert informs == []
+    # Per-client default timeout (0.5 s) applies when none is given.
+    reply, _ = blocking.blocking_request(Message.request("silent"))
+    assert b"timed out after 0.5" in reply.arguments[1]
+    reply, _ = blocking.blocking_request(Message.request("watchdog"))
+    assert str(reply) == "!watchdog[3] ok"
+
+
+def test_midless_reply_to_mid_request_is_not_matched_like_reference(server, blocking):
+    # Reference behaviour (wire transcript client-blocking-v5): the mid-less reply is
+    # not the answer to ?nomid-reply[1], yet it disarms that request's timer.
+    with pytest.raises(RuntimeError, match="did not call reply handler"):
+        blocking.blocking_request(Message.request("nomid-reply"), timeout=0.1)
+    reply, _ = blocking.blocking_request(Message.request("nomid-reply"), timeout=0.1,
+                                         use_mid=False)
+    assert reply.mid is None
+    assert reply.arguments[0] == b"fail"
+    assert b"timed out" in reply.arguments[1]
+
+
+def test_inform_message_is_not_a_request(blocking):
+    with pytest.raises(AssertionError):
+        blocking.blocking_request(Message.inform("echo"))
+
+
+def test_unrelated_informs_go_to_handle_inform(server, make_client):
+    seen = queue.Queue()
+
+    class Client(BlockingClient):
+        def inform_log(self, msg):
+            seen.put(msg)
+
+    client = make_client(Client, server.port)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    reply, informs = client.blocking_request(Message.request("stray"))
+    assert reply.reply_ok() and informs == []
+    assert seen.get(timeout=WAIT).arguments[-1] == b"stray"
+
+
+def test_many_threads_share_one_blocking_client(blocking):
+    errors = []
+
+    def worker(n):
+        try:
+            for i in range(30):
+                reply, _ = blocking.blocking_request(Message.request("echo", n, i))
+                assert reply.arguments == [b"ok", b"%d" % n, b"%d" % i], reply
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT * 2)
+    assert errors == []
+
+
+def test_blocking_client_future_request_from_thread_blocks_for_result(blocking):
+    reply, informs = blocking.future_request(Message.request("informs", 2))
+    assert str(reply) == "!informs[1] ok 2"
+    assert len(informs) == 2
+
+
+def test_request_check(blocking):
+    reply, _ = request_check(blocking, ValueError, "echo", "a")
+    assert reply.arguments == [b"ok", b"a"]
+    with pytest.raises(ValueError, match="Unexpected failure reply"):
+        request_check(blocking, ValueError, "fail")
+
+
+def test_address_to_string():
+    assert address_to_string(("127.0.0.1", 7147)) == "127.0.0.1:7147"
+
+
+# -- v4 servers and protocol detection ------------------------------------------------
+
+
+def test_v4_detection_and_requests_without_mids(v4_server, make_client):
+    client = make_client(BlockingClient, v4_server.port)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    flags = client.protocol_flags
+    assert (str(flags), flags.major, flags.minor) == ("4.0", 4, 0)
+    assert not flags.message_ids
+    assert client.convert_seconds(1.5) == 1500.0
+    reply, informs = client.blocking_request(Message.request("help"))
+    assert str(reply) == "!help ok 2" and len(informs) == 2
+    reply, _ = client.blocking_request(Message.request("echo", "a", 1))
+    assert str(reply) == "!echo ok a 1"
+    reply, _ = client.blocking_request(Message.request("echo", "x", mid=7))
+    assert str(reply) == "?echo[7] fail Message\\_IDs\\_not\\_supported\\_by\\_server"
+    reply, _ = client.blocking_request(Message.request("echo", "z"), use_mid=True)
+    assert str(reply) == "?echo[3] fail Message\\_IDs\\_not\\_supported\\_by\\_server"
+    reply, informs = client.blocking_request(Message.request("informs", 2))
+    assert str(reply) == "!informs ok 2"
+    assert [str(m) for m in informs] == ["#informs 0", "#informs 1"]
+    assert [v4_server.next_line() for _ in range(3)] == [b"?help", b"?echo a 1", b"?informs 2"]
+    with pytest.raises(KatcpVersionError):
+        client.request(Message.request("echo", mid=9))
+
+
+def test_convert_seconds_before_v4_truncates_to_ms(make_client):
+    client = make_client(DeviceClient, 1)
+    client.preset_protocol_flags(ProtocolFlags(3, 0, set()))
+    assert client.convert_seconds(1.0005) == 1000
+
+
+@pytest.mark.parametrize("greeting", [
+    V5_GREETING + [b"#version v4-api-0.4"],
+    V4_GREETING[:1] + V5_GREETING,
+])
+def test_mixed_version_informs_give_up_and_disconnect(greeting, make_client):
+    fake = FakeServer(greeting=greeting).start()
+    try:
+        client = make_client(DeviceClient, fake.port, auto_reconnect=False)
+        client.start()
+        assert client.wait_connected(WAIT)
+        assert client.wait_disconnected(WAIT)
+        assert client.protocol_flags is None
+        assert not client.wait_protocol(0.05)
+    finally:
+        fake.close()
+
+
+def test_preset_protocol_flags_disables_detection(v4_server, make_client):
+    client = make_client(BlockingClient, v4_server.port)
+    client.preset_protocol_flags(ProtocolFlags(5, 0, "IM"))
+    client.start()
+    assert client.wait_connected(WAIT)
+    reply, _ = client.blocking_request(Message.request("echo", "a"))
+    assert str(reply) == "!echo[1] ok a"
+    assert str(client.protocol_flags) == "5.0-IM"
+    assert client.is_connected()
+
+
+# -- connection life cycle ------------------------------------------------------------
+
+
+def test_pending_requests_fail_when_connection_drops(server, make_client):
+    client = make_client(CallbackClient, server.port, timeout=None)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    replies = queue.Queue()
+    client.callback_request(Message.request("silent"), reply_cb=replies.put)
+    assert server.next_line() == b"?silent[1]"
+    server.drop_connections()
+    reply = replies.get(timeout=WAIT)
+    assert reply.mid == b"1" and reply.arguments[0] == b"fail"
+    assert b"closed before reply" in reply.arguments[1]
+
+
+def test_reconnects_after_server_restarts_on_same_port(server, make_client):
+    connected = queue.Queue()
+
+    class Client(BlockingClient):
+        def notify_connected(self, is_connected):
+            connected.put(is_connected)
+
+    client = make_client(Client, server.port)
+    client.start()
+    assert connected.get(timeout=WAIT) is True
+    assert client.wait_protocol(WAIT)
+    server.stop()
+    assert connected.get(timeout=WAIT) is False
+    assert client.wait_disconnected(WAIT)
+    server.start()
+    assert connected.get(timeout=WAIT) is True
+    assert client.wait_protocol(WAIT)
+    reply, _ = client.blocking_request(Message.request("echo", "again"))
+    assert reply.arguments == [b"ok", b"again"]
+
+
+def test_disconnect_reconnects_with_auto_reconnect(server, make_client):
+    client = make_client(BlockingClient, server.port)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    first = server.connections.get(timeout=WAIT)
+    client.disconnect()
+    second = server.connections.get(timeout=WAIT)
+    assert second is not first
+    assert client.wait_connected(WAIT)
+
+
+def test_no_auto_reconnect_stops_running_after_disconnect(server, make_client):
+    client = make_client(BlockingClient, server.port, auto_reconnect=False)
+    client.start()
+    server.connections.get(timeout=WAIT)
+    server.drop_connections()
+    assert client.wait_disconnected(WAIT)
+    client.join(0)
+    stopped = concurrent.futures.Future()
+    client.ioloop.add_callback(
+        lambda: tornado.concurrent.chain_future(client.until_stopped(), stopped))
+    stopped.result(WAIT)
+    assert not client.running()
+
+
+def test_request_while_not_connected_fails_at_once(make_client):
+    with _closed_port() as port:
+        client = make_client(BlockingClient, port, timeout=WAIT)
+        client.start()
+        assert client.wait_running(WAIT)
+        reply, informs = client.blocking_request(Message.request("echo"))
+        assert reply.arguments == [b"fail", b"Client not connected"] and informs == []
+
+
+def test_oversized_message_closes_connection(server, make_client):
+    class Client(BlockingClient):
+        MAX_MSG_SIZE = 1000
+
+    client = make_client(Client, server.port, auto_reconnect=False)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    server.send(b"#junk " + b"x" * 5000)
+    assert client.wait_disconnected(WAIT)
+
+
+def test_start_stop_join_managed_loop(server):
+    client = BlockingClient("127.0.0.1", server.port)
+    assert client.start(timeout=WAIT)
+    assert client.wait_connected(WAIT)
+    thread = client._ioloop_manager._ioloop_thread
+    assert thread.daemon
+    client.stop(timeout=WAIT)
+    client.join(timeout=WAIT)
+    assert not thread.is_alive()
+    assert not client.running() and not client.is_connected()
+
+
+def test_set_daemon_false(server):
+    client = DeviceClient("127.0.0.1", server.port)
+    client.setDaemon(False)
+    client.start(timeout=WAIT)
+    thread = client._ioloop_manager._ioloop_thread
+    assert not thread.daemon
+    client.stop(timeout=WAIT)
+    client.join(timeout=WAIT)
+    assert not thread.is_alive()
+
+
+def test_blocking_calls_from_the_loop_thread_raise(blocking):
+    outcome = concurrent.futures.Future()
+
+    def on_loop():
+        errors = []
+        for call in (lambda: blocking.blocking_request(Message.request("echo")),
+                     lambda: blocking.wait_disconnected(1)):
+            try:
+                call()
+            except RuntimeError as exc:
+                errors.append(str(exc))
+        outcome.set_result(errors)
+
+    blocking.ioloop.add_callback(on_loop)
+    errors = outcome.result(WAIT)
+    assert len(errors) == 2
+    assert "future_request" in errors[0] and "until_disconnected" in errors[1]
+
+
+def test_stop_managed_client_fails_pending_requests(server):
+    client = CallbackClient("127.0.0.1", server.port, timeout=None)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    replies = queue.Queue()
+    client.callback_request(Message.request("silent"), reply_cb=replies.put)
+    assert server.next_line() == b"?silent[1]"
+    client.stop(timeout=WAIT)
+    client.join(timeout=WAIT)
+    reply = replies.get(timeout=WAIT)
+    assert b"stopped before reply" in reply.arguments[1]
+
+
+# -- callback requests ----------------------------------------------------------------
+
+
+def test_callback_request_with_user_data(server, make_client):
+    client = make_client(CallbackClient, server.port)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    got = queue.Queue()
+    client.callback_request(
+        Message.request("informs", 2),
+        reply_cb=lambda msg, *data: got.put(("reply", str(msg), data)),
+        inform_cb=lambda msg, *data: got.put(("inform", str(msg), data)),
+        user_data=("u", 1),
+    )
+    assert [got.get(timeout=WAIT) for _ in range(3)] == [
+        ("inform", "#informs[1] 0", ("u", 1)),
+        ("inform", "#informs[1] 1", ("u", 1)),
+        ("reply", "!informs[1] ok 2", ("u", 1)),
+    ]
+
+
+def test_callback_request_timeout_and_failing_callback(server, make_client, caplog):
+    client = make_client(CallbackClient, server.port, timeout=0.05)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    got = queue.Queue()
+
+    def bad_cb(msg):
+        got.put(msg)
+        raise ValueError("callback bug")
+
+    with caplog.at_level(logging.ERROR, logger="katcp.client"):
+        client.callback_request(Message.request("silent"), reply_cb=bad_cb)
+        reply = got.get(timeout=WAIT)
+        assert b"timed out" in reply.arguments[1]
+        reply, _ = client.blocking_request(Message.request("echo", "still ok"))
+    assert reply.arguments == [b"ok", b"still ok"]
+    assert "callback bug" in caplog.text
+
+
+# -- DeviceClient dispatch ------------------------------------------------------------
+
+
+class RecordingClient(DeviceClient):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen = queue.Queue()
+
+    def reply_echo(self, msg):
+        self.seen.put(("reply_echo", str(msg)))
+
+    def inform_log(self, msg):
+        self.seen.put(("inform_log", str(msg)))
+
+    def request_ping(self, msg):
+        """Answer pings from the server."""
+        return Message.reply_to_request(msg, "ok", "pong")
+
+    def unhandled_reply(self, msg):
+        self.seen.put(("unhandled_reply", str(msg)))
+
+    def unhandled_inform(self, msg):
+        self.seen.put(("unhandled_inform", msg.name))
+
+    def unhandled_request(self, msg):
+        self.seen.put(("unhandled_request", str(msg)))
+
+
+def test_device_client_dispatches_to_handlers(server, make_client):
+    client = make_client(RecordingClient, server.port)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    assert client.request(Message.request("echo", "a")) == b"1"
+    assert client.seen.get(timeout=WAIT) == ("reply_echo", "!echo[1] ok a")
+    assert client.request(Message.request("nosuch"), use_mid=False) is None
+    assert client.seen.get(timeout=WAIT) == ("unhandled_reply", "!nosuch invalid Unknown\\_request.")
+    server.send(b"#log warn 0 x hello")
+    assert client.seen.get(timeout=WAIT) == ("inform_log", "#log warn 0 x hello")
+    server.send(b"#sensor-status 1 1 a nominal 1")
+    assert client.seen.get(timeout=WAIT) == ("unhandled_inform", "sensor-status")
+    server.send(b"?other[3]")
+    assert client.seen.get(timeout=WAIT) == ("unhandled_request", "?other[3]")
+    assert [server.next_line() for _ in range(2)] == [b"?echo[1] a", b"?nosuch"]
+    server.send(b"?ping[4]")
+    assert server.next_line() == b"!ping[4] ok pong"
+    client.send_message(Message.inform("hello", "world"))
+    assert server.next_line() == b"#hello world"
+
+
+# -- unmanaged (user) loops -----------------------------------------------------------
+
+
+def run_on_user_loop(coro_fn):
+    """Run `coro_fn(ioloop)` on a fresh IOLoop in a new thread; return its result."""
+    outcome = concurrent.futures.Future()
+
+    def target():
+        ioloop = tornado.ioloop.IOLoop(make_current=False)
+
+        async def main():
+            try:
+                outcome.set_result(await coro_fn(ioloop))
+            except BaseException as exc:
+                outcome.set_exception(exc)
+            finally:
+                ioloop.stop()
+
+        ioloop.add_callback(main)
+        ioloop.start()
+        ioloop.close(all_fds=True)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    try:
+        return outcome.result(WAIT * 2)
+    finally:
+        thread.join(WAIT)
+
+
+def test_async_client_on_user_loop_with_native_coroutines(server):
+    async def main(ioloop):
+        client = AsyncClient("127.0.0.1", server.port, timeout=None)
+        client.set_ioloop(ioloop)
+        client.start()
+        await client.until_running(timeout=WAIT)
+        await client.until_connected(timeout=WAIT)
+        await client.until_protocol(timeout=WAIT)
+        results = await asyncio.gather(*[
+            client.future_request(Message.request("echo", i)) for i in range(20)])
+        reply, informs = await client.future_request(Message.request("informs", 1))
+        client.stop()
+        client.join()
+        await client.until_stopped(timeout=WAIT)
+        return [r.arguments[1] for r, _ in results], str(reply), len(informs), client
+
+    echoes, reply, n_informs, client = run_on_user_loop(main)
+    assert echoes == [b"%d" % i for i in range(20)]
+    assert reply == "!informs[21] ok 1" and n_informs == 1
+    assert not client.running()
+
+
+def test_async_client_on_user_loop_with_tornado_coroutines(server):
+    @tornado.gen.coroutine
+    def main(ioloop):
+        client = AsyncClient("127.0.0.1", server.port)
+        client.set_ioloop(ioloop)
+        client.start()
+        yield client.until_protocol(timeout=WAIT)
+        reply, _ = yield client.future_request(Message.request("echo", "t"), use_mid=False)
+        timed_out, _ = yield client.future_request(Message.request("silent"), timeout=0.01)
+        client.stop()
+        yield client.until_stopped(timeout=WAIT)
+        return str(reply), timed_out.arguments[0]
+
+    assert run_on_user_loop(main) == ("!echo ok t", b"fail")
+
+
+def test_until_stopped_resolves_when_never_started():
+    async def main(ioloop):
+        client = DeviceClient("127.0.0.1", 1)
+        client.set_ioloop(ioloop)
+        await client.until_stopped(timeout=WAIT)
+        return client.running()
+
+    assert run_on_user_loop(main) is False
+
+
+# -- the tutorial examples (Python 3 print) -------------------------------------------
+
+
+def test_tutorial_blocking_client(server, capsys):
+    from katcp import BlockingClient, Message
+
+    client = BlockingClient("127.0.0.1", server.port)
+    client.start()
+    client.wait_protocol()  # Optional
+    reply, informs = client.blocking_request(Message.request("help"))
+    print(reply)
+    for msg in informs:
+        print(msg)
+    client.stop()
+    client.join()
+    assert capsys.readouterr().out.splitlines() == [
+        "!help[1] ok 2", "#help[1] alpha First\\_request.", "#help[1] beta Second\\_request."]
+
+
+def test_tutorial_callback_client(server, capsys):
+    from katcp import CallbackClient, Message
+
+    done = threading.Event()
+
+    def reply_cb(msg):
+        print("Reply:", msg)
+        done.set()
+
+    def inform_cb(msg):
+        print("Inform:", msg)
+
+    client = CallbackClient("127.0.0.1", server.port)
+    client.start()
+    client.wait_protocol(WAIT)
+    client.callback_request(Message.request("help"), reply_cb=reply_cb, inform_cb=inform_cb)
+    assert done.wait(WAIT)
+    client.stop()
+    client.join()
+    assert capsys.readouterr().out.splitlines() == [
+        "Inform: #help[1] alpha First\\_request.",
+        "Inform: #help[1] beta Second\\_request.",
+        "Reply: !help[1] ok 2",
+    ]
+
+
+def test_tutorial_own_client(server, capsys):
+    from katcp import DeviceClient, Message
+
+    done = threading.Event()
+
+    class MyClient(DeviceClient):
+        def reply_help(self, msg):
+            """Print out help replies."""
+            print(msg.name, msg.arguments)
+
+        def inform_help(self, msg):
+            """Print out help inform messages."""
+            meth, desc = msg.arguments[:2]
+            print("---------", meth, "---------")
+            print()
+            print(desc)
+            print("----------------------------")
+
+        def unhandled_reply(self, msg):
+            """Print out unhandled replies."""
+            print("Unhandled reply", msg.name)
+            done.set()
+
+        def unhandled_inform(self, msg):
+            """Print out unhandled informs."""
+            print("Unhandled inform", msg.name)
+
+    client = MyClient("127.0.0.1", server.port)
+    client.start()
+    client.wait_protocol(WAIT)
+    client.request(Message.request("help"))
+    client.request(Message.request("watchdog"))
+    assert done.wait(WAIT)
+    client.stop()
+    client.join()
+    assert capsys.readouterr().out.splitlines() == [
+        "--------- b'alpha' ---------", "", "b'First request.'", "----------------------------",
+        "--------- b'beta' ---------", "", "b'Second request.'", "----------------------------",
+        "help [b'ok', b'2']",
+        "Unhandled reply watchdog",
+    ]
+
+
+class _closed_port:
+    """Context manager yielding a local port with nothing listening on it."""
+
+    def __enter__(self):
+        import socket
+
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        return self._sock.getsockname()[1]
+
+    def __exit__(self, *exc):
+        self._sock.close()
+

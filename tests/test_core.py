@@ -1,0 +1,830 @@
+"""Tests for katcp.core: the message codec, protocol flags, exceptions, the device
+metaclasses and the small synchronous and asynchronous helpers."""
+
+import enum
+import logging
+import threading
+
+import pytest
+import tornado.gen
+import tornado.ioloop
+import tornado.testing
+from tornado.concurrent import Future
+
+from katcp import core
+from katcp.core import (AsyncCallbackEvent, AsyncEvent, AsyncReply, AsyncState, AttrDict,
+                        DefaultAttrDict, DeviceMetaclass, DeviceServerMetaclass, FailReply,
+                        KatcpClientDisconnected, KatcpClientError, KatcpDeviceError,
+                        KatcpError, KatcpSyntaxError, KatcpTypeError, KatcpVersionError,
+                        LatencyTimer, Message, MessageParser, ProtocolFlags,
+                        convert_method_name, encode_utf8_with_error_log,
+                        future_timeout_manager, hashable_identity, log_coroutine_exceptions,
+                        log_future_exceptions, steal_docstring_from, until_any, until_later,
+                        until_some)
+
+PARSER = MessageParser()
+
+
+# ---------------------------------------------------------------------------
+# Message construction
+# ---------------------------------------------------------------------------
+
+class TestMessageConstruction:
+
+    def test_type_constants(self):
+        assert (Message.REQUEST, Message.REPLY, Message.INFORM) == (0, 1, 2)
+        assert Message.TYPE_NAMES == {0: "REQUEST", 1: "REPLY", 2: "INFORM"}
+        assert Message.TYPE_SYMBOLS == {0: "?", 1: "!", 2: "#"}
+        assert Message.TYPE_SYMBOL_LOOKUP == {"?": 0, "!": 1, "#": 2}
+
+    def test_slots(self):
+        assert Message.__slots__ == ("mtype", "name", "arguments", "mid")
+        msg = Message.request("foo")
+        with pytest.raises(AttributeError):
+            msg.other = 1
+
+    def test_fields(self):
+        msg = Message(Message.INFORM, "sensor-value", [b"a", "b"], 12)
+        assert msg.mtype == Message.INFORM
+        assert msg.name == "sensor-value"
+        assert msg.arguments == [b"a", b"b"]
+        assert msg.mid == b"12"
+
+    def test_defaults(self):
+        msg = Message(Message.REQUEST, "watchdog")
+        assert msg.arguments == []
+        assert msg.mid is None
+
+    def test_helpers_set_type(self):
+        assert Message.request("a", 1).mtype == Message.REQUEST
+        assert Message.reply("a", 1).mtype == Message.REPLY
+        assert Message.inform("a", 1).mtype == Message.INFORM
+        assert Message.request("a", 1, mid=3).mid == b"3"
+        assert Message.reply("a", mid="4").mid == b"4"
+        assert Message.inform("a", mid=b"5").mid == b"5"
+
+    def test_helpers_reject_unknown_keywords(self):
+        with pytest.raises(TypeError):
+            Message.request("a", foo=1)
+
+    def test_reply_to_request_and_reply_inform_copy_name_and_mid(self):
+        req = Message.request("sensor-list", "x", mid=7)
+        reply = Message.reply_to_request(req, "ok", 1)
+        inform = Message.reply_inform(req, "x", "desc")
+        assert (reply.mtype, reply.name, reply.mid, reply.arguments) == (
+            Message.REPLY, "sensor-list", b"7", [b"ok", b"1"])
+        assert (inform.mtype, inform.name, inform.mid, inform.arguments) == (
+            Message.INFORM, "sensor-list", b"7", [b"x", b"desc"])
+        assert Message.reply_to_request(Message.request("w")).mid is None
+
+    @pytest.mark.parametrize("mtype", [-1, 3, "?", None])
+    def test_bad_type(self, mtype):
+        with pytest.raises(KatcpSyntaxError):
+            Message(mtype, "foo")
+
+    @pytest.mark.parametrize("name", ["a", "A", "a-b", "sensor-list", "x1-2-3", "Z9"])
+    def test_good_names(self, name):
+        assert Message.request(name).name == name
+
+    @pytest.mark.parametrize("name", ["", "1abc", "-abc", "a_b", "a b", "a.b", "a[1]",
+                                      "caf\u00e9", "a\n", None, 12, ["a"]])
+    def test_bad_names(self, name):
+        with pytest.raises(KatcpSyntaxError):
+            Message(Message.REQUEST, name)
+
+    def test_bytes_name_becomes_str(self):
+        assert Message.request(b"foo").name == "foo"
+
+    @pytest.mark.parametrize("mid, expected", [
+        (1, b"1"), (2 ** 31 - 1, b"2147483647"), ("123", b"123"), (b"456", b"456"),
+        ("007", b"7"), (None, None)])
+    def test_good_mids(self, mid, expected):
+        assert Message.request("foo", mid=mid).mid == expected
+
+    @pytest.mark.parametrize("mid", [0, -1, 2 ** 31, "0", b"2147483648", "", "abc", b"1a",
+                                     "-5", " 5", "1.5", 1.5, True, [1], "\u00b2"])
+    def test_bad_mids(self, mid):
+        with pytest.raises(KatcpSyntaxError):
+            Message.request("foo", mid=mid)
+
+    def test_bad_mid_is_a_value_error(self):
+        with pytest.raises(ValueError):
+            Message.request("foo", mid=2 ** 31)
+
+
+class TestFormatArgument:
+
+    class Colour(enum.IntEnum):
+        RED = 3
+
+    class Text(str):
+        pass
+
+    @pytest.mark.parametrize("arg, expected", [
+        (b"raw\xff", b"raw\xff"),
+        ("text", b"text"),
+        ("caf\u00e9", b"caf\xc3\xa9"),
+        (True, b"1"),
+        (False, b"0"),
+        (0, b"0"),
+        (-546, b"-546"),
+        (2 ** 80, b"1208925819614629174706176"),
+        (1.7, b"1.7"),
+        (-1.234e-05, b"-1.234e-05"),
+        (1e-7, b"1e-07"),
+        (1e22, b"1e+22"),
+        (0.30000000000000004, b"0.30000000000000004"),
+        (123456789012.5, b"123456789012.5"),
+        (float("nan"), b"nan"),
+        (float("-inf"), b"-inf"),
+        (-0.0, b"-0.0"),
+        (None, b""),
+        (bytearray(b"ba"), b"ba"),
+        (Colour.RED, b"3"),
+        (Text("sub"), b"sub"),
+    ])
+    def test_format(self, arg, expected):
+        assert Message.format_argument(arg) == expected
+        assert Message.inform("x", arg).arguments == [expected]
+
+    def test_format_is_usable_on_instances(self):
+        assert Message.request("x").format_argument(5) == b"5"
+
+    def test_other_objects_use_str(self):
+        class Thing:
+            def __str__(self):
+                return "thing!"
+        assert Message.format_argument(Thing()) == b"thing!"
+
+    def test_unencodable_text_is_logged_and_replaced(self, caplog):
+        with caplog.at_level(logging.ERROR, logger="katcp.core"):
+            assert Message.format_argument("a\ud800b") == b"a?b"
+        assert "utf-8" in caplog.text.lower()
+
+    def test_encode_utf8_with_error_log(self, caplog):
+        assert encode_utf8_with_error_log("caf\u00e9") == b"caf\xc3\xa9"
+        assert caplog.records == []
+        with caplog.at_level(logging.ERROR):
+            assert encode_utf8_with_error_log("\udcff") == b"?"
+        assert len(caplog.records) == 1
+
+
+# ---------------------------------------------------------------------------
+# Message formatting, equality, repr
+# ---------------------------------------------------------------------------
+
+class TestMessageFormatting:
+
+    def test_simple(self):
+        assert bytes(Message.request("watchdog")) == b"?watchdog"
+        assert bytes(Message.reply("watchdog", "ok")) == b"!watchdog ok"
+        assert bytes(Message.inform("log", "info", 1.5)) == b"#log info 1.5"
+
+    def test_no_trailing_newline(self):
+        assert not bytes(Message.inform("a", "b\n")).endswith(b"\n")
+
+    def test_mid(self):
+        assert bytes(Message.request("set-rate", 4.1, mid=123)) == b"?set-rate[123] 4.1"
+
+    @pytest.mark.parametrize("raw, escaped", [
+        (b"\\", b"\\\\"), (b" ", b"\\_"), (b"\0", b"\\0"), (b"\n", b"\\n"),
+        (b"\r", b"\\r"), (b"\x1b", b"\\e"), (b"\t", b"\\t"), (b"", b"\\@"),
+        (b"a b\tc\nd\\e\0f\x1bg\rh", b"a\\_b\\tc\\nd\\\\e\\0f\\eg\\rh"),
+        (b"@_", b"@_"), (b"\xff\x01", b"\xff\x01"),
+    ])
+    def test_escapes(self, raw, escaped):
+        assert bytes(Message.inform("x", raw)) == b"#x " + escaped
+        assert bytes(Message.inform("x", b"a", raw, b"b")) == b"#x a " + escaped + b" b"
+
+    def test_empty_arguments(self):
+        assert bytes(Message.reply("optional", "ok", 1, 2, "")) == b"!optional ok 1 2 \\@"
+        assert bytes(Message.reply("x", "", "")) == b"!x \\@ \\@"
+
+    def test_str_is_decoded_bytes(self):
+        msg = Message.inform("x", "caf\u00e9", "a b")
+        assert str(msg) == "#x caf\u00e9 a\\_b"
+        assert isinstance(str(msg), str)
+
+    def test_str_survives_non_utf8(self):
+        assert str(Message.inform("x", b"\xff")) == "#x \\xff"
+
+    def test_repr(self):
+        assert repr(Message.reply("ok", b"123", b"zzz")) == "<Message reply ok (b'123', b'zzz')>"
+        assert repr(Message.request("w", mid=4)) == "<Message request w[4] ()>"
+        assert repr(Message.inform("a b".replace(" ", "-"), b"x y")) == \
+            "<Message inform a-b (b'x y')>"
+
+    def test_repr_truncates_long_arguments(self):
+        text = repr(Message.inform("big", b"a" * 5000, b"b" * 1000))
+        assert text == "<Message inform big (b'%s...', b'%s')>" % ("a" * 1000, "b" * 1000)
+
+    def test_equality(self):
+        a = Message.request("foo", 1, "x", mid=3)
+        assert a == Message(Message.REQUEST, "foo", [b"1", b"x"], b"3")
+        assert not (a != Message(Message.REQUEST, "foo", [b"1", b"x"], b"3"))
+        assert a != Message.request("foo", 1, "x")
+        assert a != Message.reply("foo", 1, "x", mid=3)
+        assert a != Message.request("fop", 1, "x", mid=3)
+        assert a != Message.request("foo", 1, "y", mid=3)
+        assert a != "?foo[3] 1 x"
+        assert not (a == b"?foo[3] 1 x")
+
+    def test_unhashable(self):
+        with pytest.raises(TypeError):
+            hash(Message.request("foo"))
+
+    def test_reply_ok(self):
+        assert Message.reply("foo", "ok").reply_ok() is True
+        assert Message.reply("foo", "ok", 1).reply_ok() is True
+        assert Message.reply("foo", "fail", "x").reply_ok() is False
+        assert Message.reply("foo").reply_ok() is False
+        assert Message.inform("foo", "ok").reply_ok() is False
+        assert Message.request("foo", "ok").reply_ok() is False
+
+    def test_copy_is_shallow_and_independent(self):
+        msg = Message.request("foo", b"a", mid=2)
+        copy = msg.copy()
+        assert copy == msg and copy is not msg
+        copy.arguments.append(b"b")
+        assert msg.arguments == [b"a"]
+
+
+# ---------------------------------------------------------------------------
+# MessageParser
+# ---------------------------------------------------------------------------
+
+class TestMessageParser:
+
+    def test_types(self):
+        assert PARSER.parse(b"?foo").mtype == Message.REQUEST
+        assert PARSER.parse(b"!foo").mtype == Message.REPLY
+        assert PARSER.parse(b"#foo").mtype == Message.INFORM
+
+    def test_full_message(self):
+        msg = PARSER.parse(b"?set-rate[123] 4.1 ok")
+        assert msg == Message.request("set-rate", "4.1", "ok", mid=123)
+        assert isinstance(msg.name, str)
+        assert msg.mid == b"123"
+        assert all(type(a) is bytes for a in msg.arguments)
+
+    @pytest.mark.parametrize("line", [
+        b"?raw-reverse   a    b   ",
+        b"?raw-reverse\ta\t\tb\t",
+        b"?raw-reverse \t a \t b",
+    ])
+    def test_whitespace_runs_separate_arguments(self, line):
+        assert PARSER.parse(line).arguments == [b"a", b"b"]
+
+    def test_trailing_whitespace_only(self):
+        assert PARSER.parse(b"?watchdog ").arguments == []
+        assert PARSER.parse(b"?watchdog \t").arguments == []
+
+    def test_escapes(self):
+        msg = PARSER.parse(b"?raw \\_ \\@ \\\\ \\t \\n \\r \\e \\0 a\\@b x\\_y \\@\\@")
+        assert msg.arguments == [b" ", b"", b"\\", b"\t", b"\n", b"\r", b"\x1b", b"\0",
+                                 b"ab", b"x y", b""]
+
+    def test_escapes_in_sequence(self):
+        assert PARSER.parse(b"#x a\\_b\\tc\\nd\\\\e\\0f\\eg\\rh").arguments == [
+            b"a b\tc\nd\\e\0f\x1bg\rh"]
+        assert PARSER.parse(b"#x \\\\_").arguments == [b"\\_"]
+
+    def test_other_whitespace_bytes_are_argument_content(self):
+        # Only spaces and tabs separate arguments.
+        assert PARSER.parse(b"#x a\x0bb\x0cc d").arguments == [b"a\x0bb\x0cc", b"d"]
+        assert PARSER.parse(b"#x a\rb \nc").arguments == [b"a\rb", b"\nc"]
+
+    def test_non_ascii_arguments_kept_as_bytes(self):
+        assert PARSER.parse(b"?types caf\xc3\xa9 \xff\xfe").arguments == [
+            b"caf\xc3\xa9", b"\xff\xfe"]
+
+    def test_accepts_str_and_bytearray(self):
+        assert PARSER.parse("?foo caf\u00e9").arguments == [b"caf\xc3\xa9"]
+        assert PARSER.parse(bytearray(b"!foo ok")) == Message.reply("foo", "ok")
+
+    def test_max_mid(self):
+        assert PARSER.parse(b"?watchdog[2147483647]").mid == b"2147483647"
+
+    @pytest.mark.parametrize("line, message", [
+        (b"", "Empty message received."),
+        (b"   ", "Empty message received."),
+        (b"\t\t", "Empty message received."),
+        (b"*foo", "Bad type character '*'."),
+        (b"foo", "Bad type character 'f'."),
+        (b"$", "Bad type character '$'."),
+        (b"%watchdog", "Bad type character '%'."),
+        (b"\xffwatchdog", "Bad type character"),
+        (b"\\foo", "Bad type character"),
+        (b" ?foo", "Bad type character ' '."),
+        (b"\t!foo ok", "Bad type character '\\t'."),
+        (b"\n", "Bad type character '\\n'."),
+        (b"?", "Bad message name"),
+        (b"? foo", "Bad message name"),
+        (b"?1foo", "Bad message name"),
+        (b"?-foo", "Bad message name"),
+        (b"?foo_bar", "Bad message name"),
+        (b"?foo.bar", "Bad message name"),
+        (b"?caf\xc3\xa9", "Bad message name"),
+        (b"?foo[", "Bad message name"),
+        (b"?foo]", "Bad message name"),
+        (b"?foo[]", "Bad message name"),
+        (b"?foo[1", "Bad message name"),
+        (b"?foo[a]", "Bad message name"),
+        (b"?foo[-1]", "Bad message name"),
+        (b"?foo[1][2]", "Bad message name"),
+        (b"?[1]", "Bad message name"),
+        (b"?foo\\_bar", "Bad message name"),
+        (b"?foo[0]", "Invalid message id"),
+        (b"?foo[01]", "Invalid message id"),
+        (b"?foo[2147483648]", "Invalid message id"),
+        (b"?foo[99999999999999999999999]", "Invalid message id"),
+        (b"?foo a\\q", "Invalid escape sequence"),
+        (b"?foo a\\", "Invalid escape sequence"),
+        (b"?foo \\", "Invalid escape sequence"),
+        (b"?foo \\x41", "Invalid escape sequence"),
+        (b"?foo \\N", "Invalid escape sequence"),
+        (b"?foo \\ ", "Invalid escape sequence"),
+        (b"?foo ok \\\xff", "Invalid escape sequence"),
+    ])
+    def test_malformed_lines(self, line, message):
+        with pytest.raises(KatcpSyntaxError) as excinfo:
+            PARSER.parse(line)
+        assert str(excinfo.value).startswith(message)
+
+    def test_non_bytes_line(self):
+        with pytest.raises(KatcpSyntaxError):
+            PARSER.parse(None)
+        with pytest.raises(KatcpSyntaxError):
+            PARSER.parse(12)
+
+    def test_pathological_lines_are_fast(self):
+        # Regexes must not backtrack catastrophically on long near-miss lines.
+        for line in [b"?" + b"a" * 100000 + b"[", b"?a[" + b"1" * 100000,
+                     b"?a " + b"\\" * 100001, b"?a" + b"-" * 100000 + b"!",
+                     b"?a " + b" \t" * 100000 + b"\\q"]:
+            with pytest.raises(KatcpSyntaxError):
+                PARSER.parse(line)
+
+    def test_long_valid_line(self):
+        args = [b"x" * 10000, b"y\\_" * 1000]
+        assert PARSER.parse(b"#big " + b" ".join(args)).arguments == [
+            b"x" * 10000, b"y " * 1000]
+
+    @pytest.mark.parametrize("msg", [
+        Message.request("a"),
+        Message.reply("a-b-c", "ok", mid=2 ** 31 - 1),
+        Message.inform("x", b"", b"", b"\\@", b" "),
+        Message.inform("x", bytes(range(256))),
+        Message.request("x", True, 1, 2.5, "caf\u00e9", None, b"\\\\"),
+    ])
+    def test_round_trip(self, msg):
+        assert PARSER.parse(bytes(msg)) == msg
+
+    def test_parser_class_attributes(self):
+        assert MessageParser.TYPE_SYMBOL_LOOKUP == {b"?": 0, b"!": 1, b"#": 2}
+        assert MessageParser.ESCAPE_LOOKUP[b"_"] == b" "
+        assert MessageParser.ESCAPE_LOOKUP[b"@"] == b""
+
+
+# ---------------------------------------------------------------------------
+# ProtocolFlags
+# ---------------------------------------------------------------------------
+
+class TestProtocolFlags:
+
+    def test_constants(self):
+        assert (ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS,
+                ProtocolFlags.REQUEST_TIMEOUT_HINTS,
+                ProtocolFlags.BULK_SET_SENSOR_SAMPLING) == ("M", "I", "T", "B")
+
+    def test_attributes(self):
+        flags = ProtocolFlags(5, 1, {"M", "I"})
+        assert (flags.major, flags.minor, flags.flags) == (5, 1, {"M", "I"})
+        assert flags.multi_client and flags.message_ids
+        assert not flags.request_timeout_hints and not flags.bulk_set_sensor_sampling
+        all_flags = ProtocolFlags(5, 1, "BIMT")
+        assert all_flags.request_timeout_hints and all_flags.bulk_set_sensor_sampling
+        assert all_flags.supports("T") and not flags.supports("T")
+
+    def test_str(self):
+        assert str(ProtocolFlags(5, 1, "TIMB")) == "5.1-BIMT"
+        assert str(ProtocolFlags(5, 0, ["M", "I"])) == "5.0-IM"
+        assert str(ProtocolFlags(5, 0, set())) == "5.0"
+        assert str(ProtocolFlags(4, 0, [ProtocolFlags.MULTI_CLIENT])) == "4.0-M"
+
+    def test_repr(self):
+        assert repr(ProtocolFlags(5, 0, "MI")) == "<ProtocolFlags 5.0-IM>"
+
+    def test_equality(self):
+        assert ProtocolFlags(5, 0, "IM") == ProtocolFlags(5, 0, ["M", "I"])
+        assert ProtocolFlags(5, 0, "IM") != ProtocolFlags(5, 0, "M")
+        assert ProtocolFlags(5, 0, "M") != ProtocolFlags(5, 1, "M")
+        assert ProtocolFlags(5, 0, "M") != ProtocolFlags(4, 0, "M")
+        assert ProtocolFlags(5, 0, "M") != "5.0-M"
+
+    @pytest.mark.parametrize("text, expected", [
+        (b"5.0-IM", (5, 0, {"I", "M"})),
+        ("5.1-BIMT", (5, 1, {"B", "I", "M", "T"})),
+        (b"4.0", (4, 0, set())),
+        (b"5.0-", (5, 0, set())),
+        (b"12.34-M", (12, 34, {"M"})),
+    ])
+    def test_parse_version(self, text, expected):
+        flags = ProtocolFlags.parse_version(text)
+        assert (flags.major, flags.minor, flags.flags) == expected
+
+    @pytest.mark.parametrize("text", [b"", b"five", b"5", b"5.x-M", b"v5.0"])
+    def test_parse_bad_version(self, text):
+        flags = ProtocolFlags.parse_version(text)
+        assert (flags.major, flags.minor, flags.flags) == (None, None, set())
+        assert flags == ProtocolFlags(None, None, ())
+        assert str(flags) == "None.None"
+
+    def test_unknown_flags_are_kept(self):
+        flags = ProtocolFlags.parse_version(b"5.1-MIU")
+        assert flags.flags == {"M", "I", "U"}
+        assert str(flags) == "5.1-IMU"
+
+
+# ---------------------------------------------------------------------------
+# Exceptions and constants
+# ---------------------------------------------------------------------------
+
+def test_exception_hierarchy():
+    assert issubclass(KatcpSyntaxError, ValueError)
+    assert issubclass(KatcpTypeError, TypeError)
+    assert issubclass(KatcpClientError, KatcpError)
+    assert issubclass(KatcpVersionError, KatcpError)
+    assert issubclass(KatcpClientDisconnected, KatcpClientError)
+    for exc in (FailReply, AsyncReply, KatcpDeviceError, KatcpError):
+        assert issubclass(exc, Exception)
+    assert str(FailReply("This request always fails.")) == "This request always fails."
+
+
+def test_exceptions_exported_at_top_level():
+    import katcp
+    for name in ("Message", "MessageParser", "ProtocolFlags", "Sensor", "Reading",
+                 "DeviceMetaclass", "KatcpError", "KatcpSyntaxError", "KatcpTypeError",
+                 "KatcpVersionError", "KatcpClientError", "KatcpClientDisconnected",
+                 "KatcpDeviceError", "FailReply", "AsyncReply"):
+        assert getattr(katcp, name) is getattr(core, name)
+
+
+def test_constants():
+    assert core.SEC_TO_MS_FAC == 1000
+    assert core.MS_TO_SEC_FAC == 1.0 / 1000
+    assert core.DEFAULT_KATCP_MAJOR == 5
+    assert core.SEC_TS_KATCP_MAJOR == 5
+    assert core.FLOAT_TS_KATCP_MAJOR == 4
+    assert core.MID_KATCP_MAJOR == 5
+    assert core.VERSION_CONNECT_KATCP_MAJOR == 5
+    assert core.INTERFACE_CHANGED_KATCP_MAJOR == 5
+
+
+# ---------------------------------------------------------------------------
+# Device metaclasses
+# ---------------------------------------------------------------------------
+
+def test_convert_method_name():
+    assert convert_method_name("request_", "request_sensor_list") == "sensor-list"
+    assert convert_method_name("request_", "sensor_list") == "sensor-list"
+    assert convert_method_name("inform_", "inform_foo") == "foo"
+    assert convert_method_name("reply_", "reply_a_b_c") == "a-b-c"
+
+
+class TestDeviceMetaclass:
+
+    def test_collects_handlers(self):
+        class Base(metaclass=DeviceMetaclass):
+            def request_sensor_list(self, req, msg):
+                """List sensors."""
+
+            def inform_build_state(self, msg):
+                pass
+
+            def reply_halt(self, msg):
+                pass
+
+            request_not_callable = 5
+
+        class Child(Base):
+            def request_sensor_list(self, req, msg):
+                """Overridden."""
+
+            def request_extra(self, req, msg):
+                """Extra."""
+
+        assert set(Base._request_handlers) == {"sensor-list"}
+        assert Base._inform_handlers == {"build-state": Base.inform_build_state}
+        assert Base._reply_handlers == {"halt": Base.reply_halt}
+        assert Child._request_handlers == {"sensor-list": Child.request_sensor_list,
+                                           "extra": Child.request_extra}
+        assert Base._request_handlers["sensor-list"] is Base.request_sensor_list
+        # Subclass dicts are separate objects.
+        assert Base._request_handlers is not Child._request_handlers
+
+    def test_request_handlers_need_docstrings(self):
+        with pytest.raises(AssertionError, match="request_nodoc"):
+            class NoDoc(metaclass=DeviceMetaclass):
+                def request_nodoc(self, req, msg):
+                    pass
+
+    def test_check_protocol_default(self):
+        class Any(metaclass=DeviceMetaclass):
+            pass
+        assert Any.check_protocol(lambda: None) is True
+
+    def test_server_metaclass_filters_by_protocol(self):
+        def flagged(flags):
+            def deco(fn):
+                fn._has_katcp_protocol_flags = list(flags)
+                return fn
+            return deco
+
+        def minimum(major, minor=0):
+            def deco(fn):
+                fn._minimum_katcp_version = (major, minor)
+                return fn
+            return deco
+
+        class Server(metaclass=DeviceServerMetaclass):
+            PROTOCOL_INFO = ProtocolFlags(5, 0, "M")
+
+            @flagged("B")
+            def request_bulk(self, req, msg):
+                """Needs B."""
+
+            @flagged("M")
+            def request_multi(self, req, msg):
+                """Needs M."""
+
+            @minimum(5, 1)
+            def request_new(self, req, msg):
+                """Needs 5.1."""
+
+            @minimum(5)
+            def request_v5(self, req, msg):
+                """Needs 5.0."""
+
+            def request_plain(self, req, msg):
+                """No needs."""
+
+        assert set(Server._request_handlers) == {"multi", "v5", "plain"}
+
+        class NewServer(Server):
+            PROTOCOL_INFO = ProtocolFlags(5, 1, "MB")
+
+        assert set(NewServer._request_handlers) == {"bulk", "multi", "new", "v5", "plain"}
+
+    def test_server_metaclass_without_protocol_info(self):
+        class Bare(metaclass=DeviceServerMetaclass):
+            def request_x(self, req, msg):
+                """X."""
+        assert set(Bare._request_handlers) == {"x"}
+
+
+# ---------------------------------------------------------------------------
+# Synchronous helpers
+# ---------------------------------------------------------------------------
+
+def test_attr_dict():
+    d = AttrDict(a=1)
+    assert d.a == 1
+    d.b = 2
+    assert d["b"] == 2
+    assert isinstance(d, dict)
+    with pytest.raises(AttributeError):
+        d.missing
+
+
+def test_default_attr_dict():
+    d = DefaultAttrDict(list, a=[1])
+    assert d.a == [1]
+    d.b.append(2)
+    assert d["b"] == [2]
+    d.c = 3
+    assert d["c"] == 3
+    nested = DefaultAttrDict(lambda: DefaultAttrDict(int))
+    nested.x.y += 1
+    assert nested["x"]["y"] == 1
+    with pytest.raises(AttributeError):
+        d.__missing_dunder__
+
+
+def test_hashable_identity():
+    class A:
+        def meth(self):
+            pass
+    a, b = A(), A()
+    assert hashable_identity(a.meth) == hashable_identity(a.meth)
+    assert hashable_identity(a.meth) != hashable_identity(b.meth)
+    assert hashable_identity(a) == id(a)
+    assert hashable_identity("name") == "name"
+    hash(hashable_identity(a.meth))
+
+
+def test_steal_docstring_from():
+    def source():
+        """The doc."""
+
+    @steal_docstring_from(source)
+    def target():
+        pass
+    assert target.__doc__ == "The doc."
+
+
+# ---------------------------------------------------------------------------
+# Asynchronous helpers
+# ---------------------------------------------------------------------------
+
+class TestAsyncHelpers(tornado.testing.AsyncTestCase):
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_async_event(self):
+        event = AsyncEvent()
+        assert not event.is_set() and not event.isSet()
+        waiter = event.until_set()
+        assert not waiter.done()
+        self.io_loop.add_callback(event.set)
+        result = yield waiter
+        assert result is True and event.is_set()
+        assert (yield event.until_set()) is True
+        event.clear()
+        assert not event.is_set()
+        assert not event.until_set().done()
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_async_event_set_from_another_thread(self):
+        event = AsyncEvent()
+        waiter = event.until_set()
+        thread = threading.Thread(target=event.set)
+        thread.start()
+        assert (yield waiter) is True
+        thread.join(5)
+
+    def test_async_event_wait_with_ioloop(self):
+        event = AsyncEvent()
+        results = []
+        thread = threading.Thread(
+            target=lambda: results.append(event.wait_with_ioloop(self.io_loop, timeout=5)))
+        thread.start()
+        self.io_loop.add_callback(event.set)
+        while thread.is_alive():
+            self.io_loop.run_sync(lambda: tornado.gen.sleep(0.01))
+        assert results == [True]
+        unset = AsyncEvent()
+        assert unset.wait_with_ioloop(self.io_loop, timeout=0.01) is False
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_async_callback_event(self):
+        calls = []
+        event = AsyncCallbackEvent(calls.append)
+        event.set()
+        assert (yield event.until_set()) is True
+        event.clear()
+        assert calls == [True, False]
+        AsyncCallbackEvent().set()  # the default callback accepts the flag
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_async_state(self):
+        state = AsyncState(("disconnected", "syncing", "synced"))
+        assert state.state == "disconnected"
+        assert state.valid_states == ("disconnected", "syncing", "synced")
+        assert (yield state.until_state("disconnected")) is True
+        waiter = state.until_state("synced")
+        any_waiter = state.until_state_in("syncing", "synced")
+        state.set_state("syncing")
+        assert (yield any_waiter) is True
+        assert not waiter.done()
+        state.set_state("synced")
+        assert (yield waiter) is True
+        assert not state.until_state("disconnected").done()
+        with pytest.raises(ValueError):
+            state.set_state("bogus")
+        with pytest.raises(ValueError):
+            state.until_state("bogus")
+        with pytest.raises(tornado.gen.TimeoutError):
+            yield state.until_state("disconnected", timeout=0.01)
+        with pytest.raises(tornado.gen.TimeoutError):
+            yield state.until_state_in("disconnected", "syncing", timeout=0.01)
+
+    def test_async_state_initial(self):
+        assert AsyncState("abc", "b").state == "b"
+        with pytest.raises(ValueError):
+            AsyncState("abc", "z")
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_until_later(self):
+        t0 = self.io_loop.time()
+        result = yield until_later(0.05)
+        assert result is None
+        assert self.io_loop.time() - t0 >= 0.049
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_until_any(self):
+        f1, f2 = Future(), Future()
+        any_f = until_any(f1, f2)
+        f2.set_result("second")
+        assert (yield any_f) == "second"
+        f3, f4 = Future(), Future()
+        any_f = until_any(f3, f4)
+        f3.set_exception(RuntimeError("boom"))
+        with pytest.raises(RuntimeError, match="boom"):
+            yield any_f
+        with pytest.raises(tornado.gen.TimeoutError):
+            yield until_any(Future(), timeout=0.01)
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_until_some(self):
+        fs = [Future() for _ in range(3)]
+        some = until_some(*fs, done_at_least=2)
+        fs[2].set_result("c")
+        fs[0].set_result("a")
+        assert sorted((yield some)) == [(0, "a"), (2, "c")]
+        kw = {"x": Future(), "y": Future()}
+        all_done = until_some(**kw)
+        kw["x"].set_result(1)
+        kw["y"].set_result(2)
+        assert sorted((yield all_done)) == [("x", 1), ("y", 2)]
+        with pytest.raises(tornado.gen.TimeoutError):
+            yield until_some(Future(), Future(), done_at_least=1, timeout=0.01)
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_future_timeout_manager(self):
+        maybe_timeout = future_timeout_manager(0.2)
+        assert 0 < maybe_timeout.remaining() <= 0.2
+        done = Future()
+        done.set_result(5)
+        assert (yield maybe_timeout(done)) == 5
+        with pytest.raises(tornado.gen.TimeoutError):
+            yield maybe_timeout(Future())
+        assert maybe_timeout.remaining() <= 0
+        no_timeout = future_timeout_manager()
+        assert no_timeout.remaining() is None
+        pending = Future()
+        assert no_timeout(pending) is pending
+
+    def test_latency_timer(self):
+        now = [100.0]
+
+        class Clock:
+            def time(self):
+                return now[0]
+
+        timer = LatencyTimer(0.5, ioloop=Clock())
+        done, pending = Future(), Future()
+        done.set_result(None)
+        assert timer.check_future(done) is True
+        assert not timer.time_to_yield()
+        now[0] += 0.6
+        assert timer.check_future(done) is True
+        assert timer.time_to_yield()
+        # A new streak starts after yielding.
+        assert timer.check_future(done) and not timer.time_to_yield()
+        now[0] += 0.6
+        assert timer.check_future(pending) is False
+        assert not timer.time_to_yield()
+        pending.cancel()
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_log_future_exceptions(self):
+        log = logging.getLogger("test.core.lfe")
+        records = []
+        handler = logging.Handler()
+        handler.emit = records.append
+        log.addHandler(handler)
+        try:
+            for exc in (RuntimeError("bad"), KeyError("ignored")):
+                f = Future()
+                log_future_exceptions(log, f, ignore=(KeyError,))
+                f.set_exception(exc)
+                with pytest.raises(type(exc)):
+                    yield f
+            ok = Future()
+            log_future_exceptions(log, ok)
+            ok.set_result(1)
+            yield ok
+            yield tornado.gen.moment
+        finally:
+            log.removeHandler(handler)
+        assert len(records) == 1
+        assert records[0].exc_info[1].args == ("bad",)
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_log_coroutine_exceptions(self):
+        @log_coroutine_exceptions
+        async def failing():
+            raise RuntimeError("from coroutine")
+
+        @log_coroutine_exceptions
+        @tornado.gen.coroutine
+        def fine():
+            return 3
+
+        with self.assertLogs("katcp.core", logging.ERROR) as logs:
+            with pytest.raises(RuntimeError):
+                yield failing()
+            yield tornado.gen.moment
+        assert "from coroutine" in "\n".join(logs.output)
+        assert (yield fine()) == 3
+        assert failing.__name__ == "failing"

@@ -1,0 +1,760 @@
+"""Tests for katcp.inspecting_client over real sockets on 127.0.0.1.
+
+Most tests talk to a small scripted KATCP server (``FakeDevice``) that runs on the
+test's own loop, so the device's interface can be changed between steps and every
+request the client sends is recorded. The last tests use a real katcp DeviceServer.
+"""
+
+import asyncio
+
+import tornado.gen
+import tornado.testing
+
+from katcp.core import AttrDict, Message, MessageParser, Sensor
+from katcp.inspecting_client import (
+    ExponentialRandomBackoff,
+    InspectingClientAsync,
+    InspectingClientStateType,
+    RequestType,
+    SyncError,
+)
+from katcp.server import DeviceServer
+
+WAIT = 5.0
+
+DISCONNECTED = InspectingClientStateType(False, False, False, False)
+CONNECTED = InspectingClientStateType(True, False, False, False)
+SYNCED = InspectingClientStateType(True, True, False, True)
+DATA_SYNCED_CHANGED = InspectingClientStateType(True, False, True, True)
+DATA_SYNCED_UNCHANGED = InspectingClientStateType(True, False, False, True)
+
+
+class FakeDevice:
+    """Scripted KATCP v5 device: ?help, ?sensor-list, ?sensor-value, ?sensor-sampling,
+    ?request-timeout-hint; #version-connect on connect; informs pushed on demand.
+
+    Parameters
+    ----------
+    protocol : bytes
+        Version string sent in ``#version-connect katcp-protocol``.
+    """
+
+    def __init__(self, protocol=b"5.1-MIT"):
+        self.protocol = protocol
+        self.requests = {"help": "Get help.", "sensor-list": "List sensors.",
+                         "watchdog": "Check the device."}
+        self.timeout_hints = {"watchdog": 2.5}
+        # name -> [description, units, type, params, (timestamp, status, value)]
+        self.sensors = {
+            "temp": ["Temperature.", "degC", "float", [b"-10", b"50"],
+                     (b"1000.5", b"nominal", b"21.5")],
+            "mode": ["Mode.", "", "discrete", [b"on", b"off"],
+                     (b"1000.5", b"nominal", b"on")],
+        }
+        self.fail_next = set()
+        self.received = []
+        self.port = None
+        self._server = None
+        self._writers = set()
+        self._request_seen = None
+
+    async def start(self, port=0):
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self):
+        """Close the listening socket and every connection."""
+        self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        await self._server.wait_closed()
+
+    def inform(self, name, *args):
+        """Send an inform to every connected client."""
+        for writer in self._writers:
+            writer.write(bytes(Message.inform(name, *args)) + b"\n")
+
+    def until_request(self, name):
+        """Future resolving with the next request called `name` the device receives."""
+        self._request_seen = (name, asyncio.get_running_loop().create_future())
+        return self._request_seen[1]
+
+    def names_received(self):
+        return [(msg.name, [arg.decode() for arg in msg.arguments])
+                for msg in self.received]
+
+    async def _serve(self, reader, writer):
+        self._writers.add(writer)
+        writer.write(b"#version-connect katcp-protocol " + self.protocol + b"\n"
+                     b"#version-connect katcp-device fake-1.0 fake-build\n")
+        parser = MessageParser()
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                msg = parser.parse(line.rstrip(b"\r\n"))
+                self.received.append(msg)
+                for reply in self._answer(msg):
+                    writer.write(bytes(reply) + b"\n")
+                if self._request_seen and self._request_seen[0] == msg.name:
+                    self._request_seen[1].set_result(msg)
+                    self._request_seen = None
+        except ConnectionError:
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    def _answer(self, msg):
+        handler = getattr(self, "_request_" + msg.name.replace("-", "_"), None)
+        if handler is None:
+            return [Message.reply_to_request(msg, "invalid", "Unknown request.")]
+        if msg.name in self.fail_next:
+            self.fail_next.discard(msg.name)
+            return [Message.reply_to_request(msg, "fail", "Scripted failure.")]
+        return handler(msg)
+
+    def _listing(self, msg, table, unknown, make_inform):
+        names = [arg.decode() for arg in msg.arguments] or sorted(table)
+        if any(name not in table for name in names):
+            return [Message.reply_to_request(msg, "fail", unknown)]
+        informs = [Message.reply_inform(msg, *make_inform(name)) for name in names]
+        return informs + [Message.reply_to_request(msg, "ok", len(informs))]
+
+    def _request_help(self, msg):
+        return self._listing(msg, self.requests, "Unknown request method.",
+                             lambda name: (name, self.requests[name]))
+
+    def _request_request_timeout_hint(self, msg):
+        table = {name: self.timeout_hints.get(name, 0.0) for name in self.requests}
+        if not msg.arguments:
+            table = {name: hint for name, hint in table.items() if hint}
+        return self._listing(msg, table, "Unknown request method",
+                             lambda name: (name, table[name]))
+
+    def _request_sensor_list(self, msg):
+        return self._listing(msg, self.sensors, "Unknown sensor name.",
+                             lambda name: (name, *self.sensors[name][:3],
+                                           *self.sensors[name][3]))
+
+    def _request_sensor_value(self, msg):
+        return self._listing(msg, self.sensors, "Unknown sensor name.",
+                             lambda name: self._reading(name))
+
+    def _reading(self, name):
+        timestamp, status, value = self.sensors[name][4]
+        return timestamp, 1, name, status, value
+
+    def _request_sensor_sampling(self, msg):
+        name, strategy = [arg.decode() for arg in msg.arguments[:2]]
+        reply = Message.reply_to_request(msg, "ok", name, strategy)
+        if strategy == "none":
+            return [reply]
+        return [reply, Message.inform("sensor-status", *self._reading(name))]
+
+    def _request_watchdog(self, msg):
+        return [Message.reply_to_request(msg, "ok")]
+
+
+class StateRecorder:
+    """State callback recording (state, model_changes), optionally as a coroutine."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, state, model_changes):
+        self.calls.append((state, model_changes))
+
+    @property
+    def states(self):
+        return [state for state, _ in self.calls]
+
+
+class SensorWatcher:
+    """Sensor observer whose next() future resolves with the next reading."""
+
+    def __init__(self, sensor):
+        self._future = None
+        sensor.attach(self)
+
+    def next(self):
+        self._future = asyncio.get_running_loop().create_future()
+        return self._future
+
+    def update(self, sensor, reading):
+        if self._future is not None and not self._future.done():
+            self._future.set_result(reading)
+
+
+class TestExponentialRandomBackoff(tornado.testing.AsyncTestCase):
+
+    def test_defaults(self):
+        backoff = ExponentialRandomBackoff()
+        self.assertEqual((backoff.delay_initial, backoff.delay_max, backoff.exp_fac,
+                          backoff.randomicity), (1.0, 90.0, 3.0, 0.95))
+        self.assertEqual(backoff.delay, 1.0)
+
+    def test_failed_grows_randomised_delay_up_to_max_and_success_resets(self):
+        backoff = ExponentialRandomBackoff(delay_initial=1.0, delay_max=20.0,
+                                           exp_fac=2.0, randomicity=0.5)
+        nominals = [1.0, 2.0, 4.0, 8.0, 16.0, 20.0, 20.0]
+        for nominal in nominals:
+            backoff.failed()
+            self.assertGreaterEqual(backoff.delay, 0.5 * nominal)
+            self.assertLessEqual(backoff.delay, nominal)
+        backoff.success()
+        self.assertEqual(backoff.delay, 1.0)
+        backoff.failed()
+        self.assertLessEqual(backoff.delay, 1.0)
+
+    def test_zero_randomicity_is_deterministic(self):
+        backoff = ExponentialRandomBackoff(delay_initial=0.5, exp_fac=3.0,
+                                           randomicity=0.0)
+        delays = []
+        for _ in range(3):
+            backoff.failed()
+            delays.append(backoff.delay)
+        self.assertEqual(delays, [0.5, 1.5, 4.5])
+
+
+class InspectingClientTestBase(tornado.testing.AsyncTestCase):
+    """Starts a FakeDevice and provides a helper to start clients against it."""
+
+    protocol = b"5.1-MIT"
+
+    def setUp(self):
+        super().setUp()
+        self.device = FakeDevice(self.protocol)
+        self.io_loop.run_sync(self.device.start)
+        self.clients = []
+
+    def tearDown(self):
+        async def cleanup():
+            for client in self.clients:
+                client.stop()
+                await client.until_stopped(timeout=WAIT)
+            await self.device.stop()
+        self.io_loop.run_sync(cleanup)
+        super().tearDown()
+
+    async def start_client(self, synced=True, **kwargs):
+        client = InspectingClientAsync("127.0.0.1", self.device.port, **kwargs)
+        self.clients.append(client)
+        recorder = StateRecorder()
+        client.set_state_callback(recorder)
+        client.resync_delay = ExponentialRandomBackoff(delay_initial=0.01,
+                                                       delay_max=0.05)
+        await client.connect(timeout=WAIT)
+        if synced:
+            await client.until_synced(timeout=WAIT)
+        return client, recorder
+
+    async def resync_after(self, client, *inform_args):
+        """Send #interface-changed and wait until the client has resynced."""
+        self.device.received.clear()
+        not_synced = client.until_not_synced(timeout=WAIT)
+        self.device.inform("interface-changed", *inform_args)
+        await not_synced
+        await client.until_synced(timeout=WAIT)
+
+
+class TestSync(InspectingClientTestBase):
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_initial_sync_builds_model(self):
+        client, _ = await self.start_client()
+        self.assertEqual(sorted(client.requests), ["help", "sensor-list", "watchdog"])
+        self.assertEqual(sorted(client.sensors), ["mode", "temp"])
+        self.assertTrue(client.synced)
+        self.assertTrue(client.is_connected())
+        self.assertTrue(client.connected)
+        self.assertEqual(client.state, SYNCED)
+        self.assertEqual(self.device.names_received(), [
+            ("help", []), ("request-timeout-hint", []), ("sensor-list", [])])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_state_callback_sequence_and_model_changes(self):
+        client, recorder = await self.start_client()
+        self.assertEqual(recorder.states, [CONNECTED, DATA_SYNCED_CHANGED, SYNCED])
+        changes = recorder.calls[1][1]
+        self.assertIsInstance(changes, AttrDict)
+        self.assertEqual(changes.requests.added, {"help", "sensor-list", "watchdog"})
+        self.assertEqual(changes.requests.removed, set())
+        self.assertEqual(changes.sensors.added, {"mode", "temp"})
+        self.assertEqual(changes.sensors.removed, set())
+        self.assertIsNone(recorder.calls[2][1])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_state_callback_coroutine_is_awaited(self):
+        events = []
+        release = asyncio.get_running_loop().create_future()
+
+        async def slow_callback(state, model_changes):
+            events.append(("start", state))
+            if state.data_synced and not state.synced:
+                await release
+            events.append(("end", state))
+
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        client.set_state_callback(slow_callback)
+        await client.connect(timeout=WAIT)
+        await client.until_data_synced(timeout=WAIT)
+        self.assertEqual(events[-1], ("start", DATA_SYNCED_CHANGED))
+        self.assertFalse(client.synced)
+        release.set_result(None)
+        await client.until_synced(timeout=WAIT)
+        self.assertEqual(events[-2:], [("end", DATA_SYNCED_CHANGED), ("start", SYNCED)])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_future_get_sensor_and_request(self):
+        client, _ = await self.start_client()
+        temp = await client.future_get_sensor("temp")
+        self.assertIsInstance(temp, Sensor)
+        self.assertEqual((temp.name, temp.stype, temp.units, temp.description, temp.params),
+                         ("temp", "float", "degC", "Temperature.", [-10.0, 50.0]))
+        self.assertIs(await client.future_get_sensor("temp"), temp)
+        mode = await client.future_get_sensor("mode")
+        self.assertEqual(mode.params, ["on", "off"])
+        watchdog = await client.future_get_request("watchdog")
+        self.assertEqual(watchdog, RequestType("watchdog", "Check the device.", 2.5))
+        self.assertEqual(watchdog.timeout_hint, 2.5)
+        help_request = await client.future_get_request("help")
+        self.assertIsNone(help_request.timeout_hint)
+        self.assertTrue(await client.future_check_sensor("temp"))
+        self.assertTrue(await client.future_check_request("help"))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_unknown_names_are_looked_up_once_on_the_device(self):
+        client, _ = await self.start_client()
+        self.device.received.clear()
+        self.assertIsNone(await client.future_get_sensor("nosuch"))
+        self.assertIsNone(await client.future_get_request("nosuch"))
+        self.assertEqual(self.device.names_received(), [
+            ("sensor-list", ["nosuch"]), ("help", ["nosuch"])])
+        self.device.received.clear()
+        self.assertFalse(await client.future_check_sensor("nosuch", update=False))
+        self.assertFalse(await client.future_check_request("nosuch", update=False))
+        self.assertEqual(self.device.received, [])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_lookup_finds_item_added_without_interface_changed(self):
+        client, _ = await self.start_client()
+        self.device.sensors["quiet"] = ["Added quietly.", "", "integer", [],
+                                        (b"1.0", b"nominal", b"3")]
+        sensor = await client.future_get_sensor("quiet")
+        self.assertEqual(sensor.stype, "integer")
+        self.assertIn("quiet", client.sensors)
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_custom_factories(self):
+        made = []
+
+        def sensor_factory(**kwargs):
+            made.append(kwargs)
+            return kwargs["name"]
+
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        client.sensor_factory = sensor_factory
+        client.request_factory = lambda **kwargs: ("request", kwargs)
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        self.assertEqual(await client.future_get_sensor("temp"), "temp")
+        self.assertEqual(made, [dict(name="temp", sensor_type=Sensor.FLOAT,
+                                     description="Temperature.", units="degC",
+                                     params=[-10.0, 50.0])])
+        self.assertEqual(await client.future_get_request("watchdog"), (
+            "request", dict(name="watchdog", description="Check the device.",
+                            timeout_hint=2.5)))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_inspect_reports_no_changes_as_none(self):
+        client, _ = await self.start_client()
+        self.assertIsNone(await client.inspect())
+        self.assertIsNone(await client.inspect_sensors())
+        self.assertIsNone(await client.inspect_requests("help"))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_inspect_requests_fails_with_sync_error(self):
+        client, _ = await self.start_client()
+        self.device.fail_next.add("help")
+        with self.assertRaises(SyncError):
+            await client.inspect_requests()
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_initial_inspection_false_inspects_lazily(self):
+        client, recorder = await self.start_client(initial_inspection=False)
+        self.assertEqual(self.device.received, [])
+        self.assertEqual(client.sensors, [])
+        self.assertEqual(recorder.states, [CONNECTED, DATA_SYNCED_UNCHANGED, SYNCED])
+        sensor = await client.future_get_sensor("temp")
+        self.assertEqual(sensor.name, "temp")
+        self.assertEqual(self.device.names_received(), [("sensor-list", ["temp"])])
+        self.assertEqual(client.sensors, ["temp"])
+        # Resyncs only re-inspect what the client knows about.
+        await self.resync_after(client, "sensor-list")
+        self.assertEqual(self.device.names_received(), [("sensor-list", ["temp"])])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_failed_sync_is_retried_with_backoff(self):
+        self.device.fail_next.add("sensor-list")
+        client, recorder = await self.start_client()
+        self.assertEqual([name for name, _ in self.device.names_received()],
+                         ["help", "request-timeout-hint", "sensor-list", "sensor-list"])
+        self.assertEqual(sorted(client.sensors), ["mode", "temp"])
+        self.assertEqual(recorder.states[-1], SYNCED)
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_simple_request(self):
+        client, _ = await self.start_client()
+        reply, informs = await client.simple_request("help", "watchdog")
+        self.assertTrue(reply.reply_ok())
+        self.assertEqual(informs[0].arguments, [b"watchdog", b"Check the device."])
+        self.device.received.clear()
+        reply, _ = await client.simple_request("watchdog", mid=42, timeout=WAIT)
+        self.assertEqual(reply.mid, b"42")
+        reply, _ = await client.simple_request("watchdog", use_mid=False)
+        self.assertIsNone(reply.mid)
+        self.assertEqual([msg.mid for msg in self.device.received], [b"42", None])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_until_state_timeouts(self):
+        client, _ = await self.start_client()
+        with self.assertRaises(tornado.gen.TimeoutError):
+            await client.until_not_synced(timeout=0.05)
+        with self.assertRaises(tornado.gen.TimeoutError):
+            await client.until_state(DISCONNECTED, timeout=0.05)
+        await client.until_state(SYNCED, timeout=0.05)
+        await client.until_connected(timeout=0.05)
+        await client.until_data_synced(timeout=0.05)
+        # Timed-out waiters are dropped rather than kept until the state changes.
+        self.assertEqual(client._state_waiters, [])
+
+
+class TestInterfaceChanged(InspectingClientTestBase):
+
+    async def start_recording_client(self):
+        client, recorder = await self.start_client()
+        recorder.calls.clear()
+        return client, recorder
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_sensor_added(self):
+        client, recorder = await self.start_recording_client()
+        self.device.sensors["fan"] = ["Fan speed.", "rpm", "integer", [b"0", b"5000"],
+                                      (b"1.0", b"nominal", b"1200")]
+        await self.resync_after(client, "sensor", "fan", "added")
+        self.assertEqual(self.device.names_received(), [("sensor-list", ["fan"])])
+        self.assertIn("fan", client.sensors)
+        self.assertEqual(recorder.states, [CONNECTED, DATA_SYNCED_CHANGED, SYNCED])
+        self.assertEqual(recorder.calls[1][1],
+                         dict(sensors=dict(added={"fan"}, removed=set())))
+        fan = await client.future_get_sensor("fan", update=False)
+        self.assertEqual(fan.params, [0, 5000])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_sensor_removed(self):
+        client, recorder = await self.start_recording_client()
+        del self.device.sensors["mode"]
+        await self.resync_after(client, "sensor", "mode", "removed")
+        self.assertEqual(self.device.names_received(), [("sensor-list", ["mode"])])
+        self.assertEqual(client.sensors, ["temp"])
+        self.assertEqual(recorder.calls[1][1],
+                         dict(sensors=dict(added=set(), removed={"mode"})))
+        self.assertIsNone(await client.future_get_sensor("mode", update=False))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_sensor_list_changed_modifies_and_removes(self):
+        client, recorder = await self.start_recording_client()
+        old_temp = await client.future_get_sensor("temp")
+        self.device.sensors["temp"][3] = [b"-20", b"80"]
+        del self.device.sensors["mode"]
+        await self.resync_after(client, "sensor-list")
+        self.assertEqual(self.device.names_received(), [("sensor-list", [])])
+        self.assertEqual(recorder.calls[1][1],
+                         dict(sensors=dict(added={"temp"}, removed={"temp", "mode"})))
+        new_temp = await client.future_get_sensor("temp")
+        self.assertIsNot(new_temp, old_temp)
+        self.assertEqual(new_temp.params, [-20.0, 80.0])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_request_added(self):
+        client, recorder = await self.start_recording_client()
+        self.device.requests["reboot"] = "Reboot the device."
+        self.device.timeout_hints["reboot"] = 30.0
+        await self.resync_after(client, "request", "reboot", "added")
+        self.assertEqual(self.device.names_received(), [
+            ("help", ["reboot"]), ("request-timeout-hint", ["reboot"])])
+        self.assertEqual(recorder.calls[1][1],
+                         dict(requests=dict(added={"reboot"}, removed=set())))
+        reboot = await client.future_get_request("reboot", update=False)
+        self.assertEqual(reboot, RequestType("reboot", "Reboot the device.", 30.0))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_request_list_changed(self):
+        client, recorder = await self.start_recording_client()
+        del self.device.requests["watchdog"]
+        self.device.requests["status"] = "Report status."
+        await self.resync_after(client, "request-list")
+        self.assertEqual(self.device.names_received(), [
+            ("help", []), ("request-timeout-hint", [])])
+        self.assertEqual(sorted(client.requests), ["help", "sensor-list", "status"])
+        self.assertEqual(recorder.calls[1][1],
+                         dict(requests=dict(added={"status"}, removed={"watchdog"})))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_bare_interface_changed_reinspects_everything(self):
+        client, recorder = await self.start_recording_client()
+        await self.resync_after(client)
+        self.assertEqual(self.device.names_received(), [
+            ("help", []), ("request-timeout-hint", []), ("sensor-list", [])])
+        self.assertEqual(recorder.states, [CONNECTED, DATA_SYNCED_UNCHANGED, SYNCED])
+        self.assertIsNone(recorder.calls[1][1])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_change_during_sync_triggers_another_inspection(self):
+        client, recorder = await self.start_recording_client()
+        self.device.sensors["late"] = ["Late.", "", "boolean", [],
+                                       (b"1.0", b"nominal", b"1")]
+        list_request = self.device.until_request("sensor-list")
+        not_synced = client.until_not_synced(timeout=WAIT)
+        self.device.inform("interface-changed", "sensor-list")
+        await not_synced
+        await list_request
+        # Arrives while the client is busy with the first inspection.
+        self.device.inform("interface-changed", "sensor", "late", "modified")
+        await client.until_synced(timeout=WAIT)
+        self.assertIn(("sensor-list", ["late"]), self.device.names_received())
+        self.assertEqual(recorder.states[-1], SYNCED)
+        self.assertIn("late", client.sensors)
+
+
+class TestSensorUpdates(InspectingClientTestBase):
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_sensor_status_informs_update_sensor_objects(self):
+        client, _ = await self.start_client()
+        temp = await client.future_get_sensor("temp")
+        watcher = SensorWatcher(temp)
+        reading = watcher.next()
+        self.device.inform("sensor-status", b"1234.5", 1, "temp", "warn", b"45.25")
+        reading = await tornado.gen.with_timeout(self.io_loop.time() + WAIT, reading)
+        self.assertEqual(tuple(reading), (1234.5, Sensor.WARN, 45.25))
+        self.assertEqual(temp.read(), reading)
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_multi_sensor_status_inform(self):
+        client, _ = await self.start_client()
+        temp = await client.future_get_sensor("temp")
+        mode = await client.future_get_sensor("mode")
+        watcher = SensorWatcher(mode)
+        reading = watcher.next()
+        self.device.inform("sensor-status", b"99.0", 2, "temp", "error", b"60.0",
+                           "mode", "nominal", "off")
+        await tornado.gen.with_timeout(self.io_loop.time() + WAIT, reading)
+        self.assertEqual(tuple(temp.read()), (99.0, Sensor.ERROR, 60.0))
+        self.assertEqual(tuple(mode.read()), (99.0, Sensor.NOMINAL, "off"))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_sampling_strategy_updates_arrive(self):
+        client, _ = await self.start_client()
+        temp = await client.future_get_sensor("temp")
+        watcher = SensorWatcher(temp)
+        reading = watcher.next()
+        reply, _ = await client.simple_request("sensor-sampling", "temp", "event")
+        self.assertTrue(reply.reply_ok())
+        reading = await tornado.gen.with_timeout(self.io_loop.time() + WAIT, reading)
+        self.assertEqual(tuple(reading), (1000.5, Sensor.NOMINAL, 21.5))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_sensor_value_replies_update_only_when_handled(self):
+        client, _ = await self.start_client()
+        temp = await client.future_get_sensor("temp")
+        self.device.sensors["temp"][4] = (b"2000.0", b"warn", b"30.5")
+        await client.simple_request("sensor-value", "temp")
+        self.assertEqual(temp.status(), Sensor.UNKNOWN)
+        client.handle_sensor_value()
+        await client.simple_request("sensor-value", "temp")
+        self.assertEqual(tuple(temp.read()), (2000.0, Sensor.WARN, 30.5))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_malformed_and_unknown_sensor_informs_are_ignored(self):
+        client, _ = await self.start_client()
+        temp = await client.future_get_sensor("temp")
+        with self.assertLogs("katcp.inspect_client", "WARNING"):
+            self.device.inform("sensor-status", b"1.0", 2, "temp", "warn", b"1.0")
+            self.device.inform("sensor-status", b"1.0", 1, "temp", "warn", b"not-float")
+            self.device.inform("sensor-status", b"1.0", 1, "ghost", "warn", b"1")
+            # A request round trip orders the informs before the assertions.
+            await client.simple_request("watchdog")
+        self.assertEqual(temp.status(), Sensor.UNKNOWN)
+        self.assertTrue(client.synced)
+
+
+class TestConnectionLifecycle(InspectingClientTestBase):
+
+    @tornado.testing.gen_test(timeout=15)
+    async def test_reconnect_after_server_restart(self):
+        client, recorder = await self.start_client()
+        recorder.calls.clear()
+        port = self.device.port
+        await self.device.stop()
+        await client.until_state(DISCONNECTED, timeout=WAIT)
+        self.assertFalse(client.is_connected())
+        self.device = FakeDevice()
+        del self.device.sensors["mode"]
+        self.device.requests["new"] = "New request."
+        await self.device.start(port)
+        await client.until_synced(timeout=WAIT)
+        self.assertEqual(recorder.states,
+                         [DISCONNECTED, CONNECTED, DATA_SYNCED_CHANGED, SYNCED])
+        self.assertEqual(recorder.calls[2][1], dict(
+            requests=dict(added={"new"}, removed=set()),
+            sensors=dict(added=set(), removed={"mode"})))
+        self.assertEqual(sorted(client.sensors), ["temp"])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_stop_gives_final_state_update(self):
+        client, recorder = await self.start_client()
+        not_synced = client.until_not_synced()
+        client.stop()
+        await client.until_stopped(timeout=WAIT)
+        self.assertTrue(not_synced.done())
+        self.assertEqual(recorder.states[-1], DISCONNECTED)
+        self.assertEqual(client.state, DISCONNECTED)
+        self.assertFalse(client.is_connected())
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_stop_while_never_connected(self):
+        port = self.device.port
+        await self.device.stop()
+        client = InspectingClientAsync("127.0.0.1", port)
+        recorder = StateRecorder()
+        client.set_state_callback(recorder)
+        await client.start()
+        with self.assertRaises(tornado.gen.TimeoutError):
+            await client.until_connected(timeout=0.1)
+        client.stop()
+        await client.until_stopped(timeout=WAIT)
+        self.assertEqual(recorder.states[-1], DISCONNECTED)
+        self.assertNotIn(CONNECTED, recorder.states)
+        self.device = FakeDevice()
+        await self.device.start()
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_connect_timeout_raises(self):
+        port = self.device.port
+        await self.device.stop()
+        client = InspectingClientAsync("127.0.0.1", port)
+        with self.assertRaises(tornado.gen.TimeoutError):
+            await client.connect(timeout=0.1)
+        await client.until_stopped(timeout=WAIT)
+        self.device = FakeDevice()
+        await self.device.start()
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_lookup_waits_for_data_sync(self):
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        lookup = client.future_get_sensor("temp", update=False)
+        await client.start()
+        sensor = await tornado.gen.with_timeout(self.io_loop.time() + WAIT, lookup)
+        self.assertEqual(sensor.name, "temp")
+
+
+class TutorialDevice(DeviceServer):
+    """A real device server with one sensor."""
+
+    VERSION_INFO = ("inspect-test-api", 1, 0)
+    BUILD_INFO = ("inspect-test-impl", 0, 1, "")
+
+    def setup_sensors(self):
+        self.counter = Sensor.integer("counter", "A counter.", "", [0, 100])
+        self.add_sensor(self.counter)
+
+    def request_add(self, req, msg):
+        """Add two numbers."""
+        x, y = (int(arg) for arg in msg.arguments)
+        return req.make_reply("ok", x + y)
+
+
+class TestWithDeviceServer(tornado.testing.AsyncTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.server = TutorialDevice("127.0.0.1", 0)
+        self.server.set_concurrency_options(thread_safe=False, handler_thread=False)
+        self.server.set_ioloop(self.io_loop)
+        self.io_loop.run_sync(self.server.start)
+        self.port = self.server.bind_address[1]
+        self.client = InspectingClientAsync("127.0.0.1", self.port)
+        self.recorder = StateRecorder()
+        self.client.set_state_callback(self.recorder)
+
+    def tearDown(self):
+        async def cleanup():
+            self.client.stop()
+            await self.client.until_stopped(timeout=WAIT)
+            self.server.stop()
+        self.io_loop.run_sync(cleanup)
+        super().tearDown()
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_sync_and_requests(self):
+        await self.client.start()
+        await self.client.until_synced(timeout=WAIT)
+        self.assertIn("add", self.client.requests)
+        self.assertIn("sensor-list", self.client.requests)
+        self.assertEqual(self.client.sensors, ["counter"])
+        add = await self.client.future_get_request("add")
+        self.assertEqual(add.description, "Add two numbers.")
+        reply, _ = await self.client.simple_request("add", 3, 4)
+        self.assertEqual(reply.arguments, [b"ok", b"7"])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_sensor_updates_via_sampling(self):
+        await self.client.start()
+        await self.client.until_synced(timeout=WAIT)
+        counter = await self.client.future_get_sensor("counter")
+        self.assertEqual(counter.params, [0, 100])
+        watcher = SensorWatcher(counter)
+        reading = watcher.next()
+        reply, _ = await self.client.simple_request("sensor-sampling", "counter", "event")
+        self.assertTrue(reply.reply_ok(), reply)
+        await tornado.gen.with_timeout(self.io_loop.time() + WAIT, reading)
+        reading = watcher.next()
+        self.server.counter.set_value(42, timestamp=1234.5)
+        reading = await tornado.gen.with_timeout(self.io_loop.time() + WAIT, reading)
+        self.assertEqual(tuple(reading), (1234.5, Sensor.NOMINAL, 42))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_interface_change_adds_and_removes_sensors(self):
+        await self.client.start()
+        await self.client.until_synced(timeout=WAIT)
+        self.recorder.calls.clear()
+        not_synced = self.client.until_not_synced(timeout=WAIT)
+        self.server.add_sensor(Sensor.boolean("ok", "All OK."))
+        self.server.remove_sensor("counter")
+        self.server.mass_inform(Message.inform("interface-changed", "sensor-list"))
+        await not_synced
+        await self.client.until_synced(timeout=WAIT)
+        self.assertEqual(self.client.sensors, ["ok"])
+        self.assertEqual(self.recorder.calls[1][1],
+                         dict(sensors=dict(added={"ok"}, removed={"counter"})))
+
+    @tornado.testing.gen_test(timeout=15)
+    async def test_reconnect_after_server_restart(self):
+        await self.client.start()
+        await self.client.until_synced(timeout=WAIT)
+        self.server.stop()
+        await self.client.until_state(DISCONNECTED, timeout=WAIT)
+        self.server = TutorialDevice("127.0.0.1", self.port)
+        self.server.set_concurrency_options(thread_safe=False, handler_thread=False)
+        self.server.set_ioloop(self.io_loop)
+        await self.server.start()
+        await self.client.until_synced(timeout=WAIT)
+        self.assertEqual(self.client.sensors, ["counter"])
+        self.assertEqual(self.recorder.states[-4:],
+                         [DISCONNECTED, CONNECTED, DATA_SYNCED_UNCHANGED, SYNCED])

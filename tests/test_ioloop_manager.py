@@ -1,0 +1,222 @@
+"""Tests for katcp.ioloop_manager: managed loop threads and thread-crossing wrappers."""
+
+import asyncio
+import concurrent.futures
+import threading
+
+import pytest
+import tornado.gen
+import tornado.ioloop
+
+from katcp.ioloop_manager import (
+    IOLoopManager,
+    IOLoopThreadWrapper,
+    ThreadSafeMethodAttrWrapper,
+    with_relative_timeout,
+)
+
+WAIT = 5.0
+
+
+@pytest.fixture
+def managed():
+    manager = IOLoopManager(managed_default=True)
+    assert manager.start(timeout=WAIT)
+    yield manager
+    manager.stop().result(WAIT)
+    manager.join(WAIT)
+
+
+def loop_thread_ident(ioloop):
+    idents = concurrent.futures.Future()
+    ioloop.add_callback(lambda: idents.set_result(threading.get_ident()))
+    return idents.result(WAIT)
+
+
+def test_managed_loop_runs_in_own_daemon_thread(managed):
+    ioloop = managed.get_ioloop()
+    assert isinstance(ioloop, tornado.ioloop.IOLoop)
+    assert loop_thread_ident(ioloop) != threading.get_ident()
+    assert managed._ioloop_thread.daemon
+    assert managed._ioloop_thread.is_alive()
+
+
+def test_stop_runs_callback_then_stops_and_join_ends_thread():
+    manager = IOLoopManager(managed_default=True)
+    manager.setDaemon(False)
+    manager.start(timeout=WAIT)
+    thread = manager._ioloop_thread
+    assert not thread.daemon
+    ran_on = []
+
+    async def callback():
+        await asyncio.sleep(0.01)
+        ran_on.append(threading.get_ident())
+
+    manager.stop(callback=callback).result(WAIT)
+    manager.join(WAIT)
+    assert not thread.is_alive()
+    assert ran_on == [thread.ident]
+
+
+def test_managed_loop_can_be_restarted_after_join():
+    manager = IOLoopManager(managed_default=True)
+    for _ in range(2):
+        manager.start(timeout=WAIT)
+        assert loop_thread_ident(manager.get_ioloop()) == manager._ioloop_thread.ident
+        manager.stop().result(WAIT)
+        manager.join(WAIT)
+        assert not manager._ioloop_thread.is_alive()
+
+
+def test_start_twice_raises(managed):
+    with pytest.raises(RuntimeError):
+        managed.start()
+
+
+def test_unmanaged_loop_is_not_stopped_and_join_does_nothing():
+    result = concurrent.futures.Future()
+
+    def user_thread():
+        ioloop = tornado.ioloop.IOLoop(make_current=False)
+        manager = IOLoopManager(managed_default=False)
+        manager.set_ioloop(ioloop, managed=False)
+
+        async def main():
+            manager.start()
+            await asyncio.sleep(0)
+            manager.stop()
+            manager.join()
+            await asyncio.sleep(0.01)
+            # The manager did not stop the user's loop: we are still running.
+            result.set_result(manager.get_ioloop() is ioloop)
+            ioloop.stop()
+
+        ioloop.add_callback(main)
+        ioloop.start()
+        ioloop.close()
+
+    thread = threading.Thread(target=user_thread)
+    thread.start()
+    assert result.result(WAIT) is True
+    thread.join(WAIT)
+
+
+def test_user_coroutines_of_both_styles_and_asyncio_code_run_on_managed_loop(managed):
+    wrapper = IOLoopThreadWrapper(managed.get_ioloop())
+
+    @tornado.gen.coroutine
+    def tornado_style(x):
+        yield tornado.gen.sleep(0.001)
+        return x + 1
+
+    async def native(x):
+        await asyncio.sleep(0.001)
+        queue = asyncio.Queue()
+        await queue.put(x * 2)
+        return await queue.get()
+
+    async def mixed(x):
+        value = await tornado_style(x)
+        return await asyncio.wait_for(native(value), WAIT)
+
+    assert wrapper.call_in_ioloop(tornado_style, (1,), {}) == 2
+    assert wrapper.call_in_ioloop(native, (3,), {}) == 6
+    assert wrapper.call_in_ioloop(mixed, (4,), {}) == 10
+
+
+def test_call_in_ioloop_runs_on_loop_and_propagates_errors(managed):
+    wrapper = IOLoopThreadWrapper(managed.get_ioloop())
+    loop_ident = loop_thread_ident(managed.get_ioloop())
+    assert wrapper.call_in_ioloop(threading.get_ident, (), {}) == loop_ident
+
+    def boom():
+        raise ValueError("boom")
+
+    async def async_boom():
+        raise KeyError("async boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        wrapper.call_in_ioloop(boom, (), {})
+    with pytest.raises(KeyError, match="async boom"):
+        wrapper.call_in_ioloop(async_boom, (), {})
+
+
+def test_call_in_ioloop_timeout(managed):
+    wrapper = IOLoopThreadWrapper(managed.get_ioloop())
+    with pytest.raises(concurrent.futures.TimeoutError):
+        wrapper.call_in_ioloop(asyncio.sleep, (1.0,), {}, timeout=0.05)
+
+
+def test_call_from_loop_thread_runs_directly_and_refuses_to_deadlock(managed):
+    ioloop = managed.get_ioloop()
+    wrapper = IOLoopThreadWrapper(ioloop)
+    outcome = concurrent.futures.Future()
+
+    def on_loop():
+        try:
+            direct = wrapper.call_in_ioloop(threading.get_ident, (), {})
+            done_future = ioloop.asyncio_loop.create_future()
+            done_future.set_result("ready")
+            ready = wrapper.call_in_ioloop(lambda: done_future, (), {})
+            with pytest.raises(RuntimeError, match="deadlock"):
+                wrapper.call_in_ioloop(asyncio.sleep, (0.01,), {})
+            outcome.set_result((direct, ready))
+        except BaseException as exc:
+            outcome.set_exception(exc)
+
+    ioloop.add_callback(on_loop)
+    direct, ready = outcome.result(WAIT)
+    assert direct == loop_thread_ident(ioloop)
+    assert ready == "ready"
+
+
+def test_decorate_callable_keeps_name_and_passes_timeout(managed):
+    wrapper = IOLoopThreadWrapper(managed.get_ioloop())
+
+    async def slow(delay, timeout=None):
+        """Sleep a while."""
+        await asyncio.sleep(delay)
+        return timeout
+
+    decorated = wrapper.decorate_callable(slow)
+    assert decorated.__name__ == "slow"
+    assert "Sleep a while." in decorated.__doc__
+    assert decorated(0, timeout=1.0) == 1.0
+    with pytest.raises(concurrent.futures.TimeoutError):
+        decorated(1.0, timeout=0.05)
+
+
+class Subject:
+    def __init__(self):
+        self.value = 42
+
+    def where(self):
+        return threading.get_ident()
+
+    async def later(self, x):
+        await asyncio.sleep(0)
+        return x
+
+
+def test_thread_safe_method_attr_wrapper(managed):
+    ioloop = managed.get_ioloop()
+    proxy = ThreadSafeMethodAttrWrapper(Subject(), IOLoopThreadWrapper(ioloop))
+    assert proxy.value == 42
+    assert proxy.where() == loop_thread_ident(ioloop)
+    assert proxy.later("x") == "x"
+    with pytest.raises(AttributeError):
+        proxy.missing
+
+
+def test_with_relative_timeout(managed):
+    wrapper = IOLoopThreadWrapper(managed.get_ioloop())
+
+    async def check():
+        quick = await with_relative_timeout(1.0, asyncio.sleep(0, result="quick"))
+        unbounded = await with_relative_timeout(None, asyncio.sleep(0, result="none"))
+        with pytest.raises(tornado.gen.TimeoutError):
+            await with_relative_timeout(0.01, asyncio.sleep(1.0))
+        return quick, unbounded
+
+    assert wrapper.call_in_ioloop(check, (), {}) == ("quick", "none")

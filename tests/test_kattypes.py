@@ -1,0 +1,869 @@
+"""Tests for katcp.kattypes: the KATCP types and the handler decorators."""
+
+import asyncio
+import itertools
+import math
+import re
+
+import pytest
+import tornado.concurrent
+import tornado.gen
+from tornado.ioloop import IOLoop
+
+from katcp.core import (DeviceMetaclass, DeviceServerMetaclass, FailReply, Message,
+                        ProtocolFlags, Sensor)
+from katcp.kattypes import (Address, Bool, Discrete, DiscreteMulti, Float, Int, KatcpType,
+                            Lru, Parameter, Regex, StrictTimestamp, Str, Struct, Timestamp,
+                            TimestampOrNow, async_make_reply, concurrent_reply,
+                            has_katcp_protocol_flags, inform, make_reply,
+                            minimum_katcp_version, pack_types, request, request_timeout_hint,
+                            return_reply, send_reply, unpack_message, unpack_types)
+
+
+class FakeReq:
+    """Stands in for a server's ClientRequestConnection."""
+
+    def __init__(self, msg):
+        self.msg = msg
+        self.sent = []
+        self.informs = []
+
+    def reply_with_message(self, reply):
+        self.sent.append(reply)
+
+    def inform(self, *args):
+        self.informs.append(args)
+
+
+def call(handler, name, *args, mid=None, obj=None):
+    """Call a raw request handler the way the server does: handler(self, req, msg)."""
+    msg = Message.request(name, *args, mid=mid)
+    return handler(obj, FakeReq(msg), msg)
+
+
+def run_async(awaitable, timeout=5):
+    """Drive a future or coroutine to completion on a fresh loop."""
+    async def waiter():
+        return await asyncio.wait_for(awaitable, timeout)
+    return asyncio.run(waiter())
+
+
+# ---------------------------------------------------------------------------
+# Types
+# ---------------------------------------------------------------------------
+
+class TestKatcpType:
+
+    def test_default_and_optional(self):
+        assert Int(default=3).get_default() == 3
+        assert Int(optional=True).get_default() is None
+        with pytest.raises(ValueError, match="No value given and no default"):
+            Int().get_default()
+
+    def test_unpack_none_uses_default_and_checks_it(self):
+        assert Int(default=4).unpack(None) == 4
+        assert Str(optional=True).unpack(None) is None
+        with pytest.raises(ValueError, match="higher than maximum"):
+            Int(max=2, default=4).unpack(None)
+
+    def test_pack_none_uses_default(self):
+        assert Int(default=4).pack(None) == b"4"
+        with pytest.raises(ValueError):
+            Int().pack(None)
+        with pytest.raises(ValueError, match="Cannot pack a None value"):
+            Int(optional=True).pack(None)
+
+    def test_nocheck_skips_check(self):
+        assert Int(max=1).pack(5, nocheck=True) == b"5"
+        with pytest.raises(ValueError):
+            Int(max=1).pack(5)
+
+    def test_base_class_encode_decode_not_implemented(self):
+        with pytest.raises(NotImplementedError):
+            KatcpType().pack(1)
+        with pytest.raises(NotImplementedError):
+            KatcpType().unpack(b"1")
+
+
+class TestInt:
+
+    @pytest.mark.parametrize("raw,value", [
+        (b"0", 0), (b"-546", -546), (b"007", 7), (b"+3", 3), (b" 4", 4),
+        (b"123456789012345678901234567890", 123456789012345678901234567890)])
+    def test_decode(self, raw, value):
+        assert Int().unpack(raw) == value
+
+    @pytest.mark.parametrize("raw", [b"abc", b"1.5", b"0x10", b"", b"1e3"])
+    def test_decode_errors_show_plain_text(self, raw):
+        with pytest.raises(ValueError) as info:
+            Int().unpack(raw)
+        assert str(info.value) == "Could not parse value '%s' as integer." % raw.decode()
+
+    def test_encode(self):
+        assert Int().pack(-12) == b"-12"
+        assert Int().pack(True) == b"1"
+        assert Int().pack(7, major=4) == b"7"
+
+    def test_encode_non_number_is_type_error(self):
+        # The reference reports a bad return value with this TypeError text.
+        with pytest.raises(TypeError, match="%d format: a real number is required, not str"):
+            Int().pack("not-an-int")
+
+    def test_min_max(self):
+        kt = Int(min=0, max=10)
+        assert kt.unpack(b"0") == 0
+        assert kt.unpack(b"10") == 10
+        with pytest.raises(ValueError, match=r"^Integer 11 is higher than maximum 10\.$"):
+            kt.unpack(b"11")
+        with pytest.raises(ValueError, match=r"^Integer -1 is lower than minimum 0\.$"):
+            kt.unpack(b"-1")
+        with pytest.raises(ValueError):
+            kt.pack(11)
+
+
+class TestFloat:
+
+    @pytest.mark.parametrize("value,raw", [
+        (0.1 + 0.2, b"0.30000000000000004"), (1e10, b"10000000000.0"), (-0.0, b"-0.0"),
+        (7, b"7.0"), (float("inf"), b"inf"), (1.7, b"1.7"), (-1.234e-05, b"-1.234e-05")])
+    def test_encode_uses_repr(self, value, raw):
+        assert Float().pack(value) == raw
+        assert Float().pack(value, major=4) == raw
+
+    def test_encode_round_trips_exactly(self):
+        for value in (0.1, 1 / 3.0, 1e-300, 12345.678901234567):
+            assert Float().unpack(Float().pack(value)) == value
+
+    def test_decode(self):
+        assert Float().unpack(b"2.5") == 2.5
+        assert Float().unpack(b"1e400") == float("inf")
+        assert math.isnan(Float().unpack(b"nan"))
+        assert Float().unpack(b"3", major=4) == 3.0
+
+    def test_decode_error(self):
+        with pytest.raises(ValueError, match=r"^Could not parse value 'x' as float\.$"):
+            Float().unpack(b"x")
+
+    def test_min_max(self):
+        kt = Float(min=-1.5, max=2.5)
+        assert kt.unpack(b"2.5") == 2.5
+        with pytest.raises(ValueError, match=r"^Float 3 is higher than maximum 2.5\.$"):
+            kt.unpack(b"3")
+        with pytest.raises(ValueError, match=r"^Float -2 is lower than minimum -1.5\.$"):
+            kt.pack(-2.0)
+
+
+class TestBool:
+
+    def test_round_trip(self):
+        assert Bool().pack(True) == b"1"
+        assert Bool().pack(False) == b"0"
+        assert Bool().pack(0, major=4) == b"0"
+        assert Bool().unpack(b"1") is True
+        assert Bool().unpack(b"0", major=4) is False
+
+    @pytest.mark.parametrize("raw", [b"true", b"2", b"", b"01"])
+    def test_invalid(self, raw):
+        with pytest.raises(ValueError, match="Could not parse value '%s' as boolean"
+                           % raw.decode()):
+            Bool().unpack(raw)
+
+
+class TestStr:
+
+    def test_decode_gives_native_str(self):
+        value = Str().unpack(b"caf\xc3\xa9")
+        assert value == "café" and isinstance(value, str)
+
+    def test_encode(self):
+        assert Str().pack("café") == b"caf\xc3\xa9"
+        assert Str().pack(b"\xff raw") == b"\xff raw"
+        # Non-text values are converted one way via str().
+        assert Str().pack(12) == b"12"
+        assert Str().pack(1.5) == b"1.5"
+
+    def test_invalid_utf8(self):
+        with pytest.raises(ValueError, match="Could not decode value"):
+            Str().unpack(b"\xff")
+
+    def test_empty(self):
+        assert Str().unpack(b"") == ""
+        assert Str().pack("") == b""
+
+
+class TestDiscrete:
+
+    def test_values(self):
+        kt = Discrete(["apple", "pear"])
+        assert kt.unpack(b"apple") == "apple"
+        assert kt.pack("pear") == b"pear"
+        assert kt.pack(b"pear") == b"pear"
+        with pytest.raises(ValueError) as info:
+            kt.unpack(b"kiwi")
+        assert str(info.value) == "Discrete value 'kiwi' is not one of apple, pear."
+        with pytest.raises(ValueError):
+            kt.pack("kiwi")
+
+    def test_generator_and_bytes_values(self):
+        kt = Discrete(v for v in (b"on", "off"))
+        assert kt.unpack(b"on") == "on"
+        assert kt.unpack(b"off") == "off"
+        # A generator is consumed once; the type must still work afterwards.
+        assert kt.unpack(b"on") == "on"
+
+    def test_case_insensitive(self):
+        kt = Discrete(["Idle", "busy"], case_insensitive=True)
+        assert kt.unpack(b"IDLE") == "IDLE"
+        assert kt.unpack(b"Busy") == "Busy"
+        with pytest.raises(ValueError):
+            kt.unpack(b"gone")
+        with pytest.raises(ValueError):
+            Discrete(["Idle"]).unpack(b"idle")
+
+
+class TestDiscreteMulti:
+
+    def test_decode(self):
+        kt = DiscreteMulti(["x", "y", "z"])
+        assert kt.unpack(b"x,y") == ["x", "y"]
+        assert kt.unpack(b"x, z") == ["x", "z"]
+        assert kt.unpack(b"all") == ["x", "y", "z"]
+        with pytest.raises(ValueError, match="Discrete value 'w' is not one of x, y, z"):
+            kt.unpack(b"x,w")
+
+    def test_encode(self):
+        kt = DiscreteMulti(["x", "y", "z"])
+        assert kt.pack(["x", "z"]) == b"x, z"
+        with pytest.raises(ValueError):
+            kt.pack(["q"])
+
+    def test_custom_keyword_and_separator(self):
+        kt = DiscreteMulti(["a", "b"], all_keyword="every", separator="|",
+                           case_insensitive=True)
+        assert kt.unpack(b"every") == ["a", "b"]
+        assert kt.unpack(b"A|b") == ["A", "b"]
+        assert kt.pack(["a", "b"]) == b"a|b"
+
+
+class TestLru:
+
+    def test_round_trip(self):
+        assert Lru().pack(Sensor.LRU_NOMINAL) == b"nominal"
+        assert Lru().pack(Sensor.LRU_ERROR) == b"error"
+        assert Lru().unpack(b"nominal") == Sensor.LRU_NOMINAL
+        assert Lru().unpack(b"error") == Sensor.LRU_ERROR
+
+    def test_invalid(self):
+        with pytest.raises(ValueError, match="Lru value must be 'nominal' or 'error', not 'ok'"):
+            Lru().unpack(b"ok")
+        with pytest.raises(ValueError):
+            Lru().pack(7)
+
+
+class TestTimestamp:
+
+    def test_v5_seconds(self):
+        assert Timestamp().pack(1234567890.5) == b"1234567890.500000"
+        assert Timestamp().pack(0) == b"0.000000"
+        assert Timestamp().unpack(b"1234567890.5") == 1234567890.5
+
+    def test_v4_milliseconds(self):
+        assert Timestamp().pack(1234567800.125, major=4) == b"1234567800125"
+        # Rounding, not truncation, of float error.
+        assert Timestamp().pack(1.005, major=4) == b"1005"
+        assert Timestamp().unpack(b"1234567999123", major=4) == pytest.approx(1234567999.123)
+        assert Timestamp().unpack(b"1222195721660237.85", major=4) == pytest.approx(
+            1222195721660.23785)
+
+    def test_invalid(self):
+        with pytest.raises(ValueError, match=r"^Could not parse value 'now' as timestamp\.$"):
+            Timestamp().unpack(b"now")
+
+
+class TestTimestampOrNow:
+
+    def test_now(self):
+        kt = TimestampOrNow()
+        assert kt.unpack(b"now") is TimestampOrNow.NOW
+        assert kt.pack(TimestampOrNow.NOW) == b"now"
+        assert kt.pack(TimestampOrNow.NOW, major=4) == b"now"
+
+    def test_timestamps(self):
+        kt = TimestampOrNow()
+        assert kt.unpack(b"12.5") == 12.5
+        assert kt.pack(12.5) == b"12.500000"
+        assert kt.pack(12.5, major=4) == b"12500"
+        assert kt.unpack(b"12500", major=4) == 12.5
+        with pytest.raises(ValueError):
+            kt.unpack(b"later")
+
+
+class TestStrictTimestamp:
+
+    def test_round_trip(self):
+        kt = StrictTimestamp()
+        assert kt.unpack(b"1234.5") == 1234.5
+        assert kt.unpack(b"1234") == 1234.0
+        assert kt.pack(1234.5) == b"1234.5"
+        assert kt.unpack(kt.pack(1234567890.123456)) == 1234567890.123456
+
+    def test_v4_milliseconds(self):
+        kt = StrictTimestamp()
+        assert kt.pack(1234.5, major=4) == b"1234500.0"
+        assert kt.unpack(b"1234500", major=4) == 1234.5
+
+    @pytest.mark.parametrize("raw", [b"1e5", b"-1.0", b".5", b"abc", b"1.2.3", b""])
+    def test_format_enforced(self, raw):
+        with pytest.raises(ValueError, match="strict timestamp"):
+            StrictTimestamp().unpack(raw)
+
+    def test_negative_rejected(self):
+        with pytest.raises(ValueError, match="may not be negative"):
+            StrictTimestamp().pack(-1.0)
+
+
+class TestStruct:
+
+    def test_round_trip(self):
+        kt = Struct(">hh")
+        assert kt.pack((1, -2)) == b"\x00\x01\xff\xfe"
+        assert kt.unpack(b"\x00\x01\xff\xfe") == (1, -2)
+
+    def test_errors(self):
+        with pytest.raises(ValueError, match="Could not unpack 'abc' with format '>hh'"):
+            Struct(">hh").unpack(b"abc")
+        with pytest.raises(ValueError, match="Could not pack"):
+            Struct(">hh").pack((1,))
+
+
+class TestRegex:
+
+    def test_str_pattern(self):
+        kt = Regex("^[a-z]+$")
+        assert kt.unpack(b"word") == "word"
+        assert kt.pack("word") == b"word"
+        with pytest.raises(ValueError) as info:
+            kt.unpack(b"Word1")
+        assert str(info.value) == "Value 'Word1' does not match regex '^[a-z]+$'."
+        with pytest.raises(ValueError):
+            kt.pack("UP")
+
+    def test_compiled_pattern(self):
+        kt = Regex(re.compile(r"\d+", re.ASCII))
+        assert kt.unpack(b"123") == "123"
+        with pytest.raises(ValueError, match=re.escape("does not match regex '\\d+'")):
+            kt.unpack(b"x")
+
+
+class TestAddress:
+
+    @pytest.mark.parametrize("raw,value", [
+        (b"10.0.0.1:7147", ("10.0.0.1", 7147)),
+        (b"localhost", ("localhost", None)),
+        (b"[::1]:80", ("::1", 80)),
+        (b"[fe80::1]", ("fe80::1", None))])
+    def test_round_trip(self, raw, value):
+        assert Address().unpack(raw) == value
+        assert Address().pack(value) == raw
+
+    def test_null(self):
+        assert Address.NULL == ("0.0.0.0", None)
+        assert Address().pack(Address.NULL) == b"0.0.0.0"
+
+    @pytest.mark.parametrize("raw", [b"", b"host:port", b"::1", b"[::1]:x", b"a:1:2"])
+    def test_invalid(self, raw):
+        with pytest.raises(ValueError, match="as address"):
+            Address().unpack(raw)
+
+    def test_pack_invalid(self):
+        with pytest.raises(ValueError, match="must be a"):
+            Address().pack("10.0.0.1")
+
+
+class TestParameter:
+
+    def test_pack_unpack(self):
+        param = Parameter(2, "count", Int(), 5)
+        assert param.unpack(b"5") == 5
+        assert param.pack(5) == b"5"
+        assert Parameter(1, "when", Timestamp(), 4).pack(1.5) == b"1500"
+
+    def test_unpack_error_names_parameter(self):
+        with pytest.raises(FailReply) as info:
+            Parameter(2, "count", Int(), 5).unpack(b"x")
+        assert str(info.value) == ("Error in parameter 2 (count): "
+                                   "Could not parse value 'x' as integer.")
+
+
+# ---------------------------------------------------------------------------
+# Packing helpers
+# ---------------------------------------------------------------------------
+
+class TestPackUnpackTypes:
+
+    def test_unpack_types(self):
+        assert unpack_types([Int(), Str()], [b"1", b"a"], ["x", "y"], 5) == [1, "a"]
+        assert unpack_types([Int(), Int(default=7)], [b"1"], ["x", "y"], 5) == [1, 7]
+        assert unpack_types([Int(multiple=True)], [b"1", b"2", b"3"], ["v"], 5) == [1, 2, 3]
+        assert unpack_types([Timestamp()], [b"1500"], ["t"], 4) == [1.5]
+
+    def test_unpack_types_errors(self):
+        with pytest.raises(FailReply, match=r"^Too many parameters given\.$"):
+            unpack_types([Int()], [b"1", b"2"], ["x"], 5)
+        with pytest.raises(FailReply, match=r"^Error in parameter 2 \(y\): No value given"):
+            unpack_types([Int(), Int()], [b"1"], ["x", "y"], 5)
+        with pytest.raises(FailReply, match=r"^Error in parameter 3 \(v\): Could not parse"):
+            unpack_types([Int(multiple=True)], [b"1", b"2", b"z"], ["v"], 5)
+        # Missing names are allowed and shown empty.
+        with pytest.raises(FailReply, match=r"^Error in parameter 1 \(\): "):
+            unpack_types([Int()], [b"z"], [], 5)
+
+    def test_multiple_must_be_last(self):
+        with pytest.raises(TypeError, match="last parameter"):
+            unpack_types([Int(multiple=True), Int()], [b"1"], [], 5)
+
+    def test_pack_types(self):
+        assert pack_types([Int(), Float(), Bool()], [1, 2.5, True], 5) == [b"1", b"2.5", b"1"]
+        assert pack_types([Int(), Int(default=3)], [1], 5) == [b"1", b"3"]
+        assert pack_types([Str(), Int(multiple=True)], ["a", 1, 2], 5) == [b"a", b"1", b"2"]
+        assert pack_types([Timestamp()], [1.5], 4) == [b"1500"]
+        with pytest.raises(ValueError, match="Too many arguments"):
+            pack_types([Int()], [1, 2], 5)
+
+
+class TestMakeReply:
+
+    def test_ok(self):
+        reply = make_reply("myreq", [Int(), Float()], ["ok", 3, 1.5], 5)
+        assert reply == Message.reply("myreq", b"ok", b"3", b"1.5")
+
+    def test_fail(self):
+        reply = make_reply("myreq", [Int()], ("fail", "it broke"), 5)
+        assert reply == Message.reply("myreq", b"fail", b"it broke")
+
+    def test_v4_packing(self):
+        reply = make_reply("when", [Timestamp()], ("ok", 2.0), 4)
+        assert reply.arguments == [b"ok", b"2000"]
+
+    def test_bad_status(self):
+        with pytest.raises(ValueError, match=r"^First returned value must be 'ok' or 'fail'\.$"):
+            make_reply("myreq", [], ("error", "x"), 5)
+
+    def test_bad_value_is_not_fail_reply(self):
+        with pytest.raises(TypeError):
+            make_reply("myreq", [Int()], ("ok", "not-an-int"), 5)
+        with pytest.raises(ValueError):
+            make_reply("myreq", [Int(max=1)], ("ok", 2), 5)
+
+    def test_async_make_reply(self):
+        async def main():
+            future = tornado.concurrent.Future()
+            reply_future = async_make_reply("myreq", [Int()], future, 5)
+            IOLoop.current().add_callback(future.set_result, ("ok", 4))
+            return await reply_future
+        assert asyncio.run(main()) == Message.reply("myreq", b"ok", b"4")
+
+
+# ---------------------------------------------------------------------------
+# Decorators
+# ---------------------------------------------------------------------------
+
+class TestRequest:
+
+    def test_unpacks_arguments(self):
+        @request(Int(), Float(), Bool())
+        def request_myreq(self, req, i, f, b):
+            """My request."""
+            return (req, i, f, b)
+
+        req, *values = call(request_myreq, "myreq", b"1", b"2.5", b"1")
+        assert values == [1, 2.5, True]
+        assert request_myreq._request_decorated is True
+        assert request_myreq.__name__ == "request_myreq"
+        assert request_myreq.__doc__ == "My request."
+
+    def test_include_msg(self):
+        @request(Int(), include_msg=True)
+        def request_myreq(self, req, msg, x):
+            """Doc."""
+            return msg, x
+
+        msg, x = call(request_myreq, "myreq", b"9")
+        assert x == 9 and msg.arguments == [b"9"]
+
+    def test_major_4(self):
+        @request(Timestamp(), major=4)
+        def request_myreq(self, req, when):
+            """Doc."""
+            return when
+
+        assert call(request_myreq, "myreq", b"1500") == 1.5
+
+    def test_errors_name_parameter(self):
+        @request(Int(), Float())
+        def request_add(self, req, x, y):
+            """Doc."""
+
+        with pytest.raises(FailReply, match=re.escape(
+                "Error in parameter 2 (y): Could not parse value 'abc' as float.")):
+            call(request_add, "add", b"1", b"abc")
+        with pytest.raises(FailReply, match=r"^Too many parameters given\.$"):
+            call(request_add, "add", b"1", b"2", b"3")
+        with pytest.raises(FailReply, match=re.escape(
+                "Error in parameter 2 (y): No value given and no default available.")):
+            call(request_add, "add", b"1")
+
+    def test_optional_default_and_multiple(self):
+        @request(Str(), Int(default=5), Str(optional=True))
+        def request_opt(self, req, a, b, c):
+            """Doc."""
+            return a, b, c
+
+        assert call(request_opt, "opt", b"x") == ("x", 5, None)
+        assert call(request_opt, "opt", b"x", b"2", b"") == ("x", 2, "")
+
+        @request(Str(), Int(multiple=True))
+        def request_star(self, req, first, *rest):
+            """Doc."""
+            return first, rest
+
+        assert call(request_star, "star", b"a", b"1", b"2", b"3") == ("a", (1, 2, 3))
+        with pytest.raises(FailReply, match=re.escape("parameter 4 (rest)")):
+            call(request_star, "star", b"a", b"1", b"2", b"x")
+        with pytest.raises(FailReply, match=re.escape("parameter 2 (rest): No value given")):
+            call(request_star, "star", b"a")
+
+        @request(Str(optional=True, multiple=True))
+        def request_words(self, req, *words):
+            """Doc."""
+            return words
+
+        assert call(request_words, "words") == ()
+        assert call(request_words, "words", b"a", b"b") == ("a", "b")
+
+    def test_names_seen_through_other_decorators(self):
+        @request(Int(), Int())
+        @return_reply(Int())
+        @concurrent_reply
+        def request_pair(self, req, first, second):
+            """Doc."""
+            return ("ok", first)
+
+        with pytest.raises(FailReply, match=re.escape("parameter 2 (second)")):
+            call(request_pair, "pair", b"1", b"x")
+
+    def test_decoration_errors(self):
+        with pytest.raises(TypeError, match="last parameter"):
+            request(Int(multiple=True), Int())
+        with pytest.raises(TypeError, match="does not take keyword"):
+            request(Int(), bogus=True)
+
+    def test_async_def_passes_coroutine_through(self):
+        @request(Int())
+        async def request_slow(self, req, x):
+            """Doc."""
+            await asyncio.sleep(0)
+            return x + 1
+
+        result = call(request_slow, "slow", b"1")
+        assert asyncio.iscoroutine(result)
+        assert run_async(result) == 2
+
+    def test_gen_coroutine_passes_future_through(self):
+        @request(Int())
+        @tornado.gen.coroutine
+        def request_slow(self, req, x):
+            """Doc."""
+            yield tornado.gen.moment
+            raise tornado.gen.Return(x + 1)
+
+        async def main():
+            result = call(request_slow, "slow", b"1")
+            assert tornado.gen.is_future(result)
+            return await result
+        assert asyncio.run(main()) == 2
+
+
+class TestReturnReply:
+
+    def test_tuple(self):
+        @return_reply(Int(), Float())
+        def request_myreq(self, req, msg):
+            """Doc."""
+            return ("ok", 1, 2.0)
+
+        reply = call(request_myreq, "myreq", mid=7)
+        assert reply == Message.reply("myreq", b"ok", b"1", b"2.0", mid=7)
+        assert request_myreq._return_reply_decorated is True
+        assert request_myreq.__doc__ == "Doc."
+
+    def test_reply_name_and_mid_from_request(self):
+        @request(Int())
+        @return_reply(Int())
+        def request_int_range(self, req, x):
+            """Doc."""
+            return ("ok", x * 2)
+
+        assert bytes(call(request_int_range, "int-range", b"3", mid=12)) == (
+            b"!int-range[12] ok 6")
+
+    def test_without_request_message_uses_method_name(self):
+        @return_reply(Int())
+        def request_some_thing(self, req):
+            """Doc."""
+            return ("ok", 1)
+
+        assert request_some_thing(None, object()) == Message.reply("some-thing", b"ok", b"1")
+
+    def test_fail_tuple_and_message_passthrough(self):
+        @return_reply(Int())
+        def request_myreq(self, req, msg):
+            """Doc."""
+            if msg.arguments:
+                return Message.reply("myreq", "ok", "custom")
+            return ("fail", "returned fail")
+
+        assert bytes(call(request_myreq, "myreq")) == b"!myreq fail returned\\_fail"
+        assert bytes(call(request_myreq, "myreq", b"x")) == b"!myreq ok custom"
+
+    def test_errors_propagate(self):
+        @return_reply(Int())
+        def request_bad(self, req, msg):
+            """Doc."""
+            return (msg.arguments[0].decode(), "not-an-int")
+
+        with pytest.raises(TypeError, match="%d format"):
+            call(request_bad, "bad", b"ok")
+        with pytest.raises(ValueError, match="First returned value must be 'ok' or 'fail'"):
+            call(request_bad, "bad", b"error")
+
+        @return_reply()
+        def request_raises(self, req, msg):
+            """Doc."""
+            raise FailReply("This request always fails.")
+
+        with pytest.raises(FailReply, match="always fails"):
+            call(request_raises, "raises")
+
+    def test_requires_request_prefix(self):
+        with pytest.raises(ValueError, match="request_"):
+            @return_reply()
+            def handler(self, req, msg):
+                """Doc."""
+
+    def test_major_4(self):
+        @request(Timestamp(), major=4)
+        @return_reply(Timestamp(), major=4)
+        def request_echo_ts(self, req, ts):
+            """Doc."""
+            return ("ok", ts)
+
+        assert call(request_echo_ts, "echo-ts", b"1234567999123").arguments == [
+            b"ok", b"1234567999123"]
+
+    def test_gen_coroutine_with_return(self):
+        @request(Int())
+        @return_reply(Int())
+        @tornado.gen.coroutine
+        def request_slow(self, req, x):
+            """Doc."""
+            yield tornado.gen.moment
+            raise tornado.gen.Return(("ok", x + 1))
+
+        async def main():
+            result = call(request_slow, "slow", b"1", mid=3)
+            assert isinstance(result, tornado.concurrent.Future)
+            return await result
+        assert asyncio.run(main()) == Message.reply("slow", b"ok", b"2", mid=3)
+
+    def test_async_def(self):
+        @return_reply(Str())
+        @request(Str())
+        async def request_echo(self, req, text):
+            """Doc."""
+            await asyncio.sleep(0)
+            return ("ok", text)
+
+        async def main():
+            result = call(request_echo, "echo", b"hi")
+            assert isinstance(result, tornado.concurrent.Future)
+            return await result
+        assert asyncio.run(main()) == Message.reply("echo", b"ok", b"hi")
+
+    def test_handler_returning_future(self):
+        @return_reply(Int())
+        def request_later(self, req, msg):
+            """Doc."""
+            future = asyncio.get_running_loop().create_future()
+            IOLoop.current().call_later(0, future.set_result, ("ok", 5))
+            return future
+
+        async def main():
+            return await call(request_later, "later")
+        assert asyncio.run(main()) == Message.reply("later", b"ok", b"5")
+
+    def test_future_resolving_to_message_and_failures(self):
+        @return_reply(Int())
+        async def request_async(self, req, msg):
+            """Doc."""
+            if msg.arguments == [b"msg"]:
+                return Message.reply("async", "ok", "direct")
+            if msg.arguments == [b"raise"]:
+                raise FailReply("no")
+            return ("bad-status",)
+
+        async def main():
+            assert await call(request_async, "async", b"msg") == Message.reply(
+                "async", b"ok", b"direct")
+            with pytest.raises(FailReply, match="no"):
+                await call(request_async, "async", b"raise")
+            with pytest.raises(ValueError, match="First returned value"):
+                await call(request_async, "async")
+        asyncio.run(main())
+
+
+class TestSendReply:
+
+    def test_sends_reply(self):
+        class Device:
+            @send_reply(Int(), Float())
+            def my_callback(self, req):
+                """Callback."""
+                return (req, "ok", 5, 2.0)
+
+        msg = Message.request("myreq", mid=4)
+        req = FakeReq(msg)
+        assert Device().my_callback(req) is None
+        assert req.sent == [Message.reply("myreq", b"ok", b"5", b"2.0", mid=4)]
+        assert Device.my_callback.__doc__ == "Callback."
+
+
+class TestInformAndUnpackMessage:
+
+    def test_inform(self):
+        class Client:
+            @inform(Int(), Float())
+            def inform_myinf(self, my_int, my_float):
+                """Handle #myinf."""
+                return my_int, my_float
+
+            @inform(Int(), include_msg=True, major=4)
+            def inform_other(self, msg, value):
+                """Handle #other."""
+                return msg.name, value
+
+        client = Client()
+        assert client.inform_myinf(Message.inform("myinf", b"3", b"0.5")) == (3, 0.5)
+        assert client.inform_other(Message.inform("other", b"3")) == ("other", 3)
+        assert Client.inform_myinf.__doc__ == "Handle #myinf."
+        with pytest.raises(FailReply, match=re.escape("parameter 2 (my_float)")):
+            client.inform_myinf(Message.inform("myinf", b"3", b"x"))
+
+    def test_unpack_message(self):
+        class Client:
+            @unpack_message(Str(), Int(), Float(), Bool())
+            def reply_myreq(self, status, my_int, my_float, my_bool):
+                """Handle !myreq."""
+                return status, my_int, my_float, my_bool
+
+            @unpack_message(Str(), Int(), include_msg=True)
+            def inform_fruit_picked(self, msg, fruit, no_picked):
+                """Handle #fruit-picked."""
+                return msg.mtype, fruit, no_picked
+
+        client = Client()
+        reply = Message.reply("myreq", b"ok", b"1", b"2.5", b"0")
+        assert client.reply_myreq(reply) == ("ok", 1, 2.5, False)
+        informed = Message.inform("fruit-picked", b"apple", b"3")
+        assert client.inform_fruit_picked(informed) == (Message.INFORM, "apple", 3)
+        assert Client.reply_myreq.__name__ == "reply_myreq"
+
+
+class TestAttributeDecorators:
+
+    def test_values(self):
+        def request_x(self, req, msg):
+            """Doc."""
+
+        assert concurrent_reply(request_x) is request_x
+        assert request_x._concurrent_reply is True
+        assert request_timeout_hint(15)(request_x).request_timeout_hint == 15.0
+        assert isinstance(request_x.request_timeout_hint, float)
+        assert request_timeout_hint(None)(request_x).request_timeout_hint is None
+        flags = (ProtocolFlags.MULTI_CLIENT,)
+        assert has_katcp_protocol_flags(flags)(request_x)._has_katcp_protocol_flags == ["M"]
+        assert minimum_katcp_version(5, 1)(request_x)._minimum_katcp_version == (5, 1)
+        assert minimum_katcp_version(4)(request_x)._minimum_katcp_version == (4, 0)
+
+    ATTRIBUTE_DECORATORS = [
+        ("_concurrent_reply", True, concurrent_reply),
+        ("request_timeout_hint", 2.5, request_timeout_hint(2.5)),
+        ("_has_katcp_protocol_flags", ["M"], has_katcp_protocol_flags(["M"])),
+        ("_minimum_katcp_version", (5, 1), minimum_katcp_version(5, 1)),
+    ]
+
+    @pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+    @pytest.mark.parametrize("attribute", ATTRIBUTE_DECORATORS, ids=lambda a: a[0])
+    def test_attributes_survive_any_stacking_order(self, order, attribute):
+        name, value, attr_decorator = attribute
+        decorators = [request(Int()), return_reply(Int()), attr_decorator]
+
+        def request_stacked(self, req, x):
+            """Stacked docstring."""
+            return ("ok", x)
+
+        handler = request_stacked
+        for index in order:
+            handler = decorators[index](handler)
+        assert getattr(handler, name) == value
+        assert handler.__doc__ == "Stacked docstring."
+        assert handler.__name__ == "request_stacked"
+        assert handler._request_decorated is True
+        assert handler._return_reply_decorated is True
+        assert call(handler, "stacked", b"4") == Message.reply("stacked", b"ok", b"4")
+
+    def test_device_server_metaclass_uses_attributes(self):
+        class Base(metaclass=DeviceServerMetaclass):
+            PROTOCOL_INFO = ProtocolFlags(5, 0, [ProtocolFlags.MESSAGE_IDS])
+
+            @request(Int())
+            @return_reply(Int())
+            @minimum_katcp_version(5, 1)
+            def request_new(self, req, x):
+                """Needs 5.1."""
+                return ("ok", x)
+
+            @has_katcp_protocol_flags([ProtocolFlags.MULTI_CLIENT])
+            @request()
+            @return_reply()
+            def request_multi(self, req):
+                """Needs multi-client."""
+                return ("ok",)
+
+            @request()
+            @return_reply()
+            def request_plain(self, req):
+                """Always there."""
+                return ("ok",)
+
+        class Newer(Base):
+            PROTOCOL_INFO = ProtocolFlags(5, 1, [ProtocolFlags.MULTI_CLIENT])
+
+        assert sorted(Base._request_handlers) == ["plain"]
+        assert sorted(Newer._request_handlers) == ["multi", "new", "plain"]
+        handler = Newer._request_handlers["new"]
+        assert handler.__doc__ == "Needs 5.1."
+        assert call(handler, "new", b"3", obj=Newer()) == Message.reply("new", b"ok", b"3")
+
+    def test_metaclass_sees_docstrings_of_decorated_handlers(self):
+        class Device(metaclass=DeviceMetaclass):
+            @request(Float(), Float())
+            @return_reply(Float())
+            def request_add(self, req, x, y):
+                """Add two numbers"""
+                return ("ok", x + y)
+
+        handler = Device._request_handlers["add"]
+        assert handler.__doc__ == "Add two numbers"
+        assert call(handler, "add", b"0.1", b"0.2", obj=Device()).arguments == [
+            b"ok", b"0.30000000000000004"]

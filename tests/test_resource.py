@@ -1,0 +1,379 @@
+"""Tests for katcp.resource: the abstract high-level API and its concrete helpers."""
+
+import sys
+
+import pytest
+import tornado.gen
+import tornado.testing
+
+from katcp import Message, Sensor
+from katcp.core import AttrDict
+from katcp.resource import (
+    KATCPDummyRequest,
+    KATCPReply,
+    KATCPRequest,
+    KATCPResource,
+    KATCPResourceError,
+    KATCPResourceInactive,
+    KATCPSensor,
+    KATCPSensorError,
+    KATCPSensorReading,
+    KATCPSensorsManager,
+    SensorResultTuple,
+    escape_name,
+    normalize_strategy_parameters,
+)
+
+
+class ManualManager(KATCPSensorsManager):
+    """Sensor manager with a fixed clock that records what it is asked to do."""
+
+    resource_name = "dev"
+
+    def __init__(self):
+        self.strategies = {}
+        self.polled = []
+        self.fail_next_strategy = False
+        self.poll_reading = None
+        self.now = 1000.0
+
+    def time(self):
+        return self.now
+
+    def get_sampling_strategy(self, sensor_name):
+        return self.strategies.get(sensor_name, ("none",))
+
+    @tornado.gen.coroutine
+    def set_sampling_strategy(self, sensor_name, strategy_and_parms):
+        strategy = normalize_strategy_parameters(strategy_and_parms)
+        if self.fail_next_strategy:
+            self.fail_next_strategy = False
+            try:
+                raise KATCPSensorError("device said no")
+            except KATCPSensorError:
+                return (False, sys.exc_info())
+        self.strategies[sensor_name] = strategy
+        return (True, strategy)
+
+    def drop_sampling_strategy(self, sensor_name):
+        self.strategies.pop(sensor_name, None)
+
+    def reapply_sampling_strategies(self):
+        raise NotImplementedError
+
+    @tornado.gen.coroutine
+    def poll_sensor(self, sensor_name):
+        self.polled.append(sensor_name)
+        self.sensors[sensor_name].set(*self.poll_reading)
+
+
+def make_sensor(manager, name="an.int", sensor_type=Sensor.INTEGER, params=None):
+    sensor = KATCPSensor(
+        dict(name=name, sensor_type=sensor_type, description="An %s" % name,
+             units="m", params=params or [0, 100]),
+        manager,
+    )
+    manager.sensors = getattr(manager, "sensors", {})
+    manager.sensors[name] = sensor
+    return sensor
+
+
+class MiniResource(KATCPResource):
+    """Smallest concrete resource: a fixed set of sensors and children."""
+
+    def __init__(self, sensors, children=()):
+        super().__init__()
+        self._sensor = AttrDict((s.normalised_name, s) for s in sensors)
+        self._children = AttrDict((c.name, c) for c in children)
+
+    name = "mini"
+    description = "A mini resource"
+    address = None
+    is_connected = True
+    parent = None
+    req = AttrDict()
+
+    @property
+    def sensor(self):
+        return self._sensor
+
+    @property
+    def children(self):
+        return self._children
+
+    @tornado.gen.coroutine
+    def list_sensors(self, filter="", strategy=False, status="",
+                     use_python_identifiers=True, tuple=False, refresh=False):
+        return [
+            SensorResultTuple(s, s.name, name, s.description, s.type, s.units, s.reading)
+            for name, s in sorted(self._sensor.items()) if filter in name
+        ]
+
+
+def test_escape_name():
+    assert escape_name("sensor-name.sub") == "sensor_name_sub"
+    assert escape_name("plain") == "plain"
+
+
+@pytest.mark.parametrize("given, expected", [
+    ("event", ("event",)),
+    ("period 0.5", ("period", "0.5")),
+    (("period", 1), ("period", "1.0")),
+    (["differential", "2", " "], ("differential", "2.0", " ")),
+    (b"event-rate 1 10", ("event-rate", "1.0", "10.0")),
+    (("period", b"0.25"), ("period", "0.25")),
+])
+def test_normalize_strategy_parameters(given, expected):
+    assert normalize_strategy_parameters(given) == expected
+
+
+def test_error_hierarchy():
+    assert issubclass(KATCPResourceInactive, KATCPResourceError)
+    assert issubclass(KATCPSensorError, KATCPResourceError)
+    assert issubclass(KATCPResourceError, Exception)
+
+
+def test_katcp_reply():
+    reply = Message.reply("help", "ok", "2")
+    informs = [Message.inform("help", "add", "Add two numbers"),
+               Message.inform("help", "halt", "Stop")]
+    result = KATCPReply(reply, informs)
+    assert result.succeeded and bool(result)
+    assert result.messages == [reply] + informs
+    unpacked_reply, unpacked_informs = result
+    assert unpacked_reply is reply and unpacked_informs == informs
+    assert repr(result) == "!help ok 2\n#help add Add two numbers\n#help halt Stop"
+    assert str(result) == "!help ok 2\n#help add Add\\_two\\_numbers\n#help halt Stop"
+    failed = KATCPReply(Message.reply("add", "fail", "bad"), [])
+    assert not failed and not failed.succeeded
+
+
+def test_sensor_reading_status():
+    reading = KATCPSensorReading(2.0, 1.0, Sensor.WARN, 42)
+    assert reading.status == "warn"
+    assert reading.istatus == Sensor.WARN
+    assert reading == (2.0, 1.0, Sensor.WARN, 42)
+
+
+def test_sensor_result_tuple_fields():
+    assert SensorResultTuple._fields == (
+        "object", "name", "python_identifier", "description", "type", "units", "reading")
+
+
+def test_abstract_classes_need_implementations():
+    with pytest.raises(TypeError):
+        KATCPResource()
+    with pytest.raises(TypeError):
+        KATCPRequest(dict(name="x", description="y"))
+    with pytest.raises(TypeError):
+        KATCPSensorsManager()
+
+
+class TestRequests(tornado.testing.AsyncTestCase):
+
+    @tornado.testing.gen_test
+    def test_dummy_request(self):
+        active = [True]
+        request = KATCPDummyRequest(
+            dict(name="add", description="Add two numbers", timeout_hint=3.5),
+            is_active=lambda: active[0])
+        assert request.name == "add"
+        assert request.description == "Add two numbers"
+        assert request.timeout_hint == 3.5
+        assert "Add two numbers" in request.__doc__
+        assert "KATCPRequest Documentation" in request.__doc__
+        assert "name=add" in repr(request)
+        reply = yield request(1, 2)
+        assert isinstance(reply, KATCPReply) and reply.succeeded
+        active[0] = False
+        assert not request.is_active()
+        with pytest.raises(KATCPResourceInactive):
+            request(1, 2)
+        # issue_request skips the active check.
+        reply = yield request.issue_request()
+        assert reply.succeeded
+
+    def test_timeout_hint_defaults_to_none(self):
+        request = KATCPDummyRequest(dict(name="x", description="y"))
+        assert request.timeout_hint is None
+
+
+class TestKATCPSensor(tornado.testing.AsyncTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.manager = ManualManager()
+        self.sensor = make_sensor(self.manager)
+
+    def test_attributes(self):
+        sensor = self.sensor
+        assert sensor.name == "an.int"
+        assert sensor.normalised_name == "an_int"
+        assert sensor.parent_name == "dev"
+        assert sensor.description == "An an.int" == sensor.__doc__
+        assert sensor.type == "integer"
+        assert sensor.units == "m"
+        assert sensor.params == [0, 100]
+        assert sensor.reading == KATCPSensorReading(0, 0, Sensor.UNKNOWN, None)
+        assert sensor.status == "unknown"
+        assert "name=an.int" in repr(sensor)
+
+    def test_set_and_listeners(self):
+        plain_calls, reading_calls = [], []
+
+        def plain(*args):
+            plain_calls.append(args)
+
+        def with_reading(sensor, reading):
+            reading_calls.append((sensor, reading))
+
+        self.sensor.register_listener(plain)
+        self.sensor.register_listener(with_reading, reading=True)
+        assert self.sensor.is_listener(plain) and self.sensor.is_listener(with_reading)
+        self.sensor.set(900.0, Sensor.NOMINAL, 7)
+        expected = KATCPSensorReading(1000.0, 900.0, Sensor.NOMINAL, 7)
+        assert self.sensor.reading == expected
+        assert self.sensor.value == 7
+        assert plain_calls == [(1000.0, 900.0, "nominal", 7)]
+        assert reading_calls == [(self.sensor, expected)]
+        self.sensor.unregister_listener(plain)
+        assert not self.sensor.is_listener(plain)
+        self.sensor.set_value(8, Sensor.WARN)
+        assert self.sensor.reading == KATCPSensorReading(1000.0, 1000.0, Sensor.WARN, 8)
+        assert len(plain_calls) == 1 and len(reading_calls) == 2
+        self.sensor.clear_listeners()
+        self.sensor.set_value(9)
+        assert len(reading_calls) == 2
+
+    def test_failing_listener_does_not_stop_others(self):
+        calls = []
+
+        def broken(sensor, reading):
+            raise RuntimeError("listener bug")
+
+        self.sensor.register_listener(broken, reading=True)
+        self.sensor.register_listener(lambda s, r: calls.append(r.value), reading=True)
+        self.sensor.set_value(3)
+        assert calls == [3]
+
+    def test_set_formatted_and_parse_value(self):
+        self.sensor.set_formatted(b"1234.5", b"warn", b"12", 5)
+        assert self.sensor.reading == KATCPSensorReading(1000.0, 1234.5, Sensor.WARN, 12)
+        # KATCP v4 timestamps are in milliseconds.
+        self.sensor.set_formatted(b"1234500", b"nominal", b"13", 4)
+        assert self.sensor.reading[1:] == (1234.5, Sensor.NOMINAL, 13)
+        assert self.sensor.parse_value(b"42") == 42
+        assert self.sensor.parse_value("43") == 43
+
+    @tornado.testing.gen_test
+    def test_strategies(self):
+        assert self.sensor.sampling_strategy == ("none",)
+        result = yield self.sensor.set_sampling_strategy("period 0.5")
+        assert result == (True, ("period", "0.5"))
+        assert self.sensor.sampling_strategy == ("period", "0.5")
+        yield self.sensor.set_strategy("event")
+        assert self.sensor.sampling_strategy == ("event",)
+        yield self.sensor.set_strategy("differential", 2)
+        assert self.sensor.sampling_strategy == ("differential", "2.0")
+        yield self.sensor.set_strategy("event-rate", "1 10")
+        assert self.sensor.sampling_strategy == ("event-rate", "1.0", "10.0")
+        yield self.sensor.set_strategy("event-rate", [0.5, 5])
+        assert self.sensor.sampling_strategy == ("event-rate", "0.5", "5.0")
+        self.manager.fail_next_strategy = True
+        with pytest.raises(KATCPSensorError, match="device said no"):
+            yield self.sensor.set_sampling_strategy("auto")
+        self.sensor.drop_sampling_strategy()
+        assert self.sensor.sampling_strategy == ("none",)
+
+    @tornado.testing.gen_test
+    def test_get_value_polls(self):
+        self.manager.poll_reading = (999.0, Sensor.ERROR, 55)
+        value = yield self.sensor.get_value()
+        assert value == 55
+        status = yield self.sensor.get_status()
+        assert status == "error"
+        reading = yield self.sensor.get_reading()
+        assert reading == KATCPSensorReading(1000.0, 999.0, Sensor.ERROR, 55)
+        assert self.manager.polled == ["an.int"] * 3
+
+    @tornado.testing.gen_test
+    def test_wait(self):
+        with pytest.raises(KATCPSensorError):
+            self.sensor.wait(5)
+        yield self.sensor.set_strategy("event")
+        self.sensor.set_value(5)
+        # Already satisfied by the current reading.
+        assert (yield self.sensor.wait(5, timeout=1)) is True
+        waiting = self.sensor.wait(lambda reading: reading.status == "warn", timeout=5)
+        yield tornado.gen.moment
+        self.sensor.set_value(6)
+        assert not waiting.done()
+        self.sensor.set_value(7, Sensor.WARN)
+        assert (yield waiting) is True
+        assert not self.sensor._listeners
+        with pytest.raises(tornado.gen.TimeoutError):
+            yield self.sensor.wait(100, timeout=0.05)
+        # A timed-out wait removes its listener.
+        assert not self.sensor._listeners
+        with pytest.raises(NotImplementedError):
+            self.sensor.wait([1, 2])
+
+    @tornado.testing.gen_test
+    def test_wait_condition_error_propagates(self):
+        yield self.sensor.set_strategy("event")
+
+        def bad_condition(reading):
+            raise ValueError("bad condition")
+
+        with pytest.raises(ValueError, match="bad condition"):
+            yield self.sensor.wait(bad_condition, timeout=1)
+
+
+class TestKATCPResource(tornado.testing.AsyncTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.manager = ManualManager()
+        self.sensors = [make_sensor(self.manager, "an.int"),
+                        make_sensor(self.manager, "other-int")]
+        self.child = MiniResource([])
+        self.child.name = "child"
+        self.resource = MiniResource(self.sensors, children=[self.child])
+
+    def test_active(self):
+        assert self.resource.is_active() and self.child.is_active()
+        self.resource.set_active(False)
+        assert not self.resource.is_active() and not self.child.is_active()
+        self.resource.set_active(True)
+        assert self.child.is_active()
+        assert "name=mini" in repr(self.resource)
+
+    @tornado.testing.gen_test
+    def test_set_sampling_strategy(self):
+        result = yield self.resource.set_sampling_strategy("an.int", "period 1")
+        assert result == {"an_int": (True, ("period", "1.0"))}
+        result = yield self.resource.set_sampling_strategy("missing", "event")
+        success, exc_info = result["missing"]
+        assert not success and exc_info[0] is KATCPSensorError
+        self.manager.fail_next_strategy = True
+        result = yield self.resource.set_sampling_strategy("an_int", "event")
+        assert result["an_int"][0] is False
+
+    @tornado.testing.gen_test
+    def test_set_sampling_strategies(self):
+        result = yield self.resource.set_sampling_strategies("int", "event")
+        assert result == {"an_int": (True, ("event",)), "other_int": (True, ("event",))}
+        result = yield self.resource.set_sampling_strategies("other", "period 2")
+        assert result == {"other_int": (True, ("period", "2.0"))}
+        assert self.sensors[0].sampling_strategy == ("event",)
+
+    @tornado.testing.gen_test
+    def test_wait(self):
+        yield self.resource.set_sampling_strategy("an.int", "event")
+        self.sensors[0].set_value(3)
+        assert (yield self.resource.wait("an.int", 3, timeout=1)) is True
+        assert (yield self.resource.wait("an_int", 4, timeout=0.05)) is False
+        with pytest.raises(KATCPSensorError):
+            yield self.resource.wait("other_int", 4, timeout=0.05)
+        with pytest.raises(KATCPSensorError):
+            yield self.resource.wait("missing", 4, timeout=0.05)

@@ -1,0 +1,473 @@
+"""Tests for katcp.core.Sensor and Reading: types, defaults, checks, formats (v4 and
+v5, as on the wire), parsing and observers."""
+
+import math
+import threading
+import time
+
+import pytest
+
+from katcp.core import Reading, Sensor
+
+T0 = 1234567890.25
+
+
+class Recorder:
+    """Observer that records every update."""
+
+    def __init__(self):
+        self.updates = []
+
+    def update(self, sensor, reading):
+        self.updates.append((sensor, reading))
+
+
+def test_constants():
+    assert (Sensor.INTEGER, Sensor.FLOAT, Sensor.BOOLEAN, Sensor.LRU, Sensor.DISCRETE,
+            Sensor.STRING, Sensor.TIMESTAMP, Sensor.ADDRESS) == tuple(range(8))
+    assert (Sensor.UNKNOWN, Sensor.NOMINAL, Sensor.WARN, Sensor.ERROR, Sensor.FAILURE,
+            Sensor.UNREACHABLE, Sensor.INACTIVE) == tuple(range(7))
+    assert Sensor.STATUSES == {0: "unknown", 1: "nominal", 2: "warn", 3: "error",
+                               4: "failure", 5: "unreachable", 6: "inactive"}
+    assert Sensor.STATUS_NAMES == {v: k for k, v in Sensor.STATUSES.items()}
+    assert (Sensor.LRU_NOMINAL, Sensor.LRU_ERROR) == (0, 1)
+
+
+def test_reading_namedtuple():
+    reading = Reading(T0, Sensor.NOMINAL, 3)
+    assert reading == (T0, 1, 3)
+    assert (reading.timestamp, reading.status, reading.value) == (T0, 1, 3)
+    ts, status, value = reading
+    assert value == 3
+
+
+class TestConstruction:
+
+    @pytest.mark.parametrize("ctor, stype, default", [
+        (Sensor.integer, "integer", 0),
+        (Sensor.float, "float", 0.0),
+        (Sensor.boolean, "boolean", False),
+        (Sensor.lru, "lru", Sensor.LRU_NOMINAL),
+        (Sensor.string, "string", ""),
+        (Sensor.timestamp, "timestamp", 0.0),
+        (Sensor.address, "address", ("0.0.0.0", None)),
+    ])
+    def test_typed_constructors_and_defaults(self, ctor, stype, default):
+        before = time.time()
+        sensor = ctor("a.b", "Desc.", "")
+        assert sensor.stype == stype
+        assert sensor.name == "a.b"
+        assert sensor.description == "Desc."
+        assert sensor.units == ""
+        reading = sensor.read()
+        assert isinstance(reading, Reading)
+        assert reading.value == default and type(reading.value) is type(default)
+        assert reading.status == Sensor.UNKNOWN
+        assert before <= reading.timestamp <= time.time()
+        assert sensor.params == [] and sensor.formatted_params == []
+
+    def test_discrete(self):
+        sensor = Sensor.discrete("mode", "Mode.", "", ["idle", "busy", "error"])
+        assert sensor.stype == "discrete"
+        assert sensor.params == ["idle", "busy", "error"]
+        assert sensor.formatted_params == [b"idle", b"busy", b"error"]
+        assert sensor.value() == "idle"
+
+    def test_discrete_bytes_params_become_str(self):
+        sensor = Sensor.discrete(b"mode", b"Mode.", b"", [b"on", "off"])
+        assert sensor.params == ["on", "off"]
+        assert (sensor.name, sensor.description, sensor.units) == ("mode", "Mode.", "")
+
+    @pytest.mark.parametrize("params", [None, [], [1, 2]])
+    def test_discrete_needs_str_params(self, params):
+        with pytest.raises(ValueError):
+            Sensor.discrete("d", "D.", "", params)
+
+    def test_numeric_params_and_default_minimum(self):
+        isensor = Sensor.integer("i", "I.", "count", [-5, 5])
+        assert isensor.params == [-5, 5]
+        assert isensor.formatted_params == [b"-5", b"5"]
+        assert isensor.value() == -5
+        fsensor = Sensor.float("f", "F.", "degC", [-50.0, 150])
+        assert fsensor.formatted_params == [b"-50.0", b"150.0"]
+        assert fsensor.value() == -50.0
+        assert Sensor.float("f", params=[0.5, 5.0], default=1.5).value() == 1.5
+
+    @pytest.mark.parametrize("ctor, params", [
+        (Sensor.integer, [1]), (Sensor.integer, [1, 2, 3]), (Sensor.integer, [5, 1]),
+        (Sensor.integer, [0.0, 5.0]), (Sensor.integer, ["0", "5"]),
+        (Sensor.float, ["a", "b"]), (Sensor.float, [3.0, 1.0]),
+    ])
+    def test_bad_numeric_params(self, ctor, params):
+        with pytest.raises(ValueError):
+            ctor("x", "X.", "", params)
+
+    def test_params_on_other_types_rejected(self):
+        with pytest.raises(ValueError):
+            Sensor(Sensor.STRING, "s", "S.", "", ["x"])
+
+    def test_constructor_arguments(self):
+        sensor = Sensor(Sensor.INTEGER, "int.ctor", "Made with the constructor.", "m s-1",
+                        [-5, 5], default=2, initial_status=Sensor.WARN)
+        assert sensor.units == "m s-1"
+        assert sensor.read()[1:] == (Sensor.WARN, 2)
+
+    def test_units_default(self):
+        assert Sensor(Sensor.INTEGER, "x", "X.").units == ""
+
+    @pytest.mark.parametrize("ptype, stype", [(int, "integer"), (float, "float"),
+                                              (bool, "boolean"), (str, "string")])
+    def test_python_type_shortcuts(self, ptype, stype):
+        assert Sensor(ptype, "x", "X.").stype == stype
+
+    def test_default_description(self):
+        assert Sensor.integer("int.nodesc").description == \
+            "Integer sensor 'int.nodesc' with no unit"
+        assert "unit 'V'" in Sensor.float("volts", unit="V").description
+
+    def test_bad_type_and_status(self):
+        with pytest.raises(ValueError):
+            Sensor(99, "x")
+        with pytest.raises(ValueError):
+            Sensor.integer("x", initial_status=99)
+
+    @pytest.mark.parametrize("status", list(range(7)))
+    def test_initial_status(self, status):
+        assert Sensor.boolean("b", initial_status=status).status() == status
+
+    def test_repr_mentions_name(self):
+        assert "'a.b'" in repr(Sensor.integer("a.b"))
+
+
+class TestSetAndRead:
+
+    def test_set_and_read(self):
+        sensor = Sensor.integer("i", "I.", "", [0, 10])
+        sensor.set(T0, Sensor.WARN, 7)
+        assert sensor.read() == Reading(T0, Sensor.WARN, 7)
+        assert sensor.status() == Sensor.WARN
+        assert sensor.value() == 7
+
+    def test_set_does_not_check(self):
+        sensor = Sensor.integer("i", "I.", "", [0, 10])
+        sensor.set(T0, Sensor.NOMINAL, 100)
+        assert sensor.value() == 100
+
+    def test_set_value_defaults(self):
+        sensor = Sensor.float("f")
+        before = time.time()
+        sensor.set_value(2.5)
+        ts, status, value = sensor.read()
+        assert (status, value) == (Sensor.NOMINAL, 2.5)
+        assert before <= ts <= time.time()
+        sensor.set_value(3.5, Sensor.ERROR, T0)
+        assert sensor.read() == (T0, Sensor.ERROR, 3.5)
+
+    @pytest.mark.parametrize("ctor, params, value", [
+        (Sensor.integer, [0, 10], 11),
+        (Sensor.integer, [0, 10], -1),
+        (Sensor.integer, None, 1.5),
+        (Sensor.integer, None, "1"),
+        (Sensor.float, [0.0, 1.0], 1.5),
+        (Sensor.float, [0.0, 1.0], -0.1),
+        (Sensor.float, None, "1.0"),
+        (Sensor.discrete, ["on", "off"], "blah"),
+        (Sensor.discrete, ["on", "off"], "ON"),
+        (Sensor.boolean, None, 2),
+        (Sensor.boolean, None, "true"),
+        (Sensor.lru, None, 5),
+        (Sensor.string, None, 5),
+        (Sensor.timestamp, None, "now"),
+        (Sensor.address, None, "1.2.3.4"),
+        (Sensor.address, None, ("1.2.3.4", "80")),
+        (Sensor.address, None, ("1.2.3.4", 70000)),
+    ])
+    def test_set_value_checks(self, ctor, params, value):
+        if params is None:
+            sensor = ctor("x")
+        else:
+            sensor = ctor("x", params=params)
+        before = sensor.read()
+        with pytest.raises(ValueError):
+            sensor.set_value(value)
+        assert sensor.read() == before
+
+    @pytest.mark.parametrize("ctor, params, value", [
+        (Sensor.integer, [0, 10], 10),
+        (Sensor.integer, [0, 10], 0),
+        (Sensor.float, [0.0, 1.0], 1),
+        (Sensor.float, None, float("nan")),
+        (Sensor.discrete, ["on", "off"], "off"),
+        (Sensor.discrete, ["on", "off"], b"on"),
+        (Sensor.boolean, None, True),
+        (Sensor.lru, None, Sensor.LRU_ERROR),
+        (Sensor.string, None, "caf\u00e9"),
+        (Sensor.string, None, b"\xff"),
+        (Sensor.timestamp, None, T0),
+        (Sensor.address, None, ("::1", None)),
+    ])
+    def test_set_value_accepts(self, ctor, params, value):
+        sensor = ctor("x") if params is None else ctor("x", params=params)
+        sensor.set_value(value)
+        assert sensor.value() is value or sensor.value() == value
+
+    def test_set_value_bad_status(self):
+        with pytest.raises(ValueError):
+            Sensor.integer("x").set_value(1, status=42)
+
+
+class TestFormatting:
+    """Formats match the reference's wire transcripts byte for byte."""
+
+    @pytest.mark.parametrize("ctor, params, value, formatted", [
+        (Sensor.integer, [0, 1000], 42, b"42"),
+        (Sensor.integer, [-5, 5], -3, b"-3"),
+        (Sensor.float, None, 21.5, b"21.5"),
+        (Sensor.float, None, 0.1, b"0.1"),
+        (Sensor.float, None, 1e-7, b"1e-07"),
+        (Sensor.float, None, 123456789012.5, b"123456789012.5"),
+        (Sensor.float, None, 0.30000000000000004, b"0.30000000000000004"),
+        (Sensor.float, None, 1e22, b"1e+22"),
+        (Sensor.float, None, float("nan"), b"nan"),
+        (Sensor.float, None, float("-inf"), b"-inf"),
+        (Sensor.float, None, 3, b"3.0"),
+        (Sensor.boolean, None, True, b"1"),
+        (Sensor.boolean, None, False, b"0"),
+        (Sensor.discrete, ["idle", "busy"], "busy", b"busy"),
+        (Sensor.lru, None, Sensor.LRU_ERROR, b"error"),
+        (Sensor.lru, None, Sensor.LRU_NOMINAL, b"nominal"),
+        (Sensor.string, None, "hello world\twith\\specials", b"hello world\twith\\specials"),
+        (Sensor.string, None, "caf\u00e9", b"caf\xc3\xa9"),
+        (Sensor.string, None, "", b""),
+        (Sensor.timestamp, None, 1234567800.125, b"1234567800.125000"),
+        (Sensor.timestamp, None, 0, b"0.000000"),
+        (Sensor.address, None, ("10.0.0.1", 7147), b"10.0.0.1:7147"),
+        (Sensor.address, None, ("0.0.0.0", None), b"0.0.0.0"),
+        (Sensor.address, None, ("::1", 80), b"[::1]:80"),
+        (Sensor.address, None, ("2001:db8::7334", None), b"[2001:db8::7334]"),
+    ])
+    def test_v5_value_formats(self, ctor, params, value, formatted):
+        sensor = ctor("x") if params is None else ctor("x", params=params)
+        sensor.set_value(value, Sensor.NOMINAL, T0)
+        assert sensor.read_formatted() == (b"1234567890.250000", b"nominal", formatted)
+        assert sensor.read_formatted(5) == sensor.format_reading(sensor.read())
+        assert sensor.format_reading(sensor.read(), major=5)[2] == formatted
+
+    @pytest.mark.parametrize("status", list(range(7)))
+    def test_status_formats(self, status):
+        sensor = Sensor.integer("x")
+        sensor.set(T0, status, 1)
+        assert sensor.read_formatted()[1] == Sensor.STATUSES[status].encode()
+
+    def test_v4_formats(self):
+        # Matches transcripts/v4-sensors.txt: millisecond timestamps.
+        ts_sensor = Sensor.timestamp("v4.ts", "Timestamp.")
+        ts_sensor.set_value(1234567800.125, Sensor.NOMINAL, T0)
+        assert ts_sensor.read_formatted(4) == (b"1234567890250", b"nominal",
+                                               b"1234567800125")
+        fsensor = Sensor.float("v4.float", "Float.", "V", [0.0, 5.0])
+        fsensor.set_value(3.3, Sensor.WARN, T0)
+        assert fsensor.read_formatted(major=4) == (b"1234567890250", b"warn", b"3.3")
+        assert fsensor.formatted_params == [b"0.0", b"5.0"]
+        bsensor = Sensor.boolean("v4.bool", "Boolean.", "")
+        bsensor.set_value(False, Sensor.ERROR, T0)
+        assert bsensor.read_formatted(4) == (b"1234567890250", b"error", b"0")
+        isensor = Sensor.integer("v4.int", "Integer.", "", [0, 100])
+        isensor.set_value(10, Sensor.NOMINAL, T0)
+        assert isensor.read_formatted(4)[2] == b"10"
+
+    def test_v4_timestamp_rounding(self):
+        sensor = Sensor.integer("x")
+        sensor.set(1.001, Sensor.NOMINAL, 0)
+        assert sensor.read_formatted(4)[0] == b"1001"
+
+    def test_format_reading_of_other_reading(self):
+        sensor = Sensor.integer("x")
+        reading = Reading(T0, Sensor.FAILURE, -3)
+        assert sensor.format_reading(reading) == (b"1234567890.250000", b"failure", b"-3")
+
+
+class TestParsing:
+
+    @pytest.mark.parametrize("ctor, params, raw, value", [
+        (Sensor.integer, None, b"42", 42),
+        (Sensor.integer, None, b"-7", -7),
+        (Sensor.integer, None, b"007", 7),
+        (Sensor.float, None, b"1.5", 1.5),
+        (Sensor.float, None, b"1e-07", 1e-7),
+        (Sensor.float, None, b"-inf", -math.inf),
+        (Sensor.boolean, None, b"1", True),
+        (Sensor.boolean, None, b"0", False),
+        (Sensor.discrete, ["on", "off"], b"off", "off"),
+        (Sensor.lru, None, b"error", Sensor.LRU_ERROR),
+        (Sensor.lru, None, b"nominal", Sensor.LRU_NOMINAL),
+        (Sensor.string, None, b"caf\xc3\xa9", "caf\u00e9"),
+        (Sensor.string, None, b"", ""),
+        (Sensor.timestamp, None, b"1234567800.125000", 1234567800.125),
+        (Sensor.timestamp, None, b"1234567800", 1234567800.0),
+        (Sensor.address, None, b"10.0.0.1:7147", ("10.0.0.1", 7147)),
+        (Sensor.address, None, b"127.0.0.1", ("127.0.0.1", None)),
+        (Sensor.address, None, b"[::1]", ("::1", None)),
+        (Sensor.address, None, b"[::1]:80", ("::1", 80)),
+        (Sensor.address, None, b"[2001:0db8:85a3:0000:0000:8a2e:0370:7334]:4000",
+         ("2001:0db8:85a3:0000:0000:8a2e:0370:7334", 4000)),
+        (Sensor.address, None, b"host.example:22", ("host.example", 22)),
+    ])
+    def test_parse_value(self, ctor, params, raw, value):
+        sensor = ctor("x") if params is None else ctor("x", params=params)
+        parsed = sensor.parse_value(raw)
+        assert parsed == value and type(parsed) is type(value)
+
+    @pytest.mark.parametrize("ctor, params, raw", [
+        (Sensor.integer, None, b"abc"),
+        (Sensor.integer, None, b"1.5"),
+        (Sensor.integer, None, b""),
+        (Sensor.integer, [0, 10], b"11"),
+        (Sensor.float, None, b"x"),
+        (Sensor.float, [0.0, 1.0], b"2.0"),
+        (Sensor.boolean, None, b"2"),
+        (Sensor.boolean, None, b"true"),
+        (Sensor.discrete, ["on", "off"], b"maybe"),
+        (Sensor.lru, None, b"ok"),
+        (Sensor.string, None, b"\xff"),
+        (Sensor.timestamp, None, b"yesterday"),
+        (Sensor.address, None, b""),
+        (Sensor.address, None, b"1.2.3.4:http"),
+        (Sensor.address, None, b"[::1"),
+        (Sensor.address, None, b"1.2.3.4:99999"),
+    ])
+    def test_parse_bad_value(self, ctor, params, raw):
+        sensor = ctor("x") if params is None else ctor("x", params=params)
+        with pytest.raises(ValueError):
+            sensor.parse_value(raw)
+
+    def test_parse_value_only_accepts_bytes(self):
+        with pytest.raises(ValueError):
+            Sensor.integer("x").parse_value("42")
+
+    def test_parse_v4_timestamp_value(self):
+        sensor = Sensor.timestamp("x")
+        assert sensor.parse_value(b"1234567800125", 4) == 1234567800.125
+        assert sensor.parse_value(b"1222195721660237.85", katcp_major=4) == \
+            pytest.approx(1222195721660.23785)
+
+    def test_set_formatted(self):
+        sensor = Sensor.float("x", params=[0.0, 10.0])
+        sensor.set_formatted(b"1234567890.250000", b"warn", b"3.5")
+        assert sensor.read() == (T0, Sensor.WARN, 3.5)
+        sensor.set_formatted(b"1234567999123", b"unreachable", b"4.5", major=4)
+        assert sensor.read() == (1234567999.123, Sensor.UNREACHABLE, 4.5)
+        with pytest.raises(ValueError):
+            sensor.set_formatted(b"1", b"bogus", b"1.0")
+        with pytest.raises(ValueError):
+            sensor.set_formatted(b"now", b"nominal", b"1.0")
+        with pytest.raises(ValueError):
+            sensor.set_formatted(b"1", b"nominal", b"11.0")
+
+    @pytest.mark.parametrize("raw, stype", [
+        (b"integer", Sensor.INTEGER), ("float", Sensor.FLOAT), (b"boolean", Sensor.BOOLEAN),
+        (b"lru", Sensor.LRU), (b"discrete", Sensor.DISCRETE), (b"string", Sensor.STRING),
+        (b"timestamp", Sensor.TIMESTAMP), (b"address", Sensor.ADDRESS)])
+    def test_parse_type(self, raw, stype):
+        assert Sensor.parse_type(raw) == stype
+
+    def test_parse_bad_type(self):
+        with pytest.raises(ValueError):
+            Sensor.parse_type(b"complex")
+
+    def test_parse_params(self):
+        assert Sensor.parse_params(Sensor.INTEGER, [b"0", b"1000"]) == [0, 1000]
+        assert Sensor.parse_params(Sensor.FLOAT, [b"-50.0", b"150.0"]) == [-50.0, 150.0]
+        assert Sensor.parse_params(Sensor.DISCRETE, [b"apple", b"kiwi"]) == ["apple", "kiwi"]
+        assert Sensor.parse_params(Sensor.BOOLEAN, []) == []
+        assert Sensor.parse_params(Sensor.FLOAT, [b"0.0", b"5.0"], major=4) == [0.0, 5.0]
+        with pytest.raises(ValueError):
+            Sensor.parse_params(Sensor.INTEGER, [b"a", b"b"])
+
+    def test_format_parse_round_trip(self):
+        sensors = [(Sensor.integer("i", params=[-10, 10]), 7),
+                   (Sensor.float("f"), 0.1 + 0.2), (Sensor.boolean("b"), True),
+                   (Sensor.lru("l"), Sensor.LRU_ERROR),
+                   (Sensor.discrete("d", params=["a", "b"]), "b"),
+                   (Sensor.string("s"), "x y\u00e9"), (Sensor.timestamp("t"), 1.5),
+                   (Sensor.address("a"), ("::1", 7))]
+        for major in (4, 5):
+            for sensor, value in sensors:
+                sensor.set_value(value, Sensor.WARN, T0)
+                raw = sensor.read_formatted(major)
+                copy = Sensor.parse_params(sensor._sensor_type, sensor.formatted_params)
+                assert copy == sensor.params
+                sensor.set_formatted(*raw, major=major)
+                assert sensor.read() == (T0, Sensor.WARN, value)
+
+
+class TestObservers:
+
+    def test_attach_notify_detach(self):
+        sensor = Sensor.integer("x")
+        first, second = Recorder(), Recorder()
+        sensor.attach(first)
+        sensor.attach(second)
+        sensor.attach(first)  # attaching twice notifies once
+        sensor.set_value(3, timestamp=T0)
+        assert first.updates == [(sensor, (T0, Sensor.NOMINAL, 3))]
+        assert second.updates == first.updates
+        assert isinstance(first.updates[0][1], Reading)
+        sensor.detach(first)
+        sensor.detach(first)  # detaching an unknown observer is harmless
+        sensor.set(T0 + 1, Sensor.WARN, 4)
+        assert len(first.updates) == 1
+        assert second.updates[-1] == (sensor, (T0 + 1, Sensor.WARN, 4))
+
+    def test_notify_passes_given_reading(self):
+        sensor = Sensor.integer("x")
+        rec = Recorder()
+        sensor.attach(rec)
+        sensor.notify(Reading(1.0, Sensor.ERROR, 9))
+        assert rec.updates == [(sensor, (1.0, Sensor.ERROR, 9))]
+
+    def test_observer_may_detach_itself_during_update(self):
+        sensor = Sensor.integer("x")
+
+        class OneShot(Recorder):
+            def update(self, sensor, reading):
+                super().update(sensor, reading)
+                sensor.detach(self)
+
+        one_shot, rec = OneShot(), Recorder()
+        sensor.attach(one_shot)
+        sensor.attach(rec)
+        sensor.set_value(1)
+        sensor.set_value(2)
+        assert len(one_shot.updates) == 1 and len(rec.updates) == 2
+
+    def test_set_from_many_threads(self):
+        sensor = Sensor.integer("x")
+        lock = threading.Lock()
+        seen = []
+
+        class Checker:
+            def update(self, sensor, reading):
+                # Every reading is internally consistent: value encodes its timestamp.
+                assert reading.value == int(reading.timestamp)
+                with lock:
+                    seen.append(reading)
+
+        sensor.attach(Checker())
+        start = threading.Event()
+
+        def worker(offset):
+            start.wait(5)
+            for i in range(500):
+                sensor.set_value(offset + i, timestamp=float(offset + i))
+                ts, _status, value = sensor.read()
+                assert value == int(ts)
+
+        threads = [threading.Thread(target=worker, args=(k * 10000,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        start.set()
+        for t in threads:
+            t.join(10)
+        assert len(seen) == 2000
+        assert sensor.value() == int(sensor.read().timestamp)

@@ -1,0 +1,194 @@
+"""Tests for katcp.sensortree."""
+
+import pytest
+
+from katcp.core import Sensor
+from katcp.sensortree import AggregateSensorTree, BooleanSensorTree, GenericSensorTree
+
+
+def booleans(*names):
+    return [Sensor.boolean(name, "%s." % name, "") for name in names]
+
+
+class TestGenericSensorTree:
+
+    class Counting(GenericSensorTree):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def recalculate(self, parent, updates):
+            self.calls.append((parent, tuple(updates)))
+
+    def test_links(self):
+        tree = self.Counting()
+        parent, a, b = booleans("p", "a", "b")
+        tree.add_links(parent, (a, b))
+        assert tree.children(parent) == {a, b}
+        assert tree.parents(a) == {parent}
+        assert tree.parents(parent) == set()
+        assert a in tree and parent in tree
+        assert tree.calls == [(parent, (a, b))]
+        # The tree observes the sensors it holds.
+        a.set_value(True)
+        assert tree.calls[-1] == (parent, (a,))
+        tree.remove_links(parent, (a,))
+        assert a not in tree
+        assert tree.children(parent) == {b}
+        calls = len(tree.calls)
+        a.set_value(False)
+        assert len(tree.calls) == calls  # detached
+        tree.remove_links(parent, (b,))
+        assert parent not in tree and b not in tree
+        with pytest.raises(ValueError):
+            tree.children(parent)
+        with pytest.raises(ValueError):
+            tree.parents(b)
+
+    def test_children_returns_a_copy(self):
+        tree = self.Counting()
+        parent, a = booleans("p", "a")
+        tree.add_links(parent, (a,))
+        tree.children(parent).clear()
+        assert tree.children(parent) == {a}
+
+    def test_base_recalculate_is_abstract(self):
+        parent, a = booleans("p", "a")
+        with pytest.raises(NotImplementedError):
+            GenericSensorTree().add_links(parent, (a,))
+
+
+class TestBooleanSensorTree:
+
+    def test_and_of_children(self):
+        tree = BooleanSensorTree()
+        root, mid, leaf1, leaf2 = booleans("root", "mid", "leaf1", "leaf2")
+        tree.add(root, mid)
+        tree.add(mid, leaf1)
+        tree.add(mid, leaf2)
+        assert root.value() is False and mid.value() is False
+        leaf1.set_value(True)
+        assert mid.value() is False
+        leaf2.set_value(True)
+        assert mid.value() is True and root.value() is True
+        leaf1.set_value(False)
+        assert mid.value() is False and root.value() is False
+
+    def test_docstring_example(self):
+        tree = BooleanSensorTree()
+        sensor1 = Sensor(Sensor.BOOLEAN, "sensor1", "First sensor", "")
+        sensor2 = Sensor(Sensor.BOOLEAN, "sensor2", "Second sensor", "")
+        tree.add(sensor1, sensor2)
+        sensor2.set_value(True)
+        assert sensor1.value() is True
+        sensor2.set_value(False)
+        assert sensor1.value() is False
+
+    def test_remove(self):
+        tree = BooleanSensorTree()
+        parent, bad, good = booleans("p", "bad", "good")
+        good.set_value(True)
+        tree.add(parent, bad)
+        tree.add(parent, good)
+        assert parent.value() is False
+        tree.remove(parent, bad)
+        assert parent.value() is True
+        assert bad not in tree
+        bad.set_value(False)
+        assert parent.value() is True
+        tree.remove(parent, good)
+        assert parent not in tree and good not in tree
+
+    def test_rejects_non_boolean(self):
+        tree = BooleanSensorTree()
+        parent = Sensor.boolean("p")
+        with pytest.raises(ValueError):
+            tree.add(parent, Sensor.integer("i"))
+        with pytest.raises(ValueError):
+            tree.add(Sensor.integer("i"), parent)
+        assert parent not in tree
+
+
+def add_rule(parent, children):
+    parent.set_value(sum(child.value() for child in children))
+
+
+class TestAggregateSensorTree:
+
+    def integers(self):
+        return (Sensor.integer("sensor1", "First sensor", "", [-1000, 1000]),
+                Sensor.integer("sensor2", "Second sensor", "", [-1000, 1000]),
+                Sensor.integer("sum", "The total", "", [-2000, 2000]))
+
+    def test_docstring_example(self):
+        tree = AggregateSensorTree()
+        sensor1, sensor2, agg = self.integers()
+        sensor1.set_value(0)
+        sensor2.set_value(0)
+        tree.add(agg, add_rule, (sensor1, sensor2))
+        assert agg.value() == 0
+        sensor1.set_value(1)
+        assert agg.value() == 1
+        sensor2.set_value(2)
+        assert agg.value() == 3
+        assert tree.fetch(agg) == (add_rule, (sensor1, sensor2))
+
+    def test_duplicate_rule_rejected(self):
+        tree = AggregateSensorTree()
+        sensor1, sensor2, agg = self.integers()
+        tree.add(agg, add_rule, (sensor1,))
+        with pytest.raises(ValueError):
+            tree.add(agg, add_rule, (sensor2,))
+        with pytest.raises(ValueError):
+            tree.add_delayed(agg, add_rule, ["sensor2"])
+
+    def test_remove(self):
+        tree = AggregateSensorTree()
+        sensor1, sensor2, agg = self.integers()
+        tree.add(agg, add_rule, (sensor1, sensor2))
+        tree.remove(agg)
+        assert agg not in tree and sensor1 not in tree
+        assert agg.value() == -2000  # sum of the children's defaults (their minimum)
+        sensor1.set_value(5)
+        assert agg.value() == -2000  # no longer recomputed
+        with pytest.raises(ValueError):
+            tree.remove(agg)
+        with pytest.raises(ValueError):
+            tree.fetch(agg)
+
+    def test_add_delayed(self):
+        tree = AggregateSensorTree()
+        sensor1, sensor2, agg = self.integers()
+        sensor1.set_value(10)
+        sensor2.set_value(20)
+        tree.add_delayed(agg, add_rule, ["sensor1", "sensor2"])
+        assert agg not in tree
+        tree.register_sensor(sensor1)
+        assert agg not in tree
+        tree.register_sensor(sensor2)
+        assert agg.value() == 30
+        assert tree.children(agg) == {sensor1, sensor2}
+        sensor2.set_value(-5)
+        assert agg.value() == 5
+        with pytest.raises(ValueError):
+            tree.register_sensor(sensor1)
+
+    def test_add_delayed_with_registered_children_is_immediate(self):
+        tree = AggregateSensorTree()
+        sensor1, sensor2, agg = self.integers()
+        sensor1.set_value(4)
+        tree.register_sensor(sensor1)
+        tree.add_delayed(agg, add_rule, ["sensor1"])
+        assert agg.value() == 4
+
+    def test_deregister_and_remove_incomplete(self):
+        tree = AggregateSensorTree()
+        sensor1, sensor2, agg = self.integers()
+        tree.register_sensor(sensor1)
+        tree.deregister_sensor(sensor1)
+        with pytest.raises(ValueError):
+            tree.deregister_sensor(sensor1)
+        tree.add_delayed(agg, add_rule, ["sensor1"])
+        tree.remove(agg)
+        tree.register_sensor(sensor1)
+        assert agg not in tree

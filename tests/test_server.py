@@ -1,0 +1,764 @@
+"""Tests for katcp.server over real sockets on 127.0.0.1."""
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import re
+import threading
+
+import pytest
+import tornado.gen
+import tornado.ioloop
+
+from katcp import server as katcp_server
+from katcp.core import AsyncReply, FailReply, Message, ProtocolFlags, Sensor
+from katcp.kattypes import Float, Int, Str, concurrent_reply, request, request_timeout_hint, \
+    return_reply
+from katcp.server import (AsyncDeviceServer, ClientConnection, ClientRequestConnection,
+                          DeviceLogger, DeviceServer, KATCPServer, MessageHandlerThread,
+                          ThreadsafeClientConnection, construct_name_filter, return_future)
+from katcp.version import __version__
+
+from server_line_client import LineClient
+
+TIMEOUT = 10
+T0 = 1234567890.25
+TS_RE = r"\d+\.\d{6}"
+
+logging.getLogger("katcp").setLevel(logging.CRITICAL)
+
+
+class ExampleServer(DeviceServer):
+    """Server with sensors and request handlers of every style."""
+
+    VERSION_INFO = ("example-api", 2, 3)
+    BUILD_INFO = ("example-build", 4, 5, "rc1")
+    PROTOCOL_INFO = ProtocolFlags(5, 1, set("BIMT"))
+
+    def setup_sensors(self):
+        """Sensors with fixed readings."""
+        self.int_sensor = Sensor.integer("an.int", "An integer.", "count", [0, 100])
+        self.float_sensor = Sensor.float("a.float", "A float.", "V", [0.0, 5.0])
+        self.str_sensor = Sensor.string("a.string", "A string.", "")
+        for sensor in (self.int_sensor, self.float_sensor, self.str_sensor):
+            self.add_sensor(sensor)
+        self.int_sensor.set_value(3, timestamp=T0)
+        self.float_sensor.set_value(1.5, status=Sensor.WARN, timestamp=T0)
+        self.str_sensor.set_value("hi there", timestamp=T0)
+        self.gate = threading.Event()
+        self.order = []
+        self.waiters = []
+        self.pending = []
+        self.disconnects = queue.Queue()
+
+    def on_client_disconnect(self, client_conn, msg, connection_valid):
+        self.disconnects.put((client_conn.address, msg, connection_valid))
+        return super().on_client_disconnect(client_conn, msg, connection_valid)
+
+    def request_plain(self, req, msg):
+        """Reply with the arguments reversed."""
+        req.inform("first")
+        return req.make_reply("ok", *msg.arguments[::-1])
+
+    @request(Int(), Float())
+    @return_reply(Float())
+    @request_timeout_hint(7)
+    def request_typed(self, req, x, y):
+        """Multiply an int by a float."""
+        return ("ok", x * y)
+
+    @request(Str())
+    @return_reply(Str())
+    def request_echo(self, req, text):
+        """Echo a string."""
+        return ("ok", text)
+
+    @tornado.gen.coroutine
+    def request_coro(self, req, msg):
+        """A tornado coroutine handler."""
+        yield tornado.gen.moment
+        req.inform("coro-inform")
+        return req.make_reply("ok", "coro")
+
+    async def request_native(self, req, msg):
+        """An async def handler."""
+        await asyncio.sleep(0)
+        return req.make_reply("ok", "native")
+
+    @request(Int())
+    @return_reply(Int())
+    async def request_native_typed(self, req, x):
+        """An async def handler decorated with kattypes."""
+        await asyncio.sleep(0)
+        return ("ok", x + 1)
+
+    async def request_wait(self, req, msg):
+        """Wait until ?release (on the loop)."""
+        future = asyncio.get_running_loop().create_future()
+        self.waiters.append(future)
+        await future
+        return req.make_reply("ok", "waited")
+
+    @concurrent_reply
+    async def request_cwait(self, req, msg):
+        """Like ?wait but other requests on the connection go on meanwhile."""
+        future = asyncio.get_running_loop().create_future()
+        self.waiters.append(future)
+        await future
+        return req.make_reply("ok", "cwaited")
+
+    def request_release(self, req, msg):
+        """Release every ?wait and ?cwait."""
+        waiters, self.waiters = self.waiters, []
+
+        def release():
+            for future in waiters:
+                future.set_result(None)
+        self.ioloop.add_callback(release)
+        return req.make_reply("ok", len(waiters))
+
+    def request_later(self, req, msg):
+        """Reply later, when ?finish is called (AsyncReply)."""
+        self.pending.append(req)
+        raise AsyncReply
+
+    def request_finish(self, req, msg):
+        """Reply to every ?later."""
+        pending, self.pending = self.pending, []
+        for other in pending:
+            other.reply("ok", "finished")
+        return req.make_reply("ok", len(pending))
+
+    def request_block(self, req, msg):
+        """Block the handling thread until the gate opens."""
+        self.order.append("block-start")
+        assert self.gate.wait(TIMEOUT)
+        self.order.append("block-end")
+        return req.make_reply("ok")
+
+    def request_note(self, req, msg):
+        """Record a note."""
+        self.order.append("note")
+        return req.make_reply("ok")
+
+    def request_fail(self, req, msg):
+        """Raise FailReply."""
+        raise FailReply("it failed")
+
+    def request_boom(self, req, msg):
+        """Raise an unexpected exception."""
+        raise RuntimeError("boom")
+
+    def request_log_it(self, req, msg):
+        """Log through the device logger."""
+        level = msg.arguments[0].decode()
+        getattr(self.log, level)(msg.arguments[1].decode(), name="tester")
+        return req.make_reply("ok")
+
+    def request_spam(self, req, msg):
+        """Send many informs."""
+        n = int(msg.arguments[0])
+        for i in range(n):
+            req.inform(i)
+        return req.make_reply("ok", n)
+
+    def inform_note(self, conn, msg):
+        """Echo a client's #note inform to everyone."""
+        self.mass_inform(Message.inform("note-seen", *msg.arguments))
+
+
+GREETING = [
+    "#version-connect katcp-protocol 5.1-BIMT",
+    "#version-connect katcp-library katcp-python-%s" % __version__,
+    "#version-connect katcp-device example-api-2.3 example-build-4.5rc1",
+]
+
+CONCURRENCY = {
+    "threaded": dict(thread_safe=True, handler_thread=True),
+    "threadsafe": dict(thread_safe=True, handler_thread=False),
+    "async": dict(thread_safe=False, handler_thread=False),
+}
+
+
+def start_server(server):
+    assert server.start(timeout=TIMEOUT)
+    return server.bind_address[1]
+
+
+def stop_server(server):
+    server.stop().result(TIMEOUT)
+    server.join(timeout=TIMEOUT)
+
+
+@pytest.fixture(params=sorted(CONCURRENCY))
+def any_server(request):
+    server = ExampleServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[request.param])
+    port = start_server(server)
+    yield server, port
+    stop_server(server)
+
+
+@pytest.fixture
+def example(any_server):
+    """A started server of each concurrency flavour and a connected client."""
+    server, port = any_server
+    with LineClient(port) as client:
+        assert client.greeting() == GREETING
+        yield server, client
+
+
+def connect(port):
+    client = LineClient(port)
+    client.greeting()
+    return client
+
+
+# -- connection, greeting, standard requests ---------------------------------------------
+
+
+def test_default_concurrency_options():
+    threaded = ExampleServer("127.0.0.1", 0)
+    assert isinstance(threaded._handler_thread, MessageHandlerThread)
+    assert threaded._server.client_connection_factory is ThreadsafeClientConnection
+    asynchronous = type("Async", (AsyncDeviceServer,), {"setup_sensors": lambda self: None})(
+        "127.0.0.1", 0)
+    assert asynchronous._handler_thread is None
+    assert asynchronous._server.client_connection_factory is ClientConnection
+    with pytest.raises(ValueError):
+        threaded.set_concurrency_options(thread_safe=False, handler_thread=True)
+
+
+def test_watchdog_and_plain_handler(example):
+    server, client = example
+    assert client.request("?watchdog") == ([], "!watchdog ok")
+    assert client.request("?watchdog extra args") == ([], "!watchdog ok")
+    assert client.request("?plain a b") == (["#plain first"], "!plain ok b a")
+
+
+def test_help(example):
+    server, client = example
+    informs, reply = client.request("?help")
+    names = [line.split()[1] for line in informs]
+    assert names == sorted(server._request_handlers)
+    assert reply == "!help ok %d" % len(names)
+    assert {"halt", "help", "watchdog", "sensor-sampling", "request-timeout-hint",
+            "plain"} <= set(names)
+    informs, reply = client.request("?help watchdog")
+    assert informs == [r"#help watchdog Check\_that\_the\_server\_is\_still\_alive.\n\n"
+                       r"\_\_\_\_\_\_\_\_Returns\n\_\_\_\_\_\_\_\_-------\n\_\_\_\_\_\_\_"
+                       r"\_\_\_\_\_success\_:\_{'ok'}\n\n\_\_\_\_\_\_\_\_Examples\n\_\_\_\_"
+                       r"\_\_\_\_--------\n\_\_\_\_\_\_\_\_::\n\n\_\_\_\_\_\_\_\_\_\_\_\_"
+                       r"?watchdog\n\_\_\_\_\_\_\_\_\_\_\_\_!watchdog\_ok"]
+    assert reply == "!help ok 1"
+    assert client.request("?help nosuch") == ([], r"!help fail Unknown\_request\_method.")
+
+
+def test_log_level(example):
+    server, client = example
+    assert client.request("?log-level") == ([], "!log-level ok warn")
+    assert client.request("?log-level info") == ([], "!log-level ok info")
+    assert client.request("?log-level") == ([], "!log-level ok info")
+    assert client.request("?log-level bogus") == (
+        [], r"!log-level fail Unknown\_logging\_level\_name\_'bogus'")
+    for level in DeviceLogger.LEVELS:
+        assert client.request("?log-level " + level) == ([], "!log-level ok " + level)
+
+
+def test_device_logger_informs_all_clients(example):
+    server, client = example
+    with connect(server.bind_address[1]) as other:
+        assert client.request("?log-it info ignored") == ([], "!log-it ok")
+        informs, reply = client.request("?log-it error bad\\_thing")
+        assert reply == "!log-it ok"
+        assert len(informs) == 1
+        assert re.match(r"#log error %s tester bad\\_thing$" % TS_RE, informs[0])
+        assert other.readline().decode() == informs[0]
+
+
+def test_version_list(example):
+    server, client = example
+    server.extra_versions["zz-extra"] = ("zz-1.0", None)
+    server.extra_versions["aa-extra"] = ("aa-1.0", "serial-1")
+    informs, reply = client.request("?version-list")
+    assert informs == [
+        "#version-list katcp-protocol 5.1-BIMT",
+        "#version-list katcp-library katcp-python-%s %s" % (__version__, __version__),
+        "#version-list katcp-device example-api-2.3 example-build-4.5rc1",
+        "#version-list aa-extra aa-1.0 serial-1",
+        "#version-list zz-extra zz-1.0",
+    ]
+    assert reply == "!version-list ok 5"
+
+
+def test_client_list_and_no_client_connected_in_v5(example):
+    server, client = example
+    with connect(server.bind_address[1]) as other:
+        informs, reply = client.request("?client-list")
+        assert sorted(informs) == sorted(["#client-list " + client.local_address,
+                                          "#client-list " + other.local_address])
+        assert reply == "!client-list ok 2"
+    # The other client's disconnection is seen by the server before the next listing.
+    assert server.disconnects.get(timeout=TIMEOUT)[2] is False
+    assert client.request("?client-list") == (["#client-list " + client.local_address],
+                                              "!client-list ok 1")
+
+
+def test_sensor_list_and_value(example):
+    server, client = example
+    informs, reply = client.request("?sensor-list")
+    assert informs == [
+        r"#sensor-list a.float A\_float. V float 0.0 5.0",
+        r"#sensor-list a.string A\_string. \@ string",
+        r"#sensor-list an.int An\_integer. count integer 0 100",
+    ]
+    assert reply == "!sensor-list ok 3"
+    assert client.request("?sensor-list /^a\\./") == (informs[:2], "!sensor-list ok 2")
+    assert client.request("?sensor-list an.int") == (informs[2:], "!sensor-list ok 1")
+    assert client.request("?sensor-list nosuch") == (
+        [], r"!sensor-list fail Unknown\_sensor\_name.")
+    informs, reply = client.request("?sensor-value")
+    assert informs == [
+        "#sensor-value 1234567890.250000 1 a.float warn 1.5",
+        r"#sensor-value 1234567890.250000 1 a.string nominal hi\_there",
+        "#sensor-value 1234567890.250000 1 an.int nominal 3",
+    ]
+    assert reply == "!sensor-value ok 3"
+    assert client.request("?sensor-value /int/") == (informs[2:], "!sensor-value ok 1")
+    assert client.request("?sensor-value nosuch") == (
+        [], r"!sensor-value fail Unknown\_sensor\_name.")
+    informs, reply = client.request("?sensor-value /[/")
+    assert informs == [] and reply.startswith("!sensor-value fail Traceback")
+
+
+def test_sensor_sampling_event_and_clear(example):
+    server, client = example
+    assert client.request("?sensor-sampling an.int") == ([], "!sensor-sampling ok an.int none")
+    assert client.request("?sensor-sampling an.int event") == (
+        ["#sensor-status 1234567890.250000 1 an.int nominal 3"],
+        "!sensor-sampling ok an.int event")
+    assert client.request("?sensor-sampling an.int") == ([], "!sensor-sampling ok an.int event")
+    server.int_sensor.set_value(4, timestamp=T0 + 1)
+    assert client.readline() == b"#sensor-status 1234567891.250000 1 an.int nominal 4"
+    assert client.request("?sensor-sampling-clear") == ([], "!sensor-sampling-clear ok")
+    server.int_sensor.set_value(5, timestamp=T0 + 2)
+    assert client.request("?sensor-sampling an.int") == ([], "!sensor-sampling ok an.int none")
+    assert client.request("?sensor-sampling-clear extra") == (
+        [], r"!sensor-sampling-clear fail Too\_many\_parameters\_given.")
+
+
+def test_sensor_sampling_bulk_and_errors(example):
+    server, client = example
+    informs, reply = client.request("?sensor-sampling an.int,a.float auto")
+    assert sorted(informs) == ["#sensor-status 1234567890.250000 1 a.float warn 1.5",
+                               "#sensor-status 1234567890.250000 1 an.int nominal 3"]
+    assert reply == "!sensor-sampling ok an.int,a.float auto"
+    assert client.request("?sensor-sampling an.int,a.float") == (
+        [], r"!sensor-sampling fail Cannot\_query\_multiple\_sensors.")
+    assert client.request("?sensor-sampling an.int,nosuch event") == (
+        [], r"!sensor-sampling fail Unknown\_sensor\_names:\_['nosuch'].")
+    informs, reply = client.request("?sensor-sampling an.int bogus")
+    assert informs == [] and reply.startswith("!sensor-sampling fail ")
+    assert client.request("?sensor-sampling an.int,a.float none") == (
+        [], "!sensor-sampling ok an.int,a.float none")
+    assert client.request("?sensor-sampling") == (
+        [], r"!sensor-sampling fail No\_sensor\_name\_given.")
+
+
+def test_sensor_sampling_period_streams(example):
+    server, client = example
+    informs, reply = client.request("?sensor-sampling an.int period 0.01")
+    assert reply == "!sensor-sampling ok an.int period 0.01"
+    lines = client.readlines(5)
+    assert set(lines) == {b"#sensor-status 1234567890.250000 1 an.int nominal 3"}
+    informs, reply = client.request("?sensor-sampling an.int none")
+    assert reply == "!sensor-sampling ok an.int none"
+    # After the strategy is cancelled only the replies to new requests arrive.
+    assert client.request("?watchdog") == ([], "!watchdog ok")
+    assert client.request("?watchdog") == ([], "!watchdog ok")
+
+
+def test_strategies_cancelled_on_disconnect_and_sensor_removal(example):
+    server, client = example
+    with connect(server.bind_address[1]) as other:
+        other.request("?sensor-sampling an.int event")
+        client.request("?sensor-sampling an.int event")
+    server.disconnects.get(timeout=TIMEOUT)
+    strategies = server._strategies
+    assert len(strategies) == 1
+    (conn_strategies,) = strategies.values()
+    assert list(conn_strategies) == [server.int_sensor]
+    server.remove_sensor("an.int")
+    assert client.readline() == b"#interface-changed sensor-list"
+    assert conn_strategies == {}
+    server.int_sensor.set_value(9)
+    assert client.request("?watchdog") == ([], "!watchdog ok")
+
+
+def test_request_timeout_hint(example):
+    server, client = example
+    assert client.request("?request-timeout-hint") == (["#request-timeout-hint typed 7.0"],
+                                                        "!request-timeout-hint ok 1")
+    assert client.request("?request-timeout-hint watchdog") == (
+        ["#request-timeout-hint watchdog 0.0"], "!request-timeout-hint ok 1")
+    assert client.request("?request-timeout-hint nosuch") == (
+        [], r"!request-timeout-hint fail Unknown\_request\_method")
+
+
+def test_restart(example):
+    server, client = example
+    assert client.request("?restart") == (
+        [], r"!restart fail No\_restart\_queue\_registered\_--\_cannot\_restart.")
+    restart_queue = queue.Queue()
+    server.set_restart_queue(restart_queue)
+    assert client.request("?restart") == ([], "!restart ok")
+    assert restart_queue.get_nowait() is server
+
+
+def test_halt_disconnects_everyone():
+    server = ExampleServer("127.0.0.1", 0)
+    port = start_server(server)
+    with connect(port) as client, connect(port) as other:
+        client.send("?halt")
+        assert client.read_to_eof() == [b"!halt ok", rb"#disconnect Device\_server\_shutting\_down.",
+                                        b""]
+        assert other.read_to_eof() == [rb"#disconnect Device\_server\_shutting\_down.", b""]
+    server.join(timeout=TIMEOUT)
+    assert not server.running()
+    assert not server._server._ioloop_manager._ioloop_thread.is_alive()
+    assert not server._handler_thread.isAlive()
+
+
+# -- handler styles ------------------------------------------------------------------------
+
+
+def test_handler_styles(example):
+    server, client = example
+    assert client.request("?typed 3 1.5") == ([], "!typed ok 4.5")
+    assert client.request("?typed 3")[1].startswith("!typed fail ")
+    informs, reply = client.request("?typed x 1")
+    assert reply.startswith("!typed fail ") and "x" in reply
+    informs, reply = client.request("?typed 1 2 3")
+    assert reply == r"!typed fail Too\_many\_parameters\_given."
+    assert client.request("?coro") == (["#coro coro-inform"], "!coro ok coro")
+    assert client.request("?native") == ([], "!native ok native")
+    assert client.request("?native-typed 41") == ([], "!native-typed ok 42")
+    assert client.request("?fail") == ([], r"!fail fail it\_failed")
+    informs, reply = client.request("?boom")
+    assert reply.startswith(r"!boom fail Traceback\_(most\_recent\_call\_last):\n")
+    assert reply.endswith(r"RuntimeError:\_boom")
+    assert client.request("?watchdog") == ([], "!watchdog ok")
+
+
+def test_unknown_and_malformed_and_bad_utf8(example):
+    server, client = example
+    assert client.request("?nosuch a b") == ([], r"!nosuch invalid Unknown\_request.")
+    client.send("*bad")
+    line = client.readline().decode()
+    assert re.match(r"#log error %s root Traceback.*KatcpSyntaxError:\\_Bad\\_type"
+                    r"\\_character\\_'\*'\.$" % TS_RE, line)
+    client.send_raw(b"?echo caf\xc3\xa9\r?echo bad\xff\n\n\r\n")
+    assert client.readline() == b"!echo ok caf\xc3\xa9"
+    assert client.readline().startswith(b"!echo fail ")
+    assert client.request("?watchdog") == ([], "!watchdog ok")
+
+
+def test_message_ids(example):
+    server, client = example
+    assert client.request("?watchdog[5]") == ([], "!watchdog[5] ok")
+    assert client.request("?plain[6] x") == (["#plain[6] first"], "!plain[6] ok x")
+    assert client.request("?nosuch[7]") == ([], r"!nosuch[7] invalid Unknown\_request.")
+    assert client.request("?coro[8]") == (["#coro[8] coro-inform"], "!coro[8] ok coro")
+    assert client.request("?fail[9]") == ([], r"!fail[9] fail it\_failed")
+    assert client.request("?sensor-value[10] an.int") == (
+        ["#sensor-value[10] 1234567890.250000 1 an.int nominal 3"], "!sensor-value[10] ok 1")
+    assert client.request("?watchdog[2147483647]") == ([], "!watchdog[2147483647] ok")
+
+
+def test_per_connection_serialisation_async_reply_and_concurrent_reply(example):
+    server, client = example
+    with connect(server.bind_address[1]) as other:
+        # ?wait holds this connection's reading until it is done...
+        client.send("?wait")
+        client.send("?watchdog")
+        assert other.request("?watchdog") == ([], "!watchdog ok")
+        # ...so the release is only counted once ?wait has registered.
+        released = 0
+        while released == 0:
+            released = int(other.request("?release")[1].split()[-1])
+        assert client.readlines(2) == [b"!wait ok waited", b"!watchdog ok"]
+        # AsyncReply and concurrent_reply let later requests on the connection through.
+        client.send("?later")
+        assert client.request("?watchdog") == ([], "!watchdog ok")
+        client.send("?cwait")
+        assert client.request("?watchdog") == ([], "!watchdog ok")
+        assert other.request("?finish") == ([], "!finish ok 1")
+        assert client.readline() == b"!later ok finished"
+        assert other.request("?release") == ([], "!release ok 1")
+        assert client.readline() == b"!cwait ok cwaited"
+
+
+def test_threaded_server_blocking_handler():
+    server = ExampleServer("127.0.0.1", 0)
+    port = start_server(server)
+    try:
+        with connect(port) as client, connect(port) as other:
+            client.send("?block")
+            other.send("?note")
+            # The loop still accepts and greets connections while the handler thread
+            # is blocked.
+            connect(port).close()
+            server.gate.set()
+            assert client.read_until(lambda ln: ln.startswith(b"!block"))[-1] == b"!block ok"
+            assert other.read_until(lambda ln: ln.startswith(b"!note"))[-1] == b"!note ok"
+            assert server.order == ["block-start", "block-end", "note"]
+    finally:
+        stop_server(server)
+
+
+def test_inform_handler_and_mass_inform(example):
+    server, client = example
+    with connect(server.bind_address[1]) as other:
+        client.send("#note hello world")
+        assert client.readline() == b"#note-seen hello world"
+        assert other.readline() == b"#note-seen hello world"
+        client.send("#unhandled x")
+        client.send("!unhandled ok")
+        assert client.request("?watchdog") == ([], "!watchdog ok")
+
+
+# -- transport limits ----------------------------------------------------------------------
+
+
+def test_max_msg_size_closes_only_that_connection():
+    server = ExampleServer("127.0.0.1", 0)
+    server._server.MAX_MSG_SIZE = 1000
+    port = start_server(server)
+    try:
+        with connect(port) as client, connect(port) as other:
+            client.send_raw(b"?plain " + b"x" * 2000)
+            lines = client.read_to_eof()
+            assert lines[0].startswith(b"#disconnect ")
+            assert other.request("?watchdog") == ([], "!watchdog ok")
+            assert other.request("?plain " + "y" * 900)[1] == "!plain ok " + "y" * 900
+    finally:
+        stop_server(server)
+
+
+def test_client_that_does_not_read_is_disconnected():
+    server = ExampleServer("127.0.0.1", 0)
+    server.set_concurrency_options(thread_safe=False, handler_thread=False)
+    server._server.MAX_WRITE_BUFFER_SIZE = 256 * 1024
+    port = start_server(server)
+    try:
+        with LineClient(port, rcvbuf=4096) as lazy, connect(port) as other:
+            big = "z" * 100000
+            # Each ?plain reply is written in its own loop iteration; the lazy client
+            # never reads, so the server's write buffer eventually overflows.
+            lazy.send_raw(("?plain %s\n" % big).encode() * 400)
+            address, reason, valid = server.disconnects.get(timeout=TIMEOUT)
+            assert address == lazy.local_address and valid is False
+            assert other.request("?watchdog") == ([], "!watchdog ok")
+            assert other.request("?client-list")[1] == "!client-list ok 1"
+    finally:
+        stop_server(server)
+
+
+# -- interface changes, v4, loops ------------------------------------------------------------
+
+
+def test_interface_changed_coalesced(example):
+    server, client = example
+
+    def add_two():
+        server.add_sensor(Sensor.integer("new.one", "", ""))
+        server.add_sensor(Sensor.integer("new.two", "", ""))
+    server.ioloop.add_callback(add_two)
+    assert client.readline() == b"#interface-changed sensor-list"
+    assert client.request("?sensor-list /new/")[1] == "!sensor-list ok 2"
+    server.remove_sensor("new.one")
+    assert client.readline() == b"#interface-changed sensor-list"
+    assert client.request("?sensor-list /new/")[1] == "!sensor-list ok 1"
+
+
+class V4Server(DeviceServer):
+    VERSION_INFO = ("v4-api", 0, 4)
+    BUILD_INFO = ("v4-impl", 1, 2, "b3")
+    PROTOCOL_INFO = ProtocolFlags(4, 0, set([ProtocolFlags.MULTI_CLIENT]))
+
+    def setup_sensors(self):
+        """A sensor with a fixed reading."""
+        self.int_sensor = Sensor.integer("v4.int", "Integer.", "", [0, 100])
+        self.add_sensor(self.int_sensor)
+        self.int_sensor.set_value(10, timestamp=T0)
+
+    @request(Float(), major=4)
+    @return_reply(Float(), major=4)
+    def request_half(self, req, x):
+        """Halve a number."""
+        return ("ok", x / 2)
+
+    def request_log_it(self, req, msg):
+        """Log a warning."""
+        self.log.warn("careful")
+        return req.make_reply("ok")
+
+
+def test_v4_dialect():
+    server = V4Server("127.0.0.1", 0)
+    port = start_server(server)
+    try:
+        with LineClient(port) as client:
+            assert client.readlines(2) == [b"#version v4-api-0.4", b"#build-state v4-impl-1.2b3"]
+            with LineClient(port) as other:
+                assert client.readline() == b"#client-connected " + other.local_address.encode()
+            assert client.request("?sensor-value v4.int") == (
+                ["#sensor-value 1234567890250 1 v4.int nominal 10"], "!sensor-value ok 1")
+            assert client.request("?sensor-sampling v4.int period 250") == (
+                ["#sensor-status 1234567890250 1 v4.int nominal 10"],
+                "!sensor-sampling ok v4.int period 250")
+            assert client.request("?sensor-sampling v4.int none")[1] == (
+                "!sensor-sampling ok v4.int none")
+            assert client.request("?half 3")[1] == "!half ok 1.5"
+            informs, reply = client.request("?log-it")
+            assert re.match(r"#log warn \d{13} root careful$", informs[-1])
+            assert client.request("?version-list")[1] == "!version-list ok 3"
+            assert client.request("?request-timeout-hint")[1] == (
+                r"!request-timeout-hint invalid Unknown\_request.")
+    finally:
+        stop_server(server)
+
+
+def test_async_server_on_users_ioloop():
+    started = concurrent.futures.Future()
+    stopped = concurrent.futures.Future()
+
+    class Server(AsyncDeviceServer):
+        def setup_sensors(self):
+            """No sensors."""
+
+    def run_loop():
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        ioloop = tornado.ioloop.IOLoop.current()
+
+        async def main():
+            server = Server("127.0.0.1", 0)
+            server.start()
+            assert server.ioloop is ioloop
+            started.set_result(server)
+            await asyncio.wrap_future(stopped)
+            await asyncio.wrap_future(server.stop())
+            ioloop.stop()
+        ioloop.add_callback(main)
+        ioloop.start()
+        ioloop.close(all_fds=True)
+
+    thread = threading.Thread(target=run_loop, daemon=True)
+    thread.start()
+    server = started.result(TIMEOUT)
+    try:
+        with LineClient(server.bind_address[1]) as client:
+            assert client.readlines(3)[2] == b"#version-connect katcp-device device_stub-0.1 name-0.1"
+            assert client.request("?watchdog") == ([], "!watchdog ok")
+            stopped.set_result(None)
+            assert client.read_to_eof() == [rb"#disconnect Device\_server\_shutting\_down.", b""]
+    finally:
+        if not stopped.done():
+            stopped.set_result(None)
+        thread.join(TIMEOUT)
+    assert not thread.is_alive()
+
+
+def test_sync_with_ioloop_and_wait_running():
+    server = ExampleServer("127.0.0.1", 0)
+    server.setDaemon(True)
+    start_server(server)
+    try:
+        assert server.wait_running(TIMEOUT)
+        assert server.running()
+        server.sync_with_ioloop(timeout=TIMEOUT)
+    finally:
+        stop_server(server)
+    assert not server.running()
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def test_construct_name_filter():
+    exact, f = construct_name_filter(None)
+    assert not exact and f("anything")
+    exact, f = construct_name_filter("a.b")
+    assert exact and f("a.b") and not f("a.bc")
+    exact, f = construct_name_filter(b"/^a/")
+    assert not exact and f("abc") and not f("bac")
+    exact, f = construct_name_filter("/")
+    assert not exact and f("x")
+
+
+def test_return_future():
+    @return_future
+    def ok(x):
+        return x + 1
+
+    @return_future
+    def bad():
+        raise KeyError("k")
+
+    assert ok(1).result() == 2
+    with pytest.raises(KeyError):
+        bad().result()
+
+
+def test_client_request_connection_unit():
+    sent = []
+
+    class FakeServer:
+        def get_address(self, conn_id):
+            return "fake:1"
+
+        def send_message(self, conn_id, msg):
+            sent.append(bytes(msg))
+
+        def mass_send_message(self, msg):
+            sent.append(b"mass " + bytes(msg))
+
+    conn = ClientConnection(FakeServer(), "id")
+    req = ClientRequestConnection(conn, Message.request("thing", mid=3))
+    assert conn.address == "fake:1"
+    req.inform("a b")
+    assert req.make_reply("ok") == Message.reply("thing", "ok", mid=3)
+    req.reply("ok", 1)
+    with pytest.raises(RuntimeError):
+        req.reply("ok")
+    req.reply_again("fail", "again")
+    with pytest.raises(ValueError):
+        ClientRequestConnection(conn, Message.request("thing")).reply_with_message(
+            Message.reply("other", "ok"))
+    conn.mass_inform(Message.inform("hey"))
+    assert sent == [rb"#thing[3] a\_b", b"!thing[3] ok 1", b"!thing[3] fail again",
+                    b"mass #hey"]
+
+
+def test_device_logger_levels_and_log_to_python(caplog):
+    logger = DeviceLogger(None)
+    assert logger.level_name() == "warn"
+    assert logger.level_from_name(b"debug") == DeviceLogger.DEBUG
+    with pytest.raises(ValueError):
+        logger.level_from_name("WARN")
+    logger.set_log_level_by_name("error")
+    assert logger.level_name() == "error"
+    py_logger = logging.getLogger("katcp.test.logtopython")
+    py_logger.setLevel(logging.DEBUG)
+    with caplog.at_level(logging.DEBUG, logger="katcp.test.logtopython"):
+        DeviceLogger.log_to_python(py_logger, Message.inform("log", "error", "123.0", "dev",
+                                                             "bad thing"))
+    assert any(r.levelno == logging.ERROR and "dev: bad thing" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_katcp_server_constants():
+    assert KATCPServer.MAX_MSG_SIZE == 2 * 1024 * 1024
+    assert KATCPServer.MAX_WRITE_BUFFER_SIZE == 4 * 1024 * 1024
+    assert "sensor-sampling" in katcp_server.BASE_REQUESTS
