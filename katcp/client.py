@@ -145,9 +145,9 @@ class _Flag:
 
     __slots__ = ("_event", "_async")
 
-    def __init__(self, ioloop=None):
+    def __init__(self):
         self._event = threading.Event()
-        self._async = AsyncEvent(ioloop)
+        self._async = AsyncEvent()
 
     def is_set(self):
         return self._event.is_set()
@@ -175,6 +175,7 @@ class _Backoff:
 
     INITIAL = 0.05
     MAXIMUM = 5.0
+    STABLE_CONNECTION = 1.0
 
     def __init__(self):
         self._attempts = 0
@@ -577,8 +578,12 @@ class DeviceClient(metaclass=DeviceMetaclass):
             while not self._stopping:
                 protocol = await self._connect()
                 if protocol is not None:
-                    backoff.reset()
+                    connected_at = self._loop.time()
                     await protocol.closed
+                    # Only a connection that lasted resets the backoff, so a server
+                    # that drops us at once (e.g. mixed version informs) is not hammered.
+                    if self._loop.time() - connected_at >= _Backoff.STABLE_CONNECTION:
+                        backoff.reset()
                 if self._stopping or not self.auto_reconnect:
                     break
                 await self._sleep_unless_stopped(backoff.next_delay())
@@ -1372,11 +1377,12 @@ class AsyncClient(DeviceClient):
         assert msg.mtype == Message.REQUEST
         mid = msg.mid
         if mid is None:
-            # An id is drawn even for a mid-less request: it keys the request here,
-            # and wire ids then follow the request count, as the reference's do.
-            msg_id = b"%d" % next(self._msg_id_counter)
+            # An id is drawn even for a mid-less request, so wire ids follow the
+            # request count as the reference's do. Kept as an int it keys a mid-less
+            # request without clashing with any wire mid (bytes).
+            msg_id = next(self._msg_id_counter)
             if use_mid or (use_mid is None and self._server_supports_ids):
-                msg.mid = mid = msg_id
+                msg.mid = mid = msg_id = b"%d" % msg_id
         else:
             msg_id = mid
         protocol = self._protocol
@@ -1459,6 +1465,8 @@ class AsyncClient(DeviceClient):
         """
         if timeout is None:
             timeout = self._request_timeout
+        if self._loop is None:
+            raise KatcpClientError("Client not started")
         future = self._loop.create_future()
         try:
             self._start_request(msg, _FutureRequest(msg, future), timeout, use_mid)

@@ -371,7 +371,7 @@ class Message:
         msg : Message
             A copy of the message object.
         """
-        return Message._from_wire(self.mtype, self.name, list(self.arguments), self.mid)
+        return self._from_wire(self.mtype, self.name, list(self.arguments), self.mid)
 
     def __bytes__(self):
         head = _TYPE_BYTES[self.mtype] + self.name.encode("ascii")
@@ -825,20 +825,20 @@ class _NumberCodec(_SensorCodec):
                              % (self.label, params[0], params[1]))
 
     def default_for(self, params):
-        return params[0] if params else self.default
+        # The type's zero when the range allows it (as the reference reports for
+        # never-set sensors), else the minimum.
+        if params and not params[0] <= self.default <= params[1]:
+            return params[0]
+        return self.default
 
     def check_type(self, value):
         raise NotImplementedError
 
     def check(self, value, params, major):
+        # [min, max] describe the expected range for clients (?sensor-list); the
+        # reference accepts readings outside it (sensor-float-format.txt sets 1e22
+        # and -inf on a [-50.0, 150.0] sensor), so only the type is checked.
         self.check_type(value)
-        if params:
-            if value < params[0]:
-                raise ValueError("%s %s is lower than minimum %s."
-                                 % (self.label, value, params[0]))
-            if value > params[1]:
-                raise ValueError("%s %s is higher than maximum %s."
-                                 % (self.label, value, params[1]))
 
 
 class _IntegerCodec(_NumberCodec):
@@ -1029,7 +1029,8 @@ class Sensor:
         (required); omitted for other types.
     default : object, optional
         An initial value for the sensor. By default this is determined by the sensor
-        type (the minimum for INTEGER and FLOAT sensors with params).
+        type (for INTEGER and FLOAT sensors with params: 0 if in range, else the
+        minimum).
     initial_status : int enum or None, optional
         An initial status for the sensor. If None, defaults to Sensor.UNKNOWN.
     """
@@ -1127,7 +1128,8 @@ class Sensor:
         params : list
             [min, max] -- minimum and maximum values of the sensor.
         default : int
-            An initial value for the sensor. Defaults to 0 (or the minimum).
+            An initial value for the sensor. Defaults to 0 (the minimum if 0 is out
+            of range).
         initial_status : int enum or None
             An initial status for the sensor. If None, defaults to Sensor.UNKNOWN.
         """
@@ -1149,7 +1151,8 @@ class Sensor:
         params : list
             [min, max] -- minimum and maximum values of the sensor.
         default : float
-            An initial value for the sensor. Defaults to 0.0 (or the minimum).
+            An initial value for the sensor. Defaults to 0.0 (the minimum if 0.0 is
+            out of range).
         initial_status : int enum or None
             An initial status for the sensor. If None, defaults to Sensor.UNKNOWN.
         """
@@ -1532,7 +1535,8 @@ def _set_result_threadsafe(future, result):
     if asyncio._get_running_loop() is loop:
         if not future.done():
             future.set_result(result)
-    else:
+    elif not loop.is_closed():
+        # A closed loop can no longer run anything waiting on the future.
         loop.call_soon_threadsafe(_set_result_if_pending, future, result)
 
 

@@ -14,7 +14,6 @@ import collections
 import logging
 import random
 
-import tornado.concurrent
 import tornado.gen
 import tornado.ioloop
 import tornado.util
@@ -88,6 +87,10 @@ class ExponentialRandomBackoff:
         self.exp_fac = exp_fac
         self.randomicity = randomicity
         self.success()
+
+    def next(self):
+        """Python 2 style iterator protocol shim (the reference API lists it)."""
+        raise TypeError("%s is not an iterator" % type(self).__name__)
 
     def failed(self):
         """Call whenever an action has failed, grows delay exponentially.
@@ -173,6 +176,16 @@ class _PendingChanges:
         self.requests = self.ALL
         self.sensors = self.ALL
 
+    def update(self, other):
+        """Add everything `other` (a _PendingChanges) holds."""
+        for kind in ("requests", "sensors"):
+            names = getattr(other, kind)
+            if names is self.ALL:
+                self.add(kind)
+            else:
+                for name in names:
+                    self.add(kind, name)
+
 
 def _text(arg):
     return arg.decode("utf-8", errors="replace") if isinstance(arg, bytes) else str(arg)
@@ -250,6 +263,9 @@ class InspectingClientAsync:
         self._state_waiters = []
         self._state_cb = None
         self._pending = _PendingChanges()
+        # Changes found by inspections that failed half-way (even on an earlier
+        # connection), not yet reported through a data-synced state.
+        self._unreported_changes = AttrDict()
         self._running = False
         self._wakeup = None
         self._state_loop_future = None
@@ -266,9 +282,13 @@ class InspectingClientAsync:
 
         Provided to ease testing. Dynamically overriding this method after
         instantiation but before start() is called allows for deep brain surgery.
-        See :class:`katcp.fake_clients.TBD`
+        See :func:`katcp.fake_clients.fake_inspecting_client_factory`.
         """
         return _InformHookDeviceClient(host, port, *args, **kwargs)
+
+    def next(self):
+        """Python 2 style iterator protocol shim (the reference API lists it)."""
+        raise TypeError("%s is not an iterator" % type(self).__name__)
 
     def set_ioloop(self, ioloop):
         """Set the tornado ioloop to use (for this client and its KATCP client).
@@ -405,20 +425,25 @@ class InspectingClientAsync:
 
         Raises
         ------
-        :class:`tornado.gen.TimeoutError` if the connect timeout expires
+        tornado.gen.TimeoutError
+            If the connect timeout expires.
         """
         assert not self._running, "InspectingClientAsync already started"
-        maybe_timeout = future_timeout_manager(timeout, self.ioloop)
-        self.katcp_client.start()
-        try:
-            yield maybe_timeout(self.katcp_client.until_running())
-            if timeout:
-                yield maybe_timeout(self.katcp_client.until_connected())
-        except tornado.gen.TimeoutError:
-            self.katcp_client.stop()
-            raise
         self._running = True
-        self._state_loop_future = tornado.gen.convert_yielded(self._state_loop())
+        maybe_timeout = future_timeout_manager(timeout, self.ioloop)
+        client = self.katcp_client
+        client.start()
+        # stop() may be called while this waits; the client then never runs.
+        stopped = client.until_stopped()
+        try:
+            yield maybe_timeout(until_any(client.until_running(), stopped))
+            if timeout:
+                yield maybe_timeout(until_any(client.until_connected(), stopped))
+        except tornado.gen.TimeoutError:
+            self.stop()
+            raise
+        if self._running:
+            self._state_loop_future = tornado.gen.convert_yielded(self._state_loop())
 
     def start(self, timeout=None):
         """Note: always call stop() and wait until_stopped() when you are done with
@@ -521,19 +546,22 @@ class InspectingClientAsync:
         while same_connection() and client.protocol_flags is None:
             await until_any(client.until_protocol(), self._until_woken())
         self._pending.add_all()
+        model_changes = self._unreported_changes
         while same_connection():
             if self._pending:
                 pending, self._pending = self._pending, _PendingChanges()
                 if self._state.synced:
                     await self._send_state(_CONNECTED)
                 try:
-                    model_changes = await self._inspect_pending(pending)
+                    await self._inspect_pending(pending, model_changes)
                 except Exception as exc:
                     if same_connection():
                         await self._sync_failed(pending, exc)
                     continue
+                self._unreported_changes = AttrDict()
                 await self._send_state(InspectingClientStateType(
-                    True, False, bool(model_changes), True), model_changes)
+                    True, False, bool(model_changes), True), model_changes or None)
+                model_changes = self._unreported_changes
             elif not self._state.synced:
                 await self._send_state(_SYNCED)
                 self.resync_delay.success()
@@ -547,13 +575,8 @@ class InspectingClientAsync:
         else:
             self._logger.exception("Unexpected error syncing with device %s",
                                    self.katcp_client.bind_address_string)
-        # Retry the failed inspection along with whatever changed since.
-        for kind in ("requests", "sensors"):
-            names = getattr(pending, kind)
-            if names is _PendingChanges.ALL:
-                self._pending.add(kind)
-            for name in names or ():
-                self._pending.add(kind, name)
+        # Retry what is left of the failed inspection along with whatever changed since.
+        self._pending.update(pending)
         self.resync_delay.failed()
         await until_any(until_later(self.resync_delay.delay, self.ioloop),
                         self._until_woken())
@@ -587,23 +610,27 @@ class InspectingClientAsync:
             return None
         return list(self._requests_index if kind == "requests" else self._sensors_index)
 
-    async def _inspect_pending(self, pending):
-        model_changes = AttrDict()
+    async def _inspect_pending(self, pending, model_changes):
+        """Inspect what `pending` lists, adding the changes found to `model_changes`.
+
+        What has been inspected is removed from `pending` as it goes, so that after a
+        failure `pending` holds what is left to do and `model_changes` what was found.
+        """
         for kind, inspect_one in (("requests", self.inspect_requests),
                                   ("sensors", self.inspect_sensors)):
             names = getattr(pending, kind)
             if names is _PendingChanges.ALL:
                 names = self._full_scope(kind)
             if names is None:
-                changes = await inspect_one()
+                results = [await inspect_one()]
             else:
-                changes = None
                 results = await tornado.gen.multi([inspect_one(name) for name in names])
-                for result in results:
-                    changes = _merge_changes(changes, result)
+            setattr(pending, kind, set())
+            changes = model_changes.get(kind)
+            for result in results:
+                changes = _merge_changes(changes, result)
             if changes:
                 model_changes[kind] = changes
-        return model_changes or None
 
     @tornado.gen.coroutine
     def inspect(self):
@@ -631,8 +658,9 @@ class InspectingClientAsync:
         """
         pending = _PendingChanges()
         pending.add_all()
-        model_changes = yield self._inspect_pending(pending)
-        return model_changes
+        model_changes = AttrDict()
+        yield self._inspect_pending(pending, model_changes)
+        return model_changes or None
 
     @tornado.gen.coroutine
     def inspect_requests(self, name=None, timeout=None):
@@ -954,8 +982,10 @@ class InspectingClientAsync:
             The reading as it appears in a #sensor-status inform.
         """
         sensor = self._sensor_objects.get(name)
-        if sensor is None:
-            return
+        if sensor is not None:
+            self._set_formatted(name, sensor, timestamp, status, value)
+
+    def _set_formatted(self, name, sensor, timestamp, status, value):
         try:
             sensor.set_formatted(timestamp, status, value, self._katcp_major())
         except Exception:
@@ -969,16 +999,17 @@ class InspectingClientAsync:
             timestamp = arguments[0]
             num_sensors = int(arguments[1])
         except (IndexError, ValueError):
-            self._logger.warning("Malformed %s inform: %s", msg.name, msg)
-            return
+            num_sensors = -1
         if len(arguments) != 2 + 3 * num_sensors:
             self._logger.warning("Malformed %s inform: %s", msg.name, msg)
             return
+        sensor_objects = self._sensor_objects
         for offset in range(2, len(arguments), 3):
             name = _text(arguments[offset])
-            if name in self._sensor_objects:
-                self.update_sensor(name, timestamp, arguments[offset + 1],
-                                   arguments[offset + 2])
+            sensor = sensor_objects.get(name)
+            if sensor is not None:
+                self._set_formatted(name, sensor, timestamp, arguments[offset + 1],
+                                    arguments[offset + 2])
 
     def _cb_inform_interface_change(self, msg):
         """Note what the device says has changed (see the KATCP spec) and resync."""

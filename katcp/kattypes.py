@@ -677,40 +677,48 @@ def _check_multiple_is_last(types):
             raise TypeError("Only the last parameter type can accept multiple arguments.")
 
 
+def _takes_no_values(kattype):
+    """Whether an absent multiple value means no values rather than the default."""
+    return kattype._optional and kattype._default is None
+
+
 class _Unpacker:
     """Unpacks argument lists for a fixed list of types (built once per handler)."""
 
-    __slots__ = ("_params", "_count", "_multiple")
+    __slots__ = ("_params", "_unpackers", "_major", "_multiple")
 
     def __init__(self, types, argnames, major):
         _check_multiple_is_last(types)
         argnames = list(argnames)
-        if len(argnames) < len(types):
-            argnames += [""] * (len(types) - len(argnames))
+        argnames += [""] * (len(types) - len(argnames))
         self._params = [Parameter(i + 1, argnames[i], kattype, major)
                         for i, kattype in enumerate(types)]
-        self._count = len(types)
+        self._unpackers = [kattype.unpack for kattype in types]
+        self._major = major
         self._multiple = self._params[-1] if types and types[-1]._multiple else None
 
     def __call__(self, args):
+        if len(args) == len(self._unpackers):
+            major = self._major
+            try:
+                return [unpack(arg, major) for unpack, arg in zip(self._unpackers, args)]
+            except ValueError:
+                # Unpacking is pure, so redo it via the Parameters to name the culprit.
+                pass
+        return self._unpack_slow(args)
+
+    def _unpack_slow(self, args):
         params = self._params
-        count = self._count
+        count = len(params)
         nargs = len(args)
-        if nargs == count:
-            return [param.unpack(arg) for param, arg in zip(params, args)]
-        if nargs < count:
-            values = [param.unpack(arg) for param, arg in zip(params, args)]
-            last = self._multiple
-            if (last is not None and nargs == count - 1 and last._kattype._optional
-                    and last._kattype._default is None):
-                # An optional multiple parameter may take no values at all.
-                return values
-            values.extend(param.unpack(None) for param in params[nargs:])
-            return values
         last = self._multiple
-        if last is None:
+        if nargs > count and last is None:
             raise FailReply("Too many parameters given.")
         values = [param.unpack(arg) for param, arg in zip(params, args)]
+        if nargs < count:
+            if last is not None and nargs == count - 1 and _takes_no_values(last._kattype):
+                return values
+            values.extend(param.unpack(None) for param in params[nargs:])
         for position in range(count, nargs):
             extra = Parameter(position + 1, last.name, last._kattype, last.major)
             values.append(extra.unpack(args[position]))
@@ -768,7 +776,10 @@ def pack_types(types, args, major):
         raise ValueError("Too many arguments to pack.")
     packed = [kattype.pack(arg, major=major) for kattype, arg in zip(types, args)]
     if nargs < ntypes:
-        packed.extend(kattype.pack(None, major=major) for kattype in types[nargs:])
+        missing = types[nargs:]
+        if multiple and nargs == ntypes - 1 and _takes_no_values(types[-1]):
+            missing = ()
+        packed.extend(kattype.pack(None, major=major) for kattype in missing)
     elif nargs > ntypes:
         last = types[-1]
         packed.extend(last.pack(arg, major=major) for arg in args[ntypes:])
@@ -780,17 +791,18 @@ def pack_types(types, args, major):
 # ---------------------------------------------------------------------------
 
 _STATUS_STR = Str()
+_FAIL_TYPES = (_STATUS_STR, _STATUS_STR)
 
 
 class _ReplyMaker:
     """Builds reply messages for one handler's reply types (built once per handler)."""
 
-    __slots__ = ("msgname", "_ok_types", "_fail_types", "_major")
+    __slots__ = ("msgname", "_ok_types", "_ok_packers", "_major")
 
     def __init__(self, msgname, types, major):
         self.msgname = msgname
         self._ok_types = (_STATUS_STR,) + tuple(types)
-        self._fail_types = (_STATUS_STR, _STATUS_STR)
+        self._ok_packers = [kattype.pack for kattype in self._ok_types]
         self._major = major
 
     def __call__(self, arguments, req_msg=None):
@@ -798,9 +810,14 @@ class _ReplyMaker:
             return arguments
         status = arguments[0]
         if status == "ok" or status == b"ok":
-            packed = pack_types(self._ok_types, arguments, self._major)
+            if len(arguments) == len(self._ok_packers):
+                major = self._major
+                packed = [pack(arg, False, major)
+                          for pack, arg in zip(self._ok_packers, arguments)]
+            else:
+                packed = pack_types(self._ok_types, arguments, self._major)
         elif status == "fail" or status == b"fail":
-            packed = pack_types(self._fail_types, arguments, self._major)
+            packed = pack_types(_FAIL_TYPES, arguments, self._major)
         else:
             raise ValueError("First returned value must be 'ok' or 'fail'.")
         if req_msg is None:

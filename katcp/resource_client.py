@@ -9,6 +9,7 @@ acts on a subset at once.  Everything here runs on one tornado IOLoop; the
 threads, e.g. in IPython.
 """
 
+import collections
 import collections.abc
 import functools
 import logging
@@ -17,7 +18,6 @@ import re
 import sys
 import time
 
-import tornado.concurrent
 import tornado.gen
 import tornado.ioloop
 
@@ -526,7 +526,7 @@ class KATCPClientResource(resource.KATCPResource):
         self._state = AsyncState(("disconnected", "syncing", "synced"), "disconnected")
         # Wishes for sensors that may not exist yet, applied when they appear.
         self._sensor_strategy_cache = {}
-        self._filter_strategies = []
+        self._filter_strategies = {}
         self._sensor_listener_cache = collections.defaultdict(list)
         self._ioloop_set_to = None
         self.ioloop = None
@@ -691,7 +691,9 @@ class KATCPClientResource(resource.KATCPResource):
             Resolves when done, with a dict of (success, info) tuples keyed by the
             Python identifiers of the sensors that exist now.
         """
-        self._filter_strategies.append((re.compile(filter), strategy_and_params))
+        # Re-setting a filter replaces it and gives it precedence over older filters.
+        self._filter_strategies.pop(filter, None)
+        self._filter_strategies[filter] = (re.compile(filter), strategy_and_params)
         sensors = yield self.list_sensors(filter=filter)
         results = yield [
             self.set_sampling_strategy(s.python_identifier, strategy_and_params)
@@ -859,7 +861,7 @@ class KATCPClientResource(resource.KATCPResource):
         """Re-attach cached strategies and listeners to a (new) sensor object."""
         strategy = self._sensor_strategy_cache.get(escaped_name)
         if strategy is None:
-            for filter_re, filter_strategy in self._filter_strategies:
+            for filter_re, filter_strategy in self._filter_strategies.values():
                 if filter_re.search(escaped_name):
                     strategy = filter_strategy
         if strategy is not None:

@@ -128,10 +128,13 @@ def _done_future(result=None):
     return future
 
 
-def _is_async_handler(handler, _cache={}):
+_ASYNC_HANDLERS = {}
+
+
+def _is_async_handler(handler):
     """Whether a (possibly decorated) handler is an ``async def`` or tornado coroutine."""
     try:
-        return _cache[handler]
+        return _ASYNC_HANDLERS[handler]
     except KeyError:
         pass
     func = handler
@@ -141,7 +144,7 @@ def _is_async_handler(handler, _cache={}):
             result = True
             break
         func = getattr(func, "__wrapped__", None)
-    _cache[handler] = result
+    _ASYNC_HANDLERS[handler] = result
     return result
 
 
@@ -245,11 +248,15 @@ class ClientConnection:
         Returns
         -------
         done : Future
-            Resolves once the connection is closed.
+            Resolves once the connection is closed (an asyncio Task if called in the
+            ioloop thread, else a concurrent.futures.Future).
 
         """
-        return self._server.call_from_thread(
-            lambda: self._server.disconnect_client(self._conn_id, reason))
+        server = self._server
+        coro = server.disconnect_client(self._conn_id, reason)
+        if server.in_ioloop_thread():
+            return server._spawn(coro)
+        return asyncio.run_coroutine_threadsafe(coro, server.ioloop.asyncio_loop)
 
 
 class ThreadsafeClientConnection(ClientConnection):
@@ -1028,7 +1035,8 @@ class MessageHandlerThread:
     Parameters
     ----------
     handler : callable
-        handler(client_conn, msg), called in this thread for every message.
+        handler(client_conn, msg), called in this thread for every message; it may
+        return a future, and the message counts as handled when that resolves.
     log_inform_formatter : callable
         log_inform_formatter(level_name, msg, name) -> #log Message, used to tell a
         client about an unhandled error.
@@ -1108,10 +1116,15 @@ class MessageHandlerThread:
                     break
                 client_conn, msg, ready = item
                 try:
-                    handler(client_conn, msg)
+                    done = handler(client_conn, msg)
                 except Exception:
                     self._report_error(client_conn)
-                self._call_batched(_resolve, ready)
+                    done = None
+                if done is None:
+                    self._call_batched(_resolve, ready)
+                else:
+                    done.add_done_callback(
+                        lambda _, ready=ready: self._call_batched(_resolve, ready))
         finally:
             self._running.clear()
 
@@ -1343,15 +1356,17 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             return None
         req = ClientRequestConnection(connection, msg)
         if self._handler_thread is not None and _is_async_handler(handler):
-            # Coroutines belong on the loop; the handler thread waits for them (unless
-            # they reply concurrently) to keep requests serialised as documented.
-            self._run_on_loop(not getattr(handler, "_concurrent_reply", False),
-                              self._call_handler, handler, req)
-            return None
+            # Coroutines belong on the loop. The handler thread moves on to the next
+            # message; this connection's reading resumes when the coroutine is done.
+            done = self._run_on_loop(self._call_handler, handler, req)
+            return None if getattr(handler, "_concurrent_reply", False) else done
         return self._call_handler(handler, req)
 
-    def _run_on_loop(self, wait, fn, *args):
-        """From the handler thread, run fn (which may return a future) on the loop."""
+    def _run_on_loop(self, fn, *args):
+        """From the handler thread, run fn (which may return a future) on the loop.
+
+        Returns a concurrent.futures.Future that resolves when fn (and its future) is done.
+        """
         done = concurrent.futures.Future()
 
         def run():
@@ -1365,8 +1380,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             else:
                 result.add_done_callback(lambda f: done.set_result(None))
         self._server.ioloop.add_callback(run)
-        if wait:
-            done.result()
+        return done
 
     def _call_handler(self, handler, req):
         msg = req.msg
@@ -1398,11 +1412,11 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             return None
         concurrent_reply = getattr(handler, "_concurrent_reply", False)
         if not self._server.in_ioloop_thread():
-            # A synchronous handler in the handler thread returned a future: finish on
-            # the loop and keep the thread's one-request-at-a-time semantics.
-            self._run_on_loop(not concurrent_reply,
-                              lambda: self._server._spawn(self._await_reply(req, reply)))
-            return None
+            # A synchronous handler in the handler thread returned a future: it is
+            # finished on the loop.
+            done = self._run_on_loop(
+                lambda: self._server._spawn(self._await_reply(req, reply)))
+            return None if concurrent_reply else done
         task = self._server._spawn(self._await_reply(req, reply))
         return None if concurrent_reply else task
 
@@ -2601,7 +2615,7 @@ class DeviceServer(DeviceServerBase):
         params : list of str
             Additional strategy parameters (see description under Parameters).
 
-        Examples :
+        Examples
         --------
         ::
 
@@ -2667,7 +2681,7 @@ class DeviceServer(DeviceServerBase):
                 client_strategies[sensor] = strategy
                 strategy.start()
         # Let the strategies' initial updates go out before the reply.
-        await tornado.gen.moment
+        await asyncio.sleep(0)
         return req.make_reply("ok", names_arg, strategy_name, *params)
 
     @staticmethod

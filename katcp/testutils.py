@@ -210,7 +210,7 @@ class BlockingTestClient(client.BlockingClient):
     @client.make_threadsafe
     def raw_send(self, chunk):
         """Send a raw chunk of data to the server."""
-        self._stream.write(chunk)
+        self._write(chunk)
 
     def _record(self, msg):
         for recorder in list(self._message_recorders.values()):

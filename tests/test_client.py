@@ -786,3 +786,53 @@ class _closed_port:
     def __exit__(self, *exc):
         self._sock.close()
 
+
+
+def test_enable_thread_safety_wraps_marked_methods(server, make_client):
+    from katcp.client import make_threadsafe, make_threadsafe_blocking
+
+    class Client(AsyncClient):
+        @make_threadsafe
+        def note_thread(self, sink):
+            sink.put(threading.get_ident())
+
+        @make_threadsafe_blocking
+        def echo_later(self, text, timeout=None):
+            future = self._loop.create_future()
+            self._loop.call_later(0.01, future.set_result, (text, threading.get_ident()))
+            return future
+
+    client = make_client(Client, server.port)
+    client.enable_thread_safety()
+    client.start()
+    assert client.wait_protocol(WAIT)
+    sink = queue.Queue()
+    client.note_thread(sink)
+    loop_thread = sink.get(timeout=WAIT)
+    assert loop_thread != threading.get_ident()
+    assert client.echo_later("hi", timeout=WAIT) == ("hi", loop_thread)
+    with pytest.raises(concurrent.futures.TimeoutError):
+        client.echo_later("slow", timeout=0.001)
+    # Thread-safe future_request blocks for its result when called from another thread.
+    reply, informs = client.future_request(Message.request("informs", 1))
+    assert str(reply) == "!informs[1] ok 1" and len(informs) == 1
+    other = make_client(AsyncClient, server.port)
+    other.start()
+    assert other.wait_running(WAIT)
+    with pytest.raises(RuntimeError, match="after start"):
+        other.enable_thread_safety()
+
+
+def test_reconnect_backoff_is_randomised_exponential_and_bounded():
+    from katcp.client import _Backoff
+
+    backoff = _Backoff()
+    delays = [backoff.next_delay() for _ in range(40)]
+    for attempt, delay in enumerate(delays[:6]):
+        nominal = _Backoff.INITIAL * 2 ** attempt
+        assert nominal / 2 <= delay <= nominal
+    assert max(delays) <= _Backoff.MAXIMUM
+    assert min(delays[-10:]) >= _Backoff.MAXIMUM / 2
+    assert len(set(delays)) == len(delays)
+    backoff.reset()
+    assert backoff.next_delay() <= _Backoff.INITIAL

@@ -3,6 +3,7 @@ metaclasses and the small synchronous and asynchronous helpers."""
 
 import enum
 import logging
+import random
 import threading
 
 import pytest
@@ -365,6 +366,24 @@ class TestMessageParser:
             with pytest.raises(KatcpSyntaxError):
                 PARSER.parse(line)
 
+    def test_random_lines_only_raise_syntax_errors(self):
+        rng = random.Random(4242)
+        pieces = [b"?", b"!", b"#", b"[", b"]", b" ", b"\t", b"\\", b"\\_", b"\\@", b"\\x",
+                  b"\0", b"\xff", b"-", b"0", b"1", b"abc", b"\n", b"\r", b"\x0b",
+                  b"99999999999"]
+        parsed = 0
+        for _ in range(20000):
+            # Mostly well-started lines, so that the argument code is reached too.
+            start = rng.choice([b"?a", b"!ab-1", b"#x[12]", b""])
+            line = start + b"".join(rng.choice(pieces) for _ in range(rng.randrange(12)))
+            try:
+                msg = PARSER.parse(line)
+            except KatcpSyntaxError:
+                continue
+            parsed += 1
+            assert PARSER.parse(bytes(msg)) == msg
+        assert parsed > 2000
+
     def test_long_valid_line(self):
         args = [b"x" * 10000, b"y\\_" * 1000]
         assert PARSER.parse(b"#big " + b" ".join(args)).arguments == [
@@ -664,14 +683,17 @@ class TestAsyncHelpers(tornado.testing.AsyncTestCase):
 
     def test_async_event_wait_with_ioloop(self):
         event = AsyncEvent()
-        results = []
-        thread = threading.Thread(
-            target=lambda: results.append(event.wait_with_ioloop(self.io_loop, timeout=5)))
+        finished = self.io_loop.asyncio_loop.create_future()
+
+        def waiter():
+            result = event.wait_with_ioloop(self.io_loop, timeout=5)
+            self.io_loop.add_callback(finished.set_result, result)
+
+        thread = threading.Thread(target=waiter)
         thread.start()
         self.io_loop.add_callback(event.set)
-        while thread.is_alive():
-            self.io_loop.run_sync(lambda: tornado.gen.sleep(0.01))
-        assert results == [True]
+        assert self.io_loop.run_sync(lambda: finished, timeout=5) is True
+        thread.join(5)
         unset = AsyncEvent()
         assert unset.wait_with_ioloop(self.io_loop, timeout=0.01) is False
 

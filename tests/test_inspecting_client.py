@@ -35,8 +35,9 @@ class FakeDevice:
 
     Parameters
     ----------
-    protocol : bytes
-        Version string sent in ``#version-connect katcp-protocol``.
+    protocol : bytes or None
+        Version string sent in ``#version-connect katcp-protocol``; None for a KATCP
+        v4 device (``#version`` and ``#build-state`` instead).
     """
 
     def __init__(self, protocol=b"5.1-MIT"):
@@ -51,7 +52,11 @@ class FakeDevice:
             "mode": ["Mode.", "", "discrete", [b"on", b"off"],
                      (b"1000.5", b"nominal", b"on")],
         }
+        # Requests answered with a fail reply / never answered / answered by
+        # dropping the connection, the next time each arrives.
         self.fail_next = set()
+        self.ignore_next = set()
+        self.drop_next = set()
         self.received = []
         self.port = None
         self._server = None
@@ -85,8 +90,11 @@ class FakeDevice:
 
     async def _serve(self, reader, writer):
         self._writers.add(writer)
-        writer.write(b"#version-connect katcp-protocol " + self.protocol + b"\n"
-                     b"#version-connect katcp-device fake-1.0 fake-build\n")
+        if self.protocol is None:
+            writer.write(b"#version fake-1.0\n#build-state fake-build\n")
+        else:
+            writer.write(b"#version-connect katcp-protocol " + self.protocol + b"\n"
+                         b"#version-connect katcp-device fake-1.0 fake-build\n")
         parser = MessageParser()
         try:
             while True:
@@ -95,11 +103,14 @@ class FakeDevice:
                     break
                 msg = parser.parse(line.rstrip(b"\r\n"))
                 self.received.append(msg)
-                for reply in self._answer(msg):
-                    writer.write(bytes(reply) + b"\n")
                 if self._request_seen and self._request_seen[0] == msg.name:
                     self._request_seen[1].set_result(msg)
                     self._request_seen = None
+                if msg.name in self.drop_next:
+                    self.drop_next.discard(msg.name)
+                    break
+                for reply in self._answer(msg):
+                    writer.write(bytes(reply) + b"\n")
         except ConnectionError:
             pass
         finally:
@@ -113,6 +124,9 @@ class FakeDevice:
         if msg.name in self.fail_next:
             self.fail_next.discard(msg.name)
             return [Message.reply_to_request(msg, "fail", "Scripted failure.")]
+        if msg.name in self.ignore_next:
+            self.ignore_next.discard(msg.name)
+            return []
         return handler(msg)
 
     def _listing(self, msg, table, unknown, make_inform):
@@ -288,11 +302,13 @@ class TestSync(InspectingClientTestBase):
     @tornado.testing.gen_test(timeout=10)
     async def test_state_callback_coroutine_is_awaited(self):
         events = []
-        release = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        started, release = loop.create_future(), loop.create_future()
 
         async def slow_callback(state, model_changes):
             events.append(("start", state))
-            if state.data_synced and not state.synced:
+            if state == DATA_SYNCED_CHANGED:
+                started.set_result(None)
                 await release
             events.append(("end", state))
 
@@ -300,12 +316,15 @@ class TestSync(InspectingClientTestBase):
         self.clients.append(client)
         client.set_state_callback(slow_callback)
         await client.connect(timeout=WAIT)
-        await client.until_data_synced(timeout=WAIT)
-        self.assertEqual(events[-1], ("start", DATA_SYNCED_CHANGED))
-        self.assertFalse(client.synced)
-        release.set_result(None)
+        try:
+            await tornado.gen.with_timeout(self.io_loop.time() + WAIT, started)
+            # A full request round trip gives the client time to move on if it would.
+            await client.simple_request("watchdog")
+            self.assertEqual(client.state, DATA_SYNCED_CHANGED)
+        finally:
+            release.set_result(None)
         await client.until_synced(timeout=WAIT)
-        self.assertEqual(events[-2:], [("end", DATA_SYNCED_CHANGED), ("start", SYNCED)])
+        self.assertIn(("end", DATA_SYNCED_CHANGED), events)
 
     @tornado.testing.gen_test(timeout=10)
     async def test_future_get_sensor_and_request(self):
@@ -404,7 +423,9 @@ class TestSync(InspectingClientTestBase):
         self.assertEqual([name for name, _ in self.device.names_received()],
                          ["help", "request-timeout-hint", "sensor-list", "sensor-list"])
         self.assertEqual(sorted(client.sensors), ["mode", "temp"])
-        self.assertEqual(recorder.states[-1], SYNCED)
+        self.assertEqual(recorder.states, [CONNECTED, DATA_SYNCED_CHANGED, SYNCED])
+        # Request changes found before the failure are still reported.
+        self.assertEqual(set(recorder.calls[1][1]), {"requests", "sensors"})
 
     @tornado.testing.gen_test(timeout=10)
     async def test_simple_request(self):
@@ -551,10 +572,10 @@ class TestSensorUpdates(InspectingClientTestBase):
         mode = await client.future_get_sensor("mode")
         watcher = SensorWatcher(mode)
         reading = watcher.next()
-        self.device.inform("sensor-status", b"99.0", 2, "temp", "error", b"60.0",
+        self.device.inform("sensor-status", b"99.0", 2, "temp", "error", b"49.0",
                            "mode", "nominal", "off")
         await tornado.gen.with_timeout(self.io_loop.time() + WAIT, reading)
-        self.assertEqual(tuple(temp.read()), (99.0, Sensor.ERROR, 60.0))
+        self.assertEqual(tuple(temp.read()), (99.0, Sensor.ERROR, 49.0))
         self.assertEqual(tuple(mode.read()), (99.0, Sensor.NOMINAL, "off"))
 
     @tornado.testing.gen_test(timeout=10)
@@ -593,6 +614,24 @@ class TestSensorUpdates(InspectingClientTestBase):
         self.assertTrue(client.synced)
 
 
+class TestKatcpV4Device(InspectingClientTestBase):
+
+    protocol = None
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_sync_and_millisecond_sensor_updates(self):
+        client, _ = await self.start_client()
+        self.assertEqual(self.device.names_received(), [("help", []), ("sensor-list", [])])
+        self.assertEqual([msg.mid for msg in self.device.received], [None, None])
+        self.assertIsNone((await client.future_get_request("watchdog")).timeout_hint)
+        temp = await client.future_get_sensor("temp")
+        watcher = SensorWatcher(temp)
+        reading = watcher.next()
+        self.device.inform("sensor-status", b"1234500", 1, "temp", "nominal", b"20.0")
+        reading = await tornado.gen.with_timeout(self.io_loop.time() + WAIT, reading)
+        self.assertEqual(tuple(reading), (1234.5, Sensor.NOMINAL, 20.0))
+
+
 class TestConnectionLifecycle(InspectingClientTestBase):
 
     @tornado.testing.gen_test(timeout=15)
@@ -627,6 +666,30 @@ class TestConnectionLifecycle(InspectingClientTestBase):
         self.assertFalse(client.is_connected())
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_stop_during_inspection(self):
+        self.device.ignore_next.add("sensor-list")
+        sensor_list = self.device.until_request("sensor-list")
+        client, recorder = await self.start_client(synced=False)
+        await tornado.gen.with_timeout(self.io_loop.time() + WAIT, sensor_list)
+        client.stop()
+        await client.until_stopped(timeout=WAIT)
+        self.assertEqual(recorder.states, [CONNECTED, DISCONNECTED])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_connection_lost_during_inspection_resyncs(self):
+        self.device.drop_next.add("sensor-list")
+        client, recorder = await self.start_client()
+        self.assertEqual(recorder.states, [CONNECTED, DISCONNECTED, CONNECTED,
+                                           DATA_SYNCED_CHANGED, SYNCED])
+        self.assertEqual([name for name, _ in self.device.names_received()], [
+            "help", "request-timeout-hint", "sensor-list",
+            "help", "request-timeout-hint", "sensor-list"])
+        self.assertEqual(sorted(client.sensors), ["mode", "temp"])
+        # Requests inspected on the lost connection are still reported as added.
+        self.assertEqual(recorder.calls[3][1].requests.added,
+                         {"help", "sensor-list", "watchdog"})
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_stop_while_never_connected(self):
         port = self.device.port
         await self.device.stop()
@@ -642,6 +705,15 @@ class TestConnectionLifecycle(InspectingClientTestBase):
         self.assertNotIn(CONNECTED, recorder.states)
         self.device = FakeDevice()
         await self.device.start()
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_stop_right_after_start(self):
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        connecting = client.start()
+        client.stop()
+        await tornado.gen.with_timeout(self.io_loop.time() + WAIT, connecting)
+        await client.until_stopped(timeout=WAIT)
+        self.assertFalse(client.is_connected())
 
     @tornado.testing.gen_test(timeout=10)
     async def test_connect_timeout_raises(self):
@@ -697,7 +769,7 @@ class TestWithDeviceServer(tornado.testing.AsyncTestCase):
         async def cleanup():
             self.client.stop()
             await self.client.until_stopped(timeout=WAIT)
-            self.server.stop()
+            await asyncio.wrap_future(self.server.stop())
         self.io_loop.run_sync(cleanup)
         super().tearDown()
 
@@ -730,25 +802,32 @@ class TestWithDeviceServer(tornado.testing.AsyncTestCase):
         self.assertEqual(tuple(reading), (1234.5, Sensor.NOMINAL, 42))
 
     @tornado.testing.gen_test(timeout=10)
+    async def resync_after(self, change):
+        """Make a change that makes the server send #interface-changed; wait for resync."""
+        self.recorder.calls.clear()
+        not_synced = self.client.until_not_synced(timeout=WAIT)
+        change()
+        await not_synced
+        await self.client.until_synced(timeout=WAIT)
+        return self.recorder.calls[1][1]
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_interface_change_adds_and_removes_sensors(self):
         await self.client.start()
         await self.client.until_synced(timeout=WAIT)
-        self.recorder.calls.clear()
-        not_synced = self.client.until_not_synced(timeout=WAIT)
-        self.server.add_sensor(Sensor.boolean("ok", "All OK."))
-        self.server.remove_sensor("counter")
-        self.server.mass_inform(Message.inform("interface-changed", "sensor-list"))
-        await not_synced
-        await self.client.until_synced(timeout=WAIT)
+        changes = await self.resync_after(
+            lambda: self.server.add_sensor(Sensor.boolean("ok", "All OK.")))
+        self.assertEqual(changes, dict(sensors=dict(added={"ok"}, removed=set())))
+        self.assertEqual(sorted(self.client.sensors), ["counter", "ok"])
+        changes = await self.resync_after(lambda: self.server.remove_sensor("counter"))
+        self.assertEqual(changes, dict(sensors=dict(added=set(), removed={"counter"})))
         self.assertEqual(self.client.sensors, ["ok"])
-        self.assertEqual(self.recorder.calls[1][1],
-                         dict(sensors=dict(added={"ok"}, removed={"counter"})))
 
     @tornado.testing.gen_test(timeout=15)
     async def test_reconnect_after_server_restart(self):
         await self.client.start()
         await self.client.until_synced(timeout=WAIT)
-        self.server.stop()
+        await asyncio.wrap_future(self.server.stop())
         await self.client.until_state(DISCONNECTED, timeout=WAIT)
         self.server = TutorialDevice("127.0.0.1", self.port)
         self.server.set_concurrency_options(thread_safe=False, handler_thread=False)

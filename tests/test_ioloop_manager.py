@@ -201,7 +201,10 @@ class Subject:
 
 def test_thread_safe_method_attr_wrapper(managed):
     ioloop = managed.get_ioloop()
-    proxy = ThreadSafeMethodAttrWrapper(Subject(), IOLoopThreadWrapper(ioloop))
+    subject = Subject()
+    proxy = ThreadSafeMethodAttrWrapper(subject, IOLoopThreadWrapper(ioloop))
+    assert proxy.__subject__ is subject
+    assert isinstance(proxy, Subject)
     assert proxy.value == 42
     assert proxy.where() == loop_thread_ident(ioloop)
     assert proxy.later("x") == "x"

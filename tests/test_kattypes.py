@@ -8,6 +8,7 @@ import re
 import pytest
 import tornado.concurrent
 import tornado.gen
+import tornado.testing
 from tornado.ioloop import IOLoop
 
 from katcp.core import (DeviceMetaclass, DeviceServerMetaclass, FailReply, Message,
@@ -867,3 +868,65 @@ class TestAttributeDecorators:
         assert handler.__doc__ == "Add two numbers"
         assert call(handler, "add", b"0.1", b"0.2", obj=Device()).arguments == [
             b"ok", b"0.30000000000000004"]
+
+
+class TestMultipleReplyValues:
+
+    def test_return_reply_with_multiple(self):
+        @request(Int(multiple=True, optional=True))
+        @return_reply(Str(), Int(multiple=True, optional=True))
+        def request_echo_ints(self, req, *values):
+            """Doc."""
+            return ("ok", "n=%d" % len(values)) + values
+
+        assert call(request_echo_ints, "echo-ints", b"1", b"2", b"3").arguments == [
+            b"ok", b"n=3", b"1", b"2", b"3"]
+        assert call(request_echo_ints, "echo-ints").arguments == [b"ok", b"n=0"]
+
+    def test_required_multiple_needs_a_value(self):
+        with pytest.raises(ValueError, match="No value given"):
+            pack_types([Str(), Int(multiple=True)], ["a"], 5)
+        assert pack_types([Str(), Int(multiple=True, default=4)], ["a"], 5) == [b"a", b"4"]
+
+
+class TestOnTornadoIOLoop(tornado.testing.AsyncTestCase):
+    """The documented coroutine examples, driven by a tornado IOLoop."""
+
+    class Device:
+        @tornado.gen.coroutine
+        def slow_operation(self):
+            yield tornado.gen.sleep(0.001)
+            raise tornado.gen.Return(42)
+
+        @return_reply(Int())
+        @concurrent_reply
+        @request_timeout_hint(15)
+        @tornado.gen.coroutine
+        def request_myreq(self, req, msg):
+            """A slow request"""
+            result = yield self.slow_operation()
+            raise tornado.gen.Return(("ok", result))
+
+        @request(Float(), Float())
+        @return_reply(Float())
+        async def request_add(self, req, x, y):
+            """Add two numbers"""
+            await tornado.gen.sleep(0.001)
+            return ("ok", x + y)
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_gen_coroutine_example(self):
+        handler = self.Device.request_myreq
+        assert handler._concurrent_reply is True
+        assert handler.request_timeout_hint == 15.0
+        assert handler.__doc__ == "A slow request"
+        reply = yield call(handler, "myreq", mid=2, obj=self.Device())
+        assert bytes(reply) == b"!myreq[2] ok 42"
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_async_def_with_request(self):
+        futures = [call(self.Device.request_add, "add", str(i).encode(), b"0.5",
+                        obj=self.Device()) for i in range(3)]
+        replies = yield futures
+        assert [reply.arguments for reply in replies] == [
+            [b"ok", b"0.5"], [b"ok", b"1.5"], [b"ok", b"2.5"]]

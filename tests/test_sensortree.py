@@ -148,9 +148,9 @@ class TestAggregateSensorTree:
         tree.add(agg, add_rule, (sensor1, sensor2))
         tree.remove(agg)
         assert agg not in tree and sensor1 not in tree
-        assert agg.value() == -2000  # sum of the children's defaults (their minimum)
+        assert agg.value() == 0  # sum of the children's defaults
         sensor1.set_value(5)
-        assert agg.value() == -2000  # no longer recomputed
+        assert agg.value() == 0  # no longer recomputed
         with pytest.raises(ValueError):
             tree.remove(agg)
         with pytest.raises(ValueError):

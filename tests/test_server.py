@@ -163,6 +163,12 @@ class ExampleServer(DeviceServer):
             req.inform(i)
         return req.make_reply("ok", n)
 
+    def request_kick(self, req, msg):
+        """Reply, then disconnect the client."""
+        req.reply("ok")
+        req.client_connection.disconnect("Kicked out.")
+        raise AsyncReply
+
     def inform_note(self, conn, msg):
         """Echo a client's #note inform to everyone."""
         self.mass_inform(Message.inform("note-seen", *msg.arguments))
@@ -314,7 +320,7 @@ def test_sensor_list_and_value(example):
         r"#sensor-list an.int An\_integer. count integer 0 100",
     ]
     assert reply == "!sensor-list ok 3"
-    assert client.request("?sensor-list /^a\\./") == (informs[:2], "!sensor-list ok 2")
+    assert client.request(r"?sensor-list /^a\\./") == (informs[:2], "!sensor-list ok 2")
     assert client.request("?sensor-list an.int") == (informs[2:], "!sensor-list ok 1")
     assert client.request("?sensor-list nosuch") == (
         [], r"!sensor-list fail Unknown\_sensor\_name.")
@@ -414,6 +420,13 @@ def test_restart(example):
     server.set_restart_queue(restart_queue)
     assert client.request("?restart") == ([], "!restart ok")
     assert restart_queue.get_nowait() is server
+
+
+def test_client_connection_disconnect(example):
+    server, client = example
+    client.send("?kick")
+    assert client.read_to_eof() == [b"!kick ok", rb"#disconnect Kicked\_out.", b""]
+    assert server.disconnects.get(timeout=TIMEOUT)[1:] == ("Kicked out.", True)
 
 
 def test_halt_disconnects_everyone():

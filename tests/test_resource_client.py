@@ -1,0 +1,611 @@
+"""Tests for katcp.resource_client against real device servers on 127.0.0.1."""
+
+import concurrent.futures
+import threading
+
+import pytest
+import tornado.concurrent
+import tornado.gen
+import tornado.testing
+
+from katcp import Message, Sensor
+from katcp.core import AsyncEvent
+from katcp.ioloop_manager import IOLoopManager, IOLoopThreadWrapper
+from katcp.kattypes import Int, request, return_reply
+from katcp.resource import KATCPReply, KATCPSensor, KATCPSensorError, SensorResultTuple
+from katcp.resource_client import (
+    AttrMappingProxy,
+    ClientGroup,
+    GroupResults,
+    KATCPClientResource,
+    KATCPClientResourceContainer,
+    KATCPClientResourceRequest,
+    MappingProxy,
+    ReplyWrappedInspectingClientAsync,
+    ThreadSafeKATCPClientResourceWrapper,
+    monitor_resource_sync_state,
+    transform_future,
+)
+from katcp.server import DeviceServer
+
+WAIT = 10.0
+
+
+class BaseDevice(DeviceServer):
+    """Device with an integer sensor, an add request and a way to grow a sensor."""
+
+    VERSION_INFO = ("resource-test", 1, 0)
+    BUILD_INFO = ("resource-test", 1, 0, "")
+
+    def setup_sensors(self):
+        self.an_int = Sensor.integer("an.int", "An integer", "count", [0, 1000])
+        self.an_int.set_value(1)
+        self.add_sensor(self.an_int)
+        self.a_float = Sensor.float("a-float", "A float", "m", [-10.0, 10.0])
+        self.a_float.set_value(0.5)
+        self.add_sensor(self.a_float)
+
+    @request(Int(), Int())
+    @return_reply(Int())
+    def request_add(self, req, x, y):
+        """Add two numbers"""
+        return ("ok", x + y)
+
+    @request(Int())
+    @return_reply()
+    def request_set_int(self, req, value):
+        """Set the an.int sensor."""
+        self.an_int.set_value(value)
+        return ("ok",)
+
+    @request()
+    @return_reply()
+    def request_grow(self, req):
+        """Add the extra.sensor sensor, changing the interface."""
+        self.extra = Sensor.integer("extra.sensor", "Grown on request", "", [0, 10])
+        self.extra.set_value(4)
+        self.add_sensor(self.extra)
+        return ("ok",)
+
+
+class DeviceV1(BaseDevice):
+
+    def setup_sensors(self):
+        super().setup_sensors()
+        self.add_sensor(Sensor.string("old-sensor", "Only in version 1", ""))
+
+    @request()
+    @return_reply()
+    def request_old_thing(self, req):
+        """Only in version 1."""
+        return ("ok",)
+
+
+class DeviceV2(BaseDevice):
+
+    def setup_sensors(self):
+        super().setup_sensors()
+        self.new_sensor = Sensor.integer("new.sensor", "Only in version 2", "", [0, 10])
+        self.add_sensor(self.new_sensor)
+
+    @request()
+    @return_reply()
+    def request_new_thing(self, req):
+        """Only in version 2."""
+        return ("ok",)
+
+
+def start_server(device_class=DeviceV1, port=0):
+    server = device_class("127.0.0.1", port)
+    server.start(timeout=WAIT)
+    server.wait_running(WAIT)
+    return server
+
+
+def stop_server(server):
+    server.stop()
+    server.join(WAIT)
+
+
+class ListenerFuture:
+    """A reading listener that resolves a future when `condition(reading)` holds."""
+
+    def __init__(self, condition):
+        self.condition = condition
+        self.readings = []
+        self.future = tornado.concurrent.Future()
+
+    def __call__(self, sensor, reading):
+        self.readings.append(reading)
+        if not self.future.done() and self.condition(reading):
+            self.future.set_result(reading)
+
+
+class ResourceTestCase(tornado.testing.AsyncTestCase):
+
+    def start_server(self, device_class=DeviceV1, port=0):
+        server = start_server(device_class, port)
+        self.addCleanup(stop_server, server)
+        return server
+
+    def make_resource(self, server, **spec):
+        spec.setdefault("name", "dev")
+        spec.setdefault("controlled", True)
+        spec["address"] = server.bind_address
+        res = KATCPClientResource(spec)
+        res.start()
+        self.addCleanup(res.stop)
+        return res
+
+
+class TestKATCPClientResource(ResourceTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.start_server()
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_sync_and_namespaces(self):
+        res = self.make_resource(self.server, description="A test device")
+        assert res.state == "disconnected" and not res.is_connected()
+        yield res.until_synced(timeout=WAIT)
+        assert res.synced and res.is_connected() and res.state == "synced"
+        assert res.name == "dev" and res.description == "A test device"
+        assert res.address == self.server.bind_address
+        assert res.parent is None and res.children == {}
+        assert res.ioloop is self.io_loop
+        for name in ("add", "set_int", "grow", "old_thing", "sensor_list", "help"):
+            assert name in res.req
+            assert name in dir(res.req)
+            assert isinstance(getattr(res.req, name), KATCPClientResourceRequest)
+        assert set(res.sensor) == {"an_int", "a_float", "old_sensor"}
+        assert "an_int" in dir(res.sensor)
+        assert res.sensor.an_int.name == "an.int"
+        assert res.sensor.an_int.type == "integer"
+        assert res.sensor.a_float.units == "m"
+        assert res.req.add.name == "add"
+        assert res.req.add.description == "Add two numbers"
+        assert "Add two numbers" in res.req.add.__doc__
+        assert "KATCPClientResourceRequest(name=add)" in repr(res.req.add)
+        assert "KATCPSensor(name=an.int, parent=dev)" in repr(res.sensor.an_int)
+        assert "KATCPClientResource(name=dev)" in repr(res)
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_requests(self):
+        res = self.make_resource(self.server)
+        yield res.until_synced(timeout=WAIT)
+        reply = yield res.req.add(3, 6)
+        assert isinstance(reply, KATCPReply)
+        assert reply.succeeded and reply.reply.arguments == [b"ok", b"9"]
+        assert repr(reply) == "!add ok 9"
+        reply = yield res.req.add(3, timeout=2)
+        assert not reply.succeeded and reply.reply.arguments[0] == b"fail"
+        reply = yield res.req.help("add")
+        assert reply.succeeded and len(reply.informs) == 1
+        assert reply.informs[0].arguments == [b"add", b"Add two numbers"]
+        reply = yield res.req.add(1, 1, mid=77)
+        assert reply.reply.mid == b"77"
+        res.set_active(False)
+        with pytest.raises(Exception, match="inactive"):
+            res.req.add(1, 2)
+        res.set_active(True)
+        assert res.is_active()
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_uncontrolled_resource_exposes_only_allowed_requests(self):
+        res = self.make_resource(
+            self.server, controlled=False,
+            always_allowed_requests=["sensor-value", "add", "help"],
+            always_excluded_requests=["help"])
+        yield res.until_synced(timeout=WAIT)
+        assert set(res.req) == {"sensor_value", "add"}
+        excluded = self.make_resource(
+            self.server, name="dev2", always_excluded_requests=["set-int"])
+        yield excluded.until_synced(timeout=WAIT)
+        assert "set_int" not in excluded.req and "add" in excluded.req
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_sensor_strategies_listeners_and_polling(self):
+        res = self.make_resource(self.server)
+        yield res.until_synced(timeout=WAIT)
+        an_int = res.sensor.an_int
+        value = yield an_int.get_value()
+        assert value == 1 and an_int.reading.status == "nominal"
+        with pytest.raises(KATCPSensorError):
+            an_int.wait(1)
+        result = yield res.set_sampling_strategy("an.int", "event")
+        assert result == {"an_int": (True, ("event",))}
+        assert an_int.sampling_strategy == ("event",)
+        listener = ListenerFuture(lambda reading: reading.value == 42)
+        yield res.set_sensor_listener("an_int", listener)
+        plain_calls = []
+        an_int.register_listener(lambda *args: plain_calls.append(args))
+        self.server.an_int.set_value(42, Sensor.WARN)
+        reading = yield tornado.gen.with_timeout(self.io_loop.time() + WAIT, listener.future)
+        assert reading.status == "warn" and reading.value == 42
+        assert plain_calls[-1][2:] == ("warn", 42)
+        assert (yield res.wait("an.int", 42, timeout=1)) is True
+        assert (yield res.wait("an_int", 43, timeout=0.05)) is False
+        waiting = an_int.wait(lambda r: r.value == 43, timeout=WAIT)
+        reply = yield res.req.set_int(43)
+        assert reply.succeeded
+        assert (yield waiting) is True
+        reply = yield res.req.sensor_sampling("an.int")
+        assert reply.reply.arguments == [b"ok", b"an.int", b"event"]
+        failed = yield res.set_sampling_strategy("an.int", "bogus-strategy")
+        assert failed["an_int"][0] is False
+        with pytest.raises(KATCPSensorError):
+            yield an_int.set_sampling_strategy("bogus-strategy")
+        res.drop_sampling_strategy("an.int")
+        assert an_int.sampling_strategy == ("none",)
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_list_sensors(self):
+        res = self.make_resource(self.server)
+        yield res.until_synced(timeout=WAIT)
+        sensors = yield res.list_sensors()
+        assert [s.python_identifier for s in sensors] == ["a_float", "an_int", "old_sensor"]
+        assert all(isinstance(s, SensorResultTuple) for s in sensors)
+        sensors = yield res.list_sensors("an_")
+        assert [s.name for s in sensors] == ["an.int"]
+        assert sensors[0].object is res.sensor.an_int
+        assert (yield res.list_sensors("an\\.int")) == []
+        sensors = yield res.list_sensors("an\\.int", use_python_identifiers=False)
+        assert len(sensors) == 1
+        yield res.set_sampling_strategies("a", "event")
+        assert res.sensor.a_float.sampling_strategy == ("event",)
+        assert res.sensor.old_sensor.sampling_strategy == ("none",)
+        sensors = yield res.list_sensors(strategy=True)
+        assert [s.python_identifier for s in sensors] == ["a_float", "an_int"]
+        sensors = yield res.list_sensors(status="nominal", refresh=True)
+        assert [s.python_identifier for s in sensors] == ["a_float", "an_int"]
+        old = yield res.list_sensors("old", tuple=True)
+        assert old[0][0] == "old-sensor" and old[0][6] == "unknown"
+        assert old[0][7] == ("none",)
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_interface_change_applies_pending_strategy_and_listener(self):
+        res = self.make_resource(self.server)
+        yield res.until_synced(timeout=WAIT)
+        assert (yield res.set_sampling_strategy("extra.sensor", "event")) == {}
+        listener = ListenerFuture(lambda reading: reading.value == 4)
+        assert (yield res.set_sensor_listener("extra.sensor", listener)) == {}
+        reply = yield res.req.grow()
+        assert reply.succeeded
+        # The event strategy reports the current value as soon as it is applied.
+        reading = yield tornado.gen.with_timeout(self.io_loop.time() + WAIT, listener.future)
+        assert reading.value == 4
+        assert res.sensor.extra_sensor.sampling_strategy == ("event",)
+
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_server_restart_with_changed_interface(self):
+        res = self.make_resource(self.server)
+        yield res.until_synced(timeout=WAIT)
+        port = self.server.bind_address[1]
+        yield res.set_sampling_strategy("an.int", "event")
+        # A filter strategy also covers sensors that only appear later.
+        assert (yield res.set_sampling_strategies("new_", "event")) == {}
+        yield res.set_sampling_strategies("float", "period 0.5")
+        an_int_updates = ListenerFuture(lambda reading: reading.value == 7)
+        yield res.set_sensor_listener("an.int", an_int_updates)
+        new_updates = ListenerFuture(lambda reading: reading.value == 3)
+        yield res.set_sensor_listener("new.sensor", new_updates)
+        old_an_int = res.sensor.an_int
+        assert "old_thing" in res.req and "new_sensor" not in res.sensor
+
+        stop_server(self.server)
+        yield res.until_not_synced(timeout=WAIT)
+        assert res.state in ("disconnected", "syncing")
+        server2 = self.start_server(DeviceV2, port)
+        yield res.until_synced(timeout=WAIT)
+
+        assert "new_thing" in res.req and "old_thing" not in res.req
+        assert set(res.sensor) == {"an_int", "a_float", "new_sensor"}
+        # Unchanged sensors keep their objects, so direct listeners survive too.
+        assert res.sensor.an_int is old_an_int
+        for name, strategy in (("an.int", [b"event"]), ("new.sensor", [b"event"]),
+                               ("a-float", [b"period", b"0.5"])):
+            reply = yield res.req.sensor_sampling(name)
+            assert reply.reply.arguments == [b"ok", name.encode()] + strategy
+        server2.an_int.set_value(7)
+        server2.new_sensor.set_value(3)
+        yield tornado.gen.with_timeout(
+            self.io_loop.time() + WAIT, [an_int_updates.future, new_updates.future])
+        assert res.sensor.new_sensor.value == 3
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_state_futures_and_stop(self):
+        res = self.make_resource(self.server)
+        yield res.wait_connected(timeout=WAIT)
+        yield res.until_state("synced", timeout=WAIT)
+        states = []
+        changes = [tornado.concurrent.Future() for _ in range(3)]
+
+        def record(synced):
+            states.append(synced)
+            changes[len(states) - 1].set_result(synced)
+
+        exit_event = AsyncEvent()
+        monitor = monitor_resource_sync_state(res, record, exit_event)
+        assert (yield changes[1]) is True
+        res.stop()
+        yield res.until_stopped(timeout=WAIT)
+        yield res.until_not_synced(timeout=WAIT)
+        assert res.state == "disconnected"
+        assert (yield changes[2]) is False
+        exit_event.set()
+        yield tornado.gen.with_timeout(self.io_loop.time() + WAIT, monitor)
+        assert states == [False, True, False]
+
+
+class TestHelpers(tornado.testing.AsyncTestCase):
+
+    @tornado.testing.gen_test
+    def test_transform_future(self):
+        source = tornado.concurrent.Future()
+        doubled = transform_future(lambda value: value * 2, source)
+        source.set_result(21)
+        assert (yield doubled) == 42
+        failing = tornado.concurrent.Future()
+        passed_on = transform_future(lambda value: value, failing)
+        failing.set_exception(ValueError("boom"))
+        with pytest.raises(ValueError, match="boom"):
+            yield passed_on
+        bad_transform = tornado.concurrent.Future()
+        raising = transform_future(lambda value: 1 / value, bad_transform)
+        bad_transform.set_result(0)
+        with pytest.raises(ZeroDivisionError):
+            yield raising
+
+    def test_reply_wrapper(self):
+        reply = ReplyWrappedInspectingClientAsync.reply_wrapper(
+            (Message.reply("x", "ok"), []))
+        assert isinstance(reply, KATCPReply) and reply.succeeded
+
+    def test_mapping_proxies(self):
+        data = {"a_b": 1, "c": 2}
+        proxy = MappingProxy(data, lambda value: value * 10)
+        assert dict(proxy) == {"a_b": 10, "c": 20}
+        assert len(proxy) == 2 and "c" in proxy and proxy.get("missing") is None
+        attrs = AttrMappingProxy(data, str)
+        assert attrs.a_b == "1" and attrs["c"] == "2"
+        data["d"] = 4
+        assert attrs.d == "4" and "d" in dir(attrs)
+        with pytest.raises(AttributeError):
+            attrs.missing
+
+    def test_group_results(self):
+        ok = KATCPReply(Message.reply("x", "ok"), [])
+        fail = KATCPReply(Message.reply("x", "fail"), [])
+        assert GroupResults(a=ok, b=ok).succeeded
+        assert GroupResults(a=ok, b=ok)
+        assert not GroupResults(a=ok, b=fail)
+        assert not GroupResults(a=ok, b=None).succeeded
+
+
+def container_spec(servers, names, groups=None):
+    spec = dict(
+        name="array",
+        description="Many devices",
+        clients={name: dict(address=server.bind_address, controlled=True)
+                 for name, server in zip(names, servers)},
+    )
+    if groups:
+        spec["groups"] = groups
+    return spec
+
+
+class TestKATCPClientResourceContainer(ResourceTestCase):
+
+    def make_container(self, spec):
+        container = KATCPClientResourceContainer(spec)
+        container.set_ioloop(self.io_loop)
+        container.start()
+        self.addCleanup(container.stop)
+        return container
+
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_container_with_twenty_children(self):
+        server = self.start_server()
+        names = ["c%02d" % i for i in range(20)]
+        spec = container_spec([server] * 20, names,
+                              groups={"evens": names[::2], "pair": ["c00", "c01"]})
+        container = self.make_container(spec)
+        assert container.name == "array" and container.description == "Many devices"
+        assert container.address is None and container.parent is None
+        yield container.until_any_child_in_state("synced", timeout=2 * WAIT)
+        yield container.until_synced(timeout=2 * WAIT)
+        yield container.until_all_children_in_state("synced", timeout=WAIT)
+        assert container.is_connected()
+        assert set(container.children) == set(names)
+        assert all(child.parent is container for child in container.children.values())
+        assert len(container.sensor) == 20 * 3 and len(container.req) > 20 * 10
+        assert container.sensor.c07_an_int is container.children.c07.sensor.an_int
+        assert "c07_an_int" in dir(container.sensor)
+        reply = yield container.req.c13_add(2, 3)
+        assert reply.reply.arguments == [b"ok", b"5"]
+
+        results = yield container.set_sampling_strategies("an_int", "event")
+        assert set(results) == {"%s_an_int" % name for name in names}
+        assert all(success for success, _ in results.values())
+        assert all(child.sensor.an_int.sampling_strategy == ("event",)
+                   for child in container.children.values())
+        result = yield container.set_sampling_strategy("c01_a_float", "period 1")
+        assert result == {"c01_a_float": (True, ("period", "1.0"))}
+        missing = yield container.set_sampling_strategy("nope", "event")
+        assert missing["nope"][0] is False
+
+        sensors = yield container.list_sensors("c05_")
+        assert [s.name for s in sensors] == ["c05.a-float", "c05.an.int", "c05.old-sensor"]
+        listener = ListenerFuture(lambda reading: reading.value == 99)
+        yield container.set_sensor_listener("c03_an_int", listener)
+        server.an_int.set_value(99)
+        yield tornado.gen.with_timeout(self.io_loop.time() + WAIT, listener.future)
+        assert (yield container.wait("c19_an_int", 99, timeout=WAIT)) is True
+        assert (yield container.wait("c19_an_int", 98, timeout=0.05)) is False
+
+        evens = container.groups.evens
+        assert isinstance(evens, ClientGroup) and len(evens) == 10
+        assert evens.is_connected()
+        results = yield evens.req.add(1, 2)
+        assert isinstance(results, GroupResults) and results.succeeded
+        assert set(results) == set(names[::2])
+
+        stopped = container.until_stopped(timeout=WAIT)
+        container.stop()
+        assert set(stopped) == set(names)
+        yield list(stopped.values())
+        yield container.until_not_synced(timeout=WAIT)
+        assert not container.is_connected()
+
+    @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_add_child_and_group(self):
+        server = self.start_server()
+        container = self.make_container(container_spec([server], ["first"]))
+        yield container.until_synced(timeout=WAIT)
+        second = container.add_child_resource_client("second-dev", dict(
+            address=server.bind_address, controlled=True))
+        assert container.children.second_dev is second
+        yield second.until_synced(timeout=WAIT)
+        assert "second_dev_add" in container.req
+        assert "second_dev_an_int" in container.sensor
+        container.add_group("both", ["first", "second-dev"])
+        group = container.groups.both
+        assert group.clients == (container.children.first, second)
+        results = yield group.set_sampling_strategy("an.int", "event")
+        assert results == {"first": {"an_int": (True, ("event",))},
+                           "second-dev": {"an_int": (True, ("event",))}}
+        results = yield group.set_sampling_strategies("float", "period 2")
+        assert results["first"] == {"a_float": (True, ("period", "2.0"))}
+        replies = yield group.req.add(2, 2)
+        assert [r.reply.arguments for r in replies.values()] == [[b"ok", b"4"]] * 2
+
+
+class TestClientGroupQuorum(ResourceTestCase):
+
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_group_wait_with_quorum(self):
+        servers = [self.start_server() for _ in range(3)]
+        names = ["d0", "d1", "d2"]
+        container = KATCPClientResourceContainer(
+            container_spec(servers, names, groups={"all": names}))
+        container.start()
+        self.addCleanup(container.stop)
+        yield container.until_synced(timeout=WAIT)
+        group = container.groups.all
+        yield group.set_sampling_strategy("an.int", "event")
+        servers[0].an_int.set_value(9)
+        servers[1].an_int.set_value(9)
+        yield [container.children[n].sensor.an_int.wait(9, timeout=WAIT) for n in names[:2]]
+
+        result = yield group.wait("an.int", 9, timeout=WAIT, quorum=2, max_grace_period=0.1)
+        assert result and dict(result) == {"d0": True, "d1": True, "d2": False}
+        assert (yield group.wait("an.int", 9, timeout=WAIT, quorum=0.5,
+                                 max_grace_period=0.05))
+        assert (yield group.wait("an.int", 9, timeout=WAIT, quorum=1,
+                                 max_grace_period=0.05))
+        everyone = yield group.wait("an.int", 9, timeout=0.3)
+        assert not everyone and sum(everyone.values()) == 2
+        assert not (yield group.wait("an.int", 9, timeout=0.3, quorum=1.0))
+        # The quorum is there at once; the straggler's update, which needs a network
+        # round trip, arrives within the grace period and still counts.
+        late = group.wait("an.int", 9, timeout=WAIT, quorum=2, max_grace_period=WAIT / 2)
+        servers[2].an_int.set_value(9)
+        result = yield late
+        assert result and all(result.values())
+        with pytest.raises(TypeError):
+            yield group.wait("an.int", 9, quorum="two")
+
+
+class TestThreadSafeWrappers:
+    """The blocking wrappers used from plain threads (as in IPython or a script)."""
+
+    @pytest.fixture
+    def loop_manager(self):
+        manager = IOLoopManager(managed_default=True)
+        manager.start(timeout=WAIT)
+        yield manager
+        manager.stop().result(WAIT)
+        manager.join(WAIT)
+
+    @pytest.fixture
+    def server(self):
+        server = start_server()
+        yield server
+        stop_server(server)
+
+    def test_resource_wrapper(self, loop_manager, server):
+        ioloop = loop_manager.get_ioloop()
+        res = KATCPClientResource(dict(
+            name="dev", address=server.bind_address, controlled=True))
+        res.set_ioloop(ioloop)
+        wrapper = ThreadSafeKATCPClientResourceWrapper(res, IOLoopThreadWrapper(ioloop))
+        wrapper.start()
+        try:
+            wrapper.until_synced(timeout=WAIT)
+            assert isinstance(wrapper, KATCPClientResource)
+            assert repr(wrapper) == repr(res) and wrapper.name == "dev"
+            assert {"add", "help", "set_int"} <= set(dir(wrapper.req))
+            assert "an_int" in dir(wrapper.sensor)
+            assert repr(wrapper.req.add) == repr(res.req.add)
+            reply = wrapper.req.add(2, 5)
+            assert isinstance(reply, KATCPReply) and reply.reply.arguments == [b"ok", b"7"]
+            sensor = wrapper.sensor.an_int
+            assert isinstance(sensor, KATCPSensor) and sensor.name == "an.int"
+            assert sensor.get_value() == 1
+            sensor.set_strategy("event")
+            assert sensor.sampling_strategy == ("event",)
+            results = []
+
+            def worker():
+                results.append(wrapper.req.set_int(11))
+                results.append(wrapper.sensor.an_int.wait(11, timeout=WAIT))
+                results.append(wrapper.wait("an.int", 12, timeout=0.05))
+
+            thread = threading.Thread(target=worker)
+            thread.start()
+            thread.join(WAIT)
+            assert results[0].succeeded and results[1:] == [True, False]
+            assert sensor.reading.value == 11
+            with pytest.raises(tornado.gen.TimeoutError):
+                sensor.wait(500, timeout=0.05)
+            sensors = wrapper.list_sensors("an_")
+            assert [s.name for s in sensors] == ["an.int"]
+            assert wrapper.children == {}
+        finally:
+            wrapper.stop()
+            wrapper.until_stopped(timeout=WAIT)
+
+    def test_container_wrapper_with_groups(self, loop_manager, server):
+        ioloop = loop_manager.get_ioloop()
+        container = KATCPClientResourceContainer(
+            container_spec([server, server], ["a", "b"], groups={"ab": ["a", "b"]}))
+        container.set_ioloop(ioloop)
+        wrapper = ThreadSafeKATCPClientResourceWrapper(
+            container, IOLoopThreadWrapper(ioloop))
+        wrapper.start()
+        try:
+            wrapper.until_synced(timeout=WAIT)
+            assert wrapper.req.a_add(1, 1).reply.arguments == [b"ok", b"2"]
+            child = wrapper.children.b
+            assert isinstance(child, ThreadSafeKATCPClientResourceWrapper)
+            assert child.req.add(2, 2).reply.arguments == [b"ok", b"4"]
+            group = wrapper.groups.ab
+            assert "add" in dir(group.req)
+            results = group.req.add(3, 3)
+            assert results.succeeded and set(results) == {"a", "b"}
+            assert [c.name for c in group.clients] == ["a", "b"]
+            strategies = group.set_sampling_strategy("an.int", "event")
+            assert strategies["a"]["an_int"][0] and strategies["b"]["an_int"][0]
+            assert group.wait("an.int", 1, timeout=WAIT)
+            assert wrapper.sensor.b_an_int.get_value() == 1
+            from_thread = concurrent.futures.Future()
+            thread = threading.Thread(
+                target=lambda: from_thread.set_result(wrapper.req.b_add(5, 5)))
+            thread.start()
+            assert from_thread.result(WAIT).reply.arguments == [b"ok", b"10"]
+            thread.join(WAIT)
+        finally:
+            wrapper.stop()
+            for child in wrapper.children.values():
+                child.until_stopped(timeout=WAIT)
