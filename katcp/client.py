@@ -5,6 +5,9 @@ connects, reads, dispatches and reconnects with a randomised exponential backoff
 flight are kept by message id (or in order by name when ids are not in use) and are failed
 with a fail reply when the connection drops. The blocking and callback APIs are thin layers
 over the same request machinery plus one hop into the event loop.
+
+Writes go straight to the transport, except that everything handlers send while one received
+chunk is being dispatched is joined into a single write.
 """
 
 import asyncio
@@ -39,7 +42,7 @@ from katcp.core import (
     MessageParser,
     ProtocolFlags,
 )
-from katcp.ioloop_manager import IOLoopManager
+from katcp.ioloop_manager import IOLoopManager, _run_into_future
 
 log = logging.getLogger("katcp.client")
 
@@ -277,25 +280,30 @@ class _ClientProtocol(asyncio.Protocol):
         """Send bytes; those sent while a received chunk is handled go in one write."""
         if self._batching:
             self._wbuf.append(data)
-        else:
-            self._write(data)
-
-    def _flush(self):
-        data = b"".join(self._wbuf)
-        self._wbuf = []
-        self._write(data)
-
-    def _write(self, data):
+            return
         transport = self.transport
         if transport is None:
             return
         transport.write(data)
         if transport.get_write_buffer_size() > self._client.MAX_WRITE_BUFFER_SIZE:
-            self._client._logger.error(
-                "More than MAX_WRITE_BUFFER_SIZE (%d bytes) unsent; closing connection",
-                self._client.MAX_WRITE_BUFFER_SIZE,
-            )
-            transport.abort()
+            self._write_overflow(transport)
+
+    def _flush(self):
+        data = b"".join(self._wbuf)
+        self._wbuf = []
+        transport = self.transport
+        if transport is None:
+            return
+        transport.write(data)
+        if transport.get_write_buffer_size() > self._client.MAX_WRITE_BUFFER_SIZE:
+            self._write_overflow(transport)
+
+    def _write_overflow(self, transport):
+        self._client._logger.error(
+            "More than MAX_WRITE_BUFFER_SIZE (%d bytes) unsent; closing connection",
+            self._client.MAX_WRITE_BUFFER_SIZE,
+        )
+        transport.abort()
 
     def close(self):
         if self.transport is not None:
@@ -1147,29 +1155,6 @@ def _decode(arg):
     return arg.decode("utf-8", errors="replace") if isinstance(arg, bytes) else str(arg)
 
 
-def _run_into_future(fn, args, kwargs, result):
-    """Run `fn` on the loop; deliver its result (or its future's) to concurrent `result`."""
-    try:
-        value = fn(*args, **kwargs)
-    except BaseException as exc:
-        result.set_exception(exc)
-        return
-    if value is None or not inspect.isawaitable(value):
-        result.set_result(value)
-        return
-    tornado.gen.convert_yielded(value).add_done_callback(
-        functools.partial(_copy_future_outcome, result))
-
-
-def _copy_future_outcome(result, future):
-    if future.cancelled():
-        result.cancel()
-    elif future.exception() is not None:
-        result.set_exception(future.exception())
-    else:
-        result.set_result(future.result())
-
-
 class _PendingRequest:
     """A request in flight, delivering its informs and reply to user callbacks."""
 
@@ -1536,9 +1521,11 @@ class AsyncClient(DeviceClient):
                                "ioloop thread; use future_request() instead")
         if timeout is None:
             timeout = self._request_timeout
+        loop = self._loop
+        if loop is None:
+            raise KatcpClientError("Client not started")
         result = concurrent.futures.Future()
-        self._call_soon_threadsafe(functools.partial(
-            self._blocking_request_on_loop, msg, timeout, use_mid, result))
+        loop.call_soon_threadsafe(self._blocking_request_on_loop, msg, timeout, use_mid, result)
         # The loop answers with a timeout reply after `timeout`; the extra second
         # only catches a loop that has stopped answering at all.
         wait = None if timeout is None else timeout + 1

@@ -16,7 +16,6 @@ import logging
 import math
 import re
 import sys
-import time
 
 import tornado.gen
 import tornado.ioloop
@@ -320,10 +319,6 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
         self._logger = logger
         # Normalised strategies keyed by KATCP sensor name, reapplied after each sync.
         self._strategy_cache = {}
-
-    def time(self):
-        """Returns the current time (in seconds since UTC epoch)"""
-        return time.time()
 
     def sensor_factory(self, **sensor_description):
         """Create the :class:`katcp.resource.KATCPSensor` the inspecting client uses."""

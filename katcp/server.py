@@ -536,6 +536,7 @@ class KATCPServer:
         self._stopped = threading.Event()
         self._outbox = []
         self._outbox_lock = threading.Lock()
+        self._call_soon_threadsafe = None
         self._tasks = set()
 
     # -- loop management ------------------------------------------------------
@@ -641,6 +642,7 @@ class KATCPServer:
 
     def _install(self, sock):
         self.ioloop_thread_id = _get_ident()
+        self._call_soon_threadsafe = self.ioloop.asyncio_loop.call_soon_threadsafe
         self._tcp_server = _TCPServer(self._handle_stream)
         self._tcp_server.add_socket(sock)
         self._running.set()
@@ -781,6 +783,9 @@ class KATCPServer:
                             self._logger.exception("Error handling %r", msg)
                     if conn.closing:
                         return
+                # Replies to the whole chunk go out now rather than one loop iteration
+                # later; the flush scheduled by send() then finds nothing to do.
+                conn.flush()
                 if len(partial) > max_size:
                     self._logger.error("Message from %s exceeds %d bytes; disconnecting",
                                        conn.address, max_size)
@@ -789,7 +794,9 @@ class KATCPServer:
                     break
         except tornado.iostream.StreamClosedError:
             pass
-        await self.disconnect_client(conn, reason, connection_valid)
+        if not conn.closing:
+            # Otherwise whoever marked the connection as closing is disconnecting it.
+            await self.disconnect_client(conn, reason, connection_valid)
 
     def _send_syntax_error(self, conn):
         reason = _exception_text(sys.exc_info(), self._tb_limit)
@@ -817,17 +824,19 @@ class KATCPServer:
         try:
             ready = self._device.on_client_disconnect(client_conn, reason, connection_valid)
             if ready is not None:
-                await asyncio.wait_for(asyncio.ensure_future(ready), self.DISCONNECT_TIMEOUT)
+                await self._with_timeout(ready)
         except Exception:
             self._logger.exception("Error in on_client_disconnect for %s", conn.address)
         if connection_valid and not conn.stream.closed():
             try:
-                await asyncio.wait_for(asyncio.ensure_future(self.flush_on_close(conn)),
-                                       self.DISCONNECT_TIMEOUT)
+                await self._with_timeout(self.flush_on_close(conn))
             except Exception:
-                pass  # an unresponsive peer must not stop the close
+                pass  # an unresponsive or vanished peer must not stop the close
         conn.closing = True
         conn.stream.close()
+
+    def _with_timeout(self, future):
+        return tornado.gen.with_timeout(self.ioloop.time() + self.DISCONNECT_TIMEOUT, future)
 
     def flush_on_close(self, stream):
         """Flush tornado iostream write buffer and prevent further writes.
@@ -934,7 +943,7 @@ class KATCPServer:
             self._outbox.append((fn, args))
             if len(self._outbox) > 1:
                 return
-        self.ioloop.add_callback(self._drain_outbox)
+        self._call_soon_threadsafe(self._drain_outbox)
 
     def _drain_outbox(self):
         with self._outbox_lock:

@@ -65,6 +65,14 @@ def scripted_answer(line):
     return [b"!" + name + mid + b" invalid Unknown\\_request."]
 
 
+async def _closed(writer):
+    """Wait until a closed stream's transport is gone, so no socket outlives its loop."""
+    try:
+        await writer.wait_closed()
+    except (ConnectionError, asyncio.CancelledError):
+        pass
+
+
 class FakeServer:
     """A line-based KATCP server on its own asyncio loop thread, recording what it hears.
 
@@ -110,6 +118,7 @@ class FakeServer:
             pass
         finally:
             writer.close()
+            await _closed(writer)
 
     async def _start(self):
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
@@ -117,10 +126,14 @@ class FakeServer:
 
     async def _stop(self):
         self._server.close()
-        for writer in self._writers:
-            writer.close()
-        self._writers = []
         await self._server.wait_closed()
+        # Let accepted connections whose handlers have not run yet register.
+        await asyncio.sleep(0)
+        writers, self._writers = self._writers, []
+        for writer in writers:
+            writer.close()
+        for writer in writers:
+            await _closed(writer)
 
     def start(self):
         self._run(self._start())
@@ -140,9 +153,11 @@ class FakeServer:
 
     def drop_connections(self):
         async def drop():
-            for writer in self._writers:
+            writers, self._writers = self._writers, []
+            for writer in writers:
                 writer.close()
-            self._writers = []
+            for writer in writers:
+                await _closed(writer)
 
         self._run(drop())
 
@@ -836,3 +851,25 @@ def test_reconnect_backoff_is_randomised_exponential_and_bounded():
     assert len(set(delays)) == len(delays)
     backoff.reset()
     assert backoff.next_delay() <= _Backoff.INITIAL
+
+
+def test_coroutine_handlers_run_on_the_loop(server, make_client):
+    seen = queue.Queue()
+
+    class Client(DeviceClient):
+        async def inform_log(self, msg):
+            await asyncio.sleep(0)
+            seen.put(("native", msg.arguments[-1]))
+
+        @tornado.gen.coroutine
+        def reply_echo(self, msg):
+            yield tornado.gen.moment
+            seen.put(("tornado", msg.arguments[-1]))
+
+    client = make_client(Client, server.port)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    server.send(b"#log info 0 x from-server")
+    assert seen.get(timeout=WAIT) == ("native", b"from-server")
+    client.request(Message.request("echo", "back"))
+    assert seen.get(timeout=WAIT) == ("tornado", b"back")

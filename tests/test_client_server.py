@@ -9,8 +9,8 @@ import pytest
 import tornado.gen
 
 from katcp import AsyncClient, AsyncDeviceServer, BlockingClient, DeviceServer, Message, Sensor
-from katcp.ioloop_manager import IOLoopThreadWrapper
-from katcp.kattypes import Int, Str, request, return_reply
+from katcp.ioloop_manager import IOLoopManager, IOLoopThreadWrapper
+from katcp.kattypes import Int, Str, concurrent_reply, request, return_reply
 
 WAIT = 5.0
 
@@ -20,7 +20,8 @@ class Device(DeviceServer):
     BUILD_INFO = ("client-test-build", 0, 1, "")
 
     def setup_sensors(self):
-        self.add_sensor(Sensor.integer("an.int", "An integer.", "", [0, 10], default=3))
+        self.add_sensor(Sensor.integer("an.int", "An integer.", "", [0, 10], default=3,
+                                       initial_status=Sensor.NOMINAL))
 
     @request(Int(), Int())
     @return_reply(Int())
@@ -49,6 +50,7 @@ class Device(DeviceServer):
 class AsyncDevice(Device, AsyncDeviceServer):
     """Handlers on the loop; concurrent requests may reply out of order."""
 
+    @concurrent_reply
     @request(Str(), Int())
     @return_reply(Str())
     async def request_sleep(self, req, tag, ms):
@@ -76,10 +78,35 @@ def device():
 
 
 @pytest.fixture
-def async_device():
-    server = start_server(AsyncDevice)
+def device_to_stop():
+    """A server the test stops itself."""
+    server = start_server(Device)
     yield server
-    stop_server(server)
+    if server.running():
+        stop_server(server)
+
+
+@pytest.fixture
+def user_loop():
+    """A loop run by the test (unmanaged from katcp's point of view) in its own thread."""
+    manager = IOLoopManager(managed_default=True)
+    manager.start(timeout=WAIT)
+    yield IOLoopThreadWrapper(manager.get_ioloop())
+    manager.stop().result(WAIT)
+    manager.join(WAIT)
+
+
+@pytest.fixture
+def async_device(user_loop):
+    def start():
+        # AsyncDeviceServer serves on the loop current where it is started.
+        server = AsyncDevice("127.0.0.1", 0)
+        server.start()
+        return server
+
+    server = user_loop.call_in_ioloop(start, (), {})
+    yield server
+    server.stop(timeout=WAIT).result(WAIT)
 
 
 @pytest.fixture
@@ -149,13 +176,11 @@ def test_mass_informs_reach_handle_inform(device):
         client.join(timeout=WAIT)
 
 
-def test_out_of_order_replies_matched_by_mid(async_device):
-    ioloop = async_device.ioloop
-    wrapper = IOLoopThreadWrapper(ioloop)
-
+def test_out_of_order_replies_matched_by_mid(async_device, user_loop):
     async def run():
+        # The client shares the server's loop: the documented set_ioloop() use.
         client = AsyncClient("127.0.0.1", async_device.bind_address[1], timeout=WAIT)
-        client.set_ioloop(ioloop)
+        client.set_ioloop(user_loop.ioloop)
         client.start()
         await client.until_protocol(timeout=WAIT)
         slow = client.future_request(Message.request("sleep", "slow", 50))
@@ -167,12 +192,13 @@ def test_out_of_order_replies_matched_by_mid(async_device):
         await client.until_stopped(timeout=WAIT)
         return str(first), str(slow_reply), str(fast_reply)
 
-    first, slow_reply, fast_reply = wrapper.call_in_ioloop(run, (), {}, timeout=WAIT * 2)
+    first, slow_reply, fast_reply = user_loop.call_in_ioloop(run, (), {}, timeout=WAIT * 2)
     assert first == fast_reply == "!sleep[2] ok fast"
     assert slow_reply == "!sleep[1] ok slow"
 
 
-def test_reconnects_to_a_new_server_on_the_same_port(device):
+def test_reconnects_to_a_new_server_on_the_same_port(device_to_stop):
+    device = device_to_stop
     port = device.bind_address[1]
     connected = queue.Queue()
 
@@ -197,10 +223,10 @@ def test_reconnects_to_a_new_server_on_the_same_port(device):
     finally:
         client.stop(timeout=WAIT)
         client.join(timeout=WAIT)
-    # The fixture stops `device` again, which must be harmless.
 
 
-def test_blocking_request_from_many_threads_while_server_restarts_fails_cleanly(device):
+def test_requests_in_flight_when_the_server_stops_get_replies(device_to_stop):
+    device = device_to_stop
     port = device.bind_address[1]
     client = BlockingClient("127.0.0.1", port, timeout=1.0)
     client.start()

@@ -163,7 +163,8 @@ def lines_match(expected, actual):
 
 class ServerProcess:
     def __init__(self, kind, *args):
-        env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
+        pythonpath = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+        env = dict(os.environ, PYTHONPATH=pythonpath, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(WIRE, "servers", SERVERS[kind]),
              "--host", "127.0.0.1", "--port", "0"] + list(args),
