@@ -14,16 +14,22 @@ import asyncio
 import time
 
 from bench import loadgen
-from bench.harness import Row, benchmark, interleave, median
+from bench.harness import Row, benchmark, interleave, median, medians
 
 WARMUP_REQUESTS = 50
 
 
-async def _sequential_sample(address, count):
-    client = await loadgen.connect(address)
+async def _cpu(server):
+    return await asyncio.get_running_loop().run_in_executor(None, server.cpu)
+
+
+async def _sequential_sample(server, count):
+    client = await loadgen.connect(server.address)
     try:
         await loadgen.sequential_rate(client, WARMUP_REQUESTS)
-        return await loadgen.sequential_rate(client, count)
+        cpu0 = await _cpu(server)
+        rate = await loadgen.sequential_rate(client, count)
+        return {"rate": rate, "cpu_per_request": (await _cpu(server) - cpu0) / count}
     finally:
         await loadgen.close_all([client])
 
@@ -35,31 +41,37 @@ def run_sequential(ctx):
     servers = {kind: ctx.pool.get(kind, size.stream_sensors)
                for kind in ("async", "threaded", "line")}
     samples = interleave({
-        kind: (lambda a=server.address: asyncio.run(_sequential_sample(a, size.sequential)))
+        kind: (lambda s=server: asyncio.run(_sequential_sample(s, size.sequential)))
         for kind, server in servers.items()}, size.repeats)
-    line = median(samples["line"])
-    return [
-        Row("requests.sequential.async", "req/s", median(samples["async"]), line,
-            ("ratio", ">=", 0.9), {"requests": size.sequential, "samples": samples}),
-        Row("requests.sequential.threaded", "req/s", median(samples["threaded"]), line,
-            ("ratio", ">=", 0.6), {"requests": size.sequential}),
-    ]
+    m = {kind: medians(samples[kind]) for kind in servers}
+    extra = {"requests": size.sequential, "samples": samples}
+    rows = []
+    for kind, target in (("async", 0.9), ("threaded", 0.6)):
+        rows += [
+            Row("requests.sequential.%s" % kind, "req/s", m[kind]["rate"],
+                m["line"]["rate"], ("ratio", ">=", target), extra),
+            Row("requests.sequential.%s.server_cpu" % kind, "us/req",
+                m[kind]["cpu_per_request"] * 1e6, m["line"]["cpu_per_request"] * 1e6),
+        ]
+    return rows
 
 
-async def _pipeline_sample(address, width, depth, seconds):
-    clients = await loadgen.connect_many(address, width, loadgen.PipelineClient)
+async def _pipeline_sample(server, width, depth, seconds):
+    clients = await loadgen.connect_many(server.address, width, loadgen.PipelineClient)
     try:
         for client in clients:
             client.start(depth)
         # let every connection reach its steady state before counting
         await asyncio.sleep(min(0.2, seconds / 4))
+        cpu0 = await _cpu(server)
         r0, t0 = sum(c.replies for c in clients), time.perf_counter()
         await asyncio.sleep(seconds)
         r1, t1 = sum(c.replies for c in clients), time.perf_counter()
+        cpu = await _cpu(server) - cpu0
         for client in clients:
             client.stop()
         await asyncio.wait_for(asyncio.gather(*[c.drained for c in clients]), 60)
-        return (r1 - r0) / (t1 - t0)
+        return {"rate": (r1 - r0) / (t1 - t0), "cpu_per_request": cpu / max(r1 - r0, 1)}
     finally:
         await loadgen.close_all(clients)
 
@@ -72,15 +84,19 @@ def run_pipeline(ctx):
     line_server = ctx.pool.get("line", size.stream_sensors)
     rows = []
     for width in size.pipeline_widths:
-        def sample(address, width=width):
+        def sample(server, width=width):
             return asyncio.run(_pipeline_sample(
-                address, width, size.pipeline_depth, size.pipeline_seconds))
-        samples = interleave({"katcp": lambda: sample(katcp_server.address),
-                              "line": lambda: sample(line_server.address)}, size.repeats)
-        rows.append(Row("pipeline.conns_%d" % width, "req/s", median(samples["katcp"]),
-                        median(samples["line"]), ("ratio", ">=", 0.5),
-                        {"connections": width, "in_flight": size.pipeline_depth,
-                         "samples": samples}))
+                server, width, size.pipeline_depth, size.pipeline_seconds))
+        samples = interleave({"katcp": lambda: sample(katcp_server),
+                              "line": lambda: sample(line_server)}, size.repeats)
+        k, b = medians(samples["katcp"]), medians(samples["line"])
+        rows += [
+            Row("pipeline.conns_%d" % width, "req/s", k["rate"], b["rate"],
+                ("ratio", ">=", 0.5), {"connections": width, "in_flight": size.pipeline_depth,
+                                       "samples": samples}),
+            Row("pipeline.conns_%d.server_cpu" % width, "us/req",
+                k["cpu_per_request"] * 1e6, b["cpu_per_request"] * 1e6),
+        ]
     return rows
 
 

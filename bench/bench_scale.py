@@ -1,12 +1,14 @@
 """Workload 8: many idle connections to one server.
 
-2000 idle connections are opened (each gets its greeting), the server's
-resident memory is read before and after, and an active client's
+2000 idle connections are opened (each gets its greeting); the server's
+Python heap growth (tracemalloc, while connecting) and resident memory growth
+per connection are reported, and an active client's
 ``?watchdog`` latency is measured alone and while the idle connections are
 open. The line server goes through the same steps for comparison.
 """
 
 import asyncio
+import functools
 
 from bench import loadgen
 from bench.harness import Row, benchmark, median, medians
@@ -17,15 +19,28 @@ async def _scale_sample(server, idle_count, latency_requests):
     idle = []
     try:
         await loadgen.latencies(active, latency_requests)  # warm up
-        alone = median(await loadgen.latencies(active, latency_requests))
-        rss0 = await asyncio.get_running_loop().run_in_executor(None, server.rss)
+        alone = await loadgen.latencies(active, latency_requests)
+        call = functools.partial(asyncio.get_running_loop().run_in_executor, None)
+        rss0 = await call(server.rss)
+        await call(server.call, "trace_start")
         idle = await loadgen.connect_many(server.address, idle_count)
-        rss1 = await asyncio.get_running_loop().run_in_executor(None, server.rss)
+        traced = await call(server.call, "trace_stop")
+        rss1 = await call(server.rss)
         loaded = median(await loadgen.latencies(active, latency_requests))
+        await loadgen.close_all(idle)
+        idle = []
+        # alone both before and after, so that drift in machine load cancels out
+        alone = median(alone + await loadgen.latencies(active, latency_requests))
         return {"alone": alone, "loaded": loaded,
-                "bytes_per_conn": (rss1 - rss0) / idle_count}
+                "heap_bytes_per_conn": traced / idle_count,
+                # RSS understates when freed memory of earlier work is reused
+                "rss_bytes_per_conn": (rss1 - rss0) / idle_count}
     finally:
         await loadgen.close_all(idle + [active])
+
+
+def _most(samples, side):
+    return max(s["rss_bytes_per_conn"] for s in samples[side])
 
 
 @benchmark("scale")
@@ -47,5 +62,8 @@ def run_scale(ctx):
         Row("scale.latency_loaded_vs_alone", "s", k["loaded"], k["alone"],
             ("ratio", "<=", 2.0), extra),
         Row("scale.latency_loaded", "s", k["loaded"], b["loaded"]),
-        Row("scale.bytes_per_connection", "B", k["bytes_per_conn"], b["bytes_per_conn"]),
+        Row("scale.heap_bytes_per_connection", "B", k["heap_bytes_per_conn"],
+            b["heap_bytes_per_conn"]),
+        Row("scale.rss_bytes_per_connection", "B", _most(samples, "katcp"),
+            _most(samples, "line")),
     ]

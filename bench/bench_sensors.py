@@ -17,7 +17,7 @@ import asyncio
 import time
 
 from bench import baseline, loadgen
-from bench.harness import Row, benchmark, interleave, median, medians
+from bench.harness import Row, benchmark, interleave, medians
 
 
 async def _in_thread(fn, *args):

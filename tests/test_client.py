@@ -7,6 +7,7 @@ import queue
 import threading
 
 import pytest
+import tornado.concurrent
 import tornado.gen
 import tornado.ioloop
 

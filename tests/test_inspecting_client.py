@@ -801,7 +801,6 @@ class TestWithDeviceServer(tornado.testing.AsyncTestCase):
         reading = await tornado.gen.with_timeout(self.io_loop.time() + WAIT, reading)
         self.assertEqual(tuple(reading), (1234.5, Sensor.NOMINAL, 42))
 
-    @tornado.testing.gen_test(timeout=10)
     async def resync_after(self, change):
         """Make a change that makes the server send #interface-changed; wait for resync."""
         self.recorder.calls.clear()
@@ -832,7 +831,7 @@ class TestWithDeviceServer(tornado.testing.AsyncTestCase):
         self.server = TutorialDevice("127.0.0.1", self.port)
         self.server.set_concurrency_options(thread_safe=False, handler_thread=False)
         self.server.set_ioloop(self.io_loop)
-        await self.server.start()
+        self.server.start()
         await self.client.until_synced(timeout=WAIT)
         self.assertEqual(self.client.sensors, ["counter"])
         self.assertEqual(self.recorder.states[-4:],
