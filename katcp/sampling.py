@@ -1,0 +1,509 @@
+"""Strategies for sampling sensor values.
+
+A strategy watches one sensor for one client and calls ``inform_callback(sensor, reading)``
+whenever the client should be told the sensor's value. Strategies run on the tornado ioloop;
+``Sensor.set()`` may be called from any thread, and a strategy hands such updates to its loop
+(coalescing them: if an update is already waiting to be handled, the newer reading replaces
+it). All scheduling uses the loop's clock (``ioloop.time()``), so a virtual clock can drive it.
+"""
+
+import functools
+import threading
+
+import tornado.ioloop
+
+from katcp.core import Message, Sensor
+
+_get_ident = threading.get_ident
+
+# Timestamps beyond this are nonsense for a sensor (seconds).
+AGE_OF_UNIVERSE = 4.32329886e+17
+
+_NUMERIC_TYPES = {Sensor.INTEGER, Sensor.FLOAT, Sensor.TIMESTAMP}
+
+
+def format_inform_v5(sensor, timestamp, status, value):
+    """Format a KATCP v5 ``#sensor-status`` inform (timestamps in seconds).
+
+    Parameters
+    ----------
+    sensor : Sensor
+    timestamp, status, value
+        The reading to report.
+
+    Returns
+    -------
+    msg : Message
+    """
+    ts, status_name, formatted = sensor.format_reading((timestamp, status, value), major=5)
+    return Message(Message.INFORM, "sensor-status", (ts, b"1", sensor.name.encode("utf-8"),
+                                                     status_name, formatted))
+
+
+def format_inform_v4(sensor, timestamp, status, value):
+    """Format a KATCP v4 ``#sensor-status`` inform (timestamps in milliseconds)."""
+    ts, status_name, formatted = sensor.format_reading((timestamp, status, value), major=4)
+    return Message(Message.INFORM, "sensor-status", (ts, b"1", sensor.name.encode("utf-8"),
+                                                     status_name, formatted))
+
+
+def update_in_ioloop(update):
+    """Decorator that ensures an update() method is run in the tornado ioloop.
+
+    Does this by checking the thread identity. Requires that the object to which the method
+    is bound has the attributes ``_ioloop_thread_id`` (the result of thread.get_ident() in the
+    ioloop thread) and ``ioloop`` (the ioloop instance in use). Also assumes the signature
+    ``update(self, sensor, reading)`` for the method.
+    """
+    @functools.wraps(update)
+    def wrapped_update(self, sensor, reading):
+        if _get_ident() == self._ioloop_thread_id:
+            update(self, sensor, reading)
+        else:
+            self.ioloop.add_callback(update, self, sensor, reading)
+
+    return wrapped_update
+
+
+def _text(param):
+    if isinstance(param, bytes):
+        return param.decode("utf-8", "replace")
+    return str(param)
+
+
+def _as_bytes(param):
+    if isinstance(param, bytes):
+        return param
+    if isinstance(param, float):
+        return repr(param).encode("ascii")
+    return str(param).encode("utf-8")
+
+
+def _parse_period(param, what):
+    try:
+        value = float(_text(param))
+    except ValueError:
+        raise ValueError("Invalid %s %r: not a number." % (what, _text(param)))
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("Invalid %s %r: must be a finite number >= 0." % (what, _text(param)))
+    return value
+
+
+class SampleStrategy:
+    """Base class for strategies for sampling sensors.
+
+    Parameters
+    ----------
+    inform_callback : callable, signature inform_callback(sensor_obj, reading)
+        Callback to receive inform messages.
+    sensor : Sensor object
+        Sensor to sample.
+    params : list of objects
+        Custom sampling parameters.
+
+    Keyword Arguments
+    -----------------
+    ioloop : tornado.ioloop.IOLoop, optional
+        The loop the strategy runs on (default: ``IOLoop.current()``).
+    """
+
+    NONE, AUTO, PERIOD, EVENT, DIFFERENTIAL, EVENT_RATE, DIFFERENTIAL_RATE = range(7)
+
+    SAMPLING_LOOKUP = {
+        NONE: "none",
+        AUTO: "auto",
+        PERIOD: "period",
+        EVENT: "event",
+        DIFFERENTIAL: "differential",
+        EVENT_RATE: "event-rate",
+        DIFFERENTIAL_RATE: "differential-rate",
+    }
+    SAMPLING_LOOKUP_REV = {name: constant for constant, name in SAMPLING_LOOKUP.items()}
+
+    #: True if a strategy must be attached to its sensor as an observer
+    OBSERVE_UPDATES = False
+
+    #: Number of parameters the strategy takes.
+    NUM_PARAMS = 0
+
+    def __init__(self, inform_callback, sensor, *params, **kwargs):
+        if len(params) != self.NUM_PARAMS:
+            raise ValueError("The '%s' strategy takes %d parameter%s, %d given." % (
+                self.SAMPLING_LOOKUP[self.get_sampling()], self.NUM_PARAMS,
+                "" if self.NUM_PARAMS == 1 else "s", len(params)))
+        self._inform_callback = inform_callback
+        self._sensor = sensor
+        self._params = [_as_bytes(p) for p in params]
+        self.ioloop = kwargs.get("ioloop") or tornado.ioloop.IOLoop.current()
+        self._ioloop_thread_id = None
+        self._pending_lock = threading.Lock()
+        self._pending_reading = None
+        self._cancelled = False
+
+    @classmethod
+    def get_strategy(cls, strategyName, inform_callback, sensor, *params, **kwargs):
+        """Factory method to create a strategy object.
+
+        Parameters
+        ----------
+        strategyName : str or bytes
+            Name of strategy.
+        inform_callback : callable, signature inform_callback(sensor, reading)
+            Callback to receive inform messages.
+        sensor : Sensor object
+            Sensor to sample.
+        params : list of objects
+            Custom sampling parameters for specified strategy.
+
+        Keyword Arguments
+        -----------------
+        ioloop : tornado.ioloop.IOLoop instance, optional
+            Tornado ioloop to use, otherwise tornado.ioloop.IOLoop.current()
+
+        Returns
+        -------
+        strategy : :class:`SampleStrategy` object
+            The created sampling strategy.
+
+        Raises
+        ------
+        ValueError
+            For an unknown strategy or parameters it cannot use.
+        """
+        name = _text(strategyName)
+        strategy_class = _STRATEGY_CLASSES.get(name)
+        if strategy_class is None:
+            raise ValueError("Unknown sampling strategy '%s'. Known strategies are %s."
+                             % (name, ", ".join(sorted(_STRATEGY_CLASSES))))
+        return strategy_class(inform_callback, sensor, *params, **kwargs)
+
+    def get_sampling(self):
+        """The Strategy constant for this sampling strategy.
+
+        Sub-classes should implement this method and return the appropriate constant.
+
+        Returns
+        -------
+        strategy : Strategy constant
+            The strategy type constant for this strategy.
+        """
+        raise NotImplementedError
+
+    def get_sampling_formatted(self):
+        """The current sampling strategy and parameters.
+
+        The strategy is returned as a byte string and the values in the parameter list are
+        formatted as byte strings as they were given.
+
+        Returns
+        -------
+        strategy_name : bytes
+            KATCP name for the strategy.
+        params : list of bytes
+            KATCP formatted parameters for the strategy.
+        """
+        return (self.SAMPLING_LOOKUP[self.get_sampling()].encode("ascii"),
+                list(self._params))
+
+    def attach(self):
+        """Attach strategy to its sensor and send initial update."""
+        self._sensor.attach(self)
+        self.update(self._sensor, self._sensor.read())
+
+    def detach(self):
+        """Detach strategy from its sensor."""
+        self._sensor.detach(self)
+
+    def cancel(self):
+        """Detach strategy from its sensor and cancel ioloop callbacks."""
+        self._cancelled = True
+        if self.OBSERVE_UPDATES:
+            self.detach()
+        self.cancel_timeouts()
+
+    def cancel_timeouts(self):
+        """Override this method to cancel any outstanding ioloop timeouts."""
+
+    def start(self):
+        """Start operating the strategy.
+
+        Subclasses that override start() should call the super method before it does
+        anything that uses the ioloop. This will attach to the sensor as an observer if
+        :attr:`OBSERVE_UPDATES` is True, and sets ``_ioloop_thread_id`` using
+        thread.get_ident(). Must be called in the ioloop thread.
+        """
+        self._ioloop_thread_id = _get_ident()
+        if self.OBSERVE_UPDATES:
+            self.attach()
+
+    def inform(self, reading):
+        """Inform strategy creator of the sensor status."""
+        self._inform_callback(self._sensor, reading)
+
+    def update(self, sensor, reading):
+        """Callback used by the sensor's notify() method.
+
+        Called whenever the sensor value is set, in whatever thread set it; the reading is
+        handed to :meth:`observe` in the ioloop thread.
+
+        Parameters
+        ----------
+        sensor : Sensor object
+            The sensor which was just updated.
+        reading : (timestamp, status, value) tuple
+            Sensor reading as would be returned by sensor.read()
+        """
+        if _get_ident() == self._ioloop_thread_id:
+            self.observe(reading)
+            return
+        # Coalesce: one pending callback per strategy, carrying the newest reading.
+        with self._pending_lock:
+            schedule = self._pending_reading is None
+            self._pending_reading = reading
+        if schedule:
+            self.ioloop.add_callback(self._observe_pending)
+
+    def _observe_pending(self):
+        with self._pending_lock:
+            reading, self._pending_reading = self._pending_reading, None
+        if reading is not None and not self._cancelled:
+            self.observe(reading)
+
+    def observe(self, reading):
+        """Handle a sensor reading in the ioloop thread (strategies override this)."""
+
+
+class SampleNone(SampleStrategy):
+    """Sampling strategy which never sends any updates."""
+
+    def get_sampling(self):
+        return SampleStrategy.NONE
+
+
+class SampleAuto(SampleStrategy):
+    """Strategy which sends updates whenever the sensor itself is updated."""
+
+    OBSERVE_UPDATES = True
+
+    def get_sampling(self):
+        return SampleStrategy.AUTO
+
+    def observe(self, reading):
+        self.inform(reading)
+
+
+class SampleEvent(SampleStrategy):
+    """Strategy which sends updates when the sensor value or status changes.
+
+    Changes of the timestamp alone are not reported.
+    """
+
+    OBSERVE_UPDATES = True
+
+    def __init__(self, inform_callback, sensor, *params, **kwargs):
+        super().__init__(inform_callback, sensor, *params, **kwargs)
+        self._last_sent = None
+
+    def get_sampling(self):
+        return SampleStrategy.EVENT
+
+    def observe(self, reading):
+        last = self._last_sent
+        if last is None or reading.value != last.value or reading.status != last.status:
+            self._last_sent = reading
+            self.inform(reading)
+
+
+def _parse_difference(sensor, param):
+    if sensor.stype not in ("integer", "float", "timestamp"):
+        raise ValueError("Differential strategies only apply to integer, float and "
+                         "timestamp sensors, not %s sensor '%s'." % (sensor.stype, sensor.name))
+    text = _text(param)
+    try:
+        threshold = int(text) if sensor.stype == "integer" else float(text)
+    except ValueError:
+        raise ValueError("Invalid differential threshold %r for %s sensor '%s'."
+                         % (text, sensor.stype, sensor.name))
+    if not threshold >= 0:
+        raise ValueError("Differential threshold must be >= 0, not %r." % text)
+    return threshold
+
+
+class SampleDifferential(SampleStrategy):
+    """Differential sampling strategy for integer, float and timestamp sensors.
+
+    Sends an update when the value has changed by more than the threshold since the last
+    update sent, or when the status changes.
+    """
+
+    OBSERVE_UPDATES = True
+    NUM_PARAMS = 1
+
+    def __init__(self, inform_callback, sensor, *params, **kwargs):
+        super().__init__(inform_callback, sensor, *params, **kwargs)
+        self._threshold = _parse_difference(sensor, params[0])
+        self._last_sent = None
+
+    def get_sampling(self):
+        return SampleStrategy.DIFFERENTIAL
+
+    def observe(self, reading):
+        last = self._last_sent
+        if (last is None or reading.status != last.status
+                or abs(reading.value - last.value) > self._threshold):
+            self._last_sent = reading
+            self.inform(reading)
+
+
+class SamplePeriod(SampleStrategy):
+    """Periodic sampling strategy: sends the current reading every period seconds.
+
+    The schedule does not drift: each deadline is the previous one plus the period.
+    """
+
+    NUM_PARAMS = 1
+
+    def __init__(self, inform_callback, sensor, *params, **kwargs):
+        super().__init__(inform_callback, sensor, *params, **kwargs)
+        self._period = _parse_period(params[0], "period")
+        if self._period <= 0:
+            raise ValueError("The sampling period must be > 0, not %r." % _text(params[0]))
+        self._next_time = None
+        self._timeout = None
+
+    def get_sampling(self):
+        return SampleStrategy.PERIOD
+
+    def start(self):
+        super().start()
+        self._next_time = self.ioloop.time()
+        self._tick()
+
+    def _tick(self):
+        if self._cancelled:
+            return
+        self.inform(self._sensor.read())
+        now = self.ioloop.time()
+        next_time = self._next_time + self._period
+        if next_time <= now:
+            # Fell more than a period behind (a busy loop): skip the missed samples
+            # rather than sending a burst.
+            next_time = now + self._period
+        self._next_time = next_time
+        self._timeout = self.ioloop.call_at(next_time, self._tick)
+
+    def cancel_timeouts(self):
+        if self._timeout is not None:
+            self.ioloop.remove_timeout(self._timeout)
+            self._timeout = None
+
+
+class SampleEventRate(SampleStrategy):
+    """Event-rate sampling strategy.
+
+    Report the value whenever it changes (value or status) or if more than longest-period
+    seconds have passed since the last reported update. However, do not report the value
+    until at least shortest-period seconds have passed since the last reported update; a
+    change within that time is sent (with the newest reading) once it has passed.
+    A longest-period of 0 means no periodic updates.
+    """
+
+    OBSERVE_UPDATES = True
+    NUM_PARAMS = 2
+
+    def __init__(self, inform_callback, sensor, *params, **kwargs):
+        super().__init__(inform_callback, sensor, *params, **kwargs)
+        self._shortest = _parse_period(params[-2], "shortest period")
+        self._longest = _parse_period(params[-1], "longest period")
+        if self._longest and self._shortest > self._longest:
+            raise ValueError("The shortest period (%s) must not exceed the longest (%s)."
+                             % (_text(params[-2]), _text(params[-1])))
+        self._last_sent = None
+        self._last_sent_time = None
+        self._held_reading = None
+        self._shortest_timeout = None
+        self._longest_timeout = None
+
+    def get_sampling(self):
+        return SampleStrategy.EVENT_RATE
+
+    def _changed(self, reading):
+        last = self._last_sent
+        return (last is None or reading.status != last.status
+                or reading.value != last.value)
+
+    def observe(self, reading):
+        if not self._changed(reading):
+            if self._held_reading is not None:
+                # A pending change was undone before it could be sent; send nothing.
+                self._held_reading = None
+            return
+        earliest = (self._last_sent_time + self._shortest
+                    if self._last_sent_time is not None else None)
+        if earliest is None or self.ioloop.time() >= earliest:
+            self._send(reading)
+            return
+        self._held_reading = reading
+        if self._shortest_timeout is None:
+            self._shortest_timeout = self.ioloop.call_at(earliest, self._send_held)
+
+    def _send_held(self):
+        self._shortest_timeout = None
+        reading, self._held_reading = self._held_reading, None
+        if reading is not None and not self._cancelled:
+            self._send(reading)
+
+    def _send(self, reading):
+        self._last_sent = reading
+        self._last_sent_time = self.ioloop.time()
+        self._held_reading = None
+        self.inform(reading)
+        if self._longest:
+            if self._longest_timeout is not None:
+                self.ioloop.remove_timeout(self._longest_timeout)
+            self._longest_timeout = self.ioloop.call_at(
+                self._last_sent_time + self._longest, self._send_current)
+
+    def _send_current(self):
+        self._longest_timeout = None
+        if not self._cancelled:
+            self._send(self._sensor.read())
+
+    def cancel_timeouts(self):
+        for timeout in (self._shortest_timeout, self._longest_timeout):
+            if timeout is not None:
+                self.ioloop.remove_timeout(timeout)
+        self._shortest_timeout = self._longest_timeout = None
+
+
+class SampleDifferentialRate(SampleEventRate):
+    """Differential-rate sampling strategy for integer, float and timestamp sensors.
+
+    Like event-rate, but a value change counts only when it exceeds the difference from the
+    last reported value (status changes always count).
+    """
+
+    NUM_PARAMS = 3
+
+    def __init__(self, inform_callback, sensor, *params, **kwargs):
+        super().__init__(inform_callback, sensor, *params, **kwargs)
+        self._threshold = _parse_difference(sensor, params[0])
+
+    def get_sampling(self):
+        return SampleStrategy.DIFFERENTIAL_RATE
+
+    def _changed(self, reading):
+        last = self._last_sent
+        return (last is None or reading.status != last.status
+                or abs(reading.value - last.value) > self._threshold)
+
+
+_STRATEGY_CLASSES = {
+    "none": SampleNone,
+    "auto": SampleAuto,
+    "period": SamplePeriod,
+    "event": SampleEvent,
+    "differential": SampleDifferential,
+    "event-rate": SampleEventRate,
+    "differential-rate": SampleDifferentialRate,
+}
