@@ -208,7 +208,8 @@ def sensor_specs(count):
     specs = []
     for i in range(count):
         stype = _TYPES[i % len(_TYPES)]
-        value = {"integer": i, "float": i + 0.25, "boolean": i % 2 == 0,
+        # none equals its first stream_value(), so round 1 changes every sensor
+        value = {"integer": i, "float": i + 0.25, "boolean": False,
                  "string": "value %d" % i}[stype]
         specs.append(SensorSpec("s%05d.%s" % (i, stype), stype,
                                 "Benchmark %s sensor %d." % (stype, i),
@@ -270,6 +271,8 @@ class LineServer:
         self.event_subscribers = collections.defaultdict(set)
         self.connections = set()
         self.loop = None
+        # rounds continue across produce() calls so that every round changes every value
+        self.rounds = 0
 
     def protocol_factory(self):
         """Return a new protocol for one connection."""
@@ -282,11 +285,12 @@ class LineServer:
             self.protocol_factory, host, port, backlog=backlog)
 
     def update(self, reading, value):
-        """Give a sensor a new value now and write it to event subscribers."""
+        """Give a sensor a new value now; if it changed, tell event subscribers."""
+        changed = value != reading.value
         reading.value = value
         reading.timestamp = time.time()
         subscribers = self.event_subscribers.get(reading.name)
-        if subscribers:
+        if subscribers and changed:
             line = b"#sensor-status " + reading.formatted() + b"\n"
             for proto in subscribers:
                 proto.transport.write(line)
@@ -295,20 +299,22 @@ class LineServer:
         """Update the first ``count`` sensors in rounds for ``duration`` s.
 
         One round per loop iteration; ``done`` (a future) gets the number of
-        rounds.
+        rounds of this call.
         """
         readings = self.readings[:count]
         deadline = self.loop.time() + duration
+        first = self.rounds + 1
 
         def one_round(counter):
             for reading in readings:
                 self.update(reading, stream_value(reading.spec.stype, counter))
+            self.rounds = counter
             if self.loop.time() < deadline:
                 self.loop.call_soon(one_round, counter + 1)
             else:
-                done.set_result(counter)
+                done.set_result(counter - first + 1)
 
-        one_round(1)
+        one_round(first)
 
 
 class LineServerProtocol(asyncio.Protocol):

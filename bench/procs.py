@@ -135,6 +135,7 @@ class KatcpHost(_Host):
     def __init__(self, kind, nsensors):
         import katcp
         self.kind = kind
+        self.rounds = 0  # as LineServer.rounds
         self.specs = baseline.sensor_specs(nsensors)
         if kind == "threaded":
             self.server = _bench_server_class(katcp.DeviceServer)(
@@ -178,16 +179,18 @@ class KatcpHost(_Host):
 
         def start():
             deadline = ioloop.time() + duration
+            first = self.rounds + 1
 
             def one_round(counter):
                 for sensor, stype in work:
                     sensor.set_value(value(stype, counter))
+                self.rounds = counter
                 if ioloop.time() < deadline:
                     ioloop.add_callback(one_round, counter + 1)
                 else:
-                    done.set_result(counter)
+                    done.set_result(counter - first + 1)
 
-            one_round(1)
+            one_round(first)
 
         ioloop.add_callback(start)
         return done.result(CALL_TIMEOUT)

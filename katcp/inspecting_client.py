@@ -246,7 +246,8 @@ class InspectingClientAsync:
     """
 
     resync_delay = None
-    """Set to an ExponentialRandomBackoff instance in _state_loop"""
+    """Set to an ExponentialRandomBackoff instance in _state_loop (unless set before
+    start(), which lets tests use short delays)."""
 
     def __init__(self, host, port, ioloop=None, initial_inspection=None,
                  auto_reconnect=True, logger=ic_logger):

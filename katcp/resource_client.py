@@ -430,17 +430,36 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
         cache but not sent.
         """
         known_sensors = set(self._inspecting_client.sensors)
-        names = [name for name in self._strategy_cache if name in known_sensors]
-        # Sent together: one round trip instead of one per sensor.
-        results = yield [
-            self.set_sampling_strategy(name, self._strategy_cache[name])
-            for name in names
-        ]
-        for name, (success, info) in zip(names, results):
-            if not success:
-                self._logger.error(
-                    "Error reapplying strategy for sensor %s: %s", name, info[1]
-                )
+        by_strategy = collections.defaultdict(list)
+        for name, strategy in self._strategy_cache.items():
+            if name in known_sensors:
+                by_strategy[strategy].append(name)
+        flags = self._inspecting_client.katcp_client.protocol_flags
+        if flags is not None and flags.bulk_set_sensor_sampling:
+            # KATCP v5.1 bulk sampling: one request per distinct strategy.
+            batches = [(",".join(names), strategy)
+                       for strategy, names in by_strategy.items()]
+        else:
+            batches = [(name, strategy)
+                       for strategy, names in by_strategy.items() for name in names]
+        # Sent together: one round trip instead of one per request.
+        yield [self._reapply(names, strategy) for names, strategy in batches]
+
+    @tornado.gen.coroutine
+    def _reapply(self, names, strategy):
+        # Errors are only logged: one bad strategy must not stop the resync.
+        try:
+            reply = yield self._inspecting_client.wrapped_request(
+                "sensor-sampling", names, *strategy
+            )
+            if reply.succeeded:
+                return
+            problem = repr(reply)
+        except Exception as exc:
+            problem = exc
+        self._logger.error(
+            "Error reapplying strategy %r for sensors %s: %s", strategy, names, problem
+        )
 
     @tornado.gen.coroutine
     def poll_sensor(self, sensor_name):

@@ -8,6 +8,7 @@ written once per loop iteration.
 """
 
 import asyncio
+import collections
 import concurrent.futures
 import functools
 import inspect
@@ -19,10 +20,10 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 
 import tornado.gen
 import tornado.ioloop
-import tornado.iostream
 import tornado.tcpserver
 from tornado.concurrent import Future
 
@@ -146,6 +147,15 @@ def _is_async_handler(handler):
         func = getattr(func, "__wrapped__", None)
     _ASYNC_HANDLERS[handler] = result
     return result
+
+
+def _client_connection(connection):
+    # Handlers written for katcp < 0.5 pass their req object where a connection is meant.
+    if isinstance(connection, ClientRequestConnection):
+        warnings.warn("Pass req.client_connection (not req) to the server's inform(), "
+                      "reply() and reply_inform()", DeprecationWarning, stacklevel=3)
+        return connection.client_connection
+    return connection
 
 
 def _exception_text(exc_info, limit):
@@ -421,20 +431,105 @@ class ClientRequestConnection:
 # Transport
 # ---------------------------------------------------------------------------
 
-class _Connection:
-    """One accepted TCP connection: stream, address and write buffer."""
+class _Connection(asyncio.Protocol):
+    """One accepted TCP connection: line splitting, paused reading and a write buffer.
 
-    __slots__ = ("stream", "address", "client_conn", "closing", "_wbuf", "_call_soon",
-                 "_server")
+    An asyncio protocol on the IOLoop's asyncio loop: a chunk of input is split, parsed
+    and dispatched in one callback, and the replies it produced are written with one
+    ``transport.write``. Reading pauses while the device is busy with a message.
+    """
 
-    def __init__(self, server, stream, address):
+    def __init__(self, server):
         self._server = server
-        self.stream = stream
-        self.address = address
+        self._device_on_message = server._device.on_message
+        self._parse = server._parser.parse
+        self._call_soon = server.ioloop.asyncio_loop.call_soon
+        self.transport = None
+        self.address = None
         self.client_conn = None
         self.closing = False
         self._wbuf = []
-        self._call_soon = server.ioloop.asyncio_loop.call_soon
+        self._partial = b""
+        self._lines = collections.deque()
+        self._busy = True  # until on_client_connect is done
+        self._drained = None
+
+    # -- asyncio protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = transport.get_extra_info("peername")
+        self.address = "%s:%s" % peer[:2] if peer else repr(self)
+        ready = self._server._connection_made(self)
+        if ready is None:
+            self._busy = False
+        else:
+            ready.add_done_callback(self._done)
+
+    def data_received(self, data):
+        if self._partial:
+            data = self._partial + data
+        if b"\r" in data:
+            data = data.replace(b"\r", b"\n")
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        self._lines.extend(lines)
+        if not self._busy:
+            self._process()
+        if len(self._partial) > self._server.MAX_MSG_SIZE:
+            self._server._message_too_long(self)
+
+    def connection_lost(self, exc):
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        if not self.closing:
+            self.closing = True
+            self._server._spawn(self._server.disconnect_client(
+                self, "Connection closed by client.", False))
+
+    def resume_writing(self):
+        # Only paused by drain(), whose write buffer limits make this mean "all sent".
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    # -- input --------------------------------------------------------------------------
+
+    def _process(self):
+        lines = self._lines
+        on_message = self._device_on_message
+        while lines and not self.closing:
+            line = lines.popleft()
+            if not line:
+                continue
+            try:
+                msg = self._parse(line)
+            except KatcpSyntaxError:
+                self._server._send_syntax_error(self)
+                continue
+            ready = on_message(self.client_conn, msg)
+            if ready is not None and not ready.done():
+                # Per-connection serialisation: read no further until it is handled.
+                self._busy = True
+                self.transport.pause_reading()
+                ready.add_done_callback(self._done)
+                break
+        # Replies to the whole chunk go out now, in one write; the flush scheduled by
+        # send() then finds nothing to do.
+        self.flush()
+
+    def _done(self, ready):
+        if not ready.cancelled() and ready.exception() is not None:
+            self._server._logger.error("Error handling message from %s",
+                                       self.address, exc_info=ready.exception())
+        self._busy = False
+        self._process()
+        if not self._busy and not self.closing:
+            self.transport.resume_reading()
+
+    # -- output -------------------------------------------------------------------------
 
     def send(self, data):
         """Queue bytes; the first queued chunk schedules a flush for this loop iteration."""
@@ -446,27 +541,29 @@ class _Connection:
             self._call_soon(self.flush)
 
     def flush(self):
-        """Hand the buffered bytes to the stream in one write."""
+        """Hand the buffered bytes to the transport in one write."""
         wbuf = self._wbuf
         if not wbuf:
             return
         data = wbuf[0] if len(wbuf) == 1 else b"".join(wbuf)
         wbuf.clear()
-        try:
-            self.stream.write(data)
-        except tornado.iostream.StreamBufferFullError:
+        transport = self.transport
+        transport.write(data)
+        if transport.get_write_buffer_size() > self._server.MAX_WRITE_BUFFER_SIZE:
             self._server._buffer_full(self)
-        except tornado.iostream.StreamClosedError:
-            pass  # the read loop sees the close and cleans up
+
+    def drain(self):
+        """Return a future that resolves when everything written so far is sent."""
+        drained = self._drained = self._server.ioloop.asyncio_loop.create_future()
+        if self.transport.is_closing() or self.transport.get_write_buffer_size() == 0:
+            drained.set_result(None)
+        else:
+            # With no slack the transport pauses us now and resumes us once it is empty.
+            self.transport.set_write_buffer_limits(high=0, low=0)
+        return drained
 
     def __repr__(self):
         return "<katcp connection %s>" % (self.address,)
-
-
-class _TCPServer(tornado.tcpserver.TCPServer):
-    def __init__(self, handle_stream):
-        super().__init__()
-        self.handle_stream = handle_stream
 
 
 class KATCPServer:
@@ -510,8 +607,6 @@ class KATCPServer:
     closed.
     """
 
-    READ_CHUNK_SIZE = 65536
-
     client_connection_factory = ClientConnection
     """Factory that produces a ClientConnection compatible instance.
 
@@ -528,8 +623,7 @@ class KATCPServer:
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
         self.ioloop = None
         self.ioloop_thread_id = None
-        self._tcp_server = None
-        self._socket = None
+        self._listener = None
         self._bindaddr = None
         self._connections = {}
         self._running = threading.Event()
@@ -636,16 +730,16 @@ class KATCPServer:
         except Exception:
             sock.close()
             raise
-        self._socket = sock
         self._bindaddr = sock.getsockname()[:2]
         return sock
 
     def _install(self, sock):
         self.ioloop_thread_id = _get_ident()
-        self._call_soon_threadsafe = self.ioloop.asyncio_loop.call_soon_threadsafe
-        self._tcp_server = _TCPServer(self._handle_stream)
-        self._tcp_server.add_socket(sock)
-        self._running.set()
+        loop = self.ioloop.asyncio_loop
+        self._call_soon_threadsafe = loop.call_soon_threadsafe
+        self._listener = asyncio.ensure_future(
+            loop.create_server(lambda: _Connection(self), sock=sock))
+        self._listener.add_done_callback(lambda _: self._running.set())
 
     def stop(self, timeout=1.0):
         """Stop a running server (from another thread).
@@ -674,9 +768,9 @@ class KATCPServer:
         return stopped
 
     async def _shutdown(self):
-        if self._tcp_server is not None:
-            self._tcp_server.stop()
-            self._tcp_server = None
+        if self._listener is not None:
+            (await self._listener).close()
+            self._listener = None
         self._running.clear()
         conns = list(self._connections)
         if conns:
@@ -734,73 +828,31 @@ class KATCPServer:
         """
         return stream.address
 
-    async def _handle_stream(self, stream, address):
-        stream.set_nodelay(True)
-        stream.max_write_buffer_size = self.MAX_WRITE_BUFFER_SIZE
-        if isinstance(address, tuple) and len(address) >= 2:
-            address = "%s:%s" % address[:2]
-        conn = _Connection(self, stream, str(address))
+    def _connection_made(self, conn):
         client_conn = conn.client_conn = self.client_connection_factory(self, conn)
         self._connections[conn] = client_conn
         try:
             ready = self._device.on_client_connect(client_conn)
-            if ready is not None:
-                await ready
         except Exception:
             self._logger.exception("Error in on_client_connect for %s", conn.address)
-        await self._read_loop(conn, client_conn)
-
-    async def _read_loop(self, conn, client_conn):
-        stream = conn.stream
-        parse = self._parser.parse
-        on_message = self._device.on_message
-        max_size = self.MAX_MSG_SIZE
-        chunk_size = self.READ_CHUNK_SIZE
-        partial = b""
-        reason, connection_valid = "Connection closed by client.", False
-        try:
-            while not conn.closing:
-                data = await stream.read_bytes(chunk_size, partial=True)
-                if partial:
-                    data = partial + data
-                if b"\r" in data:
-                    data = data.replace(b"\r", b"\n")
-                lines = data.split(b"\n")
-                partial = lines.pop()
-                for line in lines:
-                    if not line:
-                        continue
-                    try:
-                        msg = parse(line)
-                    except KatcpSyntaxError:
-                        self._send_syntax_error(conn)
-                        continue
-                    ready = on_message(client_conn, msg)
-                    if ready is not None:
-                        try:
-                            await ready
-                        except Exception:
-                            self._logger.exception("Error handling %r", msg)
-                    if conn.closing:
-                        return
-                # Replies to the whole chunk go out now rather than one loop iteration
-                # later; the flush scheduled by send() then finds nothing to do.
-                conn.flush()
-                if len(partial) > max_size:
-                    self._logger.error("Message from %s exceeds %d bytes; disconnecting",
-                                       conn.address, max_size)
-                    reason = "Message exceeds maximum size of %d bytes." % max_size
-                    connection_valid = True
-                    break
-        except tornado.iostream.StreamClosedError:
-            pass
-        if not conn.closing:
-            # Otherwise whoever marked the connection as closing is disconnecting it.
-            await self.disconnect_client(conn, reason, connection_valid)
+            return None
+        return None if ready is None else tornado.gen.convert_yielded(ready)
 
     def _send_syntax_error(self, conn):
         reason = _exception_text(sys.exc_info(), self._tb_limit)
         conn.send(bytes(self._device.create_log_inform("error", reason, "root")) + b"\n")
+
+    def _message_too_long(self, conn):
+        self._logger.error("Message from %s exceeds %d bytes; disconnecting",
+                           conn.address, self.MAX_MSG_SIZE)
+        conn.transport.pause_reading()
+        self._spawn(self.disconnect_client(
+            conn, "Message exceeds maximum size of %d bytes." % self.MAX_MSG_SIZE))
+
+    def _buffer_full(self, conn):
+        self._logger.warning("Client %s is not reading: more than %d bytes unsent; "
+                             "disconnecting", conn.address, self.MAX_WRITE_BUFFER_SIZE)
+        self._spawn(self.disconnect_client(conn, "Write buffer full.", False))
 
     async def disconnect_client(self, conn, reason, connection_valid=True):
         """Close a connection, letting the device say goodbye first.
@@ -819,27 +871,34 @@ class KATCPServer:
         client_conn = self._connections.pop(conn, None)
         if client_conn is None:
             return
-        if conn.stream.closed():
+        transport = conn.transport
+        if transport.is_closing():
             connection_valid = False
+        if not connection_valid:
+            conn.closing = True
         try:
             ready = self._device.on_client_disconnect(client_conn, reason, connection_valid)
             if ready is not None:
                 await self._with_timeout(ready)
         except Exception:
             self._logger.exception("Error in on_client_disconnect for %s", conn.address)
-        if connection_valid and not conn.stream.closed():
+        if connection_valid and not transport.is_closing():
             try:
                 await self._with_timeout(self.flush_on_close(conn))
             except Exception:
-                pass  # an unresponsive or vanished peer must not stop the close
+                # An unresponsive peer must not stop the close: drop what is unsent.
+                transport.abort()
         conn.closing = True
-        conn.stream.close()
+        if connection_valid:
+            transport.close()
+        else:
+            transport.abort()  # close() would wait to send what the peer does not read
 
     def _with_timeout(self, future):
         return tornado.gen.with_timeout(self.ioloop.time() + self.DISCONNECT_TIMEOUT, future)
 
     def flush_on_close(self, stream):
-        """Flush tornado iostream write buffer and prevent further writes.
+        """Flush the connection's write buffer and prevent further writes.
 
         Returns a future that resolves when the stream is flushed.
 
@@ -852,17 +911,11 @@ class KATCPServer:
         flushed : Future
 
         """
+        # The empty line is what the reference sends before closing.
+        stream.send(b"\n")
         stream.flush()
         stream.closing = True
-        # The empty line is what the reference sends: its write future tells us when
-        # everything before it has reached the socket.
-        return stream.stream.write(b"\n")
-
-    def _buffer_full(self, conn):
-        self._logger.warning("Client %s is not reading: more than %d bytes unsent; "
-                             "disconnecting", conn.address, self.MAX_WRITE_BUFFER_SIZE)
-        conn.closing = True
-        self._spawn(self.disconnect_client(conn, "Write buffer full.", False))
+        return stream.drain()
 
     def _spawn(self, coro):
         task = asyncio.ensure_future(coro)
@@ -943,7 +996,10 @@ class KATCPServer:
             self._outbox.append((fn, args))
             if len(self._outbox) > 1:
                 return
-        self._call_soon_threadsafe(self._drain_outbox)
+        try:
+            self._call_soon_threadsafe(self._drain_outbox)
+        except RuntimeError:
+            pass  # the loop is closed: the server has stopped, nothing can be sent
 
     def _drain_outbox(self):
         with self._outbox_lock:
@@ -1501,7 +1557,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             The inform message to send.
 
         """
-        connection.inform(msg)
+        _client_connection(connection).inform(msg)
 
     def mass_inform(self, msg):
         """Send an inform message to all clients.
@@ -1531,7 +1587,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             with the id from orig_req before the reply is sent.
 
         """
-        connection.reply(reply, orig_req)
+        _client_connection(connection).reply(reply, orig_req)
 
     def reply_inform(self, connection, inform, orig_req):
         """Send an inform as part of the reply to an earlier request.
@@ -1547,7 +1603,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             overridden with the id from orig_req before the inform is sent.
 
         """
-        connection.reply_inform(inform, orig_req)
+        _client_connection(connection).reply_inform(inform, orig_req)
 
     def create_log_inform(self, level_name, msg, name, timestamp=None):
         """Create a katcp logging inform message.
@@ -1731,7 +1787,9 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
 
         """
         if self._server.in_ioloop_thread():
-            return tornado.gen.moment
+            future = Future()
+            self.ioloop.add_callback(future.set_result, None)
+            return future
         done = concurrent.futures.Future()
         self.ioloop.add_callback(done.set_result, None)
         done.result(timeout)
@@ -2646,6 +2704,8 @@ class DeviceServer(DeviceServerBase):
             !sensor-sampling ok cpu.power.on,fan.speed period 0.5
 
         """
+        # A coroutine so that it always runs on the loop (even with a handler thread):
+        # strategies are started and cancelled in the loop thread.
         if not msg.arguments:
             raise FailReply("No sensor name given.")
         names_arg = msg.arguments[0].decode("utf-8")
@@ -2689,8 +2749,6 @@ class DeviceServer(DeviceServerBase):
             if strategy.get_sampling() != SampleStrategy.NONE:
                 client_strategies[sensor] = strategy
                 strategy.start()
-        # Let the strategies' initial updates go out before the reply.
-        await asyncio.sleep(0)
         return req.make_reply("ok", names_arg, strategy_name, *params)
 
     @staticmethod

@@ -1225,12 +1225,14 @@ class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):
     """
 
     def get_new_ioloop(self):
-        loop = asyncio.new_event_loop()
+        from tornado.platform.asyncio import AsyncIOLoop
+
+        ioloop = AsyncIOLoop(make_current=False)
         self.ioloop_time = 1000000.0
         self._warped_clock = _WarpedLoopTime(self.ioloop_time)
         # BaseEventLoop reads the clock through self.time(); an instance attribute wins.
-        loop.time = self._warped_clock
-        return _ioloop_for(loop)
+        ioloop.asyncio_loop.time = self._warped_clock
+        return ioloop
 
     def wake_ioloop(self):
         """Make the ioloop run an iteration so that it notices the new time."""
@@ -1242,12 +1244,6 @@ class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):
         self._warped_clock.now = new_time
         if wake_ioloop:
             self.wake_ioloop()
-
-
-def _ioloop_for(asyncio_loop):
-    from tornado.platform.asyncio import AsyncIOLoop
-
-    return AsyncIOLoop(asyncio_loop=asyncio_loop, make_current=False)
 
 
 class TimewarpAsyncTestCaseTimeAdvancer(threading.Thread):

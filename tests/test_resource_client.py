@@ -8,7 +8,7 @@ import tornado.concurrent
 import tornado.gen
 import tornado.testing
 
-from katcp import Message, Sensor
+from katcp import Message, ProtocolFlags, Sensor
 from katcp.core import AsyncEvent
 from katcp.ioloop_manager import IOLoopManager, IOLoopThreadWrapper
 from katcp.kattypes import Int, request, return_reply
@@ -93,6 +93,23 @@ class DeviceV2(BaseDevice):
     def request_new_thing(self, req):
         """Only in version 2."""
         return ("ok",)
+
+
+class BulkDevice(DeviceV1):
+    """KATCP v5.1 device with bulk sensor sampling that records ?sensor-sampling."""
+
+    PROTOCOL_INFO = ProtocolFlags(5, 1, {
+        ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS,
+        ProtocolFlags.BULK_SET_SENSOR_SAMPLING})
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sampling_requests = []
+
+    async def request_sensor_sampling(self, req, msg):
+        """Record the request, then configure sampling as usual."""
+        self.sampling_requests.append(msg.arguments)
+        return await super().request_sensor_sampling(req, msg)
 
 
 def start_server(device_class=DeviceV1, port=0):
@@ -336,6 +353,30 @@ class TestKATCPClientResource(ResourceTestCase):
         exit_event.set()
         yield tornado.gen.with_timeout(self.io_loop.time() + WAIT, monitor)
         assert states == [False, True, False]
+
+
+class TestBulkSampling(ResourceTestCase):
+
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_strategies_reapplied_in_bulk_after_restart(self):
+        server = self.start_server(BulkDevice)
+        res = self.make_resource(server)
+        yield res.until_synced(timeout=WAIT)
+        yield res.set_sampling_strategies("a", "event")
+        yield res.set_sampling_strategy("old-sensor", "period 0.5")
+        assert len(server.sampling_requests) == 3
+        port = server.bind_address[1]
+        stop_server(server)
+        yield res.until_not_synced(timeout=WAIT)
+        server2 = self.start_server(BulkDevice, port)
+        yield res.until_synced(timeout=WAIT)
+        requests = sorted(server2.sampling_requests, key=len)
+        assert len(requests) == 2
+        assert requests[1] == [b"old-sensor", b"period", b"0.5"]
+        names, strategy = requests[0][0], requests[0][1:]
+        assert set(names.split(b",")) == {b"an.int", b"a-float"} and strategy == [b"event"]
+        reply = yield res.req.sensor_sampling("a-float")
+        assert reply.reply.arguments == [b"ok", b"a-float", b"event"]
 
 
 class TestHelpers(tornado.testing.AsyncTestCase):

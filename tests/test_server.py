@@ -6,6 +6,7 @@ import logging
 import queue
 import re
 import threading
+import warnings
 
 import pytest
 import tornado.gen
@@ -167,6 +168,12 @@ class ExampleServer(DeviceServer):
         """Reply, then disconnect the client."""
         req.reply("ok")
         req.client_connection.disconnect("Kicked out.")
+        raise AsyncReply
+
+    def request_old_style(self, req, msg):
+        """Use the pre-0.5 calling convention: req where a connection is meant."""
+        self.reply_inform(req, Message.inform("old-style", "informed"), msg)
+        self.reply(req, Message.reply("old-style", "ok"), msg)
         raise AsyncReply
 
     def inform_note(self, conn, msg):
@@ -434,8 +441,8 @@ def test_halt_disconnects_everyone():
     port = start_server(server)
     with connect(port) as client, connect(port) as other:
         client.send("?halt")
-        assert client.read_to_eof() == [b"!halt ok", rb"#disconnect Device\_server\_shutting\_down.",
-                                        b""]
+        assert client.read_to_eof() == [
+            b"!halt ok", rb"#disconnect Device\_server\_shutting\_down.", b""]
         assert other.read_to_eof() == [rb"#disconnect Device\_server\_shutting\_down.", b""]
     server.join(timeout=TIMEOUT)
     assert not server.running()
@@ -475,6 +482,17 @@ def test_unknown_and_malformed_and_bad_utf8(example):
     assert client.readline() == b"!echo ok caf\xc3\xa9"
     assert client.readline().startswith(b"!echo fail ")
     assert client.request("?watchdog") == ([], "!watchdog ok")
+
+
+def test_old_style_req_in_place_of_connection(example):
+    server, client = example
+    # The warnings module's state is process-wide, so this also records the warnings
+    # issued in the server's threads.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert client.request("?old-style[4]") == (
+            ["#old-style[4] informed"], "!old-style[4] ok")
+    assert [w.category for w in caught] == [DeprecationWarning] * 2
 
 
 def test_message_ids(example):
@@ -682,7 +700,8 @@ def test_async_server_on_users_ioloop():
     server = started.result(TIMEOUT)
     try:
         with LineClient(server.bind_address[1]) as client:
-            assert client.readlines(3)[2] == b"#version-connect katcp-device device_stub-0.1 name-0.1"
+            assert client.readlines(3)[2] == (
+                b"#version-connect katcp-device device_stub-0.1 name-0.1")
             assert client.request("?watchdog") == ([], "!watchdog ok")
             stopped.set_result(None)
             assert client.read_to_eof() == [rb"#disconnect Device\_server\_shutting\_down.", b""]

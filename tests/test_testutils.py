@@ -98,7 +98,8 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         thread.start()
         # The threaded server handles one request at a time, so cancel from the device side;
         # the cancel event stays set, so it works whether or not the wait has begun yet.
-        self.server.request_cancel_slow_command(None, Message.request("cancel-slow-command"))
+        cancel = testutils.mock_req("cancel-slow-command")
+        self.server.request_cancel_slow_command(cancel, cancel.msg)
         thread.join(10)
         self.assertTrue(replies[0][0].reply_ok())
 
@@ -153,7 +154,7 @@ class TestSmallHelpers(unittest.TestCase):
     def test_log_handler_records(self):
         import logging
         handler = testutils.TestLogHandler()
-        log = logging.getLogger("katcp.test.loghandler")
+        log = logging.getLogger("katcp_testutils.loghandler")
         log.addHandler(handler)
         try:
             log.warning("hello %s", "there")
@@ -179,7 +180,7 @@ class TestSmallHelpers(unittest.TestCase):
         status_waiter.teardown()
 
     def test_call_in_ioloop(self):
-        manager = IOLoopManager()
+        manager = IOLoopManager(managed_default=True)
         ioloop = manager.get_ioloop()
         manager.start()
         try:

@@ -114,6 +114,14 @@ class KatcpShell(cmd.Cmd):
     def emptyline(self):
         return False
 
+    def precmd(self, line):
+        # cmd.Cmd reads a leading '?' as its own help; here it is KATCP's request marker.
+        return line.lstrip().lstrip("?")
+
+    def do_help(self, arg):
+        """Send ?help (KATCP's help, not the shell's)."""
+        return self.default(("help " + arg).strip())
+
     def default(self, line):
         if line == "EOF":
             self.stdout.write("\n")
