@@ -2,8 +2,8 @@
 
 A separate process lets the benchmark read the server's own CPU time and
 memory, and keeps the load generator off the server's GIL. The parent talks
-to the child over a pipe: the child's main thread waits for commands while the
-server runs on its event loop thread.
+to the child over a socket pair: the child's main thread waits for commands
+while the server runs on its event loop thread.
 
 Kinds: ``'line'`` (the baseline :class:`bench.baseline.LineServer`),
 ``'async'`` (``katcp.AsyncDeviceServer``) and ``'threaded'``
@@ -177,16 +177,20 @@ class KatcpHost(_Host):
         done = concurrent.futures.Future()
         value = baseline.stream_value
 
+        # plain call_soon between rounds, as the line server does (tornado's
+        # add_callback would also write to the loop's wake-up pipe each time)
+        loop = ioloop.asyncio_loop
+
         def start():
-            deadline = ioloop.time() + duration
+            deadline = loop.time() + duration
             first = self.rounds + 1
 
             def one_round(counter):
                 for sensor, stype in work:
                     sensor.set_value(value(stype, counter))
                 self.rounds = counter
-                if ioloop.time() < deadline:
-                    ioloop.add_callback(one_round, counter + 1)
+                if loop.time() < deadline:
+                    loop.call_soon(one_round, counter + 1)
                 else:
                     done.set_result(counter - first + 1)
 

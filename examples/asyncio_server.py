@@ -61,12 +61,14 @@ async def main(port):
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, interrupted.set)
     loop.add_signal_handler(signal.SIGTERM, interrupted.set)
-    # ?halt stops the server from inside; a signal stops it from outside.
-    while server.running() and not interrupted.is_set():
+    # A signal stops the server from outside; ?halt stops it from inside, which shows as
+    # running() turning false once the listener had started.
+    while not interrupted.is_set():
         try:
             await asyncio.wait_for(interrupted.wait(), timeout=0.2)
         except asyncio.TimeoutError:
-            pass
+            if not server.running():
+                break
     if server.running():
         await asyncio.wrap_future(server.stop())
 

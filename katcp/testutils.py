@@ -18,7 +18,9 @@ from unittest import mock
 import tornado.gen
 import tornado.ioloop
 import tornado.testing
-from tornado.concurrent import Future
+import tornado.util
+from tornado.concurrent import Future, chain_future
+from tornado.platform.asyncio import AsyncIOLoop
 
 from katcp import client, server
 from katcp.core import AsyncReply, FailReply, Message, Sensor, steal_docstring_from
@@ -1217,6 +1219,40 @@ class _WarpedLoopTime:
         return self.now
 
 
+class _TimewarpIOLoop(AsyncIOLoop):
+    """An IOLoop on a virtual clock whose ``run_sync`` timeout is in real seconds.
+
+    Otherwise warping the clock past a test's timeout would end the test.
+    """
+
+    def time(self):
+        # tornado's IOLoop.time() is the wall clock; here it is the warped asyncio clock.
+        return self.asyncio_loop.time()
+
+    def run_sync(self, func, timeout=None):
+        if timeout is None:
+            return super().run_sync(func)
+
+        async def bounded():
+            result = Future()
+            chain_future(tornado.gen.convert_yielded(func()), result)
+
+            def expire():
+                if not result.done():
+                    result.set_exception(tornado.util.TimeoutError(
+                        "Operation timed out after %s seconds" % timeout))
+
+            watchdog = threading.Timer(timeout, self.add_callback, (expire,))
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                return await result
+            finally:
+                watchdog.cancel()
+
+        return super().run_sync(bounded)
+
+
 class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):
     """Tornado AsyncTestCase that supports time-warping.
 
@@ -1225,9 +1261,7 @@ class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):
     """
 
     def get_new_ioloop(self):
-        from tornado.platform.asyncio import AsyncIOLoop
-
-        ioloop = AsyncIOLoop(make_current=False)
+        ioloop = _TimewarpIOLoop(make_current=False)
         self.ioloop_time = 1000000.0
         self._warped_clock = _WarpedLoopTime(self.ioloop_time)
         # BaseEventLoop reads the clock through self.time(); an instance attribute wins.

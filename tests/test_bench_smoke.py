@@ -5,13 +5,15 @@ benchmark runs without error and reports measured numbers, the baseline line
 server sends the katcp server's bytes, and the CLI writes its JSON.
 """
 
+import asyncio
 import json
 import math
 
 import pytest
 
-from bench import baseline, harness
+from bench import baseline, harness, loadgen
 from bench.__main__ import main
+from bench.procs import ServerProcess
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +52,37 @@ def test_line_server_sends_the_katcp_servers_bytes(tiny_run):
     for name in ("sensor_bulk.sensor-value", "sensor_bulk.sensor-list"):
         assert rows[name].extra["first_difference"] is None
         assert rows[name].extra["same_bytes"] is True
+
+
+EXCHANGE = [
+    b"?sensor-sampling[1] s00000.integer event\n",
+    b"?sensor-sampling[2] s00001.float period 0.5\n",
+    b"?sensor-sampling[3] s00001.float none\n",
+    b"?sensor-sampling[4] s00002.boolean,s00003.string event\n",
+    b"?watchdog\n",
+    b"?nosuch[5]\n",
+    b"?sensor-value[6] s00003.string\n",
+    b"?sensor-list[7] s00001.float\n",
+]
+
+
+async def _exchange(address):
+    client = await loadgen.connect(address, lambda: loadgen.LoadClient(collect=True))
+    for line in EXCHANGE:
+        await asyncio.wait_for(client.request(line), 10)
+    await loadgen.close_all([client])
+    return client.lines
+
+
+def test_line_server_answers_like_the_katcp_server():
+    servers = [ServerProcess(kind, 8) for kind in ("async", "line")]
+    try:
+        katcp_lines, line_lines = [asyncio.run(_exchange(s.address)) for s in servers]
+    finally:
+        for server in servers:
+            server.close()
+    assert len(katcp_lines) == 14
+    assert katcp_lines == line_lines
 
 
 def test_run_metadata(tiny_run):

@@ -207,21 +207,18 @@ class TestTimewarp(testutils.TimewarpAsyncTestCase):
     @tornado.testing.gen_test(timeout=5)
     def test_timers_fire_at_virtual_times(self):
         start = self.io_loop.time()
-        fired = []
-        future = Future()
+        fired = {"minute": Future(), "hour": Future()}
 
         def at(label):
-            fired.append((label, self.io_loop.time() - start))
-            if len(fired) == 2:
-                future.set_result(None)
+            fired[label].set_result(self.io_loop.time() - start)
 
         self.io_loop.call_later(3600, at, "hour")
         self.io_loop.call_later(60, at, "minute")
         self.set_ioloop_time(start + 60)
-        yield tornado.gen.moment
+        self.assertEqual((yield fired["minute"]), 60)
+        self.assertFalse(fired["hour"].done())
         self.set_ioloop_time(start + 3600)
-        yield future
-        self.assertEqual(fired, [("minute", 60), ("hour", 3600)])
+        self.assertEqual((yield fired["hour"]), 3600)
 
     @tornado.testing.gen_test(timeout=5)
     def test_async_waiting_mock(self):
