@@ -743,6 +743,16 @@ def test_set_ioloop_uses_the_users_loop_and_leaves_it_running():
         thread.join(TIMEOUT)
 
 
+def test_restart_after_stop():
+    server = ExampleServer("127.0.0.1", 0)
+    for _ in range(2):
+        port = start_server(server)
+        with connect(port) as client:
+            assert client.request("?watchdog") == ([], "!watchdog ok")
+        stop_server(server)
+        assert not server.running()
+
+
 def test_sync_with_ioloop_and_wait_running():
     server = ExampleServer("127.0.0.1", 0)
     server.setDaemon(True)
