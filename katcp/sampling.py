@@ -8,7 +8,10 @@ it). All scheduling uses the loop's clock (``ioloop.time()``), so a virtual cloc
 """
 
 import functools
+import heapq
+import itertools
 import threading
+import weakref
 
 import tornado.ioloop
 
@@ -355,6 +358,64 @@ class SampleDifferential(SampleStrategy):
             self.inform(reading)
 
 
+class _PeriodicScheduler:
+    """One loop timer shared by every periodic sampler on an ioloop.
+
+    A timer per sample would cost a tornado timeout (and its wrappers) for every inform;
+    instead deadlines live in one heap and a single timer fires for the earliest, sending
+    every sample due within ``TOLERANCE`` of it in the same loop iteration.
+    """
+
+    TOLERANCE = 0.001
+    _by_ioloop = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def for_ioloop(cls, ioloop):
+        scheduler = cls._by_ioloop.get(ioloop)
+        if scheduler is None:
+            scheduler = cls._by_ioloop[ioloop] = cls(ioloop)
+        return scheduler
+
+    def __init__(self, ioloop):
+        self._ioloop = ioloop
+        self._heap = []
+        self._sequence = itertools.count()
+        self._timer = None
+        self._timer_when = None
+
+    def schedule(self, when, callback):
+        """Call ``callback(when)`` at loop time ``when``; return a handle for cancel()."""
+        entry = [when, next(self._sequence), callback]
+        heapq.heappush(self._heap, entry)
+        if self._timer_when is None or when < self._timer_when:
+            self._arm(when)
+        return entry
+
+    @staticmethod
+    def cancel(entry):
+        # Lazy deletion: the entry is dropped when it reaches the top of the heap.
+        entry[2] = None
+
+    def _arm(self, when):
+        if self._timer is not None:
+            self._ioloop.remove_timeout(self._timer)
+        self._timer_when = when
+        self._timer = self._ioloop.call_at(when, self._run)
+
+    def _run(self):
+        self._timer = self._timer_when = None
+        heap = self._heap
+        horizon = self._ioloop.time() + self.TOLERANCE
+        while heap and heap[0][0] <= horizon:
+            when, _, callback = heapq.heappop(heap)
+            if callback is not None:
+                callback(when)
+        while heap and heap[0][2] is None:
+            heapq.heappop(heap)
+        if heap:
+            self._arm(heap[0][0])
+
+
 class SamplePeriod(SampleStrategy):
     """Periodic sampling strategy: sends the current reading every period seconds.
 
@@ -368,7 +429,7 @@ class SamplePeriod(SampleStrategy):
         self._period = _parse_period(params[0], "period")
         if self._period <= 0:
             raise ValueError("The sampling period must be > 0, not %r." % _text(params[0]))
-        self._next_time = None
+        self._scheduler = None
         self._timeout = None
 
     def get_sampling(self):
@@ -376,25 +437,22 @@ class SamplePeriod(SampleStrategy):
 
     def start(self):
         super().start()
-        self._next_time = self.ioloop.time()
-        self._tick()
+        self._scheduler = _PeriodicScheduler.for_ioloop(self.ioloop)
+        self._tick(self.ioloop.time())
 
-    def _tick(self):
-        if self._cancelled:
-            return
+    def _tick(self, deadline):
         self.inform(self._sensor.read())
+        next_time = deadline + self._period
         now = self.ioloop.time()
-        next_time = self._next_time + self._period
         if next_time <= now:
             # Fell more than a period behind (a busy loop): skip the missed samples
             # rather than sending a burst.
             next_time = now + self._period
-        self._next_time = next_time
-        self._timeout = self.ioloop.call_at(next_time, self._tick)
+        self._timeout = self._scheduler.schedule(next_time, self._tick)
 
     def cancel_timeouts(self):
         if self._timeout is not None:
-            self.ioloop.remove_timeout(self._timeout)
+            self._scheduler.cancel(self._timeout)
             self._timeout = None
 
 

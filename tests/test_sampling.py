@@ -1,0 +1,273 @@
+"""katcp.sampling: each strategy's semantics, driven by a virtual clock."""
+
+import threading
+
+import pytest
+import tornado.gen
+import tornado.testing
+from tornado.concurrent import Future
+
+from katcp import Sensor
+from katcp.sampling import (SampleAuto, SampleDifferential, SampleDifferentialRate,
+                            SampleEvent, SampleEventRate, SampleNone, SamplePeriod,
+                            SampleStrategy, format_inform_v4, format_inform_v5,
+                            update_in_ioloop)
+from katcp.testutils import TimewarpAsyncTestCase
+
+pytestmark = pytest.mark.timeout(30)
+
+gen_test = tornado.testing.gen_test(timeout=10)
+
+
+def make_sensor(stype=Sensor.INTEGER, value=0, **kwargs):
+    params = {Sensor.DISCRETE: ["a", "b"]}.get(stype)
+    sensor = Sensor(stype, "test.sensor", "A test sensor.", "", params, **kwargs)
+    sensor.set(1000.0, Sensor.NOMINAL, value)
+    return sensor
+
+
+class Recorder:
+    """An inform_callback that keeps (loop time, reading) pairs."""
+
+    def __init__(self, ioloop):
+        self.ioloop = ioloop
+        self.informs = []
+        self._waiters = []
+
+    def __call__(self, sensor, reading):
+        self.informs.append((self.ioloop.time(), reading))
+        for count, future in list(self._waiters):
+            if len(self.informs) >= count and not future.done():
+                future.set_result(None)
+
+    def until_count(self, count):
+        future = Future()
+        if len(self.informs) >= count:
+            future.set_result(None)
+        else:
+            self._waiters.append((count, future))
+        return future
+
+    @property
+    def values(self):
+        return [reading.value for _, reading in self.informs]
+
+
+class TestFactory:
+
+    def test_names_as_str_or_bytes(self):
+        sensor = make_sensor()
+        for name, cls in [("none", SampleNone), (b"auto", SampleAuto),
+                          ("event", SampleEvent), (b"period", SamplePeriod),
+                          ("differential", SampleDifferential),
+                          ("event-rate", SampleEventRate),
+                          (b"differential-rate", SampleDifferentialRate)]:
+            params = {SamplePeriod: [b"1"], SampleDifferential: ["2"],
+                      SampleEventRate: ["1", "2"],
+                      SampleDifferentialRate: [b"1", b"1", b"2"]}.get(cls, [])
+            strategy = SampleStrategy.get_strategy(name, lambda s, r: None, sensor, *params)
+            assert type(strategy) is cls
+            assert strategy.get_sampling_formatted() == (
+                name if isinstance(name, bytes) else name.encode(),
+                [p if isinstance(p, bytes) else p.encode() for p in params])
+
+    @pytest.mark.parametrize("name, params, message", [
+        ("bogus", [], "Unknown sampling strategy 'bogus'"),
+        ("none", ["1"], "takes 0 parameters, 1 given"),
+        ("period", [], "takes 1 parameter, 0 given"),
+        ("period", ["x"], "not a number"),
+        ("period", ["0"], "must be > 0"),
+        ("period", ["-1"], ">= 0"),
+        ("event-rate", ["2", "1"], "must not exceed"),
+        ("differential", ["-1"], ">= 0"),
+        ("differential", ["1.5"], "Invalid differential threshold"),
+    ])
+    def test_bad_strategies_raise_value_error(self, name, params, message):
+        with pytest.raises(ValueError, match=message):
+            SampleStrategy.get_strategy(name, lambda s, r: None, make_sensor(), *params)
+
+    def test_differential_needs_a_numeric_sensor(self):
+        with pytest.raises(ValueError, match="only apply to integer, float and timestamp"):
+            SampleStrategy.get_strategy("differential", lambda s, r: None,
+                                        make_sensor(Sensor.DISCRETE, "a"), "1")
+
+    def test_format_informs(self):
+        sensor = make_sensor(value=7)
+        reading = sensor.read()
+        assert bytes(format_inform_v5(sensor, *reading)) == \
+            b"#sensor-status 1000.000000 1 test.sensor nominal 7"
+        assert bytes(format_inform_v4(sensor, *reading)) == \
+            b"#sensor-status 1000000 1 test.sensor nominal 7"
+
+
+class TestStrategies(TimewarpAsyncTestCase):
+
+    def start(self, name, sensor, *params):
+        recorder = Recorder(self.io_loop)
+        strategy = SampleStrategy.get_strategy(name, recorder, sensor, *params,
+                                               ioloop=self.io_loop)
+        strategy.start()
+        self.addCleanup(strategy.cancel)
+        return strategy, recorder
+
+    def advance(self, seconds):
+        self.set_ioloop_time(self.io_loop.time() + seconds)
+
+    @gen_test
+    def test_none_sends_nothing(self):
+        sensor = make_sensor()
+        _, recorder = self.start("none", sensor)
+        sensor.set_value(5)
+        yield tornado.gen.moment
+        assert recorder.informs == []
+
+    @gen_test
+    def test_auto_sends_initial_and_every_update(self):
+        sensor = make_sensor(value=1)
+        _, recorder = self.start("auto", sensor)
+        for value in (1, 1, 2):
+            sensor.set_value(value)
+        assert recorder.values == [1, 1, 1, 2]
+
+    @gen_test
+    def test_event_sends_only_value_or_status_changes(self):
+        sensor = make_sensor(value=42)
+        _, recorder = self.start("event", sensor)
+        sensor.set(2000.0, Sensor.NOMINAL, 42)      # new timestamp only: nothing
+        sensor.set_value(43)
+        sensor.set_value(43, Sensor.WARN)
+        sensor.set(3000.0, Sensor.WARN, 43)
+        assert [(r.value, r.status) for _, r in recorder.informs] == [
+            (42, Sensor.NOMINAL), (43, Sensor.NOMINAL), (43, Sensor.WARN)]
+
+    @gen_test
+    def test_differential_is_strictly_greater_and_reports_status(self):
+        sensor = make_sensor(value=42)
+        _, recorder = self.start("differential", sensor, "5")
+        for value, status in [(45, Sensor.NOMINAL), (47, Sensor.NOMINAL),
+                              (48, Sensor.NOMINAL), (48, Sensor.ERROR),
+                              (42, Sensor.ERROR)]:
+            sensor.set_value(value, status)
+        assert [(r.value, r.status) for _, r in recorder.informs] == [
+            (42, Sensor.NOMINAL), (48, Sensor.NOMINAL), (48, Sensor.ERROR),
+            (42, Sensor.ERROR)]
+
+    @gen_test
+    def test_period_sends_on_schedule_without_drift(self):
+        sensor = make_sensor(value=1)
+        start = self.io_loop.time()
+        strategy, recorder = self.start("period", sensor, "0.5")
+        assert recorder.informs[0][0] == start
+        for i in range(1, 201):
+            self.set_ioloop_time(start + 0.5 * i)
+            yield recorder.until_count(i + 1)
+        times = [t - start for t, _ in recorder.informs]
+        assert times == [0.5 * i for i in range(201)]
+        strategy.cancel()
+        self.advance(10)
+        yield tornado.gen.moment
+        yield tornado.gen.moment
+        assert len(recorder.informs) == 201
+
+    @gen_test
+    def test_periods_of_many_sensors_share_the_schedule(self):
+        sensors = [make_sensor(value=i) for i in range(50)]
+        start = self.io_loop.time()
+        recorders = [self.start("period", s, "1")[1] for s in sensors]
+        self.set_ioloop_time(start + 1)
+        for recorder in recorders:
+            yield recorder.until_count(2)
+        assert all([t - start for t, _ in r.informs] == [0, 1] for r in recorders)
+
+    @gen_test
+    def test_event_rate_holds_changes_for_shortest_and_resends_after_longest(self):
+        sensor = make_sensor(value=0)
+        start = self.io_loop.time()
+        _, recorder = self.start("event-rate", sensor, "1", "10")
+        sensor.set_value(1)          # within the shortest period: held
+        sensor.set_value(2)          # replaces the held reading
+        assert recorder.values == [0]
+        self.set_ioloop_time(start + 1)
+        yield recorder.until_count(2)
+        assert recorder.informs[1] == (start + 1, sensor.read())
+        assert recorder.values == [0, 2]
+        self.set_ioloop_time(start + 5)
+        sensor.set_value(3)          # shortest period has passed: sent at once
+        assert recorder.values == [0, 2, 3]
+        self.set_ioloop_time(start + 15)
+        yield recorder.until_count(4)
+        assert recorder.informs[3][0] == start + 15
+        assert recorder.values == [0, 2, 3, 3]
+
+    @gen_test
+    def test_differential_rate_ignores_small_changes(self):
+        sensor = make_sensor(Sensor.FLOAT, value=0.0)
+        start = self.io_loop.time()
+        _, recorder = self.start("differential-rate", sensor, "1.0", "0", "0")
+        sensor.set_value(0.5)
+        sensor.set_value(1.5)
+        sensor.set_value(1.0)
+        sensor.set_value(1.0, Sensor.WARN)
+        assert [(r.value, r.status) for _, r in recorder.informs] == [
+            (0.0, Sensor.NOMINAL), (1.5, Sensor.NOMINAL), (1.0, Sensor.WARN)]
+        assert self.io_loop.time() == start
+
+    @gen_test
+    def test_updates_from_other_threads_are_coalesced_in_order(self):
+        sensor = make_sensor(value=0)
+        _, recorder = self.start("event", sensor)
+        last = 5000
+
+        def produce():
+            for value in range(1, last + 1):
+                sensor.set_value(value)
+
+        thread = threading.Thread(target=produce)
+        thread.start()
+        while not recorder.values or recorder.values[-1] != last:
+            yield tornado.gen.moment
+        thread.join(5)
+        values = recorder.values
+        assert values == sorted(values) and len(set(values)) == len(values)
+        assert values[-1] == last
+
+    @gen_test
+    def test_cancel_detaches_from_the_sensor(self):
+        sensor = make_sensor(value=0)
+        strategy, recorder = self.start("auto", sensor)
+        strategy.cancel()
+        sensor.set_value(1)
+        assert recorder.values == [0]
+
+
+def test_update_in_ioloop_hops_to_the_loop_thread():
+    from katcp.ioloop_manager import IOLoopManager
+
+    manager = IOLoopManager(managed_default=True)
+    ioloop = manager.get_ioloop()
+    manager.start()
+    try:
+        seen = []
+        done = threading.Event()
+
+        class Observer:
+            def __init__(self):
+                self.ioloop = ioloop
+                self._ioloop_thread_id = None
+
+            @update_in_ioloop
+            def update(self, sensor, reading):
+                seen.append((threading.get_ident(), reading))
+                done.set()
+
+        observer = Observer()
+        ready = threading.Event()
+        ioloop.add_callback(lambda: (setattr(observer, "_ioloop_thread_id",
+                                             threading.get_ident()), ready.set()))
+        assert ready.wait(5)
+        observer.update(None, "reading")
+        assert done.wait(5)
+        assert seen == [(observer._ioloop_thread_id, "reading")]
+    finally:
+        manager.stop()
+        manager.join(timeout=5)
