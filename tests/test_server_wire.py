@@ -20,10 +20,8 @@ from katcp.version import __version__
 from server_line_client import LineClient
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WIRE = os.environ.get("KATCP_WIRE_EXAMPLES", os.path.join(
-    os.path.dirname(ROOT), "shared", "reference", "wire-examples"))
-if not os.path.isdir(WIRE):
-    WIRE = "/work/shared/reference/wire-examples"
+# A copy of the reference's recorded wire examples (see its README.md).
+WIRE = os.path.join(ROOT, "tests", "wire_examples")
 TRANSCRIPTS = os.path.join(WIRE, "transcripts")
 SERVERS = {"tutorial": "tutorial.py", "v4": "v4_server.py"}
 TIMEOUT = 10
