@@ -1126,7 +1126,7 @@ class MessageHandlerThread:
         ----------
         ioloop : :class:`tornado.ioloop.IOLoop`
         call_batched : callable, optional
-            call_batched(fn, *args) schedules fn on the loop; defaults to add_callback.
+            ``call_batched(fn, *args)`` schedules fn on the loop; defaults to add_callback.
 
         """
         self.ioloop = ioloop
