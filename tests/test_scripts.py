@@ -1,7 +1,10 @@
 """katcp-exampleserver, katcp-cmd and katcp-shell, run as programs against a live server."""
 
+import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -135,3 +138,12 @@ def test_exampleserver_help():
     assert result.returncode == 0
     for option in ("--host", "--port", "--log-level"):
         assert option in result.stdout
+
+
+@pytest.mark.parametrize("script", ["katcp-exampleserver", "katcp-cmd", "katcp-shell"])
+def test_console_scripts_are_installed(script):
+    path = os.path.join(os.path.dirname(sys.executable), script)
+    assert os.path.exists(path), "%s is not installed next to %s" % (script, sys.executable)
+    result = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0
+    assert "usage: %s" % script in result.stdout
