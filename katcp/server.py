@@ -10,6 +10,7 @@ written once per loop iteration.
 import asyncio
 import collections
 import concurrent.futures
+import errno
 import functools
 import inspect
 import logging
@@ -24,7 +25,6 @@ import warnings
 
 import tornado.gen
 import tornado.ioloop
-import tornado.tcpserver
 from tornado.concurrent import Future
 
 from katcp.core import (
@@ -61,6 +61,9 @@ BASE_REQUESTS = frozenset([
 
 _REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
 
+
+# accept() errors that mean "out of resources", after which accepting pauses.
+_ACCEPT_RESOURCE_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 
 def construct_name_filter(pattern):
     """Return a function for filtering sensor names based on a pattern.
@@ -452,6 +455,7 @@ class _Connection(asyncio.Protocol):
         self._partial = b""
         self._lines = collections.deque()
         self._busy = True  # until on_client_connect is done
+        self._processing = False
         self._drained = None
 
     # -- asyncio protocol ---------------------------------------------------------------
@@ -500,6 +504,15 @@ class _Connection(asyncio.Protocol):
     def _process(self):
         lines = self._lines
         on_message = self._device_on_message
+        self._processing = True
+        try:
+            self._dispatch_lines(lines, on_message)
+        finally:
+            self._processing = False
+        # Replies to the whole chunk go out now, in one write.
+        self.flush()
+
+    def _dispatch_lines(self, lines, on_message):
         while lines and not self.closing:
             line = lines.popleft()
             if not line:
@@ -507,7 +520,9 @@ class _Connection(asyncio.Protocol):
             try:
                 msg = self._parse(line)
             except KatcpSyntaxError:
-                self._server._send_syntax_error(self)
+                # The spec says lines of only whitespace are ignored.
+                if not line.isspace():
+                    self._server._send_syntax_error(self)
                 continue
             ready = on_message(self.client_conn, msg)
             if ready is not None and not ready.done():
@@ -516,9 +531,6 @@ class _Connection(asyncio.Protocol):
                 self.transport.pause_reading()
                 ready.add_done_callback(self._done)
                 break
-        # Replies to the whole chunk go out now, in one write; the flush scheduled by
-        # send() then finds nothing to do.
-        self.flush()
 
     def _done(self, ready):
         if not ready.cancelled() and ready.exception() is not None:
@@ -532,12 +544,16 @@ class _Connection(asyncio.Protocol):
     # -- output -------------------------------------------------------------------------
 
     def send(self, data):
-        """Queue bytes; the first queued chunk schedules a flush for this loop iteration."""
+        """Queue bytes; the first queued chunk schedules a flush for this loop iteration.
+
+        While a chunk of input is being processed no flush is scheduled: processing ends
+        with one.
+        """
         if self.closing:
             return
         wbuf = self._wbuf
         wbuf.append(data)
-        if len(wbuf) == 1:
+        if len(wbuf) == 1 and not self._processing:
             self._call_soon(self.flush)
 
     def flush(self):
@@ -590,6 +606,11 @@ class KATCPServer:
 
     """
 
+    # Connections accepted per readiness callback, and the pause after running out of
+    # file descriptors.
+    _ACCEPT_BATCH = 100
+    _ACCEPT_RETRY_DELAY = 1.0
+
     DISCONNECT_TIMEOUT = 1
     """How long to wait for the device on_client_disconnect() to complete."""
 
@@ -626,6 +647,7 @@ class KATCPServer:
         self._listener = None
         self._bindaddr = None
         self._connections = {}
+        self._accepting = set()
         self._running = threading.Event()
         self._stopped = threading.Event()
         self._outbox = []
@@ -737,9 +759,41 @@ class KATCPServer:
         self.ioloop_thread_id = _get_ident()
         loop = self.ioloop.asyncio_loop
         self._call_soon_threadsafe = loop.call_soon_threadsafe
-        self._listener = asyncio.ensure_future(
-            loop.create_server(lambda: _Connection(self), sock=sock))
-        self._listener.add_done_callback(lambda _: self._running.set())
+        self._listener = sock
+        loop.add_reader(sock.fileno(), self._accept_ready)
+        self._running.set()
+
+    def _accept_ready(self):
+        # Our own accept loop rather than asyncio's Server: shutdown must be able to wait
+        # for every connection accepted before the listener closed, and asyncio's leaves
+        # one accepted in that moment open, unowned, forever.
+        loop = self.ioloop.asyncio_loop
+        for _ in range(self._ACCEPT_BATCH):
+            try:
+                sock, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _ACCEPT_RESOURCE_ERRNOS:
+                    # Out of descriptors or memory: back off instead of spinning.
+                    self._logger.error("Cannot accept connections: %s", exc)
+                    loop.remove_reader(self._listener.fileno())
+                    loop.call_later(self._ACCEPT_RETRY_DELAY, self._resume_accepting)
+                return
+            sock.setblocking(False)
+            task = loop.create_task(loop.connect_accepted_socket(lambda: _Connection(self), sock))
+            self._accepting.add(task)
+            task.add_done_callback(self._accepted)
+
+    def _accepted(self, task):
+        self._accepting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._logger.error("Failed to set up an accepted connection: %s",
+                               task.exception())
+
+    def _resume_accepting(self):
+        if self._listener is not None:
+            self.ioloop.asyncio_loop.add_reader(self._listener.fileno(), self._accept_ready)
 
     def stop(self, timeout=1.0):
         """Stop a running server (from another thread).
@@ -769,8 +823,11 @@ class KATCPServer:
 
     async def _shutdown(self):
         if self._listener is not None:
-            (await self._listener).close()
+            self.ioloop.asyncio_loop.remove_reader(self._listener.fileno())
+            self._listener.close()
             self._listener = None
+        if self._accepting:
+            await asyncio.gather(*self._accepting, return_exceptions=True)
         self._running.clear()
         conns = list(self._connections)
         if conns:
