@@ -53,9 +53,10 @@ class ExampleServer(DeviceServer):
             "fruit.result", "Last ?pick-fruit result.", "", FRUIT)
         self._temperature = Sensor.float(
             "ambient.temperature", "Air temperature near the device.", "degC",
-            [-40.0, 60.0], default=20.0)
+            [-40.0, 60.0], default=20.0, initial_status=Sensor.NOMINAL)
         self._uptime = Sensor.integer(
-            "uptime", "Seconds since the server started.", "s", [0, 2 ** 31 - 1])
+            "uptime", "Seconds since the server started.", "s", [0, 2 ** 31 - 1],
+            default=0, initial_status=Sensor.NOMINAL)
         for sensor in (self._add_result, self._time_result, self._fruit_result,
                        self._temperature, self._uptime):
             self.add_sensor(sensor)
