@@ -1,0 +1,556 @@
+"""Fake KATCP clients for testing code that uses the high-level clients, with no network.
+
+The factories build subclasses of the given client classes whose KATCP connection is an
+in-memory transport to a fake device: request handlers and sensors that the test registers
+through a *manager*. Everything above the transport (message ids, request futures, inform
+hooks, inspection, sampling, listeners) is the real client code, so tests exercise what
+production does.
+
+Example
+-------
+>>> from katcp import resource_client, fake_clients
+>>> client, manager = fake_clients.fake_KATCP_client_resource_factory(
+...     resource_client.KATCPClientResource, {},
+...     dict(name="dev", address=("fake-host", 5000), controlled=True))
+>>> manager.add_sensors({"temp": ("A temperature.", "degC", "float", -10.0, 60.0)})
+>>> manager.add_request_handlers_dict({"ping": lambda req, msg: req.make_reply("ok")})
+"""
+
+import inspect
+import itertools
+
+import tornado.gen
+
+from katcp import client, server
+from katcp.client import _ClientProtocol
+from katcp.core import (AsyncReply, FailReply, KatcpSyntaxError, Message, MessageParser,
+                        ProtocolFlags, Sensor, convert_method_name)
+from katcp.kattypes import Int, return_reply
+from katcp.sampling import SampleStrategy, format_inform_v5
+
+FAKE_PROTOCOL = ProtocolFlags(5, 0, [ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS])
+
+
+class FakeKATCPServerError(Exception):
+    """Raised if a FakeKATCPServer is used in an unsupported way"""
+
+
+class FakeKATCPServer:
+    """Fake the parts of a KATCP server used by katcp.server.ClientConnection.
+
+    Messages sent to a connection are handed to the function registered for it with
+    :meth:`add_connection` (the fake transport of a fake client).
+    """
+
+    def __init__(self):
+        self._deliver = {}
+
+    def add_connection(self, conn_id, deliver):
+        self._deliver[conn_id] = deliver
+
+    def remove_connection(self, conn_id):
+        self._deliver.pop(conn_id, None)
+
+    def get_address(self, conn_id):
+        return "fake-client:%s" % (conn_id,)
+
+    def send_message(self, conn_id, msg):
+        deliver = self._deliver.get(conn_id)
+        if deliver is not None:
+            deliver(msg)
+
+    def mass_send_message(self, msg):
+        for deliver in list(self._deliver.values()):
+            deliver(msg)
+
+    def in_ioloop_thread(self):
+        # Fake clients are used from their ioloop only.
+        return True
+
+    def flush_on_close(self):
+        raise FakeKATCPServerError("A fake connection has nothing to flush")
+
+    def disconnect_client(self, conn_id, reason, connection_valid=True):
+        raise FakeKATCPServerError("Fake connections are not disconnected by the server")
+
+
+class FakeClientRequestConnection(server.ClientRequestConnection):
+    """The ``req`` handed to fake request handlers: a real ClientRequestConnection."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+
+    def inform(self, *args):
+        """Send an inform as part of the reply to this request."""
+        return super().inform(*args)
+
+
+def _reply_from(msg, exc):
+    if isinstance(exc, FailReply):
+        return Message.reply_to_request(msg, "fail", str(exc))
+    return Message.reply_to_request(msg, "fail", "%s: %s" % (type(exc).__name__, exc))
+
+
+def _sensor_type(type_spec):
+    if isinstance(type_spec, int):
+        return type_spec
+    return Sensor.parse_type(type_spec if isinstance(type_spec, bytes)
+                             else str(type_spec).encode())
+
+
+class _FakeDevice:
+    """What fake clients connect to: request handlers, sensors and the standard requests."""
+
+    def __init__(self):
+        self.server = FakeKATCPServer()
+        self.request_handlers = {}
+        self.sensors = {}
+        self._strategies = {}  # conn_id -> {sensor name: strategy}
+        self._connection_ids = itertools.count(1)
+        self._standard = {
+            "help": self._request_help,
+            "sensor-list": self._request_sensor_list,
+            "sensor-value": self._request_sensor_value,
+            "sensor-sampling": self._request_sensor_sampling,
+            "watchdog": lambda req, msg: req.make_reply("ok"),
+        }
+
+    # -- model --------------------------------------------------------------------------
+
+    def add_sensors(self, sensor_infos):
+        for name, info in sensor_infos.items():
+            description, units, type_spec = info[:3]
+            self.sensors[name] = Sensor(_sensor_type(type_spec), name, description, units,
+                                        list(info[3:]) or None)
+        self.interface_changed()
+
+    def add_request_handlers(self, handlers):
+        self.request_handlers.update(handlers)
+        self.interface_changed()
+
+    def interface_changed(self):
+        self.server.mass_send_message(Message.inform("interface-changed"))
+
+    # -- connections --------------------------------------------------------------------
+
+    def connect(self, deliver):
+        """Register a new connection; returns its ClientConnection."""
+        conn_id = next(self._connection_ids)
+        self.server.add_connection(conn_id, deliver)
+        self._strategies[conn_id] = {}
+        client_conn = server.ClientConnection(self.server, conn_id)
+        client_conn.conn_id = conn_id
+        for name, value in (("katcp-protocol", str(FAKE_PROTOCOL)),
+                            ("katcp-library", "katcp-python-fake"),
+                            ("katcp-device", "fake-device")):
+            client_conn.inform(Message.inform("version-connect", name, value))
+        return client_conn
+
+    def disconnect(self, client_conn):
+        for strategy in self._strategies.pop(client_conn.conn_id, {}).values():
+            strategy.cancel()
+        self.server.remove_connection(client_conn.conn_id)
+
+    def handle_request(self, client_conn, msg):
+        """Answer one request; the reply goes back through ``client_conn``."""
+        req = FakeClientRequestConnection(client_conn, msg)
+        handler = self.request_handlers.get(msg.name) or self._standard.get(msg.name)
+        if handler is None:
+            req.reply_with_message(Message.reply_to_request(msg, "invalid",
+                                                            "Unknown request."))
+            return
+        try:
+            result = handler(req, msg)
+        except AsyncReply:
+            return
+        except Exception as exc:
+            req.reply_with_message(_reply_from(msg, exc))
+            return
+        if isinstance(result, Message):
+            req.reply_with_message(result)
+        elif result is not None and (tornado.gen.is_future(result)
+                                     or inspect.isawaitable(result)):
+            future = tornado.gen.convert_yielded(result)
+            future.add_done_callback(lambda f: self._reply_later(req, msg, f))
+
+    @staticmethod
+    def _reply_later(req, msg, future):
+        exc = future.exception()
+        req.reply_with_message(future.result() if exc is None else _reply_from(msg, exc))
+
+    # -- standard requests --------------------------------------------------------------
+
+    @staticmethod
+    def _named(names, msg, unknown_text):
+        """All names, or the one the request asks for."""
+        if not msg.arguments:
+            return sorted(names)
+        name = msg.arguments[0].decode("utf-8", "replace")
+        if name not in names:
+            raise FailReply(unknown_text)
+        return [name]
+
+    def _request_help(self, req, msg):
+        handlers = dict(self._standard, **self.request_handlers)
+        names = self._named(handlers, msg, "Unknown request method.")
+        for name in names:
+            req.inform(name, (handlers[name].__doc__ or "").strip() or name)
+        return req.make_reply("ok", len(names))
+
+    def _request_sensor_list(self, req, msg):
+        names = self._named(self.sensors, msg, "Unknown sensor name.")
+        for name in names:
+            sensor = self.sensors[name]
+            req.inform(name, sensor.description, sensor.units, sensor.stype,
+                       *sensor.formatted_params)
+        return req.make_reply("ok", len(names))
+
+    def _request_sensor_value(self, req, msg):
+        names = self._named(self.sensors, msg, "Unknown sensor name.")
+        for name in names:
+            timestamp, status, value = self.sensors[name].read_formatted()
+            req.inform(timestamp, "1", name, status, value)
+        return req.make_reply("ok", len(names))
+
+    def _request_sensor_sampling(self, req, msg):
+        if not msg.arguments:
+            raise FailReply("No sensor name given.")
+        names = msg.arguments[0].decode("utf-8", "replace").split(",")
+        unknown = [name for name in names if name not in self.sensors]
+        if unknown:
+            raise FailReply("Unknown sensor names: %s." % ", ".join(unknown))
+        strategies = self._strategies[req.client_connection.conn_id]
+        if len(msg.arguments) > 1:
+            for name in names:
+                previous = strategies.pop(name, None)
+                if previous is not None:
+                    previous.cancel()
+                strategy = SampleStrategy.get_strategy(
+                    msg.arguments[1], self._sensor_informer(req.client_connection),
+                    self.sensors[name], *msg.arguments[2:])
+                if strategy.get_sampling() != SampleStrategy.NONE:
+                    strategies[name] = strategy
+                strategy.start()
+        first = strategies.get(names[0])
+        strategy_name, params = (first.get_sampling_formatted() if first is not None
+                                 else (b"none", []))
+        return req.make_reply("ok", msg.arguments[0], strategy_name, *params)
+
+    @staticmethod
+    def _sensor_informer(client_conn):
+        def inform(sensor, reading):
+            client_conn.inform(format_inform_v5(sensor, *reading))
+        return inform
+
+
+class _FakeTransport:
+    """An in-memory transport between a client protocol and a fake device.
+
+    Both directions go through ``call_soon``, like real I/O: a reply never arrives inside
+    the call that sent the request.
+    """
+
+    def __init__(self, device, protocol, loop):
+        self._device = device
+        self._protocol = protocol
+        self._loop = loop
+        self._parse = MessageParser().parse
+        self._closed = False
+        self._client_conn = device.connect(self._deliver)
+
+    def _deliver(self, msg):
+        if not self._closed:
+            self._loop.call_soon(self._receive, bytes(msg) + b"\n")
+
+    def _receive(self, data):
+        if not self._closed:
+            self._protocol.data_received(data)
+
+    def write(self, data):
+        if self._closed:
+            return
+        for line in data.splitlines():
+            if not line.strip():
+                continue
+            try:
+                msg = self._parse(line)
+            except KatcpSyntaxError as exc:
+                self._deliver(Message.inform("log", "error", "0", "root", str(exc)))
+                continue
+            if msg.mtype == Message.REQUEST:
+                self._loop.call_soon(self._device.handle_request, self._client_conn, msg)
+
+    def get_write_buffer_size(self):
+        return 0
+
+    def pause_reading(self):
+        pass
+
+    def resume_reading(self):
+        pass
+
+    def is_closing(self):
+        return self._closed
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        self._device.disconnect(self._client_conn)
+        self._loop.call_soon(self._protocol.connection_lost, None)
+
+    abort = close
+
+
+class FakeAsyncClient(client.AsyncClient):
+    """Fake version of :class:`katcp.client.AsyncClient`: connects to a fake device.
+
+    Pass the device as the ``fake_device`` keyword argument; everything else is as for
+    AsyncClient.
+    """
+
+    def __init__(self, *args, **kwargs):
+        self._fake_device = kwargs.pop("fake_device")
+        super().__init__(*args, **kwargs)
+
+    async def _connect(self):
+        if self._stopping:
+            return None
+        protocol = _ClientProtocol(self)
+        protocol.connection_made(_FakeTransport(self._fake_device, protocol, self._loop))
+        return protocol
+
+    @tornado.gen.coroutine
+    def future_request(self, msg, timeout=None, use_mid=None):
+        """Send a request message, with future replies (to the fake device)."""
+        result = yield super().future_request(msg, timeout=timeout, use_mid=use_mid)
+        raise tornado.gen.Return(result)
+
+
+def _fake_hook_client_class(base_client_class):
+    return type("Fake" + base_client_class.__name__, (FakeAsyncClient, base_client_class), {})
+
+
+class _RequestHandlerRegistry:
+    """Shared by the managers: register request handlers and sensors on a fake device."""
+
+    def __init__(self, device):
+        self._device = device
+
+    @property
+    def fake_sensors(self):
+        """The fake device's :class:`katcp.Sensor` objects by name: set them to send updates."""
+        return self._device.sensors
+
+    @property
+    def fake_sensor_infos(self):
+        return {name: (sensor.description, sensor.units, sensor.stype)
+                + tuple(sensor.params or ())
+                for name, sensor in self._device.sensors.items()}
+
+    def add_sensors(self, sensor_infos):
+        """Add fake sensors.
+
+        Parameters
+        ----------
+        sensor_infos : dict
+            Sensor name to ``(description, units, type, *params)``; type is a KATCP type
+            name (``"float"``) or a Sensor type constant.
+        """
+        self._device.add_sensors(sensor_infos)
+
+    def add_request_handlers_object(self, rh_obj):
+        """Add fake request handlers from an object with request_* method(s).
+
+        Handlers are called as ``handler(req, msg)`` (bound methods) and may be decorated
+        with the kattypes decorators.
+        """
+        handlers = {}
+        for attr in dir(rh_obj):
+            if attr.startswith("request_") and callable(getattr(rh_obj, attr)):
+                handlers[convert_method_name("request_", attr)] = getattr(rh_obj, attr)
+        self._device.add_request_handlers(handlers)
+
+    def add_request_handlers_dict(self, rh_dict):
+        """Add fake request handlers from a dict keyed by request name.
+
+        Each handler is called as ``handler(req, msg)``.
+        """
+        self._device.add_request_handlers(dict(rh_dict))
+
+
+class FakeInspectingClientManager(_RequestHandlerRegistry):
+    """Manage the fake device behind a fake inspecting client."""
+
+    def __init__(self, fake_inspecting_client):
+        super().__init__(fake_inspecting_client._fake_device)
+        self._fkc = fake_inspecting_client
+
+    @return_reply(Int())
+    def request_sensor_list(self, req, msg):
+        """Sensor list"""
+        reply = self._device._request_sensor_list(req, msg)
+        return ("ok", int(reply.arguments[1]))
+
+
+def _apply_fake_options(registry, fake_options):
+    fake_options = fake_options or {}
+    if fake_options.get("sensor_infos"):
+        registry.add_sensors(fake_options["sensor_infos"])
+    handlers = fake_options.get("request_handlers")
+    if isinstance(handlers, dict):
+        registry.add_request_handlers_dict(handlers)
+    elif handlers is not None:
+        registry.add_request_handlers_object(handlers)
+
+
+def _fake_inspecting_class(InspectingClass, device):
+    def inform_hook_client_factory(self, host, port, *args, **kwargs):
+        base = type(InspectingClass.inform_hook_client_factory(self, host, port,
+                                                               *args, **kwargs))
+        return _fake_hook_client_class(base)(host, port, *args, fake_device=device,
+                                             **kwargs)
+
+    return type("Fake" + InspectingClass.__name__, (InspectingClass,), {
+        "_fake_device": device,
+        "inform_hook_client_factory": inform_hook_client_factory,
+    })
+
+
+def fake_inspecting_client_factory(InspectingClass, fake_options, host, port, *args, **kwargs):
+    """Create a fake inspecting client and its manager.
+
+    Parameters
+    ----------
+    InspectingClass : class
+        :class:`katcp.inspecting_client.InspectingClientAsync` or a subclass.
+    fake_options : dict or None
+        Optional ``sensor_infos`` (as for ``add_sensors``) and ``request_handlers`` (a
+        dict or an object with ``request_*`` methods) to start with.
+    host, port, args, kwargs
+        As for ``InspectingClass``.
+
+    Returns
+    -------
+    fake_inspecting_client : InspectingClass subclass instance
+        Connects to an in-memory fake device.
+    manager : :class:`FakeInspectingClientManager`
+        Adds sensors and request handlers to the fake device.
+    """
+    device = _FakeDevice()
+    fake_client = _fake_inspecting_class(InspectingClass, device)(host, port, *args, **kwargs)
+    manager = FakeInspectingClientManager(fake_client)
+    _apply_fake_options(manager, fake_options)
+    return fake_client, manager
+
+
+class FakeKATCPClientResourceManager(_RequestHandlerRegistry):
+    """Manage a fake KATCPClientResource instance"""
+
+    def __init__(self, fake_katcp_resource_client):
+        super().__init__(fake_katcp_resource_client._fake_device)
+        self._fkrc = fake_katcp_resource_client
+
+
+def _fake_resource_class(KATCPClientResourceClass, device):
+    def inspecting_client_factory(self, host, port, ioloop_set_to):
+        from katcp.resource_client import ReplyWrappedInspectingClientAsync
+
+        fake_class = _fake_inspecting_class(ReplyWrappedInspectingClientAsync, device)
+        return fake_class(host, port, ioloop=ioloop_set_to,
+                          auto_reconnect=self.auto_reconnect, logger=self._logger)
+
+    return type("Fake" + KATCPClientResourceClass.__name__, (KATCPClientResourceClass,), {
+        "_fake_device": device,
+        "inspecting_client_factory": inspecting_client_factory,
+    })
+
+
+def fake_KATCP_client_resource_factory(KATCPClientResourceClass, fake_options,
+                                       resource_spec, *args, **kwargs):
+    """Create a fake KATCPClientResource-like class and a fake-manager.
+
+    Parameters
+    ----------
+    KATCPClientResourceClass : class
+        :class:`katcp.resource_client.KATCPClientResource` or a subclass.
+    fake_options : dict or None
+        As for :func:`fake_inspecting_client_factory`.
+    resource_spec, args, kwargs
+        As for ``KATCPClientResourceClass``.
+
+    Returns
+    -------
+    fake_katcp_client_resource : KATCPClientResourceClass subclass instance
+    manager : :class:`FakeKATCPClientResourceManager`
+    """
+    device = _FakeDevice()
+    fake = _fake_resource_class(KATCPClientResourceClass, device)(resource_spec, *args,
+                                                                  **kwargs)
+    manager = FakeKATCPClientResourceManager(fake)
+    _apply_fake_options(manager, fake_options)
+    return fake, manager
+
+
+class FakeKATCPClientResourceContainerManager:
+    """Manage the fake devices behind the children of a fake resource container."""
+
+    def __init__(self, fake_katcp_resource_container):
+        self._fkrc = fake_katcp_resource_container
+
+    @property
+    def child_managers(self):
+        return self._fkrc._fake_child_managers
+
+    def add_sensors(self, child_name, sensor_infos):
+        """Add fake sensors to the device of child ``child_name``."""
+        self.child_managers[child_name].add_sensors(sensor_infos)
+
+    def add_request_handlers_object(self, child_name, rh_obj):
+        """Add fake request handlers from an object with request_* method(s)."""
+        self.child_managers[child_name].add_request_handlers_object(rh_obj)
+
+    def add_request_handlers_dict(self, child_name, rh_dict):
+        """Add fake request handlers from a dict keyed by request name."""
+        self.child_managers[child_name].add_request_handlers_dict(rh_dict)
+
+
+def fake_KATCP_client_resource_container_factory(KATCPClientResourceContainerClass,
+                                                 fake_options, resources_spec,
+                                                 *args, **kwargs):
+    """Create a fake KATCPClientResourceContainer-like class and a fake-manager.
+
+    Each child resource client connects to its own fake device.
+
+    Parameters
+    ----------
+    KATCPClientResourceContainerClass : class
+        :class:`katcp.resource_client.KATCPClientResourceContainer` or a subclass.
+    fake_options : dict or None
+        Applied to every child (see :func:`fake_inspecting_client_factory`).
+    resources_spec, args, kwargs
+        As for ``KATCPClientResourceContainerClass``.
+
+    Returns
+    -------
+    fake_container : KATCPClientResourceContainerClass subclass instance
+    manager : :class:`FakeKATCPClientResourceContainerManager`
+        ``manager.child_managers`` maps child names to their managers.
+    """
+    child_managers = {}
+
+    def client_resource_factory(self, res_spec, parent, logger):
+        from katcp.resource_client import KATCPClientResource
+
+        child, manager = fake_KATCP_client_resource_factory(
+            KATCPClientResource, fake_options, res_spec, parent=parent, logger=logger)
+        child_managers[res_spec["name"]] = manager
+        return child
+
+    fake_class = type("Fake" + KATCPClientResourceContainerClass.__name__,
+                      (KATCPClientResourceContainerClass,), {
+                          "_fake_child_managers": child_managers,
+                          "client_resource_factory": client_resource_factory,
+                      })
+    container = fake_class(resources_spec, *args, **kwargs)
+    return container, FakeKATCPClientResourceContainerManager(container)

@@ -1,0 +1,188 @@
+"""katcp.fake_clients: high-level clients against in-memory fake devices, no network."""
+
+import asyncio
+
+import pytest
+import tornado.gen
+import tornado.testing
+
+from katcp import Message, Sensor
+from katcp import fake_clients
+from katcp.core import FailReply
+from katcp.inspecting_client import InspectingClientAsync
+from katcp.kattypes import Float, Int, Str, request, return_reply
+from katcp.resource_client import KATCPClientResource, KATCPClientResourceContainer
+
+pytestmark = pytest.mark.timeout(60)
+
+WAIT = 10
+SENSORS = {
+    "temp": ("A temperature.", "degC", "float", -10.0, 60.0),
+    "mode": ("The mode.", "", "discrete", "idle", "busy"),
+}
+
+
+class Handlers:
+    """Request handlers as a device would have them."""
+
+    @request(Int(), Int())
+    @return_reply(Int())
+    def request_add(self, req, x, y):
+        """Add two integers."""
+        return ("ok", x + y)
+
+    @request(Str())
+    @return_reply(Str())
+    @tornado.gen.coroutine
+    def request_echo_later(self, req, text):
+        """Echo after a loop iteration."""
+        yield tornado.gen.moment
+        req.inform("echoing")
+        raise tornado.gen.Return(("ok", text))
+
+    async def request_native(self, req, msg):
+        """An async def handler."""
+        await asyncio.sleep(0)
+        return req.make_reply("ok", "native")
+
+    def request_refuse(self, req, msg):
+        """Always fails."""
+        raise FailReply("not today")
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails the test."""
+    async def refuse(*args, **kwargs):
+        raise AssertionError("fake clients must not open connections")
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "create_connection", refuse)
+
+
+class TestFakeResourceClient(tornado.testing.AsyncTestCase):
+
+    def make(self, **options):
+        res, manager = fake_clients.fake_KATCP_client_resource_factory(
+            KATCPClientResource, options,
+            dict(name="dev", address=("fake-host.invalid", 5000), controlled=True))
+        res.start()
+        self.addCleanup(res.stop)
+        return res, manager
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_requests_of_every_style(self):
+        res, manager = self.make(sensor_infos=SENSORS)
+        manager.add_request_handlers_object(Handlers())
+        manager.add_request_handlers_dict({"ping": lambda req, msg: req.make_reply("ok", "pong")})
+        yield res.until_synced(timeout=WAIT)
+        assert {"add", "echo_later", "native", "refuse", "ping", "help"} <= set(dir(res.req))
+        reply = yield res.req.add(2, 3)
+        assert reply.succeeded and reply.reply.arguments == [b"ok", b"5"]
+        reply = yield res.req.echo_later("hi")
+        assert reply.reply.arguments == [b"ok", b"hi"]
+        assert [m.arguments for m in reply.informs] == [[b"echoing"]]
+        reply = yield res.req.native()
+        assert reply.reply.arguments == [b"ok", b"native"]
+        reply = yield res.req.refuse()
+        assert not reply.succeeded and reply.reply.arguments == [b"fail", b"not today"]
+        reply = yield res.req.ping()
+        assert reply.reply.arguments == [b"ok", b"pong"]
+        reply = yield res.req.add("x", 1)
+        assert reply.reply.arguments[0] == b"fail"
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_sensors_read_and_sampled(self):
+        res, manager = self.make(sensor_infos=SENSORS)
+        yield res.until_synced(timeout=WAIT)
+        assert set(dir(res.sensor)) >= {"temp", "mode"}
+        manager.fake_sensors["temp"].set_value(21.5)
+        value = yield res.sensor.temp.get_value()
+        assert value == 21.5
+        readings = []
+        seen = tornado.concurrent.Future()
+
+        def listener(sensor, reading):
+            readings.append(reading.value)
+            if reading.value == 30.0 and not seen.done():
+                seen.set_result(None)
+
+        res.sensor.temp.register_listener(listener, reading=True)
+        yield res.sensor.temp.set_sampling_strategy("event")
+        manager.fake_sensors["temp"].set_value(30.0, Sensor.WARN)
+        yield seen
+        assert readings[-1] == 30.0
+        assert res.sensor.temp.reading.status == "warn"
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_interface_changes_after_sync_are_seen(self):
+        res, manager = self.make()
+        yield res.until_synced(timeout=WAIT)
+        assert "late" not in dir(res.sensor)
+        manager.add_sensors({"late": ("Added later.", "", "integer")})
+        manager.add_request_handlers_dict({"later": lambda req, msg: req.make_reply("ok")})
+        yield res.until_not_synced(timeout=WAIT)
+        yield res.until_synced(timeout=WAIT)
+        assert "late" in dir(res.sensor)
+        reply = yield res.req.later()
+        assert reply.succeeded
+        assert manager.fake_sensor_infos["late"] == ("Added later.", "", "integer")
+
+
+class TestFakeInspectingClient(tornado.testing.AsyncTestCase):
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_inspects_the_fake_device(self):
+        client, manager = fake_clients.fake_inspecting_client_factory(
+            InspectingClientAsync, {"sensor_infos": SENSORS, "request_handlers": Handlers()},
+            "fake-host.invalid", 5000, ioloop=self.io_loop)
+        self.addCleanup(client.stop)
+        yield client.connect()
+        yield client.until_synced(timeout=WAIT)
+        assert set(client.sensors) == {"temp", "mode"}
+        assert {"add", "refuse", "help", "sensor-list"} <= set(client.requests)
+        sensor = yield client.future_get_sensor("mode")
+        assert sensor.stype == "discrete" and sensor.params == ["idle", "busy"]
+        reply, informs = yield client.simple_request("add", 4, 5)
+        assert reply.arguments == [b"ok", b"9"]
+        reply, informs = yield client.simple_request("no-such-request")
+        assert reply.arguments == [b"invalid", b"Unknown request."]
+        req = fake_clients.FakeClientRequestConnection(
+            _RecordingConnection(), Message.request("sensor-list"))
+        reply = manager.request_sensor_list(req, req.msg)
+        assert reply.arguments == [b"ok", b"2"]
+
+
+class _RecordingConnection:
+    def __init__(self):
+        self.sent = []
+
+    def reply_inform(self, msg, orig):
+        self.sent.append(msg)
+
+    def reply(self, msg, orig):
+        self.sent.append(msg)
+
+
+class TestFakeContainer(tornado.testing.AsyncTestCase):
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_children_have_their_own_devices(self):
+        spec = {"name": "cont", "clients": {
+            "a": dict(address=("fake-a.invalid", 1), controlled=True),
+            "b": dict(address=("fake-b.invalid", 2), controlled=True),
+        }}
+        container, manager = fake_clients.fake_KATCP_client_resource_container_factory(
+            KATCPClientResourceContainer, {}, spec)
+        assert set(manager.child_managers) == {"a", "b"}
+        manager.add_request_handlers_dict("a", {"who": lambda req, msg: req.make_reply("ok", "a")})
+        manager.add_request_handlers_object("b", Handlers())
+        manager.add_sensors("b", {"level": ("A level.", "", "integer")})
+        container.start()
+        self.addCleanup(container.stop)
+        yield container.until_synced(timeout=WAIT)
+        reply = yield container.req.a_who()
+        assert reply.reply.arguments == [b"ok", b"a"]
+        reply = yield container.req.b_add(1, 1)
+        assert reply.reply.arguments == [b"ok", b"2"]
+        assert "b_level" in dir(container.sensor)
+        assert "a_add" not in dir(container.req)
