@@ -636,6 +636,10 @@ class DeviceClient(metaclass=DeviceMetaclass):
     def _connection_lost(self):
         self._protocol = None
         self._connected.clear()
+        if not self._protocol_preset:
+            # Protocol information belongs to a connection: wait_protocol() must wait for
+            # the next one's.
+            self._received_protocol_info.clear()
         self._disconnected.set()
         self._connection_closed()
         self._notify_connected(False)
