@@ -559,3 +559,80 @@ def test_wire_input_is_never_evaluated_or_used_as_a_format(device):
         assert messages[-1].arguments[0] == b"error"
     finally:
         client.close()
+
+
+# -- 6. load ----------------------------------------------------------------------------
+
+class _ErrorCounter(logging.Handler):
+    def __init__(self):
+        super().__init__(level=logging.ERROR)
+        self.count = 0
+
+    def emit(self, record):
+        self.count += 1
+
+
+def test_many_concurrent_clients_all_answered(device):
+    import resource as rlimit
+
+    clients = scaled(200, 1000)
+    subscribers = scaled(20, 100)
+    requests_each = scaled(20, 100)
+    soft, hard = rlimit.getrlimit(rlimit.RLIMIT_NOFILE)
+    if soft < 4 * clients + 100:
+        rlimit.setrlimit(rlimit.RLIMIT_NOFILE, (min(hard, 4 * clients + 100), hard))
+    errors = _ErrorCounter()
+    logging.getLogger("katcp").addHandler(errors)
+    host, port = device.bind_address
+
+    async def one_client(index):
+        reader, writer = await asyncio.open_connection(host, port)
+        if index < subscribers:
+            writer.write(b"?sensor-sampling level event\n")
+        for mid in range(1, requests_each + 1):
+            writer.write(b"?echo[%d] c%dm%d\n" % (mid, index, mid))
+        answered = {}
+        updates = 0
+        while len(answered) < requests_each:
+            line = await reader.readline()
+            if not line:
+                raise ConnectionError("server closed connection %d" % index)
+            msg = PARSER.parse(line.rstrip(b"\n"))
+            if msg.mtype == Message.REPLY and msg.name == "echo":
+                answered[int(msg.mid)] = msg.arguments
+            elif msg.name == "sensor-status":
+                updates += 1
+        writer.close()
+        return answered, updates
+
+    async def run_all():
+        return await asyncio.gather(*[one_client(i) for i in range(clients)])
+
+    gc.collect()
+    baseline_objects = len(gc.get_objects())
+    producer_stop = threading.Event()
+
+    def produce():
+        value = 0
+        while not producer_stop.is_set():
+            value += 1
+            device.level.set_value(value)
+            producer_stop.wait(0.002)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    try:
+        results = asyncio.run(run_all())
+    finally:
+        producer_stop.set()
+        producer.join(WAIT)
+        logging.getLogger("katcp").removeHandler(errors)
+    for index, (answered, updates) in enumerate(results):
+        assert sorted(answered) == list(range(1, requests_each + 1))
+        assert all(args == [b"ok", b"c%dm%d" % (index, mid)] for mid, args in answered.items())
+        if index < subscribers:
+            assert updates >= 1
+    assert errors.count == 0
+    assert wait_for(lambda: len(device._server._connections) == 0)
+    gc.collect()
+    assert len(gc.get_objects()) - baseline_objects < 5000
