@@ -14,6 +14,7 @@ import threading
 import time
 from collections import defaultdict, namedtuple
 from datetime import timedelta
+from typing import Any, Dict, Set
 
 import tornado.concurrent
 import tornado.gen
@@ -211,8 +212,8 @@ _BLANK_SPLIT = re.compile(rb"[ \t]+").split
 # Names already validated (str) and header bytes already decoded (bytes -> str).
 # Bounded so that a peer sending endless new names cannot grow them forever.
 _NAME_CACHE_MAX = 4096
-_valid_names = set()
-_header_names = {}
+_valid_names: Set[str] = set()
+_header_names: Dict[bytes, str] = {}
 
 
 def _escape_argument(arg):
@@ -417,7 +418,7 @@ class Message:
             return result
         return not result
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]
 
     def reply_ok(self):
         """Return True if this is a reply and its first argument is 'ok'."""
@@ -635,7 +636,7 @@ class ProtocolFlags:
         result = self.__eq__(other)
         return result if result is NotImplemented else not result
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]
 
     def __str__(self):
         flags = "".join(sorted(self.flags))
@@ -781,8 +782,8 @@ def _show(raw):
 class _SensorCodec:
     """How one sensor type formats, parses and checks its values and params."""
 
-    name = None
-    default = None
+    name: str = ""
+    default: Any = None
 
     def encode(self, value, major):
         raise NotImplementedError
@@ -803,8 +804,8 @@ class _SensorCodec:
 
 class _NumberCodec(_SensorCodec):
 
-    number_type = None
-    label = None
+    number_type: Any = None
+    label: str = ""
 
     def decode(self, raw, major):
         try:

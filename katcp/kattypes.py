@@ -10,6 +10,7 @@ import functools
 import inspect
 import re
 import struct
+from typing import Any
 
 from tornado import gen
 
@@ -153,8 +154,8 @@ class KatcpType:
 class _RangeType(KatcpType):
     """Numbers with an optional inclusive [min, max] range."""
 
-    _label = None
-    _fmt = None
+    _label: Any = None
+    _fmt: Any = None
 
     def __init__(self, min=None, max=None, **kwargs):
         super().__init__(**kwargs)

@@ -12,6 +12,7 @@ import heapq
 import itertools
 import threading
 import weakref
+from typing import Any
 
 import tornado.ioloop
 
@@ -367,7 +368,7 @@ class _PeriodicScheduler:
     """
 
     TOLERANCE = 0.001
-    _by_ioloop = weakref.WeakKeyDictionary()
+    _by_ioloop: "weakref.WeakKeyDictionary[Any, _PeriodicScheduler]" = weakref.WeakKeyDictionary()
 
     @classmethod
     def for_ioloop(cls, ioloop):

@@ -22,6 +22,7 @@ import threading
 import time
 import traceback
 import warnings
+from typing import Any, Dict
 
 import tornado.gen
 import tornado.ioloop
@@ -132,7 +133,7 @@ def _done_future(result=None):
     return future
 
 
-_ASYNC_HANDLERS = {}
+_ASYNC_HANDLERS: Dict[Any, bool] = {}
 
 
 def _is_async_handler(handler):
