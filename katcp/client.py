@@ -24,6 +24,7 @@ import threading
 import time
 import traceback
 from datetime import timedelta
+from typing import Any, Dict, List, Optional, Tuple
 
 import tornado.gen
 import tornado.ioloop
@@ -343,13 +344,14 @@ class DeviceClient(metaclass=DeviceMetaclass):
     MAX_LOOP_LATENCY = 0.03
     """Do not spend more than this many seconds reading pipelined socket data."""
 
-    def __init__(self, host, port, tb_limit=20, logger=log, auto_reconnect=True):
+    def __init__(self, host: str, port: int, tb_limit: int = 20, logger: logging.Logger = log,
+                 auto_reconnect: bool = True) -> None:
         self._bindaddr = (host, port)
         self.bind_address_string = address_to_string(self._bindaddr)
         self._tb_limit = tb_limit
         self._logger = logger
         self.auto_reconnect = auto_reconnect
-        self.ioloop = None
+        self.ioloop: Any = None
         self.ioloop_thread_id = None
         self._loop = None
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
@@ -359,7 +361,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
         self._connect_future = None
         self._wakeup = None
         self._stopping = False
-        self.versions = {}
+        self.versions: Dict[str, Any] = {}
         self.protocol_flags = None
         self._protocol_preset = False
         self._server_supports_ids = False
@@ -470,7 +472,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def start(self, timeout=None):
+    def start(self, timeout: Optional[float] = None) -> Optional[bool]:
         """Start the client in a new thread.
 
         Parameters
@@ -532,7 +534,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
                 self._logger.warning("Timed out waiting for client %s to stop",
                                      self.bind_address_string)
 
-    def join(self, timeout=None):
+    def join(self, timeout: Optional[float] = None) -> None:
         """Rejoin the client thread.
 
         Parameters
@@ -697,7 +699,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
         """
         return self._running.is_set()
 
-    def is_connected(self):
+    def is_connected(self) -> bool:
         """Check if the socket is currently connected.
 
         Returns
@@ -712,7 +714,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
             raise RuntimeError("%s() would block the client's own ioloop; use %s() instead"
                                % (name, alternative))
 
-    def wait_running(self, timeout=None):
+    def wait_running(self, timeout: Optional[float] = None) -> bool:
         """Wait until the client is running.
 
         Parameters
@@ -734,7 +736,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
         self._check_not_loop_thread("wait_running", "until_running")
         return self._running.wait(timeout)
 
-    def wait_connected(self, timeout=None):
+    def wait_connected(self, timeout: Optional[float] = None) -> bool:
         """Wait until the client is connected.
 
         Parameters
@@ -778,7 +780,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
         self._check_not_loop_thread("wait_disconnected", "until_disconnected")
         return self._disconnected.wait(timeout)
 
-    def wait_protocol(self, timeout=None):
+    def wait_protocol(self, timeout: Optional[float] = None) -> bool:
         """Wait until katcp protocol information has been received from server.
 
         Parameters
@@ -969,7 +971,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
             msg.mid = mid
         return mid
 
-    def request(self, msg, use_mid=None):
+    def request(self, msg: Message, use_mid: Optional[bool] = None) -> Optional[bytes]:
         """Send a request message, with automatic message ID assignment.
 
         Parameters
@@ -994,7 +996,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
         self.send_request(msg)
         return msg.mid
 
-    def send_request(self, msg):
+    def send_request(self, msg: Message) -> None:
         """Send a request message.
 
         Parameters
@@ -1013,7 +1015,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
             raise KatcpVersionError("Message IDs not supported by server")
         self.send_message(msg)
 
-    def send_message(self, msg):
+    def send_message(self, msg: Message) -> None:
         """Send any kind of message.
 
         Safe to call from any thread. Failures are logged, not raised.
@@ -1318,15 +1320,15 @@ class AsyncClient(DeviceClient):
 
     """
 
-    def __init__(self, host, port, tb_limit=20, timeout=5.0, logger=log,
-                 auto_reconnect=True):
+    def __init__(self, host: str, port: int, tb_limit: int = 20, timeout: float = 5.0,
+                 logger: logging.Logger = log, auto_reconnect: bool = True) -> None:
         super().__init__(host, port, tb_limit=tb_limit, logger=logger,
                          auto_reconnect=auto_reconnect)
         self._request_timeout = timeout
         # id -> pending request; ids are wire mids, or internal ids for mid-less requests.
-        self._async_queue = {}
+        self._async_queue: Dict[Any, Any] = {}
         # request name -> ids in the order sent, to match mid-less replies and informs.
-        self._async_id_stack = collections.defaultdict(collections.deque)
+        self._async_id_stack: Dict[str, Any] = collections.defaultdict(collections.deque)
         self._timeouts = None
         # Requests bypass send_request()/send_message() unless a subclass overrides them.
         cls = type(self)
@@ -1428,7 +1430,8 @@ class AsyncClient(DeviceClient):
     # -- request API -----------------------------------------------------------------
 
     @make_threadsafe_blocking
-    def future_request(self, msg, timeout=None, use_mid=None):
+    def future_request(self, msg: Message, timeout: Optional[float] = None,
+                       use_mid: Optional[bool] = None) -> Any:
         """Send a request message, with future replies.
 
         Parameters
@@ -1492,7 +1495,8 @@ class AsyncClient(DeviceClient):
         pending = _PendingRequest(msg, reply_cb, inform_cb, user_data)
         self._start_request(msg, pending, timeout, use_mid)
 
-    def blocking_request(self, msg, timeout=None, use_mid=None):
+    def blocking_request(self, msg: Message, timeout: Optional[float] = None,
+                         use_mid: Optional[bool] = None) -> Tuple[Message, List[Message]]:
         """Send a request message and wait for its reply.
 
         Parameters
@@ -1649,8 +1653,8 @@ class CallbackClient(AsyncClient):
 
     """
 
-    def __init__(self, host, port, tb_limit=20, timeout=5.0, logger=log,
-                 auto_reconnect=True):
+    def __init__(self, host: str, port: int, tb_limit: int = 20, timeout: float = 5.0,
+                 logger: logging.Logger = log, auto_reconnect: bool = True) -> None:
         super().__init__(host, port, tb_limit=tb_limit, timeout=timeout, logger=logger,
                          auto_reconnect=auto_reconnect)
         self.enable_thread_safety()

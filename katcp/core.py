@@ -14,7 +14,7 @@ import threading
 import time
 from collections import defaultdict, namedtuple
 from datetime import timedelta
-from typing import Any, Dict, Set
+from typing import Any, Callable, Dict, Iterable, Optional, Set, Tuple, Union
 
 import tornado.concurrent
 import tornado.gen
@@ -281,7 +281,7 @@ def _format_other(arg):
 
 # Exact-type dispatch to C-level callables: no Python frame per argument.
 # str.encode raises on lone surrogates; callers then fall back to _format_other.
-_FORMATTERS = {
+_FORMATTERS: Dict[type, Callable[[Any], bytes]] = {
     str: str.encode,
     bool: (b"0", b"1").__getitem__,
     int: b"%d".__mod__,
@@ -314,7 +314,8 @@ class Message:
     TYPE_SYMBOLS = {REQUEST: "?", REPLY: "!", INFORM: "#"}
     TYPE_SYMBOL_LOOKUP = {v: k for k, v in TYPE_SYMBOLS.items()}
 
-    def __init__(self, mtype, name, arguments=None, mid=None):
+    def __init__(self, mtype: int, name: str, arguments: Optional[Iterable[Any]] = None,
+                 mid: Union[int, str, bytes, None] = None) -> None:
         if mtype not in _TYPE_BYTES:
             raise KatcpSyntaxError("Invalid message type %r." % (mtype,))
         self.mtype = mtype
@@ -344,7 +345,7 @@ class Message:
         return msg
 
     @staticmethod
-    def format_argument(arg):
+    def format_argument(arg: Any) -> bytes:
         """Format a Message argument to a byte string.
 
         Parameters
@@ -364,7 +365,7 @@ class Message:
         except UnicodeEncodeError:
             return _format_other(arg)
 
-    def copy(self):
+    def copy(self) -> "Message":
         """Return a shallow copy of the message object and its arguments.
 
         Returns
@@ -374,7 +375,7 @@ class Message:
         """
         return self._from_wire(self.mtype, self.name, list(self.arguments), self.mid)
 
-    def __bytes__(self):
+    def __bytes__(self) -> bytes:
         head = _TYPE_BYTES[self.mtype] + self.name.encode("ascii")
         if self.mid is not None:
             head += b"[" + self.mid + b"]"
@@ -420,13 +421,14 @@ class Message:
 
     __hash__ = None  # type: ignore[assignment]
 
-    def reply_ok(self):
+    def reply_ok(self) -> bool:
         """Return True if this is a reply and its first argument is 'ok'."""
         return (self.mtype == self.REPLY and bool(self.arguments)
                 and self.arguments[0] == b"ok")
 
     @classmethod
-    def request(cls, name, *args, mid=None):
+    def request(cls, name: str, *args: Any, mid: Union[int, str, bytes, None] = None
+                ) -> "Message":
         """Helper method for creating request messages.
 
         Parameters
@@ -441,7 +443,8 @@ class Message:
         return cls(cls.REQUEST, name, args, mid)
 
     @classmethod
-    def reply(cls, name, *args, mid=None):
+    def reply(cls, name: str, *args: Any, mid: Union[int, str, bytes, None] = None
+              ) -> "Message":
         """Helper method for creating reply messages.
 
         Parameters
@@ -456,7 +459,8 @@ class Message:
         return cls(cls.REPLY, name, args, mid)
 
     @classmethod
-    def inform(cls, name, *args, mid=None):
+    def inform(cls, name: str, *args: Any, mid: Union[int, str, bytes, None] = None
+               ) -> "Message":
         """Helper method for creating inform messages.
 
         Parameters
@@ -471,7 +475,7 @@ class Message:
         return cls(cls.INFORM, name, args, mid)
 
     @classmethod
-    def reply_to_request(cls, req_msg, *args):
+    def reply_to_request(cls, req_msg: "Message", *args: Any) -> "Message":
         """Helper method for creating reply messages to a specific request.
 
         Copies the message name and message identifier from the request message.
@@ -488,7 +492,7 @@ class Message:
         return msg
 
     @classmethod
-    def reply_inform(cls, req_msg, *args):
+    def reply_inform(cls, req_msg: "Message", *args: Any) -> "Message":
         """Helper method for creating inform messages in reply to a request.
 
         Copies the message name and message identifier from the request message.
@@ -515,7 +519,7 @@ class MessageParser:
     ESCAPE_LOOKUP = {k[1:]: v for k, v in _UNESCAPES.items()}
     TYPE_SYMBOL_LOOKUP = {k.encode("ascii"): v for k, v in Message.TYPE_SYMBOL_LOOKUP.items()}
 
-    def parse(self, line):
+    def parse(self, line: bytes) -> Message:
         """Parse a line, return a Message.
 
         Parameters
@@ -608,7 +612,8 @@ class ProtocolFlags:
 
     VERSION_RE = re.compile(r"^(?P<major>\d+)\.(?P<minor>\d+)(?:-(?P<flags>.*))?$")
 
-    def __init__(self, major, minor, flags):
+    def __init__(self, major: Optional[int], minor: Optional[int], flags: Iterable[str]
+                 ) -> None:
         self.major = major
         self.minor = minor
         self.flags = set(flags)
@@ -646,7 +651,7 @@ class ProtocolFlags:
         return "<ProtocolFlags %s>" % (self,)
 
     @classmethod
-    def parse_version(cls, version_str):
+    def parse_version(cls, version_str: Union[str, bytes]) -> "ProtocolFlags":
         """Create a ProtocolFlags object from a version string.
 
         Parameters
@@ -746,6 +751,9 @@ class DeviceServerMetaclass(DeviceMetaclass):
 # ---------------------------------------------------------------------------
 # Sensors
 # ---------------------------------------------------------------------------
+
+# Sensor defines a classmethod named float, so its annotations use this alias.
+_Seconds = float
 
 Reading = namedtuple("Reading", ["timestamp", "status", "value"])
 Reading.__doc__ = "Sensor reading as a (timestamp, status, value) tuple."
@@ -1278,7 +1286,7 @@ class Sensor:
 
     # -- observers ------------------------------------------------------------
 
-    def attach(self, observer):
+    def attach(self, observer: Any) -> None:
         """Attach an observer to this sensor.
 
         Parameters
@@ -1289,7 +1297,7 @@ class Sensor:
         """
         self._observers.add(observer)
 
-    def detach(self, observer):
+    def detach(self, observer: Any) -> None:
         """Detach an observer from this sensor.
 
         Parameters
@@ -1315,7 +1323,7 @@ class Sensor:
 
     # -- reading and setting ------------------------------------------------
 
-    def read(self):
+    def read(self) -> Reading:
         """Read the sensor and return a (timestamp, status, value) tuple.
 
         Returns
@@ -1325,7 +1333,7 @@ class Sensor:
         """
         return self._reading
 
-    def status(self):
+    def status(self) -> int:
         """Read the current sensor status.
 
         Returns
@@ -1335,7 +1343,7 @@ class Sensor:
         """
         return self._reading.status
 
-    def value(self):
+    def value(self) -> Any:
         """Read the current sensor value.
 
         Returns
@@ -1345,7 +1353,7 @@ class Sensor:
         """
         return self._reading.value
 
-    def set(self, timestamp, status, value):
+    def set(self, timestamp: _Seconds, status: int, value: Any) -> None:
         """Set the current value of the sensor.
 
         Safe to call from any thread: the reading is stored in one assignment.
@@ -1363,7 +1371,8 @@ class Sensor:
         reading = self._reading = Reading(timestamp, status, value)
         self.notify(reading)
 
-    def set_value(self, value, status=NOMINAL, timestamp=None, major=DEFAULT_KATCP_MAJOR):
+    def set_value(self, value: Any, status: int = NOMINAL, timestamp: Optional[_Seconds] = None,
+                  major: int = DEFAULT_KATCP_MAJOR) -> None:
         """Check and then set the value of the sensor.
 
         Parameters
@@ -1434,7 +1443,7 @@ class Sensor:
         return (_format_timestamp(timestamp, major), self._STATUS_BYTES[status],
                 self._codec.encode(value, major))
 
-    def read_formatted(self, major=DEFAULT_KATCP_MAJOR):
+    def read_formatted(self, major: int = DEFAULT_KATCP_MAJOR) -> Tuple[bytes, bytes, bytes]:
         """Read the sensor and return a (timestamp, status, value) tuple of bytes.
 
         Parameters
@@ -1449,7 +1458,7 @@ class Sensor:
         """
         return self.format_reading(self._reading, major)
 
-    def parse_value(self, s_value, katcp_major=DEFAULT_KATCP_MAJOR):
+    def parse_value(self, s_value: bytes, katcp_major: int = DEFAULT_KATCP_MAJOR) -> Any:
         """Parse a value from a byte string.
 
         Parameters

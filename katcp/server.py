@@ -22,7 +22,7 @@ import threading
 import time
 import traceback
 import warnings
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional, Union
 
 import tornado.gen
 import tornado.ioloop
@@ -42,6 +42,7 @@ from katcp.core import (
     Message,
     MessageParser,
     ProtocolFlags,
+    Sensor,
 )
 from katcp.ioloop_manager import IOLoopManager
 from katcp.kattypes import (Int, Str, has_katcp_protocol_flags, minimum_katcp_version,
@@ -1347,7 +1348,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         ProtocolFlags.MESSAGE_IDS,
     ]))
 
-    def __init__(self, host, port, tb_limit=20, logger=log):
+    def __init__(self, host: str, port: int, tb_limit: int = 20,
+                 logger: logging.Logger = log) -> None:
         self._logger = logger
         self._tb_limit = tb_limit
         self._server = KATCPServer(self, host, port, tb_limit, logger)
@@ -1617,7 +1619,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """
         _client_connection(connection).inform(msg)
 
-    def mass_inform(self, msg):
+    def mass_inform(self, msg: Message) -> None:
         """Send an inform message to all clients.
 
         Parameters
@@ -1762,7 +1764,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
 
     # -- running ----------------------------------------------------------------------
 
-    def start(self, timeout=None):
+    def start(self, timeout: Optional[float] = None) -> Any:
         """Start the server in a new thread.
 
         Parameters
@@ -1782,7 +1784,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             self._handler_thread.start(timeout)
         return self._server.start(timeout)
 
-    def stop(self, timeout=1.0):
+    def stop(self, timeout: Optional[float] = 1.0) -> Any:
         """Stop a running server (from another thread).
 
         Parameters
@@ -1801,7 +1803,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             self._handler_thread.stop(None)
         return stopped
 
-    def join(self, timeout=None):
+    def join(self, timeout: Optional[float] = None) -> None:
         """Rejoin the server thread.
 
         Parameters
@@ -1814,11 +1816,11 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         if self._handler_thread is not None:
             self._handler_thread.join(timeout)
 
-    def running(self):
+    def running(self) -> bool:
         """Whether the server is running."""
         return self._server.running()
 
-    def wait_running(self, timeout=None):
+    def wait_running(self, timeout: Optional[float] = None) -> bool:
         """Wait until the server is running.
 
         Parameters
@@ -2216,7 +2218,7 @@ class DeviceServer(DeviceServerBase):
 
     # -- sensors ----------------------------------------------------------------------
 
-    def add_sensor(self, sensor):
+    def add_sensor(self, sensor: Sensor) -> None:
         """Add a sensor to the device.
 
         Usually called inside .setup_sensors() but may be called from elsewhere. Clients
@@ -2231,7 +2233,7 @@ class DeviceServer(DeviceServerBase):
         self._sensors[sensor.name] = sensor
         self._interface_changed()
 
-    def remove_sensor(self, sensor):
+    def remove_sensor(self, sensor: Union[Sensor, str]) -> None:
         """Remove a sensor from the device.
 
         Also deregisters all clients observing the sensor.
@@ -2271,7 +2273,7 @@ class DeviceServer(DeviceServerBase):
         self._interface_changed_pending = False
         self._server.mass_send_message(Message.inform("interface-changed", "sensor-list"))
 
-    def get_sensor(self, sensor_name):
+    def get_sensor(self, sensor_name: str) -> Sensor:
         """Fetch the sensor with the given name.
 
         Parameters
@@ -2295,7 +2297,7 @@ class DeviceServer(DeviceServerBase):
             raise ValueError("Unknown sensor '%s'." % (sensor_name,))
         return sensor
 
-    def get_sensors(self):
+    def get_sensors(self) -> List[Sensor]:
         """Fetch a list of all sensors.
 
         Returns
@@ -2306,7 +2308,7 @@ class DeviceServer(DeviceServerBase):
         """
         return list(self._sensors.values())
 
-    def has_sensor(self, sensor_name):
+    def has_sensor(self, sensor_name: str) -> bool:
         """Whether the sensor with specified name is known."""
         return sensor_name in self._sensors
 
