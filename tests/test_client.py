@@ -127,7 +127,6 @@ class FakeServer:
 
     async def _stop(self):
         self._server.close()
-        await self._server.wait_closed()
         # Let accepted connections whose handlers have not run yet register.
         await asyncio.sleep(0)
         writers, self._writers = self._writers, []
@@ -135,6 +134,8 @@ class FakeServer:
             writer.close()
         for writer in writers:
             await _closed(writer)
+        # From Python 3.12.1 this also waits for every connection to close.
+        await self._server.wait_closed()
 
     def start(self):
         self._run(self._start())
