@@ -21,6 +21,9 @@ setup(
     long_description=LONG_DESCRIPTION,
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
+    project_urls={
+        "Protocol specification": "https://github.com/ska-sa/katcp-guidelines",
+    },
     packages=find_packages(include=["katcp", "katcp.*"]),
     package_data={"katcp": ["py.typed"]},
     python_requires=">=3.9",
