@@ -714,6 +714,12 @@ class DeviceClient(metaclass=DeviceMetaclass):
             raise RuntimeError("%s() would block the client's own ioloop; use %s() instead"
                                % (name, alternative))
 
+    def _wait_flag(self, flag, name, alternative, timeout):
+        if flag.is_set():
+            return True
+        self._check_not_loop_thread(name, alternative)
+        return flag.wait(timeout)
+
     def wait_running(self, timeout: Optional[float] = None) -> bool:
         """Wait until the client is running.
 
@@ -731,10 +737,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
         Do not call this from the ioloop, use until_running().
 
         """
-        if self._running.is_set():
-            return True
-        self._check_not_loop_thread("wait_running", "until_running")
-        return self._running.wait(timeout)
+        return self._wait_flag(self._running, "wait_running", "until_running", timeout)
 
     def wait_connected(self, timeout: Optional[float] = None) -> bool:
         """Wait until the client is connected.
@@ -753,10 +756,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
         Do not call this from the ioloop, use until_connected().
 
         """
-        if self._connected.is_set():
-            return True
-        self._check_not_loop_thread("wait_connected", "until_connected")
-        return self._connected.wait(timeout)
+        return self._wait_flag(self._connected, "wait_connected", "until_connected", timeout)
 
     def wait_disconnected(self, timeout=None):
         """Wait until the client is disconnected.
@@ -775,10 +775,8 @@ class DeviceClient(metaclass=DeviceMetaclass):
         Do not call this from the ioloop, use until_disconnected().
 
         """
-        if self._disconnected.is_set():
-            return True
-        self._check_not_loop_thread("wait_disconnected", "until_disconnected")
-        return self._disconnected.wait(timeout)
+        return self._wait_flag(self._disconnected, "wait_disconnected", "until_disconnected",
+                               timeout)
 
     def wait_protocol(self, timeout: Optional[float] = None) -> bool:
         """Wait until katcp protocol information has been received from server.
@@ -799,10 +797,8 @@ class DeviceClient(metaclass=DeviceMetaclass):
         Do not call this from the ioloop, use until_protocol().
 
         """
-        if self._received_protocol_info.is_set():
-            return True
-        self._check_not_loop_thread("wait_protocol", "until_protocol")
-        return self._received_protocol_info.wait(timeout)
+        return self._wait_flag(self._received_protocol_info, "wait_protocol", "until_protocol",
+                               timeout)
 
     def until_running(self, timeout=None):
         """Return future that resolves when the client is running.
