@@ -428,13 +428,22 @@ def test_connect_disconnect_cycles_do_not_leak(device):
 
 
 @pytest.mark.parametrize("kind", ["DeviceServer", "LoopHandlerServer", "BlockingClient",
-                                  "CallbackClient"])
-def test_start_stop_cycles_do_not_leak(kind, device):
+                                  "CallbackClient", "KATCPClientResource"])
+def test_start_stop_cycles_do_not_leak(kind, device, resource_loop):
     cycles = scaled(15, 200)
     address = device.bind_address
 
     def cycle():
-        if kind.endswith("Server"):
+        if kind == "KATCPClientResource":
+            resource = KATCPClientResource(dict(name="dev", address=address,
+                                                controlled=True))
+            resource.set_ioloop(resource_loop.ioloop)
+            wrapped = ThreadSafeKATCPClientResourceWrapper(resource, resource_loop)
+            resource_loop.call_in_ioloop(resource.start, (), {}, timeout=WAIT)
+            wrapped.until_synced(timeout=WAIT)
+            resource_loop.call_in_ioloop(resource.stop, (), {}, timeout=WAIT)
+            wrapped.until_stopped(timeout=WAIT)
+        elif kind.endswith("Server"):
             server = start(ThreadedDevice if kind == "DeviceServer" else Device)
             stop(server)
         else:
@@ -449,11 +458,22 @@ def test_start_stop_cycles_do_not_leak(kind, device):
     fds, threads, objects = _settled_counts()
     for _ in range(cycles):
         cycle()
-    assert wait_for(lambda: threading.active_count() <= threads)
+    # The server's end of a client connection closes a moment after the client's.
+    assert wait_for(lambda: threading.active_count() <= threads and fd_count() <= fds)
     after = _settled_counts()
     assert after[0] <= fds
     assert after[1] <= threads
     assert after[2] - objects < 3000
+
+
+@pytest.fixture
+def resource_loop():
+    """A managed loop for resource clients, driven from the test thread."""
+    manager = IOLoopManager(managed_default=True)
+    manager.start()
+    yield IOLoopThreadWrapper(manager.get_ioloop())
+    manager.stop()
+    manager.join(timeout=WAIT)
 
 
 # -- 8. threads -------------------------------------------------------------------------
