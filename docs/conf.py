@@ -21,6 +21,9 @@ extensions = [
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True
 napoleon_use_rtype = False
+# Attributes documented in a class docstring as fields, so properties that autodoc also
+# documents are not described twice.
+napoleon_use_ivar = True
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_inherit_docstrings = True

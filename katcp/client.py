@@ -1472,10 +1472,11 @@ class AsyncClient(DeviceClient):
         msg : Message object
             The request message to send.
         reply_cb : function
-            The reply callback with signature reply_cb(msg) or reply_cb(msg, *user_data)
+            The reply callback with signature ``reply_cb(msg)`` or
+            ``reply_cb(msg, *user_data)``.
         inform_cb : function
-            The inform callback with signature inform_cb(msg) or
-            inform_cb(msg, *user_data)
+            The inform callback with signature ``inform_cb(msg)`` or
+            ``inform_cb(msg, *user_data)``.
         user_data : tuple
             Optional user data to send to the reply and inform callbacks.
         timeout : float in seconds

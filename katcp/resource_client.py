@@ -116,14 +116,16 @@ def list_sensors(
 ):
     """Helper for implementing :meth:`katcp.resource.KATCPResource.list_sensors`
 
+    The parameters not listed here are as for
+    :meth:`katcp.resource.KATCPResource.list_sensors`.
+
     Parameters
     ----------
     sensor_items : tuple of sensor-item tuples
         As would be returned the items() method of a dict containing KATCPSensor
         objects keyed by Python-identifiers.
-    parent_class: KATCPClientResource or KATCPClientResourceContainer
-        Is used for prefix calculation
-    Rest of parameters as for :meth:`katcp.resource.KATCPResource.list_sensors`
+    parent_class : KATCPClientResource or KATCPClientResourceContainer
+        Is used for prefix calculation.
     """
     filter_re = re.compile(filter)
     status_re = re.compile(status) if status else None
@@ -493,7 +495,8 @@ class KATCPClientResource(resource.KATCPResource):
             Name of the resource
         description : str, optional
             Description of the resource
-        address : (host, port), host as str, port as int
+        address : (host, port)
+            Host as str, port as int.
         always_allowed_requests : seq of str,
             KACTP requests that are always allowed, even when the resource is not
             controlled. '-' and '_' will be treated equivalently.
@@ -903,14 +906,16 @@ class KATCPClientResourceContainer(resource.KATCPResource):
     Parameters
     ----------
     resources_spec : dict containing the specs of the contained resources. Keys:
-        "name" : str, name of this collection of resources
-        "description : str (optional), description of this collection of resources
-        "clients" : dict, with keys:
-            <name> : resource specifications for :class:`KATCPClientResource` where
-            <name> is the name of the resource. The `name` key in the individual
-            resource spec dicts is filled in from <name>.
-        "groups" : dict, optional, with keys:
-            <group_name> : seq of client names making up the group
+        name : str
+            Name of this collection of resources.
+        description : str, optional
+            Description of this collection of resources.
+        clients : dict
+            Maps each resource name to its resource specification for
+            :class:`KATCPClientResource`; the ``name`` key of each spec is filled
+            in from the resource name.
+        groups : dict, optional
+            Maps group names to sequences of client names making up each group.
     logger : object, optional
         Python Logger object to log to, default is the module logger
     """
