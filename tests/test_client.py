@@ -875,3 +875,21 @@ def test_coroutine_handlers_run_on_the_loop(server, make_client):
     assert seen.get(timeout=WAIT) == ("native", b"from-server")
     client.request(Message.request("echo", "back"))
     assert seen.get(timeout=WAIT) == ("tornado", b"back")
+
+
+def test_server_without_greeting_is_used_without_message_ids(make_client):
+    fake = FakeServer(greeting=[]).start()
+    try:
+        client = make_client(BlockingClient, fake.port)
+        client.start()
+        assert client.wait_connected(WAIT)
+        # No #version-connect: protocol information never arrives ...
+        assert not client.wait_protocol(0.2)
+        assert client.protocol_flags is None
+        # ... and requests go out without ids, matched by name.
+        reply, informs = client.blocking_request(Message.request("help"))
+        assert fake.next_line() == b"?help"
+        assert reply.arguments == [b"ok", b"2"]
+        assert [m.arguments[0] for m in informs] == [b"alpha", b"beta"]
+    finally:
+        fake.close()
