@@ -18,6 +18,7 @@ Example
 
 import inspect
 import itertools
+import threading
 
 import tornado.gen
 
@@ -62,10 +63,6 @@ class FakeKATCPServer:
     def mass_send_message(self, msg):
         for deliver in list(self._deliver.values()):
             deliver(msg)
-
-    def in_ioloop_thread(self):
-        # Fake clients are used from their ioloop only.
-        return True
 
     def flush_on_close(self):
         raise FakeKATCPServerError("A fake connection has nothing to flush")
@@ -247,20 +244,27 @@ class _FakeTransport:
     """An in-memory transport between a client protocol and a fake device.
 
     Both directions go through ``call_soon``, like real I/O: a reply never arrives inside
-    the call that sent the request.
+    the call that sent the request. Messages may also come from a test's own thread (a
+    manager adding sensors while the client runs in a managed ioloop), so those cross over
+    with ``call_soon_threadsafe``.
     """
 
     def __init__(self, device, protocol, loop):
         self._device = device
         self._protocol = protocol
         self._loop = loop
+        self._loop_thread_id = threading.get_ident()  # created on the loop, by _connect
         self._parse = MessageParser().parse
         self._closed = False
         self._client_conn = device.connect(self._deliver)
 
     def _deliver(self, msg):
-        if not self._closed:
+        if self._closed:
+            return
+        if threading.get_ident() == self._loop_thread_id:
             self._loop.call_soon(self._receive, bytes(msg) + b"\n")
+        else:
+            self._loop.call_soon_threadsafe(self._receive, bytes(msg) + b"\n")
 
     def _receive(self, data):
         if not self._closed:

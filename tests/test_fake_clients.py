@@ -1,8 +1,10 @@
 """katcp.fake_clients: high-level clients against in-memory fake devices, no network."""
 
 import asyncio
+import concurrent.futures
 
 import pytest
+import tornado.concurrent
 import tornado.gen
 import tornado.testing
 
@@ -10,8 +12,10 @@ from katcp import Message, Sensor
 from katcp import fake_clients
 from katcp.core import FailReply
 from katcp.inspecting_client import InspectingClientAsync
+from katcp.ioloop_manager import IOLoopManager, IOLoopThreadWrapper
 from katcp.kattypes import Float, Int, Str, request, return_reply
-from katcp.resource_client import KATCPClientResource, KATCPClientResourceContainer
+from katcp.resource_client import (KATCPClientResource, KATCPClientResourceContainer,
+                                   ThreadSafeKATCPClientResourceWrapper)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -186,3 +190,44 @@ class TestFakeContainer(tornado.testing.AsyncTestCase):
         assert reply.reply.arguments == [b"ok", b"2"]
         assert "b_level" in dir(container.sensor)
         assert "a_add" not in dir(container.req)
+
+
+class TestFakeFromAnotherThread:
+    """The blocking wrapper case: the client runs in a managed ioloop thread and the test
+    drives the fake device from its own thread."""
+
+    @pytest.fixture
+    def loop_manager(self):
+        manager = IOLoopManager(managed_default=True)
+        manager.start(timeout=WAIT)
+        yield manager
+        manager.stop().result(WAIT)
+        manager.join(WAIT)
+
+    def test_manager_and_sensors_used_from_a_foreign_thread(self, loop_manager):
+        ioloop = loop_manager.get_ioloop()
+        # Debug mode makes asyncio reject non-thread-safe calls from this thread outright.
+        ioloop.asyncio_loop.set_debug(True)
+        res, manager = fake_clients.fake_KATCP_client_resource_factory(
+            KATCPClientResource, {"sensor_infos": SENSORS},
+            dict(name="dev", address=("fake-host.invalid", 5000), controlled=True))
+        res.set_ioloop(ioloop)
+        wrapper = ThreadSafeKATCPClientResourceWrapper(res, IOLoopThreadWrapper(ioloop))
+        wrapper.start()
+        try:
+            wrapper.until_synced(timeout=WAIT)
+            # The in-memory resync can finish before a blocking until_not_synced() would
+            # start waiting, so the wait is registered on the loop before the change.
+            went_unsynced = concurrent.futures.Future()
+            IOLoopThreadWrapper(ioloop).call_in_ioloop(
+                lambda: tornado.concurrent.chain_future(res.until_not_synced(), went_unsynced),
+                (), {})
+            manager.add_request_handlers_object(Handlers())
+            went_unsynced.result(WAIT)
+            wrapper.until_synced(timeout=WAIT)
+            assert wrapper.req.add(20, 22).reply.arguments == [b"ok", b"42"]
+            wrapper.sensor.temp.set_strategy("event")
+            manager.fake_sensors["temp"].set_value(12.5)
+            assert wrapper.sensor.temp.wait(12.5, timeout=WAIT)
+        finally:
+            wrapper.stop()
