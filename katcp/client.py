@@ -48,6 +48,7 @@ from katcp.ioloop_manager import IOLoopManager, _run_into_future
 log = logging.getLogger("katcp.client")
 
 _get_ident = threading.get_ident
+_REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
 
 
 def address_to_string(addr_tuple):
@@ -209,7 +210,19 @@ class _ClientProtocol(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
+        # The transport reports an overfull buffer through pause_writing(), which
+        # saves checking its size after every write.
+        transport.set_write_buffer_limits(high=self._client.MAX_WRITE_BUFFER_SIZE)
         self._client._connection_made(self)
+
+    def pause_writing(self):
+        transport = self.transport
+        if transport is not None:
+            self._client._logger.error(
+                "More than MAX_WRITE_BUFFER_SIZE (%d bytes) unsent; closing connection",
+                self._client.MAX_WRITE_BUFFER_SIZE,
+            )
+            transport.abort()
 
     def connection_lost(self, exc):
         self.transport = None
@@ -241,7 +254,8 @@ class _ClientProtocol(asyncio.Protocol):
         if many:
             started = time.monotonic()
         parse = self._parse
-        dispatch = self._client._dispatch
+        client = self._client
+        handle_message = client.handle_message
         # Messages sent by handlers while this chunk is handled go out in one write.
         self._batching = True
         try:
@@ -251,9 +265,16 @@ class _ClientProtocol(asyncio.Protocol):
                 try:
                     msg = parse(line)
                 except KatcpSyntaxError as exc:
-                    self._client._logger.error("Bad message from server: %s", exc)
+                    client._logger.error("Bad message from server: %s", exc)
                     continue
-                dispatch(msg)
+                try:
+                    result = handle_message(msg)
+                except Exception:
+                    client._logger.exception("Error handling message %s", msg)
+                    continue
+                if result is not None and inspect.isawaitable(result):
+                    tornado.gen.convert_yielded(result).add_done_callback(
+                        client._log_handler_error)
         finally:
             self._batching = False
             if self._wbuf:
@@ -283,28 +304,15 @@ class _ClientProtocol(asyncio.Protocol):
             self._wbuf.append(data)
             return
         transport = self.transport
-        if transport is None:
-            return
-        transport.write(data)
-        if transport.get_write_buffer_size() > self._client.MAX_WRITE_BUFFER_SIZE:
-            self._write_overflow(transport)
+        if transport is not None:
+            transport.write(data)
 
     def _flush(self):
         data = b"".join(self._wbuf)
         self._wbuf = []
         transport = self.transport
-        if transport is None:
-            return
-        transport.write(data)
-        if transport.get_write_buffer_size() > self._client.MAX_WRITE_BUFFER_SIZE:
-            self._write_overflow(transport)
-
-    def _write_overflow(self, transport):
-        self._client._logger.error(
-            "More than MAX_WRITE_BUFFER_SIZE (%d bytes) unsent; closing connection",
-            self._client.MAX_WRITE_BUFFER_SIZE,
-        )
-        transport.abort()
+        if transport is not None:
+            transport.write(data)
 
     def close(self):
         if self.transport is not None:
@@ -1037,14 +1045,6 @@ class DeviceClient(metaclass=DeviceMetaclass):
 
     # -- receiving -------------------------------------------------------------------
 
-    def _dispatch(self, msg):
-        try:
-            result = self.handle_message(msg)
-            if result is not None and inspect.isawaitable(result):
-                tornado.gen.convert_yielded(result).add_done_callback(self._log_handler_error)
-        except Exception:
-            self._logger.exception("Error handling message %s", msg)
-
     def _log_handler_error(self, future):
         if not future.cancelled() and future.exception() is not None:
             self._logger.error("Message handler failed", exc_info=future.exception())
@@ -1059,11 +1059,11 @@ class DeviceClient(metaclass=DeviceMetaclass):
 
         """
         mtype = msg.mtype
-        if mtype == Message.REPLY:
+        if mtype == _REPLY:
             return self.handle_reply(msg)
-        if mtype == Message.INFORM:
+        if mtype == _INFORM:
             return self.handle_inform(msg)
-        if mtype == Message.REQUEST:
+        if mtype == _REQUEST:
             return self.handle_request(msg)
         self._logger.error("Unexpected message type from server ['%s'].", msg)
         return None
@@ -1202,16 +1202,19 @@ class _FutureRequest:
     def __init__(self, msg, future):
         self.msg = msg
         self.future = future
-        self.informs = []
+        self.informs = None  # most requests have none: the list is made on the first
         self.deadline = None
 
     def on_inform(self, client, msg):
-        self.informs.append(msg)
+        if self.informs is None:
+            self.informs = [msg]
+        else:
+            self.informs.append(msg)
 
     def on_reply(self, client, msg):
         future = self.future
         if not future.done():
-            future.set_result((msg, self.informs))
+            future.set_result((msg, [] if self.informs is None else self.informs))
 
 
 class _RequestTimeouts:
@@ -1219,25 +1222,22 @@ class _RequestTimeouts:
 
     Cheaper than a loop timer per request: a request that is answered is simply
     left in the heap and skipped when its deadline comes up (or dropped when the
-    heap is compacted). An entry counts only while ``is_live(msg_id, pending)``
-    and ``pending.deadline`` still equals the entry's deadline.
+    heap is compacted). An entry counts only while ``pending.deadline`` still equals
+    the entry's deadline, so whoever finishes a request sets its ``deadline`` to None.
 
     Parameters
     ----------
     loop : asyncio event loop
     expire : callable
         ``expire(msg_id, pending, start_time)`` for each request that timed out.
-    is_live : callable
-        ``is_live(msg_id, pending)``: whether the request is still waiting.
 
     """
 
     MIN_COMPACT_SIZE = 1024
 
-    def __init__(self, loop, expire, is_live):
+    def __init__(self, loop, expire):
         self._loop = loop
         self._expire = expire
-        self._is_live = is_live
         self._heap = []
         self._seq = itertools.count()
         self._timer = None
@@ -1249,19 +1249,13 @@ class _RequestTimeouts:
         deadline = pending.deadline = start + timeout
         heap = self._heap
         heapq.heappush(heap, (deadline, next(self._seq), msg_id, pending, start))
-        if self._timer_when is None or deadline < self._timer_when:
+        timer_when = self._timer_when
+        if timer_when is None or deadline < timer_when:
             self._arm(deadline)
         if len(heap) > self._compact_at:
-            self._compact()
-
-    def _entry_live(self, entry):
-        pending = entry[3]
-        return pending.deadline == entry[0] and self._is_live(entry[2], pending)
-
-    def _compact(self):
-        heap = self._heap = [entry for entry in self._heap if self._entry_live(entry)]
-        heapq.heapify(heap)
-        self._compact_at = max(self.MIN_COMPACT_SIZE, 2 * len(heap))
+            heap = self._heap = [entry for entry in heap if entry[3].deadline == entry[0]]
+            heapq.heapify(heap)
+            self._compact_at = max(self.MIN_COMPACT_SIZE, 2 * len(heap))
 
     def _arm(self, when):
         if self._timer is not None:
@@ -1275,10 +1269,11 @@ class _RequestTimeouts:
         # asyncio may run a timer up to one clock tick early.
         now = self._loop.time() + 0.001
         while heap and heap[0][0] <= now:
-            entry = heapq.heappop(heap)
-            if self._entry_live(entry):
-                self._expire(entry[2], entry[3], entry[4])
-        while heap and not self._entry_live(heap[0]):
+            deadline, _, msg_id, pending, start = heapq.heappop(heap)
+            if pending.deadline == deadline:
+                pending.deadline = None
+                self._expire(msg_id, pending, start)
+        while heap and heap[0][3].deadline != heap[0][0]:
             heapq.heappop(heap)
         if heap:
             self._arm(heap[0][0])
@@ -1335,16 +1330,13 @@ class AsyncClient(DeviceClient):
 
     def _connection_made(self, protocol):
         if self._timeouts is None or self._timeouts._loop is not self._loop:
-            self._timeouts = _RequestTimeouts(self._loop, self._handle_timeout,
-                                              self._is_waiting)
+            self._timeouts = _RequestTimeouts(self._loop, self._handle_timeout)
         super()._connection_made(protocol)
-
-    def _is_waiting(self, msg_id, pending):
-        return self._async_queue.get(msg_id) is pending
 
     def _pop_async_request(self, msg_id):
         pending = self._async_queue.pop(msg_id, None)
         if pending is not None:
+            pending.deadline = None
             stack = self._async_id_stack[pending.msg.name]
             if stack[0] == msg_id:
                 stack.popleft()
@@ -1361,14 +1353,15 @@ class AsyncClient(DeviceClient):
 
     def _start_request(self, msg, pending, timeout, use_mid):
         """Register and send a request on the loop; failures resolve it with a fail reply."""
-        assert msg.mtype == Message.REQUEST
+        assert msg.mtype == _REQUEST
         mid = msg.mid
+        supports_ids = self._server_supports_ids
         if mid is None:
             # An id is drawn even for a mid-less request, so wire ids follow the
             # request count as the reference's do. Kept as an int it keys a mid-less
             # request without clashing with any wire mid (bytes).
             msg_id = next(self._msg_id_counter)
-            if use_mid or (use_mid is None and self._server_supports_ids):
+            if use_mid or (use_mid is None and supports_ids):
                 msg.mid = mid = msg_id = b"%d" % msg_id
         else:
             msg_id = mid
@@ -1377,7 +1370,7 @@ class AsyncClient(DeviceClient):
             pending.on_reply(self, Message.reply(msg.name, "fail", "Client not connected",
                                                  mid=mid))
             return
-        if mid is not None and not self._server_supports_ids:
+        if mid is not None and not supports_ids:
             # The reference client answers with a '?'-typed message here; kept so
             # programs see the same reply text (see the v4 wire transcript).
             pending.on_reply(self, Message.request(
@@ -1392,7 +1385,7 @@ class AsyncClient(DeviceClient):
         if timeout is not None:
             self._timeouts.add(msg_id, pending, timeout)
         if self._direct_send:
-            protocol.write(bytes(msg) + b"\n")
+            protocol.write(msg.__bytes__() + b"\n")
             return
         try:
             self.send_request(msg)
@@ -1588,6 +1581,7 @@ class AsyncClient(DeviceClient):
         if mid is not None:
             pending = self._async_queue.pop(mid, None)
             if pending is not None:
+                pending.deadline = None
                 stack = self._async_id_stack[msg.name]
                 if stack and stack[0] == mid:
                     stack.popleft()

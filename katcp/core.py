@@ -510,6 +510,7 @@ class Message:
 
 
 _TYPE_BYTES = {k: v.encode("ascii") for k, v in Message.TYPE_SYMBOLS.items()}
+_new_message = Message.__new__  # what the parser builds messages with: no re-validation
 _TYPE_FROM_BYTE = {ord(v): k for k, v in Message.TYPE_SYMBOLS.items()}
 
 
@@ -561,7 +562,15 @@ class MessageParser:
         name = _header_names.get(header)
         mid = None
         if name is None:
-            name, mid = self._parse_header(header)
+            if header[-1] == 93:  # b"]": most ids are short and their names cached
+                bracket = header.find(b"[")
+                name = _header_names.get(header[:bracket])
+                mid = header[bracket + 1:-1]
+                if (name is None or not mid.isdigit() or mid[0] == 48
+                        or len(mid) > 9 and int(mid) > _MAX_MID):
+                    name, mid = self._parse_header(header)
+            else:
+                name, mid = self._parse_header(header)
         arguments = parts[1:]
         if 92 in line:
             try:
@@ -569,7 +578,12 @@ class MessageParser:
             except KeyError as exc:
                 raise KatcpSyntaxError("Invalid escape sequence %r." % (
                     exc.args[0].decode("latin-1"),)) from None
-        return Message._from_wire(mtype, name, arguments, mid)
+        msg = _new_message(Message)
+        msg.mtype = mtype
+        msg.name = name
+        msg.arguments = arguments
+        msg.mid = mid
+        return msg
 
     @staticmethod
     def _parse_header(header):
@@ -579,10 +593,10 @@ class MessageParser:
                 header[1:].decode("latin-1"),))
         name = match.group(1).decode("ascii")
         mid = match.group(2)
-        if mid is None:
-            if len(_header_names) < _NAME_CACHE_MAX:
-                _header_names[header] = name
-        elif mid[:1] == b"0" or len(mid) > 10 or int(mid) > _MAX_MID:
+        if len(_header_names) < _NAME_CACHE_MAX:
+            # Keyed without the id, which the fast path in parse() strips off.
+            _header_names[header[:match.end(1)]] = name
+        if mid is not None and (mid[:1] == b"0" or len(mid) > 10 or int(mid) > _MAX_MID):
             raise KatcpSyntaxError("Invalid message id %r (must be 1 to %d without "
                                    "leading zeros)." % (mid.decode("ascii"), _MAX_MID))
         return name, mid

@@ -287,6 +287,9 @@ class _FakeTransport:
     def get_write_buffer_size(self):
         return 0
 
+    def set_write_buffer_limits(self, high=None, low=None):
+        pass  # nothing is ever buffered, so the protocol is never paused
+
     def pause_reading(self):
         pass
 

@@ -4,6 +4,7 @@ import asyncio
 import concurrent.futures
 import logging
 import queue
+import socket
 import threading
 
 import pytest
@@ -478,6 +479,26 @@ def test_oversized_message_closes_connection(server, make_client):
     assert client.wait_protocol(WAIT)
     server.send(b"#junk " + b"x" * 5000)
     assert client.wait_disconnected(WAIT)
+
+
+def test_unsent_bytes_over_max_write_buffer_size_close_connection(make_client, caplog):
+    class Client(BlockingClient):
+        MAX_WRITE_BUFFER_SIZE = 64 * 1024
+
+    # A server that greets and then never reads: everything sent piles up.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client = make_client(Client, listener.getsockname()[1], auto_reconnect=False)
+        client.start()
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(b"".join(line + b"\n" for line in V5_GREETING))
+            assert client.wait_protocol(WAIT)
+            chunk = Message.request("fill", b"x" * (256 * 1024))
+            for _ in range(256):  # far more than socket buffers hold
+                client.send_message(chunk)
+            assert client.wait_disconnected(WAIT)
+    assert any("MAX_WRITE_BUFFER_SIZE" in record.getMessage() for record in caplog.records)
 
 
 def test_start_stop_join_managed_loop(server):

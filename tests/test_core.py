@@ -352,6 +352,28 @@ class TestMessageParser:
             PARSER.parse(line)
         assert str(excinfo.value).startswith(message)
 
+    @pytest.mark.parametrize("line, message", [
+        (b"?foo[0]", "Invalid message id"),
+        (b"?foo[01]", "Invalid message id"),
+        (b"?foo[2147483648]", "Invalid message id"),
+        (b"?foo[9999999999]", "Invalid message id"),
+        (b"?foo[]", "Bad message name"),
+        (b"?foo[1][2]", "Bad message name"),
+        (b"?foo[ 1]", "Bad message name"),
+        (b"?foo[+1]", "Bad message name"),
+        (b"?foo[\xd9\xa1]", "Bad message name"),  # a non-ASCII digit
+        (b"?foo]", "Bad message name"),
+        (b"?[1]", "Bad message name"),
+    ])
+    def test_bad_ids_after_the_name_is_known(self, line, message):
+        # Names seen before take a faster path to the id; it must be just as strict.
+        assert PARSER.parse(b"?foo[7]").name == "foo"
+        assert PARSER.parse(b"?foo").name == "foo"
+        with pytest.raises(KatcpSyntaxError) as excinfo:
+            PARSER.parse(line)
+        assert str(excinfo.value).startswith(message)
+        assert PARSER.parse(b"?foo[2147483647] a").mid == b"2147483647"
+
     def test_non_bytes_line(self):
         with pytest.raises(KatcpSyntaxError):
             PARSER.parse(None)

@@ -13,7 +13,7 @@ from katcp import fake_clients
 from katcp.core import FailReply
 from katcp.inspecting_client import InspectingClientAsync
 from katcp.ioloop_manager import IOLoopManager, IOLoopThreadWrapper
-from katcp.kattypes import Float, Int, Str, request, return_reply
+from katcp.kattypes import Int, Str, request, return_reply
 from katcp.resource_client import (KATCPClientResource, KATCPClientResourceContainer,
                                    ThreadSafeKATCPClientResourceWrapper)
 
