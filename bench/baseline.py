@@ -11,14 +11,19 @@ library. The benchmarks compare katcp against these programs in the same run.
   ``?sensor-list`` and ``?sensor-sampling`` with the same bytes as a katcp
   device server holding the same sensors, one ``transport.write`` per reply or
   inform (no batching).
-* Clients: :class:`BlockingLineClient` (blocking socket) and
-  :class:`AsyncLineClient` (asyncio protocol).
+* Clients: :class:`BlockingLineClient` (blocking socket),
+  :class:`AsyncLineClient` (asyncio protocol) and :class:`ThreadHopLineClient`
+  (a blocking call from the caller's thread into an asyncio loop thread and
+  back, the thread crossing that DESIGN.md prescribes for katcp's blocking
+  clients, with nothing else).
 """
 
 import asyncio
 import collections
+import concurrent.futures
 import re
 import socket
+import threading
 import time
 
 # -- codec ------------------------------------------------------------------
@@ -500,3 +505,57 @@ class AsyncLineClient(asyncio.Protocol):
         self._pending.append(future)
         self.transport.write(line)
         return future
+
+
+class ThreadHopLineClient:
+    """Blocking requests carried by an asyncio loop in its own thread.
+
+    The caller hands each request to the loop with ``call_soon_threadsafe`` and
+    blocks on a ``concurrent.futures.Future`` that the loop resolves with the
+    reply line: two thread crossings per request, no other work.
+
+    Parameters
+    ----------
+    host, port : str, int
+        Server address.
+    timeout : float
+        Seconds to wait for the connection and for each reply.
+    """
+
+    def __init__(self, host, port, timeout=30.0):
+        self._timeout = timeout
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+        async def connect():
+            _, protocol = await self._loop.create_connection(_HopProtocol, host, port)
+            await protocol.greeted
+            return protocol
+
+        self._protocol = asyncio.run_coroutine_threadsafe(connect(), self._loop).result(
+            timeout)
+
+    def request(self, line):
+        """Send ``line`` (bytes with newline) and return the reply line."""
+        reply = concurrent.futures.Future()
+        self._loop.call_soon_threadsafe(self._protocol.send, line, reply)
+        return reply.result(self._timeout)
+
+    def close(self):
+        """Close the connection and stop the loop thread."""
+        def stop():
+            self._protocol.transport.close()
+            self._loop.stop()
+
+        self._loop.call_soon_threadsafe(stop)
+        self._thread.join(self._timeout)
+        self._loop.close()
+
+
+class _HopProtocol(AsyncLineClient):
+    """AsyncLineClient whose replies resolve concurrent futures."""
+
+    def send(self, line, reply):
+        self._pending.append(reply)
+        self.transport.write(line)

@@ -35,6 +35,7 @@ class Size:
     periodic_period: float = 0.01
     periodic_seconds: float = 3.0
     client_requests: int = 3000
+    client_repeats: int = 9  # latency-bound and noisy on a shared machine
     idle_connections: int = 2000
     latency_requests: int = 300
 
@@ -48,7 +49,7 @@ TINY = Size("tiny", repeats=1, codec_groups=20, codec_loops=1, stream_lines=300,
             sequential=20, pipeline_seconds=0.05, pipeline_widths=(1, 2),
             pipeline_depth=5, bulk_sensors=12, stream_sensors=12, stream_seconds=0.1,
             stream_clients=(1, 2), periodic_sensors=12, periodic_period=0.02,
-            periodic_seconds=0.2, client_requests=20, idle_connections=10,
+            periodic_seconds=0.2, client_requests=20, client_repeats=1, idle_connections=10,
             latency_requests=10)
 SIZES = {s.name: s for s in (FULL, QUICK, TINY)}
 

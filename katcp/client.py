@@ -43,6 +43,7 @@ from katcp.core import (
     MessageParser,
     ProtocolFlags,
 )
+from katcp._transport import SharedBufferProtocol
 from katcp.ioloop_manager import IOLoopManager, _run_into_future
 
 log = logging.getLogger("katcp.client")
@@ -195,7 +196,7 @@ class _Backoff:
         return delay * random.uniform(0.5, 1.0)
 
 
-class _ClientProtocol(asyncio.Protocol):
+class _ClientProtocol(SharedBufferProtocol):
     """The socket side of a client connection: line splitting, parsing, buffered writes."""
 
     def __init__(self, client):

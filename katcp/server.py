@@ -44,6 +44,7 @@ from katcp.core import (
     ProtocolFlags,
     Sensor,
 )
+from katcp._transport import SharedBufferProtocol
 from katcp.ioloop_manager import IOLoopManager
 from katcp.kattypes import (Int, Str, has_katcp_protocol_flags, minimum_katcp_version,
                             request, return_reply)
@@ -436,7 +437,7 @@ class ClientRequestConnection:
 # Transport
 # ---------------------------------------------------------------------------
 
-class _Connection(asyncio.Protocol):
+class _Connection(SharedBufferProtocol):
     """One accepted TCP connection: line splitting, paused reading and a write buffer.
 
     An asyncio protocol on the IOLoop's asyncio loop: a chunk of input is split, parsed

@@ -1,0 +1,39 @@
+"""asyncio protocol helpers shared by the client and server transports."""
+
+import asyncio
+import threading
+
+__all__ = ["SharedBufferProtocol"]
+
+
+class _ReceiveBuffer(threading.local):
+    """One receive buffer per thread, shared by all the connections of its loop."""
+
+    SIZE = 256 * 1024  # what asyncio reads at most per call with a plain Protocol
+
+    def __init__(self):
+        self.buffer = bytearray(self.SIZE)
+        self.view = memoryview(self.buffer)
+
+
+_receive_buffer = _ReceiveBuffer()
+
+
+class SharedBufferProtocol(asyncio.BufferedProtocol):
+    """A protocol that receives with ``data_received(data)``, as a plain one does.
+
+    asyncio reads into a plain protocol through a fresh 256 KiB ``bytes`` per call,
+    shrunk to what arrived; here it reads into one buffer per thread instead, and only
+    the bytes that arrived are copied out. asyncio fills the buffer and calls
+    ``buffer_updated`` at once on the loop's thread, and the bytes are copied before any
+    of them is handled, so connections sharing the buffer never see each other's data.
+    """
+
+    def get_buffer(self, sizehint):
+        return _receive_buffer.buffer
+
+    def buffer_updated(self, nbytes):
+        self.data_received(_receive_buffer.view[:nbytes].tobytes())
+
+    def data_received(self, data):
+        raise NotImplementedError
