@@ -1524,10 +1524,11 @@ class AsyncClient(DeviceClient):
         if loop is None:
             raise KatcpClientError("Client not started")
         result = concurrent.futures.Future()
-        loop.call_soon_threadsafe(self._blocking_request_on_loop, msg, timeout, use_mid, result)
         # The loop answers with a timeout reply after `timeout`; the extra second
         # only catches a loop that has stopped answering at all.
         wait = None if timeout is None else timeout + 1
+        # Nothing between waking the loop and blocking: the loop thread needs the GIL.
+        loop.call_soon_threadsafe(self._blocking_request_on_loop, msg, timeout, use_mid, result)
         try:
             return result.result(wait)
         except concurrent.futures.TimeoutError:
