@@ -1249,6 +1249,11 @@ class _RequestTimeouts:
         start = self._loop.time()
         deadline = pending.deadline = start + timeout
         heap = self._heap
+        # Requests mostly finish in the order sent, so the earliest deadline usually
+        # belongs to one already answered: dropping it now lets it die young, which
+        # is cheaper for the garbage collector than waiting for a compaction.
+        while heap and heap[0][3].deadline != heap[0][0]:
+            heapq.heappop(heap)
         heapq.heappush(heap, (deadline, next(self._seq), msg_id, pending, start))
         timer_when = self._timer_when
         if timer_when is None or deadline < timer_when:
@@ -1381,18 +1386,24 @@ class AsyncClient(DeviceClient):
         if msg_id in queue:
             raise RuntimeError("Message id %r already in use by a request in flight"
                                % (msg_id,))
-        queue[msg_id] = pending
-        self._async_id_stack[msg.name].append(msg_id)
-        if timeout is not None:
-            self._timeouts.add(msg_id, pending, timeout)
         if self._direct_send:
+            # Sent before the bookkeeping, which then overlaps the server's work: the
+            # reply can only be read on a later loop iteration.
             protocol.write(msg.__bytes__() + b"\n")
+            self._register_request(msg_id, msg.name, pending, timeout)
             return
+        self._register_request(msg_id, msg.name, pending, timeout)
         try:
             self.send_request(msg)
         except KatcpClientError as exc:
             self._pop_async_request(msg_id)
             pending.on_reply(self, Message.request(msg.name, "fail", str(exc), mid=msg_id))
+
+    def _register_request(self, msg_id, name, pending, timeout):
+        self._async_queue[msg_id] = pending
+        self._async_id_stack[name].append(msg_id)
+        if timeout is not None:
+            self._timeouts.add(msg_id, pending, timeout)
 
     def _handle_timeout(self, msg_id, pending, start_time):
         self._pop_async_request(msg_id)

@@ -322,7 +322,7 @@ class Message:
         self.name = (name if name.__class__ is str and name in _valid_names
                      else _check_name(name))
         self.mid = None if mid is None else _format_mid(mid)
-        if arguments is None:
+        if arguments is None or arguments is _NO_ARGUMENTS:
             self.arguments = []
         else:
             try:
@@ -510,6 +510,7 @@ class Message:
 
 
 _TYPE_BYTES = {k: v.encode("ascii") for k, v in Message.TYPE_SYMBOLS.items()}
+_NO_ARGUMENTS = ()  # the empty tuple is a singleton: Message.request(name) passes it
 _new_message = Message.__new__  # what the parser builds messages with: no re-validation
 _TYPE_FROM_BYTE = {ord(v): k for k, v in Message.TYPE_SYMBOLS.items()}
 
@@ -559,17 +560,17 @@ class MessageParser:
         else:
             parts = line.split()
         header = parts[0]
-        name = _header_names.get(header)
-        mid = None
-        if name is None:
-            if header[-1] == 93:  # b"]": most ids are short and their names cached
-                bracket = header.find(b"[")
-                name = _header_names.get(header[:bracket])
-                mid = header[bracket + 1:-1]
-                if (name is None or not mid.isdigit() or mid[0] == 48
-                        or len(mid) > 9 and int(mid) > _MAX_MID):
-                    name, mid = self._parse_header(header)
-            else:
+        if header[-1] == 93:  # b"]": an id, which is short and follows a cached name
+            bracket = header.find(b"[")
+            name = _header_names.get(header[:bracket])
+            mid = header[bracket + 1:-1]
+            if (name is None or not mid.isdigit() or mid[0] == 48
+                    or len(mid) > 9 and int(mid) > _MAX_MID):
+                name, mid = self._parse_header(header)
+        else:
+            name = _header_names.get(header)
+            mid = None
+            if name is None:
                 name, mid = self._parse_header(header)
         arguments = parts[1:]
         if 92 in line:
