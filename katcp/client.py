@@ -1222,23 +1222,27 @@ class _RequestTimeouts:
     """Deadlines of requests in flight: one heap served by a single loop timer.
 
     Cheaper than a loop timer per request: a request that is answered is simply
-    left in the heap and skipped when its deadline comes up (or dropped when the
-    heap is compacted). An entry counts only while ``pending.deadline`` still equals
-    the entry's deadline, so whoever finishes a request sets its ``deadline`` to None.
+    left in the heap and skipped when its deadline comes up (or dropped sooner). An
+    entry counts only while its request is still in ``waiting`` and its
+    ``pending.deadline`` still equals the entry's deadline, so answering a request
+    needs no work here.
 
     Parameters
     ----------
     loop : asyncio event loop
     expire : callable
         ``expire(msg_id, pending, start_time)`` for each request that timed out.
+    waiting : dict
+        Requests in flight by id; the owner changes it in place, never replaces it.
 
     """
 
     MIN_COMPACT_SIZE = 1024
 
-    def __init__(self, loop, expire):
+    def __init__(self, loop, expire, waiting):
         self._loop = loop
         self._expire = expire
+        self._waiting = waiting
         self._heap = []
         self._seq = itertools.count()
         self._timer = None
@@ -1249,17 +1253,22 @@ class _RequestTimeouts:
         start = self._loop.time()
         deadline = pending.deadline = start + timeout
         heap = self._heap
+        waiting = self._waiting
         # Requests mostly finish in the order sent, so the earliest deadline usually
         # belongs to one already answered: dropping it now lets it die young, which
         # is cheaper for the garbage collector than waiting for a compaction.
-        while heap and heap[0][3].deadline != heap[0][0]:
+        while heap:
+            head = heap[0]
+            if head[3].deadline == head[0] and waiting.get(head[2]) is head[3]:
+                break
             heapq.heappop(heap)
         heapq.heappush(heap, (deadline, next(self._seq), msg_id, pending, start))
         timer_when = self._timer_when
         if timer_when is None or deadline < timer_when:
             self._arm(deadline)
         if len(heap) > self._compact_at:
-            heap = self._heap = [entry for entry in heap if entry[3].deadline == entry[0]]
+            heap = self._heap = [entry for entry in heap if entry[3].deadline == entry[0]
+                                 and waiting.get(entry[2]) is entry[3]]
             heapq.heapify(heap)
             self._compact_at = max(self.MIN_COMPACT_SIZE, 2 * len(heap))
 
@@ -1272,15 +1281,13 @@ class _RequestTimeouts:
     def _fire(self):
         self._timer = self._timer_when = None
         heap = self._heap
+        waiting = self._waiting
         # asyncio may run a timer up to one clock tick early.
         now = self._loop.time() + 0.001
         while heap and heap[0][0] <= now:
             deadline, _, msg_id, pending, start = heapq.heappop(heap)
-            if pending.deadline == deadline:
-                pending.deadline = None
+            if pending.deadline == deadline and waiting.get(msg_id) is pending:
                 self._expire(msg_id, pending, start)
-        while heap and heap[0][3].deadline != heap[0][0]:
-            heapq.heappop(heap)
         if heap:
             self._arm(heap[0][0])
 
@@ -1336,13 +1343,13 @@ class AsyncClient(DeviceClient):
 
     def _connection_made(self, protocol):
         if self._timeouts is None or self._timeouts._loop is not self._loop:
-            self._timeouts = _RequestTimeouts(self._loop, self._handle_timeout)
+            self._timeouts = _RequestTimeouts(self._loop, self._handle_timeout,
+                                              self._async_queue)
         super()._connection_made(protocol)
 
     def _pop_async_request(self, msg_id):
         pending = self._async_queue.pop(msg_id, None)
         if pending is not None:
-            pending.deadline = None
             stack = self._async_id_stack[pending.msg.name]
             if stack[0] == msg_id:
                 stack.popleft()
@@ -1351,11 +1358,20 @@ class AsyncClient(DeviceClient):
         return pending
 
     def _peek_by_name(self, name):
+        """The oldest request in flight named `name`, as (msg_id, pending), or (None, None).
+
+        Ids of answered requests are left in the by-name stacks (answering a reply with
+        an id is the hot path) and dropped here and when a request is registered.
+        """
         stack = self._async_id_stack.get(name)
-        if not stack:
-            return None, None
-        msg_id = stack[0]
-        return msg_id, self._async_queue[msg_id]
+        queue = self._async_queue
+        while stack:
+            msg_id = stack[0]
+            pending = queue.get(msg_id)
+            if pending is not None:
+                return msg_id, pending
+            stack.popleft()
+        return None, None
 
     def _start_request(self, msg, pending, timeout, use_mid):
         """Register and send a request on the loop; failures resolve it with a fail reply."""
@@ -1400,8 +1416,12 @@ class AsyncClient(DeviceClient):
             pending.on_reply(self, Message.request(msg.name, "fail", str(exc), mid=msg_id))
 
     def _register_request(self, msg_id, name, pending, timeout):
-        self._async_queue[msg_id] = pending
-        self._async_id_stack[name].append(msg_id)
+        queue = self._async_queue
+        stack = self._async_id_stack[name]
+        while stack and stack[0] not in queue:  # answered; see _peek_by_name
+            stack.popleft()
+        queue[msg_id] = pending
+        stack.append(msg_id)
         if timeout is not None:
             self._timeouts.add(msg_id, pending, timeout)
 
@@ -1413,11 +1433,12 @@ class AsyncClient(DeviceClient):
         pending.on_reply(self, Message.reply(msg.name, "fail", reason, mid=msg.mid))
 
     def _fail_waiting_requests(self, reason):
-        waiting, self._async_queue = self._async_queue, {}
+        waiting = list(self._async_queue.values())
+        self._async_queue.clear()  # in place: the timeouts hold on to it
         self._async_id_stack.clear()
         if self._timeouts is not None:
             self._timeouts.clear()
-        for pending in waiting.values():
+        for pending in waiting:
             msg = pending.msg
             pending.on_reply(self, Message.reply(msg.name, "fail", reason, mid=msg.mid))
 
@@ -1592,14 +1613,10 @@ class AsyncClient(DeviceClient):
         """
         mid = msg.mid
         if mid is not None:
+            # Its id stays in the by-name stack until _peek_by_name or the next
+            # request of that name drops it, and its timeout entry until the heap
+            # drops it: the reply is handled with the least work possible.
             pending = self._async_queue.pop(mid, None)
-            if pending is not None:
-                pending.deadline = None
-                stack = self._async_id_stack[msg.name]
-                if stack and stack[0] == mid:
-                    stack.popleft()
-                else:
-                    self._async_id_stack[pending.msg.name].remove(mid)
         else:
             msg_id, pending = self._peek_by_name(msg.name)
             if pending is not None:

@@ -282,6 +282,23 @@ def test_midless_reply_to_mid_request_is_not_matched_like_reference(server, bloc
     assert b"timed out" in reply.arguments[1]
 
 
+def test_answered_requests_leave_no_bookkeeping_behind(blocking):
+    # Answering a reply with an id leaves its by-name entry and its timeout entry to
+    # be dropped later; they must not pile up, nor confuse matching by name.
+    for i in range(300):
+        reply, _ = blocking.blocking_request(Message.request("echo", i))
+        assert reply.arguments == [b"ok", b"%d" % i]
+    reply, _ = blocking.blocking_request(Message.request("echo", "plain"), use_mid=False)
+    assert str(reply) == "!echo ok plain"
+    reply, _ = blocking.blocking_request(Message.request("silent"), timeout=0.05)
+    assert b"timed out" in reply.arguments[1]
+    reply, _ = blocking.blocking_request(Message.request("echo", "last"))
+    assert reply.arguments == [b"ok", b"last"]
+    assert blocking._async_queue == {}
+    assert len(blocking._async_id_stack["echo"]) <= 1
+    assert len(blocking._timeouts._heap) <= 2
+
+
 def test_inform_message_is_not_a_request(blocking):
     with pytest.raises(AssertionError):
         blocking.blocking_request(Message.inform("echo"))
