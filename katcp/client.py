@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import tornado.gen
 import tornado.ioloop
 
+from katcp._transport import SharedBufferProtocol
 from katcp.core import (
     FLOAT_TS_KATCP_MAJOR,
     SEC_TO_MS_FAC,
@@ -43,7 +44,6 @@ from katcp.core import (
     MessageParser,
     ProtocolFlags,
 )
-from katcp._transport import SharedBufferProtocol
 from katcp.ioloop_manager import IOLoopManager, _run_into_future
 
 log = logging.getLogger("katcp.client")

@@ -28,6 +28,7 @@ import tornado.gen
 import tornado.ioloop
 from tornado.concurrent import Future
 
+from katcp._transport import SharedBufferProtocol
 from katcp.core import (
     DEFAULT_KATCP_MAJOR,
     INTERFACE_CHANGED_KATCP_MAJOR,
@@ -44,7 +45,6 @@ from katcp.core import (
     ProtocolFlags,
     Sensor,
 )
-from katcp._transport import SharedBufferProtocol
 from katcp.ioloop_manager import IOLoopManager
 from katcp.kattypes import (Int, Str, has_katcp_protocol_flags, minimum_katcp_version,
                             request, return_reply)
