@@ -468,6 +468,7 @@ class _Connection(SharedBufferProtocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport.set_write_buffer_limits(high=self._server.MAX_WRITE_BUFFER_SIZE)
         peer = transport.get_extra_info("peername")
         self.address = "%s:%s" % peer[:2] if peer else repr(self)
         ready = self._server._connection_made(self)
@@ -497,8 +498,14 @@ class _Connection(SharedBufferProtocol):
             self._server._spawn(self._server.disconnect_client(
                 self, "Connection closed by client.", False))
 
+    def pause_writing(self):
+        # Past MAX_WRITE_BUFFER_SIZE the client is not reading (the limit is set in
+        # connection_made); drain() pauses us on purpose.
+        if self._drained is None:
+            self._server._buffer_full(self)
+
     def resume_writing(self):
-        # Only paused by drain(), whose write buffer limits make this mean "all sent".
+        # After drain() this means "all sent".
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 
@@ -507,33 +514,31 @@ class _Connection(SharedBufferProtocol):
     def _process(self):
         lines = self._lines
         on_message = self._device_on_message
+        parse = self._parse
         self._processing = True
         try:
-            self._dispatch_lines(lines, on_message)
+            while lines and not self.closing:
+                line = lines.popleft()
+                if not line:
+                    continue
+                try:
+                    msg = parse(line)
+                except KatcpSyntaxError:
+                    # The spec says lines of only whitespace are ignored.
+                    if not line.isspace():
+                        self._server._send_syntax_error(self)
+                    continue
+                ready = on_message(self.client_conn, msg)
+                if ready is not None and not ready.done():
+                    # Per-connection serialisation: read no further until it is handled.
+                    self._busy = True
+                    self.transport.pause_reading()
+                    ready.add_done_callback(self._done)
+                    break
         finally:
             self._processing = False
         # Replies to the whole chunk go out now, in one write.
         self.flush()
-
-    def _dispatch_lines(self, lines, on_message):
-        while lines and not self.closing:
-            line = lines.popleft()
-            if not line:
-                continue
-            try:
-                msg = self._parse(line)
-            except KatcpSyntaxError:
-                # The spec says lines of only whitespace are ignored.
-                if not line.isspace():
-                    self._server._send_syntax_error(self)
-                continue
-            ready = on_message(self.client_conn, msg)
-            if ready is not None and not ready.done():
-                # Per-connection serialisation: read no further until it is handled.
-                self._busy = True
-                self.transport.pause_reading()
-                ready.add_done_callback(self._done)
-                break
 
     def _done(self, ready):
         if not ready.cancelled() and ready.exception() is not None:
@@ -566,10 +571,7 @@ class _Connection(SharedBufferProtocol):
             return
         data = wbuf[0] if len(wbuf) == 1 else b"".join(wbuf)
         wbuf.clear()
-        transport = self.transport
-        transport.write(data)
-        if transport.get_write_buffer_size() > self._server.MAX_WRITE_BUFFER_SIZE:
-            self._server._buffer_full(self)
+        self.transport.write(data)
 
     def drain(self):
         """Return a future that resolves when everything written so far is sent."""
