@@ -74,6 +74,7 @@ class IOLoopManager:
         self._ioloop_thread = None
         self._daemonic = True
         self._running = threading.Event()
+        self._stop_tasks = set()  # strong references while stop callbacks run
 
     @property
     def managed(self):
@@ -195,7 +196,7 @@ class IOLoopManager:
         done = concurrent.futures.Future()
         managed = self._ioloop_managed
 
-        async def _stop():
+        async def run_callback():
             try:
                 if callback is not None:
                     result = callback()
@@ -203,13 +204,23 @@ class IOLoopManager:
                         await result
             except Exception:
                 self._logger.exception("Error in ioloop stop callback")
-            finally:
-                self._running.clear()
-                if managed:
-                    ioloop.stop()
-                done.set_result(None)
 
-        ioloop.add_callback(_stop)
+        def finish(task):
+            self._stop_tasks.discard(task)
+            self._running.clear()
+            if managed:
+                ioloop.stop()
+            done.set_result(None)
+
+        def begin():
+            # A plain task rather than a coroutine handed to add_callback: tornado keeps
+            # those in a class-level set until a done callback runs, and a loop stopped
+            # by the coroutine itself never runs it, which would keep the loop alive.
+            task = asyncio.ensure_future(run_callback())
+            self._stop_tasks.add(task)
+            task.add_done_callback(finish)
+
+        ioloop.add_callback(begin)
         return done
 
     def join(self, timeout=None):

@@ -2,7 +2,9 @@
 
 import asyncio
 import concurrent.futures
+import gc
 import threading
+import weakref
 
 import pytest
 import tornado.gen
@@ -57,6 +59,20 @@ def test_stop_runs_callback_then_stops_and_join_ends_thread():
     manager.join(WAIT)
     assert not thread.is_alive()
     assert ran_on == [thread.ident]
+
+
+@pytest.mark.parametrize("callback", [None, lambda: None, lambda: tornado.gen.sleep(0)],
+                         ids=["no-callback", "plain-callback", "awaitable-callback"])
+def test_a_stopped_managed_loop_is_not_kept_alive(callback):
+    # tornado holds a coroutine handed to add_callback until a done callback runs on
+    # the loop; a stop that skipped it would keep every stopped loop in memory.
+    manager = IOLoopManager(managed_default=True)
+    manager.start(timeout=WAIT)
+    loop = weakref.ref(manager.get_ioloop().asyncio_loop)
+    manager.stop(callback=callback).result(WAIT)
+    manager.join(WAIT)
+    gc.collect()
+    assert loop() is None
 
 
 def test_managed_loop_can_be_restarted_after_join():
