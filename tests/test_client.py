@@ -382,6 +382,81 @@ def test_v4_detection_and_requests_without_mids(v4_server, make_client):
         client.request(Message.request("echo", mid=9))
 
 
+V5_NO_IDS_GREETING = [
+    b"#version-connect katcp-protocol 5.0-M",
+    b"#version-connect katcp-library fake-katcp-1.0",
+    b"#version-connect katcp-device fake-device-1.0 fake-build-1.0",
+]
+
+
+def test_v5_server_without_message_ids(make_client):
+    fake = FakeServer(greeting=V5_NO_IDS_GREETING).start()
+    try:
+        client = make_client(BlockingClient, fake.port)
+        client.start()
+        assert client.wait_protocol(WAIT)
+        flags = client.protocol_flags
+        assert (flags.major, flags.minor, flags.message_ids) == (5, 0, False)
+        # v5 timestamps are in seconds, ids or not.
+        assert client.convert_seconds(1.5) == 1.5
+        reply, informs = client.blocking_request(Message.request("informs", 2))
+        assert str(reply) == "!informs ok 2"
+        assert [str(m) for m in informs] == ["#informs 0", "#informs 1"]
+        reply, _ = client.blocking_request(Message.request("echo", "z"), use_mid=True)
+        assert str(reply) == "?echo[2] fail Message\\_IDs\\_not\\_supported\\_by\\_server"
+        assert fake.next_line() == b"?informs 2"
+        with pytest.raises(KatcpVersionError):
+            client.request(Message.request("echo", mid=9))
+    finally:
+        fake.close()
+
+
+def _interleaving_answer(line):
+    """Hold the first ?pair request; answer both when the second arrives, interleaved."""
+    name, mid, _ = _split_request(line)
+    if name != b"pair":
+        return scripted_answer(line)
+    _interleaving_answer.held.append(mid)
+    if len(_interleaving_answer.held) < 2:
+        return []
+    first, second = _interleaving_answer.held
+    _interleaving_answer.held = []
+    return [b"#pair%s a" % first, b"#pair%s b" % second, b"#log info 0 root between",
+            b"#pair%s c" % first, b"!pair%s ok 1" % second, b"#pair%s d" % first,
+            b"!pair%s ok 3" % first]
+
+
+def test_interleaved_informs_and_replies_of_concurrent_requests():
+    _interleaving_answer.held = []
+    fake = FakeServer(answer=_interleaving_answer).start()
+    logs = []
+
+    class Client(AsyncClient):
+        def inform_log(self, msg):
+            logs.append(msg.arguments[-1])
+
+    async def main(ioloop):
+        client = Client("127.0.0.1", fake.port)
+        client.set_ioloop(ioloop)
+        client.start()
+        await client.until_protocol(timeout=WAIT)
+        first = client.future_request(Message.request("pair"))
+        second = client.future_request(Message.request("pair"))
+        results = await asyncio.gather(first, second)
+        client.stop()
+        await client.until_stopped(timeout=WAIT)
+        return [(str(reply), [str(m) for m in informs]) for reply, informs in results]
+
+    try:
+        assert run_on_user_loop(main) == [
+            ("!pair[1] ok 3", ["#pair[1] a", "#pair[1] c", "#pair[1] d"]),
+            ("!pair[2] ok 1", ["#pair[2] b"]),
+        ]
+        assert logs == [b"between"]
+    finally:
+        fake.close()
+
+
 def test_convert_seconds_before_v4_truncates_to_ms(make_client):
     client = make_client(DeviceClient, 1)
     client.preset_protocol_flags(ProtocolFlags(3, 0, set()))
