@@ -12,7 +12,7 @@ from katcp import Message, Sensor
 from katcp import fake_clients
 from katcp.core import FailReply
 from katcp.inspecting_client import InspectingClientAsync
-from katcp.ioloop_manager import IOLoopManager, IOLoopThreadWrapper
+from katcp.ioloop_manager import IOLoopThreadWrapper
 from katcp.kattypes import Int, Str, request, return_reply
 from katcp.resource_client import (KATCPClientResource, KATCPClientResourceContainer,
                                    ThreadSafeKATCPClientResourceWrapper)
@@ -195,14 +195,6 @@ class TestFakeContainer(tornado.testing.AsyncTestCase):
 class TestFakeFromAnotherThread:
     """The blocking wrapper case: the client runs in a managed ioloop thread and the test
     drives the fake device from its own thread."""
-
-    @pytest.fixture
-    def loop_manager(self):
-        manager = IOLoopManager(managed_default=True)
-        manager.start(timeout=WAIT)
-        yield manager
-        manager.stop().result(WAIT)
-        manager.join(WAIT)
 
     def test_manager_and_sensors_used_from_a_foreign_thread(self, loop_manager):
         ioloop = loop_manager.get_ioloop()

@@ -10,7 +10,7 @@ import tornado.testing
 
 from katcp import Message, ProtocolFlags, Sensor
 from katcp.core import AsyncEvent
-from katcp.ioloop_manager import IOLoopManager, IOLoopThreadWrapper
+from katcp.ioloop_manager import IOLoopThreadWrapper
 from katcp.kattypes import Int, request, return_reply
 from katcp.resource import KATCPReply, KATCPSensor, KATCPSensorError, SensorResultTuple
 from katcp.resource_client import (
@@ -560,14 +560,6 @@ class TestClientGroupQuorum(ResourceTestCase):
 
 class TestThreadSafeWrappers:
     """The blocking wrappers used from plain threads (as in IPython or a script)."""
-
-    @pytest.fixture
-    def loop_manager(self):
-        manager = IOLoopManager(managed_default=True)
-        manager.start(timeout=WAIT)
-        yield manager
-        manager.stop().result(WAIT)
-        manager.join(WAIT)
 
     @pytest.fixture
     def server(self):
