@@ -1253,24 +1253,24 @@ class _RequestTimeouts:
         start = self._loop.time()
         deadline = pending.deadline = start + timeout
         heap = self._heap
-        waiting = self._waiting
+        live = self._live
         # Requests mostly finish in the order sent, so the earliest deadline usually
         # belongs to one already answered: dropping it now lets it die young, which
         # is cheaper for the garbage collector than waiting for a compaction.
-        while heap:
-            head = heap[0]
-            if head[3].deadline == head[0] and waiting.get(head[2]) is head[3]:
-                break
+        while heap and not live(heap[0]):
             heapq.heappop(heap)
         heapq.heappush(heap, (deadline, next(self._seq), msg_id, pending, start))
         timer_when = self._timer_when
         if timer_when is None or deadline < timer_when:
             self._arm(deadline)
         if len(heap) > self._compact_at:
-            heap = self._heap = [entry for entry in heap if entry[3].deadline == entry[0]
-                                 and waiting.get(entry[2]) is entry[3]]
+            heap = self._heap = [entry for entry in heap if live(entry)]
             heapq.heapify(heap)
             self._compact_at = max(self.MIN_COMPACT_SIZE, 2 * len(heap))
+
+    def _live(self, entry):
+        deadline, _, msg_id, pending, _ = entry
+        return pending.deadline == deadline and self._waiting.get(msg_id) is pending
 
     def _arm(self, when):
         if self._timer is not None:
@@ -1281,13 +1281,12 @@ class _RequestTimeouts:
     def _fire(self):
         self._timer = self._timer_when = None
         heap = self._heap
-        waiting = self._waiting
         # asyncio may run a timer up to one clock tick early.
         now = self._loop.time() + 0.001
         while heap and heap[0][0] <= now:
-            deadline, _, msg_id, pending, start = heapq.heappop(heap)
-            if pending.deadline == deadline and waiting.get(msg_id) is pending:
-                self._expire(msg_id, pending, start)
+            entry = heapq.heappop(heap)
+            if self._live(entry):
+                self._expire(entry[2], entry[3], entry[4])
         if heap:
             self._arm(heap[0][0])
 
