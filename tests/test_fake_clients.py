@@ -156,6 +156,36 @@ class TestFakeInspectingClient(tornado.testing.AsyncTestCase):
         assert reply.arguments == [b"ok", b"2"]
 
 
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_sampling_and_interface_changes_after_sync(self):
+        client, manager = fake_clients.fake_inspecting_client_factory(
+            InspectingClientAsync, {"sensor_infos": SENSORS}, "fake-host.invalid", 5000,
+            ioloop=self.io_loop)
+        self.addCleanup(client.stop)
+        yield client.connect()
+        yield client.until_synced(timeout=WAIT)
+        sensor = yield client.future_get_sensor("temp")
+        updated = tornado.concurrent.Future()
+
+        class Observer:
+            def update(self, sensor, reading):
+                if reading.value == 42.5 and not updated.done():
+                    updated.set_result(reading)
+
+        sensor.attach(Observer())
+        reply, _ = yield client.simple_request("sensor-sampling", "temp", "event")
+        assert reply.arguments == [b"ok", b"temp", b"event"]
+        manager.fake_sensors["temp"].set_value(42.5, Sensor.WARN)
+        reading = yield updated
+        assert reading.status == Sensor.WARN
+        manager.add_sensors({"late": ("Added later.", "", "boolean")})
+        yield client.until_not_synced(timeout=WAIT)
+        yield client.until_synced(timeout=WAIT)
+        assert "late" in client.sensors
+        late = yield client.future_get_sensor("late")
+        assert late.stype == "boolean"
+
+
 class _RecordingConnection:
     def __init__(self):
         self.sent = []
@@ -190,6 +220,36 @@ class TestFakeContainer(tornado.testing.AsyncTestCase):
         assert reply.reply.arguments == [b"ok", b"2"]
         assert "b_level" in dir(container.sensor)
         assert "a_add" not in dir(container.req)
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_children_sample_and_see_interface_changes_after_sync(self):
+        spec = {"name": "cont", "clients": {
+            "a": dict(address=("fake-a.invalid", 1), controlled=True),
+            "b": dict(address=("fake-b.invalid", 2), controlled=True),
+        }}
+        container, manager = fake_clients.fake_KATCP_client_resource_container_factory(
+            KATCPClientResourceContainer, {}, spec)
+        manager.add_sensors("b", {"level": ("A level.", "", "integer", 0, 100)})
+        container.start()
+        self.addCleanup(container.stop)
+        yield container.until_synced(timeout=WAIT)
+        seen = tornado.concurrent.Future()
+
+        def listener(sensor, reading):
+            if reading.value == 7 and not seen.done():
+                seen.set_result(reading)
+
+        container.sensor.b_level.register_listener(listener, reading=True)
+        yield container.sensor.b_level.set_sampling_strategy("event")
+        manager.child_managers["b"].fake_sensors["level"].set_value(7)
+        reading = yield seen
+        assert reading.status == "nominal"
+        assert "a_extra" not in dir(container.sensor)
+        manager.add_sensors("a", {"extra": ("Added later.", "", "float")})
+        yield container.until_not_synced(timeout=WAIT)
+        yield container.until_synced(timeout=WAIT)
+        assert "a_extra" in dir(container.sensor)
+        assert container.sensor.b_level.sampling_strategy == ("event",)
 
 
 class TestFakeFromAnotherThread:
