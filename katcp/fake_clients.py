@@ -172,6 +172,8 @@ class _FakeDevice:
 
     @staticmethod
     def _reply_later(req, msg, future):
+        if future.cancelled():
+            return  # as a real server does: a cancelled handler sends no reply
         exc = future.exception()
         req.reply_with_message(future.result() if exc is None else _reply_from(msg, exc))
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import concurrent.futures
+import logging
 
 import pytest
 import tornado.concurrent
@@ -93,6 +94,27 @@ class TestFakeResourceClient(tornado.testing.AsyncTestCase):
         assert reply.reply.arguments == [b"ok", b"pong"]
         reply = yield res.req.add("x", 1)
         assert reply.reply.arguments[0] == b"fail"
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_cancelled_handler_sends_no_reply_and_logs_no_error(self):
+        res, manager = self.make()
+
+        def cancelled(req, msg):
+            future = asyncio.get_event_loop().create_future()
+            future.cancel()
+            return future
+
+        manager.add_request_handlers_dict({"cancelled": cancelled})
+        yield res.until_synced(timeout=WAIT)
+        errors = []
+        handler = logging.Handler(logging.ERROR)
+        handler.emit = errors.append
+        logging.getLogger("asyncio").addHandler(handler)
+        self.addCleanup(logging.getLogger("asyncio").removeHandler, handler)
+        reply = yield res.req.cancelled(timeout=0.1)
+        assert reply.reply.arguments[0] == b"fail"
+        assert b"timed out" in reply.reply.arguments[1]
+        assert errors == []
 
     @tornado.testing.gen_test(timeout=WAIT)
     def test_sensors_read_and_sampled(self):
