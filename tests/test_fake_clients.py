@@ -221,14 +221,19 @@ class _RecordingConnection:
 
 class TestFakeContainer(tornado.testing.AsyncTestCase):
 
-    @tornado.testing.gen_test(timeout=WAIT)
-    def test_children_have_their_own_devices(self):
+    @staticmethod
+    def make():
+        """A fake container with children a and b, and its manager."""
         spec = {"name": "cont", "clients": {
             "a": dict(address=("fake-a.invalid", 1), controlled=True),
             "b": dict(address=("fake-b.invalid", 2), controlled=True),
         }}
-        container, manager = fake_clients.fake_KATCP_client_resource_container_factory(
+        return fake_clients.fake_KATCP_client_resource_container_factory(
             KATCPClientResourceContainer, {}, spec)
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_children_have_their_own_devices(self):
+        container, manager = self.make()
         assert set(manager.child_managers) == {"a", "b"}
         manager.add_request_handlers_dict("a", {"who": lambda req, msg: req.make_reply("ok", "a")})
         manager.add_request_handlers_object("b", Handlers())
@@ -245,12 +250,7 @@ class TestFakeContainer(tornado.testing.AsyncTestCase):
 
     @tornado.testing.gen_test(timeout=WAIT)
     def test_children_sample_and_see_interface_changes_after_sync(self):
-        spec = {"name": "cont", "clients": {
-            "a": dict(address=("fake-a.invalid", 1), controlled=True),
-            "b": dict(address=("fake-b.invalid", 2), controlled=True),
-        }}
-        container, manager = fake_clients.fake_KATCP_client_resource_container_factory(
-            KATCPClientResourceContainer, {}, spec)
+        container, manager = self.make()
         manager.add_sensors("b", {"level": ("A level.", "", "integer", 0, 100)})
         container.start()
         self.addCleanup(container.stop)
