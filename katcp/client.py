@@ -1346,21 +1346,12 @@ class AsyncClient(DeviceClient):
                                               self._async_queue)
         super()._connection_made(protocol)
 
-    def _pop_async_request(self, msg_id):
-        pending = self._async_queue.pop(msg_id, None)
-        if pending is not None:
-            stack = self._async_id_stack[pending.msg.name]
-            if stack[0] == msg_id:
-                stack.popleft()
-            else:
-                stack.remove(msg_id)
-        return pending
-
     def _peek_by_name(self, name):
         """The oldest request in flight named `name`, as (msg_id, pending), or (None, None).
 
-        Ids of answered requests are left in the by-name stacks (answering a reply with
-        an id is the hot path) and dropped here and when a request is registered.
+        A finished request only leaves ``_async_queue`` (answering a reply with an id
+        is the hot path); its id stays in the by-name stack until dropped here or
+        when the next request of that name is registered.
         """
         stack = self._async_id_stack.get(name)
         queue = self._async_queue
@@ -1411,7 +1402,7 @@ class AsyncClient(DeviceClient):
         try:
             self.send_request(msg)
         except KatcpClientError as exc:
-            self._pop_async_request(msg_id)
+            self._async_queue.pop(msg_id, None)
             pending.on_reply(self, Message.request(msg.name, "fail", str(exc), mid=msg_id))
 
     def _register_request(self, msg_id, name, pending, timeout):
@@ -1425,7 +1416,7 @@ class AsyncClient(DeviceClient):
             self._timeouts.add(msg_id, pending, timeout)
 
     def _handle_timeout(self, msg_id, pending, start_time):
-        self._pop_async_request(msg_id)
+        self._async_queue.pop(msg_id, None)
         msg = pending.msg
         reason = "Request %s timed out after %f seconds." % (
             msg.name, self._loop.time() - start_time)
@@ -1612,15 +1603,14 @@ class AsyncClient(DeviceClient):
         """
         mid = msg.mid
         if mid is not None:
-            # Its id stays in the by-name stack until _peek_by_name or the next
-            # request of that name drops it, and its timeout entry until the heap
-            # drops it: the reply is handled with the least work possible.
+            # Its by-name and timeout entries are dropped later (see _peek_by_name
+            # and _RequestTimeouts): the reply is handled with the least work possible.
             pending = self._async_queue.pop(mid, None)
         else:
             msg_id, pending = self._peek_by_name(msg.name)
             if pending is not None:
                 if pending.msg.mid is None:
-                    self._pop_async_request(msg_id)
+                    self._async_queue.pop(msg_id, None)
                 else:
                     # We sent a mid, so a mid-less reply is not the answer. As in the
                     # reference client it still disarms that request's timer, so the

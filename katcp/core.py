@@ -511,7 +511,6 @@ class Message:
 
 _TYPE_BYTES = {k: v.encode("ascii") for k, v in Message.TYPE_SYMBOLS.items()}
 _NO_ARGUMENTS = ()  # the empty tuple is a singleton: Message.request(name) passes it
-_new_message = Message.__new__  # what the parser builds messages with: no re-validation
 _TYPE_FROM_BYTE = {ord(v): k for k, v in Message.TYPE_SYMBOLS.items()}
 
 
@@ -579,12 +578,7 @@ class MessageParser:
             except KeyError as exc:
                 raise KatcpSyntaxError("Invalid escape sequence %r." % (
                     exc.args[0].decode("latin-1"),)) from None
-        msg = _new_message(Message)
-        msg.mtype = mtype
-        msg.name = name
-        msg.arguments = arguments
-        msg.mid = mid
-        return msg
+        return Message._from_wire(mtype, name, arguments, mid)
 
     @staticmethod
     def _parse_header(header):
