@@ -10,7 +10,7 @@ import asyncio
 import logging
 import signal
 
-from katcp.scripts._connection import parse_address
+from katcp.scripts._connection import ADDRESS_RE, parse_address
 from katcp.web import DEFAULT_LISTEN, WebServer
 
 
@@ -21,13 +21,21 @@ def _address(text):
     return address
 
 
+def _listen_address(text):
+    # As for the device, but port 0 (any free port) is allowed.
+    match = ADDRESS_RE.match(text)
+    if match is None or int(match.group("port")) > 65535:
+        raise argparse.ArgumentTypeError("expected ADDR:PORT, got %r" % text)
+    return match.group("host").strip("[]") or "127.0.0.1", int(match.group("port"))
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="katcp-web",
         description="Serve a live web page of a KATCP device's sensors and requests.")
     parser.add_argument("device", type=_address, metavar="HOST:PORT",
                         help="address of the KATCP device")
-    parser.add_argument("--listen", type=_address, metavar="ADDR:PORT",
+    parser.add_argument("--listen", type=_listen_address, metavar="ADDR:PORT",
                         default=DEFAULT_LISTEN,
                         help="where to serve the page (default: %s:%d, this machine only; "
                              "port 0 picks a free port)" % DEFAULT_LISTEN)
@@ -43,14 +51,14 @@ def build_parser():
 async def _serve(opts):
     web = WebServer(opts.device, listen=opts.listen, control=opts.control,
                     strategy=opts.strategy)
-    web.start()
-    print("katcp-web serving %s for %s:%d%s" % (
-        web.url, opts.device[0], opts.device[1], " (control enabled)" if opts.control else ""),
-        flush=True)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, done.set)
+    web.start()
+    print("katcp-web serving %s for %s:%d%s" % (
+        web.url, opts.device[0], opts.device[1], " (control enabled)" if opts.control else ""),
+        flush=True)
     try:
         await done.wait()
     finally:
