@@ -8,11 +8,13 @@ The page as a browser shows it is tested in test_web_browser.py.
 import asyncio
 import json
 import math
+import socket
 
 import pytest
 import tornado.httpclient
 import tornado.websocket
 
+import katcp.web.app
 from katcp import Sensor
 from katcp.scripts.exampleserver import ExampleServer
 from katcp.web import WebServer
@@ -279,3 +281,66 @@ def test_program_serves_loopback_only_by_default(device):
     assert "127.0.0.1:8080" in result.stdout and "--control" in result.stdout
     result = run_program(["-m", "katcp.scripts.web", "no-port-here"])
     assert result.returncode == 2 and "HOST:PORT" in result.stderr
+
+
+class BulkyServer(ExampleServer):
+    """The example server with a string sensor that can carry big values."""
+
+    def setup_sensors(self):
+        super().setup_sensors()
+        self.add_sensor(Sensor.string("bulky", "Big values.", default=""))
+
+
+def test_a_page_that_stops_reading_is_dropped(monkeypatch):
+    monkeypatch.setattr(katcp.web.app, "MAX_UNSENT_MESSAGES", 20)
+    server = BulkyServer("127.0.0.1", 0)
+    server.start(timeout=WAIT)
+
+    async def scenario():
+        web = WebServer(device_address(server), listen=("127.0.0.1", 0))
+        web.monitor.flush_interval = 0.001
+        web.start()
+        dropped = asyncio.Event()
+        unsubscribe = web.monitor.unsubscribe
+
+        def watched_unsubscribe(send):
+            unsubscribe(send)
+            dropped.set()
+        web.monitor.unsubscribe = watched_unsubscribe
+        reader = await open_page_socket(web)
+        await next_message(reader, synced_snapshot)
+        # A page whose socket takes in little and which never reads after the handshake.
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(sock, ("127.0.0.1", web.port))
+        await loop.sock_sendall(sock, (
+            "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nOrigin: http://127.0.0.1:%d\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Key: a2F0Y3Atd2ViLXRlc3Q=\r\n\r\n"
+            % (web.port, web.port)).encode())
+        assert (await loop.sock_recv(sock, 12)).startswith(b"HTTP/1.1 101")
+        try:
+            # Each big value reaches the reading page before the next is set, so katcp-web
+            # keeps up with the device; only the silent page falls behind.
+            bulky = server.get_sensor("bulky")
+            for i in range(300):
+                if dropped.is_set():
+                    break
+                value = "%d:%s" % (i, "x" * 200000)
+                bulky.set_value(value)
+                await next_message(reader, lambda m: any(
+                    r[2] == value for r in m.get("readings", {}).get("bulky", [])))
+            assert dropped.is_set()
+            # the reading page is still served
+            bulky.set_value("after")
+            await next_message(reader, lambda m: "bulky" in m.get("readings", {}))
+        finally:
+            sock.close()
+            reader.close()
+            web.stop()
+    try:
+        run(scenario())
+    finally:
+        stop_server(server)

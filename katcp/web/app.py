@@ -27,6 +27,8 @@ STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 MAX_PAGE_MESSAGE = 64 * 1024
 """Largest message a page may send (a request with its arguments)."""
+MAX_UNSENT_MESSAGES = 1000
+"""Messages waiting to go out to one page before it is dropped (some 50 s of readings)."""
 
 SECURITY_HEADERS = {
     # Only our own files; scripts never inline; the websocket back to this server only.
@@ -90,16 +92,31 @@ class PageSocket(_Guarded, tornado.websocket.WebSocketHandler):
             parsed.netloc.lower() == self.request.host.lower()
 
     def open(self):
+        self._unsent = 0
         self._monitor = self.settings["katcp_monitor"]
         # What this page may do comes first, so the page builds its forms (or not) with it.
         self._answer({"type": "page", "control": self.settings["katcp_control"]})
         self._monitor.subscribe(self._send)
 
     def _send(self, text):
+        if self._unsent >= MAX_UNSENT_MESSAGES:
+            # A page that stopped reading would otherwise hold ever more memory here; closed,
+            # it reconnects and starts again from a fresh snapshot.
+            self._monitor.unsubscribe(self._send)
+            self.close(1013, "page too slow")
+            return
         try:
-            self.write_message(text)
+            written = self.write_message(text)
         except tornado.websocket.WebSocketClosedError:
             self._monitor.unsubscribe(self._send)
+            return
+        self._unsent += 1
+        written.add_done_callback(self._written)
+
+    def _written(self, future):
+        self._unsent -= 1
+        if not future.cancelled():
+            future.exception()  # a closed connection: on_close() cleans up
 
     def on_close(self):
         monitor = getattr(self, "_monitor", None)

@@ -176,12 +176,17 @@ class DeviceMonitor:
                 if state == "synced":
                     await self._synced()
                     continue  # the state may have moved on while we asked for identity
-            if state == "synced":
-                await resource.until_not_synced()
-            elif state == "disconnected":
+            if state == "disconnected":
                 await resource.wait_connected()
+                continue
+            lost = resource.until_state("disconnected")
+            if state == "synced":
+                await until_any(resource.until_state("syncing"), lost)
             else:
-                await until_any(resource.until_synced(), resource.until_state("disconnected"))
+                await until_any(resource.until_synced(), lost)
+            if lost.done() and resource.state != "disconnected":
+                # Reconnected before this coroutine ran: the page still gets to know.
+                self._state_changed("disconnected")
 
     def _state_changed(self, state):
         connection = self._connection
