@@ -268,6 +268,10 @@ function showRequests(requests) {
 }
 
 function sendRequest(name, args, output) {
+  if (!state.socket || state.socket.readyState !== WebSocket.OPEN) {
+    output.replaceChildren(el("div", "reply reply-fail", "not connected to katcp-web"));
+    return;
+  }
   state.requestId += 1;
   state.outputs.set(state.requestId, output);
   output.replaceChildren(el("div", "pending", "?" + name + " sent..."));
