@@ -164,6 +164,12 @@ def test_every_sensor_of_the_device_is_in_the_table(browser, device, watch_page)
     # the temperature updates twice a second, so its sparkline soon has a line
     wait(browser, lambda: len(row_cell(browser, "ambient.temperature", "spark").find_element(
         By.TAG_NAME, "polyline").get_attribute("points").split()) >= 2)
+    # everything came from katcp-web itself, and nothing failed or was blocked on the way
+    origin = watch_page.rstrip("/")
+    loaded = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name);")
+    assert loaded and all(url.startswith(origin + "/") for url in loaded), loaded
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
 
 
 def test_a_sensor_changed_on_the_device_shows_within_a_second(browser, device, watch_page):

@@ -110,7 +110,9 @@ class DeviceMonitor:
         self._loop = tornado.ioloop.IOLoop.current()
         self.resource.set_ioloop(self._loop)
         self.resource.start()
-        self.resource.set_sampling_strategies("", self.strategy)
+        # Kept by the resource for sensors not seen yet and across reconnects.
+        wished = self.resource.set_sampling_strategies("", self.strategy)
+        self._loop.add_future(wished, lambda future: future.result())  # logs a failure
         self._loop.add_callback(self._follow_state)
 
     def stop(self):
@@ -130,6 +132,7 @@ class DeviceMonitor:
         send(json.dumps(self.snapshot()))
 
     def unsubscribe(self, send):
+        """Stop sending messages to ``send`` (no error if it was not subscribed)."""
         self._subscribers.discard(send)
 
     def _broadcast(self, message):

@@ -176,7 +176,7 @@ function showConnection(connection) {
   box.className = "conn conn-" + connection.state;
   $("device-address").textContent = connection.address;
   $("conn-state").textContent = connection.state;
-  let detail = "since " + formatTime(connection.since).slice(11, 19);
+  let detail = "since " + formatTime(connection.since).slice(11, 19) + " UTC";
   if (connection.reconnects > 0) {
     detail += ", reconnected " + connection.reconnects +
               (connection.reconnects === 1 ? " time" : " times");
