@@ -25,7 +25,7 @@ setup(
         "Protocol specification": "https://github.com/ska-sa/katcp-guidelines",
     },
     packages=find_packages(include=["katcp", "katcp.*"]),
-    package_data={"katcp": ["py.typed"]},
+    package_data={"katcp": ["py.typed"], "katcp.web": ["static/*"]},
     python_requires=">=3.9",
     install_requires=["tornado>=6"],
     extras_require={
@@ -34,6 +34,8 @@ setup(
             "pytest-timeout>=2",
             "ply>=3.11",
             "hypothesis>=6",
+            # drives a headless Chromium in tests/test_web_browser.py (katcp-web)
+            "selenium>=4.11",
         ],
         "doc": ["sphinx>=5"],
     },
@@ -42,6 +44,7 @@ setup(
             "katcp-exampleserver = katcp.scripts.exampleserver:main",
             "katcp-cmd = katcp.scripts.cmd:main",
             "katcp-shell = katcp.scripts.shell:main",
+            "katcp-web = katcp.scripts.web:main",
         ],
     },
     classifiers=[

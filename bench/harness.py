@@ -143,12 +143,16 @@ def medians(samples):
 # -- registry and run -------------------------------------------------------------
 
 BENCHMARKS = {}
+OPT_IN = set()
+"""Benchmarks that run only when named with ``--only`` (e.g. ``web``: it needs a browser)."""
 
 
-def benchmark(name):
-    """Register ``fn(ctx) -> list of Row`` under ``name``."""
+def benchmark(name, opt_in=False):
+    """Register ``fn(ctx) -> list of Row`` under ``name``; ``opt_in``: only when named."""
     def register(fn):
         BENCHMARKS[name] = fn
+        if opt_in:
+            OPT_IN.add(name)
         return fn
     return register
 
@@ -166,7 +170,8 @@ class Context:
             print(text, file=self.log, flush=True)
 
 
-MODULES = ("bench_codec", "bench_requests", "bench_sensors", "bench_clients", "bench_scale")
+MODULES = ("bench_codec", "bench_requests", "bench_sensors", "bench_clients", "bench_scale",
+           "bench_web")
 """Benchmark modules, in the order of the issue's workloads (the table's order)."""
 
 
@@ -182,7 +187,8 @@ def run(names=None, size=FULL, log=None):
     Parameters
     ----------
     names : list of str, optional
-        Benchmarks to run (all by default), see :data:`BENCHMARKS`.
+        Benchmarks to run (all but the :data:`OPT_IN` ones by default), see
+        :data:`BENCHMARKS`.
     size : Size
         Workload sizes.
     log : file, optional
@@ -205,7 +211,7 @@ def run(names=None, size=FULL, log=None):
     with ServerPool() as pool:
         ctx = Context(size, pool, log)
         for name, fn in BENCHMARKS.items():
-            if names and name not in names:
+            if (name not in names) if names else (name in OPT_IN):
                 continue
             ctx.say("== %s" % name)
             t0 = time.perf_counter()

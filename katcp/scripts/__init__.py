@@ -1,2 +1,2 @@
-"""Command-line programs installed with katcp: ``katcp-exampleserver``, ``katcp-cmd`` and
-``katcp-shell``."""
+"""Command-line programs installed with katcp: ``katcp-exampleserver``, ``katcp-cmd``,
+``katcp-shell`` and ``katcp-web``."""

@@ -1,0 +1,279 @@
+"""The device side of katcp-web: one high-level client, its state, and the pages watching it.
+
+:class:`DeviceMonitor` keeps a :class:`katcp.KATCPClientResource` connected to the device
+(on the current tornado loop), follows its connection state, registers one sensor listener per
+sensor and fans the readings out to the subscribed pages, coalesced into one JSON message per
+short interval so that fast sensors cost one websocket frame per interval, not per reading.
+"""
+
+import collections
+import json
+import logging
+import math
+import time
+
+import tornado.ioloop
+
+from katcp.core import ProtocolFlags, until_any
+from katcp.resource_client import KATCPClientResource
+
+log = logging.getLogger("katcp.web")
+
+NUMERIC_TYPES = frozenset(["integer", "float"])
+"""Sensor types whose recent values are kept for the page's sparklines."""
+
+FLAG_NAMES = [
+    (ProtocolFlags.MULTI_CLIENT, "multi-client"),
+    (ProtocolFlags.MESSAGE_IDS, "message ids"),
+    (ProtocolFlags.REQUEST_TIMEOUT_HINTS, "request timeout hints"),
+    (ProtocolFlags.BULK_SET_SENSOR_SAMPLING, "bulk sensor sampling"),
+]
+
+
+class RequestRefused(Exception):
+    """A page asked for something this katcp-web does not allow or know."""
+
+
+def json_value(value):
+    """Turn a sensor value into something JSON carries faithfully.
+
+    Finite numbers and booleans stay as they are; everything else (strings, discrete
+    values, addresses, NaN and infinities, which JSON cannot carry) becomes text.
+    """
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, tuple) and len(value) == 2:  # address sensors: (host, port)
+        return "%s:%s" % value
+    return str(value)
+
+
+def _text(arg):
+    return arg.decode("utf-8", "replace")
+
+
+def message_dict(msg):
+    """A reply or inform as the page shows it: name, type symbol and unescaped arguments."""
+    return {"name": msg.name, "mtype": msg.TYPE_SYMBOLS[msg.mtype],
+            "arguments": [_text(arg) for arg in msg.arguments]}
+
+
+class DeviceMonitor:
+    """Watch one KATCP device and push what it shows to subscribers.
+
+    All methods must be called on the tornado loop the monitor was started on.
+
+    Parameters
+    ----------
+    address : tuple of (str, int)
+        The device's host and port.
+    strategy : str
+        Sampling strategy (and parameters) set on every sensor, e.g. ``"event"`` (the
+        default: the device reports each change at its own rate) or ``"period 0.5"``.
+    history : int
+        Recent numeric values kept per sensor for the sparklines.
+    flush_interval : float
+        Seconds during which readings are gathered into one message to the pages.
+    request_timeout : float
+        Seconds to wait for the reply of a request sent from a page (unless the device
+        gives a timeout hint).
+    """
+
+    def __init__(self, address, strategy="event", history=60, flush_interval=0.05,
+                 request_timeout=30.0):
+        self.address = tuple(address)
+        self.strategy = strategy
+        self.history = history
+        self.flush_interval = flush_interval
+        self.request_timeout = request_timeout
+        self.resource = KATCPClientResource(dict(
+            name="device", address=self.address, controlled=True))
+        self._subscribers = set()
+        self._listened = set()
+        self._histories = {}
+        self._pending = {}
+        self._flush_handle = None
+        self._identity = {"versions": [], "protocol": None, "flags": []}
+        self._connection = {"state": "disconnected", "since": time.time(), "connects": 0,
+                            "reconnects": 0, "address": "%s:%d" % self.address}
+        self._last_update = None
+        self._loop = None
+        self._stopped = False
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def start(self):
+        """Connect to the device on the current tornado loop and start following it."""
+        self._loop = tornado.ioloop.IOLoop.current()
+        self.resource.set_ioloop(self._loop)
+        self.resource.start()
+        # Kept by the resource for sensors not seen yet and across reconnects.
+        wished = self.resource.set_sampling_strategies("", self.strategy)
+        self._loop.add_future(wished, lambda future: future.result())  # logs a failure
+        self._loop.add_callback(self._follow_state)
+
+    def stop(self):
+        """Disconnect from the device; subscribers get no further messages."""
+        self._stopped = True
+        if self._flush_handle is not None:
+            self._loop.remove_timeout(self._flush_handle)
+            self._flush_handle = None
+        self._subscribers.clear()
+        self.resource.stop()
+
+    # -- subscribers ----------------------------------------------------------------------
+
+    def subscribe(self, send):
+        """Start sending messages to ``send(text)``, beginning with a full snapshot."""
+        self._subscribers.add(send)
+        send(json.dumps(self.snapshot()))
+
+    def unsubscribe(self, send):
+        """Stop sending messages to ``send`` (no error if it was not subscribed)."""
+        self._subscribers.discard(send)
+
+    def _broadcast(self, message):
+        text = json.dumps(message)
+        for send in list(self._subscribers):
+            send(text)
+
+    # -- what the page shows --------------------------------------------------------------
+
+    def snapshot(self):
+        """Everything a new page needs: connection, identity, sensors and requests."""
+        synced = self.resource.state == "synced"
+        sensors = []
+        requests = []
+        if synced:
+            for sensor in dict.values(self.resource.sensor):
+                reading = sensor.reading
+                sensors.append({
+                    "name": sensor.name, "type": sensor.type, "units": sensor.units,
+                    "description": sensor.description,
+                    "reading": self._reading_list(reading),
+                    "history": list(self._histories.get(sensor.name, ())),
+                })
+            for req in dict.values(self.resource.req):
+                requests.append({"name": req.name, "description": req.description})
+        sensors.sort(key=lambda s: s["name"])
+        requests.sort(key=lambda r: r["name"])
+        return {"type": "snapshot", "synced": synced, "connection": dict(self._connection),
+                "identity": self._identity, "last_update": self._last_update,
+                "sensors": sensors, "requests": requests}
+
+    @staticmethod
+    def _reading_list(reading):
+        return [reading.timestamp, reading.status, json_value(reading.value)]
+
+    # -- connection state -------------------------------------------------------------------
+
+    async def _follow_state(self):
+        resource = self.resource
+        while not self._stopped:
+            state = resource.state
+            if state != self._connection["state"]:
+                self._state_changed(state)
+                if state == "synced":
+                    await self._synced()
+                    continue  # the state may have moved on while we asked for identity
+            if state == "disconnected":
+                await resource.wait_connected()
+                continue
+            lost = resource.until_state("disconnected")
+            if state == "synced":
+                await until_any(resource.until_state("syncing"), lost)
+            else:
+                await until_any(resource.until_synced(), lost)
+            if lost.done() and resource.state != "disconnected":
+                # Reconnected before this coroutine ran: the page still gets to know.
+                self._state_changed("disconnected")
+
+    def _state_changed(self, state):
+        connection = self._connection
+        if connection["state"] == "disconnected":
+            connection["connects"] += 1
+            connection["reconnects"] = max(0, connection["connects"] - 1)
+        connection["state"] = state
+        connection["since"] = time.time()
+        self._broadcast({"type": "connection", "connection": dict(connection)})
+
+    async def _synced(self):
+        for name, sensor in dict.items(self.resource.sensor):
+            if name not in self._listened:
+                self._listened.add(name)
+                await self.resource.set_sensor_listener(name, self._on_reading)
+        self._identity = await self._read_identity()
+        self._broadcast(self.snapshot())
+
+    async def _read_identity(self):
+        identity = {"versions": [], "protocol": None, "flags": []}
+        version_list = dict.get(self.resource.req, "version_list")
+        if version_list is None:
+            return identity
+        try:
+            reply = await version_list(timeout=self.request_timeout)
+        except Exception as exc:  # the device went away or does not answer: show none
+            log.warning("?version-list failed: %s", exc)
+            return identity
+        for inform in reply.informs:
+            fields = [_text(arg) for arg in inform.arguments]
+            if fields:
+                identity["versions"].append(fields)
+            if len(fields) >= 2 and fields[0] == "katcp-protocol":
+                flags = ProtocolFlags.parse_version(fields[1])
+                identity["protocol"] = "%s.%s" % (flags.major, flags.minor)
+                identity["flags"] = [text for flag, text in FLAG_NAMES if flag in flags.flags]
+        return identity
+
+    # -- readings -------------------------------------------------------------------------
+
+    def _on_reading(self, sensor, reading):
+        name = sensor.name
+        value = json_value(reading.value)
+        entry = [reading.timestamp, reading.status, value]
+        self._pending.setdefault(name, []).append(entry)
+        if sensor.type in NUMERIC_TYPES and isinstance(value, (int, float)) \
+                and not isinstance(value, bool):
+            history = self._histories.get(name)
+            if history is None:
+                history = self._histories[name] = collections.deque(maxlen=self.history)
+            history.append([reading.timestamp, value])
+        self._last_update = reading.received_timestamp
+        if self._flush_handle is None and not self._stopped:
+            self._flush_handle = self._loop.call_later(self.flush_interval, self._flush)
+
+    def _flush(self):
+        self._flush_handle = None
+        pending, self._pending = self._pending, {}
+        if pending:
+            self._broadcast({"type": "readings", "readings": pending,
+                             "last_update": self._last_update})
+
+    # -- requests from pages ----------------------------------------------------------------
+
+    async def send_request(self, name, arguments):
+        """Send request ``name`` with ``arguments`` to the device.
+
+        Returns
+        -------
+        reply : dict
+            ``{"ok": bool, "reply": message, "informs": [message, ...]}``, messages as
+            made by :func:`message_dict`.
+
+        Raises
+        ------
+        RequestRefused
+            If the device has no such request (or is not synced).
+        """
+        for req in dict.values(self.resource.req):
+            if req.name == name:
+                break
+        else:
+            raise RequestRefused("the device has no request %r" % name)
+        timeout = req.timeout_hint or self.request_timeout
+        reply = await req(*arguments, timeout=timeout)
+        return {"ok": reply.succeeded, "reply": message_dict(reply.reply),
+                "informs": [message_dict(msg) for msg in reply.informs]}
