@@ -31,10 +31,6 @@ MID_KATCP_MAJOR = 5
 VERSION_CONNECT_KATCP_MAJOR = 5
 INTERFACE_CHANGED_KATCP_MAJOR = 5
 
-# The spec limits message ids to 1 .. 2**31 - 1 (section 2.2); a client of ours sends
-# only those. Like katcp 0.9.3, any decimal digits are accepted and kept as sent, so
-# that a reply echoes the id exactly as the peer wrote it.
-
 
 # ---------------------------------------------------------------------------
 # Exceptions
@@ -240,6 +236,9 @@ def _check_name(name):
 
 
 def _format_mid(mid):
+    # The spec limits message ids to 1 .. 2**31 - 1 (section 2.2); the clients of this
+    # library send only those. Like katcp 0.9.3, any decimal digits are accepted (here
+    # and by the parser) and kept as given, so a reply echoes the id exactly as sent.
     if isinstance(mid, int) and not isinstance(mid, bool):
         mid = b"%d" % mid
     elif isinstance(mid, str):
@@ -540,6 +539,8 @@ class MessageParser:
         ------
         KatcpSyntaxError
             For any line that is not a valid KATCP message.
+        KatcpTypeError
+            If `line` is not bytes (or a bytearray or memoryview).
         """
         if type(line) is not bytes:
             # Text has no defined encoding on the wire: like katcp 0.9.3, refuse it.
