@@ -822,9 +822,12 @@ class _ReplyMaker:
         else:
             raise ValueError("First returned value must be 'ok' or 'fail'.")
         if not isinstance(req_msg, Message):
-            # No request message (or a stand-in, such as a test's mock): named after
-            # the handler, without an id, as katcp 0.9.3 always did.
-            return Message(Message.REPLY, self.msgname, packed)
+            # No request message, or a stand-in such as a test's mock: named as it
+            # says if it has a text name, else after the handler, and without an id,
+            # as katcp 0.9.3 always did.
+            name = getattr(req_msg, "name", None)
+            return Message(Message.REPLY, name if isinstance(name, str) else self.msgname,
+                           packed)
         # Answers the request (a handler may serve another name), echoing its id.
         reply = Message(Message.REPLY, req_msg.name, packed)
         reply.mid = req_msg.mid

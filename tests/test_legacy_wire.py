@@ -17,8 +17,8 @@ from katcp import core
 from katcp.client import BlockingClient, DeviceClient
 from katcp.core import (AsyncEvent, KatcpTypeError, Message, MessageParser, ProtocolFlags,
                         Sensor)
-from katcp.kattypes import (DiscreteMulti, Lru, StrictTimestamp, Timestamp, request,
-                            return_reply)
+from katcp.kattypes import (DiscreteMulti, Int, Lru, StrictTimestamp, Timestamp, request,
+                            return_reply, send_reply)
 from katcp.sensortree import AggregateSensorTree
 from katcp.server import DeviceServer
 
@@ -253,6 +253,18 @@ def test_return_reply_with_a_stand_in_request():
 
     stand_in = mock.Mock()  # a 0.9.3 test's req: msg.name and msg.mid are mocks
     assert bytes(Handlers().request_ping(stand_in)) == b"!ping ok"
+
+
+def test_send_reply_with_a_stand_in_request():
+    class Handlers:
+        @send_reply(Int())
+        def finish(self, req, value):
+            return (req, "ok", value)
+
+    stand_in = mock.Mock()
+    stand_in.msg.name = "count"
+    Handlers().finish(stand_in, 3)
+    stand_in.reply_with_message.assert_called_once_with(Message.reply("count", "ok", 3))
 
 
 def test_until_set_timeout():
