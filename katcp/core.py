@@ -807,17 +807,20 @@ def _ensure_str(value):
 # sensors, kattypes, #log informs, clients and sampling parameters alike.
 
 def _seconds_to_ms(seconds):
-    """Milliseconds for a time in seconds (a number; an int stays an int)."""
-    return seconds * SEC_TO_MS_FAC
+    """Milliseconds for a time in seconds (a number; an int stays an int).
+
+    Float noise below a nanosecond is rounded away, so that 1.001 s (which times 1000
+    is 1000.9999999999999) is 1001.0 ms.
+    """
+    return round(seconds * SEC_TO_MS_FAC, 6)
 
 
 def _whole_ms(seconds):
     """Whole milliseconds for a time in seconds, truncated like katcp 0.9.3.
 
-    Float noise below a nanosecond is rounded away first, so that 1.001 s (which times
-    1000 is 1000.9999999999999) is 1001 ms, while 1234567890.5007 s is 1234567890500 ms.
+    1234567890.5007 s is 1234567890500 ms, and 1.001 s is 1001 ms (see above).
     """
-    return int(round(float(seconds) * SEC_TO_MS_FAC, 6))
+    return int(_seconds_to_ms(float(seconds)))
 
 
 def _ms_to_seconds(ms):

@@ -165,6 +165,15 @@ def test_one_rule_for_whole_milliseconds(seconds, ms):
     assert core._format_timestamp(seconds, 4) == ms
 
 
+def test_v4_sampling_periods_round_trip(v4_device):
+    # A v4 period (ms) is held in seconds and echoed in ms by the same rule.
+    v4_device.add_sensor(Sensor.integer("an.int"))
+    with _line_client(v4_device, 2) as client:
+        client.send(b"?sensor-sampling an.int period 1001")
+        lines = client.read_until(lambda line: line.startswith(b"!"))
+        assert lines[-1] == b"!sensor-sampling ok an.int period 1001"
+
+
 def test_milliseconds_parse_by_division():
     # 12347100 ms is exactly 12347.1 s (a multiplication by 0.001 is not).
     assert Timestamp().unpack(b"12347100", major=4) == 12347.1
