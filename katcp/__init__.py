@@ -32,6 +32,9 @@ _EXPORTS = {
     "AsyncClient": "client",
     "CallbackClient": "client",
     "BlockingClient": "client",
+    "GenericSensorTree": "sensortree",
+    "BooleanSensorTree": "sensortree",
+    "AggregateSensorTree": "sensortree",
     "KATCPClientResource": "resource_client",
     "KATCPClientResourceContainer": "resource_client",
 }

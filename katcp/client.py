@@ -32,7 +32,6 @@ import tornado.ioloop
 from katcp._transport import SharedBufferProtocol
 from katcp.core import (
     FLOAT_TS_KATCP_MAJOR,
-    SEC_TO_MS_FAC,
     SEC_TS_KATCP_MAJOR,
     VERSION_CONNECT_KATCP_MAJOR,
     AsyncEvent,
@@ -43,6 +42,8 @@ from katcp.core import (
     Message,
     MessageParser,
     ProtocolFlags,
+    _seconds_to_ms,
+    _whole_ms,
 )
 from katcp.ioloop_manager import IOLoopManager, _run_into_future
 
@@ -929,10 +930,9 @@ class DeviceClient(metaclass=DeviceMetaclass):
         flags = self.protocol_flags
         if flags is None or flags.major is None or flags.major >= SEC_TS_KATCP_MAJOR:
             return time_seconds
-        device_time = time_seconds * SEC_TO_MS_FAC
         if flags.major < FLOAT_TS_KATCP_MAJOR:
-            device_time = int(device_time)
-        return device_time
+            return _whole_ms(time_seconds)
+        return _seconds_to_ms(time_seconds)
 
     def inform_version_connect(self, msg):
         """Process a #version-connect message."""

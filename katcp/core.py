@@ -31,9 +31,6 @@ MID_KATCP_MAJOR = 5
 VERSION_CONNECT_KATCP_MAJOR = 5
 INTERFACE_CHANGED_KATCP_MAJOR = 5
 
-# Message ids are limited to 1 .. 2**31 - 1 by the spec (section 2.2).
-_MAX_MID = 2 ** 31 - 1
-
 
 # ---------------------------------------------------------------------------
 # Exceptions
@@ -208,6 +205,7 @@ _UNESCAPE_SUB = functools.partial(re.compile(rb"\\.?", re.DOTALL).sub,
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9\-]*\Z")
 _HEADER_RE = re.compile(rb"([A-Za-z][A-Za-z0-9\-]*)(?:\[([0-9]+)\])?\Z")
 _BLANK_SPLIT = re.compile(rb"[ \t]+").split
+_UNESCAPED_SPECIALS = frozenset(b"\n\r\0\x1b")
 
 # Names already validated (str) and header bytes already decoded (bytes -> str).
 # Bounded so that a peer sending endless new names cannot grow them forever.
@@ -238,21 +236,18 @@ def _check_name(name):
 
 
 def _format_mid(mid):
+    # The spec limits message ids to 1 .. 2**31 - 1 (section 2.2); the clients of this
+    # library send only those. Like katcp 0.9.3, any decimal digits are accepted (here
+    # and by the parser) and kept as given, so a reply echoes the id exactly as sent.
     if isinstance(mid, int) and not isinstance(mid, bool):
-        value = mid
         mid = b"%d" % mid
-    else:
-        if isinstance(mid, str):
-            mid = mid.encode("ascii", errors="replace")
-        elif not isinstance(mid, bytes):
-            raise KatcpSyntaxError("Message id must be int, str or bytes, not %r." % (mid,))
-        if not mid.isdigit():
-            raise KatcpSyntaxError("Message id %r is not a decimal integer." % (mid,))
-        value = int(mid)
-        # Leading zeros are not allowed on the wire.
-        mid = b"%d" % value
-    if not 1 <= value <= _MAX_MID:
-        raise KatcpSyntaxError("Message id %r outside the range 1 to %d." % (mid, _MAX_MID))
+    elif isinstance(mid, str):
+        mid = mid.encode("ascii", errors="replace")
+    elif not isinstance(mid, bytes):
+        raise KatcpSyntaxError("Message id must be int, str or bytes, not %r." % (mid,))
+    # bytes.isdigit() is ASCII-only; a negative int fails here too.
+    if not mid.isdigit():
+        raise KatcpSyntaxError("Message id %r is not a decimal integer." % (mid,))
     return mid
 
 
@@ -310,8 +305,12 @@ class Message:
 
     REQUEST, REPLY, INFORM = range(3)
 
+    # Reply codes, as they appear in ``reply.arguments[0]``.
+    OK, FAIL, INVALID = b"ok", b"fail", b"invalid"
+
     TYPE_NAMES = {REQUEST: "REQUEST", REPLY: "REPLY", INFORM: "INFORM"}
-    TYPE_SYMBOLS = {REQUEST: "?", REPLY: "!", INFORM: "#"}
+    # The wire's type characters, so bytes like everything else on the wire.
+    TYPE_SYMBOLS = {REQUEST: b"?", REPLY: b"!", INFORM: b"#"}
     TYPE_SYMBOL_LOOKUP = {v: k for k, v in TYPE_SYMBOLS.items()}
 
     def __init__(self, mtype: int, name: str, arguments: Optional[Iterable[Any]] = None,
@@ -401,6 +400,8 @@ class Message:
             name = "%s[%s]" % (name, self.mid.decode("ascii"))
         shown = []
         for arg in self.arguments:
+            # As on the wire (escaped), but an empty argument shows as b''.
+            arg = _ESCAPE_SUB(arg)
             if len(arg) > 1000:
                 arg = arg[:1000] + b"..."
             shown.append(repr(arg))
@@ -424,7 +425,7 @@ class Message:
     def reply_ok(self) -> bool:
         """Return True if this is a reply and its first argument is 'ok'."""
         return (self.mtype == self.REPLY and bool(self.arguments)
-                and self.arguments[0] == b"ok")
+                and self.arguments[0] == self.OK)
 
     @classmethod
     def request(cls, name: str, *args: Any, mid: Union[int, str, bytes, None] = None
@@ -509,16 +510,16 @@ class Message:
         return msg
 
 
-_TYPE_BYTES = {k: v.encode("ascii") for k, v in Message.TYPE_SYMBOLS.items()}
+_TYPE_BYTES = Message.TYPE_SYMBOLS
 _NO_ARGUMENTS = ()  # the empty tuple is a singleton: Message.request(name) passes it
-_TYPE_FROM_BYTE = {ord(v): k for k, v in Message.TYPE_SYMBOLS.items()}
+_TYPE_FROM_BYTE = {v[0]: k for k, v in Message.TYPE_SYMBOLS.items()}
 
 
 class MessageParser:
     """Parses lines into Message objects."""
 
     ESCAPE_LOOKUP = {k[1:]: v for k, v in _UNESCAPES.items()}
-    TYPE_SYMBOL_LOOKUP = {k.encode("ascii"): v for k, v in Message.TYPE_SYMBOL_LOOKUP.items()}
+    TYPE_SYMBOL_LOOKUP = Message.TYPE_SYMBOL_LOOKUP
 
     def parse(self, line: bytes) -> Message:
         """Parse a line, return a Message.
@@ -538,23 +539,26 @@ class MessageParser:
         ------
         KatcpSyntaxError
             For any line that is not a valid KATCP message.
+        KatcpTypeError
+            If `line` is not bytes (or a bytearray or memoryview).
         """
         if type(line) is not bytes:
-            if isinstance(line, str):
-                line = line.encode("utf-8")
-            elif isinstance(line, (bytearray, memoryview)):
-                line = bytes(line)
-            else:
-                raise KatcpSyntaxError("Expected a bytes line, got %r." % (type(line),))
+            # Text has no defined encoding on the wire: like katcp 0.9.3, refuse it.
+            if not isinstance(line, (bytearray, memoryview)):
+                raise KatcpTypeError("Expected a bytes line, got %r." % (type(line),))
+            line = bytes(line)
         mtype = _TYPE_FROM_BYTE.get(line[0]) if line else None
         if mtype is None:
-            # Whitespace-only lines are not messages; the spec says to ignore them.
             if not line.strip(b" \t"):
                 raise KatcpSyntaxError("Empty message received.")
             raise KatcpSyntaxError("Bad type character %r." % (line[:1].decode("latin-1"),))
-        # bytes.split() is much faster than a regex but also splits on \n \r \v \f,
+        # Newline, carriage return, NUL and ESC may only appear escaped (spec 2.3).
+        if 10 in line or 13 in line or 0 in line or 27 in line:
+            raise KatcpSyntaxError("Unescaped special character %r in message." % (
+                next(chr(c) for c in line if c in _UNESCAPED_SPECIALS),))
+        # bytes.split() is much faster than a regex but also splits on \v and \f,
         # which are not separators in KATCP, so it is only used when they are absent.
-        if 10 in line or 13 in line or 11 in line or 12 in line:
+        if 11 in line or 12 in line:
             parts = _BLANK_SPLIT(line.rstrip(b" \t"))
         else:
             parts = line.split()
@@ -563,8 +567,7 @@ class MessageParser:
             bracket = header.find(b"[")
             name = _header_names.get(header[:bracket])
             mid = header[bracket + 1:-1]
-            if (name is None or not mid.isdigit() or mid[0] == 48
-                    or len(mid) > 9 and int(mid) > _MAX_MID):
+            if name is None or not mid.isdigit():
                 name, mid = self._parse_header(header)
         else:
             name = _header_names.get(header)
@@ -591,9 +594,6 @@ class MessageParser:
         if len(_header_names) < _NAME_CACHE_MAX:
             # Keyed without the id, which the fast path in parse() strips off.
             _header_names[header[:match.end(1)]] = name
-        if mid is not None and (mid[:1] == b"0" or len(mid) > 10 or int(mid) > _MAX_MID):
-            raise KatcpSyntaxError("Invalid message id %r (must be 1 to %d without "
-                                   "leading zeros)." % (mid.decode("ascii"), _MAX_MID))
         return name, mid
 
 
@@ -610,36 +610,64 @@ class ProtocolFlags:
         Major version number.
     minor : int
         Minor version number.
-    flags : iterable of str
-        One-character protocol flags, e.g. ``ProtocolFlags.MULTI_CLIENT``.
+    flags : iterable of bytes (or str)
+        One-character protocol flags, e.g. ``ProtocolFlags.MULTI_CLIENT``; they are
+        stored as bytes, as on the wire.
+
+    Raises
+    ------
+    ValueError
+        If a flag needs a newer KATCP version than `major`.`minor`.
     """
 
-    MULTI_CLIENT = "M"
-    MESSAGE_IDS = "I"
-    REQUEST_TIMEOUT_HINTS = "T"
-    BULK_SET_SENSOR_SAMPLING = "B"
+    MULTI_CLIENT = b"M"
+    MESSAGE_IDS = b"I"
+    REQUEST_TIMEOUT_HINTS = b"T"
+    BULK_SET_SENSOR_SAMPLING = b"B"
 
-    VERSION_RE = re.compile(r"^(?P<major>\d+)\.(?P<minor>\d+)(?:-(?P<flags>.*))?$")
+    # The first (major, minor) that defines each flag.
+    _FLAG_SINCE = {MESSAGE_IDS: (MID_KATCP_MAJOR, 0),
+                   REQUEST_TIMEOUT_HINTS: (5, 1),
+                   BULK_SET_SENSOR_SAMPLING: (5, 1)}
 
-    def __init__(self, major: Optional[int], minor: Optional[int], flags: Iterable[str]
-                 ) -> None:
+    VERSION_RE = re.compile(rb"^(?P<major>\d+)\.(?P<minor>\d+)(?:-(?P<flags>.*))?$")
+
+    def __init__(self, major: Optional[int], minor: Optional[int],
+                 flags: Iterable[Union[bytes, str]]) -> None:
         self.major = major
         self.minor = minor
-        self.flags = set(flags)
+        self.flags = {self._as_flag(flag) for flag in flags}
+        if major is not None:
+            for flag in self.flags:
+                since = self._FLAG_SINCE.get(flag)
+                if since is not None and (major, minor or 0) < since:
+                    raise ValueError("Protocol flag %r needs KATCP %d.%d or later, not "
+                                     "%s.%s." % (flag.decode("latin-1"), since[0], since[1],
+                                                 major, minor))
         self.multi_client = self.MULTI_CLIENT in self.flags
         self.message_ids = self.MESSAGE_IDS in self.flags
         self.request_timeout_hints = self.REQUEST_TIMEOUT_HINTS in self.flags
         self.bulk_set_sensor_sampling = self.BULK_SET_SENSOR_SAMPLING in self.flags
+
+    @staticmethod
+    def _as_flag(flag):
+        # Flags given as text (as this library took them before) mean the same bytes;
+        # iterating a bytes string such as b"MI" gives ints.
+        if isinstance(flag, str):
+            return flag.encode("ascii")
+        if isinstance(flag, int):
+            return bytes((flag,))
+        return bytes(flag)
 
     def supports(self, flag):
         """Return True if `flag` is set.
 
         Parameters
         ----------
-        flag : str
+        flag : bytes or str
             One-character protocol flag.
         """
-        return flag in self.flags
+        return self._as_flag(flag) in self.flags
 
     def __eq__(self, other):
         if not isinstance(other, ProtocolFlags):
@@ -653,7 +681,7 @@ class ProtocolFlags:
     __hash__ = None  # type: ignore[assignment]
 
     def __str__(self):
-        flags = "".join(sorted(self.flags))
+        flags = b"".join(sorted(self.flags)).decode("latin-1")
         return "%s.%s%s" % (self.major, self.minor, "-" + flags if flags else "")
 
     def __repr__(self):
@@ -674,13 +702,14 @@ class ProtocolFlags:
         flags : ProtocolFlags
             Major and minor are None when the string cannot be parsed.
         """
-        if isinstance(version_str, bytes):
-            version_str = version_str.decode("utf-8", errors="replace")
+        if isinstance(version_str, str):
+            version_str = version_str.encode("utf-8")
         match = cls.VERSION_RE.match(version_str)
         if match is None:
             return cls(None, None, set())
+        flags = match.group("flags") or b""
         return cls(int(match.group("major")), int(match.group("minor")),
-                   set(match.group("flags") or ""))
+                   {flags[i:i + 1] for i in range(len(flags))})
 
 
 # ---------------------------------------------------------------------------
@@ -753,7 +782,7 @@ class DeviceServerMetaclass(DeviceMetaclass):
             return False
         required_flags = getattr(handler, "_has_katcp_protocol_flags", None)
         if required_flags:
-            return all(flag in protocol_info.flags for flag in required_flags)
+            return all(protocol_info.supports(flag) for flag in required_flags)
         return True
 
 
@@ -774,19 +803,46 @@ def _ensure_str(value):
     return value
 
 
+# The one rule for seconds <-> milliseconds (KATCP v4 wires carry milliseconds), used by
+# sensors, kattypes, #log informs, clients and sampling parameters alike.
+
+def _seconds_to_ms(seconds):
+    """Milliseconds for a time in seconds (a number; an int stays an int).
+
+    Float noise below a nanosecond is rounded away, so that 1.001 s (which times 1000
+    is 1000.9999999999999) is 1001.0 ms.
+    """
+    return round(seconds * SEC_TO_MS_FAC, 6)
+
+
+def _whole_ms(seconds):
+    """Whole milliseconds for a time in seconds, truncated like katcp 0.9.3.
+
+    1234567890.5007 s is 1234567890500 ms, and 1.001 s is 1001 ms (see above).
+    """
+    return int(_seconds_to_ms(float(seconds)))
+
+
+def _ms_to_seconds(ms):
+    """Seconds, as a float, for a time in milliseconds (division rounds correctly)."""
+    return float(ms) / SEC_TO_MS_FAC
+
+
 def _format_timestamp(timestamp, major):
+    """Wire form of a time in seconds: seconds for KATCP v5+, whole ms before."""
     if major >= SEC_TS_KATCP_MAJOR:
         return b"%.6f" % timestamp
-    return b"%d" % round(float(timestamp) * SEC_TO_MS_FAC)
+    return b"%d" % _whole_ms(timestamp)
 
 
 def _parse_timestamp(raw, major):
+    """Seconds (float) from a wire timestamp: seconds for KATCP v5+, ms before."""
     try:
         value = float(raw)
     except (ValueError, TypeError):
-        raise ValueError("Could not parse value %r as timestamp." % (_show(raw),))
+        raise ValueError("Could not parse value '%s' as timestamp." % (_show(raw),))
     if major < SEC_TS_KATCP_MAJOR:
-        value = value / SEC_TO_MS_FAC
+        value = _ms_to_seconds(value)
     return value
 
 
@@ -932,6 +988,7 @@ class _LruCodec(_SensorCodec):
 
 
 class _StringCodec(_SensorCodec):
+    # Like katcp 0.9.3, any value is accepted (no check()) and formatted with str().
     name = "string"
     default = ""
 
@@ -941,14 +998,8 @@ class _StringCodec(_SensorCodec):
         return encode_utf8_with_error_log(str(value))
 
     def decode(self, raw, major):
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ValueError("String value %r is not valid UTF-8: %s" % (raw, exc))
-
-    def check(self, value, params, major):
-        if not isinstance(value, (str, bytes)):
-            raise ValueError("String sensor value must be str or bytes, not %r." % (value,))
+        # Invalid UTF-8 raises UnicodeDecodeError, a ValueError.
+        return raw.decode("utf-8")
 
 
 class _DiscreteCodec(_StringCodec):
@@ -1079,8 +1130,8 @@ class Sensor:
         INACTIVE: "inactive",
     }
     STATUS_NAMES = {v: k for k, v in STATUSES.items()}
-    _STATUS_BYTES = {k: v.encode("ascii") for k, v in STATUSES.items()}
-    _BYTES_STATUS = {v: k for k, v in _STATUS_BYTES.items()}
+    STATUSES_RAW = {k: v.encode("ascii") for k, v in STATUSES.items()}
+    STATUS_NAMES_RAW = {v: k for k, v in STATUSES_RAW.items()}
 
     LRU_NOMINAL = _LruCodec.LRU_NOMINAL
     LRU_ERROR = _LruCodec.LRU_ERROR
@@ -1117,7 +1168,7 @@ class Sensor:
         if description is None:
             description = "%s sensor '%s' %s" % (
                 self.stype.capitalize(), self.name,
-                "with unit '%s'" % self.units if self.units else "with no unit")
+                "in unit %s" % self.units if self.units else "with no unit")
         self.description = _ensure_str(description)
         if default is None:
             default = codec.default_for(params)
@@ -1352,6 +1403,11 @@ class Sensor:
         """
         return self._reading.status
 
+    @property
+    def _value(self):
+        # katcp 0.9.3 kept the value in this attribute; code and tests still read it.
+        return self._reading.value
+
     def value(self) -> Any:
         """Read the current sensor value.
 
@@ -1424,7 +1480,7 @@ class Sensor:
             KATCP major version to use for interpreting the raw values.
         """
         timestamp = _parse_timestamp(raw_timestamp, major)
-        status = self._BYTES_STATUS.get(raw_status)
+        status = self.STATUS_NAMES_RAW.get(raw_status)
         if status is None:
             raise ValueError("Invalid sensor status %r." % (_show(raw_status),))
         self.set(timestamp, status, self.parse_value(raw_value, major))
@@ -1449,7 +1505,7 @@ class Sensor:
             KATCP formatted sensor value byte string.
         """
         timestamp, status, value = reading
-        return (_format_timestamp(timestamp, major), self._STATUS_BYTES[status],
+        return (_format_timestamp(timestamp, major), self.STATUSES_RAW[status],
                 self._codec.encode(value, major))
 
     def read_formatted(self, major: int = DEFAULT_KATCP_MAJOR) -> Tuple[bytes, bytes, bytes]:
@@ -1484,10 +1540,12 @@ class Sensor:
         ------
         ValueError
             If the bytes cannot be parsed or the value is not valid for the sensor.
+        KatcpTypeError
+            If `s_value` is not bytes.
         """
         if not isinstance(s_value, bytes):
-            raise ValueError("Sensor values must be parsed from bytes, not %r."
-                             % (type(s_value),))
+            raise KatcpTypeError("Sensor values must be parsed from bytes, not %r."
+                                 % (type(s_value),))
         value = self._codec.decode(s_value, katcp_major)
         self._codec.check(value, self.params, katcp_major)
         return value
@@ -1600,14 +1658,23 @@ class AsyncEvent:
         """Reset the event flag."""
         self._flag = False
 
-    def until_set(self):
-        """Return a future that resolves (to True) when the event is set."""
+    def until_set(self, timeout=None):
+        """Return a future that resolves (to True) when the event is set.
+
+        Parameters
+        ----------
+        timeout : float or None
+            Seconds after which the future fails with tornado.gen.TimeoutError.
+        """
         future = _new_future(self._ioloop)
         with self._lock:
-            if not self._flag:
+            pending = not self._flag
+            if pending:
                 self._waiters.append(future)
-                return future
-        _set_result_threadsafe(future, True)
+        if not pending:
+            _set_result_threadsafe(future, True)
+        elif timeout:
+            return tornado.gen.with_timeout(timedelta(seconds=timeout), future)
         return future
 
     def wait_with_ioloop(self, ioloop, timeout=None):

@@ -8,15 +8,16 @@ pack handler results into reply messages.
 
 import functools
 import inspect
+import numbers
 import re
 import struct
 from typing import Any
 
 from tornado import gen
 
-from katcp.core import (DEFAULT_KATCP_MAJOR, MS_TO_SEC_FAC, SEC_TO_MS_FAC, SEC_TS_KATCP_MAJOR,
-                        FailReply, Message, Sensor, convert_method_name,
-                        encode_utf8_with_error_log)
+from katcp.core import (DEFAULT_KATCP_MAJOR, SEC_TS_KATCP_MAJOR, FailReply, Message, Sensor,
+                        _format_timestamp, _ms_to_seconds, _parse_timestamp, _seconds_to_ms,
+                        convert_method_name, encode_utf8_with_error_log)
 
 
 def _show(value):
@@ -355,12 +356,13 @@ class DiscreteMulti(Discrete):
         super().__init__(values, **kwargs)
         self.all_keyword = all_keyword
         self.separator = separator
-        # Split on the bare separator and strip, so both "a,b" and "a, b" parse.
+        # Joined with the bare separator, as katcp 0.9.3 packs ("a,b": a space would only
+        # be escaped on the wire); split on it and stripped, so "a, b" parses too.
         self._split_on = separator.strip() or separator
 
     def encode(self, value, major):
-        """Join the values with the separator."""
-        return super().encode(self.separator.join(_as_str(item) for item in value), major)
+        """Join the values with the separator (without its surrounding spaces)."""
+        return super().encode(self._split_on.join(_as_str(item) for item in value), major)
 
     def decode(self, value, major):
         """Split a packed value (or the all keyword) into a list of values."""
@@ -387,6 +389,10 @@ class Lru(KatcpType):
     """The KATCP lru type (``Sensor.LRU_NOMINAL`` or ``Sensor.LRU_ERROR``)."""
 
     name = "lru"
+    LRU_NOMINAL = Sensor.LRU_NOMINAL
+    LRU_ERROR = Sensor.LRU_ERROR
+    LRU_VALUES = Sensor.LRU_VALUES
+    LRU_CONSTANTS = Sensor.LRU_CONSTANTS
 
     def encode(self, value, major):
         """Format an lru constant as ``nominal`` or ``error``."""
@@ -415,20 +421,12 @@ class Timestamp(KatcpType):
     name = "timestamp"
 
     def encode(self, value, major):
-        """Format seconds (v5) or milliseconds (v4)."""
-        if major >= SEC_TS_KATCP_MAJOR:
-            return b"%.6f" % (float(value),)
-        return b"%d" % round(float(value) * SEC_TO_MS_FAC)
+        """Format seconds (v5) or whole milliseconds (v4, truncated)."""
+        return _format_timestamp(float(value), major)
 
     def decode(self, value, major):
         """Parse seconds (v5) or milliseconds (v4) into float seconds."""
-        try:
-            timestamp = float(value)
-        except (ValueError, TypeError):
-            raise ValueError("Could not parse value '%s' as timestamp." % _show(value))
-        if major < SEC_TS_KATCP_MAJOR:
-            timestamp *= MS_TO_SEC_FAC
-        return timestamp
+        return _parse_timestamp(value, major)
 
 
 class _Now:
@@ -473,7 +471,7 @@ class StrictTimestamp(KatcpType):
         """Format seconds (v5) or milliseconds (v4) with ``repr`` precision."""
         value = float(value)
         if major < SEC_TS_KATCP_MAJOR:
-            value *= SEC_TO_MS_FAC
+            value = _seconds_to_ms(value)
         return repr(value).encode("ascii")
 
     def decode(self, value, major):
@@ -483,7 +481,7 @@ class StrictTimestamp(KatcpType):
                              "(expected XXXX.YYY)." % _show(value))
         timestamp = float(value)
         if major < SEC_TS_KATCP_MAJOR:
-            timestamp *= MS_TO_SEC_FAC
+            timestamp = _ms_to_seconds(timestamp)
         return timestamp
 
     def check(self, value, major):
@@ -498,6 +496,8 @@ class StrictTimestamp(KatcpType):
         major : int
             Major version of KATCP (unused).
         """
+        if not isinstance(value, numbers.Real):
+            raise ValueError("Strict timestamp %r is not a number." % (value,))
         if value < 0:
             raise ValueError("Strict timestamp %s may not be negative." % (value,))
 
@@ -821,9 +821,17 @@ class _ReplyMaker:
             packed = pack_types(_FAIL_TYPES, arguments, self._major)
         else:
             raise ValueError("First returned value must be 'ok' or 'fail'.")
-        if req_msg is None:
-            return Message(Message.REPLY, self.msgname, packed)
-        return Message(Message.REPLY, req_msg.name, packed, req_msg.mid)
+        if not isinstance(req_msg, Message):
+            # No request message, or a stand-in such as a test's mock: named as it
+            # says if it has a text name, else after the handler, and without an id,
+            # as katcp 0.9.3 always did.
+            name = getattr(req_msg, "name", None)
+            return Message(Message.REPLY, name if isinstance(name, str) else self.msgname,
+                           packed)
+        # Answers the request (a handler may serve another name), echoing its id.
+        reply = Message(Message.REPLY, req_msg.name, packed)
+        reply.mid = req_msg.mid
+        return reply
 
 
 def make_reply(msgname, types, arguments, major):

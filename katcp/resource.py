@@ -125,7 +125,7 @@ _KATCPReplyTuple = collections.namedtuple("_KATCPReplyTuple", "reply informs")
 def _readable_message(msg):
     # Unlike the wire form, arguments are shown unescaped so they read naturally.
     args = " ".join(arg.decode("utf-8", "replace") for arg in msg.arguments)
-    return "%s%s %s" % (Message.TYPE_SYMBOLS[msg.mtype], msg.name, args)
+    return "%s%s %s" % (Message.TYPE_SYMBOLS[msg.mtype].decode("ascii"), msg.name, args)
 
 
 class KATCPReply(_KATCPReplyTuple):

@@ -341,6 +341,10 @@ class AggregateSensorTree(GenericSensorTree):
     def deregister_sensor(self, child):
         """Deregister a sensor previously passed to :meth:`register_sensor`.
 
+        Every aggregate depending on the sensor is recalculated one last time from the
+        children it still has, then waits (unlinked) until a sensor of that name is
+        registered again, as after :meth:`add_delayed`.
+
         Parameters
         ----------
         child : katcp.Sensor
@@ -350,9 +354,23 @@ class AggregateSensorTree(GenericSensorTree):
         ValueError
             If the sensor is not registered.
         """
-        if self._registered_sensors.get(child.name) is not child:
-            raise ValueError("Sensor %r not registered with aggregate tree." % (child.name,))
-        del self._registered_sensors[child.name]
+        name = child.name
+        if self._registered_sensors.get(name) is not child:
+            raise ValueError("Sensor %r not registered with aggregate tree." % (name,))
+        del self._registered_sensors[name]
+        for _rule, missing, found in self._incomplete_aggregates.values():
+            if child in found:
+                found.discard(child)
+                missing.add(name)
+        for parent, (rule_function, children) in list(self._aggregates.items()):
+            if child not in children:
+                continue
+            remaining = set(children) - {child}
+            # remove_links() recalculates with the rule's children: those left.
+            self._aggregates[parent] = (rule_function, remaining)
+            self.remove_links(parent, children)
+            del self._aggregates[parent]
+            self._incomplete_aggregates[parent] = (rule_function, {name}, remaining)
 
     def remove(self, parent):
         """Remove an aggregation rule.

@@ -32,8 +32,6 @@ from katcp._transport import SharedBufferProtocol
 from katcp.core import (
     DEFAULT_KATCP_MAJOR,
     INTERFACE_CHANGED_KATCP_MAJOR,
-    MS_TO_SEC_FAC,
-    SEC_TO_MS_FAC,
     SEC_TS_KATCP_MAJOR,
     VERSION_CONNECT_KATCP_MAJOR,
     AsyncReply,
@@ -44,6 +42,9 @@ from katcp.core import (
     MessageParser,
     ProtocolFlags,
     Sensor,
+    _format_timestamp,
+    _ms_to_seconds,
+    _seconds_to_ms,
 )
 from katcp.ioloop_manager import IOLoopManager
 from katcp.kattypes import (Int, Str, has_katcp_protocol_flags, minimum_katcp_version,
@@ -524,9 +525,9 @@ class _Connection(SharedBufferProtocol):
                 try:
                     msg = parse(line)
                 except KatcpSyntaxError:
-                    # The spec says lines of only whitespace are ignored.
-                    if not line.isspace():
-                        self._server._send_syntax_error(self)
+                    # Only truly empty lines are skipped (above): like katcp 0.9.3, a
+                    # line of blanks is answered with an error like any bad line.
+                    self._server._send_syntax_error(self)
                     continue
                 ready = on_message(self.client_conn, msg)
                 if ready is not None and not ready.done():
@@ -1693,10 +1694,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """
         if timestamp is None:
             timestamp = time.time()
-        if self.PROTOCOL_INFO.major >= SEC_TS_KATCP_MAJOR:
-            timestamp_msg = "%.6f" % timestamp
-        else:
-            timestamp_msg = "%d" % int(timestamp * SEC_TO_MS_FAC)
+        timestamp_msg = _format_timestamp(timestamp, self.PROTOCOL_INFO.major)
         return Message.inform("log", level_name, timestamp_msg, name, msg)
 
     def create_exception_reply_and_log(self, msg, exc_info):
@@ -2051,7 +2049,7 @@ _V4_TIME_PARAMS = {b"period": (0,), b"event-rate": (0, 1), b"differential-rate":
 
 
 def _format_ms(seconds_param):
-    ms = float(seconds_param) * SEC_TO_MS_FAC
+    ms = _seconds_to_ms(float(seconds_param))
     return b"%d" % ms if ms == int(ms) else repr(ms).encode("ascii")
 
 
@@ -2820,7 +2818,7 @@ class DeviceServer(DeviceServerBase):
         for i in _V4_TIME_PARAMS.get(strategy_name, ()):
             if i < len(params):
                 try:
-                    params[i] = float(params[i]) * MS_TO_SEC_FAC
+                    params[i] = _ms_to_seconds(params[i])
                 except ValueError:
                     raise FailReply("Invalid time parameter %r." % (
                         params[i].decode("utf-8", "replace"),))

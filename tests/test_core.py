@@ -35,8 +35,9 @@ class TestMessageConstruction:
     def test_type_constants(self):
         assert (Message.REQUEST, Message.REPLY, Message.INFORM) == (0, 1, 2)
         assert Message.TYPE_NAMES == {0: "REQUEST", 1: "REPLY", 2: "INFORM"}
-        assert Message.TYPE_SYMBOLS == {0: "?", 1: "!", 2: "#"}
-        assert Message.TYPE_SYMBOL_LOOKUP == {"?": 0, "!": 1, "#": 2}
+        assert Message.TYPE_SYMBOLS == {0: b"?", 1: b"!", 2: b"#"}
+        assert Message.TYPE_SYMBOL_LOOKUP == {b"?": 0, b"!": 1, b"#": 2}
+        assert (Message.OK, Message.FAIL, Message.INVALID) == (b"ok", b"fail", b"invalid")
 
     def test_slots(self):
         assert Message.__slots__ == ("mtype", "name", "arguments", "mid")
@@ -98,19 +99,21 @@ class TestMessageConstruction:
 
     @pytest.mark.parametrize("mid, expected", [
         (1, b"1"), (2 ** 31 - 1, b"2147483647"), ("123", b"123"), (b"456", b"456"),
-        ("007", b"7"), (None, None)])
+        # Like katcp 0.9.3 any decimal digits, kept as given (a reply echoes them).
+        ("007", b"007"), (0, b"0"), (2 ** 31, b"2147483648"), (b"00", b"00"),
+        (None, None)])
     def test_good_mids(self, mid, expected):
         assert Message.request("foo", mid=mid).mid == expected
 
-    @pytest.mark.parametrize("mid", [0, -1, 2 ** 31, "0", b"2147483648", "", "abc", b"1a",
-                                     "-5", " 5", "1.5", 1.5, True, [1], "\u00b2"])
+    @pytest.mark.parametrize("mid", [-1, "", "abc", b"1a", "-5", " 5", "1.5", 1.5, True,
+                                     [1], "\u00b2"])
     def test_bad_mids(self, mid):
         with pytest.raises(KatcpSyntaxError):
             Message.request("foo", mid=mid)
 
     def test_bad_mid_is_a_value_error(self):
         with pytest.raises(ValueError):
-            Message.request("foo", mid=2 ** 31)
+            Message.request("foo", mid="1a")
 
 
 class TestFormatArgument:
@@ -212,8 +215,9 @@ class TestMessageFormatting:
     def test_repr(self):
         assert repr(Message.reply("ok", b"123", b"zzz")) == "<Message reply ok (b'123', b'zzz')>"
         assert repr(Message.request("w", mid=4)) == "<Message request w[4] ()>"
-        assert repr(Message.inform("a b".replace(" ", "-"), b"x y")) == \
-            "<Message inform a-b (b'x y')>"
+        # Arguments are shown escaped, as on the wire, except the empty one.
+        assert repr(Message.inform("a-b", b"x y", b"", b"\\\n")) == \
+            "<Message inform a-b (b'x\\\\_y', b'', b'\\\\\\\\\\\\n')>"
 
     def test_repr_truncates_long_arguments(self):
         text = repr(Message.inform("big", b"a" * 5000, b"b" * 1000))
@@ -293,15 +297,23 @@ class TestMessageParser:
     def test_other_whitespace_bytes_are_argument_content(self):
         # Only spaces and tabs separate arguments.
         assert PARSER.parse(b"#x a\x0bb\x0cc d").arguments == [b"a\x0bb\x0cc", b"d"]
-        assert PARSER.parse(b"#x a\rb \nc").arguments == [b"a\rb", b"\nc"]
+
+    @pytest.mark.parametrize("line", [b"#x a\rb", b"#x \nc", b"?foo \0", b"!ok \x1b",
+                                      b"!test message\n"])
+    def test_unescaped_specials_are_rejected(self, line):
+        # Newline, carriage return, NUL and ESC may only appear escaped (as in 0.9.3).
+        with pytest.raises(KatcpSyntaxError, match="Unescaped special character"):
+            PARSER.parse(line)
 
     def test_non_ascii_arguments_kept_as_bytes(self):
         assert PARSER.parse(b"?types caf\xc3\xa9 \xff\xfe").arguments == [
             b"caf\xc3\xa9", b"\xff\xfe"]
 
-    def test_accepts_str_and_bytearray(self):
-        assert PARSER.parse("?foo caf\u00e9").arguments == [b"caf\xc3\xa9"]
+    def test_accepts_bytearray_but_not_str(self):
         assert PARSER.parse(bytearray(b"!foo ok")) == Message.reply("foo", "ok")
+        # Text has no wire encoding: a type error, as in katcp 0.9.3.
+        with pytest.raises(KatcpTypeError):
+            PARSER.parse("?foo caf\u00e9")
 
     def test_max_mid(self):
         assert PARSER.parse(b"?watchdog[2147483647]").mid == b"2147483647"
@@ -335,10 +347,6 @@ class TestMessageParser:
         (b"?foo[1][2]", "Bad message name"),
         (b"?[1]", "Bad message name"),
         (b"?foo\\_bar", "Bad message name"),
-        (b"?foo[0]", "Invalid message id"),
-        (b"?foo[01]", "Invalid message id"),
-        (b"?foo[2147483648]", "Invalid message id"),
-        (b"?foo[99999999999999999999999]", "Invalid message id"),
         (b"?foo a\\q", "Invalid escape sequence"),
         (b"?foo a\\", "Invalid escape sequence"),
         (b"?foo \\", "Invalid escape sequence"),
@@ -352,11 +360,18 @@ class TestMessageParser:
             PARSER.parse(line)
         assert str(excinfo.value).startswith(message)
 
+    @pytest.mark.parametrize("mid", [b"0", b"01", b"00012", b"2147483648",
+                                     b"99999999999999999999999"])
+    def test_ids_outside_the_spec_are_kept_as_sent(self, mid):
+        # Accepted like katcp 0.9.3 (the spec's 1 .. 2**31-1 binds senders), on both
+        # the first-seen and the cached-name path, and echoed unchanged.
+        for line in [b"?unseen-%d[%s] a" % (len(mid), mid), b"?foo[%s] a" % mid]:
+            msg = PARSER.parse(line)
+            assert msg.mid == mid and msg.arguments == [b"a"]
+            assert bytes(Message.reply_to_request(msg, "ok")).startswith(
+                b"!%s[%s] ok" % (msg.name.encode(), mid))
+
     @pytest.mark.parametrize("line, message", [
-        (b"?foo[0]", "Invalid message id"),
-        (b"?foo[01]", "Invalid message id"),
-        (b"?foo[2147483648]", "Invalid message id"),
-        (b"?foo[9999999999]", "Invalid message id"),
         (b"?foo[]", "Bad message name"),
         (b"?foo[1][2]", "Bad message name"),
         (b"?foo[ 1]", "Bad message name"),
@@ -375,9 +390,9 @@ class TestMessageParser:
         assert PARSER.parse(b"?foo[2147483647] a").mid == b"2147483647"
 
     def test_non_bytes_line(self):
-        with pytest.raises(KatcpSyntaxError):
+        with pytest.raises(KatcpTypeError):
             PARSER.parse(None)
-        with pytest.raises(KatcpSyntaxError):
+        with pytest.raises(KatcpTypeError):
             PARSER.parse(12)
 
     def test_pathological_lines_are_fast(self):
@@ -436,16 +451,25 @@ class TestProtocolFlags:
     def test_constants(self):
         assert (ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS,
                 ProtocolFlags.REQUEST_TIMEOUT_HINTS,
-                ProtocolFlags.BULK_SET_SENSOR_SAMPLING) == ("M", "I", "T", "B")
+                ProtocolFlags.BULK_SET_SENSOR_SAMPLING) == (b"M", b"I", b"T", b"B")
 
     def test_attributes(self):
-        flags = ProtocolFlags(5, 1, {"M", "I"})
-        assert (flags.major, flags.minor, flags.flags) == (5, 1, {"M", "I"})
+        flags = ProtocolFlags(5, 1, {"M", b"I"})
+        assert (flags.major, flags.minor, flags.flags) == (5, 1, {b"M", b"I"})
+        assert ProtocolFlags(5, 1, b"MI") == flags
         assert flags.multi_client and flags.message_ids
         assert not flags.request_timeout_hints and not flags.bulk_set_sensor_sampling
         all_flags = ProtocolFlags(5, 1, "BIMT")
         assert all_flags.request_timeout_hints and all_flags.bulk_set_sensor_sampling
         assert all_flags.supports("T") and not flags.supports("T")
+        assert all_flags.supports(b"T") and not flags.supports(b"T")
+
+    @pytest.mark.parametrize("major, minor, flag", [
+        (4, 0, ProtocolFlags.MESSAGE_IDS), (5, 0, ProtocolFlags.REQUEST_TIMEOUT_HINTS),
+        (5, 0, ProtocolFlags.BULK_SET_SENSOR_SAMPLING), (4, 9, "T")])
+    def test_flag_needs_newer_version(self, major, minor, flag):
+        with pytest.raises(ValueError, match="needs KATCP"):
+            ProtocolFlags(major, minor, [flag])
 
     def test_str(self):
         assert str(ProtocolFlags(5, 1, "TIMB")) == "5.1-BIMT"
@@ -464,11 +488,11 @@ class TestProtocolFlags:
         assert ProtocolFlags(5, 0, "M") != "5.0-M"
 
     @pytest.mark.parametrize("text, expected", [
-        (b"5.0-IM", (5, 0, {"I", "M"})),
-        ("5.1-BIMT", (5, 1, {"B", "I", "M", "T"})),
+        (b"5.0-IM", (5, 0, {b"I", b"M"})),
+        ("5.1-BIMT", (5, 1, {b"B", b"I", b"M", b"T"})),
         (b"4.0", (4, 0, set())),
         (b"5.0-", (5, 0, set())),
-        (b"12.34-M", (12, 34, {"M"})),
+        (b"12.34-M", (12, 34, {b"M"})),
     ])
     def test_parse_version(self, text, expected):
         flags = ProtocolFlags.parse_version(text)
@@ -483,7 +507,7 @@ class TestProtocolFlags:
 
     def test_unknown_flags_are_kept(self):
         flags = ProtocolFlags.parse_version(b"5.1-MIU")
-        assert flags.flags == {"M", "I", "U"}
+        assert flags.flags == {b"M", b"I", b"U"}
         assert str(flags) == "5.1-IMU"
 
 

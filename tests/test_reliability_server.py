@@ -163,15 +163,15 @@ def _is_malformed(line):
     try:
         PARSER.parse(line)
     except KatcpSyntaxError:
-        return not line.isspace()
+        return True  # every non-empty bad line, blanks included, gets a #log error
     return False
 
 
 def _malformed_lines(rng, count):
     pieces = [b"?", b"!", b"#", b"[", b"]", b"\\", b"\\q", b"\x00", b"\xff\xfe", b" ",
               b"\t", b"x", b"9" * 30, b"-", b"\\@", b"%s", b"{0}"]
-    lines = [b"?watchdog[99999999999999]", b"?watch\\qdog", b"?x[0]", b"?\xff\xfe", b"!",
-             b"?" + b"a" * 10000 + b"\x00"]
+    lines = [b"?watchdog[99999999999999", b"?watch\\qdog", b"?x[]", b"?\xff\xfe", b"!",
+             b"?" + b"a" * 10000 + b"\x00", b" \t ", b" ?watchdog"]
     assert all(_is_malformed(line) for line in lines)
     while len(lines) < count:
         line = b"".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from katcp.core import Reading, Sensor
+from katcp.core import KatcpTypeError, Reading, Sensor
 
 T0 = 1234567890.25
 
@@ -133,7 +133,7 @@ class TestConstruction:
     def test_default_description(self):
         assert Sensor.integer("int.nodesc").description == \
             "Integer sensor 'int.nodesc' with no unit"
-        assert "unit 'V'" in Sensor.float("volts", unit="V").description
+        assert Sensor.float("volts", unit="V").description == "Float sensor 'volts' in unit V"
 
     def test_bad_type_and_status(self):
         with pytest.raises(ValueError):
@@ -184,7 +184,6 @@ class TestSetAndRead:
         (Sensor.boolean, None, 2),
         (Sensor.boolean, None, "true"),
         (Sensor.lru, None, 5),
-        (Sensor.string, None, 5),
         (Sensor.timestamp, None, "now"),
         (Sensor.address, None, "1.2.3.4"),
         (Sensor.address, None, ("1.2.3.4", "80")),
@@ -354,8 +353,18 @@ class TestParsing:
             sensor.parse_value(raw)
 
     def test_parse_value_only_accepts_bytes(self):
-        with pytest.raises(ValueError):
+        # A type error (KatcpTypeError), as in katcp 0.9.3.
+        with pytest.raises(KatcpTypeError):
             Sensor.integer("x").parse_value("42")
+
+    def test_string_sensor_takes_any_value(self):
+        # katcp 0.9.3 formats any value of a string sensor with str().
+        sensor = Sensor.string("x")
+        sensor.set_value([1, "two"])
+        assert sensor.value() == [1, "two"]
+        assert sensor.read_formatted()[2] == b"[1, 'two']"
+        sensor.set_value(5)
+        assert sensor.read_formatted()[2] == b"5"
 
     def test_parse_v4_timestamp_value(self):
         sensor = Sensor.timestamp("x")

@@ -259,7 +259,7 @@ def test_generated_messages_conform_and_round_trip(grammar):
         msg = random_message(rng)
         line = bytes(msg)
         mtype, name, mid, args = grammar.parse(line + rng.choice([b"\n", b"\r"]))
-        assert mtype == Message.TYPE_SYMBOLS[msg.mtype]
+        assert mtype == Message.TYPE_SYMBOLS[msg.mtype].decode("ascii")
         assert name == msg.name
         assert (mid.encode("ascii") if mid is not None else None) == msg.mid
         assert [a.encode("latin-1") for a in args] == msg.arguments
@@ -275,10 +275,10 @@ def test_every_byte_value_conforms(grammar):
 
 
 # Lines over a small alphabet hit every corner of the grammar; the parser must accept
-# exactly what the grammar accepts. (The parser is lenient only about raw bytes the
-# alphabet leaves out: null and escape inside arguments are kept as they are.)
+# exactly what the grammar accepts. (Like katcp 0.9.3 it accepts any id of digits: the
+# spec limits ids to 1 .. 2**31-1 in prose (2.2) for senders, not in the grammar.)
 ALPHABET = [b"?", b"!", b"#", b"a", b"Z", b"n", b"0", b"1", b"9", b"-", b"[", b"]", b"\\",
-            b"_", b"@", b" ", b"\t", b"x", b"."]
+            b"_", b"@", b" ", b"\t", b"x", b".", b"\0", b"\x1b"]
 
 
 def test_parser_accepts_exactly_the_grammar_language(grammar):
@@ -291,8 +291,6 @@ def test_parser_accepts_exactly_the_grammar_language(grammar):
             expected = grammar.parse(line + b"\n")
         except GrammarError:
             expected = None
-        if expected is not None and expected[2] is not None and int(expected[2]) >= 2 ** 31:
-            expected = None  # the id range is limited in the prose (2.2), not the grammar
         try:
             msg = PARSER.parse(line)
         except KatcpSyntaxError:
@@ -304,8 +302,8 @@ def test_parser_accepts_exactly_the_grammar_language(grammar):
             accepted += 1
             assert msg is not None, line
             mtype, name, mid, args = expected
-            assert (Message.TYPE_SYMBOLS[msg.mtype], msg.name) == (mtype, name)
+            assert (Message.TYPE_SYMBOLS[msg.mtype].decode("ascii"), msg.name) == (mtype, name)
             assert msg.mid == (mid.encode("ascii") if mid is not None else None)
             assert msg.arguments == [a.encode("latin-1") for a in args]
     # The sample must exercise both outcomes substantially.
-    assert accepted > 300 and rejected > 3000
+    assert accepted > 250 and rejected > 3000
