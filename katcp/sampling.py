@@ -328,8 +328,9 @@ def _parse_difference(sensor, param):
     except ValueError:
         raise ValueError("Invalid differential threshold %r for %s sensor '%s'."
                          % (text, sensor.stype, sensor.name))
-    if not threshold >= 0:
-        raise ValueError("Differential threshold must be >= 0, not %r." % text)
+    if not threshold > 0:
+        # As in katcp 0.9: a zero difference would report every update, like 'auto'.
+        raise ValueError("Differential threshold must be positive, not %r." % text)
     return threshold
 
 

@@ -79,7 +79,8 @@ class TestFactory:
         ("period", ["0"], "must be > 0"),
         ("period", ["-1"], ">= 0"),
         ("event-rate", ["2", "1"], "must not exceed"),
-        ("differential", ["-1"], ">= 0"),
+        ("differential", ["-1"], "must be positive"),
+        ("differential", ["0"], "must be positive"),
         ("differential", ["1.5"], "Invalid differential threshold"),
     ])
     def test_bad_strategies_raise_value_error(self, name, params, message):
