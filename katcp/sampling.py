@@ -177,8 +177,8 @@ class SampleStrategy:
         name = _text(strategyName)
         strategy_class = _STRATEGY_CLASSES.get(name)
         if strategy_class is None:
-            raise ValueError("Unknown sampling strategy '%s'. Known strategies are %s."
-                             % (name, ", ".join(sorted(_STRATEGY_CLASSES))))
+            # The text of katcp 0.9, which clients may show or match.
+            raise ValueError("Unknown strategy name: %s." % (name,))
         return strategy_class(inform_callback, sensor, *params, **kwargs)
 
     def get_sampling(self):

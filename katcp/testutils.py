@@ -685,12 +685,12 @@ class DeviceTestServer(server.DeviceServer):
     @return_reply(Str(), Float(), Int(), Bool())
     def request_decorated(self, req, _string, _float, _int, do_raise):
         """Decorated handler, return params, optionally raise exception."""
+        if do_raise:
+            raise Exception("An exception occurred!")
         req.inform("_string", type(_string))
         req.inform("_float", type(_float))
         req.inform("_int", type(_int))
         req.inform("do_raise", type(do_raise))
-        if do_raise:
-            raise Exception("An exception occurred!")
         return ("ok", _string, _float, _int, do_raise)
 
     @return_reply()

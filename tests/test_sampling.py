@@ -72,7 +72,7 @@ class TestFactory:
                 [p if isinstance(p, bytes) else p.encode() for p in params])
 
     @pytest.mark.parametrize("name, params, message", [
-        ("bogus", [], "Unknown sampling strategy 'bogus'"),
+        ("bogus", [], "^Unknown strategy name: bogus\\.$"),
         ("none", ["1"], "takes 0 parameters, 1 given"),
         ("period", [], "takes 1 parameter, 0 given"),
         ("period", ["x"], "not a number"),
