@@ -518,9 +518,12 @@ class _Connection(SharedBufferProtocol):
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
         if not self.closing:
-            self.closing = True
-            self._server._spawn(self._server.disconnect_client(
-                self, "Connection closed by client.", False))
+            self._lost()
+
+    def _lost(self):
+        self.closing = True
+        self._server._spawn(self._server.disconnect_client(
+            self, "Connection closed by client.", False))
 
     def pause_writing(self):
         # Past MAX_WRITE_BUFFER_SIZE the client is not reading (the limit is set in
@@ -603,7 +606,12 @@ class _Connection(SharedBufferProtocol):
         data = wbuf[0] if len(wbuf) == 1 else b"".join(wbuf)
         wbuf.clear()
         self._wbuf_size = 0
-        self.transport.write(data)
+        transport = self.transport
+        transport.write(data)
+        if transport.is_closing() and not self.closing:
+            # The write failed (the peer is gone): stop handling its requests now rather
+            # than when connection_lost() comes round.
+            self._lost()
 
     def close(self):
         """Close the connection; the server notices and disconnects the client."""
