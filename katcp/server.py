@@ -1553,23 +1553,12 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         return self._call_handler(handler, req)
 
     def _run_on_loop(self, fn, *args):
-        """From the handler thread, run fn (which may return a future) on the loop.
+        """From another thread, run fn (which may return a future) on the loop.
 
-        Returns a concurrent.futures.Future that resolves when fn (and its future) is done.
+        Returns a concurrent.futures.Future of fn's result (or of its future's).
         """
         done = concurrent.futures.Future()
-
-        def run():
-            try:
-                result = fn(*args)
-            except BaseException as exc:
-                done.set_exception(exc)
-                return
-            if result is None:
-                done.set_result(None)
-            else:
-                result.add_done_callback(lambda f: done.set_result(None))
-        self._server.ioloop.add_callback(run)
+        self._server.ioloop.add_callback(_run_into_future, fn, args, {}, done)
         return done
 
     def _call_handler(self, handler, req):
@@ -1657,11 +1646,10 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         server = self._server
         if server.in_ioloop_thread():
             return return_future(fn)(*args)
-        done = concurrent.futures.Future()
         if server.running():
-            server.ioloop.add_callback(_run_into_future, fn, args, {}, done)
-        else:
-            _run_into_future(fn, args, {}, done)
+            return self._run_on_loop(fn, *args)
+        done = concurrent.futures.Future()
+        _run_into_future(fn, args, {}, done)
         return done
 
     def handle_inform(self, connection, msg):
