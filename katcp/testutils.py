@@ -660,16 +660,18 @@ class DeviceTestServer(server.DeviceServer):
     @request_timeout_hint(99)
     def request_slow_command(self, req, msg):
         """A slow command, waits for msg.arguments[0] seconds."""
-        # The wait happens in a thread of its own and the reply is sent from there, so the
-        # server goes on handling other requests (such as ?cancel-slow-command).
+        # The wait happens in a thread of its own, so the server goes on handling other
+        # requests (such as ?cancel-slow-command); the reply is sent from the ioloop, where
+        # any connection (thread-safe or not) may send.
         wait_time = float(msg.arguments[0])
         cancelled = self._cancel_slow_command
+        ioloop = self.ioloop
 
         def wait_and_reply():
             self.slow_waiting = True
             cancelled.wait(wait_time)
             self.slow_waiting = False
-            req.reply("ok")
+            ioloop.add_callback(req.reply, "ok")
 
         threading.Thread(target=wait_and_reply, name="slow-command", daemon=True).start()
         raise AsyncReply
@@ -1378,7 +1380,7 @@ class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):
             Resolves once the iterations have run; yield it from a test coroutine
             (calling without yielding is fine too).
         """
-        return tornado.gen.convert_yielded(self._let_loop_run())
+        return self.io_loop.asyncio_loop.create_task(self._let_loop_run())
 
     async def _let_loop_run(self):
         for _ in range(self.WAKE_ITERATIONS):
