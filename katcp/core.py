@@ -551,7 +551,8 @@ class MessageParser:
         if mtype is None:
             if not line.strip(b" \t"):
                 raise KatcpSyntaxError("Empty message received.")
-            raise KatcpSyntaxError("Bad type character %r." % (line[:1].decode("latin-1"),))
+            raise KatcpSyntaxError("Bad type character %r." % (
+                line[:1].decode("utf-8", "backslashreplace"),))
         # Newline, carriage return, NUL and ESC may only appear escaped (spec 2.3).
         if 10 in line or 13 in line or 0 in line or 27 in line:
             raise KatcpSyntaxError("Unescaped special character %r in message." % (
@@ -580,7 +581,7 @@ class MessageParser:
                 arguments = [_UNESCAPE_SUB(arg) if 92 in arg else arg for arg in arguments]
             except KeyError as exc:
                 raise KatcpSyntaxError("Invalid escape sequence %r." % (
-                    exc.args[0].decode("latin-1"),)) from None
+                    exc.args[0].decode("utf-8", "backslashreplace"),)) from None
         return Message._from_wire(mtype, name, arguments, mid)
 
     @staticmethod
@@ -588,7 +589,7 @@ class MessageParser:
         match = _HEADER_RE.match(header, 1)
         if match is None:
             raise KatcpSyntaxError("Bad message name (and possibly id) %r." % (
-                header[1:].decode("latin-1"),))
+                header[1:].decode("utf-8", "backslashreplace"),))
         name = match.group(1).decode("ascii")
         mid = match.group(2)
         if len(_header_names) < _NAME_CACHE_MAX:
@@ -728,6 +729,9 @@ class DeviceMetaclass(type):
                  ("inform_", "_inform_handlers"),
                  ("reply_", "_reply_handlers"))
 
+    # Handlers that must be documented: ?help shows the docstrings of requests.
+    _DOCSTRING_REQUIRED = ("request_",)
+
     def __init__(mcs, name, bases, dct):
         super().__init__(name, bases, dct)
         for _prefix, attr in mcs._PREFIXES:
@@ -739,10 +743,9 @@ class DeviceMetaclass(type):
                 handler = getattr(mcs, attr_name)
                 if not callable(handler):
                     break
-                if prefix == "request_":
+                if prefix in type(mcs)._DOCSTRING_REQUIRED:
                     assert handler.__doc__ is not None, (
-                        "Request handler %s.%s has no docstring (needed for ?help)."
-                        % (name, attr_name))
+                        "Handler %s.%s has no docstring." % (name, attr_name))
                 if mcs.check_protocol(handler):
                     getattr(mcs, handlers_attr)[convert_method_name(prefix, attr_name)] = handler
                 break
@@ -762,8 +765,11 @@ class DeviceServerMetaclass(DeviceMetaclass):
     """Specialisation of DeviceMetaclass for Device Servers.
 
     Handlers decorated with ``minimum_katcp_version`` or ``has_katcp_protocol_flags``
-    are left out when the class's ``PROTOCOL_INFO`` does not satisfy them.
+    are left out when the class's ``PROTOCOL_INFO`` does not satisfy them. A server's
+    inform handlers must have docstrings too, as in katcp 0.9.
     """
+
+    _DOCSTRING_REQUIRED = ("request_", "inform_")
 
     def check_protocol(mcs, handler):
         """True if the current server's protocol flags satisfy handler requirements.

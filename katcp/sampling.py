@@ -177,8 +177,8 @@ class SampleStrategy:
         name = _text(strategyName)
         strategy_class = _STRATEGY_CLASSES.get(name)
         if strategy_class is None:
-            raise ValueError("Unknown sampling strategy '%s'. Known strategies are %s."
-                             % (name, ", ".join(sorted(_STRATEGY_CLASSES))))
+            # The text of katcp 0.9, which clients may show or match.
+            raise ValueError("Unknown strategy name: %s." % (name,))
         return strategy_class(inform_callback, sensor, *params, **kwargs)
 
     def get_sampling(self):
@@ -328,8 +328,9 @@ def _parse_difference(sensor, param):
     except ValueError:
         raise ValueError("Invalid differential threshold %r for %s sensor '%s'."
                          % (text, sensor.stype, sensor.name))
-    if not threshold >= 0:
-        raise ValueError("Differential threshold must be >= 0, not %r." % text)
+    if not threshold > 0:
+        # As in katcp 0.9: a zero difference would report every update, like 'auto'.
+        raise ValueError("Differential threshold must be positive, not %r." % text)
     return threshold
 
 

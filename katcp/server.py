@@ -46,7 +46,7 @@ from katcp.core import (
     _ms_to_seconds,
     _seconds_to_ms,
 )
-from katcp.ioloop_manager import IOLoopManager
+from katcp.ioloop_manager import IOLoopManager, _run_into_future
 from katcp.kattypes import (Int, Str, has_katcp_protocol_flags, minimum_katcp_version,
                             request, return_reply)
 from katcp.sampling import SampleStrategy, format_inform_v4, format_inform_v5
@@ -64,6 +64,9 @@ BASE_REQUESTS = frozenset([
 """List of basic KATCP requests that a minimal device server should implement."""
 
 _REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
+
+# KATCP major versions a device server can speak.
+_SUPPORTED_KATCP_MAJORS = frozenset([4, 5])
 
 
 # accept() errors that mean "out of resources", after which accepting pauses.
@@ -166,7 +169,17 @@ def _client_connection(connection):
 
 
 def _exception_text(exc_info, limit):
-    return "".join(traceback.format_exception(*exc_info, limit=limit)).rstrip("\n")
+    # Ends with a newline, as the traceback module formats it (and as katcp 0.9 sent it).
+    return "".join(traceback.format_exception(*exc_info, limit=limit))
+
+
+def _answer_to(msg, orig_req):
+    """Give `msg` (a reply or reply inform) the id of `orig_req`, whose name it must have."""
+    if msg.name != orig_req.name:
+        raise ValueError("Message name %r does not match request name %r." % (
+            msg.name, orig_req.name))
+    msg.mid = orig_req.mid
+    return msg
 
 
 # ---------------------------------------------------------------------------
@@ -217,9 +230,13 @@ class ClientConnection:
             The request message being replied to. The inform message's id is
             overridden with the id from orig_req before the inform is sent.
 
+        Raises
+        ------
+        ValueError
+            If the names of `inform` and `orig_req` differ (nothing is sent).
+
         """
-        inform.mid = orig_req.mid
-        self._server.send_message(self._conn_id, inform)
+        self._server.send_message(self._conn_id, _answer_to(inform, orig_req))
 
     def reply(self, reply, orig_req):
         """Send an asynchronous reply to an earlier request.
@@ -232,9 +249,13 @@ class ClientConnection:
             The request message being replied to. The reply message's id is
             overridden with the id from orig_req before the reply is sent.
 
+        Raises
+        ------
+        ValueError
+            If the names of `reply` and `orig_req` differ (nothing is sent).
+
         """
-        reply.mid = orig_req.mid
-        self._server.send_message(self._conn_id, reply)
+        self._server.send_message(self._conn_id, _answer_to(reply, orig_req))
 
     def mass_inform(self, msg):
         """Send an inform message to all clients.
@@ -301,8 +322,7 @@ class ThreadsafeClientConnection(ClientConnection):
             The request message being replied to; its id is copied to `inform`.
 
         """
-        inform.mid = orig_req.mid
-        self._server.send_message_threadsafe(self._conn_id, inform)
+        self._server.send_message_threadsafe(self._conn_id, _answer_to(inform, orig_req))
 
     def reply(self, reply, orig_req):
         """Send an asynchronous reply to an earlier request (from any thread).
@@ -315,8 +335,7 @@ class ThreadsafeClientConnection(ClientConnection):
             The request message being replied to; its id is copied to `reply`.
 
         """
-        reply.mid = orig_req.mid
-        self._server.send_message_threadsafe(self._conn_id, reply)
+        self._server.send_message_threadsafe(self._conn_id, _answer_to(reply, orig_req))
 
     def mass_inform(self, msg):
         """Send an inform message to all clients (from any thread).
@@ -363,7 +382,7 @@ class ClientRequestConnection:
             Inform arguments (the name is the request's name).
 
         """
-        self.client_connection.reply_inform(Message.reply_inform(self.msg, *args), self.msg)
+        self.client_connection.inform(Message.reply_inform(self.msg, *args))
 
     def inform_after_reply(self, *args):
         """Send an inform carrying the request's id, even after the reply was sent.
@@ -456,11 +475,16 @@ class _Connection(SharedBufferProtocol):
         self.client_conn = None
         self.closing = False
         self._wbuf = []
+        self._wbuf_size = 0
+        self._max_wbuf_size = server.MAX_WRITE_BUFFER_SIZE
         self._partial = b""
         self._lines = collections.deque()
         self._busy = True  # until on_client_connect is done
         self._processing = False
         self._drained = None
+        # An orderly close ends with an empty line; a close for a protocol violation
+        # (an over-long line) does not, as in katcp 0.9.
+        self.end_with_empty_line = True
 
     # -- asyncio protocol ---------------------------------------------------------------
 
@@ -495,9 +519,12 @@ class _Connection(SharedBufferProtocol):
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
         if not self.closing:
-            self.closing = True
-            self._server._spawn(self._server.disconnect_client(
-                self, "Connection closed by client.", False))
+            self._lost()
+
+    def _lost(self):
+        self.closing = True
+        self._server._spawn(self._server.disconnect_client(
+            self, "Connection closed by client.", False))
 
     def pause_writing(self):
         # Past MAX_WRITE_BUFFER_SIZE the client is not reading (the limit is set in
@@ -556,14 +583,21 @@ class _Connection(SharedBufferProtocol):
         """Queue bytes; the first queued chunk schedules a flush for this loop iteration.
 
         While a chunk of input is being processed no flush is scheduled: processing ends
-        with one.
+        with one, or more than MAX_WRITE_BUFFER_SIZE bytes queued meanwhile flush at once
+        (so that a client that does not read is noticed before the chunk is done).
         """
         if self.closing:
             return
         wbuf = self._wbuf
         wbuf.append(data)
-        if len(wbuf) == 1 and not self._processing:
-            self._call_soon(self.flush)
+        if len(wbuf) == 1:
+            if not self._processing:
+                self._call_soon(self.flush)
+            self._wbuf_size = len(data)
+        else:
+            self._wbuf_size += len(data)
+            if self._wbuf_size > self._max_wbuf_size:
+                self.flush()
 
     def flush(self):
         """Hand the buffered bytes to the transport in one write."""
@@ -572,7 +606,18 @@ class _Connection(SharedBufferProtocol):
             return
         data = wbuf[0] if len(wbuf) == 1 else b"".join(wbuf)
         wbuf.clear()
-        self.transport.write(data)
+        self._wbuf_size = 0
+        transport = self.transport
+        transport.write(data)
+        if transport.is_closing() and not self.closing:
+            # The write failed (the peer is gone): stop handling its requests now rather
+            # than when connection_lost() comes round.
+            self._lost()
+
+    def close(self):
+        """Close the connection; the server notices and disconnects the client."""
+        if self.transport is not None:
+            self.transport.close()
 
     def drain(self):
         """Return a future that resolves when everything written so far is sent."""
@@ -605,7 +650,8 @@ class KATCPServer:
     host : str
         Host to listen on ('' for all interfaces).
     port : int
-        Port to listen on (0 for an ephemeral port).
+        Port to listen on (0 for an ephemeral port, chosen at the first start and kept
+        when the server is started again).
     tb_limit : int, optional
         Maximum number of stack frames in tracebacks sent to clients.
     logger : logging.Logger object, optional
@@ -759,6 +805,9 @@ class KATCPServer:
             sock.close()
             raise
         self._bindaddr = sock.getsockname()[:2]
+        # A restarted server listens where it did before (port 0 picks a port only once),
+        # so that clients reconnecting to the old address find it again.
+        self._bind_request = (host, self._bindaddr[1])
         return sock
 
     def _install(self, sock):
@@ -909,12 +958,15 @@ class KATCPServer:
         self._logger.error("Message from %s exceeds %d bytes; disconnecting",
                            conn.address, self.MAX_MSG_SIZE)
         conn.transport.pause_reading()
+        conn.end_with_empty_line = False
         self._spawn(self.disconnect_client(
             conn, "Message exceeds maximum size of %d bytes." % self.MAX_MSG_SIZE))
 
     def _buffer_full(self, conn):
         self._logger.warning("Client %s is not reading: more than %d bytes unsent; "
                              "disconnecting", conn.address, self.MAX_WRITE_BUFFER_SIZE)
+        # Nothing more can be sent, so handling its further requests is pointless.
+        conn.closing = True
         self._spawn(self.disconnect_client(conn, "Write buffer full.", False))
 
     async def disconnect_client(self, conn, reason, connection_valid=True):
@@ -974,8 +1026,9 @@ class KATCPServer:
         flushed : Future
 
         """
-        # The empty line is what the reference sends before closing.
-        stream.send(b"\n")
+        # The empty line is what katcp 0.9 sends before an orderly close.
+        if stream.end_with_empty_line:
+            stream.send(b"\n")
         stream.flush()
         stream.closing = True
         return stream.drain()
@@ -1345,6 +1398,11 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
     logger : logging.Logger object, optional
         Logger to log messages to.
 
+    Raises
+    ------
+    ValueError
+        If ``PROTOCOL_INFO.major`` is not a KATCP version the server speaks (4 or 5).
+
     """
 
     PROTOCOL_INFO = ProtocolFlags(DEFAULT_KATCP_MAJOR, 0, set([
@@ -1354,6 +1412,10 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
 
     def __init__(self, host: str, port: int, tb_limit: int = 20,
                  logger: logging.Logger = log) -> None:
+        major = self.PROTOCOL_INFO.major
+        if major not in _SUPPORTED_KATCP_MAJORS:
+            raise ValueError("Unsupported KATCP major version %r in PROTOCOL_INFO: "
+                             "supported are %s" % (major, sorted(_SUPPORTED_KATCP_MAJORS)))
         self._logger = logger
         self._tb_limit = tb_limit
         self._server = KATCPServer(self, host, port, tb_limit, logger)
@@ -1492,40 +1554,43 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         return self._call_handler(handler, req)
 
     def _run_on_loop(self, fn, *args):
-        """From the handler thread, run fn (which may return a future) on the loop.
+        """From another thread, run fn (which may return a future) on the loop.
 
-        Returns a concurrent.futures.Future that resolves when fn (and its future) is done.
+        Returns a concurrent.futures.Future of fn's result (or of its future's).
         """
         done = concurrent.futures.Future()
-
-        def run():
-            try:
-                result = fn(*args)
-            except BaseException as exc:
-                done.set_exception(exc)
-                return
-            if result is None:
-                done.set_result(None)
-            else:
-                result.add_done_callback(lambda f: done.set_result(None))
-        self._server.ioloop.add_callback(run)
+        self._server.ioloop.add_callback(_run_into_future, fn, args, {}, done)
         return done
 
     def _call_handler(self, handler, req):
-        msg = req.msg
         try:
-            reply = handler(self, req, msg)
-        except AsyncReply:
-            return None
-        except FailReply as exc:
-            reply = Message.reply(msg.name, "fail", str(exc))
+            reply = handler(self, req, req.msg)
         except Exception:
-            reply = self.create_exception_reply_and_log(msg, sys.exc_info())
+            self._reply_with_error(req, sys.exc_info())
+            return None
+        if reply.__class__ is Message or isinstance(reply, Message):
+            req.reply_with_message(reply)
+            return None
+        return self._handle_awaitable_reply(handler, req, reply)
+
+    def _reply_with_error(self, req, exc_info):
+        """Reply to `req` for a handler that raised (AsyncReply: it replies itself)."""
+        exc = exc_info[1]
+        if isinstance(exc, AsyncReply):
+            return
+        if isinstance(exc, FailReply):
+            reply = Message.reply(req.msg.name, "fail", str(exc))
         else:
-            if reply.__class__ is not Message and not isinstance(reply, Message):
-                return self._handle_awaitable_reply(handler, req, reply)
+            reply = self.create_exception_reply_and_log(req.msg, exc_info)
         req.reply_with_message(reply)
-        return None
+
+    def _reply_with_result(self, req, reply):
+        """Reply to `req` with what a handler's future resolved to."""
+        if reply is not None:
+            req.reply_with_message(reply)
+        elif not req._replied:
+            self._logger.error("Async request handler for %r resolved to None without "
+                               "replying", req.msg.name)
 
     def _handle_awaitable_reply(self, handler, req, reply):
         if reply is None:
@@ -1533,7 +1598,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
                 self._logger.error("Request handler for %r returned None without "
                                    "replying", req.msg.name)
             return None
-        if not (asyncio.isfuture(reply) or inspect.isawaitable(reply)):
+        thread_future = isinstance(reply, concurrent.futures.Future)
+        if not (thread_future or asyncio.isfuture(reply) or inspect.isawaitable(reply)):
             self._logger.error("Request handler for %r returned %r, not a Message",
                                req.msg.name, reply)
             req.reply_with_message(Message.reply(
@@ -1541,29 +1607,51 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             return None
         concurrent_reply = getattr(handler, "_concurrent_reply", False)
         if not self._server.in_ioloop_thread():
-            # A synchronous handler in the handler thread returned a future: it is
-            # finished on the loop.
+            # Not on the loop (the handler thread, or a direct call from another thread):
+            # the future is awaited on the loop.
             done = self._run_on_loop(
                 lambda: self._server._spawn(self._await_reply(req, reply)))
             return None if concurrent_reply else done
+        if (thread_future or asyncio.isfuture(reply)) and reply.done() \
+                and not reply.cancelled():
+            # Already resolved (e.g. work done at once on the loop): reply now.
+            try:
+                result = reply.result()
+            except Exception:
+                self._reply_with_error(req, sys.exc_info())
+            else:
+                self._reply_with_result(req, result)
+            return None
         task = self._server._spawn(self._await_reply(req, reply))
         return None if concurrent_reply else task
 
     async def _await_reply(self, req, awaitable):
-        msg = req.msg
+        if isinstance(awaitable, concurrent.futures.Future):
+            # Resolved in some other thread (e.g. by a thread pool).
+            awaitable = asyncio.wrap_future(awaitable)
         try:
             reply = await awaitable
-        except AsyncReply:
-            return
-        except FailReply as exc:
-            reply = Message.reply(msg.name, "fail", str(exc))
         except Exception:
-            reply = self.create_exception_reply_and_log(msg, sys.exc_info())
-        if reply is not None:
-            req.reply_with_message(reply)
-        elif not req._replied:
-            self._logger.error("Async request handler for %r resolved to None without "
-                               "replying", msg.name)
+            self._reply_with_error(req, sys.exc_info())
+        else:
+            self._reply_with_result(req, reply)
+
+    def _call_on_loop(self, fn, *args):
+        """Run ``fn(*args)`` on the server's loop and return a future of its result.
+
+        On the loop thread, or before the server runs, `fn` runs at once and the future
+        is already resolved (a tornado Future on the loop, else a
+        concurrent.futures.Future). From another thread while the server runs, `fn` hops
+        to the loop and a concurrent.futures.Future is returned at once.
+        """
+        server = self._server
+        if server.in_ioloop_thread():
+            return return_future(fn)(*args)
+        if server.running():
+            return self._run_on_loop(fn, *args)
+        done = concurrent.futures.Future()
+        _run_into_future(fn, args, {}, done)
+        return done
 
     def handle_inform(self, connection, msg):
         """Dispatch an inform message to the appropriate method.
@@ -2044,6 +2132,9 @@ class DeviceLogger:
         logger.log(python_level, "%s %s: %s", timestamp, name, message)
 
 
+# Strategies that KATCP v4 does not have.
+_STRATEGIES_AFTER_V4 = frozenset([b"event-rate", b"differential-rate"])
+
 # Time parameters of each sampling strategy, which a v4 server exchanges in milliseconds.
 _V4_TIME_PARAMS = {b"period": (0,), b"event-rate": (0, 1), b"differential-rate": (1, 2)}
 
@@ -2102,6 +2193,19 @@ class DeviceServer(DeviceServerBase):
 
     Subclasses must override the .setup_sensors() method. If they have no sensors to
     register, the method should just be a pass.
+
+    Set the class (or instance) attribute :attr:`SEND_INTERFACE_CHANGED` to True to have
+    :meth:`add_sensor` and :meth:`remove_sensor` tell the clients of a running KATCP v5
+    server with ``#interface-changed sensor-list``. It is False by default because katcp
+    0.9 never sends that inform by itself: its servers send it themselves, after adding
+    or removing a batch of sensors.
+    """
+
+    SEND_INTERFACE_CHANGED = False
+    """Whether add_sensor() / remove_sensor() send ``#interface-changed sensor-list``.
+
+    When True, clients of a running KATCP v5 server are sent the inform once per loop
+    iteration in which sensors were added or removed. Off by default, as in katcp 0.9.
     """
 
     # DeviceServer has a version number and a build state.
@@ -2222,8 +2326,9 @@ class DeviceServer(DeviceServerBase):
     def add_sensor(self, sensor: Sensor) -> None:
         """Add a sensor to the device.
 
-        Usually called inside .setup_sensors() but may be called from elsewhere. Clients
-        of a running v5 server are sent ``#interface-changed sensor-list``.
+        Usually called inside .setup_sensors() but may be called from elsewhere. With
+        :attr:`SEND_INTERFACE_CHANGED`, clients of a running v5 server are sent
+        ``#interface-changed sensor-list``.
 
         Parameters
         ----------
@@ -2237,7 +2342,9 @@ class DeviceServer(DeviceServerBase):
     def remove_sensor(self, sensor: Union[Sensor, str]) -> None:
         """Remove a sensor from the device.
 
-        Also deregisters all clients observing the sensor.
+        Also deregisters all clients observing the sensor. With
+        :attr:`SEND_INTERFACE_CHANGED`, clients of a running v5 server are sent
+        ``#interface-changed sensor-list``.
 
         Parameters
         ----------
@@ -2264,7 +2371,8 @@ class DeviceServer(DeviceServerBase):
 
     def _interface_changed(self):
         # Several changes in one loop iteration give one inform.
-        if (self._interface_changed_pending or not self.running()
+        if (not self.SEND_INTERFACE_CHANGED or self._interface_changed_pending
+                or not self.running()
                 or self.PROTOCOL_INFO.major < INTERFACE_CHANGED_KATCP_MAJOR):
             return
         self._interface_changed_pending = True
@@ -2508,6 +2616,7 @@ class DeviceServer(DeviceServerBase):
             req.inform(address)
         return req.make_reply("ok", len(addresses))
 
+    @minimum_katcp_version(VERSION_CONNECT_KATCP_MAJOR)
     def request_version_list(self, req, msg):
         """Request the list of versions of roles and subcomponents.
 
@@ -2674,7 +2783,7 @@ class DeviceServer(DeviceServerBase):
             inform(timestamp, b"1", name, status, value)
         return req.make_reply("ok", len(sensors))
 
-    async def request_sensor_sampling(self, req, msg):
+    def request_sensor_sampling(self, req, msg):
         """Configure or query the way a sensor is sampled.
 
         Sampled values are reported asynchronously using the #sensor-status
@@ -2765,8 +2874,11 @@ class DeviceServer(DeviceServerBase):
             !sensor-sampling ok cpu.power.on,fan.speed period 0.5
 
         """
-        # A coroutine so that it always runs on the loop (even with a handler thread):
-        # strategies are started and cancelled in the loop thread.
+        # Strategies are started and cancelled in the loop thread: from another thread
+        # (the handler thread) the work hops to the loop, and a future is returned.
+        return self._call_on_loop(self._sensor_sampling, req, msg)
+
+    def _sensor_sampling(self, req, msg):
         if not msg.arguments:
             raise FailReply("No sensor name given.")
         names_arg = msg.arguments[0].decode("utf-8")
@@ -2791,6 +2903,10 @@ class DeviceServer(DeviceServerBase):
                 params = self._params_to_ms(strategy_name, params)
             return req.make_reply("ok", names_arg, strategy_name, *params)
         strategy_name, params = strategy_and_params[0], strategy_and_params[1:]
+        if (self.PROTOCOL_INFO.major < SEC_TS_KATCP_MAJOR
+                and strategy_name in _STRATEGIES_AFTER_V4):
+            raise FailReply("Strategy %s not allowed for version %d of katcp" % (
+                strategy_name.decode("utf-8", "replace"), self.PROTOCOL_INFO.major))
         sampling_params = params
         # The reply echoes the parameters as the client gave them.
         if self.PROTOCOL_INFO.major < SEC_TS_KATCP_MAJOR:
@@ -2842,7 +2958,6 @@ class DeviceServer(DeviceServerBase):
         return inform_callback
 
     @request()
-    @return_reply()
     def request_sensor_sampling_clear(self, req):
         """Set all sampling strategies for this client to none.
 
@@ -2857,12 +2972,12 @@ class DeviceServer(DeviceServerBase):
         !sensor-sampling-clear ok
 
         """
-        if self._server.in_ioloop_thread():
+        # Strategies are cancelled in the loop thread; from another thread the work hops
+        # to the loop, and a future is returned.
+        def clear():
             self.clear_strategies(req.client_connection)
-        else:
-            self._server.call_from_thread(
-                lambda: self.clear_strategies(req.client_connection)).result()
-        return ("ok",)
+            return req.make_reply("ok")
+        return self._call_on_loop(clear)
 
     def request_watchdog(self, req, msg):
         """Check that the server is still alive.

@@ -69,26 +69,36 @@ def add_mid_to_msg_str(msg_str, mid):
 class ClientConnectionTest:
     """A version of katcp.server.ClientConnection* suitable for testing.
 
-    Records informs, mass informs and replies instead of sending them anywhere.
+    Records what a handler sends instead of sending it anywhere: ``messages`` holds every
+    inform and reply in the order sent, ``informs`` / ``replies`` / ``mass_informs`` each
+    kind. ``inform``, ``reply``, ``reply_inform`` and ``mass_inform`` are
+    :class:`WaitingMock` objects, so a test can wait for calls made from another thread
+    (``conn.inform.assert_wait_call_count(1)``).
     """
 
     def __init__(self):
+        self.messages = []
         self._informs = []
         self._replies = []
         self._mass_informs = []
         self.address = "test-connection:0"
+        self.inform = WaitingMock(side_effect=self._record_inform)
+        self.reply_inform = WaitingMock(side_effect=self._record_reply_inform)
+        self.reply = WaitingMock(side_effect=self._record_reply)
+        self.mass_inform = WaitingMock(side_effect=self._mass_informs.append)
 
-    def inform(self, msg):
+    def _record_inform(self, msg):
         self._informs.append(msg)
+        self.messages.append(msg)
 
-    def mass_inform(self, msg):
-        self._mass_informs.append(msg)
+    def _record_reply_inform(self, msg, req_msg):
+        msg.mid = req_msg.mid
+        self._record_inform(msg)
 
-    def reply(self, msg, req_msg):
+    def _record_reply(self, msg, req_msg):
+        msg.mid = req_msg.mid
         self._replies.append(msg)
-
-    def reply_inform(self, msg, req_msg):
-        self._informs.append(msg)
+        self.messages.append(msg)
 
     @property
     def informs(self):
@@ -209,6 +219,15 @@ class BlockingTestClient(client.BlockingClient):
         self.test = test
         self._message_recorders = {}
         super().__init__(*args, **kwargs)
+
+    @property
+    def sockname(self):
+        """The (host, port) of this client's end of the connection (None if unconnected)."""
+        protocol = self._protocol
+        transport = None if protocol is None else protocol.transport
+        if transport is None:
+            return None
+        return tuple(transport.get_extra_info("sockname")[:2])
 
     @client.make_threadsafe
     def raw_send(self, chunk):
@@ -436,26 +455,44 @@ class BlockingTestClient(client.BlockingClient):
 
         Parameters
         ----------
-        expected_requests : list of (name, description) tuples
+        expected_requests : list of str or (name, description) tuples
+            The requests expected; with names only, descriptions are not compared.
         full_descriptions : bool
             Compare whole descriptions rather than their first lines.
         exclude_defaults : bool
             Ignore the standard requests every DeviceServer provides.
+
+        Raises
+        ------
+        ValueError
+            If an expected request name is not a str (e.g. bytes).
         """
         reply, informs = self._request("help")
         self.test.assertTrue(reply.reply_ok(), "?help failed: %s" % reply)
         defaults = set(server.DeviceServer._request_handlers) if exclude_defaults else set()
 
-        def describe(name, description):
+        def describe(description):
             description = _as_str(description)
             if not full_descriptions:
                 description = description.strip().splitlines()[0] if description else ""
-            return (_as_str(name), description)
+            return description
 
-        actual = sorted(describe(*m.arguments[:2]) for m in informs
-                        if _as_str(m.arguments[0]) not in defaults)
-        expected = sorted(describe(name, desc) for name, desc in expected_requests)
-        self.test.assertEqual(actual, expected)
+        expected = {}
+        for item in expected_requests:
+            name, description = (item, None) if isinstance(item, (str, bytes)) else item
+            if not isinstance(name, str):
+                raise ValueError("Request names must be str, not %r" % (name,))
+            expected[name] = description
+        actual = {}
+        for inform in informs:
+            name = _as_str(inform.arguments[0])
+            if name not in defaults:
+                actual[name] = describe(inform.arguments[1])
+        self.test.assertEqual(sorted(actual), sorted(expected))
+        for name, description in expected.items():
+            if description is not None:
+                self.test.assertEqual(actual[name], describe(description),
+                                      "Description of request %r differs" % name)
 
     def assert_request_succeeds(self, requestname, *params, **kwargs):
         """Assert that given request succeeds when called with given parameters.
@@ -467,11 +504,13 @@ class BlockingTestClient(client.BlockingClient):
         args_equal : list
             The exact reply arguments (after ``ok``) expected.
         args_in : list of lists
-            Each reply argument must be one of the given choices.
+            The reply arguments (after ``ok``) must equal one of these lists.
         args_length : int
             Number of reply arguments expected (after ``ok``).
         informs_count : int
             Number of informs expected.
+        informs_args_equal : list of lists
+            The exact arguments of each inform expected.
 
         Returns
         -------
@@ -482,6 +521,7 @@ class BlockingTestClient(client.BlockingClient):
         args_in = kwargs.pop("args_in", None)
         args_length = kwargs.pop("args_length", None)
         informs_count = kwargs.pop("informs_count", None)
+        informs_args_equal = kwargs.pop("informs_args_equal", None)
         reply, informs = self._request(requestname, *params, **kwargs)
         self.test.assertEqual(reply.name, requestname)
         self.test.assertTrue(reply.reply_ok(),
@@ -489,17 +529,19 @@ class BlockingTestClient(client.BlockingClient):
                              "but it failed: %s" % (requestname, params, reply))
         args = [_as_str(a) for a in reply.arguments[1:]]
         if args_echo:
-            args_equal = [_as_str(p) for p in params]
+            args_equal = params
         if args_equal is not None:
             self.test.assertEqual(args, [_as_str(a) for a in args_equal])
         if args_in is not None:
-            self.test.assertEqual(len(args), len(args_in))
-            for arg, choices in zip(args, args_in):
-                self.test.assertIn(arg, [_as_str(c) for c in choices])
+            self.test.assertIn(args, [[_as_str(a) for a in choice] for choice in args_in])
         if args_length is not None:
             self.test.assertEqual(len(args), args_length)
         if informs_count is not None:
             self.test.assertEqual(len(informs), informs_count)
+        if informs_args_equal is not None:
+            self.test.assertEqual(
+                [[_as_str(a) for a in inform.arguments] for inform in informs],
+                [[_as_str(a) for a in expected] for expected in informs_args_equal])
         return reply, informs
 
     def assert_request_fails(self, requestname, *params, **kwargs):
@@ -582,7 +624,11 @@ class DeviceTestServer(server.DeviceServer):
 
     @tornado.gen.coroutine
     def on_client_connect(self, client_conn):
-        yield super().on_client_connect(client_conn)
+        ready = super().on_client_connect(client_conn)
+        # Yield only when there is something to wait for: a coroutine that yields needs
+        # a running loop, and tests call this directly from their own thread.
+        if ready is not None and not ready.done():
+            yield ready
 
     def setup_sensors(self):
         self.restarted = False
@@ -591,10 +637,13 @@ class DeviceTestServer(server.DeviceServer):
             timestamp=12345, status=Sensor.NOMINAL, value=3))
         self.add_sensor(DeviceTestSensor(
             Sensor.FLOAT, "a.float", "A Float.", "", [-123.4, 123.4],
-            timestamp=12346, status=Sensor.WARN, value=-12.0))
+            timestamp=12345, status=Sensor.NOMINAL, value=12.0))
+        self.add_sensor(DeviceTestSensor(
+            Sensor.FLOAT, "a.floatwithzero", "A Float with zero.", "", [-123.0, 123.0],
+            timestamp=12345, status=Sensor.NOMINAL, value=12.0))
         self.add_sensor(DeviceTestSensor(
             Sensor.DISCRETE, "a.discrete", "A Discrete.", "", ["one", "two", "three"],
-            timestamp=12347, status=Sensor.ERROR, value="two"))
+            timestamp=12345, status=Sensor.NOMINAL, value="one"))
 
     def request_new_command(self, req, msg):
         """A new command."""
@@ -611,14 +660,27 @@ class DeviceTestServer(server.DeviceServer):
     @request_timeout_hint(99)
     def request_slow_command(self, req, msg):
         """A slow command, waits for msg.arguments[0] seconds."""
-        self.slow_waiting = True
-        self._cancel_slow_command.wait(float(msg.arguments[0]))
-        self.slow_waiting = False
-        return req.make_reply("ok")
+        # The wait happens in a thread of its own, so the server goes on handling other
+        # requests (such as ?cancel-slow-command); the reply is sent from the ioloop, where
+        # any connection (thread-safe or not) may send.
+        wait_time = float(msg.arguments[0])
+        cancelled = self._cancel_slow_command
+        ioloop = self.ioloop
+
+        def wait_and_reply():
+            self.slow_waiting = True
+            cancelled.wait(wait_time)
+            self.slow_waiting = False
+            ioloop.add_callback(req.reply, "ok")
+
+        threading.Thread(target=wait_and_reply, name="slow-command", daemon=True).start()
+        raise AsyncReply
 
     def request_cancel_slow_command(self, req, msg):
         """Cancel slow command request, resulting in it replying immediately."""
-        self._cancel_slow_command.set()
+        # Each slow command waits on the event it found; later ones get a fresh one.
+        self._cancel_slow_command, cancelled = threading.Event(), self._cancel_slow_command
+        cancelled.set()
         return req.make_reply("ok")
 
     @request(Str(), Float(), Int(), Bool())
@@ -626,13 +688,17 @@ class DeviceTestServer(server.DeviceServer):
     def request_decorated(self, req, _string, _float, _int, do_raise):
         """Decorated handler, return params, optionally raise exception."""
         if do_raise:
-            raise ValueError("Exception raised by decorated handler")
+            raise Exception("An exception occurred!")
+        req.inform("_string", type(_string))
+        req.inform("_float", type(_float))
+        req.inform("_int", type(_int))
+        req.inform("do_raise", type(do_raise))
         return ("ok", _string, _float, _int, do_raise)
 
     @return_reply()
     def request_decorated_return_exception(self, req, msg):
         """Decorated handler, return fail with exception object."""
-        return ("fail", ValueError("Return exception"))
+        return ("fail", Exception("An exception occurred!"))
 
     def handle_message(self, req, msg):
         self.__msgs.append(msg)
@@ -1126,6 +1192,26 @@ class AsyncWaitingMock(mock.Mock):
                                  % (timeout, count, self.call_count))
 
 
+class _RecordingRequestConnection(server.ClientRequestConnection):
+    """A ClientRequestConnection that also keeps what the handler sent for it."""
+
+    __slots__ = ("inform_msgs", "reply_msg")
+
+    def __init__(self, client_connection, req_msg):
+        super().__init__(client_connection, req_msg)
+        self.inform_msgs = []
+        self.reply_msg = None
+
+    def inform(self, *args):
+        msg = Message.reply_inform(self.msg, *args)
+        self.inform_msgs.append(msg)
+        self.client_connection.inform(msg)
+
+    def reply_with_message(self, rep_msg):
+        super().reply_with_message(rep_msg)
+        self.reply_msg = rep_msg
+
+
 def mock_req(req_name, *args, **kwargs):
     """Create a mock ClientRequestConnection object.
 
@@ -1146,20 +1232,21 @@ def mock_req(req_name, *args, **kwargs):
     Returns
     -------
     req : ClientRequestConnection
-        ``req.client_connection.informs`` / ``replies`` record what the handler sent.
+        ``req.inform_msgs`` holds the informs sent through ``req`` and ``req.reply_msg``
+        the reply; ``req.client_connection`` records everything sent.
     """
     mid = kwargs.pop("mid", None)
     client_conn = kwargs.pop("client_conn", None) or ClientConnectionTest()
     msg = Message.request(req_name, *args, mid=mid)
-    return server.ClientRequestConnection(client_conn, msg)
+    return _RecordingRequestConnection(client_conn, msg)
 
 
 def handle_mock_req(dev, req):
     """Instrument a real unstarted server.DeviceServer to handle a mock request.
 
     Calls the device's handler for ``req.msg`` directly (no network, no ioloop thread) and
-    returns the reply Message; handlers that reply later (AsyncReply) give the reply they
-    send through ``req``.
+    sends its reply through ``req`` (so ``req.reply_msg`` is set). Returns the reply
+    Message; handlers that reply later (AsyncReply) give the reply they sent, if any.
     """
     msg = req.msg
     handler = dev._request_handlers.get(msg.name)
@@ -1168,11 +1255,11 @@ def handle_mock_req(dev, req):
     try:
         reply = handler(dev, req, msg)
     except AsyncReply:
-        replies = req.client_connection.replies
-        return replies[-1] if replies else None
-    if isinstance(reply, Message):
-        return reply
-    return tornado.ioloop.IOLoop.current().run_sync(lambda: reply)
+        return getattr(req, "reply_msg", None)
+    if not isinstance(reply, Message):
+        reply = tornado.ioloop.IOLoop.current().run_sync(lambda: reply)
+    req.reply_with_message(reply)
+    return reply
 
 
 def call_in_ioloop(ioloop, fn, *args, **kwargs):
@@ -1261,6 +1348,11 @@ class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):
     sampling strategies fire exactly when the test says, without real waiting.
     """
 
+    # Loop iterations wake_ioloop() lets pass: the first runs the timers that the new
+    # time made due, the others what those scheduled in turn (e.g. a sample hopping to
+    # the loop with add_callback).
+    WAKE_ITERATIONS = 3
+
     def setUp(self):
         # tornado deprecates overriding get_new_ioloop, but offers no other way to give a
         # test case its own kind of loop.
@@ -1268,6 +1360,8 @@ class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):
             warnings.filterwarnings("ignore", "get_new_ioloop is deprecated",
                                     DeprecationWarning)
             super().setUp()
+        # AsyncTestCase runs its loop in the test's own thread.
+        self.ioloop_thread_id = threading.get_ident()
 
     def get_new_ioloop(self):
         ioloop = _TimewarpIOLoop(make_current=False)
@@ -1278,15 +1372,33 @@ class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):
         return ioloop
 
     def wake_ioloop(self):
-        """Make the ioloop run an iteration so that it notices the new time."""
-        self.io_loop.add_callback(lambda: None)
+        """Let the ioloop run a few iterations so that it notices the new time.
+
+        Returns
+        -------
+        woken : Future
+            Resolves once the iterations have run; yield it from a test coroutine
+            (calling without yielding is fine too).
+        """
+        return self.io_loop.asyncio_loop.create_task(self._let_loop_run())
+
+    async def _let_loop_run(self):
+        for _ in range(self.WAKE_ITERATIONS):
+            await asyncio.sleep(0)
 
     def set_ioloop_time(self, new_time, wake_ioloop=True):
-        """Set the virtual time of the ioloop."""
+        """Set the virtual time of the ioloop.
+
+        Returns
+        -------
+        woken : Future or None
+            With `wake_ioloop`, resolves once the loop has run at the new time.
+        """
         self.ioloop_time = new_time
         self._warped_clock.now = new_time
         if wake_ioloop:
-            self.wake_ioloop()
+            return self.wake_ioloop()
+        return None
 
 
 class TimewarpAsyncTestCaseTimeAdvancer(threading.Thread):

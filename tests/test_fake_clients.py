@@ -212,6 +212,9 @@ class _RecordingConnection:
     def __init__(self):
         self.sent = []
 
+    def inform(self, msg):
+        self.sent.append(msg)
+
     def reply_inform(self, msg, orig):
         self.sent.append(msg)
 

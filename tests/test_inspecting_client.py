@@ -741,6 +741,8 @@ class TutorialDevice(DeviceServer):
 
     VERSION_INFO = ("inspect-test-api", 1, 0)
     BUILD_INFO = ("inspect-test-impl", 0, 1, "")
+    # add_sensor() / remove_sensor() tell the clients (off by default, as in katcp 0.9).
+    SEND_INTERFACE_CHANGED = True
 
     def setup_sensors(self):
         self.counter = Sensor.integer("counter", "A counter.", "", [0, 100])

@@ -36,6 +36,8 @@ class BaseDevice(DeviceServer):
 
     VERSION_INFO = ("resource-test", 1, 0)
     BUILD_INFO = ("resource-test", 1, 0, "")
+    # add_sensor() / remove_sensor() tell the clients (off by default, as in katcp 0.9).
+    SEND_INTERFACE_CHANGED = True
 
     def setup_sensors(self):
         self.an_int = Sensor.integer("an.int", "An integer", "count", [0, 1000])

@@ -72,14 +72,15 @@ class TestFactory:
                 [p if isinstance(p, bytes) else p.encode() for p in params])
 
     @pytest.mark.parametrize("name, params, message", [
-        ("bogus", [], "Unknown sampling strategy 'bogus'"),
+        ("bogus", [], "^Unknown strategy name: bogus\\.$"),
         ("none", ["1"], "takes 0 parameters, 1 given"),
         ("period", [], "takes 1 parameter, 0 given"),
         ("period", ["x"], "not a number"),
         ("period", ["0"], "must be > 0"),
         ("period", ["-1"], ">= 0"),
         ("event-rate", ["2", "1"], "must not exceed"),
-        ("differential", ["-1"], ">= 0"),
+        ("differential", ["-1"], "must be positive"),
+        ("differential", ["0"], "must be positive"),
         ("differential", ["1.5"], "Invalid differential threshold"),
     ])
     def test_bad_strategies_raise_value_error(self, name, params, message):

@@ -400,7 +400,8 @@ def test_strategies_cancelled_on_disconnect_and_sensor_removal(example):
     (conn_strategies,) = strategies.values()
     assert list(conn_strategies) == [server.int_sensor]
     server.remove_sensor("an.int")
-    assert client.readline() == b"#interface-changed sensor-list"
+    # The strategy is cancelled on the loop; a reply shows that the loop got there.
+    assert client.request("?watchdog") == ([], "!watchdog ok")
     assert conn_strategies == {}
     server.int_sensor.set_value(9)
     assert client.request("?watchdog") == ([], "!watchdog ok")
@@ -464,7 +465,8 @@ def test_handler_styles(example):
     assert client.request("?fail") == ([], r"!fail fail it\_failed")
     informs, reply = client.request("?boom")
     assert reply.startswith(r"!boom fail Traceback\_(most\_recent\_call\_last):\n")
-    assert reply.endswith(r"RuntimeError:\_boom")
+    # The traceback ends with its newline, as katcp 0.9 sends it.
+    assert reply.endswith(r"RuntimeError:\_boom\n")
     assert client.request("?watchdog") == ([], "!watchdog ok")
 
 
@@ -474,7 +476,7 @@ def test_unknown_and_malformed_and_bad_utf8(example):
     client.send("*bad")
     line = client.readline().decode()
     assert re.match(r"#log error %s root Traceback.*KatcpSyntaxError:\\_Bad\\_type"
-                    r"\\_character\\_'\*'\.$" % TS_RE, line)
+                    r"\\_character\\_'\*'\.\\n$" % TS_RE, line)
     client.send_raw(b"?echo caf\xc3\xa9\r?echo bad\xff\n\n\r\n")
     assert client.readline() == b"!echo ok caf\xc3\xa9"
     assert client.readline().startswith(b"!echo fail ")
@@ -603,6 +605,7 @@ def test_client_that_does_not_read_is_disconnected():
 
 def test_interface_changed_coalesced(example):
     server, client = example
+    server.SEND_INTERFACE_CHANGED = True
 
     def add_two():
         server.add_sensor(Sensor.integer("new.one", "", ""))
@@ -661,7 +664,9 @@ def test_v4_dialect():
             assert client.request("?half 3")[1] == "!half ok 1.5"
             informs, reply = client.request("?log-it")
             assert re.match(r"#log warn \d{13} root careful$", informs[-1])
-            assert client.request("?version-list")[1] == "!version-list ok 3"
+            # ?version-list is a KATCP v5 request.
+            assert client.request("?version-list")[1] == (
+                r"!version-list invalid Unknown\_request.")
             assert client.request("?request-timeout-hint")[1] == (
                 r"!request-timeout-hint invalid Unknown\_request.")
     finally:

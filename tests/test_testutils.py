@@ -1,5 +1,6 @@
 """katcp.testutils: the helpers downstream suites use, exercised as they would use them."""
 
+import concurrent.futures
 import queue
 import threading
 import unittest
@@ -8,7 +9,7 @@ import pytest
 import tornado.gen
 import tornado.ioloop
 import tornado.testing
-from tornado.concurrent import Future
+from tornado.concurrent import Future, chain_future
 
 from katcp import Message, Sensor
 from katcp import testutils
@@ -29,14 +30,14 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
 
     def test_sensor_getters_and_assertions(self):
         self.assertEqual(self.client.get_sensor("an.int", int)[:2], (3, "nominal"))
-        self.assertEqual(self.client.get_sensor_value("a.float", float), -12.0)
-        self.assertEqual(self.client.get_sensor_status("a.discrete"), "error")
+        self.assertEqual(self.client.get_sensor_value("a.float", float), 12.0)
+        self.assertEqual(self.client.get_sensor_status("a.discrete"), "nominal")
         self.assertEqual(self.client.get_sensor_timestamp("an.int"), 12345.0)
         self.client.assert_sensor_equals("an.int", 3, int, status="nominal")
-        self.client.assert_sensor_equals("a.discrete", b"two")
+        self.client.assert_sensor_equals("a.discrete", b"one")
         self.client.assert_sensor_not_equal("an.int", 4, int)
-        self.client.assert_sensors_equal([("an.int", 3, int), ("a.float", -12.0, float)])
-        self.client.assert_sensor_status_equals("a.float", "warn")
+        self.client.assert_sensors_equal([("an.int", 3, int), ("a.float", 12.0, float)])
+        self.client.assert_sensor_status_equals("a.float", "nominal")
         with self.assertRaises(AssertionError):
             self.client.assert_sensor_equals("an.int", 4, int)
 
@@ -50,7 +51,18 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
     def test_request_assertions(self):
         reply, informs = self.client.assert_request_succeeds(
             "decorated", "abc", 1.5, 3, "0", args_equal=["abc", "1.5", "3", "0"])
-        self.assertEqual(informs, [])
+        self.assertEqual([inform.arguments[0] for inform in informs],
+                         [b"_string", b"_float", b"_int", b"do_raise"])
+        self.client.assert_request_succeeds("log-level", args_in=[["warn"], ["error"]])
+        with self.assertRaises(AssertionError):
+            self.client.assert_request_succeeds("log-level", args_in=[["error"], ["off"]])
+        self.client.assert_request_succeeds(
+            "sensor-value", "an.int",
+            informs_args_equal=[["12345.000000", "1", "an.int", "nominal", "3"]])
+        with self.assertRaises(AssertionError):
+            self.client.assert_request_succeeds(
+                "sensor-value", "an.int",
+                informs_args_equal=[["12345.000000", "1", "an.int", "nominal", "4"]])
         self.client.assert_request_succeeds("new-command", args_length=2)
         self.client.assert_request_fails("raise-fail",
                                          error_equals="There was a problem with your request.")
@@ -64,6 +76,7 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         self.client.test_sensor_list([
             ("an.int", "An Integer.", "count", "integer", "-5", "5"),
             ("a.float", "A Float.", "", "float", -123.4, 123.4),
+            ("a.floatwithzero", b"A Float with zero.", "", b"float", "-123.0", "123.0"),
             ("a.discrete", "A Discrete.", "", "discrete", "one", "two", "three"),
         ])
         with self.assertRaises(AssertionError):
@@ -74,6 +87,11 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
                                  "slow-command", "cancel-slow-command", "decorated",
                                  "decorated-return-exception")]
         self.client.test_help(expected)
+        self.client.test_help([name for name, _ in expected])
+        with self.assertRaises(AssertionError):
+            self.client.test_help([name for name, _ in expected[1:]])
+        with self.assertRaises(ValueError):
+            self.client.test_help([name.encode() for name, _ in expected])
 
     def test_message_recorder_and_raw_send(self):
         recorder = self.client.message_recorder(whitelist=["sensor-status"])
@@ -92,16 +110,21 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         self.assertEqual(self.server.messages[count].name, "watchdog")
 
     def test_slow_command_is_cancelled(self):
-        replies = []
-        thread = threading.Thread(target=lambda: replies.append(
-            self.client.blocking_request(Message.request("slow-command", 30), timeout=10)))
-        thread.start()
-        # The threaded server handles one request at a time, so cancel from the device side;
-        # the cancel event stays set, so it works whether or not the wait has begun yet.
-        cancel = testutils.mock_req("cancel-slow-command")
-        self.server.request_cancel_slow_command(cancel, cancel.msg)
-        thread.join(10)
-        self.assertTrue(replies[0][0].reply_ok())
+        # The slow command waits outside the handler thread, so the server answers other
+        # requests meanwhile, the cancel among them.
+        slow = concurrent.futures.Future()
+        self.client.ioloop.add_callback(lambda: chain_future(
+            self.client.future_request(Message.request("slow-command", 30)), slow))
+        self.client.assert_request_succeeds("watchdog")
+        self.assertFalse(slow.done())
+        self.client.assert_request_succeeds("cancel-slow-command")
+        reply, _ = slow.result(timeout=10)
+        self.assertTrue(reply.reply_ok())
+
+    def test_client_sockname_is_what_the_server_lists(self):
+        _, informs = self.client.assert_request_succeeds("client-list")
+        host, port = informs[0].arguments[0].decode().split(":")
+        self.assertEqual((host, int(port)), self.client.sockname)
 
 
 class TestMockReq(unittest.TestCase):
