@@ -655,11 +655,15 @@ class DeviceClient(metaclass=DeviceMetaclass):
         if self._stopping:
             self._stopped.set()
             return
-        self._running.set()
         backoff = _Backoff()
+        self._begin_connect()
+        # Running once the first attempt is under way: its first step (the connect()
+        # call) is scheduled before whatever the running flag wakes, so code resumed by
+        # until_running() comes after that attempt, never racing it.
+        self._running.set()
         try:
-            while not self._stopping:
-                protocol = await self._connect()
+            while True:
+                protocol = await self._finish_connect()
                 if protocol is not None:
                     connected_at = self._loop.time()
                     await protocol.closed
@@ -675,16 +679,22 @@ class DeviceClient(metaclass=DeviceMetaclass):
                         backoff.next_delay(self.auto_reconnect_delay))
                 finally:
                     self._waiting_to_retry.clear()
+                if self._stopping:
+                    break
+                self._begin_connect()
         except Exception:
             self._logger.exception("Client main coroutine failed")
         finally:
             self._running.clear()
             self._stopped.set()
 
-    async def _connect(self):
+    def _begin_connect(self):
         host, port = self._bindaddr
         self._connect_future = asyncio.ensure_future(
             self._loop.create_connection(lambda: _ClientProtocol(self), host, port))
+
+    async def _finish_connect(self):
+        """The protocol of the attempt begun, or None if it failed or we are stopping."""
         try:
             _transport, protocol = await self._connect_future
         except asyncio.CancelledError:
