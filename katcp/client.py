@@ -656,14 +656,17 @@ class DeviceClient(metaclass=DeviceMetaclass):
             self._stopped.set()
             return
         backoff = _Backoff()
-        self._begin_connect()
+        attempt = self._begin_connect()
         # Running once the first attempt is under way: its first step (the connect()
         # call) is scheduled before whatever the running flag wakes, so code resumed by
         # until_running() comes after that attempt, never racing it.
         self._running.set()
         try:
             while True:
-                protocol = await self._finish_connect()
+                try:
+                    protocol = await attempt
+                finally:
+                    self._connect_future = None
                 if protocol is not None:
                     connected_at = self._loop.time()
                     await protocol.closed
@@ -681,7 +684,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
                     self._waiting_to_retry.clear()
                 if self._stopping:
                     break
-                self._begin_connect()
+                attempt = self._begin_connect()
         except Exception:
             self._logger.exception("Client main coroutine failed")
         finally:
@@ -689,14 +692,16 @@ class DeviceClient(metaclass=DeviceMetaclass):
             self._stopped.set()
 
     def _begin_connect(self):
-        host, port = self._bindaddr
-        self._connect_future = asyncio.ensure_future(
-            self._loop.create_connection(lambda: _ClientProtocol(self), host, port))
+        """Run :meth:`_connect` as a task (which stop() cancels) and return the task."""
+        self._connect_future = asyncio.ensure_future(self._connect())
+        return self._connect_future
 
-    async def _finish_connect(self):
-        """The protocol of the attempt begun, or None if it failed or we are stopping."""
+    async def _connect(self):
+        """One connection attempt: the new connection's protocol, or None."""
+        host, port = self._bindaddr
         try:
-            _transport, protocol = await self._connect_future
+            _transport, protocol = await self._loop.create_connection(
+                lambda: _ClientProtocol(self), host, port)
         except asyncio.CancelledError:
             if not self._stopping:
                 raise
@@ -707,8 +712,6 @@ class DeviceClient(metaclass=DeviceMetaclass):
             self._logger.warning("Failed to connect to %s: %s", self.bind_address_string,
                                  str(exc))
             return None
-        finally:
-            self._connect_future = None
         if self._stopping:
             protocol.close()
             return None
