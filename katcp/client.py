@@ -360,6 +360,29 @@ class DeviceClient(metaclass=DeviceMetaclass):
     auto_reconnect : bool
         Whether to automatically reconnect if the connection dies.
 
+    Attributes
+    ----------
+    ioloop : :class:`tornado.ioloop.IOLoop`
+        The loop the client runs on (set by :meth:`start` or :meth:`set_ioloop`).
+    protocol_flags : :class:`katcp.core.ProtocolFlags` or None
+        The server's KATCP version and features, once known.
+    versions : dict
+        What the server's version informs said: name -> tuple of strings, e.g.
+        ``versions["katcp-device"] == ("my-api-1.0", "my-build-0.1")``.
+    last_connect_time : float or None
+        When the current (or last) connection was made, in the loop's clock
+        (``ioloop.time()``); None before the first connection.
+    auto_reconnect_delay : float
+        Seconds before the first reconnection attempt; further attempts back off
+        exponentially (with random jitter, at most 5 seconds apart).
+
+    Notes
+    -----
+    Without :meth:`enable_thread_safety` a client belongs to its ioloop's thread:
+    calling :meth:`request`, :meth:`send_message` and the request methods of
+    :class:`AsyncClient` from another thread raises AssertionError, as in katcp 0.9.
+    :class:`CallbackClient` and :class:`BlockingClient` enable thread safety.
+
     """
 
     MAX_MSG_SIZE = 2 * 1024 * 1024
