@@ -586,12 +586,15 @@ class DeviceClient(metaclass=DeviceMetaclass):
             flag.bind(ioloop)
         self._stopped.clear()
         self._stopping = False
+        # Known now only when started from its own (unmanaged) loop, so that calls made
+        # on the loop before _install() runs count as on the loop thread; otherwise
+        # _install() records it (a stale id could belong to a new thread by now).
+        if not self._ioloop_manager.managed() and asyncio._get_running_loop() is loop:
+            self.ioloop_thread_id = _get_ident()
+        else:
+            self.ioloop_thread_id = None
         if self._ioloop_manager.managed():
             self._ioloop_manager.start()
-        elif asyncio._get_running_loop() is loop:
-            # Started from its own (unmanaged) loop: calls made on the loop before
-            # _install() runs are on the loop thread too.
-            self.ioloop_thread_id = _get_ident()
         ioloop.add_callback(self._install)
         if timeout:
             return self.wait_running(timeout)
@@ -1159,7 +1162,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
         elif self._threadsafe:
             self._call_soon_threadsafe(functools.partial(self._write, data))
         else:
-            self._check_loop_thread()
+            self._check_loop_thread()  # raises: another thread, and not thread safe
 
     def _write(self, data):
         protocol = self._protocol
