@@ -37,6 +37,9 @@ class MyClient(DeviceClient):
 
 
 client = MyClient(device_host, device_port)
+# This thread is not the client's ioloop thread: without thread safety, request() and
+# send_message() from here raise AssertionError (as in katcp 0.9).
+client.enable_thread_safety()
 client.start()
 client.wait_protocol(timeout=5)
 

@@ -156,8 +156,19 @@ class _Flag:
         self._event = threading.Event()
         self._async = AsyncEvent()
 
+    @property
+    def _ioloop(self):
+        """The loop on which waiters made outside any running loop are created."""
+        return self._async._ioloop
+
+    def bind(self, ioloop):
+        """Create future waiters on `ioloop` when no loop is running in the caller."""
+        self._async._ioloop = ioloop
+
     def is_set(self):
         return self._event.is_set()
+
+    isSet = is_set  # katcp 0.9 code and tests use the threading.Event spelling
 
     def set(self):
         self._event.set()
@@ -190,8 +201,9 @@ class _Backoff:
     def reset(self):
         self._attempts = 0
 
-    def next_delay(self):
-        delay = min(self.MAXIMUM, self.INITIAL * 2 ** self._attempts)
+    def next_delay(self, initial=INITIAL):
+        """The next delay: `initial` after a reset, doubling per attempt up to MAXIMUM."""
+        delay = min(self.MAXIMUM, initial * 2 ** self._attempts)
         self._attempts = min(self._attempts + 1, 30)
         # Jitter keeps many clients of a restarted server from reconnecting in lockstep.
         return delay * random.uniform(0.5, 1.0)
@@ -300,6 +312,12 @@ class _ClientProtocol(SharedBufferProtocol):
             )
             self.transport.abort()
 
+    @property
+    def socket(self):
+        """The connected socket (for its addresses), or None once closed."""
+        transport = self.transport
+        return None if transport is None else transport.get_extra_info("socket")
+
     def write(self, data):
         """Send bytes; those sent while a received chunk is handled go in one write."""
         if self._batching:
@@ -343,6 +361,29 @@ class DeviceClient(metaclass=DeviceMetaclass):
     auto_reconnect : bool
         Whether to automatically reconnect if the connection dies.
 
+    Attributes
+    ----------
+    ioloop : :class:`tornado.ioloop.IOLoop`
+        The loop the client runs on (set by :meth:`start` or :meth:`set_ioloop`).
+    protocol_flags : :class:`katcp.core.ProtocolFlags` or None
+        The server's KATCP version and features, once known.
+    versions : dict
+        What the server's version informs said: name -> tuple of strings, e.g.
+        ``versions["katcp-device"] == ("my-api-1.0", "my-build-0.1")``.
+    last_connect_time : float or None
+        When the current (or last) connection was made, in the loop's clock
+        (``ioloop.time()``); None before the first connection.
+    auto_reconnect_delay : float
+        Seconds before the first reconnection attempt; further attempts back off
+        exponentially (with random jitter, at most 5 seconds apart).
+
+    Notes
+    -----
+    Without :meth:`enable_thread_safety` a client belongs to its ioloop's thread:
+    calling :meth:`request`, :meth:`send_message` and the request methods of
+    :class:`AsyncClient` from another thread raises AssertionError, as in katcp 0.9.
+    :class:`CallbackClient` and :class:`BlockingClient` enable thread safety.
+
     """
 
     MAX_MSG_SIZE = 2 * 1024 * 1024
@@ -360,7 +401,9 @@ class DeviceClient(metaclass=DeviceMetaclass):
         self.bind_address_string = address_to_string(self._bindaddr)
         self._tb_limit = tb_limit
         self._logger = logger
-        self.auto_reconnect = auto_reconnect
+        self._auto_reconnect = auto_reconnect
+        self.auto_reconnect_delay = _Backoff.INITIAL
+        self.last_connect_time = None
         self.ioloop: Any = None
         self.ioloop_thread_id = None
         self._loop = None
@@ -382,6 +425,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
         self._received_protocol_info = _Flag()
         self._stopped = _Flag()
         self._stopped.set()
+        self._waiting_to_retry = _Flag()
 
     # -- properties ------------------------------------------------------------------
 
@@ -389,6 +433,28 @@ class DeviceClient(metaclass=DeviceMetaclass):
     def bind_address(self):
         """(host, port) where the client is connecting."""
         return self._bindaddr
+
+    @property
+    def auto_reconnect(self):
+        """Whether the client reconnects when its connection closes.
+
+        Cleared when the server's KATCP version informs contradict each other, since
+        reconnecting would meet the same server again.
+        """
+        return self._auto_reconnect
+
+    @auto_reconnect.setter
+    def auto_reconnect(self, value):
+        self._auto_reconnect = value
+
+    @property
+    def _stream(self):
+        """The current connection (None while disconnected), under its katcp 0.9 name."""
+        return self._protocol
+
+    def _flags(self):
+        return (self._running, self._connected, self._disconnected,
+                self._received_protocol_info, self._stopped, self._waiting_to_retry)
 
     def next(self):
         """Python 2 style iterator protocol shim (the reference API lists it)."""
@@ -480,6 +546,21 @@ class DeviceClient(metaclass=DeviceMetaclass):
             raise KatcpClientError("Client not started")
         loop.call_soon_threadsafe(callback)
 
+    def _check_loop_thread(self):
+        """Refuse a call that would touch the loop's objects from another thread.
+
+        Without :meth:`enable_thread_safety` a client belongs to its ioloop's thread,
+        and katcp 0.9 raised AssertionError for calls from other threads; so does this
+        (also under ``python -O``).
+        """
+        if self._loop is None:
+            raise KatcpClientError("Client not started")
+        if _get_ident() != self.ioloop_thread_id:
+            raise AssertionError(
+                "%s called from a thread other than its ioloop's; call "
+                "enable_thread_safety() before start() to use it from other threads"
+                % type(self).__name__)
+
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self, timeout: Optional[float] = None) -> Optional[bool]:
@@ -500,13 +581,22 @@ class DeviceClient(metaclass=DeviceMetaclass):
         """
         if self._running.is_set() or not self._stopped.is_set():
             raise RuntimeError("Device client already started.")
-        self.ioloop = self._ioloop_manager.get_ioloop()
-        self._loop = self.ioloop.asyncio_loop
+        self.ioloop = ioloop = self._ioloop_manager.get_ioloop()
+        self._loop = loop = ioloop.asyncio_loop
+        for flag in self._flags():
+            flag.bind(ioloop)
         self._stopped.clear()
         self._stopping = False
-        if self._ioloop_manager.managed:
+        # Known now only when started from its own (unmanaged) loop, so that calls made
+        # on the loop before _install() runs count as on the loop thread; otherwise
+        # _install() records it (a stale id could belong to a new thread by now).
+        if not self._ioloop_manager.managed() and asyncio._get_running_loop() is loop:
+            self.ioloop_thread_id = _get_ident()
+        else:
+            self.ioloop_thread_id = None
+        if self._ioloop_manager.managed():
             self._ioloop_manager.start()
-        self.ioloop.add_callback(self._install)
+        ioloop.add_callback(self._install)
         if timeout:
             return self.wait_running(timeout)
         return None
@@ -530,7 +620,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
         """
         if self.ioloop is None:
             return
-        managed = self._ioloop_manager.managed
+        managed = self._ioloop_manager.managed()
         if managed and self._in_loop_thread():
             raise RuntimeError("Cannot stop a client with a managed ioloop from its "
                                "own ioloop thread; call stop() from another thread")
@@ -557,7 +647,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
         Does nothing if the ioloop is not managed. Use until_stopped() instead.
 
         """
-        if self._ioloop_manager.managed:
+        if self._ioloop_manager.managed():
             self._ioloop_manager.join(timeout)
 
     async def _uninstall(self):
@@ -570,7 +660,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
         self._wake()
         if self._connect_future is not None:
             self._connect_future.cancel()
-        self._close_connection()
+        self._disconnect()
 
     def _wake(self):
         wakeup = self._wakeup
@@ -592,11 +682,18 @@ class DeviceClient(metaclass=DeviceMetaclass):
         if self._stopping:
             self._stopped.set()
             return
-        self._running.set()
         backoff = _Backoff()
+        attempt = self._begin_connect()
+        # Running once the first attempt is under way: its first step (the connect()
+        # call) is scheduled before whatever the running flag wakes, so code resumed by
+        # until_running() comes after that attempt, never racing it.
+        self._running.set()
         try:
-            while not self._stopping:
-                protocol = await self._connect()
+            while True:
+                try:
+                    protocol = await attempt
+                finally:
+                    self._connect_future = None
                 if protocol is not None:
                     connected_at = self._loop.time()
                     await protocol.closed
@@ -604,30 +701,44 @@ class DeviceClient(metaclass=DeviceMetaclass):
                     # that drops us at once (e.g. mixed version informs) is not hammered.
                     if self._loop.time() - connected_at >= _Backoff.STABLE_CONNECTION:
                         backoff.reset()
-                if self._stopping or not self.auto_reconnect:
+                if self._stopping or not self._auto_reconnect:
                     break
-                await self._sleep_unless_stopped(backoff.next_delay())
+                self._waiting_to_retry.set()
+                try:
+                    await self._sleep_unless_stopped(
+                        backoff.next_delay(self.auto_reconnect_delay))
+                finally:
+                    self._waiting_to_retry.clear()
+                if self._stopping:
+                    break
+                attempt = self._begin_connect()
         except Exception:
             self._logger.exception("Client main coroutine failed")
         finally:
             self._running.clear()
             self._stopped.set()
 
+    def _begin_connect(self):
+        """Run :meth:`_connect` as a task (which stop() cancels) and return the task."""
+        self._connect_future = asyncio.ensure_future(self._connect())
+        return self._connect_future
+
     async def _connect(self):
+        """One connection attempt: the new connection's protocol, or None."""
         host, port = self._bindaddr
-        self._connect_future = asyncio.ensure_future(
-            self._loop.create_connection(lambda: _ClientProtocol(self), host, port))
         try:
-            _transport, protocol = await self._connect_future
+            _transport, protocol = await self._loop.create_connection(
+                lambda: _ClientProtocol(self), host, port)
         except asyncio.CancelledError:
             if not self._stopping:
                 raise
             return None
         except OSError as exc:
-            self._logger.warning("Failed to connect to %s: %s", self.bind_address_string, exc)
+            # The text, not the exception: a log record kept by a handler would keep
+            # its traceback's frames, and through them this client, alive.
+            self._logger.warning("Failed to connect to %s: %s", self.bind_address_string,
+                                 str(exc))
             return None
-        finally:
-            self._connect_future = None
         if self._stopping:
             protocol.close()
             return None
@@ -637,6 +748,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
         # Called from the protocol before any data is read, so the greeting informs
         # always meet a fresh protocol-detection state.
         self._protocol = protocol
+        self.last_connect_time = self._loop.time()
         if not self._protocol_preset:
             self.protocol_flags = None
             self._server_supports_ids = False
@@ -689,11 +801,11 @@ class DeviceClient(metaclass=DeviceMetaclass):
 
         """
         if _get_ident() == self.ioloop_thread_id:
-            self._close_connection()
+            self._disconnect()
         else:
-            self._call_soon_threadsafe(self._close_connection)
+            self._call_soon_threadsafe(self._disconnect)
 
-    def _close_connection(self):
+    def _disconnect(self):
         if self._protocol is not None:
             self._protocol.close()
 
@@ -892,22 +1004,29 @@ class DeviceClient(metaclass=DeviceMetaclass):
         self._received_protocol_info.set()
 
     def _set_protocol_from_inform(self, protocol_flags, msg):
-        if self._protocol_preset:
-            return
         current = self.protocol_flags
+        if self._protocol_preset:
+            if protocol_flags != current:
+                self._logger.warning(
+                    "Protocol Version Warning: got %r, which does not match the preset "
+                    "protocol flags %s; keeping the preset.", str(msg), current)
+            return
         if current is None:
             self._set_protocol(protocol_flags)
             return
         is_v5 = (current.major or 0) >= VERSION_CONNECT_KATCP_MAJOR
         if is_v5 != ((protocol_flags.major or 0) >= VERSION_CONNECT_KATCP_MAJOR):
+            # As in katcp 0.9, the client gives up on this server: reconnecting would
+            # only meet the same contradiction again.
             self._logger.error(
-                "Protocol version auto-detection failed: got %r from a server already "
-                "detected as KATCP %s. Disconnecting; use preset_protocol_flags() to "
-                "talk to this server.", str(msg), current)
+                "Protocol Version Error: got %r from a server already detected as "
+                "KATCP %s. Disconnecting and not reconnecting; use "
+                "preset_protocol_flags() to talk to this server.", str(msg), current)
+            self._auto_reconnect = False
             self.protocol_flags = None
             self._server_supports_ids = False
             self._received_protocol_info.clear()
-            self.disconnect()
+            self._disconnect()
 
     def convert_seconds(self, time_seconds):
         """Convert a time in seconds to the device timestamp units.
@@ -1023,18 +1142,27 @@ class DeviceClient(metaclass=DeviceMetaclass):
     def send_message(self, msg: Message) -> None:
         """Send any kind of message.
 
-        Safe to call from any thread. Failures are logged, not raised.
+        Call it from the client's ioloop, or from any thread once
+        :meth:`enable_thread_safety` has been called. Failures are logged, not raised.
 
         Parameters
         ----------
         msg : Message object
             The message to send.
 
+        Raises
+        ------
+        AssertionError
+            If called from another thread without thread safety enabled.
+
         """
+        data = bytes(msg) + b"\n"
         if _get_ident() == self.ioloop_thread_id:
-            self._write(bytes(msg) + b"\n")
+            self._write(data)
+        elif self._threadsafe:
+            self._call_soon_threadsafe(functools.partial(self._write, data))
         else:
-            self._call_soon_threadsafe(functools.partial(self._write, bytes(msg) + b"\n"))
+            self._check_loop_thread()  # raises: another thread, and not thread safe
 
     def _write(self, data):
         protocol = self._protocol
@@ -1158,6 +1286,10 @@ def _decode(arg):
     return arg.decode("utf-8", errors="replace") if isinstance(arg, bytes) else str(arg)
 
 
+_SEND_REQUEST = DeviceClient.send_request
+_SEND_MESSAGE = DeviceClient.send_message
+
+
 class _PendingRequest:
     """A request in flight, delivering its informs and reply to user callbacks."""
 
@@ -1184,7 +1316,7 @@ class _PendingRequest:
 
     def on_reply(self, client, msg):
         if self.reply_cb is None:
-            return None
+            return DeviceClient.handle_reply(client, msg)
         try:
             if self.user_data is None:
                 self.reply_cb(msg)
@@ -1231,7 +1363,7 @@ class _RequestTimeouts:
     ----------
     loop : asyncio event loop
     expire : callable
-        ``expire(msg_id, pending, start_time)`` for each request that timed out.
+        ``expire(msg_id, start_time)`` for each request that timed out.
     waiting : dict
         Requests in flight by id; the owner changes it in place, never replaces it.
 
@@ -1286,7 +1418,7 @@ class _RequestTimeouts:
         while heap and heap[0][0] <= now:
             entry = heapq.heappop(heap)
             if self._live(entry):
-                self._expire(entry[2], entry[3], entry[4])
+                self._expire(entry[2], entry[4])
         if heap:
             self._arm(heap[0][0])
 
@@ -1333,10 +1465,6 @@ class AsyncClient(DeviceClient):
         # request name -> ids in the order sent, to match mid-less replies and informs.
         self._async_id_stack: Dict[str, Any] = collections.defaultdict(collections.deque)
         self._timeouts = None
-        # Requests bypass send_request()/send_message() unless a subclass overrides them.
-        cls = type(self)
-        self._direct_send = (cls.send_request is DeviceClient.send_request
-                             and cls.send_message is DeviceClient.send_message)
 
     # -- bookkeeping -----------------------------------------------------------------
 
@@ -1392,9 +1520,11 @@ class AsyncClient(DeviceClient):
         if msg_id in queue:
             raise RuntimeError("Message id %r already in use by a request in flight"
                                % (msg_id,))
-        if self._direct_send:
-            # Sent before the bookkeeping, which then overlaps the server's work: the
-            # reply can only be read on a later loop iteration.
+        if (getattr(self.send_request, "__func__", None) is _SEND_REQUEST
+                and getattr(self.send_message, "__func__", None) is _SEND_MESSAGE):
+            # Neither is overridden (by a subclass or on the instance): sent before
+            # the bookkeeping, which then overlaps the server's work; the reply can
+            # only be read on a later loop iteration.
             protocol.write(msg.__bytes__() + b"\n")
             self._register_request(msg_id, msg.name, pending, timeout)
             return
@@ -1403,7 +1533,7 @@ class AsyncClient(DeviceClient):
             self.send_request(msg)
         except KatcpClientError as exc:
             self._async_queue.pop(msg_id, None)
-            pending.on_reply(self, Message.request(msg.name, "fail", str(exc), mid=msg_id))
+            pending.on_reply(self, Message.request(msg.name, "fail", str(exc), mid=mid))
 
     def _register_request(self, msg_id, name, pending, timeout):
         queue = self._async_queue
@@ -1415,8 +1545,10 @@ class AsyncClient(DeviceClient):
         if timeout is not None:
             self._timeouts.add(msg_id, pending, timeout)
 
-    def _handle_timeout(self, msg_id, pending, start_time):
-        self._async_queue.pop(msg_id, None)
+    def _handle_timeout(self, msg_id, start_time):
+        pending = self._async_queue.pop(msg_id, None)
+        if pending is None:  # answered meanwhile
+            return
         msg = pending.msg
         reason = "Request %s timed out after %f seconds." % (
             msg.name, self._loop.time() - start_time)
@@ -1466,11 +1598,18 @@ class AsyncClient(DeviceClient):
         informs : list of Message objects
             A list of the inform messages received.
 
+        Called from another thread with thread safety enabled, it blocks and returns
+        (reply, informs) instead.
+
+        Raises
+        ------
+        AssertionError
+            If called from another thread without thread safety enabled.
+
         """
+        self._check_loop_thread()
         if timeout is None:
             timeout = self._request_timeout
-        if self._loop is None:
-            raise KatcpClientError("Client not started")
         future = self._loop.create_future()
         try:
             self._start_request(msg, _FutureRequest(msg, future), timeout, use_mid)
@@ -1502,7 +1641,18 @@ class AsyncClient(DeviceClient):
             Whether to use message IDs. Default is to use message IDs if the server
             supports them.
 
+        Raises
+        ------
+        AssertionError
+            If called from another thread without thread safety enabled.
+
+        Notes
+        -----
+        Without a `reply_cb` the reply goes to the client's reply handlers
+        (:meth:`handle_reply`), as informs do without an `inform_cb`.
+
         """
+        self._check_loop_thread()
         if timeout is None:
             timeout = self._request_timeout
         pending = _PendingRequest(msg, reply_cb, inform_cb, user_data)

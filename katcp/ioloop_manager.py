@@ -59,26 +59,35 @@ class IOLoopManager:
     Parameters
     ----------
     managed_default : bool, optional
-        Whether :meth:`get_ioloop` creates a managed loop (run in a new thread by
-        :meth:`start`) if :meth:`set_ioloop` is never called. Otherwise the
-        current loop of the calling thread is used and never started or stopped here.
+        Whether the loop is managed unless :meth:`set_ioloop` says otherwise: a managed
+        loop is created by :meth:`get_ioloop` and run by :meth:`start` in a new (daemon)
+        thread of its own. Otherwise the current loop of the calling thread is used and
+        never started or stopped here. The default, as in katcp 0.9, gives the classic
+        ``iom = IOLoopManager(); ioloop = iom.get_ioloop(); iom.start()`` recipe a loop
+        that runs in the background.
     logger : :class:`logging.Logger`, optional
         Logger for errors raised by stop callbacks.
 
     """
 
-    def __init__(self, managed_default=False, logger=log):
+    def __init__(self, managed_default=True, logger=log):
         self._logger = logger
         self._ioloop = None
+        self._managed_default = managed_default
         self._ioloop_managed = managed_default
         self._ioloop_thread = None
         self._daemonic = True
         self._running = threading.Event()
         self._stop_tasks = set()  # strong references while stop callbacks run
 
-    @property
     def managed(self):
-        """Whether the loop is (or will be) run by this manager in its own thread."""
+        """Whether the loop is (or will be) run by this manager in its own thread.
+
+        Returns
+        -------
+        managed : bool
+
+        """
         return self._ioloop_managed
 
     def setDaemon(self, daemonic):
@@ -111,7 +120,7 @@ class IOLoopManager:
                 self._ioloop = tornado.ioloop.IOLoop.current()
         return self._ioloop
 
-    def set_ioloop(self, ioloop=None, managed=True):
+    def set_ioloop(self, ioloop=None, managed=None):
         """Set the loop to use, and whether this manager runs it.
 
         Parameters
@@ -120,13 +129,14 @@ class IOLoopManager:
             The loop; None means create a new loop (managed) or use the current loop.
         managed : bool, optional
             True to run the loop in a new thread on :meth:`start` and stop it on
-            :meth:`stop`; False if the caller runs the loop.
+            :meth:`stop`; False if the caller runs the loop. None (the default) means
+            the `managed_default` given to the constructor.
 
         """
         if self._running.is_set():
             raise RuntimeError("Cannot set the ioloop once started")
         self._ioloop = ioloop
-        self._ioloop_managed = managed
+        self._ioloop_managed = self._managed_default if managed is None else managed
 
     def start(self, timeout=None):
         """Start the managed loop thread (if managed) and note when the loop runs.
@@ -156,8 +166,25 @@ class IOLoopManager:
             self._ioloop_thread.start()
         ioloop.add_callback(self._running.set)
         if timeout:
-            return self._running.wait(timeout)
+            return self.wait_running(timeout)
         return None
+
+    def wait_running(self, timeout=None):
+        """Wait until the loop runs (after :meth:`start`).
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait; None waits forever. Do not wait from the thread of an
+            unmanaged loop that is not yet running: it cannot start while blocked.
+
+        Returns
+        -------
+        running : bool
+            Whether the loop is running.
+
+        """
+        return self._running.wait(timeout)
 
     def _run_managed_ioloop(self, ioloop):
         try:
@@ -395,8 +422,12 @@ class ThreadSafeMethodAttrWrapper(ObjectWrapper):
         val = getattr(self.__subject__, attr)
         if callable(val):
             return self._ioloop_wrapper.decorate_callable(val)
-        return self._getattr(attr)
+        return val
 
     def _getattr(self, attr):
-        """Return a plain (non-callable) attribute of the subject; override to wrap it."""
-        return getattr(self.__subject__, attr)
+        """Read attribute `attr` of the subject on its ioloop, blocking for the value.
+
+        Plain attributes are read in the calling thread; a subclass uses this for a
+        property whose getter must run on the loop.
+        """
+        return self._ioloop_wrapper.call_in_ioloop(getattr, (self.__subject__, attr), {})

@@ -905,7 +905,7 @@ class KATCPServer:
         is closed, meaning a new server can be started on the same port.
 
         """
-        if self._ioloop_manager.managed:
+        if self._ioloop_manager.managed():
             self._ioloop_manager.join(timeout)
         else:
             self._stopped.wait(timeout)

@@ -609,6 +609,8 @@ class DeviceTestServer(server.DeviceServer):
         super().__init__(*args, **kwargs)
         self.__msgs = []
         self.__msg_waiters = []
+        # until_messages() may be called from a test thread while messages arrive.
+        self.__msg_lock = threading.Lock()
         self.restart_queue = queue.Queue()
         self.set_restart_queue(self.restart_queue)
         self._cancel_slow_command = threading.Event()
@@ -701,12 +703,14 @@ class DeviceTestServer(server.DeviceServer):
         return ("fail", Exception("An exception occurred!"))
 
     def handle_message(self, req, msg):
-        self.__msgs.append(msg)
-        for waiter in list(self.__msg_waiters):
-            count, future = waiter
-            if len(self.__msgs) >= count:
+        with self.__msg_lock:
+            self.__msgs.append(msg)
+            ready = [w for w in self.__msg_waiters if len(self.__msgs) >= w[0]]
+            for waiter in ready:
                 self.__msg_waiters.remove(waiter)
-                self.ioloop.add_callback(_resolve_once, future, None)
+            received = list(self.__msgs) if ready else None
+        for _count, future in ready:
+            future.set_result(received)
         return super().handle_message(req, msg)
 
     @steal_docstring_from(server.DeviceServer.request_help)
@@ -722,12 +726,19 @@ class DeviceTestServer(server.DeviceServer):
         return self.__msgs
 
     def until_messages(self, cnt):
-        """Return a future that resolves once ``cnt`` messages have been received."""
-        future = Future()
-        if len(self.__msgs) >= cnt:
-            future.set_result(None)
-        else:
-            self.__msg_waiters.append((cnt, future))
+        """Return a future that resolves once ``cnt`` messages have been received.
+
+        It resolves to the list of messages received so far. It is a thread-safe
+        :class:`concurrent.futures.Future`, as in katcp 0.9: test threads block on
+        ``result(timeout)`` and coroutines on the loop can yield it.
+        """
+        future = concurrent.futures.Future()
+        with self.__msg_lock:
+            if len(self.__msgs) < cnt:
+                self.__msg_waiters.append((cnt, future))
+                return future
+            received = list(self.__msgs)
+        future.set_result(received)
         return future
 
     def stop(self, *args, **kwargs):

@@ -199,7 +199,7 @@ def make_client():
 
     yield make
     for client in clients:
-        if client.ioloop is not None and client._ioloop_manager.managed:
+        if client.ioloop is not None and client._ioloop_manager.managed():
             client.stop(timeout=WAIT)
             client.join(timeout=WAIT)
 
@@ -718,6 +718,7 @@ class RecordingClient(DeviceClient):
 
 def test_device_client_dispatches_to_handlers(server, make_client):
     client = make_client(RecordingClient, server.port)
+    client.enable_thread_safety()  # requests come from this (test) thread
     client.start()
     assert client.wait_protocol(WAIT)
     assert client.request(Message.request("echo", "a")) == b"1"
@@ -888,6 +889,7 @@ def test_tutorial_own_client(server, capsys):
             print("Unhandled inform", msg.name)
 
     client = MyClient("127.0.0.1", server.port)
+    client.enable_thread_safety()  # as katcp 0.9, requests from this thread need it
     client.start()
     client.wait_protocol(WAIT)
     client.request(Message.request("help"))
@@ -982,6 +984,7 @@ def test_coroutine_handlers_run_on_the_loop(server, make_client):
             seen.put(("tornado", msg.arguments[-1]))
 
     client = make_client(Client, server.port)
+    client.enable_thread_safety()
     client.start()
     assert client.wait_protocol(WAIT)
     server.send(b"#log info 0 x from-server")
