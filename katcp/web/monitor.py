@@ -57,7 +57,7 @@ def _text(arg):
 
 def message_dict(msg):
     """A reply or inform as the page shows it: name, type symbol and unescaped arguments."""
-    return {"name": msg.name, "mtype": msg.TYPE_SYMBOLS[msg.mtype],
+    return {"name": msg.name, "mtype": _text(msg.TYPE_SYMBOLS[msg.mtype]),
             "arguments": [_text(arg) for arg in msg.arguments]}
 
 
