@@ -24,7 +24,8 @@ from tornado.concurrent import Future, chain_future
 from tornado.platform.asyncio import AsyncIOLoop
 
 from katcp import client, server
-from katcp.core import AsyncReply, FailReply, Message, Sensor, steal_docstring_from
+from katcp.core import (AsyncEvent, AsyncReply, FailReply, Message, Sensor,
+                        steal_docstring_from)
 from katcp.kattypes import (Bool, Float, Int, Str, concurrent_reply, request,
                             request_timeout_hint, return_reply)
 from katcp.object_proxies import ObjectWrapper
@@ -571,6 +572,13 @@ class DeviceTestServer(server.DeviceServer):
         self.set_restart_queue(self.restart_queue)
         self._cancel_slow_command = threading.Event()
         self.slow_waiting = False
+        # Clear to hold back the #version-connect informs (and anything else a new
+        # connection gets) until it is set again, on the server's ioloop.
+        self.proceed_on_client_connect = AsyncEvent()
+        self.proceed_on_client_connect.set()
+        # Set to an error text to make ?help / ?sensor-list fail with it.
+        self.break_help = False
+        self.break_sensor_list = False
 
     @property
     def request_names(self):
@@ -582,6 +590,7 @@ class DeviceTestServer(server.DeviceServer):
 
     @tornado.gen.coroutine
     def on_client_connect(self, client_conn):
+        yield self.proceed_on_client_connect.until_set()
         yield super().on_client_connect(client_conn)
 
     def setup_sensors(self):
@@ -645,10 +654,14 @@ class DeviceTestServer(server.DeviceServer):
 
     @steal_docstring_from(server.DeviceServer.request_help)
     def request_help(self, req, msg):
+        if self.break_help:
+            raise FailReply(self.break_help)
         return super().request_help(req, msg)
 
     @steal_docstring_from(server.DeviceServer.request_sensor_list)
     def request_sensor_list(self, req, msg):
+        if self.break_sensor_list:
+            raise FailReply(self.break_sensor_list)
         return super().request_sensor_list(req, msg)
 
     @property
