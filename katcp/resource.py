@@ -829,7 +829,9 @@ class KATCPSensor:
             params, collections.abc.Iterable
         ):
             params = (params,)
-        return self.set_sampling_strategy(_words((strategy,) + tuple(params)))
+        # As in 0.9 the manager gets one space-separated string, e.g. 'period 0.5'.
+        words = _words((strategy,) + tuple(params))
+        return self.set_sampling_strategy(" ".join(str(word) for word in words))
 
     @tornado.gen.coroutine
     def set_sampling_strategy(self, strategy):

@@ -763,13 +763,15 @@ class SensorComparisonMixin:
         """Test that a Sensor object (actual) matches a description (desired).
 
         ``desired_description`` is a dict of attribute name to value; ``value`` and
-        ``status`` compare against the sensor's current reading.
+        ``status`` compare against the sensor's current reading, and ``type`` is a
+        type constant such as ``Sensor.INTEGER`` (or a KATCP type name).
         """
         for attr, desired in desired_description.items():
             if attr in ("value", "status", "timestamp"):
                 actual = getattr(actual_sensor.read(), attr)
             elif attr == "type":
-                actual = actual_sensor.stype
+                actual = (actual_sensor.stype if isinstance(desired, str)
+                          else actual_sensor._sensor_type)
             else:
                 actual = getattr(actual_sensor, attr)
             self.assertEqual(actual, desired,
