@@ -166,7 +166,7 @@ class TestSmallHelpers(unittest.TestCase):
 
     def test_sensor_transition_waiter(self):
         sensor = Sensor.integer("counter", default=0)
-        waiter = testutils.SensorTransitionWaiter(sensor, [1, 2, 3])
+        waiter = testutils.SensorTransitionWaiter(sensor, [0, 1, 2, 3])
         thread = threading.Thread(target=lambda: [sensor.set_value(v) for v in (1, 2, 3)])
         thread.start()
         self.assertTrue(waiter.wait(5))
