@@ -883,7 +883,9 @@ class KATCPClientResource(resource.KATCPResource):
         sensor_obj.register_listener(listener, reading=True)
         return {sensor_name: listener}
 
-    def _dummy_request(self, name):
+    def _dummy_request(self, identifier):
+        # The KATCP name an identifier stands for, as escape_name() would map it back.
+        name = identifier.replace("_", "-")
         return resource.KATCPDummyRequest(
             dict(name=name, description="Dummy request (the device has no %r)." % name,
                  timeout_hint=None),

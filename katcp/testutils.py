@@ -24,8 +24,8 @@ from tornado.concurrent import Future, chain_future
 from tornado.platform.asyncio import AsyncIOLoop
 
 from katcp import client, server
-from katcp.core import (AsyncEvent, AsyncReply, FailReply, Message, Sensor,
-                        steal_docstring_from)
+from katcp.core import (AsyncEvent, AsyncReply, FailReply, Message, ProtocolFlags,
+                        Sensor, steal_docstring_from)
 from katcp.kattypes import (Bool, Float, Int, Str, concurrent_reply, request,
                             request_timeout_hint, return_reply)
 from katcp.object_proxies import ObjectWrapper
@@ -724,6 +724,11 @@ class AsyncDeviceTestServer(DeviceTestServer):
 
 class DeviceTestServerWithTimeoutHints(DeviceTestServer):
     """DeviceTestServer whose ?request-timeout-hint reports configurable hints."""
+
+    # Timeout hints are a KATCP v5.1 feature, announced with the T flag.
+    PROTOCOL_INFO = ProtocolFlags(5, 1, {ProtocolFlags.MULTI_CLIENT,
+                                         ProtocolFlags.MESSAGE_IDS,
+                                         ProtocolFlags.REQUEST_TIMEOUT_HINTS})
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
