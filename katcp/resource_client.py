@@ -12,6 +12,7 @@ threads, e.g. in IPython.
 import collections
 import collections.abc
 import functools
+import inspect
 import logging
 import math
 import re
@@ -1259,7 +1260,10 @@ class KATCPClientResourceContainer(resource.KATCPResource):
             sensor_obj = found.object
             child = self._children[escape_name(sensor_obj.parent_name)]
             try:
-                yield child.set_sensor_listener(sensor_obj.normalised_name, listener)
+                # What it returns is not needed; only a failure counts.
+                done = child.set_sensor_listener(sensor_obj.normalised_name, listener)
+                if tornado.gen.is_future(done) or inspect.isawaitable(done):
+                    yield done
                 outcome = listener
             except Exception:
                 self._logger.exception(

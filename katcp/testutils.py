@@ -875,12 +875,12 @@ def counting_callback(event=None, number_of_calls=1):
 def suppress_queue_repeats(suppressed_queue, initial_value, read_time=None):
     """Generator that reads a Queue and suppresses runs of repeated values.
 
-    Yields each value that differs from the previous one, starting from
-    ``initial_value``; stops when nothing arrives within ``read_time`` seconds
-    (None: wait forever).
+    The queue is consumed, and a value yielded whenever it differs from the previous
+    one, the first being compared with ``initial_value`` (which is not yielded: it is
+    what the caller already has). Stops after reading for ``read_time`` seconds
+    (None: reads forever).
     """
     previous = initial_value
-    yield initial_value
     deadline = None if read_time is None else time.monotonic() + read_time
     while True:
         timeout = None if deadline is None else deadline - time.monotonic()
@@ -1160,17 +1160,24 @@ class WaitingMock(mock.Mock):
             fewer calls when the time is up (calls counted but not recorded).
         """
         deadline = time.monotonic() + timeout
+        if not self._wait_until(lambda: self.call_count >= count, deadline):
+            raise AssertionError("Waited %s s for %d calls, got %d"
+                                 % (timeout, count, self.call_count))
+        if not self._wait_until(lambda: len(self.call_args_list) >= count, deadline):
+            raise RuntimeError(
+                "Mock call_count is %d but call_args_list has only %d calls after "
+                "%s s" % (self.call_count, len(self.call_args_list), timeout))
+
+    def _wait_until(self, predicate, deadline):
+        # Woken by each call; also re-checks now and then, for counts that tests
+        # (or the mock internals, between counting and recording) change directly.
         with self._condition:
-            if not self._condition.wait_for(lambda: self.call_count >= count, timeout):
-                raise AssertionError("Waited %s s for %d calls, got %d"
-                                     % (timeout, count, self.call_count))
-            recorded = self._condition.wait_for(
-                lambda: len(self.call_args_list) >= count,
-                max(0.0, deadline - time.monotonic()))
-            if not recorded:
-                raise RuntimeError(
-                    "Mock call_count is %d but call_args_list has only %d calls after "
-                    "%s s" % (self.call_count, len(self.call_args_list), timeout))
+            while not predicate():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._condition.wait(min(remaining, 0.05))
+        return True
 
 
 class AsyncWaitingMock(mock.Mock):

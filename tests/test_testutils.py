@@ -141,8 +141,8 @@ class TestSmallHelpers(unittest.TestCase):
         q = queue.Queue()
         for value in [1, 1, 2, 2, 2, 3, 1]:
             q.put(value)
-        self.assertEqual(list(testutils.suppress_queue_repeats(q, 0, read_time=0.2)),
-                         [0, 1, 2, 3, 1])
+        self.assertEqual(list(testutils.suppress_queue_repeats(q, 1, read_time=0.2)),
+                         [2, 3, 1])
 
     def test_waiting_mock(self):
         mock = testutils.WaitingMock()
