@@ -590,7 +590,10 @@ class DeviceTestServer(server.DeviceServer):
 
     @tornado.gen.coroutine
     def on_client_connect(self, client_conn):
-        yield self.proceed_on_client_connect.until_set()
+        # Only a held-back connection waits: otherwise the informs go out at once,
+        # even when a test calls this directly, off the loop.
+        if not self.proceed_on_client_connect.is_set():
+            yield self.proceed_on_client_connect.until_set()
         yield super().on_client_connect(client_conn)
 
     def setup_sensors(self):

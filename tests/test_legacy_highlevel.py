@@ -657,6 +657,23 @@ class TestStartThreadWithCleanup(LoopTestCase):
         assert reply.reply_ok()
 
 
+class TestDeviceTestServerGreeting(tornado.testing.AsyncTestCase):
+
+    def test_greets_at_once_unless_held_back(self):
+        # Called directly, with the loop not running, as 0.9 server tests do.
+        device = testutils.DeviceTestServer("127.0.0.1", 0)
+        connection = mock.Mock()
+        device.on_client_connect(connection)
+        informs = [str(call.args[0]) for call in connection.inform.call_args_list]
+        assert [inform.split()[:2] for inform in informs] == [
+            ["#version-connect", "katcp-protocol"], ["#version-connect", "katcp-library"],
+            ["#version-connect", "katcp-device"]]
+        device.proceed_on_client_connect.clear()
+        held_back = mock.Mock()
+        device.on_client_connect(held_back)
+        assert held_back.inform.call_count == 0
+
+
 class TestSensorTransitionWaiter:
 
     def test_the_first_element_must_match_the_current_value(self):
