@@ -1026,7 +1026,7 @@ class SensorTransitionWaiter:
         self._torn_down = True
         unregister = getattr(self.sensor, "unregister_listener", None)
         if unregister is not None:
-            unregister(self._listener, reading=True)
+            unregister(self._listener)
             if self._original_strategy is not None:
                 self.sensor.set_sampling_strategy(self._original_strategy)
         else:

@@ -726,6 +726,32 @@ class TestSensorTransitionWaiter:
         assert not testutils.wait_sensor(sensor, 8, timeout=0.01)
 
 
+def test_transition_waiter_on_a_resource_sensor_over_sockets(loop_manager):
+    ioloop = loop_manager.get_ioloop()
+    device = testutils.DeviceTestServer("127.0.0.1", 0)
+    device.start(timeout=WAIT)
+    res = KATCPClientResource(dict(name="dev", address=device.bind_address))
+    res.set_ioloop(ioloop)
+    wrapper = ThreadSafeKATCPClientResourceWrapper(res, IOLoopThreadWrapper(ioloop))
+    wrapper.start()
+    try:
+        wrapper.until_synced(timeout=WAIT)
+        an_int = wrapper.sensor.an_int
+        an_int.get_value()
+        waiter = testutils.SensorTransitionWaiter(an_int, [3, lambda value: value > 3])
+        # Sampled with 'auto' while watched, so that changes arrive.
+        assert an_int.sampling_strategy == ("auto",)
+        # (The device may coalesce quick changes: one is enough here.)
+        device.get_sensor("an.int").set_value(4)
+        assert waiter.wait(WAIT)
+        waiter.teardown()
+        assert an_int.sampling_strategy == ("none",)
+    finally:
+        wrapper.stop()
+        device.stop()
+        device.join(WAIT)
+
+
 class TestWaitingMock:
 
     def test_count_never_reached_is_an_assertion_error(self):
