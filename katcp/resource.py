@@ -3,6 +3,7 @@
 import abc
 import collections
 import collections.abc
+import inspect
 import logging
 import sys
 import time
@@ -848,7 +849,9 @@ class KATCPSensor:
         -------
         done : tornado Future that resolves when done or raises KATCPSensorError
         """
-        result = yield self._manager.set_sampling_strategy(self.name, strategy)
+        result = self._manager.set_sampling_strategy(self.name, strategy)
+        if tornado.gen.is_future(result) or inspect.isawaitable(result):
+            result = yield result
         # Managers report (success, info); a failure becomes the documented error.
         if isinstance(result, tuple) and len(result) == 2 and result[0] is False:
             info = result[1]

@@ -278,6 +278,9 @@ class TestSetStrategy(tornado.testing.AsyncTestCase):
             mock.call("a.float", "event-rate 1.5 3"),
             mock.call("a.float", "differential-rate 0.5 1 2"),
         ]
+        # A manager answering at once (not with a future) is fine too.
+        manager.set_sampling_strategy = mock.Mock(return_value=(True, ("event",)))
+        assert await sensor.set_strategy("event") == (True, ("event",))
 
 
 # -- fake clients ------------------------------------------------------------------------
