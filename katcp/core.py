@@ -1834,7 +1834,8 @@ def until_later(delay, ioloop=None):
 def until_any(*futures, **kwargs):
     """Return a future that resolves when any of the passed futures resolves.
 
-    Resolves with the result (or exception) of the first future to finish.
+    Resolves with the result (or exception) of the first future to finish; if one
+    is already done, the returned future is resolved (with the first such) already.
 
     Parameters
     ----------
@@ -1861,8 +1862,14 @@ def until_any(*futures, **kwargs):
         else:
             any_future.set_result(done_future.result())
 
+    futures = [tornado.gen.convert_yielded(future) for future in futures]
     for future in futures:
-        tornado.gen.convert_yielded(future).add_done_callback(handle_done)
+        if future.done():
+            # Already decided: resolved on return, not on a later loop turn.
+            handle_done(future)
+            return any_future
+    for future in futures:
+        future.add_done_callback(handle_done)
     if timeout:
         return tornado.gen.with_timeout(timedelta(seconds=timeout), any_future)
     return any_future

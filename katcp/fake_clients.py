@@ -27,6 +27,7 @@ from katcp.client import _ClientProtocol
 from katcp.core import (AsyncReply, FailReply, KatcpSyntaxError, Message, MessageParser,
                         ProtocolFlags, Sensor, convert_method_name)
 from katcp.kattypes import Int, return_reply
+from katcp.resource import escape_name
 from katcp.sampling import SampleStrategy, format_inform_v5
 
 FAKE_PROTOCOL = ProtocolFlags(5, 0, [ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS])
@@ -88,6 +89,10 @@ def _reply_from(msg, exc):
     return Message.reply_to_request(msg, "fail", "%s: %s" % (type(exc).__name__, exc))
 
 
+def _text(value):
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
 def _sensor_type(type_spec):
     if isinstance(type_spec, int):
         return type_spec
@@ -104,9 +109,14 @@ class _FakeDevice:
         self.sensors = {}
         self._strategies = {}  # conn_id -> {sensor name: strategy}
         self._connection_ids = itertools.count(1)
+        # The interface ?help lists, as in 0.9: these two and the test's handlers.
         self._standard = {
             "help": self._request_help,
             "sensor-list": self._request_sensor_list,
+        }
+        # Answered too (the clients' sampling, polling and liveness checks use them)
+        # but not listed, so the fake's interface stays what 0.9 code expects.
+        self._unlisted = {
             "sensor-value": self._request_sensor_value,
             "sensor-sampling": self._request_sensor_sampling,
             "watchdog": lambda req, msg: req.make_reply("ok"),
@@ -117,8 +127,13 @@ class _FakeDevice:
     def add_sensors(self, sensor_infos):
         for name, info in sensor_infos.items():
             description, units, type_spec = info[:3]
-            self.sensors[name] = Sensor(_sensor_type(type_spec), name, description, units,
-                                        list(info[3:]) or None)
+            sensor_type = _sensor_type(type_spec)
+            # Params may be Python values or KATCP-formatted ones (b'-123.4'), as
+            # anything that would go into a #sensor-list inform.
+            params = Sensor.parse_params(
+                sensor_type, [Message.format_argument(param) for param in info[3:]])
+            self.sensors[name] = Sensor(sensor_type, name, _text(description),
+                                        _text(units), params or None)
         self.interface_changed()
 
     def add_request_handlers(self, handlers):
@@ -151,7 +166,8 @@ class _FakeDevice:
     def handle_request(self, client_conn, msg):
         """Answer one request; the reply goes back through ``client_conn``."""
         req = FakeClientRequestConnection(client_conn, msg)
-        handler = self.request_handlers.get(msg.name) or self._standard.get(msg.name)
+        handler = (self.request_handlers.get(msg.name) or self._standard.get(msg.name)
+                   or self._unlisted.get(msg.name))
         if handler is None:
             req.reply_with_message(Message.reply_to_request(msg, "invalid",
                                                             "Unknown request."))
@@ -509,19 +525,27 @@ class FakeKATCPClientResourceContainerManager:
 
     @property
     def child_managers(self):
+        """Managers of the children's fake devices, keyed as the container's children
+        (by escaped resource name)."""
         return self._fkrc._fake_child_managers
 
+    def _manager(self, child_name):
+        return self.child_managers[escape_name(child_name)]
+
     def add_sensors(self, child_name, sensor_infos):
-        """Add fake sensors to the device of child ``child_name``."""
-        self.child_managers[child_name].add_sensors(sensor_infos)
+        """Add fake sensors to the device of child ``child_name``.
+
+        ``child_name`` may be the resource name or its escaped form.
+        """
+        self._manager(child_name).add_sensors(sensor_infos)
 
     def add_request_handlers_object(self, child_name, rh_obj):
         """Add fake request handlers from an object with request_* method(s)."""
-        self.child_managers[child_name].add_request_handlers_object(rh_obj)
+        self._manager(child_name).add_request_handlers_object(rh_obj)
 
     def add_request_handlers_dict(self, child_name, rh_dict):
         """Add fake request handlers from a dict keyed by request name."""
-        self.child_managers[child_name].add_request_handlers_dict(rh_dict)
+        self._manager(child_name).add_request_handlers_dict(rh_dict)
 
 
 def fake_KATCP_client_resource_container_factory(KATCPClientResourceContainerClass,
@@ -553,7 +577,7 @@ def fake_KATCP_client_resource_container_factory(KATCPClientResourceContainerCla
 
         child, manager = fake_KATCP_client_resource_factory(
             KATCPClientResource, fake_options, res_spec, parent=parent, logger=logger)
-        child_managers[res_spec["name"]] = manager
+        child_managers[escape_name(res_spec["name"])] = manager
         return child
 
     fake_class = type("Fake" + KATCPClientResourceContainerClass.__name__,

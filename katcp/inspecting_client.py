@@ -10,7 +10,9 @@ coroutine per client drives this and reports each step through an
 The client is not thread-safe: use it only from its ioloop.
 """
 
+import asyncio
 import collections
+import inspect
 import logging
 import random
 
@@ -78,7 +80,8 @@ class ExponentialRandomBackoff:
     randomicity : float
         Fraction (0 to 1) of each delay that is random: a delay with nominal value
         `d` lies in [(1 - randomicity) * d, d], so that many clients retrying the
-        same server spread out.
+        same server spread out. The nominal delay starts at `delay_initial` and is
+        multiplied by `exp_fac` on each failure, up to `delay_max`.
     """
 
     def __init__(self, delay_initial=1.0, delay_max=90.0, exp_fac=3.0, randomicity=0.95):
@@ -92,19 +95,24 @@ class ExponentialRandomBackoff:
         """Python 2 style iterator protocol shim (the reference API lists it)."""
         raise TypeError("%s is not an iterator" % type(self).__name__)
 
+    def _randomise(self):
+        # One random draw scales the whole nominal delay, so that a fixed draw
+        # gives delays that grow by exactly exp_fac.
+        randomicity = self.randomicity
+        self.delay = self._nominal * (1.0 - randomicity + randomicity * random.random())
+
     def failed(self):
         """Call whenever an action has failed, grows delay exponentially.
 
         After calling failed(), the delay property contains the next delay.
         """
-        nominal = self._nominal
-        self._nominal = min(nominal * self.exp_fac, self.delay_max)
-        self.delay = nominal * (1.0 - self.randomicity * random.random())
+        self._nominal = min(self._nominal * self.exp_fac, self.delay_max)
+        self._randomise()
 
     def success(self):
         """Call whenever an action has succeeded, resets delay to minimum."""
         self._nominal = self.delay_initial
-        self.delay = self.delay_initial
+        self._randomise()
 
 
 class _InformHookDeviceClient(AsyncClient):
@@ -247,18 +255,25 @@ class InspectingClientAsync:
 
     resync_delay = None
     """Set to an ExponentialRandomBackoff instance in _state_loop (unless set before
-    start(), which lets tests use short delays)."""
+    start())."""
+
+    initial_resync_timeout = 1.0
+    """Seconds before the first retry of a failed inspection (the default
+    :attr:`resync_delay`'s initial delay); set before start()."""
+
+    max_resync_timeout = 90.0
+    """Upper bound of the delay between retries of a failed inspection (the default
+    :attr:`resync_delay`'s maximum); set before start()."""
 
     def __init__(self, host, port, ioloop=None, initial_inspection=None,
                  auto_reconnect=True, logger=ic_logger):
         self._logger = logger
         self.initial_inspection = initial_inspection is not False
-        # name -> RequestType / sensor info tuple, exactly as last read from the device.
+        # name -> dict of what the device last said about the request / sensor. An
+        # entry also holds the object made from it by the factory (key 'obj'), so a
+        # changed entry, being replaced, drops its stale object.
         self._requests_index = {}
         self._sensors_index = {}
-        # Objects made by the factories, dropped whenever their index entry changes.
-        self._request_objects = {}
-        self._sensor_objects = {}
         self._update_on_lookup = True
         self._state = _DISCONNECTED
         self._state_waiters = []
@@ -444,7 +459,7 @@ class InspectingClientAsync:
             self.stop()
             raise
         if self._running:
-            self._state_loop_future = tornado.gen.convert_yielded(self._state_loop())
+            self._start_state_loop()
 
     def start(self, timeout=None):
         """Note: always call stop() and wait until_stopped() when you are done with
@@ -509,6 +524,13 @@ class InspectingClientAsync:
             self._wakeup = self.ioloop.asyncio_loop.create_future()
         return self._wakeup
 
+    def _start_state_loop(self):
+        # _state_loop may be replaced (e.g. by a test that drives inspection by
+        # hand); run whatever awaitable it returns, if any.
+        running = self._state_loop()
+        if inspect.isawaitable(running) or tornado.gen.is_future(running):
+            self._state_loop_future = tornado.gen.convert_yielded(running)
+
     def _cb_connection_state(self, connected):
         if connected:
             # A new connection needs a full resync even if the state loop never
@@ -518,7 +540,9 @@ class InspectingClientAsync:
 
     async def _state_loop(self):
         if self.resync_delay is None:
-            self.resync_delay = ExponentialRandomBackoff()
+            self.resync_delay = ExponentialRandomBackoff(
+                delay_initial=self.initial_resync_timeout,
+                delay_max=self.max_resync_timeout)
         try:
             while self._running:
                 if self.katcp_client.is_connected():
@@ -558,6 +582,9 @@ class InspectingClientAsync:
                 except Exception as exc:
                     if same_connection():
                         await self._sync_failed(pending, exc)
+                    if same_connection():
+                        # Each retry is a new sync attempt, and says so.
+                        await self._send_state(_CONNECTED)
                     continue
                 self._unreported_changes = AttrDict()
                 await self._send_state(InspectingClientStateType(
@@ -578,9 +605,9 @@ class InspectingClientAsync:
                                    self.katcp_client.bind_address_string)
         # Retry what is left of the failed inspection along with whatever changed since.
         self._pending.update(pending)
+        delay = self.resync_delay.delay
         self.resync_delay.failed()
-        await until_any(until_later(self.resync_delay.delay, self.ioloop),
-                        self._until_woken())
+        await until_any(until_later(delay, self.ioloop), self._until_woken())
 
     async def _send_state(self, state, model_changes=None):
         self._state = state
@@ -599,6 +626,11 @@ class InspectingClientAsync:
             result = self._state_cb(state, model_changes)
             if result is not None:
                 await tornado.gen.convert_yielded(result)
+            else:
+                # As in 0.9 (a coroutine yielding the callback's None): the loop
+                # turns before the next state, so code woken by this state still
+                # sees it as the latest one.
+                await asyncio.sleep(0)
         except Exception:
             self._logger.exception("Error in state callback for %s",
                                    self.katcp_client.bind_address_string)
@@ -701,12 +733,17 @@ class InspectingClientAsync:
         if flags is not None and flags.request_timeout_hints and reply.reply_ok():
             timeout_hints = yield self._get_request_timeout_hints(
                 name, maybe_timeout)
-        found = {}
+        index = self._requests_index
+        original_keys = set(index)
+        updated_keys = set()
         for inform in informs:
             req_name = _text(inform.arguments[0])
             description = _text(inform.arguments[1]) if len(inform.arguments) > 1 else ""
-            found[req_name] = RequestType(req_name, description, timeout_hints.get(req_name))
-        return self._update_index(self._requests_index, self._request_objects, found, name)
+            updated_keys.add(req_name)
+            self._update_index(index, req_name, {
+                "name": req_name, "description": description,
+                "timeout_hint": timeout_hints.get(req_name)})
+        return self._changes(original_keys, updated_keys, name, index)
 
     async def _get_request_timeout_hints(self, name, maybe_timeout):
         args = () if name is None else (name,)
@@ -756,36 +793,81 @@ class InspectingClientAsync:
         if not reply.reply_ok() and not (name is not None and _is_unknown_fail(reply)):
             raise SyncError("Error reply during sync process for %s: %s"
                             % (self.katcp_client.bind_address_string, reply))
-        found = {}
+        index = self._sensors_index
+        original_keys = set(index)
+        updated_keys = set()
         for inform in informs:
             arguments = inform.arguments
-            # (description, units, type, params) as sent: any difference is a change.
-            found[_text(arguments[0])] = (
-                _text(arguments[1]), _text(arguments[2]), _text(arguments[3]),
-                tuple(arguments[4:]))
-        return self._update_index(self._sensors_index, self._sensor_objects, found, name)
+            sensor_name = _text(arguments[0])
+            updated_keys.add(sensor_name)
+            # Params as sent: any difference in them is a change.
+            self._update_index(index, sensor_name, {
+                "description": _text(arguments[1]), "units": _text(arguments[2]),
+                "sensor_type": _text(arguments[3]), "params": tuple(arguments[4:])})
+        return self._changes(original_keys, updated_keys, name, index)
 
-    @staticmethod
-    def _update_index(index, objects, found, name):
-        """Merge freshly inspected items into an index; return the changes or None.
+    def _update_index(self, index, name, data):
+        """Store what the device says about item `name` in `index`.
 
-        `found` holds every item if `name` is None, else at most the one named.
+        A new item is stored as `data`. A known item whose data differ is replaced
+        by `data` marked ``_changed`` (dropping the object made from the old data);
+        an unchanged one is kept as it is.
+
+        Parameters
+        ----------
+        index : dict
+            The requests or sensors index.
+        name : str
+            Name of the request or sensor.
+        data : dict
+            Its attributes as inspected.
         """
-        stale = set(index) if name is None else {name} & set(index)
-        removed = stale - set(found)
-        added = set()
-        for item_name, info in found.items():
-            old = index.get(item_name)
-            if old == info:
-                continue
-            if old is not None:
-                removed.add(item_name)
-            added.add(item_name)
-            index[item_name] = info
-            objects.pop(item_name, None)
-        for item_name in removed - added:
-            del index[item_name]
-            objects.pop(item_name, None)
+        old = index.get(name)
+        if old is None:
+            index[name] = data
+        elif any(old.get(key) != value for key, value in data.items()):
+            data["_changed"] = True
+            index[name] = data
+
+    def _difference(self, original_keys, updated_keys, name, index):
+        """Work out what an inspection changed, and drop removed items from `index`.
+
+        Parameters
+        ----------
+        original_keys : iterable of str
+            Names in the index before the inspection.
+        updated_keys : iterable of str
+            Names the device listed in the inspection.
+        name : str or None
+            The one name inspected, or None if all were.
+        index : dict
+            The index, already updated with :meth:`_update_index`.
+
+        Returns
+        -------
+        added, removed : set of str
+            Names added and removed; changed items (marked ``_changed``, a mark this
+            clears) are in both.
+        """
+        original_keys = set(original_keys)
+        updated_keys = set(updated_keys)
+        if name is not None:
+            # Only the named item was asked about: leave the others alone.
+            original_keys &= {name}
+            updated_keys &= {name}
+        added = updated_keys - original_keys
+        removed = original_keys - updated_keys
+        for key in updated_keys & original_keys:
+            if index[key].pop("_changed", False):
+                added.add(key)
+                removed.add(key)
+        for key in removed - added:
+            index.pop(key, None)
+        return added, removed
+
+    def _changes(self, original_keys, updated_keys, name, index):
+        """:meth:`_difference` as the AttrDict (or None) that inspections return."""
+        added, removed = self._difference(original_keys, updated_keys, name, index)
         if added or removed:
             return AttrDict(added=added, removed=removed)
         return None
@@ -879,15 +961,13 @@ class InspectingClientAsync:
         info = self._sensors_index.get(name) if exists else None
         if info is None:
             return None
-        sensor = self._sensor_objects.get(name)
+        sensor = info.get("obj")
         if sensor is None:
-            description, units, type_name, formatted_params = info
-            sensor_type = Sensor.parse_type(type_name)
-            sensor = self.sensor_factory(
-                name=name, sensor_type=sensor_type, description=description,
-                units=units, params=Sensor.parse_params(
-                    sensor_type, formatted_params, self._katcp_major()))
-            self._sensor_objects[name] = sensor
+            sensor_type = Sensor.parse_type(info["sensor_type"])
+            sensor = info["obj"] = self.sensor_factory(
+                name=name, sensor_type=sensor_type, description=info["description"],
+                units=info["units"], params=Sensor.parse_params(
+                    sensor_type, info["params"], self._katcp_major()))
         return sensor
 
     @tornado.gen.coroutine
@@ -918,11 +998,11 @@ class InspectingClientAsync:
         info = self._requests_index.get(name) if exists else None
         if info is None:
             return None
-        request = self._request_objects.get(name)
+        request = info.get("obj")
         if request is None:
-            request = self.request_factory(name=name, description=info.description,
-                                           timeout_hint=info.timeout_hint)
-            self._request_objects[name] = request
+            request = info["obj"] = self.request_factory(
+                name=name, description=info["description"],
+                timeout_hint=info["timeout_hint"])
         return request
 
     # -- talking to the device ------------------------------------------------------
@@ -982,7 +1062,8 @@ class InspectingClientAsync:
         timestamp, status, value : bytes
             The reading as it appears in a #sensor-status inform.
         """
-        sensor = self._sensor_objects.get(name)
+        info = self._sensors_index.get(name)
+        sensor = info.get("obj") if info is not None else None
         if sensor is not None:
             self._set_formatted(name, sensor, timestamp, status, value)
 
@@ -1004,10 +1085,11 @@ class InspectingClientAsync:
         if len(arguments) != 2 + 3 * num_sensors:
             self._logger.warning("Malformed %s inform: %s", msg.name, msg)
             return
-        sensor_objects = self._sensor_objects
+        index = self._sensors_index
         for offset in range(2, len(arguments), 3):
             name = _text(arguments[offset])
-            sensor = sensor_objects.get(name)
+            info = index.get(name)
+            sensor = info.get("obj") if info is not None else None
             if sensor is not None:
                 self._set_formatted(name, sensor, timestamp, arguments[offset + 1],
                                     arguments[offset + 2])

@@ -3,6 +3,7 @@
 import abc
 import collections
 import collections.abc
+import inspect
 import logging
 import sys
 import time
@@ -829,7 +830,9 @@ class KATCPSensor:
             params, collections.abc.Iterable
         ):
             params = (params,)
-        return self.set_sampling_strategy(_words((strategy,) + tuple(params)))
+        # As in 0.9 the manager gets one space-separated string, e.g. 'period 0.5'.
+        words = _words((strategy,) + tuple(params))
+        return self.set_sampling_strategy(" ".join(str(word) for word in words))
 
     @tornado.gen.coroutine
     def set_sampling_strategy(self, strategy):
@@ -846,7 +849,9 @@ class KATCPSensor:
         -------
         done : tornado Future that resolves when done or raises KATCPSensorError
         """
-        result = yield self._manager.set_sampling_strategy(self.name, strategy)
+        result = self._manager.set_sampling_strategy(self.name, strategy)
+        if tornado.gen.is_future(result) or inspect.isawaitable(result):
+            result = yield result
         # Managers report (success, info); a failure becomes the documented error.
         if isinstance(result, tuple) and len(result) == 2 and result[0] is False:
             info = result[1]

@@ -12,6 +12,7 @@ threads, e.g. in IPython.
 import collections
 import collections.abc
 import functools
+import inspect
 import logging
 import math
 import re
@@ -66,6 +67,44 @@ class _Namespace(AttrDict):
         return sorted(set(dir(type(self))) | set(self.keys()))
 
 
+class _RequestNamespace(_Namespace):
+    """Requests keyed by Python identifier.
+
+    Given a `dummy_factory`, attribute access to an unknown (public) name returns
+    ``dummy_factory(name)`` instead of failing; the dummy is not added.
+    """
+
+    def __init__(self, dummy_factory=None):
+        super().__init__()
+        # Stored outside the dict (AttrDict turns attributes into keys).
+        object.__setattr__(self, "_dummy_factory", dummy_factory)
+
+    def __getattr__(self, attr):
+        try:
+            return self[attr]
+        except KeyError:
+            request = _dummy_request(self, attr)
+            if request is None:
+                raise AttributeError(attr) from None
+            return request
+
+
+def _dummy_request(namespace, name):
+    """The dummy request `namespace` offers for unknown `name`, or None."""
+    factory = getattr(namespace, "_dummy_factory", None)
+    if factory is None or name.startswith("_"):
+        return None
+    return factory(name)
+
+
+def _find_request(namespace, name):
+    """The request called `name` in `namespace` (or its dummy), or None."""
+    request = dict.get(namespace, name)
+    if request is None:
+        request = _dummy_request(namespace, name)
+    return request
+
+
 def transform_future(transformation, future):
     """Returns a new future that will resolve with a transformed value.
 
@@ -99,7 +138,11 @@ def transform_future(transformation, future):
             except Exception as exc:
                 new_future.set_exception(exc)
 
-    future.add_done_callback(_transform)
+    if future.done():
+        # Resolved now rather than on a later loop turn (as tornado futures did).
+        _transform(future)
+    else:
+        future.add_done_callback(_transform)
     return new_future
 
 
@@ -506,6 +549,10 @@ class KATCPClientResource(resource.KATCPResource):
             '_' will be treated equivalently.
         controlled : bool, default: False
             True if control over the device (i.e. KATCP requests) is to be exposed.
+        dummy_unknown_requests : bool, default: False
+            True to make ``req.<name>`` of a request the device does not have a
+            :class:`katcp.resource.KATCPDummyRequest` (which replies ``ok`` without
+            contacting the device) instead of an AttributeError.
         auto_reconnect : bool, default: True
             If True, auto-reconnect should the network connection be closed.
         preset_protocol_flags : :class:`katcp.core.ProtocolFlags`, optional
@@ -530,6 +577,7 @@ class KATCPClientResource(resource.KATCPResource):
         self._description = resource_spec.get("description", "")
         self._parent = parent
         self._controlled = resource_spec.get("controlled", False)
+        self._dummy_unknown_requests = resource_spec.get("dummy_unknown_requests", False)
         self.auto_reconnect = resource_spec.get("auto_reconnect", True)
         self._preset_protocol_flags = resource_spec.get("preset_protocol_flags")
         self._always_allowed_requests = {
@@ -538,7 +586,8 @@ class KATCPClientResource(resource.KATCPResource):
         self._always_excluded_requests = {
             escape_name(r) for r in resource_spec.get("always_excluded_requests", ())
         }
-        self._req = _Namespace()
+        self._req = _RequestNamespace(
+            self._dummy_request if self._dummy_unknown_requests else None)
         self._sensor = _Namespace()
         self._state = AsyncState(("disconnected", "syncing", "synced"), "disconnected")
         # Wishes for sensors that may not exist yet, applied when they appear.
@@ -587,6 +636,44 @@ class KATCPClientResource(resource.KATCPResource):
     @property
     def sensor(self):
         return self._sensor
+
+    @property
+    def controlled(self):
+        """True if the device's requests are exposed (resource spec ``controlled``)."""
+        return self._controlled
+
+    @property
+    def dummy_unknown_requests(self):
+        """True if ``req.<unknown>`` gives a dummy request (resource spec key)."""
+        return self._dummy_unknown_requests
+
+    @property
+    def versions(self):
+        """Versions the device reported (its client's ``versions``).
+
+        Raises
+        ------
+        RuntimeError
+            Before :meth:`start`.
+        """
+        return self._katcp_client().versions
+
+    @property
+    def last_connect_time(self):
+        """When the client last connected to the device (its client's
+        ``last_connect_time``).
+
+        Raises
+        ------
+        RuntimeError
+            Before :meth:`start`.
+        """
+        return self._katcp_client().last_connect_time
+
+    def _katcp_client(self):
+        if self._inspecting_client is None:
+            raise RuntimeError("Cannot find inspecting client, have you called start()?")
+        return self._inspecting_client.katcp_client
 
     def is_connected(self):
         """Indication of the connection state
@@ -796,6 +883,14 @@ class KATCPClientResource(resource.KATCPResource):
             return {}
         sensor_obj.register_listener(listener, reading=True)
         return {sensor_name: listener}
+
+    def _dummy_request(self, identifier):
+        # The KATCP name an identifier stands for, as escape_name() would map it back.
+        name = identifier.replace("_", "-")
+        return resource.KATCPDummyRequest(
+            dict(name=name, description="Dummy request (the device has no %r)." % name,
+                 timeout_hint=None),
+            is_active=self.is_active)
 
     def _request_factory(self, name, description, timeout_hint=None):
         return KATCPClientResourceRequest(
@@ -1147,12 +1242,36 @@ class KATCPClientResourceContainer(resource.KATCPResource):
     def set_sensor_listener(self, sensor_name, listener):
         """Set listener for the specific sensor - this sensor has to exists.
 
-        The listener is registered through the sensor's child resource (see
-        :meth:`KATCPClientResource.set_sensor_listener`) so that it persists.
+        The sensors are those :meth:`list_sensors` finds with the filter
+        ``'^' + sensor_name + '$'``. The listener is registered through each one's
+        child resource (see :meth:`KATCPClientResource.set_sensor_listener`) so that
+        it persists; a child that fails is logged.
+
+        Returns
+        -------
+        done : tornado Future
+            Resolves with ``{resource_name: {sensor_name: listener or None}}``, keyed
+            by the child resources' names and their sensors' Python identifiers;
+            None marks a failure.
         """
-        child, sensor_obj = self._child_of(sensor_name)
-        result = yield child.set_sensor_listener(sensor_obj.normalised_name, listener)
-        return {escape_name(sensor_name): result.get(sensor_obj.normalised_name)}
+        sensors = yield self.list_sensors(filter="^" + sensor_name + "$")
+        results = {}
+        for found in sensors:
+            sensor_obj = found.object
+            child = self._children[escape_name(sensor_obj.parent_name)]
+            try:
+                # What it returns is not needed; only a failure counts.
+                done = child.set_sensor_listener(sensor_obj.normalised_name, listener)
+                if tornado.gen.is_future(done) or inspect.isawaitable(done):
+                    yield done
+                outcome = listener
+            except Exception:
+                self._logger.exception(
+                    "Could not set listener on sensor %s of %s",
+                    sensor_obj.normalised_name, child.name)
+                outcome = None
+            results.setdefault(child.name, {})[sensor_obj.normalised_name] = outcome
+        return results
 
     def _prefixed_name(self, child, name):
         return "%s_%s" % (escape_name(child.name), name)
@@ -1268,7 +1387,7 @@ class GroupRequest:
     def __call__(self, *args, **kwargs):
         futures = {}
         for client in self.group.clients:
-            request = dict.get(client.req, self.name)
+            request = _find_request(client.req, self.name)
             if request is not None:
                 futures[client.name] = request(*args, **kwargs)
         replies = yield futures
@@ -1291,9 +1410,15 @@ class ClientGroup:
     def __init__(self, name, clients):
         self.name = name
         self.clients = tuple(clients)
-        self.req = _Namespace()
+        # Clients with dummy unknown requests make the group offer them too.
+        offers_dummies = any(getattr(client, "dummy_unknown_requests", False)
+                             for client in self.clients)
+        self.req = _RequestNamespace(self._dummy_request if offers_dummies else None)
         for client in self.clients:
             self.client_updated(client)
+
+    def _dummy_request(self, name):
+        return GroupRequest(self, name, "Dummy request")
 
     def __iter__(self):
         return iter(self.clients)
@@ -1421,14 +1546,7 @@ class ClientGroup:
             sensor is not present
         """
         num_clients = len(self.clients)
-        if quorum is None:
-            quorum = num_clients
-        elif isinstance(quorum, float):
-            if not 0.0 <= quorum <= 1.0:
-                raise ValueError("Fractional quorum %r must be in [0, 1]" % (quorum,))
-            quorum = int(math.ceil(quorum * num_clients))
-        elif not isinstance(quorum, int):
-            raise TypeError("Quorum %r must be an int, a float or None" % (quorum,))
+        quorum = _clients_needed(quorum, num_clients)
         if timeout and max_grace_period:
             # The grace period comes out of the total timeout, never all of it.
             grace_period = min(max_grace_period, timeout / 2.0)
@@ -1453,6 +1571,25 @@ class ClientGroup:
         if stragglers and grace_period:
             results.update(dict((yield until_some(**stragglers))))
         return _QuorumResults(results, quorum)
+
+
+def _clients_needed(quorum, num_clients):
+    """Number of clients a :meth:`ClientGroup.wait` quorum asks for."""
+    if quorum is None:
+        return num_clients
+    if isinstance(quorum, bool) or not isinstance(quorum, (int, float)):
+        raise TypeError("Quorum parameter %r must be an int, a float or None" % (quorum,))
+    if quorum > 1:
+        if not isinstance(quorum, int):
+            raise TypeError("Quorum parameter %r must be an integer if outside range "
+                            "[0, 1]" % (quorum,))
+        return quorum
+    if quorum < 0:
+        raise ValueError("Quorum parameter %r must not be negative" % (quorum,))
+    if isinstance(quorum, float):
+        # A fraction of the clients, rounded up (1.0 is all of them, int 1 is one).
+        return int(math.ceil(quorum * num_clients))
+    return quorum
 
 
 class _QuorumResults(dict):
@@ -1506,7 +1643,12 @@ class AttrMappingProxy(MappingProxy):
         try:
             return self[attr]
         except KeyError:
-            raise AttributeError(attr) from None
+            pass
+        # A request namespace may offer a dummy for an unknown request.
+        dummy = _dummy_request(self._mapping, attr)
+        if dummy is None:
+            raise AttributeError(attr)
+        return self._wrapper(dummy)
 
     def __dir__(self):
         return sorted(set(dir(type(self))) | set(self._mapping))

@@ -2516,8 +2516,9 @@ class DeviceServer(DeviceServerBase):
         """
         handlers = self._request_handlers
         if not msg.arguments:
+            # As in 0.9: the listing sends each docstring whole, ?help NAME stripped.
             for name, handler in sorted(handlers.items()):
-                req.inform(name, (handler.__doc__ or "").strip())
+                req.inform(name, handler.__doc__ or "")
             return req.make_reply("ok", len(handlers))
         name = msg.arguments[0].decode("utf-8")
         handler = handlers.get(name)

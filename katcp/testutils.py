@@ -24,7 +24,8 @@ from tornado.concurrent import Future, chain_future
 from tornado.platform.asyncio import AsyncIOLoop
 
 from katcp import client, server
-from katcp.core import AsyncReply, FailReply, Message, Sensor, steal_docstring_from
+from katcp.core import (AsyncEvent, AsyncReply, FailReply, Message, ProtocolFlags,
+                        Sensor, steal_docstring_from)
 from katcp.kattypes import (Bool, Float, Int, Str, concurrent_reply, request,
                             request_timeout_hint, return_reply)
 from katcp.object_proxies import ObjectWrapper
@@ -615,6 +616,13 @@ class DeviceTestServer(server.DeviceServer):
         self.set_restart_queue(self.restart_queue)
         self._cancel_slow_command = threading.Event()
         self.slow_waiting = False
+        # Clear to hold back the #version-connect informs (and anything else a new
+        # connection gets) until it is set again, on the server's ioloop.
+        self.proceed_on_client_connect = AsyncEvent()
+        self.proceed_on_client_connect.set()
+        # Set to an error text to make ?help / ?sensor-list fail with it.
+        self.break_help = False
+        self.break_sensor_list = False
 
     @property
     def request_names(self):
@@ -626,9 +634,11 @@ class DeviceTestServer(server.DeviceServer):
 
     @tornado.gen.coroutine
     def on_client_connect(self, client_conn):
-        ready = super().on_client_connect(client_conn)
         # Yield only when there is something to wait for: a coroutine that yields needs
         # a running loop, and tests call this directly from their own thread.
+        if not self.proceed_on_client_connect.is_set():
+            yield self.proceed_on_client_connect.until_set()
+        ready = super().on_client_connect(client_conn)
         if ready is not None and not ready.done():
             yield ready
 
@@ -715,10 +725,14 @@ class DeviceTestServer(server.DeviceServer):
 
     @steal_docstring_from(server.DeviceServer.request_help)
     def request_help(self, req, msg):
+        if self.break_help:
+            raise FailReply(self.break_help)
         return super().request_help(req, msg)
 
     @steal_docstring_from(server.DeviceServer.request_sensor_list)
     def request_sensor_list(self, req, msg):
+        if self.break_sensor_list:
+            raise FailReply(self.break_sensor_list)
         return super().request_sensor_list(req, msg)
 
     @property
@@ -789,6 +803,11 @@ class AsyncDeviceTestServer(DeviceTestServer):
 class DeviceTestServerWithTimeoutHints(DeviceTestServer):
     """DeviceTestServer whose ?request-timeout-hint reports configurable hints."""
 
+    # Timeout hints are a KATCP v5.1 feature, announced with the T flag.
+    PROTOCOL_INFO = ProtocolFlags(5, 1, {ProtocolFlags.MULTI_CLIENT,
+                                         ProtocolFlags.MESSAGE_IDS,
+                                         ProtocolFlags.REQUEST_TIMEOUT_HINTS})
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.request_timeout_hints = {}
@@ -827,13 +846,15 @@ class SensorComparisonMixin:
         """Test that a Sensor object (actual) matches a description (desired).
 
         ``desired_description`` is a dict of attribute name to value; ``value`` and
-        ``status`` compare against the sensor's current reading.
+        ``status`` compare against the sensor's current reading, and ``type`` is a
+        type constant such as ``Sensor.INTEGER`` (or a KATCP type name).
         """
         for attr, desired in desired_description.items():
             if attr in ("value", "status", "timestamp"):
                 actual = getattr(actual_sensor.read(), attr)
             elif attr == "type":
-                actual = actual_sensor.stype
+                actual = (actual_sensor.stype if isinstance(desired, str)
+                          else actual_sensor._sensor_type)
             else:
                 actual = getattr(actual_sensor, attr)
             self.assertEqual(actual, desired,
@@ -932,12 +953,12 @@ def counting_callback(event=None, number_of_calls=1):
 def suppress_queue_repeats(suppressed_queue, initial_value, read_time=None):
     """Generator that reads a Queue and suppresses runs of repeated values.
 
-    Yields each value that differs from the previous one, starting from
-    ``initial_value``; stops when nothing arrives within ``read_time`` seconds
-    (None: wait forever).
+    The queue is consumed, and a value yielded whenever it differs from the previous
+    one, the first being compared with ``initial_value`` (which is not yielded: it is
+    what the caller already has). Stops after reading for ``read_time`` seconds
+    (None: reads forever).
     """
     previous = initial_value
-    yield initial_value
     deadline = None if read_time is None else time.monotonic() + read_time
     while True:
         timeout = None if deadline is None else deadline - time.monotonic()
@@ -952,19 +973,37 @@ def suppress_queue_repeats(suppressed_queue, initial_value, read_time=None):
             yield value
 
 
+def _satisfies(expected, value):
+    """Whether `value` meets one element of a transition sequence."""
+    return expected(value) if callable(expected) else value == expected
+
+
 class SensorTransitionWaiter:
     """Wait for a given set of sensor transitions.
 
-    Works with katcp.resource.KATCPSensor objects (sensor of a resource client) and plain
-    katcp.Sensor objects.
+    Works with katcp.resource.KATCPSensor objects (sensor of a resource client, best
+    thread-safe wrapped when waiting from another thread) and plain katcp.Sensor
+    objects. A KATCPSensor is sampled with the ``auto`` strategy while the waiter
+    watches it, so that no change is missed; :meth:`teardown` restores its strategy.
+
+    The sequence is followed as transitions: every update must satisfy the current
+    element or the next one (moving on to it); any other value ends the wait as failed.
+    Updates are checked as they arrive, so quick successive changes are not lost, and
+    repeated values are fine.
 
     Parameters
     ----------
     sensor : KATCPSensor or Sensor
         The sensor to watch.
     value_sequence : list or None
-        The values (or callables returning True for a matching value) to expect in order;
-        None just records received values.
+        The values (or callables returning True for a matching value) to expect in
+        order, the first being what the sensor has now; None just records received
+        values.
+
+    Raises
+    ------
+    ValueError
+        If the sensor's current value does not satisfy the first element.
     """
 
     def __init__(self, sensor, value_sequence=None):
@@ -972,6 +1011,9 @@ class SensorTransitionWaiter:
         self.desired_value_sequence = value_sequence
         self._received_values = []
         self._condition = threading.Condition()
+        # Index into the sequence of the element the latest value satisfied.
+        self._position = 0
+        self._failed = False
         self._torn_down = False
         self._listener = self._on_update
         self._original_strategy = None
@@ -980,10 +1022,20 @@ class SensorTransitionWaiter:
     def _setup(self):
         register = getattr(self.sensor, "register_listener", None)
         if register is not None:
+            if hasattr(self.sensor, "set_sampling_strategy"):
+                self._original_strategy = self.sensor.sampling_strategy
+                self.sensor.set_sampling_strategy("auto")
             register(self._listener, reading=True)
         else:
             self.sensor.attach(self)
-        self._received_values.append(self._current_value())
+        current = self._current_value()
+        with self._condition:
+            self._received_values.append(current)
+        sequence = self.desired_value_sequence
+        if sequence and not _satisfies(sequence[0], current):
+            self.teardown()
+            raise ValueError("Sensor %s has value %r, which does not match the first "
+                             "element of %r" % (self.sensor.name, current, sequence))
 
     def _current_value(self):
         reading = getattr(self.sensor, "reading", None)
@@ -999,26 +1051,23 @@ class SensorTransitionWaiter:
 
     def _record(self, value):
         with self._condition:
-            if not self._received_values or self._received_values[-1] != value:
+            if self._received_values[-1:] != [value]:
                 self._received_values.append(value)
+            self._advance(value)
             self._condition.notify_all()
 
-    def _matches(self):
-        if self.desired_value_sequence is None:
-            return False
-        received = self._received_values
-        desired = self.desired_value_sequence
-        # The desired sequence must appear as a contiguous run ending in the last value.
-        if len(received) < len(desired):
-            return False
-        tail = received[-len(desired):]
-        for value, want in zip(tail, desired):
-            if callable(want):
-                if not want(value):
-                    return False
-            elif value != want:
-                return False
-        return True
+    def _advance(self, value):
+        sequence = self.desired_value_sequence
+        if not sequence or self._failed or self._done():
+            return
+        following = self._position + 1
+        if _satisfies(sequence[following], value):
+            self._position = following
+        elif not _satisfies(sequence[self._position], value):
+            self._failed = True
+
+    def _done(self):
+        return self._position == len(self.desired_value_sequence) - 1
 
     def wait(self, timeout=5):
         """Wait until the specified transition occurs.
@@ -1026,13 +1075,17 @@ class SensorTransitionWaiter:
         Returns
         -------
         done : bool
-            True if the transition happened within ``timeout`` seconds.
+            True if the whole sequence happened within ``timeout`` seconds; False on
+            timeout, on a value out of sequence, or without a sequence.
         """
+        if not self.desired_value_sequence:
+            return False
         with self._condition:
-            return self._condition.wait_for(self._matches, timeout)
+            self._condition.wait_for(lambda: self._failed or self._done(), timeout)
+            return self._done() and not self._failed
 
     def get_received_values(self, stop=True, reset=True):
-        """Return list of values received to date."""
+        """Return list of values received to date (runs of repeats counted once)."""
         with self._condition:
             values = list(self._received_values)
             if reset:
@@ -1042,13 +1095,15 @@ class SensorTransitionWaiter:
         return values
 
     def teardown(self):
-        """Clean up: de-register the sensor callback."""
+        """Clean up: restore sensor strategy and de-register sensor callback."""
         if self._torn_down:
             return
         self._torn_down = True
         unregister = getattr(self.sensor, "unregister_listener", None)
         if unregister is not None:
-            unregister(self._listener, reading=True)
+            unregister(self._listener)
+            if self._original_strategy is not None:
+                self.sensor.set_sampling_strategy(self._original_strategy)
         else:
             self.sensor.detach(self)
 
@@ -1056,7 +1111,7 @@ class SensorTransitionWaiter:
 class SensorTransitionStatusWaiter(SensorTransitionWaiter):
     """Also check for sensor status transitions, not just value.
 
-    ``value_sequence`` holds ``(value, status)`` pairs.
+    ``value_sequence`` holds ``(value, status)`` pairs (or callables taking one).
     """
 
     def _current_value(self):
@@ -1080,10 +1135,14 @@ def wait_sensor(sensor, value, status=None, timeout=5):
     attained : bool
     """
     if status is None:
-        waiter = SensorTransitionWaiter(sensor, [value])
+        waiter_class, wanted = SensorTransitionWaiter, value
     else:
-        waiter = SensorTransitionStatusWaiter(sensor, [(value, status)])
+        waiter_class, wanted = SensorTransitionStatusWaiter, (value, status)
+    # Whatever the sensor has now, then the wanted value (kept by any repeats).
+    waiter = waiter_class(sensor, [lambda _: True, wanted])
     try:
+        if waiter._current_value() == wanted:
+            return True
         return waiter.wait(timeout)
     finally:
         waiter.teardown()
@@ -1119,16 +1178,16 @@ def wait_sensor_async(sensor, value, status=None, ioloop=None):
 def start_thread_with_cleanup(test_instance, thread_object, timeout=1, start_timeout=None):
     """Start thread_object and add cleanup functions to test_instance.
 
-    The thread object needs ``start``, ``stop`` and ``join`` methods (katcp servers and
-    clients have them); ``wait_running(start_timeout)`` is called when given.
+    The thread object needs ``start(timeout=...)``, ``stop`` and ``join`` methods
+    (katcp servers and clients have them): it is started with
+    ``start(timeout=start_timeout)``, and stopped then joined (with `timeout`) when the
+    test cleans up.
     """
-    thread_object.start()
-    if start_timeout is not None:
-        thread_object.wait_running(start_timeout)
+    thread_object.start(timeout=start_timeout)
 
     def cleanup():
         thread_object.stop()
-        thread_object.join(timeout)
+        thread_object.join(timeout=timeout)
 
     test_instance.addCleanup(cleanup)
 
@@ -1157,20 +1216,46 @@ class WaitingMock(mock.Mock):
         self._condition = threading.Condition()
 
     def _mock_call(self, *args, **kwargs):
-        result = super()._mock_call(*args, **kwargs)
-        with self._condition:
-            self._condition.notify_all()
-        return result
+        try:
+            return super()._mock_call(*args, **kwargs)
+        finally:
+            # Also when a side effect raises: the call has been counted.
+            with self._condition:
+                self._condition.notify_all()
 
     def reset_mock(self, visited=None, *args, **kwargs):
         super().reset_mock(visited, *args, **kwargs)
 
     def assert_wait_call_count(self, count, timeout=1.0):
-        """Wait for mock to be called >= *count* times within *timeout* seconds."""
+        """Wait for mock to be called >= *count* times within *timeout* seconds.
+
+        Raises
+        ------
+        AssertionError
+            If ``call_count`` does not reach `count` in time.
+        RuntimeError
+            If ``call_count`` reached `count` but ``call_args_list`` still holds
+            fewer calls when the time is up (calls counted but not recorded).
+        """
+        deadline = time.monotonic() + timeout
+        if not self._wait_until(lambda: self.call_count >= count, deadline):
+            raise AssertionError("Waited %s s for %d calls, got %d"
+                                 % (timeout, count, self.call_count))
+        if not self._wait_until(lambda: len(self.call_args_list) >= count, deadline):
+            raise RuntimeError(
+                "Mock call_count is %d but call_args_list has only %d calls after "
+                "%s s" % (self.call_count, len(self.call_args_list), timeout))
+
+    def _wait_until(self, predicate, deadline):
+        # Woken by each call; also re-checks now and then, for counts that tests
+        # (or the mock internals, between counting and recording) change directly.
         with self._condition:
-            if not self._condition.wait_for(lambda: self.call_count >= count, timeout):
-                raise AssertionError("Waited %s s for %d calls, got %d"
-                                     % (timeout, count, self.call_count))
+            while not predicate():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._condition.wait(min(remaining, 0.05))
+        return True
 
 
 class AsyncWaitingMock(mock.Mock):
@@ -1181,12 +1266,13 @@ class AsyncWaitingMock(mock.Mock):
         self._waiters = []
 
     def _mock_call(self, *args, **kwargs):
-        result = super()._mock_call(*args, **kwargs)
-        for count, future in list(self._waiters):
-            if self.call_count >= count:
-                self._waiters.remove((count, future))
-                _resolve_once(future, None)
-        return result
+        try:
+            return super()._mock_call(*args, **kwargs)
+        finally:
+            for count, future in list(self._waiters):
+                if self.call_count >= count:
+                    self._waiters.remove((count, future))
+                    _resolve_once(future, None)
 
     @tornado.gen.coroutine
     def assert_wait_call_count(self, count, timeout=1.0):

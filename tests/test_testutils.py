@@ -164,8 +164,8 @@ class TestSmallHelpers(unittest.TestCase):
         q = queue.Queue()
         for value in [1, 1, 2, 2, 2, 3, 1]:
             q.put(value)
-        self.assertEqual(list(testutils.suppress_queue_repeats(q, 0, read_time=0.2)),
-                         [0, 1, 2, 3, 1])
+        self.assertEqual(list(testutils.suppress_queue_repeats(q, 1, read_time=0.2)),
+                         [2, 3, 1])
 
     def test_waiting_mock(self):
         mock = testutils.WaitingMock()
@@ -189,7 +189,7 @@ class TestSmallHelpers(unittest.TestCase):
 
     def test_sensor_transition_waiter(self):
         sensor = Sensor.integer("counter", default=0)
-        waiter = testutils.SensorTransitionWaiter(sensor, [1, 2, 3])
+        waiter = testutils.SensorTransitionWaiter(sensor, [0, 1, 2, 3])
         thread = threading.Thread(target=lambda: [sensor.set_value(v) for v in (1, 2, 3)])
         thread.start()
         self.assertTrue(waiter.wait(5))
