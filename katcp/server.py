@@ -813,6 +813,11 @@ class KATCPServer:
     def _install(self, sock):
         self.ioloop_thread_id = _get_ident()
         loop = self.ioloop.asyncio_loop
+        with self._outbox_lock:
+            # Calls queued for a previous run's loop that stopped before draining them
+            # are for connections now gone; left queued, they would keep any later call
+            # from scheduling a drain (a restarted server would never answer).
+            self._outbox = []
         self._call_soon_threadsafe = loop.call_soon_threadsafe
         self._listener = sock
         loop.add_reader(sock.fileno(), self._accept_ready)

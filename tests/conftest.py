@@ -23,3 +23,26 @@ def loop_manager():
     yield manager
     manager.stop().result(LOOP_WAIT)
     manager.join(LOOP_WAIT)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Count behaviour tests apart from existence-only checks (marker ``api_surface``).
+
+    Most of the API surface checks only assert that a name exists; counted together with
+    behaviour tests they would overstate what the suite covers.
+    """
+    counts = {False: {}, True: {}}
+    for outcome in ("passed", "failed", "error", "skipped", "xfailed", "xpassed"):
+        for report in terminalreporter.stats.get(outcome, ()):
+            if getattr(report, "when", "call") != "call" and outcome == "passed":
+                continue
+            surface = "api_surface" in getattr(report, "keywords", {})
+            counts[surface][outcome] = counts[surface].get(outcome, 0) + 1
+    if not any(counts.values()):
+        return
+
+    def describe(found):
+        return ", ".join("%d %s" % (n, outcome) for outcome, n in found.items()) or "none"
+
+    terminalreporter.write_line("behaviour tests: %s; existence checks (api_surface): %s"
+                                % (describe(counts[False]), describe(counts[True])))

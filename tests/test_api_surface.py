@@ -1,5 +1,8 @@
 """Every public name of the reference API exists at the same import path.
 
+These are existence checks, not behaviour tests: marked ``api_surface`` so that reports
+count them apart (see tests/conftest.py).
+
 The names are read from the reference documentation (``katcp.module.Name`` entries and the
 methods listed for each class) and from the list of public names it leaves out
 (``def``/``class`` per module), copied into ``tests/reference_api_names.txt`` and
@@ -10,6 +13,8 @@ import importlib
 import os
 
 import pytest
+
+pytestmark = pytest.mark.api_surface
 
 NAMES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                           "reference_api_names.txt")

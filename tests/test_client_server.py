@@ -50,13 +50,28 @@ class Device(DeviceServer):
 class AsyncDevice(Device, AsyncDeviceServer):
     """Handlers on the loop; concurrent requests may reply out of order."""
 
+    _release = None
+
+    def _released(self):
+        if self._release is None:
+            self._release = asyncio.Event()
+        return self._release
+
     @concurrent_reply
-    @request(Str(), Int())
+    @request(Str())
     @return_reply(Str())
-    async def request_sleep(self, req, tag, ms):
-        """Reply with the tag after ms milliseconds."""
-        await asyncio.sleep(ms / 1000.0)
+    async def request_hold(self, req, tag):
+        """Reply with the tag once ?release has been called (at once for "now")."""
+        if tag != "now":
+            await self._released().wait()
         return ("ok", tag)
+
+    @request()
+    @return_reply()
+    async def request_release(self, req):
+        """Let every held request reply."""
+        self._released().set()
+        return ("ok",)
 
 
 def start_server(cls, port=0):
@@ -183,18 +198,21 @@ def test_out_of_order_replies_matched_by_mid(async_device, user_loop):
         client.set_ioloop(user_loop.ioloop)
         client.start()
         await client.until_protocol(timeout=WAIT)
-        slow = client.future_request(Message.request("sleep", "slow", 50))
-        fast = client.future_request(Message.request("sleep", "fast", 1))
-        done, _ = await asyncio.wait([slow, fast], return_when=asyncio.FIRST_COMPLETED)
-        first = done.pop().result()[0]
-        (slow_reply, _), (fast_reply, _) = await asyncio.gather(slow, fast)
+        # The first request is held until after the second was answered: an order the
+        # server guarantees, not a race between timers.
+        slow = client.future_request(Message.request("hold", "slow"))
+        fast = client.future_request(Message.request("hold", "now"))
+        fast_reply, _ = await fast
+        assert not slow.done()
+        await client.future_request(Message.request("release"))
+        slow_reply, _ = await slow
         client.stop()
         await client.until_stopped(timeout=WAIT)
-        return str(first), str(slow_reply), str(fast_reply)
+        return str(slow_reply), str(fast_reply)
 
-    first, slow_reply, fast_reply = user_loop.call_in_ioloop(run, (), {}, timeout=WAIT * 2)
-    assert first == fast_reply == "!sleep[2] ok fast"
-    assert slow_reply == "!sleep[1] ok slow"
+    slow_reply, fast_reply = user_loop.call_in_ioloop(run, (), {}, timeout=WAIT * 2)
+    assert fast_reply == "!hold[2] ok now"
+    assert slow_reply == "!hold[1] ok slow"
 
 
 def test_reconnects_to_a_new_server_on_the_same_port(device_to_stop):

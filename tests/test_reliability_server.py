@@ -289,7 +289,9 @@ def test_slow_consumer_is_disconnected_and_others_are_unaffected(device):
         producer.join(WAIT)
         slow_port = slow.sock.getsockname()[1]
         assert any(str(slow_port) in record for record in watcher.records)
-        assert max(latencies) < 1.0
+        # Others keep their latency: well under a second on a quiet machine (the soak
+        # run asserts that); a shared CI machine only gets a bound it cannot miss by load.
+        assert max(latencies) < scaled(5.0, 1.0)
         assert len(good_updates) > 10 and good_updates == sorted(good_updates)
         reply, _ = good.blocking_request(Message.request("watchdog"))
         assert reply.reply_ok()

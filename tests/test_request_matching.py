@@ -1,0 +1,167 @@
+"""How a client matches replies and informs to its requests in flight, over a socket.
+
+A scripted server answers each request with chosen lines, so ids, names and order can be
+anything a server might send. The rules: a message with an id belongs to the request with
+that id; a message without one belongs to the oldest request of that name sent without
+an id; anything else goes to the client's own inform/reply handlers.
+"""
+
+import concurrent.futures
+import queue
+
+import pytest
+
+from katcp.client import BlockingClient
+from katcp.core import Message
+
+from test_client import FakeServer, WAIT, _split_request, scripted_answer
+
+
+def _answer(line):
+    name, mid, rest = _split_request(line)
+    if name == b"mixed":
+        # A mid-less inform of the same name between the request's own informs.
+        return [b"#mixed" + mid + b" own-1", b"#mixed stray", b"#mixed" + mid + b" own-2",
+                b"!mixed" + mid + b" ok"]
+    if name == b"other-id":
+        # An inform and a reply for an id nobody used, then the real answer.
+        return [b"#other-id[999] stray", b"!other-id[999] ok stray",
+                b"#other-id" + mid + b" own", b"!other-id" + mid + b" ok own"]
+    if name == b"hold":
+        _answer.held.append(mid)
+        if rest != b"release":
+            return []
+        # Answer every held ?hold, newest first, with informs and replies.
+        lines = []
+        for held in reversed(_answer.held):
+            lines += [b"#hold" + held + b" for" + held, b"!hold" + held + b" ok" + held]
+        _answer.held = []
+        return lines
+    return scripted_answer(line)
+
+
+class RecordingClient(BlockingClient):
+    """Records the informs and replies that no request claimed."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.unclaimed = queue.Queue()
+
+    def unhandled_inform(self, msg):
+        self.unclaimed.put(str(msg))
+
+    def unhandled_reply(self, msg):
+        self.unclaimed.put(str(msg))
+
+    def inform_mixed(self, msg):
+        self.unclaimed.put(str(msg))
+
+
+@pytest.fixture
+def fake():
+    _answer.held = []
+    server = FakeServer(answer=_answer).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def client(fake):
+    client = RecordingClient("127.0.0.1", fake.port, timeout=WAIT)
+    client.start(timeout=WAIT)
+    assert client.wait_protocol(WAIT)
+    yield client
+    client.stop(timeout=WAIT)
+    client.join(timeout=WAIT)
+
+
+def test_midless_inform_is_not_part_of_a_request_with_an_id(client):
+    reply, informs = client.blocking_request(Message.request("mixed"), timeout=WAIT)
+    assert str(reply) == "!mixed[1] ok"
+    assert [str(m) for m in informs] == ["#mixed[1] own-1", "#mixed[1] own-2"]
+    assert client.unclaimed.get(timeout=WAIT) == "#mixed stray"
+
+
+def test_midless_informs_belong_to_a_request_without_an_id(client):
+    reply, informs = client.blocking_request(Message.request("mixed"), timeout=WAIT,
+                                             use_mid=False)
+    assert str(reply) == "!mixed ok"
+    assert [str(m) for m in informs] == ["#mixed own-1", "#mixed stray", "#mixed own-2"]
+    assert client.unclaimed.empty()
+
+
+def test_messages_for_another_id_are_not_claimed(client):
+    reply, informs = client.blocking_request(Message.request("other-id"), timeout=WAIT)
+    assert str(reply) == "!other-id[1] ok own"
+    assert [str(m) for m in informs] == ["#other-id[1] own"]
+    unclaimed = {client.unclaimed.get(timeout=WAIT) for _ in range(2)}
+    assert unclaimed == {"#other-id[999] stray", "!other-id[999] ok stray"}
+
+
+def send(client, msg, use_mid=None):
+    """Send a request without waiting; return a future of (reply, informs) as text."""
+    future = concurrent.futures.Future()
+    informs = []
+
+    def on_reply(reply):
+        future.set_result((str(reply), [str(m) for m in informs]))
+
+    client.callback_request(msg, reply_cb=on_reply, inform_cb=informs.append,
+                            timeout=WAIT, use_mid=use_mid)
+    return future
+
+
+def test_replies_with_ids_answer_their_own_request_in_any_order(client):
+    futures = [send(client, Message.request("hold")), send(client, Message.request("hold")),
+               send(client, Message.request("hold", "release"))]
+    results = [future.result(WAIT) for future in futures]
+    assert results == [
+        ("!hold[1] ok[1]", ["#hold[1] for[1]"]),
+        ("!hold[2] ok[2]", ["#hold[2] for[2]"]),
+        ("!hold[3] ok[3]", ["#hold[3] for[3]"]),
+    ]
+
+
+def test_midless_replies_answer_requests_of_that_name_oldest_first(client):
+    futures = [send(client, Message.request("hold", str(i)), use_mid=False)
+               for i in range(2)]
+    futures.append(send(client, Message.request("hold", "release"), use_mid=False))
+    # The server answers newest first, but without ids only the order can match them.
+    results = [future.result(WAIT) for future in futures]
+    assert results == [("!hold ok", ["#hold for"])] * 3
+
+
+def test_midless_requests_of_other_names_are_not_confused(client):
+    hold = send(client, Message.request("hold"), use_mid=False)
+    echo = send(client, Message.request("echo", "x"), use_mid=False)
+    assert echo.result(WAIT) == ("!echo ok x", [])
+    assert not hold.done()
+    send(client, Message.request("hold", "release"), use_mid=False).result(WAIT)
+    assert hold.result(WAIT) == ("!hold ok", ["#hold for"])
+
+
+def test_a_request_id_given_by_the_caller_is_kept(client):
+    reply, _ = client.blocking_request(Message.request("echo", "y", mid=77), timeout=WAIT)
+    assert str(reply) == "!echo[77] ok y"
+    # A caller's id takes no number from the client's own sequence.
+    reply, _ = client.blocking_request(Message.request("echo", "z"), timeout=WAIT)
+    assert reply.mid == b"1"
+
+
+def test_an_id_in_flight_cannot_be_reused(client):
+    held = send(client, Message.request("hold", mid=5))
+    with pytest.raises(RuntimeError, match="already in use"):
+        client.blocking_request(Message.request("hold", mid=5), timeout=WAIT)
+    send(client, Message.request("hold", "release")).result(WAIT)
+    assert held.result(WAIT) == ("!hold[5] ok[5]", ["#hold[5] for[5]"])
+
+
+def test_timed_out_request_ignores_its_late_reply(client):
+    # The request times out first (ordering, not timing: the reply comes only after the
+    # timeout reply was seen); its late reply then goes to the unhandled handler.
+    reply, _ = client.blocking_request(Message.request("hold"), timeout=0.1)
+    assert reply.arguments[0] == b"fail" and b"timed out" in reply.arguments[1]
+    released, _ = client.blocking_request(Message.request("hold", "release"), timeout=WAIT)
+    assert str(released) == "!hold[2] ok[2]"
+    assert client.unclaimed.get(timeout=WAIT) == "#hold[1] for[1]"
+    assert client.unclaimed.get(timeout=WAIT) == "!hold[1] ok[1]"

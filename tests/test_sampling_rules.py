@@ -1,0 +1,286 @@
+"""Sampling strategies: the parameter rules, error texts, cancellation and clock edges.
+
+Driven by a virtual clock (``TimewarpAsyncTestCase``): times are exact, nothing waits.
+Written against the mutants that survived the older tests (see docs/mutation.rst).
+"""
+
+import threading
+
+import pytest
+import tornado.gen
+import tornado.ioloop
+import tornado.testing
+
+from katcp import Sensor
+from katcp.sampling import SamplePeriod, SampleStrategy, _PeriodicScheduler
+from katcp.testutils import TimewarpAsyncTestCase
+
+from test_sampling import Recorder, make_sensor
+
+pytestmark = pytest.mark.timeout(30)
+
+gen_test = tornado.testing.gen_test(timeout=10)
+
+
+def _nothing(sensor, reading):
+    pass
+
+
+def _make(name, *params, sensor=None, **kwargs):
+    return SampleStrategy.get_strategy(name, _nothing, sensor or make_sensor(), *params,
+                                       **kwargs)
+
+
+class TestParameters:
+
+    @pytest.mark.parametrize("name, params, message", [
+        ("bogus", [], "Unknown sampling strategy 'bogus'. Known strategies are auto, "
+                      "differential, differential-rate, event, event-rate, none, period."),
+        ("period", [], "The 'period' strategy takes 1 parameter, 0 given."),
+        ("auto", ["1", "2"], "The 'auto' strategy takes 0 parameters, 2 given."),
+        ("event", ["1"], "The 'event' strategy takes 0 parameters, 1 given."),
+        ("period", ["x"], "Invalid period 'x': not a number."),
+        ("period", [b"\xff"], "Invalid period '\ufffd': not a number."),
+        ("period", ["-1"], "Invalid period '-1': must be a finite number >= 0."),
+        ("period", ["inf"], "Invalid period 'inf': must be a finite number >= 0."),
+        ("period", ["nan"], "Invalid period 'nan': must be a finite number >= 0."),
+        ("period", ["0"], "The sampling period must be > 0, not '0'."),
+        ("event-rate", ["x", "1"], "Invalid shortest period 'x': not a number."),
+        ("event-rate", ["1", "x"], "Invalid longest period 'x': not a number."),
+        ("event-rate", ["2", "1"],
+         "The shortest period (2) must not exceed the longest (1)."),
+        ("differential-rate", ["1", "3", "2"],
+         "The shortest period (3) must not exceed the longest (2)."),
+        ("differential", ["-1"], "Differential threshold must be >= 0, not '-1'."),
+        ("differential", ["1.5"],
+         "Invalid differential threshold '1.5' for integer sensor 'test.sensor'."),
+    ])
+    def test_refusals_say_what_is_wrong(self, name, params, message):
+        with pytest.raises(ValueError) as error:
+            _make(name, *params)
+        assert str(error.value) == message
+
+    def test_differential_refuses_other_sensor_types_by_name(self):
+        sensor = make_sensor(Sensor.BOOLEAN, value=True)
+        with pytest.raises(ValueError) as error:
+            _make("differential", "1", sensor=sensor)
+        assert str(error.value) == (
+            "Differential strategies only apply to integer, float and timestamp "
+            "sensors, not boolean sensor 'test.sensor'.")
+
+    @pytest.mark.parametrize("stype, threshold, expected", [
+        (Sensor.INTEGER, "3", 3), (Sensor.FLOAT, "0.5", 0.5), (Sensor.TIMESTAMP, "0.25", 0.25)])
+    def test_differential_thresholds_by_sensor_type(self, stype, threshold, expected):
+        for name, params in (("differential", [threshold]),
+                             ("differential-rate", [threshold, "0", "1"])):
+            strategy = _make(name, *params, sensor=make_sensor(stype, value=0))
+            assert strategy._threshold == expected
+            assert type(strategy._threshold) is type(expected)
+
+    def test_equal_shortest_and_longest_periods_are_allowed(self):
+        strategy = _make("event-rate", "1", "1")
+        assert (strategy._shortest, strategy._longest) == (1.0, 1.0)
+        strategy = _make("differential-rate", "2", "0.5", "1.5")
+        assert (strategy._shortest, strategy._longest) == (0.5, 1.5)
+
+    @pytest.mark.parametrize("params, formatted", [
+        ((0.5,), [b"0.5"]), ((2,), [b"2"]), ((b"1.25",), [b"1.25"]), (("3",), [b"3"])])
+    def test_parameters_are_kept_as_given(self, params, formatted):
+        assert _make("period", *params).get_sampling_formatted() == (b"period", formatted)
+
+    @pytest.mark.parametrize("name, params", [
+        ("none", ()), ("auto", ()), ("event", ()), ("period", ("1",)),
+        ("differential", ("1",)), ("event-rate", ("0", "1")),
+        ("differential-rate", ("1", "0", "1"))])
+    def test_every_strategy_uses_the_loop_it_is_given(self, name, params):
+        loop = tornado.ioloop.IOLoop(make_current=False)
+        try:
+            assert _make(name, *params, ioloop=loop).ioloop is loop
+        finally:
+            loop.close()
+
+    def test_one_periodic_scheduler_per_loop(self):
+        loop = tornado.ioloop.IOLoop(make_current=False)
+        other = tornado.ioloop.IOLoop(make_current=False)
+        try:
+            scheduler = _PeriodicScheduler.for_ioloop(loop)
+            assert _PeriodicScheduler.for_ioloop(loop) is scheduler
+            assert _PeriodicScheduler.for_ioloop(other) is not scheduler
+        finally:
+            loop.close()
+            other.close()
+
+    def test_cancelling_an_unstarted_strategy_is_harmless(self):
+        for name, params in (("period", ("1",)), ("event-rate", ("1", "2")), ("auto", ())):
+            strategy = _make(name, *params)
+            strategy.cancel()
+            strategy.cancel()
+
+
+class TestClockAndCancellation(TimewarpAsyncTestCase):
+
+    def start(self, name, sensor, *params):
+        recorder = Recorder(self.io_loop)
+        strategy = SampleStrategy.get_strategy(name, recorder, sensor, *params,
+                                               ioloop=self.io_loop)
+        strategy.start()
+        self.addCleanup(strategy.cancel)
+        return strategy, recorder
+
+    @tornado.gen.coroutine
+    def settle(self):
+        for _ in range(5):
+            yield tornado.gen.moment
+
+    @gen_test
+    def test_informs_carry_the_sensor(self):
+        sensor = make_sensor(value=3)
+        seen = []
+        strategy = SampleStrategy.get_strategy(
+            "auto", lambda s, r: seen.append((s, r.value)), sensor, ioloop=self.io_loop)
+        strategy.start()
+        sensor.set_value(4)
+        strategy.cancel()
+        assert seen == [(sensor, 3), (sensor, 4)]
+
+    @gen_test
+    def test_a_single_update_from_another_thread_is_delivered(self):
+        sensor = make_sensor(value=0)
+        _, recorder = self.start("event", sensor)
+        thread = threading.Thread(target=sensor.set_value, args=(7,))
+        thread.start()
+        thread.join(10)
+        yield recorder.until_count(2)
+        assert recorder.values == [0, 7]
+
+    @gen_test
+    def test_an_update_queued_from_another_thread_is_dropped_after_cancel(self):
+        sensor = make_sensor(value=0)
+        strategy, recorder = self.start("auto", sensor)
+        # Queued for the loop (this test holds the loop), then cancelled before it runs.
+        thread = threading.Thread(target=sensor.set_value, args=(7,))
+        thread.start()
+        thread.join(10)
+        strategy.cancel()
+        yield self.settle()
+        assert recorder.values == [0]
+
+    @gen_test
+    def test_period_reports_the_current_reading(self):
+        sensor = make_sensor(value=1)
+        start = self.io_loop.time()
+        _, recorder = self.start("period", sensor, "1")
+        sensor.set_value(2, Sensor.WARN)
+        self.set_ioloop_time(start + 1)
+        yield recorder.until_count(2)
+        assert recorder.informs[1] == (start + 1, sensor.read())
+
+    @gen_test
+    def test_a_late_period_skips_missed_samples_instead_of_bursting(self):
+        sensor = make_sensor(value=1)
+        start = self.io_loop.time()
+        _, recorder = self.start("period", sensor, "1")
+        self.set_ioloop_time(start + 3.5)
+        yield recorder.until_count(2)
+        yield self.settle()
+        assert [t - start for t, _ in recorder.informs] == [0, 3.5]
+        self.set_ioloop_time(start + 4.5)
+        yield recorder.until_count(3)
+        yield self.settle()
+        assert [t - start for t, _ in recorder.informs] == [0, 3.5, 4.5]
+
+    @gen_test
+    def test_cancelling_one_period_leaves_the_others_running(self):
+        sensors = [make_sensor(value=i) for i in range(3)]
+        start = self.io_loop.time()
+        started = [self.start("period", sensor, "1") for sensor in sensors]
+        started[0][0].cancel()
+        started[1][0].cancel()
+        for i in range(1, 4):
+            self.set_ioloop_time(start + i)
+            yield started[2][1].until_count(i + 1)
+        yield self.settle()
+        assert [len(recorder.informs) for _, recorder in started] == [1, 1, 4]
+
+    @gen_test
+    def test_periods_of_different_lengths_interleave(self):
+        start = self.io_loop.time()
+        _, fast = self.start("period", make_sensor(value=1), "1")
+        _, slow = self.start("period", make_sensor(value=2), "3")
+        for i in range(1, 7):
+            self.set_ioloop_time(start + i)
+            yield fast.until_count(i + 1)
+        yield slow.until_count(3)
+        yield self.settle()
+        assert [t - start for t, _ in fast.informs] == [0, 1, 2, 3, 4, 5, 6]
+        assert [t - start for t, _ in slow.informs] == [0, 3, 6]
+
+    @gen_test
+    def test_event_rate_longest_period_repeats_on_schedule(self):
+        sensor = make_sensor(value=5)
+        start = self.io_loop.time()
+        _, recorder = self.start("event-rate", sensor, "0", "2")
+        for i in range(1, 4):
+            self.set_ioloop_time(start + 2 * i)
+            yield recorder.until_count(i + 1)
+        yield self.settle()
+        assert [(t - start, r.value) for t, r in recorder.informs] == [
+            (0, 5), (2, 5), (4, 5), (6, 5)]
+
+    @gen_test
+    def test_differential_rate_longest_period_repeats_on_schedule(self):
+        sensor = make_sensor(value=5)
+        start = self.io_loop.time()
+        _, recorder = self.start("differential-rate", sensor, "10", "1", "3")
+        sensor.set_value(30)          # within the shortest period: held
+        self.set_ioloop_time(start + 1)
+        yield recorder.until_count(2)
+        self.set_ioloop_time(start + 4)
+        yield recorder.until_count(3)
+        yield self.settle()
+        assert [(t - start, r.value) for t, r in recorder.informs] == [
+            (0, 5), (1, 30), (4, 30)]
+
+    @gen_test
+    def test_a_held_change_that_is_undone_is_not_sent(self):
+        sensor = make_sensor(value=0)
+        start = self.io_loop.time()
+        _, recorder = self.start("event-rate", sensor, "1", "0")
+        sensor.set_value(1)           # held for the shortest period
+        sensor.set_value(0)           # back to what was last sent
+        self.set_ioloop_time(start + 2)
+        yield self.settle()
+        assert recorder.values == [0]
+        sensor.set_value(3)
+        assert recorder.values == [0, 3]
+
+    @gen_test
+    def test_a_held_change_is_dropped_on_cancel(self):
+        sensor = make_sensor(value=0)
+        start = self.io_loop.time()
+        strategy, recorder = self.start("differential-rate", sensor, "1", "1", "5")
+        sensor.set_value(5)           # held
+        strategy.cancel()
+        strategy.cancel()
+        self.set_ioloop_time(start + 10)
+        yield self.settle()
+        assert recorder.values == [0]
+
+    @gen_test
+    def test_repeated_changes_during_the_shortest_period_send_the_newest_once(self):
+        sensor = make_sensor(value=0)
+        start = self.io_loop.time()
+        _, recorder = self.start("event-rate", sensor, "1", "0")
+        for value in (1, 2, 3):
+            sensor.set_value(value)
+        self.set_ioloop_time(start + 1)
+        yield recorder.until_count(2)
+        self.set_ioloop_time(start + 3)
+        yield self.settle()
+        assert [(t - start, r.value) for t, r in recorder.informs] == [(0, 0), (1, 3)]
+
+
+def test_period_strategy_constructor_keeps_its_parameters():
+    strategy = SamplePeriod(_nothing, make_sensor(), "0.25")
+    assert strategy._period == 0.25
+    assert strategy.get_sampling() == SampleStrategy.PERIOD

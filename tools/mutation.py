@@ -1,0 +1,155 @@
+"""Mutation testing of the core with mutmut: run, then report ``N killed, M survived``.
+
+The mutated code is the core a user's data flows through: the wire codec (Message,
+MessageParser, ProtocolFlags), sensors and their value codecs, kattypes, the sampling
+strategies, and the client's matching of replies and informs to requests. mutmut
+(configured in setup.cfg) mutates those files; this script selects the functions above
+and runs each mutant against the fast tests that call the mutated function.
+
+Usage::
+
+    python tools/mutation.py             # run every selected mutant, then report
+    python tools/mutation.py --survivors # re-run only the mutants not killed last time
+    python tools/mutation.py --report    # report the last run only
+    python tools/mutation.py --show      # also print the diff of each survivor
+
+A mutant that makes the tests time out counts as killed (the tests noticed). Survivors
+listed in docs/mutation.rst as equivalent (with the reason) are counted apart.
+"""
+
+import argparse
+import fnmatch
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOCS = os.path.join(ROOT, "docs", "mutation.rst")
+
+# Mutant names are module + "." + "x_" + function, or "xǁClassǁmethod", + "__mutmut_N".
+SELECTION = {
+    "katcp/core.py (codec)": [
+        "katcp.core.x__escape_argument__mutmut_*", "katcp.core.x__check_name__mutmut_*",
+        "katcp.core.x__format_mid__mutmut_*", "katcp.core.x__copy_mid__mutmut_*",
+        "katcp.core.x__format_other__mutmut_*", "katcp.core.xǁMessageǁ*",
+        "katcp.core.xǁMessageParserǁ*", "katcp.core.xǁProtocolFlagsǁ*",
+    ],
+    "katcp/core.py (sensors)": [
+        "katcp.core.x__ensure_str__mutmut_*", "katcp.core.x__format_timestamp__mutmut_*",
+        "katcp.core.x__parse_timestamp__mutmut_*", "katcp.core.x__show__mutmut_*",
+        "katcp.core.xǁ_*Codecǁ*", "katcp.core.xǁSensorǁ*",
+    ],
+    "katcp/kattypes.py": ["katcp.kattypes.*"],
+    "katcp/sampling.py": ["katcp.sampling.*"],
+    "katcp/client.py (request matching)": [
+        "katcp.client.xǁDeviceClientǁ_next_mid__mutmut_*",
+        "katcp.client.xǁDeviceClientǁ_get_mid_and_update_msg__mutmut_*",
+        "katcp.client.xǁ_PendingRequestǁ*", "katcp.client.xǁ_FutureRequestǁ*",
+        "katcp.client.xǁ_RequestTimeoutsǁ*",
+        "katcp.client.xǁAsyncClientǁ_peek_by_name__mutmut_*",
+        "katcp.client.xǁAsyncClientǁ_start_request__mutmut_*",
+        "katcp.client.xǁAsyncClientǁ_register_request__mutmut_*",
+        "katcp.client.xǁAsyncClientǁ_handle_timeout__mutmut_*",
+        "katcp.client.xǁAsyncClientǁ_fail_waiting_requests__mutmut_*",
+        "katcp.client.xǁAsyncClientǁhandle_inform__mutmut_*",
+        "katcp.client.xǁAsyncClientǁhandle_reply__mutmut_*",
+    ],
+}
+KILLED = {"killed", "timeout", "caught by type check"}
+# An equivalent mutant in docs/mutation.rst: a line "``mutant-name``: reason".
+EQUIVALENT_LINE = re.compile(r"^\s*``(katcp\.[^`]+__mutmut_\d+)``\s*:")
+
+
+def _mutmut(*args, capture=False):
+    command = [sys.executable, "-m", "mutmut"] + list(args)
+    if capture:
+        return subprocess.run(command, cwd=ROOT, check=True, capture_output=True,
+                              text=True).stdout
+    return subprocess.run(command, cwd=ROOT).returncode
+
+
+def _group_of(name):
+    for group, patterns in SELECTION.items():
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+            return group
+    return None
+
+
+def results():
+    """{mutant name: status} of every selected mutant, from mutmut's last run."""
+    found = {}
+    for line in _mutmut("results", "--all", "true", capture=True).splitlines():
+        name, _, status = line.strip().partition(": ")
+        if _group_of(name) is not None:
+            found[name] = status
+    return found
+
+
+def equivalents():
+    """Mutant names documented as equivalent in docs/mutation.rst."""
+    if not os.path.exists(DOCS):
+        return set()
+    with open(DOCS, encoding="utf-8") as docs:
+        return {match.group(1) for match in map(EQUIVALENT_LINE.match, docs) if match}
+
+
+def report(show=False):
+    """Print the per-module table and the final line; return the number of survivors
+    neither killed nor documented as equivalent."""
+    statuses = results()
+    documented = equivalents()
+    unexplained = []
+    rows = []
+    total_killed = total_survived = total_equivalent = 0
+    for group in SELECTION:
+        names = sorted(name for name in statuses if _group_of(name) == group)
+        killed = [n for n in names if statuses[n] in KILLED]
+        survived = [n for n in names if statuses[n] not in KILLED]
+        equivalent = [n for n in survived if n in documented]
+        unexplained += [n for n in survived if n not in documented]
+        total_killed += len(killed)
+        total_survived += len(survived)
+        total_equivalent += len(equivalent)
+        score = 100.0 * len(killed) / len(names) if names else 0.0
+        rows.append((group, len(names), len(killed), len(survived), len(equivalent), score))
+    print("%-36s %7s %7s %9s %10s %6s" % ("module", "mutants", "killed", "survived",
+                                          "equivalent", "score"))
+    for row in rows:
+        print("%-36s %7d %7d %9d %10d %5.1f%%" % row)
+    total = total_killed + total_survived
+    print()
+    if unexplained:
+        print("Survivors neither killed nor listed as equivalent in docs/mutation.rst:")
+        for name in unexplained:
+            print("  %s (%s)" % (name, statuses[name]))
+            if show:
+                print(_mutmut("show", name, capture=True))
+        print()
+    print("score %.1f%% (%d of %d killed; %d survivors listed as equivalent)"
+          % (100.0 * total_killed / total if total else 0.0, total_killed, total,
+             total_equivalent))
+    print("%d killed, %d survived" % (total_killed, total_survived))
+    return len(unexplained)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--report", action="store_true", help="only report the last run")
+    parser.add_argument("--survivors", action="store_true",
+                        help="re-run only the mutants that were not killed")
+    parser.add_argument("--show", action="store_true", help="print survivors' diffs")
+    args = parser.parse_args()
+    if not args.report:
+        if args.survivors:
+            names = [name for name, status in results().items() if status not in KILLED]
+        else:
+            names = [pattern for patterns in SELECTION.values() for pattern in patterns]
+        if names and _mutmut("run", *names) != 0:
+            return 2
+    report(show=args.show)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
