@@ -34,8 +34,7 @@ def _make(name, *params, sensor=None, **kwargs):
 class TestParameters:
 
     @pytest.mark.parametrize("name, params, message", [
-        ("bogus", [], "Unknown sampling strategy 'bogus'. Known strategies are auto, "
-                      "differential, differential-rate, event, event-rate, none, period."),
+        ("bogus", [], "Unknown strategy name: bogus."),
         ("period", [], "The 'period' strategy takes 1 parameter, 0 given."),
         ("auto", ["1", "2"], "The 'auto' strategy takes 0 parameters, 2 given."),
         ("event", ["1"], "The 'event' strategy takes 0 parameters, 1 given."),
@@ -51,7 +50,7 @@ class TestParameters:
          "The shortest period (2) must not exceed the longest (1)."),
         ("differential-rate", ["1", "3", "2"],
          "The shortest period (3) must not exceed the longest (2)."),
-        ("differential", ["-1"], "Differential threshold must be >= 0, not '-1'."),
+        ("differential", ["-1"], "Differential threshold must be positive, not '-1'."),
         ("differential", ["1.5"],
          "Invalid differential threshold '1.5' for integer sensor 'test.sensor'."),
     ])
