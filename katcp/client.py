@@ -45,7 +45,8 @@ from katcp.core import (
     _seconds_to_ms,
     _whole_ms,
 )
-from katcp.ioloop_manager import IOLoopManager, _run_into_future
+from katcp.ioloop_manager import IOLoopManager
+from katcp.loop.crossing import run_into_future
 
 log = logging.getLogger("katcp.client")
 
@@ -535,7 +536,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
                 return meth(*args, **kwargs)
             result = concurrent.futures.Future()
             self._call_soon_threadsafe(
-                functools.partial(_run_into_future, meth, args, kwargs, result))
+                functools.partial(run_into_future, meth, args, kwargs, result))
             return result.result(kwargs.get("timeout"))
 
         return wrapped

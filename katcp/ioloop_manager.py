@@ -21,6 +21,7 @@ import threading
 import tornado.gen
 import tornado.ioloop
 
+from katcp.loop.crossing import call_on_loop, is_awaitable, on_thread
 from katcp.object_proxies import ObjectWrapper
 
 log = logging.getLogger("katcp.ioloop_manager")
@@ -47,10 +48,6 @@ def with_relative_timeout(timeout, future, io_loop=None):
     if timeout is None:
         return tornado.gen.convert_yielded(future)
     return tornado.gen.with_timeout(datetime.timedelta(seconds=timeout), future)
-
-
-def _is_awaitable(value):
-    return asyncio.isfuture(value) or inspect.isawaitable(value)
 
 
 class IOLoopManager:
@@ -227,7 +224,7 @@ class IOLoopManager:
             try:
                 if callback is not None:
                     result = callback()
-                    if _is_awaitable(result):
+                    if is_awaitable(result):
                         await result
             except Exception:
                 self._logger.exception("Error in ioloop stop callback")
@@ -315,16 +312,14 @@ class IOLoopThreadWrapper:
 
         """
         timeout = timeout or self.default_timeout
-        if threading.get_ident() == self._thread_id:
+        if on_thread(self._thread_id):
             return self._call_on_own_thread(fn, args, kwargs)
-        result_future = concurrent.futures.Future()
-        self.ioloop.add_callback(_run_into_future, fn, args, kwargs, result_future)
-        return result_future.result(timeout)
+        return call_on_loop(self.ioloop, None, fn, *args, **kwargs).result(timeout)
 
     @staticmethod
     def _call_on_own_thread(fn, args, kwargs):
         result = fn(*args, **kwargs)
-        if not _is_awaitable(result):
+        if not is_awaitable(result):
             return result
         if not asyncio.isfuture(result) or not result.done():
             if inspect.iscoroutine(result):
@@ -365,33 +360,6 @@ class IOLoopThreadWrapper:
             + textwrap.dedent(callable_.__doc__ or "")
         )
         return decorated
-
-
-def _run_into_future(fn, args, kwargs, result_future):
-    """Run `fn` on the loop, delivering its (possibly future) result to `result_future`."""
-    try:
-        result = fn(*args, **kwargs)
-    except BaseException as exc:
-        result_future.set_exception(exc)
-        return
-    if not _is_awaitable(result):
-        result_future.set_result(result)
-        return
-    try:
-        loop_future = tornado.gen.convert_yielded(result)
-    except BaseException as exc:
-        result_future.set_exception(exc)
-        return
-    loop_future.add_done_callback(functools.partial(_copy_outcome, result_future))
-
-
-def _copy_outcome(result_future, loop_future):
-    if loop_future.cancelled():
-        result_future.cancel()
-    elif loop_future.exception() is not None:
-        result_future.set_exception(loop_future.exception())
-    else:
-        result_future.set_result(loop_future.result())
 
 
 class ThreadSafeMethodAttrWrapper(ObjectWrapper):

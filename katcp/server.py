@@ -46,7 +46,8 @@ from katcp.core import (
     _ms_to_seconds,
     _seconds_to_ms,
 )
-from katcp.ioloop_manager import IOLoopManager, _run_into_future
+from katcp.ioloop_manager import IOLoopManager
+from katcp.loop.crossing import run_into_future
 from katcp.kattypes import (Int, Str, has_katcp_protocol_flags, minimum_katcp_version,
                             request, return_reply)
 from katcp.sampling import SampleStrategy, format_inform_v4, format_inform_v5
@@ -1564,7 +1565,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         Returns a concurrent.futures.Future of fn's result (or of its future's).
         """
         done = concurrent.futures.Future()
-        self._server.ioloop.add_callback(_run_into_future, fn, args, {}, done)
+        self._server.ioloop.add_callback(run_into_future, fn, args, {}, done)
         return done
 
     def _call_handler(self, handler, req):
@@ -1655,7 +1656,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         if server.running():
             return self._run_on_loop(fn, *args)
         done = concurrent.futures.Future()
-        _run_into_future(fn, args, {}, done)
+        run_into_future(fn, args, {}, done)
         return done
 
     def handle_inform(self, connection, msg):

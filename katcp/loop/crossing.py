@@ -1,0 +1,118 @@
+"""The one thread crossing: call a function on an IOLoop from any thread.
+
+A foreign thread never touches loop objects. It asks the loop, through
+``call_soon_threadsafe``, to run a function there, and gets the outcome back on a
+:class:`concurrent.futures.Future`: the function's return value, or what the future or
+coroutine it returned resolved to. A call made on the loop's own thread runs at once.
+
+One exception policy: whatever the function raises (any :class:`BaseException`) ends
+up on the result future, so the caller sees it and nothing is lost on the loop.
+"""
+
+import asyncio
+import concurrent.futures
+import functools
+import inspect
+import threading
+
+import tornado.gen
+
+__all__ = ["on_thread", "call_on_loop", "run_into_future", "is_awaitable"]
+
+_get_ident = threading.get_ident
+
+
+def on_thread(thread_id):
+    """Whether the caller runs on the thread whose ``threading.get_ident()`` is `thread_id`.
+
+    Owners of a loop record the id of the thread that runs it; this is how every
+    thread-facing API asks "am I on the loop thread?".
+
+    Parameters
+    ----------
+    thread_id : int or None
+        The loop thread's id (None while no thread runs the loop).
+
+    Returns
+    -------
+    on_thread : bool
+
+    """
+    return _get_ident() == thread_id
+
+
+def is_awaitable(value):
+    """Whether `value` is a future (tornado, asyncio) or another awaitable."""
+    return asyncio.isfuture(value) or inspect.isawaitable(value)
+
+
+def run_into_future(fn, args, kwargs, result_future):
+    """Call ``fn(*args, **kwargs)`` on the loop thread and deliver its outcome.
+
+    Must run on the loop thread. If `fn` returns a future or a coroutine, its outcome
+    is delivered when it resolves.
+
+    Parameters
+    ----------
+    fn : callable
+    args : tuple
+    kwargs : dict
+    result_future : :class:`concurrent.futures.Future`
+        Receives the result or the exception; if it was cancelled before the call
+        started, `fn` is not called.
+
+    """
+    if not result_future.set_running_or_notify_cancel():
+        return
+    try:
+        result = fn(*args, **kwargs)
+        if not is_awaitable(result):
+            result_future.set_result(result)
+            return
+        loop_future = tornado.gen.convert_yielded(result)
+    except BaseException as exc:
+        result_future.set_exception(exc)
+        return
+    loop_future.add_done_callback(functools.partial(_copy_outcome, result_future))
+
+
+def _copy_outcome(result_future, loop_future):
+    if loop_future.cancelled():
+        # A running concurrent future cannot be cancelled any more: report it instead.
+        result_future.set_exception(concurrent.futures.CancelledError())
+    elif loop_future.exception() is not None:
+        result_future.set_exception(loop_future.exception())
+    else:
+        result_future.set_result(loop_future.result())
+
+
+def call_on_loop(ioloop, thread_id, fn, *args, **kwargs):
+    """Run ``fn(*args, **kwargs)`` on `ioloop` and return a future of its outcome.
+
+    Parameters
+    ----------
+    ioloop : :class:`tornado.ioloop.IOLoop`
+        The loop to run `fn` on.
+    thread_id : int or None
+        Id of the thread running `ioloop`: a call from that thread runs `fn` at once.
+    fn : callable
+        Called on the loop thread; it may return a value, a future or a coroutine.
+
+    Returns
+    -------
+    result : :class:`concurrent.futures.Future`
+        Resolves with what `fn` returned (or its future resolved to), or with the
+        exception it raised. A call to a closed loop fails with :class:`RuntimeError`.
+
+    """
+    result = concurrent.futures.Future()
+    if _get_ident() == thread_id:
+        run_into_future(fn, args, kwargs, result)
+        return result
+    try:
+        ioloop.asyncio_loop.call_soon_threadsafe(run_into_future, fn, args, kwargs, result)
+    except RuntimeError as exc:
+        # The loop is closed: nothing will ever run the call.
+        result.set_running_or_notify_cancel()
+        result.set_exception(exc)
+    return result

@@ -1,0 +1,125 @@
+"""The one thread crossing (katcp.loop.crossing): outcomes, exceptions, cancellation."""
+
+import asyncio
+import concurrent.futures
+import threading
+
+import pytest
+import tornado.gen
+from tornado.platform.asyncio import AsyncIOLoop
+
+from katcp.ioloop_manager import IOLoopManager
+from katcp.loop.crossing import call_on_loop, on_thread, run_into_future
+
+WAIT = 10.0
+
+
+@pytest.fixture
+def loop(loop_manager):
+    """(ioloop, id of the thread running it)."""
+    ioloop = loop_manager.get_ioloop()
+    thread_id = call_on_loop(ioloop, None, threading.get_ident).result(WAIT)
+    assert thread_id != threading.get_ident()
+    return ioloop, thread_id
+
+
+def test_a_plain_result_comes_back_from_the_loop_thread(loop):
+    ioloop, thread_id = loop
+    future = call_on_loop(ioloop, thread_id, lambda a, b=0: (threading.get_ident(), a + b),
+                          2, b=3)
+    assert future.result(WAIT) == (thread_id, 5)
+
+
+def test_the_outcome_of_a_returned_coroutine_is_awaited(loop):
+    ioloop, thread_id = loop
+
+    async def later():
+        await asyncio.sleep(0)
+        return "done"
+
+    @tornado.gen.coroutine
+    def old_style():
+        yield tornado.gen.moment
+        return "old"
+
+    assert call_on_loop(ioloop, thread_id, later).result(WAIT) == "done"
+    assert call_on_loop(ioloop, thread_id, old_style).result(WAIT) == "old"
+
+
+@pytest.mark.parametrize("error", [ValueError("bad"), KeyboardInterrupt(), SystemExit(3)])
+def test_every_exception_reaches_the_caller(loop, error):
+    ioloop, thread_id = loop
+
+    def fail():
+        raise error
+
+    async def fail_later():
+        await asyncio.sleep(0)
+        raise error
+
+    # asyncio itself lets KeyboardInterrupt and SystemExit out of a task, so those are
+    # checked for plain functions only.
+    for fn in (fail, fail_later) if isinstance(error, Exception) else (fail,):
+        future = call_on_loop(ioloop, thread_id, fn)
+        assert future.exception(WAIT) is error
+    # The loop survived and still runs calls.
+    assert call_on_loop(ioloop, thread_id, lambda: 1).result(WAIT) == 1
+
+
+def test_a_cancelled_loop_future_fails_the_caller_with_cancelled_error(loop):
+    ioloop, thread_id = loop
+
+    def cancelled():
+        future = asyncio.get_running_loop().create_future()
+        future.cancel()
+        return future
+
+    with pytest.raises(concurrent.futures.CancelledError):
+        call_on_loop(ioloop, thread_id, cancelled).result(WAIT)
+
+
+def test_a_call_cancelled_before_it_starts_never_runs():
+    calls = []
+    result = concurrent.futures.Future()
+    assert result.cancel()
+    run_into_future(calls.append, (1,), {}, result)
+    assert calls == [] and result.cancelled()
+
+
+def test_a_call_from_the_loop_thread_runs_at_once(loop):
+    ioloop, thread_id = loop
+
+    def nested():
+        ran = []
+        inner = call_on_loop(ioloop, thread_id, ran.append, "now")
+        # No hop: it already ran, before this function returns.
+        return inner.done(), ran, on_thread(thread_id)
+
+    assert call_on_loop(ioloop, thread_id, nested).result(WAIT) == (True, ["now"], True)
+
+
+def test_on_thread_is_false_elsewhere(loop):
+    _, thread_id = loop
+    assert not on_thread(thread_id)
+    assert not on_thread(None)
+    assert on_thread(threading.get_ident())
+
+
+def test_a_call_to_a_closed_loop_fails_at_once():
+    ioloop = AsyncIOLoop(asyncio_loop=asyncio.new_event_loop())
+    ioloop.close()
+    future = call_on_loop(ioloop, None, lambda: 1)
+    with pytest.raises(RuntimeError):
+        future.result(0)
+
+
+def test_calls_queued_while_the_loop_stops_are_not_lost():
+    # Calls made until the stop request reaches the loop still run before it stops.
+    manager = IOLoopManager()
+    ioloop = manager.get_ioloop()
+    manager.start(timeout=WAIT)
+    futures = [call_on_loop(ioloop, None, lambda i=i: i) for i in range(50)]
+    stopped = manager.stop()
+    assert [future.result(WAIT) for future in futures] == list(range(50))
+    stopped.result(WAIT)
+    manager.join(WAIT)
