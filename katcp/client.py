@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import tornado.gen
 import tornado.ioloop
 
-from katcp._transport import SharedBufferProtocol
+from katcp.transport.buffers import SharedBufferProtocol
 from katcp.core import (
     FLOAT_TS_KATCP_MAJOR,
     SEC_TS_KATCP_MAJOR,

@@ -28,7 +28,7 @@ import tornado.gen
 import tornado.ioloop
 from tornado.concurrent import Future
 
-from katcp._transport import SharedBufferProtocol
+from katcp.transport.buffers import SharedBufferProtocol
 from katcp.core import (
     DEFAULT_KATCP_MAJOR,
     INTERFACE_CHANGED_KATCP_MAJOR,

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from katcp._transport import SharedBufferProtocol
+from katcp.transport.buffers import SharedBufferProtocol
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,0 +1,154 @@
+"""Line framing and write batching, shared by the server and client transports.
+
+Neither does I/O: :class:`LineFramer` turns received bytes into lines, and
+:class:`WriteBatcher` turns the bytes of many messages into one call of the write
+function it is given, once per loop turn.
+"""
+
+__all__ = ["LineFramer", "WriteBatcher"]
+
+
+class LineFramer:
+    """Split a received byte stream into KATCP lines.
+
+    A newline or a carriage return ends a line (so ``\\r\\n`` also gives an empty line,
+    which callers skip like any empty line).
+
+    Parameters
+    ----------
+    max_line : int
+        Longest line allowed, in bytes, ended or not.
+
+    Attributes
+    ----------
+    overflow : bool
+        True once a line longer than `max_line` arrived: :meth:`feed` returned the lines
+        before it and drops everything from there on.
+
+    """
+
+    __slots__ = ("max_line", "overflow", "_partial")
+
+    def __init__(self, max_line):
+        self.max_line = max_line
+        self.overflow = False
+        self._partial = b""
+
+    def feed(self, data):
+        """Add received bytes and return the lines they complete.
+
+        Parameters
+        ----------
+        data : bytes
+
+        Returns
+        -------
+        lines : list of bytes
+            Complete lines, without their terminators, possibly empty ones.
+
+        """
+        if self.overflow:
+            return []
+        if self._partial:
+            data = self._partial + data
+        if b"\r" in data:
+            data = data.replace(b"\r", b"\n")
+        lines = data.split(b"\n")
+        partial = lines.pop()
+        max_line = self.max_line
+        if len(data) > max_line:
+            # Only a chunk longer than a line may hold a line that is too long.
+            for index, line in enumerate(lines):
+                if len(line) > max_line:
+                    return self._overflowed(lines[:index])
+            if len(partial) > max_line:
+                return self._overflowed(lines)
+        self._partial = partial
+        return lines
+
+    def _overflowed(self, lines):
+        self.overflow = True
+        self._partial = b""
+        return lines
+
+    @property
+    def pending(self):
+        """Bytes received after the last complete line."""
+        return self._partial
+
+
+class WriteBatcher:
+    """Collect outgoing bytes and write them with one call per loop turn.
+
+    Parameters
+    ----------
+    write : callable
+        Called as ``write(data)`` with the collected bytes.
+    call_soon : callable
+        Schedules a callback for the end of this loop turn (``loop.call_soon``).
+    limit : int
+        Once more than this many bytes are collected they are written at once, so that
+        a peer that does not read is noticed while a long batch is still being made.
+    coalesce : bool, optional
+        With True, bytes sent outside :meth:`hold` wait for the end of the loop turn
+        (many informs per turn, one write); with False they are written at once (lowest
+        latency for a client's requests).
+
+    """
+
+    __slots__ = ("_write", "_call_soon", "_limit", "_coalesce", "_chunks", "_size", "_held")
+
+    def __init__(self, write, call_soon, limit, coalesce=True):
+        self._write = write
+        self._call_soon = call_soon
+        self._limit = limit
+        self._coalesce = coalesce
+        self._chunks = []
+        self._size = 0
+        self._held = False
+
+    def send(self, data):
+        """Queue `data` for the next write.
+
+        Parameters
+        ----------
+        data : bytes
+
+        """
+        chunks = self._chunks
+        chunks.append(data)
+        if len(chunks) == 1:
+            self._size = len(data)
+            if not self._held:
+                if self._coalesce:
+                    self._call_soon(self.flush)
+                else:
+                    self.flush()
+        else:
+            self._size += len(data)
+            if self._size > self._limit:
+                self.flush()
+
+    def hold(self):
+        """Collect everything sent until :meth:`release` (while a received chunk is handled)."""
+        self._held = True
+
+    def release(self):
+        """Stop holding and write what was collected."""
+        self._held = False
+        self.flush()
+
+    def flush(self):
+        """Write what was collected, in one call."""
+        chunks = self._chunks
+        if not chunks:
+            return
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._size = 0
+        self._write(data)
+
+    def clear(self):
+        """Drop what was collected (the connection is gone)."""
+        self._chunks.clear()
+        self._size = 0
