@@ -17,7 +17,7 @@ def test_lines_split_on_newline_and_carriage_return_across_chunks():
 @pytest.mark.parametrize("chunks, lines", [
     # An unfinished line grows past the limit.
     ([b"?ok\n" + b"x" * 11], [b"?ok"]),
-    ([b"?ok\nxxxxxx", b"xxxxx"], []),
+    ([b"?ok\nxxxxxx", b"xxxxx"], [b"?ok"]),
     # A complete line past the limit in one chunk.
     ([b"?ok\n" + b"x" * 11 + b"\n?after\n"], [b"?ok"]),
 ])
