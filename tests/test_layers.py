@@ -1,0 +1,109 @@
+"""The package's imports point only downwards through the layers of DEVELOPERS.md.
+
+1. wire and data (no I/O), 2. event loops and sampling, 3. transport and dispatch,
+4. high-level clients, 5. helpers for users' tests and the tools. A module may import
+from its own layer and the layers below it, never from a layer above.
+"""
+
+import ast
+import os
+
+import pytest
+
+import katcp
+
+PACKAGE_DIR = os.path.dirname(katcp.__file__)
+
+# Longest prefix wins; a name of a package covers its submodules.
+LAYERS = {
+    "katcp.wire": 1, "katcp.kattypes": 1, "katcp.compat": 1, "katcp.object_proxies": 1,
+    "katcp._export": 1, "katcp.version": 1,
+    "katcp.loop": 2, "katcp.core": 2, "katcp.ioloop_manager": 2, "katcp.sampling": 2,
+    "katcp.sensortree": 2,
+    "katcp.transport": 3, "katcp.server": 3, "katcp.client": 3,
+    "katcp.inspecting_client": 4, "katcp.resource": 4, "katcp.resource_client": 4,
+    "katcp.testutils": 5, "katcp.fake_clients": 5, "katcp.web": 5, "katcp.scripts": 5,
+    # The package itself re-exports everything: importing it means importing the top.
+    "katcp": 5,
+}
+
+
+def layer_of(module):
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        layer = LAYERS.get(".".join(parts[:end]))
+        if layer is not None:
+            return layer
+    raise KeyError(module)
+
+
+def package_modules():
+    for folder, _, files in os.walk(PACKAGE_DIR):
+        for name in sorted(files):
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(folder, name)
+            relative = os.path.relpath(path, os.path.dirname(PACKAGE_DIR))[:-3]
+            parts = relative.split(os.sep)
+            if parts[-1] == "__init__":
+                parts.pop()
+            yield ".".join(parts), path
+
+
+def imported_modules(module, path):
+    """Every katcp module that `module` imports, anywhere in its code."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module
+            for alias in node.names:
+                # `from katcp.server import handlers` may name a submodule.
+                yield "%s.%s" % (name, alias.name) if _is_module("%s.%s" % (
+                    name, alias.name)) else name
+
+
+def _is_module(name):
+    path = os.path.join(os.path.dirname(PACKAGE_DIR), *name.split("."))
+    return os.path.isdir(path) or os.path.isfile(path + ".py")
+
+
+MODULES = sorted(package_modules())
+
+
+def test_every_module_has_a_layer():
+    assert [module for module, _ in MODULES if _layer_or_none(module) is None] == []
+
+
+def _layer_or_none(module):
+    try:
+        return layer_of(module)
+    except KeyError:
+        return None
+
+
+@pytest.mark.parametrize("module, path", MODULES, ids=[module for module, _ in MODULES])
+def test_imports_point_downwards(module, path):
+    own = layer_of(module)
+    upwards = sorted({
+        "%s (layer %d)" % (name, layer_of(name))
+        for name in imported_modules(module, path)
+        if (name == "katcp" or name.startswith("katcp.")) and layer_of(name) > own})
+    assert upwards == [], "%s (layer %d) imports upwards" % (module, own)
+
+
+def test_the_checker_sees_an_upward_import(tmp_path):
+    # The check itself: a layer-1 module importing the server is caught.
+    source = tmp_path / "m.py"
+    source.write_text("import os\nfrom katcp.server import DeviceServer\n")
+    names = set(imported_modules("katcp.wire.m", str(source)))
+    assert "katcp.server" in names and layer_of("katcp.server") > layer_of("katcp.wire.m")
