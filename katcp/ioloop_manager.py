@@ -5,8 +5,8 @@ wraps an asyncio loop, so ``async def`` coroutines, ``tornado.gen.coroutine`` co
 plain asyncio code all run on it.  A *managed* loop is started by :class:`IOLoopManager` in its
 own thread; an *unmanaged* loop belongs to the user.
 
-Other threads never touch loop objects directly: they hand work to the loop with
-``add_callback`` and wait for the outcome on a :class:`concurrent.futures.Future`.
+Other threads never touch loop objects directly: they hand work to the loop through
+:mod:`katcp.loop.crossing` and wait for the outcome on a :class:`concurrent.futures.Future`.
 """
 
 import asyncio
@@ -73,9 +73,32 @@ class IOLoopManager:
         self._managed_default = managed_default
         self._ioloop_managed = managed_default
         self._ioloop_thread = None
+        self._thread_id = None  # of the thread running the loop, once known
         self._daemonic = True
         self._running = threading.Event()
         self._stop_tasks = set()  # strong references while stop callbacks run
+
+    def thread_id(self):
+        """The id (``threading.get_ident()``) of the thread running the loop, if known.
+
+        A managed loop's thread records it before running the loop; an unmanaged loop
+        is known to run in the calling thread when it is running there, or in the
+        thread that ran :meth:`start`'s first callback. This is where the
+        :func:`katcp.loop.crossing.on_thread` checks of the clients get their id.
+
+        Returns
+        -------
+        thread_id : int or None
+
+        """
+        if self._thread_id is None and self._ioloop is not None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                return None
+            if running is self._ioloop.asyncio_loop:
+                return threading.get_ident()
+        return self._thread_id
 
     def managed(self):
         """Whether the loop is (or will be) run by this manager in its own thread.
@@ -161,7 +184,7 @@ class IOLoopManager:
                 daemon=self._daemonic,
             )
             self._ioloop_thread.start()
-        ioloop.add_callback(self._running.set)
+        ioloop.add_callback(self._now_running)
         if timeout:
             return self.wait_running(timeout)
         return None
@@ -183,11 +206,17 @@ class IOLoopManager:
         """
         return self._running.wait(timeout)
 
+    def _now_running(self):
+        self._thread_id = threading.get_ident()
+        self._running.set()
+
     def _run_managed_ioloop(self, ioloop):
+        self._thread_id = threading.get_ident()
         try:
             ioloop.start()
         finally:
             self._running.clear()
+            self._thread_id = None
             # all_fds closes sockets of clients/servers that were not shut down cleanly,
             # so nothing outlives the loop that owned it.
             ioloop.close(all_fds=True)
@@ -217,35 +246,30 @@ class IOLoopManager:
         ioloop = self._ioloop
         if ioloop is None:
             return None
-        done = concurrent.futures.Future()
-        managed = self._ioloop_managed
+        return call_on_loop(ioloop, self._thread_id, self._run_stop_callback, callback,
+                            ioloop, self._ioloop_managed)
 
-        async def run_callback():
-            try:
-                if callback is not None:
-                    result = callback()
-                    if is_awaitable(result):
-                        await result
-            except Exception:
-                self._logger.exception("Error in ioloop stop callback")
+    def _run_stop_callback(self, callback, ioloop, managed):
+        # A task held here rather than a bare coroutine: nothing else keeps it alive
+        # while it waits.
+        task = asyncio.ensure_future(self._stop_after_callback(callback, ioloop, managed))
+        self._stop_tasks.add(task)
+        task.add_done_callback(self._stop_tasks.discard)
+        return task
 
-        def finish(task):
-            self._stop_tasks.discard(task)
-            self._running.clear()
-            if managed:
-                ioloop.stop()
-            done.set_result(None)
-
-        def begin():
-            # A plain task rather than a coroutine handed to add_callback: tornado keeps
-            # those in a class-level set until a done callback runs, and a loop stopped
-            # by the coroutine itself never runs it, which would keep the loop alive.
-            task = asyncio.ensure_future(run_callback())
-            self._stop_tasks.add(task)
-            task.add_done_callback(finish)
-
-        ioloop.add_callback(begin)
-        return done
+    async def _stop_after_callback(self, callback, ioloop, managed):
+        try:
+            if callback is not None:
+                result = callback()
+                if is_awaitable(result):
+                    await result
+        except Exception:
+            self._logger.exception("Error in ioloop stop callback")
+        self._running.clear()
+        if managed:
+            # Not stop() itself: the loop must still run the turn that delivers this
+            # task's outcome to the caller of stop(), which comes next.
+            ioloop.add_callback(ioloop.stop)
 
     def join(self, timeout=None):
         """Wait for the managed loop thread to finish; does nothing if unmanaged.
