@@ -250,7 +250,7 @@ class AsyncClient(DeviceClient):
 
         """
         if msg.mid is not None:
-            pending = self._requests.get(msg.mid)
+            pending = self._requests.by_id.get(msg.mid)
         else:
             _msg_id, pending = self._requests.peek_by_name(msg.name)
             if pending is not None and pending.msg.mid is not None:
@@ -275,7 +275,7 @@ class AsyncClient(DeviceClient):
         mid = msg.mid
         requests = self._requests
         if mid is not None:
-            pending = requests.pop(mid)
+            pending = requests.by_id.pop(mid, None)
         else:
             msg_id, pending = requests.peek_by_name(msg.name)
             if pending is not None:
