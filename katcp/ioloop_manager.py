@@ -17,6 +17,7 @@ import inspect
 import logging
 import textwrap
 import threading
+from typing import Any, Callable, Dict, Optional, Sequence, Set
 
 import tornado.gen
 import tornado.ioloop
@@ -27,7 +28,8 @@ from katcp.object_proxies import ObjectWrapper
 log = logging.getLogger("katcp.ioloop_manager")
 
 
-def with_relative_timeout(timeout, future, io_loop=None):
+def with_relative_timeout(timeout: Optional[float], future: Any,
+                          io_loop: Optional[tornado.ioloop.IOLoop] = None) -> Any:
     """Wrap a future so that it raises a timeout error after `timeout` seconds.
 
     Parameters
@@ -67,18 +69,19 @@ class IOLoopManager:
 
     """
 
-    def __init__(self, managed_default=True, logger=log):
+    def __init__(self, managed_default: bool = True, logger: logging.Logger = log) -> None:
         self._logger = logger
-        self._ioloop = None
+        self._ioloop: Optional[tornado.ioloop.IOLoop] = None
         self._managed_default = managed_default
         self._ioloop_managed = managed_default
-        self._ioloop_thread = None
-        self._thread_id = None  # of the thread running the loop, once known
+        self._ioloop_thread: Optional[threading.Thread] = None
+        self._thread_id: Optional[int] = None  # of the thread running the loop, once known
         self._daemonic = True
         self._running = threading.Event()
-        self._stop_tasks = set()  # strong references while stop callbacks run
+        # Strong references while stop callbacks run.
+        self._stop_tasks: "Set[asyncio.Future[Any]]" = set()
 
-    def thread_id(self):
+    def thread_id(self) -> Optional[int]:
         """The id (``threading.get_ident()``) of the thread running the loop, if known.
 
         A managed loop's thread records it before running the loop; an unmanaged loop
@@ -96,11 +99,11 @@ class IOLoopManager:
                 running = asyncio.get_running_loop()
             except RuntimeError:
                 return None
-            if running is self._ioloop.asyncio_loop:
+            if running is self._ioloop.asyncio_loop:  # type: ignore[attr-defined]
                 return threading.get_ident()
         return self._thread_id
 
-    def managed(self):
+    def managed(self) -> bool:
         """Whether the loop is (or will be) run by this manager in its own thread.
 
         Returns
@@ -110,7 +113,7 @@ class IOLoopManager:
         """
         return self._ioloop_managed
 
-    def setDaemon(self, daemonic):
+    def setDaemon(self, daemonic: bool) -> None:
         """Set daemonic state of the managed ioloop thread to True / False.
 
         Calling this method for a non-managed ioloop has no effect. Must be called
@@ -124,7 +127,7 @@ class IOLoopManager:
         """
         self._daemonic = bool(daemonic)
 
-    def get_ioloop(self):
+    def get_ioloop(self) -> tornado.ioloop.IOLoop:
         """Return the loop, creating it on first use.
 
         Returns
@@ -140,7 +143,8 @@ class IOLoopManager:
                 self._ioloop = tornado.ioloop.IOLoop.current()
         return self._ioloop
 
-    def set_ioloop(self, ioloop=None, managed=None):
+    def set_ioloop(self, ioloop: Optional[tornado.ioloop.IOLoop] = None,
+                   managed: Optional[bool] = None) -> None:
         """Set the loop to use, and whether this manager runs it.
 
         Parameters
@@ -158,7 +162,7 @@ class IOLoopManager:
         self._ioloop = ioloop
         self._ioloop_managed = self._managed_default if managed is None else managed
 
-    def start(self, timeout=None):
+    def start(self, timeout: Optional[float] = None) -> Optional[bool]:
         """Start the managed loop thread (if managed) and note when the loop runs.
 
         Parameters
@@ -189,7 +193,7 @@ class IOLoopManager:
             return self.wait_running(timeout)
         return None
 
-    def wait_running(self, timeout=None):
+    def wait_running(self, timeout: Optional[float] = None) -> bool:
         """Wait until the loop runs (after :meth:`start`).
 
         Parameters
@@ -223,7 +227,8 @@ class IOLoopManager:
             if self._ioloop is ioloop:
                 self._ioloop = None
 
-    def stop(self, timeout=None, callback=None):
+    def stop(self, timeout: Optional[float] = None, callback: Optional[Callable[[], Any]] = None
+             ) -> "Optional[concurrent.futures.Future[Any]]":
         """Stop the loop (if managed), after running an optional callback on it.
 
         Parameters
@@ -271,7 +276,7 @@ class IOLoopManager:
             # task's outcome to the caller of stop(), which comes next.
             ioloop.add_callback(ioloop.stop)
 
-    def join(self, timeout=None):
+    def join(self, timeout: Optional[float] = None) -> None:
         """Wait for the managed loop thread to finish; does nothing if unmanaged.
 
         Parameters
@@ -299,15 +304,16 @@ class IOLoopThreadWrapper:
 
     default_timeout = None
 
-    def __init__(self, ioloop=None):
+    def __init__(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
         self.ioloop = ioloop = ioloop or tornado.ioloop.IOLoop.current()
-        self._thread_id = None
+        self._thread_id: Optional[int] = None
         ioloop.add_callback(self._install)
 
     def _install(self):
         self._thread_id = threading.get_ident()
 
-    def call_in_ioloop(self, fn, args, kwargs, timeout=None):
+    def call_in_ioloop(self, fn: Callable[..., Any], args: Sequence[Any], kwargs: Dict[str, Any],
+                       timeout: Optional[float] = None) -> Any:
         """Run ``fn(*args, **kwargs)`` on the loop and return its result.
 
         If `fn` returns a future or coroutine, its result is returned (or its
@@ -354,7 +360,7 @@ class IOLoopThreadWrapper:
             )
         return result.result()
 
-    def decorate_callable(self, callable_):
+    def decorate_callable(self, callable_: Callable[..., Any]) -> Callable[..., Any]:
         """Decorate a callable to use :meth:`call_in_ioloop`.
 
         Parameters
@@ -404,9 +410,9 @@ class ThreadSafeMethodAttrWrapper(ObjectWrapper):
 
     # Must be defined on the class so that AbstractWrapper stores it on the wrapper
     # rather than on the subject.
-    _ioloop_wrapper = None
+    _ioloop_wrapper: Any = None
 
-    def __init__(self, subject, ioloop_wrapper):
+    def __init__(self, subject: Any, ioloop_wrapper: IOLoopThreadWrapper) -> None:
         self._ioloop_wrapper = ioloop_wrapper
         super().__init__(subject)
 

@@ -3,7 +3,7 @@
 import logging
 import sys
 import traceback
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from katcp.client.lifecycle import ClientLifecycle, log
 from katcp.client.protocol import ClientProtocol
@@ -73,6 +73,11 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
 
     """
 
+    # Filled in by DeviceMetaclass from the reply_*, inform_* and request_* methods.
+    _inform_handlers: Dict[str, Callable[..., Any]]
+    _reply_handlers: Dict[str, Callable[..., Any]]
+    _request_handlers: Dict[str, Callable[..., Any]]
+
     def __init__(self, host: str, port: int, tb_limit: int = 20, logger: logging.Logger = log,
                  auto_reconnect: bool = True) -> None:
         super().__init__(host, port, logger, auto_reconnect)
@@ -113,7 +118,7 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
 
     # -- protocol version ------------------------------------------------------------
 
-    def preset_protocol_flags(self, protocol_flags):
+    def preset_protocol_flags(self, protocol_flags: ProtocolFlags) -> None:
         """Preset server protocol flags.
 
         Sets the assumed server protocol flags and disables automatic server
@@ -157,7 +162,7 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
             self._received_protocol_info.clear()
             self._disconnect()
 
-    def convert_seconds(self, time_seconds):
+    def convert_seconds(self, time_seconds: float) -> float:
         """Convert a time in seconds to the device timestamp units.
 
         KATCP v4 and earlier, specified all timestamps in milliseconds. Since KATCP
@@ -182,7 +187,7 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
             return _whole_ms(time_seconds)
         return _seconds_to_ms(time_seconds)
 
-    def inform_version_connect(self, msg):
+    def inform_version_connect(self, msg: Message) -> None:
         """Process a #version-connect message."""
         if len(msg.arguments) < 2:
             return
@@ -191,13 +196,13 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         if name == "katcp-protocol":
             self._set_protocol_from_inform(ProtocolFlags.parse_version(values[0]), msg)
 
-    def inform_version(self, msg):
+    def inform_version(self, msg: Message) -> None:
         """Handle katcp v4 and below version inform."""
         if msg.arguments:
             self.versions["katcp-device-version"] = (_decode(msg.arguments[0]),)
         self._set_protocol_from_inform(ProtocolFlags(4, 0, set()), msg)
 
-    def inform_build_state(self, msg):
+    def inform_build_state(self, msg: Message) -> None:
         """Handle katcp v4 and below build-state inform."""
         if msg.arguments:
             self.versions["katcp-device-build-state"] = (_decode(msg.arguments[0]),)
@@ -216,10 +221,11 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         """
         if msg.mid is not None:
             return msg.mid
-        self._last_msg_id = key = self._last_msg_id + 1
+        self._last_msg_id = number = self._last_msg_id + 1
         if use_mid or (use_mid is None and self._server_supports_ids):
-            msg.mid = key = b"%d" % key
-        return key
+            msg.mid = b"%d" % number
+            return msg.mid
+        return number
 
     def request(self, msg: Message, use_mid: Optional[bool] = None) -> Optional[bytes]:
         """Send a request message, with automatic message ID assignment.
@@ -300,7 +306,7 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
 
     # -- receiving -------------------------------------------------------------------
 
-    def handle_message(self, msg):
+    def handle_message(self, msg: Message) -> Any:
         """Handle a message from the server.
 
         Parameters
@@ -319,7 +325,7 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         self._logger.error("Unexpected message type from server ['%s'].", msg)
         return None
 
-    def handle_inform(self, msg):
+    def handle_inform(self, msg: Message) -> Any:
         """Dispatch an inform message to the appropriate method.
 
         Parameters
@@ -333,7 +339,7 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
             return self.unhandled_inform(msg)
         return handler(self, msg)
 
-    def handle_reply(self, msg):
+    def handle_reply(self, msg: Message) -> Any:
         """Dispatch a reply message to the appropriate method.
 
         Parameters
@@ -347,7 +353,7 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
             return self.unhandled_reply(msg)
         return handler(self, msg)
 
-    def handle_request(self, msg):
+    def handle_request(self, msg: Message) -> None:
         """Dispatch a request message to the appropriate method.
 
         A handler may return a reply Message, which is sent; an exception it raises
@@ -371,7 +377,7 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
             self.send_message(reply)
         return None
 
-    def unhandled_inform(self, msg):
+    def unhandled_inform(self, msg: Message) -> None:
         """Fallback method for inform messages without a registered handler.
 
         Parameters
@@ -381,7 +387,7 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
 
         """
 
-    def unhandled_reply(self, msg):
+    def unhandled_reply(self, msg: Message) -> None:
         """Fallback method for reply messages without a registered handler.
 
         Parameters
@@ -392,7 +398,7 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         """
         self._logger.debug("Unhandled reply %s", msg)
 
-    def unhandled_request(self, msg):
+    def unhandled_request(self, msg: Message) -> None:
         """Fallback method for requests without a registered handler.
 
         Parameters

@@ -12,7 +12,7 @@ import logging
 import random
 import threading
 from datetime import timedelta
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import tornado.gen
 import tornado.ioloop
@@ -262,7 +262,7 @@ class ClientLifecycle:
         if self._running.is_set() or not self._stopped.is_set():
             raise RuntimeError("Device client already started.")
         self.ioloop = ioloop = self._ioloop_manager.get_ioloop()
-        self._loop = ioloop.asyncio_loop
+        self._loop = self.ioloop.asyncio_loop
         for flag in self._flags():
             flag.bind(ioloop)
         self._stopped.clear()
@@ -431,7 +431,8 @@ class ClientLifecycle:
             max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE,
             max_loop_latency=self.MAX_LOOP_LATENCY)
 
-    async def connect_transport(self, protocol_factory) -> Tuple[Any, ClientProtocol]:
+    async def connect_transport(
+            self, protocol_factory: Callable[[], ClientProtocol]) -> Tuple[Any, ClientProtocol]:
         """Open one connection to the server: the transport hook.
 
         The client's connection coroutine calls this for each connection attempt. It
