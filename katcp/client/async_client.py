@@ -24,19 +24,11 @@ class AsyncClient(DeviceClient):
 
     Parameters
     ----------
-    host : string
-        Host to connect to.
-    port : int
-        Port to connect to.
-    tb_limit : int, optional
-        Maximum number of stack frames to send in error traceback.
+    host, port, tb_limit, logger, auto_reconnect
+        As for :class:`DeviceClient`.
     timeout : float in seconds, optional
         Default number of seconds to wait before a request times out; each request
         may give its own. None means requests never time out.
-    logger : object, optional
-        Python Logger object to log to.
-    auto_reconnect : bool, optional
-        Whether to automatically reconnect if the connection dies.
 
     Notes
     -----
@@ -238,16 +230,10 @@ class AsyncClient(DeviceClient):
     # -- dispatch --------------------------------------------------------------------
 
     def handle_inform(self, msg: Message) -> Any:
-        """Handle inform messages related to any current requests.
+        """Hand an inform to the request in flight it belongs to, if any.
 
-        Inform messages not related to the current request go up to the base class
-        method.
-
-        Parameters
-        ----------
-        msg : Message object
-            The inform message to dispatch.
-
+        Others (and those of requests without an inform callback) are dispatched as
+        by :meth:`DeviceClient.handle_inform`.
         """
         if msg.mid is not None:
             pending = self._requests.by_id.get(msg.mid)
@@ -261,17 +247,7 @@ class AsyncClient(DeviceClient):
         return None
 
     def handle_reply(self, msg: Message) -> Any:
-        """Handle a reply message related to the current request.
-
-        Reply messages not related to the current request go up to the base class
-        method.
-
-        Parameters
-        ----------
-        msg : Message object
-            The reply message to dispatch.
-
-        """
+        """Hand a reply to the request in flight it answers, as :meth:`handle_inform`."""
         mid = msg.mid
         requests = self._requests
         if mid is not None:

@@ -326,44 +326,24 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         return None
 
     def handle_inform(self, msg: Message) -> Any:
-        """Dispatch an inform message to the appropriate method.
-
-        Parameters
-        ----------
-        msg : Message object
-            The inform message to dispatch.
-
-        """
+        """Dispatch an inform message to its ``inform_*`` method, or unhandled_inform()."""
         handler = self._inform_handlers.get(msg.name)
         if handler is None:
             return self.unhandled_inform(msg)
         return handler(self, msg)
 
     def handle_reply(self, msg: Message) -> Any:
-        """Dispatch a reply message to the appropriate method.
-
-        Parameters
-        ----------
-        msg : Message object
-            The reply message to dispatch.
-
-        """
+        """Dispatch a reply message to its ``reply_*`` method, or unhandled_reply()."""
         handler = self._reply_handlers.get(msg.name)
         if handler is None:
             return self.unhandled_reply(msg)
         return handler(self, msg)
 
     def handle_request(self, msg: Message) -> None:
-        """Dispatch a request message to the appropriate method.
+        """Dispatch a request message to its ``request_*`` method, or unhandled_request().
 
         A handler may return a reply Message, which is sent; an exception it raises
         is answered with a fail reply carrying the traceback.
-
-        Parameters
-        ----------
-        msg : Message object
-            The request message to dispatch.
-
         """
         handler = self._request_handlers.get(msg.name)
         if handler is None:
@@ -378,37 +358,15 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         return None
 
     def unhandled_inform(self, msg: Message) -> None:
-        """Fallback method for inform messages without a registered handler.
-
-        Parameters
-        ----------
-        msg : Message object
-            The inform message that wasn't processed by any handlers.
-
-        """
+        """Fallback for an inform message without a handler (override it); ignores it."""
 
     def unhandled_reply(self, msg: Message) -> None:
-        """Fallback method for reply messages without a registered handler.
-
-        Parameters
-        ----------
-        msg : Message object
-            The reply message that wasn't processed by any handlers.
-
-        """
+        """Fallback for a reply message without a handler (override it); logs it."""
         self._logger.debug("Unhandled reply %s", msg)
 
     def unhandled_request(self, msg: Message) -> None:
-        """Fallback method for requests without a registered handler.
-
-        Parameters
-        ----------
-        msg : Message object
-            The request message that wasn't processed by any handlers.
-
-        """
+        """Fallback for a request message without a handler (override it); logs it."""
         self._logger.debug("Unhandled request %s", msg)
-
 
 
 def _decode(arg):

@@ -199,16 +199,7 @@ class ClientLifecycle:
         self.ioloop = ioloop
 
     def setDaemon(self, daemonic: bool) -> None:
-        """Set daemonic state of the managed ioloop thread to True / False.
-
-        Calling this method for a non-managed ioloop has no effect. Must be called
-        before start(), or it will also have no effect.
-
-        Parameters
-        ----------
-        daemonic : bool
-
-        """
+        """Set daemonic state of the managed ioloop thread (see IOLoopManager.setDaemon)."""
         self._ioloop_manager.setDaemon(daemonic)
 
     def _in_loop_thread(self) -> bool:

@@ -36,20 +36,10 @@ def make_threadsafe(meth: F) -> F:
 def make_threadsafe_blocking(meth: F) -> F:
     """Decorator for a DeviceClient method that will block.
 
-    Used with :meth:`DeviceClient.enable_thread_safety`. Calls from other threads run
-    the method on the ioloop and block until it is done, returning its result (the
-    result of the future, if it returns one); a ``timeout`` keyword argument limits
-    the blocking time. Called on the ioloop, the method runs directly.
-
-    Parameters
-    ----------
-    meth : callable
-
-    Returns
-    -------
-    meth : callable
-        The same method, marked for wrapping.
-
+    As :func:`make_threadsafe`, except that calls from other threads block until the
+    method has run on the ioloop, and return its result (the result of the future,
+    if it returns one); a ``timeout`` keyword argument limits the blocking time.
+    Called on the ioloop, the method runs directly.
     """
     meth.make_threadsafe_blocking = True  # type: ignore[attr-defined]
     return meth
