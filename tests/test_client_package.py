@@ -177,13 +177,13 @@ def test_table_finds_requests_by_id_and_oldest_first_by_name():
     table.add(1, "a", first, None)
     table.add(2, "a", second, None)
     table.add(b"7", "b", other, None)
-    assert table.get(b"7") is other
+    assert table.by_id[b"7"] is other
     assert table.peek_by_name("a") == (1, first)
-    assert table.pop(1) is first
+    del table.by_id[1]  # answered
     # The answered one is skipped (and dropped) when looking by name.
     assert table.peek_by_name("a") == (2, second)
     assert table.peek_by_name("c") == (None, None)
-    assert len(table) == 2 and 2 in table and 1 not in table
+    assert table.held() == {"requests": 2, "names": 2, "deadlines": 0}
 
 
 def test_table_expires_only_requests_still_waiting():
@@ -191,7 +191,7 @@ def test_table_expires_only_requests_still_waiting():
     table.add(1, "a", _pending("a"), 1.0)
     table.add(2, "a", _pending("a"), 2.0)
     table.add(3, "a", _pending("a"), 3.0)
-    table.pop(2)  # answered: its deadline no longer counts
+    del table.by_id[2]  # answered: its deadline no longer counts
     clock.advance(2.5)
     assert expired == [(1, 100.0)]
     clock.advance(1.0)
@@ -211,7 +211,7 @@ def test_answered_entries_do_not_pile_up():
     table, _clock, _expired = _table()
     for msg_id in range(5000):
         table.add(msg_id, "a", _pending("a"), 10.0)
-        table.pop(msg_id)
+        del table.by_id[msg_id]
     held = table.held()
     assert held["requests"] == 0
     assert held["names"] <= 1

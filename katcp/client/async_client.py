@@ -73,7 +73,7 @@ class AsyncClient(DeviceClient):
                 msg.name, "fail", "Message IDs not supported by server", mid=msg_id))
             return
         requests = self._requests
-        if msg_id in requests:
+        if msg_id in requests.by_id:
             raise RuntimeError("Message id %r already in use by a request in flight"
                                % (msg_id,))
         if (getattr(self.send_request, "__func__", None) is _SEND_REQUEST
@@ -88,11 +88,11 @@ class AsyncClient(DeviceClient):
         try:
             self.send_request(msg)
         except KatcpClientError as exc:
-            requests.pop(msg_id)
+            requests.by_id.pop(msg_id, None)
             self._deliver_reply(pending, Message.request(msg.name, "fail", str(exc), mid=mid))
 
     def _handle_timeout(self, msg_id: Any, start_time: float) -> None:
-        pending = self._requests.pop(msg_id)
+        pending = self._requests.by_id.pop(msg_id, None)
         if pending is None:  # answered meanwhile
             return
         msg = pending.msg
@@ -256,7 +256,7 @@ class AsyncClient(DeviceClient):
             msg_id, pending = requests.peek_by_name(msg.name)
             if pending is not None:
                 if pending.msg.mid is None:
-                    requests.pop(msg_id)
+                    del requests.by_id[msg_id]
                 else:
                     # We sent a mid, so a mid-less reply is not the answer. As in the
                     # reference client it still disarms that request's timer, so the

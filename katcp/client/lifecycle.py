@@ -11,15 +11,13 @@ import functools
 import logging
 import random
 import threading
-from datetime import timedelta
 from typing import Any, Callable, Optional, Tuple
 
-import tornado.gen
 import tornado.ioloop
 
 from katcp.client.protocol import ClientProtocol
 from katcp.core import AsyncEvent, KatcpClientError, Message
-from katcp.ioloop_manager import IOLoopManager
+from katcp.ioloop_manager import IOLoopManager, with_relative_timeout
 from katcp.loop.crossing import call_on_loop, on_thread, post_to_loop
 
 __all__ = ["Backoff", "ClientLifecycle", "StateFlag", "address_to_string"]
@@ -81,10 +79,7 @@ class StateFlag:
         return self._event.wait(timeout)
 
     def until_set(self, timeout: Optional[float] = None) -> Any:
-        future = self._async.until_set()
-        if timeout is None:
-            return future
-        return tornado.gen.with_timeout(timedelta(seconds=timeout), future)
+        return with_relative_timeout(timeout, self._async.until_set())
 
 
 class Backoff:

@@ -8,19 +8,11 @@ import collections
 import heapq
 import itertools
 import logging
-from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from katcp.core import Message
 
 __all__ = ["CallbackRequest", "FutureRequest", "RequestTable", "RequestTimeouts"]
-
-
-class Clock(Protocol):
-    """What deadlines need of a loop: its time and a timer (asyncio loops have both)."""
-
-    def time(self) -> float: ...
-
-    def call_at(self, when: float, callback: Callable[[], Any]) -> Any: ...
 
 
 class CallbackRequest:
@@ -124,8 +116,9 @@ class RequestTimeouts:
 
     Parameters
     ----------
-    clock : Clock
-        Gives the time and the timer (the client's asyncio loop).
+    clock : object
+        Gives the time (``time()``) and the timer (``call_at(when, callback)``, which
+        returns a handle with ``cancel()``): the client's asyncio loop.
     expire : callable
         ``expire(msg_id, start_time)`` for each request that timed out.
     waiting : dict
@@ -135,7 +128,7 @@ class RequestTimeouts:
 
     MIN_COMPACT_SIZE = 1024
 
-    def __init__(self, clock: Clock, expire: Callable[[Any, float], None],
+    def __init__(self, clock: Any, expire: Callable[[Any, float], None],
                  waiting: Dict[Any, Any]) -> None:
         self.clock = clock
         self._expire = expire
@@ -205,8 +198,9 @@ class RequestTable:
     """The requests in flight of one client, found by id or by name.
 
     Ids are wire message ids (bytes), or internal ints for requests sent without one.
-    A reply with an id finds its request by id; replies and informs without one go to
-    the oldest request of their name.
+    A reply with an id finds its request in :attr:`by_id` (the hot path: an answered
+    request only leaves that dict; its other entries are dropped lazily); replies and
+    informs without one go to the oldest request of their name.
 
     Parameters
     ----------
@@ -219,25 +213,17 @@ class RequestTable:
     __slots__ = ("by_id", "_by_name", "_expire", "_timeouts")
 
     def __init__(self, expire: Callable[[Any, float], None]) -> None:
-        # by_id is the hot path: a reply with an id only leaves it; its by-name and
-        # deadline entries are dropped lazily (see peek_by_name and RequestTimeouts).
         self.by_id: Dict[Any, Any] = {}
         self._by_name: Dict[str, Deque[Any]] = collections.defaultdict(collections.deque)
         self._expire = expire
         self._timeouts: Optional[RequestTimeouts] = None
 
-    def use_clock(self, clock: Clock) -> None:
+    def use_clock(self, clock: Any) -> None:
         """Take deadlines from `clock` (the loop of a new connection)."""
         if self._timeouts is None or self._timeouts.clock is not clock:
             if self._timeouts is not None:
                 self._timeouts.clear()
             self._timeouts = RequestTimeouts(clock, self._expire, self.by_id)
-
-    def __len__(self) -> int:
-        return len(self.by_id)
-
-    def __contains__(self, msg_id: Any) -> bool:
-        return msg_id in self.by_id
 
     def add(self, msg_id: Any, name: str, pending: Any, timeout: Optional[float]) -> None:
         """Register `pending` as request `msg_id` named `name`, with an optional timeout."""
@@ -251,14 +237,6 @@ class RequestTable:
             if self._timeouts is None:
                 raise RuntimeError("RequestTable.use_clock() was not called")
             self._timeouts.add(msg_id, pending, timeout)
-
-    def get(self, msg_id: Any) -> Any:
-        """The request with id `msg_id`, or None."""
-        return self.by_id.get(msg_id)
-
-    def pop(self, msg_id: Any) -> Any:
-        """Remove and return the request with id `msg_id`, or None."""
-        return self.by_id.pop(msg_id, None)
 
     def peek_by_name(self, name: str) -> Tuple[Any, Any]:
         """The oldest request in flight named `name`, as (msg_id, pending), or (None, None)."""
