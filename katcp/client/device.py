@@ -71,6 +71,9 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
     :class:`AsyncClient` from another thread raises AssertionError, as in katcp 0.9.
     :class:`CallbackClient` and :class:`BlockingClient` enable thread safety.
 
+    To connect over something other than a TCP socket (a fake device in tests, say),
+    override :meth:`connect_transport`.
+
     """
 
     # Filled in by DeviceMetaclass from the reply_*, inform_* and request_* methods.
