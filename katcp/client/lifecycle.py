@@ -174,20 +174,10 @@ class ClientLifecycle:
     # -- the loop and its thread -----------------------------------------------------
 
     def set_ioloop(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
-        """Set the tornado.ioloop.IOLoop instance to use.
+        """Run the client on `ioloop` (default: IOLoop.current()); call before start().
 
-        This defaults to IOLoop.current(). If set_ioloop() is never called the IOLoop
-        is managed: started in a new thread, and will be stopped if self.stop() is
-        called.
-
-        Parameters
-        ----------
-        ioloop : :class:`tornado.ioloop.IOLoop`, optional
-
-        Notes
-        -----
-        Must be called before start() is called.
-
+        Without it the client manages its own loop: started in a new thread by
+        start(), and stopped by stop().
         """
         ioloop = ioloop or tornado.ioloop.IOLoop.current()
         self._ioloop_manager.set_ioloop(ioloop, managed=False)
