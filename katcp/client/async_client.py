@@ -12,7 +12,6 @@ from katcp.client.threadsafe import make_threadsafe, make_threadsafe_blocking
 from katcp.core import KatcpClientError, Message
 from katcp.loop.crossing import on_thread, post_to_loop
 
-__all__ = ["AsyncClient"]
 
 _REQUEST = Message.REQUEST
 

@@ -21,7 +21,6 @@ from katcp.core import (
 )
 from katcp.loop.crossing import on_thread
 
-__all__ = ["DeviceClient"]
 
 _REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
 

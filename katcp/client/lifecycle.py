@@ -7,7 +7,6 @@ exponential backoff, until the client is stopped.
 
 import asyncio
 import concurrent.futures
-import functools
 import logging
 import random
 import threading
@@ -20,7 +19,6 @@ from katcp.core import AsyncEvent, KatcpClientError, Message
 from katcp.ioloop_manager import IOLoopManager, with_relative_timeout
 from katcp.loop.crossing import call_on_loop, on_thread, post_to_loop
 
-__all__ = ["Backoff", "ClientLifecycle", "StateFlag", "address_to_string"]
 
 log = logging.getLogger("katcp.client")
 

@@ -12,7 +12,6 @@ from katcp.loop.crossing import is_awaitable
 from katcp.transport.buffers import SharedBufferProtocol
 from katcp.transport.framing import LineFramer, WriteBatcher
 
-__all__ = ["ClientProtocol"]
 
 # Received chunks of more lines than this are timed, so that a long pipelined burst
 # can give the rest of the loop a turn (see MAX_LOOP_LATENCY).

@@ -12,8 +12,6 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from katcp.core import Message
 
-__all__ = ["CallbackRequest", "FutureRequest", "RequestTable", "RequestTimeouts"]
-
 
 class CallbackRequest:
     """A request in flight delivering its informs and reply to user callbacks.

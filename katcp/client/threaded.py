@@ -7,8 +7,6 @@ from katcp.client.async_client import AsyncClient
 from katcp.client.lifecycle import log
 from katcp.core import Message
 
-__all__ = ["BlockingClient", "CallbackClient", "request_check"]
-
 
 class CallbackClient(AsyncClient):
     """Thread-safe asynchronous client: callback, future and blocking requests.

@@ -6,7 +6,6 @@ from typing import Any, Callable, TypeVar
 
 from katcp.loop.crossing import on_thread
 
-__all__ = ["make_threadsafe", "make_threadsafe_blocking", "wrap_threadsafe_methods"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
