@@ -23,7 +23,6 @@ import threading
 import tornado.gen
 
 from katcp import client, server
-from katcp.client import _ClientProtocol
 from katcp.core import (AsyncReply, FailReply, KatcpSyntaxError, Message, MessageParser,
                         ProtocolFlags, Sensor, convert_method_name)
 from katcp.kattypes import Int, return_reply
@@ -338,12 +337,12 @@ class FakeAsyncClient(client.AsyncClient):
         self._fake_device = kwargs.pop("fake_device")
         super().__init__(*args, **kwargs)
 
-    async def _connect(self):
-        if self._stopping:
-            return None
-        protocol = _ClientProtocol(self)
-        protocol.connection_made(_FakeTransport(self._fake_device, protocol, self._loop))
-        return protocol
+    async def connect_transport(self, protocol_factory):
+        """Connect to the fake device instead of a socket."""
+        protocol = protocol_factory()
+        transport = _FakeTransport(self._fake_device, protocol, self.ioloop.asyncio_loop)
+        protocol.connection_made(transport)
+        return transport, protocol
 
     @tornado.gen.coroutine
     def future_request(self, msg, timeout=None, use_mid=None):

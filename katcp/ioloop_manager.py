@@ -5,8 +5,8 @@ wraps an asyncio loop, so ``async def`` coroutines, ``tornado.gen.coroutine`` co
 plain asyncio code all run on it.  A *managed* loop is started by :class:`IOLoopManager` in its
 own thread; an *unmanaged* loop belongs to the user.
 
-Other threads never touch loop objects directly: they hand work to the loop with
-``add_callback`` and wait for the outcome on a :class:`concurrent.futures.Future`.
+Other threads never touch loop objects directly: they hand work to the loop through
+:mod:`katcp.loop.crossing` and wait for the outcome on a :class:`concurrent.futures.Future`.
 """
 
 import asyncio
@@ -17,6 +17,7 @@ import inspect
 import logging
 import textwrap
 import threading
+from typing import Any, Callable, Dict, Optional, Sequence, Set
 
 import tornado.gen
 import tornado.ioloop
@@ -27,7 +28,8 @@ from katcp.object_proxies import ObjectWrapper
 log = logging.getLogger("katcp.ioloop_manager")
 
 
-def with_relative_timeout(timeout, future, io_loop=None):
+def with_relative_timeout(timeout: Optional[float], future: Any,
+                          io_loop: Optional[tornado.ioloop.IOLoop] = None) -> Any:
     """Wrap a future so that it raises a timeout error after `timeout` seconds.
 
     Parameters
@@ -67,17 +69,41 @@ class IOLoopManager:
 
     """
 
-    def __init__(self, managed_default=True, logger=log):
+    def __init__(self, managed_default: bool = True, logger: logging.Logger = log) -> None:
         self._logger = logger
-        self._ioloop = None
+        self._ioloop: Optional[tornado.ioloop.IOLoop] = None
         self._managed_default = managed_default
         self._ioloop_managed = managed_default
-        self._ioloop_thread = None
+        self._ioloop_thread: Optional[threading.Thread] = None
+        self._thread_id: Optional[int] = None  # of the thread running the loop, once known
         self._daemonic = True
         self._running = threading.Event()
-        self._stop_tasks = set()  # strong references while stop callbacks run
+        # Strong references while stop callbacks run.
+        self._stop_tasks: "Set[asyncio.Future[Any]]" = set()
 
-    def managed(self):
+    def thread_id(self) -> Optional[int]:
+        """The id (``threading.get_ident()``) of the thread running the loop, if known.
+
+        A managed loop's thread records it before running the loop; an unmanaged loop
+        is known to run in the calling thread when it is running there, or in the
+        thread that ran :meth:`start`'s first callback. This is where the
+        :func:`katcp.loop.crossing.on_thread` checks of the clients get their id.
+
+        Returns
+        -------
+        thread_id : int or None
+
+        """
+        if self._thread_id is None and self._ioloop is not None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                return None
+            if running is self._ioloop.asyncio_loop:  # type: ignore[attr-defined]
+                return threading.get_ident()
+        return self._thread_id
+
+    def managed(self) -> bool:
         """Whether the loop is (or will be) run by this manager in its own thread.
 
         Returns
@@ -87,7 +113,7 @@ class IOLoopManager:
         """
         return self._ioloop_managed
 
-    def setDaemon(self, daemonic):
+    def setDaemon(self, daemonic: bool) -> None:
         """Set daemonic state of the managed ioloop thread to True / False.
 
         Calling this method for a non-managed ioloop has no effect. Must be called
@@ -101,7 +127,7 @@ class IOLoopManager:
         """
         self._daemonic = bool(daemonic)
 
-    def get_ioloop(self):
+    def get_ioloop(self) -> tornado.ioloop.IOLoop:
         """Return the loop, creating it on first use.
 
         Returns
@@ -117,7 +143,8 @@ class IOLoopManager:
                 self._ioloop = tornado.ioloop.IOLoop.current()
         return self._ioloop
 
-    def set_ioloop(self, ioloop=None, managed=None):
+    def set_ioloop(self, ioloop: Optional[tornado.ioloop.IOLoop] = None,
+                   managed: Optional[bool] = None) -> None:
         """Set the loop to use, and whether this manager runs it.
 
         Parameters
@@ -135,7 +162,7 @@ class IOLoopManager:
         self._ioloop = ioloop
         self._ioloop_managed = self._managed_default if managed is None else managed
 
-    def start(self, timeout=None):
+    def start(self, timeout: Optional[float] = None) -> Optional[bool]:
         """Start the managed loop thread (if managed) and note when the loop runs.
 
         Parameters
@@ -161,12 +188,12 @@ class IOLoopManager:
                 daemon=self._daemonic,
             )
             self._ioloop_thread.start()
-        ioloop.add_callback(self._running.set)
+        ioloop.add_callback(self._now_running)
         if timeout:
             return self.wait_running(timeout)
         return None
 
-    def wait_running(self, timeout=None):
+    def wait_running(self, timeout: Optional[float] = None) -> bool:
         """Wait until the loop runs (after :meth:`start`).
 
         Parameters
@@ -183,18 +210,25 @@ class IOLoopManager:
         """
         return self._running.wait(timeout)
 
+    def _now_running(self):
+        self._thread_id = threading.get_ident()
+        self._running.set()
+
     def _run_managed_ioloop(self, ioloop):
+        self._thread_id = threading.get_ident()
         try:
             ioloop.start()
         finally:
             self._running.clear()
+            self._thread_id = None
             # all_fds closes sockets of clients/servers that were not shut down cleanly,
             # so nothing outlives the loop that owned it.
             ioloop.close(all_fds=True)
             if self._ioloop is ioloop:
                 self._ioloop = None
 
-    def stop(self, timeout=None, callback=None):
+    def stop(self, timeout: Optional[float] = None, callback: Optional[Callable[[], Any]] = None
+             ) -> "Optional[concurrent.futures.Future[Any]]":
         """Stop the loop (if managed), after running an optional callback on it.
 
         Parameters
@@ -217,37 +251,32 @@ class IOLoopManager:
         ioloop = self._ioloop
         if ioloop is None:
             return None
-        done = concurrent.futures.Future()
-        managed = self._ioloop_managed
+        return call_on_loop(ioloop, self._thread_id, self._run_stop_callback, callback,
+                            ioloop, self._ioloop_managed)
 
-        async def run_callback():
-            try:
-                if callback is not None:
-                    result = callback()
-                    if is_awaitable(result):
-                        await result
-            except Exception:
-                self._logger.exception("Error in ioloop stop callback")
+    def _run_stop_callback(self, callback, ioloop, managed):
+        # A task held here rather than a bare coroutine: nothing else keeps it alive
+        # while it waits.
+        task = asyncio.ensure_future(self._stop_after_callback(callback, ioloop, managed))
+        self._stop_tasks.add(task)
+        task.add_done_callback(self._stop_tasks.discard)
+        return task
 
-        def finish(task):
-            self._stop_tasks.discard(task)
-            self._running.clear()
-            if managed:
-                ioloop.stop()
-            done.set_result(None)
+    async def _stop_after_callback(self, callback, ioloop, managed):
+        try:
+            if callback is not None:
+                result = callback()
+                if is_awaitable(result):
+                    await result
+        except Exception:
+            self._logger.exception("Error in ioloop stop callback")
+        self._running.clear()
+        if managed:
+            # Not stop() itself: the loop must still run the turn that delivers this
+            # task's outcome to the caller of stop(), which comes next.
+            ioloop.add_callback(ioloop.stop)
 
-        def begin():
-            # A plain task rather than a coroutine handed to add_callback: tornado keeps
-            # those in a class-level set until a done callback runs, and a loop stopped
-            # by the coroutine itself never runs it, which would keep the loop alive.
-            task = asyncio.ensure_future(run_callback())
-            self._stop_tasks.add(task)
-            task.add_done_callback(finish)
-
-        ioloop.add_callback(begin)
-        return done
-
-    def join(self, timeout=None):
+    def join(self, timeout: Optional[float] = None) -> None:
         """Wait for the managed loop thread to finish; does nothing if unmanaged.
 
         Parameters
@@ -275,15 +304,16 @@ class IOLoopThreadWrapper:
 
     default_timeout = None
 
-    def __init__(self, ioloop=None):
+    def __init__(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
         self.ioloop = ioloop = ioloop or tornado.ioloop.IOLoop.current()
-        self._thread_id = None
+        self._thread_id: Optional[int] = None
         ioloop.add_callback(self._install)
 
     def _install(self):
         self._thread_id = threading.get_ident()
 
-    def call_in_ioloop(self, fn, args, kwargs, timeout=None):
+    def call_in_ioloop(self, fn: Callable[..., Any], args: Sequence[Any], kwargs: Dict[str, Any],
+                       timeout: Optional[float] = None) -> Any:
         """Run ``fn(*args, **kwargs)`` on the loop and return its result.
 
         If `fn` returns a future or coroutine, its result is returned (or its
@@ -330,7 +360,7 @@ class IOLoopThreadWrapper:
             )
         return result.result()
 
-    def decorate_callable(self, callable_):
+    def decorate_callable(self, callable_: Callable[..., Any]) -> Callable[..., Any]:
         """Decorate a callable to use :meth:`call_in_ioloop`.
 
         Parameters
@@ -380,9 +410,9 @@ class ThreadSafeMethodAttrWrapper(ObjectWrapper):
 
     # Must be defined on the class so that AbstractWrapper stores it on the wrapper
     # rather than on the subject.
-    _ioloop_wrapper = None
+    _ioloop_wrapper: Any = None
 
-    def __init__(self, subject, ioloop_wrapper):
+    def __init__(self, subject: Any, ioloop_wrapper: IOLoopThreadWrapper) -> None:
         self._ioloop_wrapper = ioloop_wrapper
         super().__init__(subject)
 

@@ -311,9 +311,10 @@ def test_answered_requests_leave_no_bookkeeping_behind(blocking):
     assert b"timed out" in reply.arguments[1]
     reply, _ = blocking.blocking_request(Message.request("echo", "last"))
     assert reply.arguments == [b"ok", b"last"]
-    assert blocking._async_queue == {}
-    assert len(blocking._async_id_stack["echo"]) <= 1
-    assert len(blocking._timeouts._heap) <= 2
+    held = blocking._requests.held()
+    assert held["requests"] == 0
+    assert held["names"] <= 2  # at most the last "echo" and the "silent" one
+    assert held["deadlines"] <= 2
 
 
 def test_inform_message_is_not_a_request(blocking):

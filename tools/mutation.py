@@ -42,18 +42,15 @@ SELECTION = {
     ],
     "katcp/kattypes.py": ["katcp.kattypes.*"],
     "katcp/sampling.py": ["katcp.sampling.*"],
-    "katcp/client.py (request matching)": [
-        "katcp.client.xǁDeviceClientǁ_next_mid__mutmut_*",
-        "katcp.client.xǁDeviceClientǁ_get_mid_and_update_msg__mutmut_*",
-        "katcp.client.xǁ_PendingRequestǁ*", "katcp.client.xǁ_FutureRequestǁ*",
-        "katcp.client.xǁ_RequestTimeoutsǁ*",
-        "katcp.client.xǁAsyncClientǁ_peek_by_name__mutmut_*",
-        "katcp.client.xǁAsyncClientǁ_start_request__mutmut_*",
-        "katcp.client.xǁAsyncClientǁ_register_request__mutmut_*",
-        "katcp.client.xǁAsyncClientǁ_handle_timeout__mutmut_*",
-        "katcp.client.xǁAsyncClientǁ_fail_waiting_requests__mutmut_*",
-        "katcp.client.xǁAsyncClientǁhandle_inform__mutmut_*",
-        "katcp.client.xǁAsyncClientǁhandle_reply__mutmut_*",
+    "katcp/client (request matching)": [
+        "katcp.client.device.xǁDeviceClientǁ_assign_mid__mutmut_*",
+        "katcp.client.requests.*",
+        "katcp.client.async_client.xǁAsyncClientǁ_deliver_reply__mutmut_*",
+        "katcp.client.async_client.xǁAsyncClientǁ_start_request__mutmut_*",
+        "katcp.client.async_client.xǁAsyncClientǁ_handle_timeout__mutmut_*",
+        "katcp.client.async_client.xǁAsyncClientǁ_connection_closed__mutmut_*",
+        "katcp.client.async_client.xǁAsyncClientǁhandle_inform__mutmut_*",
+        "katcp.client.async_client.xǁAsyncClientǁhandle_reply__mutmut_*",
     ],
 }
 KILLED = {"killed", "timeout", "caught by type check"}

@@ -17,7 +17,7 @@ import threading
 
 import tornado.gen
 
-__all__ = ["on_thread", "call_on_loop", "run_into_future", "is_awaitable"]
+__all__ = ["on_thread", "call_on_loop", "post_to_loop", "run_into_future", "is_awaitable"]
 
 _get_ident = threading.get_ident
 
@@ -116,3 +116,24 @@ def call_on_loop(ioloop, thread_id, fn, *args, **kwargs):
         result.set_running_or_notify_cancel()
         result.set_exception(exc)
     return result
+
+
+def post_to_loop(ioloop, fn, *args):
+    """Hand ``fn(*args)`` to `ioloop`'s thread and return at once; nothing comes back.
+
+    For calls whose outcome is delivered another way: fire-and-forget calls, or a call
+    that resolves a future of its own (one crossing and no second future on a hot path).
+    What `fn` raises is reported by the loop's exception handler.
+
+    Parameters
+    ----------
+    ioloop : :class:`tornado.ioloop.IOLoop`
+    fn : callable
+
+    Raises
+    ------
+    RuntimeError
+        If the loop is closed.
+
+    """
+    ioloop.asyncio_loop.call_soon_threadsafe(fn, *args)

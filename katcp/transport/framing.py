@@ -116,18 +116,21 @@ class WriteBatcher:
 
         """
         chunks = self._chunks
-        chunks.append(data)
-        if len(chunks) == 1:
-            self._size = len(data)
-            if not self._held:
-                if self._coalesce:
-                    self._call_soon(self.flush)
-                else:
-                    self.flush()
-        else:
+        if chunks:
+            chunks.append(data)
             self._size += len(data)
             if self._size > self._limit:
                 self.flush()
+        elif self._held:
+            chunks.append(data)
+            self._size = len(data)
+        elif self._coalesce:
+            chunks.append(data)
+            self._size = len(data)
+            self._call_soon(self.flush)
+        else:
+            # Write-through (a client's request): nothing to join it with.
+            self._write(data)
 
     def hold(self):
         """Collect everything sent until :meth:`release` (while a received chunk is handled)."""

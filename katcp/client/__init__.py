@@ -1,0 +1,38 @@
+"""Clients for the KAT device control language.
+
+:class:`DeviceClient` dispatches the messages of one connection to handler methods;
+:class:`AsyncClient` adds requests whose replies come back as futures or to callbacks,
+:class:`CallbackClient` and :class:`BlockingClient` make them usable from any thread.
+
+The package, one concern per module:
+
+- :mod:`~katcp.client.protocol`: the asyncio protocol of a connection (framing, parsing,
+  writes);
+- :mod:`~katcp.client.lifecycle`: start, connect, reconnect with backoff, wait, stop;
+- :mod:`~katcp.client.requests`: the requests in flight, without I/O;
+- :mod:`~katcp.client.threadsafe`: thread-safe methods;
+- :mod:`~katcp.client.device`, :mod:`~katcp.client.async_client` and
+  :mod:`~katcp.client.threaded`: the client classes.
+"""
+
+from katcp._export import keep_home
+from katcp.client.async_client import AsyncClient
+from katcp.client.device import DeviceClient
+from katcp.client.lifecycle import Backoff as _Backoff
+from katcp.client.lifecycle import address_to_string
+from katcp.client.threaded import BlockingClient, CallbackClient, request_check
+from katcp.client.threadsafe import make_threadsafe, make_threadsafe_blocking
+
+__all__ = [
+    "AsyncClient",
+    "BlockingClient",
+    "CallbackClient",
+    "DeviceClient",
+    "address_to_string",
+    "make_threadsafe",
+    "make_threadsafe_blocking",
+    "request_check",
+]
+
+keep_home("katcp.client", AsyncClient, BlockingClient, CallbackClient, DeviceClient,
+          address_to_string, make_threadsafe, make_threadsafe_blocking, request_check)

@@ -1,0 +1,271 @@
+"""AsyncClient: requests whose replies come back as futures, to callbacks or to a thread."""
+
+import concurrent.futures
+import logging
+from typing import Any, Callable, List, Optional, Tuple
+
+from katcp.client.device import DeviceClient
+from katcp.client.lifecycle import log
+from katcp.client.protocol import ClientProtocol
+from katcp.client.requests import CallbackRequest, FutureRequest, RequestTable
+from katcp.client.threadsafe import make_threadsafe, make_threadsafe_blocking
+from katcp.core import KatcpClientError, Message
+from katcp.loop.crossing import on_thread, post_to_loop
+
+
+_REQUEST = Message.REQUEST
+
+
+class AsyncClient(DeviceClient):
+    """Implement async and callback-based requests on top of DeviceClient.
+
+    This client will use message IDs if the server supports them.
+
+    Parameters
+    ----------
+    host, port, tb_limit, logger, auto_reconnect
+        As for :class:`DeviceClient`.
+    timeout : float in seconds, optional
+        Default number of seconds to wait before a request times out; each request
+        may give its own. None means requests never time out.
+
+    Notes
+    -----
+    The request methods take the request `msg`, a `timeout` in seconds (default: the
+    client's) and `use_mid`: whether to give the request a message id (default: if
+    the server supports them). A request that gets no reply in time, or whose
+    connection closes or cannot be used, gets a fail reply made by the client.
+
+    """
+
+    def __init__(self, host: str, port: int, tb_limit: int = 20,
+                 timeout: Optional[float] = 5.0, logger: logging.Logger = log,
+                 auto_reconnect: bool = True) -> None:
+        super().__init__(host, port, tb_limit=tb_limit, logger=logger,
+                         auto_reconnect=auto_reconnect)
+        self._request_timeout = timeout
+        self._requests = RequestTable(self._handle_timeout)
+
+    # -- bookkeeping -----------------------------------------------------------------
+
+    def _connection_made(self, protocol: ClientProtocol) -> None:
+        self._requests.use_clock(self._loop)
+        super()._connection_made(protocol)
+
+    def _deliver_reply(self, pending, reply):
+        if not pending.on_reply(reply):
+            super().handle_reply(reply)
+
+    def _start_request(self, msg, pending, timeout, use_mid):
+        """Register and send a request on the loop; failures resolve it with a fail reply."""
+        assert msg.mtype == _REQUEST
+        msg_id = self._assign_mid(msg, use_mid)
+        mid = msg.mid
+        if self._protocol is None:
+            self._deliver_reply(pending, Message.reply(msg.name, "fail", "Client not connected",
+                                                       mid=mid))
+            return
+        if mid is not None and not self._server_supports_ids:
+            # The reference client answers with a '?'-typed message here; kept so
+            # programs see the same reply text (see the v4 wire transcript).
+            self._deliver_reply(pending, Message.request(
+                msg.name, "fail", "Message IDs not supported by server", mid=msg_id))
+            return
+        requests = self._requests
+        if msg_id in requests.by_id:
+            raise RuntimeError("Message id %r already in use by a request in flight"
+                               % (msg_id,))
+        if (getattr(self.send_request, "__func__", None) is _SEND_REQUEST
+                and getattr(self.send_message, "__func__", None) is _SEND_MESSAGE):
+            # Neither is overridden (by a subclass or on the instance): sent before
+            # the bookkeeping, which then overlaps the server's work; the reply can
+            # only be read on a later loop iteration.
+            self._protocol.write(msg.__bytes__() + b"\n")
+            requests.add(msg_id, msg.name, pending, timeout)
+            return
+        requests.add(msg_id, msg.name, pending, timeout)
+        try:
+            self.send_request(msg)
+        except KatcpClientError as exc:
+            requests.by_id.pop(msg_id, None)
+            self._deliver_reply(pending, Message.request(msg.name, "fail", str(exc), mid=mid))
+
+    def _handle_timeout(self, msg_id: Any, start_time: float) -> None:
+        pending = self._requests.by_id.pop(msg_id, None)
+        if pending is None:  # answered meanwhile
+            return
+        msg = pending.msg
+        reason = "Request %s timed out after %f seconds." % (
+            msg.name, self._loop.time() - start_time)
+        self._deliver_reply(pending, Message.reply(msg.name, "fail", reason, mid=msg.mid))
+
+    def _connection_closed(self) -> None:
+        if self._stopping:
+            reason = "Client stopped before reply was received"
+        else:
+            reason = "Connection closed before reply was received"
+        for pending in self._requests.drain():
+            msg = pending.msg
+            self._deliver_reply(pending, Message.reply(msg.name, "fail", reason, mid=msg.mid))
+
+    # -- request API -----------------------------------------------------------------
+
+    @make_threadsafe_blocking
+    def future_request(self, msg: Message, timeout: Optional[float] = None,
+                       use_mid: Optional[bool] = None) -> Any:
+        """Send a request message, with future replies.
+
+        Returns
+        -------
+        A tornado.concurrent.Future that resolves with:
+
+        reply : Message object
+            The reply message received.
+        informs : list of Message objects
+            A list of the inform messages received.
+
+        Called from another thread with thread safety enabled, it blocks and returns
+        (reply, informs) instead.
+
+        Raises
+        ------
+        AssertionError
+            If called from another thread without thread safety enabled.
+
+        """
+        self._check_loop_thread()
+        if timeout is None:
+            timeout = self._request_timeout
+        future = self._loop.create_future()
+        try:
+            self._start_request(msg, FutureRequest(msg, future), timeout, use_mid)
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+    @make_threadsafe
+    def callback_request(self, msg: Message, reply_cb: Optional[Callable[..., Any]] = None,
+                         inform_cb: Optional[Callable[..., Any]] = None,
+                         user_data: Optional[Tuple[Any, ...]] = None,
+                         timeout: Optional[float] = None,
+                         use_mid: Optional[bool] = None) -> None:
+        """Send a request message.
+
+        Parameters
+        ----------
+        reply_cb : function
+            The reply callback with signature ``reply_cb(msg)`` or
+            ``reply_cb(msg, *user_data)``.
+        inform_cb : function
+            The inform callback with signature ``inform_cb(msg)`` or
+            ``inform_cb(msg, *user_data)``.
+        user_data : tuple
+            Optional user data to send to the reply and inform callbacks.
+
+        Raises
+        ------
+        AssertionError
+            If called from another thread without thread safety enabled.
+
+        Notes
+        -----
+        Without a `reply_cb` the reply goes to the client's reply handlers
+        (:meth:`handle_reply`), as informs do without an `inform_cb`.
+
+        """
+        self._check_loop_thread()
+        if timeout is None:
+            timeout = self._request_timeout
+        pending = CallbackRequest(msg, reply_cb, inform_cb, user_data, self._logger)
+        self._start_request(msg, pending, timeout, use_mid)
+
+    def blocking_request(self, msg: Message, timeout: Optional[float] = None,
+                         use_mid: Optional[bool] = None) -> Tuple[Message, List[Message]]:
+        """Send a request message and wait for its reply.
+
+        Returns
+        -------
+        reply : Message object
+            The reply message received.
+        informs : list of Message objects
+            A list of the inform messages received.
+
+        Raises
+        ------
+        RuntimeError
+            If called from the client's ioloop thread (it would deadlock), or if no
+            reply (not even a timeout reply) arrives within timeout + 1 seconds.
+
+        """
+        if on_thread(self.ioloop_thread_id):
+            raise RuntimeError("blocking_request() cannot be called from the client's "
+                               "ioloop thread; use future_request() instead")
+        if timeout is None:
+            timeout = self._request_timeout
+        if self._loop is None:
+            raise KatcpClientError("Client not started")
+        result: "concurrent.futures.Future[Tuple[Message, List[Message]]]" = (
+            concurrent.futures.Future())
+        # The loop answers with a timeout reply after `timeout`; the extra second
+        # only catches a loop that has stopped answering at all.
+        wait = None if timeout is None else timeout + 1
+        # One crossing, and the request resolves `result` itself. Nothing between
+        # waking the loop and blocking: the loop thread needs the GIL.
+        post_to_loop(self.ioloop, self._blocking_request_on_loop, msg, timeout, use_mid,
+                     result)
+        try:
+            return result.result(wait)
+        except concurrent.futures.TimeoutError:
+            raise RuntimeError("Unexpected error: Async request handler did not call "
+                               "reply handler within timeout period") from None
+
+    def _blocking_request_on_loop(self, msg, timeout, use_mid, result):
+        try:
+            self._start_request(msg, FutureRequest(msg, result), timeout, use_mid)
+        except BaseException as exc:
+            if not result.done():
+                result.set_exception(exc)
+
+    # -- dispatch --------------------------------------------------------------------
+
+    def handle_inform(self, msg: Message) -> Any:
+        """Hand an inform to the request in flight it belongs to, if any.
+
+        Others (and those of requests without an inform callback) are dispatched as
+        by :meth:`DeviceClient.handle_inform`.
+        """
+        if msg.mid is not None:
+            pending = self._requests.by_id.get(msg.mid)
+        else:
+            _msg_id, pending = self._requests.peek_by_name(msg.name)
+            if pending is not None and pending.msg.mid is not None:
+                # We sent a mid, so a mid-less inform is not part of that reply.
+                pending = None
+        if pending is None or not pending.on_inform(msg):
+            return super().handle_inform(msg)
+        return None
+
+    def handle_reply(self, msg: Message) -> Any:
+        """Hand a reply to the request in flight it answers, as :meth:`handle_inform`."""
+        mid = msg.mid
+        requests = self._requests
+        if mid is not None:
+            pending = requests.by_id.pop(mid, None)
+        else:
+            msg_id, pending = requests.peek_by_name(msg.name)
+            if pending is not None:
+                if pending.msg.mid is None:
+                    del requests.by_id[msg_id]
+                else:
+                    # We sent a mid, so a mid-less reply is not the answer. As in the
+                    # reference client it still disarms that request's timer, so the
+                    # request now waits for its own reply (or the connection's end).
+                    pending.deadline = None
+                    pending = None
+        if pending is None or not pending.on_reply(msg):
+            return super().handle_reply(msg)
+        return None
+
+
+_SEND_REQUEST = DeviceClient.send_request
+_SEND_MESSAGE = DeviceClient.send_message

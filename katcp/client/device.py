@@ -1,0 +1,375 @@
+"""DeviceClient: a KATCP client that dispatches messages to handler methods by name."""
+
+import logging
+import sys
+import traceback
+from typing import Any, Callable, Dict, Optional
+
+from katcp.client.lifecycle import ClientLifecycle, log
+from katcp.client.protocol import ClientProtocol
+from katcp.client.threadsafe import wrap_threadsafe_methods
+from katcp.core import (
+    FLOAT_TS_KATCP_MAJOR,
+    SEC_TS_KATCP_MAJOR,
+    VERSION_CONNECT_KATCP_MAJOR,
+    DeviceMetaclass,
+    KatcpVersionError,
+    Message,
+    ProtocolFlags,
+    _seconds_to_ms,
+    _whole_ms,
+)
+from katcp.loop.crossing import on_thread
+
+
+_REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
+
+
+class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
+    """Device client proxy.
+
+    Subclasses should implement .reply_*, .inform_* and send_request_* methods to take
+    actions when messages arrive, and implement unhandled_inform, unhandled_reply and
+    unhandled_request to provide fallbacks for messages for which there is no handler.
+
+    Request messages can be sent by calling .send_request().
+
+    Parameters
+    ----------
+    host : string
+        Host to connect to.
+    port : int
+        Port to connect to.
+    tb_limit : int
+        Maximum number of stack frames to send in error traceback.
+    logger : object
+        Python Logger object to log to.
+    auto_reconnect : bool
+        Whether to automatically reconnect if the connection dies.
+
+    Attributes
+    ----------
+    ioloop : :class:`tornado.ioloop.IOLoop`
+        The loop the client runs on (set by :meth:`start` or :meth:`set_ioloop`).
+    protocol_flags : :class:`katcp.core.ProtocolFlags` or None
+        The server's KATCP version and features, once known.
+    versions : dict
+        What the server's version informs said: name -> tuple of strings, e.g.
+        ``versions["katcp-device"] == ("my-api-1.0", "my-build-0.1")``.
+    last_connect_time : float or None
+        When the current (or last) connection was made, in the loop's clock
+        (``ioloop.time()``); None before the first connection.
+    auto_reconnect_delay : float
+        Seconds before the first reconnection attempt; further attempts back off
+        exponentially (with random jitter, at most 5 seconds apart).
+
+    Notes
+    -----
+    Without :meth:`enable_thread_safety` a client belongs to its ioloop's thread:
+    calling :meth:`request`, :meth:`send_message` and the request methods of
+    :class:`AsyncClient` from another thread raises AssertionError, as in katcp 0.9.
+    :class:`CallbackClient` and :class:`BlockingClient` enable thread safety.
+
+    To connect over something other than a TCP socket (a fake device in tests, say),
+    override :meth:`connect_transport`.
+
+    """
+
+    # Filled in by DeviceMetaclass from the reply_*, inform_* and request_* methods.
+    _inform_handlers: Dict[str, Callable[..., Any]]
+    _reply_handlers: Dict[str, Callable[..., Any]]
+    _request_handlers: Dict[str, Callable[..., Any]]
+
+    def __init__(self, host: str, port: int, tb_limit: int = 20, logger: logging.Logger = log,
+                 auto_reconnect: bool = True) -> None:
+        super().__init__(host, port, logger, auto_reconnect)
+        self._tb_limit = tb_limit
+        self._threadsafe = False
+        self._last_msg_id = 0
+        self.versions: Dict[str, Any] = {}
+        self.protocol_flags: Optional[ProtocolFlags] = None
+        self._protocol_preset = False
+        self._server_supports_ids = False
+
+    def enable_thread_safety(self) -> None:
+        """Enable thread-safety features.
+
+        Must be called before start().
+
+        """
+        if self._threadsafe:
+            return
+        if self._running.is_set():
+            raise RuntimeError("Cannot enable thread safety after start")
+        wrap_threadsafe_methods(self, self._post_to_loop, self._call_on_loop)
+        self._threadsafe = True
+
+    def _connection_made(self, protocol: ClientProtocol) -> None:
+        if not self._protocol_preset:
+            self.protocol_flags = None
+            self._server_supports_ids = False
+            self._received_protocol_info.clear()
+        super()._connection_made(protocol)
+
+    def _connection_lost(self) -> None:
+        if not self._protocol_preset:
+            # Protocol information belongs to a connection: wait_protocol() must wait for
+            # the next one's.
+            self._received_protocol_info.clear()
+        super()._connection_lost()
+
+    # -- protocol version ------------------------------------------------------------
+
+    def preset_protocol_flags(self, protocol_flags: ProtocolFlags) -> None:
+        """Preset server protocol flags.
+
+        Sets the assumed server protocol flags and disables automatic server
+        version detection.
+
+        Parameters
+        ----------
+        protocol_flags : katcp.core.ProtocolFlags instance
+
+        """
+        self._protocol_preset = True
+        self._set_protocol(protocol_flags)
+
+    def _set_protocol(self, protocol_flags):
+        self.protocol_flags = protocol_flags
+        self._server_supports_ids = bool(protocol_flags.message_ids)
+        self._received_protocol_info.set()
+
+    def _set_protocol_from_inform(self, protocol_flags, msg):
+        current = self.protocol_flags
+        if self._protocol_preset:
+            if protocol_flags != current:
+                self._logger.warning(
+                    "Protocol Version Warning: got %r, which does not match the preset "
+                    "protocol flags %s; keeping the preset.", str(msg), current)
+            return
+        if current is None:
+            self._set_protocol(protocol_flags)
+            return
+        is_v5 = (current.major or 0) >= VERSION_CONNECT_KATCP_MAJOR
+        if is_v5 != ((protocol_flags.major or 0) >= VERSION_CONNECT_KATCP_MAJOR):
+            # As in katcp 0.9, the client gives up on this server: reconnecting would
+            # only meet the same contradiction again.
+            self._logger.error(
+                "Protocol Version Error: got %r from a server already detected as "
+                "KATCP %s. Disconnecting and not reconnecting; use "
+                "preset_protocol_flags() to talk to this server.", str(msg), current)
+            self._auto_reconnect = False
+            self.protocol_flags = None
+            self._server_supports_ids = False
+            self._received_protocol_info.clear()
+            self._disconnect()
+
+    def convert_seconds(self, time_seconds: float) -> float:
+        """Convert a time in seconds to the device timestamp units.
+
+        KATCP v4 and earlier, specified all timestamps in milliseconds. Since KATCP
+        v5, all timestamps are in seconds. If the device KATCP version has been
+        detected, this method converts a value in seconds to the appropriate
+        (seconds or milliseconds) quantity. For version smaller than V4, the time
+        value will be truncated to the nearest millisecond.
+
+        Parameters
+        ----------
+        time_seconds : float
+
+        Returns
+        -------
+        device_time : float or int
+
+        """
+        flags = self.protocol_flags
+        if flags is None or flags.major is None or flags.major >= SEC_TS_KATCP_MAJOR:
+            return time_seconds
+        if flags.major < FLOAT_TS_KATCP_MAJOR:
+            return _whole_ms(time_seconds)
+        return _seconds_to_ms(time_seconds)
+
+    def inform_version_connect(self, msg: Message) -> None:
+        """Process a #version-connect message."""
+        if len(msg.arguments) < 2:
+            return
+        name, *values = [_decode(arg) for arg in msg.arguments]
+        self.versions[name] = tuple(values)
+        if name == "katcp-protocol":
+            self._set_protocol_from_inform(ProtocolFlags.parse_version(values[0]), msg)
+
+    def inform_version(self, msg: Message) -> None:
+        """Handle katcp v4 and below version inform."""
+        if msg.arguments:
+            self.versions["katcp-device-version"] = (_decode(msg.arguments[0]),)
+        self._set_protocol_from_inform(ProtocolFlags(4, 0, set()), msg)
+
+    def inform_build_state(self, msg: Message) -> None:
+        """Handle katcp v4 and below build-state inform."""
+        if msg.arguments:
+            self.versions["katcp-device-build-state"] = (_decode(msg.arguments[0]),)
+        self._set_protocol_from_inform(ProtocolFlags(4, 0, set()), msg)
+
+    # -- sending ---------------------------------------------------------------------
+
+    def _assign_mid(self, msg: Message, use_mid: Optional[bool]) -> Any:
+        """Give `msg` a message id if it has none and should carry one; return its key.
+
+        An id is drawn for every request without one (so the ids seen on the wire
+        follow the number of requests made, as the reference client's do). The key
+        that tracks the request is its wire id (bytes), or the drawn id as an int
+        when none is sent: that never clashes with a wire id.
+
+        """
+        if msg.mid is not None:
+            return msg.mid
+        self._last_msg_id = number = self._last_msg_id + 1
+        if use_mid or (use_mid is None and self._server_supports_ids):
+            msg.mid = b"%d" % number
+            return msg.mid
+        return number
+
+    def request(self, msg: Message, use_mid: Optional[bool] = None) -> Optional[bytes]:
+        """Send a request message, with automatic message ID assignment.
+
+        Parameters
+        ----------
+        msg : katcp.Message request message
+        use_mid : bool or None, default=None
+
+        Returns
+        -------
+        mid : bytes or None
+            The message id, or None if no msg id is used.
+
+        Notes
+        -----
+        If use_mid is None and the server supports msg ids, or if use_mid is True, a
+        message ID will automatically be assigned if msg.mid is None. If msg.mid has
+        a value and the server supports msg ids, that value will be used. If the
+        server does not support msg ids, KatcpVersionError will be raised.
+
+        """
+        self._assign_mid(msg, use_mid)
+        self.send_request(msg)
+        return msg.mid
+
+    def send_request(self, msg: Message) -> None:
+        """Send a request message.
+
+        Parameters
+        ----------
+        msg : Message object
+            The request Message to send.
+
+        Raises
+        ------
+        KatcpVersionError
+            If `msg` has a message id and the server does not support them.
+
+        """
+        assert msg.mtype == Message.REQUEST
+        if msg.mid is not None and not self._server_supports_ids:
+            raise KatcpVersionError("Message IDs not supported by server")
+        self.send_message(msg)
+
+    def send_message(self, msg: Message) -> None:
+        """Send any kind of message.
+
+        Call it from the client's ioloop, or from any thread once
+        :meth:`enable_thread_safety` has been called. Failures are logged, not raised.
+
+        Parameters
+        ----------
+        msg : Message object
+            The message to send.
+
+        Raises
+        ------
+        AssertionError
+            If called from another thread without thread safety enabled.
+
+        """
+        data = bytes(msg) + b"\n"
+        if on_thread(self.ioloop_thread_id):
+            self._write(data)
+        elif self._threadsafe:
+            self._post_to_loop(self._write, data)
+        else:
+            self._check_loop_thread()  # raises: another thread, and not thread safe
+
+    def _write(self, data):
+        protocol = self._protocol
+        if protocol is None:
+            self._logger.warning("Cannot send message: client not connected to %s",
+                                 self.bind_address_string)
+            return
+        protocol.write(data)
+
+    # -- receiving -------------------------------------------------------------------
+
+    def handle_message(self, msg: Message) -> Any:
+        """Handle a message from the server.
+
+        Parameters
+        ----------
+        msg : Message object
+            The Message to dispatch to the handler methods.
+
+        """
+        mtype = msg.mtype
+        if mtype == _REPLY:
+            return self.handle_reply(msg)
+        if mtype == _INFORM:
+            return self.handle_inform(msg)
+        if mtype == _REQUEST:
+            return self.handle_request(msg)
+        self._logger.error("Unexpected message type from server ['%s'].", msg)
+        return None
+
+    def handle_inform(self, msg: Message) -> Any:
+        """Dispatch an inform message to its ``inform_*`` method, or unhandled_inform()."""
+        handler = self._inform_handlers.get(msg.name)
+        if handler is None:
+            return self.unhandled_inform(msg)
+        return handler(self, msg)
+
+    def handle_reply(self, msg: Message) -> Any:
+        """Dispatch a reply message to its ``reply_*`` method, or unhandled_reply()."""
+        handler = self._reply_handlers.get(msg.name)
+        if handler is None:
+            return self.unhandled_reply(msg)
+        return handler(self, msg)
+
+    def handle_request(self, msg: Message) -> None:
+        """Dispatch a request message to its ``request_*`` method, or unhandled_request().
+
+        A handler may return a reply Message, which is sent; an exception it raises
+        is answered with a fail reply carrying the traceback.
+        """
+        handler = self._request_handlers.get(msg.name)
+        if handler is None:
+            return self.unhandled_request(msg)
+        try:
+            reply = handler(self, msg)
+        except Exception:
+            reason = "".join(traceback.format_exception(*sys.exc_info(), limit=self._tb_limit))
+            reply = Message.reply_to_request(msg, "fail", reason)
+        if isinstance(reply, Message):
+            self.send_message(reply)
+        return None
+
+    def unhandled_inform(self, msg: Message) -> None:
+        """Fallback for an inform message without a handler (override it); ignores it."""
+
+    def unhandled_reply(self, msg: Message) -> None:
+        """Fallback for a reply message without a handler (override it); logs it."""
+        self._logger.debug("Unhandled reply %s", msg)
+
+    def unhandled_request(self, msg: Message) -> None:
+        """Fallback for a request message without a handler (override it); logs it."""
+        self._logger.debug("Unhandled request %s", msg)
+
+
+def _decode(arg):
+    return arg.decode("utf-8", errors="replace") if isinstance(arg, bytes) else str(arg)

@@ -1,0 +1,624 @@
+"""A client's life: its loop and thread, the connection coroutine, reconnection, waits.
+
+One connection coroutine per client (:meth:`ClientLifecycle._install`) owns the socket:
+it connects, waits for the connection to close and reconnects with a randomised
+exponential backoff, until the client is stopped.
+"""
+
+import asyncio
+import concurrent.futures
+import logging
+import random
+import threading
+from typing import Any, Callable, Optional, Tuple
+
+import tornado.ioloop
+
+from katcp.client.protocol import ClientProtocol
+from katcp.core import AsyncEvent, KatcpClientError, Message
+from katcp.ioloop_manager import IOLoopManager, with_relative_timeout
+from katcp.loop.crossing import call_on_loop, on_thread, post_to_loop
+
+
+log = logging.getLogger("katcp.client")
+
+
+def address_to_string(addr_tuple: Tuple[str, int]) -> str:
+    """Format a (host, port) tuple as ``'host:port'``.
+
+    Parameters
+    ----------
+    addr_tuple : tuple
+        (host, port).
+
+    Returns
+    -------
+    address : str
+
+    """
+    host, port = addr_tuple
+    return "%s:%s" % (host, port)
+
+
+class StateFlag:
+    """A state flag waitable from other threads (``wait``) and on the loop (``until_set``)."""
+
+    __slots__ = ("_event", "_async")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._async = AsyncEvent()
+
+    @property
+    def ioloop(self) -> Optional[tornado.ioloop.IOLoop]:
+        """The loop on which waiters made outside any running loop are created."""
+        return self._async._ioloop
+
+    _ioloop = ioloop  # the name katcp 0.9's AsyncEvent flags had
+
+    def bind(self, ioloop: tornado.ioloop.IOLoop) -> None:
+        """Create future waiters on `ioloop` when no loop is running in the caller."""
+        self._async._ioloop = ioloop
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    isSet = is_set  # katcp 0.9 code and tests use the threading.Event spelling
+
+    def set(self) -> None:
+        self._event.set()
+        self._async.set()
+
+    def clear(self) -> None:
+        self._event.clear()
+        self._async.clear()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        return self._event.wait(timeout)
+
+    def until_set(self, timeout: Optional[float] = None) -> Any:
+        return with_relative_timeout(timeout, self._async.until_set())
+
+
+class Backoff:
+    """Randomised, bounded exponential delays between connection attempts."""
+
+    INITIAL = 0.05
+    MAXIMUM = 5.0
+    STABLE_CONNECTION = 1.0
+
+    def __init__(self) -> None:
+        self._attempts = 0
+
+    def reset(self) -> None:
+        self._attempts = 0
+
+    def next_delay(self, initial: float = INITIAL) -> float:
+        """The next delay: `initial` after a reset, doubling per attempt up to MAXIMUM."""
+        delay = min(self.MAXIMUM, initial * 2 ** self._attempts)
+        self._attempts = min(self._attempts + 1, 30)
+        # Jitter keeps many clients of a restarted server from reconnecting in lockstep.
+        return delay * random.uniform(0.5, 1.0)
+
+
+class ClientLifecycle:
+    """Start, connect, reconnect, wait and stop: the part of :class:`DeviceClient` that
+    keeps a connection to the server.
+
+    See :class:`katcp.client.DeviceClient` for the parameters and attributes.
+    """
+
+    MAX_MSG_SIZE = 2 * 1024 * 1024
+    """Maximum message size that can be received in bytes."""
+
+    MAX_WRITE_BUFFER_SIZE = 4 * 1024 * 1024
+    """Maximum outstanding bytes to be buffered by the client process."""
+
+    MAX_LOOP_LATENCY = 0.03
+    """Do not spend more than this many seconds reading pipelined socket data."""
+
+    def __init__(self, host: str, port: int, logger: logging.Logger,
+                 auto_reconnect: bool) -> None:
+        self._bindaddr = (host, port)
+        self.bind_address_string = address_to_string(self._bindaddr)
+        self._logger = logger
+        self._auto_reconnect = auto_reconnect
+        self.auto_reconnect_delay = Backoff.INITIAL
+        self.last_connect_time: Optional[float] = None
+        self.ioloop: Any = None
+        self.ioloop_thread_id: Optional[int] = None
+        self._loop: Any = None
+        self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
+        self._protocol: Optional[ClientProtocol] = None
+        self._connect_future: Optional["asyncio.Future[Any]"] = None
+        self._wakeup: Optional["asyncio.Future[None]"] = None
+        self._stopping = False
+        self._running = StateFlag()
+        self._connected = StateFlag()
+        self._disconnected = StateFlag()
+        self._disconnected.set()
+        self._received_protocol_info = StateFlag()
+        self._stopped = StateFlag()
+        self._stopped.set()
+        self._waiting_to_retry = StateFlag()
+
+    @property
+    def bind_address(self) -> Tuple[str, int]:
+        """(host, port) where the client is connecting."""
+        return self._bindaddr
+
+    @property
+    def auto_reconnect(self) -> bool:
+        """Whether the client reconnects when its connection closes.
+
+        Cleared when the server's KATCP version informs contradict each other, since
+        reconnecting would meet the same server again.
+        """
+        return self._auto_reconnect
+
+    @auto_reconnect.setter
+    def auto_reconnect(self, value: bool) -> None:
+        self._auto_reconnect = value
+
+    @property
+    def _stream(self) -> Optional[ClientProtocol]:
+        """The current connection (None while disconnected), under its katcp 0.9 name."""
+        return self._protocol
+
+    def _flags(self):
+        return (self._running, self._connected, self._disconnected,
+                self._received_protocol_info, self._stopped, self._waiting_to_retry)
+
+    # -- the loop and its thread -----------------------------------------------------
+
+    def set_ioloop(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
+        """Run the client on `ioloop` (default: IOLoop.current()); call before start().
+
+        Without it the client manages its own loop: started in a new thread by
+        start(), and stopped by stop().
+        """
+        ioloop = ioloop or tornado.ioloop.IOLoop.current()
+        self._ioloop_manager.set_ioloop(ioloop, managed=False)
+        self.ioloop = ioloop
+
+    def setDaemon(self, daemonic: bool) -> None:
+        """Set daemonic state of the managed ioloop thread (see IOLoopManager.setDaemon)."""
+        self._ioloop_manager.setDaemon(daemonic)
+
+    def _in_loop_thread(self) -> bool:
+        return on_thread(self.ioloop_thread_id)
+
+    def _post_to_loop(self, fn: Any, *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop later, from any thread (nothing comes back)."""
+        if self._loop is None:
+            raise KatcpClientError("Client not started")
+        post_to_loop(self.ioloop, fn, *args)
+
+    def _call_on_loop(self, fn, *args, **kwargs) -> "concurrent.futures.Future[Any]":
+        """Run ``fn(*args, **kwargs)`` on the loop (at once on its thread); a future of it."""
+        if self._loop is None:
+            raise KatcpClientError("Client not started")
+        return call_on_loop(self.ioloop, self.ioloop_thread_id, fn, *args, **kwargs)
+
+    def _check_loop_thread(self) -> None:
+        """Refuse a call that would touch the loop's objects from another thread.
+
+        Without :meth:`enable_thread_safety` a client belongs to its ioloop's thread,
+        and katcp 0.9 raised AssertionError for calls from other threads; so does this
+        (also under ``python -O``).
+        """
+        if self._loop is None:
+            raise KatcpClientError("Client not started")
+        if not on_thread(self.ioloop_thread_id):
+            raise AssertionError(
+                "%s called from a thread other than its ioloop's; call "
+                "enable_thread_safety() before start() to use it from other threads"
+                % type(self).__name__)
+
+    # -- start and stop --------------------------------------------------------------
+
+    def start(self, timeout: Optional[float] = None) -> Optional[bool]:
+        """Start the client in a new thread.
+
+        Parameters
+        ----------
+        timeout : float in seconds
+            Seconds to wait for client thread to start. Do not specify a timeout if
+            start() is being called from the same ioloop that this client will be
+            installed on, since it will block the ioloop without progressing.
+
+        Returns
+        -------
+        running : bool or None
+            Whether the client is running, if a timeout was given.
+
+        """
+        if self._running.is_set() or not self._stopped.is_set():
+            raise RuntimeError("Device client already started.")
+        self.ioloop = ioloop = self._ioloop_manager.get_ioloop()
+        self._loop = self.ioloop.asyncio_loop
+        for flag in self._flags():
+            flag.bind(ioloop)
+        self._stopped.clear()
+        self._stopping = False
+        # The loop's thread is known once it runs _install(); until then, a call made
+        # on an unmanaged loop's own thread must still count as on the loop thread.
+        self.ioloop_thread_id = self._ioloop_manager.thread_id()
+        if self._ioloop_manager.managed():
+            self._ioloop_manager.start()
+        ioloop.add_callback(self._install)
+        if timeout:
+            return self.wait_running(timeout)
+        return None
+
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """Stop a running client.
+
+        If using a managed ioloop, this must be called from a different thread to the
+        ioloop's. This method only returns once the client's main coroutine,
+        _install(), has completed.
+
+        If using an unmanaged ioloop, this can be called from the same thread as the
+        ioloop. The until_stopped() method can be used to wait on completion of the
+        main coroutine, _install().
+
+        Requests still waiting for replies (see :class:`AsyncClient`) get a fail reply.
+
+        Parameters
+        ----------
+        timeout : float in seconds
+            Seconds to wait for both client thread to have started, and for stopping.
+
+        """
+        if self.ioloop is None:
+            return
+        managed = self._ioloop_manager.managed()
+        if managed and self._in_loop_thread():
+            raise RuntimeError("Cannot stop a client with a managed ioloop from its "
+                               "own ioloop thread; call stop() from another thread")
+        if timeout and not self._in_loop_thread() and not self._stopped.is_set():
+            self._running.wait(timeout)
+        stopped = self._ioloop_manager.stop(callback=self._uninstall)
+        if managed and stopped is not None:
+            try:
+                stopped.result(timeout)
+            except concurrent.futures.TimeoutError:
+                self._logger.warning("Timed out waiting for client %s to stop",
+                                     self.bind_address_string)
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        """Rejoin the client thread.
+
+        Parameters
+        ----------
+        timeout : float in seconds
+            Seconds to wait for thread to finish.
+
+        Notes
+        -----
+        Does nothing if the ioloop is not managed. Use until_stopped() instead.
+
+        """
+        if self._ioloop_manager.managed():
+            self._ioloop_manager.join(timeout)
+
+    async def _uninstall(self):
+        self._request_stop()
+        await self._stopped.until_set()
+
+    def _request_stop(self):
+        self._stopping = True
+        self._running.clear()
+        self._wake()
+        if self._connect_future is not None:
+            self._connect_future.cancel()
+        self._disconnect()
+
+    def _wake(self):
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    async def _sleep_unless_stopped(self, delay):
+        self._wakeup = wakeup = self._loop.create_future()
+        handle = self._loop.call_later(delay, self._wake)
+        try:
+            await wakeup
+        finally:
+            handle.cancel()
+            self._wakeup = None
+
+    # -- the connection coroutine ----------------------------------------------------
+
+    async def _install(self):
+        """Main client coroutine: connect, serve the connection, reconnect, until stopped."""
+        self.ioloop_thread_id = threading.get_ident()
+        if self._stopping:
+            self._stopped.set()
+            return
+        backoff = Backoff()
+        attempt = self._begin_connect()
+        # Running once the first attempt is under way: its first step (the connect()
+        # call) is scheduled before whatever the running flag wakes, so code resumed by
+        # until_running() comes after that attempt, never racing it.
+        self._running.set()
+        try:
+            while True:
+                try:
+                    protocol = await attempt
+                finally:
+                    self._connect_future = None
+                if protocol is not None:
+                    connected_at = self._loop.time()
+                    await protocol.closed
+                    # Only a connection that lasted resets the backoff, so a server
+                    # that drops us at once (e.g. mixed version informs) is not hammered.
+                    if self._loop.time() - connected_at >= Backoff.STABLE_CONNECTION:
+                        backoff.reset()
+                if self._stopping or not self._auto_reconnect:
+                    break
+                self._waiting_to_retry.set()
+                try:
+                    await self._sleep_unless_stopped(
+                        backoff.next_delay(self.auto_reconnect_delay))
+                finally:
+                    self._waiting_to_retry.clear()
+                if self._stopping:
+                    break
+                attempt = self._begin_connect()
+        except Exception:
+            self._logger.exception("Client main coroutine failed")
+        finally:
+            self._running.clear()
+            self._stopped.set()
+
+    def _begin_connect(self):
+        """Run :meth:`_connect` as a task (which stop() cancels) and return the task."""
+        self._connect_future = asyncio.ensure_future(self._connect())
+        return self._connect_future
+
+    async def _connect(self):
+        """One connection attempt: the new connection's protocol, or None."""
+        if self._stopping:
+            return None
+        try:
+            _transport, protocol = await self.connect_transport(self._new_protocol)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            return None
+        except OSError as exc:
+            # The text, not the exception: a log record kept by a handler would keep
+            # its traceback's frames, and through them this client, alive.
+            self._logger.warning("Failed to connect to %s: %s", self.bind_address_string,
+                                 str(exc))
+            return None
+        if self._stopping:
+            protocol.close()
+            return None
+        return protocol
+
+    def _new_protocol(self) -> ClientProtocol:
+        return ClientProtocol(
+            self._loop, self.handle_message, self._connection_made, self._connection_lost,
+            self._logger, max_msg_size=self.MAX_MSG_SIZE,
+            max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE,
+            max_loop_latency=self.MAX_LOOP_LATENCY)
+
+    async def connect_transport(
+            self, protocol_factory: Callable[[], ClientProtocol]) -> Tuple[Any, ClientProtocol]:
+        """Open one connection to the server: the transport hook.
+
+        The client's connection coroutine calls this for each connection attempt. It
+        opens a TCP connection to :attr:`bind_address` on the client's loop; override it
+        to connect the client to something else (a fake device in tests, say): call
+        ``protocol_factory()`` for the protocol, then ``protocol.connection_made(t)``
+        with an :class:`asyncio.Transport`-like `t` (``write``, ``close``, ``abort``,
+        ``set_write_buffer_limits``, ``pause_reading``, ``resume_reading``,
+        ``get_extra_info``), and give received bytes to ``protocol.data_received`` and
+        the end to ``protocol.connection_lost(None)``.
+
+        Parameters
+        ----------
+        protocol_factory : callable
+            Returns a new :class:`asyncio.Protocol` for the connection.
+
+        Returns
+        -------
+        transport, protocol : tuple
+            The connected transport and protocol.
+
+        Raises
+        ------
+        OSError
+            If the connection cannot be made: logged, and retried if auto_reconnect.
+
+        """
+        host, port = self._bindaddr
+        return await self._loop.create_connection(protocol_factory, host, port)
+
+    def handle_message(self, msg: Message) -> Any:
+        raise NotImplementedError
+
+    def _connection_made(self, protocol: ClientProtocol) -> None:
+        # Called from the protocol before any data is read, so the greeting informs
+        # always meet a fresh protocol-detection state (see DeviceClient).
+        self._protocol = protocol
+        self.last_connect_time = self._loop.time()
+        self._disconnected.clear()
+        self._connected.set()
+        self._notify_connected(True)
+
+    def _connection_lost(self) -> None:
+        self._protocol = None
+        self._connected.clear()
+        self._disconnected.set()
+        self._connection_closed()
+        self._notify_connected(False)
+
+    def _connection_closed(self) -> None:
+        """Hook for subclasses: the connection has just closed."""
+
+    def _notify_connected(self, connected):
+        try:
+            self.notify_connected(connected)
+        except Exception:
+            self._logger.exception("notify_connected(%s) failed", connected)
+
+    def notify_connected(self, connected: bool) -> None:
+        """Event handler that is called whenever the connection status changes.
+
+        Override in derived class for desired behaviour.
+
+        .. note::
+
+           This function should never block. Doing so will cause the client to
+           cease processing data from the server until notify_connected completes.
+
+        Parameters
+        ----------
+        connected : bool
+            Whether the client has just connected (True) or just disconnected (False).
+
+        """
+
+    def disconnect(self) -> None:
+        """Force client connection to close, reconnect if auto-connect set.
+
+        Safe to call from any thread.
+
+        """
+        if self._in_loop_thread():
+            self._disconnect()
+        else:
+            self._post_to_loop(self._disconnect)
+
+    def _disconnect(self):
+        if self._protocol is not None:
+            self._protocol.close()
+
+    # -- state queries and waits -----------------------------------------------------
+
+    def running(self) -> bool:
+        """Whether the client is running.
+
+        Returns
+        -------
+        running : bool
+
+        """
+        return self._running.is_set()
+
+    def is_connected(self) -> bool:
+        """Check if the socket is currently connected.
+
+        Returns
+        -------
+        connected : bool
+
+        """
+        return self._connected.is_set()
+
+    def _wait_flag(self, flag, name, timeout):
+        if flag.is_set():
+            return True
+        if self._in_loop_thread():
+            raise RuntimeError("wait_%s() would block the client's own ioloop; use "
+                               "until_%s() instead" % (name, name))
+        return flag.wait(timeout)
+
+    def wait_running(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the client is running.
+
+        Parameters
+        ----------
+        timeout : float in seconds
+            Seconds to wait for the client to start running.
+
+        Returns
+        -------
+        running : bool
+
+        Notes
+        -----
+        Do not call this from the ioloop, use until_running().
+
+        """
+        return self._wait_flag(self._running, "running", timeout)
+
+    def wait_connected(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the client is connected (as :meth:`wait_running` otherwise).
+
+        Returns
+        -------
+        connected : bool
+
+        """
+        return self._wait_flag(self._connected, "connected", timeout)
+
+    def wait_disconnected(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the client is disconnected (as :meth:`wait_running` otherwise).
+
+        Returns
+        -------
+        disconnected : bool
+
+        """
+        return self._wait_flag(self._disconnected, "disconnected", timeout)
+
+    def wait_protocol(self, timeout: Optional[float] = None) -> bool:
+        """Wait until katcp protocol information has been received from server.
+
+        As :meth:`wait_running` otherwise.
+
+        Returns
+        -------
+        received : bool
+            Whether protocol information was received. If True, the server's
+            protocol information is available in self.protocol_flags.
+
+        """
+        return self._wait_flag(self._received_protocol_info, "protocol", timeout)
+
+    def until_running(self, timeout: Optional[float] = None) -> Any:
+        """Return future that resolves when the client is running.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds after which the future fails with :class:`tornado.util.TimeoutError`.
+
+        Notes
+        -----
+        Must be called from the same ioloop as the client.
+
+        """
+        return self._running.until_set(timeout)
+
+    def until_connected(self, timeout: Optional[float] = None) -> Any:
+        """Return future that resolves when the client is connected (see until_running)."""
+        return self._connected.until_set(timeout)
+
+    def until_disconnected(self, timeout: Optional[float] = None) -> Any:
+        """Return future that resolves when the client is disconnected (see until_running)."""
+        return self._disconnected.until_set(timeout)
+
+    def until_protocol(self, timeout: Optional[float] = None) -> Any:
+        """Return future that resolves after receipt of katcp protocol info.
+
+        If the returned future resolves, the server's protocol information is
+        available in the ProtocolFlags instance self.protocol_flags. See
+        :meth:`until_running` for `timeout`.
+
+        """
+        return self._received_protocol_info.until_set(timeout)
+
+    def until_stopped(self, timeout: Optional[float] = None) -> Any:
+        """Return future that resolves when the client has stopped.
+
+        Stopped means the main coroutine has ended, or was never started. If already
+        running, stop() must be called before this. See :meth:`until_running` for
+        `timeout`.
+
+        """
+        return self._stopped.until_set(timeout)

@@ -1,0 +1,178 @@
+"""The asyncio protocol of one client connection: framing, parsing, dispatch and writes."""
+
+import asyncio
+import logging
+import time
+from typing import Any, Awaitable, Callable, Optional
+
+import tornado.gen
+
+from katcp.core import KatcpSyntaxError, Message, MessageParser
+from katcp.loop.crossing import is_awaitable
+from katcp.transport.buffers import SharedBufferProtocol
+from katcp.transport.framing import LineFramer, WriteBatcher
+
+
+# Received chunks of more lines than this are timed, so that a long pipelined burst
+# can give the rest of the loop a turn (see MAX_LOOP_LATENCY).
+_TIMED_CHUNK_LINES = 64
+
+
+class ClientProtocol(SharedBufferProtocol):
+    """The socket side of a client connection.
+
+    Received bytes are split into lines, parsed and handed to `handle_message`; what
+    handlers send while one received chunk is handled goes out in one write, anything
+    else is written at once.
+
+    Parameters
+    ----------
+    loop : :class:`asyncio.AbstractEventLoop`
+        The loop running the connection.
+    handle_message : callable
+        ``handle_message(msg)`` for each message received; it may return an awaitable,
+        whose failure is logged.
+    made : callable
+        ``made(protocol)`` once connected, before any data is read.
+    lost : callable
+        ``lost()`` once the connection has closed.
+    logger : :class:`logging.Logger`
+    max_msg_size : int
+        Longest line accepted; a longer one closes the connection.
+    max_write_buffer_size : int
+        Most unsent bytes allowed; more closes the connection.
+    max_loop_latency : float
+        Seconds a chunk of many pipelined lines may take before reading pauses for a
+        loop turn.
+
+    Attributes
+    ----------
+    closed : :class:`asyncio.Future`
+        Resolves (with the closing exception or None) when the connection is lost.
+    transport : :class:`asyncio.Transport` or None
+        The connection's transport, None before it is made and once it is lost.
+
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop,
+                 handle_message: Callable[[Message], Optional[Awaitable[Any]]],
+                 made: Callable[["ClientProtocol"], None], lost: Callable[[], None],
+                 logger: logging.Logger, *, max_msg_size: int, max_write_buffer_size: int,
+                 max_loop_latency: float) -> None:
+        self._loop = loop
+        self._handle_message = handle_message
+        self._made = made
+        self._lost = lost
+        self._logger = logger
+        self._max_msg_size = max_msg_size
+        self._max_write_buffer_size = max_write_buffer_size
+        self._max_loop_latency = max_loop_latency
+        self._parse = MessageParser().parse
+        self._framer = LineFramer(max_msg_size)
+        # coalesce=False: a request goes out at once (latency); only writes made while
+        # a received chunk is handled are joined (see data_received).
+        self._writes = WriteBatcher(self._write_now, loop.call_soon, max_write_buffer_size,
+                                    coalesce=False)
+        self.transport: Optional[asyncio.Transport] = None
+        self.closed: "asyncio.Future[Optional[Exception]]" = loop.create_future()
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        # The transport reports an overfull buffer through pause_writing(), which
+        # saves checking its size after every write.
+        transport.set_write_buffer_limits(high=self._max_write_buffer_size)
+        self._made(self)
+
+    def pause_writing(self) -> None:
+        transport = self.transport
+        if transport is not None:
+            self._logger.error(
+                "More than MAX_WRITE_BUFFER_SIZE (%d bytes) unsent; closing connection",
+                self._max_write_buffer_size)
+            transport.abort()
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self.transport = None
+        self._writes.clear()
+        if not self.closed.done():
+            self.closed.set_result(exc)
+        self._lost()
+
+    def data_received(self, data: bytes) -> None:
+        framer = self._framer
+        lines = framer.feed(data)
+        many = len(lines) > _TIMED_CHUNK_LINES
+        if many:
+            started = time.monotonic()
+        parse = self._parse
+        handle_message = self._handle_message
+        logger = self._logger
+        writes = self._writes
+        writes.hold()
+        try:
+            for line in lines:
+                if not line:
+                    continue
+                try:
+                    msg = parse(line)
+                except KatcpSyntaxError as exc:
+                    logger.error("Bad message from server: %s", exc)
+                    continue
+                try:
+                    result = handle_message(msg)
+                except Exception:
+                    logger.exception("Error handling message %s", msg)
+                    continue
+                if result is not None and is_awaitable(result):
+                    tornado.gen.convert_yielded(result).add_done_callback(
+                        self._log_handler_error)
+        finally:
+            writes.release()
+        if framer.overflow:
+            self._too_big()
+        elif (many and self.transport is not None
+              and time.monotonic() - started > self._max_loop_latency):
+            # Give other loop work a turn before reading more pipelined data.
+            self.transport.pause_reading()
+            self._loop.call_soon(self._resume_reading)
+
+    def _log_handler_error(self, future: "asyncio.Future[Any]") -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self._logger.error("Message handler failed", exc_info=future.exception())
+
+    def _resume_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    def _too_big(self) -> None:
+        if self.transport is not None:
+            self._logger.error(
+                "Message from server exceeds MAX_MSG_SIZE (%d bytes); closing connection",
+                self._max_msg_size)
+            self.transport.abort()
+
+    @property
+    def socket(self) -> Any:
+        """The connected socket (for its addresses), or None once closed."""
+        transport = self.transport
+        return None if transport is None else transport.get_extra_info("socket")
+
+    def write(self, data: bytes) -> None:
+        """Send bytes: at once, or with the others sent while a received chunk is handled.
+
+        Parameters
+        ----------
+        data : bytes
+
+        """
+        self._writes.send(data)
+
+    def _write_now(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is not None:
+            transport.write(data)
+
+    def close(self) -> None:
+        """Close the connection (what is queued is still sent)."""
+        if self.transport is not None:
+            self.transport.close()

@@ -1,0 +1,268 @@
+"""Requests in flight, without I/O: by id, by name in the order sent, and their deadlines.
+
+Nothing here reads or writes a socket, and time comes from a clock object (an asyncio loop
+in the client, anything with ``time()`` and ``call_at()`` in a test).
+"""
+
+import collections
+import heapq
+import itertools
+import logging
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+
+from katcp.core import Message
+
+
+class CallbackRequest:
+    """A request in flight delivering its informs and reply to user callbacks.
+
+    Parameters
+    ----------
+    msg : Message
+        The request.
+    reply_cb, inform_cb : callable or None
+        Called as ``cb(msg)``, or ``cb(msg, *user_data)``.
+    user_data : tuple or None
+    logger : :class:`logging.Logger`
+        Logs what the callbacks raise.
+
+    """
+
+    __slots__ = ("msg", "reply_cb", "inform_cb", "user_data", "deadline", "_logger")
+
+    def __init__(self, msg: Message, reply_cb: Optional[Callable[..., Any]],
+                 inform_cb: Optional[Callable[..., Any]], user_data: Optional[Tuple[Any, ...]],
+                 logger: logging.Logger) -> None:
+        self.msg = msg
+        self.reply_cb = reply_cb
+        self.inform_cb = inform_cb
+        self.user_data = user_data
+        self.deadline: Optional[float] = None
+        self._logger = logger
+
+    def on_inform(self, msg: Message) -> bool:
+        """Deliver an inform of this request.
+
+        Returns
+        -------
+        delivered : bool
+            False without an inform callback: the client's own handlers take it.
+
+        """
+        return self._deliver(self.inform_cb, "inform", msg)
+
+    def on_reply(self, msg: Message) -> bool:
+        """Deliver the reply of this request (False: no reply callback, as on_inform)."""
+        return self._deliver(self.reply_cb, "reply", msg)
+
+    def _deliver(self, callback, kind, msg):
+        if callback is None:
+            return False
+        try:
+            if self.user_data is None:
+                callback(msg)
+            else:
+                callback(msg, *self.user_data)
+        except Exception:
+            self._logger.exception("Callback %s %s FAIL", kind, msg.name)
+        return True
+
+
+class FutureRequest:
+    """A request in flight whose (reply, informs) resolve a future of any kind.
+
+    Parameters
+    ----------
+    msg : Message
+        The request.
+    future : :class:`asyncio.Future` or :class:`concurrent.futures.Future`
+        Resolved with ``(reply, informs)`` on the thread that delivers the reply.
+
+    """
+
+    __slots__ = ("msg", "future", "informs", "deadline")
+
+    def __init__(self, msg: Message, future: Any) -> None:
+        self.msg = msg
+        self.future = future
+        self.informs: Optional[List[Message]] = None  # most requests have none
+        self.deadline: Optional[float] = None
+
+    def on_inform(self, msg: Message) -> bool:
+        """Collect an inform of this request (always delivered: True)."""
+        if self.informs is None:
+            self.informs = [msg]
+        else:
+            self.informs.append(msg)
+        return True
+
+    def on_reply(self, msg: Message) -> bool:
+        """Resolve the future with the reply and the informs collected (True)."""
+        future = self.future
+        if not future.done():
+            future.set_result((msg, [] if self.informs is None else self.informs))
+        return True
+
+
+class RequestTimeouts:
+    """Deadlines of requests in flight: one heap served by a single timer.
+
+    Cheaper than a timer per request: a request that is answered is simply left in
+    the heap and skipped when its deadline comes up (or dropped sooner). An entry
+    counts only while its request is still in `waiting` and its ``pending.deadline``
+    still equals the entry's deadline, so answering a request needs no work here.
+
+    Parameters
+    ----------
+    clock : object
+        Gives the time (``time()``) and the timer (``call_at(when, callback)``, which
+        returns a handle with ``cancel()``): the client's asyncio loop.
+    expire : callable
+        ``expire(msg_id, start_time)`` for each request that timed out.
+    waiting : dict
+        Requests in flight by id; the owner changes it in place, never replaces it.
+
+    """
+
+    MIN_COMPACT_SIZE = 1024
+
+    def __init__(self, clock: Any, expire: Callable[[Any, float], None],
+                 waiting: Dict[Any, Any]) -> None:
+        self.clock = clock
+        self._expire = expire
+        self._waiting = waiting
+        self._heap: List[Tuple[float, int, Any, Any, float]] = []
+        self._seq = itertools.count()
+        self._timer: Any = None
+        self._timer_when: Optional[float] = None
+        self._compact_at = self.MIN_COMPACT_SIZE
+
+    def add(self, msg_id: Any, pending: Any, timeout: float) -> None:
+        """Give `pending` (known in `waiting` as `msg_id`) a deadline `timeout` from now."""
+        start = self.clock.time()
+        deadline = pending.deadline = start + timeout
+        heap = self._heap
+        live = self._live
+        # Requests mostly finish in the order sent, so the earliest deadline usually
+        # belongs to one already answered: dropping it now lets it die young, which
+        # is cheaper for the garbage collector than waiting for a compaction.
+        while heap and not live(heap[0]):
+            heapq.heappop(heap)
+        heapq.heappush(heap, (deadline, next(self._seq), msg_id, pending, start))
+        timer_when = self._timer_when
+        if timer_when is None or deadline < timer_when:
+            self._arm(deadline)
+        if len(heap) > self._compact_at:
+            heap = self._heap = [entry for entry in heap if live(entry)]
+            heapq.heapify(heap)
+            self._compact_at = max(self.MIN_COMPACT_SIZE, 2 * len(heap))
+
+    def _live(self, entry):
+        deadline, _, msg_id, pending, _ = entry
+        return pending.deadline == deadline and self._waiting.get(msg_id) is pending
+
+    def _arm(self, when):
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.clock.call_at(when, self._fire)
+        self._timer_when = when
+
+    def _fire(self):
+        self._timer = self._timer_when = None
+        heap = self._heap
+        # asyncio may run a timer up to one clock tick early.
+        now = self.clock.time() + 0.001
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            if self._live(entry):
+                self._expire(entry[2], entry[4])
+        if heap:
+            self._arm(heap[0][0])
+
+    def __len__(self) -> int:
+        """Deadlines held, answered requests' included until dropped."""
+        return len(self._heap)
+
+    def clear(self) -> None:
+        """Forget all deadlines."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._timer_when = None
+        self._heap = []
+        self._compact_at = self.MIN_COMPACT_SIZE
+
+
+class RequestTable:
+    """The requests in flight of one client, found by id or by name.
+
+    Ids are wire message ids (bytes), or internal ints for requests sent without one.
+    A reply with an id finds its request in :attr:`by_id` (the hot path: an answered
+    request only leaves that dict; its other entries are dropped lazily); replies and
+    informs without one go to the oldest request of their name.
+
+    Parameters
+    ----------
+    expire : callable
+        ``expire(msg_id, start_time)`` when a request's deadline passes (it is still in
+        the table: the callee pops it).
+
+    """
+
+    __slots__ = ("by_id", "_by_name", "_expire", "_timeouts")
+
+    def __init__(self, expire: Callable[[Any, float], None]) -> None:
+        self.by_id: Dict[Any, Any] = {}
+        self._by_name: Dict[str, Deque[Any]] = collections.defaultdict(collections.deque)
+        self._expire = expire
+        self._timeouts: Optional[RequestTimeouts] = None
+
+    def use_clock(self, clock: Any) -> None:
+        """Take deadlines from `clock` (the loop of a new connection)."""
+        if self._timeouts is None or self._timeouts.clock is not clock:
+            if self._timeouts is not None:
+                self._timeouts.clear()
+            self._timeouts = RequestTimeouts(clock, self._expire, self.by_id)
+
+    def add(self, msg_id: Any, name: str, pending: Any, timeout: Optional[float]) -> None:
+        """Register `pending` as request `msg_id` named `name`, with an optional timeout."""
+        by_id = self.by_id
+        stack = self._by_name[name]
+        while stack and stack[0] not in by_id:  # answered; see peek_by_name
+            stack.popleft()
+        by_id[msg_id] = pending
+        stack.append(msg_id)
+        if timeout is not None:
+            if self._timeouts is None:
+                raise RuntimeError("RequestTable.use_clock() was not called")
+            self._timeouts.add(msg_id, pending, timeout)
+
+    def peek_by_name(self, name: str) -> Tuple[Any, Any]:
+        """The oldest request in flight named `name`, as (msg_id, pending), or (None, None)."""
+        stack = self._by_name.get(name)
+        by_id = self.by_id
+        while stack:
+            msg_id = stack[0]
+            pending = by_id.get(msg_id)
+            if pending is not None:
+                return msg_id, pending
+            stack.popleft()
+        return None, None
+
+    def held(self) -> Dict[str, int]:
+        """What the table holds: requests, by-name entries and deadlines.
+
+        Entries of answered requests are dropped lazily; this shows they do not pile
+        up.
+        """
+        return {"requests": len(self.by_id),
+                "names": sum(len(stack) for stack in self._by_name.values()),
+                "deadlines": 0 if self._timeouts is None else len(self._timeouts)}
+
+    def drain(self) -> List[Any]:
+        """Remove every request (and deadline) and return the requests."""
+        waiting = list(self.by_id.values())
+        self.by_id.clear()  # in place: the timeouts hold on to it
+        self._by_name.clear()
+        if self._timeouts is not None:
+            self._timeouts.clear()
+        return waiting

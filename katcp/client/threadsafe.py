@@ -1,0 +1,93 @@
+"""Thread-safe client methods: calls from other threads cross to the client's loop."""
+
+import concurrent.futures
+import functools
+from typing import Any, Callable, TypeVar
+
+from katcp.loop.crossing import on_thread
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def make_threadsafe(meth: F) -> F:
+    """Decorator for a DeviceClient method that should always run in ioloop.
+
+    Used with :meth:`DeviceClient.enable_thread_safety`. If that is not called the
+    method is unprotected and it is the user's responsibility to call it only from
+    the ioloop; otherwise calls from other threads are passed to the ioloop. Only
+    for methods without a return value.
+
+    Parameters
+    ----------
+    meth : callable
+
+    Returns
+    -------
+    meth : callable
+        The same method, marked for wrapping.
+
+    """
+    meth.make_threadsafe = True  # type: ignore[attr-defined]
+    return meth
+
+
+def make_threadsafe_blocking(meth: F) -> F:
+    """Decorator for a DeviceClient method that will block.
+
+    As :func:`make_threadsafe`, except that calls from other threads block until the
+    method has run on the ioloop, and return its result (the result of the future,
+    if it returns one); a ``timeout`` keyword argument limits the blocking time.
+    Called on the ioloop, the method runs directly.
+    """
+    meth.make_threadsafe_blocking = True  # type: ignore[attr-defined]
+    return meth
+
+
+def wrap_threadsafe_methods(client: Any, post: Callable[[Callable[[], Any]], None],
+                            call: Callable[..., "concurrent.futures.Future[Any]"]) -> None:
+    """Replace `client`'s marked methods by instance attributes that cross threads.
+
+    Called on the loop thread (``client.ioloop_thread_id``, read at each call), a
+    method runs at once; from another thread, one marked with :func:`make_threadsafe`
+    is handed to ``post(fn)`` and one marked with :func:`make_threadsafe_blocking` to
+    ``call(fn, *args, **kwargs)``, whose future gives its result.
+
+    Parameters
+    ----------
+    client : DeviceClient
+    post : callable
+        Runs ``fn()`` on the client's loop later.
+    call : callable
+        Runs ``fn(*args, **kwargs)`` on the client's loop; returns a
+        :class:`concurrent.futures.Future` of its outcome.
+
+    """
+    for name in dir(type(client)):
+        meth = getattr(client, name, None)
+        if getattr(meth, "make_threadsafe", False):
+            setattr(client, name, _posting(client, meth, post))
+        elif getattr(meth, "make_threadsafe_blocking", False):
+            setattr(client, name, _blocking(client, meth, call))
+
+
+def _posting(client, meth, post):
+    @functools.wraps(meth)
+    def wrapped(*args, **kwargs):
+        if on_thread(client.ioloop_thread_id):
+            return meth(*args, **kwargs)
+        post(functools.partial(meth, *args, **kwargs))
+        return None
+
+    return wrapped
+
+
+def _blocking(client, meth, call):
+    @functools.wraps(meth)
+    def wrapped(*args, **kwargs):
+        if on_thread(client.ioloop_thread_id):
+            return meth(*args, **kwargs)
+        # A `timeout` keyword is the method's own, passed on; it also bounds the wait.
+        return call(meth, *args, **kwargs).result(kwargs.get("timeout"))
+
+    return wrapped

@@ -1,0 +1,455 @@
+"""The katcp.client package: its modules, hooks, request table and thread crossings."""
+
+import asyncio
+import concurrent.futures
+import importlib
+import logging
+import socket
+import threading
+
+import pytest
+import tornado.ioloop
+
+import katcp.client
+from katcp.client import AsyncClient, BlockingClient, DeviceClient, request_check
+from katcp.client.requests import CallbackRequest, FutureRequest, RequestTable
+from katcp.core import Message
+from katcp.ioloop_manager import IOLoopManager
+
+WAIT = 5.0
+
+
+# -- a tiny line server on 127.0.0.1 ------------------------------------------------------
+
+
+class LineServer:
+    """Sends `greeting`, then answers ``?name[mid] ...`` with ``!name[mid] ok``."""
+
+    def __init__(self, greeting=(b"#version-connect katcp-protocol 5.0-IM",)):
+        self.greeting = b"".join(line + b"\n" for line in greeting)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = self.listener.getsockname()
+        self.connections = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections.append(conn)
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn):
+        conn.sendall(self.greeting)
+        pending = b""
+        while True:
+            try:
+                data = conn.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            *lines, pending = (pending + data).split(b"\n")
+            replies = [b"!" + line[1:].split(b" ")[0] + b" ok\n"
+                       for line in lines if line.startswith(b"?")]
+            if replies:
+                conn.sendall(b"".join(replies))
+
+    def close(self):
+        self.listener.close()
+        for conn in self.connections:
+            conn.close()
+
+
+@pytest.fixture
+def line_server():
+    server = LineServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def started():
+    clients = []
+
+    def start(client):
+        client.start(timeout=WAIT)
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+
+
+# -- the package keeps its documented names ---------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["DeviceClient", "AsyncClient", "CallbackClient",
+                                  "BlockingClient", "address_to_string", "request_check",
+                                  "make_threadsafe", "make_threadsafe_blocking"])
+def test_documented_names_keep_their_home(name):
+    obj = getattr(katcp.client, name)
+    assert obj.__module__ == "katcp.client"
+    # What reprs and pickles name must lead back to the object.
+    assert getattr(importlib.import_module(obj.__module__), obj.__qualname__) is obj
+
+
+# -- documented keywords are real keyword parameters ------------------------------------
+
+
+@pytest.mark.parametrize("method", ["until_running", "until_connected", "until_disconnected",
+                                    "until_protocol", "until_stopped"])
+def test_a_misspelt_timeout_keyword_is_refused(method):
+    client = DeviceClient("127.0.0.1", 1)
+    with pytest.raises(TypeError):
+        getattr(client, method)(timout=5)
+
+
+def test_request_check_refuses_unknown_keywords():
+    with pytest.raises(TypeError):
+        request_check(BlockingClient("127.0.0.1", 1), RuntimeError, "watchdog", timout=1)
+
+
+def test_request_check_passes_timeout_and_mid_on(line_server, started):
+    client = started(BlockingClient(*line_server.address))
+    assert client.wait_protocol(WAIT)
+    reply, informs = request_check(client, RuntimeError, "watchdog", timeout=WAIT, mid=b"55")
+    assert str(reply) == "!watchdog[55] ok"
+    assert informs == []
+
+
+# -- the request table, without I/O -----------------------------------------------------
+
+
+class FakeClock:
+    """time() and call_at() driven by the test."""
+
+    def __init__(self):
+        self.now = 100.0
+        self.timers = []
+
+    def time(self):
+        return self.now
+
+    def call_at(self, when, callback):
+        timer = FakeTimer(when, callback)
+        self.timers.append(timer)
+        return timer
+
+    def advance(self, seconds):
+        self.now += seconds
+        due = [t for t in self.timers if not t.cancelled and t.when <= self.now]
+        self.timers = [t for t in self.timers if t not in due]
+        for timer in due:
+            timer.callback()
+
+
+class FakeTimer:
+    def __init__(self, when, callback):
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self):
+        self.cancelled = True
+
+
+def _table():
+    expired = []
+    table = RequestTable(lambda msg_id, start: expired.append((msg_id, start)))
+    clock = FakeClock()
+    table.use_clock(clock)
+    return table, clock, expired
+
+
+def _pending(name):
+    return FutureRequest(Message.request(name), concurrent.futures.Future())
+
+
+def test_table_finds_requests_by_id_and_oldest_first_by_name():
+    table, _clock, _expired = _table()
+    first, second, other = _pending("a"), _pending("a"), _pending("b")
+    table.add(1, "a", first, None)
+    table.add(2, "a", second, None)
+    table.add(b"7", "b", other, None)
+    assert table.by_id[b"7"] is other
+    assert table.peek_by_name("a") == (1, first)
+    del table.by_id[1]  # answered
+    # The answered one is skipped (and dropped) when looking by name.
+    assert table.peek_by_name("a") == (2, second)
+    assert table.peek_by_name("c") == (None, None)
+    assert table.held() == {"requests": 2, "names": 2, "deadlines": 0}
+
+
+def test_table_expires_only_requests_still_waiting():
+    table, clock, expired = _table()
+    table.add(1, "a", _pending("a"), 1.0)
+    table.add(2, "a", _pending("a"), 2.0)
+    table.add(3, "a", _pending("a"), 3.0)
+    del table.by_id[2]  # answered: its deadline no longer counts
+    clock.advance(2.5)
+    assert expired == [(1, 100.0)]
+    clock.advance(1.0)
+    assert expired == [(1, 100.0), (3, 100.0)]
+
+
+def test_a_disarmed_deadline_never_fires():
+    table, clock, expired = _table()
+    pending = _pending("a")
+    table.add(1, "a", pending, 1.0)
+    pending.deadline = None
+    clock.advance(5.0)
+    assert expired == []
+
+
+def test_answered_entries_do_not_pile_up():
+    table, _clock, _expired = _table()
+    for msg_id in range(5000):
+        table.add(msg_id, "a", _pending("a"), 10.0)
+        del table.by_id[msg_id]
+    held = table.held()
+    assert held["requests"] == 0
+    assert held["names"] <= 1
+    assert held["deadlines"] <= 2
+
+
+def test_drain_hands_back_every_request_and_stops_the_timer():
+    table, clock, expired = _table()
+    pendings = [_pending("a"), _pending("b")]
+    table.add(1, "a", pendings[0], 1.0)
+    table.add(2, "b", pendings[1], None)
+    assert table.drain() == pendings
+    assert table.held() == {"requests": 0, "names": 0, "deadlines": 0}
+    assert all(timer.cancelled for timer in clock.timers)
+    clock.advance(5.0)
+    assert expired == []
+
+
+def test_a_table_without_a_clock_refuses_deadlines():
+    table = RequestTable(lambda msg_id, start: None)
+    with pytest.raises(RuntimeError):
+        table.add(1, "a", _pending("a"), 1.0)
+
+
+def test_callback_request_reports_undelivered_without_a_callback():
+    got = []
+    with_cbs = CallbackRequest(Message.request("a"), got.append, got.append, None,
+                               logging.getLogger("test"))
+    without = CallbackRequest(Message.request("a"), None, None, None,
+                              logging.getLogger("test"))
+    reply = Message.reply("a", "ok")
+    assert with_cbs.on_reply(reply) is True and got == [reply]
+    assert without.on_reply(reply) is False and without.on_inform(reply) is False
+
+
+def test_a_raising_callback_is_logged_not_raised(caplog):
+    def broken(msg):
+        raise ValueError("boom")
+
+    pending = CallbackRequest(Message.request("a"), broken, None, None,
+                              logging.getLogger("test.callbacks"))
+    with caplog.at_level(logging.ERROR, logger="test.callbacks"):
+        assert pending.on_reply(Message.reply("a", "ok")) is True
+    assert "Callback reply a FAIL" in caplog.text
+
+
+# -- the transport hook -----------------------------------------------------------------
+
+
+class RecordingTransport:
+    """An in-memory transport: records writes, feeds the protocol what the test says."""
+
+    def __init__(self, protocol, loop):
+        self.protocol = protocol
+        self.loop = loop
+        self.writes = []
+        self.closed = False
+
+    def write(self, data):
+        self.writes.append(data)
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self.loop.call_soon(self.protocol.connection_lost, None)
+
+    abort = close
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        pass
+
+    def pause_reading(self):
+        pass
+
+    def resume_reading(self):
+        pass
+
+    def get_extra_info(self, name, default=None):
+        return default
+
+
+class InMemoryClient(AsyncClient):
+    """Connected through connect_transport() to a RecordingTransport."""
+
+    transport = None
+
+    async def connect_transport(self, protocol_factory):
+        protocol = protocol_factory()
+        self.transport = RecordingTransport(protocol, asyncio.get_running_loop())
+        protocol.connection_made(self.transport)
+        return self.transport, protocol
+
+    def request_ping(self, msg):
+        """Answer ok."""
+        return Message.reply_to_request(msg, "ok")
+
+
+async def _in_memory_client():
+    client = InMemoryClient("in-memory", 0)
+    client.set_ioloop(tornado.ioloop.IOLoop.current())
+    client.start()
+    await client.until_connected(timeout=WAIT)
+    client.transport.protocol.data_received(b"#version-connect katcp-protocol 5.0-IM\n")
+    await client.until_protocol(timeout=WAIT)
+    return client
+
+
+def test_connect_transport_lets_a_client_talk_without_a_socket():
+    asyncio.run(_talk_without_a_socket())
+
+
+async def _talk_without_a_socket():
+    client = await _in_memory_client()
+    try:
+        reply_future = client.future_request(Message.request("watchdog"))
+        # A request outside a received chunk is written at once.
+        assert client.transport.writes == [b"?watchdog[1]\n"]
+        client.transport.protocol.data_received(b"!watchdog[1] ok\n")
+        reply, informs = await asyncio.wait_for(reply_future, WAIT)
+        assert str(reply) == "!watchdog[1] ok" and informs == []
+    finally:
+        client.stop()
+        await client.until_stopped(timeout=WAIT)
+
+
+def test_replies_made_while_a_chunk_is_handled_go_in_one_write():
+    asyncio.run(_replies_in_one_write())
+
+
+async def _replies_in_one_write():
+    client = await _in_memory_client()
+    try:
+        client.transport.writes.clear()
+        client.transport.protocol.data_received(b"?ping[1]\n?ping[2]\r\n?ping[3]\n")
+        assert client.transport.writes == [b"!ping[1] ok\n!ping[2] ok\n!ping[3] ok\n"]
+    finally:
+        client.stop()
+        await client.until_stopped(timeout=WAIT)
+
+
+# -- the protocol on a real socket ------------------------------------------------------
+
+
+class SmallClient(DeviceClient):
+    MAX_MSG_SIZE = 1000
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.informs = []
+        self.disconnected = threading.Event()
+
+    def inform_before(self, msg):
+        """Record it."""
+        self.informs.append(msg)
+
+    def notify_connected(self, connected):
+        if not connected:
+            self.disconnected.set()
+
+
+def test_a_line_over_max_msg_size_closes_the_connection_after_the_lines_before_it(started):
+    server = LineServer(greeting=[b"#before 1", b"#before 2", b"#huge " + b"x" * 2000,
+                                  b"#before 3"])
+    try:
+        client = SmallClient(*server.address, auto_reconnect=False)
+        started(client)
+        assert client.disconnected.wait(WAIT)
+        assert [msg.arguments for msg in client.informs] == [[b"1"], [b"2"]]
+    finally:
+        server.close()
+
+
+# -- thread crossings -------------------------------------------------------------------
+
+
+def test_blocking_request_crosses_to_the_loop_once(line_server, started):
+    client = started(BlockingClient(*line_server.address))
+    assert client.wait_protocol(WAIT)
+    loop = client.ioloop.asyncio_loop
+    crossings = []
+    real = loop.call_soon_threadsafe
+
+    def counting(*args, **kwargs):
+        crossings.append(args[0])
+        return real(*args, **kwargs)
+
+    loop.call_soon_threadsafe = counting
+    try:
+        reply, _ = client.blocking_request(Message.request("watchdog"))
+    finally:
+        del loop.call_soon_threadsafe
+    assert reply.reply_ok()
+    assert len(crossings) == 1
+
+
+def test_thread_safe_methods_from_another_thread_run_on_the_loop(line_server, started):
+    client = started(BlockingClient(*line_server.address))
+    assert client.wait_protocol(WAIT)
+    replied = concurrent.futures.Future()
+    client.callback_request(Message.request("watchdog"),
+                            reply_cb=lambda msg: replied.set_result(
+                                (str(msg), threading.get_ident())))
+    text, thread_id = replied.result(WAIT)
+    assert text.startswith("!watchdog") and text.endswith(" ok")
+    assert thread_id == client.ioloop_thread_id != threading.get_ident()
+    # The blocking flavour returns what the future resolved to.
+    reply, informs = client.future_request(Message.request("watchdog"), timeout=WAIT)
+    assert reply.reply_ok() and informs == []
+
+
+def test_manager_stop_resolves_after_its_callback_and_the_thread_ends():
+    manager = IOLoopManager()
+    manager.get_ioloop()
+    manager.start(timeout=WAIT)
+    order = []
+
+    async def callback():
+        await asyncio.sleep(0.01)
+        order.append(threading.get_ident())
+
+    loop_thread = manager.thread_id()
+    assert loop_thread is not None and loop_thread != threading.get_ident()
+    manager.stop(callback=callback).result(WAIT)
+    assert order == [loop_thread]
+    manager.join(timeout=WAIT)
+    assert manager.thread_id() is None
+    assert not manager.wait_running(0)
+
+
+def test_manager_stop_still_stops_when_its_callback_raises(caplog):
+    manager = IOLoopManager()
+    manager.get_ioloop()
+    manager.start(timeout=WAIT)
+
+    def callback():
+        raise ValueError("broken stop callback")
+
+    with caplog.at_level(logging.ERROR):
+        assert manager.stop(callback=callback).result(WAIT) is None
+    manager.join(timeout=WAIT)
+    assert "Error in ioloop stop callback" in caplog.text
