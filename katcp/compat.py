@@ -4,11 +4,15 @@ This package is Python 3 only, so these are thin and exist for code written agai
 the 0.9 API.
 """
 
+from typing import Any, List
+
+from katcp.wire.text import as_bytes, as_str
+
 PY2 = False
 PY3 = True
 
 
-def byte_chars(byte_string):
+def byte_chars(byte_string: bytes) -> List[bytes]:
     """Return list of characters from a byte string (PY3-compatible).
 
     Parameters
@@ -24,7 +28,7 @@ def byte_chars(byte_string):
     return [byte_string[i:i + 1] for i in range(len(byte_string))]
 
 
-def is_bytes(value):
+def is_bytes(value: Any) -> bool:
     """Indicate if object is bytes-like.
 
     Parameters
@@ -39,7 +43,7 @@ def is_bytes(value):
     return isinstance(value, (bytes, bytearray))
 
 
-def is_text(value):
+def is_text(value: Any) -> bool:
     """Indicate if object is text-like.
 
     Parameters
@@ -54,7 +58,7 @@ def is_text(value):
     return isinstance(value, str)
 
 
-def ensure_native_str(value):
+def ensure_native_str(value: Any) -> str:
     """Coerce bytes (decoded as UTF-8) or str to the native str type.
 
     Parameters
@@ -70,14 +74,12 @@ def ensure_native_str(value):
     TypeError
         If `value` is neither bytes nor str.
     """
-    if isinstance(value, str):
-        return value
-    if is_bytes(value):
-        return bytes(value).decode("utf-8")
-    raise TypeError("Expected bytes or str, got %r." % (type(value),))
+    if not isinstance(value, (str, bytes, bytearray)):
+        raise TypeError("Expected bytes or str, got %r." % (type(value),))
+    return as_str(value)
 
 
-def ensure_bytes(value):
+def ensure_bytes(value: Any) -> bytes:
     """Coerce str (encoded as UTF-8) or bytes to bytes.
 
     Parameters
@@ -93,10 +95,6 @@ def ensure_bytes(value):
     TypeError
         If `value` is neither bytes nor str.
     """
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, bytearray):
-        return bytes(value)
-    raise TypeError("Expected bytes or str, got %r." % (type(value),))
+    if not isinstance(value, (str, bytes, bytearray)):
+        raise TypeError("Expected bytes or str, got %r." % (type(value),))
+    return as_bytes(value)

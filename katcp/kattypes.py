@@ -6,32 +6,23 @@ strings sent on the wire, and the decorators (:func:`request`, :func:`return_rep
 pack handler results into reply messages.
 """
 
+import concurrent.futures
 import functools
 import inspect
 import numbers
 import re
 import struct
-from typing import Any
+from typing import Any, Callable, Iterable, List, Optional, Sequence
 
-from tornado import gen
+from katcp.wire import types as wire_types
+from katcp.wire.errors import FailReply
+from katcp.wire.flags import DEFAULT_KATCP_MAJOR
+from katcp.wire.handlers import convert_method_name
+from katcp.wire.message import Message
+from katcp.wire.text import as_str, show
 
-from katcp.core import (DEFAULT_KATCP_MAJOR, SEC_TS_KATCP_MAJOR, FailReply, Message, Sensor,
-                        _format_timestamp, _ms_to_seconds, _parse_timestamp, _seconds_to_ms,
-                        convert_method_name, encode_utf8_with_error_log)
-
-
-def _show(value):
-    """Text for error messages: bytes are shown as text, not as a bytes repr."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="backslashreplace")
-    return value
-
-
-def _as_str(value):
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    return value
-
+_Handler = Callable[..., Any]
+_Decorator = Callable[[_Handler], _Handler]
 
 # ---------------------------------------------------------------------------
 # Types
@@ -40,11 +31,9 @@ def _as_str(value):
 class KatcpType:
     """Class representing a KATCP type.
 
-    Sub-classes should:
-
-    - Set the :attr:`name` attribute.
-    - Implement the :meth:`encode` method.
-    - Implement the :meth:`decode` method.
+    Sub-classes set the :attr:`name` attribute and either name the wire rule of their
+    KATCP type (:mod:`katcp.wire.types`) or implement :meth:`encode` and :meth:`decode`;
+    they override :meth:`check` to validate values further.
 
     Parameters
     ----------
@@ -58,21 +47,28 @@ class KatcpType:
     """
 
     name = "unknown"
+    #: The wire rule of the type (:mod:`katcp.wire.types`), if it has a plain one.
+    _rule: Optional[wire_types.WireType] = None
 
-    def __init__(self, default=None, optional=False, multiple=False):
+    def __init__(self, default: Any = None, optional: bool = False,
+                 multiple: bool = False) -> None:
         self._default = default
         self._optional = optional
         self._multiple = multiple
 
-    def encode(self, value, major):
-        """Format a checked, non-None value as bytes (implemented by subclasses)."""
-        raise NotImplementedError
+    def encode(self, value: Any, major: int) -> bytes:
+        """Format a checked, non-None value as bytes (with the type's wire rule)."""
+        if self._rule is None:
+            raise NotImplementedError
+        return self._rule.encode(value, major)
 
-    def decode(self, value, major):
-        """Parse a byte string into a value (implemented by subclasses)."""
-        raise NotImplementedError
+    def decode(self, value: bytes, major: int) -> Any:
+        """Parse a byte string into a value (with the type's wire rule)."""
+        if self._rule is None:
+            raise NotImplementedError
+        return self._rule.decode(value, major)
 
-    def get_default(self):
+    def get_default(self) -> Any:
         """Return the default value.
 
         Raise a ValueError if the value is not optional and there is no default.
@@ -86,7 +82,7 @@ class KatcpType:
             raise ValueError("No value given and no default available.")
         return self._default
 
-    def check(self, value, major):
+    def check(self, value: Any, major: int) -> None:
         """Check whether the value is valid.
 
         Do nothing if the value is valid. Raise an exception if the value is not valid.
@@ -101,7 +97,7 @@ class KatcpType:
             Major version of KATCP to use when interpreting the value.
         """
 
-    def pack(self, value, nocheck=False, major=DEFAULT_KATCP_MAJOR):
+    def pack(self, value: Any, nocheck: bool = False, major: int = DEFAULT_KATCP_MAJOR) -> bytes:
         """Return the value formatted as a KATCP parameter.
 
         Parameters
@@ -127,7 +123,7 @@ class KatcpType:
             self.check(value, major)
         return self.encode(value, major)
 
-    def unpack(self, packed_value, major=DEFAULT_KATCP_MAJOR):
+    def unpack(self, packed_value: Optional[bytes], major: int = DEFAULT_KATCP_MAJOR) -> Any:
         """Parse a KATCP parameter into an object.
 
         Parameters
@@ -158,22 +154,13 @@ class _RangeType(KatcpType):
     _label: Any = None
     _fmt: Any = None
 
-    def __init__(self, min=None, max=None, **kwargs):
+    def __init__(self, min: Any = None, max: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._min = min
         self._max = max
 
-    def check(self, value, major):
+    def check(self, value: Any, major: int) -> None:
         """Check whether the value is between the minimum and maximum.
-
-        Raise a ValueError if it is not.
-
-        Parameters
-        ----------
-        value : number
-            The value to check.
-        major : int
-            Major version of KATCP (unused).
         """
         if self._min is not None and value < self._min:
             raise ValueError("%s %s is lower than minimum %s."
@@ -195,19 +182,9 @@ class Int(_RangeType):
     """
 
     name = "integer"
+    _rule = wire_types.INTEGER
     _label = "Integer"
     _fmt = "%s"
-
-    def encode(self, value, major):
-        """Format an integer in decimal."""
-        return b"%d" % (value,)
-
-    def decode(self, value, major):
-        """Parse a decimal integer."""
-        try:
-            return int(value)
-        except (ValueError, TypeError):
-            raise ValueError("Could not parse value '%s' as integer." % _show(value))
 
 
 class Float(_RangeType):
@@ -222,37 +199,16 @@ class Float(_RangeType):
     """
 
     name = "float"
+    _rule = wire_types.FLOAT
     _label = "Float"
     _fmt = "%g"
-
-    def encode(self, value, major):
-        """Format a float with ``repr`` so that it round-trips exactly."""
-        return repr(float(value)).encode("ascii")
-
-    def decode(self, value, major):
-        """Parse a float."""
-        try:
-            return float(value)
-        except (ValueError, TypeError):
-            raise ValueError("Could not parse value '%s' as float." % _show(value))
 
 
 class Bool(KatcpType):
     """The KATCP boolean type (``1`` for True and ``0`` for False)."""
 
     name = "boolean"
-
-    def encode(self, value, major):
-        """Format True as ``1`` and False as ``0``."""
-        return b"1" if value else b"0"
-
-    def decode(self, value, major):
-        """Parse ``1`` or ``0``."""
-        if value == b"1":
-            return True
-        if value == b"0":
-            return False
-        raise ValueError("Could not parse value '%s' as boolean." % _show(value))
+    _rule = wire_types.BOOLEAN
 
 
 class Str(KatcpType):
@@ -273,23 +229,7 @@ class Str(KatcpType):
     """
 
     name = "string"
-
-    def encode(self, value, major):
-        """Encode text as UTF-8; bytes are sent as they are."""
-        if isinstance(value, bytes):
-            return value
-        if not isinstance(value, str):
-            value = str(value)
-        return encode_utf8_with_error_log(value)
-
-    def decode(self, value, major):
-        """Decode UTF-8 bytes to text."""
-        if isinstance(value, str):
-            return value
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValueError("Could not decode value '%s' as UTF-8 text." % _show(value))
+    _rule = wire_types.STRING
 
 
 class Discrete(Str):
@@ -304,35 +244,28 @@ class Discrete(Str):
     """
 
     name = "discrete"
+    _rule = wire_types.DISCRETE
 
-    def __init__(self, values, case_insensitive=False, **kwargs):
+    def __init__(self, values: Iterable[Any], case_insensitive: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # Values may come from a generator, so materialise them once.
-        self._values = [_as_str(value) for value in values]
+        self._values = [as_str(value) for value in values]
         self._case_insensitive = case_insensitive
         if case_insensitive:
             self._valid_values = frozenset(value.lower() for value in self._values)
         else:
             self._valid_values = frozenset(self._values)
 
-    def check(self, value, major):
+    def check(self, value: Any, major: int) -> None:
         """Check whether the value in the set of allowed values.
-
-        Raise a ValueError if it is not.
-
-        Parameters
-        ----------
-        value : str or bytes
-            The value to check.
-        major : int
-            Major version of KATCP (unused).
         """
-        text = _as_str(value)
+        text = as_str(value)
         if self._case_insensitive and isinstance(text, str):
             text = text.lower()
         if text not in self._valid_values:
             raise ValueError("Discrete value '%s' is not one of %s."
-                             % (_show(value), ", ".join(self._values)))
+                             % (show(value), ", ".join(self._values)))
 
 
 class DiscreteMulti(Discrete):
@@ -352,7 +285,8 @@ class DiscreteMulti(Discrete):
 
     name = "discretemulti"
 
-    def __init__(self, values, all_keyword="all", separator=", ", **kwargs):
+    def __init__(self, values: Iterable[Any], all_keyword: str = "all",
+                 separator: str = ", ", **kwargs: Any) -> None:
         super().__init__(values, **kwargs)
         self.all_keyword = all_keyword
         self.separator = separator
@@ -360,26 +294,19 @@ class DiscreteMulti(Discrete):
         # be escaped on the wire); split on it and stripped, so "a, b" parses too.
         self._split_on = separator.strip() or separator
 
-    def encode(self, value, major):
+    def encode(self, value: Any, major: int) -> bytes:
         """Join the values with the separator (without its surrounding spaces)."""
-        return super().encode(self._split_on.join(_as_str(item) for item in value), major)
+        return super().encode(self._split_on.join(as_str(item) for item in value), major)
 
-    def decode(self, value, major):
+    def decode(self, value: bytes, major: int) -> Any:
         """Split a packed value (or the all keyword) into a list of values."""
         text = super().decode(value, major)
         if text == self.all_keyword:
             return list(self._values)
         return [item.strip() for item in text.split(self._split_on)]
 
-    def check(self, value, major):
+    def check(self, value: Any, major: int) -> None:
         """Check that each item in the value list is in the allowed set.
-
-        Parameters
-        ----------
-        value : list of str
-            The values to check.
-        major : int
-            Major version of KATCP (unused).
         """
         for item in value:
             super().check(item, major)
@@ -389,26 +316,11 @@ class Lru(KatcpType):
     """The KATCP lru type (``Sensor.LRU_NOMINAL`` or ``Sensor.LRU_ERROR``)."""
 
     name = "lru"
-    LRU_NOMINAL = Sensor.LRU_NOMINAL
-    LRU_ERROR = Sensor.LRU_ERROR
-    LRU_VALUES = Sensor.LRU_VALUES
-    LRU_CONSTANTS = Sensor.LRU_CONSTANTS
-
-    def encode(self, value, major):
-        """Format an lru constant as ``nominal`` or ``error``."""
-        try:
-            return Sensor.LRU_VALUES[value]
-        except (KeyError, TypeError):
-            raise ValueError("Lru value must be Sensor.LRU_NOMINAL or Sensor.LRU_ERROR, "
-                             "not %r." % (value,))
-
-    def decode(self, value, major):
-        """Parse ``nominal`` or ``error`` into an lru constant."""
-        try:
-            return Sensor.LRU_CONSTANTS[value]
-        except (KeyError, TypeError):
-            raise ValueError("Lru value must be 'nominal' or 'error', not '%s'."
-                             % _show(value))
+    _rule = wire_types.LRU
+    LRU_NOMINAL = wire_types.LRU_NOMINAL
+    LRU_ERROR = wire_types.LRU_ERROR
+    LRU_VALUES = wire_types.LRU_VALUES
+    LRU_CONSTANTS = wire_types.LRU_CONSTANTS
 
 
 class Timestamp(KatcpType):
@@ -419,23 +331,7 @@ class Timestamp(KatcpType):
     """
 
     name = "timestamp"
-
-    def encode(self, value, major):
-        """Format seconds (v5) or whole milliseconds (v4, truncated)."""
-        return _format_timestamp(float(value), major)
-
-    def decode(self, value, major):
-        """Parse seconds (v5) or milliseconds (v4) into float seconds."""
-        return _parse_timestamp(value, major)
-
-
-class _Now:
-    """The special value of :class:`TimestampOrNow` meaning 'now'."""
-
-    __slots__ = ()
-
-    def __repr__(self):
-        return "TimestampOrNow.NOW"
+    _rule = wire_types.TIMESTAMP
 
 
 class TimestampOrNow(Timestamp):
@@ -446,55 +342,18 @@ class TimestampOrNow(Timestamp):
     """
 
     name = "timestamp_or_now"
-    NOW = _Now()
-
-    def encode(self, value, major):
-        """Format NOW as ``now``, anything else as a timestamp."""
-        if value is self.NOW:
-            return b"now"
-        return super().encode(value, major)
-
-    def decode(self, value, major):
-        """Parse ``now`` as NOW, anything else as a timestamp."""
-        if value == b"now":
-            return self.NOW
-        return super().decode(value, major)
+    _rule = wire_types.TIMESTAMP_OR_NOW
+    NOW = wire_types.NOW
 
 
 class StrictTimestamp(KatcpType):
     """A timestamp that enforces the XXXX.YYY format for timestamps."""
 
     name = "strict_timestamp"
-    _FORMAT_RE = re.compile(rb"\d+(\.\d*)?\Z")
+    _rule = wire_types.STRICT_TIMESTAMP
 
-    def encode(self, value, major):
-        """Format seconds (v5) or milliseconds (v4) with ``repr`` precision."""
-        value = float(value)
-        if major < SEC_TS_KATCP_MAJOR:
-            value = _seconds_to_ms(value)
-        return repr(value).encode("ascii")
-
-    def decode(self, value, major):
-        """Parse a non-negative XXXX.YYY timestamp into float seconds."""
-        if not isinstance(value, bytes) or not self._FORMAT_RE.match(value):
-            raise ValueError("Could not parse value '%s' as strict timestamp "
-                             "(expected XXXX.YYY)." % _show(value))
-        timestamp = float(value)
-        if major < SEC_TS_KATCP_MAJOR:
-            timestamp = _ms_to_seconds(timestamp)
-        return timestamp
-
-    def check(self, value, major):
+    def check(self, value: Any, major: int) -> None:
         """Check whether the value is positive.
-
-        Raise a ValueError if it is not.
-
-        Parameters
-        ----------
-        value : float
-            The timestamp to check.
-        major : int
-            Major version of KATCP (unused).
         """
         if not isinstance(value, numbers.Real):
             raise ValueError("Strict timestamp %r is not a number." % (value,))
@@ -514,25 +373,25 @@ class Struct(KatcpType):
 
     name = "struct"
 
-    def __init__(self, fmt, **kwargs):
+    def __init__(self, fmt: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._fmt = fmt
         self._struct = struct.Struct(fmt)
 
-    def encode(self, value, major):
+    def encode(self, value: Any, major: int) -> bytes:
         """Pack a sequence of values with the struct format."""
         try:
             return self._struct.pack(*value)
         except (struct.error, TypeError) as exc:
             raise ValueError("Could not pack %r with format '%s': %s" % (value, self._fmt, exc))
 
-    def decode(self, value, major):
+    def decode(self, value: bytes, major: int) -> Any:
         """Unpack bytes into a tuple of values with the struct format."""
         try:
             return self._struct.unpack(value)
         except (struct.error, TypeError) as exc:
             raise ValueError("Could not unpack '%s' with format '%s': %s"
-                             % (_show(value), self._fmt, exc))
+                             % (show(value), self._fmt, exc))
 
 
 class Regex(Str):
@@ -546,7 +405,7 @@ class Regex(Str):
 
     name = "regex"
 
-    def __init__(self, regex, **kwargs):
+    def __init__(self, regex: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(regex, str):
             self._pattern = regex
@@ -555,19 +414,12 @@ class Regex(Str):
             self._pattern = regex.pattern
             self._compiled = regex
 
-    def check(self, value, major):
+    def check(self, value: Any, major: int) -> None:
         """Check whether the value matches the regular expression.
-
-        Parameters
-        ----------
-        value : str or bytes
-            The value to check.
-        major : int
-            Major version of KATCP (unused).
         """
-        if not self._compiled.match(_as_str(value)):
+        if not self._compiled.match(as_str(value)):
             raise ValueError("Value '%s' does not match regex '%s'."
-                             % (_show(value), _show(self._pattern)))
+                             % (show(value), show(self._pattern)))
 
 
 class Address(KatcpType):
@@ -579,31 +431,8 @@ class Address(KatcpType):
     """
 
     name = "address"
-    NULL = ("0.0.0.0", None)
-    _IPV6_RE = re.compile(r"\[(?P<host>[^\[\]]+)\](?::(?P<port>\d+))?\Z")
-    _IPV4_RE = re.compile(r"(?P<host>[^:\[\]]+)(?::(?P<port>\d+))?\Z")
-
-    def encode(self, value, major):
-        """Format as ``host:port`` (``[host]:port`` for IPv6), or host alone."""
-        try:
-            host, port = value
-        except (TypeError, ValueError):
-            raise ValueError("Address must be a (host, port) tuple, not %r." % (value,))
-        host = _as_str(host)
-        if ":" in host:
-            host = "[%s]" % host
-        if port is None:
-            return host.encode("ascii")
-        return ("%s:%d" % (host, port)).encode("ascii")
-
-    def decode(self, value, major):
-        """Parse ``host[:port]`` or ``[ipv6][:port]`` into a (host, port) tuple."""
-        text = _show(value)
-        match = self._IPV6_RE.match(text) or self._IPV4_RE.match(text)
-        if match is None:
-            raise ValueError("Could not parse value '%s' as address." % text)
-        port = match.group("port")
-        return (match.group("host"), None if port is None else int(port))
+    _rule = wire_types.ADDRESS
+    NULL = wire_types.NULL_ADDRESS
 
 
 class Parameter:
@@ -623,13 +452,13 @@ class Parameter:
 
     __slots__ = ("position", "name", "_kattype", "major")
 
-    def __init__(self, position, name, kattype, major):
+    def __init__(self, position: int, name: str, kattype: KatcpType, major: int) -> None:
         self.position = position
         self.name = name
         self._kattype = kattype
         self.major = major
 
-    def pack(self, value):
+    def pack(self, value: Any) -> bytes:
         """Pack the parameter using its kattype.
 
         Parameters
@@ -644,7 +473,7 @@ class Parameter:
         """
         return self._kattype.pack(value, major=self.major)
 
-    def unpack(self, value):
+    def unpack(self, value: Optional[bytes]) -> Any:
         """Unpack the parameter using its kattype.
 
         Parameters
@@ -672,13 +501,13 @@ class Parameter:
 # Packing and unpacking argument lists
 # ---------------------------------------------------------------------------
 
-def _check_multiple_is_last(types):
+def _check_multiple_is_last(types: Sequence[KatcpType]) -> None:
     for kattype in types[:-1]:
         if kattype._multiple:
             raise TypeError("Only the last parameter type can accept multiple arguments.")
 
 
-def _takes_no_values(kattype):
+def _takes_no_values(kattype: KatcpType) -> bool:
     """Whether an absent multiple value means no values rather than the default."""
     return kattype._optional and kattype._default is None
 
@@ -688,7 +517,8 @@ class _Unpacker:
 
     __slots__ = ("_params", "_unpackers", "_major", "_multiple")
 
-    def __init__(self, types, argnames, major):
+    def __init__(self, types: Sequence[KatcpType], argnames: Iterable[str],
+                 major: int) -> None:
         _check_multiple_is_last(types)
         argnames = list(argnames)
         argnames += [""] * (len(types) - len(argnames))
@@ -698,7 +528,7 @@ class _Unpacker:
         self._major = major
         self._multiple = self._params[-1] if types and types[-1]._multiple else None
 
-    def __call__(self, args):
+    def __call__(self, args: Sequence[Optional[bytes]]) -> List[Any]:
         if len(args) == len(self._unpackers):
             major = self._major
             try:
@@ -708,7 +538,7 @@ class _Unpacker:
                 pass
         return self._unpack_slow(args)
 
-    def _unpack_slow(self, args):
+    def _unpack_slow(self, args: Sequence[Optional[bytes]]) -> List[Any]:
         params = self._params
         count = len(params)
         nargs = len(args)
@@ -726,7 +556,8 @@ class _Unpacker:
         return values
 
 
-def unpack_types(types, args, argnames, major):
+def unpack_types(types: Sequence[KatcpType], args: Sequence[Optional[bytes]],
+                 argnames: Iterable[str], major: int) -> List[Any]:
     """Parse arguments according to types list.
 
     Parameters
@@ -753,7 +584,7 @@ def unpack_types(types, args, argnames, major):
     return _Unpacker(types, argnames, major)(args)
 
 
-def pack_types(types, args, major):
+def pack_types(types: Sequence[KatcpType], args: Sequence[Any], major: int) -> List[bytes]:
     """Pack arguments according the the types list.
 
     Parameters
@@ -800,13 +631,13 @@ class _ReplyMaker:
 
     __slots__ = ("msgname", "_ok_types", "_ok_packers", "_major")
 
-    def __init__(self, msgname, types, major):
+    def __init__(self, msgname: Optional[str], types: Sequence[KatcpType], major: int) -> None:
         self.msgname = msgname
         self._ok_types = (_STATUS_STR,) + tuple(types)
         self._ok_packers = [kattype.pack for kattype in self._ok_types]
         self._major = major
 
-    def __call__(self, arguments, req_msg=None):
+    def __call__(self, arguments: Any, req_msg: Any = None) -> Message:
         if isinstance(arguments, Message):
             return arguments
         status = arguments[0]
@@ -834,7 +665,8 @@ class _ReplyMaker:
         return reply
 
 
-def make_reply(msgname, types, arguments, major):
+def make_reply(msgname: str, types: Sequence[KatcpType], arguments: Sequence[Any],
+               major: int) -> Message:
     """Helper method for constructing a reply message from a list or tuple.
 
     Parameters
@@ -856,13 +688,49 @@ def make_reply(msgname, types, arguments, major):
     return _ReplyMaker(msgname, types, major)(arguments)
 
 
-@gen.coroutine
-def _resolve_reply(reply_maker, arguments_future, req_msg):
-    arguments = yield arguments_future
-    return reply_maker(arguments, req_msg)
+def _is_future(result: Any) -> bool:
+    # tornado/asyncio and concurrent.futures futures alike (no import of a loop here).
+    return hasattr(result, "add_done_callback") and hasattr(result, "done")
 
 
-def async_make_reply(msgname, types, arguments_future, major):
+def _is_async(result: Any) -> bool:
+    return _is_future(result) or inspect.isawaitable(result)
+
+
+async def _await_reply(reply_maker: "_ReplyMaker", arguments: Any, req_msg: Any) -> Message:
+    return reply_maker(await arguments, req_msg)
+
+
+def _resolve_reply(reply_maker: "_ReplyMaker", arguments: Any, req_msg: Any) -> Any:
+    """The reply to arguments that come later, as a future of the same kind.
+
+    A future already resolved gives a resolved future at once (as the coroutines of
+    katcp 0.9.3 did); another awaitable gives a coroutine.
+    """
+    if not _is_future(arguments):
+        return _await_reply(reply_maker, arguments, req_msg)
+    get_loop = getattr(arguments, "get_loop", None)
+    reply = (get_loop().create_future() if get_loop is not None
+             else concurrent.futures.Future())
+
+    def copy(done: Any) -> None:
+        if done.cancelled():
+            reply.cancel()
+            return
+        try:
+            reply.set_result(reply_maker(done.result(), req_msg))
+        except Exception as exc:
+            reply.set_exception(exc)
+
+    if arguments.done():
+        copy(arguments)
+    else:
+        arguments.add_done_callback(copy)
+    return reply
+
+
+def async_make_reply(msgname: str, types: Sequence[KatcpType], arguments_future: Any,
+                     major: int) -> Any:
     """Wrap future that will resolve with arguments needed by make_reply().
 
     Parameters
@@ -878,27 +746,19 @@ def async_make_reply(msgname, types, arguments_future, major):
 
     Returns
     -------
-    reply_future : tornado Future
-        Resolves to the reply Message.
+    reply_future : Future or coroutine
+        Resolves to the reply Message: a future of the kind of `arguments_future`
+        (already resolved if it is), or a coroutine if that is another awaitable.
     """
     return _resolve_reply(_ReplyMaker(msgname, types, major), arguments_future, None)
 
-
-def _is_async(result):
-    return gen.is_future(result) or inspect.isawaitable(result)
 
 
 # ---------------------------------------------------------------------------
 # Decorators
 # ---------------------------------------------------------------------------
 
-def _reject_unknown(options, decorator):
-    if options:
-        raise TypeError("%s does not take keyword argument(s) %s."
-                        % (decorator, ", ".join(sorted(options))))
-
-
-def _handler_argnames(handler, skip, count):
+def _handler_argnames(handler: _Handler, skip: int, count: int) -> List[str]:
     """Names of the handler's first `count` value parameters.
 
     Follows functools.wraps chains, so stacked decorators still see the original
@@ -919,13 +779,45 @@ def _handler_argnames(handler, skip, count):
     return names + [varargs] * (count - len(names))
 
 
-def _wrap(wrapper, handler):
+def _wrap(wrapper: _Handler, handler: _Handler) -> _Handler:
     # functools.wraps also copies __dict__, so attributes set by the other decorators
     # (_concurrent_reply, request_timeout_hint, ...) survive any stacking order.
     return functools.wraps(handler)(wrapper)
 
 
-def request(*types, **options):
+def _unpacking(types: Sequence[KatcpType], include_msg: bool, major: int, with_req: bool,
+               marker: Optional[str]) -> _Decorator:
+    """The decorator that unpacks a message's arguments into a handler's parameters.
+
+    The handler is called as ``handler(self, [req,] [msg,] *values)``.
+    """
+    _check_multiple_is_last(types)
+
+    def decorator(handler: _Handler) -> _Handler:
+        skip = 1 + with_req + include_msg
+        unpack = _Unpacker(types, _handler_argnames(handler, skip, len(types)), major)
+        if with_req and include_msg:
+            def raw_handler(self: Any, req: Any, msg: Message) -> Any:
+                return handler(self, req, msg, *unpack(msg.arguments))
+        elif with_req:
+            def raw_handler(self: Any, req: Any, msg: Message) -> Any:
+                return handler(self, req, *unpack(msg.arguments))
+        elif include_msg:
+            def raw_handler(self: Any, msg: Message) -> Any:  # type: ignore[misc]
+                return handler(self, msg, *unpack(msg.arguments))
+        else:
+            def raw_handler(self: Any, msg: Message) -> Any:  # type: ignore[misc]
+                return handler(self, *unpack(msg.arguments))
+        wrapped = _wrap(raw_handler, handler)
+        if marker:
+            setattr(wrapped, marker, True)
+        return wrapped
+
+    return decorator
+
+
+def request(*types: KatcpType, include_msg: bool = False,
+            major: int = DEFAULT_KATCP_MAJOR) -> _Decorator:
     """Decorator for request handler methods.
 
     The method being decorated should take a req argument followed by arguments matching
@@ -936,9 +828,6 @@ def request(*types, **options):
     types : list of kattypes
         The types of the request message parameters (in order). A type with
         multiple=True has to be the last type.
-
-    Keyword Arguments
-    -----------------
     include_msg : bool, optional
         Pass the request message as the third parameter to the decorated request handler
         function (default is False).
@@ -955,70 +844,17 @@ def request(*types, **options):
     ...         '''?myreq my_int my_float my_bool'''
     ...         return ("ok", my_int + 1, my_float / 2.0)
     """
-    include_msg = options.pop("include_msg", False)
-    major = options.pop("major", DEFAULT_KATCP_MAJOR)
-    _reject_unknown(options, "request")
-    _check_multiple_is_last(types)
-
-    def decorator(handler):
-        skip = 3 if include_msg else 2
-        unpack = _Unpacker(types, _handler_argnames(handler, skip, len(types)), major)
-        if include_msg:
-            def raw_handler(self, req, msg):
-                return handler(self, req, msg, *unpack(msg.arguments))
-        else:
-            def raw_handler(self, req, msg):
-                return handler(self, req, *unpack(msg.arguments))
-        raw_handler = _wrap(raw_handler, handler)
-        raw_handler._request_decorated = True
-        return raw_handler
-
-    return decorator
+    return _unpacking(types, include_msg, major, True, "_request_decorated")
 
 
-def _message_unpacker(types, options, decorator_name, marker):
-    include_msg = options.pop("include_msg", False)
-    major = options.pop("major", DEFAULT_KATCP_MAJOR)
-    _reject_unknown(options, decorator_name)
-    _check_multiple_is_last(types)
-
-    def decorator(handler):
-        skip = 2 if include_msg else 1
-        unpack = _Unpacker(types, _handler_argnames(handler, skip, len(types)), major)
-        if include_msg:
-            def raw_handler(self, msg):
-                return handler(self, msg, *unpack(msg.arguments))
-        else:
-            def raw_handler(self, msg):
-                return handler(self, *unpack(msg.arguments))
-        raw_handler = _wrap(raw_handler, handler)
-        if marker:
-            setattr(raw_handler, marker, True)
-        return raw_handler
-
-    return decorator
-
-
-def inform(*types, **options):
+def inform(*types: KatcpType, include_msg: bool = False,
+           major: int = DEFAULT_KATCP_MAJOR) -> _Decorator:
     """Decorator for inform handler methods.
 
     The method being decorated should take arguments matching the list of types. The
-    decorator will unpack the inform message into the arguments.
-
-    Parameters
-    ----------
-    types : list of kattypes
-        The types of the inform message parameters (in order). A type with
-        multiple=True has to be the last type.
-
-    Keyword Arguments
-    -----------------
-    include_msg : bool, optional
-        Pass the message as the second parameter to the decorated handler function
-        (default is False).
-    major : int, optional
-        Major version of KATCP to use when interpreting types. Defaults to latest
-        implemented KATCP version.
+    decorator will unpack the inform message into the arguments. Parameters are as for
+    :func:`request`, except that `include_msg` passes the message as the second
+    parameter.
 
     Examples
     --------
@@ -1027,29 +863,16 @@ def inform(*types, **options):
     ...     def inform_myinf(self, my_int, my_float):
     ...         '''Handle #myinf <my_int> <my_float> inform received from server'''
     """
-    return _message_unpacker(types, options, "inform", "_inform_decorated")
+    return _unpacking(types, include_msg, major, False, "_inform_decorated")
 
 
-def unpack_message(*types, **options):
+def unpack_message(*types: KatcpType, include_msg: bool = False,
+                   major: int = DEFAULT_KATCP_MAJOR) -> _Decorator:
     """Decorator that unpacks katcp.Messages to function arguments.
 
     The method being decorated should take arguments matching the list of types. The
-    decorator will unpack the message into the arguments.
-
-    Parameters
-    ----------
-    types : list of kattypes
-        The types of the message parameters (in order). A type with multiple=True has
-        to be the last type.
-
-    Keyword Arguments
-    -----------------
-    include_msg : bool, optional
-        Pass the message as the second parameter to the decorated handler function
-        (default is False).
-    major : int, optional
-        Major version of KATCP to use when interpreting types. Defaults to latest
-        implemented KATCP version.
+    decorator will unpack the message into the arguments. Parameters are as for
+    :func:`inform`.
 
     Examples
     --------
@@ -1058,10 +881,10 @@ def unpack_message(*types, **options):
     ...     def reply_myreq(self, status, my_int, my_float, my_bool):
     ...         print('myreq replied with ', (status, my_int, my_float, my_bool))
     """
-    return _message_unpacker(types, options, "unpack_message", None)
+    return _unpacking(types, include_msg, major, False, None)
 
 
-def return_reply(*types, **options):
+def return_reply(*types: KatcpType, major: int = DEFAULT_KATCP_MAJOR) -> _Decorator:
     """Decorator for returning replies from request handler methods.
 
     The method being decorated should return an iterable of result values. If the first
@@ -1071,16 +894,13 @@ def return_reply(*types, **options):
     the decorator will pack the values into a reply message.
 
     A handler may also return a Message (passed through unchanged), or a Future or
-    coroutine resolving to any of these; the decorated handler then returns a tornado
-    Future that resolves to the reply Message.
+    coroutine resolving to any of these; the decorated handler then returns a Future
+    (or, for a coroutine, an awaitable) that resolves to the reply Message.
 
     Parameters
     ----------
     types : list of kattypes
         The types of the reply message parameters (in order).
-
-    Keyword Arguments
-    -----------------
     major : int, optional
         Major version of KATCP to use when interpreting types. Defaults to latest
         implemented KATCP version.
@@ -1093,31 +913,29 @@ def return_reply(*types, **options):
     ...     def request_myreq(self, req, my_int):
     ...         return ("ok", my_int + 1, my_int * 2.0)
     """
-    major = options.pop("major", DEFAULT_KATCP_MAJOR)
-    _reject_unknown(options, "return_reply")
     _check_multiple_is_last(types)
 
-    def decorator(handler):
+    def decorator(handler: _Handler) -> _Handler:
         if not handler.__name__.startswith("request_"):
             raise ValueError("This decorator can only be used on a katcp request handler "
                              "(method name should start with 'request_').")
         make = _ReplyMaker(convert_method_name("request_", handler.__name__), types, major)
 
-        def raw_handler(self, req, *args):
+        def raw_handler(self: Any, req: Any, *args: Any) -> Any:
             result = handler(self, req, *args)
             req_msg = getattr(req, "msg", None)
             if result.__class__ is tuple or not _is_async(result):
                 return make(result, req_msg)
             return _resolve_reply(make, result, req_msg)
 
-        raw_handler = _wrap(raw_handler, handler)
-        raw_handler._return_reply_decorated = True
-        return raw_handler
+        wrapped = _wrap(raw_handler, handler)
+        wrapped._return_reply_decorated = True  # type: ignore[attr-defined]
+        return wrapped
 
     return decorator
 
 
-def send_reply(*types, **options):
+def send_reply(*types: KatcpType, major: int = DEFAULT_KATCP_MAJOR) -> _Decorator:
     """Decorator for sending replies from request callback methods.
 
     This decorator constructs a reply from a list or tuple returned from a callback
@@ -1127,18 +945,7 @@ def send_reply(*types, **options):
     The list/tuple returned from the callback method must have req (a
     ClientRequestConnection instance) as its first item, followed by the reply status
     and values as for :func:`return_reply`. The request message held by req gives the
-    reply its name and message id.
-
-    Parameters
-    ----------
-    types : list of kattypes
-        The types of the reply message parameters (in order).
-
-    Keyword Arguments
-    -----------------
-    major : int, optional
-        Major version of KATCP to use when interpreting types. Defaults to latest
-        implemented KATCP version.
+    reply its name and message id. Parameters are as for :func:`return_reply`.
 
     Examples
     --------
@@ -1147,14 +954,12 @@ def send_reply(*types, **options):
     ...     def my_callback(self, req):
     ...         return (req, "ok", 5, 2.0)
     """
-    major = options.pop("major", DEFAULT_KATCP_MAJOR)
-    _reject_unknown(options, "send_reply")
     _check_multiple_is_last(types)
 
-    def decorator(handler):
+    def decorator(handler: _Handler) -> _Handler:
         make = _ReplyMaker(None, types, major)
 
-        def raw_handler(self, *args):
+        def raw_handler(self: Any, *args: Any) -> None:
             reply_args = handler(self, *args)
             req = reply_args[0]
             req.reply_with_message(make(reply_args[1:], req.msg))
@@ -1164,7 +969,7 @@ def send_reply(*types, **options):
     return decorator
 
 
-def concurrent_reply(handler):
+def concurrent_reply(handler: _Handler) -> _Handler:
     """Decorator for concurrent async request handlers.
 
     By default async request handlers that return a Future are serialised
@@ -1195,11 +1000,11 @@ def concurrent_reply(handler):
     ...         result = yield self.slow_operation()
     ...         raise tornado.gen.Return(("ok", result))
     """
-    handler._concurrent_reply = True
+    handler._concurrent_reply = True  # type: ignore[attr-defined]
     return handler
 
 
-def request_timeout_hint(timeout_hint):
+def request_timeout_hint(timeout_hint: Optional[float]) -> _Decorator:
     """Decorator; add recommended client timeout hint to a request for request.
 
     Useful for requests that take longer than average to reply. Hint is provided to
@@ -1227,14 +1032,14 @@ def request_timeout_hint(timeout_hint):
     if timeout_hint is not None:
         timeout_hint = float(timeout_hint)
 
-    def decorator(handler):
-        handler.request_timeout_hint = timeout_hint
+    def decorator(handler: _Handler) -> _Handler:
+        handler.request_timeout_hint = timeout_hint  # type: ignore[attr-defined]
         return handler
 
     return decorator
 
 
-def has_katcp_protocol_flags(protocol_flags):
+def has_katcp_protocol_flags(protocol_flags: Iterable[Any]) -> _Decorator:
     """Decorator; only include handler if server has these protocol flags.
 
     Useful for including default handler implementations for KATCP features that are
@@ -1258,14 +1063,14 @@ def has_katcp_protocol_flags(protocol_flags):
     """
     protocol_flags = list(protocol_flags)
 
-    def decorator(handler):
-        handler._has_katcp_protocol_flags = protocol_flags
+    def decorator(handler: _Handler) -> _Handler:
+        handler._has_katcp_protocol_flags = protocol_flags  # type: ignore[attr-defined]
         return handler
 
     return decorator
 
 
-def minimum_katcp_version(major, minor=0):
+def minimum_katcp_version(major: int, minor: int = 0) -> _Decorator:
     """Decorator; exclude handler if server's protocol version is too low.
 
     Useful for including default handler implementations for KATCP features that are
@@ -1290,8 +1095,8 @@ def minimum_katcp_version(major, minor=0):
     """
     version = (major, minor)
 
-    def decorator(handler):
-        handler._minimum_katcp_version = version
+    def decorator(handler: _Handler) -> _Handler:
+        handler._minimum_katcp_version = version  # type: ignore[attr-defined]
         return handler
 
     return decorator

@@ -21,7 +21,7 @@ __all__ = [
 ]
 
 
-class AbstractProxy(object):
+class AbstractProxy:
     """Delegates all operations (except ``.__subject__``) to another object"""
 
     __slots__ = ()
