@@ -551,6 +551,7 @@ class _Unpacker:
                 return values
             values.extend(param.unpack(None) for param in params[nargs:])
         for position in range(count, nargs):
+            assert last is not None  # more args than types only with a multiple last type
             extra = Parameter(position + 1, last.name, last._kattype, last.major)
             values.append(extra.unpack(args[position]))
         return values
@@ -631,7 +632,7 @@ class _ReplyMaker:
 
     __slots__ = ("msgname", "_ok_types", "_ok_packers", "_major")
 
-    def __init__(self, msgname: Optional[str], types: Sequence[KatcpType], major: int) -> None:
+    def __init__(self, msgname: str, types: Sequence[KatcpType], major: int) -> None:
         self.msgname = msgname
         self._ok_types = (_STATUS_STR,) + tuple(types)
         self._ok_packers = [kattype.pack for kattype in self._ok_types]
@@ -765,7 +766,7 @@ def _handler_argnames(handler: _Handler, skip: int, count: int) -> List[str]:
     names. Positions past the named parameters take the ``*args`` name, if any.
     """
     try:
-        parameters = inspect.signature(handler).parameters.values()
+        parameters: Iterable[inspect.Parameter] = inspect.signature(handler).parameters.values()
     except (TypeError, ValueError):
         parameters = ()
     names = []
@@ -957,7 +958,8 @@ def send_reply(*types: KatcpType, major: int = DEFAULT_KATCP_MAJOR) -> _Decorato
     _check_multiple_is_last(types)
 
     def decorator(handler: _Handler) -> _Handler:
-        make = _ReplyMaker(None, types, major)
+        # Named after the request that req holds.
+        make = _ReplyMaker("", types, major)
 
         def raw_handler(self: Any, *args: Any) -> None:
             reply_args = handler(self, *args)

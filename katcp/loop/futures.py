@@ -344,7 +344,7 @@ def until_some(*args: Any, done_at_least: Optional[int] = None,
         done_at_least = len(args) + len(kwargs)
     wait_iterator = tornado.gen.WaitIterator(*args, **kwargs)
     maybe_timeout = future_timeout_manager(timeout)
-    results = []
+    results: List[Tuple[Any, Any]] = []
     while not wait_iterator.done() and len(results) < done_at_least:
         result = yield maybe_timeout(wait_iterator.next())
         results.append((wait_iterator.current_index, result))
