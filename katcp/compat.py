@@ -80,21 +80,8 @@ def ensure_native_str(value: Any) -> str:
 
 
 def ensure_bytes(value: Any) -> bytes:
-    """Coerce str (encoded as UTF-8) or bytes to bytes.
-
-    Parameters
-    ----------
-    value : bytes or str
-
-    Returns
-    -------
-    data : bytes
-
-    Raises
-    ------
-    TypeError
-        If `value` is neither bytes nor str.
-    """
+    """Coerce str (encoded as UTF-8) or bytes to bytes (the reverse of
+    :func:`ensure_native_str`)."""
     if not isinstance(value, (str, bytes, bytearray)):
         raise TypeError("Expected bytes or str, got %r." % (type(value),))
     return as_bytes(value)

@@ -188,15 +188,7 @@ class Int(_RangeType):
 
 
 class Float(_RangeType):
-    """The KATCP float type.
-
-    Parameters
-    ----------
-    min : float
-        The minimum allowed value. Ignored if not given.
-    max : float
-        The maximum allowed value. Ignored if not given.
-    """
+    """The KATCP float type (`min` and `max` as for :class:`Int`)."""
 
     name = "float"
     _rule = wire_types.FLOAT

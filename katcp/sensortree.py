@@ -119,23 +119,11 @@ class GenericSensorTree:
         self.recalculate(parent, children)
 
     def children(self, parent: Sensor) -> Set[Sensor]:
-        """Return set of children of parent.
-
-        Raises
-        ------
-        ValueError
-            If the parent is not in the tree.
-        """
+        """Return set of children of parent (ValueError if it is not in the tree)."""
         return self._linked(self._parent_to_children, parent, "Parent")
 
     def parents(self, child: Sensor) -> Set[Sensor]:
-        """Return set of parents of child.
-
-        Raises
-        ------
-        ValueError
-            If the child is not in the tree.
-        """
+        """Return set of parents of child (ValueError if it is not in the tree)."""
         return self._linked(self._child_to_parents, child, "Child")
 
     @staticmethod

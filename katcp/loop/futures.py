@@ -245,12 +245,7 @@ class AsyncState:
     def until_state_in(self, *states: Any, timeout: Optional[float] = None) -> Any:
         """Return a tornado Future, resolves when any of the requested states is set.
 
-        Parameters
-        ----------
-        states : objects
-            Valid states to wait for.
-        timeout : float or None
-            Seconds after which the future fails with tornado.gen.TimeoutError.
+        As :meth:`until_state`, for any of `states`.
         """
         return until_any(*[self.until_state(s) for s in states], timeout=timeout)
 

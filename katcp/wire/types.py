@@ -10,7 +10,7 @@ Where v4 and v5 differ (timestamps: milliseconds or seconds), the rule asks
 """
 
 import re
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from katcp.wire.flags import SEC_TO_MS_FAC, dialect
 from katcp.wire.text import encode_utf8_with_error_log, show
@@ -87,33 +87,28 @@ class WireType:
         return ValueError("Could not parse value '%s' as %s." % (show(raw), self.name))
 
 
-class _Integer(WireType):
-    __slots__ = ()
-    name = "integer"
+class _Number(WireType):
+    __slots__ = ("name", "_parse", "_format")
+
+    def __init__(self, name: str, parse: Callable[[Any], Any],
+                 format: Callable[[Any], bytes]) -> None:
+        self.name = name
+        self._parse = parse
+        self._format = format
 
     def encode(self, value: Any, major: int) -> bytes:
-        return b"%d" % (value,)
+        return self._format(value)
 
-    def decode(self, raw: bytes, major: int) -> int:
+    def decode(self, raw: bytes, major: int) -> Any:
         try:
-            return int(raw)
+            return self._parse(raw)
         except (ValueError, TypeError):
             raise self._refuse(raw) from None
 
 
-class _Float(WireType):
-    __slots__ = ()
-    name = "float"
-
-    def encode(self, value: Any, major: int) -> bytes:
-        # repr round-trips exactly.
-        return repr(float(value)).encode("ascii")
-
-    def decode(self, raw: bytes, major: int) -> float:
-        try:
-            return float(raw)
-        except (ValueError, TypeError):
-            raise self._refuse(raw) from None
+def _format_float(value: Any) -> bytes:
+    # repr round-trips exactly.
+    return repr(float(value)).encode("ascii")
 
 
 class _Boolean(WireType):
@@ -275,8 +270,8 @@ class _Address(WireType):
         return (match.group("host"), None if port is None else int(port))
 
 
-INTEGER = _Integer()
-FLOAT = _Float()
+INTEGER = _Number("integer", int, b"%d".__mod__)
+FLOAT = _Number("float", float, _format_float)
 BOOLEAN = _Boolean()
 LRU = _Lru()
 STRING = _String()
