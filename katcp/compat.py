@@ -29,32 +29,12 @@ def byte_chars(byte_string: bytes) -> List[bytes]:
 
 
 def is_bytes(value: Any) -> bool:
-    """Indicate if object is bytes-like.
-
-    Parameters
-    ----------
-    value : object
-
-    Returns
-    -------
-    result : bool
-        True for ``bytes`` and ``bytearray``.
-    """
+    """Indicate if object is bytes-like: True for ``bytes`` and ``bytearray``."""
     return isinstance(value, (bytes, bytearray))
 
 
 def is_text(value: Any) -> bool:
-    """Indicate if object is text-like.
-
-    Parameters
-    ----------
-    value : object
-
-    Returns
-    -------
-    result : bool
-        True for ``str``.
-    """
+    """Indicate if object is text-like: True for ``str``."""
     return isinstance(value, str)
 
 

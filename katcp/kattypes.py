@@ -726,16 +726,8 @@ def async_make_reply(msgname: str, types: Sequence[KatcpType], arguments_future:
                      major: int) -> Any:
     """Wrap future that will resolve with arguments needed by make_reply().
 
-    Parameters
-    ----------
-    msgname : str
-        Name of the reply message.
-    types : list of kattypes
-        The types of the reply message parameters (in order).
-    arguments_future : Future or awaitable
-        Resolves to the (unpacked) reply message parameters.
-    major : integer
-        Major version of KATCP to use when packing types
+    Parameters are as for :func:`make_reply`, with `arguments_future` (a future or
+    another awaitable) resolving to the arguments.
 
     Returns
     -------

@@ -193,16 +193,7 @@ class BooleanSensorTree(GenericSensorTree):
                 self._parent_to_not_ok.pop(sensor, None)
 
     def recalculate(self, parent: Sensor, updates: Iterable[Sensor]) -> None:
-        """Re-calculate the value of parent sensor.
-
-        Parent's value is the boolean AND of all child sensors.
-
-        Parameters
-        ----------
-        parent : katcp.Sensor
-        updates : sequence of katcp.Sensor
-            Children that changed, were linked or unlinked.
-        """
+        """Re-calculate the value of parent sensor: the boolean AND of its children."""
         not_ok = self._parent_to_not_ok.setdefault(parent, set())
         children = self._parent_to_children.get(parent, ())
         for sensor in updates:
@@ -393,15 +384,9 @@ class AggregateSensorTree(GenericSensorTree):
         return self._aggregates[parent]
 
     def recalculate(self, parent: Sensor, updates: Iterable[Sensor]) -> None:
-        """Re-calculate the value of parent sensor.
+        """Re-calculate the value of parent sensor with its aggregation rule.
 
-        Parent's value is calculated by calling the associated aggregation rule.
-
-        Parameters
-        ----------
-        parent : katcp.Sensor
-        updates : sequence of katcp.Sensor
-            Children that changed (unused: the rule sees all children).
+        The rule sees all the children, so `updates` is not used.
         """
         rule_function, children = self._aggregates[parent]
         rule_function(parent, children)
