@@ -28,17 +28,7 @@ from katcp.wire.types import seconds_to_ms as _seconds_to_ms
 from katcp.wire.types import whole_ms as _whole_ms
 from katcp.wire.util import AttrDict, DefaultAttrDict, hashable_identity, steal_docstring_from
 
-__all__ = [
-    "AsyncCallbackEvent", "AsyncEvent", "AsyncReply", "AsyncState", "AttrDict",
-    "DEFAULT_KATCP_MAJOR", "DefaultAttrDict", "DeviceMetaclass", "DeviceServerMetaclass",
-    "FLOAT_TS_KATCP_MAJOR", "FailReply", "INTERFACE_CHANGED_KATCP_MAJOR", "KatcpClientDisconnected",
-    "KatcpClientError", "KatcpDeviceError", "KatcpError", "KatcpSyntaxError", "KatcpTypeError",
-    "KatcpVersionError", "LatencyTimer", "MID_KATCP_MAJOR", "MS_TO_SEC_FAC", "Message",
-    "MessageParser", "ProtocolFlags", "Reading", "SEC_TO_MS_FAC", "SEC_TS_KATCP_MAJOR", "Sensor",
-    "VERSION_CONNECT_KATCP_MAJOR", "convert_method_name", "encode_utf8_with_error_log",
-    "future_timeout_manager", "hashable_identity", "log_coroutine_exceptions",
-    "log_future_exceptions", "steal_docstring_from", "until_any", "until_later", "until_some",
-]
+__all__ = sorted(name for name in dir() if not name.startswith("_") and name != "keep_home")
 
 
 # The private time-unit aliases above serve modules that still import them from here.

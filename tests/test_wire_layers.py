@@ -183,3 +183,10 @@ def test_return_reply_keeps_the_kind_of_future():
         assert asyncio.isfuture(reply) and reply.done()
         assert reply.result() == Message.reply("later", b"ok", b"5", mid=4)
     asyncio.run(main())
+
+
+def test_invalid_utf8_is_a_unicode_error_that_reads_well():
+    for parse in (Sensor.string("s").parse_value, kattypes.Str().unpack):
+        with pytest.raises(UnicodeDecodeError) as info:
+            parse(b"ok\xff")
+        assert str(info.value) == "Could not decode value 'ok\\xff' as UTF-8 text."

@@ -18,9 +18,6 @@ import tornado.ioloop
 
 from katcp.loop.crossing import call_on_loop
 
-__all__ = ["AsyncEvent", "AsyncCallbackEvent", "AsyncState", "until_later", "until_any",
-           "until_some", "future_timeout_manager", "LatencyTimer", "log_future_exceptions",
-           "log_coroutine_exceptions"]
 
 logger = logging.getLogger("katcp.core")
 

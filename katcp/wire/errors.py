@@ -1,8 +1,5 @@
 """The exceptions of katcp, shared by the codec, clients and servers."""
 
-__all__ = ["KatcpError", "KatcpClientError", "KatcpClientDisconnected", "KatcpVersionError",
-           "KatcpDeviceError", "KatcpSyntaxError", "KatcpTypeError", "FailReply", "AsyncReply"]
-
 
 class KatcpError(Exception):
     """Base class for KATCP errors raised by clients and version checks."""

@@ -5,9 +5,6 @@ what differs between the v4 and v5 dialects of the wire.
 import re
 from typing import Iterable, NamedTuple, Optional, Union
 
-__all__ = ["ProtocolFlags", "Dialect", "dialect", "DEFAULT_KATCP_MAJOR", "SEC_TS_KATCP_MAJOR",
-           "FLOAT_TS_KATCP_MAJOR", "MID_KATCP_MAJOR", "VERSION_CONNECT_KATCP_MAJOR",
-           "INTERFACE_CHANGED_KATCP_MAJOR", "SEC_TO_MS_FAC", "MS_TO_SEC_FAC"]
 
 SEC_TO_MS_FAC = 1000
 MS_TO_SEC_FAC = 1.0 / 1000

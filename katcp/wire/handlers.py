@@ -4,8 +4,6 @@ handlers into tables keyed by KATCP message name.
 
 from typing import Any, Callable, Dict, Tuple
 
-__all__ = ["DeviceMetaclass", "DeviceServerMetaclass", "convert_method_name"]
-
 
 def convert_method_name(prefix: str, name: str) -> str:
     """Convert a method name to the corresponding KATCP message name.

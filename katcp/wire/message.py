@@ -12,7 +12,6 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Un
 from katcp.wire.errors import KatcpSyntaxError, KatcpTypeError
 from katcp.wire.text import encode_utf8_with_error_log
 
-__all__ = ["Message", "MessageParser"]
 
 MessageId = Union[int, str, bytes, None]
 

@@ -14,10 +14,12 @@ from katcp.wire.errors import KatcpTypeError
 from katcp.wire.flags import DEFAULT_KATCP_MAJOR, SEC_TO_MS_FAC
 from katcp.wire.text import as_str, show
 
-__all__ = ["Sensor", "Reading"]
 
 # Sensor defines a classmethod named float, so its annotations use this alias.
 _Seconds = float
+_Text = Optional[str]
+_Params = Optional[List[Any]]
+_Status = Optional[int]
 
 
 class Reading(NamedTuple):
@@ -244,9 +246,8 @@ class Sensor:
     # -- typed constructors -------------------------------------------------
 
     @classmethod
-    def integer(cls, name: str, description: Optional[str] = None, unit: str = "",
-                params: Optional[List[Any]] = None, default: Any = None,
-                initial_status: Optional[int] = None) -> "Sensor":
+    def integer(cls, name: str, description: _Text = None, unit: str = "", params: _Params = None,
+                default: Any = None, initial_status: _Status = None) -> "Sensor":
         """Instantiate a new integer sensor object.
 
         Parameters are as for :class:`Sensor` (`unit` is its `units`);
@@ -256,9 +257,8 @@ class Sensor:
         return cls(cls.INTEGER, name, description, unit, params, default, initial_status)
 
     @classmethod
-    def float(cls, name: str, description: Optional[str] = None, unit: str = "",
-              params: Optional[List[Any]] = None, default: Any = None,
-              initial_status: Optional[int] = None) -> "Sensor":
+    def float(cls, name: str, description: _Text = None, unit: str = "", params: _Params = None,
+              default: Any = None, initial_status: _Status = None) -> "Sensor":
         """Instantiate a new float sensor object.
 
         Parameters are as for :class:`Sensor` (`unit` is its `units`);
@@ -268,9 +268,8 @@ class Sensor:
         return cls(cls.FLOAT, name, description, unit, params, default, initial_status)
 
     @classmethod
-    def boolean(cls, name: str, description: Optional[str] = None, unit: str = "",
-                default: Any = None, initial_status: Optional[int] = None
-                ) -> "Sensor":
+    def boolean(cls, name: str, description: _Text = None, unit: str = "", default: Any = None,
+                initial_status: _Status = None) -> "Sensor":
         """Instantiate a new boolean sensor object.
 
         Parameters are as for :class:`Sensor` (`unit` is its `units`);
@@ -279,9 +278,8 @@ class Sensor:
         return cls(cls.BOOLEAN, name, description, unit, None, default, initial_status)
 
     @classmethod
-    def lru(cls, name: str, description: Optional[str] = None, unit: str = "",
-            default: Any = None, initial_status: Optional[int] = None
-            ) -> "Sensor":
+    def lru(cls, name: str, description: _Text = None, unit: str = "", default: Any = None,
+            initial_status: _Status = None) -> "Sensor":
         """Instantiate a new lru sensor object.
 
         Parameters are as for :class:`Sensor` (`unit` is its `units`);
@@ -290,9 +288,8 @@ class Sensor:
         return cls(cls.LRU, name, description, unit, None, default, initial_status)
 
     @classmethod
-    def string(cls, name: str, description: Optional[str] = None, unit: str = "",
-               default: Any = None, initial_status: Optional[int] = None
-               ) -> "Sensor":
+    def string(cls, name: str, description: _Text = None, unit: str = "", default: Any = None,
+               initial_status: _Status = None) -> "Sensor":
         """Instantiate a new string sensor object.
 
         Parameters are as for :class:`Sensor` (`unit` is its `units`);
@@ -301,9 +298,8 @@ class Sensor:
         return cls(cls.STRING, name, description, unit, None, default, initial_status)
 
     @classmethod
-    def discrete(cls, name: str, description: Optional[str] = None, unit: str = "",
-                 params: Optional[List[Any]] = None, default: Any = None,
-                 initial_status: Optional[int] = None) -> "Sensor":
+    def discrete(cls, name: str, description: _Text = None, unit: str = "", params: _Params = None,
+                 default: Any = None, initial_status: _Status = None) -> "Sensor":
         """Instantiate a new discrete sensor object.
 
         Parameters are as for :class:`Sensor` (`unit` is its `units`);
@@ -312,9 +308,8 @@ class Sensor:
         return cls(cls.DISCRETE, name, description, unit, params, default, initial_status)
 
     @classmethod
-    def timestamp(cls, name: str, description: Optional[str] = None, unit: str = "",
-                  default: Any = None, initial_status: Optional[int] = None
-                  ) -> "Sensor":
+    def timestamp(cls, name: str, description: _Text = None, unit: str = "", default: Any = None,
+                  initial_status: _Status = None) -> "Sensor":
         """Instantiate a new timestamp sensor object.
 
         Parameters are as for :class:`Sensor` (`unit` is its `units`);
@@ -323,9 +318,8 @@ class Sensor:
         return cls(cls.TIMESTAMP, name, description, unit, None, default, initial_status)
 
     @classmethod
-    def address(cls, name: str, description: Optional[str] = None, unit: str = "",
-                default: Any = None, initial_status: Optional[int] = None
-                ) -> "Sensor":
+    def address(cls, name: str, description: _Text = None, unit: str = "", default: Any = None,
+                initial_status: _Status = None) -> "Sensor":
         """Instantiate a new IP address sensor object.
 
         Parameters are as for :class:`Sensor` (`unit` is its `units`);

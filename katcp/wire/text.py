@@ -12,7 +12,6 @@ needed, each with its own error policy:
 import logging
 from typing import Any
 
-__all__ = ["as_str", "as_bytes", "readable", "show", "encode_utf8_with_error_log"]
 
 logger = logging.getLogger("katcp.core")
 

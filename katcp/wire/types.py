@@ -15,11 +15,6 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from katcp.wire.flags import SEC_TO_MS_FAC, dialect
 from katcp.wire.text import encode_utf8_with_error_log, show
 
-__all__ = ["WireType", "INTEGER", "FLOAT", "BOOLEAN", "LRU", "STRING", "DISCRETE",
-           "TIMESTAMP", "TIMESTAMP_OR_NOW", "STRICT_TIMESTAMP", "ADDRESS", "NOW",
-           "LRU_NOMINAL", "LRU_ERROR", "LRU_VALUES", "LRU_CONSTANTS", "NULL_ADDRESS",
-           "seconds_to_ms", "whole_ms", "ms_to_seconds", "format_timestamp",
-           "parse_timestamp"]
 
 Address = Tuple[str, Optional[int]]
 
@@ -150,6 +145,12 @@ class _Lru(WireType):
                              % (show(raw),)) from None
 
 
+class _NotUtf8(UnicodeDecodeError):
+    # Still a UnicodeDecodeError (as katcp 0.9.3 raised), which reads well in a reply.
+    def __str__(self) -> str:
+        return "Could not decode value '%s' as UTF-8 text." % (show(self.object),)
+
+
 class _String(WireType):
     # Any value is sent as the UTF-8 of its str(); bytes are sent as they are.
     __slots__ = ()
@@ -165,9 +166,8 @@ class _String(WireType):
             return raw
         try:
             return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValueError("Could not decode value '%s' as UTF-8 text."
-                             % (show(raw),)) from None
+        except UnicodeDecodeError as exc:
+            raise _NotUtf8(*exc.args) from None
 
 
 class _Discrete(_String):

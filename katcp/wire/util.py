@@ -3,7 +3,6 @@
 from collections import defaultdict
 from typing import Any, Callable, Hashable, TypeVar
 
-__all__ = ["AttrDict", "DefaultAttrDict", "hashable_identity", "steal_docstring_from"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
