@@ -31,15 +31,24 @@ class Reading(NamedTuple):
 
 
 class _SensorType:
-    """One sensor type: its wire rule, parameters, default and value check."""
+    """One sensor type: its wire rule, parameters, default and value check.
 
-    def __init__(self, rule: wire_types.WireType, default: Any = None) -> None:
+    `kinds` (with `described`, its wording) are the Python types values must have.
+    """
+
+    def __init__(self, rule: wire_types.WireType, default: Any = None, kinds: Any = None,
+                 described: str = "") -> None:
         self.rule = rule
         self.name = rule.name
         self.default = default
+        self._kinds = kinds
+        self._described = described
 
     def check(self, value: Any, params: List[Any]) -> None:
         """Raise ValueError if `value` is not valid for these params."""
+        if self._kinds is not None and not isinstance(value, self._kinds):
+            raise ValueError("%s sensor value must be %s, not %r."
+                             % (self.name.capitalize(), self._described, value))
 
     def default_for(self, params: List[Any]) -> Any:
         return self.default
@@ -50,12 +59,6 @@ class _SensorType:
 
 
 class _NumberType(_SensorType):
-
-    def __init__(self, rule: wire_types.WireType, default: Any, number: type,
-                 described: str) -> None:
-        super().__init__(rule, default)
-        self._number = number
-        self._described = described
 
     def check_params(self, params: List[Any]) -> None:
         if not params:
@@ -76,13 +79,9 @@ class _NumberType(_SensorType):
             return params[0]
         return self.default
 
-    def check(self, value: Any, params: List[Any]) -> None:
-        # [min, max] describe the expected range for clients (?sensor-list); the
-        # reference accepts readings outside it (sensor-float-format.txt sets 1e22
-        # and -inf on a [-50.0, 150.0] sensor), so only the type is checked.
-        if not isinstance(value, self._number):
-            raise ValueError("%s sensor value must be %s, not %r."
-                             % (self.name.capitalize(), self._described, value))
+    # check(): [min, max] describe the expected range for clients (?sensor-list); the
+    # reference accepts readings outside it (sensor-float-format.txt sets 1e22 and -inf
+    # on a [-50.0, 150.0] sensor), so only the type is checked.
 
 
 class _BooleanType(_SensorType):
@@ -117,14 +116,6 @@ class _DiscreteType(_SensorType):
         if as_str(value) not in params:
             raise ValueError("Discrete value '%s' is not one of %s."
                              % (show(value), ", ".join(params)))
-
-
-class _TimestampType(_SensorType):
-
-    def check(self, value: Any, params: List[Any]) -> None:
-        if not isinstance(value, numbers.Real):
-            raise ValueError("Timestamp sensor value must be a number of seconds, not %r."
-                             % (value,))
 
 
 class _AddressType(_SensorType):
@@ -176,7 +167,7 @@ class Sensor:
         LRU: _LruType(wire_types.LRU, wire_types.LRU_NOMINAL),
         DISCRETE: _DiscreteType(wire_types.DISCRETE),
         STRING: _SensorType(wire_types.STRING, ""),
-        TIMESTAMP: _TimestampType(wire_types.TIMESTAMP, 0.0),
+        TIMESTAMP: _SensorType(wire_types.TIMESTAMP, 0.0, numbers.Real, "a number of seconds"),
         ADDRESS: _AddressType(wire_types.ADDRESS, wire_types.NULL_ADDRESS),
     }
     SENSOR_TYPE_LOOKUP = {kind.name: stype for stype, kind in SENSOR_TYPES.items()}
