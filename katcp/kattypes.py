@@ -55,6 +55,12 @@ class KatcpType:
         self._default = default
         self._optional = optional
         self._multiple = multiple
+        rule = self._rule
+        # Types that only name their rule call it directly: pack and unpack are hot.
+        if rule is not None and type(self).encode is KatcpType.encode:
+            self.encode = rule.encode  # type: ignore[method-assign]
+        if rule is not None and type(self).decode is KatcpType.decode:
+            self.decode = rule.decode  # type: ignore[method-assign, assignment]
 
     def encode(self, value: Any, major: int) -> bytes:
         """Format a checked, non-None value as bytes (with the type's wire rule)."""

@@ -12,7 +12,7 @@ Where v4 and v5 differ (timestamps: milliseconds or seconds), the rule asks
 import re
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from katcp.wire.flags import SEC_TO_MS_FAC, dialect
+from katcp.wire.flags import SEC_TO_MS_FAC, SEC_TS_KATCP_MAJOR, dialect
 from katcp.wire.text import encode_utf8_with_error_log, show
 
 
@@ -46,7 +46,8 @@ def ms_to_seconds(ms: float) -> float:
 
 def format_timestamp(timestamp: float, major: int) -> bytes:
     """Wire form of a time in seconds: seconds for KATCP v5+, whole ms before."""
-    if dialect(major).seconds_timestamps:
+    # dialect(major).seconds_timestamps, without a call: this is on every sensor inform.
+    if major >= SEC_TS_KATCP_MAJOR:
         return b"%.6f" % timestamp
     return b"%d" % whole_ms(timestamp)
 
@@ -57,7 +58,7 @@ def parse_timestamp(raw: Any, major: int) -> float:
         value = float(raw)
     except (ValueError, TypeError):
         raise ValueError("Could not parse value '%s' as timestamp." % (show(raw),)) from None
-    if not dialect(major).seconds_timestamps:
+    if major < SEC_TS_KATCP_MAJOR:  # not dialect(major).seconds_timestamps
         value = ms_to_seconds(value)
     return value
 
@@ -83,16 +84,11 @@ class WireType:
 
 
 class _Number(WireType):
-    __slots__ = ("name", "_parse", "_format")
+    __slots__ = ("name", "_parse")
 
-    def __init__(self, name: str, parse: Callable[[Any], Any],
-                 format: Callable[[Any], bytes]) -> None:
+    def __init__(self, name: str, parse: Callable[[Any], Any]) -> None:
         self.name = name
         self._parse = parse
-        self._format = format
-
-    def encode(self, value: Any, major: int) -> bytes:
-        return self._format(value)
 
     def decode(self, raw: bytes, major: int) -> Any:
         try:
@@ -101,9 +97,19 @@ class _Number(WireType):
             raise self._refuse(raw) from None
 
 
-def _format_float(value: Any) -> bytes:
-    # repr round-trips exactly.
-    return repr(float(value)).encode("ascii")
+class _Integer(_Number):
+    __slots__ = ()
+
+    def encode(self, value: Any, major: int) -> bytes:
+        return b"%d" % (value,)
+
+
+class _Float(_Number):
+    __slots__ = ()
+
+    def encode(self, value: Any, major: int) -> bytes:
+        # repr round-trips exactly.
+        return repr(float(value)).encode("ascii")
 
 
 class _Boolean(WireType):
@@ -270,8 +276,8 @@ class _Address(WireType):
         return (match.group("host"), None if port is None else int(port))
 
 
-INTEGER = _Number("integer", int, b"%d".__mod__)
-FLOAT = _Number("float", float, _format_float)
+INTEGER = _Integer("integer", int)
+FLOAT = _Float("float", float)
 BOOLEAN = _Boolean()
 LRU = _Lru()
 STRING = _String()
