@@ -584,16 +584,7 @@ def unpack_types(types: Sequence[KatcpType], args: Sequence[Optional[bytes]],
 
 
 def pack_types(types: Sequence[KatcpType], args: Sequence[Any], major: int) -> List[bytes]:
-    """Pack arguments according the the types list.
-
-    Parameters
-    ----------
-    types : sequence of kattypes
-        The types of the arguments (in order).
-    args : sequence of objects
-        The arguments to format.
-    major : integer
-        Major version of KATCP to use when packing types
+    """Pack arguments according the the types list (the reverse of :func:`unpack_types`).
 
     Returns
     -------
@@ -990,7 +981,7 @@ def concurrent_reply(handler: _Handler) -> _Handler:
     ...     def request_myreq(self, req):
     ...         '''A slow request'''
     ...         result = yield self.slow_operation()
-    ...         raise tornado.gen.Return(("ok", result))
+    ...         return ("ok", result)
     """
     handler._concurrent_reply = True  # type: ignore[attr-defined]
     return handler
@@ -1019,7 +1010,7 @@ def request_timeout_hint(timeout_hint: Optional[float]) -> _Decorator:
     ...     def request_myreq(self, req):
     ...         '''A slow request'''
     ...         result = yield self.slow_operation()
-    ...         raise tornado.gen.Return(("ok", result))
+    ...         return ("ok", result)
     """
     if timeout_hint is not None:
         timeout_hint = float(timeout_hint)

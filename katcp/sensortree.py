@@ -261,17 +261,9 @@ class AggregateSensorTree(GenericSensorTree):
                     child_names: Iterable[str]) -> None:
         """Create an aggregation rule before child sensors are present.
 
-        The rule becomes active once every named child has been passed to
+        As :meth:`add`, with the names of the children (`child_names`) instead of the
+        sensors: the rule becomes active once every named child has been passed to
         :meth:`register_sensor`.
-
-        Parameters
-        ----------
-        parent : katcp.Sensor
-            The aggregate sensor.
-        rule_function : callable
-            ``rule_function(parent, children)`` updates the parent sensor value.
-        child_names : sequence of str
-            The names of the sensors the aggregate sensor depends on.
         """
         self._check_no_rule(parent)
         missing = {name for name in child_names if name not in self._registered_sensors}
