@@ -11,7 +11,7 @@ import functools
 import logging
 import threading
 from datetime import timedelta
-from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Iterable, List, Optional, Tuple, TypeVar
 
 import tornado.gen
 import tornado.ioloop
