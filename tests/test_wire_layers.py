@@ -88,7 +88,7 @@ def test_text_helpers_each_keep_their_error_policy():
     assert text.as_bytes("\u00e9") == b"\xc3\xa9"
 
 
-LAYER_1 = ["katcp.wire", "katcp.wire.errors", "katcp.wire.text", "katcp.wire.message",
+LAYER_1 = ["katcp.wire", "katcp.kattypes.types", "katcp.kattypes.decorators", "katcp.wire.errors", "katcp.wire.text", "katcp.wire.message",
            "katcp.wire.flags", "katcp.wire.types", "katcp.wire.sensor", "katcp.wire.handlers",
            "katcp.wire.util", "katcp.kattypes", "katcp.compat", "katcp.object_proxies"]
 
@@ -109,6 +109,9 @@ def test_core_names_keep_their_documented_home():
         value = getattr(katcp.core, name)
         if isinstance(value, type) or callable(value):
             assert value.__module__ == "katcp.core", name
+    for name in kattypes.__all__:
+        assert getattr(kattypes, name).__module__ == "katcp.kattypes", name
+    assert "Int" in kattypes.__all__ and "types" not in kattypes.__all__
     reading = Reading(1.0, Sensor.NOMINAL, 3)
     assert pickle.loads(pickle.dumps(reading)) == reading
     msg = Message.request("watchdog", mid=3)
