@@ -10,7 +10,7 @@ import re
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
 
 from katcp.wire.errors import KatcpSyntaxError, KatcpTypeError
-from katcp.wire.text import encode_utf8_with_error_log
+from katcp.wire.text import encode_utf8_with_error_log, show
 
 
 MessageId = Union[int, str, bytes, None]
@@ -222,7 +222,7 @@ class Message:
         return head + b" " + b" ".join([_escape_argument(arg) for arg in args])
 
     def __str__(self) -> str:
-        return self.__bytes__().decode("utf-8", errors="backslashreplace")
+        return show(self.__bytes__())
 
     def __repr__(self) -> str:
         name = self.name
@@ -348,7 +348,7 @@ class MessageParser:
             if not line.strip(b" \t"):
                 raise KatcpSyntaxError("Empty message received.")
             raise KatcpSyntaxError("Bad type character %r." % (
-                line[:1].decode("utf-8", "backslashreplace"),))
+                show(line[:1]),))
         # Newline, carriage return, NUL and ESC may only appear escaped (spec 2.3).
         if 10 in line or 13 in line or 0 in line or 27 in line:
             raise KatcpSyntaxError("Unescaped special character %r in message." % (
@@ -377,7 +377,7 @@ class MessageParser:
                 arguments = [_UNESCAPE_SUB(arg) if 92 in arg else arg for arg in arguments]
             except KeyError as exc:
                 raise KatcpSyntaxError("Invalid escape sequence %r." % (
-                    exc.args[0].decode("utf-8", "backslashreplace"),)) from None
+                    show(exc.args[0]),)) from None
         return Message._from_wire(mtype, name, arguments, mid)
 
     @staticmethod
@@ -385,7 +385,7 @@ class MessageParser:
         match = _HEADER_RE.match(header, 1)
         if match is None:
             raise KatcpSyntaxError("Bad message name (and possibly id) %r." % (
-                header[1:].decode("utf-8", "backslashreplace"),))
+                show(header[1:]),))
         name = match.group(1).decode("ascii")
         mid = match.group(2)
         if len(_header_names) < _NAME_CACHE_MAX:
