@@ -5,6 +5,7 @@ importing :mod:`katcp.core` alone never pulls in the network layers.
 """
 
 import importlib
+from typing import Any, List
 
 from katcp.version import __version__
 
@@ -42,7 +43,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError("module 'katcp' has no attribute %r" % name)
@@ -51,5 +52,5 @@ def __getattr__(name):
     return value
 
 
-def __dir__():
+def __dir__() -> List[str]:
     return __all__

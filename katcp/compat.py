@@ -4,11 +4,15 @@ This package is Python 3 only, so these are thin and exist for code written agai
 the 0.9 API.
 """
 
+from typing import Any, List
+
+from katcp.wire.text import as_bytes, as_str
+
 PY2 = False
 PY3 = True
 
 
-def byte_chars(byte_string):
+def byte_chars(byte_string: bytes) -> List[bytes]:
     """Return list of characters from a byte string (PY3-compatible).
 
     Parameters
@@ -24,37 +28,17 @@ def byte_chars(byte_string):
     return [byte_string[i:i + 1] for i in range(len(byte_string))]
 
 
-def is_bytes(value):
-    """Indicate if object is bytes-like.
-
-    Parameters
-    ----------
-    value : object
-
-    Returns
-    -------
-    result : bool
-        True for ``bytes`` and ``bytearray``.
-    """
+def is_bytes(value: Any) -> bool:
+    """Indicate if object is bytes-like: True for ``bytes`` and ``bytearray``."""
     return isinstance(value, (bytes, bytearray))
 
 
-def is_text(value):
-    """Indicate if object is text-like.
-
-    Parameters
-    ----------
-    value : object
-
-    Returns
-    -------
-    result : bool
-        True for ``str``.
-    """
+def is_text(value: Any) -> bool:
+    """Indicate if object is text-like: True for ``str``."""
     return isinstance(value, str)
 
 
-def ensure_native_str(value):
+def ensure_native_str(value: Any) -> str:
     """Coerce bytes (decoded as UTF-8) or str to the native str type.
 
     Parameters
@@ -70,33 +54,14 @@ def ensure_native_str(value):
     TypeError
         If `value` is neither bytes nor str.
     """
-    if isinstance(value, str):
-        return value
-    if is_bytes(value):
-        return bytes(value).decode("utf-8")
-    raise TypeError("Expected bytes or str, got %r." % (type(value),))
+    if not isinstance(value, (str, bytes, bytearray)):
+        raise TypeError("Expected bytes or str, got %r." % (type(value),))
+    return as_str(value)
 
 
-def ensure_bytes(value):
-    """Coerce str (encoded as UTF-8) or bytes to bytes.
-
-    Parameters
-    ----------
-    value : bytes or str
-
-    Returns
-    -------
-    data : bytes
-
-    Raises
-    ------
-    TypeError
-        If `value` is neither bytes nor str.
-    """
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, bytearray):
-        return bytes(value)
-    raise TypeError("Expected bytes or str, got %r." % (type(value),))
+def ensure_bytes(value: Any) -> bytes:
+    """Coerce str (encoded as UTF-8) or bytes to bytes (the reverse of
+    :func:`ensure_native_str`)."""
+    if not isinstance(value, (str, bytes, bytearray)):
+        raise TypeError("Expected bytes or str, got %r." % (type(value),))
+    return as_bytes(value)

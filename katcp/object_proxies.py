@@ -7,7 +7,9 @@ subject. :class:`katcp.ioloop_manager.ThreadSafeMethodAttrWrapper` builds on
 :class:`ObjectWrapper`.
 """
 
+import builtins
 import operator
+from typing import Any
 
 __all__ = [
     "AbstractProxy",
@@ -21,74 +23,74 @@ __all__ = [
 ]
 
 
-class AbstractProxy(object):
+class AbstractProxy:
     """Delegates all operations (except ``.__subject__``) to another object"""
 
     __slots__ = ()
 
-    def __call__(self, *args, **kw):
+    def __call__(self, *args: Any, **kw: Any) -> Any:
         return self.__subject__(*args, **kw)
 
-    def __getattribute__(self, attr, oga=object.__getattribute__):
+    def __getattribute__(self, attr: Any, oga: Any = object.__getattribute__) -> Any:
         subject = oga(self, "__subject__")
         if attr == "__subject__":
             return subject
         return getattr(subject, attr)
 
-    def __setattr__(self, attr, val, osa=object.__setattr__):
+    def __setattr__(self, attr: Any, val: Any, osa: Any = object.__setattr__) -> None:
         if attr == "__subject__":
             osa(self, attr, val)
         else:
             setattr(self.__subject__, attr, val)
 
-    def __delattr__(self, attr, oda=object.__delattr__):
+    def __delattr__(self, attr: Any, oda: Any = object.__delattr__) -> None:
         if attr == "__subject__":
             oda(self, attr)
         else:
             delattr(self.__subject__, attr)
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return bool(self.__subject__)
 
-    def __getitem__(self, arg):
+    def __getitem__(self, arg: Any) -> Any:
         return self.__subject__[arg]
 
-    def __setitem__(self, arg, val):
+    def __setitem__(self, arg: Any, val: Any) -> None:
         self.__subject__[arg] = val
 
-    def __delitem__(self, arg):
+    def __delitem__(self, arg: Any) -> None:
         del self.__subject__[arg]
 
-    def __contains__(self, ob):
+    def __contains__(self, ob: Any) -> bool:
         return ob in self.__subject__
 
-    def __dir__(self):
+    def __dir__(self) -> Any:
         return dir(self.__subject__)
 
 
-def _unary(func):
-    def method(self):
+def _unary(func: Any) -> Any:
+    def method(self) -> Any:
         return func(self.__subject__)
 
     return method
 
 
-def _binary(op):
-    def method(self, other):
+def _binary(op: Any) -> Any:
+    def method(self, other: Any) -> Any:
         return op(self.__subject__, other)
 
     return method
 
 
-def _reflected(op):
-    def method(self, other):
+def _reflected(op: Any) -> Any:
+    def method(self, other: Any) -> Any:
         return op(other, self.__subject__)
 
     return method
 
 
-def _inplace(op):
-    def method(self, other):
+def _inplace(op: Any) -> Any:
+    def method(self, other: Any) -> Any:
         self.__subject__ = op(self.__subject__, other)
         return self
 
@@ -97,26 +99,10 @@ def _inplace(op):
 
 # Special methods are looked up on the type, bypassing __getattribute__, so each one
 # has to exist on the proxy class to reach the subject.
-for _name, _func in (
-    ("repr", repr),
-    ("str", str),
-    ("bytes", bytes),
-    ("hash", hash),
-    ("len", len),
-    ("iter", iter),
-    ("next", next),
-    ("reversed", reversed),
-    ("abs", abs),
-    ("neg", operator.neg),
-    ("pos", operator.pos),
-    ("invert", operator.invert),
-    ("index", operator.index),
-    ("int", int),
-    ("float", float),
-    ("complex", complex),
-    ("round", round),
-):
-    setattr(AbstractProxy, "__%s__" % _name, _unary(_func))
+for _name in "repr str bytes hash len iter next reversed abs int float complex round".split():
+    setattr(AbstractProxy, "__%s__" % _name, _unary(getattr(builtins, _name)))
+for _name in "neg pos invert index".split():
+    setattr(AbstractProxy, "__%s__" % _name, _unary(getattr(operator, _name)))
 
 AbstractProxy.__format__ = lambda self, spec: format(self.__subject__, spec)
 AbstractProxy.__enter__ = lambda self: self.__subject__.__enter__()
@@ -125,28 +111,16 @@ AbstractProxy.__exit__ = lambda self, *exc_info: self.__subject__.__exit__(*exc_
 for _name in "lt le eq ne gt ge".split():
     setattr(AbstractProxy, "__%s__" % _name, _binary(getattr(operator, _name)))
 
-for _name, _op in (
-    ("add", operator.add),
-    ("sub", operator.sub),
-    ("mul", operator.mul),
-    ("matmul", operator.matmul),
-    ("truediv", operator.truediv),
-    ("floordiv", operator.floordiv),
-    ("mod", operator.mod),
-    ("divmod", divmod),
-    ("pow", pow),
-    ("lshift", operator.lshift),
-    ("rshift", operator.rshift),
-    ("and", operator.and_),
-    ("xor", operator.xor),
-    ("or", operator.or_),
-):
+for _name in "add sub mul matmul truediv floordiv mod pow lshift rshift and xor or".split():
+    _op = getattr(operator, "__%s__" % _name)
     setattr(AbstractProxy, "__%s__" % _name, _binary(_op))
     setattr(AbstractProxy, "__r%s__" % _name, _reflected(_op))
-    if _name != "divmod":
-        setattr(AbstractProxy, "__i%s__" % _name, _inplace(_op))
+    setattr(AbstractProxy, "__i%s__" % _name, _inplace(_op))
+# divmod has no in-place form.
+AbstractProxy.__divmod__ = _binary(divmod)
+AbstractProxy.__rdivmod__ = _reflected(divmod)
 
-del _name, _func, _op
+del _name, _op
 
 
 class ObjectProxy(AbstractProxy):
@@ -154,7 +128,7 @@ class ObjectProxy(AbstractProxy):
 
     __slots__ = ("__subject__",)
 
-    def __init__(self, subject):
+    def __init__(self, subject: Any) -> None:
         self.__subject__ = subject
 
 
@@ -163,7 +137,7 @@ class CallbackProxy(AbstractProxy):
 
     __slots__ = ("__callback__",)
 
-    def __init__(self, func):
+    def __init__(self, func: Any) -> None:
         _set_callback(self, func)
 
 
@@ -182,7 +156,7 @@ _get_cache = LazyProxy.__cache__.__get__
 _set_cache = LazyProxy.__cache__.__set__
 
 
-def _lazy_subject(self):
+def _lazy_subject(self) -> Any:
     try:
         return _get_cache(self)
     except AttributeError:
@@ -203,7 +177,7 @@ class AbstractWrapper(AbstractProxy):
 
     __slots__ = ()
 
-    def __getattribute__(self, attr, oga=object.__getattribute__):
+    def __getattribute__(self, attr: Any, oga: Any = object.__getattribute__) -> Any:
         if attr.startswith("__"):
             subject = oga(self, "__subject__")
             if attr == "__subject__":
@@ -211,10 +185,10 @@ class AbstractWrapper(AbstractProxy):
             return getattr(subject, attr)
         return oga(self, attr)
 
-    def __getattr__(self, attr):
+    def __getattr__(self, attr: Any) -> Any:
         return getattr(self.__subject__, attr)
 
-    def __setattr__(self, attr, val, osa=object.__setattr__):
+    def __setattr__(self, attr: Any, val: Any, osa: Any = object.__setattr__) -> None:
         if attr == "__subject__" or (
             hasattr(type(self), attr) and not attr.startswith("__")
         ):
@@ -222,7 +196,7 @@ class AbstractWrapper(AbstractProxy):
         else:
             setattr(self.__subject__, attr, val)
 
-    def __delattr__(self, attr, oda=object.__delattr__):
+    def __delattr__(self, attr: Any, oda: Any = object.__delattr__) -> None:
         if attr == "__subject__" or (
             hasattr(type(self), attr) and not attr.startswith("__")
         ):

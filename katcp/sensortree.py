@@ -4,6 +4,12 @@ A tree attaches itself as an observer to every sensor it holds; when a child cha
 each of its parents is recalculated (and a parent's change in turn propagates up).
 """
 
+from typing import Any, Callable, Dict, Iterable, Set, Tuple
+
+from katcp.wire.sensor import Reading, Sensor
+
+_Rule = Callable[[Sensor, Any], Any]
+
 
 class GenericSensorTree:
     """A tree of generic sensors.
@@ -12,14 +18,14 @@ class GenericSensorTree:
     children.
     """
 
-    def __init__(self):
-        self._child_to_parents = {}
-        self._parent_to_children = {}
+    def __init__(self) -> None:
+        self._child_to_parents: Dict[Sensor, Set[Sensor]] = {}
+        self._parent_to_children: Dict[Sensor, Set[Sensor]] = {}
 
-    def __contains__(self, sensor):
+    def __contains__(self, sensor: Sensor) -> bool:
         return sensor in self._parent_to_children
 
-    def update(self, sensor, reading):
+    def update(self, sensor: Sensor, reading: Reading) -> None:
         """Update callback used by sensors to notify observers of changes.
 
         Parameters
@@ -32,7 +38,7 @@ class GenericSensorTree:
         for parent in list(self._child_to_parents.get(sensor, ())):
             self.recalculate(parent, (sensor,))
 
-    def recalculate(self, parent, updates):
+    def recalculate(self, parent: Sensor, updates: Iterable[Sensor]) -> None:
         """Re-calculate the value of parent sensor.
 
         Parameters
@@ -44,18 +50,18 @@ class GenericSensorTree:
         """
         raise NotImplementedError
 
-    def _add_sensor(self, sensor):
+    def _add_sensor(self, sensor: Sensor) -> None:
         self._parent_to_children[sensor] = set()
         self._child_to_parents[sensor] = set()
 
-    def _remove_sensor(self, sensor):
+    def _remove_sensor(self, sensor: Sensor) -> None:
         del self._parent_to_children[sensor]
         del self._child_to_parents[sensor]
 
-    def _is_unlinked(self, sensor):
+    def _is_unlinked(self, sensor: Sensor) -> bool:
         return not self._parent_to_children[sensor] and not self._child_to_parents[sensor]
 
-    def add_links(self, parent, children):
+    def add_links(self, parent: Sensor, children: Iterable[Sensor]) -> None:
         """Create dependency links from parent to child.
 
         Sensors not yet in the tree are added and observed. The parent is
@@ -82,7 +88,7 @@ class GenericSensorTree:
         for sensor in new_sensors:
             sensor.attach(self)
 
-    def remove_links(self, parent, children):
+    def remove_links(self, parent: Sensor, children: Iterable[Sensor]) -> None:
         """Remove dependency links from parent to child.
 
         Sensors left without any link are removed from the tree and no longer
@@ -112,45 +118,19 @@ class GenericSensorTree:
             sensor.detach(self)
         self.recalculate(parent, children)
 
-    def children(self, parent):
-        """Return set of children of parent.
+    def children(self, parent: Sensor) -> Set[Sensor]:
+        """Return set of children of parent (ValueError if it is not in the tree)."""
+        return self._linked(self._parent_to_children, parent, "Parent")
 
-        Parameters
-        ----------
-        parent : katcp.Sensor
+    def parents(self, child: Sensor) -> Set[Sensor]:
+        """Return set of parents of child (ValueError if it is not in the tree)."""
+        return self._linked(self._child_to_parents, child, "Child")
 
-        Returns
-        -------
-        children : set of katcp.Sensor
-
-        Raises
-        ------
-        ValueError
-            If the parent is not in the tree.
-        """
-        if parent not in self._parent_to_children:
-            raise ValueError("Parent sensor %r not in tree." % (parent,))
-        return set(self._parent_to_children[parent])
-
-    def parents(self, child):
-        """Return set of parents of child.
-
-        Parameters
-        ----------
-        child : katcp.Sensor
-
-        Returns
-        -------
-        parents : set of katcp.Sensor
-
-        Raises
-        ------
-        ValueError
-            If the child is not in the tree.
-        """
-        if child not in self._child_to_parents:
-            raise ValueError("Child sensor %r not in tree." % (child,))
-        return set(self._child_to_parents[child])
+    @staticmethod
+    def _linked(links: Dict[Sensor, Set[Sensor]], sensor: Sensor, role: str) -> Set[Sensor]:
+        if sensor not in links:
+            raise ValueError("%s sensor %r not in tree." % (role, sensor))
+        return set(links[sensor])
 
 
 class BooleanSensorTree(GenericSensorTree):
@@ -171,11 +151,11 @@ class BooleanSensorTree(GenericSensorTree):
     True
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
-        self._parent_to_not_ok = {}
+        self._parent_to_not_ok: Dict[Sensor, Set[Sensor]] = {}
 
-    def add(self, parent, child):
+    def add(self, parent: Sensor, child: Sensor) -> None:
         """Add a pair of boolean sensors.
 
         Parent depends on child.
@@ -199,7 +179,7 @@ class BooleanSensorTree(GenericSensorTree):
             self._parent_to_not_ok.setdefault(sensor, set())
         self.add_links(parent, (child,))
 
-    def remove(self, parent, child):
+    def remove(self, parent: Sensor, child: Sensor) -> None:
         """Remove a dependency between parent and child.
 
         Parameters
@@ -212,17 +192,8 @@ class BooleanSensorTree(GenericSensorTree):
             if sensor not in self:
                 self._parent_to_not_ok.pop(sensor, None)
 
-    def recalculate(self, parent, updates):
-        """Re-calculate the value of parent sensor.
-
-        Parent's value is the boolean AND of all child sensors.
-
-        Parameters
-        ----------
-        parent : katcp.Sensor
-        updates : sequence of katcp.Sensor
-            Children that changed, were linked or unlinked.
-        """
+    def recalculate(self, parent: Sensor, updates: Iterable[Sensor]) -> None:
+        """Re-calculate the value of parent sensor: the boolean AND of its children."""
         not_ok = self._parent_to_not_ok.setdefault(parent, set())
         children = self._parent_to_children.get(parent, ())
         for sensor in updates:
@@ -254,18 +225,18 @@ class AggregateSensorTree(GenericSensorTree):
     1
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
-        self._aggregates = {}
+        self._aggregates: Dict[Sensor, Tuple[_Rule, Any]] = {}
         # parent -> (rule_function, names still missing, sensors found so far)
-        self._incomplete_aggregates = {}
-        self._registered_sensors = {}
+        self._incomplete_aggregates: Dict[Sensor, Tuple[_Rule, Set[str], Set[Sensor]]] = {}
+        self._registered_sensors: Dict[str, Sensor] = {}
 
-    def _check_no_rule(self, parent):
+    def _check_no_rule(self, parent: Sensor) -> None:
         if parent in self._aggregates or parent in self._incomplete_aggregates:
             raise ValueError("Sensor %r already has an aggregate rule." % (parent.name,))
 
-    def add(self, parent, rule_function, children):
+    def add(self, parent: Sensor, rule_function: _Rule, children: Iterable[Sensor]) -> None:
         """Create an aggregation rule.
 
         Parameters
@@ -286,20 +257,13 @@ class AggregateSensorTree(GenericSensorTree):
         self._aggregates[parent] = (rule_function, children)
         self.add_links(parent, children)
 
-    def add_delayed(self, parent, rule_function, child_names):
+    def add_delayed(self, parent: Sensor, rule_function: _Rule,
+                    child_names: Iterable[str]) -> None:
         """Create an aggregation rule before child sensors are present.
 
-        The rule becomes active once every named child has been passed to
+        As :meth:`add`, with the names of the children (`child_names`) instead of the
+        sensors: the rule becomes active once every named child has been passed to
         :meth:`register_sensor`.
-
-        Parameters
-        ----------
-        parent : katcp.Sensor
-            The aggregate sensor.
-        rule_function : callable
-            ``rule_function(parent, children)`` updates the parent sensor value.
-        child_names : sequence of str
-            The names of the sensors the aggregate sensor depends on.
         """
         self._check_no_rule(parent)
         missing = {name for name in child_names if name not in self._registered_sensors}
@@ -310,7 +274,7 @@ class AggregateSensorTree(GenericSensorTree):
         else:
             self.add(parent, rule_function, found)
 
-    def register_sensor(self, child):
+    def register_sensor(self, child: Sensor) -> None:
         """Register a sensor required by an aggregate sensor registered with add_delayed.
 
         Parameters
@@ -338,7 +302,7 @@ class AggregateSensorTree(GenericSensorTree):
             rule_function, _missing, found = self._incomplete_aggregates.pop(parent)
             self.add(parent, rule_function, found)
 
-    def deregister_sensor(self, child):
+    def deregister_sensor(self, child: Sensor) -> None:
         """Deregister a sensor previously passed to :meth:`register_sensor`.
 
         Every aggregate depending on the sensor is recalculated one last time from the
@@ -372,7 +336,7 @@ class AggregateSensorTree(GenericSensorTree):
             del self._aggregates[parent]
             self._incomplete_aggregates[parent] = (rule_function, {name}, remaining)
 
-    def remove(self, parent):
+    def remove(self, parent: Sensor) -> None:
         """Remove an aggregation rule.
 
         Parameters
@@ -394,7 +358,7 @@ class AggregateSensorTree(GenericSensorTree):
         self.remove_links(parent, self.children(parent))
         del self._aggregates[parent]
 
-    def fetch(self, parent):
+    def fetch(self, parent: Sensor) -> Tuple[_Rule, Any]:
         """Retrieve an aggregation rule.
 
         Parameters
@@ -411,16 +375,10 @@ class AggregateSensorTree(GenericSensorTree):
             raise ValueError("Sensor %r has no aggregate rule." % (parent.name,))
         return self._aggregates[parent]
 
-    def recalculate(self, parent, updates):
-        """Re-calculate the value of parent sensor.
+    def recalculate(self, parent: Sensor, updates: Iterable[Sensor]) -> None:
+        """Re-calculate the value of parent sensor with its aggregation rule.
 
-        Parent's value is calculated by calling the associated aggregation rule.
-
-        Parameters
-        ----------
-        parent : katcp.Sensor
-        updates : sequence of katcp.Sensor
-            Children that changed (unused: the rule sees all children).
+        The rule sees all the children, so `updates` is not used.
         """
         rule_function, children = self._aggregates[parent]
         rule_function(parent, children)

@@ -2,6 +2,7 @@
 
 import asyncio
 import itertools
+import inspect
 import math
 import re
 
@@ -558,7 +559,7 @@ class TestRequest:
     def test_decoration_errors(self):
         with pytest.raises(TypeError, match="last parameter"):
             request(Int(multiple=True), Int())
-        with pytest.raises(TypeError, match="does not take keyword"):
+        with pytest.raises(TypeError, match="unexpected keyword argument"):
             request(Int(), bogus=True)
 
     def test_async_def_passes_coroutine_through(self):
@@ -689,7 +690,7 @@ class TestReturnReply:
 
         async def main():
             result = call(request_echo, "echo", b"hi")
-            assert isinstance(result, tornado.concurrent.Future)
+            assert inspect.isawaitable(result)
             return await result
         assert asyncio.run(main()) == Message.reply("echo", b"ok", b"hi")
 

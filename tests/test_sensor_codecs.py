@@ -94,16 +94,16 @@ def test_values_format_and_parse_back(stype, value, v5, v4):
 @pytest.mark.parametrize("stype, params, raw, message", [
     (Sensor.INTEGER, None, b"1.5", "Could not parse value '1.5' as integer."),
     (Sensor.FLOAT, None, b"x", "Could not parse value 'x' as float."),
-    (Sensor.BOOLEAN, None, b"2", "Boolean value must be 0 or 1, not '2'."),
-    (Sensor.BOOLEAN, None, b"true", "Boolean value must be 0 or 1, not 'true'."),
+    (Sensor.BOOLEAN, None, b"2", "Could not parse value '2' as boolean."),
+    (Sensor.BOOLEAN, None, b"true", "Could not parse value 'true' as boolean."),
     (Sensor.LRU, None, b"ok", "Lru value must be 'nominal' or 'error', not 'ok'."),
     (Sensor.DISCRETE, ["a", "b"], b"c", "Discrete value 'c' is not one of a, b."),
     (Sensor.TIMESTAMP, None, b"soon", "Could not parse value 'soon' as timestamp."),
-    (Sensor.ADDRESS, None, b"", "Could not parse address ''."),
-    (Sensor.ADDRESS, None, b":80", "Could not parse address ':80'."),
-    (Sensor.ADDRESS, None, b"[::1", "Could not parse address '[::1'."),
-    (Sensor.ADDRESS, None, b"h:p", "Could not parse port in address 'h:p'."),
-    (Sensor.ADDRESS, None, b"[::1]:x", "Could not parse port in address '[::1]:x'."),
+    (Sensor.ADDRESS, None, b"", "Could not parse value '' as address."),
+    (Sensor.ADDRESS, None, b":80", "Could not parse value ':80' as address."),
+    (Sensor.ADDRESS, None, b"[::1", "Could not parse value '[::1' as address."),
+    (Sensor.ADDRESS, None, b"h:p", "Could not parse value 'h:p' as address."),
+    (Sensor.ADDRESS, None, b"[::1]:x", "Could not parse value '[::1]:x' as address."),
 ])
 def test_unparsable_values_are_refused_with_a_reason(stype, params, raw, message):
     sensor = Sensor(stype, "s", params=params)

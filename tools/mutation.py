@@ -29,18 +29,13 @@ DOCS = os.path.join(ROOT, "docs", "mutation.rst")
 
 # Mutant names are module + "." + "x_" + function, or "xǁClassǁmethod", + "__mutmut_N".
 SELECTION = {
-    "katcp/core.py (codec)": [
-        "katcp.core.x__escape_argument__mutmut_*", "katcp.core.x__check_name__mutmut_*",
-        "katcp.core.x__format_mid__mutmut_*", "katcp.core.x__copy_mid__mutmut_*",
-        "katcp.core.x__format_other__mutmut_*", "katcp.core.xǁMessageǁ*",
-        "katcp.core.xǁMessageParserǁ*", "katcp.core.xǁProtocolFlagsǁ*",
+    "katcp/wire (codec)": [
+        "katcp.wire.message.*", "katcp.wire.flags.xǁProtocolFlagsǁ*", "katcp.wire.text.*",
     ],
-    "katcp/core.py (sensors)": [
-        "katcp.core.x__ensure_str__mutmut_*", "katcp.core.x__format_timestamp__mutmut_*",
-        "katcp.core.x__parse_timestamp__mutmut_*", "katcp.core.x__show__mutmut_*",
-        "katcp.core.xǁ_*Codecǁ*", "katcp.core.xǁSensorǁ*",
+    "katcp/wire (types and sensors)": [
+        "katcp.wire.types.*", "katcp.wire.flags.x_dialect__mutmut_*", "katcp.wire.sensor.*",
     ],
-    "katcp/kattypes.py": ["katcp.kattypes.*"],
+    "katcp/kattypes": ["katcp.kattypes.*"],
     "katcp/sampling.py": ["katcp.sampling.*"],
     "katcp/client (request matching)": [
         "katcp.client.device.xǁDeviceClientǁ_assign_mid__mutmut_*",

@@ -1,0 +1,23 @@
+"""Utilities for dealing with KATCP types.
+
+KATCP types (:class:`KatcpType` subclasses) convert between Python values and the byte
+strings sent on the wire, and the decorators (:func:`request`, :func:`return_reply`,
+:func:`inform`, ...) use them to unpack message arguments into handler arguments and to
+pack handler results into reply messages.
+"""
+
+from katcp._export import keep_home
+from katcp.kattypes.decorators import (async_make_reply, concurrent_reply,
+                                       has_katcp_protocol_flags, inform, make_reply,
+                                       minimum_katcp_version, pack_types, request,
+                                       request_timeout_hint, return_reply, send_reply,
+                                       unpack_message, unpack_types)
+from katcp.kattypes.types import (Address, Bool, Discrete, DiscreteMulti, Float, Int,
+                                  KatcpType, Lru, Parameter, Regex, Str, StrictTimestamp,
+                                  Struct, Timestamp, TimestampOrNow)
+
+# The names above; not the submodules, which importing binds here too.
+__all__ = sorted(name for name, value in globals().items()
+                 if not name.startswith("_") and callable(value) and value is not keep_home)
+
+keep_home(__name__, *(globals()[name] for name in __all__))

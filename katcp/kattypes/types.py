@@ -1,0 +1,482 @@
+"""The KATCP types of :mod:`katcp.kattypes`: Python values <-> arguments, with checks."""
+
+import numbers
+import re
+import struct
+from typing import Any, Iterable, Optional
+
+from katcp.wire import types as wire_types
+from katcp.wire.errors import FailReply
+from katcp.wire.flags import DEFAULT_KATCP_MAJOR
+from katcp.wire.text import as_str, show
+
+
+# ---------------------------------------------------------------------------
+# Types
+# ---------------------------------------------------------------------------
+
+class KatcpType:
+    """Class representing a KATCP type.
+
+    Sub-classes set the :attr:`name` attribute and either name the wire rule of their
+    KATCP type (:mod:`katcp.wire.types`) or implement :meth:`encode` and :meth:`decode`;
+    they override :meth:`check` to validate values further.
+
+    Parameters
+    ----------
+    default : object, optional
+        The default value for this type.
+    optional : boolean, optional
+        Whether the value is allowed to be None.
+    multiple : boolean, optional
+        Whether multiple values of this type are expected. Must be the last type
+        parameter if this is True.
+    """
+
+    name = "unknown"
+    #: The wire rule of the type (:mod:`katcp.wire.types`), if it has a plain one.
+    _rule: Optional[wire_types.WireType] = None
+
+    def __init__(self, default: Any = None, optional: bool = False,
+                 multiple: bool = False) -> None:
+        self._default = default
+        self._optional = optional
+        self._multiple = multiple
+        rule = self._rule
+        # Types that only name their rule call it directly: pack and unpack are hot.
+        if rule is not None and type(self).encode is KatcpType.encode:
+            self.encode = rule.encode  # type: ignore[method-assign]
+        if rule is not None and type(self).decode is KatcpType.decode:
+            self.decode = rule.decode  # type: ignore[method-assign, assignment]
+
+    def encode(self, value: Any, major: int) -> bytes:
+        """Format a checked, non-None value as bytes (with the type's wire rule)."""
+        if self._rule is None:
+            raise NotImplementedError
+        return self._rule.encode(value, major)
+
+    def decode(self, value: bytes, major: int) -> Any:
+        """Parse a byte string into a value (with the type's wire rule)."""
+        if self._rule is None:
+            raise NotImplementedError
+        return self._rule.decode(value, major)
+
+    def get_default(self) -> Any:
+        """Return the default value.
+
+        Raise a ValueError if the value is not optional and there is no default.
+
+        Returns
+        -------
+        default : object
+            The default value.
+        """
+        if self._default is None and not self._optional:
+            raise ValueError("No value given and no default available.")
+        return self._default
+
+    def check(self, value: Any, major: int) -> None:
+        """Check whether the value is valid.
+
+        Do nothing if the value is valid. Raise an exception if the value is not valid.
+        Parameter major describes the KATCP major version to use when interpreting the
+        validity of a value.
+
+        Parameters
+        ----------
+        value : object
+            The value to check.
+        major : int
+            Major version of KATCP to use when interpreting the value.
+        """
+
+    def pack(self, value: Any, nocheck: bool = False, major: int = DEFAULT_KATCP_MAJOR) -> bytes:
+        """Return the value formatted as a KATCP parameter.
+
+        Parameters
+        ----------
+        value : object
+            The value to pack.
+        nocheck : bool, optional
+            Whether to check that the value is valid before packing it.
+        major : int, optional
+            Major version of KATCP to use when interpreting types.
+            Defaults to latest implemented KATCP version.
+
+        Returns
+        -------
+        packed_value : bytes
+            The unescaped KATCP byte string representing the value.
+        """
+        if value is None:
+            value = self.get_default()
+            if value is None:
+                raise ValueError("Cannot pack a None value.")
+        if not nocheck:
+            self.check(value, major)
+        return self.encode(value, major)
+
+    def unpack(self, packed_value: Optional[bytes], major: int = DEFAULT_KATCP_MAJOR) -> Any:
+        """Parse a KATCP parameter into an object.
+
+        Parameters
+        ----------
+        packed_value : bytes
+            The unescaped KATCP byte string to parse into a value.
+        major : int, optional
+            Major version of KATCP to use when interpreting types.
+            Defaults to latest implemented KATCP version.
+
+        Returns
+        -------
+        value : object
+            The value the KATCP string represented.
+        """
+        if packed_value is None:
+            value = self.get_default()
+        else:
+            value = self.decode(packed_value, major)
+        if value is not None:
+            self.check(value, major)
+        return value
+
+
+class _RangeType(KatcpType):
+    """Numbers with an optional inclusive [min, max] range."""
+
+    _label: Any = None
+    _fmt: Any = None
+
+    def __init__(self, min: Any = None, max: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._min = min
+        self._max = max
+
+    def check(self, value: Any, major: int) -> None:
+        """Check whether the value is between the minimum and maximum.
+        """
+        if self._min is not None and value < self._min:
+            raise ValueError("%s %s is lower than minimum %s."
+                             % (self._label, self._fmt % value, self._fmt % self._min))
+        if self._max is not None and value > self._max:
+            raise ValueError("%s %s is higher than maximum %s."
+                             % (self._label, self._fmt % value, self._fmt % self._max))
+
+
+class Int(_RangeType):
+    """The KATCP integer type.
+
+    Parameters
+    ----------
+    min : int
+        The minimum allowed value. Ignored if not given.
+    max : int
+        The maximum allowed value. Ignored if not given.
+    """
+
+    name = "integer"
+    _rule = wire_types.INTEGER
+    _label = "Integer"
+    _fmt = "%s"
+
+
+class Float(_RangeType):
+    """The KATCP float type (`min` and `max` as for :class:`Int`)."""
+
+    name = "float"
+    _rule = wire_types.FLOAT
+    _label = "Float"
+    _fmt = "%g"
+
+
+class Bool(KatcpType):
+    """The KATCP boolean type (``1`` for True and ``0`` for False)."""
+
+    name = "boolean"
+    _rule = wire_types.BOOLEAN
+
+
+class Str(KatcpType):
+    """The KATCP string type.
+
+    Notes
+    -----
+    Unpacked (decoded) values are native strings (``str``). Packed (encoded) values are
+    always byte strings, as this is what is sent on the wire.
+
+    UTF-8 encoding is used when converting between text and byte strings. Thus ASCII
+    values are fine, but arbitrary strings of bytes are not safe to use, and may raise
+    an exception.
+
+    For convenience, non-text types can be encoded. The object is converted to a string,
+    and then to bytes. This is a one-way operation - when that byte string is decoded the
+    original type will not be recovered.
+    """
+
+    name = "string"
+    _rule = wire_types.STRING
+
+
+class Discrete(Str):
+    """The KATCP discrete type.
+
+    Parameters
+    ----------
+    values : iterable of str
+        List of the values the discrete type may accept.
+    case_insensitive : bool
+        Whether case-insensitive value matching should be used.
+    """
+
+    name = "discrete"
+    _rule = wire_types.DISCRETE
+
+    def __init__(self, values: Iterable[Any], case_insensitive: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Values may come from a generator, so materialise them once.
+        self._values = [as_str(value) for value in values]
+        self._case_insensitive = case_insensitive
+        if case_insensitive:
+            self._valid_values = frozenset(value.lower() for value in self._values)
+        else:
+            self._valid_values = frozenset(self._values)
+
+    def check(self, value: Any, major: int) -> None:
+        """Check whether the value in the set of allowed values.
+        """
+        text = as_str(value)
+        if self._case_insensitive and isinstance(text, str):
+            text = text.lower()
+        if text not in self._valid_values:
+            raise ValueError("Discrete value '%s' is not one of %s."
+                             % (show(value), ", ".join(self._values)))
+
+
+class DiscreteMulti(Discrete):
+    """Discrete type which can accept multiple values.
+
+    Its value is always a list.
+
+    Parameters
+    ----------
+    values : list of str
+        Set of allowed values.
+    all_keyword : str, optional
+        The string which represents the list of all allowed values.
+    separator : str, optional
+        The separator used in the packed value string.
+    """
+
+    name = "discretemulti"
+
+    def __init__(self, values: Iterable[Any], all_keyword: str = "all",
+                 separator: str = ", ", **kwargs: Any) -> None:
+        super().__init__(values, **kwargs)
+        self.all_keyword = all_keyword
+        self.separator = separator
+        # Joined with the bare separator, as katcp 0.9.3 packs ("a,b": a space would only
+        # be escaped on the wire); split on it and stripped, so "a, b" parses too.
+        self._split_on = separator.strip() or separator
+
+    def encode(self, value: Any, major: int) -> bytes:
+        """Join the values with the separator (without its surrounding spaces)."""
+        return super().encode(self._split_on.join(as_str(item) for item in value), major)
+
+    def decode(self, value: bytes, major: int) -> Any:
+        """Split a packed value (or the all keyword) into a list of values."""
+        text = super().decode(value, major)
+        if text == self.all_keyword:
+            return list(self._values)
+        return [item.strip() for item in text.split(self._split_on)]
+
+    def check(self, value: Any, major: int) -> None:
+        """Check that each item in the value list is in the allowed set.
+        """
+        for item in value:
+            super().check(item, major)
+
+
+class Lru(KatcpType):
+    """The KATCP lru type (``Sensor.LRU_NOMINAL`` or ``Sensor.LRU_ERROR``)."""
+
+    name = "lru"
+    _rule = wire_types.LRU
+    LRU_NOMINAL = wire_types.LRU_NOMINAL
+    LRU_ERROR = wire_types.LRU_ERROR
+    LRU_VALUES = wire_types.LRU_VALUES
+    LRU_CONSTANTS = wire_types.LRU_CONSTANTS
+
+
+class Timestamp(KatcpType):
+    """The KATCP timestamp type.
+
+    Values are float seconds since the Unix epoch; on the wire they are seconds with six
+    decimals for KATCP v5 and integer milliseconds for KATCP v4.
+    """
+
+    name = "timestamp"
+    _rule = wire_types.TIMESTAMP
+
+
+class TimestampOrNow(Timestamp):
+    """KatcpType representing either a Timestamp or the special value for now.
+
+    Floats are encoded as for :class:`katcp.kattypes.Timestamp`. The special value for
+    now, :attr:`katcp.kattypes.TimestampOrNow.NOW`, is encoded as the string "now".
+    """
+
+    name = "timestamp_or_now"
+    _rule = wire_types.TIMESTAMP_OR_NOW
+    NOW = wire_types.NOW
+
+
+class StrictTimestamp(KatcpType):
+    """A timestamp that enforces the XXXX.YYY format for timestamps."""
+
+    name = "strict_timestamp"
+    _rule = wire_types.STRICT_TIMESTAMP
+
+    def check(self, value: Any, major: int) -> None:
+        """Check whether the value is positive.
+        """
+        if not isinstance(value, numbers.Real):
+            raise ValueError("Strict timestamp %r is not a number." % (value,))
+        if value < 0:
+            raise ValueError("Strict timestamp %s may not be negative." % (value,))
+
+
+class Struct(KatcpType):
+    """KatcpType for parsing and packing values using the :mod:`struct` module.
+
+    Parameters
+    ----------
+    fmt : str
+        Format to use for packing and unpacking values. It is passed directly into
+        :func:`struct.pack` and :func:`struct.unpack`.
+    """
+
+    name = "struct"
+
+    def __init__(self, fmt: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._fmt = fmt
+        self._struct = struct.Struct(fmt)
+
+    def encode(self, value: Any, major: int) -> bytes:
+        """Pack a sequence of values with the struct format."""
+        try:
+            return self._struct.pack(*value)
+        except (struct.error, TypeError) as exc:
+            raise ValueError("Could not pack %r with format '%s': %s" % (value, self._fmt, exc))
+
+    def decode(self, value: bytes, major: int) -> Any:
+        """Unpack bytes into a tuple of values with the struct format."""
+        try:
+            return self._struct.unpack(value)
+        except (struct.error, TypeError) as exc:
+            raise ValueError("Could not unpack '%s' with format '%s': %s"
+                             % (show(value), self._fmt, exc))
+
+
+class Regex(Str):
+    """String type that checks values using a regular expression.
+
+    Parameters
+    ----------
+    regex : str or regular expression object
+        Regular expression that values should match.
+    """
+
+    name = "regex"
+
+    def __init__(self, regex: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if isinstance(regex, str):
+            self._pattern = regex
+            self._compiled = re.compile(regex)
+        else:
+            self._pattern = regex.pattern
+            self._compiled = regex
+
+    def check(self, value: Any, major: int) -> None:
+        """Check whether the value matches the regular expression.
+        """
+        if not self._compiled.match(as_str(value)):
+            raise ValueError("Value '%s' does not match regex '%s'."
+                             % (show(value), show(self._pattern)))
+
+
+class Address(KatcpType):
+    """The KATCP address type: a ``(host, port)`` tuple, port may be None.
+
+    Note
+    ----
+    The address type was added in katcp 0.4.
+    """
+
+    name = "address"
+    _rule = wire_types.ADDRESS
+    NULL = wire_types.NULL_ADDRESS
+
+
+class Parameter:
+    """Wrapper for kattypes which holds parameter-specific information.
+
+    Parameters
+    ----------
+    position : int
+        The parameter's position (starts at 1)
+    name : str
+        The parameter's name (introspected)
+    kattype : KatcpType object
+        The parameter's kattype
+    major : integer
+        Major version of KATCP to use when interpreting types
+    """
+
+    __slots__ = ("position", "name", "_kattype", "major")
+
+    def __init__(self, position: int, name: str, kattype: KatcpType, major: int) -> None:
+        self.position = position
+        self.name = name
+        self._kattype = kattype
+        self.major = major
+
+    def pack(self, value: Any) -> bytes:
+        """Pack the parameter using its kattype.
+
+        Parameters
+        ----------
+        value : object
+            The value to pack
+
+        Returns
+        -------
+        packed_value : bytes
+            The unescaped KATCP string representing the value.
+        """
+        return self._kattype.pack(value, major=self.major)
+
+    def unpack(self, value: Optional[bytes]) -> Any:
+        """Unpack the parameter using its kattype.
+
+        Parameters
+        ----------
+        value : bytes
+            The unescaped KATCP string to unpack.
+
+        Returns
+        -------
+        value : object
+            The unpacked value.
+
+        Raises
+        ------
+        FailReply
+            If the value is invalid; the message names the parameter.
+        """
+        try:
+            return self._kattype.unpack(value, self.major)
+        except ValueError as exc:
+            raise FailReply("Error in parameter %d (%s): %s" % (self.position, self.name, exc))

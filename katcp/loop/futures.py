@@ -1,0 +1,483 @@
+"""Futures and events for coroutines on a tornado 6 (asyncio) loop: :class:`AsyncEvent`,
+:class:`AsyncState`, the ``until_*`` combinators and timeout helpers.
+
+tornado futures are asyncio futures: they may only be resolved on their own loop. Anything
+resolved from another thread goes through :func:`katcp.loop.crossing.call_on_loop`.
+"""
+
+import asyncio
+import concurrent.futures
+import functools
+import logging
+import threading
+from datetime import timedelta
+from typing import Any, Callable, Iterable, List, Optional, Tuple, TypeVar
+
+import tornado.gen
+import tornado.ioloop
+
+from katcp.loop.crossing import call_on_loop
+
+
+logger = logging.getLogger("katcp.core")
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+# Where a waiting future lives: its loop, and the thread running that loop (None when
+# it was created off the loop, so that resolving it always crosses).
+_Home = Tuple[tornado.ioloop.IOLoop, Optional[int]]
+
+
+def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _new_future(ioloop: Optional[tornado.ioloop.IOLoop] = None
+                ) -> Tuple["asyncio.Future[Any]", _Home]:
+    """A future on the running loop, else on `ioloop`, else the current loop; and its home."""
+    loop = _running_loop()
+    if loop is not None:
+        return loop.create_future(), (tornado.ioloop.IOLoop.current(), threading.get_ident())
+    ioloop = ioloop or tornado.ioloop.IOLoop.current()
+    return ioloop.asyncio_loop.create_future(), (ioloop, None)  # type: ignore[attr-defined]
+
+
+def _set_result_if_pending(future: "asyncio.Future[Any]", result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _resolve(future: "asyncio.Future[Any]", home: _Home, result: Any) -> None:
+    """Resolve `future` from any thread, on its own loop (a closed loop is left alone)."""
+    call_on_loop(home[0], home[1], _set_result_if_pending, future, result)
+
+
+def _with_timeout(future: Any, timeout: Optional[float]) -> Any:
+    if timeout:
+        return tornado.gen.with_timeout(timedelta(seconds=timeout), future)
+    return future
+
+
+class AsyncEvent:
+    """tornado Future based event class.
+
+    Like :class:`threading.Event`, but :meth:`until_set` returns a future to yield on.
+
+    Parameters
+    ----------
+    ioloop : tornado.ioloop.IOLoop or None
+        Loop on which waiting futures are created when not called from a running loop.
+    """
+
+    def __init__(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
+        self._ioloop = ioloop
+        self._flag = False
+        self._waiters: List[Tuple["asyncio.Future[Any]", _Home]] = []
+        # set() may come from another thread while the loop registers a waiter.
+        self._lock = threading.Lock()
+
+    def is_set(self) -> bool:
+        """Return True if the event is set."""
+        return self._flag
+
+    isSet = is_set
+
+    def set(self) -> None:
+        """Set the event flag to true and resolve all waiting futures (any thread)."""
+        with self._lock:
+            self._flag = True
+            waiters, self._waiters = self._waiters, []
+        for future, home in waiters:
+            _resolve(future, home, True)
+
+    def clear(self) -> None:
+        """Reset the event flag."""
+        self._flag = False
+
+    def until_set(self, timeout: Optional[float] = None) -> "asyncio.Future[Any]":
+        """Return a future that resolves (to True) when the event is set.
+
+        Parameters
+        ----------
+        timeout : float or None
+            Seconds after which the future fails with tornado.gen.TimeoutError.
+        """
+        future, home = _new_future(self._ioloop)
+        with self._lock:
+            pending = not self._flag
+            if pending:
+                self._waiters.append((future, home))
+        if not pending:
+            _resolve(future, home, True)
+            return future
+        return _with_timeout(future, timeout)
+
+    def wait_with_ioloop(self, ioloop: tornado.ioloop.IOLoop,
+                         timeout: Optional[float] = None) -> bool:
+        """Block (from a thread other than `ioloop`'s) until the event is set.
+
+        Parameters
+        ----------
+        ioloop : tornado.ioloop.IOLoop
+            The loop on which the event is set.
+        timeout : float or None
+            Seconds to wait, or None to wait forever.
+
+        Returns
+        -------
+        flag : bool
+            The event flag after waiting.
+
+        Raises
+        ------
+        RuntimeError
+            If called on `ioloop`'s own thread, where waiting would block the loop
+            that has to set the event.
+        """
+        if _running_loop() is ioloop.asyncio_loop:  # type: ignore[attr-defined]
+            raise RuntimeError("wait_with_ioloop() would block the loop it waits on; "
+                               "yield until_set() on the loop instead.")
+        try:
+            call_on_loop(ioloop, None, self.until_set).result(timeout)
+        except concurrent.futures.TimeoutError:
+            pass
+        return self._flag
+
+
+class AsyncCallbackEvent(AsyncEvent):
+    """AsyncEvent that also calls ``callback(flag)`` whenever it is set or cleared.
+
+    Parameters
+    ----------
+    callback : callable
+        Called with True on :meth:`set` and False on :meth:`clear`.
+    """
+
+    def __init__(self, callback: Callable[[bool], Any] = lambda x: x) -> None:
+        super().__init__()
+        self._callback = callback
+
+    def set(self) -> None:
+        """Set the event and call the callback with True."""
+        super().set()
+        self._callback(True)
+
+    def clear(self) -> None:
+        """Clear the event and call the callback with False."""
+        super().clear()
+        self._callback(False)
+
+
+class AsyncState:
+    """Allow async waiting for a state to attain a certain value.
+
+    Parameters
+    ----------
+    valid_states : sequence
+        All the states the object may be in.
+    initial_state : object, optional
+        Starting state; defaults to the first of `valid_states`.
+    ioloop : tornado.ioloop.IOLoop or None
+        Loop on which waiting futures are created.
+    """
+
+    def __init__(self, valid_states: Iterable[Any], initial_state: Any = None,
+                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
+        self._valid_states = tuple(valid_states)
+        if initial_state is None:
+            initial_state = self._valid_states[0]
+        if initial_state not in self._valid_states:
+            raise ValueError("Initial state %r is not one of %r."
+                             % (initial_state, self._valid_states))
+        self._ioloop = ioloop
+        self._events = {state: AsyncEvent(ioloop) for state in self._valid_states}
+        self._state = initial_state
+        self._events[initial_state].set()
+
+    @property
+    def state(self) -> Any:
+        """The current state."""
+        return self._state
+
+    @property
+    def valid_states(self) -> Tuple[Any, ...]:
+        """Tuple of the valid states."""
+        return self._valid_states
+
+    def _event(self, state: Any) -> AsyncEvent:
+        try:
+            return self._events[state]
+        except KeyError:
+            raise ValueError("State %r is not one of %r."
+                             % (state, self._valid_states)) from None
+
+    def set_state(self, state: Any) -> None:
+        """Change the state, resolving futures waiting for it.
+
+        Parameters
+        ----------
+        state : object
+            One of the valid states.
+        """
+        event = self._event(state)
+        self._events[self._state].clear()
+        self._state = state
+        event.set()
+
+    def until_state(self, state: Any, timeout: Optional[float] = None) -> Any:
+        """Return a tornado Future that will resolve when the requested state is set.
+
+        Parameters
+        ----------
+        state : object
+            One of the valid states.
+        timeout : float or None
+            Seconds after which the future fails with tornado.gen.TimeoutError.
+        """
+        return _with_timeout(self._event(state).until_set(), timeout)
+
+    def until_state_in(self, *states: Any, timeout: Optional[float] = None) -> Any:
+        """Return a tornado Future, resolves when any of the requested states is set.
+
+        As :meth:`until_state`, for any of `states`.
+        """
+        return until_any(*[self.until_state(s) for s in states], timeout=timeout)
+
+
+def until_later(delay: float, ioloop: Optional[tornado.ioloop.IOLoop] = None
+                ) -> "asyncio.Future[None]":
+    """Return a future that resolves (to None) after `delay` seconds.
+
+    Parameters
+    ----------
+    delay : float
+        Delay in seconds.
+    ioloop : tornado.ioloop.IOLoop or None
+        Loop to use; defaults to the current loop.
+    """
+    ioloop = ioloop or tornado.ioloop.IOLoop.current()
+    future, _ = _new_future(ioloop)
+    ioloop.call_later(delay, _set_result_if_pending, future, None)
+    return future
+
+
+def until_any(*futures: Any, timeout: Optional[float] = None,
+              ioloop: Optional[tornado.ioloop.IOLoop] = None) -> Any:
+    """Return a future that resolves when any of the passed futures resolves.
+
+    Resolves with the result (or exception) of the first future to finish; if one
+    is already done, the returned future is resolved (with the first such) already.
+
+    Parameters
+    ----------
+    futures : futures
+        The futures to wait on.
+    timeout : float or None
+        Seconds after which the returned future fails with tornado.gen.TimeoutError.
+    ioloop : tornado.ioloop.IOLoop or None
+        Loop to use; defaults to the current loop.
+    """
+    any_future, _ = _new_future(ioloop)
+
+    def handle_done(done_future: "asyncio.Future[Any]") -> None:
+        if any_future.done():
+            return
+        if done_future.cancelled():
+            any_future.cancel()
+            return
+        exc = done_future.exception()
+        if exc is not None:
+            any_future.set_exception(exc)
+        else:
+            any_future.set_result(done_future.result())
+
+    converted = [tornado.gen.convert_yielded(future) for future in futures]
+    for future in converted:
+        if future.done():
+            # Already decided: resolved on return, not on a later loop turn.
+            handle_done(future)
+            return any_future
+    for future in converted:
+        future.add_done_callback(handle_done)
+    return _with_timeout(any_future, timeout)
+
+
+@tornado.gen.coroutine
+def until_some(*args: Any, done_at_least: Optional[int] = None,
+               timeout: Optional[float] = None, **kwargs: Any) -> Any:
+    """Return a future that resolves when some of the passed futures resolve.
+
+    The futures can be passed as either a sequence of *args* or a dict of *kwargs*
+    (but not both).
+
+    Parameters
+    ----------
+    done_at_least : None or int
+        Number of futures that need to resolve before this resolves or None to wait
+        for all (default None).
+    timeout : None or float
+        Timeout in seconds, or None for no timeout (the default).
+
+    Returns
+    -------
+    future : tornado Future
+        Resolves with a list of (index, value) tuples for the futures that resolved,
+        index being the position (for *args*) or the key (for *kwargs*).
+
+    Raises
+    ------
+    tornado.gen.TimeoutError
+        If the timeout expires first.
+    """
+    if done_at_least is None:
+        done_at_least = len(args) + len(kwargs)
+    wait_iterator = tornado.gen.WaitIterator(*args, **kwargs)
+    maybe_timeout = future_timeout_manager(timeout)
+    results: List[Tuple[Any, Any]] = []
+    while not wait_iterator.done() and len(results) < done_at_least:
+        result = yield maybe_timeout(wait_iterator.next())
+        results.append((wait_iterator.current_index, result))
+    return results
+
+
+class _TimeoutManager:
+    """One deadline shared by several waits (see :func:`future_timeout_manager`)."""
+
+    __slots__ = ("_timeout", "_ioloop", "_t0")
+
+    def __init__(self, timeout: Optional[float], ioloop: tornado.ioloop.IOLoop) -> None:
+        self._timeout = timeout
+        self._ioloop = ioloop
+        self._t0 = ioloop.time()
+
+    def remaining(self) -> Optional[float]:
+        """Seconds left before the deadline (None without timeout)."""
+        if not self._timeout:
+            return None
+        return self._timeout - (self._ioloop.time() - self._t0)
+
+    def __call__(self, future: Any) -> Any:
+        if not self._timeout:
+            return future
+        return tornado.gen.with_timeout(self._t0 + self._timeout, future)
+
+
+def future_timeout_manager(timeout: Optional[float] = None,
+                           ioloop: Optional[tornado.ioloop.IOLoop] = None
+                           ) -> Callable[[Any], Any]:
+    """Create Helper function for yielding with a cumulative timeout if required.
+
+    Keeps track of time over multiple timeout calls so that a single timeout can be
+    placed over multiple operations.
+
+    Parameters
+    ----------
+    timeout : float or None
+        Total timeout in seconds, or None for no timeout.
+    ioloop : tornado.ioloop.IOLoop or None
+        Loop whose clock is used; defaults to the current loop.
+
+    Returns
+    -------
+    maybe_timeout : callable
+        Accepts a future and wraps it in :func:`tornado.gen.with_timeout` with the
+        remaining time; raises tornado.gen.TimeoutError when it expires. Its
+        ``remaining()`` attribute returns the remaining time (None without timeout).
+    """
+    return _TimeoutManager(timeout, ioloop or tornado.ioloop.IOLoop.current())
+
+
+class LatencyTimer:
+    """Track for how long already-resolved futures are yielded.
+
+    Yielding a resolved future does not return control to the loop, so a long run of
+    them starves other callbacks; this tells the caller when to yield
+    ``tornado.gen.moment``.
+
+    Parameters
+    ----------
+    max_loop_latency : float
+        Seconds of uninterrupted work after which it is time to yield.
+    ioloop : tornado.ioloop.IOLoop or None
+        Loop whose clock is used; defaults to the current loop.
+    """
+
+    def __init__(self, max_loop_latency: float,
+                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
+        self.max_loop_latency = max_loop_latency
+        self._ioloop = ioloop or tornado.ioloop.IOLoop.current()
+        self._streak_start: Optional[float] = None
+
+    def check_future(self, fut: Any) -> bool:
+        """Call with each future that is to be yielded on.
+
+        Parameters
+        ----------
+        fut : Future
+
+        Returns
+        -------
+        done : bool
+            Whether the future is already resolved.
+        """
+        done = fut.done()
+        if not done:
+            # Yielding a pending future gives the loop its turn.
+            self._streak_start = None
+        elif self._streak_start is None:
+            self._streak_start = self._ioloop.time()
+        return done
+
+    def time_to_yield(self) -> bool:
+        """Call after check_future(). If True, it is time to yield tornado.gen.moment."""
+        if self._streak_start is None:
+            return False
+        if self._ioloop.time() - self._streak_start >= self.max_loop_latency:
+            self._streak_start = None
+            return True
+        return False
+
+
+def log_future_exceptions(logger: logging.Logger, f: Any,
+                          ignore: Tuple[type, ...] = ()) -> None:
+    """Log any exceptions set to a future.
+
+    Parameters
+    ----------
+    logger : logging.Logger
+        Logger to log exceptions to.
+    f : Future
+        Future to watch.
+    ignore : tuple of exception classes
+        Exceptions that are not logged.
+    """
+    def log_cb(done: Any) -> None:
+        if done.cancelled():
+            return
+        exc = done.exception()
+        if exc is None or isinstance(exc, ignore):
+            return
+        logger.error("Unhandled exception returned by future", exc_info=exc)
+
+    f.add_done_callback(log_cb)
+
+
+def log_coroutine_exceptions(coro: _F) -> _F:
+    """Coroutine (or any method that returns a future) decorator to log exceptions.
+
+    Parameters
+    ----------
+    coro : callable
+        Returns a future or a coroutine object; exceptions it ends with are logged
+        to the ``katcp.core`` logger.
+    """
+    @functools.wraps(coro)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        future = tornado.gen.convert_yielded(coro(*args, **kwargs))
+        log_future_exceptions(logger, future)
+        return future
+
+    return wrapped  # type: ignore[return-value]

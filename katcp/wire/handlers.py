@@ -1,0 +1,102 @@
+"""The metaclasses that collect a class's ``request_*``, ``inform_*`` and ``reply_*``
+handlers into tables keyed by KATCP message name.
+"""
+
+from typing import Any, Callable, Dict, Tuple
+
+
+def convert_method_name(prefix: str, name: str) -> str:
+    """Convert a method name to the corresponding KATCP message name.
+
+    Parameters
+    ----------
+    prefix : str
+        Method prefix such as ``'request_'``, stripped if present.
+    name : str
+        Python method name, e.g. ``'request_sensor_list'`` or ``'sensor_list'``.
+
+    Returns
+    -------
+    katcp_name : str
+        The KATCP name, e.g. ``'sensor-list'``.
+    """
+    if name.startswith(prefix):
+        name = name[len(prefix):]
+    return name.replace("_", "-")
+
+
+class DeviceMetaclass(type):
+    """Metaclass for DeviceServer and DeviceClient classes.
+
+    Collects up methods named request_* and adds them to a dictionary of supported
+    methods on the class. All request_* methods must have a doc string so that help
+    can be generated. The same is done for inform_* and reply_* methods.
+    """
+
+    _PREFIXES: Tuple[Tuple[str, str], ...] = (("request_", "_request_handlers"),
+                 ("inform_", "_inform_handlers"),
+                 ("reply_", "_reply_handlers"))
+
+    # Handlers that must be documented: ?help shows the docstrings of requests.
+    _DOCSTRING_REQUIRED: Tuple[str, ...] = ("request_",)
+
+    def __init__(mcs, name: str, bases: Tuple[type, ...], dct: Dict[str, Any]) -> None:
+        super().__init__(name, bases, dct)
+        for _prefix, attr in mcs._PREFIXES:
+            setattr(mcs, attr, {})
+        for attr_name in dir(mcs):
+            for prefix, handlers_attr in mcs._PREFIXES:
+                if not attr_name.startswith(prefix):
+                    continue
+                handler = getattr(mcs, attr_name)
+                if not callable(handler):
+                    break
+                if prefix in type(mcs)._DOCSTRING_REQUIRED:
+                    assert handler.__doc__ is not None, (
+                        "Handler %s.%s has no docstring." % (name, attr_name))
+                if mcs.check_protocol(handler):
+                    getattr(mcs, handlers_attr)[convert_method_name(prefix, attr_name)] = handler
+                break
+
+    def check_protocol(mcs, handler: Callable[..., Any]) -> bool:
+        """Return False if handler should be filtered.
+
+        Parameters
+        ----------
+        handler : function
+            A request, inform or reply handler.
+        """
+        return True
+
+
+class DeviceServerMetaclass(DeviceMetaclass):
+    """Specialisation of DeviceMetaclass for Device Servers.
+
+    Handlers decorated with ``minimum_katcp_version`` or ``has_katcp_protocol_flags``
+    are left out when the class's ``PROTOCOL_INFO`` does not satisfy them. A server's
+    inform handlers must have docstrings too, as in katcp 0.9.
+    """
+
+    _DOCSTRING_REQUIRED = ("request_", "inform_")
+
+    def check_protocol(mcs, handler: Callable[..., Any]) -> bool:
+        """True if the current server's protocol flags satisfy handler requirements.
+
+        Parameters
+        ----------
+        handler : function
+            A request, inform or reply handler.
+        """
+        protocol_info = getattr(mcs, "PROTOCOL_INFO", None)
+        if protocol_info is None:
+            return True
+        min_version = getattr(handler, "_minimum_katcp_version", None)
+        if min_version is not None and (protocol_info.major, protocol_info.minor) < tuple(
+                min_version):
+            return False
+        required_flags = getattr(handler, "_has_katcp_protocol_flags", None)
+        if required_flags:
+            return all(protocol_info.supports(flag) for flag in required_flags)
+        return True
+
+

@@ -1,0 +1,569 @@
+"""Sensors: :class:`Sensor`, its :class:`Reading`, and what each sensor type checks.
+
+The wire form of every value comes from :mod:`katcp.wire.types`; a sensor type adds
+its parameters (range, allowed values), its default and the checks of
+:meth:`Sensor.set_value`.
+"""
+
+import numbers
+import time
+from typing import Any, List, NamedTuple, Optional, Set, Tuple
+
+from katcp.wire import types as wire_types
+from katcp.wire.errors import KatcpTypeError
+from katcp.wire.flags import DEFAULT_KATCP_MAJOR, SEC_TO_MS_FAC
+from katcp.wire.text import as_str, show
+
+
+# Sensor defines a classmethod named float, so its annotations use this alias.
+_Seconds = float
+_Text = Optional[str]
+_Params = Optional[List[Any]]
+_Status = Optional[int]
+
+
+class Reading(NamedTuple):
+    """Sensor reading as a (timestamp, status, value) tuple."""
+
+    timestamp: float
+    status: int
+    value: Any
+
+
+class _SensorType:
+    """One sensor type: its wire rule, parameters, default and value check.
+
+    `kinds` (with `described`, its wording) are the Python types values must have.
+    """
+
+    def __init__(self, rule: wire_types.WireType, default: Any = None, kinds: Any = None,
+                 described: str = "") -> None:
+        self.rule = rule
+        self.name = rule.name
+        self.default = default
+        self._kinds = kinds
+        self._described = described
+
+    def check(self, value: Any, params: List[Any]) -> None:
+        """Raise ValueError if `value` is not valid for these params."""
+        if self._kinds is not None and not isinstance(value, self._kinds):
+            raise ValueError("%s sensor value must be %s, not %r."
+                             % (self.name.capitalize(), self._described, value))
+
+    def default_for(self, params: List[Any]) -> Any:
+        return self.default
+
+    def check_params(self, params: List[Any]) -> None:
+        if params:
+            raise ValueError("Sensor type %r takes no parameters." % (self.name,))
+
+
+class _NumberType(_SensorType):
+
+    def check_params(self, params: List[Any]) -> None:
+        if not params:
+            return
+        label = self.name.capitalize()
+        if len(params) != 2:
+            raise ValueError("%s sensor params must be [min, max], got %r." % (label, params))
+        for param in params:
+            self.check(param, params)
+        if params[0] > params[1]:
+            raise ValueError("%s sensor minimum %r is greater than maximum %r."
+                             % (label, params[0], params[1]))
+
+    def default_for(self, params: List[Any]) -> Any:
+        # The type's zero when the range allows it (as the reference reports for
+        # never-set sensors), else the minimum.
+        if params and not params[0] <= self.default <= params[1]:
+            return params[0]
+        return self.default
+
+    # check(): [min, max] describe the expected range for clients (?sensor-list); the
+    # reference accepts readings outside it (sensor-float-format.txt sets 1e22 and -inf
+    # on a [-50.0, 150.0] sensor), so only the type is checked.
+
+
+class _BooleanType(_SensorType):
+
+    def check(self, value: Any, params: List[Any]) -> None:
+        if not isinstance(value, (bool, numbers.Integral)) or value not in (0, 1):
+            raise ValueError("Boolean sensor value must be True or False, not %r." % (value,))
+
+
+class _LruType(_SensorType):
+
+    def check(self, value: Any, params: List[Any]) -> None:
+        if value not in wire_types.LRU_VALUES:
+            raise ValueError("Lru value must be Sensor.LRU_NOMINAL or Sensor.LRU_ERROR, "
+                             "not %r." % (value,))
+
+
+class _DiscreteType(_SensorType):
+
+    def check_params(self, params: List[Any]) -> None:
+        if not params:
+            raise ValueError("Discrete sensors need a non-empty list of values.")
+        for param in params:
+            if not isinstance(param, str):
+                raise ValueError("Discrete sensor values must be str or bytes, not %r."
+                                 % (param,))
+
+    def default_for(self, params: List[Any]) -> Any:
+        return params[0]
+
+    def check(self, value: Any, params: List[Any]) -> None:
+        if as_str(value) not in params:
+            raise ValueError("Discrete value '%s' is not one of %s."
+                             % (show(value), ", ".join(params)))
+
+
+class _AddressType(_SensorType):
+
+    def check(self, value: Any, params: List[Any]) -> None:
+        try:
+            host, port = value
+        except (TypeError, ValueError):
+            raise ValueError("Address sensor value must be a (host, port) tuple, not %r."
+                             % (value,)) from None
+        if not isinstance(host, (str, bytes)):
+            raise ValueError("Address host must be a string, not %r." % (host,))
+        if port is not None and (not isinstance(port, numbers.Integral)
+                                 or not 0 <= int(port) <= 65535):
+            raise ValueError("Address port must be None or 0-65535, not %r." % (port,))
+
+
+class Sensor:
+    """Instantiate a new sensor object.
+
+    Parameters
+    ----------
+    sensor_type : Sensor type constant
+        The type of sensor (or one of the Python types int, float, bool, str).
+    name : str
+        The name of the sensor.
+    description : str, optional
+        A short description of the sensor.
+    units : str, optional
+        The units of the sensor value. May be the empty string if there are no
+        applicable units.
+    params : list, optional
+        [min, max] for INTEGER and FLOAT (optional), all possible values for DISCRETE
+        (required); omitted for other types.
+    default : object, optional
+        An initial value for the sensor. By default this is determined by the sensor
+        type (for INTEGER and FLOAT sensors with params: 0 if in range, else the
+        minimum).
+    initial_status : int enum or None, optional
+        An initial status for the sensor. If None, defaults to Sensor.UNKNOWN.
+    """
+
+    INTEGER, FLOAT, BOOLEAN, LRU, DISCRETE, STRING, TIMESTAMP, ADDRESS = range(8)
+
+    SENSOR_TYPES = {
+        INTEGER: _NumberType(wire_types.INTEGER, 0, numbers.Integral, "an integer"),
+        FLOAT: _NumberType(wire_types.FLOAT, 0.0, numbers.Real, "a real number"),
+        BOOLEAN: _BooleanType(wire_types.BOOLEAN, False),
+        LRU: _LruType(wire_types.LRU, wire_types.LRU_NOMINAL),
+        DISCRETE: _DiscreteType(wire_types.DISCRETE),
+        STRING: _SensorType(wire_types.STRING, ""),
+        TIMESTAMP: _SensorType(wire_types.TIMESTAMP, 0.0, numbers.Real, "a number of seconds"),
+        ADDRESS: _AddressType(wire_types.ADDRESS, wire_types.NULL_ADDRESS),
+    }
+    SENSOR_TYPE_LOOKUP = {kind.name: stype for stype, kind in SENSOR_TYPES.items()}
+
+    UNKNOWN, NOMINAL, WARN, ERROR, FAILURE, UNREACHABLE, INACTIVE = range(7)
+
+    STATUSES = {
+        UNKNOWN: "unknown",
+        NOMINAL: "nominal",
+        WARN: "warn",
+        ERROR: "error",
+        FAILURE: "failure",
+        UNREACHABLE: "unreachable",
+        INACTIVE: "inactive",
+    }
+    STATUS_NAMES = {v: k for k, v in STATUSES.items()}
+    STATUSES_RAW = {k: v.encode("ascii") for k, v in STATUSES.items()}
+    STATUS_NAMES_RAW = {v: k for k, v in STATUSES_RAW.items()}
+
+    LRU_NOMINAL = wire_types.LRU_NOMINAL
+    LRU_ERROR = wire_types.LRU_ERROR
+    LRU_VALUES = wire_types.LRU_VALUES
+    LRU_CONSTANTS = wire_types.LRU_CONSTANTS
+
+    MILLISECOND = SEC_TO_MS_FAC
+
+    PYTHON_TYPE_TO_SENSOR = {bool: BOOLEAN, int: INTEGER, float: FLOAT, str: STRING,
+                             bytes: STRING}
+
+    def __init__(self, sensor_type: Any, name: str, description: Optional[str] = None,
+                 units: Optional[str] = None, params: Optional[List[Any]] = None,
+                 default: Any = None, initial_status: Optional[int] = None) -> None:
+        sensor_type = self.PYTHON_TYPE_TO_SENSOR.get(sensor_type, sensor_type)
+        if sensor_type not in self.SENSOR_TYPES:
+            raise ValueError("Invalid sensor type %r." % (sensor_type,))
+        if initial_status is None:
+            initial_status = self.UNKNOWN
+        if initial_status not in self.STATUSES:
+            raise ValueError("Invalid initial status %r for sensor %r."
+                             % (initial_status, name))
+        kind = self.SENSOR_TYPES[sensor_type]
+        self._sensor_type = sensor_type
+        self._type = kind
+        self.name = as_str(name)
+        self.units = as_str(units) if units is not None else ""
+        self.stype = kind.name
+        if sensor_type == self.DISCRETE and params is not None:
+            params = [as_str(p) for p in params]
+        params = list(params) if params else []
+        kind.check_params(params)
+        self.params = params
+        self.formatted_params = [kind.rule.encode(p, DEFAULT_KATCP_MAJOR) for p in params]
+        if description is None:
+            description = "%s sensor '%s' %s" % (
+                self.stype.capitalize(), self.name,
+                "in unit %s" % self.units if self.units else "with no unit")
+        self.description = as_str(description)
+        if default is None:
+            default = kind.default_for(params)
+        self._observers: Set[Any] = set()
+        self._reading = Reading(time.time(), initial_status, default)
+
+    def __repr__(self) -> str:
+        return "<%s.%s object name=%r at 0x%x>" % (
+            type(self).__module__, type(self).__name__, self.name, id(self))
+
+    # -- typed constructors -------------------------------------------------
+
+    @classmethod
+    def integer(cls, name: str, description: _Text = None, unit: str = "", params: _Params = None,
+                default: Any = None, initial_status: _Status = None) -> "Sensor":
+        """Instantiate a new integer sensor object.
+
+        Parameters are as for :class:`Sensor` (`unit` is its `units`);
+        `params` is [min, max], the range clients are told of; `default` defaults to 0
+        (the minimum if 0 is out of range).
+        """
+        return cls(cls.INTEGER, name, description, unit, params, default, initial_status)
+
+    @classmethod
+    def float(cls, name: str, description: _Text = None, unit: str = "", params: _Params = None,
+              default: Any = None, initial_status: _Status = None) -> "Sensor":
+        """Instantiate a new float sensor object.
+
+        Parameters are as for :class:`Sensor` (`unit` is its `units`);
+        `params` is [min, max], the range clients are told of; `default` defaults to 0.0
+        (the minimum if 0.0 is out of range).
+        """
+        return cls(cls.FLOAT, name, description, unit, params, default, initial_status)
+
+    @classmethod
+    def boolean(cls, name: str, description: _Text = None, unit: str = "", default: Any = None,
+                initial_status: _Status = None) -> "Sensor":
+        """Instantiate a new boolean sensor object.
+
+        Parameters are as for :class:`Sensor` (`unit` is its `units`);
+        `default` defaults to False.
+        """
+        return cls(cls.BOOLEAN, name, description, unit, None, default, initial_status)
+
+    @classmethod
+    def lru(cls, name: str, description: _Text = None, unit: str = "", default: Any = None,
+            initial_status: _Status = None) -> "Sensor":
+        """Instantiate a new lru sensor object.
+
+        Parameters are as for :class:`Sensor` (`unit` is its `units`);
+        `default` (Sensor.LRU_*) defaults to Sensor.LRU_NOMINAL.
+        """
+        return cls(cls.LRU, name, description, unit, None, default, initial_status)
+
+    @classmethod
+    def string(cls, name: str, description: _Text = None, unit: str = "", default: Any = None,
+               initial_status: _Status = None) -> "Sensor":
+        """Instantiate a new string sensor object.
+
+        Parameters are as for :class:`Sensor` (`unit` is its `units`);
+        `default` defaults to the empty string.
+        """
+        return cls(cls.STRING, name, description, unit, None, default, initial_status)
+
+    @classmethod
+    def discrete(cls, name: str, description: _Text = None, unit: str = "", params: _Params = None,
+                 default: Any = None, initial_status: _Status = None) -> "Sensor":
+        """Instantiate a new discrete sensor object.
+
+        Parameters are as for :class:`Sensor` (`unit` is its `units`);
+        `params` is the allowed values (str); `default` defaults to the first of them.
+        """
+        return cls(cls.DISCRETE, name, description, unit, params, default, initial_status)
+
+    @classmethod
+    def timestamp(cls, name: str, description: _Text = None, unit: str = "", default: Any = None,
+                  initial_status: _Status = None) -> "Sensor":
+        """Instantiate a new timestamp sensor object.
+
+        Parameters are as for :class:`Sensor` (`unit` is its `units`);
+        `default` (seconds since the Unix epoch) defaults to 0.
+        """
+        return cls(cls.TIMESTAMP, name, description, unit, None, default, initial_status)
+
+    @classmethod
+    def address(cls, name: str, description: _Text = None, unit: str = "", default: Any = None,
+                initial_status: _Status = None) -> "Sensor":
+        """Instantiate a new IP address sensor object.
+
+        Parameters are as for :class:`Sensor` (`unit` is its `units`);
+        `default`, a (host, port) tuple, defaults to ("0.0.0.0", None).
+        """
+        return cls(cls.ADDRESS, name, description, unit, None, default, initial_status)
+
+    # -- observers ------------------------------------------------------------
+
+    def attach(self, observer: Any) -> None:
+        """Attach an observer to this sensor.
+
+        Parameters
+        ----------
+        observer : object
+            Object with an ``update(sensor, reading)`` method that will be called
+            when the sensor value is set.
+        """
+        self._observers.add(observer)
+
+    def detach(self, observer: Any) -> None:
+        """Detach an observer from this sensor.
+
+        Parameters
+        ----------
+        observer : object
+            The observer to remove from the set of observers notified when the
+            sensor value is set.
+        """
+        self._observers.discard(observer)
+
+    def notify(self, reading: Reading) -> None:
+        """Notify all observers of changes to this sensor.
+
+        Parameters
+        ----------
+        reading : Reading
+            The reading passed to each observer's ``update(sensor, reading)``.
+        """
+        # tuple() copies the set atomically under the GIL, so observers may attach or
+        # detach from other threads (or from inside update()) while we notify.
+        for observer in tuple(self._observers):
+            observer.update(self, reading)
+
+    # -- reading and setting ------------------------------------------------
+
+    def read(self) -> Reading:
+        """Read the sensor and return a (timestamp, status, value) tuple.
+
+        Returns
+        -------
+        reading : Reading
+            Sensor reading as a (timestamp, status, value) tuple.
+        """
+        return self._reading
+
+    def status(self) -> int:
+        """Read the current sensor status.
+
+        Returns
+        -------
+        status : enum (int)
+            The status of the sensor, one of the keys in Sensor.STATUSES.
+        """
+        return self._reading.status
+
+    @property
+    def _value(self) -> Any:
+        # katcp 0.9.3 kept the value in this attribute; code and tests still read it.
+        return self._reading.value
+
+    def value(self) -> Any:
+        """Read the current sensor value.
+
+        Returns
+        -------
+        value : object
+            The value of the sensor (the type will be appropriate to the sensor's type).
+        """
+        return self._reading.value
+
+    def set(self, timestamp: _Seconds, status: int, value: Any) -> None:
+        """Set the current value of the sensor.
+
+        Safe to call from any thread: the reading is stored in one assignment.
+
+        Parameters
+        ----------
+        timestamp : float in seconds
+            The time at which the sensor value was determined.
+        status : Sensor status constant
+            Whether the value represents an error condition or not.
+        value : object
+            The value of the sensor (the type should be appropriate to the sensor's
+            type).
+        """
+        reading = self._reading = Reading(timestamp, status, value)
+        self.notify(reading)
+
+    def set_value(self, value: Any, status: int = NOMINAL, timestamp: Optional[_Seconds] = None,
+                  major: int = DEFAULT_KATCP_MAJOR) -> None:
+        """Check and then set the value of the sensor.
+
+        Parameters
+        ----------
+        value : object
+            Value of the appropriate type for the sensor.
+        status : Sensor status constant
+            Whether the value represents an error condition or not.
+        timestamp : float in seconds or None
+            The time at which the sensor value was determined. Uses current time if
+            None.
+        major : int
+            Major version of KATCP to use when interpreting types.
+
+        Raises
+        ------
+        ValueError
+            If the value is not valid for this sensor.
+        """
+        self._type.check(value, self.params)
+        if status not in self.STATUSES:
+            raise ValueError("Invalid status %r for sensor %r." % (status, self.name))
+        if timestamp is None:
+            timestamp = time.time()
+        self.set(timestamp, status, value)
+
+    def set_formatted(self, raw_timestamp: bytes, raw_status: bytes, raw_value: bytes,
+                      major: int = DEFAULT_KATCP_MAJOR) -> None:
+        """Set the current value of the sensor.
+
+        Parameters
+        ----------
+        raw_timestamp : bytes
+            KATCP formatted timestamp byte string.
+        raw_status : bytes
+            KATCP formatted sensor status byte string.
+        raw_value : bytes
+            KATCP formatted sensor value byte string.
+        major : int, default = 5
+            KATCP major version to use for interpreting the raw values.
+        """
+        timestamp = wire_types.parse_timestamp(raw_timestamp, major)
+        status = self.STATUS_NAMES_RAW.get(raw_status)
+        if status is None:
+            raise ValueError("Invalid sensor status %r." % (show(raw_status),))
+        self.set(timestamp, status, self.parse_value(raw_value, major))
+
+    def format_reading(self, reading: Reading, major: int = DEFAULT_KATCP_MAJOR
+                       ) -> Tuple[bytes, bytes, bytes]:
+        """Format sensor reading as (timestamp, status, value) tuple of byte strings.
+
+        Parameters
+        ----------
+        reading : Reading
+            Sensor reading as returned by :meth:`read`.
+        major : int
+            Major version of KATCP to use when interpreting types.
+
+        Returns
+        -------
+        timestamp : bytes
+            KATCP formatted timestamp byte string.
+        status : bytes
+            KATCP formatted sensor status byte string.
+        value : bytes
+            KATCP formatted sensor value byte string.
+        """
+        timestamp, status, value = reading
+        return (wire_types.format_timestamp(timestamp, major), self.STATUSES_RAW[status],
+                self._type.rule.encode(value, major))
+
+    def read_formatted(self, major: int = DEFAULT_KATCP_MAJOR) -> Tuple[bytes, bytes, bytes]:
+        """Read the sensor and return a (timestamp, status, value) tuple of bytes.
+
+        Parameters
+        ----------
+        major : int
+            Major version of KATCP to use when interpreting types.
+
+        Returns
+        -------
+        timestamp, status, value : bytes
+            KATCP formatted byte strings.
+        """
+        return self.format_reading(self._reading, major)
+
+    def parse_value(self, s_value: bytes, katcp_major: int = DEFAULT_KATCP_MAJOR) -> Any:
+        """Parse a value from a byte string.
+
+        Parameters
+        ----------
+        s_value : bytes
+            A byte string value to attempt to convert to a value for the sensor.
+
+        Returns
+        -------
+        value : object
+            A value of a type appropriate to the sensor.
+
+        Raises
+        ------
+        ValueError
+            If the bytes cannot be parsed or the value is not valid for the sensor.
+        KatcpTypeError
+            If `s_value` is not bytes.
+        """
+        if not isinstance(s_value, bytes):
+            raise KatcpTypeError("Sensor values must be parsed from bytes, not %r."
+                                 % (type(s_value),))
+        value = self._type.rule.decode(s_value, katcp_major)
+        self._type.check(value, self.params)
+        return value
+
+    @classmethod
+    def parse_type(cls, type_string: Any) -> int:
+        """Parse KATCP formatted type code into Sensor type constant.
+
+        Parameters
+        ----------
+        type_string : str or bytes
+            KATCP formatted type code.
+
+        Returns
+        -------
+        sensor_type : Sensor type constant
+            The corresponding Sensor type constant.
+        """
+        type_string = as_str(type_string)
+        try:
+            return cls.SENSOR_TYPE_LOOKUP[type_string]
+        except KeyError:
+            raise ValueError("Invalid sensor type string %r." % (type_string,))
+
+    @classmethod
+    def parse_params(cls, sensor_type: int, formatted_params: List[bytes],
+                     major: int = DEFAULT_KATCP_MAJOR) -> List[Any]:
+        """Parse KATCP formatted parameters into Python values.
+
+        Parameters
+        ----------
+        sensor_type : Sensor type constant
+            The type of sensor the parameters are for.
+        formatted_params : list of byte strings
+            The formatted parameters that should be parsed.
+        major : int
+            Major version of KATCP to use when interpreting types.
+
+        Returns
+        -------
+        params : list of objects
+            The parsed parameters.
+        """
+        kind = cls.SENSOR_TYPES[sensor_type]
+        return [kind.rule.decode(param, major) for param in formatted_params]
+

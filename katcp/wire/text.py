@@ -1,0 +1,73 @@
+"""The one place where bytes become text and text becomes bytes.
+
+KATCP arguments are bytes; text is UTF-8 on the wire. Three readings of bytes are
+needed, each with its own error policy:
+
+- :func:`as_str` for values: invalid UTF-8 is an error.
+- :func:`readable` for logs and displays: never fails, bad bytes become U+FFFD.
+- :func:`show` for error messages about the bytes themselves: never fails, bad bytes
+  stay visible as ``\\xNN`` escapes.
+"""
+
+import logging
+from typing import Any
+
+
+logger = logging.getLogger("katcp.core")
+
+
+def as_str(value: Any) -> Any:
+    """Decode bytes as UTF-8 (strictly); anything else is returned unchanged.
+
+    Raises
+    ------
+    UnicodeDecodeError
+        If `value` is bytes that are not valid UTF-8 (a :class:`ValueError`).
+    """
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8")
+    return value
+
+
+def readable(value: Any) -> str:
+    """Text for logs and displays: bytes decoded with replacement, others with str()."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
+
+
+def show(value: Any) -> Any:
+    """Bytes as text for error messages (undecodable bytes escaped); others unchanged."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", errors="backslashreplace")
+    return value
+
+
+def as_bytes(value: Any) -> bytes:
+    """Bytes as they are; anything else as the UTF-8 encoding of its str()."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    return encode_utf8_with_error_log(str(value))
+
+
+def encode_utf8_with_error_log(arg: str) -> bytes:
+    """Return byte string encoded with UTF-8, but log and replace on error.
+
+    Parameters
+    ----------
+    arg : str
+        Text to encode.
+
+    Returns
+    -------
+    encoded : bytes
+        UTF-8 bytes; unencodable characters (lone surrogates) become ``?``.
+    """
+    try:
+        return arg.encode("utf-8")
+    except UnicodeEncodeError:
+        logger.error("Error encoding message argument to UTF-8, replacing invalid "
+                     "characters: %r", arg)
+        return arg.encode("utf-8", errors="replace")

@@ -1,0 +1,292 @@
+"""The one codec of KATCP's types: how each type's values look on the wire, for v4 and v5.
+
+Each type has one rule, an object with ``encode(value, major) -> bytes`` and
+``decode(raw, major) -> value`` (raising :class:`ValueError` for bytes that are not of
+the type). :class:`~katcp.core.Sensor` and the :mod:`katcp.kattypes` classes both use
+these; what they add is validation (ranges, allowed values), not another wire form.
+
+Where v4 and v5 differ (timestamps: milliseconds or seconds), the rule asks
+:func:`katcp.wire.flags.dialect`.
+"""
+
+import re
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from katcp.wire.flags import SEC_TO_MS_FAC, SEC_TS_KATCP_MAJOR, dialect
+from katcp.wire.text import encode_utf8_with_error_log, show
+
+
+Address = Tuple[str, Optional[int]]
+
+
+# -- time units: the one rule for seconds <-> milliseconds (v4 wires carry milliseconds),
+# used by sensors, kattypes, #log informs, clients and sampling parameters alike.
+
+def seconds_to_ms(seconds: float) -> float:
+    """Milliseconds for a time in seconds (a number; an int stays an int).
+
+    Float noise below a nanosecond is rounded away, so that 1.001 s (which times 1000
+    is 1000.9999999999999) is 1001.0 ms.
+    """
+    return round(seconds * SEC_TO_MS_FAC, 6)
+
+
+def whole_ms(seconds: float) -> int:
+    """Whole milliseconds for a time in seconds, truncated like katcp 0.9.3.
+
+    1234567890.5007 s is 1234567890500 ms, and 1.001 s is 1001 ms (see above).
+    """
+    return int(seconds_to_ms(float(seconds)))
+
+
+def ms_to_seconds(ms: float) -> float:
+    """Seconds, as a float, for a time in milliseconds (division rounds correctly)."""
+    return float(ms) / SEC_TO_MS_FAC
+
+
+def format_timestamp(timestamp: float, major: int) -> bytes:
+    """Wire form of a time in seconds: seconds for KATCP v5+, whole ms before."""
+    # dialect(major).seconds_timestamps, without a call: this is on every sensor inform.
+    if major >= SEC_TS_KATCP_MAJOR:
+        return b"%.6f" % timestamp
+    return b"%d" % whole_ms(timestamp)
+
+
+def parse_timestamp(raw: Any, major: int) -> float:
+    """Seconds (float) from a wire timestamp: seconds for KATCP v5+, ms before."""
+    try:
+        value = float(raw)
+    except (ValueError, TypeError):
+        raise ValueError("Could not parse value '%s' as timestamp." % (show(raw),)) from None
+    if major < SEC_TS_KATCP_MAJOR:  # not dialect(major).seconds_timestamps
+        value = ms_to_seconds(value)
+    return value
+
+
+# -- the types -------------------------------------------------------------------------
+
+class WireType:
+    """One KATCP type's wire rule (stateless: the module holds one instance of each)."""
+
+    __slots__ = ()
+    name = "unknown"
+
+    def encode(self, value: Any, major: int) -> bytes:
+        """Format a (valid, non-None) value as the bytes of one argument."""
+        raise NotImplementedError
+
+    def decode(self, raw: bytes, major: int) -> Any:
+        """Parse one argument's bytes; :class:`ValueError` if they are not of the type."""
+        raise NotImplementedError
+
+    def _refuse(self, raw: Any) -> ValueError:
+        return ValueError("Could not parse value '%s' as %s." % (show(raw), self.name))
+
+
+class _Number(WireType):
+    __slots__ = ("name", "_parse")
+
+    def __init__(self, name: str, parse: Callable[[Any], Any]) -> None:
+        self.name = name
+        self._parse = parse
+
+    def decode(self, raw: bytes, major: int) -> Any:
+        try:
+            return self._parse(raw)
+        except (ValueError, TypeError):
+            raise self._refuse(raw) from None
+
+
+class _Integer(_Number):
+    __slots__ = ()
+
+    def encode(self, value: Any, major: int) -> bytes:
+        return b"%d" % (value,)
+
+
+class _Float(_Number):
+    __slots__ = ()
+
+    def encode(self, value: Any, major: int) -> bytes:
+        # repr round-trips exactly.
+        return repr(float(value)).encode("ascii")
+
+
+class _Boolean(WireType):
+    __slots__ = ()
+    name = "boolean"
+
+    def encode(self, value: Any, major: int) -> bytes:
+        return b"1" if value else b"0"
+
+    def decode(self, raw: bytes, major: int) -> bool:
+        if raw == b"1":
+            return True
+        if raw == b"0":
+            return False
+        raise self._refuse(raw)
+
+
+LRU_NOMINAL, LRU_ERROR = range(2)
+LRU_VALUES = {LRU_NOMINAL: b"nominal", LRU_ERROR: b"error"}
+LRU_CONSTANTS = {v: k for k, v in LRU_VALUES.items()}
+
+
+class _Lru(WireType):
+    __slots__ = ()
+    name = "lru"
+
+    def encode(self, value: Any, major: int) -> bytes:
+        try:
+            return LRU_VALUES[value]
+        except (KeyError, TypeError):
+            raise ValueError("Lru value must be Sensor.LRU_NOMINAL or Sensor.LRU_ERROR, "
+                             "not %r." % (value,)) from None
+
+    def decode(self, raw: bytes, major: int) -> int:
+        try:
+            return LRU_CONSTANTS[raw]
+        except (KeyError, TypeError):
+            raise ValueError("Lru value must be 'nominal' or 'error', not '%s'."
+                             % (show(raw),)) from None
+
+
+class _NotUtf8(UnicodeDecodeError):
+    # Still a UnicodeDecodeError (as katcp 0.9.3 raised), which reads well in a reply.
+    def __str__(self) -> str:
+        return "Could not decode value '%s' as UTF-8 text." % (show(self.object),)
+
+
+class _String(WireType):
+    # Any value is sent as the UTF-8 of its str(); bytes are sent as they are.
+    __slots__ = ()
+    name = "string"
+
+    def encode(self, value: Any, major: int) -> bytes:
+        if isinstance(value, bytes):
+            return value
+        return encode_utf8_with_error_log(value if isinstance(value, str) else str(value))
+
+    def decode(self, raw: bytes, major: int) -> str:
+        if isinstance(raw, str):
+            return raw
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _NotUtf8(*exc.args) from None
+
+
+class _Discrete(_String):
+    # On the wire a discrete value is a string; which strings are allowed is checked
+    # by the sensor or kattype that knows the values.
+    __slots__ = ()
+    name = "discrete"
+
+
+class _Timestamp(WireType):
+    __slots__ = ()
+    name = "timestamp"
+
+    def encode(self, value: Any, major: int) -> bytes:
+        return format_timestamp(float(value), major)
+
+    def decode(self, raw: bytes, major: int) -> float:
+        return parse_timestamp(raw, major)
+
+
+class _Now:
+    """The special value of the timestamp-or-now type meaning 'now'."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "TimestampOrNow.NOW"
+
+
+NOW = _Now()
+
+
+class _TimestampOrNow(_Timestamp):
+    __slots__ = ()
+    name = "timestamp_or_now"
+
+    def encode(self, value: Any, major: int) -> bytes:
+        if value is NOW:
+            return b"now"
+        return super().encode(value, major)
+
+    def decode(self, raw: bytes, major: int) -> Any:
+        if raw == b"now":
+            return NOW
+        return super().decode(raw, major)
+
+
+class _StrictTimestamp(WireType):
+    # XXXX.YYY, never negative; repr precision rather than six decimals.
+    __slots__ = ()
+    name = "strict_timestamp"
+    _FORMAT_RE = re.compile(rb"\d+(\.\d*)?\Z")
+
+    def encode(self, value: Any, major: int) -> bytes:
+        value = float(value)
+        if not dialect(major).seconds_timestamps:
+            value = seconds_to_ms(value)
+        return repr(value).encode("ascii")
+
+    def decode(self, raw: bytes, major: int) -> float:
+        if not isinstance(raw, bytes) or not self._FORMAT_RE.match(raw):
+            raise ValueError("Could not parse value '%s' as strict timestamp "
+                             "(expected XXXX.YYY)." % (show(raw),))
+        timestamp = float(raw)
+        if not dialect(major).seconds_timestamps:
+            timestamp = ms_to_seconds(timestamp)
+        return timestamp
+
+
+NULL_ADDRESS: Address = ("0.0.0.0", None)
+
+
+class _Address(WireType):
+    """``host[:port]``, an IPv6 host in brackets: ``[::1]:80``."""
+
+    __slots__ = ()
+    name = "address"
+    _IPV6_RE = re.compile(r"\[(?P<host>[^\[\]]+)\](?::(?P<port>[0-9]+))?\Z")
+    _IPV4_RE = re.compile(r"(?P<host>[^:\[\]]+)(?::(?P<port>[0-9]+))?\Z")
+
+    def encode(self, value: Any, major: int) -> bytes:
+        try:
+            host, port = value
+        except (TypeError, ValueError):
+            raise ValueError("Address must be a (host, port) tuple, not %r."
+                             % (value,)) from None
+        host = show(host)
+        if ":" in host:
+            host = "[%s]" % host
+        if port is None:
+            return host.encode("ascii")
+        return ("%s:%d" % (host, port)).encode("ascii")
+
+    def decode(self, raw: bytes, major: int) -> Address:
+        text = show(raw)
+        match = self._IPV6_RE.match(text) or self._IPV4_RE.match(text)
+        if match is None:
+            raise self._refuse(raw)
+        port = match.group("port")
+        return (match.group("host"), None if port is None else int(port))
+
+
+INTEGER = _Integer("integer", int)
+FLOAT = _Float("float", float)
+BOOLEAN = _Boolean()
+LRU = _Lru()
+STRING = _String()
+DISCRETE = _Discrete()
+TIMESTAMP = _Timestamp()
+TIMESTAMP_OR_NOW = _TimestampOrNow()
+STRICT_TIMESTAMP = _StrictTimestamp()
+ADDRESS = _Address()
+
+#: The rule of each type by its KATCP name (as in ``#sensor-list``).
+BY_NAME: Dict[str, WireType] = {rule.name: rule for rule in (
+    INTEGER, FLOAT, BOOLEAN, LRU, STRING, DISCRETE, TIMESTAMP, ADDRESS)}
