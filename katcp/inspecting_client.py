@@ -14,12 +14,14 @@ import asyncio
 import collections
 import inspect
 import logging
-import random
+# 0.9 code patches katcp.inspecting_client.random.random to fix the backoff's draws.
+import random  # noqa: F401
 
 import tornado.gen
 import tornado.ioloop
 import tornado.util
 
+from katcp._export import keep_home
 from katcp.client import AsyncClient
 from katcp.core import (
     DEFAULT_KATCP_MAJOR,
@@ -30,8 +32,12 @@ from katcp.core import (
     until_any,
     until_later,
 )
+from katcp.loop.backoff import ExponentialRandomBackoff
 
 ic_logger = logging.getLogger("katcp.inspect_client")
+
+# Documented here since 0.9; shared with other retrying code from katcp.loop.backoff.
+keep_home(__name__, ExponentialRandomBackoff)
 
 RequestType = collections.namedtuple("Request", "name description timeout_hint")
 
@@ -64,55 +70,6 @@ class InspectingClientStateType(collections.namedtuple(
 _DISCONNECTED = InspectingClientStateType(False, False, False, False)
 _CONNECTED = InspectingClientStateType(True, False, False, False)
 _SYNCED = InspectingClientStateType(True, True, False, True)
-
-
-class ExponentialRandomBackoff:
-    """Randomised exponential delays for retrying an action that keeps failing.
-
-    Parameters
-    ----------
-    delay_initial : float
-        Delay (seconds) after a success and before the first retry.
-    delay_max : float
-        Upper bound of the delay.
-    exp_fac : float
-        Increase timeout by this factor for each consecutive failure.
-    randomicity : float
-        Fraction (0 to 1) of each delay that is random: a delay with nominal value
-        `d` lies in [(1 - randomicity) * d, d], so that many clients retrying the
-        same server spread out. The nominal delay starts at `delay_initial` and is
-        multiplied by `exp_fac` on each failure, up to `delay_max`.
-    """
-
-    def __init__(self, delay_initial=1.0, delay_max=90.0, exp_fac=3.0, randomicity=0.95):
-        self.delay_initial = delay_initial
-        self.delay_max = delay_max
-        self.exp_fac = exp_fac
-        self.randomicity = randomicity
-        self.success()
-
-    def next(self):
-        """Python 2 style iterator protocol shim (the reference API lists it)."""
-        raise TypeError("%s is not an iterator" % type(self).__name__)
-
-    def _randomise(self):
-        # One random draw scales the whole nominal delay, so that a fixed draw
-        # gives delays that grow by exactly exp_fac.
-        randomicity = self.randomicity
-        self.delay = self._nominal * (1.0 - randomicity + randomicity * random.random())
-
-    def failed(self):
-        """Call whenever an action has failed, grows delay exponentially.
-
-        After calling failed(), the delay property contains the next delay.
-        """
-        self._nominal = min(self._nominal * self.exp_fac, self.delay_max)
-        self._randomise()
-
-    def success(self):
-        """Call whenever an action has succeeded, resets delay to minimum."""
-        self._nominal = self.delay_initial
-        self._randomise()
 
 
 class _InformHookDeviceClient(AsyncClient):
@@ -301,10 +258,6 @@ class InspectingClientAsync:
         See :func:`katcp.fake_clients.fake_inspecting_client_factory`.
         """
         return _InformHookDeviceClient(host, port, *args, **kwargs)
-
-    def next(self):
-        """Python 2 style iterator protocol shim (the reference API lists it)."""
-        raise TypeError("%s is not an iterator" % type(self).__name__)
 
     def set_ioloop(self, ioloop):
         """Set the tornado ioloop to use (for this client and its KATCP client).

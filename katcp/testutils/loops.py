@@ -1,54 +1,51 @@
 """Helpers for tests that drive an ioloop or a thread from the test's own thread."""
 
-import asyncio
-import concurrent.futures
+from typing import Any, Callable, Optional
 
-import tornado.gen
+import tornado.ioloop
+
+from katcp.loop.crossing import call_on_loop
 
 __all__ = ["call_in_ioloop", "start_thread_with_cleanup"]
 
 
-def _resolve_once(future, result):
+def _resolve_once(future: Any, result: Any) -> None:
     if not future.done():
         future.set_result(result)
 
 
-def call_in_ioloop(ioloop, fn, *args, **kwargs):
+def call_in_ioloop(ioloop: tornado.ioloop.IOLoop, fn: Callable[..., Any], *args: Any,
+                   timeout: Optional[float] = None, **kwargs: Any) -> Any:
     """Run fn in ioloop and block until the result is available.
 
-    ``fn`` may return a plain value, a future or a coroutine. Must not be called from the
-    ioloop's own thread.
+    Must not be called from the ioloop's own thread: the loop could not run `fn`
+    while blocked.
+
+    Parameters
+    ----------
+    ioloop : :class:`tornado.ioloop.IOLoop`
+        The (running) loop to call `fn` on.
+    fn : callable
+        Called as ``fn(*args, **kwargs)``; it may return a plain value, a future or
+        a coroutine.
+    timeout : float, optional
+        Seconds to block (None: wait forever).
+
+    Returns
+    -------
+    result : object
+        What `fn` returned, or what its future resolved to; what it raised is raised.
+
+    Raises
+    ------
+    concurrent.futures.TimeoutError
+        If the result did not come within `timeout`.
     """
-    timeout = kwargs.pop("timeout", None)
-    result = concurrent.futures.Future()
-
-    def _dispatch():
-        try:
-            value = fn(*args, **kwargs)
-        except Exception as exc:
-            result.set_exception(exc)
-            return
-        if tornado.gen.is_future(value) or asyncio.iscoroutine(value) or \
-                hasattr(value, "__await__"):
-            future = tornado.gen.convert_yielded(value)
-            future.add_done_callback(lambda f: _copy_result(f, result))
-        else:
-            result.set_result(value)
-
-    ioloop.add_callback(_dispatch)
-    return result.result(timeout)
+    return call_on_loop(ioloop, None, fn, *args, **kwargs).result(timeout)
 
 
-def _copy_result(source, target):
-    if source.cancelled():
-        target.cancel()
-    elif source.exception() is not None:
-        target.set_exception(source.exception())
-    else:
-        target.set_result(source.result())
-
-
-def start_thread_with_cleanup(test_instance, thread_object, timeout=1, start_timeout=None):
+def start_thread_with_cleanup(test_instance: Any, thread_object: Any, timeout: float = 1,
+                              start_timeout: Optional[float] = None) -> None:
     """Start thread_object and add cleanup functions to test_instance.
 
     The thread object needs ``start(timeout=...)``, ``stop`` and ``join`` methods

@@ -1,0 +1,85 @@
+"""The high-level and test-helper modules after their split: where names live, how
+thread-facing helpers cross onto the loop, and documented keywords that are real
+parameters (a misspelt one is an error, not silently ignored)."""
+
+import concurrent.futures
+import importlib
+import threading
+
+import pytest
+import tornado.gen
+
+from katcp import testutils
+from katcp.inspecting_client import ExponentialRandomBackoff
+
+pytestmark = pytest.mark.timeout(60)
+
+WAIT = 10.0
+
+
+@pytest.mark.parametrize("package", ["katcp.testutils", "katcp.resource_client"])
+def test_split_packages_keep_their_documented_home(package):
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert getattr(module, name).__module__ == package, name
+
+
+def test_backoff_lives_in_the_loop_package_and_is_documented_in_inspecting_client():
+    from katcp.loop.backoff import ExponentialRandomBackoff as shared
+
+    assert shared is ExponentialRandomBackoff
+    assert ExponentialRandomBackoff.__module__ == "katcp.inspecting_client"
+
+
+def test_backoff_grows_by_its_factor_up_to_the_maximum(monkeypatch):
+    monkeypatch.setattr("random.random", lambda: 1.0)
+    backoff = ExponentialRandomBackoff(delay_initial=0.5, delay_max=3.0, exp_fac=2.0,
+                                       randomicity=0.5)
+    delays = [backoff.delay]
+    for _ in range(4):
+        backoff.failed()
+        delays.append(backoff.delay)
+    assert delays == [0.5, 1.0, 2.0, 3.0, 3.0]
+    backoff.success()
+    assert backoff.delay == 0.5
+
+
+class TestCallInIoloop:
+
+    def test_returns_what_the_function_returns_computed_on_the_loop_thread(
+            self, loop_manager):
+        ioloop = loop_manager.get_ioloop()
+        loop_thread = testutils.call_in_ioloop(ioloop, threading.get_ident, timeout=WAIT)
+        assert loop_thread != threading.get_ident()
+
+    def test_waits_for_a_coroutine_and_passes_keywords_on(self, loop_manager):
+        @tornado.gen.coroutine
+        def add(a, b=0):
+            yield tornado.gen.moment
+            return a + b
+
+        async def native(a, b=0):
+            return a * b
+
+        ioloop = loop_manager.get_ioloop()
+        assert testutils.call_in_ioloop(ioloop, add, 2, b=3, timeout=WAIT) == 5
+        assert testutils.call_in_ioloop(ioloop, native, 2, b=3, timeout=WAIT) == 6
+
+    def test_raises_what_the_function_raised(self, loop_manager):
+        def fail():
+            raise KeyError("nope")
+
+        with pytest.raises(KeyError):
+            testutils.call_in_ioloop(loop_manager.get_ioloop(), fail, timeout=WAIT)
+
+    def test_timeout_bounds_the_wait(self, loop_manager):
+        ioloop = loop_manager.get_ioloop()
+        release = []
+
+        async def hang():
+            release.append(ioloop.asyncio_loop.create_future())
+            await release[0]
+
+        with pytest.raises(concurrent.futures.TimeoutError):
+            testutils.call_in_ioloop(ioloop, hang, timeout=0.05)
+        testutils.call_in_ioloop(ioloop, release[0].set_result, None, timeout=WAIT)
