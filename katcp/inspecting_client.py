@@ -960,7 +960,7 @@ class InspectingClientAsync:
 
     # -- talking to the device ------------------------------------------------------
 
-    def simple_request(self, request, *args, **kwargs):
+    def simple_request(self, request, *args, timeout=None, mid=None, use_mid=None):
         """Create and send a request to the server.
 
         This method implements a very small subset of the options possible to send
@@ -996,9 +996,8 @@ class InspectingClientAsync:
 
             reply, informs = yield ic.simple_request('help', 'sensor-list')
         """
-        msg = Message.request(request, *args, mid=kwargs.get("mid"))
-        return self.katcp_client.future_request(
-            msg, kwargs.get("timeout"), kwargs.get("use_mid"))
+        msg = Message.request(request, *args, mid=mid)
+        return self.katcp_client.future_request(msg, timeout, use_mid)
 
     def _katcp_major(self):
         flags = self.katcp_client.protocol_flags

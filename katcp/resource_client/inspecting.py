@@ -75,7 +75,7 @@ class ReplyWrappedInspectingClientAsync(InspectingClientAsync):
         """Turn a ``(reply, informs)`` tuple into a :class:`KATCPReply`."""
         return KATCPReply(*x)
 
-    def wrapped_request(self, request, *args, **kwargs):
+    def wrapped_request(self, request, *args, timeout=None, mid=None, use_mid=None):
         """Create and send a request to the server.
 
         This method implements a very small subset of the options
@@ -107,13 +107,9 @@ class ReplyWrappedInspectingClientAsync(InspectingClientAsync):
         :meth:`katcp.client.DeviceClient.future_request` response wrapped in
         self.reply_wrapper
         """
-        msg = Message.request(request, *args, mid=kwargs.get("mid"))
+        msg = Message.request(request, *args, mid=mid)
         return transform_future(
-            self.reply_wrapper,
-            self.katcp_client.future_request(
-                msg, kwargs.get("timeout"), kwargs.get("use_mid")
-            ),
-        )
+            self.reply_wrapper, self.katcp_client.future_request(msg, timeout, use_mid))
 
 
 class KATCPClientResourceRequest(resource.KATCPRequest):
@@ -133,7 +129,7 @@ class KATCPClientResourceRequest(resource.KATCPRequest):
         self._client = client
         super().__init__(request_description, is_active)
 
-    def issue_request(self, *args, **kwargs):
+    def issue_request(self, *args, timeout=None, mid=None, use_mid=None):
         """Issue the wrapped request to the server.
 
         Parameters
@@ -158,9 +154,10 @@ class KATCPClientResourceRequest(resource.KATCPRequest):
         future object that resolves with an :class:`katcp.resource.KATCPReply`
         instance
         """
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.timeout_hint
-        return self._client.wrapped_request(self.name, *args, **kwargs)
+        if timeout is None:
+            timeout = self.timeout_hint
+        return self._client.wrapped_request(self.name, *args, timeout=timeout, mid=mid,
+                                            use_mid=use_mid)
 
 
 class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
