@@ -16,6 +16,7 @@ import inspect
 import logging
 # 0.9 code patches katcp.inspecting_client.random.random to fix the backoff's draws.
 import random  # noqa: F401
+from typing import Any, Callable, Dict, Generator, List, Optional, Set, Union
 
 import tornado.gen
 import tornado.ioloop
@@ -199,11 +200,11 @@ class InspectingClientAsync:
         Logger to log to.
     """
 
-    sensor_factory = Sensor
+    sensor_factory: Callable[..., Any] = Sensor
     """Factory that produces sensor objects, called with keyword arguments name,
     sensor_type, description, units and params. Should be set before start()."""
 
-    request_factory = RequestType
+    request_factory: Callable[..., Any] = RequestType
     """Factory that produces KATCP Request objects.
 
     signature: request_factory(name, description, timeout_hint), all parameters

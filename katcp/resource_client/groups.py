@@ -1,10 +1,12 @@
 """Groups of client resources, acted on together."""
 
 import math
+from typing import Any, Dict, Generator, Iterator, Optional, Sequence
 
 import tornado.gen
 
 from katcp.core import until_some
+from katcp.resource import StrategySpec, _help_docstring, _object_repr
 from katcp.resource_client.namespaces import _find_request, _RequestNamespace
 
 __all__ = ["GroupResults", "GroupRequest", "ClientGroup"]
@@ -29,11 +31,11 @@ class GroupResults(dict):
     should work as expected.
     """
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return self.succeeded
 
     @property
-    def succeeded(self):
+    def succeeded(self) -> bool:
         """True if katcp request succeeded on all clients."""
         return all(self.values())
 
@@ -62,41 +64,26 @@ class GroupRequest:
         Help text of the request.
     """
 
-    def __init__(self, group, name, description):
+    def __init__(self, group: "ClientGroup", name: str, description: Optional[str]
+                 ) -> None:
         self.group = group
         self.name = name
         self.description = description
-        self.__doc__ = "\n".join(
-            (
-                "KATCP Documentation",
-                "===================",
-                description or "",
-                "GroupRequest Documentation",
-                "==========================",
-                type(self).__doc__,
-            )
-        )
+        self.__doc__ = _help_docstring(description, "GroupRequest", type(self).__doc__)
 
-    def __repr__(self):
-        return "<%s.%s(name=%s, group=%s) object at 0x%x>" % (
-            type(self).__module__,
-            type(self).__name__,
-            self.name,
-            self.group.name,
-            id(self),
-        )
+    def __repr__(self) -> str:
+        return _object_repr(self, name=self.name, group=self.group.name)
 
     @tornado.gen.coroutine
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Generator[Any, Any, GroupResults]:
         futures = {}
         for client in self.group.clients:
             request = _find_request(client.req, self.name)
             if request is not None:
                 futures[client.name] = request(*args, **kwargs)
         replies = yield futures
-        results = GroupResults.fromkeys(client.name for client in self.group.clients)
-        results.update(replies)
-        return results
+        return GroupResults((client.name, replies.get(client.name))
+                            for client in self.group.clients)
 
 
 class ClientGroup:
@@ -110,7 +97,7 @@ class ClientGroup:
         Clients to put into the group.
     """
 
-    def __init__(self, name, clients):
+    def __init__(self, name: str, clients: Sequence[Any]) -> None:
         self.name = name
         self.clients = tuple(clients)
         # Clients with dummy unknown requests make the group offer them too.
@@ -120,28 +107,23 @@ class ClientGroup:
         for client in self.clients:
             self.client_updated(client)
 
-    def _dummy_request(self, name):
+    def _dummy_request(self, name: str) -> GroupRequest:
         return GroupRequest(self, name, "Dummy request")
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return iter(self.clients)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.clients)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> Any:
         return self.clients[index]
 
-    def __repr__(self):
-        return "<%s.%s(name=%s, clients=%s) object at 0x%x>" % (
-            type(self).__module__,
-            type(self).__name__,
-            self.name,
-            [client.name for client in self.clients],
-            id(self),
-        )
+    def __repr__(self) -> str:
+        return _object_repr(self, name=self.name,
+                            clients=[client.name for client in self.clients])
 
-    def client_updated(self, client):
+    def client_updated(self, client: Any) -> None:
         """Called to notify this group that a client has been updated."""
         if client not in self.clients:
             raise ValueError("Client %r is not in group %r" % (client.name, self.name))
@@ -153,61 +135,51 @@ class ClientGroup:
             if not any(name in client.req for client in self.clients):
                 del self.req[name]
 
-    def is_connected(self):
+    def is_connected(self) -> bool:
         """Indication of the connection state of all clients in the group"""
         return all(client.is_connected() for client in self.clients)
 
     @tornado.gen.coroutine
-    def set_sampling_strategies(self, filter, strategy_and_params):
+    def set_sampling_strategies(self, filter: str, strategy_and_params: StrategySpec
+                                ) -> Generator[Any, Any, Dict[str, Any]]:
         """Set sampling strategy for the sensors of all the group's clients.
 
-        Only sensors that match the specified filter are considered. See the
-        `KATCPResource.set_sampling_strategies` docstring for parameter
-        definitions and more info.
+        Only sensors that match the specified filter are considered: see
+        :meth:`katcp.resource.KATCPResource.set_sampling_strategies`.
 
         Returns
         -------
         sensors_strategies : tornado Future
-            Resolves with a dict with client names as keys and with the value as
-            another dict. The value dict is similar to the return value described
-            in the `KATCPResource.set_sampling_strategies` docstring.
+            Resolves with a dict keyed by client name whose values are what each
+            client's ``set_sampling_strategies`` resolved with.
         """
-        results = yield {
-            client.name: client.set_sampling_strategies(filter, strategy_and_params)
-            for client in self.clients
-        }
+        results = yield {client.name: client.set_sampling_strategies(filter,
+                                                                     strategy_and_params)
+                         for client in self.clients}
         return results
 
     @tornado.gen.coroutine
-    def set_sampling_strategy(self, sensor_name, strategy_and_params):
-        """Set sampling strategy for the sensors of all the group's clients.
+    def set_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec
+                              ) -> Generator[Any, Any, Dict[str, Any]]:
+        """Set sampling strategy for the named sensor on all the group's clients.
 
-        Only sensors that match the specified filter are considered. See the
-        `KATCPResource.set_sampling_strategies` docstring for parameter
-        definitions and more info.
+        See :meth:`katcp.resource.KATCPResource.set_sampling_strategy`.
 
         Returns
         -------
         sensors_strategies : tornado Future
-            Resolves with a dict with client names as keys and with the value as
-            another dict. The value dict is similar to the return value described
-            in the `KATCPResource.set_sampling_strategies` docstring.
+            Resolves with a dict keyed by client name whose values are what each
+            client's ``set_sampling_strategy`` resolved with.
         """
-        results = yield {
-            client.name: client.set_sampling_strategy(sensor_name, strategy_and_params)
-            for client in self.clients
-        }
+        results = yield {client.name: client.set_sampling_strategy(sensor_name,
+                                                                   strategy_and_params)
+                         for client in self.clients}
         return results
 
     @tornado.gen.coroutine
-    def wait(
-        self,
-        sensor_name,
-        condition_or_value,
-        timeout=5.0,
-        quorum=None,
-        max_grace_period=1.0,
-    ):
+    def wait(self, sensor_name: str, condition_or_value: Any,
+             timeout: Optional[float] = 5.0, quorum: Any = None,
+             max_grace_period: Optional[float] = 1.0) -> Generator[Any, Any, Dict[str, bool]]:
         """Wait for sensor present on all group clients to satisfy a condition.
 
         Parameters
@@ -215,11 +187,7 @@ class ClientGroup:
         sensor_name : string
             The name of the sensor to check
         condition_or_value : obj or callable, or seq of objs or callables
-            If obj, sensor.value is compared with obj. If callable,
-            condition_or_value(reading) is called, and must return True if its
-            condition is satisfied. Since the reading is passed in, the value,
-            status, timestamp or received_timestamp attributes can all be used
-            in the check.
+            As for :meth:`katcp.resource.KATCPSensor.wait`.
         timeout : float or None
             The total timeout in seconds (None means wait forever)
         quorum : None or int or float
@@ -250,6 +218,8 @@ class ClientGroup:
         """
         num_clients = len(self.clients)
         quorum = _clients_needed(quorum, num_clients)
+        grace_period: Optional[float]
+        initial_timeout: Optional[float]
         if timeout and max_grace_period:
             # The grace period comes out of the total timeout, never all of it.
             grace_period = min(max_grace_period, timeout / 2.0)
@@ -257,26 +227,21 @@ class ClientGroup:
         else:
             grace_period = max_grace_period
             initial_timeout = timeout
-        futures = {
-            client.name: client.wait(sensor_name, condition_or_value, initial_timeout)
-            for client in self.clients
-        }
+        futures = {client.name: client.wait(sensor_name, condition_or_value,
+                                             initial_timeout)
+                   for client in self.clients}
         results = dict.fromkeys(futures, False)
         # Every wait resolves (True, or False at its timeout), so no extra timeout.
         results.update(
-            dict((yield until_some(done_at_least=min(quorum, num_clients), **futures)))
-        )
-        stragglers = {
-            client.name: client.wait(sensor_name, condition_or_value, grace_period)
-            for client in self.clients
-            if not results[client.name]
-        }
+            dict((yield until_some(done_at_least=min(quorum, num_clients), **futures))))
+        stragglers = {client.name: client.wait(sensor_name, condition_or_value, grace_period)
+                      for client in self.clients if not results[client.name]}
         if stragglers and grace_period:
             results.update(dict((yield until_some(**stragglers))))
         return _QuorumResults(results, quorum)
 
 
-def _clients_needed(quorum, num_clients):
+def _clients_needed(quorum: Any, num_clients: int) -> int:
     """Number of clients a :meth:`ClientGroup.wait` quorum asks for."""
     if quorum is None:
         return num_clients
@@ -298,9 +263,9 @@ def _clients_needed(quorum, num_clients):
 class _QuorumResults(dict):
     """Per-client results of :meth:`ClientGroup.wait`, true if a quorum succeeded."""
 
-    def __init__(self, results, quorum):
+    def __init__(self, results: Dict[str, bool], quorum: int) -> None:
         super().__init__(results)
         self.quorum = quorum
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return sum(bool(value) for value in self.values()) >= self.quorum

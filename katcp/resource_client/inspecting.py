@@ -9,13 +9,15 @@ strategies of its sensors.
 import collections
 import logging
 import sys
+from typing import Any, Callable, Dict, Generator, List, Optional, Tuple
 
 import tornado.gen
 
 from katcp import resource
 from katcp.core import Message
 from katcp.inspecting_client import InspectingClientAsync
-from katcp.resource import KATCPReply, KATCPSensorError, escape_name
+from katcp.resource import (KATCPReply, KATCPSensorError, StrategyResult, StrategySpec,
+                            escape_name)
 
 # The package's logger: the one 0.9 logged to.
 log = logging.getLogger("katcp.resource_client")
@@ -23,10 +25,10 @@ log = logging.getLogger("katcp.resource_client")
 __all__ = ["transform_future", "ReplyWrappedInspectingClientAsync",
            "KATCPClientResourceRequest", "KATCPClientResourceSensorsManager"]
 
-_NONE_STRATEGY = ("none",)
+_NONE_STRATEGY: Tuple[str, ...] = ("none",)
 
 
-def transform_future(transformation, future):
+def transform_future(transformation: Callable[[Any], Any], future: Any) -> Any:
     """Returns a new future that will resolve with a transformed value.
 
     Takes the resolution value of `future` and applies ``transformation`` to it before
@@ -71,42 +73,15 @@ class ReplyWrappedInspectingClientAsync(InspectingClientAsync):
     """Adds wrapped_request() method that wraps reply in a KATCPReply"""
 
     @staticmethod
-    def reply_wrapper(x):
+    def reply_wrapper(x: Tuple[Message, List[Message]]) -> KATCPReply:
         """Turn a ``(reply, informs)`` tuple into a :class:`KATCPReply`."""
         return KATCPReply(*x)
 
-    def wrapped_request(self, request, *args, timeout=None, mid=None, use_mid=None):
-        """Create and send a request to the server.
-
-        This method implements a very small subset of the options
-        possible to send an request. It is provided as a shortcut to
-        sending a simple wrapped request.
-
-        Parameters
-        ----------
-        request : str
-            The request to call.
-        *args : list of objects
-            Arguments to pass on to the request.
-
-        Keyword Arguments
-        -----------------
-        timeout : float or None, optional
-            Timeout after this amount of seconds (keyword argument).
-        mid : None or int, optional
-            Message identifier to use for the request message. If None, use either
-            auto-incrementing value or no mid depending on the KATCP protocol version
-            (mid's were only introduced with KATCP v5) and the value of the `use_mid`
-            argument. Defaults to None.
-        use_mid : bool
-            Use a mid for the request if True.
-
-        Returns
-        -------
-        future object that resolves with the
-        :meth:`katcp.client.DeviceClient.future_request` response wrapped in
-        self.reply_wrapper
-        """
+    def wrapped_request(self, request: str, *args: Any, timeout: Optional[float] = None,
+                        mid: Optional[int] = None, use_mid: Optional[bool] = None) -> Any:
+        """Create and send a request to the server: as :meth:`simple_request`, but
+        resolving with the reply wrapped by :meth:`reply_wrapper` (a
+        :class:`katcp.resource.KATCPReply`)."""
         msg = Message.request(request, *args, mid=mid)
         return transform_future(
             self.reply_wrapper, self.katcp_client.future_request(msg, timeout, use_mid))
@@ -125,34 +100,17 @@ class KATCPClientResourceRequest(resource.KATCPRequest):
         Returns True if the owning resource is active.
     """
 
-    def __init__(self, request_description, client, is_active=lambda: True):
+    def __init__(self, request_description: Dict[str, Any], client: Any,
+                 is_active: Callable[[], bool] = lambda: True) -> None:
         self._client = client
         super().__init__(request_description, is_active)
 
-    def issue_request(self, *args, timeout=None, mid=None, use_mid=None):
+    def issue_request(self, *args: Any, timeout: Optional[float] = None,
+                      mid: Optional[int] = None, use_mid: Optional[bool] = None) -> Any:
         """Issue the wrapped request to the server.
 
-        Parameters
-        ----------
-        *args : list of objects
-            Arguments to pass on to the request.
-
-        Keyword Arguments
-        -----------------
-        timeout : float or None, optional
-            Timeout after this amount of seconds (keyword argument).
-        mid : None or int, optional
-            Message identifier to use for the request message. If None, use either
-            auto-incrementing value or no mid depending on the KATCP protocol version
-            (mid's were only introduced with KATCP v5) and the value of the `use_mid`
-            argument. Defaults to None.
-        use_mid : bool
-            Use a mid for the request if True.
-
-        Returns
-        -------
-        future object that resolves with an :class:`katcp.resource.KATCPReply`
-        instance
+        As :meth:`ReplyWrappedInspectingClientAsync.wrapped_request` with this request's
+        name; a `timeout` of None uses the request's :attr:`timeout_hint`.
         """
         if timeout is None:
             timeout = self.timeout_hint
@@ -173,18 +131,19 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
     logger : :class:`logging.Logger`, optional
     """
 
-    def __init__(self, inspecting_client, resource_name, logger=log):
+    def __init__(self, inspecting_client: Any, resource_name: str,
+                 logger: logging.Logger = log) -> None:
         self._inspecting_client = inspecting_client
         self.resource_name = resource_name
         self._logger = logger
         # Normalised strategies keyed by KATCP sensor name, reapplied after each sync.
-        self._strategy_cache = {}
+        self._strategy_cache: Dict[str, Tuple[str, ...]] = {}
 
-    def sensor_factory(self, **sensor_description):
+    def sensor_factory(self, **sensor_description: Any) -> resource.KATCPSensor:
         """Create the :class:`katcp.resource.KATCPSensor` the inspecting client uses."""
         return resource.KATCPSensor(sensor_description, self)
 
-    def _get_strategy_cache_key(self, sensor_name):
+    def _get_strategy_cache_key(self, sensor_name: str) -> str:
         if sensor_name in self._strategy_cache:
             return sensor_name
         escaped_name = escape_name(sensor_name)
@@ -193,24 +152,12 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
                 return key
         return sensor_name
 
-    def get_sampling_strategy(self, sensor_name):
-        """Get the current sampling strategy for the named sensor
-
-        Parameters
-        ----------
-        sensor_name : str
-            Name of the sensor (normal or escaped form)
-
-        Returns
-        -------
-        strategy : tuple of str
-            contains (<strat_name>, [<strat_parm1>, ...]) where the strategy names and
-            parameters are as defined by the KATCP spec
-        """
+    def get_sampling_strategy(self, sensor_name: str) -> Tuple[str, ...]:
         key = self._get_strategy_cache_key(sensor_name)
         return self._strategy_cache.get(key, _NONE_STRATEGY)
 
-    def cache_sampling_strategy(self, sensor_name, strategy_and_params):
+    def cache_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec
+                                ) -> None:
         """Memorise a strategy to be applied by the next :meth:`reapply_sampling_strategies`.
 
         Parameters
@@ -221,76 +168,40 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
             Strategy as for :meth:`set_sampling_strategy`.
         """
         self._strategy_cache[sensor_name] = resource.normalize_strategy_parameters(
-            strategy_and_params
-        )
+            strategy_and_params)
 
     @tornado.gen.coroutine
-    def set_sampling_strategy(self, sensor_name, strategy_and_params):
+    def set_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec
+                              ) -> Generator[Any, Any, StrategyResult]:
         """Set the sampling strategy for the named sensor
 
-        Parameters
-        ----------
-        sensor_name : str
-            Name of the sensor
-        strategy_and_params : seq of str or str
-            As tuple contains (<strat_name>, [<strat_parm1>, ...]) where the strategy
-            names and parameters are as defined by the KATCP spec. As str contains the
-            same elements in space-separated form.
-
-        Returns
-        -------
-        sensor_strategy : tuple
-            (success, info) with
-
-            success : bool
-                True if setting succeeded for this sensor, else False
-            info : tuple
-                Normalised sensor strategy and parameters as tuple if
-                success == True else, sys.exc_info() tuple for the error
-                that occurred.
+        Resolves with ``(success, info)`` as for one sensor of
+        :meth:`katcp.resource.KATCPResource.set_sampling_strategy`.
         """
         try:
-            strategy_and_params = resource.normalize_strategy_parameters(
-                strategy_and_params
-            )
-            self._strategy_cache[sensor_name] = strategy_and_params
+            normalised = resource.normalize_strategy_parameters(strategy_and_params)
+            self._strategy_cache[sensor_name] = normalised
             reply = yield self._inspecting_client.wrapped_request(
-                "sensor-sampling", sensor_name, *strategy_and_params
-            )
+                "sensor-sampling", sensor_name, *normalised)
             if not reply.succeeded:
-                raise KATCPSensorError(
-                    "Error setting strategy for sensor %s:\n%s" % (sensor_name, reply)
-                )
+                raise KATCPSensorError("Error setting strategy for sensor %s:\n%s"
+                                       % (sensor_name, reply))
         except Exception:
             return (False, sys.exc_info())
-        return (True, strategy_and_params)
+        return (True, normalised)
 
-    def drop_sampling_strategy(self, sensor_name):
-        """Drop the sampling strategy for the named sensor from the cache
-
-        Calling :meth:`set_sampling_strategy` requires the sensor manager to
-        memorise the requested strategy so that it can automatically be reapplied.
-        If the client is no longer interested in the sensor, or knows the sensor
-        may be removed from the server, then it can use this method to ensure the
-        manager forgets about the strategy.  This method will not change the current
-        strategy.  No error is raised if there is no strategy to drop.
-
-        Parameters
-        ----------
-        sensor_name : str
-            Name of the sensor (normal or escaped form)
-        """
+    def drop_sampling_strategy(self, sensor_name: str) -> None:
         self._strategy_cache.pop(self._get_strategy_cache_key(sensor_name), None)
 
     @tornado.gen.coroutine
-    def reapply_sampling_strategies(self):
+    def reapply_sampling_strategies(self) -> Generator[Any, Any, None]:
         """Reapply all sensor strategies using cached values
 
         Strategies of sensors the device does not (or no longer) have are kept in the
         cache but not sent.
         """
         known_sensors = set(self._inspecting_client.sensors)
-        by_strategy = collections.defaultdict(list)
+        by_strategy: Dict[Tuple[str, ...], List[str]] = collections.defaultdict(list)
         for name, strategy in self._strategy_cache.items():
             if name in known_sensors:
                 by_strategy[strategy].append(name)
@@ -306,34 +217,22 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
         yield [self._reapply(names, strategy) for names, strategy in batches]
 
     @tornado.gen.coroutine
-    def _reapply(self, names, strategy):
+    def _reapply(self, names: str, strategy: Tuple[str, ...]) -> Generator[Any, Any, None]:
         # Errors are only logged: one bad strategy must not stop the resync.
+        problem: Any
         try:
             reply = yield self._inspecting_client.wrapped_request(
-                "sensor-sampling", names, *strategy
-            )
+                "sensor-sampling", names, *strategy)
             if reply.succeeded:
                 return
             problem = repr(reply)
         except Exception as exc:
             problem = exc
-        self._logger.error(
-            "Error reapplying strategy %r for sensors %s: %s", strategy, names, problem
-        )
+        self._logger.error("Error reapplying strategy %r for sensors %s: %s",
+                           strategy, names, problem)
 
     @tornado.gen.coroutine
-    def poll_sensor(self, sensor_name):
-        """Poll sensor and arrange for sensor object to be updated
-
-        Returns
-        -------
-        done_future : tornado Future
-            Resolves when the poll is complete, or raises KATCPSensorError
-        """
-        reply = yield self._inspecting_client.wrapped_request(
-            "sensor-value", sensor_name
-        )
+    def poll_sensor(self, sensor_name: str) -> Generator[Any, Any, None]:
+        reply = yield self._inspecting_client.wrapped_request("sensor-value", sensor_name)
         if not reply.succeeded:
-            raise KATCPSensorError(
-                "Error polling sensor %s:\n%s" % (sensor_name, reply)
-            )
+            raise KATCPSensorError("Error polling sensor %s:\n%s" % (sensor_name, reply))

@@ -1,6 +1,7 @@
 """Namespaces of requests and sensors, and read-only views that wrap their values."""
 
 import collections.abc
+from typing import Any, Callable, Iterator, List, Optional
 
 from katcp.core import AttrDict
 
@@ -10,7 +11,7 @@ __all__ = ["MappingProxy", "AttrMappingProxy"]
 class _Namespace(AttrDict):
     """AttrDict whose keys show up in ``dir()``, for IPython tab-completion."""
 
-    def __dir__(self):
+    def __dir__(self) -> List[str]:
         return sorted(set(dir(type(self))) | set(self.keys()))
 
 
@@ -21,12 +22,12 @@ class _RequestNamespace(_Namespace):
     ``dummy_factory(name)`` instead of failing; the dummy is not added.
     """
 
-    def __init__(self, dummy_factory=None):
+    def __init__(self, dummy_factory: Optional[Callable[[str], Any]] = None) -> None:
         super().__init__()
         # Stored outside the dict (AttrDict turns attributes into keys).
         object.__setattr__(self, "_dummy_factory", dummy_factory)
 
-    def __getattr__(self, attr):
+    def __getattr__(self, attr: str) -> Any:
         try:
             return self[attr]
         except KeyError:
@@ -36,7 +37,7 @@ class _RequestNamespace(_Namespace):
             return request
 
 
-def _dummy_request(namespace, name):
+def _dummy_request(namespace: Any, name: str) -> Any:
     """The dummy request `namespace` offers for unknown `name`, or None."""
     factory = getattr(namespace, "_dummy_factory", None)
     if factory is None or name.startswith("_"):
@@ -44,7 +45,7 @@ def _dummy_request(namespace, name):
     return factory(name)
 
 
-def _find_request(namespace, name):
+def _find_request(namespace: Any, name: str) -> Any:
     """The request called `name` in `namespace` (or its dummy), or None."""
     request = dict.get(namespace, name)
     if request is None:
@@ -63,30 +64,30 @@ class MappingProxy(collections.abc.Mapping):
         Called with each value as it is retrieved.
     """
 
-    def __init__(self, mapping, wrapper):
+    def __init__(self, mapping: Any, wrapper: Callable[[Any], Any]) -> None:
         self._mapping = mapping
         self._wrapper = wrapper
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return iter(self._mapping)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._mapping)
 
-    def __contains__(self, key):
+    def __contains__(self, key: object) -> bool:
         return key in self._mapping
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Any) -> Any:
         return self._wrapper(self._mapping[key])
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "%s(%r)" % (type(self).__name__, sorted(self._mapping))
 
 
 class AttrMappingProxy(MappingProxy):
     """:class:`MappingProxy` that also offers the keys as attributes."""
 
-    def __getattr__(self, attr):
+    def __getattr__(self, attr: str) -> Any:
         if attr.startswith("_"):
             raise AttributeError(attr)
         try:
@@ -99,5 +100,5 @@ class AttrMappingProxy(MappingProxy):
             raise AttributeError(attr)
         return self._wrapper(dummy)
 
-    def __dir__(self):
+    def __dir__(self) -> List[str]:
         return sorted(set(dir(type(self))) | set(self._mapping))

@@ -5,6 +5,7 @@ import inspect
 import logging
 import re
 import sys
+from typing import Any, Callable, Dict, Generator, List, Optional, Sequence
 
 import tornado.gen
 import tornado.ioloop
@@ -12,7 +13,7 @@ import tornado.ioloop
 from katcp import resource
 from katcp.core import (AsyncEvent, AsyncState, AttrDict, log_future_exceptions, until_any,
                         until_some)
-from katcp.resource import KATCPSensorError, escape_name
+from katcp.resource import StrategyResult, StrategySpec, escape_name
 from katcp.resource_client.groups import ClientGroup
 from katcp.resource_client.inspecting import (_NONE_STRATEGY, KATCPClientResourceRequest,
                                               KATCPClientResourceSensorsManager,
@@ -27,16 +28,9 @@ __all__ = ["list_sensors", "monitor_resource_sync_state", "KATCPClientResource",
 
 
 @tornado.gen.coroutine
-def list_sensors(
-    parent_class,
-    sensor_items,
-    filter,
-    strategy,
-    status,
-    use_python_identifiers,
-    tuple,
-    refresh,
-):
+def list_sensors(parent_class: resource.KATCPResource, sensor_items: Any, filter: str,
+                 strategy: bool, status: str, use_python_identifiers: bool, tuple: bool,
+                 refresh: bool) -> Generator[Any, Any, List[Any]]:
     """Helper for implementing :meth:`katcp.resource.KATCPResource.list_sensors`
 
     The parameters not listed here are as for
@@ -53,7 +47,7 @@ def list_sensors(
     filter_re = re.compile(filter)
     status_re = re.compile(status) if status else None
     in_container = isinstance(parent_class, KATCPClientResourceContainer)
-    found_sensors = []
+    found_sensors: List[Any] = []
     for identifier, sensor_obj in sorted(sensor_items, key=lambda item: item[0]):
         search_name = identifier if use_python_identifiers else sensor_obj.name
         if not filter_re.search(search_name):
@@ -69,35 +63,22 @@ def list_sensors(
         if in_container and not sensor_obj.name.startswith("agg_"):
             prefix = sensor_obj.parent_name + "."
         if tuple:
-            found_sensors.append(
-                (
-                    prefix + sensor_obj.name,
-                    reading.value,
-                    reading.timestamp,
-                    sensor_obj.type,
-                    sensor_obj.units,
-                    reading.received_timestamp,
-                    reading.status,
-                    sensor_obj.sampling_strategy,
-                )
-            )
+            found_sensors.append((prefix + sensor_obj.name, reading.value,
+                                  reading.timestamp, sensor_obj.type, sensor_obj.units,
+                                  reading.received_timestamp, reading.status,
+                                  sensor_obj.sampling_strategy))
         else:
-            found_sensors.append(
-                resource.SensorResultTuple(
-                    object=sensor_obj,
-                    name=prefix + sensor_obj.name,
-                    python_identifier=identifier,
-                    description=sensor_obj.description,
-                    type=sensor_obj.type,
-                    units=sensor_obj.units,
-                    reading=reading,
-                )
-            )
+            found_sensors.append(resource.SensorResultTuple(
+                object=sensor_obj, name=prefix + sensor_obj.name,
+                python_identifier=identifier, description=sensor_obj.description,
+                type=sensor_obj.type, units=sensor_obj.units, reading=reading))
     return found_sensors
 
 
 @tornado.gen.coroutine
-def monitor_resource_sync_state(resource, callback, exit_event=None):
+def monitor_resource_sync_state(resource: Any, callback: Callable[[bool], Any],
+                                exit_event: Optional[AsyncEvent] = None
+                                ) -> Generator[Any, Any, None]:
     """Coroutine that monitors a KATCPResource's sync state.
 
     Calls callback(True/False) whenever the resource becomes synced or unsynced. Will
@@ -173,7 +154,9 @@ class KATCPClientResource(resource.KATCPResource):
     """When doing potentially tight loops in coroutines yield tornado.gen.moment after
     this much time. This is a suggestion for methods to use."""
 
-    def __init__(self, resource_spec, parent=None, logger=log):
+    def __init__(self, resource_spec: Dict[str, Any],
+                 parent: Optional["KATCPClientResourceContainer"] = None,
+                 logger: logging.Logger = log) -> None:
         super().__init__()
         self._resource_spec = resource_spec
         self._logger = logger
@@ -196,64 +179,65 @@ class KATCPClientResource(resource.KATCPResource):
         self._sensor = _Namespace()
         self._state = AsyncState(("disconnected", "syncing", "synced"), "disconnected")
         # Wishes for sensors that may not exist yet, applied when they appear.
-        self._sensor_strategy_cache = {}
-        self._filter_strategies = {}
-        self._sensor_listener_cache = collections.defaultdict(list)
-        self._ioloop_set_to = None
-        self.ioloop = None
-        self._inspecting_client = None
-        self._sensor_manager = None
+        self._sensor_strategy_cache: Dict[str, StrategySpec] = {}
+        self._filter_strategies: Dict[str, Any] = {}
+        self._sensor_listener_cache: Dict[str, List[Callable[..., Any]]] = (
+            collections.defaultdict(list))
+        self._ioloop_set_to: Optional[tornado.ioloop.IOLoop] = None
+        self.ioloop: Optional[tornado.ioloop.IOLoop] = None
+        self._inspecting_client: Any = None
+        self._sensor_manager: Any = None
 
     @property
-    def state(self):
+    def state(self) -> str:
         """Current state: 'disconnected', 'syncing' or 'synced'."""
         return self._state.state
 
     @property
-    def synced(self):
+    def synced(self) -> bool:
         """True if the interface of the device is in sync with this resource."""
         return self._state.state == "synced"
 
     @property
-    def name(self):
+    def name(self) -> str:
         return self._name
 
     @property
-    def description(self):
+    def description(self) -> str:
         return self._description
 
     @property
-    def address(self):
+    def address(self) -> Any:
         return self._address
 
     @property
-    def parent(self):
+    def parent(self) -> Optional["KATCPClientResourceContainer"]:
         return self._parent
 
     @property
-    def children(self):
+    def children(self) -> AttrDict:
         return AttrDict()
 
     @property
-    def req(self):
+    def req(self) -> AttrDict:
         return self._req
 
     @property
-    def sensor(self):
+    def sensor(self) -> AttrDict:
         return self._sensor
 
     @property
-    def controlled(self):
+    def controlled(self) -> bool:
         """True if the device's requests are exposed (resource spec ``controlled``)."""
         return self._controlled
 
     @property
-    def dummy_unknown_requests(self):
+    def dummy_unknown_requests(self) -> bool:
         """True if ``req.<unknown>`` gives a dummy request (resource spec key)."""
         return self._dummy_unknown_requests
 
     @property
-    def versions(self):
+    def versions(self) -> Any:
         """Versions the device reported (its client's ``versions``).
 
         Raises
@@ -264,30 +248,24 @@ class KATCPClientResource(resource.KATCPResource):
         return self._katcp_client().versions
 
     @property
-    def last_connect_time(self):
+    def last_connect_time(self) -> Optional[float]:
         """When the client last connected to the device (its client's
-        ``last_connect_time``).
-
-        Raises
-        ------
-        RuntimeError
-            Before :meth:`start`.
-        """
+        ``last_connect_time``); RuntimeError before :meth:`start`."""
         return self._katcp_client().last_connect_time
 
-    def _katcp_client(self):
+    def _katcp_client(self) -> Any:
         if self._inspecting_client is None:
             raise RuntimeError("Cannot find inspecting client, have you called start()?")
         return self._inspecting_client.katcp_client
 
-    def is_connected(self):
+    def is_connected(self) -> bool:
         """Indication of the connection state
 
         Returns True if state is not "disconnected", i.e "syncing" or "synced"
         """
         return self._state.state != "disconnected"
 
-    def set_ioloop(self, ioloop=None):
+    def set_ioloop(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
         """Set the tornado ioloop to use
 
         Defaults to tornado.ioloop.IOLoop.current() if set_ioloop() is not called or if
@@ -295,7 +273,9 @@ class KATCPClientResource(resource.KATCPResource):
         """
         self._ioloop_set_to = ioloop
 
-    def inspecting_client_factory(self, host, port, ioloop_set_to):
+    def inspecting_client_factory(self, host: str, port: int,
+                                  ioloop_set_to: Optional[tornado.ioloop.IOLoop]
+                                  ) -> ReplyWrappedInspectingClientAsync:
         """Return an instance of :class:`ReplyWrappedInspectingClientAsync` or similar
 
         Provided to ease testing. Dynamically overriding this method after instantiation
@@ -304,33 +284,30 @@ class KATCPClientResource(resource.KATCPResource):
         """
         return ReplyWrappedInspectingClientAsync(
             host, port, ioloop=ioloop_set_to, auto_reconnect=self.auto_reconnect,
-            logger=self._logger,
-        )
+            logger=self._logger)
 
-    def start(self):
+    def start(self) -> None:
         """Start the client and connect"""
         host, port = self._address
         ic = self._inspecting_client = self.inspecting_client_factory(
-            host, port, self._ioloop_set_to
-        )
+            host, port, self._ioloop_set_to)
         self.ioloop = ic.ioloop
         if self._preset_protocol_flags:
             ic.preset_protocol_flags(self._preset_protocol_flags)
         ic.set_state_callback(self._inspecting_client_state_callback)
         ic.request_factory = self._request_factory
         self._sensor_manager = KATCPClientResourceSensorsManager(
-            ic, self._name, logger=self._logger
-        )
+            ic, self._name, logger=self._logger)
         ic.handle_sensor_value()
         ic.sensor_factory = self._sensor_manager.sensor_factory
         log_future_exceptions(self._logger, ic.connect())
 
-    def stop(self):
+    def stop(self) -> None:
         """Stop the inspecting client and its connection."""
         if self._inspecting_client is not None:
             self._inspecting_client.stop()
 
-    def until_stopped(self, timeout=None):
+    def until_stopped(self, timeout: Optional[float] = None) -> Any:
         """Return future that resolves when the inspecting client has stopped
 
         See the `DeviceClient.until_stopped` docstring for parameter
@@ -338,7 +315,7 @@ class KATCPClientResource(resource.KATCPResource):
         """
         return self._inspecting_client.until_stopped(timeout)
 
-    def until_state(self, state, timeout=None):
+    def until_state(self, state: str, timeout: Optional[float] = None) -> Any:
         """Future that resolves when a certain client state is attained
 
         Parameters
@@ -350,86 +327,45 @@ class KATCPClientResource(resource.KATCPResource):
         """
         return self._state.until_state(state, timeout=timeout)
 
-    def wait_connected(self, timeout=None):
+    def wait_connected(self, timeout: Optional[float] = None) -> Any:
         """Future that resolves when the state is not 'disconnected'."""
         return self._state.until_state_in("syncing", "synced", timeout=timeout)
 
-    def until_synced(self, timeout=None):
+    def until_synced(self, timeout: Optional[float] = None) -> Any:
         """Convenience method to wait (with Future) until client is synced"""
         return self._state.until_state("synced", timeout=timeout)
 
-    def until_not_synced(self, timeout=None):
+    def until_not_synced(self, timeout: Optional[float] = None) -> Any:
         """Convenience method to wait (with Future) until client is not synced"""
         return self._state.until_state_in("disconnected", "syncing", timeout=timeout)
 
-    @tornado.gen.coroutine
-    def list_sensors(
-        self,
-        filter="",
-        strategy=False,
-        status="",
-        use_python_identifiers=True,
-        tuple=False,
-        refresh=False,
-    ):
-        """List sensors available on this resource matching certain criteria.
+    def list_sensors(self, filter: str = "", strategy: bool = False, status: str = "",
+                     use_python_identifiers: bool = True, tuple: bool = False,
+                     refresh: bool = False) -> Any:
+        return list_sensors(self, dict.items(self._sensor), filter, strategy, status,
+                            use_python_identifiers, tuple, refresh)
 
-        See :meth:`katcp.resource.KATCPResource.list_sensors`.
-        """
-        sensors = yield list_sensors(
-            self, dict.items(self._sensor), filter, strategy, status,
-            use_python_identifiers, tuple, refresh,
-        )
-        return sensors
-
-    @tornado.gen.coroutine
-    def set_sampling_strategies(self, filter, strategy_and_params):
+    def set_sampling_strategies(self, filter: str,
+                                strategy_and_params: StrategySpec) -> Any:
         """Set a strategy for all sensors matching the filter, including unseen sensors
         The strategy should persist across sensor disconnect/reconnect.
 
-        filter : str
-            Filter for sensor names
-        strategy_and_params : seq of str or str
-            As tuple contains (<strat_name>, [<strat_parm1>, ...]) where the strategy
-            names and parameters are as defined by the KATCP spec. As str contains the
-            same elements in space-separated form.
-
-        Returns
-        -------
-        done : tornado Future
-            Resolves when done, with a dict of (success, info) tuples keyed by the
-            Python identifiers of the sensors that exist now.
+        Otherwise as :meth:`katcp.resource.KATCPResource.set_sampling_strategies`; the
+        result has the sensors that exist now.
         """
         # Re-setting a filter replaces it and gives it precedence over older filters.
         self._filter_strategies.pop(filter, None)
         self._filter_strategies[filter] = (re.compile(filter), strategy_and_params)
-        sensors = yield self.list_sensors(filter=filter)
-        results = yield [
-            self.set_sampling_strategy(s.python_identifier, strategy_and_params)
-            for s in sensors
-        ]
-        sensor_dict = {}
-        for result in results:
-            sensor_dict.update(result)
-        return sensor_dict
+        return super().set_sampling_strategies(filter, strategy_and_params)
 
     @tornado.gen.coroutine
-    def set_sampling_strategy(self, sensor_name, strategy_and_params):
+    def set_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec
+                              ) -> Generator[Any, Any, Dict[str, StrategyResult]]:
         """Set a strategy for a sensor even if it is not yet known.
         The strategy should persist across sensor disconnect/reconnect.
 
-        sensor_name : str
-            Name of the sensor
-        strategy_and_params : seq of str or str
-            As tuple contains (<strat_name>, [<strat_parm1>, ...]) where the strategy
-            names and parameters are as defined by the KATCP spec. As str contains the
-            same elements in space-separated form.
-
-        Returns
-        -------
-        done : tornado Future
-            Resolves when done, with ``{python_identifier: (success, info)}`` if the
-            sensor exists now, else with an empty dict.
+        Otherwise as :meth:`katcp.resource.KATCPResource.set_sampling_strategy`; the
+        result is an empty dict while the sensor does not exist.
         """
         sensor_name = escape_name(sensor_name)
         self._sensor_strategy_cache[sensor_name] = strategy_and_params
@@ -437,34 +373,25 @@ class KATCPClientResource(resource.KATCPResource):
         if sensor_obj is None:
             return {}
         result = yield self._sensor_manager.set_sampling_strategy(
-            sensor_obj.name, strategy_and_params
-        )
+            sensor_obj.name, strategy_and_params)
         if not result[0]:
-            self._logger.error(
-                "Error setting strategy %r for sensor %s of %s: %s",
-                strategy_and_params, sensor_name, self._name, result[1][1],
-            )
+            self._logger.error("Error setting strategy %r for sensor %s of %s: %s",
+                               strategy_and_params, sensor_name, self._name, result[1][1])
         return {sensor_name: result}
 
-    def drop_sampling_strategy(self, sensor_name):
+    def drop_sampling_strategy(self, sensor_name: str) -> None:
         """Drop the sampling strategy for the named sensor from the cache
 
-        Calling :meth:`set_sampling_strategy` requires the requested strategy to be
-        memorised so that it can automatically be reapplied.  This method causes the
-        strategy to be forgotten.  There is no change to the current strategy.
-        No error is raised if there is no strategy to drop.
-
-        Parameters
-        ----------
-        sensor_name : str
-            Name of the sensor
+        The strategy is no longer reapplied; see
+        :meth:`katcp.resource.KATCPSensorsManager.drop_sampling_strategy`.
         """
         self._sensor_strategy_cache.pop(escape_name(sensor_name), None)
         if self._sensor_manager is not None:
             self._sensor_manager.drop_sampling_strategy(sensor_name)
 
     @tornado.gen.coroutine
-    def set_sensor_listener(self, sensor_name, listener):
+    def set_sensor_listener(self, sensor_name: str, listener: Callable[..., Any]
+                            ) -> Dict[str, Callable[..., Any]]:
         """Set a sensor listener for a sensor even if it is not yet known
         The listener registration should persist across sensor disconnect/reconnect.
 
@@ -489,7 +416,7 @@ class KATCPClientResource(resource.KATCPResource):
         sensor_obj.register_listener(listener, reading=True)
         return {sensor_name: listener}
 
-    def _dummy_request(self, identifier):
+    def _dummy_request(self, identifier: str) -> resource.KATCPDummyRequest:
         # The KATCP name an identifier stands for, as escape_name() would map it back.
         name = identifier.replace("_", "-")
         return resource.KATCPDummyRequest(
@@ -497,15 +424,16 @@ class KATCPClientResource(resource.KATCPResource):
                  timeout_hint=None),
             is_active=self.is_active)
 
-    def _request_factory(self, name, description, timeout_hint=None):
+    def _request_factory(self, name: str, description: str,
+                         timeout_hint: Optional[float] = None
+                         ) -> KATCPClientResourceRequest:
         return KATCPClientResourceRequest(
             dict(name=name, description=description, timeout_hint=timeout_hint),
-            self._inspecting_client,
-            is_active=self.is_active,
-        )
+            self._inspecting_client, is_active=self.is_active)
 
     @tornado.gen.coroutine
-    def _inspecting_client_state_callback(self, state, model_changes):
+    def _inspecting_client_state_callback(self, state: Any, model_changes: Any
+                                          ) -> Generator[Any, Any, None]:
         if not state.connected:
             self._state.set_state("disconnected")
         elif not state.synced:
@@ -519,7 +447,7 @@ class KATCPClientResource(resource.KATCPResource):
             self._state.set_state("synced")
 
     @tornado.gen.coroutine
-    def _update_model(self, model_changes):
+    def _update_model(self, model_changes: Any) -> Generator[Any, Any, None]:
         if "requests" in model_changes:
             self._remove_requests(model_changes.requests.removed)
             yield self._add_requests(model_changes.requests.added)
@@ -527,19 +455,17 @@ class KATCPClientResource(resource.KATCPResource):
             self._remove_sensors(model_changes.sensors.removed)
             yield self._add_sensors(model_changes.sensors.added)
 
-    def _request_allowed(self, escaped_name):
+    def _request_allowed(self, escaped_name: str) -> bool:
         if escaped_name in self._always_excluded_requests:
             return False
         return self._controlled or escaped_name in self._always_allowed_requests
 
     @tornado.gen.coroutine
-    def _add_requests(self, request_names):
+    def _add_requests(self, request_names: Sequence[str]) -> Generator[Any, Any, None]:
         request_names = [
-            name for name in request_names if self._request_allowed(escape_name(name))
-        ]
+            name for name in request_names if self._request_allowed(escape_name(name))]
         request_objs = yield [
-            self._inspecting_client.future_get_request(name) for name in request_names
-        ]
+            self._inspecting_client.future_get_request(name) for name in request_names]
         added_names = []
         for request_obj in request_objs:
             if request_obj is None:
@@ -550,7 +476,7 @@ class KATCPClientResource(resource.KATCPResource):
         if self._parent and added_names:
             self._parent._child_add_requests(self, added_names)
 
-    def _remove_requests(self, request_names):
+    def _remove_requests(self, request_names: Sequence[str]) -> None:
         removed_names = [escape_name(name) for name in request_names]
         for name in removed_names:
             self._req.pop(name, None)
@@ -558,11 +484,10 @@ class KATCPClientResource(resource.KATCPResource):
             self._parent._child_remove_requests(self, removed_names)
 
     @tornado.gen.coroutine
-    def _add_sensors(self, sensor_names):
+    def _add_sensors(self, sensor_names: Sequence[str]) -> Generator[Any, Any, None]:
         sensor_names = list(sensor_names)
         sensor_objs = yield [
-            self._inspecting_client.future_get_sensor(name) for name in sensor_names
-        ]
+            self._inspecting_client.future_get_sensor(name) for name in sensor_names]
         added_names = []
         for sensor_obj in sensor_objs:
             if sensor_obj is None:
@@ -574,7 +499,7 @@ class KATCPClientResource(resource.KATCPResource):
         if self._parent and added_names:
             self._parent._child_add_sensors(self, added_names)
 
-    def _restore_sensor_wishes(self, escaped_name, sensor_obj):
+    def _restore_sensor_wishes(self, escaped_name: str, sensor_obj: Any) -> None:
         """Re-attach cached strategies and listeners to a (new) sensor object."""
         strategy = self._sensor_strategy_cache.get(escaped_name)
         if strategy is None:
@@ -587,7 +512,7 @@ class KATCPClientResource(resource.KATCPResource):
         for listener in self._sensor_listener_cache.get(escaped_name, ()):
             sensor_obj.register_listener(listener, reading=True)
 
-    def _remove_sensors(self, sensor_names):
+    def _remove_sensors(self, sensor_names: Sequence[str]) -> None:
         removed_names = [escape_name(name) for name in sensor_names]
         for name in removed_names:
             self._sensor.pop(name, None)
@@ -620,7 +545,8 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         Python Logger object to log to, default is the module logger
     """
 
-    def __init__(self, resources_spec, logger=log):
+    def __init__(self, resources_spec: Dict[str, Any], logger: logging.Logger = log
+                 ) -> None:
         super().__init__()
         self._resources_spec = resources_spec
         self._logger = logger
@@ -630,50 +556,52 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         self._groups = _Namespace()
         self._req = _Namespace()
         self._sensor = _Namespace()
-        self.ioloop = None
+        self.ioloop: Optional[tornado.ioloop.IOLoop] = None
         for res_name, res_spec in resources_spec.get("clients", {}).items():
             self._add_child(res_name, res_spec)
         for group_name, client_names in resources_spec.get("groups", {}).items():
             self.add_group(group_name, client_names)
 
     @property
-    def name(self):
+    def name(self) -> str:
         return self._name
 
     @property
-    def description(self):
+    def description(self) -> str:
         return self._description
 
     @property
-    def address(self):
+    def address(self) -> None:
         return None
 
     @property
-    def parent(self):
+    def parent(self) -> None:
         return None
 
     @property
-    def children(self):
+    def children(self) -> AttrDict:
         return self._children
 
     @property
-    def groups(self):
+    def groups(self) -> AttrDict:
         """AttrDict of :class:`ClientGroup` objects keyed by their escaped names."""
         return self._groups
 
     @property
-    def req(self):
+    def req(self) -> AttrDict:
         return self._req
 
     @property
-    def sensor(self):
+    def sensor(self) -> AttrDict:
         return self._sensor
 
-    def is_connected(self):
+    def is_connected(self) -> bool:
         """Indication of the connection state of all children"""
         return all(child.is_connected() for child in dict.values(self._children))
 
-    def client_resource_factory(self, res_spec, parent, logger):
+    def client_resource_factory(self, res_spec: Dict[str, Any],
+                                parent: "KATCPClientResourceContainer",
+                                logger: logging.Logger) -> KATCPClientResource:
         """Return an instance of :class:`KATCPClientResource` or similar
 
         Provided to ease testing. Overriding this method allows deep brain surgery. See
@@ -681,13 +609,14 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         """
         return KATCPClientResource(res_spec, parent=parent, logger=logger)
 
-    def _add_child(self, res_name, res_spec):
+    def _add_child(self, res_name: str, res_spec: Dict[str, Any]) -> KATCPClientResource:
         res_spec = dict(res_spec, name=res_name)
         child = self.client_resource_factory(res_spec, parent=self, logger=self._logger)
         self._children[escape_name(res_name)] = child
         return child
 
-    def add_child_resource_client(self, res_name, res_spec):
+    def add_child_resource_client(self, res_name: str, res_spec: Dict[str, Any]
+                                  ) -> KATCPClientResource:
         """Add a resource client to the container and start the resource connection
 
         Parameters
@@ -706,7 +635,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         child.start()
         return child
 
-    def add_group(self, group_name, group_client_names):
+    def add_group(self, group_name: str, group_client_names: Sequence[str]) -> None:
         """Add a new :class:`ClientGroup` to container groups member.
 
         Add the group named group_name with sequence of client names to the
@@ -716,8 +645,8 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         clients = [self._children[escape_name(name)] for name in group_client_names]
         self._groups[escape_name(group_name)] = ClientGroup(group_name, clients)
 
-    def set_ioloop(self, ioloop=None):
-        """Set the tornado ioloop to use
+    def set_ioloop(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
+        """Set the tornado ioloop to use, for this container and all its children
 
         Defaults to tornado.ioloop.IOLoop.current() if set_ioloop() is not called or if
         ioloop=None. Must be called before start()
@@ -727,124 +656,82 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         for child in dict.values(self._children):
             child.set_ioloop(ioloop)
 
-    def start(self):
+    def start(self) -> None:
         """Start and connect all the subordinate clients"""
         if self.ioloop is None:
             self.ioloop = tornado.ioloop.IOLoop.current()
         for child in dict.values(self._children):
             child.start()
 
-    def stop(self):
+    def stop(self) -> None:
         """Stop all child resources"""
         for child in dict.values(self._children):
             child.stop()
 
-    def until_stopped(self, timeout=None):
+    def until_stopped(self, timeout: Optional[float] = None) -> Dict[str, Any]:
         """Return dict of futures that resolve when each child resource has stopped
 
         See the `DeviceClient.until_stopped` docstring for parameter
         definitions and more info.
         """
-        return {
-            name: child.until_stopped(timeout)
-            for name, child in dict.items(self._children)
-        }
+        return {name: child.until_stopped(timeout)
+                for name, child in dict.items(self._children)}
 
     @tornado.gen.coroutine
-    def until_synced(self, timeout=None):
+    def until_synced(self, timeout: Optional[float] = None) -> Generator[Any, Any, None]:
         """Return a tornado Future; resolves when all subordinate clients are synced"""
         yield self.until_all_children_in_state("synced", timeout=timeout)
 
     @tornado.gen.coroutine
-    def until_not_synced(self, timeout=None):
+    def until_not_synced(self, timeout: Optional[float] = None
+                         ) -> Generator[Any, Any, None]:
         """Return a tornado Future; resolves when any subordinate client is not synced"""
-        yield until_any(
-            *[child.until_not_synced() for child in dict.values(self._children)],
-            timeout=timeout,
-        )
+        yield until_any(*[child.until_not_synced() for child in dict.values(self._children)],
+                        timeout=timeout)
 
     @tornado.gen.coroutine
-    def until_all_children_in_state(self, state, timeout=None):
+    def until_all_children_in_state(self, state: str, timeout: Optional[float] = None
+                                    ) -> Generator[Any, Any, None]:
         """Return a tornado Future; resolves when all clients are in specified state"""
-        yield until_some(
-            *[child.until_state(state) for child in dict.values(self._children)],
-            timeout=timeout,
-        )
+        yield until_some(*[child.until_state(state) for child in dict.values(self._children)],
+                         timeout=timeout)
 
-    def until_any_child_in_state(self, state, timeout=None):
+    def until_any_child_in_state(self, state: str, timeout: Optional[float] = None) -> Any:
         """Return a tornado Future; resolves when any client is in specified state"""
-        return until_any(
-            *[child.until_state(state) for child in dict.values(self._children)],
-            timeout=timeout,
-        )
+        return until_any(*[child.until_state(state) for child in dict.values(self._children)],
+                         timeout=timeout)
 
-    @tornado.gen.coroutine
-    def list_sensors(
-        self,
-        filter="",
-        strategy=False,
-        status="",
-        use_python_identifiers=True,
-        tuple=False,
-        refresh=False,
-    ):
-        """List sensors available on this resource matching certain criteria.
+    def list_sensors(self, filter: str = "", strategy: bool = False, status: str = "",
+                     use_python_identifiers: bool = True, tuple: bool = False,
+                     refresh: bool = False) -> Any:
+        return list_sensors(self, dict.items(self._sensor), filter, strategy, status,
+                            use_python_identifiers, tuple, refresh)
 
-        See :meth:`katcp.resource.KATCPResource.list_sensors`.
-        """
-        sensors = yield list_sensors(
-            self, dict.items(self._sensor), filter, strategy, status,
-            use_python_identifiers, tuple, refresh,
-        )
-        return sensors
-
-    def _child_of(self, sensor_name):
-        sensor_name = escape_name(sensor_name)
-        sensor_obj = dict.get(self._sensor, sensor_name)
-        if sensor_obj is None:
-            raise KATCPSensorError(
-                "Sensor %r is not present in container %r" % (sensor_name, self._name)
-            )
+    def _child_of(self, sensor_name: str) -> Any:
+        sensor_obj: Any = self._sensor_named(sensor_name)
         return self._children[escape_name(sensor_obj.parent_name)], sensor_obj
 
     @tornado.gen.coroutine
-    def set_sampling_strategy(self, sensor_name, strategy_and_params):
+    def set_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec
+                              ) -> Generator[Any, Any, Dict[str, StrategyResult]]:
         """Set sampling strategies for the specific sensor - this sensor has to exist
 
         The strategy is set through the sensor's child resource, so it persists across
-        reconnects of that child. Returns a future resolving with
-        ``{python_identifier: (success, info)}`` as for
+        reconnects of that child; otherwise as
         :meth:`katcp.resource.KATCPResource.set_sampling_strategy`.
         """
         try:
             child, sensor_obj = self._child_of(sensor_name)
             result = yield child.set_sampling_strategy(
-                sensor_obj.normalised_name, strategy_and_params
-            )
+                sensor_obj.normalised_name, strategy_and_params)
             result = result[sensor_obj.normalised_name]
         except Exception:
             result = (False, sys.exc_info())
         return {escape_name(sensor_name): result}
 
     @tornado.gen.coroutine
-    def set_sampling_strategies(self, filter, strategy_and_params):
-        """Set sampling strategies for filtered sensors - these sensors have to exists.
-
-        Returns a future resolving with a dict of (success, info) tuples keyed by the
-        Python identifiers of the matching sensors in this container.
-        """
-        sensors = yield self.list_sensors(filter=filter)
-        results = yield [
-            self.set_sampling_strategy(s.python_identifier, strategy_and_params)
-            for s in sensors
-        ]
-        sensor_dict = {}
-        for result in results:
-            sensor_dict.update(result)
-        return sensor_dict
-
-    @tornado.gen.coroutine
-    def set_sensor_listener(self, sensor_name, listener):
+    def set_sensor_listener(self, sensor_name: str, listener: Callable[..., Any]
+                            ) -> Generator[Any, Any, Dict[str, Dict[str, Any]]]:
         """Set listener for the specific sensor - this sensor has to exists.
 
         The sensors are those :meth:`list_sensors` finds with the filter
@@ -860,7 +747,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
             None marks a failure.
         """
         sensors = yield self.list_sensors(filter="^" + sensor_name + "$")
-        results = {}
+        results: Dict[str, Dict[str, Any]] = {}
         for found in sensors:
             sensor_obj = found.object
             child = self._children[escape_name(sensor_obj.parent_name)]
@@ -878,35 +765,39 @@ class KATCPClientResourceContainer(resource.KATCPResource):
             results.setdefault(child.name, {})[sensor_obj.normalised_name] = outcome
         return results
 
-    def _prefixed_name(self, child, name):
+    def _prefixed_name(self, child: KATCPClientResource, name: str) -> str:
         return "%s_%s" % (escape_name(child.name), name)
 
-    def _sensor_key(self, child, name):
+    def _sensor_key(self, child: KATCPClientResource, name: str) -> str:
         return name if name.startswith("agg_") else self._prefixed_name(child, name)
 
-    def _child_add_requests(self, child, request_keys):
+    def _child_add_requests(self, child: KATCPClientResource,
+                            request_keys: Sequence[str]) -> None:
         """Called by child when its requests are added"""
         for key in request_keys:
             self._req[self._prefixed_name(child, key)] = dict.get(child.req, key)
         self._notify_groups(child)
 
-    def _child_remove_requests(self, child, request_keys):
+    def _child_remove_requests(self, child: KATCPClientResource,
+                               request_keys: Sequence[str]) -> None:
         """Called by child when requests are removed"""
         for key in request_keys:
             self._req.pop(self._prefixed_name(child, key), None)
         self._notify_groups(child)
 
-    def _child_add_sensors(self, child, sensor_keys):
+    def _child_add_sensors(self, child: KATCPClientResource,
+                           sensor_keys: Sequence[str]) -> None:
         """Called by child when its sensors are added"""
         for key in sensor_keys:
             self._sensor[self._sensor_key(child, key)] = dict.get(child.sensor, key)
 
-    def _child_remove_sensors(self, child, sensor_keys):
+    def _child_remove_sensors(self, child: KATCPClientResource,
+                              sensor_keys: Sequence[str]) -> None:
         """Called by child when sensors are removed"""
         for key in sensor_keys:
             self._sensor.pop(self._sensor_key(child, key), None)
 
-    def _notify_groups(self, child):
+    def _notify_groups(self, child: KATCPClientResource) -> None:
         for group in dict.values(self._groups):
             if child in group.clients:
                 group.client_updated(child)

@@ -1,6 +1,11 @@
-"""Blocking wrappers that make client resources usable from other threads."""
+"""Blocking wrappers that make client resources usable from other threads.
+
+Each call crosses onto the resource's ioloop through the wrapper's
+:class:`katcp.ioloop_manager.IOLoopThreadWrapper` and blocks for the outcome.
+"""
 
 import functools
+from typing import Any, Callable, Optional, Tuple
 
 from katcp.ioloop_manager import ThreadSafeMethodAttrWrapper
 from katcp.resource_client.namespaces import AttrMappingProxy
@@ -9,56 +14,56 @@ __all__ = ["ThreadSafeKATCPSensorWrapper", "ThreadSafeKATCPClientResourceRequest
            "ThreadSafeKATCPClientGroupWrapper", "ThreadSafeKATCPClientResourceWrapper"]
 
 
+def _blocking(wrapper: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn(*args, **kwargs)`` on `wrapper`'s loop and block for its outcome.
+
+    No thread-crossing timeout: the waits and requests called this way carry their
+    own, so their outcome (or their own timeout error) always arrives.
+    """
+    return wrapper._ioloop_wrapper.call_in_ioloop(fn, args, kwargs)
+
+
+def _wrapping(wrapper: Any, wrapper_class: type) -> Callable[[Any], Any]:
+    """Wrap values as `wrapper_class` objects on the same loop as `wrapper`."""
+    return functools.partial(wrapper_class, ioloop_wrapper=wrapper._ioloop_wrapper)
+
+
 class ThreadSafeKATCPSensorWrapper(ThreadSafeMethodAttrWrapper):
     """Thread safe wrapper for :class:`katcp.resource.KATCPSensor`"""
 
-    def wait(self, condition_or_value, timeout=None):
-        """Block until the sensor satisfies a condition; see :meth:`KATCPSensor.wait`.
+    def wait(self, condition_or_value: Any, timeout: Optional[float] = None) -> Any:
+        """Blocking :meth:`katcp.resource.KATCPSensor.wait`.
 
         Raises the sensor's own timeout error rather than a thread-crossing one.
         """
-        return self._ioloop_wrapper.call_in_ioloop(
-            self.__subject__.wait, (condition_or_value, timeout), {}
-        )
+        return _blocking(self, self.__subject__.wait, condition_or_value, timeout)
 
 
 class ThreadSafeKATCPClientResourceRequestWrapper(ThreadSafeMethodAttrWrapper):
     """Thread safe wrapper for a :class:`KATCPRequest`: calling it blocks for the reply."""
 
-    def __call__(self, *args, **kwargs):
-        # The request carries its own timeout, so the reply (or a timeout reply)
-        # always arrives; the thread crossing needs none.
-        return self._ioloop_wrapper.call_in_ioloop(self.__subject__, args, kwargs)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return _blocking(self, self.__subject__, *args, **kwargs)
 
 
 class ThreadSafeKATCPClientGroupWrapper(ThreadSafeMethodAttrWrapper):
     """Thread safe wrapper for :class:`ClientGroup`"""
 
     @property
-    def req(self):
-        return AttrMappingProxy(
-            self.__subject__.req,
-            functools.partial(
-                ThreadSafeKATCPClientResourceRequestWrapper,
-                ioloop_wrapper=self._ioloop_wrapper,
-            ),
-        )
+    def req(self) -> AttrMappingProxy:
+        return AttrMappingProxy(self.__subject__.req,
+                                _wrapping(self, ThreadSafeKATCPClientResourceRequestWrapper))
 
     @property
-    def clients(self):
-        return tuple(
-            ThreadSafeKATCPClientResourceWrapper(client, self._ioloop_wrapper)
-            for client in self.__subject__.clients
-        )
+    def clients(self) -> Tuple[Any, ...]:
+        wrap = _wrapping(self, ThreadSafeKATCPClientResourceWrapper)
+        return tuple(wrap(client) for client in self.__subject__.clients)
 
-    def wait(self, sensor_name, condition_or_value, timeout=5.0, quorum=None,
-             max_grace_period=1.0):
+    def wait(self, sensor_name: str, condition_or_value: Any, timeout: float = 5.0,
+             quorum: Any = None, max_grace_period: float = 1.0) -> Any:
         """Blocking :meth:`ClientGroup.wait`."""
-        return self._ioloop_wrapper.call_in_ioloop(
-            self.__subject__.wait,
-            (sensor_name, condition_or_value, timeout, quorum, max_grace_period),
-            {},
-        )
+        return _blocking(self, self.__subject__.wait, sensor_name, condition_or_value,
+                         timeout, quorum, max_grace_period)
 
 
 class ThreadSafeKATCPClientResourceWrapper(ThreadSafeMethodAttrWrapper):
@@ -69,37 +74,27 @@ class ThreadSafeKATCPClientResourceWrapper(ThreadSafeMethodAttrWrapper):
     wrapped objects likewise.
     """
 
-    def _wrapping(self, wrapper_class):
-        return functools.partial(wrapper_class, ioloop_wrapper=self._ioloop_wrapper)
+    @property
+    def req(self) -> AttrMappingProxy:
+        return AttrMappingProxy(self.__subject__.req,
+                                _wrapping(self, ThreadSafeKATCPClientResourceRequestWrapper))
 
     @property
-    def req(self):
-        return AttrMappingProxy(
-            self.__subject__.req,
-            self._wrapping(ThreadSafeKATCPClientResourceRequestWrapper),
-        )
+    def sensor(self) -> AttrMappingProxy:
+        return AttrMappingProxy(self.__subject__.sensor,
+                                _wrapping(self, ThreadSafeKATCPSensorWrapper))
 
     @property
-    def sensor(self):
-        return AttrMappingProxy(
-            self.__subject__.sensor, self._wrapping(ThreadSafeKATCPSensorWrapper)
-        )
+    def children(self) -> AttrMappingProxy:
+        return AttrMappingProxy(self.__subject__.children,
+                                _wrapping(self, ThreadSafeKATCPClientResourceWrapper))
 
     @property
-    def children(self):
-        return AttrMappingProxy(
-            self.__subject__.children,
-            self._wrapping(ThreadSafeKATCPClientResourceWrapper),
-        )
+    def groups(self) -> AttrMappingProxy:
+        return AttrMappingProxy(self.__subject__.groups,
+                                _wrapping(self, ThreadSafeKATCPClientGroupWrapper))
 
-    @property
-    def groups(self):
-        return AttrMappingProxy(
-            self.__subject__.groups, self._wrapping(ThreadSafeKATCPClientGroupWrapper)
-        )
-
-    def wait(self, sensor_name, condition_or_value, timeout=5):
-        """Blocking :meth:`KATCPResource.wait`."""
-        return self._ioloop_wrapper.call_in_ioloop(
-            self.__subject__.wait, (sensor_name, condition_or_value, timeout), {}
-        )
+    def wait(self, sensor_name: str, condition_or_value: Any, timeout: float = 5) -> Any:
+        """Blocking :meth:`katcp.resource.KATCPResource.wait`."""
+        return _blocking(self, self.__subject__.wait, sensor_name, condition_or_value,
+                         timeout)
