@@ -2,6 +2,8 @@
 
 import threading
 import time
+import unittest
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from katcp import client, server
 from katcp.core import Message
@@ -15,14 +17,14 @@ class BlockingTestClient(client.BlockingClient):
 
     __test__ = False
 
-    def __init__(self, test, *args, **kwargs):
+    def __init__(self, test: unittest.TestCase, *args: Any, **kwargs: Any) -> None:
         """Takes a TestCase class as an additional parameter."""
         self.test = test
-        self._message_recorders = {}
+        self._message_recorders: Dict[int, MessageRecorder] = {}
         super().__init__(*args, **kwargs)
 
     @property
-    def sockname(self):
+    def sockname(self) -> Optional[Tuple[str, int]]:
         """The (host, port) of this client's end of the connection (None if unconnected)."""
         protocol = self._protocol
         transport = None if protocol is None else protocol.transport
@@ -31,26 +33,27 @@ class BlockingTestClient(client.BlockingClient):
         return tuple(transport.get_extra_info("sockname")[:2])
 
     @client.make_threadsafe
-    def raw_send(self, chunk):
+    def raw_send(self, chunk: bytes) -> None:
         """Send a raw chunk of data to the server."""
         self._write(chunk)
 
-    def _record(self, msg):
+    def _record(self, msg: Message) -> None:
         for recorder in list(self._message_recorders.values()):
             recorder.append_msg(msg)
 
-    def handle_inform(self, msg):
+    def handle_inform(self, msg: Message) -> Any:
         """Pass unhandled informs to message recorders."""
         self._record(msg)
         return super().handle_inform(msg)
 
-    def handle_reply(self, msg):
+    def handle_reply(self, msg: Message) -> Any:
         """Pass unhandled replies to message recorders."""
         self._record(msg)
         return super().handle_reply(msg)
 
-    def message_recorder(self, whitelist=(), blacklist=(), regex_filter=None,
-                         informs=True, replies=False):
+    def message_recorder(self, whitelist: Sequence[str] = (), blacklist: Sequence[str] = (),
+                         regex_filter: Optional[str] = None, informs: bool = True,
+                         replies: bool = False) -> MessageRecorder:
         """Helper method for attaching a hook to selected received messages.
 
         Returns
@@ -67,18 +70,18 @@ class BlockingTestClient(client.BlockingClient):
         self._message_recorders[id(recorder)] = recorder
         return recorder
 
-    def _request(self, name, *params, **kwargs):
-        timeout = kwargs.pop("timeout", None)
-        mid = kwargs.pop("mid", None)
+    def _request(self, name: str, *params: Any, timeout: Optional[float] = None,
+                 mid: Optional[int] = None) -> Tuple[Message, List[Message]]:
         msg = Message.request(name, *params, mid=mid)
         return self.blocking_request(msg, timeout=timeout, use_mid=mid is not None or None)
 
     @staticmethod
-    def expected_sensor_value_tuple(sensorname, value, sensortype=str, places=7):
+    def expected_sensor_value_tuple(sensorname: str, value: Any, sensortype: type = str,
+                                    places: int = 7) -> Tuple[str, Any, type, int]:
         """Helper for completing optional values in expected sensor value tuple."""
         return (sensorname, value, sensortype, places)
 
-    def get_sensor(self, sensorname, sensortype=str):
+    def get_sensor(self, sensorname: str, sensortype: type = str) -> Tuple[Any, str, float]:
         """Retrieve the value, status and timestamp of a sensor.
 
         Returns
@@ -96,6 +99,7 @@ class BlockingTestClient(client.BlockingClient):
         args = informs[0].arguments
         timestamp, _, _name, status, value = args[:5]
         value = _as_str(value)
+        converted: Any
         if sensortype is bool:
             converted = value in ("1", "True", "true")
         elif sensortype is bytes:
@@ -104,19 +108,20 @@ class BlockingTestClient(client.BlockingClient):
             converted = sensortype(value)
         return converted, _as_str(status), float(timestamp)
 
-    def get_sensor_value(self, sensorname, sensortype=str):
+    def get_sensor_value(self, sensorname: str, sensortype: type = str) -> Any:
         """Retrieve the value of a sensor."""
         return self.get_sensor(sensorname, sensortype)[0]
 
-    def get_sensor_status(self, sensorname):
+    def get_sensor_status(self, sensorname: str) -> str:
         """Retrieve the status of a sensor."""
         return self.get_sensor(sensorname)[1]
 
-    def get_sensor_timestamp(self, sensorname):
+    def get_sensor_timestamp(self, sensorname: str) -> float:
         """Retrieve the timestamp of a sensor."""
         return self.get_sensor(sensorname)[2]
 
-    def _assert_value(self, actual, expected, sensortype, places, msg, equal):
+    def _assert_value(self, actual: Any, expected: Any, sensortype: type, places: int,
+                      msg: Optional[str], equal: bool) -> None:
         if sensortype is float:
             if equal:
                 self.test.assertAlmostEqual(actual, float(expected), places, msg)
@@ -130,8 +135,9 @@ class BlockingTestClient(client.BlockingClient):
             (self.test.assertEqual if equal else self.test.assertNotEqual)(
                 actual, expected, msg)
 
-    def assert_sensor_equals(self, sensorname, expected, sensortype=str, msg=None,
-                             places=7, status=None):
+    def assert_sensor_equals(self, sensorname: str, expected: Any, sensortype: type = str,
+                             msg: Optional[str] = None, places: int = 7,
+                             status: Optional[str] = None) -> None:
         """Assert that a sensor's value is equal to the given value."""
         value, actual_status, _ = self.get_sensor(sensorname, sensortype)
         if msg is None:
@@ -142,7 +148,8 @@ class BlockingTestClient(client.BlockingClient):
                                   "Status of sensor %r is %r. Expected %r."
                                   % (sensorname, actual_status, status))
 
-    def assert_sensor_status_equals(self, sensorname, expected_status, msg=None):
+    def assert_sensor_status_equals(self, sensorname: str, expected_status: str,
+                                    msg: Optional[str] = None) -> None:
         """Assert that a sensor's status is equal to the given status."""
         status = self.get_sensor_status(sensorname)
         if msg is None:
@@ -150,8 +157,8 @@ class BlockingTestClient(client.BlockingClient):
                 sensorname, status, expected_status)
         self.test.assertEqual(status, expected_status, msg)
 
-    def assert_sensor_not_equal(self, sensorname, expected, sensortype=str, msg=None,
-                                places=7):
+    def assert_sensor_not_equal(self, sensorname: str, expected: Any, sensortype: type = str,
+                                msg: Optional[str] = None, places: int = 7) -> None:
         """Assert that a sensor's value is not equal to the given value."""
         value = self.get_sensor_value(sensorname, sensortype)
         if msg is None:
@@ -159,49 +166,54 @@ class BlockingTestClient(client.BlockingClient):
                 sensorname, value)
         self._assert_value(value, expected, sensortype, places, msg, False)
 
+    def _sensor_value_is(self, name: str, value: Any, sensortype: type, places: int) -> bool:
+        actual = self.get_sensor_value(name, sensortype)
+        if sensortype is float:
+            return round(abs(actual - float(value)), places) == 0
+        return actual == (_as_str(value) if sensortype is str else value)
+
     @staticmethod
-    def _expand(sensor_tuple):
+    def _expand(sensor_tuple: Sequence[Any]) -> Tuple[str, Any, type, int]:
         name, value = sensor_tuple[:2]
         sensortype = sensor_tuple[2] if len(sensor_tuple) > 2 else str
         places = sensor_tuple[3] if len(sensor_tuple) > 3 else 7
         return name, value, sensortype, places
 
-    def wait_until_sensors_equal(self, timeout, sensor_tuples, msg=None):
+    def wait_until_sensors_equal(self, timeout: float, sensor_tuples: Sequence[Sequence[Any]],
+                                 msg: Optional[str] = None) -> None:
         """Wait up to timeout seconds for several sensors to reach the given values."""
         expanded = [self._expand(t) for t in sensor_tuples]
 
         def all_equal():
-            for name, value, sensortype, places in expanded:
-                actual = self.get_sensor_value(name, sensortype)
-                if sensortype is float:
-                    if round(abs(actual - float(value)), places) != 0:
-                        return False
-                elif actual != (_as_str(value) if sensortype is str else value):
-                    return False
-            return True
+            return all(self._sensor_value_is(name, value, sensortype, places)
+                       for name, value, sensortype, places in expanded)
 
         if not self.wait_condition(timeout, all_equal):
             self.test.fail(msg or "Timed out waiting for sensors %r" % (sensor_tuples,))
 
-    def assert_sensors_equal(self, sensor_tuples, msg=None):
+    def assert_sensors_equal(self, sensor_tuples: Sequence[Sequence[Any]],
+                             msg: Optional[str] = None) -> None:
         """Assert that the values of several sensors are equal to given values."""
         for name, value, sensortype, places in (self._expand(t) for t in sensor_tuples):
             self.assert_sensor_equals(name, value, sensortype, msg=msg, places=places)
 
-    def assert_sensors_not_equal(self, sensor_tuples, msg=None):
+    def assert_sensors_not_equal(self, sensor_tuples: Sequence[Sequence[Any]],
+                                 msg: Optional[str] = None) -> None:
         """Assert that values of several sensors are not equal to given values."""
         for name, value, sensortype, places in (self._expand(t) for t in sensor_tuples):
             self.assert_sensor_not_equal(name, value, sensortype, msg=msg, places=places)
 
-    def wait_condition(self, timeout, predicate, *args, **kwargs):
+    def wait_condition(self, timeout: float, predicate: Callable[..., bool], *args: Any,
+                       pollperiod: float = 0.02, **kwargs: Any) -> bool:
         """Wait for the boolean function ``predicate(*args, **kwargs)`` to become True.
+
+        It is checked every `pollperiod` seconds.
 
         Returns
         -------
         met : bool
             Whether the predicate became True within ``timeout`` seconds.
         """
-        poll = kwargs.pop("pollperiod", 0.02)
         deadline = time.monotonic() + timeout
         idle = threading.Event()
         while True:
@@ -209,22 +221,19 @@ class BlockingTestClient(client.BlockingClient):
                 return True
             if time.monotonic() >= deadline:
                 return False
-            idle.wait(poll)
+            idle.wait(pollperiod)
 
-    def wait_until_sensor_equals(self, timeout, sensorname, value, sensortype=str,
-                                 places=7, pollperiod=0.02):
+    def wait_until_sensor_equals(self, timeout: float, sensorname: str, value: Any,
+                                 sensortype: type = str, places: int = 7,
+                                 pollperiod: float = 0.02) -> None:
         """Wait until a sensor's value equals the given value, or times out."""
-        def equal():
-            actual = self.get_sensor_value(sensorname, sensortype)
-            if sensortype is float:
-                return round(abs(actual - float(value)), places) == 0
-            return actual == (_as_str(value) if sensortype is str else value)
-
-        if not self.wait_condition(timeout, equal, pollperiod=pollperiod):
+        if not self.wait_condition(timeout, self._sensor_value_is, sensorname, value,
+                                   sensortype, places, pollperiod=pollperiod):
             self.test.fail("Timed out after %s s waiting for sensor %r to equal %r"
                            % (timeout, sensorname, value))
 
-    def test_sensor_list(self, expected_sensors, ignore_descriptions=False):
+    def test_sensor_list(self, expected_sensors: Sequence[Sequence[Any]],
+                         ignore_descriptions: bool = False) -> None:
         """Test that list of sensors on the device equals the provided list.
 
         Parameters
@@ -251,7 +260,8 @@ class BlockingTestClient(client.BlockingClient):
         expected = sorted(normalise_expected(s) for s in expected_sensors)
         self.test.assertEqual(actual, expected)
 
-    def test_help(self, expected_requests, full_descriptions=False, exclude_defaults=True):
+    def test_help(self, expected_requests: Sequence[Any], full_descriptions: bool = False,
+                  exclude_defaults: bool = True) -> None:
         """Test that list of requests on the device equals the provided list.
 
         Parameters
@@ -295,7 +305,14 @@ class BlockingTestClient(client.BlockingClient):
                 self.test.assertEqual(actual[name], describe(description),
                                       "Description of request %r differs" % name)
 
-    def assert_request_succeeds(self, requestname, *params, **kwargs):
+    def assert_request_succeeds(self, requestname: str, *params: Any, args_echo: bool = False,
+                                args_equal: Optional[Sequence[Any]] = None,
+                                args_in: Optional[Sequence[Sequence[Any]]] = None,
+                                args_length: Optional[int] = None,
+                                informs_count: Optional[int] = None,
+                                informs_args_equal: Optional[Sequence[Sequence[Any]]] = None,
+                                timeout: Optional[float] = None, mid: Optional[int] = None
+                                ) -> Tuple[Message, List[Message]]:
         """Assert that given request succeeds when called with given parameters.
 
         Keyword Arguments
@@ -312,18 +329,16 @@ class BlockingTestClient(client.BlockingClient):
             Number of informs expected.
         informs_args_equal : list of lists
             The exact arguments of each inform expected.
+        timeout : float, optional
+            Seconds to wait for the reply.
+        mid : int, optional
+            Message id to send the request with.
 
         Returns
         -------
         reply, informs : Message, list of Message
         """
-        args_echo = kwargs.pop("args_echo", False)
-        args_equal = kwargs.pop("args_equal", None)
-        args_in = kwargs.pop("args_in", None)
-        args_length = kwargs.pop("args_length", None)
-        informs_count = kwargs.pop("informs_count", None)
-        informs_args_equal = kwargs.pop("informs_args_equal", None)
-        reply, informs = self._request(requestname, *params, **kwargs)
+        reply, informs = self._request(requestname, *params, timeout=timeout, mid=mid)
         self.test.assertEqual(reply.name, requestname)
         self.test.assertTrue(reply.reply_ok(),
                              "Expected request %r called with parameters %r to succeed, "
@@ -345,7 +360,9 @@ class BlockingTestClient(client.BlockingClient):
                 [[_as_str(a) for a in expected] for expected in informs_args_equal])
         return reply, informs
 
-    def assert_request_fails(self, requestname, *params, **kwargs):
+    def assert_request_fails(self, requestname: str, *params: Any, status_equals: Any = "fail",
+                             error_equals: Any = None, timeout: Optional[float] = None,
+                             mid: Optional[int] = None) -> Tuple[Message, List[Message]]:
         """Assert that given request fails when called with given parameters.
 
         Keyword Arguments
@@ -354,14 +371,14 @@ class BlockingTestClient(client.BlockingClient):
             The reply code expected (default ``fail``).
         error_equals : str
             The exact error text expected.
+        timeout, mid
+            As for :meth:`assert_request_succeeds`.
 
         Returns
         -------
         reply, informs : Message, list of Message
         """
-        status_equals = kwargs.pop("status_equals", "fail")
-        error_equals = kwargs.pop("error_equals", None)
-        reply, informs = self._request(requestname, *params, **kwargs)
+        reply, informs = self._request(requestname, *params, timeout=timeout, mid=mid)
         self.test.assertEqual(reply.name, requestname)
         self.test.assertFalse(reply.reply_ok(),
                               "Expected request %r called with parameters %r to fail, "
@@ -371,8 +388,9 @@ class BlockingTestClient(client.BlockingClient):
             self.test.assertEqual(_as_str(reply.arguments[1]), _as_str(error_equals))
         return reply, informs
 
-    def test_setter_request(self, requestname, sensorname, sensortype=str, good=(),
-                            bad=(), places=7, args_echo=False):
+    def test_setter_request(self, requestname: str, sensorname: str, sensortype: type = str,
+                            good: Sequence[Any] = (), bad: Sequence[Any] = (),
+                            places: int = 7, args_echo: bool = False) -> None:
         """Test a request which simply sets the value of a sensor.
 
         Each value in ``good`` must succeed and set the sensor to it; each value in
@@ -384,7 +402,8 @@ class BlockingTestClient(client.BlockingClient):
         for value in bad:
             self.assert_request_fails(requestname, value)
 
-    def test_multi_setter_request(self, requestname, good=(), bad=()):
+    def test_multi_setter_request(self, requestname: str, good: Sequence[Any] = (),
+                                  bad: Sequence[Any] = ()) -> None:
         """Test a request which causes several sensor values to change.
 
         Parameters

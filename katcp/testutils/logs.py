@@ -1,6 +1,7 @@
 """Log handlers for tests."""
 
 import logging
+from typing import List
 
 __all__ = ["TestLogHandler"]
 
@@ -10,19 +11,19 @@ class TestLogHandler(logging.Handler):
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self):
+    def __init__(self) -> None:
         """Create a TestLogHandler."""
         super().__init__()
-        self._records = []
+        self._records: List[logging.LogRecord] = []
 
     @property
-    def records(self):
+    def records(self) -> List[logging.LogRecord]:
         return self._records
 
-    def emit(self, record):
+    def emit(self, record: logging.LogRecord) -> None:
         """Handle the arrival of a log message."""
         self._records.append(record)
 
-    def clear(self):
+    def clear(self) -> None:
         """Clear the list of remembered logs."""
         self._records = []

@@ -2,29 +2,33 @@
 
 import re
 import threading
+import unittest
+from typing import TYPE_CHECKING, Any, Iterable, List, Sequence, Tuple
+
+from katcp.core import Message
 
 __all__ = ["list_to_native_strings", "add_mid_to_msg_str", "MessageRecorder",
            "TestUtilMixin"]
 
 
-def _as_bytes(value):
+def _as_bytes(value: Any) -> bytes:
     if isinstance(value, bytes):
         return value
     return str(value).encode("utf-8")
 
 
-def _as_str(value):
+def _as_str(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
 
 
-def list_to_native_strings(list_to_coerce):
+def list_to_native_strings(list_to_coerce: Iterable[Any]) -> List[Any]:
     """Return a list with every bytes item decoded to str (other items unchanged)."""
     return [_as_str(item) if isinstance(item, bytes) else item for item in list_to_coerce]
 
 
-def add_mid_to_msg_str(msg_str, mid):
+def add_mid_to_msg_str(msg_str: str, mid: Any) -> str:
     """Insert message id ``mid`` after the name of a message given as a string.
 
     Parameters
@@ -59,18 +63,19 @@ class MessageRecorder:
         Never record messages with these names.
     """
 
-    def __init__(self, msg_types, whitelist, regex_filter, blacklist):
+    def __init__(self, msg_types: Iterable[int], whitelist: Iterable[str], regex_filter: Any,
+                 blacklist: Iterable[str]) -> None:
         self.msg_types = tuple(msg_types)
         self.whitelist = set(whitelist)
         self.blacklist = set(blacklist)
         self.regex_filter = re.compile(regex_filter) if regex_filter else None
-        self.msgs = []
+        self.msgs: List[Message] = []
         self._condition = threading.Condition()
 
-    def __call__(self, min_number=0, timeout=1):
+    def __call__(self, min_number: int = 0, timeout: float = 1) -> List[Message]:
         return self.get_msgs(min_number, timeout)
 
-    def get_msgs(self, min_number=0, timeout=1):
+    def get_msgs(self, min_number: int = 0, timeout: float = 1) -> List[Message]:
         """Return the messages recorded so far and delete them.
 
         Parameters
@@ -85,7 +90,7 @@ class MessageRecorder:
             msgs, self.msgs = self.msgs, []
         return msgs
 
-    def wait_number(self, number, timeout=1):
+    def wait_number(self, number: int, timeout: float = 1) -> List[Message]:
         """Wait until at least a certain number of messages have been recorded."""
         with self._condition:
             if not self._condition.wait_for(lambda: len(self.msgs) >= number, timeout):
@@ -93,7 +98,7 @@ class MessageRecorder:
                                      % (timeout, number, len(self.msgs)))
             return list(self.msgs)
 
-    def append_msg(self, msg):
+    def append_msg(self, msg: Message) -> None:
         """Append a message if it matches the criteria."""
         if msg.mtype not in self.msg_types:
             return
@@ -108,30 +113,39 @@ class MessageRecorder:
             self._condition.notify_all()
 
 
-class TestUtilMixin:
+# For type checkers the mixins are test cases; at run time they add only their methods.
+if TYPE_CHECKING:
+    _TestCase = unittest.TestCase
+else:
+    _TestCase = object
+
+
+class TestUtilMixin(_TestCase):
     """Mixin class for making assertions about lists of KATCP messages."""
 
-    def _assert_msgs_length(self, actual_msgs, expected_number):
+    def _assert_msgs_length(self, actual_msgs: Sequence[Message], expected_number: int) -> None:
         num_msgs = len(actual_msgs)
         if num_msgs < expected_number:
             self.fail("Too few messages received.")
         elif num_msgs > expected_number:
             self.fail("Too many messages received.")
 
-    def _assert_msgs_equal(self, actual_msgs, expected_msgs):
+    def _assert_msgs_equal(self, actual_msgs: Sequence[Message], expected_msgs: Sequence[str]
+                           ) -> None:
         """Compare messages with their expected wire text (``str(msg)``)."""
         for msg, msg_str in zip(actual_msgs, expected_msgs):
             self.assertEqual(str(msg), msg_str)
         self._assert_msgs_length(actual_msgs, len(expected_msgs))
 
-    def _assert_msgs_match(self, actual_msgs, expected):
+    def _assert_msgs_match(self, actual_msgs: Sequence[Message], expected: Sequence[str]) -> None:
         """Match messages against regular expressions."""
         for msg, pattern in zip(actual_msgs, expected):
             self.assertTrue(re.match(pattern, str(msg)),
                             "Message %r does not match %r" % (str(msg), pattern))
         self._assert_msgs_length(actual_msgs, len(expected))
 
-    def _assert_msgs_like(self, actual_msgs, expected_items):
+    def _assert_msgs_like(self, actual_msgs: Sequence[Message],
+                          expected_items: Sequence[Tuple[str, str]]) -> None:
         """Match messages against (prefix, suffix) pairs."""
         for msg, (prefix, suffix) in zip(actual_msgs, expected_items):
             text = str(msg)

@@ -3,6 +3,7 @@
 import functools
 import threading
 import time
+from typing import Any, Callable, Generator, List, Optional, Tuple
 from unittest import mock
 
 import tornado.gen
@@ -18,12 +19,13 @@ __all__ = ["AtomicIaddCallback", "WaitingMock", "AsyncWaitingMock", "counting_ca
 class AtomicIaddCallback(ObjectWrapper):
     """Wrap an object so that ``+=`` is atomic and calls a callback with the new value."""
 
-    def __init__(self, ob, callback=lambda x: x, mutex=None):
+    def __init__(self, ob: Any, callback: Callable[[Any], Any] = lambda x: x,
+                 mutex: Any = None) -> None:
         super().__init__(ob)
         object.__setattr__(self, "_callback", callback)
         object.__setattr__(self, "_mutex", mutex or threading.Lock())
 
-    def __iadd__(self, other):
+    def __iadd__(self, other: Any) -> "AtomicIaddCallback":
         with self._mutex:
             new = self.__subject__ + other
             object.__setattr__(self, "__subject__", new)
@@ -34,11 +36,11 @@ class AtomicIaddCallback(ObjectWrapper):
 class WaitingMock(mock.Mock):
     """A Mock whose calls can be waited for from another thread."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._condition = threading.Condition()
 
-    def _mock_call(self, *args, **kwargs):
+    def _mock_call(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super()._mock_call(*args, **kwargs)
         finally:
@@ -46,10 +48,7 @@ class WaitingMock(mock.Mock):
             with self._condition:
                 self._condition.notify_all()
 
-    def reset_mock(self, visited=None, *args, **kwargs):
-        super().reset_mock(visited, *args, **kwargs)
-
-    def assert_wait_call_count(self, count, timeout=1.0):
+    def assert_wait_call_count(self, count: int, timeout: float = 1.0) -> None:
         """Wait for mock to be called >= *count* times within *timeout* seconds.
 
         Raises
@@ -69,7 +68,7 @@ class WaitingMock(mock.Mock):
                 "Mock call_count is %d but call_args_list has only %d calls after "
                 "%s s" % (self.call_count, len(self.call_args_list), timeout))
 
-    def _wait_until(self, predicate, deadline):
+    def _wait_until(self, predicate: Callable[[], bool], deadline: float) -> bool:
         # Woken by each call; also re-checks now and then, for counts that tests
         # (or the mock internals, between counting and recording) change directly.
         with self._condition:
@@ -84,11 +83,11 @@ class WaitingMock(mock.Mock):
 class AsyncWaitingMock(mock.Mock):
     """A Mock whose calls can be waited for from a coroutine on the ioloop."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._waiters = []
+        self._waiters: List[Tuple[int, "Future[None]"]] = []
 
-    def _mock_call(self, *args, **kwargs):
+    def _mock_call(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super()._mock_call(*args, **kwargs)
         finally:
@@ -98,11 +97,12 @@ class AsyncWaitingMock(mock.Mock):
                     _resolve_once(future, None)
 
     @tornado.gen.coroutine
-    def assert_wait_call_count(self, count, timeout=1.0):
+    def assert_wait_call_count(self, count: int, timeout: float = 1.0
+                               ) -> Generator[Any, Any, None]:
         """Wait for mock to be called >= *count* times within *timeout* seconds."""
         if self.call_count >= count:
             return
-        future = Future()
+        future: "Future[None]" = Future()
         self._waiters.append((count, future))
         try:
             yield tornado.gen.with_timeout(
@@ -112,38 +112,42 @@ class AsyncWaitingMock(mock.Mock):
                                  % (timeout, count, self.call_count))
 
 
-def counting_callback(event=None, number_of_calls=1):
+def counting_callback(event: Optional[threading.Event] = None, number_of_calls: int = 1
+                      ) -> Callable[[Callable[..., Any]], Any]:
     """Decorate callback to set event once it's called certain number of times.
 
     The decorated callback gets ``done`` (the event), ``wait(timeout)`` and ``assert_wait``
     attributes.
     """
-    if event is None:
-        event = threading.Event()
+    done = event if event is not None else threading.Event()
 
-    def decorator(callback):
+    def decorator(callback: Callable[..., Any]) -> Any:
         lock = threading.Lock()
         calls = [0]
 
-        @functools.wraps(callback)
-        def wrapped(*args, **kwargs):
+        def counted(*args: Any, **kwargs: Any) -> Any:
             try:
                 return callback(*args, **kwargs)
             finally:
                 with lock:
                     calls[0] += 1
                     if calls[0] >= number_of_calls:
-                        event.set()
+                        done.set()
 
-        def assert_wait(timeout=1):
-            if not event.wait(timeout):
+        def assert_wait(timeout: float = 1) -> None:
+            if not done.wait(timeout):
                 raise AssertionError("Callback called %d of %d times within %s s"
                                      % (calls[0], number_of_calls, timeout))
 
-        wrapped.done = event
-        wrapped.wait = event.wait
+        wrapped: Any = functools.wraps(callback)(counted)
+        wrapped.done = done
+        wrapped.wait = done.wait
         wrapped.assert_wait = assert_wait
-        wrapped.reset = lambda: (calls.__setitem__(0, 0), event.clear())
+        def reset() -> None:
+            calls[0] = 0
+            done.clear()
+
+        wrapped.reset = reset
         return wrapped
 
     return decorator

@@ -1,5 +1,7 @@
 """Stand-ins for a server's client connection, to call request handlers directly."""
 
+from typing import Any, List, Optional
+
 import tornado.ioloop
 
 from katcp import server
@@ -19,40 +21,40 @@ class ClientConnectionTest:
     (``conn.inform.assert_wait_call_count(1)``).
     """
 
-    def __init__(self):
-        self.messages = []
-        self._informs = []
-        self._replies = []
-        self._mass_informs = []
+    def __init__(self) -> None:
+        self.messages: List[Message] = []
+        self._informs: List[Message] = []
+        self._replies: List[Message] = []
+        self._mass_informs: List[Message] = []
         self.address = "test-connection:0"
         self.inform = WaitingMock(side_effect=self._record_inform)
         self.reply_inform = WaitingMock(side_effect=self._record_reply_inform)
         self.reply = WaitingMock(side_effect=self._record_reply)
         self.mass_inform = WaitingMock(side_effect=self._mass_informs.append)
 
-    def _record_inform(self, msg):
+    def _record_inform(self, msg: Message) -> None:
         self._informs.append(msg)
         self.messages.append(msg)
 
-    def _record_reply_inform(self, msg, req_msg):
+    def _record_reply_inform(self, msg: Message, req_msg: Message) -> None:
         msg.mid = req_msg.mid
         self._record_inform(msg)
 
-    def _record_reply(self, msg, req_msg):
+    def _record_reply(self, msg: Message, req_msg: Message) -> None:
         msg.mid = req_msg.mid
         self._replies.append(msg)
         self.messages.append(msg)
 
     @property
-    def informs(self):
+    def informs(self) -> List[Message]:
         return self._informs
 
     @property
-    def replies(self):
+    def replies(self) -> List[Message]:
         return self._replies
 
     @property
-    def mass_informs(self):
+    def mass_informs(self) -> List[Message]:
         return self._mass_informs
 
 
@@ -61,22 +63,23 @@ class _RecordingRequestConnection(server.ClientRequestConnection):
 
     __slots__ = ("inform_msgs", "reply_msg")
 
-    def __init__(self, client_connection, req_msg):
+    def __init__(self, client_connection: Any, req_msg: Message) -> None:
         super().__init__(client_connection, req_msg)
-        self.inform_msgs = []
-        self.reply_msg = None
+        self.inform_msgs: List[Message] = []
+        self.reply_msg: Optional[Message] = None
 
-    def inform(self, *args):
+    def inform(self, *args: Any) -> None:
         msg = Message.reply_inform(self.msg, *args)
         self.inform_msgs.append(msg)
         self.client_connection.inform(msg)
 
-    def reply_with_message(self, rep_msg):
+    def reply_with_message(self, rep_msg: Message) -> None:
         super().reply_with_message(rep_msg)
         self.reply_msg = rep_msg
 
 
-def mock_req(req_name, *args, **kwargs):
+def mock_req(req_name: str, *args: Any, mid: Optional[int] = None,
+             client_conn: Any = None) -> server.ClientRequestConnection:
     """Create a mock ClientRequestConnection object.
 
     Parameters
@@ -99,13 +102,12 @@ def mock_req(req_name, *args, **kwargs):
         ``req.inform_msgs`` holds the informs sent through ``req`` and ``req.reply_msg``
         the reply; ``req.client_connection`` records everything sent.
     """
-    mid = kwargs.pop("mid", None)
-    client_conn = kwargs.pop("client_conn", None) or ClientConnectionTest()
+    client_conn = client_conn or ClientConnectionTest()
     msg = Message.request(req_name, *args, mid=mid)
     return _RecordingRequestConnection(client_conn, msg)
 
 
-def handle_mock_req(dev, req):
+def handle_mock_req(dev: server.DeviceServer, req: Any) -> Optional[Message]:
     """Instrument a real unstarted server.DeviceServer to handle a mock request.
 
     Calls the device's handler for ``req.msg`` directly (no network, no ioloop thread) and

@@ -3,21 +3,25 @@
 import queue
 import threading
 import time
+from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence
 
 import tornado.gen
 import tornado.ioloop
 from tornado.concurrent import Future
 
+from katcp.core import Sensor
 from katcp.testutils.loops import _resolve_once
+from katcp.testutils.messages import _TestCase
 
 __all__ = ["SensorComparisonMixin", "suppress_queue_repeats", "SensorTransitionWaiter",
            "SensorTransitionStatusWaiter", "wait_sensor", "wait_sensor_async"]
 
 
-class SensorComparisonMixin:
+class SensorComparisonMixin(_TestCase):
     """Mixin to test that katcp.Sensor objects match specified criteria (for TestCases)."""
 
-    def assert_sensor_equal(self, actual_sensor, desired_sensor, ignore_attributes=()):
+    def assert_sensor_equal(self, actual_sensor: Sensor, desired_sensor: Sensor,
+                            ignore_attributes: Sequence[str] = ()) -> None:
         """Test that two sensor objects are equal, optionally ignoring some attributes."""
         attributes = {"name", "description", "units", "stype", "params"} - \
             set(ignore_attributes)
@@ -29,7 +33,8 @@ class SensorComparisonMixin:
         if "status" not in ignore_attributes:
             self.assertEqual(actual_sensor.status(), desired_sensor.status())
 
-    def assert_sensor_equal_description(self, actual_sensor, desired_description):
+    def assert_sensor_equal_description(self, actual_sensor: Sensor,
+                                        desired_description: Dict[str, Any]) -> None:
         """Test that a Sensor object (actual) matches a description (desired).
 
         ``desired_description`` is a dict of attribute name to value; ``value`` and
@@ -41,20 +46,24 @@ class SensorComparisonMixin:
                 actual = getattr(actual_sensor.read(), attr)
             elif attr == "type":
                 actual = (actual_sensor.stype if isinstance(desired, str)
-                          else actual_sensor._sensor_type)
+                          else Sensor.parse_type(actual_sensor.stype))
             else:
                 actual = getattr(actual_sensor, attr)
             self.assertEqual(actual, desired,
                              "Sensor %r attribute %r is %r, expected %r"
                              % (actual_sensor.name, attr, actual, desired))
 
-    def assert_sensors_equal_description(self, actual_sensors, desired_description):
+    def assert_sensors_equal_description(self, actual_sensors: Sequence[Sensor],
+                                         desired_description: Sequence[Dict[str, Any]]
+                                         ) -> None:
         """Test that a list of Sensor objects (actual) match a description (desired)."""
         self.assertEqual(len(actual_sensors), len(desired_description))
         for sensor, description in zip(actual_sensors, desired_description):
             self.assert_sensor_equal_description(sensor, description)
 
-    def assert_sensors_value_conditions(self, actual_sensors, value_tests):
+    def assert_sensors_value_conditions(self, actual_sensors: Sequence[Sensor],
+                                        value_tests: Dict[str, Callable[[Any], bool]]
+                                        ) -> None:
         """Test that a list of Sensor objects (actual) match value_tests.
 
         ``value_tests`` maps sensor names to callables that return True for good values.
@@ -66,7 +75,8 @@ class SensorComparisonMixin:
             self.assertTrue(test(value), "Sensor %r value %r failed its test" % (name, value))
 
 
-def suppress_queue_repeats(suppressed_queue, initial_value, read_time=None):
+def suppress_queue_repeats(suppressed_queue: "queue.Queue[Any]", initial_value: Any,
+                           read_time: Optional[float] = None) -> Iterator[Any]:
     """Generator that reads a Queue and suppresses runs of repeated values.
 
     The queue is consumed, and a value yielded whenever it differs from the previous
@@ -89,7 +99,7 @@ def suppress_queue_repeats(suppressed_queue, initial_value, read_time=None):
             yield value
 
 
-def _satisfies(expected, value):
+def _satisfies(expected: Any, value: Any) -> bool:
     """Whether `value` meets one element of a transition sequence."""
     return expected(value) if callable(expected) else value == expected
 
@@ -122,10 +132,10 @@ class SensorTransitionWaiter:
         If the sensor's current value does not satisfy the first element.
     """
 
-    def __init__(self, sensor, value_sequence=None):
+    def __init__(self, sensor: Any, value_sequence: Optional[Sequence[Any]] = None) -> None:
         self.sensor = sensor
         self.desired_value_sequence = value_sequence
-        self._received_values = []
+        self._received_values: List[Any] = []
         self._condition = threading.Condition()
         # Index into the sequence of the element the latest value satisfied.
         self._position = 0
@@ -135,7 +145,7 @@ class SensorTransitionWaiter:
         self._original_strategy = None
         self._setup()
 
-    def _setup(self):
+    def _setup(self) -> None:
         register = getattr(self.sensor, "register_listener", None)
         if register is not None:
             if hasattr(self.sensor, "set_sampling_strategy"):
@@ -153,26 +163,26 @@ class SensorTransitionWaiter:
             raise ValueError("Sensor %s has value %r, which does not match the first "
                              "element of %r" % (self.sensor.name, current, sequence))
 
-    def _current_value(self):
+    def _current_value(self) -> Any:
         reading = getattr(self.sensor, "reading", None)
         if reading is not None:
             return reading.value
         return self.sensor.value()
 
-    def update(self, sensor, reading):
+    def update(self, sensor: Any, reading: Any) -> None:
         self._record(reading.value if hasattr(reading, "value") else reading[2])
 
-    def _on_update(self, sensor, reading):
+    def _on_update(self, sensor: Any, reading: Any) -> None:
         self._record(reading.value)
 
-    def _record(self, value):
+    def _record(self, value: Any) -> None:
         with self._condition:
             if self._received_values[-1:] != [value]:
                 self._received_values.append(value)
             self._advance(value)
             self._condition.notify_all()
 
-    def _advance(self, value):
+    def _advance(self, value: Any) -> None:
         sequence = self.desired_value_sequence
         if not sequence or self._failed or self._done():
             return
@@ -182,10 +192,10 @@ class SensorTransitionWaiter:
         elif not _satisfies(sequence[self._position], value):
             self._failed = True
 
-    def _done(self):
-        return self._position == len(self.desired_value_sequence) - 1
+    def _done(self) -> bool:
+        return self._position == len(self.desired_value_sequence or ()) - 1
 
-    def wait(self, timeout=5):
+    def wait(self, timeout: Optional[float] = 5) -> bool:
         """Wait until the specified transition occurs.
 
         Returns
@@ -200,7 +210,7 @@ class SensorTransitionWaiter:
             self._condition.wait_for(lambda: self._failed or self._done(), timeout)
             return self._done() and not self._failed
 
-    def get_received_values(self, stop=True, reset=True):
+    def get_received_values(self, stop: bool = True, reset: bool = True) -> List[Any]:
         """Return list of values received to date (runs of repeats counted once)."""
         with self._condition:
             values = list(self._received_values)
@@ -210,7 +220,7 @@ class SensorTransitionWaiter:
             self.teardown()
         return values
 
-    def teardown(self):
+    def teardown(self) -> None:
         """Clean up: restore sensor strategy and de-register sensor callback."""
         if self._torn_down:
             return
@@ -230,20 +240,21 @@ class SensorTransitionStatusWaiter(SensorTransitionWaiter):
     ``value_sequence`` holds ``(value, status)`` pairs (or callables taking one).
     """
 
-    def _current_value(self):
+    def _current_value(self) -> Any:
         reading = getattr(self.sensor, "reading", None)
         if reading is None:
             reading = self.sensor.read()
         return (reading.value, reading.status)
 
-    def update(self, sensor, reading):
+    def update(self, sensor: Any, reading: Any) -> None:
         self._record((reading.value, reading.status))
 
-    def _on_update(self, sensor, reading):
+    def _on_update(self, sensor: Any, reading: Any) -> None:
         self._record((reading.value, reading.status))
 
 
-def wait_sensor(sensor, value, status=None, timeout=5):
+def wait_sensor(sensor: Any, value: Any, status: Any = None, timeout: Optional[float] = 5
+                ) -> bool:
     """Wait for a katcp sensor to attain a certain value.
 
     Returns
@@ -265,13 +276,15 @@ def wait_sensor(sensor, value, status=None, timeout=5):
 
 
 @tornado.gen.coroutine
-def wait_sensor_async(sensor, value, status=None, ioloop=None):
+def wait_sensor_async(sensor: Sensor, value: Any, status: Any = None,
+                      ioloop: Optional[tornado.ioloop.IOLoop] = None
+                      ) -> Generator[Any, Any, None]:
     """Stop-gap async sensor-wait: resolves when ``sensor`` has ``value`` (and ``status``).
 
     ``sensor`` is a katcp.Sensor; updates may come from any thread.
     """
-    ioloop = ioloop or tornado.ioloop.IOLoop.current()
-    future = Future()
+    loop = ioloop or tornado.ioloop.IOLoop.current()
+    future: "Future[None]" = Future()
 
     def matches(reading):
         return reading.value == value and (status is None or reading.status == status)
@@ -279,7 +292,7 @@ def wait_sensor_async(sensor, value, status=None, ioloop=None):
     class Observer:
         def update(self, sensor_, reading):
             if matches(reading):
-                ioloop.add_callback(_resolve_once, future, None)
+                loop.add_callback(_resolve_once, future, None)
 
     observer = Observer()
     sensor.attach(observer)

@@ -3,6 +3,7 @@
 import concurrent.futures
 import queue
 import threading
+from typing import Any, Dict, Generator, List, Set, Tuple
 
 import tornado.gen
 from tornado.concurrent import Future
@@ -21,8 +22,8 @@ __all__ = ["DeviceTestSensor", "DeviceTestServer", "AsyncDeviceTestServer",
 class DeviceTestSensor(Sensor):
     """Test sensor: a Sensor created with a given reading."""
 
-    def __init__(self, sensor_type, name, description, units, params,
-                 timestamp, status, value):
+    def __init__(self, sensor_type: Any, name: str, description: str, units: str,
+                 params: Any, timestamp: float, status: int, value: Any) -> None:
         super().__init__(sensor_type, name, description, units, params)
         self.set(timestamp, status, value)
 
@@ -32,13 +33,13 @@ class DeviceTestServer(server.DeviceServer):
 
     __test__ = False
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.__msgs = []
-        self.__msg_waiters = []
+        self.__msgs: List[Message] = []
+        self.__msg_waiters: List[Tuple[int, concurrent.futures.Future]] = []
         # until_messages() may be called from a test thread while messages arrive.
         self.__msg_lock = threading.Lock()
-        self.restart_queue = queue.Queue()
+        self.restart_queue: "queue.Queue[Any]" = queue.Queue()
         self.set_restart_queue(self.restart_queue)
         self._cancel_slow_command = threading.Event()
         self.slow_waiting = False
@@ -51,15 +52,15 @@ class DeviceTestServer(server.DeviceServer):
         self.break_sensor_list = False
 
     @property
-    def request_names(self):
+    def request_names(self) -> Set[str]:
         return set(self._request_handlers)
 
     @property
-    def sensor_names(self):
+    def sensor_names(self) -> Set[str]:
         return set(sensor.name for sensor in self.get_sensors())
 
     @tornado.gen.coroutine
-    def on_client_connect(self, client_conn):
+    def on_client_connect(self, client_conn: Any) -> Generator[Any, Any, None]:
         # Yield only when there is something to wait for: a coroutine that yields needs
         # a running loop, and tests call this directly from their own thread.
         if not self.proceed_on_client_connect.is_set():
@@ -68,7 +69,7 @@ class DeviceTestServer(server.DeviceServer):
         if ready is not None and not ready.done():
             yield ready
 
-    def setup_sensors(self):
+    def setup_sensors(self) -> None:
         self.restarted = False
         self.add_sensor(DeviceTestSensor(
             Sensor.INTEGER, "an.int", "An Integer.", "count", [-5, 5],
@@ -83,20 +84,20 @@ class DeviceTestServer(server.DeviceServer):
             Sensor.DISCRETE, "a.discrete", "A Discrete.", "", ["one", "two", "three"],
             timestamp=12345, status=Sensor.NOMINAL, value="one"))
 
-    def request_new_command(self, req, msg):
+    def request_new_command(self, req: Any, msg: Message) -> Message:
         """A new command."""
         return Message.reply(msg.name, "ok", "param1", "param2")
 
-    def request_raise_exception(self, req, msg):
+    def request_raise_exception(self, req: Any, msg: Message) -> Message:
         """A handler which raises an exception."""
         raise Exception("An exception occurred!")
 
-    def request_raise_fail(self, req, msg):
+    def request_raise_fail(self, req: Any, msg: Message) -> Message:
         """A handler which raises a FailReply."""
         raise FailReply("There was a problem with your request.")
 
     @request_timeout_hint(99)
-    def request_slow_command(self, req, msg):
+    def request_slow_command(self, req: Any, msg: Message) -> Message:
         """A slow command, waits for msg.arguments[0] seconds."""
         # The wait happens in a thread of its own, so the server goes on handling other
         # requests (such as ?cancel-slow-command); the reply is sent from the ioloop, where
@@ -114,7 +115,7 @@ class DeviceTestServer(server.DeviceServer):
         threading.Thread(target=wait_and_reply, name="slow-command", daemon=True).start()
         raise AsyncReply
 
-    def request_cancel_slow_command(self, req, msg):
+    def request_cancel_slow_command(self, req: Any, msg: Message) -> Message:
         """Cancel slow command request, resulting in it replying immediately."""
         # Each slow command waits on the event it found; later ones get a fresh one.
         self._cancel_slow_command, cancelled = threading.Event(), self._cancel_slow_command
@@ -123,7 +124,8 @@ class DeviceTestServer(server.DeviceServer):
 
     @request(Str(), Float(), Int(), Bool())
     @return_reply(Str(), Float(), Int(), Bool())
-    def request_decorated(self, req, _string, _float, _int, do_raise):
+    def request_decorated(self, req: Any, _string: str, _float: float, _int: int,
+                          do_raise: bool) -> Tuple[Any, ...]:
         """Decorated handler, return params, optionally raise exception."""
         if do_raise:
             raise Exception("An exception occurred!")
@@ -134,11 +136,11 @@ class DeviceTestServer(server.DeviceServer):
         return ("ok", _string, _float, _int, do_raise)
 
     @return_reply()
-    def request_decorated_return_exception(self, req, msg):
+    def request_decorated_return_exception(self, req: Any, msg: Message) -> Tuple[Any, ...]:
         """Decorated handler, return fail with exception object."""
         return ("fail", Exception("An exception occurred!"))
 
-    def handle_message(self, req, msg):
+    def handle_message(self, req: Any, msg: Message) -> Any:
         with self.__msg_lock:
             self.__msgs.append(msg)
             ready = [w for w in self.__msg_waiters if len(self.__msgs) >= w[0]]
@@ -150,29 +152,29 @@ class DeviceTestServer(server.DeviceServer):
         return super().handle_message(req, msg)
 
     @steal_docstring_from(server.DeviceServer.request_help)
-    def request_help(self, req, msg):
+    def request_help(self, req: Any, msg: Message) -> Any:
         if self.break_help:
             raise FailReply(self.break_help)
         return super().request_help(req, msg)
 
     @steal_docstring_from(server.DeviceServer.request_sensor_list)
-    def request_sensor_list(self, req, msg):
+    def request_sensor_list(self, req: Any, msg: Message) -> Any:
         if self.break_sensor_list:
             raise FailReply(self.break_sensor_list)
         return super().request_sensor_list(req, msg)
 
     @property
-    def messages(self):
+    def messages(self) -> List[Message]:
         return self.__msgs
 
-    def until_messages(self, cnt):
+    def until_messages(self, cnt: int) -> concurrent.futures.Future:
         """Return a future that resolves once ``cnt`` messages have been received.
 
         It resolves to the list of messages received so far. It is a thread-safe
         :class:`concurrent.futures.Future`, as in katcp 0.9: test threads block on
         ``result(timeout)`` and coroutines on the loop can yield it.
         """
-        future = concurrent.futures.Future()
+        future: concurrent.futures.Future = concurrent.futures.Future()
         with self.__msg_lock:
             if len(self.__msgs) < cnt:
                 self.__msg_waiters.append((cnt, future))
@@ -181,7 +183,7 @@ class DeviceTestServer(server.DeviceServer):
         future.set_result(received)
         return future
 
-    def stop(self, *args, **kwargs):
+    def stop(self, *args: Any, **kwargs: Any) -> Any:
         # A blocked ?slow-command would otherwise hold up the handler thread.
         self._cancel_slow_command.set()
         return super().stop(*args, **kwargs)
@@ -190,20 +192,21 @@ class DeviceTestServer(server.DeviceServer):
 class AsyncDeviceTestServer(DeviceTestServer):
     """DeviceTestServer with handlers on the ioloop (no handler thread)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.set_concurrency_options(thread_safe=False, handler_thread=False)
-        self._slow_futures = []
+        self._slow_futures: List["Future[None]"] = []
 
     @request(Float())
     @return_reply()
     @request_timeout_hint(99)
     @concurrent_reply
     @tornado.gen.coroutine
-    def request_slow_command(self, req, wait_time):
+    def request_slow_command(self, req: Any,
+                             wait_time: float) -> Generator[Any, Any, Tuple[str]]:
         """A slow coroutine request, waits for msg.arguments[0] seconds."""
         self.slow_waiting = True
-        future = Future()
+        future: "Future[None]" = Future()
         self._slow_futures.append(future)
         try:
             yield tornado.gen.with_timeout(self.ioloop.time() + wait_time, future)
@@ -211,9 +214,9 @@ class AsyncDeviceTestServer(DeviceTestServer):
             pass
         finally:
             self.slow_waiting = False
-        raise tornado.gen.Return(("ok",))
+        return ("ok",)
 
-    def request_cancel_slow_command(self, req, msg):
+    def request_cancel_slow_command(self, req: Any, msg: Message) -> Message:
         """Cancel slow command request, resulting in it replying immediately."""
         for future in self._slow_futures:
             _resolve_once(future, None)
@@ -229,13 +232,13 @@ class DeviceTestServerWithTimeoutHints(DeviceTestServer):
                                          ProtocolFlags.MESSAGE_IDS,
                                          ProtocolFlags.REQUEST_TIMEOUT_HINTS})
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.request_timeout_hints = {}
+        self.request_timeout_hints: Dict[str, float] = {}
 
     @request(Str(optional=True))
     @return_reply(Int())
-    def request_request_timeout_hint(self, req, name):
+    def request_request_timeout_hint(self, req: Any, name: str) -> Tuple[Any, ...]:
         """Return timeout hints for requests"""
         if name:
             hints = {name: self.request_timeout_hints.get(name, 0)}

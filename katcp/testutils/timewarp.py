@@ -3,8 +3,10 @@
 import asyncio
 import threading
 import warnings
+from typing import Any, Callable, Optional
 
 import tornado.gen
+import tornado.ioloop
 import tornado.testing
 import tornado.util
 from tornado.concurrent import Future, chain_future
@@ -16,10 +18,10 @@ __all__ = ["TimewarpAsyncTestCase", "TimewarpAsyncTestCaseTimeAdvancer"]
 class _WarpedLoopTime:
     """The clock of a time-warped asyncio loop: stands still until set."""
 
-    def __init__(self, start):
+    def __init__(self, start: float) -> None:
         self.now = start
 
-    def __call__(self):
+    def __call__(self) -> float:
         return self.now
 
 
@@ -29,16 +31,16 @@ class _TimewarpIOLoop(AsyncIOLoop):
     Otherwise warping the clock past a test's timeout would end the test.
     """
 
-    def time(self):
+    def time(self) -> float:
         # tornado's IOLoop.time() is the wall clock; here it is the warped asyncio clock.
         return self.asyncio_loop.time()
 
-    def run_sync(self, func, timeout=None):
+    def run_sync(self, func: Callable[..., Any], timeout: Optional[float] = None) -> Any:
         if timeout is None:
             return super().run_sync(func)
 
         async def bounded():
-            result = Future()
+            result: "Future[Any]" = Future()
             chain_future(tornado.gen.convert_yielded(func()), result)
 
             def expire():
@@ -69,7 +71,7 @@ class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):
     # the loop with add_callback).
     WAKE_ITERATIONS = 3
 
-    def setUp(self):
+    def setUp(self) -> None:
         # tornado deprecates overriding get_new_ioloop, but offers no other way to give a
         # test case its own kind of loop.
         with warnings.catch_warnings():
@@ -79,7 +81,7 @@ class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):
         # AsyncTestCase runs its loop in the test's own thread.
         self.ioloop_thread_id = threading.get_ident()
 
-    def get_new_ioloop(self):
+    def get_new_ioloop(self) -> tornado.ioloop.IOLoop:
         ioloop = _TimewarpIOLoop(make_current=False)
         self.ioloop_time = 1000000.0
         self._warped_clock = _WarpedLoopTime(self.ioloop_time)
@@ -87,7 +89,7 @@ class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):
         ioloop.asyncio_loop.time = self._warped_clock
         return ioloop
 
-    def wake_ioloop(self):
+    def wake_ioloop(self) -> "asyncio.Task[None]":
         """Let the ioloop run a few iterations so that it notices the new time.
 
         Returns
@@ -96,13 +98,15 @@ class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):
             Resolves once the iterations have run; yield it from a test coroutine
             (calling without yielding is fine too).
         """
-        return self.io_loop.asyncio_loop.create_task(self._let_loop_run())
+        loop: asyncio.AbstractEventLoop = self.io_loop.asyncio_loop  # type: ignore[attr-defined]
+        return loop.create_task(self._let_loop_run())
 
-    async def _let_loop_run(self):
+    async def _let_loop_run(self) -> None:
         for _ in range(self.WAKE_ITERATIONS):
             await asyncio.sleep(0)
 
-    def set_ioloop_time(self, new_time, wake_ioloop=True):
+    def set_ioloop_time(self, new_time: float, wake_ioloop: bool = True
+                        ) -> "Optional[asyncio.Task[None]]":
         """Set the virtual time of the ioloop.
 
         Returns
@@ -129,7 +133,8 @@ class TimewarpAsyncTestCaseTimeAdvancer(threading.Thread):
         Virtual seconds per real second.
     """
 
-    def __init__(self, test_instance, quantum=0.05, rate=1000.0):
+    def __init__(self, test_instance: TimewarpAsyncTestCase, quantum: float = 0.05,
+                 rate: float = 1000.0) -> None:
         super().__init__(name="timewarp-advancer", daemon=True)
         self.test_instance = test_instance
         self.quantum = quantum
@@ -137,15 +142,15 @@ class TimewarpAsyncTestCaseTimeAdvancer(threading.Thread):
         self._stopped = threading.Event()
         self._started = threading.Event()
 
-    def start(self):
+    def start(self) -> None:
         super().start()
         self._started.wait(1.0)
 
-    def stop(self, timeout=None):
+    def stop(self, timeout: Optional[float] = None) -> None:
         self._stopped.set()
         self.join(timeout)
 
-    def run(self):
+    def run(self) -> None:
         self._started.set()
         ioloop = self.test_instance.io_loop
         step_wait = self.quantum / self.rate
