@@ -5,12 +5,16 @@ parameters (a misspelt one is an error, not silently ignored)."""
 import concurrent.futures
 import importlib
 import threading
+import unittest
 
 import pytest
 import tornado.gen
 
 from katcp import testutils
+from katcp.fake_clients import FakeAsyncClient
 from katcp.inspecting_client import ExponentialRandomBackoff
+from katcp.ioloop_manager import IOLoopThreadWrapper
+from katcp.resource_client import KATCPClientResource, ThreadSafeKATCPClientResourceWrapper
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -83,3 +87,80 @@ class TestCallInIoloop:
         with pytest.raises(concurrent.futures.TimeoutError):
             testutils.call_in_ioloop(ioloop, hang, timeout=0.05)
         testutils.call_in_ioloop(ioloop, release[0].set_result, None, timeout=WAIT)
+
+
+@pytest.fixture
+def device_server():
+    server = testutils.DeviceTestServer("127.0.0.1", 0)
+    server.start(timeout=WAIT)
+    yield server
+    server.stop()
+    server.join(timeout=WAIT)
+
+
+@pytest.fixture
+def synced_resource(device_server, loop_manager):
+    """A KATCPClientResource on a managed loop, used through its thread-safe wrapper."""
+    ioloop = loop_manager.get_ioloop()
+    resource = KATCPClientResource(dict(name="dev", address=device_server.bind_address,
+                                        controlled=True))
+    resource.set_ioloop(ioloop)
+    wrapped = ThreadSafeKATCPClientResourceWrapper(resource, IOLoopThreadWrapper(ioloop))
+    wrapped.start()
+    wrapped.until_synced(timeout=WAIT)
+    yield wrapped
+    wrapped.stop()
+
+
+class TestDocumentedKeywordsAreParameters:
+    """A misspelt keyword of a documented keyword argument fails at once."""
+
+    def test_resource_request_takes_timeout_and_refuses_a_typo(self, synced_resource):
+        reply = synced_resource.req.watchdog(timeout=WAIT, mid=7)
+        assert reply.succeeded
+        assert reply.reply.mid == b"7"
+        with pytest.raises(TypeError):
+            synced_resource.req.watchdog(timout=WAIT)
+
+    def test_simple_and_wrapped_requests_refuse_a_typo(self, synced_resource):
+        inspecting = synced_resource.__subject__._inspecting_client
+        reply, informs = testutils.call_in_ioloop(
+            synced_resource.ioloop, inspecting.simple_request, "help", "watchdog",
+            timeout=WAIT)
+        assert reply.reply_ok() and len(informs) == 1
+        for request in (inspecting.simple_request, inspecting.wrapped_request):
+            with pytest.raises(TypeError):
+                request("watchdog", use_mids=True)
+
+    def test_blocking_test_client_assertions_refuse_a_typo(self, device_server):
+        class Case(unittest.TestCase):
+            def runTest(self):
+                pass
+
+        case = Case()
+        host, port = device_server.bind_address
+        client = testutils.BlockingTestClient(case, host, port)
+        client.start(timeout=WAIT)
+        try:
+            assert client.wait_protocol(timeout=WAIT)
+            client.assert_request_succeeds("watchdog", informs_count=0, timeout=WAIT)
+            client.assert_request_fails("raise-fail", error_equals=(
+                "There was a problem with your request."), timeout=WAIT)
+            with pytest.raises(TypeError):
+                client.assert_request_succeeds("watchdog", inform_count=0)
+            with pytest.raises(TypeError):
+                client.assert_request_fails("raise-fail", error_equal="x")
+            assert client.wait_condition(WAIT, lambda: True, pollperiod=0.01)
+        finally:
+            client.stop()
+            client.join(timeout=WAIT)
+
+    def test_mock_req_keywords(self):
+        req = testutils.mock_req("watchdog", mid=3)
+        assert req.msg.mid == b"3"
+        with pytest.raises(TypeError):
+            testutils.mock_req("watchdog", mids=3)
+
+    def test_fake_client_needs_its_device_keyword(self):
+        with pytest.raises(TypeError):
+            FakeAsyncClient("fake-host", 5000)
