@@ -552,20 +552,11 @@ def fake_KATCP_client_resource_container_factory(KATCPClientResourceContainerCla
 
     Each child resource client connects to its own fake device.
 
-    Parameters
-    ----------
-    KATCPClientResourceContainerClass : class
-        :class:`katcp.resource_client.KATCPClientResourceContainer` or a subclass.
-    fake_options : dict or None
-        Applied to every child (see :func:`fake_inspecting_client_factory`).
-    resources_spec, args, kwargs
-        As for ``KATCPClientResourceContainerClass``.
-
-    Returns
-    -------
-    fake_container : KATCPClientResourceContainerClass subclass instance
-    manager : :class:`FakeKATCPClientResourceContainerManager`
-        ``manager.child_managers`` maps child names to their managers.
+    As :func:`fake_KATCP_client_resource_factory`, for
+    :class:`katcp.resource_client.KATCPClientResourceContainer` (or a subclass) and its
+    ``resources_spec``; the `fake_options` apply to every child. The manager returned
+    is a :class:`FakeKATCPClientResourceContainerManager`, whose ``child_managers`` maps
+    child names to their managers.
     """
     child_managers: Dict[str, FakeKATCPClientResourceManager] = {}
 

@@ -861,16 +861,13 @@ class InspectingClientAsync:
         """
         exists = yield self.future_check_sensor(name, update)
         info = self._sensors_index.get(name) if exists else None
-        if info is None:
-            return None
-        sensor = info.get("obj")
-        if sensor is None:
+        if info is not None and info.get("obj") is None:
             sensor_type = Sensor.parse_type(info["sensor_type"])
-            sensor = info["obj"] = self.sensor_factory(
+            params = Sensor.parse_params(sensor_type, info["params"], self._katcp_major())
+            info["obj"] = self.sensor_factory(
                 name=name, sensor_type=sensor_type, description=info["description"],
-                units=info["units"], params=Sensor.parse_params(
-                    sensor_type, info["params"], self._katcp_major()))
-        return sensor
+                units=info["units"], params=params)
+        return None if info is None else info["obj"]
 
     @tornado.gen.coroutine
     def future_get_request(self, name: str, update: Optional[bool] = None
@@ -883,14 +880,10 @@ class InspectingClientAsync:
         """
         exists = yield self.future_check_request(name, update)
         info = self._requests_index.get(name) if exists else None
-        if info is None:
-            return None
-        request = info.get("obj")
-        if request is None:
-            request = info["obj"] = self.request_factory(
-                name=name, description=info["description"],
-                timeout_hint=info["timeout_hint"])
-        return request
+        if info is not None and info.get("obj") is None:
+            info["obj"] = self.request_factory(name=name, description=info["description"],
+                                               timeout_hint=info["timeout_hint"])
+        return None if info is None else info["obj"]
 
     # -- talking to the device ------------------------------------------------------
 

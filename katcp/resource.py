@@ -5,6 +5,7 @@ import collections
 import collections.abc
 import inspect
 import logging
+import operator
 import sys
 import time
 from typing import Any, Callable, Dict, Generator, List, Optional, Sequence, Tuple, Union
@@ -28,6 +29,11 @@ StrategySpec = Union[str, bytes, Sequence[Any]]
 #: What setting a strategy gives per sensor: ``(True, normalised strategy)`` or
 #: ``(False, sys.exc_info())``.
 StrategyResult = Tuple[bool, Any]
+
+
+def _read_only(path: str, doc: Optional[str] = None) -> Any:
+    """A read-only property giving the attribute at dotted `path` of the instance."""
+    return property(operator.attrgetter(path), doc=doc)
 
 
 def _object_repr(obj: Any, **fields: Any) -> str:
@@ -97,7 +103,8 @@ class KATCPSensorError(KATCPResourceError):
 
 
 class SensorResultTuple(collections.namedtuple(
-        "SensorResultTuple", "object name python_identifier description type units reading")):
+        "SensorResultTuple",
+        "object name python_identifier description type units reading")):
     """Per-sensor result of list_sensors() method
 
     Attributes
@@ -723,35 +730,15 @@ class KATCPSensor:
         """Normalised name of this KATCPSensor that can be used as a python identifier"""
         return escape_name(self.name)
 
-    @property
-    def reading(self) -> KATCPSensorReading:
-        """Most recently received sensor reading as KATCPSensorReading instance"""
-        return self._reading
-
-    @property
-    def value(self) -> Any:
-        """Value of the most recently received reading."""
-        return self._reading.value
-
-    @property
-    def status(self) -> str:
-        """Status name (e.g. 'nominal') of the most recently received reading."""
-        return self._reading.status
-
-    @property
-    def type(self) -> str:
-        """KATCP type name of the sensor, e.g. 'integer'."""
-        return self._sensor.stype
-
-    @property
-    def units(self) -> str:
-        """Units of the sensor."""
-        return self._sensor.units
-
-    @property
-    def params(self) -> Any:
-        """Type parameters of the sensor (e.g. [min, max] or discrete values)."""
-        return self._sensor.params
+    reading = _read_only(
+        "_reading", "Most recently received sensor reading as KATCPSensorReading instance")
+    value = _read_only("_reading.value", "Value of the most recently received reading.")
+    status = _read_only(
+        "_reading.status", "Status name (e.g. 'nominal') of the most recently received reading.")
+    type = _read_only("_sensor.stype", "KATCP type name of the sensor, e.g. 'integer'.")
+    units = _read_only("_sensor.units", "Units of the sensor.")
+    params = _read_only(
+        "_sensor.params", "Type parameters of the sensor (e.g. [min, max] or discrete values).")
 
     @property
     def sampling_strategy(self) -> Any:

@@ -139,9 +139,12 @@ class ClientGroup:
         """Indication of the connection state of all clients in the group"""
         return all(client.is_connected() for client in self.clients)
 
-    @tornado.gen.coroutine
-    def set_sampling_strategies(self, filter: str, strategy_and_params: StrategySpec
-                                ) -> Generator[Any, Any, Dict[str, Any]]:
+    def _on_each_client(self, method: str, *args: Any) -> Any:
+        """Call `method` of every client; a future of their results keyed by client name."""
+        return tornado.gen.multi({client.name: getattr(client, method)(*args)
+                                  for client in self.clients})
+
+    def set_sampling_strategies(self, filter: str, strategy_and_params: StrategySpec) -> Any:
         """Set sampling strategy for the sensors of all the group's clients.
 
         Only sensors that match the specified filter are considered: see
@@ -153,14 +156,10 @@ class ClientGroup:
             Resolves with a dict keyed by client name whose values are what each
             client's ``set_sampling_strategies`` resolved with.
         """
-        results = yield {client.name: client.set_sampling_strategies(filter,
-                                                                     strategy_and_params)
-                         for client in self.clients}
-        return results
+        return self._on_each_client("set_sampling_strategies", filter, strategy_and_params)
 
-    @tornado.gen.coroutine
     def set_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec
-                              ) -> Generator[Any, Any, Dict[str, Any]]:
+                              ) -> Any:
         """Set sampling strategy for the named sensor on all the group's clients.
 
         See :meth:`katcp.resource.KATCPResource.set_sampling_strategy`.
@@ -171,15 +170,14 @@ class ClientGroup:
             Resolves with a dict keyed by client name whose values are what each
             client's ``set_sampling_strategy`` resolved with.
         """
-        results = yield {client.name: client.set_sampling_strategy(sensor_name,
-                                                                   strategy_and_params)
-                         for client in self.clients}
-        return results
+        return self._on_each_client("set_sampling_strategy", sensor_name,
+                                    strategy_and_params)
 
     @tornado.gen.coroutine
     def wait(self, sensor_name: str, condition_or_value: Any,
              timeout: Optional[float] = 5.0, quorum: Any = None,
-             max_grace_period: Optional[float] = 1.0) -> Generator[Any, Any, Dict[str, bool]]:
+             max_grace_period: Optional[float] = 1.0
+             ) -> Generator[Any, Any, Dict[str, bool]]:
         """Wait for sensor present on all group clients to satisfy a condition.
 
         Parameters

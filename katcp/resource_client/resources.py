@@ -13,7 +13,7 @@ import tornado.ioloop
 from katcp import resource
 from katcp.core import (AsyncEvent, AsyncState, AttrDict, log_future_exceptions, until_any,
                         until_some)
-from katcp.resource import StrategyResult, StrategySpec, escape_name
+from katcp.resource import StrategyResult, StrategySpec, _read_only, escape_name
 from katcp.resource_client.groups import ClientGroup
 from katcp.resource_client.inspecting import (_NONE_STRATEGY, KATCPClientResourceRequest,
                                               KATCPClientResourceSensorsManager,
@@ -188,53 +188,30 @@ class KATCPClientResource(resource.KATCPResource):
         self._inspecting_client: Any = None
         self._sensor_manager: Any = None
 
-    @property
-    def state(self) -> str:
-        """Current state: 'disconnected', 'syncing' or 'synced'."""
-        return self._state.state
+    state = _read_only("_state.state",
+                       "Current state: 'disconnected', 'syncing' or 'synced'.")
 
     @property
     def synced(self) -> bool:
         """True if the interface of the device is in sync with this resource."""
         return self._state.state == "synced"
 
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def description(self) -> str:
-        return self._description
-
-    @property
-    def address(self) -> Any:
-        return self._address
-
-    @property
-    def parent(self) -> Optional["KATCPClientResourceContainer"]:
-        return self._parent
+    name = _read_only("_name")
+    description = _read_only("_description")
+    address = _read_only("_address")
+    parent = _read_only("_parent")
+    req = _read_only("_req")
+    sensor = _read_only("_sensor")
+    controlled = _read_only(
+        "_controlled",
+        "True if the device's requests are exposed (resource spec ``controlled``).")
+    dummy_unknown_requests = _read_only(
+        "_dummy_unknown_requests",
+        "True if ``req.<unknown>`` gives a dummy request (resource spec key).")
 
     @property
     def children(self) -> AttrDict:
         return AttrDict()
-
-    @property
-    def req(self) -> AttrDict:
-        return self._req
-
-    @property
-    def sensor(self) -> AttrDict:
-        return self._sensor
-
-    @property
-    def controlled(self) -> bool:
-        """True if the device's requests are exposed (resource spec ``controlled``)."""
-        return self._controlled
-
-    @property
-    def dummy_unknown_requests(self) -> bool:
-        """True if ``req.<unknown>`` gives a dummy request (resource spec key)."""
-        return self._dummy_unknown_requests
 
     @property
     def versions(self) -> Any:
@@ -462,40 +439,25 @@ class KATCPClientResource(resource.KATCPResource):
 
     @tornado.gen.coroutine
     def _add_requests(self, request_names: Sequence[str]) -> Generator[Any, Any, None]:
-        request_names = [
-            name for name in request_names if self._request_allowed(escape_name(name))]
-        request_objs = yield [
-            self._inspecting_client.future_get_request(name) for name in request_names]
-        added_names = []
-        for request_obj in request_objs:
-            if request_obj is None:
-                continue
-            escaped_name = escape_name(request_obj.name)
-            self._req[escaped_name] = request_obj
-            added_names.append(escaped_name)
+        request_objs = yield [self._inspecting_client.future_get_request(name)
+                              for name in request_names
+                              if self._request_allowed(escape_name(name))]
+        added_names = _add_to(self._req, request_objs)
         if self._parent and added_names:
             self._parent._child_add_requests(self, added_names)
 
     def _remove_requests(self, request_names: Sequence[str]) -> None:
-        removed_names = [escape_name(name) for name in request_names]
-        for name in removed_names:
-            self._req.pop(name, None)
+        removed_names = _remove_from(self._req, request_names)
         if self._parent and removed_names:
             self._parent._child_remove_requests(self, removed_names)
 
     @tornado.gen.coroutine
     def _add_sensors(self, sensor_names: Sequence[str]) -> Generator[Any, Any, None]:
-        sensor_names = list(sensor_names)
-        sensor_objs = yield [
-            self._inspecting_client.future_get_sensor(name) for name in sensor_names]
-        added_names = []
-        for sensor_obj in sensor_objs:
-            if sensor_obj is None:
-                continue
-            escaped_name = escape_name(sensor_obj.name)
-            self._sensor[escaped_name] = sensor_obj
-            added_names.append(escaped_name)
-            self._restore_sensor_wishes(escaped_name, sensor_obj)
+        sensor_objs = yield [self._inspecting_client.future_get_sensor(name)
+                             for name in sensor_names]
+        added_names = _add_to(self._sensor, sensor_objs)
+        for escaped_name in added_names:
+            self._restore_sensor_wishes(escaped_name, self._sensor[escaped_name])
         if self._parent and added_names:
             self._parent._child_add_sensors(self, added_names)
 
@@ -513,11 +475,28 @@ class KATCPClientResource(resource.KATCPResource):
             sensor_obj.register_listener(listener, reading=True)
 
     def _remove_sensors(self, sensor_names: Sequence[str]) -> None:
-        removed_names = [escape_name(name) for name in sensor_names]
-        for name in removed_names:
-            self._sensor.pop(name, None)
+        removed_names = _remove_from(self._sensor, sensor_names)
         if self._parent and removed_names:
             self._parent._child_remove_sensors(self, removed_names)
+
+
+def _add_to(namespace: AttrDict, objs: Sequence[Any]) -> List[str]:
+    """Add the objects found (not None) under their escaped names; return those names."""
+    added_names = []
+    for obj in objs:
+        if obj is not None:
+            escaped_name = escape_name(obj.name)
+            namespace[escaped_name] = obj
+            added_names.append(escaped_name)
+    return added_names
+
+
+def _remove_from(namespace: AttrDict, names: Sequence[str]) -> List[str]:
+    """Remove the named objects (if there); return the escaped names."""
+    removed_names = [escape_name(name) for name in names]
+    for name in removed_names:
+        namespace.pop(name, None)
+    return removed_names
 
 
 class KATCPClientResourceContainer(resource.KATCPResource):
@@ -562,13 +541,13 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         for group_name, client_names in resources_spec.get("groups", {}).items():
             self.add_group(group_name, client_names)
 
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def description(self) -> str:
-        return self._description
+    name = _read_only("_name")
+    description = _read_only("_description")
+    children = _read_only("_children")
+    groups = _read_only(
+        "_groups", "AttrDict of :class:`ClientGroup` objects keyed by their escaped names.")
+    req = _read_only("_req")
+    sensor = _read_only("_sensor")
 
     @property
     def address(self) -> None:
@@ -577,23 +556,6 @@ class KATCPClientResourceContainer(resource.KATCPResource):
     @property
     def parent(self) -> None:
         return None
-
-    @property
-    def children(self) -> AttrDict:
-        return self._children
-
-    @property
-    def groups(self) -> AttrDict:
-        """AttrDict of :class:`ClientGroup` objects keyed by their escaped names."""
-        return self._groups
-
-    @property
-    def req(self) -> AttrDict:
-        return self._req
-
-    @property
-    def sensor(self) -> AttrDict:
-        return self._sensor
 
     def is_connected(self) -> bool:
         """Indication of the connection state of all children"""
@@ -686,20 +648,20 @@ class KATCPClientResourceContainer(resource.KATCPResource):
     def until_not_synced(self, timeout: Optional[float] = None
                          ) -> Generator[Any, Any, None]:
         """Return a tornado Future; resolves when any subordinate client is not synced"""
-        yield until_any(*[child.until_not_synced() for child in dict.values(self._children)],
-                        timeout=timeout)
+        children = dict.values(self._children)
+        yield until_any(*[child.until_not_synced() for child in children], timeout=timeout)
 
     @tornado.gen.coroutine
     def until_all_children_in_state(self, state: str, timeout: Optional[float] = None
                                     ) -> Generator[Any, Any, None]:
         """Return a tornado Future; resolves when all clients are in specified state"""
-        yield until_some(*[child.until_state(state) for child in dict.values(self._children)],
-                         timeout=timeout)
+        children = dict.values(self._children)
+        yield until_some(*[child.until_state(state) for child in children], timeout=timeout)
 
     def until_any_child_in_state(self, state: str, timeout: Optional[float] = None) -> Any:
         """Return a tornado Future; resolves when any client is in specified state"""
-        return until_any(*[child.until_state(state) for child in dict.values(self._children)],
-                         timeout=timeout)
+        children = dict.values(self._children)
+        return until_any(*[child.until_state(state) for child in children], timeout=timeout)
 
     def list_sensors(self, filter: str = "", strategy: bool = False, status: str = "",
                      use_python_identifiers: bool = True, tuple: bool = False,

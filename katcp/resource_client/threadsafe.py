@@ -28,6 +28,15 @@ def _wrapping(wrapper: Any, wrapper_class: type) -> Callable[[Any], Any]:
     return functools.partial(wrapper_class, ioloop_wrapper=wrapper._ioloop_wrapper)
 
 
+def _wrapped_view(attr: str, wrapper_class: Callable[[], type]) -> Any:
+    """A property: the subject's mapping `attr`, its values wrapped by the class that
+    `wrapper_class()` gives (late, as the wrapper classes refer to each other)."""
+    def view(self: Any) -> AttrMappingProxy:
+        return AttrMappingProxy(getattr(self.__subject__, attr),
+                                _wrapping(self, wrapper_class()))
+    return property(view, doc="Thread-safe view of the subject's ``%s``." % attr)
+
+
 class ThreadSafeKATCPSensorWrapper(ThreadSafeMethodAttrWrapper):
     """Thread safe wrapper for :class:`katcp.resource.KATCPSensor`"""
 
@@ -49,10 +58,7 @@ class ThreadSafeKATCPClientResourceRequestWrapper(ThreadSafeMethodAttrWrapper):
 class ThreadSafeKATCPClientGroupWrapper(ThreadSafeMethodAttrWrapper):
     """Thread safe wrapper for :class:`ClientGroup`"""
 
-    @property
-    def req(self) -> AttrMappingProxy:
-        return AttrMappingProxy(self.__subject__.req,
-                                _wrapping(self, ThreadSafeKATCPClientResourceRequestWrapper))
+    req = _wrapped_view("req", lambda: ThreadSafeKATCPClientResourceRequestWrapper)
 
     @property
     def clients(self) -> Tuple[Any, ...]:
@@ -74,25 +80,10 @@ class ThreadSafeKATCPClientResourceWrapper(ThreadSafeMethodAttrWrapper):
     wrapped objects likewise.
     """
 
-    @property
-    def req(self) -> AttrMappingProxy:
-        return AttrMappingProxy(self.__subject__.req,
-                                _wrapping(self, ThreadSafeKATCPClientResourceRequestWrapper))
-
-    @property
-    def sensor(self) -> AttrMappingProxy:
-        return AttrMappingProxy(self.__subject__.sensor,
-                                _wrapping(self, ThreadSafeKATCPSensorWrapper))
-
-    @property
-    def children(self) -> AttrMappingProxy:
-        return AttrMappingProxy(self.__subject__.children,
-                                _wrapping(self, ThreadSafeKATCPClientResourceWrapper))
-
-    @property
-    def groups(self) -> AttrMappingProxy:
-        return AttrMappingProxy(self.__subject__.groups,
-                                _wrapping(self, ThreadSafeKATCPClientGroupWrapper))
+    req = _wrapped_view("req", lambda: ThreadSafeKATCPClientResourceRequestWrapper)
+    sensor = _wrapped_view("sensor", lambda: ThreadSafeKATCPSensorWrapper)
+    children = _wrapped_view("children", lambda: ThreadSafeKATCPClientResourceWrapper)
+    groups = _wrapped_view("groups", lambda: ThreadSafeKATCPClientGroupWrapper)
 
     def wait(self, sensor_name: str, condition_or_value: Any, timeout: float = 5) -> Any:
         """Blocking :meth:`katcp.resource.KATCPResource.wait`."""

@@ -338,11 +338,7 @@ class BlockingTestClient(client.BlockingClient):
         -------
         reply, informs : Message, list of Message
         """
-        reply, informs = self._request(requestname, *params, timeout=timeout, mid=mid)
-        self.test.assertEqual(reply.name, requestname)
-        self.test.assertTrue(reply.reply_ok(),
-                             "Expected request %r called with parameters %r to succeed, "
-                             "but it failed: %s" % (requestname, params, reply))
+        reply, informs = self._request_expecting(True, requestname, params, timeout, mid)
         args = [_as_str(a) for a in reply.arguments[1:]]
         if args_echo:
             args_equal = params
@@ -378,14 +374,22 @@ class BlockingTestClient(client.BlockingClient):
         -------
         reply, informs : Message, list of Message
         """
-        reply, informs = self._request(requestname, *params, timeout=timeout, mid=mid)
-        self.test.assertEqual(reply.name, requestname)
-        self.test.assertFalse(reply.reply_ok(),
-                              "Expected request %r called with parameters %r to fail, "
-                              "but it succeeded: %s" % (requestname, params, reply))
+        reply, informs = self._request_expecting(False, requestname, params, timeout, mid)
         self.test.assertEqual(_as_str(reply.arguments[0]), _as_str(status_equals))
         if error_equals is not None:
             self.test.assertEqual(_as_str(reply.arguments[1]), _as_str(error_equals))
+        return reply, informs
+
+    def _request_expecting(self, succeed: bool, requestname: str, params: Sequence[Any],
+                           timeout: Optional[float], mid: Optional[int]
+                           ) -> Tuple[Message, List[Message]]:
+        """Make a request and assert that it succeeded (or failed, as `succeed` says)."""
+        reply, informs = self._request(requestname, *params, timeout=timeout, mid=mid)
+        self.test.assertEqual(reply.name, requestname)
+        expected, outcome = ("succeed", "failed") if succeed else ("fail", "succeeded")
+        self.test.assertEqual(reply.reply_ok(), succeed,
+                              "Expected request %r called with parameters %r to %s, but it "
+                              "%s: %s" % (requestname, params, expected, outcome, reply))
         return reply, informs
 
     def test_setter_request(self, requestname: str, sensorname: str, sensortype: type = str,
