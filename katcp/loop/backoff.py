@@ -29,6 +29,8 @@ class ExponentialRandomBackoff:
     delay: float
     """The delay (seconds) to wait before the next attempt."""
 
+    _nominal: float
+
     def __init__(self, delay_initial: float = 1.0, delay_max: float = 90.0,
                  exp_fac: float = 3.0, randomicity: float = 0.95) -> None:
         self.delay_initial = delay_initial
