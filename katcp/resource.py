@@ -32,8 +32,17 @@ StrategyResult = Tuple[bool, Any]
 
 
 def _read_only(path: str, doc: Optional[str] = None) -> Any:
-    """A read-only property giving the attribute at dotted `path` of the instance."""
-    return property(operator.attrgetter(path), doc=doc)
+    """A read-only property giving the attribute at dotted `path` of the instance.
+
+    Without `doc` it has no docstring of its own, so documentation tools show that of
+    the property it overrides.
+    """
+    get = operator.attrgetter(path)
+
+    def getter(self: Any) -> Any:
+        return get(self)
+
+    return property(getter, doc=doc)
 
 
 def _object_repr(obj: Any, **fields: Any) -> str:

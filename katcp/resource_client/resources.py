@@ -189,7 +189,7 @@ class KATCPClientResource(resource.KATCPResource):
         self._sensor_manager: Any = None
 
     state = _read_only("_state.state",
-                       "Current state: 'disconnected', 'syncing' or 'synced'.")
+                       "The current state, one of 'disconnected', 'syncing' or 'synced'.")
 
     @property
     def synced(self) -> bool:
