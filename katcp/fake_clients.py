@@ -106,7 +106,9 @@ class _FakeDevice:
         self.server = FakeKATCPServer()
         self.request_handlers: Dict[str, Callable[..., Any]] = {}
         self.sensors: Dict[str, Sensor] = {}
-        self._strategies: Dict[int, Dict[str, Any]] = {}  # conn_id -> {sensor: strategy}
+        # Per connection: its id on the fake server and its {sensor name: strategy}.
+        self._conn_ids: Dict[server.ClientConnection, int] = {}
+        self._strategies: Dict[server.ClientConnection, Dict[str, Any]] = {}
         self._connection_ids = itertools.count(1)
         # The interface ?help lists, as in 0.9: these two and the test's handlers.
         self._standard: Dict[str, Callable[..., Any]] = {
@@ -148,9 +150,9 @@ class _FakeDevice:
         """Register a new connection; returns its ClientConnection."""
         conn_id = next(self._connection_ids)
         self.server.add_connection(conn_id, deliver)
-        self._strategies[conn_id] = {}
-        client_conn: Any = server.ClientConnection(self.server, conn_id)
-        client_conn.conn_id = conn_id
+        client_conn = server.ClientConnection(self.server, conn_id)
+        self._conn_ids[client_conn] = conn_id
+        self._strategies[client_conn] = {}
         for name, value in (("katcp-protocol", str(FAKE_PROTOCOL)),
                             ("katcp-library", "katcp-python-fake"),
                             ("katcp-device", "fake-device")):
@@ -158,9 +160,9 @@ class _FakeDevice:
         return client_conn
 
     def disconnect(self, client_conn: Any) -> None:
-        for strategy in self._strategies.pop(client_conn.conn_id, {}).values():
+        for strategy in self._strategies.pop(client_conn, {}).values():
             strategy.cancel()
-        self.server.remove_connection(client_conn.conn_id)
+        self.server.remove_connection(self._conn_ids.pop(client_conn))
 
     def handle_request(self, client_conn: Any, msg: Message) -> None:
         """Answer one request; the reply goes back through ``client_conn``."""
@@ -233,7 +235,7 @@ class _FakeDevice:
         unknown = [name for name in names if name not in self.sensors]
         if unknown:
             raise FailReply("Unknown sensor names: %s." % ", ".join(unknown))
-        strategies = self._strategies[req.client_connection.conn_id]
+        strategies = self._strategies[req.client_connection]
         if len(msg.arguments) > 1:
             for name in names:
                 previous = strategies.pop(name, None)
