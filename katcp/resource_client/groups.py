@@ -9,8 +9,6 @@ from katcp.core import until_some
 from katcp.resource import StrategySpec, _help_docstring, _object_repr
 from katcp.resource_client.namespaces import _find_request, _RequestNamespace
 
-__all__ = ["GroupResults", "GroupRequest", "ClientGroup"]
-
 
 class GroupResults(dict):
     """The result of a group request.

@@ -22,9 +22,6 @@ from katcp.resource import (KATCPReply, KATCPSensorError, StrategyResult, Strate
 # The package's logger: the one 0.9 logged to.
 log = logging.getLogger("katcp.resource_client")
 
-__all__ = ["transform_future", "ReplyWrappedInspectingClientAsync",
-           "KATCPClientResourceRequest", "KATCPClientResourceSensorsManager"]
-
 _NONE_STRATEGY: Tuple[str, ...] = ("none",)
 
 

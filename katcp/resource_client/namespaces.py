@@ -5,8 +5,6 @@ from typing import Any, Callable, Iterator, List, Optional
 
 from katcp.core import AttrDict
 
-__all__ = ["MappingProxy", "AttrMappingProxy"]
-
 
 class _Namespace(AttrDict):
     """AttrDict whose keys show up in ``dir()``, for IPython tab-completion."""

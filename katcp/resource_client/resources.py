@@ -23,9 +23,6 @@ from katcp.resource_client.namespaces import _Namespace, _RequestNamespace
 # The package's logger: the one 0.9 logged to.
 log = logging.getLogger("katcp.resource_client")
 
-__all__ = ["list_sensors", "monitor_resource_sync_state", "KATCPClientResource",
-           "KATCPClientResourceContainer"]
-
 
 @tornado.gen.coroutine
 def list_sensors(parent_class: resource.KATCPResource, sensor_items: Any, filter: str,

@@ -10,9 +10,6 @@ from typing import Any, Callable, Optional, Tuple
 from katcp.ioloop_manager import ThreadSafeMethodAttrWrapper
 from katcp.resource_client.namespaces import AttrMappingProxy
 
-__all__ = ["ThreadSafeKATCPSensorWrapper", "ThreadSafeKATCPClientResourceRequestWrapper",
-           "ThreadSafeKATCPClientGroupWrapper", "ThreadSafeKATCPClientResourceWrapper"]
-
 
 def _blocking(wrapper: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run ``fn(*args, **kwargs)`` on `wrapper`'s loop and block for its outcome.

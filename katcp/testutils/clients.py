@@ -9,8 +9,6 @@ from katcp import client, server
 from katcp.core import Message
 from katcp.testutils.messages import MessageRecorder, _as_bytes, _as_str
 
-__all__ = ["BlockingTestClient"]
-
 
 class BlockingTestClient(client.BlockingClient):
     """Test blocking client: a BlockingClient with assertions for use in test cases."""

@@ -3,8 +3,6 @@
 import logging
 from typing import List
 
-__all__ = ["TestLogHandler"]
-
 
 class TestLogHandler(logging.Handler):
     """A logger for KATCP tests: remembers every record it handles."""

@@ -6,8 +6,6 @@ import tornado.ioloop
 
 from katcp.loop.crossing import call_on_loop
 
-__all__ = ["call_in_ioloop", "start_thread_with_cleanup"]
-
 
 def _resolve_once(future: Any, result: Any) -> None:
     if not future.done():

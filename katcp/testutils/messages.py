@@ -7,9 +7,6 @@ from typing import TYPE_CHECKING, Any, Iterable, List, Sequence, Tuple
 
 from katcp.core import Message
 
-__all__ = ["list_to_native_strings", "add_mid_to_msg_str", "MessageRecorder",
-           "TestUtilMixin"]
-
 
 def _as_bytes(value: Any) -> bytes:
     if isinstance(value, bytes):

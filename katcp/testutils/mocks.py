@@ -13,8 +13,6 @@ from tornado.concurrent import Future
 from katcp.object_proxies import ObjectWrapper
 from katcp.testutils.loops import _resolve_once
 
-__all__ = ["AtomicIaddCallback", "WaitingMock", "AsyncWaitingMock", "counting_callback"]
-
 
 class AtomicIaddCallback(ObjectWrapper):
     """Wrap an object so that ``+=`` is atomic and calls a callback with the new value."""

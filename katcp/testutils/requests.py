@@ -8,8 +8,6 @@ from katcp import server
 from katcp.core import AsyncReply, FailReply, Message
 from katcp.testutils.mocks import WaitingMock
 
-__all__ = ["ClientConnectionTest", "mock_req", "handle_mock_req"]
-
 
 class ClientConnectionTest:
     """A version of katcp.server.ClientConnection* suitable for testing.

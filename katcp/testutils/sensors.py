@@ -13,9 +13,6 @@ from katcp.core import Sensor
 from katcp.testutils.loops import _resolve_once
 from katcp.testutils.messages import _TestCase
 
-__all__ = ["SensorComparisonMixin", "suppress_queue_repeats", "SensorTransitionWaiter",
-           "SensorTransitionStatusWaiter", "wait_sensor", "wait_sensor_async"]
-
 
 class SensorComparisonMixin(_TestCase):
     """Mixin to test that katcp.Sensor objects match specified criteria (for TestCases)."""

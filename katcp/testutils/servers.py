@@ -15,9 +15,6 @@ from katcp.kattypes import (Bool, Float, Int, Str, concurrent_reply, request,
                             request_timeout_hint, return_reply)
 from katcp.testutils.loops import _resolve_once
 
-__all__ = ["DeviceTestSensor", "DeviceTestServer", "AsyncDeviceTestServer",
-           "DeviceTestServerWithTimeoutHints"]
-
 
 class DeviceTestSensor(Sensor):
     """Test sensor: a Sensor created with a given reading."""

@@ -12,8 +12,6 @@ import tornado.util
 from tornado.concurrent import Future, chain_future
 from tornado.platform.asyncio import AsyncIOLoop
 
-__all__ = ["TimewarpAsyncTestCase", "TimewarpAsyncTestCaseTimeAdvancer"]
-
 
 class _WarpedLoopTime:
     """The clock of a time-warped asyncio loop: stands still until set."""
