@@ -4,6 +4,7 @@ parameters (a misspelt one is an error, not silently ignored)."""
 
 import concurrent.futures
 import importlib
+import pickle
 import threading
 import unittest
 
@@ -14,7 +15,8 @@ from katcp import testutils
 from katcp.fake_clients import FakeAsyncClient
 from katcp.inspecting_client import ExponentialRandomBackoff
 from katcp.ioloop_manager import IOLoopThreadWrapper
-from katcp.resource_client import KATCPClientResource, ThreadSafeKATCPClientResourceWrapper
+from katcp.resource_client import (GroupResults, KATCPClientResource,
+                                   ThreadSafeKATCPClientResourceWrapper)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -164,3 +166,10 @@ class TestDocumentedKeywordsAreParameters:
     def test_fake_client_needs_its_device_keyword(self):
         with pytest.raises(TypeError):
             FakeAsyncClient("fake-host", 5000)
+
+
+def test_objects_of_split_packages_pickle_under_their_documented_path():
+    results = GroupResults(dev=None)
+    restored = pickle.loads(pickle.dumps(results))
+    assert type(restored) is GroupResults and restored == {"dev": None}
+    assert b"katcp.resource_client" in pickle.dumps(results)
