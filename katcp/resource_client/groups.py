@@ -137,10 +137,11 @@ class ClientGroup:
         """Indication of the connection state of all clients in the group"""
         return all(client.is_connected() for client in self.clients)
 
-    def _on_each_client(self, method: str, *args: Any) -> Any:
+    @tornado.gen.coroutine
+    def _on_each_client(self, method: str, *args: Any) -> Generator[Any, Any, Dict[str, Any]]:
         """Call `method` of every client; a future of their results keyed by client name."""
-        return tornado.gen.multi({client.name: getattr(client, method)(*args)
-                                  for client in self.clients})
+        results = yield {client.name: getattr(client, method)(*args) for client in self.clients}
+        return results
 
     def set_sampling_strategies(self, filter: str, strategy_and_params: StrategySpec) -> Any:
         """Set sampling strategy for the sensors of all the group's clients.

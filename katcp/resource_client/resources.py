@@ -319,8 +319,9 @@ class KATCPClientResource(resource.KATCPResource):
         return list_sensors(self, dict.items(self._sensor), filter, strategy, status,
                             use_python_identifiers, tuple, refresh)
 
-    def set_sampling_strategies(self, filter: str,
-                                strategy_and_params: StrategySpec) -> Any:
+    @tornado.gen.coroutine
+    def set_sampling_strategies(self, filter: str, strategy_and_params: StrategySpec
+                                ) -> Generator[Any, Any, Dict[str, StrategyResult]]:
         """Set a strategy for all sensors matching the filter, including unseen sensors
         The strategy should persist across sensor disconnect/reconnect.
 
@@ -330,7 +331,8 @@ class KATCPClientResource(resource.KATCPResource):
         # Re-setting a filter replaces it and gives it precedence over older filters.
         self._filter_strategies.pop(filter, None)
         self._filter_strategies[filter] = (re.compile(filter), strategy_and_params)
-        return super().set_sampling_strategies(filter, strategy_and_params)
+        results = yield super().set_sampling_strategies(filter, strategy_and_params)
+        return results
 
     @tornado.gen.coroutine
     def set_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec
