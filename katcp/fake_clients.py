@@ -19,6 +19,7 @@ Example
 import inspect
 import itertools
 import threading
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import tornado.gen
 
@@ -26,7 +27,9 @@ from katcp import client, server
 from katcp.core import (AsyncReply, FailReply, KatcpSyntaxError, Message, MessageParser,
                         ProtocolFlags, Sensor, convert_method_name)
 from katcp.kattypes import Int, return_reply
+from katcp.loop.crossing import on_thread
 from katcp.resource import escape_name
+from katcp.resource_client import KATCPClientResource, ReplyWrappedInspectingClientAsync
 from katcp.sampling import SampleStrategy, format_inform_v5
 
 FAKE_PROTOCOL = ProtocolFlags(5, 0, [ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS])
@@ -43,56 +46,50 @@ class FakeKATCPServer:
     :meth:`add_connection` (the fake transport of a fake client).
     """
 
-    def __init__(self):
-        self._deliver = {}
+    def __init__(self) -> None:
+        self._deliver: Dict[Any, Callable[[Message], None]] = {}
 
-    def add_connection(self, conn_id, deliver):
+    def add_connection(self, conn_id: Any, deliver: Callable[[Message], None]) -> None:
         self._deliver[conn_id] = deliver
 
-    def remove_connection(self, conn_id):
+    def remove_connection(self, conn_id: Any) -> None:
         self._deliver.pop(conn_id, None)
 
-    def get_address(self, conn_id):
+    def get_address(self, conn_id: Any) -> str:
         return "fake-client:%s" % (conn_id,)
 
-    def send_message(self, conn_id, msg):
+    def send_message(self, conn_id: Any, msg: Message) -> None:
         deliver = self._deliver.get(conn_id)
         if deliver is not None:
             deliver(msg)
 
-    def mass_send_message(self, msg):
+    def mass_send_message(self, msg: Message) -> None:
         for deliver in list(self._deliver.values()):
             deliver(msg)
 
-    def flush_on_close(self):
+    def flush_on_close(self) -> None:
         raise FakeKATCPServerError("A fake connection has nothing to flush")
 
-    def disconnect_client(self, conn_id, reason, connection_valid=True):
+    def disconnect_client(self, conn_id: Any, reason: str, connection_valid: bool = True
+                          ) -> None:
         raise FakeKATCPServerError("Fake connections are not disconnected by the server")
 
 
 class FakeClientRequestConnection(server.ClientRequestConnection):
     """The ``req`` handed to fake request handlers: a real ClientRequestConnection."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
 
-    def inform(self, *args):
-        """Send an inform as part of the reply to this request."""
-        return super().inform(*args)
-
-
-def _reply_from(msg, exc):
+def _reply_from(msg: Message, exc: BaseException) -> Message:
     if isinstance(exc, FailReply):
         return Message.reply_to_request(msg, "fail", str(exc))
     return Message.reply_to_request(msg, "fail", "%s: %s" % (type(exc).__name__, exc))
 
 
-def _text(value):
+def _text(value: Any) -> Any:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
-def _sensor_type(type_spec):
+def _sensor_type(type_spec: Any) -> int:
     if isinstance(type_spec, int):
         return type_spec
     return Sensor.parse_type(type_spec if isinstance(type_spec, bytes)
@@ -102,20 +99,22 @@ def _sensor_type(type_spec):
 class _FakeDevice:
     """What fake clients connect to: request handlers, sensors and the standard requests."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.server = FakeKATCPServer()
-        self.request_handlers = {}
-        self.sensors = {}
-        self._strategies = {}  # conn_id -> {sensor name: strategy}
+        self.request_handlers: Dict[str, Callable[..., Any]] = {}
+        self.sensors: Dict[str, Sensor] = {}
+        # Per connection: its id on the fake server and its {sensor name: strategy}.
+        self._conn_ids: Dict[server.ClientConnection, int] = {}
+        self._strategies: Dict[server.ClientConnection, Dict[str, Any]] = {}
         self._connection_ids = itertools.count(1)
         # The interface ?help lists, as in 0.9: these two and the test's handlers.
-        self._standard = {
+        self._standard: Dict[str, Callable[..., Any]] = {
             "help": self._request_help,
             "sensor-list": self._request_sensor_list,
         }
         # Answered too (the clients' sampling, polling and liveness checks use them)
         # but not listed, so the fake's interface stays what 0.9 code expects.
-        self._unlisted = {
+        self._unlisted: Dict[str, Callable[..., Any]] = {
             "sensor-value": self._request_sensor_value,
             "sensor-sampling": self._request_sensor_sampling,
             "watchdog": lambda req, msg: req.make_reply("ok"),
@@ -123,7 +122,7 @@ class _FakeDevice:
 
     # -- model --------------------------------------------------------------------------
 
-    def add_sensors(self, sensor_infos):
+    def add_sensors(self, sensor_infos: Dict[str, Tuple[Any, ...]]) -> None:
         for name, info in sensor_infos.items():
             description, units, type_spec = info[:3]
             sensor_type = _sensor_type(type_spec)
@@ -135,34 +134,34 @@ class _FakeDevice:
                                         _text(units), params or None)
         self.interface_changed()
 
-    def add_request_handlers(self, handlers):
+    def add_request_handlers(self, handlers: Dict[str, Callable[..., Any]]) -> None:
         self.request_handlers.update(handlers)
         self.interface_changed()
 
-    def interface_changed(self):
+    def interface_changed(self) -> None:
         self.server.mass_send_message(Message.inform("interface-changed"))
 
     # -- connections --------------------------------------------------------------------
 
-    def connect(self, deliver):
+    def connect(self, deliver: Callable[[Message], None]) -> server.ClientConnection:
         """Register a new connection; returns its ClientConnection."""
         conn_id = next(self._connection_ids)
         self.server.add_connection(conn_id, deliver)
-        self._strategies[conn_id] = {}
         client_conn = server.ClientConnection(self.server, conn_id)
-        client_conn.conn_id = conn_id
+        self._conn_ids[client_conn] = conn_id
+        self._strategies[client_conn] = {}
         for name, value in (("katcp-protocol", str(FAKE_PROTOCOL)),
                             ("katcp-library", "katcp-python-fake"),
                             ("katcp-device", "fake-device")):
             client_conn.inform(Message.inform("version-connect", name, value))
         return client_conn
 
-    def disconnect(self, client_conn):
-        for strategy in self._strategies.pop(client_conn.conn_id, {}).values():
+    def disconnect(self, client_conn: Any) -> None:
+        for strategy in self._strategies.pop(client_conn, {}).values():
             strategy.cancel()
-        self.server.remove_connection(client_conn.conn_id)
+        self.server.remove_connection(self._conn_ids.pop(client_conn))
 
-    def handle_request(self, client_conn, msg):
+    def handle_request(self, client_conn: Any, msg: Message) -> None:
         """Answer one request; the reply goes back through ``client_conn``."""
         req = FakeClientRequestConnection(client_conn, msg)
         handler = (self.request_handlers.get(msg.name) or self._standard.get(msg.name)
@@ -186,7 +185,7 @@ class _FakeDevice:
             future.add_done_callback(lambda f: self._reply_later(req, msg, f))
 
     @staticmethod
-    def _reply_later(req, msg, future):
+    def _reply_later(req: Any, msg: Message, future: Any) -> None:
         if future.cancelled():
             return  # as a real server does: a cancelled handler sends no reply
         exc = future.exception()
@@ -195,7 +194,7 @@ class _FakeDevice:
     # -- standard requests --------------------------------------------------------------
 
     @staticmethod
-    def _named(names, msg, unknown_text):
+    def _named(names: Any, msg: Message, unknown_text: str) -> Any:
         """All names, or the one the request asks for."""
         if not msg.arguments:
             return sorted(names)
@@ -204,14 +203,14 @@ class _FakeDevice:
             raise FailReply(unknown_text)
         return [name]
 
-    def _request_help(self, req, msg):
+    def _request_help(self, req: Any, msg: Message) -> Message:
         handlers = dict(self._standard, **self.request_handlers)
         names = self._named(handlers, msg, "Unknown request method.")
         for name in names:
             req.inform(name, (handlers[name].__doc__ or "").strip() or name)
         return req.make_reply("ok", len(names))
 
-    def _request_sensor_list(self, req, msg):
+    def _request_sensor_list(self, req: Any, msg: Message) -> Message:
         names = self._named(self.sensors, msg, "Unknown sensor name.")
         for name in names:
             sensor = self.sensors[name]
@@ -219,21 +218,21 @@ class _FakeDevice:
                        *sensor.formatted_params)
         return req.make_reply("ok", len(names))
 
-    def _request_sensor_value(self, req, msg):
+    def _request_sensor_value(self, req: Any, msg: Message) -> Message:
         names = self._named(self.sensors, msg, "Unknown sensor name.")
         for name in names:
             timestamp, status, value = self.sensors[name].read_formatted()
             req.inform(timestamp, "1", name, status, value)
         return req.make_reply("ok", len(names))
 
-    def _request_sensor_sampling(self, req, msg):
+    def _request_sensor_sampling(self, req: Any, msg: Message) -> Message:
         if not msg.arguments:
             raise FailReply("No sensor name given.")
         names = msg.arguments[0].decode("utf-8", "replace").split(",")
         unknown = [name for name in names if name not in self.sensors]
         if unknown:
             raise FailReply("Unknown sensor names: %s." % ", ".join(unknown))
-        strategies = self._strategies[req.client_connection.conn_id]
+        strategies = self._strategies[req.client_connection]
         if len(msg.arguments) > 1:
             for name in names:
                 previous = strategies.pop(name, None)
@@ -251,7 +250,7 @@ class _FakeDevice:
         return req.make_reply("ok", msg.arguments[0], strategy_name, *params)
 
     @staticmethod
-    def _sensor_informer(client_conn):
+    def _sensor_informer(client_conn: Any) -> Callable[[Sensor, Any], None]:
         def inform(sensor, reading):
             client_conn.inform(format_inform_v5(sensor, *reading))
         return inform
@@ -266,28 +265,28 @@ class _FakeTransport:
     with ``call_soon_threadsafe``.
     """
 
-    def __init__(self, device, protocol, loop):
+    def __init__(self, device: _FakeDevice, protocol: Any, loop: Any) -> None:
         self._device = device
         self._protocol = protocol
         self._loop = loop
-        self._loop_thread_id = threading.get_ident()  # created on the loop, by _connect
+        self._loop_thread_id = threading.get_ident()  # created on the loop, by connect_transport
         self._parse = MessageParser().parse
         self._closed = False
         self._client_conn = device.connect(self._deliver)
 
-    def _deliver(self, msg):
+    def _deliver(self, msg: Message) -> None:
         if self._closed:
             return
-        if threading.get_ident() == self._loop_thread_id:
+        if on_thread(self._loop_thread_id):
             self._loop.call_soon(self._receive, bytes(msg) + b"\n")
         else:
             self._loop.call_soon_threadsafe(self._receive, bytes(msg) + b"\n")
 
-    def _receive(self, data):
+    def _receive(self, data: bytes) -> None:
         if not self._closed:
             self._protocol.data_received(data)
 
-    def write(self, data):
+    def write(self, data: bytes) -> None:
         if self._closed:
             return
         for line in data.splitlines():
@@ -301,22 +300,26 @@ class _FakeTransport:
             if msg.mtype == Message.REQUEST:
                 self._loop.call_soon(self._device.handle_request, self._client_conn, msg)
 
-    def get_write_buffer_size(self):
+    def get_write_buffer_size(self) -> int:
         return 0
 
-    def set_write_buffer_limits(self, high=None, low=None):
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default  # no socket, no peer address
+
+    def set_write_buffer_limits(self, high: Optional[int] = None, low: Optional[int] = None
+                                ) -> None:
         pass  # nothing is ever buffered, so the protocol is never paused
 
-    def pause_reading(self):
+    def pause_reading(self) -> None:
         pass
 
-    def resume_reading(self):
+    def resume_reading(self) -> None:
         pass
 
-    def is_closing(self):
+    def is_closing(self) -> bool:
         return self._closed
 
-    def close(self):
+    def close(self) -> None:
         if self._closed:
             return
         self._closed = True
@@ -333,46 +336,40 @@ class FakeAsyncClient(client.AsyncClient):
     AsyncClient.
     """
 
-    def __init__(self, *args, **kwargs):
-        self._fake_device = kwargs.pop("fake_device")
+    def __init__(self, *args: Any, fake_device: _FakeDevice, **kwargs: Any) -> None:
+        self._fake_device = fake_device
         super().__init__(*args, **kwargs)
 
-    async def connect_transport(self, protocol_factory):
+    async def connect_transport(self, protocol_factory: Callable[[], Any]) -> Any:
         """Connect to the fake device instead of a socket."""
         protocol = protocol_factory()
         transport = _FakeTransport(self._fake_device, protocol, self.ioloop.asyncio_loop)
         protocol.connection_made(transport)
         return transport, protocol
 
-    @tornado.gen.coroutine
-    def future_request(self, msg, timeout=None, use_mid=None):
-        """Send a request message, with future replies (to the fake device)."""
-        result = yield super().future_request(msg, timeout=timeout, use_mid=use_mid)
-        raise tornado.gen.Return(result)
 
-
-def _fake_hook_client_class(base_client_class):
+def _fake_hook_client_class(base_client_class: type) -> type:
     return type("Fake" + base_client_class.__name__, (FakeAsyncClient, base_client_class), {})
 
 
 class _RequestHandlerRegistry:
     """Shared by the managers: register request handlers and sensors on a fake device."""
 
-    def __init__(self, device):
+    def __init__(self, device: _FakeDevice) -> None:
         self._device = device
 
     @property
-    def fake_sensors(self):
+    def fake_sensors(self) -> Dict[str, Sensor]:
         """The fake device's :class:`katcp.Sensor` objects by name: set them to send updates."""
         return self._device.sensors
 
     @property
-    def fake_sensor_infos(self):
+    def fake_sensor_infos(self) -> Dict[str, Tuple[Any, ...]]:
         return {name: (sensor.description, sensor.units, sensor.stype)
                 + tuple(sensor.params or ())
                 for name, sensor in self._device.sensors.items()}
 
-    def add_sensors(self, sensor_infos):
+    def add_sensors(self, sensor_infos: Dict[str, Tuple[Any, ...]]) -> None:
         """Add fake sensors.
 
         Parameters
@@ -383,7 +380,7 @@ class _RequestHandlerRegistry:
         """
         self._device.add_sensors(sensor_infos)
 
-    def add_request_handlers_object(self, rh_obj):
+    def add_request_handlers_object(self, rh_obj: Any) -> None:
         """Add fake request handlers from an object with request_* method(s).
 
         Handlers are called as ``handler(req, msg)`` (bound methods) and may be decorated
@@ -395,7 +392,7 @@ class _RequestHandlerRegistry:
                 handlers[convert_method_name("request_", attr)] = getattr(rh_obj, attr)
         self._device.add_request_handlers(handlers)
 
-    def add_request_handlers_dict(self, rh_dict):
+    def add_request_handlers_dict(self, rh_dict: Dict[str, Callable[..., Any]]) -> None:
         """Add fake request handlers from a dict keyed by request name.
 
         Each handler is called as ``handler(req, msg)``.
@@ -406,18 +403,18 @@ class _RequestHandlerRegistry:
 class FakeInspectingClientManager(_RequestHandlerRegistry):
     """Manage the fake device behind a fake inspecting client."""
 
-    def __init__(self, fake_inspecting_client):
+    def __init__(self, fake_inspecting_client: Any) -> None:
         super().__init__(fake_inspecting_client._fake_device)
         self._fkc = fake_inspecting_client
 
     @return_reply(Int())
-    def request_sensor_list(self, req, msg):
+    def request_sensor_list(self, req: Any, msg: Message) -> Tuple[Any, ...]:
         """Sensor list"""
         reply = self._device._request_sensor_list(req, msg)
         return ("ok", int(reply.arguments[1]))
 
 
-def _apply_fake_options(registry, fake_options):
+def _apply_fake_options(registry: _RequestHandlerRegistry, fake_options: Any) -> None:
     fake_options = fake_options or {}
     if fake_options.get("sensor_infos"):
         registry.add_sensors(fake_options["sensor_infos"])
@@ -428,8 +425,9 @@ def _apply_fake_options(registry, fake_options):
         registry.add_request_handlers_object(handlers)
 
 
-def _fake_inspecting_class(InspectingClass, device):
-    def inform_hook_client_factory(self, host, port, *args, **kwargs):
+def _fake_inspecting_class(InspectingClass: Any, device: _FakeDevice) -> type:
+    def inform_hook_client_factory(self: Any, host: str, port: int, *args: Any,
+                                   **kwargs: Any) -> Any:
         base = type(InspectingClass.inform_hook_client_factory(self, host, port,
                                                                *args, **kwargs))
         return _fake_hook_client_class(base)(host, port, *args, fake_device=device,
@@ -441,7 +439,8 @@ def _fake_inspecting_class(InspectingClass, device):
     })
 
 
-def fake_inspecting_client_factory(InspectingClass, fake_options, host, port, *args, **kwargs):
+def fake_inspecting_client_factory(InspectingClass: type, fake_options: Any, host: str,
+                                   port: int, *args: Any, **kwargs: Any) -> Tuple[Any, Any]:
     """Create a fake inspecting client and its manager.
 
     Parameters
@@ -471,15 +470,13 @@ def fake_inspecting_client_factory(InspectingClass, fake_options, host, port, *a
 class FakeKATCPClientResourceManager(_RequestHandlerRegistry):
     """Manage a fake KATCPClientResource instance"""
 
-    def __init__(self, fake_katcp_resource_client):
+    def __init__(self, fake_katcp_resource_client: Any) -> None:
         super().__init__(fake_katcp_resource_client._fake_device)
         self._fkrc = fake_katcp_resource_client
 
 
-def _fake_resource_class(KATCPClientResourceClass, device):
-    def inspecting_client_factory(self, host, port, ioloop_set_to):
-        from katcp.resource_client import ReplyWrappedInspectingClientAsync
-
+def _fake_resource_class(KATCPClientResourceClass: type, device: _FakeDevice) -> type:
+    def inspecting_client_factory(self: Any, host: str, port: int, ioloop_set_to: Any) -> Any:
         fake_class = _fake_inspecting_class(ReplyWrappedInspectingClientAsync, device)
         return fake_class(host, port, ioloop=ioloop_set_to,
                           auto_reconnect=self.auto_reconnect, logger=self._logger)
@@ -490,8 +487,9 @@ def _fake_resource_class(KATCPClientResourceClass, device):
     })
 
 
-def fake_KATCP_client_resource_factory(KATCPClientResourceClass, fake_options,
-                                       resource_spec, *args, **kwargs):
+def fake_KATCP_client_resource_factory(KATCPClientResourceClass: type, fake_options: Any,
+                                       resource_spec: Dict[str, Any], *args: Any,
+                                       **kwargs: Any) -> Tuple[Any, Any]:
     """Create a fake KATCPClientResource-like class and a fake-manager.
 
     Parameters
@@ -519,61 +517,53 @@ def fake_KATCP_client_resource_factory(KATCPClientResourceClass, fake_options,
 class FakeKATCPClientResourceContainerManager:
     """Manage the fake devices behind the children of a fake resource container."""
 
-    def __init__(self, fake_katcp_resource_container):
+    def __init__(self, fake_katcp_resource_container: Any) -> None:
         self._fkrc = fake_katcp_resource_container
 
     @property
-    def child_managers(self):
+    def child_managers(self) -> Dict[str, FakeKATCPClientResourceManager]:
         """Managers of the children's fake devices, keyed as the container's children
         (by escaped resource name)."""
         return self._fkrc._fake_child_managers
 
-    def _manager(self, child_name):
+    def _manager(self, child_name: str) -> FakeKATCPClientResourceManager:
         return self.child_managers[escape_name(child_name)]
 
-    def add_sensors(self, child_name, sensor_infos):
+    def add_sensors(self, child_name: str, sensor_infos: Dict[str, Tuple[Any, ...]]) -> None:
         """Add fake sensors to the device of child ``child_name``.
 
         ``child_name`` may be the resource name or its escaped form.
         """
         self._manager(child_name).add_sensors(sensor_infos)
 
-    def add_request_handlers_object(self, child_name, rh_obj):
+    def add_request_handlers_object(self, child_name: str, rh_obj: Any) -> None:
         """Add fake request handlers from an object with request_* method(s)."""
         self._manager(child_name).add_request_handlers_object(rh_obj)
 
-    def add_request_handlers_dict(self, child_name, rh_dict):
+    def add_request_handlers_dict(self, child_name: str,
+                                  rh_dict: Dict[str, Callable[..., Any]]) -> None:
         """Add fake request handlers from a dict keyed by request name."""
         self._manager(child_name).add_request_handlers_dict(rh_dict)
 
 
-def fake_KATCP_client_resource_container_factory(KATCPClientResourceContainerClass,
-                                                 fake_options, resources_spec,
-                                                 *args, **kwargs):
+def fake_KATCP_client_resource_container_factory(KATCPClientResourceContainerClass: type,
+                                                 fake_options: Any,
+                                                 resources_spec: Dict[str, Any], *args: Any,
+                                                 **kwargs: Any) -> Tuple[Any, Any]:
     """Create a fake KATCPClientResourceContainer-like class and a fake-manager.
 
     Each child resource client connects to its own fake device.
 
-    Parameters
-    ----------
-    KATCPClientResourceContainerClass : class
-        :class:`katcp.resource_client.KATCPClientResourceContainer` or a subclass.
-    fake_options : dict or None
-        Applied to every child (see :func:`fake_inspecting_client_factory`).
-    resources_spec, args, kwargs
-        As for ``KATCPClientResourceContainerClass``.
-
-    Returns
-    -------
-    fake_container : KATCPClientResourceContainerClass subclass instance
-    manager : :class:`FakeKATCPClientResourceContainerManager`
-        ``manager.child_managers`` maps child names to their managers.
+    As :func:`fake_KATCP_client_resource_factory`, for
+    :class:`katcp.resource_client.KATCPClientResourceContainer` (or a subclass) and its
+    ``resources_spec``; the `fake_options` apply to every child. The manager returned
+    is a :class:`FakeKATCPClientResourceContainerManager`, whose ``child_managers`` maps
+    child names to their managers.
     """
-    child_managers = {}
+    child_managers: Dict[str, FakeKATCPClientResourceManager] = {}
 
-    def client_resource_factory(self, res_spec, parent, logger):
-        from katcp.resource_client import KATCPClientResource
-
+    def client_resource_factory(self: Any, res_spec: Dict[str, Any], parent: Any,
+                                logger: Any) -> Any:
         child, manager = fake_KATCP_client_resource_factory(
             KATCPClientResource, fake_options, res_spec, parent=parent, logger=logger)
         child_managers[escape_name(res_spec["name"])] = manager

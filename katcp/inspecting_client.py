@@ -14,12 +14,15 @@ import asyncio
 import collections
 import inspect
 import logging
-import random
+# 0.9 code patches katcp.inspecting_client.random.random to fix the backoff's draws.
+import random  # noqa: F401
+from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Set, Tuple
 
 import tornado.gen
 import tornado.ioloop
 import tornado.util
 
+from katcp._export import keep_home
 from katcp.client import AsyncClient
 from katcp.core import (
     DEFAULT_KATCP_MAJOR,
@@ -30,10 +33,15 @@ from katcp.core import (
     until_any,
     until_later,
 )
+from katcp.loop.backoff import ExponentialRandomBackoff
 
 ic_logger = logging.getLogger("katcp.inspect_client")
 
-RequestType = collections.namedtuple("Request", "name description timeout_hint")
+# Documented here since 0.9; shared with other retrying code from katcp.loop.backoff.
+keep_home(__name__, ExponentialRandomBackoff)
+
+RequestType = collections.namedtuple(  # type: ignore[name-match]
+    "Request", "name description timeout_hint")
 
 
 class SyncError(Exception):
@@ -66,63 +74,15 @@ _CONNECTED = InspectingClientStateType(True, False, False, False)
 _SYNCED = InspectingClientStateType(True, True, False, True)
 
 
-class ExponentialRandomBackoff:
-    """Randomised exponential delays for retrying an action that keeps failing.
-
-    Parameters
-    ----------
-    delay_initial : float
-        Delay (seconds) after a success and before the first retry.
-    delay_max : float
-        Upper bound of the delay.
-    exp_fac : float
-        Increase timeout by this factor for each consecutive failure.
-    randomicity : float
-        Fraction (0 to 1) of each delay that is random: a delay with nominal value
-        `d` lies in [(1 - randomicity) * d, d], so that many clients retrying the
-        same server spread out. The nominal delay starts at `delay_initial` and is
-        multiplied by `exp_fac` on each failure, up to `delay_max`.
-    """
-
-    def __init__(self, delay_initial=1.0, delay_max=90.0, exp_fac=3.0, randomicity=0.95):
-        self.delay_initial = delay_initial
-        self.delay_max = delay_max
-        self.exp_fac = exp_fac
-        self.randomicity = randomicity
-        self.success()
-
-    def next(self):
-        """Python 2 style iterator protocol shim (the reference API lists it)."""
-        raise TypeError("%s is not an iterator" % type(self).__name__)
-
-    def _randomise(self):
-        # One random draw scales the whole nominal delay, so that a fixed draw
-        # gives delays that grow by exactly exp_fac.
-        randomicity = self.randomicity
-        self.delay = self._nominal * (1.0 - randomicity + randomicity * random.random())
-
-    def failed(self):
-        """Call whenever an action has failed, grows delay exponentially.
-
-        After calling failed(), the delay property contains the next delay.
-        """
-        self._nominal = min(self._nominal * self.exp_fac, self.delay_max)
-        self._randomise()
-
-    def success(self):
-        """Call whenever an action has succeeded, resets delay to minimum."""
-        self._nominal = self.delay_initial
-        self._randomise()
-
-
 class _InformHookDeviceClient(AsyncClient):
     """AsyncClient that also passes every inform to functions hooked to its name."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._inform_hooks = collections.defaultdict(list)
+        self._inform_hooks: Dict[str, List[Callable[[Message], Any]]] = (
+            collections.defaultdict(list))
 
-    def hook_inform(self, inform_name, callback):
+    def hook_inform(self, inform_name: str, callback: Callable[[Message], Any]) -> None:
         """Hookup a function to be called when an inform is received.
 
         Hooks see every inform of that name, also those that are part of the reply
@@ -139,14 +99,8 @@ class _InformHookDeviceClient(AsyncClient):
         if callback not in hooks:
             hooks.append(callback)
 
-    def handle_inform(self, msg):
-        """Call callbacks hooked to the inform, then process it normally.
-
-        Parameters
-        ----------
-        msg : Message object
-            The inform message to dispatch.
-        """
+    def handle_inform(self, msg: Message) -> Any:
+        """Call callbacks hooked to the inform, then process it normally."""
         for hook in self._inform_hooks.get(msg.name, ()):
             try:
                 hook(msg)
@@ -164,15 +118,15 @@ class _PendingChanges:
 
     ALL = None
 
-    def __init__(self):
-        self.requests = set()
-        self.sensors = set()
+    def __init__(self) -> None:
+        self.requests: Optional[Set[str]] = set()
+        self.sensors: Optional[Set[str]] = set()
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return self.requests is self.ALL or self.sensors is self.ALL or bool(
             self.requests or self.sensors)
 
-    def add(self, kind, name=None):
+    def add(self, kind: str, name: Optional[str] = None) -> None:
         """Mark all `kind` ('requests' or 'sensors') or just `name` as changed."""
         names = getattr(self, kind)
         if name is None:
@@ -180,11 +134,11 @@ class _PendingChanges:
         elif names is not self.ALL:
             names.add(name)
 
-    def add_all(self):
+    def add_all(self) -> None:
         self.requests = self.ALL
         self.sensors = self.ALL
 
-    def update(self, other):
+    def update(self, other: "_PendingChanges") -> None:
         """Add everything `other` (a _PendingChanges) holds."""
         for kind in ("requests", "sensors"):
             names = getattr(other, kind)
@@ -195,16 +149,17 @@ class _PendingChanges:
                     self.add(kind, name)
 
 
-def _text(arg):
+def _text(arg: Any) -> str:
     return arg.decode("utf-8", errors="replace") if isinstance(arg, bytes) else str(arg)
 
 
-def _is_unknown_fail(reply):
+def _is_unknown_fail(reply: Message) -> bool:
     """Whether a fail reply means that the item asked about does not exist."""
     return len(reply.arguments) > 1 and b"unknown" in reply.arguments[1].lower()
 
 
-def _merge_changes(changes, more):
+def _merge_changes(changes: Optional[AttrDict], more: Optional[AttrDict]
+                   ) -> Optional[AttrDict]:
     if not more:
         return changes
     if changes is None:
@@ -242,18 +197,18 @@ class InspectingClientAsync:
         Logger to log to.
     """
 
-    sensor_factory = Sensor
+    sensor_factory: Callable[..., Any] = Sensor
     """Factory that produces sensor objects, called with keyword arguments name,
     sensor_type, description, units and params. Should be set before start()."""
 
-    request_factory = RequestType
+    request_factory: Callable[..., Any] = RequestType
     """Factory that produces KATCP Request objects.
 
     signature: request_factory(name, description, timeout_hint), all parameters
     passed as kwargs. Should be set before calling connect()/start().
     """
 
-    resync_delay = None
+    resync_delay: Optional[ExponentialRandomBackoff] = None
     """Set to an ExponentialRandomBackoff instance in _state_loop (unless set before
     start())."""
 
@@ -265,35 +220,38 @@ class InspectingClientAsync:
     """Upper bound of the delay between retries of a failed inspection (the default
     :attr:`resync_delay`'s maximum); set before start()."""
 
-    def __init__(self, host, port, ioloop=None, initial_inspection=None,
-                 auto_reconnect=True, logger=ic_logger):
+    def __init__(self, host: str, port: int, ioloop: Optional[tornado.ioloop.IOLoop] = None,
+                 initial_inspection: Optional[bool] = None, auto_reconnect: bool = True,
+                 logger: logging.Logger = ic_logger) -> None:
         self._logger = logger
         self.initial_inspection = initial_inspection is not False
         # name -> dict of what the device last said about the request / sensor. An
         # entry also holds the object made from it by the factory (key 'obj'), so a
         # changed entry, being replaced, drops its stale object.
-        self._requests_index = {}
-        self._sensors_index = {}
+        self._requests_index: Dict[str, Dict[str, Any]] = {}
+        self._sensors_index: Dict[str, Dict[str, Any]] = {}
         self._update_on_lookup = True
         self._state = _DISCONNECTED
-        self._state_waiters = []
-        self._state_cb = None
+        self._state_waiters: List[Tuple[Callable[..., bool], Any]] = []
+        self._state_cb: Optional[Callable[..., Any]] = None
         self._pending = _PendingChanges()
         # Changes found by inspections that failed half-way (even on an earlier
         # connection), not yet reported through a data-synced state.
         self._unreported_changes = AttrDict()
         self._running = False
-        self._wakeup = None
-        self._state_loop_future = None
+        self._wakeup: Any = None
+        self._state_loop_future: Any = None
         self._connection_count = 0
         self.katcp_client = self.inform_hook_client_factory(
             host, port, auto_reconnect=auto_reconnect, logger=logger)
         self.set_ioloop(ioloop or tornado.ioloop.IOLoop.current())
         self.katcp_client.hook_inform("interface-changed", self._cb_inform_interface_change)
         self.katcp_client.hook_inform("sensor-status", self._cb_inform_sensor_status)
-        self.katcp_client.notify_connected = self._cb_connection_state
+        self.katcp_client.notify_connected = (  # type: ignore[method-assign]
+            self._cb_connection_state)
 
-    def inform_hook_client_factory(self, host, port, *args, **kwargs):
+    def inform_hook_client_factory(self, host: str, port: int, *args: Any, **kwargs: Any
+                                   ) -> _InformHookDeviceClient:
         """Return an instance of :class:`_InformHookDeviceClient` or similar.
 
         Provided to ease testing. Dynamically overriding this method after
@@ -302,11 +260,7 @@ class InspectingClientAsync:
         """
         return _InformHookDeviceClient(host, port, *args, **kwargs)
 
-    def next(self):
-        """Python 2 style iterator protocol shim (the reference API lists it)."""
-        raise TypeError("%s is not an iterator" % type(self).__name__)
-
-    def set_ioloop(self, ioloop):
+    def set_ioloop(self, ioloop: tornado.ioloop.IOLoop) -> None:
         """Set the tornado ioloop to use (for this client and its KATCP client).
 
         Parameters
@@ -319,35 +273,35 @@ class InspectingClientAsync:
     # -- model and state properties -------------------------------------------------
 
     @property
-    def state(self):
+    def state(self) -> InspectingClientStateType:
         """Current client state."""
         return self._state
 
     @property
-    def synced(self):
+    def synced(self) -> bool:
         """Boolean indicating if the device has been synchronised."""
         return self._state.synced
 
     @property
-    def requests(self):
+    def requests(self) -> List[str]:
         """A list of possible requests."""
         return list(self._requests_index)
 
     @property
-    def sensors(self):
+    def sensors(self) -> List[str]:
         """A list of known sensors."""
         return list(self._sensors_index)
 
     @property
-    def connected(self):
+    def connected(self) -> bool:
         """Connection status."""
         return self.katcp_client.is_connected()
 
-    def is_connected(self):
+    def is_connected(self) -> bool:
         """Connection status."""
         return self.katcp_client.is_connected()
 
-    def set_state_callback(self, cb):
+    def set_state_callback(self, cb: Optional[Callable[..., Any]]) -> None:
         """Set user callback for state changes
 
         Called as ``cb(state, model_changes)``
@@ -367,7 +321,7 @@ class InspectingClientAsync:
         """
         self._state_cb = cb
 
-    def preset_protocol_flags(self, protocol_flags):
+    def preset_protocol_flags(self, protocol_flags: Any) -> None:
         """Preset server protocol flags.
 
         Sets the assumed server protocol flags and disables automatic server version
@@ -379,14 +333,20 @@ class InspectingClientAsync:
         """
         self.katcp_client.preset_protocol_flags(protocol_flags)
 
-    def handle_sensor_value(self):
+    def handle_sensor_value(self) -> None:
         """Handle #sensor-value informs just like #sensor-status informs"""
         self.katcp_client.hook_inform("sensor-value", self._cb_inform_sensor_status)
 
     # -- waiting for states ---------------------------------------------------------
 
-    def _until(self, predicate, timeout=None):
-        future = self.ioloop.asyncio_loop.create_future()
+    def _create_future(self) -> "asyncio.Future[Any]":
+        # A future of this client's loop, whichever thread's loop is current.
+        loop: asyncio.AbstractEventLoop = self.ioloop.asyncio_loop  # type: ignore[attr-defined]
+        return loop.create_future()
+
+    def _until(self, predicate: Callable[[InspectingClientStateType], bool],
+               timeout: Optional[float] = None) -> Any:
+        future = self._create_future()
         if predicate(self._state):
             future.set_result(True)
             return future
@@ -397,7 +357,7 @@ class InspectingClientAsync:
             future.add_done_callback(lambda _: self.ioloop.remove_timeout(handle))
         return future
 
-    def _expire_waiter(self, waiter):
+    def _expire_waiter(self, waiter: Tuple[Any, Any]) -> None:
         future = waiter[1]
         if future.done():
             return
@@ -405,33 +365,34 @@ class InspectingClientAsync:
         self._state_waiters.remove(waiter)
         future.set_exception(tornado.util.TimeoutError("Timeout"))
 
-    def until_state(self, desired_state, timeout=None):
+    def until_state(self, desired_state: InspectingClientStateType,
+                    timeout: Optional[float] = None) -> Any:
         """Wait until state is desired_state, InspectingClientStateType instance
 
         Returns a future
         """
         return self._until(lambda state: state == desired_state, timeout)
 
-    def until_connected(self, timeout=None):
+    def until_connected(self, timeout: Optional[float] = None) -> Any:
         """Return future that resolves when the client is connected."""
         return self._until(lambda state: state.connected, timeout)
 
-    def until_synced(self, timeout=None):
+    def until_synced(self, timeout: Optional[float] = None) -> Any:
         """Return future that resolves when the client is synced."""
         return self._until(lambda state: state.synced, timeout)
 
-    def until_not_synced(self, timeout=None):
+    def until_not_synced(self, timeout: Optional[float] = None) -> Any:
         """Return future that resolves when the client is not synced."""
         return self._until(lambda state: not state.synced, timeout)
 
-    def until_data_synced(self, timeout=None):
+    def until_data_synced(self, timeout: Optional[float] = None) -> Any:
         """Return future that resolves when the client's model is up to date."""
         return self._until(lambda state: state.data_synced, timeout)
 
     # -- lifecycle ------------------------------------------------------------------
 
     @tornado.gen.coroutine
-    def connect(self, timeout=None):
+    def connect(self, timeout: Optional[float] = None) -> Generator[Any, Any, None]:
         """Connect to KATCP interface, starting what is needed
 
         Parameters
@@ -461,46 +422,31 @@ class InspectingClientAsync:
         if self._running:
             self._start_state_loop()
 
-    def start(self, timeout=None):
-        """Note: always call stop() and wait until_stopped() when you are done with
-        the container to make sure the container cleans up correctly.
-
-        Parameters
-        ----------
-        timeout : float or None
-            As for :meth:`connect`.
-        """
+    def start(self, timeout: Optional[float] = None) -> Any:
+        """:meth:`connect` (with the same `timeout`); see the class's note on stop()."""
         return self.connect(timeout)
 
-    def stop(self, timeout=None):
+    def stop(self, timeout: Optional[float] = None) -> None:
         """Stop the client; the state coroutine sends a final not-connected state.
 
-        Parameters
-        ----------
-        timeout : float or None
-            Passed on to the KATCP client's stop().
+        The `timeout` is passed on to the KATCP client's stop().
         """
         self._running = False
         self._wake()
         self.katcp_client.stop(timeout)
 
-    def close(self):
+    def close(self) -> None:
         """Stop the client and wait for its thread (if any) to end."""
         self.stop()
         self.join()
 
-    def join(self, timeout=None):
-        """Rejoin the KATCP client's ioloop thread (if managed).
-
-        Parameters
-        ----------
-        timeout : float or None
-            Seconds to wait.
-        """
+    def join(self, timeout: Optional[float] = None) -> None:
+        """Rejoin the KATCP client's ioloop thread (if managed), waiting up to `timeout`
+        seconds."""
         self.katcp_client.join(timeout)
 
     @tornado.gen.coroutine
-    def until_stopped(self, timeout=None):
+    def until_stopped(self, timeout: Optional[float] = None) -> Generator[Any, Any, None]:
         """Return future that resolves when the client has stopped
 
         See the `DeviceClient.until_stopped` docstring for parameter definitions and
@@ -513,36 +459,40 @@ class InspectingClientAsync:
 
     # -- the state coroutine --------------------------------------------------------
 
-    def _wake(self):
+    def _wake(self) -> None:
         wakeup = self._wakeup
         if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)
 
-    def _until_woken(self):
+    def _until_woken(self) -> Any:
         """Future resolving on the next connection change, interface change or stop."""
         if self._wakeup is None or self._wakeup.done():
-            self._wakeup = self.ioloop.asyncio_loop.create_future()
+            self._wakeup = self._create_future()
         return self._wakeup
 
-    def _start_state_loop(self):
+    def _start_state_loop(self) -> None:
         # _state_loop may be replaced (e.g. by a test that drives inspection by
         # hand); run whatever awaitable it returns, if any.
         running = self._state_loop()
         if inspect.isawaitable(running) or tornado.gen.is_future(running):
             self._state_loop_future = tornado.gen.convert_yielded(running)
 
-    def _cb_connection_state(self, connected):
+    def _cb_connection_state(self, connected: bool) -> None:
         if connected:
             # A new connection needs a full resync even if the state loop never
             # saw the old one drop.
             self._connection_count += 1
         self._wake()
 
-    async def _state_loop(self):
+    def _resync_backoff(self) -> ExponentialRandomBackoff:
         if self.resync_delay is None:
             self.resync_delay = ExponentialRandomBackoff(
                 delay_initial=self.initial_resync_timeout,
                 delay_max=self.max_resync_timeout)
+        return self.resync_delay
+
+    async def _state_loop(self) -> None:
+        self._resync_backoff()
         try:
             while self._running:
                 if self.katcp_client.is_connected():
@@ -559,12 +509,12 @@ class InspectingClientAsync:
         finally:
             await self._send_state(_DISCONNECTED)
 
-    async def _sync_connection(self):
+    async def _sync_connection(self) -> None:
         """Keep the model in sync for as long as the current connection lasts."""
         client = self.katcp_client
         connection = self._connection_count
 
-        def same_connection():
+        def same_connection() -> bool:
             return (self._running and client.is_connected()
                     and self._connection_count == connection)
 
@@ -592,11 +542,11 @@ class InspectingClientAsync:
                 model_changes = self._unreported_changes
             elif not self._state.synced:
                 await self._send_state(_SYNCED)
-                self.resync_delay.success()
+                self._resync_backoff().success()
             else:
                 await self._until_woken()
 
-    async def _sync_failed(self, pending, exc):
+    async def _sync_failed(self, pending: _PendingChanges, exc: Exception) -> None:
         if isinstance(exc, SyncError):
             self._logger.warning("Error syncing with device %s: %s",
                                  self.katcp_client.bind_address_string, exc)
@@ -605,11 +555,13 @@ class InspectingClientAsync:
                                    self.katcp_client.bind_address_string)
         # Retry what is left of the failed inspection along with whatever changed since.
         self._pending.update(pending)
-        delay = self.resync_delay.delay
-        self.resync_delay.failed()
+        backoff = self._resync_backoff()
+        delay = backoff.delay
+        backoff.failed()
         await until_any(until_later(delay, self.ioloop), self._until_woken())
 
-    async def _send_state(self, state, model_changes=None):
+    async def _send_state(self, state: InspectingClientStateType,
+                          model_changes: Optional[AttrDict] = None) -> None:
         self._state = state
         waiters, self._state_waiters = self._state_waiters, []
         for waiter in waiters:
@@ -637,13 +589,14 @@ class InspectingClientAsync:
 
     # -- inspection -----------------------------------------------------------------
 
-    def _full_scope(self, kind):
+    def _full_scope(self, kind: str) -> Optional[List[str]]:
         """Names to inspect for 'all requests/sensors' (None: ask for all of them)."""
         if self.initial_inspection:
             return None
         return list(self._requests_index if kind == "requests" else self._sensors_index)
 
-    async def _inspect_pending(self, pending, model_changes):
+    async def _inspect_pending(self, pending: "_PendingChanges", model_changes: AttrDict
+                               ) -> None:
         """Inspect what `pending` lists, adding the changes found to `model_changes`.
 
         What has been inspected is removed from `pending` as it goes, so that after a
@@ -666,7 +619,7 @@ class InspectingClientAsync:
                 model_changes[kind] = changes
 
     @tornado.gen.coroutine
-    def inspect(self):
+    def inspect(self) -> Generator[Any, Any, Optional[AttrDict]]:
         """Inspect device requests and sensors, update model.
 
         Returns
@@ -696,7 +649,8 @@ class InspectingClientAsync:
         return model_changes or None
 
     @tornado.gen.coroutine
-    def inspect_requests(self, name=None, timeout=None):
+    def inspect_requests(self, name: Optional[str] = None, timeout: Optional[float] = None
+                         ) -> Generator[Any, Any, Optional[AttrDict]]:
         """Inspect all or one requests on the device. Update requests index.
 
         Parameters
@@ -710,29 +664,18 @@ class InspectingClientAsync:
         -------
         Tornado future that resolves with:
 
-        changes : :class:`~katcp.core.AttrDict`
-            AttrDict with keys ``added`` and ``removed`` (of type :class:`set`),
-            listing the requests that have been added or removed respectively.
-            Modified requests are listed in both. If there are no changes, returns
-            ``None`` instead.
-
-            Example structure::
-
-                {'added': set(['req1', 'req2']),
-                 'removed': set(['req10', 'req20'])}
+        changes : :class:`~katcp.core.AttrDict` or None
+            Sets of the requests ``added`` and ``removed`` (modified ones are in
+            both), as in the ``requests`` item of :meth:`inspect`'s result; None if
+            nothing changed.
         """
         maybe_timeout = future_timeout_manager(timeout, self.ioloop)
-        args = () if name is None else (name,)
-        reply, informs = yield maybe_timeout(self.katcp_client.future_request(
-            Message.request("help", *args), timeout=maybe_timeout.remaining()))
-        if not reply.reply_ok() and not (name is not None and _is_unknown_fail(reply)):
-            raise SyncError("Error reply during sync process for %s: %s"
-                            % (self.katcp_client.bind_address_string, reply))
+        reply, informs = yield maybe_timeout(self._inspection_request(
+            "help", name, maybe_timeout.remaining()))
         flags = self.katcp_client.protocol_flags
-        timeout_hints = {}
+        timeout_hints: Dict[str, float] = {}
         if flags is not None and flags.request_timeout_hints and reply.reply_ok():
-            timeout_hints = yield self._get_request_timeout_hints(
-                name, maybe_timeout)
+            timeout_hints = yield self._get_request_timeout_hints(name, maybe_timeout)
         index = self._requests_index
         original_keys = set(index)
         updated_keys = set()
@@ -745,7 +688,19 @@ class InspectingClientAsync:
                 "timeout_hint": timeout_hints.get(req_name)})
         return self._changes(original_keys, updated_keys, name, index)
 
-    async def _get_request_timeout_hints(self, name, maybe_timeout):
+    async def _inspection_request(self, request: str, name: Optional[str],
+                                  timeout: Optional[float]) -> Any:
+        """``?request [name]``; a fail other than 'unknown name' is a :class:`SyncError`."""
+        args = () if name is None else (name,)
+        reply, informs = await self.katcp_client.future_request(
+            Message.request(request, *args), timeout=timeout)
+        if not reply.reply_ok() and not (name is not None and _is_unknown_fail(reply)):
+            raise SyncError("Error reply during sync process for %s: %s"
+                            % (self.katcp_client.bind_address_string, reply))
+        return reply, informs
+
+    async def _get_request_timeout_hints(self, name: Optional[str], maybe_timeout: Any
+                                         ) -> Dict[str, float]:
         args = () if name is None else (name,)
         reply, informs = await maybe_timeout(self.katcp_client.future_request(
             Message.request("request-timeout-hint", *args),
@@ -762,37 +717,13 @@ class InspectingClientAsync:
         return hints
 
     @tornado.gen.coroutine
-    def inspect_sensors(self, name=None, timeout=None):
+    def inspect_sensors(self, name: Optional[str] = None, timeout: Optional[float] = None
+                        ) -> Generator[Any, Any, Optional[AttrDict]]:
         """Inspect all or one sensor on the device. Update sensors index.
 
-        Parameters
-        ----------
-        name : str or None, optional
-            Name of the sensor or None to get all sensors.
-        timeout : float or None, optional
-            Timeout for sensors inspection, None for no timeout
-
-        Returns
-        -------
-        Tornado future that resolves with:
-
-        changes : :class:`~katcp.core.AttrDict`
-            AttrDict with keys ``added`` and ``removed`` (of type :class:`set`),
-            listing the sensors that have been added or removed respectively.
-            Modified sensors are listed in both. If there are no changes, returns
-            ``None`` instead.
-
-            Example structure::
-
-                {'added': set(['sens1', 'sens2']),
-                 'removed': set(['sens10', 'sens20'])}
+        As :meth:`inspect_requests`, for sensors.
         """
-        args = () if name is None else (name,)
-        reply, informs = yield self.katcp_client.future_request(
-            Message.request("sensor-list", *args), timeout=timeout)
-        if not reply.reply_ok() and not (name is not None and _is_unknown_fail(reply)):
-            raise SyncError("Error reply during sync process for %s: %s"
-                            % (self.katcp_client.bind_address_string, reply))
+        reply, informs = yield self._inspection_request("sensor-list", name, timeout)
         index = self._sensors_index
         original_keys = set(index)
         updated_keys = set()
@@ -806,21 +737,13 @@ class InspectingClientAsync:
                 "sensor_type": _text(arguments[3]), "params": tuple(arguments[4:])})
         return self._changes(original_keys, updated_keys, name, index)
 
-    def _update_index(self, index, name, data):
+    def _update_index(self, index: Dict[str, Dict[str, Any]], name: str,
+                      data: Dict[str, Any]) -> None:
         """Store what the device says about item `name` in `index`.
 
         A new item is stored as `data`. A known item whose data differ is replaced
         by `data` marked ``_changed`` (dropping the object made from the old data);
         an unchanged one is kept as it is.
-
-        Parameters
-        ----------
-        index : dict
-            The requests or sensors index.
-        name : str
-            Name of the request or sensor.
-        data : dict
-            Its attributes as inspected.
         """
         old = index.get(name)
         if old is None:
@@ -829,35 +752,23 @@ class InspectingClientAsync:
             data["_changed"] = True
             index[name] = data
 
-    def _difference(self, original_keys, updated_keys, name, index):
+    def _difference(self, original_keys: Iterable[str], updated_keys: Iterable[str],
+                    name: Optional[str], index: Dict[str, Dict[str, Any]]
+                    ) -> Tuple[Set[str], Set[str]]:
         """Work out what an inspection changed, and drop removed items from `index`.
 
-        Parameters
-        ----------
-        original_keys : iterable of str
-            Names in the index before the inspection.
-        updated_keys : iterable of str
-            Names the device listed in the inspection.
-        name : str or None
-            The one name inspected, or None if all were.
-        index : dict
-            The index, already updated with :meth:`_update_index`.
-
-        Returns
-        -------
-        added, removed : set of str
-            Names added and removed; changed items (marked ``_changed``, a mark this
-            clears) are in both.
+        Returns the names added and removed: changed items (marked ``_changed``, a
+        mark this clears) are in both. With a `name`, only that item was asked about,
+        so the others are left alone.
         """
-        original_keys = set(original_keys)
-        updated_keys = set(updated_keys)
+        original = set(original_keys)
+        updated = set(updated_keys)
         if name is not None:
-            # Only the named item was asked about: leave the others alone.
-            original_keys &= {name}
-            updated_keys &= {name}
-        added = updated_keys - original_keys
-        removed = original_keys - updated_keys
-        for key in updated_keys & original_keys:
+            original &= {name}
+            updated &= {name}
+        added = updated - original
+        removed = original - updated
+        for key in updated & original:
             if index[key].pop("_changed", False):
                 added.add(key)
                 removed.add(key)
@@ -865,7 +776,9 @@ class InspectingClientAsync:
             index.pop(key, None)
         return added, removed
 
-    def _changes(self, original_keys, updated_keys, name, index):
+    def _changes(self, original_keys: Set[str], updated_keys: Set[str],
+                 name: Optional[str], index: Dict[str, Dict[str, Any]]
+                 ) -> Optional[AttrDict]:
         """:meth:`_difference` as the AttrDict (or None) that inspections return."""
         added, removed = self._difference(original_keys, updated_keys, name, index)
         if added or removed:
@@ -875,7 +788,8 @@ class InspectingClientAsync:
     # -- looking up requests and sensors --------------------------------------------
 
     @tornado.gen.coroutine
-    def future_check_sensor(self, name, update=None):
+    def future_check_sensor(self, name: str, update: Optional[bool] = None
+                            ) -> Generator[Any, Any, bool]:
         """Check if the sensor exists.
 
         Used internally by future_get_sensor. This method is aware of
@@ -887,7 +801,8 @@ class InspectingClientAsync:
             Name of the sensor to verify.
         update : bool or None, optional
             If a katcp request to the server should be made to check if the sensor
-            is on the server now.
+            is on the server now. True = Allow, False do not Allow, None use the class
+            default.
 
         Notes
         -----
@@ -899,32 +814,18 @@ class InspectingClientAsync:
         return exists
 
     @tornado.gen.coroutine
-    def future_check_request(self, name, update=None):
-        """Check if the request exists.
+    def future_check_request(self, name: str, update: Optional[bool] = None
+                             ) -> Generator[Any, Any, bool]:
+        """Check if the request exists: as :meth:`future_check_sensor`, for requests.
 
-        Used internally by future_get_request. This method is aware of
-        synchronisation in progress and if inspection of the server is allowed.
-
-        Parameters
-        ----------
-        name : str
-            Name of the request to verify.
-        update : bool or None, optional
-            If a katcp request to the server should be made to check if the sensor
-            is on the server. True = Allow, False do not Allow, None use the class
-            default.
-
-        Notes
-        -----
-        Ensure that self.state.data_synced == True if yielding to
-        future_check_request from a state-change callback, or a deadlock will
-        occur.
+        Used internally by future_get_request.
         """
         exists = yield self._future_check(name, update, self._requests_index,
                                           self.inspect_requests)
         return exists
 
-    async def _future_check(self, name, update, index, inspect_one):
+    async def _future_check(self, name: str, update: Optional[bool],
+                            index: Dict[str, Any], inspect_one: Callable[..., Any]) -> bool:
         await self.until_data_synced()
         if name in index:
             return True
@@ -934,7 +835,8 @@ class InspectingClientAsync:
         return False
 
     @tornado.gen.coroutine
-    def future_get_sensor(self, name, update=None):
+    def future_get_sensor(self, name: str, update: Optional[bool] = None
+                          ) -> Generator[Any, Any, Any]:
         """Get the sensor object.
 
         Check if we have information for this sensor, if not connect to server and
@@ -959,55 +861,34 @@ class InspectingClientAsync:
         """
         exists = yield self.future_check_sensor(name, update)
         info = self._sensors_index.get(name) if exists else None
-        if info is None:
-            return None
-        sensor = info.get("obj")
-        if sensor is None:
+        if info is not None and info.get("obj") is None:
             sensor_type = Sensor.parse_type(info["sensor_type"])
-            sensor = info["obj"] = self.sensor_factory(
+            params = Sensor.parse_params(sensor_type, info["params"], self._katcp_major())
+            info["obj"] = self.sensor_factory(
                 name=name, sensor_type=sensor_type, description=info["description"],
-                units=info["units"], params=Sensor.parse_params(
-                    sensor_type, info["params"], self._katcp_major()))
-        return sensor
+                units=info["units"], params=params)
+        return None if info is None else info["obj"]
 
     @tornado.gen.coroutine
-    def future_get_request(self, name, update=None):
-        """Get the request object.
-
-        Check if we have information for this request, if not connect to server and
-        update (if allowed).
-
-        Parameters
-        ----------
-        name : string
-            Name of the request.
-        update : bool or None, optional
-            True allow inspect client to inspect katcp server if the request is not
-            known.
+    def future_get_request(self, name: str, update: Optional[bool] = None
+                           ) -> Generator[Any, Any, Any]:
+        """Get the request object: as :meth:`future_get_sensor`, for requests.
 
         Returns
         -------
         Request created by :meth:`request_factory` or None if request not found.
-
-        Notes
-        -----
-        Ensure that self.state.data_synced == True if yielding to future_get_request
-        from a state-change callback, or a deadlock will occur.
         """
         exists = yield self.future_check_request(name, update)
         info = self._requests_index.get(name) if exists else None
-        if info is None:
-            return None
-        request = info.get("obj")
-        if request is None:
-            request = info["obj"] = self.request_factory(
-                name=name, description=info["description"],
-                timeout_hint=info["timeout_hint"])
-        return request
+        if info is not None and info.get("obj") is None:
+            info["obj"] = self.request_factory(name=name, description=info["description"],
+                                               timeout_hint=info["timeout_hint"])
+        return None if info is None else info["obj"]
 
     # -- talking to the device ------------------------------------------------------
 
-    def simple_request(self, request, *args, **kwargs):
+    def simple_request(self, request: str, *args: Any, timeout: Optional[float] = None,
+                       mid: Optional[int] = None, use_mid: Optional[bool] = None) -> Any:
         """Create and send a request to the server.
 
         This method implements a very small subset of the options possible to send
@@ -1019,9 +900,6 @@ class InspectingClientAsync:
             The request to call.
         *args : list of objects
             Arguments to pass on to the request.
-
-        Keyword Arguments
-        -----------------
         timeout : float or None, optional
             Timeout after this amount of seconds (keyword argument).
         mid : None or int, optional
@@ -1043,16 +921,16 @@ class InspectingClientAsync:
 
             reply, informs = yield ic.simple_request('help', 'sensor-list')
         """
-        msg = Message.request(request, *args, mid=kwargs.get("mid"))
-        return self.katcp_client.future_request(
-            msg, kwargs.get("timeout"), kwargs.get("use_mid"))
+        msg = Message.request(request, *args, mid=mid)
+        return self.katcp_client.future_request(msg, timeout, use_mid)
 
-    def _katcp_major(self):
+    def _katcp_major(self) -> int:
         flags = self.katcp_client.protocol_flags
         return flags.major if flags is not None and flags.major else DEFAULT_KATCP_MAJOR
 
     @tornado.gen.coroutine
-    def update_sensor(self, name, timestamp, status, value):
+    def update_sensor(self, name: str, timestamp: bytes, status: bytes, value: bytes
+                      ) -> None:
         """Set a sensor object (if one was made) to a KATCP formatted reading.
 
         Parameters
@@ -1067,14 +945,15 @@ class InspectingClientAsync:
         if sensor is not None:
             self._set_formatted(name, sensor, timestamp, status, value)
 
-    def _set_formatted(self, name, sensor, timestamp, status, value):
+    def _set_formatted(self, name: str, sensor: Any, timestamp: bytes, status: bytes,
+                       value: bytes) -> None:
         try:
             sensor.set_formatted(timestamp, status, value, self._katcp_major())
         except Exception:
             self._logger.exception("Could not update sensor %r to (%r, %r, %r)",
                                    name, timestamp, status, value)
 
-    def _cb_inform_sensor_status(self, msg):
+    def _cb_inform_sensor_status(self, msg: Message) -> None:
         """Update sensor objects from a #sensor-status (or #sensor-value) inform."""
         arguments = msg.arguments
         try:
@@ -1094,7 +973,7 @@ class InspectingClientAsync:
                 self._set_formatted(name, sensor, timestamp, arguments[offset + 1],
                                     arguments[offset + 2])
 
-    def _cb_inform_interface_change(self, msg):
+    def _cb_inform_interface_change(self, msg: Message) -> None:
         """Note what the device says has changed (see the KATCP spec) and resync."""
         arguments = [_text(arg) for arg in msg.arguments]
         pending = self._pending

@@ -5,8 +5,10 @@ import collections
 import collections.abc
 import inspect
 import logging
+import operator
 import sys
 import time
+from typing import Any, Callable, Dict, Generator, List, Optional, Sequence, Tuple, Union
 
 import tornado.concurrent
 import tornado.gen
@@ -16,24 +18,41 @@ from katcp.core import Message, Sensor, hashable_identity
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "escape_name",
-    "normalize_strategy_parameters",
-    "KATCPResourceError",
-    "KATCPResourceInactive",
-    "KATCPSensorError",
-    "KATCPResource",
-    "KATCPRequest",
-    "KATCPDummyRequest",
-    "KATCPReply",
-    "KATCPSensorReading",
-    "KATCPSensorsManager",
-    "KATCPSensor",
-    "SensorResultTuple",
-]
+__all__ = ["escape_name", "normalize_strategy_parameters", "KATCPResourceError",
+           "KATCPResourceInactive", "KATCPSensorError", "KATCPResource", "KATCPRequest",
+           "KATCPDummyRequest", "KATCPReply", "KATCPSensorReading", "KATCPSensorsManager",
+           "KATCPSensor", "SensorResultTuple"]
+
+#: A sampling strategy: ``(name, param, ...)`` as in the KATCP spec, or the same words in
+#: one space-separated string.
+StrategySpec = Union[str, bytes, Sequence[Any]]
+#: What setting a strategy gives per sensor: ``(True, normalised strategy)`` or
+#: ``(False, sys.exc_info())``.
+StrategyResult = Tuple[bool, Any]
 
 
-def escape_name(name):
+def _read_only(path: str, doc: Optional[str] = None) -> Any:
+    """A read-only property giving the attribute at dotted `path` of the instance.
+
+    Without `doc` it has no docstring of its own, so documentation tools show that of
+    the property it overrides.
+    """
+    get = operator.attrgetter(path)
+
+    def getter(self: Any) -> Any:
+        return get(self)
+
+    return property(getter, doc=doc)
+
+
+def _object_repr(obj: Any, **fields: Any) -> str:
+    """``<module.Class(field=value, ...) object at 0x...>``, the repr of resource objects."""
+    described = ", ".join("%s=%s" % item for item in fields.items())
+    return "<%s.%s(%s) object at 0x%x>" % (
+        type(obj).__module__, type(obj).__name__, described, id(obj))
+
+
+def escape_name(name: str) -> str:
     """Escape sensor and request names to be valid Python identifiers.
 
     Parameters
@@ -49,7 +68,7 @@ def escape_name(name):
     return name.replace(".", "_").replace("-", "_")
 
 
-def _number_or_text(param):
+def _number_or_text(param: Any) -> str:
     if isinstance(param, bytes):
         param = param.decode("utf-8")
     try:
@@ -59,7 +78,7 @@ def _number_or_text(param):
         return str(param)
 
 
-def normalize_strategy_parameters(params):
+def normalize_strategy_parameters(params: StrategySpec) -> Tuple[str, ...]:
     """Normalize strategy parameters to be a list of strings.
 
     Parameters
@@ -92,12 +111,9 @@ class KATCPSensorError(KATCPResourceError):
     """Raised if a problem occurred dealing with as KATCPSensor operation"""
 
 
-class SensorResultTuple(
-    collections.namedtuple(
+class SensorResultTuple(collections.namedtuple(
         "SensorResultTuple",
-        "object name python_identifier description type units reading",
-    )
-):
+        "object name python_identifier description type units reading")):
     """Per-sensor result of list_sensors() method
 
     Attributes
@@ -123,7 +139,7 @@ class SensorResultTuple(
 _KATCPReplyTuple = collections.namedtuple("_KATCPReplyTuple", "reply informs")
 
 
-def _readable_message(msg):
+def _readable_message(msg: Message) -> str:
     # Unlike the wire form, arguments are shown unescaped so they read naturally.
     args = " ".join(arg.decode("utf-8", "replace") for arg in msg.arguments)
     return "%s%s %s" % (Message.TYPE_SYMBOLS[msg.mtype].decode("ascii"), msg.name, args)
@@ -146,43 +162,36 @@ class KATCPReply(_KATCPReplyTuple):
     ----------
     messages: list of :class:`katcp.Message` objects
         List of all messages returned by KATCP request, reply first
-    reply: :class:`katcp.Message` object
-        Reply message returned by KATCP request
-    informs: list of :class:`katcp.Message` objects
-        List of inform messages returned by KATCP request
 
     The instance evaluates to nonzero (i.e. truthy) if the request succeeded.
     """
 
     __slots__ = ()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         """String representation for pretty-printing in IPython."""
         return "\n".join(_readable_message(msg) for msg in self.messages)
 
-    def __str__(self):
+    def __str__(self) -> str:
         """String representation using KATCP wire format"""
         return "\n".join(str(msg) for msg in self.messages)
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return self.succeeded
 
     @property
-    def messages(self):
+    def messages(self) -> List[Message]:
         """List of all messages returned by KATCP request, reply first."""
         return [self.reply] + list(self.informs)
 
     @property
-    def succeeded(self):
+    def succeeded(self) -> bool:
         """True if request succeeded (i.e. first reply argument is 'ok')."""
         return self.reply.reply_ok()
 
 
-class KATCPSensorReading(
-    collections.namedtuple(
-        "KATCPSensorReading", "received_timestamp timestamp istatus value"
-    )
-):
+class KATCPSensorReading(collections.namedtuple(
+        "KATCPSensorReading", "received_timestamp timestamp istatus value")):
     """Sensor reading as a (received_timestamp, timestamp, istatus, value) tuple.
 
     Attributes
@@ -200,7 +209,7 @@ class KATCPSensorReading(
     __slots__ = ()
 
     @property
-    def status(self):
+    def status(self) -> str:
         """Returns the string representation of sensor status, eg 'nominal'"""
         try:
             return Sensor.STATUSES[int(self.istatus)]
@@ -222,22 +231,22 @@ class KATCPResource(abc.ABC):
     the child's name.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._active = True
 
     @property
     @abc.abstractmethod
-    def name(self):
+    def name(self) -> str:
         """Name of this KATCP resource."""
 
     @property
     @abc.abstractmethod
-    def description(self):
+    def description(self) -> str:
         """Description of this KATCP resource."""
 
     @property
     @abc.abstractmethod
-    def address(self):
+    def address(self) -> Optional[Tuple[str, int]]:
         """Address of the underlying client/device.
 
         Type: tuple(host, port) or None, with host a string and port an integer.
@@ -249,12 +258,12 @@ class KATCPResource(abc.ABC):
 
     @property
     @abc.abstractmethod
-    def is_connected(self):
+    def is_connected(self) -> Any:
         """Indicate whether the underlying client/device is connected or not."""
 
     @property
     @abc.abstractmethod
-    def req(self):
+    def req(self) -> Any:
         """Attribute root/container for all KATCP request wrappers.
 
         Each KATCP request that is exposed on a KATCP device should have a
@@ -272,7 +281,7 @@ class KATCPResource(abc.ABC):
 
     @property
     @abc.abstractmethod
-    def sensor(self):
+    def sensor(self) -> Any:
         """Attribute root/container for all KATCP sensor wrappers.
 
         Each KATCP sensor that is exposed on a KATCP device should have a
@@ -294,19 +303,19 @@ class KATCPResource(abc.ABC):
 
     @property
     @abc.abstractmethod
-    def parent(self):
+    def parent(self) -> Optional["KATCPResource"]:
         """Parent KATCPResource object of this subordinate resource, or None."""
 
     @property
     @abc.abstractmethod
-    def children(self):
+    def children(self) -> Any:
         """AttrDict of subordinate KATCPResource objects keyed by their names."""
 
-    def is_active(self):
+    def is_active(self) -> bool:
         """True if this resource is active (requests may be made)."""
         return self._active
 
-    def set_active(self, active):
+    def set_active(self, active: bool) -> None:
         """Mark this resource and all its children active or inactive.
 
         Parameters
@@ -319,7 +328,8 @@ class KATCPResource(abc.ABC):
             child.set_active(active)
 
     @tornado.gen.coroutine
-    def wait(self, sensor_name, condition_or_value, timeout=5):
+    def wait(self, sensor_name: str, condition_or_value: Any,
+             timeout: Optional[float] = 5) -> Generator[Any, Any, bool]:
         """Wait for a sensor in this resource to satisfy a condition.
 
         Parameters
@@ -327,11 +337,7 @@ class KATCPResource(abc.ABC):
         sensor_name : string
             The name of the sensor to check
         condition_or_value : obj or callable, or seq of objs or callables
-            If obj, sensor.value is compared with obj. If callable,
-            condition_or_value(reading) is called, and must return True if its
-            condition is satisfied. Since the reading is passed in, the value,
-            status, timestamp or received_timestamp attributes can all be used
-            in the check.
+            As for :meth:`KATCPSensor.wait`.
         timeout : float or None
             The timeout in seconds (None means wait forever)
 
@@ -347,28 +353,24 @@ class KATCPResource(abc.ABC):
             If the sensor does not have a strategy set, or if the named sensor
             is not present
         """
-        sensor_name = escape_name(sensor_name)
-        sensor = dict.get(self.sensor, sensor_name)
-        if sensor is None:
-            raise KATCPSensorError(
-                "Sensor %r is not present on resource %r" % (sensor_name, self.name)
-            )
+        sensor = self._sensor_named(sensor_name)
         try:
             yield sensor.wait(condition_or_value, timeout)
         except tornado.gen.TimeoutError:
             return False
         return True
 
+    def _sensor_named(self, sensor_name: str) -> "KATCPSensor":
+        sensor = dict.get(self.sensor, escape_name(sensor_name))
+        if sensor is None:
+            raise KATCPSensorError("Sensor %r is not present on resource %r"
+                                   % (escape_name(sensor_name), self.name))
+        return sensor
+
     @abc.abstractmethod
-    def list_sensors(
-        self,
-        filter="",
-        strategy=False,
-        status="",
-        use_python_identifiers=True,
-        tuple=False,
-        refresh=False,
-    ):
+    def list_sensors(self, filter: str = "", strategy: bool = False, status: str = "",
+                     use_python_identifiers: bool = True, tuple: bool = False,
+                     refresh: bool = False) -> Any:
         """List sensors available on this resource matching certain criteria.
 
         Parameters
@@ -404,7 +406,9 @@ class KATCPResource(abc.ABC):
         """
 
     @tornado.gen.coroutine
-    def set_sampling_strategies(self, filter, strategy_and_params, **list_sensor_args):
+    def set_sampling_strategies(self, filter: str, strategy_and_params: StrategySpec,
+                                **list_sensor_args: Any
+                                ) -> Generator[Any, Any, Dict[str, StrategyResult]]:
         """Set a sampling strategy for all sensors that match the specified filter.
 
         Parameters
@@ -414,39 +418,24 @@ class KATCPResource(abc.ABC):
             to apply the specified strategy.  Use "" to match all sensors. Is
             matched using :meth:`list_sensors`.
         strategy_and_params : seq of str or str
-            As tuple contains (<strat_name>, [<strat_parm1>, ...]) where the
-            strategy names and parameters are as defined by the KATCP spec. As
-            str contains the same elements in space-separated form.
+            As for :meth:`set_sampling_strategy`.
         **list_sensor_args : keyword arguments
             Passed to the :meth:`list_sensors` call as kwargs
 
         Returns
         -------
         sensors_strategies : tornado Future
-            resolves with a dict with the Python identifier names of the sensors
-            as keys and the value a tuple:
-
-            (success, info) with
-
-            success : bool
-                True if setting succeeded for this sensor, else False
-            info : tuple
-                normalised sensor strategy and parameters as tuple if
-                success == True else, sys.exc_info() tuple for the error that
-                occurred.
+            As for :meth:`set_sampling_strategy`, with an item for each sensor matched.
         """
         sensors = yield self.list_sensors(filter, **list_sensor_args)
-        names = [result.python_identifier for result in sensors]
-        results = yield [
-            self.set_sampling_strategy(name, strategy_and_params) for name in names
-        ]
-        sensors_strategies = {}
-        for result in results:
-            sensors_strategies.update(result)
-        return sensors_strategies
+        results = yield [self.set_sampling_strategy(result.python_identifier,
+                                                    strategy_and_params)
+                         for result in sensors]
+        return _merged(results)
 
     @tornado.gen.coroutine
-    def set_sampling_strategy(self, sensor_name, strategy_and_params):
+    def set_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec
+                              ) -> Generator[Any, Any, Dict[str, StrategyResult]]:
         """Set a sampling strategy for a specific sensor.
 
         Parameters
@@ -473,26 +462,34 @@ class KATCPResource(abc.ABC):
                 success == True else, sys.exc_info() tuple for the error that
                 occurred.
         """
-        sensor_name = escape_name(sensor_name)
         try:
-            sensor_obj = dict.get(self.sensor, sensor_name)
-            if sensor_obj is None:
-                raise KATCPSensorError(
-                    "Sensor %r is not present on resource %r" % (sensor_name, self.name)
-                )
+            sensor_obj = self._sensor_named(sensor_name)
             yield sensor_obj.set_sampling_strategy(strategy_and_params)
-            result = (True, sensor_obj.sampling_strategy)
+            result: StrategyResult = (True, sensor_obj.sampling_strategy)
         except Exception:
             result = (False, sys.exc_info())
-        return {sensor_name: result}
+        return {escape_name(sensor_name): result}
 
-    def __repr__(self):
-        return "<%s.%s(name=%s) object at 0x%x>" % (
-            type(self).__module__,
-            type(self).__name__,
-            self.name,
-            id(self),
-        )
+    def __repr__(self) -> str:
+        return _object_repr(self, name=self.name)
+
+
+def _help_docstring(description: Optional[str], kind: str, class_doc: Optional[str]
+                   ) -> str:
+    """The docstring of a request object: the device's help text, then the class's.
+
+    An instance docstring lets IPython's ``req.name?`` show the device's help text.
+    """
+    return "\n".join(("KATCP Documentation", "===================", description or "",
+                      "%s Documentation" % kind, "=" * (len(kind) + 14), class_doc or ""))
+
+
+def _merged(dicts: Sequence[Dict[Any, Any]]) -> Dict[Any, Any]:
+    """One dict with the items of all of `dicts` (later ones win)."""
+    merged: Dict[Any, Any] = {}
+    for one in dicts:
+        merged.update(one)
+    return merged
 
 
 class KATCPRequest(abc.ABC):
@@ -512,42 +509,33 @@ class KATCPRequest(abc.ABC):
         Returns True if the resource owning this request is active.
     """
 
-    def __init__(self, request_description, is_active=lambda: True):
+    def __init__(self, request_description: Dict[str, Any],
+                 is_active: Callable[[], bool] = lambda: True) -> None:
         self._request_description = request_description
         self._is_active = is_active
-        # An instance docstring lets IPython's `req.name?` show the device's help text.
-        self.__doc__ = "\n".join(
-            (
-                "KATCP Documentation",
-                "===================",
-                self.description or "",
-                "KATCPRequest Documentation",
-                "==========================",
-                type(self).__doc__ or "",
-            )
-        )
+        self.__doc__ = _help_docstring(self.description, "KATCPRequest", type(self).__doc__)
 
     @property
-    def name(self):
+    def name(self) -> str:
         """Name of the KATCP request."""
         return self._request_description["name"]
 
     @property
-    def description(self):
+    def description(self) -> str:
         """Description of KATCP request as obtained from the ?help request."""
         return self._request_description["description"]
 
     @property
-    def timeout_hint(self):
+    def timeout_hint(self) -> Optional[float]:
         """Request timeout suggested by device or None if not provided"""
         return self._request_description.get("timeout_hint")
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Execute the KATCP request described by this object.
 
         All positional arguments of this function are converted to KATCP string
         representations and passed on as space-separated parameters to the KATCP
-        device.
+        device. Keyword arguments are passed on to :meth:`issue_request`.
 
         Keyword Arguments
         -----------------
@@ -572,40 +560,31 @@ class KATCPRequest(abc.ABC):
         request is made.
         """
         if not self.is_active():
-            raise KATCPResourceInactive(
-                "Can't make request %s since its resource is inactive" % self.name
-            )
+            raise KATCPResourceInactive("Can't make request %s since its resource is "
+                                        "inactive" % self.name)
         return self.issue_request(*args, **kwargs)
 
-    def is_active(self):
+    def is_active(self) -> bool:
         """True if resource for this request is active"""
         return self._is_active()
 
     @abc.abstractmethod
-    def issue_request(self, *args, **kwargs):
+    def issue_request(self, *args: Any, **kwargs: Any) -> Any:
         """Signature as for __call__
 
         Do the request immediately without checking active state.
         """
 
-    def __repr__(self):
-        return "<%s.%s(name=%s) object at 0x%x>" % (
-            type(self).__module__,
-            type(self).__name__,
-            self.name,
-            id(self),
-        )
+    def __repr__(self) -> str:
+        return _object_repr(self, name=self.name)
 
 
 class KATCPDummyRequest(KATCPRequest):
     """Dummy counterpart to KATCPRequest that always returns a successful reply"""
 
-    def issue_request(self, *args, **kwargs):
-        """Signature as for __call__
-
-        Do the request immediately without checking active state.
-        """
-        future = tornado.concurrent.Future()
+    def issue_request(self, *args: Any, timeout: Optional[float] = None,
+                      mid: Optional[int] = None, use_mid: Optional[bool] = None) -> Any:
+        future: "tornado.concurrent.Future[KATCPReply]" = tornado.concurrent.Future()
         future.set_result(KATCPReply(Message.reply(self.name, "ok"), []))
         return future
 
@@ -622,12 +601,12 @@ class KATCPSensorsManager(abc.ABC):
        allowing accelerated time testing / simulation / dry-running
     """
 
-    def time(self):
+    def time(self) -> float:
         """Returns the current time (in seconds since UTC epoch)"""
         return time.time()
 
     @abc.abstractmethod
-    def get_sampling_strategy(self, sensor_name):
+    def get_sampling_strategy(self, sensor_name: str) -> Any:
         """Get the current sampling strategy for the named sensor
 
         Parameters
@@ -637,27 +616,29 @@ class KATCPSensorsManager(abc.ABC):
 
         Returns
         -------
-        strategy : tornado Future that resolves with tuple of str
+        strategy : tuple of str
             contains (<strat_name>, [<strat_parm1>, ...]) where the strategy names
             and parameters are as defined by the KATCP spec
         """
 
     @abc.abstractmethod
-    def set_sampling_strategy(self, sensor_name, strategy_and_parms):
+    def set_sampling_strategy(self, sensor_name: str, strategy_and_parms: StrategySpec
+                              ) -> Any:
         """Set the sampling strategy for the named sensor
 
         Parameters
         ----------
         sensor_name : str
             Name of the sensor
-        strategy : seq of str or str
-            As tuple contains (<strat_name>, [<strat_parm1>, ...]) where the
-            strategy names and parameters are as defined by the KATCP spec. As
-            str contains the same elements in space-separated form.
+        strategy_and_parms : seq of str or str
+            As for :meth:`KATCPResource.set_sampling_strategy`.
 
         Returns
         -------
-        done : tornado Future that resolves when done or raises KATCPSensorError
+        done : tornado Future
+            Resolves when done or raises KATCPSensorError; it may resolve with
+            ``(success, info)`` as for one sensor of
+            :meth:`KATCPResource.set_sampling_strategy`.
 
         Notes
         -----
@@ -677,7 +658,7 @@ class KATCPSensorsManager(abc.ABC):
         """
 
     @abc.abstractmethod
-    def drop_sampling_strategy(self, sensor_name):
+    def drop_sampling_strategy(self, sensor_name: str) -> None:
         """Drop the sampling strategy for the named sensor from the cache
 
         Calling :meth:`set_sampling_strategy` requires the sensor manager to
@@ -694,7 +675,7 @@ class KATCPSensorsManager(abc.ABC):
         """
 
     @abc.abstractmethod
-    def reapply_sampling_strategies(self):
+    def reapply_sampling_strategies(self) -> Any:
         """Reapply all sensor strategies using cached values
 
         Would typically be called when a connection is re-established. Should
@@ -703,7 +684,7 @@ class KATCPSensorsManager(abc.ABC):
         """
 
     @abc.abstractmethod
-    def poll_sensor(self, sensor_name):
+    def poll_sensor(self, sensor_name: str) -> Any:
         """Poll sensor and arrange for sensor object to be updated
 
         Returns
@@ -731,74 +712,49 @@ class KATCPSensor:
         Handles strategies, polling and time for this sensor.
     """
 
-    def __init__(self, sensor_description, sensor_manager):
+    def __init__(self, sensor_description: Dict[str, Any],
+                 sensor_manager: KATCPSensorsManager) -> None:
         self._manager = sensor_manager
-        self._listeners = {}
+        self._listeners: Dict[Any, Tuple[Callable[..., Any], bool]] = {}
         self._reading = KATCPSensorReading(0, 0, Sensor.UNKNOWN, None)
         # A katcp.Sensor does the type-aware parsing; its set() is redirected here so
         # that parsed readings reach this object and its listeners.
         self._sensor = Sensor(**sensor_description)
-        self._sensor.set = self.set
-        self.set_formatted = self._sensor.set_formatted
+        self._sensor.set = self.set  # type: ignore[method-assign]
+        self.set_formatted = self._sensor.set_formatted  # type: ignore[method-assign]
         self.name = self._sensor.name
         self.description = self._sensor.description
         self.__doc__ = self.description
 
-    def __repr__(self):
-        return "<%s.%s(name=%s, parent=%s) object at 0x%x>" % (
-            type(self).__module__,
-            type(self).__name__,
-            self.name,
-            self.parent_name,
-            id(self),
-        )
+    def __repr__(self) -> str:
+        return _object_repr(self, name=self.name, parent=self.parent_name)
 
     @property
-    def parent_name(self):
+    def parent_name(self) -> Optional[str]:
         """Name of the parent of this KATCPSensor"""
         return getattr(self._manager, "resource_name", None)
 
     @property
-    def normalised_name(self):
+    def normalised_name(self) -> str:
         """Normalised name of this KATCPSensor that can be used as a python identifier"""
         return escape_name(self.name)
 
-    @property
-    def reading(self):
-        """Most recently received sensor reading as KATCPSensorReading instance"""
-        return self._reading
+    reading = _read_only(
+        "_reading", "Most recently received sensor reading as KATCPSensorReading instance")
+    value = _read_only("_reading.value", "Value of the most recently received reading.")
+    status = _read_only(
+        "_reading.status", "Status name (e.g. 'nominal') of the most recently received reading.")
+    type = _read_only("_sensor.stype", "KATCP type name of the sensor, e.g. 'integer'.")
+    units = _read_only("_sensor.units", "Units of the sensor.")
+    params = _read_only(
+        "_sensor.params", "Type parameters of the sensor (e.g. [min, max] or discrete values).")
 
     @property
-    def value(self):
-        """Value of the most recently received reading."""
-        return self._reading.value
-
-    @property
-    def status(self):
-        """Status name (e.g. 'nominal') of the most recently received reading."""
-        return self._reading.status
-
-    @property
-    def type(self):
-        """KATCP type name of the sensor, e.g. 'integer'."""
-        return self._sensor.stype
-
-    @property
-    def units(self):
-        """Units of the sensor."""
-        return self._sensor.units
-
-    @property
-    def params(self):
-        """Type parameters of the sensor (e.g. [min, max] or discrete values)."""
-        return self._sensor.params
-
-    @property
-    def sampling_strategy(self):
+    def sampling_strategy(self) -> Any:
         """Current sampling strategy"""
         return self._manager.get_sampling_strategy(self.name)
 
-    def drop_sampling_strategy(self):
+    def drop_sampling_strategy(self) -> None:
         """Drop memorised sampling strategy for sensor, if any
 
         Calling this method ensures that the sensor manager does not attempt
@@ -807,43 +763,40 @@ class KATCPSensor:
         """
         self._manager.drop_sampling_strategy(self.name)
 
-    def set_strategy(self, strategy, params=None):
+    def set_strategy(self, strategy: StrategySpec, params: Any = None) -> Any:
         """Set current sampling strategy for sensor.
         Add this footprint for backwards compatibility.
 
         Parameters
         ----------
         strategy : seq of str or str
-            As tuple contains (<strat_name>, [<strat_parm1>, ...]) where the
-            strategy names and parameters are as defined by the KATCP spec. As
-            str contains the same elements in space-separated form.
+            The strategy name, or the whole strategy as for
+            :meth:`set_sampling_strategy`.
         params : seq of str or str
-            (<strat_name>, [<strat_parm1>, ...])
+            The strategy's parameters, if not in `strategy`.
 
         Returns
         -------
-        done : tornado Future that resolves when done or raises KATCPSensorError
+        done : tornado Future
+            As for :meth:`set_sampling_strategy`.
         """
         if params is None:
             params = ()
-        elif isinstance(params, (str, bytes)) or not isinstance(
-            params, collections.abc.Iterable
-        ):
+        elif isinstance(params, (str, bytes)) or not isinstance(params,
+                                                                collections.abc.Iterable):
             params = (params,)
         # As in 0.9 the manager gets one space-separated string, e.g. 'period 0.5'.
         words = _words((strategy,) + tuple(params))
         return self.set_sampling_strategy(" ".join(str(word) for word in words))
 
     @tornado.gen.coroutine
-    def set_sampling_strategy(self, strategy):
+    def set_sampling_strategy(self, strategy: StrategySpec) -> Generator[Any, Any, Any]:
         """Set current sampling strategy for sensor
 
         Parameters
         ----------
         strategy : seq of str or str
-            As tuple contains (<strat_name>, [<strat_parm1>, ...]) where the
-            strategy names and parameters are as defined by the KATCP spec. As
-            str contains the same elements in space-separated form.
+            As for :meth:`KATCPResource.set_sampling_strategy`.
 
         Returns
         -------
@@ -857,82 +810,66 @@ class KATCPSensor:
             info = result[1]
             if isinstance(info, tuple) and len(info) == 3:
                 info = info[1]
-            raise KATCPSensorError(
-                "Error setting strategy %r for sensor %s: %s" % (strategy, self.name, info)
-            )
+            raise KATCPSensorError("Error setting strategy %r for sensor %s: %s"
+                                   % (strategy, self.name, info))
         return result
 
-    def register_listener(self, listener, reading=False):
+    def register_listener(self, listener: Callable[..., Any], reading: bool = False
+                          ) -> None:
         """Add a callback function that is called when sensor value is updated.
-
-        The callback footprint is received_timestamp, timestamp, status, value.
 
         Parameters
         ----------
         listener : function
-            Callback signature: if reading
-            listener(katcp_sensor, reading) where
-            `katcp_sensor` is this KATCPSensor instance
-            `reading` is an instance of :class:`KATCPSensorReading`.
-
-            Callback signature: default, if not reading
-            listener(received_timestamp, timestamp, status, value)
+            Called as ``listener(received_timestamp, timestamp, status, value)``, or
+            with `reading` as ``listener(katcp_sensor, reading)``, where
+            `katcp_sensor` is this KATCPSensor and `reading` a
+            :class:`KATCPSensorReading`.
         reading : bool, optional
             Selects the callback signature, see above.
         """
         self._listeners[hashable_identity(listener)] = (listener, reading)
 
-    def unregister_listener(self, listener):
-        """Remove a listener callback added with register_listener().
-
-        Parameters
-        ----------
-        listener : function
-            Reference to the callback function that should be removed
-        """
+    def unregister_listener(self, listener: Callable[..., Any]) -> None:
+        """Remove a listener callback added with register_listener()."""
         self._listeners.pop(hashable_identity(listener), None)
 
-    def is_listener(self, listener):
+    def is_listener(self, listener: Callable[..., Any]) -> bool:
         """True if `listener` is registered on this sensor."""
         return hashable_identity(listener) in self._listeners
 
-    def clear_listeners(self):
+    def clear_listeners(self) -> None:
         """Clear any registered listeners to updates from this sensor."""
         self._listeners = {}
 
-    def call_listeners(self, reading):
+    def call_listeners(self, reading: KATCPSensorReading) -> None:
         """Call every registered listener with `reading`, logging their errors."""
         for listener, use_reading in list(self._listeners.values()):
             try:
                 if use_reading:
                     listener(self, reading)
                 else:
-                    listener(
-                        reading.received_timestamp,
-                        reading.timestamp,
-                        reading.status,
-                        reading.value,
-                    )
+                    listener(reading.received_timestamp, reading.timestamp,
+                             reading.status, reading.value)
             except Exception:
-                log.exception(
-                    "Unhandled exception calling KATCPSensor listener %r for sensor %s",
-                    listener,
-                    self.name,
-                )
+                log.exception("Unhandled exception calling KATCPSensor listener %r for "
+                              "sensor %s", listener, self.name)
 
-    def set(self, timestamp, status, value):
+    def set(self, timestamp: float, status: int, value: Any) -> None:
         """Set sensor with a given received value, matches :meth:`katcp.Sensor.set`"""
         reading = KATCPSensorReading(self._manager.time(), timestamp, status, value)
         self._reading = reading
         self.call_listeners(reading)
 
-    def set_value(self, value, status=Sensor.NOMINAL, timestamp=None):
+    def set_value(self, value: Any, status: int = Sensor.NOMINAL,
+                  timestamp: Optional[float] = None) -> None:
         """Set sensor value with optinal specification of status and timestamp"""
         if timestamp is None:
             timestamp = self._manager.time()
         self.set(timestamp, status, value)
 
-    def set_formatted(self, raw_timestamp, raw_status, raw_value, major):
+    def set_formatted(self, raw_timestamp: bytes, raw_status: bytes, raw_value: bytes,
+                      major: int) -> None:
         """Set sensor using KATCP string formatted inputs
 
         Mirrors :meth:`katcp.Sensor.set_formatted`.
@@ -941,26 +878,14 @@ class KATCPSensor:
         the set_formatted() method of a katcp.Sensor object.
         """
 
-    def parse_value(self, s_value):
-        """Parse a value from a string.
-
-        Parameters
-        ----------
-        s_value : str
-            A string value to attempt to convert to a value for
-            the sensor.
-
-        Returns
-        -------
-        value : object
-            A value of a type appropriate to the sensor.
-        """
+    def parse_value(self, s_value: Union[str, bytes]) -> Any:
+        """Parse a value from a string: as :meth:`katcp.Sensor.parse_value`."""
         if isinstance(s_value, str):
             s_value = s_value.encode("utf-8")
         return self._sensor.parse_value(s_value)
 
     @tornado.gen.coroutine
-    def get_reading(self):
+    def get_reading(self) -> Generator[Any, Any, KATCPSensorReading]:
         """Get a fresh sensor reading from the KATCP resource
 
         Returns
@@ -976,38 +901,20 @@ class KATCPSensor:
         return self._reading
 
     @tornado.gen.coroutine
-    def get_value(self):
-        """Get a fresh sensor value from the KATCP resource
-
-        Returns
-        -------
-        reply : tornado Future resolving with the sensor value
-
-        Notes
-        -----
-        As a side-effect this will update the reading stored in this object, and result
-        in registered listeners being called.
-        """
-        yield self._manager.poll_sensor(self.name)
-        return self._reading.value
+    def get_value(self) -> Generator[Any, Any, Any]:
+        """Get a fresh sensor value from the KATCP resource: as :meth:`get_reading`,
+        resolving with the reading's value."""
+        reading = yield self.get_reading()
+        return reading.value
 
     @tornado.gen.coroutine
-    def get_status(self):
-        """Get a fresh sensor status from the KATCP resource
+    def get_status(self) -> Generator[Any, Any, str]:
+        """Get a fresh sensor status from the KATCP resource: as :meth:`get_reading`,
+        resolving with the reading's status name."""
+        reading = yield self.get_reading()
+        return reading.status
 
-        Returns
-        -------
-        reply : tornado Future resolving with the sensor status name
-
-        Notes
-        -----
-        As a side-effect this will update the reading stored in this object, and result
-        in registered listeners being called.
-        """
-        yield self._manager.poll_sensor(self.name)
-        return self._reading.status
-
-    def wait(self, condition_or_value, timeout=None):
+    def wait(self, condition_or_value: Any, timeout: Optional[float] = None) -> Any:
         """Wait for the sensor to satisfy a condition.
 
         Parameters
@@ -1035,8 +942,7 @@ class KATCPSensor:
             If the sensor condition still fails after a stated timeout period
         """
         if isinstance(condition_or_value, collections.abc.Sequence) and not isinstance(
-            condition_or_value, (str, bytes)
-        ):
+                condition_or_value, (str, bytes)):
             raise NotImplementedError("Currently only single conditions are supported")
         if callable(condition_or_value):
             condition_test = condition_or_value
@@ -1045,12 +951,10 @@ class KATCPSensor:
                 return reading.value == condition_or_value
 
         if self.sampling_strategy == ("none",):
-            raise KATCPSensorError(
-                "Cannot wait on sensor %s since it does not have a strategy set"
-                % self.name
-            )
+            raise KATCPSensorError("Cannot wait on sensor %s since it does not have a "
+                                   "strategy set" % self.name)
         ioloop = tornado.ioloop.IOLoop.current()
-        future = tornado.concurrent.Future()
+        future: "tornado.concurrent.Future[bool]" = tornado.concurrent.Future()
 
         def handle_update(sensor, reading):
             if future.done():
@@ -1070,13 +974,11 @@ class KATCPSensor:
             return future
         timeout_future = tornado.gen.with_timeout(ioloop.time() + timeout, future)
         # A timed-out wait must not leave its listener behind.
-        timeout_future.add_done_callback(
-            lambda _: self.unregister_listener(handle_update)
-        )
+        timeout_future.add_done_callback(lambda _: self.unregister_listener(handle_update))
         return timeout_future
 
 
-def _words(params):
+def _words(params: Any) -> List[Any]:
     """Flatten strings (split on whitespace) and nested sequences into one list."""
     if isinstance(params, bytes):
         params = params.decode("utf-8")

@@ -1,0 +1,39 @@
+"""Concrete high-level KATCP clients: :mod:`katcp.resource` over real connections.
+
+:class:`KATCPClientResource` inspects one device through
+:class:`ReplyWrappedInspectingClientAsync` and exposes its requests and sensors as
+``resource.req.<name>`` and ``resource.sensor.<name>``.
+:class:`KATCPClientResourceContainer` aggregates many of them, and :class:`ClientGroup`
+acts on a subset at once.  Everything here runs on one tornado IOLoop; the
+``ThreadSafe*Wrapper`` classes make the same objects usable (blocking) from other
+threads, e.g. in IPython.
+
+The classes live in submodules by concern; every name is documented (and reports itself)
+as ``katcp.resource_client.<name>``.
+"""
+
+from katcp._export import keep_home
+from katcp.resource_client.groups import ClientGroup, GroupRequest, GroupResults
+from katcp.resource_client.inspecting import (KATCPClientResourceRequest,
+                                              KATCPClientResourceSensorsManager,
+                                              ReplyWrappedInspectingClientAsync,
+                                              transform_future)
+from katcp.resource_client.namespaces import AttrMappingProxy, MappingProxy
+from katcp.resource_client.resources import (KATCPClientResource,
+                                             KATCPClientResourceContainer, list_sensors,
+                                             monitor_resource_sync_state)
+from katcp.resource_client.threadsafe import (ThreadSafeKATCPClientGroupWrapper,
+                                              ThreadSafeKATCPClientResourceRequestWrapper,
+                                              ThreadSafeKATCPClientResourceWrapper,
+                                              ThreadSafeKATCPSensorWrapper)
+
+__all__ = ["AttrMappingProxy", "ClientGroup", "GroupRequest", "GroupResults",
+           "KATCPClientResource", "KATCPClientResourceContainer",
+           "KATCPClientResourceRequest", "KATCPClientResourceSensorsManager",
+           "MappingProxy", "ReplyWrappedInspectingClientAsync",
+           "ThreadSafeKATCPClientGroupWrapper",
+           "ThreadSafeKATCPClientResourceRequestWrapper",
+           "ThreadSafeKATCPClientResourceWrapper", "ThreadSafeKATCPSensorWrapper",
+           "list_sensors", "monitor_resource_sync_state", "transform_future"]
+
+keep_home(__name__, *(globals()[name] for name in __all__))

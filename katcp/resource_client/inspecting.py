@@ -1,0 +1,235 @@
+"""The parts a client resource is built from: its inspecting client, requests and sensors.
+
+:class:`ReplyWrappedInspectingClientAsync` talks to the device,
+:class:`KATCPClientResourceRequest` wraps one of its requests and
+:class:`KATCPClientResourceSensorsManager` sets, remembers and reapplies the sampling
+strategies of its sensors.
+"""
+
+import collections
+import logging
+import sys
+from typing import Any, Callable, Dict, Generator, List, Optional, Tuple
+
+import tornado.gen
+
+from katcp import resource
+from katcp.core import Message
+from katcp.inspecting_client import InspectingClientAsync
+from katcp.resource import (KATCPReply, KATCPSensorError, StrategyResult, StrategySpec,
+                            escape_name)
+
+# The package's logger: the one 0.9 logged to.
+log = logging.getLogger("katcp.resource_client")
+
+_NONE_STRATEGY: Tuple[str, ...] = ("none",)
+
+
+def transform_future(transformation: Callable[[Any], Any], future: Any) -> Any:
+    """Returns a new future that will resolve with a transformed value.
+
+    Takes the resolution value of `future` and applies ``transformation`` to it before
+    setting the result of the new future with the transformed value. If future()
+    resolves with an exception, it is passed through to the new future.
+
+    Assumes `future` is a tornado Future.
+
+    Parameters
+    ----------
+    transformation : callable
+        Called with the result of `future`.
+    future : tornado Future
+
+    Returns
+    -------
+    new_future : tornado Future
+        On the same loop as `future`.
+    """
+    new_future = future.get_loop().create_future()
+
+    def _transform(done):
+        if done.cancelled():
+            new_future.cancel()
+        elif done.exception() is not None:
+            new_future.set_exception(done.exception())
+        else:
+            try:
+                new_future.set_result(transformation(done.result()))
+            except Exception as exc:
+                new_future.set_exception(exc)
+
+    if future.done():
+        # Resolved now rather than on a later loop turn (as tornado futures did).
+        _transform(future)
+    else:
+        future.add_done_callback(_transform)
+    return new_future
+
+
+class ReplyWrappedInspectingClientAsync(InspectingClientAsync):
+    """Adds wrapped_request() method that wraps reply in a KATCPReply"""
+
+    @staticmethod
+    def reply_wrapper(x: Tuple[Message, List[Message]]) -> KATCPReply:
+        """Turn a ``(reply, informs)`` tuple into a :class:`KATCPReply`."""
+        return KATCPReply(*x)
+
+    def wrapped_request(self, request: str, *args: Any, timeout: Optional[float] = None,
+                        mid: Optional[int] = None, use_mid: Optional[bool] = None) -> Any:
+        """Create and send a request to the server: as :meth:`simple_request`, but
+        resolving with the reply wrapped by :meth:`reply_wrapper` (a
+        :class:`katcp.resource.KATCPReply`)."""
+        msg = Message.request(request, *args, mid=mid)
+        return transform_future(
+            self.reply_wrapper, self.katcp_client.future_request(msg, timeout, use_mid))
+
+
+class KATCPClientResourceRequest(resource.KATCPRequest):
+    """Callable wrapper around a KATCP request
+
+    Parameters
+    ----------
+    request_description : dict
+        ``name``, ``description`` and ``timeout_hint`` of the request.
+    client : :class:`ReplyWrappedInspectingClientAsync` or similar
+        Provides ``wrapped_request()``.
+    is_active : callable, optional
+        Returns True if the owning resource is active.
+    """
+
+    def __init__(self, request_description: Dict[str, Any], client: Any,
+                 is_active: Callable[[], bool] = lambda: True) -> None:
+        self._client = client
+        super().__init__(request_description, is_active)
+
+    def issue_request(self, *args: Any, timeout: Optional[float] = None,
+                      mid: Optional[int] = None, use_mid: Optional[bool] = None) -> Any:
+        """Issue the wrapped request to the server.
+
+        As :meth:`ReplyWrappedInspectingClientAsync.wrapped_request` with this request's
+        name; a `timeout` of None uses the request's :attr:`timeout_hint`.
+        """
+        if timeout is None:
+            timeout = self.timeout_hint
+        return self._client.wrapped_request(self.name, *args, timeout=timeout, mid=mid,
+                                            use_mid=use_mid)
+
+
+class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
+    """Implementation of KATSensorsManager ABC for a directly-connected client
+
+    Assumes that all methods are called from the same ioloop context
+
+    Parameters
+    ----------
+    inspecting_client : :class:`ReplyWrappedInspectingClientAsync` or similar
+    resource_name : str
+        Name of the resource owning the sensors (their ``parent_name``).
+    logger : :class:`logging.Logger`, optional
+    """
+
+    def __init__(self, inspecting_client: Any, resource_name: str,
+                 logger: logging.Logger = log) -> None:
+        self._inspecting_client = inspecting_client
+        self.resource_name = resource_name
+        self._logger = logger
+        # Normalised strategies keyed by KATCP sensor name, reapplied after each sync.
+        self._strategy_cache: Dict[str, Tuple[str, ...]] = {}
+
+    def sensor_factory(self, **sensor_description: Any) -> resource.KATCPSensor:
+        """Create the :class:`katcp.resource.KATCPSensor` the inspecting client uses."""
+        return resource.KATCPSensor(sensor_description, self)
+
+    def _get_strategy_cache_key(self, sensor_name: str) -> str:
+        if sensor_name in self._strategy_cache:
+            return sensor_name
+        escaped_name = escape_name(sensor_name)
+        for key in self._strategy_cache:
+            if escape_name(key) == escaped_name:
+                return key
+        return sensor_name
+
+    def get_sampling_strategy(self, sensor_name: str) -> Tuple[str, ...]:
+        key = self._get_strategy_cache_key(sensor_name)
+        return self._strategy_cache.get(key, _NONE_STRATEGY)
+
+    def cache_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec
+                                ) -> None:
+        """Memorise a strategy to be applied by the next :meth:`reapply_sampling_strategies`.
+
+        Parameters
+        ----------
+        sensor_name : str
+            KATCP name of the sensor.
+        strategy_and_params : seq of str or str
+            Strategy as for :meth:`set_sampling_strategy`.
+        """
+        self._strategy_cache[sensor_name] = resource.normalize_strategy_parameters(
+            strategy_and_params)
+
+    @tornado.gen.coroutine
+    def set_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec
+                              ) -> Generator[Any, Any, StrategyResult]:
+        """Set the sampling strategy for the named sensor
+
+        Resolves with ``(success, info)`` as for one sensor of
+        :meth:`katcp.resource.KATCPResource.set_sampling_strategy`.
+        """
+        try:
+            normalised = resource.normalize_strategy_parameters(strategy_and_params)
+            self._strategy_cache[sensor_name] = normalised
+            reply = yield self._inspecting_client.wrapped_request(
+                "sensor-sampling", sensor_name, *normalised)
+            if not reply.succeeded:
+                raise KATCPSensorError("Error setting strategy for sensor %s:\n%s"
+                                       % (sensor_name, reply))
+        except Exception:
+            return (False, sys.exc_info())
+        return (True, normalised)
+
+    def drop_sampling_strategy(self, sensor_name: str) -> None:
+        self._strategy_cache.pop(self._get_strategy_cache_key(sensor_name), None)
+
+    @tornado.gen.coroutine
+    def reapply_sampling_strategies(self) -> Generator[Any, Any, None]:
+        """Reapply all sensor strategies using cached values
+
+        Strategies of sensors the device does not (or no longer) have are kept in the
+        cache but not sent.
+        """
+        known_sensors = set(self._inspecting_client.sensors)
+        by_strategy: Dict[Tuple[str, ...], List[str]] = collections.defaultdict(list)
+        for name, strategy in self._strategy_cache.items():
+            if name in known_sensors:
+                by_strategy[strategy].append(name)
+        flags = self._inspecting_client.katcp_client.protocol_flags
+        if flags is not None and flags.bulk_set_sensor_sampling:
+            # KATCP v5.1 bulk sampling: one request per distinct strategy.
+            batches = [(",".join(names), strategy)
+                       for strategy, names in by_strategy.items()]
+        else:
+            batches = [(name, strategy)
+                       for strategy, names in by_strategy.items() for name in names]
+        # Sent together: one round trip instead of one per request.
+        yield [self._reapply(names, strategy) for names, strategy in batches]
+
+    @tornado.gen.coroutine
+    def _reapply(self, names: str, strategy: Tuple[str, ...]) -> Generator[Any, Any, None]:
+        # Errors are only logged: one bad strategy must not stop the resync.
+        problem: Any
+        try:
+            reply = yield self._inspecting_client.wrapped_request(
+                "sensor-sampling", names, *strategy)
+            if reply.succeeded:
+                return
+            problem = repr(reply)
+        except Exception as exc:
+            problem = exc
+        self._logger.error("Error reapplying strategy %r for sensors %s: %s",
+                           strategy, names, problem)
+
+    @tornado.gen.coroutine
+    def poll_sensor(self, sensor_name: str) -> Generator[Any, Any, None]:
+        reply = yield self._inspecting_client.wrapped_request("sensor-value", sensor_name)
+        if not reply.succeeded:
+            raise KATCPSensorError("Error polling sensor %s:\n%s" % (sensor_name, reply))

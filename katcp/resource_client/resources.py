@@ -1,0 +1,764 @@
+"""Client resources: one device (:class:`KATCPClientResource`) or many in a container."""
+
+import collections
+import inspect
+import logging
+import re
+import sys
+from typing import Any, Callable, Dict, Generator, List, Optional, Sequence
+
+import tornado.gen
+import tornado.ioloop
+
+from katcp import resource
+from katcp.core import (AsyncEvent, AsyncState, AttrDict, log_future_exceptions, until_any,
+                        until_some)
+from katcp.resource import StrategyResult, StrategySpec, _read_only, escape_name
+from katcp.resource_client.groups import ClientGroup
+from katcp.resource_client.inspecting import (_NONE_STRATEGY, KATCPClientResourceRequest,
+                                              KATCPClientResourceSensorsManager,
+                                              ReplyWrappedInspectingClientAsync)
+from katcp.resource_client.namespaces import _Namespace, _RequestNamespace
+
+# The package's logger: the one 0.9 logged to.
+log = logging.getLogger("katcp.resource_client")
+
+
+@tornado.gen.coroutine
+def list_sensors(parent_class: resource.KATCPResource, sensor_items: Any, filter: str,
+                 strategy: bool, status: str, use_python_identifiers: bool, tuple: bool,
+                 refresh: bool) -> Generator[Any, Any, List[Any]]:
+    """Helper for implementing :meth:`katcp.resource.KATCPResource.list_sensors`
+
+    The parameters not listed here are as for
+    :meth:`katcp.resource.KATCPResource.list_sensors`.
+
+    Parameters
+    ----------
+    sensor_items : tuple of sensor-item tuples
+        As would be returned the items() method of a dict containing KATCPSensor
+        objects keyed by Python-identifiers.
+    parent_class : KATCPClientResource or KATCPClientResourceContainer
+        Is used for prefix calculation.
+    """
+    filter_re = re.compile(filter)
+    status_re = re.compile(status) if status else None
+    in_container = isinstance(parent_class, KATCPClientResourceContainer)
+    found_sensors: List[Any] = []
+    for identifier, sensor_obj in sorted(sensor_items, key=lambda item: item[0]):
+        search_name = identifier if use_python_identifiers else sensor_obj.name
+        if not filter_re.search(search_name):
+            continue
+        if strategy and sensor_obj.sampling_strategy == _NONE_STRATEGY:
+            continue
+        if refresh:
+            yield sensor_obj.get_value()
+        reading = sensor_obj.reading
+        if status_re and not status_re.search(reading.status):
+            continue
+        prefix = ""
+        if in_container and not sensor_obj.name.startswith("agg_"):
+            prefix = sensor_obj.parent_name + "."
+        if tuple:
+            found_sensors.append((prefix + sensor_obj.name, reading.value,
+                                  reading.timestamp, sensor_obj.type, sensor_obj.units,
+                                  reading.received_timestamp, reading.status,
+                                  sensor_obj.sampling_strategy))
+        else:
+            found_sensors.append(resource.SensorResultTuple(
+                object=sensor_obj, name=prefix + sensor_obj.name,
+                python_identifier=identifier, description=sensor_obj.description,
+                type=sensor_obj.type, units=sensor_obj.units, reading=reading))
+    return found_sensors
+
+
+@tornado.gen.coroutine
+def monitor_resource_sync_state(resource: Any, callback: Callable[[bool], Any],
+                                exit_event: Optional[AsyncEvent] = None
+                                ) -> Generator[Any, Any, None]:
+    """Coroutine that monitors a KATCPResource's sync state.
+
+    Calls callback(True/False) whenever the resource becomes synced or unsynced. Will
+    always do an initial callback(False) call. Exits without calling callback() if
+    exit_event is set.
+
+    Warning: set the monitor's exit_event before stopping the resources being
+    monitored, otherwise it could result in a memory leak. The until_synced() or
+    until_not_synced() methods could keep a reference to the resource alive.
+
+    Parameters
+    ----------
+    resource : :class:`KATCPClientResource` or :class:`KATCPClientResourceContainer`
+    callback : callable
+        Called with True when synced and False when not.
+    exit_event : :class:`katcp.core.AsyncEvent`, optional
+        Set it to end the monitor.
+    """
+    exit_event = exit_event or AsyncEvent()
+    callback(False)
+    while not exit_event.is_set():
+        yield until_any(resource.until_synced(), exit_event.until_set())
+        if exit_event.is_set():
+            break
+        callback(True)
+        yield until_any(resource.until_not_synced(), exit_event.until_set())
+        if exit_event.is_set():
+            break
+        callback(False)
+
+
+class KATCPClientResource(resource.KATCPResource):
+    """Class managing a client connection to a single KATCP resource
+
+    Inspects the KATCP interface of the resources, exposing sensors and requests as
+    per the :class:`katcp.resource.KATCPResource` API. Can also operate without
+    exposing requests (``controlled=False``), for monitoring only.
+
+    Parameters
+    ----------
+    resource_spec : dict with resource specifications. Keys:
+        name : str
+            Name of the resource
+        description : str, optional
+            Description of the resource
+        address : (host, port)
+            Host as str, port as int.
+        always_allowed_requests : seq of str,
+            KACTP requests that are always allowed, even when the resource is not
+            controlled. '-' and '_' will be treated equivalently.
+        always_excluded_requests : seq of str,
+            KACTP requests that are never allowed, even if the resource is
+            controlled. Overrides requests in `always_allowed_requests`. '-' and
+            '_' will be treated equivalently.
+        controlled : bool, default: False
+            True if control over the device (i.e. KATCP requests) is to be exposed.
+        dummy_unknown_requests : bool, default: False
+            True to make ``req.<name>`` of a request the device does not have a
+            :class:`katcp.resource.KATCPDummyRequest` (which replies ``ok`` without
+            contacting the device) instead of an AttributeError.
+        auto_reconnect : bool, default: True
+            If True, auto-reconnect should the network connection be closed.
+        preset_protocol_flags : :class:`katcp.core.ProtocolFlags`, optional
+            Assume these server protocol flags instead of detecting them.
+    parent : :class:`KATCPResource` or None
+        Parent KATCPResource object if this client is a child in a resource
+        hierarchy
+    logger : object, optional
+        Python Logger object to log to, default is the module logger
+    """
+
+    MAX_LOOP_LATENCY = 0.03
+    """When doing potentially tight loops in coroutines yield tornado.gen.moment after
+    this much time. This is a suggestion for methods to use."""
+
+    def __init__(self, resource_spec: Dict[str, Any],
+                 parent: Optional["KATCPClientResourceContainer"] = None,
+                 logger: logging.Logger = log) -> None:
+        super().__init__()
+        self._resource_spec = resource_spec
+        self._logger = logger
+        self._name = resource_spec["name"]
+        self._address = resource_spec["address"]
+        self._description = resource_spec.get("description", "")
+        self._parent = parent
+        self._controlled = resource_spec.get("controlled", False)
+        self._dummy_unknown_requests = resource_spec.get("dummy_unknown_requests", False)
+        self.auto_reconnect = resource_spec.get("auto_reconnect", True)
+        self._preset_protocol_flags = resource_spec.get("preset_protocol_flags")
+        self._always_allowed_requests = {
+            escape_name(r) for r in resource_spec.get("always_allowed_requests", ())
+        }
+        self._always_excluded_requests = {
+            escape_name(r) for r in resource_spec.get("always_excluded_requests", ())
+        }
+        self._req = _RequestNamespace(
+            self._dummy_request if self._dummy_unknown_requests else None)
+        self._sensor = _Namespace()
+        self._state = AsyncState(("disconnected", "syncing", "synced"), "disconnected")
+        # Wishes for sensors that may not exist yet, applied when they appear.
+        self._sensor_strategy_cache: Dict[str, StrategySpec] = {}
+        self._filter_strategies: Dict[str, Any] = {}
+        self._sensor_listener_cache: Dict[str, List[Callable[..., Any]]] = (
+            collections.defaultdict(list))
+        self._ioloop_set_to: Optional[tornado.ioloop.IOLoop] = None
+        self.ioloop: Optional[tornado.ioloop.IOLoop] = None
+        self._inspecting_client: Any = None
+        self._sensor_manager: Any = None
+
+    state = _read_only("_state.state",
+                       "The current state, one of 'disconnected', 'syncing' or 'synced'.")
+
+    @property
+    def synced(self) -> bool:
+        """True if the interface of the device is in sync with this resource."""
+        return self._state.state == "synced"
+
+    name = _read_only("_name")
+    description = _read_only("_description")
+    address = _read_only("_address")
+    parent = _read_only("_parent")
+    req = _read_only("_req")
+    sensor = _read_only("_sensor")
+    controlled = _read_only(
+        "_controlled",
+        "True if the device's requests are exposed (resource spec ``controlled``).")
+    dummy_unknown_requests = _read_only(
+        "_dummy_unknown_requests",
+        "True if ``req.<unknown>`` gives a dummy request (resource spec key).")
+
+    @property
+    def children(self) -> AttrDict:
+        return AttrDict()
+
+    @property
+    def versions(self) -> Any:
+        """Versions the device reported (its client's ``versions``).
+
+        Raises
+        ------
+        RuntimeError
+            Before :meth:`start`.
+        """
+        return self._katcp_client().versions
+
+    @property
+    def last_connect_time(self) -> Optional[float]:
+        """When the client last connected to the device (its client's
+        ``last_connect_time``); RuntimeError before :meth:`start`."""
+        return self._katcp_client().last_connect_time
+
+    def _katcp_client(self) -> Any:
+        if self._inspecting_client is None:
+            raise RuntimeError("Cannot find inspecting client, have you called start()?")
+        return self._inspecting_client.katcp_client
+
+    def is_connected(self) -> bool:
+        """Indication of the connection state
+
+        Returns True if state is not "disconnected", i.e "syncing" or "synced"
+        """
+        return self._state.state != "disconnected"
+
+    def set_ioloop(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
+        """Set the tornado ioloop to use
+
+        Defaults to tornado.ioloop.IOLoop.current() if set_ioloop() is not called or if
+        ioloop=None. Must be called before start()
+        """
+        self._ioloop_set_to = ioloop
+
+    def inspecting_client_factory(self, host: str, port: int,
+                                  ioloop_set_to: Optional[tornado.ioloop.IOLoop]
+                                  ) -> ReplyWrappedInspectingClientAsync:
+        """Return an instance of :class:`ReplyWrappedInspectingClientAsync` or similar
+
+        Provided to ease testing. Dynamically overriding this method after instantiation
+        but before start() is called allows for deep brain surgery. See
+        :class:`katcp.fake_clients.fake_inspecting_client_factory`
+        """
+        return ReplyWrappedInspectingClientAsync(
+            host, port, ioloop=ioloop_set_to, auto_reconnect=self.auto_reconnect,
+            logger=self._logger)
+
+    def start(self) -> None:
+        """Start the client and connect"""
+        host, port = self._address
+        ic = self._inspecting_client = self.inspecting_client_factory(
+            host, port, self._ioloop_set_to)
+        self.ioloop = ic.ioloop
+        if self._preset_protocol_flags:
+            ic.preset_protocol_flags(self._preset_protocol_flags)
+        ic.set_state_callback(self._inspecting_client_state_callback)
+        ic.request_factory = self._request_factory
+        self._sensor_manager = KATCPClientResourceSensorsManager(
+            ic, self._name, logger=self._logger)
+        ic.handle_sensor_value()
+        ic.sensor_factory = self._sensor_manager.sensor_factory
+        log_future_exceptions(self._logger, ic.connect())
+
+    def stop(self) -> None:
+        """Stop the inspecting client and its connection."""
+        if self._inspecting_client is not None:
+            self._inspecting_client.stop()
+
+    def until_stopped(self, timeout: Optional[float] = None) -> Any:
+        """Return future that resolves when the inspecting client has stopped
+
+        See the `DeviceClient.until_stopped` docstring for parameter
+        definitions and more info.
+        """
+        return self._inspecting_client.until_stopped(timeout)
+
+    def until_state(self, state: str, timeout: Optional[float] = None) -> Any:
+        """Future that resolves when a certain client state is attained
+
+        Parameters
+        ----------
+        state : str
+            Desired state, one of ("disconnected", "syncing", "synced")
+        timeout: float
+            Timeout for operation in seconds.
+        """
+        return self._state.until_state(state, timeout=timeout)
+
+    def wait_connected(self, timeout: Optional[float] = None) -> Any:
+        """Future that resolves when the state is not 'disconnected'."""
+        return self._state.until_state_in("syncing", "synced", timeout=timeout)
+
+    def until_synced(self, timeout: Optional[float] = None) -> Any:
+        """Convenience method to wait (with Future) until client is synced"""
+        return self._state.until_state("synced", timeout=timeout)
+
+    def until_not_synced(self, timeout: Optional[float] = None) -> Any:
+        """Convenience method to wait (with Future) until client is not synced"""
+        return self._state.until_state_in("disconnected", "syncing", timeout=timeout)
+
+    def list_sensors(self, filter: str = "", strategy: bool = False, status: str = "",
+                     use_python_identifiers: bool = True, tuple: bool = False,
+                     refresh: bool = False) -> Any:
+        return list_sensors(self, dict.items(self._sensor), filter, strategy, status,
+                            use_python_identifiers, tuple, refresh)
+
+    @tornado.gen.coroutine
+    def set_sampling_strategies(self, filter: str, strategy_and_params: StrategySpec
+                                ) -> Generator[Any, Any, Dict[str, StrategyResult]]:
+        """Set a strategy for all sensors matching the filter, including unseen sensors
+        The strategy should persist across sensor disconnect/reconnect.
+
+        Otherwise as :meth:`katcp.resource.KATCPResource.set_sampling_strategies`; the
+        result has the sensors that exist now.
+        """
+        # Re-setting a filter replaces it and gives it precedence over older filters.
+        self._filter_strategies.pop(filter, None)
+        self._filter_strategies[filter] = (re.compile(filter), strategy_and_params)
+        results = yield super().set_sampling_strategies(filter, strategy_and_params)
+        return results
+
+    @tornado.gen.coroutine
+    def set_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec
+                              ) -> Generator[Any, Any, Dict[str, StrategyResult]]:
+        """Set a strategy for a sensor even if it is not yet known.
+        The strategy should persist across sensor disconnect/reconnect.
+
+        Otherwise as :meth:`katcp.resource.KATCPResource.set_sampling_strategy`; the
+        result is an empty dict while the sensor does not exist.
+        """
+        sensor_name = escape_name(sensor_name)
+        self._sensor_strategy_cache[sensor_name] = strategy_and_params
+        sensor_obj = dict.get(self._sensor, sensor_name)
+        if sensor_obj is None:
+            return {}
+        result = yield self._sensor_manager.set_sampling_strategy(
+            sensor_obj.name, strategy_and_params)
+        if not result[0]:
+            self._logger.error("Error setting strategy %r for sensor %s of %s: %s",
+                               strategy_and_params, sensor_name, self._name, result[1][1])
+        return {sensor_name: result}
+
+    def drop_sampling_strategy(self, sensor_name: str) -> None:
+        """Drop the sampling strategy for the named sensor from the cache
+
+        The strategy is no longer reapplied; see
+        :meth:`katcp.resource.KATCPSensorsManager.drop_sampling_strategy`.
+        """
+        self._sensor_strategy_cache.pop(escape_name(sensor_name), None)
+        if self._sensor_manager is not None:
+            self._sensor_manager.drop_sampling_strategy(sensor_name)
+
+    @tornado.gen.coroutine
+    def set_sensor_listener(self, sensor_name: str, listener: Callable[..., Any]
+                            ) -> Dict[str, Callable[..., Any]]:
+        """Set a sensor listener for a sensor even if it is not yet known
+        The listener registration should persist across sensor disconnect/reconnect.
+
+        sensor_name : str
+            Name of the sensor
+        listener : callable
+            Listening callable that will be registered on the named sensor when it
+            becomes available. Called as ``listener(katcp_sensor, reading)``, i.e. as
+            for :meth:`KATCPSensor.register_listener` with ``reading=True``.
+
+        Returns
+        -------
+        done : tornado Future
+            Resolves with ``{python_identifier: listener}`` if the sensor exists now,
+            else with an empty dict.
+        """
+        sensor_name = escape_name(sensor_name)
+        self._sensor_listener_cache[sensor_name].append(listener)
+        sensor_obj = dict.get(self._sensor, sensor_name)
+        if sensor_obj is None:
+            return {}
+        sensor_obj.register_listener(listener, reading=True)
+        return {sensor_name: listener}
+
+    def _dummy_request(self, identifier: str) -> resource.KATCPDummyRequest:
+        # The KATCP name an identifier stands for, as escape_name() would map it back.
+        name = identifier.replace("_", "-")
+        return resource.KATCPDummyRequest(
+            dict(name=name, description="Dummy request (the device has no %r)." % name,
+                 timeout_hint=None),
+            is_active=self.is_active)
+
+    def _request_factory(self, name: str, description: str,
+                         timeout_hint: Optional[float] = None
+                         ) -> KATCPClientResourceRequest:
+        return KATCPClientResourceRequest(
+            dict(name=name, description=description, timeout_hint=timeout_hint),
+            self._inspecting_client, is_active=self.is_active)
+
+    @tornado.gen.coroutine
+    def _inspecting_client_state_callback(self, state: Any, model_changes: Any
+                                          ) -> Generator[Any, Any, None]:
+        if not state.connected:
+            self._state.set_state("disconnected")
+        elif not state.synced:
+            self._state.set_state("syncing")
+            if model_changes:
+                yield self._update_model(model_changes)
+        else:
+            # Strategies can only be set once the sensor objects exist, i.e. after the
+            # model update of the data-synced callback.
+            yield self._sensor_manager.reapply_sampling_strategies()
+            self._state.set_state("synced")
+
+    @tornado.gen.coroutine
+    def _update_model(self, model_changes: Any) -> Generator[Any, Any, None]:
+        if "requests" in model_changes:
+            self._remove_requests(model_changes.requests.removed)
+            yield self._add_requests(model_changes.requests.added)
+        if "sensors" in model_changes:
+            self._remove_sensors(model_changes.sensors.removed)
+            yield self._add_sensors(model_changes.sensors.added)
+
+    def _request_allowed(self, escaped_name: str) -> bool:
+        if escaped_name in self._always_excluded_requests:
+            return False
+        return self._controlled or escaped_name in self._always_allowed_requests
+
+    @tornado.gen.coroutine
+    def _add_requests(self, request_names: Sequence[str]) -> Generator[Any, Any, None]:
+        request_objs = yield [self._inspecting_client.future_get_request(name)
+                              for name in request_names
+                              if self._request_allowed(escape_name(name))]
+        added_names = _add_to(self._req, request_objs)
+        if self._parent and added_names:
+            self._parent._child_add_requests(self, added_names)
+
+    def _remove_requests(self, request_names: Sequence[str]) -> None:
+        removed_names = _remove_from(self._req, request_names)
+        if self._parent and removed_names:
+            self._parent._child_remove_requests(self, removed_names)
+
+    @tornado.gen.coroutine
+    def _add_sensors(self, sensor_names: Sequence[str]) -> Generator[Any, Any, None]:
+        sensor_objs = yield [self._inspecting_client.future_get_sensor(name)
+                             for name in sensor_names]
+        added_names = _add_to(self._sensor, sensor_objs)
+        for escaped_name in added_names:
+            self._restore_sensor_wishes(escaped_name, self._sensor[escaped_name])
+        if self._parent and added_names:
+            self._parent._child_add_sensors(self, added_names)
+
+    def _restore_sensor_wishes(self, escaped_name: str, sensor_obj: Any) -> None:
+        """Re-attach cached strategies and listeners to a (new) sensor object."""
+        strategy = self._sensor_strategy_cache.get(escaped_name)
+        if strategy is None:
+            for filter_re, filter_strategy in self._filter_strategies.values():
+                if filter_re.search(escaped_name):
+                    strategy = filter_strategy
+        if strategy is not None:
+            # Sent by reapply_sampling_strategies() once synced.
+            self._sensor_manager.cache_sampling_strategy(sensor_obj.name, strategy)
+        for listener in self._sensor_listener_cache.get(escaped_name, ()):
+            sensor_obj.register_listener(listener, reading=True)
+
+    def _remove_sensors(self, sensor_names: Sequence[str]) -> None:
+        removed_names = _remove_from(self._sensor, sensor_names)
+        if self._parent and removed_names:
+            self._parent._child_remove_sensors(self, removed_names)
+
+
+def _add_to(namespace: AttrDict, objs: Sequence[Any]) -> List[str]:
+    """Add the objects found (not None) under their escaped names; return those names."""
+    added_names = []
+    for obj in objs:
+        if obj is not None:
+            escaped_name = escape_name(obj.name)
+            namespace[escaped_name] = obj
+            added_names.append(escaped_name)
+    return added_names
+
+
+def _remove_from(namespace: AttrDict, names: Sequence[str]) -> List[str]:
+    """Remove the named objects (if there); return the escaped names."""
+    removed_names = [escape_name(name) for name in names]
+    for name in removed_names:
+        namespace.pop(name, None)
+    return removed_names
+
+
+class KATCPClientResourceContainer(resource.KATCPResource):
+    """Class for containing multiple :class:`KATCPClientResource` instances.
+
+    Provides aggregate `sensor` and `req` attributes containing the union of all the
+    sensors in requests in the contained resources. Names are prefixed with <resname>_,
+    where <resname> is the name of the resource to which the sensor / request belongs
+    except for aggregate sensors that starts with ``agg_``.
+
+    Parameters
+    ----------
+    resources_spec : dict containing the specs of the contained resources. Keys:
+        name : str
+            Name of this collection of resources.
+        description : str, optional
+            Description of this collection of resources.
+        clients : dict
+            Maps each resource name to its resource specification for
+            :class:`KATCPClientResource`; the ``name`` key of each spec is filled
+            in from the resource name.
+        groups : dict, optional
+            Maps group names to sequences of client names making up each group.
+    logger : object, optional
+        Python Logger object to log to, default is the module logger
+    """
+
+    def __init__(self, resources_spec: Dict[str, Any], logger: logging.Logger = log
+                 ) -> None:
+        super().__init__()
+        self._resources_spec = resources_spec
+        self._logger = logger
+        self._name = resources_spec["name"]
+        self._description = resources_spec.get("description", "")
+        self._children = _Namespace()
+        self._groups = _Namespace()
+        self._req = _Namespace()
+        self._sensor = _Namespace()
+        self.ioloop: Optional[tornado.ioloop.IOLoop] = None
+        for res_name, res_spec in resources_spec.get("clients", {}).items():
+            self._add_child(res_name, res_spec)
+        for group_name, client_names in resources_spec.get("groups", {}).items():
+            self.add_group(group_name, client_names)
+
+    name = _read_only("_name")
+    description = _read_only("_description")
+    children = _read_only("_children")
+    groups = _read_only(
+        "_groups", "AttrDict of :class:`ClientGroup` objects keyed by their escaped names.")
+    req = _read_only("_req")
+    sensor = _read_only("_sensor")
+
+    @property
+    def address(self) -> None:
+        return None
+
+    @property
+    def parent(self) -> None:
+        return None
+
+    def is_connected(self) -> bool:
+        """Indication of the connection state of all children"""
+        return all(child.is_connected() for child in dict.values(self._children))
+
+    def client_resource_factory(self, res_spec: Dict[str, Any],
+                                parent: "KATCPClientResourceContainer",
+                                logger: logging.Logger) -> KATCPClientResource:
+        """Return an instance of :class:`KATCPClientResource` or similar
+
+        Provided to ease testing. Overriding this method allows deep brain surgery. See
+        :func:`katcp.fake_clients.fake_KATCP_client_resource_factory`
+        """
+        return KATCPClientResource(res_spec, parent=parent, logger=logger)
+
+    def _add_child(self, res_name: str, res_spec: Dict[str, Any]) -> KATCPClientResource:
+        res_spec = dict(res_spec, name=res_name)
+        child = self.client_resource_factory(res_spec, parent=self, logger=self._logger)
+        self._children[escape_name(res_name)] = child
+        return child
+
+    def add_child_resource_client(self, res_name: str, res_spec: Dict[str, Any]
+                                  ) -> KATCPClientResource:
+        """Add a resource client to the container and start the resource connection
+
+        Parameters
+        ----------
+        res_name : str
+            Name of the new child.
+        res_spec : dict
+            Resource specification as for :class:`KATCPClientResource`.
+
+        Returns
+        -------
+        child : :class:`KATCPClientResource`
+        """
+        child = self._add_child(res_name, res_spec)
+        child.set_ioloop(self.ioloop)
+        child.start()
+        return child
+
+    def add_group(self, group_name: str, group_client_names: Sequence[str]) -> None:
+        """Add a new :class:`ClientGroup` to container groups member.
+
+        Add the group named group_name with sequence of client names to the
+        container groups member. From there it will be wrapped appropriately
+        in the higher-level thread-safe container.
+        """
+        clients = [self._children[escape_name(name)] for name in group_client_names]
+        self._groups[escape_name(group_name)] = ClientGroup(group_name, clients)
+
+    def set_ioloop(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
+        """Set the tornado ioloop to use, for this container and all its children
+
+        Defaults to tornado.ioloop.IOLoop.current() if set_ioloop() is not called or if
+        ioloop=None. Must be called before start()
+        """
+        ioloop = ioloop or tornado.ioloop.IOLoop.current()
+        self.ioloop = ioloop
+        for child in dict.values(self._children):
+            child.set_ioloop(ioloop)
+
+    def start(self) -> None:
+        """Start and connect all the subordinate clients"""
+        if self.ioloop is None:
+            self.ioloop = tornado.ioloop.IOLoop.current()
+        for child in dict.values(self._children):
+            child.start()
+
+    def stop(self) -> None:
+        """Stop all child resources"""
+        for child in dict.values(self._children):
+            child.stop()
+
+    def until_stopped(self, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Return dict of futures that resolve when each child resource has stopped
+
+        See the `DeviceClient.until_stopped` docstring for parameter
+        definitions and more info.
+        """
+        return {name: child.until_stopped(timeout)
+                for name, child in dict.items(self._children)}
+
+    @tornado.gen.coroutine
+    def until_synced(self, timeout: Optional[float] = None) -> Generator[Any, Any, None]:
+        """Return a tornado Future; resolves when all subordinate clients are synced"""
+        yield self.until_all_children_in_state("synced", timeout=timeout)
+
+    @tornado.gen.coroutine
+    def until_not_synced(self, timeout: Optional[float] = None
+                         ) -> Generator[Any, Any, None]:
+        """Return a tornado Future; resolves when any subordinate client is not synced"""
+        children = dict.values(self._children)
+        yield until_any(*[child.until_not_synced() for child in children], timeout=timeout)
+
+    @tornado.gen.coroutine
+    def until_all_children_in_state(self, state: str, timeout: Optional[float] = None
+                                    ) -> Generator[Any, Any, None]:
+        """Return a tornado Future; resolves when all clients are in specified state"""
+        children = dict.values(self._children)
+        yield until_some(*[child.until_state(state) for child in children], timeout=timeout)
+
+    def until_any_child_in_state(self, state: str, timeout: Optional[float] = None) -> Any:
+        """Return a tornado Future; resolves when any client is in specified state"""
+        children = dict.values(self._children)
+        return until_any(*[child.until_state(state) for child in children], timeout=timeout)
+
+    def list_sensors(self, filter: str = "", strategy: bool = False, status: str = "",
+                     use_python_identifiers: bool = True, tuple: bool = False,
+                     refresh: bool = False) -> Any:
+        return list_sensors(self, dict.items(self._sensor), filter, strategy, status,
+                            use_python_identifiers, tuple, refresh)
+
+    def _child_of(self, sensor_name: str) -> Any:
+        sensor_obj: Any = self._sensor_named(sensor_name)
+        return self._children[escape_name(sensor_obj.parent_name)], sensor_obj
+
+    @tornado.gen.coroutine
+    def set_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec
+                              ) -> Generator[Any, Any, Dict[str, StrategyResult]]:
+        """Set sampling strategies for the specific sensor - this sensor has to exist
+
+        The strategy is set through the sensor's child resource, so it persists across
+        reconnects of that child; otherwise as
+        :meth:`katcp.resource.KATCPResource.set_sampling_strategy`.
+        """
+        try:
+            child, sensor_obj = self._child_of(sensor_name)
+            result = yield child.set_sampling_strategy(
+                sensor_obj.normalised_name, strategy_and_params)
+            result = result[sensor_obj.normalised_name]
+        except Exception:
+            result = (False, sys.exc_info())
+        return {escape_name(sensor_name): result}
+
+    @tornado.gen.coroutine
+    def set_sensor_listener(self, sensor_name: str, listener: Callable[..., Any]
+                            ) -> Generator[Any, Any, Dict[str, Dict[str, Any]]]:
+        """Set listener for the specific sensor - this sensor has to exists.
+
+        The sensors are those :meth:`list_sensors` finds with the filter
+        ``'^' + sensor_name + '$'``. The listener is registered through each one's
+        child resource (see :meth:`KATCPClientResource.set_sensor_listener`) so that
+        it persists; a child that fails is logged.
+
+        Returns
+        -------
+        done : tornado Future
+            Resolves with ``{resource_name: {sensor_name: listener or None}}``, keyed
+            by the child resources' names and their sensors' Python identifiers;
+            None marks a failure.
+        """
+        sensors = yield self.list_sensors(filter="^" + sensor_name + "$")
+        results: Dict[str, Dict[str, Any]] = {}
+        for found in sensors:
+            sensor_obj = found.object
+            child = self._children[escape_name(sensor_obj.parent_name)]
+            try:
+                # What it returns is not needed; only a failure counts.
+                done = child.set_sensor_listener(sensor_obj.normalised_name, listener)
+                if tornado.gen.is_future(done) or inspect.isawaitable(done):
+                    yield done
+                outcome = listener
+            except Exception:
+                self._logger.exception(
+                    "Could not set listener on sensor %s of %s",
+                    sensor_obj.normalised_name, child.name)
+                outcome = None
+            results.setdefault(child.name, {})[sensor_obj.normalised_name] = outcome
+        return results
+
+    def _prefixed_name(self, child: KATCPClientResource, name: str) -> str:
+        return "%s_%s" % (escape_name(child.name), name)
+
+    def _sensor_key(self, child: KATCPClientResource, name: str) -> str:
+        return name if name.startswith("agg_") else self._prefixed_name(child, name)
+
+    def _child_add_requests(self, child: KATCPClientResource,
+                            request_keys: Sequence[str]) -> None:
+        """Called by child when its requests are added"""
+        for key in request_keys:
+            self._req[self._prefixed_name(child, key)] = dict.get(child.req, key)
+        self._notify_groups(child)
+
+    def _child_remove_requests(self, child: KATCPClientResource,
+                               request_keys: Sequence[str]) -> None:
+        """Called by child when requests are removed"""
+        for key in request_keys:
+            self._req.pop(self._prefixed_name(child, key), None)
+        self._notify_groups(child)
+
+    def _child_add_sensors(self, child: KATCPClientResource,
+                           sensor_keys: Sequence[str]) -> None:
+        """Called by child when its sensors are added"""
+        for key in sensor_keys:
+            self._sensor[self._sensor_key(child, key)] = dict.get(child.sensor, key)
+
+    def _child_remove_sensors(self, child: KATCPClientResource,
+                              sensor_keys: Sequence[str]) -> None:
+        """Called by child when sensors are removed"""
+        for key in sensor_keys:
+            self._sensor.pop(self._sensor_key(child, key), None)
+
+    def _notify_groups(self, child: KATCPClientResource) -> None:
+        for group in dict.values(self._groups):
+            if child in group.clients:
+                group.client_updated(child)

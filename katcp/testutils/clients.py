@@ -1,0 +1,422 @@
+"""A blocking client that makes assertions about a device, for test cases."""
+
+import threading
+import time
+import unittest
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from katcp import client, server
+from katcp.core import Message
+from katcp.testutils.messages import MessageRecorder, _as_bytes, _as_str
+
+
+class BlockingTestClient(client.BlockingClient):
+    """Test blocking client: a BlockingClient with assertions for use in test cases."""
+
+    __test__ = False
+
+    def __init__(self, test: unittest.TestCase, *args: Any, **kwargs: Any) -> None:
+        """Takes a TestCase class as an additional parameter."""
+        self.test = test
+        self._message_recorders: Dict[int, MessageRecorder] = {}
+        super().__init__(*args, **kwargs)
+
+    @property
+    def sockname(self) -> Optional[Tuple[str, int]]:
+        """The (host, port) of this client's end of the connection (None if unconnected)."""
+        protocol = self._protocol
+        transport = None if protocol is None else protocol.transport
+        if transport is None:
+            return None
+        return tuple(transport.get_extra_info("sockname")[:2])
+
+    @client.make_threadsafe
+    def raw_send(self, chunk: bytes) -> None:
+        """Send a raw chunk of data to the server."""
+        self._write(chunk)
+
+    def _record(self, msg: Message) -> None:
+        for recorder in list(self._message_recorders.values()):
+            recorder.append_msg(msg)
+
+    def handle_inform(self, msg: Message) -> Any:
+        """Pass unhandled informs to message recorders."""
+        self._record(msg)
+        return super().handle_inform(msg)
+
+    def handle_reply(self, msg: Message) -> Any:
+        """Pass unhandled replies to message recorders."""
+        self._record(msg)
+        return super().handle_reply(msg)
+
+    def message_recorder(self, whitelist: Sequence[str] = (), blacklist: Sequence[str] = (),
+                         regex_filter: Optional[str] = None, informs: bool = True,
+                         replies: bool = False) -> MessageRecorder:
+        """Helper method for attaching a hook to selected received messages.
+
+        Returns
+        -------
+        recorder : MessageRecorder
+            Call it (or its ``get_msgs``) to fetch the messages recorded so far.
+        """
+        msg_types = []
+        if informs:
+            msg_types.append(Message.INFORM)
+        if replies:
+            msg_types.append(Message.REPLY)
+        recorder = MessageRecorder(msg_types, whitelist, regex_filter, blacklist)
+        self._message_recorders[id(recorder)] = recorder
+        return recorder
+
+    def _request(self, name: str, *params: Any, timeout: Optional[float] = None,
+                 mid: Optional[int] = None) -> Tuple[Message, List[Message]]:
+        msg = Message.request(name, *params, mid=mid)
+        return self.blocking_request(msg, timeout=timeout, use_mid=mid is not None or None)
+
+    @staticmethod
+    def expected_sensor_value_tuple(sensorname: str, value: Any, sensortype: type = str,
+                                    places: int = 7) -> Tuple[str, Any, type, int]:
+        """Helper for completing optional values in expected sensor value tuple."""
+        return (sensorname, value, sensortype, places)
+
+    def get_sensor(self, sensorname: str, sensortype: type = str) -> Tuple[Any, str, float]:
+        """Retrieve the value, status and timestamp of a sensor.
+
+        Returns
+        -------
+        value : sensortype
+        status : str
+        timestamp : float
+        """
+        reply, informs = self._request("sensor-value", sensorname)
+        self.test.assertTrue(reply.reply_ok(),
+                             "Could not retrieve sensor %r: %s" % (sensorname, reply))
+        self.test.assertEqual(len(informs), 1,
+                              "Expected one #sensor-value for %r, got %d"
+                              % (sensorname, len(informs)))
+        args = informs[0].arguments
+        timestamp, _, _name, status, value = args[:5]
+        value = _as_str(value)
+        converted: Any
+        if sensortype is bool:
+            converted = value in ("1", "True", "true")
+        elif sensortype is bytes:
+            converted = _as_bytes(value)
+        else:
+            converted = sensortype(value)
+        return converted, _as_str(status), float(timestamp)
+
+    def get_sensor_value(self, sensorname: str, sensortype: type = str) -> Any:
+        """Retrieve the value of a sensor."""
+        return self.get_sensor(sensorname, sensortype)[0]
+
+    def get_sensor_status(self, sensorname: str) -> str:
+        """Retrieve the status of a sensor."""
+        return self.get_sensor(sensorname)[1]
+
+    def get_sensor_timestamp(self, sensorname: str) -> float:
+        """Retrieve the timestamp of a sensor."""
+        return self.get_sensor(sensorname)[2]
+
+    def _assert_value(self, actual: Any, expected: Any, sensortype: type, places: int,
+                      msg: Optional[str], equal: bool) -> None:
+        if sensortype is float:
+            if equal:
+                self.test.assertAlmostEqual(actual, float(expected), places, msg)
+            else:
+                self.test.assertNotAlmostEqual(actual, float(expected), places, msg)
+        else:
+            if sensortype is str:
+                expected = _as_str(expected)
+            elif sensortype is bytes:
+                expected = _as_bytes(expected)
+            (self.test.assertEqual if equal else self.test.assertNotEqual)(
+                actual, expected, msg)
+
+    def assert_sensor_equals(self, sensorname: str, expected: Any, sensortype: type = str,
+                             msg: Optional[str] = None, places: int = 7,
+                             status: Optional[str] = None) -> None:
+        """Assert that a sensor's value is equal to the given value."""
+        value, actual_status, _ = self.get_sensor(sensorname, sensortype)
+        if msg is None:
+            msg = "Value of sensor %r is %r. Expected %r." % (sensorname, value, expected)
+        self._assert_value(value, expected, sensortype, places, msg, True)
+        if status is not None:
+            self.test.assertEqual(actual_status, status,
+                                  "Status of sensor %r is %r. Expected %r."
+                                  % (sensorname, actual_status, status))
+
+    def assert_sensor_status_equals(self, sensorname: str, expected_status: str,
+                                    msg: Optional[str] = None) -> None:
+        """Assert that a sensor's status is equal to the given status."""
+        status = self.get_sensor_status(sensorname)
+        if msg is None:
+            msg = "Status of sensor %r is %r. Expected %r." % (
+                sensorname, status, expected_status)
+        self.test.assertEqual(status, expected_status, msg)
+
+    def assert_sensor_not_equal(self, sensorname: str, expected: Any, sensortype: type = str,
+                                msg: Optional[str] = None, places: int = 7) -> None:
+        """Assert that a sensor's value is not equal to the given value."""
+        value = self.get_sensor_value(sensorname, sensortype)
+        if msg is None:
+            msg = "Value of sensor %r is %r. Expected a different value." % (
+                sensorname, value)
+        self._assert_value(value, expected, sensortype, places, msg, False)
+
+    def _sensor_value_is(self, name: str, value: Any, sensortype: type, places: int) -> bool:
+        actual = self.get_sensor_value(name, sensortype)
+        if sensortype is float:
+            return round(abs(actual - float(value)), places) == 0
+        return actual == (_as_str(value) if sensortype is str else value)
+
+    @staticmethod
+    def _expand(sensor_tuple: Sequence[Any]) -> Tuple[str, Any, type, int]:
+        name, value = sensor_tuple[:2]
+        sensortype = sensor_tuple[2] if len(sensor_tuple) > 2 else str
+        places = sensor_tuple[3] if len(sensor_tuple) > 3 else 7
+        return name, value, sensortype, places
+
+    def wait_until_sensors_equal(self, timeout: float, sensor_tuples: Sequence[Sequence[Any]],
+                                 msg: Optional[str] = None) -> None:
+        """Wait up to timeout seconds for several sensors to reach the given values."""
+        expanded = [self._expand(t) for t in sensor_tuples]
+
+        def all_equal():
+            return all(self._sensor_value_is(name, value, sensortype, places)
+                       for name, value, sensortype, places in expanded)
+
+        if not self.wait_condition(timeout, all_equal):
+            self.test.fail(msg or "Timed out waiting for sensors %r" % (sensor_tuples,))
+
+    def assert_sensors_equal(self, sensor_tuples: Sequence[Sequence[Any]],
+                             msg: Optional[str] = None) -> None:
+        """Assert that the values of several sensors are equal to given values."""
+        for name, value, sensortype, places in (self._expand(t) for t in sensor_tuples):
+            self.assert_sensor_equals(name, value, sensortype, msg=msg, places=places)
+
+    def assert_sensors_not_equal(self, sensor_tuples: Sequence[Sequence[Any]],
+                                 msg: Optional[str] = None) -> None:
+        """Assert that values of several sensors are not equal to given values."""
+        for name, value, sensortype, places in (self._expand(t) for t in sensor_tuples):
+            self.assert_sensor_not_equal(name, value, sensortype, msg=msg, places=places)
+
+    def wait_condition(self, timeout: float, predicate: Callable[..., bool], *args: Any,
+                       pollperiod: float = 0.02, **kwargs: Any) -> bool:
+        """Wait for the boolean function ``predicate(*args, **kwargs)`` to become True.
+
+        It is checked every `pollperiod` seconds.
+
+        Returns
+        -------
+        met : bool
+            Whether the predicate became True within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        idle = threading.Event()
+        while True:
+            if predicate(*args, **kwargs):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            idle.wait(pollperiod)
+
+    def wait_until_sensor_equals(self, timeout: float, sensorname: str, value: Any,
+                                 sensortype: type = str, places: int = 7,
+                                 pollperiod: float = 0.02) -> None:
+        """Wait until a sensor's value equals the given value, or times out."""
+        if not self.wait_condition(timeout, self._sensor_value_is, sensorname, value,
+                                   sensortype, places, pollperiod=pollperiod):
+            self.test.fail("Timed out after %s s waiting for sensor %r to equal %r"
+                           % (timeout, sensorname, value))
+
+    def test_sensor_list(self, expected_sensors: Sequence[Sequence[Any]],
+                         ignore_descriptions: bool = False) -> None:
+        """Test that list of sensors on the device equals the provided list.
+
+        Parameters
+        ----------
+        expected_sensors : list of tuples
+            ``(name, description, units, type, params...)`` for each sensor.
+        ignore_descriptions : bool
+            Compare only names, units, types and params.
+        """
+        reply, informs = self._request("sensor-list")
+        self.test.assertTrue(reply.reply_ok(), "?sensor-list failed: %s" % reply)
+
+        def normalise(fields):
+            fields = [_as_str(f) for f in fields]
+            if ignore_descriptions:
+                fields = fields[:1] + fields[2:]
+            return tuple(fields)
+
+        def normalise_expected(fields):
+            fields = [repr(f) if isinstance(f, float) else f for f in fields]
+            return normalise(fields)
+
+        actual = sorted(normalise(m.arguments) for m in informs)
+        expected = sorted(normalise_expected(s) for s in expected_sensors)
+        self.test.assertEqual(actual, expected)
+
+    def test_help(self, expected_requests: Sequence[Any], full_descriptions: bool = False,
+                  exclude_defaults: bool = True) -> None:
+        """Test that list of requests on the device equals the provided list.
+
+        Parameters
+        ----------
+        expected_requests : list of str or (name, description) tuples
+            The requests expected; with names only, descriptions are not compared.
+        full_descriptions : bool
+            Compare whole descriptions rather than their first lines.
+        exclude_defaults : bool
+            Ignore the standard requests every DeviceServer provides.
+
+        Raises
+        ------
+        ValueError
+            If an expected request name is not a str (e.g. bytes).
+        """
+        reply, informs = self._request("help")
+        self.test.assertTrue(reply.reply_ok(), "?help failed: %s" % reply)
+        defaults = set(server.DeviceServer._request_handlers) if exclude_defaults else set()
+
+        def describe(description):
+            description = _as_str(description)
+            if not full_descriptions:
+                description = description.strip().splitlines()[0] if description else ""
+            return description
+
+        expected = {}
+        for item in expected_requests:
+            name, description = (item, None) if isinstance(item, (str, bytes)) else item
+            if not isinstance(name, str):
+                raise ValueError("Request names must be str, not %r" % (name,))
+            expected[name] = description
+        actual = {}
+        for inform in informs:
+            name = _as_str(inform.arguments[0])
+            if name not in defaults:
+                actual[name] = describe(inform.arguments[1])
+        self.test.assertEqual(sorted(actual), sorted(expected))
+        for name, description in expected.items():
+            if description is not None:
+                self.test.assertEqual(actual[name], describe(description),
+                                      "Description of request %r differs" % name)
+
+    def assert_request_succeeds(self, requestname: str, *params: Any, args_echo: bool = False,
+                                args_equal: Optional[Sequence[Any]] = None,
+                                args_in: Optional[Sequence[Sequence[Any]]] = None,
+                                args_length: Optional[int] = None,
+                                informs_count: Optional[int] = None,
+                                informs_args_equal: Optional[Sequence[Sequence[Any]]] = None,
+                                timeout: Optional[float] = None, mid: Optional[int] = None
+                                ) -> Tuple[Message, List[Message]]:
+        """Assert that given request succeeds when called with given parameters.
+
+        Keyword Arguments
+        -----------------
+        args_echo : bool
+            Check that the reply echoes the parameters.
+        args_equal : list
+            The exact reply arguments (after ``ok``) expected.
+        args_in : list of lists
+            The reply arguments (after ``ok``) must equal one of these lists.
+        args_length : int
+            Number of reply arguments expected (after ``ok``).
+        informs_count : int
+            Number of informs expected.
+        informs_args_equal : list of lists
+            The exact arguments of each inform expected.
+        timeout : float, optional
+            Seconds to wait for the reply.
+        mid : int, optional
+            Message id to send the request with.
+
+        Returns
+        -------
+        reply, informs : Message, list of Message
+        """
+        reply, informs = self._request_expecting(True, requestname, params, timeout, mid)
+        args = [_as_str(a) for a in reply.arguments[1:]]
+        if args_echo:
+            args_equal = params
+        if args_equal is not None:
+            self.test.assertEqual(args, [_as_str(a) for a in args_equal])
+        if args_in is not None:
+            self.test.assertIn(args, [[_as_str(a) for a in choice] for choice in args_in])
+        if args_length is not None:
+            self.test.assertEqual(len(args), args_length)
+        if informs_count is not None:
+            self.test.assertEqual(len(informs), informs_count)
+        if informs_args_equal is not None:
+            self.test.assertEqual(
+                [[_as_str(a) for a in inform.arguments] for inform in informs],
+                [[_as_str(a) for a in expected] for expected in informs_args_equal])
+        return reply, informs
+
+    def assert_request_fails(self, requestname: str, *params: Any, status_equals: Any = "fail",
+                             error_equals: Any = None, timeout: Optional[float] = None,
+                             mid: Optional[int] = None) -> Tuple[Message, List[Message]]:
+        """Assert that given request fails when called with given parameters.
+
+        Keyword Arguments
+        -----------------
+        status_equals : str
+            The reply code expected (default ``fail``).
+        error_equals : str
+            The exact error text expected.
+        timeout, mid
+            As for :meth:`assert_request_succeeds`.
+
+        Returns
+        -------
+        reply, informs : Message, list of Message
+        """
+        reply, informs = self._request_expecting(False, requestname, params, timeout, mid)
+        self.test.assertEqual(_as_str(reply.arguments[0]), _as_str(status_equals))
+        if error_equals is not None:
+            self.test.assertEqual(_as_str(reply.arguments[1]), _as_str(error_equals))
+        return reply, informs
+
+    def _request_expecting(self, succeed: bool, requestname: str, params: Sequence[Any],
+                           timeout: Optional[float], mid: Optional[int]
+                           ) -> Tuple[Message, List[Message]]:
+        """Make a request and assert that it succeeded (or failed, as `succeed` says)."""
+        reply, informs = self._request(requestname, *params, timeout=timeout, mid=mid)
+        self.test.assertEqual(reply.name, requestname)
+        expected, outcome = ("succeed", "failed") if succeed else ("fail", "succeeded")
+        self.test.assertEqual(reply.reply_ok(), succeed,
+                              "Expected request %r called with parameters %r to %s, but it "
+                              "%s: %s" % (requestname, params, expected, outcome, reply))
+        return reply, informs
+
+    def test_setter_request(self, requestname: str, sensorname: str, sensortype: type = str,
+                            good: Sequence[Any] = (), bad: Sequence[Any] = (),
+                            places: int = 7, args_echo: bool = False) -> None:
+        """Test a request which simply sets the value of a sensor.
+
+        Each value in ``good`` must succeed and set the sensor to it; each value in
+        ``bad`` must fail.
+        """
+        for value in good:
+            self.assert_request_succeeds(requestname, value, args_echo=args_echo)
+            self.assert_sensor_equals(sensorname, value, sensortype, places=places)
+        for value in bad:
+            self.assert_request_fails(requestname, value)
+
+    def test_multi_setter_request(self, requestname: str, good: Sequence[Any] = (),
+                                  bad: Sequence[Any] = ()) -> None:
+        """Test a request which causes several sensor values to change.
+
+        Parameters
+        ----------
+        good : sequence of (params, sensor_tuples)
+            Each request with ``params`` must succeed and leave the sensors as given.
+        bad : sequence of params
+            Each must fail.
+        """
+        for params, sensor_tuples in good:
+            self.assert_request_succeeds(requestname, *params)
+            self.assert_sensors_equal(sensor_tuples)
+        for params in bad:
+            self.assert_request_fails(requestname, *params)

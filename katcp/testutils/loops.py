@@ -1,0 +1,60 @@
+"""Helpers for tests that drive an ioloop or a thread from the test's own thread."""
+
+from typing import Any, Callable, Optional
+
+import tornado.ioloop
+
+from katcp.loop.crossing import call_on_loop
+
+
+def _resolve_once(future: Any, result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def call_in_ioloop(ioloop: tornado.ioloop.IOLoop, fn: Callable[..., Any], *args: Any,
+                   timeout: Optional[float] = None, **kwargs: Any) -> Any:
+    """Run fn in ioloop and block until the result is available.
+
+    Must not be called from the ioloop's own thread: the loop could not run `fn`
+    while blocked.
+
+    Parameters
+    ----------
+    ioloop : :class:`tornado.ioloop.IOLoop`
+        The (running) loop to call `fn` on.
+    fn : callable
+        Called as ``fn(*args, **kwargs)``; it may return a plain value, a future or
+        a coroutine.
+    timeout : float, optional
+        Seconds to block (None: wait forever).
+
+    Returns
+    -------
+    result : object
+        What `fn` returned, or what its future resolved to; what it raised is raised.
+
+    Raises
+    ------
+    concurrent.futures.TimeoutError
+        If the result did not come within `timeout`.
+    """
+    return call_on_loop(ioloop, None, fn, *args, **kwargs).result(timeout)
+
+
+def start_thread_with_cleanup(test_instance: Any, thread_object: Any, timeout: float = 1,
+                              start_timeout: Optional[float] = None) -> None:
+    """Start thread_object and add cleanup functions to test_instance.
+
+    The thread object needs ``start(timeout=...)``, ``stop`` and ``join`` methods
+    (katcp servers and clients have them): it is started with
+    ``start(timeout=start_timeout)``, and stopped then joined (with `timeout`) when the
+    test cleans up.
+    """
+    thread_object.start(timeout=start_timeout)
+
+    def cleanup():
+        thread_object.stop()
+        thread_object.join(timeout=timeout)
+
+    test_instance.addCleanup(cleanup)

@@ -1,0 +1,151 @@
+"""Mocks and callbacks whose calls a test can wait for."""
+
+import functools
+import threading
+import time
+from typing import Any, Callable, Generator, List, Optional, Tuple
+from unittest import mock
+
+import tornado.gen
+import tornado.ioloop
+from tornado.concurrent import Future
+
+from katcp.object_proxies import ObjectWrapper
+from katcp.testutils.loops import _resolve_once
+
+
+class AtomicIaddCallback(ObjectWrapper):
+    """Wrap an object so that ``+=`` is atomic and calls a callback with the new value."""
+
+    def __init__(self, ob: Any, callback: Callable[[Any], Any] = lambda x: x,
+                 mutex: Any = None) -> None:
+        super().__init__(ob)
+        object.__setattr__(self, "_callback", callback)
+        object.__setattr__(self, "_mutex", mutex or threading.Lock())
+
+    def __iadd__(self, other: Any) -> "AtomicIaddCallback":
+        with self._mutex:
+            new = self.__subject__ + other
+            object.__setattr__(self, "__subject__", new)
+            self._callback(new)
+        return self
+
+
+class WaitingMock(mock.Mock):
+    """A Mock whose calls can be waited for from another thread."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._condition = threading.Condition()
+
+    def _mock_call(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super()._mock_call(*args, **kwargs)
+        finally:
+            # Also when a side effect raises: the call has been counted.
+            with self._condition:
+                self._condition.notify_all()
+
+    def assert_wait_call_count(self, count: int, timeout: float = 1.0) -> None:
+        """Wait for mock to be called >= *count* times within *timeout* seconds.
+
+        Raises
+        ------
+        AssertionError
+            If ``call_count`` does not reach `count` in time.
+        RuntimeError
+            If ``call_count`` reached `count` but ``call_args_list`` still holds
+            fewer calls when the time is up (calls counted but not recorded).
+        """
+        deadline = time.monotonic() + timeout
+        if not self._wait_until(lambda: self.call_count >= count, deadline):
+            raise AssertionError("Waited %s s for %d calls, got %d"
+                                 % (timeout, count, self.call_count))
+        if not self._wait_until(lambda: len(self.call_args_list) >= count, deadline):
+            raise RuntimeError(
+                "Mock call_count is %d but call_args_list has only %d calls after "
+                "%s s" % (self.call_count, len(self.call_args_list), timeout))
+
+    def _wait_until(self, predicate: Callable[[], bool], deadline: float) -> bool:
+        # Woken by each call; also re-checks now and then, for counts that tests
+        # (or the mock internals, between counting and recording) change directly.
+        with self._condition:
+            while not predicate():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._condition.wait(min(remaining, 0.05))
+        return True
+
+
+class AsyncWaitingMock(mock.Mock):
+    """A Mock whose calls can be waited for from a coroutine on the ioloop."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._waiters: List[Tuple[int, "Future[None]"]] = []
+
+    def _mock_call(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super()._mock_call(*args, **kwargs)
+        finally:
+            for count, future in list(self._waiters):
+                if self.call_count >= count:
+                    self._waiters.remove((count, future))
+                    _resolve_once(future, None)
+
+    @tornado.gen.coroutine
+    def assert_wait_call_count(self, count: int, timeout: float = 1.0
+                               ) -> Generator[Any, Any, None]:
+        """Wait for mock to be called >= *count* times within *timeout* seconds."""
+        if self.call_count >= count:
+            return
+        future: "Future[None]" = Future()
+        self._waiters.append((count, future))
+        try:
+            yield tornado.gen.with_timeout(
+                tornado.ioloop.IOLoop.current().time() + timeout, future)
+        except tornado.gen.TimeoutError:
+            raise AssertionError("Waited %s s for %d calls, got %d"
+                                 % (timeout, count, self.call_count))
+
+
+def counting_callback(event: Optional[threading.Event] = None, number_of_calls: int = 1
+                      ) -> Callable[[Callable[..., Any]], Any]:
+    """Decorate callback to set event once it's called certain number of times.
+
+    The decorated callback gets ``done`` (the event), ``wait(timeout)`` and ``assert_wait``
+    attributes.
+    """
+    done = event if event is not None else threading.Event()
+
+    def decorator(callback: Callable[..., Any]) -> Any:
+        lock = threading.Lock()
+        calls = [0]
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return callback(*args, **kwargs)
+            finally:
+                with lock:
+                    calls[0] += 1
+                    if calls[0] >= number_of_calls:
+                        done.set()
+
+        def assert_wait(timeout: float = 1) -> None:
+            if not done.wait(timeout):
+                raise AssertionError("Callback called %d of %d times within %s s"
+                                     % (calls[0], number_of_calls, timeout))
+
+        wrapped: Any = functools.wraps(callback)(counted)
+        wrapped.done = done
+        wrapped.wait = done.wait
+        wrapped.assert_wait = assert_wait
+        def reset() -> None:
+            calls[0] = 0
+            done.clear()
+
+        wrapped.reset = reset
+        return wrapped
+
+    return decorator

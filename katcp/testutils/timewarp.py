@@ -1,0 +1,157 @@
+"""A tornado test case on a virtual clock that the test moves."""
+
+import asyncio
+import threading
+import warnings
+from typing import Any, Callable, Optional
+
+import tornado.gen
+import tornado.ioloop
+import tornado.testing
+import tornado.util
+from tornado.concurrent import Future, chain_future
+from tornado.platform.asyncio import AsyncIOLoop
+
+
+class _WarpedLoopTime:
+    """The clock of a time-warped asyncio loop: stands still until set."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _TimewarpIOLoop(AsyncIOLoop):
+    """An IOLoop on a virtual clock whose ``run_sync`` timeout is in real seconds.
+
+    Otherwise warping the clock past a test's timeout would end the test.
+    """
+
+    def time(self) -> float:
+        # tornado's IOLoop.time() is the wall clock; here it is the warped asyncio clock.
+        return self.asyncio_loop.time()
+
+    def run_sync(self, func: Callable[..., Any], timeout: Optional[float] = None) -> Any:
+        if timeout is None:
+            return super().run_sync(func)
+
+        async def bounded():
+            result: "Future[Any]" = Future()
+            chain_future(tornado.gen.convert_yielded(func()), result)
+
+            def expire():
+                if not result.done():
+                    result.set_exception(tornado.util.TimeoutError(
+                        "Operation timed out after %s seconds" % timeout))
+
+            watchdog = threading.Timer(timeout, self.add_callback, (expire,))
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                return await result
+            finally:
+                watchdog.cancel()
+
+        return super().run_sync(bounded)
+
+
+class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):
+    """Tornado AsyncTestCase that supports time-warping.
+
+    The ioloop's clock stands still until ``set_ioloop_time`` moves it, so timers and
+    sampling strategies fire exactly when the test says, without real waiting.
+    """
+
+    # Loop iterations wake_ioloop() lets pass: the first runs the timers that the new
+    # time made due, the others what those scheduled in turn (e.g. a sample hopping to
+    # the loop with add_callback).
+    WAKE_ITERATIONS = 3
+
+    def setUp(self) -> None:
+        # tornado deprecates overriding get_new_ioloop, but offers no other way to give a
+        # test case its own kind of loop.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "get_new_ioloop is deprecated",
+                                    DeprecationWarning)
+            super().setUp()
+        # AsyncTestCase runs its loop in the test's own thread.
+        self.ioloop_thread_id = threading.get_ident()
+
+    def get_new_ioloop(self) -> tornado.ioloop.IOLoop:
+        ioloop = _TimewarpIOLoop(make_current=False)
+        self.ioloop_time = 1000000.0
+        self._warped_clock = _WarpedLoopTime(self.ioloop_time)
+        # BaseEventLoop reads the clock through self.time(); an instance attribute wins.
+        ioloop.asyncio_loop.time = self._warped_clock
+        return ioloop
+
+    def wake_ioloop(self) -> "asyncio.Task[None]":
+        """Let the ioloop run a few iterations so that it notices the new time.
+
+        Returns
+        -------
+        woken : Future
+            Resolves once the iterations have run; yield it from a test coroutine
+            (calling without yielding is fine too).
+        """
+        loop: asyncio.AbstractEventLoop = self.io_loop.asyncio_loop  # type: ignore[attr-defined]
+        return loop.create_task(self._let_loop_run())
+
+    async def _let_loop_run(self) -> None:
+        for _ in range(self.WAKE_ITERATIONS):
+            await asyncio.sleep(0)
+
+    def set_ioloop_time(self, new_time: float, wake_ioloop: bool = True
+                        ) -> "Optional[asyncio.Task[None]]":
+        """Set the virtual time of the ioloop.
+
+        Returns
+        -------
+        woken : Future or None
+            With `wake_ioloop`, resolves once the loop has run at the new time.
+        """
+        self.ioloop_time = new_time
+        self._warped_clock.now = new_time
+        if wake_ioloop:
+            return self.wake_ioloop()
+        return None
+
+
+class TimewarpAsyncTestCaseTimeAdvancer(threading.Thread):
+    """Advance the virtual time of a TimewarpAsyncTestCase from a background thread.
+
+    Parameters
+    ----------
+    test_instance : TimewarpAsyncTestCase
+    quantum : float
+        Virtual seconds per step.
+    rate : float
+        Virtual seconds per real second.
+    """
+
+    def __init__(self, test_instance: TimewarpAsyncTestCase, quantum: float = 0.05,
+                 rate: float = 1000.0) -> None:
+        super().__init__(name="timewarp-advancer", daemon=True)
+        self.test_instance = test_instance
+        self.quantum = quantum
+        self.rate = rate
+        self._stopped = threading.Event()
+        self._started = threading.Event()
+
+    def start(self) -> None:
+        super().start()
+        self._started.wait(1.0)
+
+    def stop(self, timeout: Optional[float] = None) -> None:
+        self._stopped.set()
+        self.join(timeout)
+
+    def run(self) -> None:
+        self._started.set()
+        ioloop = self.test_instance.io_loop
+        step_wait = self.quantum / self.rate
+        while not self._stopped.wait(step_wait):
+            new_time = self.test_instance.ioloop_time + self.quantum
+            ioloop.add_callback(self.test_instance.set_ioloop_time, new_time)

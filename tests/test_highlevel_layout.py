@@ -1,0 +1,175 @@
+"""The high-level and test-helper modules after their split: where names live, how
+thread-facing helpers cross onto the loop, and documented keywords that are real
+parameters (a misspelt one is an error, not silently ignored)."""
+
+import concurrent.futures
+import importlib
+import pickle
+import threading
+import unittest
+
+import pytest
+import tornado.gen
+
+from katcp import testutils
+from katcp.fake_clients import FakeAsyncClient
+from katcp.inspecting_client import ExponentialRandomBackoff
+from katcp.ioloop_manager import IOLoopThreadWrapper
+from katcp.resource_client import (GroupResults, KATCPClientResource,
+                                   ThreadSafeKATCPClientResourceWrapper)
+
+pytestmark = pytest.mark.timeout(60)
+
+WAIT = 10.0
+
+
+@pytest.mark.parametrize("package", ["katcp.testutils", "katcp.resource_client"])
+def test_split_packages_keep_their_documented_home(package):
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert getattr(module, name).__module__ == package, name
+
+
+def test_backoff_lives_in_the_loop_package_and_is_documented_in_inspecting_client():
+    from katcp.loop.backoff import ExponentialRandomBackoff as shared
+
+    assert shared is ExponentialRandomBackoff
+    assert ExponentialRandomBackoff.__module__ == "katcp.inspecting_client"
+
+
+def test_backoff_grows_by_its_factor_up_to_the_maximum(monkeypatch):
+    monkeypatch.setattr("random.random", lambda: 1.0)
+    backoff = ExponentialRandomBackoff(delay_initial=0.5, delay_max=3.0, exp_fac=2.0,
+                                       randomicity=0.5)
+    delays = [backoff.delay]
+    for _ in range(4):
+        backoff.failed()
+        delays.append(backoff.delay)
+    assert delays == [0.5, 1.0, 2.0, 3.0, 3.0]
+    backoff.success()
+    assert backoff.delay == 0.5
+
+
+class TestCallInIoloop:
+
+    def test_returns_what_the_function_returns_computed_on_the_loop_thread(
+            self, loop_manager):
+        ioloop = loop_manager.get_ioloop()
+        loop_thread = testutils.call_in_ioloop(ioloop, threading.get_ident, timeout=WAIT)
+        assert loop_thread != threading.get_ident()
+
+    def test_waits_for_a_coroutine_and_passes_keywords_on(self, loop_manager):
+        @tornado.gen.coroutine
+        def add(a, b=0):
+            yield tornado.gen.moment
+            return a + b
+
+        async def native(a, b=0):
+            return a * b
+
+        ioloop = loop_manager.get_ioloop()
+        assert testutils.call_in_ioloop(ioloop, add, 2, b=3, timeout=WAIT) == 5
+        assert testutils.call_in_ioloop(ioloop, native, 2, b=3, timeout=WAIT) == 6
+
+    def test_raises_what_the_function_raised(self, loop_manager):
+        def fail():
+            raise KeyError("nope")
+
+        with pytest.raises(KeyError):
+            testutils.call_in_ioloop(loop_manager.get_ioloop(), fail, timeout=WAIT)
+
+    def test_timeout_bounds_the_wait(self, loop_manager):
+        ioloop = loop_manager.get_ioloop()
+        release = []
+
+        async def hang():
+            release.append(ioloop.asyncio_loop.create_future())
+            await release[0]
+
+        with pytest.raises(concurrent.futures.TimeoutError):
+            testutils.call_in_ioloop(ioloop, hang, timeout=0.05)
+        testutils.call_in_ioloop(ioloop, release[0].set_result, None, timeout=WAIT)
+
+
+@pytest.fixture
+def device_server():
+    server = testutils.DeviceTestServer("127.0.0.1", 0)
+    server.start(timeout=WAIT)
+    yield server
+    server.stop()
+    server.join(timeout=WAIT)
+
+
+@pytest.fixture
+def synced_resource(device_server, loop_manager):
+    """A KATCPClientResource on a managed loop, used through its thread-safe wrapper."""
+    ioloop = loop_manager.get_ioloop()
+    resource = KATCPClientResource(dict(name="dev", address=device_server.bind_address,
+                                        controlled=True))
+    resource.set_ioloop(ioloop)
+    wrapped = ThreadSafeKATCPClientResourceWrapper(resource, IOLoopThreadWrapper(ioloop))
+    wrapped.start()
+    wrapped.until_synced(timeout=WAIT)
+    yield wrapped
+    wrapped.stop()
+
+
+class TestDocumentedKeywordsAreParameters:
+    """A misspelt keyword of a documented keyword argument fails at once."""
+
+    def test_resource_request_takes_timeout_and_refuses_a_typo(self, synced_resource):
+        reply = synced_resource.req.watchdog(timeout=WAIT, mid=7)
+        assert reply.succeeded
+        assert reply.reply.mid == b"7"
+        with pytest.raises(TypeError):
+            synced_resource.req.watchdog(timout=WAIT)
+
+    def test_simple_and_wrapped_requests_refuse_a_typo(self, synced_resource):
+        inspecting = synced_resource.__subject__._inspecting_client
+        reply, informs = testutils.call_in_ioloop(
+            synced_resource.ioloop, inspecting.simple_request, "help", "watchdog",
+            timeout=WAIT)
+        assert reply.reply_ok() and len(informs) == 1
+        for request in (inspecting.simple_request, inspecting.wrapped_request):
+            with pytest.raises(TypeError):
+                request("watchdog", use_mids=True)
+
+    def test_blocking_test_client_assertions_refuse_a_typo(self, device_server):
+        class Case(unittest.TestCase):
+            def runTest(self):
+                pass
+
+        case = Case()
+        host, port = device_server.bind_address
+        client = testutils.BlockingTestClient(case, host, port)
+        client.start(timeout=WAIT)
+        try:
+            assert client.wait_protocol(timeout=WAIT)
+            client.assert_request_succeeds("watchdog", informs_count=0, timeout=WAIT)
+            client.assert_request_fails("raise-fail", error_equals=(
+                "There was a problem with your request."), timeout=WAIT)
+            with pytest.raises(TypeError):
+                client.assert_request_succeeds("watchdog", inform_count=0)
+            with pytest.raises(TypeError):
+                client.assert_request_fails("raise-fail", error_equal="x")
+            assert client.wait_condition(WAIT, lambda: True, pollperiod=0.01)
+        finally:
+            client.stop()
+            client.join(timeout=WAIT)
+
+    def test_mock_req_keywords(self):
+        req = testutils.mock_req("watchdog", mid=3)
+        assert req.msg.mid == b"3"
+        with pytest.raises(TypeError):
+            testutils.mock_req("watchdog", mids=3)
+
+    def test_fake_client_needs_its_device_keyword(self):
+        with pytest.raises(TypeError):
+            FakeAsyncClient("fake-host", 5000)
+
+
+def test_objects_of_split_packages_pickle_under_their_documented_path():
+    results = GroupResults(dev=None)
+    restored = pickle.loads(pickle.dumps(results))
+    assert type(restored) is GroupResults and restored == {"dev": None}
+    assert b"katcp.resource_client" in pickle.dumps(results)
