@@ -1,0 +1,630 @@
+"""DeviceServerBase: message dispatch to request_*, inform_* and reply_* methods."""
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import sys
+import time
+from typing import Any, Dict, Optional
+
+import tornado.gen
+from tornado.concurrent import Future
+
+from katcp.core import (DEFAULT_KATCP_MAJOR, AsyncReply, DeviceServerMetaclass, FailReply,
+                        Message, ProtocolFlags, _format_timestamp)
+from katcp.loop.crossing import run_into_future
+from katcp.server.connection import (ClientConnection, ClientRequestConnection,
+                                     ThreadsafeClientConnection, _client_connection)
+from katcp.server.handler_thread import MessageHandlerThread
+from katcp.server.transport import KATCPServer, _exception_text, return_future
+
+log = logging.getLogger("katcp.server")
+
+_REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
+
+# KATCP major versions a device server can speak.
+_SUPPORTED_KATCP_MAJORS = frozenset([4, 5])
+
+
+# accept() errors that mean "out of resources", after which accepting pauses.
+def _done_future(result=None):
+    future = Future()
+    future.set_result(result)
+    return future
+
+
+_ASYNC_HANDLERS: Dict[Any, bool] = {}
+
+
+def _is_async_handler(handler):
+    """Whether a (possibly decorated) handler is an ``async def`` or tornado coroutine."""
+    try:
+        return _ASYNC_HANDLERS[handler]
+    except KeyError:
+        pass
+    func = handler
+    result = False
+    while func is not None:
+        if inspect.iscoroutinefunction(func) or tornado.gen.is_coroutine_function(func):
+            result = True
+            break
+        func = getattr(func, "__wrapped__", None)
+    _ASYNC_HANDLERS[handler] = result
+    return result
+
+
+class DeviceServerBase(metaclass=DeviceServerMetaclass):
+    """Base class for device servers.
+
+    Subclasses should add .request_* methods for dealing with request messages. These
+    methods each take the client request connection and msg objects as arguments and
+    should return the reply message or raise an exception as a result.
+
+    Subclasses can also add .inform_* and reply_* methods to handle those types of
+    messages.
+
+    Should a subclass need to generate inform messages it should do so using either the
+    .inform() or .mass_inform() methods.
+
+    Finally, this class should probably not be subclassed directly but rather via
+    subclassing DeviceServer itself which implements common .request_* methods.
+
+    Parameters
+    ----------
+    host : str
+        Host to listen on.
+    port : int
+        Port to listen on.
+    tb_limit : int, optional
+        Maximum number of stack frames to send in error tracebacks.
+    logger : logging.Logger object, optional
+        Logger to log messages to.
+
+    Raises
+    ------
+    ValueError
+        If ``PROTOCOL_INFO.major`` is not a KATCP version the server speaks (4 or 5).
+
+    """
+
+    PROTOCOL_INFO = ProtocolFlags(DEFAULT_KATCP_MAJOR, 0, set([
+        ProtocolFlags.MULTI_CLIENT,
+        ProtocolFlags.MESSAGE_IDS,
+    ]))
+
+    def __init__(self, host: str, port: int, tb_limit: int = 20,
+                 logger: logging.Logger = log) -> None:
+        major = self.PROTOCOL_INFO.major
+        if major not in _SUPPORTED_KATCP_MAJORS:
+            raise ValueError("Unsupported KATCP major version %r in PROTOCOL_INFO: "
+                             "supported are %s" % (major, sorted(_SUPPORTED_KATCP_MAJORS)))
+        self._logger = logger
+        self._tb_limit = tb_limit
+        self._server = KATCPServer(self, host, port, tb_limit, logger)
+        self._handler_thread = None
+        self._dispatch = {_REQUEST: self.handle_request, _REPLY: self.handle_reply,
+                          _INFORM: self.handle_inform}
+        self.set_concurrency_options()
+
+    @property
+    def ioloop(self):
+        """The tornado IOLoop the server runs on (None until known)."""
+        return self._server.ioloop
+
+    @property
+    def bind_address(self):
+        """The (host, port) where the server is listening for connections."""
+        return self._server.bind_address
+
+    def on_message(self, client_conn, msg):
+        """Dummy implementation of on_message required by KATCPServer.
+
+        Will be replaced by a handler with the appropriate concurrency semantics when
+        set_concurrency_options is called (defaults are set in __init__()).
+        """
+        raise NotImplementedError("set_concurrency_options() sets on_message")
+
+    def set_concurrency_options(self, thread_safe=True, handler_thread=True):
+        """Set concurrency options for this device server. Must be called before start().
+
+        Parameters
+        ----------
+        thread_safe : bool
+            If True, make the server public methods thread safe. Incurs performance
+            overhead.
+        handler_thread : bool
+            Can only be set if thread_safe is True. Handle all requests (even from
+            different clients) in a separate, single, request-handling thread. Blocking
+            request handlers will prevent the server from handling new requests from any
+            client, but sensor strategies should still function. This more or less
+            mimics the behaviour of a server in library versions before 0.6.0.
+
+        """
+        if handler_thread and not thread_safe:
+            raise ValueError("handler_thread=True requires thread_safe=True")
+        self._thread_safe = thread_safe
+        self._server.client_connection_factory = (
+            ThreadsafeClientConnection if thread_safe else ClientConnection)
+        if handler_thread:
+            self._handler_thread = MessageHandlerThread(
+                self.handle_message, self.create_log_inform, self._logger)
+            self.on_message = self._handler_thread.on_message
+        else:
+            self._handler_thread = None
+            # Handlers run on the loop; None or a future comes straight back to the
+            # transport, so no future is made for synchronous handlers.
+            self.on_message = self.handle_message
+
+    def set_ioloop(self, ioloop=None):
+        """Set the tornado IOLoop to use.
+
+        Sets the tornado.ioloop.IOLoop instance to use, defaulting to IOLoop.current().
+        If set_ioloop() is never called the IOLoop is started in a new thread, and will
+        be stopped if self.stop() is called.
+
+        Parameters
+        ----------
+        ioloop : :class:`tornado.ioloop.IOLoop`, optional
+
+        Notes
+        -----
+        Must be called before start() is called.
+
+        """
+        self._server.set_ioloop(ioloop)
+
+    def setDaemon(self, daemonic):
+        """Set daemonic state of the managed ioloop thread to True / False.
+
+        Calling this method for a non-managed ioloop has no effect. Must be called
+        before start(), or it will also have no effect.
+
+        Parameters
+        ----------
+        daemonic : bool
+
+        """
+        self._server.setDaemon(daemonic)
+
+    # -- message dispatch -------------------------------------------------------------
+
+    def handle_message(self, client_conn, msg):
+        """Handle messages of all types from clients.
+
+        Parameters
+        ----------
+        client_conn : ClientConnection object
+            The client connection the message was from.
+        msg : Message object
+            The message to process.
+
+        Returns
+        -------
+        done : Future or None
+            For requests, as returned by :meth:`handle_request`.
+
+        """
+        return self._dispatch[msg.mtype](client_conn, msg)
+
+    def handle_request(self, connection, msg):
+        """Dispatch a request message to the appropriate method.
+
+        Parameters
+        ----------
+        connection : ClientConnection object
+            The client connection the message was from.
+        msg : Message object
+            The request message to process.
+
+        Returns
+        -------
+        done_future : Future or None
+            Returns Future for async request handlers that will resolve when done, or
+            None for sync request handlers once they have completed.
+
+        """
+        handler = self._request_handlers.get(msg.name)
+        if handler is None:
+            connection.reply(Message.reply(msg.name, "invalid", "Unknown request."), msg)
+            return None
+        req = ClientRequestConnection(connection, msg)
+        if self._handler_thread is not None and _is_async_handler(handler):
+            # Coroutines belong on the loop. The handler thread moves on to the next
+            # message; this connection's reading resumes when the coroutine is done.
+            done = self._run_on_loop(self._call_handler, handler, req)
+            return None if getattr(handler, "_concurrent_reply", False) else done
+        return self._call_handler(handler, req)
+
+    def _run_on_loop(self, fn, *args):
+        """From another thread, run fn (which may return a future) on the loop.
+
+        Returns a concurrent.futures.Future of fn's result (or of its future's).
+        """
+        done = concurrent.futures.Future()
+        self._server.ioloop.add_callback(run_into_future, fn, args, {}, done)
+        return done
+
+    def _call_handler(self, handler, req):
+        try:
+            reply = handler(self, req, req.msg)
+        except Exception:
+            self._reply_with_error(req, sys.exc_info())
+            return None
+        if reply.__class__ is Message or isinstance(reply, Message):
+            req.reply_with_message(reply)
+            return None
+        return self._handle_awaitable_reply(handler, req, reply)
+
+    def _reply_with_error(self, req, exc_info):
+        """Reply to `req` for a handler that raised (AsyncReply: it replies itself)."""
+        exc = exc_info[1]
+        if isinstance(exc, AsyncReply):
+            return
+        if isinstance(exc, FailReply):
+            reply = Message.reply(req.msg.name, "fail", str(exc))
+        else:
+            reply = self.create_exception_reply_and_log(req.msg, exc_info)
+        req.reply_with_message(reply)
+
+    def _reply_with_result(self, req, reply):
+        """Reply to `req` with what a handler's future resolved to."""
+        if reply is not None:
+            req.reply_with_message(reply)
+        elif not req._replied:
+            self._logger.error("Async request handler for %r resolved to None without "
+                               "replying", req.msg.name)
+
+    def _handle_awaitable_reply(self, handler, req, reply):
+        if reply is None:
+            if not req._replied:
+                self._logger.error("Request handler for %r returned None without "
+                                   "replying", req.msg.name)
+            return None
+        thread_future = isinstance(reply, concurrent.futures.Future)
+        if not (thread_future or asyncio.isfuture(reply) or inspect.isawaitable(reply)):
+            self._logger.error("Request handler for %r returned %r, not a Message",
+                               req.msg.name, reply)
+            req.reply_with_message(Message.reply(
+                req.msg.name, "fail", "Handler returned an invalid reply."))
+            return None
+        concurrent_reply = getattr(handler, "_concurrent_reply", False)
+        if not self._server.in_ioloop_thread():
+            # Not on the loop (the handler thread, or a direct call from another thread):
+            # the future is awaited on the loop.
+            done = self._run_on_loop(
+                lambda: self._server._spawn(self._await_reply(req, reply)))
+            return None if concurrent_reply else done
+        if (thread_future or asyncio.isfuture(reply)) and reply.done() \
+                and not reply.cancelled():
+            # Already resolved (e.g. work done at once on the loop): reply now.
+            try:
+                result = reply.result()
+            except Exception:
+                self._reply_with_error(req, sys.exc_info())
+            else:
+                self._reply_with_result(req, result)
+            return None
+        task = self._server._spawn(self._await_reply(req, reply))
+        return None if concurrent_reply else task
+
+    async def _await_reply(self, req, awaitable):
+        if isinstance(awaitable, concurrent.futures.Future):
+            # Resolved in some other thread (e.g. by a thread pool).
+            awaitable = asyncio.wrap_future(awaitable)
+        try:
+            reply = await awaitable
+        except Exception:
+            self._reply_with_error(req, sys.exc_info())
+        else:
+            self._reply_with_result(req, reply)
+
+    def _call_on_loop(self, fn, *args):
+        """Run ``fn(*args)`` on the server's loop and return a future of its result.
+
+        On the loop thread, or before the server runs, `fn` runs at once and the future
+        is already resolved (a tornado Future on the loop, else a
+        concurrent.futures.Future). From another thread while the server runs, `fn` hops
+        to the loop and a concurrent.futures.Future is returned at once.
+        """
+        server = self._server
+        if server.in_ioloop_thread():
+            return return_future(fn)(*args)
+        if server.running():
+            return self._run_on_loop(fn, *args)
+        done = concurrent.futures.Future()
+        run_into_future(fn, args, {}, done)
+        return done
+
+    def handle_inform(self, connection, msg):
+        """Dispatch an inform message to the appropriate method.
+
+        Parameters
+        ----------
+        connection : ClientConnection object
+            The client connection the message was from.
+        msg : Message object
+            The inform message to process.
+
+        """
+        self._handle_other(self._inform_handlers, connection, msg)
+
+    def handle_reply(self, connection, msg):
+        """Dispatch a reply message to the appropriate method.
+
+        Parameters
+        ----------
+        connection : ClientConnection object
+            The client connection the message was from.
+        msg : Message object
+            The reply message to process.
+
+        """
+        self._handle_other(self._reply_handlers, connection, msg)
+
+    def _handle_other(self, handlers, connection, msg):
+        handler = handlers.get(msg.name)
+        if handler is None:
+            self._logger.warning("%s message %r from %s has no handler",
+                                 Message.TYPE_NAMES[msg.mtype].capitalize(), msg.name,
+                                 connection.address)
+            return
+        try:
+            handler(self, connection, msg)
+        except Exception:
+            self._logger.exception("Error handling %s %r", Message.TYPE_NAMES[msg.mtype],
+                                   msg.name)
+
+    # -- sending ----------------------------------------------------------------------
+
+    def inform(self, connection, msg):
+        """Send an inform message to a particular client.
+
+        Should only be used for asynchronous informs. Informs that are part of the
+        response to a request should use reply_inform() so that the message identifier
+        from the original request can be attached to the inform.
+
+        Parameters
+        ----------
+        connection : ClientConnection object
+            The client to send the message to.
+        msg : Message object
+            The inform message to send.
+
+        """
+        _client_connection(connection).inform(msg)
+
+    def mass_inform(self, msg: Message) -> None:
+        """Send an inform message to all clients.
+
+        Parameters
+        ----------
+        msg : Message object
+            The inform message to send.
+
+        """
+        if self._thread_safe:
+            self._server.mass_send_message_threadsafe(msg)
+        else:
+            self._server.mass_send_message(msg)
+
+    def reply(self, connection, reply, orig_req):
+        """Send an asynchronous reply to an earlier request.
+
+        Parameters
+        ----------
+        connection : ClientConnection object
+            The client to send the reply to.
+        reply : Message object
+            The reply message to send.
+        orig_req : Message object
+            The request message being replied to. The reply message's id is overridden
+            with the id from orig_req before the reply is sent.
+
+        """
+        _client_connection(connection).reply(reply, orig_req)
+
+    def reply_inform(self, connection, inform, orig_req):
+        """Send an inform as part of the reply to an earlier request.
+
+        Parameters
+        ----------
+        connection : ClientConnection object
+            The client to send the inform to.
+        inform : Message object
+            The inform message to send.
+        orig_req : Message object
+            The request message being replied to. The inform message's id is
+            overridden with the id from orig_req before the inform is sent.
+
+        """
+        _client_connection(connection).reply_inform(inform, orig_req)
+
+    def create_log_inform(self, level_name, msg, name, timestamp=None):
+        """Create a katcp logging inform message.
+
+        Usually this will be called from inside a DeviceLogger object, but it is also
+        used by the methods in this class when errors need to be reported to the client.
+
+        Parameters
+        ----------
+        level_name : str
+            KATCP log level name, e.g. 'error'.
+        msg : str
+            The log text.
+        name : str
+            Name of the logger.
+        timestamp : float, optional
+            Seconds since the Unix epoch; defaults to now.
+
+        Returns
+        -------
+        inform : Message
+            A ``#log`` inform.
+
+        """
+        if timestamp is None:
+            timestamp = time.time()
+        timestamp_msg = _format_timestamp(timestamp, self.PROTOCOL_INFO.major)
+        return Message.inform("log", level_name, timestamp_msg, name, msg)
+
+    def create_exception_reply_and_log(self, msg, exc_info):
+        """Create a fail reply carrying a traceback, and log the error.
+
+        Parameters
+        ----------
+        msg : Message object
+            The request that failed.
+        exc_info : tuple
+            As returned by sys.exc_info().
+
+        Returns
+        -------
+        reply : Message
+            ``!name fail <traceback>`` (limited to tb_limit frames).
+
+        """
+        reason = _exception_text(exc_info, self._tb_limit)
+        self._logger.error("Request %s FAIL: %s", msg.name, reason)
+        return Message.reply(msg.name, "fail", reason)
+
+    # -- connection hooks ----------------------------------------------------------
+
+    def on_client_connect(self, client_conn):
+        """Called after client connection is established.
+
+        Subclasses should override if they wish to send clients message or perform
+        house-keeping at this point.
+
+        Parameters
+        ----------
+        client_conn : ClientConnection object
+            The client connection that has been successfully established.
+
+        Returns
+        -------
+        ready : Future
+            Resolves when the device is ready to accept messages.
+
+        """
+        return _done_future()
+
+    def on_client_disconnect(self, client_conn, msg, connection_valid):
+        """Called before a client connection is closed.
+
+        Subclasses should override if they wish to send clients message or perform
+        house-keeping at this point. The server cannot guarantee this will be called
+        (for example, the client might drop the connection). The message parameter
+        contains the reason for the disconnection.
+
+        Parameters
+        ----------
+        client_conn : ClientConnection object
+            Client connection being disconnected.
+        msg : str
+            Reason client is being disconnected.
+        connection_valid : boolean
+            True if connection is still open for sending, False otherwise.
+
+        Returns
+        -------
+        done : Future
+            Resolves when the client connection can be closed.
+
+        """
+        return _done_future()
+
+    # -- running ----------------------------------------------------------------------
+
+    def start(self, timeout: Optional[float] = None) -> Any:
+        """Start the server in a new thread.
+
+        Parameters
+        ----------
+        timeout : float or None, optional
+            Time in seconds to wait for server thread to start.
+
+        Returns
+        -------
+        running : bool or None
+            Whether the server is running, if a timeout was given.
+
+        """
+        if self._handler_thread is not None:
+            self._handler_thread.set_ioloop(self._server._ioloop_manager.get_ioloop(),
+                                            self._server._call_batched)
+            self._handler_thread.start(timeout)
+        return self._server.start(timeout)
+
+    def stop(self, timeout: Optional[float] = 1.0) -> Any:
+        """Stop a running server (from another thread).
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait for server to have started.
+
+        Returns
+        -------
+        stopped : thread-safe Future
+            Resolves when the server is stopped
+
+        """
+        stopped = self._server.stop(timeout)
+        if self._handler_thread is not None:
+            self._handler_thread.stop(None)
+        return stopped
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        """Rejoin the server thread.
+
+        Parameters
+        ----------
+        timeout : float or None, optional
+            Time in seconds to wait for the thread to finish.
+
+        """
+        self._server.join(timeout)
+        if self._handler_thread is not None:
+            self._handler_thread.join(timeout)
+
+    def running(self) -> bool:
+        """Whether the server is running."""
+        return self._server.running()
+
+    def wait_running(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the server is running.
+
+        Parameters
+        ----------
+        timeout : float or None, optional
+
+        Returns
+        -------
+        running : bool
+
+        """
+        return self._server.wait_running(timeout)
+
+    def sync_with_ioloop(self, timeout=None):
+        """Block for ioloop to complete a loop if called from another thread.
+
+        Returns a future if called from inside the ioloop.
+
+        Raises concurrent.futures.TimeoutError if timed out while blocking.
+
+        Parameters
+        ----------
+        timeout : float or None, optional
+
+        """
+        if self._server.in_ioloop_thread():
+            future = Future()
+            self.ioloop.add_callback(future.set_result, None)
+            return future
+        done = concurrent.futures.Future()
+        self.ioloop.add_callback(done.set_result, None)
+        done.result(timeout)
+        return None
+
+

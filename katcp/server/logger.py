@@ -1,0 +1,192 @@
+"""DeviceLogger: KATCP #log informs to every client, and Python logging."""
+
+import logging
+
+
+class DeviceLogger:
+    """Object for logging messages from a DeviceServer.
+
+    Log messages are logged at a particular level and under a particular name. Names use
+    dotted notation to form a virtual hierarchy of loggers with the device.
+
+    Parameters
+    ----------
+    device_server : DeviceServerBase object
+        The device server this logger should use for sending out logs.
+    root_logger : str
+        The name of the root logger.
+    python_logger : logging.Logger object, optional
+        Python logger that also receives the messages; ?log-level sets its level.
+
+    """
+
+    # Level values are indexes into LEVELS.
+    ALL, TRACE, DEBUG, INFO, WARN, ERROR, FATAL, OFF = range(8)
+
+    LEVELS = ["all", "trace", "debug", "info", "warn", "error", "fatal", "off"]
+
+    PYTHON_LEVEL = {
+        ALL: logging.NOTSET,
+        TRACE: 0,
+        DEBUG: logging.DEBUG,
+        INFO: logging.INFO,
+        WARN: logging.WARN,
+        ERROR: logging.ERROR,
+        FATAL: logging.FATAL,
+        OFF: logging.FATAL + 10,
+    }
+
+    def __init__(self, device_server, root_logger="root", python_logger=None):
+        self._device_server = device_server
+        self._python_logger = python_logger
+        self._log_level = self.WARN
+        self._root_logger_name = root_logger
+
+    def level_name(self, level=None):
+        """Return the name of the given level value.
+
+        If level is None, return the name of the current level.
+
+        Parameters
+        ----------
+        level : logging level constant
+            The logging level constant whose name to retrieve.
+
+        Returns
+        -------
+        level_name : str
+            The name of the logging level.
+
+        """
+        if level is None:
+            level = self._log_level
+        return self.LEVELS[level]
+
+    def level_from_name(self, level_name):
+        """Return the level constant for a given name.
+
+        If the level_name is not known, raise a ValueError.
+
+        Parameters
+        ----------
+        level_name : str or bytes
+            The logging level name whose logging level constant to retrieve.
+
+        Returns
+        -------
+        level : logging level constant
+            The logging level constant associated with the name.
+
+        """
+        if isinstance(level_name, bytes):
+            level_name = level_name.decode("utf-8", "replace")
+        try:
+            return self.LEVELS.index(level_name)
+        except ValueError:
+            raise ValueError("Unknown logging level name '%s'" % (level_name,)) from None
+
+    def set_log_level(self, level):
+        """Set the logging level.
+
+        Parameters
+        ----------
+        level : logging level constant
+            The value to set the logging level to.
+
+        """
+        self._log_level = level
+        if self._python_logger is not None:
+            self._python_logger.setLevel(self.PYTHON_LEVEL[level])
+
+    def set_log_level_by_name(self, level_name):
+        """Set the logging level using a level name.
+
+        Parameters
+        ----------
+        level_name : str or bytes
+            The name of the logging level.
+
+        """
+        self.set_log_level(self.level_from_name(level_name))
+
+    def log(self, level, msg, *args, **kwargs):
+        """Log a message and inform all clients.
+
+        Parameters
+        ----------
+        level : logging level constant
+            The level to log the message at.
+        msg : str
+            The text format for the log message.
+        args : list of objects
+            Arguments to pass to log format string. Final message text is created
+            using: msg % args.
+        kwargs : additional keyword parameters
+            Allowed keywords are 'name' and 'timestamp'. The name is the name of the
+            logger to log the message to. If not given the name defaults to the root
+            logger. The timestamp is a float in seconds. If not given the timestamp
+            defaults to the current time.
+
+        """
+        timestamp = kwargs.get("timestamp")
+        if self._python_logger is not None:
+            python_msg = msg
+            if timestamp is not None:
+                python_msg = "msg=%s timestamp=%.2f" % (msg, timestamp)
+            self._python_logger.log(self.PYTHON_LEVEL[level], python_msg, *args)
+        if level >= self._log_level:
+            name = kwargs.get("name")
+            if name is None:
+                name = self._root_logger_name
+            try:
+                inform_msg = msg % args if args else msg
+            except TypeError:
+                inform_msg = "%s %s" % (msg, args)
+            self._device_server.mass_inform(self._device_server.create_log_inform(
+                self.level_name(level), inform_msg, name, timestamp=timestamp))
+
+    def trace(self, msg, *args, **kwargs):
+        """Log a trace message."""
+        self.log(self.TRACE, msg, *args, **kwargs)
+
+    def debug(self, msg, *args, **kwargs):
+        """Log a debug message."""
+        self.log(self.DEBUG, msg, *args, **kwargs)
+
+    def info(self, msg, *args, **kwargs):
+        """Log an info message."""
+        self.log(self.INFO, msg, *args, **kwargs)
+
+    def warn(self, msg, *args, **kwargs):
+        """Log an warning message."""
+        self.log(self.WARN, msg, *args, **kwargs)
+
+    def error(self, msg, *args, **kwargs):
+        """Log an error message."""
+        self.log(self.ERROR, msg, *args, **kwargs)
+
+    def fatal(self, msg, *args, **kwargs):
+        """Log a fatal error message."""
+        self.log(self.FATAL, msg, *args, **kwargs)
+
+    @classmethod
+    def log_to_python(cls, logger, msg):
+        """Log a KATCP logging message to a Python logger.
+
+        Parameters
+        ----------
+        logger : logging.Logger object
+            The Python logger to log the given message to.
+        msg : Message object
+            The #log message to create a log entry from.
+
+        """
+        level, timestamp, name, message = [
+            arg.decode("utf-8", "replace") for arg in msg.arguments[:4]]
+        try:
+            python_level = cls.PYTHON_LEVEL[cls.LEVELS.index(level)]
+        except ValueError:
+            python_level = logging.INFO
+        logger.log(python_level, "%s %s: %s", timestamp, name, message)
+
+
