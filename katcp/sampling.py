@@ -12,13 +12,17 @@ import heapq
 import itertools
 import threading
 import weakref
-from typing import Any
+from typing import Any, Callable, List, Optional, Tuple
 
 import tornado.ioloop
 
-from katcp.core import Message, Sensor
+from katcp.core import Message, Reading, Sensor
+from katcp.loop.call_queue import CallQueue
+from katcp.loop.crossing import on_thread
 
 _get_ident = threading.get_ident
+
+InformCallback = Callable[[Sensor, Reading], None]
 
 # Timestamps beyond this are nonsense for a sensor (seconds).
 AGE_OF_UNIVERSE = 4.32329886e+17
@@ -61,10 +65,10 @@ def update_in_ioloop(update):
     """
     @functools.wraps(update)
     def wrapped_update(self, sensor, reading):
-        if _get_ident() == self._ioloop_thread_id:
+        if on_thread(self._ioloop_thread_id):
             update(self, sensor, reading)
         else:
-            self.ioloop.add_callback(update, self, sensor, reading)
+            CallQueue.of(self.ioloop).call(update, self, sensor, reading)
 
     return wrapped_update
 
@@ -104,11 +108,8 @@ class SampleStrategy:
         Sensor to sample.
     params : list of objects
         Custom sampling parameters.
-
-    Keyword Arguments
-    -----------------
     ioloop : tornado.ioloop.IOLoop, optional
-        The loop the strategy runs on (default: ``IOLoop.current()``).
+        The loop the strategy runs on (default: ``IOLoop.current()``), a keyword argument.
     """
 
     NONE, AUTO, PERIOD, EVENT, DIFFERENTIAL, EVENT_RATE, DIFFERENTIAL_RATE = range(7)
@@ -130,7 +131,8 @@ class SampleStrategy:
     #: Number of parameters the strategy takes.
     NUM_PARAMS = 0
 
-    def __init__(self, inform_callback, sensor, *params, **kwargs):
+    def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
+                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
         if len(params) != self.NUM_PARAMS:
             raise ValueError("The '%s' strategy takes %d parameter%s, %d given." % (
                 self.SAMPLING_LOOKUP[self.get_sampling()], self.NUM_PARAMS,
@@ -138,14 +140,17 @@ class SampleStrategy:
         self._inform_callback = inform_callback
         self._sensor = sensor
         self._params = [_as_bytes(p) for p in params]
-        self.ioloop = kwargs.get("ioloop") or tornado.ioloop.IOLoop.current()
-        self._ioloop_thread_id = None
+        self.ioloop = ioloop or tornado.ioloop.IOLoop.current()
+        self._ioloop_thread_id: Optional[int] = None
+        self._call_queue = CallQueue.of(self.ioloop)
         self._pending_lock = threading.Lock()
-        self._pending_reading = None
+        self._pending_reading: Optional[Reading] = None
         self._cancelled = False
 
     @classmethod
-    def get_strategy(cls, strategyName, inform_callback, sensor, *params, **kwargs):
+    def get_strategy(cls, strategyName: Any, inform_callback: InformCallback, sensor: Sensor,
+                     *params: Any, ioloop: Optional[tornado.ioloop.IOLoop] = None
+                     ) -> "SampleStrategy":
         """Factory method to create a strategy object.
 
         Parameters
@@ -158,11 +163,8 @@ class SampleStrategy:
             Sensor to sample.
         params : list of objects
             Custom sampling parameters for specified strategy.
-
-        Keyword Arguments
-        -----------------
         ioloop : tornado.ioloop.IOLoop instance, optional
-            Tornado ioloop to use, otherwise tornado.ioloop.IOLoop.current()
+            Tornado ioloop to use, otherwise tornado.ioloop.IOLoop.current() (keyword only).
 
         Returns
         -------
@@ -179,7 +181,7 @@ class SampleStrategy:
         if strategy_class is None:
             # The text of katcp 0.9, which clients may show or match.
             raise ValueError("Unknown strategy name: %s." % (name,))
-        return strategy_class(inform_callback, sensor, *params, **kwargs)
+        return strategy_class(inform_callback, sensor, *params, ioloop=ioloop)
 
     def get_sampling(self):
         """The Strategy constant for this sampling strategy.
@@ -257,15 +259,15 @@ class SampleStrategy:
         reading : (timestamp, status, value) tuple
             Sensor reading as would be returned by sensor.read()
         """
-        if _get_ident() == self._ioloop_thread_id:
+        if on_thread(self._ioloop_thread_id):
             self.observe(reading)
             return
-        # Coalesce: one pending callback per strategy, carrying the newest reading.
+        # Coalesce: one pending call per strategy, carrying the newest reading.
         with self._pending_lock:
             schedule = self._pending_reading is None
             self._pending_reading = reading
         if schedule:
-            self.ioloop.add_callback(self._observe_pending)
+            self._call_queue.call(self._observe_pending)
 
     def _observe_pending(self):
         with self._pending_lock:
@@ -304,8 +306,9 @@ class SampleEvent(SampleStrategy):
 
     OBSERVE_UPDATES = True
 
-    def __init__(self, inform_callback, sensor, *params, **kwargs):
-        super().__init__(inform_callback, sensor, *params, **kwargs)
+    def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
+                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
+        super().__init__(inform_callback, sensor, *params, ioloop=ioloop)
         self._last_sent = None
 
     def get_sampling(self):
@@ -344,8 +347,9 @@ class SampleDifferential(SampleStrategy):
     OBSERVE_UPDATES = True
     NUM_PARAMS = 1
 
-    def __init__(self, inform_callback, sensor, *params, **kwargs):
-        super().__init__(inform_callback, sensor, *params, **kwargs)
+    def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
+                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
+        super().__init__(inform_callback, sensor, *params, ioloop=ioloop)
         self._threshold = _parse_difference(sensor, params[0])
         self._last_sent = None
 
@@ -426,8 +430,9 @@ class SamplePeriod(SampleStrategy):
 
     NUM_PARAMS = 1
 
-    def __init__(self, inform_callback, sensor, *params, **kwargs):
-        super().__init__(inform_callback, sensor, *params, **kwargs)
+    def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
+                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
+        super().__init__(inform_callback, sensor, *params, ioloop=ioloop)
         self._period = _parse_period(params[0], "period")
         if self._period <= 0:
             raise ValueError("The sampling period must be > 0, not %r." % _text(params[0]))
@@ -471,8 +476,9 @@ class SampleEventRate(SampleStrategy):
     OBSERVE_UPDATES = True
     NUM_PARAMS = 2
 
-    def __init__(self, inform_callback, sensor, *params, **kwargs):
-        super().__init__(inform_callback, sensor, *params, **kwargs)
+    def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
+                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
+        super().__init__(inform_callback, sensor, *params, ioloop=ioloop)
         self._shortest = _parse_period(params[-2], "shortest period")
         self._longest = _parse_period(params[-1], "longest period")
         if self._longest and self._shortest > self._longest:
@@ -545,8 +551,9 @@ class SampleDifferentialRate(SampleEventRate):
 
     NUM_PARAMS = 3
 
-    def __init__(self, inform_callback, sensor, *params, **kwargs):
-        super().__init__(inform_callback, sensor, *params, **kwargs)
+    def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
+                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
+        super().__init__(inform_callback, sensor, *params, ioloop=ioloop)
         self._threshold = _parse_difference(sensor, params[0])
 
     def get_sampling(self):

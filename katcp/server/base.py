@@ -15,9 +15,9 @@ from katcp.core import (DEFAULT_KATCP_MAJOR, AsyncReply, DeviceServerMetaclass, 
                         Message, ProtocolFlags, _format_timestamp)
 from katcp.loop.crossing import run_into_future
 from katcp.server.connection import (ClientConnection, ClientRequestConnection,
-                                     ThreadsafeClientConnection, _client_connection)
+                                     ThreadsafeClientConnection, client_connection_of)
 from katcp.server.handler_thread import MessageHandlerThread
-from katcp.server.transport import KATCPServer, _exception_text, return_future
+from katcp.server.transport import KATCPServer, exception_text, return_future
 
 log = logging.getLogger("katcp.server")
 
@@ -26,8 +26,6 @@ _REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
 # KATCP major versions a device server can speak.
 _SUPPORTED_KATCP_MAJORS = frozenset([4, 5])
 
-
-# accept() errors that mean "out of resources", after which accepting pauses.
 def _done_future(result=None):
     future = Future()
     future.set_result(result)
@@ -52,6 +50,10 @@ def _is_async_handler(handler):
         func = getattr(func, "__wrapped__", None)
     _ASYNC_HANDLERS[handler] = result
     return result
+
+
+def _nothing() -> None:
+    pass
 
 
 class DeviceServerBase(metaclass=DeviceServerMetaclass):
@@ -232,18 +234,9 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         if self._handler_thread is not None and _is_async_handler(handler):
             # Coroutines belong on the loop. The handler thread moves on to the next
             # message; this connection's reading resumes when the coroutine is done.
-            done = self._run_on_loop(self._call_handler, handler, req)
+            done = self._server.call_on_loop(self._call_handler, handler, req)
             return None if getattr(handler, "_concurrent_reply", False) else done
         return self._call_handler(handler, req)
-
-    def _run_on_loop(self, fn, *args):
-        """From another thread, run fn (which may return a future) on the loop.
-
-        Returns a concurrent.futures.Future of fn's result (or of its future's).
-        """
-        done = concurrent.futures.Future()
-        self._server.ioloop.add_callback(run_into_future, fn, args, {}, done)
-        return done
 
     def _call_handler(self, handler, req):
         try:
@@ -271,13 +264,13 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """Reply to `req` with what a handler's future resolved to."""
         if reply is not None:
             req.reply_with_message(reply)
-        elif not req._replied:
+        elif not req.replied:
             self._logger.error("Async request handler for %r resolved to None without "
                                "replying", req.msg.name)
 
     def _handle_awaitable_reply(self, handler, req, reply):
         if reply is None:
-            if not req._replied:
+            if not req.replied:
                 self._logger.error("Request handler for %r returned None without "
                                    "replying", req.msg.name)
             return None
@@ -292,8 +285,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         if not self._server.in_ioloop_thread():
             # Not on the loop (the handler thread, or a direct call from another thread):
             # the future is awaited on the loop.
-            done = self._run_on_loop(
-                lambda: self._server._spawn(self._await_reply(req, reply)))
+            done = self._server.call_on_loop(self._server.spawn,
+                                             self._await_reply(req, reply))
             return None if concurrent_reply else done
         if (thread_future or asyncio.isfuture(reply)) and reply.done() \
                 and not reply.cancelled():
@@ -305,7 +298,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             else:
                 self._reply_with_result(req, result)
             return None
-        task = self._server._spawn(self._await_reply(req, reply))
+        task = self._server.spawn(self._await_reply(req, reply))
         return None if concurrent_reply else task
 
     async def _await_reply(self, req, awaitable):
@@ -331,7 +324,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         if server.in_ioloop_thread():
             return return_future(fn)(*args)
         if server.running():
-            return self._run_on_loop(fn, *args)
+            return server.call_on_loop(fn, *args)
         done = concurrent.futures.Future()
         run_into_future(fn, args, {}, done)
         return done
@@ -392,7 +385,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             The inform message to send.
 
         """
-        _client_connection(connection).inform(msg)
+        client_connection_of(connection).inform(msg)
 
     def mass_inform(self, msg: Message) -> None:
         """Send an inform message to all clients.
@@ -422,7 +415,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             with the id from orig_req before the reply is sent.
 
         """
-        _client_connection(connection).reply(reply, orig_req)
+        client_connection_of(connection).reply(reply, orig_req)
 
     def reply_inform(self, connection, inform, orig_req):
         """Send an inform as part of the reply to an earlier request.
@@ -438,7 +431,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             overridden with the id from orig_req before the inform is sent.
 
         """
-        _client_connection(connection).reply_inform(inform, orig_req)
+        client_connection_of(connection).reply_inform(inform, orig_req)
 
     def create_log_inform(self, level_name, msg, name, timestamp=None):
         """Create a katcp logging inform message.
@@ -484,7 +477,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             ``!name fail <traceback>`` (limited to tb_limit frames).
 
         """
-        reason = _exception_text(exc_info, self._tb_limit)
+        reason = exception_text(exc_info, self._tb_limit)
         self._logger.error("Request %s FAIL: %s", msg.name, reason)
         return Message.reply(msg.name, "fail", reason)
 
@@ -551,8 +544,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
 
         """
         if self._handler_thread is not None:
-            self._handler_thread.set_ioloop(self._server._ioloop_manager.get_ioloop(),
-                                            self._server._call_batched)
+            self._handler_thread.set_ioloop(self._server.get_ioloop())
             self._handler_thread.start(timeout)
         return self._server.start(timeout)
 
@@ -619,12 +611,10 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
 
         """
         if self._server.in_ioloop_thread():
-            future = Future()
+            future: Future = Future()
             self.ioloop.add_callback(future.set_result, None)
             return future
-        done = concurrent.futures.Future()
-        self.ioloop.add_callback(done.set_result, None)
-        done.result(timeout)
+        self._server.call_on_loop(_nothing).result(timeout)
         return None
 
 

@@ -1,11 +1,13 @@
 """What a request handler talks to: a client's connection and a request on it."""
 
-import asyncio
 import warnings
+from typing import Any
 
 from katcp.core import Message
 
-def _client_connection(connection):
+
+def client_connection_of(connection: Any) -> Any:
+    """The client connection meant by `connection`, which old handlers give as a req."""
     # Handlers written for katcp < 0.5 pass their req object where a connection is meant.
     if isinstance(connection, ClientRequestConnection):
         warnings.warn("Pass req.client_connection (not req) to the server's inform(), "
@@ -13,7 +15,8 @@ def _client_connection(connection):
         return connection.client_connection
     return connection
 
-def _answer_to(msg, orig_req):
+
+def _answer_to(msg: Message, orig_req: Message) -> Message:
     """Give `msg` (a reply or reply inform) the id of `orig_req`, whose name it must have."""
     if msg.name != orig_req.name:
         raise ValueError("Message name %r does not match request name %r." % (
@@ -21,10 +24,6 @@ def _answer_to(msg, orig_req):
     msg.mid = orig_req.mid
     return msg
 
-
-# ---------------------------------------------------------------------------
-# Client connections
-# ---------------------------------------------------------------------------
 
 class ClientConnection:
     """Encapsulates the connection between a single client and the server.
@@ -38,13 +37,19 @@ class ClientConnection:
 
     """
 
-    def __init__(self, server, conn_id):
+    # The server's methods that send: only from the loop thread here.
+    _SEND = "send_message"
+    _SEND_TO_ALL = "mass_send_message"
+
+    def __init__(self, server: Any, conn_id: Any) -> None:
         self._server = server
         self._conn_id = conn_id
         self.address = server.get_address(conn_id)
         self._disconnect_called = False
+        # Bound once: informs are the hot path.
+        self._send = getattr(server, self._SEND)
 
-    def inform(self, msg):
+    def inform(self, msg: Message) -> None:
         """Send an inform message to a particular client.
 
         Should only be used for asynchronous informs. Informs that are part of the
@@ -57,9 +62,9 @@ class ClientConnection:
             The inform message to send.
 
         """
-        self._server.send_message(self._conn_id, msg)
+        self._send(self._conn_id, msg)
 
-    def reply_inform(self, inform, orig_req):
+    def reply_inform(self, inform: Message, orig_req: Message) -> None:
         """Send an inform as part of the reply to an earlier request.
 
         Parameters
@@ -76,9 +81,9 @@ class ClientConnection:
             If the names of `inform` and `orig_req` differ (nothing is sent).
 
         """
-        self._server.send_message(self._conn_id, _answer_to(inform, orig_req))
+        self._send(self._conn_id, _answer_to(inform, orig_req))
 
-    def reply(self, reply, orig_req):
+    def reply(self, reply: Message, orig_req: Message) -> None:
         """Send an asynchronous reply to an earlier request.
 
         Parameters
@@ -95,9 +100,9 @@ class ClientConnection:
             If the names of `reply` and `orig_req` differ (nothing is sent).
 
         """
-        self._server.send_message(self._conn_id, _answer_to(reply, orig_req))
+        self._send(self._conn_id, _answer_to(reply, orig_req))
 
-    def mass_inform(self, msg):
+    def mass_inform(self, msg: Message) -> None:
         """Send an inform message to all clients.
 
         Parameters
@@ -106,16 +111,16 @@ class ClientConnection:
             The inform message to send.
 
         """
-        self._server.mass_send_message(msg)
+        getattr(self._server, self._SEND_TO_ALL)(msg)
 
-    def on_client_disconnect_was_called(self):
+    def on_client_disconnect_was_called(self) -> None:
         """Prevent multiple calls to on_client_disconnect handler.
 
         Call this when an on_client_disconnect handler has been called.
         """
         self._disconnect_called = True
 
-    def disconnect(self, reason):
+    def disconnect(self, reason: str) -> Any:
         """Disconnect this client connection for specified reason.
 
         Parameters
@@ -131,62 +136,20 @@ class ClientConnection:
 
         """
         server = self._server
-        coro = server.disconnect_client(self._conn_id, reason)
         if server.in_ioloop_thread():
-            return server._spawn(coro)
-        return asyncio.run_coroutine_threadsafe(coro, server.ioloop.asyncio_loop)
+            return server.spawn(server.disconnect_client(self._conn_id, reason))
+        return server.call_on_loop(server.disconnect_client, self._conn_id, reason)
 
 
 class ThreadsafeClientConnection(ClientConnection):
-    """Make ClientConnection compatible with messages sent from other threads."""
+    """A :class:`ClientConnection` whose sending methods may be called from any thread.
 
-    def inform(self, msg):
-        """Send an inform message to a particular client (from any thread).
+    From another thread a message is handed to the loop and sent there; the call does
+    not wait for that.
+    """
 
-        Parameters
-        ----------
-        msg : Message object
-            The inform message to send.
-
-        """
-        self._server.send_message_threadsafe(self._conn_id, msg)
-
-    def reply_inform(self, inform, orig_req):
-        """Send an inform as part of the reply to an earlier request (from any thread).
-
-        Parameters
-        ----------
-        inform : Message object
-            The inform message to send.
-        orig_req : Message object
-            The request message being replied to; its id is copied to `inform`.
-
-        """
-        self._server.send_message_threadsafe(self._conn_id, _answer_to(inform, orig_req))
-
-    def reply(self, reply, orig_req):
-        """Send an asynchronous reply to an earlier request (from any thread).
-
-        Parameters
-        ----------
-        reply : Message object
-            The reply message to send.
-        orig_req : Message object
-            The request message being replied to; its id is copied to `reply`.
-
-        """
-        self._server.send_message_threadsafe(self._conn_id, _answer_to(reply, orig_req))
-
-    def mass_inform(self, msg):
-        """Send an inform message to all clients (from any thread).
-
-        Parameters
-        ----------
-        msg : Message object
-            The inform message to send.
-
-        """
-        self._server.mass_send_message_threadsafe(msg)
+    _SEND = "send_message_threadsafe"
+    _SEND_TO_ALL = "mass_send_message_threadsafe"
 
 
 class ClientRequestConnection:
@@ -203,17 +166,22 @@ class ClientRequestConnection:
 
     __slots__ = ("client_connection", "msg", "_replied")
 
-    def __init__(self, client_connection, req_msg):
+    def __init__(self, client_connection: Any, req_msg: Message) -> None:
         self.client_connection = client_connection
         self.msg = req_msg
         self._replied = False
 
     @property
-    def mid(self):
+    def replied(self) -> bool:
+        """Whether the reply was sent."""
+        return self._replied
+
+    @property
+    def mid(self) -> Any:
         """The message id of the request (bytes or None)."""
         return self.msg.mid
 
-    def inform(self, *args):
+    def inform(self, *args: Any) -> None:
         """Send an inform that is part of the reply, carrying the request's id.
 
         Parameters
@@ -224,7 +192,7 @@ class ClientRequestConnection:
         """
         self.client_connection.inform(Message.reply_inform(self.msg, *args))
 
-    def inform_after_reply(self, *args):
+    def inform_after_reply(self, *args: Any) -> None:
         """Send an inform carrying the request's id, even after the reply was sent.
 
         Parameters
@@ -235,7 +203,7 @@ class ClientRequestConnection:
         """
         self.inform(*args)
 
-    def make_reply(self, *args):
+    def make_reply(self, *args: Any) -> Message:
         """Return a reply Message to the request (not sent).
 
         Parameters
@@ -250,7 +218,7 @@ class ClientRequestConnection:
         """
         return Message.reply_to_request(self.msg, *args)
 
-    def reply(self, *args):
+    def reply(self, *args: Any) -> None:
         """Send the reply to the request.
 
         Parameters
@@ -261,7 +229,7 @@ class ClientRequestConnection:
         """
         self.reply_with_message(Message.reply_to_request(self.msg, *args))
 
-    def reply_again(self, *args):
+    def reply_again(self, *args: Any) -> None:
         """Send another reply to the request, even though one was already sent.
 
         Parameters
@@ -273,7 +241,7 @@ class ClientRequestConnection:
         self._replied = False
         self.reply(*args)
 
-    def reply_with_message(self, rep_msg):
+    def reply_with_message(self, rep_msg: Message) -> None:
         """Send a pre-created reply message to the client connection.
 
         Will check that rep_msg.name matches the bound request.

@@ -242,7 +242,7 @@ class DeviceServer(DeviceServerBase, StandardRequests, SamplingRequests):
                 or self.PROTOCOL_INFO.major < INTERFACE_CHANGED_KATCP_MAJOR):
             return
         self._interface_changed_pending = True
-        self.ioloop.add_callback(self._send_interface_changed)
+        self._server.call_soon_threadsafe(self._send_interface_changed)
 
     def _send_interface_changed(self):
         self._interface_changed_pending = False
@@ -299,4 +299,4 @@ class AsyncDeviceServer(DeviceServer):
         super().__init__(*args, **kwargs)
         self.set_concurrency_options(thread_safe=False, handler_thread=False)
         # The loop is taken as IOLoop.current() when start() is called.
-        self._server._set_unmanaged_ioloop(None)
+        self._server.use_current_ioloop()

@@ -1,12 +1,18 @@
 """The request-handling thread of a threaded DeviceServer."""
 
 import asyncio
+import functools
 import logging
 import queue
 import threading
 import traceback
+from typing import Any, Callable, Optional
 
+import tornado.ioloop
 from tornado.concurrent import Future
+
+from katcp.core import Message
+from katcp.loop.call_queue import CallQueue
 
 log = logging.getLogger("katcp.server")
 
@@ -28,30 +34,32 @@ class MessageHandlerThread:
 
     """
 
-    def __init__(self, handler, log_inform_formatter, logger=log):
+    def __init__(self, handler: Callable[[Any, Message], Any],
+                 log_inform_formatter: Callable[[str, str, str], Message],
+                 logger: logging.Logger = log) -> None:
         self.handler = handler
         self.log_inform_formatter = log_inform_formatter
         self._logger = logger
-        self._queue = queue.SimpleQueue()
+        self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
         self._running = threading.Event()
-        self._thread = None
-        self.ioloop = None
-        self._call_batched = None
+        self._thread: Optional[threading.Thread] = None
+        self.ioloop: Optional[tornado.ioloop.IOLoop] = None
+        self._call_queue: Optional[CallQueue] = None
 
-    def set_ioloop(self, ioloop, call_batched=None):
-        """Set the loop that receives the results.
+    def set_ioloop(self, ioloop: tornado.ioloop.IOLoop) -> None:
+        """Set the loop that hears when each message is handled.
 
         Parameters
         ----------
         ioloop : :class:`tornado.ioloop.IOLoop`
-        call_batched : callable, optional
-            ``call_batched(fn, *args)`` schedules fn on the loop; defaults to add_callback.
 
         """
         self.ioloop = ioloop
-        self._call_batched = call_batched or ioloop.add_callback
+        # The loop's one call queue, which also carries the replies sent from this thread:
+        # a message counts as handled only after its reply went out.
+        self._call_queue = CallQueue.of(ioloop)
 
-    def on_message(self, client_conn, msg):
+    def on_message(self, client_conn: Any, msg: Message) -> Future:
         """Handle message.
 
         Returns
@@ -64,11 +72,11 @@ class MessageHandlerThread:
         on_message should not be called again until ready has resolved.
 
         """
-        ready = Future()
+        ready: Future = Future()
         self._queue.put((client_conn, msg, ready))
         return ready
 
-    def start(self, timeout=None):
+    def start(self, timeout: Optional[float] = None) -> None:
         """Start the handler thread.
 
         Parameters
@@ -85,14 +93,16 @@ class MessageHandlerThread:
         if timeout:
             self._running.wait(timeout)
 
-    def run(self):
+    def run(self) -> None:
         """Handle queued messages until stopped."""
-        if self.ioloop is not None:
-            # Futures created by handlers in this thread belong to the server's loop.
-            asyncio.set_event_loop(self.ioloop.asyncio_loop)
+        if self.ioloop is None or self._call_queue is None:
+            raise RuntimeError("set_ioloop() must be called before the thread runs")
+        # Futures created by handlers in this thread belong to the server's loop.
+        asyncio.set_event_loop(self.ioloop.asyncio_loop)  # type: ignore[attr-defined]
         self._running.set()
         get = self._queue.get
         handler = self.handler
+        call = self._call_queue.call
         try:
             while True:
                 item = get()
@@ -105,19 +115,18 @@ class MessageHandlerThread:
                     self._report_error(client_conn)
                     done = None
                 if done is None:
-                    self._call_batched(_resolve, ready)
+                    call(_resolve, ready)
                 else:
-                    done.add_done_callback(
-                        lambda _, ready=ready: self._call_batched(_resolve, ready))
+                    done.add_done_callback(functools.partial(call, _resolve_after, ready))
         finally:
             self._running.clear()
 
-    def _report_error(self, client_conn):
+    def _report_error(self, client_conn: Any) -> None:
         reason = traceback.format_exc()
         self._logger.error("Error handling message: %s", reason)
         client_conn.inform(self.log_inform_formatter("error", reason, "root"))
 
-    def stop(self, timeout=1.0):
+    def stop(self, timeout: Optional[float] = 1.0) -> None:
         """Stop the handler thread (from another thread).
 
         Parameters
@@ -130,7 +139,7 @@ class MessageHandlerThread:
             self._running.wait(timeout)
         self._queue.put(_STOP)
 
-    def join(self, timeout=None):
+    def join(self, timeout: Optional[float] = None) -> None:
         """Rejoin the handler thread.
 
         Parameters
@@ -142,15 +151,15 @@ class MessageHandlerThread:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
-    def running(self):
+    def running(self) -> bool:
         """Whether the handler thread is running."""
         return self._running.is_set()
 
-    def isAlive(self):
+    def isAlive(self) -> bool:
         """Whether the handler thread is alive."""
         return self._thread is not None and self._thread.is_alive()
 
-    def wait_running(self, timeout=None):
+    def wait_running(self, timeout: Optional[float] = None) -> bool:
         """Wait until the handler thread is running.
 
         Parameters
@@ -165,8 +174,12 @@ class MessageHandlerThread:
         return self._running.wait(timeout)
 
 
-def _resolve(future):
+def _resolve(future: Future) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _resolve_after(future: Future, _handled: Any) -> None:
+    _resolve(future)
 
 

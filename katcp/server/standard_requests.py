@@ -81,7 +81,7 @@ class StandardRequests:
         """
         req.reply("ok")
         # Scheduled after the reply so that "!halt ok" precedes "#disconnect".
-        self.ioloop.add_callback(self.stop)
+        self._server.call_soon_threadsafe(self.stop)
         raise AsyncReply
 
     def request_help(self, req, msg):

@@ -10,24 +10,27 @@ import socket
 import sys
 import threading
 import traceback
+from typing import Any, Callable, Deque, Dict, Optional, Set, Tuple
 
 import tornado.gen
 import tornado.ioloop
 from tornado.concurrent import Future
 
-from katcp.core import KatcpSyntaxError, MessageParser
+from katcp.core import KatcpSyntaxError, Message, MessageParser
 from katcp.ioloop_manager import IOLoopManager
+from katcp.loop.call_queue import CallQueue
+from katcp.loop.crossing import call_on_loop, on_thread
 from katcp.server.connection import ClientConnection
 from katcp.transport.buffers import SharedBufferProtocol
+from katcp.transport.framing import LineFramer, WriteBatcher
 
 log = logging.getLogger("katcp.server")
-
-_get_ident = threading.get_ident
 
 # accept() errors that mean "out of resources", after which accepting pauses.
 _ACCEPT_RESOURCE_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 
-def return_future(fn):
+
+def return_future(fn: Callable[..., Any]) -> Callable[..., Future]:
     """Decorator that turns a synchronous function into one returning a future.
 
     This should only be applied to non-blocking functions. Will do set_result() with the
@@ -44,8 +47,8 @@ def return_future(fn):
 
     """
     @functools.wraps(fn)
-    def decorated(*args, **kwargs):
-        future = Future()
+    def decorated(*args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
         try:
             future.set_result(fn(*args, **kwargs))
         except Exception as exc:
@@ -54,43 +57,46 @@ def return_future(fn):
     return decorated
 
 
-def _exception_text(exc_info, limit):
+def exception_text(exc_info: Any, limit: Optional[int]) -> str:
+    """The text of a traceback sent to a client: `exc_info` limited to `limit` frames."""
     # Ends with a newline, as the traceback module formats it (and as katcp 0.9 sent it).
     return "".join(traceback.format_exception(*exc_info, limit=limit))
 
 
 class _Connection(SharedBufferProtocol):
-    """One accepted TCP connection: line splitting, paused reading and a write buffer.
+    """One accepted TCP connection: line framing, paused reading and batched writes.
 
     An asyncio protocol on the IOLoop's asyncio loop: a chunk of input is split, parsed
     and dispatched in one callback, and the replies it produced are written with one
     ``transport.write``. Reading pauses while the device is busy with a message.
     """
 
-    def __init__(self, server):
+    def __init__(self, server: "KATCPServer", on_message: Callable[[Any, Message], Any],
+                 parse: Callable[[bytes], Message]) -> None:
         self._server = server
-        self._device_on_message = server._device.on_message
-        self._parse = server._parser.parse
-        self._call_soon = server.ioloop.asyncio_loop.call_soon
-        self.transport = None
-        self.address = None
-        self.client_conn = None
+        self._on_message = on_message
+        self._parse = parse
+        self.transport: Any = None
+        self.address: Optional[str] = None
+        self.client_conn: Any = None
+        # Nothing more is handled or written once True (the connection is closing).
         self.closing = False
-        self._wbuf = []
-        self._wbuf_size = 0
-        self._max_wbuf_size = server.MAX_WRITE_BUFFER_SIZE
-        self._partial = b""
-        self._lines = collections.deque()
+        self._framer = LineFramer(server.MAX_MSG_SIZE)
+        self._lines: Deque[bytes] = collections.deque()
         self._busy = True  # until on_client_connect is done
-        self._processing = False
-        self._drained = None
+        self._drained: Optional[asyncio.Future] = None
+        batcher = self._batcher = WriteBatcher(
+            self._write, server.ioloop.asyncio_loop.call_soon, server.MAX_WRITE_BUFFER_SIZE)
+        # The hot path: what KATCPServer.send_message() calls, straight into the batcher.
+        self.send = batcher.send
+        self.flush = batcher.flush
         # An orderly close ends with an empty line; a close for a protocol violation
         # (an over-long line) does not, as in katcp 0.9.
         self.end_with_empty_line = True
 
     # -- asyncio protocol ---------------------------------------------------------------
 
-    def connection_made(self, transport):
+    def connection_made(self, transport: Any) -> None:
         self.transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None:
@@ -104,48 +110,47 @@ class _Connection(SharedBufferProtocol):
         else:
             ready.add_done_callback(self._done)
 
-    def data_received(self, data):
-        if self._partial:
-            data = self._partial + data
-        if b"\r" in data:
-            data = data.replace(b"\r", b"\n")
-        lines = data.split(b"\n")
-        self._partial = lines.pop()
-        self._lines.extend(lines)
+    def data_received(self, data: bytes) -> None:
+        framer = self._framer
+        if framer.overflow:
+            return  # the connection is being closed for an over-long line
+        self._lines.extend(framer.feed(data))
         if not self._busy:
             self._process()
-        if len(self._partial) > self._server.MAX_MSG_SIZE:
-            self._server._message_too_long(self)
+        if framer.overflow:
+            self._server._line_too_long(self)
 
-    def connection_lost(self, exc):
+    def connection_lost(self, exc: Optional[Exception]) -> None:
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
         if not self.closing:
             self._lost()
 
-    def _lost(self):
+    def _lost(self) -> None:
         self.closing = True
-        self._server._spawn(self._server.disconnect_client(
+        self._server.spawn(self._server.disconnect_client(
             self, "Connection closed by client.", False))
 
-    def pause_writing(self):
+    def pause_writing(self) -> None:
         # Past MAX_WRITE_BUFFER_SIZE the client is not reading (the limit is set in
         # connection_made); drain() pauses us on purpose.
         if self._drained is None:
             self._server._buffer_full(self)
 
-    def resume_writing(self):
+    def resume_writing(self) -> None:
         # After drain() this means "all sent".
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 
     # -- input --------------------------------------------------------------------------
 
-    def _process(self):
+    def _process(self) -> None:
         lines = self._lines
-        on_message = self._device_on_message
+        on_message = self._on_message
         parse = self._parse
-        self._processing = True
+        # Replies to the whole chunk go out together, in one write (or more, should a
+        # client that does not read make them pass the write limit meanwhile).
+        self._batcher.hold()
         try:
             while lines and not self.closing:
                 line = lines.popleft()
@@ -166,11 +171,9 @@ class _Connection(SharedBufferProtocol):
                     ready.add_done_callback(self._done)
                     break
         finally:
-            self._processing = False
-        # Replies to the whole chunk go out now, in one write.
-        self.flush()
+            self._batcher.release()
 
-    def _done(self, ready):
+    def _done(self, ready: Any) -> None:
         if not ready.cancelled() and ready.exception() is not None:
             self._server._logger.error("Error handling message from %s",
                                        self.address, exc_info=ready.exception())
@@ -181,34 +184,9 @@ class _Connection(SharedBufferProtocol):
 
     # -- output -------------------------------------------------------------------------
 
-    def send(self, data):
-        """Queue bytes; the first queued chunk schedules a flush for this loop iteration.
-
-        While a chunk of input is being processed no flush is scheduled: processing ends
-        with one, or more than MAX_WRITE_BUFFER_SIZE bytes queued meanwhile flush at once
-        (so that a client that does not read is noticed before the chunk is done).
-        """
+    def _write(self, data: bytes) -> None:
         if self.closing:
-            return
-        wbuf = self._wbuf
-        wbuf.append(data)
-        if len(wbuf) == 1:
-            if not self._processing:
-                self._call_soon(self.flush)
-            self._wbuf_size = len(data)
-        else:
-            self._wbuf_size += len(data)
-            if self._wbuf_size > self._max_wbuf_size:
-                self.flush()
-
-    def flush(self):
-        """Hand the buffered bytes to the transport in one write."""
-        wbuf = self._wbuf
-        if not wbuf:
-            return
-        data = wbuf[0] if len(wbuf) == 1 else b"".join(wbuf)
-        wbuf.clear()
-        self._wbuf_size = 0
+            return  # what is sent after the goodbye is dropped
         transport = self.transport
         transport.write(data)
         if transport.is_closing() and not self.closing:
@@ -216,12 +194,12 @@ class _Connection(SharedBufferProtocol):
             # than when connection_lost() comes round.
             self._lost()
 
-    def close(self):
+    def close(self) -> None:
         """Close the connection; the server notices and disconnects the client."""
         if self.transport is not None:
             self.transport.close()
 
-    def drain(self):
+    def drain(self) -> "asyncio.Future[None]":
         """Return a future that resolves when everything written so far is sent."""
         drained = self._drained = self._server.ioloop.asyncio_loop.create_future()
         if self.transport.is_closing() or self.transport.get_write_buffer_size() == 0:
@@ -231,7 +209,7 @@ class _Connection(SharedBufferProtocol):
             self.transport.set_write_buffer_limits(high=0, low=0)
         return drained
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<katcp connection %s>" % (self.address,)
 
 
@@ -289,34 +267,33 @@ class KATCPServer:
     calling start().
     """
 
-    def __init__(self, device, host, port, tb_limit=20, logger=log):
+    def __init__(self, device: Any, host: str, port: int, tb_limit: int = 20,
+                 logger: logging.Logger = log) -> None:
         self._device = device
         self._bind_request = (host, port)
         self._tb_limit = tb_limit
         self._logger = logger
         self._parser = MessageParser()
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
-        self.ioloop = None
-        self.ioloop_thread_id = None
-        self._listener = None
-        self._bindaddr = None
-        self._connections = {}
-        self._accepting = set()
+        self.ioloop: Any = None
+        self.ioloop_thread_id: Optional[int] = None
+        self._listener: Optional[socket.socket] = None
+        self._bindaddr: Optional[Tuple[str, int]] = None
+        self._connections: Dict[_Connection, Any] = {}
+        self._accepting: Set["asyncio.Task[Any]"] = set()
         self._running = threading.Event()
         self._stopped = threading.Event()
-        self._outbox = []
-        self._outbox_lock = threading.Lock()
-        self._call_soon_threadsafe = None
-        self._tasks = set()
+        self._call_queue: Optional[CallQueue] = None
+        self._tasks: Set["asyncio.Task[Any]"] = set()
 
     # -- loop management ------------------------------------------------------
 
     @property
-    def bind_address(self):
+    def bind_address(self) -> Optional[Tuple[str, int]]:
         """The (host, port) where the server is listening for connections."""
         return self._bindaddr
 
-    def setDaemon(self, daemonic):
+    def setDaemon(self, daemonic: bool) -> None:
         """Set daemonic state of the managed ioloop thread to True / False.
 
         Calling this method for a non-managed ioloop has no effect. Must be called
@@ -329,7 +306,7 @@ class KATCPServer:
         """
         self._ioloop_manager.setDaemon(daemonic)
 
-    def set_ioloop(self, ioloop=None):
+    def set_ioloop(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
         """Set the tornado IOLoop to use.
 
         Sets the tornado.ioloop.IOLoop instance to use, defaulting to IOLoop.current().
@@ -345,18 +322,24 @@ class KATCPServer:
         Must be called before start() is called.
 
         """
-        self._set_unmanaged_ioloop(ioloop or tornado.ioloop.IOLoop.current())
-
-    def _set_unmanaged_ioloop(self, ioloop):
-        # ioloop None defers the choice to IOLoop.current() at start() time.
+        ioloop = ioloop or tornado.ioloop.IOLoop.current()
         self._ioloop_manager.set_ioloop(ioloop, managed=False)
         self.ioloop = ioloop
 
-    def in_ioloop_thread(self):
-        """Return True if called in the IOLoop thread of this server."""
-        return _get_ident() == self.ioloop_thread_id
+    def use_current_ioloop(self) -> None:
+        """Run on the current IOLoop of the thread that calls :meth:`start`, unmanaged."""
+        self._ioloop_manager.set_ioloop(None, managed=False)
+        self.ioloop = None
 
-    def start(self, timeout=None):
+    def get_ioloop(self) -> tornado.ioloop.IOLoop:
+        """The IOLoop the server runs on, chosen now if :meth:`start` has not yet."""
+        return self._ioloop_manager.get_ioloop()
+
+    def in_ioloop_thread(self) -> bool:
+        """Return True if called in the IOLoop thread of this server."""
+        return on_thread(self.ioloop_thread_id)
+
+    def start(self, timeout: Optional[float] = None) -> Optional[bool]:
         """Install the server on its IOLoop, optionally starting the IOLoop.
 
         The listening socket is bound before this returns, so :attr:`bind_address`
@@ -388,13 +371,14 @@ class KATCPServer:
         return None
 
     @staticmethod
-    def _in_running_loop(ioloop):
+    def _in_running_loop(ioloop: tornado.ioloop.IOLoop) -> bool:
+        # Before _install() the loop's thread id is not known yet: ask asyncio.
         try:
-            return asyncio.get_running_loop() is ioloop.asyncio_loop
+            return asyncio.get_running_loop() is ioloop.asyncio_loop  # type: ignore
         except RuntimeError:
             return False
 
-    def _bind(self):
+    def _bind(self) -> socket.socket:
         host, port = self._bind_request
         family = socket.AF_INET6 if host and ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -406,58 +390,58 @@ class KATCPServer:
         except Exception:
             sock.close()
             raise
-        self._bindaddr = sock.getsockname()[:2]
+        host, port = sock.getsockname()[:2]
+        self._bindaddr = (host, port)
         # A restarted server listens where it did before (port 0 picks a port only once),
         # so that clients reconnecting to the old address find it again.
-        self._bind_request = (host, self._bindaddr[1])
+        self._bind_request = (self._bind_request[0], port)
         return sock
 
-    def _install(self, sock):
-        self.ioloop_thread_id = _get_ident()
-        loop = self.ioloop.asyncio_loop
-        with self._outbox_lock:
-            # Calls queued for a previous run's loop that stopped before draining them
-            # are for connections now gone; left queued, they would keep any later call
-            # from scheduling a drain (a restarted server would never answer).
-            self._outbox = []
-        self._call_soon_threadsafe = loop.call_soon_threadsafe
+    def _install(self, sock: socket.socket) -> None:
+        self.ioloop_thread_id = threading.get_ident()
+        self._call_queue = CallQueue.of(self.ioloop)
         self._listener = sock
-        loop.add_reader(sock.fileno(), self._accept_ready)
+        self.ioloop.asyncio_loop.add_reader(sock.fileno(), self._accept_ready)
         self._running.set()
 
-    def _accept_ready(self):
+    def _accept_ready(self) -> None:
         # Our own accept loop rather than asyncio's Server: shutdown must be able to wait
         # for every connection accepted before the listener closed, and asyncio's leaves
         # one accepted in that moment open, unowned, forever.
         loop = self.ioloop.asyncio_loop
+        listener = self._listener
+        assert listener is not None
         for _ in range(self._ACCEPT_BATCH):
             try:
-                sock, _ = self._listener.accept()
+                sock, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 if exc.errno in _ACCEPT_RESOURCE_ERRNOS:
                     # Out of descriptors or memory: back off instead of spinning.
                     self._logger.error("Cannot accept connections: %s", exc)
-                    loop.remove_reader(self._listener.fileno())
+                    loop.remove_reader(listener.fileno())
                     loop.call_later(self._ACCEPT_RETRY_DELAY, self._resume_accepting)
                 return
             sock.setblocking(False)
-            task = loop.create_task(loop.connect_accepted_socket(lambda: _Connection(self), sock))
+            task = loop.create_task(loop.connect_accepted_socket(self._new_connection, sock))
             self._accepting.add(task)
             task.add_done_callback(self._accepted)
 
-    def _accepted(self, task):
+    def _new_connection(self) -> _Connection:
+        return _Connection(self, self._device.on_message, self._parser.parse)
+
+    def _accepted(self, task: "asyncio.Task[Any]") -> None:
         self._accepting.discard(task)
         if not task.cancelled() and task.exception() is not None:
             self._logger.error("Failed to set up an accepted connection: %s",
                                task.exception())
 
-    def _resume_accepting(self):
+    def _resume_accepting(self) -> None:
         if self._listener is not None:
             self.ioloop.asyncio_loop.add_reader(self._listener.fileno(), self._accept_ready)
 
-    def stop(self, timeout=1.0):
+    def stop(self, timeout: Optional[float] = 1.0) -> concurrent.futures.Future:
         """Stop a running server (from another thread).
 
         Sends ``#disconnect`` to every client (via the device's
@@ -483,7 +467,7 @@ class KATCPServer:
             stopped.set_result(None)
         return stopped
 
-    async def _shutdown(self):
+    async def _shutdown(self) -> None:
         if self._listener is not None:
             self.ioloop.asyncio_loop.remove_reader(self._listener.fileno())
             self._listener.close()
@@ -498,7 +482,7 @@ class KATCPServer:
                 for conn in conns], return_exceptions=True)
         self._stopped.set()
 
-    def join(self, timeout=None):
+    def join(self, timeout: Optional[float] = None) -> None:
         """Rejoin the server thread.
 
         Parameters
@@ -517,12 +501,12 @@ class KATCPServer:
         else:
             self._stopped.wait(timeout)
 
-    def running(self):
-        """Whether the handler thread is running."""
+    def running(self) -> bool:
+        """Whether the server is running: listening and serving its clients."""
         return self._running.is_set()
 
-    def wait_running(self, timeout=None):
-        """Wait until the handler thread is running.
+    def wait_running(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the server is running.
 
         Parameters
         ----------
@@ -537,7 +521,7 @@ class KATCPServer:
 
     # -- connections ------------------------------------------------------------
 
-    def get_address(self, stream):
+    def get_address(self, stream: _Connection) -> Optional[str]:
         """Text representation of the network address of a connection stream.
 
         Notes
@@ -547,7 +531,7 @@ class KATCPServer:
         """
         return stream.address
 
-    def _connection_made(self, conn):
+    def _connection_made(self, conn: _Connection) -> Any:
         client_conn = conn.client_conn = self.client_connection_factory(self, conn)
         self._connections[conn] = client_conn
         try:
@@ -557,26 +541,27 @@ class KATCPServer:
             return None
         return None if ready is None else tornado.gen.convert_yielded(ready)
 
-    def _send_syntax_error(self, conn):
-        reason = _exception_text(sys.exc_info(), self._tb_limit)
+    def _send_syntax_error(self, conn: _Connection) -> None:
+        reason = exception_text(sys.exc_info(), self._tb_limit)
         conn.send(bytes(self._device.create_log_inform("error", reason, "root")) + b"\n")
 
-    def _message_too_long(self, conn):
+    def _line_too_long(self, conn: _Connection) -> None:
         self._logger.error("Message from %s exceeds %d bytes; disconnecting",
                            conn.address, self.MAX_MSG_SIZE)
         conn.transport.pause_reading()
         conn.end_with_empty_line = False
-        self._spawn(self.disconnect_client(
+        self.spawn(self.disconnect_client(
             conn, "Message exceeds maximum size of %d bytes." % self.MAX_MSG_SIZE))
 
-    def _buffer_full(self, conn):
+    def _buffer_full(self, conn: _Connection) -> None:
         self._logger.warning("Client %s is not reading: more than %d bytes unsent; "
                              "disconnecting", conn.address, self.MAX_WRITE_BUFFER_SIZE)
         # Nothing more can be sent, so handling its further requests is pointless.
         conn.closing = True
-        self._spawn(self.disconnect_client(conn, "Write buffer full.", False))
+        self.spawn(self.disconnect_client(conn, "Write buffer full.", False))
 
-    async def disconnect_client(self, conn, reason, connection_valid=True):
+    async def disconnect_client(self, conn: _Connection, reason: str,
+                                connection_valid: bool = True) -> None:
         """Close a connection, letting the device say goodbye first.
 
         Parameters
@@ -616,10 +601,10 @@ class KATCPServer:
         else:
             transport.abort()  # close() would wait to send what the peer does not read
 
-    def _with_timeout(self, future):
+    def _with_timeout(self, future: Any) -> Any:
         return tornado.gen.with_timeout(self.ioloop.time() + self.DISCONNECT_TIMEOUT, future)
 
-    def flush_on_close(self, stream):
+    def flush_on_close(self, stream: _Connection) -> "asyncio.Future[None]":
         """Flush the connection's write buffer and prevent further writes.
 
         Returns a future that resolves when the stream is flushed.
@@ -640,15 +625,42 @@ class KATCPServer:
         stream.closing = True
         return stream.drain()
 
-    def _spawn(self, coro):
+    def spawn(self, coro: Any) -> "asyncio.Task[Any]":
+        """Run coroutine `coro` on the loop as a task the server keeps until it is done.
+
+        Must be called on the loop thread.
+        """
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def call_on_loop(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future:
+        """Run ``fn(*args)`` on the server's loop (at once on its thread).
+
+        Returns
+        -------
+        done : :class:`concurrent.futures.Future`
+            Resolves with what `fn` returned, or what its future or coroutine resolved
+            to, or with the exception.
+
+        """
+        return call_on_loop(self.ioloop, self.ioloop_thread_id, fn, *args)
+
+    def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue ``fn(*args)`` for the loop, in order with the other calls queued for it.
+
+        For calls from other threads that give nothing back (sends, replies to the
+        transport); they go through the loop's one :class:`~katcp.loop.call_queue.CallQueue`.
+        """
+        queue = self._call_queue
+        if queue is None:
+            queue = self._call_queue = CallQueue.of(self.get_ioloop())
+        queue.call(fn, *args)
+
     # -- sending ------------------------------------------------------------------
 
-    def send_message(self, stream, msg):
+    def send_message(self, stream: _Connection, msg: Message) -> None:
         """Send an arbitrary message to a particular client.
 
         Parameters
@@ -669,7 +681,7 @@ class KATCPServer:
         """
         stream.send(bytes(msg) + b"\n")
 
-    def mass_send_message(self, msg):
+    def mass_send_message(self, msg: Message) -> None:
         """Send a message to all connected clients.
 
         Parameters
@@ -685,56 +697,21 @@ class KATCPServer:
         for conn in list(self._connections):
             conn.send(data)
 
-    def send_message_threadsafe(self, stream, msg):
-        """Send a message from any thread without waiting (no future is created).
-
-        Parameters
-        ----------
-        stream : connection handle
-        msg : Message object
-
-        """
-        if _get_ident() == self.ioloop_thread_id:
+    def send_message_threadsafe(self, stream: _Connection, msg: Message) -> None:
+        """Like :meth:`send_message`, from any thread, without waiting for the send."""
+        if on_thread(self.ioloop_thread_id):
             stream.send(bytes(msg) + b"\n")
         else:
-            self._call_batched(stream.send, bytes(msg) + b"\n")
+            self.call_soon_threadsafe(stream.send, bytes(msg) + b"\n")
 
-    def mass_send_message_threadsafe(self, msg):
-        """Send a message to all clients from any thread without waiting.
-
-        Parameters
-        ----------
-        msg : Message object
-
-        """
-        if _get_ident() == self.ioloop_thread_id:
+    def mass_send_message_threadsafe(self, msg: Message) -> None:
+        """Like :meth:`mass_send_message`, from any thread, without waiting for the send."""
+        if on_thread(self.ioloop_thread_id):
             self.mass_send_message(msg)
         else:
-            self._call_batched(self.mass_send_message, msg)
+            self.call_soon_threadsafe(self.mass_send_message, msg)
 
-    def _call_batched(self, fn, *args):
-        # Calls from other threads are queued in order and drained by one loop callback,
-        # so a burst of informs costs one wake-up of the loop rather than one each.
-        with self._outbox_lock:
-            self._outbox.append((fn, args))
-            if len(self._outbox) > 1:
-                return
-        try:
-            self._call_soon_threadsafe(self._drain_outbox)
-        except RuntimeError:
-            pass  # the loop is closed: the server has stopped, nothing can be sent
-
-    def _drain_outbox(self):
-        with self._outbox_lock:
-            items = self._outbox
-            self._outbox = []
-        for fn, args in items:
-            try:
-                fn(*args)
-            except Exception:
-                self._logger.exception("Error in call from another thread")
-
-    def call_from_thread(self, fn):
+    def call_from_thread(self, fn: Callable[[], Any]) -> Any:
         """Allow thread-safe calls to ioloop functions.
 
         Uses add_callback if not in the IOLoop thread, otherwise calls directly.
@@ -753,25 +730,17 @@ class KATCPServer:
 
         """
         if self.in_ioloop_thread():
-            future = Future()
-            try:
-                future.set_result(fn())
-            except Exception as exc:
-                self._logger.exception("Error calling %r", fn)
-                future.set_exception(exc)
-            return future
-        future = concurrent.futures.Future()
+            done = return_future(fn)()
+        else:
+            done = self.call_on_loop(fn)
+        done.add_done_callback(functools.partial(self._log_failure, fn))
+        return done
 
-        def run():
-            try:
-                future.set_result(fn())
-            except Exception as exc:
-                self._logger.exception("Error calling %r", fn)
-                future.set_exception(exc)
-        self.ioloop.add_callback(run)
-        return future
+    def _log_failure(self, fn: Callable[[], Any], done: Any) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            self._logger.error("Error calling %r", fn, exc_info=done.exception())
 
-    def send_message_from_thread(self, stream, msg):
+    def send_message_from_thread(self, stream: _Connection, msg: Message) -> Any:
         """Thread-safe version of send_message() returning a Future instance.
 
         Parameters
@@ -782,21 +751,14 @@ class KATCPServer:
         Returns
         -------
         sent : Future
-            Resolves as soon as the call to send_message() completes (not when the
-            message is delivered). A resolved tornado Future if called in the ioloop,
-            else a concurrent.futures.Future.
-
-        Notes
-        -----
-        This method is thread-safe.
+            As :meth:`call_from_thread`: resolves as soon as send_message() returns
+            (not when the message is delivered).
 
         """
         return self.call_from_thread(lambda: self.send_message(stream, msg))
 
-    def mass_send_message_from_thread(self, msg):
-        """Thread-safe version of send_message() returning a Future instance.
-
-        See return value and notes for send_message_from_thread().
+    def mass_send_message_from_thread(self, msg: Message) -> Any:
+        """Thread-safe version of mass_send_message() returning a Future instance.
 
         Parameters
         ----------
@@ -805,8 +767,7 @@ class KATCPServer:
         Returns
         -------
         sent : Future
+            As :meth:`send_message_from_thread`.
 
         """
         return self.call_from_thread(lambda: self.mass_send_message(msg))
-
-
