@@ -6,13 +6,13 @@ import inspect
 import logging
 import sys
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple, cast
 
 import tornado.gen
 from tornado.concurrent import Future
 
 from katcp.core import (DEFAULT_KATCP_MAJOR, AsyncReply, DeviceServerMetaclass, FailReply,
-                        Message, ProtocolFlags, _format_timestamp)
+                        Message, ProtocolFlags, _format_timestamp, steal_docstring_from)
 from katcp.loop.crossing import run_into_future
 from katcp.server.connection import (ClientConnection, ClientRequestConnection,
                                      ThreadsafeClientConnection, client_connection_of)
@@ -26,8 +26,8 @@ _REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
 # KATCP major versions a device server can speak.
 _SUPPORTED_KATCP_MAJORS = frozenset([4, 5])
 
-def _done_future(result=None):
-    future = Future()
+def _done_future(result: Any = None) -> Future:
+    future: Future = Future()
     future.set_result(result)
     return future
 
@@ -35,13 +35,13 @@ def _done_future(result=None):
 _ASYNC_HANDLERS: Dict[Any, bool] = {}
 
 
-def _is_async_handler(handler):
+def _is_async_handler(handler: Callable[..., Any]) -> bool:
     """Whether a (possibly decorated) handler is an ``async def`` or tornado coroutine."""
     try:
         return _ASYNC_HANDLERS[handler]
     except KeyError:
         pass
-    func = handler
+    func: Optional[Callable[..., Any]] = handler
     result = False
     while func is not None:
         if inspect.iscoroutinefunction(func) or tornado.gen.is_coroutine_function(func):
@@ -95,6 +95,11 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         ProtocolFlags.MESSAGE_IDS,
     ]))
 
+    # Filled in by the metaclass: KATCP message name -> handler.
+    _request_handlers: Dict[str, Callable[..., Any]]
+    _inform_handlers: Dict[str, Callable[..., Any]]
+    _reply_handlers: Dict[str, Callable[..., Any]]
+
     def __init__(self, host: str, port: int, tb_limit: int = 20,
                  logger: logging.Logger = log) -> None:
         major = self.PROTOCOL_INFO.major
@@ -104,22 +109,28 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         self._logger = logger
         self._tb_limit = tb_limit
         self._server = KATCPServer(self, host, port, tb_limit, logger)
-        self._handler_thread = None
+        self._handler_thread: Optional[MessageHandlerThread] = None
+        self._thread_safe = True
         self._dispatch = {_REQUEST: self.handle_request, _REPLY: self.handle_reply,
                           _INFORM: self.handle_inform}
         self.set_concurrency_options()
 
     @property
-    def ioloop(self):
+    def _katcp_major(self) -> int:
+        # A server's PROTOCOL_INFO has a major version (checked by __init__).
+        return cast(int, self.PROTOCOL_INFO.major)
+
+    @property
+    def ioloop(self) -> Any:
         """The tornado IOLoop the server runs on (None until known)."""
         return self._server.ioloop
 
     @property
-    def bind_address(self):
+    def bind_address(self) -> Optional[Tuple[str, int]]:
         """The (host, port) where the server is listening for connections."""
         return self._server.bind_address
 
-    def on_message(self, client_conn, msg):
+    def on_message(self, client_conn: Any, msg: Message) -> Any:
         """Dummy implementation of on_message required by KATCPServer.
 
         Will be replaced by a handler with the appropriate concurrency semantics when
@@ -127,7 +138,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """
         raise NotImplementedError("set_concurrency_options() sets on_message")
 
-    def set_concurrency_options(self, thread_safe=True, handler_thread=True):
+    def set_concurrency_options(self, thread_safe: bool = True,
+                                handler_thread: bool = True) -> None:
         """Set concurrency options for this device server. Must be called before start().
 
         Parameters
@@ -149,49 +161,26 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         self._server.client_connection_factory = (
             ThreadsafeClientConnection if thread_safe else ClientConnection)
         if handler_thread:
-            self._handler_thread = MessageHandlerThread(
+            thread = self._handler_thread = MessageHandlerThread(
                 self.handle_message, self.create_log_inform, self._logger)
-            self.on_message = self._handler_thread.on_message
+            self.on_message = thread.on_message  # type: ignore[method-assign]
         else:
             self._handler_thread = None
             # Handlers run on the loop; None or a future comes straight back to the
             # transport, so no future is made for synchronous handlers.
-            self.on_message = self.handle_message
+            self.on_message = self.handle_message  # type: ignore[method-assign]
 
-    def set_ioloop(self, ioloop=None):
-        """Set the tornado IOLoop to use.
-
-        Sets the tornado.ioloop.IOLoop instance to use, defaulting to IOLoop.current().
-        If set_ioloop() is never called the IOLoop is started in a new thread, and will
-        be stopped if self.stop() is called.
-
-        Parameters
-        ----------
-        ioloop : :class:`tornado.ioloop.IOLoop`, optional
-
-        Notes
-        -----
-        Must be called before start() is called.
-
-        """
+    @steal_docstring_from(KATCPServer.set_ioloop)
+    def set_ioloop(self, ioloop: Any = None) -> None:
         self._server.set_ioloop(ioloop)
 
-    def setDaemon(self, daemonic):
-        """Set daemonic state of the managed ioloop thread to True / False.
-
-        Calling this method for a non-managed ioloop has no effect. Must be called
-        before start(), or it will also have no effect.
-
-        Parameters
-        ----------
-        daemonic : bool
-
-        """
+    @steal_docstring_from(KATCPServer.setDaemon)
+    def setDaemon(self, daemonic: bool) -> None:
         self._server.setDaemon(daemonic)
 
     # -- message dispatch -------------------------------------------------------------
 
-    def handle_message(self, client_conn, msg):
+    def handle_message(self, client_conn: Any, msg: Message) -> Any:
         """Handle messages of all types from clients.
 
         Parameters
@@ -209,7 +198,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """
         return self._dispatch[msg.mtype](client_conn, msg)
 
-    def handle_request(self, connection, msg):
+    def handle_request(self, connection: Any, msg: Message) -> Any:
         """Dispatch a request message to the appropriate method.
 
         Parameters
@@ -238,7 +227,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             return None if getattr(handler, "_concurrent_reply", False) else done
         return self._call_handler(handler, req)
 
-    def _call_handler(self, handler, req):
+    def _call_handler(self, handler: Callable[..., Any], req: ClientRequestConnection) -> Any:
         try:
             reply = handler(self, req, req.msg)
         except Exception:
@@ -249,7 +238,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             return None
         return self._handle_awaitable_reply(handler, req, reply)
 
-    def _reply_with_error(self, req, exc_info):
+    def _reply_with_error(self, req: ClientRequestConnection, exc_info: Any) -> None:
         """Reply to `req` for a handler that raised (AsyncReply: it replies itself)."""
         exc = exc_info[1]
         if isinstance(exc, AsyncReply):
@@ -260,7 +249,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             reply = self.create_exception_reply_and_log(req.msg, exc_info)
         req.reply_with_message(reply)
 
-    def _reply_with_result(self, req, reply):
+    def _reply_with_result(self, req: ClientRequestConnection, reply: Any) -> None:
         """Reply to `req` with what a handler's future resolved to."""
         if reply is not None:
             req.reply_with_message(reply)
@@ -268,7 +257,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             self._logger.error("Async request handler for %r resolved to None without "
                                "replying", req.msg.name)
 
-    def _handle_awaitable_reply(self, handler, req, reply):
+    def _handle_awaitable_reply(self, handler: Callable[..., Any],
+                                req: ClientRequestConnection, reply: Any) -> Any:
         if reply is None:
             if not req.replied:
                 self._logger.error("Request handler for %r returned None without "
@@ -301,7 +291,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         task = self._server.spawn(self._await_reply(req, reply))
         return None if concurrent_reply else task
 
-    async def _await_reply(self, req, awaitable):
+    async def _await_reply(self, req: ClientRequestConnection, awaitable: Any) -> None:
         if isinstance(awaitable, concurrent.futures.Future):
             # Resolved in some other thread (e.g. by a thread pool).
             awaitable = asyncio.wrap_future(awaitable)
@@ -312,7 +302,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         else:
             self._reply_with_result(req, reply)
 
-    def _call_on_loop(self, fn, *args):
+    def _call_on_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` on the server's loop and return a future of its result.
 
         On the loop thread, or before the server runs, `fn` runs at once and the future
@@ -325,11 +315,11 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             return return_future(fn)(*args)
         if server.running():
             return server.call_on_loop(fn, *args)
-        done = concurrent.futures.Future()
+        done: concurrent.futures.Future = concurrent.futures.Future()
         run_into_future(fn, args, {}, done)
         return done
 
-    def handle_inform(self, connection, msg):
+    def handle_inform(self, connection: Any, msg: Message) -> None:
         """Dispatch an inform message to the appropriate method.
 
         Parameters
@@ -342,7 +332,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """
         self._handle_other(self._inform_handlers, connection, msg)
 
-    def handle_reply(self, connection, msg):
+    def handle_reply(self, connection: Any, msg: Message) -> None:
         """Dispatch a reply message to the appropriate method.
 
         Parameters
@@ -355,7 +345,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """
         self._handle_other(self._reply_handlers, connection, msg)
 
-    def _handle_other(self, handlers, connection, msg):
+    def _handle_other(self, handlers: Dict[str, Callable[..., Any]], connection: Any,
+                      msg: Message) -> None:
         handler = handlers.get(msg.name)
         if handler is None:
             self._logger.warning("%s message %r from %s has no handler",
@@ -370,7 +361,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
 
     # -- sending ----------------------------------------------------------------------
 
-    def inform(self, connection, msg):
+    def inform(self, connection: Any, msg: Message) -> None:
         """Send an inform message to a particular client.
 
         Should only be used for asynchronous informs. Informs that are part of the
@@ -401,7 +392,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         else:
             self._server.mass_send_message(msg)
 
-    def reply(self, connection, reply, orig_req):
+    def reply(self, connection: Any, reply: Message, orig_req: Message) -> None:
         """Send an asynchronous reply to an earlier request.
 
         Parameters
@@ -417,7 +408,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """
         client_connection_of(connection).reply(reply, orig_req)
 
-    def reply_inform(self, connection, inform, orig_req):
+    def reply_inform(self, connection: Any, inform: Message, orig_req: Message) -> None:
         """Send an inform as part of the reply to an earlier request.
 
         Parameters
@@ -433,7 +424,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """
         client_connection_of(connection).reply_inform(inform, orig_req)
 
-    def create_log_inform(self, level_name, msg, name, timestamp=None):
+    def create_log_inform(self, level_name: str, msg: str, name: str,
+                          timestamp: Optional[float] = None) -> Message:
         """Create a katcp logging inform message.
 
         Usually this will be called from inside a DeviceLogger object, but it is also
@@ -458,10 +450,10 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """
         if timestamp is None:
             timestamp = time.time()
-        timestamp_msg = _format_timestamp(timestamp, self.PROTOCOL_INFO.major)
+        timestamp_msg = _format_timestamp(timestamp, self._katcp_major)
         return Message.inform("log", level_name, timestamp_msg, name, msg)
 
-    def create_exception_reply_and_log(self, msg, exc_info):
+    def create_exception_reply_and_log(self, msg: Message, exc_info: Any) -> Message:
         """Create a fail reply carrying a traceback, and log the error.
 
         Parameters
@@ -483,7 +475,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
 
     # -- connection hooks ----------------------------------------------------------
 
-    def on_client_connect(self, client_conn):
+    def on_client_connect(self, client_conn: Any) -> Any:
         """Called after client connection is established.
 
         Subclasses should override if they wish to send clients message or perform
@@ -502,7 +494,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """
         return _done_future()
 
-    def on_client_disconnect(self, client_conn, msg, connection_valid):
+    def on_client_disconnect(self, client_conn: Any, msg: str,
+                             connection_valid: bool) -> Any:
         """Called before a client connection is closed.
 
         Subclasses should override if they wish to send clients message or perform
@@ -529,8 +522,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
 
     # -- running ----------------------------------------------------------------------
 
-    def start(self, timeout: Optional[float] = None) -> Any:
-        """Start the server in a new thread.
+    def start(self, timeout: Optional[float] = None) -> Optional[bool]:
+        """Start the server (and its handler thread, if it has one).
 
         Parameters
         ----------
@@ -548,57 +541,28 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             self._handler_thread.start(timeout)
         return self._server.start(timeout)
 
-    def stop(self, timeout: Optional[float] = 1.0) -> Any:
-        """Stop a running server (from another thread).
-
-        Parameters
-        ----------
-        timeout : float, optional
-            Seconds to wait for server to have started.
-
-        Returns
-        -------
-        stopped : thread-safe Future
-            Resolves when the server is stopped
-
-        """
+    @steal_docstring_from(KATCPServer.stop)
+    def stop(self, timeout: Optional[float] = 1.0) -> concurrent.futures.Future:
         stopped = self._server.stop(timeout)
         if self._handler_thread is not None:
             self._handler_thread.stop(None)
         return stopped
 
+    @steal_docstring_from(KATCPServer.join)
     def join(self, timeout: Optional[float] = None) -> None:
-        """Rejoin the server thread.
-
-        Parameters
-        ----------
-        timeout : float or None, optional
-            Time in seconds to wait for the thread to finish.
-
-        """
         self._server.join(timeout)
         if self._handler_thread is not None:
             self._handler_thread.join(timeout)
 
+    @steal_docstring_from(KATCPServer.running)
     def running(self) -> bool:
-        """Whether the server is running."""
         return self._server.running()
 
+    @steal_docstring_from(KATCPServer.wait_running)
     def wait_running(self, timeout: Optional[float] = None) -> bool:
-        """Wait until the server is running.
-
-        Parameters
-        ----------
-        timeout : float or None, optional
-
-        Returns
-        -------
-        running : bool
-
-        """
         return self._server.wait_running(timeout)
 
-    def sync_with_ioloop(self, timeout=None):
+    def sync_with_ioloop(self, timeout: Optional[float] = None) -> Optional[Future]:
         """Block for ioloop to complete a loop if called from another thread.
 
         Returns a future if called from inside the ioloop.

@@ -1,16 +1,19 @@
 """DeviceServer (sensors, the standard requests) and AsyncDeviceServer."""
 
-from typing import List, Union
+import logging
+import queue
+from typing import Any, Dict, List, Optional, Set, Tuple, Union
 
 from katcp.core import (INTERFACE_CHANGED_KATCP_MAJOR, VERSION_CONNECT_KATCP_MAJOR, Message,
                         Sensor)
-from katcp.server.base import DeviceServerBase, _done_future
+from katcp.sampling import SampleStrategy
+from katcp.server.base import DeviceServerBase, _done_future, log
 from katcp.server.logger import DeviceLogger
 from katcp.server.sampling_requests import SamplingRequests
 from katcp.server.standard_requests import StandardRequests
 from katcp.version import __version__
 
-class DeviceServer(DeviceServerBase, StandardRequests, SamplingRequests):
+class DeviceServer(StandardRequests, SamplingRequests, DeviceServerBase):
     """Implements some standard messages on top of DeviceServerBase.
 
     Inform messages handled are:
@@ -78,19 +81,19 @@ class DeviceServer(DeviceServerBase, StandardRequests, SamplingRequests):
     VERSION_INFO = ("device_stub", 0, 1)
     BUILD_INFO = ("name", 0, 1, "")
 
-    def __init__(self, *args, **kwargs):
-        self._restart_queue = None
-        self._sensors = {}
-        # client connection -> {sensor: sampling strategy}, only touched on the loop
-        self._strategies = {}
-        self._client_conns = set()
+    def __init__(self, host: str, port: int, tb_limit: int = 20,
+                 logger: logging.Logger = log) -> None:
+        self._restart_queue: Optional["queue.Queue[Any]"] = None
+        self._sensors: Dict[str, Sensor] = {}
+        self._strategies: Dict[Any, Dict[Sensor, SampleStrategy]] = {}
+        self._client_conns: Set[Any] = set()
         self._interface_changed_pending = False
-        self.extra_versions = {}
-        super().__init__(*args, **kwargs)
+        self.extra_versions: Dict[str, Tuple[str, Optional[str]]] = {}
+        super().__init__(host, port, tb_limit, logger)
         self.log = DeviceLogger(self, python_logger=self._logger)
         self.setup_sensors()
 
-    def setup_sensors(self):
+    def setup_sensors(self) -> None:
         """Populate the dictionary of sensors.
 
         Unimplemented by default -- subclasses should add their sensors here or pass if
@@ -106,16 +109,16 @@ class DeviceServer(DeviceServerBase, StandardRequests, SamplingRequests):
 
         """
 
-    def version(self):
+    def version(self) -> str:
         """Return a version string of the form type-major.minor."""
         return "%s-%s.%s" % tuple(self.VERSION_INFO[:3])
 
-    def build_state(self):
+    def build_state(self) -> str:
         """Return build state string of the form name-major.minor[(a|b|rc)n]."""
         return "%s-%s.%s%s" % (tuple(self.BUILD_INFO[:3]) + (
             "".join(str(part) for part in self.BUILD_INFO[3:]),))
 
-    def set_restart_queue(self, restart_queue):
+    def set_restart_queue(self, restart_queue: "queue.Queue[Any]") -> None:
         """Set the restart queue.
 
         When the device server should be restarted, it will be added to the queue.
@@ -130,24 +133,16 @@ class DeviceServer(DeviceServerBase, StandardRequests, SamplingRequests):
 
     # -- connections ----------------------------------------------------------------
 
-    def on_client_connect(self, client_conn):
+    def on_client_connect(self, client_conn: Any) -> Any:
         """Inform client of build state and version on connect.
 
-        Parameters
-        ----------
-        client_conn : ClientConnection object
-            The client connection that has been successfully established.
-
-        Returns
-        -------
-        ready : Future
-            Resolves when the device is ready to accept messages.
-
+        KATCP v5 servers send ``#version-connect`` informs; v4 ones ``#version`` and
+        ``#build-state``, and tell the other clients with ``#client-connected``.
         """
         others = list(self._client_conns)
         self._client_conns.add(client_conn)
         self._strategies[client_conn] = {}
-        if self.PROTOCOL_INFO.major >= VERSION_CONNECT_KATCP_MAJOR:
+        if self._katcp_major >= VERSION_CONNECT_KATCP_MAJOR:
             client_conn.inform(Message.inform(
                 "version-connect", "katcp-protocol", str(self.PROTOCOL_INFO)))
             client_conn.inform(Message.inform(
@@ -162,23 +157,11 @@ class DeviceServer(DeviceServerBase, StandardRequests, SamplingRequests):
                 other.inform(connected)
         return _done_future()
 
-    def on_client_disconnect(self, client_conn, msg, connection_valid):
-        """Inform client it is about to be disconnected.
+    def on_client_disconnect(self, client_conn: Any, msg: str,
+                             connection_valid: bool) -> Any:
+        """Inform client it is about to be disconnected (``#disconnect msg``).
 
-        Parameters
-        ----------
-        client_conn : ClientConnection object
-            The client connection being disconnected.
-        msg : str
-            Reason client is being disconnected.
-        connection_valid : bool
-            True if connection is still open for sending, False otherwise.
-
-        Returns
-        -------
-        done : Future
-            Resolves when the client connection can be closed.
-
+        Its sampling strategies are cancelled first.
         """
         self._client_conns.discard(client_conn)
         self.clear_strategies(client_conn, remove_client=True)
@@ -229,22 +212,16 @@ class DeviceServer(DeviceServerBase, StandardRequests, SamplingRequests):
             self._cancel_sensor_strategies(sensor)
         self._interface_changed()
 
-    def _cancel_sensor_strategies(self, sensor):
-        for strategies in self._strategies.values():
-            strategy = strategies.pop(sensor, None)
-            if strategy is not None:
-                strategy.cancel()
-
-    def _interface_changed(self):
+    def _interface_changed(self) -> None:
         # Several changes in one loop iteration give one inform.
         if (not self.SEND_INTERFACE_CHANGED or self._interface_changed_pending
                 or not self.running()
-                or self.PROTOCOL_INFO.major < INTERFACE_CHANGED_KATCP_MAJOR):
+                or self._katcp_major < INTERFACE_CHANGED_KATCP_MAJOR):
             return
         self._interface_changed_pending = True
         self._server.call_soon_threadsafe(self._send_interface_changed)
 
-    def _send_interface_changed(self):
+    def _send_interface_changed(self) -> None:
         self._interface_changed_pending = False
         self._server.mass_send_message(Message.inform("interface-changed", "sensor-list"))
 
@@ -295,8 +272,9 @@ class AsyncDeviceServer(DeviceServer):
     set_ioloop(tornado.ioloop.IOLoop.current()) before starting.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, host: str, port: int, tb_limit: int = 20,
+                 logger: logging.Logger = log) -> None:
+        super().__init__(host, port, tb_limit, logger)
         self.set_concurrency_options(thread_safe=False, handler_thread=False)
         # The loop is taken as IOLoop.current() when start() is called.
         self._server.use_current_ioloop()

@@ -132,7 +132,7 @@ class MessageHandlerThread:
         Parameters
         ----------
         timeout : float, optional
-            Seconds to wait for server to have started.
+            Seconds to wait for the thread to have started.
 
         """
         if timeout:
@@ -160,17 +160,7 @@ class MessageHandlerThread:
         return self._thread is not None and self._thread.is_alive()
 
     def wait_running(self, timeout: Optional[float] = None) -> bool:
-        """Wait until the handler thread is running.
-
-        Parameters
-        ----------
-        timeout : float or None, optional
-
-        Returns
-        -------
-        running : bool
-
-        """
+        """Wait up to `timeout` seconds (None: forever) for the thread; return whether it runs."""
         return self._running.wait(timeout)
 
 

@@ -1,6 +1,20 @@
 """DeviceLogger: KATCP #log informs to every client, and Python logging."""
 
 import logging
+from typing import Any, Callable, Optional, Union
+
+from katcp.core import Message
+
+
+def _log_at(level: int, method_name: str, what: str) -> Callable[..., None]:
+    """A DeviceLogger method that logs at `level`."""
+    def log_at_level(self: "DeviceLogger", msg: str, *args: Any, name: Optional[str] = None,
+                     timestamp: Optional[float] = None) -> None:
+        self.log(level, msg, *args, name=name, timestamp=timestamp)
+    log_at_level.__name__ = method_name
+    log_at_level.__qualname__ = "DeviceLogger." + method_name
+    log_at_level.__doc__ = "Log %s message; the arguments are those of :meth:`log`." % what
+    return log_at_level
 
 
 class DeviceLogger:
@@ -36,13 +50,14 @@ class DeviceLogger:
         OFF: logging.FATAL + 10,
     }
 
-    def __init__(self, device_server, root_logger="root", python_logger=None):
+    def __init__(self, device_server: Any, root_logger: str = "root",
+                 python_logger: Optional[logging.Logger] = None) -> None:
         self._device_server = device_server
         self._python_logger = python_logger
         self._log_level = self.WARN
         self._root_logger_name = root_logger
 
-    def level_name(self, level=None):
+    def level_name(self, level: Optional[int] = None) -> str:
         """Return the name of the given level value.
 
         If level is None, return the name of the current level.
@@ -62,7 +77,7 @@ class DeviceLogger:
             level = self._log_level
         return self.LEVELS[level]
 
-    def level_from_name(self, level_name):
+    def level_from_name(self, level_name: Union[str, bytes]) -> int:
         """Return the level constant for a given name.
 
         If the level_name is not known, raise a ValueError.
@@ -85,7 +100,7 @@ class DeviceLogger:
         except ValueError:
             raise ValueError("Unknown logging level name '%s'" % (level_name,)) from None
 
-    def set_log_level(self, level):
+    def set_log_level(self, level: int) -> None:
         """Set the logging level.
 
         Parameters
@@ -98,7 +113,7 @@ class DeviceLogger:
         if self._python_logger is not None:
             self._python_logger.setLevel(self.PYTHON_LEVEL[level])
 
-    def set_log_level_by_name(self, level_name):
+    def set_log_level_by_name(self, level_name: Union[str, bytes]) -> None:
         """Set the logging level using a level name.
 
         Parameters
@@ -109,7 +124,8 @@ class DeviceLogger:
         """
         self.set_log_level(self.level_from_name(level_name))
 
-    def log(self, level, msg, *args, **kwargs):
+    def log(self, level: int, msg: str, *args: Any, name: Optional[str] = None,
+            timestamp: Optional[float] = None) -> None:
         """Log a message and inform all clients.
 
         Parameters
@@ -121,21 +137,19 @@ class DeviceLogger:
         args : list of objects
             Arguments to pass to log format string. Final message text is created
             using: msg % args.
-        kwargs : additional keyword parameters
-            Allowed keywords are 'name' and 'timestamp'. The name is the name of the
-            logger to log the message to. If not given the name defaults to the root
-            logger. The timestamp is a float in seconds. If not given the timestamp
-            defaults to the current time.
+        name : str, optional
+            The name of the logger to log the message to (default: the root logger).
+            A keyword argument.
+        timestamp : float, optional
+            Seconds since the Unix epoch (default: now). A keyword argument.
 
         """
-        timestamp = kwargs.get("timestamp")
         if self._python_logger is not None:
             python_msg = msg
             if timestamp is not None:
                 python_msg = "msg=%s timestamp=%.2f" % (msg, timestamp)
             self._python_logger.log(self.PYTHON_LEVEL[level], python_msg, *args)
         if level >= self._log_level:
-            name = kwargs.get("name")
             if name is None:
                 name = self._root_logger_name
             try:
@@ -145,32 +159,15 @@ class DeviceLogger:
             self._device_server.mass_inform(self._device_server.create_log_inform(
                 self.level_name(level), inform_msg, name, timestamp=timestamp))
 
-    def trace(self, msg, *args, **kwargs):
-        """Log a trace message."""
-        self.log(self.TRACE, msg, *args, **kwargs)
-
-    def debug(self, msg, *args, **kwargs):
-        """Log a debug message."""
-        self.log(self.DEBUG, msg, *args, **kwargs)
-
-    def info(self, msg, *args, **kwargs):
-        """Log an info message."""
-        self.log(self.INFO, msg, *args, **kwargs)
-
-    def warn(self, msg, *args, **kwargs):
-        """Log an warning message."""
-        self.log(self.WARN, msg, *args, **kwargs)
-
-    def error(self, msg, *args, **kwargs):
-        """Log an error message."""
-        self.log(self.ERROR, msg, *args, **kwargs)
-
-    def fatal(self, msg, *args, **kwargs):
-        """Log a fatal error message."""
-        self.log(self.FATAL, msg, *args, **kwargs)
+    trace = _log_at(TRACE, "trace", "a trace")
+    debug = _log_at(DEBUG, "debug", "a debug")
+    info = _log_at(INFO, "info", "an info")
+    warn = _log_at(WARN, "warn", "a warning")
+    error = _log_at(ERROR, "error", "an error")
+    fatal = _log_at(FATAL, "fatal", "a fatal error")
 
     @classmethod
-    def log_to_python(cls, logger, msg):
+    def log_to_python(cls, logger: logging.Logger, msg: Message) -> None:
         """Log a KATCP logging message to a Python logger.
 
         Parameters

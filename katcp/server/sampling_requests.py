@@ -1,8 +1,17 @@
 """The sensor sampling requests of a DeviceServer and the strategies they keep."""
 
-from katcp.core import SEC_TS_KATCP_MAJOR, FailReply, _ms_to_seconds, _seconds_to_ms
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Sequence
+
+from katcp.core import (SEC_TS_KATCP_MAJOR, FailReply, Message, Reading, Sensor,
+                        _ms_to_seconds, _seconds_to_ms)
 from katcp.kattypes import request
 from katcp.sampling import SampleStrategy, format_inform_v4, format_inform_v5
+from katcp.server.connection import ClientRequestConnection
+
+if TYPE_CHECKING:
+    from katcp.server.base import DeviceServerBase as _DeviceBase
+else:
+    _DeviceBase = object
 
 # Strategies that KATCP v4 does not have.
 _STRATEGIES_AFTER_V4 = frozenset([b"event-rate", b"differential-rate"])
@@ -11,20 +20,28 @@ _STRATEGIES_AFTER_V4 = frozenset([b"event-rate", b"differential-rate"])
 _V4_TIME_PARAMS = {b"period": (0,), b"event-rate": (0, 1), b"differential-rate": (1, 2)}
 
 
-def _format_ms(seconds_param):
+def _format_ms(seconds_param: Any) -> bytes:
     ms = _seconds_to_ms(float(seconds_param))
     return b"%d" % ms if ms == int(ms) else repr(ms).encode("ascii")
 
 
-class SamplingRequests:
-    """The sampling requests of :class:`DeviceServer` and the strategies they start."""
+class SamplingRequests(_DeviceBase):
+    """The sampling requests of :class:`DeviceServer` and the strategies they start.
 
-    def clear_strategies(self, client_conn, remove_client=False):
+    A mixin of :class:`DeviceServer`, whose state it uses.
+    """
+
+    _sensors: Dict[str, Sensor]
+    # client connection -> {sensor: sampling strategy}, only touched on the loop
+    _strategies: Dict[Any, Dict[Sensor, SampleStrategy]]
+
+    def clear_strategies(self, client_conn: Any,
+                         remove_client: bool = False) -> None:
         """Clear the sensor strategies of a client connection.
 
         Parameters
         ----------
-        client_connection : ClientConnection instance
+        client_conn : ClientConnection instance
             The connection that should have its sampling strategies cleared
         remove_client : bool, optional
             Remove the client connection from the strategies data-structure. Useful for
@@ -39,7 +56,14 @@ class SamplingRequests:
             strategy.cancel()
         strategies.clear()
 
-    def request_sensor_sampling(self, req, msg):
+    def _cancel_sensor_strategies(self, sensor: Sensor) -> None:
+        for strategies in self._strategies.values():
+            strategy = strategies.pop(sensor, None)
+            if strategy is not None:
+                strategy.cancel()
+
+    def request_sensor_sampling(self, req: ClientRequestConnection,
+                                msg: Message) -> Any:
         """Configure or query the way a sensor is sampled.
 
         Sampled values are reported asynchronously using the #sensor-status
@@ -134,7 +158,8 @@ class SamplingRequests:
         # (the handler thread) the work hops to the loop, and a future is returned.
         return self._call_on_loop(self._sensor_sampling, req, msg)
 
-    def _sensor_sampling(self, req, msg):
+    def _sensor_sampling(self, req: ClientRequestConnection,
+                         msg: Message) -> Message:
         if not msg.arguments:
             raise FailReply("No sensor name given.")
         names_arg = msg.arguments[0].decode("utf-8")
@@ -155,17 +180,17 @@ class SamplingRequests:
             if strategy is None:
                 return req.make_reply("ok", names_arg, "none")
             strategy_name, params = strategy.get_sampling_formatted()
-            if self.PROTOCOL_INFO.major < SEC_TS_KATCP_MAJOR:
+            if self._katcp_major < SEC_TS_KATCP_MAJOR:
                 params = self._params_to_ms(strategy_name, params)
             return req.make_reply("ok", names_arg, strategy_name, *params)
         strategy_name, params = strategy_and_params[0], strategy_and_params[1:]
-        if (self.PROTOCOL_INFO.major < SEC_TS_KATCP_MAJOR
+        if (self._katcp_major < SEC_TS_KATCP_MAJOR
                 and strategy_name in _STRATEGIES_AFTER_V4):
             raise FailReply("Strategy %s not allowed for version %d of katcp" % (
-                strategy_name.decode("utf-8", "replace"), self.PROTOCOL_INFO.major))
+                strategy_name.decode("utf-8", "replace"), self._katcp_major))
         sampling_params = params
         # The reply echoes the parameters as the client gave them.
-        if self.PROTOCOL_INFO.major < SEC_TS_KATCP_MAJOR:
+        if self._katcp_major < SEC_TS_KATCP_MAJOR:
             sampling_params = self._params_to_seconds(strategy_name, params)
         inform_callback = self._inform_callback(req.client_connection)
         try:
@@ -185,7 +210,7 @@ class SamplingRequests:
         return req.make_reply("ok", names_arg, strategy_name, *params)
 
     @staticmethod
-    def _params_to_seconds(strategy_name, params):
+    def _params_to_seconds(strategy_name: bytes, params: Sequence[Any]) -> List[Any]:
         params = list(params)
         for i in _V4_TIME_PARAMS.get(strategy_name, ()):
             if i < len(params):
@@ -197,24 +222,25 @@ class SamplingRequests:
         return params
 
     @staticmethod
-    def _params_to_ms(strategy_name, params):
+    def _params_to_ms(strategy_name: bytes, params: Sequence[Any]) -> List[Any]:
         params = list(params)
         for i in _V4_TIME_PARAMS.get(strategy_name, ()):
             if i < len(params):
                 params[i] = _format_ms(params[i])
         return params
 
-    def _inform_callback(self, client_conn):
-        major = self.PROTOCOL_INFO.major
+    def _inform_callback(self,
+                         client_conn: Any) -> Callable[[Sensor, Reading], None]:
+        major = self._katcp_major
         format_inform = format_inform_v5 if major >= SEC_TS_KATCP_MAJOR else format_inform_v4
         inform = client_conn.inform
 
-        def inform_callback(sensor, reading):
+        def inform_callback(sensor: Sensor, reading: Reading) -> None:
             inform(format_inform(sensor, *reading))
         return inform_callback
 
     @request()
-    def request_sensor_sampling_clear(self, req):
+    def request_sensor_sampling_clear(self, req: ClientRequestConnection) -> Any:
         """Set all sampling strategies for this client to none.
 
         Returns
@@ -230,7 +256,7 @@ class SamplingRequests:
         """
         # Strategies are cancelled in the loop thread; from another thread the work hops
         # to the loop, and a future is returned.
-        def clear():
+        def clear() -> Message:
             self.clear_strategies(req.client_connection)
             return req.make_reply("ok")
         return self._call_on_loop(clear)

@@ -1,11 +1,21 @@
 """The standard KATCP requests of a DeviceServer (sampling ones apart)."""
 
+import queue
 import re
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
-from katcp.core import (VERSION_CONNECT_KATCP_MAJOR, AsyncReply, FailReply, ProtocolFlags)
+from katcp.core import (VERSION_CONNECT_KATCP_MAJOR, AsyncReply, FailReply, Message,
+                        ProtocolFlags, Sensor)
 from katcp.kattypes import (Int, Str, has_katcp_protocol_flags, minimum_katcp_version,
                             request, return_reply)
+from katcp.server.connection import ClientRequestConnection
 from katcp.version import __version__
+
+if TYPE_CHECKING:
+    from katcp.server.base import DeviceServerBase as _DeviceBase
+    from katcp.server.logger import DeviceLogger
+else:
+    _DeviceBase = object
 
 BASE_REQUESTS = frozenset([
     "halt", "help", "log-level", "restart", "client-list", "sensor-list",
@@ -14,7 +24,7 @@ BASE_REQUESTS = frozenset([
 ])
 """List of basic KATCP requests that a minimal device server should implement."""
 
-def construct_name_filter(pattern):
+def construct_name_filter(pattern: Any) -> Tuple[bool, Callable[[str], bool]]:
     """Return a function for filtering sensor names based on a pattern.
 
     Parameters
@@ -49,10 +59,21 @@ def construct_name_filter(pattern):
 
 
 
-class StandardRequests:
-    """The standard requests of :class:`DeviceServer`, apart from sampling."""
+class StandardRequests(_DeviceBase):
+    """The standard requests of :class:`DeviceServer`, apart from sampling.
 
-    def _matching_sensors(self, msg):
+    A mixin of :class:`DeviceServer`, whose state it uses.
+    """
+
+    _sensors: Dict[str, Sensor]
+    _client_conns: Set[Any]
+    _restart_queue: Optional["queue.Queue[Any]"]
+    extra_versions: Dict[str, Tuple[str, Optional[str]]]
+    log: "DeviceLogger"
+    version: Callable[[], str]
+    build_state: Callable[[], str]
+
+    def _matching_sensors(self, msg: Message) -> List[Tuple[str, Sensor]]:
         exact, name_filter = construct_name_filter(msg.arguments[0] if msg.arguments
                                                    else None)
         sensors = [(name, sensor) for name, sensor in sorted(self._sensors.items())
@@ -63,7 +84,8 @@ class StandardRequests:
 
     # -- standard requests ----------------------------------------------------------
 
-    def request_halt(self, req, msg):
+    def request_halt(self, req: ClientRequestConnection,
+                     msg: Message) -> Message:
         """Halt the device server.
 
         Returns
@@ -84,7 +106,8 @@ class StandardRequests:
         self._server.call_soon_threadsafe(self.stop)
         raise AsyncReply
 
-    def request_help(self, req, msg):
+    def request_help(self, req: ClientRequestConnection,
+                     msg: Message) -> Message:
         """Return help on the available requests.
 
         Return a description of the available requests using a sequence of
@@ -128,8 +151,8 @@ class StandardRequests:
         handlers = self._request_handlers
         if not msg.arguments:
             # As in 0.9: the listing sends each docstring whole, ?help NAME stripped.
-            for name, handler in sorted(handlers.items()):
-                req.inform(name, handler.__doc__ or "")
+            for name, each in sorted(handlers.items()):
+                req.inform(name, each.__doc__ or "")
             return req.make_reply("ok", len(handlers))
         name = msg.arguments[0].decode("utf-8")
         handler = handlers.get(name)
@@ -138,7 +161,8 @@ class StandardRequests:
         req.inform(name, (handler.__doc__ or "").strip())
         return req.make_reply("ok", "1")
 
-    def request_log_level(self, req, msg):
+    def request_log_level(self, req: ClientRequestConnection,
+                          msg: Message) -> Message:
         """Query or set the current logging level.
 
         Parameters
@@ -172,7 +196,8 @@ class StandardRequests:
                 raise FailReply(str(exc))
         return req.make_reply("ok", self.log.level_name())
 
-    def request_restart(self, req, msg):
+    def request_restart(self, req: ClientRequestConnection,
+                        msg: Message) -> Message:
         """Restart the device server.
 
         Returns
@@ -194,7 +219,8 @@ class StandardRequests:
         self._restart_queue.put_nowait(self)
         return req.make_reply("ok")
 
-    def request_client_list(self, req, msg):
+    def request_client_list(self, req: ClientRequestConnection,
+                            msg: Message) -> Message:
         """Request the list of connected clients.
 
         The list of clients is sent as a sequence of #client-list informs.
@@ -229,7 +255,8 @@ class StandardRequests:
         return req.make_reply("ok", len(addresses))
 
     @minimum_katcp_version(VERSION_CONNECT_KATCP_MAJOR)
-    def request_version_list(self, req, msg):
+    def request_version_list(self, req: ClientRequestConnection,
+                             msg: Message) -> Message:
         """Request the list of versions of roles and subcomponents.
 
         Informs
@@ -275,7 +302,8 @@ class StandardRequests:
                 req.inform(name, version, build_state)
         return req.make_reply("ok", len(versions))
 
-    def request_sensor_list(self, req, msg):
+    def request_sensor_list(self, req: ClientRequestConnection,
+                            msg: Message) -> Message:
         """Request the list of sensors.
 
         The list of sensors is sent as a sequence of #sensor-list informs.
@@ -338,7 +366,8 @@ class StandardRequests:
                        *sensor.formatted_params)
         return req.make_reply("ok", len(sensors))
 
-    def request_sensor_value(self, req, msg):
+    def request_sensor_value(self, req: ClientRequestConnection,
+                             msg: Message) -> Message:
         """Request the value of a sensor or sensors.
 
         A list of sensor values as a sequence of #sensor-value informs.
@@ -388,14 +417,15 @@ class StandardRequests:
 
         """
         sensors = self._matching_sensors(msg)
-        major = self.PROTOCOL_INFO.major
+        major = self._katcp_major
         inform = req.inform
         for name, sensor in sensors:
             timestamp, status, value = sensor.read_formatted(major)
             inform(timestamp, b"1", name, status, value)
         return req.make_reply("ok", len(sensors))
 
-    def request_watchdog(self, req, msg):
+    def request_watchdog(self, req: ClientRequestConnection,
+                         msg: Message) -> Message:
         """Check that the server is still alive.
 
         Returns
@@ -416,7 +446,8 @@ class StandardRequests:
     @minimum_katcp_version(5, 1)
     @request(Str(optional=True))
     @return_reply(Int())
-    def request_request_timeout_hint(self, req, request):
+    def request_request_timeout_hint(self, req: ClientRequestConnection,
+                                     request: Optional[str]) -> Tuple[str, int]:
         """Return timeout hints for requests
 
         KATCP requests should generally take less than 5s to complete, but some

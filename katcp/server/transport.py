@@ -729,6 +729,7 @@ class KATCPServer:
         result : Future
 
         """
+        done: Any
         if self.in_ioloop_thread():
             done = return_future(fn)()
         else:
