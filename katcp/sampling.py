@@ -115,15 +115,9 @@ class SampleStrategy:
 
     NONE, AUTO, PERIOD, EVENT, DIFFERENTIAL, EVENT_RATE, DIFFERENTIAL_RATE = range(7)
 
-    SAMPLING_LOOKUP = {
-        NONE: "none",
-        AUTO: "auto",
-        PERIOD: "period",
-        EVENT: "event",
-        DIFFERENTIAL: "differential",
-        EVENT_RATE: "event-rate",
-        DIFFERENTIAL_RATE: "differential-rate",
-    }
+    # The KATCP name of each strategy constant, in the order of the constants.
+    SAMPLING_LOOKUP = dict(enumerate(["none", "auto", "period", "event", "differential",
+                                      "event-rate", "differential-rate"]))
     SAMPLING_LOOKUP_REV = {name: constant for constant, name in SAMPLING_LOOKUP.items()}
 
     #: True if a strategy must be attached to its sensor as an observer

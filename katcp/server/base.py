@@ -183,18 +183,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
     def handle_message(self, client_conn: Any, msg: Message) -> Any:
         """Handle messages of all types from clients.
 
-        Parameters
-        ----------
-        client_conn : ClientConnection object
-            The client connection the message was from.
-        msg : Message object
-            The message to process.
-
-        Returns
-        -------
-        done : Future or None
-            For requests, as returned by :meth:`handle_request`.
-
+        Requests go to :meth:`handle_request` (whose result is returned), informs to
+        :meth:`handle_inform` and replies to :meth:`handle_reply`.
         """
         return self._dispatch[msg.mtype](client_conn, msg)
 
@@ -320,29 +310,11 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         return done
 
     def handle_inform(self, connection: Any, msg: Message) -> None:
-        """Dispatch an inform message to the appropriate method.
-
-        Parameters
-        ----------
-        connection : ClientConnection object
-            The client connection the message was from.
-        msg : Message object
-            The inform message to process.
-
-        """
+        """Dispatch an inform message to its ``inform_*`` method, as requests are."""
         self._handle_other(self._inform_handlers, connection, msg)
 
     def handle_reply(self, connection: Any, msg: Message) -> None:
-        """Dispatch a reply message to the appropriate method.
-
-        Parameters
-        ----------
-        connection : ClientConnection object
-            The client connection the message was from.
-        msg : Message object
-            The reply message to process.
-
-        """
+        """Dispatch a reply message to its ``reply_*`` method, as requests are."""
         self._handle_other(self._reply_handlers, connection, msg)
 
     def _handle_other(self, handlers: Dict[str, Callable[..., Any]], connection: Any,
@@ -362,65 +334,30 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
     # -- sending ----------------------------------------------------------------------
 
     def inform(self, connection: Any, msg: Message) -> None:
-        """Send an inform message to a particular client.
+        """Send an inform message to a particular client: ``connection.inform(msg)``.
 
-        Should only be used for asynchronous informs. Informs that are part of the
-        response to a request should use reply_inform() so that the message identifier
-        from the original request can be attached to the inform.
-
-        Parameters
-        ----------
-        connection : ClientConnection object
-            The client to send the message to.
-        msg : Message object
-            The inform message to send.
-
+        See :meth:`ClientConnection.inform`.
         """
         client_connection_of(connection).inform(msg)
 
     def mass_inform(self, msg: Message) -> None:
-        """Send an inform message to all clients.
-
-        Parameters
-        ----------
-        msg : Message object
-            The inform message to send.
-
-        """
+        """Send an inform message to all clients (see :meth:`ClientConnection.mass_inform`)."""
         if self._thread_safe:
             self._server.mass_send_message_threadsafe(msg)
         else:
             self._server.mass_send_message(msg)
 
     def reply(self, connection: Any, reply: Message, orig_req: Message) -> None:
-        """Send an asynchronous reply to an earlier request.
+        """Send an asynchronous reply to an earlier request on `connection`.
 
-        Parameters
-        ----------
-        connection : ClientConnection object
-            The client to send the reply to.
-        reply : Message object
-            The reply message to send.
-        orig_req : Message object
-            The request message being replied to. The reply message's id is overridden
-            with the id from orig_req before the reply is sent.
-
+        See :meth:`ClientConnection.reply`.
         """
         client_connection_of(connection).reply(reply, orig_req)
 
     def reply_inform(self, connection: Any, inform: Message, orig_req: Message) -> None:
-        """Send an inform as part of the reply to an earlier request.
+        """Send an inform as part of the reply to an earlier request on `connection`.
 
-        Parameters
-        ----------
-        connection : ClientConnection object
-            The client to send the inform to.
-        inform : Message object
-            The inform message to send.
-        orig_req : Message object
-            The request message being replied to. The inform message's id is
-            overridden with the id from orig_req before the inform is sent.
-
+        See :meth:`ClientConnection.reply_inform`.
         """
         client_connection_of(connection).reply_inform(inform, orig_req)
 
@@ -525,16 +462,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
     def start(self, timeout: Optional[float] = None) -> Optional[bool]:
         """Start the server (and its handler thread, if it has one).
 
-        Parameters
-        ----------
-        timeout : float or None, optional
-            Time in seconds to wait for server thread to start.
-
-        Returns
-        -------
-        running : bool or None
-            Whether the server is running, if a timeout was given.
-
+        As :meth:`KATCPServer.start`: with a `timeout`, waits that long for the server
+        to run and returns whether it does.
         """
         if self._handler_thread is not None:
             self._handler_thread.set_ioloop(self._server.get_ioloop())

@@ -86,19 +86,8 @@ class ClientConnection:
     def reply(self, reply: Message, orig_req: Message) -> None:
         """Send an asynchronous reply to an earlier request.
 
-        Parameters
-        ----------
-        reply : Message object
-            The reply message to send.
-        orig_req : Message object
-            The request message being replied to. The reply message's id is
-            overridden with the id from orig_req before the reply is sent.
-
-        Raises
-        ------
-        ValueError
-            If the names of `reply` and `orig_req` differ (nothing is sent).
-
+        As :meth:`reply_inform`, for the reply: `reply` gets the id of `orig_req`,
+        whose name it must have (else ValueError, and nothing is sent).
         """
         self._send(self._conn_id, _answer_to(reply, orig_req))
 

@@ -58,21 +58,7 @@ class DeviceLogger:
         self._root_logger_name = root_logger
 
     def level_name(self, level: Optional[int] = None) -> str:
-        """Return the name of the given level value.
-
-        If level is None, return the name of the current level.
-
-        Parameters
-        ----------
-        level : logging level constant
-            The logging level constant whose name to retrieve.
-
-        Returns
-        -------
-        level_name : str
-            The name of the logging level.
-
-        """
+        """Return the name of logging level constant `level` (default: the current level)."""
         if level is None:
             level = self._log_level
         return self.LEVELS[level]

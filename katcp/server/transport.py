@@ -294,33 +294,18 @@ class KATCPServer:
         return self._bindaddr
 
     def setDaemon(self, daemonic: bool) -> None:
-        """Set daemonic state of the managed ioloop thread to True / False.
+        """Whether the thread of a managed IOLoop is a daemon thread (the default).
 
-        Calling this method for a non-managed ioloop has no effect. Must be called
-        before start(), or it will also have no effect.
-
-        Parameters
-        ----------
-        daemonic : bool
-
+        Has an effect only before :meth:`start`, and only on a loop the server runs
+        itself (see :meth:`set_ioloop`).
         """
         self._ioloop_manager.setDaemon(daemonic)
 
     def set_ioloop(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
-        """Set the tornado IOLoop to use.
+        """Run on `ioloop` (default: ``IOLoop.current()``), which the caller runs.
 
-        Sets the tornado.ioloop.IOLoop instance to use, defaulting to IOLoop.current().
-        If set_ioloop() is never called the IOLoop is started in a new thread, and will
-        be stopped if self.stop() is called.
-
-        Parameters
-        ----------
-        ioloop : :class:`tornado.ioloop.IOLoop`, optional
-
-        Notes
-        -----
-        Must be called before start() is called.
-
+        Without this the server runs an IOLoop of its own in a new thread, which
+        :meth:`stop` stops. Must be called before :meth:`start`.
         """
         ioloop = ioloop or tornado.ioloop.IOLoop.current()
         self._ioloop_manager.set_ioloop(ioloop, managed=False)
@@ -348,12 +333,12 @@ class KATCPServer:
         Parameters
         ----------
         timeout : float or None, optional
-            Time in seconds to wait for server thread to start.
+            Seconds to wait for the server to be running (None: do not wait).
 
         Returns
         -------
         running : bool or None
-            Whether the server is running, if a timeout was given.
+            With a `timeout`, whether the server is running.
 
         """
         if self._running.is_set():
