@@ -431,8 +431,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """
         return _done_future()
 
-    def on_client_disconnect(self, client_conn: Any, msg: str,
-                             connection_valid: bool) -> Any:
+    def on_client_disconnect(self, client_conn: Any, msg: str, connection_valid: bool) -> Any:
         """Called before a client connection is closed.
 
         Subclasses should override if they wish to send clients message or perform

@@ -157,8 +157,7 @@ class DeviceServer(StandardRequests, SamplingRequests, DeviceServerBase):
                 other.inform(connected)
         return _done_future()
 
-    def on_client_disconnect(self, client_conn: Any, msg: str,
-                             connection_valid: bool) -> Any:
+    def on_client_disconnect(self, client_conn: Any, msg: str, connection_valid: bool) -> Any:
         """Inform client it is about to be disconnected (``#disconnect msg``).
 
         Its sampling strategies are cancelled first.

@@ -35,8 +35,7 @@ class SamplingRequests(_DeviceBase):
     # client connection -> {sensor: sampling strategy}, only touched on the loop
     _strategies: Dict[Any, Dict[Sensor, SampleStrategy]]
 
-    def clear_strategies(self, client_conn: Any,
-                         remove_client: bool = False) -> None:
+    def clear_strategies(self, client_conn: Any, remove_client: bool = False) -> None:
         """Clear the sensor strategies of a client connection.
 
         Parameters
@@ -62,8 +61,7 @@ class SamplingRequests(_DeviceBase):
             if strategy is not None:
                 strategy.cancel()
 
-    def request_sensor_sampling(self, req: ClientRequestConnection,
-                                msg: Message) -> Any:
+    def request_sensor_sampling(self, req: ClientRequestConnection, msg: Message) -> Any:
         """Configure or query the way a sensor is sampled.
 
         Sampled values are reported asynchronously using the #sensor-status
@@ -158,8 +156,7 @@ class SamplingRequests(_DeviceBase):
         # (the handler thread) the work hops to the loop, and a future is returned.
         return self._call_on_loop(self._sensor_sampling, req, msg)
 
-    def _sensor_sampling(self, req: ClientRequestConnection,
-                         msg: Message) -> Message:
+    def _sensor_sampling(self, req: ClientRequestConnection, msg: Message) -> Message:
         if not msg.arguments:
             raise FailReply("No sensor name given.")
         names_arg = msg.arguments[0].decode("utf-8")
@@ -229,8 +226,7 @@ class SamplingRequests(_DeviceBase):
                 params[i] = _format_ms(params[i])
         return params
 
-    def _inform_callback(self,
-                         client_conn: Any) -> Callable[[Sensor, Reading], None]:
+    def _inform_callback(self, client_conn: Any) -> Callable[[Sensor, Reading], None]:
         major = self._katcp_major
         format_inform = format_inform_v5 if major >= SEC_TS_KATCP_MAJOR else format_inform_v4
         inform = client_conn.inform

@@ -84,8 +84,7 @@ class StandardRequests(_DeviceBase):
 
     # -- standard requests ----------------------------------------------------------
 
-    def request_halt(self, req: ClientRequestConnection,
-                     msg: Message) -> Message:
+    def request_halt(self, req: ClientRequestConnection, msg: Message) -> Message:
         """Halt the device server.
 
         Returns
@@ -106,8 +105,7 @@ class StandardRequests(_DeviceBase):
         self._server.call_soon_threadsafe(self.stop)
         raise AsyncReply
 
-    def request_help(self, req: ClientRequestConnection,
-                     msg: Message) -> Message:
+    def request_help(self, req: ClientRequestConnection, msg: Message) -> Message:
         """Return help on the available requests.
 
         Return a description of the available requests using a sequence of
@@ -161,8 +159,7 @@ class StandardRequests(_DeviceBase):
         req.inform(name, (handler.__doc__ or "").strip())
         return req.make_reply("ok", "1")
 
-    def request_log_level(self, req: ClientRequestConnection,
-                          msg: Message) -> Message:
+    def request_log_level(self, req: ClientRequestConnection, msg: Message) -> Message:
         """Query or set the current logging level.
 
         Parameters
@@ -196,8 +193,7 @@ class StandardRequests(_DeviceBase):
                 raise FailReply(str(exc))
         return req.make_reply("ok", self.log.level_name())
 
-    def request_restart(self, req: ClientRequestConnection,
-                        msg: Message) -> Message:
+    def request_restart(self, req: ClientRequestConnection, msg: Message) -> Message:
         """Restart the device server.
 
         Returns
@@ -219,8 +215,7 @@ class StandardRequests(_DeviceBase):
         self._restart_queue.put_nowait(self)
         return req.make_reply("ok")
 
-    def request_client_list(self, req: ClientRequestConnection,
-                            msg: Message) -> Message:
+    def request_client_list(self, req: ClientRequestConnection, msg: Message) -> Message:
         """Request the list of connected clients.
 
         The list of clients is sent as a sequence of #client-list informs.
@@ -255,8 +250,7 @@ class StandardRequests(_DeviceBase):
         return req.make_reply("ok", len(addresses))
 
     @minimum_katcp_version(VERSION_CONNECT_KATCP_MAJOR)
-    def request_version_list(self, req: ClientRequestConnection,
-                             msg: Message) -> Message:
+    def request_version_list(self, req: ClientRequestConnection, msg: Message) -> Message:
         """Request the list of versions of roles and subcomponents.
 
         Informs
@@ -302,8 +296,7 @@ class StandardRequests(_DeviceBase):
                 req.inform(name, version, build_state)
         return req.make_reply("ok", len(versions))
 
-    def request_sensor_list(self, req: ClientRequestConnection,
-                            msg: Message) -> Message:
+    def request_sensor_list(self, req: ClientRequestConnection, msg: Message) -> Message:
         """Request the list of sensors.
 
         The list of sensors is sent as a sequence of #sensor-list informs.
@@ -366,8 +359,7 @@ class StandardRequests(_DeviceBase):
                        *sensor.formatted_params)
         return req.make_reply("ok", len(sensors))
 
-    def request_sensor_value(self, req: ClientRequestConnection,
-                             msg: Message) -> Message:
+    def request_sensor_value(self, req: ClientRequestConnection, msg: Message) -> Message:
         """Request the value of a sensor or sensors.
 
         A list of sensor values as a sequence of #sensor-value informs.
@@ -424,8 +416,7 @@ class StandardRequests(_DeviceBase):
             inform(timestamp, b"1", name, status, value)
         return req.make_reply("ok", len(sensors))
 
-    def request_watchdog(self, req: ClientRequestConnection,
-                         msg: Message) -> Message:
+    def request_watchdog(self, req: ClientRequestConnection, msg: Message) -> Message:
         """Check that the server is still alive.
 
         Returns
