@@ -8,12 +8,12 @@ from katcp.core import (INTERFACE_CHANGED_KATCP_MAJOR, VERSION_CONNECT_KATCP_MAJ
                         Sensor)
 from katcp.sampling import SampleStrategy
 from katcp.server.base import DeviceServerBase, _done_future, log
+from katcp.server import sampling_requests, standard_requests
 from katcp.server.logger import DeviceLogger
-from katcp.server.sampling_requests import SamplingRequests
-from katcp.server.standard_requests import StandardRequests
 from katcp.version import __version__
 
-class DeviceServer(StandardRequests, SamplingRequests, DeviceServerBase):
+
+class DeviceServer(DeviceServerBase):
     """Implements some standard messages on top of DeviceServerBase.
 
     Inform messages handled are:
@@ -80,6 +80,22 @@ class DeviceServer(StandardRequests, SamplingRequests, DeviceServerBase):
     # DeviceServer has a version number and a build state.
     VERSION_INFO = ("device_stub", 0, 1)
     BUILD_INFO = ("name", 0, 1, "")
+
+    # The requests, each defined in the module of its concern.
+    request_halt = standard_requests.request_halt
+    request_help = standard_requests.request_help
+    request_log_level = standard_requests.request_log_level
+    request_restart = standard_requests.request_restart
+    request_client_list = standard_requests.request_client_list
+    request_version_list = standard_requests.request_version_list
+    request_sensor_list = standard_requests.request_sensor_list
+    request_sensor_value = standard_requests.request_sensor_value
+    request_watchdog = standard_requests.request_watchdog
+    request_request_timeout_hint = standard_requests.request_request_timeout_hint
+    request_sensor_sampling = sampling_requests.request_sensor_sampling
+    request_sensor_sampling_clear = sampling_requests.request_sensor_sampling_clear
+    clear_strategies = sampling_requests.clear_strategies
+    _cancel_sensor_strategies = sampling_requests.cancel_sensor_strategies
 
     def __init__(self, host: str, port: int, tb_limit: int = 20,
                  logger: logging.Logger = log) -> None:

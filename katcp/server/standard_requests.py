@@ -1,8 +1,12 @@
-"""The standard KATCP requests of a DeviceServer (sampling ones apart)."""
+"""The standard KATCP requests of a DeviceServer (the sampling ones apart).
 
-import queue
+Each ``request_*`` function is a method of :class:`katcp.server.DeviceServer`, which takes
+it into its class body: `self` is the device server. Their docstrings, which ``?help``
+sends, keep the indentation of method docstrings.
+"""
+
 import re
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
 from katcp.core import (VERSION_CONNECT_KATCP_MAJOR, AsyncReply, FailReply, Message,
                         ProtocolFlags, Sensor)
@@ -12,10 +16,7 @@ from katcp.server.connection import ClientRequestConnection
 from katcp.version import __version__
 
 if TYPE_CHECKING:
-    from katcp.server.base import DeviceServerBase as _DeviceBase
-    from katcp.server.logger import DeviceLogger
-else:
-    _DeviceBase = object
+    from katcp.server.device import DeviceServer
 
 BASE_REQUESTS = frozenset([
     "halt", "help", "log-level", "restart", "client-list", "sensor-list",
@@ -23,6 +24,7 @@ BASE_REQUESTS = frozenset([
     "new-command", "raise-fail", "raise-exception",
 ])
 """List of basic KATCP requests that a minimal device server should implement."""
+
 
 def construct_name_filter(pattern: Any) -> Tuple[bool, Callable[[str], bool]]:
     """Return a function for filtering sensor names based on a pattern.
@@ -58,34 +60,18 @@ def construct_name_filter(pattern: Any) -> Tuple[bool, Callable[[str], bool]]:
     return True, lambda name: name == pattern
 
 
+def _matching_sensors(self: "DeviceServer", msg: Message) -> List[Tuple[str, Sensor]]:
+    exact, name_filter = construct_name_filter(msg.arguments[0] if msg.arguments
+                                               else None)
+    sensors = [(name, sensor) for name, sensor in sorted(self._sensors.items())
+               if name_filter(name)]
+    if exact and not sensors:
+        raise FailReply("Unknown sensor name.")
+    return sensors
 
-class StandardRequests(_DeviceBase):
-    """The standard requests of :class:`DeviceServer`, apart from sampling.
 
-    A mixin of :class:`DeviceServer`, whose state it uses.
-    """
-
-    _sensors: Dict[str, Sensor]
-    _client_conns: Set[Any]
-    _restart_queue: Optional["queue.Queue[Any]"]
-    extra_versions: Dict[str, Tuple[str, Optional[str]]]
-    log: "DeviceLogger"
-    version: Callable[[], str]
-    build_state: Callable[[], str]
-
-    def _matching_sensors(self, msg: Message) -> List[Tuple[str, Sensor]]:
-        exact, name_filter = construct_name_filter(msg.arguments[0] if msg.arguments
-                                                   else None)
-        sensors = [(name, sensor) for name, sensor in sorted(self._sensors.items())
-                   if name_filter(name)]
-        if exact and not sensors:
-            raise FailReply("Unknown sensor name.")
-        return sensors
-
-    # -- standard requests ----------------------------------------------------------
-
-    def request_halt(self, req: ClientRequestConnection, msg: Message) -> Message:
-        """Halt the device server.
+def request_halt(self: "DeviceServer", req: ClientRequestConnection, msg: Message) -> Message:
+    """Halt the device server.
 
         Returns
         -------
@@ -100,13 +86,14 @@ class StandardRequests(_DeviceBase):
             !halt ok
 
         """
-        req.reply("ok")
-        # Scheduled after the reply so that "!halt ok" precedes "#disconnect".
-        self._server.call_soon_threadsafe(self.stop)
-        raise AsyncReply
+    req.reply("ok")
+    # Scheduled after the reply so that "!halt ok" precedes "#disconnect".
+    self._server.call_soon_threadsafe(self.stop)
+    raise AsyncReply
 
-    def request_help(self, req: ClientRequestConnection, msg: Message) -> Message:
-        """Return help on the available requests.
+
+def request_help(self: "DeviceServer", req: ClientRequestConnection, msg: Message) -> Message:
+    """Return help on the available requests.
 
         Return a description of the available requests using a sequence of
         #help informs.
@@ -146,21 +133,23 @@ class StandardRequests(_DeviceBase):
             !help ok 1
 
         """
-        handlers = self._request_handlers
-        if not msg.arguments:
-            # As in 0.9: the listing sends each docstring whole, ?help NAME stripped.
-            for name, each in sorted(handlers.items()):
-                req.inform(name, each.__doc__ or "")
-            return req.make_reply("ok", len(handlers))
-        name = msg.arguments[0].decode("utf-8")
-        handler = handlers.get(name)
-        if handler is None:
-            return req.make_reply("fail", "Unknown request method.")
-        req.inform(name, (handler.__doc__ or "").strip())
-        return req.make_reply("ok", "1")
+    handlers = self._request_handlers
+    if not msg.arguments:
+        # As in 0.9: the listing sends each docstring whole, ?help NAME stripped.
+        for name, each in sorted(handlers.items()):
+            req.inform(name, each.__doc__ or "")
+        return req.make_reply("ok", len(handlers))
+    name = msg.arguments[0].decode("utf-8")
+    handler = handlers.get(name)
+    if handler is None:
+        return req.make_reply("fail", "Unknown request method.")
+    req.inform(name, (handler.__doc__ or "").strip())
+    return req.make_reply("ok", "1")
 
-    def request_log_level(self, req: ClientRequestConnection, msg: Message) -> Message:
-        """Query or set the current logging level.
+
+def request_log_level(self: "DeviceServer", req: ClientRequestConnection,
+                      msg: Message) -> Message:
+    """Query or set the current logging level.
 
         Parameters
         ----------
@@ -186,15 +175,17 @@ class StandardRequests(_DeviceBase):
             !log-level ok info
 
         """
-        if msg.arguments:
-            try:
-                self.log.set_log_level_by_name(msg.arguments[0])
-            except ValueError as exc:
-                raise FailReply(str(exc))
-        return req.make_reply("ok", self.log.level_name())
+    if msg.arguments:
+        try:
+            self.log.set_log_level_by_name(msg.arguments[0])
+        except ValueError as exc:
+            raise FailReply(str(exc))
+    return req.make_reply("ok", self.log.level_name())
 
-    def request_restart(self, req: ClientRequestConnection, msg: Message) -> Message:
-        """Restart the device server.
+
+def request_restart(self: "DeviceServer", req: ClientRequestConnection,
+                    msg: Message) -> Message:
+    """Restart the device server.
 
         Returns
         -------
@@ -209,14 +200,16 @@ class StandardRequests(_DeviceBase):
             !restart ok
 
         """
-        if self._restart_queue is None:
-            raise FailReply("No restart queue registered -- cannot restart.")
-        # put_nowait never blocks: the queue should have no size limit.
-        self._restart_queue.put_nowait(self)
-        return req.make_reply("ok")
+    if self._restart_queue is None:
+        raise FailReply("No restart queue registered -- cannot restart.")
+    # put_nowait never blocks: the queue should have no size limit.
+    self._restart_queue.put_nowait(self)
+    return req.make_reply("ok")
 
-    def request_client_list(self, req: ClientRequestConnection, msg: Message) -> Message:
-        """Request the list of connected clients.
+
+def request_client_list(self: "DeviceServer", req: ClientRequestConnection,
+                        msg: Message) -> Message:
+    """Request the list of connected clients.
 
         The list of clients is sent as a sequence of #client-list informs.
 
@@ -244,14 +237,16 @@ class StandardRequests(_DeviceBase):
             !client-list ok 1
 
         """
-        addresses = sorted(conn.address for conn in list(self._client_conns))
-        for address in addresses:
-            req.inform(address)
-        return req.make_reply("ok", len(addresses))
+    addresses = sorted(conn.address for conn in list(self._client_conns))
+    for address in addresses:
+        req.inform(address)
+    return req.make_reply("ok", len(addresses))
 
-    @minimum_katcp_version(VERSION_CONNECT_KATCP_MAJOR)
-    def request_version_list(self, req: ClientRequestConnection, msg: Message) -> Message:
-        """Request the list of versions of roles and subcomponents.
+
+@minimum_katcp_version(VERSION_CONNECT_KATCP_MAJOR)
+def request_version_list(self: "DeviceServer", req: ClientRequestConnection,
+                         msg: Message) -> Message:
+    """Request the list of versions of roles and subcomponents.
 
         Informs
         -------
@@ -284,20 +279,22 @@ class StandardRequests(_DeviceBase):
             !version-list ok 3
 
         """
-        versions = [
-            ("katcp-protocol", (str(self.PROTOCOL_INFO), None)),
-            ("katcp-library", ("katcp-python-%s" % __version__, __version__)),
-            ("katcp-device", (self.version(), self.build_state())),
-        ] + sorted(self.extra_versions.items())
-        for name, (version, build_state) in versions:
-            if build_state is None:
-                req.inform(name, version)
-            else:
-                req.inform(name, version, build_state)
-        return req.make_reply("ok", len(versions))
+    versions = [
+        ("katcp-protocol", (str(self.PROTOCOL_INFO), None)),
+        ("katcp-library", ("katcp-python-%s" % __version__, __version__)),
+        ("katcp-device", (self.version(), self.build_state())),
+    ] + sorted(self.extra_versions.items())
+    for name, (version, build_state) in versions:
+        if build_state is None:
+            req.inform(name, version)
+        else:
+            req.inform(name, version, build_state)
+    return req.make_reply("ok", len(versions))
 
-    def request_sensor_list(self, req: ClientRequestConnection, msg: Message) -> Message:
-        """Request the list of sensors.
+
+def request_sensor_list(self: "DeviceServer", req: ClientRequestConnection,
+                        msg: Message) -> Message:
+    """Request the list of sensors.
 
         The list of sensors is sent as a sequence of #sensor-list informs.
 
@@ -353,14 +350,16 @@ class StandardRequests(_DeviceBase):
             !sensor-list ok 2
 
         """
-        sensors = self._matching_sensors(msg)
-        for name, sensor in sensors:
-            req.inform(name, sensor.description, sensor.units, sensor.stype,
-                       *sensor.formatted_params)
-        return req.make_reply("ok", len(sensors))
+    sensors = _matching_sensors(self, msg)
+    for name, sensor in sensors:
+        req.inform(name, sensor.description, sensor.units, sensor.stype,
+                   *sensor.formatted_params)
+    return req.make_reply("ok", len(sensors))
 
-    def request_sensor_value(self, req: ClientRequestConnection, msg: Message) -> Message:
-        """Request the value of a sensor or sensors.
+
+def request_sensor_value(self: "DeviceServer", req: ClientRequestConnection,
+                         msg: Message) -> Message:
+    """Request the value of a sensor or sensors.
 
         A list of sensor values as a sequence of #sensor-value informs.
 
@@ -408,16 +407,18 @@ class StandardRequests(_DeviceBase):
             !sensor-value ok 1
 
         """
-        sensors = self._matching_sensors(msg)
-        major = self._katcp_major
-        inform = req.inform
-        for name, sensor in sensors:
-            timestamp, status, value = sensor.read_formatted(major)
-            inform(timestamp, b"1", name, status, value)
-        return req.make_reply("ok", len(sensors))
+    sensors = _matching_sensors(self, msg)
+    major = self._katcp_major
+    inform = req.inform
+    for name, sensor in sensors:
+        timestamp, status, value = sensor.read_formatted(major)
+        inform(timestamp, b"1", name, status, value)
+    return req.make_reply("ok", len(sensors))
 
-    def request_watchdog(self, req: ClientRequestConnection, msg: Message) -> Message:
-        """Check that the server is still alive.
+
+def request_watchdog(self: "DeviceServer", req: ClientRequestConnection,
+                     msg: Message) -> Message:
+    """Check that the server is still alive.
 
         Returns
         -------
@@ -431,15 +432,16 @@ class StandardRequests(_DeviceBase):
             !watchdog ok
 
         """
-        return req.make_reply("ok")
+    return req.make_reply("ok")
 
-    @has_katcp_protocol_flags([ProtocolFlags.REQUEST_TIMEOUT_HINTS])
-    @minimum_katcp_version(5, 1)
-    @request(Str(optional=True))
-    @return_reply(Int())
-    def request_request_timeout_hint(self, req: ClientRequestConnection,
-                                     request: Optional[str]) -> Tuple[str, int]:
-        """Return timeout hints for requests
+
+@has_katcp_protocol_flags([ProtocolFlags.REQUEST_TIMEOUT_HINTS])
+@minimum_katcp_version(5, 1)
+@request(Str(optional=True))
+@return_reply(Int())
+def request_request_timeout_hint(self: "DeviceServer", req: ClientRequestConnection,
+                                 request: Optional[str]) -> Tuple[str, int]:
+    """Return timeout hints for requests
 
         KATCP requests should generally take less than 5s to complete, but some
         requests are unavoidably slow. This results in spurious client timeout
@@ -489,17 +491,17 @@ class StandardRequests(_DeviceBase):
         subset of all the requests, or even no informs at all.
 
         """
-        handlers = self._request_handlers
-        if request:
-            if request not in handlers:
-                raise FailReply("Unknown request method")
-            hints = [(request, getattr(handlers[request], "request_timeout_hint", None) or 0)]
-        else:
-            hints = [(name, getattr(handler, "request_timeout_hint", None))
-                     for name, handler in sorted(handlers.items())]
-            hints = [(name, hint) for name, hint in hints if hint]
-        for name, hint in hints:
-            req.inform(name, float(hint))
-        return ("ok", len(hints))
+    handlers = self._request_handlers
+    if request:
+        if request not in handlers:
+            raise FailReply("Unknown request method")
+        hints = [(request, getattr(handlers[request], "request_timeout_hint", None) or 0)]
+    else:
+        hints = [(name, getattr(handler, "request_timeout_hint", None))
+                 for name, handler in sorted(handlers.items())]
+        hints = [(name, hint) for name, hint in hints if hint]
+    for name, hint in hints:
+        req.inform(name, float(hint))
+    return ("ok", len(hints))
 
 

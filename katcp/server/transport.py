@@ -699,10 +699,11 @@ class KATCPServer:
     def call_from_thread(self, fn: Callable[[], Any]) -> Any:
         """Allow thread-safe calls to ioloop functions.
 
-        Uses add_callback if not in the IOLoop thread, otherwise calls directly.
-        Returns an already resolved tornado.concurrent.Future if in ioloop, otherwise a
-        concurrent.Future. Logs unhandled exceptions. Resolves with an exception if one
-        occurred.
+        In the IOLoop thread `fn` is called at once and an already resolved
+        tornado.concurrent.Future returned; from another thread `fn` is handed to the
+        loop (:func:`katcp.loop.crossing.call_on_loop`) and a concurrent.futures.Future
+        returned. Either resolves with what `fn` returned or with the exception it
+        raised, which is also logged.
 
         Parameters
         ----------
