@@ -349,7 +349,8 @@ class KATCPServer:
         if self._in_running_loop(ioloop):
             self._install(sock)
         else:
-            ioloop.add_callback(self._install, sock)
+            installed = call_on_loop(ioloop, None, self._install, sock)
+            installed.add_done_callback(functools.partial(self._log_failure, self._install))
         self._ioloop_manager.start(None)
         if timeout:
             return self._running.wait(timeout)
@@ -723,7 +724,7 @@ class KATCPServer:
         done.add_done_callback(functools.partial(self._log_failure, fn))
         return done
 
-    def _log_failure(self, fn: Callable[[], Any], done: Any) -> None:
+    def _log_failure(self, fn: Callable[..., Any], done: Any) -> None:
         if not done.cancelled() and done.exception() is not None:
             self._logger.error("Error calling %r", fn, exc_info=done.exception())
 
