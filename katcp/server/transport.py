@@ -249,8 +249,8 @@ class KATCPServer:
     MAX_MSG_SIZE = 2 * 1024 * 1024
     """Maximum message size that can be received in bytes.
 
-    If more than MAX_MSG_SIZE bytes are read from the client without encountering a
-    message terminator (i.e. newline), the connection is closed.
+    A client that sends a longer line (ended or not) is sent ``#disconnect`` and its
+    connection is closed; nothing it sent after that line is handled.
     """
 
     MAX_WRITE_BUFFER_SIZE = 4 * 1024 * 1024
