@@ -13,7 +13,7 @@ from tornado.concurrent import Future
 
 from katcp.core import (DEFAULT_KATCP_MAJOR, AsyncReply, DeviceServerMetaclass, FailReply,
                         Message, ProtocolFlags, _format_timestamp, steal_docstring_from)
-from katcp.loop.crossing import run_into_future
+from katcp.loop.crossing import is_awaitable, run_into_future
 from katcp.server.connection import (ClientConnection, ClientRequestConnection,
                                      ThreadsafeClientConnection, client_connection_of)
 from katcp.server.handler_thread import MessageHandlerThread
@@ -255,7 +255,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
                                    "replying", req.msg.name)
             return None
         thread_future = isinstance(reply, concurrent.futures.Future)
-        if not (thread_future or asyncio.isfuture(reply) or inspect.isawaitable(reply)):
+        if not (thread_future or is_awaitable(reply)):
             self._logger.error("Request handler for %r returned %r, not a Message",
                                req.msg.name, reply)
             req.reply_with_message(Message.reply(
