@@ -189,14 +189,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         return self._dispatch[msg.mtype](client_conn, msg)
 
     def handle_request(self, connection: Any, msg: Message) -> Any:
-        """Dispatch a request message to the appropriate method.
-
-        Parameters
-        ----------
-        connection : ClientConnection object
-            The client connection the message was from.
-        msg : Message object
-            The request message to process.
+        """Dispatch request `msg`, from client `connection`, to its ``request_*`` method.
 
         Returns
         -------
