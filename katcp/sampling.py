@@ -12,13 +12,17 @@ import heapq
 import itertools
 import threading
 import weakref
-from typing import Any
+from typing import Any, Callable, List, Optional, Tuple
 
 import tornado.ioloop
 
-from katcp.core import Message, Sensor
+from katcp.core import Message, Reading, Sensor
+from katcp.loop.call_queue import CallQueue
+from katcp.loop.crossing import on_thread
 
 _get_ident = threading.get_ident
+
+InformCallback = Callable[[Sensor, Reading], None]
 
 # Timestamps beyond this are nonsense for a sensor (seconds).
 AGE_OF_UNIVERSE = 4.32329886e+17
@@ -26,7 +30,7 @@ AGE_OF_UNIVERSE = 4.32329886e+17
 _NUMERIC_TYPES = {Sensor.INTEGER, Sensor.FLOAT, Sensor.TIMESTAMP}
 
 
-def format_inform_v5(sensor, timestamp, status, value):
+def format_inform_v5(sensor: Sensor, timestamp: float, status: int, value: Any) -> Message:
     """Format a KATCP v5 ``#sensor-status`` inform (timestamps in seconds).
 
     Parameters
@@ -44,14 +48,15 @@ def format_inform_v5(sensor, timestamp, status, value):
                                                      status_name, formatted))
 
 
-def format_inform_v4(sensor, timestamp, status, value):
+def format_inform_v4(sensor: Sensor, timestamp: float, status: int, value: Any) -> Message:
     """Format a KATCP v4 ``#sensor-status`` inform (timestamps in milliseconds)."""
     ts, status_name, formatted = sensor.format_reading((timestamp, status, value), major=4)
     return Message(Message.INFORM, "sensor-status", (ts, b"1", sensor.name.encode("utf-8"),
                                                      status_name, formatted))
 
 
-def update_in_ioloop(update):
+def update_in_ioloop(update: Callable[[Any, Sensor, Reading], None]
+                     ) -> Callable[[Any, Sensor, Reading], None]:
     """Decorator that ensures an update() method is run in the tornado ioloop.
 
     Does this by checking the thread identity. Requires that the object to which the method
@@ -60,22 +65,22 @@ def update_in_ioloop(update):
     ``update(self, sensor, reading)`` for the method.
     """
     @functools.wraps(update)
-    def wrapped_update(self, sensor, reading):
-        if _get_ident() == self._ioloop_thread_id:
+    def wrapped_update(self: Any, sensor: Sensor, reading: Reading) -> None:
+        if on_thread(self._ioloop_thread_id):
             update(self, sensor, reading)
         else:
-            self.ioloop.add_callback(update, self, sensor, reading)
+            CallQueue.of(self.ioloop).call(update, self, sensor, reading)
 
     return wrapped_update
 
 
-def _text(param):
+def _text(param: Any) -> str:
     if isinstance(param, bytes):
         return param.decode("utf-8", "replace")
     return str(param)
 
 
-def _as_bytes(param):
+def _as_bytes(param: Any) -> bytes:
     if isinstance(param, bytes):
         return param
     if isinstance(param, float):
@@ -83,7 +88,7 @@ def _as_bytes(param):
     return str(param).encode("utf-8")
 
 
-def _parse_period(param, what):
+def _parse_period(param: Any, what: str) -> float:
     try:
         value = float(_text(param))
     except ValueError:
@@ -104,24 +109,15 @@ class SampleStrategy:
         Sensor to sample.
     params : list of objects
         Custom sampling parameters.
-
-    Keyword Arguments
-    -----------------
     ioloop : tornado.ioloop.IOLoop, optional
-        The loop the strategy runs on (default: ``IOLoop.current()``).
+        The loop the strategy runs on (default: ``IOLoop.current()``), a keyword argument.
     """
 
     NONE, AUTO, PERIOD, EVENT, DIFFERENTIAL, EVENT_RATE, DIFFERENTIAL_RATE = range(7)
 
-    SAMPLING_LOOKUP = {
-        NONE: "none",
-        AUTO: "auto",
-        PERIOD: "period",
-        EVENT: "event",
-        DIFFERENTIAL: "differential",
-        EVENT_RATE: "event-rate",
-        DIFFERENTIAL_RATE: "differential-rate",
-    }
+    # The KATCP name of each strategy constant, in the order of the constants.
+    SAMPLING_LOOKUP = dict(enumerate(["none", "auto", "period", "event", "differential",
+                                      "event-rate", "differential-rate"]))
     SAMPLING_LOOKUP_REV = {name: constant for constant, name in SAMPLING_LOOKUP.items()}
 
     #: True if a strategy must be attached to its sensor as an observer
@@ -130,7 +126,8 @@ class SampleStrategy:
     #: Number of parameters the strategy takes.
     NUM_PARAMS = 0
 
-    def __init__(self, inform_callback, sensor, *params, **kwargs):
+    def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
+                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
         if len(params) != self.NUM_PARAMS:
             raise ValueError("The '%s' strategy takes %d parameter%s, %d given." % (
                 self.SAMPLING_LOOKUP[self.get_sampling()], self.NUM_PARAMS,
@@ -138,14 +135,17 @@ class SampleStrategy:
         self._inform_callback = inform_callback
         self._sensor = sensor
         self._params = [_as_bytes(p) for p in params]
-        self.ioloop = kwargs.get("ioloop") or tornado.ioloop.IOLoop.current()
-        self._ioloop_thread_id = None
+        self.ioloop = ioloop or tornado.ioloop.IOLoop.current()
+        self._ioloop_thread_id: Optional[int] = None
+        self._call_queue = CallQueue.of(self.ioloop)
         self._pending_lock = threading.Lock()
-        self._pending_reading = None
+        self._pending_reading: Optional[Reading] = None
         self._cancelled = False
 
     @classmethod
-    def get_strategy(cls, strategyName, inform_callback, sensor, *params, **kwargs):
+    def get_strategy(cls, strategyName: Any, inform_callback: InformCallback, sensor: Sensor,
+                     *params: Any, ioloop: Optional[tornado.ioloop.IOLoop] = None
+                     ) -> "SampleStrategy":
         """Factory method to create a strategy object.
 
         Parameters
@@ -158,11 +158,8 @@ class SampleStrategy:
             Sensor to sample.
         params : list of objects
             Custom sampling parameters for specified strategy.
-
-        Keyword Arguments
-        -----------------
         ioloop : tornado.ioloop.IOLoop instance, optional
-            Tornado ioloop to use, otherwise tornado.ioloop.IOLoop.current()
+            Tornado ioloop to use, otherwise tornado.ioloop.IOLoop.current() (keyword only).
 
         Returns
         -------
@@ -179,9 +176,9 @@ class SampleStrategy:
         if strategy_class is None:
             # The text of katcp 0.9, which clients may show or match.
             raise ValueError("Unknown strategy name: %s." % (name,))
-        return strategy_class(inform_callback, sensor, *params, **kwargs)
+        return strategy_class(inform_callback, sensor, *params, ioloop=ioloop)
 
-    def get_sampling(self):
+    def get_sampling(self) -> int:
         """The Strategy constant for this sampling strategy.
 
         Sub-classes should implement this method and return the appropriate constant.
@@ -193,7 +190,7 @@ class SampleStrategy:
         """
         raise NotImplementedError
 
-    def get_sampling_formatted(self):
+    def get_sampling_formatted(self) -> Tuple[bytes, List[bytes]]:
         """The current sampling strategy and parameters.
 
         The strategy is returned as a byte string and the values in the parameter list are
@@ -209,26 +206,26 @@ class SampleStrategy:
         return (self.SAMPLING_LOOKUP[self.get_sampling()].encode("ascii"),
                 list(self._params))
 
-    def attach(self):
+    def attach(self) -> None:
         """Attach strategy to its sensor and send initial update."""
         self._sensor.attach(self)
         self.update(self._sensor, self._sensor.read())
 
-    def detach(self):
+    def detach(self) -> None:
         """Detach strategy from its sensor."""
         self._sensor.detach(self)
 
-    def cancel(self):
+    def cancel(self) -> None:
         """Detach strategy from its sensor and cancel ioloop callbacks."""
         self._cancelled = True
         if self.OBSERVE_UPDATES:
             self.detach()
         self.cancel_timeouts()
 
-    def cancel_timeouts(self):
+    def cancel_timeouts(self) -> None:
         """Override this method to cancel any outstanding ioloop timeouts."""
 
-    def start(self):
+    def start(self) -> None:
         """Start operating the strategy.
 
         Subclasses that override start() should call the super method before it does
@@ -240,11 +237,11 @@ class SampleStrategy:
         if self.OBSERVE_UPDATES:
             self.attach()
 
-    def inform(self, reading):
+    def inform(self, reading: Reading) -> None:
         """Inform strategy creator of the sensor status."""
         self._inform_callback(self._sensor, reading)
 
-    def update(self, sensor, reading):
+    def update(self, sensor: Sensor, reading: Reading) -> None:
         """Callback used by the sensor's notify() method.
 
         Called whenever the sensor value is set, in whatever thread set it; the reading is
@@ -257,30 +254,30 @@ class SampleStrategy:
         reading : (timestamp, status, value) tuple
             Sensor reading as would be returned by sensor.read()
         """
-        if _get_ident() == self._ioloop_thread_id:
+        if on_thread(self._ioloop_thread_id):
             self.observe(reading)
             return
-        # Coalesce: one pending callback per strategy, carrying the newest reading.
+        # Coalesce: one pending call per strategy, carrying the newest reading.
         with self._pending_lock:
             schedule = self._pending_reading is None
             self._pending_reading = reading
         if schedule:
-            self.ioloop.add_callback(self._observe_pending)
+            self._call_queue.call(self._observe_pending)
 
-    def _observe_pending(self):
+    def _observe_pending(self) -> None:
         with self._pending_lock:
             reading, self._pending_reading = self._pending_reading, None
         if reading is not None and not self._cancelled:
             self.observe(reading)
 
-    def observe(self, reading):
+    def observe(self, reading: Reading) -> None:
         """Handle a sensor reading in the ioloop thread (strategies override this)."""
 
 
 class SampleNone(SampleStrategy):
     """Sampling strategy which never sends any updates."""
 
-    def get_sampling(self):
+    def get_sampling(self) -> int:
         return SampleStrategy.NONE
 
 
@@ -289,10 +286,10 @@ class SampleAuto(SampleStrategy):
 
     OBSERVE_UPDATES = True
 
-    def get_sampling(self):
+    def get_sampling(self) -> int:
         return SampleStrategy.AUTO
 
-    def observe(self, reading):
+    def observe(self, reading: Reading) -> None:
         self.inform(reading)
 
 
@@ -304,21 +301,22 @@ class SampleEvent(SampleStrategy):
 
     OBSERVE_UPDATES = True
 
-    def __init__(self, inform_callback, sensor, *params, **kwargs):
-        super().__init__(inform_callback, sensor, *params, **kwargs)
-        self._last_sent = None
+    def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
+                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
+        super().__init__(inform_callback, sensor, *params, ioloop=ioloop)
+        self._last_sent: Optional[Reading] = None
 
-    def get_sampling(self):
+    def get_sampling(self) -> int:
         return SampleStrategy.EVENT
 
-    def observe(self, reading):
+    def observe(self, reading: Reading) -> None:
         last = self._last_sent
         if last is None or reading.value != last.value or reading.status != last.status:
             self._last_sent = reading
             self.inform(reading)
 
 
-def _parse_difference(sensor, param):
+def _parse_difference(sensor: Sensor, param: Any) -> float:
     if sensor.stype not in ("integer", "float", "timestamp"):
         raise ValueError("Differential strategies only apply to integer, float and "
                          "timestamp sensors, not %s sensor '%s'." % (sensor.stype, sensor.name))
@@ -344,15 +342,16 @@ class SampleDifferential(SampleStrategy):
     OBSERVE_UPDATES = True
     NUM_PARAMS = 1
 
-    def __init__(self, inform_callback, sensor, *params, **kwargs):
-        super().__init__(inform_callback, sensor, *params, **kwargs)
+    def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
+                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
+        super().__init__(inform_callback, sensor, *params, ioloop=ioloop)
         self._threshold = _parse_difference(sensor, params[0])
-        self._last_sent = None
+        self._last_sent: Optional[Reading] = None
 
-    def get_sampling(self):
+    def get_sampling(self) -> int:
         return SampleStrategy.DIFFERENTIAL
 
-    def observe(self, reading):
+    def observe(self, reading: Reading) -> None:
         last = self._last_sent
         if (last is None or reading.status != last.status
                 or abs(reading.value - last.value) > self._threshold):
@@ -372,20 +371,20 @@ class _PeriodicScheduler:
     _by_ioloop: "weakref.WeakKeyDictionary[Any, _PeriodicScheduler]" = weakref.WeakKeyDictionary()
 
     @classmethod
-    def for_ioloop(cls, ioloop):
+    def for_ioloop(cls, ioloop: tornado.ioloop.IOLoop) -> "_PeriodicScheduler":
         scheduler = cls._by_ioloop.get(ioloop)
         if scheduler is None:
             scheduler = cls._by_ioloop[ioloop] = cls(ioloop)
         return scheduler
 
-    def __init__(self, ioloop):
+    def __init__(self, ioloop: tornado.ioloop.IOLoop) -> None:
         self._ioloop = ioloop
-        self._heap = []
+        self._heap: List[List[Any]] = []
         self._sequence = itertools.count()
-        self._timer = None
-        self._timer_when = None
+        self._timer: Optional[object] = None
+        self._timer_when: Optional[float] = None
 
-    def schedule(self, when, callback):
+    def schedule(self, when: float, callback: Callable[[float], None]) -> List[Any]:
         """Call ``callback(when)`` at loop time ``when``; return a handle for cancel()."""
         entry = [when, next(self._sequence), callback]
         heapq.heappush(self._heap, entry)
@@ -394,17 +393,17 @@ class _PeriodicScheduler:
         return entry
 
     @staticmethod
-    def cancel(entry):
+    def cancel(entry: List[Any]) -> None:
         # Lazy deletion: the entry is dropped when it reaches the top of the heap.
         entry[2] = None
 
-    def _arm(self, when):
+    def _arm(self, when: float) -> None:
         if self._timer is not None:
             self._ioloop.remove_timeout(self._timer)
         self._timer_when = when
         self._timer = self._ioloop.call_at(when, self._run)
 
-    def _run(self):
+    def _run(self) -> None:
         self._timer = self._timer_when = None
         heap = self._heap
         horizon = self._ioloop.time() + self.TOLERANCE
@@ -426,23 +425,24 @@ class SamplePeriod(SampleStrategy):
 
     NUM_PARAMS = 1
 
-    def __init__(self, inform_callback, sensor, *params, **kwargs):
-        super().__init__(inform_callback, sensor, *params, **kwargs)
+    def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
+                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
+        super().__init__(inform_callback, sensor, *params, ioloop=ioloop)
         self._period = _parse_period(params[0], "period")
         if self._period <= 0:
             raise ValueError("The sampling period must be > 0, not %r." % _text(params[0]))
-        self._scheduler = None
-        self._timeout = None
+        self._scheduler: Optional[_PeriodicScheduler] = None
+        self._timeout: Optional[List[Any]] = None
 
-    def get_sampling(self):
+    def get_sampling(self) -> int:
         return SampleStrategy.PERIOD
 
-    def start(self):
+    def start(self) -> None:
         super().start()
         self._scheduler = _PeriodicScheduler.for_ioloop(self.ioloop)
         self._tick(self.ioloop.time())
 
-    def _tick(self, deadline):
+    def _tick(self, deadline: float) -> None:
         self.inform(self._sensor.read())
         next_time = deadline + self._period
         now = self.ioloop.time()
@@ -450,11 +450,12 @@ class SamplePeriod(SampleStrategy):
             # Fell more than a period behind (a busy loop): skip the missed samples
             # rather than sending a burst.
             next_time = now + self._period
+        assert self._scheduler is not None  # set by start()
         self._timeout = self._scheduler.schedule(next_time, self._tick)
 
-    def cancel_timeouts(self):
+    def cancel_timeouts(self) -> None:
         if self._timeout is not None:
-            self._scheduler.cancel(self._timeout)
+            _PeriodicScheduler.cancel(self._timeout)
             self._timeout = None
 
 
@@ -471,28 +472,29 @@ class SampleEventRate(SampleStrategy):
     OBSERVE_UPDATES = True
     NUM_PARAMS = 2
 
-    def __init__(self, inform_callback, sensor, *params, **kwargs):
-        super().__init__(inform_callback, sensor, *params, **kwargs)
+    def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
+                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
+        super().__init__(inform_callback, sensor, *params, ioloop=ioloop)
         self._shortest = _parse_period(params[-2], "shortest period")
         self._longest = _parse_period(params[-1], "longest period")
         if self._longest and self._shortest > self._longest:
             raise ValueError("The shortest period (%s) must not exceed the longest (%s)."
                              % (_text(params[-2]), _text(params[-1])))
-        self._last_sent = None
-        self._last_sent_time = None
-        self._held_reading = None
-        self._shortest_timeout = None
-        self._longest_timeout = None
+        self._last_sent: Optional[Reading] = None
+        self._last_sent_time: Optional[float] = None
+        self._held_reading: Optional[Reading] = None
+        self._shortest_timeout: Optional[object] = None
+        self._longest_timeout: Optional[object] = None
 
-    def get_sampling(self):
+    def get_sampling(self) -> int:
         return SampleStrategy.EVENT_RATE
 
-    def _changed(self, reading):
+    def _changed(self, reading: Reading) -> bool:
         last = self._last_sent
         return (last is None or reading.status != last.status
                 or reading.value != last.value)
 
-    def observe(self, reading):
+    def observe(self, reading: Reading) -> None:
         if not self._changed(reading):
             if self._held_reading is not None:
                 # A pending change was undone before it could be sent; send nothing.
@@ -507,13 +509,13 @@ class SampleEventRate(SampleStrategy):
         if self._shortest_timeout is None:
             self._shortest_timeout = self.ioloop.call_at(earliest, self._send_held)
 
-    def _send_held(self):
+    def _send_held(self) -> None:
         self._shortest_timeout = None
         reading, self._held_reading = self._held_reading, None
         if reading is not None and not self._cancelled:
             self._send(reading)
 
-    def _send(self, reading):
+    def _send(self, reading: Reading) -> None:
         self._last_sent = reading
         self._last_sent_time = self.ioloop.time()
         self._held_reading = None
@@ -524,12 +526,12 @@ class SampleEventRate(SampleStrategy):
             self._longest_timeout = self.ioloop.call_at(
                 self._last_sent_time + self._longest, self._send_current)
 
-    def _send_current(self):
+    def _send_current(self) -> None:
         self._longest_timeout = None
         if not self._cancelled:
             self._send(self._sensor.read())
 
-    def cancel_timeouts(self):
+    def cancel_timeouts(self) -> None:
         for timeout in (self._shortest_timeout, self._longest_timeout):
             if timeout is not None:
                 self.ioloop.remove_timeout(timeout)
@@ -545,14 +547,15 @@ class SampleDifferentialRate(SampleEventRate):
 
     NUM_PARAMS = 3
 
-    def __init__(self, inform_callback, sensor, *params, **kwargs):
-        super().__init__(inform_callback, sensor, *params, **kwargs)
+    def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
+                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
+        super().__init__(inform_callback, sensor, *params, ioloop=ioloop)
         self._threshold = _parse_difference(sensor, params[0])
 
-    def get_sampling(self):
+    def get_sampling(self) -> int:
         return SampleStrategy.DIFFERENTIAL_RATE
 
-    def _changed(self, reading):
+    def _changed(self, reading: Reading) -> bool:
         last = self._last_sent
         return (last is None or reading.status != last.status
                 or abs(reading.value - last.value) > self._threshold)

@@ -1,0 +1,505 @@
+"""DeviceServerBase: message dispatch to request_*, inform_* and reply_* methods."""
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import sys
+import time
+from typing import Any, Callable, Dict, Optional, Tuple, cast
+
+import tornado.gen
+from tornado.concurrent import Future
+
+from katcp.core import (DEFAULT_KATCP_MAJOR, AsyncReply, DeviceServerMetaclass, FailReply,
+                        Message, ProtocolFlags, _format_timestamp, steal_docstring_from)
+from katcp.loop.crossing import is_awaitable, run_into_future
+from katcp.server.connection import (ClientConnection, ClientRequestConnection,
+                                     ThreadsafeClientConnection, client_connection_of)
+from katcp.server.handler_thread import MessageHandlerThread
+from katcp.server.transport import KATCPServer, exception_text, return_future
+
+log = logging.getLogger("katcp.server")
+
+_REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
+
+# KATCP major versions a device server can speak.
+_SUPPORTED_KATCP_MAJORS = frozenset([4, 5])
+
+def _done_future(result: Any = None) -> Future:
+    future: Future = Future()
+    future.set_result(result)
+    return future
+
+
+_ASYNC_HANDLERS: Dict[Any, bool] = {}
+
+
+def _is_async_handler(handler: Callable[..., Any]) -> bool:
+    """Whether a (possibly decorated) handler is an ``async def`` or tornado coroutine."""
+    try:
+        return _ASYNC_HANDLERS[handler]
+    except KeyError:
+        pass
+    func: Optional[Callable[..., Any]] = handler
+    result = False
+    while func is not None:
+        if inspect.iscoroutinefunction(func) or tornado.gen.is_coroutine_function(func):
+            result = True
+            break
+        func = getattr(func, "__wrapped__", None)
+    _ASYNC_HANDLERS[handler] = result
+    return result
+
+
+def _nothing() -> None:
+    pass
+
+
+class DeviceServerBase(metaclass=DeviceServerMetaclass):
+    """Base class for device servers.
+
+    Subclasses should add .request_* methods for dealing with request messages. These
+    methods each take the client request connection and msg objects as arguments and
+    should return the reply message or raise an exception as a result.
+
+    Subclasses can also add .inform_* and reply_* methods to handle those types of
+    messages.
+
+    Should a subclass need to generate inform messages it should do so using either the
+    .inform() or .mass_inform() methods.
+
+    Finally, this class should probably not be subclassed directly but rather via
+    subclassing DeviceServer itself which implements common .request_* methods.
+
+    Parameters
+    ----------
+    host : str
+        Host to listen on.
+    port : int
+        Port to listen on.
+    tb_limit : int, optional
+        Maximum number of stack frames to send in error tracebacks.
+    logger : logging.Logger object, optional
+        Logger to log messages to.
+
+    Raises
+    ------
+    ValueError
+        If ``PROTOCOL_INFO.major`` is not a KATCP version the server speaks (4 or 5).
+
+    """
+
+    PROTOCOL_INFO = ProtocolFlags(DEFAULT_KATCP_MAJOR, 0, set([
+        ProtocolFlags.MULTI_CLIENT,
+        ProtocolFlags.MESSAGE_IDS,
+    ]))
+
+    # Filled in by the metaclass: KATCP message name -> handler.
+    _request_handlers: Dict[str, Callable[..., Any]]
+    _inform_handlers: Dict[str, Callable[..., Any]]
+    _reply_handlers: Dict[str, Callable[..., Any]]
+
+    def __init__(self, host: str, port: int, tb_limit: int = 20,
+                 logger: logging.Logger = log) -> None:
+        major = self.PROTOCOL_INFO.major
+        if major not in _SUPPORTED_KATCP_MAJORS:
+            raise ValueError("Unsupported KATCP major version %r in PROTOCOL_INFO: "
+                             "supported are %s" % (major, sorted(_SUPPORTED_KATCP_MAJORS)))
+        self._logger = logger
+        self._tb_limit = tb_limit
+        self._server = KATCPServer(self, host, port, tb_limit, logger)
+        self._handler_thread: Optional[MessageHandlerThread] = None
+        self._thread_safe = True
+        self._dispatch = {_REQUEST: self.handle_request, _REPLY: self.handle_reply,
+                          _INFORM: self.handle_inform}
+        self.set_concurrency_options()
+
+    @property
+    def _katcp_major(self) -> int:
+        # A server's PROTOCOL_INFO has a major version (checked by __init__).
+        return cast(int, self.PROTOCOL_INFO.major)
+
+    @property
+    def ioloop(self) -> Any:
+        """The tornado IOLoop the server runs on (None until known)."""
+        return self._server.ioloop
+
+    @property
+    def bind_address(self) -> Optional[Tuple[str, int]]:
+        """The (host, port) where the server is listening for connections."""
+        return self._server.bind_address
+
+    def on_message(self, client_conn: Any, msg: Message) -> Any:
+        """Dummy implementation of on_message required by KATCPServer.
+
+        Will be replaced by a handler with the appropriate concurrency semantics when
+        set_concurrency_options is called (defaults are set in __init__()).
+        """
+        raise NotImplementedError("set_concurrency_options() sets on_message")
+
+    def set_concurrency_options(self, thread_safe: bool = True,
+                                handler_thread: bool = True) -> None:
+        """Set concurrency options for this device server. Must be called before start().
+
+        Parameters
+        ----------
+        thread_safe : bool
+            If True, make the server public methods thread safe. Incurs performance
+            overhead.
+        handler_thread : bool
+            Can only be set if thread_safe is True. Handle all requests (even from
+            different clients) in a separate, single, request-handling thread. Blocking
+            request handlers will prevent the server from handling new requests from any
+            client, but sensor strategies should still function. This more or less
+            mimics the behaviour of a server in library versions before 0.6.0.
+
+        """
+        if handler_thread and not thread_safe:
+            raise ValueError("handler_thread=True requires thread_safe=True")
+        self._thread_safe = thread_safe
+        self._server.client_connection_factory = (
+            ThreadsafeClientConnection if thread_safe else ClientConnection)
+        if handler_thread:
+            thread = self._handler_thread = MessageHandlerThread(
+                self.handle_message, self.create_log_inform, self._logger)
+            self.on_message = thread.on_message  # type: ignore[method-assign]
+        else:
+            self._handler_thread = None
+            # Handlers run on the loop; None or a future comes straight back to the
+            # transport, so no future is made for synchronous handlers.
+            self.on_message = self.handle_message  # type: ignore[method-assign]
+
+    @steal_docstring_from(KATCPServer.set_ioloop)
+    def set_ioloop(self, ioloop: Any = None) -> None:
+        self._server.set_ioloop(ioloop)
+
+    @steal_docstring_from(KATCPServer.setDaemon)
+    def setDaemon(self, daemonic: bool) -> None:
+        self._server.setDaemon(daemonic)
+
+    # -- message dispatch -------------------------------------------------------------
+
+    def handle_message(self, client_conn: Any, msg: Message) -> Any:
+        """Handle messages of all types from clients.
+
+        Requests go to :meth:`handle_request` (whose result is returned), informs to
+        :meth:`handle_inform` and replies to :meth:`handle_reply`.
+        """
+        return self._dispatch[msg.mtype](client_conn, msg)
+
+    def handle_request(self, connection: Any, msg: Message) -> Any:
+        """Dispatch request `msg`, from client `connection`, to its ``request_*`` method.
+
+        Returns
+        -------
+        done_future : Future or None
+            Returns Future for async request handlers that will resolve when done, or
+            None for sync request handlers once they have completed.
+
+        """
+        handler = self._request_handlers.get(msg.name)
+        if handler is None:
+            connection.reply(Message.reply(msg.name, "invalid", "Unknown request."), msg)
+            return None
+        req = ClientRequestConnection(connection, msg)
+        if self._handler_thread is not None and _is_async_handler(handler):
+            # Coroutines belong on the loop. The handler thread moves on to the next
+            # message; this connection's reading resumes when the coroutine is done.
+            done = self._server.call_on_loop(self._call_handler, handler, req)
+            return None if getattr(handler, "_concurrent_reply", False) else done
+        return self._call_handler(handler, req)
+
+    def _call_handler(self, handler: Callable[..., Any], req: ClientRequestConnection) -> Any:
+        try:
+            reply = handler(self, req, req.msg)
+        except Exception:
+            self._reply_with_error(req, sys.exc_info())
+            return None
+        if reply.__class__ is Message or isinstance(reply, Message):
+            req.reply_with_message(reply)
+            return None
+        return self._handle_awaitable_reply(handler, req, reply)
+
+    def _reply_with_error(self, req: ClientRequestConnection, exc_info: Any) -> None:
+        """Reply to `req` for a handler that raised (AsyncReply: it replies itself)."""
+        exc = exc_info[1]
+        if isinstance(exc, AsyncReply):
+            return
+        if isinstance(exc, FailReply):
+            reply = Message.reply(req.msg.name, "fail", str(exc))
+        else:
+            reply = self.create_exception_reply_and_log(req.msg, exc_info)
+        req.reply_with_message(reply)
+
+    def _reply_with_result(self, req: ClientRequestConnection, reply: Any) -> None:
+        """Reply to `req` with what a handler's future resolved to."""
+        if reply is not None:
+            req.reply_with_message(reply)
+        elif not req.replied:
+            self._logger.error("Async request handler for %r resolved to None without "
+                               "replying", req.msg.name)
+
+    def _handle_awaitable_reply(self, handler: Callable[..., Any],
+                                req: ClientRequestConnection, reply: Any) -> Any:
+        if reply is None:
+            if not req.replied:
+                self._logger.error("Request handler for %r returned None without "
+                                   "replying", req.msg.name)
+            return None
+        thread_future = isinstance(reply, concurrent.futures.Future)
+        if not (thread_future or is_awaitable(reply)):
+            self._logger.error("Request handler for %r returned %r, not a Message",
+                               req.msg.name, reply)
+            req.reply_with_message(Message.reply(
+                req.msg.name, "fail", "Handler returned an invalid reply."))
+            return None
+        concurrent_reply = getattr(handler, "_concurrent_reply", False)
+        if not self._server.in_ioloop_thread():
+            # Not on the loop (the handler thread, or a direct call from another thread):
+            # the future is awaited on the loop.
+            done = self._server.call_on_loop(self._server.spawn,
+                                             self._await_reply(req, reply))
+            return None if concurrent_reply else done
+        if (thread_future or asyncio.isfuture(reply)) and reply.done() \
+                and not reply.cancelled():
+            # Already resolved (e.g. work done at once on the loop): reply now.
+            try:
+                result = reply.result()
+            except Exception:
+                self._reply_with_error(req, sys.exc_info())
+            else:
+                self._reply_with_result(req, result)
+            return None
+        task = self._server.spawn(self._await_reply(req, reply))
+        return None if concurrent_reply else task
+
+    async def _await_reply(self, req: ClientRequestConnection, awaitable: Any) -> None:
+        if isinstance(awaitable, concurrent.futures.Future):
+            # Resolved in some other thread (e.g. by a thread pool).
+            awaitable = asyncio.wrap_future(awaitable)
+        try:
+            reply = await awaitable
+        except Exception:
+            self._reply_with_error(req, sys.exc_info())
+        else:
+            self._reply_with_result(req, reply)
+
+    def _call_on_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` on the server's loop and return a future of its result.
+
+        On the loop thread, or before the server runs, `fn` runs at once and the future
+        is already resolved (a tornado Future on the loop, else a
+        concurrent.futures.Future). From another thread while the server runs, `fn` hops
+        to the loop and a concurrent.futures.Future is returned at once.
+        """
+        server = self._server
+        if server.in_ioloop_thread():
+            return return_future(fn)(*args)
+        if server.running():
+            return server.call_on_loop(fn, *args)
+        done: concurrent.futures.Future = concurrent.futures.Future()
+        run_into_future(fn, args, {}, done)
+        return done
+
+    def handle_inform(self, connection: Any, msg: Message) -> None:
+        """Dispatch an inform message to its ``inform_*`` method, as requests are."""
+        self._handle_other(self._inform_handlers, connection, msg)
+
+    def handle_reply(self, connection: Any, msg: Message) -> None:
+        """Dispatch a reply message to its ``reply_*`` method, as requests are."""
+        self._handle_other(self._reply_handlers, connection, msg)
+
+    def _handle_other(self, handlers: Dict[str, Callable[..., Any]], connection: Any,
+                      msg: Message) -> None:
+        handler = handlers.get(msg.name)
+        if handler is None:
+            self._logger.warning("%s message %r from %s has no handler",
+                                 Message.TYPE_NAMES[msg.mtype].capitalize(), msg.name,
+                                 connection.address)
+            return
+        try:
+            handler(self, connection, msg)
+        except Exception:
+            self._logger.exception("Error handling %s %r", Message.TYPE_NAMES[msg.mtype],
+                                   msg.name)
+
+    # -- sending ----------------------------------------------------------------------
+
+    def inform(self, connection: Any, msg: Message) -> None:
+        """Send an inform message to a particular client: ``connection.inform(msg)``.
+
+        See :meth:`ClientConnection.inform`.
+        """
+        client_connection_of(connection).inform(msg)
+
+    def mass_inform(self, msg: Message) -> None:
+        """Send an inform message to all clients (see :meth:`ClientConnection.mass_inform`)."""
+        if self._thread_safe:
+            self._server.mass_send_message_threadsafe(msg)
+        else:
+            self._server.mass_send_message(msg)
+
+    def reply(self, connection: Any, reply: Message, orig_req: Message) -> None:
+        """Send an asynchronous reply to an earlier request on `connection`.
+
+        See :meth:`ClientConnection.reply`.
+        """
+        client_connection_of(connection).reply(reply, orig_req)
+
+    def reply_inform(self, connection: Any, inform: Message, orig_req: Message) -> None:
+        """Send an inform as part of the reply to an earlier request on `connection`.
+
+        See :meth:`ClientConnection.reply_inform`.
+        """
+        client_connection_of(connection).reply_inform(inform, orig_req)
+
+    def create_log_inform(self, level_name: str, msg: str, name: str,
+                          timestamp: Optional[float] = None) -> Message:
+        """Create a katcp logging inform message.
+
+        Usually this will be called from inside a DeviceLogger object, but it is also
+        used by the methods in this class when errors need to be reported to the client.
+
+        Parameters
+        ----------
+        level_name : str
+            KATCP log level name, e.g. 'error'.
+        msg : str
+            The log text.
+        name : str
+            Name of the logger.
+        timestamp : float, optional
+            Seconds since the Unix epoch; defaults to now.
+
+        Returns
+        -------
+        inform : Message
+            A ``#log`` inform.
+
+        """
+        if timestamp is None:
+            timestamp = time.time()
+        timestamp_msg = _format_timestamp(timestamp, self._katcp_major)
+        return Message.inform("log", level_name, timestamp_msg, name, msg)
+
+    def create_exception_reply_and_log(self, msg: Message, exc_info: Any) -> Message:
+        """Create a fail reply carrying a traceback, and log the error.
+
+        Parameters
+        ----------
+        msg : Message object
+            The request that failed.
+        exc_info : tuple
+            As returned by sys.exc_info().
+
+        Returns
+        -------
+        reply : Message
+            ``!name fail <traceback>`` (limited to tb_limit frames).
+
+        """
+        reason = exception_text(exc_info, self._tb_limit)
+        self._logger.error("Request %s FAIL: %s", msg.name, reason)
+        return Message.reply(msg.name, "fail", reason)
+
+    # -- connection hooks ----------------------------------------------------------
+
+    def on_client_connect(self, client_conn: Any) -> Any:
+        """Called after client connection is established.
+
+        Subclasses should override if they wish to send clients message or perform
+        house-keeping at this point.
+
+        Parameters
+        ----------
+        client_conn : ClientConnection object
+            The client connection that has been successfully established.
+
+        Returns
+        -------
+        ready : Future
+            Resolves when the device is ready to accept messages.
+
+        """
+        return _done_future()
+
+    def on_client_disconnect(self, client_conn: Any, msg: str, connection_valid: bool) -> Any:
+        """Called before a client connection is closed.
+
+        Subclasses should override if they wish to send clients message or perform
+        house-keeping at this point. The server cannot guarantee this will be called
+        (for example, the client might drop the connection). The message parameter
+        contains the reason for the disconnection.
+
+        Parameters
+        ----------
+        client_conn : ClientConnection object
+            Client connection being disconnected.
+        msg : str
+            Reason client is being disconnected.
+        connection_valid : boolean
+            True if connection is still open for sending, False otherwise.
+
+        Returns
+        -------
+        done : Future
+            Resolves when the client connection can be closed.
+
+        """
+        return _done_future()
+
+    # -- running ----------------------------------------------------------------------
+
+    def start(self, timeout: Optional[float] = None) -> Optional[bool]:
+        """Start the server (and its handler thread, if it has one).
+
+        As :meth:`KATCPServer.start`: with a `timeout`, waits that long for the server
+        to run and returns whether it does.
+        """
+        if self._handler_thread is not None:
+            self._handler_thread.set_ioloop(self._server.get_ioloop())
+            self._handler_thread.start(timeout)
+        return self._server.start(timeout)
+
+    @steal_docstring_from(KATCPServer.stop)
+    def stop(self, timeout: Optional[float] = 1.0) -> concurrent.futures.Future:
+        stopped = self._server.stop(timeout)
+        if self._handler_thread is not None:
+            self._handler_thread.stop(None)
+        return stopped
+
+    @steal_docstring_from(KATCPServer.join)
+    def join(self, timeout: Optional[float] = None) -> None:
+        self._server.join(timeout)
+        if self._handler_thread is not None:
+            self._handler_thread.join(timeout)
+
+    @steal_docstring_from(KATCPServer.running)
+    def running(self) -> bool:
+        return self._server.running()
+
+    @steal_docstring_from(KATCPServer.wait_running)
+    def wait_running(self, timeout: Optional[float] = None) -> bool:
+        return self._server.wait_running(timeout)
+
+    def sync_with_ioloop(self, timeout: Optional[float] = None) -> Optional[Future]:
+        """Block for ioloop to complete a loop if called from another thread.
+
+        Returns a future if called from inside the ioloop.
+
+        Raises concurrent.futures.TimeoutError if timed out while blocking.
+
+        Parameters
+        ----------
+        timeout : float or None, optional
+
+        """
+        if self._server.in_ioloop_thread():
+            future: Future = Future()
+            self.ioloop.add_callback(future.set_result, None)
+            return future
+        self._server.call_on_loop(_nothing).result(timeout)
+        return None
+
+

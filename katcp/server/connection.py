@@ -1,0 +1,252 @@
+"""What a request handler talks to: a client's connection and a request on it."""
+
+import warnings
+from typing import Any
+
+from katcp.core import Message
+
+
+def client_connection_of(connection: Any) -> Any:
+    """The client connection meant by `connection`, which old handlers give as a req."""
+    # Handlers written for katcp < 0.5 pass their req object where a connection is meant.
+    if isinstance(connection, ClientRequestConnection):
+        warnings.warn("Pass req.client_connection (not req) to the server's inform(), "
+                      "reply() and reply_inform()", DeprecationWarning, stacklevel=3)
+        return connection.client_connection
+    return connection
+
+
+def _answer_to(msg: Message, orig_req: Message) -> Message:
+    """Give `msg` (a reply or reply inform) the id of `orig_req`, whose name it must have."""
+    if msg.name != orig_req.name:
+        raise ValueError("Message name %r does not match request name %r." % (
+            msg.name, orig_req.name))
+    msg.mid = orig_req.mid
+    return msg
+
+
+class ClientConnection:
+    """Encapsulates the connection between a single client and the server.
+
+    Parameters
+    ----------
+    server : :class:`KATCPServer`
+        The transport that owns the connection.
+    conn_id : object
+        The transport's handle for the connection.
+
+    """
+
+    # The server's methods that send: only from the loop thread here.
+    _SEND = "send_message"
+    _SEND_TO_ALL = "mass_send_message"
+
+    def __init__(self, server: Any, conn_id: Any) -> None:
+        self._server = server
+        self._conn_id = conn_id
+        self.address = server.get_address(conn_id)
+        self._disconnect_called = False
+        # Bound once: informs are the hot path.
+        self._send = getattr(server, self._SEND)
+
+    def inform(self, msg: Message) -> None:
+        """Send an inform message to a particular client.
+
+        Should only be used for asynchronous informs. Informs that are part of the
+        response to a request should use :meth:`reply_inform` so that the message
+        identifier from the original request can be attached to the inform.
+
+        Parameters
+        ----------
+        msg : Message object
+            The inform message to send.
+
+        """
+        self._send(self._conn_id, msg)
+
+    def reply_inform(self, inform: Message, orig_req: Message) -> None:
+        """Send an inform as part of the reply to an earlier request.
+
+        Parameters
+        ----------
+        inform : Message object
+            The inform message to send.
+        orig_req : Message object
+            The request message being replied to. The inform message's id is
+            overridden with the id from orig_req before the inform is sent.
+
+        Raises
+        ------
+        ValueError
+            If the names of `inform` and `orig_req` differ (nothing is sent).
+
+        """
+        self._send(self._conn_id, _answer_to(inform, orig_req))
+
+    def reply(self, reply: Message, orig_req: Message) -> None:
+        """Send an asynchronous reply to an earlier request.
+
+        As :meth:`reply_inform`, for the reply: `reply` gets the id of `orig_req`,
+        whose name it must have (else ValueError, and nothing is sent).
+        """
+        self._send(self._conn_id, _answer_to(reply, orig_req))
+
+    def mass_inform(self, msg: Message) -> None:
+        """Send an inform message to all clients.
+
+        Parameters
+        ----------
+        msg : Message object
+            The inform message to send.
+
+        """
+        getattr(self._server, self._SEND_TO_ALL)(msg)
+
+    def on_client_disconnect_was_called(self) -> None:
+        """Prevent multiple calls to on_client_disconnect handler.
+
+        Call this when an on_client_disconnect handler has been called.
+        """
+        self._disconnect_called = True
+
+    def disconnect(self, reason: str) -> Any:
+        """Disconnect this client connection for specified reason.
+
+        Parameters
+        ----------
+        reason : str
+            Sent to the client in a ``#disconnect`` inform.
+
+        Returns
+        -------
+        done : Future
+            Resolves once the connection is closed (an asyncio Task if called in the
+            ioloop thread, else a concurrent.futures.Future).
+
+        """
+        server = self._server
+        if server.in_ioloop_thread():
+            return server.spawn(server.disconnect_client(self._conn_id, reason))
+        return server.call_on_loop(server.disconnect_client, self._conn_id, reason)
+
+
+class ThreadsafeClientConnection(ClientConnection):
+    """A :class:`ClientConnection` whose sending methods may be called from any thread.
+
+    From another thread a message is handed to the loop and sent there; the call does
+    not wait for that.
+    """
+
+    _SEND = "send_message_threadsafe"
+    _SEND_TO_ALL = "mass_send_message_threadsafe"
+
+
+class ClientRequestConnection:
+    """Encapsulates specific KATCP request and associated client connection.
+
+    Parameters
+    ----------
+    client_connection : :class:`ClientConnection`
+        The connection the request arrived on.
+    req_msg : Message object
+        The request message.
+
+    """
+
+    __slots__ = ("client_connection", "msg", "_replied")
+
+    def __init__(self, client_connection: Any, req_msg: Message) -> None:
+        self.client_connection = client_connection
+        self.msg = req_msg
+        self._replied = False
+
+    @property
+    def replied(self) -> bool:
+        """Whether the reply was sent."""
+        return self._replied
+
+    @property
+    def mid(self) -> Any:
+        """The message id of the request (bytes or None)."""
+        return self.msg.mid
+
+    def inform(self, *args: Any) -> None:
+        """Send an inform that is part of the reply, carrying the request's id.
+
+        Parameters
+        ----------
+        args : list of objects
+            Inform arguments (the name is the request's name).
+
+        """
+        self.client_connection.inform(Message.reply_inform(self.msg, *args))
+
+    def inform_after_reply(self, *args: Any) -> None:
+        """Send an inform carrying the request's id, even after the reply was sent.
+
+        Parameters
+        ----------
+        args : list of objects
+            Inform arguments.
+
+        """
+        self.inform(*args)
+
+    def make_reply(self, *args: Any) -> Message:
+        """Return a reply Message to the request (not sent).
+
+        Parameters
+        ----------
+        args : list of objects
+            Reply arguments, normally starting with 'ok' or 'fail'.
+
+        Returns
+        -------
+        reply : Message
+
+        """
+        return Message.reply_to_request(self.msg, *args)
+
+    def reply(self, *args: Any) -> None:
+        """Send the reply to the request.
+
+        Parameters
+        ----------
+        args : list of objects
+            Reply arguments, normally starting with 'ok' or 'fail'.
+
+        """
+        self.reply_with_message(Message.reply_to_request(self.msg, *args))
+
+    def reply_again(self, *args: Any) -> None:
+        """Send another reply to the request, even though one was already sent.
+
+        Parameters
+        ----------
+        args : list of objects
+            Reply arguments.
+
+        """
+        self._replied = False
+        self.reply(*args)
+
+    def reply_with_message(self, rep_msg: Message) -> None:
+        """Send a pre-created reply message to the client connection.
+
+        Will check that rep_msg.name matches the bound request.
+
+        Parameters
+        ----------
+        rep_msg : Message object
+            The reply to send.
+
+        """
+        if self._replied:
+            raise RuntimeError("Reply to request %r already sent." % (self.msg.name,))
+        if rep_msg.name != self.msg.name:
+            raise ValueError("Reply name %r does not match request name %r." % (
+                rep_msg.name, self.msg.name))
+        self._replied = True
+        self.client_connection.reply(rep_msg, self.msg)
+
+

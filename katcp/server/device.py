@@ -1,0 +1,295 @@
+"""DeviceServer (sensors, the standard requests) and AsyncDeviceServer."""
+
+import logging
+import queue
+from typing import Any, Dict, List, Optional, Set, Tuple, Union
+
+from katcp.core import (INTERFACE_CHANGED_KATCP_MAJOR, VERSION_CONNECT_KATCP_MAJOR, Message,
+                        Sensor)
+from katcp.sampling import SampleStrategy
+from katcp.server.base import DeviceServerBase, _done_future, log
+from katcp.server import sampling_requests, standard_requests
+from katcp.server.logger import DeviceLogger
+from katcp.version import __version__
+
+
+class DeviceServer(DeviceServerBase):
+    """Implements some standard messages on top of DeviceServerBase.
+
+    Inform messages handled are:
+
+      - version (sent on connect)
+      - build-state (sent on connect)
+      - log (via self.log.warn(...), etc)
+      - disconnect
+      - client-connected
+
+    Requests handled are:
+
+      - halt
+      - help
+      - log-level
+      - restart [1]_
+      - client-list
+      - sensor-list
+      - sensor-sampling
+      - sensor-value
+      - watchdog
+      - version-list (only standard in KATCP v5 or later)
+      - request-timeout-hint (pre-standard only if protocol flags indicates
+                              timeout hints, supported for KATCP v5.1 or later)
+      - sensor-sampling-clear (non-standard)
+
+    .. [1] Restart relies on .set_restart_queue() being used to register a restart
+       queue with the device. When the device needs to be restarted, it will be added
+       to the restart queue. The queue should be a Python Queue.Queue object without a
+       maximum size.
+
+    Unhandled standard requests are:
+
+      - configure
+      - mode
+
+    Subclasses can define the tuple VERSION_INFO to set the interface name, major and
+    minor version numbers. The BUILD_INFO tuple can be defined to give a string
+    describing a particular interface instance and may have a fourth element containing
+    additional version information (e.g. rc1).
+
+    Subclasses may manipulate the versions returned by the ?version-list command by
+    editing .extra_versions which is a dictionary mapping role or component names to
+    (version, build_state_or_serial_no) tuples. The build_state_or_serial_no may be
+    None.
+
+    Subclasses must override the .setup_sensors() method. If they have no sensors to
+    register, the method should just be a pass.
+
+    Set the class (or instance) attribute :attr:`SEND_INTERFACE_CHANGED` to True to have
+    :meth:`add_sensor` and :meth:`remove_sensor` tell the clients of a running KATCP v5
+    server with ``#interface-changed sensor-list``. It is False by default because katcp
+    0.9 never sends that inform by itself: its servers send it themselves, after adding
+    or removing a batch of sensors.
+    """
+
+    SEND_INTERFACE_CHANGED = False
+    """Whether add_sensor() / remove_sensor() send ``#interface-changed sensor-list``.
+
+    When True, clients of a running KATCP v5 server are sent the inform once per loop
+    iteration in which sensors were added or removed. Off by default, as in katcp 0.9.
+    """
+
+    # DeviceServer has a version number and a build state.
+    VERSION_INFO = ("device_stub", 0, 1)
+    BUILD_INFO = ("name", 0, 1, "")
+
+    # The requests, each defined in the module of its concern.
+    request_halt = standard_requests.request_halt
+    request_help = standard_requests.request_help
+    request_log_level = standard_requests.request_log_level
+    request_restart = standard_requests.request_restart
+    request_client_list = standard_requests.request_client_list
+    request_version_list = standard_requests.request_version_list
+    request_sensor_list = standard_requests.request_sensor_list
+    request_sensor_value = standard_requests.request_sensor_value
+    request_watchdog = standard_requests.request_watchdog
+    request_request_timeout_hint = standard_requests.request_request_timeout_hint
+    request_sensor_sampling = sampling_requests.request_sensor_sampling
+    request_sensor_sampling_clear = sampling_requests.request_sensor_sampling_clear
+    clear_strategies = sampling_requests.clear_strategies
+    _cancel_sensor_strategies = sampling_requests.cancel_sensor_strategies
+
+    def __init__(self, host: str, port: int, tb_limit: int = 20,
+                 logger: logging.Logger = log) -> None:
+        self._restart_queue: Optional["queue.Queue[Any]"] = None
+        self._sensors: Dict[str, Sensor] = {}
+        self._strategies: Dict[Any, Dict[Sensor, SampleStrategy]] = {}
+        self._client_conns: Set[Any] = set()
+        self._interface_changed_pending = False
+        self.extra_versions: Dict[str, Tuple[str, Optional[str]]] = {}
+        super().__init__(host, port, tb_limit, logger)
+        self.log = DeviceLogger(self, python_logger=self._logger)
+        self.setup_sensors()
+
+    def setup_sensors(self) -> None:
+        """Populate the dictionary of sensors.
+
+        Unimplemented by default -- subclasses should add their sensors here or pass if
+        there are no sensors.
+
+        Examples
+        --------
+        >>> class MyDevice(DeviceServer):
+        ...     def setup_sensors(self):
+        ...         self.add_sensor(Sensor(...))
+        ...         self.add_sensor(Sensor(...))
+        ...
+
+        """
+
+    def version(self) -> str:
+        """Return a version string of the form type-major.minor."""
+        return "%s-%s.%s" % tuple(self.VERSION_INFO[:3])
+
+    def build_state(self) -> str:
+        """Return build state string of the form name-major.minor[(a|b|rc)n]."""
+        return "%s-%s.%s%s" % (tuple(self.BUILD_INFO[:3]) + (
+            "".join(str(part) for part in self.BUILD_INFO[3:]),))
+
+    def set_restart_queue(self, restart_queue: "queue.Queue[Any]") -> None:
+        """Set the restart queue.
+
+        When the device server should be restarted, it will be added to the queue.
+
+        Parameters
+        ----------
+        restart_queue : Queue.Queue object
+            The queue to add the device server to when it should be restarted.
+
+        """
+        self._restart_queue = restart_queue
+
+    # -- connections ----------------------------------------------------------------
+
+    def on_client_connect(self, client_conn: Any) -> Any:
+        """Inform client of build state and version on connect.
+
+        KATCP v5 servers send ``#version-connect`` informs; v4 ones ``#version`` and
+        ``#build-state``, and tell the other clients with ``#client-connected``.
+        """
+        others = list(self._client_conns)
+        self._client_conns.add(client_conn)
+        self._strategies[client_conn] = {}
+        if self._katcp_major >= VERSION_CONNECT_KATCP_MAJOR:
+            client_conn.inform(Message.inform(
+                "version-connect", "katcp-protocol", str(self.PROTOCOL_INFO)))
+            client_conn.inform(Message.inform(
+                "version-connect", "katcp-library", "katcp-python-%s" % __version__))
+            client_conn.inform(Message.inform(
+                "version-connect", "katcp-device", self.version(), self.build_state()))
+        else:
+            client_conn.inform(Message.inform("version", self.version()))
+            client_conn.inform(Message.inform("build-state", self.build_state()))
+            connected = Message.inform("client-connected", client_conn.address)
+            for other in others:
+                other.inform(connected)
+        return _done_future()
+
+    def on_client_disconnect(self, client_conn: Any, msg: str, connection_valid: bool) -> Any:
+        """Inform client it is about to be disconnected (``#disconnect msg``).
+
+        Its sampling strategies are cancelled first.
+        """
+        self._client_conns.discard(client_conn)
+        self.clear_strategies(client_conn, remove_client=True)
+        if connection_valid:
+            client_conn.inform(Message.inform("disconnect", msg))
+        client_conn.on_client_disconnect_was_called()
+        return _done_future()
+
+    # -- sensors ----------------------------------------------------------------------
+
+    def add_sensor(self, sensor: Sensor) -> None:
+        """Add a sensor to the device.
+
+        Usually called inside .setup_sensors() but may be called from elsewhere. With
+        :attr:`SEND_INTERFACE_CHANGED`, clients of a running v5 server are sent
+        ``#interface-changed sensor-list``.
+
+        Parameters
+        ----------
+        sensor : Sensor object
+            The sensor object to register with the device server.
+
+        """
+        self._sensors[sensor.name] = sensor
+        self._interface_changed()
+
+    def remove_sensor(self, sensor: Union[Sensor, str]) -> None:
+        """Remove a sensor from the device.
+
+        Also deregisters all clients observing the sensor. With
+        :attr:`SEND_INTERFACE_CHANGED`, clients of a running v5 server are sent
+        ``#interface-changed sensor-list``.
+
+        Parameters
+        ----------
+        sensor : Sensor object or name string
+            The sensor to remove from the device server.
+
+        """
+        name = sensor if isinstance(sensor, str) else sensor.name
+        try:
+            sensor = self._sensors.pop(name)
+        except KeyError:
+            raise ValueError("Unknown sensor '%s'." % (name,)) from None
+        if self.running():
+            self._server.call_from_thread(lambda: self._cancel_sensor_strategies(sensor))
+        else:
+            self._cancel_sensor_strategies(sensor)
+        self._interface_changed()
+
+    def _interface_changed(self) -> None:
+        # Several changes in one loop iteration give one inform.
+        if (not self.SEND_INTERFACE_CHANGED or self._interface_changed_pending
+                or not self.running()
+                or self._katcp_major < INTERFACE_CHANGED_KATCP_MAJOR):
+            return
+        self._interface_changed_pending = True
+        self._server.call_soon_threadsafe(self._send_interface_changed)
+
+    def _send_interface_changed(self) -> None:
+        self._interface_changed_pending = False
+        self._server.mass_send_message(Message.inform("interface-changed", "sensor-list"))
+
+    def get_sensor(self, sensor_name: str) -> Sensor:
+        """Fetch the sensor with the given name.
+
+        Parameters
+        ----------
+        sensor_name : str
+            Name of the sensor to retrieve.
+
+        Returns
+        -------
+        sensor : Sensor object
+            The sensor with the given name.
+
+        Raises
+        ------
+        ValueError
+            If there is no such sensor.
+
+        """
+        sensor = self._sensors.get(sensor_name)
+        if sensor is None:
+            raise ValueError("Unknown sensor '%s'." % (sensor_name,))
+        return sensor
+
+    def get_sensors(self) -> List[Sensor]:
+        """Fetch a list of all sensors.
+
+        Returns
+        -------
+        sensors : list of Sensor objects
+            The list of sensors registered with the device server.
+
+        """
+        return list(self._sensors.values())
+
+    def has_sensor(self, sensor_name: str) -> bool:
+        """Whether the sensor with specified name is known."""
+        return sensor_name in self._sensors
+
+class AsyncDeviceServer(DeviceServer):
+    """DeviceServer that is automatically configured for async use.
+
+    Same as instantiating a :class:`DeviceServer` instance and calling methods
+    set_concurrency_options(thread_safe=False, handler_thread=False) and
+    set_ioloop(tornado.ioloop.IOLoop.current()) before starting.
+    """
+
+    def __init__(self, host: str, port: int, tb_limit: int = 20,
+                 logger: logging.Logger = log) -> None:
+        super().__init__(host, port, tb_limit, logger)
+        self.set_concurrency_options(thread_safe=False, handler_thread=False)
+        # The loop is taken as IOLoop.current() when start() is called.
+        self._server.use_current_ioloop()

@@ -1,0 +1,175 @@
+"""The request-handling thread of a threaded DeviceServer."""
+
+import asyncio
+import functools
+import logging
+import queue
+import threading
+import traceback
+from typing import Any, Callable, Optional
+
+import tornado.ioloop
+from tornado.concurrent import Future
+
+from katcp.core import Message
+from katcp.loop.call_queue import CallQueue
+
+log = logging.getLogger("katcp.server")
+
+_STOP = object()
+
+
+class MessageHandlerThread:
+    """Provides backwards compatibility for server expecting its own thread.
+
+    Parameters
+    ----------
+    handler : callable
+        handler(client_conn, msg), called in this thread for every message; it may
+        return a future, and the message counts as handled when that resolves.
+    log_inform_formatter : callable
+        log_inform_formatter(level_name, msg, name) -> #log Message, used to tell a
+        client about an unhandled error.
+    logger : logging.Logger object, optional
+
+    """
+
+    def __init__(self, handler: Callable[[Any, Message], Any],
+                 log_inform_formatter: Callable[[str, str, str], Message],
+                 logger: logging.Logger = log) -> None:
+        self.handler = handler
+        self.log_inform_formatter = log_inform_formatter
+        self._logger = logger
+        self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._running = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.ioloop: Optional[tornado.ioloop.IOLoop] = None
+        self._call_queue: Optional[CallQueue] = None
+
+    def set_ioloop(self, ioloop: tornado.ioloop.IOLoop) -> None:
+        """Set the loop that hears when each message is handled.
+
+        Parameters
+        ----------
+        ioloop : :class:`tornado.ioloop.IOLoop`
+
+        """
+        self.ioloop = ioloop
+        # The loop's one call queue, which also carries the replies sent from this thread:
+        # a message counts as handled only after its reply went out.
+        self._call_queue = CallQueue.of(ioloop)
+
+    def on_message(self, client_conn: Any, msg: Message) -> Future:
+        """Handle message.
+
+        Returns
+        -------
+        ready : Future
+            A future that will resolve once we're ready, else None.
+
+        Notes
+        -----
+        on_message should not be called again until ready has resolved.
+
+        """
+        ready: Future = Future()
+        self._queue.put((client_conn, msg, ready))
+        return ready
+
+    def start(self, timeout: Optional[float] = None) -> None:
+        """Start the handler thread.
+
+        Parameters
+        ----------
+        timeout : float or None, optional
+            Seconds to wait for the thread to be running.
+
+        """
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError("Message handler thread already started")
+        self._thread = threading.Thread(target=self.run, name="katcp-request-handler",
+                                        daemon=True)
+        self._thread.start()
+        if timeout:
+            self._running.wait(timeout)
+
+    def run(self) -> None:
+        """Handle queued messages until stopped."""
+        if self.ioloop is None or self._call_queue is None:
+            raise RuntimeError("set_ioloop() must be called before the thread runs")
+        # Futures created by handlers in this thread belong to the server's loop.
+        asyncio.set_event_loop(self.ioloop.asyncio_loop)  # type: ignore[attr-defined]
+        self._running.set()
+        get = self._queue.get
+        handler = self.handler
+        call = self._call_queue.call
+        try:
+            while True:
+                item = get()
+                if item is _STOP:
+                    break
+                client_conn, msg, ready = item
+                try:
+                    done = handler(client_conn, msg)
+                except Exception:
+                    self._report_error(client_conn)
+                    done = None
+                if done is None:
+                    call(_resolve, ready)
+                else:
+                    done.add_done_callback(functools.partial(call, _resolve_after, ready))
+        finally:
+            self._running.clear()
+
+    def _report_error(self, client_conn: Any) -> None:
+        reason = traceback.format_exc()
+        self._logger.error("Error handling message: %s", reason)
+        client_conn.inform(self.log_inform_formatter("error", reason, "root"))
+
+    def stop(self, timeout: Optional[float] = 1.0) -> None:
+        """Stop the handler thread (from another thread).
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait for the thread to have started.
+
+        """
+        if timeout:
+            self._running.wait(timeout)
+        self._queue.put(_STOP)
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        """Rejoin the handler thread.
+
+        Parameters
+        ----------
+        timeout : float or None, optional
+            Time in seconds to wait for the thread to finish.
+
+        """
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def running(self) -> bool:
+        """Whether the handler thread is running."""
+        return self._running.is_set()
+
+    def isAlive(self) -> bool:
+        """Whether the handler thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait_running(self, timeout: Optional[float] = None) -> bool:
+        """Wait up to `timeout` seconds (None: forever) for the thread; return whether it runs."""
+        return self._running.wait(timeout)
+
+
+def _resolve(future: Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _resolve_after(future: Future, _handled: Any) -> None:
+    _resolve(future)
+
+

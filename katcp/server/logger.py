@@ -1,0 +1,175 @@
+"""DeviceLogger: KATCP #log informs to every client, and Python logging."""
+
+import logging
+from typing import Any, Callable, Optional, Union
+
+from katcp.core import Message
+
+
+def _log_at(level: int, method_name: str, what: str) -> Callable[..., None]:
+    """A DeviceLogger method that logs at `level`."""
+    def log_at_level(self: "DeviceLogger", msg: str, *args: Any, name: Optional[str] = None,
+                     timestamp: Optional[float] = None) -> None:
+        self.log(level, msg, *args, name=name, timestamp=timestamp)
+    log_at_level.__name__ = method_name
+    log_at_level.__qualname__ = "DeviceLogger." + method_name
+    log_at_level.__doc__ = "Log %s message; the arguments are those of :meth:`log`." % what
+    return log_at_level
+
+
+class DeviceLogger:
+    """Object for logging messages from a DeviceServer.
+
+    Log messages are logged at a particular level and under a particular name. Names use
+    dotted notation to form a virtual hierarchy of loggers with the device.
+
+    Parameters
+    ----------
+    device_server : DeviceServerBase object
+        The device server this logger should use for sending out logs.
+    root_logger : str
+        The name of the root logger.
+    python_logger : logging.Logger object, optional
+        Python logger that also receives the messages; ?log-level sets its level.
+
+    """
+
+    # Level values are indexes into LEVELS.
+    ALL, TRACE, DEBUG, INFO, WARN, ERROR, FATAL, OFF = range(8)
+
+    LEVELS = ["all", "trace", "debug", "info", "warn", "error", "fatal", "off"]
+
+    PYTHON_LEVEL = {
+        ALL: logging.NOTSET,
+        TRACE: 0,
+        DEBUG: logging.DEBUG,
+        INFO: logging.INFO,
+        WARN: logging.WARN,
+        ERROR: logging.ERROR,
+        FATAL: logging.FATAL,
+        OFF: logging.FATAL + 10,
+    }
+
+    def __init__(self, device_server: Any, root_logger: str = "root",
+                 python_logger: Optional[logging.Logger] = None) -> None:
+        self._device_server = device_server
+        self._python_logger = python_logger
+        self._log_level = self.WARN
+        self._root_logger_name = root_logger
+
+    def level_name(self, level: Optional[int] = None) -> str:
+        """Return the name of logging level constant `level` (default: the current level)."""
+        if level is None:
+            level = self._log_level
+        return self.LEVELS[level]
+
+    def level_from_name(self, level_name: Union[str, bytes]) -> int:
+        """Return the level constant for a given name.
+
+        If the level_name is not known, raise a ValueError.
+
+        Parameters
+        ----------
+        level_name : str or bytes
+            The logging level name whose logging level constant to retrieve.
+
+        Returns
+        -------
+        level : logging level constant
+            The logging level constant associated with the name.
+
+        """
+        if isinstance(level_name, bytes):
+            level_name = level_name.decode("utf-8", "replace")
+        try:
+            return self.LEVELS.index(level_name)
+        except ValueError:
+            raise ValueError("Unknown logging level name '%s'" % (level_name,)) from None
+
+    def set_log_level(self, level: int) -> None:
+        """Set the logging level.
+
+        Parameters
+        ----------
+        level : logging level constant
+            The value to set the logging level to.
+
+        """
+        self._log_level = level
+        if self._python_logger is not None:
+            self._python_logger.setLevel(self.PYTHON_LEVEL[level])
+
+    def set_log_level_by_name(self, level_name: Union[str, bytes]) -> None:
+        """Set the logging level using a level name.
+
+        Parameters
+        ----------
+        level_name : str or bytes
+            The name of the logging level.
+
+        """
+        self.set_log_level(self.level_from_name(level_name))
+
+    def log(self, level: int, msg: str, *args: Any, name: Optional[str] = None,
+            timestamp: Optional[float] = None) -> None:
+        """Log a message and inform all clients.
+
+        Parameters
+        ----------
+        level : logging level constant
+            The level to log the message at.
+        msg : str
+            The text format for the log message.
+        args : list of objects
+            Arguments to pass to log format string. Final message text is created
+            using: msg % args.
+        name : str, optional
+            The name of the logger to log the message to (default: the root logger).
+            A keyword argument.
+        timestamp : float, optional
+            Seconds since the Unix epoch (default: now). A keyword argument.
+
+        """
+        if self._python_logger is not None:
+            python_msg = msg
+            if timestamp is not None:
+                python_msg = "msg=%s timestamp=%.2f" % (msg, timestamp)
+            self._python_logger.log(self.PYTHON_LEVEL[level], python_msg, *args)
+        if level >= self._log_level:
+            if name is None:
+                name = self._root_logger_name
+            try:
+                inform_msg = msg % args if args else msg
+            except TypeError:
+                inform_msg = "%s %s" % (msg, args)
+            self._device_server.mass_inform(self._device_server.create_log_inform(
+                self.level_name(level), inform_msg, name, timestamp=timestamp))
+
+    trace = _log_at(TRACE, "trace", "a trace")
+    debug = _log_at(DEBUG, "debug", "a debug")
+    info = _log_at(INFO, "info", "an info")
+    warn = _log_at(WARN, "warn", "a warning")
+    error = _log_at(ERROR, "error", "an error")
+    fatal = _log_at(FATAL, "fatal", "a fatal error")
+
+    @classmethod
+    def log_to_python(cls, logger: logging.Logger, msg: Message) -> None:
+        """Log a KATCP logging message to a Python logger.
+
+        Parameters
+        ----------
+        logger : logging.Logger object
+            The Python logger to log the given message to.
+        msg : Message object
+            The #log message to create a log entry from.
+
+        """
+        level, timestamp, name, message = [
+            arg.decode("utf-8", "replace") for arg in msg.arguments[:4]]
+        try:
+            python_level = cls.PYTHON_LEVEL[cls.LEVELS.index(level)]
+        except ValueError:
+            python_level = logging.INFO
+        logger.log(python_level, "%s %s: %s", timestamp, name, message)
+
+

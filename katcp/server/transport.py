@@ -1,0 +1,761 @@
+"""The TCP side of a device server: accepting, line framing, parsing and sending."""
+
+import asyncio
+import collections
+import concurrent.futures
+import errno
+import functools
+import logging
+import socket
+import sys
+import threading
+import traceback
+from typing import Any, Callable, Deque, Dict, Optional, Set, Tuple
+
+import tornado.gen
+import tornado.ioloop
+from tornado.concurrent import Future
+
+from katcp.core import KatcpSyntaxError, Message, MessageParser
+from katcp.ioloop_manager import IOLoopManager
+from katcp.loop.call_queue import CallQueue
+from katcp.loop.crossing import call_on_loop, on_thread
+from katcp.server.connection import ClientConnection
+from katcp.transport.buffers import SharedBufferProtocol
+from katcp.transport.framing import LineFramer, WriteBatcher
+
+log = logging.getLogger("katcp.server")
+
+# accept() errors that mean "out of resources", after which accepting pauses.
+_ACCEPT_RESOURCE_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+
+
+def return_future(fn: Callable[..., Any]) -> Callable[..., Future]:
+    """Decorator that turns a synchronous function into one returning a future.
+
+    This should only be applied to non-blocking functions. Will do set_result() with the
+    return value, or set_exception() if an exception is raised.
+
+    Parameters
+    ----------
+    fn : callable
+
+    Returns
+    -------
+    decorated : callable
+        Calls `fn` and returns a resolved :class:`tornado.concurrent.Future`.
+
+    """
+    @functools.wraps(fn)
+    def decorated(*args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+    return decorated
+
+
+def exception_text(exc_info: Any, limit: Optional[int]) -> str:
+    """The text of a traceback sent to a client: `exc_info` limited to `limit` frames."""
+    # Ends with a newline, as the traceback module formats it (and as katcp 0.9 sent it).
+    return "".join(traceback.format_exception(*exc_info, limit=limit))
+
+
+class _Connection(SharedBufferProtocol):
+    """One accepted TCP connection: line framing, paused reading and batched writes.
+
+    An asyncio protocol on the IOLoop's asyncio loop: a chunk of input is split, parsed
+    and dispatched in one callback, and the replies it produced are written with one
+    ``transport.write``. Reading pauses while the device is busy with a message.
+    """
+
+    def __init__(self, server: "KATCPServer", on_message: Callable[[Any, Message], Any],
+                 parse: Callable[[bytes], Message]) -> None:
+        self._server = server
+        self._on_message = on_message
+        self._parse = parse
+        self.transport: Any = None
+        self.address: Optional[str] = None
+        self.client_conn: Any = None
+        # Nothing more is handled or written once True (the connection is closing).
+        self.closing = False
+        self._framer = LineFramer(server.MAX_MSG_SIZE)
+        self._lines: Deque[bytes] = collections.deque()
+        self._busy = True  # until on_client_connect is done
+        self._drained: Optional[asyncio.Future] = None
+        batcher = self._batcher = WriteBatcher(
+            self._write, server.ioloop.asyncio_loop.call_soon, server.MAX_WRITE_BUFFER_SIZE)
+        # The hot path: what KATCPServer.send_message() calls, straight into the batcher.
+        self.send = batcher.send
+        self.flush = batcher.flush
+        # An orderly close ends with an empty line; a close for a protocol violation
+        # (an over-long line) does not, as in katcp 0.9.
+        self.end_with_empty_line = True
+
+    # -- asyncio protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport.set_write_buffer_limits(high=self._server.MAX_WRITE_BUFFER_SIZE)
+        peer = transport.get_extra_info("peername")
+        self.address = "%s:%s" % peer[:2] if peer else repr(self)
+        ready = self._server._connection_made(self)
+        if ready is None:
+            self._busy = False
+        else:
+            ready.add_done_callback(self._done)
+
+    def data_received(self, data: bytes) -> None:
+        framer = self._framer
+        if framer.overflow:
+            return  # the connection is being closed for an over-long line
+        self._lines.extend(framer.feed(data))
+        if not self._busy:
+            self._process()
+        if framer.overflow:
+            self._server._line_too_long(self)
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        if not self.closing:
+            self._lost()
+
+    def _lost(self) -> None:
+        self.closing = True
+        self._server.spawn(self._server.disconnect_client(
+            self, "Connection closed by client.", False))
+
+    def pause_writing(self) -> None:
+        # Past MAX_WRITE_BUFFER_SIZE the client is not reading (the limit is set in
+        # connection_made); drain() pauses us on purpose.
+        if self._drained is None:
+            self._server._buffer_full(self)
+
+    def resume_writing(self) -> None:
+        # After drain() this means "all sent".
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    # -- input --------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        lines = self._lines
+        on_message = self._on_message
+        parse = self._parse
+        # Replies to the whole chunk go out together, in one write (or more, should a
+        # client that does not read make them pass the write limit meanwhile).
+        self._batcher.hold()
+        try:
+            while lines and not self.closing:
+                line = lines.popleft()
+                if not line:
+                    continue
+                try:
+                    msg = parse(line)
+                except KatcpSyntaxError:
+                    # Only truly empty lines are skipped (above): like katcp 0.9.3, a
+                    # line of blanks is answered with an error like any bad line.
+                    self._server._send_syntax_error(self)
+                    continue
+                ready = on_message(self.client_conn, msg)
+                if ready is not None and not ready.done():
+                    # Per-connection serialisation: read no further until it is handled.
+                    self._busy = True
+                    self.transport.pause_reading()
+                    ready.add_done_callback(self._done)
+                    break
+        finally:
+            self._batcher.release()
+
+    def _done(self, ready: Any) -> None:
+        if not ready.cancelled() and ready.exception() is not None:
+            self._server._logger.error("Error handling message from %s",
+                                       self.address, exc_info=ready.exception())
+        self._busy = False
+        self._process()
+        if not self._busy and not self.closing:
+            self.transport.resume_reading()
+
+    # -- output -------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        if self.closing:
+            return  # what is sent after the goodbye is dropped
+        transport = self.transport
+        transport.write(data)
+        if transport.is_closing() and not self.closing:
+            # The write failed (the peer is gone): stop handling its requests now rather
+            # than when connection_lost() comes round.
+            self._lost()
+
+    def close(self) -> None:
+        """Close the connection; the server notices and disconnects the client."""
+        if self.transport is not None:
+            self.transport.close()
+
+    def drain(self) -> "asyncio.Future[None]":
+        """Return a future that resolves when everything written so far is sent."""
+        drained = self._drained = self._server.ioloop.asyncio_loop.create_future()
+        if self.transport.is_closing() or self.transport.get_write_buffer_size() == 0:
+            drained.set_result(None)
+        else:
+            # With no slack the transport pauses us now and resumes us once it is empty.
+            self.transport.set_write_buffer_limits(high=0, low=0)
+        return drained
+
+    def __repr__(self) -> str:
+        return "<katcp connection %s>" % (self.address,)
+
+
+class KATCPServer:
+    """Tornado IO backend for a KATCP Device.
+
+    Listens for connections on a server socket, reads KATCP messages off the wire and
+    passes them on to a DeviceServer-like class.
+
+    All class CONSTANT attributes can be changed until start() is called.
+
+    Parameters
+    ----------
+    device : DeviceServerBase-like
+        Must provide on_message(client_conn, msg), on_client_connect(client_conn),
+        on_client_disconnect(client_conn, msg, connection_valid) and
+        create_log_inform(level_name, msg, name).
+    host : str
+        Host to listen on ('' for all interfaces).
+    port : int
+        Port to listen on (0 for an ephemeral port, chosen at the first start and kept
+        when the server is started again).
+    tb_limit : int, optional
+        Maximum number of stack frames in tracebacks sent to clients.
+    logger : logging.Logger object, optional
+
+    """
+
+    # Connections accepted per readiness callback, and the pause after running out of
+    # file descriptors.
+    _ACCEPT_BATCH = 100
+    _ACCEPT_RETRY_DELAY = 1.0
+
+    DISCONNECT_TIMEOUT = 1
+    """How long to wait for the device on_client_disconnect() to complete."""
+
+    MAX_MSG_SIZE = 2 * 1024 * 1024
+    """Maximum message size that can be received in bytes.
+
+    A client that sends a longer line (ended or not) is sent ``#disconnect`` and its
+    connection is closed; nothing it sent after that line is handled.
+    """
+
+    MAX_WRITE_BUFFER_SIZE = 4 * 1024 * 1024
+    """Maximum outstanding bytes to be buffered by the server process.
+
+    If more than MAX_WRITE_BUFFER_SIZE bytes are outstanding, the client connection is
+    closed.
+    """
+
+    client_connection_factory = ClientConnection
+    """Factory that produces a ClientConnection compatible instance.
+
+    signature: client_connection_factory(server, conn_id). Should be set before
+    calling start().
+    """
+
+    def __init__(self, device: Any, host: str, port: int, tb_limit: int = 20,
+                 logger: logging.Logger = log) -> None:
+        self._device = device
+        self._bind_request = (host, port)
+        self._tb_limit = tb_limit
+        self._logger = logger
+        self._parser = MessageParser()
+        self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
+        self.ioloop: Any = None
+        self.ioloop_thread_id: Optional[int] = None
+        self._listener: Optional[socket.socket] = None
+        self._bindaddr: Optional[Tuple[str, int]] = None
+        self._connections: Dict[_Connection, Any] = {}
+        self._accepting: Set["asyncio.Task[Any]"] = set()
+        self._running = threading.Event()
+        self._stopped = threading.Event()
+        self._call_queue: Optional[CallQueue] = None
+        self._tasks: Set["asyncio.Task[Any]"] = set()
+
+    # -- loop management ------------------------------------------------------
+
+    @property
+    def bind_address(self) -> Optional[Tuple[str, int]]:
+        """The (host, port) where the server is listening for connections."""
+        return self._bindaddr
+
+    def setDaemon(self, daemonic: bool) -> None:
+        """Whether the thread of a managed IOLoop is a daemon thread (the default).
+
+        Has an effect only before :meth:`start`, and only on a loop the server runs
+        itself (see :meth:`set_ioloop`).
+        """
+        self._ioloop_manager.setDaemon(daemonic)
+
+    def set_ioloop(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
+        """Run on `ioloop` (default: ``IOLoop.current()``), which the caller runs.
+
+        Without this the server runs an IOLoop of its own in a new thread, which
+        :meth:`stop` stops. Must be called before :meth:`start`.
+        """
+        ioloop = ioloop or tornado.ioloop.IOLoop.current()
+        self._ioloop_manager.set_ioloop(ioloop, managed=False)
+        self.ioloop = ioloop
+
+    def use_current_ioloop(self) -> None:
+        """Run on the current IOLoop of the thread that calls :meth:`start`, unmanaged."""
+        self._ioloop_manager.set_ioloop(None, managed=False)
+        self.ioloop = None
+
+    def get_ioloop(self) -> tornado.ioloop.IOLoop:
+        """The IOLoop the server runs on, chosen now if :meth:`start` has not yet."""
+        return self._ioloop_manager.get_ioloop()
+
+    def in_ioloop_thread(self) -> bool:
+        """Return True if called in the IOLoop thread of this server."""
+        return on_thread(self.ioloop_thread_id)
+
+    def start(self, timeout: Optional[float] = None) -> Optional[bool]:
+        """Install the server on its IOLoop, optionally starting the IOLoop.
+
+        The listening socket is bound before this returns, so :attr:`bind_address`
+        is available immediately.
+
+        Parameters
+        ----------
+        timeout : float or None, optional
+            Seconds to wait for the server to be running (None: do not wait).
+
+        Returns
+        -------
+        running : bool or None
+            With a `timeout`, whether the server is running.
+
+        """
+        if self._running.is_set():
+            raise RuntimeError("Server already started")
+        self._stopped.clear()
+        sock = self._bind()
+        ioloop = self.ioloop = self._ioloop_manager.get_ioloop()
+        if self._in_running_loop(ioloop):
+            self._install(sock)
+        else:
+            installed = call_on_loop(ioloop, None, self._install, sock)
+            installed.add_done_callback(functools.partial(self._log_failure, self._install))
+        self._ioloop_manager.start(None)
+        if timeout:
+            return self._running.wait(timeout)
+        return None
+
+    @staticmethod
+    def _in_running_loop(ioloop: tornado.ioloop.IOLoop) -> bool:
+        # Before _install() the loop's thread id is not known yet: ask asyncio.
+        try:
+            return asyncio.get_running_loop() is ioloop.asyncio_loop  # type: ignore
+        except RuntimeError:
+            return False
+
+    def _bind(self) -> socket.socket:
+        host, port = self._bind_request
+        family = socket.AF_INET6 if host and ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(128)
+            sock.setblocking(False)
+        except Exception:
+            sock.close()
+            raise
+        host, port = sock.getsockname()[:2]
+        self._bindaddr = (host, port)
+        # A restarted server listens where it did before (port 0 picks a port only once),
+        # so that clients reconnecting to the old address find it again.
+        self._bind_request = (self._bind_request[0], port)
+        return sock
+
+    def _install(self, sock: socket.socket) -> None:
+        self.ioloop_thread_id = threading.get_ident()
+        self._call_queue = CallQueue.of(self.ioloop)
+        self._listener = sock
+        self.ioloop.asyncio_loop.add_reader(sock.fileno(), self._accept_ready)
+        self._running.set()
+
+    def _accept_ready(self) -> None:
+        # Our own accept loop rather than asyncio's Server: shutdown must be able to wait
+        # for every connection accepted before the listener closed, and asyncio's leaves
+        # one accepted in that moment open, unowned, forever.
+        loop = self.ioloop.asyncio_loop
+        listener = self._listener
+        assert listener is not None
+        for _ in range(self._ACCEPT_BATCH):
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _ACCEPT_RESOURCE_ERRNOS:
+                    # Out of descriptors or memory: back off instead of spinning.
+                    self._logger.error("Cannot accept connections: %s", exc)
+                    loop.remove_reader(listener.fileno())
+                    loop.call_later(self._ACCEPT_RETRY_DELAY, self._resume_accepting)
+                return
+            sock.setblocking(False)
+            task = loop.create_task(loop.connect_accepted_socket(self._new_connection, sock))
+            self._accepting.add(task)
+            task.add_done_callback(self._accepted)
+
+    def _new_connection(self) -> _Connection:
+        return _Connection(self, self._device.on_message, self._parser.parse)
+
+    def _accepted(self, task: "asyncio.Task[Any]") -> None:
+        self._accepting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._logger.error("Failed to set up an accepted connection: %s",
+                               task.exception())
+
+    def _resume_accepting(self) -> None:
+        if self._listener is not None:
+            self.ioloop.asyncio_loop.add_reader(self._listener.fileno(), self._accept_ready)
+
+    def stop(self, timeout: Optional[float] = 1.0) -> concurrent.futures.Future:
+        """Stop a running server (from another thread).
+
+        Sends ``#disconnect`` to every client (via the device's
+        on_client_disconnect()), closes all connections and the listening socket, and
+        stops the IOLoop if it is managed.
+
+        Parameters
+        ----------
+        timeout : float or None, optional
+            Seconds to wait for server to have started.
+
+        Returns
+        -------
+        stopped : thread-safe Future
+            Resolves when the server is stopped
+
+        """
+        if timeout and not self.in_ioloop_thread():
+            self._running.wait(timeout)
+        stopped = self._ioloop_manager.stop(None, callback=self._shutdown)
+        if stopped is None:
+            stopped = concurrent.futures.Future()
+            stopped.set_result(None)
+        return stopped
+
+    async def _shutdown(self) -> None:
+        if self._listener is not None:
+            self.ioloop.asyncio_loop.remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
+        if self._accepting:
+            await asyncio.gather(*self._accepting, return_exceptions=True)
+        self._running.clear()
+        conns = list(self._connections)
+        if conns:
+            await asyncio.gather(*[
+                self.disconnect_client(conn, "Device server shutting down.")
+                for conn in conns], return_exceptions=True)
+        self._stopped.set()
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        """Rejoin the server thread.
+
+        Parameters
+        ----------
+        timeout : float or None, optional
+            Time in seconds to wait for the thread to finish.
+
+        Notes
+        -----
+        If the ioloop is not managed, this function will block until the server port
+        is closed, meaning a new server can be started on the same port.
+
+        """
+        if self._ioloop_manager.managed():
+            self._ioloop_manager.join(timeout)
+        else:
+            self._stopped.wait(timeout)
+
+    def running(self) -> bool:
+        """Whether the server is running: listening and serving its clients."""
+        return self._running.is_set()
+
+    def wait_running(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the server is running.
+
+        Parameters
+        ----------
+        timeout : float or None, optional
+
+        Returns
+        -------
+        running : bool
+
+        """
+        return self._running.wait(timeout)
+
+    # -- connections ------------------------------------------------------------
+
+    def get_address(self, stream: _Connection) -> Optional[str]:
+        """Text representation of the network address of a connection stream.
+
+        Notes
+        -----
+        This method is thread-safe
+
+        """
+        return stream.address
+
+    def _connection_made(self, conn: _Connection) -> Any:
+        client_conn = conn.client_conn = self.client_connection_factory(self, conn)
+        self._connections[conn] = client_conn
+        try:
+            ready = self._device.on_client_connect(client_conn)
+        except Exception:
+            self._logger.exception("Error in on_client_connect for %s", conn.address)
+            return None
+        return None if ready is None else tornado.gen.convert_yielded(ready)
+
+    def _send_syntax_error(self, conn: _Connection) -> None:
+        reason = exception_text(sys.exc_info(), self._tb_limit)
+        conn.send(bytes(self._device.create_log_inform("error", reason, "root")) + b"\n")
+
+    def _line_too_long(self, conn: _Connection) -> None:
+        self._logger.error("Message from %s exceeds %d bytes; disconnecting",
+                           conn.address, self.MAX_MSG_SIZE)
+        conn.transport.pause_reading()
+        conn.end_with_empty_line = False
+        self.spawn(self.disconnect_client(
+            conn, "Message exceeds maximum size of %d bytes." % self.MAX_MSG_SIZE))
+
+    def _buffer_full(self, conn: _Connection) -> None:
+        self._logger.warning("Client %s is not reading: more than %d bytes unsent; "
+                             "disconnecting", conn.address, self.MAX_WRITE_BUFFER_SIZE)
+        # Nothing more can be sent, so handling its further requests is pointless.
+        conn.closing = True
+        self.spawn(self.disconnect_client(conn, "Write buffer full.", False))
+
+    async def disconnect_client(self, conn: _Connection, reason: str,
+                                connection_valid: bool = True) -> None:
+        """Close a connection, letting the device say goodbye first.
+
+        Parameters
+        ----------
+        conn : connection handle
+            As passed to :attr:`client_connection_factory`.
+        reason : str
+            Reason for the disconnection, passed to the device's
+            on_client_disconnect() (DeviceServer sends it as ``#disconnect``).
+        connection_valid : bool, optional
+            Whether messages can still be sent on the connection.
+
+        """
+        client_conn = self._connections.pop(conn, None)
+        if client_conn is None:
+            return
+        transport = conn.transport
+        if transport.is_closing():
+            connection_valid = False
+        if not connection_valid:
+            conn.closing = True
+        try:
+            ready = self._device.on_client_disconnect(client_conn, reason, connection_valid)
+            if ready is not None:
+                await self._with_timeout(ready)
+        except Exception:
+            self._logger.exception("Error in on_client_disconnect for %s", conn.address)
+        if connection_valid and not transport.is_closing():
+            try:
+                await self._with_timeout(self.flush_on_close(conn))
+            except Exception:
+                # An unresponsive peer must not stop the close: drop what is unsent.
+                transport.abort()
+        conn.closing = True
+        if connection_valid:
+            transport.close()
+        else:
+            transport.abort()  # close() would wait to send what the peer does not read
+
+    def _with_timeout(self, future: Any) -> Any:
+        return tornado.gen.with_timeout(self.ioloop.time() + self.DISCONNECT_TIMEOUT, future)
+
+    def flush_on_close(self, stream: _Connection) -> "asyncio.Future[None]":
+        """Flush the connection's write buffer and prevent further writes.
+
+        Returns a future that resolves when the stream is flushed.
+
+        Parameters
+        ----------
+        stream : connection handle
+
+        Returns
+        -------
+        flushed : Future
+
+        """
+        # The empty line is what katcp 0.9 sends before an orderly close.
+        if stream.end_with_empty_line:
+            stream.send(b"\n")
+        stream.flush()
+        stream.closing = True
+        return stream.drain()
+
+    def spawn(self, coro: Any) -> "asyncio.Task[Any]":
+        """Run coroutine `coro` on the loop as a task the server keeps until it is done.
+
+        Must be called on the loop thread.
+        """
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def call_on_loop(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future:
+        """Run ``fn(*args)`` on the server's loop (at once on its thread).
+
+        Returns
+        -------
+        done : :class:`concurrent.futures.Future`
+            Resolves with what `fn` returned, or what its future or coroutine resolved
+            to, or with the exception.
+
+        """
+        return call_on_loop(self.ioloop, self.ioloop_thread_id, fn, *args)
+
+    def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue ``fn(*args)`` for the loop, in order with the other calls queued for it.
+
+        For calls from other threads that give nothing back (sends, replies to the
+        transport); they go through the loop's one :class:`~katcp.loop.call_queue.CallQueue`.
+        """
+        queue = self._call_queue
+        if queue is None:
+            queue = self._call_queue = CallQueue.of(self.get_ioloop())
+        queue.call(fn, *args)
+
+    # -- sending ------------------------------------------------------------------
+
+    def send_message(self, stream: _Connection, msg: Message) -> None:
+        """Send an arbitrary message to a particular client.
+
+        Parameters
+        ----------
+        stream : connection handle
+            The connection to send the message to.
+        msg : Message object
+            The message to send.
+
+        Notes
+        -----
+        This method can only be called in the IOLoop thread.
+
+        Failed sends disconnect the client connection. They do not raise exceptions,
+        but they are logged. Sends also fail if more than self.MAX_WRITE_BUFFER_SIZE
+        bytes are queued for sending, implying that client is falling behind.
+
+        """
+        stream.send(bytes(msg) + b"\n")
+
+    def mass_send_message(self, msg: Message) -> None:
+        """Send a message to all connected clients.
+
+        Parameters
+        ----------
+        msg : Message object
+
+        Notes
+        -----
+        This method can only be called in the IOLoop thread.
+
+        """
+        data = bytes(msg) + b"\n"
+        for conn in list(self._connections):
+            conn.send(data)
+
+    def send_message_threadsafe(self, stream: _Connection, msg: Message) -> None:
+        """Like :meth:`send_message`, from any thread, without waiting for the send."""
+        if on_thread(self.ioloop_thread_id):
+            stream.send(bytes(msg) + b"\n")
+        else:
+            self.call_soon_threadsafe(stream.send, bytes(msg) + b"\n")
+
+    def mass_send_message_threadsafe(self, msg: Message) -> None:
+        """Like :meth:`mass_send_message`, from any thread, without waiting for the send."""
+        if on_thread(self.ioloop_thread_id):
+            self.mass_send_message(msg)
+        else:
+            self.call_soon_threadsafe(self.mass_send_message, msg)
+
+    def call_from_thread(self, fn: Callable[[], Any]) -> Any:
+        """Allow thread-safe calls to ioloop functions.
+
+        In the IOLoop thread `fn` is called at once and an already resolved
+        tornado.concurrent.Future returned; from another thread `fn` is handed to the
+        loop (:func:`katcp.loop.crossing.call_on_loop`) and a concurrent.futures.Future
+        returned. Either resolves with what `fn` returned or with the exception it
+        raised, which is also logged.
+
+        Parameters
+        ----------
+        fn : callable
+            Called without arguments.
+
+        Returns
+        -------
+        result : Future
+
+        """
+        done: Any
+        if self.in_ioloop_thread():
+            done = return_future(fn)()
+        else:
+            done = self.call_on_loop(fn)
+        done.add_done_callback(functools.partial(self._log_failure, fn))
+        return done
+
+    def _log_failure(self, fn: Callable[..., Any], done: Any) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            self._logger.error("Error calling %r", fn, exc_info=done.exception())
+
+    def send_message_from_thread(self, stream: _Connection, msg: Message) -> Any:
+        """Thread-safe version of send_message() returning a Future instance.
+
+        Parameters
+        ----------
+        stream : connection handle
+        msg : Message object
+
+        Returns
+        -------
+        sent : Future
+            As :meth:`call_from_thread`: resolves as soon as send_message() returns
+            (not when the message is delivered).
+
+        """
+        return self.call_from_thread(lambda: self.send_message(stream, msg))
+
+    def mass_send_message_from_thread(self, msg: Message) -> Any:
+        """Thread-safe version of mass_send_message() returning a Future instance.
+
+        Parameters
+        ----------
+        msg : Message object
+
+        Returns
+        -------
+        sent : Future
+            As :meth:`send_message_from_thread`.
+
+        """
+        return self.call_from_thread(lambda: self.mass_send_message(msg))

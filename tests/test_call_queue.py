@@ -1,0 +1,167 @@
+"""The one queue of calls handed to a loop from other threads (katcp.loop.call_queue).
+
+Informs sent from other threads, the handler thread's "message handled" notes and sensor
+updates made in other threads all travel through it, so they reach the loop in the order
+they were made.
+"""
+
+import logging
+import threading
+
+import pytest
+import tornado.ioloop
+
+from katcp.core import Message, Sensor
+from katcp.loop.call_queue import CallQueue
+from katcp.server import DeviceServer
+
+from server_line_client import LineClient
+
+TIMEOUT = 10
+
+
+@pytest.fixture
+def loop_thread():
+    """An IOLoop run by a thread of its own; yields (ioloop, thread id)."""
+    ioloop = tornado.ioloop.IOLoop(make_current=False)
+    started = threading.Event()
+    ident = []
+
+    def run():
+        ident.append(threading.get_ident())
+        ioloop.add_callback(started.set)
+        ioloop.start()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(TIMEOUT)
+    yield ioloop, ident[0]
+    ioloop.add_callback(ioloop.stop)
+    thread.join(TIMEOUT)
+    ioloop.close()
+
+
+def _block(ioloop):
+    """Keep `ioloop` busy until the returned event is set (so calls pile up)."""
+    blocked, release = threading.Event(), threading.Event()
+
+    def hold():
+        blocked.set()
+        release.wait(TIMEOUT)
+    ioloop.add_callback(hold)
+    assert blocked.wait(TIMEOUT)
+    return release
+
+
+def test_calls_run_on_the_loop_thread_in_the_order_queued(loop_thread):
+    ioloop, loop_ident = loop_thread
+    queue = CallQueue.of(ioloop)
+    seen = []
+    done = threading.Event()
+    for number in range(500):
+        queue.call(lambda n=number: seen.append((n, threading.get_ident())))
+    queue.call(done.set)
+    assert done.wait(TIMEOUT)
+    assert [n for n, _ in seen] == list(range(500))
+    assert {ident for _, ident in seen} == {loop_ident}
+
+
+def test_a_burst_of_calls_wakes_the_loop_once(loop_thread):
+    ioloop, _ = loop_thread
+    loop = ioloop.asyncio_loop
+    wakeups = []
+    real_call_soon_threadsafe = loop.call_soon_threadsafe
+
+    def counting_call_soon_threadsafe(*args, **kwargs):
+        wakeups.append(args[0])
+        return real_call_soon_threadsafe(*args, **kwargs)
+
+    queue = CallQueue.of(ioloop)
+    release = _block(ioloop)
+    loop.call_soon_threadsafe = counting_call_soon_threadsafe
+    try:
+        ran = []
+        done = threading.Event()
+        for number in range(100):
+            queue.call(ran.append, number)
+        queue.call(done.set)
+        release.set()
+        assert done.wait(TIMEOUT)
+    finally:
+        del loop.call_soon_threadsafe
+    assert ran == list(range(100))
+    assert len(wakeups) == 1
+
+
+def test_a_failing_call_is_logged_and_the_next_ones_still_run(loop_thread, caplog):
+    ioloop, _ = loop_thread
+    queue = CallQueue.of(ioloop)
+    done = threading.Event()
+
+    def broken():
+        raise ZeroDivisionError("broken call")
+
+    release = _block(ioloop)
+    with caplog.at_level(logging.ERROR, logger="katcp.loop"):
+        queue.call(broken)
+        queue.call(done.set)
+        release.set()
+        assert done.wait(TIMEOUT)
+    assert any(record.exc_info and record.exc_info[0] is ZeroDivisionError
+               for record in caplog.records)
+
+
+def test_one_queue_per_loop(loop_thread):
+    ioloop, _ = loop_thread
+    other = tornado.ioloop.IOLoop(make_current=False)
+    try:
+        assert CallQueue.of(ioloop) is CallQueue.of(ioloop)
+        assert CallQueue.of(other) is not CallQueue.of(ioloop)
+    finally:
+        other.close()
+
+
+def test_calls_to_a_closed_loop_are_dropped():
+    ioloop = tornado.ioloop.IOLoop(make_current=False)
+    queue = CallQueue.of(ioloop)
+    ioloop.close()
+    ran = []
+    queue.call(ran.append, 1)  # nothing will ever run it, and the caller is not hurt
+    queue.call(ran.append, 2)
+    assert ran == []
+    assert queue._calls == []  # nothing is kept for a loop that is gone
+
+
+class _Device(DeviceServer):
+    """A threaded server with one sensor."""
+
+    def setup_sensors(self):
+        """One integer sensor."""
+        self.counter = Sensor.integer("counter", "A counter.", "", [0, 100])
+        self.counter.set_value(0)
+        self.add_sensor(self.counter)
+
+
+def test_informs_and_sensor_updates_from_a_thread_arrive_in_order():
+    server = _Device("127.0.0.1", 0)
+    assert server.start(timeout=TIMEOUT)
+    try:
+        with LineClient(server.bind_address[1]) as client:
+            client.greeting()
+            informs, reply = client.request("?sensor-sampling counter auto")
+            assert reply == "!sensor-sampling ok counter auto"
+            assert [line.split()[-1] for line in informs] == ["0"]  # the first update
+            # While the loop is busy, a thread sends an inform, updates the sensor and
+            # sends another inform: the client must see them in that order.
+            release = _block(server.ioloop)
+            server.mass_inform(Message.inform("marker", "before"))
+            server.counter.set_value(7)
+            server.mass_inform(Message.inform("marker", "after"))
+            release.set()
+            lines = [client.readline() for _ in range(3)]
+    finally:
+        server.stop().result(TIMEOUT)
+        server.join(timeout=TIMEOUT)
+    assert lines[0] == b"#marker before"
+    assert lines[1].startswith(b"#sensor-status ") and lines[1].endswith(b" counter nominal 7")
+    assert lines[2] == b"#marker after"

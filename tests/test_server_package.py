@@ -1,0 +1,151 @@
+"""katcp.server as a package: documented homes, keyword parameters, thread crossings."""
+
+import concurrent.futures
+import logging
+import os
+import pickle
+import threading
+import time
+
+import pytest
+import tornado.ioloop
+
+import katcp.server
+from katcp.core import Message, Sensor
+from katcp.sampling import SampleStrategy
+from katcp.server import ClientRequestConnection, DeviceLogger, DeviceServer
+from katcp.testutils import ClientConnectionTest
+
+from server_line_client import LineClient
+
+TIMEOUT = 10
+
+
+@pytest.mark.parametrize("name", katcp.server.__all__)
+def test_documented_names_live_at_katcp_server(name):
+    obj = getattr(katcp.server, name)
+    if isinstance(obj, type) or callable(obj):
+        assert obj.__module__ == "katcp.server"
+    if isinstance(obj, type):
+        assert repr(obj) == "<class 'katcp.server.%s'>" % name
+        assert pickle.loads(pickle.dumps(obj)) is obj
+
+
+def test_katcp_server_time_is_the_time_module():
+    # Code written for the single-module katcp.server patches katcp.server.time.time.
+    assert katcp.server.time is time
+
+
+class _Recorder(DeviceServer):
+    """An unstarted server whose mass informs are kept."""
+
+    def setup_sensors(self):
+        """No sensors."""
+        self.sent = []
+
+    def mass_inform(self, msg):
+        self.sent.append(msg)
+
+
+def test_device_logger_takes_name_and_timestamp_keywords():
+    device = _Recorder("127.0.0.1", 0)
+    logger = DeviceLogger(device, root_logger="dev")
+    logger.error("value %s", 5, name="dev.sub", timestamp=1234.5)
+    logger.fatal("plain", timestamp=10.0)
+    assert [str(msg) for msg in device.sent] == [
+        r"#log error 1234.500000 dev.sub value\_5",
+        r"#log fatal 10.000000 dev plain"]
+    assert logger.warn.__name__ == "warn"
+
+
+def test_device_logger_refuses_an_unknown_keyword():
+    logger = DeviceLogger(_Recorder("127.0.0.1", 0))
+    with pytest.raises(TypeError):
+        logger.error("typo", timstamp=1.0)
+    with pytest.raises(TypeError):
+        logger.log(DeviceLogger.ERROR, "typo", nmae="x")
+
+
+def test_sampling_strategies_take_ioloop_as_a_keyword_and_refuse_others():
+    ioloop = tornado.ioloop.IOLoop(make_current=False)
+    try:
+        sensor = Sensor.integer("an.int", "", "", [0, 10])
+        strategy = SampleStrategy.get_strategy("period", lambda s, r: None, sensor, "1",
+                                               ioloop=ioloop)
+        assert strategy.ioloop is ioloop
+        with pytest.raises(TypeError):
+            SampleStrategy.get_strategy("event", lambda s, r: None, sensor, iolop=ioloop)
+    finally:
+        ioloop.close()
+
+
+def test_request_connection_tells_whether_it_replied():
+    req = ClientRequestConnection(ClientConnectionTest(), Message.request("watchdog", mid=3))
+    assert not req.replied
+    req.reply("ok")
+    assert req.replied
+    with pytest.raises(RuntimeError):
+        req.reply("ok")
+    req.reply_again("ok", "again")
+    assert [str(msg) for msg in req.client_connection.replies] == [
+        "!watchdog[3] ok", "!watchdog[3] ok again"]
+
+
+class _Device(DeviceServer):
+    """A threaded server that keeps its client connections."""
+
+    def setup_sensors(self):
+        """No sensors."""
+        self.connected = []
+        self.has_client = threading.Event()
+
+    def on_client_connect(self, client_conn):
+        self.connected.append(client_conn)
+        self.has_client.set()
+        return super().on_client_connect(client_conn)
+
+
+@pytest.fixture
+def device():
+    server = _Device("127.0.0.1", 0)
+    assert server.start(timeout=TIMEOUT)
+    yield server
+    server.stop().result(TIMEOUT)
+    server.join(timeout=TIMEOUT)
+
+
+def test_disconnect_from_another_thread_waits_for_the_close(device):
+    with LineClient(device.bind_address[1]) as client:
+        client.greeting()
+        assert device.has_client.wait(TIMEOUT)
+        done = device.connected[0].disconnect("Go away.")
+        assert isinstance(done, concurrent.futures.Future)
+        done.result(TIMEOUT)
+        assert client.read_to_eof() == [b"#disconnect Go\\_away.", b""]
+
+
+def test_call_from_thread_runs_on_the_loop_and_logs_a_failure(device, caplog):
+    transport = device._server
+    seen = transport.call_from_thread(threading.get_ident).result(TIMEOUT)
+    assert seen == transport.ioloop_thread_id != threading.get_ident()
+
+    def broken():
+        raise KeyError("broken")
+
+    with caplog.at_level(logging.ERROR, logger="katcp.server"):
+        failed = transport.call_from_thread(broken)
+        with pytest.raises(KeyError):
+            failed.result(TIMEOUT)
+        # The failure is logged by a callback of the future, right after it resolves.
+        device.sync_with_ioloop(timeout=TIMEOUT)
+    assert any(record.exc_info and record.exc_info[0] is KeyError
+               for record in caplog.records)
+
+
+def test_package_modules_stay_under_a_thousand_lines():
+    folder = os.path.dirname(katcp.server.__file__)
+    for name in os.listdir(folder):
+        if name.endswith(".py"):
+            with open(os.path.join(folder, name)) as module:
+                assert sum(1 for _ in module) <= 1000, name
+
