@@ -7,7 +7,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from katcp import client, server
 from katcp.core import Message
-from katcp.testutils.messages import MessageRecorder, _as_bytes, _as_str
+from katcp.testutils.messages import MessageRecorder
+from katcp.wire.text import as_bytes, readable
 
 
 class BlockingTestClient(client.BlockingClient):
@@ -96,15 +97,15 @@ class BlockingTestClient(client.BlockingClient):
                               % (sensorname, len(informs)))
         args = informs[0].arguments
         timestamp, _, _name, status, value = args[:5]
-        value = _as_str(value)
+        value = readable(value)
         converted: Any
         if sensortype is bool:
             converted = value in ("1", "True", "true")
         elif sensortype is bytes:
-            converted = _as_bytes(value)
+            converted = as_bytes(value)
         else:
             converted = sensortype(value)
-        return converted, _as_str(status), float(timestamp)
+        return converted, readable(status), float(timestamp)
 
     def get_sensor_value(self, sensorname: str, sensortype: type = str) -> Any:
         """Retrieve the value of a sensor."""
@@ -127,9 +128,9 @@ class BlockingTestClient(client.BlockingClient):
                 self.test.assertNotAlmostEqual(actual, float(expected), places, msg)
         else:
             if sensortype is str:
-                expected = _as_str(expected)
+                expected = readable(expected)
             elif sensortype is bytes:
-                expected = _as_bytes(expected)
+                expected = as_bytes(expected)
             (self.test.assertEqual if equal else self.test.assertNotEqual)(
                 actual, expected, msg)
 
@@ -168,7 +169,7 @@ class BlockingTestClient(client.BlockingClient):
         actual = self.get_sensor_value(name, sensortype)
         if sensortype is float:
             return round(abs(actual - float(value)), places) == 0
-        return actual == (_as_str(value) if sensortype is str else value)
+        return actual == (readable(value) if sensortype is str else value)
 
     @staticmethod
     def _expand(sensor_tuple: Sequence[Any]) -> Tuple[str, Any, type, int]:
@@ -245,7 +246,7 @@ class BlockingTestClient(client.BlockingClient):
         self.test.assertTrue(reply.reply_ok(), "?sensor-list failed: %s" % reply)
 
         def normalise(fields):
-            fields = [_as_str(f) for f in fields]
+            fields = [readable(f) for f in fields]
             if ignore_descriptions:
                 fields = fields[:1] + fields[2:]
             return tuple(fields)
@@ -281,7 +282,7 @@ class BlockingTestClient(client.BlockingClient):
         defaults = set(server.DeviceServer._request_handlers) if exclude_defaults else set()
 
         def describe(description):
-            description = _as_str(description)
+            description = readable(description)
             if not full_descriptions:
                 description = description.strip().splitlines()[0] if description else ""
             return description
@@ -294,7 +295,7 @@ class BlockingTestClient(client.BlockingClient):
             expected[name] = description
         actual = {}
         for inform in informs:
-            name = _as_str(inform.arguments[0])
+            name = readable(inform.arguments[0])
             if name not in defaults:
                 actual[name] = describe(inform.arguments[1])
         self.test.assertEqual(sorted(actual), sorted(expected))
@@ -337,21 +338,21 @@ class BlockingTestClient(client.BlockingClient):
         reply, informs : Message, list of Message
         """
         reply, informs = self._request_expecting(True, requestname, params, timeout, mid)
-        args = [_as_str(a) for a in reply.arguments[1:]]
+        args = [readable(a) for a in reply.arguments[1:]]
         if args_echo:
             args_equal = params
         if args_equal is not None:
-            self.test.assertEqual(args, [_as_str(a) for a in args_equal])
+            self.test.assertEqual(args, [readable(a) for a in args_equal])
         if args_in is not None:
-            self.test.assertIn(args, [[_as_str(a) for a in choice] for choice in args_in])
+            self.test.assertIn(args, [[readable(a) for a in choice] for choice in args_in])
         if args_length is not None:
             self.test.assertEqual(len(args), args_length)
         if informs_count is not None:
             self.test.assertEqual(len(informs), informs_count)
         if informs_args_equal is not None:
             self.test.assertEqual(
-                [[_as_str(a) for a in inform.arguments] for inform in informs],
-                [[_as_str(a) for a in expected] for expected in informs_args_equal])
+                [[readable(a) for a in inform.arguments] for inform in informs],
+                [[readable(a) for a in expected] for expected in informs_args_equal])
         return reply, informs
 
     def assert_request_fails(self, requestname: str, *params: Any, status_equals: Any = "fail",
@@ -373,9 +374,9 @@ class BlockingTestClient(client.BlockingClient):
         reply, informs : Message, list of Message
         """
         reply, informs = self._request_expecting(False, requestname, params, timeout, mid)
-        self.test.assertEqual(_as_str(reply.arguments[0]), _as_str(status_equals))
+        self.test.assertEqual(readable(reply.arguments[0]), readable(status_equals))
         if error_equals is not None:
-            self.test.assertEqual(_as_str(reply.arguments[1]), _as_str(error_equals))
+            self.test.assertEqual(readable(reply.arguments[1]), readable(error_equals))
         return reply, informs
 
     def _request_expecting(self, succeed: bool, requestname: str, params: Sequence[Any],
