@@ -18,7 +18,6 @@ Example
 
 import inspect
 import itertools
-import threading
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import tornado.gen
@@ -27,10 +26,10 @@ from katcp import client, server
 from katcp.core import (AsyncReply, FailReply, KatcpSyntaxError, Message, MessageParser,
                         ProtocolFlags, Sensor, convert_method_name)
 from katcp.kattypes import Int, return_reply
-from katcp.loop.crossing import on_thread
 from katcp.resource import escape_name
 from katcp.resource_client import KATCPClientResource, ReplyWrappedInspectingClientAsync
 from katcp.sampling import SampleStrategy, format_inform_v5
+from katcp.wire.text import as_str, readable
 
 FAKE_PROTOCOL = ProtocolFlags(5, 0, [ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS])
 
@@ -70,10 +69,6 @@ class FakeKATCPServer:
     def flush_on_close(self) -> None:
         raise FakeKATCPServerError("A fake connection has nothing to flush")
 
-    def disconnect_client(self, conn_id: Any, reason: str, connection_valid: bool = True
-                          ) -> None:
-        raise FakeKATCPServerError("Fake connections are not disconnected by the server")
-
 
 class FakeClientRequestConnection(server.ClientRequestConnection):
     """The ``req`` handed to fake request handlers: a real ClientRequestConnection."""
@@ -83,10 +78,6 @@ def _reply_from(msg: Message, exc: BaseException) -> Message:
     if isinstance(exc, FailReply):
         return Message.reply_to_request(msg, "fail", str(exc))
     return Message.reply_to_request(msg, "fail", "%s: %s" % (type(exc).__name__, exc))
-
-
-def _text(value: Any) -> Any:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 def _sensor_type(type_spec: Any) -> int:
@@ -130,8 +121,8 @@ class _FakeDevice:
             # anything that would go into a #sensor-list inform.
             params = Sensor.parse_params(
                 sensor_type, [Message.format_argument(param) for param in info[3:]])
-            self.sensors[name] = Sensor(sensor_type, name, _text(description),
-                                        _text(units), params or None)
+            self.sensors[name] = Sensor(sensor_type, name, as_str(description), as_str(units),
+                                        params or None)
         self.interface_changed()
 
     def add_request_handlers(self, handlers: Dict[str, Callable[..., Any]]) -> None:
@@ -198,7 +189,7 @@ class _FakeDevice:
         """All names, or the one the request asks for."""
         if not msg.arguments:
             return sorted(names)
-        name = msg.arguments[0].decode("utf-8", "replace")
+        name = readable(msg.arguments[0])
         if name not in names:
             raise FailReply(unknown_text)
         return [name]
@@ -228,7 +219,7 @@ class _FakeDevice:
     def _request_sensor_sampling(self, req: Any, msg: Message) -> Message:
         if not msg.arguments:
             raise FailReply("No sensor name given.")
-        names = msg.arguments[0].decode("utf-8", "replace").split(",")
+        names = readable(msg.arguments[0]).split(",")
         unknown = [name for name in names if name not in self.sensors]
         if unknown:
             raise FailReply("Unknown sensor names: %s." % ", ".join(unknown))
@@ -261,25 +252,20 @@ class _FakeTransport:
 
     Both directions go through ``call_soon``, like real I/O: a reply never arrives inside
     the call that sent the request. Messages may also come from a test's own thread (a
-    manager adding sensors while the client runs in a managed ioloop), so those cross over
-    with ``call_soon_threadsafe``.
+    manager adding sensors while the client runs in a managed ioloop), so the device's
+    messages cross over with ``call_soon_threadsafe``.
     """
 
     def __init__(self, device: _FakeDevice, protocol: Any, loop: Any) -> None:
         self._device = device
         self._protocol = protocol
         self._loop = loop
-        self._loop_thread_id = threading.get_ident()  # created on the loop, by connect_transport
         self._parse = MessageParser().parse
         self._closed = False
         self._client_conn = device.connect(self._deliver)
 
     def _deliver(self, msg: Message) -> None:
-        if self._closed:
-            return
-        if on_thread(self._loop_thread_id):
-            self._loop.call_soon(self._receive, bytes(msg) + b"\n")
-        else:
+        if not self._closed:
             self._loop.call_soon_threadsafe(self._receive, bytes(msg) + b"\n")
 
     def _receive(self, data: bytes) -> None:
@@ -405,7 +391,6 @@ class FakeInspectingClientManager(_RequestHandlerRegistry):
 
     def __init__(self, fake_inspecting_client: Any) -> None:
         super().__init__(fake_inspecting_client._fake_device)
-        self._fkc = fake_inspecting_client
 
     @return_reply(Int())
     def request_sensor_list(self, req: Any, msg: Message) -> Tuple[Any, ...]:
@@ -472,7 +457,6 @@ class FakeKATCPClientResourceManager(_RequestHandlerRegistry):
 
     def __init__(self, fake_katcp_resource_client: Any) -> None:
         super().__init__(fake_katcp_resource_client._fake_device)
-        self._fkrc = fake_katcp_resource_client
 
 
 def _fake_resource_class(KATCPClientResourceClass: type, device: _FakeDevice) -> type:
