@@ -80,13 +80,6 @@ def _reply_from(msg: Message, exc: BaseException) -> Message:
     return Message.reply_to_request(msg, "fail", "%s: %s" % (type(exc).__name__, exc))
 
 
-def _sensor_type(type_spec: Any) -> int:
-    if isinstance(type_spec, int):
-        return type_spec
-    return Sensor.parse_type(type_spec if isinstance(type_spec, bytes)
-                             else str(type_spec).encode())
-
-
 class _FakeDevice:
     """What fake clients connect to: request handlers, sensors and the standard requests."""
 
@@ -116,7 +109,8 @@ class _FakeDevice:
     def add_sensors(self, sensor_infos: Dict[str, Tuple[Any, ...]]) -> None:
         for name, info in sensor_infos.items():
             description, units, type_spec = info[:3]
-            sensor_type = _sensor_type(type_spec)
+            # A Sensor type constant or a KATCP type name.
+            sensor_type = type_spec if isinstance(type_spec, int) else Sensor.parse_type(type_spec)
             # Params may be Python values or KATCP-formatted ones (b'-123.4'), as
             # anything that would go into a #sensor-list inform.
             params = Sensor.parse_params(

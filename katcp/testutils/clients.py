@@ -96,8 +96,8 @@ class BlockingTestClient(client.BlockingClient):
                               "Expected one #sensor-value for %r, got %d"
                               % (sensorname, len(informs)))
         args = informs[0].arguments
-        timestamp, _, _name, status, value = args[:5]
-        value = readable(value)
+        timestamp, _, _name, status, raw_value = args[:5]
+        value = readable(raw_value)
         converted: Any
         if sensortype is bool:
             converted = value in ("1", "True", "true")
@@ -171,21 +171,12 @@ class BlockingTestClient(client.BlockingClient):
             return round(abs(actual - float(value)), places) == 0
         return actual == (readable(value) if sensortype is str else value)
 
-    @staticmethod
-    def _expand(sensor_tuple: Sequence[Any]) -> Tuple[str, Any, type, int]:
-        name, value = sensor_tuple[:2]
-        sensortype = sensor_tuple[2] if len(sensor_tuple) > 2 else str
-        places = sensor_tuple[3] if len(sensor_tuple) > 3 else 7
-        return name, value, sensortype, places
-
     def wait_until_sensors_equal(self, timeout: float, sensor_tuples: Sequence[Sequence[Any]],
                                  msg: Optional[str] = None) -> None:
         """Wait up to timeout seconds for several sensors to reach the given values."""
-        expanded = [self._expand(t) for t in sensor_tuples]
-
         def all_equal():
-            return all(self._sensor_value_is(name, value, sensortype, places)
-                       for name, value, sensortype, places in expanded)
+            return all(self._sensor_value_is(*self.expected_sensor_value_tuple(*sensor_tuple))
+                       for sensor_tuple in sensor_tuples)
 
         if not self.wait_condition(timeout, all_equal):
             self.test.fail(msg or "Timed out waiting for sensors %r" % (sensor_tuples,))
@@ -193,13 +184,15 @@ class BlockingTestClient(client.BlockingClient):
     def assert_sensors_equal(self, sensor_tuples: Sequence[Sequence[Any]],
                              msg: Optional[str] = None) -> None:
         """Assert that the values of several sensors are equal to given values."""
-        for name, value, sensortype, places in (self._expand(t) for t in sensor_tuples):
+        for sensor_tuple in sensor_tuples:
+            name, value, sensortype, places = self.expected_sensor_value_tuple(*sensor_tuple)
             self.assert_sensor_equals(name, value, sensortype, msg=msg, places=places)
 
     def assert_sensors_not_equal(self, sensor_tuples: Sequence[Sequence[Any]],
                                  msg: Optional[str] = None) -> None:
         """Assert that values of several sensors are not equal to given values."""
-        for name, value, sensortype, places in (self._expand(t) for t in sensor_tuples):
+        for sensor_tuple in sensor_tuples:
+            name, value, sensortype, places = self.expected_sensor_value_tuple(*sensor_tuple)
             self.assert_sensor_not_equal(name, value, sensortype, msg=msg, places=places)
 
     def wait_condition(self, timeout: float, predicate: Callable[..., bool], *args: Any,
@@ -246,17 +239,14 @@ class BlockingTestClient(client.BlockingClient):
         self.test.assertTrue(reply.reply_ok(), "?sensor-list failed: %s" % reply)
 
         def normalise(fields):
-            fields = [readable(f) for f in fields]
+            # Expected float params as a device writes them (the device's are bytes).
+            fields = [repr(f) if isinstance(f, float) else readable(f) for f in fields]
             if ignore_descriptions:
                 fields = fields[:1] + fields[2:]
             return tuple(fields)
 
-        def normalise_expected(fields):
-            fields = [repr(f) if isinstance(f, float) else f for f in fields]
-            return normalise(fields)
-
         actual = sorted(normalise(m.arguments) for m in informs)
-        expected = sorted(normalise_expected(s) for s in expected_sensors)
+        expected = sorted(normalise(s) for s in expected_sensors)
         self.test.assertEqual(actual, expected)
 
     def test_help(self, expected_requests: Sequence[Any], full_descriptions: bool = False,

@@ -138,7 +138,8 @@ class SensorTransitionWaiter:
         self._position = 0
         self._failed = False
         self._torn_down = False
-        self._listener = self._on_update
+        # Bound once, so that unregistering finds the listener registered.
+        self._listener = self.update
         self._original_strategy = None
         self._setup()
 
@@ -162,15 +163,16 @@ class SensorTransitionWaiter:
 
     def _current_value(self) -> Any:
         reading = getattr(self.sensor, "reading", None)
-        if reading is not None:
-            return reading.value
-        return self.sensor.value()
+        return self._value_of(self.sensor.read() if reading is None else reading)
+
+    @staticmethod
+    def _value_of(reading: Any) -> Any:
+        """What the sequence is matched against: the value of a reading."""
+        return reading.value if hasattr(reading, "value") else reading[2]
 
     def update(self, sensor: Any, reading: Any) -> None:
-        self._record(reading.value if hasattr(reading, "value") else reading[2])
-
-    def _on_update(self, sensor: Any, reading: Any) -> None:
-        self._record(reading.value)
+        """Record a new reading: a Sensor's observer and a KATCPSensor's listener."""
+        self._record(self._value_of(reading))
 
     def _record(self, value: Any) -> None:
         with self._condition:
@@ -237,17 +239,9 @@ class SensorTransitionStatusWaiter(SensorTransitionWaiter):
     ``value_sequence`` holds ``(value, status)`` pairs (or callables taking one).
     """
 
-    def _current_value(self) -> Any:
-        reading = getattr(self.sensor, "reading", None)
-        if reading is None:
-            reading = self.sensor.read()
+    @staticmethod
+    def _value_of(reading: Any) -> Any:
         return (reading.value, reading.status)
-
-    def update(self, sensor: Any, reading: Any) -> None:
-        self._record((reading.value, reading.status))
-
-    def _on_update(self, sensor: Any, reading: Any) -> None:
-        self._record((reading.value, reading.status))
 
 
 def wait_sensor(sensor: Any, value: Any, status: Any = None, timeout: Optional[float] = 5
