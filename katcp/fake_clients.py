@@ -280,9 +280,6 @@ class _FakeTransport:
             if msg.mtype == Message.REQUEST:
                 self._loop.call_soon(self._device.handle_request, self._client_conn, msg)
 
-    def get_write_buffer_size(self) -> int:
-        return 0
-
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return default  # no socket, no peer address
 
@@ -295,9 +292,6 @@ class _FakeTransport:
 
     def resume_reading(self) -> None:
         pass
-
-    def is_closing(self) -> bool:
-        return self._closed
 
     def close(self) -> None:
         if self._closed:

@@ -148,17 +148,6 @@ def _is_unknown_fail(reply: Message) -> bool:
     return len(reply.arguments) > 1 and b"unknown" in reply.arguments[1].lower()
 
 
-def _merge_changes(changes: Optional[AttrDict], more: Optional[AttrDict]
-                   ) -> Optional[AttrDict]:
-    if not more:
-        return changes
-    if changes is None:
-        return AttrDict(added=set(more.added), removed=set(more.removed))
-    changes.added |= more.added
-    changes.removed |= more.removed
-    return changes
-
-
 class InspectingClientAsync:
     """Higher-level client that inspects a KATCP interface.
 
@@ -599,10 +588,11 @@ class InspectingClientAsync:
             else:
                 results = await tornado.gen.multi([inspect_one(name) for name in names])
             setattr(pending, kind, set())
-            changes = model_changes.get(kind)
-            for result in results:
-                changes = _merge_changes(changes, result)
-            if changes:
+            changes = model_changes.get(kind) or AttrDict(added=set(), removed=set())
+            for result in filter(None, results):
+                changes.added |= result.added
+                changes.removed |= result.removed
+            if changes.added or changes.removed:
                 model_changes[kind] = changes
 
     @tornado.gen.coroutine

@@ -430,7 +430,7 @@ class KATCPResource(abc.ABC):
         results = yield [self.set_sampling_strategy(result.python_identifier,
                                                     strategy_and_params)
                          for result in sensors]
-        return _merged(results)
+        return {key: value for result in results for key, value in result.items()}
 
     @tornado.gen.coroutine
     def set_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec
@@ -481,14 +481,6 @@ def _help_docstring(description: Optional[str], kind: str, class_doc: Optional[s
     """
     return "\n".join(("KATCP Documentation", "===================", description or "",
                       "%s Documentation" % kind, "=" * (len(kind) + 14), class_doc or ""))
-
-
-def _merged(dicts: Sequence[Dict[Any, Any]]) -> Dict[Any, Any]:
-    """One dict with the items of all of `dicts` (later ones win)."""
-    merged: Dict[Any, Any] = {}
-    for one in dicts:
-        merged.update(one)
-    return merged
 
 
 class KATCPRequest(abc.ABC):
