@@ -152,8 +152,7 @@ class _FakeDevice:
         handler = (self.request_handlers.get(msg.name) or self._standard.get(msg.name)
                    or self._unlisted.get(msg.name))
         if handler is None:
-            req.reply_with_message(Message.reply_to_request(msg, "invalid",
-                                                            "Unknown request."))
+            req.reply_with_message(Message.reply_to_request(msg, "invalid", "Unknown request."))
             return
         try:
             result = handler(req, msg)
@@ -164,8 +163,7 @@ class _FakeDevice:
             return
         if isinstance(result, Message):
             req.reply_with_message(result)
-        elif result is not None and (tornado.gen.is_future(result)
-                                     or inspect.isawaitable(result)):
+        elif result is not None and (tornado.gen.is_future(result) or inspect.isawaitable(result)):
             future = tornado.gen.convert_yielded(result)
             future.add_done_callback(lambda f: self._reply_later(req, msg, f))
 
@@ -401,10 +399,8 @@ def _apply_fake_options(registry: _RequestHandlerRegistry, fake_options: Any) ->
 def _fake_inspecting_class(InspectingClass: Any, device: _FakeDevice) -> type:
     def inform_hook_client_factory(self: Any, host: str, port: int, *args: Any,
                                    **kwargs: Any) -> Any:
-        base = type(InspectingClass.inform_hook_client_factory(self, host, port,
-                                                               *args, **kwargs))
-        return _fake_hook_client_class(base)(host, port, *args, fake_device=device,
-                                             **kwargs)
+        base = type(InspectingClass.inform_hook_client_factory(self, host, port, *args, **kwargs))
+        return _fake_hook_client_class(base)(host, port, *args, fake_device=device, **kwargs)
 
     return type("Fake" + InspectingClass.__name__, (InspectingClass,), {
         "_fake_device": device,
@@ -479,8 +475,7 @@ def fake_KATCP_client_resource_factory(KATCPClientResourceClass: type, fake_opti
     manager : :class:`FakeKATCPClientResourceManager`
     """
     device = _FakeDevice()
-    fake = _fake_resource_class(KATCPClientResourceClass, device)(resource_spec, *args,
-                                                                  **kwargs)
+    fake = _fake_resource_class(KATCPClientResourceClass, device)(resource_spec, *args, **kwargs)
     manager = FakeKATCPClientResourceManager(fake)
     _apply_fake_options(manager, fake_options)
     return fake, manager
@@ -519,9 +514,8 @@ class FakeKATCPClientResourceContainerManager:
 
 
 def fake_KATCP_client_resource_container_factory(KATCPClientResourceContainerClass: type,
-                                                 fake_options: Any,
-                                                 resources_spec: Dict[str, Any], *args: Any,
-                                                 **kwargs: Any) -> Tuple[Any, Any]:
+                                                 fake_options: Any, resources_spec: Dict[str, Any],
+                                                 *args: Any, **kwargs: Any) -> Tuple[Any, Any]:
     """Create a fake KATCPClientResourceContainer-like class and a fake-manager.
 
     Each child resource client connects to its own fake device.

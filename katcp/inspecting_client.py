@@ -462,9 +462,8 @@ class InspectingClientAsync:
 
     def _resync_backoff(self) -> ExponentialRandomBackoff:
         if self.resync_delay is None:
-            self.resync_delay = ExponentialRandomBackoff(
-                delay_initial=self.initial_resync_timeout,
-                delay_max=self.max_resync_timeout)
+            self.resync_delay = ExponentialRandomBackoff(delay_initial=self.initial_resync_timeout,
+                                                         delay_max=self.max_resync_timeout)
         return self.resync_delay
 
     async def _state_loop(self) -> None:
@@ -571,8 +570,7 @@ class InspectingClientAsync:
             return None
         return list(self._requests_index if kind == "requests" else self._sensors_index)
 
-    async def _inspect_pending(self, pending: "_PendingChanges", model_changes: AttrDict
-                               ) -> None:
+    async def _inspect_pending(self, pending: "_PendingChanges", model_changes: AttrDict) -> None:
         """Inspect what `pending` lists, adding the changes found to `model_changes`.
 
         What has been inspected is removed from `pending` as it goes, so that after a
@@ -777,8 +775,7 @@ class InspectingClientAsync:
         Ensure that self.state.data_synced == True if yielding to
         future_check_sensor from a state-change callback, or a deadlock will occur.
         """
-        exists = yield self._future_check(name, update, self._sensors_index,
-                                          self.inspect_sensors)
+        exists = yield self._future_check(name, update, self._sensors_index, self.inspect_sensors)
         return exists
 
     @tornado.gen.coroutine
@@ -897,8 +894,7 @@ class InspectingClientAsync:
         return flags.major if flags is not None and flags.major else DEFAULT_KATCP_MAJOR
 
     @tornado.gen.coroutine
-    def update_sensor(self, name: str, timestamp: bytes, status: bytes, value: bytes
-                      ) -> None:
+    def update_sensor(self, name: str, timestamp: bytes, status: bytes, value: bytes) -> None:
         """Set a sensor object (if one was made) to a KATCP formatted reading.
 
         Parameters

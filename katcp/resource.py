@@ -473,8 +473,7 @@ class KATCPResource(abc.ABC):
         return _object_repr(self, name=self.name)
 
 
-def _help_docstring(description: Optional[str], kind: str, class_doc: Optional[str]
-                   ) -> str:
+def _help_docstring(description: Optional[str], kind: str, class_doc: Optional[str]) -> str:
     """The docstring of a request object: the device's help text, then the class's.
 
     An instance docstring lets IPython's ``req.name?`` show the device's help text.
@@ -613,8 +612,7 @@ class KATCPSensorsManager(abc.ABC):
         """
 
     @abc.abstractmethod
-    def set_sampling_strategy(self, sensor_name: str, strategy_and_parms: StrategySpec
-                              ) -> Any:
+    def set_sampling_strategy(self, sensor_name: str, strategy_and_parms: StrategySpec) -> Any:
         """Set the sampling strategy for the named sensor
 
         Parameters
@@ -800,8 +798,7 @@ class KATCPSensor:
                                    % (strategy, self.name, info))
         return result
 
-    def register_listener(self, listener: Callable[..., Any], reading: bool = False
-                          ) -> None:
+    def register_listener(self, listener: Callable[..., Any], reading: bool = False) -> None:
         """Add a callback function that is called when sensor value is updated.
 
         Parameters

@@ -151,8 +151,7 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
         key = self._get_strategy_cache_key(sensor_name)
         return self._strategy_cache.get(key, _NONE_STRATEGY)
 
-    def cache_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec
-                                ) -> None:
+    def cache_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec) -> None:
         """Memorise a strategy to be applied by the next :meth:`reapply_sampling_strategies`.
 
         Parameters
@@ -203,8 +202,7 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
         flags = self._inspecting_client.katcp_client.protocol_flags
         if flags is not None and flags.bulk_set_sensor_sampling:
             # KATCP v5.1 bulk sampling: one request per distinct strategy.
-            batches = [(",".join(names), strategy)
-                       for strategy, names in by_strategy.items()]
+            batches = [(",".join(names), strategy) for strategy, names in by_strategy.items()]
         else:
             batches = [(name, strategy)
                        for strategy, names in by_strategy.items() for name in names]

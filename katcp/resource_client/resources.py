@@ -397,8 +397,7 @@ class KATCPClientResource(resource.KATCPResource):
             is_active=self.is_active)
 
     def _request_factory(self, name: str, description: str,
-                         timeout_hint: Optional[float] = None
-                         ) -> KATCPClientResourceRequest:
+                         timeout_hint: Optional[float] = None) -> KATCPClientResourceRequest:
         return KATCPClientResourceRequest(
             dict(name=name, description=description, timeout_hint=timeout_hint),
             self._inspecting_client, is_active=self.is_active)
@@ -511,8 +510,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         Python Logger object to log to, default is the module logger
     """
 
-    def __init__(self, resources_spec: Dict[str, Any], logger: logging.Logger = log
-                 ) -> None:
+    def __init__(self, resources_spec: Dict[str, Any], logger: logging.Logger = log) -> None:
         super().__init__()
         self._resources_spec = resources_spec
         self._logger = logger
@@ -623,8 +621,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         See the `DeviceClient.until_stopped` docstring for parameter
         definitions and more info.
         """
-        return {name: child.until_stopped(timeout)
-                for name, child in dict.items(self._children)}
+        return {name: child.until_stopped(timeout) for name, child in dict.items(self._children)}
 
     @tornado.gen.coroutine
     def until_synced(self, timeout: Optional[float] = None) -> Generator[Any, Any, None]:
@@ -632,8 +629,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         yield self.until_all_children_in_state("synced", timeout=timeout)
 
     @tornado.gen.coroutine
-    def until_not_synced(self, timeout: Optional[float] = None
-                         ) -> Generator[Any, Any, None]:
+    def until_not_synced(self, timeout: Optional[float] = None) -> Generator[Any, Any, None]:
         """Return a tornado Future; resolves when any subordinate client is not synced"""
         children = dict.values(self._children)
         yield until_any(*[child.until_not_synced() for child in children], timeout=timeout)
@@ -707,9 +703,8 @@ class KATCPClientResourceContainer(resource.KATCPResource):
                     yield done
                 outcome = listener
             except Exception:
-                self._logger.exception(
-                    "Could not set listener on sensor %s of %s",
-                    sensor_obj.normalised_name, child.name)
+                self._logger.exception("Could not set listener on sensor %s of %s",
+                                       sensor_obj.normalised_name, child.name)
                 outcome = None
             results.setdefault(child.name, {})[sensor_obj.normalised_name] = outcome
         return results

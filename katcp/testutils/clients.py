@@ -131,8 +131,7 @@ class BlockingTestClient(client.BlockingClient):
                 expected = readable(expected)
             elif sensortype is bytes:
                 expected = as_bytes(expected)
-            (self.test.assertEqual if equal else self.test.assertNotEqual)(
-                actual, expected, msg)
+            (self.test.assertEqual if equal else self.test.assertNotEqual)(actual, expected, msg)
 
     def assert_sensor_equals(self, sensorname: str, expected: Any, sensortype: type = str,
                              msg: Optional[str] = None, places: int = 7,
@@ -152,8 +151,7 @@ class BlockingTestClient(client.BlockingClient):
         """Assert that a sensor's status is equal to the given status."""
         status = self.get_sensor_status(sensorname)
         if msg is None:
-            msg = "Status of sensor %r is %r. Expected %r." % (
-                sensorname, status, expected_status)
+            msg = "Status of sensor %r is %r. Expected %r." % (sensorname, status, expected_status)
         self.test.assertEqual(status, expected_status, msg)
 
     def assert_sensor_not_equal(self, sensorname: str, expected: Any, sensortype: type = str,
@@ -161,8 +159,7 @@ class BlockingTestClient(client.BlockingClient):
         """Assert that a sensor's value is not equal to the given value."""
         value = self.get_sensor_value(sensorname, sensortype)
         if msg is None:
-            msg = "Value of sensor %r is %r. Expected a different value." % (
-                sensorname, value)
+            msg = "Value of sensor %r is %r. Expected a different value." % (sensorname, value)
         self._assert_value(value, expected, sensortype, places, msg, False)
 
     def _sensor_value_is(self, name: str, value: Any, sensortype: type, places: int) -> bool:

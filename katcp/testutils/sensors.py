@@ -51,16 +51,14 @@ class SensorComparisonMixin(_TestCase):
                              % (actual_sensor.name, attr, actual, desired))
 
     def assert_sensors_equal_description(self, actual_sensors: Sequence[Sensor],
-                                         desired_description: Sequence[Dict[str, Any]]
-                                         ) -> None:
+                                         desired_description: Sequence[Dict[str, Any]]) -> None:
         """Test that a list of Sensor objects (actual) match a description (desired)."""
         self.assertEqual(len(actual_sensors), len(desired_description))
         for sensor, description in zip(actual_sensors, desired_description):
             self.assert_sensor_equal_description(sensor, description)
 
     def assert_sensors_value_conditions(self, actual_sensors: Sequence[Sensor],
-                                        value_tests: Dict[str, Callable[[Any], bool]]
-                                        ) -> None:
+                                        value_tests: Dict[str, Callable[[Any], bool]]) -> None:
         """Test that a list of Sensor objects (actual) match value_tests.
 
         ``value_tests`` maps sensor names to callables that return True for good values.
@@ -244,8 +242,7 @@ class SensorTransitionStatusWaiter(SensorTransitionWaiter):
         return (reading.value, reading.status)
 
 
-def wait_sensor(sensor: Any, value: Any, status: Any = None, timeout: Optional[float] = 5
-                ) -> bool:
+def wait_sensor(sensor: Any, value: Any, status: Any = None, timeout: Optional[float] = 5) -> bool:
     """Wait for a katcp sensor to attain a certain value.
 
     Returns
@@ -268,8 +265,7 @@ def wait_sensor(sensor: Any, value: Any, status: Any = None, timeout: Optional[f
 
 @tornado.gen.coroutine
 def wait_sensor_async(sensor: Sensor, value: Any, status: Any = None,
-                      ioloop: Optional[tornado.ioloop.IOLoop] = None
-                      ) -> Generator[Any, Any, None]:
+                      ioloop: Optional[tornado.ioloop.IOLoop] = None) -> Generator[Any, Any, None]:
     """Stop-gap async sensor-wait: resolves when ``sensor`` has ``value`` (and ``status``).
 
     ``sensor`` is a katcp.Sensor; updates may come from any thread.

@@ -195,8 +195,7 @@ class AsyncDeviceTestServer(DeviceTestServer):
     @request_timeout_hint(99)
     @concurrent_reply
     @tornado.gen.coroutine
-    def request_slow_command(self, req: Any,
-                             wait_time: float) -> Generator[Any, Any, Tuple[str]]:
+    def request_slow_command(self, req: Any, wait_time: float) -> Generator[Any, Any, Tuple[str]]:
         """A slow coroutine request, waits for msg.arguments[0] seconds."""
         self.slow_waiting = True
         future: "Future[None]" = Future()
