@@ -93,16 +93,13 @@ class _FakeDevice:
         self._connection_ids = itertools.count(1)
         # The interface ?help lists, as in 0.9: these two and the test's handlers.
         self._standard: Dict[str, Callable[..., Any]] = {
-            "help": self._request_help,
-            "sensor-list": self._request_sensor_list,
-        }
+            "help": self._request_help, "sensor-list": self._request_sensor_list}
         # Answered too (the clients' sampling, polling and liveness checks use them)
         # but not listed, so the fake's interface stays what 0.9 code expects.
         self._unlisted: Dict[str, Callable[..., Any]] = {
             "sensor-value": self._request_sensor_value,
             "sensor-sampling": self._request_sensor_sampling,
-            "watchdog": lambda req, msg: req.make_reply("ok"),
-        }
+            "watchdog": lambda req, msg: req.make_reply("ok")}
 
     # -- model --------------------------------------------------------------------------
 
@@ -320,8 +317,9 @@ class FakeAsyncClient(client.AsyncClient):
         return transport, protocol
 
 
-def _fake_hook_client_class(base_client_class: type) -> type:
-    return type("Fake" + base_client_class.__name__, (FakeAsyncClient, base_client_class), {})
+def _fake_subclass(base: type, *mixins: type, **attributes: Any) -> type:
+    """A class ``Fake<base's name>`` deriving from the `mixins` and `base`."""
+    return type("Fake" + base.__name__, mixins + (base,), attributes)
 
 
 class _RequestHandlerRegistry:
@@ -400,12 +398,11 @@ def _fake_inspecting_class(InspectingClass: Any, device: _FakeDevice) -> type:
     def inform_hook_client_factory(self: Any, host: str, port: int, *args: Any,
                                    **kwargs: Any) -> Any:
         base = type(InspectingClass.inform_hook_client_factory(self, host, port, *args, **kwargs))
-        return _fake_hook_client_class(base)(host, port, *args, fake_device=device, **kwargs)
+        return _fake_subclass(base, FakeAsyncClient)(host, port, *args, fake_device=device,
+                                                     **kwargs)
 
-    return type("Fake" + InspectingClass.__name__, (InspectingClass,), {
-        "_fake_device": device,
-        "inform_hook_client_factory": inform_hook_client_factory,
-    })
+    return _fake_subclass(InspectingClass, _fake_device=device,
+                          inform_hook_client_factory=inform_hook_client_factory)
 
 
 def fake_inspecting_client_factory(InspectingClass: type, fake_options: Any, host: str,
@@ -449,10 +446,8 @@ def _fake_resource_class(KATCPClientResourceClass: type, device: _FakeDevice) ->
         return fake_class(host, port, ioloop=ioloop_set_to,
                           auto_reconnect=self.auto_reconnect, logger=self._logger)
 
-    return type("Fake" + KATCPClientResourceClass.__name__, (KATCPClientResourceClass,), {
-        "_fake_device": device,
-        "inspecting_client_factory": inspecting_client_factory,
-    })
+    return _fake_subclass(KATCPClientResourceClass, _fake_device=device,
+                          inspecting_client_factory=inspecting_client_factory)
 
 
 def fake_KATCP_client_resource_factory(KATCPClientResourceClass: type, fake_options: Any,
@@ -535,10 +530,8 @@ def fake_KATCP_client_resource_container_factory(KATCPClientResourceContainerCla
         child_managers[escape_name(res_spec["name"])] = manager
         return child
 
-    fake_class = type("Fake" + KATCPClientResourceContainerClass.__name__,
-                      (KATCPClientResourceContainerClass,), {
-                          "_fake_child_managers": child_managers,
-                          "client_resource_factory": client_resource_factory,
-                      })
+    fake_class = _fake_subclass(KATCPClientResourceContainerClass,
+                                _fake_child_managers=child_managers,
+                                client_resource_factory=client_resource_factory)
     container = fake_class(resources_spec, *args, **kwargs)
     return container, FakeKATCPClientResourceContainerManager(container)
