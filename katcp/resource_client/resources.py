@@ -163,10 +163,10 @@ class KATCPClientResource(resource.KATCPResource):
         self._dummy_unknown_requests = resource_spec.get("dummy_unknown_requests", False)
         self.auto_reconnect = resource_spec.get("auto_reconnect", True)
         self._preset_protocol_flags = resource_spec.get("preset_protocol_flags")
-        self._always_allowed_requests = set(map(escape_name, resource_spec.get(
-            "always_allowed_requests", ())))
-        self._always_excluded_requests = set(map(escape_name, resource_spec.get(
-            "always_excluded_requests", ())))
+        self._always_allowed_requests = set(
+            map(escape_name, resource_spec.get("always_allowed_requests", ())))
+        self._always_excluded_requests = set(
+            map(escape_name, resource_spec.get("always_excluded_requests", ())))
         self._req = _RequestNamespace(
             self._dummy_request if self._dummy_unknown_requests else None)
         self._sensor = _Namespace()
