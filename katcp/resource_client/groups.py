@@ -158,13 +158,9 @@ class ClientGroup:
     def set_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec) -> Any:
         """Set sampling strategy for the named sensor on all the group's clients.
 
-        See :meth:`katcp.resource.KATCPResource.set_sampling_strategy`.
-
-        Returns
-        -------
-        sensors_strategies : tornado Future
-            Resolves with a dict keyed by client name whose values are what each
-            client's ``set_sampling_strategy`` resolved with.
+        See :meth:`katcp.resource.KATCPResource.set_sampling_strategy`. The future
+        resolves as that of :meth:`set_sampling_strategies`, with what each client's
+        ``set_sampling_strategy`` resolved with.
         """
         return self._on_each_client("set_sampling_strategy", sensor_name, strategy_and_params)
 
