@@ -18,7 +18,6 @@ Example
 
 import inspect
 import itertools
-import threading
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import tornado.gen
@@ -27,10 +26,10 @@ from katcp import client, server
 from katcp.core import (AsyncReply, FailReply, KatcpSyntaxError, Message, MessageParser,
                         ProtocolFlags, Sensor, convert_method_name)
 from katcp.kattypes import Int, return_reply
-from katcp.loop.crossing import on_thread
 from katcp.resource import escape_name
 from katcp.resource_client import KATCPClientResource, ReplyWrappedInspectingClientAsync
 from katcp.sampling import SampleStrategy, format_inform_v5
+from katcp.wire.text import as_str, readable
 
 FAKE_PROTOCOL = ProtocolFlags(5, 0, [ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS])
 
@@ -70,10 +69,6 @@ class FakeKATCPServer:
     def flush_on_close(self) -> None:
         raise FakeKATCPServerError("A fake connection has nothing to flush")
 
-    def disconnect_client(self, conn_id: Any, reason: str, connection_valid: bool = True
-                          ) -> None:
-        raise FakeKATCPServerError("Fake connections are not disconnected by the server")
-
 
 class FakeClientRequestConnection(server.ClientRequestConnection):
     """The ``req`` handed to fake request handlers: a real ClientRequestConnection."""
@@ -83,17 +78,6 @@ def _reply_from(msg: Message, exc: BaseException) -> Message:
     if isinstance(exc, FailReply):
         return Message.reply_to_request(msg, "fail", str(exc))
     return Message.reply_to_request(msg, "fail", "%s: %s" % (type(exc).__name__, exc))
-
-
-def _text(value: Any) -> Any:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
-def _sensor_type(type_spec: Any) -> int:
-    if isinstance(type_spec, int):
-        return type_spec
-    return Sensor.parse_type(type_spec if isinstance(type_spec, bytes)
-                             else str(type_spec).encode())
 
 
 class _FakeDevice:
@@ -109,29 +93,27 @@ class _FakeDevice:
         self._connection_ids = itertools.count(1)
         # The interface ?help lists, as in 0.9: these two and the test's handlers.
         self._standard: Dict[str, Callable[..., Any]] = {
-            "help": self._request_help,
-            "sensor-list": self._request_sensor_list,
-        }
+            "help": self._request_help, "sensor-list": self._request_sensor_list}
         # Answered too (the clients' sampling, polling and liveness checks use them)
         # but not listed, so the fake's interface stays what 0.9 code expects.
         self._unlisted: Dict[str, Callable[..., Any]] = {
             "sensor-value": self._request_sensor_value,
             "sensor-sampling": self._request_sensor_sampling,
-            "watchdog": lambda req, msg: req.make_reply("ok"),
-        }
+            "watchdog": lambda req, msg: req.make_reply("ok")}
 
     # -- model --------------------------------------------------------------------------
 
     def add_sensors(self, sensor_infos: Dict[str, Tuple[Any, ...]]) -> None:
         for name, info in sensor_infos.items():
             description, units, type_spec = info[:3]
-            sensor_type = _sensor_type(type_spec)
+            # A Sensor type constant or a KATCP type name.
+            sensor_type = type_spec if isinstance(type_spec, int) else Sensor.parse_type(type_spec)
             # Params may be Python values or KATCP-formatted ones (b'-123.4'), as
             # anything that would go into a #sensor-list inform.
             params = Sensor.parse_params(
                 sensor_type, [Message.format_argument(param) for param in info[3:]])
-            self.sensors[name] = Sensor(sensor_type, name, _text(description),
-                                        _text(units), params or None)
+            self.sensors[name] = Sensor(sensor_type, name, as_str(description), as_str(units),
+                                        params or None)
         self.interface_changed()
 
     def add_request_handlers(self, handlers: Dict[str, Callable[..., Any]]) -> None:
@@ -167,8 +149,7 @@ class _FakeDevice:
         handler = (self.request_handlers.get(msg.name) or self._standard.get(msg.name)
                    or self._unlisted.get(msg.name))
         if handler is None:
-            req.reply_with_message(Message.reply_to_request(msg, "invalid",
-                                                            "Unknown request."))
+            req.reply_with_message(Message.reply_to_request(msg, "invalid", "Unknown request."))
             return
         try:
             result = handler(req, msg)
@@ -179,8 +160,7 @@ class _FakeDevice:
             return
         if isinstance(result, Message):
             req.reply_with_message(result)
-        elif result is not None and (tornado.gen.is_future(result)
-                                     or inspect.isawaitable(result)):
+        elif result is not None and (tornado.gen.is_future(result) or inspect.isawaitable(result)):
             future = tornado.gen.convert_yielded(result)
             future.add_done_callback(lambda f: self._reply_later(req, msg, f))
 
@@ -198,7 +178,7 @@ class _FakeDevice:
         """All names, or the one the request asks for."""
         if not msg.arguments:
             return sorted(names)
-        name = msg.arguments[0].decode("utf-8", "replace")
+        name = readable(msg.arguments[0])
         if name not in names:
             raise FailReply(unknown_text)
         return [name]
@@ -228,7 +208,7 @@ class _FakeDevice:
     def _request_sensor_sampling(self, req: Any, msg: Message) -> Message:
         if not msg.arguments:
             raise FailReply("No sensor name given.")
-        names = msg.arguments[0].decode("utf-8", "replace").split(",")
+        names = readable(msg.arguments[0]).split(",")
         unknown = [name for name in names if name not in self.sensors]
         if unknown:
             raise FailReply("Unknown sensor names: %s." % ", ".join(unknown))
@@ -261,25 +241,20 @@ class _FakeTransport:
 
     Both directions go through ``call_soon``, like real I/O: a reply never arrives inside
     the call that sent the request. Messages may also come from a test's own thread (a
-    manager adding sensors while the client runs in a managed ioloop), so those cross over
-    with ``call_soon_threadsafe``.
+    manager adding sensors while the client runs in a managed ioloop), so the device's
+    messages cross over with ``call_soon_threadsafe``.
     """
 
     def __init__(self, device: _FakeDevice, protocol: Any, loop: Any) -> None:
         self._device = device
         self._protocol = protocol
         self._loop = loop
-        self._loop_thread_id = threading.get_ident()  # created on the loop, by connect_transport
         self._parse = MessageParser().parse
         self._closed = False
         self._client_conn = device.connect(self._deliver)
 
     def _deliver(self, msg: Message) -> None:
-        if self._closed:
-            return
-        if on_thread(self._loop_thread_id):
-            self._loop.call_soon(self._receive, bytes(msg) + b"\n")
-        else:
+        if not self._closed:
             self._loop.call_soon_threadsafe(self._receive, bytes(msg) + b"\n")
 
     def _receive(self, data: bytes) -> None:
@@ -300,9 +275,6 @@ class _FakeTransport:
             if msg.mtype == Message.REQUEST:
                 self._loop.call_soon(self._device.handle_request, self._client_conn, msg)
 
-    def get_write_buffer_size(self) -> int:
-        return 0
-
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return default  # no socket, no peer address
 
@@ -315,9 +287,6 @@ class _FakeTransport:
 
     def resume_reading(self) -> None:
         pass
-
-    def is_closing(self) -> bool:
-        return self._closed
 
     def close(self) -> None:
         if self._closed:
@@ -348,8 +317,9 @@ class FakeAsyncClient(client.AsyncClient):
         return transport, protocol
 
 
-def _fake_hook_client_class(base_client_class: type) -> type:
-    return type("Fake" + base_client_class.__name__, (FakeAsyncClient, base_client_class), {})
+def _fake_subclass(base: type, *mixins: type, **attributes: Any) -> type:
+    """A class ``Fake<base's name>`` deriving from the `mixins` and `base`."""
+    return type("Fake" + base.__name__, mixins + (base,), attributes)
 
 
 class _RequestHandlerRegistry:
@@ -405,7 +375,6 @@ class FakeInspectingClientManager(_RequestHandlerRegistry):
 
     def __init__(self, fake_inspecting_client: Any) -> None:
         super().__init__(fake_inspecting_client._fake_device)
-        self._fkc = fake_inspecting_client
 
     @return_reply(Int())
     def request_sensor_list(self, req: Any, msg: Message) -> Tuple[Any, ...]:
@@ -428,15 +397,12 @@ def _apply_fake_options(registry: _RequestHandlerRegistry, fake_options: Any) ->
 def _fake_inspecting_class(InspectingClass: Any, device: _FakeDevice) -> type:
     def inform_hook_client_factory(self: Any, host: str, port: int, *args: Any,
                                    **kwargs: Any) -> Any:
-        base = type(InspectingClass.inform_hook_client_factory(self, host, port,
-                                                               *args, **kwargs))
-        return _fake_hook_client_class(base)(host, port, *args, fake_device=device,
-                                             **kwargs)
+        base = type(InspectingClass.inform_hook_client_factory(self, host, port, *args, **kwargs))
+        return _fake_subclass(base, FakeAsyncClient)(host, port, *args, fake_device=device,
+                                                     **kwargs)
 
-    return type("Fake" + InspectingClass.__name__, (InspectingClass,), {
-        "_fake_device": device,
-        "inform_hook_client_factory": inform_hook_client_factory,
-    })
+    return _fake_subclass(InspectingClass, _fake_device=device,
+                          inform_hook_client_factory=inform_hook_client_factory)
 
 
 def fake_inspecting_client_factory(InspectingClass: type, fake_options: Any, host: str,
@@ -472,7 +438,6 @@ class FakeKATCPClientResourceManager(_RequestHandlerRegistry):
 
     def __init__(self, fake_katcp_resource_client: Any) -> None:
         super().__init__(fake_katcp_resource_client._fake_device)
-        self._fkrc = fake_katcp_resource_client
 
 
 def _fake_resource_class(KATCPClientResourceClass: type, device: _FakeDevice) -> type:
@@ -481,10 +446,8 @@ def _fake_resource_class(KATCPClientResourceClass: type, device: _FakeDevice) ->
         return fake_class(host, port, ioloop=ioloop_set_to,
                           auto_reconnect=self.auto_reconnect, logger=self._logger)
 
-    return type("Fake" + KATCPClientResourceClass.__name__, (KATCPClientResourceClass,), {
-        "_fake_device": device,
-        "inspecting_client_factory": inspecting_client_factory,
-    })
+    return _fake_subclass(KATCPClientResourceClass, _fake_device=device,
+                          inspecting_client_factory=inspecting_client_factory)
 
 
 def fake_KATCP_client_resource_factory(KATCPClientResourceClass: type, fake_options: Any,
@@ -507,8 +470,7 @@ def fake_KATCP_client_resource_factory(KATCPClientResourceClass: type, fake_opti
     manager : :class:`FakeKATCPClientResourceManager`
     """
     device = _FakeDevice()
-    fake = _fake_resource_class(KATCPClientResourceClass, device)(resource_spec, *args,
-                                                                  **kwargs)
+    fake = _fake_resource_class(KATCPClientResourceClass, device)(resource_spec, *args, **kwargs)
     manager = FakeKATCPClientResourceManager(fake)
     _apply_fake_options(manager, fake_options)
     return fake, manager
@@ -547,9 +509,8 @@ class FakeKATCPClientResourceContainerManager:
 
 
 def fake_KATCP_client_resource_container_factory(KATCPClientResourceContainerClass: type,
-                                                 fake_options: Any,
-                                                 resources_spec: Dict[str, Any], *args: Any,
-                                                 **kwargs: Any) -> Tuple[Any, Any]:
+                                                 fake_options: Any, resources_spec: Dict[str, Any],
+                                                 *args: Any, **kwargs: Any) -> Tuple[Any, Any]:
     """Create a fake KATCPClientResourceContainer-like class and a fake-manager.
 
     Each child resource client connects to its own fake device.
@@ -569,10 +530,8 @@ def fake_KATCP_client_resource_container_factory(KATCPClientResourceContainerCla
         child_managers[escape_name(res_spec["name"])] = manager
         return child
 
-    fake_class = type("Fake" + KATCPClientResourceContainerClass.__name__,
-                      (KATCPClientResourceContainerClass,), {
-                          "_fake_child_managers": child_managers,
-                          "client_resource_factory": client_resource_factory,
-                      })
+    fake_class = _fake_subclass(KATCPClientResourceContainerClass,
+                                _fake_child_managers=child_managers,
+                                client_resource_factory=client_resource_factory)
     container = fake_class(resources_spec, *args, **kwargs)
     return container, FakeKATCPClientResourceContainerManager(container)

@@ -24,16 +24,10 @@ import tornado.util
 
 from katcp._export import keep_home
 from katcp.client import AsyncClient
-from katcp.core import (
-    DEFAULT_KATCP_MAJOR,
-    AttrDict,
-    Message,
-    Sensor,
-    future_timeout_manager,
-    until_any,
-    until_later,
-)
+from katcp.core import (DEFAULT_KATCP_MAJOR, AttrDict, Message, Sensor, future_timeout_manager,
+                        until_any, until_later)
 from katcp.loop.backoff import ExponentialRandomBackoff
+from katcp.wire.text import readable
 
 ic_logger = logging.getLogger("katcp.inspect_client")
 
@@ -149,24 +143,9 @@ class _PendingChanges:
                     self.add(kind, name)
 
 
-def _text(arg: Any) -> str:
-    return arg.decode("utf-8", errors="replace") if isinstance(arg, bytes) else str(arg)
-
-
 def _is_unknown_fail(reply: Message) -> bool:
     """Whether a fail reply means that the item asked about does not exist."""
     return len(reply.arguments) > 1 and b"unknown" in reply.arguments[1].lower()
-
-
-def _merge_changes(changes: Optional[AttrDict], more: Optional[AttrDict]
-                   ) -> Optional[AttrDict]:
-    if not more:
-        return changes
-    if changes is None:
-        return AttrDict(added=set(more.added), removed=set(more.removed))
-    changes.added |= more.added
-    changes.removed |= more.removed
-    return changes
 
 
 class InspectingClientAsync:
@@ -292,14 +271,11 @@ class InspectingClientAsync:
         """A list of known sensors."""
         return list(self._sensors_index)
 
-    @property
-    def connected(self) -> bool:
-        """Connection status."""
-        return self.katcp_client.is_connected()
-
     def is_connected(self) -> bool:
         """Connection status."""
         return self.katcp_client.is_connected()
+
+    connected = property(is_connected)
 
     def set_state_callback(self, cb: Optional[Callable[..., Any]]) -> None:
         """Set user callback for state changes
@@ -486,9 +462,8 @@ class InspectingClientAsync:
 
     def _resync_backoff(self) -> ExponentialRandomBackoff:
         if self.resync_delay is None:
-            self.resync_delay = ExponentialRandomBackoff(
-                delay_initial=self.initial_resync_timeout,
-                delay_max=self.max_resync_timeout)
+            self.resync_delay = ExponentialRandomBackoff(delay_initial=self.initial_resync_timeout,
+                                                         delay_max=self.max_resync_timeout)
         return self.resync_delay
 
     async def _state_loop(self) -> None:
@@ -595,8 +570,7 @@ class InspectingClientAsync:
             return None
         return list(self._requests_index if kind == "requests" else self._sensors_index)
 
-    async def _inspect_pending(self, pending: "_PendingChanges", model_changes: AttrDict
-                               ) -> None:
+    async def _inspect_pending(self, pending: "_PendingChanges", model_changes: AttrDict) -> None:
         """Inspect what `pending` lists, adding the changes found to `model_changes`.
 
         What has been inspected is removed from `pending` as it goes, so that after a
@@ -612,10 +586,11 @@ class InspectingClientAsync:
             else:
                 results = await tornado.gen.multi([inspect_one(name) for name in names])
             setattr(pending, kind, set())
-            changes = model_changes.get(kind)
-            for result in results:
-                changes = _merge_changes(changes, result)
-            if changes:
+            changes = model_changes.get(kind) or AttrDict(added=set(), removed=set())
+            for result in filter(None, results):
+                changes.added |= result.added
+                changes.removed |= result.removed
+            if changes.added or changes.removed:
                 model_changes[kind] = changes
 
     @tornado.gen.coroutine
@@ -669,24 +644,20 @@ class InspectingClientAsync:
             both), as in the ``requests`` item of :meth:`inspect`'s result; None if
             nothing changed.
         """
-        maybe_timeout = future_timeout_manager(timeout, self.ioloop)
+        maybe_timeout: Any = future_timeout_manager(timeout, self.ioloop)
         reply, informs = yield maybe_timeout(self._inspection_request(
             "help", name, maybe_timeout.remaining()))
         flags = self.katcp_client.protocol_flags
         timeout_hints: Dict[str, float] = {}
         if flags is not None and flags.request_timeout_hints and reply.reply_ok():
             timeout_hints = yield self._get_request_timeout_hints(name, maybe_timeout)
-        index = self._requests_index
-        original_keys = set(index)
-        updated_keys = set()
+        found = {}
         for inform in informs:
-            req_name = _text(inform.arguments[0])
-            description = _text(inform.arguments[1]) if len(inform.arguments) > 1 else ""
-            updated_keys.add(req_name)
-            self._update_index(index, req_name, {
-                "name": req_name, "description": description,
-                "timeout_hint": timeout_hints.get(req_name)})
-        return self._changes(original_keys, updated_keys, name, index)
+            req_name = readable(inform.arguments[0])
+            description = readable(inform.arguments[1]) if len(inform.arguments) > 1 else ""
+            found[req_name] = {"name": req_name, "description": description,
+                               "timeout_hint": timeout_hints.get(req_name)}
+        return self._reindex(self._requests_index, found, name)
 
     async def _inspection_request(self, request: str, name: Optional[str],
                                   timeout: Optional[float]) -> Any:
@@ -708,13 +679,9 @@ class InspectingClientAsync:
         if not reply.reply_ok():
             raise SyncError("Error retrieving request timeout hints for %s: %s"
                             % (self.katcp_client.bind_address_string, reply))
-        hints = {}
-        for inform in informs:
-            hint = float(inform.arguments[1])
-            # A zero hint is how a server says there is no hint.
-            if hint > 0:
-                hints[_text(inform.arguments[0])] = hint
-        return hints
+        hints = ((readable(inform.arguments[0]), float(inform.arguments[1])) for inform in informs)
+        # A zero hint is how a server says there is no hint.
+        return {req_name: hint for req_name, hint in hints if hint > 0}
 
     @tornado.gen.coroutine
     def inspect_sensors(self, name: Optional[str] = None, timeout: Optional[float] = None
@@ -724,18 +691,14 @@ class InspectingClientAsync:
         As :meth:`inspect_requests`, for sensors.
         """
         reply, informs = yield self._inspection_request("sensor-list", name, timeout)
-        index = self._sensors_index
-        original_keys = set(index)
-        updated_keys = set()
+        found = {}
         for inform in informs:
-            arguments = inform.arguments
-            sensor_name = _text(arguments[0])
-            updated_keys.add(sensor_name)
+            sensor_name, description, units, sensor_type = map(readable, inform.arguments[:4])
             # Params as sent: any difference in them is a change.
-            self._update_index(index, sensor_name, {
-                "description": _text(arguments[1]), "units": _text(arguments[2]),
-                "sensor_type": _text(arguments[3]), "params": tuple(arguments[4:])})
-        return self._changes(original_keys, updated_keys, name, index)
+            found[sensor_name] = {"description": description, "units": units,
+                                  "sensor_type": sensor_type,
+                                  "params": tuple(inform.arguments[4:])}
+        return self._reindex(self._sensors_index, found, name)
 
     def _update_index(self, index: Dict[str, Dict[str, Any]], name: str,
                       data: Dict[str, Any]) -> None:
@@ -776,14 +739,17 @@ class InspectingClientAsync:
             index.pop(key, None)
         return added, removed
 
-    def _changes(self, original_keys: Set[str], updated_keys: Set[str],
-                 name: Optional[str], index: Dict[str, Dict[str, Any]]
-                 ) -> Optional[AttrDict]:
-        """:meth:`_difference` as the AttrDict (or None) that inspections return."""
-        added, removed = self._difference(original_keys, updated_keys, name, index)
-        if added or removed:
-            return AttrDict(added=added, removed=removed)
-        return None
+    def _reindex(self, index: Dict[str, Dict[str, Any]], found: Dict[str, Dict[str, Any]],
+                 name: Optional[str]) -> Optional[AttrDict]:
+        """Store in `index` the items an inspection `found` (name -> data).
+
+        Returns what changed, as the AttrDict (or None) that inspections return.
+        """
+        original_keys = set(index)
+        for item_name, data in found.items():
+            self._update_index(index, item_name, data)
+        added, removed = self._difference(original_keys, found, name, index)
+        return AttrDict(added=added, removed=removed) if added or removed else None
 
     # -- looking up requests and sensors --------------------------------------------
 
@@ -809,8 +775,7 @@ class InspectingClientAsync:
         Ensure that self.state.data_synced == True if yielding to
         future_check_sensor from a state-change callback, or a deadlock will occur.
         """
-        exists = yield self._future_check(name, update, self._sensors_index,
-                                          self.inspect_sensors)
+        exists = yield self._future_check(name, update, self._sensors_index, self.inspect_sensors)
         return exists
 
     @tornado.gen.coroutine
@@ -929,8 +894,7 @@ class InspectingClientAsync:
         return flags.major if flags is not None and flags.major else DEFAULT_KATCP_MAJOR
 
     @tornado.gen.coroutine
-    def update_sensor(self, name: str, timestamp: bytes, status: bytes, value: bytes
-                      ) -> None:
+    def update_sensor(self, name: str, timestamp: bytes, status: bytes, value: bytes) -> None:
         """Set a sensor object (if one was made) to a KATCP formatted reading.
 
         Parameters
@@ -940,13 +904,12 @@ class InspectingClientAsync:
         timestamp, status, value : bytes
             The reading as it appears in a #sensor-status inform.
         """
-        info = self._sensors_index.get(name)
-        sensor = info.get("obj") if info is not None else None
-        if sensor is not None:
-            self._set_formatted(name, sensor, timestamp, status, value)
+        self._set_formatted(name, timestamp, status, value)
 
-    def _set_formatted(self, name: str, sensor: Any, timestamp: bytes, status: bytes,
-                       value: bytes) -> None:
+    def _set_formatted(self, name: str, timestamp: bytes, status: bytes, value: bytes) -> None:
+        sensor = self._sensors_index.get(name, {}).get("obj")
+        if sensor is None:
+            return
         try:
             sensor.set_formatted(timestamp, status, value, self._katcp_major())
         except Exception:
@@ -964,18 +927,13 @@ class InspectingClientAsync:
         if len(arguments) != 2 + 3 * num_sensors:
             self._logger.warning("Malformed %s inform: %s", msg.name, msg)
             return
-        index = self._sensors_index
         for offset in range(2, len(arguments), 3):
-            name = _text(arguments[offset])
-            info = index.get(name)
-            sensor = info.get("obj") if info is not None else None
-            if sensor is not None:
-                self._set_formatted(name, sensor, timestamp, arguments[offset + 1],
-                                    arguments[offset + 2])
+            self._set_formatted(readable(arguments[offset]), timestamp, arguments[offset + 1],
+                                arguments[offset + 2])
 
     def _cb_inform_interface_change(self, msg: Message) -> None:
         """Note what the device says has changed (see the KATCP spec) and resync."""
-        arguments = [_text(arg) for arg in msg.arguments]
+        arguments = [readable(arg) for arg in msg.arguments]
         pending = self._pending
         if arguments == ["sensor-list"]:
             pending.add("sensors")

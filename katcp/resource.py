@@ -15,6 +15,7 @@ import tornado.gen
 import tornado.ioloop
 
 from katcp.core import Message, Sensor, hashable_identity
+from katcp.wire.text import as_str, readable
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,7 @@ def escape_name(name: str) -> str:
 
 
 def _number_or_text(param: Any) -> str:
-    if isinstance(param, bytes):
-        param = param.decode("utf-8")
+    param = as_str(param)
     try:
         # Numbers get one canonical spelling, so that 1, '1' and 1.0 compare equal.
         return str(float(param))
@@ -92,8 +92,7 @@ def normalize_strategy_parameters(params: StrategySpec) -> Tuple[str, ...]:
     params : tuple of strings
         Strategy parameters as a list of strings
     """
-    if isinstance(params, bytes):
-        params = params.decode("utf-8")
+    params = as_str(params)
     if isinstance(params, str):
         params = params.split()
     return tuple(_number_or_text(param) for param in params)
@@ -141,7 +140,7 @@ _KATCPReplyTuple = collections.namedtuple("_KATCPReplyTuple", "reply informs")
 
 def _readable_message(msg: Message) -> str:
     # Unlike the wire form, arguments are shown unescaped so they read naturally.
-    args = " ".join(arg.decode("utf-8", "replace") for arg in msg.arguments)
+    args = " ".join(map(readable, msg.arguments))
     return "%s%s %s" % (Message.TYPE_SYMBOLS[msg.mtype].decode("ascii"), msg.name, args)
 
 
@@ -431,7 +430,7 @@ class KATCPResource(abc.ABC):
         results = yield [self.set_sampling_strategy(result.python_identifier,
                                                     strategy_and_params)
                          for result in sensors]
-        return _merged(results)
+        return {key: value for result in results for key, value in result.items()}
 
     @tornado.gen.coroutine
     def set_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec
@@ -474,22 +473,13 @@ class KATCPResource(abc.ABC):
         return _object_repr(self, name=self.name)
 
 
-def _help_docstring(description: Optional[str], kind: str, class_doc: Optional[str]
-                   ) -> str:
+def _help_docstring(description: Optional[str], kind: str, class_doc: Optional[str]) -> str:
     """The docstring of a request object: the device's help text, then the class's.
 
     An instance docstring lets IPython's ``req.name?`` show the device's help text.
     """
     return "\n".join(("KATCP Documentation", "===================", description or "",
                       "%s Documentation" % kind, "=" * (len(kind) + 14), class_doc or ""))
-
-
-def _merged(dicts: Sequence[Dict[Any, Any]]) -> Dict[Any, Any]:
-    """One dict with the items of all of `dicts` (later ones win)."""
-    merged: Dict[Any, Any] = {}
-    for one in dicts:
-        merged.update(one)
-    return merged
 
 
 class KATCPRequest(abc.ABC):
@@ -622,8 +612,7 @@ class KATCPSensorsManager(abc.ABC):
         """
 
     @abc.abstractmethod
-    def set_sampling_strategy(self, sensor_name: str, strategy_and_parms: StrategySpec
-                              ) -> Any:
+    def set_sampling_strategy(self, sensor_name: str, strategy_and_parms: StrategySpec) -> Any:
         """Set the sampling strategy for the named sensor
 
         Parameters
@@ -780,13 +769,8 @@ class KATCPSensor:
         done : tornado Future
             As for :meth:`set_sampling_strategy`.
         """
-        if params is None:
-            params = ()
-        elif isinstance(params, (str, bytes)) or not isinstance(params,
-                                                                collections.abc.Iterable):
-            params = (params,)
         # As in 0.9 the manager gets one space-separated string, e.g. 'period 0.5'.
-        words = _words((strategy,) + tuple(params))
+        words = _words((strategy, () if params is None else params))
         return self.set_sampling_strategy(" ".join(str(word) for word in words))
 
     @tornado.gen.coroutine
@@ -814,8 +798,7 @@ class KATCPSensor:
                                    % (strategy, self.name, info))
         return result
 
-    def register_listener(self, listener: Callable[..., Any], reading: bool = False
-                          ) -> None:
+    def register_listener(self, listener: Callable[..., Any], reading: bool = False) -> None:
         """Add a callback function that is called when sensor value is updated.
 
         Parameters
@@ -980,8 +963,7 @@ class KATCPSensor:
 
 def _words(params: Any) -> List[Any]:
     """Flatten strings (split on whitespace) and nested sequences into one list."""
-    if isinstance(params, bytes):
-        params = params.decode("utf-8")
+    params = as_str(params)
     if isinstance(params, str):
         return params.split()
     if isinstance(params, collections.abc.Iterable):

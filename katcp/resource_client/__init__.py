@@ -28,12 +28,11 @@ from katcp.resource_client.threadsafe import (ThreadSafeKATCPClientGroupWrapper,
                                               ThreadSafeKATCPSensorWrapper)
 
 __all__ = ["AttrMappingProxy", "ClientGroup", "GroupRequest", "GroupResults",
-           "KATCPClientResource", "KATCPClientResourceContainer",
-           "KATCPClientResourceRequest", "KATCPClientResourceSensorsManager",
-           "MappingProxy", "ReplyWrappedInspectingClientAsync",
-           "ThreadSafeKATCPClientGroupWrapper",
-           "ThreadSafeKATCPClientResourceRequestWrapper",
-           "ThreadSafeKATCPClientResourceWrapper", "ThreadSafeKATCPSensorWrapper",
-           "list_sensors", "monitor_resource_sync_state", "transform_future"]
+           "KATCPClientResource", "KATCPClientResourceContainer", "KATCPClientResourceRequest",
+           "KATCPClientResourceSensorsManager", "MappingProxy",
+           "ReplyWrappedInspectingClientAsync", "ThreadSafeKATCPClientGroupWrapper",
+           "ThreadSafeKATCPClientResourceRequestWrapper", "ThreadSafeKATCPClientResourceWrapper",
+           "ThreadSafeKATCPSensorWrapper", "list_sensors", "monitor_resource_sync_state",
+           "transform_future"]
 
 keep_home(__name__, *(globals()[name] for name in __all__))

@@ -62,8 +62,7 @@ class GroupRequest:
         Help text of the request.
     """
 
-    def __init__(self, group: "ClientGroup", name: str, description: Optional[str]
-                 ) -> None:
+    def __init__(self, group: "ClientGroup", name: str, description: Optional[str]) -> None:
         self.group = group
         self.name = name
         self.description = description
@@ -118,8 +117,7 @@ class ClientGroup:
         return self.clients[index]
 
     def __repr__(self) -> str:
-        return _object_repr(self, name=self.name,
-                            clients=[client.name for client in self.clients])
+        return _object_repr(self, name=self.name, clients=[client.name for client in self.clients])
 
     def client_updated(self, client: Any) -> None:
         """Called to notify this group that a client has been updated."""
@@ -157,20 +155,14 @@ class ClientGroup:
         """
         return self._on_each_client("set_sampling_strategies", filter, strategy_and_params)
 
-    def set_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec
-                              ) -> Any:
+    def set_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec) -> Any:
         """Set sampling strategy for the named sensor on all the group's clients.
 
-        See :meth:`katcp.resource.KATCPResource.set_sampling_strategy`.
-
-        Returns
-        -------
-        sensors_strategies : tornado Future
-            Resolves with a dict keyed by client name whose values are what each
-            client's ``set_sampling_strategy`` resolved with.
+        See :meth:`katcp.resource.KATCPResource.set_sampling_strategy`. The future
+        resolves as that of :meth:`set_sampling_strategies`, with what each client's
+        ``set_sampling_strategy`` resolved with.
         """
-        return self._on_each_client("set_sampling_strategy", sensor_name,
-                                    strategy_and_params)
+        return self._on_each_client("set_sampling_strategy", sensor_name, strategy_and_params)
 
     @tornado.gen.coroutine
     def wait(self, sensor_name: str, condition_or_value: Any,
@@ -229,8 +221,7 @@ class ClientGroup:
                    for client in self.clients}
         results = dict.fromkeys(futures, False)
         # Every wait resolves (True, or False at its timeout), so no extra timeout.
-        results.update(
-            dict((yield until_some(done_at_least=min(quorum, num_clients), **futures))))
+        results.update(dict((yield until_some(done_at_least=min(quorum, num_clients), **futures))))
         stragglers = {client.name: client.wait(sensor_name, condition_or_value, grace_period)
                       for client in self.clients if not results[client.name]}
         if stragglers and grace_period:

@@ -50,13 +50,12 @@ def transform_future(transformation: Callable[[Any], Any], future: Any) -> Any:
     def _transform(done):
         if done.cancelled():
             new_future.cancel()
-        elif done.exception() is not None:
-            new_future.set_exception(done.exception())
-        else:
-            try:
-                new_future.set_result(transformation(done.result()))
-            except Exception as exc:
-                new_future.set_exception(exc)
+            return
+        try:
+            new_future.set_result(transformation(done.result()))
+        except Exception as exc:
+            # Raised by `future` or by the transformation.
+            new_future.set_exception(exc)
 
     if future.done():
         # Resolved now rather than on a later loop turn (as tornado futures did).
@@ -79,9 +78,8 @@ class ReplyWrappedInspectingClientAsync(InspectingClientAsync):
         """Create and send a request to the server: as :meth:`simple_request`, but
         resolving with the reply wrapped by :meth:`reply_wrapper` (a
         :class:`katcp.resource.KATCPReply`)."""
-        msg = Message.request(request, *args, mid=mid)
-        return transform_future(
-            self.reply_wrapper, self.katcp_client.future_request(msg, timeout, use_mid))
+        return transform_future(self.reply_wrapper, self.simple_request(
+            request, *args, timeout=timeout, mid=mid, use_mid=use_mid))
 
 
 class KATCPClientResourceRequest(resource.KATCPRequest):
@@ -153,8 +151,7 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
         key = self._get_strategy_cache_key(sensor_name)
         return self._strategy_cache.get(key, _NONE_STRATEGY)
 
-    def cache_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec
-                                ) -> None:
+    def cache_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec) -> None:
         """Memorise a strategy to be applied by the next :meth:`reapply_sampling_strategies`.
 
         Parameters
@@ -205,8 +202,7 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
         flags = self._inspecting_client.katcp_client.protocol_flags
         if flags is not None and flags.bulk_set_sensor_sampling:
             # KATCP v5.1 bulk sampling: one request per distinct strategy.
-            batches = [(",".join(names), strategy)
-                       for strategy, names in by_strategy.items()]
+            batches = [(",".join(names), strategy) for strategy, names in by_strategy.items()]
         else:
             batches = [(name, strategy)
                        for strategy, names in by_strategy.items() for name in names]

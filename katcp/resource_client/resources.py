@@ -95,16 +95,14 @@ def monitor_resource_sync_state(resource: Any, callback: Callable[[bool], Any],
         Set it to end the monitor.
     """
     exit_event = exit_event or AsyncEvent()
-    callback(False)
+    synced = False
+    callback(synced)
     while not exit_event.is_set():
-        yield until_any(resource.until_synced(), exit_event.until_set())
-        if exit_event.is_set():
-            break
-        callback(True)
-        yield until_any(resource.until_not_synced(), exit_event.until_set())
-        if exit_event.is_set():
-            break
-        callback(False)
+        until_change = resource.until_not_synced if synced else resource.until_synced
+        yield until_any(until_change(), exit_event.until_set())
+        if not exit_event.is_set():
+            synced = not synced
+            callback(synced)
 
 
 class KATCPClientResource(resource.KATCPResource):
@@ -165,12 +163,10 @@ class KATCPClientResource(resource.KATCPResource):
         self._dummy_unknown_requests = resource_spec.get("dummy_unknown_requests", False)
         self.auto_reconnect = resource_spec.get("auto_reconnect", True)
         self._preset_protocol_flags = resource_spec.get("preset_protocol_flags")
-        self._always_allowed_requests = {
-            escape_name(r) for r in resource_spec.get("always_allowed_requests", ())
-        }
-        self._always_excluded_requests = {
-            escape_name(r) for r in resource_spec.get("always_excluded_requests", ())
-        }
+        self._always_allowed_requests = set(
+            map(escape_name, resource_spec.get("always_allowed_requests", ())))
+        self._always_excluded_requests = set(
+            map(escape_name, resource_spec.get("always_excluded_requests", ())))
         self._req = _RequestNamespace(
             self._dummy_request if self._dummy_unknown_requests else None)
         self._sensor = _Namespace()
@@ -401,8 +397,7 @@ class KATCPClientResource(resource.KATCPResource):
             is_active=self.is_active)
 
     def _request_factory(self, name: str, description: str,
-                         timeout_hint: Optional[float] = None
-                         ) -> KATCPClientResourceRequest:
+                         timeout_hint: Optional[float] = None) -> KATCPClientResourceRequest:
         return KATCPClientResourceRequest(
             dict(name=name, description=description, timeout_hint=timeout_hint),
             self._inspecting_client, is_active=self.is_active)
@@ -424,41 +419,38 @@ class KATCPClientResource(resource.KATCPResource):
 
     @tornado.gen.coroutine
     def _update_model(self, model_changes: Any) -> Generator[Any, Any, None]:
+        ic = self._inspecting_client
         if "requests" in model_changes:
-            self._remove_requests(model_changes.requests.removed)
-            yield self._add_requests(model_changes.requests.added)
+            changes = model_changes.requests
+            yield self._update_namespace("req", changes.removed, [
+                ic.future_get_request(name) for name in changes.added
+                if self._request_allowed(escape_name(name))])
         if "sensors" in model_changes:
-            self._remove_sensors(model_changes.sensors.removed)
-            yield self._add_sensors(model_changes.sensors.added)
+            changes = model_changes.sensors
+            added_names = yield self._update_namespace("sensor", changes.removed, [
+                ic.future_get_sensor(name) for name in changes.added])
+            for escaped_name in added_names:
+                self._restore_sensor_wishes(escaped_name, self._sensor[escaped_name])
+
+    @tornado.gen.coroutine
+    def _update_namespace(self, kind: str, removed: Sequence[str], getting: List[Any]
+                          ) -> Generator[Any, Any, List[str]]:
+        """Update namespace `kind` ('req' or 'sensor') and mirror it in the parent.
+
+        The `removed` names go, and the objects that the `getting` futures resolve to
+        come in (unless None). Returns the escaped names added.
+        """
+        namespace = getattr(self, "_" + kind)
+        removed_names = _remove_from(namespace, removed)
+        added_names = _add_to(namespace, (yield getting))
+        if self._parent and (added_names or removed_names):
+            self._parent._child_changed(self, kind, added_names, removed_names)
+        return added_names
 
     def _request_allowed(self, escaped_name: str) -> bool:
         if escaped_name in self._always_excluded_requests:
             return False
         return self._controlled or escaped_name in self._always_allowed_requests
-
-    @tornado.gen.coroutine
-    def _add_requests(self, request_names: Sequence[str]) -> Generator[Any, Any, None]:
-        request_objs = yield [self._inspecting_client.future_get_request(name)
-                              for name in request_names
-                              if self._request_allowed(escape_name(name))]
-        added_names = _add_to(self._req, request_objs)
-        if self._parent and added_names:
-            self._parent._child_add_requests(self, added_names)
-
-    def _remove_requests(self, request_names: Sequence[str]) -> None:
-        removed_names = _remove_from(self._req, request_names)
-        if self._parent and removed_names:
-            self._parent._child_remove_requests(self, removed_names)
-
-    @tornado.gen.coroutine
-    def _add_sensors(self, sensor_names: Sequence[str]) -> Generator[Any, Any, None]:
-        sensor_objs = yield [self._inspecting_client.future_get_sensor(name)
-                             for name in sensor_names]
-        added_names = _add_to(self._sensor, sensor_objs)
-        for escaped_name in added_names:
-            self._restore_sensor_wishes(escaped_name, self._sensor[escaped_name])
-        if self._parent and added_names:
-            self._parent._child_add_sensors(self, added_names)
 
     def _restore_sensor_wishes(self, escaped_name: str, sensor_obj: Any) -> None:
         """Re-attach cached strategies and listeners to a (new) sensor object."""
@@ -472,11 +464,6 @@ class KATCPClientResource(resource.KATCPResource):
             self._sensor_manager.cache_sampling_strategy(sensor_obj.name, strategy)
         for listener in self._sensor_listener_cache.get(escaped_name, ()):
             sensor_obj.register_listener(listener, reading=True)
-
-    def _remove_sensors(self, sensor_names: Sequence[str]) -> None:
-        removed_names = _remove_from(self._sensor, sensor_names)
-        if self._parent and removed_names:
-            self._parent._child_remove_sensors(self, removed_names)
 
 
 def _add_to(namespace: AttrDict, objs: Sequence[Any]) -> List[str]:
@@ -523,8 +510,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         Python Logger object to log to, default is the module logger
     """
 
-    def __init__(self, resources_spec: Dict[str, Any], logger: logging.Logger = log
-                 ) -> None:
+    def __init__(self, resources_spec: Dict[str, Any], logger: logging.Logger = log) -> None:
         super().__init__()
         self._resources_spec = resources_spec
         self._logger = logger
@@ -635,8 +621,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         See the `DeviceClient.until_stopped` docstring for parameter
         definitions and more info.
         """
-        return {name: child.until_stopped(timeout)
-                for name, child in dict.items(self._children)}
+        return {name: child.until_stopped(timeout) for name, child in dict.items(self._children)}
 
     @tornado.gen.coroutine
     def until_synced(self, timeout: Optional[float] = None) -> Generator[Any, Any, None]:
@@ -644,8 +629,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         yield self.until_all_children_in_state("synced", timeout=timeout)
 
     @tornado.gen.coroutine
-    def until_not_synced(self, timeout: Optional[float] = None
-                         ) -> Generator[Any, Any, None]:
+    def until_not_synced(self, timeout: Optional[float] = None) -> Generator[Any, Any, None]:
         """Return a tornado Future; resolves when any subordinate client is not synced"""
         children = dict.values(self._children)
         yield until_any(*[child.until_not_synced() for child in children], timeout=timeout)
@@ -719,46 +703,30 @@ class KATCPClientResourceContainer(resource.KATCPResource):
                     yield done
                 outcome = listener
             except Exception:
-                self._logger.exception(
-                    "Could not set listener on sensor %s of %s",
-                    sensor_obj.normalised_name, child.name)
+                self._logger.exception("Could not set listener on sensor %s of %s",
+                                       sensor_obj.normalised_name, child.name)
                 outcome = None
             results.setdefault(child.name, {})[sensor_obj.normalised_name] = outcome
         return results
 
-    def _prefixed_name(self, child: KATCPClientResource, name: str) -> str:
-        return "%s_%s" % (escape_name(child.name), name)
+    def _child_changed(self, child: KATCPClientResource, kind: str, added: Sequence[str],
+                       removed: Sequence[str]) -> None:
+        """Called by a child whose namespace `kind` ('req' or 'sensor') changed.
 
-    def _sensor_key(self, child: KATCPClientResource, name: str) -> str:
-        return name if name.startswith("agg_") else self._prefixed_name(child, name)
+        Its items appear here prefixed with the child's escaped name, except aggregate
+        sensors (``agg_...``), which keep their names.
+        """
+        namespace = getattr(self, "_" + kind)
+        prefix = escape_name(child.name) + "_"
 
-    def _child_add_requests(self, child: KATCPClientResource,
-                            request_keys: Sequence[str]) -> None:
-        """Called by child when its requests are added"""
-        for key in request_keys:
-            self._req[self._prefixed_name(child, key)] = dict.get(child.req, key)
-        self._notify_groups(child)
+        def key(name: str) -> str:
+            return name if kind == "sensor" and name.startswith("agg_") else prefix + name
 
-    def _child_remove_requests(self, child: KATCPClientResource,
-                               request_keys: Sequence[str]) -> None:
-        """Called by child when requests are removed"""
-        for key in request_keys:
-            self._req.pop(self._prefixed_name(child, key), None)
-        self._notify_groups(child)
-
-    def _child_add_sensors(self, child: KATCPClientResource,
-                           sensor_keys: Sequence[str]) -> None:
-        """Called by child when its sensors are added"""
-        for key in sensor_keys:
-            self._sensor[self._sensor_key(child, key)] = dict.get(child.sensor, key)
-
-    def _child_remove_sensors(self, child: KATCPClientResource,
-                              sensor_keys: Sequence[str]) -> None:
-        """Called by child when sensors are removed"""
-        for key in sensor_keys:
-            self._sensor.pop(self._sensor_key(child, key), None)
-
-    def _notify_groups(self, child: KATCPClientResource) -> None:
-        for group in dict.values(self._groups):
-            if child in group.clients:
-                group.client_updated(child)
+        for name in removed:
+            namespace.pop(key(name), None)
+        for name in added:
+            namespace[key(name)] = dict.get(getattr(child, kind), name)
+        if kind == "req":
+            for group in dict.values(self._groups):
+                if child in group.clients:
+                    group.client_updated(child)

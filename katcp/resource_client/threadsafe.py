@@ -29,8 +29,7 @@ def _wrapped_view(attr: str, wrapper_class: Callable[[], type]) -> Any:
     """A property: the subject's mapping `attr`, its values wrapped by the class that
     `wrapper_class()` gives (late, as the wrapper classes refer to each other)."""
     def view(self: Any) -> AttrMappingProxy:
-        return AttrMappingProxy(getattr(self.__subject__, attr),
-                                _wrapping(self, wrapper_class()))
+        return AttrMappingProxy(getattr(self.__subject__, attr), _wrapping(self, wrapper_class()))
     return property(view, doc="Thread-safe view of the subject's ``%s``." % attr)
 
 
@@ -84,5 +83,4 @@ class ThreadSafeKATCPClientResourceWrapper(ThreadSafeMethodAttrWrapper):
 
     def wait(self, sensor_name: str, condition_or_value: Any, timeout: float = 5) -> Any:
         """Blocking :meth:`katcp.resource.KATCPResource.wait`."""
-        return _blocking(self, self.__subject__.wait, sensor_name, condition_or_value,
-                         timeout)
+        return _blocking(self, self.__subject__.wait, sensor_name, condition_or_value, timeout)

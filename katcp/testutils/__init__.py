@@ -22,18 +22,15 @@ from katcp.testutils.sensors import (SensorComparisonMixin, SensorTransitionStat
                                      wait_sensor, wait_sensor_async)
 from katcp.testutils.servers import (AsyncDeviceTestServer, DeviceTestSensor,
                                      DeviceTestServer, DeviceTestServerWithTimeoutHints)
-from katcp.testutils.timewarp import (TimewarpAsyncTestCase,
-                                      TimewarpAsyncTestCaseTimeAdvancer)
+from katcp.testutils.timewarp import TimewarpAsyncTestCase, TimewarpAsyncTestCaseTimeAdvancer
 
-__all__ = ["AsyncDeviceTestServer", "AsyncWaitingMock", "AtomicIaddCallback",
-           "BlockingTestClient", "ClientConnectionTest", "DeviceTestSensor",
-           "DeviceTestServer", "DeviceTestServerWithTimeoutHints", "MessageRecorder",
-           "SensorComparisonMixin", "SensorTransitionStatusWaiter",
-           "SensorTransitionWaiter", "TestLogHandler", "TestUtilMixin",
-           "TimewarpAsyncTestCase", "TimewarpAsyncTestCaseTimeAdvancer", "WaitingMock",
-           "add_mid_to_msg_str", "call_in_ioloop", "counting_callback",
-           "handle_mock_req", "list_to_native_strings", "mock_req",
-           "start_thread_with_cleanup", "suppress_queue_repeats", "wait_sensor",
-           "wait_sensor_async"]
+__all__ = ["AsyncDeviceTestServer", "AsyncWaitingMock", "AtomicIaddCallback", "BlockingTestClient",
+           "ClientConnectionTest", "DeviceTestSensor", "DeviceTestServer",
+           "DeviceTestServerWithTimeoutHints", "MessageRecorder", "SensorComparisonMixin",
+           "SensorTransitionStatusWaiter", "SensorTransitionWaiter", "TestLogHandler",
+           "TestUtilMixin", "TimewarpAsyncTestCase", "TimewarpAsyncTestCaseTimeAdvancer",
+           "WaitingMock", "add_mid_to_msg_str", "call_in_ioloop", "counting_callback",
+           "handle_mock_req", "list_to_native_strings", "mock_req", "start_thread_with_cleanup",
+           "suppress_queue_repeats", "wait_sensor", "wait_sensor_async"]
 
 keep_home(__name__, *(globals()[name] for name in __all__))

@@ -7,7 +7,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from katcp import client, server
 from katcp.core import Message
-from katcp.testutils.messages import MessageRecorder, _as_bytes, _as_str
+from katcp.testutils.messages import MessageRecorder
+from katcp.wire.text import as_bytes, readable
 
 
 class BlockingTestClient(client.BlockingClient):
@@ -95,16 +96,16 @@ class BlockingTestClient(client.BlockingClient):
                               "Expected one #sensor-value for %r, got %d"
                               % (sensorname, len(informs)))
         args = informs[0].arguments
-        timestamp, _, _name, status, value = args[:5]
-        value = _as_str(value)
+        timestamp, _, _name, status, raw_value = args[:5]
+        value = readable(raw_value)
         converted: Any
         if sensortype is bool:
             converted = value in ("1", "True", "true")
         elif sensortype is bytes:
-            converted = _as_bytes(value)
+            converted = as_bytes(value)
         else:
             converted = sensortype(value)
-        return converted, _as_str(status), float(timestamp)
+        return converted, readable(status), float(timestamp)
 
     def get_sensor_value(self, sensorname: str, sensortype: type = str) -> Any:
         """Retrieve the value of a sensor."""
@@ -127,11 +128,10 @@ class BlockingTestClient(client.BlockingClient):
                 self.test.assertNotAlmostEqual(actual, float(expected), places, msg)
         else:
             if sensortype is str:
-                expected = _as_str(expected)
+                expected = readable(expected)
             elif sensortype is bytes:
-                expected = _as_bytes(expected)
-            (self.test.assertEqual if equal else self.test.assertNotEqual)(
-                actual, expected, msg)
+                expected = as_bytes(expected)
+            (self.test.assertEqual if equal else self.test.assertNotEqual)(actual, expected, msg)
 
     def assert_sensor_equals(self, sensorname: str, expected: Any, sensortype: type = str,
                              msg: Optional[str] = None, places: int = 7,
@@ -151,8 +151,7 @@ class BlockingTestClient(client.BlockingClient):
         """Assert that a sensor's status is equal to the given status."""
         status = self.get_sensor_status(sensorname)
         if msg is None:
-            msg = "Status of sensor %r is %r. Expected %r." % (
-                sensorname, status, expected_status)
+            msg = "Status of sensor %r is %r. Expected %r." % (sensorname, status, expected_status)
         self.test.assertEqual(status, expected_status, msg)
 
     def assert_sensor_not_equal(self, sensorname: str, expected: Any, sensortype: type = str,
@@ -160,31 +159,21 @@ class BlockingTestClient(client.BlockingClient):
         """Assert that a sensor's value is not equal to the given value."""
         value = self.get_sensor_value(sensorname, sensortype)
         if msg is None:
-            msg = "Value of sensor %r is %r. Expected a different value." % (
-                sensorname, value)
+            msg = "Value of sensor %r is %r. Expected a different value." % (sensorname, value)
         self._assert_value(value, expected, sensortype, places, msg, False)
 
     def _sensor_value_is(self, name: str, value: Any, sensortype: type, places: int) -> bool:
         actual = self.get_sensor_value(name, sensortype)
         if sensortype is float:
             return round(abs(actual - float(value)), places) == 0
-        return actual == (_as_str(value) if sensortype is str else value)
-
-    @staticmethod
-    def _expand(sensor_tuple: Sequence[Any]) -> Tuple[str, Any, type, int]:
-        name, value = sensor_tuple[:2]
-        sensortype = sensor_tuple[2] if len(sensor_tuple) > 2 else str
-        places = sensor_tuple[3] if len(sensor_tuple) > 3 else 7
-        return name, value, sensortype, places
+        return actual == (readable(value) if sensortype is str else value)
 
     def wait_until_sensors_equal(self, timeout: float, sensor_tuples: Sequence[Sequence[Any]],
                                  msg: Optional[str] = None) -> None:
         """Wait up to timeout seconds for several sensors to reach the given values."""
-        expanded = [self._expand(t) for t in sensor_tuples]
-
         def all_equal():
-            return all(self._sensor_value_is(name, value, sensortype, places)
-                       for name, value, sensortype, places in expanded)
+            return all(self._sensor_value_is(*self.expected_sensor_value_tuple(*sensor_tuple))
+                       for sensor_tuple in sensor_tuples)
 
         if not self.wait_condition(timeout, all_equal):
             self.test.fail(msg or "Timed out waiting for sensors %r" % (sensor_tuples,))
@@ -192,13 +181,15 @@ class BlockingTestClient(client.BlockingClient):
     def assert_sensors_equal(self, sensor_tuples: Sequence[Sequence[Any]],
                              msg: Optional[str] = None) -> None:
         """Assert that the values of several sensors are equal to given values."""
-        for name, value, sensortype, places in (self._expand(t) for t in sensor_tuples):
+        for sensor_tuple in sensor_tuples:
+            name, value, sensortype, places = self.expected_sensor_value_tuple(*sensor_tuple)
             self.assert_sensor_equals(name, value, sensortype, msg=msg, places=places)
 
     def assert_sensors_not_equal(self, sensor_tuples: Sequence[Sequence[Any]],
                                  msg: Optional[str] = None) -> None:
         """Assert that values of several sensors are not equal to given values."""
-        for name, value, sensortype, places in (self._expand(t) for t in sensor_tuples):
+        for sensor_tuple in sensor_tuples:
+            name, value, sensortype, places = self.expected_sensor_value_tuple(*sensor_tuple)
             self.assert_sensor_not_equal(name, value, sensortype, msg=msg, places=places)
 
     def wait_condition(self, timeout: float, predicate: Callable[..., bool], *args: Any,
@@ -245,17 +236,14 @@ class BlockingTestClient(client.BlockingClient):
         self.test.assertTrue(reply.reply_ok(), "?sensor-list failed: %s" % reply)
 
         def normalise(fields):
-            fields = [_as_str(f) for f in fields]
+            # Expected float params as a device writes them (the device's are bytes).
+            fields = [repr(f) if isinstance(f, float) else readable(f) for f in fields]
             if ignore_descriptions:
                 fields = fields[:1] + fields[2:]
             return tuple(fields)
 
-        def normalise_expected(fields):
-            fields = [repr(f) if isinstance(f, float) else f for f in fields]
-            return normalise(fields)
-
         actual = sorted(normalise(m.arguments) for m in informs)
-        expected = sorted(normalise_expected(s) for s in expected_sensors)
+        expected = sorted(normalise(s) for s in expected_sensors)
         self.test.assertEqual(actual, expected)
 
     def test_help(self, expected_requests: Sequence[Any], full_descriptions: bool = False,
@@ -281,7 +269,7 @@ class BlockingTestClient(client.BlockingClient):
         defaults = set(server.DeviceServer._request_handlers) if exclude_defaults else set()
 
         def describe(description):
-            description = _as_str(description)
+            description = readable(description)
             if not full_descriptions:
                 description = description.strip().splitlines()[0] if description else ""
             return description
@@ -294,7 +282,7 @@ class BlockingTestClient(client.BlockingClient):
             expected[name] = description
         actual = {}
         for inform in informs:
-            name = _as_str(inform.arguments[0])
+            name = readable(inform.arguments[0])
             if name not in defaults:
                 actual[name] = describe(inform.arguments[1])
         self.test.assertEqual(sorted(actual), sorted(expected))
@@ -337,21 +325,21 @@ class BlockingTestClient(client.BlockingClient):
         reply, informs : Message, list of Message
         """
         reply, informs = self._request_expecting(True, requestname, params, timeout, mid)
-        args = [_as_str(a) for a in reply.arguments[1:]]
+        args = [readable(a) for a in reply.arguments[1:]]
         if args_echo:
             args_equal = params
         if args_equal is not None:
-            self.test.assertEqual(args, [_as_str(a) for a in args_equal])
+            self.test.assertEqual(args, [readable(a) for a in args_equal])
         if args_in is not None:
-            self.test.assertIn(args, [[_as_str(a) for a in choice] for choice in args_in])
+            self.test.assertIn(args, [[readable(a) for a in choice] for choice in args_in])
         if args_length is not None:
             self.test.assertEqual(len(args), args_length)
         if informs_count is not None:
             self.test.assertEqual(len(informs), informs_count)
         if informs_args_equal is not None:
             self.test.assertEqual(
-                [[_as_str(a) for a in inform.arguments] for inform in informs],
-                [[_as_str(a) for a in expected] for expected in informs_args_equal])
+                [[readable(a) for a in inform.arguments] for inform in informs],
+                [[readable(a) for a in expected] for expected in informs_args_equal])
         return reply, informs
 
     def assert_request_fails(self, requestname: str, *params: Any, status_equals: Any = "fail",
@@ -373,9 +361,9 @@ class BlockingTestClient(client.BlockingClient):
         reply, informs : Message, list of Message
         """
         reply, informs = self._request_expecting(False, requestname, params, timeout, mid)
-        self.test.assertEqual(_as_str(reply.arguments[0]), _as_str(status_equals))
+        self.test.assertEqual(readable(reply.arguments[0]), readable(status_equals))
         if error_equals is not None:
-            self.test.assertEqual(_as_str(reply.arguments[1]), _as_str(error_equals))
+            self.test.assertEqual(readable(reply.arguments[1]), readable(error_equals))
         return reply, informs
 
     def _request_expecting(self, succeed: bool, requestname: str, params: Sequence[Any],

@@ -6,23 +6,12 @@ import unittest
 from typing import TYPE_CHECKING, Any, Iterable, List, Sequence, Tuple
 
 from katcp.core import Message
-
-
-def _as_bytes(value: Any) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    return str(value).encode("utf-8")
-
-
-def _as_str(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
+from katcp.wire.text import readable
 
 
 def list_to_native_strings(list_to_coerce: Iterable[Any]) -> List[Any]:
     """Return a list with every bytes item decoded to str (other items unchanged)."""
-    return [_as_str(item) if isinstance(item, bytes) else item for item in list_to_coerce]
+    return [readable(item) if isinstance(item, bytes) else item for item in list_to_coerce]
 
 
 def add_mid_to_msg_str(msg_str: str, mid: Any) -> str:

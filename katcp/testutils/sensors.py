@@ -51,16 +51,14 @@ class SensorComparisonMixin(_TestCase):
                              % (actual_sensor.name, attr, actual, desired))
 
     def assert_sensors_equal_description(self, actual_sensors: Sequence[Sensor],
-                                         desired_description: Sequence[Dict[str, Any]]
-                                         ) -> None:
+                                         desired_description: Sequence[Dict[str, Any]]) -> None:
         """Test that a list of Sensor objects (actual) match a description (desired)."""
         self.assertEqual(len(actual_sensors), len(desired_description))
         for sensor, description in zip(actual_sensors, desired_description):
             self.assert_sensor_equal_description(sensor, description)
 
     def assert_sensors_value_conditions(self, actual_sensors: Sequence[Sensor],
-                                        value_tests: Dict[str, Callable[[Any], bool]]
-                                        ) -> None:
+                                        value_tests: Dict[str, Callable[[Any], bool]]) -> None:
         """Test that a list of Sensor objects (actual) match value_tests.
 
         ``value_tests`` maps sensor names to callables that return True for good values.
@@ -138,7 +136,8 @@ class SensorTransitionWaiter:
         self._position = 0
         self._failed = False
         self._torn_down = False
-        self._listener = self._on_update
+        # Bound once, so that unregistering finds the listener registered.
+        self._listener = self.update
         self._original_strategy = None
         self._setup()
 
@@ -162,15 +161,16 @@ class SensorTransitionWaiter:
 
     def _current_value(self) -> Any:
         reading = getattr(self.sensor, "reading", None)
-        if reading is not None:
-            return reading.value
-        return self.sensor.value()
+        return self._value_of(self.sensor.read() if reading is None else reading)
+
+    @staticmethod
+    def _value_of(reading: Any) -> Any:
+        """What the sequence is matched against: the value of a reading."""
+        return reading.value if hasattr(reading, "value") else reading[2]
 
     def update(self, sensor: Any, reading: Any) -> None:
-        self._record(reading.value if hasattr(reading, "value") else reading[2])
-
-    def _on_update(self, sensor: Any, reading: Any) -> None:
-        self._record(reading.value)
+        """Record a new reading: a Sensor's observer and a KATCPSensor's listener."""
+        self._record(self._value_of(reading))
 
     def _record(self, value: Any) -> None:
         with self._condition:
@@ -237,21 +237,12 @@ class SensorTransitionStatusWaiter(SensorTransitionWaiter):
     ``value_sequence`` holds ``(value, status)`` pairs (or callables taking one).
     """
 
-    def _current_value(self) -> Any:
-        reading = getattr(self.sensor, "reading", None)
-        if reading is None:
-            reading = self.sensor.read()
+    @staticmethod
+    def _value_of(reading: Any) -> Any:
         return (reading.value, reading.status)
 
-    def update(self, sensor: Any, reading: Any) -> None:
-        self._record((reading.value, reading.status))
 
-    def _on_update(self, sensor: Any, reading: Any) -> None:
-        self._record((reading.value, reading.status))
-
-
-def wait_sensor(sensor: Any, value: Any, status: Any = None, timeout: Optional[float] = 5
-                ) -> bool:
+def wait_sensor(sensor: Any, value: Any, status: Any = None, timeout: Optional[float] = 5) -> bool:
     """Wait for a katcp sensor to attain a certain value.
 
     Returns
@@ -274,8 +265,7 @@ def wait_sensor(sensor: Any, value: Any, status: Any = None, timeout: Optional[f
 
 @tornado.gen.coroutine
 def wait_sensor_async(sensor: Sensor, value: Any, status: Any = None,
-                      ioloop: Optional[tornado.ioloop.IOLoop] = None
-                      ) -> Generator[Any, Any, None]:
+                      ioloop: Optional[tornado.ioloop.IOLoop] = None) -> Generator[Any, Any, None]:
     """Stop-gap async sensor-wait: resolves when ``sensor`` has ``value`` (and ``status``).
 
     ``sensor`` is a katcp.Sensor; updates may come from any thread.

@@ -68,18 +68,14 @@ class DeviceTestServer(server.DeviceServer):
 
     def setup_sensors(self) -> None:
         self.restarted = False
-        self.add_sensor(DeviceTestSensor(
-            Sensor.INTEGER, "an.int", "An Integer.", "count", [-5, 5],
-            timestamp=12345, status=Sensor.NOMINAL, value=3))
-        self.add_sensor(DeviceTestSensor(
-            Sensor.FLOAT, "a.float", "A Float.", "", [-123.4, 123.4],
-            timestamp=12345, status=Sensor.NOMINAL, value=12.0))
-        self.add_sensor(DeviceTestSensor(
-            Sensor.FLOAT, "a.floatwithzero", "A Float with zero.", "", [-123.0, 123.0],
-            timestamp=12345, status=Sensor.NOMINAL, value=12.0))
-        self.add_sensor(DeviceTestSensor(
-            Sensor.DISCRETE, "a.discrete", "A Discrete.", "", ["one", "two", "three"],
-            timestamp=12345, status=Sensor.NOMINAL, value="one"))
+        for sensor_type, name, description, units, params, value in (
+                (Sensor.INTEGER, "an.int", "An Integer.", "count", [-5, 5], 3),
+                (Sensor.FLOAT, "a.float", "A Float.", "", [-123.4, 123.4], 12.0),
+                (Sensor.FLOAT, "a.floatwithzero", "A Float with zero.", "", [-123.0, 123.0], 12.0),
+                (Sensor.DISCRETE, "a.discrete", "A Discrete.", "", ["one", "two", "three"],
+                 "one")):
+            self.add_sensor(DeviceTestSensor(sensor_type, name, description, units, params,
+                                             timestamp=12345, status=Sensor.NOMINAL, value=value))
 
     def request_new_command(self, req: Any, msg: Message) -> Message:
         """A new command."""
@@ -199,8 +195,7 @@ class AsyncDeviceTestServer(DeviceTestServer):
     @request_timeout_hint(99)
     @concurrent_reply
     @tornado.gen.coroutine
-    def request_slow_command(self, req: Any,
-                             wait_time: float) -> Generator[Any, Any, Tuple[str]]:
+    def request_slow_command(self, req: Any, wait_time: float) -> Generator[Any, Any, Tuple[str]]:
         """A slow coroutine request, waits for msg.arguments[0] seconds."""
         self.slow_waiting = True
         future: "Future[None]" = Future()

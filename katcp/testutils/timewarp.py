@@ -73,8 +73,7 @@ class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):
         # tornado deprecates overriding get_new_ioloop, but offers no other way to give a
         # test case its own kind of loop.
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "get_new_ioloop is deprecated",
-                                    DeprecationWarning)
+            warnings.filterwarnings("ignore", "get_new_ioloop is deprecated", DeprecationWarning)
             super().setUp()
         # AsyncTestCase runs its loop in the test's own thread.
         self.ioloop_thread_id = threading.get_ident()
