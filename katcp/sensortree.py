@@ -352,8 +352,7 @@ class AggregateSensorTree(GenericSensorTree):
         if parent in self._incomplete_aggregates:
             del self._incomplete_aggregates[parent]
             return
-        if parent not in self._aggregates:
-            raise ValueError("Sensor %r has no aggregate rule." % (parent.name,))
+        self.fetch(parent)  # a ValueError if it has no rule
         # Unlink first: remove_links recalculates the parent with its rule one last time.
         self.remove_links(parent, self.children(parent))
         del self._aggregates[parent]

@@ -211,8 +211,7 @@ class AsyncState:
         try:
             return self._events[state]
         except KeyError:
-            raise ValueError("State %r is not one of %r."
-                             % (state, self._valid_states)) from None
+            raise ValueError("State %r is not one of %r." % (state, self._valid_states)) from None
 
     def set_state(self, state: Any) -> None:
         """Change the state, resolving futures waiting for it.
@@ -441,8 +440,7 @@ class LatencyTimer:
         return False
 
 
-def log_future_exceptions(logger: logging.Logger, f: Any,
-                          ignore: Tuple[type, ...] = ()) -> None:
+def log_future_exceptions(logger: logging.Logger, f: Any, ignore: Tuple[type, ...] = ()) -> None:
     """Log any exceptions set to a future.
 
     Parameters

@@ -94,9 +94,7 @@ class DeviceServerMetaclass(DeviceMetaclass):
         if min_version is not None and (protocol_info.major, protocol_info.minor) < tuple(
                 min_version):
             return False
-        required_flags = getattr(handler, "_has_katcp_protocol_flags", None)
-        if required_flags:
-            return all(protocol_info.supports(flag) for flag in required_flags)
-        return True
+        required_flags = getattr(handler, "_has_katcp_protocol_flags", None) or ()
+        return all(protocol_info.supports(flag) for flag in required_flags)
 
 

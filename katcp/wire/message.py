@@ -15,15 +15,8 @@ from katcp.wire.text import encode_utf8_with_error_log, show
 
 MessageId = Union[int, str, bytes, None]
 
-_ESCAPES = {
-    b"\\": b"\\\\",
-    b" ": b"\\_",
-    b"\0": b"\\0",
-    b"\n": b"\\n",
-    b"\r": b"\\r",
-    b"\x1b": b"\\e",
-    b"\t": b"\\t",
-}
+_ESCAPES = {b"\\": b"\\\\", b" ": b"\\_", b"\0": b"\\0", b"\n": b"\\n", b"\r": b"\\r",
+            b"\x1b": b"\\e", b"\t": b"\\t"}
 _UNESCAPES = {v: k for k, v in _ESCAPES.items()}
 _UNESCAPES[b"\\@"] = b""
 
@@ -147,8 +140,7 @@ class Message:
         if mtype not in _TYPE_BYTES:
             raise KatcpSyntaxError("Invalid message type %r." % (mtype,))
         self.mtype = mtype
-        self.name = (name if name.__class__ is str and name in _valid_names
-                     else _check_name(name))
+        self.name = name if name.__class__ is str and name in _valid_names else _check_name(name)
         self.mid = None if mid is None else _format_mid(mid)
         if arguments is None or arguments is _NO_ARGUMENTS:
             self.arguments = []
@@ -248,8 +240,7 @@ class Message:
 
     def reply_ok(self) -> bool:
         """Return True if this is a reply and its first argument is 'ok'."""
-        return (self.mtype == self.REPLY and bool(self.arguments)
-                and self.arguments[0] == self.OK)
+        return self.mtype == self.REPLY and bool(self.arguments) and self.arguments[0] == self.OK
 
     @classmethod
     def request(cls, name: str, *args: Any, mid: MessageId = None) -> "Message":
@@ -289,9 +280,7 @@ class Message:
         args : list of objects (float, int, bool, bytes, or str)
             The message arguments.
         """
-        msg = cls(cls.REPLY, req_msg.name, args)
-        msg.mid = _copy_mid(req_msg.mid)
-        return msg
+        return cls._answer(cls.REPLY, req_msg, args)
 
     @classmethod
     def reply_inform(cls, req_msg: "Message", *args: Any) -> "Message":
@@ -301,7 +290,11 @@ class Message:
 
         Parameters are as for :meth:`reply_to_request`.
         """
-        msg = cls(cls.INFORM, req_msg.name, args)
+        return cls._answer(cls.INFORM, req_msg, args)
+
+    @classmethod
+    def _answer(cls, mtype: int, req_msg: "Message", args: Tuple[Any, ...]) -> "Message":
+        msg = cls(mtype, req_msg.name, args)
         msg.mid = _copy_mid(req_msg.mid)
         return msg
 
@@ -347,8 +340,7 @@ class MessageParser:
         if mtype is None:
             if not line.strip(b" \t"):
                 raise KatcpSyntaxError("Empty message received.")
-            raise KatcpSyntaxError("Bad type character %r." % (
-                show(line[:1]),))
+            raise KatcpSyntaxError("Bad type character %r." % (show(line[:1]),))
         # Newline, carriage return, NUL and ESC may only appear escaped (spec 2.3).
         if 10 in line or 13 in line or 0 in line or 27 in line:
             raise KatcpSyntaxError("Unescaped special character %r in message." % (
@@ -384,8 +376,7 @@ class MessageParser:
     def _parse_header(header: bytes) -> Tuple[str, Optional[bytes]]:
         match = _HEADER_RE.match(header, 1)
         if match is None:
-            raise KatcpSyntaxError("Bad message name (and possibly id) %r." % (
-                show(header[1:]),))
+            raise KatcpSyntaxError("Bad message name (and possibly id) %r." % (show(header[1:]),))
         name = match.group(1).decode("ascii")
         mid = match.group(2)
         if len(_header_names) < _NAME_CACHE_MAX:
