@@ -175,8 +175,6 @@ class BooleanSensorTree(GenericSensorTree):
         for sensor in (parent, child):
             if sensor.stype != "boolean":
                 raise ValueError("Sensor %r is not boolean." % (sensor.name,))
-        for sensor in (parent, child):
-            self._parent_to_not_ok.setdefault(sensor, set())
         self.add_links(parent, (child,))
 
     def remove(self, parent: Sensor, child: Sensor) -> None:

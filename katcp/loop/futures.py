@@ -365,8 +365,7 @@ class _TimeoutManager:
 
 
 def future_timeout_manager(timeout: Optional[float] = None,
-                           ioloop: Optional[tornado.ioloop.IOLoop] = None
-                           ) -> Callable[[Any], Any]:
+                           ioloop: Optional[tornado.ioloop.IOLoop] = None) -> _TimeoutManager:
     """Create Helper function for yielding with a cumulative timeout if required.
 
     Keeps track of time over multiple timeout calls so that a single timeout can be

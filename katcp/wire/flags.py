@@ -37,17 +37,8 @@ _V5 = Dialect(5, seconds_timestamps=True, message_ids=True, version_connect=True
 
 
 def dialect(major: int) -> Dialect:
-    """The dialect of KATCP major version `major` (v5 for any later version, v4 before).
-
-    Parameters
-    ----------
-    major : int
-        KATCP major version.
-
-    Returns
-    -------
-    dialect : :class:`Dialect`
-    """
+    """The :class:`Dialect` of KATCP major version `major` (an int): v5's for v5 and any
+    later version, v4's before."""
     return _V5 if major >= SEC_TS_KATCP_MAJOR else _V4
 
 
