@@ -124,8 +124,7 @@ def pack_types(types: Sequence[KatcpType], args: Sequence[Any], major: int) -> L
             missing = ()
         packed.extend(kattype.pack(None, major=major) for kattype in missing)
     elif nargs > ntypes:
-        last = types[-1]
-        packed.extend(last.pack(arg, major=major) for arg in args[ntypes:])
+        packed.extend(types[-1].pack(arg, major=major) for arg in args[ntypes:])
     return packed
 
 

@@ -192,7 +192,6 @@ class AsyncState:
         if initial_state not in self._valid_states:
             raise ValueError("Initial state %r is not one of %r."
                              % (initial_state, self._valid_states))
-        self._ioloop = ioloop
         self._events = {state: AsyncEvent(ioloop) for state in self._valid_states}
         self._state = initial_state
         self._events[initial_state].set()

@@ -144,7 +144,7 @@ class ProtocolFlags:
         match = cls.VERSION_RE.match(version_str)
         if match is None:
             return cls(None, None, set())
+        # Iterating the flags' bytes gives ints, which the constructor takes too.
         flags = match.group("flags") or b""
-        return cls(int(match.group("major")), int(match.group("minor")),
-                   {flags[i:i + 1] for i in range(len(flags))})
+        return cls(int(match.group("major")), int(match.group("minor")), flags)
 

@@ -36,12 +36,6 @@ _valid_names: Set[str] = set()
 _header_names: Dict[bytes, str] = {}
 
 
-def _escape_argument(arg: bytes) -> bytes:
-    if not arg:
-        return b"\\@"
-    return _ESCAPE_SUB(arg)
-
-
 def _check_name(name: Any) -> str:
     if type(name) is not str:
         if isinstance(name, bytes):
@@ -211,7 +205,7 @@ class Message:
                 and 10 not in body and 13 not in body and 0 not in body and 27 not in body
                 and b"" not in args):
             return head + b" " + body
-        return head + b" " + b" ".join([_escape_argument(arg) for arg in args])
+        return head + b" " + b" ".join([_ESCAPE_SUB(arg) if arg else b"\\@" for arg in args])
 
     def __str__(self) -> str:
         return show(self.__bytes__())
