@@ -67,8 +67,7 @@ class ProtocolFlags:
     BULK_SET_SENSOR_SAMPLING = b"B"
 
     # The first (major, minor) that defines each flag.
-    _FLAG_SINCE = {MESSAGE_IDS: (MID_KATCP_MAJOR, 0),
-                   REQUEST_TIMEOUT_HINTS: (5, 1),
+    _FLAG_SINCE = {MESSAGE_IDS: (MID_KATCP_MAJOR, 0), REQUEST_TIMEOUT_HINTS: (5, 1),
                    BULK_SET_SENSOR_SAMPLING: (5, 1)}
 
     VERSION_RE = re.compile(rb"^(?P<major>\d+)\.(?P<minor>\d+)(?:-(?P<flags>.*))?$")

@@ -67,13 +67,6 @@ def _format_mid(mid: Any) -> bytes:
     return mid
 
 
-def _copy_mid(mid: Any) -> Optional[bytes]:
-    # A request's mid is normally already canonical bytes; only re-check otherwise.
-    if mid is None or type(mid) is bytes:
-        return mid
-    return _format_mid(mid)
-
-
 def _format_other(arg: Any) -> bytes:
     # Subclasses (IntEnum, numpy scalars, str subclasses ...) and unencodable text take
     # the slow path.
@@ -93,11 +86,7 @@ def _format_other(arg: Any) -> bytes:
 # Exact-type dispatch to C-level callables: no Python frame per argument.
 # str.encode raises on lone surrogates; callers then fall back to _format_other.
 _FORMATTERS: Dict[type, Callable[[Any], bytes]] = {
-    str: str.encode,
-    bool: (b"0", b"1").__getitem__,
-    int: b"%d".__mod__,
-    float: b"%r".__mod__,
-}
+    str: str.encode, bool: (b"0", b"1").__getitem__, int: b"%d".__mod__, float: b"%r".__mod__}
 _get_formatter = _FORMATTERS.get
 
 
@@ -289,7 +278,9 @@ class Message:
     @classmethod
     def _answer(cls, mtype: int, req_msg: "Message", args: Tuple[Any, ...]) -> "Message":
         msg = cls(mtype, req_msg.name, args)
-        msg.mid = _copy_mid(req_msg.mid)
+        mid = req_msg.mid
+        # A request's mid is normally already canonical bytes; only re-check otherwise.
+        msg.mid = mid if mid is None or type(mid) is bytes else _format_mid(mid)
         return msg
 
 

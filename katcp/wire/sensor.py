@@ -94,9 +94,8 @@ class _BooleanType(_SensorType):
 class _LruType(_SensorType):
 
     def check(self, value: Any, params: List[Any]) -> None:
-        if value not in wire_types.LRU_VALUES:
-            raise ValueError("Lru value must be Sensor.LRU_NOMINAL or Sensor.LRU_ERROR, "
-                             "not %r." % (value,))
+        # The wire rule refuses anything but the two constants, in the same words.
+        self.rule.encode(value, DEFAULT_KATCP_MAJOR)
 
 
 class _DiscreteType(_SensorType):
