@@ -451,12 +451,9 @@ def log_future_exceptions(logger: logging.Logger, f: Any, ignore: Tuple[type, ..
         Exceptions that are not logged.
     """
     def log_cb(done: Any) -> None:
-        if done.cancelled():
-            return
-        exc = done.exception()
-        if exc is None or isinstance(exc, ignore):
-            return
-        logger.error("Unhandled exception returned by future", exc_info=exc)
+        exc = None if done.cancelled() else done.exception()
+        if exc is not None and not isinstance(exc, ignore):
+            logger.error("Unhandled exception returned by future", exc_info=exc)
 
     f.add_done_callback(log_cb)
 

@@ -5,6 +5,8 @@ what differs between the v4 and v5 dialects of the wire.
 import re
 from typing import Iterable, NamedTuple, Optional, Union
 
+from katcp.wire.text import as_bytes
+
 
 SEC_TO_MS_FAC = 1000
 MS_TO_SEC_FAC = 1.0 / 1000
@@ -138,9 +140,7 @@ class ProtocolFlags:
         flags : ProtocolFlags
             Major and minor are None when the string cannot be parsed.
         """
-        if isinstance(version_str, str):
-            version_str = version_str.encode("utf-8")
-        match = cls.VERSION_RE.match(version_str)
+        match = cls.VERSION_RE.match(as_bytes(version_str))
         if match is None:
             return cls(None, None, set())
         # Iterating the flags' bytes gives ints, which the constructor takes too.
