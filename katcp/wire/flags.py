@@ -54,8 +54,8 @@ class ProtocolFlags:
     minor : int
         Minor version number.
     flags : iterable of bytes (or str)
-        One-character protocol flags, e.g. ``ProtocolFlags.MULTI_CLIENT``; they are
-        stored as bytes, as on the wire.
+        One-character protocol flags, e.g. ``ProtocolFlags.MULTI_CLIENT`` (or a bytes
+        string of them, such as ``b"MI"``); they are stored as bytes, as on the wire.
 
     Raises
     ------
@@ -75,7 +75,7 @@ class ProtocolFlags:
     VERSION_RE = re.compile(rb"^(?P<major>\d+)\.(?P<minor>\d+)(?:-(?P<flags>.*))?$")
 
     def __init__(self, major: Optional[int], minor: Optional[int],
-                 flags: Iterable[Union[bytes, str]]) -> None:
+                 flags: Iterable[Union[bytes, str, int]]) -> None:
         self.major = major
         self.minor = minor
         self.flags = {self._as_flag(flag) for flag in flags}
