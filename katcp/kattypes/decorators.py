@@ -262,10 +262,14 @@ def _handler_argnames(handler: _Handler, skip: int, count: int) -> List[str]:
     return names + [varargs] * (count - len(names))
 
 
-def _wrap(wrapper: _Handler, handler: _Handler) -> _Handler:
+def _wrap(wrapper: _Handler, handler: _Handler, marker: Optional[str] = None) -> _Handler:
+    """`wrapper` dressed as `handler`, with the attribute `marker` (if any) set to True."""
     # functools.wraps also copies __dict__, so attributes set by the other decorators
     # (_concurrent_reply, request_timeout_hint, ...) survive any stacking order.
-    return functools.wraps(handler)(wrapper)
+    wrapped = functools.wraps(handler)(wrapper)
+    if marker:
+        setattr(wrapped, marker, True)
+    return wrapped
 
 
 def _unpacking(types: Sequence[KatcpType], include_msg: bool, major: int, with_req: bool,
@@ -291,10 +295,7 @@ def _unpacking(types: Sequence[KatcpType], include_msg: bool, major: int, with_r
         else:
             def raw_handler(self: Any, msg: Message) -> Any:  # type: ignore[misc]
                 return handler(self, *unpack(msg.arguments))
-        wrapped = _wrap(raw_handler, handler)
-        if marker:
-            setattr(wrapped, marker, True)
-        return wrapped
+        return _wrap(raw_handler, handler, marker)
 
     return decorator
 
@@ -406,9 +407,7 @@ def return_reply(*types: KatcpType, major: int = DEFAULT_KATCP_MAJOR) -> _Decora
                 return make(result, req_msg)
             return _resolve_reply(make, result, req_msg)
 
-        wrapped = _wrap(raw_handler, handler)
-        wrapped._return_reply_decorated = True  # type: ignore[attr-defined]
-        return wrapped
+        return _wrap(raw_handler, handler, "_return_reply_decorated")
 
     return decorator
 
