@@ -9,36 +9,18 @@ from typing import Any, List
 
 from katcp.version import __version__
 
-_EXPORTS = {
-    "Message": "core",
-    "MessageParser": "core",
-    "ProtocolFlags": "core",
-    "Sensor": "core",
-    "Reading": "core",
-    "DeviceMetaclass": "core",
-    "KatcpError": "core",
-    "KatcpSyntaxError": "core",
-    "KatcpTypeError": "core",
-    "KatcpVersionError": "core",
-    "KatcpClientError": "core",
-    "KatcpClientDisconnected": "core",
-    "KatcpDeviceError": "core",
-    "FailReply": "core",
-    "AsyncReply": "core",
-    "DeviceServerBase": "server",
-    "DeviceServer": "server",
-    "AsyncDeviceServer": "server",
-    "DeviceLogger": "server",
-    "DeviceClient": "client",
-    "AsyncClient": "client",
-    "CallbackClient": "client",
-    "BlockingClient": "client",
-    "GenericSensorTree": "sensortree",
-    "BooleanSensorTree": "sensortree",
-    "AggregateSensorTree": "sensortree",
-    "KATCPClientResource": "resource_client",
-    "KATCPClientResourceContainer": "resource_client",
+# The module each top-level name is loaded from.
+_HOMES = {
+    "core": ("Message", "MessageParser", "ProtocolFlags", "Sensor", "Reading", "DeviceMetaclass",
+             "KatcpError", "KatcpSyntaxError", "KatcpTypeError", "KatcpVersionError",
+             "KatcpClientError", "KatcpClientDisconnected", "KatcpDeviceError", "FailReply",
+             "AsyncReply"),
+    "server": ("DeviceServerBase", "DeviceServer", "AsyncDeviceServer", "DeviceLogger"),
+    "client": ("DeviceClient", "AsyncClient", "CallbackClient", "BlockingClient"),
+    "sensortree": ("GenericSensorTree", "BooleanSensorTree", "AggregateSensorTree"),
+    "resource_client": ("KATCPClientResource", "KATCPClientResourceContainer"),
 }
+_EXPORTS = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

@@ -1,9 +1,11 @@
 """Keep the documented home of names that live in submodules."""
 
+from typing import Any
+
 __all__ = ["keep_home"]
 
 
-def keep_home(module_name, *objects):
+def keep_home(module_name: str, *objects: Any) -> None:
     """Make classes and functions report `module_name` as their module.
 
     A documented module split into a subpackage re-exports its names; with this they
@@ -15,7 +17,6 @@ def keep_home(module_name, *objects):
     module_name : str
         The documented import path, e.g. ``"katcp.server"``.
     *objects : class or function
-
     """
     for obj in objects:
         obj.__module__ = module_name

@@ -21,11 +21,9 @@ from katcp.wire.handlers import DeviceMetaclass, DeviceServerMetaclass, convert_
 from katcp.wire.message import Message, MessageParser
 from katcp.wire.sensor import Reading, Sensor
 from katcp.wire.text import encode_utf8_with_error_log
-from katcp.wire.types import format_timestamp as _format_timestamp
-from katcp.wire.types import ms_to_seconds as _ms_to_seconds
-from katcp.wire.types import parse_timestamp as _parse_timestamp
-from katcp.wire.types import seconds_to_ms as _seconds_to_ms
-from katcp.wire.types import whole_ms as _whole_ms
+from katcp.wire.types import (format_timestamp as _format_timestamp,
+                              ms_to_seconds as _ms_to_seconds, seconds_to_ms as _seconds_to_ms,
+                              whole_ms as _whole_ms)
 from katcp.wire.util import AttrDict, DefaultAttrDict, hashable_identity, steal_docstring_from
 
 __all__ = sorted(name for name in dir() if not name.startswith("_") and name != "keep_home")

@@ -11,16 +11,8 @@ import builtins
 import operator
 from typing import Any
 
-__all__ = [
-    "AbstractProxy",
-    "ObjectProxy",
-    "CallbackProxy",
-    "LazyProxy",
-    "AbstractWrapper",
-    "ObjectWrapper",
-    "CallbackWrapper",
-    "LazyWrapper",
-]
+__all__ = ["AbstractProxy", "ObjectProxy", "CallbackProxy", "LazyProxy", "AbstractWrapper",
+           "ObjectWrapper", "CallbackWrapper", "LazyWrapper"]
 
 
 class AbstractProxy:
@@ -49,23 +41,8 @@ class AbstractProxy:
         else:
             delattr(self.__subject__, attr)
 
-    def __bool__(self) -> bool:
-        return bool(self.__subject__)
-
-    def __getitem__(self, arg: Any) -> Any:
-        return self.__subject__[arg]
-
     def __setitem__(self, arg: Any, val: Any) -> None:
         self.__subject__[arg] = val
-
-    def __delitem__(self, arg: Any) -> None:
-        del self.__subject__[arg]
-
-    def __contains__(self, ob: Any) -> bool:
-        return ob in self.__subject__
-
-    def __dir__(self) -> Any:
-        return dir(self.__subject__)
 
 
 def _unary(func: Any) -> Any:
@@ -99,7 +76,8 @@ def _inplace(op: Any) -> Any:
 
 # Special methods are looked up on the type, bypassing __getattribute__, so each one
 # has to exist on the proxy class to reach the subject.
-for _name in "repr str bytes hash len iter next reversed abs int float complex round".split():
+_BUILTIN_UNARY = "repr str bytes hash len iter next reversed abs int float complex round bool dir"
+for _name in _BUILTIN_UNARY.split():
     setattr(AbstractProxy, "__%s__" % _name, _unary(getattr(builtins, _name)))
 for _name in "neg pos invert index".split():
     setattr(AbstractProxy, "__%s__" % _name, _unary(getattr(operator, _name)))
@@ -108,7 +86,7 @@ AbstractProxy.__format__ = lambda self, spec: format(self.__subject__, spec)
 AbstractProxy.__enter__ = lambda self: self.__subject__.__enter__()
 AbstractProxy.__exit__ = lambda self, *exc_info: self.__subject__.__exit__(*exc_info)
 
-for _name in "lt le eq ne gt ge".split():
+for _name in "lt le eq ne gt ge getitem delitem contains".split():
     setattr(AbstractProxy, "__%s__" % _name, _binary(getattr(operator, _name)))
 
 for _name in "add sub mul matmul truediv floordiv mod pow lshift rshift and xor or".split():
@@ -179,30 +157,23 @@ class AbstractWrapper(AbstractProxy):
 
     def __getattribute__(self, attr: Any, oga: Any = object.__getattribute__) -> Any:
         if attr.startswith("__"):
-            subject = oga(self, "__subject__")
-            if attr == "__subject__":
-                return subject
-            return getattr(subject, attr)
+            return AbstractProxy.__getattribute__(self, attr)
         return oga(self, attr)
 
     def __getattr__(self, attr: Any) -> Any:
         return getattr(self.__subject__, attr)
 
     def __setattr__(self, attr: Any, val: Any, osa: Any = object.__setattr__) -> None:
-        if attr == "__subject__" or (
-            hasattr(type(self), attr) and not attr.startswith("__")
-        ):
+        if hasattr(type(self), attr) and not attr.startswith("__"):
             osa(self, attr, val)
         else:
-            setattr(self.__subject__, attr, val)
+            AbstractProxy.__setattr__(self, attr, val)
 
     def __delattr__(self, attr: Any, oda: Any = object.__delattr__) -> None:
-        if attr == "__subject__" or (
-            hasattr(type(self), attr) and not attr.startswith("__")
-        ):
+        if hasattr(type(self), attr) and not attr.startswith("__"):
             oda(self, attr)
         else:
-            delattr(self.__subject__, attr)
+            AbstractProxy.__delattr__(self, attr)
 
 
 class ObjectWrapper(ObjectProxy, AbstractWrapper):

@@ -50,14 +50,6 @@ class GenericSensorTree:
         """
         raise NotImplementedError
 
-    def _add_sensor(self, sensor: Sensor) -> None:
-        self._parent_to_children[sensor] = set()
-        self._child_to_parents[sensor] = set()
-
-    def _remove_sensor(self, sensor: Sensor) -> None:
-        del self._parent_to_children[sensor]
-        del self._child_to_parents[sensor]
-
     def _is_unlinked(self, sensor: Sensor) -> bool:
         return not self._parent_to_children[sensor] and not self._child_to_parents[sensor]
 
@@ -74,18 +66,15 @@ class GenericSensorTree:
         children : sequence of katcp.Sensor
             The sensors the parent depends on.
         """
-        new_sensors = []
-        if parent not in self:
-            self._add_sensor(parent)
-            new_sensors.append(parent)
+        added = [sensor for sensor in dict.fromkeys((parent, *children)) if sensor not in self]
+        for sensor in added:
+            self._parent_to_children[sensor] = set()
+            self._child_to_parents[sensor] = set()
         for child in children:
-            if child not in self:
-                self._add_sensor(child)
-                new_sensors.append(child)
             self._parent_to_children[parent].add(child)
             self._child_to_parents[child].add(parent)
         self.recalculate(parent, children)
-        for sensor in new_sensors:
+        for sensor in added:
             sensor.attach(self)
 
     def remove_links(self, parent: Sensor, children: Iterable[Sensor]) -> None:
@@ -101,21 +90,16 @@ class GenericSensorTree:
         children : sequence of katcp.Sensor
             The sensors to unlink from the parent.
         """
-        old_sensors = []
         if parent in self:
             for child in children:
-                if child not in self:
-                    continue
-                self._parent_to_children[parent].discard(child)
-                self._child_to_parents[child].discard(parent)
-                if self._is_unlinked(child):
-                    self._remove_sensor(child)
-                    old_sensors.append(child)
-            if self._is_unlinked(parent):
-                self._remove_sensor(parent)
-                old_sensors.append(parent)
-        for sensor in old_sensors:
-            sensor.detach(self)
+                if child in self:
+                    self._parent_to_children[parent].discard(child)
+                    self._child_to_parents[child].discard(parent)
+            for sensor in dict.fromkeys((*children, parent)):
+                if sensor in self and self._is_unlinked(sensor):
+                    del self._parent_to_children[sensor]
+                    del self._child_to_parents[sensor]
+                    sensor.detach(self)
         self.recalculate(parent, children)
 
     def children(self, parent: Sensor) -> Set[Sensor]:
@@ -175,8 +159,6 @@ class BooleanSensorTree(GenericSensorTree):
         for sensor in (parent, child):
             if sensor.stype != "boolean":
                 raise ValueError("Sensor %r is not boolean." % (sensor.name,))
-        for sensor in (parent, child):
-            self._parent_to_not_ok.setdefault(sensor, set())
         self.add_links(parent, (child,))
 
     def remove(self, parent: Sensor, child: Sensor) -> None:
@@ -291,16 +273,13 @@ class AggregateSensorTree(GenericSensorTree):
         if name in self._registered_sensors:
             raise ValueError("Sensor %r already registered with aggregate tree." % (name,))
         self._registered_sensors[name] = child
-        completed = []
-        for parent, (_rule, missing, found) in self._incomplete_aggregates.items():
+        for parent, (rule_function, missing, found) in list(self._incomplete_aggregates.items()):
             if name in missing:
                 missing.discard(name)
                 found.add(child)
                 if not missing:
-                    completed.append(parent)
-        for parent in completed:
-            rule_function, _missing, found = self._incomplete_aggregates.pop(parent)
-            self.add(parent, rule_function, found)
+                    del self._incomplete_aggregates[parent]
+                    self.add(parent, rule_function, found)
 
     def deregister_sensor(self, child: Sensor) -> None:
         """Deregister a sensor previously passed to :meth:`register_sensor`.
@@ -352,8 +331,7 @@ class AggregateSensorTree(GenericSensorTree):
         if parent in self._incomplete_aggregates:
             del self._incomplete_aggregates[parent]
             return
-        if parent not in self._aggregates:
-            raise ValueError("Sensor %r has no aggregate rule." % (parent.name,))
+        self.fetch(parent)  # a ValueError if it has no rule
         # Unlink first: remove_links recalculates the parent with its rule one last time.
         self.remove_links(parent, self.children(parent))
         del self._aggregates[parent]

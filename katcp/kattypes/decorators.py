@@ -2,7 +2,6 @@
 argument lists that they do with the types.
 """
 
-import concurrent.futures
 import functools
 import inspect
 from typing import Any, Callable, Iterable, List, Optional, Sequence
@@ -12,6 +11,7 @@ from katcp.wire.errors import FailReply
 from katcp.wire.flags import DEFAULT_KATCP_MAJOR
 from katcp.wire.handlers import convert_method_name
 from katcp.wire.message import Message
+from katcp.wire.util import transform_future
 
 _Handler = Callable[..., Any]
 _Decorator = Callable[[_Handler], _Handler]
@@ -37,8 +37,7 @@ class _Unpacker:
 
     __slots__ = ("_params", "_unpackers", "_major", "_multiple")
 
-    def __init__(self, types: Sequence[KatcpType], argnames: Iterable[str],
-                 major: int) -> None:
+    def __init__(self, types: Sequence[KatcpType], argnames: Iterable[str], major: int) -> None:
         _check_multiple_is_last(types)
         argnames = list(argnames)
         argnames += [""] * (len(types) - len(argnames))
@@ -125,8 +124,7 @@ def pack_types(types: Sequence[KatcpType], args: Sequence[Any], major: int) -> L
             missing = ()
         packed.extend(kattype.pack(None, major=major) for kattype in missing)
     elif nargs > ntypes:
-        last = types[-1]
-        packed.extend(last.pack(arg, major=major) for arg in args[ntypes:])
+        packed.extend(types[-1].pack(arg, major=major) for arg in args[ntypes:])
     return packed
 
 
@@ -169,8 +167,7 @@ class _ReplyMaker:
             # says if it has a text name, else after the handler, and without an id,
             # as katcp 0.9.3 always did.
             name = getattr(req_msg, "name", None)
-            return Message(Message.REPLY, name if isinstance(name, str) else self.msgname,
-                           packed)
+            return Message(Message.REPLY, name if isinstance(name, str) else self.msgname, packed)
         # Answers the request (a handler may serve another name), echoing its id.
         reply = Message(Message.REPLY, req_msg.name, packed)
         reply.mid = req_msg.mid
@@ -221,24 +218,7 @@ def _resolve_reply(reply_maker: "_ReplyMaker", arguments: Any, req_msg: Any) -> 
     """
     if not _is_future(arguments):
         return _await_reply(reply_maker, arguments, req_msg)
-    get_loop = getattr(arguments, "get_loop", None)
-    reply = (get_loop().create_future() if get_loop is not None
-             else concurrent.futures.Future())
-
-    def copy(done: Any) -> None:
-        if done.cancelled():
-            reply.cancel()
-            return
-        try:
-            reply.set_result(reply_maker(done.result(), req_msg))
-        except Exception as exc:
-            reply.set_exception(exc)
-
-    if arguments.done():
-        copy(arguments)
-    else:
-        arguments.add_done_callback(copy)
-    return reply
+    return transform_future(functools.partial(reply_maker, req_msg=req_msg), arguments)
 
 
 def async_make_reply(msgname: str, types: Sequence[KatcpType], arguments_future: Any,
@@ -255,7 +235,6 @@ def async_make_reply(msgname: str, types: Sequence[KatcpType], arguments_future:
         (already resolved if it is), or a coroutine if that is another awaitable.
     """
     return _resolve_reply(_ReplyMaker(msgname, types, major), arguments_future, None)
-
 
 
 # ---------------------------------------------------------------------------
@@ -283,10 +262,14 @@ def _handler_argnames(handler: _Handler, skip: int, count: int) -> List[str]:
     return names + [varargs] * (count - len(names))
 
 
-def _wrap(wrapper: _Handler, handler: _Handler) -> _Handler:
+def _wrap(wrapper: _Handler, handler: _Handler, marker: Optional[str] = None) -> _Handler:
+    """`wrapper` dressed as `handler`, with the attribute `marker` (if any) set to True."""
     # functools.wraps also copies __dict__, so attributes set by the other decorators
     # (_concurrent_reply, request_timeout_hint, ...) survive any stacking order.
-    return functools.wraps(handler)(wrapper)
+    wrapped = functools.wraps(handler)(wrapper)
+    if marker:
+        setattr(wrapped, marker, True)
+    return wrapped
 
 
 def _unpacking(types: Sequence[KatcpType], include_msg: bool, major: int, with_req: bool,
@@ -312,10 +295,7 @@ def _unpacking(types: Sequence[KatcpType], include_msg: bool, major: int, with_r
         else:
             def raw_handler(self: Any, msg: Message) -> Any:  # type: ignore[misc]
                 return handler(self, *unpack(msg.arguments))
-        wrapped = _wrap(raw_handler, handler)
-        if marker:
-            setattr(wrapped, marker, True)
-        return wrapped
+        return _wrap(raw_handler, handler, marker)
 
     return decorator
 
@@ -401,13 +381,8 @@ def return_reply(*types: KatcpType, major: int = DEFAULT_KATCP_MAJOR) -> _Decora
     coroutine resolving to any of these; the decorated handler then returns a Future
     (or, for a coroutine, an awaitable) that resolves to the reply Message.
 
-    Parameters
-    ----------
-    types : list of kattypes
-        The types of the reply message parameters (in order).
-    major : int, optional
-        Major version of KATCP to use when interpreting types. Defaults to latest
-        implemented KATCP version.
+    `types` are the types of the reply's values after the status (in order); `major`
+    is as for :func:`request`.
 
     Examples
     --------
@@ -432,9 +407,7 @@ def return_reply(*types: KatcpType, major: int = DEFAULT_KATCP_MAJOR) -> _Decora
                 return make(result, req_msg)
             return _resolve_reply(make, result, req_msg)
 
-        wrapped = _wrap(raw_handler, handler)
-        wrapped._return_reply_decorated = True  # type: ignore[attr-defined]
-        return wrapped
+        return _wrap(raw_handler, handler, "_return_reply_decorated")
 
     return decorator
 
@@ -474,6 +447,15 @@ def send_reply(*types: KatcpType, major: int = DEFAULT_KATCP_MAJOR) -> _Decorato
     return decorator
 
 
+def _marking(attribute: str, value: Any) -> _Decorator:
+    """A decorator that sets `attribute` of the handler (which the server reads)."""
+    def decorator(handler: _Handler) -> _Handler:
+        setattr(handler, attribute, value)
+        return handler
+
+    return decorator
+
+
 def concurrent_reply(handler: _Handler) -> _Handler:
     """Decorator for concurrent async request handlers.
 
@@ -505,8 +487,7 @@ def concurrent_reply(handler: _Handler) -> _Handler:
     ...         result = yield self.slow_operation()
     ...         return ("ok", result)
     """
-    handler._concurrent_reply = True  # type: ignore[attr-defined]
-    return handler
+    return _marking("_concurrent_reply", True)(handler)
 
 
 def request_timeout_hint(timeout_hint: Optional[float]) -> _Decorator:
@@ -534,14 +515,7 @@ def request_timeout_hint(timeout_hint: Optional[float]) -> _Decorator:
     ...         result = yield self.slow_operation()
     ...         return ("ok", result)
     """
-    if timeout_hint is not None:
-        timeout_hint = float(timeout_hint)
-
-    def decorator(handler: _Handler) -> _Handler:
-        handler.request_timeout_hint = timeout_hint  # type: ignore[attr-defined]
-        return handler
-
-    return decorator
+    return _marking("request_timeout_hint", None if timeout_hint is None else float(timeout_hint))
 
 
 def has_katcp_protocol_flags(protocol_flags: Iterable[Any]) -> _Decorator:
@@ -566,13 +540,7 @@ def has_katcp_protocol_flags(protocol_flags: Iterable[Any]) -> _Decorator:
     ...     def request_myreq(self, req, msg):
     ...         '''A request that requires multi-client support'''
     """
-    protocol_flags = list(protocol_flags)
-
-    def decorator(handler: _Handler) -> _Handler:
-        handler._has_katcp_protocol_flags = protocol_flags  # type: ignore[attr-defined]
-        return handler
-
-    return decorator
+    return _marking("_has_katcp_protocol_flags", list(protocol_flags))
 
 
 def minimum_katcp_version(major: int, minor: int = 0) -> _Decorator:
@@ -598,10 +566,4 @@ def minimum_katcp_version(major: int, minor: int = 0) -> _Decorator:
     ...     def request_myreq(self, req, msg):
     ...         '''A request that should only be present for KATCP >v5.1'''
     """
-    version = (major, minor)
-
-    def decorator(handler: _Handler) -> _Handler:
-        handler._minimum_katcp_version = version  # type: ignore[attr-defined]
-        return handler
-
-    return decorator
+    return _marking("_minimum_katcp_version", (major, minor))

@@ -237,10 +237,8 @@ class Discrete(Str):
         # Values may come from a generator, so materialise them once.
         self._values = [as_str(value) for value in values]
         self._case_insensitive = case_insensitive
-        if case_insensitive:
-            self._valid_values = frozenset(value.lower() for value in self._values)
-        else:
-            self._valid_values = frozenset(self._values)
+        self._valid_values = frozenset(value.lower() if case_insensitive else value
+                                       for value in self._values)
 
     def check(self, value: Any, major: int) -> None:
         """Check whether the value in the set of allowed values.
@@ -392,12 +390,9 @@ class Regex(Str):
 
     def __init__(self, regex: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(regex, str):
-            self._pattern = regex
-            self._compiled = re.compile(regex)
-        else:
-            self._pattern = regex.pattern
-            self._compiled = regex
+        # A compiled pattern is returned as it is.
+        self._compiled = re.compile(regex)
+        self._pattern = self._compiled.pattern
 
     def check(self, value: Any, major: int) -> None:
         """Check whether the value matches the regular expression.

@@ -192,7 +192,6 @@ class AsyncState:
         if initial_state not in self._valid_states:
             raise ValueError("Initial state %r is not one of %r."
                              % (initial_state, self._valid_states))
-        self._ioloop = ioloop
         self._events = {state: AsyncEvent(ioloop) for state in self._valid_states}
         self._state = initial_state
         self._events[initial_state].set()
@@ -211,8 +210,7 @@ class AsyncState:
         try:
             return self._events[state]
         except KeyError:
-            raise ValueError("State %r is not one of %r."
-                             % (state, self._valid_states)) from None
+            raise ValueError("State %r is not one of %r." % (state, self._valid_states)) from None
 
     def set_state(self, state: Any) -> None:
         """Change the state, resolving futures waiting for it.
@@ -366,8 +364,7 @@ class _TimeoutManager:
 
 
 def future_timeout_manager(timeout: Optional[float] = None,
-                           ioloop: Optional[tornado.ioloop.IOLoop] = None
-                           ) -> Callable[[Any], Any]:
+                           ioloop: Optional[tornado.ioloop.IOLoop] = None) -> _TimeoutManager:
     """Create Helper function for yielding with a cumulative timeout if required.
 
     Keeps track of time over multiple timeout calls so that a single timeout can be
@@ -441,8 +438,7 @@ class LatencyTimer:
         return False
 
 
-def log_future_exceptions(logger: logging.Logger, f: Any,
-                          ignore: Tuple[type, ...] = ()) -> None:
+def log_future_exceptions(logger: logging.Logger, f: Any, ignore: Tuple[type, ...] = ()) -> None:
     """Log any exceptions set to a future.
 
     Parameters
@@ -455,12 +451,9 @@ def log_future_exceptions(logger: logging.Logger, f: Any,
         Exceptions that are not logged.
     """
     def log_cb(done: Any) -> None:
-        if done.cancelled():
-            return
-        exc = done.exception()
-        if exc is None or isinstance(exc, ignore):
-            return
-        logger.error("Unhandled exception returned by future", exc_info=exc)
+        exc = None if done.cancelled() else done.exception()
+        if exc is not None and not isinstance(exc, ignore):
+            logger.error("Unhandled exception returned by future", exc_info=exc)
 
     f.add_done_callback(log_cb)
 

@@ -5,6 +5,8 @@ what differs between the v4 and v5 dialects of the wire.
 import re
 from typing import Iterable, NamedTuple, Optional, Union
 
+from katcp.wire.text import as_bytes
+
 
 SEC_TO_MS_FAC = 1000
 MS_TO_SEC_FAC = 1.0 / 1000
@@ -37,17 +39,8 @@ _V5 = Dialect(5, seconds_timestamps=True, message_ids=True, version_connect=True
 
 
 def dialect(major: int) -> Dialect:
-    """The dialect of KATCP major version `major` (v5 for any later version, v4 before).
-
-    Parameters
-    ----------
-    major : int
-        KATCP major version.
-
-    Returns
-    -------
-    dialect : :class:`Dialect`
-    """
+    """The :class:`Dialect` of KATCP major version `major` (an int): v5's for v5 and any
+    later version, v4's before."""
     return _V5 if major >= SEC_TS_KATCP_MAJOR else _V4
 
 
@@ -61,8 +54,8 @@ class ProtocolFlags:
     minor : int
         Minor version number.
     flags : iterable of bytes (or str)
-        One-character protocol flags, e.g. ``ProtocolFlags.MULTI_CLIENT``; they are
-        stored as bytes, as on the wire.
+        One-character protocol flags, e.g. ``ProtocolFlags.MULTI_CLIENT`` (or a bytes
+        string of them, such as ``b"MI"``); they are stored as bytes, as on the wire.
 
     Raises
     ------
@@ -76,14 +69,13 @@ class ProtocolFlags:
     BULK_SET_SENSOR_SAMPLING = b"B"
 
     # The first (major, minor) that defines each flag.
-    _FLAG_SINCE = {MESSAGE_IDS: (MID_KATCP_MAJOR, 0),
-                   REQUEST_TIMEOUT_HINTS: (5, 1),
+    _FLAG_SINCE = {MESSAGE_IDS: (MID_KATCP_MAJOR, 0), REQUEST_TIMEOUT_HINTS: (5, 1),
                    BULK_SET_SENSOR_SAMPLING: (5, 1)}
 
     VERSION_RE = re.compile(rb"^(?P<major>\d+)\.(?P<minor>\d+)(?:-(?P<flags>.*))?$")
 
     def __init__(self, major: Optional[int], minor: Optional[int],
-                 flags: Iterable[Union[bytes, str]]) -> None:
+                 flags: Iterable[Union[bytes, str, int]]) -> None:
         self.major = major
         self.minor = minor
         self.flags = {self._as_flag(flag) for flag in flags}
@@ -148,12 +140,10 @@ class ProtocolFlags:
         flags : ProtocolFlags
             Major and minor are None when the string cannot be parsed.
         """
-        if isinstance(version_str, str):
-            version_str = version_str.encode("utf-8")
-        match = cls.VERSION_RE.match(version_str)
+        match = cls.VERSION_RE.match(as_bytes(version_str))
         if match is None:
             return cls(None, None, set())
+        # Iterating the flags' bytes gives ints, which the constructor takes too.
         flags = match.group("flags") or b""
-        return cls(int(match.group("major")), int(match.group("minor")),
-                   {flags[i:i + 1] for i in range(len(flags))})
+        return cls(int(match.group("major")), int(match.group("minor")), flags)
 

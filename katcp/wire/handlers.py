@@ -90,13 +90,11 @@ class DeviceServerMetaclass(DeviceMetaclass):
         protocol_info = getattr(mcs, "PROTOCOL_INFO", None)
         if protocol_info is None:
             return True
-        min_version = getattr(handler, "_minimum_katcp_version", None)
-        if min_version is not None and (protocol_info.major, protocol_info.minor) < tuple(
-                min_version):
+        # Every version is at least the empty minimum of an undecorated handler.
+        min_version = tuple(getattr(handler, "_minimum_katcp_version", ()))
+        if (protocol_info.major, protocol_info.minor) < min_version:
             return False
-        required_flags = getattr(handler, "_has_katcp_protocol_flags", None)
-        if required_flags:
-            return all(protocol_info.supports(flag) for flag in required_flags)
-        return True
+        required_flags = getattr(handler, "_has_katcp_protocol_flags", None) or ()
+        return all(protocol_info.supports(flag) for flag in required_flags)
 
 

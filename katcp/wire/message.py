@@ -15,15 +15,8 @@ from katcp.wire.text import encode_utf8_with_error_log, show
 
 MessageId = Union[int, str, bytes, None]
 
-_ESCAPES = {
-    b"\\": b"\\\\",
-    b" ": b"\\_",
-    b"\0": b"\\0",
-    b"\n": b"\\n",
-    b"\r": b"\\r",
-    b"\x1b": b"\\e",
-    b"\t": b"\\t",
-}
+_ESCAPES = {b"\\": b"\\\\", b" ": b"\\_", b"\0": b"\\0", b"\n": b"\\n", b"\r": b"\\r",
+            b"\x1b": b"\\e", b"\t": b"\\t"}
 _UNESCAPES = {v: k for k, v in _ESCAPES.items()}
 _UNESCAPES[b"\\@"] = b""
 
@@ -41,12 +34,6 @@ _UNESCAPED_SPECIALS = frozenset(b"\n\r\0\x1b")
 _NAME_CACHE_MAX = 4096
 _valid_names: Set[str] = set()
 _header_names: Dict[bytes, str] = {}
-
-
-def _escape_argument(arg: bytes) -> bytes:
-    if not arg:
-        return b"\\@"
-    return _ESCAPE_SUB(arg)
 
 
 def _check_name(name: Any) -> str:
@@ -80,13 +67,6 @@ def _format_mid(mid: Any) -> bytes:
     return mid
 
 
-def _copy_mid(mid: Any) -> Optional[bytes]:
-    # A request's mid is normally already canonical bytes; only re-check otherwise.
-    if mid is None or type(mid) is bytes:
-        return mid
-    return _format_mid(mid)
-
-
 def _format_other(arg: Any) -> bytes:
     # Subclasses (IntEnum, numpy scalars, str subclasses ...) and unencodable text take
     # the slow path.
@@ -106,11 +86,7 @@ def _format_other(arg: Any) -> bytes:
 # Exact-type dispatch to C-level callables: no Python frame per argument.
 # str.encode raises on lone surrogates; callers then fall back to _format_other.
 _FORMATTERS: Dict[type, Callable[[Any], bytes]] = {
-    str: str.encode,
-    bool: (b"0", b"1").__getitem__,
-    int: b"%d".__mod__,
-    float: b"%r".__mod__,
-}
+    str: str.encode, bool: (b"0", b"1").__getitem__, int: b"%d".__mod__, float: b"%r".__mod__}
 _get_formatter = _FORMATTERS.get
 
 
@@ -147,8 +123,7 @@ class Message:
         if mtype not in _TYPE_BYTES:
             raise KatcpSyntaxError("Invalid message type %r." % (mtype,))
         self.mtype = mtype
-        self.name = (name if name.__class__ is str and name in _valid_names
-                     else _check_name(name))
+        self.name = name if name.__class__ is str and name in _valid_names else _check_name(name)
         self.mid = None if mid is None else _format_mid(mid)
         if arguments is None or arguments is _NO_ARGUMENTS:
             self.arguments = []
@@ -219,7 +194,7 @@ class Message:
                 and 10 not in body and 13 not in body and 0 not in body and 27 not in body
                 and b"" not in args):
             return head + b" " + body
-        return head + b" " + b" ".join([_escape_argument(arg) for arg in args])
+        return head + b" " + b" ".join([_ESCAPE_SUB(arg) if arg else b"\\@" for arg in args])
 
     def __str__(self) -> str:
         return show(self.__bytes__())
@@ -248,8 +223,7 @@ class Message:
 
     def reply_ok(self) -> bool:
         """Return True if this is a reply and its first argument is 'ok'."""
-        return (self.mtype == self.REPLY and bool(self.arguments)
-                and self.arguments[0] == self.OK)
+        return self.mtype == self.REPLY and bool(self.arguments) and self.arguments[0] == self.OK
 
     @classmethod
     def request(cls, name: str, *args: Any, mid: MessageId = None) -> "Message":
@@ -289,9 +263,7 @@ class Message:
         args : list of objects (float, int, bool, bytes, or str)
             The message arguments.
         """
-        msg = cls(cls.REPLY, req_msg.name, args)
-        msg.mid = _copy_mid(req_msg.mid)
-        return msg
+        return cls._answer(cls.REPLY, req_msg, args)
 
     @classmethod
     def reply_inform(cls, req_msg: "Message", *args: Any) -> "Message":
@@ -301,8 +273,14 @@ class Message:
 
         Parameters are as for :meth:`reply_to_request`.
         """
-        msg = cls(cls.INFORM, req_msg.name, args)
-        msg.mid = _copy_mid(req_msg.mid)
+        return cls._answer(cls.INFORM, req_msg, args)
+
+    @classmethod
+    def _answer(cls, mtype: int, req_msg: "Message", args: Tuple[Any, ...]) -> "Message":
+        msg = cls(mtype, req_msg.name, args)
+        mid = req_msg.mid
+        # A request's mid is normally already canonical bytes; only re-check otherwise.
+        msg.mid = mid if mid is None or type(mid) is bytes else _format_mid(mid)
         return msg
 
 
@@ -347,8 +325,7 @@ class MessageParser:
         if mtype is None:
             if not line.strip(b" \t"):
                 raise KatcpSyntaxError("Empty message received.")
-            raise KatcpSyntaxError("Bad type character %r." % (
-                show(line[:1]),))
+            raise KatcpSyntaxError("Bad type character %r." % (show(line[:1]),))
         # Newline, carriage return, NUL and ESC may only appear escaped (spec 2.3).
         if 10 in line or 13 in line or 0 in line or 27 in line:
             raise KatcpSyntaxError("Unescaped special character %r in message." % (
@@ -384,8 +361,7 @@ class MessageParser:
     def _parse_header(header: bytes) -> Tuple[str, Optional[bytes]]:
         match = _HEADER_RE.match(header, 1)
         if match is None:
-            raise KatcpSyntaxError("Bad message name (and possibly id) %r." % (
-                show(header[1:]),))
+            raise KatcpSyntaxError("Bad message name (and possibly id) %r." % (show(header[1:]),))
         name = match.group(1).decode("ascii")
         mid = match.group(2)
         if len(_header_names) < _NAME_CACHE_MAX:

@@ -94,9 +94,8 @@ class _BooleanType(_SensorType):
 class _LruType(_SensorType):
 
     def check(self, value: Any, params: List[Any]) -> None:
-        if value not in wire_types.LRU_VALUES:
-            raise ValueError("Lru value must be Sensor.LRU_NOMINAL or Sensor.LRU_ERROR, "
-                             "not %r." % (value,))
+        # The wire rule refuses anything but the two constants, in the same words.
+        self.rule.encode(value, DEFAULT_KATCP_MAJOR)
 
 
 class _DiscreteType(_SensorType):
@@ -106,8 +105,7 @@ class _DiscreteType(_SensorType):
             raise ValueError("Discrete sensors need a non-empty list of values.")
         for param in params:
             if not isinstance(param, str):
-                raise ValueError("Discrete sensor values must be str or bytes, not %r."
-                                 % (param,))
+                raise ValueError("Discrete sensor values must be str or bytes, not %r." % (param,))
 
     def default_for(self, params: List[Any]) -> Any:
         return params[0]
@@ -174,15 +172,8 @@ class Sensor:
 
     UNKNOWN, NOMINAL, WARN, ERROR, FAILURE, UNREACHABLE, INACTIVE = range(7)
 
-    STATUSES = {
-        UNKNOWN: "unknown",
-        NOMINAL: "nominal",
-        WARN: "warn",
-        ERROR: "error",
-        FAILURE: "failure",
-        UNREACHABLE: "unreachable",
-        INACTIVE: "inactive",
-    }
+    STATUSES = {UNKNOWN: "unknown", NOMINAL: "nominal", WARN: "warn", ERROR: "error",
+                FAILURE: "failure", UNREACHABLE: "unreachable", INACTIVE: "inactive"}
     STATUS_NAMES = {v: k for k, v in STATUSES.items()}
     STATUSES_RAW = {k: v.encode("ascii") for k, v in STATUSES.items()}
     STATUS_NAMES_RAW = {v: k for k, v in STATUSES_RAW.items()}
@@ -194,8 +185,7 @@ class Sensor:
 
     MILLISECOND = SEC_TO_MS_FAC
 
-    PYTHON_TYPE_TO_SENSOR = {bool: BOOLEAN, int: INTEGER, float: FLOAT, str: STRING,
-                             bytes: STRING}
+    PYTHON_TYPE_TO_SENSOR = {bool: BOOLEAN, int: INTEGER, float: FLOAT, str: STRING, bytes: STRING}
 
     def __init__(self, sensor_type: Any, name: str, description: Optional[str] = None,
                  units: Optional[str] = None, params: Optional[List[Any]] = None,
@@ -206,8 +196,7 @@ class Sensor:
         if initial_status is None:
             initial_status = self.UNKNOWN
         if initial_status not in self.STATUSES:
-            raise ValueError("Invalid initial status %r for sensor %r."
-                             % (initial_status, name))
+            raise ValueError("Invalid initial status %r for sensor %r." % (initial_status, name))
         kind = self.SENSOR_TYPES[sensor_type]
         self._sensor_type = sensor_type
         self._type = kind
@@ -250,12 +239,7 @@ class Sensor:
     @classmethod
     def float(cls, name: str, description: _Text = None, unit: str = "", params: _Params = None,
               default: Any = None, initial_status: _Status = None) -> "Sensor":
-        """Instantiate a new float sensor object.
-
-        Parameters are as for :class:`Sensor` (`unit` is its `units`);
-        `params` is [min, max], the range clients are told of; `default` defaults to 0.0
-        (the minimum if 0.0 is out of range).
-        """
+        """Instantiate a new float sensor object: as :meth:`integer`, with 0.0 for 0."""
         return cls(cls.FLOAT, name, description, unit, params, default, initial_status)
 
     @classmethod
@@ -459,14 +443,14 @@ class Sensor:
             raise ValueError("Invalid sensor status %r." % (show(raw_status),))
         self.set(timestamp, status, self.parse_value(raw_value, major))
 
-    def format_reading(self, reading: Reading, major: int = DEFAULT_KATCP_MAJOR
+    def format_reading(self, reading: Tuple[_Seconds, int, Any], major: int = DEFAULT_KATCP_MAJOR
                        ) -> Tuple[bytes, bytes, bytes]:
         """Format sensor reading as (timestamp, status, value) tuple of byte strings.
 
         Parameters
         ----------
         reading : Reading
-            Sensor reading as returned by :meth:`read`.
+            Sensor reading as returned by :meth:`read` (or a plain tuple of the same).
         major : int
             Major version of KATCP to use when interpreting types.
 

@@ -10,7 +10,7 @@ Where v4 and v5 differ (timestamps: milliseconds or seconds), the rule asks
 """
 
 import re
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from katcp.wire.flags import SEC_TO_MS_FAC, SEC_TS_KATCP_MAJOR, dialect
 from katcp.wire.text import encode_utf8_with_error_log, show
@@ -258,8 +258,7 @@ class _Address(WireType):
         try:
             host, port = value
         except (TypeError, ValueError):
-            raise ValueError("Address must be a (host, port) tuple, not %r."
-                             % (value,)) from None
+            raise ValueError("Address must be a (host, port) tuple, not %r." % (value,)) from None
         host = show(host)
         if ":" in host:
             host = "[%s]" % host
@@ -286,7 +285,3 @@ TIMESTAMP = _Timestamp()
 TIMESTAMP_OR_NOW = _TimestampOrNow()
 STRICT_TIMESTAMP = _StrictTimestamp()
 ADDRESS = _Address()
-
-#: The rule of each type by its KATCP name (as in ``#sensor-list``).
-BY_NAME: Dict[str, WireType] = {rule.name: rule for rule in (
-    INTEGER, FLOAT, BOOLEAN, LRU, STRING, DISCRETE, TIMESTAMP, ADDRESS)}

@@ -1,5 +1,8 @@
-"""Small helpers with no better home: attribute dicts, stable identities, docstrings."""
+"""Small helpers with no better home: attribute dicts, stable identities, docstrings, and
+the chaining of a future of any kind (without importing an event loop).
+"""
 
+import concurrent.futures
 from collections import defaultdict
 from typing import Any, Callable, Hashable, TypeVar
 
@@ -43,6 +46,42 @@ def hashable_identity(obj: Any) -> Hashable:
     return id(obj)
 
 
+def transform_future(transformation: Callable[[Any], Any], future: Any) -> Any:
+    """A future resolving to ``transformation(future.result())``.
+
+    Parameters
+    ----------
+    transformation : callable
+        Called with the result of `future`; what it returns (or raises) resolves the
+        new future.
+    future : asyncio (tornado) or concurrent.futures Future
+
+    Returns
+    -------
+    new_future : Future
+        Of the same kind as `future` (on the same loop for an asyncio future). It is
+        resolved at once when `future` is already done, rather than on a later loop
+        turn; cancellation and exceptions of `future` are passed on.
+    """
+    get_loop = getattr(future, "get_loop", None)
+    new_future = get_loop().create_future() if get_loop else concurrent.futures.Future()
+
+    def copy(done: Any) -> None:
+        if done.cancelled():
+            new_future.cancel()
+            return
+        try:
+            new_future.set_result(transformation(done.result()))
+        except Exception as exc:
+            new_future.set_exception(exc)
+
+    if future.done():
+        copy(future)
+    else:
+        future.add_done_callback(copy)
+    return new_future
+
+
 class AttrDict(dict):
     """Dict-like object allowing attribute access to keys."""
 
@@ -65,6 +104,5 @@ class DefaultAttrDict(defaultdict):
             raise AttributeError(attr)
         return self[attr]
 
-    def __setattr__(self, attr: str, value: Any) -> None:
-        self[attr] = value
+    __setattr__ = AttrDict.__setattr__
 

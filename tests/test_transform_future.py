@@ -1,0 +1,53 @@
+"""katcp.wire.util.transform_future: one way to chain a future of any kind."""
+
+import asyncio
+import concurrent.futures
+
+import pytest
+
+from katcp.wire.util import transform_future
+
+
+def test_concurrent_future_resolved_later_is_transformed():
+    source = concurrent.futures.Future()
+    chained = transform_future(lambda value: value * 2, source)
+    assert isinstance(chained, concurrent.futures.Future)
+    assert not chained.done()
+    source.set_result(21)
+    assert chained.result(timeout=0) == 42
+
+
+def test_already_done_future_gives_a_done_future_at_once():
+    source = concurrent.futures.Future()
+    source.set_result("x")
+    assert transform_future(str.upper, source).result(timeout=0) == "X"
+
+
+def test_errors_of_the_source_and_of_the_transformation_are_passed_on():
+    failed = concurrent.futures.Future()
+    failed.set_exception(KeyError("gone"))
+    with pytest.raises(KeyError):
+        transform_future(str, failed).result(timeout=0)
+    fine = concurrent.futures.Future()
+    fine.set_result(0)
+    with pytest.raises(ZeroDivisionError):
+        transform_future(lambda value: 1 / value, fine).result(timeout=0)
+
+
+def test_cancellation_is_passed_on():
+    source = concurrent.futures.Future()
+    chained = transform_future(str, source)
+    source.cancel()
+    assert chained.cancelled()
+
+
+def test_asyncio_future_gives_a_future_on_the_same_loop():
+    async def main():
+        loop = asyncio.get_running_loop()
+        source = loop.create_future()
+        chained = transform_future(lambda value: value + 1, source)
+        assert chained.get_loop() is loop
+        loop.call_soon(source.set_result, 1)
+        return await asyncio.wait_for(chained, 5)
+
+    assert asyncio.run(main()) == 2
