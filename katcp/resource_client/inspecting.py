@@ -18,51 +18,12 @@ from katcp.core import Message
 from katcp.inspecting_client import InspectingClientAsync
 from katcp.resource import (KATCPReply, KATCPSensorError, StrategyResult, StrategySpec,
                             escape_name)
+from katcp.wire.util import transform_future
 
 # The package's logger: the one 0.9 logged to.
 log = logging.getLogger("katcp.resource_client")
 
 _NONE_STRATEGY: Tuple[str, ...] = ("none",)
-
-
-def transform_future(transformation: Callable[[Any], Any], future: Any) -> Any:
-    """Returns a new future that will resolve with a transformed value.
-
-    Takes the resolution value of `future` and applies ``transformation`` to it before
-    setting the result of the new future with the transformed value. If future()
-    resolves with an exception, it is passed through to the new future.
-
-    Assumes `future` is a tornado Future.
-
-    Parameters
-    ----------
-    transformation : callable
-        Called with the result of `future`.
-    future : tornado Future
-
-    Returns
-    -------
-    new_future : tornado Future
-        On the same loop as `future`.
-    """
-    new_future = future.get_loop().create_future()
-
-    def _transform(done):
-        if done.cancelled():
-            new_future.cancel()
-            return
-        try:
-            new_future.set_result(transformation(done.result()))
-        except Exception as exc:
-            # Raised by `future` or by the transformation.
-            new_future.set_exception(exc)
-
-    if future.done():
-        # Resolved now rather than on a later loop turn (as tornado futures did).
-        _transform(future)
-    else:
-        future.add_done_callback(_transform)
-    return new_future
 
 
 class ReplyWrappedInspectingClientAsync(InspectingClientAsync):
