@@ -59,6 +59,8 @@ class AsyncClient(DeviceClient):
     def _start_request(self, msg, pending, timeout, use_mid):
         """Register and send a request on the loop; failures resolve it with a fail reply."""
         assert msg.mtype == _REQUEST
+        if timeout is None:
+            timeout = self._request_timeout
         msg_id = self._assign_mid(msg, use_mid)
         mid = msg.mid
         if self._protocol is None:
@@ -134,8 +136,6 @@ class AsyncClient(DeviceClient):
 
         """
         self._check_loop_thread()
-        if timeout is None:
-            timeout = self._request_timeout
         future = self._loop.create_future()
         try:
             self._start_request(msg, FutureRequest(msg, future), timeout, use_mid)
@@ -174,8 +174,6 @@ class AsyncClient(DeviceClient):
 
         """
         self._check_loop_thread()
-        if timeout is None:
-            timeout = self._request_timeout
         pending = CallbackRequest(msg, reply_cb, inform_cb, user_data, self._logger)
         self._start_request(msg, pending, timeout, use_mid)
 
@@ -202,8 +200,7 @@ class AsyncClient(DeviceClient):
                                "ioloop thread; use future_request() instead")
         if timeout is None:
             timeout = self._request_timeout
-        if self._loop is None:
-            raise KatcpClientError("Client not started")
+        self._require_started()
         result: "concurrent.futures.Future[Tuple[Message, List[Message]]]" = (
             concurrent.futures.Future())
         # The loop answers with a timeout reply after `timeout`; the extra second
