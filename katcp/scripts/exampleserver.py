@@ -31,10 +31,7 @@ class ExampleServer(DeviceServer):
 
     VERSION_INFO = ("example-api", 1, 0)
     BUILD_INFO = ("katcp-example-server", 0, 1, "")
-    PROTOCOL_INFO = ProtocolFlags(5, 0, set([
-        ProtocolFlags.MULTI_CLIENT,
-        ProtocolFlags.MESSAGE_IDS,
-    ]))
+    PROTOCOL_INFO = ProtocolFlags(5, 0, {ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS})
 
     UPDATE_PERIOD = 0.5
 
@@ -45,12 +42,9 @@ class ExampleServer(DeviceServer):
 
     def setup_sensors(self):
         """Set up the sensors of the example device."""
-        self._add_result = Sensor.float(
-            "add.result", "Last ?add result.", "", [-10000, 10000])
-        self._time_result = Sensor.timestamp(
-            "time.result", "Last ?time result.", "")
-        self._fruit_result = Sensor.discrete(
-            "fruit.result", "Last ?pick-fruit result.", "", FRUIT)
+        self._add_result = Sensor.float("add.result", "Last ?add result.", "", [-10000, 10000])
+        self._time_result = Sensor.timestamp("time.result", "Last ?time result.", "")
+        self._fruit_result = Sensor.discrete("fruit.result", "Last ?pick-fruit result.", "", FRUIT)
         self._temperature = Sensor.float(
             "ambient.temperature", "Air temperature near the device.", "degC",
             [-40.0, 60.0], default=20.0, initial_status=Sensor.NOMINAL)

@@ -12,11 +12,13 @@ import queue
 import shlex
 import sys
 import threading
+from typing import List, Optional
 
-from katcp.core import Message
+from katcp.wire.message import Message
+from katcp.wire.text import readable
 
 from katcp.scripts._connection import (
-    ConnectionFailed, LineConnection, ReplyTimeout, readable, split_address_argument)
+    ConnectionFailed, LineConnection, ReplyTimeout, for_people, split_address_argument)
 
 HISTORY_FILE = os.path.expanduser("~/.katcp_shell_history")
 SENSOR_REQUESTS = {"sensor-value", "sensor-list", "sensor-sampling"}
@@ -32,7 +34,7 @@ class DeviceSession:
         self._out = out
         self._out_lock = threading.Lock()
         self._pending_name = None
-        self._responses = queue.Queue()
+        self._responses: "queue.Queue[Optional[Message]]" = queue.Queue()
         self.closed = threading.Event()
         self._reader = threading.Thread(target=self._read_loop, name="katcp-shell-reader",
                                         daemon=True)
@@ -55,7 +57,7 @@ class DeviceSession:
             self._responses.put(None)
 
     def show(self, msg):
-        self.show_text(readable(msg))
+        self.show_text(for_people(msg))
 
     def show_text(self, text):
         with self._out_lock:
@@ -67,7 +69,7 @@ class DeviceSession:
         self._pending_name = name
         try:
             self._conn.send(Message.request(name, *args))
-            informs = []
+            informs: List[Message] = []
             while True:
                 try:
                     msg = self._responses.get(timeout=self._timeout)
@@ -108,8 +110,7 @@ class KatcpShell(cmd.Cmd):
                 _, informs = self.session.request(name, show=False)
             except (ReplyTimeout, ConnectionFailed):
                 continue
-            target[:] = sorted(m.arguments[0].decode("utf-8", "replace")
-                               for m in informs if m.arguments)
+            target[:] = sorted(readable(m.arguments[0]) for m in informs if m.arguments)
 
     def emptyline(self):
         return False
@@ -192,7 +193,7 @@ def main(argv=None):
     readline = _setup_readline() if interactive else None
     shell = KatcpShell(session, stdin=None if interactive else sys.stdin)
     if not interactive:
-        shell.intro = None
+        shell.intro = ""
         shell.prompt = ""
     shell.refresh_names()
     try:
