@@ -59,8 +59,8 @@ def allowed_hosts(listen_host, port):
     return {"%s:%d" % (name, port) for name in LOOPBACK_NAMES}
 
 
-class _Guarded:
-    """Mixin: the Host check and the security headers of every response."""
+class _Guarded(tornado.web.RequestHandler):
+    """Base of the handlers: the Host check and the security headers of every response."""
 
     def set_default_headers(self):
         for name, value in SECURITY_HEADERS.items():
@@ -72,7 +72,7 @@ class _Guarded:
             raise tornado.web.HTTPError(403, "unexpected Host header")
 
 
-class PageHandler(_Guarded, tornado.web.RequestHandler):
+class PageHandler(_Guarded):
     def get(self):
         self.set_header("Content-Type", "text/html; charset=utf-8")
         with open(os.path.join(STATIC_DIR, "index.html"), "rb") as page:

@@ -7,15 +7,18 @@ short interval so that fast sensors cost one websocket frame per interval, not p
 """
 
 import collections
+import functools
 import json
 import logging
 import math
 import time
+from typing import Any, Dict
 
 import tornado.ioloop
 
 from katcp.core import ProtocolFlags, until_any
 from katcp.resource_client import KATCPClientResource
+from katcp.wire.text import readable
 
 log = logging.getLogger("katcp.web")
 
@@ -44,21 +47,15 @@ def json_value(value):
         return value
     if isinstance(value, (int, float)):
         return value if math.isfinite(value) else str(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
     if isinstance(value, tuple) and len(value) == 2:  # address sensors: (host, port)
         return "%s:%s" % value
-    return str(value)
-
-
-def _text(arg):
-    return arg.decode("utf-8", "replace")
+    return readable(value)
 
 
 def message_dict(msg):
     """A reply or inform as the page shows it: name, type symbol and unescaped arguments."""
-    return {"name": msg.name, "mtype": _text(msg.TYPE_SYMBOLS[msg.mtype]),
-            "arguments": [_text(arg) for arg in msg.arguments]}
+    return {"name": msg.name, "mtype": readable(msg.TYPE_SYMBOLS[msg.mtype]),
+            "arguments": [readable(arg) for arg in msg.arguments]}
 
 
 class DeviceMonitor:
@@ -93,14 +90,16 @@ class DeviceMonitor:
             name="device", address=self.address, controlled=True))
         self._subscribers = set()
         self._listened = set()
-        self._histories = {}
-        self._pending = {}
+        self._histories: Dict[str, Any] = collections.defaultdict(
+            functools.partial(collections.deque, maxlen=history))
+        self._pending: Dict[str, list] = {}
         self._flush_handle = None
-        self._identity = {"versions": [], "protocol": None, "flags": []}
-        self._connection = {"state": "disconnected", "since": time.time(), "connects": 0,
-                            "reconnects": 0, "address": "%s:%d" % self.address}
+        self._identity: Dict[str, Any] = {"versions": [], "protocol": None, "flags": []}
+        self._connection: Dict[str, Any] = {
+            "state": "disconnected", "since": time.time(), "connects": 0, "reconnects": 0,
+            "address": "%s:%d" % self.address}
         self._last_update = None
-        self._loop = None
+        self._loop: Any = None
         self._stopped = False
 
     # -- life cycle ---------------------------------------------------------------------
@@ -112,7 +111,7 @@ class DeviceMonitor:
         self.resource.start()
         # Kept by the resource for sensors not seen yet and across reconnects.
         wished = self.resource.set_sampling_strategies("", self.strategy)
-        self._loop.add_future(wished, lambda future: future.result())  # logs a failure
+        wished.add_done_callback(lambda future: future.result())  # the loop logs a failure
         self._loop.add_callback(self._follow_state)
 
     def stop(self):
@@ -209,7 +208,7 @@ class DeviceMonitor:
         self._broadcast(self.snapshot())
 
     async def _read_identity(self):
-        identity = {"versions": [], "protocol": None, "flags": []}
+        identity: Dict[str, Any] = {"versions": [], "protocol": None, "flags": []}
         version_list = dict.get(self.resource.req, "version_list")
         if version_list is None:
             return identity
@@ -219,7 +218,7 @@ class DeviceMonitor:
             log.warning("?version-list failed: %s", exc)
             return identity
         for inform in reply.informs:
-            fields = [_text(arg) for arg in inform.arguments]
+            fields = [readable(arg) for arg in inform.arguments]
             if fields:
                 identity["versions"].append(fields)
             if len(fields) >= 2 and fields[0] == "katcp-protocol":
@@ -237,10 +236,7 @@ class DeviceMonitor:
         self._pending.setdefault(name, []).append(entry)
         if sensor.type in NUMERIC_TYPES and isinstance(value, (int, float)) \
                 and not isinstance(value, bool):
-            history = self._histories.get(name)
-            if history is None:
-                history = self._histories[name] = collections.deque(maxlen=self.history)
-            history.append([reading.timestamp, value])
+            self._histories[name].append([reading.timestamp, value])
         self._last_update = reading.received_timestamp
         if self._flush_handle is None and not self._stopped:
             self._flush_handle = self._loop.call_later(self.flush_interval, self._flush)
