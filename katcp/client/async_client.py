@@ -75,8 +75,7 @@ class AsyncClient(DeviceClient):
             return
         requests = self._requests
         if msg_id in requests.by_id:
-            raise RuntimeError("Message id %r already in use by a request in flight"
-                               % (msg_id,))
+            raise RuntimeError("Message id %r already in use by a request in flight" % (msg_id,))
         if (getattr(self.send_request, "__func__", None) is _SEND_REQUEST
                 and getattr(self.send_message, "__func__", None) is _SEND_MESSAGE):
             # Neither is overridden (by a subclass or on the instance): sent before
@@ -102,10 +101,8 @@ class AsyncClient(DeviceClient):
         self._deliver_reply(pending, Message.reply(msg.name, "fail", reason, mid=msg.mid))
 
     def _connection_closed(self) -> None:
-        if self._stopping:
-            reason = "Client stopped before reply was received"
-        else:
-            reason = "Connection closed before reply was received"
+        reason = "%s before reply was received" % (
+            "Client stopped" if self._stopping else "Connection closed")
         for pending in self._requests.drain():
             msg = pending.msg
             self._deliver_reply(pending, Message.reply(msg.name, "fail", reason, mid=msg.mid))
@@ -208,8 +205,7 @@ class AsyncClient(DeviceClient):
         wait = None if timeout is None else timeout + 1
         # One crossing, and the request resolves `result` itself. Nothing between
         # waking the loop and blocking: the loop thread needs the GIL.
-        post_to_loop(self.ioloop, self._blocking_request_on_loop, msg, timeout, use_mid,
-                     result)
+        post_to_loop(self.ioloop, self._blocking_request_on_loop, msg, timeout, use_mid, result)
         try:
             return result.result(wait)
         except concurrent.futures.TimeoutError:

@@ -67,11 +67,10 @@ class StateFlag:
         self._async = AsyncEvent()
 
     @property
-    def ioloop(self) -> Optional[tornado.ioloop.IOLoop]:
-        """The loop on which waiters made outside any running loop are created."""
+    def _ioloop(self) -> Optional[tornado.ioloop.IOLoop]:
+        """The loop on which waiters made outside any running loop are created (the name
+        katcp 0.9's AsyncEvent flags had)."""
         return self._async._ioloop
-
-    _ioloop = ioloop  # the name katcp 0.9's AsyncEvent flags had
 
     def bind(self, ioloop: tornado.ioloop.IOLoop) -> None:
         """Create future waiters on `ioloop` when no loop is running in the caller."""
@@ -197,10 +196,9 @@ class ClientLifecycle:
         """
         self._require_started()
         if not on_thread(self.ioloop_thread_id):
-            raise AssertionError(
-                "%s called from a thread other than its ioloop's; call "
-                "enable_thread_safety() before start() to use it from other threads"
-                % type(self).__name__)
+            raise AssertionError("%s called from a thread other than its ioloop's; call "
+                                 "enable_thread_safety() before start() to use it from other "
+                                 "threads" % type(self).__name__)
 
     # -- start and stop --------------------------------------------------------------
 
@@ -307,7 +305,8 @@ class ClientLifecycle:
             return
         self._wakeup = wakeup = self._loop.create_future()
         backoff = reconnect_backoff(self.auto_reconnect_delay)
-        attempt = self._begin_connect()
+        # A task, which stop() cancels.
+        attempt = self._connect_future = asyncio.ensure_future(self._connect())
         # Running once the first attempt is under way: its first step (the connect()
         # call) is scheduled before whatever the running flag wakes, so code resumed by
         # until_running() comes after that attempt, never racing it.
@@ -337,17 +336,12 @@ class ClientLifecycle:
                 backoff.failed()
                 if self._stopping:
                     break
-                attempt = self._begin_connect()
+                attempt = self._connect_future = asyncio.ensure_future(self._connect())
         except Exception:
             self._logger.exception("Client main coroutine failed")
         finally:
             self._running.clear()
             self._stopped.set()
-
-    def _begin_connect(self):
-        """Run :meth:`_connect` as a task (which stop() cancels) and return the task."""
-        self._connect_future = asyncio.ensure_future(self._connect())
-        return self._connect_future
 
     async def _connect(self):
         """One connection attempt: the new connection's protocol, or None."""
@@ -362,8 +356,7 @@ class ClientLifecycle:
         except OSError as exc:
             # The text, not the exception: a log record kept by a handler would keep
             # its traceback's frames, and through them this client, alive.
-            self._logger.warning("Failed to connect to %s: %s", self.bind_address_string,
-                                 str(exc))
+            self._logger.warning("Failed to connect to %s: %s", self.bind_address_string, str(exc))
             return None
         if self._stopping:
             protocol.close()
@@ -371,11 +364,10 @@ class ClientLifecycle:
         return protocol
 
     def _new_protocol(self) -> ClientProtocol:
-        return ClientProtocol(
-            self._loop, self.handle_message, self._connection_made, self._connection_lost,
-            self._logger, max_msg_size=self.MAX_MSG_SIZE,
-            max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE,
-            max_loop_latency=self.MAX_LOOP_LATENCY)
+        return ClientProtocol(self._loop, self.handle_message, self._connection_made,
+                              self._connection_lost, self._logger, max_msg_size=self.MAX_MSG_SIZE,
+                              max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE,
+                              max_loop_latency=self.MAX_LOOP_LATENCY)
 
     async def connect_transport(
             self, protocol_factory: Callable[[], ClientProtocol]) -> Tuple[Any, ClientProtocol]:

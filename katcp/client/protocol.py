@@ -84,12 +84,8 @@ class ClientProtocol(SharedBufferProtocol):
         self._made(self)
 
     def pause_writing(self) -> None:
-        transport = self.transport
-        if transport is not None:
-            self._logger.error(
-                "More than MAX_WRITE_BUFFER_SIZE (%d bytes) unsent; closing connection",
-                self._max_write_buffer_size)
-            transport.abort()
+        self._abort("More than MAX_WRITE_BUFFER_SIZE (%d bytes) unsent",
+                    self._max_write_buffer_size)
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self.transport = None
@@ -129,7 +125,7 @@ class ClientProtocol(SharedBufferProtocol):
         finally:
             writes.release()
         if framer.overflow:
-            self._too_big()
+            self._abort("Message from server exceeds MAX_MSG_SIZE (%d bytes)", self._max_msg_size)
         elif (many and self.transport is not None
               and time.monotonic() - started > self._max_loop_latency):
             # Give other loop work a turn before reading more pipelined data.
@@ -144,11 +140,10 @@ class ClientProtocol(SharedBufferProtocol):
         if self.transport is not None:
             self.transport.resume_reading()
 
-    def _too_big(self) -> None:
+    def _abort(self, problem: str, limit: int) -> None:
+        """Log `problem` (a limit exceeded) and drop the connection without sending more."""
         if self.transport is not None:
-            self._logger.error(
-                "Message from server exceeds MAX_MSG_SIZE (%d bytes); closing connection",
-                self._max_msg_size)
+            self._logger.error(problem + "; closing connection", limit)
             self.transport.abort()
 
     @property

@@ -176,8 +176,7 @@ def main(argv=None):
     """Entry point of ``katcp-shell``."""
     parser = argparse.ArgumentParser(
         prog="katcp-shell", description="Interactive prompt connected to a KATCP device.")
-    parser.add_argument("address", nargs="?", default=None,
-                        help="HOST:PORT (default: $KATCP_SERVER)")
+    parser.add_argument("address", nargs="?", help="HOST:PORT (default: $KATCP_SERVER)")
     parser.add_argument("--timeout", type=float, default=5.0,
                         help="seconds to wait for a reply (default: %(default)s)")
     opts = parser.parse_args(argv)

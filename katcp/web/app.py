@@ -130,29 +130,29 @@ class PageSocket(_Guarded, tornado.websocket.WebSocketHandler):
         except (ValueError, KeyError, TypeError):
             self.close(1003, "not a katcp-web message")
             return
+        answer = await self._answer_to(kind, message)
+        answer["id"] = ident
+        self._answer(answer)
+
+    async def _answer_to(self, kind, message):
+        """What a page's message gets back (without its id)."""
         if kind != "request":
-            self._answer({"type": "error", "id": ident, "error": "unknown message"})
-            return
+            return {"type": "error", "error": "unknown message"}
         if not self.settings["katcp_control"]:
             log.warning("refused a request from a page: katcp-web runs without --control")
-            self._answer({"type": "refused", "id": ident,
-                          "reason": "read-only: katcp-web was started without --control"})
-            return
+            return {"type": "refused",
+                    "reason": "read-only: katcp-web was started without --control"}
         name, arguments = message.get("name"), message.get("arguments", [])
         if not isinstance(name, str) or not isinstance(arguments, list) or \
                 not all(isinstance(arg, str) for arg in arguments):
-            self._answer({"type": "error", "id": ident, "error": "malformed request"})
-            return
+            return {"type": "error", "error": "malformed request"}
         try:
             result = await self._monitor.send_request(name, arguments)
         except RequestRefused as exc:
-            self._answer({"type": "error", "id": ident, "error": str(exc)})
+            return {"type": "error", "error": str(exc)}
         except Exception as exc:  # timeouts, lost connection: the page shows why
-            self._answer({"type": "error", "id": ident,
-                          "error": "%s: %s" % (type(exc).__name__, exc)})
-        else:
-            result.update(type="reply", id=ident)
-            self._answer(result)
+            return {"type": "error", "error": "%s: %s" % (type(exc).__name__, exc)}
+        return dict(result, type="reply")
 
     def _answer(self, message):
         self._send(json.dumps(message))
@@ -174,15 +174,9 @@ def make_application(monitor, control=False, allowed_host_headers=None):
     -------
     application : tornado.web.Application
     """
+    routes = [(r"/", PageHandler), (r"/static/(.*)", StaticHandler, {"path": STATIC_DIR}),
+              (r"/ws", PageSocket)]
     return tornado.web.Application(
-        [
-            (r"/", PageHandler),
-            (r"/static/(.*)", StaticHandler, {"path": STATIC_DIR}),
-            (r"/ws", PageSocket),
-        ],
-        katcp_monitor=monitor,
-        katcp_control=bool(control),
-        katcp_allowed_hosts=allowed_host_headers,
-        websocket_max_message_size=MAX_PAGE_MESSAGE,
-        websocket_ping_interval=10,
-    )
+        routes, katcp_monitor=monitor, katcp_control=bool(control),
+        katcp_allowed_hosts=allowed_host_headers, websocket_max_message_size=MAX_PAGE_MESSAGE,
+        websocket_ping_interval=10)

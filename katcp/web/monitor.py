@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import math
+import operator
 import time
 from typing import Any, Dict
 
@@ -25,12 +26,13 @@ log = logging.getLogger("katcp.web")
 NUMERIC_TYPES = frozenset(["integer", "float"])
 """Sensor types whose recent values are kept for the page's sparklines."""
 
-FLAG_NAMES = [
-    (ProtocolFlags.MULTI_CLIENT, "multi-client"),
-    (ProtocolFlags.MESSAGE_IDS, "message ids"),
-    (ProtocolFlags.REQUEST_TIMEOUT_HINTS, "request timeout hints"),
-    (ProtocolFlags.BULK_SET_SENSOR_SAMPLING, "bulk sensor sampling"),
-]
+FLAG_NAMES = [(ProtocolFlags.MULTI_CLIENT, "multi-client"),
+              (ProtocolFlags.MESSAGE_IDS, "message ids"),
+              (ProtocolFlags.REQUEST_TIMEOUT_HINTS, "request timeout hints"),
+              (ProtocolFlags.BULK_SET_SENSOR_SAMPLING, "bulk sensor sampling")]
+
+
+_by_name = operator.itemgetter("name")
 
 
 class RequestRefused(Exception):
@@ -144,21 +146,15 @@ class DeviceMonitor:
     def snapshot(self):
         """Everything a new page needs: connection, identity, sensors and requests."""
         synced = self.resource.state == "synced"
-        sensors = []
-        requests = []
-        if synced:
-            for sensor in dict.values(self.resource.sensor):
-                reading = sensor.reading
-                sensors.append({
-                    "name": sensor.name, "type": sensor.type, "units": sensor.units,
-                    "description": sensor.description,
-                    "reading": self._reading_list(reading),
-                    "history": list(self._histories.get(sensor.name, ())),
-                })
-            for req in dict.values(self.resource.req):
-                requests.append({"name": req.name, "description": req.description})
-        sensors.sort(key=lambda s: s["name"])
-        requests.sort(key=lambda r: r["name"])
+        # The resource keeps the last sync's sensors and requests while it resyncs: not shown.
+        sensors = sorted(({"name": sensor.name, "type": sensor.type, "units": sensor.units,
+                           "description": sensor.description,
+                           "reading": self._reading_list(sensor.reading),
+                           "history": list(self._histories.get(sensor.name, ()))}
+                          for sensor in dict.values(self.resource.sensor) if synced),
+                         key=_by_name)
+        requests = sorted(({"name": req.name, "description": req.description}
+                           for req in dict.values(self.resource.req) if synced), key=_by_name)
         return {"type": "snapshot", "synced": synced, "connection": dict(self._connection),
                 "identity": self._identity, "last_update": self._last_update,
                 "sensors": sensors, "requests": requests}
