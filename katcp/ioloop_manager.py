@@ -137,10 +137,8 @@ class IOLoopManager:
 
         """
         if self._ioloop is None:
-            if self._ioloop_managed:
-                self._ioloop = tornado.ioloop.IOLoop(make_current=False)
-            else:
-                self._ioloop = tornado.ioloop.IOLoop.current()
+            self._ioloop = (tornado.ioloop.IOLoop(make_current=False) if self._ioloop_managed
+                            else tornado.ioloop.IOLoop.current())
         return self._ioloop
 
     def set_ioloop(self, ioloop: Optional[tornado.ioloop.IOLoop] = None,

@@ -57,13 +57,11 @@ def reconnect_backoff(delay_initial: float) -> ExponentialRandomBackoff:
                                     randomicity=0.5)
 
 
-class StateFlag:
-    """A state flag waitable from other threads (``wait``) and on the loop (``until_set``)."""
-
-    __slots__ = ("_event", "_async")
+class StateFlag(threading.Event):
+    """A :class:`threading.Event` that can also be awaited on the loop (``until_set``)."""
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        super().__init__()
         self._async = AsyncEvent()
 
     @property
@@ -76,21 +74,16 @@ class StateFlag:
         """Create future waiters on `ioloop` when no loop is running in the caller."""
         self._async._ioloop = ioloop
 
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    isSet = is_set  # katcp 0.9 code and tests use the threading.Event spelling
+    # katcp 0.9 code and tests use this spelling; threading.Event's own warns (deprecated).
+    isSet = threading.Event.is_set
 
     def set(self) -> None:
-        self._event.set()
+        super().set()
         self._async.set()
 
     def clear(self) -> None:
-        self._event.clear()
+        super().clear()
         self._async.clear()
-
-    def wait(self, timeout: Optional[float] = None) -> bool:
-        return self._event.wait(timeout)
 
     def until_set(self, timeout: Optional[float] = None) -> Any:
         return with_relative_timeout(timeout, self._async.until_set())

@@ -7,6 +7,7 @@ device sends by itself (sensor updates, logs) are shown as they arrive.
 
 import argparse
 import cmd
+import contextlib
 import os
 import queue
 import shlex
@@ -165,10 +166,8 @@ def _setup_readline():
     except ImportError:
         return None
     readline.set_completer_delims(" \t")
-    try:
+    with contextlib.suppress(OSError):  # no history yet
         readline.read_history_file(HISTORY_FILE)
-    except OSError:
-        pass
     return readline
 
 
@@ -202,10 +201,8 @@ def main(argv=None):
     finally:
         session.close()
         if readline is not None:
-            try:
+            with contextlib.suppress(OSError):
                 readline.write_history_file(HISTORY_FILE)
-            except OSError:
-                pass
     return 0
 
 

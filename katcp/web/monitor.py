@@ -228,8 +228,7 @@ class DeviceMonitor:
     def _on_reading(self, sensor, reading):
         name = sensor.name
         value = json_value(reading.value)
-        entry = [reading.timestamp, reading.status, value]
-        self._pending.setdefault(name, []).append(entry)
+        self._pending.setdefault(name, []).append([reading.timestamp, reading.status, value])
         if sensor.type in NUMERIC_TYPES and isinstance(value, (int, float)) \
                 and not isinstance(value, bool):
             self._histories[name].append([reading.timestamp, value])
