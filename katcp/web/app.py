@@ -175,8 +175,8 @@ def make_application(monitor, control=False, allowed_host_headers=None):
     -------
     application : tornado.web.Application
     """
-    routes: List[Any] = [(r"/", PageHandler), (r"/static/(.*)", StaticHandler, {"path": STATIC_DIR}),
-                         (r"/ws", PageSocket)]
+    routes: List[Any] = [(r"/", PageHandler), (r"/ws", PageSocket),
+                         (r"/static/(.*)", StaticHandler, {"path": STATIC_DIR})]
     return tornado.web.Application(
         routes, katcp_monitor=monitor, katcp_control=bool(control),
         katcp_allowed_hosts=allowed_host_headers, websocket_max_message_size=MAX_PAGE_MESSAGE,
