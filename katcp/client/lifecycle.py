@@ -43,8 +43,7 @@ def address_to_string(addr_tuple: Tuple[str, int]) -> str:
     address : str
 
     """
-    host, port = addr_tuple
-    return "%s:%s" % (host, port)
+    return "%s:%s" % tuple(addr_tuple)
 
 
 def reconnect_backoff(delay_initial: float) -> ExponentialRandomBackoff:

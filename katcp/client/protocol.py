@@ -102,9 +102,7 @@ class ClientProtocol(SharedBufferProtocol):
             started = time.monotonic()
         parse = self._parse
         handle_message = self._handle_message
-        logger = self._logger
-        writes = self._writes
-        writes.hold()
+        self._writes.hold()
         try:
             for line in lines:
                 if not line:
@@ -112,18 +110,18 @@ class ClientProtocol(SharedBufferProtocol):
                 try:
                     msg = parse(line)
                 except KatcpSyntaxError as exc:
-                    logger.error("Bad message from server: %s", exc)
+                    self._logger.error("Bad message from server: %s", exc)
                     continue
                 try:
                     result = handle_message(msg)
                 except Exception:
-                    logger.exception("Error handling message %s", msg)
+                    self._logger.exception("Error handling message %s", msg)
                     continue
                 if result is not None and is_awaitable(result):
                     tornado.gen.convert_yielded(result).add_done_callback(
                         self._log_handler_error)
         finally:
-            writes.release()
+            self._writes.release()
         if framer.overflow:
             self._abort("Message from server exceeds MAX_MSG_SIZE (%d bytes)", self._max_msg_size)
         elif (many and self.transport is not None
@@ -149,8 +147,7 @@ class ClientProtocol(SharedBufferProtocol):
     @property
     def socket(self) -> Any:
         """The connected socket (for its addresses), or None once closed."""
-        transport = self.transport
-        return None if transport is None else transport.get_extra_info("socket")
+        return None if self.transport is None else self.transport.get_extra_info("socket")
 
     def write(self, data: bytes) -> None:
         """Send bytes: at once, or with the others sent while a received chunk is handled.

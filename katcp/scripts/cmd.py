@@ -5,6 +5,7 @@ cannot be reached, goes away or does not reply in time.
 """
 
 import argparse
+import contextlib
 import sys
 import time
 
@@ -41,9 +42,10 @@ def _show(msg, line, raw, out, fmt=for_people):
     out.flush()
 
 
-def _await_reply(conn, request, raw, out, show_informs=()):
-    """Print the request's informs and reply (and informs named in `show_informs`); return
-    the reply."""
+def _request(conn, request, raw, out, show_informs=()):
+    """Send `request`, print its informs and reply (and informs named in `show_informs`);
+    return the reply."""
+    conn.send(request)
     while True:
         line, msg = conn.read_message()
         if msg is None or msg.mtype == Message.REQUEST:
@@ -69,39 +71,29 @@ def _format_status(msg):
 
 
 def run_request(address, request_args, timeout, raw, out=sys.stdout):
-    conn = LineConnection(address, timeout)
-    try:
-        request = Message.request(request_args[0], *request_args[1:])
-        conn.send(request)
-        reply = _await_reply(conn, request, raw, out)
-    finally:
-        conn.close()
+    with contextlib.closing(LineConnection(address, timeout)) as conn:
+        reply = _request(conn, Message.request(*request_args), raw, out)
     return EXIT_OK if reply.reply_ok() else EXIT_FAIL
 
 
 def run_watch(address, watch_args, timeout, raw, out=sys.stdout):
-    sensor = watch_args[0]
-    strategy = watch_args[1:] or ["event"]
-    conn = LineConnection(address, timeout)
-    try:
-        request = Message.request("sensor-sampling", sensor, *strategy)
-        conn.send(request)
-        reply = _await_reply(conn, request, raw, out, show_informs={"sensor-status"})
-        if not reply.reply_ok():
-            return EXIT_FAIL
-        conn.set_timeout(None)
-        while True:
-            line, msg = conn.read_message()
-            if msg is None or msg.mtype != Message.INFORM:
-                continue
-            if msg.name == "sensor-status":
-                _show(msg, line, raw, out, _format_status)
-            elif msg.name == "disconnect":
-                raise ConnectionFailed("server disconnected: %s" % for_people(msg))
-    except KeyboardInterrupt:
-        return EXIT_OK
-    finally:
-        conn.close()
+    request = Message.request("sensor-sampling", watch_args[0], *(watch_args[1:] or ["event"]))
+    with contextlib.closing(LineConnection(address, timeout)) as conn:
+        try:
+            reply = _request(conn, request, raw, out, show_informs={"sensor-status"})
+            if not reply.reply_ok():
+                return EXIT_FAIL
+            conn.set_timeout(None)
+            while True:
+                line, msg = conn.read_message()
+                if msg is None or msg.mtype != Message.INFORM:
+                    continue
+                if msg.name == "sensor-status":
+                    _show(msg, line, raw, out, _format_status)
+                elif msg.name == "disconnect":
+                    raise ConnectionFailed("server disconnected: %s" % for_people(msg))
+        except KeyboardInterrupt:
+            return EXIT_OK
 
 
 def main(argv=None):

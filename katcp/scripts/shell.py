@@ -98,8 +98,7 @@ class KatcpShell(cmd.Cmd):
 
     def __init__(self, session, stdin=None, stdout=None):
         super().__init__(stdin=stdin, stdout=stdout)
-        if stdin is not None:
-            self.use_rawinput = False
+        self.use_rawinput = stdin is None
         self.session = session
         self.request_names = []
         self.sensor_names = []
@@ -191,8 +190,7 @@ def main(argv=None):
     readline = _setup_readline() if interactive else None
     shell = KatcpShell(session, stdin=None if interactive else sys.stdin)
     if not interactive:
-        shell.intro = ""
-        shell.prompt = ""
+        shell.intro = shell.prompt = ""
     shell.refresh_names()
     try:
         shell.cmdloop()

@@ -259,10 +259,8 @@ class DeviceMonitor:
         RequestRefused
             If the device has no such request (or is not synced).
         """
-        for req in dict.values(self.resource.req):
-            if req.name == name:
-                break
-        else:
+        req = next((req for req in dict.values(self.resource.req) if req.name == name), None)
+        if req is None:
             raise RequestRefused("the device has no request %r" % name)
         timeout = req.timeout_hint or self.request_timeout
         reply = await req(*arguments, timeout=timeout)
