@@ -305,10 +305,7 @@ class ClientLifecycle:
         self._running.set()
         try:
             while True:
-                try:
-                    protocol = await attempt
-                finally:
-                    self._connect_future = None
+                protocol = await attempt
                 if protocol is not None:
                     connected_at = self._loop.time()
                     await protocol.closed
@@ -337,8 +334,6 @@ class ClientLifecycle:
 
     async def _connect(self):
         """One connection attempt: the new connection's protocol, or None."""
-        if self._stopping:
-            return None
         try:
             _transport, protocol = await self.connect_transport(self._new_protocol)
         except asyncio.CancelledError:

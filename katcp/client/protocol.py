@@ -64,7 +64,6 @@ class ClientProtocol(SharedBufferProtocol):
         self._made = made
         self._lost = lost
         self._logger = logger
-        self._max_msg_size = max_msg_size
         self._max_write_buffer_size = max_write_buffer_size
         self._max_loop_latency = max_loop_latency
         self._parse = MessageParser().parse
@@ -123,7 +122,7 @@ class ClientProtocol(SharedBufferProtocol):
         finally:
             self._writes.release()
         if framer.overflow:
-            self._abort("Message from server exceeds MAX_MSG_SIZE (%d bytes)", self._max_msg_size)
+            self._abort("Message from server exceeds MAX_MSG_SIZE (%d bytes)", framer.max_line)
         elif (many and self.transport is not None
               and time.monotonic() - started > self._max_loop_latency):
             # Give other loop work a turn before reading more pipelined data.

@@ -38,7 +38,6 @@ class ExampleServer(DeviceServer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._stop_updates = threading.Event()
-        self._updater = None
 
     def setup_sensors(self):
         """Set up the sensors of the example device."""
@@ -58,9 +57,8 @@ class ExampleServer(DeviceServer):
     def start(self, *args, **kwargs):
         super().start(*args, **kwargs)
         self._stop_updates.clear()
-        self._updater = threading.Thread(
-            target=self._update_sensors, name="example-sensor-updater", daemon=True)
-        self._updater.start()
+        threading.Thread(target=self._update_sensors, name="example-sensor-updater",
+                         daemon=True).start()
 
     def stop(self, *args, **kwargs):
         self._stop_updates.set()
