@@ -102,9 +102,7 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
 
     def _connection_made(self, protocol: ClientProtocol) -> None:
         if not self._protocol_preset:
-            self.protocol_flags = None
-            self._server_supports_ids = False
-            self._received_protocol_info.clear()
+            self._set_protocol(None)
         super()._connection_made(protocol)
 
     def _connection_lost(self) -> None:
@@ -130,10 +128,14 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         self._protocol_preset = True
         self._set_protocol(protocol_flags)
 
-    def _set_protocol(self, protocol_flags):
+    def _set_protocol(self, protocol_flags: Optional[ProtocolFlags]) -> None:
+        """Take `protocol_flags` as the server's (None: not known, wait_protocol() waits)."""
         self.protocol_flags = protocol_flags
-        self._server_supports_ids = bool(protocol_flags.message_ids)
-        self._received_protocol_info.set()
+        self._server_supports_ids = protocol_flags is not None and bool(protocol_flags.message_ids)
+        if protocol_flags is None:
+            self._received_protocol_info.clear()
+        else:
+            self._received_protocol_info.set()
 
     def _set_protocol_from_inform(self, protocol_flags, msg):
         current = self.protocol_flags
@@ -155,9 +157,7 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
                 "KATCP %s. Disconnecting and not reconnecting; use "
                 "preset_protocol_flags() to talk to this server.", str(msg), current)
             self._auto_reconnect = False
-            self.protocol_flags = None
-            self._server_supports_ids = False
-            self._received_protocol_info.clear()
+            self._set_protocol(None)
             self._disconnect()
 
     def convert_seconds(self, time_seconds: float) -> float:

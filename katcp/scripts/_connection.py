@@ -65,8 +65,7 @@ def split_address_argument(args, environ=os.environ):
         address = parse_address(args[0])
         if address is not None:
             return address, list(args[1:])
-    address = parse_address(environ.get(DEFAULT_ENV_VAR, ""))
-    return address, list(args)
+    return parse_address(environ.get(DEFAULT_ENV_VAR, "")), list(args)
 
 
 class LineConnection:

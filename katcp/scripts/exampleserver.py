@@ -128,8 +128,7 @@ def main(argv=None):
 
     server = ExampleServer(args.host, args.port)
     server.start(timeout=5.0)
-    host, port = server.bind_address
-    print("katcp example server listening on %s:%d" % (host, port), flush=True)
+    print("katcp example server listening on %s:%d" % tuple(server.bind_address), flush=True)
     signal.signal(signal.SIGTERM, lambda signum, frame: server.stop())
     try:
         while server.running():

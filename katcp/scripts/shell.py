@@ -37,9 +37,7 @@ class DeviceSession:
         self._pending_name = None
         self._responses: "queue.Queue[Optional[Message]]" = queue.Queue()
         self.closed = threading.Event()
-        self._reader = threading.Thread(target=self._read_loop, name="katcp-shell-reader",
-                                        daemon=True)
-        self._reader.start()
+        threading.Thread(target=self._read_loop, name="katcp-shell-reader", daemon=True).start()
 
     def _read_loop(self):
         try:

@@ -55,9 +55,8 @@ def is_loopback(host):
 
 def allowed_hosts(listen_host, port):
     """``Host`` header values accepted when listening on a loopback address, else None."""
-    if not is_loopback(listen_host):
-        return None
-    return {"%s:%d" % (name, port) for name in LOOPBACK_NAMES}
+    loopback = is_loopback(listen_host)
+    return {"%s:%d" % (name, port) for name in LOOPBACK_NAMES} if loopback else None
 
 
 class _Guarded(tornado.web.RequestHandler):
