@@ -55,6 +55,11 @@ class AsyncClient(DeviceClient):
         if not pending.on_reply(reply):
             super().handle_reply(reply)
 
+    def _fail(self, pending, reason):
+        """Answer `pending` with a fail reply of the client's own making."""
+        msg = pending.msg
+        self._deliver_reply(pending, Message.reply(msg.name, "fail", reason, mid=msg.mid))
+
     def _start_request(self, msg, pending, timeout, use_mid):
         """Register and send a request on the loop; failures resolve it with a fail reply."""
         assert msg.mtype == _REQUEST
@@ -63,8 +68,7 @@ class AsyncClient(DeviceClient):
         msg_id = self._assign_mid(msg, use_mid)
         mid = msg.mid
         if self._protocol is None:
-            self._deliver_reply(pending, Message.reply(msg.name, "fail", "Client not connected",
-                                                       mid=mid))
+            self._fail(pending, "Client not connected")
             return
         if mid is not None and not self._server_supports_ids:
             # The reference client answers with a '?'-typed message here; kept so
@@ -94,17 +98,14 @@ class AsyncClient(DeviceClient):
         pending = self._requests.by_id.pop(msg_id, None)
         if pending is None:  # answered meanwhile
             return
-        msg = pending.msg
-        reason = "Request %s timed out after %f seconds." % (
-            msg.name, self._loop.time() - start_time)
-        self._deliver_reply(pending, Message.reply(msg.name, "fail", reason, mid=msg.mid))
+        self._fail(pending, "Request %s timed out after %f seconds." % (
+            pending.msg.name, self._loop.time() - start_time))
 
     def _connection_closed(self) -> None:
         reason = "%s before reply was received" % (
             "Client stopped" if self._stopping else "Connection closed")
         for pending in self._requests.drain():
-            msg = pending.msg
-            self._deliver_reply(pending, Message.reply(msg.name, "fail", reason, mid=msg.mid))
+            self._fail(pending, reason)
 
     # -- request API -----------------------------------------------------------------
 

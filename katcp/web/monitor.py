@@ -191,8 +191,7 @@ class DeviceMonitor:
         if connection["state"] == "disconnected":
             connection["connects"] += 1
             connection["reconnects"] = max(0, connection["connects"] - 1)
-        connection["state"] = state
-        connection["since"] = time.time()
+        connection.update(state=state, since=time.time())
         self._broadcast({"type": "connection", "connection": dict(connection)})
 
     async def _synced(self):
