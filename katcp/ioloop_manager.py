@@ -137,10 +137,8 @@ class IOLoopManager:
 
         """
         if self._ioloop is None:
-            if self._ioloop_managed:
-                self._ioloop = tornado.ioloop.IOLoop(make_current=False)
-            else:
-                self._ioloop = tornado.ioloop.IOLoop.current()
+            self._ioloop = (tornado.ioloop.IOLoop(make_current=False) if self._ioloop_managed
+                            else tornado.ioloop.IOLoop.current())
         return self._ioloop
 
     def set_ioloop(self, ioloop: Optional[tornado.ioloop.IOLoop] = None,
@@ -181,17 +179,11 @@ class IOLoopManager:
             raise RuntimeError("IOLoop already started")
         ioloop = self.get_ioloop()
         if self._ioloop_managed:
-            self._ioloop_thread = threading.Thread(
-                target=self._run_managed_ioloop,
-                args=(ioloop,),
-                name="katcp-ioloop",
-                daemon=self._daemonic,
-            )
+            self._ioloop_thread = threading.Thread(target=self._run_managed_ioloop, args=(ioloop,),
+                                                   name="katcp-ioloop", daemon=self._daemonic)
             self._ioloop_thread.start()
         ioloop.add_callback(self._now_running)
-        if timeout:
-            return self.wait_running(timeout)
-        return None
+        return self.wait_running(timeout) if timeout else None
 
     def wait_running(self, timeout: Optional[float] = None) -> bool:
         """Wait until the loop runs (after :meth:`start`).
@@ -354,10 +346,8 @@ class IOLoopThreadWrapper:
         if not asyncio.isfuture(result) or not result.done():
             if inspect.iscoroutine(result):
                 result.close()
-            raise RuntimeError(
-                "Cannot block on %r from its own ioloop thread: the loop would "
-                "deadlock; yield the future instead" % (fn,)
-            )
+            raise RuntimeError("Cannot block on %r from its own ioloop thread: the loop would "
+                               "deadlock; yield the future instead" % (fn,))
         return result.result()
 
     def decorate_callable(self, callable_: Callable[..., Any]) -> Callable[..., Any]:

@@ -974,18 +974,21 @@ def test_enable_thread_safety_wraps_marked_methods(server, make_client):
 
 
 def test_reconnect_backoff_is_randomised_exponential_and_bounded():
-    from katcp.client import _Backoff
+    from katcp.client.lifecycle import RECONNECT_DELAY, RECONNECT_DELAY_MAX, reconnect_backoff
 
-    backoff = _Backoff()
-    delays = [backoff.next_delay() for _ in range(40)]
+    backoff = reconnect_backoff(RECONNECT_DELAY)
+    delays = []
+    for _ in range(40):
+        delays.append(backoff.delay)
+        backoff.failed()
     for attempt, delay in enumerate(delays[:6]):
-        nominal = _Backoff.INITIAL * 2 ** attempt
+        nominal = RECONNECT_DELAY * 2 ** attempt
         assert nominal / 2 <= delay <= nominal
-    assert max(delays) <= _Backoff.MAXIMUM
-    assert min(delays[-10:]) >= _Backoff.MAXIMUM / 2
+    assert max(delays) <= RECONNECT_DELAY_MAX
+    assert min(delays[-10:]) >= RECONNECT_DELAY_MAX / 2
     assert len(set(delays)) == len(delays)
-    backoff.reset()
-    assert backoff.next_delay() <= _Backoff.INITIAL
+    backoff.success()
+    assert backoff.delay <= RECONNECT_DELAY
 
 
 def test_coroutine_handlers_run_on_the_loop(server, make_client):

@@ -489,7 +489,7 @@ def test_state_flags_use_the_09_event_api_on_the_client_loop(adder, clients):
     for flag in (client._running, client._connected, client._disconnected,
                  client._received_protocol_info, client._stopped,
                  client._waiting_to_retry):
-        assert flag.ioloop is client.ioloop
+        assert flag._ioloop is client.ioloop
     # A waiter made from this (loop-less) thread belongs to the client's loop.
     waiter = client.until_connected()
     assert waiter.get_loop() is client.ioloop.asyncio_loop

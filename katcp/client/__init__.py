@@ -18,21 +18,12 @@ The package, one concern per module:
 from katcp._export import keep_home
 from katcp.client.async_client import AsyncClient
 from katcp.client.device import DeviceClient
-from katcp.client.lifecycle import Backoff as _Backoff
 from katcp.client.lifecycle import address_to_string
 from katcp.client.threaded import BlockingClient, CallbackClient, request_check
 from katcp.client.threadsafe import make_threadsafe, make_threadsafe_blocking
 
-__all__ = [
-    "AsyncClient",
-    "BlockingClient",
-    "CallbackClient",
-    "DeviceClient",
-    "address_to_string",
-    "make_threadsafe",
-    "make_threadsafe_blocking",
-    "request_check",
-]
+__all__ = ["AsyncClient", "BlockingClient", "CallbackClient", "DeviceClient", "address_to_string",
+           "make_threadsafe", "make_threadsafe_blocking", "request_check"]
 
 keep_home("katcp.client", AsyncClient, BlockingClient, CallbackClient, DeviceClient,
           address_to_string, make_threadsafe, make_threadsafe_blocking, request_check)

@@ -38,9 +38,8 @@ class AsyncClient(DeviceClient):
 
     """
 
-    def __init__(self, host: str, port: int, tb_limit: int = 20,
-                 timeout: Optional[float] = 5.0, logger: logging.Logger = log,
-                 auto_reconnect: bool = True) -> None:
+    def __init__(self, host: str, port: int, tb_limit: int = 20, timeout: Optional[float] = 5.0,
+                 logger: logging.Logger = log, auto_reconnect: bool = True) -> None:
         super().__init__(host, port, tb_limit=tb_limit, logger=logger,
                          auto_reconnect=auto_reconnect)
         self._request_timeout = timeout
@@ -56,14 +55,20 @@ class AsyncClient(DeviceClient):
         if not pending.on_reply(reply):
             super().handle_reply(reply)
 
+    def _fail(self, pending, reason):
+        """Answer `pending` with a fail reply of the client's own making."""
+        msg = pending.msg
+        self._deliver_reply(pending, Message.reply(msg.name, "fail", reason, mid=msg.mid))
+
     def _start_request(self, msg, pending, timeout, use_mid):
         """Register and send a request on the loop; failures resolve it with a fail reply."""
         assert msg.mtype == _REQUEST
+        if timeout is None:
+            timeout = self._request_timeout
         msg_id = self._assign_mid(msg, use_mid)
         mid = msg.mid
         if self._protocol is None:
-            self._deliver_reply(pending, Message.reply(msg.name, "fail", "Client not connected",
-                                                       mid=mid))
+            self._fail(pending, "Client not connected")
             return
         if mid is not None and not self._server_supports_ids:
             # The reference client answers with a '?'-typed message here; kept so
@@ -73,8 +78,7 @@ class AsyncClient(DeviceClient):
             return
         requests = self._requests
         if msg_id in requests.by_id:
-            raise RuntimeError("Message id %r already in use by a request in flight"
-                               % (msg_id,))
+            raise RuntimeError("Message id %r already in use by a request in flight" % (msg_id,))
         if (getattr(self.send_request, "__func__", None) is _SEND_REQUEST
                 and getattr(self.send_message, "__func__", None) is _SEND_MESSAGE):
             # Neither is overridden (by a subclass or on the instance): sent before
@@ -94,19 +98,14 @@ class AsyncClient(DeviceClient):
         pending = self._requests.by_id.pop(msg_id, None)
         if pending is None:  # answered meanwhile
             return
-        msg = pending.msg
-        reason = "Request %s timed out after %f seconds." % (
-            msg.name, self._loop.time() - start_time)
-        self._deliver_reply(pending, Message.reply(msg.name, "fail", reason, mid=msg.mid))
+        self._fail(pending, "Request %s timed out after %f seconds." % (
+            pending.msg.name, self._loop.time() - start_time))
 
     def _connection_closed(self) -> None:
-        if self._stopping:
-            reason = "Client stopped before reply was received"
-        else:
-            reason = "Connection closed before reply was received"
+        reason = "%s before reply was received" % (
+            "Client stopped" if self._stopping else "Connection closed")
         for pending in self._requests.drain():
-            msg = pending.msg
-            self._deliver_reply(pending, Message.reply(msg.name, "fail", reason, mid=msg.mid))
+            self._fail(pending, reason)
 
     # -- request API -----------------------------------------------------------------
 
@@ -134,8 +133,6 @@ class AsyncClient(DeviceClient):
 
         """
         self._check_loop_thread()
-        if timeout is None:
-            timeout = self._request_timeout
         future = self._loop.create_future()
         try:
             self._start_request(msg, FutureRequest(msg, future), timeout, use_mid)
@@ -174,8 +171,6 @@ class AsyncClient(DeviceClient):
 
         """
         self._check_loop_thread()
-        if timeout is None:
-            timeout = self._request_timeout
         pending = CallbackRequest(msg, reply_cb, inform_cb, user_data, self._logger)
         self._start_request(msg, pending, timeout, use_mid)
 
@@ -202,8 +197,7 @@ class AsyncClient(DeviceClient):
                                "ioloop thread; use future_request() instead")
         if timeout is None:
             timeout = self._request_timeout
-        if self._loop is None:
-            raise KatcpClientError("Client not started")
+        self._require_started()
         result: "concurrent.futures.Future[Tuple[Message, List[Message]]]" = (
             concurrent.futures.Future())
         # The loop answers with a timeout reply after `timeout`; the extra second
@@ -211,8 +205,7 @@ class AsyncClient(DeviceClient):
         wait = None if timeout is None else timeout + 1
         # One crossing, and the request resolves `result` itself. Nothing between
         # waking the loop and blocking: the loop thread needs the GIL.
-        post_to_loop(self.ioloop, self._blocking_request_on_loop, msg, timeout, use_mid,
-                     result)
+        post_to_loop(self.ioloop, self._blocking_request_on_loop, msg, timeout, use_mid, result)
         try:
             return result.result(wait)
         except concurrent.futures.TimeoutError:

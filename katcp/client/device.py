@@ -8,18 +8,14 @@ from typing import Any, Callable, Dict, Optional
 from katcp.client.lifecycle import ClientLifecycle, log
 from katcp.client.protocol import ClientProtocol
 from katcp.client.threadsafe import wrap_threadsafe_methods
-from katcp.core import (
-    FLOAT_TS_KATCP_MAJOR,
-    SEC_TS_KATCP_MAJOR,
-    VERSION_CONNECT_KATCP_MAJOR,
-    DeviceMetaclass,
-    KatcpVersionError,
-    Message,
-    ProtocolFlags,
-    _seconds_to_ms,
-    _whole_ms,
-)
 from katcp.loop.crossing import on_thread
+from katcp.wire.errors import KatcpVersionError
+from katcp.wire.flags import (FLOAT_TS_KATCP_MAJOR, SEC_TS_KATCP_MAJOR,
+                              VERSION_CONNECT_KATCP_MAJOR, ProtocolFlags)
+from katcp.wire.handlers import DeviceMetaclass
+from katcp.wire.message import Message
+from katcp.wire.text import readable
+from katcp.wire.types import seconds_to_ms, whole_ms
 
 
 _REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
@@ -106,9 +102,7 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
 
     def _connection_made(self, protocol: ClientProtocol) -> None:
         if not self._protocol_preset:
-            self.protocol_flags = None
-            self._server_supports_ids = False
-            self._received_protocol_info.clear()
+            self._set_protocol(None)
         super()._connection_made(protocol)
 
     def _connection_lost(self) -> None:
@@ -134,10 +128,14 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         self._protocol_preset = True
         self._set_protocol(protocol_flags)
 
-    def _set_protocol(self, protocol_flags):
+    def _set_protocol(self, protocol_flags: Optional[ProtocolFlags]) -> None:
+        """Take `protocol_flags` as the server's (None: not known, wait_protocol() waits)."""
         self.protocol_flags = protocol_flags
-        self._server_supports_ids = bool(protocol_flags.message_ids)
-        self._received_protocol_info.set()
+        self._server_supports_ids = protocol_flags is not None and bool(protocol_flags.message_ids)
+        if protocol_flags is None:
+            self._received_protocol_info.clear()
+        else:
+            self._received_protocol_info.set()
 
     def _set_protocol_from_inform(self, protocol_flags, msg):
         current = self.protocol_flags
@@ -159,9 +157,7 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
                 "KATCP %s. Disconnecting and not reconnecting; use "
                 "preset_protocol_flags() to talk to this server.", str(msg), current)
             self._auto_reconnect = False
-            self.protocol_flags = None
-            self._server_supports_ids = False
-            self._received_protocol_info.clear()
+            self._set_protocol(None)
             self._disconnect()
 
     def convert_seconds(self, time_seconds: float) -> float:
@@ -186,28 +182,29 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         if flags is None or flags.major is None or flags.major >= SEC_TS_KATCP_MAJOR:
             return time_seconds
         if flags.major < FLOAT_TS_KATCP_MAJOR:
-            return _whole_ms(time_seconds)
-        return _seconds_to_ms(time_seconds)
+            return whole_ms(time_seconds)
+        return seconds_to_ms(time_seconds)
 
     def inform_version_connect(self, msg: Message) -> None:
         """Process a #version-connect message."""
         if len(msg.arguments) < 2:
             return
-        name, *values = [_decode(arg) for arg in msg.arguments]
+        name, *values = [readable(arg) for arg in msg.arguments]
         self.versions[name] = tuple(values)
         if name == "katcp-protocol":
             self._set_protocol_from_inform(ProtocolFlags.parse_version(values[0]), msg)
 
     def inform_version(self, msg: Message) -> None:
         """Handle katcp v4 and below version inform."""
-        if msg.arguments:
-            self.versions["katcp-device-version"] = (_decode(msg.arguments[0]),)
-        self._set_protocol_from_inform(ProtocolFlags(4, 0, set()), msg)
+        self._v4_version_inform("katcp-device-version", msg)
 
     def inform_build_state(self, msg: Message) -> None:
         """Handle katcp v4 and below build-state inform."""
+        self._v4_version_inform("katcp-device-build-state", msg)
+
+    def _v4_version_inform(self, name: str, msg: Message) -> None:
         if msg.arguments:
-            self.versions["katcp-device-build-state"] = (_decode(msg.arguments[0]),)
+            self.versions[name] = (readable(msg.arguments[0]),)
         self._set_protocol_from_inform(ProtocolFlags(4, 0, set()), msg)
 
     # -- sending ---------------------------------------------------------------------
@@ -370,6 +367,3 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         """Fallback for a request message without a handler (override it); logs it."""
         self._logger.debug("Unhandled request %s", msg)
 
-
-def _decode(arg):
-    return arg.decode("utf-8", errors="replace") if isinstance(arg, bytes) else str(arg)

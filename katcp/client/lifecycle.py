@@ -8,7 +8,6 @@ exponential backoff, until the client is stopped.
 import asyncio
 import concurrent.futures
 import logging
-import random
 import threading
 from typing import Any, Callable, Optional, Tuple
 
@@ -17,10 +16,18 @@ import tornado.ioloop
 from katcp.client.protocol import ClientProtocol
 from katcp.core import AsyncEvent, KatcpClientError, Message
 from katcp.ioloop_manager import IOLoopManager, with_relative_timeout
+from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.loop.crossing import call_on_loop, on_thread, post_to_loop
 
 
 log = logging.getLogger("katcp.client")
+
+RECONNECT_DELAY = 0.05
+"""Default seconds before the first reconnection attempt (``auto_reconnect_delay``)."""
+RECONNECT_DELAY_MAX = 5.0
+"""Upper bound of the (doubling, randomised) delay between reconnection attempts."""
+STABLE_CONNECTION = 1.0
+"""Seconds a connection must last for the next reconnection to start the backoff over."""
 
 
 def address_to_string(addr_tuple: Tuple[str, int]) -> str:
@@ -36,69 +43,49 @@ def address_to_string(addr_tuple: Tuple[str, int]) -> str:
     address : str
 
     """
-    host, port = addr_tuple
-    return "%s:%s" % (host, port)
+    return "%s:%s" % tuple(addr_tuple)
 
 
-class StateFlag:
-    """A state flag waitable from other threads (``wait``) and on the loop (``until_set``)."""
+def reconnect_backoff(delay_initial: float) -> ExponentialRandomBackoff:
+    """The delays between reconnection attempts: doubling from `delay_initial`, at most
+    :data:`RECONNECT_DELAY_MAX`, each drawn from the upper half of its nominal value.
 
-    __slots__ = ("_event", "_async")
+    The jitter keeps many clients of a restarted server from reconnecting in lockstep.
+    """
+    return ExponentialRandomBackoff(delay_initial, RECONNECT_DELAY_MAX, exp_fac=2.0,
+                                    randomicity=0.5)
+
+
+class StateFlag(threading.Event):
+    """A :class:`threading.Event` that can also be awaited on the loop (``until_set``)."""
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        super().__init__()
         self._async = AsyncEvent()
 
     @property
-    def ioloop(self) -> Optional[tornado.ioloop.IOLoop]:
-        """The loop on which waiters made outside any running loop are created."""
+    def _ioloop(self) -> Optional[tornado.ioloop.IOLoop]:
+        """The loop on which waiters made outside any running loop are created (the name
+        katcp 0.9's AsyncEvent flags had)."""
         return self._async._ioloop
-
-    _ioloop = ioloop  # the name katcp 0.9's AsyncEvent flags had
 
     def bind(self, ioloop: tornado.ioloop.IOLoop) -> None:
         """Create future waiters on `ioloop` when no loop is running in the caller."""
         self._async._ioloop = ioloop
 
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    isSet = is_set  # katcp 0.9 code and tests use the threading.Event spelling
+    # katcp 0.9 code and tests use this spelling; threading.Event's own warns (deprecated).
+    isSet = threading.Event.is_set
 
     def set(self) -> None:
-        self._event.set()
+        super().set()
         self._async.set()
 
     def clear(self) -> None:
-        self._event.clear()
+        super().clear()
         self._async.clear()
-
-    def wait(self, timeout: Optional[float] = None) -> bool:
-        return self._event.wait(timeout)
 
     def until_set(self, timeout: Optional[float] = None) -> Any:
         return with_relative_timeout(timeout, self._async.until_set())
-
-
-class Backoff:
-    """Randomised, bounded exponential delays between connection attempts."""
-
-    INITIAL = 0.05
-    MAXIMUM = 5.0
-    STABLE_CONNECTION = 1.0
-
-    def __init__(self) -> None:
-        self._attempts = 0
-
-    def reset(self) -> None:
-        self._attempts = 0
-
-    def next_delay(self, initial: float = INITIAL) -> float:
-        """The next delay: `initial` after a reset, doubling per attempt up to MAXIMUM."""
-        delay = min(self.MAXIMUM, initial * 2 ** self._attempts)
-        self._attempts = min(self._attempts + 1, 30)
-        # Jitter keeps many clients of a restarted server from reconnecting in lockstep.
-        return delay * random.uniform(0.5, 1.0)
 
 
 class ClientLifecycle:
@@ -117,13 +104,12 @@ class ClientLifecycle:
     MAX_LOOP_LATENCY = 0.03
     """Do not spend more than this many seconds reading pipelined socket data."""
 
-    def __init__(self, host: str, port: int, logger: logging.Logger,
-                 auto_reconnect: bool) -> None:
+    def __init__(self, host: str, port: int, logger: logging.Logger, auto_reconnect: bool) -> None:
         self._bindaddr = (host, port)
         self.bind_address_string = address_to_string(self._bindaddr)
         self._logger = logger
         self._auto_reconnect = auto_reconnect
-        self.auto_reconnect_delay = Backoff.INITIAL
+        self.auto_reconnect_delay = RECONNECT_DELAY
         self.last_connect_time: Optional[float] = None
         self.ioloop: Any = None
         self.ioloop_thread_id: Optional[int] = None
@@ -131,16 +117,13 @@ class ClientLifecycle:
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
         self._protocol: Optional[ClientProtocol] = None
         self._connect_future: Optional["asyncio.Future[Any]"] = None
-        self._wakeup: Optional["asyncio.Future[None]"] = None
+        self._wakeup: Optional["asyncio.Future[None]"] = None  # stop() ends a retry wait
         self._stopping = False
-        self._running = StateFlag()
-        self._connected = StateFlag()
-        self._disconnected = StateFlag()
+        self._flags = tuple(StateFlag() for _ in range(6))
+        (self._running, self._connected, self._disconnected, self._received_protocol_info,
+         self._stopped, self._waiting_to_retry) = self._flags
         self._disconnected.set()
-        self._received_protocol_info = StateFlag()
-        self._stopped = StateFlag()
         self._stopped.set()
-        self._waiting_to_retry = StateFlag()
 
     @property
     def bind_address(self) -> Tuple[str, int]:
@@ -165,10 +148,6 @@ class ClientLifecycle:
         """The current connection (None while disconnected), under its katcp 0.9 name."""
         return self._protocol
 
-    def _flags(self):
-        return (self._running, self._connected, self._disconnected,
-                self._received_protocol_info, self._stopped, self._waiting_to_retry)
-
     # -- the loop and its thread -----------------------------------------------------
 
     def set_ioloop(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
@@ -185,19 +164,19 @@ class ClientLifecycle:
         """Set daemonic state of the managed ioloop thread (see IOLoopManager.setDaemon)."""
         self._ioloop_manager.setDaemon(daemonic)
 
-    def _in_loop_thread(self) -> bool:
-        return on_thread(self.ioloop_thread_id)
+    def _require_started(self) -> None:
+        if self._loop is None:
+            raise KatcpClientError("Client not started")
 
     def _post_to_loop(self, fn: Any, *args: Any) -> None:
         """Run ``fn(*args)`` on the loop later, from any thread (nothing comes back)."""
-        if self._loop is None:
-            raise KatcpClientError("Client not started")
+        self._require_started()
         post_to_loop(self.ioloop, fn, *args)
 
-    def _call_on_loop(self, fn, *args, **kwargs) -> "concurrent.futures.Future[Any]":
+    def _call_on_loop(self, fn: Callable[..., Any], *args: Any,
+                      **kwargs: Any) -> "concurrent.futures.Future[Any]":
         """Run ``fn(*args, **kwargs)`` on the loop (at once on its thread); a future of it."""
-        if self._loop is None:
-            raise KatcpClientError("Client not started")
+        self._require_started()
         return call_on_loop(self.ioloop, self.ioloop_thread_id, fn, *args, **kwargs)
 
     def _check_loop_thread(self) -> None:
@@ -207,13 +186,11 @@ class ClientLifecycle:
         and katcp 0.9 raised AssertionError for calls from other threads; so does this
         (also under ``python -O``).
         """
-        if self._loop is None:
-            raise KatcpClientError("Client not started")
+        self._require_started()
         if not on_thread(self.ioloop_thread_id):
-            raise AssertionError(
-                "%s called from a thread other than its ioloop's; call "
-                "enable_thread_safety() before start() to use it from other threads"
-                % type(self).__name__)
+            raise AssertionError("%s called from a thread other than its ioloop's; call "
+                                 "enable_thread_safety() before start() to use it from other "
+                                 "threads" % type(self).__name__)
 
     # -- start and stop --------------------------------------------------------------
 
@@ -237,7 +214,7 @@ class ClientLifecycle:
             raise RuntimeError("Device client already started.")
         self.ioloop = ioloop = self._ioloop_manager.get_ioloop()
         self._loop = self.ioloop.asyncio_loop
-        for flag in self._flags():
+        for flag in self._flags:
             flag.bind(ioloop)
         self._stopped.clear()
         self._stopping = False
@@ -247,9 +224,7 @@ class ClientLifecycle:
         if self._ioloop_manager.managed():
             self._ioloop_manager.start()
         ioloop.add_callback(self._install)
-        if timeout:
-            return self.wait_running(timeout)
-        return None
+        return self.wait_running(timeout) if timeout else None
 
     def stop(self, timeout: Optional[float] = None) -> None:
         """Stop a running client.
@@ -273,10 +248,10 @@ class ClientLifecycle:
         if self.ioloop is None:
             return
         managed = self._ioloop_manager.managed()
-        if managed and self._in_loop_thread():
+        if managed and on_thread(self.ioloop_thread_id):
             raise RuntimeError("Cannot stop a client with a managed ioloop from its "
                                "own ioloop thread; call stop() from another thread")
-        if timeout and not self._in_loop_thread() and not self._stopped.is_set():
+        if timeout and not on_thread(self.ioloop_thread_id) and not self._stopped.is_set():
             self._running.wait(timeout)
         stopped = self._ioloop_manager.stop(callback=self._uninstall)
         if managed and stopped is not None:
@@ -302,31 +277,15 @@ class ClientLifecycle:
         if self._ioloop_manager.managed():
             self._ioloop_manager.join(timeout)
 
-    async def _uninstall(self):
-        self._request_stop()
-        await self._stopped.until_set()
-
-    def _request_stop(self):
+    async def _uninstall(self) -> None:
         self._stopping = True
         self._running.clear()
-        self._wake()
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
         if self._connect_future is not None:
             self._connect_future.cancel()
         self._disconnect()
-
-    def _wake(self):
-        wakeup = self._wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
-
-    async def _sleep_unless_stopped(self, delay):
-        self._wakeup = wakeup = self._loop.create_future()
-        handle = self._loop.call_later(delay, self._wake)
-        try:
-            await wakeup
-        finally:
-            handle.cancel()
-            self._wakeup = None
+        await self._stopped.until_set()
 
     # -- the connection coroutine ----------------------------------------------------
 
@@ -336,51 +295,45 @@ class ClientLifecycle:
         if self._stopping:
             self._stopped.set()
             return
-        backoff = Backoff()
-        attempt = self._begin_connect()
+        self._wakeup = wakeup = self._loop.create_future()
+        backoff = reconnect_backoff(self.auto_reconnect_delay)
+        # A task, which stop() cancels.
+        attempt = self._connect_future = asyncio.ensure_future(self._connect())
         # Running once the first attempt is under way: its first step (the connect()
         # call) is scheduled before whatever the running flag wakes, so code resumed by
         # until_running() comes after that attempt, never racing it.
         self._running.set()
         try:
             while True:
-                try:
-                    protocol = await attempt
-                finally:
-                    self._connect_future = None
+                protocol = await attempt
                 if protocol is not None:
                     connected_at = self._loop.time()
                     await protocol.closed
                     # Only a connection that lasted resets the backoff, so a server
                     # that drops us at once (e.g. mixed version informs) is not hammered.
-                    if self._loop.time() - connected_at >= Backoff.STABLE_CONNECTION:
-                        backoff.reset()
+                    if self._loop.time() - connected_at >= STABLE_CONNECTION:
+                        backoff.delay_initial = self.auto_reconnect_delay
+                        backoff.success()
                 if self._stopping or not self._auto_reconnect:
                     break
                 self._waiting_to_retry.set()
                 try:
-                    await self._sleep_unless_stopped(
-                        backoff.next_delay(self.auto_reconnect_delay))
+                    # Ends early once stop() resolves the wakeup future.
+                    await asyncio.wait([wakeup], timeout=backoff.delay)
                 finally:
                     self._waiting_to_retry.clear()
+                backoff.failed()
                 if self._stopping:
                     break
-                attempt = self._begin_connect()
+                attempt = self._connect_future = asyncio.ensure_future(self._connect())
         except Exception:
             self._logger.exception("Client main coroutine failed")
         finally:
             self._running.clear()
             self._stopped.set()
 
-    def _begin_connect(self):
-        """Run :meth:`_connect` as a task (which stop() cancels) and return the task."""
-        self._connect_future = asyncio.ensure_future(self._connect())
-        return self._connect_future
-
     async def _connect(self):
         """One connection attempt: the new connection's protocol, or None."""
-        if self._stopping:
-            return None
         try:
             _transport, protocol = await self.connect_transport(self._new_protocol)
         except asyncio.CancelledError:
@@ -390,8 +343,7 @@ class ClientLifecycle:
         except OSError as exc:
             # The text, not the exception: a log record kept by a handler would keep
             # its traceback's frames, and through them this client, alive.
-            self._logger.warning("Failed to connect to %s: %s", self.bind_address_string,
-                                 str(exc))
+            self._logger.warning("Failed to connect to %s: %s", self.bind_address_string, str(exc))
             return None
         if self._stopping:
             protocol.close()
@@ -399,11 +351,10 @@ class ClientLifecycle:
         return protocol
 
     def _new_protocol(self) -> ClientProtocol:
-        return ClientProtocol(
-            self._loop, self.handle_message, self._connection_made, self._connection_lost,
-            self._logger, max_msg_size=self.MAX_MSG_SIZE,
-            max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE,
-            max_loop_latency=self.MAX_LOOP_LATENCY)
+        return ClientProtocol(self._loop, self.handle_message, self._connection_made,
+                              self._connection_lost, self._logger, max_msg_size=self.MAX_MSG_SIZE,
+                              max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE,
+                              max_loop_latency=self.MAX_LOOP_LATENCY)
 
     async def connect_transport(
             self, protocol_factory: Callable[[], ClientProtocol]) -> Tuple[Any, ClientProtocol]:
@@ -434,8 +385,7 @@ class ClientLifecycle:
             If the connection cannot be made: logged, and retried if auto_reconnect.
 
         """
-        host, port = self._bindaddr
-        return await self._loop.create_connection(protocol_factory, host, port)
+        return await self._loop.create_connection(protocol_factory, *self._bindaddr)
 
     def handle_message(self, msg: Message) -> Any:
         raise NotImplementedError
@@ -488,12 +438,9 @@ class ClientLifecycle:
         Safe to call from any thread.
 
         """
-        if self._in_loop_thread():
-            self._disconnect()
-        else:
-            self._post_to_loop(self._disconnect)
+        self._call_on_loop(self._disconnect)
 
-    def _disconnect(self):
+    def _disconnect(self) -> None:
         if self._protocol is not None:
             self._protocol.close()
 
@@ -522,7 +469,7 @@ class ClientLifecycle:
     def _wait_flag(self, flag, name, timeout):
         if flag.is_set():
             return True
-        if self._in_loop_thread():
+        if on_thread(self.ioloop_thread_id):
             raise RuntimeError("wait_%s() would block the client's own ioloop; use "
                                "until_%s() instead" % (name, name))
         return flag.wait(timeout)

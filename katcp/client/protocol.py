@@ -64,7 +64,6 @@ class ClientProtocol(SharedBufferProtocol):
         self._made = made
         self._lost = lost
         self._logger = logger
-        self._max_msg_size = max_msg_size
         self._max_write_buffer_size = max_write_buffer_size
         self._max_loop_latency = max_loop_latency
         self._parse = MessageParser().parse
@@ -84,12 +83,8 @@ class ClientProtocol(SharedBufferProtocol):
         self._made(self)
 
     def pause_writing(self) -> None:
-        transport = self.transport
-        if transport is not None:
-            self._logger.error(
-                "More than MAX_WRITE_BUFFER_SIZE (%d bytes) unsent; closing connection",
-                self._max_write_buffer_size)
-            transport.abort()
+        self._abort("More than MAX_WRITE_BUFFER_SIZE (%d bytes) unsent",
+                    self._max_write_buffer_size)
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self.transport = None
@@ -106,9 +101,7 @@ class ClientProtocol(SharedBufferProtocol):
             started = time.monotonic()
         parse = self._parse
         handle_message = self._handle_message
-        logger = self._logger
-        writes = self._writes
-        writes.hold()
+        self._writes.hold()
         try:
             for line in lines:
                 if not line:
@@ -116,20 +109,20 @@ class ClientProtocol(SharedBufferProtocol):
                 try:
                     msg = parse(line)
                 except KatcpSyntaxError as exc:
-                    logger.error("Bad message from server: %s", exc)
+                    self._logger.error("Bad message from server: %s", exc)
                     continue
                 try:
                     result = handle_message(msg)
                 except Exception:
-                    logger.exception("Error handling message %s", msg)
+                    self._logger.exception("Error handling message %s", msg)
                     continue
                 if result is not None and is_awaitable(result):
                     tornado.gen.convert_yielded(result).add_done_callback(
                         self._log_handler_error)
         finally:
-            writes.release()
+            self._writes.release()
         if framer.overflow:
-            self._too_big()
+            self._abort("Message from server exceeds MAX_MSG_SIZE (%d bytes)", framer.max_line)
         elif (many and self.transport is not None
               and time.monotonic() - started > self._max_loop_latency):
             # Give other loop work a turn before reading more pipelined data.
@@ -144,18 +137,16 @@ class ClientProtocol(SharedBufferProtocol):
         if self.transport is not None:
             self.transport.resume_reading()
 
-    def _too_big(self) -> None:
+    def _abort(self, problem: str, limit: int) -> None:
+        """Log `problem` (a limit exceeded) and drop the connection without sending more."""
         if self.transport is not None:
-            self._logger.error(
-                "Message from server exceeds MAX_MSG_SIZE (%d bytes); closing connection",
-                self._max_msg_size)
+            self._logger.error(problem + "; closing connection", limit)
             self.transport.abort()
 
     @property
     def socket(self) -> Any:
         """The connected socket (for its addresses), or None once closed."""
-        transport = self.transport
-        return None if transport is None else transport.get_extra_info("socket")
+        return None if self.transport is None else self.transport.get_extra_info("socket")
 
     def write(self, data: bytes) -> None:
         """Send bytes: at once, or with the others sent while a received chunk is handled.

@@ -59,10 +59,7 @@ class CallbackRequest:
         if callback is None:
             return False
         try:
-            if self.user_data is None:
-                callback(msg)
-            else:
-                callback(msg, *self.user_data)
+            callback(msg, *(self.user_data or ()))
         except Exception:
             self._logger.exception("Callback %s %s FAIL", kind, msg.name)
         return True

@@ -15,9 +15,8 @@ class CallbackClient(AsyncClient):
     :meth:`~DeviceClient.enable_thread_safety` itself.
     """
 
-    def __init__(self, host: str, port: int, tb_limit: int = 20,
-                 timeout: Optional[float] = 5.0, logger: logging.Logger = log,
-                 auto_reconnect: bool = True) -> None:
+    def __init__(self, host: str, port: int, tb_limit: int = 20, timeout: Optional[float] = 5.0,
+                 logger: logging.Logger = log, auto_reconnect: bool = True) -> None:
         super().__init__(host, port, tb_limit=tb_limit, timeout=timeout, logger=logger,
                          auto_reconnect=auto_reconnect)
         self.enable_thread_safety()
@@ -58,9 +57,6 @@ def request_check(client: AsyncClient, exception: Type[Exception], *msg_parms: A
     req_msg = Message.request(*msg_parms, mid=mid)
     reply, informs = client.blocking_request(req_msg, timeout=timeout)
     if not reply.reply_ok():
-        raise exception(
-            'Unexpected failure reply "{2}"\n with device at {0}, request \n"{1}"'.format(
-                client.bind_address_string, req_msg, reply
-            )
-        )
+        raise exception('Unexpected failure reply "{2}"\n with device at {0}, request \n"{1}"'
+                        .format(client.bind_address_string, req_msg, reply))
     return reply, informs

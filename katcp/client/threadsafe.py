@@ -65,29 +65,20 @@ def wrap_threadsafe_methods(client: Any, post: Callable[[Callable[[], Any]], Non
     """
     for name in dir(type(client)):
         meth = getattr(client, name, None)
-        if getattr(meth, "make_threadsafe", False):
-            setattr(client, name, _posting(client, meth, post))
-        elif getattr(meth, "make_threadsafe_blocking", False):
-            setattr(client, name, _blocking(client, meth, call))
+        blocking = getattr(meth, "make_threadsafe_blocking", False)
+        if blocking or getattr(meth, "make_threadsafe", False):
+            setattr(client, name, _crossing(client, meth, blocking, post, call))
 
 
-def _posting(client, meth, post):
+def _crossing(client, meth, blocking, post, call):
     @functools.wraps(meth)
     def wrapped(*args, **kwargs):
         if on_thread(client.ioloop_thread_id):
             return meth(*args, **kwargs)
+        if blocking:
+            # A `timeout` keyword is the method's own, passed on; it also bounds the wait.
+            return call(meth, *args, **kwargs).result(kwargs.get("timeout"))
         post(functools.partial(meth, *args, **kwargs))
         return None
-
-    return wrapped
-
-
-def _blocking(client, meth, call):
-    @functools.wraps(meth)
-    def wrapped(*args, **kwargs):
-        if on_thread(client.ioloop_thread_id):
-            return meth(*args, **kwargs)
-        # A `timeout` keyword is the method's own, passed on; it also bounds the wait.
-        return call(meth, *args, **kwargs).result(kwargs.get("timeout"))
 
     return wrapped

@@ -14,6 +14,7 @@ import concurrent.futures
 import functools
 import inspect
 import threading
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import tornado.gen
 
@@ -22,7 +23,7 @@ __all__ = ["on_thread", "call_on_loop", "post_to_loop", "run_into_future", "is_a
 _get_ident = threading.get_ident
 
 
-def on_thread(thread_id):
+def on_thread(thread_id: Optional[int]) -> bool:
     """Whether the caller runs on the thread whose ``threading.get_ident()`` is `thread_id`.
 
     Owners of a loop record the id of the thread that runs it; this is how every
@@ -41,12 +42,13 @@ def on_thread(thread_id):
     return _get_ident() == thread_id
 
 
-def is_awaitable(value):
+def is_awaitable(value: Any) -> bool:
     """Whether `value` is a future (tornado, asyncio) or another awaitable."""
     return asyncio.isfuture(value) or inspect.isawaitable(value)
 
 
-def run_into_future(fn, args, kwargs, result_future):
+def run_into_future(fn: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any],
+                    result_future: "concurrent.futures.Future[Any]") -> None:
     """Call ``fn(*args, **kwargs)`` on the loop thread and deliver its outcome.
 
     Must run on the loop thread. If `fn` returns a future or a coroutine, its outcome
@@ -86,7 +88,8 @@ def _copy_outcome(result_future, loop_future):
         result_future.set_result(loop_future.result())
 
 
-def call_on_loop(ioloop, thread_id, fn, *args, **kwargs):
+def call_on_loop(ioloop: Any, thread_id: Optional[int], fn: Callable[..., Any],
+                 *args: Any, **kwargs: Any) -> "concurrent.futures.Future[Any]":
     """Run ``fn(*args, **kwargs)`` on `ioloop` and return a future of its outcome.
 
     Parameters
@@ -105,8 +108,8 @@ def call_on_loop(ioloop, thread_id, fn, *args, **kwargs):
         exception it raised. A call to a closed loop fails with :class:`RuntimeError`.
 
     """
-    result = concurrent.futures.Future()
-    if _get_ident() == thread_id:
+    result: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
+    if on_thread(thread_id):
         run_into_future(fn, args, kwargs, result)
         return result
     try:
@@ -118,7 +121,7 @@ def call_on_loop(ioloop, thread_id, fn, *args, **kwargs):
     return result
 
 
-def post_to_loop(ioloop, fn, *args):
+def post_to_loop(ioloop: Any, fn: Callable[..., Any], *args: Any) -> None:
     """Hand ``fn(*args)`` to `ioloop`'s thread and return at once; nothing comes back.
 
     For calls whose outcome is delivered another way: fire-and-forget calls, or a call

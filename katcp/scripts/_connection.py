@@ -8,11 +8,15 @@ with the pure codec of :mod:`katcp.core`.
 import os
 import re
 import socket
+from typing import List
 
 from katcp.core import KatcpSyntaxError, Message, MessageParser
+from katcp.transport.framing import LineFramer
+from katcp.wire.text import readable
 
 ADDRESS_RE = re.compile(r"^(?P<host>\[[^\]]*\]|[^:\s]*):(?P<port>\d{1,5})$")
 DEFAULT_ENV_VAR = "KATCP_SERVER"
+MAX_LINE = 2 * 1024 * 1024  # as the library's client (MAX_MSG_SIZE)
 
 
 class ConnectionFailed(Exception):
@@ -23,13 +27,15 @@ class ReplyTimeout(Exception):
     """No reply arrived within the timeout."""
 
 
-def parse_address(text):
+def parse_address(text, any_port=False):
     """Split ``HOST:PORT`` into ``(host, port)``, or return None if it is not one.
 
     Parameters
     ----------
     text : str
         ``host:port``, ``:port`` (localhost) or ``[ipv6]:port``.
+    any_port : bool
+        Accept port 0 (any free port: for an address to listen on).
 
     Returns
     -------
@@ -40,7 +46,7 @@ def parse_address(text):
         return None
     host = match.group("host").strip("[]") or "127.0.0.1"
     port = int(match.group("port"))
-    if not 0 < port < 65536:
+    if port > 65535 or (port == 0 and not any_port):
         return None
     return host, port
 
@@ -59,8 +65,7 @@ def split_address_argument(args, environ=os.environ):
         address = parse_address(args[0])
         if address is not None:
             return address, list(args[1:])
-    address = parse_address(environ.get(DEFAULT_ENV_VAR, ""))
-    return address, list(args)
+    return parse_address(environ.get(DEFAULT_ENV_VAR, "")), list(args)
 
 
 class LineConnection:
@@ -73,8 +78,8 @@ class LineConnection:
             raise ConnectionFailed("cannot connect to %s:%d: %s" % (address + (exc,)))
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._parser = MessageParser()
-        self._buffer = b""
-        self._lines = []
+        self._framer = LineFramer(MAX_LINE)
+        self._lines: List[bytes] = []
 
     def close(self):
         self._sock.close()
@@ -91,6 +96,8 @@ class LineConnection:
     def read_line(self):
         """Return the next non-empty raw line (without terminator)."""
         while not self._lines:
+            if self._framer.overflow:
+                raise ConnectionFailed("line from the server longer than %d bytes" % MAX_LINE)
             try:
                 chunk = self._sock.recv(65536)
             except socket.timeout:
@@ -99,9 +106,7 @@ class LineConnection:
                 raise ConnectionFailed("connection lost: %s" % exc)
             if not chunk:
                 raise ConnectionFailed("connection closed by the server")
-            lines = re.split(b"[\r\n]", self._buffer + chunk)
-            self._buffer = lines.pop()
-            self._lines.extend(line for line in lines if line.strip())
+            self._lines.extend(line for line in self._framer.feed(chunk) if line.strip())
         return self._lines.pop(0)
 
     def read_message(self):
@@ -113,9 +118,8 @@ class LineConnection:
             return line, None
 
 
-def readable(msg):
+def for_people(msg):
     """Format a message for people: type symbol and name, then unescaped arguments."""
-    symbol = {Message.REQUEST: "?", Message.REPLY: "!", Message.INFORM: "#"}[msg.mtype]
-    args = [arg.decode("utf-8", "replace") for arg in msg.arguments]
+    args = [readable(arg) for arg in msg.arguments]
     shown = [repr(arg) if (not arg or any(c.isspace() for c in arg)) else arg for arg in args]
-    return " ".join([symbol + msg.name] + shown)
+    return " ".join([readable(Message.TYPE_SYMBOLS[msg.mtype]) + msg.name] + shown)

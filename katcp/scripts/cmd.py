@@ -5,13 +5,14 @@ cannot be reached, goes away or does not reply in time.
 """
 
 import argparse
+import contextlib
 import sys
 import time
 
-from katcp.core import Message
-
 from katcp.scripts._connection import (
-    ConnectionFailed, LineConnection, ReplyTimeout, readable, split_address_argument)
+    ConnectionFailed, LineConnection, ReplyTimeout, for_people, split_address_argument)
+from katcp.wire.message import Message
+from katcp.wire.text import readable
 
 EXIT_OK, EXIT_FAIL, EXIT_CONNECTION = 0, 1, 2
 
@@ -32,37 +33,33 @@ def build_parser():
                              "(default strategy: event); stop with Ctrl-C")
     parser.add_argument("--interactive", action="store_true",
                         help="start the interactive shell (katcp-shell)")
-    parser.add_argument("args", nargs=argparse.REMAINDER,
-                        help="[HOST:PORT] REQUEST [ARGS...]")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="[HOST:PORT] REQUEST [ARGS...]")
     return parser
 
 
-def _show(msg, line, raw, out):
-    out.write((line.decode("utf-8", "replace") if raw else readable(msg)) + "\n")
+def _show(msg, line, raw, out, fmt=for_people):
+    out.write((readable(line) if raw else fmt(msg)) + "\n")
     out.flush()
 
 
-def _await_reply(conn, request, raw, out, show_informs):
-    """Print the request's informs and reply; return the reply."""
+def _request(conn, request, raw, out, show_informs=()):
+    """Send `request`, print its informs and reply (and informs named in `show_informs`);
+    return the reply."""
+    conn.send(request)
     while True:
         line, msg = conn.read_message()
-        if msg is None:
+        if msg is None or msg.mtype == Message.REQUEST:
             continue
-        if msg.name != request.name or (request.mid is not None and msg.mid != request.mid):
-            if show_informs is not None and msg.mtype == Message.INFORM \
-                    and msg.name in show_informs:
-                _show(msg, line, raw, out)
-            continue
-        if msg.mtype == Message.INFORM:
+        ours = msg.name == request.name and (request.mid is None or msg.mid == request.mid)
+        if ours or (msg.mtype == Message.INFORM and msg.name in show_informs):
             _show(msg, line, raw, out)
-        elif msg.mtype == Message.REPLY:
-            _show(msg, line, raw, out)
+        if ours and msg.mtype == Message.REPLY:
             return msg
 
 
 def _format_status(msg):
     # #sensor-status timestamp count name status value [name status value ...]
-    args = [a.decode("utf-8", "replace") for a in msg.arguments]
+    args = [readable(a) for a in msg.arguments]
     try:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(args[0])))
         stamp += ("%.3f" % (float(args[0]) % 1))[1:]
@@ -74,43 +71,29 @@ def _format_status(msg):
 
 
 def run_request(address, request_args, timeout, raw, out=sys.stdout):
-    conn = LineConnection(address, timeout)
-    try:
-        conn.set_timeout(timeout)
-        request = Message.request(request_args[0], *request_args[1:])
-        conn.send(request)
-        reply = _await_reply(conn, request, raw, out, show_informs=None)
-    finally:
-        conn.close()
+    with contextlib.closing(LineConnection(address, timeout)) as conn:
+        reply = _request(conn, Message.request(*request_args), raw, out)
     return EXIT_OK if reply.reply_ok() else EXIT_FAIL
 
 
 def run_watch(address, watch_args, timeout, raw, out=sys.stdout):
-    sensor = watch_args[0]
-    strategy = watch_args[1:] or ["event"]
-    conn = LineConnection(address, timeout)
-    try:
-        conn.set_timeout(timeout)
-        request = Message.request("sensor-sampling", sensor, *strategy)
-        conn.send(request)
-        reply = _await_reply(conn, request, raw, out, show_informs={"sensor-status"})
-        if not reply.reply_ok():
-            return EXIT_FAIL
-        conn.set_timeout(None)
-        while True:
-            line, msg = conn.read_message()
-            if msg is None or msg.mtype != Message.INFORM:
-                continue
-            if msg.name == "sensor-status":
-                out.write((line.decode("utf-8", "replace") if raw else _format_status(msg))
-                          + "\n")
-                out.flush()
-            elif msg.name == "disconnect":
-                raise ConnectionFailed("server disconnected: %s" % readable(msg))
-    except KeyboardInterrupt:
-        return EXIT_OK
-    finally:
-        conn.close()
+    request = Message.request("sensor-sampling", watch_args[0], *(watch_args[1:] or ["event"]))
+    with contextlib.closing(LineConnection(address, timeout)) as conn:
+        try:
+            reply = _request(conn, request, raw, out, show_informs={"sensor-status"})
+            if not reply.reply_ok():
+                return EXIT_FAIL
+            conn.set_timeout(None)
+            while True:
+                line, msg = conn.read_message()
+                if msg is None or msg.mtype != Message.INFORM:
+                    continue
+                if msg.name == "sensor-status":
+                    _show(msg, line, raw, out, _format_status)
+                elif msg.name == "disconnect":
+                    raise ConnectionFailed("server disconnected: %s" % for_people(msg))
+        except KeyboardInterrupt:
+            return EXIT_OK
 
 
 def main(argv=None):

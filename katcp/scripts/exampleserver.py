@@ -31,26 +31,19 @@ class ExampleServer(DeviceServer):
 
     VERSION_INFO = ("example-api", 1, 0)
     BUILD_INFO = ("katcp-example-server", 0, 1, "")
-    PROTOCOL_INFO = ProtocolFlags(5, 0, set([
-        ProtocolFlags.MULTI_CLIENT,
-        ProtocolFlags.MESSAGE_IDS,
-    ]))
+    PROTOCOL_INFO = ProtocolFlags(5, 0, {ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS})
 
     UPDATE_PERIOD = 0.5
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._stop_updates = threading.Event()
-        self._updater = None
 
     def setup_sensors(self):
         """Set up the sensors of the example device."""
-        self._add_result = Sensor.float(
-            "add.result", "Last ?add result.", "", [-10000, 10000])
-        self._time_result = Sensor.timestamp(
-            "time.result", "Last ?time result.", "")
-        self._fruit_result = Sensor.discrete(
-            "fruit.result", "Last ?pick-fruit result.", "", FRUIT)
+        self._add_result = Sensor.float("add.result", "Last ?add result.", "", [-10000, 10000])
+        self._time_result = Sensor.timestamp("time.result", "Last ?time result.", "")
+        self._fruit_result = Sensor.discrete("fruit.result", "Last ?pick-fruit result.", "", FRUIT)
         self._temperature = Sensor.float(
             "ambient.temperature", "Air temperature near the device.", "degC",
             [-40.0, 60.0], default=20.0, initial_status=Sensor.NOMINAL)
@@ -64,9 +57,8 @@ class ExampleServer(DeviceServer):
     def start(self, *args, **kwargs):
         super().start(*args, **kwargs)
         self._stop_updates.clear()
-        self._updater = threading.Thread(
-            target=self._update_sensors, name="example-sensor-updater", daemon=True)
-        self._updater.start()
+        threading.Thread(target=self._update_sensors, name="example-sensor-updater",
+                         daemon=True).start()
 
     def stop(self, *args, **kwargs):
         self._stop_updates.set()
@@ -136,8 +128,7 @@ def main(argv=None):
 
     server = ExampleServer(args.host, args.port)
     server.start(timeout=5.0)
-    host, port = server.bind_address
-    print("katcp example server listening on %s:%d" % (host, port), flush=True)
+    print("katcp example server listening on %s:%d" % tuple(server.bind_address), flush=True)
     signal.signal(signal.SIGTERM, lambda signum, frame: server.stop())
     try:
         while server.running():

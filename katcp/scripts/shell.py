@@ -7,16 +7,19 @@ device sends by itself (sensor updates, logs) are shown as they arrive.
 
 import argparse
 import cmd
+import contextlib
 import os
 import queue
 import shlex
 import sys
 import threading
+from typing import List, Optional
 
-from katcp.core import Message
+from katcp.wire.message import Message
+from katcp.wire.text import readable
 
 from katcp.scripts._connection import (
-    ConnectionFailed, LineConnection, ReplyTimeout, readable, split_address_argument)
+    ConnectionFailed, LineConnection, ReplyTimeout, for_people, split_address_argument)
 
 HISTORY_FILE = os.path.expanduser("~/.katcp_shell_history")
 SENSOR_REQUESTS = {"sensor-value", "sensor-list", "sensor-sampling"}
@@ -32,11 +35,9 @@ class DeviceSession:
         self._out = out
         self._out_lock = threading.Lock()
         self._pending_name = None
-        self._responses = queue.Queue()
+        self._responses: "queue.Queue[Optional[Message]]" = queue.Queue()
         self.closed = threading.Event()
-        self._reader = threading.Thread(target=self._read_loop, name="katcp-shell-reader",
-                                        daemon=True)
-        self._reader.start()
+        threading.Thread(target=self._read_loop, name="katcp-shell-reader", daemon=True).start()
 
     def _read_loop(self):
         try:
@@ -55,7 +56,7 @@ class DeviceSession:
             self._responses.put(None)
 
     def show(self, msg):
-        self.show_text(readable(msg))
+        self.show_text(for_people(msg))
 
     def show_text(self, text):
         with self._out_lock:
@@ -67,7 +68,7 @@ class DeviceSession:
         self._pending_name = name
         try:
             self._conn.send(Message.request(name, *args))
-            informs = []
+            informs: List[Message] = []
             while True:
                 try:
                     msg = self._responses.get(timeout=self._timeout)
@@ -95,8 +96,7 @@ class KatcpShell(cmd.Cmd):
 
     def __init__(self, session, stdin=None, stdout=None):
         super().__init__(stdin=stdin, stdout=stdout)
-        if stdin is not None:
-            self.use_rawinput = False
+        self.use_rawinput = stdin is None
         self.session = session
         self.request_names = []
         self.sensor_names = []
@@ -108,8 +108,7 @@ class KatcpShell(cmd.Cmd):
                 _, informs = self.session.request(name, show=False)
             except (ReplyTimeout, ConnectionFailed):
                 continue
-            target[:] = sorted(m.arguments[0].decode("utf-8", "replace")
-                               for m in informs if m.arguments)
+            target[:] = sorted(readable(m.arguments[0]) for m in informs if m.arguments)
 
     def emptyline(self):
         return False
@@ -164,10 +163,8 @@ def _setup_readline():
     except ImportError:
         return None
     readline.set_completer_delims(" \t")
-    try:
+    with contextlib.suppress(OSError):  # no history yet
         readline.read_history_file(HISTORY_FILE)
-    except OSError:
-        pass
     return readline
 
 
@@ -175,8 +172,7 @@ def main(argv=None):
     """Entry point of ``katcp-shell``."""
     parser = argparse.ArgumentParser(
         prog="katcp-shell", description="Interactive prompt connected to a KATCP device.")
-    parser.add_argument("address", nargs="?", default=None,
-                        help="HOST:PORT (default: $KATCP_SERVER)")
+    parser.add_argument("address", nargs="?", help="HOST:PORT (default: $KATCP_SERVER)")
     parser.add_argument("--timeout", type=float, default=5.0,
                         help="seconds to wait for a reply (default: %(default)s)")
     opts = parser.parse_args(argv)
@@ -192,8 +188,7 @@ def main(argv=None):
     readline = _setup_readline() if interactive else None
     shell = KatcpShell(session, stdin=None if interactive else sys.stdin)
     if not interactive:
-        shell.intro = None
-        shell.prompt = ""
+        shell.intro = shell.prompt = ""
     shell.refresh_names()
     try:
         shell.cmdloop()
@@ -202,10 +197,8 @@ def main(argv=None):
     finally:
         session.close()
         if readline is not None:
-            try:
+            with contextlib.suppress(OSError):
                 readline.write_history_file(HISTORY_FILE)
-            except OSError:
-                pass
     return 0
 
 

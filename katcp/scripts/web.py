@@ -10,23 +10,20 @@ import asyncio
 import logging
 import signal
 
-from katcp.scripts._connection import ADDRESS_RE, parse_address
+from katcp.scripts._connection import parse_address
 from katcp.web import DEFAULT_LISTEN, WebServer
 
 
-def _address(text):
-    address = parse_address(text)
+def _address(text, any_port=False):
+    address = parse_address(text, any_port)
     if address is None:
-        raise argparse.ArgumentTypeError("expected HOST:PORT, got %r" % text)
+        raise argparse.ArgumentTypeError("expected %s, got %r" % (
+            "ADDR:PORT" if any_port else "HOST:PORT", text))
     return address
 
 
 def _listen_address(text):
-    # As for the device, but port 0 (any free port) is allowed.
-    match = ADDRESS_RE.match(text)
-    if match is None or int(match.group("port")) > 65535:
-        raise argparse.ArgumentTypeError("expected ADDR:PORT, got %r" % text)
-    return match.group("host").strip("[]") or "127.0.0.1", int(match.group("port"))
+    return _address(text, any_port=True)
 
 
 def build_parser():
@@ -49,8 +46,7 @@ def build_parser():
 
 
 async def _serve(opts):
-    web = WebServer(opts.device, listen=opts.listen, control=opts.control,
-                    strategy=opts.strategy)
+    web = WebServer(opts.device, listen=opts.listen, control=opts.control, strategy=opts.strategy)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -58,7 +58,7 @@ class WebServer:
         host = self.listen[0]
         if ":" in host:
             host = "[%s]" % host
-        return "http://%s:%d/" % (host or "127.0.0.1", self.port)
+        return "http://%s:%s/" % (host or "127.0.0.1", self.port)
 
     def start(self):
         """Connect to the device and start serving, on the current tornado loop."""

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import urllib.parse
+from typing import Any, List
 
 import tornado.web
 import tornado.websocket
@@ -54,13 +55,12 @@ def is_loopback(host):
 
 def allowed_hosts(listen_host, port):
     """``Host`` header values accepted when listening on a loopback address, else None."""
-    if not is_loopback(listen_host):
-        return None
-    return {"%s:%d" % (name, port) for name in LOOPBACK_NAMES}
+    loopback = is_loopback(listen_host)
+    return {"%s:%d" % (name, port) for name in LOOPBACK_NAMES} if loopback else None
 
 
-class _Guarded:
-    """Mixin: the Host check and the security headers of every response."""
+class _Guarded(tornado.web.RequestHandler):
+    """Base of the handlers: the Host check and the security headers of every response."""
 
     def set_default_headers(self):
         for name, value in SECURITY_HEADERS.items():
@@ -72,7 +72,7 @@ class _Guarded:
             raise tornado.web.HTTPError(403, "unexpected Host header")
 
 
-class PageHandler(_Guarded, tornado.web.RequestHandler):
+class PageHandler(_Guarded):
     def get(self):
         self.set_header("Content-Type", "text/html; charset=utf-8")
         with open(os.path.join(STATIC_DIR, "index.html"), "rb") as page:
@@ -130,29 +130,29 @@ class PageSocket(_Guarded, tornado.websocket.WebSocketHandler):
         except (ValueError, KeyError, TypeError):
             self.close(1003, "not a katcp-web message")
             return
+        answer = await self._answer_to(kind, message)
+        answer["id"] = ident
+        self._answer(answer)
+
+    async def _answer_to(self, kind, message):
+        """What a page's message gets back (without its id)."""
         if kind != "request":
-            self._answer({"type": "error", "id": ident, "error": "unknown message"})
-            return
+            return {"type": "error", "error": "unknown message"}
         if not self.settings["katcp_control"]:
             log.warning("refused a request from a page: katcp-web runs without --control")
-            self._answer({"type": "refused", "id": ident,
-                          "reason": "read-only: katcp-web was started without --control"})
-            return
+            return {"type": "refused",
+                    "reason": "read-only: katcp-web was started without --control"}
         name, arguments = message.get("name"), message.get("arguments", [])
         if not isinstance(name, str) or not isinstance(arguments, list) or \
                 not all(isinstance(arg, str) for arg in arguments):
-            self._answer({"type": "error", "id": ident, "error": "malformed request"})
-            return
+            return {"type": "error", "error": "malformed request"}
         try:
             result = await self._monitor.send_request(name, arguments)
         except RequestRefused as exc:
-            self._answer({"type": "error", "id": ident, "error": str(exc)})
+            return {"type": "error", "error": str(exc)}
         except Exception as exc:  # timeouts, lost connection: the page shows why
-            self._answer({"type": "error", "id": ident,
-                          "error": "%s: %s" % (type(exc).__name__, exc)})
-        else:
-            result.update(type="reply", id=ident)
-            self._answer(result)
+            return {"type": "error", "error": "%s: %s" % (type(exc).__name__, exc)}
+        return dict(result, type="reply")
 
     def _answer(self, message):
         self._send(json.dumps(message))
@@ -174,15 +174,9 @@ def make_application(monitor, control=False, allowed_host_headers=None):
     -------
     application : tornado.web.Application
     """
+    routes: List[Any] = [(r"/", PageHandler), (r"/ws", PageSocket),
+                         (r"/static/(.*)", StaticHandler, {"path": STATIC_DIR})]
     return tornado.web.Application(
-        [
-            (r"/", PageHandler),
-            (r"/static/(.*)", StaticHandler, {"path": STATIC_DIR}),
-            (r"/ws", PageSocket),
-        ],
-        katcp_monitor=monitor,
-        katcp_control=bool(control),
-        katcp_allowed_hosts=allowed_host_headers,
-        websocket_max_message_size=MAX_PAGE_MESSAGE,
-        websocket_ping_interval=10,
-    )
+        routes, katcp_monitor=monitor, katcp_control=bool(control),
+        katcp_allowed_hosts=allowed_host_headers, websocket_max_message_size=MAX_PAGE_MESSAGE,
+        websocket_ping_interval=10)

@@ -7,27 +7,32 @@ short interval so that fast sensors cost one websocket frame per interval, not p
 """
 
 import collections
+import functools
 import json
 import logging
 import math
+import operator
 import time
+from typing import Any, Dict
 
 import tornado.ioloop
 
 from katcp.core import ProtocolFlags, until_any
 from katcp.resource_client import KATCPClientResource
+from katcp.wire.text import readable
 
 log = logging.getLogger("katcp.web")
 
 NUMERIC_TYPES = frozenset(["integer", "float"])
 """Sensor types whose recent values are kept for the page's sparklines."""
 
-FLAG_NAMES = [
-    (ProtocolFlags.MULTI_CLIENT, "multi-client"),
-    (ProtocolFlags.MESSAGE_IDS, "message ids"),
-    (ProtocolFlags.REQUEST_TIMEOUT_HINTS, "request timeout hints"),
-    (ProtocolFlags.BULK_SET_SENSOR_SAMPLING, "bulk sensor sampling"),
-]
+FLAG_NAMES = [(ProtocolFlags.MULTI_CLIENT, "multi-client"),
+              (ProtocolFlags.MESSAGE_IDS, "message ids"),
+              (ProtocolFlags.REQUEST_TIMEOUT_HINTS, "request timeout hints"),
+              (ProtocolFlags.BULK_SET_SENSOR_SAMPLING, "bulk sensor sampling")]
+
+
+_by_name = operator.itemgetter("name")
 
 
 class RequestRefused(Exception):
@@ -44,21 +49,15 @@ def json_value(value):
         return value
     if isinstance(value, (int, float)):
         return value if math.isfinite(value) else str(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
     if isinstance(value, tuple) and len(value) == 2:  # address sensors: (host, port)
         return "%s:%s" % value
-    return str(value)
-
-
-def _text(arg):
-    return arg.decode("utf-8", "replace")
+    return readable(value)
 
 
 def message_dict(msg):
     """A reply or inform as the page shows it: name, type symbol and unescaped arguments."""
-    return {"name": msg.name, "mtype": _text(msg.TYPE_SYMBOLS[msg.mtype]),
-            "arguments": [_text(arg) for arg in msg.arguments]}
+    return {"name": msg.name, "mtype": readable(msg.TYPE_SYMBOLS[msg.mtype]),
+            "arguments": [readable(arg) for arg in msg.arguments]}
 
 
 class DeviceMonitor:
@@ -93,14 +92,16 @@ class DeviceMonitor:
             name="device", address=self.address, controlled=True))
         self._subscribers = set()
         self._listened = set()
-        self._histories = {}
-        self._pending = {}
+        self._histories: Dict[str, Any] = collections.defaultdict(
+            functools.partial(collections.deque, maxlen=history))
+        self._pending: Dict[str, list] = {}
         self._flush_handle = None
-        self._identity = {"versions": [], "protocol": None, "flags": []}
-        self._connection = {"state": "disconnected", "since": time.time(), "connects": 0,
-                            "reconnects": 0, "address": "%s:%d" % self.address}
+        self._identity: Dict[str, Any] = {"versions": [], "protocol": None, "flags": []}
+        self._connection: Dict[str, Any] = {
+            "state": "disconnected", "since": time.time(), "connects": 0, "reconnects": 0,
+            "address": "%s:%d" % self.address}
         self._last_update = None
-        self._loop = None
+        self._loop: Any = None
         self._stopped = False
 
     # -- life cycle ---------------------------------------------------------------------
@@ -112,7 +113,7 @@ class DeviceMonitor:
         self.resource.start()
         # Kept by the resource for sensors not seen yet and across reconnects.
         wished = self.resource.set_sampling_strategies("", self.strategy)
-        self._loop.add_future(wished, lambda future: future.result())  # logs a failure
+        wished.add_done_callback(lambda future: future.result())  # the loop logs a failure
         self._loop.add_callback(self._follow_state)
 
     def stop(self):
@@ -145,21 +146,15 @@ class DeviceMonitor:
     def snapshot(self):
         """Everything a new page needs: connection, identity, sensors and requests."""
         synced = self.resource.state == "synced"
-        sensors = []
-        requests = []
-        if synced:
-            for sensor in dict.values(self.resource.sensor):
-                reading = sensor.reading
-                sensors.append({
-                    "name": sensor.name, "type": sensor.type, "units": sensor.units,
-                    "description": sensor.description,
-                    "reading": self._reading_list(reading),
-                    "history": list(self._histories.get(sensor.name, ())),
-                })
-            for req in dict.values(self.resource.req):
-                requests.append({"name": req.name, "description": req.description})
-        sensors.sort(key=lambda s: s["name"])
-        requests.sort(key=lambda r: r["name"])
+        # The resource keeps the last sync's sensors and requests while it resyncs: not shown.
+        sensors = sorted(({"name": sensor.name, "type": sensor.type, "units": sensor.units,
+                           "description": sensor.description,
+                           "reading": self._reading_list(sensor.reading),
+                           "history": list(self._histories.get(sensor.name, ()))}
+                          for sensor in dict.values(self.resource.sensor) if synced),
+                         key=_by_name)
+        requests = sorted(({"name": req.name, "description": req.description}
+                           for req in dict.values(self.resource.req) if synced), key=_by_name)
         return {"type": "snapshot", "synced": synced, "connection": dict(self._connection),
                 "identity": self._identity, "last_update": self._last_update,
                 "sensors": sensors, "requests": requests}
@@ -196,8 +191,7 @@ class DeviceMonitor:
         if connection["state"] == "disconnected":
             connection["connects"] += 1
             connection["reconnects"] = max(0, connection["connects"] - 1)
-        connection["state"] = state
-        connection["since"] = time.time()
+        connection.update(state=state, since=time.time())
         self._broadcast({"type": "connection", "connection": dict(connection)})
 
     async def _synced(self):
@@ -209,7 +203,7 @@ class DeviceMonitor:
         self._broadcast(self.snapshot())
 
     async def _read_identity(self):
-        identity = {"versions": [], "protocol": None, "flags": []}
+        identity: Dict[str, Any] = {"versions": [], "protocol": None, "flags": []}
         version_list = dict.get(self.resource.req, "version_list")
         if version_list is None:
             return identity
@@ -219,7 +213,7 @@ class DeviceMonitor:
             log.warning("?version-list failed: %s", exc)
             return identity
         for inform in reply.informs:
-            fields = [_text(arg) for arg in inform.arguments]
+            fields = [readable(arg) for arg in inform.arguments]
             if fields:
                 identity["versions"].append(fields)
             if len(fields) >= 2 and fields[0] == "katcp-protocol":
@@ -233,14 +227,10 @@ class DeviceMonitor:
     def _on_reading(self, sensor, reading):
         name = sensor.name
         value = json_value(reading.value)
-        entry = [reading.timestamp, reading.status, value]
-        self._pending.setdefault(name, []).append(entry)
+        self._pending.setdefault(name, []).append([reading.timestamp, reading.status, value])
         if sensor.type in NUMERIC_TYPES and isinstance(value, (int, float)) \
                 and not isinstance(value, bool):
-            history = self._histories.get(name)
-            if history is None:
-                history = self._histories[name] = collections.deque(maxlen=self.history)
-            history.append([reading.timestamp, value])
+            self._histories[name].append([reading.timestamp, value])
         self._last_update = reading.received_timestamp
         if self._flush_handle is None and not self._stopped:
             self._flush_handle = self._loop.call_later(self.flush_interval, self._flush)
@@ -268,10 +258,8 @@ class DeviceMonitor:
         RequestRefused
             If the device has no such request (or is not synced).
         """
-        for req in dict.values(self.resource.req):
-            if req.name == name:
-                break
-        else:
+        req = next((req for req in dict.values(self.resource.req) if req.name == name), None)
+        if req is None:
             raise RequestRefused("the device has no request %r" % name)
         timeout = req.timeout_hint or self.request_timeout
         reply = await req(*arguments, timeout=timeout)
