@@ -2,6 +2,7 @@
 
 import asyncio
 import concurrent.futures
+import functools
 import inspect
 import logging
 import sys
@@ -32,24 +33,15 @@ def _done_future(result: Any = None) -> Future:
     return future
 
 
-_ASYNC_HANDLERS: Dict[Any, bool] = {}
-
-
+@functools.lru_cache(maxsize=None)
 def _is_async_handler(handler: Callable[..., Any]) -> bool:
     """Whether a (possibly decorated) handler is an ``async def`` or tornado coroutine."""
-    try:
-        return _ASYNC_HANDLERS[handler]
-    except KeyError:
-        pass
     func: Optional[Callable[..., Any]] = handler
-    result = False
     while func is not None:
         if inspect.iscoroutinefunction(func) or tornado.gen.is_coroutine_function(func):
-            result = True
-            break
+            return True
         func = getattr(func, "__wrapped__", None)
-    _ASYNC_HANDLERS[handler] = result
-    return result
+    return False
 
 
 def _nothing() -> None:
@@ -233,19 +225,16 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         req.reply_with_message(reply)
 
     def _reply_with_result(self, req: ClientRequestConnection, reply: Any) -> None:
-        """Reply to `req` with what a handler's future resolved to."""
+        """Reply to `req` with what a handler returned, or its future resolved to."""
         if reply is not None:
             req.reply_with_message(reply)
         elif not req.replied:
-            self._logger.error("Async request handler for %r resolved to None without "
-                               "replying", req.msg.name)
+            self._logger.error("Request handler for %r gave None without replying", req.msg.name)
 
     def _handle_awaitable_reply(self, handler: Callable[..., Any],
                                 req: ClientRequestConnection, reply: Any) -> Any:
         if reply is None:
-            if not req.replied:
-                self._logger.error("Request handler for %r returned None without "
-                                   "replying", req.msg.name)
+            self._reply_with_result(req, None)
             return None
         thread_future = isinstance(reply, concurrent.futures.Future)
         if not (thread_future or is_awaitable(reply)):
@@ -258,11 +247,9 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         if not self._server.in_ioloop_thread():
             # Not on the loop (the handler thread, or a direct call from another thread):
             # the future is awaited on the loop.
-            done = self._server.call_on_loop(self._server.spawn,
-                                             self._await_reply(req, reply))
+            done = self._server.call_on_loop(self._server.spawn, self._await_reply(req, reply))
             return None if concurrent_reply else done
-        if (thread_future or asyncio.isfuture(reply)) and reply.done() \
-                and not reply.cancelled():
+        if (thread_future or asyncio.isfuture(reply)) and reply.done() and not reply.cancelled():
             # Already resolved (e.g. work done at once on the loop): reply now.
             try:
                 result = reply.result()
@@ -321,8 +308,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         try:
             handler(self, connection, msg)
         except Exception:
-            self._logger.exception("Error handling %s %r", Message.TYPE_NAMES[msg.mtype],
-                                   msg.name)
+            self._logger.exception("Error handling %s %r", Message.TYPE_NAMES[msg.mtype], msg.name)
 
     # -- sending ----------------------------------------------------------------------
 

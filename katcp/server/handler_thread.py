@@ -87,8 +87,7 @@ class MessageHandlerThread:
         """
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("Message handler thread already started")
-        self._thread = threading.Thread(target=self.run, name="katcp-request-handler",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self.run, name="katcp-request-handler", daemon=True)
         self._thread.start()
         if timeout:
             self._running.wait(timeout)
@@ -117,7 +116,7 @@ class MessageHandlerThread:
                 if done is None:
                     call(_resolve, ready)
                 else:
-                    done.add_done_callback(functools.partial(call, _resolve_after, ready))
+                    done.add_done_callback(functools.partial(call, _resolve, ready))
         finally:
             self._running.clear()
 
@@ -164,12 +163,9 @@ class MessageHandlerThread:
         return self._running.wait(timeout)
 
 
-def _resolve(future: Future) -> None:
+def _resolve(future: Future, _handled: Any = None) -> None:
+    """Resolve `future` (unless done), when the message it stands for is handled."""
     if not future.done():
         future.set_result(None)
-
-
-def _resolve_after(future: Future, _handled: Any) -> None:
-    _resolve(future)
 
 

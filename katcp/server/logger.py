@@ -4,6 +4,7 @@ import logging
 from typing import Any, Callable, Optional, Union
 
 from katcp.core import Message
+from katcp.wire.text import readable
 
 
 def _log_at(level: int, method_name: str, what: str) -> Callable[..., None]:
@@ -79,8 +80,7 @@ class DeviceLogger:
             The logging level constant associated with the name.
 
         """
-        if isinstance(level_name, bytes):
-            level_name = level_name.decode("utf-8", "replace")
+        level_name = readable(level_name)
         try:
             return self.LEVELS.index(level_name)
         except ValueError:
@@ -164,8 +164,7 @@ class DeviceLogger:
             The #log message to create a log entry from.
 
         """
-        level, timestamp, name, message = [
-            arg.decode("utf-8", "replace") for arg in msg.arguments[:4]]
+        level, timestamp, name, message = [readable(arg) for arg in msg.arguments[:4]]
         try:
             python_level = cls.PYTHON_LEVEL[cls.LEVELS.index(level)]
         except ValueError:

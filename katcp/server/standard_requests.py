@@ -14,6 +14,7 @@ from katcp.kattypes import (Int, Str, has_katcp_protocol_flags, minimum_katcp_ve
                             request, return_reply)
 from katcp.server.connection import ClientRequestConnection
 from katcp.version import __version__
+from katcp.wire.text import as_str
 
 if TYPE_CHECKING:
     from katcp.server.device import DeviceServer
@@ -52,8 +53,7 @@ def construct_name_filter(pattern: Any) -> Tuple[bool, Callable[[str], bool]]:
     """
     if pattern is None:
         return False, lambda name: True
-    if isinstance(pattern, bytes):
-        pattern = pattern.decode("utf-8")
+    pattern = as_str(pattern)
     if pattern.startswith("/") and pattern.endswith("/"):
         search = re.compile(pattern[1:-1]).search
         return False, lambda name: search(name) is not None
@@ -61,8 +61,7 @@ def construct_name_filter(pattern: Any) -> Tuple[bool, Callable[[str], bool]]:
 
 
 def _matching_sensors(self: "DeviceServer", msg: Message) -> List[Tuple[str, Sensor]]:
-    exact, name_filter = construct_name_filter(msg.arguments[0] if msg.arguments
-                                               else None)
+    exact, name_filter = construct_name_filter(msg.arguments[0] if msg.arguments else None)
     sensors = [(name, sensor) for name, sensor in sorted(self._sensors.items())
                if name_filter(name)]
     if exact and not sensors:
@@ -139,7 +138,7 @@ def request_help(self: "DeviceServer", req: ClientRequestConnection, msg: Messag
         for name, each in sorted(handlers.items()):
             req.inform(name, each.__doc__ or "")
         return req.make_reply("ok", len(handlers))
-    name = msg.arguments[0].decode("utf-8")
+    name = as_str(msg.arguments[0])
     handler = handlers.get(name)
     if handler is None:
         return req.make_reply("fail", "Unknown request method.")
@@ -147,8 +146,7 @@ def request_help(self: "DeviceServer", req: ClientRequestConnection, msg: Messag
     return req.make_reply("ok", "1")
 
 
-def request_log_level(self: "DeviceServer", req: ClientRequestConnection,
-                      msg: Message) -> Message:
+def request_log_level(self: "DeviceServer", req: ClientRequestConnection, msg: Message) -> Message:
     """Query or set the current logging level.
 
         Parameters
@@ -183,8 +181,7 @@ def request_log_level(self: "DeviceServer", req: ClientRequestConnection,
     return req.make_reply("ok", self.log.level_name())
 
 
-def request_restart(self: "DeviceServer", req: ClientRequestConnection,
-                    msg: Message) -> Message:
+def request_restart(self: "DeviceServer", req: ClientRequestConnection, msg: Message) -> Message:
     """Restart the device server.
 
         Returns
@@ -285,10 +282,8 @@ def request_version_list(self: "DeviceServer", req: ClientRequestConnection,
         ("katcp-device", (self.version(), self.build_state())),
     ] + sorted(self.extra_versions.items())
     for name, (version, build_state) in versions:
-        if build_state is None:
-            req.inform(name, version)
-        else:
-            req.inform(name, version, build_state)
+        # A build state (or serial number) of None is left out.
+        req.inform(name, *[part for part in (version, build_state) if part is not None])
     return req.make_reply("ok", len(versions))
 
 
@@ -352,8 +347,7 @@ def request_sensor_list(self: "DeviceServer", req: ClientRequestConnection,
         """
     sensors = _matching_sensors(self, msg)
     for name, sensor in sensors:
-        req.inform(name, sensor.description, sensor.units, sensor.stype,
-                   *sensor.formatted_params)
+        req.inform(name, sensor.description, sensor.units, sensor.stype, *sensor.formatted_params)
     return req.make_reply("ok", len(sensors))
 
 
@@ -416,8 +410,7 @@ def request_sensor_value(self: "DeviceServer", req: ClientRequestConnection,
     return req.make_reply("ok", len(sensors))
 
 
-def request_watchdog(self: "DeviceServer", req: ClientRequestConnection,
-                     msg: Message) -> Message:
+def request_watchdog(self: "DeviceServer", req: ClientRequestConnection, msg: Message) -> Message:
     """Check that the server is still alive.
 
         Returns

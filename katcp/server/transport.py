@@ -420,8 +420,7 @@ class KATCPServer:
     def _accepted(self, task: "asyncio.Task[Any]") -> None:
         self._accepting.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            self._logger.error("Failed to set up an accepted connection: %s",
-                               task.exception())
+            self._logger.error("Failed to set up an accepted connection: %s", task.exception())
 
     def _resume_accepting(self) -> None:
         if self._listener is not None:
@@ -565,8 +564,7 @@ class KATCPServer:
         if client_conn is None:
             return
         transport = conn.transport
-        if transport.is_closing():
-            connection_valid = False
+        connection_valid = connection_valid and not transport.is_closing()
         if not connection_valid:
             conn.closing = True
         try:
