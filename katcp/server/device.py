@@ -159,12 +159,10 @@ class DeviceServer(DeviceServerBase):
         self._client_conns.add(client_conn)
         self._strategies[client_conn] = {}
         if self._katcp_major >= VERSION_CONNECT_KATCP_MAJOR:
-            client_conn.inform(Message.inform(
-                "version-connect", "katcp-protocol", str(self.PROTOCOL_INFO)))
-            client_conn.inform(Message.inform(
-                "version-connect", "katcp-library", "katcp-python-%s" % __version__))
-            client_conn.inform(Message.inform(
-                "version-connect", "katcp-device", self.version(), self.build_state()))
+            for version in (("katcp-protocol", str(self.PROTOCOL_INFO)),
+                            ("katcp-library", "katcp-python-%s" % __version__),
+                            ("katcp-device", self.version(), self.build_state())):
+                client_conn.inform(Message.inform("version-connect", *version))
         else:
             client_conn.inform(Message.inform("version", self.version()))
             client_conn.inform(Message.inform("build-state", self.build_state()))

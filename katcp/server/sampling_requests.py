@@ -179,22 +179,20 @@ def _sensor_sampling(self: "DeviceServer", req: ClientRequestConnection, msg: Me
         raise FailReply("Unknown sensor name: %s." % (names_arg,))
     sensors = [self._sensors[name] for name in names]
     client_strategies = self._strategies.setdefault(req.client_connection, {})
+    v4 = self._katcp_major < SEC_TS_KATCP_MAJOR
     if not strategy_and_params:
         strategy = client_strategies.get(sensors[0])
         if strategy is None:
             return req.make_reply("ok", names_arg, "none")
         strategy_name, params = strategy.get_sampling_formatted()
-        if self._katcp_major < SEC_TS_KATCP_MAJOR:
-            params = _convert_times(strategy_name, params, _seconds_param_to_ms)
+        params = _v4_times(v4, strategy_name, params, _seconds_param_to_ms)
         return req.make_reply("ok", names_arg, strategy_name, *params)
     strategy_name, params = strategy_and_params[0], strategy_and_params[1:]
-    if self._katcp_major < SEC_TS_KATCP_MAJOR and strategy_name in _STRATEGIES_AFTER_V4:
+    if v4 and strategy_name in _STRATEGIES_AFTER_V4:
         raise FailReply("Strategy %s not allowed for version %d of katcp" % (
             readable(strategy_name), self._katcp_major))
-    sampling_params = params
     # The reply echoes the parameters as the client gave them.
-    if self._katcp_major < SEC_TS_KATCP_MAJOR:
-        sampling_params = _convert_times(strategy_name, params, _ms_param_to_seconds)
+    sampling_params = _v4_times(v4, strategy_name, params, _ms_param_to_seconds)
     inform_callback = _inform_callback(self, req.client_connection)
     try:
         new_strategies = [
@@ -213,10 +211,15 @@ def _sensor_sampling(self: "DeviceServer", req: ClientRequestConnection, msg: Me
     return req.make_reply("ok", names_arg, strategy_name, *params)
 
 
-def _convert_times(strategy_name: bytes, params: Sequence[Any],
-                   convert: Callable[[bytes], Any]) -> List[Any]:
-    """`params` of strategy `strategy_name` with `convert` applied to its time parameters."""
+def _v4_times(v4: bool, strategy_name: bytes, params: Sequence[Any],
+              convert: Callable[[bytes], Any]) -> List[Any]:
+    """`params` of strategy `strategy_name`, `convert` applied to its time parameters if `v4`.
+
+    A KATCP v4 server exchanges them in milliseconds; its strategies take seconds.
+    """
     params = list(params)
+    if not v4:
+        return params
     for i in _V4_TIME_PARAMS.get(strategy_name, ()):
         if i < len(params):
             params[i] = convert(params[i])

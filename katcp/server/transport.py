@@ -346,7 +346,8 @@ class KATCPServer:
         self._stopped.clear()
         sock = self._bind()
         ioloop = self.ioloop = self._ioloop_manager.get_ioloop()
-        if self._in_running_loop(ioloop):
+        # Before _install() only the loop manager can tell whether we run on the loop.
+        if on_thread(self._ioloop_manager.thread_id()):
             self._install(sock)
         else:
             installed = call_on_loop(ioloop, None, self._install, sock)
@@ -355,14 +356,6 @@ class KATCPServer:
         if timeout:
             return self._running.wait(timeout)
         return None
-
-    @staticmethod
-    def _in_running_loop(ioloop: tornado.ioloop.IOLoop) -> bool:
-        # Before _install() the loop's thread id is not known yet: ask asyncio.
-        try:
-            return asyncio.get_running_loop() is ioloop.asyncio_loop  # type: ignore
-        except RuntimeError:
-            return False
 
     def _bind(self) -> socket.socket:
         host, port = self._bind_request
@@ -376,11 +369,10 @@ class KATCPServer:
         except Exception:
             sock.close()
             raise
-        host, port = sock.getsockname()[:2]
-        self._bindaddr = (host, port)
+        self._bindaddr = sock.getsockname()[:2]
         # A restarted server listens where it did before (port 0 picks a port only once),
         # so that clients reconnecting to the old address find it again.
-        self._bind_request = (self._bind_request[0], port)
+        self._bind_request = (host, self._bindaddr[1])
         return sock
 
     def _install(self, sock: socket.socket) -> None:
