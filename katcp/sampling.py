@@ -467,20 +467,19 @@ class SampleEventRate(SampleStrategy):
             raise ValueError("The shortest period (%s) must not exceed the longest (%s)."
                              % (readable(params[-2]), readable(params[-1])))
         self._last_sent: Optional[Reading] = None
-        self._last_sent_time: Optional[float] = None
+        # When the last reading was sent; -inf lets the first one go out at once.
+        self._last_sent_time = float("-inf")
         self._held_reading: Optional[Reading] = None
         self._shortest_timeout: Optional[object] = None
         self._longest_timeout: Optional[object] = None
 
     def observe(self, reading: Reading) -> None:
         if not _changed(self._last_sent, reading, self._threshold):
-            if self._held_reading is not None:
-                # A pending change was undone before it could be sent; send nothing.
-                self._held_reading = None
+            # A held change that was undone before it could be sent is not sent.
+            self._held_reading = None
             return
-        earliest = (self._last_sent_time + self._shortest
-                    if self._last_sent_time is not None else None)
-        if earliest is None or self.ioloop.time() >= earliest:
+        earliest = self._last_sent_time + self._shortest
+        if self.ioloop.time() >= earliest:
             self._send(reading)
             return
         self._held_reading = reading

@@ -485,14 +485,12 @@ def request_request_timeout_hint(self: "DeviceServer", req: ClientRequestConnect
 
         """
     handlers = self._request_handlers
-    if request:
-        if request not in handlers:
-            raise FailReply("Unknown request method")
-        hints = [(request, getattr(handlers[request], "request_timeout_hint", None) or 0)]
-    else:
-        hints = [(name, getattr(handler, "request_timeout_hint", None))
-                 for name, handler in sorted(handlers.items())]
-        hints = [(name, hint) for name, hint in hints if hint]
+    if request and request not in handlers:
+        raise FailReply("Unknown request method")
+    hints = [(name, getattr(handlers[name], "request_timeout_hint", None) or 0)
+             for name in ([request] if request else sorted(handlers))]
+    # Asked about all requests, only those with a hint are listed.
+    hints = [(name, hint) for name, hint in hints if hint or request]
     for name, hint in hints:
         req.inform(name, float(hint))
     return ("ok", len(hints))
