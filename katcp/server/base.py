@@ -13,12 +13,13 @@ import tornado.gen
 from tornado.concurrent import Future
 
 from katcp.core import (DEFAULT_KATCP_MAJOR, AsyncReply, DeviceServerMetaclass, FailReply,
-                        Message, ProtocolFlags, _format_timestamp, steal_docstring_from)
+                        Message, ProtocolFlags, steal_docstring_from)
 from katcp.loop.crossing import is_awaitable, run_into_future
 from katcp.server.connection import (ClientConnection, ClientRequestConnection,
                                      ThreadsafeClientConnection, client_connection_of)
 from katcp.server.handler_thread import MessageHandlerThread
 from katcp.server.transport import KATCPServer, exception_text, return_future
+from katcp.wire.types import format_timestamp
 
 log = logging.getLogger("katcp.server")
 
@@ -366,8 +367,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """
         if timestamp is None:
             timestamp = time.time()
-        timestamp_msg = _format_timestamp(timestamp, self._katcp_major)
-        return Message.inform("log", level_name, timestamp_msg, name, msg)
+        return Message.inform("log", level_name, format_timestamp(timestamp, self._katcp_major),
+                              name, msg)
 
     def create_exception_reply_and_log(self, msg: Message, exc_info: Any) -> Message:
         """Create a fail reply carrying a traceback, and log the error.

@@ -103,11 +103,7 @@ class MessageHandlerThread:
         handler = self.handler
         call = self._call_queue.call
         try:
-            while True:
-                item = get()
-                if item is _STOP:
-                    break
-                client_conn, msg, ready = item
+            for client_conn, msg, ready in iter(get, _STOP):
                 try:
                     done = handler(client_conn, msg)
                 except Exception:
