@@ -83,10 +83,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
 
     """
 
-    PROTOCOL_INFO = ProtocolFlags(DEFAULT_KATCP_MAJOR, 0, set([
-        ProtocolFlags.MULTI_CLIENT,
-        ProtocolFlags.MESSAGE_IDS,
-    ]))
+    PROTOCOL_INFO = ProtocolFlags(DEFAULT_KATCP_MAJOR, 0,
+                                  {ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS})
 
     # Filled in by the metaclass: KATCP message name -> handler.
     _request_handlers: Dict[str, Callable[..., Any]]

@@ -228,8 +228,7 @@ class DeviceServer(DeviceServerBase):
     def _interface_changed(self) -> None:
         # Several changes in one loop iteration give one inform.
         if (not self.SEND_INTERFACE_CHANGED or self._interface_changed_pending
-                or not self.running()
-                or self._katcp_major < INTERFACE_CHANGED_KATCP_MAJOR):
+                or not self.running() or self._katcp_major < INTERFACE_CHANGED_KATCP_MAJOR):
             return
         self._interface_changed_pending = True
         self._server.call_soon_threadsafe(self._send_interface_changed)

@@ -40,16 +40,9 @@ class DeviceLogger:
 
     LEVELS = ["all", "trace", "debug", "info", "warn", "error", "fatal", "off"]
 
-    PYTHON_LEVEL = {
-        ALL: logging.NOTSET,
-        TRACE: 0,
-        DEBUG: logging.DEBUG,
-        INFO: logging.INFO,
-        WARN: logging.WARN,
-        ERROR: logging.ERROR,
-        FATAL: logging.FATAL,
-        OFF: logging.FATAL + 10,
-    }
+    PYTHON_LEVEL = {ALL: logging.NOTSET, TRACE: 0, DEBUG: logging.DEBUG, INFO: logging.INFO,
+                    WARN: logging.WARN, ERROR: logging.ERROR, FATAL: logging.FATAL,
+                    OFF: logging.FATAL + 10}
 
     def __init__(self, device_server: Any, root_logger: str = "root",
                  python_logger: Optional[logging.Logger] = None) -> None:

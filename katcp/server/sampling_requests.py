@@ -195,10 +195,9 @@ def _sensor_sampling(self: "DeviceServer", req: ClientRequestConnection, msg: Me
     sampling_params = _v4_times(v4, strategy_name, params, _ms_param_to_seconds)
     inform_callback = _inform_callback(self, req.client_connection)
     try:
-        new_strategies = [
-            SampleStrategy.get_strategy(strategy_name, inform_callback, sensor,
-                                        *sampling_params, ioloop=self.ioloop)
-            for sensor in sensors]
+        new_strategies = [SampleStrategy.get_strategy(strategy_name, inform_callback, sensor,
+                                                      *sampling_params, ioloop=self.ioloop)
+                          for sensor in sensors]
     except (ValueError, TypeError) as exc:
         raise FailReply(str(exc))
     for sensor, strategy in zip(sensors, new_strategies):

@@ -20,10 +20,9 @@ if TYPE_CHECKING:
     from katcp.server.device import DeviceServer
 
 BASE_REQUESTS = frozenset([
-    "halt", "help", "log-level", "restart", "client-list", "sensor-list",
-    "sensor-sampling", "sensor-sampling-clear", "sensor-value", "watchdog", "version-list",
-    "new-command", "raise-fail", "raise-exception",
-])
+    "halt", "help", "log-level", "restart", "client-list", "sensor-list", "sensor-sampling",
+    "sensor-sampling-clear", "sensor-value", "watchdog", "version-list", "new-command",
+    "raise-fail", "raise-exception"])
 """List of basic KATCP requests that a minimal device server should implement."""
 
 

@@ -454,9 +454,8 @@ class KATCPServer:
         self._running.clear()
         conns = list(self._connections)
         if conns:
-            await asyncio.gather(*[
-                self.disconnect_client(conn, "Device server shutting down.")
-                for conn in conns], return_exceptions=True)
+            await asyncio.gather(*[self.disconnect_client(conn, "Device server shutting down.")
+                                   for conn in conns], return_exceptions=True)
         self._stopped.set()
 
     def join(self, timeout: Optional[float] = None) -> None:
