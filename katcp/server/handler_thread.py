@@ -44,7 +44,6 @@ class MessageHandlerThread:
         self._running = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.ioloop: Optional[tornado.ioloop.IOLoop] = None
-        self._call_queue: Optional[CallQueue] = None
 
     def set_ioloop(self, ioloop: tornado.ioloop.IOLoop) -> None:
         """Set the loop that hears when each message is handled.
@@ -55,9 +54,6 @@ class MessageHandlerThread:
 
         """
         self.ioloop = ioloop
-        # The loop's one call queue, which also carries the replies sent from this thread:
-        # a message counts as handled only after its reply went out.
-        self._call_queue = CallQueue.of(ioloop)
 
     def on_message(self, client_conn: Any, msg: Message) -> Future:
         """Handle message.
@@ -94,14 +90,16 @@ class MessageHandlerThread:
 
     def run(self) -> None:
         """Handle queued messages until stopped."""
-        if self.ioloop is None or self._call_queue is None:
+        if self.ioloop is None:
             raise RuntimeError("set_ioloop() must be called before the thread runs")
         # Futures created by handlers in this thread belong to the server's loop.
         asyncio.set_event_loop(self.ioloop.asyncio_loop)  # type: ignore[attr-defined]
         self._running.set()
         get = self._queue.get
         handler = self.handler
-        call = self._call_queue.call
+        # The loop's one call queue, which also carries the replies sent from this thread:
+        # a message counts as handled only after its reply went out.
+        call = CallQueue.of(self.ioloop).call
         try:
             for client_conn, msg, ready in iter(get, _STOP):
                 try:

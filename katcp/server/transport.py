@@ -377,6 +377,7 @@ class KATCPServer:
 
     def _install(self, sock: socket.socket) -> None:
         self.ioloop_thread_id = threading.get_ident()
+        # A restarted server may run on a new loop: the queue of that loop.
         self._call_queue = CallQueue.of(self.ioloop)
         self._listener = sock
         self.ioloop.asyncio_loop.add_reader(sock.fileno(), self._accept_ready)
