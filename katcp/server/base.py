@@ -28,11 +28,6 @@ _REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
 # KATCP major versions a device server can speak.
 _SUPPORTED_KATCP_MAJORS = frozenset([4, 5])
 
-def _done_future(result: Any = None) -> Future:
-    future: Future = Future()
-    future.set_result(result)
-    return future
-
 
 @functools.lru_cache(maxsize=None)
 def _is_async_handler(handler: Callable[..., Any]) -> bool:
@@ -47,6 +42,10 @@ def _is_async_handler(handler: Callable[..., Any]) -> bool:
 
 def _nothing() -> None:
     pass
+
+
+# What the connection hooks return once they are done: a future resolved with None.
+_done_future = return_future(_nothing)
 
 
 class DeviceServerBase(metaclass=DeviceServerMetaclass):

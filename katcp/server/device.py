@@ -276,6 +276,7 @@ class DeviceServer(DeviceServerBase):
         """Whether the sensor with specified name is known."""
         return sensor_name in self._sensors
 
+
 class AsyncDeviceServer(DeviceServer):
     """DeviceServer that is automatically configured for async use.
 
