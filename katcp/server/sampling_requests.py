@@ -49,10 +49,8 @@ def clear_strategies(self: "DeviceServer", client_conn: Any, remove_client: bool
         clients that disconnect.
 
     """
-    strategies = (self._strategies.pop(client_conn, None) if remove_client
-                  else self._strategies.get(client_conn))
-    if not strategies:
-        return
+    take = self._strategies.pop if remove_client else self._strategies.get
+    strategies = take(client_conn, {})
     for strategy in strategies.values():
         strategy.cancel()
     strategies.clear()
