@@ -100,7 +100,6 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         self._tb_limit = tb_limit
         self._server = KATCPServer(self, host, port, tb_limit, logger)
         self._handler_thread: Optional[MessageHandlerThread] = None
-        self._thread_safe = True
         self._dispatch = {_REQUEST: self.handle_request, _REPLY: self.handle_reply,
                           _INFORM: self.handle_inform}
         self.set_concurrency_options()
@@ -147,7 +146,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """
         if handler_thread and not thread_safe:
             raise ValueError("handler_thread=True requires thread_safe=True")
-        self._thread_safe = thread_safe
+        self._mass_send = (self._server.mass_send_message_threadsafe if thread_safe
+                           else self._server.mass_send_message)
         self._server.client_connection_factory = (
             ThreadsafeClientConnection if thread_safe else ClientConnection)
         if handler_thread:
@@ -319,10 +319,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
 
     def mass_inform(self, msg: Message) -> None:
         """Send an inform message to all clients (see :meth:`ClientConnection.mass_inform`)."""
-        if self._thread_safe:
-            self._server.mass_send_message_threadsafe(msg)
-        else:
-            self._server.mass_send_message(msg)
+        self._mass_send(msg)
 
     def reply(self, connection: Any, reply: Message, orig_req: Message) -> None:
         """Send an asynchronous reply to an earlier request on `connection`.
