@@ -215,14 +215,13 @@ class DeviceServer(DeviceServerBase):
 
         """
         name = sensor if isinstance(sensor, str) else sensor.name
-        try:
-            sensor = self._sensors.pop(name)
-        except KeyError:
-            raise ValueError("Unknown sensor '%s'." % (name,)) from None
+        removed = self._sensors.pop(name, None)
+        if removed is None:
+            raise ValueError("Unknown sensor '%s'." % (name,))
         if self.running():
-            self._server.call_from_thread(lambda: self._cancel_sensor_strategies(sensor))
+            self._server.call_from_thread(lambda: self._cancel_sensor_strategies(removed))
         else:
-            self._cancel_sensor_strategies(sensor)
+            self._cancel_sensor_strategies(removed)
         self._interface_changed()
 
     def _interface_changed(self) -> None:
