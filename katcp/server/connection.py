@@ -243,7 +243,9 @@ class ClientRequestConnection:
         """
         if self._replied:
             raise RuntimeError("Reply to request %r already sent." % (self.msg.name,))
-        _answer_to(rep_msg, self.msg)  # ValueError if the names differ, before anything is sent
+        if rep_msg.name != self.msg.name:
+            raise ValueError("Reply name %r does not match request name %r." % (
+                rep_msg.name, self.msg.name))
         self._replied = True
         self.client_connection.reply(rep_msg, self.msg)
 
