@@ -53,9 +53,7 @@ class DeviceLogger:
 
     def level_name(self, level: Optional[int] = None) -> str:
         """Return the name of logging level constant `level` (default: the current level)."""
-        if level is None:
-            level = self._log_level
-        return self.LEVELS[level]
+        return self.LEVELS[self._log_level if level is None else level]
 
     def level_from_name(self, level_name: Union[str, bytes]) -> int:
         """Return the level constant for a given name.
@@ -124,9 +122,7 @@ class DeviceLogger:
 
         """
         if self._python_logger is not None:
-            python_msg = msg
-            if timestamp is not None:
-                python_msg = "msg=%s timestamp=%.2f" % (msg, timestamp)
+            python_msg = msg if timestamp is None else "msg=%s timestamp=%.2f" % (msg, timestamp)
             self._python_logger.log(self.PYTHON_LEVEL[level], python_msg, *args)
         if level >= self._log_level:
             if name is None:
