@@ -477,9 +477,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
 
         """
         if self._server.in_ioloop_thread():
-            future: Future = Future()
-            self.ioloop.add_callback(future.set_result, None)
-            return future
+            return tornado.gen.sleep(0)  # resolves once the loop has gone round
         self._server.call_on_loop(_nothing).result(timeout)
         return None
 
