@@ -10,6 +10,7 @@ it). All scheduling uses the loop's clock (``ioloop.time()``), so a virtual cloc
 import functools
 import heapq
 import itertools
+import operator
 import threading
 import weakref
 from typing import Any, Callable, List, Optional, Tuple
@@ -300,28 +301,29 @@ def _parse_difference(sensor: Sensor, param: Any) -> float:
     return threshold
 
 
-def _changed(last: Optional[Reading], reading: Reading, threshold: Optional[float]) -> bool:
-    """Whether `reading` is news after `last` (the reading last sent, if any).
-
-    A status change always is; a value change is when it exceeds `threshold` (the
-    differential strategies) or, without one, when the value differs at all.
-    """
-    if last is None or reading.status != last.status:
-        return True
-    if threshold is None:
-        return reading.value != last.value
-    return abs(reading.value - last.value) > threshold
+def _beyond_threshold(strategy: Any, value: Any, last_value: Any) -> bool:
+    """The value test of the differential strategies: a change by more than the threshold."""
+    return abs(value - last_value) > strategy._threshold
 
 
 class _SampleChanges(SampleStrategy):
-    """Sends each update that :func:`_changed` finds news, at once."""
+    """Sends each update whose status or value differs from the last one sent, at once."""
 
     OBSERVE_UPDATES = True
     _last_sent: Optional[Reading] = None
-    _threshold: Optional[float] = None
+    # Whether a value differs from the last one sent; the differential strategies set theirs.
+    _differs: Callable[[Any, Any], bool] = operator.ne
+
+    def _is_news(self, reading: Reading) -> bool:
+        last = self._last_sent
+        return (last is None or self._differs(reading.value, last.value)
+                or reading.status != last.status)
 
     def observe(self, reading: Reading) -> None:
-        if _changed(self._last_sent, reading, self._threshold):
+        # _is_news() inlined: this runs for every update of every sensor sampled on events.
+        last = self._last_sent
+        if (last is None or self._differs(reading.value, last.value)
+                or reading.status != last.status):
             self._last_sent = reading
             self.inform(reading)
 
@@ -344,6 +346,8 @@ class SampleDifferential(_SampleChanges):
 
     NUM_PARAMS = 1
     _SAMPLING = SampleStrategy.DIFFERENTIAL
+
+    _differs = _beyond_threshold
 
     def _setup(self, *params: Any) -> None:
         self._threshold = _parse_difference(self._sensor, params[0])
@@ -445,7 +449,7 @@ class SamplePeriod(SampleStrategy):
             self._timeout = None
 
 
-class SampleEventRate(SampleStrategy):
+class SampleEventRate(_SampleChanges):
     """Event-rate sampling strategy.
 
     Report the value whenever it changes (value or status) or if more than longest-period
@@ -455,10 +459,8 @@ class SampleEventRate(SampleStrategy):
     A longest-period of 0 means no periodic updates.
     """
 
-    OBSERVE_UPDATES = True
     NUM_PARAMS = 2
     _SAMPLING = SampleStrategy.EVENT_RATE
-    _threshold: Optional[float] = None
 
     def _setup(self, *params: Any) -> None:
         self._shortest = _parse_period(params[-2], "shortest period")
@@ -466,7 +468,6 @@ class SampleEventRate(SampleStrategy):
         if self._longest and self._shortest > self._longest:
             raise ValueError("The shortest period (%s) must not exceed the longest (%s)."
                              % (readable(params[-2]), readable(params[-1])))
-        self._last_sent: Optional[Reading] = None
         # When the last reading was sent; -inf lets the first one go out at once.
         self._last_sent_time = float("-inf")
         self._held_reading: Optional[Reading] = None
@@ -474,7 +475,7 @@ class SampleEventRate(SampleStrategy):
         self._longest_timeout: Optional[object] = None
 
     def observe(self, reading: Reading) -> None:
-        if not _changed(self._last_sent, reading, self._threshold):
+        if not self._is_news(reading):
             # A held change that was undone before it could be sent is not sent.
             self._held_reading = None
             return
@@ -524,6 +525,8 @@ class SampleDifferentialRate(SampleEventRate):
 
     NUM_PARAMS = 3
     _SAMPLING = SampleStrategy.DIFFERENTIAL_RATE
+
+    _differs = _beyond_threshold
 
     def _setup(self, *params: Any) -> None:
         super()._setup(*params)
