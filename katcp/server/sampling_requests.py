@@ -12,7 +12,7 @@ from katcp.core import SEC_TS_KATCP_MAJOR, FailReply, Message, Reading, Sensor
 from katcp.kattypes import request
 from katcp.sampling import SampleStrategy, sensor_status_inform
 from katcp.server.connection import ClientRequestConnection
-from katcp.wire.text import readable
+from katcp.wire.text import as_str, readable
 from katcp.wire.types import ms_to_seconds, seconds_to_ms
 
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ def request_sensor_sampling(self: "DeviceServer", req: ClientRequestConnection,
 def _sensor_sampling(self: "DeviceServer", req: ClientRequestConnection, msg: Message) -> Message:
     if not msg.arguments:
         raise FailReply("No sensor name given.")
-    names_arg = msg.arguments[0].decode("utf-8")
+    names_arg = as_str(msg.arguments[0])
     bulk = self.PROTOCOL_INFO.bulk_set_sensor_sampling
     names = names_arg.split(",") if bulk else [names_arg]
     strategy_and_params = msg.arguments[1:]
