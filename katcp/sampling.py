@@ -116,7 +116,7 @@ class SampleStrategy:
     NUM_PARAMS = 0
 
     # The strategy's constant, which get_sampling() returns: each strategy sets it.
-    _SAMPLING: int
+    _SAMPLING: Optional[int] = None
 
     def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
                  ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
@@ -184,6 +184,8 @@ class SampleStrategy:
         strategy : Strategy constant
             The strategy type constant for this strategy.
         """
+        if self._SAMPLING is None:
+            raise NotImplementedError("%s sets no _SAMPLING" % (type(self).__name__,))
         return self._SAMPLING
 
     def get_sampling_formatted(self) -> Tuple[bytes, List[bytes]]:
