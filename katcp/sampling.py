@@ -10,6 +10,7 @@ it). All scheduling uses the loop's clock (``ioloop.time()``), so a virtual cloc
 import functools
 import heapq
 import itertools
+import operator
 import threading
 import weakref
 from typing import Any, Callable, List, Optional, Tuple
@@ -19,40 +20,42 @@ import tornado.ioloop
 from katcp.core import Message, Reading, Sensor
 from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import on_thread
-
-_get_ident = threading.get_ident
+from katcp.wire.text import as_bytes, readable
 
 InformCallback = Callable[[Sensor, Reading], None]
 
 # Timestamps beyond this are nonsense for a sensor (seconds).
 AGE_OF_UNIVERSE = 4.32329886e+17
 
-_NUMERIC_TYPES = {Sensor.INTEGER, Sensor.FLOAT, Sensor.TIMESTAMP}
 
-
-def format_inform_v5(sensor: Sensor, timestamp: float, status: int, value: Any) -> Message:
-    """Format a KATCP v5 ``#sensor-status`` inform (timestamps in seconds).
+def sensor_status_inform(sensor: Sensor, reading: Reading, major: int) -> Message:
+    """Format the ``#sensor-status`` inform of `reading` for KATCP version `major`.
 
     Parameters
     ----------
     sensor : Sensor
-    timestamp, status, value
+    reading : Reading
         The reading to report.
+    major : int
+        KATCP major version: timestamps are in seconds from v5, in milliseconds before.
 
     Returns
     -------
     msg : Message
     """
-    ts, status_name, formatted = sensor.format_reading((timestamp, status, value), major=5)
-    return Message(Message.INFORM, "sensor-status", (ts, b"1", sensor.name.encode("utf-8"),
-                                                     status_name, formatted))
+    ts, status_name, formatted = sensor.format_reading(reading, major)
+    return Message(Message.INFORM, "sensor-status",
+                   (ts, b"1", sensor.name.encode("utf-8"), status_name, formatted))
+
+
+def format_inform_v5(sensor: Sensor, timestamp: float, status: int, value: Any) -> Message:
+    """Format a KATCP v5 ``#sensor-status`` inform (timestamps in seconds)."""
+    return sensor_status_inform(sensor, Reading(timestamp, status, value), 5)
 
 
 def format_inform_v4(sensor: Sensor, timestamp: float, status: int, value: Any) -> Message:
     """Format a KATCP v4 ``#sensor-status`` inform (timestamps in milliseconds)."""
-    ts, status_name, formatted = sensor.format_reading((timestamp, status, value), major=4)
-    return Message(Message.INFORM, "sensor-status", (ts, b"1", sensor.name.encode("utf-8"),
-                                                     status_name, formatted))
+    return sensor_status_inform(sensor, Reading(timestamp, status, value), 4)
 
 
 def update_in_ioloop(update: Callable[[Any, Sensor, Reading], None]
@@ -74,27 +77,13 @@ def update_in_ioloop(update: Callable[[Any, Sensor, Reading], None]
     return wrapped_update
 
 
-def _text(param: Any) -> str:
-    if isinstance(param, bytes):
-        return param.decode("utf-8", "replace")
-    return str(param)
-
-
-def _as_bytes(param: Any) -> bytes:
-    if isinstance(param, bytes):
-        return param
-    if isinstance(param, float):
-        return repr(param).encode("ascii")
-    return str(param).encode("utf-8")
-
-
 def _parse_period(param: Any, what: str) -> float:
     try:
-        value = float(_text(param))
+        value = float(readable(param))
     except ValueError:
-        raise ValueError("Invalid %s %r: not a number." % (what, _text(param)))
+        raise ValueError("Invalid %s %r: not a number." % (what, readable(param)))
     if not value >= 0 or value == float("inf"):
-        raise ValueError("Invalid %s %r: must be a finite number >= 0." % (what, _text(param)))
+        raise ValueError("Invalid %s %r: must be a finite number >= 0." % (what, readable(param)))
     return value
 
 
@@ -126,6 +115,9 @@ class SampleStrategy:
     #: Number of parameters the strategy takes.
     NUM_PARAMS = 0
 
+    # The strategy's constant, which get_sampling() returns: each strategy sets it.
+    _SAMPLING: Optional[int] = None
+
     def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
                  ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
         if len(params) != self.NUM_PARAMS:
@@ -134,13 +126,17 @@ class SampleStrategy:
                 "" if self.NUM_PARAMS == 1 else "s", len(params)))
         self._inform_callback = inform_callback
         self._sensor = sensor
-        self._params = [_as_bytes(p) for p in params]
+        self._params = [as_bytes(p) for p in params]
         self.ioloop = ioloop or tornado.ioloop.IOLoop.current()
         self._ioloop_thread_id: Optional[int] = None
         self._call_queue = CallQueue.of(self.ioloop)
         self._pending_lock = threading.Lock()
         self._pending_reading: Optional[Reading] = None
         self._cancelled = False
+        self._setup(*params)
+
+    def _setup(self, *params: Any) -> None:
+        """Check and keep the strategy's own parameters (``NUM_PARAMS`` of them)."""
 
     @classmethod
     def get_strategy(cls, strategyName: Any, inform_callback: InformCallback, sensor: Sensor,
@@ -171,7 +167,7 @@ class SampleStrategy:
         ValueError
             For an unknown strategy or parameters it cannot use.
         """
-        name = _text(strategyName)
+        name = readable(strategyName)
         strategy_class = _STRATEGY_CLASSES.get(name)
         if strategy_class is None:
             # The text of katcp 0.9, which clients may show or match.
@@ -181,14 +177,16 @@ class SampleStrategy:
     def get_sampling(self) -> int:
         """The Strategy constant for this sampling strategy.
 
-        Sub-classes should implement this method and return the appropriate constant.
+        Sub-classes set ``_SAMPLING`` to their constant (or override this method).
 
         Returns
         -------
         strategy : Strategy constant
             The strategy type constant for this strategy.
         """
-        raise NotImplementedError
+        if self._SAMPLING is None:
+            raise NotImplementedError("%s sets no _SAMPLING" % (type(self).__name__,))
+        return self._SAMPLING
 
     def get_sampling_formatted(self) -> Tuple[bytes, List[bytes]]:
         """The current sampling strategy and parameters.
@@ -203,8 +201,7 @@ class SampleStrategy:
         params : list of bytes
             KATCP formatted parameters for the strategy.
         """
-        return (self.SAMPLING_LOOKUP[self.get_sampling()].encode("ascii"),
-                list(self._params))
+        return (self.SAMPLING_LOOKUP[self.get_sampling()].encode("ascii"), list(self._params))
 
     def attach(self) -> None:
         """Attach strategy to its sensor and send initial update."""
@@ -233,7 +230,7 @@ class SampleStrategy:
         :attr:`OBSERVE_UPDATES` is True, and sets ``_ioloop_thread_id`` using
         thread.get_ident(). Must be called in the ioloop thread.
         """
-        self._ioloop_thread_id = _get_ident()
+        self._ioloop_thread_id = threading.get_ident()
         if self.OBSERVE_UPDATES:
             self.attach()
 
@@ -277,50 +274,24 @@ class SampleStrategy:
 class SampleNone(SampleStrategy):
     """Sampling strategy which never sends any updates."""
 
-    def get_sampling(self) -> int:
-        return SampleStrategy.NONE
+    _SAMPLING = SampleStrategy.NONE
 
 
 class SampleAuto(SampleStrategy):
     """Strategy which sends updates whenever the sensor itself is updated."""
 
     OBSERVE_UPDATES = True
-
-    def get_sampling(self) -> int:
-        return SampleStrategy.AUTO
+    _SAMPLING = SampleStrategy.AUTO
 
     def observe(self, reading: Reading) -> None:
         self.inform(reading)
-
-
-class SampleEvent(SampleStrategy):
-    """Strategy which sends updates when the sensor value or status changes.
-
-    Changes of the timestamp alone are not reported.
-    """
-
-    OBSERVE_UPDATES = True
-
-    def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
-                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
-        super().__init__(inform_callback, sensor, *params, ioloop=ioloop)
-        self._last_sent: Optional[Reading] = None
-
-    def get_sampling(self) -> int:
-        return SampleStrategy.EVENT
-
-    def observe(self, reading: Reading) -> None:
-        last = self._last_sent
-        if last is None or reading.value != last.value or reading.status != last.status:
-            self._last_sent = reading
-            self.inform(reading)
 
 
 def _parse_difference(sensor: Sensor, param: Any) -> float:
     if sensor.stype not in ("integer", "float", "timestamp"):
         raise ValueError("Differential strategies only apply to integer, float and "
                          "timestamp sensors, not %s sensor '%s'." % (sensor.stype, sensor.name))
-    text = _text(param)
+    text = readable(param)
     try:
         threshold = int(text) if sensor.stype == "integer" else float(text)
     except ValueError:
@@ -332,31 +303,56 @@ def _parse_difference(sensor: Sensor, param: Any) -> float:
     return threshold
 
 
-class SampleDifferential(SampleStrategy):
+def _beyond_threshold(strategy: Any, value: Any, last_value: Any) -> bool:
+    """The value test of the differential strategies: a change by more than the threshold."""
+    return abs(value - last_value) > strategy._threshold
+
+
+class _SampleChanges(SampleStrategy):
+    """Sends each update whose status or value differs from the last one sent, at once."""
+
+    OBSERVE_UPDATES = True
+    _last_sent: Optional[Reading] = None
+    # Whether a value differs from the last one sent; the differential strategies set theirs.
+    _differs: Callable[[Any, Any], bool] = operator.ne
+
+    def _is_news(self, reading: Reading) -> bool:
+        last = self._last_sent
+        return (last is None or self._differs(reading.value, last.value)
+                or reading.status != last.status)
+
+    def observe(self, reading: Reading) -> None:
+        # _is_news() inlined: this runs for every update of every sensor sampled on events.
+        last = self._last_sent
+        if (last is None or self._differs(reading.value, last.value)
+                or reading.status != last.status):
+            self._last_sent = reading
+            self.inform(reading)
+
+
+class SampleEvent(_SampleChanges):
+    """Strategy which sends updates when the sensor value or status changes.
+
+    Changes of the timestamp alone are not reported.
+    """
+
+    _SAMPLING = SampleStrategy.EVENT
+
+
+class SampleDifferential(_SampleChanges):
     """Differential sampling strategy for integer, float and timestamp sensors.
 
     Sends an update when the value has changed by more than the threshold since the last
     update sent, or when the status changes.
     """
 
-    OBSERVE_UPDATES = True
     NUM_PARAMS = 1
+    _SAMPLING = SampleStrategy.DIFFERENTIAL
 
-    def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
-                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
-        super().__init__(inform_callback, sensor, *params, ioloop=ioloop)
-        self._threshold = _parse_difference(sensor, params[0])
-        self._last_sent: Optional[Reading] = None
+    _differs = _beyond_threshold
 
-    def get_sampling(self) -> int:
-        return SampleStrategy.DIFFERENTIAL
-
-    def observe(self, reading: Reading) -> None:
-        last = self._last_sent
-        if (last is None or reading.status != last.status
-                or abs(reading.value - last.value) > self._threshold):
-            self._last_sent = reading
-            self.inform(reading)
+    def _setup(self, *params: Any) -> None:
+        self._threshold = _parse_difference(self._sensor, params[0])
 
 
 class _PeriodicScheduler:
@@ -424,18 +420,14 @@ class SamplePeriod(SampleStrategy):
     """
 
     NUM_PARAMS = 1
+    _SAMPLING = SampleStrategy.PERIOD
 
-    def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
-                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
-        super().__init__(inform_callback, sensor, *params, ioloop=ioloop)
+    def _setup(self, *params: Any) -> None:
         self._period = _parse_period(params[0], "period")
         if self._period <= 0:
-            raise ValueError("The sampling period must be > 0, not %r." % _text(params[0]))
+            raise ValueError("The sampling period must be > 0, not %r." % readable(params[0]))
         self._scheduler: Optional[_PeriodicScheduler] = None
         self._timeout: Optional[List[Any]] = None
-
-    def get_sampling(self) -> int:
-        return SampleStrategy.PERIOD
 
     def start(self) -> None:
         super().start()
@@ -459,7 +451,7 @@ class SamplePeriod(SampleStrategy):
             self._timeout = None
 
 
-class SampleEventRate(SampleStrategy):
+class SampleEventRate(_SampleChanges):
     """Event-rate sampling strategy.
 
     Report the value whenever it changes (value or status) or if more than longest-period
@@ -469,40 +461,28 @@ class SampleEventRate(SampleStrategy):
     A longest-period of 0 means no periodic updates.
     """
 
-    OBSERVE_UPDATES = True
     NUM_PARAMS = 2
+    _SAMPLING = SampleStrategy.EVENT_RATE
 
-    def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
-                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
-        super().__init__(inform_callback, sensor, *params, ioloop=ioloop)
+    def _setup(self, *params: Any) -> None:
         self._shortest = _parse_period(params[-2], "shortest period")
         self._longest = _parse_period(params[-1], "longest period")
         if self._longest and self._shortest > self._longest:
             raise ValueError("The shortest period (%s) must not exceed the longest (%s)."
-                             % (_text(params[-2]), _text(params[-1])))
-        self._last_sent: Optional[Reading] = None
-        self._last_sent_time: Optional[float] = None
+                             % (readable(params[-2]), readable(params[-1])))
+        # When the last reading was sent; -inf lets the first one go out at once.
+        self._last_sent_time = float("-inf")
         self._held_reading: Optional[Reading] = None
         self._shortest_timeout: Optional[object] = None
         self._longest_timeout: Optional[object] = None
 
-    def get_sampling(self) -> int:
-        return SampleStrategy.EVENT_RATE
-
-    def _changed(self, reading: Reading) -> bool:
-        last = self._last_sent
-        return (last is None or reading.status != last.status
-                or reading.value != last.value)
-
     def observe(self, reading: Reading) -> None:
-        if not self._changed(reading):
-            if self._held_reading is not None:
-                # A pending change was undone before it could be sent; send nothing.
-                self._held_reading = None
+        if not self._is_news(reading):
+            # A held change that was undone before it could be sent is not sent.
+            self._held_reading = None
             return
-        earliest = (self._last_sent_time + self._shortest
-                    if self._last_sent_time is not None else None)
-        if earliest is None or self.ioloop.time() >= earliest:
+        earliest = self._last_sent_time + self._shortest
+        if self.ioloop.time() >= earliest:
             self._send(reading)
             return
         self._held_reading = reading
@@ -546,27 +526,15 @@ class SampleDifferentialRate(SampleEventRate):
     """
 
     NUM_PARAMS = 3
+    _SAMPLING = SampleStrategy.DIFFERENTIAL_RATE
 
-    def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
-                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
-        super().__init__(inform_callback, sensor, *params, ioloop=ioloop)
-        self._threshold = _parse_difference(sensor, params[0])
+    _differs = _beyond_threshold
 
-    def get_sampling(self) -> int:
-        return SampleStrategy.DIFFERENTIAL_RATE
-
-    def _changed(self, reading: Reading) -> bool:
-        last = self._last_sent
-        return (last is None or reading.status != last.status
-                or abs(reading.value - last.value) > self._threshold)
+    def _setup(self, *params: Any) -> None:
+        super()._setup(*params)
+        self._threshold = _parse_difference(self._sensor, params[0])
 
 
-_STRATEGY_CLASSES = {
-    "none": SampleNone,
-    "auto": SampleAuto,
-    "period": SamplePeriod,
-    "event": SampleEvent,
-    "differential": SampleDifferential,
-    "event-rate": SampleEventRate,
-    "differential-rate": SampleDifferentialRate,
-}
+_STRATEGY_CLASSES = {SampleStrategy.SAMPLING_LOOKUP[cls._SAMPLING]: cls for cls in (
+    SampleNone, SampleAuto, SamplePeriod, SampleEvent, SampleDifferential, SampleEventRate,
+    SampleDifferentialRate)}

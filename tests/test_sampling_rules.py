@@ -283,3 +283,17 @@ def test_period_strategy_constructor_keeps_its_parameters():
     strategy = SamplePeriod(_nothing, make_sensor(), "0.25")
     assert strategy._period == 0.25
     assert strategy.get_sampling() == SampleStrategy.PERIOD
+
+
+def test_each_strategy_names_its_constant_and_the_base_names_none():
+    ioloop = tornado.ioloop.IOLoop(make_current=False)
+    try:
+        for name, params in [("none", ()), ("auto", ()), ("period", (1,)), ("event", ()),
+                             ("differential", (1,)), ("event-rate", (1, 2)),
+                             ("differential-rate", (1, 1, 2))]:
+            strategy = _make(name, *params, ioloop=ioloop)
+            assert SampleStrategy.SAMPLING_LOOKUP[strategy.get_sampling()] == name
+        with pytest.raises(NotImplementedError):
+            SampleStrategy(_nothing, make_sensor(), ioloop=ioloop).get_sampling()
+    finally:
+        ioloop.close()

@@ -1,5 +1,6 @@
 """katcp.server as a package: documented homes, keyword parameters, thread crossings."""
 
+import asyncio
 import concurrent.futures
 import logging
 import os
@@ -149,3 +150,24 @@ def test_package_modules_stay_under_a_thousand_lines():
             with open(os.path.join(folder, name)) as module:
                 assert sum(1 for _ in module) <= 1000, name
 
+
+
+def test_sync_with_ioloop_on_the_loop_waits_for_a_loop_turn():
+    class Quiet(katcp.server.AsyncDeviceServer):
+        def setup_sensors(self):
+            """No sensors."""
+
+    async def main():
+        device = Quiet("127.0.0.1", 0)
+        device.start()
+        try:
+            order = []
+            tornado.ioloop.IOLoop.current().add_callback(order.append, "queued before")
+            synced = device.sync_with_ioloop()
+            assert order == []
+            await synced
+            assert order == ["queued before"]
+        finally:
+            device.stop()
+
+    asyncio.run(asyncio.wait_for(main(), TIMEOUT))

@@ -60,9 +60,7 @@ class CallQueue:
         queue = cls._queues.get(loop)
         if queue is None:
             with cls._queues_lock:
-                queue = cls._queues.get(loop)
-                if queue is None:
-                    queue = cls._queues[loop] = cls(loop)
+                queue = cls._queues.setdefault(loop, cls(loop))
         return queue
 
     def call(self, fn: Callable[..., Any], *args: Any) -> None:

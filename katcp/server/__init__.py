@@ -32,6 +32,4 @@ __all__ = ["AsyncDeviceServer", "BASE_REQUESTS", "ClientConnection", "ClientRequ
            "MessageHandlerThread", "ThreadsafeClientConnection", "construct_name_filter",
            "return_future"]
 
-keep_home("katcp.server", AsyncDeviceServer, ClientConnection, ClientRequestConnection,
-          DeviceLogger, DeviceServer, DeviceServerBase, KATCPServer, MessageHandlerThread,
-          ThreadsafeClientConnection, construct_name_filter, return_future)
+keep_home(__name__, *(globals()[name] for name in __all__ if not name.isupper()))

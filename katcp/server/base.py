@@ -2,6 +2,7 @@
 
 import asyncio
 import concurrent.futures
+import functools
 import inspect
 import logging
 import sys
@@ -12,12 +13,13 @@ import tornado.gen
 from tornado.concurrent import Future
 
 from katcp.core import (DEFAULT_KATCP_MAJOR, AsyncReply, DeviceServerMetaclass, FailReply,
-                        Message, ProtocolFlags, _format_timestamp, steal_docstring_from)
+                        Message, ProtocolFlags, steal_docstring_from)
 from katcp.loop.crossing import is_awaitable, run_into_future
 from katcp.server.connection import (ClientConnection, ClientRequestConnection,
                                      ThreadsafeClientConnection, client_connection_of)
 from katcp.server.handler_thread import MessageHandlerThread
 from katcp.server.transport import KATCPServer, exception_text, return_future
+from katcp.wire.types import format_timestamp
 
 log = logging.getLogger("katcp.server")
 
@@ -26,34 +28,24 @@ _REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
 # KATCP major versions a device server can speak.
 _SUPPORTED_KATCP_MAJORS = frozenset([4, 5])
 
-def _done_future(result: Any = None) -> Future:
-    future: Future = Future()
-    future.set_result(result)
-    return future
 
-
-_ASYNC_HANDLERS: Dict[Any, bool] = {}
-
-
+@functools.lru_cache(maxsize=None)
 def _is_async_handler(handler: Callable[..., Any]) -> bool:
     """Whether a (possibly decorated) handler is an ``async def`` or tornado coroutine."""
-    try:
-        return _ASYNC_HANDLERS[handler]
-    except KeyError:
-        pass
     func: Optional[Callable[..., Any]] = handler
-    result = False
     while func is not None:
         if inspect.iscoroutinefunction(func) or tornado.gen.is_coroutine_function(func):
-            result = True
-            break
+            return True
         func = getattr(func, "__wrapped__", None)
-    _ASYNC_HANDLERS[handler] = result
-    return result
+    return False
 
 
 def _nothing() -> None:
     pass
+
+
+# What the connection hooks return once they are done: a future resolved with None.
+_done_future = return_future(_nothing)
 
 
 class DeviceServerBase(metaclass=DeviceServerMetaclass):
@@ -90,10 +82,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
 
     """
 
-    PROTOCOL_INFO = ProtocolFlags(DEFAULT_KATCP_MAJOR, 0, set([
-        ProtocolFlags.MULTI_CLIENT,
-        ProtocolFlags.MESSAGE_IDS,
-    ]))
+    PROTOCOL_INFO = ProtocolFlags(DEFAULT_KATCP_MAJOR, 0,
+                                  {ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS})
 
     # Filled in by the metaclass: KATCP message name -> handler.
     _request_handlers: Dict[str, Callable[..., Any]]
@@ -110,7 +100,6 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         self._tb_limit = tb_limit
         self._server = KATCPServer(self, host, port, tb_limit, logger)
         self._handler_thread: Optional[MessageHandlerThread] = None
-        self._thread_safe = True
         self._dispatch = {_REQUEST: self.handle_request, _REPLY: self.handle_reply,
                           _INFORM: self.handle_inform}
         self.set_concurrency_options()
@@ -157,7 +146,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """
         if handler_thread and not thread_safe:
             raise ValueError("handler_thread=True requires thread_safe=True")
-        self._thread_safe = thread_safe
+        self._mass_send = (self._server.mass_send_message_threadsafe if thread_safe
+                           else self._server.mass_send_message)
         self._server.client_connection_factory = (
             ThreadsafeClientConnection if thread_safe else ClientConnection)
         if handler_thread:
@@ -233,19 +223,16 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         req.reply_with_message(reply)
 
     def _reply_with_result(self, req: ClientRequestConnection, reply: Any) -> None:
-        """Reply to `req` with what a handler's future resolved to."""
+        """Reply to `req` with what a handler returned, or its future resolved to."""
         if reply is not None:
             req.reply_with_message(reply)
         elif not req.replied:
-            self._logger.error("Async request handler for %r resolved to None without "
-                               "replying", req.msg.name)
+            self._logger.error("Request handler for %r gave None without replying", req.msg.name)
 
     def _handle_awaitable_reply(self, handler: Callable[..., Any],
                                 req: ClientRequestConnection, reply: Any) -> Any:
         if reply is None:
-            if not req.replied:
-                self._logger.error("Request handler for %r returned None without "
-                                   "replying", req.msg.name)
+            self._reply_with_result(req, None)
             return None
         thread_future = isinstance(reply, concurrent.futures.Future)
         if not (thread_future or is_awaitable(reply)):
@@ -258,11 +245,9 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         if not self._server.in_ioloop_thread():
             # Not on the loop (the handler thread, or a direct call from another thread):
             # the future is awaited on the loop.
-            done = self._server.call_on_loop(self._server.spawn,
-                                             self._await_reply(req, reply))
+            done = self._server.call_on_loop(self._server.spawn, self._await_reply(req, reply))
             return None if concurrent_reply else done
-        if (thread_future or asyncio.isfuture(reply)) and reply.done() \
-                and not reply.cancelled():
+        if (thread_future or asyncio.isfuture(reply)) and reply.done() and not reply.cancelled():
             # Already resolved (e.g. work done at once on the loop): reply now.
             try:
                 result = reply.result()
@@ -321,8 +306,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         try:
             handler(self, connection, msg)
         except Exception:
-            self._logger.exception("Error handling %s %r", Message.TYPE_NAMES[msg.mtype],
-                                   msg.name)
+            self._logger.exception("Error handling %s %r", Message.TYPE_NAMES[msg.mtype], msg.name)
 
     # -- sending ----------------------------------------------------------------------
 
@@ -335,10 +319,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
 
     def mass_inform(self, msg: Message) -> None:
         """Send an inform message to all clients (see :meth:`ClientConnection.mass_inform`)."""
-        if self._thread_safe:
-            self._server.mass_send_message_threadsafe(msg)
-        else:
-            self._server.mass_send_message(msg)
+        self._mass_send(msg)
 
     def reply(self, connection: Any, reply: Message, orig_req: Message) -> None:
         """Send an asynchronous reply to an earlier request on `connection`.
@@ -380,8 +361,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """
         if timestamp is None:
             timestamp = time.time()
-        timestamp_msg = _format_timestamp(timestamp, self._katcp_major)
-        return Message.inform("log", level_name, timestamp_msg, name, msg)
+        return Message.inform("log", level_name, format_timestamp(timestamp, self._katcp_major),
+                              name, msg)
 
     def create_exception_reply_and_log(self, msg: Message, exc_info: Any) -> Message:
         """Create a fail reply carrying a traceback, and log the error.
@@ -496,9 +477,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
 
         """
         if self._server.in_ioloop_thread():
-            future: Future = Future()
-            self.ioloop.add_callback(future.set_result, None)
-            return future
+            return tornado.gen.sleep(0)  # resolves once the loop has gone round
         self._server.call_on_loop(_nothing).result(timeout)
         return None
 

@@ -159,12 +159,10 @@ class DeviceServer(DeviceServerBase):
         self._client_conns.add(client_conn)
         self._strategies[client_conn] = {}
         if self._katcp_major >= VERSION_CONNECT_KATCP_MAJOR:
-            client_conn.inform(Message.inform(
-                "version-connect", "katcp-protocol", str(self.PROTOCOL_INFO)))
-            client_conn.inform(Message.inform(
-                "version-connect", "katcp-library", "katcp-python-%s" % __version__))
-            client_conn.inform(Message.inform(
-                "version-connect", "katcp-device", self.version(), self.build_state()))
+            for version in (("katcp-protocol", str(self.PROTOCOL_INFO)),
+                            ("katcp-library", "katcp-python-%s" % __version__),
+                            ("katcp-device", self.version(), self.build_state())):
+                client_conn.inform(Message.inform("version-connect", *version))
         else:
             client_conn.inform(Message.inform("version", self.version()))
             client_conn.inform(Message.inform("build-state", self.build_state()))
@@ -217,21 +215,19 @@ class DeviceServer(DeviceServerBase):
 
         """
         name = sensor if isinstance(sensor, str) else sensor.name
-        try:
-            sensor = self._sensors.pop(name)
-        except KeyError:
-            raise ValueError("Unknown sensor '%s'." % (name,)) from None
+        removed = self._sensors.pop(name, None)
+        if removed is None:
+            raise ValueError("Unknown sensor '%s'." % (name,))
         if self.running():
-            self._server.call_from_thread(lambda: self._cancel_sensor_strategies(sensor))
+            self._server.call_from_thread(lambda: self._cancel_sensor_strategies(removed))
         else:
-            self._cancel_sensor_strategies(sensor)
+            self._cancel_sensor_strategies(removed)
         self._interface_changed()
 
     def _interface_changed(self) -> None:
         # Several changes in one loop iteration give one inform.
         if (not self.SEND_INTERFACE_CHANGED or self._interface_changed_pending
-                or not self.running()
-                or self._katcp_major < INTERFACE_CHANGED_KATCP_MAJOR):
+                or not self.running() or self._katcp_major < INTERFACE_CHANGED_KATCP_MAJOR):
             return
         self._interface_changed_pending = True
         self._server.call_soon_threadsafe(self._send_interface_changed)
@@ -278,6 +274,7 @@ class DeviceServer(DeviceServerBase):
     def has_sensor(self, sensor_name: str) -> bool:
         """Whether the sensor with specified name is known."""
         return sensor_name in self._sensors
+
 
 class AsyncDeviceServer(DeviceServer):
     """DeviceServer that is automatically configured for async use.

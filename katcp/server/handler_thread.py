@@ -44,7 +44,6 @@ class MessageHandlerThread:
         self._running = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.ioloop: Optional[tornado.ioloop.IOLoop] = None
-        self._call_queue: Optional[CallQueue] = None
 
     def set_ioloop(self, ioloop: tornado.ioloop.IOLoop) -> None:
         """Set the loop that hears when each message is handled.
@@ -55,9 +54,6 @@ class MessageHandlerThread:
 
         """
         self.ioloop = ioloop
-        # The loop's one call queue, which also carries the replies sent from this thread:
-        # a message counts as handled only after its reply went out.
-        self._call_queue = CallQueue.of(ioloop)
 
     def on_message(self, client_conn: Any, msg: Message) -> Future:
         """Handle message.
@@ -87,28 +83,25 @@ class MessageHandlerThread:
         """
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("Message handler thread already started")
-        self._thread = threading.Thread(target=self.run, name="katcp-request-handler",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self.run, name="katcp-request-handler", daemon=True)
         self._thread.start()
         if timeout:
             self._running.wait(timeout)
 
     def run(self) -> None:
         """Handle queued messages until stopped."""
-        if self.ioloop is None or self._call_queue is None:
+        if self.ioloop is None:
             raise RuntimeError("set_ioloop() must be called before the thread runs")
         # Futures created by handlers in this thread belong to the server's loop.
         asyncio.set_event_loop(self.ioloop.asyncio_loop)  # type: ignore[attr-defined]
         self._running.set()
         get = self._queue.get
         handler = self.handler
-        call = self._call_queue.call
+        # The loop's one call queue, which also carries the replies sent from this thread:
+        # a message counts as handled only after its reply went out.
+        call = CallQueue.of(self.ioloop).call
         try:
-            while True:
-                item = get()
-                if item is _STOP:
-                    break
-                client_conn, msg, ready = item
+            for client_conn, msg, ready in iter(get, _STOP):
                 try:
                     done = handler(client_conn, msg)
                 except Exception:
@@ -117,7 +110,7 @@ class MessageHandlerThread:
                 if done is None:
                     call(_resolve, ready)
                 else:
-                    done.add_done_callback(functools.partial(call, _resolve_after, ready))
+                    done.add_done_callback(functools.partial(call, _resolve, ready))
         finally:
             self._running.clear()
 
@@ -164,12 +157,9 @@ class MessageHandlerThread:
         return self._running.wait(timeout)
 
 
-def _resolve(future: Future) -> None:
+def _resolve(future: Future, _handled: Any = None) -> None:
+    """Resolve `future` (unless done), when the message it stands for is handled."""
     if not future.done():
         future.set_result(None)
-
-
-def _resolve_after(future: Future, _handled: Any) -> None:
-    _resolve(future)
 
 

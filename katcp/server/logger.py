@@ -4,6 +4,7 @@ import logging
 from typing import Any, Callable, Optional, Union
 
 from katcp.core import Message
+from katcp.wire.text import readable
 
 
 def _log_at(level: int, method_name: str, what: str) -> Callable[..., None]:
@@ -39,16 +40,9 @@ class DeviceLogger:
 
     LEVELS = ["all", "trace", "debug", "info", "warn", "error", "fatal", "off"]
 
-    PYTHON_LEVEL = {
-        ALL: logging.NOTSET,
-        TRACE: 0,
-        DEBUG: logging.DEBUG,
-        INFO: logging.INFO,
-        WARN: logging.WARN,
-        ERROR: logging.ERROR,
-        FATAL: logging.FATAL,
-        OFF: logging.FATAL + 10,
-    }
+    PYTHON_LEVEL = {ALL: logging.NOTSET, TRACE: 0, DEBUG: logging.DEBUG, INFO: logging.INFO,
+                    WARN: logging.WARN, ERROR: logging.ERROR, FATAL: logging.FATAL,
+                    OFF: logging.FATAL + 10}
 
     def __init__(self, device_server: Any, root_logger: str = "root",
                  python_logger: Optional[logging.Logger] = None) -> None:
@@ -59,9 +53,7 @@ class DeviceLogger:
 
     def level_name(self, level: Optional[int] = None) -> str:
         """Return the name of logging level constant `level` (default: the current level)."""
-        if level is None:
-            level = self._log_level
-        return self.LEVELS[level]
+        return self.LEVELS[self._log_level if level is None else level]
 
     def level_from_name(self, level_name: Union[str, bytes]) -> int:
         """Return the level constant for a given name.
@@ -79,8 +71,7 @@ class DeviceLogger:
             The logging level constant associated with the name.
 
         """
-        if isinstance(level_name, bytes):
-            level_name = level_name.decode("utf-8", "replace")
+        level_name = readable(level_name)
         try:
             return self.LEVELS.index(level_name)
         except ValueError:
@@ -131,9 +122,7 @@ class DeviceLogger:
 
         """
         if self._python_logger is not None:
-            python_msg = msg
-            if timestamp is not None:
-                python_msg = "msg=%s timestamp=%.2f" % (msg, timestamp)
+            python_msg = msg if timestamp is None else "msg=%s timestamp=%.2f" % (msg, timestamp)
             self._python_logger.log(self.PYTHON_LEVEL[level], python_msg, *args)
         if level >= self._log_level:
             if name is None:
@@ -164,8 +153,7 @@ class DeviceLogger:
             The #log message to create a log entry from.
 
         """
-        level, timestamp, name, message = [
-            arg.decode("utf-8", "replace") for arg in msg.arguments[:4]]
+        level, timestamp, name, message = [readable(arg) for arg in msg.arguments[:4]]
         try:
             python_level = cls.PYTHON_LEVEL[cls.LEVELS.index(level)]
         except ValueError:

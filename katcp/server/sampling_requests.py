@@ -8,11 +8,12 @@ which ``?help`` sends, keep the indentation of method docstrings.
 
 from typing import TYPE_CHECKING, Any, Callable, List, Sequence
 
-from katcp.core import (SEC_TS_KATCP_MAJOR, FailReply, Message, Reading, Sensor,
-                        _ms_to_seconds, _seconds_to_ms)
+from katcp.core import SEC_TS_KATCP_MAJOR, FailReply, Message, Reading, Sensor
 from katcp.kattypes import request
-from katcp.sampling import SampleStrategy, format_inform_v4, format_inform_v5
+from katcp.sampling import SampleStrategy, sensor_status_inform
 from katcp.server.connection import ClientRequestConnection
+from katcp.wire.text import as_str, readable
+from katcp.wire.types import ms_to_seconds, seconds_to_ms
 
 if TYPE_CHECKING:
     from katcp.server.device import DeviceServer
@@ -24,13 +25,19 @@ _STRATEGIES_AFTER_V4 = frozenset([b"event-rate", b"differential-rate"])
 _V4_TIME_PARAMS = {b"period": (0,), b"event-rate": (0, 1), b"differential-rate": (1, 2)}
 
 
-def _format_ms(seconds_param: Any) -> bytes:
-    ms = _seconds_to_ms(float(seconds_param))
+def _seconds_param_to_ms(seconds_param: bytes) -> bytes:
+    ms = seconds_to_ms(float(seconds_param))
     return b"%d" % ms if ms == int(ms) else repr(ms).encode("ascii")
 
 
-def clear_strategies(self: "DeviceServer", client_conn: Any,
-                     remove_client: bool = False) -> None:
+def _ms_param_to_seconds(ms_param: bytes) -> float:
+    try:
+        return ms_to_seconds(float(ms_param))
+    except ValueError:
+        raise FailReply("Invalid time parameter %r." % (readable(ms_param),)) from None
+
+
+def clear_strategies(self: "DeviceServer", client_conn: Any, remove_client: bool = False) -> None:
     """Clear the sensor strategies of a client connection.
 
     Parameters
@@ -42,10 +49,8 @@ def clear_strategies(self: "DeviceServer", client_conn: Any,
         clients that disconnect.
 
     """
-    strategies = (self._strategies.pop(client_conn, None) if remove_client
-                  else self._strategies.get(client_conn))
-    if not strategies:
-        return
+    take = self._strategies.pop if remove_client else self._strategies.get
+    strategies = take(client_conn, {})
     for strategy in strategies.values():
         strategy.cancel()
     strategies.clear()
@@ -156,11 +161,10 @@ def request_sensor_sampling(self: "DeviceServer", req: ClientRequestConnection,
     return self._call_on_loop(_sensor_sampling, self, req, msg)
 
 
-def _sensor_sampling(self: "DeviceServer", req: ClientRequestConnection,
-                     msg: Message) -> Message:
+def _sensor_sampling(self: "DeviceServer", req: ClientRequestConnection, msg: Message) -> Message:
     if not msg.arguments:
         raise FailReply("No sensor name given.")
-    names_arg = msg.arguments[0].decode("utf-8")
+    names_arg = as_str(msg.arguments[0])
     bulk = self.PROTOCOL_INFO.bulk_set_sensor_sampling
     names = names_arg.split(",") if bulk else [names_arg]
     strategy_and_params = msg.arguments[1:]
@@ -173,29 +177,25 @@ def _sensor_sampling(self: "DeviceServer", req: ClientRequestConnection,
         raise FailReply("Unknown sensor name: %s." % (names_arg,))
     sensors = [self._sensors[name] for name in names]
     client_strategies = self._strategies.setdefault(req.client_connection, {})
+    v4 = self._katcp_major < SEC_TS_KATCP_MAJOR
     if not strategy_and_params:
         strategy = client_strategies.get(sensors[0])
         if strategy is None:
             return req.make_reply("ok", names_arg, "none")
         strategy_name, params = strategy.get_sampling_formatted()
-        if self._katcp_major < SEC_TS_KATCP_MAJOR:
-            params = _params_to_ms(strategy_name, params)
+        params = _v4_times(v4, strategy_name, params, _seconds_param_to_ms)
         return req.make_reply("ok", names_arg, strategy_name, *params)
     strategy_name, params = strategy_and_params[0], strategy_and_params[1:]
-    if (self._katcp_major < SEC_TS_KATCP_MAJOR
-            and strategy_name in _STRATEGIES_AFTER_V4):
+    if v4 and strategy_name in _STRATEGIES_AFTER_V4:
         raise FailReply("Strategy %s not allowed for version %d of katcp" % (
-            strategy_name.decode("utf-8", "replace"), self._katcp_major))
-    sampling_params = params
+            readable(strategy_name), self._katcp_major))
     # The reply echoes the parameters as the client gave them.
-    if self._katcp_major < SEC_TS_KATCP_MAJOR:
-        sampling_params = _params_to_seconds(strategy_name, params)
+    sampling_params = _v4_times(v4, strategy_name, params, _ms_param_to_seconds)
     inform_callback = _inform_callback(self, req.client_connection)
     try:
-        new_strategies = [
-            SampleStrategy.get_strategy(strategy_name, inform_callback, sensor,
-                                        *sampling_params, ioloop=self.ioloop)
-            for sensor in sensors]
+        new_strategies = [SampleStrategy.get_strategy(strategy_name, inform_callback, sensor,
+                                                      *sampling_params, ioloop=self.ioloop)
+                          for sensor in sensors]
     except (ValueError, TypeError) as exc:
         raise FailReply(str(exc))
     for sensor, strategy in zip(sensors, new_strategies):
@@ -208,34 +208,27 @@ def _sensor_sampling(self: "DeviceServer", req: ClientRequestConnection,
     return req.make_reply("ok", names_arg, strategy_name, *params)
 
 
-def _params_to_seconds(strategy_name: bytes, params: Sequence[Any]) -> List[Any]:
+def _v4_times(v4: bool, strategy_name: bytes, params: Sequence[Any],
+              convert: Callable[[bytes], Any]) -> List[Any]:
+    """`params` of strategy `strategy_name`, `convert` applied to its time parameters if `v4`.
+
+    A KATCP v4 server exchanges them in milliseconds; its strategies take seconds.
+    """
     params = list(params)
+    if not v4:
+        return params
     for i in _V4_TIME_PARAMS.get(strategy_name, ()):
         if i < len(params):
-            try:
-                params[i] = _ms_to_seconds(params[i])
-            except ValueError:
-                raise FailReply("Invalid time parameter %r." % (
-                    params[i].decode("utf-8", "replace"),))
+            params[i] = convert(params[i])
     return params
 
 
-def _params_to_ms(strategy_name: bytes, params: Sequence[Any]) -> List[Any]:
-    params = list(params)
-    for i in _V4_TIME_PARAMS.get(strategy_name, ()):
-        if i < len(params):
-            params[i] = _format_ms(params[i])
-    return params
-
-
-def _inform_callback(self: "DeviceServer",
-                     client_conn: Any) -> Callable[[Sensor, Reading], None]:
+def _inform_callback(self: "DeviceServer", client_conn: Any) -> Callable[[Sensor, Reading], None]:
     major = self._katcp_major
-    format_inform = format_inform_v5 if major >= SEC_TS_KATCP_MAJOR else format_inform_v4
     inform = client_conn.inform
 
     def inform_callback(sensor: Sensor, reading: Reading) -> None:
-        inform(format_inform(sensor, *reading))
+        inform(sensor_status_inform(sensor, reading, major))
     return inform_callback
 
 

@@ -14,15 +14,15 @@ from katcp.kattypes import (Int, Str, has_katcp_protocol_flags, minimum_katcp_ve
                             request, return_reply)
 from katcp.server.connection import ClientRequestConnection
 from katcp.version import __version__
+from katcp.wire.text import as_str
 
 if TYPE_CHECKING:
     from katcp.server.device import DeviceServer
 
 BASE_REQUESTS = frozenset([
-    "halt", "help", "log-level", "restart", "client-list", "sensor-list",
-    "sensor-sampling", "sensor-sampling-clear", "sensor-value", "watchdog", "version-list",
-    "new-command", "raise-fail", "raise-exception",
-])
+    "halt", "help", "log-level", "restart", "client-list", "sensor-list", "sensor-sampling",
+    "sensor-sampling-clear", "sensor-value", "watchdog", "version-list", "new-command",
+    "raise-fail", "raise-exception"])
 """List of basic KATCP requests that a minimal device server should implement."""
 
 
@@ -52,8 +52,7 @@ def construct_name_filter(pattern: Any) -> Tuple[bool, Callable[[str], bool]]:
     """
     if pattern is None:
         return False, lambda name: True
-    if isinstance(pattern, bytes):
-        pattern = pattern.decode("utf-8")
+    pattern = as_str(pattern)
     if pattern.startswith("/") and pattern.endswith("/"):
         search = re.compile(pattern[1:-1]).search
         return False, lambda name: search(name) is not None
@@ -61,8 +60,7 @@ def construct_name_filter(pattern: Any) -> Tuple[bool, Callable[[str], bool]]:
 
 
 def _matching_sensors(self: "DeviceServer", msg: Message) -> List[Tuple[str, Sensor]]:
-    exact, name_filter = construct_name_filter(msg.arguments[0] if msg.arguments
-                                               else None)
+    exact, name_filter = construct_name_filter(msg.arguments[0] if msg.arguments else None)
     sensors = [(name, sensor) for name, sensor in sorted(self._sensors.items())
                if name_filter(name)]
     if exact and not sensors:
@@ -139,7 +137,7 @@ def request_help(self: "DeviceServer", req: ClientRequestConnection, msg: Messag
         for name, each in sorted(handlers.items()):
             req.inform(name, each.__doc__ or "")
         return req.make_reply("ok", len(handlers))
-    name = msg.arguments[0].decode("utf-8")
+    name = as_str(msg.arguments[0])
     handler = handlers.get(name)
     if handler is None:
         return req.make_reply("fail", "Unknown request method.")
@@ -147,8 +145,7 @@ def request_help(self: "DeviceServer", req: ClientRequestConnection, msg: Messag
     return req.make_reply("ok", "1")
 
 
-def request_log_level(self: "DeviceServer", req: ClientRequestConnection,
-                      msg: Message) -> Message:
+def request_log_level(self: "DeviceServer", req: ClientRequestConnection, msg: Message) -> Message:
     """Query or set the current logging level.
 
         Parameters
@@ -183,8 +180,7 @@ def request_log_level(self: "DeviceServer", req: ClientRequestConnection,
     return req.make_reply("ok", self.log.level_name())
 
 
-def request_restart(self: "DeviceServer", req: ClientRequestConnection,
-                    msg: Message) -> Message:
+def request_restart(self: "DeviceServer", req: ClientRequestConnection, msg: Message) -> Message:
     """Restart the device server.
 
         Returns
@@ -285,10 +281,8 @@ def request_version_list(self: "DeviceServer", req: ClientRequestConnection,
         ("katcp-device", (self.version(), self.build_state())),
     ] + sorted(self.extra_versions.items())
     for name, (version, build_state) in versions:
-        if build_state is None:
-            req.inform(name, version)
-        else:
-            req.inform(name, version, build_state)
+        # A build state (or serial number) of None is left out.
+        req.inform(name, *[part for part in (version, build_state) if part is not None])
     return req.make_reply("ok", len(versions))
 
 
@@ -352,8 +346,7 @@ def request_sensor_list(self: "DeviceServer", req: ClientRequestConnection,
         """
     sensors = _matching_sensors(self, msg)
     for name, sensor in sensors:
-        req.inform(name, sensor.description, sensor.units, sensor.stype,
-                   *sensor.formatted_params)
+        req.inform(name, sensor.description, sensor.units, sensor.stype, *sensor.formatted_params)
     return req.make_reply("ok", len(sensors))
 
 
@@ -416,8 +409,7 @@ def request_sensor_value(self: "DeviceServer", req: ClientRequestConnection,
     return req.make_reply("ok", len(sensors))
 
 
-def request_watchdog(self: "DeviceServer", req: ClientRequestConnection,
-                     msg: Message) -> Message:
+def request_watchdog(self: "DeviceServer", req: ClientRequestConnection, msg: Message) -> Message:
     """Check that the server is still alive.
 
         Returns
@@ -492,14 +484,12 @@ def request_request_timeout_hint(self: "DeviceServer", req: ClientRequestConnect
 
         """
     handlers = self._request_handlers
-    if request:
-        if request not in handlers:
-            raise FailReply("Unknown request method")
-        hints = [(request, getattr(handlers[request], "request_timeout_hint", None) or 0)]
-    else:
-        hints = [(name, getattr(handler, "request_timeout_hint", None))
-                 for name, handler in sorted(handlers.items())]
-        hints = [(name, hint) for name, hint in hints if hint]
+    if request and request not in handlers:
+        raise FailReply("Unknown request method")
+    hints = [(name, getattr(handlers[name], "request_timeout_hint", None) or 0)
+             for name in ([request] if request else sorted(handlers))]
+    # Asked about all requests, only those with a hint are listed.
+    hints = [(name, hint) for name, hint in hints if hint or request]
     for name, hint in hints:
         req.inform(name, float(hint))
     return ("ok", len(hints))

@@ -346,7 +346,8 @@ class KATCPServer:
         self._stopped.clear()
         sock = self._bind()
         ioloop = self.ioloop = self._ioloop_manager.get_ioloop()
-        if self._in_running_loop(ioloop):
+        # Before _install() only the loop manager can tell whether we run on the loop.
+        if on_thread(self._ioloop_manager.thread_id()):
             self._install(sock)
         else:
             installed = call_on_loop(ioloop, None, self._install, sock)
@@ -355,14 +356,6 @@ class KATCPServer:
         if timeout:
             return self._running.wait(timeout)
         return None
-
-    @staticmethod
-    def _in_running_loop(ioloop: tornado.ioloop.IOLoop) -> bool:
-        # Before _install() the loop's thread id is not known yet: ask asyncio.
-        try:
-            return asyncio.get_running_loop() is ioloop.asyncio_loop  # type: ignore
-        except RuntimeError:
-            return False
 
     def _bind(self) -> socket.socket:
         host, port = self._bind_request
@@ -376,15 +369,15 @@ class KATCPServer:
         except Exception:
             sock.close()
             raise
-        host, port = sock.getsockname()[:2]
-        self._bindaddr = (host, port)
+        self._bindaddr = sock.getsockname()[:2]
         # A restarted server listens where it did before (port 0 picks a port only once),
         # so that clients reconnecting to the old address find it again.
-        self._bind_request = (self._bind_request[0], port)
+        self._bind_request = (host, self._bindaddr[1])
         return sock
 
     def _install(self, sock: socket.socket) -> None:
         self.ioloop_thread_id = threading.get_ident()
+        # A restarted server may run on a new loop: the queue of that loop.
         self._call_queue = CallQueue.of(self.ioloop)
         self._listener = sock
         self.ioloop.asyncio_loop.add_reader(sock.fileno(), self._accept_ready)
@@ -420,8 +413,7 @@ class KATCPServer:
     def _accepted(self, task: "asyncio.Task[Any]") -> None:
         self._accepting.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            self._logger.error("Failed to set up an accepted connection: %s",
-                               task.exception())
+            self._logger.error("Failed to set up an accepted connection: %s", task.exception())
 
     def _resume_accepting(self) -> None:
         if self._listener is not None:
@@ -463,9 +455,8 @@ class KATCPServer:
         self._running.clear()
         conns = list(self._connections)
         if conns:
-            await asyncio.gather(*[
-                self.disconnect_client(conn, "Device server shutting down.")
-                for conn in conns], return_exceptions=True)
+            await asyncio.gather(*[self.disconnect_client(conn, "Device server shutting down.")
+                                   for conn in conns], return_exceptions=True)
         self._stopped.set()
 
     def join(self, timeout: Optional[float] = None) -> None:
@@ -565,8 +556,7 @@ class KATCPServer:
         if client_conn is None:
             return
         transport = conn.transport
-        if transport.is_closing():
-            connection_valid = False
+        connection_valid = connection_valid and not transport.is_closing()
         if not connection_valid:
             conn.closing = True
         try:
