@@ -21,13 +21,8 @@ from katcp.wire.handlers import DeviceMetaclass, DeviceServerMetaclass, convert_
 from katcp.wire.message import Message, MessageParser
 from katcp.wire.sensor import Reading, Sensor
 from katcp.wire.text import encode_utf8_with_error_log
-from katcp.wire.types import (format_timestamp as _format_timestamp,
-                              ms_to_seconds as _ms_to_seconds, seconds_to_ms as _seconds_to_ms,
-                              whole_ms as _whole_ms)
 from katcp.wire.util import AttrDict, DefaultAttrDict, hashable_identity, steal_docstring_from
 
 __all__ = sorted(name for name in dir() if not name.startswith("_") and name != "keep_home")
 
-
-# The private time-unit aliases above serve modules that still import them from here.
 keep_home(__name__, *(globals()[name] for name in __all__ if not name.isupper()))

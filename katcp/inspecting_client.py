@@ -775,8 +775,7 @@ class InspectingClientAsync:
         Ensure that self.state.data_synced == True if yielding to
         future_check_sensor from a state-change callback, or a deadlock will occur.
         """
-        exists = yield self._future_check(name, update, self._sensors_index, self.inspect_sensors)
-        return exists
+        return (yield self._future_check(name, update, self._sensors_index, self.inspect_sensors))
 
     @tornado.gen.coroutine
     def future_check_request(self, name: str, update: Optional[bool] = None
@@ -785,9 +784,8 @@ class InspectingClientAsync:
 
         Used internally by future_get_request.
         """
-        exists = yield self._future_check(name, update, self._requests_index,
-                                          self.inspect_requests)
-        return exists
+        return (yield self._future_check(name, update, self._requests_index,
+                                         self.inspect_requests))
 
     async def _future_check(self, name: str, update: Optional[bool],
                             index: Dict[str, Any], inspect_one: Callable[..., Any]) -> bool:

@@ -13,7 +13,7 @@ import pytest
 import tornado.gen
 
 import katcp
-from katcp import core
+from katcp.wire.types import format_timestamp
 from katcp.client import BlockingClient, DeviceClient
 from katcp.core import (AsyncEvent, KatcpTypeError, Message, MessageParser, ProtocolFlags,
                         Sensor)
@@ -162,7 +162,7 @@ def test_one_rule_for_whole_milliseconds(seconds, ms):
     sensor.set(seconds, Sensor.NOMINAL, seconds)
     assert sensor.read_formatted(major=4) == (ms, b"nominal", ms)
     assert Timestamp().pack(seconds, major=4) == ms
-    assert core._format_timestamp(seconds, 4) == ms
+    assert format_timestamp(seconds, 4) == ms
 
 
 def test_v4_sampling_periods_round_trip(v4_device):

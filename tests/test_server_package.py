@@ -171,3 +171,31 @@ def test_sync_with_ioloop_on_the_loop_waits_for_a_loop_turn():
             device.stop()
 
     asyncio.run(asyncio.wait_for(main(), TIMEOUT))
+
+
+class _NeverReplies(DeviceServer):
+    """Its ?hang handler returns a future that nothing resolves."""
+
+    def setup_sensors(self):
+        """No sensors."""
+        self.handler_future = concurrent.futures.Future()
+        self.handled = threading.Event()
+
+    def request_hang(self, req, msg):
+        """Never reply."""
+        self.handled.set()
+        return self.handler_future
+
+
+@pytest.mark.parametrize("handler_thread", [True, False])
+def test_stopping_ends_handlers_still_waiting(handler_thread):
+    device = _NeverReplies("127.0.0.1", 0)
+    device.set_concurrency_options(thread_safe=True, handler_thread=handler_thread)
+    device.start(timeout=TIMEOUT)
+    with LineClient(device.bind_address[1]) as client:
+        client.send(b"?hang")
+        assert device.handled.wait(TIMEOUT)
+        device.stop().result(TIMEOUT)
+        device.join(TIMEOUT)
+    # The server's wait on it was cancelled, which cancels the handler's future.
+    assert device.handler_future.cancelled()

@@ -138,8 +138,7 @@ class ClientGroup:
     @tornado.gen.coroutine
     def _on_each_client(self, method: str, *args: Any) -> Generator[Any, Any, Dict[str, Any]]:
         """Call `method` of every client; a future of their results keyed by client name."""
-        results = yield {client.name: getattr(client, method)(*args) for client in self.clients}
-        return results
+        return (yield {client.name: getattr(client, method)(*args) for client in self.clients})
 
     def set_sampling_strategies(self, filter: str, strategy_and_params: StrategySpec) -> Any:
         """Set sampling strategy for the sensors of all the group's clients.

@@ -327,8 +327,7 @@ class KATCPClientResource(resource.KATCPResource):
         # Re-setting a filter replaces it and gives it precedence over older filters.
         self._filter_strategies.pop(filter, None)
         self._filter_strategies[filter] = (re.compile(filter), strategy_and_params)
-        results = yield super().set_sampling_strategies(filter, strategy_and_params)
-        return results
+        return (yield super().set_sampling_strategies(filter, strategy_and_params))
 
     @tornado.gen.coroutine
     def set_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec

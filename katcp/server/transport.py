@@ -457,6 +457,12 @@ class KATCPServer:
         if conns:
             await asyncio.gather(*[self.disconnect_client(conn, "Device server shutting down.")
                                    for conn in conns], return_exceptions=True)
+        # Handlers still waiting (on a future that never resolves, say) have nobody left
+        # to reply to: end them rather than leave them pending on a stopped loop.
+        if self._tasks:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.wait(list(self._tasks), timeout=self.DISCONNECT_TIMEOUT)
         self._stopped.set()
 
     def join(self, timeout: Optional[float] = None) -> None:
