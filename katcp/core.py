@@ -6,7 +6,7 @@ This module is the documented home of these names; they live in :mod:`katcp.wire
 ``__module__`` (what reprs, pickles and the API pages show).
 """
 
-from katcp._export import keep_home
+from katcp._export import publish
 from katcp.loop.futures import (AsyncCallbackEvent, AsyncEvent, AsyncState, LatencyTimer,
                                 future_timeout_manager, log_coroutine_exceptions,
                                 log_future_exceptions, until_any, until_later, until_some)
@@ -23,6 +23,4 @@ from katcp.wire.sensor import Reading, Sensor
 from katcp.wire.text import encode_utf8_with_error_log
 from katcp.wire.util import AttrDict, DefaultAttrDict, hashable_identity, steal_docstring_from
 
-__all__ = sorted(name for name in dir() if not name.startswith("_") and name != "keep_home")
-
-keep_home(__name__, *(globals()[name] for name in __all__ if not name.isupper()))
+__all__ = publish(__name__, globals())

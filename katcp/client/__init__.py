@@ -15,15 +15,11 @@ The package, one concern per module:
   :mod:`~katcp.client.threaded`: the client classes.
 """
 
-from katcp._export import keep_home
+from katcp._export import publish
 from katcp.client.async_client import AsyncClient
 from katcp.client.device import DeviceClient
 from katcp.client.lifecycle import address_to_string
 from katcp.client.threaded import BlockingClient, CallbackClient, request_check
 from katcp.client.threadsafe import make_threadsafe, make_threadsafe_blocking
 
-__all__ = ["AsyncClient", "BlockingClient", "CallbackClient", "DeviceClient", "address_to_string",
-           "make_threadsafe", "make_threadsafe_blocking", "request_check"]
-
-keep_home("katcp.client", AsyncClient, BlockingClient, CallbackClient, DeviceClient,
-          address_to_string, make_threadsafe, make_threadsafe_blocking, request_check)
+__all__ = publish(__name__, globals())

@@ -6,7 +6,7 @@ strings sent on the wire, and the decorators (:func:`request`, :func:`return_rep
 pack handler results into reply messages.
 """
 
-from katcp._export import keep_home
+from katcp._export import publish
 from katcp.kattypes.decorators import (async_make_reply, concurrent_reply,
                                        has_katcp_protocol_flags, inform, make_reply,
                                        minimum_katcp_version, pack_types, request,
@@ -16,8 +16,4 @@ from katcp.kattypes.types import (Address, Bool, Discrete, DiscreteMulti, Float,
                                   KatcpType, Lru, Parameter, Regex, Str, StrictTimestamp,
                                   Struct, Timestamp, TimestampOrNow)
 
-# The names above; not the submodules, which importing binds here too.
-__all__ = sorted(name for name, value in globals().items()
-                 if not name.startswith("_") and callable(value) and value is not keep_home)
-
-keep_home(__name__, *(globals()[name] for name in __all__))
+__all__ = publish(__name__, globals())

@@ -12,7 +12,7 @@ The classes live in submodules by concern; every name is documented (and reports
 as ``katcp.resource_client.<name>``.
 """
 
-from katcp._export import keep_home
+from katcp._export import publish
 from katcp.resource_client.groups import ClientGroup, GroupRequest, GroupResults
 from katcp.resource_client.inspecting import (KATCPClientResourceRequest,
                                               KATCPClientResourceSensorsManager,
@@ -27,12 +27,4 @@ from katcp.resource_client.threadsafe import (ThreadSafeKATCPClientGroupWrapper,
                                               ThreadSafeKATCPClientResourceWrapper,
                                               ThreadSafeKATCPSensorWrapper)
 
-__all__ = ["AttrMappingProxy", "ClientGroup", "GroupRequest", "GroupResults",
-           "KATCPClientResource", "KATCPClientResourceContainer", "KATCPClientResourceRequest",
-           "KATCPClientResourceSensorsManager", "MappingProxy",
-           "ReplyWrappedInspectingClientAsync", "ThreadSafeKATCPClientGroupWrapper",
-           "ThreadSafeKATCPClientResourceRequestWrapper", "ThreadSafeKATCPClientResourceWrapper",
-           "ThreadSafeKATCPSensorWrapper", "list_sensors", "monitor_resource_sync_state",
-           "transform_future"]
-
-keep_home(__name__, *(globals()[name] for name in __all__))
+__all__ = publish(__name__, globals())

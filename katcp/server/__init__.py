@@ -17,7 +17,7 @@ The package keeps one concern per module: :mod:`~katcp.server.transport` (the TC
 # code (and 0.9.3's tests) patch ``katcp.server.time.time`` to fix log timestamps.
 import time  # noqa: F401
 
-from katcp._export import keep_home
+from katcp._export import publish
 from katcp.server.base import DeviceServerBase
 from katcp.server.connection import (ClientConnection, ClientRequestConnection,
                                      ThreadsafeClientConnection)
@@ -27,9 +27,4 @@ from katcp.server.logger import DeviceLogger
 from katcp.server.standard_requests import BASE_REQUESTS, construct_name_filter
 from katcp.server.transport import KATCPServer, return_future
 
-__all__ = ["AsyncDeviceServer", "BASE_REQUESTS", "ClientConnection", "ClientRequestConnection",
-           "DeviceLogger", "DeviceServer", "DeviceServerBase", "KATCPServer",
-           "MessageHandlerThread", "ThreadsafeClientConnection", "construct_name_filter",
-           "return_future"]
-
-keep_home(__name__, *(globals()[name] for name in __all__ if not name.isupper()))
+__all__ = publish(__name__, globals())

@@ -8,7 +8,7 @@ The helpers live in submodules by concern; every name is documented (and reports
 as ``katcp.testutils.<name>``.
 """
 
-from katcp._export import keep_home
+from katcp._export import publish
 from katcp.testutils.clients import BlockingTestClient
 from katcp.testutils.logs import TestLogHandler
 from katcp.testutils.loops import call_in_ioloop, start_thread_with_cleanup
@@ -24,13 +24,4 @@ from katcp.testutils.servers import (AsyncDeviceTestServer, DeviceTestSensor,
                                      DeviceTestServer, DeviceTestServerWithTimeoutHints)
 from katcp.testutils.timewarp import TimewarpAsyncTestCase, TimewarpAsyncTestCaseTimeAdvancer
 
-__all__ = ["AsyncDeviceTestServer", "AsyncWaitingMock", "AtomicIaddCallback", "BlockingTestClient",
-           "ClientConnectionTest", "DeviceTestSensor", "DeviceTestServer",
-           "DeviceTestServerWithTimeoutHints", "MessageRecorder", "SensorComparisonMixin",
-           "SensorTransitionStatusWaiter", "SensorTransitionWaiter", "TestLogHandler",
-           "TestUtilMixin", "TimewarpAsyncTestCase", "TimewarpAsyncTestCaseTimeAdvancer",
-           "WaitingMock", "add_mid_to_msg_str", "call_in_ioloop", "counting_callback",
-           "handle_mock_req", "list_to_native_strings", "mock_req", "start_thread_with_cleanup",
-           "suppress_queue_repeats", "wait_sensor", "wait_sensor_async"]
-
-keep_home(__name__, *(globals()[name] for name in __all__))
+__all__ = publish(__name__, globals())
