@@ -61,12 +61,15 @@ KILLED = {"killed", "timeout", "caught by type check"}
 EQUIVALENT_LINE = re.compile(r"^\s*``(katcp\.[^`]+__mutmut_\d+)``\s*:")
 
 
-def _mutmut(*args, capture=False):
+def _mutmut(*args, capture=False, log=None):
     command = [sys.executable, "-m", "mutmut"] + list(args)
     if capture:
         return subprocess.run(command, cwd=ROOT, check=True, capture_output=True,
                               text=True).stdout
-    return subprocess.run(command, cwd=ROOT).returncode
+    # mutmut redraws a progress line per mutant: kept in a log, not in the CI output.
+    with open(log, "w") as out:
+        return subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+                              ).returncode
 
 
 def _group_of(name):
@@ -145,7 +148,11 @@ def main():
             names = [name for name, status in results().items() if status not in KILLED]
         else:
             names = [pattern for patterns in SELECTION.values() for pattern in patterns]
-        if names and _mutmut("run", *names) != 0:
+        log = os.path.join(ROOT, "mutation-run.log")
+        print("running mutmut (progress in %s) ..." % (os.path.relpath(log, ROOT),),
+              flush=True)
+        if names and _mutmut("run", *names, log=log) != 0:
+            print("mutmut failed; see %s" % (log,))
             return 2
     report(show=args.show)
     return 0
