@@ -23,58 +23,63 @@ class FakeReq:
         self.sent.append(msg)
 
 
-class Device:
-    offset = 100
+def make_device_class():
+    """The decorated handlers, defined when a test runs (decorators run at definition)."""
 
-    @request(Int(), Timestamp(), major=4)
-    @return_reply(Int(), Timestamp(), major=4)
-    def request_v4(self, req, number, when):
-        return ("ok", number + self.offset, when)
+    class Device:
+        offset = 100
 
-    @request(Int(), Timestamp())
-    @return_reply(Int(), Timestamp())
-    def request_v5(self, req, number, when):
-        return ("ok", number + self.offset, when)
+        @request(Int(), Timestamp(), major=4)
+        @return_reply(Int(), Timestamp(), major=4)
+        def request_v4(self, req, number, when):
+            return ("ok", number + self.offset, when)
 
-    @request(Timestamp(multiple=True), major=4)
-    @return_reply(Timestamp(multiple=True), major=4)
-    def request_many(self, req, *whens):
-        return ("ok",) + whens
+        @request(Int(), Timestamp())
+        @return_reply(Int(), Timestamp())
+        def request_v5(self, req, number, when):
+            return ("ok", number + self.offset, when)
 
-    @request(Int(), include_msg=True)
-    @return_reply(Str())
-    def request_with_msg(self, req, msg, number):
-        return ("ok", "%s %s %d" % (req.msg.name, msg.name, number + self.offset))
+        @request(Timestamp(multiple=True), major=4)
+        @return_reply(Timestamp(multiple=True), major=4)
+        def request_many(self, req, *whens):
+            return ("ok",) + whens
 
-    @send_reply(Timestamp(), major=4)
-    def sent_v4(self, req, when):
-        return (req, "ok", when)
+        @request(Int(), include_msg=True)
+        @return_reply(Str())
+        def request_with_msg(self, req, msg, number):
+            return ("ok", "%s %s %d" % (req.msg.name, msg.name, number + self.offset))
 
-    @send_reply(Int())
-    def sent_v5(self, req, number):
-        return (req, "ok", number + self.offset)
+        @send_reply(Timestamp(), major=4)
+        def sent_v4(self, req, when):
+            return (req, "ok", when)
 
-    @inform(Timestamp(), major=4)
-    def inform_v4(self, when):
-        return (self.offset, when)
+        @send_reply(Int())
+        def sent_v5(self, req, number):
+            return (req, "ok", number + self.offset)
 
-    @inform(Timestamp(), include_msg=True)
-    def inform_v5(self, msg, when):
-        return (self.offset, msg.name, when)
+        @inform(Timestamp(), major=4)
+        def inform_v4(self, when):
+            return (self.offset, when)
 
-    @unpack_message(Str(), Timestamp(), major=4)
-    def reply_v4(self, status, when):
-        return (self.offset, status, when)
+        @inform(Timestamp(), include_msg=True)
+        def inform_v5(self, msg, when):
+            return (self.offset, msg.name, when)
 
-    @unpack_message(Timestamp(), include_msg=True)
-    def reply_v5(self, msg, when):
-        return (self.offset, msg.name, when)
+        @unpack_message(Str(), Timestamp(), major=4)
+        def reply_v4(self, status, when):
+            return (self.offset, status, when)
+
+        @unpack_message(Timestamp(), include_msg=True)
+        def reply_v5(self, msg, when):
+            return (self.offset, msg.name, when)
+
+    return Device
 
 
 def _call(handler_name, *args, mid=None):
     msg = Message.request(handler_name.split("_", 1)[1].replace("_", "-"), *args, mid=mid)
     req = FakeReq(msg)
-    return getattr(Device(), handler_name)(req, msg), req
+    return getattr(make_device_class()(), handler_name)(req, msg), req
 
 
 def test_request_and_reply_in_katcp_v4_use_milliseconds():
@@ -99,7 +104,7 @@ def test_include_msg_passes_the_message_after_req():
 
 def test_send_reply_uses_its_version_and_the_request_id():
     req = FakeReq(Message.request("sent-v4", mid=3))
-    device = Device()
+    device = make_device_class()()
     device.sent_v4(req, 2.5)
     assert [bytes(m) for m in req.sent] == [b"!sent-v4[3] ok 2500"]
     req.sent = []
@@ -108,7 +113,7 @@ def test_send_reply_uses_its_version_and_the_request_id():
 
 
 def test_inform_and_unpack_message_handlers_use_their_version():
-    device = Device()
+    device = make_device_class()()
     assert device.inform_v4(Message.inform("v4", b"2500")) == (100, 2.5)
     assert device.inform_v5(Message.inform("v5", b"2500")) == (100, "v5", 2500.0)
     assert device.reply_v4(Message.reply("v4", "ok", b"2500")) == (100, "ok", 2.5)
@@ -116,6 +121,7 @@ def test_inform_and_unpack_message_handlers_use_their_version():
 
 
 def test_inform_handlers_are_marked():
+    Device = make_device_class()
     assert Device.inform_v4._inform_decorated is True
     assert not hasattr(Device.reply_v4, "_inform_decorated")
     assert Device.request_v4._request_decorated is True
@@ -298,3 +304,73 @@ class TestTypes:
     def test_float_and_bool_formats(self):
         assert Float().pack(2) == b"2.0"
         assert Bool().unpack(b"1") is True and Bool().unpack(b"0") is False
+
+
+class TestHandlerArguments:
+
+    def test_defaults_fill_in_on_the_fast_path_too(self):
+        @request(Int(default=5), Int(default=6))
+        def handler(self, req, a, b):
+            return a, b
+
+        req = FakeReq(Message.request("x", 1, 2))
+        assert handler(None, req, req.msg) == (1, 2)
+        req = FakeReq(Message.request("x", 1))
+        assert handler(None, req, req.msg) == (1, 6)
+
+    def test_errors_name_the_handler_parameter_or_its_varargs(self):
+        @request(Int(), Int(multiple=True))
+        def handler(self, req, first, *rest):
+            return first, rest
+
+        msg = Message.request("x", 1, 2, b"three")
+        with pytest.raises(Exception) as error:
+            handler(None, FakeReq(msg), msg)
+        assert "Error in parameter 3 (rest): " in str(error.value)
+
+        @request(Int())
+        def unnamed(*args):
+            return args
+
+        msg = Message.request("x", b"one")
+        with pytest.raises(Exception) as error:
+            unnamed(None, FakeReq(msg), msg)
+        assert "Error in parameter 1 (args): " in str(error.value)
+
+        @request(Int(), Int())
+        def short(self, req, first):
+            return first
+
+        msg = Message.request("x", 1, b"two")
+        with pytest.raises(Exception) as error:
+            short(None, FakeReq(msg), msg)
+        assert "Error in parameter 2 (): " in str(error.value)
+
+    def test_callables_without_a_signature_can_be_decorated(self):
+        class Opaque:
+            # inspect.signature() refuses this object.
+            __signature__ = "no signature"
+
+            def __call__(self, *args):
+                return args[-1]
+
+        decorated = request(Int())(Opaque())
+        msg = Message.request("x", 3)
+        assert decorated(None, FakeReq(msg), msg) == 3
+        msg = Message.request("x", b"x")
+        with pytest.raises(Exception) as error:
+            decorated(None, FakeReq(msg), msg)
+        assert "Error in parameter 1 (): " in str(error.value)
+
+    def test_include_msg_in_inform_and_unpack_message_handlers(self):
+        @inform(Int(), include_msg=True)
+        def on_inform(self, msg, number):
+            return self, msg.name, number
+
+        @unpack_message(Int())
+        def on_reply(self, number):
+            return self, number
+
+        assert on_inform("me", Message.inform("x", 4)) == ("me", "x", 4)
+        assert on_reply("me", Message.reply("x", 5)) == ("me", 5)
+        assert on_inform._inform_decorated is True

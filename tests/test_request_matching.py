@@ -9,6 +9,7 @@ an id; anything else goes to the client's own inform/reply handlers.
 import concurrent.futures
 import logging
 import queue
+import re
 
 import pytest
 
@@ -179,13 +180,18 @@ def test_many_requests_in_flight_keep_their_own_deadlines(client):
     assert replies == ["!hold[%d] ok[%d]" % (i, i) for i in range(1, 1101)]
 
 
+def _waited(reply_text):
+    """Seconds a timeout reply says its request waited (timers never fire early)."""
+    match = re.search(r"timed\\_out\\_after\\_(\d+\.\d+)\\_seconds", reply_text)
+    assert match, reply_text
+    return float(match.group(1))
+
+
 def test_a_longer_timeout_is_not_expired_with_a_shorter_one(client):
     short = send_with_timeout(client, Message.request("silent"), 0.2)
-    long = send_with_timeout(client, Message.request("silent"), 2.5)
-    assert "timed\\_out" in short.result(WAIT)
-    # The short one has timed out; the long one is still waiting for its reply.
-    assert not long.done()
-    assert "timed\\_out" in long.result(WAIT)
+    long = send_with_timeout(client, Message.request("silent"), 0.9)
+    assert _waited(short.result(WAIT)) >= 0.2 - 0.001
+    assert _waited(long.result(WAIT)) >= 0.9 - 0.001
 
 
 def send_with_timeout(client, msg, timeout):
@@ -243,6 +249,11 @@ class OverridingClient(RecordingClient):
         super().send_request(msg)
 
 
+def test_a_midless_reply_to_a_request_with_an_id_is_unclaimed(client):
+    send(client, Message.request("nomid-reply"))
+    assert client.unclaimed.get(timeout=WAIT) == "!nomid-reply ok"
+
+
 def test_requests_go_through_an_overridden_send_request(fake):
     client = OverridingClient("127.0.0.1", fake.port, timeout=WAIT)
     client.start(timeout=WAIT)
@@ -257,14 +268,18 @@ def test_requests_go_through_an_overridden_send_request(fake):
         # The refused id is free again.
         reply, _ = client.blocking_request(Message.request("echo", "x", mid=9))
         assert str(reply) == "!echo[9] ok x"
-        assert client.sent == ["?informs[1] 1", "?echo[9] x"]
+        reply, _ = client.blocking_request(Message.request("echo", "y"), use_mid=False)
+        assert str(reply) == "!echo ok y"
+        reply, _ = client.blocking_request(Message.request("silent"), timeout=0.2)
+        assert _waited(str(reply)) >= 0.2 - 0.001
+        assert client.sent == ["?informs[1] 1", "?echo[9] x", "?echo y", "?silent[3]"]
     finally:
         client.stop(timeout=WAIT)
         client.join(timeout=WAIT)
 
 
-def test_requests_while_not_connected_fail_with_their_id():
-    with _closed_port() as port:
+def test_requests_while_not_connected_fail_with_their_id(caplog):
+    with _closed_port() as port, caplog.at_level(logging.ERROR, logger="katcp.client"):
         client = BlockingClient("127.0.0.1", port, timeout=WAIT)
         client.start(timeout=WAIT)
         try:
@@ -279,6 +294,10 @@ def test_requests_while_not_connected_fail_with_their_id():
 
             client.callback_request(Message.request("echo"), reply_cb=broken)
             assert got.get(timeout=WAIT).arguments == [b"fail", b"Client not connected"]
+            # The failing callback was reported by the client, which went on.
+            reply, _ = client.blocking_request(Message.request("echo"))
+            assert reply.arguments == [b"fail", b"Client not connected"]
+            assert "Callback reply echo FAIL" in [r.getMessage() for r in caplog.records]
         finally:
             client.stop(timeout=WAIT)
             client.join(timeout=WAIT)
