@@ -301,6 +301,9 @@ class TestTypes:
     def test_addresses(self, value, wire):
         assert Address().pack(value) == wire
 
+    def test_infinite_timestamps_format_in_lower_case(self):
+        assert Timestamp().pack(float("inf")) == b"inf"
+
     def test_float_and_bool_formats(self):
         assert Float().pack(2) == b"2.0"
         assert Bool().unpack(b"1") is True and Bool().unpack(b"0") is False
