@@ -63,6 +63,7 @@ class TestIds:
         (True, "Message id must be int, str or bytes, not True."),
         (1.5, "Message id must be int, str or bytes, not 1.5."),
         ("x1", "Message id b'x1' is not a decimal integer."),
+        ("\u00e91", "Message id b'?1' is not a decimal integer."),
         (b"-1", "Message id b'-1' is not a decimal integer."),
         (0, "Message id b'0' outside the range 1 to %d." % MAX_MID),
         (MAX_MID + 1, "Message id b'%d' outside the range 1 to %d." % (MAX_MID + 1, MAX_MID)),
