@@ -170,6 +170,24 @@ def test_reply_types_use_the_given_version():
         == b"!x ok 1500 2000"
 
 
+def test_async_make_reply_uses_the_given_version():
+    import tornado.concurrent
+    import tornado.ioloop
+
+    from katcp.kattypes import async_make_reply
+
+    async def run():
+        arguments = tornado.concurrent.Future()
+        arguments.set_result(("ok", 1.5))
+        return await async_make_reply("x", [Timestamp()], arguments, 4)
+
+    loop = tornado.ioloop.IOLoop(make_current=False)
+    try:
+        assert bytes(loop.run_sync(run)) == b"!x ok 1500"
+    finally:
+        loop.close()
+
+
 def test_unknown_reply_status_is_refused():
     with pytest.raises(ValueError, match="must be 'ok' or 'fail'"):
         make_reply("x", [], ["maybe"], 5)
@@ -284,6 +302,8 @@ class TestTypes:
         with pytest.raises(ValueError) as error:
             Discrete(["On", "off"]).check("on", 5)
         assert str(error.value) == "Discrete value 'on' is not one of On, off."
+        Discrete(["On", "off"]).check("On", 5)
+        Discrete(["On", "off"]).check(b"off", 5)
         Discrete(["On", "off"], case_insensitive=True).check("ON", 5)
         Discrete(["On", "off"], case_insensitive=True).check(b"oFF", 5)
 

@@ -152,7 +152,8 @@ def test_a_request_id_given_by_the_caller_is_kept(client):
 
 def test_an_id_in_flight_cannot_be_reused(client):
     held = send(client, Message.request("hold", mid=5))
-    with pytest.raises(RuntimeError, match="already in use"):
+    with pytest.raises(RuntimeError,
+                       match=r"^Message id b'5' already in use by a request in flight$"):
         client.blocking_request(Message.request("hold", mid=5), timeout=WAIT)
     send(client, Message.request("hold", "release")).result(WAIT)
     assert held.result(WAIT) == ("!hold[5] ok[5]", ["#hold[5] for[5]"])
@@ -209,7 +210,7 @@ def test_informs_of_a_request_without_an_inform_callback_go_to_the_handlers(clie
         "#mixed[1] own-1", "#mixed stray", "#mixed[1] own-2"]
 
 
-def test_failing_callbacks_are_logged_and_the_client_goes_on(client, caplog):
+def test_failing_callbacks_are_logged_and_the_client_goes_on(fake, client, caplog):
     def broken(msg):
         raise ValueError("broken callback")
 
@@ -218,11 +219,24 @@ def test_failing_callbacks_are_logged_and_the_client_goes_on(client, caplog):
         client.callback_request(Message.request("informs", 1), inform_cb=broken,
                                 reply_cb=lambda msg: (done.put(msg), broken(msg)))
         assert str(done.get(timeout=WAIT)) == "!informs[1] ok 1"
+        client.callback_request(Message.request("silent"), timeout=0.1,
+                                reply_cb=lambda msg: (done.put(msg), broken(msg)))
+        assert done.get(timeout=WAIT).arguments[0] == b"fail"
+        client.callback_request(Message.request("silent"), timeout=WAIT,
+                                reply_cb=lambda msg: (done.put(msg), broken(msg)))
         reply, _ = client.blocking_request(Message.request("echo", "on"), timeout=WAIT)
-    assert str(reply) == "!echo[2] ok on"
+        assert str(reply) == "!echo[4] ok on"
+        # Requests still waiting when the connection drops fail, through the callback.
+        fake.drop_connections()
+        assert done.get(timeout=WAIT).arguments[0] == b"fail"
+        # Once the client is back, the loop has long finished with the failed callback.
+        assert client.wait_protocol(WAIT)
+        reply, _ = client.blocking_request(Message.request("echo", "back"), timeout=WAIT)
+        assert reply.arguments == [b"ok", b"back"]
     messages = [record.getMessage() for record in caplog.records]
     assert "Callback inform informs FAIL" in messages
-    assert "Callback reply informs FAIL" in messages
+    assert messages.count("Callback reply informs FAIL") == 1
+    assert messages.count("Callback reply silent FAIL") == 2
 
 
 def test_user_data_reaches_both_callbacks(client):
@@ -254,7 +268,7 @@ def test_a_midless_reply_to_a_request_with_an_id_is_unclaimed(client):
     assert client.unclaimed.get(timeout=WAIT) == "!nomid-reply ok"
 
 
-def test_requests_go_through_an_overridden_send_request(fake):
+def test_requests_go_through_an_overridden_send_request(fake, caplog):
     client = OverridingClient("127.0.0.1", fake.port, timeout=WAIT)
     client.start(timeout=WAIT)
     try:
@@ -265,6 +279,18 @@ def test_requests_go_through_an_overridden_send_request(fake):
         reply, _ = client.blocking_request(Message.request("echo", "refuse", mid=9))
         assert reply.arguments == [b"fail", b"refused by the subclass"]
         assert reply.mid == b"9"
+        refused = queue.Queue()
+
+        def broken(msg):
+            refused.put(msg)
+            raise ValueError("broken callback")
+
+        with caplog.at_level(logging.ERROR, logger="katcp.client"):
+            client.callback_request(Message.request("echo", "refuse"), reply_cb=broken)
+            assert refused.get(timeout=WAIT).arguments == [
+                b"fail", b"refused by the subclass"]
+            client.blocking_request(Message.request("watchdog"))
+        assert "Callback reply echo FAIL" in [r.getMessage() for r in caplog.records]
         # The refused id is free again.
         reply, _ = client.blocking_request(Message.request("echo", "x", mid=9))
         assert str(reply) == "!echo[9] ok x"
@@ -272,7 +298,8 @@ def test_requests_go_through_an_overridden_send_request(fake):
         assert str(reply) == "!echo ok y"
         reply, _ = client.blocking_request(Message.request("silent"), timeout=0.2)
         assert _waited(str(reply)) >= 0.2 - 0.001
-        assert client.sent == ["?informs[1] 1", "?echo[9] x", "?echo y", "?silent[3]"]
+        assert client.sent == ["?informs[1] 1", "?watchdog[3]", "?echo[9] x", "?echo y",
+                               "?silent[5]"]
     finally:
         client.stop(timeout=WAIT)
         client.join(timeout=WAIT)

@@ -191,6 +191,20 @@ class TestClockAndCancellation(TimewarpAsyncTestCase):
         assert [t - start for t, _ in recorder.informs] == [0, 3.5, 4.5]
 
     @gen_test
+    def test_a_period_exactly_one_period_late_sends_one_sample(self):
+        sensor = make_sensor(value=1)
+        start = self.io_loop.time()
+        _, recorder = self.start("period", sensor, "1")
+        self.set_ioloop_time(start + 2)
+        yield recorder.until_count(2)
+        yield self.settle()
+        assert [t - start for t, _ in recorder.informs] == [0, 2]
+        self.set_ioloop_time(start + 3)
+        yield recorder.until_count(3)
+        yield self.settle()
+        assert [t - start for t, _ in recorder.informs] == [0, 2, 3]
+
+    @gen_test
     def test_a_slightly_late_period_keeps_its_schedule(self):
         sensor = make_sensor(value=1)
         start = self.io_loop.time()
