@@ -43,7 +43,8 @@ class TestNames:
         assert _error(Message.request, bad) == "Bad message name %r." % (bad,)
 
     def test_non_ascii_byte_names_are_refused(self):
-        assert _error(Message.request, b"caf\xe9") == "Bad message name 'caf\ufffd'."
+        # Names are ASCII: every other byte shows as a replacement character.
+        assert _error(Message.request, b"caf\xc3\xa9") == "Bad message name 'caf\ufffd\ufffd'."
 
     def test_names_must_be_text(self):
         assert _error(Message.request, 5) == "Message name must be a str, not 5."

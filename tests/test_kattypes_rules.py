@@ -369,6 +369,32 @@ class TestHandlerArguments:
             short(None, FakeReq(msg), msg)
         assert "Error in parameter 2 (): " in str(error.value)
 
+    def test_include_msg_shifts_the_parameter_names(self):
+        @request(Int(), include_msg=True)
+        def handler(self, req, msg, number):
+            return number
+
+        @inform(Int(), include_msg=True)
+        def on_inform(self, msg, count):
+            return count
+
+        msg = Message.request("x", b"one")
+        with pytest.raises(Exception) as error:
+            handler(None, FakeReq(msg), msg)
+        assert "Error in parameter 1 (number): " in str(error.value)
+        with pytest.raises(Exception) as error:
+            on_inform(None, Message.inform("x", b"one"))
+        assert "Error in parameter 1 (count): " in str(error.value)
+
+    def test_send_reply_defaults_to_katcp_v5(self):
+        @send_reply(Timestamp())
+        def sent(self, req):
+            return (req, "ok", 1.5)
+
+        req = FakeReq(Message.request("x"))
+        sent(None, req)
+        assert [bytes(m) for m in req.sent] == [b"!x ok 1.500000"]
+
     def test_callables_without_a_signature_can_be_decorated(self):
         class Opaque:
             # inspect.signature() refuses this object.

@@ -316,10 +316,11 @@ def test_periodic_sampling_with_cancellations_logs_no_errors(caplog):
     loop = tornado.ioloop.IOLoop(make_current=False)
     counts = [[], [], []]
     try:
+        # Periods that make a cancelled sample the next one due after a tick.
         strategies = [
             SampleStrategy.get_strategy("period", lambda s, r, n=n: counts[n].append(r),
-                                        make_sensor(value=n), "0.01", ioloop=loop)
-            for n in range(3)]
+                                        make_sensor(value=n), period, ioloop=loop)
+            for n, period in enumerate(["0.015", "0.013", "0.01"])]
 
         async def run():
             for strategy in strategies:
