@@ -137,9 +137,13 @@ class TestParser:
         name = fresh_name()
         msg = self.parser.parse(b"?" + name.encode("ascii") + b"[12] a")
         assert (msg.name, msg.mid, msg.arguments) == (name, b"12", [b"a"])
-        shorter = name[:-1]
-        msg = self.parser.parse(b"!" + shorter.encode("ascii") + b" b")
-        assert (msg.name, msg.mid, msg.arguments) == (shorter, None, [b"b"])
+        plain = fresh_name()
+        msg = self.parser.parse(b"!" + plain.encode("ascii") + b" b")
+        assert (msg.name, msg.mid, msg.arguments) == (plain, None, [b"b"])
+        # A name that is a prefix of a cached one is a name of its own.
+        shorter = plain[:-1]
+        msg = self.parser.parse(b"!" + shorter.encode("ascii") + b" c")
+        assert (msg.name, msg.mid, msg.arguments) == (shorter, None, [b"c"])
         other = fresh_name()
         msg = self.parser.parse(b"#" + other.encode("ascii"))
         assert (msg.mtype, msg.name, msg.mid) == (Message.INFORM, other, None)

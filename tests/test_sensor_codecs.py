@@ -50,7 +50,7 @@ def test_factory_defaults(factory, extra, default, wire):
 @pytest.mark.parametrize("stype, params, value", [
     (Sensor.INTEGER, None, 0), (Sensor.INTEGER, [3, 9], 3), (Sensor.INTEGER, [-9, -3], -9),
     (Sensor.INTEGER, [-3, 9], 0), (Sensor.INTEGER, [-5, 0], 0), (Sensor.INTEGER, [0, 5], 0),
-    (Sensor.FLOAT, [-1.0, 0.0], 0.0), (Sensor.FLOAT, None, 0.0), (Sensor.FLOAT, [1.5, 2.0], 1.5),
+    (Sensor.FLOAT, [-1.0, 0.0], 0.0), (Sensor.FLOAT, [0, 5], 0.0), (Sensor.FLOAT, None, 0.0), (Sensor.FLOAT, [1.5, 2.0], 1.5),
     (Sensor.FLOAT, [-1.0, 1.0], 0.0), (Sensor.BOOLEAN, None, False),
     (Sensor.LRU, None, Sensor.LRU_NOMINAL), (Sensor.STRING, None, ""),
     (Sensor.DISCRETE, ["x", "y"], "x"), (Sensor.TIMESTAMP, None, 0.0),
