@@ -58,6 +58,8 @@ SELECTION = {
     ],
 }
 KILLED = {"killed", "timeout", "caught by type check"}
+# The run fails below this share of mutants killed, or with unexplained survivors.
+MIN_SCORE = 0.85
 # A survivor explained in docs/mutation.rst: a line "- ``mutant-name``: reason"; the
 # reason starts with "Not killed" unless the mutant is equivalent.
 EXPLAINED_LINE = re.compile(r"^\s*(?:- )?``(katcp\.[^`]+__mutmut_\d+)``\s*:\s*(.*)$")
@@ -136,7 +138,10 @@ def report(show=False):
           % (100.0 * total_killed / total if total else 0.0, total_killed, total,
              total_equivalent, len(unexplained)))
     print("%d killed, %d survived" % (total_killed, total_survived))
-    return len(unexplained)
+    below = total and total_killed < MIN_SCORE * total
+    if below:
+        print("below the required %d%% killed" % (100 * MIN_SCORE,))
+    return len(unexplained) + int(bool(below))
 
 
 def main():
@@ -161,8 +166,7 @@ def main():
         if names and _mutmut("run", *extra, *names, log=log) != 0:
             print("mutmut failed; see %s" % (log,))
             return 2
-    report(show=args.show)
-    return 0
+    return 1 if report(show=args.show) else 0
 
 
 if __name__ == "__main__":
