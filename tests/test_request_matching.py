@@ -7,14 +7,16 @@ an id; anything else goes to the client's own inform/reply handlers.
 """
 
 import concurrent.futures
+import logging
 import queue
+import re
 
 import pytest
 
-from katcp.client import BlockingClient
+from katcp.client import BlockingClient, KatcpClientError
 from katcp.core import Message
 
-from test_client import FakeServer, WAIT, _split_request, scripted_answer
+from test_client import FakeServer, WAIT, _closed_port, _split_request, scripted_answer
 
 
 def _answer(line):
@@ -150,7 +152,8 @@ def test_a_request_id_given_by_the_caller_is_kept(client):
 
 def test_an_id_in_flight_cannot_be_reused(client):
     held = send(client, Message.request("hold", mid=5))
-    with pytest.raises(RuntimeError, match="already in use"):
+    with pytest.raises(RuntimeError,
+                       match=r"^Message id b'5' already in use by a request in flight$"):
         client.blocking_request(Message.request("hold", mid=5), timeout=WAIT)
     send(client, Message.request("hold", "release")).result(WAIT)
     assert held.result(WAIT) == ("!hold[5] ok[5]", ["#hold[5] for[5]"])
@@ -165,3 +168,190 @@ def test_timed_out_request_ignores_its_late_reply(client):
     assert str(released) == "!hold[2] ok[2]"
     assert client.unclaimed.get(timeout=WAIT) == "#hold[1] for[1]"
     assert client.unclaimed.get(timeout=WAIT) == "!hold[1] ok[1]"
+
+
+def test_many_requests_in_flight_keep_their_own_deadlines(client):
+    # More requests in flight than the timeout heap keeps before compacting itself.
+    held = [send(client, Message.request("hold")) for _ in range(1100)]
+    reply, _ = client.blocking_request(Message.request("silent"), timeout=0.2)
+    assert reply.arguments[0] == b"fail" and b"timed out" in reply.arguments[1]
+    assert not any(future.done() for future in held)
+    send(client, Message.request("hold", "release")).result(WAIT)
+    replies = [future.result(WAIT)[0] for future in held]
+    assert replies == ["!hold[%d] ok[%d]" % (i, i) for i in range(1, 1101)]
+
+
+def _waited(reply_text):
+    """Seconds a timeout reply says its request waited (timers never fire early)."""
+    match = re.search(r"timed\\_out\\_after\\_(\d+\.\d+)\\_seconds", reply_text)
+    assert match, reply_text
+    return float(match.group(1))
+
+
+def test_a_longer_timeout_is_not_expired_with_a_shorter_one(client):
+    short = send_with_timeout(client, Message.request("silent"), 0.2)
+    long = send_with_timeout(client, Message.request("silent"), 2.5)
+    # Timers never fire early; the short one must not wait for the long one's timer.
+    assert 0.2 - 0.001 <= _waited(short.result(WAIT)) < 2.5
+    assert 2.5 - 0.001 <= _waited(long.result(WAIT)) < 60
+
+
+def send_with_timeout(client, msg, timeout):
+    future = concurrent.futures.Future()
+    client.callback_request(msg, reply_cb=lambda reply: future.set_result(str(reply)),
+                            timeout=timeout)
+    return future
+
+
+def test_informs_of_a_request_without_an_inform_callback_go_to_the_handlers(client):
+    replies = queue.Queue()
+    client.callback_request(Message.request("mixed"), reply_cb=replies.put)
+    assert str(replies.get(timeout=WAIT)) == "!mixed[1] ok"
+    assert [client.unclaimed.get(timeout=WAIT) for _ in range(3)] == [
+        "#mixed[1] own-1", "#mixed stray", "#mixed[1] own-2"]
+
+
+def test_failing_callbacks_are_logged_and_the_client_goes_on(fake, client, caplog):
+    def broken(msg):
+        raise ValueError("broken callback")
+
+    with caplog.at_level(logging.ERROR, logger="katcp.client"):
+        done = queue.Queue()
+        client.callback_request(Message.request("informs", 1), inform_cb=broken,
+                                reply_cb=lambda msg: (done.put(msg), broken(msg)))
+        assert str(done.get(timeout=WAIT)) == "!informs[1] ok 1"
+        client.callback_request(Message.request("silent"), timeout=0.1,
+                                reply_cb=lambda msg: (done.put(msg), broken(msg)))
+        assert done.get(timeout=WAIT).arguments[0] == b"fail"
+        client.callback_request(Message.request("silent"), timeout=WAIT,
+                                reply_cb=lambda msg: (done.put(msg), broken(msg)))
+        reply, _ = client.blocking_request(Message.request("echo", "on"), timeout=WAIT)
+        assert str(reply) == "!echo[4] ok on"
+        # Requests still waiting when the connection drops fail, through the callback.
+        fake.drop_connections()
+        assert done.get(timeout=WAIT).arguments[0] == b"fail"
+        # Once the client is back, the loop has long finished with the failed callback.
+        assert client.wait_protocol(WAIT)
+        reply, _ = client.blocking_request(Message.request("echo", "back"), timeout=WAIT)
+        assert reply.arguments == [b"ok", b"back"]
+    messages = [record.getMessage() for record in caplog.records]
+    assert "Callback inform informs FAIL" in messages
+    assert messages.count("Callback reply informs FAIL") == 1
+    assert messages.count("Callback reply silent FAIL") == 2
+
+
+def test_user_data_reaches_both_callbacks(client):
+    got = queue.Queue()
+    client.callback_request(Message.request("informs", 1),
+                            inform_cb=lambda msg, *data: got.put(("inform", data)),
+                            reply_cb=lambda msg, *data: got.put(("reply", data)),
+                            user_data=("u", 2))
+    assert [got.get(timeout=WAIT) for _ in range(2)] == [
+        ("inform", ("u", 2)), ("reply", ("u", 2))]
+
+
+class OverridingClient(RecordingClient):
+    """Overrides send_request, so requests go through it (and may fail there)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sent = []
+
+    def send_request(self, msg):
+        if msg.arguments and msg.arguments[0] == b"refuse":
+            raise KatcpClientError("refused by the subclass")
+        self.sent.append(str(msg))
+        super().send_request(msg)
+
+
+def test_a_midless_reply_to_a_request_with_an_id_is_unclaimed(client):
+    send(client, Message.request("nomid-reply"))
+    assert client.unclaimed.get(timeout=WAIT) == "!nomid-reply ok"
+
+
+def test_requests_go_through_an_overridden_send_request(fake, caplog):
+    client = OverridingClient("127.0.0.1", fake.port, timeout=WAIT)
+    client.start(timeout=WAIT)
+    try:
+        assert client.wait_protocol(WAIT)
+        reply, informs = client.blocking_request(Message.request("informs", 1))
+        assert str(reply) == "!informs[1] ok 1" and [str(m) for m in informs] == [
+            "#informs[1] 0"]
+        reply, _ = client.blocking_request(Message.request("echo", "refuse", mid=9))
+        assert reply.arguments == [b"fail", b"refused by the subclass"]
+        assert reply.mid == b"9"
+        refused = queue.Queue()
+
+        def broken(msg):
+            refused.put(msg)
+            raise ValueError("broken callback")
+
+        with caplog.at_level(logging.ERROR, logger="katcp.client"):
+            client.callback_request(Message.request("echo", "refuse"), reply_cb=broken)
+            assert refused.get(timeout=WAIT).arguments == [
+                b"fail", b"refused by the subclass"]
+            client.blocking_request(Message.request("watchdog"))
+        assert "Callback reply echo FAIL" in [r.getMessage() for r in caplog.records]
+        # The refused id is free again.
+        reply, _ = client.blocking_request(Message.request("echo", "x", mid=9))
+        assert str(reply) == "!echo[9] ok x"
+        reply, _ = client.blocking_request(Message.request("echo", "y"), use_mid=False)
+        assert str(reply) == "!echo ok y"
+        reply, _ = client.blocking_request(Message.request("silent"), timeout=0.2)
+        assert _waited(str(reply)) >= 0.2 - 0.001
+        assert client.sent == ["?informs[1] 1", "?watchdog[3]", "?echo[9] x", "?echo y",
+                               "?silent[5]"]
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+
+
+def test_requests_while_not_connected_fail_with_their_id(caplog):
+    with _closed_port() as port, caplog.at_level(logging.ERROR, logger="katcp.client"):
+        client = BlockingClient("127.0.0.1", port, timeout=WAIT)
+        client.start(timeout=WAIT)
+        try:
+            assert client.wait_running(WAIT)
+            reply, _ = client.blocking_request(Message.request("echo", mid=4))
+            assert str(reply) == "!echo[4] fail Client\\_not\\_connected"
+            got = queue.Queue()
+
+            def broken(msg):
+                got.put(msg)
+                raise ValueError("broken callback")
+
+            client.callback_request(Message.request("echo"), reply_cb=broken)
+            assert got.get(timeout=WAIT).arguments == [b"fail", b"Client not connected"]
+            # The failing callback was reported by the client, which went on.
+            reply, _ = client.blocking_request(Message.request("echo"))
+            assert reply.arguments == [b"fail", b"Client not connected"]
+            assert "Callback reply echo FAIL" in [r.getMessage() for r in caplog.records]
+        finally:
+            client.stop(timeout=WAIT)
+            client.join(timeout=WAIT)
+
+
+def test_an_id_for_a_server_without_ids_fails_through_the_callback(caplog):
+    from test_client import V4_GREETING
+
+    server = FakeServer(greeting=V4_GREETING).start()
+    client = BlockingClient("127.0.0.1", server.port, timeout=WAIT)
+    client.start(timeout=WAIT)
+    got = queue.Queue()
+
+    def broken(msg):
+        got.put(msg)
+        raise ValueError("broken callback")
+
+    try:
+        assert client.wait_protocol(WAIT)
+        with caplog.at_level(logging.ERROR, logger="katcp.client"):
+            client.callback_request(Message.request("echo", mid=3), reply_cb=broken)
+            reply = got.get(timeout=WAIT)
+            client.blocking_request(Message.request("watchdog"))
+        assert reply.arguments == [b"fail", b"Message IDs not supported by server"]
+        assert "Callback reply echo FAIL" in [r.getMessage() for r in caplog.records]
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+        server.close()

@@ -4,6 +4,7 @@ Driven by a virtual clock (``TimewarpAsyncTestCase``): times are exact, nothing 
 Written against the mutants that survived the older tests (see docs/mutation.rst).
 """
 
+import logging
 import threading
 
 import pytest
@@ -189,6 +190,31 @@ class TestClockAndCancellation(TimewarpAsyncTestCase):
         assert [t - start for t, _ in recorder.informs] == [0, 3.5, 4.5]
 
     @gen_test
+    def test_a_period_exactly_one_period_late_sends_one_sample(self):
+        sensor = make_sensor(value=1)
+        start = self.io_loop.time()
+        _, recorder = self.start("period", sensor, "1")
+        self.set_ioloop_time(start + 2)
+        yield recorder.until_count(2)
+        yield self.settle()
+        assert [t - start for t, _ in recorder.informs] == [0, 2]
+        self.set_ioloop_time(start + 3)
+        yield recorder.until_count(3)
+        yield self.settle()
+        assert [t - start for t, _ in recorder.informs] == [0, 2, 3]
+
+    @gen_test
+    def test_a_slightly_late_period_keeps_its_schedule(self):
+        sensor = make_sensor(value=1)
+        start = self.io_loop.time()
+        _, recorder = self.start("period", sensor, "1")
+        self.set_ioloop_time(start + 1.5)     # late, but by less than a period
+        yield recorder.until_count(2)
+        self.set_ioloop_time(start + 2)       # the next sample is still due at 2, not 2.5
+        yield recorder.until_count(3)
+        assert [t - start for t, _ in recorder.informs] == [0, 1.5, 2]
+
+    @gen_test
     def test_cancelling_one_period_leaves_the_others_running(self):
         sensors = [make_sensor(value=i) for i in range(3)]
         start = self.io_loop.time()
@@ -297,3 +323,34 @@ def test_each_strategy_names_its_constant_and_the_base_names_none():
             SampleStrategy(_nothing, make_sensor(), ioloop=ioloop).get_sampling()
     finally:
         ioloop.close()
+
+
+def test_periodic_sampling_with_cancellations_logs_no_errors(caplog):
+    loop = tornado.ioloop.IOLoop(make_current=False)
+    counts = [[], [], []]
+    try:
+        # Periods that make a cancelled sample the next one due after a tick.
+        strategies = [
+            SampleStrategy.get_strategy("period", lambda s, r, n=n: counts[n].append(r),
+                                        make_sensor(value=n), period, ioloop=loop)
+            for n, period in enumerate(["0.015", "0.013", "0.01"])]
+
+        async def run():
+            for strategy in strategies:
+                strategy.start()
+            strategies[0].cancel()
+            while len(counts[2]) < 5:
+                await tornado.gen.sleep(0.01)
+            strategies[1].cancel()
+            before = len(counts[1])
+            while len(counts[2]) < 10:
+                await tornado.gen.sleep(0.01)
+            strategies[2].cancel()
+            return before
+
+        with caplog.at_level(logging.ERROR):
+            before = loop.run_sync(run, timeout=10)
+        assert len(counts[0]) == 1 and len(counts[1]) == before
+        assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    finally:
+        loop.close()

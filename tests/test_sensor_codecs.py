@@ -50,7 +50,8 @@ def test_factory_defaults(factory, extra, default, wire):
 
 @pytest.mark.parametrize("stype, params, value", [
     (Sensor.INTEGER, None, 0), (Sensor.INTEGER, [3, 9], 3), (Sensor.INTEGER, [-9, -3], -9),
-    (Sensor.INTEGER, [-3, 9], 0), (Sensor.FLOAT, None, 0.0), (Sensor.FLOAT, [1.5, 2.0], 1.5),
+    (Sensor.INTEGER, [-3, 9], 0), (Sensor.INTEGER, [-5, 0], 0), (Sensor.INTEGER, [0, 5], 0),
+    (Sensor.FLOAT, [-1.0, 0.0], 0.0), (Sensor.FLOAT, [0, 5], 0.0), (Sensor.FLOAT, None, 0.0), (Sensor.FLOAT, [1.5, 2.0], 1.5),
     (Sensor.FLOAT, [-1.0, 1.0], 0.0), (Sensor.BOOLEAN, None, False),
     (Sensor.LRU, None, Sensor.LRU_NOMINAL), (Sensor.STRING, None, ""),
     (Sensor.DISCRETE, ["x", "y"], "x"), (Sensor.TIMESTAMP, None, 0.0),
@@ -149,6 +150,8 @@ def test_parse_value_needs_bytes():
     (Sensor.ADDRESS, None, (1, 2), "Address host must be a string, not 1."),
     (Sensor.ADDRESS, None, ("h", 70000), "Address port must be None or 0-65535, not 70000."),
     (Sensor.ADDRESS, None, ("h", -1), "Address port must be None or 0-65535, not -1."),
+    (Sensor.ADDRESS, None, ("h", 65536),
+     "Address port must be None or 0-65535, not 65536."),
     (Sensor.ADDRESS, None, ("h", "80"), "Address port must be None or 0-65535, not '80'."),
 ])
 def test_invalid_values_are_refused_with_a_reason(stype, params, value, message):
@@ -298,3 +301,27 @@ def test_observers_attach_and_detach():
     sensor.detach(observer)
     sensor.set_value(2)
     assert seen == [(sensor, 1)]
+
+
+def test_discrete_params_must_be_text():
+    with pytest.raises(ValueError) as error:
+        Sensor.discrete("s", params=["a", 2])
+    assert str(error.value) == "Discrete sensor values must be str or bytes, not 2."
+
+
+def test_formatting_an_invalid_lru_reading_is_refused():
+    with pytest.raises(ValueError) as error:
+        Sensor.lru("s").format_reading((1.0, Sensor.NOMINAL, 5))
+    assert str(error.value) == "Invalid lru value 5."
+
+
+def test_infinite_timestamps_format_in_lower_case():
+    sensor = Sensor.timestamp("s")
+    sensor.set_value(float("inf"), timestamp=float("inf"))
+    assert sensor.read_formatted(5) == (b"inf", b"nominal", b"inf")
+
+
+def test_parse_value_names_the_wrong_type():
+    with pytest.raises(ValueError) as error:
+        Sensor.integer("s").parse_value("3")
+    assert str(error.value) == "Sensor values must be parsed from bytes, not <class 'str'>."

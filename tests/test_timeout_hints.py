@@ -25,17 +25,30 @@ class HintedDevice(DeviceServer):
         ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS,
         ProtocolFlags.REQUEST_TIMEOUT_HINTS})
 
+    _release = None
+
     def setup_sensors(self):
         pass
 
+    def _released(self):
+        if self._release is None:
+            self._release = asyncio.Event()
+        return self._release
+
+    def release(self):
+        """Let the stalled requests finish (from any thread)."""
+        self.ioloop.add_callback(lambda: self._released().set())
+
     @request_timeout_hint(HINT)
     async def request_stall(self, req, msg):
-        """Never reply (until the server stops)."""
-        await asyncio.Event().wait()
+        """Reply only once released (the test releases it when done)."""
+        await self._released().wait()
+        return req.make_reply("ok")
 
     async def request_stall_unhinted(self, req, msg):
-        """Never reply either, without a hint."""
-        await asyncio.Event().wait()
+        """The same, without a hint."""
+        await self._released().wait()
+        return req.make_reply("ok")
 
 
 class TestTimeoutHints(tornado.testing.AsyncTestCase):
@@ -47,6 +60,7 @@ class TestTimeoutHints(tornado.testing.AsyncTestCase):
         self.server.wait_running(WAIT)
         self.addCleanup(self.server.join, WAIT)
         self.addCleanup(self.server.stop)
+        self.addCleanup(self.server.release)
         self.resource = KATCPClientResource(dict(
             name="dev", address=self.server.bind_address, controlled=True))
         self.resource.start()
