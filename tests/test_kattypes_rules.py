@@ -134,7 +134,7 @@ def test_inform_handlers_are_marked():
 def test_decorators_refuse_unknown_options(decorator, name):
     with pytest.raises(TypeError) as error:
         decorator(Int(), colour="red", bogus=1)
-    assert str(error.value) == "%s does not take keyword argument(s) bogus, colour." % name
+    assert str(error.value).startswith("%s() got an unexpected keyword argument" % name)
 
 
 def test_only_the_last_type_may_take_multiple_values():
@@ -309,7 +309,7 @@ class TestTypes:
 
     def test_discrete_multi_checks_each_item(self):
         kattype = DiscreteMulti(["a", "b", "c"])
-        assert kattype.pack(["a", "c"], major=4) == b"a, c"
+        assert kattype.pack(["a", "c"], major=4) == b"a,c"
         assert kattype.unpack(b"b,a", major=4) == ["b", "a"]
         assert kattype.unpack(b"all", major=4) == ["a", "b", "c"]
         with pytest.raises(ValueError):

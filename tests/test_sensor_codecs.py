@@ -312,7 +312,8 @@ def test_discrete_params_must_be_text():
 def test_formatting_an_invalid_lru_reading_is_refused():
     with pytest.raises(ValueError) as error:
         Sensor.lru("s").format_reading((1.0, Sensor.NOMINAL, 5))
-    assert str(error.value) == "Invalid lru value 5."
+    assert str(error.value) == \
+        "Lru value must be Sensor.LRU_NOMINAL or Sensor.LRU_ERROR, not 5."
 
 
 def test_infinite_timestamps_format_in_lower_case():
@@ -322,6 +323,6 @@ def test_infinite_timestamps_format_in_lower_case():
 
 
 def test_parse_value_names_the_wrong_type():
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(KatcpTypeError) as error:
         Sensor.integer("s").parse_value("3")
     assert str(error.value) == "Sensor values must be parsed from bytes, not <class 'str'>."
