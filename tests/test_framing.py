@@ -8,10 +8,9 @@ from katcp.transport.framing import LineFramer, WriteBatcher
 def test_lines_split_on_newline_and_carriage_return_across_chunks():
     framer = LineFramer(100)
     assert framer.feed(b"?wat") == []
-    assert framer.pending == b"?wat"
     assert framer.feed(b"chdog\n?help\r\n#log") == [b"?watchdog", b"?help", b""]
     assert framer.feed(b" x\r") == [b"#log x"]
-    assert framer.pending == b"" and not framer.overflow
+    assert framer.feed(b"\n") == [b""] and not framer.overflow
 
 
 @pytest.mark.parametrize("chunks, lines", [
@@ -34,7 +33,8 @@ def test_a_line_longer_than_the_limit_stops_the_framer(chunks, lines):
 def test_a_line_of_exactly_the_limit_is_fine():
     framer = LineFramer(10)
     assert framer.feed(b"x" * 10 + b"\n" + b"y" * 10) == [b"x" * 10]
-    assert not framer.overflow and framer.pending == b"y" * 10
+    assert not framer.overflow
+    assert framer.feed(b"\n") == [b"y" * 10]
 
 
 class _Loop:

@@ -134,7 +134,8 @@ def test_inform_handlers_are_marked():
 def test_decorators_refuse_unknown_options(decorator, name):
     with pytest.raises(TypeError) as error:
         decorator(Int(), colour="red", bogus=1)
-    assert str(error.value).startswith("%s() got an unexpected keyword argument" % name)
+    # Python's own refusal, whatever the decorator's function is called at run time.
+    assert "got an unexpected keyword argument" in str(error.value)
 
 
 def test_only_the_last_type_may_take_multiple_values():

@@ -117,8 +117,7 @@ class ClientProtocol(SharedBufferProtocol):
                     self._logger.exception("Error handling message %s", msg)
                     continue
                 if result is not None and is_awaitable(result):
-                    tornado.gen.convert_yielded(result).add_done_callback(
-                        self._log_handler_error)
+                    tornado.gen.convert_yielded(result).add_done_callback(self._log_handler_error)
         finally:
             self._writes.release()
         if framer.overflow:

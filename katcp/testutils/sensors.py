@@ -20,8 +20,7 @@ class SensorComparisonMixin(_TestCase):
     def assert_sensor_equal(self, actual_sensor: Sensor, desired_sensor: Sensor,
                             ignore_attributes: Sequence[str] = ()) -> None:
         """Test that two sensor objects are equal, optionally ignoring some attributes."""
-        attributes = {"name", "description", "units", "stype", "params"} - \
-            set(ignore_attributes)
+        attributes = {"name", "description", "units", "stype", "params"} - set(ignore_attributes)
         for attr in sorted(attributes):
             self.assertEqual(getattr(actual_sensor, attr), getattr(desired_sensor, attr),
                              "Sensor attribute %r differs" % attr)

@@ -29,11 +29,11 @@ class SharedBufferProtocol(asyncio.BufferedProtocol):
     of them is handled, so connections sharing the buffer never see each other's data.
     """
 
-    def get_buffer(self, sizehint):
+    def get_buffer(self, sizehint: int) -> bytearray:
         return _receive_buffer.buffer
 
-    def buffer_updated(self, nbytes):
+    def buffer_updated(self, nbytes: int) -> None:
         self.data_received(_receive_buffer.view[:nbytes].tobytes())
 
-    def data_received(self, data):
+    def data_received(self, data: bytes) -> None:
         raise NotImplementedError

@@ -5,6 +5,8 @@ Neither does I/O: :class:`LineFramer` turns received bytes into lines, and
 function it is given, once per loop turn.
 """
 
+from typing import Any, Callable, List
+
 __all__ = ["LineFramer", "WriteBatcher"]
 
 
@@ -29,12 +31,12 @@ class LineFramer:
 
     __slots__ = ("max_line", "overflow", "_partial")
 
-    def __init__(self, max_line):
+    def __init__(self, max_line: int) -> None:
         self.max_line = max_line
         self.overflow = False
         self._partial = b""
 
-    def feed(self, data):
+    def feed(self, data: bytes) -> List[bytes]:
         """Add received bytes and return the lines they complete.
 
         Parameters
@@ -66,15 +68,10 @@ class LineFramer:
         self._partial = partial
         return lines
 
-    def _overflowed(self, lines):
+    def _overflowed(self, lines: List[bytes]) -> List[bytes]:
         self.overflow = True
         self._partial = b""
         return lines
-
-    @property
-    def pending(self):
-        """Bytes received after the last complete line."""
-        return self._partial
 
 
 class WriteBatcher:
@@ -98,16 +95,17 @@ class WriteBatcher:
 
     __slots__ = ("_write", "_call_soon", "_limit", "_coalesce", "_chunks", "_size", "_held")
 
-    def __init__(self, write, call_soon, limit, coalesce=True):
+    def __init__(self, write: Callable[[bytes], Any], call_soon: Callable[..., Any], limit: int,
+                 coalesce: bool = True) -> None:
         self._write = write
         self._call_soon = call_soon
         self._limit = limit
         self._coalesce = coalesce
-        self._chunks = []
+        self._chunks: List[bytes] = []
         self._size = 0
         self._held = False
 
-    def send(self, data):
+    def send(self, data: bytes) -> None:
         """Queue `data` for the next write.
 
         Parameters
@@ -132,16 +130,16 @@ class WriteBatcher:
             # Write-through (a client's request): nothing to join it with.
             self._write(data)
 
-    def hold(self):
+    def hold(self) -> None:
         """Collect everything sent until :meth:`release` (while a received chunk is handled)."""
         self._held = True
 
-    def release(self):
+    def release(self) -> None:
         """Stop holding and write what was collected."""
         self._held = False
         self.flush()
 
-    def flush(self):
+    def flush(self) -> None:
         """Write what was collected, in one call."""
         chunks = self._chunks
         if not chunks:
@@ -151,7 +149,7 @@ class WriteBatcher:
         self._size = 0
         self._write(data)
 
-    def clear(self):
+    def clear(self) -> None:
         """Drop what was collected (the connection is gone)."""
         self._chunks.clear()
         self._size = 0
