@@ -231,7 +231,7 @@ class _FakeDevice:
 
     @staticmethod
     def _sensor_informer(client_conn: Any) -> Callable[[Sensor, Any], None]:
-        def inform(sensor, reading):
+        def inform(sensor: Sensor, reading: Any) -> None:
             client_conn.inform(format_inform_v5(sensor, *reading))
         return inform
 
@@ -335,8 +335,7 @@ class _RequestHandlerRegistry:
 
     @property
     def fake_sensor_infos(self) -> Dict[str, Tuple[Any, ...]]:
-        return {name: (sensor.description, sensor.units, sensor.stype)
-                + tuple(sensor.params or ())
+        return {name: (sensor.description, sensor.units, sensor.stype) + tuple(sensor.params or ())
                 for name, sensor in self._device.sensors.items()}
 
     def add_sensors(self, sensor_infos: Dict[str, Tuple[Any, ...]]) -> None:

@@ -367,7 +367,7 @@ class IOLoopThreadWrapper:
         """
 
         @functools.wraps(callable_)
-        def decorated(*args, **kwargs):
+        def decorated(*args: Any, **kwargs: Any) -> Any:
             return self.call_in_ioloop(callable_, args, kwargs, kwargs.get("timeout"))
 
         decorated.__doc__ = (
@@ -377,8 +377,7 @@ class IOLoopThreadWrapper:
             "future, this call will wait for the future to resolve and return the value or "
             "raise the exception that the future resolves with.\n\n"
             "Original Callable Docstring\n---------------------------\n\n"
-            + textwrap.dedent(callable_.__doc__ or "")
-        )
+            + textwrap.dedent(callable_.__doc__ or ""))
         return decorated
 
 

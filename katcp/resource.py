@@ -427,8 +427,7 @@ class KATCPResource(abc.ABC):
             As for :meth:`set_sampling_strategy`, with an item for each sensor matched.
         """
         sensors = yield self.list_sensors(filter, **list_sensor_args)
-        results = yield [self.set_sampling_strategy(result.python_identifier,
-                                                    strategy_and_params)
+        results = yield [self.set_sampling_strategy(result.python_identifier, strategy_and_params)
                          for result in sensors]
         return {key: value for result in results for key, value in result.items()}
 
@@ -930,7 +929,7 @@ class KATCPSensor:
         if callable(condition_or_value):
             condition_test = condition_or_value
         else:
-            def condition_test(reading):
+            def condition_test(reading: Any) -> bool:
                 return reading.value == condition_or_value
 
         if self.sampling_strategy == ("none",):
@@ -939,7 +938,7 @@ class KATCPSensor:
         ioloop = tornado.ioloop.IOLoop.current()
         future: "tornado.concurrent.Future[bool]" = tornado.concurrent.Future()
 
-        def handle_update(sensor, reading):
+        def handle_update(sensor: Any, reading: Any) -> None:
             if future.done():
                 return
             try:

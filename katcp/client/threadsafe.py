@@ -72,7 +72,7 @@ def wrap_threadsafe_methods(client: Any, post: Callable[[Callable[[], Any]], Non
 
 def _crossing(client, meth, blocking, post, call):
     @functools.wraps(meth)
-    def wrapped(*args, **kwargs):
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
         if on_thread(client.ioloop_thread_id):
             return meth(*args, **kwargs)
         if blocking:

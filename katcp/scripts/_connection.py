@@ -8,7 +8,7 @@ with the pure codec of :mod:`katcp.core`.
 import os
 import re
 import socket
-from typing import List
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 from katcp.core import KatcpSyntaxError, Message, MessageParser
 from katcp.transport.framing import LineFramer
@@ -27,7 +27,7 @@ class ReplyTimeout(Exception):
     """No reply arrived within the timeout."""
 
 
-def parse_address(text, any_port=False):
+def parse_address(text: str, any_port: bool = False) -> Optional[Tuple[str, int]]:
     """Split ``HOST:PORT`` into ``(host, port)``, or return None if it is not one.
 
     Parameters
@@ -51,7 +51,8 @@ def parse_address(text, any_port=False):
     return host, port
 
 
-def split_address_argument(args, environ=os.environ):
+def split_address_argument(args: Sequence[str], environ: Mapping[str, str] = os.environ
+                           ) -> Tuple[Optional[Tuple[str, int]], List[str]]:
     """Take the server address from the first argument or ``$KATCP_SERVER``.
 
     Returns
@@ -81,19 +82,19 @@ class LineConnection:
         self._framer = LineFramer(MAX_LINE)
         self._lines: List[bytes] = []
 
-    def close(self):
+    def close(self) -> None:
         self._sock.close()
 
-    def send(self, msg):
+    def send(self, msg: Message) -> None:
         try:
             self._sock.sendall(bytes(msg) + b"\n")
         except OSError as exc:
             raise ConnectionFailed("connection lost while sending: %s" % exc)
 
-    def set_timeout(self, timeout):
+    def set_timeout(self, timeout: Optional[float]) -> None:
         self._sock.settimeout(timeout)
 
-    def read_line(self):
+    def read_line(self) -> bytes:
         """Return the next non-empty raw line (without terminator)."""
         while not self._lines:
             if self._framer.overflow:
@@ -109,7 +110,7 @@ class LineConnection:
             self._lines.extend(line for line in self._framer.feed(chunk) if line.strip())
         return self._lines.pop(0)
 
-    def read_message(self):
+    def read_message(self) -> Tuple[bytes, Optional[Message]]:
         """Return ``(raw_line, Message or None)``; None for a line that does not parse."""
         line = self.read_line()
         try:
@@ -118,7 +119,7 @@ class LineConnection:
             return line, None
 
 
-def for_people(msg):
+def for_people(msg: Message) -> str:
     """Format a message for people: type symbol and name, then unescaped arguments."""
     args = [readable(arg) for arg in msg.arguments]
     shown = [repr(arg) if (not arg or any(c.isspace() for c in arg)) else arg for arg in args]

@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import sys
 import time
+from typing import List, Optional, Sequence, TextIO, Tuple
 
 from katcp.scripts._connection import (
     ConnectionFailed, LineConnection, ReplyTimeout, for_people, split_address_argument)
@@ -17,10 +18,9 @@ from katcp.wire.text import readable
 EXIT_OK, EXIT_FAIL, EXIT_CONNECTION = 0, 1, 2
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="katcp-cmd",
-        description="Send a KATCP request and print the informs and the reply.",
+        prog="katcp-cmd", description="Send a KATCP request and print the informs and the reply.",
         epilog="HOST:PORT may be omitted when the KATCP_SERVER environment variable holds it. "
                "Exit status: 0 ok, 1 fail/invalid, 2 connection error or timeout.")
     parser.add_argument("--timeout", type=float, default=5.0,
@@ -70,13 +70,15 @@ def _format_status(msg):
                      for i in range(0, len(fields) - 2, 3))
 
 
-def run_request(address, request_args, timeout, raw, out=sys.stdout):
+def run_request(address: Tuple[str, int], request_args: Sequence[str], timeout: float, raw: bool,
+                out: TextIO = sys.stdout) -> int:
     with contextlib.closing(LineConnection(address, timeout)) as conn:
         reply = _request(conn, Message.request(*request_args), raw, out)
     return EXIT_OK if reply.reply_ok() else EXIT_FAIL
 
 
-def run_watch(address, watch_args, timeout, raw, out=sys.stdout):
+def run_watch(address: Tuple[str, int], watch_args: Sequence[str], timeout: float, raw: bool,
+              out: TextIO = sys.stdout) -> int:
     request = Message.request("sensor-sampling", watch_args[0], *(watch_args[1:] or ["event"]))
     with contextlib.closing(LineConnection(address, timeout)) as conn:
         try:
@@ -96,7 +98,7 @@ def run_watch(address, watch_args, timeout, raw, out=sys.stdout):
             return EXIT_OK
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``katcp-cmd``."""
     parser = build_parser()
     opts = parser.parse_args(argv)

@@ -11,9 +11,11 @@ import random
 import signal
 import threading
 import time
+from typing import Any, List, Optional, Tuple
 
-from katcp import AsyncReply, DeviceServer, ProtocolFlags, Sensor
+from katcp import AsyncReply, DeviceServer, Message, ProtocolFlags, Sensor
 from katcp.kattypes import Discrete, Float, Timestamp, request, return_reply
+from katcp.server import ClientRequestConnection
 
 FRUIT = ["apple", "banana", "pear", "kiwi"]
 
@@ -39,7 +41,7 @@ class ExampleServer(DeviceServer):
         super().__init__(*args, **kwargs)
         self._stop_updates = threading.Event()
 
-    def setup_sensors(self):
+    def setup_sensors(self) -> None:
         """Set up the sensors of the example device."""
         self._add_result = Sensor.float("add.result", "Last ?add result.", "", [-10000, 10000])
         self._time_result = Sensor.timestamp("time.result", "Last ?time result.", "")
@@ -47,20 +49,19 @@ class ExampleServer(DeviceServer):
         self._temperature = Sensor.float(
             "ambient.temperature", "Air temperature near the device.", "degC",
             [-40.0, 60.0], default=20.0, initial_status=Sensor.NOMINAL)
-        self._uptime = Sensor.integer(
-            "uptime", "Seconds since the server started.", "s", [0, 2 ** 31 - 1],
-            default=0, initial_status=Sensor.NOMINAL)
+        self._uptime = Sensor.integer("uptime", "Seconds since the server started.", "s",
+                                      [0, 2 ** 31 - 1], default=0, initial_status=Sensor.NOMINAL)
         for sensor in (self._add_result, self._time_result, self._fruit_result,
                        self._temperature, self._uptime):
             self.add_sensor(sensor)
 
-    def start(self, *args, **kwargs):
+    def start(self, *args: Any, **kwargs: Any) -> None:
         super().start(*args, **kwargs)
         self._stop_updates.clear()
         threading.Thread(target=self._update_sensors, name="example-sensor-updater",
                          daemon=True).start()
 
-    def stop(self, *args, **kwargs):
+    def stop(self, *args: Any, **kwargs: Any) -> Any:
         self._stop_updates.set()
         return super().stop(*args, **kwargs)
 
@@ -76,7 +77,7 @@ class ExampleServer(DeviceServer):
 
     @request(Float(), Float())
     @return_reply(Float())
-    def request_add(self, req, x, y):
+    def request_add(self, req: ClientRequestConnection, x: float, y: float) -> Tuple[str, float]:
         """Add two numbers."""
         r = x + y
         self._add_result.set_value(r)
@@ -84,7 +85,7 @@ class ExampleServer(DeviceServer):
 
     @request()
     @return_reply(Timestamp())
-    def request_time(self, req):
+    def request_time(self, req: ClientRequestConnection) -> Tuple[str, float]:
         """Return the current time in seconds since the Unix Epoch."""
         r = time.time()
         self._time_result.set_value(r)
@@ -92,7 +93,7 @@ class ExampleServer(DeviceServer):
 
     @request()
     @return_reply(Discrete(FRUIT))
-    def request_pick_fruit(self, req):
+    def request_pick_fruit(self, req: ClientRequestConnection) -> Tuple[str, str]:
         """Pick a random fruit (replies after a short delay)."""
         r = random.choice(FRUIT + [None])
         if r is None:
@@ -100,19 +101,19 @@ class ExampleServer(DeviceServer):
         delay = random.uniform(0.1, 0.5)
         req.inform("Picking will take %.1f seconds" % delay)
 
-        def pick_handler():
+        def pick_handler() -> None:
             self._fruit_result.set_value(r)
             req.reply("ok", r)
 
         self.ioloop.add_callback(self.ioloop.call_later, delay, pick_handler)
         raise AsyncReply()
 
-    def request_raw_reverse(self, req, msg):
+    def request_raw_reverse(self, req: ClientRequestConnection, msg: Message) -> Message:
         """Reply with the request's arguments in reverse order."""
         return req.make_reply("ok", *msg.arguments[::-1])
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     """Run the example server until interrupted or sent ``?halt``."""
     parser = argparse.ArgumentParser(
         prog="katcp-exampleserver", description="Run the katcp example device server.")

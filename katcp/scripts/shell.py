@@ -13,7 +13,7 @@ import queue
 import shlex
 import sys
 import threading
-from typing import List, Optional
+from typing import Any, List, Optional, Tuple
 
 from katcp.wire.message import Message
 from katcp.wire.text import readable
@@ -55,15 +55,15 @@ class DeviceSession:
             self.closed.set()
             self._responses.put(None)
 
-    def show(self, msg):
+    def show(self, msg: Message) -> None:
         self.show_text(for_people(msg))
 
-    def show_text(self, text):
+    def show_text(self, text: str) -> None:
         with self._out_lock:
             self._out.write(text + "\n")
             self._out.flush()
 
-    def request(self, name, *args, show=True):
+    def request(self, name: str, *args: Any, show: bool = True) -> Tuple[Message, List[Message]]:
         """Send a request; return ``(reply, informs)`` or raise ReplyTimeout."""
         self._pending_name = name
         try:
@@ -84,7 +84,7 @@ class DeviceSession:
         finally:
             self._pending_name = None
 
-    def close(self):
+    def close(self) -> None:
         self._conn.close()
 
 
@@ -101,7 +101,7 @@ class KatcpShell(cmd.Cmd):
         self.request_names = []
         self.sensor_names = []
 
-    def refresh_names(self):
+    def refresh_names(self) -> None:
         """Fetch request and sensor names for completion."""
         for name, target in (("help", self.request_names), ("sensor-list", self.sensor_names)):
             try:
@@ -110,18 +110,19 @@ class KatcpShell(cmd.Cmd):
                 continue
             target[:] = sorted(readable(m.arguments[0]) for m in informs if m.arguments)
 
-    def emptyline(self):
+    def emptyline(self) -> bool:
         return False
 
-    def precmd(self, line):
+    def precmd(self, line: str) -> str:
         # cmd.Cmd reads a leading '?' as its own help; here it is KATCP's request marker.
         return line.lstrip().lstrip("?")
 
-    def do_help(self, arg):
+    def do_help(self, arg: str) -> bool:
         """Send ?help (KATCP's help, not the shell's)."""
         return self.default(("help " + arg).strip())
 
-    def default(self, line):
+    # typeshed says None, but cmd.Cmd.onecmd returns it: the flag that ends cmdloop().
+    def default(self, line: str) -> bool:  # type: ignore[override]
         if line == "EOF":
             self.stdout.write("\n")
             return True
@@ -141,16 +142,16 @@ class KatcpShell(cmd.Cmd):
             self.refresh_names()
         return self.session.closed.is_set()
 
-    def do_quit(self, arg):
+    def do_quit(self, arg: str) -> bool:
         """Leave the shell."""
         return True
 
     do_exit = do_quit
 
-    def completenames(self, text, *ignored):
+    def completenames(self, text: str, *ignored: Any) -> List[str]:
         return [n for n in self.request_names + ["quit"] if n.startswith(text)]
 
-    def completedefault(self, text, line, begidx, endidx):
+    def completedefault(self, text: str, line: str, begidx: int, endidx: int) -> List[str]:
         first = line.split()[0].lstrip("?") if line.split() else ""
         if first in SENSOR_REQUESTS:
             return [n for n in self.sensor_names if n.startswith(text)]
@@ -168,7 +169,7 @@ def _setup_readline():
     return readline
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``katcp-shell``."""
     parser = argparse.ArgumentParser(
         prog="katcp-shell", description="Interactive prompt connected to a KATCP device.")

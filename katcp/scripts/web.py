@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import logging
 import signal
+from typing import List, Optional
 
 from katcp.scripts._connection import parse_address
 from katcp.web import DEFAULT_LISTEN, WebServer
@@ -26,7 +27,7 @@ def _listen_address(text):
     return _address(text, any_port=True)
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="katcp-web",
         description="Serve a live web page of a KATCP device's sensors and requests.")
@@ -61,7 +62,7 @@ async def _serve(opts):
         web.stop()
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``katcp-web``."""
     opts = build_parser().parse_args(argv)
     logging.basicConfig(level=opts.log_level,

@@ -171,7 +171,7 @@ class BlockingTestClient(client.BlockingClient):
     def wait_until_sensors_equal(self, timeout: float, sensor_tuples: Sequence[Sequence[Any]],
                                  msg: Optional[str] = None) -> None:
         """Wait up to timeout seconds for several sensors to reach the given values."""
-        def all_equal():
+        def all_equal() -> bool:
             return all(self._sensor_value_is(*self.expected_sensor_value_tuple(*sensor_tuple))
                        for sensor_tuple in sensor_tuples)
 
@@ -235,7 +235,7 @@ class BlockingTestClient(client.BlockingClient):
         reply, informs = self._request("sensor-list")
         self.test.assertTrue(reply.reply_ok(), "?sensor-list failed: %s" % reply)
 
-        def normalise(fields):
+        def normalise(fields: Sequence[Any]) -> Tuple[str, ...]:
             # Expected float params as a device writes them (the device's are bytes).
             fields = [repr(f) if isinstance(f, float) else readable(f) for f in fields]
             if ignore_descriptions:
@@ -268,7 +268,7 @@ class BlockingTestClient(client.BlockingClient):
         self.test.assertTrue(reply.reply_ok(), "?help failed: %s" % reply)
         defaults = set(server.DeviceServer._request_handlers) if exclude_defaults else set()
 
-        def describe(description):
+        def describe(description: Any) -> str:
             description = readable(description)
             if not full_descriptions:
                 description = description.strip().splitlines()[0] if description else ""

@@ -53,7 +53,7 @@ def start_thread_with_cleanup(test_instance: Any, thread_object: Any, timeout: f
     """
     thread_object.start(timeout=start_timeout)
 
-    def cleanup():
+    def cleanup() -> None:
         thread_object.stop()
         thread_object.join(timeout=timeout)
 

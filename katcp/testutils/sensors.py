@@ -272,11 +272,11 @@ def wait_sensor_async(sensor: Sensor, value: Any, status: Any = None,
     loop = ioloop or tornado.ioloop.IOLoop.current()
     future: "Future[None]" = Future()
 
-    def matches(reading):
+    def matches(reading: Any) -> bool:
         return reading.value == value and (status is None or reading.status == status)
 
     class Observer:
-        def update(self, sensor_, reading):
+        def update(self, sensor_: Any, reading: Any) -> None:
             if matches(reading):
                 loop.add_callback(_resolve_once, future, None)
 

@@ -99,7 +99,7 @@ class DeviceTestServer(server.DeviceServer):
         cancelled = self._cancel_slow_command
         ioloop = self.ioloop
 
-        def wait_and_reply():
+        def wait_and_reply() -> None:
             self.slow_waiting = True
             cancelled.wait(wait_time)
             self.slow_waiting = False
@@ -220,8 +220,7 @@ class DeviceTestServerWithTimeoutHints(DeviceTestServer):
     """DeviceTestServer whose ?request-timeout-hint reports configurable hints."""
 
     # Timeout hints are a KATCP v5.1 feature, announced with the T flag.
-    PROTOCOL_INFO = ProtocolFlags(5, 1, {ProtocolFlags.MULTI_CLIENT,
-                                         ProtocolFlags.MESSAGE_IDS,
+    PROTOCOL_INFO = ProtocolFlags(5, 1, {ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS,
                                          ProtocolFlags.REQUEST_TIMEOUT_HINTS})
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

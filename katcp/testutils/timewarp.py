@@ -37,11 +37,11 @@ class _TimewarpIOLoop(AsyncIOLoop):
         if timeout is None:
             return super().run_sync(func)
 
-        async def bounded():
+        async def bounded() -> Any:
             result: "Future[Any]" = Future()
             chain_future(tornado.gen.convert_yielded(func()), result)
 
-            def expire():
+            def expire() -> None:
                 if not result.done():
                     result.set_exception(tornado.util.TimeoutError(
                         "Operation timed out after %s seconds" % timeout))

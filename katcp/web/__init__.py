@@ -53,14 +53,14 @@ class WebServer:
         self.port = None
 
     @property
-    def url(self):
+    def url(self) -> str:
         """URL of the page (valid once started)."""
         host = self.listen[0]
         if ":" in host:
             host = "[%s]" % host
         return "http://%s:%s/" % (host or "127.0.0.1", self.port)
 
-    def start(self):
+    def start(self) -> None:
         """Connect to the device and start serving, on the current tornado loop."""
         host, port = self.listen
         sockets = tornado.netutil.bind_sockets(port, host or None)
@@ -71,7 +71,7 @@ class WebServer:
         self._http.add_sockets(sockets)
         self.monitor.start()
 
-    def stop(self):
+    def stop(self) -> None:
         """Stop serving and disconnect from the device."""
         if self._http is not None:
             self._http.stop()

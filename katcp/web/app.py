@@ -15,12 +15,12 @@ import json
 import logging
 import os
 import urllib.parse
-from typing import Any, List
+from typing import Any, List, Optional, Set, Union
 
 import tornado.web
 import tornado.websocket
 
-from katcp.web.monitor import RequestRefused
+from katcp.web.monitor import DeviceMonitor, RequestRefused
 
 log = logging.getLogger("katcp.web")
 
@@ -43,7 +43,7 @@ SECURITY_HEADERS = {
 }
 
 
-def is_loopback(host):
+def is_loopback(host: str) -> bool:
     """True if ``host`` (an address or 'localhost') is a loopback address."""
     if host == "localhost":
         return True
@@ -53,7 +53,7 @@ def is_loopback(host):
         return False
 
 
-def allowed_hosts(listen_host, port):
+def allowed_hosts(listen_host: str, port: int) -> Optional[Set[str]]:
     """``Host`` header values accepted when listening on a loopback address, else None."""
     loopback = is_loopback(listen_host)
     return {"%s:%d" % (name, port) for name in LOOPBACK_NAMES} if loopback else None
@@ -62,18 +62,18 @@ def allowed_hosts(listen_host, port):
 class _Guarded(tornado.web.RequestHandler):
     """Base of the handlers: the Host check and the security headers of every response."""
 
-    def set_default_headers(self):
+    def set_default_headers(self) -> None:
         for name, value in SECURITY_HEADERS.items():
             self.set_header(name, value)
 
-    def prepare(self):
+    def prepare(self) -> None:
         hosts = self.settings["katcp_allowed_hosts"]
         if hosts is not None and self.request.host.lower() not in hosts:
             raise tornado.web.HTTPError(403, "unexpected Host header")
 
 
 class PageHandler(_Guarded):
-    def get(self):
+    def get(self) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")
         with open(os.path.join(STATIC_DIR, "index.html"), "rb") as page:
             self.write(page.read())
@@ -86,12 +86,12 @@ class StaticHandler(_Guarded, tornado.web.StaticFileHandler):
 class PageSocket(_Guarded, tornado.websocket.WebSocketHandler):
     """One page's websocket: device messages out, request messages in."""
 
-    def check_origin(self, origin):
+    def check_origin(self, origin: str) -> bool:
         parsed = urllib.parse.urlparse(origin)
         return parsed.scheme in ("http", "https") and \
             parsed.netloc.lower() == self.request.host.lower()
 
-    def open(self):
+    def open(self) -> None:
         self._unsent = 0
         self._monitor = self.settings["katcp_monitor"]
         # What this page may do comes first, so the page builds its forms (or not) with it.
@@ -118,12 +118,12 @@ class PageSocket(_Guarded, tornado.websocket.WebSocketHandler):
         if not future.cancelled():
             future.exception()  # a closed connection: on_close() cleans up
 
-    def on_close(self):
+    def on_close(self) -> None:
         monitor = getattr(self, "_monitor", None)
         if monitor is not None:
             monitor.unsubscribe(self._send)
 
-    async def on_message(self, text):
+    async def on_message(self, text: Union[str, bytes]) -> None:
         try:
             message = json.loads(text)
             kind, ident = message["type"], message.get("id")
@@ -158,7 +158,8 @@ class PageSocket(_Guarded, tornado.websocket.WebSocketHandler):
         self._send(json.dumps(message))
 
 
-def make_application(monitor, control=False, allowed_host_headers=None):
+def make_application(monitor: DeviceMonitor, control: bool = False,
+                     allowed_host_headers: Optional[Set[str]] = None) -> tornado.web.Application:
     """Build the tornado application serving the page for ``monitor``.
 
     Parameters
@@ -177,6 +178,5 @@ def make_application(monitor, control=False, allowed_host_headers=None):
     routes: List[Any] = [(r"/", PageHandler), (r"/ws", PageSocket),
                          (r"/static/(.*)", StaticHandler, {"path": STATIC_DIR})]
     return tornado.web.Application(
-        routes, katcp_monitor=monitor, katcp_control=bool(control),
-        katcp_allowed_hosts=allowed_host_headers, websocket_max_message_size=MAX_PAGE_MESSAGE,
-        websocket_ping_interval=10)
+        routes, katcp_monitor=monitor, katcp_control=bool(control), websocket_ping_interval=10,
+        katcp_allowed_hosts=allowed_host_headers, websocket_max_message_size=MAX_PAGE_MESSAGE)

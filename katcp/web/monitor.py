@@ -13,11 +13,11 @@ import logging
 import math
 import operator
 import time
-from typing import Any, Dict
+from typing import Any, Callable, Dict, Sequence
 
 import tornado.ioloop
 
-from katcp.core import ProtocolFlags, until_any
+from katcp.core import Message, ProtocolFlags, until_any
 from katcp.resource_client import KATCPClientResource
 from katcp.wire.text import readable
 
@@ -39,7 +39,7 @@ class RequestRefused(Exception):
     """A page asked for something this katcp-web does not allow or know."""
 
 
-def json_value(value):
+def json_value(value: Any) -> Any:
     """Turn a sensor value into something JSON carries faithfully.
 
     Finite numbers and booleans stay as they are; everything else (strings, discrete
@@ -54,7 +54,7 @@ def json_value(value):
     return readable(value)
 
 
-def message_dict(msg):
+def message_dict(msg: Message) -> Dict[str, Any]:
     """A reply or inform as the page shows it: name, type symbol and unescaped arguments."""
     return {"name": msg.name, "mtype": readable(msg.TYPE_SYMBOLS[msg.mtype]),
             "arguments": [readable(arg) for arg in msg.arguments]}
@@ -106,7 +106,7 @@ class DeviceMonitor:
 
     # -- life cycle ---------------------------------------------------------------------
 
-    def start(self):
+    def start(self) -> None:
         """Connect to the device on the current tornado loop and start following it."""
         self._loop = tornado.ioloop.IOLoop.current()
         self.resource.set_ioloop(self._loop)
@@ -116,7 +116,7 @@ class DeviceMonitor:
         wished.add_done_callback(lambda future: future.result())  # the loop logs a failure
         self._loop.add_callback(self._follow_state)
 
-    def stop(self):
+    def stop(self) -> None:
         """Disconnect from the device; subscribers get no further messages."""
         self._stopped = True
         if self._flush_handle is not None:
@@ -127,12 +127,12 @@ class DeviceMonitor:
 
     # -- subscribers ----------------------------------------------------------------------
 
-    def subscribe(self, send):
+    def subscribe(self, send: Callable[[str], Any]) -> None:
         """Start sending messages to ``send(text)``, beginning with a full snapshot."""
         self._subscribers.add(send)
         send(json.dumps(self.snapshot()))
 
-    def unsubscribe(self, send):
+    def unsubscribe(self, send: Callable[[str], Any]) -> None:
         """Stop sending messages to ``send`` (no error if it was not subscribed)."""
         self._subscribers.discard(send)
 
@@ -143,7 +143,7 @@ class DeviceMonitor:
 
     # -- what the page shows --------------------------------------------------------------
 
-    def snapshot(self):
+    def snapshot(self) -> Dict[str, Any]:
         """Everything a new page needs: connection, identity, sensors and requests."""
         synced = self.resource.state == "synced"
         # The resource keeps the last sync's sensors and requests while it resyncs: not shown.
@@ -151,8 +151,7 @@ class DeviceMonitor:
                            "description": sensor.description,
                            "reading": self._reading_list(sensor.reading),
                            "history": list(self._histories.get(sensor.name, ()))}
-                          for sensor in dict.values(self.resource.sensor) if synced),
-                         key=_by_name)
+                          for sensor in dict.values(self.resource.sensor) if synced), key=_by_name)
         requests = sorted(({"name": req.name, "description": req.description}
                            for req in dict.values(self.resource.req) if synced), key=_by_name)
         return {"type": "snapshot", "synced": synced, "connection": dict(self._connection),
@@ -244,7 +243,7 @@ class DeviceMonitor:
 
     # -- requests from pages ----------------------------------------------------------------
 
-    async def send_request(self, name, arguments):
+    async def send_request(self, name: str, arguments: Sequence[str]) -> Dict[str, Any]:
         """Send request ``name`` with ``arguments`` to the device.
 
         Returns
