@@ -2,6 +2,7 @@
 
 import asyncio
 import concurrent.futures
+import importlib
 import logging
 import os
 import pickle
@@ -199,3 +200,17 @@ def test_stopping_ends_handlers_still_waiting(handler_thread):
         device.join(TIMEOUT)
     # The server's wait on it was cancelled, which cancels the handler's future.
     assert device.handler_future.cancelled()
+
+
+@pytest.mark.parametrize("module, name, home", [
+    ("katcp.server", "Message", "katcp.core"), ("katcp.server", "FailReply", "katcp.core"),
+    ("katcp.server", "request", "katcp.kattypes"),
+    ("katcp.server", "SampleStrategy", "katcp.sampling"),
+    ("katcp.client", "KatcpClientError", "katcp.core"),
+    ("katcp.client", "ProtocolFlags", "katcp.core")])
+def test_names_the_single_modules_had_still_import_from_the_packages(module, name, home):
+    # `from katcp.client import KatcpClientError` worked when katcp.client was one module.
+    obj = getattr(importlib.import_module(module), name)
+    assert obj is getattr(importlib.import_module(home), name)
+    assert obj.__module__ == home
+    assert name not in importlib.import_module(module).__all__

@@ -26,7 +26,6 @@ __all__ = publish(__name__, globals())
 
 # Names the single-module katcp.client had from katcp.core; code written for it imports
 # them from here. They keep their own home, so they come after publish().
-from katcp.core import (FLOAT_TS_KATCP_MAJOR, SEC_TS_KATCP_MAJOR,  # noqa: E402,F401
-                        VERSION_CONNECT_KATCP_MAJOR, AsyncEvent, DeviceMetaclass,
-                        KatcpClientError, KatcpSyntaxError, KatcpVersionError, Message,
-                        MessageParser, ProtocolFlags)
+from katcp.core import (FLOAT_TS_KATCP_MAJOR, SEC_TS_KATCP_MAJOR, VERSION_CONNECT_KATCP_MAJOR,
+                        AsyncEvent, DeviceMetaclass, KatcpClientError, KatcpSyntaxError,
+                        KatcpVersionError, Message, MessageParser, ProtocolFlags)

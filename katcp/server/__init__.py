@@ -31,12 +31,10 @@ __all__ = publish(__name__, globals())
 
 # Names the single-module katcp.server had from other modules; code written for it imports
 # them from here. They keep their own home, so they come after publish().
-from katcp.core import (DEFAULT_KATCP_MAJOR, INTERFACE_CHANGED_KATCP_MAJOR,  # noqa: E402,F401
-                        SEC_TS_KATCP_MAJOR, VERSION_CONNECT_KATCP_MAJOR, AsyncReply,
-                        DeviceServerMetaclass, FailReply, KatcpSyntaxError, Message,
-                        MessageParser, ProtocolFlags, Sensor)
-from katcp.ioloop_manager import IOLoopManager  # noqa: E402,F401
-from katcp.kattypes import (Int, Str, has_katcp_protocol_flags,  # noqa: E402,F401
-                            minimum_katcp_version, request, return_reply)
-from katcp.sampling import (SampleStrategy, format_inform_v4,  # noqa: E402,F401
-                            format_inform_v5)
+from katcp.core import (DEFAULT_KATCP_MAJOR, INTERFACE_CHANGED_KATCP_MAJOR, SEC_TS_KATCP_MAJOR,
+                        VERSION_CONNECT_KATCP_MAJOR, AsyncReply, DeviceServerMetaclass, FailReply,
+                        KatcpSyntaxError, Message, MessageParser, ProtocolFlags, Sensor)
+from katcp.ioloop_manager import IOLoopManager
+from katcp.kattypes import (Int, Str, has_katcp_protocol_flags, minimum_katcp_version, request,
+                            return_reply)
+from katcp.sampling import SampleStrategy, format_inform_v4, format_inform_v5
