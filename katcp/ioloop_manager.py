@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Set
 import tornado.gen
 import tornado.ioloop
 
-from katcp.loop.crossing import call_on_loop, is_awaitable, on_thread
+from katcp.loop.crossing import call_on_loop, is_awaitable, on_thread, running_loop
 from katcp.object_proxies import ObjectWrapper
 
 log = logging.getLogger("katcp.ioloop_manager")
@@ -94,13 +94,9 @@ class IOLoopManager:
         thread_id : int or None
 
         """
-        if self._thread_id is None and self._ioloop is not None:
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                return None
-            if running is self._ioloop.asyncio_loop:  # type: ignore[attr-defined]
-                return threading.get_ident()
+        if self._thread_id is None and self._ioloop is not None and \
+                running_loop() is self._ioloop.asyncio_loop:  # type: ignore[attr-defined]
+            return threading.get_ident()
         return self._thread_id
 
     def managed(self) -> bool:

@@ -9,7 +9,7 @@ import tornado.gen
 from tornado.platform.asyncio import AsyncIOLoop
 
 from katcp.ioloop_manager import IOLoopManager
-from katcp.loop.crossing import call_on_loop, on_thread, run_into_future
+from katcp.loop.crossing import call_on_loop, on_thread, run_into_future, running_loop
 
 WAIT = 10.0
 
@@ -123,3 +123,9 @@ def test_calls_queued_while_the_loop_stops_are_not_lost():
     assert [future.result(WAIT) for future in futures] == list(range(50))
     stopped.result(WAIT)
     manager.join(WAIT)
+
+
+def test_running_loop_names_the_loop_of_the_calling_thread(loop):
+    ioloop, thread_id = loop
+    assert running_loop() is None
+    assert call_on_loop(ioloop, thread_id, running_loop).result(WAIT) is ioloop.asyncio_loop

@@ -18,7 +18,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import tornado.gen
 
-__all__ = ["on_thread", "call_on_loop", "post_to_loop", "run_into_future", "is_awaitable"]
+__all__ = ["on_thread", "running_loop", "call_on_loop", "post_to_loop", "run_into_future",
+           "is_awaitable"]
 
 _get_ident = threading.get_ident
 
@@ -40,6 +41,18 @@ def on_thread(thread_id: Optional[int]) -> bool:
 
     """
     return _get_ident() == thread_id
+
+
+def running_loop() -> Optional[asyncio.AbstractEventLoop]:
+    """The asyncio loop running in the calling thread, or None.
+
+    Where no loop thread id is known yet (a future made off any loop, an unmanaged loop
+    before it records its thread), this is how "am I on that loop?" is asked.
+    """
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def is_awaitable(value: Any) -> bool:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, List, Optional, Tuple, TypeVar
 import tornado.gen
 import tornado.ioloop
 
-from katcp.loop.crossing import call_on_loop
+from katcp.loop.crossing import call_on_loop, running_loop
 
 
 logger = logging.getLogger("katcp.core")
@@ -28,17 +28,10 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 _Home = Tuple[tornado.ioloop.IOLoop, Optional[int]]
 
 
-def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
 def _new_future(ioloop: Optional[tornado.ioloop.IOLoop] = None
                 ) -> Tuple["asyncio.Future[Any]", _Home]:
     """A future on the running loop, else on `ioloop`, else the current loop; and its home."""
-    loop = _running_loop()
+    loop = running_loop()
     if loop is not None:
         return loop.create_future(), (tornado.ioloop.IOLoop.current(), threading.get_ident())
     ioloop = ioloop or tornado.ioloop.IOLoop.current()
@@ -137,7 +130,7 @@ class AsyncEvent:
             If called on `ioloop`'s own thread, where waiting would block the loop
             that has to set the event.
         """
-        if _running_loop() is ioloop.asyncio_loop:  # type: ignore[attr-defined]
+        if running_loop() is ioloop.asyncio_loop:  # type: ignore[attr-defined]
             raise RuntimeError("wait_with_ioloop() would block the loop it waits on; "
                                "yield until_set() on the loop instead.")
         try:
