@@ -101,7 +101,8 @@ class TestFactory:
             b"#sensor-status 1000000 1 test.sensor nominal 7"
 
 
-class TestStrategies(TimewarpAsyncTestCase):
+class StrategyTestCase(TimewarpAsyncTestCase):
+    """Starts strategies on the test's virtual-clock loop, recording what they send."""
 
     def start(self, name, sensor, *params):
         recorder = Recorder(self.io_loop)
@@ -110,6 +111,9 @@ class TestStrategies(TimewarpAsyncTestCase):
         strategy.start()
         self.addCleanup(strategy.cancel)
         return strategy, recorder
+
+
+class TestStrategies(StrategyTestCase):
 
     def advance(self, seconds):
         self.set_ioloop_time(self.io_loop.time() + seconds)

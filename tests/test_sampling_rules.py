@@ -14,9 +14,8 @@ import tornado.testing
 
 from katcp import Sensor
 from katcp.sampling import SamplePeriod, SampleStrategy, _PeriodicScheduler
-from katcp.testutils import TimewarpAsyncTestCase
 
-from test_sampling import Recorder, make_sensor
+from test_sampling import StrategyTestCase, make_sensor
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -117,15 +116,7 @@ class TestParameters:
             strategy.cancel()
 
 
-class TestClockAndCancellation(TimewarpAsyncTestCase):
-
-    def start(self, name, sensor, *params):
-        recorder = Recorder(self.io_loop)
-        strategy = SampleStrategy.get_strategy(name, recorder, sensor, *params,
-                                               ioloop=self.io_loop)
-        strategy.start()
-        self.addCleanup(strategy.cancel)
-        return strategy, recorder
+class TestClockAndCancellation(StrategyTestCase):
 
     @tornado.gen.coroutine
     def settle(self):
