@@ -29,7 +29,6 @@ START_TIMEOUT = 20.0
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--window-size=1200,900",
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -107,20 +106,26 @@ class _WebProcess:
             self.process.wait(10)
 
 
-def _browser():
+def start_browser(height=900):
+    """A headless Chromium (selenium driver) with a fresh profile: ``(driver, profile dir)``.
+
+    The machine's network is closed, so Chromium's background connections are off, and
+    the driver's path is given so that selenium's driver manager downloads nothing.
+    """
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError:
         raise RuntimeError("selenium is not installed (pip install -e '.[test]')")
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
     if chromium is None or driver is None:
         raise RuntimeError("no chromium/chromedriver (apt-get install chromium chromium-driver)")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in CHROMIUM_FLAGS:
+    for flag in CHROMIUM_FLAGS + ["--window-size=1200,%d" % height]:
         options.add_argument(flag)
-    profile = tempfile.mkdtemp(prefix="katcp-web-bench-")
+    profile = tempfile.mkdtemp(prefix="katcp-web-chromium-")
     options.add_argument("--user-data-dir=" + profile)
     return webdriver.Chrome(service=Service(executable_path=driver), options=options), profile
 
@@ -165,7 +170,7 @@ def run_web(ctx):
     web = driver = profile = None
     try:
         web = _WebProcess(device.bind_address[:2])
-        driver, profile = _browser()
+        driver, profile = start_browser()
         driver.get(web.url)
         for _ in range(PAGES - 1):
             driver.switch_to.new_window("window")

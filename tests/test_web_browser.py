@@ -9,7 +9,6 @@ these tests skip and say why. Set ``KATCP_WEB_SCREENSHOT=PATH`` to keep the scre
 
 import os
 import shutil
-import tempfile
 import time
 
 import pytest
@@ -17,13 +16,13 @@ import pytest
 from katcp import Sensor
 from katcp.scripts.exampleserver import ExampleServer
 
+from bench.bench_web import start_browser
 from subprocess_helpers import BackgroundProcess
 
 pytestmark = pytest.mark.timeout(120)
 
 webdriver = pytest.importorskip(
     "selenium.webdriver", reason="selenium is not installed: pip install -e '.[test]'")
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -35,11 +34,6 @@ if CHROMIUM is None or CHROMEDRIVER is None:
                 "(.ci/run installs them with apt-get where apt is available)",
                 allow_module_level=True)
 
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--window-size=1200,1000",
-]
 WAIT = 10.0
 HOSTILE = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script><b>bold</b>'
 
@@ -109,14 +103,7 @@ def control_page(device):
 
 @pytest.fixture(scope="module")
 def browser():
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    profile = tempfile.mkdtemp(prefix="katcp-web-chromium-")
-    options.add_argument("--user-data-dir=" + profile)
-    # The driver's path is given, so selenium's driver manager has nothing to download.
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver, profile = start_browser(height=1000)
     try:
         yield driver
     finally:
