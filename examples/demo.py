@@ -8,6 +8,10 @@ import threading
 from katcp import BlockingClient, Message
 from katcp.scripts.exampleserver import ExampleServer
 
+# The uptime sensor counts whole seconds, so with the event strategy (an update each time the
+# value changes) the first updates read 0, 1 and 2, a second apart: about two seconds in all.
+UPDATES_SHOWN = 3
+
 
 def show(title, reply, informs):
     print("--> %s" % title)
@@ -26,7 +30,7 @@ class WatchingClient(BlockingClient):
 
     def inform_sensor_status(self, msg):
         self.updates.append(msg)
-        if len(self.updates) >= 3:
+        if len(self.updates) >= UPDATES_SHOWN:
             self.enough_updates.set()
 
 
@@ -51,11 +55,11 @@ def main():
              *client.blocking_request(Message.request("sensor-value", "add.result")))
         show("?raw-reverse a b c",
              *client.blocking_request(Message.request("raw-reverse", "a", "b", "c")))
-        show("?sensor-sampling uptime period 0.2", *client.blocking_request(
-            Message.request("sensor-sampling", "uptime", "period", "0.2")))
-        client.enough_updates.wait(timeout=5.0)
-        print("--> sensor updates received:")
-        for msg in client.updates[:3]:
+        show("?sensor-sampling uptime event", *client.blocking_request(
+            Message.request("sensor-sampling", "uptime", "event")))
+        client.enough_updates.wait(timeout=10.0)
+        print("--> uptime updates (timestamp, count, name, status, value):")
+        for msg in client.updates[:UPDATES_SHOWN]:
             print("    %s" % msg)
         show("?watchdog", *client.blocking_request(Message.request("watchdog")))
     finally:

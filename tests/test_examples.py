@@ -152,5 +152,17 @@ def test_demo_runs():
     result = run_program(["examples/demo.py"], timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"!add\[\d+\] ok 9.0", result.stdout)
-    assert "#sensor-status" in result.stdout
     assert "Done: server stopped." in result.stdout
+
+
+def test_demo_shows_a_changing_sensor():
+    """The demo's sensor updates read as a sensor that changes: new value, later timestamp."""
+    result = run_program(["examples/demo.py"], timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    updates = re.findall(r"^    #sensor-status (\S+) 1 uptime nominal (\d+)$",
+                         result.stdout, re.M)
+    assert len(updates) == 3, result.stdout
+    timestamps = [float(stamp) for stamp, _ in updates]
+    values = [int(value) for _, value in updates]
+    assert timestamps == sorted(set(timestamps)), updates
+    assert values == sorted(set(values)), updates
