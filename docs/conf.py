@@ -32,8 +32,15 @@ autodoc_inherit_docstrings = True
 nitpicky = False
 suppress_warnings = ["ref.python"]
 
-intersphinx_mapping = {}
+# Links to the Python and tornado documentation resolve against inventories shipped in
+# _intersphinx/ (see the README there), so the build needs no network.
+_INVENTORIES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_intersphinx")
+intersphinx_mapping = {
+    "python": ("https://docs.python.org/3", os.path.join(_INVENTORIES, "python3.inv")),
+    "tornado": ("https://www.tornadoweb.org/en/stable",
+                os.path.join(_INVENTORIES, "tornado.inv")),
+}
 templates_path = []
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_intersphinx"]
 html_theme = "alabaster"
 html_static_path = []
