@@ -37,6 +37,8 @@ CLIENTS = {
         "examples/quickstart_client.py", str(port)],
     "python examples/quickstart_resource.py": lambda args, port: [
         "examples/quickstart_resource.py", str(port)],
+    "python examples/asyncio_client.py": lambda args, port: [
+        "examples/asyncio_client.py", str(port)],
 }
 # Programs that start a server of their own.
 SELF_CONTAINED = {
@@ -149,7 +151,8 @@ class Replay:
             server.stop()
 
 
-@pytest.mark.parametrize("path", ["README.md", "docs/quickstart.rst", "docs/logging.rst"])
+@pytest.mark.parametrize("path", ["README.md", "docs/quickstart.rst", "docs/logging.rst",
+                                  "docs/aiokatcp.rst"])
 def test_console_sessions_print_what_the_document_shows(path):
     steps = sessions(path)
     assert steps, "%s has no console session" % path
