@@ -5,7 +5,8 @@ lines under them the output the document promises. Servers (``katcp-exampleserve
 ``examples/quickstart_server.py``) are started in the background on a free port, and the
 commands after them talk to the latest one; the documents say 127.0.0.1:5000. A promised
 line must match an output line exactly, except for timestamps and that port; the promised
-lines must come in the order shown, though the program may print more.
+lines must come in the order shown, though the program may print more (a document marks
+lines it leaves out with ``...``).
 
 The Python blocks of README.md are the example files, which the commands here run.
 """
@@ -24,12 +25,17 @@ pytestmark = pytest.mark.timeout(120)
 DOC_PORT = "5000"
 WAIT = 20
 
-# How each program named in a document is run here, given the port of the latest server.
+# How each program named in a document is run here: servers on a free port, which they print
+# (the regex finds it), ...
 SERVERS = {
-    "katcp-exampleserver": lambda args: ["-m", "katcp.scripts.exampleserver"] + args
-    + ["--port", "0"],
-    "python examples/quickstart_server.py": lambda args: ["examples/quickstart_server.py", "0"],
+    "katcp-exampleserver": (lambda args: ["-m", "katcp.scripts.exampleserver"] + args
+                            + ["--port", "0"], r"\b127\.0\.0\.1:(\d+)\b"),
+    "python examples/quickstart_server.py": (
+        lambda args: ["examples/quickstart_server.py", "0"], r"\b127\.0\.0\.1:(\d+)\b"),
+    "python examples/tutorial_server.py": (
+        lambda args: ["examples/tutorial_server.py", "0"], r"^PORT (\d+)$"),
 }
+# ... clients given the port of the latest server, ...
 CLIENTS = {
     "katcp-cmd": lambda args, port: ["-m", "katcp.scripts.cmd"] + [
         arg.replace(":" + DOC_PORT, ":%d" % port) for arg in args],
@@ -39,8 +45,14 @@ CLIENTS = {
         "examples/quickstart_resource.py", str(port)],
     "python examples/asyncio_client.py": lambda args, port: [
         "examples/asyncio_client.py", str(port)],
+    "python examples/blocking_client.py": lambda args, port: [
+        "examples/blocking_client.py", "127.0.0.1", str(port)],
+    "python examples/callback_client.py": lambda args, port: [
+        "examples/callback_client.py", "127.0.0.1", str(port)],
+    "python examples/custom_client.py": lambda args, port: [
+        "examples/custom_client.py", "127.0.0.1", str(port)],
 }
-# Programs that start a server of their own.
+# ... and programs that start a server of their own.
 SELF_CONTAINED = {
     "python examples/demo.py": lambda args, port: ["examples/demo.py"],
     "python examples/logging_example.py": lambda args, port: ["examples/logging_example.py"],
@@ -48,19 +60,22 @@ SELF_CONTAINED = {
 # Commands that set up an environment rather than show output.
 NOT_RUN = ("python3 -m venv ", ". .venv/bin/activate", "pip install ")
 
-TIMESTAMP = re.compile(r"\b\d{10}\.\d{1,6}\b")
-LOCAL_PORT = re.compile(r"\b127\.0\.0\.1:\d+\b")
+# What may differ between a promised line and the real one: timestamps, and the port a server
+# listens on (127.0.0.1:5000 in the documents; the tutorial server prints "PORT 5000").
+VARIABLE = [(re.compile(r"\b\d{10}\.\d{1,6}\b"), r"\d+\.\d+"),
+            (re.compile(r"\b127\.0\.0\.1:\d+\b"), r"127\.0\.0\.1:\d+"),
+            (re.compile(r"^PORT \d+$"), r"PORT \d+")]
 
 
 def line_pattern(promised):
     """A regex matching the output line `promised`, whatever its timestamps and port."""
+    found = sorted(((match.start(), match.end(), replacement) for regex, replacement in VARIABLE
+                    for match in regex.finditer(promised)))
     pattern = ""
     position = 0
-    for variable in sorted(list(TIMESTAMP.finditer(promised)) + list(LOCAL_PORT.finditer(
-            promised)), key=lambda match: match.start()):
-        pattern += re.escape(promised[position:variable.start()])
-        pattern += r"\d+\.\d+" if variable.re is TIMESTAMP else r"127\.0\.0\.1:\d+"
-        position = variable.end()
+    for start, end, replacement in found:
+        pattern += re.escape(promised[position:start]) + replacement
+        position = end
     return re.compile(pattern + re.escape(promised[position:]) + r"\Z")
 
 
@@ -99,9 +114,12 @@ def split_program(command):
 
 
 def assert_promised(promised, output, what):
-    """The promised lines match lines of `output`, in order."""
+    """The promised lines match lines of `output`, in order (``...`` stands for lines left
+    out)."""
     remaining = iter(output)
     for line in promised:
+        if line == "...":
+            continue
         pattern = line_pattern(line)
         if not any(pattern.match(actual) for actual in remaining):
             raise AssertionError("%s: no line matching %r in order; it printed:\n%s"
@@ -128,7 +146,8 @@ class Replay:
         assert table is not None, "%s: add this program to the tables of %s" % (
             what, __file__)
         if table is SERVERS:
-            self.start_server(SERVERS[program](args), promised, what)
+            make_args, port_regex = SERVERS[program]
+            self.start_server(make_args(args), port_regex, promised)
         else:
             assert table is SELF_CONTAINED or self.port is not None, (
                 "%s: no server started before it" % what)
@@ -139,10 +158,10 @@ class Replay:
             self.last_status = result.returncode
             assert_promised(promised, result.stdout.splitlines(), what)
 
-    def start_server(self, args, promised, what):
+    def start_server(self, args, port_regex, promised):
         server = BackgroundProcess(args)
         self.servers.append(server)
-        self.port = int(server.wait_for_line(r"\b127\.0\.0\.1:(\d+)\b", WAIT).group(1))
+        self.port = int(server.wait_for_line(port_regex, WAIT).group(1))
         for line in promised:
             server.wait_for_line("^" + line_pattern(line).pattern, WAIT)
 
@@ -152,7 +171,9 @@ class Replay:
 
 
 @pytest.mark.parametrize("path", ["README.md", "docs/quickstart.rst", "docs/logging.rst",
-                                  "docs/aiokatcp.rst"])
+                                  "docs/aiokatcp.rst", "docs/tutorial/blocking_client.rst",
+                                  "docs/tutorial/callback_client.rst",
+                                  "docs/tutorial/own_client.rst"])
 def test_console_sessions_print_what_the_document_shows(path):
     steps = sessions(path)
     assert steps, "%s has no console session" % path
