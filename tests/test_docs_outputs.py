@@ -6,7 +6,8 @@ lines under them the output the document promises. Servers (``katcp-exampleserve
 commands after them talk to the latest one; the documents say 127.0.0.1:5000. A promised
 line must match an output line exactly, except for timestamps and that port; the promised
 lines must come in the order shown, though the program may print more (a document marks
-lines it leaves out with ``...``).
+lines it leaves out with ``...``). A program must exit 0 unless ``$ echo $?`` after it shows
+its status.
 
 The Python blocks of README.md are the example files, which the commands here run.
 """
@@ -139,7 +140,9 @@ class Replay:
         what = "%s: $ %s" % (self.path, command)
         if command == "echo $?":
             assert promised == [str(self.last_status)], what
+            self.last_status = None
             return
+        self.check_status()
         if command.startswith(NOT_RUN):
             return
         table, program, args = split_program(command)
@@ -165,6 +168,11 @@ class Replay:
         for line in promised:
             server.wait_for_line("^" + line_pattern(line).pattern, WAIT)
 
+    def check_status(self):
+        """A program that failed is shown failing: ``echo $?`` after it."""
+        assert not self.last_status, "%s: a program exited %d; the document does not say so" % (
+            self.path, self.last_status)
+
     def close(self):
         for server in self.servers:
             server.stop()
@@ -181,6 +189,7 @@ def test_console_sessions_print_what_the_document_shows(path):
     try:
         for command, promised in steps:
             replay.run(command, promised)
+        replay.check_status()
     finally:
         replay.close()
 
