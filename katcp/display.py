@@ -13,6 +13,7 @@ from typing import Any, Iterable, List, Optional, Sequence
 
 from katcp.core import Message
 from katcp.wire.message import readable_message
+from katcp.wire.util import object_repr
 
 __all__ = ["close_matches", "did_you_mean", "age_text", "first_line", "object_repr",
            "help_docstring", "html_table", "resource_html", "STATUS_COLOURS"]
@@ -115,20 +116,25 @@ def first_line(text: Optional[str]) -> str:
     return ""
 
 
-def object_repr(obj: Any, **fields: Any) -> str:
-    """``<module.Class(field=value, ...) object at 0x...>``, the repr of resource objects."""
-    described = ", ".join("%s=%s" % item for item in fields.items())
-    return "<%s.%s(%s) object at 0x%x>" % (
-        type(obj).__module__, type(obj).__name__, described, id(obj))
+def help_docstring(description: Optional[str], calling: str) -> str:
+    """The docstring of a request object: the device's help text, then how to call it.
 
+    An instance docstring lets IPython's ``req.name?`` and ``help(req.name)`` show the
+    device's help text rather than the class's (which documents its constructor).
 
-def help_docstring(description: Optional[str], kind: str, class_doc: Optional[str]) -> str:
-    """The docstring of a request object: the device's help text, then the class's.
+    Parameters
+    ----------
+    description : str or None
+        The request's help text, as the device gave it.
+    calling : str
+        One paragraph on calling the object.
 
-    An instance docstring lets IPython's ``req.name?`` show the device's help text.
+    Returns
+    -------
+    docstring : str
+
     """
-    return "\n".join(("KATCP Documentation", "===================", description or "",
-                      "%s Documentation" % kind, "=" * (len(kind) + 14), class_doc or ""))
+    return "%s\n\n%s" % ((description or "(The device gave no help text.)").rstrip(), calling)
 
 
 def html_table(caption: str, header: Sequence[str], rows: Iterable[Sequence[Any]],

@@ -442,7 +442,10 @@ class KATCPRequest(abc.ABC):
                  is_active: Callable[[], bool] = lambda: True) -> None:
         self._request_description = request_description
         self._is_active = is_active
-        self.__doc__ = help_docstring(self.description, "KATCPRequest", type(self).__doc__)
+        self.__doc__ = help_docstring(self.description, (
+            "Calling this object sends ?%s with the positional arguments; keywords: timeout, "
+            "mid. It gives a future of the KATCPReply (the reply itself through a "
+            "thread-safe wrapper)." % self.name))
 
     @property
     def name(self) -> str:

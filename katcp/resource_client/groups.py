@@ -67,7 +67,9 @@ class GroupRequest:
         self.group = group
         self.name = name
         self.description = description
-        self.__doc__ = help_docstring(description, "GroupRequest", type(self).__doc__)
+        self.__doc__ = help_docstring(description, (
+            "Calling this object sends the request to every client of group %s; it gives a "
+            "future of their GroupResults." % group.name))
 
     def __repr__(self) -> str:
         return object_repr(self, name=self.name, group=self.group.name)
