@@ -57,7 +57,7 @@ def close_matches(name: str, candidates: Iterable[str], n: int = 3) -> List[str]
     by_plain = {}
     for candidate in candidates:
         by_plain.setdefault(plain(candidate), candidate)
-    found = difflib.get_close_matches(plain(name), list(by_plain), n=n, cutoff=0.6)
+    found = difflib.get_close_matches(plain(name), list(by_plain), n=n, cutoff=0.7)
     return [by_plain[match] for match in found]
 
 
