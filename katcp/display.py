@@ -9,7 +9,7 @@ import collections
 import difflib
 import html
 import time
-from typing import Any, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from katcp.core import Message
 from katcp.wire.message import readable_message
@@ -54,7 +54,7 @@ def close_matches(name: str, candidates: Iterable[str], n: int = 3) -> List[str]
     def plain(text: str) -> str:
         return text.replace(".", "_").replace("-", "_").lower()
 
-    by_plain = {}
+    by_plain: Dict[str, str] = {}
     for candidate in candidates:
         by_plain.setdefault(plain(candidate), candidate)
     found = difflib.get_close_matches(plain(name), list(by_plain), n=n, cutoff=0.7)

@@ -467,8 +467,9 @@ def ioloop_thread_wrapper(loop: LoopLike) -> IOLoopThreadWrapper:
 
     Parameters
     ----------
-    loop : :class:`IOLoopThreadWrapper`, :class:`IOLoopManager` or :class:`tornado.ioloop.IOLoop`
-        The loop (or its manager, or a wrapper of it, returned as it is).
+    loop : :class:`IOLoopThreadWrapper`, :class:`IOLoopManager` or IOLoop
+        The loop (a :class:`tornado.ioloop.IOLoop`), its manager, or a wrapper of it
+        (returned as it is).
 
     Returns
     -------
@@ -501,8 +502,8 @@ class ThreadSafeMethodAttrWrapper(ObjectWrapper):
     subject : object
         The wrapped object; its callable attributes are wrapped with
         ``ioloop_wrapper.decorate_callable``.
-    ioloop_wrapper : :class:`IOLoopThreadWrapper`, :class:`IOLoopManager` or :class:`tornado.ioloop.IOLoop`
-        The loop that owns `subject` (see :func:`ioloop_thread_wrapper`).
+    ioloop_wrapper : :class:`IOLoopThreadWrapper`, :class:`IOLoopManager` or IOLoop
+        The loop that owns `subject`, as :func:`ioloop_thread_wrapper` accepts it.
 
     Raises
     ------

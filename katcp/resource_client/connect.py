@@ -13,8 +13,8 @@ def _host_port(address: Union[str, Tuple[str, int]]) -> Tuple[str, int]:
         if not host or not port.isdigit():
             raise ValueError("Expected an address as 'host:port', not %r" % (address,))
         return host, int(port)
-    host, port = address
-    return host, int(port)
+    host, port_number = address
+    return host, int(port_number)
 
 
 def connect_resource(address: Union[str, Tuple[str, int]], name: Optional[str] = None,
