@@ -16,7 +16,8 @@ from katcp.wire.message import readable_message
 from katcp.wire.util import object_repr
 
 __all__ = ["close_matches", "did_you_mean", "age_text", "first_line", "object_repr",
-           "help_docstring", "html_table", "resource_html", "STATUS_COLOURS"]
+           "help_docstring", "request_docstring", "request_repr", "sensor_repr", "html_table",
+           "resource_html", "STATUS_COLOURS"]
 
 #: Background colour of each sensor status in notebook tables (as katcp GUIs colour them).
 STATUS_COLOURS = {
@@ -135,6 +136,28 @@ def help_docstring(description: Optional[str], calling: str) -> str:
 
     """
     return "%s\n\n%s" % ((description or "(The device gave no help text.)").rstrip(), calling)
+
+
+def request_docstring(name: str, description: Optional[str]) -> str:
+    """The docstring of a :class:`katcp.resource.KATCPRequest` called `name`."""
+    return help_docstring(description, (
+        "Calling this object sends ?%s with the positional arguments; keywords: timeout, "
+        "mid. It gives a future of the KATCPReply (the reply itself through a "
+        "thread-safe wrapper)." % name))
+
+
+def request_repr(request: Any) -> str:
+    """The repr of a request object: its name and the first line of its help."""
+    return object_repr(request, name=request.name, help=repr(first_line(request.description)))
+
+
+def sensor_repr(sensor: Any, now: float) -> str:
+    """The repr of a :class:`katcp.resource.KATCPSensor`: name, owner, the latest reading
+    (value, status and age at time `now`) and units."""
+    reading = sensor.reading
+    return object_repr(sensor, name=sensor.name, parent=sensor.parent_name,
+                       value=repr(reading.value), units=sensor.units, status=reading.status,
+                       age=age_text(reading.received_timestamp, now))
 
 
 def html_table(caption: str, header: Sequence[str], rows: Iterable[Sequence[Any]],

@@ -16,8 +16,8 @@ import tornado.ioloop
 
 from katcp._export import keep_home
 from katcp.core import Message, Sensor, hashable_identity
-from katcp.display import (KATCPReply, age_text, did_you_mean, first_line, help_docstring,
-                           object_repr, resource_html)
+from katcp.display import (KATCPReply, did_you_mean, object_repr, request_docstring,
+                           request_repr, resource_html, sensor_repr)
 from katcp.wire.text import as_str
 
 log = logging.getLogger(__name__)
@@ -442,10 +442,7 @@ class KATCPRequest(abc.ABC):
                  is_active: Callable[[], bool] = lambda: True) -> None:
         self._request_description = request_description
         self._is_active = is_active
-        self.__doc__ = help_docstring(self.description, (
-            "Calling this object sends ?%s with the positional arguments; keywords: timeout, "
-            "mid. It gives a future of the KATCPReply (the reply itself through a "
-            "thread-safe wrapper)." % self.name))
+        self.__doc__ = request_docstring(self.name, self.description)
 
     @property
     def name(self) -> str:
@@ -508,7 +505,7 @@ class KATCPRequest(abc.ABC):
         """
 
     def __repr__(self) -> str:
-        return object_repr(self, name=self.name, help=repr(first_line(self.description)))
+        return request_repr(self)
 
 
 class KATCPDummyRequest(KATCPRequest):
@@ -658,10 +655,7 @@ class KATCPSensor:
         self.__doc__ = self.description
 
     def __repr__(self) -> str:
-        reading = self._reading
-        return object_repr(self, name=self.name, parent=self.parent_name, value=repr(reading.value),
-                           units=self.units, status=reading.status,
-                           age=age_text(reading.received_timestamp, self._manager.time()))
+        return sensor_repr(self, self._manager.time())
 
     @property
     def parent_name(self) -> Optional[str]:
