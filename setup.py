@@ -36,6 +36,11 @@ setup(
             "hypothesis>=6",
             # drives a headless Chromium in tests/test_web_browser.py (katcp-web)
             "selenium>=4.11",
+            # the IPython and Jupyter recipes (tests/test_operator_python.py and
+            # tests/test_notebook.py); pip picks versions that support the Python in use
+            "ipython>=8",
+            "ipykernel>=6",
+            "jupyter_client>=7",
         ],
         "doc": ["sphinx>=5"],
     },

@@ -18,7 +18,8 @@ _HOMES = {
     "server": ("DeviceServerBase", "DeviceServer", "AsyncDeviceServer", "DeviceLogger"),
     "client": ("DeviceClient", "AsyncClient", "CallbackClient", "BlockingClient"),
     "sensortree": ("GenericSensorTree", "BooleanSensorTree", "AggregateSensorTree"),
-    "resource_client": ("KATCPClientResource", "KATCPClientResourceContainer"),
+    "resource_client": ("KATCPClientResource", "KATCPClientResourceContainer",
+                        "connect_resource"),
 }
 _EXPORTS = {name: module for module, names in _HOMES.items() for name in names}
 

@@ -26,7 +26,9 @@ from katcp._export import keep_home
 from katcp.client import AsyncClient
 from katcp.core import (DEFAULT_KATCP_MAJOR, AttrDict, Message, Sensor, future_timeout_manager,
                         until_any, until_later)
+from katcp.ioloop_manager import current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
+from katcp.wire.message import readable_message
 from katcp.wire.text import readable
 
 ic_logger = logging.getLogger("katcp.inspect_client")
@@ -223,7 +225,7 @@ class InspectingClientAsync:
         self._connection_count = 0
         self.katcp_client = self.inform_hook_client_factory(
             host, port, auto_reconnect=auto_reconnect, logger=logger)
-        self.set_ioloop(ioloop or tornado.ioloop.IOLoop.current())
+        self.set_ioloop(ioloop or current_ioloop())
         self.katcp_client.hook_inform("interface-changed", self._cb_inform_interface_change)
         self.katcp_client.hook_inform("sensor-status", self._cb_inform_sensor_status)
         self.katcp_client.notify_connected = (  # type: ignore[method-assign]
@@ -667,7 +669,7 @@ class InspectingClientAsync:
             Message.request(request, *args), timeout=timeout)
         if not reply.reply_ok() and not (name is not None and _is_unknown_fail(reply)):
             raise SyncError("Error reply during sync process for %s: %s"
-                            % (self.katcp_client.bind_address_string, reply))
+                            % (self.katcp_client.bind_address_string, readable_message(reply)))
         return reply, informs
 
     async def _get_request_timeout_hints(self, name: Optional[str], maybe_timeout: Any
@@ -678,7 +680,7 @@ class InspectingClientAsync:
             timeout=maybe_timeout.remaining()))
         if not reply.reply_ok():
             raise SyncError("Error retrieving request timeout hints for %s: %s"
-                            % (self.katcp_client.bind_address_string, reply))
+                            % (self.katcp_client.bind_address_string, readable_message(reply)))
         hints = ((readable(inform.arguments[0]), float(inform.arguments[1])) for inform in informs)
         # A zero hint is how a server says there is no hint.
         return {req_name: hint for req_name, hint in hints if hint > 0}

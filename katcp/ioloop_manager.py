@@ -15,9 +15,11 @@ import datetime
 import functools
 import inspect
 import logging
+import sys
 import textwrap
 import threading
-from typing import Any, Callable, Dict, Optional, Sequence, Set
+import time
+from typing import Any, Callable, Dict, Optional, Sequence, Set, Union
 
 import tornado.gen
 import tornado.ioloop
@@ -50,6 +52,48 @@ def with_relative_timeout(timeout: Optional[float], future: Any,
     if timeout is None:
         return tornado.gen.convert_yielded(future)
     return tornado.gen.with_timeout(datetime.timedelta(seconds=timeout), future)
+
+
+def _interactive_shell_loop() -> Optional[asyncio.AbstractEventLoop]:
+    """The asyncio loop on which an IPython shell runs its ``await`` cells, if any.
+
+    Terminal IPython (autoawait with its asyncio runner) runs each cell that awaits on
+    a loop of its own, in the main thread, and runs no loop between cells. Nothing is
+    imported here: a program that has not imported IPython has no such shell.
+    """
+    shell_module = sys.modules.get("IPython.core.interactiveshell")
+    if shell_module is None or threading.current_thread() is not threading.main_thread():
+        return None
+    shell_class = shell_module.InteractiveShell
+    if not shell_class.initialized():
+        return None
+    shell = shell_class.instance()
+    if not shell.autoawait or shell.loop_runner is not shell_module._asyncio_runner:
+        return None
+    return sys.modules["IPython.core.async_helpers"].get_asyncio_loop()
+
+
+def current_ioloop() -> tornado.ioloop.IOLoop:
+    """The loop that an object started now, without a loop of its own, should run on.
+
+    The running loop, if the caller runs on one. Otherwise, in an interactive IPython
+    shell that runs ``await`` cells on an asyncio loop of its own (terminal IPython),
+    that loop (made the thread's current event loop), so that ``r.start()`` in one cell
+    and ``await r.until_synced()`` in a later one meet on the same loop. Otherwise
+    :meth:`tornado.ioloop.IOLoop.current`, as in katcp 0.9.
+
+    Returns
+    -------
+    ioloop : :class:`tornado.ioloop.IOLoop`
+
+    """
+    if running_loop() is None:
+        shell_loop = _interactive_shell_loop()
+        if shell_loop is not None:
+            # Also the thread's event loop, so that IOLoop.current() and plain asyncio
+            # code in later cells find the same loop.
+            asyncio.set_event_loop(shell_loop)
+    return tornado.ioloop.IOLoop.current()
 
 
 class IOLoopManager:
@@ -291,6 +335,9 @@ class IOLoopThreadWrapper:
     """
 
     default_timeout = None
+    #: Seconds a blocking call waits for a loop that is not running (yet) before it fails:
+    #: long enough for a loop thread that was just started to get going.
+    not_running_grace = 2.0
 
     def __init__(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
         self.ioloop = ioloop = ioloop or tornado.ioloop.IOLoop.current()
@@ -326,13 +373,47 @@ class IOLoopThreadWrapper:
             If timed out while blocking.
         RuntimeError
             If called on the loop thread and `fn` returns an unfinished future,
-            which the loop could never finish while blocked.
+            which the loop could never finish while blocked; or if no thread runs
+            the loop (for :attr:`not_running_grace` seconds), instead of blocking
+            forever.
 
         """
         timeout = timeout or self.default_timeout
         if on_thread(self._thread_id):
             return self._call_on_own_thread(fn, args, kwargs)
-        return call_on_loop(self.ioloop, None, fn, *args, **kwargs).result(timeout)
+        self._wait_until_running(fn)
+        result = call_on_loop(self.ioloop, None, fn, *args, **kwargs)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = self.not_running_grace
+            if deadline is not None:
+                wait = min(wait, max(deadline - time.monotonic(), 0.0))
+            try:
+                return result.result(wait)
+            except concurrent.futures.TimeoutError:
+                # Also the class of a timeout that `fn` itself raised (Python 3.11+).
+                if result.done() or (deadline is not None and time.monotonic() >= deadline):
+                    raise
+            # Still waiting: fail rather than hang if the loop has stopped meanwhile.
+            if not self._loop_running():
+                result.cancel()
+                raise RuntimeError(self._not_running_text(fn))
+
+    def _loop_running(self) -> bool:
+        return self.ioloop.asyncio_loop.is_running()  # type: ignore[attr-defined]
+
+    def _wait_until_running(self, fn: Callable[..., Any]) -> None:
+        """Give a loop that is not running yet a moment to start; else fail."""
+        deadline = time.monotonic() + self.not_running_grace
+        while not self._loop_running():
+            if time.monotonic() >= deadline:
+                raise RuntimeError(self._not_running_text(fn))
+            time.sleep(0.01)
+
+    def _not_running_text(self, fn: Callable[..., Any]) -> str:
+        return ("Cannot call %s: no thread runs its ioloop %r (start an IOLoopManager, or run "
+                "the loop, before making blocking calls)" % (getattr(fn, "__name__", fn),
+                                                              self.ioloop))
 
     @staticmethod
     def _call_on_own_thread(fn, args, kwargs):
@@ -377,6 +458,39 @@ class IOLoopThreadWrapper:
         return decorated
 
 
+#: What the thread-safe wrappers accept as the loop of their subject.
+LoopLike = Union["IOLoopThreadWrapper", IOLoopManager, tornado.ioloop.IOLoop]
+
+
+def ioloop_thread_wrapper(loop: LoopLike) -> IOLoopThreadWrapper:
+    """An :class:`IOLoopThreadWrapper` for `loop`, however the loop is given.
+
+    Parameters
+    ----------
+    loop : :class:`IOLoopThreadWrapper`, :class:`IOLoopManager` or IOLoop
+        The loop (a :class:`tornado.ioloop.IOLoop`), its manager, or a wrapper of it
+        (returned as it is).
+
+    Returns
+    -------
+    wrapper : :class:`IOLoopThreadWrapper`
+
+    Raises
+    ------
+    TypeError
+        If `loop` is none of these.
+
+    """
+    if isinstance(loop, IOLoopThreadWrapper):
+        return loop
+    if isinstance(loop, IOLoopManager):
+        return IOLoopThreadWrapper(loop.get_ioloop())
+    if isinstance(loop, tornado.ioloop.IOLoop):
+        return IOLoopThreadWrapper(loop)
+    raise TypeError("Expected an IOLoopThreadWrapper, an IOLoopManager or a tornado IOLoop "
+                    "for the loop of a thread-safe wrapper, not %r" % (loop,))
+
+
 class ThreadSafeMethodAttrWrapper(ObjectWrapper):
     """Proxy an object so that its methods run on an IOLoop, blocking the caller.
 
@@ -388,8 +502,13 @@ class ThreadSafeMethodAttrWrapper(ObjectWrapper):
     subject : object
         The wrapped object; its callable attributes are wrapped with
         ``ioloop_wrapper.decorate_callable``.
-    ioloop_wrapper : :class:`IOLoopThreadWrapper`
-        Wrapper for the loop that owns `subject`.
+    ioloop_wrapper : :class:`IOLoopThreadWrapper`, :class:`IOLoopManager` or IOLoop
+        The loop that owns `subject`, as :func:`ioloop_thread_wrapper` accepts it.
+
+    Raises
+    ------
+    TypeError
+        If `ioloop_wrapper` is not one of these.
 
     """
 
@@ -397,8 +516,8 @@ class ThreadSafeMethodAttrWrapper(ObjectWrapper):
     # rather than on the subject.
     _ioloop_wrapper: Any = None
 
-    def __init__(self, subject: Any, ioloop_wrapper: IOLoopThreadWrapper) -> None:
-        self._ioloop_wrapper = ioloop_wrapper
+    def __init__(self, subject: Any, ioloop_wrapper: LoopLike) -> None:
+        self._ioloop_wrapper = ioloop_thread_wrapper(ioloop_wrapper)
         super().__init__(subject)
 
     def __getattr__(self, attr):

@@ -14,10 +14,16 @@ import tornado.concurrent
 import tornado.gen
 import tornado.ioloop
 
+from katcp._export import keep_home
 from katcp.core import Message, Sensor, hashable_identity
-from katcp.wire.text import as_str, readable
+from katcp.display import (KATCPReply, did_you_mean, object_repr, request_docstring,
+                           request_repr, resource_html, sensor_repr)
+from katcp.wire.text import as_str
 
 log = logging.getLogger(__name__)
+
+# Defined with the display code; documented (and pickled) as katcp.resource.KATCPReply.
+keep_home(__name__, KATCPReply)
 
 __all__ = ["escape_name", "normalize_strategy_parameters", "KATCPResourceError",
            "KATCPResourceInactive", "KATCPSensorError", "KATCPResource", "KATCPRequest",
@@ -44,13 +50,6 @@ def _read_only(path: str, doc: Optional[str] = None) -> Any:
         return get(self)
 
     return property(getter, doc=doc)
-
-
-def _object_repr(obj: Any, **fields: Any) -> str:
-    """``<module.Class(field=value, ...) object at 0x...>``, the repr of resource objects."""
-    described = ", ".join("%s=%s" % item for item in fields.items())
-    return "<%s.%s(%s) object at 0x%x>" % (
-        type(obj).__module__, type(obj).__name__, described, id(obj))
 
 
 def escape_name(name: str) -> str:
@@ -133,60 +132,6 @@ class SensorResultTuple(collections.namedtuple(
     """
 
     __slots__ = ()
-
-
-_KATCPReplyTuple = collections.namedtuple("_KATCPReplyTuple", "reply informs")
-
-
-def _readable_message(msg: Message) -> str:
-    # Unlike the wire form, arguments are shown unescaped so they read naturally.
-    args = " ".join(map(readable, msg.arguments))
-    return "%s%s %s" % (Message.TYPE_SYMBOLS[msg.mtype].decode("ascii"), msg.name, args)
-
-
-class KATCPReply(_KATCPReplyTuple):
-    """Container for return messages of KATCP request (reply and informs).
-
-    This is based on a named tuple with 'reply' and 'informs' fields so that the
-    :class:`KATCPReply` object can still be unpacked into a normal tuple.
-
-    Parameters
-    ----------
-    reply : :class:`katcp.Message` object
-        Reply message returned by katcp request
-    informs : list of :class:`katcp.Message` objects
-        List of inform messages returned by KATCP request
-
-    Attributes
-    ----------
-    messages: list of :class:`katcp.Message` objects
-        List of all messages returned by KATCP request, reply first
-
-    The instance evaluates to nonzero (i.e. truthy) if the request succeeded.
-    """
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        """String representation for pretty-printing in IPython."""
-        return "\n".join(_readable_message(msg) for msg in self.messages)
-
-    def __str__(self) -> str:
-        """String representation using KATCP wire format"""
-        return "\n".join(str(msg) for msg in self.messages)
-
-    def __bool__(self) -> bool:
-        return self.succeeded
-
-    @property
-    def messages(self) -> List[Message]:
-        """List of all messages returned by KATCP request, reply first."""
-        return [self.reply] + list(self.informs)
-
-    @property
-    def succeeded(self) -> bool:
-        """True if request succeeded (i.e. first reply argument is 'ok')."""
-        return self.reply.reply_ok()
 
 
 class KATCPSensorReading(collections.namedtuple(
@@ -362,8 +307,8 @@ class KATCPResource(abc.ABC):
     def _sensor_named(self, sensor_name: str) -> "KATCPSensor":
         sensor = dict.get(self.sensor, escape_name(sensor_name))
         if sensor is None:
-            raise KATCPSensorError("Sensor %r is not present on resource %r"
-                                   % (escape_name(sensor_name), self.name))
+            raise KATCPSensorError("Sensor %r is not present on resource %r%s" % (
+                escape_name(sensor_name), self.name, did_you_mean(sensor_name, self.sensor)))
         return sensor
 
     @abc.abstractmethod
@@ -469,16 +414,11 @@ class KATCPResource(abc.ABC):
         return {escape_name(sensor_name): result}
 
     def __repr__(self) -> str:
-        return _object_repr(self, name=self.name)
+        return object_repr(self, name=self.name)
 
-
-def _help_docstring(description: Optional[str], kind: str, class_doc: Optional[str]) -> str:
-    """The docstring of a request object: the device's help text, then the class's.
-
-    An instance docstring lets IPython's ``req.name?`` show the device's help text.
-    """
-    return "\n".join(("KATCP Documentation", "===================", description or "",
-                      "%s Documentation" % kind, "=" * (len(kind) + 14), class_doc or ""))
+    def _repr_html_(self) -> str:
+        """Tables of the sensors and requests, for notebooks."""
+        return resource_html(self)
 
 
 class KATCPRequest(abc.ABC):
@@ -502,7 +442,7 @@ class KATCPRequest(abc.ABC):
                  is_active: Callable[[], bool] = lambda: True) -> None:
         self._request_description = request_description
         self._is_active = is_active
-        self.__doc__ = _help_docstring(self.description, "KATCPRequest", type(self).__doc__)
+        self.__doc__ = request_docstring(self.name, self.description)
 
     @property
     def name(self) -> str:
@@ -565,7 +505,7 @@ class KATCPRequest(abc.ABC):
         """
 
     def __repr__(self) -> str:
-        return _object_repr(self, name=self.name)
+        return request_repr(self)
 
 
 class KATCPDummyRequest(KATCPRequest):
@@ -715,7 +655,7 @@ class KATCPSensor:
         self.__doc__ = self.description
 
     def __repr__(self) -> str:
-        return _object_repr(self, name=self.name, parent=self.parent_name)
+        return sensor_repr(self, self._manager.time())
 
     @property
     def parent_name(self) -> Optional[str]:

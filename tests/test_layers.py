@@ -22,6 +22,7 @@ LAYERS = {
     "katcp.sensortree": 2,
     "katcp.transport": 3, "katcp.server": 3, "katcp.client": 3,
     "katcp.inspecting_client": 4, "katcp.resource": 4, "katcp.resource_client": 4,
+    "katcp.display": 4,
     "katcp.testutils": 5, "katcp.fake_clients": 5, "katcp.web": 5, "katcp.scripts": 5,
     # The package itself re-exports everything: importing it means importing the top.
     "katcp": 5,

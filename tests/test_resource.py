@@ -181,7 +181,7 @@ class TestRequests(tornado.testing.AsyncTestCase):
         assert request.description == "Add two numbers"
         assert request.timeout_hint == 3.5
         assert "Add two numbers" in request.__doc__
-        assert "KATCPRequest Documentation" in request.__doc__
+        assert "Calling this object sends ?add" in request.__doc__
         assert "name=add" in repr(request)
         reply = yield request(1, 2)
         assert isinstance(reply, KATCPReply) and reply.succeeded

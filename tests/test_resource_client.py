@@ -185,9 +185,9 @@ class TestKATCPClientResource(ResourceTestCase):
         assert res.req.add.name == "add"
         assert res.req.add.description == "Add two numbers"
         assert "Add two numbers" in res.req.add.__doc__
-        assert "KATCPClientResourceRequest(name=add)" in repr(res.req.add)
-        assert "KATCPSensor(name=an.int, parent=dev)" in repr(res.sensor.an_int)
-        assert "KATCPClientResource(name=dev)" in repr(res)
+        assert "KATCPClientResourceRequest(name=add, help='Add two numbers')" in repr(res.req.add)
+        assert "KATCPSensor(name=an.int, parent=dev, value=" in repr(res.sensor.an_int)
+        assert "KATCPClientResource(name=dev, address=" in repr(res)
 
     @tornado.testing.gen_test(timeout=WAIT)
     def test_requests(self):

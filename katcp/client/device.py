@@ -16,6 +16,7 @@ from katcp.wire.handlers import DeviceMetaclass
 from katcp.wire.message import Message
 from katcp.wire.text import readable
 from katcp.wire.types import seconds_to_ms, whole_ms
+from katcp.wire.util import object_repr
 
 
 _REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
@@ -86,6 +87,10 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         self.protocol_flags: Optional[ProtocolFlags] = None
         self._protocol_preset = False
         self._server_supports_ids = False
+
+    def __repr__(self) -> str:
+        return object_repr(self, address=self.bind_address_string,
+                           connected=self.is_connected(), protocol=self.protocol_flags)
 
     def enable_thread_safety(self) -> None:
         """Enable thread-safety features.

@@ -12,10 +12,11 @@ import threading
 from typing import Any, Callable, Optional, Tuple
 
 import tornado.ioloop
+import tornado.util
 
 from katcp.client.protocol import ClientProtocol
 from katcp.core import AsyncEvent, KatcpClientError, Message
-from katcp.ioloop_manager import IOLoopManager, with_relative_timeout
+from katcp.ioloop_manager import IOLoopManager, current_ioloop, with_relative_timeout
 from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.loop.crossing import call_on_loop, on_thread, post_to_loop
 
@@ -104,6 +105,9 @@ class ClientLifecycle:
     MAX_LOOP_LATENCY = 0.03
     """Do not spend more than this many seconds reading pipelined socket data."""
 
+    ENTER_TIMEOUT = 10.0
+    """Seconds that entering ``with`` or ``async with`` waits for the connection."""
+
     def __init__(self, host: str, port: int, logger: logging.Logger, auto_reconnect: bool) -> None:
         self._bindaddr = (host, port)
         self.bind_address_string = address_to_string(self._bindaddr)
@@ -151,12 +155,13 @@ class ClientLifecycle:
     # -- the loop and its thread -----------------------------------------------------
 
     def set_ioloop(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
-        """Run the client on `ioloop` (default: IOLoop.current()); call before start().
+        """Run the client on `ioloop` (default: the current loop, see
+        :func:`katcp.ioloop_manager.current_ioloop`); call before start().
 
         Without it the client manages its own loop: started in a new thread by
         start(), and stopped by stop().
         """
-        ioloop = ioloop or tornado.ioloop.IOLoop.current()
+        ioloop = ioloop or current_ioloop()
         self._ioloop_manager.set_ioloop(ioloop, managed=False)
         self.ioloop = ioloop
 
@@ -569,3 +574,61 @@ class ClientLifecycle:
 
         """
         return self._stopped.until_set(timeout)
+
+    # -- with and async with ------------------------------------------------------------
+
+    def __enter__(self) -> Any:
+        """``with client:`` starts the client; leaving stops it (and joins its thread).
+
+        A client with a loop of its own (no :meth:`set_ioloop`) is also waited for
+        until it is connected and knows the server's protocol, up to
+        :attr:`ENTER_TIMEOUT` seconds; on an unmanaged loop it is only started, as
+        its thread must go on to run the loop.
+
+        Raises
+        ------
+        tornado.util.TimeoutError
+            If not connected in time (the client is stopped first).
+
+        """
+        self.start()
+        if self._ioloop_manager.managed() and not self.wait_protocol(self.ENTER_TIMEOUT):
+            self.__exit__(None, None, None)
+            raise tornado.util.TimeoutError(self._not_connected_text())
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop(self.ENTER_TIMEOUT)
+        self.join(self.ENTER_TIMEOUT)
+
+    async def __aenter__(self) -> Any:
+        """``async with client:`` runs the client on the running loop (as
+        :meth:`set_ioloop` would, unless a loop was set) and waits until it is
+        connected and knows the server's protocol (up to :attr:`ENTER_TIMEOUT`
+        seconds); leaving stops it and waits until it has stopped.
+
+        Raises
+        ------
+        tornado.util.TimeoutError
+            If not connected in time (the client is stopped first).
+
+        """
+        if self._ioloop_manager.managed():
+            self.set_ioloop()
+        self.start()
+        try:
+            await self.until_protocol(self.ENTER_TIMEOUT)
+        except tornado.util.TimeoutError:
+            await self.__aexit__(None, None, None)
+            raise tornado.util.TimeoutError(self._not_connected_text()) from None
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.stop()
+        await self.until_stopped()
+
+    def _not_connected_text(self) -> str:
+        state = "connected but the server sent no protocol information" \
+            if self.is_connected() else "not connected"
+        return "Client for %s: %s after %g s" % (self.bind_address_string, state,
+                                                 self.ENTER_TIMEOUT)

@@ -6,6 +6,7 @@ from typing import Any, List, Optional, Tuple, Type
 from katcp.client.async_client import AsyncClient
 from katcp.client.lifecycle import log
 from katcp.core import Message
+from katcp.wire.message import readable_message
 
 
 class CallbackClient(AsyncClient):
@@ -58,5 +59,5 @@ def request_check(client: AsyncClient, exception: Type[Exception], *msg_parms: A
     reply, informs = client.blocking_request(req_msg, timeout=timeout)
     if not reply.reply_ok():
         raise exception('Unexpected failure reply "{2}"\n with device at {0}, request \n"{1}"'
-                        .format(client.bind_address_string, req_msg, reply))
+                        .format(client.bind_address_string, req_msg, readable_message(reply)))
     return reply, informs

@@ -6,13 +6,14 @@
 :class:`KATCPClientResourceContainer` aggregates many of them, and :class:`ClientGroup`
 acts on a subset at once.  Everything here runs on one tornado IOLoop; the
 ``ThreadSafe*Wrapper`` classes make the same objects usable (blocking) from other
-threads, e.g. in IPython.
+threads, e.g. in IPython; :func:`connect_resource` gives one, synced, in one call.
 
 The classes live in submodules by concern; every name is documented (and reports itself)
 as ``katcp.resource_client.<name>``.
 """
 
 from katcp._export import publish
+from katcp.resource_client.connect import connect_resource
 from katcp.resource_client.groups import ClientGroup, GroupRequest, GroupResults
 from katcp.resource_client.inspecting import (KATCPClientResourceRequest,
                                               KATCPClientResourceSensorsManager,

@@ -6,7 +6,8 @@ from typing import Any, Dict, Generator, Iterator, Optional, Sequence
 import tornado.gen
 
 from katcp.core import until_some
-from katcp.resource import StrategySpec, _help_docstring, _object_repr
+from katcp.display import help_docstring, object_repr
+from katcp.resource import StrategySpec
 from katcp.resource_client.namespaces import _find_request, _RequestNamespace
 
 
@@ -66,10 +67,12 @@ class GroupRequest:
         self.group = group
         self.name = name
         self.description = description
-        self.__doc__ = _help_docstring(description, "GroupRequest", type(self).__doc__)
+        self.__doc__ = help_docstring(description, (
+            "Calling this object sends the request to every client of group %s; it gives a "
+            "future of their GroupResults." % group.name))
 
     def __repr__(self) -> str:
-        return _object_repr(self, name=self.name, group=self.group.name)
+        return object_repr(self, name=self.name, group=self.group.name)
 
     @tornado.gen.coroutine
     def __call__(self, *args: Any, **kwargs: Any) -> Generator[Any, Any, GroupResults]:
@@ -117,7 +120,7 @@ class ClientGroup:
         return self.clients[index]
 
     def __repr__(self) -> str:
-        return _object_repr(self, name=self.name, clients=[client.name for client in self.clients])
+        return object_repr(self, name=self.name, clients=[client.name for client in self.clients])
 
     def client_updated(self, client: Any) -> None:
         """Called to notify this group that a client has been updated."""

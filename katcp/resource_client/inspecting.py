@@ -139,7 +139,8 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
             reply = yield self._inspecting_client.wrapped_request(
                 "sensor-sampling", sensor_name, *normalised)
             if not reply.succeeded:
-                raise KATCPSensorError("Error setting strategy for sensor %s:\n%s"
+                # repr(): the reply's readable form, without wire escapes.
+                raise KATCPSensorError("Error setting strategy for sensor %s:\n%r"
                                        % (sensor_name, reply))
         except Exception:
             return (False, sys.exc_info())
@@ -189,4 +190,4 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
     def poll_sensor(self, sensor_name: str) -> Generator[Any, Any, None]:
         reply = yield self._inspecting_client.wrapped_request("sensor-value", sensor_name)
         if not reply.succeeded:
-            raise KATCPSensorError("Error polling sensor %s:\n%s" % (sensor_name, reply))
+            raise KATCPSensorError("Error polling sensor %s:\n%r" % (sensor_name, reply))

@@ -4,13 +4,41 @@ import collections.abc
 from typing import Any, Callable, Iterator, List, Optional
 
 from katcp.core import AttrDict
+from katcp.display import did_you_mean
+
+
+def unknown_name_text(namespace: Any, name: str) -> str:
+    """The error text for `name` missing from `namespace`, with close matches offered."""
+    kind = getattr(namespace, "_kind", None) or "name"
+    return "No %s %r%s" % (kind, name, did_you_mean(name, namespace))
 
 
 class _Namespace(AttrDict):
-    """AttrDict whose keys show up in ``dir()``, for IPython tab-completion."""
+    """AttrDict whose keys show up in ``dir()``, for IPython tab-completion.
+
+    A missing key or attribute raises an error that names it and offers close matches
+    ("did you mean"). `kind` (e.g. ``'sensor'``) names what the namespace holds.
+    """
+
+    def __init__(self, kind: str = "") -> None:
+        super().__init__()
+        # Stored outside the dict (AttrDict turns attributes into keys).
+        object.__setattr__(self, "_kind", kind)
 
     def __dir__(self) -> List[str]:
         return sorted(set(dir(type(self))) | set(self.keys()))
+
+    def __missing__(self, key: Any) -> Any:
+        raise KeyError(unknown_name_text(self, key))
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_"):
+            # Probes by IPython, pickle, copy: not a mistyped name.
+            raise AttributeError(attr)
+        try:
+            return self[attr]
+        except KeyError:
+            raise AttributeError(unknown_name_text(self, attr)) from None
 
 
 class _RequestNamespace(_Namespace):
@@ -21,18 +49,16 @@ class _RequestNamespace(_Namespace):
     """
 
     def __init__(self, dummy_factory: Optional[Callable[[str], Any]] = None) -> None:
-        super().__init__()
-        # Stored outside the dict (AttrDict turns attributes into keys).
+        super().__init__("request")
         object.__setattr__(self, "_dummy_factory", dummy_factory)
 
     def __getattr__(self, attr: str) -> Any:
-        try:
-            return self[attr]
-        except KeyError:
+        request = dict.get(self, attr)
+        if request is None:
             request = _dummy_request(self, attr)
-            if request is None:
-                raise AttributeError(attr) from None
-            return request
+        if request is None:
+            return super().__getattr__(attr)
+        return request
 
 
 def _dummy_request(namespace: Any, name: str) -> Any:
@@ -88,14 +114,12 @@ class AttrMappingProxy(MappingProxy):
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("_"):
             raise AttributeError(attr)
-        try:
+        if attr in self._mapping:
             return self[attr]
-        except KeyError:
-            pass
         # A request namespace may offer a dummy for an unknown request.
         dummy = _dummy_request(self._mapping, attr)
         if dummy is None:
-            raise AttributeError(attr)
+            raise AttributeError(unknown_name_text(self._mapping, attr))
         return self._wrapper(dummy)
 
     def __dir__(self) -> List[str]:

@@ -1,5 +1,6 @@
 """Client resources: one device (:class:`KATCPClientResource`) or many in a container."""
 
+import asyncio
 import collections
 import inspect
 import logging
@@ -9,10 +10,13 @@ from typing import Any, Callable, Dict, Generator, List, Optional, Sequence
 
 import tornado.gen
 import tornado.ioloop
+import tornado.util
 
 from katcp import resource
 from katcp.core import (AsyncEvent, AsyncState, AttrDict, log_future_exceptions, until_any,
                         until_some)
+from katcp.display import did_you_mean, object_repr
+from katcp.ioloop_manager import current_ioloop
 from katcp.resource import StrategyResult, StrategySpec, _read_only, escape_name
 from katcp.resource_client.groups import ClientGroup
 from katcp.resource_client.inspecting import (_NONE_STRATEGY, KATCPClientResourceRequest,
@@ -169,7 +173,7 @@ class KATCPClientResource(resource.KATCPResource):
             map(escape_name, resource_spec.get("always_excluded_requests", ())))
         self._req = _RequestNamespace(
             self._dummy_request if self._dummy_unknown_requests else None)
-        self._sensor = _Namespace()
+        self._sensor = _Namespace("sensor")
         self._state = AsyncState(("disconnected", "syncing", "synced"), "disconnected")
         # Wishes for sensors that may not exist yet, applied when they appear.
         self._sensor_strategy_cache: Dict[str, StrategySpec] = {}
@@ -257,10 +261,15 @@ class KATCPClientResource(resource.KATCPResource):
             logger=self._logger)
 
     def start(self) -> None:
-        """Start the client and connect"""
+        """Start the client and connect
+
+        Without :meth:`set_ioloop`, the resource runs on the loop given by
+        :func:`katcp.ioloop_manager.current_ioloop` (in terminal IPython, the loop of
+        its ``await`` cells).
+        """
         host, port = self._address
         ic = self._inspecting_client = self.inspecting_client_factory(
-            host, port, self._ioloop_set_to)
+            host, port, self._ioloop_set_to or current_ioloop())
         self.ioloop = ic.ioloop
         if self._preset_protocol_flags:
             ic.preset_protocol_flags(self._preset_protocol_flags)
@@ -283,6 +292,8 @@ class KATCPClientResource(resource.KATCPResource):
         See the `DeviceClient.until_stopped` docstring for parameter
         definitions and more info.
         """
+        if self._inspecting_client is None:
+            return _done_future()  # never started: nothing to wait for
         return self._inspecting_client.until_stopped(timeout)
 
     def until_state(self, state: str, timeout: Optional[float] = None) -> Any:
@@ -293,21 +304,64 @@ class KATCPClientResource(resource.KATCPResource):
         state : str
             Desired state, one of ("disconnected", "syncing", "synced")
         timeout: float
-            Timeout for operation in seconds.
+            Timeout for operation in seconds; the timeout error names the address
+            and the state reached.
         """
-        return self._state.until_state(state, timeout=timeout)
+        return self._explained(self._state.until_state(state, timeout=timeout),
+                               repr(state), timeout)
 
     def wait_connected(self, timeout: Optional[float] = None) -> Any:
         """Future that resolves when the state is not 'disconnected'."""
-        return self._state.until_state_in("syncing", "synced", timeout=timeout)
+        return self._explained(self._state.until_state_in("syncing", "synced", timeout=timeout),
+                               "connected", timeout)
 
     def until_synced(self, timeout: Optional[float] = None) -> Any:
-        """Convenience method to wait (with Future) until client is synced"""
-        return self._state.until_state("synced", timeout=timeout)
+        """Convenience method to wait (with Future) until client is synced
+
+        On timeout it fails with :class:`tornado.util.TimeoutError` naming the
+        device's address and the state reached.
+        """
+        return self.until_state("synced", timeout=timeout)
 
     def until_not_synced(self, timeout: Optional[float] = None) -> Any:
         """Convenience method to wait (with Future) until client is not synced"""
-        return self._state.until_state_in("disconnected", "syncing", timeout=timeout)
+        return self._explained(
+            self._state.until_state_in("disconnected", "syncing", timeout=timeout),
+            "not synced", timeout)
+
+    def _explained(self, future: Any, goal: str, timeout: Optional[float]) -> Any:
+        """`future`, whose timeout error (if any) says what was awaited, where, and
+        what state was reached instead."""
+        if not timeout:
+            return future
+        return _replace_timeout(future, lambda: "Resource %r at %s not %s after %g s: its "
+                                "state is %r" % (self._name, _address_text(self._address),
+                                                 goal, timeout, self._state.state))
+
+    def __repr__(self) -> str:
+        return object_repr(self, name=self._name, address=_address_text(self._address),
+                           state=self._state.state, sensors=len(self._sensor),
+                           requests=len(self._req))
+
+    def __enter__(self) -> "KATCPClientResource":
+        """``with resource:`` starts it (without waiting) and stops it at the end."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> "KATCPClientResource":
+        """``async with resource:`` starts it and waits until it is synced (bound the
+        wait with e.g. :func:`asyncio.wait_for`); at the end it stops it and waits
+        until it has stopped."""
+        self.start()
+        await self.until_synced()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.stop()
+        await self.until_stopped()
 
     def list_sensors(self, filter: str = "", strategy: bool = False, status: str = "",
                      use_python_identifiers: bool = True, tuple: bool = False,
@@ -327,7 +381,20 @@ class KATCPClientResource(resource.KATCPResource):
         # Re-setting a filter replaces it and gives it precedence over older filters.
         self._filter_strategies.pop(filter, None)
         self._filter_strategies[filter] = (re.compile(filter), strategy_and_params)
-        return (yield super().set_sampling_strategies(filter, strategy_and_params))
+        result = yield super().set_sampling_strategies(filter, strategy_and_params)
+        if not result:
+            self._warn_if_unknown(filter, "has no sensor matching %r" % filter)
+        return result
+
+    def _warn_if_unknown(self, name: str, what: str) -> None:
+        """Warn that a strategy was only cached, when the device's sensors are known.
+
+        As in katcp 0.9 the strategy is kept for a sensor that may appear later and
+        the result is empty; once synced, an unknown name is more likely a typo.
+        """
+        if self.synced:
+            self._logger.warning("Resource %s %s; the strategy is kept for when it "
+                                 "appears%s", self._name, what, did_you_mean(name, self._sensor))
 
     @tornado.gen.coroutine
     def set_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec
@@ -342,6 +409,7 @@ class KATCPClientResource(resource.KATCPResource):
         self._sensor_strategy_cache[sensor_name] = strategy_and_params
         sensor_obj = dict.get(self._sensor, sensor_name)
         if sensor_obj is None:
+            self._warn_if_unknown(sensor_name, "has no sensor %r" % sensor_name)
             return {}
         result = yield self._sensor_manager.set_sampling_strategy(
             sensor_obj.name, strategy_and_params)
@@ -465,6 +533,39 @@ class KATCPClientResource(resource.KATCPResource):
             sensor_obj.register_listener(listener, reading=True)
 
 
+def _done_future() -> "asyncio.Future[None]":
+    future = current_ioloop().asyncio_loop.create_future()  # type: ignore[attr-defined]
+    future.set_result(None)
+    return future
+
+
+def _address_text(address: Any) -> str:
+    """``host:port`` of an address tuple (anything else as it is)."""
+    if isinstance(address, tuple) and len(address) == 2:
+        return "%s:%s" % address
+    return str(address)
+
+
+def _replace_timeout(future: Any, text: Callable[[], str]) -> Any:
+    """A future resolving as `future`, but whose timeout error reads ``text()``."""
+    explained = future.get_loop().create_future()
+
+    def copy(done: Any) -> None:
+        if explained.done():
+            return
+        if done.cancelled():
+            explained.cancel()
+        elif isinstance(done.exception(), tornado.util.TimeoutError):
+            explained.set_exception(tornado.util.TimeoutError(text()))
+        elif done.exception() is not None:
+            explained.set_exception(done.exception())
+        else:
+            explained.set_result(done.result())
+
+    future.add_done_callback(copy)
+    return explained
+
+
 def _add_to(namespace: AttrDict, objs: Sequence[Any]) -> List[str]:
     """Add the objects found (not None) under their escaped names; return those names."""
     added_names = []
@@ -515,10 +616,10 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         self._logger = logger
         self._name = resources_spec["name"]
         self._description = resources_spec.get("description", "")
-        self._children = _Namespace()
-        self._groups = _Namespace()
-        self._req = _Namespace()
-        self._sensor = _Namespace()
+        self._children = _Namespace("child resource")
+        self._groups = _Namespace("group")
+        self._req = _Namespace("request")
+        self._sensor = _Namespace("sensor")
         self.ioloop: Optional[tornado.ioloop.IOLoop] = None
         for res_name, res_spec in resources_spec.get("clients", {}).items():
             self._add_child(res_name, res_spec)
@@ -597,7 +698,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         Defaults to tornado.ioloop.IOLoop.current() if set_ioloop() is not called or if
         ioloop=None. Must be called before start()
         """
-        ioloop = ioloop or tornado.ioloop.IOLoop.current()
+        ioloop = ioloop or current_ioloop()
         self.ioloop = ioloop
         for child in dict.values(self._children):
             child.set_ioloop(ioloop)
@@ -605,7 +706,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
     def start(self) -> None:
         """Start and connect all the subordinate clients"""
         if self.ioloop is None:
-            self.ioloop = tornado.ioloop.IOLoop.current()
+            self.ioloop = current_ioloop()
         for child in dict.values(self._children):
             child.start()
 
@@ -622,10 +723,44 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         """
         return {name: child.until_stopped(timeout) for name, child in dict.items(self._children)}
 
-    @tornado.gen.coroutine
-    def until_synced(self, timeout: Optional[float] = None) -> Generator[Any, Any, None]:
-        """Return a tornado Future; resolves when all subordinate clients are synced"""
-        yield self.until_all_children_in_state("synced", timeout=timeout)
+    def until_synced(self, timeout: Optional[float] = None) -> Any:
+        """Return a tornado Future; resolves when all subordinate clients are synced
+
+        On timeout it fails with :class:`tornado.util.TimeoutError` naming the
+        children that are not synced, their addresses and states.
+        """
+        synced = self.until_all_children_in_state("synced", timeout=timeout)
+        if not timeout:
+            return synced
+        return _replace_timeout(synced, lambda: "Container %r not synced after %g s: %s" % (
+            self._name, timeout, ", ".join(
+                "%s at %s is %r" % (child.name, _address_text(child.address), child.state)
+                for child in dict.values(self._children) if not child.synced)))
+
+    def __repr__(self) -> str:
+        children = dict.values(self._children)
+        return object_repr(self, name=self._name, children=len(children),
+                           synced=sum(child.synced for child in children),
+                           sensors=len(self._sensor), requests=len(self._req))
+
+    def __enter__(self) -> "KATCPClientResourceContainer":
+        """``with container:`` starts it (without waiting) and stops it at the end."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> "KATCPClientResourceContainer":
+        """``async with container:`` starts it and waits until all its children are
+        synced; at the end it stops them and waits until they have stopped."""
+        self.start()
+        await self.until_synced()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.stop()
+        await tornado.gen.multi(list(self.until_stopped().values()))
 
     @tornado.gen.coroutine
     def until_not_synced(self, timeout: Optional[float] = None) -> Generator[Any, Any, None]:

@@ -7,6 +7,8 @@ Each call crosses onto the resource's ioloop through the wrapper's
 import functools
 from typing import Any, Callable, Optional, Tuple
 
+import tornado.gen
+
 from katcp.ioloop_manager import ThreadSafeMethodAttrWrapper
 from katcp.resource_client.namespaces import AttrMappingProxy
 
@@ -81,6 +83,40 @@ class ThreadSafeKATCPClientResourceWrapper(ThreadSafeMethodAttrWrapper):
     children = _wrapped_view("children", lambda: ThreadSafeKATCPClientResourceWrapper)
     groups = _wrapped_view("groups", lambda: ThreadSafeKATCPClientGroupWrapper)
 
+    # The loop manager started for this wrapper (by connect_resource), stopped by close().
+    _loop_owner: Any = None
+
     def wait(self, sensor_name: str, condition_or_value: Any, timeout: float = 5) -> Any:
         """Blocking :meth:`katcp.resource.KATCPResource.wait`."""
         return _blocking(self, self.__subject__.wait, sensor_name, condition_or_value, timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the resource and wait (up to `timeout` seconds) until it has stopped.
+
+        A wrapper made by :func:`connect_resource` also stops and joins the loop
+        thread it started. Closing twice does nothing more.
+        """
+        owner, self._loop_owner = self._loop_owner, None
+        try:
+            self._ioloop_wrapper.call_in_ioloop(_stop, (self.__subject__, timeout), {},
+                                                timeout=timeout)
+        finally:
+            if owner is not None:
+                owner.stop().result(timeout)
+                owner.join(timeout)
+
+    def __enter__(self) -> "ThreadSafeKATCPClientResourceWrapper":
+        """``with wrapper:`` gives the wrapper itself; leaving calls :meth:`close`."""
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+async def _stop(resource: Any, timeout: float) -> None:
+    """Stop a resource or container (on its loop) and wait until it has stopped."""
+    resource.stop()
+    stopped = resource.until_stopped(timeout)
+    if isinstance(stopped, dict):  # a container: one future per child
+        stopped = tornado.gen.multi(list(stopped.values()))
+    await stopped

@@ -14,12 +14,13 @@ from tornado.concurrent import Future
 
 from katcp.core import (DEFAULT_KATCP_MAJOR, AsyncReply, DeviceServerMetaclass, FailReply,
                         Message, ProtocolFlags, steal_docstring_from)
-from katcp.loop.crossing import is_awaitable, run_into_future
+from katcp.loop.crossing import is_awaitable, run_into_future, running_loop
 from katcp.server.connection import (ClientConnection, ClientRequestConnection,
                                      ThreadsafeClientConnection, client_connection_of)
 from katcp.server.handler_thread import MessageHandlerThread
 from katcp.server.transport import KATCPServer, exception_text, return_future
 from katcp.wire.types import format_timestamp
+from katcp.wire.util import object_repr
 
 log = logging.getLogger("katcp.server")
 
@@ -455,6 +456,25 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         self._server.join(timeout)
         if self._handler_thread is not None:
             self._handler_thread.join(timeout)
+
+    def __repr__(self) -> str:
+        address = self.bind_address
+        return object_repr(self, address="%s:%s" % address if address else None,
+                           running=self.running(), clients=len(self._server._connections),
+                           protocol=self.PROTOCOL_INFO)
+
+    def __enter__(self) -> Any:
+        """``with server:`` starts the server and, outside a running loop, waits (up to
+        10 s) until it runs; leaving stops it and joins its threads."""
+        self.start()
+        if running_loop() is None and not self.wait_running(10.0):
+            self.__exit__(None, None, None)
+            raise RuntimeError("%r did not start within 10 s" % (self,))
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop(timeout=10.0)
+        self.join(timeout=10.0)
 
     @steal_docstring_from(KATCPServer.running)
     def running(self) -> bool:

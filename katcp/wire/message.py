@@ -10,7 +10,7 @@ import re
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
 
 from katcp.wire.errors import KatcpSyntaxError, KatcpTypeError
-from katcp.wire.text import encode_utf8_with_error_log, show
+from katcp.wire.text import encode_utf8_with_error_log, readable, show
 
 
 MessageId = Union[int, str, bytes, None]
@@ -282,6 +282,26 @@ class Message:
         # A request's mid is normally already canonical bytes; only re-check otherwise.
         msg.mid = mid if mid is None or type(mid) is bytes else _format_mid(mid)
         return msg
+
+
+def readable_message(msg: Message) -> str:
+    """A message as people read it: ``!name arg ...`` with its arguments unescaped.
+
+    The one form for messages in exception texts and displays: the wire escapes
+    (``\\_`` for a space, ...) are for parsers, so ``fail Unknown\\_strategy`` reads
+    ``fail Unknown strategy``. Unlike ``str(msg)`` it is not parseable.
+
+    Parameters
+    ----------
+    msg : :class:`Message`
+
+    Returns
+    -------
+    text : str
+
+    """
+    args = " ".join(readable(arg) for arg in msg.arguments)
+    return "%s%s %s" % (Message.TYPE_SYMBOLS[msg.mtype].decode("ascii"), msg.name, args)
 
 
 _TYPE_BYTES = Message.TYPE_SYMBOLS

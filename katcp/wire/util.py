@@ -1,5 +1,5 @@
-"""Small helpers with no better home: attribute dicts, stable identities, docstrings, and
-the chaining of a future of any kind (without importing an event loop).
+"""Small helpers with no better home: attribute dicts, stable identities, reprs,
+docstrings, and the chaining of a future of any kind (without importing an event loop).
 """
 
 import concurrent.futures
@@ -22,6 +22,14 @@ def steal_docstring_from(obj: Any) -> Callable[[_F], _F]:
         fn.__doc__ = obj.__doc__
         return fn
     return deco
+
+
+def object_repr(obj: Any, **fields: Any) -> str:
+    """``<module.Class(field=value, ...) object at 0x...>``: the repr of katcp's clients,
+    servers and resources, each showing the fields that say what state it is in."""
+    described = ", ".join("%s=%s" % item for item in fields.items())
+    return "<%s.%s(%s) object at 0x%x>" % (
+        type(obj).__module__, type(obj).__name__, described, id(obj))
 
 
 def hashable_identity(obj: Any) -> Hashable:
