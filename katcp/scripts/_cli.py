@@ -55,8 +55,8 @@ class ToolParser(argparse.ArgumentParser):
     """Argument parser of a katcp tool.
 
     Usage errors are one line and exit with :data:`EXIT_USAGE` (not argparse's 2, which
-    katcp-cmd has always used for connection errors), every tool has ``--version``, options may not be
-    abbreviated, and the parser knows which options take a value (for
+    katcp-cmd has always used for connection errors), every tool has ``--version``,
+    options may not be abbreviated, and the parser knows which options take a value (for
     :func:`split_command_line`).
     """
 

@@ -13,6 +13,7 @@ import contextlib
 import os
 import queue
 import shlex
+import signal
 import sys
 import threading
 from typing import Any, List, Optional, Tuple
@@ -24,6 +25,7 @@ from katcp.scripts._cli import (
 from katcp.scripts._connection import (
     ADDRESS_EXAMPLE, DEFAULT_ENV_VAR, ConnectionFailed, LineConnection, ReplyTimeout,
     chosen_address, for_people)
+from katcp.scripts._interrupt import InterruptRelay
 from katcp.wire.message import Message
 from katcp.wire.text import readable
 
@@ -64,6 +66,10 @@ class DeviceSession:
         self._reader.start()
 
     def _read_loop(self):
+        # Ctrl-C is for the main thread, which may sit in readline's select(): delivered to
+        # this thread, the signal would wait unnoticed until the next key press.
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             while True:
                 _, msg = self._conn.read_message()
@@ -313,7 +319,8 @@ def run(parser: argparse.ArgumentParser, address: Optional[Tuple[str, int]],
         shell.intro = shell.prompt = ""
     try:
         shell.refresh_names()
-        shell.run(interactive)
+        with InterruptRelay() if interactive else contextlib.nullcontext():
+            shell.run(interactive)
     finally:
         session.close()
         if readline is not None:

@@ -38,10 +38,15 @@ def build_parser() -> ToolParser:
 
 async def _serve(opts) -> int:
     web = WebServer(opts.device, listen=opts.listen, control=opts.control, strategy=opts.strategy)
-    stopped_by = asyncio.get_running_loop().create_future()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(
-            sig, lambda sig=sig: stopped_by.done() or stopped_by.set_result(sig))
+    loop = asyncio.get_running_loop()
+    stopped_by: "asyncio.Future[int]" = loop.create_future()
+
+    def stop(signum: int) -> None:
+        if not stopped_by.done():
+            stopped_by.set_result(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop, signum)
     try:
         web.start()
     except OSError as exc:
