@@ -511,7 +511,7 @@ def test_ctrl_c_at_the_prompt_cancels_the_line_and_ctrl_d_leaves(example_server,
     term.expect(rb"katcp> $")
     # Several times: a Ctrl-C that comes while readline is still echoing the last key
     # used to wait for the next Enter (see katcp.scripts._interrupt).
-    for _ in range(10):
+    for _ in range(30):
         term.type(b"add 1")
         term.expect(rb"add 1$")
         term.type(b"\x03")
