@@ -454,6 +454,13 @@ def test_piped_shell_status_tells_whether_every_request_succeeded(example_server
     assert result.stderr == ""
 
 
+def test_cmd_interactive_runs_the_shell(example_server):
+    result = run_program(CMD + ["--interactive", "--timeout", "3", example_server],
+                         input_text="watchdog\nno-such-request\n")
+    assert result.returncode == 1
+    assert "!watchdog ok\n!no-such-request invalid 'Unknown request.'\n" in result.stdout
+
+
 def test_piped_shell_reply_timeout_exits_2(device):
     result = run_program(SHELL + ["--timeout", "0.5", device.address],
                          input_text="hang\nwatchdog\n")

@@ -13,7 +13,7 @@ import os
 import select
 import signal
 import threading
-from typing import Optional
+from typing import Any, ContextManager, Optional
 
 # How long a Ctrl-C may wait for the main thread before it is sent again. Long enough for
 # any ordinary work between two bytecodes, short enough to feel immediate.
@@ -83,3 +83,11 @@ class InterruptRelay:
                 self._drain()
                 self._relayed_at = self._runs
             signal.pthread_kill(self._main, signal.SIGINT)
+
+
+def prompt_interrupts(interactive: bool) -> ContextManager[Any]:
+    """The context for a prompt's loop: an :class:`InterruptRelay` where readline needs one
+    and the platform has thread signals, else nothing."""
+    if interactive and hasattr(signal, "pthread_kill"):
+        return InterruptRelay()
+    return contextlib.nullcontext()

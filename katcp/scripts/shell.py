@@ -25,7 +25,7 @@ from katcp.scripts._cli import (
 from katcp.scripts._connection import (
     ADDRESS_EXAMPLE, DEFAULT_ENV_VAR, ConnectionFailed, LineConnection, ReplyTimeout,
     chosen_address, for_people)
-from katcp.scripts._interrupt import InterruptRelay
+from katcp.scripts._interrupt import prompt_interrupts
 from katcp.wire.message import Message
 from katcp.wire.text import readable
 
@@ -319,7 +319,7 @@ def run(parser: argparse.ArgumentParser, address: Optional[Tuple[str, int]],
         shell.intro = shell.prompt = ""
     try:
         shell.refresh_names()
-        with InterruptRelay() if interactive else contextlib.nullcontext():
+        with prompt_interrupts(interactive):
             shell.run(interactive)
     finally:
         session.close()
