@@ -18,6 +18,7 @@ import errno
 import logging
 import os
 import sys
+import textwrap
 from typing import Any, Callable, Iterable, List, Mapping, NoReturn, Optional, Sequence, Set, Tuple
 
 from katcp.scripts import TOOLS
@@ -86,7 +87,8 @@ def exit_status_text(specific: Mapping[int, str]) -> str:
                 EXIT_INTERRUPTED: "interrupted by Ctrl-C"}
     meanings.update(specific)
     return "exit status:\n" + "".join(
-        "  %-4d %s\n" % (code, meanings[code]) for code in sorted(meanings))
+        textwrap.fill(meanings[code], 88, initial_indent="  %-4d " % code,
+                      subsequent_indent=" " * 7) + "\n" for code in sorted(meanings))
 
 
 def split_command_line(argv: Sequence[str], value_options: Iterable[str],

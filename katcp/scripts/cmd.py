@@ -21,9 +21,12 @@ from katcp.wire.text import readable
 
 PROG = "katcp-cmd"
 EPILOG = """\
-The options and HOST:PORT come before the request, in any order. From the request name on,
-every word is sent to the device as it is, even one that starts with '-'; '--' ends the
-options explicitly. HOST:PORT may be left out when the %s environment variable holds it.
+The options and HOST:PORT come before the request, in any order. From the request name
+on, every word is sent to the device as it is, even one that starts with '-'; '--' ends
+the options explicitly.
+
+environment:
+  %s  HOST:PORT of the device, when the command line gives none
 
 %s
 examples:

@@ -39,12 +39,16 @@ request and sensor names, strategies after 'sensor-sampling SENSOR' and the requ
 'help'. Ctrl-C cancels the line (or stops waiting for a reply); 'quit' or Ctrl-D leaves.
 With its input from a pipe or a file, the shell runs each line as a request.
 
-%s""" % exit_status_text({
+environment:
+  %s  HOST:PORT of the device, when the command line gives none
+  HOME          the history is kept in $HOME/.katcp_shell_history
+
+%s""" % (DEFAULT_ENV_VAR, exit_status_text({
     EXIT_OK: "left with quit or Ctrl-D; with piped input: every request succeeded",
     EXIT_FAIL: "with piped input: a request failed (fail, invalid, or not a request)",
     EXIT_CONNECTION: "cannot connect, the connection was lost, or (piped input) a reply "
                      "did not come within the timeout",
-    EXIT_PIPE: "the output pipe was closed"})
+    EXIT_PIPE: "the output pipe was closed"}))
 
 
 class DeviceSession:
