@@ -5,18 +5,24 @@ reconnecting behaviour of the library's clients, so they speak the wire protocol
 with the pure codec of :mod:`katcp.core`.
 """
 
+import inspect
+import logging
 import os
 import re
 import socket
-from typing import List, Mapping, Optional, Sequence, Tuple
+import textwrap
+from typing import List, Mapping, Optional, Tuple
 
 from katcp.core import KatcpSyntaxError, Message, MessageParser
 from katcp.transport.framing import LineFramer
 from katcp.wire.text import readable
 
-ADDRESS_RE = re.compile(r"^(?P<host>\[[^\]]*\]|[^:\s]*):(?P<port>\d{1,5})$")
 DEFAULT_ENV_VAR = "KATCP_SERVER"
+ADDRESS_EXAMPLE = "localhost:5000"
 MAX_LINE = 2 * 1024 * 1024  # as the library's client (MAX_MSG_SIZE)
+TEXT_INDENT = "    "
+
+log = logging.getLogger("katcp.scripts")
 
 
 class ConnectionFailed(Exception):
@@ -27,46 +33,88 @@ class ReplyTimeout(Exception):
     """No reply arrived within the timeout."""
 
 
-def parse_address(text: str, any_port: bool = False) -> Optional[Tuple[str, int]]:
-    """Split ``HOST:PORT`` into ``(host, port)``, or return None if it is not one.
+class AddressError(ValueError):
+    """A text that is not a usable ``HOST:PORT``; the message says why and what is expected."""
+
+    def __init__(self, text: str, reason: str, form: str = "HOST:PORT"):
+        super().__init__("bad address %r: %s; expected %s, such as %s" % (
+            text, reason, form, ADDRESS_EXAMPLE))
+
+
+def check_address(text: str, any_port: bool = False, form: str = "HOST:PORT"
+                  ) -> Tuple[str, int]:
+    """Split ``HOST:PORT`` into ``(host, port)``.
 
     Parameters
     ----------
     text : str
-        ``host:port``, ``:port`` (localhost) or ``[ipv6]:port``.
+        ``host:port``, ``:port`` (127.0.0.1) or ``[ipv6]:port``.
     any_port : bool
         Accept port 0 (any free port: for an address to listen on).
+    form : str
+        The name of the expected form, for error messages.
 
     Returns
     -------
-    address : tuple of (str, int) or None
+    address : tuple of (str, int)
+
+    Raises
+    ------
+    AddressError
+        If `text` is not such an address; the message says what is wrong.
     """
-    match = ADDRESS_RE.match(text)
-    if match is None:
-        return None
-    host = match.group("host").strip("[]") or "127.0.0.1"
-    port = int(match.group("port"))
-    if port > 65535 or (port == 0 and not any_port):
-        return None
-    return host, port
+    host, colon, port = text.rpartition(":")
+    if not colon:
+        raise AddressError(text, "no port", form)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host or "[" in host or "]" in host:
+        raise AddressError(text, "an IPv6 host needs brackets ([::1]:5000)", form)
+    if any(char.isspace() for char in host):
+        raise AddressError(text, "spaces in the host", form)
+    if not re.fullmatch(r"[0-9]+", port):
+        raise AddressError(text, "port %r is not a number" % port, form)
+    lowest = 0 if any_port else 1
+    if not lowest <= int(port) <= 65535:
+        raise AddressError(text, "port %s is out of range %d-65535" % (port, lowest), form)
+    return host or "127.0.0.1", int(port)
 
 
-def split_address_argument(args: Sequence[str], environ: Mapping[str, str] = os.environ
-                           ) -> Tuple[Optional[Tuple[str, int]], List[str]]:
-    """Take the server address from the first argument or ``$KATCP_SERVER``.
+def looks_like_address(word: str) -> bool:
+    """Whether a word on a command line is meant as ``HOST:PORT``.
 
-    Returns
-    -------
-    address : tuple of (str, int) or None
-        None when neither the arguments nor the environment name a server.
-    rest : list of str
-        The remaining arguments.
+    Request and sensor names never contain ``:``, so such a word is an address (which
+    :func:`check_address` then accepts or explains).
     """
-    if args:
-        address = parse_address(args[0])
-        if address is not None:
-            return address, list(args[1:])
-    return parse_address(environ.get(DEFAULT_ENV_VAR, "")), list(args)
+    return ":" in word
+
+
+def environment_address(environ: Mapping[str, str] = os.environ) -> Optional[Tuple[str, int]]:
+    """The address in ``$KATCP_SERVER``, or None when it is unset or empty.
+
+    Raises
+    ------
+    ValueError
+        If the variable holds something else than ``HOST:PORT`` (the message says so).
+    """
+    text = environ.get(DEFAULT_ENV_VAR, "")
+    if not text:
+        return None
+    try:
+        return check_address(text)
+    except AddressError as exc:
+        raise ValueError("%s: %s" % (DEFAULT_ENV_VAR, exc)) from None
+
+
+def chosen_address(word: Optional[str]) -> Optional[Tuple[str, int]]:
+    """The address given on the command line (`word`), else the one in ``$KATCP_SERVER``.
+
+    Raises
+    ------
+    ValueError
+        If the one chosen is not ``HOST:PORT`` (the message says what is wrong).
+    """
+    return check_address(word) if word is not None else environment_address()
 
 
 class LineConnection:
@@ -77,6 +125,7 @@ class LineConnection:
             self._sock = socket.create_connection(address, timeout=timeout)
         except OSError as exc:
             raise ConnectionFailed("cannot connect to %s:%d: %s" % (address + (exc,)))
+        log.info("connected to %s:%d", *address)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._parser = MessageParser()
         self._framer = LineFramer(MAX_LINE)
@@ -85,9 +134,18 @@ class LineConnection:
     def close(self) -> None:
         self._sock.close()
 
-    def send(self, msg: Message) -> None:
+    def shutdown(self) -> None:
+        """End the connection both ways: a thread blocked in :meth:`read_line` wakes up."""
         try:
-            self._sock.sendall(bytes(msg) + b"\n")
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already disconnected
+            pass
+
+    def send(self, msg: Message) -> None:
+        line = bytes(msg)
+        log.debug("sent %s", readable(line))
+        try:
+            self._sock.sendall(line + b"\n")
         except OSError as exc:
             raise ConnectionFailed("connection lost while sending: %s" % exc)
 
@@ -108,7 +166,9 @@ class LineConnection:
             if not chunk:
                 raise ConnectionFailed("connection closed by the server")
             self._lines.extend(line for line in self._framer.feed(chunk) if line.strip())
-        return self._lines.pop(0)
+        line = self._lines.pop(0)
+        log.debug("received %s", readable(line))
+        return line
 
     def read_message(self) -> Tuple[bytes, Optional[Message]]:
         """Return ``(raw_line, Message or None)``; None for a line that does not parse."""
@@ -120,7 +180,18 @@ class LineConnection:
 
 
 def for_people(msg: Message) -> str:
-    """Format a message for people: type symbol and name, then unescaped arguments."""
+    """Format a message for people: type symbol and name, then the unescaped arguments.
+
+    Arguments that are empty or contain spaces are quoted, so that one can tell where each
+    ends. Texts are shown as text: the description of a ``#help`` inform, and a last
+    argument of several lines, follow the message unquoted, their further lines indented.
+    """
     args = [readable(arg) for arg in msg.arguments]
+    is_help = msg.mtype == Message.INFORM and msg.name == "help" and len(args) == 2
+    text = args.pop() if args and args[-1].strip() and (is_help or "\n" in args[-1]) else None
     shown = [repr(arg) if (not arg or any(c.isspace() for c in arg)) else arg for arg in args]
-    return " ".join([readable(Message.TYPE_SYMBOLS[msg.mtype]) + msg.name] + shown)
+    head = " ".join([readable(Message.TYPE_SYMBOLS[msg.mtype]) + msg.name] + shown)
+    if text is None:
+        return head
+    first, _, rest = inspect.cleandoc(text).partition("\n")
+    return "%s %s%s" % (head, first, "\n" + textwrap.indent(rest, TEXT_INDENT) if rest else "")

@@ -1,39 +1,64 @@
 """``katcp-cmd``: send one request to a KATCP device and print what comes back.
 
-Exit status: 0 when the reply is ``ok``, 1 on ``fail`` or ``invalid``, 2 when the device
-cannot be reached, goes away or does not reply in time.
+The options and the address come first, in any order; from the request name on, every word
+is sent to the device as it is (see :func:`katcp.scripts._cli.split_command_line`). The exit
+status tells how the request went: see ``EPILOG``.
 """
 
-import argparse
 import contextlib
 import sys
 import time
-from typing import List, Optional, Sequence, TextIO, Tuple
+from typing import List, NoReturn, Optional, Sequence, TextIO, Tuple
 
+from katcp.scripts._cli import (
+    EXIT_CONNECTION, EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PIPE, ToolError, ToolParser,
+    add_logging_options, configure_logging, exit_status_text, run_tool, seconds, split_command_line)
 from katcp.scripts._connection import (
-    ConnectionFailed, LineConnection, ReplyTimeout, for_people, split_address_argument)
+    ADDRESS_EXAMPLE, DEFAULT_ENV_VAR, ConnectionFailed, LineConnection, ReplyTimeout,
+    chosen_address, for_people, looks_like_address)
 from katcp.wire.message import Message
 from katcp.wire.text import readable
 
-EXIT_OK, EXIT_FAIL, EXIT_CONNECTION = 0, 1, 2
+PROG = "katcp-cmd"
+EPILOG = """\
+The options and HOST:PORT come before the request, in any order. From the request name
+on, every word is sent to the device as it is, even one that starts with '-'; '--' ends
+the options explicitly.
+
+environment:
+  %s  HOST:PORT of the device, when the command line gives none
+
+%s
+examples:
+  katcp-cmd localhost:5000 help add
+  katcp-cmd --raw localhost:5000 sensor-value uptime
+  katcp-cmd --watch localhost:5000 ambient.temperature period 1
+  KATCP_SERVER=localhost:5000 katcp-cmd add 3 6
+""" % (DEFAULT_ENV_VAR, exit_status_text({
+    EXIT_OK: "the reply is ok",
+    EXIT_FAIL: "the reply is fail or invalid",
+    EXIT_CONNECTION: "cannot connect, connection lost, or no reply within the timeout",
+    EXIT_INTERRUPTED: "interrupted by Ctrl-C (the way --watch ends)",
+    EXIT_PIPE: "the output pipe was closed (katcp-cmd ... | head -1)"}))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="katcp-cmd", description="Send a KATCP request and print the informs and the reply.",
-        epilog="HOST:PORT may be omitted when the KATCP_SERVER environment variable holds it. "
-               "Exit status: 0 ok, 1 fail/invalid, 2 connection error or timeout.")
-    parser.add_argument("--timeout", type=float, default=5.0,
+def build_parser() -> ToolParser:
+    parser = ToolParser(
+        PROG, epilog=EPILOG,
+        usage="%(prog)s [OPTIONS] [HOST:PORT] REQUEST [ARGUMENT ...]\n"
+              "       %(prog)s --watch [OPTIONS] [HOST:PORT] SENSOR [STRATEGY [PARAMETER ...]]\n"
+              "       %(prog)s --interactive [OPTIONS] [HOST:PORT]")
+    parser.add_argument("--timeout", type=seconds,  default=5.0, metavar="SECONDS",
                         help="seconds to wait for the connection and the reply "
                              "(default: %(default)s)")
     parser.add_argument("--raw", action="store_true",
                         help="print messages exactly as they are on the wire")
     parser.add_argument("--watch", action="store_true",
-                        help="stream sensor updates: arguments are SENSOR [STRATEGY [PARAMS]] "
-                             "(default strategy: event); stop with Ctrl-C")
+                        help="stream sensor updates: the operands are SENSOR [STRATEGY "
+                             "[PARAMETER ...]] (default strategy: event); stop with Ctrl-C")
     parser.add_argument("--interactive", action="store_true",
                         help="start the interactive shell (katcp-shell)")
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="[HOST:PORT] REQUEST [ARGS...]")
+    add_logging_options(parser)
     return parser
 
 
@@ -70,59 +95,82 @@ def _format_status(msg):
                      for i in range(0, len(fields) - 2, 3))
 
 
-def run_request(address: Tuple[str, int], request_args: Sequence[str], timeout: float, raw: bool,
+def run_request(address: Tuple[str, int], request: Message, timeout: float, raw: bool,
                 out: TextIO = sys.stdout) -> int:
     with contextlib.closing(LineConnection(address, timeout)) as conn:
-        reply = _request(conn, Message.request(*request_args), raw, out)
+        reply = _request(conn, request, raw, out)
     return EXIT_OK if reply.reply_ok() else EXIT_FAIL
 
 
-def run_watch(address: Tuple[str, int], watch_args: Sequence[str], timeout: float, raw: bool,
+def run_watch(address: Tuple[str, int], request: Message, timeout: float, raw: bool,
               out: TextIO = sys.stdout) -> int:
-    request = Message.request("sensor-sampling", watch_args[0], *(watch_args[1:] or ["event"]))
+    """Set a sampling strategy with `request` and print the updates until interrupted."""
     with contextlib.closing(LineConnection(address, timeout)) as conn:
-        try:
-            reply = _request(conn, request, raw, out, show_informs={"sensor-status"})
-            if not reply.reply_ok():
-                return EXIT_FAIL
-            conn.set_timeout(None)
-            while True:
-                line, msg = conn.read_message()
-                if msg is None or msg.mtype != Message.INFORM:
-                    continue
-                if msg.name == "sensor-status":
-                    _show(msg, line, raw, out, _format_status)
-                elif msg.name == "disconnect":
-                    raise ConnectionFailed("server disconnected: %s" % for_people(msg))
-        except KeyboardInterrupt:
-            return EXIT_OK
+        reply = _request(conn, request, raw, out, show_informs={"sensor-status"})
+        if not reply.reply_ok():
+            return EXIT_FAIL
+        conn.set_timeout(None)
+        while True:
+            line, msg = conn.read_message()
+            if msg is None or msg.mtype != Message.INFORM:
+                continue
+            if msg.name == "sensor-status":
+                _show(msg, line, raw, out, _format_status)
+            elif msg.name == "disconnect":
+                raise ConnectionFailed("server disconnected: %s" % for_people(msg))
+
+
+def _make_request(parser: ToolParser, operands: Sequence[str], watch: bool) -> Message:
+    if watch:
+        return Message.request("sensor-sampling", operands[0], *(operands[1:] or ["event"]))
+    try:
+        return Message.request(*operands)
+    except ValueError:
+        parser.error("%r is not a request name (a letter, then letters, digits and '-')"
+                     % operands[0])
+
+
+def _no_address(parser: ToolParser, operands: Sequence[str], watch: bool) -> NoReturn:
+    what = "sensor" if watch else "request"
+    parser.error("no server address: give HOST:PORT (for example %s) before the %s, or set "
+                 "%s%s" % (ADDRESS_EXAMPLE, what, DEFAULT_ENV_VAR,
+                           " (%r was taken as the %s name)" % (operands[0], what)
+                           if operands else ""))
+
+
+def _main(argv: Optional[List[str]]) -> int:
+    parser = build_parser()
+    option_words, address_word, operands = split_command_line(
+        sys.argv[1:] if argv is None else argv, parser.value_options, looks_like_address)
+    opts = parser.parse_args(option_words)
+    configure_logging(opts)
+    try:
+        address = chosen_address(address_word)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if opts.interactive:
+        if operands:
+            parser.error("--interactive takes no request (got %r)" % operands[0])
+        from katcp.scripts import shell
+        return shell.run(parser, address, opts.timeout)
+    if address is None:
+        _no_address(parser, operands, opts.watch)
+    if not operands:
+        parser.error("no sensor given" if opts.watch else "no request given")
+    request = _make_request(parser, operands, opts.watch)
+    try:
+        if opts.watch:
+            return run_watch(address, request, opts.timeout, opts.raw)
+        return run_request(address, request, opts.timeout, opts.raw)
+    except ConnectionFailed as exc:
+        raise ToolError(EXIT_CONNECTION, str(exc))
+    except ReplyTimeout:
+        raise ToolError(EXIT_CONNECTION, "no reply within %g seconds" % opts.timeout)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``katcp-cmd``."""
-    parser = build_parser()
-    opts = parser.parse_args(argv)
-    address, rest = split_address_argument(opts.args)
-    if opts.interactive:
-        from katcp.scripts import shell
-        return shell.main(([("%s:%d" % address)] if address else []) +
-                          ["--timeout", str(opts.timeout)])
-    if address is None:
-        parser.error("no server address: give HOST:PORT or set KATCP_SERVER")
-    if not rest:
-        parser.error("no request given" if not opts.watch else "no sensor given")
-    try:
-        if opts.watch:
-            return run_watch(address, rest, opts.timeout, opts.raw)
-        return run_request(address, rest, opts.timeout, opts.raw)
-    except ConnectionFailed as exc:
-        sys.stderr.write("katcp-cmd: %s\n" % exc)
-    except ReplyTimeout:
-        sys.stderr.write("katcp-cmd: no reply within %g seconds\n" % opts.timeout)
-    except ValueError as exc:
-        sys.stderr.write("katcp-cmd: %s\n" % exc)
-        return EXIT_FAIL
-    return EXIT_CONNECTION
+    return run_tool(PROG, _main, argv)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ few sensors that change over time, so that sampling strategies have something to
 """
 
 import argparse
-import logging
 import math
 import random
 import signal
@@ -15,7 +14,13 @@ from typing import Any, List, Optional, Tuple
 
 from katcp import AsyncReply, DeviceServer, Message, ProtocolFlags, Sensor
 from katcp.kattypes import Discrete, Float, Timestamp, request, return_reply
+from katcp.scripts._cli import (
+    EXIT_CONNECTION, EXIT_OK, ToolParser, add_logging_options, cannot_listen, configure_logging,
+    exit_status_text, run_tool)
+from katcp.scripts._connection import AddressError, check_address
 from katcp.server import ClientRequestConnection
+
+PROG = "katcp-exampleserver"
 
 FRUIT = ["apple", "banana", "pear", "kiwi"]
 
@@ -113,33 +118,51 @@ class ExampleServer(DeviceServer):
         return req.make_reply("ok", *msg.arguments[::-1])
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """Run the example server until interrupted or sent ``?halt``."""
-    parser = argparse.ArgumentParser(
-        prog="katcp-exampleserver", description="Run the katcp example device server.")
+def _port(text: str) -> int:
+    try:
+        return check_address(":" + text, any_port=True)[1]
+    except AddressError:
+        raise argparse.ArgumentTypeError(
+            "expected a port number from 0 (any free port) to 65535, got %r" % text)
+
+
+def build_parser() -> ToolParser:
+    parser = ToolParser(PROG, epilog="Stop it with Ctrl-C, SIGTERM or the ?halt request.\n\n"
+                        + exit_status_text({
+                            EXIT_OK: "stopped by ?halt or SIGTERM",
+                            EXIT_CONNECTION: "cannot listen on the address (port in use, "
+                                             "or not an address of this machine)"}))
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: %(default)s; '' for all)")
-    parser.add_argument("--port", type=int, default=5000,
+    parser.add_argument("--port", type=_port, default=5000,
                         help="port to listen on, 0 for any free port (default: %(default)s)")
-    parser.add_argument("--log-level", default="INFO",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    add_logging_options(parser, default="INFO")
+    return parser
 
-    server = ExampleServer(args.host, args.port)
-    server.start(timeout=5.0)
-    print("katcp example server listening on %s:%d" % tuple(server.bind_address), flush=True)
-    signal.signal(signal.SIGTERM, lambda signum, frame: server.stop())
+
+def _main(argv: Optional[List[str]]) -> int:
+    opts = build_parser().parse_args(argv)
+    configure_logging(opts)
+    server = ExampleServer(opts.host, opts.port)
     try:
+        server.start(timeout=5.0)
+    except OSError as exc:
+        raise cannot_listen(opts.host, opts.port, exc)
+    try:
+        print("katcp example server listening on %s:%d" % tuple(server.bind_address),
+              flush=True)
+        signal.signal(signal.SIGTERM, lambda signum, frame: server.stop())
         while server.running():
             server.join(timeout=0.5)
-    except KeyboardInterrupt:
-        pass
     finally:
         server.stop()
         server.join(timeout=5.0)
-    return 0
+    return EXIT_OK
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the example server until interrupted or sent ``?halt``."""
+    return run_tool(PROG, _main, argv)
 
 
 if __name__ == "__main__":

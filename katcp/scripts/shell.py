@@ -1,8 +1,10 @@
 """``katcp-shell``: an interactive prompt connected to a KATCP device.
 
-Type requests without the leading ``?`` (``sensor-value cpu.temp``); request names and sensor
-names complete with Tab, history is kept in ``~/.katcp_shell_history``, and informs that the
-device sends by itself (sensor updates, logs) are shown as they arrive.
+Type requests without the leading ``?`` (``sensor-value cpu.temp``); request names, sensor
+names, sampling strategies and the request after ``help`` complete with Tab, history is kept
+in ``~/.katcp_shell_history``, and informs that the device sends by itself (sensor updates,
+logs) are shown as they arrive. Fed from a pipe, it runs the requests of its input and its
+exit status tells whether they all succeeded.
 """
 
 import argparse
@@ -11,18 +13,42 @@ import contextlib
 import os
 import queue
 import shlex
+import signal
 import sys
 import threading
 from typing import Any, List, Optional, Tuple
 
+from katcp.sampling import SampleStrategy
+from katcp.scripts._cli import (
+    EXIT_CONNECTION, EXIT_FAIL, EXIT_OK, EXIT_PIPE, ToolError, ToolParser, add_logging_options,
+    configure_logging, discard_stdout, exit_status_text, run_tool, seconds)
+from katcp.scripts._connection import (
+    ADDRESS_EXAMPLE, DEFAULT_ENV_VAR, ConnectionFailed, LineConnection, ReplyTimeout,
+    chosen_address, for_people)
+from katcp.scripts._interrupt import prompt_interrupts
 from katcp.wire.message import Message
 from katcp.wire.text import readable
 
-from katcp.scripts._connection import (
-    ConnectionFailed, LineConnection, ReplyTimeout, for_people, split_address_argument)
-
+PROG = "katcp-shell"
 HISTORY_FILE = os.path.expanduser("~/.katcp_shell_history")
 SENSOR_REQUESTS = {"sensor-value", "sensor-list", "sensor-sampling"}
+STRATEGIES = sorted(SampleStrategy.SAMPLING_LOOKUP.values())
+EPILOG = """\
+At the prompt, type a request without its '?' (help, sensor-value uptime); Tab completes
+request and sensor names, strategies after 'sensor-sampling SENSOR' and the request after
+'help'. Ctrl-C cancels the line (or stops waiting for a reply); 'quit' or Ctrl-D leaves.
+With its input from a pipe or a file, the shell runs each line as a request.
+
+environment:
+  %s  HOST:PORT of the device, when the command line gives none
+  HOME          the history is kept in $HOME/.katcp_shell_history
+
+%s""" % (DEFAULT_ENV_VAR, exit_status_text({
+    EXIT_OK: "left with quit or Ctrl-D; with piped input: every request succeeded",
+    EXIT_FAIL: "with piped input: a request failed (fail, invalid, or not a request)",
+    EXIT_CONNECTION: "cannot connect, the connection was lost, or (piped input) a reply "
+                     "did not come within the timeout",
+    EXIT_PIPE: "the output pipe was closed"}))
 
 
 class DeviceSession:
@@ -31,15 +57,23 @@ class DeviceSession:
     def __init__(self, address, timeout, out):
         self._conn = LineConnection(address, timeout)
         self._conn.set_timeout(None)
-        self._timeout = timeout
+        self.timeout = timeout
         self._out = out
         self._out_lock = threading.Lock()
         self._pending_name = None
         self._responses: "queue.Queue[Optional[Message]]" = queue.Queue()
-        self.closed = threading.Event()
-        threading.Thread(target=self._read_loop, name="katcp-shell-reader", daemon=True).start()
+        self._closing = threading.Event()
+        self.lost = threading.Event()
+        self.output_closed = False
+        self._reader = threading.Thread(target=self._read_loop, name="katcp-shell-reader",
+                                        daemon=True)
+        self._reader.start()
 
     def _read_loop(self):
+        # Ctrl-C is for the main thread, which may sit in readline's select(): delivered to
+        # this thread, the signal would wait unnoticed until the next key press.
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             while True:
                 _, msg = self._conn.read_message()
@@ -50,31 +84,56 @@ class DeviceSession:
                 else:
                     self.show(msg)
         except (ConnectionFailed, ReplyTimeout, OSError) as exc:
-            self.show_text("*** %s" % exc)
+            # The end of a connection that close() shut down is no news.
+            if not self._closing.is_set():
+                self.lost.set()
+                self.show_text("*** %s" % exc)
         finally:
-            self.closed.set()
             self._responses.put(None)
+
+    @property
+    def ended(self) -> bool:
+        """Whether the connection was lost or nobody reads the output any more."""
+        return self.lost.is_set() or self.output_closed
 
     def show(self, msg: Message) -> None:
         self.show_text(for_people(msg))
 
     def show_text(self, text: str) -> None:
         with self._out_lock:
-            self._out.write(text + "\n")
-            self._out.flush()
+            if self.output_closed:
+                return
+            try:
+                self._out.write(text + "\n")
+                self._out.flush()
+            except BrokenPipeError:
+                self.output_closed = True
 
     def request(self, name: str, *args: Any, show: bool = True) -> Tuple[Message, List[Message]]:
-        """Send a request; return ``(reply, informs)`` or raise ReplyTimeout."""
+        """Send a request; return ``(reply, informs)``.
+
+        Raises
+        ------
+        ReplyTimeout
+            If the reply does not come within the session's timeout.
+        ConnectionFailed
+            If the connection is lost.
+        ValueError
+            If `name` is not a request name.
+        """
+        request = Message.request(name, *args)
+        self._drop_stale_responses()
         self._pending_name = name
         try:
-            self._conn.send(Message.request(name, *args))
+            self._conn.send(request)
             informs: List[Message] = []
             while True:
                 try:
-                    msg = self._responses.get(timeout=self._timeout)
+                    msg = self._responses.get(timeout=self.timeout)
                 except queue.Empty:
                     raise ReplyTimeout()
                 if msg is None:
+                    self._responses.put(None)  # for the next request too
                     raise ConnectionFailed("connection closed")
                 if show:
                     self.show(msg)
@@ -84,22 +143,44 @@ class DeviceSession:
         finally:
             self._pending_name = None
 
+    def _drop_stale_responses(self):
+        # Late informs and replies of a request that timed out or was interrupted.
+        while True:
+            try:
+                msg = self._responses.get_nowait()
+            except queue.Empty:
+                return
+            if msg is None:
+                self._responses.put(None)
+                return
+
     def close(self) -> None:
+        """Disconnect; the reader thread ends quietly before the socket is closed."""
+        self._closing.set()
+        self._conn.shutdown()
+        self._reader.join(self.timeout)
         self._conn.close()
 
 
 class KatcpShell(cmd.Cmd):
-    """The prompt: every line is a request, ``quit`` or Ctrl-D leaves."""
+    """The prompt: every line is a request, ``quit`` or Ctrl-D leaves.
+
+    :attr:`status` is the worst outcome so far: EXIT_OK, EXIT_FAIL (a request failed) or
+    EXIT_CONNECTION (no reply in time, or the connection was lost).
+    """
 
     intro = "Connected. Type a request (e.g. 'help'), Tab completes, 'quit' leaves."
     prompt = "katcp> "
+    # Request names contain '-': let cmd.Cmd see 'sensor-list' as one command word.
+    identchars = cmd.IDENTCHARS + "-"
 
     def __init__(self, session, stdin=None, stdout=None):
         super().__init__(stdin=stdin, stdout=stdout)
         self.use_rawinput = stdin is None
         self.session = session
-        self.request_names = []
-        self.sensor_names = []
+        self.request_names: List[str] = []
+        self.sensor_names: List[str] = []
+        self.status = EXIT_OK
 
     def refresh_names(self) -> None:
         """Fetch request and sensor names for completion."""
@@ -110,6 +191,24 @@ class KatcpShell(cmd.Cmd):
                 continue
             target[:] = sorted(readable(m.arguments[0]) for m in informs if m.arguments)
 
+    def run(self, interactive: bool) -> None:
+        """Read and run lines until the end; at a terminal, Ctrl-C only cancels the line."""
+        intro = self.intro
+        while True:
+            try:
+                self.cmdloop(intro)
+                return
+            except KeyboardInterrupt:
+                if not interactive:
+                    raise
+                self.stdout.write("\n")
+                intro = ""
+
+    def _note(self, status: int, text: Optional[str] = None) -> None:
+        self.status = max(self.status, status)
+        if text is not None:
+            self.session.show_text("*** " + text)
+
     def emptyline(self) -> bool:
         return False
 
@@ -117,30 +216,36 @@ class KatcpShell(cmd.Cmd):
         # cmd.Cmd reads a leading '?' as its own help; here it is KATCP's request marker.
         return line.lstrip().lstrip("?")
 
+    def postcmd(self, stop: bool, line: str) -> bool:
+        return stop or self.session.ended
+
     def do_help(self, arg: str) -> bool:
         """Send ?help (KATCP's help, not the shell's)."""
         return self.default(("help " + arg).strip())
 
     # typeshed says None, but cmd.Cmd.onecmd returns it: the flag that ends cmdloop().
     def default(self, line: str) -> bool:  # type: ignore[override]
-        if line == "EOF":
-            self.stdout.write("\n")
-            return True
         try:
             words = shlex.split(line)
         except ValueError as exc:
-            self.stdout.write("*** %s\n" % exc)
+            self._note(EXIT_FAIL, str(exc))
             return False
-        name = words[0].lstrip("?")
+        name, args = words[0], words[1:]
         try:
-            self.session.request(name, *words[1:])
+            reply, _ = self.session.request(name, *args)
         except ReplyTimeout:
-            self.session.show_text("*** no reply to ?%s within the timeout" % name)
-        except (ConnectionFailed, ValueError) as exc:
-            self.session.show_text("*** %s" % exc)
-        if name in ("sensor-list", "help") and len(words) == 1:
+            self._note(EXIT_CONNECTION, "no reply to ?%s within %g seconds" % (
+                name, self.session.timeout))
+        except ConnectionFailed as exc:
+            self._note(EXIT_CONNECTION, str(exc))
+        except ValueError:
+            self._note(EXIT_FAIL, "%r is not a request name" % name)
+        else:
+            if not reply.reply_ok():
+                self._note(EXIT_FAIL)
+        if name in ("sensor-list", "help") and not args:
             self.refresh_names()
-        return self.session.closed.is_set()
+        return False
 
     def do_quit(self, arg: str) -> bool:
         """Leave the shell."""
@@ -148,14 +253,32 @@ class KatcpShell(cmd.Cmd):
 
     do_exit = do_quit
 
+    def do_EOF(self, arg: str) -> bool:
+        """Ctrl-D: leave the shell (ending the prompt's line at a terminal)."""
+        if self.use_rawinput:
+            self.stdout.write("\n")
+        return True
+
     def completenames(self, text: str, *ignored: Any) -> List[str]:
-        return [n for n in self.request_names + ["quit"] if n.startswith(text)]
+        marker = "?" if text.startswith("?") else ""
+        names = self.request_names + ([] if marker else ["quit"])
+        return [marker + name + " " for name in names if name.startswith(text[len(marker):])]
 
     def completedefault(self, text: str, line: str, begidx: int, endidx: int) -> List[str]:
-        first = line.split()[0].lstrip("?") if line.split() else ""
-        if first in SENSOR_REQUESTS:
-            return [n for n in self.sensor_names if n.startswith(text)]
-        return []
+        """Complete a request's argument: sensor, strategy, or the request named by help."""
+        before = line[:begidx].split()
+        request = before[0].lstrip("?") if before else ""
+        candidates: List[str] = []
+        if len(before) == 1 and request == "help":
+            candidates = self.request_names
+        elif len(before) == 1 and request in SENSOR_REQUESTS:
+            candidates = self.sensor_names
+        elif len(before) == 2 and request == "sensor-sampling":
+            candidates = STRATEGIES
+        return [name + " " for name in candidates if name.startswith(text)]
+
+    # cmd.Cmd would complete its own help topics after 'help' (and after '?').
+    complete_help = completedefault
 
 
 def _setup_readline():
@@ -169,38 +292,66 @@ def _setup_readline():
     return readline
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point of ``katcp-shell``."""
-    parser = argparse.ArgumentParser(
-        prog="katcp-shell", description="Interactive prompt connected to a KATCP device.")
-    parser.add_argument("address", nargs="?", help="HOST:PORT (default: $KATCP_SERVER)")
-    parser.add_argument("--timeout", type=float, default=5.0,
-                        help="seconds to wait for a reply (default: %(default)s)")
-    opts = parser.parse_args(argv)
-    address, _ = split_address_argument([opts.address] if opts.address else [])
+def build_parser() -> ToolParser:
+    parser = ToolParser(PROG, epilog=EPILOG)
+    parser.add_argument("address", nargs="?", metavar="HOST:PORT",
+                        help="the device (default: $%s)" % DEFAULT_ENV_VAR)
+    parser.add_argument("--timeout", type=seconds, default=5.0, metavar="SECONDS",
+                        help="seconds to wait for the connection and for each reply "
+                             "(default: %(default)s)")
+    add_logging_options(parser)
+    return parser
+
+
+def run(parser: argparse.ArgumentParser, address: Optional[Tuple[str, int]],
+        timeout: float) -> int:
+    """Run the shell on `address` (None: a usage error of `parser`); return the exit status."""
     if address is None:
-        parser.error("no server address: give HOST:PORT or set KATCP_SERVER")
+        parser.error("no server address: give HOST:PORT (for example %s) or set %s" % (
+            ADDRESS_EXAMPLE, DEFAULT_ENV_VAR))
     try:
-        session = DeviceSession(address, opts.timeout, sys.stdout)
+        session = DeviceSession(address, timeout, sys.stdout)
     except ConnectionFailed as exc:
-        sys.stderr.write("katcp-shell: %s\n" % exc)
-        return 2
+        raise ToolError(EXIT_CONNECTION, str(exc))
     interactive = sys.stdin.isatty()
     readline = _setup_readline() if interactive else None
     shell = KatcpShell(session, stdin=None if interactive else sys.stdin)
-    if not interactive:
+    if interactive:
+        shell.intro = "Connected to %s:%d. Type a request (e.g. 'help'), Tab completes, " \
+                      "'quit' leaves." % address
+    else:
         shell.intro = shell.prompt = ""
-    shell.refresh_names()
     try:
-        shell.cmdloop()
-    except KeyboardInterrupt:
-        sys.stdout.write("\n")
+        shell.refresh_names()
+        with prompt_interrupts(interactive):
+            shell.run(interactive)
     finally:
         session.close()
         if readline is not None:
             with contextlib.suppress(OSError):
                 readline.write_history_file(HISTORY_FILE)
-    return 0
+    if session.output_closed:
+        discard_stdout()
+        return EXIT_PIPE
+    if session.lost.is_set():
+        return EXIT_CONNECTION
+    return EXIT_OK if interactive else shell.status
+
+
+def _main(argv: Optional[List[str]]) -> int:
+    parser = build_parser()
+    opts = parser.parse_args(argv)
+    configure_logging(opts)
+    try:
+        address = chosen_address(opts.address)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return run(parser, address, opts.timeout)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of ``katcp-shell``."""
+    return run_tool(PROG, _main, argv)
 
 
 if __name__ == "__main__":

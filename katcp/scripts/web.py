@@ -5,70 +5,71 @@ sensors as they change, its identity, connection state and requests. With ``--co
 the page can also send requests.
 """
 
-import argparse
 import asyncio
-import logging
 import signal
 from typing import List, Optional
 
-from katcp.scripts._connection import parse_address
+from katcp.scripts._cli import (
+    EXIT_CONNECTION, EXIT_INTERRUPTED, EXIT_OK, ToolParser, add_logging_options, address_type,
+    cannot_listen, configure_logging, exit_status_text, run_tool)
 from katcp.web import DEFAULT_LISTEN, WebServer
 
-
-def _address(text, any_port=False):
-    address = parse_address(text, any_port)
-    if address is None:
-        raise argparse.ArgumentTypeError("expected %s, got %r" % (
-            "ADDR:PORT" if any_port else "HOST:PORT", text))
-    return address
+PROG = "katcp-web"
 
 
-def _listen_address(text):
-    return _address(text, any_port=True)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="katcp-web",
-        description="Serve a live web page of a KATCP device's sensors and requests.")
-    parser.add_argument("device", type=_address, metavar="HOST:PORT",
+def build_parser() -> ToolParser:
+    parser = ToolParser(PROG, epilog="It follows the device when it goes away and comes back. "
+                        "Stop it with Ctrl-C or SIGTERM.\n\n" + exit_status_text({
+                            EXIT_OK: "stopped by SIGTERM",
+                            EXIT_CONNECTION: "cannot listen on the --listen address"}))
+    parser.add_argument("device", type=address_type(), metavar="HOST:PORT",
                         help="address of the KATCP device")
-    parser.add_argument("--listen", type=_listen_address, metavar="ADDR:PORT",
-                        default=DEFAULT_LISTEN,
+    parser.add_argument("--listen", type=address_type(any_port=True, form="ADDR:PORT"),
+                        metavar="ADDR:PORT", default=DEFAULT_LISTEN,
                         help="where to serve the page (default: %s:%d, this machine only; "
                              "port 0 picks a free port)" % DEFAULT_LISTEN)
     parser.add_argument("--control", action="store_true",
                         help="let the page send requests to the device (default: watch only)")
     parser.add_argument("--strategy", default="event",
                         help="sampling strategy for every sensor (default: %(default)s)")
-    parser.add_argument("--log-level", default="WARNING",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    add_logging_options(parser)
     return parser
 
 
-async def _serve(opts):
+async def _serve(opts) -> int:
     web = WebServer(opts.device, listen=opts.listen, control=opts.control, strategy=opts.strategy)
-    done = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, done.set)
-    web.start()
+    stopped_by: "asyncio.Future[int]" = loop.create_future()
+
+    def stop(signum: int) -> None:
+        if not stopped_by.done():
+            stopped_by.set_result(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        web.start()
+    except OSError as exc:
+        raise cannot_listen(opts.listen[0], opts.listen[1], exc)
     print("katcp-web serving %s for %s:%d%s" % (
         web.url, opts.device[0], opts.device[1], " (control enabled)" if opts.control else ""),
         flush=True)
     try:
-        await done.wait()
+        return EXIT_INTERRUPTED if await stopped_by == signal.SIGINT else EXIT_OK
     finally:
         web.stop()
 
 
+def _main(argv: Optional[List[str]]) -> int:
+    opts = build_parser().parse_args(argv)
+    # Tornado serves the page: its access log is part of what -v shows.
+    configure_logging(opts, loggers=("katcp", "tornado"))
+    return asyncio.run(_serve(opts))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``katcp-web``."""
-    opts = build_parser().parse_args(argv)
-    logging.basicConfig(level=opts.log_level,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(_serve(opts))
-    return 0
+    return run_tool(PROG, _main, argv)
 
 
 if __name__ == "__main__":
