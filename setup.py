@@ -38,6 +38,8 @@ setup(
             "selenium>=4.11",
         ],
         "doc": ["sphinx>=5"],
+        # optional faster event loop for katcp's own loops: docs/uvloop.rst
+        "uvloop": ["uvloop>=0.17"],
     },
     entry_points={
         "console_scripts": [
