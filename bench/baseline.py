@@ -442,7 +442,11 @@ class LineServerProtocol(asyncio.Protocol):
 
 
 class BlockingLineClient:
-    """Blocking-socket client: send a request, read lines until its reply.
+    """Blocking-socket client: send a request, read until its reply line.
+
+    The floor of any blocking client: one ``sendall`` and (usually) one ``recv``
+    per request on the caller's thread, no other thread, no parsing beyond
+    finding the reply line.
 
     Parameters
     ----------
@@ -453,34 +457,50 @@ class BlockingLineClient:
     def __init__(self, host, port):
         self._sock = socket.create_connection((host, port))
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._file = self._sock.makefile("rb")
+        self._tail = b""
         for _ in GREETING:
-            self._file.readline()
+            self._line()
+
+    def _line(self):
+        buf = self._tail
+        end = buf.find(b"\n")
+        recv = self._sock.recv
+        while end < 0:
+            chunk = recv(65536)
+            if not chunk:
+                self._tail = b""
+                return b""
+            buf += chunk
+            end = buf.find(b"\n")
+        self._tail = buf[end + 1:]
+        return buf[:end + 1]
 
     def request(self, line):
         """Send ``line`` (bytes with newline) and return the reply line."""
         self._sock.sendall(line)
-        readline = self._file.readline
         while True:
-            reply = readline()
+            reply = self._line()
             if reply[:1] == b"!" or not reply:
                 return reply
 
     def close(self):
         """Close the connection."""
-        self._file.close()
         self._sock.close()
 
 
-class AsyncLineClient(asyncio.Protocol):
+class AsyncLineClient(asyncio.BufferedProtocol):
     """asyncio client: each request gets a future resolved by its reply line.
 
-    Replies arrive in request order on one connection, so a FIFO suffices.
+    Replies arrive in request order on one connection, so a FIFO suffices. It
+    reads into one preallocated buffer (``BufferedProtocol``), as katcp's
+    transports do, rather than letting asyncio allocate a 256 KiB ``bytes`` per
+    read.
     """
 
     def __init__(self):
         self.transport = None
         self._tail = b""
+        self._buffer = memoryview(bytearray(65536))
         self._pending = collections.deque()
         self._greeting_left = len(GREETING)
         self.greeted = asyncio.get_running_loop().create_future()
@@ -488,8 +508,11 @@ class AsyncLineClient(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
 
-    def data_received(self, data):
-        lines = (self._tail + data).split(b"\n")
+    def get_buffer(self, sizehint):
+        return self._buffer
+
+    def buffer_updated(self, nbytes):
+        lines = (self._tail + self._buffer[:nbytes].tobytes()).split(b"\n")
         self._tail = lines.pop()
         for line in lines:
             if line[:1] == b"!":

@@ -19,10 +19,13 @@ WAIT = 10.0
 
 @pytest.fixture
 def switch(monkeypatch):
-    """Leave the process's choice as it was (the environment decides) after the test."""
+    """No choice made (asyncio's own policy, no variable); the process's restored after."""
     monkeypatch.setattr(policy, "_chosen", None)
     monkeypatch.delenv(policy.ENV, raising=False)
-    return monkeypatch
+    before = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(None)
+    yield monkeypatch
+    asyncio.set_event_loop_policy(before)
 
 
 class _Server(katcp.DeviceServer):
@@ -105,10 +108,6 @@ def test_install_makes_asyncio_run_use_the_selected_loop(switch):
     async def kind():
         return type(asyncio.get_running_loop())
 
-    before = asyncio.get_event_loop_policy()
-    try:
-        policy.use_uvloop()
-        policy.install()
-        assert issubclass(asyncio.run(kind()), uvloop.Loop)
-    finally:
-        asyncio.set_event_loop_policy(before)
+    policy.use_uvloop()
+    policy.install()
+    assert issubclass(asyncio.run(kind()), uvloop.Loop)
