@@ -12,7 +12,8 @@ library. The benchmarks compare katcp against these programs in the same run.
   device server holding the same sensors, one ``transport.write`` per reply or
   inform (no batching).
 * Clients: :class:`BlockingLineClient` (blocking socket),
-  :class:`AsyncLineClient` (asyncio protocol) and :class:`ThreadHopLineClient`
+  :class:`AsyncLineClient` (asyncio buffered protocol), :class:`StreamsLineClient`
+  (asyncio streams) and :class:`ThreadHopLineClient`
   (a blocking call from the caller's thread into an asyncio loop thread and
   back, the thread crossing that DESIGN.md prescribes for katcp's blocking
   clients, with nothing else).
@@ -528,6 +529,40 @@ class AsyncLineClient(asyncio.BufferedProtocol):
         self._pending.append(future)
         self.transport.write(line)
         return future
+
+
+class StreamsLineClient:
+    """asyncio streams client: ``writer.write()`` a request, ``reader.readline()`` to its reply.
+
+    What the standard library's high-level API gives: each read goes through a
+    ``StreamReader`` (asyncio allocates its receive buffer per read).
+    :class:`AsyncLineClient` is the lower floor.
+    """
+
+    def __init__(self, reader, writer):
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, host, port):
+        """Connect and read the greeting."""
+        reader, writer = await asyncio.open_connection(host, port)
+        for _ in GREETING:
+            await reader.readline()
+        return cls(reader, writer)
+
+    async def request(self, line):
+        """Send ``line`` and return its reply line."""
+        self.writer.write(line)
+        readline = self.reader.readline
+        while True:
+            reply = await readline()
+            if reply[:1] == b"!" or not reply:
+                return reply
+
+    def close(self):
+        """Close the connection."""
+        self.writer.close()
 
 
 class ThreadHopLineClient:

@@ -9,9 +9,10 @@ during a sample is the client's. Requests give a timeout, as scripts do.
   clients, and vs :class:`baseline.BlockingLineClient` (one thread, no
   crossing).
 * ``AsyncClient.future_request`` on the caller's loop vs
-  :class:`baseline.AsyncLineClient`.
+  :class:`baseline.StreamsLineClient` (asyncio streams) and
+  :class:`baseline.AsyncLineClient` (a buffered protocol, the floor).
 
-The five clients are sampled in turn in one interleaved series, so each ratio
+The six clients are sampled in turn in one interleaved series, so each ratio
 compares samples taken side by side.
 """
 
@@ -36,7 +37,7 @@ def _timed(run, n):
 
 
 class _Clients:
-    """The five clients, connected to one server; ``variants()`` samples each."""
+    """The six clients, connected to one server; ``variants()`` samples each."""
 
     def __init__(self, address):
         import katcp
@@ -53,13 +54,14 @@ class _Clients:
         async def connect():
             _, line = await self.loop.create_connection(baseline.AsyncLineClient, *address)
             await asyncio.wait_for(line.greeted, TIMEOUT)
+            streams = await baseline.StreamsLineClient.connect(*address)
             client = katcp.AsyncClient(*address)
             client.set_ioloop(IOLoop.current())
             client.start()
             await client.until_protocol(timeout=TIMEOUT)
-            return line, client
+            return line, streams, client
 
-        self.async_line, self.future = self.loop.run_until_complete(connect())
+        self.async_line, self.streams, self.future = self.loop.run_until_complete(connect())
 
     def _blocking_request(self, n):
         request, client = self.katcp.Message.request, self.blocking
@@ -80,8 +82,8 @@ class _Clients:
             reply, _ = await client.future_request(request("watchdog"), timeout=TIMEOUT)
             assert reply.reply_ok(), reply
 
-    async def _async_line_requests(self, n):
-        client = self.async_line
+    @staticmethod
+    async def _async_line_requests(client, n):
         for _ in range(n):
             reply = await client.request(b"?watchdog\n")
             assert reply.startswith(b"!watchdog ok"), reply
@@ -94,7 +96,8 @@ class _Clients:
             "thread_hop": self._line_requests(self.hop),
             "socket": self._line_requests(self.socket),
             "future_request": lambda n: run(self._future_requests(n)),
-            "asyncio_line": lambda n: run(self._async_line_requests(n)),
+            "asyncio_protocol": lambda n: run(self._async_line_requests(self.async_line, n)),
+            "asyncio_streams": lambda n: run(self._async_line_requests(self.streams, n)),
         }
         for fn in runs.values():
             fn(WARMUP_REQUESTS)
@@ -106,6 +109,7 @@ class _Clients:
         async def stop():
             self.future.stop()
             self.async_line.transport.close()
+            self.streams.close()
             await self.future.until_stopped(timeout=TIMEOUT)
 
         self.loop.run_until_complete(stop())
@@ -145,7 +149,9 @@ def run_clients(ctx):
         rate("thread_hop", "socket"),
         cpu("thread_hop", "socket"),
         Row("clients.future_request", "req/s", m["future_request"]["rate"],
-            m["asyncio_line"]["rate"], ("ratio", ">=", 1.0),
-            dict(extra, samples={k: samples[k] for k in ("future_request", "asyncio_line")})),
-        cpu("future_request", "asyncio_line"),
+            m["asyncio_streams"]["rate"], ("ratio", ">=", 1.0),
+            dict(extra, samples={k: samples[k] for k in (
+                "future_request", "asyncio_streams", "asyncio_protocol")})),
+        rate("future_request.vs_protocol", "asyncio_protocol"),
+        cpu("future_request", "asyncio_protocol"),
     ]

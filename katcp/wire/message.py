@@ -24,6 +24,19 @@ _ESCAPE_SUB = functools.partial(re.compile(rb"[\\ \0\n\r\x1b\t]").sub,
                                 lambda m: _ESCAPES[m.group()])
 _UNESCAPE_SUB = functools.partial(re.compile(rb"\\.?", re.DOTALL).sub,
                                   lambda m: _UNESCAPES[m.group()])
+
+
+def _unescape(arg: bytes) -> bytes:
+    """Undo the escapes of one argument (KeyError for an invalid one)."""
+    # Text mostly escapes only spaces: without an escaped backslash every "\_" is one,
+    # and plain replace() saves a regex callback per escape.
+    if b"\\\\" not in arg:
+        spaced = arg.replace(b"\\_", b" ")
+        if 92 not in spaced:
+            return spaced
+    return _UNESCAPE_SUB(arg)
+
+
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9\-]*\Z")
 _HEADER_RE = re.compile(rb"([A-Za-z][A-Za-z0-9\-]*)(?:\[([0-9]+)\])?\Z")
 _BLANK_SPLIT = re.compile(rb"[ \t]+").split
@@ -351,7 +364,7 @@ class MessageParser:
         arguments = parts[1:]
         if 92 in line:
             try:
-                arguments = [_UNESCAPE_SUB(arg) if 92 in arg else arg for arg in arguments]
+                arguments = [_unescape(arg) if 92 in arg else arg for arg in arguments]
             except KeyError as exc:
                 raise KatcpSyntaxError("Invalid escape sequence %r." % (
                     show(exc.args[0]),)) from None
