@@ -3,15 +3,18 @@
 * Once synced, an inspecting client hands out known sensors and requests at once, in an
   already resolved future (a resource gets every sensor of its device this way while it
   syncs), and the same object each time.
+* An answered request keeps nothing of its reply alive while it waits, answered, for
+  its deadline to pass (thousands of sensor-list informs during a sync).
 * Parsing undoes escapes the same way whether it takes the plain-space fast path or not.
 """
 
 import asyncio
+import gc
 
 import pytest
 from tornado.ioloop import IOLoop
 
-from katcp import AsyncDeviceServer, Message, Sensor
+from katcp import AsyncClient, AsyncDeviceServer, Message, Sensor
 from katcp.core import KatcpSyntaxError, MessageParser
 from katcp.inspecting_client import InspectingClientAsync
 
@@ -53,6 +56,37 @@ def test_known_sensors_and_requests_come_resolved_once_synced():
             missing = client.future_get_sensor("no.such")
             assert not missing.done()
             assert (await missing) is None
+        finally:
+            client.stop()
+            await client.until_stopped(timeout=WAIT)
+            await asyncio.wrap_future(device.stop(timeout=WAIT))
+
+    asyncio.run(main())
+
+
+def _sensor_list_informs():
+    return [o for o in gc.get_objects() if isinstance(o, Message)
+            and o.mtype == Message.INFORM and o.name == "sensor-list"]
+
+
+def test_answered_request_keeps_no_informs_until_its_deadline():
+    async def main():
+        device = _Device("127.0.0.1", 0)
+        device.set_ioloop(IOLoop.current())
+        device.start()
+        client = AsyncClient("127.0.0.1", device.bind_address[1])
+        client.set_ioloop(IOLoop.current())
+        client.start()
+        try:
+            await client.until_protocol(timeout=WAIT)
+            # a deadline far away: the answered request stays in the timeout heap
+            reply, informs = await client.future_request(Message.request("sensor-list"),
+                                                         timeout=3600)
+            assert reply.reply_ok() and len(informs) == 5
+            del reply, informs
+            await asyncio.sleep(0)  # the loop's handle that resumed us held the future
+            gc.collect()
+            assert _sensor_list_informs() == []
         finally:
             client.stop()
             await client.until_stopped(timeout=WAIT)

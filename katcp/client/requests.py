@@ -95,9 +95,12 @@ class FutureRequest:
 
     def on_reply(self, msg: Message) -> bool:
         """Resolve the future with the reply and the informs collected (True)."""
-        future = self.future
-        if not future.done():
-            future.set_result((msg, [] if self.informs is None else self.informs))
+        future, informs = self.future, self.informs
+        # An answered request may wait in the timeout heap for a while: it must not
+        # keep the reply and informs (a sensor list of thousands) alive meanwhile.
+        self.future = self.informs = None
+        if future is not None and not future.done():
+            future.set_result((msg, [] if informs is None else informs))
         return True
 
 
