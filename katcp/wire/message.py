@@ -26,14 +26,22 @@ _UNESCAPE_SUB = functools.partial(re.compile(rb"\\.?", re.DOTALL).sub,
                                   lambda m: _UNESCAPES[m.group()])
 
 
+_OTHER_UNESCAPES = [(escaped, raw) for escaped, raw in _UNESCAPES.items()
+                    if escaped not in (b"\\_", b"\\\\")]
+
+
 def _unescape(arg: bytes) -> bytes:
     """Undo the escapes of one argument (KeyError for an invalid one)."""
-    # Text mostly escapes only spaces: without an escaped backslash every "\_" is one,
-    # and plain replace() saves a regex callback per escape.
+    # Without an escaped backslash every backslash starts an escape of its own, so
+    # plain replace() calls undo them (most text escapes only spaces) with no regex
+    # callback per escape; anything left over is an invalid escape for the regex.
     if b"\\\\" not in arg:
-        spaced = arg.replace(b"\\_", b" ")
-        if 92 not in spaced:
-            return spaced
+        plain = arg.replace(b"\\_", b" ")
+        if 92 in plain:
+            for escaped, raw in _OTHER_UNESCAPES:
+                plain = plain.replace(escaped, raw)
+        if 92 not in plain:
+            return plain
     return _UNESCAPE_SUB(arg)
 
 
