@@ -11,6 +11,7 @@ import logging
 import signal
 from typing import List, Optional
 
+from katcp.loop import policy
 from katcp.scripts._connection import parse_address
 from katcp.web import DEFAULT_LISTEN, WebServer
 
@@ -67,6 +68,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     opts = build_parser().parse_args(argv)
     logging.basicConfig(level=opts.log_level,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    policy.install()  # KATCP_EVENT_LOOP=uvloop runs the web server on uvloop
     asyncio.run(_serve(opts))
     return 0
 
