@@ -4,6 +4,7 @@ import contextlib
 import dataclasses
 import datetime
 import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -198,11 +199,7 @@ LOOP_BENCHMARKS = ("requests", "pipeline", "streaming", "clients")
 
 def available_loops():
     """The loops of :data:`LOOPS` installed here (uvloop is optional)."""
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return LOOPS[:1]
-    return LOOPS
+    return LOOPS if importlib.util.find_spec("uvloop") else LOOPS[:1]
 
 
 def run(names=None, size=FULL, log=None, loops=None):
