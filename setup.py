@@ -39,7 +39,7 @@ setup(
         ],
         "doc": ["sphinx>=5"],
         # optional faster event loop for katcp's own loops: docs/uvloop.rst
-        "uvloop": ["uvloop>=0.17"],
+        "uvloop": ["uvloop>=0.17", "tornado>=6.2"],
     },
     entry_points={
         "console_scripts": [

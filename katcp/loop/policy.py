@@ -91,7 +91,12 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def new_ioloop() -> tornado.ioloop.IOLoop:
-    """A new tornado IOLoop (not current anywhere) on a loop from :func:`new_event_loop`."""
+    """A new tornado IOLoop (not current anywhere) on a loop from :func:`new_event_loop`.
+
+    On uvloop this needs tornado 6.2 or newer (its ``asyncio_loop`` argument).
+    """
+    if event_loop_name() == "asyncio":
+        return tornado.ioloop.IOLoop(make_current=False)
     return tornado.ioloop.IOLoop(make_current=False, asyncio_loop=new_event_loop())
 
 
