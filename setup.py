@@ -43,6 +43,8 @@ setup(
             "jupyter_client>=7",
         ],
         "doc": ["sphinx>=5"],
+        # optional faster event loop for katcp's own loops: docs/uvloop.rst
+        "uvloop": ["uvloop>=0.17", "tornado>=6.2"],
     },
     entry_points={
         "console_scripts": [

@@ -28,21 +28,28 @@ def main(argv=None):
     parser.add_argument("--profile", metavar="DIR",
                         help="cProfile the async katcp server's loop thread and this "
                         "process's main thread into DIR/*.prof and print summaries")
+    parser.add_argument("--loop", choices=harness.LOOPS + ("both",), default="both",
+                        help="event loop of both sides: %s run on each loop with 'both' "
+                        "(the default; uvloop only if installed), the rest on the first"
+                        % ", ".join(harness.LOOP_BENCHMARKS))
+    parser.add_argument("--check", action="store_true",
+                        help="exit with status 2 if a row misses its target")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
     args = parser.parse_args(argv)
 
     size = harness.SIZES[args.size or ("quick" if args.quick else "full")]
+    loops = harness.available_loops() if args.loop == "both" else (args.loop,)
     log = None if args.quiet else sys.stderr
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
         os.environ[profiling.ENV] = os.path.abspath(args.profile)
-        rows, meta = profiling.run_profiled(lambda: harness.run(args.only, size, log=log),
-                                            "bench-main")
+        rows, meta = profiling.run_profiled(
+            lambda: harness.run(args.only, size, log=log, loops=loops), "bench-main")
     else:
-        rows, meta = harness.run(args.only, size, log=log)
-    print("python %s, tornado %s, katcp %s, %s CPUs, size %s, %s"
+        rows, meta = harness.run(args.only, size, log=log, loops=loops)
+    print("python %s, tornado %s, katcp %s, %s CPUs, size %s, loops %s, %s"
           % (meta["python"], meta["tornado"], meta["katcp"], meta["cpus"],
-             size.name, meta["date"]))
+             size.name, "+".join(loops), meta["date"]))
     print(harness.format_table(rows))
     harness.write_json(args.json, rows, meta)
     print("results written to %s" % args.json)
@@ -51,7 +58,14 @@ def main(argv=None):
             if name.endswith(".prof"):
                 print("\n== profile %s" % name)
                 print(profiling.summary(os.path.join(args.profile, name)))
-    return 1 if any(r.error for r in rows) else 0
+    if any(r.error for r in rows):
+        return 1
+    missed = harness.missed(rows)
+    if args.check and missed:
+        print("--check: %d row(s) missed their target: %s"
+              % (len(missed), ", ".join(r.name for r in missed)))
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ library. The benchmarks compare katcp against these programs in the same run.
   device server holding the same sensors, one ``transport.write`` per reply or
   inform (no batching).
 * Clients: :class:`BlockingLineClient` (blocking socket),
-  :class:`AsyncLineClient` (asyncio protocol) and :class:`ThreadHopLineClient`
+  :class:`AsyncLineClient` (asyncio buffered protocol), :class:`StreamsLineClient`
+  (asyncio streams) and :class:`ThreadHopLineClient`
   (a blocking call from the caller's thread into an asyncio loop thread and
   back, the thread crossing that DESIGN.md prescribes for katcp's blocking
   clients, with nothing else).
@@ -442,7 +443,11 @@ class LineServerProtocol(asyncio.Protocol):
 
 
 class BlockingLineClient:
-    """Blocking-socket client: send a request, read lines until its reply.
+    """Blocking-socket client: send a request, read until its reply line.
+
+    The floor of any blocking client: one ``sendall`` and (usually) one ``recv``
+    per request on the caller's thread, no other thread, no parsing beyond
+    finding the reply line.
 
     Parameters
     ----------
@@ -453,34 +458,50 @@ class BlockingLineClient:
     def __init__(self, host, port):
         self._sock = socket.create_connection((host, port))
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._file = self._sock.makefile("rb")
+        self._tail = b""
         for _ in GREETING:
-            self._file.readline()
+            self._line()
+
+    def _line(self):
+        buf = self._tail
+        end = buf.find(b"\n")
+        recv = self._sock.recv
+        while end < 0:
+            chunk = recv(65536)
+            if not chunk:
+                self._tail = b""
+                return b""
+            buf += chunk
+            end = buf.find(b"\n")
+        self._tail = buf[end + 1:]
+        return buf[:end + 1]
 
     def request(self, line):
         """Send ``line`` (bytes with newline) and return the reply line."""
         self._sock.sendall(line)
-        readline = self._file.readline
         while True:
-            reply = readline()
+            reply = self._line()
             if reply[:1] == b"!" or not reply:
                 return reply
 
     def close(self):
         """Close the connection."""
-        self._file.close()
         self._sock.close()
 
 
-class AsyncLineClient(asyncio.Protocol):
+class AsyncLineClient(asyncio.BufferedProtocol):
     """asyncio client: each request gets a future resolved by its reply line.
 
-    Replies arrive in request order on one connection, so a FIFO suffices.
+    Replies arrive in request order on one connection, so a FIFO suffices. It
+    reads into one preallocated buffer (``BufferedProtocol``), as katcp's
+    transports do, rather than letting asyncio allocate a 256 KiB ``bytes`` per
+    read.
     """
 
     def __init__(self):
         self.transport = None
         self._tail = b""
+        self._buffer = memoryview(bytearray(65536))
         self._pending = collections.deque()
         self._greeting_left = len(GREETING)
         self.greeted = asyncio.get_running_loop().create_future()
@@ -488,8 +509,11 @@ class AsyncLineClient(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
 
-    def data_received(self, data):
-        lines = (self._tail + data).split(b"\n")
+    def get_buffer(self, sizehint):
+        return self._buffer
+
+    def buffer_updated(self, nbytes):
+        lines = (self._tail + self._buffer[:nbytes].tobytes()).split(b"\n")
         self._tail = lines.pop()
         for line in lines:
             if line[:1] == b"!":
@@ -505,6 +529,40 @@ class AsyncLineClient(asyncio.Protocol):
         self._pending.append(future)
         self.transport.write(line)
         return future
+
+
+class StreamsLineClient:
+    """asyncio streams client: ``writer.write()`` a request, ``reader.readline()`` to its reply.
+
+    What the standard library's high-level API gives: each read goes through a
+    ``StreamReader`` (asyncio allocates its receive buffer per read).
+    :class:`AsyncLineClient` is the lower floor.
+    """
+
+    def __init__(self, reader, writer):
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, host, port):
+        """Connect and read the greeting."""
+        reader, writer = await asyncio.open_connection(host, port)
+        for _ in GREETING:
+            await reader.readline()
+        return cls(reader, writer)
+
+    async def request(self, line):
+        """Send ``line`` and return its reply line."""
+        self.writer.write(line)
+        readline = self.reader.readline
+        while True:
+            reply = await readline()
+            if reply[:1] == b"!" or not reply:
+                return reply
+
+    def close(self):
+        """Close the connection."""
+        self.writer.close()
 
 
 class ThreadHopLineClient:

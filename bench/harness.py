@@ -1,8 +1,10 @@
 """Benchmark harness: sizes, result rows, interleaved repetition, reporting."""
 
+import contextlib
 import dataclasses
 import datetime
 import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -38,19 +40,26 @@ class Size:
     client_repeats: int = 9  # latency-bound and noisy on a shared machine
     idle_connections: int = 2000
     latency_requests: int = 300
+    fleet_devices: tuple = (16, 64)
+    fleet_processes: int = 4
+    fleet_sensors: int = 500
+    fleet_period: float = 1.0
+    fleet_seconds: float = 5.0
+    fleet_repeats: int = 3
 
 
 FULL = Size("full", repeats=5)
 QUICK = Size("quick", repeats=5, codec_loops=2, stream_lines=20_000, sequential=1000,
              pipeline_seconds=0.3, bulk_sensors=2000, stream_seconds=0.5,
              periodic_seconds=1.0, client_requests=1000, idle_connections=500,
-             latency_requests=100)
+             latency_requests=100, fleet_seconds=2.0, fleet_repeats=1)
 TINY = Size("tiny", repeats=1, codec_groups=20, codec_loops=1, stream_lines=300,
             sequential=20, pipeline_seconds=0.05, pipeline_widths=(1, 2),
             pipeline_depth=5, bulk_sensors=12, stream_sensors=12, stream_seconds=0.1,
             stream_clients=(1, 2), periodic_sensors=12, periodic_period=0.02,
             periodic_seconds=0.2, client_requests=20, client_repeats=1, idle_connections=10,
-            latency_requests=10)
+            latency_requests=10, fleet_devices=(2, 4), fleet_processes=2, fleet_sensors=20,
+            fleet_period=0.1, fleet_seconds=0.3, fleet_repeats=1)
 SIZES = {s.name: s for s in (FULL, QUICK, TINY)}
 
 # -- results --------------------------------------------------------------------
@@ -171,7 +180,7 @@ class Context:
 
 
 MODULES = ("bench_codec", "bench_requests", "bench_sensors", "bench_clients", "bench_scale",
-           "bench_web")
+           "bench_fleet", "bench_web")
 """Benchmark modules, in the order of the issue's workloads (the table's order)."""
 
 
@@ -181,7 +190,19 @@ def load_all():
         importlib.import_module("bench." + module)
 
 
-def run(names=None, size=FULL, log=None):
+LOOPS = ("asyncio", "uvloop")
+"""Event loops a run can use; rows measured on uvloop get the suffix ``.uvloop``."""
+
+LOOP_BENCHMARKS = ("requests", "pipeline", "streaming", "clients")
+"""Benchmarks that run once per event loop (the rest run on asyncio only)."""
+
+
+def available_loops():
+    """The loops of :data:`LOOPS` installed here (uvloop is optional)."""
+    return LOOPS if importlib.util.find_spec("uvloop") else LOOPS[:1]
+
+
+def run(names=None, size=FULL, log=None, loops=None):
     """Run benchmarks and return ``(rows, meta)``.
 
     Parameters
@@ -193,39 +214,70 @@ def run(names=None, size=FULL, log=None):
         Workload sizes.
     log : file, optional
         Progress messages go here.
+    loops : sequence of str, optional
+        Event loops (:data:`LOOPS`): the :data:`LOOP_BENCHMARKS` run on each, the
+        others on the first. Default: :func:`available_loops`.
 
     Returns
     -------
     tuple
         The list of :class:`Row` and a dict describing the run.
     """
-    from bench.procs import ServerPool, raise_fd_limit
+    from bench.procs import LOOP_ENV, ServerPool, install_loop, raise_fd_limit
     load_all()
     unknown = set(names or ()) - set(BENCHMARKS)
     if unknown:
         raise ValueError("unknown benchmark(s): %s (known: %s)"
                          % (", ".join(sorted(unknown)), ", ".join(BENCHMARKS)))
+    loops = tuple(loops or available_loops())
     raise_fd_limit()
     rows = []
     started = time.time()
-    with ServerPool() as pool:
-        ctx = Context(size, pool, log)
+    previous = os.environ.get(LOOP_ENV)
+    with contextlib.ExitStack() as stack:
+        # one pool of server processes per loop: a child's loop is chosen at its start
+        pools = {loop: stack.enter_context(ServerPool(loop)) for loop in loops}
         for name, fn in BENCHMARKS.items():
             if (name not in names) if names else (name in OPT_IN):
                 continue
-            ctx.say("== %s" % name)
-            t0 = time.perf_counter()
-            try:
-                rows.extend(fn(ctx))
-            except Exception as exc:
-                # the table gets the last line (a child's traceback ends there)
-                lines = [line for line in str(exc).splitlines() if line.strip()]
-                rows.append(Row(name, "", None, None,
-                                error=lines[-1] if lines else type(exc).__name__,
-                                extra={"traceback": traceback.format_exc()}))
-                ctx.say(traceback.format_exc())
-            ctx.say("   %.1f s" % (time.perf_counter() - t0))
-    return rows, describe_run(size, time.time() - started)
+            for loop in (loops if name in LOOP_BENCHMARKS else loops[:1]):
+                suffix = "" if loop == "asyncio" else "." + loop
+                install_loop(loop)
+                try:
+                    rows.extend(_run_one(name + suffix, fn, Context(size, pools[loop], log),
+                                         suffix))
+                finally:
+                    install_loop("asyncio")
+    if previous is None:
+        os.environ.pop(LOOP_ENV, None)
+    else:
+        os.environ[LOOP_ENV] = previous
+    meta = describe_run(size, time.time() - started)
+    meta["loops"] = list(loops)
+    return rows, meta
+
+
+def _run_one(label, fn, ctx, suffix):
+    ctx.say("== %s" % label)
+    t0 = time.perf_counter()
+    try:
+        rows = fn(ctx)
+    except Exception as exc:
+        # the table gets the last line (a child's traceback ends there)
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        rows = [Row(label, "", None, None, error=lines[-1] if lines else type(exc).__name__,
+                    extra={"traceback": traceback.format_exc()})]
+        ctx.say(traceback.format_exc())
+    else:
+        for row in rows:
+            row.name += suffix
+    ctx.say("   %.1f s" % (time.perf_counter() - t0))
+    return rows
+
+
+def missed(rows):
+    """Rows that missed their target or raised an error."""
+    return [row for row in rows if row.passed is False]
 
 
 def describe_run(size, seconds):

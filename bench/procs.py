@@ -25,6 +25,8 @@ from multiprocessing.connection import Connection
 
 from bench import baseline, profiling
 
+LOOP_ENV = "KATCP_EVENT_LOOP"
+"""katcp's event loop switch (:mod:`katcp.loop.policy`); the children get it too."""
 START_TIMEOUT = 120.0
 CALL_TIMEOUT = 300.0
 
@@ -207,11 +209,100 @@ class KatcpHost(_Host):
             self._loop_done.wait(10)
 
 
-def child_main(kind, nsensors, conn):
+class FleetHost(_Host):
+    """Several ``katcp.AsyncDeviceServer`` on one loop thread: part of a fleet.
+
+    Parameters
+    ----------
+    nsensors : int
+        Sensors per server.
+    count : int
+        Servers in this process; ``port`` is the list of their ports.
+    """
+
+    def __init__(self, nsensors, count):
+        import katcp
+        from tornado.ioloop import IOLoop
+        self.specs = baseline.sensor_specs(nsensors)
+        cls = _bench_server_class(katcp.AsyncDeviceServer)
+        self.loop = asyncio.new_event_loop()
+        self._updater = None
+        self.rounds = 0
+        created = concurrent.futures.Future()
+
+        def serve():
+            asyncio.set_event_loop(self.loop)
+            ioloop = IOLoop.current()
+            try:
+                servers = [cls(self.specs, "127.0.0.1", 0) for _ in range(count)]
+                for server in servers:
+                    server.start()
+            except Exception as exc:
+                created.set_exception(exc)
+                return
+            ioloop.add_callback(created.set_result, servers)
+            self.loop.run_forever()
+
+        threading.Thread(target=serve, daemon=True).start()
+        self.servers = created.result(START_TIMEOUT)
+        for server in self.servers:
+            server.wait_running(START_TIMEOUT)
+        self.port = [server.bind_address[1] for server in self.servers]
+
+    def cmd_start_updates(self, every, period):
+        """Every ``period`` s give each server's sensors ``0, every, 2 every...`` new values."""
+        work = [(server.get_sensor(spec.name), spec.stype)
+                for server in self.servers for spec in self.specs[::every]]
+        value = baseline.stream_value
+
+        def one_round():
+            self.rounds += 1
+            for sensor, stype in work:
+                sensor.set_value(value(stype, self.rounds))
+            self._updater = self.loop.call_later(period, one_round)
+
+        self.loop.call_soon_threadsafe(one_round)
+
+    def cmd_stop_updates(self):
+        """Stop updating; return the number of rounds made."""
+        done = concurrent.futures.Future()
+
+        def stop():
+            if self._updater is not None:
+                self._updater.cancel()
+            done.set_result(self.rounds)
+
+        self.loop.call_soon_threadsafe(stop)
+        return done.result(CALL_TIMEOUT)
+
+    def stop(self):
+        for server in self.servers:
+            server.stop(timeout=10).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def install_loop(name):
+    """Make this process's new event loops ``name`` loops (``'asyncio'`` or ``'uvloop'``).
+
+    Plain asyncio code (``asyncio.run()``, the line server, the load generator)
+    follows the event loop policy, katcp's managed loops ``KATCP_EVENT_LOOP``, and
+    server processes started afterwards inherit both choices.
+    """
+    if name == "uvloop":
+        import uvloop
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    else:
+        asyncio.set_event_loop_policy(None)
+    os.environ[LOOP_ENV] = name
+
+
+def child_main(kind, nsensors, conn, count=1):
     """Serve in this process, obeying commands from ``conn`` until 'stop'."""
     raise_fd_limit()
+    install_loop(os.environ.get(LOOP_ENV, "asyncio"))
     try:
-        host = LineHost(nsensors) if kind == "line" else KatcpHost(kind, nsensors)
+        host = (LineHost(nsensors) if kind == "line" else
+                FleetHost(nsensors, count) if kind == "fleet" else KatcpHost(kind, nsensors))
     except Exception:
         conn.send(("error", traceback.format_exc()))
         return
@@ -245,21 +336,27 @@ class ServerProcess:
 
     Parameters
     ----------
-    kind : {'line', 'async', 'threaded'}
-        Which server.
+    kind : {'line', 'async', 'threaded', 'fleet'}
+        Which server (``'fleet'``: `count` async katcp servers, see :class:`FleetHost`).
     nsensors : int
-        Number of sensors (:func:`baseline.sensor_specs`).
+        Number of sensors (:func:`baseline.sensor_specs`), per server.
+    loop : {'asyncio', 'uvloop'}
+        The event loop of the child's servers.
+    count : int
+        Number of servers, for ``'fleet'``; ``port`` is then a list.
     """
 
-    def __init__(self, kind, nsensors):
+    def __init__(self, kind, nsensors, loop="asyncio", count=1):
         self.kind = kind
+        self.loop = loop
         ours, theirs = socket.socketpair()
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        env[LOOP_ENV] = loop
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.procs", kind, str(nsensors),
-             str(theirs.fileno())], pass_fds=[theirs.fileno()], env=env)
+             str(theirs.fileno()), str(count)], pass_fds=[theirs.fileno()], env=env)
         theirs.close()
         self._conn = Connection(ours.detach())
         self._lock = threading.Lock()
@@ -306,16 +403,23 @@ class ServerProcess:
 
 
 class ServerPool:
-    """Server processes shared by the benchmarks of one run, by kind and size."""
+    """Server processes shared by the benchmarks of one run, by kind and size.
 
-    def __init__(self):
+    Parameters
+    ----------
+    loop : {'asyncio', 'uvloop'}
+        The event loop of every server the pool starts.
+    """
+
+    def __init__(self, loop="asyncio"):
+        self.loop = loop
         self._servers = {}
 
     def get(self, kind, nsensors):
         """The server of ``kind`` with ``nsensors`` sensors, started on first use."""
         key = (kind, nsensors)
         if key not in self._servers:
-            self._servers[key] = ServerProcess(kind, nsensors)
+            self._servers[key] = ServerProcess(kind, nsensors, self.loop)
         return self._servers[key]
 
     def close(self):
@@ -332,4 +436,4 @@ class ServerPool:
 
 
 if __name__ == "__main__":
-    child_main(sys.argv[1], int(sys.argv[2]), Connection(int(sys.argv[3])))
+    child_main(sys.argv[1], int(sys.argv[2]), Connection(int(sys.argv[3])), int(sys.argv[4]))

@@ -799,9 +799,7 @@ class InspectingClientAsync:
             return name in index
         return False
 
-    @tornado.gen.coroutine
-    def future_get_sensor(self, name: str, update: Optional[bool] = None
-                          ) -> Generator[Any, Any, Any]:
+    def future_get_sensor(self, name: str, update: Optional[bool] = None) -> Any:
         """Get the sensor object.
 
         Check if we have information for this sensor, if not connect to server and
@@ -817,38 +815,68 @@ class InspectingClientAsync:
 
         Returns
         -------
-        Sensor created by :meth:`sensor_factory` or None if sensor not found.
+        A tornado Future resolving to the sensor created by :meth:`sensor_factory`, or
+        to None if the sensor is not found.
 
         Notes
         -----
         Ensure that self.state.data_synced == True if yielding to future_get_sensor
         from a state-change callback, or a deadlock will occur.
         """
-        exists = yield self.future_check_sensor(name, update)
-        info = self._sensors_index.get(name) if exists else None
-        if info is not None and info.get("obj") is None:
-            sensor_type = Sensor.parse_type(info["sensor_type"])
-            params = Sensor.parse_params(sensor_type, info["params"], self._katcp_major())
-            info["obj"] = self.sensor_factory(
-                name=name, sensor_type=sensor_type, description=info["description"],
-                units=info["units"], params=params)
-        return None if info is None else info["obj"]
+        return self._future_get(name, update, self._sensors_index, self.future_check_sensor,
+                                self._make_sensor)
 
-    @tornado.gen.coroutine
-    def future_get_request(self, name: str, update: Optional[bool] = None
-                           ) -> Generator[Any, Any, Any]:
+    def future_get_request(self, name: str, update: Optional[bool] = None) -> Any:
         """Get the request object: as :meth:`future_get_sensor`, for requests.
 
         Returns
         -------
-        Request created by :meth:`request_factory` or None if request not found.
+        A tornado Future resolving to the request created by :meth:`request_factory`,
+        or to None if the request is not found.
         """
-        exists = yield self.future_check_request(name, update)
-        info = self._requests_index.get(name) if exists else None
-        if info is not None and info.get("obj") is None:
-            info["obj"] = self.request_factory(name=name, description=info["description"],
-                                               timeout_hint=info["timeout_hint"])
-        return None if info is None else info["obj"]
+        return self._future_get(name, update, self._requests_index, self.future_check_request,
+                                self._make_request)
+
+    def _future_get(self, name: str, update: Optional[bool], index: Dict[str, Any],
+                    check: Callable[..., Any], make: Callable[[str, Dict[str, Any]], Any]
+                    ) -> Any:
+        if self._state.data_synced and name in index:
+            # Known and up to date: nothing to wait for or inspect, so no coroutine (a
+            # resource's sync gets every sensor of its device this way).
+            future = self._create_future()
+            future.set_result(self._object(name, index, make))
+            return future
+        return self._future_check_and_get(name, update, index, check, make)
+
+    @tornado.gen.coroutine
+    def _future_check_and_get(self, name: str, update: Optional[bool], index: Dict[str, Any],
+                              check: Callable[..., Any],
+                              make: Callable[[str, Dict[str, Any]], Any]
+                              ) -> Generator[Any, Any, Any]:
+        exists = yield check(name, update)
+        return self._object(name, index, make) if exists else None
+
+    @staticmethod
+    def _object(name: str, index: Dict[str, Any],
+                make: Callable[[str, Dict[str, Any]], Any]) -> Any:
+        """The object of item `name` of `index`, made on first use; None if unknown."""
+        info = index.get(name)
+        if info is None:
+            return None
+        if info.get("obj") is None:
+            info["obj"] = make(name, info)
+        return info["obj"]
+
+    def _make_sensor(self, name: str, info: Dict[str, Any]) -> Any:
+        sensor_type = Sensor.parse_type(info["sensor_type"])
+        params = Sensor.parse_params(sensor_type, info["params"], self._katcp_major())
+        return self.sensor_factory(name=name, sensor_type=sensor_type,
+                                   description=info["description"], units=info["units"],
+                                   params=params)
+
+    def _make_request(self, name: str, info: Dict[str, Any]) -> Any:
+        return self.request_factory(name=name, description=info["description"],
+                                    timeout_hint=info["timeout_hint"])
 
     # -- talking to the device ------------------------------------------------------
 

@@ -25,6 +25,7 @@ import tornado.gen
 import tornado.ioloop
 
 from katcp.loop.crossing import call_on_loop, is_awaitable, on_thread, running_loop
+from katcp.loop.policy import new_ioloop
 from katcp.object_proxies import ObjectWrapper
 
 log = logging.getLogger("katcp.ioloop_manager")
@@ -173,11 +174,13 @@ class IOLoopManager:
         Returns
         -------
         ioloop : :class:`tornado.ioloop.IOLoop`
-            A new loop (not yet running) if managed, else the caller's current loop.
+            A new loop (not yet running) if managed, of the kind
+            :mod:`katcp.loop.policy` selects (asyncio or uvloop), else the caller's
+            current loop.
 
         """
         if self._ioloop is None:
-            self._ioloop = (tornado.ioloop.IOLoop(make_current=False) if self._ioloop_managed
+            self._ioloop = (new_ioloop() if self._ioloop_managed
                             else tornado.ioloop.IOLoop.current())
         return self._ioloop
 

@@ -11,6 +11,10 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from katcp.ioloop_manager import IOLoopManager  # noqa: E402 (needs the path above)
+from katcp.loop import policy  # noqa: E402
+
+# KATCP_EVENT_LOOP=uvloop runs the tests' own loops on uvloop too, not only katcp's.
+policy.install()
 
 LOOP_WAIT = 10.0
 

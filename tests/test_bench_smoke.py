@@ -8,6 +8,7 @@ server sends the katcp server's bytes, and the CLI writes its JSON.
 import asyncio
 import json
 import math
+import os
 
 import pytest
 
@@ -113,3 +114,66 @@ def test_row_targets():
     assert harness.Row("a", "s", 2.0, 1.0, ("ratio", ">=", 3.0)).passed is False
     assert harness.Row("a", "s", 0.3, 1.0, ("value", "<=", 0.2)).passed is False
     assert harness.Row("a", "s", 0.3, 1.0).passed is None
+
+
+# -- --check and --loop, with fake benchmarks (no timing involved) -------------------------
+
+
+@pytest.fixture
+def fake_benchmarks(monkeypatch):
+    """Register benchmarks whose rows are made up; return the dict to fill."""
+    fakes = {}
+    monkeypatch.setattr(harness, "BENCHMARKS", fakes)
+    monkeypatch.setattr(harness, "load_all", lambda: None)
+    return fakes
+
+
+def _fake(passed):
+    threshold = 0.5 if passed else 2.0
+    return lambda ctx: [harness.Row("fake.rate", "req/s", 1.0, 1.0, ("ratio", ">=", threshold)),
+                        harness.Row("fake.info", "s", 1.0, 1.0)]
+
+
+@pytest.mark.parametrize("passed, check, status", [
+    (True, True, 0), (False, True, 2), (False, False, 0), (True, False, 0)])
+def test_check_exits_non_zero_only_when_a_target_is_missed(
+        fake_benchmarks, tmp_path, capsys, passed, check, status):
+    fake_benchmarks["fake"] = _fake(passed)
+    argv = ["--size", "tiny", "--loop", "asyncio", "--json", str(tmp_path / "r.json"), "--quiet"]
+    assert main(argv + (["--check"] if check else [])) == status
+    out = capsys.readouterr().out
+    assert ("PASS" if passed else "FAIL") in out
+    assert ("missed their target: fake.rate" in out) == (status == 2)
+
+
+def test_an_error_is_exit_status_1_with_or_without_check(fake_benchmarks, tmp_path, capsys):
+    def broken(ctx):
+        raise RuntimeError("no server")
+
+    fake_benchmarks["fake"] = _fake(True)
+    fake_benchmarks["broken"] = broken
+    argv = ["--size", "tiny", "--loop", "asyncio", "--json", str(tmp_path / "r.json"), "--quiet"]
+    assert main(argv) == 1
+    assert main(argv + ["--check"]) == 1
+    assert "ERROR no server" in capsys.readouterr().out
+
+
+def test_loop_benchmarks_run_on_each_loop_with_suffixed_rows(fake_benchmarks, monkeypatch):
+    seen = []
+
+    def on_loop(ctx):
+        loop = asyncio.new_event_loop()
+        seen.append((type(loop).__module__.split(".")[0], os.environ.get("KATCP_EVENT_LOOP"),
+                     ctx.pool.loop))
+        loop.close()
+        return [harness.Row("fake.rate", "req/s", 1.0, 1.0)]
+
+    fake_benchmarks["fake"] = on_loop
+    fake_benchmarks["once"] = lambda ctx: [harness.Row("once.rate", "req/s", 1.0, 1.0)]
+    monkeypatch.setattr(harness, "LOOP_BENCHMARKS", ("fake",))
+    rows, meta = harness.run(size=harness.TINY, loops=("asyncio", "uvloop"))
+    assert [row.name for row in rows] == ["fake.rate", "fake.rate.uvloop", "once.rate"]
+    assert seen == [("asyncio", "asyncio", "asyncio"), ("uvloop", "uvloop", "uvloop")]
+    assert meta["loops"] == ["asyncio", "uvloop"]
+    # back on asyncio afterwards
+    assert type(asyncio.get_event_loop_policy()).__module__.startswith("asyncio")

@@ -79,8 +79,7 @@ class AsyncClient(DeviceClient):
         requests = self._requests
         if msg_id in requests.by_id:
             raise RuntimeError("Message id %r already in use by a request in flight" % (msg_id,))
-        if (getattr(self.send_request, "__func__", None) is _SEND_REQUEST
-                and getattr(self.send_message, "__func__", None) is _SEND_MESSAGE):
+        if self._sends_plainly():
             # Neither is overridden (by a subclass or on the instance): sent before
             # the bookkeeping, which then overlaps the server's work; the reply can
             # only be read on a later loop iteration.
@@ -93,6 +92,12 @@ class AsyncClient(DeviceClient):
         except KatcpClientError as exc:
             requests.by_id.pop(msg_id, None)
             self._deliver_reply(pending, Message.request(msg.name, "fail", str(exc), mid=mid))
+
+    def _sends_plainly(self) -> bool:
+        """Whether neither send_request nor send_message is overridden (class or instance)."""
+        cls, attrs = type(self), self.__dict__
+        return (cls.send_request is _SEND_REQUEST and cls.send_message is _SEND_MESSAGE
+                and "send_request" not in attrs and "send_message" not in attrs)
 
     def _handle_timeout(self, msg_id: Any, start_time: float) -> None:
         pending = self._requests.by_id.pop(msg_id, None)

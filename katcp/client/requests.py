@@ -95,9 +95,12 @@ class FutureRequest:
 
     def on_reply(self, msg: Message) -> bool:
         """Resolve the future with the reply and the informs collected (True)."""
-        future = self.future
-        if not future.done():
-            future.set_result((msg, [] if self.informs is None else self.informs))
+        future, informs = self.future, self.informs
+        # An answered request may wait in the timeout heap for a while: it must not
+        # keep the reply and informs (a sensor list of thousands) alive meanwhile.
+        self.future = self.informs = None
+        if future is not None and not future.done():
+            future.set_result((msg, [] if informs is None else informs))
         return True
 
 
@@ -139,18 +142,22 @@ class RequestTimeouts:
         start = self.clock.time()
         deadline = pending.deadline = start + timeout
         heap = self._heap
-        live = self._live
+        waiting = self._waiting
         # Requests mostly finish in the order sent, so the earliest deadline usually
         # belongs to one already answered: dropping it now lets it die young, which
-        # is cheaper for the garbage collector than waiting for a compaction.
-        while heap and not live(heap[0]):
+        # is cheaper for the garbage collector than waiting for a compaction. (The
+        # test of _live, inline: this runs for every request.)
+        while heap:
+            first = heap[0]
+            if first[3].deadline == first[0] and waiting.get(first[2]) is first[3]:
+                break
             heapq.heappop(heap)
         heapq.heappush(heap, (deadline, next(self._seq), msg_id, pending, start))
         timer_when = self._timer_when
         if timer_when is None or deadline < timer_when:
             self._arm(deadline)
         if len(heap) > self._compact_at:
-            heap = self._heap = [entry for entry in heap if live(entry)]
+            heap = self._heap = [entry for entry in heap if self._live(entry)]
             heapq.heapify(heap)
             self._compact_at = max(self.MIN_COMPACT_SIZE, 2 * len(heap))
 

@@ -9,6 +9,7 @@ import asyncio
 import signal
 from typing import List, Optional
 
+from katcp.loop import policy
 from katcp.scripts._cli import (
     EXIT_CONNECTION, EXIT_INTERRUPTED, EXIT_OK, ToolParser, add_logging_options, address_type,
     cannot_listen, configure_logging, exit_status_text, run_tool)
@@ -64,6 +65,7 @@ def _main(argv: Optional[List[str]]) -> int:
     opts = build_parser().parse_args(argv)
     # Tornado serves the page: its access log is part of what -v shows.
     configure_logging(opts, loggers=("katcp", "tornado"))
+    policy.install()  # KATCP_EVENT_LOOP=uvloop runs the web server on uvloop
     return asyncio.run(_serve(opts))
 
 

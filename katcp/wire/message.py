@@ -24,6 +24,27 @@ _ESCAPE_SUB = functools.partial(re.compile(rb"[\\ \0\n\r\x1b\t]").sub,
                                 lambda m: _ESCAPES[m.group()])
 _UNESCAPE_SUB = functools.partial(re.compile(rb"\\.?", re.DOTALL).sub,
                                   lambda m: _UNESCAPES[m.group()])
+
+
+_OTHER_UNESCAPES = [(escaped, raw) for escaped, raw in _UNESCAPES.items()
+                    if escaped not in (b"\\_", b"\\\\")]
+
+
+def _unescape(arg: bytes) -> bytes:
+    """Undo the escapes of one argument (KeyError for an invalid one)."""
+    # Without an escaped backslash every backslash starts an escape of its own, so
+    # plain replace() calls undo them (most text escapes only spaces) with no regex
+    # callback per escape; anything left over is an invalid escape for the regex.
+    if b"\\\\" not in arg:
+        plain = arg.replace(b"\\_", b" ")
+        if 92 in plain:
+            for escaped, raw in _OTHER_UNESCAPES:
+                plain = plain.replace(escaped, raw)
+        if 92 not in plain:
+            return plain
+    return _UNESCAPE_SUB(arg)
+
+
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9\-]*\Z")
 _HEADER_RE = re.compile(rb"([A-Za-z][A-Za-z0-9\-]*)(?:\[([0-9]+)\])?\Z")
 _BLANK_SPLIT = re.compile(rb"[ \t]+").split
@@ -371,7 +392,7 @@ class MessageParser:
         arguments = parts[1:]
         if 92 in line:
             try:
-                arguments = [_UNESCAPE_SUB(arg) if 92 in arg else arg for arg in arguments]
+                arguments = [_unescape(arg) if 92 in arg else arg for arg in arguments]
             except KeyError as exc:
                 raise KatcpSyntaxError("Invalid escape sequence %r." % (
                     show(exc.args[0]),)) from None

@@ -1,0 +1,110 @@
+"""Which asyncio event loop katcp's own loops run on: the standard one or uvloop.
+
+katcp creates an event loop wherever it manages one (:class:`katcp.IOLoopManager`, so a
+client or server started without a loop of its own, the handler thread's server, the
+resource clients) and in its console scripts. Those loops are made by :func:`new_ioloop`,
+which follows one switch:
+
+* the environment variable ``KATCP_EVENT_LOOP`` (``asyncio``, the default, or ``uvloop``),
+  read when a loop is made, or
+* :func:`use_uvloop`, which overrides the environment for the whole process.
+
+uvloop is optional: install it with ``pip install katcp[uvloop]``. Loops that a program
+makes itself (and hands to katcp with ``set_ioloop()``) are the program's business; a
+program that owns its process can make them follow the switch too with :func:`install`.
+"""
+
+import asyncio
+import os
+from typing import Optional
+
+import tornado.ioloop
+
+__all__ = ["ENV", "event_loop_name", "use_uvloop", "new_event_loop", "new_ioloop", "install"]
+
+ENV = "KATCP_EVENT_LOOP"
+"""Name of the environment variable that selects the event loop."""
+
+_NAMES = ("asyncio", "uvloop")
+
+# Set by use_uvloop(); None: the environment decides.
+_chosen: Optional[str] = None
+
+
+def event_loop_name() -> str:
+    """The event loop katcp makes: ``'asyncio'`` or ``'uvloop'``.
+
+    Returns
+    -------
+    name : str
+
+    Raises
+    ------
+    ValueError
+        If ``KATCP_EVENT_LOOP`` names another loop.
+
+    """
+    if _chosen is not None:
+        return _chosen
+    name = os.environ.get(ENV, "").strip().lower() or "asyncio"
+    if name not in _NAMES:
+        raise ValueError("%s=%r: expected one of %s" % (ENV, name, ", ".join(_NAMES)))
+    return name
+
+
+def _uvloop():
+    try:
+        import uvloop  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        raise ImportError("uvloop is not installed: pip install katcp[uvloop]") from exc
+    return uvloop
+
+
+def use_uvloop(enable: bool = True) -> None:
+    """Make every loop katcp creates from now on a uvloop loop (or, with False, asyncio's).
+
+    Loops already made keep running as they are; call it before starting clients and
+    servers. It overrides ``KATCP_EVENT_LOOP``.
+
+    Parameters
+    ----------
+    enable : bool
+        True for uvloop, False for the standard asyncio loop.
+
+    Raises
+    ------
+    ImportError
+        If uvloop is wanted but not installed.
+
+    """
+    global _chosen
+    if enable:
+        _uvloop()
+    _chosen = "uvloop" if enable else "asyncio"
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A new asyncio event loop of the selected kind (see :func:`event_loop_name`)."""
+    if event_loop_name() == "uvloop":
+        return _uvloop().new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def new_ioloop() -> tornado.ioloop.IOLoop:
+    """A new tornado IOLoop (not current anywhere) on a loop from :func:`new_event_loop`.
+
+    On uvloop this needs tornado 6.2 or newer (its ``asyncio_loop`` argument).
+    """
+    if event_loop_name() == "asyncio":
+        return tornado.ioloop.IOLoop(make_current=False)
+    return tornado.ioloop.IOLoop(make_current=False, asyncio_loop=new_event_loop())
+
+
+def install() -> None:
+    """Make ``asyncio.run()`` and ``asyncio.new_event_loop()`` follow the switch too.
+
+    For programs that own their process, such as katcp's console scripts: with uvloop
+    selected it sets uvloop's event loop policy; with asyncio it changes nothing.
+    """
+    if event_loop_name() == "uvloop":
+        asyncio.set_event_loop_policy(_uvloop().EventLoopPolicy())

@@ -1,0 +1,113 @@
+"""The event-loop switch (katcp.loop.policy): managed loops on uvloop or asyncio.
+
+A threaded device server and a blocking client, each on its own managed loop, talk over a
+real socket on 127.0.0.1 with the switch set each way; the loops they run on are checked.
+"""
+
+import asyncio
+import sys
+
+import pytest
+import uvloop
+
+import katcp
+from katcp.ioloop_manager import IOLoopManager
+from katcp.loop import policy
+
+WAIT = 10.0
+
+
+@pytest.fixture
+def switch(monkeypatch):
+    """No choice made (asyncio's own policy, no variable); the process's restored after."""
+    monkeypatch.setattr(policy, "_chosen", None)
+    monkeypatch.delenv(policy.ENV, raising=False)
+    before = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(None)
+    yield monkeypatch
+    asyncio.set_event_loop_policy(before)
+
+
+class _Server(katcp.DeviceServer):
+    VERSION_INFO = ("switch-test", 1, 0)
+    BUILD_INFO = ("switch-test", 1, 0, "")
+
+    def setup_sensors(self):
+        pass
+
+
+def _round_trip():
+    """Start a threaded server and a blocking client on managed loops; make one request."""
+    server = _Server("127.0.0.1", 0)
+    server.start(timeout=WAIT)
+    client = katcp.BlockingClient(*server.bind_address)
+    client.start()
+    try:
+        client.wait_protocol(timeout=WAIT)
+        reply, informs = client.blocking_request(katcp.Message.request("help", "watchdog"),
+                                                 timeout=WAIT)
+        loops = (server.ioloop.asyncio_loop, client.ioloop.asyncio_loop)
+    finally:
+        client.stop()
+        client.join(timeout=WAIT)
+        server.stop(timeout=WAIT)
+        server.join(timeout=WAIT)
+    return reply, informs, loops
+
+
+def test_use_uvloop_puts_managed_server_and_client_loops_on_uvloop(switch):
+    policy.use_uvloop()
+    reply, informs, loops = _round_trip()
+    assert reply.reply_ok() and [m.arguments[0] for m in informs] == [b"watchdog"]
+    assert all(isinstance(loop, uvloop.Loop) for loop in loops)
+
+
+def test_asyncio_is_the_default(switch):
+    assert policy.event_loop_name() == "asyncio"
+    reply, _, loops = _round_trip()
+    assert reply.reply_ok()
+    assert not any(isinstance(loop, uvloop.Loop) for loop in loops)
+
+
+def test_environment_variable_selects_the_loop(switch):
+    switch.setenv(policy.ENV, "uvloop")
+    manager = IOLoopManager()
+    loop = manager.get_ioloop()
+    try:
+        assert isinstance(loop.asyncio_loop, uvloop.Loop)
+    finally:
+        loop.close()
+    switch.setenv(policy.ENV, " AsyncIO ")
+    assert policy.event_loop_name() == "asyncio"
+
+
+def test_use_uvloop_overrides_the_environment(switch):
+    switch.setenv(policy.ENV, "uvloop")
+    policy.use_uvloop(False)
+    loop = policy.new_event_loop()
+    try:
+        assert not isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
+
+
+def test_unknown_loop_name_is_refused(switch):
+    switch.setenv(policy.ENV, "trio")
+    with pytest.raises(ValueError, match="KATCP_EVENT_LOOP='trio'"):
+        policy.new_event_loop()
+
+
+def test_missing_uvloop_says_which_extra_to_install(switch):
+    switch.setitem(sys.modules, "uvloop", None)  # makes `import uvloop` fail
+    with pytest.raises(ImportError, match=r"katcp\[uvloop\]"):
+        policy.use_uvloop()
+    assert policy.event_loop_name() == "asyncio"
+
+
+def test_install_makes_asyncio_run_use_the_selected_loop(switch):
+    async def kind():
+        return type(asyncio.get_running_loop())
+
+    policy.use_uvloop()
+    policy.install()
+    assert issubclass(asyncio.run(kind()), uvloop.Loop)
