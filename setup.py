@@ -41,6 +41,8 @@ setup(
             "ipython>=8",
             "ipykernel>=6",
             "jupyter_client>=7",
+            # the client and server tests also run on uvloop (tests/test_uvloop_switch.py, CI)
+            "uvloop>=0.17; sys_platform != 'win32'",
         ],
         "doc": ["sphinx>=5"],
         # optional faster event loop for katcp's own loops: docs/uvloop.rst
