@@ -1,7 +1,7 @@
 """What a request handler talks to: a client's connection and a request on it."""
 
 import warnings
-from typing import Any
+from typing import Any, Callable, List, Optional
 
 from katcp.core import Message
 
@@ -40,6 +40,7 @@ class ClientConnection:
     # The server's methods that send: only from the loop thread here.
     _SEND = "send_message"
     _SEND_TO_ALL = "mass_send_message"
+    _THREADSAFE = False
 
     def __init__(self, server: Any, conn_id: Any) -> None:
         self._server = server
@@ -102,6 +103,31 @@ class ClientConnection:
         """
         getattr(self._server, self._SEND_TO_ALL)(msg)
 
+    def wire_sender(self, threadsafe: Optional[bool] = None) -> Optional[Callable[[bytes], None]]:
+        """A function that sends ready wire bytes (whole lines), or None.
+
+        None where messages must go through :meth:`inform` as objects: a subclass
+        overrides it, or the server is not a :class:`KATCPServer` (a test double).
+
+        Parameters
+        ----------
+        threadsafe : bool or None, optional
+            Whether the function may be called from any thread; None: as :meth:`inform`
+            may be. False is for callers on the IOLoop thread (sampling strategies).
+
+        Returns
+        -------
+        send : callable or None
+            ``send(data)``; what it sends joins the connection's write batch.
+
+        """
+        make = getattr(self._server, "wire_sender", None)
+        if make is None or type(self).inform is not ClientConnection.inform:
+            return None
+        if threadsafe is None:
+            threadsafe = self._THREADSAFE
+        return make(self._conn_id, threadsafe)
+
     def on_client_disconnect_was_called(self) -> None:
         """Prevent multiple calls to on_client_disconnect handler.
 
@@ -139,6 +165,7 @@ class ThreadsafeClientConnection(ClientConnection):
 
     _SEND = "send_message_threadsafe"
     _SEND_TO_ALL = "mass_send_message_threadsafe"
+    _THREADSAFE = True
 
 
 class ClientRequestConnection:
@@ -180,6 +207,40 @@ class ClientRequestConnection:
 
         """
         self.client_connection.inform(Message.reply_inform(self.msg, *args))
+
+    def inform_lines(self, lines: List[bytes]) -> bool:
+        """Send one inform per line of ready arguments, all in one write batch.
+
+        Each of `lines` holds an inform's arguments as the wire has them (escaped and
+        joined with spaces, as :meth:`katcp.Sensor.status_line` makes them); the
+        request's name and id are put in front.
+
+        Parameters
+        ----------
+        lines : list of bytes
+
+        Returns
+        -------
+        sent : bool
+            False, and nothing is sent, where informs must go one by one through
+            :meth:`inform` (it is overridden, or the connection takes only messages).
+
+        """
+        conn = self.client_connection
+        send = None
+        if (type(self).inform is ClientRequestConnection.inform
+                and isinstance(conn, ClientConnection)):
+            send = conn.wire_sender()
+        if send is None:
+            return False
+        if lines:
+            msg = self.msg
+            head = b"#" + msg.name.encode("ascii")
+            if msg.mid is not None:
+                head += b"[" + msg.mid + b"]"
+            head += b" "
+            send(head + (b"\n" + head).join(lines) + b"\n")
+        return True
 
     def inform_after_reply(self, *args: Any) -> None:
         """Send an inform carrying the request's id, even after the reply was sent.

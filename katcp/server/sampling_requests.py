@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, List, Sequence
 from katcp.core import SEC_TS_KATCP_MAJOR, FailReply, Message, Reading, Sensor
 from katcp.kattypes import request
 from katcp.sampling import SampleStrategy, sensor_status_inform
-from katcp.server.connection import ClientRequestConnection
+from katcp.server.connection import ClientConnection, ClientRequestConnection
 from katcp.wire.text import as_str, readable
 from katcp.wire.types import ms_to_seconds, seconds_to_ms
 
@@ -225,11 +225,20 @@ def _v4_times(v4: bool, strategy_name: bytes, params: Sequence[Any],
 
 def _inform_callback(self: "DeviceServer", client_conn: Any) -> Callable[[Sensor, Reading], None]:
     major = self._katcp_major
-    inform = client_conn.inform
+    # Strategies call back on the loop thread, so the sender need not be thread-safe.
+    send = (client_conn.wire_sender(threadsafe=False)
+            if isinstance(client_conn, ClientConnection) else None)
+    if send is None:
+        inform = client_conn.inform
 
-    def inform_callback(sensor: Sensor, reading: Reading) -> None:
-        inform(sensor_status_inform(sensor, reading, major))
-    return inform_callback
+        def inform_callback(sensor: Sensor, reading: Reading) -> None:
+            inform(sensor_status_inform(sensor, reading, major))
+        return inform_callback
+
+    def send_status(sensor: Sensor, reading: Reading) -> None:
+        # The reading's line is formatted once for all the clients sampling it.
+        send(b"#sensor-status " + sensor.status_line(reading, major) + b"\n")
+    return send_status
 
 
 @request()

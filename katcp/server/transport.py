@@ -663,6 +663,35 @@ class KATCPServer:
         """
         stream.send(bytes(msg) + b"\n")
 
+    def wire_sender(self, stream: _Connection, threadsafe: bool) -> Callable[[bytes], None]:
+        """A function that sends ready wire bytes (whole lines) to one client.
+
+        The bytes join the connection's write batch like any message. For bulk replies
+        and sensor informs, whose lines are formatted once and shared.
+
+        Parameters
+        ----------
+        stream : connection handle
+        threadsafe : bool
+            Whether the function may be called from any thread (else: only from the
+            IOLoop thread).
+
+        Returns
+        -------
+        send : callable
+            ``send(data)``, `data` being bytes of complete lines, newlines included.
+
+        """
+        if threadsafe:
+            return functools.partial(self._send_wire_threadsafe, stream)
+        return stream.send
+
+    def _send_wire_threadsafe(self, stream: _Connection, data: bytes) -> None:
+        if on_thread(self.ioloop_thread_id):
+            stream.send(data)
+        else:
+            self.call_soon_threadsafe(stream.send, data)
+
     def mass_send_message(self, msg: Message) -> None:
         """Send a message to all connected clients.
 

@@ -7,11 +7,12 @@ its parameters (range, allowed values), its default and the checks of
 
 import numbers
 import time
-from typing import Any, List, NamedTuple, Optional, Set, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from katcp.wire import types as wire_types
 from katcp.wire.errors import KatcpTypeError
 from katcp.wire.flags import DEFAULT_KATCP_MAJOR, SEC_TO_MS_FAC
+from katcp.wire.message import Message, escape_argument
 from katcp.wire.text import as_str, show
 
 
@@ -34,13 +35,15 @@ class _SensorType:
     """One sensor type: its wire rule, parameters, default and value check.
 
     `kinds` (with `described`, its wording) are the Python types values must have.
+    `plain` says that its wire values never need escaping (numbers, constants).
     """
 
     def __init__(self, rule: wire_types.WireType, default: Any = None, kinds: Any = None,
-                 described: str = "") -> None:
+                 described: str = "", plain: bool = False) -> None:
         self.rule = rule
         self.name = rule.name
         self.default = default
+        self.plain = plain
         self._kinds = kinds
         self._described = described
 
@@ -159,13 +162,14 @@ class Sensor:
     INTEGER, FLOAT, BOOLEAN, LRU, DISCRETE, STRING, TIMESTAMP, ADDRESS = range(8)
 
     SENSOR_TYPES = {
-        INTEGER: _NumberType(wire_types.INTEGER, 0, numbers.Integral, "an integer"),
-        FLOAT: _NumberType(wire_types.FLOAT, 0.0, numbers.Real, "a real number"),
-        BOOLEAN: _BooleanType(wire_types.BOOLEAN, False),
-        LRU: _LruType(wire_types.LRU, wire_types.LRU_NOMINAL),
+        INTEGER: _NumberType(wire_types.INTEGER, 0, numbers.Integral, "an integer", plain=True),
+        FLOAT: _NumberType(wire_types.FLOAT, 0.0, numbers.Real, "a real number", plain=True),
+        BOOLEAN: _BooleanType(wire_types.BOOLEAN, False, plain=True),
+        LRU: _LruType(wire_types.LRU, wire_types.LRU_NOMINAL, plain=True),
         DISCRETE: _DiscreteType(wire_types.DISCRETE),
         STRING: _SensorType(wire_types.STRING, ""),
-        TIMESTAMP: _SensorType(wire_types.TIMESTAMP, 0.0, numbers.Real, "a number of seconds"),
+        TIMESTAMP: _SensorType(wire_types.TIMESTAMP, 0.0, numbers.Real, "a number of seconds",
+                               plain=True),
         ADDRESS: _AddressType(wire_types.ADDRESS, wire_types.NULL_ADDRESS),
     }
     SENSOR_TYPE_LOOKUP = {kind.name: stype for stype, kind in SENSOR_TYPES.items()}
@@ -218,6 +222,10 @@ class Sensor:
             default = kind.default_for(params)
         self._observers: Set[Any] = set()
         self._reading = Reading(time.time(), initial_status, default)
+        # Wire forms, made once and shared by every request and client (see status_line
+        # and list_line): per KATCP major, (reading, name, line); and (metadata, line).
+        self._status_lines: Dict[int, Tuple[Reading, str, bytes]] = {}
+        self._list_line: Optional[Tuple[Tuple[Any, ...], bytes]] = None
 
     def __repr__(self) -> str:
         return "<%s.%s object name=%r at 0x%x>" % (
@@ -481,6 +489,64 @@ class Sensor:
             KATCP formatted byte strings.
         """
         return self.format_reading(self._reading, major)
+
+    def status_line(self, reading: Reading, major: int = DEFAULT_KATCP_MAJOR) -> bytes:
+        """The arguments of the ``#sensor-value`` / ``#sensor-status`` inform of `reading`.
+
+        Formatted once per reading and KATCP major version (v4 sends milliseconds): every
+        request and client reporting the same reading shares the bytes, and the next
+        :meth:`set` makes a new reading and so new bytes.
+
+        Parameters
+        ----------
+        reading : Reading
+            A reading of this sensor, as :meth:`read` returns (or as observers get it).
+        major : int
+            KATCP major version.
+
+        Returns
+        -------
+        line : bytes
+            ``timestamp 1 name status value``, escaped as on the wire.
+        """
+        cached = self._status_lines.get(major)
+        name = self.name
+        if cached is not None and cached[0] is reading and cached[1] is name:
+            return cached[2]
+        timestamp, status, value = reading
+        kind = self._type
+        value = kind.rule.encode(value, major)
+        if not kind.plain:
+            value = escape_argument(value)
+        line = b"%s 1 %s %s %s" % (wire_types.format_timestamp(timestamp, major),
+                                   escape_argument(Message.format_argument(name)),
+                                   self.STATUSES_RAW[status], value)
+        self._status_lines[major] = (reading, name, line)
+        return line
+
+    def list_line(self) -> bytes:
+        """The arguments of this sensor's ``#sensor-list`` inform.
+
+        Formatted once, and again only when the name, description, units, type or
+        formatted parameters change.
+
+        Returns
+        -------
+        line : bytes
+            ``name description units type params...``, escaped as on the wire.
+        """
+        cached = self._list_line
+        params = self.formatted_params
+        if cached is not None:
+            (name, description, units, stype, known_params), line = cached
+            if (name is self.name and description is self.description and units is self.units
+                    and stype is self.stype and known_params == params):
+                return line
+        metadata = (self.name, self.description, self.units, self.stype, list(params))
+        line = b" ".join([escape_argument(Message.format_argument(arg))
+                          for arg in metadata[:4] + tuple(params)])
+        self._list_line = (metadata, line)
+        return line
 
     def parse_value(self, s_value: bytes, katcp_major: int = DEFAULT_KATCP_MAJOR) -> Any:
         """Parse a value from a byte string.
