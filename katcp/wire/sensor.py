@@ -11,7 +11,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from katcp.wire import types as wire_types
 from katcp.wire.errors import KatcpTypeError
-from katcp.wire.flags import DEFAULT_KATCP_MAJOR, SEC_TO_MS_FAC
+from katcp.wire.flags import DEFAULT_KATCP_MAJOR, SEC_TO_MS_FAC, SEC_TS_KATCP_MAJOR
 from katcp.wire.message import Message, escape_argument
 from katcp.wire.text import as_str, show
 
@@ -31,6 +31,10 @@ class Reading(NamedTuple):
     value: Any
 
 
+# Reading(t, s, v) without the Python-level __new__ of a named tuple: set() is a hot path.
+_new_reading = tuple.__new__
+
+
 class _SensorType:
     """One sensor type: its wire rule, parameters, default and value check.
 
@@ -46,9 +50,14 @@ class _SensorType:
         self.plain = plain
         self._kinds = kinds
         self._described = described
+        # Builtin classes that are among `kinds`: a value of one needs no further check.
+        self._exact_kinds = frozenset(
+            cls for cls in (int, float, bool, str) if kinds is not None and issubclass(cls, kinds))
 
     def check(self, value: Any, params: List[Any]) -> None:
         """Raise ValueError if `value` is not valid for these params."""
+        if value.__class__ in self._exact_kinds:
+            return  # the common case, without an ABC isinstance check
         if self._kinds is not None and not isinstance(value, self._kinds):
             raise ValueError("%s sensor value must be %s, not %r."
                              % (self.name.capitalize(), self._described, value))
@@ -90,6 +99,8 @@ class _NumberType(_SensorType):
 class _BooleanType(_SensorType):
 
     def check(self, value: Any, params: List[Any]) -> None:
+        if value.__class__ is bool:
+            return
         if not isinstance(value, (bool, numbers.Integral)) or value not in (0, 1):
             raise ValueError("Boolean sensor value must be True or False, not %r." % (value,))
 
@@ -225,6 +236,7 @@ class Sensor:
         # Wire forms, made once and shared by every request and client (see status_line
         # and list_line): per KATCP major, (reading, name, line); and (metadata, line).
         self._status_lines: Dict[int, Tuple[Reading, str, bytes]] = {}
+        self._wire_name: Tuple[Optional[str], bytes] = (None, b"")
         self._list_line: Optional[Tuple[Tuple[Any, ...], bytes]] = None
 
     def __repr__(self) -> str:
@@ -399,7 +411,7 @@ class Sensor:
             The value of the sensor (the type should be appropriate to the sensor's
             type).
         """
-        reading = self._reading = Reading(timestamp, status, value)
+        reading = self._reading = _new_reading(Reading, (timestamp, status, value))
         self.notify(reading)
 
     def set_value(self, value: Any, status: int = NOMINAL, timestamp: Optional[_Seconds] = None,
@@ -513,14 +525,18 @@ class Sensor:
         name = self.name
         if cached is not None and cached[0] is reading and cached[1] is name:
             return cached[2]
+        wire_name = self._wire_name
+        if wire_name[0] is not name:
+            wire_name = self._wire_name = (name, escape_argument(Message.format_argument(name)))
         timestamp, status, value = reading
         kind = self._type
         value = kind.rule.encode(value, major)
         if not kind.plain:
             value = escape_argument(value)
-        line = b"%s 1 %s %s %s" % (wire_types.format_timestamp(timestamp, major),
-                                   escape_argument(Message.format_argument(name)),
-                                   self.STATUSES_RAW[status], value)
+        line = b"%s 1 %s %s %s" % (
+            b"%.6f" % timestamp if major >= SEC_TS_KATCP_MAJOR
+            else wire_types.format_timestamp(timestamp, major),
+            wire_name[1], self.STATUSES_RAW[status], value)
         self._status_lines[major] = (reading, name, line)
         return line
 
