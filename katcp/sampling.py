@@ -400,6 +400,17 @@ class _EventFanOut(SampleEvent):
             if fans is not None and fans.get((self.ioloop, self._major)) is self:
                 del fans[(self.ioloop, self._major)]
 
+    def update(self, sensor: Sensor, reading: Reading) -> None:
+        # SampleStrategy.update() and observe() inlined for the loop thread: this runs for
+        # every update of the sensor.
+        if _get_ident() != self._ioloop_thread_id:
+            SampleStrategy.update(self, sensor, reading)
+            return
+        last = self._last_sent
+        if last is None or reading.value != last.value or reading.status != last.status:
+            self._last_sent = reading
+            self.inform(reading)
+
     def inform(self, reading: Reading) -> None:
         # sensor_status_line(), inlined: this runs for every change of the sensor.
         line = b"#sensor-status " + self._sensor.status_line(reading, self._major) + b"\n"
