@@ -1,7 +1,6 @@
 """The TCP side of a device server: accepting, line framing, parsing and sending."""
 
 import asyncio
-import collections
 import concurrent.futures
 import errno
 import functools
@@ -10,7 +9,7 @@ import socket
 import sys
 import threading
 import traceback
-from typing import Any, Callable, Deque, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Set, Tuple
 
 import tornado.gen
 import tornado.ioloop
@@ -57,10 +56,17 @@ def return_future(fn: Callable[..., Any]) -> Callable[..., Future]:
     return decorated
 
 
+def _unset_call_soon(*args: Any) -> Any:
+    raise RuntimeError("The server is not installed on a loop")
+
+
 def exception_text(exc_info: Any, limit: Optional[int]) -> str:
     """The text of a traceback sent to a client: `exc_info` limited to `limit` frames."""
     # Ends with a newline, as the traceback module formats it (and as katcp 0.9 sent it).
     return "".join(traceback.format_exception(*exc_info, limit=limit))
+
+
+_NO_LINES: Tuple[bytes, ...] = ()
 
 
 class _Connection(SharedBufferProtocol):
@@ -70,6 +76,11 @@ class _Connection(SharedBufferProtocol):
     and dispatched in one callback, and the replies it produced are written with one
     ``transport.write``. Reading pauses while the device is busy with a message.
     """
+
+    # Thousands of these may sit idle: no __dict__, and lines kept only while unhandled.
+    __slots__ = ("_server", "_on_message", "_parse", "transport", "address", "client_conn",
+                 "closing", "_framer", "_lines", "_next_line", "_busy", "_drained", "_batcher",
+                 "send", "flush", "end_with_empty_line")
 
     def __init__(self, server: "KATCPServer", on_message: Callable[[Any, Message], Any],
                  parse: Callable[[bytes], Message]) -> None:
@@ -82,11 +93,13 @@ class _Connection(SharedBufferProtocol):
         # Nothing more is handled or written once True (the connection is closing).
         self.closing = False
         self._framer = LineFramer(server.MAX_MSG_SIZE)
-        self._lines: Deque[bytes] = collections.deque()
+        # Received lines not yet handled, from index _next_line on (_NO_LINES: none).
+        self._lines: Sequence[bytes] = _NO_LINES
+        self._next_line = 0
         self._busy = True  # until on_client_connect is done
         self._drained: Optional[asyncio.Future] = None
         batcher = self._batcher = WriteBatcher(
-            self._write, server.ioloop.asyncio_loop.call_soon, server.MAX_WRITE_BUFFER_SIZE)
+            self._write, server._call_soon, server.MAX_WRITE_BUFFER_SIZE)
         # The hot path: what KATCPServer.send_message() calls, straight into the batcher.
         self.send = batcher.send
         self.flush = batcher.flush
@@ -114,7 +127,12 @@ class _Connection(SharedBufferProtocol):
         framer = self._framer
         if framer.overflow:
             return  # the connection is being closed for an over-long line
-        self._lines.extend(framer.feed(data))
+        lines = self._lines
+        if lines:
+            lines.extend(framer.feed(data))  # type: ignore[attr-defined]
+        else:
+            self._lines = framer.feed(data)
+            self._next_line = 0
         if not self._busy:
             self._process()
         if framer.overflow:
@@ -146,14 +164,17 @@ class _Connection(SharedBufferProtocol):
 
     def _process(self) -> None:
         lines = self._lines
+        index = self._next_line
+        count = len(lines)
         on_message = self._on_message
         parse = self._parse
         # Replies to the whole chunk go out together, in one write (or more, should a
         # client that does not read make them pass the write limit meanwhile).
         self._batcher.hold()
         try:
-            while lines and not self.closing:
-                line = lines.popleft()
+            while index < count and not self.closing:
+                line = lines[index]
+                index += 1
                 if not line:
                     continue
                 try:
@@ -171,6 +192,11 @@ class _Connection(SharedBufferProtocol):
                     ready.add_done_callback(self._done)
                     break
         finally:
+            # Lines that arrived meanwhile (a handler ran the loop) were appended.
+            if index >= len(lines):
+                self._lines = _NO_LINES
+            else:
+                self._next_line = index
             self._batcher.release()
 
     def _done(self, ready: Any) -> None:
@@ -285,6 +311,8 @@ class KATCPServer:
         self._stopped = threading.Event()
         self._call_queue: Optional[CallQueue] = None
         self._tasks: Set["asyncio.Task[Any]"] = set()
+        # The loop's call_soon, bound once for all connections (set by _install).
+        self._call_soon: Callable[..., Any] = _unset_call_soon
 
     # -- loop management ------------------------------------------------------
 
@@ -380,6 +408,7 @@ class KATCPServer:
         # A restarted server may run on a new loop: the queue of that loop.
         self._call_queue = CallQueue.of(self.ioloop)
         self._listener = sock
+        self._call_soon = self.ioloop.asyncio_loop.call_soon
         self.ioloop.asyncio_loop.add_reader(sock.fileno(), self._accept_ready)
         self._running.set()
 
