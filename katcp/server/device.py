@@ -161,7 +161,6 @@ class DeviceServer(DeviceServerBase):
         """
         others = list(self._client_conns)
         self._client_conns.add(client_conn)
-        self._strategies[client_conn] = {}
         if self._katcp_major >= VERSION_CONNECT_KATCP_MAJOR:
             for version in (("katcp-protocol", str(self.PROTOCOL_INFO)),
                             ("katcp-library", "katcp-python-%s" % __version__),

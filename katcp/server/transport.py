@@ -80,7 +80,7 @@ class _Connection(SharedBufferProtocol):
     # Thousands of these may sit idle: no __dict__, and lines kept only while unhandled.
     __slots__ = ("_server", "_on_message", "_parse", "transport", "address", "client_conn",
                  "closing", "_framer", "_lines", "_next_line", "_busy", "_drained", "_batcher",
-                 "send", "flush", "end_with_empty_line")
+                 "send", "end_with_empty_line")
 
     def __init__(self, server: "KATCPServer", on_message: Callable[[Any, Message], Any],
                  parse: Callable[[bytes], Message]) -> None:
@@ -92,7 +92,7 @@ class _Connection(SharedBufferProtocol):
         self.client_conn: Any = None
         # Nothing more is handled or written once True (the connection is closing).
         self.closing = False
-        self._framer = LineFramer(server.MAX_MSG_SIZE)
+        self._framer: Optional[LineFramer] = None  # made when the first bytes arrive
         # Received lines not yet handled, from index _next_line on (_NO_LINES: none).
         self._lines: Sequence[bytes] = _NO_LINES
         self._next_line = 0
@@ -102,7 +102,6 @@ class _Connection(SharedBufferProtocol):
             self._write, server._call_soon, server.MAX_WRITE_BUFFER_SIZE)
         # The hot path: what KATCPServer.send_message() calls, straight into the batcher.
         self.send = batcher.send
-        self.flush = batcher.flush
         # An orderly close ends with an empty line; a close for a protocol violation
         # (an over-long line) does not, as in katcp 0.9.
         self.end_with_empty_line = True
@@ -125,7 +124,9 @@ class _Connection(SharedBufferProtocol):
 
     def data_received(self, data: bytes) -> None:
         framer = self._framer
-        if framer.overflow:
+        if framer is None:
+            framer = self._framer = LineFramer(self._server.MAX_MSG_SIZE)
+        elif framer.overflow:
             return  # the connection is being closed for an over-long line
         lines = self._lines
         if lines:
@@ -220,6 +221,10 @@ class _Connection(SharedBufferProtocol):
             # than when connection_lost() comes round.
             self._lost()
 
+    def flush(self) -> None:
+        """Write what was sent and waits for the end of this loop turn, now."""
+        self._batcher.flush()
+
     def close(self) -> None:
         """Close the connection; the server notices and disconnects the client."""
         if self.transport is not None:
@@ -300,6 +305,7 @@ class KATCPServer:
         self._tb_limit = tb_limit
         self._logger = logger
         self._parser = MessageParser()
+        self._parse = self._parser.parse  # bound once, shared by the connections
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
         self.ioloop: Any = None
         self.ioloop_thread_id: Optional[int] = None
@@ -437,7 +443,7 @@ class KATCPServer:
             task.add_done_callback(self._accepted)
 
     def _new_connection(self) -> _Connection:
-        return _Connection(self, self._device.on_message, self._parser.parse)
+        return _Connection(self, self._device.on_message, self._parse)
 
     def _accepted(self, task: "asyncio.Task[Any]") -> None:
         self._accepting.discard(task)

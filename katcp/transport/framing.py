@@ -5,9 +5,11 @@ Neither does I/O: :class:`LineFramer` turns received bytes into lines, and
 function it is given, once per loop turn.
 """
 
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Sequence, Tuple
 
 __all__ = ["LineFramer", "WriteBatcher"]
+
+_NOTHING: Tuple[bytes, ...] = ()
 
 
 class LineFramer:
@@ -101,7 +103,8 @@ class WriteBatcher:
         self._call_soon = call_soon
         self._limit = limit
         self._coalesce = coalesce
-        self._chunks: List[bytes] = []
+        # A list only while something waits: idle connections hold no list.
+        self._chunks: Sequence[bytes] = _NOTHING
         self._size = 0
         self._held = False
 
@@ -115,15 +118,15 @@ class WriteBatcher:
         """
         chunks = self._chunks
         if chunks:
-            chunks.append(data)
+            chunks.append(data)  # type: ignore[attr-defined]
             self._size += len(data)
             if self._size > self._limit:
                 self.flush()
         elif self._held:
-            chunks.append(data)
+            self._chunks = [data]
             self._size = len(data)
         elif self._coalesce:
-            chunks.append(data)
+            self._chunks = [data]
             self._size = len(data)
             self._call_soon(self.flush)
         else:
@@ -145,11 +148,11 @@ class WriteBatcher:
         if not chunks:
             return
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
+        self._chunks = _NOTHING
         self._size = 0
         self._write(data)
 
     def clear(self) -> None:
         """Drop what was collected (the connection is gone)."""
-        self._chunks.clear()
+        self._chunks = _NOTHING
         self._size = 0
