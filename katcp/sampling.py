@@ -13,7 +13,7 @@ import itertools
 import operator
 import threading
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import tornado.ioloop
 
@@ -421,7 +421,8 @@ class _EventFanOut(SampleEvent):
                 if member._is_news(reading):
                     member._last_sent = reading
                     member._send(line)
-            targets = [self._members[m] for m in self._members if m not in fresh]
+            targets: Sequence[Callable[[bytes], None]] = [
+                self._members[m] for m in self._members if m not in fresh]
         else:
             targets = self._targets
         for send in targets:
