@@ -409,11 +409,16 @@ class _EventFanOut(SampleEvent):
         last = self._last_sent
         if last is None or reading.value != last.value or reading.status != last.status:
             self._last_sent = reading
-            self.inform(reading)
+            if self._fresh:
+                self.inform(reading)
+                return
+            # inform() and sensor_status_line(), inlined for the usual case.
+            line = b"#sensor-status " + sensor.status_line(reading, self._major) + b"\n"
+            for send in self._targets:
+                send(line)
 
     def inform(self, reading: Reading) -> None:
-        # sensor_status_line(), inlined: this runs for every change of the sensor.
-        line = b"#sensor-status " + self._sensor.status_line(reading, self._major) + b"\n"
+        line = sensor_status_line(self._sensor, reading, self._major)
         fresh = self._fresh
         if fresh:
             self._fresh = []

@@ -7,7 +7,7 @@ its parameters (range, allowed values), its default and the checks of
 
 import numbers
 import time
-from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
+from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional, Set, Tuple
 
 from katcp.wire import types as wire_types
 from katcp.wire.errors import KatcpTypeError
@@ -42,6 +42,9 @@ class _SensorType:
     `plain` says that its wire values never need escaping (numbers, constants).
     """
 
+    # Types whose check() is their own say which builtin classes need no check.
+    _ALWAYS_VALID: Optional[FrozenSet[type]] = None
+
     def __init__(self, rule: wire_types.WireType, default: Any = None, kinds: Any = None,
                  described: str = "", plain: bool = False) -> None:
         self.rule = rule
@@ -50,13 +53,16 @@ class _SensorType:
         self.plain = plain
         self._kinds = kinds
         self._described = described
-        # Builtin classes that are among `kinds`: a value of one needs no further check.
-        self._exact_kinds = frozenset(
-            cls for cls in (int, float, bool, str) if kinds is not None and issubclass(cls, kinds))
+        # Builtin classes whose values are always valid (any class, without `kinds`):
+        # a value of one needs no further check. Subclasses with checks of their own
+        # set theirs.
+        self.exact_kinds: FrozenSet[type] = self._ALWAYS_VALID if self._ALWAYS_VALID is not None \
+            else frozenset(cls for cls in (int, float, bool, str, bytes)
+                           if kinds is None or issubclass(cls, kinds))
 
     def check(self, value: Any, params: List[Any]) -> None:
         """Raise ValueError if `value` is not valid for these params."""
-        if value.__class__ in self._exact_kinds:
+        if value.__class__ in self.exact_kinds:
             return  # the common case, without an ABC isinstance check
         if self._kinds is not None and not isinstance(value, self._kinds):
             raise ValueError("%s sensor value must be %s, not %r."
@@ -98,6 +104,8 @@ class _NumberType(_SensorType):
 
 class _BooleanType(_SensorType):
 
+    _ALWAYS_VALID = frozenset([bool])
+
     def check(self, value: Any, params: List[Any]) -> None:
         if value.__class__ is bool:
             return
@@ -107,12 +115,16 @@ class _BooleanType(_SensorType):
 
 class _LruType(_SensorType):
 
+    _ALWAYS_VALID = frozenset()
+
     def check(self, value: Any, params: List[Any]) -> None:
         # The wire rule refuses anything but the two constants, in the same words.
         self.rule.encode(value, DEFAULT_KATCP_MAJOR)
 
 
 class _DiscreteType(_SensorType):
+
+    _ALWAYS_VALID = frozenset()
 
     def check_params(self, params: List[Any]) -> None:
         if not params:
@@ -131,6 +143,8 @@ class _DiscreteType(_SensorType):
 
 
 class _AddressType(_SensorType):
+
+    _ALWAYS_VALID = frozenset()
 
     def check(self, value: Any, params: List[Any]) -> None:
         try:
@@ -201,6 +215,13 @@ class Sensor:
     MILLISECOND = SEC_TO_MS_FAC
 
     PYTHON_TYPE_TO_SENSOR = {bool: BOOLEAN, int: INTEGER, float: FLOAT, str: STRING, bytes: STRING}
+
+    # Whether set() may notify observers itself: not where a subclass overrides notify().
+    _notify_inline = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._notify_inline = cls.notify is Sensor.notify
 
     def __init__(self, sensor_type: Any, name: str, description: Optional[str] = None,
                  units: Optional[str] = None, params: Optional[List[Any]] = None,
@@ -412,7 +433,12 @@ class Sensor:
             type).
         """
         reading = self._reading = _new_reading(Reading, (timestamp, status, value))
-        self.notify(reading)
+        if self._notify_inline:
+            # notify(), inlined where no subclass changed it: this runs for every update.
+            for observer in tuple(self._observers):
+                observer.update(self, reading)
+        else:
+            self.notify(reading)
 
     def set_value(self, value: Any, status: int = NOMINAL, timestamp: Optional[_Seconds] = None,
                   major: int = DEFAULT_KATCP_MAJOR) -> None:
@@ -435,7 +461,9 @@ class Sensor:
         ValueError
             If the value is not valid for this sensor.
         """
-        self._type.check(value, self.params)
+        kind = self._type
+        if value.__class__ not in kind.exact_kinds:  # else valid: no call needed
+            kind.check(value, self.params)
         if status not in self.STATUSES:
             raise ValueError("Invalid status %r for sensor %r." % (status, self.name))
         if timestamp is None:
