@@ -69,8 +69,10 @@ def exception_text(exc_info: Any, limit: Optional[int]) -> str:
 _NO_LINES: Tuple[bytes, ...] = ()
 
 
-class _Connection(SharedBufferProtocol):
+class _Connection(SharedBufferProtocol, WriteBatcher):
     """One accepted TCP connection: line framing, paused reading and batched writes.
+
+    Its :meth:`send` and :meth:`flush` are the write batcher's.
 
     An asyncio protocol on the IOLoop's asyncio loop: a chunk of input is split, parsed
     and dispatched in one callback, and the replies it produced are written with one
@@ -79,8 +81,8 @@ class _Connection(SharedBufferProtocol):
 
     # Thousands of these may sit idle: no __dict__, and lines kept only while unhandled.
     __slots__ = ("_server", "_on_message", "_parse", "transport", "address", "client_conn",
-                 "closing", "_framer", "_lines", "_next_line", "_busy", "_drained", "_batcher",
-                 "send", "end_with_empty_line")
+                 "closing", "_framer", "_lines", "_next_line", "_busy", "_drained",
+                 "end_with_empty_line")
 
     def __init__(self, server: "KATCPServer", on_message: Callable[[Any, Message], Any],
                  parse: Callable[[bytes], Message]) -> None:
@@ -98,10 +100,9 @@ class _Connection(SharedBufferProtocol):
         self._next_line = 0
         self._busy = True  # until on_client_connect is done
         self._drained: Optional[asyncio.Future] = None
-        batcher = self._batcher = WriteBatcher(
-            self._write, server._call_soon, server.MAX_WRITE_BUFFER_SIZE)
-        # The hot path: what KATCPServer.send_message() calls, straight into the batcher.
-        self.send = batcher.send
+        # The connection is its own write batcher (one object less per connection):
+        # send() is the hot path of KATCPServer.send_message(), write_out() its end.
+        WriteBatcher.__init__(self, None, server._call_soon, server.MAX_WRITE_BUFFER_SIZE)
         # An orderly close ends with an empty line; a close for a protocol violation
         # (an over-long line) does not, as in katcp 0.9.
         self.end_with_empty_line = True
@@ -171,7 +172,7 @@ class _Connection(SharedBufferProtocol):
         parse = self._parse
         # Replies to the whole chunk go out together, in one write (or more, should a
         # client that does not read make them pass the write limit meanwhile).
-        self._batcher.hold()
+        self.hold()
         try:
             while index < count and not self.closing:
                 line = lines[index]
@@ -198,7 +199,7 @@ class _Connection(SharedBufferProtocol):
                 self._lines = _NO_LINES
             else:
                 self._next_line = index
-            self._batcher.release()
+            self.release()
 
     def _done(self, ready: Any) -> None:
         if not ready.cancelled() and ready.exception() is not None:
@@ -211,7 +212,7 @@ class _Connection(SharedBufferProtocol):
 
     # -- output -------------------------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
+    def write_out(self, data: bytes) -> None:
         if self.closing:
             return  # what is sent after the goodbye is dropped
         transport = self.transport
@@ -220,10 +221,6 @@ class _Connection(SharedBufferProtocol):
             # The write failed (the peer is gone): stop handling its requests now rather
             # than when connection_lost() comes round.
             self._lost()
-
-    def flush(self) -> None:
-        """Write what was sent and waits for the end of this loop turn, now."""
-        self._batcher.flush()
 
     def close(self) -> None:
         """Close the connection; the server notices and disconnects the client."""

@@ -5,7 +5,7 @@ Neither does I/O: :class:`LineFramer` turns received bytes into lines, and
 function it is given, once per loop turn.
 """
 
-from typing import Any, Callable, List, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 __all__ = ["LineFramer", "WriteBatcher"]
 
@@ -81,8 +81,9 @@ class WriteBatcher:
 
     Parameters
     ----------
-    write : callable
-        Called as ``write(data)`` with the collected bytes.
+    write : callable or None
+        Called as ``write(data)`` with the collected bytes; None for a subclass that
+        overrides :meth:`write_out` instead (a connection that is its own batcher).
     call_soon : callable
         Schedules a callback for the end of this loop turn (``loop.call_soon``).
     limit : int
@@ -97,8 +98,8 @@ class WriteBatcher:
 
     __slots__ = ("_write", "_call_soon", "_limit", "_coalesce", "_chunks", "_size", "_held")
 
-    def __init__(self, write: Callable[[bytes], Any], call_soon: Callable[..., Any], limit: int,
-                 coalesce: bool = True) -> None:
+    def __init__(self, write: Optional[Callable[[bytes], Any]], call_soon: Callable[..., Any],
+                 limit: int, coalesce: bool = True) -> None:
         self._write = write
         self._call_soon = call_soon
         self._limit = limit
@@ -131,7 +132,7 @@ class WriteBatcher:
             self._call_soon(self.flush)
         else:
             # Write-through (a client's request): nothing to join it with.
-            self._write(data)
+            self.write_out(data)
 
     def hold(self) -> None:
         """Collect everything sent until :meth:`release` (while a received chunk is handled)."""
@@ -150,7 +151,17 @@ class WriteBatcher:
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self._chunks = _NOTHING
         self._size = 0
-        self._write(data)
+        self.write_out(data)
+
+    def write_out(self, data: bytes) -> None:
+        """Write a batch: call the `write` function given (subclasses may override this).
+
+        Parameters
+        ----------
+        data : bytes
+
+        """
+        self._write(data)  # type: ignore[misc]
 
     def clear(self) -> None:
         """Drop what was collected (the connection is gone)."""
