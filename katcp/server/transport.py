@@ -80,17 +80,12 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
     """
 
     # Thousands of these may sit idle: no __dict__, and lines kept only while unhandled.
-    __slots__ = ("_server", "_on_message", "_parse", "transport", "address", "client_conn",
-                 "closing", "_framer", "_lines", "_next_line", "_busy", "_drained",
-                 "end_with_empty_line")
+    __slots__ = ("_server", "transport", "client_conn",
+                 "closing", "_framer", "_lines", "_next_line", "_busy", "_drained")
 
-    def __init__(self, server: "KATCPServer", on_message: Callable[[Any, Message], Any],
-                 parse: Callable[[bytes], Message]) -> None:
+    def __init__(self, server: "KATCPServer") -> None:
         self._server = server
-        self._on_message = on_message
-        self._parse = parse
         self.transport: Any = None
-        self.address: Optional[str] = None
         self.client_conn: Any = None
         # Nothing more is handled or written once True (the connection is closing).
         self.closing = False
@@ -103,9 +98,21 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
         # The connection is its own write batcher (one object less per connection):
         # send() is the hot path of KATCPServer.send_message(), write_out() its end.
         WriteBatcher.__init__(self, None, server._call_soon, server.MAX_WRITE_BUFFER_SIZE)
-        # An orderly close ends with an empty line; a close for a protocol violation
-        # (an over-long line) does not, as in katcp 0.9.
-        self.end_with_empty_line = True
+
+    @property
+    def address(self) -> str:
+        """The peer's address, ``host:port`` (made when asked: idle connections keep less)."""
+        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+        return "%s:%s" % peer[:2] if peer else "<katcp connection at 0x%x>" % (id(self),)
+
+    @property
+    def end_with_empty_line(self) -> bool:
+        """Whether a close ends with an empty line.
+
+        An orderly close does; a close for a protocol violation (an over-long line) does
+        not, as in katcp 0.9.
+        """
+        return self._framer is None or not self._framer.overflow
 
     # -- asyncio protocol ---------------------------------------------------------------
 
@@ -115,8 +122,6 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport.set_write_buffer_limits(high=self._server.MAX_WRITE_BUFFER_SIZE)
-        peer = transport.get_extra_info("peername")
-        self.address = "%s:%s" % peer[:2] if peer else repr(self)
         ready = self._server._connection_made(self)
         if ready is None:
             self._busy = False
@@ -168,8 +173,9 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
         lines = self._lines
         index = self._next_line
         count = len(lines)
-        on_message = self._on_message
-        parse = self._parse
+        server = self._server
+        on_message = server._device.on_message
+        parse = server._parse
         # Replies to the whole chunk go out together, in one write (or more, should a
         # client that does not read make them pass the write limit meanwhile).
         self.hold()
@@ -184,7 +190,7 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
                 except KatcpSyntaxError:
                     # Only truly empty lines are skipped (above): like katcp 0.9.3, a
                     # line of blanks is answered with an error like any bad line.
-                    self._server._send_syntax_error(self)
+                    server._send_syntax_error(self)
                     continue
                 ready = on_message(self.client_conn, msg)
                 if ready is not None and not ready.done():
@@ -238,7 +244,8 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
         return drained
 
     def __repr__(self) -> str:
-        return "<katcp connection %s>" % (self.address,)
+        address = self.address
+        return address if address.startswith("<") else "<katcp connection %s>" % (address,)
 
 
 class KATCPServer:
@@ -440,7 +447,7 @@ class KATCPServer:
             task.add_done_callback(self._accepted)
 
     def _new_connection(self) -> _Connection:
-        return _Connection(self, self._device.on_message, self._parse)
+        return _Connection(self)
 
     def _accepted(self, task: "asyncio.Task[Any]") -> None:
         self._accepting.discard(task)
@@ -564,7 +571,6 @@ class KATCPServer:
         self._logger.error("Message from %s exceeds %d bytes; disconnecting",
                            conn.address, self.MAX_MSG_SIZE)
         conn.transport.pause_reading()
-        conn.end_with_empty_line = False
         self.spawn(self.disconnect_client(
             conn, "Message exceeds maximum size of %d bytes." % self.MAX_MSG_SIZE))
 
