@@ -7,7 +7,7 @@ its parameters (range, allowed values), its default and the checks of
 
 import numbers
 import time
-from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional, Set, Tuple
+from typing import Any, FrozenSet, List, NamedTuple, Optional, Set, Tuple
 
 from katcp.wire import types as wire_types
 from katcp.wire.errors import KatcpTypeError
@@ -30,6 +30,9 @@ class Reading(NamedTuple):
     status: int
     value: Any
 
+
+# The wire-line cache of a sensor before its first line is made.
+_NO_LINE: Tuple[None, None, bytes] = (None, None, b"")
 
 # Reading(t, s, v) without the Python-level __new__ of a named tuple: set() is a hot path.
 _new_reading = tuple.__new__
@@ -255,8 +258,10 @@ class Sensor:
         self._observers: Set[Any] = set()
         self._reading = Reading(time.time(), initial_status, default)
         # Wire forms, made once and shared by every request and client (see status_line
-        # and list_line): per KATCP major, (reading, name, line); and (metadata, line).
-        self._status_lines: Dict[int, Tuple[Reading, str, bytes]] = {}
+        # and list_line): (reading, name, line) with timestamps in seconds (v5) and in
+        # milliseconds (v4); and (metadata, line).
+        self._status_v5: Tuple[Optional[Reading], Optional[str], bytes] = _NO_LINE
+        self._status_v4: Tuple[Optional[Reading], Optional[str], bytes] = _NO_LINE
         self._wire_name: Tuple[Optional[str], bytes] = (None, b"")
         self._list_line: Optional[Tuple[Tuple[Any, ...], bytes]] = None
 
@@ -549,9 +554,11 @@ class Sensor:
         line : bytes
             ``timestamp 1 name status value``, escaped as on the wire.
         """
-        cached = self._status_lines.get(major)
+        # Only the unit of timestamps differs between versions: two flavours of line.
+        seconds = major >= SEC_TS_KATCP_MAJOR
+        cached = self._status_v5 if seconds else self._status_v4
         name = self.name
-        if cached is not None and cached[0] is reading and cached[1] is name:
+        if cached[0] is reading and cached[1] is name:
             return cached[2]
         wire_name = self._wire_name
         if wire_name[0] is not name:
@@ -561,11 +568,14 @@ class Sensor:
         value = kind.rule.encode(value, major)
         if not kind.plain:
             value = escape_argument(value)
-        line = b"%s 1 %s %s %s" % (
-            b"%.6f" % timestamp if major >= SEC_TS_KATCP_MAJOR
-            else wire_types.format_timestamp(timestamp, major),
-            wire_name[1], self.STATUSES_RAW[status], value)
-        self._status_lines[major] = (reading, name, line)
+        if seconds:
+            # format_timestamp() for v5, in the same formatting operation.
+            line = b"%.6f 1 %s %s %s" % (timestamp, wire_name[1], _STATUS_BYTES[status], value)
+            self._status_v5 = (reading, name, line)
+        else:
+            line = b"%s 1 %s %s %s" % (wire_types.format_timestamp(timestamp, major),
+                                       wire_name[1], _STATUS_BYTES[status], value)
+            self._status_v4 = (reading, name, line)
         return line
 
     def list_line(self) -> bytes:
@@ -661,3 +671,6 @@ class Sensor:
         kind = cls.SENSOR_TYPES[sensor_type]
         return [kind.rule.decode(param, major) for param in formatted_params]
 
+
+# The wire bytes of each status, for status_line() (a module global is found faster).
+_STATUS_BYTES = Sensor.STATUSES_RAW
