@@ -45,10 +45,22 @@ class ClientConnection:
     def __init__(self, server: Any, conn_id: Any) -> None:
         self._server = server
         self._conn_id = conn_id
-        self.address = server.get_address(conn_id)
+        # The address is asked of the server when wanted, and the server's send method
+        # (_SEND) looked up per message, rather than kept: thousands of idle
+        # connections each keep less.
+        self._address: Optional[str] = None
         self._disconnect_called = False
-        # The server's send method (_SEND) is looked up per message rather than bound
-        # per connection: thousands of idle connections each keep less.
+
+    @property
+    def address(self) -> str:
+        """The client's address, ``host:port`` (as the server's ``get_address`` says)."""
+        if self._address is not None:
+            return self._address
+        return self._server.get_address(self._conn_id)
+
+    @address.setter
+    def address(self, address: str) -> None:
+        self._address = address
 
     def inform(self, msg: Message) -> None:
         """Send an inform message to a particular client.
