@@ -153,7 +153,7 @@ def _bulk_rows(ctx, katcp_server, line_server, prefix):
             "line": lambda: asyncio.run(_bulk_sample(line_server.address, request)),
         }, size.repeats)
         rows.append(Row(prefix + name, "s", median(samples["katcp"]),
-                        median(samples["line"]), ("ratio", "<=", 3.0),
+                        median(samples["line"]), ("ratio", "<=", 2.0),
                         {"sensors": size.bulk_sensors, "same_bytes": difference is None,
                          "first_difference": difference, "bytes": sum(
                              len(line) + 1 for line in katcp_lines),
