@@ -273,3 +273,32 @@ def test_messages_from_wire_lines_equal_messages_from_objects():
         Message.inform("sensor-value", ts_, b"1", sensor.name, status, value))
     assert b"#sensor-list " + sensor.list_line() == bytes(Message.inform(
         "sensor-list", sensor.name, sensor.description, sensor.units, sensor.stype))
+
+
+@pytest.mark.parametrize("flavour", sorted(FLAVOURS))
+def test_a_streaming_client_that_does_not_read_is_dropped_with_a_log(flavour, caplog):
+    server = start(5, flavour)
+    server._server.MAX_WRITE_BUFFER_SIZE = 64 * 1024
+    try:
+        with LineClient(server.bind_address[1], rcvbuf=4096) as lazy, connect(server) as keen:
+            lazy.read_until(lambda line: line.startswith(b"#version-connect katcp-device"))
+            for client in (lazy, keen):
+                client.send("?sensor-sampling a.note event")
+            assert statuses(keen, 1) == [[b"nominal", b"two\\_words"]]
+            assert keen.readline() == b"!sensor-sampling ok a.note event"
+            # Far more than the kernel's socket buffers take in.
+            values = ["%d %s" % (i, "x" * 4000) for i in range(2000)]
+
+            def produce():
+                for value in values:
+                    server.note.set_value(value)
+            with caplog.at_level("WARNING", logger="katcp.server"):
+                server.ioloop.add_callback(produce)
+                # The keen client gets every update; the lazy one is cut off, loudly.
+                got = statuses(keen, len(values))
+                assert got == [[b"nominal", v.replace(" ", "\\_").encode()] for v in values]
+                assert wait_for(lambda: any("is not reading" in r.getMessage()
+                                            for r in caplog.records))
+            assert wait_for(lambda: len(server._server._connections) == 1)
+    finally:
+        stop(server)
