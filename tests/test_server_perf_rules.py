@@ -6,11 +6,14 @@ leave in one write. Event strategies of many clients share one observer per sens
 Real sockets on 127.0.0.1, for the threaded DeviceServer and AsyncDeviceServer.
 """
 
+import asyncio
 import threading
 
 import pytest
+import tornado.ioloop
 
 from katcp.core import Message, ProtocolFlags, Sensor
+from katcp.sampling import wire_strategy
 from katcp.server import DeviceServer
 from katcp.testutils import handle_mock_req, mock_req
 
@@ -302,3 +305,30 @@ def test_a_streaming_client_that_does_not_read_is_dropped_with_a_log(flavour, ca
             assert wait_for(lambda: len(server._server._connections) == 1)
     finally:
         stop(server)
+
+
+def test_a_client_joining_while_an_update_waits_for_the_loop_gets_it_once():
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        ioloop = tornado.ioloop.IOLoop.current()
+        sensor = Sensor.integer("n", params=[0, 10])
+        sensor.set_value(1, timestamp=T0)
+        first, second = [], []
+        wire_strategy("event", first.append, 5, sensor, ioloop=ioloop).start()
+        # An update from another thread waits for the loop (this thread runs it) ...
+        setter = threading.Thread(target=sensor.set_value, args=(2,), kwargs={"timestamp": T0})
+        setter.start()
+        setter.join(TIMEOUT)
+        # ... while a second client subscribes and is sent the current reading at once.
+        wire_strategy("event", second.append, 5, sensor, ioloop=ioloop).start()
+        for _ in range(3):
+            loop.run_until_complete(asyncio.sleep(0))
+        one, two = [b"#sensor-status 1234567890.250000 1 n nominal %d\n" % v for v in (1, 2)]
+        assert first == [one, two]
+        assert second == [two]  # not sent again when the loop handles the update
+        sensor.set_value(3, timestamp=T0)
+        assert first[-1] == second[-1] == b"#sensor-status 1234567890.250000 1 n nominal 3\n"
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
