@@ -9,8 +9,9 @@ library. The benchmarks compare katcp against these programs in the same run.
 * A line server (:class:`LineServer` / :class:`LineServerProtocol`, an
   ``asyncio.Protocol``) answering ``?watchdog``, ``?sensor-value``,
   ``?sensor-list`` and ``?sensor-sampling`` with the same bytes as a katcp
-  device server holding the same sensors, one ``transport.write`` per reply or
-  inform (no batching).
+  device server holding the same sensors: each sensor's wire line formatted
+  once per update, the replies to a received chunk in one
+  ``transport.write``, and informs in one write per loop iteration.
 * Clients: :class:`BlockingLineClient` (blocking socket),
   :class:`AsyncLineClient` (asyncio buffered protocol), :class:`StreamsLineClient`
   (asyncio streams) and :class:`ThreadHopLineClient`
@@ -247,18 +248,35 @@ GREETING = (
 
 
 class _Reading:
-    __slots__ = ("spec", "name", "timestamp", "value")
+    """One sensor: its value and the wire bytes of it, formatted once per update."""
+
+    __slots__ = ("spec", "name", "timestamp", "value", "line", "list_line", "_escape")
 
     def __init__(self, spec):
         self.spec = spec
         self.name = spec.name.encode("ascii")
         self.timestamp = T0
         self.value = spec.value
+        # only text can hold bytes that need escaping
+        self._escape = spec.stype == "string"
+        self.line = self._format()
+        fields = [self.name, spec.description.encode(), spec.units.encode(),
+                  spec.stype.encode()] + [format_arg(p) for p in spec.params]
+        self.list_line = b" ".join([escape(f) for f in fields])
 
-    def formatted(self):
-        """``ts 1 name status value`` as bytes."""
-        return b"%.6f 1 %s nominal %s" % (
-            self.timestamp, self.name, escape(format_arg(self.value)))
+    def _format(self):
+        value = format_arg(self.value)
+        if self._escape:
+            value = escape(value)
+        return b"%.6f 1 %s nominal %s" % (self.timestamp, self.name, value)
+
+    def set(self, value, timestamp):
+        """Store a new value; return whether it changed."""
+        changed = value != self.value
+        self.value = value
+        self.timestamp = timestamp
+        self.line = self._format()
+        return changed
 
 
 class LineServer:
@@ -292,14 +310,12 @@ class LineServer:
 
     def update(self, reading, value):
         """Give a sensor a new value now; if it changed, tell event subscribers."""
-        changed = value != reading.value
-        reading.value = value
-        reading.timestamp = time.time()
+        changed = reading.set(value, time.time())
         subscribers = self.event_subscribers.get(reading.name)
         if subscribers and changed:
-            line = b"#sensor-status " + reading.formatted() + b"\n"
+            line = b"#sensor-status " + reading.line + b"\n"
             for proto in subscribers:
-                proto.transport.write(line)
+                proto.send(line)
 
     def produce(self, count, duration, done):
         """Update the first ``count`` sensors in rounds for ``duration`` s.
@@ -324,51 +340,81 @@ class LineServer:
 
 
 class LineServerProtocol(asyncio.Protocol):
-    """One connection of the line server."""
+    """One connection of the line server.
+
+    Output is batched: the replies to one received chunk go out in one write,
+    and informs produced during a loop iteration in one write at its end.
+    """
+
+    __slots__ = ("server", "transport", "_tail", "_timers", "_out")
+
+    # request name -> method name
+    _HANDLERS = {
+        b"watchdog": "_watchdog",
+        b"sensor-value": "_sensor_value",
+        b"sensor-list": "_sensor_list",
+        b"sensor-sampling": "_sensor_sampling",
+    }
 
     def __init__(self, server):
         self.server = server
         self.transport = None
         self._tail = b""
-        self._timers = {}
-        self._handlers = {
-            b"watchdog": self._watchdog,
-            b"sensor-value": self._sensor_value,
-            b"sensor-list": self._sensor_list,
-            b"sensor-sampling": self._sensor_sampling,
-        }
+        self._timers = None  # made by the first period strategy
+        self._out = None  # bytes waiting for the end of this loop iteration
 
     def connection_made(self, transport):
         self.transport = transport
         self.server.connections.add(self)
-        for line in GREETING:
-            transport.write(line)
+        transport.write(b"".join(GREETING))
 
     def connection_lost(self, exc):
         self.server.connections.discard(self)
-        for timer in self._timers.values():
+        for timer in (self._timers or {}).values():
             timer.cancel()
         for subscribers in self.server.event_subscribers.values():
             subscribers.discard(self)
 
+    def send(self, data):
+        """Queue ``data`` for the write at the end of this loop iteration."""
+        out = self._out
+        if out is None:
+            out = self._out = []
+            self.server.loop.call_soon(self._flush)
+        out.append(data)
+
+    def _flush(self):
+        out, self._out = self._out, None
+        if not self.transport.is_closing():
+            self.transport.write(b"".join(out))
+
     def data_received(self, data):
         lines = (self._tail + data).split(b"\n")
         self._tail = lines.pop()
+        # replies and the informs sent meanwhile join what waits for this iteration's
+        # write; if nothing did, they are written at the end of this chunk
+        replies = self._out
+        write_now = replies is None
+        if write_now:
+            replies = self._out = []
         for line in lines:
             line = line.rstrip(b"\r")
             if line[:1] != b"?":
                 continue
             _, name, mid, args = split(line)
             suffix = b"" if mid is None else b"[" + mid + b"]"
-            handler = self._handlers.get(name)
+            handler = self._HANDLERS.get(name)
             if handler is None:
-                self.transport.write(
-                    b"!" + name + suffix + b" invalid Unknown\\_request.\n")
+                replies.append(b"!" + name + suffix + b" invalid Unknown\\_request.\n")
             else:
-                handler(suffix, args)
+                replies.append(getattr(self, handler)(suffix, args))
+        if write_now:
+            self._out = None
+            if replies:
+                self.transport.write(b"".join(replies))
 
     def _watchdog(self, suffix, args):
-        self.transport.write(b"!watchdog" + suffix + b" ok\n")
+        return b"!watchdog" + suffix + b" ok\n"
 
     def _selected(self, args):
         if not args:
@@ -376,32 +422,24 @@ class LineServerProtocol(asyncio.Protocol):
         reading = self.server.by_name.get(args[0])
         return [reading] if reading else []
 
+    @staticmethod
+    def _informs(name, suffix, lines):
+        head = b"#" + name + suffix + b" "
+        return head + (b"\n" + head).join(lines) + b"\n"
+
     def _sensor_value(self, suffix, args):
         readings = self._selected(args)
         if not readings:
-            self.transport.write(
-                b"!sensor-value" + suffix + b" fail Unknown\\_sensor\\_name.\n")
-            return
-        write = self.transport.write
-        head = b"#sensor-value" + suffix + b" "
-        for reading in readings:
-            write(head + reading.formatted() + b"\n")
-        write(b"!sensor-value%s ok %d\n" % (suffix, len(readings)))
+            return b"!sensor-value" + suffix + b" fail Unknown\\_sensor\\_name.\n"
+        return (self._informs(b"sensor-value", suffix, [r.line for r in readings])
+                + b"!sensor-value%s ok %d\n" % (suffix, len(readings)))
 
     def _sensor_list(self, suffix, args):
         readings = self._selected(args)
         if not readings:
-            self.transport.write(
-                b"!sensor-list" + suffix + b" fail Unknown\\_sensor\\_name.\n")
-            return
-        write = self.transport.write
-        for reading in readings:
-            spec = reading.spec
-            fields = [reading.name, spec.description.encode(), spec.units.encode(),
-                      spec.stype.encode()]
-            fields += [format_arg(p) for p in spec.params]
-            write(join(b"#", b"sensor-list", fields, suffix[1:-1] or None) + b"\n")
-        write(b"!sensor-list%s ok %d\n" % (suffix, len(readings)))
+            return b"!sensor-list" + suffix + b" fail Unknown\\_sensor\\_name.\n"
+        return (self._informs(b"sensor-list", suffix, [r.list_line for r in readings])
+                + b"!sensor-list%s ok %d\n" % (suffix, len(readings)))
 
     def _sensor_sampling(self, suffix, args):
         names = args[0].split(b",")
@@ -410,11 +448,12 @@ class LineServerProtocol(asyncio.Protocol):
         readings = [self.server.by_name[n] for n in names]
         for reading in readings:
             self._set_strategy(reading, strategy, params)
-        self.transport.write(join(b"!", b"sensor-sampling",
-                                  [b"ok", args[0], strategy] + params,
-                                  suffix[1:-1] or None) + b"\n")
+        return join(b"!", b"sensor-sampling", [b"ok", args[0], strategy] + params,
+                    suffix[1:-1] or None) + b"\n"
 
     def _set_strategy(self, reading, strategy, params):
+        if self._timers is None:
+            self._timers = {}
         timer = self._timers.pop(reading.name, None)
         if timer is not None:
             timer.cancel()
@@ -436,7 +475,7 @@ class LineServerProtocol(asyncio.Protocol):
             when, self._tick, reading, period, when)
 
     def _send_status(self, reading):
-        self.transport.write(b"#sensor-status " + reading.formatted() + b"\n")
+        self.send(b"#sensor-status " + reading.line + b"\n")
 
 
 # -- baseline clients ----------------------------------------------------------

@@ -71,10 +71,26 @@ def _worst(samples, field, side):
 
 @benchmark("streaming")
 def run_streaming(ctx):
-    """Event-strategy streaming to 1 and to 10 clients."""
+    """Event-strategy streaming to 1 and to 10 clients, from both kinds of server.
+
+    Rows of the ``AsyncDeviceServer`` are ``streaming.clients_N.*``, those of the
+    threaded ``DeviceServer`` ``streaming.threaded.clients_N.*`` (the cost per inform
+    and whether each client got every update).
+    """
     size = ctx.size
-    katcp_server = ctx.pool.get("async", size.stream_sensors)
     line_server = ctx.pool.get("line", size.stream_sensors)
+    rows = []
+    for kind, name in (("async", "streaming."), ("threaded", "streaming.threaded.")):
+        katcp_server = ctx.pool.get(kind, size.stream_sensors)
+        kind_rows = _streaming_rows(size, katcp_server, line_server, name)
+        if kind == "threaded":
+            kind_rows = [row for row in kind_rows if row.name.rpartition(".")[2] in (
+                "cpu_per_inform", "delivered_fraction", "silently_behind_clients")]
+        rows += kind_rows
+    return rows
+
+
+def _streaming_rows(size, katcp_server, line_server, name):
     rows = []
     for nclients in size.stream_clients:
         def sample(server, nclients=nclients):
@@ -83,12 +99,13 @@ def run_streaming(ctx):
         samples = interleave({"katcp": lambda: sample(katcp_server),
                               "line": lambda: sample(line_server)}, size.repeats)
         k, b = medians(samples["katcp"]), medians(samples["line"])
-        prefix = "streaming.clients_%d." % nclients
+        prefix = "%sclients_%d." % (name, nclients)
         extra = {"sensors": size.stream_sensors, "seconds": size.stream_seconds,
                  "katcp": k, "line": b, "samples": samples}
         rows += [
             Row(prefix + "cpu_per_inform", "us", k["cpu_per_inform"] * 1e6,
-                b["cpu_per_inform"] * 1e6, ("ratio", "<=", 1.5), extra),
+                # the issue's target: within 2x of the batched floor
+                b["cpu_per_inform"] * 1e6, ("ratio", "<=", 2.0), extra),
             Row(prefix + "informs_per_s", "msg/s", k["informs_per_s"], b["informs_per_s"]),
             Row(prefix + "max_lag", "s", k["max_lag"], b["max_lag"]),
             Row(prefix + "drain_after_stop", "s", k["drain"], b["drain"]),

@@ -13,7 +13,7 @@ import itertools
 import operator
 import threading
 import weakref
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import tornado.ioloop
 
@@ -23,6 +23,8 @@ from katcp.loop.crossing import on_thread
 from katcp.wire.text import as_bytes, readable
 
 InformCallback = Callable[[Sensor, Reading], None]
+
+_get_ident = threading.get_ident
 
 # Timestamps beyond this are nonsense for a sensor (seconds).
 AGE_OF_UNIVERSE = 4.32329886e+17
@@ -46,6 +48,15 @@ def sensor_status_inform(sensor: Sensor, reading: Reading, major: int) -> Messag
     ts, status_name, formatted = sensor.format_reading(reading, major)
     return Message(Message.INFORM, "sensor-status",
                    (ts, b"1", sensor.name.encode("utf-8"), status_name, formatted))
+
+
+def sensor_status_line(sensor: Sensor, reading: Reading, major: int) -> bytes:
+    """The ``#sensor-status`` inform of `reading` as wire bytes, newline included.
+
+    The same bytes as ``bytes(sensor_status_inform(...)) + b"\\n"``, from the sensor's
+    line of the reading (:meth:`Sensor.status_line`), which is formatted once per reading.
+    """
+    return b"#sensor-status " + sensor.status_line(reading, major) + b"\n"
 
 
 def format_inform_v5(sensor: Sensor, timestamp: float, status: int, value: Any) -> Message:
@@ -251,7 +262,8 @@ class SampleStrategy:
         reading : (timestamp, status, value) tuple
             Sensor reading as would be returned by sensor.read()
         """
-        if on_thread(self._ioloop_thread_id):
+        # on_thread(), inlined: this runs for every update of every sampled sensor.
+        if _get_ident() == self._ioloop_thread_id:
             self.observe(reading)
             return
         # Coalesce: one pending call per strategy, carrying the newest reading.
@@ -337,6 +349,152 @@ class SampleEvent(_SampleChanges):
     """
 
     _SAMPLING = SampleStrategy.EVENT
+
+
+def _nobody(sensor: Sensor, reading: Reading) -> None:
+    """The inform callback of a fan-out, which sends to its members itself."""
+
+
+class _EventFanOut(SampleEvent):
+    """The wire-sending event strategies of one sensor, observing it as one.
+
+    With many clients sampling a sensor on events, each change is checked and formatted
+    once and its bytes handed to every client's sender, rather than each client's
+    strategy doing it all again. Members join from :meth:`_WireSampleEvent.attach` and
+    leave when cancelled; the fan-out detaches from the sensor once it is empty.
+    """
+
+    _by_sensor: "weakref.WeakKeyDictionary[Sensor, dict]" = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def join(cls, member: "_WireSampleEvent") -> "_EventFanOut":
+        fans = cls._by_sensor.setdefault(member._sensor, {})
+        key = (member.ioloop, member._major)
+        fan = fans.get(key)
+        if fan is None:
+            fan = fans[key] = cls(member._sensor, member.ioloop, member._major)
+            fan.start()
+        fan._members[member] = member._send
+        fan._targets = tuple(fan._members.values())
+        fan._fresh.append(member)
+        return fan
+
+    def __init__(self, sensor: Sensor, ioloop: tornado.ioloop.IOLoop, major: int) -> None:
+        super().__init__(_nobody, sensor, ioloop=ioloop)
+        self._major = major
+        self._members: Dict[Any, Callable[[bytes], None]] = {}
+        self._targets: Tuple[Callable[[bytes], None], ...] = ()
+        # Members whose last inform may not be the fan-out's (they joined since its last
+        # one): their own test decides whether the next change is news to them.
+        self._fresh: List[Any] = []
+
+    def leave(self, member: "_WireSampleEvent") -> None:
+        if self._members.pop(member, None) is None:
+            return
+        self._targets = tuple(self._members.values())
+        if member in self._fresh:
+            self._fresh.remove(member)
+        if not self._members:
+            self.cancel()
+            fans = self._by_sensor.get(self._sensor)
+            if fans is not None and fans.get((self.ioloop, self._major)) is self:
+                del fans[(self.ioloop, self._major)]
+
+    def update(self, sensor: Sensor, reading: Reading) -> None:
+        # SampleStrategy.update() and observe() inlined for the loop thread: this runs for
+        # every update of the sensor.
+        if _get_ident() != self._ioloop_thread_id:
+            SampleStrategy.update(self, sensor, reading)
+            return
+        last = self._last_sent
+        if last is None or reading.value != last.value or reading.status != last.status:
+            self._last_sent = reading
+            if self._fresh:
+                self.inform(reading)
+                return
+            # inform() and sensor_status_line(), inlined for the usual case.
+            line = b"#sensor-status " + sensor.status_line(reading, self._major) + b"\n"
+            for send in self._targets:
+                send(line)
+
+    def inform(self, reading: Reading) -> None:
+        line = sensor_status_line(self._sensor, reading, self._major)
+        fresh = self._fresh
+        if fresh:
+            self._fresh = []
+            for member in fresh:
+                if member._is_news(reading):
+                    member._last_sent = reading
+                    member._send(line)
+            targets: Sequence[Callable[[bytes], None]] = [
+                self._members[m] for m in self._members if m not in fresh]
+        else:
+            targets = self._targets
+        for send in targets:
+            send(line)
+
+
+class _WireSampleEvent(SampleEvent):
+    """The event strategy of a server's client: ``#sensor-status`` bytes to a sender.
+
+    Every change is still sent (nothing is coalesced beyond what :class:`SampleEvent`
+    does); the work per change is shared through an :class:`_EventFanOut`.
+    """
+
+    def __init__(self, send: Callable[[bytes], None], major: int, sensor: Sensor, *params: Any,
+                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
+        self._send = send
+        self._major = major
+        self._fan_out: Optional[_EventFanOut] = None
+        super().__init__(self._send_status, sensor, *params, ioloop=ioloop)
+
+    def _send_status(self, sensor: Sensor, reading: Reading) -> None:
+        self._send(sensor_status_line(sensor, reading, self._major))
+
+    def attach(self) -> None:
+        # The first reading goes to this client alone; later ones come from the fan-out.
+        self._fan_out = _EventFanOut.join(self)
+        self.update(self._sensor, self._sensor.read())
+
+    def detach(self) -> None:
+        if self._fan_out is not None:
+            self._fan_out.leave(self)
+            self._fan_out = None
+
+
+def wire_strategy(strategy_name: Any, send: Callable[[bytes], None], major: int,
+                  sensor: Sensor, *params: Any,
+                  ioloop: Optional[tornado.ioloop.IOLoop] = None) -> SampleStrategy:
+    """A strategy that sends ``#sensor-status`` informs as bytes, as a server does.
+
+    As :meth:`SampleStrategy.get_strategy`, but the strategy hands each inform's bytes
+    (:func:`sensor_status_line`) to `send` on the loop thread. Event strategies of the
+    same sensor share the work of each change (:class:`_EventFanOut`).
+
+    Parameters
+    ----------
+    strategy_name : str or bytes
+    send : callable
+        ``send(data)``, called on the loop thread.
+    major : int
+        KATCP major version of the informs.
+    sensor : Sensor
+    params : list of objects
+        The strategy's parameters.
+    ioloop : tornado.ioloop.IOLoop, optional
+
+    Returns
+    -------
+    strategy : SampleStrategy
+
+    """
+    if readable(strategy_name) == "event":
+        return _WireSampleEvent(send, major, sensor, *params, ioloop=ioloop)
+
+    def send_status(sensor: Sensor, reading: Reading) -> None:
+        send(sensor_status_line(sensor, reading, major))
+    return SampleStrategy.get_strategy(strategy_name, send_status, sensor, *params,
+                                       ioloop=ioloop)
 
 
 class SampleDifferential(_SampleChanges):

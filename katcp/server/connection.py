@@ -1,7 +1,7 @@
 """What a request handler talks to: a client's connection and a request on it."""
 
 import warnings
-from typing import Any
+from typing import Any, Callable, List, Optional
 
 from katcp.core import Message
 
@@ -40,14 +40,27 @@ class ClientConnection:
     # The server's methods that send: only from the loop thread here.
     _SEND = "send_message"
     _SEND_TO_ALL = "mass_send_message"
+    _THREADSAFE = False
 
     def __init__(self, server: Any, conn_id: Any) -> None:
         self._server = server
         self._conn_id = conn_id
-        self.address = server.get_address(conn_id)
+        # The address is asked of the server when wanted, and the server's send method
+        # (_SEND) looked up per message, rather than kept: thousands of idle
+        # connections each keep less.
+        self._address: Optional[str] = None
         self._disconnect_called = False
-        # Bound once: informs are the hot path.
-        self._send = getattr(server, self._SEND)
+
+    @property
+    def address(self) -> str:
+        """The client's address, ``host:port`` (as the server's ``get_address`` says)."""
+        if self._address is not None:
+            return self._address
+        return self._server.get_address(self._conn_id)
+
+    @address.setter
+    def address(self, address: str) -> None:
+        self._address = address
 
     def inform(self, msg: Message) -> None:
         """Send an inform message to a particular client.
@@ -62,7 +75,7 @@ class ClientConnection:
             The inform message to send.
 
         """
-        self._send(self._conn_id, msg)
+        getattr(self._server, self._SEND)(self._conn_id, msg)
 
     def reply_inform(self, inform: Message, orig_req: Message) -> None:
         """Send an inform as part of the reply to an earlier request.
@@ -81,7 +94,7 @@ class ClientConnection:
             If the names of `inform` and `orig_req` differ (nothing is sent).
 
         """
-        self._send(self._conn_id, _answer_to(inform, orig_req))
+        getattr(self._server, self._SEND)(self._conn_id, _answer_to(inform, orig_req))
 
     def reply(self, reply: Message, orig_req: Message) -> None:
         """Send an asynchronous reply to an earlier request.
@@ -89,7 +102,7 @@ class ClientConnection:
         As :meth:`reply_inform`, for the reply: `reply` gets the id of `orig_req`,
         whose name it must have (else ValueError, and nothing is sent).
         """
-        self._send(self._conn_id, _answer_to(reply, orig_req))
+        getattr(self._server, self._SEND)(self._conn_id, _answer_to(reply, orig_req))
 
     def mass_inform(self, msg: Message) -> None:
         """Send an inform message to all clients.
@@ -101,6 +114,31 @@ class ClientConnection:
 
         """
         getattr(self._server, self._SEND_TO_ALL)(msg)
+
+    def wire_sender(self, threadsafe: Optional[bool] = None) -> Optional[Callable[[bytes], None]]:
+        """A function that sends ready wire bytes (whole lines), or None.
+
+        None where messages must go through :meth:`inform` as objects: a subclass
+        overrides it, or the server is not a :class:`KATCPServer` (a test double).
+
+        Parameters
+        ----------
+        threadsafe : bool or None, optional
+            Whether the function may be called from any thread; None: as :meth:`inform`
+            may be. False is for callers on the IOLoop thread (sampling strategies).
+
+        Returns
+        -------
+        send : callable or None
+            ``send(data)``; what it sends joins the connection's write batch.
+
+        """
+        make = getattr(self._server, "wire_sender", None)
+        if make is None or type(self).inform is not ClientConnection.inform:
+            return None
+        if threadsafe is None:
+            threadsafe = self._THREADSAFE
+        return make(self._conn_id, threadsafe)
 
     def on_client_disconnect_was_called(self) -> None:
         """Prevent multiple calls to on_client_disconnect handler.
@@ -139,6 +177,7 @@ class ThreadsafeClientConnection(ClientConnection):
 
     _SEND = "send_message_threadsafe"
     _SEND_TO_ALL = "mass_send_message_threadsafe"
+    _THREADSAFE = True
 
 
 class ClientRequestConnection:
@@ -180,6 +219,40 @@ class ClientRequestConnection:
 
         """
         self.client_connection.inform(Message.reply_inform(self.msg, *args))
+
+    def inform_lines(self, lines: List[bytes]) -> bool:
+        """Send one inform per line of ready arguments, all in one write batch.
+
+        Each of `lines` holds an inform's arguments as the wire has them (escaped and
+        joined with spaces, as :meth:`katcp.Sensor.status_line` makes them); the
+        request's name and id are put in front.
+
+        Parameters
+        ----------
+        lines : list of bytes
+
+        Returns
+        -------
+        sent : bool
+            False, and nothing is sent, where informs must go one by one through
+            :meth:`inform` (it is overridden, or the connection takes only messages).
+
+        """
+        conn = self.client_connection
+        send = None
+        if (type(self).inform is ClientRequestConnection.inform
+                and isinstance(conn, ClientConnection)):
+            send = conn.wire_sender()
+        if send is None:
+            return False
+        if lines:
+            msg = self.msg
+            head = b"#" + msg.name.encode("ascii")
+            if msg.mid is not None:
+                head += b"[" + msg.mid + b"]"
+            head += b" "
+            send(head + (b"\n" + head).join(lines) + b"\n")
+        return True
 
     def inform_after_reply(self, *args: Any) -> None:
         """Send an inform carrying the request's id, even after the reply was sent.

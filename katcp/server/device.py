@@ -101,6 +101,10 @@ class DeviceServer(DeviceServerBase):
                  logger: logging.Logger = log) -> None:
         self._restart_queue: Optional["queue.Queue[Any]"] = None
         self._sensors: Dict[str, Sensor] = {}
+        # The sensors sorted by name, for the listing requests: (generation, list),
+        # valid while the generation is that of _sensors (add_sensor, remove_sensor).
+        self._sensors_generation = 0
+        self._sorted_cache: Tuple[int, List[Tuple[str, Sensor]]] = (-1, [])
         self._strategies: Dict[Any, Dict[Sensor, SampleStrategy]] = {}
         self._client_conns: Set[Any] = set()
         self._interface_changed_pending = False
@@ -157,7 +161,6 @@ class DeviceServer(DeviceServerBase):
         """
         others = list(self._client_conns)
         self._client_conns.add(client_conn)
-        self._strategies[client_conn] = {}
         if self._katcp_major >= VERSION_CONNECT_KATCP_MAJOR:
             for version in (("katcp-protocol", str(self.PROTOCOL_INFO)),
                             ("katcp-library", "katcp-python-%s" % __version__),
@@ -199,6 +202,7 @@ class DeviceServer(DeviceServerBase):
 
         """
         self._sensors[sensor.name] = sensor
+        self._sensors_generation += 1
         self._interface_changed()
 
     def remove_sensor(self, sensor: Union[Sensor, str]) -> None:
@@ -218,6 +222,7 @@ class DeviceServer(DeviceServerBase):
         removed = self._sensors.pop(name, None)
         if removed is None:
             raise ValueError("Unknown sensor '%s'." % (name,))
+        self._sensors_generation += 1
         if self.running():
             self._server.call_from_thread(lambda: self._cancel_sensor_strategies(removed))
         else:
@@ -235,6 +240,17 @@ class DeviceServer(DeviceServerBase):
     def _send_interface_changed(self) -> None:
         self._interface_changed_pending = False
         self._server.mass_send_message(Message.inform("interface-changed", "sensor-list"))
+
+    def _sorted_sensors(self) -> List[Tuple[str, Sensor]]:
+        """(name, sensor) of every sensor, sorted by name (the list is shared: do not change it)."""
+        generation = self._sensors_generation
+        known, ordered = self._sorted_cache
+        if known != generation or len(ordered) != len(self._sensors):
+            ordered = sorted(self._sensors.items())
+            # Kept only if no sensor was added or removed meanwhile (from another thread).
+            if self._sensors_generation == generation:
+                self._sorted_cache = (generation, ordered)
+        return ordered
 
     def get_sensor(self, sensor_name: str) -> Sensor:
         """Fetch the sensor with the given name.

@@ -6,12 +6,13 @@ strategies of each client (only touched on the loop). The docstrings of the requ
 which ``?help`` sends, keep the indentation of method docstrings.
 """
 
+import functools
 from typing import TYPE_CHECKING, Any, Callable, List, Sequence
 
 from katcp.core import SEC_TS_KATCP_MAJOR, FailReply, Message, Reading, Sensor
 from katcp.kattypes import request
-from katcp.sampling import SampleStrategy, sensor_status_inform
-from katcp.server.connection import ClientRequestConnection
+from katcp.sampling import SampleStrategy, sensor_status_inform, wire_strategy
+from katcp.server.connection import ClientConnection, ClientRequestConnection
 from katcp.wire.text import as_str, readable
 from katcp.wire.types import ms_to_seconds, seconds_to_ms
 
@@ -191,11 +192,9 @@ def _sensor_sampling(self: "DeviceServer", req: ClientRequestConnection, msg: Me
             readable(strategy_name), self._katcp_major))
     # The reply echoes the parameters as the client gave them.
     sampling_params = _v4_times(v4, strategy_name, params, _ms_param_to_seconds)
-    inform_callback = _inform_callback(self, req.client_connection)
+    make_strategy = _strategy_factory(self, req.client_connection, strategy_name)
     try:
-        new_strategies = [SampleStrategy.get_strategy(strategy_name, inform_callback, sensor,
-                                                      *sampling_params, ioloop=self.ioloop)
-                          for sensor in sensors]
+        new_strategies = [make_strategy(sensor, *sampling_params) for sensor in sensors]
     except (ValueError, TypeError) as exc:
         raise FailReply(str(exc))
     for sensor, strategy in zip(sensors, new_strategies):
@@ -223,13 +222,23 @@ def _v4_times(v4: bool, strategy_name: bytes, params: Sequence[Any],
     return params
 
 
-def _inform_callback(self: "DeviceServer", client_conn: Any) -> Callable[[Sensor, Reading], None]:
+def _strategy_factory(self: "DeviceServer", client_conn: Any,
+                      strategy_name: bytes) -> Callable[..., SampleStrategy]:
+    """``make(sensor, *params)``: new strategies of `strategy_name` informing `client_conn`."""
     major = self._katcp_major
+    ioloop = self.ioloop
+    # Strategies call back on the loop thread, so the sender need not be thread-safe.
+    send = (client_conn.wire_sender(threadsafe=False)
+            if isinstance(client_conn, ClientConnection) else None)
+    if send is not None:
+        # Informs as bytes, each reading formatted once for all its clients.
+        return functools.partial(wire_strategy, strategy_name, send, major, ioloop=ioloop)
     inform = client_conn.inform
 
     def inform_callback(sensor: Sensor, reading: Reading) -> None:
         inform(sensor_status_inform(sensor, reading, major))
-    return inform_callback
+    return functools.partial(SampleStrategy.get_strategy, strategy_name, inform_callback,
+                             ioloop=ioloop)
 
 
 @request()

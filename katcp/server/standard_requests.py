@@ -60,12 +60,16 @@ def construct_name_filter(pattern: Any) -> Tuple[bool, Callable[[str], bool]]:
 
 
 def _matching_sensors(self: "DeviceServer", msg: Message) -> List[Tuple[str, Sensor]]:
-    exact, name_filter = construct_name_filter(msg.arguments[0] if msg.arguments else None)
-    sensors = [(name, sensor) for name, sensor in sorted(self._sensors.items())
-               if name_filter(name)]
-    if exact and not sensors:
-        raise FailReply("Unknown sensor name.")
-    return sensors
+    if not msg.arguments:
+        return self._sorted_sensors()
+    exact, name_filter = construct_name_filter(msg.arguments[0])
+    if exact:
+        name = as_str(msg.arguments[0])
+        sensor = self._sensors.get(name)
+        if sensor is None:
+            raise FailReply("Unknown sensor name.")
+        return [(name, sensor)]
+    return [(name, sensor) for name, sensor in self._sorted_sensors() if name_filter(name)]
 
 
 def request_halt(self: "DeviceServer", req: ClientRequestConnection, msg: Message) -> Message:
@@ -345,8 +349,12 @@ def request_sensor_list(self: "DeviceServer", req: ClientRequestConnection,
 
         """
     sensors = _matching_sensors(self, msg)
-    for name, sensor in sensors:
-        req.inform(name, sensor.description, sensor.units, sensor.stype, *sensor.formatted_params)
+    # Each sensor's line is formatted once (until its description changes), and the
+    # informs leave in one batch.
+    if not req.inform_lines([sensor.list_line() for _, sensor in sensors]):
+        for name, sensor in sensors:
+            req.inform(name, sensor.description, sensor.units, sensor.stype,
+                       *sensor.formatted_params)
     return req.make_reply("ok", len(sensors))
 
 
@@ -402,10 +410,12 @@ def request_sensor_value(self: "DeviceServer", req: ClientRequestConnection,
         """
     sensors = _matching_sensors(self, msg)
     major = self._katcp_major
-    inform = req.inform
-    for name, sensor in sensors:
-        timestamp, status, value = sensor.read_formatted(major)
-        inform(timestamp, b"1", name, status, value)
+    # Each reading is formatted once (shared with #sensor-status informs and other
+    # clients), and the informs leave in one batch.
+    if not req.inform_lines([sensor.status_line(sensor.read(), major) for _, sensor in sensors]):
+        for name, sensor in sensors:
+            timestamp, status, value = sensor.read_formatted(major)
+            req.inform(timestamp, b"1", name, status, value)
     return req.make_reply("ok", len(sensors))
 
 

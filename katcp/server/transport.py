@@ -1,7 +1,6 @@
 """The TCP side of a device server: accepting, line framing, parsing and sending."""
 
 import asyncio
-import collections
 import concurrent.futures
 import errno
 import functools
@@ -10,7 +9,7 @@ import socket
 import sys
 import threading
 import traceback
-from typing import Any, Callable, Deque, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Set, Tuple
 
 import tornado.gen
 import tornado.ioloop
@@ -57,42 +56,63 @@ def return_future(fn: Callable[..., Any]) -> Callable[..., Future]:
     return decorated
 
 
+def _unset_call_soon(*args: Any) -> Any:
+    raise RuntimeError("The server is not installed on a loop")
+
+
 def exception_text(exc_info: Any, limit: Optional[int]) -> str:
     """The text of a traceback sent to a client: `exc_info` limited to `limit` frames."""
     # Ends with a newline, as the traceback module formats it (and as katcp 0.9 sent it).
     return "".join(traceback.format_exception(*exc_info, limit=limit))
 
 
-class _Connection(SharedBufferProtocol):
+_NO_LINES: Tuple[bytes, ...] = ()
+
+
+class _Connection(SharedBufferProtocol, WriteBatcher):
     """One accepted TCP connection: line framing, paused reading and batched writes.
+
+    Its :meth:`send` and :meth:`flush` are the write batcher's.
 
     An asyncio protocol on the IOLoop's asyncio loop: a chunk of input is split, parsed
     and dispatched in one callback, and the replies it produced are written with one
     ``transport.write``. Reading pauses while the device is busy with a message.
     """
 
-    def __init__(self, server: "KATCPServer", on_message: Callable[[Any, Message], Any],
-                 parse: Callable[[bytes], Message]) -> None:
+    # Thousands of these may sit idle: no __dict__, and lines kept only while unhandled.
+    __slots__ = ("_server", "transport", "client_conn",
+                 "closing", "_framer", "_lines", "_next_line", "_busy", "_drained")
+
+    def __init__(self, server: "KATCPServer") -> None:
         self._server = server
-        self._on_message = on_message
-        self._parse = parse
         self.transport: Any = None
-        self.address: Optional[str] = None
         self.client_conn: Any = None
         # Nothing more is handled or written once True (the connection is closing).
         self.closing = False
-        self._framer = LineFramer(server.MAX_MSG_SIZE)
-        self._lines: Deque[bytes] = collections.deque()
+        self._framer: Optional[LineFramer] = None  # made when the first bytes arrive
+        # Received lines not yet handled, from index _next_line on (_NO_LINES: none).
+        self._lines: Sequence[bytes] = _NO_LINES
+        self._next_line = 0
         self._busy = True  # until on_client_connect is done
         self._drained: Optional[asyncio.Future] = None
-        batcher = self._batcher = WriteBatcher(
-            self._write, server.ioloop.asyncio_loop.call_soon, server.MAX_WRITE_BUFFER_SIZE)
-        # The hot path: what KATCPServer.send_message() calls, straight into the batcher.
-        self.send = batcher.send
-        self.flush = batcher.flush
-        # An orderly close ends with an empty line; a close for a protocol violation
-        # (an over-long line) does not, as in katcp 0.9.
-        self.end_with_empty_line = True
+        # The connection is its own write batcher (one object less per connection):
+        # send() is the hot path of KATCPServer.send_message(), write_out() its end.
+        WriteBatcher.__init__(self, None, server._call_soon, server.MAX_WRITE_BUFFER_SIZE)
+
+    @property
+    def address(self) -> str:
+        """The peer's address, ``host:port`` (made when asked: idle connections keep less)."""
+        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+        return "%s:%s" % peer[:2] if peer else "<katcp connection at 0x%x>" % (id(self),)
+
+    @property
+    def end_with_empty_line(self) -> bool:
+        """Whether a close ends with an empty line.
+
+        An orderly close does; a close for a protocol violation (an over-long line) does
+        not, as in katcp 0.9.
+        """
+        return self._framer is None or not self._framer.overflow
 
     # -- asyncio protocol ---------------------------------------------------------------
 
@@ -102,8 +122,6 @@ class _Connection(SharedBufferProtocol):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport.set_write_buffer_limits(high=self._server.MAX_WRITE_BUFFER_SIZE)
-        peer = transport.get_extra_info("peername")
-        self.address = "%s:%s" % peer[:2] if peer else repr(self)
         ready = self._server._connection_made(self)
         if ready is None:
             self._busy = False
@@ -112,9 +130,16 @@ class _Connection(SharedBufferProtocol):
 
     def data_received(self, data: bytes) -> None:
         framer = self._framer
-        if framer.overflow:
+        if framer is None:
+            framer = self._framer = LineFramer(self._server.MAX_MSG_SIZE)
+        elif framer.overflow:
             return  # the connection is being closed for an over-long line
-        self._lines.extend(framer.feed(data))
+        lines = self._lines
+        if lines:
+            lines.extend(framer.feed(data))  # type: ignore[attr-defined]
+        else:
+            self._lines = framer.feed(data)
+            self._next_line = 0
         if not self._busy:
             self._process()
         if framer.overflow:
@@ -146,14 +171,18 @@ class _Connection(SharedBufferProtocol):
 
     def _process(self) -> None:
         lines = self._lines
-        on_message = self._on_message
-        parse = self._parse
+        index = self._next_line
+        count = len(lines)
+        server = self._server
+        on_message = server._device.on_message
+        parse = server._parse
         # Replies to the whole chunk go out together, in one write (or more, should a
         # client that does not read make them pass the write limit meanwhile).
-        self._batcher.hold()
+        self.hold()
         try:
-            while lines and not self.closing:
-                line = lines.popleft()
+            while index < count and not self.closing:
+                line = lines[index]
+                index += 1
                 if not line:
                     continue
                 try:
@@ -161,7 +190,7 @@ class _Connection(SharedBufferProtocol):
                 except KatcpSyntaxError:
                     # Only truly empty lines are skipped (above): like katcp 0.9.3, a
                     # line of blanks is answered with an error like any bad line.
-                    self._server._send_syntax_error(self)
+                    server._send_syntax_error(self)
                     continue
                 ready = on_message(self.client_conn, msg)
                 if ready is not None and not ready.done():
@@ -171,7 +200,12 @@ class _Connection(SharedBufferProtocol):
                     ready.add_done_callback(self._done)
                     break
         finally:
-            self._batcher.release()
+            # Lines that arrived meanwhile (a handler ran the loop) were appended.
+            if index >= len(lines):
+                self._lines = _NO_LINES
+            else:
+                self._next_line = index
+            self.release()
 
     def _done(self, ready: Any) -> None:
         if not ready.cancelled() and ready.exception() is not None:
@@ -184,7 +218,7 @@ class _Connection(SharedBufferProtocol):
 
     # -- output -------------------------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
+    def write_out(self, data: bytes) -> None:
         if self.closing:
             return  # what is sent after the goodbye is dropped
         transport = self.transport
@@ -210,7 +244,8 @@ class _Connection(SharedBufferProtocol):
         return drained
 
     def __repr__(self) -> str:
-        return "<katcp connection %s>" % (self.address,)
+        address = self.address
+        return address if address.startswith("<") else "<katcp connection %s>" % (address,)
 
 
 class KATCPServer:
@@ -274,6 +309,7 @@ class KATCPServer:
         self._tb_limit = tb_limit
         self._logger = logger
         self._parser = MessageParser()
+        self._parse = self._parser.parse  # bound once, shared by the connections
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
         self.ioloop: Any = None
         self.ioloop_thread_id: Optional[int] = None
@@ -285,6 +321,8 @@ class KATCPServer:
         self._stopped = threading.Event()
         self._call_queue: Optional[CallQueue] = None
         self._tasks: Set["asyncio.Task[Any]"] = set()
+        # The loop's call_soon, bound once for all connections (set by _install).
+        self._call_soon: Callable[..., Any] = _unset_call_soon
 
     # -- loop management ------------------------------------------------------
 
@@ -380,6 +418,7 @@ class KATCPServer:
         # A restarted server may run on a new loop: the queue of that loop.
         self._call_queue = CallQueue.of(self.ioloop)
         self._listener = sock
+        self._call_soon = self.ioloop.asyncio_loop.call_soon
         self.ioloop.asyncio_loop.add_reader(sock.fileno(), self._accept_ready)
         self._running.set()
 
@@ -408,7 +447,7 @@ class KATCPServer:
             task.add_done_callback(self._accepted)
 
     def _new_connection(self) -> _Connection:
-        return _Connection(self, self._device.on_message, self._parser.parse)
+        return _Connection(self)
 
     def _accepted(self, task: "asyncio.Task[Any]") -> None:
         self._accepting.discard(task)
@@ -532,7 +571,6 @@ class KATCPServer:
         self._logger.error("Message from %s exceeds %d bytes; disconnecting",
                            conn.address, self.MAX_MSG_SIZE)
         conn.transport.pause_reading()
-        conn.end_with_empty_line = False
         self.spawn(self.disconnect_client(
             conn, "Message exceeds maximum size of %d bytes." % self.MAX_MSG_SIZE))
 
@@ -662,6 +700,35 @@ class KATCPServer:
 
         """
         stream.send(bytes(msg) + b"\n")
+
+    def wire_sender(self, stream: _Connection, threadsafe: bool) -> Callable[[bytes], None]:
+        """A function that sends ready wire bytes (whole lines) to one client.
+
+        The bytes join the connection's write batch like any message. For bulk replies
+        and sensor informs, whose lines are formatted once and shared.
+
+        Parameters
+        ----------
+        stream : connection handle
+        threadsafe : bool
+            Whether the function may be called from any thread (else: only from the
+            IOLoop thread).
+
+        Returns
+        -------
+        send : callable
+            ``send(data)``, `data` being bytes of complete lines, newlines included.
+
+        """
+        if threadsafe:
+            return functools.partial(self._send_wire_threadsafe, stream)
+        return stream.send
+
+    def _send_wire_threadsafe(self, stream: _Connection, data: bytes) -> None:
+        if on_thread(self.ioloop_thread_id):
+            stream.send(data)
+        else:
+            self.call_soon_threadsafe(stream.send, data)
 
     def mass_send_message(self, msg: Message) -> None:
         """Send a message to all connected clients.

@@ -29,6 +29,8 @@ class SharedBufferProtocol(asyncio.BufferedProtocol):
     of them is handled, so connections sharing the buffer never see each other's data.
     """
 
+    __slots__ = ()
+
     def get_buffer(self, sizehint: int) -> bytearray:
         return _receive_buffer.buffer
 

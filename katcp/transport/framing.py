@@ -5,9 +5,11 @@ Neither does I/O: :class:`LineFramer` turns received bytes into lines, and
 function it is given, once per loop turn.
 """
 
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 __all__ = ["LineFramer", "WriteBatcher"]
+
+_NOTHING: Tuple[bytes, ...] = ()
 
 
 class LineFramer:
@@ -79,8 +81,9 @@ class WriteBatcher:
 
     Parameters
     ----------
-    write : callable
-        Called as ``write(data)`` with the collected bytes.
+    write : callable or None
+        Called as ``write(data)`` with the collected bytes; None for a subclass that
+        overrides :meth:`write_out` instead (a connection that is its own batcher).
     call_soon : callable
         Schedules a callback for the end of this loop turn (``loop.call_soon``).
     limit : int
@@ -95,13 +98,14 @@ class WriteBatcher:
 
     __slots__ = ("_write", "_call_soon", "_limit", "_coalesce", "_chunks", "_size", "_held")
 
-    def __init__(self, write: Callable[[bytes], Any], call_soon: Callable[..., Any], limit: int,
-                 coalesce: bool = True) -> None:
+    def __init__(self, write: Optional[Callable[[bytes], Any]], call_soon: Callable[..., Any],
+                 limit: int, coalesce: bool = True) -> None:
         self._write = write
         self._call_soon = call_soon
         self._limit = limit
         self._coalesce = coalesce
-        self._chunks: List[bytes] = []
+        # A list only while something waits: idle connections hold no list.
+        self._chunks: Sequence[bytes] = _NOTHING
         self._size = 0
         self._held = False
 
@@ -115,20 +119,20 @@ class WriteBatcher:
         """
         chunks = self._chunks
         if chunks:
-            chunks.append(data)
+            chunks.append(data)  # type: ignore[attr-defined]
             self._size += len(data)
             if self._size > self._limit:
                 self.flush()
         elif self._held:
-            chunks.append(data)
+            self._chunks = [data]
             self._size = len(data)
         elif self._coalesce:
-            chunks.append(data)
+            self._chunks = [data]
             self._size = len(data)
             self._call_soon(self.flush)
         else:
             # Write-through (a client's request): nothing to join it with.
-            self._write(data)
+            self.write_out(data)
 
     def hold(self) -> None:
         """Collect everything sent until :meth:`release` (while a received chunk is handled)."""
@@ -145,11 +149,21 @@ class WriteBatcher:
         if not chunks:
             return
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
+        self._chunks = _NOTHING
         self._size = 0
-        self._write(data)
+        self.write_out(data)
+
+    def write_out(self, data: bytes) -> None:
+        """Write a batch: call the `write` function given (subclasses may override this).
+
+        Parameters
+        ----------
+        data : bytes
+
+        """
+        self._write(data)  # type: ignore[misc]
 
     def clear(self) -> None:
         """Drop what was collected (the connection is gone)."""
-        self._chunks.clear()
+        self._chunks = _NOTHING
         self._size = 0

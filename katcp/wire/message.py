@@ -45,6 +45,20 @@ def _unescape(arg: bytes) -> bytes:
     return _UNESCAPE_SUB(arg)
 
 
+def escape_argument(arg: bytes) -> bytes:
+    """The wire form of one raw argument: special bytes escaped, ``\\@`` if empty.
+
+    Parameters
+    ----------
+    arg : bytes
+
+    Returns
+    -------
+    escaped : bytes
+    """
+    return _ESCAPE_SUB(arg) if arg else b"\\@"
+
+
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9\-]*\Z")
 _HEADER_RE = re.compile(rb"([A-Za-z][A-Za-z0-9\-]*)(?:\[([0-9]+)\])?\Z")
 _BLANK_SPLIT = re.compile(rb"[ \t]+").split
@@ -215,7 +229,7 @@ class Message:
                 and 10 not in body and 13 not in body and 0 not in body and 27 not in body
                 and b"" not in args):
             return head + b" " + body
-        return head + b" " + b" ".join([_ESCAPE_SUB(arg) if arg else b"\\@" for arg in args])
+        return head + b" " + b" ".join([escape_argument(arg) for arg in args])
 
     def __str__(self) -> str:
         return show(self.__bytes__())

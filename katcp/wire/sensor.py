@@ -7,11 +7,12 @@ its parameters (range, allowed values), its default and the checks of
 
 import numbers
 import time
-from typing import Any, List, NamedTuple, Optional, Set, Tuple
+from typing import Any, FrozenSet, List, NamedTuple, Optional, Set, Tuple
 
 from katcp.wire import types as wire_types
 from katcp.wire.errors import KatcpTypeError
-from katcp.wire.flags import DEFAULT_KATCP_MAJOR, SEC_TO_MS_FAC
+from katcp.wire.flags import DEFAULT_KATCP_MAJOR, SEC_TO_MS_FAC, SEC_TS_KATCP_MAJOR
+from katcp.wire.message import Message, escape_argument
 from katcp.wire.text import as_str, show
 
 
@@ -30,22 +31,42 @@ class Reading(NamedTuple):
     value: Any
 
 
+# The wire-line cache of a sensor before its first line is made.
+_NO_LINE: Tuple[None, None, bytes] = (None, None, b"")
+
+# Reading(t, s, v) without the Python-level __new__ of a named tuple: set() is a hot path.
+_new_reading = tuple.__new__
+
+
 class _SensorType:
     """One sensor type: its wire rule, parameters, default and value check.
 
     `kinds` (with `described`, its wording) are the Python types values must have.
+    `plain` says that its wire values never need escaping (numbers, constants).
     """
 
+    # Types whose check() is their own say which builtin classes need no check.
+    _ALWAYS_VALID: Optional[FrozenSet[type]] = None
+
     def __init__(self, rule: wire_types.WireType, default: Any = None, kinds: Any = None,
-                 described: str = "") -> None:
+                 described: str = "", plain: bool = False) -> None:
         self.rule = rule
         self.name = rule.name
         self.default = default
+        self.plain = plain
         self._kinds = kinds
         self._described = described
+        # Builtin classes whose values are always valid (any class, without `kinds`):
+        # a value of one needs no further check. Subclasses with checks of their own
+        # set theirs.
+        self.exact_kinds: FrozenSet[type] = self._ALWAYS_VALID if self._ALWAYS_VALID is not None \
+            else frozenset(cls for cls in (int, float, bool, str, bytes)
+                           if kinds is None or issubclass(cls, kinds))
 
     def check(self, value: Any, params: List[Any]) -> None:
         """Raise ValueError if `value` is not valid for these params."""
+        if value.__class__ in self.exact_kinds:
+            return  # the common case, without an ABC isinstance check
         if self._kinds is not None and not isinstance(value, self._kinds):
             raise ValueError("%s sensor value must be %s, not %r."
                              % (self.name.capitalize(), self._described, value))
@@ -86,12 +107,18 @@ class _NumberType(_SensorType):
 
 class _BooleanType(_SensorType):
 
+    _ALWAYS_VALID = frozenset([bool])
+
     def check(self, value: Any, params: List[Any]) -> None:
+        if value.__class__ is bool:
+            return
         if not isinstance(value, (bool, numbers.Integral)) or value not in (0, 1):
             raise ValueError("Boolean sensor value must be True or False, not %r." % (value,))
 
 
 class _LruType(_SensorType):
+
+    _ALWAYS_VALID = frozenset()
 
     def check(self, value: Any, params: List[Any]) -> None:
         # The wire rule refuses anything but the two constants, in the same words.
@@ -99,6 +126,8 @@ class _LruType(_SensorType):
 
 
 class _DiscreteType(_SensorType):
+
+    _ALWAYS_VALID = frozenset()
 
     def check_params(self, params: List[Any]) -> None:
         if not params:
@@ -117,6 +146,8 @@ class _DiscreteType(_SensorType):
 
 
 class _AddressType(_SensorType):
+
+    _ALWAYS_VALID = frozenset()
 
     def check(self, value: Any, params: List[Any]) -> None:
         try:
@@ -159,13 +190,14 @@ class Sensor:
     INTEGER, FLOAT, BOOLEAN, LRU, DISCRETE, STRING, TIMESTAMP, ADDRESS = range(8)
 
     SENSOR_TYPES = {
-        INTEGER: _NumberType(wire_types.INTEGER, 0, numbers.Integral, "an integer"),
-        FLOAT: _NumberType(wire_types.FLOAT, 0.0, numbers.Real, "a real number"),
-        BOOLEAN: _BooleanType(wire_types.BOOLEAN, False),
-        LRU: _LruType(wire_types.LRU, wire_types.LRU_NOMINAL),
+        INTEGER: _NumberType(wire_types.INTEGER, 0, numbers.Integral, "an integer", plain=True),
+        FLOAT: _NumberType(wire_types.FLOAT, 0.0, numbers.Real, "a real number", plain=True),
+        BOOLEAN: _BooleanType(wire_types.BOOLEAN, False, plain=True),
+        LRU: _LruType(wire_types.LRU, wire_types.LRU_NOMINAL, plain=True),
         DISCRETE: _DiscreteType(wire_types.DISCRETE),
         STRING: _SensorType(wire_types.STRING, ""),
-        TIMESTAMP: _SensorType(wire_types.TIMESTAMP, 0.0, numbers.Real, "a number of seconds"),
+        TIMESTAMP: _SensorType(wire_types.TIMESTAMP, 0.0, numbers.Real, "a number of seconds",
+                               plain=True),
         ADDRESS: _AddressType(wire_types.ADDRESS, wire_types.NULL_ADDRESS),
     }
     SENSOR_TYPE_LOOKUP = {kind.name: stype for stype, kind in SENSOR_TYPES.items()}
@@ -186,6 +218,13 @@ class Sensor:
     MILLISECOND = SEC_TO_MS_FAC
 
     PYTHON_TYPE_TO_SENSOR = {bool: BOOLEAN, int: INTEGER, float: FLOAT, str: STRING, bytes: STRING}
+
+    # Whether set() may notify observers itself: not where a subclass overrides notify().
+    _notify_inline = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._notify_inline = cls.notify is Sensor.notify
 
     def __init__(self, sensor_type: Any, name: str, description: Optional[str] = None,
                  units: Optional[str] = None, params: Optional[List[Any]] = None,
@@ -218,6 +257,13 @@ class Sensor:
             default = kind.default_for(params)
         self._observers: Set[Any] = set()
         self._reading = Reading(time.time(), initial_status, default)
+        # Wire forms, made once and shared by every request and client (see status_line
+        # and list_line): (reading, name, line) with timestamps in seconds (v5) and in
+        # milliseconds (v4); and (metadata, line).
+        self._status_v5: Tuple[Optional[Reading], Optional[str], bytes] = _NO_LINE
+        self._status_v4: Tuple[Optional[Reading], Optional[str], bytes] = _NO_LINE
+        self._wire_name: Tuple[Optional[str], bytes] = (None, b"")
+        self._list_line: Optional[Tuple[Tuple[Any, ...], bytes]] = None
 
     def __repr__(self) -> str:
         return "<%s.%s object name=%r at 0x%x>" % (
@@ -391,8 +437,13 @@ class Sensor:
             The value of the sensor (the type should be appropriate to the sensor's
             type).
         """
-        reading = self._reading = Reading(timestamp, status, value)
-        self.notify(reading)
+        reading = self._reading = _new_reading(Reading, (timestamp, status, value))
+        if self._notify_inline:
+            # notify(), inlined where no subclass changed it: this runs for every update.
+            for observer in tuple(self._observers):
+                observer.update(self, reading)
+        else:
+            self.notify(reading)
 
     def set_value(self, value: Any, status: int = NOMINAL, timestamp: Optional[_Seconds] = None,
                   major: int = DEFAULT_KATCP_MAJOR) -> None:
@@ -415,7 +466,9 @@ class Sensor:
         ValueError
             If the value is not valid for this sensor.
         """
-        self._type.check(value, self.params)
+        kind = self._type
+        if value.__class__ not in kind.exact_kinds:  # else valid: no call needed
+            kind.check(value, self.params)
         if status not in self.STATUSES:
             raise ValueError("Invalid status %r for sensor %r." % (status, self.name))
         if timestamp is None:
@@ -481,6 +534,73 @@ class Sensor:
             KATCP formatted byte strings.
         """
         return self.format_reading(self._reading, major)
+
+    def status_line(self, reading: Reading, major: int = DEFAULT_KATCP_MAJOR) -> bytes:
+        """The arguments of the ``#sensor-value`` / ``#sensor-status`` inform of `reading`.
+
+        Formatted once per reading and KATCP major version (v4 sends milliseconds): every
+        request and client reporting the same reading shares the bytes, and the next
+        :meth:`set` makes a new reading and so new bytes.
+
+        Parameters
+        ----------
+        reading : Reading
+            A reading of this sensor, as :meth:`read` returns (or as observers get it).
+        major : int
+            KATCP major version.
+
+        Returns
+        -------
+        line : bytes
+            ``timestamp 1 name status value``, escaped as on the wire.
+        """
+        # Only the unit of timestamps differs between versions: two flavours of line.
+        seconds = major >= SEC_TS_KATCP_MAJOR
+        cached = self._status_v5 if seconds else self._status_v4
+        name = self.name
+        if cached[0] is reading and cached[1] is name:
+            return cached[2]
+        wire_name = self._wire_name
+        if wire_name[0] is not name:
+            wire_name = self._wire_name = (name, escape_argument(Message.format_argument(name)))
+        timestamp, status, value = reading
+        kind = self._type
+        value = kind.rule.encode(value, major)
+        if not kind.plain:
+            value = escape_argument(value)
+        if seconds:
+            # format_timestamp() for v5, in the same formatting operation.
+            line = b"%.6f 1 %s %s %s" % (timestamp, wire_name[1], _STATUS_BYTES[status], value)
+            self._status_v5 = (reading, name, line)
+        else:
+            line = b"%s 1 %s %s %s" % (wire_types.format_timestamp(timestamp, major),
+                                       wire_name[1], _STATUS_BYTES[status], value)
+            self._status_v4 = (reading, name, line)
+        return line
+
+    def list_line(self) -> bytes:
+        """The arguments of this sensor's ``#sensor-list`` inform.
+
+        Formatted once, and again only when the name, description, units, type or
+        formatted parameters change.
+
+        Returns
+        -------
+        line : bytes
+            ``name description units type params...``, escaped as on the wire.
+        """
+        cached = self._list_line
+        params = self.formatted_params
+        if cached is not None:
+            (name, description, units, stype, known_params), line = cached
+            if (name is self.name and description is self.description and units is self.units
+                    and stype is self.stype and known_params == params):
+                return line
+        metadata = (self.name, self.description, self.units, self.stype, list(params))
+        line = b" ".join([escape_argument(Message.format_argument(arg))
+                          for arg in metadata[:4] + tuple(params)])
+        self._list_line = (metadata, line)
+        return line
 
     def parse_value(self, s_value: bytes, katcp_major: int = DEFAULT_KATCP_MAJOR) -> Any:
         """Parse a value from a byte string.
@@ -551,3 +671,6 @@ class Sensor:
         kind = cls.SENSOR_TYPES[sensor_type]
         return [kind.rule.decode(param, major) for param in formatted_params]
 
+
+# The wire bytes of each status, for status_line() (a module global is found faster).
+_STATUS_BYTES = Sensor.STATUSES_RAW

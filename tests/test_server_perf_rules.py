@@ -1,0 +1,334 @@
+"""The server's fast paths keep katcp's behaviour: formatted-once readings, batched replies.
+
+A reading's wire line is formatted once and shared by ``?sensor-value`` replies and
+``#sensor-status`` informs; ``?sensor-list`` lines once per description. Bulk replies
+leave in one write. Event strategies of many clients share one observer per sensor.
+Real sockets on 127.0.0.1, for the threaded DeviceServer and AsyncDeviceServer.
+"""
+
+import asyncio
+import threading
+
+import pytest
+import tornado.ioloop
+
+from katcp.core import Message, ProtocolFlags, Sensor
+from katcp.sampling import wire_strategy
+from katcp.server import DeviceServer
+from katcp.testutils import handle_mock_req, mock_req
+
+from server_line_client import LineClient
+
+TIMEOUT = 10
+T0 = 1234567890.25
+
+
+def make_server_class(major):
+    class PerfServer(DeviceServer):
+        VERSION_INFO = ("perf-api", 1, 0)
+        BUILD_INFO = ("perf-build", 1, 0, "")
+        PROTOCOL_INFO = ProtocolFlags(major, 0 if major == 4 else 1, set("M" if major == 4 else "MI"))
+
+        def setup_sensors(self):
+            self.level = Sensor.integer("level", "A level.", "m", [0, 100])
+            self.note = Sensor.string("a.note", "Note with spaces.", "")
+            self.temp = Sensor.float("temp", "Temperature.", "degC", [-10.0, 50.0])
+            for sensor in (self.level, self.note, self.temp):
+                self.add_sensor(sensor)
+            self.level.set_value(7, timestamp=T0)
+            self.note.set_value("two words", timestamp=T0)
+            self.temp.set_value(21.5, status=Sensor.WARN, timestamp=T0)
+
+    return PerfServer
+
+
+FLAVOURS = {"threaded": dict(thread_safe=True, handler_thread=True),
+            "async": dict(thread_safe=False, handler_thread=False)}
+
+
+def start(major, flavour):
+    server = make_server_class(major)("127.0.0.1", 0)
+    server.set_concurrency_options(**FLAVOURS[flavour])
+    assert server.start(timeout=TIMEOUT)
+    return server
+
+
+def stop(server):
+    server.stop().result(TIMEOUT)
+    server.join(timeout=TIMEOUT)
+
+
+def connect(server):
+    client = LineClient(server.bind_address[1])
+    client.read_until(lambda line: line.startswith((b"#version-connect katcp-device",
+                                                    b"#build-state")))
+    return client
+
+
+@pytest.fixture(params=[(5, "threaded"), (5, "async"), (4, "threaded"), (4, "async")],
+                ids=lambda p: "v%d-%s" % p)
+def served(request):
+    server = start(*request.param)
+    yield server
+    stop(server)
+
+
+def reply_lines(client, request):
+    client.send(request)
+    name = request.split()[0][1:].encode()
+    return client.read_until(lambda line: line.startswith(b"!" + name + b" "))
+
+
+def ts(server, seconds):
+    return "%.6f" % seconds if server.PROTOCOL_INFO.major >= 5 else "%d" % int(seconds * 1000)
+
+
+# -- the cached wire forms -------------------------------------------------------------
+
+
+def test_status_line_is_formatted_again_after_each_update():
+    sensor = Sensor.string("a b", "Desc.", "")
+    sensor.set_value("x y", timestamp=T0)
+    first = sensor.status_line(sensor.read(), 5)
+    assert first == b"1234567890.250000 1 a\\_b nominal x\\_y"
+    assert sensor.status_line(sensor.read(), 5) is first  # shared, not made again
+    sensor.set_value("", status=Sensor.ERROR, timestamp=T0 + 1)
+    assert sensor.status_line(sensor.read(), 5) == b"1234567891.250000 1 a\\_b error \\@"
+    # An older reading (a strategy may hold one) still gets its own line.
+    assert sensor.status_line((T0, Sensor.NOMINAL, "x y"), 5) == first
+
+
+def test_status_line_v4_has_milliseconds_and_v5_seconds_for_the_same_reading():
+    sensor = Sensor.float("t", params=[0.0, 10.0])
+    sensor.set_value(2.5, timestamp=T0)
+    reading = sensor.read()
+    assert sensor.status_line(reading, 4) == b"1234567890250 1 t nominal 2.5"
+    assert sensor.status_line(reading, 5) == b"1234567890.250000 1 t nominal 2.5"
+    assert sensor.status_line(reading, 4) == b"1234567890250 1 t nominal 2.5"
+
+
+def test_list_line_follows_changes_of_the_description():
+    sensor = Sensor.integer("n", "Old text.", "m", [0, 5])
+    assert sensor.list_line() == b"n Old\\_text. m integer 0 5"
+    sensor.description = "New text."
+    sensor.units = ""
+    assert sensor.list_line() == b"n New\\_text. \\@ integer 0 5"
+
+
+# -- replies over sockets ----------------------------------------------------------------
+
+
+def test_sensor_value_forms_match_the_protocol_version(served):
+    with connect(served) as client:
+        t = ts(served, T0)
+        assert reply_lines(client, "?sensor-value") == [
+            ("#sensor-value %s 1 a.note nominal two\\_words" % t).encode(),
+            ("#sensor-value %s 1 level nominal 7" % t).encode(),
+            ("#sensor-value %s 1 temp warn 21.5" % t).encode(),
+            b"!sensor-value ok 3"]
+        assert reply_lines(client, "?sensor-value[5] /^te/") == [
+            ("#sensor-value[5] %s 1 temp warn 21.5" % t).encode(), b"!sensor-value[5] ok 1"]
+        assert reply_lines(client, "?sensor-value level") == [
+            ("#sensor-value %s 1 level nominal 7" % t).encode(), b"!sensor-value ok 1"]
+        assert reply_lines(client, "?sensor-value nothing") == [
+            b"!sensor-value fail Unknown\\_sensor\\_name."]
+        served.level.set_value(9, timestamp=T0 + 2)
+        assert reply_lines(client, "?sensor-value level") == [
+            ("#sensor-value %s 1 level nominal 9" % ts(served, T0 + 2)).encode(),
+            b"!sensor-value ok 1"]
+
+
+def test_sensor_list_sees_added_and_removed_sensors(served):
+    with connect(served) as client:
+        assert reply_lines(client, "?sensor-list[2]") == [
+            b"#sensor-list[2] a.note Note\\_with\\_spaces. \\@ string",
+            b"#sensor-list[2] level A\\_level. m integer 0 100",
+            b"#sensor-list[2] temp Temperature. degC float -10.0 50.0",
+            b"!sensor-list[2] ok 3"]
+        served.add_sensor(Sensor.boolean("b.flag", "Flag.", ""))
+        served.remove_sensor("level")
+        assert reply_lines(client, "?sensor-list") == [
+            b"#sensor-list a.note Note\\_with\\_spaces. \\@ string",
+            b"#sensor-list b.flag Flag. \\@ boolean",
+            b"#sensor-list temp Temperature. degC float -10.0 50.0",
+            b"!sensor-list ok 3"]
+
+
+@pytest.mark.parametrize("flavour", sorted(FLAVOURS))
+def test_a_bulk_reply_is_one_write(flavour):
+    server = start(5, flavour)
+    try:
+        for i in range(200):
+            server.add_sensor(Sensor.integer("bulk.%03d" % i, "Bulk.", ""))
+        with connect(server) as client:
+            assert reply_lines(client, "?watchdog") == [b"!watchdog ok"]
+            (conn,) = list(server._server._connections)
+            writes = []
+            write = conn.transport.write
+            counted = threading.Lock()
+
+            def counting_write(data):
+                with counted:
+                    writes.append(data)
+                write(data)
+            conn.transport.write = counting_write
+            for request in ("?sensor-value", "?sensor-list"):
+                del writes[:]
+                lines = reply_lines(client, request)
+                assert len(lines) == 204 and lines[-1].endswith(b" ok 203")
+                # The informs leave in one write; on the loop the reply joins them, from
+                # the handler thread it may follow in the next loop turn's write.
+                assert writes[0].count(b"\n") >= 203
+                if flavour == "async":
+                    assert len(writes) == 1
+                assert len(writes) <= 2 and b"".join(writes).count(b"\n") == 204
+    finally:
+        stop(server)
+
+
+def test_handlers_seeing_each_inform_still_get_messages():
+    # A request connection whose inform() is overridden (testutils records informs) gets
+    # each inform as a Message, not a batch of bytes.
+    server = make_server_class(4)("127.0.0.1", 0)
+    req = mock_req("sensor-value")
+    reply = handle_mock_req(server, req)
+    assert [str(msg) for msg in req.inform_msgs] == [
+        "#sensor-value 1234567890250 1 a.note nominal two\\_words",
+        "#sensor-value 1234567890250 1 level nominal 7",
+        "#sensor-value 1234567890250 1 temp warn 21.5"]
+    assert str(reply) == "!sensor-value ok 3"
+
+
+# -- event streaming ----------------------------------------------------------------------
+
+
+def statuses(client, count):
+    lines = []
+    while len(lines) < count:
+        line = client.readline()
+        if not line.startswith(b"#client-connected "):  # v4 tells of newcomers
+            lines.append(line)
+    assert all(line.startswith(b"#sensor-status ") for line in lines), lines
+    return [line.split()[4:] for line in lines]
+
+
+def test_every_change_reaches_every_event_client_through_one_observer(served):
+    clients = [connect(served) for _ in range(3)]
+    try:
+        for client in clients:
+            assert reply_lines(client, "?sensor-sampling temp event")[-1].startswith(
+                b"!sensor-sampling ok")
+        assert len(served.temp._observers) == 1
+        values = [22.0 + i for i in range(50)]
+
+        def produce():
+            for value in values:
+                served.temp.set_value(value)
+                served.temp.set_value(value)  # no change: not sent
+        served.ioloop.add_callback(produce)
+        for client in clients:
+            assert statuses(client, len(values)) == [[b"nominal", repr(v).encode()]
+                                                     for v in values]
+        # A client joining now starts from the current value and then sees the changes.
+        late = connect(served)
+        clients.append(late)
+        late.send("?sensor-sampling temp event")
+        assert statuses(late, 1) == [[b"nominal", b"71.0"]]
+        assert late.readline().startswith(b"!sensor-sampling ok")
+        served.temp.set_value(5.0, status=Sensor.ERROR)
+        for client in clients:
+            assert statuses(client, 1) == [[b"error", b"5.0"]]
+        # One client stopping leaves the others served.
+        assert reply_lines(clients[0], "?sensor-sampling temp none")[-1] == \
+            b"!sensor-sampling ok temp none"
+        served.temp.set_value(6.0)
+        for client in clients[1:]:
+            assert statuses(client, 1) == [[b"nominal", b"6.0"]]
+        assert reply_lines(clients[0], "?watchdog") == [b"!watchdog ok"]
+    finally:
+        for client in clients:
+            client.close()
+    assert wait_for(lambda: not served.temp._observers)
+
+
+def test_updates_from_another_thread_still_reach_event_clients(served):
+    with connect(served) as client:
+        reply_lines(client, "?sensor-sampling level event")
+        served.level.set_value(50)  # from this thread: hops to the loop
+        assert statuses(client, 1) == [[b"nominal", b"50"]]
+
+
+def wait_for(predicate, timeout=TIMEOUT):
+    done = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return True
+        done.wait(0.01)
+    return predicate()
+
+
+def test_messages_from_wire_lines_equal_messages_from_objects():
+    # The bytes of the fast path are those of the Message a handler would have built.
+    sensor = Sensor.string("odd\tname", "Tab\tand\nnewline.", "")
+    sensor.set_value("", timestamp=T0)
+    ts_, status, value = sensor.read_formatted(5)
+    assert b"#sensor-value " + sensor.status_line(sensor.read(), 5) == bytes(
+        Message.inform("sensor-value", ts_, b"1", sensor.name, status, value))
+    assert b"#sensor-list " + sensor.list_line() == bytes(Message.inform(
+        "sensor-list", sensor.name, sensor.description, sensor.units, sensor.stype))
+
+
+@pytest.mark.parametrize("flavour", sorted(FLAVOURS))
+def test_a_streaming_client_that_does_not_read_is_dropped_with_a_log(flavour, caplog):
+    server = start(5, flavour)
+    server._server.MAX_WRITE_BUFFER_SIZE = 64 * 1024
+    try:
+        with LineClient(server.bind_address[1], rcvbuf=4096) as lazy, connect(server) as keen:
+            lazy.read_until(lambda line: line.startswith(b"#version-connect katcp-device"))
+            for client in (lazy, keen):
+                client.send("?sensor-sampling a.note event")
+            assert statuses(keen, 1) == [[b"nominal", b"two\\_words"]]
+            assert keen.readline() == b"!sensor-sampling ok a.note event"
+            # Far more than the kernel's socket buffers take in.
+            values = ["%d %s" % (i, "x" * 4000) for i in range(2000)]
+
+            def produce():
+                for value in values:
+                    server.note.set_value(value)
+            with caplog.at_level("WARNING", logger="katcp.server"):
+                server.ioloop.add_callback(produce)
+                # The keen client gets every update; the lazy one is cut off, loudly.
+                got = statuses(keen, len(values))
+                assert got == [[b"nominal", v.replace(" ", "\\_").encode()] for v in values]
+                assert wait_for(lambda: any("is not reading" in r.getMessage()
+                                            for r in caplog.records))
+            assert wait_for(lambda: len(server._server._connections) == 1)
+    finally:
+        stop(server)
+
+
+def test_a_client_joining_while_an_update_waits_for_the_loop_gets_it_once():
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        ioloop = tornado.ioloop.IOLoop.current()
+        sensor = Sensor.integer("n", params=[0, 10])
+        sensor.set_value(1, timestamp=T0)
+        first, second = [], []
+        wire_strategy("event", first.append, 5, sensor, ioloop=ioloop).start()
+        # An update from another thread waits for the loop (this thread runs it) ...
+        setter = threading.Thread(target=sensor.set_value, args=(2,), kwargs={"timestamp": T0})
+        setter.start()
+        setter.join(TIMEOUT)
+        # ... while a second client subscribes and is sent the current reading at once.
+        wire_strategy("event", second.append, 5, sensor, ioloop=ioloop).start()
+        for _ in range(3):
+            loop.run_until_complete(asyncio.sleep(0))
+        one, two = [b"#sensor-status 1234567890.250000 1 n nominal %d\n" % v for v in (1, 2)]
+        assert first == [one, two]
+        assert second == [two]  # not sent again when the loop handles the update
+        sensor.set_value(3, timestamp=T0)
+        assert first[-1] == second[-1] == b"#sensor-status 1234567890.250000 1 n nominal 3\n"
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
