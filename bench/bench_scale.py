@@ -86,8 +86,9 @@ def run_scale(ctx):
         Row("scale.burst_answered", "frac", min(x["burst_answered"] for x in samples["katcp"]),
             min(x["burst_answered"] for x in samples["line"]), ("value", ">=", 1.0)),
         Row("scale.latency_loaded", "s", k["loaded"], b["loaded"]),
+        # the line server is the minimal asyncio server: at most 1.25x its memory
         Row("scale.heap_bytes_per_connection", "B", k["heap_bytes_per_conn"],
-            b["heap_bytes_per_conn"]),
+            b["heap_bytes_per_conn"], ("ratio", "<=", 1.25)),
         Row("scale.rss_bytes_per_connection", "B", _most(samples, "katcp"),
             _most(samples, "line")),
     ]

@@ -38,7 +38,7 @@ class Size:
     periodic_seconds: float = 3.0
     client_requests: int = 3000
     client_repeats: int = 9  # latency-bound and noisy on a shared machine
-    idle_connections: int = 2000
+    idle_connections: int = 5000
     latency_requests: int = 300
     fleet_devices: tuple = (16, 64)
     fleet_processes: int = 4
