@@ -230,9 +230,13 @@ def test_drain_hands_back_every_request_and_stops_the_timer():
     assert expired == []
 
 
-def test_a_table_without_a_clock_refuses_deadlines():
+def test_a_new_table_holds_nothing():
     table = RequestTable(lambda msg_id, start: None)
     assert table.held() == {"requests": 0, "names": 0, "deadlines": 0}
+
+
+def test_a_table_without_a_clock_refuses_deadlines():
+    table = RequestTable(lambda msg_id, start: None)
     with pytest.raises(RuntimeError, match=r"^RequestTable\.use_clock\(\) was not called$"):
         table.add(1, "a", _pending("a"), 1.0)
 
