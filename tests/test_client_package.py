@@ -230,10 +230,42 @@ def test_drain_hands_back_every_request_and_stops_the_timer():
     assert expired == []
 
 
+def test_a_new_table_holds_nothing():
+    table = RequestTable(lambda msg_id, start: None)
+    assert table.held() == {"requests": 0, "names": 0, "deadlines": 0}
+
+
 def test_a_table_without_a_clock_refuses_deadlines():
     table = RequestTable(lambda msg_id, start: None)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match=r"^RequestTable\.use_clock\(\) was not called$"):
         table.add(1, "a", _pending("a"), 1.0)
+
+
+def test_held_counts_deadlines_still_pending():
+    table, _clock, _expired = _table()
+    table.add(1, "a", _pending("a"), 1.0)
+    table.add(2, "b", _pending("b"), None)
+    assert table.held() == {"requests": 2, "names": 2, "deadlines": 1}
+
+
+def test_reconnecting_on_the_same_loop_keeps_the_deadlines():
+    table, clock, expired = _table()
+    table.add(1, "a", _pending("a"), 1.0)
+    table.use_clock(clock)
+    clock.advance(1.5)
+    assert expired == [(1, 100.0)]
+
+
+def test_a_new_loop_times_the_requests_made_after_it():
+    table, first, expired = _table()
+    second = FakeClock()
+    second.now = 500.0
+    table.use_clock(second)
+    table.add(2, "a", _pending("a"), 1.0)
+    first.advance(5.0)
+    assert expired == []
+    second.advance(1.5)
+    assert expired == [(2, 500.0)]
 
 
 def test_callback_request_reports_undelivered_without_a_callback():

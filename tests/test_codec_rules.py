@@ -170,6 +170,7 @@ class TestParser:
         (b"", "Empty message received."),
         (b" \t ", "Empty message received."),
         (b"?a b\\q", "Invalid escape sequence '\\\\q'."),
+        (b"?a b\x00c", "Unescaped special character '\\x00' in message."),
     ])
     def test_refusals_say_what_is_wrong(self, line, message):
         assert _error(self.parser.parse, line) == message
@@ -193,6 +194,11 @@ class TestParser:
 
 
 class TestProtocolFlags:
+
+    def test_flags_newer_than_the_version_are_refused(self):
+        with pytest.raises(ValueError) as error:
+            ProtocolFlags(5, 0, "T")
+        assert str(error.value) == "Protocol flag 'T' needs KATCP 5.1 or later, not 5.0."
 
     def test_equal_flags_are_not_unequal(self):
         a, b = ProtocolFlags(5, 0, "MI"), ProtocolFlags(5, 0, "IM")

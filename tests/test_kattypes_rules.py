@@ -3,13 +3,23 @@
 Written against the mutants that survived the older tests (see docs/mutation.rst).
 """
 
+import asyncio
+import enum
+import logging
+import types
+
 import pytest
 
 from katcp import Message, Sensor
+from katcp.core import KatcpSyntaxError
 from katcp.kattypes import (Address, Bool, Discrete, DiscreteMulti, Float, Int, Lru, Str,
                             StrictTimestamp, Struct, Timestamp, TimestampOrNow, inform,
                             make_reply, pack_types, request, return_reply, send_reply,
                             unpack_message, unpack_types)
+
+
+class _Mode(str, enum.Enum):
+    FAST = "fast"
 
 
 class FakeReq:
@@ -189,6 +199,60 @@ def test_async_make_reply_uses_the_given_version():
         loop.close()
 
 
+class _Later:
+    """An awaitable that is not a future, though it has a done() method."""
+
+    def done(self):
+        return True
+
+    def __await__(self):
+        return _awaited(("ok", 2)).__await__()
+
+
+def _run_coroutine(coroutine):
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("result", [_Later, lambda: _awaited(("ok", 2))])
+def test_awaitable_replies_answer_the_request_with_its_id(result):
+    @return_reply(Int())
+    def request_later(self, req):
+        return result()
+
+    req = FakeReq(Message.request("later", mid=6))
+    reply = _run_coroutine(request_later(None, req))
+    assert bytes(reply) == b"!later[6] ok 2"
+
+
+async def _awaited(value):
+    return value
+
+
+def test_a_stand_in_request_names_the_reply():
+    # Tests of servers often give handlers a stand-in with just a name (katcp 0.9.3's
+    # mocks): the reply takes that name, without an id.
+    @return_reply(Int())
+    def request_mine(self, req):
+        return ("ok", 1)
+
+    stand_in = FakeReq(types.SimpleNamespace(name="stand-in", mid=b"3"))
+    assert bytes(request_mine(None, stand_in)) == b"!stand-in ok 1"
+
+
+def test_send_reply_needs_the_request_to_name_its_reply():
+    @send_reply(Int())
+    def sent(self, req):
+        return (req, "ok", 1)
+
+    with pytest.raises(KatcpSyntaxError) as error:
+        sent(None, FakeReq(None))
+    assert str(error.value) == "Bad message name ''."
+
+
 def test_unknown_reply_status_is_refused():
     with pytest.raises(ValueError, match="must be 'ok' or 'fail'"):
         make_reply("x", [], ["maybe"], 5)
@@ -328,6 +392,46 @@ class TestTypes:
     def test_float_and_bool_formats(self):
         assert Float().pack(2) == b"2.0"
         assert Bool().unpack(b"1") is True and Bool().unpack(b"0") is False
+
+    def test_strict_timestamps_must_be_numbers(self):
+        with pytest.raises(ValueError) as error:
+            StrictTimestamp().pack("soon")
+        assert str(error.value) == "Strict timestamp 'soon' is not a number."
+
+    def test_v4_milliseconds_keep_no_float_noise_below_a_nanosecond(self):
+        assert StrictTimestamp().pack(1.001, major=4) == b"1001.0"
+        assert StrictTimestamp().pack(1.0000000004, major=4) == b"1000.0"
+
+    def test_discrete_multi_keeps_its_separator(self):
+        kattype = DiscreteMulti(["a", "b"], separator="; ")
+        assert kattype.separator == "; "
+        assert kattype.pack(["b", "a"]) == b"b;a"
+        assert kattype.unpack(b"a; b") == ["a", "b"]
+
+    def test_text_subclasses_are_sent_as_their_text(self):
+        # A str-valued enum's str() is its qualified name; the wire carries its value.
+        assert Str().pack(_Mode.FAST) == b"fast"
+
+    def test_unencodable_text_is_replaced_and_logged(self, caplog):
+        with caplog.at_level(logging.ERROR, logger="katcp.core"):
+            assert Str().pack("a\udcffb") == b"a?b"
+        assert [r.getMessage() for r in caplog.records] == [
+            "Error encoding message argument to UTF-8, replacing invalid characters: "
+            "'a\\udcffb'"]
+
+    def test_subclasses_that_adapt_a_value_keep_the_version(self):
+        class Rounded(Timestamp):
+            """Whole seconds, on top of the timestamp type's wire form."""
+
+            def encode(self, value, major):
+                return super().encode(round(value), major)
+
+            def decode(self, value, major):
+                return round(super().decode(value, major))
+
+        assert Rounded().pack(2.4, major=4) == b"2000"
+        assert Rounded().unpack(b"2600", major=4) == 3
+        assert Rounded().pack(2.4) == b"2.000000"
 
 
 class TestHandlerArguments:

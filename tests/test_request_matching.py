@@ -355,3 +355,73 @@ def test_an_id_for_a_server_without_ids_fails_through_the_callback(caplog):
         client.stop(timeout=WAIT)
         client.join(timeout=WAIT)
         server.close()
+
+
+def test_requests_in_flight_fail_when_the_connection_closes(fake, client):
+    waiting = send(client, Message.request("silent"))
+    fake.next_line()  # the server has the request
+    fake.drop_connections()
+    assert waiting.result(WAIT) == (
+        "!silent[1] fail Connection\\_closed\\_before\\_reply\\_was\\_received", [])
+
+
+def test_requests_in_flight_fail_when_the_client_stops(fake):
+    client = RecordingClient("127.0.0.1", fake.port, timeout=WAIT)
+    client.start(timeout=WAIT)
+    try:
+        assert client.wait_protocol(WAIT)
+        waiting = send(client, Message.request("silent"))
+        fake.next_line()
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+    assert waiting.result(WAIT) == (
+        "!silent[1] fail Client\\_stopped\\_before\\_reply\\_was\\_received", [])
+
+
+def test_replies_without_a_reply_callback_go_to_the_handlers(client):
+    client.callback_request(Message.request("echo", "x"))
+    assert client.unclaimed.get(timeout=WAIT) == "!echo[1] ok x"
+    # So does the fail reply the client makes when a request times out.
+    client.callback_request(Message.request("silent"), timeout=0.1)
+    assert client.unclaimed.get(timeout=WAIT).startswith(
+        "!silent[2] fail Request\\_silent\\_timed\\_out\\_after\\_")
+
+
+def test_requests_without_a_timeout_take_the_clients(fake):
+    client = RecordingClient("127.0.0.1", fake.port, timeout=0.2)
+    client.start(timeout=WAIT)
+    try:
+        assert client.wait_protocol(WAIT)
+        replies = queue.Queue()
+        client.callback_request(Message.request("silent"), reply_cb=replies.put)
+        reply = replies.get(timeout=WAIT)
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+    assert _waited(str(reply)) >= 0.2 - 0.001
+
+
+class SendMessageClient(RecordingClient):
+    """Overrides only send_message, the lower of the two sending hooks."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sent = []
+
+    def send_message(self, msg):
+        self.sent.append(str(msg))
+        super().send_message(msg)
+
+
+def test_requests_go_through_an_overridden_send_message(fake):
+    client = SendMessageClient("127.0.0.1", fake.port, timeout=WAIT)
+    client.start(timeout=WAIT)
+    try:
+        assert client.wait_protocol(WAIT)
+        reply, _ = client.blocking_request(Message.request("echo", "x"))
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+    assert str(reply) == "!echo[1] ok x"
+    assert client.sent == ["?echo[1] x"]

@@ -302,6 +302,12 @@ def test_period_strategy_constructor_keeps_its_parameters():
     assert strategy.get_sampling() == SampleStrategy.PERIOD
 
 
+@pytest.mark.parametrize("param", [b"0.5", bytearray(b"0.5"), "0.5", 0.5])
+def test_parameters_are_kept_as_bytes(param):
+    strategy = SamplePeriod(_nothing, make_sensor(), param)
+    assert strategy.get_sampling_formatted() == (b"period", [b"0.5"])
+
+
 def test_each_strategy_names_its_constant_and_the_base_names_none():
     ioloop = tornado.ioloop.IOLoop(make_current=False)
     try:
@@ -310,7 +316,7 @@ def test_each_strategy_names_its_constant_and_the_base_names_none():
                              ("differential-rate", (1, 1, 2))]:
             strategy = _make(name, *params, ioloop=ioloop)
             assert SampleStrategy.SAMPLING_LOOKUP[strategy.get_sampling()] == name
-        with pytest.raises(NotImplementedError):
+        with pytest.raises(NotImplementedError, match=r"^SampleStrategy sets no _SAMPLING$"):
             SampleStrategy(_nothing, make_sensor(), ioloop=ioloop).get_sampling()
     finally:
         ioloop.close()

@@ -50,7 +50,8 @@ SELECTION = {
     ],
 }
 KILLED = {"killed", "timeout", "caught by type check"}
-# The run fails below this share of mutants killed, or with unexplained survivors.
+# The run fails below this share of mutants killed, with unexplained survivors, or with a
+# group that has no mutants.
 MIN_SCORE = 0.85
 # A survivor explained in docs/mutation.rst: a line "- ``mutant-name``: reason"; the
 # reason starts with "Not killed" unless the mutant is equivalent.
@@ -95,11 +96,13 @@ def explained():
 
 
 def report(show=False):
-    """Print the per-module table and the final line; return the number of survivors
-    neither killed nor documented as equivalent."""
+    """Print the per-module table and the final line; return the number of problems:
+    survivors not explained in docs/mutation.rst, a score below MIN_SCORE, and groups
+    without mutants (a selection that matches nothing)."""
     statuses = results()
     documented = explained()
     unexplained = []
+    empty = []
     rows = []
     total_killed = total_survived = total_equivalent = 0
     for group in SELECTION:
@@ -111,6 +114,8 @@ def report(show=False):
         total_killed += len(killed)
         total_survived += len(survived)
         total_equivalent += len(equivalent)
+        if not names:
+            empty.append(group)
         score = 100.0 * len(killed) / len(names) if names else 0.0
         rows.append((group, len(names), len(killed), len(survived), len(equivalent), score))
     print("%-36s %7s %7s %9s %10s %6s" % ("module", "mutants", "killed", "survived",
@@ -126,6 +131,13 @@ def report(show=False):
             if show:
                 print(_mutmut("show", name, capture=True))
         print()
+    stale = sorted(set(documented) - {n for n in statuses if statuses[n] not in KILLED})
+    if stale:
+        # Killed since, or renamed by a code change: the list in the docs needs updating.
+        print("%d explanations in docs/mutation.rst match no survivor." % (len(stale),))
+    if empty:
+        # A pattern in SELECTION or only_mutate in setup.cfg that matches nothing.
+        print("No mutants in: %s" % (", ".join(empty),))
     print("score %.1f%% (%d of %d killed; %d survivors equivalent, %d unexplained)"
           % (100.0 * total_killed / total if total else 0.0, total_killed, total,
              total_equivalent, len(unexplained)))
@@ -133,7 +145,7 @@ def report(show=False):
     below = total and total_killed < MIN_SCORE * total
     if below:
         print("below the required %d%% killed" % (100 * MIN_SCORE,))
-    return len(unexplained) + int(bool(below))
+    return len(unexplained) + int(bool(below)) + len(empty)
 
 
 def main():
