@@ -15,7 +15,7 @@ import tornado.gen
 import tornado.ioloop
 
 from katcp._export import keep_home
-from katcp.core import Message, Sensor, hashable_identity
+from katcp.core import DEFAULT_KATCP_MAJOR, Message, Sensor, hashable_identity
 from katcp.display import (KATCPReply, did_you_mean, object_repr, request_docstring,
                            request_repr, resource_html, sensor_repr)
 from katcp.wire.text import as_str
@@ -622,6 +622,10 @@ class KATCPSensorsManager(abc.ABC):
         """
 
 
+_NO_READING = KATCPSensorReading(0, 0, Sensor.UNKNOWN, None)
+"""What a sensor reads before its first reading (immutable, so shared)."""
+
+
 class KATCPSensor:
     """Wrapper around a specific KATCP sensor on a given KATCP device.
 
@@ -642,17 +646,46 @@ class KATCPSensor:
 
     def __init__(self, sensor_description: Dict[str, Any],
                  sensor_manager: KATCPSensorsManager) -> None:
+        self._attach(sensor_description, sensor_manager)
+        # Made at once: a bad description fails here, where the caller can see it.
+        self._sensor
+
+    @classmethod
+    def _mirrored(cls, sensor_description: Dict[str, Any],
+                  sensor_manager: KATCPSensorsManager) -> "KATCPSensor":
+        """A sensor of a device's model, whose :class:`katcp.Sensor` is made on first use.
+
+        A client resource mirrors every sensor of its device but reads or watches few
+        of them, so the rest never pay for their type-aware parser.
+        """
+        sensor = cls.__new__(cls)
+        sensor._attach(sensor_description, sensor_manager)
+        return sensor
+
+    def _attach(self, sensor_description: Dict[str, Any],
+                sensor_manager: KATCPSensorsManager) -> None:
         self._manager = sensor_manager
         self._listeners: Dict[Any, Tuple[Callable[..., Any], bool]] = {}
-        self._reading = KATCPSensorReading(0, 0, Sensor.UNKNOWN, None)
-        # A katcp.Sensor does the type-aware parsing; its set() is redirected here so
-        # that parsed readings reach this object and its listeners.
-        self._sensor = Sensor(**sensor_description)
-        self._sensor.set = self.set  # type: ignore[method-assign]
-        self.set_formatted = self._sensor.set_formatted  # type: ignore[method-assign]
-        self.name = self._sensor.name
-        self.description = self._sensor.description
+        self._reading = _NO_READING
+        # Sensor keyword arguments until the katcp.Sensor is made from them.
+        self._sensor_description: Optional[Dict[str, Any]] = sensor_description
+        self._sensor_obj: Optional[Sensor] = None
+        description = sensor_description.get("description")
+        if description is None:
+            # The default description comes from katcp.Sensor.
+            description = self._sensor.description
+        self.name = as_str(sensor_description["name"])
+        self.description = as_str(description)
         self.__doc__ = self.description
+
+    @property
+    def _sensor(self) -> Sensor:
+        """The :class:`katcp.Sensor` that knows this sensor's type: it parses readings."""
+        sensor = self._sensor_obj
+        if sensor is None:
+            sensor = self._sensor_obj = Sensor(**self._sensor_description)  # type: ignore
+            self._sensor_description = None
+        return sensor
 
     def __repr__(self) -> str:
         return sensor_repr(self, self._manager.time())
@@ -791,14 +824,13 @@ class KATCPSensor:
         self.set(timestamp, status, value)
 
     def set_formatted(self, raw_timestamp: bytes, raw_status: bytes, raw_value: bytes,
-                      major: int) -> None:
+                      major: int = DEFAULT_KATCP_MAJOR) -> None:
         """Set sensor using KATCP string formatted inputs
 
-        Mirrors :meth:`katcp.Sensor.set_formatted`.
-
-        This implementation is empty. Will, during instantiation, be overridden by
-        the set_formatted() method of a katcp.Sensor object.
+        Mirrors :meth:`katcp.Sensor.set_formatted`: the reading is parsed for this
+        sensor's type and passed to :meth:`set`.
         """
+        self.set(*self._sensor.parse_reading(raw_timestamp, raw_status, raw_value, major))
 
     def parse_value(self, s_value: Union[str, bytes]) -> Any:
         """Parse a value from a string: as :meth:`katcp.Sensor.parse_value`."""

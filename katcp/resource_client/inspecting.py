@@ -96,8 +96,11 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
         self._strategy_cache: Dict[str, Tuple[str, ...]] = {}
 
     def sensor_factory(self, **sensor_description: Any) -> resource.KATCPSensor:
-        """Create the :class:`katcp.resource.KATCPSensor` the inspecting client uses."""
-        return resource.KATCPSensor(sensor_description, self)
+        """Create the :class:`katcp.resource.KATCPSensor` the inspecting client uses.
+
+        Its :class:`katcp.Sensor` (the parser of its readings) is made on first use.
+        """
+        return resource.KATCPSensor._mirrored(sensor_description, self)
 
     def _get_strategy_cache_key(self, sensor_name: str) -> str:
         if sensor_name in self._strategy_cache:
