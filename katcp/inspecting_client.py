@@ -694,11 +694,14 @@ class InspectingClientAsync:
         """
         reply, informs = yield self._inspection_request("sensor-list", name, timeout)
         found = {}
+        # Units and type names repeat from sensor to sensor: one str of each is kept.
+        shared: Dict[str, str] = {}
         for inform in informs:
             sensor_name, description, units, sensor_type = map(readable, inform.arguments[:4])
             # Params as sent: any difference in them is a change.
-            found[sensor_name] = {"description": description, "units": units,
-                                  "sensor_type": sensor_type,
+            found[sensor_name] = {"description": description,
+                                  "units": shared.setdefault(units, units),
+                                  "sensor_type": shared.setdefault(sensor_type, sensor_type),
                                   "params": tuple(inform.arguments[4:])}
         return self._reindex(self._sensors_index, found, name)
 
@@ -847,6 +850,26 @@ class InspectingClientAsync:
             future.set_result(self._object(name, index, make))
             return future
         return self._future_check_and_get(name, update, index, check, make)
+
+    def _future_get_many(self, kind: str, names: Iterable[str]) -> Any:
+        """One future resolving to the list of objects (None for an unknown name) of
+        `kind` ('sensors' or 'requests') called `names`.
+
+        As :meth:`future_get_sensor` or :meth:`future_get_request` for each name, but
+        known names of an up-to-date model cost no future each (a resource gets every
+        sensor of its device this way while it syncs).
+        """
+        names = list(names)
+        if kind == "sensors":
+            index, get_one, make = self._sensors_index, self.future_get_sensor, self._make_sensor
+        else:
+            index, get_one, make = (self._requests_index, self.future_get_request,
+                                    self._make_request)
+        if not (self._state.data_synced and all(name in index for name in names)):
+            return tornado.gen.multi([get_one(name) for name in names])
+        future = self._create_future()
+        future.set_result([self._object(name, index, make) for name in names])
+        return future
 
     @tornado.gen.coroutine
     def _future_check_and_get(self, name: str, update: Optional[bool], index: Dict[str, Any],

@@ -489,23 +489,23 @@ class KATCPClientResource(resource.KATCPResource):
         ic = self._inspecting_client
         if "requests" in model_changes:
             changes = model_changes.requests
-            yield self._update_namespace("req", changes.removed, [
-                ic.future_get_request(name) for name in changes.added
-                if self._request_allowed(escape_name(name))])
+            yield self._update_namespace("req", changes.removed, ic._future_get_many(
+                "requests", [name for name in changes.added
+                             if self._request_allowed(escape_name(name))]))
         if "sensors" in model_changes:
             changes = model_changes.sensors
-            added_names = yield self._update_namespace("sensor", changes.removed, [
-                ic.future_get_sensor(name) for name in changes.added])
+            added_names = yield self._update_namespace(
+                "sensor", changes.removed, ic._future_get_many("sensors", changes.added))
             for escaped_name in added_names:
                 self._restore_sensor_wishes(escaped_name, self._sensor[escaped_name])
 
     @tornado.gen.coroutine
-    def _update_namespace(self, kind: str, removed: Sequence[str], getting: List[Any]
+    def _update_namespace(self, kind: str, removed: Sequence[str], getting: Any
                           ) -> Generator[Any, Any, List[str]]:
         """Update namespace `kind` ('req' or 'sensor') and mirror it in the parent.
 
-        The `removed` names go, and the objects that the `getting` futures resolve to
-        come in (unless None). Returns the escaped names added.
+        The `removed` names go, and the objects of the list that the `getting` future
+        resolves to come in (unless None). Returns the escaped names added.
         """
         namespace = getattr(self, "_" + kind)
         removed_names = _remove_from(namespace, removed)
