@@ -891,11 +891,14 @@ class InspectingClientAsync:
         return info["obj"]
 
     def _make_sensor(self, name: str, info: Dict[str, Any]) -> Any:
+        return self.sensor_factory(**self._sensor_description(name, info))
+
+    def _sensor_description(self, name: str, info: Dict[str, Any]) -> Dict[str, Any]:
+        """The keyword arguments of :attr:`sensor_factory` for sensor `name` of the index."""
         sensor_type = Sensor.parse_type(info["sensor_type"])
         params = Sensor.parse_params(sensor_type, info["params"], self._katcp_major())
-        return self.sensor_factory(name=name, sensor_type=sensor_type,
-                                   description=info["description"], units=info["units"],
-                                   params=params)
+        return dict(name=name, sensor_type=sensor_type, description=info["description"],
+                    units=info["units"], params=params)
 
     def _make_request(self, name: str, info: Dict[str, Any]) -> Any:
         return self.request_factory(name=name, description=info["description"],

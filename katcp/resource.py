@@ -646,35 +646,41 @@ class KATCPSensor:
 
     def __init__(self, sensor_description: Dict[str, Any],
                  sensor_manager: KATCPSensorsManager) -> None:
-        self._attach(sensor_description, sensor_manager)
+        self._attach(sensor_manager, sensor_description["name"],
+                     sensor_description.get("description"), sensor_description)
         # Made at once: a bad description fails here, where the caller can see it.
         self._sensor
 
     @classmethod
-    def _mirrored(cls, sensor_description: Dict[str, Any],
-                  sensor_manager: KATCPSensorsManager) -> "KATCPSensor":
+    def _mirrored(cls, sensor_manager: KATCPSensorsManager, name: str,
+                  description: Optional[str], source: Any,
+                  describe: Optional[Callable[[str, Any], Dict[str, Any]]] = None
+                  ) -> "KATCPSensor":
         """A sensor of a device's model, whose :class:`katcp.Sensor` is made on first use.
 
         A client resource mirrors every sensor of its device but reads or watches few
-        of them, so the rest never pay for their type-aware parser.
+        of them, so the rest never pay for their type-aware parser. The keyword
+        arguments of that Sensor are `source`, or ``describe(name, source)`` if given
+        (e.g. parsed from the device's ``#sensor-list`` inform only then).
         """
         sensor = cls.__new__(cls)
-        sensor._attach(sensor_description, sensor_manager)
+        sensor._attach(sensor_manager, name, description, source, describe)
         return sensor
 
-    def _attach(self, sensor_description: Dict[str, Any],
-                sensor_manager: KATCPSensorsManager) -> None:
+    def _attach(self, sensor_manager: KATCPSensorsManager, name: str,
+                description: Optional[str], source: Any,
+                describe: Optional[Callable[[str, Any], Dict[str, Any]]] = None) -> None:
         self._manager = sensor_manager
         self._listeners: Dict[Any, Tuple[Callable[..., Any], bool]] = {}
         self._reading = _NO_READING
-        # Sensor keyword arguments until the katcp.Sensor is made from them.
-        self._sensor_description: Optional[Dict[str, Any]] = sensor_description
+        self.name = as_str(name)
+        # What the katcp.Sensor is made from, until it is made.
+        self._sensor_description = source
+        self._describe = describe
         self._sensor_obj: Optional[Sensor] = None
-        description = sensor_description.get("description")
         if description is None:
             # The default description comes from katcp.Sensor.
             description = self._sensor.description
-        self.name = as_str(sensor_description["name"])
         self.description = as_str(description)
         self.__doc__ = self.description
 
@@ -683,8 +689,11 @@ class KATCPSensor:
         """The :class:`katcp.Sensor` that knows this sensor's type: it parses readings."""
         sensor = self._sensor_obj
         if sensor is None:
-            sensor = self._sensor_obj = Sensor(**self._sensor_description)  # type: ignore
-            self._sensor_description = None
+            kwargs = self._sensor_description
+            if self._describe is not None:
+                kwargs = self._describe(self.name, kwargs)
+            sensor = self._sensor_obj = Sensor(**kwargs)
+            self._sensor_description = self._describe = None
         return sensor
 
     def __repr__(self) -> str:
