@@ -440,7 +440,7 @@ class Sensor:
         self.set(*self.parse_reading(raw_timestamp, raw_status, raw_value, major))
 
     def parse_reading(self, raw_timestamp: bytes, raw_status: bytes, raw_value: bytes,
-                      major: int = DEFAULT_KATCP_MAJOR) -> Tuple[float, int, Any]:
+                      major: int = DEFAULT_KATCP_MAJOR) -> Tuple[_Seconds, int, Any]:
         """Parse a KATCP formatted reading, the reverse of :meth:`format_reading`.
 
         Parameters are as for :meth:`set_formatted`.
