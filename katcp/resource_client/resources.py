@@ -496,8 +496,10 @@ class KATCPClientResource(resource.KATCPResource):
             changes = model_changes.sensors
             added_names = yield self._update_namespace(
                 "sensor", changes.removed, ic._future_get_many("sensors", changes.added))
-            for escaped_name in added_names:
-                self._restore_sensor_wishes(escaped_name, self._sensor[escaped_name])
+            if self._sensor_strategy_cache or self._filter_strategies or \
+                    self._sensor_listener_cache:
+                for escaped_name in added_names:
+                    self._restore_sensor_wishes(escaped_name, self._sensor[escaped_name])
 
     @tornado.gen.coroutine
     def _update_namespace(self, kind: str, removed: Sequence[str], getting: Any
@@ -858,8 +860,8 @@ class KATCPClientResourceContainer(resource.KATCPResource):
 
         for name in removed:
             namespace.pop(key(name), None)
-        for name in added:
-            namespace[key(name)] = dict.get(getattr(child, kind), name)
+        mirrored = getattr(child, kind)
+        namespace.update([(key(name), dict.get(mirrored, name)) for name in added])
         if kind == "req":
             for group in dict.values(self._groups):
                 if child in group.clients:
