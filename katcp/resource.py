@@ -674,7 +674,7 @@ class KATCPSensor:
         self._listeners: Dict[Any, Tuple[Callable[..., Any], bool]] = {}
         self._reading = _NO_READING
         self.name = as_str(name)
-        # What the katcp.Sensor is made from, until it is made.
+        # What the katcp.Sensor is made from (when first needed).
         self._sensor_description = source
         self._describe = describe
         self._sensor_obj: Optional[Sensor] = None
@@ -689,11 +689,12 @@ class KATCPSensor:
         """The :class:`katcp.Sensor` that knows this sensor's type: it parses readings."""
         sensor = self._sensor_obj
         if sensor is None:
+            # What it is made from is kept: two threads asking at once both make an
+            # equal one, neither finds its source gone.
             kwargs = self._sensor_description
             if self._describe is not None:
                 kwargs = self._describe(self.name, kwargs)
             sensor = self._sensor_obj = Sensor(**kwargs)
-            self._sensor_description = self._describe = None
         return sensor
 
     def __repr__(self) -> str:
