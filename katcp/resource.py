@@ -8,7 +8,9 @@ import logging
 import operator
 import sys
 import time
-from typing import Any, Callable, Dict, Generator, List, Optional, Sequence, Tuple, Union
+import types
+from typing import (Any, Callable, Dict, Generator, List, Mapping, Optional, Sequence, Tuple,
+                    Union)
 
 import tornado.concurrent
 import tornado.gen
@@ -625,6 +627,8 @@ class KATCPSensorsManager(abc.ABC):
 _NO_READING = KATCPSensorReading(0, 0, Sensor.UNKNOWN, None)
 """What a sensor reads before its first reading (immutable, so shared)."""
 
+_NO_LISTENERS: Mapping[Any, Any] = types.MappingProxyType({})
+
 
 class KATCPSensor:
     """Wrapper around a specific KATCP sensor on a given KATCP device.
@@ -671,7 +675,6 @@ class KATCPSensor:
                 description: Optional[str], source: Any,
                 describe: Optional[Callable[[str, Any], Dict[str, Any]]] = None) -> None:
         self._manager = sensor_manager
-        self._listeners: Dict[Any, Tuple[Callable[..., Any], bool]] = {}
         self._reading = _NO_READING
         self.name = as_str(name)
         # What the katcp.Sensor is made from (when first needed).
@@ -696,6 +699,10 @@ class KATCPSensor:
                 kwargs = self._describe(self.name, kwargs)
             sensor = self._sensor_obj = Sensor(**kwargs)
         return sensor
+
+    _listeners: Mapping[Any, Tuple[Callable[..., Any], bool]] = _NO_LISTENERS
+    """Listeners by identity: (listener, reading) pairs; most sensors have none, and
+    share this read-only empty mapping until they get one."""
 
     def __repr__(self) -> str:
         return sensor_repr(self, self._manager.time())
@@ -793,11 +800,15 @@ class KATCPSensor:
         reading : bool, optional
             Selects the callback signature, see above.
         """
-        self._listeners[hashable_identity(listener)] = (listener, reading)
+        if self._listeners is _NO_LISTENERS:
+            self._listeners = {}
+        self._listeners[hashable_identity(listener)] = (  # type: ignore[index]
+            listener, reading)
 
     def unregister_listener(self, listener: Callable[..., Any]) -> None:
         """Remove a listener callback added with register_listener()."""
-        self._listeners.pop(hashable_identity(listener), None)
+        if self._listeners:
+            self._listeners.pop(hashable_identity(listener), None)  # type: ignore[attr-defined]
 
     def is_listener(self, listener: Callable[..., Any]) -> bool:
         """True if `listener` is registered on this sensor."""
@@ -805,10 +816,12 @@ class KATCPSensor:
 
     def clear_listeners(self) -> None:
         """Clear any registered listeners to updates from this sensor."""
-        self._listeners = {}
+        self._listeners = _NO_LISTENERS
 
     def call_listeners(self, reading: KATCPSensorReading) -> None:
         """Call every registered listener with `reading`, logging their errors."""
+        if not self._listeners:
+            return
         for listener, use_reading in list(self._listeners.values()):
             try:
                 if use_reading:

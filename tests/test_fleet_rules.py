@@ -184,3 +184,27 @@ def test_sensor_made_directly_refuses_a_bad_description_at_once():
     assert sensor.reading[1:] == (1234567890.5, Sensor.WARN, 3)
     with pytest.raises(ValueError):
         sensor.set_formatted(b"1234567890.5", b"warn", b"three", 5)
+
+
+def test_listeners_stay_with_their_own_sensor():
+    made = [KATCPSensor(dict(name="s%d" % i, sensor_type=Sensor.INTEGER), _Manager())
+            for i in range(3)]
+    heard = []
+
+    def listener(sensor, reading):
+        heard.append((sensor.name, reading.value))
+
+    assert not made[0]._listeners
+    made[0].unregister_listener(listener)  # nothing registered: no error
+    made[1].register_listener(listener, reading=True)
+    assert made[1].is_listener(listener) and not made[0].is_listener(listener)
+    for i, sensor in enumerate(made):
+        sensor.set_value(i)
+    assert heard == [("s1", 1)]
+    made[1].clear_listeners()
+    made[2].register_listener(listener, reading=True)
+    for i, sensor in enumerate(made):
+        sensor.set_value(10 + i)
+    assert heard == [("s1", 1), ("s2", 12)]
+    made[2].unregister_listener(listener)
+    assert not made[2]._listeners
