@@ -10,15 +10,20 @@ Nothing of that may show:
 * sensors the device adds or removes later (``#interface-changed``) come and go in the
   resource and in its container like the others;
 * a :class:`katcp.resource.KATCPSensor` made directly still refuses a bad description at
-  once.
+  once;
+* the parser undoes the escapes of a ``#sensor-list`` or ``#help`` text the same way
+  whatever mix of escapes it holds.
 """
 
 import asyncio
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from tornado.ioloop import IOLoop
 
 from katcp import AsyncDeviceServer, Sensor
+from katcp.core import KatcpSyntaxError, MessageParser
 from katcp.kattypes import Int, request, return_reply
 from katcp.resource import KATCPSensor
 from katcp.resource_client import KATCPClientResourceContainer
@@ -208,3 +213,22 @@ def test_listeners_stay_with_their_own_sensor():
     assert heard == [("s1", 1), ("s2", 12)]
     made[2].unregister_listener(listener)
     assert not made[2]._listeners
+
+
+_TOKENS = {b"\\\\": b"\\", b"\\_": b" ", b"\\@": b"", b"\\0": b"\0", b"\\n": b"\n",
+           b"\\r": b"\r", b"\\e": b"\x1b", b"\\t": b"\t", b"a": b"a", b"_": b"_", b"@": b"@",
+           b"0": b"0", b"n": b"n"}
+
+
+@given(st.lists(st.sampled_from(sorted(_TOKENS)), min_size=1, max_size=12))
+def test_escapes_of_any_mix_are_undone_token_by_token(tokens):
+    # Help texts and descriptions mix escaped backslashes with other escapes.
+    wire = b"".join(tokens)
+    assert MessageParser().parse(b"#x " + wire).arguments == [
+        b"".join(_TOKENS[token] for token in tokens)]
+
+
+@pytest.mark.parametrize("wire", [b"\\", b"a\\\\\\", b"\\\\\\q", b"\\_\\\\\\x"])
+def test_an_invalid_escape_after_escaped_backslashes_is_refused(wire):
+    with pytest.raises(KatcpSyntaxError, match="Invalid escape sequence"):
+        MessageParser().parse(b"#x " + wire)

@@ -32,17 +32,23 @@ _OTHER_UNESCAPES = [(escaped, raw) for escaped, raw in _UNESCAPES.items()
 
 def _unescape(arg: bytes) -> bytes:
     """Undo the escapes of one argument (KeyError for an invalid one)."""
-    # Without an escaped backslash every backslash starts an escape of its own, so
-    # plain replace() calls undo them (most text escapes only spaces) with no regex
-    # callback per escape; anything left over is an invalid escape for the regex.
-    if b"\\\\" not in arg:
-        plain = arg.replace(b"\\_", b" ")
-        if 92 in plain:
-            for escaped, raw in _OTHER_UNESCAPES:
-                plain = plain.replace(escaped, raw)
-        if 92 not in plain:
-            return plain
-    return _UNESCAPE_SUB(arg)
+    if arg == b"\\@":  # the empty argument (e.g. a sensor's units)
+        return b""
+    # Escaped backslashes are whole escapes, paired from the left as split() pairs
+    # them; between them every backslash starts an escape of its own, so plain
+    # replace() calls undo them (most text escapes only spaces) with no regex
+    # callback per escape. Anything left over is an invalid escape for the regex.
+    parts = arg.split(b"\\\\")
+    for i, part in enumerate(parts):
+        if 92 in part:
+            part = part.replace(b"\\_", b" ")
+            if 92 in part:
+                for escaped, raw in _OTHER_UNESCAPES:
+                    part = part.replace(escaped, raw)
+                if 92 in part:
+                    return _UNESCAPE_SUB(arg)
+            parts[i] = part
+    return parts[0] if len(parts) == 1 else b"\\".join(parts)
 
 
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9\-]*\Z")
