@@ -650,8 +650,9 @@ class KATCPSensor:
 
     def __init__(self, sensor_description: Dict[str, Any],
                  sensor_manager: KATCPSensorsManager) -> None:
-        self._attach(sensor_manager, sensor_description["name"],
-                     sensor_description.get("description"), sensor_description)
+        description = sensor_description.get("description")
+        self._attach(sensor_manager, as_str(sensor_description["name"]),
+                     None if description is None else as_str(description), sensor_description)
         # Made at once: a bad description fails here, where the caller can see it.
         self._sensor
 
@@ -665,27 +666,32 @@ class KATCPSensor:
         A client resource mirrors every sensor of its device but reads or watches few
         of them, so the rest never pay for their type-aware parser. The keyword
         arguments of that Sensor are `source`, or ``describe(name, source)`` if given
-        (e.g. parsed from the device's ``#sensor-list`` inform only then).
+        (e.g. parsed from the device's ``#sensor-list`` inform only then). `name` and
+        `description` are text.
         """
         sensor = cls.__new__(cls)
         sensor._attach(sensor_manager, name, description, source, describe)
         return sensor
 
+    # Until set otherwise: no reading yet, no katcp.Sensor made yet, and the Sensor's
+    # keyword arguments taken as they are (class attributes: one less store per sensor).
+    _reading = _NO_READING
+    _sensor_obj: Optional[Sensor] = None
+    _describe: Optional[Callable[[str, Any], Dict[str, Any]]] = None
+
     def _attach(self, sensor_manager: KATCPSensorsManager, name: str,
                 description: Optional[str], source: Any,
                 describe: Optional[Callable[[str, Any], Dict[str, Any]]] = None) -> None:
         self._manager = sensor_manager
-        self._reading = _NO_READING
-        self.name = as_str(name)
+        self.name = name
         # What the katcp.Sensor is made from (when first needed).
         self._sensor_description = source
-        self._describe = describe
-        self._sensor_obj: Optional[Sensor] = None
+        if describe is not None:
+            self._describe = describe
         if description is None:
             # The default description comes from katcp.Sensor.
             description = self._sensor.description
-        self.description = as_str(description)
-        self.__doc__ = self.description
+        self.description = self.__doc__ = description
 
     @property
     def _sensor(self) -> Sensor:
