@@ -694,15 +694,22 @@ class InspectingClientAsync:
         """
         reply, informs = yield self._inspection_request("sensor-list", name, timeout)
         found = {}
-        # Units and type names repeat from sensor to sensor: one str of each is kept.
-        shared: Dict[str, str] = {}
+        # Units and type names repeat from sensor to sensor: each is decoded once and
+        # one str of it kept.
+        shared: Dict[bytes, str] = {}
         for inform in informs:
-            sensor_name, description, units, sensor_type = map(readable, inform.arguments[:4])
+            arguments = inform.arguments
+            sensor_name, description, units, sensor_type = arguments[:4]
+            units_text = shared.get(units)
+            if units_text is None:
+                units_text = shared[units] = readable(units)
+            type_text = shared.get(sensor_type)
+            if type_text is None:
+                type_text = shared[sensor_type] = readable(sensor_type)
             # Params as sent: any difference in them is a change.
-            found[sensor_name] = {"description": description,
-                                  "units": shared.setdefault(units, units),
-                                  "sensor_type": shared.setdefault(sensor_type, sensor_type),
-                                  "params": tuple(inform.arguments[4:])}
+            found[readable(sensor_name)] = {"description": readable(description),
+                                            "units": units_text, "sensor_type": type_text,
+                                            "params": tuple(arguments[4:])}
         return self._reindex(self._sensors_index, found, name)
 
     def _update_index(self, index: Dict[str, Dict[str, Any]], name: str,
@@ -751,8 +758,12 @@ class InspectingClientAsync:
         Returns what changed, as the AttrDict (or None) that inspections return.
         """
         original_keys = set(index)
-        for item_name, data in found.items():
-            self._update_index(index, item_name, data)
+        if original_keys:
+            for item_name, data in found.items():
+                self._update_index(index, item_name, data)
+        else:
+            # The first inspection: everything found is new.
+            index.update(found)
         added, removed = self._difference(original_keys, found, name, index)
         return AttrDict(added=added, removed=removed) if added or removed else None
 
