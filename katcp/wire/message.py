@@ -30,25 +30,37 @@ _OTHER_UNESCAPES = [(escaped, raw) for escaped, raw in _UNESCAPES.items()
                     if escaped not in (b"\\_", b"\\\\")]
 
 
+def _undo_plain(part: bytes) -> Optional[bytes]:
+    """Undo the escapes of `part`, which holds no escaped backslash (None: an invalid one).
+
+    Every backslash then starts an escape of its own, so plain replace() calls undo
+    them (most text escapes only spaces) with no regex callback per escape.
+    """
+    part = part.replace(b"\\_", b" ")
+    if 92 in part:
+        for escaped, raw in _OTHER_UNESCAPES:
+            part = part.replace(escaped, raw)
+        if 92 in part:
+            return None
+    return part
+
+
 def _unescape(arg: bytes) -> bytes:
     """Undo the escapes of one argument (KeyError for an invalid one)."""
     if arg == b"\\@":  # the empty argument (e.g. a sensor's units)
         return b""
-    # Escaped backslashes are whole escapes, paired from the left as split() pairs
-    # them; between them every backslash starts an escape of its own, so plain
-    # replace() calls undo them (most text escapes only spaces) with no regex
-    # callback per escape. Anything left over is an invalid escape for the regex.
-    parts = arg.split(b"\\\\")
-    for i, part in enumerate(parts):
-        if 92 in part:
-            part = part.replace(b"\\_", b" ")
-            if 92 in part:
-                for escaped, raw in _OTHER_UNESCAPES:
-                    part = part.replace(escaped, raw)
-                if 92 in part:
-                    return _UNESCAPE_SUB(arg)
-            parts[i] = part
-    return parts[0] if len(parts) == 1 else b"\\".join(parts)
+    if b"\\\\" in arg:
+        # Escaped backslashes are whole escapes, paired from the left as split()
+        # pairs them: what lies between them is plain.
+        parts = [_undo_plain(part) for part in arg.split(b"\\\\")]
+        if None not in parts:
+            return b"\\".join(parts)  # type: ignore[arg-type]
+    else:
+        plain = _undo_plain(arg)
+        if plain is not None:
+            return plain
+    # An invalid escape: the regex finds it and reports it.
+    return _UNESCAPE_SUB(arg)
 
 
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9\-]*\Z")
