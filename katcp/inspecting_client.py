@@ -694,9 +694,10 @@ class InspectingClientAsync:
         """
         reply, informs = yield self._inspection_request("sensor-list", name, timeout)
         found = {}
-        # Units and type names repeat from sensor to sensor: each is decoded once and
-        # one str of it kept.
+        # Units, type names and params repeat from sensor to sensor: each is decoded
+        # (or made) once and one object of it kept.
         shared: Dict[bytes, str] = {}
+        shared_params: Dict[Tuple[bytes, ...], Tuple[bytes, ...]] = {}
         for inform in informs:
             arguments = inform.arguments
             sensor_name, description, units, sensor_type = arguments[:4]
@@ -707,9 +708,10 @@ class InspectingClientAsync:
             if type_text is None:
                 type_text = shared[sensor_type] = readable(sensor_type)
             # Params as sent: any difference in them is a change.
+            params = tuple(arguments[4:])
             found[readable(sensor_name)] = {"description": readable(description),
                                             "units": units_text, "sensor_type": type_text,
-                                            "params": tuple(arguments[4:])}
+                                            "params": shared_params.setdefault(params, params)}
         return self._reindex(self._sensors_index, found, name)
 
     def _update_index(self, index: Dict[str, Dict[str, Any]], name: str,
