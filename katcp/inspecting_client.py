@@ -694,12 +694,24 @@ class InspectingClientAsync:
         """
         reply, informs = yield self._inspection_request("sensor-list", name, timeout)
         found = {}
+        # Units, type names and params repeat from sensor to sensor: each is decoded
+        # (or made) once and one object of it kept.
+        shared: Dict[bytes, str] = {}
+        shared_params: Dict[Tuple[bytes, ...], Tuple[bytes, ...]] = {}
         for inform in informs:
-            sensor_name, description, units, sensor_type = map(readable, inform.arguments[:4])
+            arguments = inform.arguments
+            sensor_name, description, units, sensor_type = arguments[:4]
+            units_text = shared.get(units)
+            if units_text is None:
+                units_text = shared[units] = readable(units)
+            type_text = shared.get(sensor_type)
+            if type_text is None:
+                type_text = shared[sensor_type] = readable(sensor_type)
             # Params as sent: any difference in them is a change.
-            found[sensor_name] = {"description": description, "units": units,
-                                  "sensor_type": sensor_type,
-                                  "params": tuple(inform.arguments[4:])}
+            params = tuple(arguments[4:])
+            found[readable(sensor_name)] = {"description": readable(description),
+                                            "units": units_text, "sensor_type": type_text,
+                                            "params": shared_params.setdefault(params, params)}
         return self._reindex(self._sensors_index, found, name)
 
     def _update_index(self, index: Dict[str, Dict[str, Any]], name: str,
@@ -748,8 +760,12 @@ class InspectingClientAsync:
         Returns what changed, as the AttrDict (or None) that inspections return.
         """
         original_keys = set(index)
-        for item_name, data in found.items():
-            self._update_index(index, item_name, data)
+        if original_keys:
+            for item_name, data in found.items():
+                self._update_index(index, item_name, data)
+        else:
+            # The first inspection: everything found is new.
+            index.update(found)
         added, removed = self._difference(original_keys, found, name, index)
         return AttrDict(added=added, removed=removed) if added or removed else None
 
@@ -848,6 +864,26 @@ class InspectingClientAsync:
             return future
         return self._future_check_and_get(name, update, index, check, make)
 
+    def _future_get_many(self, kind: str, names: Iterable[str]) -> Any:
+        """One future resolving to the list of objects (None for an unknown name) of
+        `kind` ('sensors' or 'requests') called `names`.
+
+        As :meth:`future_get_sensor` or :meth:`future_get_request` for each name, but
+        known names of an up-to-date model cost no future each (a resource gets every
+        sensor of its device this way while it syncs).
+        """
+        names = list(names)
+        if kind == "sensors":
+            index, get_one, make = self._sensors_index, self.future_get_sensor, self._make_sensor
+        else:
+            index, get_one, make = (self._requests_index, self.future_get_request,
+                                    self._make_request)
+        if not (self._state.data_synced and all(name in index for name in names)):
+            return tornado.gen.multi([get_one(name) for name in names])
+        future = self._create_future()
+        future.set_result([self._object(name, index, make) for name in names])
+        return future
+
     @tornado.gen.coroutine
     def _future_check_and_get(self, name: str, update: Optional[bool], index: Dict[str, Any],
                               check: Callable[..., Any],
@@ -868,11 +904,14 @@ class InspectingClientAsync:
         return info["obj"]
 
     def _make_sensor(self, name: str, info: Dict[str, Any]) -> Any:
+        return self.sensor_factory(**self._sensor_description(name, info))
+
+    def _sensor_description(self, name: str, info: Dict[str, Any]) -> Dict[str, Any]:
+        """The keyword arguments of :attr:`sensor_factory` for sensor `name` of the index."""
         sensor_type = Sensor.parse_type(info["sensor_type"])
         params = Sensor.parse_params(sensor_type, info["params"], self._katcp_major())
-        return self.sensor_factory(name=name, sensor_type=sensor_type,
-                                   description=info["description"], units=info["units"],
-                                   params=params)
+        return dict(name=name, sensor_type=sensor_type, description=info["description"],
+                    units=info["units"], params=params)
 
     def _make_request(self, name: str, info: Dict[str, Any]) -> Any:
         return self.request_factory(name=name, description=info["description"],

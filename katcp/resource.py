@@ -8,14 +8,16 @@ import logging
 import operator
 import sys
 import time
-from typing import Any, Callable, Dict, Generator, List, Optional, Sequence, Tuple, Union
+import types
+from typing import (Any, Callable, Dict, Generator, List, Mapping, Optional, Sequence, Tuple,
+                    Union)
 
 import tornado.concurrent
 import tornado.gen
 import tornado.ioloop
 
 from katcp._export import keep_home
-from katcp.core import Message, Sensor, hashable_identity
+from katcp.core import DEFAULT_KATCP_MAJOR, Message, Sensor, hashable_identity
 from katcp.display import (KATCPReply, did_you_mean, object_repr, request_docstring,
                            request_repr, resource_html, sensor_repr)
 from katcp.wire.text import as_str
@@ -622,6 +624,12 @@ class KATCPSensorsManager(abc.ABC):
         """
 
 
+_NO_READING = KATCPSensorReading(0, 0, Sensor.UNKNOWN, None)
+"""What a sensor reads before its first reading (immutable, so shared)."""
+
+_NO_LISTENERS: Mapping[Any, Any] = types.MappingProxyType({})
+
+
 class KATCPSensor:
     """Wrapper around a specific KATCP sensor on a given KATCP device.
 
@@ -642,17 +650,65 @@ class KATCPSensor:
 
     def __init__(self, sensor_description: Dict[str, Any],
                  sensor_manager: KATCPSensorsManager) -> None:
+        description = sensor_description.get("description")
+        self._attach(sensor_manager, as_str(sensor_description["name"]),
+                     None if description is None else as_str(description), sensor_description)
+        # Made at once: a bad description fails here, where the caller can see it.
+        self._sensor
+
+    @classmethod
+    def _mirrored(cls, sensor_manager: KATCPSensorsManager, name: str,
+                  description: Optional[str], source: Any,
+                  describe: Optional[Callable[[str, Any], Dict[str, Any]]] = None
+                  ) -> "KATCPSensor":
+        """A sensor of a device's model, whose :class:`katcp.Sensor` is made on first use.
+
+        A client resource mirrors every sensor of its device but reads or watches few
+        of them, so the rest never pay for their type-aware parser. The keyword
+        arguments of that Sensor are `source`, or ``describe(name, source)`` if given
+        (e.g. parsed from the device's ``#sensor-list`` inform only then). `name` and
+        `description` are text.
+        """
+        sensor = cls.__new__(cls)
+        sensor._attach(sensor_manager, name, description, source, describe)
+        return sensor
+
+    # Until set otherwise: no reading yet, no katcp.Sensor made yet, and the Sensor's
+    # keyword arguments taken as they are (class attributes: one less store per sensor).
+    _reading = _NO_READING
+    _sensor_obj: Optional[Sensor] = None
+    _describe: Optional[Callable[[str, Any], Dict[str, Any]]] = None
+
+    def _attach(self, sensor_manager: KATCPSensorsManager, name: str,
+                description: Optional[str], source: Any,
+                describe: Optional[Callable[[str, Any], Dict[str, Any]]] = None) -> None:
         self._manager = sensor_manager
-        self._listeners: Dict[Any, Tuple[Callable[..., Any], bool]] = {}
-        self._reading = KATCPSensorReading(0, 0, Sensor.UNKNOWN, None)
-        # A katcp.Sensor does the type-aware parsing; its set() is redirected here so
-        # that parsed readings reach this object and its listeners.
-        self._sensor = Sensor(**sensor_description)
-        self._sensor.set = self.set  # type: ignore[method-assign]
-        self.set_formatted = self._sensor.set_formatted  # type: ignore[method-assign]
-        self.name = self._sensor.name
-        self.description = self._sensor.description
-        self.__doc__ = self.description
+        self.name = name
+        # What the katcp.Sensor is made from (when first needed).
+        self._sensor_description = source
+        if describe is not None:
+            self._describe = describe
+        if description is None:
+            # The default description comes from katcp.Sensor.
+            description = self._sensor.description
+        self.description = self.__doc__ = description
+
+    @property
+    def _sensor(self) -> Sensor:
+        """The :class:`katcp.Sensor` that knows this sensor's type: it parses readings."""
+        sensor = self._sensor_obj
+        if sensor is None:
+            # What it is made from is kept: two threads asking at once both make an
+            # equal one, neither finds its source gone.
+            kwargs = self._sensor_description
+            if self._describe is not None:
+                kwargs = self._describe(self.name, kwargs)
+            sensor = self._sensor_obj = Sensor(**kwargs)
+        return sensor
+
+    _listeners: Mapping[Any, Tuple[Callable[..., Any], bool]] = _NO_LISTENERS
+    """Listeners by identity: (listener, reading) pairs; most sensors have none, and
+    share this read-only empty mapping until they get one."""
 
     def __repr__(self) -> str:
         return sensor_repr(self, self._manager.time())
@@ -750,11 +806,15 @@ class KATCPSensor:
         reading : bool, optional
             Selects the callback signature, see above.
         """
-        self._listeners[hashable_identity(listener)] = (listener, reading)
+        if self._listeners is _NO_LISTENERS:
+            self._listeners = {}
+        self._listeners[hashable_identity(listener)] = (  # type: ignore[index]
+            listener, reading)
 
     def unregister_listener(self, listener: Callable[..., Any]) -> None:
         """Remove a listener callback added with register_listener()."""
-        self._listeners.pop(hashable_identity(listener), None)
+        if self._listeners:
+            self._listeners.pop(hashable_identity(listener), None)  # type: ignore[attr-defined]
 
     def is_listener(self, listener: Callable[..., Any]) -> bool:
         """True if `listener` is registered on this sensor."""
@@ -762,10 +822,12 @@ class KATCPSensor:
 
     def clear_listeners(self) -> None:
         """Clear any registered listeners to updates from this sensor."""
-        self._listeners = {}
+        self._listeners = _NO_LISTENERS
 
     def call_listeners(self, reading: KATCPSensorReading) -> None:
         """Call every registered listener with `reading`, logging their errors."""
+        if not self._listeners:
+            return
         for listener, use_reading in list(self._listeners.values()):
             try:
                 if use_reading:
@@ -791,14 +853,13 @@ class KATCPSensor:
         self.set(timestamp, status, value)
 
     def set_formatted(self, raw_timestamp: bytes, raw_status: bytes, raw_value: bytes,
-                      major: int) -> None:
+                      major: int = DEFAULT_KATCP_MAJOR) -> None:
         """Set sensor using KATCP string formatted inputs
 
-        Mirrors :meth:`katcp.Sensor.set_formatted`.
-
-        This implementation is empty. Will, during instantiation, be overridden by
-        the set_formatted() method of a katcp.Sensor object.
+        Mirrors :meth:`katcp.Sensor.set_formatted`: the reading is parsed for this
+        sensor's type and passed to :meth:`set`.
         """
+        self.set(*self._sensor.parse_reading(raw_timestamp, raw_status, raw_value, major))
 
     def parse_value(self, s_value: Union[str, bytes]) -> Any:
         """Parse a value from a string: as :meth:`katcp.Sensor.parse_value`."""

@@ -4,13 +4,18 @@ Nothing here reads or writes a socket, and time comes from a clock object (an as
 in the client, anything with ``time()`` and ``call_at()`` in a test).
 """
 
+import asyncio
 import collections
+import concurrent.futures
 import heapq
 import itertools
 import logging
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from katcp.core import Message
+
+# What set_result() raises on a future already done, for either kind of future.
+_INVALID_STATE = (asyncio.InvalidStateError, concurrent.futures.InvalidStateError)
 
 
 class CallbackRequest:
@@ -99,8 +104,11 @@ class FutureRequest:
         # An answered request may wait in the timeout heap for a while: it must not
         # keep the reply and informs (a sensor list of thousands) alive meanwhile.
         self.future = self.informs = None
-        if future is not None and not future.done():
-            future.set_result((msg, [] if informs is None else informs))
+        if future is not None:
+            try:
+                future.set_result((msg, [] if informs is None else informs))
+            except _INVALID_STATE:
+                pass  # cancelled by its owner meanwhile (asking done() first costs a lock)
         return True
 
 

@@ -29,6 +29,20 @@ _NONE_STRATEGY: Tuple[str, ...] = ("none",)
 class ReplyWrappedInspectingClientAsync(InspectingClientAsync):
     """Adds wrapped_request() method that wraps reply in a KATCPReply"""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # One bound method for all the sensors that keep it until first use.
+        self._describe_sensor = self._sensor_description
+
+    def _make_sensor(self, name: str, info: Dict[str, Any]) -> Any:
+        factory = self.sensor_factory
+        if getattr(factory, "__func__", None) is KATCPClientResourceSensorsManager.sensor_factory:
+            # A resource's own factory, neither replaced nor overridden: its sensor
+            # parses the device's description only when first used.
+            manager: KATCPClientResourceSensorsManager = factory.__self__  # type: ignore
+            return manager.mirror_sensor(name, info, self._describe_sensor)
+        return super()._make_sensor(name, info)
+
     @staticmethod
     def reply_wrapper(x: Tuple[Message, List[Message]]) -> KATCPReply:
         """Turn a ``(reply, informs)`` tuple into a :class:`KATCPReply`."""
@@ -96,8 +110,30 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
         self._strategy_cache: Dict[str, Tuple[str, ...]] = {}
 
     def sensor_factory(self, **sensor_description: Any) -> resource.KATCPSensor:
-        """Create the :class:`katcp.resource.KATCPSensor` the inspecting client uses."""
-        return resource.KATCPSensor(sensor_description, self)
+        """Create the :class:`katcp.resource.KATCPSensor` the inspecting client uses.
+
+        Its :class:`katcp.Sensor` (the parser of its readings) is made on first use.
+        """
+        return resource.KATCPSensor._mirrored(
+            self, sensor_description["name"], sensor_description.get("description"),
+            sensor_description)
+
+    def mirror_sensor(self, name: str, info: Any,
+                      describe: Callable[[str, Any], Dict[str, Any]]) -> resource.KATCPSensor:
+        """The sensor :meth:`sensor_factory` would make, from unparsed `info`.
+
+        Parameters
+        ----------
+        name : str
+            KATCP name of the sensor.
+        info : dict
+            What the device says of it (its ``description`` key as text), kept until
+            the sensor is first used.
+        describe : callable
+            ``describe(name, info)`` gives the keyword arguments of
+            :meth:`sensor_factory`; called on first use.
+        """
+        return resource.KATCPSensor._mirrored(self, name, info["description"], info, describe)
 
     def _get_strategy_cache_key(self, sensor_name: str) -> str:
         if sensor_name in self._strategy_cache:

@@ -489,23 +489,25 @@ class KATCPClientResource(resource.KATCPResource):
         ic = self._inspecting_client
         if "requests" in model_changes:
             changes = model_changes.requests
-            yield self._update_namespace("req", changes.removed, [
-                ic.future_get_request(name) for name in changes.added
-                if self._request_allowed(escape_name(name))])
+            yield self._update_namespace("req", changes.removed, ic._future_get_many(
+                "requests", [name for name in changes.added
+                             if self._request_allowed(escape_name(name))]))
         if "sensors" in model_changes:
             changes = model_changes.sensors
-            added_names = yield self._update_namespace("sensor", changes.removed, [
-                ic.future_get_sensor(name) for name in changes.added])
-            for escaped_name in added_names:
-                self._restore_sensor_wishes(escaped_name, self._sensor[escaped_name])
+            added_names = yield self._update_namespace(
+                "sensor", changes.removed, ic._future_get_many("sensors", changes.added))
+            if self._sensor_strategy_cache or self._filter_strategies or \
+                    self._sensor_listener_cache:
+                for escaped_name in added_names:
+                    self._restore_sensor_wishes(escaped_name, self._sensor[escaped_name])
 
     @tornado.gen.coroutine
-    def _update_namespace(self, kind: str, removed: Sequence[str], getting: List[Any]
+    def _update_namespace(self, kind: str, removed: Sequence[str], getting: Any
                           ) -> Generator[Any, Any, List[str]]:
         """Update namespace `kind` ('req' or 'sensor') and mirror it in the parent.
 
-        The `removed` names go, and the objects that the `getting` futures resolve to
-        come in (unless None). Returns the escaped names added.
+        The `removed` names go, and the objects of the list that the `getting` future
+        resolves to come in (unless None). Returns the escaped names added.
         """
         namespace = getattr(self, "_" + kind)
         removed_names = _remove_from(namespace, removed)
@@ -858,8 +860,8 @@ class KATCPClientResourceContainer(resource.KATCPResource):
 
         for name in removed:
             namespace.pop(key(name), None)
-        for name in added:
-            namespace[key(name)] = dict.get(getattr(child, kind), name)
+        mirrored = getattr(child, kind)
+        namespace.update([(key(name), dict.get(mirrored, name)) for name in added])
         if kind == "req":
             for group in dict.values(self._groups):
                 if child in group.clients:

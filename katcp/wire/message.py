@@ -30,18 +30,36 @@ _OTHER_UNESCAPES = [(escaped, raw) for escaped, raw in _UNESCAPES.items()
                     if escaped not in (b"\\_", b"\\\\")]
 
 
+def _undo_plain(part: bytes) -> Optional[bytes]:
+    """Undo the escapes of `part`, which holds no escaped backslash (None: an invalid one).
+
+    Every backslash then starts an escape of its own, so plain replace() calls undo
+    them (most text escapes only spaces) with no regex callback per escape.
+    """
+    part = part.replace(b"\\_", b" ")
+    if 92 in part:
+        for escaped, raw in _OTHER_UNESCAPES:
+            part = part.replace(escaped, raw)
+        if 92 in part:
+            return None
+    return part
+
+
 def _unescape(arg: bytes) -> bytes:
     """Undo the escapes of one argument (KeyError for an invalid one)."""
-    # Without an escaped backslash every backslash starts an escape of its own, so
-    # plain replace() calls undo them (most text escapes only spaces) with no regex
-    # callback per escape; anything left over is an invalid escape for the regex.
-    if b"\\\\" not in arg:
-        plain = arg.replace(b"\\_", b" ")
-        if 92 in plain:
-            for escaped, raw in _OTHER_UNESCAPES:
-                plain = plain.replace(escaped, raw)
-        if 92 not in plain:
+    if arg == b"\\@":  # the empty argument (e.g. a sensor's units)
+        return b""
+    if b"\\\\" in arg:
+        # Escaped backslashes are whole escapes, paired from the left as split()
+        # pairs them: what lies between them is plain.
+        parts = [_undo_plain(part) for part in arg.split(b"\\\\")]
+        if None not in parts:
+            return b"\\".join(parts)  # type: ignore[arg-type]
+    else:
+        plain = _undo_plain(arg)
+        if plain is not None:
             return plain
+    # An invalid escape: the regex finds it and reports it.
     return _UNESCAPE_SUB(arg)
 
 

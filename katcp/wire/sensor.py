@@ -490,11 +490,29 @@ class Sensor:
         major : int, default = 5
             KATCP major version to use for interpreting the raw values.
         """
+        self.set(*self.parse_reading(raw_timestamp, raw_status, raw_value, major))
+
+    def parse_reading(self, raw_timestamp: bytes, raw_status: bytes, raw_value: bytes,
+                      major: int = DEFAULT_KATCP_MAJOR) -> Tuple[_Seconds, int, Any]:
+        """Parse a KATCP formatted reading, the reverse of :meth:`format_reading`.
+
+        Parameters are as for :meth:`set_formatted`.
+
+        Returns
+        -------
+        timestamp, status, value : float, int, object
+            The reading, as :meth:`set` takes it.
+
+        Raises
+        ------
+        ValueError
+            If a part cannot be parsed or the value is not valid for the sensor.
+        """
         timestamp = wire_types.parse_timestamp(raw_timestamp, major)
         status = self.STATUS_NAMES_RAW.get(raw_status)
         if status is None:
             raise ValueError("Invalid sensor status %r." % (show(raw_status),))
-        self.set(timestamp, status, self.parse_value(raw_value, major))
+        return timestamp, status, self.parse_value(raw_value, major)
 
     def format_reading(self, reading: Tuple[_Seconds, int, Any], major: int = DEFAULT_KATCP_MAJOR
                        ) -> Tuple[bytes, bytes, bytes]:

@@ -31,6 +31,8 @@ def as_str(value: Any) -> Any:
 
 def readable(value: Any) -> str:
     """Text for logs and displays: bytes decoded with replacement, others with str()."""
+    if type(value) is bytes:  # the usual case, first: message arguments
+        return value.decode("utf-8", errors="replace")
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).decode("utf-8", errors="replace")
     return str(value)

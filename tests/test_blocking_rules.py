@@ -1,0 +1,101 @@
+"""Requests in flight whose owners gave up on them, and blocking requests from threads.
+
+* A ``future_request`` whose future its owner cancelled still takes its reply off the
+  wire quietly (nothing logged) and the connection carries on.
+* ``blocking_request`` from several threads at once gets each thread its own reply.
+"""
+
+import asyncio
+import logging
+import threading
+
+from tornado.ioloop import IOLoop
+
+from katcp import AsyncClient, AsyncDeviceServer, BlockingClient, DeviceServer, Message
+from katcp.kattypes import Int, request, return_reply
+
+WAIT = 10.0
+
+
+class _Echo(DeviceServer):
+    VERSION_INFO = ("blocking-rules", 1, 0)
+    BUILD_INFO = ("blocking-rules", 1, 0, "")
+
+    def setup_sensors(self):
+        pass
+
+    @request(Int())
+    @return_reply(Int())
+    def request_echo(self, req, value):
+        """Reply with the value given."""
+        return ("ok", value)
+
+
+class _Slow(_Echo, AsyncDeviceServer):
+    """Also answers ?slow, once the test says so (on the test's loop)."""
+
+    def setup_sensors(self):
+        self.asked = asyncio.Event()
+        self.answer = None
+
+    async def request_slow(self, req, msg):
+        """Reply once the test says so."""
+        self.answer = asyncio.get_running_loop().create_future()
+        self.asked.set()
+        await self.answer
+        return req.make_reply("ok")
+
+
+def test_cancelled_request_takes_its_reply_quietly(caplog):
+    async def main():
+        device = _Slow("127.0.0.1", 0)
+        device.set_ioloop(IOLoop.current())
+        device.start()
+        client = AsyncClient("127.0.0.1", device.bind_address[1])
+        client.set_ioloop(IOLoop.current())
+        client.start()
+        try:
+            await client.until_protocol(timeout=WAIT)
+            gave_up = client.future_request(Message.request("slow"), timeout=WAIT)
+            await asyncio.wait_for(device.asked.wait(), WAIT)
+            gave_up.cancel()
+            device.answer.set_result(None)
+            reply, _ = await client.future_request(Message.request("echo", 7), timeout=WAIT)
+            assert reply.arguments == [b"ok", b"7"]
+            assert gave_up.cancelled()
+        finally:
+            client.stop()
+            await client.until_stopped(timeout=WAIT)
+            await asyncio.wrap_future(device.stop(timeout=WAIT))
+
+    with caplog.at_level(logging.WARNING, logger="katcp"):
+        asyncio.run(main())
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_blocking_requests_from_many_threads_get_their_own_replies():
+    device = _Echo("127.0.0.1", 0)
+    device.start()
+    device.wait_running(WAIT)
+    client = BlockingClient("127.0.0.1", device.bind_address[1])
+    client.start()
+    replies = {}
+    try:
+        client.wait_protocol(WAIT)
+
+        def ask(worker):
+            replies[worker] = [client.blocking_request(
+                Message.request("echo", 100 * worker + i), timeout=WAIT)[0].arguments[1]
+                for i in range(50)]
+
+        threads = [threading.Thread(target=ask, args=(worker,)) for worker in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT)
+        assert replies == {worker: [b"%d" % (100 * worker + i) for i in range(50)]
+                           for worker in range(4)}
+    finally:
+        client.stop()
+        client.join(WAIT)
+        device.stop(timeout=WAIT).result(WAIT)
