@@ -13,6 +13,7 @@ import os
 import pytest
 
 from katcp.core import KatcpSyntaxError, KatcpTypeError, Message, MessageParser, ProtocolFlags
+from katcp.wire.message import readable_message
 
 _counter = itertools.count()
 MAX_MID = 2 ** 31 - 1
@@ -125,6 +126,12 @@ class TestArguments:
 
     def test_str_shows_undecodable_bytes_escaped(self):
         assert str(Message.inform("x", b"\xff")) == "#x \\xff"
+
+    @pytest.mark.parametrize("make, symbol", [
+        (Message.request, "?"), (Message.reply, "!"), (Message.inform, "#")])
+    def test_readable_form_shows_arguments_as_written(self, make, symbol):
+        msg = make("say", "two words", b"tab\there", 3, b"\xff", mid=7)
+        assert readable_message(msg) == symbol + "say two words tab\there 3 \ufffd"
 
 
 class TestParser:

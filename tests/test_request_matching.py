@@ -14,6 +14,7 @@ import re
 import pytest
 
 from katcp.client import BlockingClient, KatcpClientError
+from katcp.client.requests import FutureRequest
 from katcp.core import Message
 
 from test_client import FakeServer, WAIT, _closed_port, _split_request, scripted_answer
@@ -425,3 +426,45 @@ def test_requests_go_through_an_overridden_send_message(fake):
         client.join(timeout=WAIT)
     assert str(reply) == "!echo[1] ok x"
     assert client.sent == ["?echo[1] x"]
+
+
+def test_an_answered_request_lets_go_of_its_future_and_informs():
+    future = concurrent.futures.Future()
+    request = FutureRequest(Message.request("watch"), future)
+    request.on_inform(Message.inform("watch", "a"))
+    reply = Message.reply("watch", "ok")
+    assert request.on_reply(reply) is True
+    assert future.result(0) == (reply, [Message.inform("watch", "a")])
+    assert request.future is None and request.informs is None
+    # A second answer (a late duplicate) changes nothing.
+    assert request.on_reply(Message.reply("watch", "fail")) is True
+    assert future.result(0)[0] is reply
+
+
+def test_a_reply_to_a_request_whose_future_was_cancelled_is_dropped_quietly():
+    future = concurrent.futures.Future()
+    future.cancel()
+    request = FutureRequest(Message.request("watch"), future)
+    assert request.on_reply(Message.reply("watch", "ok")) is True
+    assert future.cancelled()
+
+
+@pytest.mark.parametrize("hook", ["send_request", "send_message"])
+def test_requests_go_through_a_sending_hook_replaced_on_the_instance(fake, hook):
+    client = RecordingClient("127.0.0.1", fake.port, timeout=WAIT)
+    sent = []
+    original = getattr(client, hook)
+
+    def recording(msg):
+        sent.append(str(msg))
+        original(msg)
+    setattr(client, hook, recording)
+    client.start(timeout=WAIT)
+    try:
+        assert client.wait_protocol(WAIT)
+        reply, _ = client.blocking_request(Message.request("echo", "x"))
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+    assert str(reply) == "!echo[1] ok x"
+    assert sent == ["?echo[1] x"]

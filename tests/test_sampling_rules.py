@@ -13,7 +13,7 @@ import tornado.ioloop
 import tornado.testing
 
 from katcp import Sensor
-from katcp.sampling import SamplePeriod, SampleStrategy, _PeriodicScheduler
+from katcp.sampling import SamplePeriod, SampleStrategy, _PeriodicScheduler, wire_strategy
 
 from test_sampling import StrategyTestCase, make_sensor
 
@@ -351,3 +351,49 @@ def test_periodic_sampling_with_cancellations_logs_no_errors(caplog):
         assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
     finally:
         loop.close()
+
+
+class TestWireStrategies:
+    """wire_strategy(): the strategies of a server's clients, sending inform bytes."""
+
+    @pytest.mark.parametrize("name, params", [("event", ()), ("auto", ()), ("period", ("1",))])
+    def test_a_wire_strategy_uses_the_loop_it_is_given(self, name, params):
+        loop = tornado.ioloop.IOLoop(make_current=False)
+        try:
+            strategy = wire_strategy(name, [].append, 5, make_sensor(), *params, ioloop=loop)
+            assert strategy.ioloop is loop
+        finally:
+            loop.close()
+
+    def test_cancelling_a_wire_event_strategy_twice_or_unstarted_is_harmless(self):
+        loop = tornado.ioloop.IOLoop(make_current=False)
+        try:
+            sensor = make_sensor(value=1)
+            wire_strategy("event", [].append, 5, sensor, ioloop=loop).cancel()
+            strategy = wire_strategy("event", [].append, 5, sensor, ioloop=loop)
+            strategy.start()
+            strategy.cancel()
+            strategy.cancel()
+            assert not sensor._observers
+        finally:
+            loop.close()
+
+    @pytest.mark.parametrize("major, stamps", [(4, (b"1000250", b"2000250", b"3000250")),
+                                               (5, (b"1000.250000", b"2000.250000",
+                                                    b"3000.250000"))])
+    def test_event_informs_of_every_change_carry_the_versions_timestamps(self, major, stamps):
+        loop = tornado.ioloop.IOLoop(make_current=False)
+        try:
+            sensor = Sensor.integer("n", params=[0, 10])
+            sensor.set_value(1, timestamp=1000.25)
+            sent = [], []
+            for send in sent:
+                wire_strategy("event", send.append, major, sensor, ioloop=loop).start()
+            sensor.set_value(2, timestamp=2000.25)
+            sensor.set_value(2, timestamp=2500.25)  # no change: not sent
+            sensor.set_value(3, timestamp=3000.25)
+            expected = [b"#sensor-status %s 1 n nominal %d\n" % (stamp, value)
+                        for stamp, value in zip(stamps, (1, 2, 3))]
+            assert sent == (expected, expected)
+        finally:
+            loop.close()

@@ -115,6 +115,39 @@ def test_list_line_follows_changes_of_the_description():
     assert sensor.list_line() == b"n New\\_text. \\@ integer 0 5"
 
 
+@pytest.mark.parametrize("change, line", [
+    (lambda s: setattr(s, "name", "renamed"), b"renamed Old\\_text. m integer 0 5"),
+    (lambda s: setattr(s, "description", "New."), b"n New. m integer 0 5"),
+    (lambda s: setattr(s, "units", "km"), b"n Old\\_text. km integer 0 5"),
+    (lambda s: setattr(s, "stype", "float"), b"n Old\\_text. m float 0 5"),
+    (lambda s: s.formatted_params.__setitem__(1, b"9"), b"n Old\\_text. m integer 0 9"),
+], ids=["name", "description", "units", "type", "params"])
+def test_list_line_follows_a_change_of_any_one_field(change, line):
+    sensor = Sensor.integer("n", "Old text.", "m", [0, 5])
+    assert sensor.list_line() == b"n Old\\_text. m integer 0 5"
+    change(sensor)
+    assert sensor.list_line() == line
+
+
+def test_a_sensor_class_with_its_own_notify_sees_every_set():
+    class Counting(Sensor):
+        def notify(self, reading):
+            seen.append(reading)
+            super().notify(reading)
+
+    class Plain(Sensor):
+        pass
+
+    seen, observed = [], []
+    for cls in (Counting, Plain):
+        sensor = cls(Sensor.INTEGER, "n", params=[0, 10])
+        sensor.attach(type("Observer", (), {
+            "update": lambda self, s, r: observed.append((s.name, r.value))})())
+        sensor.set(T0, Sensor.NOMINAL, 3)
+    assert seen == [(T0, Sensor.NOMINAL, 3)]
+    assert observed == [("n", 3), ("n", 3)]
+
+
 # -- replies over sockets ----------------------------------------------------------------
 
 

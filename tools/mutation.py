@@ -43,6 +43,7 @@ SELECTION = {
         "katcp.client.requests.*",
         "katcp.client.async_client.xǁAsyncClientǁ_deliver_reply__mutmut_*",
         "katcp.client.async_client.xǁAsyncClientǁ_start_request__mutmut_*",
+        "katcp.client.async_client.xǁAsyncClientǁ_sends_plainly__mutmut_*",
         "katcp.client.async_client.xǁAsyncClientǁ_handle_timeout__mutmut_*",
         "katcp.client.async_client.xǁAsyncClientǁ_connection_closed__mutmut_*",
         "katcp.client.async_client.xǁAsyncClientǁhandle_inform__mutmut_*",
