@@ -12,9 +12,9 @@ import threading
 import pytest
 import tornado.ioloop
 
-from katcp.core import Message, ProtocolFlags, Sensor
+from katcp.core import KatcpSyntaxError, Message, MessageParser, ProtocolFlags, Sensor
 from katcp.sampling import wire_strategy
-from katcp.server import DeviceServer
+from katcp.server import ClientRequestConnection, DeviceServer
 from katcp.testutils import handle_mock_req, mock_req
 
 from server_line_client import LineClient
@@ -332,3 +332,48 @@ def test_a_client_joining_while_an_update_waits_for_the_loop_gets_it_once():
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+
+
+# -- the request path's fast paths ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, wire", [
+    (("ok",), b"!thing[7] ok"),
+    ((b"fail",), b"!thing[7] fail"),
+    (("invalid",), b"!thing[7] invalid"),
+    (("ok now",), b"!thing[7] ok\\_now"),  # not a lone reply code: escaped as ever
+    (("",), b"!thing[7] \\@"),
+    ((), b"!thing[7]"),
+])
+def test_replies_made_for_a_request_have_its_name_and_id_and_the_usual_bytes(args, wire):
+    request = MessageParser().parse(b"?thing[7] x")
+    for reply in (Message.reply_to_request(request, *args),
+                  ClientRequestConnection(None, request).make_reply(*args)):
+        assert reply == Message.reply("thing", *args, mid=7)
+        assert bytes(reply) == wire
+
+
+def test_a_reply_checks_what_was_changed_on_its_request_since_it_was_made():
+    request = Message.request("thing", mid=3)
+    request.mid = 12  # an int set later is formatted for the reply
+    assert bytes(Message.reply_to_request(request, "ok", 1.5, True)) == b"!thing[12] ok 1.5 1"
+    request.name = "bad name"
+    with pytest.raises(KatcpSyntaxError):
+        Message.reply_to_request(request, "ok")
+
+
+def test_arguments_that_are_not_plain_text_still_take_the_careful_path():
+    # A lone surrogate cannot be UTF-8: the careful formatter replaces it (as before).
+    msg = Message.reply("thing", "ok", "bad\udcff")
+    assert msg.arguments[0] == b"ok" and msg.arguments[1].startswith(b"bad")
+    assert Message.inform("thing", None, 3, b"raw").arguments == [b"", b"3", b"raw"]
+
+
+def test_parsed_messages_are_complete_messages():
+    msg = MessageParser().parse(b"?watchdog[42]")
+    assert (msg.mtype, msg.name, msg.mid, msg.arguments) == (Message.REQUEST, "watchdog",
+                                                             b"42", [])
+    assert msg == Message.request("watchdog", mid=42) and bytes(msg) == b"?watchdog[42]"
+    copy = msg.copy()
+    copy.arguments.append(b"x")
+    assert msg.arguments == []
