@@ -16,6 +16,7 @@ from katcp.core import KatcpSyntaxError, Message, MessageParser, ProtocolFlags, 
 from katcp.sampling import wire_strategy
 from katcp.server import ClientRequestConnection, DeviceServer
 from katcp.testutils import handle_mock_req, mock_req
+from katcp.wire import types as wire_types
 
 from server_line_client import LineClient
 
@@ -377,3 +378,50 @@ def test_parsed_messages_are_complete_messages():
     copy = msg.copy()
     copy.arguments.append(b"x")
     assert msg.arguments == []
+
+
+# -- the sensor update path's fast paths ------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule, values", [
+    (wire_types.INTEGER, [0, -7, 2 ** 70, True, False]),
+    (wire_types.FLOAT, [0.0, -1.5, 1e22, 1e-300, float("inf"), float("nan"), 0.1 + 0.2]),
+    (wire_types.BOOLEAN, [True, False]),
+    (wire_types.STRING, ["", "two words", "\u00e9t\u00e9", b"raw\\bytes"]),
+    (wire_types.DISCRETE, ["on", "off"]),
+])
+def test_the_exact_class_encoders_give_the_bytes_of_the_rule(rule, values):
+    for value in values:
+        assert rule.exact_encoders[type(value)](value) == rule.encode(value, 5)
+
+
+def test_a_status_line_of_text_that_is_not_utf8_is_the_rules_replacement(caplog):
+    sensor = Sensor.string("s")
+    sensor.set_value("bad\udcff", timestamp=T0)
+    assert sensor.status_line(sensor.read(), 5) == b"1234567890.250000 1 s nominal bad?"
+    # A float sensor given an int: the rule's float form, not the int's.
+    number = Sensor.float("f")
+    number.set_value(3, timestamp=T0)
+    assert number.status_line(number.read(), 5) == b"1234567890.250000 1 f nominal 3.0"
+
+
+def test_set_value_goes_through_an_overridden_set_or_notify():
+    calls = []
+
+    class Recording(Sensor):
+        def set(self, timestamp, status, value):
+            calls.append(("set", value))
+            super().set(timestamp, status, value)
+
+    class Announcing(Sensor):
+        def notify(self, reading):
+            calls.append(("notify", reading.value))
+            super().notify(reading)
+
+    for cls in (Recording, Announcing, Sensor):
+        sensor = cls(Sensor.INTEGER, "n")
+        seen = []
+        sensor.attach(type("Observer", (), {"update": lambda self, s, r: seen.append(r)})())
+        sensor.set_value(4, timestamp=T0)
+        assert seen == [(T0, Sensor.NOMINAL, 4)] and sensor.read() == seen[0]
+    assert calls == [("set", 4), ("notify", 4)]
