@@ -16,6 +16,7 @@ from katcp.core import KatcpSyntaxError, Message, MessageParser, ProtocolFlags, 
 from katcp.sampling import wire_strategy
 from katcp.server import ClientRequestConnection, DeviceServer
 from katcp.testutils import handle_mock_req, mock_req
+from katcp.transport.framing import WriteBatcher
 from katcp.wire import types as wire_types
 
 from server_line_client import LineClient
@@ -425,3 +426,49 @@ def test_set_value_goes_through_an_overridden_set_or_notify():
         sensor.set_value(4, timestamp=T0)
         assert seen == [(T0, Sensor.NOMINAL, 4)] and sensor.read() == seen[0]
     assert calls == [("set", 4), ("notify", 4)]
+
+
+class _QuietBatcher(WriteBatcher):
+    """A write batcher whose loop turn never ends: what it was sent stays in its batch."""
+
+    def __init__(self):
+        super().__init__(None, lambda flush: None, 1 << 20)
+
+    def sent(self):
+        return list(self._chunks)
+
+
+class _LoudBatcher(_QuietBatcher):
+    """Its own send(): the fan-out must call it for each line."""
+
+    def send(self, data):
+        super().send(data.upper())
+
+
+def test_a_fan_out_hands_each_line_to_batchers_and_to_other_senders_alike():
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        ioloop = tornado.ioloop.IOLoop.current()
+        sensor = Sensor.integer("n", params=[0, 10])
+        sensor.set_value(1, timestamp=T0)
+        quiet, loud, plain = _QuietBatcher(), _LoudBatcher(), []
+        for send in (quiet.send, loud.send, plain.append, _QuietBatcher().send):
+            wire_strategy("event", send, 5, sensor, ioloop=ioloop).start()
+        sensor.set_value(2, timestamp=T0)  # on the loop thread: straight through
+        setter = threading.Thread(target=sensor.set_value, args=(3,), kwargs={"timestamp": T0})
+        setter.start()  # from another thread: through the loop
+        setter.join(TIMEOUT)
+        loop.run_until_complete(asyncio.sleep(0))
+        lines = [b"#sensor-status 1234567890.250000 1 n nominal %d\n" % v for v in (1, 2, 3)]
+        assert quiet.sent() == plain == lines
+        assert loud.sent() == [line.upper() for line in lines]
+        # A batch past the limit is written at once, as send() does.
+        writes = []
+        small = WriteBatcher(writes.append, lambda flush: None, 100)
+        small.send(b"x" * 60)
+        WriteBatcher.send_to_each([small], b"y" * 60)
+        assert writes == [b"x" * 60 + b"y" * 60]
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()

@@ -134,6 +134,30 @@ class WriteBatcher:
             # Write-through (a client's request): nothing to join it with.
             self.write_out(data)
 
+    @staticmethod
+    def send_to_each(batchers: Sequence["WriteBatcher"], data: bytes) -> None:
+        """:meth:`send` `data` to each of `batchers`, in one call (a line for many clients).
+
+        Parameters
+        ----------
+        batchers : sequence of WriteBatcher
+            Batchers whose :meth:`send` is this class's.
+        data : bytes
+
+        """
+        size = len(data)
+        for batcher in batchers:
+            chunks = batcher._chunks
+            if chunks:
+                # send(), inlined for a batch under way: each line of a stream after the
+                # first of its loop turn.
+                chunks.append(data)  # type: ignore[attr-defined]
+                batcher._size += size
+                if batcher._size > batcher._limit:
+                    batcher.flush()
+            else:
+                batcher.send(data)
+
     def hold(self) -> None:
         """Collect everything sent until :meth:`release` (while a received chunk is handled)."""
         self._held = True
