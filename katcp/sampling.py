@@ -355,17 +355,17 @@ def _nobody(sensor: Sensor, reading: Reading) -> None:
     """The inform callback of a fan-out, which sends to its members itself."""
 
 
-def _send_to_each_of(send: Callable[[bytes], None]) -> Optional[Callable[..., None]]:
-    """``send_to_each(owners, data)`` where `send` is a write batcher's bound send().
+def _group_sender_of(send: Callable[[bytes], None]) -> Optional[Callable[..., Any]]:
+    """``group_sender(owners)`` where `send` is a write batcher's bound send().
 
-    A batcher class may offer ``send_to_each`` to send a line to many of them in one call,
-    doing what its send() does; None for any other sender (a thread-safe wrapper, or
-    the send() of a subclass that changed it ...).
+    A batcher class may offer ``group_sender`` to make one function that sends to many of
+    them, doing what its send() does; None for any other sender (a thread-safe wrapper,
+    or the send() of a subclass that changed it ...).
     """
     func = getattr(send, "__func__", None)
     for cls in type(getattr(send, "__self__", None)).__mro__:
-        if "send_to_each" in vars(cls):
-            return cls.send_to_each if func is vars(cls).get("send") else None  # type: ignore
+        if "group_sender" in vars(cls):
+            return cls.group_sender if func is vars(cls).get("send") else None  # type: ignore
     return None
 
 
@@ -397,28 +397,25 @@ class _EventFanOut(SampleEvent):
         super().__init__(_nobody, sensor, ioloop=ioloop)
         self._major = major
         self._members: Dict[Any, Callable[[bytes], None]] = {}
-        # The members' senders: write batchers, which take a line in one call for all
-        # of them (send_to_each, owners), and the others, called one by one.
-        self._batched: Tuple[Tuple[Callable[..., None], Tuple[Any, ...]], ...] = ()
+        # The members' senders, the write batchers among them in one group sender.
         self._targets: Tuple[Callable[[bytes], None], ...] = ()
         # Members whose last inform may not be the fan-out's (they joined since its last
         # one): their own test decides whether the next change is news to them.
         self._fresh: List[Any] = []
 
     def _retarget(self) -> None:
-        owners: Dict[Callable[..., None], List[Any]] = {}
-        others = []
+        groups: Dict[Callable[..., Any], List[Any]] = {}
+        targets = []
         for send in self._members.values():
-            send_to_each = _send_to_each_of(send)
-            if send_to_each is None:
-                others.append(send)
+            group_sender = _group_sender_of(send)
+            if group_sender is None:
+                targets.append(send)
             else:
-                owners.setdefault(send_to_each, []).append(send.__self__)  # type: ignore
-        # A group of one is called directly: one call either way, and one loop less.
-        self._batched = tuple((send_to_each, tuple(group))
-                              for send_to_each, group in owners.items() if len(group) > 1)
-        self._targets = tuple(others + [group[0].send for group in owners.values()
-                                        if len(group) == 1])
+                groups.setdefault(group_sender, []).append(send.__self__)  # type: ignore
+        for group_sender, owners in groups.items():
+            # A group of one is called directly: one call either way.
+            targets.append(owners[0].send if len(owners) == 1 else group_sender(owners))
+        self._targets = tuple(targets)
 
     def leave(self, member: "_WireSampleEvent") -> None:
         if self._members.pop(member, None) is None:
@@ -446,9 +443,6 @@ class _EventFanOut(SampleEvent):
                 return
             # inform() and sensor_status_line(), inlined for the usual case.
             line = b"#sensor-status " + sensor.status_line(reading, self._major) + b"\n"
-            # _send_to_all(), inlined.
-            for send_to_each, owners in self._batched:
-                send_to_each(owners, line)
             for send in self._targets:
                 send(line)
 
@@ -465,13 +459,8 @@ class _EventFanOut(SampleEvent):
                 if member not in fresh:
                     send(line)
         else:
-            self._send_to_all(line)
-
-    def _send_to_all(self, line: bytes) -> None:
-        for send_to_each, owners in self._batched:
-            send_to_each(owners, line)
-        for send in self._targets:
-            send(line)
+            for send in self._targets:
+                send(line)
 
 
 class _WireSampleEvent(SampleEvent):

@@ -463,12 +463,24 @@ def test_a_fan_out_hands_each_line_to_batchers_and_to_other_senders_alike():
         lines = [b"#sensor-status 1234567890.250000 1 n nominal %d\n" % v for v in (1, 2, 3)]
         assert quiet.sent() == plain == lines
         assert loud.sent() == [line.upper() for line in lines]
-        # A batch past the limit is written at once, as send() does.
-        writes = []
-        small = WriteBatcher(writes.append, lambda flush: None, 100)
-        small.send(b"x" * 60)
-        WriteBatcher.send_to_each([small], b"y" * 60)
-        assert writes == [b"x" * 60 + b"y" * 60]
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+
+
+def test_a_group_sender_writes_a_batch_past_its_limit_before_the_loop_turn_ends():
+    writes = [], []
+    small, large = [WriteBatcher(out.append, lambda flush: None, limit)
+                    for out, limit in zip(writes, (100, 10 ** 9))]
+    send = WriteBatcher.group_sender([small, large])
+    send(b"x" * 60)  # the first of a batch: as send()
+    assert small.send is not send and writes == ([], [])
+    line = b"y" * 1000
+    for _ in range(200):
+        send(line)
+    # Within the group's accounting step of the limit, not at the end of the turn.
+    assert writes[0] and all(len(data) <= 100 + 64 * 1024 + len(line) for data in writes[0])
+    assert writes[1] == []
+    small.flush()
+    large.flush()
+    assert [b"".join(out) for out in writes] == [b"x" * 60 + line * 200] * 2
