@@ -13,7 +13,7 @@ import itertools
 import operator
 import threading
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import tornado.ioloop
 

@@ -207,7 +207,8 @@ class _BatchGroup:
         for batcher in self._batchers:
             chunks = batcher._chunks
             if chunks:
-                chunks.append(data)  # type: ignore[attr-defined]  # send(), but the size
+                # send() for a batch under way, the size counted in _account().
+                chunks.append(data)  # type: ignore[attr-defined]
             else:
                 batcher.send(data)
         self._unaccounted += len(data)
