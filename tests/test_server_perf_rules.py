@@ -484,3 +484,18 @@ def test_a_group_sender_writes_a_batch_past_its_limit_before_the_loop_turn_ends(
     small.flush()
     large.flush()
     assert [b"".join(out) for out in writes] == [b"x" * 60 + line * 200] * 2
+
+
+def test_send_message_sends_what_the_message_class_says_it_is():
+    class Shouting(Message):
+        __slots__ = ()
+
+        def __bytes__(self):
+            return super().__bytes__().upper()
+
+    sent = []
+    stream = type("Stream", (), {"send": lambda self, data: sent.append(data)})()
+    server = make_server_class(5)("127.0.0.1", 0)._server
+    server.send_message(stream, Shouting(Message.REPLY, "thing", ["ok"], mid=4))
+    server.send_message(stream, Message.reply("thing", "ok", "a b", mid=4))
+    assert sent == [b"!THING[4] OK\n", b"!thing[4] ok a\\_b\n"]
