@@ -13,7 +13,7 @@ import itertools
 import operator
 import threading
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import tornado.ioloop
 
@@ -355,6 +355,20 @@ def _nobody(sensor: Sensor, reading: Reading) -> None:
     """The inform callback of a fan-out, which sends to its members itself."""
 
 
+def _group_sender_of(send: Callable[[bytes], None]) -> Optional[Callable[..., Any]]:
+    """``group_sender(owners)`` where `send` is a write batcher's bound send().
+
+    A batcher class may offer ``group_sender`` to make one function that sends to many of
+    them, doing what its send() does; None for any other sender (a thread-safe wrapper,
+    or the send() of a subclass that changed it ...).
+    """
+    func = getattr(send, "__func__", None)
+    for cls in type(getattr(send, "__self__", None)).__mro__:
+        if "group_sender" in vars(cls):
+            return cls.group_sender if func is vars(cls).get("send") else None  # type: ignore
+    return None
+
+
 class _EventFanOut(SampleEvent):
     """The wire-sending event strategies of one sensor, observing it as one.
 
@@ -375,7 +389,7 @@ class _EventFanOut(SampleEvent):
             fan = fans[key] = cls(member._sensor, member.ioloop, member._major)
             fan.start()
         fan._members[member] = member._send
-        fan._targets = tuple(fan._members.values())
+        fan._retarget()
         fan._fresh.append(member)
         return fan
 
@@ -383,15 +397,30 @@ class _EventFanOut(SampleEvent):
         super().__init__(_nobody, sensor, ioloop=ioloop)
         self._major = major
         self._members: Dict[Any, Callable[[bytes], None]] = {}
+        # The members' senders, the write batchers among them in one group sender.
         self._targets: Tuple[Callable[[bytes], None], ...] = ()
         # Members whose last inform may not be the fan-out's (they joined since its last
         # one): their own test decides whether the next change is news to them.
         self._fresh: List[Any] = []
 
+    def _retarget(self) -> None:
+        groups: Dict[Callable[..., Any], List[Any]] = {}
+        targets = []
+        for send in self._members.values():
+            group_sender = _group_sender_of(send)
+            if group_sender is None:
+                targets.append(send)
+            else:
+                groups.setdefault(group_sender, []).append(send.__self__)  # type: ignore
+        for group_sender, owners in groups.items():
+            # A group of one is called directly: one call either way.
+            targets.append(owners[0].send if len(owners) == 1 else group_sender(owners))
+        self._targets = tuple(targets)
+
     def leave(self, member: "_WireSampleEvent") -> None:
         if self._members.pop(member, None) is None:
             return
-        self._targets = tuple(self._members.values())
+        self._retarget()
         if member in self._fresh:
             self._fresh.remove(member)
         if not self._members:
@@ -426,12 +455,12 @@ class _EventFanOut(SampleEvent):
                 if member._is_news(reading):
                     member._last_sent = reading
                     member._send(line)
-            targets: Sequence[Callable[[bytes], None]] = [
-                self._members[m] for m in self._members if m not in fresh]
+            for member, send in self._members.items():
+                if member not in fresh:
+                    send(line)
         else:
-            targets = self._targets
-        for send in targets:
-            send(line)
+            for send in self._targets:
+                send(line)
 
 
 class _WireSampleEvent(SampleEvent):

@@ -12,10 +12,12 @@ import threading
 import pytest
 import tornado.ioloop
 
-from katcp.core import Message, ProtocolFlags, Sensor
+from katcp.core import KatcpSyntaxError, Message, MessageParser, ProtocolFlags, Sensor
 from katcp.sampling import wire_strategy
-from katcp.server import DeviceServer
+from katcp.server import ClientRequestConnection, DeviceServer
 from katcp.testutils import handle_mock_req, mock_req
+from katcp.transport.framing import WriteBatcher
+from katcp.wire import types as wire_types
 
 from server_line_client import LineClient
 
@@ -382,3 +384,168 @@ def test_a_client_joining_while_an_update_waits_for_the_loop_gets_it_once():
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+
+
+# -- the request path's fast paths ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, wire", [
+    (("ok",), b"!thing[7] ok"),
+    ((b"fail",), b"!thing[7] fail"),
+    (("invalid",), b"!thing[7] invalid"),
+    (("ok now",), b"!thing[7] ok\\_now"),  # not a lone reply code: escaped as ever
+    (("",), b"!thing[7] \\@"),
+    ((), b"!thing[7]"),
+])
+def test_replies_made_for_a_request_have_its_name_and_id_and_the_usual_bytes(args, wire):
+    request = MessageParser().parse(b"?thing[7] x")
+    for reply in (Message.reply_to_request(request, *args),
+                  ClientRequestConnection(None, request).make_reply(*args)):
+        assert reply == Message.reply("thing", *args, mid=7)
+        assert bytes(reply) == wire
+
+
+def test_a_reply_checks_what_was_changed_on_its_request_since_it_was_made():
+    request = Message.request("thing", mid=3)
+    request.mid = 12  # an int set later is formatted for the reply
+    assert bytes(Message.reply_to_request(request, "ok", 1.5, True)) == b"!thing[12] ok 1.5 1"
+    request.name = "bad name"
+    with pytest.raises(KatcpSyntaxError):
+        Message.reply_to_request(request, "ok")
+
+
+def test_arguments_that_are_not_plain_text_still_take_the_careful_path():
+    # A lone surrogate cannot be UTF-8: the careful formatter replaces it (as before).
+    msg = Message.reply("thing", "ok", "bad\udcff")
+    assert msg.arguments[0] == b"ok" and msg.arguments[1].startswith(b"bad")
+    assert Message.inform("thing", None, 3, b"raw").arguments == [b"", b"3", b"raw"]
+
+
+def test_parsed_messages_are_complete_messages():
+    msg = MessageParser().parse(b"?watchdog[42]")
+    assert (msg.mtype, msg.name, msg.mid, msg.arguments) == (Message.REQUEST, "watchdog",
+                                                             b"42", [])
+    assert msg == Message.request("watchdog", mid=42) and bytes(msg) == b"?watchdog[42]"
+    copy = msg.copy()
+    copy.arguments.append(b"x")
+    assert msg.arguments == []
+
+
+# -- the sensor update path's fast paths ------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule, values", [
+    (wire_types.INTEGER, [0, -7, 2 ** 70, True, False]),
+    (wire_types.FLOAT, [0.0, -1.5, 1e22, 1e-300, float("inf"), float("nan"), 0.1 + 0.2]),
+    (wire_types.BOOLEAN, [True, False]),
+    (wire_types.STRING, ["", "two words", "\u00e9t\u00e9", b"raw\\bytes"]),
+    (wire_types.DISCRETE, ["on", "off"]),
+])
+def test_the_exact_class_encoders_give_the_bytes_of_the_rule(rule, values):
+    for value in values:
+        assert rule.exact_encoders[type(value)](value) == rule.encode(value, 5)
+
+
+def test_a_status_line_of_text_that_is_not_utf8_is_the_rules_replacement(caplog):
+    sensor = Sensor.string("s")
+    sensor.set_value("bad\udcff", timestamp=T0)
+    assert sensor.status_line(sensor.read(), 5) == b"1234567890.250000 1 s nominal bad?"
+    # A float sensor given an int: the rule's float form, not the int's.
+    number = Sensor.float("f")
+    number.set_value(3, timestamp=T0)
+    assert number.status_line(number.read(), 5) == b"1234567890.250000 1 f nominal 3.0"
+
+
+def test_set_value_goes_through_an_overridden_set_or_notify():
+    calls = []
+
+    class Recording(Sensor):
+        def set(self, timestamp, status, value):
+            calls.append(("set", value))
+            super().set(timestamp, status, value)
+
+    class Announcing(Sensor):
+        def notify(self, reading):
+            calls.append(("notify", reading.value))
+            super().notify(reading)
+
+    for cls in (Recording, Announcing, Sensor):
+        sensor = cls(Sensor.INTEGER, "n")
+        seen = []
+        sensor.attach(type("Observer", (), {"update": lambda self, s, r: seen.append(r)})())
+        sensor.set_value(4, timestamp=T0)
+        assert seen == [(T0, Sensor.NOMINAL, 4)] and sensor.read() == seen[0]
+    assert calls == [("set", 4), ("notify", 4)]
+
+
+class _QuietBatcher(WriteBatcher):
+    """A write batcher whose loop turn never ends: what it was sent stays in its batch."""
+
+    def __init__(self):
+        super().__init__(None, lambda flush: None, 1 << 20)
+
+    def sent(self):
+        return list(self._chunks)
+
+
+class _LoudBatcher(_QuietBatcher):
+    """Its own send(): the fan-out must call it for each line."""
+
+    def send(self, data):
+        super().send(data.upper())
+
+
+def test_a_fan_out_hands_each_line_to_batchers_and_to_other_senders_alike():
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        ioloop = tornado.ioloop.IOLoop.current()
+        sensor = Sensor.integer("n", params=[0, 10])
+        sensor.set_value(1, timestamp=T0)
+        quiet, loud, plain = _QuietBatcher(), _LoudBatcher(), []
+        for send in (quiet.send, loud.send, plain.append, _QuietBatcher().send):
+            wire_strategy("event", send, 5, sensor, ioloop=ioloop).start()
+        sensor.set_value(2, timestamp=T0)  # on the loop thread: straight through
+        setter = threading.Thread(target=sensor.set_value, args=(3,), kwargs={"timestamp": T0})
+        setter.start()  # from another thread: through the loop
+        setter.join(TIMEOUT)
+        loop.run_until_complete(asyncio.sleep(0))
+        lines = [b"#sensor-status 1234567890.250000 1 n nominal %d\n" % v for v in (1, 2, 3)]
+        assert quiet.sent() == plain == lines
+        assert loud.sent() == [line.upper() for line in lines]
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def test_a_group_sender_writes_a_batch_past_its_limit_before_the_loop_turn_ends():
+    writes = [], []
+    small, large = [WriteBatcher(out.append, lambda flush: None, limit)
+                    for out, limit in zip(writes, (100, 10 ** 9))]
+    send = WriteBatcher.group_sender([small, large])
+    send(b"x" * 60)  # the first of a batch: as send()
+    assert small.send is not send and writes == ([], [])
+    line = b"y" * 1000
+    for _ in range(200):
+        send(line)
+    # Within the group's accounting step of the limit, not at the end of the turn.
+    assert writes[0] and all(len(data) <= 100 + 64 * 1024 + len(line) for data in writes[0])
+    assert writes[1] == []
+    small.flush()
+    large.flush()
+    assert [b"".join(out) for out in writes] == [b"x" * 60 + line * 200] * 2
+
+
+def test_send_message_sends_what_the_message_class_says_it_is():
+    class Shouting(Message):
+        __slots__ = ()
+
+        def __bytes__(self):
+            return super().__bytes__().upper()
+
+    sent = []
+    stream = type("Stream", (), {"send": lambda self, data: sent.append(data)})()
+    server = make_server_class(5)("127.0.0.1", 0)._server
+    server.send_message(stream, Shouting(Message.REPLY, "thing", ["ok"], mid=4))
+    server.send_message(stream, Message.reply("thing", "ok", "a b", mid=4))
+    assert sent == [b"!THING[4] OK\n", b"!thing[4] ok a\\_b\n"]

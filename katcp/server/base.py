@@ -193,17 +193,16 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         if handler is None:
             connection.reply(Message.reply(msg.name, "invalid", "Unknown request."), msg)
             return None
-        req = ClientRequestConnection(connection, msg)
-        if self._handler_thread is not None and _is_async_handler(handler):
+        if (self._handler_thread is not None and _is_async_handler(handler)
+                and not self._server.in_ioloop_thread()):
             # Coroutines belong on the loop. The handler thread moves on to the next
             # message; this connection's reading resumes when the coroutine is done.
-            done = self._server.call_on_loop(self._call_handler, handler, req)
+            done = self._server.call_on_loop(DeviceServerBase.handle_request, self,
+                                             connection, msg)
             return None if getattr(handler, "_concurrent_reply", False) else done
-        return self._call_handler(handler, req)
-
-    def _call_handler(self, handler: Callable[..., Any], req: ClientRequestConnection) -> Any:
+        req = ClientRequestConnection(connection, msg)
         try:
-            reply = handler(self, req, req.msg)
+            reply = handler(self, req, msg)
         except Exception:
             self._reply_with_error(req, sys.exc_info())
             return None

@@ -134,6 +134,23 @@ class WriteBatcher:
             # Write-through (a client's request): nothing to join it with.
             self.write_out(data)
 
+    @staticmethod
+    def group_sender(batchers: Sequence["WriteBatcher"]) -> Callable[[bytes], None]:
+        """One function that sends its data to each of `batchers` (a line for many clients).
+
+        Parameters
+        ----------
+        batchers : sequence of WriteBatcher
+            Batchers whose :meth:`send` is this class's.
+
+        Returns
+        -------
+        send : callable
+            ``send(data)``: as each batcher's :meth:`send`, in one call.
+
+        """
+        return _BatchGroup(batchers).send
+
     def hold(self) -> None:
         """Collect everything sent until :meth:`release` (while a received chunk is handled)."""
         self._held = True
@@ -167,3 +184,41 @@ class WriteBatcher:
         """Drop what was collected (the connection is gone)."""
         self._chunks = _NOTHING
         self._size = 0
+
+
+class _BatchGroup:
+    """Sends data to several write batchers in one call (:meth:`WriteBatcher.group_sender`).
+
+    Their batches' sizes are brought up to date once per ``ACCOUNT_EVERY`` bytes sent,
+    not per line: a batch is written at most that far past its limit. The count is an
+    upper bound (some bytes may have been written meanwhile), so a batch may be written
+    early, never late.
+    """
+
+    __slots__ = ("_batchers", "_unaccounted")
+
+    ACCOUNT_EVERY = 64 * 1024
+
+    def __init__(self, batchers: Sequence[WriteBatcher]) -> None:
+        self._batchers = tuple(batchers)
+        self._unaccounted = 0
+
+    def send(self, data: bytes) -> None:
+        for batcher in self._batchers:
+            chunks = batcher._chunks
+            if chunks:
+                # send() for a batch under way, the size counted in _account().
+                chunks.append(data)  # type: ignore[attr-defined]
+            else:
+                batcher.send(data)
+        self._unaccounted += len(data)
+        if self._unaccounted > self.ACCOUNT_EVERY:
+            self._account()
+
+    def _account(self) -> None:
+        unaccounted, self._unaccounted = self._unaccounted, 0
+        for batcher in self._batchers:
+            if batcher._chunks:
+                batcher._size += unaccounted
+                if batcher._size > batcher._limit:
+                    batcher.flush()

@@ -143,6 +143,20 @@ _FORMATTERS: Dict[type, Callable[[Any], bytes]] = {
 _get_formatter = _FORMATTERS.get
 
 
+def _format_arguments(arguments: Iterable[Any]) -> List[bytes]:
+    """The wire bytes of message arguments (unescaped): the one rule of the constructor."""
+    # A loop rather than a list comprehension: messages have few arguments, and a
+    # comprehension's own frame costs more than the appends.
+    formatted: List[bytes] = []
+    try:
+        for arg in arguments:
+            formatted.append(arg if type(arg) is bytes
+                             else _get_formatter(type(arg), _format_other)(arg))
+    except UnicodeEncodeError:
+        return [arg if type(arg) is bytes else _format_other(arg) for arg in arguments]
+    return formatted
+
+
 class Message:
     """Represents a KAT device control language message.
 
@@ -178,17 +192,7 @@ class Message:
         self.mtype = mtype
         self.name = name if name.__class__ is str and name in _valid_names else _check_name(name)
         self.mid = None if mid is None else _format_mid(mid)
-        if arguments is None or arguments is _NO_ARGUMENTS:
-            self.arguments = []
-        else:
-            try:
-                self.arguments = [
-                    arg if type(arg) is bytes else _get_formatter(type(arg), _format_other)(arg)
-                    for arg in arguments
-                ]
-            except UnicodeEncodeError:
-                self.arguments = [arg if type(arg) is bytes else _format_other(arg)
-                                  for arg in arguments]
+        self.arguments = [] if arguments is None else _format_arguments(arguments)
 
     @classmethod
     def _from_wire(cls, mtype: int, name: str, arguments: List[bytes],
@@ -239,6 +243,8 @@ class Message:
         args = self.arguments
         if not args:
             return head
+        if len(args) == 1 and args[0] in _REPLY_CODES:
+            return head + b" " + args[0]  # "!name[id] ok": nothing to check
         body = b" ".join(args)
         # Fast path: no empty argument and no byte needing an escape besides the
         # separating spaces, which is the case for the bulk of real traffic.
@@ -330,10 +336,16 @@ class Message:
 
     @classmethod
     def _answer(cls, mtype: int, req_msg: "Message", args: Tuple[Any, ...]) -> "Message":
-        msg = cls(mtype, req_msg.name, args)
+        # As cls(mtype, req_msg.name, args, req_msg.mid), without checking again what the
+        # request's constructor checked: this makes the reply to every request.
+        msg = _new_message(cls)
+        msg.mtype = mtype
+        name = req_msg.name
+        msg.name = name if name.__class__ is str and name in _valid_names else _check_name(name)
         mid = req_msg.mid
         # A request's mid is normally already canonical bytes; only re-check otherwise.
         msg.mid = mid if mid is None or type(mid) is bytes else _format_mid(mid)
+        msg.arguments = _format_arguments(args)
         return msg
 
 
@@ -358,7 +370,9 @@ def readable_message(msg: Message) -> str:
 
 
 _TYPE_BYTES = Message.TYPE_SYMBOLS
-_NO_ARGUMENTS = ()  # the empty tuple is a singleton: Message.request(name) passes it
+_new_message = object.__new__
+# Reply codes sent as a reply's only argument, which need no escaping.
+_REPLY_CODES = frozenset([Message.OK, Message.FAIL, Message.INVALID])
 _TYPE_FROM_BYTE = {v[0]: k for k, v in Message.TYPE_SYMBOLS.items()}
 
 
@@ -428,7 +442,13 @@ class MessageParser:
             except KeyError as exc:
                 raise KatcpSyntaxError("Invalid escape sequence %r." % (
                     show(exc.args[0]),)) from None
-        return Message._from_wire(mtype, name, arguments, mid)
+        # Message._from_wire(), inlined: this makes every message received.
+        msg = _new_message(Message)
+        msg.mtype = mtype
+        msg.name = name
+        msg.arguments = arguments
+        msg.mid = mid
+        return msg
 
     @staticmethod
     def _parse_header(header: bytes) -> Tuple[str, Optional[bytes]]:

@@ -51,6 +51,7 @@ class _SensorType:
     def __init__(self, rule: wire_types.WireType, default: Any = None, kinds: Any = None,
                  described: str = "", plain: bool = False) -> None:
         self.rule = rule
+        self.encoders = rule.exact_encoders
         self.name = rule.name
         self.default = default
         self.plain = plain
@@ -219,12 +220,15 @@ class Sensor:
 
     PYTHON_TYPE_TO_SENSOR = {bool: BOOLEAN, int: INTEGER, float: FLOAT, str: STRING, bytes: STRING}
 
-    # Whether set() may notify observers itself: not where a subclass overrides notify().
+    # Whether set() may notify observers itself: not where a subclass overrides notify();
+    # and whether set_value() may do what set() does: not where set() is overridden too.
     _notify_inline = True
+    _set_inline = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._notify_inline = cls.notify is Sensor.notify
+        cls._set_inline = cls._notify_inline and cls.set is Sensor.set
 
     def __init__(self, sensor_type: Any, name: str, description: Optional[str] = None,
                  units: Optional[str] = None, params: Optional[List[Any]] = None,
@@ -473,7 +477,13 @@ class Sensor:
             raise ValueError("Invalid status %r for sensor %r." % (status, self.name))
         if timestamp is None:
             timestamp = time.time()
-        self.set(timestamp, status, value)
+        if self._set_inline:
+            # set(), inlined where no subclass changed it: this runs for every update.
+            reading = self._reading = _new_reading(Reading, (timestamp, status, value))
+            for observer in tuple(self._observers):
+                observer.update(self, reading)
+        else:
+            self.set(timestamp, status, value)
 
     def set_formatted(self, raw_timestamp: bytes, raw_status: bytes, raw_value: bytes,
                       major: int = DEFAULT_KATCP_MAJOR) -> None:
@@ -583,7 +593,11 @@ class Sensor:
             wire_name = self._wire_name = (name, escape_argument(Message.format_argument(name)))
         timestamp, status, value = reading
         kind = self._type
-        value = kind.rule.encode(value, major)
+        encode = kind.encoders.get(type(value))
+        try:
+            value = kind.rule.encode(value, major) if encode is None else encode(value)
+        except UnicodeEncodeError:
+            value = kind.rule.encode(value, major)  # which replaces what cannot be encoded
         if not kind.plain:
             value = escape_argument(value)
         if seconds:

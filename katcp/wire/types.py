@@ -10,7 +10,7 @@ Where v4 and v5 differ (timestamps: milliseconds or seconds), the rule asks
 """
 
 import re
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from katcp.wire.flags import SEC_TO_MS_FAC, SEC_TS_KATCP_MAJOR, dialect
 from katcp.wire.text import encode_utf8_with_error_log, show
@@ -71,6 +71,11 @@ class WireType:
     __slots__ = ()
     name = "unknown"
 
+    # encode() of values of exactly these classes, as C-level callables of the value
+    # alone (the same bytes in every KATCP version), for the sensor update hot path.
+    # The str encoder is strict: where it raises UnicodeEncodeError, encode() replaces.
+    exact_encoders: Dict[type, Callable[[Any], bytes]] = {}
+
     def encode(self, value: Any, major: int) -> bytes:
         """Format a (valid, non-None) value as the bytes of one argument."""
         raise NotImplementedError
@@ -99,6 +104,7 @@ class _Number(WireType):
 
 class _Integer(_Number):
     __slots__ = ()
+    exact_encoders = {int: b"%d".__mod__, bool: b"%d".__mod__}
 
     def encode(self, value: Any, major: int) -> bytes:
         return b"%d" % (value,)
@@ -106,6 +112,7 @@ class _Integer(_Number):
 
 class _Float(_Number):
     __slots__ = ()
+    exact_encoders = {float: b"%r".__mod__}  # %r of a float is its repr, in ASCII
 
     def encode(self, value: Any, major: int) -> bytes:
         # repr round-trips exactly.
@@ -115,6 +122,7 @@ class _Float(_Number):
 class _Boolean(WireType):
     __slots__ = ()
     name = "boolean"
+    exact_encoders = {bool: (b"0", b"1").__getitem__}
 
     def encode(self, value: Any, major: int) -> bytes:
         return b"1" if value else b"0"
@@ -161,6 +169,7 @@ class _String(WireType):
     # Any value is sent as the UTF-8 of its str(); bytes are sent as they are.
     __slots__ = ()
     name = "string"
+    exact_encoders = {str: str.encode, bytes: bytes}  # bytes(b) is b itself
 
     def encode(self, value: Any, major: int) -> bytes:
         if isinstance(value, bytes):
