@@ -14,6 +14,7 @@ import pytest
 
 from katcp.core import KatcpSyntaxError, KatcpTypeError, Message, MessageParser, ProtocolFlags
 from katcp.wire.message import readable_message
+from katcp.wire.text import readable
 
 _counter = itertools.count()
 MAX_MID = 2 ** 31 - 1
@@ -134,6 +135,12 @@ class TestArguments:
         assert readable_message(msg) == symbol + "say two words tab\there 3 \ufffd"
 
 
+def test_readable_text_of_any_bytes_replaces_what_is_not_utf8():
+    for raw in (b"caf\xc3\xa9 \xff", bytearray(b"caf\xc3\xa9 \xff")):
+        assert readable(raw) == "caf\u00e9 \ufffd"
+    assert readable(3) == "3"
+
+
 class TestParser:
 
     def setup_method(self):
@@ -153,6 +160,14 @@ class TestParser:
         other = fresh_name()
         msg = self.parser.parse(b"#" + other.encode("ascii"))
         assert (msg.mtype, msg.name, msg.mid) == (Message.INFORM, other, None)
+
+    def test_a_reply_to_a_parsed_request_of_a_new_name_has_its_name(self):
+        # The parser does not check names as the constructor does: the reply checks it.
+        name = fresh_name()
+        request = self.parser.parse(b"?%s[3] x" % (name.encode("ascii"),))
+        reply = Message.reply_to_request(request, "ok")
+        assert (reply.name, reply.mid) == (name, b"3")
+        assert bytes(reply) == b"!%s[3] ok" % (name.encode("ascii"),)
 
     @pytest.mark.parametrize("mid", [b"1", b"2147483647", b"999999999"])
     def test_largest_ids_are_accepted(self, mid):

@@ -518,6 +518,33 @@ def test_a_fan_out_hands_each_line_to_batchers_and_to_other_senders_alike():
         loop.close()
 
 
+def test_senders_of_their_own_get_every_line_of_a_fan_out():
+    # Two batchers whose class changed send() (a group sender would bypass it after the
+    # first line of a batch) and a plain function (no bound method at all).
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        ioloop = tornado.ioloop.IOLoop.current()
+        sensor = Sensor.integer("n", params=[0, 10])
+        sensor.set_value(1, timestamp=T0)
+        loud = _LoudBatcher(), _LoudBatcher()
+        received = []
+
+        def send(line):
+            received.append(line)
+
+        for each in (loud[0].send, loud[1].send, send):
+            wire_strategy("event", each, 5, sensor, ioloop=ioloop).start()
+        for value in (2, 3):
+            sensor.set_value(value, timestamp=T0)
+        lines = [b"#sensor-status 1234567890.250000 1 n nominal %d\n" % v for v in (1, 2, 3)]
+        assert received == lines
+        assert loud[0].sent() == loud[1].sent() == [line.upper() for line in lines]
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
 def test_a_group_sender_writes_a_batch_past_its_limit_before_the_loop_turn_ends():
     writes = [], []
     small, large = [WriteBatcher(out.append, lambda flush: None, limit)
