@@ -133,6 +133,7 @@ class TestArguments:
     def test_readable_form_shows_arguments_as_written(self, make, symbol):
         msg = make("say", "two words", b"tab\there", 3, b"\xff", mid=7)
         assert readable_message(msg) == symbol + "say two words tab\there 3 \ufffd"
+        assert readable_message(make("halt")) == symbol + "halt"
 
 
 def test_readable_text_of_any_bytes_replaces_what_is_not_utf8():

@@ -365,8 +365,8 @@ def readable_message(msg: Message) -> str:
     text : str
 
     """
-    args = " ".join(readable(arg) for arg in msg.arguments)
-    return "%s%s %s" % (Message.TYPE_SYMBOLS[msg.mtype].decode("ascii"), msg.name, args)
+    head = Message.TYPE_SYMBOLS[msg.mtype].decode("ascii") + msg.name
+    return " ".join([head] + [readable(arg) for arg in msg.arguments])
 
 
 _TYPE_BYTES = Message.TYPE_SYMBOLS
