@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import logging
+import threading
 from typing import Any, Callable, List, Optional, Tuple
 
 from katcp.client.device import DeviceClient
@@ -14,6 +15,7 @@ from katcp.loop.crossing import on_thread, post_to_loop
 
 
 _REQUEST = Message.REQUEST
+_get_ident = threading.get_ident
 
 
 class AsyncClient(DeviceClient):
@@ -67,7 +69,8 @@ class AsyncClient(DeviceClient):
             timeout = self._request_timeout
         msg_id = self._assign_mid(msg, use_mid)
         mid = msg.mid
-        if self._protocol is None:
+        protocol = self._protocol
+        if protocol is None:
             self._fail(pending, "Client not connected")
             return
         if mid is not None and not self._server_supports_ids:
@@ -79,11 +82,13 @@ class AsyncClient(DeviceClient):
         requests = self._requests
         if msg_id in requests.by_id:
             raise RuntimeError("Message id %r already in use by a request in flight" % (msg_id,))
-        if self._sends_plainly():
+        cls, attrs = type(self), self.__dict__
+        if (cls.send_request is _SEND_REQUEST and cls.send_message is _SEND_MESSAGE
+                and "send_request" not in attrs and "send_message" not in attrs):
             # Neither is overridden (by a subclass or on the instance): sent before
             # the bookkeeping, which then overlaps the server's work; the reply can
             # only be read on a later loop iteration.
-            self._protocol.write(msg.__bytes__() + b"\n")
+            protocol.write(msg.__bytes__() + b"\n")
             requests.add(msg_id, msg.name, pending, timeout)
             return
         requests.add(msg_id, msg.name, pending, timeout)
@@ -92,12 +97,6 @@ class AsyncClient(DeviceClient):
         except KatcpClientError as exc:
             requests.by_id.pop(msg_id, None)
             self._deliver_reply(pending, Message.request(msg.name, "fail", str(exc), mid=mid))
-
-    def _sends_plainly(self) -> bool:
-        """Whether neither send_request nor send_message is overridden (class or instance)."""
-        cls, attrs = type(self), self.__dict__
-        return (cls.send_request is _SEND_REQUEST and cls.send_message is _SEND_MESSAGE
-                and "send_request" not in attrs and "send_message" not in attrs)
 
     def _handle_timeout(self, msg_id: Any, start_time: float) -> None:
         pending = self._requests.by_id.pop(msg_id, None)
@@ -137,7 +136,8 @@ class AsyncClient(DeviceClient):
             If called from another thread without thread safety enabled.
 
         """
-        self._check_loop_thread()
+        if _get_ident() != self.ioloop_thread_id:
+            self._check_loop_thread()  # raises
         future = self._loop.create_future()
         try:
             self._start_request(msg, FutureRequest(msg, future), timeout, use_mid)

@@ -18,12 +18,13 @@ from katcp.transport.framing import LineFramer, WriteBatcher
 _TIMED_CHUNK_LINES = 64
 
 
-class ClientProtocol(SharedBufferProtocol):
+class ClientProtocol(SharedBufferProtocol, WriteBatcher):
     """The socket side of a client connection.
 
     Received bytes are split into lines, parsed and handed to `handle_message`; what
     handlers send while one received chunk is handled goes out in one write, anything
-    else is written at once.
+    else is written at once. The protocol is its own write batcher (as the server's
+    connections are): a request goes from :meth:`write` to the transport in one call.
 
     Parameters
     ----------
@@ -70,8 +71,8 @@ class ClientProtocol(SharedBufferProtocol):
         self._framer = LineFramer(max_msg_size)
         # coalesce=False: a request goes out at once (latency); only writes made while
         # a received chunk is handled are joined (see data_received).
-        self._writes = WriteBatcher(self._write_now, loop.call_soon, max_write_buffer_size,
-                                    coalesce=False)
+        WriteBatcher.__init__(self, None, loop.call_soon, max_write_buffer_size,
+                              coalesce=False)
         self.transport: Optional[asyncio.Transport] = None
         self.closed: "asyncio.Future[Optional[Exception]]" = loop.create_future()
 
@@ -88,7 +89,7 @@ class ClientProtocol(SharedBufferProtocol):
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self.transport = None
-        self._writes.clear()
+        self.clear()
         if not self.closed.done():
             self.closed.set_result(exc)
         self._lost()
@@ -101,7 +102,7 @@ class ClientProtocol(SharedBufferProtocol):
             started = time.monotonic()
         parse = self._parse
         handle_message = self._handle_message
-        self._writes.hold()
+        self._held = True  # hold(), inline: this runs for every reply
         try:
             for line in lines:
                 if not line:
@@ -119,7 +120,9 @@ class ClientProtocol(SharedBufferProtocol):
                 if result is not None and is_awaitable(result):
                     tornado.gen.convert_yielded(result).add_done_callback(self._log_handler_error)
         finally:
-            self._writes.release()
+            self._held = False
+            if self._chunks:
+                self.flush()
         if framer.overflow:
             self._abort("Message from server exceeds MAX_MSG_SIZE (%d bytes)", framer.max_line)
         elif (many and self.transport is not None
@@ -155,9 +158,13 @@ class ClientProtocol(SharedBufferProtocol):
         data : bytes
 
         """
-        self._writes.send(data)
+        if self._held:
+            self.send(data)
+        elif self.transport is not None:
+            self.transport.write(data)
 
-    def _write_now(self, data: bytes) -> None:
+    def write_out(self, data: bytes) -> None:
+        """Write a batch to the transport (nothing once the connection is lost)."""
         transport = self.transport
         if transport is not None:
             transport.write(data)

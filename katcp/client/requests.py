@@ -17,6 +17,8 @@ from katcp.core import Message
 # What set_result() raises on a future already done, for either kind of future.
 _INVALID_STATE = (asyncio.InvalidStateError, concurrent.futures.InvalidStateError)
 
+_NEVER = float("inf")  # the deadline of no timer
+
 
 class CallbackRequest:
     """A request in flight delivering its informs and reply to user callbacks.
@@ -113,12 +115,16 @@ class FutureRequest:
 
 
 class RequestTimeouts:
-    """Deadlines of requests in flight: one heap served by a single timer.
+    """Deadlines of requests in flight, served by a single timer.
 
-    Cheaper than a timer per request: a request that is answered is simply left in
-    the heap and skipped when its deadline comes up (or dropped sooner). An entry
-    counts only while its request is still in `waiting` and its ``pending.deadline``
-    still equals the entry's deadline, so answering a request needs no work here.
+    Cheaper than a timer per request: a request that is answered is simply left here
+    and skipped when its deadline comes up (or dropped sooner). An entry counts only
+    while its request is still in `waiting` and its ``pending.deadline`` still equals
+    the entry's deadline, so answering a request needs no work here.
+
+    Deadlines mostly come in order (requests share a timeout): those go to the end of
+    a queue, in order with no sorting; only one earlier than the queue's last goes to
+    a heap.
 
     Parameters
     ----------
@@ -139,39 +145,50 @@ class RequestTimeouts:
         self.clock = clock
         self._expire = expire
         self._waiting = waiting
+        # (deadline, msg_id, pending, start), in deadline order.
+        self._queue: Deque[Tuple[float, Any, Any, float]] = collections.deque()
+        # (deadline, seq, msg_id, pending, start): deadlines earlier than the queue's last.
         self._heap: List[Tuple[float, int, Any, Any, float]] = []
         self._seq = itertools.count()
         self._timer: Any = None
-        self._timer_when: Optional[float] = None
+        self._timer_when = _NEVER
         self._compact_at = self.MIN_COMPACT_SIZE
 
     def add(self, msg_id: Any, pending: Any, timeout: float) -> None:
         """Give `pending` (known in `waiting` as `msg_id`) a deadline `timeout` from now."""
         start = self.clock.time()
         deadline = pending.deadline = start + timeout
-        heap = self._heap
+        queue = self._queue
         waiting = self._waiting
         # Requests mostly finish in the order sent, so the earliest deadline usually
         # belongs to one already answered: dropping it now lets it die young, which
         # is cheaper for the garbage collector than waiting for a compaction. (The
         # test of _live, inline: this runs for every request.)
-        while heap:
-            first = heap[0]
-            if first[3].deadline == first[0] and waiting.get(first[2]) is first[3]:
+        while queue:
+            first = queue[0]
+            if first[2].deadline == first[0] and waiting.get(first[1]) is first[2]:
                 break
-            heapq.heappop(heap)
-        heapq.heappush(heap, (deadline, next(self._seq), msg_id, pending, start))
-        timer_when = self._timer_when
-        if timer_when is None or deadline < timer_when:
+            queue.popleft()
+        if not queue or queue[-1][0] <= deadline:
+            queue.append((deadline, msg_id, pending, start))
+            if len(queue) > self._compact_at:
+                self._compact()
+        else:
+            heapq.heappush(self._heap, (deadline, next(self._seq), msg_id, pending, start))
+            if len(self._heap) > self._compact_at:
+                self._compact()
+        if deadline < self._timer_when:
             self._arm(deadline)
-        if len(heap) > self._compact_at:
-            heap = self._heap = [entry for entry in heap if self._live(entry)]
-            heapq.heapify(heap)
-            self._compact_at = max(self.MIN_COMPACT_SIZE, 2 * len(heap))
 
-    def _live(self, entry):
-        deadline, _, msg_id, pending, _ = entry
+    def _live(self, deadline, msg_id, pending):
         return pending.deadline == deadline and self._waiting.get(msg_id) is pending
+
+    def _compact(self):
+        live = self._live
+        self._queue = collections.deque(entry for entry in self._queue if live(*entry[:3]))
+        heap = self._heap = [entry for entry in self._heap if live(entry[0], *entry[2:4])]
+        heapq.heapify(heap)
+        self._compact_at = max(self.MIN_COMPACT_SIZE, 2 * max(len(self._queue), len(heap)))
 
     def _arm(self, when):
         if self._timer is not None:
@@ -180,26 +197,33 @@ class RequestTimeouts:
         self._timer_when = when
 
     def _fire(self):
-        self._timer = self._timer_when = None
-        heap = self._heap
+        self._timer = None
+        self._timer_when = _NEVER
+        queue, heap = self._queue, self._heap
         # asyncio may run a timer up to one clock tick early.
         now = self.clock.time() + 0.001
+        while queue and queue[0][0] <= now:
+            deadline, msg_id, pending, start = queue.popleft()
+            if self._live(deadline, msg_id, pending):
+                self._expire(msg_id, start)
         while heap and heap[0][0] <= now:
-            entry = heapq.heappop(heap)
-            if self._live(entry):
-                self._expire(entry[2], entry[4])
-        if heap:
-            self._arm(heap[0][0])
+            deadline, _, msg_id, pending, start = heapq.heappop(heap)
+            if self._live(deadline, msg_id, pending):
+                self._expire(msg_id, start)
+        if queue or heap:
+            self._arm(min(queue[0][0] if queue else _NEVER, heap[0][0] if heap else _NEVER))
 
     def __len__(self) -> int:
         """Deadlines held, answered requests' included until dropped."""
-        return len(self._heap)
+        return len(self._queue) + len(self._heap)
 
     def clear(self) -> None:
         """Forget all deadlines."""
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = self._timer_when = None
+        self._timer = None
+        self._timer_when = _NEVER
+        self._queue = collections.deque()
         self._heap = []
         self._compact_at = self.MIN_COMPACT_SIZE
 
