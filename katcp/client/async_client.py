@@ -8,7 +8,7 @@ from typing import Any, Callable, List, Optional, Tuple
 from katcp.client.device import DeviceClient
 from katcp.client.lifecycle import log
 from katcp.client.protocol import ClientProtocol
-from katcp.client.requests import CallbackRequest, FutureRequest, RequestTable
+from katcp.client.requests import CallbackRequest, FutureRequest, RequestTable, ThreadRequest
 from katcp.client.threadsafe import make_threadsafe, make_threadsafe_blocking
 from katcp.core import KatcpClientError, Message
 from katcp.loop.crossing import on_thread, post_to_loop
@@ -205,24 +205,37 @@ class AsyncClient(DeviceClient):
         self._require_started()
         result: "concurrent.futures.Future[Tuple[Message, List[Message]]]" = (
             concurrent.futures.Future())
-        # The loop answers with a timeout reply after `timeout`; the extra second
-        # only catches a loop that has stopped answering at all.
-        wait = None if timeout is None else timeout + 1
+        pending = ThreadRequest(msg, result)
         # One crossing, and the request resolves `result` itself. Nothing between
         # waking the loop and blocking: the loop thread needs the GIL.
-        post_to_loop(self.ioloop, self._blocking_request_on_loop, msg, timeout, use_mid, result)
+        post_to_loop(self.ioloop, self._blocking_request_on_loop, pending, timeout, use_mid)
         try:
-            return result.result(wait)
+            return result.result(timeout)
+        except concurrent.futures.TimeoutError:
+            pass
+        # The deadline has passed by this thread's clock: the loop's timer now serves
+        # it (by the loop's clock, a moment later) with a timeout reply. The extra
+        # second only catches a loop that has stopped answering at all.
+        try:
+            post_to_loop(self.ioloop, self._watch_deadline, pending)
+        except RuntimeError:
+            pass  # the loop is closed: nothing will answer
+        try:
+            return result.result(1)
         except concurrent.futures.TimeoutError:
             raise RuntimeError("Unexpected error: Async request handler did not call "
                                "reply handler within timeout period") from None
 
-    def _blocking_request_on_loop(self, msg, timeout, use_mid, result):
+    def _blocking_request_on_loop(self, pending, timeout, use_mid):
+        result = pending.future
         try:
-            self._start_request(msg, FutureRequest(msg, result), timeout, use_mid)
+            self._start_request(pending.msg, pending, timeout, use_mid)
         except BaseException as exc:
             if not result.done():
                 result.set_exception(exc)
+
+    def _watch_deadline(self, pending):
+        self._requests.watch(pending)
 
     # -- dispatch --------------------------------------------------------------------
 

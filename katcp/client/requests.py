@@ -37,6 +37,8 @@ class CallbackRequest:
 
     __slots__ = ("msg", "reply_cb", "inform_cb", "user_data", "deadline", "_logger")
 
+    thread_watched = False  # see ThreadRequest
+
     def __init__(self, msg: Message, reply_cb: Optional[Callable[..., Any]],
                  inform_cb: Optional[Callable[..., Any]], user_data: Optional[Tuple[Any, ...]],
                  logger: logging.Logger) -> None:
@@ -86,6 +88,8 @@ class FutureRequest:
 
     __slots__ = ("msg", "future", "informs", "deadline")
 
+    thread_watched = False  # see ThreadRequest
+
     def __init__(self, msg: Message, future: Any) -> None:
         self.msg = msg
         self.future = future
@@ -112,6 +116,38 @@ class FutureRequest:
             except _INVALID_STATE:
                 pass  # cancelled by its owner meanwhile (asking done() first costs a lock)
         return True
+
+
+class ThreadRequest(FutureRequest):
+    """A request made by a thread that blocks on its future until the deadline passes.
+
+    That thread watches the deadline with its own wait, so the loop arms no timer for
+    the request; only once the wait runs out does the thread ask the loop to serve
+    the deadline (:meth:`RequestTable.watch`). A loop with no timer armed does less
+    work per iteration.
+
+    Parameters
+    ----------
+    msg : Message
+        The request.
+    future : :class:`concurrent.futures.Future`
+        Resolved with ``(reply, informs)`` on the loop thread.
+
+    Attributes
+    ----------
+    msg_id, started : object, float
+        The request's id and when it was sent, by the loop's clock (set on the loop).
+
+    """
+
+    __slots__ = ("msg_id", "started")
+
+    thread_watched = True
+
+    def __init__(self, msg: Message, future: Any) -> None:
+        super().__init__(msg, future)
+        self.msg_id: Any = None
+        self.started = 0.0
 
 
 class RequestTimeouts:
@@ -158,6 +194,10 @@ class RequestTimeouts:
         """Give `pending` (known in `waiting` as `msg_id`) a deadline `timeout` from now."""
         start = self.clock.time()
         deadline = pending.deadline = start + timeout
+        if pending.thread_watched:
+            pending.msg_id = msg_id
+            pending.started = start
+            return
         queue = self._queue
         waiting = self._waiting
         # Requests mostly finish in the order sent, so the earliest deadline usually
@@ -177,6 +217,18 @@ class RequestTimeouts:
             heapq.heappush(self._heap, (deadline, next(self._seq), msg_id, pending, start))
             if len(self._heap) > self._compact_at:
                 self._compact()
+        if deadline < self._timer_when:
+            self._arm(deadline)
+
+    def watch(self, pending: ThreadRequest) -> None:
+        """Serve the deadline of `pending` (a :class:`ThreadRequest`) by the timer after all.
+
+        Nothing happens if it was answered meanwhile or its deadline was disarmed.
+        """
+        deadline, msg_id = pending.deadline, pending.msg_id
+        if deadline is None or self._waiting.get(msg_id) is not pending:
+            return
+        heapq.heappush(self._heap, (deadline, next(self._seq), msg_id, pending, pending.started))
         if deadline < self._timer_when:
             self._arm(deadline)
 
@@ -271,6 +323,11 @@ class RequestTable:
             if self._timeouts is None:
                 raise RuntimeError("RequestTable.use_clock() was not called")
             self._timeouts.add(msg_id, pending, timeout)
+
+    def watch(self, pending: ThreadRequest) -> None:
+        """Time `pending` out by the loop's timer: its thread stopped watching the deadline."""
+        if self._timeouts is not None:
+            self._timeouts.watch(pending)
 
     def peek_by_name(self, name: str) -> Tuple[Any, Any]:
         """The oldest request in flight named `name`, as (msg_id, pending), or (None, None)."""
