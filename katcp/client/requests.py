@@ -288,6 +288,11 @@ class RequestTable:
     request only leaves that dict; its other entries are dropped lazily); replies and
     informs without one go to the oldest request of their name.
 
+    The by-name index is made only when first asked while requests are in flight
+    (:attr:`by_id` keeps them in the order sent) and kept up to date from then on,
+    until a request is sent with none in flight: a client whose messages all carry
+    ids pays nothing for it.
+
     Parameters
     ----------
     expire : callable
@@ -300,7 +305,7 @@ class RequestTable:
 
     def __init__(self, expire: Callable[[Any, float], None]) -> None:
         self.by_id: Dict[Any, Any] = {}
-        self._by_name: Dict[str, Deque[Any]] = collections.defaultdict(collections.deque)
+        self._by_name: Optional[Dict[str, Deque[Any]]] = None
         self._expire = expire
         self._timeouts: Optional[RequestTimeouts] = None
 
@@ -312,17 +317,26 @@ class RequestTable:
             self._timeouts = RequestTimeouts(clock, self._expire, self.by_id)
 
     def add(self, msg_id: Any, name: str, pending: Any, timeout: Optional[float]) -> None:
-        """Register `pending` as request `msg_id` named `name`, with an optional timeout."""
+        """Register `pending` as request `msg_id` named `name`, with an optional timeout.
+
+        `name` is the request's (``pending.msg.name``).
+        """
         by_id = self.by_id
-        stack = self._by_name[name]
-        while stack and stack[0] not in by_id:  # answered; see peek_by_name
-            stack.popleft()
+        by_name = self._by_name
+        if by_name is not None:
+            if by_id:
+                stack = by_name[name]
+                while stack and stack[0] not in by_id:  # answered; see peek_by_name
+                    stack.popleft()
+                stack.append(msg_id)
+            else:
+                self._by_name = None  # nothing in flight: made again when next asked
         by_id[msg_id] = pending
-        stack.append(msg_id)
         if timeout is not None:
-            if self._timeouts is None:
+            timeouts = self._timeouts
+            if timeouts is None:
                 raise RuntimeError("RequestTable.use_clock() was not called")
-            self._timeouts.add(msg_id, pending, timeout)
+            timeouts.add(msg_id, pending, timeout)
 
     def watch(self, pending: ThreadRequest) -> None:
         """Time `pending` out by the loop's timer: its thread stopped watching the deadline."""
@@ -331,8 +345,15 @@ class RequestTable:
 
     def peek_by_name(self, name: str) -> Tuple[Any, Any]:
         """The oldest request in flight named `name`, as (msg_id, pending), or (None, None)."""
-        stack = self._by_name.get(name)
         by_id = self.by_id
+        if not by_id:
+            return None, None
+        by_name = self._by_name
+        if by_name is None:
+            by_name = self._by_name = collections.defaultdict(collections.deque)
+            for msg_id, pending in by_id.items():
+                by_name[pending.msg.name].append(msg_id)
+        stack = by_name.get(name)
         while stack:
             msg_id = stack[0]
             pending = by_id.get(msg_id)
@@ -348,14 +369,15 @@ class RequestTable:
         up.
         """
         return {"requests": len(self.by_id),
-                "names": sum(len(stack) for stack in self._by_name.values()),
+                "names": 0 if self._by_name is None else sum(
+                    len(stack) for stack in self._by_name.values()),
                 "deadlines": 0 if self._timeouts is None else len(self._timeouts)}
 
     def drain(self) -> List[Any]:
         """Remove every request (and deadline) and return the requests."""
         waiting = list(self.by_id.values())
         self.by_id.clear()  # in place: the timeouts hold on to it
-        self._by_name.clear()
+        self._by_name = None
         if self._timeouts is not None:
             self._timeouts.clear()
         return waiting

@@ -1,0 +1,179 @@
+"""What a client's request costs the loop: no timer for a blocking request, no by-name index
+until one is needed.
+
+* A thread blocked in ``blocking_request`` watches the deadline itself; the loop arms no
+  timer for the request, and serves the deadline (with the usual timeout reply, never
+  early) only once that wait runs out.
+* The request table makes its by-name index only when a message without an id asks for
+  it while requests are in flight, and answers as if it had been kept all along.
+"""
+
+import concurrent.futures
+import threading
+
+import pytest
+
+from katcp.client import BlockingClient
+from katcp.client.requests import FutureRequest, RequestTable, ThreadRequest
+from katcp.core import Message
+from katcp.loop.crossing import call_on_loop
+
+from test_client import FakeServer, _timed_out_after
+from test_client_package import FakeClock
+
+WAIT = 5.0
+
+
+# -- blocking requests on a real socket -------------------------------------------------
+
+
+@pytest.fixture
+def server():
+    server = FakeServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(server):
+    client = BlockingClient("127.0.0.1", server.port, timeout=WAIT)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    yield client
+    client.stop(timeout=WAIT)
+    client.join(timeout=WAIT)
+
+
+def _on_loop(client, fn):
+    return call_on_loop(client.ioloop, client.ioloop_thread_id, fn).result(WAIT)
+
+
+def test_a_blocking_request_in_flight_holds_no_deadline_on_the_loop(server, client):
+    replies = concurrent.futures.Future()
+
+    def ask():
+        replies.set_result(client.blocking_request(Message.request("silent"), timeout=0.5))
+
+    threading.Thread(target=ask, daemon=True).start()
+    assert server.next_line() == b"?silent[1]"
+    # Sent and registered (the line went out first), yet nothing for the loop to time.
+    held = _on_loop(client, client._requests.held)
+    assert held == {"requests": 1, "names": 0, "deadlines": 0}
+    reply, informs = replies.result(WAIT)
+    # The thread's wait ran out; the loop's timer then answered, not before the deadline.
+    assert reply.mid == b"1"
+    assert _timed_out_after(reply) >= 0.5 - 0.001
+    assert informs == []
+    assert _on_loop(client, client._requests.held)["requests"] == 0
+
+
+def test_a_blocking_request_answered_in_time_leaves_nothing_to_time(server, client):
+    reply, _ = client.blocking_request(Message.request("echo", "a"), timeout=WAIT)
+    assert str(reply) == "!echo[1] ok a"
+    assert _on_loop(client, client._requests.held)["deadlines"] == 0
+
+
+# -- the table: deadlines watched by the waiting thread ---------------------------------
+
+
+def _table():
+    expired = []
+    table = RequestTable(lambda msg_id, start: expired.append((msg_id, start)))
+    clock = FakeClock()
+    table.use_clock(clock)
+    return table, clock, expired
+
+
+def _thread_request(name):
+    return ThreadRequest(Message.request(name), concurrent.futures.Future())
+
+
+def test_a_thread_watched_deadline_waits_until_the_thread_asks():
+    table, clock, expired = _table()
+    pending = _thread_request("a")
+    table.add(7, "a", pending, 1.0)
+    assert (pending.msg_id, pending.started, pending.deadline) == (7, 100.0, 101.0)
+    clock.advance(5.0)
+    assert expired == []
+    table.watch(pending)
+    clock.advance(0.0)
+    assert expired == [(7, 100.0)]
+
+
+def test_a_deadline_watched_early_is_served_when_due_not_before():
+    table, clock, expired = _table()
+    pending = _thread_request("a")
+    table.add(1, "a", pending, 1.0)
+    clock.advance(0.5)  # the thread's clock ran ahead of the loop's
+    table.watch(pending)
+    clock.advance(0.4)
+    assert expired == []
+    clock.advance(0.2)
+    assert expired == [(1, 100.0)]
+
+
+def test_watching_an_answered_or_disarmed_request_does_nothing():
+    table, clock, expired = _table()
+    answered, disarmed = _thread_request("a"), _thread_request("b")
+    table.add(1, "a", answered, 1.0)
+    table.add(2, "b", disarmed, 1.0)
+    del table.by_id[1]
+    disarmed.deadline = None
+    clock.advance(2.0)
+    table.watch(answered)
+    table.watch(disarmed)
+    clock.advance(1.0)
+    assert expired == []
+    assert table.held()["deadlines"] == 0
+
+
+def test_a_thread_request_that_never_started_is_not_timed():
+    table, clock, expired = _table()
+    pending = _thread_request("a")  # e.g. refused before it reached the table
+    table.watch(pending)
+    clock.advance(5.0)
+    assert expired == [] and table.held()["deadlines"] == 0
+
+
+# -- the table: the by-name index, made when asked ---------------------------------------
+
+
+def _pending(name):
+    return FutureRequest(Message.request(name), concurrent.futures.Future())
+
+
+def test_the_by_name_index_is_made_when_asked_and_kept_while_requests_are_in_flight():
+    table, _clock, _expired = _table()
+    first, other, second = _pending("a"), _pending("b"), _pending("a")
+    table.add(1, "a", first, None)
+    table.add(2, "b", other, None)
+    assert table.held()["names"] == 0
+    assert table.peek_by_name("a") == (1, first)
+    assert table.held()["names"] == 2
+    table.add(3, "a", second, None)  # kept up to date from now on
+    del table.by_id[1]
+    assert table.peek_by_name("a") == (3, second)
+    assert table.peek_by_name("b") == (2, other)
+    assert table.peek_by_name("c") == (None, None)
+
+
+def test_the_by_name_index_goes_once_nothing_is_in_flight():
+    table, _clock, _expired = _table()
+    first, later = _pending("a"), _pending("a")
+    table.add(1, "a", first, None)
+    assert table.peek_by_name("a") == (1, first)
+    del table.by_id[1]
+    assert table.peek_by_name("a") == (None, None)
+    table.add(2, "a", later, None)
+    assert table.held()["names"] == 0
+    assert table.peek_by_name("a") == (2, later)
+
+
+def test_the_index_follows_the_order_sent_across_names():
+    table, _clock, _expired = _table()
+    pendings = [_pending(name) for name in "abab"]
+    for msg_id, pending in enumerate(pendings):
+        table.add(msg_id, pending.msg.name, pending, None)
+    del table.by_id[0]
+    assert table.peek_by_name("a") == (2, pendings[2])
+    assert table.peek_by_name("b") == (1, pendings[1])
