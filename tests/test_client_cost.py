@@ -56,9 +56,9 @@ def test_a_blocking_request_in_flight_holds_no_deadline_on_the_loop(server, clie
 
     threading.Thread(target=ask, daemon=True).start()
     assert server.next_line() == b"?silent[1]"
-    # Sent and registered (the line went out first), yet nothing for the loop to time.
-    held = _on_loop(client, client._requests.held)
-    assert held == {"requests": 1, "names": 0, "deadlines": 0}
+    # Sent and registered (the line went out first), yet no timer armed on the loop.
+    assert _on_loop(client, lambda: (len(client._requests.by_id),
+                                     client._requests._timeouts.armed)) == (1, False)
     reply, informs = replies.result(WAIT)
     # The thread's wait ran out; the loop's timer then answered, not before the deadline.
     assert reply.mid == b"1"
@@ -70,7 +70,7 @@ def test_a_blocking_request_in_flight_holds_no_deadline_on_the_loop(server, clie
 def test_a_blocking_request_answered_in_time_leaves_nothing_to_time(server, client):
     reply, _ = client.blocking_request(Message.request("echo", "a"), timeout=WAIT)
     assert str(reply) == "!echo[1] ok a"
-    assert _on_loop(client, client._requests.held)["deadlines"] == 0
+    assert not _on_loop(client, lambda: client._requests._timeouts.armed)
 
 
 # -- the table: deadlines watched by the waiting thread ---------------------------------
@@ -177,3 +177,47 @@ def test_the_index_follows_the_order_sent_across_names():
     del table.by_id[0]
     assert table.peek_by_name("a") == (2, pendings[2])
     assert table.peek_by_name("b") == (1, pendings[1])
+
+
+# -- the table: deadlines in the order sent, and out of it -------------------------------
+
+
+def test_deadlines_out_of_the_order_sent_expire_on_time():
+    table, clock, expired = _table()
+    table.add(0, "none", _pending("none"), None)  # never timed out, first in flight
+    table.add(1, "long", _pending("long"), 5.0)
+    table.add(2, "short", _pending("short"), 1.0)  # earlier than the one before it
+    table.add(3, "mid", _pending("mid"), 3.0)
+    table.add(4, "last", _pending("last"), 6.0)
+    for step, expected in [(0.5, []), (1.0, [2]), (2.0, [2, 3]), (2.0, [2, 3, 1]),
+                           (1.0, [2, 3, 1, 4])]:
+        clock.advance(step)
+        assert [msg_id for msg_id, _ in expired] == expected
+    assert table.held()["deadlines"] == 0
+
+
+def test_requests_due_together_expire_in_deadline_order():
+    table, clock, expired = _table()
+    table.add(1, "a", _pending("a"), 2.0)
+    table.add(2, "a", _pending("a"), 1.0)
+    table.add(3, "a", _pending("a"), 1.5)
+    clock.advance(3.0)
+    assert [msg_id for msg_id, _ in expired] == [2, 3, 1]
+
+
+def test_a_served_deadline_is_not_served_twice():
+    table, clock, expired = _table()
+    table.add(1, "a", _pending("a"), 1.0)  # the expire callback here leaves it in the table
+    table.add(2, "a", _pending("a"), 2.0)
+    clock.advance(1.5)
+    clock.advance(1.0)
+    assert expired == [(1, 100.0), (2, 100.0)]
+
+
+def test_a_thread_request_due_when_the_timer_fires_for_another_is_served_too():
+    table, clock, expired = _table()
+    watched = _thread_request("a")
+    table.add(1, "a", watched, 1.0)
+    table.add(2, "a", _pending("a"), 1.0)
+    clock.advance(1.5)
+    assert expired == [(1, 100.0), (2, 100.0)]

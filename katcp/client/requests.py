@@ -35,7 +35,7 @@ class CallbackRequest:
 
     """
 
-    __slots__ = ("msg", "reply_cb", "inform_cb", "user_data", "deadline", "_logger")
+    __slots__ = ("msg", "reply_cb", "inform_cb", "user_data", "deadline", "started", "_logger")
 
     thread_watched = False  # see ThreadRequest
 
@@ -47,6 +47,7 @@ class CallbackRequest:
         self.inform_cb = inform_cb
         self.user_data = user_data
         self.deadline: Optional[float] = None
+        self.started = 0.0  # when a deadline was given, by the clock of RequestTimeouts
         self._logger = logger
 
     def on_inform(self, msg: Message) -> bool:
@@ -86,7 +87,7 @@ class FutureRequest:
 
     """
 
-    __slots__ = ("msg", "future", "informs", "deadline")
+    __slots__ = ("msg", "future", "informs", "deadline", "started")
 
     thread_watched = False  # see ThreadRequest
 
@@ -95,6 +96,7 @@ class FutureRequest:
         self.future = future
         self.informs: Optional[List[Message]] = None  # most requests have none
         self.deadline: Optional[float] = None
+        self.started = 0.0  # when a deadline was given, by the clock of RequestTimeouts
 
     def on_inform(self, msg: Message) -> bool:
         """Collect an inform of this request (always delivered: True)."""
@@ -135,32 +137,29 @@ class ThreadRequest(FutureRequest):
 
     Attributes
     ----------
-    msg_id, started : object, float
-        The request's id and when it was sent, by the loop's clock (set on the loop).
+    msg_id : object
+        The request's id, once it has a deadline (set on the loop).
 
     """
 
-    __slots__ = ("msg_id", "started")
+    __slots__ = ("msg_id",)
 
     thread_watched = True
 
     def __init__(self, msg: Message, future: Any) -> None:
         super().__init__(msg, future)
         self.msg_id: Any = None
-        self.started = 0.0
 
 
 class RequestTimeouts:
     """Deadlines of requests in flight, served by a single timer.
 
-    Cheaper than a timer per request: a request that is answered is simply left here
-    and skipped when its deadline comes up (or dropped sooner). An entry counts only
-    while its request is still in `waiting` and its ``pending.deadline`` still equals
-    the entry's deadline, so answering a request needs no work here.
-
-    Deadlines mostly come in order (requests share a timeout): those go to the end of
-    a queue, in order with no sorting; only one earlier than the queue's last goes to
-    a heap.
+    Cheaper than a timer per request, and than an entry per request: deadlines mostly
+    come in the order the requests were sent (they share a timeout), and `waiting`
+    keeps the requests in that order, so the earliest deadline in flight is that of
+    the oldest request still waiting. Only a deadline earlier than one given before it
+    gets an entry, in a heap. Answering a request needs no work here; a request whose
+    ``deadline`` is None (none given, or disarmed) is never timed out.
 
     Parameters
     ----------
@@ -170,7 +169,8 @@ class RequestTimeouts:
     expire : callable
         ``expire(msg_id, start_time)`` for each request that timed out.
     waiting : dict
-        Requests in flight by id; the owner changes it in place, never replaces it.
+        Requests in flight by id, in the order sent; the owner changes it in place,
+        never replaces it, and adds a request there before giving it a deadline.
 
     """
 
@@ -181,43 +181,35 @@ class RequestTimeouts:
         self.clock = clock
         self._expire = expire
         self._waiting = waiting
-        # (deadline, msg_id, pending, start), in deadline order.
-        self._queue: Deque[Tuple[float, Any, Any, float]] = collections.deque()
-        # (deadline, seq, msg_id, pending, start): deadlines earlier than the queue's last.
-        self._heap: List[Tuple[float, int, Any, Any, float]] = []
+        # The latest deadline given in order: a later request's deadline is in order
+        # if it is no earlier.
+        self._last = -_NEVER
+        # (deadline, seq, msg_id, pending) of the deadlines given out of order.
+        self._heap: List[Tuple[float, int, Any, Any]] = []
         self._seq = itertools.count()
         self._timer: Any = None
         self._timer_when = _NEVER
         self._compact_at = self.MIN_COMPACT_SIZE
 
     def add(self, msg_id: Any, pending: Any, timeout: float) -> None:
-        """Give `pending` (known in `waiting` as `msg_id`) a deadline `timeout` from now."""
-        start = self.clock.time()
+        """Give `pending` (known in `waiting` as `msg_id`) a deadline `timeout` from now.
+
+        A :class:`ThreadRequest` gets its deadline but arms no timer: see :meth:`watch`.
+        """
+        start = pending.started = self.clock.time()
         deadline = pending.deadline = start + timeout
+        if deadline >= self._last or len(self._waiting) == 1:
+            self._last = deadline  # (alone in flight: in order whatever came before)
+        else:
+            heap = self._heap
+            heapq.heappush(heap, (deadline, next(self._seq), msg_id, pending))
+            if len(heap) > self._compact_at:
+                heap = self._heap = [entry for entry in heap if self._live(*entry)]
+                heapq.heapify(heap)
+                self._compact_at = max(self.MIN_COMPACT_SIZE, 2 * len(heap))
         if pending.thread_watched:
             pending.msg_id = msg_id
-            pending.started = start
-            return
-        queue = self._queue
-        waiting = self._waiting
-        # Requests mostly finish in the order sent, so the earliest deadline usually
-        # belongs to one already answered: dropping it now lets it die young, which
-        # is cheaper for the garbage collector than waiting for a compaction. (The
-        # test of _live, inline: this runs for every request.)
-        while queue:
-            first = queue[0]
-            if first[2].deadline == first[0] and waiting.get(first[1]) is first[2]:
-                break
-            queue.popleft()
-        if not queue or queue[-1][0] <= deadline:
-            queue.append((deadline, msg_id, pending, start))
-            if len(queue) > self._compact_at:
-                self._compact()
-        else:
-            heapq.heappush(self._heap, (deadline, next(self._seq), msg_id, pending, start))
-            if len(self._heap) > self._compact_at:
-                self._compact()
-        if deadline < self._timer_when:
+        elif deadline < self._timer_when:
             self._arm(deadline)
 
     def watch(self, pending: ThreadRequest) -> None:
@@ -225,22 +217,19 @@ class RequestTimeouts:
 
         Nothing happens if it was answered meanwhile or its deadline was disarmed.
         """
-        deadline, msg_id = pending.deadline, pending.msg_id
-        if deadline is None or self._waiting.get(msg_id) is not pending:
+        deadline = pending.deadline
+        if deadline is None or self._waiting.get(pending.msg_id) is not pending:
             return
-        heapq.heappush(self._heap, (deadline, next(self._seq), msg_id, pending, pending.started))
         if deadline < self._timer_when:
             self._arm(deadline)
 
-    def _live(self, deadline, msg_id, pending):
+    def _live(self, deadline, _seq, msg_id, pending):
         return pending.deadline == deadline and self._waiting.get(msg_id) is pending
 
-    def _compact(self):
-        live = self._live
-        self._queue = collections.deque(entry for entry in self._queue if live(*entry[:3]))
-        heap = self._heap = [entry for entry in self._heap if live(entry[0], *entry[2:4])]
-        heapq.heapify(heap)
-        self._compact_at = max(self.MIN_COMPACT_SIZE, 2 * max(len(self._queue), len(heap)))
+    @property
+    def armed(self) -> bool:
+        """Whether the timer is armed."""
+        return self._timer is not None
 
     def _arm(self, when):
         if self._timer is not None:
@@ -251,23 +240,39 @@ class RequestTimeouts:
     def _fire(self):
         self._timer = None
         self._timer_when = _NEVER
-        queue, heap = self._queue, self._heap
         # asyncio may run a timer up to one clock tick early.
         now = self.clock.time() + 0.001
-        while queue and queue[0][0] <= now:
-            deadline, msg_id, pending, start = queue.popleft()
-            if self._live(deadline, msg_id, pending):
-                self._expire(msg_id, start)
-        while heap and heap[0][0] <= now:
-            deadline, _, msg_id, pending, start = heapq.heappop(heap)
-            if self._live(deadline, msg_id, pending):
-                self._expire(msg_id, start)
-        if queue or heap:
-            self._arm(min(queue[0][0] if queue else _NEVER, heap[0][0] if heap else _NEVER))
+        due: List[Tuple[float, Any, Any]] = []
+        later = _NEVER
+        # In order sent, deadlines in order: the first one not due ends the search
+        # (one given out of order is earlier than all those after it).
+        for msg_id, pending in self._waiting.items():
+            deadline = pending.deadline
+            if deadline is not None:
+                if deadline > now:
+                    later = deadline
+                    break
+                due.append((deadline, msg_id, pending))
+        heap = self._heap
+        if heap and heap[0][0] <= now:
+            while heap and heap[0][0] <= now:
+                deadline, _, msg_id, pending = heapq.heappop(heap)
+                due.append((deadline, msg_id, pending))
+            due.sort(key=_deadline_of)
+        for deadline, msg_id, pending in due:
+            # Checked again: expiring one may have answered (or disarmed) another.
+            if self._live(deadline, None, msg_id, pending):
+                pending.deadline = None  # served: never again, whatever the callee does
+                self._expire(msg_id, pending.started)
+        if heap and heap[0][0] < later:
+            later = heap[0][0]
+        if later < self._timer_when:
+            self._arm(later)
 
-    def __len__(self) -> int:
-        """Deadlines held, answered requests' included until dropped."""
-        return len(self._queue) + len(self._heap)
+    def deadlines(self) -> int:
+        """Deadlines held: those of requests in flight and the heap's entries."""
+        return (sum(1 for pending in self._waiting.values() if pending.deadline is not None)
+                + len(self._heap))
 
     def clear(self) -> None:
         """Forget all deadlines."""
@@ -275,9 +280,13 @@ class RequestTimeouts:
             self._timer.cancel()
         self._timer = None
         self._timer_when = _NEVER
-        self._queue = collections.deque()
+        self._last = -_NEVER
         self._heap = []
         self._compact_at = self.MIN_COMPACT_SIZE
+
+
+def _deadline_of(entry):
+    return entry[0]
 
 
 class RequestTable:
@@ -371,7 +380,7 @@ class RequestTable:
         return {"requests": len(self.by_id),
                 "names": 0 if self._by_name is None else sum(
                     len(stack) for stack in self._by_name.values()),
-                "deadlines": 0 if self._timeouts is None else len(self._timeouts)}
+                "deadlines": 0 if self._timeouts is None else self._timeouts.deadlines()}
 
     def drain(self) -> List[Any]:
         """Remove every request (and deadline) and return the requests."""
