@@ -2,7 +2,6 @@
 
 import concurrent.futures
 import logging
-import threading
 from typing import Any, Callable, List, Optional, Tuple
 
 from katcp.client.device import DeviceClient
@@ -15,7 +14,6 @@ from katcp.loop.crossing import on_thread, post_to_loop
 
 
 _REQUEST = Message.REQUEST
-_get_ident = threading.get_ident
 
 
 class AsyncClient(DeviceClient):
@@ -136,7 +134,7 @@ class AsyncClient(DeviceClient):
             If called from another thread without thread safety enabled.
 
         """
-        if _get_ident() != self.ioloop_thread_id:
+        if not on_thread(self.ioloop_thread_id):
             self._check_loop_thread()  # raises
         future = self._loop.create_future()
         try:

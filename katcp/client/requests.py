@@ -138,17 +138,13 @@ class ThreadRequest(FutureRequest):
     Attributes
     ----------
     msg_id : object
-        The request's id, once it has a deadline (set on the loop).
+        The request's id, set on the loop when it gets its deadline (unset before).
 
     """
 
     __slots__ = ("msg_id",)
 
     thread_watched = True
-
-    def __init__(self, msg: Message, future: Any) -> None:
-        super().__init__(msg, future)
-        self.msg_id: Any = None
 
 
 class RequestTimeouts:
@@ -218,7 +214,8 @@ class RequestTimeouts:
         Nothing happens if it was answered meanwhile or its deadline was disarmed.
         """
         deadline = pending.deadline
-        if deadline is None or self._waiting.get(pending.msg_id) is not pending:
+        # msg_id is unset if the request never got that far (refused before it).
+        if deadline is None or self._waiting.get(getattr(pending, "msg_id", None)) is not pending:
             return
         if deadline < self._timer_when:
             self._arm(deadline)
