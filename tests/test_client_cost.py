@@ -9,6 +9,7 @@ until one is needed.
 """
 
 import concurrent.futures
+import signal
 import threading
 
 import pytest
@@ -71,6 +72,42 @@ def test_a_blocking_request_answered_in_time_leaves_nothing_to_time(server, clie
     reply, _ = client.blocking_request(Message.request("echo", "a"), timeout=WAIT)
     assert str(reply) == "!echo[1] ok a"
     assert not _on_loop(client, lambda: client._requests._timeouts.armed)
+
+
+class _TimeoutRecorder(BlockingClient):
+    """Records the requests its loop timed out."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.timed_out = concurrent.futures.Future()
+
+    def _handle_timeout(self, msg_id, start_time):
+        super()._handle_timeout(msg_id, start_time)
+        if not self.timed_out.done():
+            self.timed_out.set_result(msg_id)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def test_an_abandoned_blocking_request_still_times_out_on_the_loop(server):
+    client = _TimeoutRecorder("127.0.0.1", server.port, timeout=WAIT)
+    client.start()
+    previous = signal.signal(signal.SIGALRM, _interrupt)
+    try:
+        assert client.wait_protocol(WAIT)
+        # Ctrl-C while blocked: the thread stops waiting long before the deadline.
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        with pytest.raises(KeyboardInterrupt):
+            client.blocking_request(Message.request("silent"), timeout=1.0)
+        assert client.timed_out.result(WAIT) == b"1"
+        assert _on_loop(client, client._requests.held)["requests"] == 0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
 
 
 # -- the table: deadlines watched by the waiting thread ---------------------------------

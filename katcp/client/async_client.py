@@ -210,19 +210,27 @@ class AsyncClient(DeviceClient):
         try:
             return result.result(timeout)
         except concurrent.futures.TimeoutError:
-            pass
+            self._serve_deadline_on_loop(pending)
+        except BaseException:
+            if not result.done():
+                # Abandoned (KeyboardInterrupt, say): its deadline must still be served.
+                self._serve_deadline_on_loop(pending)
+            raise
         # The deadline has passed by this thread's clock: the loop's timer now serves
         # it (by the loop's clock, a moment later) with a timeout reply. The extra
         # second only catches a loop that has stopped answering at all.
-        try:
-            post_to_loop(self.ioloop, self._watch_deadline, pending)
-        except RuntimeError:
-            pass  # the loop is closed: nothing will answer
         try:
             return result.result(1)
         except concurrent.futures.TimeoutError:
             raise RuntimeError("Unexpected error: Async request handler did not call "
                                "reply handler within timeout period") from None
+
+    def _serve_deadline_on_loop(self, pending):
+        """From the thread that made `pending`: the loop's timer serves its deadline now."""
+        try:
+            post_to_loop(self.ioloop, self._requests_watch, pending)
+        except RuntimeError:
+            pass  # the loop is closed: nothing will answer
 
     def _blocking_request_on_loop(self, pending, timeout, use_mid):
         result = pending.future
@@ -232,7 +240,7 @@ class AsyncClient(DeviceClient):
             if not result.done():
                 result.set_exception(exc)
 
-    def _watch_deadline(self, pending):
+    def _requests_watch(self, pending):
         self._requests.watch(pending)
 
     # -- dispatch --------------------------------------------------------------------
