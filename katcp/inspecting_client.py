@@ -77,6 +77,8 @@ class _InformHookDeviceClient(AsyncClient):
         super().__init__(*args, **kwargs)
         self._inform_hooks: Dict[str, List[Callable[[Message], Any]]] = (
             collections.defaultdict(list))
+        # Looked up once: every inform received passes through it.
+        self._handle_inform_unhooked = super().handle_inform
 
     def hook_inform(self, inform_name: str, callback: Callable[[Message], Any]) -> None:
         """Hookup a function to be called when an inform is received.
@@ -97,12 +99,14 @@ class _InformHookDeviceClient(AsyncClient):
 
     def handle_inform(self, msg: Message) -> Any:
         """Call callbacks hooked to the inform, then process it normally."""
-        for hook in self._inform_hooks.get(msg.name, ()):
-            try:
-                hook(msg)
-            except Exception:
-                self._logger.exception("Inform hook %r failed on %s", hook, msg)
-        return super().handle_inform(msg)
+        hooks = self._inform_hooks.get(msg.name)
+        if hooks:
+            for hook in hooks:
+                try:
+                    hook(msg)
+                except Exception:
+                    self._logger.exception("Inform hook %r failed on %s", hook, msg)
+        return self._handle_inform_unhooked(msg)
 
 
 class _PendingChanges:
@@ -709,9 +713,13 @@ class InspectingClientAsync:
                 type_text = shared[sensor_type] = readable(sensor_type)
             # Params as sent: any difference in them is a change.
             params = tuple(arguments[4:])
-            found[readable(sensor_name)] = {"description": readable(description),
-                                            "units": units_text, "sensor_type": type_text,
-                                            "params": shared_params.setdefault(params, params)}
+            # readable(), inlined for the usual bytes arguments.
+            found[sensor_name.decode("utf-8", "replace") if type(sensor_name) is bytes
+                  else readable(sensor_name)] = {
+                "description": (description.decode("utf-8", "replace")
+                                if type(description) is bytes else readable(description)),
+                "units": units_text, "sensor_type": type_text,
+                "params": shared_params.setdefault(params, params)}
         return self._reindex(self._sensors_index, found, name)
 
     def _update_index(self, index: Dict[str, Dict[str, Any]], name: str,
@@ -874,14 +882,14 @@ class InspectingClientAsync:
         """
         names = list(names)
         if kind == "sensors":
-            index, get_one, make = self._sensors_index, self.future_get_sensor, self._make_sensor
+            index, get_one = self._sensors_index, self.future_get_sensor
         else:
-            index, get_one, make = (self._requests_index, self.future_get_request,
-                                    self._make_request)
-        if not (self._state.data_synced and all(name in index for name in names)):
+            index, get_one = self._requests_index, self.future_get_request
+        if not (self._state.data_synced and index.keys() >= set(names)):
             return tornado.gen.multi([get_one(name) for name in names])
+        make = self._sensor_maker() if kind == "sensors" else self._make_request
         future = self._create_future()
-        future.set_result([self._object(name, index, make) for name in names])
+        future.set_result(self._objects(names, index, make))
         return future
 
     @tornado.gen.coroutine
@@ -892,16 +900,29 @@ class InspectingClientAsync:
         exists = yield check(name, update)
         return self._object(name, index, make) if exists else None
 
-    @staticmethod
-    def _object(name: str, index: Dict[str, Any],
+    @classmethod
+    def _object(cls, name: str, index: Dict[str, Any],
                 make: Callable[[str, Dict[str, Any]], Any]) -> Any:
         """The object of item `name` of `index`, made on first use; None if unknown."""
-        info = index.get(name)
-        if info is None:
-            return None
-        if info.get("obj") is None:
-            info["obj"] = make(name, info)
-        return info["obj"]
+        return cls._objects([name], index, make)[0] if name in index else None
+
+    @staticmethod
+    def _objects(names: List[str], index: Dict[str, Any],
+                 make: Callable[[str, Dict[str, Any]], Any]) -> List[Any]:
+        """The objects of the items `names` (all in `index`), each made on first use."""
+        objs = []
+        for name in names:
+            info = index[name]
+            obj = info.get("obj")
+            if obj is None:
+                obj = info["obj"] = make(name, info)
+            objs.append(obj)
+        return objs
+
+    def _sensor_maker(self) -> Callable[[str, Dict[str, Any]], Any]:
+        """``make(name, info)`` giving the sensor object of an index entry: looked up
+        once for a whole batch of sensors."""
+        return self._make_sensor
 
     def _make_sensor(self, name: str, info: Dict[str, Any]) -> Any:
         return self.sensor_factory(**self._sensor_description(name, info))

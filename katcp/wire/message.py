@@ -63,6 +63,23 @@ def _unescape(arg: bytes) -> bytes:
     return _UNESCAPE_SUB(arg)
 
 
+def _unescape_all(arguments: List[bytes]) -> List[bytes]:
+    """Undo the escapes of a message's arguments (KatcpSyntaxError for an invalid one)."""
+    # Most lines escape only spaces (and send empty arguments as \@): then all the
+    # arguments, joined by a NUL (which no valid line holds unescaped), are unescaped
+    # by two replace() calls. A backslash left over belongs to another escape.
+    joined = b"\0".join(arguments).replace(b"\\_", b" ")
+    if 92 in joined:
+        joined = joined.replace(b"\\@", b"")
+        if 92 in joined:
+            try:
+                return [_unescape(arg) if 92 in arg else arg for arg in arguments]
+            except KeyError as exc:
+                raise KatcpSyntaxError("Invalid escape sequence %r." % (
+                    show(exc.args[0]),)) from None
+    return joined.split(b"\0")
+
+
 def escape_argument(arg: bytes) -> bytes:
     """The wire form of one raw argument: special bytes escaped, ``\\@`` if empty.
 
@@ -436,12 +453,8 @@ class MessageParser:
             if name is None:
                 name, mid = self._parse_header(header)
         arguments = parts[1:]
-        if 92 in line:
-            try:
-                arguments = [_unescape(arg) if 92 in arg else arg for arg in arguments]
-            except KeyError as exc:
-                raise KatcpSyntaxError("Invalid escape sequence %r." % (
-                    show(exc.args[0]),)) from None
+        if 92 in line and arguments:
+            arguments = _unescape_all(arguments)
         # Message._from_wire(), inlined: this makes every message received.
         msg = _new_message(Message)
         msg.mtype = mtype
