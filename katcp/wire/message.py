@@ -26,8 +26,10 @@ _UNESCAPE_SUB = functools.partial(re.compile(rb"\\.?", re.DOTALL).sub,
                                   lambda m: _UNESCAPES[m.group()])
 
 
-_OTHER_UNESCAPES = [(escaped, raw) for escaped, raw in _UNESCAPES.items()
-                    if escaped not in (b"\\_", b"\\\\")]
+# The escapes other than of a space or a backslash, commonest first (empty
+# arguments, then the newlines of help texts).
+_OTHER_UNESCAPES = [(escaped, _UNESCAPES[escaped])
+                    for escaped in (b"\\@", b"\\n", b"\\t", b"\\r", b"\\e", b"\\0")]
 
 
 def _undo_plain(part: bytes) -> Optional[bytes]:
@@ -37,12 +39,11 @@ def _undo_plain(part: bytes) -> Optional[bytes]:
     them (most text escapes only spaces) with no regex callback per escape.
     """
     part = part.replace(b"\\_", b" ")
-    if 92 in part:
-        for escaped, raw in _OTHER_UNESCAPES:
-            part = part.replace(escaped, raw)
-        if 92 in part:
-            return None
-    return part
+    for escaped, raw in _OTHER_UNESCAPES:
+        if 92 not in part:
+            return part
+        part = part.replace(escaped, raw)
+    return None if 92 in part else part
 
 
 def _unescape(arg: bytes) -> bytes:
@@ -65,19 +66,18 @@ def _unescape(arg: bytes) -> bytes:
 
 def _unescape_all(arguments: List[bytes]) -> List[bytes]:
     """Undo the escapes of a message's arguments (KatcpSyntaxError for an invalid one)."""
-    # Most lines escape only spaces (and send empty arguments as \@): then all the
-    # arguments, joined by a NUL (which no valid line holds unescaped), are unescaped
-    # by two replace() calls. A backslash left over belongs to another escape.
-    joined = b"\0".join(arguments).replace(b"\\_", b" ")
-    if 92 in joined:
-        joined = joined.replace(b"\\@", b"")
-        if 92 in joined:
-            try:
-                return [_unescape(arg) if 92 in arg else arg for arg in arguments]
-            except KeyError as exc:
-                raise KatcpSyntaxError("Invalid escape sequence %r." % (
-                    show(exc.args[0]),)) from None
-    return joined.split(b"\0")
+    # Without escaped backslashes (the usual case), all the arguments are unescaped
+    # together, joined by a NUL: no valid line holds one unescaped, so unless an
+    # escape gives one, splitting on it again gives the arguments back.
+    joined = b"\0".join(arguments)
+    if b"\\\\" not in joined and b"\\0" not in joined:
+        plain = _undo_plain(joined)
+        if plain is not None:
+            return plain.split(b"\0")
+    try:
+        return [_unescape(arg) if 92 in arg else arg for arg in arguments]
+    except KeyError as exc:
+        raise KatcpSyntaxError("Invalid escape sequence %r." % (show(exc.args[0]),)) from None
 
 
 def escape_argument(arg: bytes) -> bytes:
