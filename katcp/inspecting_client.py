@@ -154,6 +154,44 @@ def _is_unknown_fail(reply: Message) -> bool:
     return len(reply.arguments) > 1 and b"unknown" in reply.arguments[1].lower()
 
 
+def _sensor_list_collector(found: Dict[str, Dict[str, Any]]
+                           ) -> Tuple[Callable[[Message], None], List[Exception]]:
+    """``collect(inform)`` storing what a ``#sensor-list`` inform says in `found`.
+
+    Entries of `found`: sensor name -> its description, units, type (as text) and
+    params (as sent: any difference in them is a change). The exceptions of malformed
+    informs are appended to the list returned along.
+    """
+    # Units, type names and params repeat from sensor to sensor: each is decoded
+    # (or made) once and one object of it kept.
+    shared: Dict[bytes, str] = {}
+    shared_params: Dict[Tuple[bytes, ...], Tuple[bytes, ...]] = {}
+    failures: List[Exception] = []
+
+    def collect(inform: Message) -> None:
+        try:
+            arguments = inform.arguments
+            sensor_name, description, units, sensor_type = arguments[:4]
+            units_text = shared.get(units)
+            if units_text is None:
+                units_text = shared[units] = readable(units)
+            type_text = shared.get(sensor_type)
+            if type_text is None:
+                type_text = shared[sensor_type] = readable(sensor_type)
+            params = tuple(arguments[4:])
+            # readable(), inlined for the usual bytes arguments.
+            found[sensor_name.decode("utf-8", "replace") if type(sensor_name) is bytes
+                  else readable(sensor_name)] = {
+                "description": (description.decode("utf-8", "replace")
+                                if type(description) is bytes else readable(description)),
+                "units": units_text, "sensor_type": type_text,
+                "params": shared_params.setdefault(params, params)}
+        except Exception as exc:
+            failures.append(exc)
+
+    return collect, failures
+
+
 class InspectingClientAsync:
     """Higher-level client that inspects a KATCP interface.
 
@@ -666,15 +704,38 @@ class InspectingClientAsync:
         return self._reindex(self._requests_index, found, name)
 
     async def _inspection_request(self, request: str, name: Optional[str],
-                                  timeout: Optional[float]) -> Any:
-        """``?request [name]``; a fail other than 'unknown name' is a :class:`SyncError`."""
+                                  timeout: Optional[float],
+                                  inform_cb: Optional[Callable[[Message], None]] = None
+                                  ) -> Any:
+        """``?request [name]``; a fail other than 'unknown name' is a :class:`SyncError`.
+
+        Resolves with ``(reply, informs)``; given `inform_cb`, the informs go to it as
+        they arrive instead, each dropped once seen (a device's sensor list may be long),
+        and ``informs`` is empty.
+        """
         args = () if name is None else (name,)
-        reply, informs = await self.katcp_client.future_request(
-            Message.request(request, *args), timeout=timeout)
+        msg = Message.request(request, *args)
+        if inform_cb is None:
+            reply, informs = await self.katcp_client.future_request(msg, timeout=timeout)
+        else:
+            reply, informs = await self._streamed_request(msg, timeout, inform_cb), []
         if not reply.reply_ok() and not (name is not None and _is_unknown_fail(reply)):
             raise SyncError("Error reply during sync process for %s: %s"
                             % (self.katcp_client.bind_address_string, readable_message(reply)))
         return reply, informs
+
+    def _streamed_request(self, msg: Message, timeout: Optional[float],
+                          inform_cb: Callable[[Message], None]) -> Any:
+        """Future of the reply to `msg`, whose informs go to `inform_cb`."""
+        future = self._create_future()
+
+        def reply_cb(reply: Message) -> None:
+            if not future.done():
+                future.set_result(reply)
+
+        self.katcp_client.callback_request(msg, reply_cb=reply_cb, inform_cb=inform_cb,
+                                           timeout=timeout)
+        return future
 
     async def _get_request_timeout_hints(self, name: Optional[str], maybe_timeout: Any
                                          ) -> Dict[str, float]:
@@ -696,30 +757,12 @@ class InspectingClientAsync:
 
         As :meth:`inspect_requests`, for sensors.
         """
-        reply, informs = yield self._inspection_request("sensor-list", name, timeout)
-        found = {}
-        # Units, type names and params repeat from sensor to sensor: each is decoded
-        # (or made) once and one object of it kept.
-        shared: Dict[bytes, str] = {}
-        shared_params: Dict[Tuple[bytes, ...], Tuple[bytes, ...]] = {}
-        for inform in informs:
-            arguments = inform.arguments
-            sensor_name, description, units, sensor_type = arguments[:4]
-            units_text = shared.get(units)
-            if units_text is None:
-                units_text = shared[units] = readable(units)
-            type_text = shared.get(sensor_type)
-            if type_text is None:
-                type_text = shared[sensor_type] = readable(sensor_type)
-            # Params as sent: any difference in them is a change.
-            params = tuple(arguments[4:])
-            # readable(), inlined for the usual bytes arguments.
-            found[sensor_name.decode("utf-8", "replace") if type(sensor_name) is bytes
-                  else readable(sensor_name)] = {
-                "description": (description.decode("utf-8", "replace")
-                                if type(description) is bytes else readable(description)),
-                "units": units_text, "sensor_type": type_text,
-                "params": shared_params.setdefault(params, params)}
+        found: Dict[str, Dict[str, Any]] = {}
+        collect, failures = _sensor_list_collector(found)
+        yield self._inspection_request("sensor-list", name, timeout, collect)
+        if failures:
+            # A malformed inform fails the inspection, as it always did.
+            raise failures[0]
         return self._reindex(self._sensors_index, found, name)
 
     def _update_index(self, index: Dict[str, Dict[str, Any]], name: str,

@@ -2,15 +2,24 @@
 
 The parser unescapes all the arguments of a line together where it can, and a client
 resource escapes the names of a whole sync at once: neither may change a single byte of
-what comes out, whatever the arguments or names hold.
+what comes out, whatever the arguments or names hold. An inspecting client reads a
+device's ``#sensor-list`` informs as they arrive rather than keeping them all until the
+reply: a malformed one still fails the inspection, and an unanswered list still times
+out as a sync error.
 """
 
+import asyncio
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from katcp.core import KatcpSyntaxError, Message, MessageParser
+from katcp.inspecting_client import InspectingClientAsync, SyncError
 from katcp.resource import escape_name
 from katcp.resource_client.resources import _escape_names
+
+WAIT = 10.0
 
 # Wire tokens and what each stands for: every escape, plus plain bytes that look like
 # parts of one.
@@ -60,3 +69,59 @@ def test_escapes_stay_inside_their_own_argument():
     assert msg.arguments == [b"a.b", b"Temp of a", b"", b"float", b"-1", b"1"]
     msg = parse(rb"#sensor-list a\0b x\\ \\_ \_\@")
     assert msg.arguments == [b"a\0b", b"x\\", b"\\_", b" "]
+
+
+class _SensorListDevice(asyncio.Protocol):
+    """A device answering ``?sensor-list`` with the informs it is given (no other)."""
+
+    def __init__(self, informs, answer=True):
+        self.informs = informs
+        self.answer = answer
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.write(b"#version-connect katcp-protocol 5.0-IM\n")
+
+    def data_received(self, data):
+        for line in data.splitlines():
+            name, _, mid = line.split()[0].partition(b"[")
+            mid = b"[" + mid if mid else b""
+            if name == b"?sensor-list" and not self.answer:
+                continue
+            if name == b"?sensor-list":
+                self.transport.write(b"".join(b"#sensor-list" + mid + b" " + inform + b"\n"
+                                              for inform in self.informs))
+            self.transport.write(b"!" + name[1:] + mid + b" ok %d\n" % len(self.informs))
+
+
+async def _inspected(device, **kwargs):
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: device, "127.0.0.1", 0)
+    client = InspectingClientAsync("127.0.0.1", server.sockets[0].getsockname()[1])
+    client._state_loop = lambda: None  # inspected by hand below
+    try:
+        await client.connect(timeout=WAIT)
+        await client.katcp_client.until_protocol(timeout=WAIT)
+        return await client.inspect_sensors(**kwargs), client.sensors
+    finally:
+        client.stop()
+        server.close()
+
+
+def test_sensor_list_informs_become_the_index_as_they_arrive():
+    device = _SensorListDevice([rb"a.b Temp\_of\_a degC float -1 1", rb"c.d On \@ boolean"])
+    changes, sensors = asyncio.run(_inspected(device))
+    assert changes.added == {"a.b", "c.d"} and not changes.removed
+    assert sorted(sensors) == ["a.b", "c.d"]
+
+
+def test_a_malformed_sensor_list_inform_fails_the_inspection():
+    device = _SensorListDevice([rb"a.b Temp degC float", rb"c.d Truncated"])
+    with pytest.raises(ValueError):
+        asyncio.run(_inspected(device))
+
+
+def test_an_unanswered_sensor_list_times_out_as_a_sync_error():
+    device = _SensorListDevice([rb"a.b Temp degC float"], answer=False)
+    with pytest.raises(SyncError, match="timed out|Timed out|timeout"):
+        asyncio.run(_inspected(device, timeout=0.2))
