@@ -669,9 +669,22 @@ class KATCPSensor:
         (e.g. parsed from the device's ``#sensor-list`` inform only then). `name` and
         `description` are text.
         """
-        sensor = cls.__new__(cls)
-        sensor._attach(sensor_manager, name, description, source, describe)
-        return sensor
+        return cls._mirror_maker(sensor_manager, describe)(name, description, source)
+
+    @classmethod
+    def _mirror_maker(cls, sensor_manager: KATCPSensorsManager,
+                      describe: Optional[Callable[[str, Any], Dict[str, Any]]] = None
+                      ) -> Callable[[str, Optional[str], Any], "KATCPSensor"]:
+        """``mirror(name, description, source)``: :meth:`_mirrored` for many sensors of
+        one manager (a resource's sync makes hundreds of them at once)."""
+        new = cls.__new__
+
+        def mirror(name: str, description: Optional[str], source: Any) -> "KATCPSensor":
+            sensor = new(cls)
+            sensor._attach(sensor_manager, name, description, source, describe)
+            return sensor
+
+        return mirror
 
     # Until set otherwise: no reading yet, no katcp.Sensor made yet, and the Sensor's
     # keyword arguments taken as they are (class attributes: one less store per sensor).

@@ -138,10 +138,10 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
             the device says `info` (a dict whose ``description`` key is text), kept
             until the sensor is first used. One function serves a whole sync.
         """
-        mirrored = resource.KATCPSensor._mirrored
+        mirrored = resource.KATCPSensor._mirror_maker(self, describe)
 
         def mirror(name: str, info: Any) -> resource.KATCPSensor:
-            return mirrored(self, name, info["description"], info, describe)
+            return mirrored(name, info["description"], info)
 
         return mirror
 

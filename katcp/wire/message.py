@@ -399,6 +399,11 @@ class MessageParser:
     ESCAPE_LOOKUP = {k[1:]: v for k, v in _UNESCAPES.items()}
     TYPE_SYMBOL_LOOKUP = Message.TYPE_SYMBOL_LOOKUP
 
+    # The last header with an id parsed, with its name and id: the informs of a reply
+    # come one after another under one header. One tuple, replaced whole, so that a
+    # parser shared between threads never pairs a header with another's id.
+    _last_header: Tuple[bytes, str, Optional[bytes]] = (b"", "", None)
+
     def parse(self, line: bytes) -> Message:
         """Parse a line, return a Message.
 
@@ -441,12 +446,16 @@ class MessageParser:
         else:
             parts = line.split()
         header = parts[0]
-        if header[-1] == 93:  # b"]": an id, which is short and follows a cached name
+        last = self._last_header
+        if header == last[0]:
+            name, mid = last[1], last[2]
+        elif header[-1] == 93:  # b"]": an id, which is short and follows a cached name
             bracket = header.find(b"[")
             name = _header_names.get(header[:bracket])
             mid = header[bracket + 1:-1]
             if name is None or not mid.isdigit():
                 name, mid = self._parse_header(header)
+            self._last_header = (header, name, mid)
         else:
             name = _header_names.get(header)
             mid = None
