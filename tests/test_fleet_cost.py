@@ -57,6 +57,18 @@ def test_an_invalid_escape_anywhere_in_the_line_is_refused(tokens, bad):
         raise AssertionError("parsed %r" % (wire,))
 
 
+@given(st.lists(st.tuples(st.sampled_from(["help", "sensor-list", "x"]),
+                          st.sampled_from([None, 1, 2, 12])), max_size=8))
+def test_one_parser_reads_each_header_as_a_fresh_one_would(headers):
+    # A reply's informs share one header, which the parser remembers between lines.
+    parser = MessageParser()
+    for name, mid in headers:
+        wire = bytes(Message.inform(name, "a", mid=mid))
+        assert (parser.parse(wire).name, parser.parse(wire).mid) == (
+            MessageParser().parse(wire).name, MessageParser().parse(wire).mid)
+        assert parser.parse(wire).mid == (None if mid is None else b"%d" % mid)
+
+
 @given(st.lists(st.text(alphabet="ab.-_\n\u00e9", max_size=6), max_size=8))
 def test_names_escaped_together_as_one_by_one(names):
     assert _escape_names(names) == [escape_name(name) for name in names]
