@@ -81,6 +81,9 @@ def test_escapes_stay_inside_their_own_argument():
     assert msg.arguments == [b"a.b", b"Temp of a", b"", b"float", b"-1", b"1"]
     msg = parse(rb"#sensor-list a\0b x\\ \\_ \_\@")
     assert msg.arguments == [b"a\0b", b"x\\", b"\\_", b" "]
+    # An escaped backslash before what an empty argument's removal brings next to it.
+    msg = parse(rb"#sensor-list \\@n \_\\@\@n")
+    assert msg.arguments == [b"\\@n", b" \\@n"]
 
 
 class _SensorListDevice(asyncio.Protocol):

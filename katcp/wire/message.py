@@ -66,14 +66,25 @@ def _unescape(arg: bytes) -> bytes:
 
 def _unescape_all(arguments: List[bytes]) -> List[bytes]:
     """Undo the escapes of a message's arguments (KatcpSyntaxError for an invalid one)."""
-    # Without escaped backslashes (the usual case), all the arguments are unescaped
-    # together, joined by a NUL: no valid line holds one unescaped, so unless an
-    # escape gives one, splitting on it again gives the arguments back.
+    # The arguments are unescaped together, joined by a NUL: no valid line holds one
+    # unescaped, so unless an escape gives one, splitting on it gives them back. Most
+    # lines escape only spaces and empty arguments; a backslash left after those
+    # belongs to another escape, undone the same way unless there are escaped
+    # backslashes (which pair from the left) or NULs among them.
     joined = b"\0".join(arguments)
-    if b"\\\\" not in joined and b"\\0" not in joined:
-        plain = _undo_plain(joined)
-        if plain is not None:
-            return plain.split(b"\0")
+    plain = joined.replace(b"\\_", b" ")
+    if 92 in plain:
+        plain = plain.replace(b"\\@", b"")
+        if 92 in plain:
+            rest = None if b"\\\\" in joined or b"\\0" in joined else _undo_plain(plain)
+            if rest is None:
+                return _unescape_each(arguments)
+            plain = rest
+    return plain.split(b"\0")
+
+
+def _unescape_each(arguments: List[bytes]) -> List[bytes]:
+    """Undo the escapes of each argument on its own (KatcpSyntaxError for an invalid one)."""
     try:
         return [_unescape(arg) if 92 in arg else arg for arg in arguments]
     except KeyError as exc:
