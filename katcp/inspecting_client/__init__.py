@@ -11,7 +11,6 @@ The client is not thread-safe: use it only from its ioloop.
 """
 
 import asyncio
-import collections
 import inspect
 import logging
 # 0.9 code patches katcp.inspecting_client.random.random to fix the backoff's draws.
@@ -23,7 +22,7 @@ import tornado.ioloop
 import tornado.util
 
 from katcp._export import keep_home
-from katcp.client import AsyncClient
+from katcp.client import AsyncClient  # noqa: F401 (importable here before the split)
 from katcp.core import (DEFAULT_KATCP_MAJOR, AttrDict, Message, Sensor, future_timeout_manager,
                         until_any, until_later)
 from katcp.ioloop_manager import current_ioloop
@@ -36,160 +35,14 @@ ic_logger = logging.getLogger("katcp.inspect_client")
 # Documented here since 0.9; shared with other retrying code from katcp.loop.backoff.
 keep_home(__name__, ExponentialRandomBackoff)
 
-RequestType = collections.namedtuple(  # type: ignore[name-match]
-    "Request", "name description timeout_hint")
+from katcp.inspecting_client.parts import (  # noqa: F401 (documented here)
+    _CONNECTED, _DISCONNECTED, _SYNCED, InspectingClientStateType, RequestType, SyncError,
+    _InformHookDeviceClient, _is_unknown_fail, _objects, _PendingChanges, _readings_of,
+    _sensor_list_collector)
 
-
-class SyncError(Exception):
-    """Raised if an error occurs during syncing with a device."""
-
-
-class InspectingClientStateType(collections.namedtuple(
-        "InspectingClientStateType", "connected synced model_changed data_synced")):
-    """States tuple for the inspecting client. Fields, all bool:
-
-    connected: bool
-        TCP connection has been established with the server.
-    synced: bool
-        The inspecting client and the user that interfaces through the state change
-        callback are all synchronised with the current device state. Also implies
-        `connected = True` and `data_synced = True`.
-    model_changed: bool
-        The device has changed in some way, resulting in the device model being out
-        of date.
-    data_synced: bool
-        The inspecting client's internal representation of the device is up to date,
-        although state change user is not yet up to date.
-    """
-
-    __slots__ = ()
-
-
-_DISCONNECTED = InspectingClientStateType(False, False, False, False)
-_CONNECTED = InspectingClientStateType(True, False, False, False)
-_SYNCED = InspectingClientStateType(True, True, False, True)
-
-
-class _InformHookDeviceClient(AsyncClient):
-    """AsyncClient that also passes every inform to functions hooked to its name."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._inform_hooks: Dict[str, List[Callable[[Message], Any]]] = (
-            collections.defaultdict(list))
-        # Looked up once: every inform received passes through it.
-        self._handle_inform_unhooked = super().handle_inform
-
-    def hook_inform(self, inform_name: str, callback: Callable[[Message], Any]) -> None:
-        """Hookup a function to be called when an inform is received.
-
-        Hooks see every inform of that name, also those that are part of the reply
-        to a request, before normal processing.
-
-        Parameters
-        ----------
-        inform_name : str
-            Name of the inform, e.g. 'interface-changed'.
-        callback : callable
-            Called as callback(msg); hooking the same callback twice has no effect.
-        """
-        hooks = self._inform_hooks[inform_name]
-        if callback not in hooks:
-            hooks.append(callback)
-
-    def handle_inform(self, msg: Message) -> Any:
-        """Call callbacks hooked to the inform, then process it normally."""
-        hooks = self._inform_hooks.get(msg.name)
-        if hooks:
-            for hook in hooks:
-                try:
-                    hook(msg)
-                except Exception:
-                    self._logger.exception("Inform hook %r failed on %s", hook, msg)
-        return self._handle_inform_unhooked(msg)
-
-
-class _PendingChanges:
-    """What the device said has changed and still needs inspecting.
-
-    For requests and for sensors separately: nothing (empty set), some names, or
-    everything (ALL).
-    """
-
-    ALL = None
-
-    def __init__(self) -> None:
-        self.requests: Optional[Set[str]] = set()
-        self.sensors: Optional[Set[str]] = set()
-
-    def __bool__(self) -> bool:
-        return self.requests is self.ALL or self.sensors is self.ALL or bool(
-            self.requests or self.sensors)
-
-    def add(self, kind: str, name: Optional[str] = None) -> None:
-        """Mark all `kind` ('requests' or 'sensors') or just `name` as changed."""
-        names = getattr(self, kind)
-        if name is None:
-            setattr(self, kind, self.ALL)
-        elif names is not self.ALL:
-            names.add(name)
-
-    def add_all(self) -> None:
-        self.requests = self.ALL
-        self.sensors = self.ALL
-
-    def update(self, other: "_PendingChanges") -> None:
-        """Add everything `other` (a _PendingChanges) holds."""
-        for kind in ("requests", "sensors"):
-            names = getattr(other, kind)
-            if names is self.ALL:
-                self.add(kind)
-            else:
-                for name in names:
-                    self.add(kind, name)
-
-
-def _is_unknown_fail(reply: Message) -> bool:
-    """Whether a fail reply means that the item asked about does not exist."""
-    return len(reply.arguments) > 1 and b"unknown" in reply.arguments[1].lower()
-
-
-def _sensor_list_collector(found: Dict[str, Dict[str, Any]]
-                           ) -> Tuple[Callable[[Message], None], List[Exception]]:
-    """``collect(inform)`` storing what a ``#sensor-list`` inform says in `found`.
-
-    Entries of `found`: sensor name -> its description, units, type (as text) and
-    params (as sent: any difference in them is a change). The exceptions of malformed
-    informs are appended to the list returned along.
-    """
-    # Units, type names and params repeat from sensor to sensor: each is decoded
-    # (or made) once and one object of it kept.
-    shared: Dict[bytes, str] = {}
-    shared_params: Dict[Tuple[bytes, ...], Tuple[bytes, ...]] = {}
-    failures: List[Exception] = []
-
-    def collect(inform: Message) -> None:
-        try:
-            arguments = inform.arguments
-            sensor_name, description, units, sensor_type = arguments[:4]
-            units_text = shared.get(units)
-            if units_text is None:
-                units_text = shared[units] = readable(units)
-            type_text = shared.get(sensor_type)
-            if type_text is None:
-                type_text = shared[sensor_type] = readable(sensor_type)
-            params = tuple(arguments[4:])
-            # readable(), inlined for the usual bytes arguments.
-            found[sensor_name.decode("utf-8", "replace") if type(sensor_name) is bytes
-                  else readable(sensor_name)] = {
-                "description": (description.decode("utf-8", "replace")
-                                if type(description) is bytes else readable(description)),
-                "units": units_text, "sensor_type": type_text,
-                "params": shared_params.setdefault(params, params)}
-        except Exception as exc:
-            failures.append(exc)
-
-    return collect, failures
+# Documented (and pickled) here since 0.9.
+keep_home(__name__, RequestType, SyncError, InspectingClientStateType, _InformHookDeviceClient,
+          _PendingChanges)
 
 
 class InspectingClientAsync:
@@ -932,7 +785,7 @@ class InspectingClientAsync:
             return tornado.gen.multi([get_one(name) for name in names])
         make = self._sensor_maker() if kind == "sensors" else self._make_request
         future = self._create_future()
-        future.set_result(self._objects(names, index, make))
+        future.set_result(_objects(names, index, make))
         return future
 
     @tornado.gen.coroutine
@@ -943,24 +796,11 @@ class InspectingClientAsync:
         exists = yield check(name, update)
         return self._object(name, index, make) if exists else None
 
-    @classmethod
-    def _object(cls, name: str, index: Dict[str, Any],
+    @staticmethod
+    def _object(name: str, index: Dict[str, Any],
                 make: Callable[[str, Dict[str, Any]], Any]) -> Any:
         """The object of item `name` of `index`, made on first use; None if unknown."""
-        return cls._objects([name], index, make)[0] if name in index else None
-
-    @staticmethod
-    def _objects(names: List[str], index: Dict[str, Any],
-                 make: Callable[[str, Dict[str, Any]], Any]) -> List[Any]:
-        """The objects of the items `names` (all in `index`), each made on first use."""
-        objs = []
-        for name in names:
-            info = index[name]
-            obj = info.get("obj")
-            if obj is None:
-                obj = info["obj"] = make(name, info)
-            objs.append(obj)
-        return objs
+        return _objects([name], index, make)[0] if name in index else None
 
     def _sensor_maker(self) -> Callable[[str, Dict[str, Any]], Any]:
         """``make(name, info)`` giving the sensor object of an index entry: looked up
@@ -1049,30 +889,14 @@ class InspectingClientAsync:
 
     def _cb_inform_sensor_status(self, msg: Message) -> None:
         """Update sensor objects from a #sensor-status (or #sensor-value) inform."""
-        arguments = msg.arguments
-        try:
-            timestamp = arguments[0]
-            num_sensors = int(arguments[1])
-        except (IndexError, ValueError):
-            num_sensors = -1
-        if len(arguments) != 2 + 3 * num_sensors:
+        readings = _readings_of(msg)
+        if readings is None:
             self._logger.warning("Malformed %s inform: %s", msg.name, msg)
             return
-        for offset in range(2, len(arguments), 3):
-            self._set_formatted(readable(arguments[offset]), timestamp, arguments[offset + 1],
-                                arguments[offset + 2])
+        for name, timestamp, status, value in readings:
+            self._set_formatted(name, timestamp, status, value)
 
     def _cb_inform_interface_change(self, msg: Message) -> None:
         """Note what the device says has changed (see the KATCP spec) and resync."""
-        arguments = [readable(arg) for arg in msg.arguments]
-        pending = self._pending
-        if arguments == ["sensor-list"]:
-            pending.add("sensors")
-        elif arguments == ["request-list"]:
-            pending.add("requests")
-        elif len(arguments) >= 2 and arguments[0] in ("sensor", "request"):
-            pending.add(arguments[0] + "s", arguments[1])
-        else:
-            # No arguments, or ones we do not understand: anything may have changed.
-            pending.add_all()
+        self._pending.add_from_inform(msg)
         self._wake()
