@@ -458,6 +458,7 @@ class MessageParser:
             parts = line.split()
         header = parts[0]
         last = self._last_header
+        name: Optional[str]
         if header == last[0]:
             name, mid = last[1], last[2]
         elif header[-1] == 93:  # b"]": an id, which is short and follows a cached name
