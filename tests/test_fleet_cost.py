@@ -14,9 +14,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from katcp.core import KatcpSyntaxError, Message, MessageParser
+from katcp.core import KatcpSyntaxError, Message, MessageParser, Sensor
 from katcp.inspecting_client import InspectingClientAsync, SyncError
 from katcp.resource import escape_name
+from katcp.resource_client.inspecting import KATCPClientResourceSensorsManager
 from katcp.resource_client.resources import _escape_names
 
 WAIT = 10.0
@@ -140,3 +141,23 @@ def test_an_unanswered_sensor_list_times_out_as_a_sync_error():
     device = _SensorListDevice([rb"a.b Temp degC float"], answer=False)
     with pytest.raises(SyncError, match="timed out|Timed out|timeout"):
         asyncio.run(_inspected(device, timeout=0.2))
+
+
+def test_a_maker_mirrors_sensors_as_one_by_one_mirroring_does():
+    manager = KATCPClientResourceSensorsManager(None, "dish")
+    described = []
+
+    def describe(name, info):
+        described.append(name)
+        return dict(name=name, sensor_type=Sensor.INTEGER, description=info["description"],
+                    units="deg", params=[0, 90])
+
+    info = {"description": "Elevation"}
+    made = manager.mirror_maker(describe)("pos.el", info)
+    alone = manager.mirror_sensor("pos.el", info, describe)
+    for sensor in (made, alone):
+        assert (sensor.name, sensor.description, sensor.parent_name) == (
+            "pos.el", "Elevation", "dish")
+    assert described == []  # nothing parsed until first used
+    assert (made.type, made.units, made.params) == ("integer", "deg", [0, 90])
+    assert described == ["pos.el"]

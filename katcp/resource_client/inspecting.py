@@ -121,9 +121,26 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
             self, sensor_description["name"], sensor_description.get("description"),
             sensor_description)
 
+    def mirror_sensor(self, name: str, info: Any,
+                      describe: Callable[[str, Any], Dict[str, Any]]) -> resource.KATCPSensor:
+        """The sensor :meth:`sensor_factory` would make, from unparsed `info`.
+
+        Parameters
+        ----------
+        name : str
+            KATCP name of the sensor.
+        info : dict
+            What the device says of it (its ``description`` key as text), kept until
+            the sensor is first used.
+        describe : callable
+            ``describe(name, info)`` gives the keyword arguments of
+            :meth:`sensor_factory`; called on first use.
+        """
+        return self.mirror_maker(describe)(name, info)
+
     def mirror_maker(self, describe: Callable[[str, Any], Dict[str, Any]]
                      ) -> Callable[[str, Any], resource.KATCPSensor]:
-        """A function giving the sensor :meth:`sensor_factory` would make, from unparsed info.
+        """:meth:`mirror_sensor` as a function of ``(name, info)``, for many sensors.
 
         Parameters
         ----------
@@ -134,9 +151,8 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
         Returns
         -------
         mirror : callable
-            ``mirror(name, info)``: the sensor called `name` (its KATCP name), of which
-            the device says `info` (a dict whose ``description`` key is text), kept
-            until the sensor is first used. One function serves a whole sync.
+            ``mirror(name, info)``, as ``mirror_sensor(name, info, describe)``; one
+            function serves a whole sync.
         """
         mirrored = resource.KATCPSensor._mirror_maker(self, describe)
 
