@@ -26,10 +26,13 @@ _UNESCAPE_SUB = functools.partial(re.compile(rb"\\.?", re.DOTALL).sub,
                                   lambda m: _UNESCAPES[m.group()])
 
 
-# The escapes other than of a space or a backslash, commonest first (empty
-# arguments, then the newlines of help texts).
-_OTHER_UNESCAPES = [(escaped, _UNESCAPES[escaped])
-                    for escaped in (b"\\@", b"\\n", b"\\t", b"\\r", b"\\e", b"\\0")]
+# The escapes other than of a space or a backslash, commonest first (the newlines of
+# help texts). Each gives a byte that ends no escape; that of an empty argument, which
+# gives nothing and so could join a stray backslash to what follows, comes last. The
+# arguments of a line, unescaped together joined by NULs, leave that of a NUL alone.
+_JOINED_UNESCAPES = [(escaped, _UNESCAPES[escaped])
+                     for escaped in (b"\\n", b"\\t", b"\\r", b"\\e", b"\\@")]
+_OTHER_UNESCAPES = [(b"\\0", b"\0")] + _JOINED_UNESCAPES
 
 
 def _undo_plain(part: bytes) -> Optional[bytes]:
@@ -38,8 +41,13 @@ def _undo_plain(part: bytes) -> Optional[bytes]:
     Every backslash then starts an escape of its own, so plain replace() calls undo
     them (most text escapes only spaces) with no regex callback per escape.
     """
-    part = part.replace(b"\\_", b" ")
-    for escaped, raw in _OTHER_UNESCAPES:
+    return _undo_others(part.replace(b"\\_", b" "), _OTHER_UNESCAPES)
+
+
+def _undo_others(part: bytes, escapes: List[Tuple[bytes, bytes]]) -> Optional[bytes]:
+    """Undo `escapes` in `part` (escaped spaces undone already); None if a backslash is
+    left, which is not among them, or invalid, or part of an escaped backslash."""
+    for escaped, raw in escapes:
         if 92 not in part:
             return part
         part = part.replace(escaped, raw)
@@ -67,19 +75,21 @@ def _unescape(arg: bytes) -> bytes:
 def _unescape_all(arguments: List[bytes]) -> List[bytes]:
     """Undo the escapes of a message's arguments (KatcpSyntaxError for an invalid one)."""
     # The arguments are unescaped together, joined by a NUL: no valid line holds one
-    # unescaped, so unless an escape gives one, splitting on it gives them back. Most
-    # lines escape only spaces and empty arguments; a backslash left after those
-    # belongs to another escape, undone the same way unless there are escaped
-    # backslashes (which pair from the left) or NULs among them.
+    # unescaped, so unless an escape gives one, splitting on it gives them back. An
+    # escape is undone by replacing it wherever it is; an escaped backslash (which
+    # pairs from the left) or an invalid escape leaves a backslash behind, found at
+    # the end: then each argument is unescaped on its own.
     joined = b"\0".join(arguments)
-    plain = joined.replace(b"\\_", b" ")
+    spaced = joined.replace(b"\\_", b" ")
+    if 92 not in spaced:
+        return spaced.split(b"\0")
+    # Most lines escape only spaces and empty arguments.
+    plain = spaced.replace(b"\\@", b"")
     if 92 in plain:
-        plain = plain.replace(b"\\@", b"")
-        if 92 in plain:
-            rest = None if b"\\\\" in joined or b"\\0" in joined else _undo_plain(plain)
-            if rest is None:
-                return _unescape_each(arguments)
-            plain = rest
+        rest = _undo_others(spaced, _JOINED_UNESCAPES)
+        if rest is None:
+            return _unescape_each(arguments)
+        plain = rest
     return plain.split(b"\0")
 
 
