@@ -34,14 +34,17 @@ class ReplyWrappedInspectingClientAsync(InspectingClientAsync):
         # One bound method for all the sensors that keep it until first use.
         self._describe_sensor = self._sensor_description
 
-    def _make_sensor(self, name: str, info: Dict[str, Any]) -> Any:
+    def _sensor_maker(self) -> Callable[[str, Dict[str, Any]], Any]:
         factory = self.sensor_factory
         if getattr(factory, "__func__", None) is KATCPClientResourceSensorsManager.sensor_factory:
-            # A resource's own factory, neither replaced nor overridden: its sensor
-            # parses the device's description only when first used.
+            # A resource's own factory, neither replaced nor overridden: its sensors
+            # parse the device's description only when first used.
             manager: KATCPClientResourceSensorsManager = factory.__self__  # type: ignore
-            return manager.mirror_sensor(name, info, self._describe_sensor)
-        return super()._make_sensor(name, info)
+            return manager.mirror_maker(self._describe_sensor)
+        return super()._make_sensor
+
+    def _make_sensor(self, name: str, info: Dict[str, Any]) -> Any:
+        return self._sensor_maker()(name, info)
 
     @staticmethod
     def reply_wrapper(x: Tuple[Message, List[Message]]) -> KATCPReply:
@@ -133,7 +136,30 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
             ``describe(name, info)`` gives the keyword arguments of
             :meth:`sensor_factory`; called on first use.
         """
-        return resource.KATCPSensor._mirrored(self, name, info["description"], info, describe)
+        return self.mirror_maker(describe)(name, info)
+
+    def mirror_maker(self, describe: Callable[[str, Any], Dict[str, Any]]
+                     ) -> Callable[[str, Any], resource.KATCPSensor]:
+        """:meth:`mirror_sensor` as a function of ``(name, info)``, for many sensors.
+
+        Parameters
+        ----------
+        describe : callable
+            ``describe(name, info)`` gives the keyword arguments of
+            :meth:`sensor_factory`; called on a sensor's first use.
+
+        Returns
+        -------
+        mirror : callable
+            ``mirror(name, info)``, as ``mirror_sensor(name, info, describe)``; one
+            function serves a whole sync.
+        """
+        mirrored = resource.KATCPSensor._mirror_maker(self, describe)
+
+        def mirror(name: str, info: Any) -> resource.KATCPSensor:
+            return mirrored(name, info["description"], info)
+
+        return mirror
 
     def _get_strategy_cache_key(self, sensor_name: str) -> str:
         if sensor_name in self._strategy_cache:

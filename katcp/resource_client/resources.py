@@ -2,6 +2,7 @@
 
 import asyncio
 import collections
+import functools
 import inspect
 import logging
 import re
@@ -568,14 +569,21 @@ def _replace_timeout(future: Any, text: Callable[[], str]) -> Any:
     return explained
 
 
+def _escape_names(names: List[str]) -> List[str]:
+    """:func:`escape_name` of each of `names`, escaping them all in one go."""
+    # escape_name() maps character by character, so it may escape the names joined
+    # by a character it keeps, if no name holds that character.
+    joined = "\n".join(names)
+    if not names or joined.count("\n") != len(names) - 1:
+        return [escape_name(name) for name in names]
+    return escape_name(joined).split("\n")
+
+
 def _add_to(namespace: AttrDict, objs: Sequence[Any]) -> List[str]:
     """Add the objects found (not None) under their escaped names; return those names."""
-    added_names = []
-    for obj in objs:
-        if obj is not None:
-            escaped_name = escape_name(obj.name)
-            namespace[escaped_name] = obj
-            added_names.append(escaped_name)
+    found = [obj for obj in objs if obj is not None]
+    added_names = _escape_names([obj.name for obj in found])
+    namespace.update(zip(added_names, found))
     return added_names
 
 
@@ -585,6 +593,14 @@ def _remove_from(namespace: AttrDict, names: Sequence[str]) -> List[str]:
     for name in removed_names:
         namespace.pop(name, None)
     return removed_names
+
+
+def _child_keys(prefix: str, kind: str, names: Sequence[str]) -> List[str]:
+    """The container's keys of a child's items `names` of namespace `kind`."""
+    if kind == "sensor":
+        # Aggregate sensors keep their names.
+        return [name if name.startswith("agg_") else prefix + name for name in names]
+    return [prefix + name for name in names]
 
 
 class KATCPClientResourceContainer(resource.KATCPResource):
@@ -854,14 +870,11 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         """
         namespace = getattr(self, "_" + kind)
         prefix = escape_name(child.name) + "_"
-
-        def key(name: str) -> str:
-            return name if kind == "sensor" and name.startswith("agg_") else prefix + name
-
-        for name in removed:
-            namespace.pop(key(name), None)
+        for key in _child_keys(prefix, kind, removed):
+            namespace.pop(key, None)
         mirrored = getattr(child, kind)
-        namespace.update([(key(name), dict.get(mirrored, name)) for name in added])
+        namespace.update(zip(_child_keys(prefix, kind, added),
+                             map(functools.partial(dict.get, mirrored), added)))
         if kind == "req":
             for group in dict.values(self._groups):
                 if child in group.clients:

@@ -26,8 +26,13 @@ _UNESCAPE_SUB = functools.partial(re.compile(rb"\\.?", re.DOTALL).sub,
                                   lambda m: _UNESCAPES[m.group()])
 
 
-_OTHER_UNESCAPES = [(escaped, raw) for escaped, raw in _UNESCAPES.items()
-                    if escaped not in (b"\\_", b"\\\\")]
+# The escapes other than of a space or a backslash, commonest first (the newlines of
+# help texts). Each gives a byte that ends no escape; that of an empty argument, which
+# gives nothing and so could join a stray backslash to what follows, comes last. The
+# arguments of a line, unescaped together joined by NULs, leave that of a NUL alone.
+_JOINED_UNESCAPES = [(escaped, _UNESCAPES[escaped])
+                     for escaped in (b"\\n", b"\\t", b"\\r", b"\\e", b"\\@")]
+_OTHER_UNESCAPES = [(b"\\0", b"\0")] + _JOINED_UNESCAPES
 
 
 def _undo_plain(part: bytes) -> Optional[bytes]:
@@ -36,13 +41,17 @@ def _undo_plain(part: bytes) -> Optional[bytes]:
     Every backslash then starts an escape of its own, so plain replace() calls undo
     them (most text escapes only spaces) with no regex callback per escape.
     """
-    part = part.replace(b"\\_", b" ")
-    if 92 in part:
-        for escaped, raw in _OTHER_UNESCAPES:
-            part = part.replace(escaped, raw)
-        if 92 in part:
-            return None
-    return part
+    return _undo_others(part.replace(b"\\_", b" "), _OTHER_UNESCAPES)
+
+
+def _undo_others(part: bytes, escapes: List[Tuple[bytes, bytes]]) -> Optional[bytes]:
+    """Undo `escapes` in `part` (escaped spaces undone already); None if a backslash is
+    left, which is not among them, or invalid, or part of an escaped backslash."""
+    for escaped, raw in escapes:
+        if 92 not in part:
+            return part
+        part = part.replace(escaped, raw)
+    return None if 92 in part else part
 
 
 def _unescape(arg: bytes) -> bytes:
@@ -61,6 +70,35 @@ def _unescape(arg: bytes) -> bytes:
             return plain
     # An invalid escape: the regex finds it and reports it.
     return _UNESCAPE_SUB(arg)
+
+
+def _unescape_all(arguments: List[bytes]) -> List[bytes]:
+    """Undo the escapes of a message's arguments (KatcpSyntaxError for an invalid one)."""
+    # The arguments are unescaped together, joined by a NUL: no valid line holds one
+    # unescaped, so unless an escape gives one, splitting on it gives them back. An
+    # escape is undone by replacing it wherever it is; an escaped backslash (which
+    # pairs from the left) or an invalid escape leaves a backslash behind, found at
+    # the end: then each argument is unescaped on its own.
+    joined = b"\0".join(arguments)
+    spaced = joined.replace(b"\\_", b" ")
+    if 92 not in spaced:
+        return spaced.split(b"\0")
+    # Most lines escape only spaces and empty arguments.
+    plain = spaced.replace(b"\\@", b"")
+    if 92 in plain:
+        rest = _undo_others(spaced, _JOINED_UNESCAPES)
+        if rest is None:
+            return _unescape_each(arguments)
+        plain = rest
+    return plain.split(b"\0")
+
+
+def _unescape_each(arguments: List[bytes]) -> List[bytes]:
+    """Undo the escapes of each argument on its own (KatcpSyntaxError for an invalid one)."""
+    try:
+        return [_unescape(arg) if 92 in arg else arg for arg in arguments]
+    except KeyError as exc:
+        raise KatcpSyntaxError("Invalid escape sequence %r." % (show(exc.args[0]),)) from None
 
 
 def escape_argument(arg: bytes) -> bytes:
@@ -382,6 +420,11 @@ class MessageParser:
     ESCAPE_LOOKUP = {k[1:]: v for k, v in _UNESCAPES.items()}
     TYPE_SYMBOL_LOOKUP = Message.TYPE_SYMBOL_LOOKUP
 
+    # The last header with an id parsed, with its name and id: the informs of a reply
+    # come one after another under one header. One tuple, replaced whole, so that a
+    # parser shared between threads never pairs a header with another's id.
+    _last_header: Tuple[bytes, str, Optional[bytes]] = (b"", "", None)
+
     def parse(self, line: bytes) -> Message:
         """Parse a line, return a Message.
 
@@ -424,24 +467,25 @@ class MessageParser:
         else:
             parts = line.split()
         header = parts[0]
-        if header[-1] == 93:  # b"]": an id, which is short and follows a cached name
+        last = self._last_header
+        name: Optional[str]
+        if header == last[0]:
+            name, mid = last[1], last[2]
+        elif header[-1] == 93:  # b"]": an id, which is short and follows a cached name
             bracket = header.find(b"[")
             name = _header_names.get(header[:bracket])
             mid = header[bracket + 1:-1]
             if name is None or not mid.isdigit():
                 name, mid = self._parse_header(header)
+            self._last_header = (header, name, mid)
         else:
             name = _header_names.get(header)
             mid = None
             if name is None:
                 name, mid = self._parse_header(header)
         arguments = parts[1:]
-        if 92 in line:
-            try:
-                arguments = [_unescape(arg) if 92 in arg else arg for arg in arguments]
-            except KeyError as exc:
-                raise KatcpSyntaxError("Invalid escape sequence %r." % (
-                    show(exc.args[0]),)) from None
+        if 92 in line and arguments:
+            arguments = _unescape_all(arguments)
         # Message._from_wire(), inlined: this makes every message received.
         msg = _new_message(Message)
         msg.mtype = mtype

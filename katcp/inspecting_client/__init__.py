@@ -11,7 +11,6 @@ The client is not thread-safe: use it only from its ioloop.
 """
 
 import asyncio
-import collections
 import inspect
 import logging
 # 0.9 code patches katcp.inspecting_client.random.random to fix the backoff's draws.
@@ -23,7 +22,7 @@ import tornado.ioloop
 import tornado.util
 
 from katcp._export import keep_home
-from katcp.client import AsyncClient
+from katcp.client import AsyncClient  # noqa: F401 (importable here before the split)
 from katcp.core import (DEFAULT_KATCP_MAJOR, AttrDict, Message, Sensor, future_timeout_manager,
                         until_any, until_later)
 from katcp.ioloop_manager import current_ioloop
@@ -36,118 +35,14 @@ ic_logger = logging.getLogger("katcp.inspect_client")
 # Documented here since 0.9; shared with other retrying code from katcp.loop.backoff.
 keep_home(__name__, ExponentialRandomBackoff)
 
-RequestType = collections.namedtuple(  # type: ignore[name-match]
-    "Request", "name description timeout_hint")
+from katcp.inspecting_client.parts import (  # noqa: F401 (documented here)
+    _CONNECTED, _DISCONNECTED, _SYNCED, InspectingClientStateType, RequestType, SyncError,
+    _InformHookDeviceClient, _is_unknown_fail, _objects, _PendingChanges, _readings_of,
+    _sensor_list_collector)
 
-
-class SyncError(Exception):
-    """Raised if an error occurs during syncing with a device."""
-
-
-class InspectingClientStateType(collections.namedtuple(
-        "InspectingClientStateType", "connected synced model_changed data_synced")):
-    """States tuple for the inspecting client. Fields, all bool:
-
-    connected: bool
-        TCP connection has been established with the server.
-    synced: bool
-        The inspecting client and the user that interfaces through the state change
-        callback are all synchronised with the current device state. Also implies
-        `connected = True` and `data_synced = True`.
-    model_changed: bool
-        The device has changed in some way, resulting in the device model being out
-        of date.
-    data_synced: bool
-        The inspecting client's internal representation of the device is up to date,
-        although state change user is not yet up to date.
-    """
-
-    __slots__ = ()
-
-
-_DISCONNECTED = InspectingClientStateType(False, False, False, False)
-_CONNECTED = InspectingClientStateType(True, False, False, False)
-_SYNCED = InspectingClientStateType(True, True, False, True)
-
-
-class _InformHookDeviceClient(AsyncClient):
-    """AsyncClient that also passes every inform to functions hooked to its name."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._inform_hooks: Dict[str, List[Callable[[Message], Any]]] = (
-            collections.defaultdict(list))
-
-    def hook_inform(self, inform_name: str, callback: Callable[[Message], Any]) -> None:
-        """Hookup a function to be called when an inform is received.
-
-        Hooks see every inform of that name, also those that are part of the reply
-        to a request, before normal processing.
-
-        Parameters
-        ----------
-        inform_name : str
-            Name of the inform, e.g. 'interface-changed'.
-        callback : callable
-            Called as callback(msg); hooking the same callback twice has no effect.
-        """
-        hooks = self._inform_hooks[inform_name]
-        if callback not in hooks:
-            hooks.append(callback)
-
-    def handle_inform(self, msg: Message) -> Any:
-        """Call callbacks hooked to the inform, then process it normally."""
-        for hook in self._inform_hooks.get(msg.name, ()):
-            try:
-                hook(msg)
-            except Exception:
-                self._logger.exception("Inform hook %r failed on %s", hook, msg)
-        return super().handle_inform(msg)
-
-
-class _PendingChanges:
-    """What the device said has changed and still needs inspecting.
-
-    For requests and for sensors separately: nothing (empty set), some names, or
-    everything (ALL).
-    """
-
-    ALL = None
-
-    def __init__(self) -> None:
-        self.requests: Optional[Set[str]] = set()
-        self.sensors: Optional[Set[str]] = set()
-
-    def __bool__(self) -> bool:
-        return self.requests is self.ALL or self.sensors is self.ALL or bool(
-            self.requests or self.sensors)
-
-    def add(self, kind: str, name: Optional[str] = None) -> None:
-        """Mark all `kind` ('requests' or 'sensors') or just `name` as changed."""
-        names = getattr(self, kind)
-        if name is None:
-            setattr(self, kind, self.ALL)
-        elif names is not self.ALL:
-            names.add(name)
-
-    def add_all(self) -> None:
-        self.requests = self.ALL
-        self.sensors = self.ALL
-
-    def update(self, other: "_PendingChanges") -> None:
-        """Add everything `other` (a _PendingChanges) holds."""
-        for kind in ("requests", "sensors"):
-            names = getattr(other, kind)
-            if names is self.ALL:
-                self.add(kind)
-            else:
-                for name in names:
-                    self.add(kind, name)
-
-
-def _is_unknown_fail(reply: Message) -> bool:
-    """Whether a fail reply means that the item asked about does not exist."""
-    return len(reply.arguments) > 1 and b"unknown" in reply.arguments[1].lower()
+# Documented (and pickled) here since 0.9.
+keep_home(__name__, RequestType, SyncError, InspectingClientStateType, _InformHookDeviceClient,
+          _PendingChanges)
 
 
 class InspectingClientAsync:
@@ -662,15 +557,38 @@ class InspectingClientAsync:
         return self._reindex(self._requests_index, found, name)
 
     async def _inspection_request(self, request: str, name: Optional[str],
-                                  timeout: Optional[float]) -> Any:
-        """``?request [name]``; a fail other than 'unknown name' is a :class:`SyncError`."""
+                                  timeout: Optional[float],
+                                  inform_cb: Optional[Callable[[Message], None]] = None
+                                  ) -> Any:
+        """``?request [name]``; a fail other than 'unknown name' is a :class:`SyncError`.
+
+        Resolves with ``(reply, informs)``; given `inform_cb`, the informs go to it as
+        they arrive instead, each dropped once seen (a device's sensor list may be long),
+        and ``informs`` is empty.
+        """
         args = () if name is None else (name,)
-        reply, informs = await self.katcp_client.future_request(
-            Message.request(request, *args), timeout=timeout)
+        msg = Message.request(request, *args)
+        if inform_cb is None:
+            reply, informs = await self.katcp_client.future_request(msg, timeout=timeout)
+        else:
+            reply, informs = await self._streamed_request(msg, timeout, inform_cb), []
         if not reply.reply_ok() and not (name is not None and _is_unknown_fail(reply)):
             raise SyncError("Error reply during sync process for %s: %s"
                             % (self.katcp_client.bind_address_string, readable_message(reply)))
         return reply, informs
+
+    def _streamed_request(self, msg: Message, timeout: Optional[float],
+                          inform_cb: Callable[[Message], None]) -> Any:
+        """Future of the reply to `msg`, whose informs go to `inform_cb`."""
+        future = self._create_future()
+
+        def reply_cb(reply: Message) -> None:
+            if not future.done():
+                future.set_result(reply)
+
+        self.katcp_client.callback_request(msg, reply_cb=reply_cb, inform_cb=inform_cb,
+                                           timeout=timeout)
+        return future
 
     async def _get_request_timeout_hints(self, name: Optional[str], maybe_timeout: Any
                                          ) -> Dict[str, float]:
@@ -692,26 +610,12 @@ class InspectingClientAsync:
 
         As :meth:`inspect_requests`, for sensors.
         """
-        reply, informs = yield self._inspection_request("sensor-list", name, timeout)
-        found = {}
-        # Units, type names and params repeat from sensor to sensor: each is decoded
-        # (or made) once and one object of it kept.
-        shared: Dict[bytes, str] = {}
-        shared_params: Dict[Tuple[bytes, ...], Tuple[bytes, ...]] = {}
-        for inform in informs:
-            arguments = inform.arguments
-            sensor_name, description, units, sensor_type = arguments[:4]
-            units_text = shared.get(units)
-            if units_text is None:
-                units_text = shared[units] = readable(units)
-            type_text = shared.get(sensor_type)
-            if type_text is None:
-                type_text = shared[sensor_type] = readable(sensor_type)
-            # Params as sent: any difference in them is a change.
-            params = tuple(arguments[4:])
-            found[readable(sensor_name)] = {"description": readable(description),
-                                            "units": units_text, "sensor_type": type_text,
-                                            "params": shared_params.setdefault(params, params)}
+        found: Dict[str, Dict[str, Any]] = {}
+        collect, failures = _sensor_list_collector(found)
+        yield self._inspection_request("sensor-list", name, timeout, collect)
+        if failures:
+            # A malformed inform fails the inspection, as it always did.
+            raise failures[0]
         return self._reindex(self._sensors_index, found, name)
 
     def _update_index(self, index: Dict[str, Dict[str, Any]], name: str,
@@ -874,14 +778,14 @@ class InspectingClientAsync:
         """
         names = list(names)
         if kind == "sensors":
-            index, get_one, make = self._sensors_index, self.future_get_sensor, self._make_sensor
+            index, get_one = self._sensors_index, self.future_get_sensor
         else:
-            index, get_one, make = (self._requests_index, self.future_get_request,
-                                    self._make_request)
-        if not (self._state.data_synced and all(name in index for name in names)):
+            index, get_one = self._requests_index, self.future_get_request
+        if not (self._state.data_synced and index.keys() >= set(names)):
             return tornado.gen.multi([get_one(name) for name in names])
+        make = self._sensor_maker() if kind == "sensors" else self._make_request
         future = self._create_future()
-        future.set_result([self._object(name, index, make) for name in names])
+        future.set_result(_objects(names, index, make))
         return future
 
     @tornado.gen.coroutine
@@ -896,12 +800,12 @@ class InspectingClientAsync:
     def _object(name: str, index: Dict[str, Any],
                 make: Callable[[str, Dict[str, Any]], Any]) -> Any:
         """The object of item `name` of `index`, made on first use; None if unknown."""
-        info = index.get(name)
-        if info is None:
-            return None
-        if info.get("obj") is None:
-            info["obj"] = make(name, info)
-        return info["obj"]
+        return _objects([name], index, make)[0] if name in index else None
+
+    def _sensor_maker(self) -> Callable[[str, Dict[str, Any]], Any]:
+        """``make(name, info)`` giving the sensor object of an index entry: looked up
+        once for a whole batch of sensors."""
+        return self._make_sensor
 
     def _make_sensor(self, name: str, info: Dict[str, Any]) -> Any:
         return self.sensor_factory(**self._sensor_description(name, info))
@@ -985,30 +889,14 @@ class InspectingClientAsync:
 
     def _cb_inform_sensor_status(self, msg: Message) -> None:
         """Update sensor objects from a #sensor-status (or #sensor-value) inform."""
-        arguments = msg.arguments
-        try:
-            timestamp = arguments[0]
-            num_sensors = int(arguments[1])
-        except (IndexError, ValueError):
-            num_sensors = -1
-        if len(arguments) != 2 + 3 * num_sensors:
+        readings = _readings_of(msg)
+        if readings is None:
             self._logger.warning("Malformed %s inform: %s", msg.name, msg)
             return
-        for offset in range(2, len(arguments), 3):
-            self._set_formatted(readable(arguments[offset]), timestamp, arguments[offset + 1],
-                                arguments[offset + 2])
+        for name, timestamp, status, value in readings:
+            self._set_formatted(name, timestamp, status, value)
 
     def _cb_inform_interface_change(self, msg: Message) -> None:
         """Note what the device says has changed (see the KATCP spec) and resync."""
-        arguments = [readable(arg) for arg in msg.arguments]
-        pending = self._pending
-        if arguments == ["sensor-list"]:
-            pending.add("sensors")
-        elif arguments == ["request-list"]:
-            pending.add("requests")
-        elif len(arguments) >= 2 and arguments[0] in ("sensor", "request"):
-            pending.add(arguments[0] + "s", arguments[1])
-        else:
-            # No arguments, or ones we do not understand: anything may have changed.
-            pending.add_all()
+        self._pending.add_from_inform(msg)
         self._wake()

@@ -1,0 +1,210 @@
+"""The parts :class:`~katcp.inspecting_client.InspectingClientAsync` is built from.
+
+Its states, what it notes as changed until inspected, the KATCP client that passes
+informs to hooks, and the reading of ``#sensor-list`` informs into its model. All are
+documented (and report themselves) as ``katcp.inspecting_client.<name>``.
+"""
+
+import collections
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+
+from katcp.client import AsyncClient
+from katcp.core import Message
+from katcp.wire.text import readable
+
+RequestType = collections.namedtuple(  # type: ignore[name-match]
+    "Request", "name description timeout_hint")
+
+
+class SyncError(Exception):
+    """Raised if an error occurs during syncing with a device."""
+
+
+class InspectingClientStateType(collections.namedtuple(
+        "InspectingClientStateType", "connected synced model_changed data_synced")):
+    """States tuple for the inspecting client. Fields, all bool:
+
+    connected: bool
+        TCP connection has been established with the server.
+    synced: bool
+        The inspecting client and the user that interfaces through the state change
+        callback are all synchronised with the current device state. Also implies
+        `connected = True` and `data_synced = True`.
+    model_changed: bool
+        The device has changed in some way, resulting in the device model being out
+        of date.
+    data_synced: bool
+        The inspecting client's internal representation of the device is up to date,
+        although state change user is not yet up to date.
+    """
+
+    __slots__ = ()
+
+
+_DISCONNECTED = InspectingClientStateType(False, False, False, False)
+_CONNECTED = InspectingClientStateType(True, False, False, False)
+_SYNCED = InspectingClientStateType(True, True, False, True)
+
+
+class _InformHookDeviceClient(AsyncClient):
+    """AsyncClient that also passes every inform to functions hooked to its name."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._inform_hooks: Dict[str, List[Callable[[Message], Any]]] = (
+            collections.defaultdict(list))
+        # Looked up once: every inform received passes through it.
+        self._handle_inform_unhooked = super().handle_inform
+
+    def hook_inform(self, inform_name: str, callback: Callable[[Message], Any]) -> None:
+        """Hookup a function to be called when an inform is received.
+
+        Hooks see every inform of that name, also those that are part of the reply
+        to a request, before normal processing.
+
+        Parameters
+        ----------
+        inform_name : str
+            Name of the inform, e.g. 'interface-changed'.
+        callback : callable
+            Called as callback(msg); hooking the same callback twice has no effect.
+        """
+        hooks = self._inform_hooks[inform_name]
+        if callback not in hooks:
+            hooks.append(callback)
+
+    def handle_inform(self, msg: Message) -> Any:
+        """Call callbacks hooked to the inform, then process it normally."""
+        hooks = self._inform_hooks.get(msg.name)
+        if hooks:
+            for hook in hooks:
+                try:
+                    hook(msg)
+                except Exception:
+                    self._logger.exception("Inform hook %r failed on %s", hook, msg)
+        return self._handle_inform_unhooked(msg)
+
+
+class _PendingChanges:
+    """What the device said has changed and still needs inspecting.
+
+    For requests and for sensors separately: nothing (empty set), some names, or
+    everything (ALL).
+    """
+
+    ALL = None
+
+    def __init__(self) -> None:
+        self.requests: Optional[Set[str]] = set()
+        self.sensors: Optional[Set[str]] = set()
+
+    def __bool__(self) -> bool:
+        return self.requests is self.ALL or self.sensors is self.ALL or bool(
+            self.requests or self.sensors)
+
+    def add(self, kind: str, name: Optional[str] = None) -> None:
+        """Mark all `kind` ('requests' or 'sensors') or just `name` as changed."""
+        names = getattr(self, kind)
+        if name is None:
+            setattr(self, kind, self.ALL)
+        elif names is not self.ALL:
+            names.add(name)
+
+    def add_from_inform(self, msg: Message) -> None:
+        """Mark what an ``#interface-changed`` inform says has changed (KATCP spec)."""
+        arguments = [readable(arg) for arg in msg.arguments]
+        if arguments == ["sensor-list"]:
+            self.add("sensors")
+        elif arguments == ["request-list"]:
+            self.add("requests")
+        elif len(arguments) >= 2 and arguments[0] in ("sensor", "request"):
+            self.add(arguments[0] + "s", arguments[1])
+        else:
+            # No arguments, or ones we do not understand: anything may have changed.
+            self.add_all()
+
+    def add_all(self) -> None:
+        self.requests = self.ALL
+        self.sensors = self.ALL
+
+    def update(self, other: "_PendingChanges") -> None:
+        """Add everything `other` (a _PendingChanges) holds."""
+        for kind in ("requests", "sensors"):
+            names = getattr(other, kind)
+            if names is self.ALL:
+                self.add(kind)
+            else:
+                for name in names:
+                    self.add(kind, name)
+
+
+def _is_unknown_fail(reply: Message) -> bool:
+    """Whether a fail reply means that the item asked about does not exist."""
+    return len(reply.arguments) > 1 and b"unknown" in reply.arguments[1].lower()
+
+
+def _sensor_list_collector(found: Dict[str, Dict[str, Any]]
+                           ) -> Tuple[Callable[[Message], None], List[Exception]]:
+    """``collect(inform)`` storing what a ``#sensor-list`` inform says in `found`.
+
+    Entries of `found`: sensor name -> its description, units, type (as text) and
+    params (as sent: any difference in them is a change). The exceptions of malformed
+    informs are appended to the list returned along.
+    """
+    # Units, type names and params repeat from sensor to sensor: each is decoded
+    # (or made) once and one object of it kept.
+    shared: Dict[bytes, str] = {}
+    shared_params: Dict[Tuple[bytes, ...], Tuple[bytes, ...]] = {}
+    failures: List[Exception] = []
+
+    def collect(inform: Message) -> None:
+        try:
+            arguments = inform.arguments
+            sensor_name, description, units, sensor_type = arguments[:4]
+            units_text = shared.get(units)
+            if units_text is None:
+                units_text = shared[units] = readable(units)
+            type_text = shared.get(sensor_type)
+            if type_text is None:
+                type_text = shared[sensor_type] = readable(sensor_type)
+            params = tuple(arguments[4:])
+            # readable(), inlined for the usual bytes arguments.
+            found[sensor_name.decode("utf-8", "replace") if type(sensor_name) is bytes
+                  else readable(sensor_name)] = {
+                "description": (description.decode("utf-8", "replace")
+                                if type(description) is bytes else readable(description)),
+                "units": units_text, "sensor_type": type_text,
+                "params": shared_params.setdefault(params, params)}
+        except Exception as exc:
+            failures.append(exc)
+
+    return collect, failures
+
+
+def _readings_of(msg: Message) -> Optional[List[Tuple[str, bytes, bytes, bytes]]]:
+    """``(name, timestamp, status, value)`` of each sensor of a ``#sensor-status`` (or
+    ``#sensor-value``) inform, as sent; None for a malformed inform."""
+    arguments = msg.arguments
+    try:
+        timestamp = arguments[0]
+        num_sensors = int(arguments[1])
+    except (IndexError, ValueError):
+        return None
+    if len(arguments) != 2 + 3 * num_sensors:
+        return None
+    return [(readable(arguments[offset]), timestamp, arguments[offset + 1],
+             arguments[offset + 2]) for offset in range(2, len(arguments), 3)]
+
+
+def _objects(names: List[str], index: Dict[str, Any],
+             make: Callable[[str, Dict[str, Any]], Any]) -> List[Any]:
+    """The objects of the items `names` (all in `index`), each made on first use and
+    kept in its entry (key ``'obj'``)."""
+    objs = []
+    for name in names:
+        info = index[name]
+        obj = info.get("obj")
+        if obj is None:
+            obj = info["obj"] = make(name, info)
+        objs.append(obj)
+    return objs
