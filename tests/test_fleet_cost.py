@@ -143,6 +143,37 @@ def test_an_unanswered_sensor_list_times_out_as_a_sync_error():
         asyncio.run(_inspected(device, timeout=0.2))
 
 
+def test_a_replaced_future_request_still_carries_the_sensor_list():
+    # Code written for 0.9 fakes or wraps future_request to feed inspections: the
+    # streamed path must not bypass it.
+    device = _SensorListDevice([rb"a.b Temp\_of\_a degC float -1 1", rb"c.d On \@ boolean"])
+    asked = []
+
+    async def inspect():
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: device, "127.0.0.1", 0)
+        client = InspectingClientAsync("127.0.0.1", server.sockets[0].getsockname()[1])
+        client._state_loop = lambda: None
+        real = client.katcp_client.future_request
+
+        def future_request(msg, *args, **kwargs):
+            asked.append(msg.name)
+            return real(msg, *args, **kwargs)
+
+        client.katcp_client.future_request = future_request
+        try:
+            await client.connect(timeout=WAIT)
+            await client.katcp_client.until_protocol(timeout=WAIT)
+            return await client.inspect_sensors(), client.sensors
+        finally:
+            client.stop()
+            server.close()
+
+    changes, sensors = asyncio.run(inspect())
+    assert asked == ["sensor-list"]
+    assert changes.added == {"a.b", "c.d"} and sorted(sensors) == ["a.b", "c.d"]
+
+
 def test_a_maker_mirrors_sensors_as_one_by_one_mirroring_does():
     manager = KATCPClientResourceSensorsManager(None, "dish")
     described = []

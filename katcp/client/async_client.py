@@ -10,6 +10,7 @@ from katcp.client.protocol import ClientProtocol
 from katcp.client.requests import CallbackRequest, FutureRequest, RequestTable, ThreadRequest
 from katcp.client.threadsafe import make_threadsafe, make_threadsafe_blocking
 from katcp.core import KatcpClientError, Message
+from katcp.wire.util import uses_own
 from katcp.loop.crossing import on_thread, post_to_loop
 
 
@@ -80,9 +81,7 @@ class AsyncClient(DeviceClient):
         requests = self._requests
         if msg_id in requests.by_id:
             raise RuntimeError("Message id %r already in use by a request in flight" % (msg_id,))
-        cls, attrs = type(self), self.__dict__
-        if (cls.send_request is _SEND_REQUEST and cls.send_message is _SEND_MESSAGE
-                and "send_request" not in attrs and "send_message" not in attrs):
+        if uses_own(self, DeviceClient, "send_request", "send_message"):
             # Neither is overridden (by a subclass or on the instance): sent before
             # the bookkeeping, which then overlaps the server's work; the reply can
             # only be read on a later loop iteration.
@@ -282,7 +281,3 @@ class AsyncClient(DeviceClient):
         if pending is None or not pending.on_reply(msg):
             return super().handle_reply(msg)
         return None
-
-
-_SEND_REQUEST = DeviceClient.send_request
-_SEND_MESSAGE = DeviceClient.send_message

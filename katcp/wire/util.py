@@ -54,6 +54,31 @@ def hashable_identity(obj: Any) -> Hashable:
     return id(obj)
 
 
+def uses_own(obj: Any, base: type, *names: str) -> bool:
+    """Whether `obj` still uses `base`'s own methods `names`.
+
+    False when a subclass overrides one of them or it is replaced on the instance
+    (as ``mock.patch.object`` does): a fast path that skips such a method must not
+    be taken then, or the replacement would be silently bypassed.
+
+    Parameters
+    ----------
+    obj : object
+        An instance of `base` or of a subclass.
+    base : type
+        The class whose methods the fast path knows.
+    *names : str
+        The methods the fast path would skip.
+
+    Returns
+    -------
+    own : bool
+    """
+    cls, attrs = type(obj), getattr(obj, "__dict__", {})
+    return all(getattr(cls, name) is getattr(base, name) and name not in attrs
+               for name in names)
+
+
 def transform_future(transformation: Callable[[Any], Any], future: Any) -> Any:
     """A future resolving to ``transformation(future.result())``.
 
