@@ -104,7 +104,11 @@ class ClientConnection:
         As :meth:`reply_inform`, for the reply: `reply` gets the id of `orig_req`,
         whose name it must have (else ValueError, and nothing is sent).
         """
-        getattr(self._server, self._SEND)(self._conn_id, _answer_to(reply, orig_req))
+        if reply.name != orig_req.name:
+            raise ValueError("Message name %r does not match request name %r." % (
+                reply.name, orig_req.name))
+        reply.mid = orig_req.mid
+        getattr(self._server, self._SEND)(self._conn_id, reply)
 
     def mass_inform(self, msg: Message) -> None:
         """Send an inform message to all clients.
