@@ -6,6 +6,8 @@ from typing import Any, Callable, List, Optional
 from katcp.core import Message
 
 _REPLY = Message.REPLY
+# Message.reply_to_request() without its own call: this makes most replies.
+_answer = Message._answer
 
 
 def client_connection_of(connection: Any) -> Any:
@@ -284,8 +286,7 @@ class ClientRequestConnection:
         reply : Message
 
         """
-        # Message.reply_to_request(), one call less: this makes most replies.
-        return Message._answer(_REPLY, self.msg, args)
+        return _answer(_REPLY, self.msg, args)
 
     def reply(self, *args: Any) -> None:
         """Send the reply to the request.
@@ -296,7 +297,7 @@ class ClientRequestConnection:
             Reply arguments, normally starting with 'ok' or 'fail'.
 
         """
-        self.reply_with_message(Message._answer(_REPLY, self.msg, args))
+        self.reply_with_message(_answer(_REPLY, self.msg, args))
 
     def reply_again(self, *args: Any) -> None:
         """Send another reply to the request, even though one was already sent.

@@ -192,8 +192,9 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
         on_message = server._device.on_message
         parse = server._parse
         # Replies to the whole chunk go out together, in one write (or more, should a
-        # client that does not read make them pass the write limit meanwhile).
-        self.hold()
+        # client that does not read make them pass the write limit meanwhile): hold()
+        # and release(), inline as this runs for every chunk received.
+        self._held = True
         try:
             while index < count and not self.closing:
                 line = lines[index]
@@ -219,7 +220,9 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
                 self._lines = _NO_LINES
             else:
                 self._next_line = index
-            self.release()
+            self._held = False
+            if self._chunks:
+                self.flush()
 
     def _done(self, ready: Any) -> None:
         if not ready.cancelled() and ready.exception() is not None:
