@@ -771,10 +771,11 @@ class KATCPServer:
 
     def send_message_threadsafe(self, stream: _Connection, msg: Message) -> None:
         """Like :meth:`send_message`, from any thread, without waiting for the send."""
+        data = msg.__bytes__() + b"\n"  # on the caller's thread; __bytes__(): see send_message()
         if on_thread(self.ioloop_thread_id):
-            stream.send(bytes(msg) + b"\n")
+            stream.send(data)
         else:
-            self.call_soon_threadsafe(stream.send, bytes(msg) + b"\n")
+            self.call_soon_threadsafe(stream.send, data)
 
     def mass_send_message_threadsafe(self, msg: Message) -> None:
         """Like :meth:`mass_send_message`, from any thread, without waiting for the send."""
