@@ -72,7 +72,7 @@ class MessageHandlerThread:
         on_message should not be called again until ready has resolved.
 
         """
-        ioloop = self.ioloop
+        ioloop: Any = self.ioloop
         # The loop's create_future(): Future() would first look the running loop up.
         ready: Future = Future() if ioloop is None else ioloop.asyncio_loop.create_future()
         self._queue.put((client_conn, msg, ready))
