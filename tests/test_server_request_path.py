@@ -2,8 +2,9 @@
 
 A connection pauses reading only once more arrives while a message is being handled;
 a client that ends its side meanwhile still gets the reply. The handler thread hands
-a reply and the end of its message to the loop together (CallQueue.hold / release).
-Real sockets on 127.0.0.1 for the servers.
+a reply and the end of its message to the loop together (CallQueue.hold / release),
+and the loop writes such a reply at once (WriteBatcher.send_now). Real sockets on
+127.0.0.1 for the servers.
 """
 
 import asyncio
@@ -16,6 +17,7 @@ import tornado.ioloop
 from katcp.core import Message, ProtocolFlags
 from katcp.loop.call_queue import CallQueue
 from katcp.server import AsyncDeviceServer, DeviceServer
+from katcp.transport.framing import WriteBatcher
 
 from server_line_client import LineClient
 
@@ -233,3 +235,23 @@ def test_a_threaded_servers_replies_and_informs_keep_their_order():
     finally:
         server.stop(timeout=TIMEOUT).result(TIMEOUT)
         server.join(timeout=TIMEOUT)
+
+
+# -- WriteBatcher.send_now ---------------------------------------------------------------
+
+
+def test_send_now_writes_at_once_with_what_waits_unless_held():
+    writes, turn_ends = [], []
+    batcher = WriteBatcher(writes.append, turn_ends.append, 1 << 20)
+    batcher.send(b"inform\n")  # waits for the end of the turn
+    assert writes == [] and len(turn_ends) == 1
+    batcher.send_now(b"reply\n")  # goes now, after what waited
+    assert writes == [b"inform\nreply\n"]
+    batcher.hold()  # a chunk being handled: collected until release()
+    batcher.send_now(b"held\n")
+    assert writes == [b"inform\nreply\n"]
+    batcher.send(b"more\n")
+    batcher.release()
+    assert writes[-1] == b"held\nmore\n"
+    turn_ends[0]()  # the end of the turn finds nothing left
+    assert len(writes) == 2

@@ -25,6 +25,8 @@ from katcp.transport.framing import LineFramer, WriteBatcher
 
 log = logging.getLogger("katcp.server")
 
+_REPLY = Message.REPLY
+
 # accept() errors that mean "out of resources", after which accepting pauses.
 _ACCEPT_RESOURCE_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 
@@ -774,6 +776,9 @@ class KATCPServer:
         data = msg.__bytes__() + b"\n"  # on the caller's thread; __bytes__(): see send_message()
         if on_thread(self.ioloop_thread_id):
             stream.send(data)
+        elif msg.mtype == _REPLY:
+            # The client waits for it: written as soon as the loop has it, not a turn later.
+            self.call_soon_threadsafe(stream.send_now, data)
         else:
             self.call_soon_threadsafe(stream.send, data)
 
