@@ -21,6 +21,12 @@ log = logging.getLogger("katcp.loop")
 _Call = Tuple[Callable[..., Any], Tuple[Any, ...]]
 
 
+class _Held(threading.local):
+    """The calls a thread holds back (see :meth:`CallQueue.hold`): None while it does not."""
+
+    calls: Optional[List[_Call]] = None
+
+
 class CallQueue:
     """Calls queued from any thread, run in order on one asyncio loop.
 
@@ -32,7 +38,7 @@ class CallQueue:
 
     """
 
-    __slots__ = ("_loop_ref", "_lock", "_calls", "__weakref__")
+    __slots__ = ("_loop_ref", "_lock", "_calls", "_held", "__weakref__")
 
     _queues: "weakref.WeakKeyDictionary[Any, CallQueue]" = weakref.WeakKeyDictionary()
     _queues_lock = threading.Lock()
@@ -42,6 +48,7 @@ class CallQueue:
         self._loop_ref = weakref.ref(asyncio_loop)
         self._lock = threading.Lock()
         self._calls: List[_Call] = []
+        self._held = _Held()
 
     @classmethod
     def of(cls, ioloop: tornado.ioloop.IOLoop) -> "CallQueue":
@@ -76,11 +83,44 @@ class CallQueue:
         *args : objects
 
         """
+        held = self._held.calls
+        if held is not None:
+            held.append((fn, args))
+            return
         with self._lock:
             calls = self._calls
             calls.append((fn, args))
             if len(calls) > 1:
                 return  # the wake-up that runs them is already scheduled
+        self._wake()
+
+    def hold(self) -> None:
+        """Hold back the calls this thread queues from now on, until :meth:`release`.
+
+        For a thread that is about to queue several calls in a row (a reply and the end
+        of handling its request, say): released together, they wake the loop once, and
+        the loop does not run the first of them while the thread still works on the rest.
+        Other threads' calls are not held. Holding again while holding changes nothing.
+        """
+        if self._held.calls is None:
+            self._held.calls = []
+
+    def release(self) -> None:
+        """Queue the calls held back since :meth:`hold`, in their order, and stop holding."""
+        held = self._held.calls
+        if held is None:
+            return
+        self._held.calls = None
+        if not held:
+            return
+        with self._lock:
+            calls = self._calls
+            calls.extend(held)
+            if len(calls) > len(held):
+                return
+        self._wake()
+
+    def _wake(self) -> None:
         loop: Optional[Any] = self._loop_ref()
         try:
             if loop is None:

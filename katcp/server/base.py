@@ -207,6 +207,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             self._reply_with_error(req, sys.exc_info())
             return None
         if reply.__class__ is Message or isinstance(reply, Message):
+            if self._handler_thread is not None:
+                self._handler_thread.hold_until_handled()
             req.reply_with_message(reply)
             return None
         return self._handle_awaitable_reply(handler, req, reply)

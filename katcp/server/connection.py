@@ -6,6 +6,8 @@ from typing import Any, Callable, List, Optional
 from katcp.core import Message
 
 _REPLY = Message.REPLY
+# Message.reply_to_request() without its own call: this makes most replies.
+_answer = Message._answer
 
 
 def client_connection_of(connection: Any) -> Any:
@@ -104,7 +106,11 @@ class ClientConnection:
         As :meth:`reply_inform`, for the reply: `reply` gets the id of `orig_req`,
         whose name it must have (else ValueError, and nothing is sent).
         """
-        getattr(self._server, self._SEND)(self._conn_id, _answer_to(reply, orig_req))
+        if reply.name != orig_req.name:
+            raise ValueError("Message name %r does not match request name %r." % (
+                reply.name, orig_req.name))
+        reply.mid = orig_req.mid
+        getattr(self._server, self._SEND)(self._conn_id, reply)
 
     def mass_inform(self, msg: Message) -> None:
         """Send an inform message to all clients.
@@ -280,8 +286,7 @@ class ClientRequestConnection:
         reply : Message
 
         """
-        # Message.reply_to_request(), one call less: this makes most replies.
-        return Message._answer(_REPLY, self.msg, args)
+        return _answer(_REPLY, self.msg, args)
 
     def reply(self, *args: Any) -> None:
         """Send the reply to the request.
@@ -292,7 +297,7 @@ class ClientRequestConnection:
             Reply arguments, normally starting with 'ok' or 'fail'.
 
         """
-        self.reply_with_message(Message._answer(_REPLY, self.msg, args))
+        self.reply_with_message(_answer(_REPLY, self.msg, args))
 
     def reply_again(self, *args: Any) -> None:
         """Send another reply to the request, even though one was already sent.

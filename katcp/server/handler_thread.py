@@ -43,6 +43,10 @@ class MessageHandlerThread:
         self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
         self._running = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        # The loop's one call queue (set when the thread runs), which also carries the
+        # replies sent from this thread: a message counts as handled only after its
+        # reply went out.
+        self._calls: Optional[CallQueue] = None
         self.ioloop: Optional[tornado.ioloop.IOLoop] = None
 
     def set_ioloop(self, ioloop: tornado.ioloop.IOLoop) -> None:
@@ -68,7 +72,9 @@ class MessageHandlerThread:
         on_message should not be called again until ready has resolved.
 
         """
-        ready: Future = Future()
+        ioloop: Any = self.ioloop
+        # The loop's create_future(): Future() would first look the running loop up.
+        ready: Future = Future() if ioloop is None else ioloop.asyncio_loop.create_future()
         self._queue.put((client_conn, msg, ready))
         return ready
 
@@ -97,9 +103,8 @@ class MessageHandlerThread:
         self._running.set()
         get = self._queue.get
         handler = self.handler
-        # The loop's one call queue, which also carries the replies sent from this thread:
-        # a message counts as handled only after its reply went out.
-        call = CallQueue.of(self.ioloop).call
+        calls = self._calls = CallQueue.of(self.ioloop)
+        call = calls.call
         try:
             for client_conn, msg, ready in iter(get, _STOP):
                 try:
@@ -111,8 +116,21 @@ class MessageHandlerThread:
                     call(_resolve, ready)
                 else:
                     done.add_done_callback(functools.partial(call, _resolve, ready))
+                calls.release()  # what hold_until_handled() held back, with the above
         finally:
             self._running.clear()
+
+    def hold_until_handled(self) -> None:
+        """Let what this thread hands to the loop from now on go with the end of the message.
+
+        Called by the handler, on this thread, once the handler's own work is done (its
+        reply is about to be sent): the reply and the message's end then reach the loop
+        in one call, waking it once, rather than the loop handling the reply while this
+        thread still finishes the message. Does nothing on any other thread.
+        """
+        calls = self._calls
+        if calls is not None and self._thread is threading.current_thread():
+            calls.hold()
 
     def _report_error(self, client_conn: Any) -> None:
         reason = traceback.format_exc()

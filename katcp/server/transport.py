@@ -25,6 +25,8 @@ from katcp.transport.framing import LineFramer, WriteBatcher
 
 log = logging.getLogger("katcp.server")
 
+_REPLY = Message.REPLY
+
 # accept() errors that mean "out of resources", after which accepting pauses.
 _ACCEPT_RESOURCE_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 
@@ -76,12 +78,14 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
 
     An asyncio protocol on the IOLoop's asyncio loop: a chunk of input is split, parsed
     and dispatched in one callback, and the replies it produced are written with one
-    ``transport.write``. Reading pauses while the device is busy with a message.
+    ``transport.write``. While the device is busy with a message, what arrives waits
+    unhandled, and reading pauses once something does (not before: a request answered
+    before its client sends more costs no pause and resume).
     """
 
     # Thousands of these may sit idle: no __dict__, and lines kept only while unhandled.
-    __slots__ = ("_server", "transport", "client_conn",
-                 "closing", "_framer", "_lines", "_next_line", "_busy", "_drained")
+    __slots__ = ("_server", "transport", "client_conn", "closing", "_framer", "_lines",
+                 "_next_line", "_busy", "_eof", "_drained")
 
     def __init__(self, server: "KATCPServer") -> None:
         self._server = server
@@ -94,6 +98,8 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
         self._lines: Sequence[bytes] = _NO_LINES
         self._next_line = 0
         self._busy = True  # until on_client_connect is done
+        # The client ended its side while a message was being handled: close when done.
+        self._eof = False
         self._drained: Optional[asyncio.Future] = None
         # The connection is its own write batcher (one object less per connection):
         # send() is the hot path of KATCPServer.send_message(), write_out() its end.
@@ -142,8 +148,19 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
             self._next_line = 0
         if not self._busy:
             self._process()
+        else:
+            # Per-connection serialisation: read no further until the message is handled.
+            self.transport.pause_reading()
         if framer.overflow:
             self._server._line_too_long(self)
+
+    def eof_received(self) -> Optional[bool]:
+        if self._busy:
+            # As if reading had paused: the end is seen once the message is handled
+            # (and its reply sent), not before.
+            self._eof = True
+            return True
+        return None
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         if self._drained is not None and not self._drained.done():
@@ -177,8 +194,9 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
         on_message = server._device.on_message
         parse = server._parse
         # Replies to the whole chunk go out together, in one write (or more, should a
-        # client that does not read make them pass the write limit meanwhile).
-        self.hold()
+        # client that does not read make them pass the write limit meanwhile): hold()
+        # and release(), inline as this runs for every chunk received.
+        self._held = True
         try:
             while index < count and not self.closing:
                 line = lines[index]
@@ -194,9 +212,8 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
                     continue
                 ready = on_message(self.client_conn, msg)
                 if ready is not None and not ready.done():
-                    # Per-connection serialisation: read no further until it is handled.
+                    # Per-connection serialisation: handle no further until it is handled.
                     self._busy = True
-                    self.transport.pause_reading()
                     ready.add_done_callback(self._done)
                     break
         finally:
@@ -205,7 +222,9 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
                 self._lines = _NO_LINES
             else:
                 self._next_line = index
-            self.release()
+            self._held = False
+            if self._chunks:
+                self.flush()
 
     def _done(self, ready: Any) -> None:
         if not ready.cancelled() and ready.exception() is not None:
@@ -213,7 +232,11 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
                                        self.address, exc_info=ready.exception())
         self._busy = False
         self._process()
-        if not self._busy and not self.closing:
+        if self._busy or self.closing:
+            return
+        if self._eof:
+            self.transport.close()
+        else:
             self.transport.resume_reading()
 
     # -- output -------------------------------------------------------------------------
@@ -750,10 +773,14 @@ class KATCPServer:
 
     def send_message_threadsafe(self, stream: _Connection, msg: Message) -> None:
         """Like :meth:`send_message`, from any thread, without waiting for the send."""
+        data = msg.__bytes__() + b"\n"  # on the caller's thread; __bytes__(): see send_message()
         if on_thread(self.ioloop_thread_id):
-            stream.send(bytes(msg) + b"\n")
+            stream.send(data)
+        elif msg.mtype == _REPLY:
+            # The client waits for it: written as soon as the loop has it, not a turn later.
+            self.call_soon_threadsafe(stream.send_now, data)
         else:
-            self.call_soon_threadsafe(stream.send, bytes(msg) + b"\n")
+            self.call_soon_threadsafe(stream.send, data)
 
     def mass_send_message_threadsafe(self, msg: Message) -> None:
         """Like :meth:`mass_send_message`, from any thread, without waiting for the send."""

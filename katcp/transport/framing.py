@@ -134,6 +134,25 @@ class WriteBatcher:
             # Write-through (a client's request): nothing to join it with.
             self.write_out(data)
 
+    def send_now(self, data: bytes) -> None:
+        """Send `data` with what was collected, written at once unless held.
+
+        For the last bytes of a burst (a reply from another thread): written now rather
+        than at the end of the loop turn.
+
+        Parameters
+        ----------
+        data : bytes
+
+        """
+        if self._held:
+            self.send(data)
+            return
+        self._held = True
+        self.send(data)
+        self._held = False
+        self.flush()
+
     @staticmethod
     def group_sender(batchers: Sequence["WriteBatcher"]) -> Callable[[bytes], None]:
         """One function that sends its data to each of `batchers` (a line for many clients).

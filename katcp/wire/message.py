@@ -275,14 +275,20 @@ class Message:
         return self._from_wire(self.mtype, self.name, list(self.arguments), self.mid)
 
     def __bytes__(self) -> bytes:
-        head = _TYPE_BYTES[self.mtype] + self.name.encode("ascii")
-        if self.mid is not None:
-            head += b"[" + self.mid + b"]"
         args = self.arguments
+        mid = self.mid
+        if len(args) == 1 and args[0] in _REPLY_CODES:
+            # "!name[id] ok": nothing to check, one join (most replies).
+            if mid is None:
+                return b"".join((_TYPE_BYTES[self.mtype], self.name.encode("ascii"), b" ",
+                                 args[0]))
+            return b"".join((_TYPE_BYTES[self.mtype], self.name.encode("ascii"), b"[", mid,
+                             b"] ", args[0]))
+        head = _TYPE_BYTES[self.mtype] + self.name.encode("ascii")
+        if mid is not None:
+            head += b"[" + mid + b"]"
         if not args:
             return head
-        if len(args) == 1 and args[0] in _REPLY_CODES:
-            return head + b" " + args[0]  # "!name[id] ok": nothing to check
         body = b" ".join(args)
         # Fast path: no empty argument and no byte needing an escape besides the
         # separating spaces, which is the case for the bulk of real traffic.

@@ -1,0 +1,257 @@
+"""The request path's crossings keep their rules while doing less per request.
+
+A connection pauses reading only once more arrives while a message is being handled;
+a client that ends its side meanwhile still gets the reply. The handler thread hands
+a reply and the end of its message to the loop together (CallQueue.hold / release),
+and the loop writes such a reply at once (WriteBatcher.send_now). Real sockets on
+127.0.0.1 for the servers.
+"""
+
+import asyncio
+import socket
+import threading
+
+import pytest
+import tornado.ioloop
+
+from katcp.core import Message, ProtocolFlags
+from katcp.loop.call_queue import CallQueue
+from katcp.server import AsyncDeviceServer, DeviceServer
+from katcp.transport.framing import WriteBatcher
+
+from server_line_client import LineClient
+
+TIMEOUT = 10
+
+
+class _GatedMixin:
+    """``?gated`` waits for `gate` (set by the test) and replies; ``?quick`` replies at once."""
+
+    VERSION_INFO = ("gated-api", 1, 0)
+    BUILD_INFO = ("gated-build", 1, 0, "")
+    PROTOCOL_INFO = ProtocolFlags(5, 0, set("MI"))
+
+    def setup_sensors(self):
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def request_quick(self, req, msg):
+        """Reply at once."""
+        return req.make_reply("ok", "quick")
+
+
+class _ThreadedGated(_GatedMixin, DeviceServer):
+    def request_gated(self, req, msg):
+        """Reply once the test opens the gate."""
+        self.entered.set()
+        assert self.gate.wait(TIMEOUT)
+        return req.make_reply("ok", "gated")
+
+
+class _AsyncGated(_GatedMixin, AsyncDeviceServer):
+    async def request_gated(self, req, msg):
+        """Reply once the test opens the gate."""
+        self.entered.set()
+        while not self.gate.is_set():
+            await asyncio.sleep(0.001)
+        return req.make_reply("ok", "gated")
+
+
+def _start_async(cls):
+    """An AsyncDeviceServer on a loop thread of its own (as an application runs one)."""
+    ready = threading.Event()
+    box = {}
+
+    def run():
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        server = box["server"] = cls("127.0.0.1", 0)
+        server.start()
+        ready.set()
+        tornado.ioloop.IOLoop.current().start()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(TIMEOUT)
+    server = box["server"]
+    assert server.wait_running(TIMEOUT)
+    return server
+
+
+@pytest.fixture(params=["threaded", "async"])
+def gated(request):
+    if request.param == "threaded":
+        server = _ThreadedGated("127.0.0.1", 0)
+        server.start()
+        assert server.wait_running(TIMEOUT)
+    else:
+        server = _start_async(_AsyncGated)
+    yield server
+    server.gate.set()
+    server.stop(timeout=TIMEOUT).result(TIMEOUT)
+    server.join(timeout=TIMEOUT)
+
+
+def _connect(server):
+    client = LineClient(server.bind_address[1])
+    client.read_until(lambda line: line.startswith(b"#version-connect katcp-device"))
+    return client
+
+
+def test_a_client_that_ends_its_side_during_a_request_still_gets_the_reply(gated):
+    with _connect(gated) as client:
+        client.send("?gated")
+        assert gated.entered.wait(TIMEOUT)
+        client.sock.shutdown(socket.SHUT_WR)  # the server reads the end meanwhile
+        gated.gate.set()
+        # The reply, then the close (no #disconnect: the client left).
+        assert client.read_to_eof() == [b"!gated ok gated"]
+
+
+def test_a_client_that_ends_its_side_after_queued_requests_gets_every_reply(gated):
+    with _connect(gated) as client:
+        client.send_raw(b"?gated\n?quick\n?quick\n")
+        assert gated.entered.wait(TIMEOUT)
+        client.sock.shutdown(socket.SHUT_WR)
+        gated.gate.set()
+        assert client.read_to_eof() == [b"!gated ok gated", b"!quick ok quick",
+                                         b"!quick ok quick"]
+
+
+def test_requests_arriving_during_a_request_wait_for_it(gated):
+    with _connect(gated) as client:
+        client.send("?gated")
+        assert gated.entered.wait(TIMEOUT)
+        # Arrives while the first is handled (the server then stops reading): answered
+        # only after the first, in order.
+        client.send("?quick")
+        gated.gate.set()
+        assert client.readlines(2) == [b"!gated ok gated", b"!quick ok quick"]
+        client.send("?quick")
+        assert client.readline() == b"!quick ok quick"
+
+
+# -- CallQueue.hold / release ------------------------------------------------------------
+
+
+@pytest.fixture
+def loop():
+    """An asyncio loop run by this thread (turn it with turns())."""
+    asyncio_loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(asyncio_loop)
+    yield asyncio_loop
+    asyncio.set_event_loop(None)
+    asyncio_loop.close()
+
+
+def turns(loop, count=5):
+    for _ in range(count):
+        loop.run_until_complete(asyncio.sleep(0))
+
+
+def in_thread(fn):
+    thread = threading.Thread(target=fn)
+    thread.start()
+    thread.join(TIMEOUT)
+    assert not thread.is_alive()
+
+
+def test_calls_held_by_a_thread_reach_the_loop_together_when_released(loop):
+    queue = CallQueue.of(tornado.ioloop.IOLoop.current())
+    seen = []
+    go_on = threading.Event()
+    released = threading.Event()
+
+    def holder():
+        queue.call(seen.append, "before")
+        queue.hold()
+        queue.hold()  # again: still one hold
+        queue.call(seen.append, "held 1")
+        queue.call(seen.append, "held 2")
+        go_on.wait(TIMEOUT)
+        queue.release()
+        released.set()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        for _ in range(200):
+            turns(loop, 1)
+            if seen:
+                break
+        turns(loop)
+        assert seen == ["before"]  # the held ones wait for release()
+        in_thread(lambda: queue.call(seen.append, "other thread"))  # not held
+        turns(loop)
+        assert seen == ["before", "other thread"]
+    finally:
+        go_on.set()
+        thread.join(TIMEOUT)
+    assert released.is_set()
+    turns(loop)
+    assert seen == ["before", "other thread", "held 1", "held 2"]
+    # Released: the thread's calls go straight through again.
+    in_thread(lambda: (queue.call(seen.append, "after"), queue.release()))
+    turns(loop)
+    assert seen[-1] == "after"
+
+
+def test_releasing_nothing_changes_nothing(loop):
+    queue = CallQueue.of(tornado.ioloop.IOLoop.current())
+    seen = []
+    in_thread(lambda: (queue.release(), queue.hold(), queue.release(),
+                       queue.call(seen.append, 1)))
+    turns(loop)
+    assert seen == [1]
+
+
+def test_a_threaded_servers_replies_and_informs_keep_their_order():
+    # The reply waits for the end of the message; what the handler sent before it does
+    # not, and a subclass's inform after the reply follows it.
+    class Talkative(DeviceServer):
+        def setup_sensors(self):
+            pass
+
+        def request_talk(self, req, msg):
+            """Inform, inform everyone, reply."""
+            req.inform("first")
+            self.mass_inform(Message.inform("everyone"))
+            return req.make_reply("ok")
+
+        def handle_message(self, client_conn, msg):
+            done = super().handle_message(client_conn, msg)
+            if msg.name == "talk":
+                client_conn.inform(Message.inform("after"))
+            return done
+
+    server = Talkative("127.0.0.1", 0)
+    server.start()
+    assert server.wait_running(TIMEOUT)
+    try:
+        with _connect(server) as client:
+            for _ in range(3):
+                client.send("?talk")
+                assert client.readlines(4) == [b"#talk first", b"#everyone", b"!talk ok",
+                                               b"#after"]
+    finally:
+        server.stop(timeout=TIMEOUT).result(TIMEOUT)
+        server.join(timeout=TIMEOUT)
+
+
+# -- WriteBatcher.send_now ---------------------------------------------------------------
+
+
+def test_send_now_writes_at_once_with_what_waits_unless_held():
+    writes, turn_ends = [], []
+    batcher = WriteBatcher(writes.append, turn_ends.append, 1 << 20)
+    batcher.send(b"inform\n")  # waits for the end of the turn
+    assert writes == [] and len(turn_ends) == 1
+    batcher.send_now(b"reply\n")  # goes now, after what waited
+    assert writes == [b"inform\nreply\n"]
+    batcher.hold()  # a chunk being handled: collected until release()
+    batcher.send_now(b"held\n")
+    assert writes == [b"inform\nreply\n"]
+    batcher.send(b"more\n")
+    batcher.release()
+    assert writes[-1] == b"held\nmore\n"
+    turn_ends[0]()  # the end of the turn finds nothing left
+    assert len(writes) == 2
