@@ -6,6 +6,8 @@ until one is needed.
   early) only once that wait runs out.
 * The request table makes its by-name index only when a message without an id asks for
   it while requests are in flight, and answers as if it had been kept all along.
+* Deadlines take one timer, armed for the earliest and for none once all are served;
+  only those given out of order take a heap entry, and answered ones do not pile up.
 """
 
 import concurrent.futures
