@@ -6,6 +6,8 @@ until one is needed.
   early) only once that wait runs out.
 * The request table makes its by-name index only when a message without an id asks for
   it while requests are in flight, and answers as if it had been kept all along.
+* Deadlines take one timer, armed for the earliest and for none once all are served;
+  only those given out of order take a heap entry, and answered ones do not pile up.
 """
 
 import concurrent.futures
@@ -15,7 +17,7 @@ import threading
 import pytest
 
 from katcp.client import BlockingClient
-from katcp.client.requests import FutureRequest, RequestTable, ThreadRequest
+from katcp.client.requests import FutureRequest, RequestTable, RequestTimeouts, ThreadRequest
 from katcp.core import Message
 from katcp.loop.crossing import call_on_loop
 
@@ -258,3 +260,82 @@ def test_a_thread_request_due_when_the_timer_fires_for_another_is_served_too():
     table.add(2, "a", _pending("a"), 1.0)
     clock.advance(1.5)
     assert expired == [(1, 100.0), (2, 100.0)]
+
+
+def _timer_at(clock):
+    """When the timers still armed on `clock` are due."""
+    return [timer.when for timer in clock.timers if not timer.cancelled]
+
+
+def test_one_timer_is_armed_for_the_earliest_deadline_and_none_once_all_are_served():
+    table, clock, expired = _table()
+    table.add(1, "a", _pending("a"), 2.0)
+    table.add(2, "b", _pending("b"), 5.0)
+    table.add(3, "c", _pending("c"), 4.0)  # earlier than the one before it
+    table.add(4, "d", _pending("d"), 1.0)  # and earlier still
+    # Four deadlines in flight, the two given out of order also held in the heap.
+    assert table.held()["deadlines"] == 6
+    assert _timer_at(clock) == [101.0]
+    for step, served, next_timer in [(1.5, [4], [102.0]), (1.0, [4, 1], [104.0]),
+                                     (2.0, [4, 1, 3], [105.0]), (1.0, [4, 1, 3, 2], [])]:
+        clock.advance(step)
+        assert [msg_id for msg_id, _ in expired] == served
+        assert _timer_at(clock) == next_timer
+    assert not table._timeouts.armed
+
+
+def test_requests_due_at_the_same_instant_expire_in_the_order_sent():
+    table, clock, expired = _table()
+    table.add(b"8", "a", _pending("a"), 2.0)
+    table.add(b"9", "a", _pending("a"), 1.0)
+    table.add(b"10", "a", _pending("a"), 1.0)
+    clock.advance(3.0)
+    assert [msg_id for msg_id, _ in expired] == [b"9", b"10", b"8"]
+
+
+def test_deadlines_of_answered_requests_do_not_pile_up_out_of_order():
+    table, clock, expired = _table()
+    table.add(0, "long", _pending("long"), 1000.0)
+    # Each short request is answered before its deadline, which was given out of order.
+    for msg_id in range(1, 3 * RequestTimeouts.MIN_COMPACT_SIZE):
+        table.add(msg_id, "short", _pending("short"), 1.0)
+        del table.by_id[msg_id]
+    live = _pending("live")
+    table.add("live", "live", live, 2.0)
+    held = table.held()["deadlines"]
+    # Those of the two in flight, the live one's heap entry and at most a heap's worth.
+    assert 3 <= held <= 3 + RequestTimeouts.MIN_COMPACT_SIZE
+    clock.advance(2.5)
+    assert expired == [("live", 100.0)]
+
+
+def test_a_table_drained_by_a_closed_connection_times_new_requests_afresh():
+    table, clock, expired = _table()
+    table.add(0, "untimed", _pending("untimed"), None)
+    table.add(1, "a", _pending("a"), 5.0)  # in order: nothing before it was timed
+    assert table.held()["deadlines"] == 1
+    table.add(2, "b", _pending("b"), 1.0)
+    assert len(table.drain()) == 3
+    assert table.held() == {"requests": 0, "names": 0, "deadlines": 0}
+    assert not table._timeouts.armed and _timer_at(clock) == []
+    # The same loop after a reconnection: the same deadlines' bookkeeping, emptied.
+    table.add(3, "untimed", _pending("untimed"), None)
+    table.add(4, "a", _pending("a"), 2.0)
+    assert table.held()["deadlines"] == 1
+    table.add(5, "b", _pending("b"), 1.0)
+    clock.advance(1.5)
+    assert expired == [(5, 100.0)]
+    clock.advance(1.0)
+    assert [msg_id for msg_id, _ in expired] == [5, 4]
+
+
+def test_a_deadline_out_of_order_after_many_others_is_served_on_time():
+    table, clock, expired = _table()
+    table.add(0, "long", _pending("long"), 1000.0)
+    # More deadlines given out of order (and answered) than the clock's seconds.
+    for msg_id in range(1, 200):
+        table.add(msg_id, "short", _pending("short"), 50.0)
+        del table.by_id[msg_id]
+    table.add("live", "live", _pending("live"), 1.0)
+    clock.advance(1.5)
+    assert expired == [("live", 100.0)]

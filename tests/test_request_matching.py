@@ -468,3 +468,21 @@ def test_requests_go_through_a_sending_hook_replaced_on_the_instance(fake, hook)
         client.join(timeout=WAIT)
     assert str(reply) == "!echo[1] ok x"
     assert sent == ["?echo[1] x"]
+
+
+def test_midless_requests_through_an_overridden_send_request_are_found_by_name(fake):
+    client = OverridingClient("127.0.0.1", fake.port, timeout=WAIT)
+    client.start(timeout=WAIT)
+    try:
+        assert client.wait_protocol(WAIT)
+        hold = send(client, Message.request("hold"), use_mid=False)
+        # The mid-less reply makes the client look requests up by name while ?hold waits.
+        assert send(client, Message.request("echo", "x"), use_mid=False).result(
+            WAIT) == ("!echo ok x", [])
+        release = send(client, Message.request("hold", "release"), use_mid=False)
+        assert release.result(WAIT) == ("!hold ok", ["#hold for"])
+        assert hold.result(WAIT) == ("!hold ok", ["#hold for"])
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+    assert client.sent == ["?hold", "?echo x", "?hold release"]
