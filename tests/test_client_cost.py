@@ -17,12 +17,12 @@ import threading
 import pytest
 
 from katcp.client import BlockingClient
-from katcp.client.requests import FutureRequest, RequestTable, RequestTimeouts, ThreadRequest
+from katcp.client.requests import FutureRequest, RequestTimeouts, ThreadRequest
 from katcp.core import Message
 from katcp.loop.crossing import call_on_loop
 
 from test_client import FakeServer, _timed_out_after
-from test_client_package import FakeClock
+from test_client_package import _table
 
 WAIT = 5.0
 
@@ -113,14 +113,6 @@ def test_an_abandoned_blocking_request_still_times_out_on_the_loop(server):
 
 
 # -- the table: deadlines watched by the waiting thread ---------------------------------
-
-
-def _table():
-    expired = []
-    table = RequestTable(lambda msg_id, start: expired.append((msg_id, start)))
-    clock = FakeClock()
-    table.use_clock(clock)
-    return table, clock, expired
 
 
 def _thread_request(name):
