@@ -17,12 +17,12 @@ import threading
 import pytest
 
 from katcp.client import BlockingClient
-from katcp.client.requests import FutureRequest, RequestTimeouts, ThreadRequest
+from katcp.client.requests import RequestTimeouts, ThreadRequest
 from katcp.core import Message
 from katcp.loop.crossing import call_on_loop
 
 from test_client import FakeServer, _timed_out_after
-from test_client_package import _table
+from test_client_package import _pending, _table
 
 WAIT = 5.0
 
@@ -167,10 +167,6 @@ def test_a_thread_request_that_never_started_is_not_timed():
 
 
 # -- the table: the by-name index, made when asked ---------------------------------------
-
-
-def _pending(name):
-    return FutureRequest(Message.request(name), concurrent.futures.Future())
 
 
 def test_the_by_name_index_is_made_when_asked_and_kept_while_requests_are_in_flight():

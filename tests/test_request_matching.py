@@ -7,6 +7,7 @@ an id; anything else goes to the client's own inform/reply handlers.
 """
 
 import concurrent.futures
+import contextlib
 import logging
 import queue
 import re
@@ -70,12 +71,20 @@ def fake():
 
 @pytest.fixture
 def client(fake):
-    client = RecordingClient("127.0.0.1", fake.port, timeout=WAIT)
+    with _running(RecordingClient("127.0.0.1", fake.port, timeout=WAIT)) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def _running(client):
+    """`client` started and speaking to its server; stopped on leaving."""
     client.start(timeout=WAIT)
-    assert client.wait_protocol(WAIT)
-    yield client
-    client.stop(timeout=WAIT)
-    client.join(timeout=WAIT)
+    try:
+        assert client.wait_protocol(WAIT)
+        yield client
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
 
 
 def test_midless_inform_is_not_part_of_a_request_with_an_id(client):
@@ -272,9 +281,7 @@ def test_a_midless_reply_to_a_request_with_an_id_is_unclaimed(client):
 
 def test_requests_go_through_an_overridden_send_request(fake, caplog):
     client = OverridingClient("127.0.0.1", fake.port, timeout=WAIT)
-    client.start(timeout=WAIT)
-    try:
-        assert client.wait_protocol(WAIT)
+    with _running(client):
         reply, informs = client.blocking_request(Message.request("informs", 1))
         assert str(reply) == "!informs[1] ok 1" and [str(m) for m in informs] == [
             "#informs[1] 0"]
@@ -302,9 +309,6 @@ def test_requests_go_through_an_overridden_send_request(fake, caplog):
         assert _waited(str(reply)) >= 0.2 - 0.001
         assert client.sent == ["?informs[1] 1", "?watchdog[3]", "?echo[9] x", "?echo y",
                                "?silent[5]"]
-    finally:
-        client.stop(timeout=WAIT)
-        client.join(timeout=WAIT)
 
 
 def test_requests_while_not_connected_fail_with_their_id(caplog):
@@ -368,14 +372,9 @@ def test_requests_in_flight_fail_when_the_connection_closes(fake, client):
 
 def test_requests_in_flight_fail_when_the_client_stops(fake):
     client = RecordingClient("127.0.0.1", fake.port, timeout=WAIT)
-    client.start(timeout=WAIT)
-    try:
-        assert client.wait_protocol(WAIT)
+    with _running(client):
         waiting = send(client, Message.request("silent"))
         fake.next_line()
-    finally:
-        client.stop(timeout=WAIT)
-        client.join(timeout=WAIT)
     assert waiting.result(WAIT) == (
         "!silent[1] fail Client\\_stopped\\_before\\_reply\\_was\\_received", [])
 
@@ -391,15 +390,10 @@ def test_replies_without_a_reply_callback_go_to_the_handlers(client):
 
 def test_requests_without_a_timeout_take_the_clients(fake):
     client = RecordingClient("127.0.0.1", fake.port, timeout=0.2)
-    client.start(timeout=WAIT)
-    try:
-        assert client.wait_protocol(WAIT)
+    with _running(client):
         replies = queue.Queue()
         client.callback_request(Message.request("silent"), reply_cb=replies.put)
         reply = replies.get(timeout=WAIT)
-    finally:
-        client.stop(timeout=WAIT)
-        client.join(timeout=WAIT)
     assert _waited(str(reply)) >= 0.2 - 0.001
 
 
@@ -417,13 +411,8 @@ class SendMessageClient(RecordingClient):
 
 def test_requests_go_through_an_overridden_send_message(fake):
     client = SendMessageClient("127.0.0.1", fake.port, timeout=WAIT)
-    client.start(timeout=WAIT)
-    try:
-        assert client.wait_protocol(WAIT)
+    with _running(client):
         reply, _ = client.blocking_request(Message.request("echo", "x"))
-    finally:
-        client.stop(timeout=WAIT)
-        client.join(timeout=WAIT)
     assert str(reply) == "!echo[1] ok x"
     assert client.sent == ["?echo[1] x"]
 
@@ -459,22 +448,15 @@ def test_requests_go_through_a_sending_hook_replaced_on_the_instance(fake, hook)
         sent.append(str(msg))
         original(msg)
     setattr(client, hook, recording)
-    client.start(timeout=WAIT)
-    try:
-        assert client.wait_protocol(WAIT)
+    with _running(client):
         reply, _ = client.blocking_request(Message.request("echo", "x"))
-    finally:
-        client.stop(timeout=WAIT)
-        client.join(timeout=WAIT)
     assert str(reply) == "!echo[1] ok x"
     assert sent == ["?echo[1] x"]
 
 
 def test_midless_requests_through_an_overridden_send_request_are_found_by_name(fake):
     client = OverridingClient("127.0.0.1", fake.port, timeout=WAIT)
-    client.start(timeout=WAIT)
-    try:
-        assert client.wait_protocol(WAIT)
+    with _running(client):
         hold = send(client, Message.request("hold"), use_mid=False)
         # The mid-less reply makes the client look requests up by name while ?hold waits.
         assert send(client, Message.request("echo", "x"), use_mid=False).result(
@@ -482,7 +464,4 @@ def test_midless_requests_through_an_overridden_send_request_are_found_by_name(f
         release = send(client, Message.request("hold", "release"), use_mid=False)
         assert release.result(WAIT) == ("!hold ok", ["#hold for"])
         assert hold.result(WAIT) == ("!hold ok", ["#hold for"])
-    finally:
-        client.stop(timeout=WAIT)
-        client.join(timeout=WAIT)
     assert client.sent == ["?hold", "?echo x", "?hold release"]
