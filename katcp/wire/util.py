@@ -74,9 +74,12 @@ def uses_own(obj: Any, base: type, *names: str) -> bool:
     -------
     own : bool
     """
-    cls, attrs = type(obj), getattr(obj, "__dict__", {})
-    return all(getattr(cls, name) is getattr(base, name) and name not in attrs
-               for name in names)
+    # A loop, not all() over a generator: this runs for every request a client sends.
+    cls, attrs = type(obj), getattr(obj, "__dict__", None) or {}
+    for name in names:
+        if getattr(cls, name) is not getattr(base, name) or name in attrs:
+            return False
+    return True
 
 
 def transform_future(transformation: Callable[[Any], Any], future: Any) -> Any:
