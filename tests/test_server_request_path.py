@@ -8,6 +8,7 @@ and the loop writes such a reply at once (WriteBatcher.send_now). Real sockets o
 """
 
 import asyncio
+import queue
 import socket
 import threading
 
@@ -128,6 +129,92 @@ def test_requests_arriving_during_a_request_wait_for_it(gated):
         assert client.readlines(2) == [b"!gated ok gated", b"!quick ok quick"]
         client.send("?quick")
         assert client.readline() == b"!quick ok quick"
+
+
+# -- which method receives each message ----------------------------------------------
+
+
+class _ReceivingMixin:
+    """Records the informs and replies clients send it, and the requests it sees."""
+
+    VERSION_INFO = ("receiving-api", 1, 0)
+    BUILD_INFO = ("receiving-build", 1, 0, "")
+
+    def setup_sensors(self):
+        self.received = queue.Queue()
+
+    def inform_note(self, connection, msg):
+        """Record the inform."""
+        self.received.put(("inform", msg.arguments))
+
+    def reply_note(self, connection, msg):
+        """Record the reply."""
+        self.received.put(("reply", msg.arguments))
+
+
+class _CountsRequests:
+    def handle_request(self, connection, msg):
+        self.received.put(("request", msg.name))
+        return super().handle_request(connection, msg)
+
+
+class _CountsMessages:
+    def handle_message(self, client_conn, msg):
+        self.received.put(("message", msg.name))
+        return super().handle_message(client_conn, msg)
+
+
+def _receiving_server(kind, *mixins):
+    bases = mixins + (_ReceivingMixin,
+                      DeviceServer if kind == "threaded" else AsyncDeviceServer)
+    cls = type("Receiving", bases, {})
+    if kind == "threaded":
+        server = cls("127.0.0.1", 0)
+        server.start()
+        assert server.wait_running(TIMEOUT)
+        return server
+    return _start_async(cls)
+
+
+def _stopped(server):
+    server.stop(timeout=TIMEOUT).result(TIMEOUT)
+    server.join(timeout=TIMEOUT)
+
+
+@pytest.mark.parametrize("kind", ["threaded", "async"])
+def test_informs_and_replies_from_clients_reach_their_handlers(kind):
+    # With neither handle_message nor handle_request overridden, handle_request takes
+    # every message: the others must still reach inform_* and reply_*.
+    server = _receiving_server(kind)
+    try:
+        with _connect(server) as client:
+            client.send_raw(b"#note a\\_b\n!note ok 2\n?watchdog\n")
+            assert client.readline() == b"!watchdog ok"
+        assert server.received.get(timeout=TIMEOUT) == ("inform", [b"a b"])
+        assert server.received.get(timeout=TIMEOUT) == ("reply", [b"ok", b"2"])
+        assert server.received.empty()
+    finally:
+        _stopped(server)
+
+
+@pytest.mark.parametrize("kind", ["threaded", "async"])
+@pytest.mark.parametrize("mixin, seen", [
+    (_CountsRequests, [("request", "watchdog"), ("inform", [b"x"]), ("request", "watchdog")]),
+    (_CountsMessages, [("message", "watchdog"), ("message", "note"), ("inform", [b"x"]),
+                       ("message", "watchdog")]),
+])
+def test_an_overridden_handle_request_or_handle_message_sees_its_messages(kind, mixin, seen):
+    server = _receiving_server(kind, mixin)
+    try:
+        with _connect(server) as client:
+            client.send("?watchdog")
+            assert client.readline() == b"!watchdog ok"
+            client.send_raw(b"#note x\n?watchdog\n")
+            assert client.readline() == b"!watchdog ok"
+        assert [server.received.get(timeout=TIMEOUT) for _ in seen] == seen
+        assert server.received.empty()
+    finally:
+        _stopped(server)
 
 
 # -- CallQueue.hold / release ------------------------------------------------------------

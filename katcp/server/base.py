@@ -151,15 +151,23 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
                            else self._server.mass_send_message)
         self._server.client_connection_factory = (
             ThreadsafeClientConnection if thread_safe else ClientConnection)
+        # Every message goes to handle_message, which hands requests to handle_request;
+        # where neither is overridden, handle_request takes them all (a call less per
+        # request) and hands on the others as handle_message would.
+        cls = type(self)
+        receive = (self.handle_request
+                   if (cls.handle_message is DeviceServerBase.handle_message
+                       and cls.handle_request is DeviceServerBase.handle_request)
+                   else self.handle_message)
         if handler_thread:
             thread = self._handler_thread = MessageHandlerThread(
-                self.handle_message, self.create_log_inform, self._logger)
+                receive, self.create_log_inform, self._logger)
             self.on_message = thread.on_message  # type: ignore[method-assign]
         else:
             self._handler_thread = None
             # Handlers run on the loop; None or a future comes straight back to the
             # transport, so no future is made for synchronous handlers.
-            self.on_message = self.handle_message  # type: ignore[method-assign]
+            self.on_message = receive  # type: ignore[method-assign]
 
     @steal_docstring_from(KATCPServer.set_ioloop)
     def set_ioloop(self, ioloop: Any = None) -> None:
@@ -189,6 +197,9 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             None for sync request handlers once they have completed.
 
         """
+        if msg.mtype != _REQUEST:
+            # Called as handle_message (set_concurrency_options() says when).
+            return self._dispatch[msg.mtype](connection, msg)
         handler = self._request_handlers.get(msg.name)
         if handler is None:
             connection.reply(Message.reply(msg.name, "invalid", "Unknown request."), msg)
