@@ -190,6 +190,11 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
     def handle_request(self, connection: Any, msg: Message) -> Any:
         """Dispatch request `msg`, from client `connection`, to its ``request_*`` method.
 
+        An inform or reply given here goes to :meth:`handle_inform` or
+        :meth:`handle_reply`, as :meth:`handle_message` sends it: where a device overrides
+        neither method, the server hands every message to this one (a call less per
+        request).
+
         Returns
         -------
         done_future : Future or None
