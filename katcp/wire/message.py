@@ -414,10 +414,12 @@ def readable_message(msg: Message) -> str:
 
 
 _TYPE_BYTES = Message.TYPE_SYMBOLS
+_INFORM = Message.INFORM
 _new_message = object.__new__
 # Reply codes sent as a reply's only argument, which need no escaping.
 _REPLY_CODES = frozenset([Message.OK, Message.FAIL, Message.INVALID])
-_TYPE_FROM_BYTE = {v[0]: k for k, v in Message.TYPE_SYMBOLS.items()}
+# The message type of each first byte (None: not a type character), indexed by the byte.
+_TYPE_FROM_BYTE = tuple(Message.TYPE_SYMBOL_LOOKUP.get(bytes([byte])) for byte in range(256))
 
 
 class MessageParser:
@@ -426,8 +428,8 @@ class MessageParser:
     ESCAPE_LOOKUP = {k[1:]: v for k, v in _UNESCAPES.items()}
     TYPE_SYMBOL_LOOKUP = Message.TYPE_SYMBOL_LOOKUP
 
-    # The last header with an id parsed, with its name and id: the informs of a reply
-    # come one after another under one header. One tuple, replaced whole, so that a
+    # The last inform header with an id parsed, with its name and id: the informs of a
+    # reply come one after another under one header. One tuple, replaced whole, so that a
     # parser shared between threads never pairs a header with another's id.
     _last_header: Tuple[bytes, str, Optional[bytes]] = (b"", "", None)
 
@@ -457,7 +459,7 @@ class MessageParser:
             if not isinstance(line, (bytearray, memoryview)):
                 raise KatcpTypeError("Expected a bytes line, got %r." % (type(line),))
             line = bytes(line)
-        mtype = _TYPE_FROM_BYTE.get(line[0]) if line else None
+        mtype = _TYPE_FROM_BYTE[line[0]] if line else None
         if mtype is None:
             if not line.strip(b" \t"):
                 raise KatcpSyntaxError("Empty message received.")
@@ -484,7 +486,8 @@ class MessageParser:
             mid = mid[:-1]
             if name is None or not mid.isdigit():
                 name, mid = self._parse_header(header)
-            self._last_header = (header, name, mid)
+            if mtype == _INFORM:  # requests and replies do not repeat their header
+                self._last_header = (header, name, mid)
         else:
             name = _header_names.get(header)
             mid = None
