@@ -167,7 +167,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             self._handler_thread = None
             # Handlers run on the loop; None or a future comes straight back to the
             # transport, so no future is made for synchronous handlers.
-            self.on_message = receive  # type: ignore[method-assign]
+            self.on_message = receive  # type: ignore[method-assign,assignment]
 
     @steal_docstring_from(KATCPServer.set_ioloop)
     def set_ioloop(self, ioloop: Any = None) -> None:
