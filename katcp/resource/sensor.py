@@ -68,19 +68,23 @@ class KATCPSensor:
         (e.g. parsed from the device's ``#sensor-list`` inform only then). `name` and
         `description` are text.
         """
-        return cls._mirror_maker(sensor_manager, describe)(name, description, source)
+        sensor = cls.__new__(cls)
+        sensor._attach(sensor_manager, name, description, source, describe)
+        return sensor
 
     @classmethod
     def _mirror_maker(cls, sensor_manager: KATCPSensorsManager,
                       describe: Optional[Callable[[str, Any], Dict[str, Any]]] = None
-                      ) -> Callable[[str, Optional[str], Any], "KATCPSensor"]:
-        """``mirror(name, description, source)``: :meth:`_mirrored` for many sensors of
-        one manager (a resource's sync makes hundreds of them at once)."""
+                      ) -> Callable[[str, Any], "KATCPSensor"]:
+        """``mirror(name, source)``: :meth:`_mirrored` of a sensor whose description is
+        ``source['description']``, for many sensors of one manager (a resource's sync
+        makes hundreds of them at once, from the entries of its device's model)."""
         new = cls.__new__
+        attach = cls._attach
 
-        def mirror(name: str, description: Optional[str], source: Any) -> "KATCPSensor":
+        def mirror(name: str, source: Any) -> "KATCPSensor":
             sensor = new(cls)
-            sensor._attach(sensor_manager, name, description, source, describe)
+            attach(sensor, sensor_manager, name, source["description"], source, describe)
             return sensor
 
         return mirror
