@@ -169,13 +169,14 @@ def _sensor_list_collector(found: Dict[str, Dict[str, Any]]
                     "description": None, "units": readable(units),
                     "sensor_type": readable(sensor_type), "params": params}
             entry = entry.copy()
-            sensor_name = arguments[0]
-            description = arguments[1]
-            # readable(), inlined for the usual bytes arguments.
-            entry["description"] = (description.decode("utf-8", "replace")
-                                    if type(description) is bytes else readable(description))
-            found[sensor_name.decode("utf-8", "replace") if type(sensor_name) is bytes
-                  else readable(sensor_name)] = entry
+            try:
+                # readable(), for the usual valid UTF-8 bytes (strict decoding is faster).
+                sensor_name = arguments[0].decode()
+                entry["description"] = arguments[1].decode()
+            except (AttributeError, UnicodeDecodeError):
+                sensor_name = readable(arguments[0])
+                entry["description"] = readable(arguments[1])
+            found[sensor_name] = entry
         except Exception as exc:
             failures.append(exc)
 

@@ -607,10 +607,12 @@ def _remove_from(namespace: AttrDict, names: Sequence[str]) -> List[str]:
 
 def _child_keys(prefix: str, kind: str, names: Sequence[str]) -> List[str]:
     """The container's keys of a child's items `names` of namespace `kind`."""
-    if kind == "sensor":
-        # Aggregate sensors keep their names.
-        return [name if name.startswith("agg_") else prefix + name for name in names]
-    return [prefix + name for name in names]
+    keys = [prefix + name for name in names]
+    # Aggregate sensors keep their names; few devices have any, so all the names are
+    # looked at together first.
+    if kind == "sensor" and "\nagg_" in "\n" + "\n".join(names):
+        keys = [name if name.startswith("agg_") else key for name, key in zip(names, keys)]
+    return keys
 
 
 class KATCPClientResourceContainer(resource.KATCPResource):
