@@ -793,7 +793,7 @@ class InspectingClientAsync:
             index, get_one = self._sensors_index, self.future_get_sensor
         else:
             index, get_one = self._requests_index, self.future_get_request
-        if not (self._state.data_synced and index.keys() >= set(names)):
+        if not (self._state.data_synced and all(map(index.__contains__, names))):
             return tornado.gen.multi([get_one(name) for name in names])
         make = self._sensor_maker() if kind == "sensors" else self._make_request
         future = self._create_future()
