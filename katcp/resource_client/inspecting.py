@@ -117,9 +117,8 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
 
         Its :class:`katcp.Sensor` (the parser of its readings) is made on first use.
         """
-        return resource.KATCPSensor._mirrored(
-            self, sensor_description["name"], sensor_description.get("description"),
-            sensor_description)
+        return resource.KATCPSensor._mirror_maker(self)(sensor_description["name"],
+                                                        sensor_description)
 
     def mirror_sensor(self, name: str, info: Any,
                       describe: Callable[[str, Any], Dict[str, Any]]) -> resource.KATCPSensor:
