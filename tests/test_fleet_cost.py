@@ -270,3 +270,18 @@ def test_a_flag_sharing_a_condition_waits_for_its_own_setting():
     mine.set()
     waiter.join(WAIT)
     assert outcome[-1] == (True, None) and mine.is_set() and not other.is_set()
+
+
+def test_a_flag_set_and_cleared_while_waited_for_releases_its_waiter():
+    # As threading.Event: the setting counts, even if cleared before the waiter woke.
+    condition = threading.Condition(threading.RLock())
+    flag = StateFlag(condition)
+    outcome = []
+    waiter = threading.Thread(target=lambda: outcome.append(flag.wait(WAIT)))
+    waiter.start()
+    while waiter.is_alive():
+        with condition:  # the waiter never sees the flag set
+            flag.set()
+            flag.clear()
+        waiter.join(0.01)
+    assert outcome == [True] and not flag.is_set()

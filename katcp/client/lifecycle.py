@@ -71,12 +71,19 @@ class StateFlag(threading.Event):
         # Not threading.Event.__init__, which would make a condition of its own.
         self._cond = condition or threading.Condition(threading.Lock())
         self._flag = False
+        self._settings = 0  # how often set(): a waiter is released by any setting
         self._async = AsyncEvent()
 
     def wait(self, timeout: Optional[float] = None) -> bool:
-        """Block until the flag is set, or `timeout` seconds pass; return the flag."""
+        """Block until the flag is set, or `timeout` seconds pass; return the flag.
+
+        As :meth:`threading.Event.wait`: True also if the flag was set while waiting
+        and cleared again before the waiter woke.
+        """
         with self._cond:
-            return self._cond.wait_for(self.is_set, timeout)
+            settings = self._settings
+            return self._cond.wait_for(
+                lambda: self._flag or self._settings != settings, timeout)
 
     @property
     def _ioloop(self) -> Optional[tornado.ioloop.IOLoop]:
@@ -92,7 +99,10 @@ class StateFlag(threading.Event):
     isSet = threading.Event.is_set
 
     def set(self) -> None:
-        super().set()
+        with self._cond:
+            self._flag = True
+            self._settings += 1
+            self._cond.notify_all()
         self._async.set()
 
     def clear(self) -> None:
