@@ -5,20 +5,28 @@ resource escapes the names of a whole sync at once: neither may change a single 
 what comes out, whatever the arguments or names hold. An inspecting client reads a
 device's ``#sensor-list`` informs as they arrive rather than keeping them all until the
 reply: a malformed one still fails the inspection, and an unanswered list still times
-out as a sync error.
+out as a sync error. Sensors of one shape (units, type, params) share what was decoded
+of it, but each gets an entry of its own, as if read alone. A container names a child's
+sensors with the child's prefix, except aggregate ones, however the names are looked
+at. A client's state flags share one condition, yet each waits for its own flag.
 """
 
 import asyncio
+import threading
+import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from katcp.core import KatcpSyntaxError, Message, MessageParser, Sensor
+from katcp.client.lifecycle import StateFlag
 from katcp.inspecting_client import InspectingClientAsync, SyncError
+from katcp.inspecting_client.parts import _sensor_list_collector
 from katcp.resource import escape_name
 from katcp.resource_client.inspecting import KATCPClientResourceSensorsManager
-from katcp.resource_client.resources import _escape_names
+from katcp.resource_client.resources import _child_keys, _escape_names
+from katcp.wire.text import readable
 
 WAIT = 10.0
 
@@ -192,3 +200,88 @@ def test_a_maker_mirrors_sensors_as_one_by_one_mirroring_does():
     assert described == []  # nothing parsed until first used
     assert (made.type, made.units, made.params) == ("integer", "deg", [0, 90])
     assert described == ["pos.el"]
+
+
+# Sensor-list arguments: plain text, text that is not UTF-8, and repeats (shapes shared).
+_wire_text = st.sampled_from([b"deg", b"count", b"", b"\xff\xfe", b"caf\xc3\xa9", b"s.a"])
+
+
+@given(st.lists(st.tuples(_wire_text, _wire_text, _wire_text,
+                          st.sampled_from([b"integer", b"float", b"discrete"]),
+                          st.lists(_wire_text, max_size=3)), max_size=12))
+def test_sensor_list_entries_are_those_of_sensors_read_one_by_one(informs):
+    found = {}
+    collect, failures = _sensor_list_collector(found)
+    expected = {}
+    for name, description, units, sensor_type, params in informs:
+        collect(Message.inform("sensor-list", name, description, units, sensor_type, *params))
+        expected[readable(name)] = {"description": readable(description),
+                                    "units": readable(units),
+                                    "sensor_type": readable(sensor_type),
+                                    "params": tuple(params)}
+    assert not failures
+    assert found == expected
+    # Each its own entry: marking one (as a resource's mirror does) marks no other.
+    for entry in found.values():
+        entry["obj"] = object()
+    assert len({id(entry["obj"]) for entry in found.values()}) == len(found)
+    assert [list(entry) for entry in found.values()] == [
+        ["description", "units", "sensor_type", "params", "obj"]] * len(found)
+
+
+def test_a_sensor_list_inform_short_of_its_type_fails_as_before():
+    found = {}
+    collect, failures = _sensor_list_collector(found)
+    collect(Message.inform("sensor-list", "a.b", "Temp", "degC", "float"))
+    collect(Message.inform("sensor-list", "c.d", "Temp", "degC"))
+    collect(Message.inform("sensor-list", "e.f", "Temp", "degC", "float", "-1", "1"))
+    assert [type(exc) for exc in failures] == [ValueError]
+    assert sorted(found) == ["a.b", "e.f"]
+
+
+@given(st.lists(st.text(alphabet="ag_s.\n", max_size=7), max_size=8),
+       st.sampled_from(["sensor", "req"]))
+def test_a_childs_keys_are_prefixed_except_aggregate_sensors(names, kind):
+    keys = _child_keys("dish_", kind, names)
+    assert keys == [name if kind == "sensor" and name.startswith("agg_") else "dish_" + name
+                    for name in names]
+
+
+def test_a_flag_sharing_a_condition_waits_for_its_own_setting():
+    condition = threading.Condition(threading.Lock())
+    mine, other = StateFlag(condition), StateFlag(condition)
+    outcome = []
+
+    def wait_for_mine():
+        started = time.monotonic()
+        outcome.append((mine.wait(0.3), time.monotonic() - started))
+
+    waiter = threading.Thread(target=wait_for_mine)
+    waiter.start()
+    # Every setting of the other flag wakes the waiter, which must wait on.
+    while waiter.is_alive():
+        other.set()
+        other.clear()
+        waiter.join(0.01)
+    (result, waited), = outcome
+    assert result is False and waited >= 0.3
+    waiter = threading.Thread(target=lambda: outcome.append((mine.wait(WAIT), None)))
+    waiter.start()
+    mine.set()
+    waiter.join(WAIT)
+    assert outcome[-1] == (True, None) and mine.is_set() and not other.is_set()
+
+
+def test_a_flag_set_and_cleared_while_waited_for_releases_its_waiter():
+    # As threading.Event: the setting counts, even if cleared before the waiter woke.
+    condition = threading.Condition(threading.RLock())
+    flag = StateFlag(condition)
+    outcome = []
+    waiter = threading.Thread(target=lambda: outcome.append(flag.wait(WAIT)))
+    waiter.start()
+    while waiter.is_alive():
+        with condition:  # the waiter never sees the flag set
+            flag.set()
+            flag.clear()
+        waiter.join(0.01)
+    assert outcome == [True] and not flag.is_set()

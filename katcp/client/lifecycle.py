@@ -58,11 +58,32 @@ def reconnect_backoff(delay_initial: float) -> ExponentialRandomBackoff:
 
 
 class StateFlag(threading.Event):
-    """A :class:`threading.Event` that can also be awaited on the loop (``until_set``)."""
+    """A :class:`threading.Event` that can also be awaited on the loop (``until_set``).
 
-    def __init__(self) -> None:
-        super().__init__()
+    Parameters
+    ----------
+    condition : :class:`threading.Condition`, optional
+        Shared with other flags (a client's six share one: a fleet of clients is made
+        faster). Each waiter waits for its own flag, whatever woke it.
+    """
+
+    def __init__(self, condition: Optional[threading.Condition] = None) -> None:
+        # Not threading.Event.__init__, which would make a condition of its own.
+        self._cond = condition or threading.Condition(threading.Lock())
+        self._flag = False
+        self._settings = 0  # how often set(): a waiter is released by any setting
         self._async = AsyncEvent()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until the flag is set, or `timeout` seconds pass; return the flag.
+
+        As :meth:`threading.Event.wait`: True also if the flag was set while waiting
+        and cleared again before the waiter woke.
+        """
+        with self._cond:
+            settings = self._settings
+            return self._cond.wait_for(
+                lambda: self._flag or self._settings != settings, timeout)
 
     @property
     def _ioloop(self) -> Optional[tornado.ioloop.IOLoop]:
@@ -78,7 +99,10 @@ class StateFlag(threading.Event):
     isSet = threading.Event.is_set
 
     def set(self) -> None:
-        super().set()
+        with self._cond:
+            self._flag = True
+            self._settings += 1
+            self._cond.notify_all()
         self._async.set()
 
     def clear(self) -> None:
@@ -123,7 +147,8 @@ class ClientLifecycle:
         self._connect_future: Optional["asyncio.Future[Any]"] = None
         self._wakeup: Optional["asyncio.Future[None]"] = None  # stop() ends a retry wait
         self._stopping = False
-        self._flags = tuple(StateFlag() for _ in range(6))
+        condition = threading.Condition(threading.Lock())
+        self._flags = tuple(StateFlag(condition) for _ in range(6))
         (self._running, self._connected, self._disconnected, self._received_protocol_info,
          self._stopped, self._waiting_to_retry) = self._flags
         self._disconnected.set()

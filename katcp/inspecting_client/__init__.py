@@ -543,12 +543,12 @@ class InspectingClientAsync:
             nothing changed.
         """
         maybe_timeout: Any = future_timeout_manager(timeout, self.ioloop)
-        reply, informs = yield maybe_timeout(self._inspection_request(
-            "help", name, maybe_timeout.remaining()))
+        reply, informs = yield from self._inspection_request(
+            "help", name, maybe_timeout.remaining(), within=maybe_timeout)
         flags = self.katcp_client.protocol_flags
         timeout_hints: Dict[str, float] = {}
         if flags is not None and flags.request_timeout_hints and reply.reply_ok():
-            timeout_hints = yield self._get_request_timeout_hints(name, maybe_timeout)
+            timeout_hints = yield from self._get_request_timeout_hints(name, maybe_timeout)
         found = {}
         for inform in informs:
             req_name = readable(inform.arguments[0])
@@ -557,15 +557,17 @@ class InspectingClientAsync:
                                "timeout_hint": timeout_hints.get(req_name)}
         return self._reindex(self._requests_index, found, name)
 
-    async def _inspection_request(self, request: str, name: Optional[str],
-                                  timeout: Optional[float],
-                                  inform_cb: Optional[Callable[[Message], None]] = None
-                                  ) -> Any:
+    def _inspection_request(self, request: str, name: Optional[str], timeout: Optional[float],
+                            inform_cb: Optional[Callable[[Message], None]] = None,
+                            within: Callable[[Any], Any] = lambda future: future
+                            ) -> Generator[Any, Any, Tuple[Message, List[Message]]]:
         """``?request [name]``; a fail other than 'unknown name' is a :class:`SyncError`.
 
-        Resolves with ``(reply, informs)``; given `inform_cb`, the informs go to it as
-        they arrive instead, each dropped once seen (a device's sensor list may be long),
-        and ``informs`` is empty.
+        For ``yield from`` in an inspection's coroutine (which then waits for the reply
+        itself: no task of its own per inspection). Gives ``(reply, informs)``; given
+        `inform_cb`, the informs go to it as they arrive instead, each dropped once seen
+        (a device's sensor list may be long), and ``informs`` is empty. The wait for
+        the reply is ``within(future)`` (a timeout manager's deadline, say).
         """
         args = () if name is None else (name,)
         msg = Message.request(request, *args)
@@ -574,13 +576,13 @@ class InspectingClientAsync:
         # future_request (a test's fake, say) still gets every inspection through it.
         if inform_cb is None or not uses_own(client, AsyncClient, "future_request",
                                              "callback_request"):
-            reply, informs = await client.future_request(msg, timeout=timeout)
+            reply, informs = yield within(client.future_request(msg, timeout=timeout))
             if inform_cb is not None:
                 for inform in informs:
                     inform_cb(inform)
                 informs = []
         else:
-            reply, informs = await self._streamed_request(msg, timeout, inform_cb), []
+            reply, informs = (yield within(self._streamed_request(msg, timeout, inform_cb))), []
         if not reply.reply_ok() and not (name is not None and _is_unknown_fail(reply)):
             raise SyncError("Error reply during sync process for %s: %s"
                             % (self.katcp_client.bind_address_string, readable_message(reply)))
@@ -599,10 +601,11 @@ class InspectingClientAsync:
                                            timeout=timeout)
         return future
 
-    async def _get_request_timeout_hints(self, name: Optional[str], maybe_timeout: Any
-                                         ) -> Dict[str, float]:
+    def _get_request_timeout_hints(self, name: Optional[str], maybe_timeout: Any
+                                   ) -> Generator[Any, Any, Dict[str, float]]:
+        # For ``yield from``, as _inspection_request.
         args = () if name is None else (name,)
-        reply, informs = await maybe_timeout(self.katcp_client.future_request(
+        reply, informs = yield maybe_timeout(self.katcp_client.future_request(
             Message.request("request-timeout-hint", *args),
             timeout=maybe_timeout.remaining()))
         if not reply.reply_ok():
@@ -621,7 +624,7 @@ class InspectingClientAsync:
         """
         found: Dict[str, Dict[str, Any]] = {}
         collect, failures = _sensor_list_collector(found)
-        yield self._inspection_request("sensor-list", name, timeout, collect)
+        yield from self._inspection_request("sensor-list", name, timeout, collect)
         if failures:
             # A malformed inform fails the inspection, as it always did.
             raise failures[0]
@@ -790,7 +793,7 @@ class InspectingClientAsync:
             index, get_one = self._sensors_index, self.future_get_sensor
         else:
             index, get_one = self._requests_index, self.future_get_request
-        if not (self._state.data_synced and index.keys() >= set(names)):
+        if not (self._state.data_synced and all(map(index.__contains__, names))):
             return tornado.gen.multi([get_one(name) for name in names])
         make = self._sensor_maker() if kind == "sensors" else self._make_request
         future = self._create_future()

@@ -151,30 +151,32 @@ def _sensor_list_collector(found: Dict[str, Dict[str, Any]]
     params (as sent: any difference in them is a change). The exceptions of malformed
     informs are appended to the list returned along.
     """
-    # Units, type names and params repeat from sensor to sensor: each is decoded
-    # (or made) once and one object of it kept.
-    shared: Dict[bytes, str] = {}
-    shared_params: Dict[Tuple[bytes, ...], Tuple[bytes, ...]] = {}
+    # Units, type and params repeat from sensor to sensor: each combination of them is
+    # decoded once, into an entry that the sensors of that shape copy (sharing its
+    # texts and params) and fill in with their own description.
+    shapes: Dict[Tuple[bytes, ...], Dict[str, Any]] = {}
     failures: List[Exception] = []
 
     def collect(inform: Message) -> None:
         try:
             arguments = inform.arguments
-            sensor_name, description, units, sensor_type = arguments[:4]
-            units_text = shared.get(units)
-            if units_text is None:
-                units_text = shared[units] = readable(units)
-            type_text = shared.get(sensor_type)
-            if type_text is None:
-                type_text = shared[sensor_type] = readable(sensor_type)
-            params = tuple(arguments[4:])
-            # readable(), inlined for the usual bytes arguments.
-            found[sensor_name.decode("utf-8", "replace") if type(sensor_name) is bytes
-                  else readable(sensor_name)] = {
-                "description": (description.decode("utf-8", "replace")
-                                if type(description) is bytes else readable(description)),
-                "units": units_text, "sensor_type": type_text,
-                "params": shared_params.setdefault(params, params)}
+            entry = shapes.get(tuple(arguments[2:]))
+            if entry is None:
+                # Also where an inform of fewer than four arguments fails.
+                _name, _description, units, sensor_type = arguments[:4]
+                params = tuple(arguments[4:])
+                entry = shapes[(units, sensor_type) + params] = {
+                    "description": None, "units": readable(units),
+                    "sensor_type": readable(sensor_type), "params": params}
+            entry = entry.copy()
+            try:
+                # readable(), for the usual valid UTF-8 bytes (strict decoding is faster).
+                sensor_name = arguments[0].decode()
+                entry["description"] = arguments[1].decode()
+            except (AttributeError, UnicodeDecodeError):
+                sensor_name = readable(arguments[0])
+                entry["description"] = readable(arguments[1])
+            found[sensor_name] = entry
         except Exception as exc:
             failures.append(exc)
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, List, Optional, Tuple, TypeVar
 import tornado.gen
 import tornado.ioloop
 
-from katcp.loop.crossing import call_on_loop, running_loop
+from katcp.loop.crossing import call_on_loop, on_thread, running_loop
 
 
 logger = logging.getLogger("katcp.core")
@@ -45,7 +45,11 @@ def _set_result_if_pending(future: "asyncio.Future[Any]", result: Any) -> None:
 
 def _resolve(future: "asyncio.Future[Any]", home: _Home, result: Any) -> None:
     """Resolve `future` from any thread, on its own loop (a closed loop is left alone)."""
-    call_on_loop(home[0], home[1], _set_result_if_pending, future, result)
+    if on_thread(home[1]):
+        # On that loop already: at once, without the crossing's future of the outcome.
+        _set_result_if_pending(future, result)
+    else:
+        call_on_loop(home[0], home[1], _set_result_if_pending, future, result)
 
 
 def _with_timeout(future: Any, timeout: Optional[float]) -> Any:

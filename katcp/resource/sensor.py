@@ -49,38 +49,42 @@ class KATCPSensor:
 
     def __init__(self, sensor_description: Dict[str, Any],
                  sensor_manager: KATCPSensorsManager) -> None:
-        description = sensor_description.get("description")
-        self._attach(sensor_manager, as_str(sensor_description["name"]),
-                     None if description is None else as_str(description), sensor_description)
+        self._manager = sensor_manager
+        self.name = as_str(sensor_description["name"])
+        self._sensor_description = sensor_description
         # Made at once: a bad description fails here, where the caller can see it.
-        self._sensor
+        sensor = self._sensor
+        description = sensor_description.get("description")
+        self.description = self.__doc__ = (
+            sensor.description if description is None else as_str(description))
 
     @classmethod
-    def _mirrored(cls, sensor_manager: KATCPSensorsManager, name: str,
-                  description: Optional[str], source: Any,
-                  describe: Optional[Callable[[str, Any], Dict[str, Any]]] = None
-                  ) -> "KATCPSensor":
-        """A sensor of a device's model, whose :class:`katcp.Sensor` is made on first use.
+    def _mirror_maker(cls, sensor_manager: KATCPSensorsManager,
+                      describe: Optional[Callable[[str, Any], Dict[str, Any]]] = None
+                      ) -> Callable[[str, Any], "KATCPSensor"]:
+        """``mirror(name, source)``: a sensor of a device's model, whose
+        :class:`katcp.Sensor` is made on first use; one function for many sensors of one
+        manager (a resource's sync makes hundreds of them at once).
 
         A client resource mirrors every sensor of its device but reads or watches few
         of them, so the rest never pay for their type-aware parser. The keyword
         arguments of that Sensor are `source`, or ``describe(name, source)`` if given
         (e.g. parsed from the device's ``#sensor-list`` inform only then). `name` and
-        `description` are text.
+        ``source.get('description')`` are text; without a description the Sensor's
+        default is taken.
         """
-        return cls._mirror_maker(sensor_manager, describe)(name, description, source)
-
-    @classmethod
-    def _mirror_maker(cls, sensor_manager: KATCPSensorsManager,
-                      describe: Optional[Callable[[str, Any], Dict[str, Any]]] = None
-                      ) -> Callable[[str, Optional[str], Any], "KATCPSensor"]:
-        """``mirror(name, description, source)``: :meth:`_mirrored` for many sensors of
-        one manager (a resource's sync makes hundreds of them at once)."""
         new = cls.__new__
 
-        def mirror(name: str, description: Optional[str], source: Any) -> "KATCPSensor":
+        def mirror(name: str, source: Any) -> "KATCPSensor":
             sensor = new(cls)
-            sensor._attach(sensor_manager, name, description, source, describe)
+            sensor._manager = sensor_manager
+            sensor.name = name
+            # What the katcp.Sensor is made from (when first needed).
+            sensor._sensor_description = source
+            sensor._describe = describe
+            description = source.get("description")
+            sensor.description = sensor.__doc__ = (
+                sensor._sensor.description if description is None else description)
             return sensor
 
         return mirror
@@ -90,20 +94,6 @@ class KATCPSensor:
     _reading = _NO_READING
     _sensor_obj: Optional[Sensor] = None
     _describe: Optional[Callable[[str, Any], Dict[str, Any]]] = None
-
-    def _attach(self, sensor_manager: KATCPSensorsManager, name: str,
-                description: Optional[str], source: Any,
-                describe: Optional[Callable[[str, Any], Dict[str, Any]]] = None) -> None:
-        self._manager = sensor_manager
-        self.name = name
-        # What the katcp.Sensor is made from (when first needed).
-        self._sensor_description = source
-        if describe is not None:
-            self._describe = describe
-        if description is None:
-            # The default description comes from katcp.Sensor.
-            description = self._sensor.description
-        self.description = self.__doc__ = description
 
     @property
     def _sensor(self) -> Sensor:

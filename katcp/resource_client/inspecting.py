@@ -117,9 +117,8 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
 
         Its :class:`katcp.Sensor` (the parser of its readings) is made on first use.
         """
-        return resource.KATCPSensor._mirrored(
-            self, sensor_description["name"], sensor_description.get("description"),
-            sensor_description)
+        return resource.KATCPSensor._mirror_maker(self)(sensor_description["name"],
+                                                        sensor_description)
 
     def mirror_sensor(self, name: str, info: Any,
                       describe: Callable[[str, Any], Dict[str, Any]]) -> resource.KATCPSensor:
@@ -154,12 +153,7 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
             ``mirror(name, info)``, as ``mirror_sensor(name, info, describe)``; one
             function serves a whole sync.
         """
-        mirrored = resource.KATCPSensor._mirror_maker(self, describe)
-
-        def mirror(name: str, info: Any) -> resource.KATCPSensor:
-            return mirrored(name, info["description"], info)
-
-        return mirror
+        return resource.KATCPSensor._mirror_maker(self, describe)
 
     def _get_strategy_cache_key(self, sensor_name: str) -> str:
         if sensor_name in self._strategy_cache:
@@ -230,8 +224,9 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
         else:
             batches = [(name, strategy)
                        for strategy, names in by_strategy.items() for name in names]
-        # Sent together: one round trip instead of one per request.
-        yield [self._reapply(names, strategy) for names, strategy in batches]
+        if batches:
+            # Sent together: one round trip instead of one per request.
+            yield [self._reapply(names, strategy) for names, strategy in batches]
 
     @tornado.gen.coroutine
     def _reapply(self, names: str, strategy: Tuple[str, ...]) -> Generator[Any, Any, None]:

@@ -473,46 +473,48 @@ class KATCPClientResource(resource.KATCPResource):
     @tornado.gen.coroutine
     def _inspecting_client_state_callback(self, state: Any, model_changes: Any
                                           ) -> Generator[Any, Any, None]:
+        # Waits only for what is not done yet: in a sync nothing is, and the callback
+        # then costs its device no coroutine runs or loop turns.
         if not state.connected:
             self._state.set_state("disconnected")
         elif not state.synced:
             self._state.set_state("syncing")
             if model_changes:
-                yield self._update_model(model_changes)
+                yield from self._update_model(model_changes)
         else:
             # Strategies can only be set once the sensor objects exist, i.e. after the
             # model update of the data-synced callback.
-            yield self._sensor_manager.reapply_sampling_strategies()
+            yield from _result_of(self._sensor_manager.reapply_sampling_strategies())
             self._state.set_state("synced")
 
-    @tornado.gen.coroutine
     def _update_model(self, model_changes: Any) -> Generator[Any, Any, None]:
+        # For ``yield from`` in the state callback.
         ic = self._inspecting_client
         if "requests" in model_changes:
             changes = model_changes.requests
-            yield self._update_namespace("req", changes.removed, ic._future_get_many(
+            yield from self._update_namespace("req", changes.removed, ic._future_get_many(
                 "requests", [name for name in changes.added
                              if self._request_allowed(escape_name(name))]))
         if "sensors" in model_changes:
             changes = model_changes.sensors
-            added_names = yield self._update_namespace(
+            added_names = yield from self._update_namespace(
                 "sensor", changes.removed, ic._future_get_many("sensors", changes.added))
             if self._sensor_strategy_cache or self._filter_strategies or \
                     self._sensor_listener_cache:
                 for escaped_name in added_names:
                     self._restore_sensor_wishes(escaped_name, self._sensor[escaped_name])
 
-    @tornado.gen.coroutine
     def _update_namespace(self, kind: str, removed: Sequence[str], getting: Any
                           ) -> Generator[Any, Any, List[str]]:
         """Update namespace `kind` ('req' or 'sensor') and mirror it in the parent.
 
         The `removed` names go, and the objects of the list that the `getting` future
-        resolves to come in (unless None). Returns the escaped names added.
+        resolves to come in (unless None). Gives the escaped names added (for ``yield
+        from`` in the state callback).
         """
         namespace = getattr(self, "_" + kind)
         removed_names = _remove_from(namespace, removed)
-        added_names = _add_to(namespace, (yield getting))
+        added_names = _add_to(namespace, (yield from _result_of(getting)))
         if self._parent and (added_names or removed_names):
             self._parent._child_changed(self, kind, added_names, removed_names)
         return added_names
@@ -534,6 +536,14 @@ class KATCPClientResource(resource.KATCPResource):
             self._sensor_manager.cache_sampling_strategy(sensor_obj.name, strategy)
         for listener in self._sensor_listener_cache.get(escaped_name, ()):
             sensor_obj.register_listener(listener, reading=True)
+
+
+def _result_of(future: Any) -> Generator[Any, Any, Any]:
+    """The result of `future`, for ``yield from`` in a tornado coroutine: yielded to the
+    coroutine's runner (which waits for it) only if it is not done yet."""
+    if tornado.gen.is_future(future) and future.done():
+        return future.result()
+    return (yield future)
 
 
 def _done_future() -> "asyncio.Future[None]":
@@ -597,10 +607,12 @@ def _remove_from(namespace: AttrDict, names: Sequence[str]) -> List[str]:
 
 def _child_keys(prefix: str, kind: str, names: Sequence[str]) -> List[str]:
     """The container's keys of a child's items `names` of namespace `kind`."""
-    if kind == "sensor":
-        # Aggregate sensors keep their names.
-        return [name if name.startswith("agg_") else prefix + name for name in names]
-    return [prefix + name for name in names]
+    keys = [prefix + name for name in names]
+    # Aggregate sensors keep their names; few devices have any, so all the names are
+    # looked at together first.
+    if kind == "sensor" and "\nagg_" in "\n" + "\n".join(names):
+        keys = [name if name.startswith("agg_") else key for name, key in zip(names, keys)]
+    return keys
 
 
 class KATCPClientResourceContainer(resource.KATCPResource):
