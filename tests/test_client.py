@@ -487,11 +487,20 @@ def test_convert_seconds_before_v4_truncates_to_ms(make_client):
     V4_GREETING[:1] + V5_GREETING,
 ])
 def test_mixed_version_informs_give_up_and_disconnect(greeting, make_client):
+    # The connection may be gone before a wait_connected() could see it: the client
+    # reports each change instead.
+    connected = queue.Queue()
+
+    class Client(DeviceClient):
+        def notify_connected(self, is_connected):
+            connected.put(is_connected)
+
     fake = FakeServer(greeting=greeting).start()
     try:
-        client = make_client(DeviceClient, fake.port, auto_reconnect=False)
+        client = make_client(Client, fake.port, auto_reconnect=False)
         client.start()
-        assert client.wait_connected(WAIT)
+        assert connected.get(timeout=WAIT) is True
+        assert connected.get(timeout=WAIT) is False
         assert client.wait_disconnected(WAIT)
         assert client.protocol_flags is None
         assert not client.wait_protocol(0.05)
