@@ -327,3 +327,29 @@ def test_a_deadline_out_of_order_after_many_others_is_served_on_time():
     table.add("live", "live", _pending("live"), 1.0)
     clock.advance(1.5)
     assert expired == [("live", 100.0)]
+
+
+# -- the request fast path and the sending hooks ------------------------------------------
+
+
+@pytest.mark.parametrize("hook", ["send_request", "send_message"])
+def test_a_sending_hook_patched_on_the_base_class_is_not_bypassed(server, hook, monkeypatch):
+    from katcp.client import DeviceClient
+    sent = []
+    original = getattr(DeviceClient, hook)
+
+    def recording(self, msg):
+        sent.append(str(msg))
+        original(self, msg)
+    # Patched where the fast path's own methods live, after the client module was loaded.
+    monkeypatch.setattr(DeviceClient, hook, recording)
+    client = BlockingClient("127.0.0.1", server.port, timeout=WAIT)
+    client.start()
+    try:
+        assert client.wait_protocol(WAIT)
+        reply, _ = client.blocking_request(Message.request("echo", "x"))
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+    assert str(reply) == "!echo[1] ok x"
+    assert sent == ["?echo[1] x"]

@@ -55,7 +55,9 @@ class LineFramer:
             return []
         if self._partial:
             data = self._partial + data
-        if b"\r" in data:
+        # An int is looked up with memchr; b"\r" would go through the buffer protocol
+        # after a failed int conversion (an exception raised and cleared per chunk).
+        if 13 in data:
             data = data.replace(b"\r", b"\n")
         lines = data.split(b"\n")
         partial = lines.pop()
