@@ -11,11 +11,12 @@ from katcp.client.requests import CallbackRequest, FutureRequest, RequestTable, 
 from katcp.client.threadsafe import make_threadsafe, make_threadsafe_blocking
 from katcp.core import KatcpClientError, Message
 from katcp.loop.crossing import on_thread, post_to_loop
+from katcp.wire.util import own_methods, uses_own
 
 
 _REQUEST = Message.REQUEST
 # The methods the request fast path (_start_request) may skip while they are these.
-_SEND_REQUEST, _SEND_MESSAGE = DeviceClient.send_request, DeviceClient.send_message
+_OWN_SENDING = own_methods(DeviceClient, "send_request", "send_message")
 
 
 class AsyncClient(DeviceClient):
@@ -82,13 +83,10 @@ class AsyncClient(DeviceClient):
         requests = self._requests
         if msg_id in requests.by_id:
             raise RuntimeError("Message id %r already in use by a request in flight" % (msg_id,))
-        cls = type(self)
-        if (cls.send_request is _SEND_REQUEST and cls.send_message is _SEND_MESSAGE
-                and "send_request" not in self.__dict__ and "send_message" not in self.__dict__):
+        if uses_own(self, _OWN_SENDING):
             # Neither is overridden (by a subclass, on a class or on the instance, as
             # mock.patch.object does): sent before the bookkeeping, which then overlaps
             # the server's work; the reply can only be read on a later loop iteration.
-            # (uses_own() asks the same, at four times the cost of this inline test.)
             protocol.write(msg.__bytes__() + b"\n")
             requests.add(msg_id, msg.name, pending, timeout)
             return

@@ -29,7 +29,7 @@ from katcp.ioloop_manager import current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.wire.message import readable_message
 from katcp.wire.text import readable
-from katcp.wire.util import uses_own
+from katcp.wire.util import own_methods, uses_own
 
 ic_logger = logging.getLogger("katcp.inspect_client")
 
@@ -44,6 +44,9 @@ from katcp.inspecting_client.parts import (  # noqa: F401 (documented here)
 # Documented (and pickled) here since 0.9.
 keep_home(__name__, RequestType, SyncError, InspectingClientStateType, _InformHookDeviceClient,
           _PendingChanges)
+
+# The request methods an inspection may stream through while they are these.
+_OWN_REQUESTING = own_methods(AsyncClient, "future_request", "callback_request")
 
 
 class InspectingClientAsync:
@@ -574,8 +577,7 @@ class InspectingClientAsync:
         client = self.katcp_client
         # Streamed only through the client's own request methods: code that replaces
         # future_request (a test's fake, say) still gets every inspection through it.
-        if inform_cb is None or not uses_own(client, AsyncClient, "future_request",
-                                             "callback_request"):
+        if inform_cb is None or not uses_own(client, _OWN_REQUESTING):
             reply, informs = yield within(client.future_request(msg, timeout=timeout))
             if inform_cb is not None:
                 for inform in informs:

@@ -4,7 +4,7 @@ docstrings, and the chaining of a future of any kind (without importing an event
 
 import concurrent.futures
 from collections import defaultdict
-from typing import Any, Callable, Hashable, TypeVar
+from typing import Any, Callable, Dict, Hashable, Tuple, TypeVar
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -54,30 +54,51 @@ def hashable_identity(obj: Any) -> Hashable:
     return id(obj)
 
 
-def uses_own(obj: Any, base: type, *names: str) -> bool:
-    """Whether `obj` still uses `base`'s own methods `names`.
+def own_methods(base: type, *names: str) -> Tuple[Tuple[str, Any], ...]:
+    """The methods `names` of `base` as defined now, for :func:`uses_own`.
 
-    False when a subclass overrides one of them or it is replaced on the instance
-    (as ``mock.patch.object`` does): a fast path that skips such a method must not
-    be taken then, or the replacement would be silently bypassed.
+    Taken once, when the module that skips them is imported: a method later replaced on
+    `base` itself (as ``mock.patch.object(base, name)`` does) then no longer counts as
+    its own.
+
+    Parameters
+    ----------
+    base : type
+        The class whose methods a fast path knows.
+    *names : str
+        The methods the fast path would skip.
+
+    Returns
+    -------
+    originals : tuple of (name, method) pairs
+    """
+    return tuple((name, getattr(base, name)) for name in names)
+
+
+_NO_ATTRIBUTES: Dict[str, Any] = {}
+
+
+def uses_own(obj: Any, originals: Tuple[Tuple[str, Any], ...]) -> bool:
+    """Whether `obj` still uses the original methods `originals` (see :func:`own_methods`).
+
+    False when one of them is overridden by a subclass, replaced on a class or replaced
+    on the instance (as ``mock.patch.object`` does): a fast path that skips such a
+    method must not be taken then, or the replacement would be silently bypassed.
 
     Parameters
     ----------
     obj : object
-        An instance of `base` or of a subclass.
-    base : type
-        The class whose methods the fast path knows.
-    *names : str
-        The methods the fast path would skip.
+    originals : tuple of (name, method) pairs
+        From :func:`own_methods`.
 
     Returns
     -------
     own : bool
     """
     # A loop, not all() over a generator: this runs for every request a client sends.
-    cls, attrs = type(obj), getattr(obj, "__dict__", None) or {}
-    for name in names:
-        if getattr(cls, name) is not getattr(base, name) or name in attrs:
+    cls, attrs = type(obj), getattr(obj, "__dict__", _NO_ATTRIBUTES)
+    for name, original in originals:
+        if getattr(cls, name) is not original or name in attrs:
             return False
     return True
 
