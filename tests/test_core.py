@@ -200,6 +200,12 @@ class TestMessageFormatting:
         assert bytes(Message.inform("x", raw)) == b"#x " + escaped
         assert bytes(Message.inform("x", b"a", raw, b"b")) == b"#x a " + escaped + b" b"
 
+    def test_each_byte_escapes_as_the_table_says(self):
+        from katcp.wire.message import _ESCAPES, escape_argument
+        text = bytes(range(256)) * 3
+        assert escape_argument(text) == b"".join(
+            _ESCAPES.get(bytes([byte]), bytes([byte])) for byte in text)
+
     def test_empty_arguments(self):
         assert bytes(Message.reply("optional", "ok", 1, 2, "")) == b"!optional ok 1 2 \\@"
         assert bytes(Message.reply("x", "", "")) == b"!x \\@ \\@"

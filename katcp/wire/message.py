@@ -20,8 +20,6 @@ _ESCAPES = {b"\\": b"\\\\", b" ": b"\\_", b"\0": b"\\0", b"\n": b"\\n", b"\r": b
 _UNESCAPES = {v: k for k, v in _ESCAPES.items()}
 _UNESCAPES[b"\\@"] = b""
 
-_ESCAPE_SUB = functools.partial(re.compile(rb"[\\ \0\n\r\x1b\t]").sub,
-                                lambda m: _ESCAPES[m.group()])
 _UNESCAPE_SUB = functools.partial(re.compile(rb"\\.?", re.DOTALL).sub,
                                   lambda m: _UNESCAPES[m.group()])
 
@@ -112,7 +110,27 @@ def escape_argument(arg: bytes) -> bytes:
     -------
     escaped : bytes
     """
-    return _ESCAPE_SUB(arg) if arg else b"\\@"
+    if not arg:
+        return b"\\@"
+    # The escapes of _ESCAPES, a backslash first (the others add backslashes that must
+    # stay single). One replace() per special byte present, each found by memchr: many
+    # times faster than a regex calling back per escape (a help text has hundreds).
+    # Unrolled, as this formats every sensor-list line and string sensor value.
+    if 92 in arg:
+        arg = arg.replace(b"\\", b"\\\\")
+    if 32 in arg:
+        arg = arg.replace(b" ", b"\\_")
+    if 10 in arg:
+        arg = arg.replace(b"\n", b"\\n")
+    if 9 in arg:
+        arg = arg.replace(b"\t", b"\\t")
+    if 13 in arg:
+        arg = arg.replace(b"\r", b"\\r")
+    if 0 in arg:
+        arg = arg.replace(b"\0", b"\\0")
+    if 27 in arg:
+        arg = arg.replace(b"\x1b", b"\\e")
+    return arg
 
 
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9\-]*\Z")
@@ -309,7 +327,7 @@ class Message:
         shown = []
         for arg in self.arguments:
             # As on the wire (escaped), but an empty argument shows as b''.
-            arg = _ESCAPE_SUB(arg)
+            arg = escape_argument(arg) if arg else arg
             if len(arg) > 1000:
                 arg = arg[:1000] + b"..."
             shown.append(repr(arg))
