@@ -102,7 +102,7 @@ def test_cli_writes_json_and_table(tmp_path, capsys):
     assert "codec.roundtrip" in out and "ratio" in out
 
 
-@pytest.mark.parametrize("raw", [b"", b"plain", b"a b\tc\\d\0e\nf\rg\x1bh", b"\\@"])
+@pytest.mark.parametrize("raw", [b"", b"plain", b"a b\tc\\d\0e\nf\rg\x1bh", b"\\@", b"\\_ \\\\n"])
 def test_baseline_codec_round_trips(raw):
     line = baseline.join(b"#", b"x", [raw, b"1"], mid=b"7")
     assert b" " not in baseline.escape(raw) and b"\n" not in line
