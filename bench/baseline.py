@@ -78,13 +78,16 @@ def escape(arg):
 def _unescape_plain(part):
     for escaped, raw in _UNESCAPE_ORDER:
         if 92 not in part:
-            break
+            return part
         part = part.replace(escaped, raw)
+    if 92 in part:
+        # A backslash no escape took: invalid, refused as katcp refuses it.
+        raise ValueError("invalid escape in %r" % (part,))
     return part
 
 
 def unescape(arg):
-    """Undo :func:`escape` on one wire argument (valid escapes assumed).
+    """Undo :func:`escape` on one wire argument (ValueError for an invalid escape).
 
     Parameters
     ----------

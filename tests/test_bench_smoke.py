@@ -109,6 +109,12 @@ def test_baseline_codec_round_trips(raw):
     assert baseline.split(line) == (b"#", b"x", b"7", [raw, b"1"])
 
 
+@pytest.mark.parametrize("wire", [b"a\\x", b"\\", b"a\\\\\\"])
+def test_baseline_codec_refuses_invalid_escapes(wire):
+    with pytest.raises(ValueError):
+        baseline.unescape(wire)
+
+
 def test_row_targets():
     assert harness.Row("a", "s", 2.0, 1.0, ("ratio", "<=", 3.0)).passed is True
     assert harness.Row("a", "s", 2.0, 1.0, ("ratio", ">=", 3.0)).passed is False
