@@ -73,7 +73,9 @@ class BackgroundProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout)
-            raise AssertionError("process did not exit within %s s" % timeout)
+            self._reader.join(timeout)
+            raise AssertionError("process did not exit within %s s; output:\n%s"
+                                 % (timeout, "\n".join(self.lines)))
         finally:
             self._reader.join(timeout)
 
