@@ -219,6 +219,28 @@ class TestClockAndCancellation(StrategyTestCase):
         assert [len(recorder.informs) for _, recorder in started] == [1, 1, 4]
 
     @gen_test
+    def test_a_cancelled_sample_due_before_the_next_live_one_is_dropped(self):
+        # After the samples due run, the earliest entry left is a cancelled one (at 1.5):
+        # the scheduler drops it and arms its timer for the live sample at 2, without
+        # an error in the loop's callback.
+        errors = []
+        handler = logging.Handler(logging.ERROR)
+        handler.emit = errors.append
+        logging.getLogger().addHandler(handler)  # tornado logs callbacks' exceptions
+        self.addCleanup(logging.getLogger().removeHandler, handler)
+        start = self.io_loop.time()
+        _, fast = self.start("period", make_sensor(value=1), "1")
+        slow, slow_recorder = self.start("period", make_sensor(value=2), "1.5")
+        slow.cancel()
+        for i in range(1, 4):
+            self.set_ioloop_time(start + i)
+            yield fast.until_count(i + 1)
+        yield self.settle()
+        assert [t - start for t, _ in fast.informs] == [0, 1, 2, 3]
+        assert len(slow_recorder.informs) == 1
+        assert errors == []
+
+    @gen_test
     def test_periods_of_different_lengths_interleave(self):
         start = self.io_loop.time()
         _, fast = self.start("period", make_sensor(value=1), "1")
