@@ -493,24 +493,26 @@ class MessageParser:
         else:
             parts = line.split()
         header = parts[0]
-        # Headers without an id are keyed whole (most informs, and replies to v4
-        # requests): one lookup. The others are keyed without their id.
-        name: Optional[str] = _header_names.get(header)
-        if name is not None:
-            mid = None
-        elif header == (last := self._last_header)[0]:
-            name, mid = last[1], last[2]
-        elif header[-1] == 93:  # b"]": an id, which is short and follows a cached name
-            # partition() rather than find() and two slices: about 0.1 us less a message.
-            name_part, _, mid = header.partition(b"[")
-            name = _header_names.get(name_part)
-            mid = mid[:-1]
-            if name is None or not mid.isdigit():
-                name, mid = self._parse_header(header)
-            if mtype == _INFORM:  # requests and replies do not repeat their header
-                self._last_header = (header, name, mid)
+        name: Optional[str]
+        if header[-1] == 93:  # b"]": an id, which is short and follows a cached name
+            last = self._last_header
+            if header == last[0]:
+                name, mid = last[1], last[2]
+            else:
+                # partition() rather than find() and two slices: about 0.1 us less.
+                name_part, _, mid = header.partition(b"[")
+                name = _header_names.get(name_part)
+                mid = mid[:-1]
+                if name is None or not mid.isdigit():
+                    name, mid = self._parse_header(header)
+                if mtype == _INFORM:  # requests and replies do not repeat their header
+                    self._last_header = (header, name, mid)
         else:
-            name, mid = self._parse_header(header)
+            # Keyed whole (most informs, and v4 requests and replies): one lookup.
+            name = _header_names.get(header)
+            mid = None
+            if name is None:
+                name, mid = self._parse_header(header)
         arguments = parts[1:]
         if 92 in line and arguments:
             arguments = _unescape_all(arguments)
