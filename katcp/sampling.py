@@ -3,8 +3,9 @@
 A strategy watches one sensor for one client and calls ``inform_callback(sensor, reading)``
 whenever the client should be told the sensor's value. Strategies run on the tornado ioloop;
 ``Sensor.set()`` may be called from any thread, and a strategy hands such updates to its loop
-(coalescing them: if an update is already waiting to be handled, the newer reading replaces
-it). All scheduling uses the loop's clock (``ioloop.time()``), so a virtual clock can drive it.
+in batches: one hop to the loop carries every reading set since the last one, each handled
+in order, so none is lost. All scheduling uses the loop's clock (``ioloop.time()``), so a
+virtual clock can drive it.
 """
 
 import functools
@@ -142,7 +143,8 @@ class SampleStrategy:
         self._ioloop_thread_id: Optional[int] = None
         self._call_queue = CallQueue.of(self.ioloop)
         self._pending_lock = threading.Lock()
-        self._pending_reading: Optional[Reading] = None
+        # Readings set by other threads and not yet handed to the loop (None: no hop due).
+        self._pending_readings: Optional[List[Reading]] = None
         self._cancelled = False
         self._setup(*params)
 
@@ -266,17 +268,23 @@ class SampleStrategy:
         if _get_ident() == self._ioloop_thread_id:
             self.observe(reading)
             return
-        # Coalesce: one pending call per strategy, carrying the newest reading.
+        # One hop to the loop per batch: a thread setting a sensor in a tight loop wakes
+        # the loop once, yet every reading is observed (as katcp 0.9 did, a hop each).
         with self._pending_lock:
-            schedule = self._pending_reading is None
-            self._pending_reading = reading
-        if schedule:
+            pending = self._pending_readings
+            if pending is None:
+                self._pending_readings = [reading]
+            else:
+                pending.append(reading)
+        if pending is None:
             self._call_queue.call(self._observe_pending)
 
     def _observe_pending(self) -> None:
         with self._pending_lock:
-            reading, self._pending_reading = self._pending_reading, None
-        if reading is not None and not self._cancelled:
+            readings, self._pending_readings = self._pending_readings, None
+        for reading in readings or ():
+            if self._cancelled:
+                return
             self.observe(reading)
 
     def observe(self, reading: Reading) -> None:
@@ -340,190 +348,6 @@ class _SampleChanges(SampleStrategy):
                 or reading.status != last.status):
             self._last_sent = reading
             self.inform(reading)
-
-
-class SampleEvent(_SampleChanges):
-    """Strategy which sends updates when the sensor value or status changes.
-
-    Changes of the timestamp alone are not reported.
-    """
-
-    _SAMPLING = SampleStrategy.EVENT
-
-
-def _nobody(sensor: Sensor, reading: Reading) -> None:
-    """The inform callback of a fan-out, which sends to its members itself."""
-
-
-def _group_sender_of(send: Callable[[bytes], None]) -> Optional[Callable[..., Any]]:
-    """``group_sender(owners)`` where `send` is a write batcher's bound send().
-
-    A batcher class may offer ``group_sender`` to make one function that sends to many of
-    them, doing what its send() does; None for any other sender (a thread-safe wrapper,
-    or the send() of a subclass that changed it ...).
-    """
-    func = getattr(send, "__func__", None)
-    for cls in type(getattr(send, "__self__", None)).__mro__:
-        if "group_sender" in vars(cls):
-            return cls.group_sender if func is vars(cls).get("send") else None  # type: ignore
-    return None
-
-
-class _EventFanOut(SampleEvent):
-    """The wire-sending event strategies of one sensor, observing it as one.
-
-    With many clients sampling a sensor on events, each change is checked and formatted
-    once and its bytes handed to every client's sender, rather than each client's
-    strategy doing it all again. Members join from :meth:`_WireSampleEvent.attach` and
-    leave when cancelled; the fan-out detaches from the sensor once it is empty.
-    """
-
-    _by_sensor: "weakref.WeakKeyDictionary[Sensor, dict]" = weakref.WeakKeyDictionary()
-
-    @classmethod
-    def join(cls, member: "_WireSampleEvent") -> "_EventFanOut":
-        fans = cls._by_sensor.setdefault(member._sensor, {})
-        key = (member.ioloop, member._major)
-        fan = fans.get(key)
-        if fan is None:
-            fan = fans[key] = cls(member._sensor, member.ioloop, member._major)
-            fan.start()
-        fan._members[member] = member._send
-        fan._retarget()
-        fan._fresh.append(member)
-        return fan
-
-    def __init__(self, sensor: Sensor, ioloop: tornado.ioloop.IOLoop, major: int) -> None:
-        super().__init__(_nobody, sensor, ioloop=ioloop)
-        self._major = major
-        self._members: Dict[Any, Callable[[bytes], None]] = {}
-        # The members' senders, the write batchers among them in one group sender.
-        self._targets: Tuple[Callable[[bytes], None], ...] = ()
-        # Members whose last inform may not be the fan-out's (they joined since its last
-        # one): their own test decides whether the next change is news to them.
-        self._fresh: List[Any] = []
-
-    def _retarget(self) -> None:
-        groups: Dict[Callable[..., Any], List[Any]] = {}
-        targets = []
-        for send in self._members.values():
-            group_sender = _group_sender_of(send)
-            if group_sender is None:
-                targets.append(send)
-            else:
-                groups.setdefault(group_sender, []).append(send.__self__)  # type: ignore
-        for group_sender, owners in groups.items():
-            # A group of one is called directly: one call either way.
-            targets.append(owners[0].send if len(owners) == 1 else group_sender(owners))
-        self._targets = tuple(targets)
-
-    def leave(self, member: "_WireSampleEvent") -> None:
-        if self._members.pop(member, None) is None:
-            return
-        self._retarget()
-        if member in self._fresh:
-            self._fresh.remove(member)
-        if not self._members:
-            self.cancel()
-            fans = self._by_sensor.get(self._sensor)
-            if fans is not None and fans.get((self.ioloop, self._major)) is self:
-                del fans[(self.ioloop, self._major)]
-
-    def update(self, sensor: Sensor, reading: Reading) -> None:
-        # SampleStrategy.update() and observe() inlined for the loop thread: this runs for
-        # every update of the sensor.
-        if _get_ident() != self._ioloop_thread_id:
-            SampleStrategy.update(self, sensor, reading)
-            return
-        last = self._last_sent
-        if last is None or reading.value != last.value or reading.status != last.status:
-            self._last_sent = reading
-            if self._fresh:
-                self.inform(reading)
-                return
-            # inform() and sensor_status_line(), inlined for the usual case.
-            line = b"#sensor-status " + sensor.status_line(reading, self._major) + b"\n"
-            for send in self._targets:
-                send(line)
-
-    def inform(self, reading: Reading) -> None:
-        line = sensor_status_line(self._sensor, reading, self._major)
-        fresh = self._fresh
-        if fresh:
-            self._fresh = []
-            for member in fresh:
-                if member._is_news(reading):
-                    member._last_sent = reading
-                    member._send(line)
-            for member, send in self._members.items():
-                if member not in fresh:
-                    send(line)
-        else:
-            for send in self._targets:
-                send(line)
-
-
-class _WireSampleEvent(SampleEvent):
-    """The event strategy of a server's client: ``#sensor-status`` bytes to a sender.
-
-    Every change is still sent (nothing is coalesced beyond what :class:`SampleEvent`
-    does); the work per change is shared through an :class:`_EventFanOut`.
-    """
-
-    def __init__(self, send: Callable[[bytes], None], major: int, sensor: Sensor, *params: Any,
-                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
-        self._send = send
-        self._major = major
-        self._fan_out: Optional[_EventFanOut] = None
-        super().__init__(self._send_status, sensor, *params, ioloop=ioloop)
-
-    def _send_status(self, sensor: Sensor, reading: Reading) -> None:
-        self._send(sensor_status_line(sensor, reading, self._major))
-
-    def attach(self) -> None:
-        # The first reading goes to this client alone; later ones come from the fan-out.
-        self._fan_out = _EventFanOut.join(self)
-        self.update(self._sensor, self._sensor.read())
-
-    def detach(self) -> None:
-        if self._fan_out is not None:
-            self._fan_out.leave(self)
-            self._fan_out = None
-
-
-def wire_strategy(strategy_name: Any, send: Callable[[bytes], None], major: int,
-                  sensor: Sensor, *params: Any,
-                  ioloop: Optional[tornado.ioloop.IOLoop] = None) -> SampleStrategy:
-    """A strategy that sends ``#sensor-status`` informs as bytes, as a server does.
-
-    As :meth:`SampleStrategy.get_strategy`, but the strategy hands each inform's bytes
-    (:func:`sensor_status_line`) to `send` on the loop thread. Event strategies of the
-    same sensor share the work of each change (:class:`_EventFanOut`).
-
-    Parameters
-    ----------
-    strategy_name : str or bytes
-    send : callable
-        ``send(data)``, called on the loop thread.
-    major : int
-        KATCP major version of the informs.
-    sensor : Sensor
-    params : list of objects
-        The strategy's parameters.
-    ioloop : tornado.ioloop.IOLoop, optional
-
-    Returns
-    -------
-    strategy : SampleStrategy
-
-    """
-    if readable(strategy_name) == "event":
-        return _WireSampleEvent(send, major, sensor, *params, ioloop=ioloop)
-
-    def send_status(sensor: Sensor, reading: Reading) -> None:
-        send(sensor_status_line(sensor, reading, major))
-    return SampleStrategy.get_strategy(strategy_name, send_status, sensor, *params,
-                                       ioloop=ioloop)
 
 
 class SampleDifferential(_SampleChanges):
@@ -720,6 +544,203 @@ class SampleDifferentialRate(SampleEventRate):
     def _setup(self, *params: Any) -> None:
         super()._setup(*params)
         self._threshold = _parse_difference(self._sensor, params[0])
+
+
+class SampleEvent(SampleEventRate):
+    """Strategy which sends updates when the sensor value or status changes.
+
+    Changes of the timestamp alone are not reported. The special case of
+    :class:`SampleEventRate` with neither a shortest nor a longest period, so it takes no
+    parameters and sends each change at once.
+    """
+
+    NUM_PARAMS = 0
+    _SAMPLING = SampleStrategy.EVENT
+
+    # No periods, so no timers: each change is sent as _SampleChanges sends it.
+    observe = _SampleChanges.observe
+    _shortest = _longest = 0.0
+    _held_reading: Optional[Reading] = None
+    _shortest_timeout: Optional[object] = None
+    _longest_timeout: Optional[object] = None
+
+    def _setup(self, *params: Any) -> None:
+        """No parameters to check."""
+
+
+def _nobody(sensor: Sensor, reading: Reading) -> None:
+    """The inform callback of a fan-out, which sends to its members itself."""
+
+
+def _group_sender_of(send: Callable[[bytes], None]) -> Optional[Callable[..., Any]]:
+    """``group_sender(owners)`` where `send` is a write batcher's bound send().
+
+    A batcher class may offer ``group_sender`` to make one function that sends to many of
+    them, doing what its send() does; None for any other sender (a thread-safe wrapper,
+    or the send() of a subclass that changed it ...).
+    """
+    func = getattr(send, "__func__", None)
+    for cls in type(getattr(send, "__self__", None)).__mro__:
+        if "group_sender" in vars(cls):
+            return cls.group_sender if func is vars(cls).get("send") else None  # type: ignore
+    return None
+
+
+class _EventFanOut(SampleEvent):
+    """The wire-sending event strategies of one sensor, observing it as one.
+
+    With many clients sampling a sensor on events, each change is checked and formatted
+    once and its bytes handed to every client's sender, rather than each client's
+    strategy doing it all again. Members join from :meth:`_WireSampleEvent.attach` and
+    leave when cancelled; the fan-out detaches from the sensor once it is empty.
+    """
+
+    _by_sensor: "weakref.WeakKeyDictionary[Sensor, dict]" = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def join(cls, member: "_WireSampleEvent") -> "_EventFanOut":
+        fans = cls._by_sensor.setdefault(member._sensor, {})
+        key = (member.ioloop, member._major)
+        fan = fans.get(key)
+        if fan is None:
+            fan = fans[key] = cls(member._sensor, member.ioloop, member._major)
+            fan.start()
+        fan._members[member] = member._send
+        fan._retarget()
+        fan._fresh.append(member)
+        return fan
+
+    def __init__(self, sensor: Sensor, ioloop: tornado.ioloop.IOLoop, major: int) -> None:
+        super().__init__(_nobody, sensor, ioloop=ioloop)
+        self._major = major
+        self._members: Dict[Any, Callable[[bytes], None]] = {}
+        # The members' senders, the write batchers among them in one group sender.
+        self._targets: Tuple[Callable[[bytes], None], ...] = ()
+        # Members whose last inform may not be the fan-out's (they joined since its last
+        # one): their own test decides whether the next change is news to them.
+        self._fresh: List[Any] = []
+
+    def _retarget(self) -> None:
+        groups: Dict[Callable[..., Any], List[Any]] = {}
+        targets = []
+        for send in self._members.values():
+            group_sender = _group_sender_of(send)
+            if group_sender is None:
+                targets.append(send)
+            else:
+                groups.setdefault(group_sender, []).append(send.__self__)  # type: ignore
+        for group_sender, owners in groups.items():
+            # A group of one is called directly: one call either way.
+            targets.append(owners[0].send if len(owners) == 1 else group_sender(owners))
+        self._targets = tuple(targets)
+
+    def leave(self, member: "_WireSampleEvent") -> None:
+        if self._members.pop(member, None) is None:
+            return
+        self._retarget()
+        if member in self._fresh:
+            self._fresh.remove(member)
+        if not self._members:
+            self.cancel()
+            fans = self._by_sensor.get(self._sensor)
+            if fans is not None and fans.get((self.ioloop, self._major)) is self:
+                del fans[(self.ioloop, self._major)]
+
+    def update(self, sensor: Sensor, reading: Reading) -> None:
+        # SampleStrategy.update() and observe() inlined for the loop thread: this runs for
+        # every update of the sensor.
+        if _get_ident() != self._ioloop_thread_id:
+            SampleStrategy.update(self, sensor, reading)
+            return
+        last = self._last_sent
+        if last is None or reading.value != last.value or reading.status != last.status:
+            self._last_sent = reading
+            if self._fresh:
+                self.inform(reading)
+                return
+            # inform() and sensor_status_line(), inlined for the usual case.
+            line = b"#sensor-status " + sensor.status_line(reading, self._major) + b"\n"
+            for send in self._targets:
+                send(line)
+
+    def inform(self, reading: Reading) -> None:
+        line = sensor_status_line(self._sensor, reading, self._major)
+        fresh = self._fresh
+        if fresh:
+            self._fresh = []
+            for member in fresh:
+                if member._is_news(reading):
+                    member._last_sent = reading
+                    member._send(line)
+            for member, send in self._members.items():
+                if member not in fresh:
+                    send(line)
+        else:
+            for send in self._targets:
+                send(line)
+
+
+class _WireSampleEvent(SampleEvent):
+    """The event strategy of a server's client: ``#sensor-status`` bytes to a sender.
+
+    Every change is still sent (nothing is coalesced beyond what :class:`SampleEvent`
+    does); the work per change is shared through an :class:`_EventFanOut`.
+    """
+
+    def __init__(self, send: Callable[[bytes], None], major: int, sensor: Sensor, *params: Any,
+                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
+        self._send = send
+        self._major = major
+        self._fan_out: Optional[_EventFanOut] = None
+        super().__init__(self._send_status, sensor, *params, ioloop=ioloop)
+
+    def _send_status(self, sensor: Sensor, reading: Reading) -> None:
+        self._send(sensor_status_line(sensor, reading, self._major))
+
+    def attach(self) -> None:
+        # The first reading goes to this client alone; later ones come from the fan-out.
+        self._fan_out = _EventFanOut.join(self)
+        self.update(self._sensor, self._sensor.read())
+
+    def detach(self) -> None:
+        if self._fan_out is not None:
+            self._fan_out.leave(self)
+            self._fan_out = None
+
+
+def wire_strategy(strategy_name: Any, send: Callable[[bytes], None], major: int,
+                  sensor: Sensor, *params: Any,
+                  ioloop: Optional[tornado.ioloop.IOLoop] = None) -> SampleStrategy:
+    """A strategy that sends ``#sensor-status`` informs as bytes, as a server does.
+
+    As :meth:`SampleStrategy.get_strategy`, but the strategy hands each inform's bytes
+    (:func:`sensor_status_line`) to `send` on the loop thread. Event strategies of the
+    same sensor share the work of each change (:class:`_EventFanOut`).
+
+    Parameters
+    ----------
+    strategy_name : str or bytes
+    send : callable
+        ``send(data)``, called on the loop thread.
+    major : int
+        KATCP major version of the informs.
+    sensor : Sensor
+    params : list of objects
+        The strategy's parameters.
+    ioloop : tornado.ioloop.IOLoop, optional
+
+    Returns
+    -------
+    strategy : SampleStrategy
+
+    """
+    if readable(strategy_name) == "event":
+        return _WireSampleEvent(send, major, sensor, *params, ioloop=ioloop)
+
+    def send_status(sensor: Sensor, reading: Reading) -> None:
+        send(sensor_status_line(sensor, reading, major))
+    return SampleStrategy.get_strategy(strategy_name, send_status, sensor, *params,
+                                       ioloop=ioloop)
 
 
 _STRATEGY_CLASSES = {SampleStrategy.SAMPLING_LOOKUP[cls._SAMPLING]: cls for cls in (

@@ -71,9 +71,16 @@ class TestFactory:
                 name if isinstance(name, bytes) else name.encode(),
                 [p if isinstance(p, bytes) else p.encode() for p in params])
 
+    def test_event_is_the_event_rate_strategy_without_periods(self):
+        # As documented: isinstance checks against SampleEventRate see event strategies.
+        assert issubclass(SampleEvent, SampleEventRate)
+        assert SampleStrategy.get_strategy(
+            "event", lambda s, r: None, make_sensor()).get_sampling() == SampleStrategy.EVENT
+
     @pytest.mark.parametrize("name, params, message", [
         ("bogus", [], "^Unknown strategy name: bogus\\.$"),
         ("none", ["1"], "takes 0 parameters, 1 given"),
+        ("event", ["1", "2"], "takes 0 parameters, 2 given"),
         ("period", [], "takes 1 parameter, 0 given"),
         ("period", ["x"], "not a number"),
         ("period", ["0"], "must be > 0"),
@@ -218,7 +225,7 @@ class TestStrategies(StrategyTestCase):
         assert self.io_loop.time() == start
 
     @gen_test
-    def test_updates_from_other_threads_are_coalesced_in_order(self):
+    def test_every_update_from_another_thread_is_sent_in_order(self):
         sensor = make_sensor(value=0)
         _, recorder = self.start("event", sensor)
         last = 5000
@@ -229,12 +236,26 @@ class TestStrategies(StrategyTestCase):
 
         thread = threading.Thread(target=produce)
         thread.start()
-        while not recorder.values or recorder.values[-1] != last:
-            yield tornado.gen.moment
+        yield recorder.until_count(last + 1)
         thread.join(5)
-        values = recorder.values
-        assert values == sorted(values) and len(set(values)) == len(values)
-        assert values[-1] == last
+        assert recorder.values == list(range(last + 1))
+
+    @gen_test
+    def test_a_short_error_set_by_another_thread_reaches_auto_and_event(self):
+        sensor = make_sensor(value=0)
+        recorders = [self.start(name, sensor)[1] for name in ("auto", "event")]
+
+        def glitch():
+            sensor.set_value(0, Sensor.ERROR)
+            sensor.set_value(0, Sensor.NOMINAL)
+
+        thread = threading.Thread(target=glitch)
+        thread.start()
+        thread.join(5)
+        for recorder in recorders:
+            yield recorder.until_count(3)
+            assert [r.status for _, r in recorder.informs] == [
+                Sensor.NOMINAL, Sensor.ERROR, Sensor.NOMINAL]
 
     @gen_test
     def test_cancel_detaches_from_the_sensor(self):

@@ -47,6 +47,14 @@ class StrategyDevice(DeviceServer):
         sensor.set_value(sensor.parse_value(raw_value), status, timestamp)
         return req.make_reply("ok")
 
+    def request_count(self, req, msg):
+        """Set the integer sensor NAME to 1, 2, ... COUNT (on the handler thread)."""
+        name, count = msg.arguments
+        sensor = self.get_sensor(name.decode("utf-8"))
+        for value in range(1, int(count) + 1):
+            sensor.set_value(value)
+        return req.make_reply("ok")
+
 
 class StrategyDeviceV4(StrategyDevice):
     PROTOCOL_INFO = ProtocolFlags(4, 0, {ProtocolFlags.MULTI_CLIENT})
@@ -312,3 +320,16 @@ def test_v5_timestamps_are_in_seconds(session, timestamp, wire):
     assert session.statuses(informs)[0][0] == wire
     informs, _ = session.request("?sensor-value level")
     assert informs == ["#sensor-value %s 1 level nominal 11" % wire]
+
+
+@pytest.mark.parametrize("strategy", ["auto", "event", "event-rate 0 0"])
+def test_every_update_made_on_the_handler_thread_is_sent(session, strategy):
+    # A plain handler runs on DeviceServer's handler thread, not the loop: its updates
+    # cross to the loop in batches, and each of them still reaches the client.
+    session.sample("level", *strategy.split())
+    session.line.send("?count level 300")
+    lines = session.line.read_until(lambda line: line.startswith(b"#sensor-status")
+                                    and line.endswith(b" 300"))
+    values = [int(status[3]) for status in session.statuses(
+        [line.decode("utf-8") for line in lines if line.startswith(b"#sensor-status")])]
+    assert values == list(range(1, 301))
