@@ -494,7 +494,7 @@ class SampleEventRate(_SampleChanges):
             return
         earliest = self._last_sent_time + self._shortest
         if self.ioloop.time() >= earliest:
-            self._send(reading)
+            self._report(reading)
             return
         self._held_reading = reading
         if self._shortest_timeout is None:
@@ -504,9 +504,9 @@ class SampleEventRate(_SampleChanges):
         self._shortest_timeout = None
         reading, self._held_reading = self._held_reading, None
         if reading is not None and not self._cancelled:
-            self._send(reading)
+            self._report(reading)
 
-    def _send(self, reading: Reading) -> None:
+    def _report(self, reading: Reading) -> None:
         self._last_sent = reading
         self._last_sent_time = self.ioloop.time()
         self._held_reading = None
@@ -520,7 +520,7 @@ class SampleEventRate(_SampleChanges):
     def _send_current(self) -> None:
         self._longest_timeout = None
         if not self._cancelled:
-            self._send(self._sensor.read())
+            self._report(self._sensor.read())
 
     def cancel_timeouts(self) -> None:
         for timeout in (self._shortest_timeout, self._longest_timeout):
