@@ -401,6 +401,21 @@ def test_v4_detection_and_requests_without_mids(v4_server, make_client):
         client.request(Message.request("echo", mid=9))
 
 
+def test_flags_too_new_for_the_announced_version_are_left_out(make_client):
+    # A device announcing 5.0 with the 5.1 bulk-sampling flag: its greeting is still
+    # taken (version 5.0, ids, multi-client), without the flag its version lacks.
+    fake = FakeServer(greeting=[b"#version-connect katcp-protocol 5.0-BIM"]).start()
+    try:
+        client = make_client(BlockingClient, fake.port)
+        client.start()
+        assert client.wait_protocol(WAIT)
+        assert client.protocol_flags == ProtocolFlags(5, 0, "IM")
+        reply, _ = client.blocking_request(Message.request("echo", "z"))
+        assert str(reply) == "!echo[1] ok z"
+    finally:
+        fake.close()
+
+
 V5_NO_IDS_GREETING = [
     b"#version-connect katcp-protocol 5.0-M",
     b"#version-connect katcp-library fake-katcp-1.0",

@@ -223,6 +223,18 @@ class TestProtocolFlags:
             ProtocolFlags(5, 0, "T")
         assert str(error.value) == "Protocol flag 'T' needs KATCP 5.1 or later, not 5.0."
 
+    def test_no_flags_by_default(self):
+        # As in the documented PROTOCOL_INFO = ProtocolFlags(5, 1).
+        flags = ProtocolFlags(5, 1)
+        assert (flags.major, flags.minor, flags.flags) == (5, 1, set())
+        assert str(flags) == "5.1"
+
+    @pytest.mark.parametrize("version, expected", [
+        (b"5.0-BIMT", ProtocolFlags(5, 0, "IM")), ("4.0-IM", ProtocolFlags(4, 0, "M")),
+        (b"5.1-BIMT", ProtocolFlags(5, 1, "BIMT")), (b"6.2-BX", ProtocolFlags(6, 2, "BX"))])
+    def test_a_peers_version_keeps_only_the_flags_its_version_has(self, version, expected):
+        assert ProtocolFlags.parse_version(version) == expected
+
     def test_equal_flags_are_not_unequal(self):
         a, b = ProtocolFlags(5, 0, "MI"), ProtocolFlags(5, 0, "IM")
         assert a == b and not (a != b)

@@ -97,6 +97,13 @@ class TestMessageConstruction:
     def test_bytes_name_becomes_str(self):
         assert Message.request(b"foo").name == "foo"
 
+    def test_a_str_subclass_name_is_its_text(self):
+        class Request(str, enum.Enum):
+            WATCHDOG = "watchdog"
+        msg = Message.request(Request.WATCHDOG)
+        assert type(msg.name) is str and msg.name == "watchdog"
+        assert bytes(msg) == b"?watchdog"
+
     @pytest.mark.parametrize("mid, expected", [
         (1, b"1"), (2 ** 31 - 1, b"2147483647"), ("123", b"123"), (b"456", b"456"),
         # Like katcp 0.9.3 any decimal digits, kept as given (a reply echoes them).
@@ -124,6 +131,13 @@ class TestFormatArgument:
     class Text(str):
         pass
 
+    class Mode(str, enum.Enum):
+        IDLE = "idle"
+
+    class Tagged(str):
+        def __str__(self):
+            return "Tagged(%s)" % (str.__str__(self),)
+
     @pytest.mark.parametrize("arg, expected", [
         (b"raw\xff", b"raw\xff"),
         ("text", b"text"),
@@ -146,10 +160,20 @@ class TestFormatArgument:
         (bytearray(b"ba"), b"ba"),
         (Colour.RED, b"3"),
         (Text("sub"), b"sub"),
+        (Mode.IDLE, b"idle"),
+        (Tagged("caf\u00e9"), b"caf\xc3\xa9"),
+        (Tagged("a\ud800b"), b"a?b"),
     ])
     def test_format(self, arg, expected):
         assert Message.format_argument(arg) == expected
         assert Message.inform("x", arg).arguments == [expected]
+
+    def test_an_iterator_of_arguments_with_unencodable_text_keeps_every_argument(self):
+        arguments = iter(["first", "a\ud800b", 3, "last\udcff", b"end"])
+        assert Message.inform("x", *arguments).arguments == [
+            b"first", b"a?b", b"3", b"last?", b"end"]
+        assert Message(Message.INFORM, "x", iter(["first", "a\ud800b", "last"])).arguments \
+            == [b"first", b"a?b", b"last"]
 
     def test_format_is_usable_on_instances(self):
         assert Message.request("x").format_argument(5) == b"5"

@@ -238,8 +238,8 @@ def test_sensor_status_tables():
 def test_sensor_legacy_value_attribute_and_description():
     sensor = Sensor.float("volts", unit="V", default=1.5)
     assert sensor._value == 1.5
-    sensor.set_value(2.5)
-    assert sensor._value == 2.5
+    sensor.set_value(2.5, Sensor.WARN, 1234.5)
+    assert (sensor._timestamp, sensor._status, sensor._value) == (1234.5, Sensor.WARN, 2.5)
     assert sensor.description == "Float sensor 'volts' in unit V"
     with pytest.raises(KatcpTypeError):
         sensor.parse_value("2.5")

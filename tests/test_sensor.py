@@ -492,3 +492,33 @@ class TestObservers:
             t.join(10)
         assert len(seen) == 2000
         assert sensor.value() == int(sensor.read().timestamp)
+
+
+class TestSubclassesThatReadOrFormatTheirOwnWay:
+    """A subclass overriding read() or format_reading() is asked by everything that
+    reads or formats its readings, as documented for those methods."""
+
+    class Fixed(Sensor):
+        def read(self):
+            return Reading(1234567890.0, Sensor.NOMINAL, 42)
+
+    class TwoDecimals(Sensor):
+        def format_reading(self, reading, major=5):
+            timestamp, status, value = super().format_reading(reading, major)
+            return timestamp, status, b"%.2f" % reading.value
+
+    def test_value_status_and_read_formatted_read_through_read(self):
+        sensor = self.Fixed(Sensor.INTEGER, "fixed", "", "", [0, 100])
+        assert (sensor.value(), sensor.status()) == (42, Sensor.NOMINAL)
+        assert sensor.read_formatted() == (b"1234567890.000000", b"nominal", b"42")
+        assert sensor.read_formatted(4) == (b"1234567890000", b"nominal", b"42")
+
+    def test_status_lines_are_made_by_its_format_reading(self):
+        sensor = self.TwoDecimals(Sensor.FLOAT, "pretty value", "", "", [0.0, 10.0])
+        sensor.set_value(1.23456, timestamp=1234567890.0)
+        reading = sensor.read()
+        assert sensor.status_line(reading, 5) == (
+            b"1234567890.000000 1 pretty\\_value nominal 1.23")
+        assert sensor.status_line(reading, 4) == b"1234567890000 1 pretty\\_value nominal 1.23"
+        sensor.set_value(2.5, timestamp=1234567891.0)
+        assert sensor.status_line(sensor.read(), 5).endswith(b" nominal 2.50")

@@ -53,9 +53,10 @@ class ProtocolFlags:
         Major version number.
     minor : int
         Minor version number.
-    flags : iterable of bytes (or str)
+    flags : iterable of bytes (or str), optional
         One-character protocol flags, e.g. ``ProtocolFlags.MULTI_CLIENT`` (or a bytes
         string of them, such as ``b"MI"``); they are stored as bytes, as on the wire.
+        None given means no flags, as in ``ProtocolFlags(5, 1)``.
 
     Raises
     ------
@@ -75,7 +76,7 @@ class ProtocolFlags:
     VERSION_RE = re.compile(rb"^(?P<major>\d+)\.(?P<minor>\d+)(?:-(?P<flags>.*))?$")
 
     def __init__(self, major: Optional[int], minor: Optional[int],
-                 flags: Iterable[Union[bytes, str, int]]) -> None:
+                 flags: Iterable[Union[bytes, str, int]] = ()) -> None:
         self.major = major
         self.minor = minor
         self.flags = {self._as_flag(flag) for flag in flags}
@@ -138,12 +139,17 @@ class ProtocolFlags:
         Returns
         -------
         flags : ProtocolFlags
-            Major and minor are None when the string cannot be parsed.
+            Major and minor are None when the string cannot be parsed. Flags that need a
+            newer version than the string's are left out (a device announcing ``5.0-BIM``
+            speaks 5.0 with message ids and multiple clients, without bulk sampling).
         """
         match = cls.VERSION_RE.match(as_bytes(version_str))
         if match is None:
             return cls(None, None, set())
-        # Iterating the flags' bytes gives ints, which the constructor takes too.
-        flags = match.group("flags") or b""
-        return cls(int(match.group("major")), int(match.group("minor")), flags)
+        version = int(match.group("major")), int(match.group("minor"))
+        # A peer's greeting is taken liberally: an unknown version-flag pairing is no
+        # reason to ignore the whole greeting, but a flag its version lacks is not used.
+        flags = [flag for flag in map(cls._as_flag, match.group("flags") or b"")
+                 if cls._FLAG_SINCE.get(flag, version) <= version]
+        return cls(version[0], version[1], flags)
 

@@ -147,7 +147,9 @@ _header_names: Dict[bytes, str] = {}
 
 def _check_name(name: Any) -> str:
     if type(name) is not str:
-        if isinstance(name, bytes):
+        if isinstance(name, str):
+            name = str.__str__(name)  # its text: a str enum's str() is its member name
+        elif isinstance(name, bytes):
             name = name.decode("ascii", errors="replace")
         else:
             raise KatcpSyntaxError("Message name must be a str, not %r." % (name,))
@@ -189,6 +191,9 @@ def _format_other(arg: Any) -> bytes:
         return bytes(arg)
     if arg is None:
         return b""
+    if isinstance(arg, str):
+        # Its text, not str(): the str() of a str enum member is the member's name.
+        return encode_utf8_with_error_log(str.__str__(arg))
     return encode_utf8_with_error_log(str(arg))
 
 
@@ -209,7 +214,12 @@ def _format_arguments(arguments: Iterable[Any]) -> List[bytes]:
             formatted.append(arg if type(arg) is bytes
                              else _get_formatter(type(arg), _format_other)(arg))
     except UnicodeEncodeError:
-        return [arg if type(arg) is bytes else _format_other(arg) for arg in arguments]
+        # Text that strict encoding refused (a lone surrogate) goes to the careful
+        # formatter; an iterator of arguments goes on from there, never iterated twice.
+        formatted.append(_format_other(arg))
+        if iter(arguments) is not arguments:
+            arguments = list(arguments)[len(formatted):]
+        return formatted + _format_arguments(arguments)
     return formatted
 
 

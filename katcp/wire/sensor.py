@@ -225,10 +225,14 @@ class Sensor:
     _notify_inline = True
     _set_inline = True
 
+    # Whether a subclass formats readings its own way: status_line() then asks it.
+    _formats_itself = False
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._notify_inline = cls.notify is Sensor.notify
         cls._set_inline = cls._notify_inline and cls.set is Sensor.set
+        cls._formats_itself = cls.format_reading is not Sensor.format_reading
 
     def __init__(self, sensor_type: Any, name: str, description: Optional[str] = None,
                  units: Optional[str] = None, params: Optional[List[Any]] = None,
@@ -409,12 +413,12 @@ class Sensor:
         status : enum (int)
             The status of the sensor, one of the keys in Sensor.STATUSES.
         """
-        return self._reading.status
+        return self.read().status
 
-    @property
-    def _value(self) -> Any:
-        # katcp 0.9.3 kept the value in this attribute; code and tests still read it.
-        return self._reading.value
+    # katcp 0.9.3 kept the reading in these attributes; code and tests still read them.
+    _timestamp = property(lambda self: self._reading.timestamp)
+    _status = property(lambda self: self._reading.status)
+    _value = property(lambda self: self._reading.value)
 
     def value(self) -> Any:
         """Read the current sensor value.
@@ -424,7 +428,7 @@ class Sensor:
         value : object
             The value of the sensor (the type will be appropriate to the sensor's type).
         """
-        return self._reading.value
+        return self.read().value
 
     def set(self, timestamp: _Seconds, status: int, value: Any) -> None:
         """Set the current value of the sensor.
@@ -561,7 +565,7 @@ class Sensor:
         timestamp, status, value : bytes
             KATCP formatted byte strings.
         """
-        return self.format_reading(self._reading, major)
+        return self.format_reading(self.read(), major)
 
     def status_line(self, reading: Reading, major: int = DEFAULT_KATCP_MAJOR) -> bytes:
         """The arguments of the ``#sensor-value`` / ``#sensor-status`` inform of `reading`.
@@ -591,6 +595,13 @@ class Sensor:
         wire_name = self._wire_name
         if wire_name[0] is not name:
             wire_name = self._wire_name = (name, escape_argument(Message.format_argument(name)))
+        if self._formats_itself:
+            line = self._own_status_line(reading, major, wire_name[1])
+            if seconds:
+                self._status_v5 = (reading, name, line)
+            else:
+                self._status_v4 = (reading, name, line)
+            return line
         timestamp, status, value = reading
         kind = self._type
         encode = kind.encoders.get(type(value))
@@ -609,6 +620,12 @@ class Sensor:
                                        wire_name[1], _STATUS_BYTES[status], value)
             self._status_v4 = (reading, name, line)
         return line
+
+    def _own_status_line(self, reading: Reading, major: int, wire_name: bytes) -> bytes:
+        # From the format_reading() of a subclass that formats readings its own way.
+        timestamp, status, value = [
+            escape_argument(part) for part in self.format_reading(reading, major)]
+        return b"%s 1 %s %s %s" % (timestamp, wire_name, status, value)
 
     def list_line(self) -> bytes:
         """The arguments of this sensor's ``#sensor-list`` inform.
