@@ -92,6 +92,18 @@ class ExampleServer(DeviceServer):
         await asyncio.sleep(0)
         return ("ok", x + 1)
 
+    def request_nothing(self, req, msg):
+        """Return None, replying itself only when asked to (?nothing replied)."""
+        if msg.arguments == [b"replied"]:
+            req.reply("ok", "myself")
+
+    async def request_native_nothing(self, req, msg):
+        """An async def handler that returns None without replying."""
+
+    def request_text(self, req, msg):
+        """Return a str, which is not a reply."""
+        return "ok"
+
     async def request_wait(self, req, msg):
         """Wait until ?release (on the loop)."""
         future = asyncio.get_running_loop().create_future()
@@ -246,6 +258,22 @@ def test_watchdog_and_plain_handler(example):
     assert client.request("?watchdog") == ([], "!watchdog ok")
     assert client.request("?watchdog extra args") == ([], "!watchdog ok")
     assert client.request("?plain a b") == (["#plain first"], "!plain ok b a")
+
+
+@pytest.mark.parametrize("request_line", ["?nothing", "?native-nothing", "?text"])
+def test_a_handler_that_gives_no_reply_fails_the_request(example, request_line, caplog):
+    # Every request gets a reply: the client is not left waiting.
+    server, client = example
+    with caplog.at_level(logging.ERROR, logger=server._logger.name):
+        assert client.request(request_line) == (
+            [], "!%s fail Handler\\_returned\\_an\\_invalid\\_reply." % request_line[1:])
+    assert request_line[1:] in caplog.text
+
+
+def test_a_handler_that_replied_itself_may_return_none(example):
+    server, client = example
+    assert client.request("?nothing replied") == ([], "!nothing ok myself")
+    assert client.request("?watchdog") == ([], "!watchdog ok")
 
 
 def test_help(example):
@@ -688,6 +716,8 @@ def test_async_server_on_users_ioloop():
 
         async def main():
             server = Server("127.0.0.1", 0)
+            # Made on a running loop: known at once, for model code's add_callback.
+            assert server.ioloop is ioloop
             server.start()
             assert server.ioloop is ioloop
             started.set_result(server)
@@ -713,6 +743,24 @@ def test_async_server_on_users_ioloop():
             stopped.set_result(None)
         thread.join(TIMEOUT)
     assert not thread.is_alive()
+
+
+def test_an_async_server_made_off_any_loop_takes_the_loop_of_its_start():
+    class Server(AsyncDeviceServer):
+        def setup_sensors(self):
+            """No sensors."""
+
+    server = Server("127.0.0.1", 0)
+    assert server.ioloop is None
+    loop = asyncio.new_event_loop()
+    try:
+        async def start():
+            server.start()
+            assert server.ioloop is tornado.ioloop.IOLoop.current()
+            await asyncio.wrap_future(server.stop())
+        loop.run_until_complete(asyncio.wait_for(start(), TIMEOUT))
+    finally:
+        loop.close()
 
 
 def test_set_ioloop_uses_the_users_loop_and_leaves_it_running():

@@ -245,7 +245,13 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         if reply is not None:
             req.reply_with_message(reply)
         elif not req.replied:
+            # "A reply is necessary for every request" (spec section 2); katcp 0.9 failed it too.
             self._logger.error("Request handler for %r gave None without replying", req.msg.name)
+            self._reply_invalid(req)
+
+    def _reply_invalid(self, req: ClientRequestConnection) -> None:
+        req.reply_with_message(Message.reply(
+            req.msg.name, "fail", "Handler returned an invalid reply."))
 
     def _handle_awaitable_reply(self, handler: Callable[..., Any],
                                 req: ClientRequestConnection, reply: Any) -> Any:
@@ -256,8 +262,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         if not (thread_future or is_awaitable(reply)):
             self._logger.error("Request handler for %r returned %r, not a Message",
                                req.msg.name, reply)
-            req.reply_with_message(Message.reply(
-                req.msg.name, "fail", "Handler returned an invalid reply."))
+            self._reply_invalid(req)
             return None
         concurrent_reply = getattr(handler, "_concurrent_reply", False)
         if not self._server.in_ioloop_thread():

@@ -4,8 +4,11 @@ import logging
 import queue
 from typing import Any, Dict, List, Optional, Set, Tuple, Union
 
+import tornado.ioloop
+
 from katcp.core import (INTERFACE_CHANGED_KATCP_MAJOR, VERSION_CONNECT_KATCP_MAJOR, Message,
                         Sensor)
+from katcp.loop.crossing import running_loop
 from katcp.sampling import SampleStrategy
 from katcp.server.base import DeviceServerBase, _done_future, log
 from katcp.server import sampling_requests, standard_requests
@@ -304,5 +307,10 @@ class AsyncDeviceServer(DeviceServer):
                  logger: logging.Logger = log) -> None:
         super().__init__(host, port, tb_limit, logger)
         self.set_concurrency_options(thread_safe=False, handler_thread=False)
-        # The loop is taken as IOLoop.current() when start() is called.
-        self._server.use_current_ioloop()
+        if running_loop() is not None:
+            # Made on a running loop: that loop, known at once (as katcp 0.9 took
+            # IOLoop.current() here), so server.ioloop serves before start() too.
+            self.set_ioloop(tornado.ioloop.IOLoop.current())
+        else:
+            # No loop runs here yet: the one current in the thread that calls start().
+            self._server.use_current_ioloop()
