@@ -97,12 +97,8 @@ class DeviceV2(BaseDevice):
         return ("ok",)
 
 
-class BulkDevice(DeviceV1):
-    """KATCP v5.1 device with bulk sensor sampling that records ?sensor-sampling."""
-
-    PROTOCOL_INFO = ProtocolFlags(5, 1, {
-        ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS,
-        ProtocolFlags.BULK_SET_SENSOR_SAMPLING})
+class SamplingRecorderDevice(DeviceV1):
+    """KATCP v5.0 device (no bulk sensor sampling) that records ?sensor-sampling."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -112,6 +108,14 @@ class BulkDevice(DeviceV1):
         """Record the request, then configure sampling as usual."""
         self.sampling_requests.append(msg.arguments)
         return await super().request_sensor_sampling(req, msg)
+
+
+class BulkDevice(SamplingRecorderDevice):
+    """KATCP v5.1 device with bulk sensor sampling that records ?sensor-sampling."""
+
+    PROTOCOL_INFO = ProtocolFlags(5, 1, {
+        ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS,
+        ProtocolFlags.BULK_SET_SENSOR_SAMPLING})
 
 
 def start_server(device_class=DeviceV1, port=0):
@@ -379,6 +383,116 @@ class TestBulkSampling(ResourceTestCase):
         assert set(names.split(b",")) == {b"an.int", b"a-float"} and strategy == [b"event"]
         reply = yield res.req.sensor_sampling("a-float")
         assert reply.reply.arguments == [b"ok", b"a-float", b"event"]
+
+
+class FloatSensorsMixin:
+    """A second float sensor, and a third one on request."""
+
+    def setup_sensors(self):
+        super().setup_sensors()
+        self.b_float = Sensor.float("b.float", "Another float", "m", [-10.0, 10.0])
+        self.b_float.set_value(0.5)
+        self.add_sensor(self.b_float)
+
+    @request()
+    @return_reply()
+    def request_grow_float(self, req):
+        """Add the c.float sensor, changing the interface."""
+        self.c_float = Sensor.float("c.float", "Grown on request", "m", [-10.0, 10.0])
+        self.c_float.set_value(4.0)
+        self.add_sensor(self.c_float)
+        return ("ok",)
+
+
+class FloatDevice(FloatSensorsMixin, SamplingRecorderDevice):
+    """KATCP v5.0: one ?sensor-sampling per sensor."""
+
+
+class FloatBulkDevice(FloatSensorsMixin, BulkDevice):
+    """KATCP v5.1 with BULK_SET_SENSOR_SAMPLING: one ?sensor-sampling per strategy."""
+
+
+class TestBulkSamplingFallback(ResourceTestCase):
+    """A bulk ?sensor-sampling is all or nothing (spec 5.1): one sensor that refuses the
+    strategy must not cost the sensors sharing its request theirs."""
+
+    # Differential strategies are refused by the string sensor old-sensor and taken by
+    # the float sensors a-float, b.float and (once ?grow-float adds it) c.float.
+    FILTER = "float|old"
+    STRATEGY = "differential 0.5"
+    SET = ("differential", "0.5")
+    SET_ON_WIRE = [b"differential", b"0.5"]
+
+    @tornado.gen.coroutine
+    def set_strategy_on_matching_sensors(self, res):
+        result = yield res.set_sampling_strategies(self.FILTER, self.STRATEGY)
+        assert {name: ok for name, (ok, _) in result.items()} == {
+            "a_float": True, "b_float": True, "old_sensor": False}
+
+    @tornado.gen.coroutine
+    def restart_outcome(self, device_class):
+        """Set the strategy by filter, restart the device and say what the reapplied
+        strategies came to on both sides."""
+        server = self.start_server(device_class)
+        res = self.make_resource(server)
+        yield res.until_synced(timeout=WAIT)
+        yield self.set_strategy_on_matching_sensors(res)
+        port = server.bind_address[1]
+        stop_server(server)
+        yield res.until_not_synced(timeout=WAIT)
+        with self.assertLogs("katcp.resource_client", "ERROR") as logs:
+            server = self.start_server(device_class, port)
+            # Strategies are reapplied before the resource says it is synced.
+            yield res.until_synced(timeout=WAIT)
+        on_device = {}
+        for name in ("a-float", "b.float", "old-sensor", "an.int"):
+            reply = yield res.req.sensor_sampling(name)
+            on_device[name] = reply.reply.arguments[2:]
+        on_client = {name: sensor.sampling_strategy for name, sensor in res.sensor.items()}
+        return server, res, on_device, on_client, logs.output
+
+    @tornado.testing.gen_test(timeout=4 * WAIT)
+    def test_restart_reapplies_the_good_strategies_as_without_bulk(self):
+        server, res, on_device, on_client, errors = yield self.restart_outcome(
+            FloatBulkDevice)
+        assert on_device == {"a-float": self.SET_ON_WIRE, "b.float": self.SET_ON_WIRE,
+                             "old-sensor": [b"none"], "an.int": [b"none"]}
+        # The client keeps the refused strategy too: it is retried on the next sync.
+        assert on_client == {"a_float": self.SET, "b_float": self.SET,
+                             "old_sensor": self.SET, "an_int": ("none",)}
+        assert len(errors) == 1 and "old-sensor" in errors[0]
+        # One bulk request first; only its failure costs one request per sensor.
+        names, *strategy = server.sampling_requests[0]
+        assert set(names.split(b",")) == {b"a-float", b"b.float", b"old-sensor"}
+        assert strategy == self.SET_ON_WIRE
+        assert sorted(request[0] for request in server.sampling_requests[1:4]) == [
+            b"a-float", b"b.float", b"old-sensor"]
+        # The reapplied strategy really samples: wait() sees the device's change.
+        waiting = res.sensor.b_float.wait(5.0, timeout=WAIT)
+        server.b_float.set_value(5.0)
+        assert (yield waiting) is True
+        # Exactly what a device without bulk sampling (one request per sensor) gives.
+        _, _, *outcome = yield self.restart_outcome(FloatDevice)
+        assert outcome == [on_device, on_client, errors]
+
+    @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_filter_strategy_reaches_a_sensor_added_later(self):
+        server = self.start_server(FloatBulkDevice)
+        res = self.make_resource(server)
+        yield res.until_synced(timeout=WAIT)
+        yield self.set_strategy_on_matching_sensors(res)
+        # The strategy sends c.float's current value (4.0) once it is set.
+        first_update = ListenerFuture(lambda reading: reading.value == 4.0)
+        assert (yield res.set_sensor_listener("c.float", first_update)) == {}
+        reply = yield res.req.grow_float()
+        assert reply.succeeded
+        yield tornado.gen.with_timeout(self.io_loop.time() + WAIT, first_update.future)
+        reply = yield res.req.sensor_sampling("c.float")
+        assert reply.reply.arguments[2:] == self.SET_ON_WIRE
+        assert res.sensor.c_float.sampling_strategy == self.SET
+        waiting = res.sensor.c_float.wait(9.0, timeout=WAIT)
+        server.c_float.set_value(9.0)
+        assert (yield waiting) is True
 
 
 class TestHelpers(tornado.testing.AsyncTestCase):

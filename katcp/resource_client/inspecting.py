@@ -210,38 +210,75 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
         """Reapply all sensor strategies using cached values
 
         Strategies of sensors the device does not (or no longer) have are kept in the
-        cache but not sent.
+        cache but not sent. Failures are logged, not raised: each sensor ends with its
+        strategy or with an error logged for it, with or without bulk sampling (see
+        :meth:`_send_strategy`).
         """
         known_sensors = set(self._inspecting_client.sensors)
         by_strategy: Dict[Tuple[str, ...], List[str]] = collections.defaultdict(list)
         for name, strategy in self._strategy_cache.items():
             if name in known_sensors:
                 by_strategy[strategy].append(name)
-        flags = self._inspecting_client.katcp_client.protocol_flags
-        if flags is not None and flags.bulk_set_sensor_sampling:
-            # KATCP v5.1 bulk sampling: one request per distinct strategy.
-            batches = [(",".join(names), strategy) for strategy, names in by_strategy.items()]
-        else:
-            batches = [(name, strategy)
-                       for strategy, names in by_strategy.items() for name in names]
-        if batches:
+        if by_strategy:
             # Sent together: one round trip instead of one per request.
-            yield [self._reapply(names, strategy) for names, strategy in batches]
+            yield [self._send_strategy(names, strategy)
+                   for strategy, names in by_strategy.items()]
 
     @tornado.gen.coroutine
-    def _reapply(self, names: str, strategy: Tuple[str, ...]) -> Generator[Any, Any, None]:
-        # Errors are only logged: one bad strategy must not stop the resync.
-        problem: Any
+    def _send_strategy(self, sensor_names: List[str], strategy: Tuple[str, ...]
+                       ) -> Generator[Any, Any, None]:
+        """Send one strategy for several sensors, as many requests as needed.
+
+        The one place that decides between a bulk request and one per sensor: with
+        the device's BULK_SET_SENSOR_SAMPLING flag (KATCP v5.1) the sensors share a
+        ``?sensor-sampling a,b,c`` request, else each has its own. A bulk request is
+        atomic (the strategy is set for all or for none), so one sensor that rejects
+        the strategy would cost all the others theirs; a failed bulk request is
+        therefore retried one sensor at a time, which ends as the per-sensor path does.
+
+        Parameters
+        ----------
+        sensor_names : list of str
+            KATCP names of the sensors.
+        strategy : tuple of str
+            Normalised strategy and parameters (see
+            :func:`katcp.resource.normalize_strategy_parameters`).
+
+        Returns
+        -------
+        done : tornado Future
+            Resolves with None once every request is answered. Nothing is raised and
+            the cache is left as it is: each sensor whose strategy could not be set
+            is logged as an error.
+        """
+        flags = self._inspecting_client.katcp_client.protocol_flags
+        if len(sensor_names) > 1 and flags is not None and flags.bulk_set_sensor_sampling:
+            problem = yield self._request_sampling(",".join(sensor_names), strategy)
+            if problem is None:
+                return
+            # Not an error yet: the retry below logs each sensor that really fails.
+            self._logger.debug("Bulk strategy %r failed for sensors %s (%s); retrying "
+                               "one sensor at a time", strategy, ",".join(sensor_names),
+                               problem)
+        problems = yield [self._request_sampling(name, strategy) for name in sensor_names]
+        for name, problem in zip(sensor_names, problems):
+            if problem is not None:
+                # Errors are only logged: one bad strategy must not stop the resync.
+                self._logger.error("Error reapplying strategy %r for sensors %s: %s",
+                                   strategy, name, problem)
+
+    @tornado.gen.coroutine
+    def _request_sampling(self, names: str, strategy: Tuple[str, ...]
+                          ) -> Generator[Any, Any, Any]:
+        """Send ``?sensor-sampling names strategy``; resolves with None if it succeeded,
+        else with what went wrong (the reply's readable form or the exception)."""
         try:
             reply = yield self._inspecting_client.wrapped_request(
                 "sensor-sampling", names, *strategy)
-            if reply.succeeded:
-                return
-            problem = repr(reply)
         except Exception as exc:
-            problem = exc
-        self._logger.error("Error reapplying strategy %r for sensors %s: %s",
-                           strategy, names, problem)
+            return exc
+        # repr(): the reply's readable form, without wire escapes.
+        return None if reply.succeeded else repr(reply)
 
     @tornado.gen.coroutine
     def poll_sensor(self, sensor_name: str) -> Generator[Any, Any, None]:
