@@ -313,7 +313,18 @@ def _parse_difference(sensor: Sensor, param: Any) -> float:
                          "timestamp sensors, not %s sensor '%s'." % (sensor.stype, sensor.name))
     text = readable(param)
     try:
-        threshold = int(text) if sensor.stype == "integer" else float(text)
+        if sensor.stype != "integer":
+            threshold = float(text)
+        else:
+            try:
+                threshold = int(text)
+            except ValueError:
+                # A whole number written as a float ('1.0') too: the resource clients
+                # send numeric strategy parameters as floats, as katcp 0.9's did.
+                whole = float(text)
+                if not whole.is_integer():
+                    raise
+                threshold = int(whole)
     except ValueError:
         raise ValueError("Invalid differential threshold %r for %s sensor '%s'."
                          % (text, sensor.stype, sensor.name))

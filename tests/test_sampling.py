@@ -89,10 +89,19 @@ class TestFactory:
         ("differential", ["-1"], "must be positive"),
         ("differential", ["0"], "must be positive"),
         ("differential", ["1.5"], "Invalid differential threshold"),
+        ("differential", ["inf"], "Invalid differential threshold"),
+        ("differential", ["nan"], "Invalid differential threshold"),
     ])
     def test_bad_strategies_raise_value_error(self, name, params, message):
         with pytest.raises(ValueError, match=message):
             SampleStrategy.get_strategy(name, lambda s, r: None, make_sensor(), *params)
+
+    @pytest.mark.parametrize("param, threshold", [("2", 2), ("2.0", 2), (b"3.", 3), ("1e2", 100)])
+    def test_an_integer_threshold_may_be_written_as_a_whole_float(self, param, threshold):
+        # As a resource client sends it ('differential 1' goes out as '1.0').
+        strategy = SampleStrategy.get_strategy("differential", lambda s, r: None,
+                                               make_sensor(), param)
+        assert strategy._threshold == threshold and type(strategy._threshold) is int
 
     def test_differential_needs_a_numeric_sensor(self):
         with pytest.raises(ValueError, match="only apply to integer, float and timestamp"):
