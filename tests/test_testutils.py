@@ -225,6 +225,44 @@ class TestSmallHelpers(unittest.TestCase):
             manager.join(timeout=5)
 
 
+class _StoppableThread(threading.Thread):
+    """A plain thread: its start() takes no timeout."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.stopping = threading.Event()
+
+    def run(self):
+        self.stopping.wait(60)
+
+    def stop(self):
+        self.stopping.set()
+
+
+class TestStartThreadWithCleanup(unittest.TestCase):
+
+    def test_a_start_without_timeout_is_called_without_arguments(self):
+        case = unittest.TestCase()
+        thread = _StoppableThread()
+        testutils.start_thread_with_cleanup(case, thread, timeout=5)
+        self.assertTrue(thread.is_alive())
+        case.doCleanups()
+        self.assertTrue(thread.stopping.is_set())
+        self.assertFalse(thread.is_alive())
+
+    def test_a_start_timeout_is_passed_on(self):
+        starts = []
+
+        class Recorder:
+            def start(self, *args, **kwargs):
+                starts.append((args, kwargs))
+
+        case = unittest.TestCase()
+        testutils.start_thread_with_cleanup(case, Recorder(), start_timeout=3)
+        testutils.start_thread_with_cleanup(case, Recorder())
+        self.assertEqual(starts, [((), {"timeout": 3}), ((), {})])
+
+
 class TestTimewarp(testutils.TimewarpAsyncTestCase):
 
     @tornado.testing.gen_test(timeout=5)
@@ -242,6 +280,14 @@ class TestTimewarp(testutils.TimewarpAsyncTestCase):
         self.assertFalse(fired["hour"].done())
         self.set_ioloop_time(start + 3600)
         self.assertEqual((yield fired["hour"]), 3600)
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_time_advancer_started_with_cleanup(self):
+        advancer = testutils.TimewarpAsyncTestCaseTimeAdvancer(self, quantum=1.0)
+        testutils.start_thread_with_cleanup(self, advancer)
+        start = self.io_loop.time()
+        yield tornado.gen.sleep(100)
+        self.assertGreaterEqual(self.io_loop.time(), start + 100)
 
     @tornado.testing.gen_test(timeout=5)
     def test_async_waiting_mock(self):

@@ -46,12 +46,24 @@ def start_thread_with_cleanup(test_instance: Any, thread_object: Any, timeout: f
                               start_timeout: Optional[float] = None) -> None:
     """Start thread_object and add cleanup functions to test_instance.
 
-    The thread object needs ``start(timeout=...)``, ``stop`` and ``join`` methods
-    (katcp servers and clients have them): it is started with
-    ``start(timeout=start_timeout)``, and stopped then joined (with `timeout`) when the
-    test cleans up.
+    Parameters
+    ----------
+    test_instance : :class:`unittest.TestCase`
+        Gets a cleanup that stops `thread_object`, then joins it (with `timeout`).
+    thread_object : object
+        Has ``start``, ``stop`` and ``join`` methods: a katcp server or client, a
+        :class:`threading.Thread` subclass with a ``stop`` method, a
+        :class:`katcp.testutils.TimewarpAsyncTestCaseTimeAdvancer`.
+    timeout : float, optional
+        Seconds to wait for the thread to end at cleanup.
+    start_timeout : float, optional
+        If given, passed as ``start(timeout=start_timeout)``; if None, ``start()`` is
+        called without arguments, as not every thread object's start takes a timeout.
     """
-    thread_object.start(timeout=start_timeout)
+    if start_timeout is None:
+        thread_object.start()
+    else:
+        thread_object.start(timeout=start_timeout)
 
     def cleanup() -> None:
         thread_object.stop()
