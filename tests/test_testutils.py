@@ -48,6 +48,17 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         with self.assertRaises(AssertionError):
             self.client.wait_until_sensor_equals(0.1, "an.int", -5, int)
 
+    def test_wait_condition_passes_every_keyword_to_the_predicate(self):
+        calls = []
+
+        def seen(name, pollperiod, other):
+            calls.append((name, pollperiod, other))
+            return len(calls) == 2
+
+        self.assertTrue(self.client.wait_condition(5, seen, "x", pollperiod=1, other=2))
+        self.assertEqual(calls, [("x", 1, 2)] * 2)
+        self.assertFalse(self.client.wait_condition(0.05, lambda: False))
+
     def test_request_assertions(self):
         reply, informs = self.client.assert_request_succeeds(
             "decorated", "abc", 1.5, 3, "0", args_equal=["abc", "1.5", "3", "0"])
