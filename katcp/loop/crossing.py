@@ -18,8 +18,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import tornado.gen
 
-__all__ = ["on_thread", "on_loop", "running_loop", "call_on_loop", "post_to_loop", "run_into_future",
-           "is_awaitable"]
+__all__ = ["on_thread", "on_loop", "running_loop", "call_on_loop", "post_to_loop",
+           "run_into_future", "is_awaitable"]
 
 _get_ident = threading.get_ident
 
