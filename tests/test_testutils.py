@@ -59,6 +59,13 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         self.assertEqual(calls, [("x", 1, 2)] * 2)
         self.assertFalse(self.client.wait_condition(0.05, lambda: False))
 
+    def test_request_assertions_take_a_bytes_request_name(self):
+        reply, _ = self.client.assert_request_succeeds(b"new-command", args_length=2)
+        self.assertEqual(reply.name, "new-command")
+        self.client.assert_request_fails(b"raise-fail", status_equals=b"fail")
+        with self.assertRaises(AssertionError):
+            self.client.assert_request_fails(b"new-command")
+
     def test_request_assertions(self):
         reply, informs = self.client.assert_request_succeeds(
             "decorated", "abc", 1.5, 3, "0", args_equal=["abc", "1.5", "3", "0"])

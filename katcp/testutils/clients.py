@@ -4,7 +4,7 @@ import functools
 import threading
 import time
 import unittest
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from katcp import client, server
 from katcp.core import Message
@@ -304,7 +304,8 @@ class BlockingTestClient(client.BlockingClient):
                 self.test.assertEqual(actual[name], describe(description),
                                       "Description of request %r differs" % name)
 
-    def assert_request_succeeds(self, requestname: str, *params: Any, args_echo: bool = False,
+    def assert_request_succeeds(self, requestname: Union[str, bytes], *params: Any,
+                                args_echo: bool = False,
                                 args_equal: Optional[Sequence[Any]] = None,
                                 args_in: Optional[Sequence[Sequence[Any]]] = None,
                                 args_length: Optional[int] = None,
@@ -355,9 +356,10 @@ class BlockingTestClient(client.BlockingClient):
                 [[readable(a) for a in expected] for expected in informs_args_equal])
         return reply, informs
 
-    def assert_request_fails(self, requestname: str, *params: Any, status_equals: Any = "fail",
-                             error_equals: Any = None, timeout: Optional[float] = None,
-                             mid: Optional[int] = None) -> Tuple[Message, List[Message]]:
+    def assert_request_fails(self, requestname: Union[str, bytes], *params: Any,
+                             status_equals: Any = "fail", error_equals: Any = None,
+                             timeout: Optional[float] = None, mid: Optional[int] = None
+                             ) -> Tuple[Message, List[Message]]:
         """Assert that given request fails when called with given parameters.
 
         Keyword Arguments
@@ -379,10 +381,11 @@ class BlockingTestClient(client.BlockingClient):
             self.test.assertEqual(readable(reply.arguments[1]), readable(error_equals))
         return reply, informs
 
-    def _request_expecting(self, succeed: bool, requestname: str, params: Sequence[Any],
-                           timeout: Optional[float], mid: Optional[int]
+    def _request_expecting(self, succeed: bool, requestname: Union[str, bytes],
+                           params: Sequence[Any], timeout: Optional[float], mid: Optional[int]
                            ) -> Tuple[Message, List[Message]]:
         """Make a request and assert that it succeeded (or failed, as `succeed` says)."""
+        requestname = readable(requestname)  # a str or bytes name, compared with reply.name
         reply, informs = self._request(requestname, *params, timeout=timeout, mid=mid)
         self.test.assertEqual(reply.name, requestname)
         expected, outcome = ("succeed", "failed") if succeed else ("fail", "succeeded")
