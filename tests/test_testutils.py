@@ -1,5 +1,6 @@
 """katcp.testutils: the helpers downstream suites use, exercised as they would use them."""
 
+import asyncio
 import concurrent.futures
 import queue
 import threading
@@ -14,6 +15,7 @@ from tornado.concurrent import Future, chain_future
 from katcp import Message, Sensor
 from katcp import testutils
 from katcp.ioloop_manager import IOLoopManager
+from katcp.kattypes import Int, request, return_reply
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -145,6 +147,44 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         self.assertEqual((host, int(port)), self.client.sockname)
 
 
+class _CoroutineHandlers(testutils.DeviceTestServer):
+    """Handlers that reply later, in each style a handler may."""
+
+    @request(Int())
+    @return_reply(Int())
+    @tornado.gen.coroutine
+    def request_gen_inc(self, req, x):
+        """Increment after a loop turn (a tornado coroutine)."""
+        yield tornado.gen.moment
+        raise tornado.gen.Return(("ok", x + 1))
+
+    async def request_native_echo(self, req, msg):
+        """Echo after a loop turn (an async def)."""
+        await asyncio.sleep(0)
+        return req.make_reply("ok", *msg.arguments)
+
+    def request_from_thread(self, req, msg):
+        """Reply from another thread's future."""
+        future = concurrent.futures.Future()
+        threading.Thread(target=future.set_result,
+                         args=(req.make_reply("ok", "thread"),)).start()
+        return future
+
+
+def _in_new_thread(fn):
+    """fn() in a new thread (which has no event loop of its own): its outcome."""
+    outcome = concurrent.futures.Future()
+
+    def run():
+        try:
+            outcome.set_result(fn())
+        except BaseException as exc:
+            outcome.set_exception(exc)
+
+    threading.Thread(target=run, daemon=True).start()
+    return outcome.result(10)
+
+
 class TestMockReq(unittest.TestCase):
 
     def test_handle_mock_req_calls_handler(self):
@@ -154,6 +194,56 @@ class TestMockReq(unittest.TestCase):
         self.assertEqual(reply.arguments, [b"ok", b"x", b"2.5", b"7", b"0"])
         req = testutils.mock_req("watchdog", mid=5)
         self.assertEqual(req.msg.mid, b"5")
+
+    def test_coroutine_handlers_reply_in_a_thread_without_an_event_loop(self):
+        server = _CoroutineHandlers("127.0.0.1", 0)
+
+        def handle_all():
+            replies = []
+            for name, args in (("gen-inc", (3,)), ("native-echo", ("a", "b")),
+                               ("from-thread", ())):
+                req = testutils.mock_req(name, *args)
+                reply = testutils.handle_mock_req(server, req)
+                replies.append((str(reply), req.reply_msg is reply))
+            return replies
+
+        self.assertEqual(_in_new_thread(handle_all), [
+            ("!gen-inc ok 4", True), ("!native-echo ok a b", True),
+            ("!from-thread ok thread", True)])
+
+    def test_the_threads_own_event_loop_is_left_alone(self):
+        server = _CoroutineHandlers("127.0.0.1", 0)
+
+        def with_a_current_loop():
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            try:
+                reply = testutils.handle_mock_req(server, testutils.mock_req("gen-inc", 1))
+                return str(reply), asyncio.get_event_loop() is loop, loop.is_closed()
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+        self.assertEqual(_in_new_thread(with_a_current_loop), ("!gen-inc ok 2", True, False))
+
+
+class TestMockReqOnARunningLoop(tornado.testing.AsyncTestCase):
+
+    @tornado.testing.gen_test(timeout=10)
+    def test_a_coroutine_handler_gives_a_future_of_its_reply(self):
+        server = _CoroutineHandlers("127.0.0.1", 0)
+        for name, args, expected in (("gen-inc", (3,), "!gen-inc ok 4"),
+                                     ("native-echo", ("x",), "!native-echo ok x"),
+                                     ("from-thread", (), "!from-thread ok thread")):
+            req = testutils.mock_req(name, *args)
+            pending = testutils.handle_mock_req(server, req)
+            self.assertTrue(tornado.gen.is_future(pending))
+            reply = yield pending
+            self.assertEqual(str(reply), expected)
+            self.assertIs(req.reply_msg, reply)
+        # A handler that replies at once still gives its reply at once.
+        reply = testutils.handle_mock_req(server, testutils.mock_req("watchdog"))
+        self.assertEqual(str(reply), "!watchdog ok")
 
 
 class TestSmallHelpers(unittest.TestCase):
