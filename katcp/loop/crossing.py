@@ -74,8 +74,7 @@ def on_loop(ioloop: Any, thread_id: Optional[int] = None) -> bool:
     on_loop : bool
 
     """
-    return (_get_ident() == thread_id
-            or running_loop() is ioloop.asyncio_loop)  # type: ignore[attr-defined]
+    return _get_ident() == thread_id or running_loop() is ioloop.asyncio_loop
 
 
 def is_awaitable(value: Any) -> bool:
