@@ -18,7 +18,7 @@ Example
 
 import inspect
 import itertools
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, Type
 
 import tornado.gen
 
@@ -27,7 +27,8 @@ from katcp.core import (AsyncReply, FailReply, KatcpSyntaxError, Message, Messag
                         ProtocolFlags, Sensor, convert_method_name)
 from katcp.kattypes import Int, return_reply
 from katcp.resource import escape_name
-from katcp.resource_client import KATCPClientResource, ReplyWrappedInspectingClientAsync
+from katcp.resource_client import (KATCPClientResourceContainer,
+                                   ReplyWrappedInspectingClientAsync)
 from katcp.sampling import SampleStrategy, format_inform_v5
 from katcp.wire.text import as_str, readable
 
@@ -507,12 +508,14 @@ class FakeKATCPClientResourceContainerManager:
         self._manager(child_name).add_request_handlers_dict(rh_dict)
 
 
-def fake_KATCP_client_resource_container_factory(KATCPClientResourceContainerClass: type,
-                                                 fake_options: Any, resources_spec: Dict[str, Any],
-                                                 *args: Any, **kwargs: Any) -> Tuple[Any, Any]:
+def fake_KATCP_client_resource_container_factory(
+        KATCPClientResourceContainerClass: Type[KATCPClientResourceContainer],
+        fake_options: Any, resources_spec: Dict[str, Any], *args: Any, **kwargs: Any
+) -> Tuple[Any, Any]:
     """Create a fake KATCPClientResourceContainer-like class and a fake-manager.
 
-    Each child resource client connects to its own fake device.
+    Each child is made by the container class's own ``client_resource_factory`` (so it
+    is of the class that factory makes), then connects to its own fake device.
 
     As :func:`fake_KATCP_client_resource_factory`, for
     :class:`katcp.resource_client.KATCPClientResourceContainer` (or a subclass) and its
@@ -524,8 +527,14 @@ def fake_KATCP_client_resource_container_factory(KATCPClientResourceContainerCla
 
     def client_resource_factory(self: Any, res_spec: Dict[str, Any], parent: Any,
                                 logger: Any) -> Any:
-        child, manager = fake_KATCP_client_resource_factory(
-            KATCPClientResource, fake_options, res_spec, parent=parent, logger=logger)
+        # The child that the container class itself makes (its class, its arguments),
+        # then connected to a fake device of its own: it is not started yet, and its
+        # fake class only adds the fake device and replaces inspecting_client_factory.
+        child = KATCPClientResourceContainerClass.client_resource_factory(
+            self, res_spec, parent=parent, logger=logger)
+        child.__class__ = _fake_resource_class(type(child), _FakeDevice())
+        manager = FakeKATCPClientResourceManager(child)
+        _apply_fake_options(manager, fake_options)
         child_managers[escape_name(res_spec["name"])] = manager
         return child
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Set, Union
 import tornado.gen
 import tornado.ioloop
 
-from katcp.loop.crossing import call_on_loop, is_awaitable, on_thread, running_loop
+from katcp.loop.crossing import call_on_loop, is_awaitable, on_loop, running_loop
 from katcp.loop.policy import new_ioloop
 from katcp.object_proxies import ObjectWrapper
 
@@ -139,8 +139,7 @@ class IOLoopManager:
         thread_id : int or None
 
         """
-        if self._thread_id is None and self._ioloop is not None and \
-                running_loop() is self._ioloop.asyncio_loop:  # type: ignore[attr-defined]
+        if self._thread_id is None and self._ioloop is not None and on_loop(self._ioloop):
             return threading.get_ident()
         return self._thread_id
 
@@ -382,7 +381,9 @@ class IOLoopThreadWrapper:
 
         """
         timeout = timeout or self.default_timeout
-        if on_thread(self._thread_id):
+        # Not the thread id alone: a wrapper made on the loop thread is used there before
+        # _install has run, and hopping would leave the call waiting on its own loop.
+        if on_loop(self.ioloop, self._thread_id):
             return self._call_on_own_thread(fn, args, kwargs)
         self._wait_until_running(fn)
         result = call_on_loop(self.ioloop, None, fn, *args, **kwargs)

@@ -9,7 +9,7 @@ import tornado.gen
 from tornado.platform.asyncio import AsyncIOLoop
 
 from katcp.ioloop_manager import IOLoopManager
-from katcp.loop.crossing import call_on_loop, on_thread, run_into_future, running_loop
+from katcp.loop.crossing import call_on_loop, on_loop, on_thread, run_into_future, running_loop
 
 WAIT = 10.0
 
@@ -103,6 +103,18 @@ def test_on_thread_is_false_elsewhere(loop):
     assert not on_thread(thread_id)
     assert not on_thread(None)
     assert on_thread(threading.get_ident())
+
+
+def test_on_loop_knows_the_loop_thread_before_its_id_is_recorded(loop):
+    ioloop, thread_id = loop
+    assert call_on_loop(ioloop, None, on_loop, ioloop).result(WAIT)
+    assert call_on_loop(ioloop, None, on_loop, ioloop, thread_id).result(WAIT)
+    assert not on_loop(ioloop) and not on_loop(ioloop, thread_id)
+    other = AsyncIOLoop(asyncio_loop=asyncio.new_event_loop())
+    try:
+        assert not call_on_loop(ioloop, None, on_loop, other).result(WAIT)
+    finally:
+        other.close()
 
 
 def test_a_call_to_a_closed_loop_fails_at_once():

@@ -277,6 +277,38 @@ class TestFakeContainer(tornado.testing.AsyncTestCase):
         assert container.sensor.b_level.sampling_strategy == ("event",)
 
 
+class _TaggedResource(KATCPClientResource):
+    def __init__(self, resource_spec, tag, **kwargs):
+        super().__init__(resource_spec, **kwargs)
+        self.tag = tag
+
+
+class _TaggingContainer(KATCPClientResourceContainer):
+    def client_resource_factory(self, res_spec, parent, logger):
+        return _TaggedResource(res_spec, "tag-" + res_spec["name"], parent=parent,
+                               logger=logger)
+
+
+class TestFakeContainerUsesItsClientResourceFactory(tornado.testing.AsyncTestCase):
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_children_are_what_the_container_class_makes_and_still_fake(self):
+        spec = {"name": "cont", "clients": {
+            "a": dict(address=("fake-a.invalid", 1), controlled=True)}}
+        container, manager = fake_clients.fake_KATCP_client_resource_container_factory(
+            _TaggingContainer, {"request_handlers": Handlers()}, spec)
+        child = container.children["a"]
+        assert isinstance(child, _TaggedResource)
+        assert child.tag == "tag-a" and child.parent is container
+        manager.add_sensors("a", {"level": ("A level.", "", "integer")})
+        container.start()
+        self.addCleanup(container.stop)
+        yield container.until_synced(timeout=WAIT)
+        reply = yield container.req.a_add(2, 3)
+        assert reply.reply.arguments == [b"ok", b"5"]
+        assert "a_level" in dir(container.sensor)
+
+
 class TestFakeFromAnotherThread:
     """The blocking wrapper case: the client runs in a managed ioloop thread and the test
     drives the fake device from its own thread."""

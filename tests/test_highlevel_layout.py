@@ -2,7 +2,7 @@
 thread-facing helpers cross onto the loop, and documented keywords that are real
 parameters (a misspelt one is an error, not silently ignored)."""
 
-import concurrent.futures
+import asyncio
 import importlib
 import pickle
 import threading
@@ -55,7 +55,7 @@ class TestCallInIoloop:
     def test_returns_what_the_function_returns_computed_on_the_loop_thread(
             self, loop_manager):
         ioloop = loop_manager.get_ioloop()
-        loop_thread = testutils.call_in_ioloop(ioloop, threading.get_ident, timeout=WAIT)
+        loop_thread = testutils.call_in_ioloop(ioloop, threading.get_ident)
         assert loop_thread != threading.get_ident()
 
     def test_waits_for_a_coroutine_and_passes_keywords_on(self, loop_manager):
@@ -68,27 +68,38 @@ class TestCallInIoloop:
             return a * b
 
         ioloop = loop_manager.get_ioloop()
-        assert testutils.call_in_ioloop(ioloop, add, 2, b=3, timeout=WAIT) == 5
-        assert testutils.call_in_ioloop(ioloop, native, 2, b=3, timeout=WAIT) == 6
+        assert testutils.call_in_ioloop(ioloop, add, 2, b=3) == 5
+        assert testutils.call_in_ioloop(ioloop, native, 2, b=3) == 6
 
     def test_raises_what_the_function_raised(self, loop_manager):
         def fail():
             raise KeyError("nope")
 
         with pytest.raises(KeyError):
-            testutils.call_in_ioloop(loop_manager.get_ioloop(), fail, timeout=WAIT)
+            testutils.call_in_ioloop(loop_manager.get_ioloop(), fail)
 
-    def test_timeout_bounds_the_wait(self, loop_manager):
+    def test_a_timeout_keyword_goes_to_the_function(self, loop_manager):
+        # As for call_in_ioloop(ioloop, resource.until_synced, timeout=5): the function's
+        # own timeout bounds the wait, and what it raises comes back.
         ioloop = loop_manager.get_ioloop()
-        release = []
 
-        async def hang():
-            release.append(ioloop.asyncio_loop.create_future())
-            await release[0]
+        async def wait_for_nothing(timeout=None):
+            await asyncio.wait_for(ioloop.asyncio_loop.create_future(), timeout)
 
-        with pytest.raises(concurrent.futures.TimeoutError):
-            testutils.call_in_ioloop(ioloop, hang, timeout=0.05)
-        testutils.call_in_ioloop(ioloop, release[0].set_result, None, timeout=WAIT)
+        assert testutils.call_in_ioloop(ioloop, lambda a, timeout: (a, timeout), 1,
+                                        timeout=7) == (1, 7)
+        with pytest.raises(asyncio.TimeoutError):
+            testutils.call_in_ioloop(ioloop, wait_for_nothing, timeout=0.05)
+
+    def test_refuses_to_block_its_own_loop(self, loop_manager):
+        ioloop = loop_manager.get_ioloop()
+
+        def nested():
+            with pytest.raises(RuntimeError, match="would block"):
+                testutils.call_in_ioloop(ioloop, threading.get_ident)
+            return "refused"
+
+        assert testutils.call_in_ioloop(ioloop, nested) == "refused"
 
 
 @pytest.fixture
@@ -152,7 +163,6 @@ class TestDocumentedKeywordsAreParameters:
                 client.assert_request_succeeds("watchdog", inform_count=0)
             with pytest.raises(TypeError):
                 client.assert_request_fails("raise-fail", error_equal="x")
-            assert client.wait_condition(WAIT, lambda: True, pollperiod=0.01)
         finally:
             client.stop()
             client.join(timeout=WAIT)

@@ -187,6 +187,43 @@ def test_call_from_loop_thread_runs_directly_and_refuses_to_deadlock(managed):
     assert ready == "ready"
 
 
+def test_wrappers_made_on_the_loop_thread_run_calls_directly_at_once(managed):
+    # Made and used in one loop callback, before any callback of their own could run:
+    # the calls must not hop to (and wait for) the loop that they are blocking.
+    ioloop = managed.get_ioloop()
+    outcome = concurrent.futures.Future()
+
+    def on_loop():
+        try:
+            wrapper = IOLoopThreadWrapper(ioloop)
+            direct = wrapper.call_in_ioloop(threading.get_ident, (), {}, timeout=WAIT)
+            with pytest.raises(RuntimeError, match="deadlock"):
+                wrapper.call_in_ioloop(asyncio.sleep, (0.01,), {}, timeout=WAIT)
+            proxy = ThreadSafeMethodAttrWrapper(Subject(), ioloop)
+            proxy._ioloop_wrapper.default_timeout = WAIT  # a failure, not a hang, if it hops
+            outcome.set_result((direct, proxy.where()))
+        except BaseException as exc:
+            outcome.set_exception(exc)
+
+    ioloop.add_callback(on_loop)
+    loop_ident = loop_thread_ident(ioloop)
+    assert outcome.result(2 * WAIT) == (loop_ident, loop_ident)
+
+
+def test_wrapper_made_in_a_coroutine_on_an_unmanaged_loop_runs_directly():
+    ioloop = tornado.ioloop.IOLoop(make_current=False)
+
+    async def in_coroutine():
+        proxy = ThreadSafeMethodAttrWrapper(Subject(), ioloop)
+        proxy._ioloop_wrapper.default_timeout = WAIT
+        return proxy.where()
+
+    try:
+        assert ioloop.run_sync(in_coroutine, timeout=2 * WAIT) == threading.get_ident()
+    finally:
+        ioloop.close()
+
+
 def test_decorate_callable_keeps_name_and_passes_timeout(managed):
     wrapper = IOLoopThreadWrapper(managed.get_ioloop())
 

@@ -1,5 +1,6 @@
 """katcp.testutils: the helpers downstream suites use, exercised as they would use them."""
 
+import asyncio
 import concurrent.futures
 import queue
 import threading
@@ -14,6 +15,7 @@ from tornado.concurrent import Future, chain_future
 from katcp import Message, Sensor
 from katcp import testutils
 from katcp.ioloop_manager import IOLoopManager
+from katcp.kattypes import Int, request, return_reply
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -47,6 +49,24 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         self.client.wait_until_sensor_equals(5, "an.int", 5, int)
         with self.assertRaises(AssertionError):
             self.client.wait_until_sensor_equals(0.1, "an.int", -5, int)
+
+    def test_wait_condition_passes_every_keyword_to_the_predicate(self):
+        calls = []
+
+        def seen(name, pollperiod, other):
+            calls.append((name, pollperiod, other))
+            return len(calls) == 2
+
+        self.assertTrue(self.client.wait_condition(5, seen, "x", pollperiod=1, other=2))
+        self.assertEqual(calls, [("x", 1, 2)] * 2)
+        self.assertFalse(self.client.wait_condition(0.05, lambda: False))
+
+    def test_request_assertions_take_a_bytes_request_name(self):
+        reply, _ = self.client.assert_request_succeeds(b"new-command", args_length=2)
+        self.assertEqual(reply.name, "new-command")
+        self.client.assert_request_fails(b"raise-fail", status_equals=b"fail")
+        with self.assertRaises(AssertionError):
+            self.client.assert_request_fails(b"new-command")
 
     def test_request_assertions(self):
         reply, informs = self.client.assert_request_succeeds(
@@ -127,6 +147,44 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         self.assertEqual((host, int(port)), self.client.sockname)
 
 
+class _CoroutineHandlers(testutils.DeviceTestServer):
+    """Handlers that reply later, in each style a handler may."""
+
+    @request(Int())
+    @return_reply(Int())
+    @tornado.gen.coroutine
+    def request_gen_inc(self, req, x):
+        """Increment after a loop turn (a tornado coroutine)."""
+        yield tornado.gen.moment
+        raise tornado.gen.Return(("ok", x + 1))
+
+    async def request_native_echo(self, req, msg):
+        """Echo after a loop turn (an async def)."""
+        await asyncio.sleep(0)
+        return req.make_reply("ok", *msg.arguments)
+
+    def request_from_thread(self, req, msg):
+        """Reply from another thread's future."""
+        future = concurrent.futures.Future()
+        threading.Thread(target=future.set_result,
+                         args=(req.make_reply("ok", "thread"),)).start()
+        return future
+
+
+def _in_new_thread(fn):
+    """fn() in a new thread (which has no event loop of its own): its outcome."""
+    outcome = concurrent.futures.Future()
+
+    def run():
+        try:
+            outcome.set_result(fn())
+        except BaseException as exc:
+            outcome.set_exception(exc)
+
+    threading.Thread(target=run, daemon=True).start()
+    return outcome.result(10)
+
+
 class TestMockReq(unittest.TestCase):
 
     def test_handle_mock_req_calls_handler(self):
@@ -136,6 +194,56 @@ class TestMockReq(unittest.TestCase):
         self.assertEqual(reply.arguments, [b"ok", b"x", b"2.5", b"7", b"0"])
         req = testutils.mock_req("watchdog", mid=5)
         self.assertEqual(req.msg.mid, b"5")
+
+    def test_coroutine_handlers_reply_in_a_thread_without_an_event_loop(self):
+        server = _CoroutineHandlers("127.0.0.1", 0)
+
+        def handle_all():
+            replies = []
+            for name, args in (("gen-inc", (3,)), ("native-echo", ("a", "b")),
+                               ("from-thread", ())):
+                req = testutils.mock_req(name, *args)
+                reply = testutils.handle_mock_req(server, req)
+                replies.append((str(reply), req.reply_msg is reply))
+            return replies
+
+        self.assertEqual(_in_new_thread(handle_all), [
+            ("!gen-inc ok 4", True), ("!native-echo ok a b", True),
+            ("!from-thread ok thread", True)])
+
+    def test_the_threads_own_event_loop_is_left_alone(self):
+        server = _CoroutineHandlers("127.0.0.1", 0)
+
+        def with_a_current_loop():
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            try:
+                reply = testutils.handle_mock_req(server, testutils.mock_req("gen-inc", 1))
+                return str(reply), asyncio.get_event_loop() is loop, loop.is_closed()
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+        self.assertEqual(_in_new_thread(with_a_current_loop), ("!gen-inc ok 2", True, False))
+
+
+class TestMockReqOnARunningLoop(tornado.testing.AsyncTestCase):
+
+    @tornado.testing.gen_test(timeout=10)
+    def test_a_coroutine_handler_gives_a_future_of_its_reply(self):
+        server = _CoroutineHandlers("127.0.0.1", 0)
+        for name, args, expected in (("gen-inc", (3,), "!gen-inc ok 4"),
+                                     ("native-echo", ("x",), "!native-echo ok x"),
+                                     ("from-thread", (), "!from-thread ok thread")):
+            req = testutils.mock_req(name, *args)
+            pending = testutils.handle_mock_req(server, req)
+            self.assertTrue(tornado.gen.is_future(pending))
+            reply = yield pending
+            self.assertEqual(str(reply), expected)
+            self.assertIs(req.reply_msg, reply)
+        # A handler that replies at once still gives its reply at once.
+        reply = testutils.handle_mock_req(server, testutils.mock_req("watchdog"))
+        self.assertEqual(str(reply), "!watchdog ok")
 
 
 class TestSmallHelpers(unittest.TestCase):
@@ -225,6 +333,44 @@ class TestSmallHelpers(unittest.TestCase):
             manager.join(timeout=5)
 
 
+class _StoppableThread(threading.Thread):
+    """A plain thread: its start() takes no timeout."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.stopping = threading.Event()
+
+    def run(self):
+        self.stopping.wait(60)
+
+    def stop(self):
+        self.stopping.set()
+
+
+class TestStartThreadWithCleanup(unittest.TestCase):
+
+    def test_a_start_without_timeout_is_called_without_arguments(self):
+        case = unittest.TestCase()
+        thread = _StoppableThread()
+        testutils.start_thread_with_cleanup(case, thread, timeout=5)
+        self.assertTrue(thread.is_alive())
+        case.doCleanups()
+        self.assertTrue(thread.stopping.is_set())
+        self.assertFalse(thread.is_alive())
+
+    def test_a_start_timeout_is_passed_on(self):
+        starts = []
+
+        class Recorder:
+            def start(self, *args, **kwargs):
+                starts.append((args, kwargs))
+
+        case = unittest.TestCase()
+        testutils.start_thread_with_cleanup(case, Recorder(), start_timeout=3)
+        testutils.start_thread_with_cleanup(case, Recorder())
+        self.assertEqual(starts, [((), {"timeout": 3}), ((), {})])
+
+
 class TestTimewarp(testutils.TimewarpAsyncTestCase):
 
     @tornado.testing.gen_test(timeout=5)
@@ -242,6 +388,14 @@ class TestTimewarp(testutils.TimewarpAsyncTestCase):
         self.assertFalse(fired["hour"].done())
         self.set_ioloop_time(start + 3600)
         self.assertEqual((yield fired["hour"]), 3600)
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_time_advancer_started_with_cleanup(self):
+        advancer = testutils.TimewarpAsyncTestCaseTimeAdvancer(self, quantum=1.0)
+        testutils.start_thread_with_cleanup(self, advancer)
+        start = self.io_loop.time()
+        yield tornado.gen.sleep(100)
+        self.assertGreaterEqual(self.io_loop.time(), start + 100)
 
     @tornado.testing.gen_test(timeout=5)
     def test_async_waiting_mock(self):

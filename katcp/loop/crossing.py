@@ -18,8 +18,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import tornado.gen
 
-__all__ = ["on_thread", "running_loop", "call_on_loop", "post_to_loop", "run_into_future",
-           "is_awaitable"]
+__all__ = ["on_thread", "on_loop", "running_loop", "call_on_loop", "post_to_loop",
+           "run_into_future", "is_awaitable"]
 
 _get_ident = threading.get_ident
 
@@ -53,6 +53,28 @@ def running_loop() -> Optional[asyncio.AbstractEventLoop]:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+def on_loop(ioloop: Any, thread_id: Optional[int] = None) -> bool:
+    """Whether the caller runs on `ioloop`'s thread.
+
+    The recorded thread id answers once known; until then (its owner learns it in a
+    callback that may not have run yet) the loop running in the calling thread does,
+    so a call made on the loop is never sent to wait for that very loop.
+
+    Parameters
+    ----------
+    ioloop : :class:`tornado.ioloop.IOLoop`
+        The loop in question.
+    thread_id : int or None, optional
+        The id of the thread known to run `ioloop`, if any.
+
+    Returns
+    -------
+    on_loop : bool
+
+    """
+    return _get_ident() == thread_id or running_loop() is ioloop.asyncio_loop
 
 
 def is_awaitable(value: Any) -> bool:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, List, Optional, Tuple, TypeVar
 import tornado.gen
 import tornado.ioloop
 
-from katcp.loop.crossing import call_on_loop, on_thread, running_loop
+from katcp.loop.crossing import call_on_loop, on_loop, on_thread, running_loop
 
 
 logger = logging.getLogger("katcp.core")
@@ -134,7 +134,7 @@ class AsyncEvent:
             If called on `ioloop`'s own thread, where waiting would block the loop
             that has to set the event.
         """
-        if running_loop() is ioloop.asyncio_loop:  # type: ignore[attr-defined]
+        if on_loop(ioloop):
             raise RuntimeError("wait_with_ioloop() would block the loop it waits on; "
                                "yield until_set() on the loop instead.")
         try:

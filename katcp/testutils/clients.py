@@ -1,9 +1,10 @@
 """A blocking client that makes assertions about a device, for test cases."""
 
+import functools
 import threading
 import time
 import unittest
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from katcp import client, server
 from katcp.core import Message
@@ -193,20 +194,32 @@ class BlockingTestClient(client.BlockingClient):
             self.assert_sensor_not_equal(name, value, sensortype, msg=msg, places=places)
 
     def wait_condition(self, timeout: float, predicate: Callable[..., bool], *args: Any,
-                       pollperiod: float = 0.02, **kwargs: Any) -> bool:
+                       **kwargs: Any) -> bool:
         """Wait for the boolean function ``predicate(*args, **kwargs)`` to become True.
 
-        It is checked every `pollperiod` seconds.
+        Every argument after `predicate` goes to it; it is checked every 0.02 seconds.
+
+        Parameters
+        ----------
+        timeout : float
+            Seconds to wait.
+        predicate : callable
+            Called as ``predicate(*args, **kwargs)``.
 
         Returns
         -------
         met : bool
             Whether the predicate became True within ``timeout`` seconds.
         """
+        return self._poll(timeout, 0.02, functools.partial(predicate, *args, **kwargs))
+
+    @staticmethod
+    def _poll(timeout: float, pollperiod: float, check: Callable[[], bool]) -> bool:
+        """Whether ``check()`` became True within `timeout`, checked every `pollperiod` s."""
         deadline = time.monotonic() + timeout
         idle = threading.Event()
         while True:
-            if predicate(*args, **kwargs):
+            if check():
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -216,8 +229,8 @@ class BlockingTestClient(client.BlockingClient):
                                  sensortype: type = str, places: int = 7,
                                  pollperiod: float = 0.02) -> None:
         """Wait until a sensor's value equals the given value, or times out."""
-        if not self.wait_condition(timeout, self._sensor_value_is, sensorname, value,
-                                   sensortype, places, pollperiod=pollperiod):
+        if not self._poll(timeout, pollperiod, functools.partial(
+                self._sensor_value_is, sensorname, value, sensortype, places)):
             self.test.fail("Timed out after %s s waiting for sensor %r to equal %r"
                            % (timeout, sensorname, value))
 
@@ -291,7 +304,8 @@ class BlockingTestClient(client.BlockingClient):
                 self.test.assertEqual(actual[name], describe(description),
                                       "Description of request %r differs" % name)
 
-    def assert_request_succeeds(self, requestname: str, *params: Any, args_echo: bool = False,
+    def assert_request_succeeds(self, requestname: Union[str, bytes], *params: Any,
+                                args_echo: bool = False,
                                 args_equal: Optional[Sequence[Any]] = None,
                                 args_in: Optional[Sequence[Sequence[Any]]] = None,
                                 args_length: Optional[int] = None,
@@ -342,9 +356,10 @@ class BlockingTestClient(client.BlockingClient):
                 [[readable(a) for a in expected] for expected in informs_args_equal])
         return reply, informs
 
-    def assert_request_fails(self, requestname: str, *params: Any, status_equals: Any = "fail",
-                             error_equals: Any = None, timeout: Optional[float] = None,
-                             mid: Optional[int] = None) -> Tuple[Message, List[Message]]:
+    def assert_request_fails(self, requestname: Union[str, bytes], *params: Any,
+                             status_equals: Any = "fail", error_equals: Any = None,
+                             timeout: Optional[float] = None, mid: Optional[int] = None
+                             ) -> Tuple[Message, List[Message]]:
         """Assert that given request fails when called with given parameters.
 
         Keyword Arguments
@@ -366,10 +381,11 @@ class BlockingTestClient(client.BlockingClient):
             self.test.assertEqual(readable(reply.arguments[1]), readable(error_equals))
         return reply, informs
 
-    def _request_expecting(self, succeed: bool, requestname: str, params: Sequence[Any],
-                           timeout: Optional[float], mid: Optional[int]
+    def _request_expecting(self, succeed: bool, requestname: Union[str, bytes],
+                           params: Sequence[Any], timeout: Optional[float], mid: Optional[int]
                            ) -> Tuple[Message, List[Message]]:
         """Make a request and assert that it succeeded (or failed, as `succeed` says)."""
+        requestname = readable(requestname)  # a str or bytes name, compared with reply.name
         reply, informs = self._request(requestname, *params, timeout=timeout, mid=mid)
         self.test.assertEqual(reply.name, requestname)
         expected, outcome = ("succeed", "failed") if succeed else ("fail", "succeeded")

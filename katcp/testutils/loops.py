@@ -4,7 +4,7 @@ from typing import Any, Callable, Optional
 
 import tornado.ioloop
 
-from katcp.loop.crossing import call_on_loop
+from katcp.loop.crossing import call_on_loop, on_loop
 
 
 def _resolve_once(future: Any, result: Any) -> None:
@@ -13,11 +13,11 @@ def _resolve_once(future: Any, result: Any) -> None:
 
 
 def call_in_ioloop(ioloop: tornado.ioloop.IOLoop, fn: Callable[..., Any], *args: Any,
-                   timeout: Optional[float] = None, **kwargs: Any) -> Any:
+                   **kwargs: Any) -> Any:
     """Run fn in ioloop and block until the result is available.
 
-    Must not be called from the ioloop's own thread: the loop could not run `fn`
-    while blocked.
+    Every argument goes to `fn`, a ``timeout`` keyword too (as for
+    ``res.until_synced(timeout=5)``): a call that may hang should carry its own timeout.
 
     Parameters
     ----------
@@ -26,8 +26,6 @@ def call_in_ioloop(ioloop: tornado.ioloop.IOLoop, fn: Callable[..., Any], *args:
     fn : callable
         Called as ``fn(*args, **kwargs)``; it may return a plain value, a future or
         a coroutine.
-    timeout : float, optional
-        Seconds to block (None: wait forever).
 
     Returns
     -------
@@ -36,22 +34,37 @@ def call_in_ioloop(ioloop: tornado.ioloop.IOLoop, fn: Callable[..., Any], *args:
 
     Raises
     ------
-    concurrent.futures.TimeoutError
-        If the result did not come within `timeout`.
+    RuntimeError
+        If called on the ioloop's own thread: the loop could not run `fn` while blocked.
     """
-    return call_on_loop(ioloop, None, fn, *args, **kwargs).result(timeout)
+    if on_loop(ioloop):
+        raise RuntimeError("call_in_ioloop() would block the loop that must run %r; call "
+                           "it directly or yield its future instead" % (fn,))
+    return call_on_loop(ioloop, None, fn, *args, **kwargs).result()
 
 
 def start_thread_with_cleanup(test_instance: Any, thread_object: Any, timeout: float = 1,
                               start_timeout: Optional[float] = None) -> None:
     """Start thread_object and add cleanup functions to test_instance.
 
-    The thread object needs ``start(timeout=...)``, ``stop`` and ``join`` methods
-    (katcp servers and clients have them): it is started with
-    ``start(timeout=start_timeout)``, and stopped then joined (with `timeout`) when the
-    test cleans up.
+    Parameters
+    ----------
+    test_instance : :class:`unittest.TestCase`
+        Gets a cleanup that stops `thread_object`, then joins it (with `timeout`).
+    thread_object : object
+        Has ``start``, ``stop`` and ``join`` methods: a katcp server or client, a
+        :class:`threading.Thread` subclass with a ``stop`` method, a
+        :class:`katcp.testutils.TimewarpAsyncTestCaseTimeAdvancer`.
+    timeout : float, optional
+        Seconds to wait for the thread to end at cleanup.
+    start_timeout : float, optional
+        If given, passed as ``start(timeout=start_timeout)``; if None, ``start()`` is
+        called without arguments, as not every thread object's start takes a timeout.
     """
-    thread_object.start(timeout=start_timeout)
+    if start_timeout is None:
+        thread_object.start()
+    else:
+        thread_object.start(timeout=start_timeout)
 
     def cleanup() -> None:
         thread_object.stop()

@@ -1,11 +1,12 @@
 """Stand-ins for a server's client connection, to call request handlers directly."""
 
+import asyncio
+import concurrent.futures
 from typing import Any, List, Optional
-
-import tornado.ioloop
 
 from katcp import server
 from katcp.core import AsyncReply, FailReply, Message
+from katcp.loop.crossing import is_awaitable, running_loop
 from katcp.testutils.mocks import WaitingMock
 
 
@@ -105,13 +106,50 @@ def mock_req(req_name: str, *args: Any, mid: Optional[int] = None,
     return _RecordingRequestConnection(client_conn, msg)
 
 
-def handle_mock_req(dev: server.DeviceServer, req: Any) -> Optional[Message]:
+def handle_mock_req(dev: server.DeviceServer, req: Any) -> Any:
     """Instrument a real unstarted server.DeviceServer to handle a mock request.
 
     Calls the device's handler for ``req.msg`` directly (no network, no ioloop thread) and
-    sends its reply through ``req`` (so ``req.reply_msg`` is set). Returns the reply
-    Message; handlers that reply later (AsyncReply) give the reply they sent, if any.
+    sends its reply through ``req`` (so ``req.reply_msg`` is set).
+
+    Called where no event loop runs (a plain test), it returns the reply once the
+    handler has given it: a coroutine handler runs to its end on a loop of its own,
+    made and closed here, so the thread needs no current loop. Called on a running
+    loop (a ``gen_test``, a coroutine), which it must not block, a coroutine handler
+    gives a future of the reply instead: yield or await it.
+
+    Parameters
+    ----------
+    dev : :class:`katcp.DeviceServer`
+        The device whose handler answers; it need not be started.
+    req : ClientRequestConnection
+        The request, as :func:`mock_req` makes it.
+
+    Returns
+    -------
+    reply : :class:`katcp.Message`, future of one, or None
+        The reply; on a running loop, a future of it if the handler is a coroutine.
+        Handlers that reply later (AsyncReply) give the reply they sent, if any.
+
+    Raises
+    ------
+    FailReply
+        If the device has no handler for the request.
     """
+    if running_loop() is not None:
+        return _handle(dev, req)
+    # A loop of its own, not the thread's current one: there may be none (another thread,
+    # or after an AsyncTestCase), and a coroutine handler needs one while it is called.
+    # Not made current either, so that the thread's own loop is left as it was.
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(_handle_to_end(dev, req))
+    finally:
+        loop.close()
+
+
+def _handle(dev: server.DeviceServer, req: Any) -> Any:
+    """Call the handler on the running loop: its reply, or a future of it (a coroutine)."""
     msg = req.msg
     handler = dev._request_handlers.get(msg.name)
     if handler is None:
@@ -120,7 +158,20 @@ def handle_mock_req(dev: server.DeviceServer, req: Any) -> Optional[Message]:
         reply = handler(dev, req, msg)
     except AsyncReply:
         return getattr(req, "reply_msg", None)
-    if not isinstance(reply, Message):
-        reply = tornado.ioloop.IOLoop.current().run_sync(lambda: reply)
+    if is_awaitable(reply) or isinstance(reply, concurrent.futures.Future):
+        return asyncio.ensure_future(_send_when_resolved(req, reply))
     req.reply_with_message(reply)
     return reply
+
+
+async def _send_when_resolved(req: Any, pending_reply: Any) -> Message:
+    if isinstance(pending_reply, concurrent.futures.Future):  # resolved in another thread
+        pending_reply = asyncio.wrap_future(pending_reply)
+    reply = await pending_reply
+    req.reply_with_message(reply)
+    return reply
+
+
+async def _handle_to_end(dev: server.DeviceServer, req: Any) -> Any:
+    reply = _handle(dev, req)
+    return (await reply) if is_awaitable(reply) else reply
