@@ -50,15 +50,15 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         with self.assertRaises(AssertionError):
             self.client.wait_until_sensor_equals(0.1, "an.int", -5, int)
 
-    def test_wait_condition_passes_every_keyword_to_the_predicate(self):
+    def test_wait_condition_takes_pollperiod_and_passes_the_rest_to_the_predicate(self):
         calls = []
 
-        def seen(name, pollperiod, other):
-            calls.append((name, pollperiod, other))
+        def seen(name, other):
+            calls.append((name, other))
             return len(calls) == 2
 
-        self.assertTrue(self.client.wait_condition(5, seen, "x", pollperiod=1, other=2))
-        self.assertEqual(calls, [("x", 1, 2)] * 2)
+        self.assertTrue(self.client.wait_condition(5, seen, "x", pollperiod=0.001, other=2))
+        self.assertEqual(calls, [("x", 2)] * 2)
         self.assertFalse(self.client.wait_condition(0.05, lambda: False))
 
     def test_request_assertions_take_a_bytes_request_name(self):

@@ -1,6 +1,5 @@
 """A blocking client that makes assertions about a device, for test cases."""
 
-import functools
 import threading
 import time
 import unittest
@@ -194,32 +193,20 @@ class BlockingTestClient(client.BlockingClient):
             self.assert_sensor_not_equal(name, value, sensortype, msg=msg, places=places)
 
     def wait_condition(self, timeout: float, predicate: Callable[..., bool], *args: Any,
-                       **kwargs: Any) -> bool:
+                       pollperiod: float = 0.02, **kwargs: Any) -> bool:
         """Wait for the boolean function ``predicate(*args, **kwargs)`` to become True.
 
-        Every argument after `predicate` goes to it; it is checked every 0.02 seconds.
-
-        Parameters
-        ----------
-        timeout : float
-            Seconds to wait.
-        predicate : callable
-            Called as ``predicate(*args, **kwargs)``.
+        It is checked every `pollperiod` seconds.
 
         Returns
         -------
         met : bool
             Whether the predicate became True within ``timeout`` seconds.
         """
-        return self._poll(timeout, 0.02, functools.partial(predicate, *args, **kwargs))
-
-    @staticmethod
-    def _poll(timeout: float, pollperiod: float, check: Callable[[], bool]) -> bool:
-        """Whether ``check()`` became True within `timeout`, checked every `pollperiod` s."""
         deadline = time.monotonic() + timeout
         idle = threading.Event()
         while True:
-            if check():
+            if predicate(*args, **kwargs):
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -229,8 +216,8 @@ class BlockingTestClient(client.BlockingClient):
                                  sensortype: type = str, places: int = 7,
                                  pollperiod: float = 0.02) -> None:
         """Wait until a sensor's value equals the given value, or times out."""
-        if not self._poll(timeout, pollperiod, functools.partial(
-                self._sensor_value_is, sensorname, value, sensortype, places)):
+        if not self.wait_condition(timeout, self._sensor_value_is, sensorname, value,
+                                   sensortype, places, pollperiod=pollperiod):
             self.test.fail("Timed out after %s s waiting for sensor %r to equal %r"
                            % (timeout, sensorname, value))
 
