@@ -27,8 +27,7 @@ from katcp.core import (AsyncReply, FailReply, KatcpSyntaxError, Message, Messag
                         ProtocolFlags, Sensor, convert_method_name)
 from katcp.kattypes import Int, return_reply
 from katcp.resource import escape_name
-from katcp.resource_client import (KATCPClientResourceContainer,
-                                   ReplyWrappedInspectingClientAsync)
+from katcp.resource_client import KATCPClientResourceContainer
 from katcp.sampling import SampleStrategy, format_inform_v5
 from katcp.wire.text import as_str, readable
 
@@ -442,7 +441,10 @@ class FakeKATCPClientResourceManager(_RequestHandlerRegistry):
 
 def _fake_resource_class(KATCPClientResourceClass: type, device: _FakeDevice) -> type:
     def inspecting_client_factory(self: Any, host: str, port: int, ioloop_set_to: Any) -> Any:
-        fake_class = _fake_inspecting_class(ReplyWrappedInspectingClientAsync, device)
+        # The class the resource's own factory makes (a subclass's may make another), faked.
+        base = type(KATCPClientResourceClass.inspecting_client_factory(
+            self, host, port, ioloop_set_to))
+        fake_class = _fake_inspecting_class(base, device)
         return fake_class(host, port, ioloop=ioloop_set_to,
                           auto_reconnect=self.auto_reconnect, logger=self._logger)
 

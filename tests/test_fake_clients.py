@@ -16,6 +16,7 @@ from katcp.inspecting_client import InspectingClientAsync
 from katcp.ioloop_manager import IOLoopThreadWrapper
 from katcp.kattypes import Int, Str, request, return_reply
 from katcp.resource_client import (KATCPClientResource, KATCPClientResourceContainer,
+                                   ReplyWrappedInspectingClientAsync,
                                    ThreadSafeKATCPClientResourceWrapper)
 
 pytestmark = pytest.mark.timeout(60)
@@ -340,3 +341,28 @@ class TestFakeFromAnotherThread:
             assert wrapper.sensor.temp.wait(12.5, timeout=WAIT)
         finally:
             wrapper.stop()
+
+
+class _MarkedInspectingClient(ReplyWrappedInspectingClientAsync):
+    """What a resource subclass's own inspecting_client_factory makes."""
+
+
+class _ResourceWithItsOwnInspectingClient(KATCPClientResource):
+    def inspecting_client_factory(self, host, port, ioloop_set_to):
+        return _MarkedInspectingClient(host, port, ioloop=ioloop_set_to,
+                                       auto_reconnect=self.auto_reconnect, logger=self._logger)
+
+
+class TestFakeResourceUsesItsInspectingClientFactory(tornado.testing.AsyncTestCase):
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_the_inspecting_client_is_the_class_the_resource_makes_and_still_fake(self):
+        res, manager = fake_clients.fake_KATCP_client_resource_factory(
+            _ResourceWithItsOwnInspectingClient, {"request_handlers": Handlers()},
+            dict(name="dev", address=("fake-host.invalid", 5000), controlled=True))
+        res.start()
+        self.addCleanup(res.stop)
+        yield res.until_synced(timeout=WAIT)
+        assert isinstance(res._inspecting_client, _MarkedInspectingClient)
+        reply = yield res.req.add(2, 3)
+        assert reply.reply.arguments == [b"ok", b"5"]
