@@ -27,7 +27,7 @@ from katcp.core import (AsyncReply, FailReply, KatcpSyntaxError, Message, Messag
                         ProtocolFlags, Sensor, convert_method_name)
 from katcp.kattypes import Int, return_reply
 from katcp.resource import escape_name
-from katcp.resource_client import KATCPClientResourceContainer
+from katcp.resource_client import KATCPClientResource, KATCPClientResourceContainer
 from katcp.sampling import SampleStrategy, format_inform_v5
 from katcp.wire.text import as_str, readable
 
@@ -439,7 +439,8 @@ class FakeKATCPClientResourceManager(_RequestHandlerRegistry):
         super().__init__(fake_katcp_resource_client._fake_device)
 
 
-def _fake_resource_class(KATCPClientResourceClass: type, device: _FakeDevice) -> type:
+def _fake_resource_class(KATCPClientResourceClass: Type[KATCPClientResource],
+                         device: _FakeDevice) -> type:
     def inspecting_client_factory(self: Any, host: str, port: int, ioloop_set_to: Any) -> Any:
         # The class the resource's own factory makes (a subclass's may make another), faked.
         base = type(KATCPClientResourceClass.inspecting_client_factory(

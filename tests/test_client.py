@@ -648,6 +648,75 @@ def test_start_stop_join_managed_loop(server):
     assert not client.running() and not client.is_connected()
 
 
+def test_calls_from_other_threads_after_stop_are_refused_at_once(server):
+    # Never left on a loop that has stopped and not yet closed, where nothing runs them.
+    client = CallbackClient("127.0.0.1", server.port, timeout=WAIT)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    client.stop(timeout=WAIT)
+    calls = [lambda: client.blocking_request(Message.request("echo")),
+             lambda: client.future_request(Message.request("echo")),
+             lambda: client.callback_request(Message.request("echo"), reply_cb=print)]
+    for call in calls:
+        with pytest.raises(RuntimeError, match="^Client stopped"):
+            call()
+    client.join(timeout=WAIT)
+    # Started again, it takes calls from other threads again.
+    client.start()
+    assert client.wait_protocol(WAIT)
+    reply, _ = client.blocking_request(Message.request("echo", "again"))
+    assert str(reply) == "!echo[1] ok again"
+    client.stop(timeout=WAIT)
+    client.join(timeout=WAIT)
+
+
+def test_requests_racing_stop_from_other_threads_all_end(server):
+    client = BlockingClient("127.0.0.1", server.port, timeout=WAIT)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    started = threading.Barrier(5)
+    outcomes = queue.Queue()
+
+    def worker():
+        started.wait(WAIT)
+        while True:
+            try:
+                reply, _ = client.blocking_request(Message.request("echo"))
+            except RuntimeError as exc:
+                outcomes.put(str(exc))
+                return
+            if not reply.reply_ok():
+                outcomes.put(str(reply))
+                return
+
+    workers = [threading.Thread(target=worker, daemon=True) for _ in range(4)]
+    for thread in workers:
+        thread.start()
+    started.wait(WAIT)
+    client.stop(timeout=WAIT)
+    for thread in workers:
+        thread.join(WAIT)
+    assert not any(thread.is_alive() for thread in workers)
+    endings = [outcomes.get_nowait() for _ in workers]
+    assert all(ending.startswith("Client stopped") or "fail" in ending for ending in endings)
+    client.join(timeout=WAIT)
+
+
+def test_after_join_no_thread_is_taken_for_the_ended_loop_thread(server):
+    client = BlockingClient("127.0.0.1", server.port)
+    client.start()
+    assert client.wait_connected(WAIT)
+    client.stop(timeout=WAIT)
+    client.join(timeout=WAIT)
+    assert client.ioloop_thread_id is None
+    # A new thread (which may be given the ended thread's id) waits as any other does.
+    waited = concurrent.futures.Future()
+    thread = threading.Thread(target=lambda: waited.set_result(client.wait_connected(0.01)))
+    thread.start()
+    thread.join(WAIT)
+    assert waited.result(0) is False
+
+
 def test_set_daemon_false(server):
     client = DeviceClient("127.0.0.1", server.port)
     client.setDaemon(False)

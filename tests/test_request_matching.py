@@ -169,6 +169,31 @@ def test_an_id_in_flight_cannot_be_reused(client):
     assert held.result(WAIT) == ("!hold[5] ok[5]", ["#hold[5] for[5]"])
 
 
+def test_a_callback_request_with_an_id_in_flight_gets_a_fail_reply(client):
+    # From the client's own thread or another: reply_cb always hears of it.
+    held = send(client, Message.request("hold", mid=5))
+    assert send(client, Message.request("echo", mid=5)).result(WAIT) == (
+        "!echo[5] fail Message\\_id\\_b'5'\\_already\\_in\\_use\\_by\\_a\\_request\\_in\\_flight", [])
+    send(client, Message.request("hold", "release")).result(WAIT)
+    assert held.result(WAIT)[0] == "!hold[5] ok[5]"
+
+
+def test_drawn_ids_skip_an_id_a_caller_gave_a_request_in_flight(client):
+    held = send(client, Message.request("hold", mid=2))
+    replies = [client.blocking_request(Message.request("echo", n), timeout=WAIT)[0]
+               for n in range(2)]
+    assert [str(reply) for reply in replies] == ["!echo[1] ok 0", "!echo[3] ok 1"]
+    send(client, Message.request("hold", "release")).result(WAIT)
+    assert held.result(WAIT)[0] == "!hold[2] ok[2]"
+
+
+def test_drawn_ids_start_again_at_one_after_the_largest(client):
+    client._last_msg_id = 2 ** 31 - 2
+    replies = [client.blocking_request(Message.request("echo"), timeout=WAIT)[0]
+               for _ in range(2)]
+    assert [reply.mid for reply in replies] == [b"2147483647", b"1"]
+
+
 def test_timed_out_request_ignores_its_late_reply(client):
     # The request times out first (ordering, not timing: the reply comes only after the
     # timeout reply was seen); its late reply then goes to the unhandled handler.

@@ -19,6 +19,10 @@ _REQUEST = Message.REQUEST
 _OWN_SENDING = own_methods(DeviceClient, "send_request", "send_message")
 
 
+class IdInUseError(RuntimeError):
+    """A request was given the message id of a request still in flight."""
+
+
 class AsyncClient(DeviceClient):
     """Implement async and callback-based requests on top of DeviceClient.
 
@@ -68,6 +72,7 @@ class AsyncClient(DeviceClient):
         assert msg.mtype == _REQUEST
         if timeout is None:
             timeout = self._request_timeout
+        id_given = msg.mid is not None
         msg_id = self._assign_mid(msg, use_mid)
         mid = msg.mid
         protocol = self._protocol
@@ -82,7 +87,13 @@ class AsyncClient(DeviceClient):
             return
         requests = self._requests
         if msg_id in requests.by_id:
-            raise RuntimeError("Message id %r already in use by a request in flight" % (msg_id,))
+            if id_given:
+                raise IdInUseError("Message id %r already in use by a request in flight"
+                                   % (msg_id,))
+            # A drawn id that a caller gave a request still in flight: the next free one.
+            while msg_id in requests.by_id:
+                msg.mid = None
+                msg_id = self._assign_mid(msg, use_mid)
         if uses_own(self, _OWN_SENDING):
             # Neither is overridden (by a subclass, on a class or on the instance, as
             # mock.patch.object does): sent before the bookkeeping, which then overlaps
@@ -176,7 +187,12 @@ class AsyncClient(DeviceClient):
         """
         self._check_loop_thread()
         pending = CallbackRequest(msg, reply_cb, inform_cb, user_data, self._logger)
-        self._start_request(msg, pending, timeout, use_mid)
+        try:
+            self._start_request(msg, pending, timeout, use_mid)
+        except IdInUseError as exc:
+            # reply_cb is the answer a callback request has (an error raised here is
+            # lost when the call came from another thread): a fail reply then.
+            self._fail(pending, str(exc))
 
     def blocking_request(self, msg: Message, timeout: Optional[float] = None,
                          use_mid: Optional[bool] = None) -> Tuple[Message, List[Message]]:
@@ -192,8 +208,9 @@ class AsyncClient(DeviceClient):
         Raises
         ------
         RuntimeError
-            If called from the client's ioloop thread (it would deadlock), or if no
-            reply (not even a timeout reply) arrives within timeout + 1 seconds.
+            If called from the client's ioloop thread (it would deadlock), once the
+            client is stopped (from :meth:`stop` until :meth:`start`), or if no reply
+            (not even a timeout reply) arrives within timeout + 1 seconds.
 
         """
         if on_thread(self.ioloop_thread_id):
@@ -207,7 +224,7 @@ class AsyncClient(DeviceClient):
         pending = ThreadRequest(msg, result)
         # One crossing, and the request resolves `result` itself. Nothing between
         # waking the loop and blocking: the loop thread needs the GIL.
-        post_to_loop(self.ioloop, self._blocking_request_on_loop, pending, timeout, use_mid)
+        self._post_to_loop(self._blocking_request_on_loop, pending, timeout, use_mid)
         try:
             return result.result(timeout)
         except concurrent.futures.TimeoutError:

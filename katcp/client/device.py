@@ -20,6 +20,8 @@ from katcp.wire.util import object_repr
 
 
 _REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
+# The largest message id (spec section 2.2: ids are 1 to 2**31 - 1).
+_MAX_MID = 2 ** 31 - 1
 
 
 class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
@@ -225,7 +227,9 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         """
         if msg.mid is not None:
             return msg.mid
-        self._last_msg_id = number = self._last_msg_id + 1
+        # After the largest id, ids start again at 1.
+        number = self._last_msg_id % _MAX_MID + 1
+        self._last_msg_id = number
         if use_mid or (use_mid is None and self._server_supports_ids):
             msg.mid = b"%d" % number
             return msg.mid

@@ -30,6 +30,8 @@ RECONNECT_DELAY_MAX = 5.0
 STABLE_CONNECTION = 1.0
 """Seconds a connection must last for the next reconnection to start the backoff over."""
 
+_STOPPED = "Client stopped: start() it again before calling it from another thread"
+
 
 def address_to_string(addr_tuple: Tuple[str, int]) -> str:
     """Format a (host, port) tuple as ``'host:port'``.
@@ -147,6 +149,11 @@ class ClientLifecycle:
         self._connect_future: Optional["asyncio.Future[Any]"] = None
         self._wakeup: Optional["asyncio.Future[None]"] = None  # stop() ends a retry wait
         self._stopping = False
+        # From stop() until the next start(), calls from other threads are refused, as
+        # on a closed loop: one taken later could land on a loop that has just stopped,
+        # where nothing would ever run it. Taking a call and refusing them are atomic.
+        self._refusing_threads = False
+        self._crossing_lock = threading.Lock()
         condition = threading.Condition(threading.Lock())
         self._flags = tuple(StateFlag(condition) for _ in range(6))
         (self._running, self._connected, self._disconnected, self._received_protocol_info,
@@ -199,15 +206,31 @@ class ClientLifecycle:
             raise KatcpClientError("Client not started")
 
     def _post_to_loop(self, fn: Any, *args: Any) -> None:
-        """Run ``fn(*args)`` on the loop later, from any thread (nothing comes back)."""
+        """Run ``fn(*args)`` on the loop later, from any thread (nothing comes back).
+
+        Raises RuntimeError once the client is stopping or stopped, as a closed loop does.
+        """
         self._require_started()
-        post_to_loop(self.ioloop, fn, *args)
+        with self._crossing_lock:
+            if self._refusing_threads:
+                raise RuntimeError(_STOPPED)
+            post_to_loop(self.ioloop, fn, *args)
 
     def _call_on_loop(self, fn: Callable[..., Any], *args: Any,
                       **kwargs: Any) -> "concurrent.futures.Future[Any]":
-        """Run ``fn(*args, **kwargs)`` on the loop (at once on its thread); a future of it."""
+        """Run ``fn(*args, **kwargs)`` on the loop (at once on its thread); a future of it.
+
+        From another thread once the client is stopping or stopped, the future fails
+        with RuntimeError, as for a closed loop.
+        """
         self._require_started()
-        return call_on_loop(self.ioloop, self.ioloop_thread_id, fn, *args, **kwargs)
+        thread_id = self.ioloop_thread_id
+        with self._crossing_lock:
+            if self._refusing_threads and not on_thread(thread_id):
+                refused: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
+                refused.set_exception(RuntimeError(_STOPPED))
+                return refused
+            return call_on_loop(self.ioloop, thread_id, fn, *args, **kwargs)
 
     def _check_loop_thread(self) -> None:
         """Refuse a call that would touch the loop's objects from another thread.
@@ -248,6 +271,8 @@ class ClientLifecycle:
             flag.bind(ioloop)
         self._stopped.clear()
         self._stopping = False
+        with self._crossing_lock:
+            self._refusing_threads = False
         # The loop's thread is known once it runs _install(); until then, a call made
         # on an unmanaged loop's own thread must still count as on the loop thread.
         self.ioloop_thread_id = self._ioloop_manager.thread_id()
@@ -281,6 +306,9 @@ class ClientLifecycle:
         if managed and on_thread(self.ioloop_thread_id):
             raise RuntimeError("Cannot stop a client with a managed ioloop from its "
                                "own ioloop thread; call stop() from another thread")
+        with self._crossing_lock:
+            # Before the loop is asked to stop: every call taken until now runs first.
+            self._refusing_threads = True
         if timeout and not on_thread(self.ioloop_thread_id) and not self._stopped.is_set():
             self._running.wait(timeout)
         stopped = self._ioloop_manager.stop(callback=self._uninstall)
@@ -306,6 +334,9 @@ class ClientLifecycle:
         """
         if self._ioloop_manager.managed():
             self._ioloop_manager.join(timeout)
+            if self._ioloop_manager.thread_id() is None:
+                # The loop thread has ended; a new thread may be given its id.
+                self.ioloop_thread_id = None
 
     async def _uninstall(self) -> None:
         self._stopping = True
