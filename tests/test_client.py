@@ -648,7 +648,7 @@ def test_start_stop_join_managed_loop(server):
     assert not client.running() and not client.is_connected()
 
 
-def test_calls_from_other_threads_after_stop_are_refused_at_once(server):
+def test_calls_from_other_threads_after_stop_are_refused_at_once(server, caplog):
     # Never left on a loop that has stopped and not yet closed, where nothing runs them.
     client = CallbackClient("127.0.0.1", server.port, timeout=WAIT)
     client.start()
@@ -660,6 +660,10 @@ def test_calls_from_other_threads_after_stop_are_refused_at_once(server):
     for call in calls:
         with pytest.raises(RuntimeError, match="^Client stopped"):
             call()
+    # send_message logs what it cannot send rather than raise, stopped as disconnected.
+    with caplog.at_level(logging.WARNING, logger="katcp.client"):
+        client.send_message(Message.inform("note"))
+    assert "client to 127.0.0.1:%d is stopped" % server.port in caplog.text
     client.join(timeout=WAIT)
     # Started again, it takes calls from other threads again.
     client.start()

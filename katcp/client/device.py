@@ -300,7 +300,11 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         if on_thread(self.ioloop_thread_id):
             self._write(data)
         elif self._threadsafe:
-            self._post_to_loop(self._write, data)
+            try:
+                self._post_to_loop(self._write, data)
+            except RuntimeError:  # stopped: as for a client not connected
+                self._logger.warning("Cannot send message: client to %s is stopped",
+                                     self.bind_address_string)
         else:
             self._check_loop_thread()  # raises: another thread, and not thread safe
 
