@@ -186,6 +186,16 @@ def test_table_finds_requests_by_id_and_oldest_first_by_name():
     assert table.held() == {"requests": 2, "names": 2, "deadlines": 0}
 
 
+def test_a_deadline_just_after_the_one_that_fired_waits_its_turn():
+    table, clock, expired = _table()
+    table.add(1, "a", _pending("a"), 1.0)
+    table.add(2, "a", _pending("a"), 1.0005)
+    clock.advance(1.0)
+    assert expired == [(1, 100.0)]
+    clock.advance(0.0005)
+    assert expired == [(1, 100.0), (2, 100.0)]
+
+
 def test_table_expires_only_requests_still_waiting():
     table, clock, expired = _table()
     table.add(1, "a", _pending("a"), 1.0)

@@ -10,6 +10,7 @@ import concurrent.futures
 import heapq
 import itertools
 import logging
+import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from katcp.core import Message
@@ -18,6 +19,8 @@ from katcp.core import Message
 _INVALID_STATE = (asyncio.InvalidStateError, concurrent.futures.InvalidStateError)
 
 _NEVER = float("inf")  # the deadline of no timer
+# asyncio runs a timer up to one tick of its clock early (its _clock_resolution).
+_CLOCK_TICK = time.get_clock_info("monotonic").resolution
 
 
 class CallbackRequest:
@@ -237,8 +240,8 @@ class RequestTimeouts:
     def _fire(self):
         self._timer = None
         self._timer_when = _NEVER
-        # asyncio may run a timer up to one clock tick early.
-        now = self.clock.time() + 0.001
+        # Not more: a deadline a little after the one that fired is not yet due.
+        now = self.clock.time() + _CLOCK_TICK
         due: List[Tuple[float, Any, Any]] = []
         later = _NEVER
         # In order sent, deadlines in order: the first one not due ends the search
