@@ -4,6 +4,7 @@ Usage: ``python examples/highlevel_client.py [HOST [PORT]]``.
 """
 
 import sys
+import time
 
 import tornado
 import tornado.gen
@@ -32,16 +33,25 @@ def demo():
         add_response = yield client.req.add(3, 6)
         print("3 + 6 response:\n", add_response)
         # By not yielding we are not waiting for the response
+        asked = time.time()
         pick_response_future = client.req.pick_fruit()
         # Instead we wait for the fruit.result sensor status to change to
         # nominal. Before we can wait on a sensor, a strategy must be set:
         client.sensor.fruit_result.set_strategy('event')
-        # If the condition does not occur within the timeout (default 5s), we will
-        # get a TimeoutException
-        yield client.sensor.fruit_result.wait(
-            lambda reading: reading.status == 'nominal')
-        fruit = yield client.sensor.fruit_result.get_value()
-        print('Fruit picked: ', fruit)
+        # If the condition does not occur within the timeout (5 s here; without one
+        # wait() waits forever), we get a tornado.gen.TimeoutError. The device fails
+        # some picks ("No fruit."), and then the sensor does not become nominal. A
+        # reading from before this pick (an earlier run's) does not count: this
+        # assumes the device's clock agrees with ours, as it does on one machine.
+        try:
+            yield client.sensor.fruit_result.wait(
+                lambda reading: reading.status == 'nominal' and reading.timestamp >= asked,
+                timeout=5)
+        except tornado.gen.TimeoutError:
+            print('No fruit picked within 5 s')
+        else:
+            fruit = yield client.sensor.fruit_result.get_value()
+            print('Fruit picked: ', fruit)
         # And see how the ?pick-fruit request responded by yielding on its future
         pick_response = yield pick_response_future
         print('pick response: \n', pick_response)

@@ -721,6 +721,20 @@ def test_after_join_no_thread_is_taken_for_the_ended_loop_thread(server):
     assert waited.result(0) is False
 
 
+def test_a_call_queued_on_the_loop_right_after_start_runs_as_on_the_loop(server):
+    # As the AsyncClient docstring does: start(), then add_callback(callback_request, ...).
+    for _ in range(3):
+        client = AsyncClient("127.0.0.1", server.port, timeout=WAIT)
+        client.start()
+        replies = queue.Queue()
+        client.ioloop.add_callback(client.callback_request, Message.request("echo", "x"),
+                                   reply_cb=replies.put)
+        reply = replies.get(timeout=WAIT)
+        assert str(reply) in ("!echo ok x", "!echo[1] ok x", "!echo fail Client\\_not\\_connected")
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+
+
 def test_set_daemon_false(server):
     client = DeviceClient("127.0.0.1", server.port)
     client.setDaemon(False)

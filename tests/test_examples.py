@@ -54,6 +54,21 @@ def test_highlevel_client(tutorial_server):
     assert "pick response:" in result.stdout
 
 
+def test_highlevel_client_when_the_pick_fails():
+    # Seed 5: the device's first pick fails ("No fruit."), so the fruit sensor never
+    # becomes nominal; the example's wait gives up after its timeout, and it ends.
+    server = BackgroundProcess(["examples/tutorial_server.py", "0"],
+                               env=python_env(KATCP_TUTORIAL_SEED="5"))
+    try:
+        port = int(server.wait_for_line(r"^PORT (\d+)").group(1))
+        result = run_program(["examples/highlevel_client.py", "127.0.0.1", str(port)])
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No fruit picked within 5 s" in result.stdout
+    assert "!pick-fruit[5] fail No\\_fruit." in result.stdout
+
+
 def test_tutorial_server_requests(tutorial_server):
     from katcp import BlockingClient, Message
 

@@ -273,12 +273,12 @@ class ClientLifecycle:
         self._stopping = False
         with self._crossing_lock:
             self._refusing_threads = False
-        # The loop's thread is known once it runs _install(); until then, a call made
+        # The loop's thread is known once it runs _begin(); until then, a call made
         # on an unmanaged loop's own thread must still count as on the loop thread.
         self.ioloop_thread_id = self._ioloop_manager.thread_id()
         if self._ioloop_manager.managed():
             self._ioloop_manager.start()
-        ioloop.add_callback(self._install)
+        ioloop.add_callback(self._begin)
         return self.wait_running(timeout) if timeout else None
 
     def stop(self, timeout: Optional[float] = None) -> None:
@@ -350,9 +350,15 @@ class ClientLifecycle:
 
     # -- the connection coroutine ----------------------------------------------------
 
+    def _begin(self) -> Any:
+        """Note the loop's thread, then run :meth:`_install` (whose first step comes a
+        loop turn later): calls queued after start(), which run before that step, must
+        already be known to run on the loop thread."""
+        self.ioloop_thread_id = threading.get_ident()
+        return self._install()
+
     async def _install(self):
         """Main client coroutine: connect, serve the connection, reconnect, until stopped."""
-        self.ioloop_thread_id = threading.get_ident()
         if self._stopping:
             self._stopped.set()
             return
