@@ -8,6 +8,7 @@ subject. :class:`katcp.ioloop_manager.ThreadSafeMethodAttrWrapper` builds on
 """
 
 import builtins
+import math
 import operator
 from typing import Any
 
@@ -76,11 +77,14 @@ def _inplace(op: Any) -> Any:
 
 # Special methods are looked up on the type, bypassing __getattribute__, so each one
 # has to exist on the proxy class to reach the subject.
-_BUILTIN_UNARY = "repr str bytes hash len iter next reversed abs int float complex round bool dir"
+_BUILTIN_UNARY = "repr str bytes hash len iter next reversed abs int float complex bool dir"
 for _name in _BUILTIN_UNARY.split():
     setattr(AbstractProxy, "__%s__" % _name, _unary(getattr(builtins, _name)))
 for _name in "neg pos invert index".split():
     setattr(AbstractProxy, "__%s__" % _name, _unary(getattr(operator, _name)))
+for _name in "trunc floor ceil".split():
+    setattr(AbstractProxy, "__%s__" % _name, _unary(getattr(math, _name)))
+AbstractProxy.__round__ = lambda self, *ndigits: round(self.__subject__, *ndigits)
 
 AbstractProxy.__format__ = lambda self, spec: format(self.__subject__, spec)
 AbstractProxy.__enter__ = lambda self: self.__subject__.__enter__()
@@ -93,7 +97,11 @@ for _name in "add sub mul matmul truediv floordiv mod pow lshift rshift and xor 
     _op = getattr(operator, "__%s__" % _name)
     setattr(AbstractProxy, "__%s__" % _name, _binary(_op))
     setattr(AbstractProxy, "__r%s__" % _name, _reflected(_op))
-    setattr(AbstractProxy, "__i%s__" % _name, _inplace(_op))
+    # operator.iadd() and the like: a subject with its own in-place form (a list's +=)
+    # changes in place, as it would unproxied.
+    setattr(AbstractProxy, "__i%s__" % _name, _inplace(getattr(operator, "__i%s__" % _name)))
+# pow() takes a modulo too.
+AbstractProxy.__pow__ = lambda self, other, *modulo: pow(self.__subject__, other, *modulo)
 # divmod has no in-place form.
 AbstractProxy.__divmod__ = _binary(divmod)
 AbstractProxy.__rdivmod__ = _reflected(divmod)

@@ -1,5 +1,7 @@
 """Tests for katcp.object_proxies."""
 
+import math
+
 import pytest
 
 from katcp.object_proxies import (
@@ -93,3 +95,22 @@ def test_wrappers_keep_their_own_attributes():
         wrapper.missing
     assert CallbackWrapper(lambda: subject).value == 5
     assert LazyWrapper(lambda: subject).method() == "subject method"
+
+
+def test_numeric_protocols_take_their_optional_arguments():
+    assert pow(ObjectProxy(3), 2, 5) == 4
+    assert round(ObjectProxy(2.567), 1) == 2.6 and round(ObjectProxy(2.567)) == 3
+    assert (math.trunc(ObjectProxy(-2.5)), math.floor(ObjectProxy(2.5)),
+            math.ceil(ObjectProxy(2.5))) == (-2, 2, 3)
+
+
+def test_in_place_operators_change_a_mutable_subject_in_place():
+    items, flags = [1, 2], {1}
+    proxy, flag_proxy = ObjectProxy(items), ObjectProxy(flags)
+    proxy += [3]
+    flag_proxy |= {2}
+    assert items == [1, 2, 3] and proxy.__subject__ is items
+    assert flags == {1, 2} and flag_proxy.__subject__ is flags
+    number = ObjectProxy(5)
+    number -= 1
+    assert isinstance(number, ObjectProxy) and number.__subject__ == 4

@@ -104,6 +104,25 @@ class ExampleServer(DeviceServer):
         """Return a str, which is not a reply."""
         return "ok"
 
+    def request_misnamed(self, req, msg):
+        """Return the reply to another request."""
+        return Message.reply("other", "ok")
+
+    async def request_informs_instead(self, req, msg):
+        """Return an inform where the reply should be."""
+        return Message.inform("informs-instead", "a")
+
+    def request_twice(self, req, msg):
+        """Reply, then return a second reply."""
+        req.reply("ok", "first")
+        return req.make_reply("ok", "second")
+
+    def handle_message(self, client_conn, msg):
+        # A dispatch override that fails (as a subclass's own may).
+        if msg.name == "explode":
+            raise RuntimeError("Exploded while dispatching.")
+        return super().handle_message(client_conn, msg)
+
     async def request_wait(self, req, msg):
         """Wait until ?release (on the loop)."""
         future = asyncio.get_running_loop().create_future()
@@ -268,6 +287,29 @@ def test_a_handler_that_gives_no_reply_fails_the_request(example, request_line, 
         assert client.request(request_line) == (
             [], "!%s fail Handler\\_returned\\_an\\_invalid\\_reply." % request_line[1:])
     assert request_line[1:] in caplog.text
+
+
+@pytest.mark.parametrize("request_line", ["?misnamed", "?informs-instead"])
+def test_a_handler_returning_a_message_other_than_its_reply_fails_the_request(
+        example, request_line):
+    server, client = example
+    assert client.request(request_line) == (
+        [], "!%s fail Handler\\_returned\\_an\\_invalid\\_reply." % request_line[1:])
+
+
+def test_a_handler_that_replied_and_returned_a_reply_sends_one(example):
+    server, client = example
+    assert client.request("?twice") == ([], "!twice ok first")
+    assert client.request("?watchdog") == ([], "!watchdog ok")
+
+
+def test_a_failing_dispatch_is_logged_to_the_client_which_stays_connected(example):
+    server, client = example
+    client.send("?explode")
+    client.send("?watchdog")
+    error = client.readline()
+    assert error.startswith(b"#log error ") and b"Exploded\\_while\\_dispatching." in error
+    assert client.readline() == b"!watchdog ok"
 
 
 def test_a_handler_that_replied_itself_may_return_none(example):
@@ -894,6 +936,43 @@ def test_device_logger_levels_and_log_to_python(caplog):
                                                              "bad thing"))
     assert any(r.levelno == logging.ERROR and "dev: bad thing" in r.getMessage()
                for r in caplog.records)
+
+
+class _InformRecorder:
+    """What a DeviceLogger needs of its device: the #log informs it would send."""
+
+    def __init__(self):
+        self.texts = []
+
+    def create_log_inform(self, level_name, msg, name, timestamp=None):
+        return Message.inform("log", level_name, "0", name, msg)
+
+    def mass_inform(self, msg):
+        self.texts.append(msg.arguments[3].decode())
+
+
+@pytest.mark.parametrize("args, text", [
+    (("pump %(name)s at %(rate)d", {"name": "p1", "rate": 3}), "pump p1 at 3"),
+    (("at %H:%M was %s", "bad"), "at %H:%M was %s ('bad',)"),
+    (("%(missing)s", {"name": "p1"}), "%(missing)s ({'name': 'p1'},)"),
+    (("%d items", "x"), "%d items ('x',)"),
+    (("no arguments %s",), "no arguments %s")])
+def test_device_logger_formats_as_python_logging_and_never_raises(args, text):
+    device = _InformRecorder()
+    DeviceLogger(device).error(*args)
+    assert device.texts == [text]
+
+
+@pytest.mark.parametrize("name, python_level", [
+    ("all", 1), ("trace", 1), ("debug", logging.DEBUG), ("info", logging.INFO),
+    ("warn", logging.WARNING), ("off", logging.FATAL + 10)])
+def test_log_level_sets_the_python_loggers_level(name, python_level):
+    # The most verbose levels let everything through, never NOTSET (the parent's level).
+    py_logger = logging.getLogger("katcp.test.loglevels")
+    logger = DeviceLogger(None, python_logger=py_logger)
+    logger.set_log_level_by_name(name)
+    assert py_logger.level == python_level
+    assert py_logger.isEnabledFor(logging.DEBUG) is (python_level <= logging.DEBUG)
 
 
 def test_katcp_server_constants():

@@ -225,7 +225,10 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         if reply.__class__ is Message or isinstance(reply, Message):
             if self._handler_thread is not None:
                 self._handler_thread.hold_until_handled()
-            req.reply_with_message(reply)
+            if reply.mtype == _REPLY and reply.name == msg.name and not req._replied:
+                req.reply_with_message(reply)
+            else:
+                self._reply_with_result(req, reply)
             return None
         return self._handle_awaitable_reply(handler, req, reply)
 
@@ -241,13 +244,28 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         req.reply_with_message(reply)
 
     def _reply_with_result(self, req: ClientRequestConnection, reply: Any) -> None:
-        """Reply to `req` with what a handler returned, or its future resolved to."""
-        if reply is not None:
+        """Reply to `req` with what a handler returned, or its future resolved to.
+
+        "A reply is necessary for every request" (spec section 2): what is not this
+        request's reply is failed (katcp 0.9 failed it too, as its reply checks raised),
+        unless the handler replied itself.
+        """
+        name = req.msg.name
+        if req.replied:
+            if reply is not None:
+                self._logger.error("Request handler for %r replied, then returned %r too",
+                                   name, reply)
+            return
+        if reply is None:
+            self._logger.error("Request handler for %r gave None without replying", name)
+        elif not isinstance(reply, Message):
+            self._logger.error("Request handler for %r returned %r, not a Message", name, reply)
+        elif reply.mtype != _REPLY or reply.name != name:
+            self._logger.error("Request handler for %r returned %r, not its reply", name, reply)
+        else:
             req.reply_with_message(reply)
-        elif not req.replied:
-            # "A reply is necessary for every request" (spec section 2); katcp 0.9 failed it too.
-            self._logger.error("Request handler for %r gave None without replying", req.msg.name)
-            self._reply_invalid(req)
+            return
+        self._reply_invalid(req)
 
     def _reply_invalid(self, req: ClientRequestConnection) -> None:
         req.reply_with_message(Message.reply(
@@ -255,14 +273,9 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
 
     def _handle_awaitable_reply(self, handler: Callable[..., Any],
                                 req: ClientRequestConnection, reply: Any) -> Any:
-        if reply is None:
-            self._reply_with_result(req, None)
-            return None
         thread_future = isinstance(reply, concurrent.futures.Future)
         if not (thread_future or is_awaitable(reply)):
-            self._logger.error("Request handler for %r returned %r, not a Message",
-                               req.msg.name, reply)
-            self._reply_invalid(req)
+            self._reply_with_result(req, reply)
             return None
         concurrent_reply = getattr(handler, "_concurrent_reply", False)
         if not self._server.in_ioloop_thread():

@@ -1,6 +1,7 @@
 """DeviceLogger: KATCP #log informs to every client, and Python logging."""
 
 import logging
+from collections.abc import Mapping
 from typing import Any, Callable, Optional, Union
 
 from katcp.core import Message
@@ -88,7 +89,9 @@ class DeviceLogger:
         """
         self._log_level = level
         if self._python_logger is not None:
-            self._python_logger.setLevel(self.PYTHON_LEVEL[level])
+            # Not 0 for trace and all: logging.NOTSET would defer to the parent logger's
+            # level (warning, say), quieter than debug; 1 lets every level through.
+            self._python_logger.setLevel(self.PYTHON_LEVEL[level] or 1)
 
     def set_log_level_by_name(self, level_name: Union[str, bytes]) -> None:
         """Set the logging level using a level name.
@@ -127,9 +130,13 @@ class DeviceLogger:
         if level >= self._log_level:
             if name is None:
                 name = self._root_logger_name
+            # One mapping is taken whole, for "%(name)s", as Python's logging does.
+            values: Any = args[0] if (len(args) == 1 and isinstance(args[0], Mapping)
+                                      and args[0]) else args
             try:
-                inform_msg = msg % args if args else msg
-            except TypeError:
+                inform_msg = msg % values if values else msg
+            except (TypeError, ValueError, KeyError):
+                # A log call never raises (as with Python's logging): the text as given.
                 inform_msg = "%s %s" % (msg, args)
             self._device_server.mass_inform(self._device_server.create_log_inform(
                 self.level_name(level), inform_msg, name, timestamp=timestamp))

@@ -210,7 +210,11 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
                     # line of blanks is answered with an error like any bad line.
                     server._send_syntax_error(self)
                     continue
-                ready = on_message(self.client_conn, msg)
+                try:
+                    ready = on_message(self.client_conn, msg)
+                except Exception:
+                    server._handling_failed(self)
+                    continue
                 if ready is not None and not ready.done():
                     # Per-connection serialisation: handle no further until it is handled.
                     self._busy = True
@@ -587,7 +591,16 @@ class KATCPServer:
         return None if ready is None else tornado.gen.convert_yielded(ready)
 
     def _send_syntax_error(self, conn: _Connection) -> None:
+        self._send_error_log(conn, exception_text(sys.exc_info(), self._tb_limit))
+
+    def _handling_failed(self, conn: _Connection) -> None:
+        # As on the handler thread: logged and told to the client, whose connection
+        # stays (one failing message must not cost it the replies to the next ones).
         reason = exception_text(sys.exc_info(), self._tb_limit)
+        self._logger.error("Error handling message from %s: %s", conn.address, reason)
+        self._send_error_log(conn, reason)
+
+    def _send_error_log(self, conn: _Connection, reason: str) -> None:
         conn.send(bytes(self._device.create_log_inform("error", reason, "root")) + b"\n")
 
     def _line_too_long(self, conn: _Connection) -> None:
