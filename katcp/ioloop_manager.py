@@ -120,6 +120,7 @@ class IOLoopManager:
         self._managed_default = managed_default
         self._ioloop_managed = managed_default
         self._ioloop_thread: Optional[threading.Thread] = None
+        self._stop_requested = False  # the managed loop is told to stop, and will close
         self._thread_id: Optional[int] = None  # of the thread running the loop, once known
         self._daemonic = True
         self._running = threading.Event()
@@ -178,6 +179,11 @@ class IOLoopManager:
             current loop.
 
         """
+        thread = self._ioloop_thread
+        if self._stop_requested and thread is not None and thread.is_alive():
+            # The managed loop of a stop that has been asked for is closing: a restart
+            # gets a loop of its own once that one is closed, never the closing one.
+            thread.join()
         if self._ioloop is None:
             self._ioloop = (new_ioloop() if self._ioloop_managed
                             else tornado.ioloop.IOLoop.current())
@@ -221,6 +227,7 @@ class IOLoopManager:
             raise RuntimeError("IOLoop already started")
         ioloop = self.get_ioloop()
         if self._ioloop_managed:
+            self._stop_requested = False
             self._ioloop_thread = threading.Thread(target=self._run_managed_ioloop, args=(ioloop,),
                                                    name="katcp-ioloop", daemon=self._daemonic)
             self._ioloop_thread.start()
@@ -283,7 +290,11 @@ class IOLoopManager:
         if timeout:
             self._running.wait(timeout)
         ioloop = self._ioloop
-        if ioloop is None:
+        thread = self._ioloop_thread
+        if ioloop is None or (self._ioloop_managed and (
+                thread is None or not thread.is_alive() or self._stop_requested)):
+            # No loop, or a managed one never started (its start failed, say) or already
+            # stopping: nothing would run the callback, and nothing is left to stop.
             return None
         return call_on_loop(ioloop, self._thread_id, self._run_stop_callback, callback,
                             ioloop, self._ioloop_managed)
@@ -306,6 +317,7 @@ class IOLoopManager:
             self._logger.exception("Error in ioloop stop callback")
         self._running.clear()
         if managed:
+            self._stop_requested = True
             # Not stop() itself: the loop must still run the turn that delivers this
             # task's outcome to the caller of stop(), which comes next.
             ioloop.add_callback(ioloop.stop)

@@ -979,3 +979,43 @@ def test_katcp_server_constants():
     assert KATCPServer.MAX_MSG_SIZE == 2 * 1024 * 1024
     assert KATCPServer.MAX_WRITE_BUFFER_SIZE == 4 * 1024 * 1024
     assert "sensor-sampling" in katcp_server.BASE_REQUESTS
+
+
+class _ConnectHookServer(ExampleServer):
+    """on_client_connect returns what ``ready`` (a class attribute) makes of the greeting."""
+
+    ready = staticmethod(lambda greeted: greeted)
+
+    def on_client_connect(self, client_conn):
+        return self.ready(super().on_client_connect(client_conn))
+
+    def request_thread_name(self, req, msg):
+        """The name of the thread handling this request."""
+        return req.make_reply("ok", threading.current_thread().name)
+
+
+@pytest.mark.parametrize("concurrency", sorted(CONCURRENCY))
+@pytest.mark.parametrize("make_ready", ["executor_future", "plain_value"])
+def test_what_on_client_connect_returns_lets_requests_run_where_they_belong(
+        concurrency, make_ready):
+    executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="connect-hook")
+    ready = threading.Event()
+    server = _ConnectHookServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[concurrency])
+    server.ready = {
+        # Resolved on the executor's thread (once the request waits for it): the
+        # connection still resumes on the loop.
+        "executor_future": lambda greeted: executor.submit(ready.wait, TIMEOUT),
+        # Not a future (a mistake): taken as ready, not left waiting forever.
+        "plain_value": lambda greeted: True}[make_ready]
+    port = start_server(server)
+    try:
+        with LineClient(port) as client:
+            assert client.greeting() == GREETING
+            client.send("?thread-name")
+            ready.set()
+            reply = client.readline().decode()
+            assert reply.startswith("!thread-name ok ") and "connect-hook" not in reply
+    finally:
+        stop_server(server)
+        executor.shutdown()

@@ -1,8 +1,12 @@
 """A server restarted after stop() answers again, whatever was sent while it was down."""
 
+import threading
+
+import pytest
+
 from katcp import Message
 
-from test_server import ExampleServer, connect, start_server, stop_server
+from test_server import TIMEOUT, ExampleServer, connect, start_server, stop_server
 
 
 def test_restarted_server_answers_after_an_inform_sent_while_stopped():
@@ -32,3 +36,51 @@ def test_many_restarts_with_requests_in_between():
             assert client.request("?watchdog") == ([], "!watchdog ok")
         stop_server(server)
         assert not server.running()
+
+
+def test_a_server_stopped_twice_starts_again_with_its_handler_thread():
+    # halt then the usual cleanup, say: the second stop must not end the next thread.
+    server = ExampleServer("127.0.0.1", 0)
+    start_server(server)
+    stop_server(server)
+    server.stop(timeout=None).result(TIMEOUT)
+    port = start_server(server)
+    try:
+        with connect(port) as client:
+            assert client.request("?watchdog") == ([], "!watchdog ok")
+    finally:
+        stop_server(server)
+
+
+@pytest.mark.parametrize("handler_thread", [True, False])
+def test_a_server_starts_again_once_its_stop_resolved_without_a_join(handler_thread):
+    server = ExampleServer("127.0.0.1", 0)
+    server.set_concurrency_options(thread_safe=True, handler_thread=handler_thread)
+    try:
+        for _ in range(5):
+            assert server.start(timeout=TIMEOUT)
+            with connect(server.bind_address[1]) as client:
+                assert client.request("?watchdog") == ([], "!watchdog ok")
+            server.stop(timeout=TIMEOUT).result(TIMEOUT)
+    finally:
+        server.stop(timeout=None).result(TIMEOUT)
+        server.join(timeout=TIMEOUT)
+
+
+def test_a_failed_start_leaves_nothing_running_and_can_be_retried():
+    blocker = ExampleServer("127.0.0.1", 0)
+    port = start_server(blocker)
+    server = ExampleServer("127.0.0.1", port)
+    threads_before = set(threading.enumerate())
+    with pytest.raises(OSError):
+        server.start(timeout=TIMEOUT)
+    assert set(threading.enumerate()) == threads_before
+    # A stop now has nothing to stop, and says so at once.
+    assert server.stop(timeout=None).result(TIMEOUT) is None
+    stop_server(blocker)
+    assert start_server(server) == port
+    try:
+        with connect(port) as client:
+            assert client.request("?watchdog") == ([], "!watchdog ok")
+    finally:
+        stop_server(server)

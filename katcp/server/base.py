@@ -477,7 +477,15 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         if self._handler_thread is not None:
             self._handler_thread.set_ioloop(self._server.get_ioloop())
             self._handler_thread.start(timeout)
-        return self._server.start(timeout)
+        try:
+            return self._server.start(timeout)
+        except BaseException:
+            # Not serving (its port is taken, say): leave nothing running, so that it
+            # can be started again.
+            if self._handler_thread is not None:
+                self._handler_thread.stop(None)
+                self._handler_thread.join()
+            raise
 
     @steal_docstring_from(KATCPServer.stop)
     def stop(self, timeout: Optional[float] = 1.0) -> concurrent.futures.Future:

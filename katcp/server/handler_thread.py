@@ -43,6 +43,7 @@ class MessageHandlerThread:
         self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
         self._running = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._stop_queued = False  # for the thread running now
         # The loop's one call queue (set when the thread runs), which also carries the
         # replies sent from this thread: a message counts as handled only after its
         # reply went out.
@@ -89,6 +90,7 @@ class MessageHandlerThread:
         """
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("Message handler thread already started")
+        self._stop_queued = False
         self._thread = threading.Thread(target=self.run, name="katcp-request-handler", daemon=True)
         self._thread.start()
         if timeout:
@@ -148,7 +150,11 @@ class MessageHandlerThread:
         """
         if timeout:
             self._running.wait(timeout)
-        self._queue.put(_STOP)
+        thread = self._thread
+        # One stop per thread: a stop left in the queue would end the next start's thread.
+        if thread is not None and thread.is_alive() and not self._stop_queued:
+            self._stop_queued = True
+            self._queue.put(_STOP)
 
     def join(self, timeout: Optional[float] = None) -> None:
         """Rejoin the handler thread.

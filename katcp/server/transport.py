@@ -18,7 +18,7 @@ from tornado.concurrent import Future
 from katcp.core import KatcpSyntaxError, Message, MessageParser
 from katcp.ioloop_manager import IOLoopManager
 from katcp.loop.call_queue import CallQueue
-from katcp.loop.crossing import call_on_loop, on_thread
+from katcp.loop.crossing import call_on_loop, is_awaitable, on_thread
 from katcp.server.connection import ClientConnection
 from katcp.transport.buffers import SharedBufferProtocol
 from katcp.transport.framing import LineFramer, WriteBatcher
@@ -588,7 +588,16 @@ class KATCPServer:
         except Exception:
             self._logger.exception("Error in on_client_connect for %s", conn.address)
             return None
-        return None if ready is None else tornado.gen.convert_yielded(ready)
+        if ready is None:
+            return None
+        if isinstance(ready, concurrent.futures.Future):
+            # Resolved in another thread: what then resumes the connection runs on the loop.
+            return asyncio.wrap_future(ready)
+        if not is_awaitable(ready):
+            self._logger.warning("on_client_connect for %s returned %r, not a future: the "
+                                 "connection is taken as ready", conn.address, ready)
+            return None
+        return tornado.gen.convert_yielded(ready)
 
     def _send_syntax_error(self, conn: _Connection) -> None:
         self._send_error_log(conn, exception_text(sys.exc_info(), self._tb_limit))
