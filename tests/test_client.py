@@ -735,6 +735,45 @@ def test_a_call_queued_on_the_loop_right_after_start_runs_as_on_the_loop(server)
         client.join(timeout=WAIT)
 
 
+def test_of_threads_starting_a_client_at_once_one_starts_it(server):
+    loops_before = {t for t in threading.enumerate() if t.name == "katcp-ioloop"}
+    client = BlockingClient("127.0.0.1", server.port)
+    barrier = threading.Barrier(6)
+    outcomes = queue.Queue()
+
+    def start():
+        barrier.wait(WAIT)
+        try:
+            client.start()
+            outcomes.put("started")
+        except RuntimeError as exc:
+            outcomes.put(str(exc))
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    results = sorted(outcomes.get_nowait() for _ in threads)
+    assert results == ["Device client already started."] * 5 + ["started"]
+    client.stop(timeout=WAIT)
+    client.join(timeout=WAIT)
+    assert {t for t in threading.enumerate() if t.name == "katcp-ioloop"} <= loops_before
+
+
+def test_the_loop_of_a_started_client_cannot_be_changed(server):
+    async def main():
+        client = DeviceClient("127.0.0.1", server.port)
+        client.set_ioloop()
+        client.start()
+        with pytest.raises(RuntimeError, match="^Cannot set the ioloop once started$"):
+            client.set_ioloop(tornado.ioloop.IOLoop.current())
+        client.stop()
+        await client.until_stopped(timeout=WAIT)
+
+    asyncio.run(main())
+
+
 def test_set_daemon_false(server):
     client = DeviceClient("127.0.0.1", server.port)
     client.setDaemon(False)

@@ -93,6 +93,14 @@ def test_connect_resource_returns_a_synced_blocking_resource_and_close_stops_eve
     assert station.state == "disconnected"
 
 
+def test_closing_a_connect_resource_wrapper_again_does_nothing(device):
+    # As when close() is called inside its with block: leaving it closes again.
+    with connect_resource(address_of(device), name="station") as station:
+        station.close()
+        assert station.state == "disconnected"
+    station.close()
+
+
 def test_connect_resource_to_nothing_times_out_naming_address_and_state():
     listener = __import__("socket").socket()
     listener.bind(("127.0.0.1", 0))

@@ -154,6 +154,7 @@ class ClientLifecycle:
         # where nothing would ever run it. Taking a call and refusing them are atomic.
         self._refusing_threads = False
         self._crossing_lock = threading.Lock()
+        self._start_lock = threading.Lock()
         condition = threading.Condition(threading.Lock())
         self._flags = tuple(StateFlag(condition) for _ in range(6))
         (self._running, self._connected, self._disconnected, self._received_protocol_info,
@@ -193,6 +194,8 @@ class ClientLifecycle:
         Without it the client manages its own loop: started in a new thread by
         start(), and stopped by stop().
         """
+        if not self._stopped.is_set():
+            raise RuntimeError("Cannot set the ioloop once started")
         ioloop = ioloop or current_ioloop()
         self._ioloop_manager.set_ioloop(ioloop, managed=False)
         self.ioloop = ioloop
@@ -263,22 +266,25 @@ class ClientLifecycle:
             Whether the client is running, if a timeout was given.
 
         """
-        if self._running.is_set() or not self._stopped.is_set():
-            raise RuntimeError("Device client already started.")
-        self.ioloop = ioloop = self._ioloop_manager.get_ioloop()
-        self._loop = self.ioloop.asyncio_loop
-        for flag in self._flags:
-            flag.bind(ioloop)
-        self._stopped.clear()
-        self._stopping = False
-        with self._crossing_lock:
-            self._refusing_threads = False
-        # The loop's thread is known once it runs _begin(); until then, a call made
-        # on an unmanaged loop's own thread must still count as on the loop thread.
-        self.ioloop_thread_id = self._ioloop_manager.thread_id()
-        if self._ioloop_manager.managed():
-            self._ioloop_manager.start()
-        ioloop.add_callback(self._begin)
+        # One start at a time: threads starting the client at once must not each make a
+        # loop of their own (all but one are refused).
+        with self._start_lock:
+            if self._running.is_set() or not self._stopped.is_set():
+                raise RuntimeError("Device client already started.")
+            self.ioloop = ioloop = self._ioloop_manager.get_ioloop()
+            self._loop = self.ioloop.asyncio_loop
+            for flag in self._flags:
+                flag.bind(ioloop)
+            self._stopped.clear()
+            self._stopping = False
+            with self._crossing_lock:
+                self._refusing_threads = False
+            # The loop's thread is known once it runs _begin(); until then, a call made
+            # on an unmanaged loop's own thread must still count as on the loop thread.
+            self.ioloop_thread_id = self._ioloop_manager.thread_id()
+            if self._ioloop_manager.managed():
+                self._ioloop_manager.start()
+            ioloop.add_callback(self._begin)
         return self.wait_running(timeout) if timeout else None
 
     def stop(self, timeout: Optional[float] = None) -> None:

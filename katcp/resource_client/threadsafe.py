@@ -83,8 +83,10 @@ class ThreadSafeKATCPClientResourceWrapper(ThreadSafeMethodAttrWrapper):
     children = _wrapped_view("children", lambda: ThreadSafeKATCPClientResourceWrapper)
     groups = _wrapped_view("groups", lambda: ThreadSafeKATCPClientGroupWrapper)
 
-    # The loop manager started for this wrapper (by connect_resource), stopped by close().
+    # The loop manager started for this wrapper (by connect_resource), stopped by close();
+    # and whether close() stopped it (nothing runs the resource's loop any more).
     _loop_owner: Any = None
+    _loop_closed = False
 
     def wait(self, sensor_name: str, condition_or_value: Any, timeout: float = 5) -> Any:
         """Blocking :meth:`katcp.resource.KATCPResource.wait`."""
@@ -97,11 +99,14 @@ class ThreadSafeKATCPClientResourceWrapper(ThreadSafeMethodAttrWrapper):
         thread it started. Closing twice does nothing more.
         """
         owner, self._loop_owner = self._loop_owner, None
+        if owner is None and self._loop_closed:
+            return
         try:
             self._ioloop_wrapper.call_in_ioloop(_stop, (self.__subject__, timeout), {},
                                                 timeout=timeout)
         finally:
             if owner is not None:
+                self._loop_closed = True
                 owner.stop().result(timeout)
                 owner.join(timeout)
 
