@@ -415,6 +415,11 @@ class TestSync(InspectingClientTestBase):
         # Resyncs only re-inspect what the client knows about.
         await self.resync_after(client, "sensor-list")
         self.assertEqual(self.device.names_received(), [("sensor-list", ["temp"])])
+        # An explicit inspect() inspects the device's every request and sensor.
+        changes = await client.inspect()
+        self.assertEqual(changes.sensors.added, {"mode"})
+        self.assertEqual(sorted(client.sensors), ["mode", "temp"])
+        self.assertIn("watchdog", client.requests)
 
     @tornado.testing.gen_test(timeout=10)
     async def test_failed_sync_is_retried_with_backoff(self):

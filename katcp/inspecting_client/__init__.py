@@ -471,17 +471,20 @@ class InspectingClientAsync:
             return None
         return list(self._requests_index if kind == "requests" else self._sensors_index)
 
-    async def _inspect_pending(self, pending: "_PendingChanges", model_changes: AttrDict) -> None:
+    async def _inspect_pending(self, pending: "_PendingChanges", model_changes: AttrDict,
+                               everything: bool = False) -> None:
         """Inspect what `pending` lists, adding the changes found to `model_changes`.
 
         What has been inspected is removed from `pending` as it goes, so that after a
         failure `pending` holds what is left to do and `model_changes` what was found.
+        All of a kind is what :meth:`_full_scope` says, or the device's every item if
+        `everything` (an explicit :meth:`inspect`).
         """
         for kind, inspect_one in (("requests", self.inspect_requests),
                                   ("sensors", self.inspect_sensors)):
             names = getattr(pending, kind)
             if names is _PendingChanges.ALL:
-                names = self._full_scope(kind)
+                names = None if everything else self._full_scope(kind)
             if names is None:
                 results = [await inspect_one()]
             else:
@@ -521,7 +524,9 @@ class InspectingClientAsync:
         pending = _PendingChanges()
         pending.add_all()
         model_changes = AttrDict()
-        yield self._inspect_pending(pending, model_changes)
+        # Everything the device has, initial_inspection or not: that only limits what
+        # the client's own resyncs look at.
+        yield self._inspect_pending(pending, model_changes, everything=True)
         return model_changes or None
 
     @tornado.gen.coroutine
