@@ -297,12 +297,6 @@ def test_a_handler_returning_a_message_other_than_its_reply_fails_the_request(
         [], "!%s fail Handler\\_returned\\_an\\_invalid\\_reply." % request_line[1:])
 
 
-def test_a_handler_that_replied_and_returned_a_reply_sends_one(example):
-    server, client = example
-    assert client.request("?twice") == ([], "!twice ok first")
-    assert client.request("?watchdog") == ([], "!watchdog ok")
-
-
 def test_a_failing_dispatch_is_logged_to_the_client_which_stays_connected(example):
     server, client = example
     client.send("?explode")
@@ -312,9 +306,12 @@ def test_a_failing_dispatch_is_logged_to_the_client_which_stays_connected(exampl
     assert client.readline() == b"!watchdog ok"
 
 
-def test_a_handler_that_replied_itself_may_return_none(example):
+@pytest.mark.parametrize("request_line, reply", [
+    ("?nothing replied", "!nothing ok myself"),  # then returned None
+    ("?twice", "!twice ok first")])  # then returned a second reply, which is not sent
+def test_a_handler_that_replied_itself_sends_that_one_reply(example, request_line, reply):
     server, client = example
-    assert client.request("?nothing replied") == ([], "!nothing ok myself")
+    assert client.request(request_line) == ([], reply)
     assert client.request("?watchdog") == ([], "!watchdog ok")
 
 
