@@ -88,8 +88,12 @@ class MessageHandlerThread:
             Seconds to wait for the thread to be running.
 
         """
-        if self._thread is not None and self._thread.is_alive():
-            raise RuntimeError("Message handler thread already started")
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            if not self._stop_queued:
+                raise RuntimeError("Message handler thread already started")
+            # Told to stop and finishing (a restart right after stop()): start once it has.
+            thread.join()
         self._stop_queued = False
         self._thread = threading.Thread(target=self.run, name="katcp-request-handler", daemon=True)
         self._thread.start()
