@@ -265,11 +265,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         else:
             req.reply_with_message(reply)
             return
-        self._reply_invalid(req)
-
-    def _reply_invalid(self, req: ClientRequestConnection) -> None:
-        req.reply_with_message(Message.reply(
-            req.msg.name, "fail", "Handler returned an invalid reply."))
+        req.reply_with_message(Message.reply(name, "fail", "Handler returned an invalid reply."))
 
     def _handle_awaitable_reply(self, handler: Callable[..., Any],
                                 req: ClientRequestConnection, reply: Any) -> Any:
