@@ -266,6 +266,9 @@ class SampleStrategy:
         """
         # on_thread(), inlined: this runs for every update of every sampled sensor.
         if _get_ident() == self._ioloop_thread_id:
+            if self._pending_readings is not None:
+                # Readings from other threads still on their way are older than this one.
+                self._observe_pending()
             self.observe(reading)
             return
         # One hop to the loop per batch: a thread setting a sensor in a tight loop wakes
@@ -663,6 +666,8 @@ class _EventFanOut(SampleEvent):
         if _get_ident() != self._ioloop_thread_id:
             SampleStrategy.update(self, sensor, reading)
             return
+        if self._pending_readings is not None:
+            self._observe_pending()
         last = self._last_sent
         if last is None or reading.value != last.value or reading.status != last.status:
             self._last_sent = reading

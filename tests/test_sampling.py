@@ -11,7 +11,7 @@ from katcp import Sensor
 from katcp.sampling import (SampleAuto, SampleDifferential, SampleDifferentialRate,
                             SampleEvent, SampleEventRate, SampleNone, SamplePeriod,
                             SampleStrategy, format_inform_v4, format_inform_v5,
-                            update_in_ioloop)
+                            update_in_ioloop, wire_strategy)
 from katcp.testutils import TimewarpAsyncTestCase
 
 pytestmark = pytest.mark.timeout(30)
@@ -265,6 +265,23 @@ class TestStrategies(StrategyTestCase):
             yield recorder.until_count(3)
             assert [r.status for _, r in recorder.informs] == [
                 Sensor.NOMINAL, Sensor.ERROR, Sensor.NOMINAL]
+
+    @gen_test
+    def test_a_reading_from_another_thread_is_not_sent_after_a_newer_one(self):
+        sensor = make_sensor(value=0)
+        recorders = [self.start(name, sensor)[1] for name in ("auto", "event")]
+        wire_lines = []
+        wire = wire_strategy("event", wire_lines.append, 5, sensor)
+        wire.start()
+        thread = threading.Thread(target=sensor.set_value, args=(1,))
+        thread.start()
+        thread.join(5)
+        sensor.set_value(2)  # on the loop thread, before it has taken the first reading
+        for recorder in recorders:
+            yield recorder.until_count(3)
+            assert recorder.values == [0, 1, 2]
+        assert [line.split()[-1] for line in wire_lines] == [b"0", b"1", b"2"]
+        wire.cancel()
 
     @gen_test
     def test_cancel_detaches_from_the_sensor(self):
