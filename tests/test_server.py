@@ -5,6 +5,8 @@ import concurrent.futures
 import logging
 import queue
 import re
+import socket
+import struct
 import threading
 import warnings
 
@@ -1016,3 +1018,71 @@ def test_what_on_client_connect_returns_lets_requests_run_where_they_belong(
     finally:
         stop_server(server)
         executor.shutdown()
+
+
+class GatedSamplingServer(DeviceServer):
+    """Its ?sensor-sampling waits for a gate before doing the work, as a handler that
+    checks hardware first would."""
+
+    def setup_sensors(self):
+        self.sensor = Sensor.integer("x", "An integer.", "", default=0,
+                                     initial_status=Sensor.NOMINAL)
+        self.add_sensor(self.sensor)
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.left = threading.Event()
+        self.outcome = queue.Queue()
+
+    def on_client_disconnect(self, client_conn, msg, connection_valid):
+        done = super().on_client_disconnect(client_conn, msg, connection_valid)
+        self.left.set()
+        return done
+
+    def _sample_after_gate(self, req, msg):
+        self.outcome.put(super().request_sensor_sampling(req, msg))
+
+    def request_sensor_sampling(self, req, msg):
+        """Sampling, once the gate opens (in the handler thread)."""
+        self.entered.set()
+        self.gate.wait(TIMEOUT)
+        self._sample_after_gate(req, msg)
+        return req.make_reply("ok")
+
+
+class GatedSamplingAsyncServer(GatedSamplingServer):
+    """As GatedSamplingServer, awaiting the gate on the loop (no handler thread)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.set_concurrency_options(**CONCURRENCY["async"])
+
+    async def request_sensor_sampling(self, req, msg):
+        """Sampling, once the gate opens (awaited)."""
+        self.entered.set()
+        await tornado.ioloop.IOLoop.current().run_in_executor(None, self.gate.wait, TIMEOUT)
+        self._sample_after_gate(req, msg)
+        return req.make_reply("ok")
+
+
+@pytest.mark.parametrize("server_class", [GatedSamplingServer, GatedSamplingAsyncServer])
+def test_a_client_gone_while_its_sampling_request_waited_gets_no_strategies(server_class):
+    server = server_class("127.0.0.1", 0)
+    port = start_server(server)
+    try:
+        client = connect(port)
+        client.send("?sensor-sampling x auto")
+        assert server.entered.wait(TIMEOUT)
+        # Reset rather than closed, as by a client that died: the server sees it at once
+        # (a close is only seen once the request is handled).
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()
+        assert server.left.wait(TIMEOUT)
+        server.gate.set()
+        outcome = server.outcome.get(timeout=TIMEOUT)
+        if isinstance(outcome, concurrent.futures.Future):
+            concurrent.futures.wait([outcome], TIMEOUT)  # from the handler thread: a hop
+        assert isinstance(outcome.exception(), FailReply)
+        assert server._strategies == {}
+        assert server.sensor._observers == set()
+    finally:
+        stop_server(server)

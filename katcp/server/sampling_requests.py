@@ -177,6 +177,11 @@ def _sensor_sampling(self: "DeviceServer", req: ClientRequestConnection, msg: Me
             raise FailReply("Unknown sensor names: %r." % (unknown,))
         raise FailReply("Unknown sensor name: %s." % (names_arg,))
     sensors = [self._sensors[name] for name in names]
+    if getattr(req.client_connection, "_disconnect_called", False):
+        # The client left while this request was on its way here (from the handler
+        # thread, or a handler that awaited first): its strategies were cleared when it
+        # left, and new ones would sample for nobody for good.
+        raise FailReply("Client disconnected.")
     client_strategies = self._strategies.setdefault(req.client_connection, {})
     v4 = self._katcp_major < SEC_TS_KATCP_MAJOR
     if not strategy_and_params:
