@@ -601,6 +601,19 @@ def test_per_connection_serialisation_async_reply_and_concurrent_reply(example):
         assert client.readline() == b"!cwait ok cwaited"
 
 
+def test_a_reply_sent_from_another_thread_goes_out_at_once(example):
+    # Also for a server whose connections are not thread-safe (AsyncDeviceServer): the
+    # reply is handed to the loop, which nothing else would wake.
+    server, client = example
+    client.send("?later")
+    assert client.request("?watchdog") == ([], "!watchdog ok")
+    (req,) = server.pending
+    replier = threading.Thread(target=req.reply, args=("ok", "from-a-thread"))
+    replier.start()
+    replier.join(TIMEOUT)
+    assert client.readline() == b"!later ok from-a-thread"
+
+
 def test_threaded_server_blocking_handler():
     server = ExampleServer("127.0.0.1", 0)
     port = start_server(server)

@@ -26,6 +26,7 @@ from katcp.transport.framing import LineFramer, WriteBatcher
 log = logging.getLogger("katcp.server")
 
 _REPLY = Message.REPLY
+_get_ident = threading.get_ident
 
 # accept() errors that mean "out of resources", after which accepting pauses.
 _ACCEPT_RESOURCE_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
@@ -737,13 +738,21 @@ class KATCPServer:
 
         Notes
         -----
-        This method can only be called in the IOLoop thread.
+        This method should only be called in the IOLoop thread. From another thread
+        the message is handed to the loop, as by :meth:`send_message_threadsafe`
+        (katcp 0.9 failed an assertion).
 
         Failed sends disconnect the client connection. They do not raise exceptions,
         but they are logged. Sends also fail if more than self.MAX_WRITE_BUFFER_SIZE
         bytes are queued for sending, implying that client is falling behind.
 
         """
+        thread_id = self.ioloop_thread_id
+        if thread_id is not None and _get_ident() != thread_id:
+            # E.g. a worker thread replying for an AsyncDeviceServer handler: sent from
+            # here, it would touch the loop's objects and wait until something woke it.
+            self.send_message_threadsafe(stream, msg)
+            return
         # msg.__bytes__() rather than bytes(msg), whose lookup of it costs about as much
         # again: this sends every reply.
         stream.send(msg.__bytes__() + b"\n")
@@ -786,9 +795,14 @@ class KATCPServer:
 
         Notes
         -----
-        This method can only be called in the IOLoop thread.
+        This method should only be called in the IOLoop thread. From another thread
+        the message is handed to the loop, as by :meth:`mass_send_message_threadsafe`.
 
         """
+        thread_id = self.ioloop_thread_id
+        if thread_id is not None and _get_ident() != thread_id:
+            self.call_soon_threadsafe(self.mass_send_message, msg)
+            return
         data = bytes(msg) + b"\n"
         for conn in list(self._connections):
             conn.send(data)
