@@ -384,6 +384,20 @@ def test_client_list_and_no_client_connected_in_v5(example):
                                               "!client-list ok 1")
 
 
+def test_ipv6_client_addresses_are_in_the_address_format():
+    # Spec 5.1 section 8.1: the address data type, an IPv6 host in brackets.
+    server = ExampleServer("::1", 0)
+    port = start_server(server)
+    try:
+        with LineClient(port, host="::1") as client:
+            client.greeting()
+            port_seen = client.sock.getsockname()[1]
+            assert client.request("?client-list") == (
+                ["#client-list [::1]:%d" % port_seen], "!client-list ok 1")
+    finally:
+        stop_server(server)
+
+
 def test_sensor_list_and_value(example):
     server, client = example
     informs, reply = client.request("?sensor-list")

@@ -15,13 +15,14 @@ import tornado.gen
 import tornado.ioloop
 from tornado.concurrent import Future
 
-from katcp.core import KatcpSyntaxError, Message, MessageParser
+from katcp.core import DEFAULT_KATCP_MAJOR, KatcpSyntaxError, Message, MessageParser
 from katcp.ioloop_manager import IOLoopManager
 from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import call_on_loop, is_awaitable, on_thread
 from katcp.server.connection import ClientConnection
 from katcp.transport.buffers import SharedBufferProtocol
 from katcp.transport.framing import LineFramer, WriteBatcher
+from katcp.wire.types import ADDRESS
 
 log = logging.getLogger("katcp.server")
 
@@ -108,9 +109,14 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
 
     @property
     def address(self) -> str:
-        """The peer's address, ``host:port`` (made when asked: idle connections keep less)."""
+        """The peer's address, ``host:port`` (made when asked: idle connections keep less).
+
+        In the KATCP address format, an IPv6 host in brackets (``[::1]:5000``).
+        """
         peer = self.transport.get_extra_info("peername") if self.transport is not None else None
-        return "%s:%s" % peer[:2] if peer else "<katcp connection at 0x%x>" % (id(self),)
+        if not peer:
+            return "<katcp connection at 0x%x>" % (id(self),)
+        return ADDRESS.encode(peer[:2], DEFAULT_KATCP_MAJOR).decode()
 
     @property
     def end_with_empty_line(self) -> bool:
