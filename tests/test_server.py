@@ -499,6 +499,9 @@ def test_request_timeout_hint(example):
         ["#request-timeout-hint watchdog 0.0"], "!request-timeout-hint ok 1")
     assert client.request("?request-timeout-hint nosuch") == (
         [], r"!request-timeout-hint fail Unknown\_request\_method")
+    # An empty name is a name ("must be an existing request if specified").
+    assert client.request(r"?request-timeout-hint \@") == (
+        [], r"!request-timeout-hint fail Unknown\_request\_method")
 
 
 def test_restart(example):

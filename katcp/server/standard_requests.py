@@ -494,12 +494,13 @@ def request_request_timeout_hint(self: "DeviceServer", req: ClientRequestConnect
 
         """
     handlers = self._request_handlers
-    if request and request not in handlers:
+    # None: no name given (an empty name is a name, and no request's).
+    if request is not None and request not in handlers:
         raise FailReply("Unknown request method")
     hints = [(name, getattr(handlers[name], "request_timeout_hint", None) or 0)
-             for name in ([request] if request else sorted(handlers))]
+             for name in ([request] if request is not None else sorted(handlers))]
     # Asked about all requests, only those with a hint are listed.
-    hints = [(name, hint) for name, hint in hints if hint or request]
+    hints = [(name, hint) for name, hint in hints if hint or request is not None]
     for name, hint in hints:
         req.inform(name, float(hint))
     return ("ok", len(hints))
