@@ -57,6 +57,8 @@ class FakeDevice:
         self.fail_next = set()
         self.ignore_next = set()
         self.drop_next = set()
+        # How the device words "no such item" (None: as katcp-python does).
+        self.unknown_text = None
         self.received = []
         self.port = None
         self._server = None
@@ -132,7 +134,7 @@ class FakeDevice:
     def _listing(self, msg, table, unknown, make_inform):
         names = [arg.decode() for arg in msg.arguments] or sorted(table)
         if any(name not in table for name in names):
-            return [Message.reply_to_request(msg, "fail", unknown)]
+            return [Message.reply_to_request(msg, "fail", self.unknown_text or unknown)]
         informs = [Message.reply_inform(msg, *make_inform(name)) for name in names]
         return informs + [Message.reply_to_request(msg, "ok", len(informs))]
 
@@ -492,6 +494,32 @@ class TestInterfaceChanged(InspectingClientTestBase):
         self.assertEqual(recorder.calls[1][1],
                          dict(sensors=dict(added=set(), removed={"mode"})))
         self.assertIsNone(await client.future_get_sensor("mode", update=False))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_removals_seen_whatever_the_device_calls_an_unknown_item(self):
+        # Spec 5.1 section 7.2: "a fail reply should be sent", no text prescribed.
+        self.device.unknown_text = "No such thing."
+        client, recorder = await self.start_recording_client()
+        del self.device.sensors["mode"]
+        await self.resync_after(client, "sensor", "mode", "removed")
+        self.assertEqual(self.device.names_received(), [("sensor-list", ["mode"]),
+                                                        ("sensor-list", [])])
+        self.assertEqual(client.sensors, ["temp"])
+        del self.device.requests["watchdog"]
+        await self.resync_after(client, "request", "watchdog", "removed")
+        self.assertEqual(sorted(client.requests), ["help", "sensor-list"])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_an_item_whose_own_listing_fails_is_kept_as_the_whole_list_shows_it(self):
+        client, recorder = await self.start_recording_client()
+        self.device.sensors["temp"][1] = "K"
+        self.device.fail_next.add("sensor-list")
+        await self.resync_after(client, "sensor", "temp", "modified")
+        self.assertEqual(self.device.names_received(), [("sensor-list", ["temp"]),
+                                                        ("sensor-list", [])])
+        self.assertEqual(client.sensors, ["mode", "temp"])
+        temp = await client.future_get_sensor("temp", update=False)
+        self.assertEqual(temp.units, "K")
 
     @tornado.testing.gen_test(timeout=10)
     async def test_sensor_list_changed_modifies_and_removes(self):

@@ -590,9 +590,40 @@ class InspectingClientAsync:
                 informs = []
         else:
             reply, informs = (yield within(self._streamed_request(msg, timeout, inform_cb))), []
+        if not reply.reply_ok() and name is not None and not _is_unknown_fail(reply):
+            # The spec prescribes no text for "no such item", and a device may word it
+            # its own way: the whole list settles whether the item is still there.
+            reply, informs = yield from self._one_of_whole_list(request, name, reply, timeout,
+                                                                inform_cb, within)
         if not reply.reply_ok() and not (name is not None and _is_unknown_fail(reply)):
             raise SyncError("Error reply during sync process for %s: %s"
                             % (self.katcp_client.bind_address_string, readable_message(reply)))
+        return reply, informs
+
+    def _one_of_whole_list(self, request: str, name: str, failed: Message, timeout: Optional[float],
+                           inform_cb: Optional[Callable[[Message], None]],
+                           within: Callable[[Any], Any]
+                           ) -> Generator[Any, Any, Tuple[Message, List[Message]]]:
+        """``?request`` for all, as :meth:`_inspection_request` would give ``?request name``.
+
+        The whole list's reply and the item's inform where the device lists `name`; else
+        a fail reply saying it is unknown. `failed` (the device's reply to the named
+        request) where the whole list fails too.
+        """
+        reply, informs = yield within(self.katcp_client.future_request(
+            Message.request(request), timeout=timeout))
+        if not reply.reply_ok():
+            return failed, []
+        wanted = Message.request(request, name).arguments[0]
+        informs = [inform for inform in informs
+                   if inform.arguments and inform.arguments[0] == wanted]
+        if not informs:
+            return Message.reply(request, "fail", "Unknown %s (not in the device's list)."
+                                 % (name,)), []
+        if inform_cb is not None:
+            for inform in informs:
+                inform_cb(inform)
+            informs = []
         return reply, informs
 
     def _streamed_request(self, msg: Message, timeout: Optional[float],
