@@ -365,7 +365,9 @@ class TestAddress:
         (b"10.0.0.1:7147", ("10.0.0.1", 7147)),
         (b"localhost", ("localhost", None)),
         (b"[::1]:80", ("::1", 80)),
-        (b"[fe80::1]", ("fe80::1", None))])
+        (b"[fe80::1]", ("fe80::1", None)),
+        ("hôst:80".encode(), ("hôst", 80)),
+        ("[fe80::1%état]".encode(), ("fe80::1%état", None))])
     def test_round_trip(self, raw, value):
         assert Address().unpack(raw) == value
         assert Address().pack(value) == raw
