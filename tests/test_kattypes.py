@@ -436,6 +436,25 @@ class TestPackUnpackTypes:
         with pytest.raises(ValueError, match="Too many arguments"):
             pack_types([Int()], [1, 2], 5)
 
+    def test_optional_multiple_last_type_packs_nothing_when_values_run_out(self):
+        # Earlier missing types still pack their defaults, or refuse.
+        types = [Int(default=1), Str(optional=True, multiple=True)]
+        assert pack_types(types, [], 5) == [b"1"]
+        assert pack_types(types, [2], 5) == [b"2"]
+        assert pack_types(types, [2, "a", "b"], 5) == [b"2", b"a", b"b"]
+        assert pack_types([Str(optional=True, multiple=True)], [], 5) == []
+        assert pack_types([Int(default=1), Str(default="x", multiple=True)], [], 5) == [
+            b"1", b"x"]
+        with pytest.raises(ValueError, match="No value given"):
+            pack_types([Int(), Str(optional=True, multiple=True)], [], 5)
+
+    def test_optional_multiple_last_type_unpacks_as_its_default_when_missing(self):
+        types = [Int(optional=True), Str(optional=True, multiple=True)]
+        assert unpack_types(types, [], ["a", "words"], 5) == [None, None]
+        assert unpack_types(types, [b"1"], ["a", "words"], 5) == [1, None]
+        assert unpack_types([Int(optional=True), Str(default="x", multiple=True)], [],
+                            ["a", "words"], 5) == [None, "x"]
+
 
 class TestMakeReply:
 
@@ -544,8 +563,25 @@ class TestRequest:
             """Doc."""
             return words
 
-        assert call(request_words, "words") == ()
+        # As in katcp 0.9.3, a missing argument unpacks as unpack(None): one None.
+        assert call(request_words, "words") == (None,)
         assert call(request_words, "words", b"a", b"b") == ("a", "b")
+
+        @request(Int(optional=True), Str(optional=True, multiple=True))
+        def request_count_words(self, req, count, *words):
+            """Doc."""
+            return count, words
+
+        assert call(request_count_words, "count-words") == (None, (None,))
+        assert call(request_count_words, "count-words", b"1") == (1, (None,))
+        assert call(request_count_words, "count-words", b"1", b"a") == (1, ("a",))
+
+        @request(Int(optional=True), Str(default="all", multiple=True))
+        def request_defaulted(self, req, count, *words):
+            """Doc."""
+            return count, words
+
+        assert call(request_defaulted, "defaulted") == (None, ("all",))
 
     def test_names_seen_through_other_decorators(self):
         @request(Int(), Int())
@@ -882,6 +918,8 @@ class TestMultipleReplyValues:
         @return_reply(Str(), Int(multiple=True, optional=True))
         def request_echo_ints(self, req, *values):
             """Doc."""
+            if values == (None,):  # no arguments: one None, as katcp 0.9.3 unpacks
+                values = ()
             return ("ok", "n=%d" % len(values)) + values
 
         assert call(request_echo_ints, "echo-ints", b"1", b"2", b"3").arguments == [
