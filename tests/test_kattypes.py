@@ -1,9 +1,11 @@
 """Tests for katcp.kattypes: the KATCP types and the handler decorators."""
 
 import asyncio
+import copy
 import itertools
 import inspect
 import math
+import pickle
 import re
 
 import pytest
@@ -338,6 +340,19 @@ class TestStruct:
             Struct(">hh").unpack(b"abc")
         with pytest.raises(ValueError, match="Could not pack"):
             Struct(">hh").pack((1,))
+
+    @pytest.mark.parametrize("duplicate", [
+        copy.copy, copy.deepcopy, lambda kt: pickle.loads(pickle.dumps(kt))],
+        ids=["copy", "deepcopy", "pickle"])
+    def test_copies_work_like_the_original(self, duplicate):
+        kt = Struct(">hh", default=(3, 4), multiple=True)
+        twin = duplicate(kt)
+        assert twin.pack((1, -2)) == b"\x00\x01\xff\xfe"
+        assert twin.unpack(b"\x00\x01\xff\xfe") == (1, -2)
+        assert twin.unpack(None) == (3, 4) and twin._multiple
+        with pytest.raises(ValueError, match="with format '>hh'"):
+            twin.unpack(b"abc")
+        assert kt.pack((1, -2)) == b"\x00\x01\xff\xfe"
 
 
 class TestRegex:
