@@ -208,6 +208,24 @@ class TestDiscrete:
         with pytest.raises(ValueError):
             kt.pack("kiwi")
 
+    def test_values_that_are_not_text_are_refused_with_a_value_error(self):
+        # Unpacked values are text, so they never equal int values (as in 0.9.3); the
+        # refusal lists the values rather than failing to.
+        kt = Discrete([1, 2])
+        for raw in (b"1", b"3"):
+            with pytest.raises(ValueError) as info:
+                kt.unpack(raw)
+            assert str(info.value) == "Discrete value '%s' is not one of 1, 2." % raw.decode()
+        assert kt.pack(2) == b"2"
+
+        @request(Discrete([1, 2]))
+        def request_pick(self, req, choice):
+            """Doc."""
+
+        with pytest.raises(FailReply, match=re.escape(
+                "Error in parameter 1 (choice): Discrete value '3' is not one of 1, 2.")):
+            call(request_pick, "pick", b"3")
+
     def test_generator_and_bytes_values(self):
         kt = Discrete(v for v in (b"on", "off"))
         assert kt.unpack(b"on") == "on"

@@ -247,8 +247,9 @@ class Discrete(Str):
         if self._case_insensitive and isinstance(text, str):
             text = text.lower()
         if text not in self._valid_values:
+            # str(): values given as other objects (ints) are listed too, not a TypeError.
             raise ValueError("Discrete value '%s' is not one of %s."
-                             % (show(value), ", ".join(self._values)))
+                             % (show(value), ", ".join(map(str, self._values))))
 
 
 class DiscreteMulti(Discrete):
