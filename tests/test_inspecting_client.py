@@ -18,6 +18,7 @@ from katcp.inspecting_client import (
     RequestType,
     SyncError,
 )
+from katcp.resource_client import KATCPClientResource
 from katcp.server import DeviceServer
 
 WAIT = 5.0
@@ -647,6 +648,56 @@ class TestSensorUpdates(InspectingClientTestBase):
             await client.simple_request("watchdog")
         self.assertEqual(temp.status(), Sensor.UNKNOWN)
         self.assertTrue(client.synced)
+
+
+class TestWarningRanges(InspectingClientTestBase):
+    """Integer and float sensors listed with [nominal-min nominal-max warn-min warn-max]
+    (KATCP 5.1 section 7.2)."""
+
+    def setUp(self):
+        super().setUp()
+        self.device.sensors.update({
+            "volts": ["Volts.", "V", "float", [b"0", b"10", b"-5", b"15"],
+                      (b"1000.5", b"warn", b"12.5")],
+            "count": ["Count.", "", "integer", [b"0", b"10", b"-5", b"15"],
+                      (b"1000.5", b"nominal", b"3")],
+        })
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_inspecting_client_makes_and_updates_the_sensors(self):
+        client, _ = await self.start_client()
+        volts = await client.future_get_sensor("volts")
+        count = await client.future_get_sensor("count")
+        self.assertEqual((volts.stype, volts.params), ("float", [0.0, 10.0, -5.0, 15.0]))
+        self.assertEqual((count.stype, count.params), ("integer", [0, 10, -5, 15]))
+        watcher = SensorWatcher(volts)
+        reading = watcher.next()
+        self.device.inform("sensor-status", b"1234.5", 1, "volts", "error", b"16.0")
+        reading = await tornado.gen.with_timeout(self.io_loop.time() + WAIT, reading)
+        self.assertEqual(tuple(reading), (1234.5, Sensor.ERROR, 16.0))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_resource_lists_and_samples_the_sensors(self):
+        resource = KATCPClientResource(dict(name="dev", address=("127.0.0.1", self.device.port)))
+        resource.start()
+        try:
+            await resource.until_synced(timeout=WAIT)
+            names = [found.name for found in await resource.list_sensors("")]
+            self.assertEqual(names, ["count", "mode", "temp", "volts"])
+            self.assertEqual(resource.sensor.volts.params, [0.0, 10.0, -5.0, 15.0])
+            sampled = asyncio.get_running_loop().create_future()
+            resource.sensor.volts.register_listener(
+                lambda sensor, reading: sampled.done() or sampled.set_result(reading),
+                reading=True)
+            self.assertEqual(await resource.set_sampling_strategy("volts", "event"),
+                             {"volts": (True, ("event",))})
+            reading = await tornado.gen.with_timeout(self.io_loop.time() + WAIT, sampled)
+            self.assertEqual((reading.timestamp, reading.status, reading.value),
+                             (1000.5, "warn", 12.5))
+            self.assertEqual((await resource.sensor.count.get_reading()).value, 3)
+        finally:
+            resource.stop()
+            await resource.until_stopped(timeout=WAIT)
 
 
 class TestKatcpV4Device(InspectingClientTestBase):

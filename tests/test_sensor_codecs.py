@@ -176,9 +176,15 @@ def test_valid_edge_values_are_accepted(stype, params, value):
 
 
 @pytest.mark.parametrize("stype, params, message", [
-    (Sensor.INTEGER, [1], "Integer sensor params must be [min, max], got [1]."),
-    (Sensor.FLOAT, [1.0, 2.0, 3.0],
-     "Float sensor params must be [min, max], got [1.0, 2.0, 3.0]."),
+    (Sensor.INTEGER, [1], "Integer sensor params must be [min, max] or "
+     "[min, max, warn_min, warn_max], got [1]."),
+    (Sensor.FLOAT, [1.0, 2.0, 3.0], "Float sensor params must be [min, max] or "
+     "[min, max, warn_min, warn_max], got [1.0, 2.0, 3.0]."),
+    (Sensor.INTEGER, [1, 2, 0, 3, 4], "Integer sensor params must be [min, max] or "
+     "[min, max, warn_min, warn_max], got [1, 2, 0, 3, 4]."),
+    (Sensor.FLOAT, [0.0, 1.0, 2.0, -1.0],
+     "Float sensor warning minimum 2.0 is greater than warning maximum -1.0."),
+    (Sensor.INTEGER, [0, 1, -1, 2.5], "Integer sensor value must be an integer, not 2.5."),
     (Sensor.INTEGER, [5, 1], "Integer sensor minimum 5 is greater than maximum 1."),
     (Sensor.FLOAT, [2.0, 1.5], "Float sensor minimum 2.0 is greater than maximum 1.5."),
     (Sensor.INTEGER, [1, 2.5], "Integer sensor value must be an integer, not 2.5."),
@@ -198,6 +204,28 @@ def test_discrete_params_may_be_bytes_but_not_other_types():
     assert sensor.params == ["on", "off"]
     assert sensor.formatted_params == [b"on", b"off"]
     assert sensor.value() == "on"
+
+
+@pytest.mark.parametrize("make, params, formatted, default, line", [
+    (Sensor.float, [0.0, 10.0, -5.0, 15.0], [b"0.0", b"10.0", b"-5.0", b"15.0"], 0.0,
+     b"s d V float 0.0 10.0 -5.0 15.0"),
+    (Sensor.integer, [2, 10, 0, 15], [b"2", b"10", b"0", b"15"], 2,
+     b"s d V integer 2 10 0 15"),
+])
+def test_numbers_take_a_warning_range_after_the_nominal_range(make, params, formatted,
+                                                              default, line):
+    # KATCP 5.1 section 7.2: [nominal-min nominal-max [warn-min warn-max]]; the nominal
+    # range gives the default, and all four are reported.
+    sensor = make("s", "d", "V", params)
+    assert sensor.params == params
+    assert sensor.formatted_params == formatted
+    assert sensor.value() == default
+    assert sensor.list_line() == line
+    stype = Sensor.parse_type(sensor.stype)
+    parsed = Sensor.parse_params(stype, formatted)
+    assert Sensor(stype, "s", params=parsed).params == params
+    sensor.set_value(params[3] + 1)  # outside both ranges is still a value of the sensor
+    assert sensor.value() == params[3] + 1
 
 
 def test_equal_min_and_max_are_a_valid_range():

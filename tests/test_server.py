@@ -16,8 +16,8 @@ import tornado.ioloop
 
 from katcp import server as katcp_server
 from katcp.core import AsyncReply, FailReply, Message, ProtocolFlags, Sensor
-from katcp.kattypes import Float, Int, Str, concurrent_reply, request, request_timeout_hint, \
-    return_reply
+from katcp.kattypes import Address, Float, Int, Str, concurrent_reply, request, \
+    request_timeout_hint, return_reply
 from katcp.server import (AsyncDeviceServer, ClientConnection, ClientRequestConnection,
                           DeviceLogger, DeviceServer, KATCPServer, MessageHandlerThread,
                           ThreadsafeClientConnection, construct_name_filter, return_future)
@@ -1114,5 +1114,39 @@ def test_a_client_gone_while_its_sampling_request_waited_gets_no_strategies(serv
         assert isinstance(outcome.exception(), FailReply)
         assert server._strategies == {}
         assert server.sensor._observers == set()
+    finally:
+        stop_server(server)
+
+
+class _AddressServer(ExampleServer):
+    """An address sensor, and a request that echoes an address."""
+
+    def setup_sensors(self):
+        super().setup_sensors()
+        self.address_sensor = Sensor.address("an.address", "An address.")
+        self.add_sensor(self.address_sensor)
+
+    @request(Address())
+    @return_reply(Address())
+    def request_echo_address(self, req, address):
+        """Echo an address."""
+        return ("ok", address)
+
+
+def test_a_non_ascii_host_received_can_be_sent_back():
+    server = _AddressServer("127.0.0.1", 0)
+    port = start_server(server)
+    try:
+        with LineClient(port) as client:
+            assert client.greeting() == GREETING
+            assert client.request("?echo-address hôst:80") == ([], "!echo-address ok hôst:80")
+            assert client.request("?sensor-sampling an.address event")[1] == \
+                "!sensor-sampling ok an.address event"
+            server.address_sensor.set_value(("hôst", 80), timestamp=T0)
+            assert client.readline().decode() == \
+                "#sensor-status 1234567890.250000 1 an.address nominal hôst:80"
+            assert client.request("?sensor-value an.address") == (
+                ["#sensor-value 1234567890.250000 1 an.address nominal hôst:80"],
+                "!sensor-value ok 1")
     finally:
         stop_server(server)

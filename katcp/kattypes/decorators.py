@@ -27,8 +27,12 @@ def _check_multiple_is_last(types: Sequence[KatcpType]) -> None:
             raise TypeError("Only the last parameter type can accept multiple arguments.")
 
 
-def _takes_no_values(kattype: KatcpType) -> bool:
-    """Whether an absent multiple value means no values rather than the default."""
+def _packs_to_nothing(kattype: KatcpType) -> bool:
+    """Whether a multiple last type packs no values, not its default, when none are given.
+
+    Only for packing: unpacking gives each missing argument its ``unpack(None)``, as
+    katcp 0.9.3 does. 0.9.3 raised here ("Cannot pack a None value.").
+    """
     return kattype._optional and kattype._default is None
 
 
@@ -66,8 +70,8 @@ class _Unpacker:
             raise FailReply("Too many parameters given.")
         values = [param.unpack(arg) for param, arg in zip(params, args)]
         if nargs < count:
-            if last is not None and nargs == count - 1 and _takes_no_values(last._kattype):
-                return values
+            # As katcp 0.9.3 (whose map() padded the arguments with None): a missing
+            # optional multiple last argument too is one None, not no values.
             values.extend(param.unpack(None) for param in params[nargs:])
         for position in range(count, nargs):
             assert last is not None  # more args than types only with a multiple last type
@@ -107,10 +111,24 @@ def unpack_types(types: Sequence[KatcpType], args: Sequence[Optional[bytes]],
 def pack_types(types: Sequence[KatcpType], args: Sequence[Any], major: int) -> List[bytes]:
     """Pack arguments according the the types list (the reverse of :func:`unpack_types`).
 
+    Parameters
+    ----------
+    types : sequence of kattypes
+        The types of the arguments (in order).
+    args : sequence of objects
+        The values to pack; missing values at the end pack as their type's default.
+    major : integer
+        Major version of KATCP to use when packing types
+
     Returns
     -------
     packed_args : list
         List of args after packing to byte strings
+
+    Notes
+    -----
+    An optional multiple last type without a default packs to no arguments when the
+    values run out before it (katcp 0.9.3 raised ``ValueError`` there).
     """
     ntypes = len(types)
     nargs = len(args)
@@ -120,8 +138,8 @@ def pack_types(types: Sequence[KatcpType], args: Sequence[Any], major: int) -> L
     packed = [kattype.pack(arg, major=major) for kattype, arg in zip(types, args)]
     if nargs < ntypes:
         missing = types[nargs:]
-        if multiple and nargs == ntypes - 1 and _takes_no_values(types[-1]):
-            missing = ()
+        if multiple and _packs_to_nothing(types[-1]):
+            missing = missing[:-1]
         packed.extend(kattype.pack(None, major=major) for kattype in missing)
     elif nargs > ntypes:
         packed.extend(types[-1].pack(arg, major=major) for arg in args[ntypes:])

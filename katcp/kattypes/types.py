@@ -3,7 +3,7 @@
 import numbers
 import re
 import struct
-from typing import Any, Iterable, Optional
+from typing import Any, Dict, Iterable, Optional
 
 from katcp.wire import types as wire_types
 from katcp.wire.errors import FailReply
@@ -247,8 +247,9 @@ class Discrete(Str):
         if self._case_insensitive and isinstance(text, str):
             text = text.lower()
         if text not in self._valid_values:
+            # str(): values given as other objects (ints) are listed too, not a TypeError.
             raise ValueError("Discrete value '%s' is not one of %s."
-                             % (show(value), ", ".join(self._values)))
+                             % (show(value), ", ".join(map(str, self._values))))
 
 
 class DiscreteMulti(Discrete):
@@ -360,6 +361,16 @@ class Struct(KatcpType):
         super().__init__(**kwargs)
         self._fmt = fmt
         self._struct = struct.Struct(fmt)
+
+    # A struct.Struct can be neither copied nor pickled: copies make their own from _fmt.
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_struct"]
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._struct = struct.Struct(self._fmt)
 
     def encode(self, value: Any, major: int) -> bytes:
         """Pack a sequence of values with the struct format."""

@@ -82,17 +82,24 @@ class _SensorType:
 
 class _NumberType(_SensorType):
 
+    # [min, max] or, as spec 5.1 section 7.2 allows, [min, max, warn_min, warn_max]: the
+    # nominal range and the wider range of warning values, with error values beyond it.
+    # The nominal range gives the default; all of them are reported as they were given.
     def check_params(self, params: List[Any]) -> None:
         if not params:
             return
         label = self.name.capitalize()
-        if len(params) != 2:
-            raise ValueError("%s sensor params must be [min, max], got %r." % (label, params))
+        if len(params) not in (2, 4):
+            raise ValueError("%s sensor params must be [min, max] or [min, max, warn_min, "
+                             "warn_max], got %r." % (label, params))
         for param in params:
             self.check(param, params)
         if params[0] > params[1]:
             raise ValueError("%s sensor minimum %r is greater than maximum %r."
                              % (label, params[0], params[1]))
+        if len(params) == 4 and params[2] > params[3]:
+            raise ValueError("%s sensor warning minimum %r is greater than warning maximum %r."
+                             % (label, params[2], params[3]))
 
     def default_for(self, params: List[Any]) -> Any:
         # The type's zero when the range allows it (as the reference reports for
@@ -179,7 +186,11 @@ class Sensor:
         applicable units.
     params : list, optional
         [min, max] for INTEGER and FLOAT (optional), all possible values for DISCRETE
-        (required); omitted for other types.
+        (required); omitted for other types. INTEGER and FLOAT also take
+        [min, max, warn_min, warn_max] (KATCP 5.1 section 7.2): values from min to max are
+        nominal, those beyond them up to warn_min and warn_max warrant a warning. `params`
+        and the ``#sensor-list`` informs keep all four; min and max are the range, as for
+        two params.
     default : object, optional
         An initial value for the sensor. By default this is determined by the sensor
         type (for INTEGER and FLOAT sensors with params: 0 if in range, else the
@@ -285,8 +296,9 @@ class Sensor:
         """Instantiate a new integer sensor object.
 
         Parameters are as for :class:`Sensor` (`unit` is its `units`);
-        `params` is [min, max], the range clients are told of; `default` defaults to 0
-        (the minimum if 0 is out of range).
+        `params` is [min, max], the range clients are told of, or
+        [min, max, warn_min, warn_max] with the range of warning values too; `default`
+        defaults to 0 (the minimum if 0 is out of range).
         """
         return cls(cls.INTEGER, name, description, unit, params, default, initial_status)
 

@@ -271,9 +271,10 @@ class _Address(WireType):
         host = show(host)
         if ":" in host:
             host = "[%s]" % host
+        # UTF-8, as decode() reads it, so that any address received can be sent back.
         if port is None:
-            return host.encode("ascii")
-        return ("%s:%d" % (host, port)).encode("ascii")
+            return encode_utf8_with_error_log(host)
+        return encode_utf8_with_error_log("%s:%d" % (host, port))
 
     def decode(self, raw: bytes, major: int) -> Address:
         text = show(raw)
