@@ -636,6 +636,31 @@ def test_unsent_bytes_over_max_write_buffer_size_close_connection(make_client, c
     assert any("MAX_WRITE_BUFFER_SIZE" in record.getMessage() for record in caplog.records)
 
 
+def test_disconnect_and_stop_do_not_wait_for_a_server_that_stopped_reading(make_client):
+    class Client(BlockingClient):
+        MAX_WRITE_BUFFER_SIZE = 64 * 1024 * 1024
+
+    # A server that greets and then never reads (frozen, say): what the socket buffers
+    # cannot take waits in the client, which must still be able to let go.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client = make_client(Client, listener.getsockname()[1], auto_reconnect=False)
+        client.start()
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(b"".join(line + b"\n" for line in V5_GREETING))
+            assert client.wait_protocol(WAIT)
+            chunk = Message.request("fill", b"x" * (256 * 1024))
+            for _ in range(64):  # 16 MB: more than the socket buffers hold
+                client.send_message(chunk)
+            client.disconnect()
+            assert client.wait_disconnected(WAIT)
+            client.stop(timeout=WAIT)
+            client.join(timeout=WAIT)
+            assert not client.running()
+            assert client._ioloop_manager.thread_id() is None
+
+
 def test_start_stop_join_managed_loop(server):
     client = BlockingClient("127.0.0.1", server.port)
     assert client.start(timeout=WAIT)
@@ -875,6 +900,10 @@ class RecordingClient(DeviceClient):
         """Answer pings from the server."""
         return Message.reply_to_request(msg, "ok", "pong")
 
+    def request_plain(self, msg):
+        """Answer with a reply made without the request's id."""
+        return Message.reply("plain", "ok")
+
     def unhandled_reply(self, msg):
         self.seen.put(("unhandled_reply", str(msg)))
 
@@ -903,6 +932,8 @@ def test_device_client_dispatches_to_handlers(server, make_client):
     assert [server.next_line() for _ in range(2)] == [b"?echo[1] a", b"?nosuch"]
     server.send(b"?ping[4]")
     assert server.next_line() == b"!ping[4] ok pong"
+    server.send(b"?plain[5]")
+    assert server.next_line() == b"!plain[5] ok"
     client.send_message(Message.inform("hello", "world"))
     assert server.next_line() == b"#hello world"
 

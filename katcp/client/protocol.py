@@ -170,6 +170,17 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
             transport.write(data)
 
     def close(self) -> None:
-        """Close the connection (what is queued is still sent)."""
-        if self.transport is not None:
-            self.transport.close()
+        """Close the connection.
+
+        What the socket has taken is still sent. What the server has not taken (it
+        stopped reading) is dropped: the close waits for nothing, so that a client can
+        always disconnect and stop.
+        """
+        transport = self.transport
+        if transport is None:
+            return
+        if transport.get_write_buffer_size():
+            # A close would wait for the server to read it all, which it may never do.
+            transport.abort()
+        else:
+            transport.close()
