@@ -354,8 +354,9 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
     def handle_request(self, msg: Message) -> None:
         """Dispatch a request message to its ``request_*`` method, or unhandled_request().
 
-        A handler may return a reply Message, which is sent; an exception it raises
-        is answered with a fail reply carrying the traceback.
+        A handler may return a reply Message, which is sent (with the request's message
+        id, as spec 5.1 section 2.2 asks); an exception it raises is answered with a fail
+        reply carrying the traceback.
         """
         handler = self._request_handlers.get(msg.name)
         if handler is None:
@@ -366,6 +367,8 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
             reason = "".join(traceback.format_exception(*sys.exc_info(), limit=self._tb_limit))
             reply = Message.reply_to_request(msg, "fail", reason)
         if isinstance(reply, Message):
+            if reply.mid is None and reply.mtype == Message.REPLY:
+                reply.mid = msg.mid
             self.send_message(reply)
         return None
 
