@@ -497,6 +497,9 @@ class SamplePeriod(SampleStrategy):
         else:
             if self._sample_failing:
                 _log_sample_recovered(self)
+        if self._cancelled:
+            # By its own inform callback: cancel() found no next sample to drop.
+            return
         next_time = deadline + self._period
         now = self.ioloop.time()
         if next_time <= now:

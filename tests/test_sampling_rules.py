@@ -249,6 +249,26 @@ class TestClockAndCancellation(StrategyTestCase):
         assert [t - start for t, _ in slow.informs] == [0, 3, 6]
 
     @gen_test
+    def test_a_strategy_cancelled_by_its_own_inform_callback_stops(self):
+        start = self.io_loop.time()
+        for name, params in (("period", ("1",)), ("event-rate", ("0", "1"))):
+            informs = []
+
+            def cancel_on_second(sensor, reading):
+                informs.append(reading)
+                if len(informs) == 2:
+                    strategy.cancel()
+
+            strategy = SampleStrategy.get_strategy(name, cancel_on_second, make_sensor(),
+                                                   *params, ioloop=self.io_loop)
+            strategy.start()
+            for i in range(1, 5):
+                self.set_ioloop_time(start + i)
+                yield self.settle()
+            start += 4
+            assert len(informs) == 2, name
+
+    @gen_test
     def test_event_rate_longest_period_repeats_on_schedule(self):
         sensor = make_sensor(value=5)
         start = self.io_loop.time()
