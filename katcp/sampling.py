@@ -363,8 +363,14 @@ def _parse_difference(sensor: Sensor, param: Any) -> float:
 
 
 def _beyond_threshold(strategy: Any, value: Any, last_value: Any) -> bool:
-    """The value test of the differential strategies: a change by more than the threshold."""
-    return abs(value - last_value) > strategy._threshold
+    """The value test of the differential strategies: a change by more than the threshold.
+
+    A change between NaN and a number is one too (its difference, NaN, exceeds nothing);
+    NaN to NaN is none. The NaN test runs only for changes within the threshold.
+    """
+    difference = abs(value - last_value)
+    return difference > strategy._threshold or (
+        difference != difference and (value != value) != (last_value != last_value))
 
 
 class _SampleChanges(SampleStrategy):

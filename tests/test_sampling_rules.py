@@ -491,6 +491,25 @@ def test_a_scheduled_call_that_raises_leaves_the_shared_timer_running(caplog):
         loop.close()
 
 
+class TestDifferentialNaN(StrategyTestCase):
+    """A change between NaN and a number is reported; NaN to NaN is no change."""
+
+    def check(self, name, *params):
+        sensor = make_sensor(Sensor.FLOAT, value=float("nan"))
+        _, recorder = self.start(name, sensor, *params)
+        for value in (5.0, 5.5, float("nan"), float("nan"), 5.0, float("inf"),
+                      float("inf"), 5.0):
+            sensor.set_value(value)
+        assert [repr(value) for value in recorder.values] == [
+            "nan", "5.0", "nan", "5.0", "inf", "5.0"]
+
+    def test_differential(self):
+        self.check("differential", "1")
+
+    def test_differential_rate(self):
+        self.check("differential-rate", "1", "0", "0")
+
+
 def test_period_strategy_constructor_keeps_its_parameters():
     strategy = SamplePeriod(_nothing, make_sensor(), "0.25")
     assert strategy._period == 0.25

@@ -279,6 +279,14 @@ def test_a_period_sample_that_fails_to_read_stops_no_sampling(session):
         after[name] += 1
 
 
+def test_differential_reports_changes_to_and_from_nan(session):
+    session.sample("temp", "differential", 2.0)
+    assert session.put("temp", "nan") == [("nominal", "nan")]
+    assert session.put("temp", "nan") == []
+    assert session.put("temp", "10.5") == [("nominal", "10.5")]
+    assert session.put("temp", "11.5") == []
+
+
 def test_event_rate_longest_period_repeats_an_unchanged_value(session):
     session.sample("level", "event-rate", 0, 0.05)
     repeats = session.statuses([session.line.readline().decode("utf-8") for _ in range(3)])
