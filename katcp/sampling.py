@@ -149,8 +149,9 @@ class SampleStrategy:
     #: True if a strategy must be attached to its sensor as an observer
     OBSERVE_UPDATES = False
 
-    #: Number of parameters the strategy takes.
-    NUM_PARAMS = 0
+    #: Number of parameters the strategy takes; None (a subclass that does not say) takes
+    #: any number, which it may check itself, as the 0.9.3 base class took them.
+    NUM_PARAMS: Optional[int] = None
 
     # The strategy's constant, which get_sampling() returns: each strategy sets it.
     _SAMPLING: Optional[int] = None
@@ -160,7 +161,7 @@ class SampleStrategy:
 
     def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
                  ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
-        if len(params) != self.NUM_PARAMS:
+        if self.NUM_PARAMS is not None and len(params) != self.NUM_PARAMS:
             raise ValueError("The '%s' strategy takes %d parameter%s, %d given." % (
                 self.SAMPLING_LOOKUP[self.get_sampling()], self.NUM_PARAMS,
                 "" if self.NUM_PARAMS == 1 else "s", len(params)))
@@ -177,7 +178,7 @@ class SampleStrategy:
         self._setup(*params)
 
     def _setup(self, *params: Any) -> None:
-        """Check and keep the strategy's own parameters (``NUM_PARAMS`` of them)."""
+        """Check and keep the strategy's own parameters (``NUM_PARAMS`` of them, if set)."""
 
     @classmethod
     def get_strategy(cls, strategyName: Any, inform_callback: InformCallback, sensor: Sensor,
@@ -322,6 +323,7 @@ class SampleStrategy:
 class SampleNone(SampleStrategy):
     """Sampling strategy which never sends any updates."""
 
+    NUM_PARAMS = 0
     _SAMPLING = SampleStrategy.NONE
 
 
@@ -329,6 +331,7 @@ class SampleAuto(SampleStrategy):
     """Strategy which sends updates whenever the sensor itself is updated."""
 
     OBSERVE_UPDATES = True
+    NUM_PARAMS = 0
     _SAMPLING = SampleStrategy.AUTO
 
     def observe(self, reading: Reading) -> None:

@@ -510,6 +510,48 @@ class TestDifferentialNaN(StrategyTestCase):
         self.check("differential-rate", "1", "0", "0")
 
 
+class ParamsAsIn093(SampleStrategy):
+    """A custom strategy written to the 0.9.3 subclass API: it checks its own parameters."""
+
+    OBSERVE_UPDATES = True
+
+    def __init__(self, inform_callback, sensor, *params, **kwargs):
+        SampleStrategy.__init__(self, inform_callback, sensor, *params, **kwargs)
+        if len(params) != 1:
+            raise ValueError("one limit, please")
+        self._limit = float(params[0])
+
+    def get_sampling(self):
+        return SampleStrategy.AUTO
+
+    def update(self, sensor, reading):
+        if reading.value > self._limit:
+            self.inform(reading)
+
+
+class TestCustomStrategies(StrategyTestCase):
+
+    @gen_test
+    def test_a_subclass_that_declares_no_parameter_count_takes_its_own(self):
+        sensor = make_sensor(value=0)
+        recorder = Recorder(self.io_loop)
+        strategy = ParamsAsIn093(recorder, sensor, 5, ioloop=self.io_loop)
+        strategy.start()
+        self.addCleanup(strategy.cancel)
+        for value in (3, 7, 9):
+            sensor.set_value(value)
+        assert recorder.values == [7, 9]
+        assert strategy.get_sampling_formatted() == (b"auto", [b"5"])
+        with pytest.raises(ValueError, match="one limit"):
+            ParamsAsIn093(recorder, sensor, ioloop=self.io_loop)
+
+    def test_the_base_class_takes_any_parameters(self):
+        strategy = SampleStrategy(_nothing, make_sensor(), 1, b"2", ioloop=self.io_loop)
+        assert strategy._params == [b"1", b"2"]
+        with pytest.raises(NotImplementedError):
+            strategy.get_sampling()
+
+
 def test_period_strategy_constructor_keeps_its_parameters():
     strategy = SamplePeriod(_nothing, make_sensor(), "0.25")
     assert strategy._period == 0.25
