@@ -11,6 +11,7 @@ virtual clock can drive it.
 import functools
 import heapq
 import itertools
+import logging
 import operator
 import threading
 import weakref
@@ -24,6 +25,8 @@ from katcp.loop.crossing import on_thread
 from katcp.wire.text import as_bytes, readable
 
 InformCallback = Callable[[Sensor, Reading], None]
+
+log = logging.getLogger("katcp.sampling")
 
 _get_ident = threading.get_ident
 
@@ -99,6 +102,28 @@ def _parse_period(param: Any, what: str) -> float:
     return value
 
 
+def _log_sample_error(strategy: "SampleStrategy") -> None:
+    """Log the error of a timed sample, which is not raised so that sampling goes on.
+
+    Only the first of consecutive failures is an error (with its traceback): a sensor that
+    fails every read would otherwise fill the log at the sampling rate.
+    """
+    name, kind = strategy._sensor.name, type(strategy).__name__
+    if strategy._sample_failing:
+        log.debug("Sampling sensor %r with the %s strategy failed again", name, kind,
+                  exc_info=True)
+        return
+    strategy._sample_failing = True
+    log.exception("Error sampling sensor %r with the %s strategy (until a sample succeeds, "
+                  "further errors are logged at debug level)", name, kind)
+
+
+def _log_sample_recovered(strategy: "SampleStrategy") -> None:
+    strategy._sample_failing = False
+    log.info("Sampling sensor %r with the %s strategy succeeded again",
+             strategy._sensor.name, type(strategy).__name__)
+
+
 class SampleStrategy:
     """Base class for strategies for sampling sensors.
 
@@ -124,15 +149,19 @@ class SampleStrategy:
     #: True if a strategy must be attached to its sensor as an observer
     OBSERVE_UPDATES = False
 
-    #: Number of parameters the strategy takes.
-    NUM_PARAMS = 0
+    #: Number of parameters the strategy takes; None (a subclass that does not say) takes
+    #: any number, which it may check itself, as the 0.9.3 base class took them.
+    NUM_PARAMS: Optional[int] = None
 
     # The strategy's constant, which get_sampling() returns: each strategy sets it.
     _SAMPLING: Optional[int] = None
 
+    # Whether the last timed sample failed (see _log_sample_error).
+    _sample_failing = False
+
     def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
                  ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
-        if len(params) != self.NUM_PARAMS:
+        if self.NUM_PARAMS is not None and len(params) != self.NUM_PARAMS:
             raise ValueError("The '%s' strategy takes %d parameter%s, %d given." % (
                 self.SAMPLING_LOOKUP[self.get_sampling()], self.NUM_PARAMS,
                 "" if self.NUM_PARAMS == 1 else "s", len(params)))
@@ -149,7 +178,7 @@ class SampleStrategy:
         self._setup(*params)
 
     def _setup(self, *params: Any) -> None:
-        """Check and keep the strategy's own parameters (``NUM_PARAMS`` of them)."""
+        """Check and keep the strategy's own parameters (``NUM_PARAMS`` of them, if set)."""
 
     @classmethod
     def get_strategy(cls, strategyName: Any, inform_callback: InformCallback, sensor: Sensor,
@@ -297,6 +326,7 @@ class SampleStrategy:
 class SampleNone(SampleStrategy):
     """Sampling strategy which never sends any updates."""
 
+    NUM_PARAMS = 0
     _SAMPLING = SampleStrategy.NONE
 
 
@@ -304,6 +334,7 @@ class SampleAuto(SampleStrategy):
     """Strategy which sends updates whenever the sensor itself is updated."""
 
     OBSERVE_UPDATES = True
+    NUM_PARAMS = 0
     _SAMPLING = SampleStrategy.AUTO
 
     def observe(self, reading: Reading) -> None:
@@ -338,8 +369,14 @@ def _parse_difference(sensor: Sensor, param: Any) -> float:
 
 
 def _beyond_threshold(strategy: Any, value: Any, last_value: Any) -> bool:
-    """The value test of the differential strategies: a change by more than the threshold."""
-    return abs(value - last_value) > strategy._threshold
+    """The value test of the differential strategies: a change by more than the threshold.
+
+    A change between NaN and a number is one too (its difference, NaN, exceeds nothing);
+    NaN to NaN is none. The NaN test runs only for changes within the threshold.
+    """
+    difference = abs(value - last_value)
+    return difference > strategy._threshold or (
+        difference != difference and (value != value) != (last_value != last_value))
 
 
 class _SampleChanges(SampleStrategy):
@@ -428,14 +465,17 @@ class _PeriodicScheduler:
         self._timer = self._timer_when = None
         heap = self._heap
         horizon = self._ioloop.time() + self.TOLERANCE
-        while heap and heap[0][0] <= horizon:
-            when, _, callback = heapq.heappop(heap)
-            if callback is not None:
-                callback(when)
-        while heap and heap[0][2] is None:
-            heapq.heappop(heap)
-        if heap:
-            self._arm(heap[0][0])
+        try:
+            while heap and heap[0][0] <= horizon:
+                when, _, callback = heapq.heappop(heap)
+                if callback is not None:
+                    callback(when)
+        finally:
+            # Even after a callback raised: the timer is every other sampler's too.
+            while heap and heap[0][2] is None:
+                heapq.heappop(heap)
+            if heap:
+                self._arm(heap[0][0])
 
 
 class SamplePeriod(SampleStrategy):
@@ -460,7 +500,18 @@ class SamplePeriod(SampleStrategy):
         self._tick(self.ioloop.time())
 
     def _tick(self, deadline: float) -> None:
-        self.inform(self._sensor.read())
+        try:
+            self.inform(self._sensor.read())
+        except Exception:
+            # A sensor that failed to read (or a callback that failed) once is sampled
+            # again a period on.
+            _log_sample_error(self)
+        else:
+            if self._sample_failing:
+                _log_sample_recovered(self)
+        if self._cancelled:
+            # By its own inform callback: cancel() found no next sample to drop.
+            return
         next_time = deadline + self._period
         now = self.ioloop.time()
         if next_time <= now:
@@ -518,23 +569,41 @@ class SampleEventRate(_SampleChanges):
         self._shortest_timeout = None
         reading, self._held_reading = self._held_reading, None
         if reading is not None and not self._cancelled:
-            self._report(reading)
+            self._report_timed(reading)
 
     def _report(self, reading: Reading) -> None:
         self._last_sent = reading
-        self._last_sent_time = self.ioloop.time()
+        self._last_sent_time = now = self.ioloop.time()
         self._held_reading = None
-        self.inform(reading)
+        # Armed before informing, so that a callback that raises does not end the
+        # periodic updates.
         if self._longest:
-            if self._longest_timeout is not None:
-                self.ioloop.remove_timeout(self._longest_timeout)
-            self._longest_timeout = self.ioloop.call_at(
-                self._last_sent_time + self._longest, self._send_current)
+            self._arm_longest(now + self._longest)
+        self.inform(reading)
+
+    def _arm_longest(self, when: float) -> None:
+        if self._longest_timeout is not None:
+            self.ioloop.remove_timeout(self._longest_timeout)
+        self._longest_timeout = self.ioloop.call_at(when, self._send_current)
 
     def _send_current(self) -> None:
         self._longest_timeout = None
         if not self._cancelled:
-            self._report(self._sensor.read())
+            self._report_timed(None)
+
+    def _report_timed(self, reading: Optional[Reading]) -> None:
+        """_report() `reading` (None: the current one) from a timer, logging any error."""
+        try:
+            self._report(self._sensor.read() if reading is None else reading)
+        except Exception:
+            _log_sample_error(self)
+            if self._longest and self._longest_timeout is None and not self._cancelled:
+                # read() failed, so nothing was sent: the sensor is read again a longest
+                # period on.
+                self._arm_longest(self.ioloop.time() + self._longest)
+        else:
+            if self._sample_failing:
+                _log_sample_recovered(self)
 
     def cancel_timeouts(self) -> None:
         for timeout in (self._shortest_timeout, self._longest_timeout):

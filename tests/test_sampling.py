@@ -128,6 +128,12 @@ class StrategyTestCase(TimewarpAsyncTestCase):
         self.addCleanup(strategy.cancel)
         return strategy, recorder
 
+    @tornado.gen.coroutine
+    def settle(self):
+        """Let the loop run what is due and what that schedules in turn."""
+        for _ in range(5):
+            yield tornado.gen.moment
+
 
 class TestStrategies(StrategyTestCase):
 

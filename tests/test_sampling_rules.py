@@ -15,7 +15,7 @@ import tornado.testing
 from katcp import Sensor
 from katcp.sampling import SamplePeriod, SampleStrategy, _PeriodicScheduler, wire_strategy
 
-from test_sampling import StrategyTestCase, make_sensor
+from test_sampling import Recorder, StrategyTestCase, make_sensor
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -117,11 +117,6 @@ class TestParameters:
 
 
 class TestClockAndCancellation(StrategyTestCase):
-
-    @tornado.gen.coroutine
-    def settle(self):
-        for _ in range(5):
-            yield tornado.gen.moment
 
     @gen_test
     def test_informs_carry_the_sensor(self):
@@ -254,6 +249,26 @@ class TestClockAndCancellation(StrategyTestCase):
         assert [t - start for t, _ in slow.informs] == [0, 3, 6]
 
     @gen_test
+    def test_a_strategy_cancelled_by_its_own_inform_callback_stops(self):
+        start = self.io_loop.time()
+        for name, params in (("period", ("1",)), ("event-rate", ("0", "1"))):
+            informs = []
+
+            def cancel_on_second(sensor, reading):
+                informs.append(reading)
+                if len(informs) == 2:
+                    strategy.cancel()
+
+            strategy = SampleStrategy.get_strategy(name, cancel_on_second, make_sensor(),
+                                                   *params, ioloop=self.io_loop)
+            strategy.start()
+            for i in range(1, 5):
+                self.set_ioloop_time(start + i)
+                yield self.settle()
+            start += 4
+            assert len(informs) == 2, name
+
+    @gen_test
     def test_event_rate_longest_period_repeats_on_schedule(self):
         sensor = make_sensor(value=5)
         start = self.io_loop.time()
@@ -316,6 +331,225 @@ class TestClockAndCancellation(StrategyTestCase):
         self.set_ioloop_time(start + 3)
         yield self.settle()
         assert [(t - start, r.value) for t, r in recorder.informs] == [(0, 0), (1, 3)]
+
+
+class FlakySensor(Sensor):
+    """A sensor whose read() fails as often as told, as one that polls hardware may."""
+
+    failing_reads = 0
+
+    def read(self):
+        if self.failing_reads:
+            self.failing_reads -= 1
+            raise OSError("no answer from the hardware")
+        return super().read()
+
+
+class FlakyRecorder(Recorder):
+    """A recorder whose callback raises once when told to (after recording the inform)."""
+
+    fail_next = False
+
+    def __call__(self, sensor, reading):
+        super().__call__(sensor, reading)
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("the inform callback failed")
+
+
+class TestFailingSamples(StrategyTestCase):
+    """A timed sample whose read() or callback raises is logged; no sampling stops."""
+
+    def start_flaky(self, name, *params):
+        sensor = FlakySensor(Sensor.INTEGER, "flaky", "", "", None, default=7,
+                             initial_status=Sensor.NOMINAL)
+        recorder = FlakyRecorder(self.io_loop)
+        strategy = SampleStrategy.get_strategy(name, recorder, sensor, *params,
+                                               ioloop=self.io_loop)
+        strategy.start()
+        self.addCleanup(strategy.cancel)
+        return sensor, recorder
+
+    def fail_next(self, what, sensor, recorder):
+        if what == "read":
+            sensor.failing_reads = 1
+        else:
+            recorder.fail_next = True
+
+    def period_goes_on(self, what, sent):
+        start = self.io_loop.time()
+        # Started first, so its sample is the first due at each tick.
+        sensor, flaky = self.start_flaky("period", "1")
+        _, other = self.start("period", make_sensor(value=1), "1")
+        self.fail_next(what, sensor, flaky)
+        with self.assertLogs("katcp.sampling", logging.ERROR) as logs:
+            for i in range(1, 4):
+                self.set_ioloop_time(start + i)
+                yield other.until_count(i + 1)
+            yield flaky.until_count(len(sent))
+        yield self.settle()
+        assert [t - start for t, _ in other.informs] == [0, 1, 2, 3]
+        assert [t - start for t, _ in flaky.informs] == sent
+        assert [line.splitlines()[0] for line in logs.output] == [
+            "ERROR:katcp.sampling:Error sampling sensor 'flaky' with the SamplePeriod strategy "
+            "(until a sample succeeds, further errors are logged at debug level)"]
+
+    @gen_test
+    def test_a_period_sample_whose_read_raises_stops_no_sampling(self):
+        yield from self.period_goes_on("read", [0, 2, 3])
+
+    @gen_test
+    def test_a_period_sample_whose_callback_raises_stops_no_sampling(self):
+        yield from self.period_goes_on("callback", [0, 1, 2, 3])
+
+    @gen_test
+    def test_failures_in_a_row_are_one_error_until_a_sample_succeeds(self):
+        start = self.io_loop.time()
+        sensor, flaky = self.start_flaky("period", "1")
+        sensor.failing_reads = 3
+        with self.assertLogs("katcp.sampling", logging.DEBUG) as logs:
+            for i in range(1, 4):
+                self.set_ioloop_time(start + i)
+                yield self.settle()
+            self.set_ioloop_time(start + 4)
+            yield flaky.until_count(2)
+            sensor.failing_reads = 1
+            self.set_ioloop_time(start + 5)
+            yield self.settle()
+        assert [r.levelname for r in logs.records] == ["ERROR", "DEBUG", "DEBUG", "INFO", "ERROR"]
+        assert logs.records[3].getMessage() == (
+            "Sampling sensor 'flaky' with the SamplePeriod strategy succeeded again")
+        assert [t - start for t, _ in flaky.informs] == [0, 4]
+
+    def longest_period_goes_on(self, what, sent, name, *params):
+        start = self.io_loop.time()
+        sensor, flaky = self.start_flaky(name, *params)
+        self.fail_next(what, sensor, flaky)
+        with self.assertLogs("katcp.sampling", logging.ERROR) as logs:
+            self.set_ioloop_time(start + 2)
+            yield self.settle()
+            for i in range(2, 4):
+                self.set_ioloop_time(start + 2 * i)
+                yield flaky.until_count(len(sent) - 3 + i)
+        yield self.settle()
+        assert [t - start for t, _ in flaky.informs] == sent
+        assert len(logs.output) == 1 and "sensor 'flaky'" in logs.output[0]
+
+    @gen_test
+    def test_an_event_rate_update_whose_read_raises_stops_no_updates(self):
+        yield from self.longest_period_goes_on("read", [0, 4, 6], "event-rate", "0", "2")
+
+    @gen_test
+    def test_an_event_rate_update_whose_callback_raises_stops_no_updates(self):
+        yield from self.longest_period_goes_on("callback", [0, 2, 4, 6], "event-rate", "0", "2")
+
+    @gen_test
+    def test_a_differential_rate_update_whose_read_raises_stops_no_updates(self):
+        yield from self.longest_period_goes_on(
+            "read", [0, 4, 6], "differential-rate", "1", "0", "2")
+
+    @gen_test
+    def test_a_differential_rate_update_whose_callback_raises_stops_no_updates(self):
+        yield from self.longest_period_goes_on(
+            "callback", [0, 2, 4, 6], "differential-rate", "1", "0", "2")
+
+    @gen_test
+    def test_a_held_change_whose_callback_raises_stops_no_updates(self):
+        start = self.io_loop.time()
+        sensor, flaky = self.start_flaky("event-rate", "1", "3")
+        sensor.set_value(8)           # held for the shortest period
+        flaky.fail_next = True
+        with self.assertLogs("katcp.sampling", logging.ERROR):
+            self.set_ioloop_time(start + 1)
+            yield flaky.until_count(2)
+        self.set_ioloop_time(start + 4)
+        yield flaky.until_count(3)
+        assert [(t - start, r.value) for t, r in flaky.informs] == [(0, 7), (1, 8), (4, 8)]
+
+
+def test_a_scheduled_call_that_raises_leaves_the_shared_timer_running(caplog):
+    loop = tornado.ioloop.IOLoop(make_current=False)
+    try:
+        scheduler = _PeriodicScheduler.for_ioloop(loop)
+        ran = []
+
+        def fail(when):
+            raise RuntimeError("a sampler's bug")
+
+        async def run():
+            now = loop.time()
+            scheduler.schedule(now, fail)
+            scheduler.schedule(now, ran.append)       # due in the same run, after fail
+            scheduler.schedule(now + 0.01, ran.append)
+            while len(ran) < 2:
+                await tornado.gen.sleep(0.005)
+
+        with caplog.at_level(logging.ERROR):
+            loop.run_sync(run, timeout=10)
+        assert "a sampler's bug" in caplog.text   # the loop reports it
+    finally:
+        loop.close()
+
+
+class TestDifferentialNaN(StrategyTestCase):
+    """A change between NaN and a number is reported; NaN to NaN is no change."""
+
+    def check(self, name, *params):
+        sensor = make_sensor(Sensor.FLOAT, value=float("nan"))
+        _, recorder = self.start(name, sensor, *params)
+        for value in (5.0, 5.5, float("nan"), float("nan"), 5.0, float("inf"),
+                      float("inf"), 5.0):
+            sensor.set_value(value)
+        assert [repr(value) for value in recorder.values] == [
+            "nan", "5.0", "nan", "5.0", "inf", "5.0"]
+
+    def test_differential(self):
+        self.check("differential", "1")
+
+    def test_differential_rate(self):
+        self.check("differential-rate", "1", "0", "0")
+
+
+class ParamsAsIn093(SampleStrategy):
+    """A custom strategy written to the 0.9.3 subclass API: it checks its own parameters."""
+
+    OBSERVE_UPDATES = True
+
+    def __init__(self, inform_callback, sensor, *params, **kwargs):
+        SampleStrategy.__init__(self, inform_callback, sensor, *params, **kwargs)
+        if len(params) != 1:
+            raise ValueError("one limit, please")
+        self._limit = float(params[0])
+
+    def get_sampling(self):
+        return SampleStrategy.AUTO
+
+    def update(self, sensor, reading):
+        if reading.value > self._limit:
+            self.inform(reading)
+
+
+class TestCustomStrategies(StrategyTestCase):
+
+    @gen_test
+    def test_a_subclass_that_declares_no_parameter_count_takes_its_own(self):
+        sensor = make_sensor(value=0)
+        recorder = Recorder(self.io_loop)
+        strategy = ParamsAsIn093(recorder, sensor, 5, ioloop=self.io_loop)
+        strategy.start()
+        self.addCleanup(strategy.cancel)
+        for value in (3, 7, 9):
+            sensor.set_value(value)
+        assert recorder.values == [7, 9]
+        assert strategy.get_sampling_formatted() == (b"auto", [b"5"])
+        with pytest.raises(ValueError, match="one limit"):
+            ParamsAsIn093(recorder, sensor, ioloop=self.io_loop)
+
+    def test_the_base_class_takes_any_parameters(self):
+        strategy = SampleStrategy(_nothing, make_sensor(), 1, b"2", ioloop=self.io_loop)
+        assert strategy._params == [b"1", b"2"]
+        with pytest.raises(NotImplementedError):
+            strategy.get_sampling()
 
 
 def test_period_strategy_constructor_keeps_its_parameters():

@@ -20,6 +20,18 @@ from server_line_client import LineClient
 WAIT = 10.0
 
 
+class FlakySensor(Sensor):
+    """A sensor whose read() fails once when told to, as one that polls hardware may."""
+
+    fail_next_read = False
+
+    def read(self):
+        if self.fail_next_read:
+            self.fail_next_read = False
+            raise OSError("no answer from the hardware")
+        return super().read()
+
+
 class StrategyDevice(DeviceServer):
     """A device whose sensors a client can set: ``?put NAME VALUE [STATUS [TIMESTAMP]]``."""
 
@@ -35,6 +47,8 @@ class StrategyDevice(DeviceServer):
                                          initial_status=Sensor.NOMINAL))
         self.add_sensor(Sensor.string("label", "A string", "", default="a",
                                       initial_status=Sensor.NOMINAL))
+        self.add_sensor(FlakySensor(Sensor.INTEGER, "flaky", "Fails to read when told", "",
+                                    None, default=1, initial_status=Sensor.NOMINAL))
 
     async def request_put(self, req, msg):
         """Set a sensor (on the loop): NAME VALUE [STATUS [TIMESTAMP]]."""
@@ -45,6 +59,11 @@ class StrategyDevice(DeviceServer):
             status = Sensor.STATUS_NAMES[msg.arguments[2].decode("ascii")]
         timestamp = float(msg.arguments[3]) if len(msg.arguments) > 3 else None
         sensor.set_value(sensor.parse_value(raw_value), status, timestamp)
+        return req.make_reply("ok")
+
+    async def request_fail_next_read(self, req, msg):
+        """Make the next read() of the flaky sensor fail (on the loop)."""
+        self.get_sensor("flaky").fail_next_read = True
         return req.make_reply("ok")
 
     def request_count(self, req, msg):
@@ -246,6 +265,26 @@ def test_period_strategy_samples_the_current_value_repeatedly(session):
         if raw == "42":
             seen.append(status)
     assert seen == ["nominal"] * 3
+
+
+def test_a_period_sample_that_fails_to_read_stops_no_sampling(session):
+    session.sample("flaky", "period", 0.05)
+    session.sample("level", "period", 0.05)
+    session.line.send("?fail-next-read")
+    session.line.read_until(lambda line: line == b"!fail-next-read ok")
+    # Both sensors go on being sampled after the one failed read (a bounded wait).
+    after = {"flaky": 0, "level": 0}
+    while min(after.values()) < 3:
+        (_, name, _, _), = session.statuses([session.line.readline().decode("utf-8")])
+        after[name] += 1
+
+
+def test_differential_reports_changes_to_and_from_nan(session):
+    session.sample("temp", "differential", 2.0)
+    assert session.put("temp", "nan") == [("nominal", "nan")]
+    assert session.put("temp", "nan") == []
+    assert session.put("temp", "10.5") == [("nominal", "10.5")]
+    assert session.put("temp", "11.5") == []
 
 
 def test_event_rate_longest_period_repeats_an_unchanged_value(session):
