@@ -179,7 +179,11 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
         transport = self.transport
         if transport is None:
             return
-        if transport.get_write_buffer_size():
+        try:
+            unsent = transport.get_write_buffer_size()
+        except (AttributeError, NotImplementedError):
+            unsent = 0  # a transport of connect_transport()'s own that does not say
+        if unsent:
             # A close would wait for the server to read it all, which it may never do.
             transport.abort()
         else:
