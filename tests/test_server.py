@@ -685,17 +685,70 @@ def test_client_that_does_not_read_is_disconnected():
     port = start_server(server)
     try:
         with LineClient(port, rcvbuf=4096) as lazy, connect(port) as other:
-            big = "z" * 100000
-            # Each ?plain reply is written in its own loop iteration; the lazy client
-            # never reads, so the server's write buffer eventually overflows.
-            try:
-                lazy.send_raw(("?plain %s\n" % big).encode() * 400)
-            except (ConnectionResetError, BrokenPipeError):
-                pass  # the server may close the connection before reading all of it
+            lazy.greeting()
+            assert lazy.request("?sensor-sampling a.string event")[1] == \
+                "!sensor-sampling ok a.string event"
+            # The lazy client reads no more: the sensor's informs pile up for it.
+            for i in range(400):
+                server.str_sensor.set_value("%d %s" % (i, "z" * 100000))
+                if not server.disconnects.empty():
+                    break
             address, reason, valid = server.disconnects.get(timeout=TIMEOUT)
             assert address == lazy.local_address and valid is False
             assert other.request("?watchdog") == ([], "!watchdog ok")
             assert other.request("?client-list")[1] == "!client-list ok 1"
+    finally:
+        stop_server(server)
+
+
+class BlobServer(ExampleServer):
+    def request_blob(self, req, msg):
+        """Reply with as many bytes as asked for."""
+        return req.make_reply("ok", "z" * int(msg.arguments[0]))
+
+
+@pytest.mark.parametrize("flavour", sorted(CONCURRENCY))
+def test_a_reading_client_pipelining_large_replies_gets_them_all(flavour):
+    # Their replies to one chunk of requests pass MAX_WRITE_BUFFER_SIZE: the server waits
+    # for the client to take them rather than taking it for one that does not read.
+    server = BlobServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[flavour])
+    server._server.MAX_WRITE_BUFFER_SIZE = 256 * 1024
+    port = start_server(server)
+    try:
+        with LineClient(port, rcvbuf=4096) as client:
+            client.greeting()
+            count, size = 100, 100000  # 10 MB of replies to 1.2 kB of requests
+            client.send_raw(b"?blob %d\n" % size * count)
+            replies = [client.readline() for _ in range(count)]
+            assert replies == [b"!blob ok " + b"z" * size] * count
+            assert server.disconnects.empty()
+    finally:
+        stop_server(server)
+
+
+class MarkingServer(ExampleServer):
+    def request_mark(self, req, msg):
+        """Note in `order` when the loop next gets a turn."""
+        self.ioloop.add_callback(self.order.append, "next turn")
+        return req.make_reply("ok")
+
+
+def test_a_long_pipeline_is_handled_in_turns(monkeypatch):
+    # Past the time budget the rest of a client's pipeline waits a loop turn, so that
+    # what else the loop has to do (other clients, sampling) is not held up.
+    monkeypatch.setattr(katcp_server.transport, "_TURN_BUDGET", -1.0)
+    server = MarkingServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY["async"])
+    port = start_server(server)
+    try:
+        with connect(port) as client:
+            client.send_raw(b"?mark\n" + b"?note\n" * 99)
+            assert client.readline() == b"!mark ok"
+            assert [client.readline() for _ in range(99)] == [b"!note ok"] * 99
+            # Handled in slices of _SLICE lines, the first of them ?mark.
+            assert server.order.index("next turn") == katcp_server.transport._SLICE - 1
+            assert server.order.count("note") == 99
     finally:
         stop_server(server)
 

@@ -8,6 +8,7 @@ import logging
 import socket
 import sys
 import threading
+import time
 import traceback
 from typing import Any, Callable, Dict, Optional, Sequence, Set, Tuple
 
@@ -72,6 +73,23 @@ def exception_text(exc_info: Any, limit: Optional[int]) -> str:
 
 _NO_LINES: Tuple[bytes, ...] = ()
 
+# Lines of a long pipeline handled between checks of the time taken, and the time after
+# which the rest waits a loop turn (as the clients' MAX_LOOP_LATENCY).
+_SLICE = 32
+_TURN_BUDGET = 0.03
+_monotonic = time.monotonic
+
+
+# A client's further messages wait while more than a quarter of the server's
+# MAX_WRITE_BUFFER_SIZE (as it was when the client connected) is unsent to it; past all of
+# it, the client is taken for one that does not read.
+_PAUSE_FRACTION = 4
+
+
+def _pause_level(server: "KATCPServer") -> int:
+    """Bytes unsent to a client past which its further messages wait."""
+    return max(1, server.MAX_WRITE_BUFFER_SIZE // _PAUSE_FRACTION)
+
 
 class _Connection(SharedBufferProtocol, WriteBatcher):
     """One accepted TCP connection: line framing, paused reading and batched writes.
@@ -87,7 +105,7 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
 
     # Thousands of these may sit idle: no __dict__, and lines kept only while unhandled.
     __slots__ = ("_server", "transport", "client_conn", "closing", "_framer", "_lines",
-                 "_next_line", "_busy", "_eof", "_drained")
+                 "_next_line", "_busy", "_eof", "_drained", "_write_paused", "_yielded")
 
     def __init__(self, server: "KATCPServer") -> None:
         self._server = server
@@ -103,9 +121,15 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
         # The client ended its side while a message was being handled: close when done.
         self._eof = False
         self._drained: Optional[asyncio.Future] = None
+        # The transport holds more than the client has taken so far: no further message
+        # is handled until it has taken most of it (TCP flow control then holds the
+        # client back, as it does while a message is handled).
+        self._write_paused = False
+        # Handling stopped to give other connections a turn; it goes on next loop turn.
+        self._yielded = False
         # The connection is its own write batcher (one object less per connection):
         # send() is the hot path of KATCPServer.send_message(), write_out() its end.
-        WriteBatcher.__init__(self, None, server._call_soon, server.MAX_WRITE_BUFFER_SIZE)
+        WriteBatcher.__init__(self, None, server._call_soon, _pause_level(server))
 
     @property
     def address(self) -> str:
@@ -134,7 +158,7 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport.set_write_buffer_limits(high=self._server.MAX_WRITE_BUFFER_SIZE)
+        transport.set_write_buffer_limits(high=_pause_level(self._server))
         ready = self._server._connection_made(self)
         if ready is None:
             self._busy = False
@@ -162,9 +186,9 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
             self._server._line_too_long(self)
 
     def eof_received(self) -> Optional[bool]:
-        if self._busy:
-            # As if reading had paused: the end is seen once the message is handled
-            # (and its reply sent), not before.
+        if self._busy or self._write_paused or self._yielded:
+            # As if reading had paused: the end is seen once the messages received are
+            # handled (and their replies sent), not before.
             self._eof = True
             return True
         return None
@@ -181,15 +205,18 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
             self, "Connection closed by client.", False))
 
     def pause_writing(self) -> None:
-        # Past MAX_WRITE_BUFFER_SIZE the client is not reading (the limit is set in
-        # connection_made); drain() pauses us on purpose.
+        # drain() pauses us on purpose (and handles no more messages).
         if self._drained is None:
-            self._server._buffer_full(self)
+            self._write_paused = True
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         # After drain() this means "all sent".
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
+        if self._write_paused:
+            self._write_paused = False
+            self._continue()
 
     # -- input --------------------------------------------------------------------------
 
@@ -205,28 +232,43 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
         # and release(), inline as this runs for every chunk received.
         self._held = True
         try:
-            while index < count and not self.closing:
-                line = lines[index]
-                index += 1
-                if not line:
-                    continue
-                try:
-                    msg = parse(line)
-                except KatcpSyntaxError:
-                    # Only truly empty lines are skipped (above): like katcp 0.9.3, a
-                    # line of blanks is answered with an error like any bad line.
-                    server._send_syntax_error(self)
-                    continue
-                try:
-                    ready = on_message(self.client_conn, msg)
-                except Exception:
-                    server._handling_failed(self)
-                    continue
-                if ready is not None and not ready.done():
-                    # Per-connection serialisation: handle no further until it is handled.
-                    self._busy = True
-                    ready.add_done_callback(self._done)
+            # A long pipeline is handled in slices, between which the time is checked:
+            # past _TURN_BUDGET the rest waits a loop turn, so that one client cannot
+            # hold up the others (and the sensors' sampling) for long.
+            started = _monotonic() if count - index > _SLICE else 0.0
+            stop = index + _SLICE if count - index > _SLICE else count
+            while True:
+                while index < stop and not self.closing and not self._write_paused:
+                    line = lines[index]
+                    index += 1
+                    if not line:
+                        continue
+                    try:
+                        msg = parse(line)
+                    except KatcpSyntaxError:
+                        # Only truly empty lines are skipped (above): like katcp 0.9.3, a
+                        # line of blanks is answered with an error like any bad line.
+                        server._send_syntax_error(self)
+                        continue
+                    try:
+                        ready = on_message(self.client_conn, msg)
+                    except Exception:
+                        server._handling_failed(self)
+                        continue
+                    if ready is not None and not ready.done():
+                        # Per-connection serialisation: handle no further until it is
+                        # handled.
+                        self._busy = True
+                        ready.add_done_callback(self._done)
+                        break
+                if index < stop or index >= count or self._busy:
+                    break  # all handled, or handling must wait
+                if _monotonic() - started > _TURN_BUDGET:
+                    self._yielded = True
+                    self.transport.pause_reading()
+                    server._call_soon(self._resume_turn)
                     break
+                stop = index + _SLICE if count - index > _SLICE else count
         finally:
             # Lines that arrived meanwhile (a handler ran the loop) were appended.
             if index >= len(lines):
@@ -242,8 +284,18 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
             self._server._logger.error("Error handling message from %s",
                                        self.address, exc_info=ready.exception())
         self._busy = False
+        self._continue()
+
+    def _resume_turn(self) -> None:
+        self._yielded = False
+        self._continue()
+
+    def _continue(self) -> None:
+        """Handle what waited, then read on (or close, if the client has ended its side)."""
+        if self._busy or self._write_paused or self._yielded or self.closing:
+            return
         self._process()
-        if self._busy or self.closing:
+        if self._busy or self._write_paused or self._yielded or self.closing:
             return
         if self._eof:
             self.transport.close()
@@ -261,6 +313,11 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
             # The write failed (the peer is gone): stop handling its requests now rather
             # than when connection_lost() comes round.
             self._lost()
+        elif (self._write_paused
+              and transport.get_write_buffer_size() > self._limit * _PAUSE_FRACTION):
+            # No requests of its own are handled meanwhile, so what fills it up is
+            # informs: the client is not reading.
+            self._server._buffer_full(self)
 
     def close(self) -> None:
         """Close the connection; the server notices and disconnects the client."""
