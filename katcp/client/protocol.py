@@ -141,9 +141,13 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
 
     def _abort(self, problem: str, limit: int) -> None:
         """Log `problem` (a limit exceeded) and drop the connection without sending more."""
-        if self.transport is not None:
+        transport = self.transport
+        if transport is not None:
             self._logger.error(problem + "; closing connection", limit)
-            self.transport.abort()
+            # Forgotten at once: what is sent until connection_lost() comes round is
+            # dropped, not written to the aborted transport (which logs each write).
+            self.transport = None
+            transport.abort()
 
     @property
     def socket(self) -> Any:
