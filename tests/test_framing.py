@@ -17,6 +17,8 @@ def test_lines_split_on_newline_and_carriage_return_across_chunks():
     # An unfinished line grows past the limit.
     ([b"?ok\n" + b"x" * 11], [b"?ok"]),
     ([b"?ok\nxxxxxx", b"xxxxx"], [b"?ok"]),
+    # A line trickling in, byte by byte, past the limit.
+    ([b"?ok\nx"] + [b"x"] * 10, [b"?ok"]),
     # A complete line past the limit in one chunk.
     ([b"?ok\n" + b"x" * 11 + b"\n?after\n"], [b"?ok"]),
 ])
@@ -28,6 +30,19 @@ def test_a_line_longer_than_the_limit_stops_the_framer(chunks, lines):
     assert got == lines
     assert framer.overflow
     assert framer.feed(b"?more\n") == []
+
+
+def test_a_line_trickling_in_is_kept_in_pieces_until_it_ends():
+    # Joined once, when it ends: joined as each piece arrives, a long line trickling in
+    # would be copied over and over (quadratic in its length).
+    framer = LineFramer(1000)
+    assert framer.feed(b"#a\n?req") == [b"#a"]
+    for piece in (b" one", b" two", b" three"):
+        assert framer.feed(piece) == []
+    assert framer._partial == [b"?req", b" one", b" two", b" three"]
+    assert framer.feed(b" four\r\n?next") == [b"?req one two three four", b""]
+    assert framer._partial == [b"?next"]
+    assert framer.feed(b"\n") == [b"?next"] and framer._partial == ()
 
 
 def test_a_line_of_exactly_the_limit_is_fine():

@@ -31,12 +31,15 @@ class LineFramer:
 
     """
 
-    __slots__ = ("max_line", "overflow", "_partial")
+    __slots__ = ("max_line", "overflow", "_partial", "_partial_size")
 
     def __init__(self, max_line: int) -> None:
         self.max_line = max_line
         self.overflow = False
-        self._partial = b""
+        # The unended line's pieces, joined once it ends: joining them as each arrives
+        # would copy a long line trickling in over and over.
+        self._partial: Sequence[bytes] = _NOTHING
+        self._partial_size = 0
 
     def feed(self, data: bytes) -> List[bytes]:
         """Add received bytes and return the lines they complete.
@@ -53,8 +56,17 @@ class LineFramer:
         """
         if self.overflow:
             return []
-        if self._partial:
-            data = self._partial + data
+        pieces = self._partial
+        if pieces:
+            if 10 not in data and 13 not in data:
+                size = self._partial_size + len(data)
+                if size > self.max_line:
+                    return self._overflowed([])
+                pieces.append(data)  # type: ignore[attr-defined]
+                self._partial_size = size
+                return []
+            pieces.append(data)  # type: ignore[attr-defined]
+            data = b"".join(pieces)
         # An int is looked up with memchr; b"\r" would go through the buffer protocol
         # after a failed int conversion (an exception raised and cleared per chunk).
         if 13 in data:
@@ -69,12 +81,16 @@ class LineFramer:
                     return self._overflowed(lines[:index])
             if len(partial) > max_line:
                 return self._overflowed(lines)
-        self._partial = partial
+        if partial:
+            self._partial = [partial]
+            self._partial_size = len(partial)
+        else:
+            self._partial = _NOTHING
         return lines
 
     def _overflowed(self, lines: List[bytes]) -> List[bytes]:
         self.overflow = True
-        self._partial = b""
+        self._partial = _NOTHING
         return lines
 
 
