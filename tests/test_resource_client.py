@@ -7,9 +7,10 @@ import pytest
 import tornado.concurrent
 import tornado.gen
 import tornado.testing
+from wait_helpers import pending_waits
 
 from katcp import Message, ProtocolFlags, Sensor
-from katcp.core import AsyncEvent
+from katcp.core import AsyncEvent, until_any, until_later
 from katcp.ioloop_manager import IOLoopThreadWrapper
 from katcp.kattypes import Int, request, return_reply
 from katcp.resource import KATCPReply, KATCPSensor, KATCPSensorError, SensorResultTuple
@@ -360,6 +361,35 @@ class TestKATCPClientResource(ResourceTestCase):
         yield tornado.gen.with_timeout(self.io_loop.time() + WAIT, monitor)
         assert states == [False, True, False]
 
+    @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_polled_waits_leave_nothing_behind(self):
+        res = self.make_resource(self.server)
+        yield res.until_synced(timeout=WAIT)
+        yield res.set_sampling_strategy("an.int", "event")
+
+        @tornado.gen.coroutine
+        def poll():
+            # A watchdog's questions while the link stays up: each wait is given up.
+            with pytest.raises(tornado.gen.TimeoutError):
+                yield res.until_not_synced(timeout=0.001)
+            with pytest.raises(tornado.gen.TimeoutError):
+                yield res.until_state("disconnected", timeout=0.001)
+            yield until_any(res.until_not_synced(), res.until_state("syncing"), until_later(0))
+            assert (yield res.wait("an.int", 999, timeout=0.001)) is False
+            # What the given-up waits leave to do runs on the next loop turn.
+            yield tornado.gen.moment
+
+        yield poll()
+        before = pending_waits()
+        for _ in range(50):
+            yield poll()
+        assert pending_waits() <= before
+        assert not res.sensor.an_int._listeners
+        # The waits still work.
+        not_synced = res.until_not_synced()
+        res.stop()
+        yield tornado.gen.with_timeout(self.io_loop.time() + WAIT, not_synced)
+
 
 class TestBulkSampling(ResourceTestCase):
 
@@ -672,7 +702,6 @@ class TestClientGroupQuorum(ResourceTestCase):
         assert result and all(result.values())
         with pytest.raises(TypeError):
             yield group.wait("an.int", 9, quorum="two")
-
 
 class TestThreadSafeWrappers:
     """The blocking wrappers used from plain threads (as in IPython or a script)."""

@@ -18,6 +18,7 @@ from katcp.core import (AsyncEvent, AsyncState, AttrDict, log_future_exceptions,
                         until_some)
 from katcp.display import did_you_mean, object_repr
 from katcp.ioloop_manager import current_ioloop
+from katcp.loop.futures import _bounded
 from katcp.resource import StrategyResult, StrategySpec, _read_only, escape_name
 from katcp.resource_client.groups import ClientGroup
 from katcp.resource_client.inspecting import (_NONE_STRATEGY, KATCPClientResourceRequest,
@@ -357,12 +358,13 @@ class KATCPClientResource(resource.KATCPResource):
         wait with e.g. :func:`asyncio.wait_for`); at the end it stops it and waits
         until it has stopped."""
         self.start()
-        await self.until_synced()
+        # A wait of its own: bounding it (cancelling it) leaves other waits as they are.
+        await _bounded(self.until_synced(), None)
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
         self.stop()
-        await self.until_stopped()
+        await _bounded(self.until_stopped(), None)
 
     def list_sensors(self, filter: str = "", strategy: bool = False, status: str = "",
                      use_python_identifiers: bool = True, tuple: bool = False,
