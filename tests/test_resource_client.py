@@ -131,6 +131,17 @@ def stop_server(server):
     server.join(WAIT)
 
 
+@tornado.gen.coroutine
+def listeners_gone(sensor, turns=10):
+    """Whether the sensor's listeners are gone within a few loop turns (what a cancelled
+    wait leaves to do runs on the next turns; no timer is involved)."""
+    for _ in range(turns):
+        if not sensor._listeners:
+            return True
+        yield tornado.gen.moment
+    return not sensor._listeners
+
+
 class ListenerFuture:
     """A reading listener that resolves a future when `condition(reading)` holds."""
 
@@ -702,6 +713,42 @@ class TestClientGroupQuorum(ResourceTestCase):
         assert result and all(result.values())
         with pytest.raises(TypeError):
             yield group.wait("an.int", 9, quorum="two")
+
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_group_wait_leaves_no_listener_behind(self):
+        servers = [self.start_server() for _ in range(2)]
+        container = KATCPClientResourceContainer(
+            container_spec(servers, ["d0", "d1"], groups={"both": ["d0", "d1"]}))
+        container.start()
+        self.addCleanup(container.stop)
+        yield container.until_synced(timeout=WAIT)
+        group = container.groups.both
+        yield group.set_sampling_strategy("an.int", "event")
+        servers[0].an_int.set_value(9)
+        yield container.children.d0.sensor.an_int.wait(9, timeout=WAIT)
+        straggler = container.children.d1.sensor.an_int
+        # The quorum is met at once; d1's wait, never met, ends with the group's.
+        for timeout, grace in ((0.2, None), (0.2, 0), (0.2, 0.05), (None, 0.05), (None, 0)):
+            result = yield group.wait("an.int", 9, timeout=timeout, quorum=1,
+                                      max_grace_period=grace)
+            assert dict(result) == {"d0": True, "d1": False} and result
+            assert not straggler._listeners
+        result = yield group.wait("an.int", 9, timeout=0.2, max_grace_period=0.05)
+        assert dict(result) == {"d0": True, "d1": False} and not result
+        assert not straggler._listeners
+        # A wait given up by its caller takes its listeners with it.
+        for wait in (lambda: group.wait("an.int", 10, timeout=None),
+                     lambda: container.children.d1.wait("an.int", 10, timeout=None),
+                     lambda: straggler.wait(10)):
+            waiting = wait()
+            assert straggler._listeners
+            waiting.cancel()
+            assert (yield listeners_gone(straggler))
+        assert (yield container.children.d1.wait("an.int", 10, timeout=0.01)) is False
+        with pytest.raises(tornado.gen.TimeoutError):
+            yield straggler.wait(10, timeout=0.01)
+        assert not straggler._listeners
+
 
 class TestThreadSafeWrappers:
     """The blocking wrappers used from plain threads (as in IPython or a script)."""
