@@ -71,6 +71,17 @@ class BaseDevice(DeviceServer):
         return ("ok",)
 
 
+class ShrinkingDevice(BaseDevice):
+    """Can take extra.sensor away again, so that ?grow adds it anew."""
+
+    @request()
+    @return_reply()
+    def request_shrink(self, req):
+        """Remove the extra.sensor sensor, changing the interface."""
+        self.remove_sensor("extra.sensor")
+        return ("ok",)
+
+
 class DeviceV1(BaseDevice):
 
     def setup_sensors(self):
@@ -129,6 +140,14 @@ def start_server(device_class=DeviceV1, port=0):
 def stop_server(server):
     server.stop()
     server.join(WAIT)
+
+
+@tornado.gen.coroutine
+def until_model(res, check):
+    """Wait, through the resource's state changes, until it is synced and check() holds
+    (e.g. an interface change has reached its namespaces)."""
+    while not (res.synced and check()):
+        yield res.until_not_synced() if res.synced else res.until_synced()
 
 
 @tornado.gen.coroutine
@@ -400,6 +419,54 @@ class TestKATCPClientResource(ResourceTestCase):
         not_synced = res.until_not_synced()
         res.stop()
         yield tornado.gen.with_timeout(self.io_loop.time() + WAIT, not_synced)
+
+
+class TestStrategyWishes(ResourceTestCase):
+    """The latest strategy wished for a sensor, whichever way it was set, is what the
+    sensor gets again when the device adds it anew or the resource restarts."""
+
+    @tornado.testing.gen_test(timeout=4 * WAIT)
+    def test_latest_wish_comes_back_with_the_sensor(self):
+        res = self.make_resource(self.start_server(ShrinkingDevice))
+        yield res.until_synced(timeout=WAIT)
+        yield res.req.grow()
+        yield until_model(res, lambda: "extra_sensor" in res.sensor)
+
+        @tornado.gen.coroutine
+        def added_anew():
+            """The sensor's strategy on both sides once the device has added it anew."""
+            yield res.req.shrink()
+            yield until_model(res, lambda: "extra_sensor" not in res.sensor)
+            yield res.req.grow()
+            yield until_model(res, lambda: "extra_sensor" in res.sensor)
+            reply = yield res.req.sensor_sampling("extra.sensor")
+            return res.sensor.extra_sensor.sampling_strategy, reply.reply.arguments[2:]
+
+        yield res.set_sampling_strategy("extra.sensor", "event")
+        # Set later on the sensor: newer than the resource's wish.
+        yield res.sensor.extra_sensor.set_sampling_strategy("period 2")
+        assert (yield added_anew()) == (("period", "2.0"), [b"period", b"2.0"])
+        yield res.sensor.extra_sensor.set_strategy("period", 3)
+        assert (yield added_anew()) == (("period", "3.0"), [b"period", b"3.0"])
+        res.sensor.extra_sensor.drop_sampling_strategy()
+        assert (yield added_anew()) == (("none",), [b"none"])
+        # Dropped by name, a sensor is no longer covered by an older filter's wish...
+        yield res.set_sampling_strategies("extra", "period 0.5")
+        res.drop_sampling_strategy("extra.sensor")
+        assert (yield added_anew()) == (("none",), [b"none"])
+        # ... but by a newer one.
+        yield res.set_sampling_strategies("extra", "event")
+        assert (yield added_anew()) == (("event",), [b"event"])
+
+        # A wish made on a sensor outlives a restart of the resource too.
+        yield res.sensor.an_int.set_sampling_strategy("period 4")
+        res.stop()
+        yield res.until_stopped(timeout=WAIT)
+        res.start()
+        yield res.until_synced(timeout=WAIT)
+        reply = yield res.req.sensor_sampling("an.int")
+        assert reply.reply.arguments[2:] == [b"period", b"4.0"]
+        assert res.sensor.an_int.sampling_strategy == ("period", "4.0")
 
 
 class TestBulkSampling(ResourceTestCase):
