@@ -6,6 +6,7 @@ import threading
 import pytest
 import tornado.concurrent
 import tornado.gen
+import tornado.ioloop
 import tornado.testing
 from wait_helpers import pending_waits
 
@@ -140,6 +141,38 @@ def start_server(device_class=DeviceV1, port=0):
 def stop_server(server):
     server.stop()
     server.join(WAIT)
+
+
+class CountingDevice(BaseDevice):
+    """Counts the connections made to it and those still open."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.connections_made = 0
+        self.connections_open = 0
+        self._connections_changed = threading.Condition()
+
+    def on_client_connect(self, client_conn):
+        with self._connections_changed:
+            self.connections_made += 1
+            self.connections_open += 1
+            self._connections_changed.notify_all()
+        return super().on_client_connect(client_conn)
+
+    def on_client_disconnect(self, client_conn, msg, connection_valid):
+        with self._connections_changed:
+            self.connections_open -= 1
+            self._connections_changed.notify_all()
+        return super().on_client_disconnect(client_conn, msg, connection_valid)
+
+    def until_open(self, count):
+        """A future of whether `count` connections are open within WAIT seconds (the
+        wait blocks a thread of the loop's executor, not the loop)."""
+        def wait():
+            with self._connections_changed:
+                return self._connections_changed.wait_for(
+                    lambda: self.connections_open == count, WAIT)
+        return tornado.ioloop.IOLoop.current().run_in_executor(None, wait)
 
 
 @tornado.gen.coroutine
@@ -467,6 +500,46 @@ class TestStrategyWishes(ResourceTestCase):
         reply = yield res.req.sensor_sampling("an.int")
         assert reply.reply.arguments[2:] == [b"period", b"4.0"]
         assert res.sensor.an_int.sampling_strategy == ("period", "4.0")
+
+
+class TestStartWhenStarted(ResourceTestCase):
+    """start() on a resource that is started already keeps its one connection."""
+
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_child_added_before_the_container_starts(self):
+        server = self.start_server(CountingDevice)
+        container = KATCPClientResourceContainer(container_spec([server], ["a"]))
+        container.set_ioloop(self.io_loop)
+        # Starts the child, which the container's start() then starts again.
+        container.add_child_resource_client(
+            "b", dict(address=server.bind_address, controlled=True))
+        container.start()
+        self.addCleanup(container.stop)
+        yield container.until_synced(timeout=WAIT)
+        assert (yield server.until_open(2))
+        container.stop()
+        yield list(container.until_stopped(timeout=WAIT).values())
+        assert (yield server.until_open(0))
+        assert server.connections_made == 2
+
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_start_twice_then_stop_and_start(self):
+        server = self.start_server(CountingDevice)
+        res = self.make_resource(server)
+        res.start()
+        yield res.until_synced(timeout=WAIT)
+        assert (yield server.until_open(1))
+        res.stop()
+        yield res.until_stopped(timeout=WAIT)
+        assert (yield server.until_open(0))
+        # Stopped, it starts again: one new connection.
+        res.start()
+        yield res.until_synced(timeout=WAIT)
+        assert (yield server.until_open(1))
+        res.stop()
+        yield res.until_stopped(timeout=WAIT)
+        assert (yield server.until_open(0))
+        assert server.connections_made == 2
 
 
 class TestBulkSampling(ResourceTestCase):

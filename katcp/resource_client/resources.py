@@ -268,8 +268,16 @@ class KATCPClientResource(resource.KATCPResource):
 
         Without :meth:`set_ioloop`, the resource runs on the loop given by
         :func:`katcp.ioloop_manager.current_ioloop` (in terminal IPython, the loop of
-        its ``await`` cells).
+        its ``await`` cells). A resource already started (and not stopped since) is
+        left as it is: it keeps its one connection.
         """
+        previous = self._inspecting_client
+        if previous is not None and previous._running:
+            if not previous.katcp_client._stopped.is_set():
+                return
+            # Its client stopped on its own (a lost connection without auto_reconnect):
+            # the inspecting client's state coroutine is ended too.
+            previous.stop()
         host, port = self._address
         ic = self._inspecting_client = self.inspecting_client_factory(
             host, port, self._ioloop_set_to or current_ioloop())
