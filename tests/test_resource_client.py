@@ -941,6 +941,27 @@ class TestThreadSafeWrappers:
             wrapper.stop()
             wrapper.until_stopped(timeout=WAIT)
 
+    def test_group_wrapper_hands_out_wrapped_clients(self, loop_manager, server):
+        ioloop = loop_manager.get_ioloop()
+        container = KATCPClientResourceContainer(
+            container_spec([server, server], ["a", "b"], groups={"ab": ["a", "b"]}))
+        container.set_ioloop(ioloop)
+        wrapper = ThreadSafeKATCPClientResourceWrapper(
+            container, IOLoopThreadWrapper(ioloop))
+        wrapper.start()
+        try:
+            wrapper.until_synced(timeout=WAIT)
+            group = wrapper.groups.ab
+            # Used from this thread (not the loop's), as iterated or indexed.
+            for client in [*group, group[0], group[-1], *group[:]]:
+                assert isinstance(client, ThreadSafeKATCPClientResourceWrapper)
+                assert client.req.add(1, 2).reply.arguments == [b"ok", b"3"]
+            assert [client.name for client in group] == ["a", "b"]
+        finally:
+            wrapper.stop()
+            for child in wrapper.children.values():
+                child.until_stopped(timeout=WAIT)
+
     def test_container_wrapper_with_groups(self, loop_manager, server):
         ioloop = loop_manager.get_ioloop()
         container = KATCPClientResourceContainer(
