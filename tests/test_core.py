@@ -860,16 +860,25 @@ class TestAsyncHelpers(tornado.testing.AsyncTestCase):
             # Each way a wait can end without what it waited for: a poll.
             with pytest.raises(tornado.gen.TimeoutError):
                 yield event.until_set(timeout=0.001)
-            yield until_any(event.until_set(), until_later(0))
+            # Waits given up without a timeout are cancelled, as until_set() says.
+            waits = [event.until_set(), state.until_state_in("b", "c")]
+            yield until_any(*waits, until_later(0))
+            for wait in waits:
+                wait.cancel()
+            waits = [event.until_set(), state.until_state("b")]
             with pytest.raises(tornado.gen.TimeoutError):
-                yield until_some(event.until_set(), state.until_state("b"), timeout=0.001)
+                yield until_some(*waits, timeout=0.001)
+            for wait in waits:
+                wait.cancel()
             with pytest.raises(tornado.gen.TimeoutError):
                 yield state.until_state_in("b", "c", timeout=0.001)
-            yield until_any(state.until_state_in("b", "c"), state.until_state("a"))
-            yield until_any(state.until_state_in("b", "c"), until_later(0))
+            wait = state.until_state("c")
             with pytest.raises(tornado.gen.TimeoutError):
-                yield future_timeout_manager(0.001)(state.until_state("c"))
-            until_any(event.until_set(), timeout=5).cancel()
+                yield future_timeout_manager(0.001)(wait)
+            wait.cancel()
+            wait = event.until_set()
+            until_any(wait, timeout=5).cancel()
+            wait.cancel()
             # What the given-up waits leave to do runs on the next loop turn.
             yield tornado.gen.moment
 
@@ -884,6 +893,22 @@ class TestAsyncHelpers(tornado.testing.AsyncTestCase):
         event.set()
         state.set_state("c")
         assert (yield waits) == [True] * 5
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_cancelling_one_wait_leaves_the_others_waiting(self):
+        event = AsyncEvent()
+        state = AsyncState(("a", "b"))
+        waits = [event.until_set(), state.until_state("b"), state.until_state_in("b")]
+        for cancelled in (event.until_set(), state.until_state("b"),
+                          state.until_state_in("b")):
+            cancelled.cancel()
+        with pytest.raises(asyncio.TimeoutError):
+            yield asyncio.wait_for(asyncio.shield(event.until_set()), 0.001)
+        with pytest.raises(asyncio.TimeoutError):
+            yield asyncio.wait_for(event.until_set(), 0.001)
+        event.set()
+        state.set_state("b")
+        assert (yield waits) == [True] * 3
 
     @tornado.testing.gen_test(timeout=5)
     def test_cancelled_wait_is_not_handed_out_again(self):

@@ -437,7 +437,11 @@ class TestKATCPClientResource(ResourceTestCase):
                 yield res.until_not_synced(timeout=0.001)
             with pytest.raises(tornado.gen.TimeoutError):
                 yield res.until_state("disconnected", timeout=0.001)
-            yield until_any(res.until_not_synced(), res.until_state("syncing"), until_later(0))
+            # Waits given up without a timeout are cancelled, as AsyncEvent.until_set says.
+            waits = [res.until_not_synced(), res.until_state("syncing")]
+            yield until_any(*waits, until_later(0))
+            for wait in waits:
+                wait.cancel()
             assert (yield res.wait("an.int", 999, timeout=0.001)) is False
             # What the given-up waits leave to do runs on the next loop turn.
             yield tornado.gen.moment

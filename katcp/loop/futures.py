@@ -11,8 +11,7 @@ import functools
 import logging
 import threading
 from datetime import timedelta
-from typing import (Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Tuple, TypeVar,
-                    Union)
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
 
 import tornado.gen
 import tornado.ioloop
@@ -30,22 +29,14 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 _Home = Tuple[tornado.ioloop.IOLoop, Optional[int]]
 
 
-def _target_loop(ioloop: Optional[tornado.ioloop.IOLoop] = None
-                 ) -> Tuple["asyncio.AbstractEventLoop", _Home]:
-    """The loop a waiting future is made on: the running loop, else `ioloop`, else the
-    current loop; and the home of such a future."""
-    loop = running_loop()
-    if loop is not None:
-        return loop, (tornado.ioloop.IOLoop.current(), threading.get_ident())
-    ioloop = ioloop or tornado.ioloop.IOLoop.current()
-    return ioloop.asyncio_loop, (ioloop, None)  # type: ignore[attr-defined]
-
-
 def _new_future(ioloop: Optional[tornado.ioloop.IOLoop] = None
                 ) -> Tuple["asyncio.Future[Any]", _Home]:
     """A future on the running loop, else on `ioloop`, else the current loop; and its home."""
-    loop, home = _target_loop(ioloop)
-    return loop.create_future(), home
+    loop = running_loop()
+    if loop is not None:
+        return loop.create_future(), (tornado.ioloop.IOLoop.current(), threading.get_ident())
+    ioloop = ioloop or tornado.ioloop.IOLoop.current()
+    return ioloop.asyncio_loop.create_future(), (ioloop, None)  # type: ignore[attr-defined]
 
 
 def _set_result_if_pending(future: "asyncio.Future[Any]", result: Any) -> None:
@@ -135,10 +126,28 @@ def _bounded(future: Any, deadline: Union[None, float, timedelta]) -> Any:
     return outer
 
 
-def _with_timeout(future: Any, timeout: Optional[float]) -> Any:
-    if timeout:
-        return _bounded(future, timedelta(seconds=timeout))
-    return future
+def _with_timeout(future: "asyncio.Future[Any]", timeout: Optional[float]) -> Any:
+    """`future`, a wait of the caller's own, bounded by `timeout`: once the bounded wait
+    is over (timed out, cancelled), `future` is cancelled, and so unregistered."""
+    if not timeout:
+        return future
+    bounded = _bounded(future, timedelta(seconds=timeout))
+    if bounded is not future:
+        bounded.add_done_callback(lambda _: future.cancel())
+    return bounded
+
+
+def _until_first(*futures: Any, timeout: Optional[float] = None,
+                ioloop: Optional[tornado.ioloop.IOLoop] = None) -> Any:
+    """As :func:`until_any`, for waits of the caller's own: once it is decided (or timed
+    out, or cancelled), the others are cancelled, which unregisters them."""
+    first = until_any(*futures, timeout=timeout, ioloop=ioloop)
+
+    def cancel_others(_: Any) -> None:
+        for future in futures:
+            future.cancel()
+    first.add_done_callback(cancel_others)
+    return first
 
 
 class AsyncEvent:
@@ -155,9 +164,9 @@ class AsyncEvent:
     def __init__(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
         self._ioloop = ioloop
         self._flag = False
-        # One future per loop for all the waits of an unset period: waits that time out
-        # or are given up (the loser of an until_any) cost nothing, however many.
-        self._waiters: Dict[Any, Tuple["asyncio.Future[Any]", _Home]] = {}
+        # Each wait's future, until the event is set or the wait is over (timed out,
+        # cancelled): a wait given up leaves nothing behind.
+        self._waiters: Dict["asyncio.Future[Any]", _Home] = {}
         # set() may come from another thread while the loop registers a waiter.
         self._lock = threading.Lock()
 
@@ -172,7 +181,7 @@ class AsyncEvent:
         with self._lock:
             self._flag = True
             waiters, self._waiters = self._waiters, {}
-        for future, home in waiters.values():
+        for future, home in waiters.items():
             _resolve(future, home, True)
 
     def clear(self) -> None:
@@ -182,30 +191,29 @@ class AsyncEvent:
     def until_set(self, timeout: Optional[float] = None) -> "asyncio.Future[Any]":
         """Return a future that resolves (to True) when the event is set.
 
-        Without a timeout, the waits of one unset period on one loop get the same
-        future, so that waits given up cost nothing: cancelling it cancels it for all
-        of them (the next wait gets a new one). Bound one wait alone with `timeout` or
-        :func:`asyncio.shield`.
+        Each wait gets a future of its own, which stays registered until the event is
+        set, the wait times out or the future is cancelled: cancel a wait you give up
+        without a timeout.
 
         Parameters
         ----------
         timeout : float or None
             Seconds after which the future fails with tornado.gen.TimeoutError.
         """
-        loop, home = _target_loop(self._ioloop)
+        future, home = _new_future(self._ioloop)
         with self._lock:
             pending = not self._flag
             if pending:
-                waiter = self._waiters.get(loop)
-                # A done one was cancelled by a waiter: it does not stand for this period.
-                if waiter is None or waiter[0].done():
-                    waiter = self._waiters[loop] = (loop.create_future(), home)
-                future = waiter[0]
+                self._waiters[future] = home
         if not pending:
-            future = loop.create_future()
             _resolve(future, home, True)
             return future
+        future.add_done_callback(self._forget)
         return _with_timeout(future, timeout)
+
+    def _forget(self, future: "asyncio.Future[Any]") -> None:
+        with self._lock:
+            self._waiters.pop(future, None)
 
     def wait_with_ioloop(self, ioloop: tornado.ioloop.IOLoop,
                          timeout: Optional[float] = None) -> bool:
@@ -289,9 +297,6 @@ class AsyncState:
                              % (initial_state, self._valid_states))
         self._ioloop = ioloop
         self._events = {state: AsyncEvent(ioloop) for state in self._valid_states}
-        # As an AsyncEvent's future, one future per loop and set of states is shared by
-        # the waits for any of them until one is reached: polls cost nothing.
-        self._any_waiters: Dict[Tuple[Any, FrozenSet[Any]], Any] = {}
         self._state = initial_state
         self._events[initial_state].set()
 
@@ -342,20 +347,10 @@ class AsyncState:
     def until_state_in(self, *states: Any, timeout: Optional[float] = None) -> Any:
         """Return a tornado Future, resolves when any of the requested states is set.
 
-        As :meth:`until_state`, for any of `states` (the waits for one set of states
-        share one future).
+        As :meth:`until_state`, for any of `states`.
         """
         events = [self._event(state) for state in states]
-        loop, _ = _target_loop(self._ioloop)
-        key = (loop, frozenset(states))
-        waiter = self._any_waiters.get(key)
-        if waiter is None or waiter.done():
-            waiter = until_any(*[event.until_set() for event in events], ioloop=self._ioloop)
-            if waiter.done():
-                return _with_timeout(waiter, timeout)
-            # Decided ones are dropped (with the loops they hold) as new ones come.
-            self._any_waiters = {k: w for k, w in self._any_waiters.items() if not w.done()}
-            self._any_waiters[key] = waiter
+        waiter = _until_first(*[event.until_set() for event in events], ioloop=self._ioloop)
         return _with_timeout(waiter, timeout)
 
 

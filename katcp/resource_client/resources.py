@@ -14,11 +14,11 @@ import tornado.ioloop
 import tornado.util
 
 from katcp import resource
-from katcp.core import (AsyncEvent, AsyncState, AttrDict, log_future_exceptions, until_any,
+from katcp.core import (AsyncEvent, AsyncState, AttrDict, log_future_exceptions,
                         until_some)
 from katcp.display import did_you_mean, object_repr
 from katcp.ioloop_manager import current_ioloop
-from katcp.loop.futures import _bounded
+from katcp.loop.futures import _until_first
 from katcp.resource import StrategyResult, StrategySpec, _read_only, escape_name
 from katcp.resource_client.groups import ClientGroup
 from katcp.resource_client.inspecting import (_NONE_STRATEGY, KATCPClientResourceRequest,
@@ -106,7 +106,8 @@ def monitor_resource_sync_state(resource: Any, callback: Callable[[bool], Any],
     callback(synced)
     while not exit_event.is_set():
         until_change = resource.until_not_synced if synced else resource.until_synced
-        yield until_any(until_change(), exit_event.until_set())
+        # Both waits are its own: the one not met is cancelled, not left registered.
+        yield _until_first(until_change(), exit_event.until_set())
         if not exit_event.is_set():
             synced = not synced
             callback(synced)
@@ -368,13 +369,12 @@ class KATCPClientResource(resource.KATCPResource):
         wait with e.g. :func:`asyncio.wait_for`); at the end it stops it and waits
         until it has stopped."""
         self.start()
-        # A wait of its own: bounding it (cancelling it) leaves other waits as they are.
-        await _bounded(self.until_synced(), None)
+        await self.until_synced()
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
         self.stop()
-        await _bounded(self.until_stopped(), None)
+        await self.until_stopped()
 
     def list_sensors(self, filter: str = "", strategy: bool = False, status: str = "",
                      use_python_identifiers: bool = True, tuple: bool = False,
@@ -808,7 +808,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
     def until_not_synced(self, timeout: Optional[float] = None) -> Generator[Any, Any, None]:
         """Return a tornado Future; resolves when any subordinate client is not synced"""
         children = dict.values(self._children)
-        yield until_any(*[child.until_not_synced() for child in children], timeout=timeout)
+        yield _until_first(*[child.until_not_synced() for child in children], timeout=timeout)
 
     @tornado.gen.coroutine
     def until_all_children_in_state(self, state: str, timeout: Optional[float] = None
@@ -820,7 +820,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
     def until_any_child_in_state(self, state: str, timeout: Optional[float] = None) -> Any:
         """Return a tornado Future; resolves when any client is in specified state"""
         children = dict.values(self._children)
-        return until_any(*[child.until_state(state) for child in children], timeout=timeout)
+        return _until_first(*[child.until_state(state) for child in children], timeout=timeout)
 
     def list_sensors(self, filter: str = "", strategy: bool = False, status: str = "",
                      use_python_identifiers: bool = True, tuple: bool = False,
