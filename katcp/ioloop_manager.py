@@ -25,6 +25,7 @@ import tornado.gen
 import tornado.ioloop
 
 from katcp.loop.crossing import call_on_loop, is_awaitable, on_loop, running_loop
+from katcp.loop.futures import _bounded
 from katcp.loop.policy import new_ioloop
 from katcp.object_proxies import ObjectWrapper
 
@@ -52,7 +53,8 @@ def with_relative_timeout(timeout: Optional[float], future: Any,
     """
     if timeout is None:
         return tornado.gen.convert_yielded(future)
-    return tornado.gen.with_timeout(datetime.timedelta(seconds=timeout), future)
+    # Nothing of a timed-out wait stays on `future` (a client's flags share theirs).
+    return _bounded(future, datetime.timedelta(seconds=timeout))
 
 
 def _interactive_shell_loop() -> Optional[asyncio.AbstractEventLoop]:

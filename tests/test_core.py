@@ -1,6 +1,8 @@
 """Tests for katcp.core: the message codec, protocol flags, exceptions, the device
 metaclasses and the small synchronous and asynchronous helpers."""
 
+import asyncio
+import concurrent.futures
 import enum
 import logging
 import random
@@ -11,6 +13,7 @@ import tornado.gen
 import tornado.ioloop
 import tornado.testing
 from tornado.concurrent import Future
+from wait_helpers import pending_waits
 
 from katcp import core
 from katcp.core import (AsyncCallbackEvent, AsyncEvent, AsyncReply, AsyncState, AttrDict,
@@ -846,6 +849,103 @@ class TestAsyncHelpers(tornado.testing.AsyncTestCase):
         assert sorted((yield all_done)) == [("x", 1), ("y", 2)]
         with pytest.raises(tornado.gen.TimeoutError):
             yield until_some(Future(), Future(), done_at_least=1, timeout=0.01)
+
+    @tornado.testing.gen_test(timeout=10)
+    def test_waits_given_up_leave_nothing_behind(self):
+        event = AsyncEvent()
+        state = AsyncState(("a", "b", "c"))
+
+        @tornado.gen.coroutine
+        def give_up():
+            # Each way a wait can end without what it waited for: a poll.
+            with pytest.raises(tornado.gen.TimeoutError):
+                yield event.until_set(timeout=0.001)
+            # Waits given up without a timeout are cancelled, as until_set() says.
+            waits = [event.until_set(), state.until_state_in("b", "c")]
+            yield until_any(*waits, until_later(0))
+            for wait in waits:
+                wait.cancel()
+            waits = [event.until_set(), state.until_state("b")]
+            with pytest.raises(tornado.gen.TimeoutError):
+                yield until_some(*waits, timeout=0.001)
+            for wait in waits:
+                wait.cancel()
+            with pytest.raises(tornado.gen.TimeoutError):
+                yield state.until_state_in("b", "c", timeout=0.001)
+            wait = state.until_state("c")
+            with pytest.raises(tornado.gen.TimeoutError):
+                yield future_timeout_manager(0.001)(wait)
+            wait.cancel()
+            wait = event.until_set()
+            until_any(wait, timeout=5).cancel()
+            wait.cancel()
+            # What the given-up waits leave to do runs on the next loop turn.
+            yield tornado.gen.moment
+
+        yield give_up()
+        before = pending_waits()
+        for _ in range(50):
+            yield give_up()
+        assert pending_waits() <= before
+        # The waits still work.
+        waits = [event.until_set(), event.until_set(timeout=5), state.until_state_in("b", "c"),
+                 state.until_state("c", timeout=5), until_any(event.until_set())]
+        event.set()
+        state.set_state("c")
+        assert (yield waits) == [True] * 5
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_cancelling_one_wait_leaves_the_others_waiting(self):
+        event = AsyncEvent()
+        state = AsyncState(("a", "b"))
+        waits = [event.until_set(), state.until_state("b"), state.until_state_in("b")]
+        for cancelled in (event.until_set(), state.until_state("b"),
+                          state.until_state_in("b")):
+            cancelled.cancel()
+        with pytest.raises(asyncio.TimeoutError):
+            yield asyncio.wait_for(asyncio.shield(event.until_set()), 0.001)
+        with pytest.raises(asyncio.TimeoutError):
+            yield asyncio.wait_for(event.until_set(), 0.001)
+        event.set()
+        state.set_state("b")
+        assert (yield waits) == [True] * 3
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_cancelled_wait_is_not_handed_out_again(self):
+        event = AsyncEvent()
+        event.until_set().cancel()
+        waiter = event.until_set()
+        assert not waiter.cancelled()
+        self.io_loop.add_callback(event.set)
+        assert (yield waiter) is True
+
+    def test_wait_with_ioloop_timeouts_leave_nothing_behind(self):
+        event = AsyncEvent()
+        assert not event.wait_with_ioloop(self.io_loop, timeout=0)
+
+        def poll(times):
+            done = concurrent.futures.Future()
+
+            def polls():
+                try:
+                    done.set_result([event.wait_with_ioloop(self.io_loop, timeout=0.001)
+                                     for _ in range(times)])
+                except Exception as exc:
+                    done.set_exception(exc)
+
+            thread = threading.Thread(target=polls)
+            thread.start()
+            # The loop runs until the polls are over and their last timers have fired.
+            outcome, _ = self.io_loop.run_sync(
+                lambda: tornado.gen.multi([asyncio.wrap_future(done), until_later(0.05)]),
+                timeout=5)
+            thread.join(5)
+            assert outcome == [False] * times
+
+        poll(1)
+        before = pending_waits()
+        poll(30)
+        assert pending_waits() <= before
 
     @tornado.testing.gen_test(timeout=5)
     def test_future_timeout_manager(self):

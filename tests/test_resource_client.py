@@ -6,10 +6,12 @@ import threading
 import pytest
 import tornado.concurrent
 import tornado.gen
+import tornado.ioloop
 import tornado.testing
+from wait_helpers import pending_waits
 
 from katcp import Message, ProtocolFlags, Sensor
-from katcp.core import AsyncEvent
+from katcp.core import AsyncEvent, until_any, until_later
 from katcp.ioloop_manager import IOLoopThreadWrapper
 from katcp.kattypes import Int, request, return_reply
 from katcp.resource import KATCPReply, KATCPSensor, KATCPSensorError, SensorResultTuple
@@ -67,6 +69,17 @@ class BaseDevice(DeviceServer):
         self.extra = Sensor.integer("extra.sensor", "Grown on request", "", [0, 10])
         self.extra.set_value(4)
         self.add_sensor(self.extra)
+        return ("ok",)
+
+
+class ShrinkingDevice(BaseDevice):
+    """Can take extra.sensor away again, so that ?grow adds it anew."""
+
+    @request()
+    @return_reply()
+    def request_shrink(self, req):
+        """Remove the extra.sensor sensor, changing the interface."""
+        self.remove_sensor("extra.sensor")
         return ("ok",)
 
 
@@ -128,6 +141,57 @@ def start_server(device_class=DeviceV1, port=0):
 def stop_server(server):
     server.stop()
     server.join(WAIT)
+
+
+class CountingDevice(BaseDevice):
+    """Counts the connections made to it and those still open."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.connections_made = 0
+        self.connections_open = 0
+        self._connections_changed = threading.Condition()
+
+    def on_client_connect(self, client_conn):
+        with self._connections_changed:
+            self.connections_made += 1
+            self.connections_open += 1
+            self._connections_changed.notify_all()
+        return super().on_client_connect(client_conn)
+
+    def on_client_disconnect(self, client_conn, msg, connection_valid):
+        with self._connections_changed:
+            self.connections_open -= 1
+            self._connections_changed.notify_all()
+        return super().on_client_disconnect(client_conn, msg, connection_valid)
+
+    def until_open(self, count):
+        """A future of whether `count` connections are open within WAIT seconds (the
+        wait blocks a thread of the loop's executor, not the loop)."""
+        def wait():
+            with self._connections_changed:
+                return self._connections_changed.wait_for(
+                    lambda: self.connections_open == count, WAIT)
+        return tornado.ioloop.IOLoop.current().run_in_executor(None, wait)
+
+
+@tornado.gen.coroutine
+def until_model(res, check):
+    """Wait, through the resource's state changes, until it is synced and check() holds
+    (e.g. an interface change has reached its namespaces)."""
+    while not (res.synced and check()):
+        yield res.until_not_synced() if res.synced else res.until_synced()
+
+
+@tornado.gen.coroutine
+def listeners_gone(sensor, turns=10):
+    """Whether the sensor's listeners are gone within a few loop turns (what a cancelled
+    wait leaves to do runs on the next turns; no timer is involved)."""
+    for _ in range(turns):
+        if not sensor._listeners:
+            return True
+        yield tornado.gen.moment
+    return not sensor._listeners
 
 
 class ListenerFuture:
@@ -359,6 +423,127 @@ class TestKATCPClientResource(ResourceTestCase):
         exit_event.set()
         yield tornado.gen.with_timeout(self.io_loop.time() + WAIT, monitor)
         assert states == [False, True, False]
+
+    @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_polled_waits_leave_nothing_behind(self):
+        res = self.make_resource(self.server)
+        yield res.until_synced(timeout=WAIT)
+        yield res.set_sampling_strategy("an.int", "event")
+
+        @tornado.gen.coroutine
+        def poll():
+            # A watchdog's questions while the link stays up: each wait is given up.
+            with pytest.raises(tornado.gen.TimeoutError):
+                yield res.until_not_synced(timeout=0.001)
+            with pytest.raises(tornado.gen.TimeoutError):
+                yield res.until_state("disconnected", timeout=0.001)
+            # Waits given up without a timeout are cancelled, as AsyncEvent.until_set says.
+            waits = [res.until_not_synced(), res.until_state("syncing")]
+            yield until_any(*waits, until_later(0))
+            for wait in waits:
+                wait.cancel()
+            assert (yield res.wait("an.int", 999, timeout=0.001)) is False
+            # What the given-up waits leave to do runs on the next loop turn.
+            yield tornado.gen.moment
+
+        yield poll()
+        before = pending_waits()
+        for _ in range(50):
+            yield poll()
+        assert pending_waits() <= before
+        assert not res.sensor.an_int._listeners
+        # The waits still work.
+        not_synced = res.until_not_synced()
+        res.stop()
+        yield tornado.gen.with_timeout(self.io_loop.time() + WAIT, not_synced)
+
+
+class TestStrategyWishes(ResourceTestCase):
+    """The latest strategy wished for a sensor, whichever way it was set, is what the
+    sensor gets again when the device adds it anew or the resource restarts."""
+
+    @tornado.testing.gen_test(timeout=4 * WAIT)
+    def test_latest_wish_comes_back_with_the_sensor(self):
+        res = self.make_resource(self.start_server(ShrinkingDevice))
+        yield res.until_synced(timeout=WAIT)
+        yield res.req.grow()
+        yield until_model(res, lambda: "extra_sensor" in res.sensor)
+
+        @tornado.gen.coroutine
+        def added_anew():
+            """The sensor's strategy on both sides once the device has added it anew."""
+            yield res.req.shrink()
+            yield until_model(res, lambda: "extra_sensor" not in res.sensor)
+            yield res.req.grow()
+            yield until_model(res, lambda: "extra_sensor" in res.sensor)
+            reply = yield res.req.sensor_sampling("extra.sensor")
+            return res.sensor.extra_sensor.sampling_strategy, reply.reply.arguments[2:]
+
+        yield res.set_sampling_strategy("extra.sensor", "event")
+        # Set later on the sensor: newer than the resource's wish.
+        yield res.sensor.extra_sensor.set_sampling_strategy("period 2")
+        assert (yield added_anew()) == (("period", "2.0"), [b"period", b"2.0"])
+        yield res.sensor.extra_sensor.set_strategy("period", 3)
+        assert (yield added_anew()) == (("period", "3.0"), [b"period", b"3.0"])
+        res.sensor.extra_sensor.drop_sampling_strategy()
+        assert (yield added_anew()) == (("none",), [b"none"])
+        # Dropped by name, a sensor is no longer covered by an older filter's wish...
+        yield res.set_sampling_strategies("extra", "period 0.5")
+        res.drop_sampling_strategy("extra.sensor")
+        assert (yield added_anew()) == (("none",), [b"none"])
+        # ... but by a newer one.
+        yield res.set_sampling_strategies("extra", "event")
+        assert (yield added_anew()) == (("event",), [b"event"])
+
+        # A wish made on a sensor outlives a restart of the resource too.
+        yield res.sensor.an_int.set_sampling_strategy("period 4")
+        res.stop()
+        yield res.until_stopped(timeout=WAIT)
+        res.start()
+        yield res.until_synced(timeout=WAIT)
+        reply = yield res.req.sensor_sampling("an.int")
+        assert reply.reply.arguments[2:] == [b"period", b"4.0"]
+        assert res.sensor.an_int.sampling_strategy == ("period", "4.0")
+
+
+class TestStartWhenStarted(ResourceTestCase):
+    """start() on a resource that is started already keeps its one connection."""
+
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_child_added_before_the_container_starts(self):
+        server = self.start_server(CountingDevice)
+        container = KATCPClientResourceContainer(container_spec([server], ["a"]))
+        container.set_ioloop(self.io_loop)
+        # Starts the child, which the container's start() then starts again.
+        container.add_child_resource_client(
+            "b", dict(address=server.bind_address, controlled=True))
+        container.start()
+        self.addCleanup(container.stop)
+        yield container.until_synced(timeout=WAIT)
+        assert (yield server.until_open(2))
+        container.stop()
+        yield list(container.until_stopped(timeout=WAIT).values())
+        assert (yield server.until_open(0))
+        assert server.connections_made == 2
+
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_start_twice_then_stop_and_start(self):
+        server = self.start_server(CountingDevice)
+        res = self.make_resource(server)
+        res.start()
+        yield res.until_synced(timeout=WAIT)
+        assert (yield server.until_open(1))
+        res.stop()
+        yield res.until_stopped(timeout=WAIT)
+        assert (yield server.until_open(0))
+        # Stopped, it starts again: one new connection.
+        res.start()
+        yield res.until_synced(timeout=WAIT)
+        assert (yield server.until_open(1))
+        res.stop()
+        yield res.until_stopped(timeout=WAIT)
+        assert (yield server.until_open(0))
+        assert server.connections_made == 2
 
 
 class TestBulkSampling(ResourceTestCase):
@@ -673,6 +858,41 @@ class TestClientGroupQuorum(ResourceTestCase):
         with pytest.raises(TypeError):
             yield group.wait("an.int", 9, quorum="two")
 
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_group_wait_leaves_no_listener_behind(self):
+        servers = [self.start_server() for _ in range(2)]
+        container = KATCPClientResourceContainer(
+            container_spec(servers, ["d0", "d1"], groups={"both": ["d0", "d1"]}))
+        container.start()
+        self.addCleanup(container.stop)
+        yield container.until_synced(timeout=WAIT)
+        group = container.groups.both
+        yield group.set_sampling_strategy("an.int", "event")
+        servers[0].an_int.set_value(9)
+        yield container.children.d0.sensor.an_int.wait(9, timeout=WAIT)
+        straggler = container.children.d1.sensor.an_int
+        # The quorum is met at once; d1's wait, never met, ends with the group's.
+        for timeout, grace in ((0.2, None), (0.2, 0), (0.2, 0.05), (None, 0.05), (None, 0)):
+            result = yield group.wait("an.int", 9, timeout=timeout, quorum=1,
+                                      max_grace_period=grace)
+            assert dict(result) == {"d0": True, "d1": False} and result
+            assert not straggler._listeners
+        result = yield group.wait("an.int", 9, timeout=0.2, max_grace_period=0.05)
+        assert dict(result) == {"d0": True, "d1": False} and not result
+        assert not straggler._listeners
+        # A wait given up by its caller takes its listeners with it.
+        for wait in (lambda: group.wait("an.int", 10, timeout=None),
+                     lambda: container.children.d1.wait("an.int", 10, timeout=None),
+                     lambda: straggler.wait(10)):
+            waiting = wait()
+            assert straggler._listeners
+            waiting.cancel()
+            assert (yield listeners_gone(straggler))
+        assert (yield container.children.d1.wait("an.int", 10, timeout=0.01)) is False
+        with pytest.raises(tornado.gen.TimeoutError):
+            yield straggler.wait(10, timeout=0.01)
+        assert not straggler._listeners
+
 
 class TestThreadSafeWrappers:
     """The blocking wrappers used from plain threads (as in IPython or a script)."""
@@ -724,6 +944,27 @@ class TestThreadSafeWrappers:
         finally:
             wrapper.stop()
             wrapper.until_stopped(timeout=WAIT)
+
+    def test_group_wrapper_hands_out_wrapped_clients(self, loop_manager, server):
+        ioloop = loop_manager.get_ioloop()
+        container = KATCPClientResourceContainer(
+            container_spec([server, server], ["a", "b"], groups={"ab": ["a", "b"]}))
+        container.set_ioloop(ioloop)
+        wrapper = ThreadSafeKATCPClientResourceWrapper(
+            container, IOLoopThreadWrapper(ioloop))
+        wrapper.start()
+        try:
+            wrapper.until_synced(timeout=WAIT)
+            group = wrapper.groups.ab
+            # Used from this thread (not the loop's), as iterated or indexed.
+            for client in [*group, group[0], group[-1], *group[:]]:
+                assert isinstance(client, ThreadSafeKATCPClientResourceWrapper)
+                assert client.req.add(1, 2).reply.arguments == [b"ok", b"3"]
+            assert [client.name for client in group] == ["a", "b"]
+        finally:
+            wrapper.stop()
+            for child in wrapper.children.values():
+                child.until_stopped(timeout=WAIT)
 
     def test_container_wrapper_with_groups(self, loop_manager, server):
         ioloop = loop_manager.get_ioloop()

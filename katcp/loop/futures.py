@@ -11,10 +11,11 @@ import functools
 import logging
 import threading
 from datetime import timedelta
-from typing import Any, Callable, Iterable, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
 
 import tornado.gen
 import tornado.ioloop
+import tornado.util
 
 from katcp.loop.crossing import call_on_loop, on_loop, on_thread, running_loop
 
@@ -52,10 +53,101 @@ def _resolve(future: "asyncio.Future[Any]", home: _Home, result: Any) -> None:
         call_on_loop(home[0], home[1], _set_result_if_pending, future, result)
 
 
-def _with_timeout(future: Any, timeout: Optional[float]) -> Any:
-    if timeout:
-        return tornado.gen.with_timeout(timedelta(seconds=timeout), future)
-    return future
+def _copy_outcome(source: "asyncio.Future[Any]", target: "asyncio.Future[Any]") -> None:
+    """Give pending `target` the outcome of done `source`."""
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    elif source.exception() is not None:
+        target.set_exception(source.exception())  # type: ignore[arg-type]
+    else:
+        target.set_result(source.result())
+
+
+_TIMEOUT_ERROR = object()
+
+
+def _time_out(future: "asyncio.Future[Any]", result: Any) -> None:
+    if future.done():
+        return
+    if result is _TIMEOUT_ERROR:
+        future.set_exception(tornado.util.TimeoutError("Timeout"))
+    else:
+        future.set_result(result)
+
+
+def _expire_after(future: "asyncio.Future[Any]", seconds: float,
+                  result: Any = _TIMEOUT_ERROR) -> None:
+    """Fail `future` with tornado.util.TimeoutError after `seconds` (or resolve it with
+    `result`, if given), unless it is decided by then; the timer goes as soon as it is."""
+    handle = future.get_loop().call_later(max(0.0, seconds), _time_out, future, result)
+    future.add_done_callback(lambda _: handle.cancel())
+
+
+def _detach_when_done(outcome: "asyncio.Future[Any]", inputs: Iterable[Any],
+                      callback: Callable[..., Any]) -> None:
+    """Once `outcome` is decided (or cancelled, or timed out), take `callback` off each of
+    `inputs`: an input shared by many waits (an AsyncEvent's future) must not keep one
+    callback for every wait that gave up on it."""
+    def detach(_: Any) -> None:
+        for future in inputs:
+            if asyncio.isfuture(future):
+                future.remove_done_callback(callback)
+    outcome.add_done_callback(detach)
+
+
+def _bounded(future: Any, deadline: Union[None, float, timedelta]) -> Any:
+    """`future`, or tornado.util.TimeoutError at `deadline` (IOLoop time, or a timedelta
+    from now; None for no deadline).
+
+    As :func:`tornado.gen.with_timeout`, except that nothing of the wait stays on `future`
+    once it has timed out or was cancelled: waits on one shared future that time out, or
+    are given up, leave it as it was, and cancelling this wait cancels it alone.
+    """
+    inner = tornado.gen.convert_yielded(future)
+    if not asyncio.isfuture(inner):
+        # A concurrent.futures.Future: tornado knows how to wait for one.
+        return inner if deadline is None else tornado.gen.with_timeout(deadline, inner)
+    if inner.done():
+        return inner
+    outer = inner.get_loop().create_future()
+
+    def copy(done: "asyncio.Future[Any]") -> None:
+        _copy_outcome(done, outer)
+
+    inner.add_done_callback(copy)
+    _detach_when_done(outer, (inner,), copy)
+    if isinstance(deadline, timedelta):
+        _expire_after(outer, deadline.total_seconds())
+    elif deadline is not None:
+        # IOLoop time is the wall clock, not the asyncio loop's (as tornado's call_at).
+        _expire_after(outer, deadline - tornado.ioloop.IOLoop.current().time())
+    return outer
+
+
+def _with_timeout(future: "asyncio.Future[Any]", timeout: Optional[float]) -> Any:
+    """`future`, a wait of the caller's own, bounded by `timeout`: once the bounded wait
+    is over (timed out, cancelled), `future` is cancelled, and so unregistered."""
+    if not timeout:
+        return future
+    bounded = _bounded(future, timedelta(seconds=timeout))
+    if bounded is not future:
+        bounded.add_done_callback(lambda _: future.cancel())
+    return bounded
+
+
+def _until_first(*futures: Any, timeout: Optional[float] = None,
+                ioloop: Optional[tornado.ioloop.IOLoop] = None) -> Any:
+    """As :func:`until_any`, for waits of the caller's own: once it is decided (or timed
+    out, or cancelled), the others are cancelled, which unregisters them."""
+    first = until_any(*futures, timeout=timeout, ioloop=ioloop)
+
+    def cancel_others(_: Any) -> None:
+        for future in futures:
+            future.cancel()
+    first.add_done_callback(cancel_others)
+    return first
 
 
 class AsyncEvent:
@@ -72,7 +164,9 @@ class AsyncEvent:
     def __init__(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
         self._ioloop = ioloop
         self._flag = False
-        self._waiters: List[Tuple["asyncio.Future[Any]", _Home]] = []
+        # Each wait's future, until the event is set or the wait is over (timed out,
+        # cancelled): a wait given up leaves nothing behind.
+        self._waiters: Dict["asyncio.Future[Any]", _Home] = {}
         # set() may come from another thread while the loop registers a waiter.
         self._lock = threading.Lock()
 
@@ -86,8 +180,8 @@ class AsyncEvent:
         """Set the event flag to true and resolve all waiting futures (any thread)."""
         with self._lock:
             self._flag = True
-            waiters, self._waiters = self._waiters, []
-        for future, home in waiters:
+            waiters, self._waiters = self._waiters, {}
+        for future, home in waiters.items():
             _resolve(future, home, True)
 
     def clear(self) -> None:
@@ -96,6 +190,10 @@ class AsyncEvent:
 
     def until_set(self, timeout: Optional[float] = None) -> "asyncio.Future[Any]":
         """Return a future that resolves (to True) when the event is set.
+
+        Each wait gets a future of its own, which stays registered until the event is
+        set, the wait times out or the future is cancelled: cancel a wait you give up
+        without a timeout.
 
         Parameters
         ----------
@@ -106,11 +204,16 @@ class AsyncEvent:
         with self._lock:
             pending = not self._flag
             if pending:
-                self._waiters.append((future, home))
+                self._waiters[future] = home
         if not pending:
             _resolve(future, home, True)
             return future
+        future.add_done_callback(self._forget)
         return _with_timeout(future, timeout)
+
+    def _forget(self, future: "asyncio.Future[Any]") -> None:
+        with self._lock:
+            self._waiters.pop(future, None)
 
     def wait_with_ioloop(self, ioloop: tornado.ioloop.IOLoop,
                          timeout: Optional[float] = None) -> bool:
@@ -137,9 +240,12 @@ class AsyncEvent:
         if on_loop(ioloop):
             raise RuntimeError("wait_with_ioloop() would block the loop it waits on; "
                                "yield until_set() on the loop instead.")
+        if timeout is not None and timeout <= 0:
+            return self._flag
         try:
-            call_on_loop(ioloop, None, self.until_set).result(timeout)
-        except concurrent.futures.TimeoutError:
+            # The loop's wait times out too, so that nothing of it stays behind.
+            call_on_loop(ioloop, None, self.until_set, timeout).result(timeout)
+        except (concurrent.futures.TimeoutError, tornado.util.TimeoutError):
             pass
         return self._flag
 
@@ -189,6 +295,7 @@ class AsyncState:
         if initial_state not in self._valid_states:
             raise ValueError("Initial state %r is not one of %r."
                              % (initial_state, self._valid_states))
+        self._ioloop = ioloop
         self._events = {state: AsyncEvent(ioloop) for state in self._valid_states}
         self._state = initial_state
         self._events[initial_state].set()
@@ -231,6 +338,9 @@ class AsyncState:
             One of the valid states.
         timeout : float or None
             Seconds after which the future fails with tornado.gen.TimeoutError.
+
+        Without a timeout, the waits for one state share one future, as those of
+        :meth:`AsyncEvent.until_set`.
         """
         return _with_timeout(self._event(state).until_set(), timeout)
 
@@ -239,7 +349,9 @@ class AsyncState:
 
         As :meth:`until_state`, for any of `states`.
         """
-        return until_any(*[self.until_state(s) for s in states], timeout=timeout)
+        events = [self._event(state) for state in states]
+        waiter = _until_first(*[event.until_set() for event in events], ioloop=self._ioloop)
+        return _with_timeout(waiter, timeout)
 
 
 def until_later(delay: float, ioloop: Optional[tornado.ioloop.IOLoop] = None
@@ -265,6 +377,8 @@ def until_any(*futures: Any, timeout: Optional[float] = None,
 
     Resolves with the result (or exception) of the first future to finish; if one
     is already done, the returned future is resolved (with the first such) already.
+    The other futures are left as they are; once the returned future is decided
+    (or cancelled) nothing of it stays on them.
 
     Parameters
     ----------
@@ -276,31 +390,24 @@ def until_any(*futures: Any, timeout: Optional[float] = None,
         Loop to use; defaults to the current loop.
     """
     any_future, _ = _new_future(ioloop)
-
-    def handle_done(done_future: "asyncio.Future[Any]") -> None:
-        if any_future.done():
-            return
-        if done_future.cancelled():
-            any_future.cancel()
-            return
-        exc = done_future.exception()
-        if exc is not None:
-            any_future.set_exception(exc)
-        else:
-            any_future.set_result(done_future.result())
-
     converted = [tornado.gen.convert_yielded(future) for future in futures]
     for future in converted:
         if future.done():
             # Already decided: resolved on return, not on a later loop turn.
-            handle_done(future)
+            _copy_outcome(future, any_future)
             return any_future
+
+    def handle_done(done_future: "asyncio.Future[Any]") -> None:
+        _copy_outcome(done_future, any_future)
+
     for future in converted:
         future.add_done_callback(handle_done)
-    return _with_timeout(any_future, timeout)
+    _detach_when_done(any_future, converted, handle_done)
+    if timeout:
+        _expire_after(any_future, timeout)
+    return any_future
 
 
-@tornado.gen.coroutine
 def until_some(*args: Any, done_at_least: Optional[int] = None,
                timeout: Optional[float] = None, **kwargs: Any) -> Any:
     """Return a future that resolves when some of the passed futures resolve.
@@ -320,22 +427,62 @@ def until_some(*args: Any, done_at_least: Optional[int] = None,
     -------
     future : tornado Future
         Resolves with a list of (index, value) tuples for the futures that resolved,
-        index being the position (for *args*) or the key (for *kwargs*).
+        in the order they resolved, index being the position (for *args*) or the key
+        (for *kwargs*). It fails with the exception of a future that failed before
+        enough resolved. Once it is decided (or cancelled) nothing of it stays on the
+        futures still pending.
 
     Raises
     ------
     tornado.gen.TimeoutError
         If the timeout expires first.
     """
-    if done_at_least is None:
-        done_at_least = len(args) + len(kwargs)
-    wait_iterator = tornado.gen.WaitIterator(*args, **kwargs)
-    maybe_timeout = future_timeout_manager(timeout)
+    some_future, _ = _new_future()
+    if args and kwargs:
+        some_future.set_exception(ValueError("You must provide args or kwargs, not both"))
+        return some_future
+    keyed = [(key, tornado.gen.convert_yielded(future))
+             for key, future in (kwargs.items() if kwargs else enumerate(args))]
+    needed = len(keyed) if done_at_least is None else min(done_at_least, len(keyed))
     results: List[Tuple[Any, Any]] = []
-    while not wait_iterator.done() and len(results) < done_at_least:
-        result = yield maybe_timeout(wait_iterator.next())
-        results.append((wait_iterator.current_index, result))
-    return results
+
+    def handle_done(key: Any, done_future: "asyncio.Future[Any]") -> None:
+        if some_future.done():
+            return
+        if done_future.cancelled() or done_future.exception() is not None:
+            _copy_outcome(done_future, some_future)
+            return
+        results.append((key, done_future.result()))
+        if len(results) >= needed:
+            some_future.set_result(results)
+
+    if needed <= 0:
+        some_future.set_result(results)
+        return some_future
+    pending = []
+    for key, future in keyed:
+        if future.done():
+            # Already decided: counted at once, in the order given.
+            handle_done(key, future)
+        else:
+            pending.append((key, future))
+    if some_future.done():
+        return some_future
+    callbacks = []
+    for key, future in pending:
+        callback = functools.partial(handle_done, key)
+        callbacks.append(callback)
+        future.add_done_callback(callback)
+
+    def detach(_: Any) -> None:
+        for (_key, future), callback in zip(pending, callbacks):
+            if asyncio.isfuture(future):
+                future.remove_done_callback(callback)
+
+    some_future.add_done_callback(detach)
+    if timeout:
+        _expire_after(some_future, timeout)
+    return some_future
 
 
 class _TimeoutManager:
@@ -357,7 +504,7 @@ class _TimeoutManager:
     def __call__(self, future: Any) -> Any:
         if not self._timeout:
             return future
-        return tornado.gen.with_timeout(self._t0 + self._timeout, future)
+        return _bounded(future, self._t0 + self._timeout)
 
 
 def future_timeout_manager(timeout: Optional[float] = None,
@@ -377,8 +524,8 @@ def future_timeout_manager(timeout: Optional[float] = None,
     Returns
     -------
     maybe_timeout : callable
-        Accepts a future and wraps it in :func:`tornado.gen.with_timeout` with the
-        remaining time; raises tornado.gen.TimeoutError when it expires. Its
+        Accepts a future and wraps it as :func:`tornado.gen.with_timeout` would, with
+        the remaining time; raises tornado.gen.TimeoutError when it expires. Its
         ``remaining()`` attribute returns the remaining time (None without timeout).
     """
     return _TimeoutManager(timeout, ioloop or tornado.ioloop.IOLoop.current())

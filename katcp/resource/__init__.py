@@ -13,6 +13,7 @@ from katcp._export import keep_home
 from katcp.core import Message
 from katcp.display import (KATCPReply, did_you_mean, object_repr, request_docstring,
                            request_repr, resource_html)
+from katcp.loop.futures import _expire_after
 # The basics and the sensor mirror live in submodules, documented (and reporting
 # themselves) here.
 from katcp.resource.base import (  # noqa: F401 (private names importable here as before)
@@ -144,9 +145,8 @@ class KATCPResource(abc.ABC):
         for child in dict.values(self.children):
             child.set_active(active)
 
-    @tornado.gen.coroutine
     def wait(self, sensor_name: str, condition_or_value: Any,
-             timeout: Optional[float] = 5) -> Generator[Any, Any, bool]:
+             timeout: Optional[float] = 5) -> Any:
         """Wait for a sensor in this resource to satisfy a condition.
 
         Parameters
@@ -162,7 +162,8 @@ class KATCPResource(abc.ABC):
         -------
         This command returns a tornado Future that resolves with True when the
         sensor value satisfies the condition, or False if the condition is
-        still not satisfied after a given timeout period.
+        still not satisfied after a given timeout period. Cancelling it ends the
+        wait and removes its sensor listener.
 
         Raises
         ------
@@ -170,12 +171,19 @@ class KATCPResource(abc.ABC):
             If the sensor does not have a strategy set, or if the named sensor
             is not present
         """
-        sensor = self._sensor_named(sensor_name)
         try:
-            yield sensor.wait(condition_or_value, timeout)
-        except tornado.gen.TimeoutError:
-            return False
-        return True
+            # The sensor's own wait and future, without its timeout error: cancelling
+            # it takes the listener away in one step, with no futures in between.
+            waiting = tornado.gen.convert_yielded(
+                self._sensor_named(sensor_name).wait(condition_or_value))
+        except Exception as exc:
+            # In the future, as from the coroutine this was in 0.9.
+            failed: "tornado.concurrent.Future[bool]" = tornado.concurrent.Future()
+            failed.set_exception(exc)
+            return failed
+        if timeout:
+            _expire_after(waiting, timeout, False)
+        return waiting
 
     def _sensor_named(self, sensor_name: str) -> "KATCPSensor":
         sensor = dict.get(self.sensor, escape_name(sensor_name))

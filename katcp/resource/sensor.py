@@ -14,6 +14,7 @@ import tornado.ioloop
 
 from katcp.core import DEFAULT_KATCP_MAJOR, Sensor, hashable_identity
 from katcp.display import sensor_repr
+from katcp.loop.futures import _expire_after
 from katcp.resource.base import (KATCPSensorError, KATCPSensorReading, KATCPSensorsManager,
                                  StrategySpec, _read_only, escape_name)
 from katcp.wire.text import as_str
@@ -338,7 +339,6 @@ class KATCPSensor:
         if self.sampling_strategy == ("none",):
             raise KATCPSensorError("Cannot wait on sensor %s since it does not have a "
                                    "strategy set" % self.name)
-        ioloop = tornado.ioloop.IOLoop.current()
         future: "tornado.concurrent.Future[bool]" = tornado.concurrent.Future()
 
         def handle_update(sensor: Any, reading: Any) -> None:
@@ -346,6 +346,7 @@ class KATCPSensor:
                 return
             try:
                 if condition_test(reading):
+                    # At once, for whoever looks before the loop turns.
                     self.unregister_listener(handle_update)
                     future.set_result(True)
             except Exception as exc:
@@ -353,14 +354,14 @@ class KATCPSensor:
                 future.set_exception(exc)
 
         self.register_listener(handle_update, reading=True)
+        # However the wait ends (met, failed, timed out or cancelled by a caller that
+        # gave up on it), its listener goes with it.
+        future.add_done_callback(lambda _: self.unregister_listener(handle_update))
         # The current reading may already satisfy the condition.
-        ioloop.add_callback(handle_update, self, self._reading)
-        if not timeout:
-            return future
-        timeout_future = tornado.gen.with_timeout(ioloop.time() + timeout, future)
-        # A timed-out wait must not leave its listener behind.
-        timeout_future.add_done_callback(lambda _: self.unregister_listener(handle_update))
-        return timeout_future
+        tornado.ioloop.IOLoop.current().add_callback(handle_update, self, self._reading)
+        if timeout:
+            _expire_after(future, timeout)
+        return future
 
 
 def _words(params: Any) -> List[Any]:

@@ -1,8 +1,9 @@
 """Groups of client resources, acted on together."""
 
 import math
-from typing import Any, Dict, Generator, Iterator, Optional, Sequence
+from typing import Any, Dict, Generator, Iterable, Iterator, Optional, Sequence
 
+import tornado.concurrent
 import tornado.gen
 
 from katcp.core import until_some
@@ -166,11 +167,9 @@ class ClientGroup:
         """
         return self._on_each_client("set_sampling_strategy", sensor_name, strategy_and_params)
 
-    @tornado.gen.coroutine
     def wait(self, sensor_name: str, condition_or_value: Any,
              timeout: Optional[float] = 5.0, quorum: Any = None,
-             max_grace_period: Optional[float] = 1.0
-             ) -> Generator[Any, Any, Dict[str, bool]]:
+             max_grace_period: Optional[float] = 1.0) -> Any:
         """Wait for sensor present on all group clients to satisfy a condition.
 
         Parameters
@@ -208,7 +207,13 @@ class ClientGroup:
             sensor is not present
         """
         num_clients = len(self.clients)
-        quorum = _clients_needed(quorum, num_clients)
+        try:
+            quorum = _clients_needed(quorum, num_clients)
+        except Exception as exc:
+            # In the future, as from the coroutine this was in 0.9.
+            failed: "tornado.concurrent.Future[Dict[str, bool]]" = tornado.concurrent.Future()
+            failed.set_exception(exc)
+            return failed
         grace_period: Optional[float]
         initial_timeout: Optional[float]
         if timeout and max_grace_period:
@@ -218,17 +223,49 @@ class ClientGroup:
         else:
             grace_period = max_grace_period
             initial_timeout = timeout
-        futures = {client.name: client.wait(sensor_name, condition_or_value,
-                                             initial_timeout)
-                   for client in self.clients}
-        results = dict.fromkeys(futures, False)
-        # Every wait resolves (True, or False at its timeout), so no extra timeout.
-        results.update(dict((yield until_some(done_at_least=min(quorum, num_clients), **futures))))
-        stragglers = {client.name: client.wait(sensor_name, condition_or_value, grace_period)
-                      for client in self.clients if not results[client.name]}
+        # One wait per client for the whole group wait, bounded by the group's deadlines:
+        # each resolves True or fails.
+        waits = {client.name: client.wait(sensor_name, condition_or_value, None)
+                 for client in self.clients}
+        outcome = _quorum_of(waits, quorum, initial_timeout, grace_period)
+        # Nothing outlives the group wait, also one given up (cancelled) by its caller.
+        outcome.add_done_callback(lambda _: _cancel_all(waits.values()))
+        return outcome
+
+
+@tornado.gen.coroutine
+def _quorum_of(waits: Dict[str, Any], quorum: int, initial_timeout: Optional[float],
+               grace_period: Optional[float]) -> Generator[Any, Any, Dict[str, bool]]:
+    """The results of the clients' `waits` for :meth:`ClientGroup.wait`: until `quorum`
+    of them succeeded or `initial_timeout`, then up to `grace_period` for the others."""
+    try:
+        try:
+            yield until_some(done_at_least=quorum, timeout=initial_timeout, **waits)
+        except tornado.gen.TimeoutError:
+            pass
+        stragglers = {name: wait for name, wait in waits.items() if not wait.done()}
         if stragglers and grace_period:
-            results.update(dict((yield until_some(**stragglers))))
-        return _QuorumResults(results, quorum)
+            try:
+                yield until_some(timeout=grace_period, **stragglers)
+            except tornado.gen.TimeoutError:
+                pass
+        return _QuorumResults({name: _succeeded(wait) for name, wait in waits.items()},
+                              quorum)
+    finally:
+        # A client's wait still pending is cancelled, which removes its sensor listener
+        # before the caller resumes.
+        _cancel_all(waits.values())
+
+
+def _cancel_all(futures: Iterable[Any]) -> None:
+    for future in futures:
+        future.cancel()
+
+
+def _succeeded(wait: Any) -> bool:
+    """Whether a client's wait of :meth:`ClientGroup.wait` ended with its condition met."""
+    return wait.done() and not wait.cancelled() and wait.exception() is None \
+        and wait.result() is True
 
 
 def _clients_needed(quorum: Any, num_clients: int) -> int:

@@ -8,8 +8,9 @@ strategies of its sensors.
 
 import collections
 import logging
+import re
 import sys
-from typing import Any, Callable, Dict, Generator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Generator, List, Optional, Pattern, Tuple
 
 import tornado.gen
 
@@ -91,6 +92,51 @@ class KATCPClientResourceRequest(resource.KATCPRequest):
                                             use_mid=use_mid)
 
 
+class _StrategyWishes:
+    """The sampling strategies asked for on one resource: the one home of these wishes.
+
+    A wish is for one sensor (by escaped name) or for every sensor whose escaped name
+    matches a filter. Whichever way it was made (the resource, its sensors manager, a
+    sensor object), the latest wish that covers a sensor is what it gets when it
+    appears again or the device reconnects; a dropped one means none.
+    """
+
+    def __init__(self) -> None:
+        self._made = 0  # wishes made so far: a wish's number orders it
+        self._by_sensor: Dict[str, Tuple[int, Optional[Tuple[str, ...]]]] = {}
+        self._by_filter: Dict[str, Tuple[int, Pattern[str], Tuple[str, ...]]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._by_sensor or self._by_filter)
+
+    def _number(self) -> int:
+        self._made += 1
+        return self._made
+
+    def wish(self, sensor_name: str, strategy: Optional[Tuple[str, ...]]) -> None:
+        """Wish normalised `strategy` for a sensor (KATCP or escaped name); None drops it."""
+        escaped_name = escape_name(sensor_name)
+        if strategy is None and not any(regex.search(escaped_name)
+                                        for _, regex, _ in self._by_filter.values()):
+            # No older filter wish to overrule: forgetting is enough.
+            self._by_sensor.pop(escaped_name, None)
+        else:
+            self._by_sensor[escaped_name] = (self._number(), strategy)
+
+    def wish_filter(self, filter: str, strategy: Tuple[str, ...]) -> None:
+        """Wish normalised `strategy` for the sensors whose escaped names match `filter`."""
+        regex = re.compile(filter)
+        self._by_filter[filter] = (self._number(), regex, strategy)
+
+    def for_sensor(self, escaped_name: str) -> Optional[Tuple[str, ...]]:
+        """The strategy of the latest wish covering the sensor, or None."""
+        number, strategy = self._by_sensor.get(escaped_name, (0, None))
+        for filter_number, regex, filter_strategy in self._by_filter.values():
+            if filter_number > number and regex.search(escaped_name):
+                number, strategy = filter_number, filter_strategy
+        return strategy
+
+
 class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
     """Implementation of KATSensorsManager ABC for a directly-connected client
 
@@ -109,7 +155,10 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
         self._inspecting_client = inspecting_client
         self.resource_name = resource_name
         self._logger = logger
-        # Normalised strategies keyed by KATCP sensor name, reapplied after each sync.
+        # The wishes: a resource gives each manager it makes its own, which outlive them.
+        self._wishes = _StrategyWishes()
+        # What the wishes give each sensor the device has (or had), keyed by KATCP name:
+        # reapplied after each sync.
         self._strategy_cache: Dict[str, Tuple[str, ...]] = {}
 
     def sensor_factory(self, **sensor_description: Any) -> resource.KATCPSensor:
@@ -178,8 +227,23 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
         strategy_and_params : seq of str or str
             Strategy as for :meth:`set_sampling_strategy`.
         """
-        self._strategy_cache[sensor_name] = resource.normalize_strategy_parameters(
-            strategy_and_params)
+        self._wish(sensor_name, resource.normalize_strategy_parameters(strategy_and_params))
+
+    def _wish(self, sensor_name: str, strategy: Optional[Tuple[str, ...]]) -> None:
+        """Every wish made through this manager: recorded, and given to the sensor."""
+        self._wishes.wish(sensor_name, strategy)
+        if strategy is None:
+            self._strategy_cache.pop(self._get_strategy_cache_key(sensor_name), None)
+        else:
+            self._strategy_cache[sensor_name] = strategy
+
+    def _sensor_appeared(self, sensor_name: str) -> None:
+        """A sensor the device added (again) gets what the wishes give it now."""
+        strategy = self._wishes.for_sensor(escape_name(sensor_name))
+        if strategy is None:
+            self._strategy_cache.pop(sensor_name, None)
+        else:
+            self._strategy_cache[sensor_name] = strategy
 
     @tornado.gen.coroutine
     def set_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec
@@ -191,7 +255,7 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
         """
         try:
             normalised = resource.normalize_strategy_parameters(strategy_and_params)
-            self._strategy_cache[sensor_name] = normalised
+            self._wish(sensor_name, normalised)
             reply = yield self._inspecting_client.wrapped_request(
                 "sensor-sampling", sensor_name, *normalised)
             if not reply.succeeded:
@@ -203,7 +267,7 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
         return (True, normalised)
 
     def drop_sampling_strategy(self, sensor_name: str) -> None:
-        self._strategy_cache.pop(self._get_strategy_cache_key(sensor_name), None)
+        self._wish(sensor_name, None)
 
     @tornado.gen.coroutine
     def reapply_sampling_strategies(self) -> Generator[Any, Any, None]:

@@ -14,15 +14,17 @@ import tornado.ioloop
 import tornado.util
 
 from katcp import resource
-from katcp.core import (AsyncEvent, AsyncState, AttrDict, log_future_exceptions, until_any,
+from katcp.core import (AsyncEvent, AsyncState, AttrDict, log_future_exceptions,
                         until_some)
 from katcp.display import did_you_mean, object_repr
 from katcp.ioloop_manager import current_ioloop
+from katcp.loop.futures import _until_first
 from katcp.resource import StrategyResult, StrategySpec, _read_only, escape_name
 from katcp.resource_client.groups import ClientGroup
 from katcp.resource_client.inspecting import (_NONE_STRATEGY, KATCPClientResourceRequest,
                                               KATCPClientResourceSensorsManager,
-                                              ReplyWrappedInspectingClientAsync)
+                                              ReplyWrappedInspectingClientAsync,
+                                              _StrategyWishes)
 from katcp.resource_client.namespaces import _Namespace, _RequestNamespace
 
 # The package's logger: the one 0.9 logged to.
@@ -104,7 +106,8 @@ def monitor_resource_sync_state(resource: Any, callback: Callable[[bool], Any],
     callback(synced)
     while not exit_event.is_set():
         until_change = resource.until_not_synced if synced else resource.until_synced
-        yield until_any(until_change(), exit_event.until_set())
+        # Both waits are its own: the one not met is cancelled, not left registered.
+        yield _until_first(until_change(), exit_event.until_set())
         if not exit_event.is_set():
             synced = not synced
             callback(synced)
@@ -176,9 +179,9 @@ class KATCPClientResource(resource.KATCPResource):
             self._dummy_request if self._dummy_unknown_requests else None)
         self._sensor = _Namespace("sensor")
         self._state = AsyncState(("disconnected", "syncing", "synced"), "disconnected")
-        # Wishes for sensors that may not exist yet, applied when they appear.
-        self._sensor_strategy_cache: Dict[str, StrategySpec] = {}
-        self._filter_strategies: Dict[str, Any] = {}
+        # The strategies asked for, by any way (see _StrategyWishes): given to every
+        # sensors manager this resource makes, they outlive its restarts.
+        self._strategy_wishes = _StrategyWishes()
         self._sensor_listener_cache: Dict[str, List[Callable[..., Any]]] = (
             collections.defaultdict(list))
         self._ioloop_set_to: Optional[tornado.ioloop.IOLoop] = None
@@ -266,8 +269,16 @@ class KATCPClientResource(resource.KATCPResource):
 
         Without :meth:`set_ioloop`, the resource runs on the loop given by
         :func:`katcp.ioloop_manager.current_ioloop` (in terminal IPython, the loop of
-        its ``await`` cells).
+        its ``await`` cells). A resource already started (and not stopped since) is
+        left as it is: it keeps its one connection.
         """
+        previous = self._inspecting_client
+        if previous is not None and previous._running:
+            if not previous.katcp_client._stopped.is_set():
+                return
+            # Its client stopped on its own (a lost connection without auto_reconnect):
+            # the inspecting client's state coroutine is ended too.
+            previous.stop()
         host, port = self._address
         ic = self._inspecting_client = self.inspecting_client_factory(
             host, port, self._ioloop_set_to or current_ioloop())
@@ -278,6 +289,7 @@ class KATCPClientResource(resource.KATCPResource):
         ic.request_factory = self._request_factory
         self._sensor_manager = KATCPClientResourceSensorsManager(
             ic, self._name, logger=self._logger)
+        self._sensor_manager._wishes = self._strategy_wishes
         ic.handle_sensor_value()
         ic.sensor_factory = self._sensor_manager.sensor_factory
         log_future_exceptions(self._logger, ic.connect())
@@ -379,9 +391,10 @@ class KATCPClientResource(resource.KATCPResource):
         Otherwise as :meth:`katcp.resource.KATCPResource.set_sampling_strategies`; the
         result has the sensors that exist now.
         """
-        # Re-setting a filter replaces it and gives it precedence over older filters.
-        self._filter_strategies.pop(filter, None)
-        self._filter_strategies[filter] = (re.compile(filter), strategy_and_params)
+        # The latest wish covering a sensor counts: this one, for the sensors that
+        # match later; those that match now get a wish of their own, as newer.
+        self._strategy_wishes.wish_filter(
+            filter, resource.normalize_strategy_parameters(strategy_and_params))
         result = yield super().set_sampling_strategies(filter, strategy_and_params)
         if not result:
             self._warn_if_unknown(filter, "has no sensor matching %r" % filter)
@@ -407,11 +420,16 @@ class KATCPClientResource(resource.KATCPResource):
         result is an empty dict while the sensor does not exist.
         """
         sensor_name = escape_name(sensor_name)
-        self._sensor_strategy_cache[sensor_name] = strategy_and_params
         sensor_obj = dict.get(self._sensor, sensor_name)
         if sensor_obj is None:
+            try:
+                strategy = resource.normalize_strategy_parameters(strategy_and_params)
+            except Exception:
+                return {sensor_name: (False, sys.exc_info())}
+            self._strategy_wishes.wish(sensor_name, strategy)
             self._warn_if_unknown(sensor_name, "has no sensor %r" % sensor_name)
             return {}
+        # The manager records the wish (as for the sensor's own set_sampling_strategy).
         result = yield self._sensor_manager.set_sampling_strategy(
             sensor_obj.name, strategy_and_params)
         if not result[0]:
@@ -425,9 +443,10 @@ class KATCPClientResource(resource.KATCPResource):
         The strategy is no longer reapplied; see
         :meth:`katcp.resource.KATCPSensorsManager.drop_sampling_strategy`.
         """
-        self._sensor_strategy_cache.pop(escape_name(sensor_name), None)
         if self._sensor_manager is not None:
             self._sensor_manager.drop_sampling_strategy(sensor_name)
+        else:
+            self._strategy_wishes.wish(sensor_name, None)
 
     @tornado.gen.coroutine
     def set_sensor_listener(self, sensor_name: str, listener: Callable[..., Any]
@@ -499,8 +518,7 @@ class KATCPClientResource(resource.KATCPResource):
             changes = model_changes.sensors
             added_names = yield from self._update_namespace(
                 "sensor", changes.removed, ic._future_get_many("sensors", changes.added))
-            if self._sensor_strategy_cache or self._filter_strategies or \
-                    self._sensor_listener_cache:
+            if self._strategy_wishes or self._sensor_listener_cache:
                 for escaped_name in added_names:
                     self._restore_sensor_wishes(escaped_name, self._sensor[escaped_name])
 
@@ -525,15 +543,9 @@ class KATCPClientResource(resource.KATCPResource):
         return self._controlled or escaped_name in self._always_allowed_requests
 
     def _restore_sensor_wishes(self, escaped_name: str, sensor_obj: Any) -> None:
-        """Re-attach cached strategies and listeners to a (new) sensor object."""
-        strategy = self._sensor_strategy_cache.get(escaped_name)
-        if strategy is None:
-            for filter_re, filter_strategy in self._filter_strategies.values():
-                if filter_re.search(escaped_name):
-                    strategy = filter_strategy
-        if strategy is not None:
-            # Sent by reapply_sampling_strategies() once synced.
-            self._sensor_manager.cache_sampling_strategy(sensor_obj.name, strategy)
+        """Re-attach wished strategies and cached listeners to a (new) sensor object."""
+        # Sent by reapply_sampling_strategies() once synced.
+        self._sensor_manager._sensor_appeared(sensor_obj.name)
         for listener in self._sensor_listener_cache.get(escaped_name, ()):
             sensor_obj.register_listener(listener, reading=True)
 
@@ -796,7 +808,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
     def until_not_synced(self, timeout: Optional[float] = None) -> Generator[Any, Any, None]:
         """Return a tornado Future; resolves when any subordinate client is not synced"""
         children = dict.values(self._children)
-        yield until_any(*[child.until_not_synced() for child in children], timeout=timeout)
+        yield _until_first(*[child.until_not_synced() for child in children], timeout=timeout)
 
     @tornado.gen.coroutine
     def until_all_children_in_state(self, state: str, timeout: Optional[float] = None
@@ -808,7 +820,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
     def until_any_child_in_state(self, state: str, timeout: Optional[float] = None) -> Any:
         """Return a tornado Future; resolves when any client is in specified state"""
         children = dict.values(self._children)
-        return until_any(*[child.until_state(state) for child in children], timeout=timeout)
+        return _until_first(*[child.until_state(state) for child in children], timeout=timeout)
 
     def list_sensors(self, filter: str = "", strategy: bool = False, status: str = "",
                      use_python_identifiers: bool = True, tuple: bool = False,

@@ -5,7 +5,7 @@ Each call crosses onto the resource's ioloop through the wrapper's
 """
 
 import functools
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 import tornado.gen
 
@@ -62,6 +62,14 @@ class ThreadSafeKATCPClientGroupWrapper(ThreadSafeMethodAttrWrapper):
     def clients(self) -> Tuple[Any, ...]:
         wrap = _wrapping(self, ThreadSafeKATCPClientResourceWrapper)
         return tuple(wrap(client) for client in self.__subject__.clients)
+
+    # The clients handed out by iterating and indexing are wrapped as those of
+    # `clients` (the proxy's own would be the subject's, unwrapped).
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.clients)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.clients[index]
 
     def wait(self, sensor_name: str, condition_or_value: Any, timeout: float = 5.0,
              quorum: Any = None, max_grace_period: float = 1.0) -> Any:
