@@ -22,6 +22,7 @@ from katcp.client import (
     request_check,
 )
 from katcp.core import KatcpVersionError, Message, ProtocolFlags
+from wait_helpers import pending_waits
 
 WAIT = 5.0
 
@@ -973,6 +974,33 @@ def run_on_user_loop(coro_fn):
         return outcome.result(WAIT * 2)
     finally:
         thread.join(WAIT)
+
+
+def test_polled_waits_leave_nothing_behind(server):
+    # A watchdog asking "disconnected yet?" with a timeout while the link stays up.
+    async def main(ioloop):
+        client = AsyncClient("127.0.0.1", server.port)
+        client.set_ioloop(ioloop)
+        client.start()
+        await client.until_protocol(timeout=WAIT)
+
+        async def poll():
+            for flag_wait in (client.until_disconnected, client.until_stopped):
+                with pytest.raises(tornado.gen.TimeoutError):
+                    await flag_wait(timeout=0.001)
+            await asyncio.sleep(0)  # what the timeouts leave to do runs a turn later
+
+        await poll()
+        before = pending_waits()
+        for _ in range(30):
+            await poll()
+        after = pending_waits()
+        client.stop()
+        await client.until_stopped(timeout=WAIT)
+        return before, after
+
+    before, after = run_on_user_loop(main)
+    assert after <= before
 
 
 def test_async_client_on_user_loop_with_native_coroutines(server):

@@ -16,7 +16,7 @@ import tornado.util
 
 from katcp.client.protocol import ClientProtocol
 from katcp.core import AsyncEvent, KatcpClientError, Message
-from katcp.ioloop_manager import IOLoopManager, current_ioloop, with_relative_timeout
+from katcp.ioloop_manager import IOLoopManager, current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.loop.crossing import call_on_loop, on_thread, post_to_loop
 
@@ -112,7 +112,8 @@ class StateFlag(threading.Event):
         self._async.clear()
 
     def until_set(self, timeout: Optional[float] = None) -> Any:
-        return with_relative_timeout(timeout, self._async.until_set())
+        # The event's own timeout: a wait that times out is unregistered at once.
+        return self._async.until_set(timeout)
 
 
 class ClientLifecycle:
