@@ -302,19 +302,27 @@ class IOLoopManager:
                             ioloop, self._ioloop_managed)
 
     def _run_stop_callback(self, callback, ioloop, managed):
+        # The callback is called at once, so that what it does without waiting is done
+        # even if the task that awaits the rest is cancelled before it runs (as a test
+        # case's teardown cancels what is pending on its loop).
+        try:
+            result = callback() if callback is not None else None
+        except Exception:
+            self._logger.exception("Error in ioloop stop callback")
+            result = None
+        # A task of its own: cancelled unstarted, a coroutine is not left unawaited.
+        result = tornado.gen.convert_yielded(result) if is_awaitable(result) else None
         # A task held here rather than a bare coroutine: nothing else keeps it alive
         # while it waits.
-        task = asyncio.ensure_future(self._stop_after_callback(callback, ioloop, managed))
+        task = asyncio.ensure_future(self._stop_after_callback(result, ioloop, managed))
         self._stop_tasks.add(task)
         task.add_done_callback(self._stop_tasks.discard)
         return task
 
-    async def _stop_after_callback(self, callback, ioloop, managed):
+    async def _stop_after_callback(self, pending, ioloop, managed):
         try:
-            if callback is not None:
-                result = callback()
-                if is_awaitable(result):
-                    await result
+            if pending is not None:
+                await pending
         except Exception:
             self._logger.exception("Error in ioloop stop callback")
         self._running.clear()

@@ -2,16 +2,21 @@
 
 import asyncio
 import concurrent.futures
+import gc
+import io
 import logging
 import queue
 import re
 import socket
 import threading
+import unittest
+import warnings
 
 import pytest
 import tornado.concurrent
 import tornado.gen
 import tornado.ioloop
+import tornado.testing
 
 from katcp.client import (
     AsyncClient,
@@ -1001,6 +1006,27 @@ def test_polled_waits_leave_nothing_behind(server):
 
     before, after = run_on_user_loop(main)
     assert after <= before
+
+
+def test_a_client_left_running_in_a_tornado_test_case_closes_its_connection(server):
+    # Its teardown cancels the loop's tasks and closes the loop: the client's connection
+    # must not be left open (a ResourceWarning in a test suite that passes).
+    class LeftRunning(tornado.testing.AsyncTestCase):
+        @tornado.testing.gen_test(timeout=WAIT)
+        def test_connect(self):
+            client = AsyncClient("127.0.0.1", server.port)
+            client.set_ioloop(self.io_loop)
+            client.start()
+            yield client.until_protocol(timeout=WAIT)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = unittest.TextTestRunner(stream=io.StringIO()).run(
+            unittest.defaultTestLoader.loadTestsFromTestCase(LeftRunning))
+        gc.collect()
+    assert result.wasSuccessful()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+    assert server.connections.get(timeout=WAIT) is not None
 
 
 def test_async_client_on_user_loop_with_native_coroutines(server):

@@ -2,17 +2,21 @@
 
 import asyncio
 import concurrent.futures
+import gc
+import io
 import logging
 import queue
 import re
 import socket
 import struct
 import threading
+import unittest
 import warnings
 
 import pytest
 import tornado.gen
 import tornado.ioloop
+import tornado.testing
 
 from katcp import server as katcp_server
 from katcp.core import AsyncReply, FailReply, Message, ProtocolFlags, Sensor
@@ -1203,3 +1207,38 @@ def test_a_non_ascii_host_received_can_be_sent_back():
                 "!sensor-value ok 1")
     finally:
         stop_server(server)
+
+
+@pytest.mark.parametrize("stop_in_teardown", [True, False])
+def test_a_server_on_a_tornado_test_cases_loop_leaves_nothing_open(stop_in_teardown):
+    # The test case's teardown cancels what is pending on its loop (a stop() just
+    # begun, say) and closes the loop: the server's sockets must not outlive it.
+    addresses = []
+
+    class OnTheTestLoop(tornado.testing.AsyncTestCase):
+        def setUp(self):
+            super().setUp()
+            self.server = ExampleServer("127.0.0.1", 0)
+            self.server.set_concurrency_options(**CONCURRENCY["async"])
+            self.server.set_ioloop(self.io_loop)
+            self.server.start()
+            addresses.append(self.server.bind_address)
+
+        def tearDown(self):
+            if stop_in_teardown:
+                self.server.stop()
+            super().tearDown()
+
+        @tornado.testing.gen_test(timeout=TIMEOUT)
+        def test_serve(self):
+            yield tornado.gen.moment
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = unittest.TextTestRunner(stream=io.StringIO()).run(
+            unittest.defaultTestLoader.loadTestsFromTestCase(OnTheTestLoop))
+        gc.collect()
+    assert result.wasSuccessful()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(addresses[0], timeout=TIMEOUT).close()

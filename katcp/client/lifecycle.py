@@ -403,6 +403,11 @@ class ClientLifecycle:
         except Exception:
             self._logger.exception("Client main coroutine failed")
         finally:
+            protocol = self._protocol
+            if protocol is not None and protocol.transport is not None:
+                # Cancelled while connected (its loop's tasks cancelled, as a test case's
+                # teardown does): the connection is not left open.
+                protocol.transport.abort()
             self._running.clear()
             self._stopped.set()
 

@@ -308,15 +308,15 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
         if self.closing:
             return  # what is sent after the goodbye is dropped
         transport = self.transport
+        paused = self._write_paused
         transport.write(data)
         if transport.is_closing() and not self.closing:
             # The write failed (the peer is gone): stop handling its requests now rather
             # than when connection_lost() comes round.
             self._lost()
-        elif (self._write_paused
-              and transport.get_write_buffer_size() > self._limit * _PAUSE_FRACTION):
-            # No requests of its own are handled meanwhile, so what fills it up is
-            # informs: the client is not reading.
+        elif paused and transport.get_write_buffer_size() > self._limit * _PAUSE_FRACTION:
+            # Written while its requests wait for it to take what it was sent: informs
+            # fill it up, and the client is not reading.
             self._server._buffer_full(self)
 
     def close(self) -> None:
@@ -510,8 +510,13 @@ class KATCPServer:
         self._call_queue = CallQueue.of(self.ioloop)
         self._listener = sock
         self._call_soon = self.ioloop.asyncio_loop.call_soon
-        self.ioloop.asyncio_loop.add_reader(sock.fileno(), self._accept_ready)
+        # Through the IOLoop, so that an IOLoop closed with all_fds=True (as a tornado
+        # test case's is) closes the listener of a server that was never stopped.
+        self.ioloop.add_handler(sock, self._accept_event, tornado.ioloop.IOLoop.READ)
         self._running.set()
+
+    def _accept_event(self, listener: socket.socket, events: int) -> None:
+        self._accept_ready()
 
     def _accept_ready(self) -> None:
         # Our own accept loop rather than asyncio's Server: shutdown must be able to wait
@@ -529,7 +534,7 @@ class KATCPServer:
                 if exc.errno in _ACCEPT_RESOURCE_ERRNOS:
                     # Out of descriptors or memory: back off instead of spinning.
                     self._logger.error("Cannot accept connections: %s", exc)
-                    loop.remove_reader(listener.fileno())
+                    self.ioloop.remove_handler(listener)
                     loop.call_later(self._ACCEPT_RETRY_DELAY, self._resume_accepting)
                 return
             sock.setblocking(False)
@@ -547,7 +552,8 @@ class KATCPServer:
 
     def _resume_accepting(self) -> None:
         if self._listener is not None:
-            self.ioloop.asyncio_loop.add_reader(self._listener.fileno(), self._accept_ready)
+            self.ioloop.add_handler(self._listener, self._accept_event,
+                                    tornado.ioloop.IOLoop.READ)
 
     def stop(self, timeout: Optional[float] = 1.0) -> concurrent.futures.Future:
         """Stop a running server (from another thread).
@@ -569,17 +575,38 @@ class KATCPServer:
         """
         if timeout and not self.in_ioloop_thread():
             self._running.wait(timeout)
-        stopped = self._ioloop_manager.stop(None, callback=self._shutdown)
+        stopped = self._ioloop_manager.stop(None, callback=self._begin_shutdown)
         if stopped is None:
             stopped = concurrent.futures.Future()
             stopped.set_result(None)
         return stopped
 
-    async def _shutdown(self) -> None:
+    def _begin_shutdown(self) -> "asyncio.Future[None]":
+        # The listener is closed at once, and the connections dropped should the rest (a
+        # goodbye to each client) be cancelled before it is done, as a test case's
+        # teardown cancels what is pending on its loop: nothing is left open.
+        self._close_listener()
+        shutdown = asyncio.ensure_future(self._shutdown())
+        shutdown.add_done_callback(self._shutdown_ended)
+        return shutdown
+
+    def _close_listener(self) -> None:
         if self._listener is not None:
-            self.ioloop.asyncio_loop.remove_reader(self._listener.fileno())
+            self.ioloop.remove_handler(self._listener)
             self._listener.close()
             self._listener = None
+
+    def _shutdown_ended(self, shutdown: "asyncio.Future[None]") -> None:
+        if not shutdown.cancelled():
+            return
+        for conn in list(self._connections):
+            del self._connections[conn]
+            conn.closing = True  # no goodbye: connection_lost() starts none either
+            conn.transport.abort()
+        self._running.clear()
+        self._stopped.set()
+
+    async def _shutdown(self) -> None:
         if self._accepting:
             await asyncio.gather(*self._accepting, return_exceptions=True)
         self._running.clear()
