@@ -18,6 +18,7 @@ Example
 
 import inspect
 import itertools
+import logging
 from typing import Any, Callable, Dict, Optional, Tuple, Type
 
 import tornado.gen
@@ -29,6 +30,7 @@ from katcp.kattypes import Int, return_reply
 from katcp.resource import escape_name
 from katcp.resource_client import KATCPClientResource, KATCPClientResourceContainer
 from katcp.sampling import SampleStrategy, format_inform_v5
+from katcp.server.base import reply_with_result
 from katcp.wire.text import as_str, readable
 
 FAKE_PROTOCOL = ProtocolFlags(5, 0, [ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS])
@@ -69,6 +71,8 @@ class FakeKATCPServer:
     def flush_on_close(self) -> None:
         raise FakeKATCPServerError("A fake connection has nothing to flush")
 
+
+_log = logging.getLogger("katcp.fake_clients")
 
 class FakeClientRequestConnection(server.ClientRequestConnection):
     """The ``req`` handed to fake request handlers: a real ClientRequestConnection."""
@@ -158,18 +162,21 @@ class _FakeDevice:
         except Exception as exc:
             req.reply_with_message(_reply_from(msg, exc))
             return
-        if isinstance(result, Message):
-            req.reply_with_message(result)
-        elif result is not None and (tornado.gen.is_future(result) or inspect.isawaitable(result)):
+        if result is not None and (tornado.gen.is_future(result) or inspect.isawaitable(result)):
             future = tornado.gen.convert_yielded(result)
             future.add_done_callback(lambda f: self._reply_later(req, msg, f))
+        else:
+            reply_with_result(req, result, _log)
 
     @staticmethod
     def _reply_later(req: Any, msg: Message, future: Any) -> None:
         if future.cancelled():
             return  # as a real server does: a cancelled handler sends no reply
         exc = future.exception()
-        req.reply_with_message(future.result() if exc is None else _reply_from(msg, exc))
+        if exc is None:
+            reply_with_result(req, future.result(), _log)
+        else:
+            req.reply_with_message(_reply_from(msg, exc))
 
     # -- standard requests --------------------------------------------------------------
 

@@ -118,6 +118,22 @@ class TestFakeResourceClient(tornado.testing.AsyncTestCase):
         assert errors == []
 
     @tornado.testing.gen_test(timeout=WAIT)
+    def test_a_handler_without_a_reply_gets_the_real_servers_fail(self):
+        res, manager = self.make(sensor_infos=SENSORS)
+
+        async def native_tuple(req, msg):
+            return ("ok",)
+
+        manager.add_request_handlers_dict({
+            "tuple": lambda req, msg: ("ok",), "nothing": lambda req, msg: None,
+            "native-tuple": native_tuple})
+        yield res.until_synced(timeout=WAIT)
+        for name in ("tuple", "nothing", "native_tuple"):  # Python names of the requests
+            # At once, as a real server answers: not after the request's timeout.
+            reply = yield getattr(res.req, name)(timeout=WAIT)
+            assert reply.reply.arguments == [b"fail", b"Handler returned an invalid reply."]
+
+    @tornado.testing.gen_test(timeout=WAIT)
     def test_sensors_read_and_sampled(self):
         res, manager = self.make(sensor_infos=SENSORS)
         yield res.until_synced(timeout=WAIT)

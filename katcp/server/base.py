@@ -49,6 +49,31 @@ def _nothing() -> None:
 _done_future = return_future(_nothing)
 
 
+def reply_with_result(req: ClientRequestConnection, reply: Any, logger: logging.Logger) -> None:
+    """Reply to `req` with what its handler returned, or its future resolved to.
+
+    "A reply is necessary for every request" (spec section 2): what is not this request's
+    reply is failed (katcp 0.9 failed it too, as its reply checks raised), unless the
+    handler replied itself. Servers and the fake devices of :mod:`katcp.fake_clients`
+    apply this one rule.
+    """
+    name = req.msg.name
+    if req.replied:
+        if reply is not None:
+            logger.error("Request handler for %r replied, then returned %r too", name, reply)
+        return
+    if reply is None:
+        logger.error("Request handler for %r gave None without replying", name)
+    elif not isinstance(reply, Message):
+        logger.error("Request handler for %r returned %r, not a Message", name, reply)
+    elif reply.mtype != _REPLY or reply.name != name:
+        logger.error("Request handler for %r returned %r, not its reply", name, reply)
+    else:
+        req.reply_with_message(reply)
+        return
+    req.reply_with_message(Message.reply(name, "fail", "Handler returned an invalid reply."))
+
+
 class DeviceServerBase(metaclass=DeviceServerMetaclass):
     """Base class for device servers.
 
@@ -244,28 +269,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         req.reply_with_message(reply)
 
     def _reply_with_result(self, req: ClientRequestConnection, reply: Any) -> None:
-        """Reply to `req` with what a handler returned, or its future resolved to.
-
-        "A reply is necessary for every request" (spec section 2): what is not this
-        request's reply is failed (katcp 0.9 failed it too, as its reply checks raised),
-        unless the handler replied itself.
-        """
-        name = req.msg.name
-        if req.replied:
-            if reply is not None:
-                self._logger.error("Request handler for %r replied, then returned %r too",
-                                   name, reply)
-            return
-        if reply is None:
-            self._logger.error("Request handler for %r gave None without replying", name)
-        elif not isinstance(reply, Message):
-            self._logger.error("Request handler for %r returned %r, not a Message", name, reply)
-        elif reply.mtype != _REPLY or reply.name != name:
-            self._logger.error("Request handler for %r returned %r, not its reply", name, reply)
-        else:
-            req.reply_with_message(reply)
-            return
-        req.reply_with_message(Message.reply(name, "fail", "Handler returned an invalid reply."))
+        """Reply to `req` with what a handler returned, or its future resolved to."""
+        reply_with_result(req, reply, self._logger)
 
     def _handle_awaitable_reply(self, handler: Callable[..., Any],
                                 req: ClientRequestConnection, reply: Any) -> Any:
