@@ -917,6 +917,17 @@ class RecordingClient(DeviceClient):
         """Answer with a reply made without the request's id."""
         return Message.reply("plain", "ok")
 
+    async def request_native(self, msg):
+        """Answer once something awaited is done."""
+        await asyncio.sleep(0)
+        return Message.reply("native", "ok", "awaited")
+
+    @tornado.gen.coroutine
+    def request_tornado(self, msg):
+        """Fail once something yielded is done."""
+        yield tornado.gen.moment
+        raise ValueError("no luck")
+
     def unhandled_reply(self, msg):
         self.seen.put(("unhandled_reply", str(msg)))
 
@@ -947,6 +958,11 @@ def test_device_client_dispatches_to_handlers(server, make_client):
     assert server.next_line() == b"!ping[4] ok pong"
     server.send(b"?plain[5]")
     assert server.next_line() == b"!plain[5] ok"
+    server.send(b"?native[6]")
+    assert server.next_line() == b"!native[6] ok awaited"
+    server.send(b"?tornado[7]")
+    reply = server.next_line()
+    assert reply.startswith(b"!tornado[7] fail ") and b"ValueError:\\_no\\_luck" in reply
     client.send_message(Message.inform("hello", "world"))
     assert server.next_line() == b"#hello world"
 

@@ -1,14 +1,16 @@
 """DeviceClient: a KATCP client that dispatches messages to handler methods by name."""
 
+import functools
 import logging
-import sys
 import traceback
 from typing import Any, Callable, Dict, Optional
+
+import tornado.gen
 
 from katcp.client.lifecycle import ClientLifecycle, log
 from katcp.client.protocol import ClientProtocol
 from katcp.client.threadsafe import wrap_threadsafe_methods
-from katcp.loop.crossing import on_thread
+from katcp.loop.crossing import is_awaitable, on_thread
 from katcp.wire.errors import KatcpVersionError
 from katcp.wire.flags import (FLOAT_TS_KATCP_MAJOR, SEC_TS_KATCP_MAJOR,
                               VERSION_CONNECT_KATCP_MAJOR, ProtocolFlags)
@@ -355,22 +357,41 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         """Dispatch a request message to its ``request_*`` method, or unhandled_request().
 
         A handler may return a reply Message, which is sent (with the request's message
-        id, as spec 5.1 section 2.2 asks); an exception it raises is answered with a fail
-        reply carrying the traceback.
+        id, as spec 5.1 section 2.2 asks), or a coroutine or future of one, whose reply is
+        sent once it resolves; an exception it raises is answered with a fail reply
+        carrying the traceback.
         """
         handler = self._request_handlers.get(msg.name)
         if handler is None:
             return self.unhandled_request(msg)
         try:
             reply = handler(self, msg)
-        except Exception:
-            reason = "".join(traceback.format_exception(*sys.exc_info(), limit=self._tb_limit))
-            reply = Message.reply_to_request(msg, "fail", reason)
+        except Exception as exc:
+            reply = self._failed_request_reply(msg, exc)
+        if is_awaitable(reply):
+            tornado.gen.convert_yielded(reply).add_done_callback(
+                functools.partial(self._reply_when_done, msg))
+            return None
+        self._send_request_reply(msg, reply)
+        return None
+
+    def _reply_when_done(self, msg: Message, future: Any) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        self._send_request_reply(
+            msg, future.result() if exc is None else self._failed_request_reply(msg, exc))
+
+    def _failed_request_reply(self, msg: Message, exc: BaseException) -> Message:
+        reason = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__,
+                                                    limit=self._tb_limit))
+        return Message.reply_to_request(msg, "fail", reason)
+
+    def _send_request_reply(self, msg: Message, reply: Any) -> None:
         if isinstance(reply, Message):
             if reply.mid is None and reply.mtype == Message.REPLY:
                 reply.mid = msg.mid
             self.send_message(reply)
-        return None
 
     def unhandled_inform(self, msg: Message) -> None:
         """Fallback for an inform message without a handler (override it); ignores it."""
