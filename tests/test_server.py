@@ -12,6 +12,7 @@ import struct
 import threading
 import unittest
 import warnings
+from unittest import mock
 
 import pytest
 import tornado.gen
@@ -1242,3 +1243,16 @@ def test_a_server_on_a_tornado_test_cases_loop_leaves_nothing_open(stop_in_teard
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(addresses[0], timeout=TIMEOUT).close()
+
+
+def test_sampling_asked_through_a_mock_connection_is_set():
+    # As the 0.9.3 tests ask it, with a unittest.mock connection (whose every attribute
+    # is a true mock) on an unstarted server.
+    server = ExampleServer("127.0.0.1", 0)
+    req = ClientRequestConnection(mock.Mock(), Message.request("sensor-sampling", "an.int",
+                                                               "event"))
+    reply = server.request_sensor_sampling(req, req.msg).result(TIMEOUT)
+    assert reply.arguments == [b"ok", b"an.int", b"event"]
+    (strategies,) = server._strategies.values()
+    assert list(strategies) == [server.int_sensor]
+    server.clear_strategies(req.client_connection, remove_client=True)

@@ -177,7 +177,8 @@ def _sensor_sampling(self: "DeviceServer", req: ClientRequestConnection, msg: Me
             raise FailReply("Unknown sensor names: %r." % (unknown,))
         raise FailReply("Unknown sensor name: %s." % (names_arg,))
     sensors = [self._sensors[name] for name in names]
-    if getattr(req.client_connection, "_disconnect_called", False):
+    # "is True": a test's mock connection answers any attribute with a (true) mock.
+    if getattr(req.client_connection, "_disconnect_called", False) is True:
         # The client left while this request was on its way here (from the handler
         # thread, or a handler that awaited first): its strategies were cleared when it
         # left, and new ones would sample for nobody for good.
