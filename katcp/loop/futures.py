@@ -242,11 +242,19 @@ class AsyncEvent:
                                "yield until_set() on the loop instead.")
         if timeout is not None and timeout <= 0:
             return self._flag
+        waits: List["asyncio.Future[Any]"] = []
+
+        def wait() -> "asyncio.Future[Any]":
+            waits.append(self.until_set())
+            return waits[-1]
+
         try:
-            # The loop's wait times out too, so that nothing of it stays behind.
-            call_on_loop(ioloop, None, self.until_set, timeout).result(timeout)
-        except (concurrent.futures.TimeoutError, tornado.util.TimeoutError):
-            pass
+            call_on_loop(ioloop, None, wait).result(timeout)
+        except concurrent.futures.TimeoutError:
+            # Given up: the loop's wait is cancelled there, which unregisters it (a wait
+            # that timed out on the loop instead could fail unseen, were the loop to stop
+            # before passing its outcome on).
+            call_on_loop(ioloop, None, lambda: waits and waits[0].cancel())
         return self._flag
 
 

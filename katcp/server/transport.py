@@ -212,9 +212,11 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
 
     def resume_writing(self) -> None:
         # After drain() this means "all sent".
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
-        if self._write_paused:
+        if self._drained is not None:
+            # Closing: what is left to handle is dropped with the connection.
+            if not self._drained.done():
+                self._drained.set_result(None)
+        elif self._write_paused:
             self._write_paused = False
             self._continue()
 
