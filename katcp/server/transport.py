@@ -839,12 +839,15 @@ class KATCPServer:
         bytes are queued for sending, implying that client is falling behind.
 
         """
-        thread_id = self.ioloop_thread_id
-        if thread_id is not None and _get_ident() != thread_id:
-            # E.g. a worker thread replying for an AsyncDeviceServer handler: sent from
-            # here, it would touch the loop's objects and wait until something woke it.
-            self.send_message_threadsafe(stream, msg)
-            return
+        # A reply made while the loop handles the connection's input (held) is on the
+        # loop thread: the usual case costs no thread check. Another thread's send (a
+        # worker replying for an AsyncDeviceServer handler), made here, would touch the
+        # loop's objects and wait until something else woke the loop.
+        if not stream._held:
+            thread_id = self.ioloop_thread_id
+            if thread_id is not None and _get_ident() != thread_id:
+                self.send_message_threadsafe(stream, msg)
+                return
         # msg.__bytes__() rather than bytes(msg), whose lookup of it costs about as much
         # again: this sends every reply.
         stream.send(msg.__bytes__() + b"\n")
