@@ -347,8 +347,10 @@ class AsyncState:
         timeout : float or None
             Seconds after which the future fails with tornado.gen.TimeoutError.
 
-        Without a timeout, the waits for one state share one future, as those of
-        :meth:`AsyncEvent.until_set`.
+        Notes
+        -----
+        As for :meth:`AsyncEvent.until_set`, a wait given up without a timeout stays
+        registered until the state is reached: cancel it.
         """
         return _with_timeout(self._event(state).until_set(), timeout)
 
