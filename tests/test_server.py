@@ -575,6 +575,20 @@ def test_unknown_and_malformed_and_bad_utf8(example):
     assert client.request("?watchdog") == ([], "!watchdog ok")
 
 
+def test_standard_requests_refuse_names_that_are_not_utf8(example, caplog):
+    # A fail reply saying so, as typed arguments get; no traceback, nothing logged.
+    server, client = example
+    with caplog.at_level(logging.ERROR, logger="katcp"):
+        for request in (b"?help", b"?sensor-list", b"?sensor-value"):
+            client.send_raw(request + b" bad\xff\n")
+            assert client.readline() == request.replace(b"?", b"!") + (
+                b" fail Could\\_not\\_decode\\_value\\_'bad\\\\xff'\\_as\\_UTF-8"
+                b"\\_text.")
+        client.send_raw(b"?sensor-sampling bad\xff event\n")
+        assert client.readline().startswith(b"!sensor-sampling fail Could\\_not\\_decode")
+    assert caplog.records == []
+
+
 def test_old_style_req_in_place_of_connection(example):
     server, client = example
     # The warnings module's state is process-wide, so this also records the warnings

@@ -13,7 +13,8 @@ from katcp.core import SEC_TS_KATCP_MAJOR, FailReply, Message, Reading, Sensor
 from katcp.kattypes import request
 from katcp.sampling import SampleStrategy, sensor_status_inform, wire_strategy
 from katcp.server.connection import ClientConnection, ClientRequestConnection
-from katcp.wire.text import as_str, readable
+from katcp.server.standard_requests import _name_argument
+from katcp.wire.text import readable
 from katcp.wire.types import ms_to_seconds, seconds_to_ms
 
 if TYPE_CHECKING:
@@ -165,7 +166,7 @@ def request_sensor_sampling(self: "DeviceServer", req: ClientRequestConnection,
 def _sensor_sampling(self: "DeviceServer", req: ClientRequestConnection, msg: Message) -> Message:
     if not msg.arguments:
         raise FailReply("No sensor name given.")
-    names_arg = as_str(msg.arguments[0])
+    names_arg = _name_argument(msg.arguments[0])
     bulk = self.PROTOCOL_INFO.bulk_set_sensor_sampling
     names = names_arg.split(",") if bulk else [names_arg]
     strategy_and_params = msg.arguments[1:]

@@ -8,13 +8,14 @@ sends, keep the indentation of method docstrings.
 import re
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
-from katcp.core import (VERSION_CONNECT_KATCP_MAJOR, AsyncReply, FailReply, Message,
-                        ProtocolFlags, Sensor)
+from katcp.core import (DEFAULT_KATCP_MAJOR, VERSION_CONNECT_KATCP_MAJOR, AsyncReply, FailReply,
+                        Message, ProtocolFlags, Sensor)
 from katcp.kattypes import (Int, Str, has_katcp_protocol_flags, minimum_katcp_version,
                             request, return_reply)
 from katcp.server.connection import ClientRequestConnection
 from katcp.version import __version__
 from katcp.wire.text import as_str
+from katcp.wire.types import STRING
 
 if TYPE_CHECKING:
     from katcp.server.device import DeviceServer
@@ -59,12 +60,20 @@ def construct_name_filter(pattern: Any) -> Tuple[bool, Callable[[str], bool]]:
     return True, lambda name: name == pattern
 
 
+def _name_argument(value: Any) -> str:
+    """A request's name argument as text; a fail reply if it is not UTF-8 (no name is)."""
+    try:
+        return STRING.decode(value, DEFAULT_KATCP_MAJOR)
+    except UnicodeDecodeError as exc:
+        raise FailReply(str(exc)) from None
+
+
 def _matching_sensors(self: "DeviceServer", msg: Message) -> List[Tuple[str, Sensor]]:
     if not msg.arguments:
         return self._sorted_sensors()
-    exact, name_filter = construct_name_filter(msg.arguments[0])
+    name = _name_argument(msg.arguments[0])
+    exact, name_filter = construct_name_filter(name)
     if exact:
-        name = as_str(msg.arguments[0])
         sensor = self._sensors.get(name)
         if sensor is None:
             raise FailReply("Unknown sensor name.")
@@ -141,7 +150,7 @@ def request_help(self: "DeviceServer", req: ClientRequestConnection, msg: Messag
         for name, each in sorted(handlers.items()):
             req.inform(name, each.__doc__ or "")
         return req.make_reply("ok", len(handlers))
-    name = as_str(msg.arguments[0])
+    name = _name_argument(msg.arguments[0])
     handler = handlers.get(name)
     if handler is None:
         return req.make_reply("fail", "Unknown request method.")
