@@ -2,6 +2,7 @@
 
 import asyncio
 import concurrent.futures
+import logging
 import queue
 import threading
 import unittest
@@ -388,6 +389,22 @@ class TestTimewarp(testutils.TimewarpAsyncTestCase):
         self.assertFalse(fired["hour"].done())
         self.set_ioloop_time(start + 3600)
         self.assertEqual((yield fired["hour"]), 3600)
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_a_warp_in_debug_mode_is_no_slow_callback(self):
+        # asyncio's debug mode (python -X dev) times callbacks with the warped clock.
+        self.io_loop.asyncio_loop.set_debug(True)
+        warned = []
+        handler = logging.Handler(logging.WARNING)
+        handler.emit = warned.append
+        logging.getLogger("asyncio").addHandler(handler)
+        self.addCleanup(logging.getLogger("asyncio").removeHandler, handler)
+        yield tornado.gen.moment  # the steps from here on are timed
+        start = self.io_loop.time()
+        later = tornado.gen.sleep(100)
+        yield self.set_ioloop_time(start + 100)
+        yield later
+        assert [record.getMessage() for record in warned] == []
 
     @tornado.testing.gen_test(timeout=5)
     def test_time_advancer_started_with_cleanup(self):
