@@ -2,15 +2,12 @@
 
 import asyncio
 import concurrent.futures
-import gc
-import io
+import contextlib
 import logging
 import queue
 import re
 import socket
 import threading
-import unittest
-import warnings
 
 import pytest
 import tornado.concurrent
@@ -27,7 +24,7 @@ from katcp.client import (
     request_check,
 )
 from katcp.core import KatcpVersionError, Message, ProtocolFlags
-from wait_helpers import pending_waits
+from wait_helpers import pending_waits, run_case_for_leftovers
 
 WAIT = 5.0
 
@@ -622,27 +619,34 @@ def test_oversized_message_closes_connection(server, make_client):
     assert client.wait_disconnected(WAIT)
 
 
-def test_unsent_bytes_over_max_write_buffer_size_close_connection(make_client, caplog):
-    class Client(BlockingClient):
-        MAX_WRITE_BUFFER_SIZE = 64 * 1024
-
-    # A server that greets and then never reads: everything sent piles up.
+@contextlib.contextmanager
+def connected_to_a_server_that_does_not_read(make_client, client_class):
+    """A started `client_class` client, synced with a server that greets, then never reads."""
     with socket.create_server(("127.0.0.1", 0)) as listener:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        client = make_client(Client, listener.getsockname()[1], auto_reconnect=False)
+        client = make_client(client_class, listener.getsockname()[1], auto_reconnect=False)
         client.start()
         conn, _ = listener.accept()
         with conn:
             conn.sendall(b"".join(line + b"\n" for line in V5_GREETING))
             assert client.wait_protocol(WAIT)
-            chunk = Message.request("fill", b"x" * (256 * 1024))
+            yield client
 
-            def fill():
-                for _ in range(256):  # far more than socket buffers hold
-                    client.send_message(chunk)
-            # In one loop callback: sends after the close come before the loop sees it.
-            client.ioloop.add_callback(fill)
-            assert client.wait_disconnected(WAIT)
+
+def test_unsent_bytes_over_max_write_buffer_size_close_connection(make_client, caplog):
+    class Client(BlockingClient):
+        MAX_WRITE_BUFFER_SIZE = 64 * 1024
+
+    # Everything sent piles up.
+    with connected_to_a_server_that_does_not_read(make_client, Client) as client:
+        chunk = Message.request("fill", b"x" * (256 * 1024))
+
+        def fill():
+            for _ in range(256):  # far more than socket buffers hold
+                client.send_message(chunk)
+        # In one loop callback: sends after the close come before the loop sees it.
+        client.ioloop.add_callback(fill)
+        assert client.wait_disconnected(WAIT)
     messages = [record.getMessage() for record in caplog.records]
     assert any("MAX_WRITE_BUFFER_SIZE" in message for message in messages)
     # What was sent after the close was dropped, not written to the closed transport.
@@ -653,25 +657,18 @@ def test_disconnect_and_stop_do_not_wait_for_a_server_that_stopped_reading(make_
     class Client(BlockingClient):
         MAX_WRITE_BUFFER_SIZE = 64 * 1024 * 1024
 
-    # A server that greets and then never reads (frozen, say): what the socket buffers
-    # cannot take waits in the client, which must still be able to let go.
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        client = make_client(Client, listener.getsockname()[1], auto_reconnect=False)
-        client.start()
-        conn, _ = listener.accept()
-        with conn:
-            conn.sendall(b"".join(line + b"\n" for line in V5_GREETING))
-            assert client.wait_protocol(WAIT)
-            chunk = Message.request("fill", b"x" * (256 * 1024))
-            for _ in range(64):  # 16 MB: more than the socket buffers hold
-                client.send_message(chunk)
-            client.disconnect()
-            assert client.wait_disconnected(WAIT)
-            client.stop(timeout=WAIT)
-            client.join(timeout=WAIT)
-            assert not client.running()
-            assert client._ioloop_manager.thread_id() is None
+    # The server is frozen, say: what the socket buffers cannot take waits in the client,
+    # which must still be able to let go.
+    with connected_to_a_server_that_does_not_read(make_client, Client) as client:
+        chunk = Message.request("fill", b"x" * (256 * 1024))
+        for _ in range(64):  # 16 MB: more than the socket buffers hold
+            client.send_message(chunk)
+        client.disconnect()
+        assert client.wait_disconnected(WAIT)
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+        assert not client.running()
+        assert client._ioloop_manager.thread_id() is None
 
 
 def test_start_stop_join_managed_loop(server):
@@ -1035,13 +1032,9 @@ def test_a_client_left_running_in_a_tornado_test_case_closes_its_connection(serv
             client.start()
             yield client.until_protocol(timeout=WAIT)
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = unittest.TextTestRunner(stream=io.StringIO()).run(
-            unittest.defaultTestLoader.loadTestsFromTestCase(LeftRunning))
-        gc.collect()
+    result, resource_warnings = run_case_for_leftovers(LeftRunning)
     assert result.wasSuccessful()
-    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+    assert resource_warnings == []
     assert server.connections.get(timeout=WAIT) is not None
 
 

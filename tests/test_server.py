@@ -2,15 +2,12 @@
 
 import asyncio
 import concurrent.futures
-import gc
-import io
 import logging
 import queue
 import re
 import socket
 import struct
 import threading
-import unittest
 import warnings
 from unittest import mock
 
@@ -29,6 +26,7 @@ from katcp.server import (AsyncDeviceServer, ClientConnection, ClientRequestConn
 from katcp.version import __version__
 
 from server_line_client import LineClient
+from wait_helpers import run_case_for_leftovers
 
 TIMEOUT = 10
 T0 = 1234567890.25
@@ -579,9 +577,9 @@ def test_standard_requests_refuse_names_that_are_not_utf8(example, caplog):
     # A fail reply saying so, as typed arguments get; no traceback, nothing logged.
     server, client = example
     with caplog.at_level(logging.ERROR, logger="katcp"):
-        for request in (b"?help", b"?sensor-list", b"?sensor-value"):
-            client.send_raw(request + b" bad\xff\n")
-            assert client.readline() == request.replace(b"?", b"!") + (
+        for name in (b"help", b"sensor-list", b"sensor-value"):
+            client.send_raw(b"?" + name + b" bad\xff\n")
+            assert client.readline() == b"!" + name + (
                 b" fail Could\\_not\\_decode\\_value\\_'bad\\\\xff'\\_as\\_UTF-8"
                 b"\\_text.")
         client.send_raw(b"?sensor-sampling bad\xff event\n")
@@ -1248,13 +1246,9 @@ def test_a_server_on_a_tornado_test_cases_loop_leaves_nothing_open(stop_in_teard
         def test_serve(self):
             yield tornado.gen.moment
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = unittest.TextTestRunner(stream=io.StringIO()).run(
-            unittest.defaultTestLoader.loadTestsFromTestCase(OnTheTestLoop))
-        gc.collect()
+    result, resource_warnings = run_case_for_leftovers(OnTheTestLoop)
     assert result.wasSuccessful()
-    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+    assert resource_warnings == []
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(addresses[0], timeout=TIMEOUT).close()
 
