@@ -903,6 +903,24 @@ class TestThreadSafeWrappers:
         yield server
         stop_server(server)
 
+    @pytest.fixture
+    def group_wrapper(self, loop_manager, server):
+        """A synced thread-safe wrapper of a container of clients a and b, group ab."""
+        ioloop = loop_manager.get_ioloop()
+        container = KATCPClientResourceContainer(
+            container_spec([server, server], ["a", "b"], groups={"ab": ["a", "b"]}))
+        container.set_ioloop(ioloop)
+        wrapper = ThreadSafeKATCPClientResourceWrapper(
+            container, IOLoopThreadWrapper(ioloop))
+        wrapper.start()
+        try:
+            wrapper.until_synced(timeout=WAIT)
+            yield wrapper
+        finally:
+            wrapper.stop()
+            for child in wrapper.children.values():
+                child.until_stopped(timeout=WAIT)
+
     def test_resource_wrapper(self, loop_manager, server):
         ioloop = loop_manager.get_ioloop()
         res = KATCPClientResource(dict(
@@ -945,57 +963,32 @@ class TestThreadSafeWrappers:
             wrapper.stop()
             wrapper.until_stopped(timeout=WAIT)
 
-    def test_group_wrapper_hands_out_wrapped_clients(self, loop_manager, server):
-        ioloop = loop_manager.get_ioloop()
-        container = KATCPClientResourceContainer(
-            container_spec([server, server], ["a", "b"], groups={"ab": ["a", "b"]}))
-        container.set_ioloop(ioloop)
-        wrapper = ThreadSafeKATCPClientResourceWrapper(
-            container, IOLoopThreadWrapper(ioloop))
-        wrapper.start()
-        try:
-            wrapper.until_synced(timeout=WAIT)
-            group = wrapper.groups.ab
-            # Used from this thread (not the loop's), as iterated or indexed.
-            for client in [*group, group[0], group[-1], *group[:]]:
-                assert isinstance(client, ThreadSafeKATCPClientResourceWrapper)
-                assert client.req.add(1, 2).reply.arguments == [b"ok", b"3"]
-            assert [client.name for client in group] == ["a", "b"]
-        finally:
-            wrapper.stop()
-            for child in wrapper.children.values():
-                child.until_stopped(timeout=WAIT)
+    def test_group_wrapper_hands_out_wrapped_clients(self, group_wrapper):
+        group = group_wrapper.groups.ab
+        # Used from this thread (not the loop's), as iterated or indexed.
+        for client in [*group, group[0], group[-1], *group[:]]:
+            assert isinstance(client, ThreadSafeKATCPClientResourceWrapper)
+            assert client.req.add(1, 2).reply.arguments == [b"ok", b"3"]
+        assert [client.name for client in group] == ["a", "b"]
 
-    def test_container_wrapper_with_groups(self, loop_manager, server):
-        ioloop = loop_manager.get_ioloop()
-        container = KATCPClientResourceContainer(
-            container_spec([server, server], ["a", "b"], groups={"ab": ["a", "b"]}))
-        container.set_ioloop(ioloop)
-        wrapper = ThreadSafeKATCPClientResourceWrapper(
-            container, IOLoopThreadWrapper(ioloop))
-        wrapper.start()
-        try:
-            wrapper.until_synced(timeout=WAIT)
-            assert wrapper.req.a_add(1, 1).reply.arguments == [b"ok", b"2"]
-            child = wrapper.children.b
-            assert isinstance(child, ThreadSafeKATCPClientResourceWrapper)
-            assert child.req.add(2, 2).reply.arguments == [b"ok", b"4"]
-            group = wrapper.groups.ab
-            assert "add" in dir(group.req)
-            results = group.req.add(3, 3)
-            assert results.succeeded and set(results) == {"a", "b"}
-            assert [c.name for c in group.clients] == ["a", "b"]
-            strategies = group.set_sampling_strategy("an.int", "event")
-            assert strategies["a"]["an_int"][0] and strategies["b"]["an_int"][0]
-            assert group.wait("an.int", 1, timeout=WAIT)
-            assert wrapper.sensor.b_an_int.get_value() == 1
-            from_thread = concurrent.futures.Future()
-            thread = threading.Thread(
-                target=lambda: from_thread.set_result(wrapper.req.b_add(5, 5)))
-            thread.start()
-            assert from_thread.result(WAIT).reply.arguments == [b"ok", b"10"]
-            thread.join(WAIT)
-        finally:
-            wrapper.stop()
-            for child in wrapper.children.values():
-                child.until_stopped(timeout=WAIT)
+    def test_container_wrapper_with_groups(self, group_wrapper):
+        wrapper = group_wrapper  # a container's
+        assert wrapper.req.a_add(1, 1).reply.arguments == [b"ok", b"2"]
+        child = wrapper.children.b
+        assert isinstance(child, ThreadSafeKATCPClientResourceWrapper)
+        assert child.req.add(2, 2).reply.arguments == [b"ok", b"4"]
+        group = wrapper.groups.ab
+        assert "add" in dir(group.req)
+        results = group.req.add(3, 3)
+        assert results.succeeded and set(results) == {"a", "b"}
+        assert [c.name for c in group.clients] == ["a", "b"]
+        strategies = group.set_sampling_strategy("an.int", "event")
+        assert strategies["a"]["an_int"][0] and strategies["b"]["an_int"][0]
+        assert group.wait("an.int", 1, timeout=WAIT)
+        assert wrapper.sensor.b_an_int.get_value() == 1
+        from_thread = concurrent.futures.Future()
+        thread = threading.Thread(
+            target=lambda: from_thread.set_result(wrapper.req.b_add(5, 5)))
+        thread.start()
+        assert from_thread.result(WAIT).reply.arguments == [b"ok", b"10"]
+        thread.join(WAIT)

@@ -120,8 +120,8 @@ class TestFactory:
 class StrategyTestCase(TimewarpAsyncTestCase):
     """Starts strategies on the test's virtual-clock loop, recording what they send."""
 
-    def start(self, name, sensor, *params):
-        recorder = Recorder(self.io_loop)
+    def start(self, name, sensor, *params, recorder=None):
+        recorder = recorder or Recorder(self.io_loop)
         strategy = SampleStrategy.get_strategy(name, recorder, sensor, *params,
                                                ioloop=self.io_loop)
         strategy.start()

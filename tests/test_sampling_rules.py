@@ -363,11 +363,7 @@ class TestFailingSamples(StrategyTestCase):
     def start_flaky(self, name, *params):
         sensor = FlakySensor(Sensor.INTEGER, "flaky", "", "", None, default=7,
                              initial_status=Sensor.NOMINAL)
-        recorder = FlakyRecorder(self.io_loop)
-        strategy = SampleStrategy.get_strategy(name, recorder, sensor, *params,
-                                               ioloop=self.io_loop)
-        strategy.start()
-        self.addCleanup(strategy.cancel)
+        _, recorder = self.start(name, sensor, *params, recorder=FlakyRecorder(self.io_loop))
         return sensor, recorder
 
     def fail_next(self, what, sensor, recorder):

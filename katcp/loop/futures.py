@@ -13,6 +13,7 @@ import threading
 from datetime import timedelta
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
 
+import tornado.concurrent
 import tornado.gen
 import tornado.ioloop
 import tornado.util
@@ -75,6 +76,14 @@ def _time_out(future: "asyncio.Future[Any]", result: Any) -> None:
         future.set_exception(tornado.util.TimeoutError("Timeout"))
     else:
         future.set_result(result)
+
+
+def _failed_future(exc: BaseException) -> "tornado.concurrent.Future[Any]":
+    """A future failed with `exc`: how a function that returns a future (once a
+    coroutine) reports an error found before it waits."""
+    failed: "tornado.concurrent.Future[Any]" = tornado.concurrent.Future()
+    failed.set_exception(exc)
+    return failed
 
 
 def _expire_after(future: "asyncio.Future[Any]", seconds: float,

@@ -13,7 +13,7 @@ from katcp._export import keep_home
 from katcp.core import Message
 from katcp.display import (KATCPReply, did_you_mean, object_repr, request_docstring,
                            request_repr, resource_html)
-from katcp.loop.futures import _expire_after
+from katcp.loop.futures import _expire_after, _failed_future
 # The basics and the sensor mirror live in submodules, documented (and reporting
 # themselves) here.
 from katcp.resource.base import (  # noqa: F401 (private names importable here as before)
@@ -177,10 +177,7 @@ class KATCPResource(abc.ABC):
             waiting = tornado.gen.convert_yielded(
                 self._sensor_named(sensor_name).wait(condition_or_value))
         except Exception as exc:
-            # In the future, as from the coroutine this was in 0.9.
-            failed: "tornado.concurrent.Future[bool]" = tornado.concurrent.Future()
-            failed.set_exception(exc)
-            return failed
+            return _failed_future(exc)  # as from the coroutine this was in 0.9
         if timeout:
             _expire_after(waiting, timeout, False)
         return waiting

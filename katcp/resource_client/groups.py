@@ -3,10 +3,10 @@
 import math
 from typing import Any, Dict, Generator, Iterable, Iterator, Optional, Sequence
 
-import tornado.concurrent
 import tornado.gen
 
 from katcp.core import until_some
+from katcp.loop.futures import _failed_future
 from katcp.display import help_docstring, object_repr
 from katcp.resource import StrategySpec
 from katcp.resource_client.namespaces import _find_request, _RequestNamespace
@@ -210,10 +210,7 @@ class ClientGroup:
         try:
             quorum = _clients_needed(quorum, num_clients)
         except Exception as exc:
-            # In the future, as from the coroutine this was in 0.9.
-            failed: "tornado.concurrent.Future[Dict[str, bool]]" = tornado.concurrent.Future()
-            failed.set_exception(exc)
-            return failed
+            return _failed_future(exc)  # as from the coroutine this was in 0.9
         grace_period: Optional[float]
         initial_timeout: Optional[float]
         if timeout and max_grace_period:
@@ -253,7 +250,8 @@ def _quorum_of(waits: Dict[str, Any], quorum: int, initial_timeout: Optional[flo
                               quorum)
     finally:
         # A client's wait still pending is cancelled, which removes its sensor listener
-        # before the caller resumes.
+        # before the caller resumes (ClientGroup.wait cancels them too when the caller
+        # gives up first).
         _cancel_all(waits.values())
 
 
