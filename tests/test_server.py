@@ -754,7 +754,7 @@ class MarkingServer(ExampleServer):
 def test_a_long_pipeline_is_handled_in_turns(monkeypatch):
     # Past the time budget the rest of a client's pipeline waits a loop turn, so that
     # what else the loop has to do (other clients, sampling) is not held up.
-    monkeypatch.setattr(katcp_server.transport, "_TURN_BUDGET", -1.0)
+    monkeypatch.setattr(katcp_server.stream, "_TURN_BUDGET", -1.0)
     server = MarkingServer("127.0.0.1", 0)
     server.set_concurrency_options(**CONCURRENCY["async"])
     port = start_server(server)
@@ -764,7 +764,7 @@ def test_a_long_pipeline_is_handled_in_turns(monkeypatch):
             assert client.readline() == b"!mark ok"
             assert [client.readline() for _ in range(99)] == [b"!note ok"] * 99
             # Handled in slices of _SLICE lines, the first of them ?mark.
-            assert server.order.index("next turn") == katcp_server.transport._SLICE - 1
+            assert server.order.index("next turn") == katcp_server.stream._SLICE - 1
             assert server.order.count("note") == 99
     finally:
         stop_server(server)

@@ -7,6 +7,7 @@ device (:class:`DeviceServerBase` and subclasses), which dispatches it to a ``re
 written once per loop iteration.
 
 The package keeps one concern per module: :mod:`~katcp.server.transport` (the TCP side),
+:mod:`~katcp.server.stream` (one accepted connection's reading and writing),
 :mod:`~katcp.server.connection` (what handlers talk to), :mod:`~katcp.server.handler_thread`,
 :mod:`~katcp.server.base` (dispatch), :mod:`~katcp.server.standard_requests`,
 :mod:`~katcp.server.sampling_requests`, :mod:`~katcp.server.device` and

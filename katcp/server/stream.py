@@ -1,0 +1,283 @@
+"""One accepted connection of a device server: line framing, paused reading, batched writes."""
+
+import asyncio
+import socket
+import time
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple
+
+from katcp.core import DEFAULT_KATCP_MAJOR, KatcpSyntaxError
+from katcp.transport.buffers import SharedBufferProtocol
+from katcp.transport.framing import LineFramer, WriteBatcher
+from katcp.wire.types import ADDRESS
+
+if TYPE_CHECKING:
+    from katcp.server.transport import KATCPServer
+
+_NO_LINES: Tuple[bytes, ...] = ()
+
+# Lines of a long pipeline handled between checks of the time taken, and the time after
+# which the rest waits a loop turn (as the clients' MAX_LOOP_LATENCY).
+_SLICE = 32
+_TURN_BUDGET = 0.03
+_monotonic = time.monotonic
+
+
+# A client's further messages wait while more than a quarter of the server's
+# MAX_WRITE_BUFFER_SIZE (as it was when the client connected) is unsent to it; past all of
+# it, the client is taken for one that does not read.
+_PAUSE_FRACTION = 4
+
+
+def _pause_level(server: "KATCPServer") -> int:
+    """Bytes unsent to a client past which its further messages wait."""
+    return max(1, server.MAX_WRITE_BUFFER_SIZE // _PAUSE_FRACTION)
+
+
+class _Connection(SharedBufferProtocol, WriteBatcher):
+    """One accepted TCP connection: line framing, paused reading and batched writes.
+
+    Its :meth:`send` and :meth:`flush` are the write batcher's.
+
+    An asyncio protocol on the IOLoop's asyncio loop: a chunk of input is split, parsed
+    and dispatched in one callback, and the replies it produced are written with one
+    ``transport.write``. While the device is busy with a message, what arrives waits
+    unhandled, and reading pauses once something does (not before: a request answered
+    before its client sends more costs no pause and resume).
+    """
+
+    # Thousands of these may sit idle: no __dict__, and lines kept only while unhandled.
+    __slots__ = ("_server", "transport", "client_conn", "closing", "_framer", "_lines",
+                 "_next_line", "_busy", "_eof", "_drained", "_write_paused", "_yielded")
+
+    def __init__(self, server: "KATCPServer") -> None:
+        self._server = server
+        self.transport: Any = None
+        self.client_conn: Any = None
+        # Nothing more is handled or written once True (the connection is closing).
+        self.closing = False
+        self._framer: Optional[LineFramer] = None  # made when the first bytes arrive
+        # Received lines not yet handled, from index _next_line on (_NO_LINES: none).
+        self._lines: Sequence[bytes] = _NO_LINES
+        self._next_line = 0
+        self._busy = True  # until on_client_connect is done
+        # The client ended its side while a message was being handled: close when done.
+        self._eof = False
+        self._drained: Optional[asyncio.Future] = None
+        # The transport holds more than the client has taken so far: no further message
+        # is handled until it has taken most of it (TCP flow control then holds the
+        # client back, as it does while a message is handled).
+        self._write_paused = False
+        # Handling stopped to give other connections a turn; it goes on next loop turn.
+        self._yielded = False
+        # The connection is its own write batcher (one object less per connection):
+        # send() is the hot path of KATCPServer.send_message(), write_out() its end.
+        WriteBatcher.__init__(self, None, server._call_soon, _pause_level(server))
+
+    @property
+    def address(self) -> str:
+        """The peer's address, ``host:port`` (made when asked: idle connections keep less).
+
+        In the KATCP address format, an IPv6 host in brackets (``[::1]:5000``).
+        """
+        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+        if not peer:
+            return "<katcp connection at 0x%x>" % (id(self),)
+        return ADDRESS.encode(peer[:2], DEFAULT_KATCP_MAJOR).decode()
+
+    @property
+    def end_with_empty_line(self) -> bool:
+        """Whether a close ends with an empty line.
+
+        An orderly close does; a close for a protocol violation (an over-long line) does
+        not, as in katcp 0.9.
+        """
+        return self._framer is None or not self._framer.overflow
+
+    # -- asyncio protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport.set_write_buffer_limits(high=_pause_level(self._server))
+        ready = self._server._connection_made(self)
+        if ready is None:
+            self._busy = False
+        else:
+            ready.add_done_callback(self._done)
+
+    def data_received(self, data: bytes) -> None:
+        framer = self._framer
+        if framer is None:
+            framer = self._framer = LineFramer(self._server.MAX_MSG_SIZE)
+        elif framer.overflow:
+            return  # the connection is being closed for an over-long line
+        lines = self._lines
+        if lines:
+            lines.extend(framer.feed(data))  # type: ignore[attr-defined]
+        else:
+            self._lines = framer.feed(data)
+            self._next_line = 0
+        if not self._busy:
+            self._process()
+        else:
+            # Per-connection serialisation: read no further until the message is handled.
+            self.transport.pause_reading()
+        if framer.overflow:
+            self._server._line_too_long(self)
+
+    def eof_received(self) -> Optional[bool]:
+        if self._busy or self._write_paused or self._yielded:
+            # As if reading had paused: the end is seen once the messages received are
+            # handled (and their replies sent), not before.
+            self._eof = True
+            return True
+        return None
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        if not self.closing:
+            self._lost()
+
+    def _lost(self) -> None:
+        self.closing = True
+        self._server.spawn(self._server.disconnect_client(
+            self, "Connection closed by client.", False))
+
+    def pause_writing(self) -> None:
+        # drain() pauses us on purpose (and handles no more messages).
+        if self._drained is None:
+            self._write_paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        # After drain() this means "all sent".
+        if self._drained is not None:
+            # Closing: what is left to handle is dropped with the connection.
+            if not self._drained.done():
+                self._drained.set_result(None)
+        elif self._write_paused:
+            self._write_paused = False
+            self._continue()
+
+    # -- input --------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        lines = self._lines
+        index = self._next_line
+        count = len(lines)
+        server = self._server
+        on_message = server._device.on_message
+        parse = server._parse
+        # Replies to the whole chunk go out together, in one write (or more, should a
+        # client that does not read make them pass the write limit meanwhile): hold()
+        # and release(), inline as this runs for every chunk received.
+        self._held = True
+        try:
+            # A long pipeline is handled in slices, between which the time is checked:
+            # past _TURN_BUDGET the rest waits a loop turn, so that one client cannot
+            # hold up the others (and the sensors' sampling) for long.
+            started = _monotonic() if count - index > _SLICE else 0.0
+            stop = index + _SLICE if count - index > _SLICE else count
+            while True:
+                while index < stop and not self.closing and not self._write_paused:
+                    line = lines[index]
+                    index += 1
+                    if not line:
+                        continue
+                    try:
+                        msg = parse(line)
+                    except KatcpSyntaxError:
+                        # Only truly empty lines are skipped (above): like katcp 0.9.3, a
+                        # line of blanks is answered with an error like any bad line.
+                        server._send_syntax_error(self)
+                        continue
+                    try:
+                        ready = on_message(self.client_conn, msg)
+                    except Exception:
+                        server._handling_failed(self)
+                        continue
+                    if ready is not None and not ready.done():
+                        # Per-connection serialisation: handle no further until it is
+                        # handled.
+                        self._busy = True
+                        ready.add_done_callback(self._done)
+                        break
+                if index < stop or index >= count or self._busy:
+                    break  # all handled, or handling must wait
+                if _monotonic() - started > _TURN_BUDGET:
+                    self._yielded = True
+                    self.transport.pause_reading()
+                    server._call_soon(self._resume_turn)
+                    break
+                stop = index + _SLICE if count - index > _SLICE else count
+        finally:
+            # Lines that arrived meanwhile (a handler ran the loop) were appended.
+            if index >= len(lines):
+                self._lines = _NO_LINES
+            else:
+                self._next_line = index
+            self._held = False
+            if self._chunks:
+                self.flush()
+
+    def _done(self, ready: Any) -> None:
+        if not ready.cancelled() and ready.exception() is not None:
+            self._server._logger.error("Error handling message from %s",
+                                       self.address, exc_info=ready.exception())
+        self._busy = False
+        self._continue()
+
+    def _resume_turn(self) -> None:
+        self._yielded = False
+        self._continue()
+
+    def _continue(self) -> None:
+        """Handle what waited, then read on (or close, if the client has ended its side)."""
+        if self._busy or self._write_paused or self._yielded or self.closing:
+            return
+        self._process()
+        if self._busy or self._write_paused or self._yielded or self.closing:
+            return
+        if self._eof:
+            self.transport.close()
+        else:
+            self.transport.resume_reading()
+
+    # -- output -------------------------------------------------------------------------
+
+    def write_out(self, data: bytes) -> None:
+        if self.closing:
+            return  # what is sent after the goodbye is dropped
+        transport = self.transport
+        paused = self._write_paused
+        transport.write(data)
+        if transport.is_closing() and not self.closing:
+            # The write failed (the peer is gone): stop handling its requests now rather
+            # than when connection_lost() comes round.
+            self._lost()
+        elif paused and transport.get_write_buffer_size() > self._limit * _PAUSE_FRACTION:
+            # Written while its requests wait for it to take what it was sent: informs
+            # fill it up, and the client is not reading.
+            self._server._buffer_full(self)
+
+    def close(self) -> None:
+        """Close the connection; the server notices and disconnects the client."""
+        if self.transport is not None:
+            self.transport.close()
+
+    def drain(self) -> "asyncio.Future[None]":
+        """Return a future that resolves when everything written so far is sent."""
+        drained = self._drained = self._server.ioloop.asyncio_loop.create_future()
+        if self.transport.is_closing() or self.transport.get_write_buffer_size() == 0:
+            drained.set_result(None)
+        else:
+            # With no slack the transport pauses us now and resumes us once it is empty.
+            self.transport.set_write_buffer_limits(high=0, low=0)
+        return drained
+
+    def __repr__(self) -> str:
+        address = self.address
+        return address if address.startswith("<") else "<katcp connection %s>" % (address,)
