@@ -1,6 +1,7 @@
 """A server restarted after stop() answers again, whatever was sent while it was down."""
 
 import threading
+from unittest import mock
 
 import pytest
 
@@ -84,3 +85,51 @@ def test_a_failed_start_leaves_nothing_running_and_can_be_retried():
             assert client.request("?watchdog") == ([], "!watchdog ok")
     finally:
         stop_server(server)
+
+
+def _handler_threads():
+    return {thread for thread in threading.enumerate() if thread.name == "katcp-request-handler"}
+
+
+def test_of_threads_starting_a_server_at_once_one_starts_it():
+    server = ExampleServer("127.0.0.1", 0)
+    handler_thread = server._handler_thread
+    set_ioloop = handler_thread.set_ioloop
+    inside, go_on = threading.Event(), threading.Event()
+
+    def set_ioloop_held(ioloop):
+        # The first start() waits here, well into its start, until the second has tried.
+        if not inside.is_set():
+            inside.set()
+            go_on.wait(TIMEOUT)
+        set_ioloop(ioloop)
+
+    outcome = []
+
+    def first_start():
+        try:
+            outcome.append(server.start(timeout=TIMEOUT))
+        except Exception as exc:
+            outcome.append(exc)
+
+    handlers_before = _handler_threads()
+    first = threading.Thread(target=first_start)
+    try:
+        with mock.patch.object(handler_thread, "set_ioloop", set_ioloop_held):
+            first.start()
+            assert inside.wait(TIMEOUT)
+            with pytest.raises(RuntimeError, match="already starting"):
+                server.start(timeout=TIMEOUT)
+            go_on.set()
+            first.join(TIMEOUT)
+        assert outcome == [True]
+        assert len(_handler_threads() - handlers_before) == 1
+        with connect(server.bind_address[1]) as client:
+            assert client.request("?watchdog") == ([], "!watchdog ok")
+        with pytest.raises(RuntimeError, match="already started"):
+            server.start(timeout=TIMEOUT)
+    finally:
+        go_on.set()
+        first.join(TIMEOUT)
+        stop_server(server)
+    assert not (_handler_threads() - handlers_before)

@@ -473,20 +473,34 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """Start the server (and its handler thread, if it has one).
 
         As :meth:`KATCPServer.start`: with a `timeout`, waits that long for the server
-        to run and returns whether it does.
+        to run and returns whether it does. Of threads starting the server at once, one
+        starts it and the others get RuntimeError at once; a start that fails leaves
+        nothing running and can be tried again.
         """
-        if self._handler_thread is not None:
-            self._handler_thread.set_ioloop(self._server.get_ioloop())
-            self._handler_thread.start(timeout)
-        try:
-            return self._server.start(timeout)
-        except BaseException:
-            # Not serving (its port is taken, say): leave nothing running, so that it
-            # can be started again.
-            if self._handler_thread is not None:
-                self._handler_thread.stop(None)
-                self._handler_thread.join()
-            raise
+        server = self._server
+        handler_thread = self._handler_thread
+        # One start at a time, and none while started: the others get RuntimeError at
+        # once, before a handler thread is made.
+        with server._starting():
+            if handler_thread is not None:
+                # The thread's loop is known before a message can arrive.
+                handler_thread.set_ioloop(server.get_ioloop())
+                handler_thread.start()
+            try:
+                server._start_run()
+            except BaseException:
+                # Not serving (its port is taken, say): leave nothing running, so that it
+                # can be started again. The thread just started has a queue of its own,
+                # which no message can have reached: it ends at once.
+                if handler_thread is not None:
+                    handler_thread.stop(None)
+                    handler_thread.join()
+                raise
+        if not timeout:
+            return None
+        if handler_thread is not None:
+            handler_thread.wait_running(timeout)
+        return server.wait_running(timeout)
 
     @steal_docstring_from(KATCPServer.stop)
     def stop(self, timeout: Optional[float] = 1.0) -> concurrent.futures.Future:

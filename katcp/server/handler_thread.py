@@ -43,7 +43,11 @@ class MessageHandlerThread:
         self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
         self._running = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._stop_queued = False  # for the thread running now
+        self._stop_queued = False  # for the thread started last
+        # Guards _thread, _queue and _stop_queued, which change together (never held
+        # while waiting); _start_lock lets one start() at a time in.
+        self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
         # The loop's one call queue (set when the thread runs), which also carries the
         # replies sent from this thread: a message counts as handled only after its
         # reply went out.
@@ -87,16 +91,31 @@ class MessageHandlerThread:
         timeout : float or None, optional
             Seconds to wait for the thread to be running.
 
+        Raises
+        ------
+        RuntimeError
+            If the thread is started and not stopped, or another thread is starting it.
+
         """
-        thread = self._thread
-        if thread is not None and thread.is_alive():
-            if not self._stop_queued:
-                raise RuntimeError("Message handler thread already started")
-            # Told to stop and finishing (a restart right after stop()): start once it has.
-            thread.join()
-        self._stop_queued = False
-        self._thread = threading.Thread(target=self.run, name="katcp-request-handler", daemon=True)
-        self._thread.start()
+        if not self._start_lock.acquire(blocking=False):
+            raise RuntimeError("Message handler thread already starting (in another thread)")
+        try:
+            with self._lock:
+                thread = self._thread
+                if thread is not None and thread.is_alive() and not self._stop_queued:
+                    raise RuntimeError("Message handler thread already started")
+            if thread is not None:
+                # Told to stop and finishing its message (a restart right after stop()):
+                # one handler thread at a time, so start once it has.
+                thread.join()
+            with self._lock:
+                self._stop_queued = False
+                # Started under the lock: stop() and join() never see it unstarted.
+                thread = self._thread = threading.Thread(
+                    target=self.run, name="katcp-request-handler", daemon=True)
+                thread.start()
+        finally:
+            self._start_lock.release()
         if timeout:
             self._running.wait(timeout)
 
@@ -154,11 +173,13 @@ class MessageHandlerThread:
         """
         if timeout:
             self._running.wait(timeout)
-        thread = self._thread
-        # One stop per thread: a stop left in the queue would end the next start's thread.
-        if thread is not None and thread.is_alive() and not self._stop_queued:
-            self._stop_queued = True
-            self._queue.put(_STOP)
+        with self._lock:
+            thread = self._thread
+            # One stop per thread: it ends at the first, and a second left in the queue
+            # must not end the next start's thread.
+            if thread is not None and thread.is_alive() and not self._stop_queued:
+                self._stop_queued = True
+                self._queue.put(_STOP)
 
     def join(self, timeout: Optional[float] = None) -> None:
         """Rejoin the handler thread.
@@ -169,8 +190,10 @@ class MessageHandlerThread:
             Time in seconds to wait for the thread to finish.
 
         """
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        with self._lock:
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def running(self) -> bool:
         """Whether the handler thread is running."""

@@ -6,6 +6,7 @@ Each accepted connection's line framing, parsing and batched writes are in
 
 import asyncio
 import concurrent.futures
+import contextlib
 import errno
 import functools
 import logging
@@ -13,7 +14,7 @@ import socket
 import sys
 import threading
 import traceback
-from typing import Any, Callable, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Set, Tuple
 
 import tornado.gen
 import tornado.ioloop
@@ -142,7 +143,10 @@ class KATCPServer:
         self._connections: Dict[_Connection, Any] = {}
         self._accepting: Set["asyncio.Task[Any]"] = set()
         self._running = threading.Event()
+        # No run under way: never started, or the last stop's shutdown has ended.
         self._stopped = threading.Event()
+        self._stopped.set()
+        self._start_lock = threading.Lock()
         self._call_queue: Optional[CallQueue] = None
         self._tasks: Set["asyncio.Task[Any]"] = set()
         # The loop's call_soon, bound once for all connections (set by _install).
@@ -202,22 +206,64 @@ class KATCPServer:
         running : bool or None
             With a `timeout`, whether the server is running.
 
+        Raises
+        ------
+        RuntimeError
+            If the server is started (and its last stop has not ended), or another
+            thread is starting it: of threads starting it at once, one does.
+        OSError
+            If the listening socket cannot be bound; nothing is left started.
+
         """
-        if self._running.is_set():
-            raise RuntimeError("Server already started")
-        self._stopped.clear()
+        with self._starting():
+            self._start_run()
+        return self.wait_running(timeout) if timeout else None
+
+    @contextlib.contextmanager
+    def _starting(self) -> Iterator[None]:
+        """Hold the one start that may be under way (what :meth:`start` does in it).
+
+        Of threads starting the server at once, one starts it and the others get
+        RuntimeError at once: they neither wait for it nor make a second listener, loop
+        thread or handler thread. A start is refused until the last stop has ended.
+
+        Raises
+        ------
+        RuntimeError
+            If another thread is starting the server, or it is started (and not stopped
+            since).
+
+        """
+        if not self._start_lock.acquire(blocking=False):
+            raise RuntimeError("Server already starting (in another thread)")
+        try:
+            if not self._stopped.is_set():
+                raise RuntimeError("Server already started")
+            yield
+        finally:
+            self._start_lock.release()
+
+    def _start_run(self) -> None:
+        """Bind the listener and install the server on its loop (under :meth:`_starting`).
+
+        Raises what binding raises (the port is taken, say), leaving nothing started.
+        """
         sock = self._bind()
-        ioloop = self.ioloop = self._ioloop_manager.get_ioloop()
+        try:
+            ioloop = self.ioloop = self._ioloop_manager.get_ioloop()
+            # Before anything is installed: a loop whose last stop has not ended yet
+            # refuses to start, and the start fails clean.
+            self._ioloop_manager.start(None)
+        except BaseException:
+            sock.close()
+            raise
+        self._stopped.clear()
         # Before _install() only the loop manager can tell whether we run on the loop.
         if on_thread(self._ioloop_manager.thread_id()):
             self._install(sock)
         else:
             installed = call_on_loop(ioloop, None, self._install, sock)
             installed.add_done_callback(functools.partial(self._log_failure, self._install))
-        self._ioloop_manager.start(None)
-        if timeout:
-            return self._running.wait(timeout)
-        return None
 
     def _bind(self) -> socket.socket:
         host, port = self._bind_request
