@@ -1,5 +1,8 @@
 """A server restarted after stop() answers again, whatever was sent while it was down."""
 
+import asyncio
+import concurrent.futures
+import queue
 import threading
 from unittest import mock
 
@@ -133,3 +136,76 @@ def test_of_threads_starting_a_server_at_once_one_starts_it():
         first.join(TIMEOUT)
         stop_server(server)
     assert not (_handler_threads() - handlers_before)
+
+
+class StoppingServer(ExampleServer):
+    """Says when ?block is being handled; each client's goodbye waits for `goodbye`."""
+
+    def __init__(self, host, port):
+        super().__init__(host, port)
+        self.blocking = threading.Event()
+        self.disconnecting = threading.Event()
+        self.goodbye = concurrent.futures.Future()
+        self._server.DISCONNECT_TIMEOUT = TIMEOUT
+        # The names of the messages the loop has handed to the handler thread, in order.
+        self.queued = queue.Queue()
+        hand_on = self.on_message
+
+        def on_message(client_conn, msg):
+            ready = hand_on(client_conn, msg)
+            self.queued.put(msg.name)
+            return ready
+
+        self.on_message = on_message
+
+    def request_block(self, req, msg):
+        """Block the handling thread until the gate opens (saying so first)."""
+        self.blocking.set()
+        return super().request_block(req, msg)
+
+    def on_client_disconnect(self, client_conn, msg, connection_valid):
+        super().on_client_disconnect(client_conn, msg, connection_valid)
+        self.disconnecting.set()
+        return asyncio.wrap_future(self.goodbye)
+
+
+def test_requests_read_while_a_threaded_server_stops_are_not_handled_after_a_restart():
+    server = StoppingServer("127.0.0.1", 0)
+    port = start_server(server)
+    try:
+        with connect(port) as client:
+            stopped = server.stop()
+            # The server says goodbye to the client, which is still read from: stop()
+            # has already told the handler thread to stop.
+            assert server.disconnecting.wait(TIMEOUT)
+            client.send("?note")
+            assert server.queued.get(timeout=TIMEOUT) == "note"
+            server.goodbye.set_result(None)
+            stopped.result(TIMEOUT)
+            server.join(timeout=TIMEOUT)
+            assert not [line for line in client.read_to_eof() if line.startswith(b"!note")]
+        port = start_server(server)
+        with connect(port) as fresh:
+            assert fresh.request("?watchdog") == ([], "!watchdog ok")
+        assert server.order == []
+    finally:
+        stop_server(server)
+
+
+def test_a_stopping_threaded_server_ends_the_request_in_hand_and_drops_those_queued():
+    server = StoppingServer("127.0.0.1", 0)
+    server.goodbye.set_result(None)
+    port = start_server(server)
+    try:
+        with connect(port) as client, connect(port) as other:
+            client.send("?block")
+            assert server.blocking.wait(TIMEOUT)
+            other.send("?note")
+            assert [server.queued.get(timeout=TIMEOUT) for _ in range(2)] == ["block", "note"]
+            stopped = server.stop()
+            server.gate.set()
+            stopped.result(TIMEOUT)
+            server.join(timeout=TIMEOUT)
+        assert server.order == ["block-start", "block-end"]
+    finally:
+        stop_server(server)

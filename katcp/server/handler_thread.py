@@ -40,6 +40,8 @@ class MessageHandlerThread:
         self.handler = handler
         self.log_inform_formatter = log_inform_formatter
         self._logger = logger
+        # The queue of the thread started last: each start() after the first gets a new
+        # one, so that nothing queued for an earlier thread is handled by a later one.
         self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
         self._running = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -86,6 +88,9 @@ class MessageHandlerThread:
     def start(self, timeout: Optional[float] = None) -> None:
         """Start the handler thread.
 
+        Messages queued for a thread started earlier (after its :meth:`stop`) are never
+        handled by this one.
+
         Parameters
         ----------
         timeout : float or None, optional
@@ -109,6 +114,8 @@ class MessageHandlerThread:
                 # one handler thread at a time, so start once it has.
                 thread.join()
             with self._lock:
+                if thread is not None:
+                    self._queue = queue.SimpleQueue()
                 self._stop_queued = False
                 # Started under the lock: stop() and join() never see it unstarted.
                 thread = self._thread = threading.Thread(
@@ -126,12 +133,18 @@ class MessageHandlerThread:
         # Futures created by handlers in this thread belong to the server's loop.
         asyncio.set_event_loop(self.ioloop.asyncio_loop)  # type: ignore[attr-defined]
         self._running.set()
+        # This thread's own queue: a later start() makes a new one only once this
+        # thread has ended.
         get = self._queue.get
         handler = self.handler
         calls = self._calls = CallQueue.of(self.ioloop)
         call = calls.call
         try:
             for client_conn, msg, ready in iter(get, _STOP):
+                if self._stop_queued:
+                    # Told to stop: the server is closing the connections, and what was
+                    # not being handled yet gets no reply (nor side effects).
+                    break
                 try:
                     done = handler(client_conn, msg)
                 except Exception:
@@ -164,6 +177,9 @@ class MessageHandlerThread:
 
     def stop(self, timeout: Optional[float] = 1.0) -> None:
         """Stop the handler thread (from another thread).
+
+        The thread ends once the message it is handling, if any, is handled: the messages
+        still queued are dropped, and no thread started later handles them.
 
         Parameters
         ----------
