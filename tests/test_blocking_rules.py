@@ -3,12 +3,16 @@
 * A ``future_request`` whose future its owner cancelled still takes its reply off the
   wire quietly (nothing logged) and the connection carries on.
 * ``blocking_request`` from several threads at once gets each thread its own reply.
+* A server's ``join()`` and ``wait_running()`` on its own loop's thread raise rather than
+  block that loop (also before the server runs); ``sync_with_ioloop()`` there gives a
+  future to wait on.
 """
 
 import asyncio
 import logging
 import threading
 
+import pytest
 from tornado.ioloop import IOLoop
 
 from katcp import AsyncClient, AsyncDeviceServer, BlockingClient, DeviceServer, Message
@@ -99,3 +103,48 @@ def test_blocking_requests_from_many_threads_get_their_own_replies():
         client.stop()
         client.join(WAIT)
         device.stop(timeout=WAIT).result(WAIT)
+
+
+def test_server_join_on_its_own_loop_raises_until_the_server_has_stopped():
+    async def main():
+        device = _Slow("127.0.0.1", 0)  # made on the running loop: it runs there
+        device.start()
+        stopped = device.stop()
+        with pytest.raises(RuntimeError, match="would block the server's own ioloop"):
+            device.join(timeout=WAIT)
+        await asyncio.wrap_future(stopped)
+        device.join()
+
+    asyncio.run(asyncio.wait_for(main(), WAIT))
+
+
+def test_server_waits_on_its_own_loop_before_it_runs():
+    async def main():
+        device = _Slow("127.0.0.1", 0)
+        with pytest.raises(RuntimeError, match="would block the server's own ioloop"):
+            device.wait_running(WAIT)
+        order = []
+        IOLoop.current().add_callback(order.append, "queued before")
+        await device.sync_with_ioloop(timeout=WAIT)
+        assert order == ["queued before"]
+        device.start()
+        assert device.wait_running(WAIT)
+        await asyncio.wrap_future(device.stop())
+
+    asyncio.run(asyncio.wait_for(main(), WAIT))
+
+
+def test_a_thread_with_the_id_of_an_ended_loop_thread_is_not_on_the_loop():
+    # Thread ids are reused: a thread started after the server's loop thread has ended
+    # may get its id.
+    device = _Echo("127.0.0.1", 0)
+    try:
+        assert device.start(timeout=WAIT)
+        device.stop().result(WAIT)
+        device.join(WAIT)
+        device._server.ioloop_thread_id = threading.get_ident()
+        assert not device.wait_running(0)
+        assert device.start(timeout=WAIT)
+    finally:
+        device.stop().result(WAIT)
+        device.join(WAIT)

@@ -18,7 +18,7 @@ from katcp.client.protocol import ClientProtocol
 from katcp.core import AsyncEvent, KatcpClientError, Message
 from katcp.ioloop_manager import IOLoopManager, current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
-from katcp.loop.crossing import call_on_loop, on_thread, post_to_loop
+from katcp.loop.crossing import call_on_loop, on_thread, post_to_loop, wait_off_loop
 
 
 log = logging.getLogger("katcp.client")
@@ -546,12 +546,8 @@ class ClientLifecycle:
         return self._connected.is_set()
 
     def _wait_flag(self, flag, name, timeout):
-        if flag.is_set():
-            return True
-        if on_thread(self.ioloop_thread_id):
-            raise RuntimeError("wait_%s() would block the client's own ioloop; use "
-                               "until_%s() instead" % (name, name))
-        return flag.wait(timeout)
+        return wait_off_loop(flag, self.ioloop_thread_id, timeout, "wait_%s() would block the "
+                             "client's own ioloop; use until_%s() instead", name, name)
 
     def wait_running(self, timeout: Optional[float] = None) -> bool:
         """Wait until the client is running.

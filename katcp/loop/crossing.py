@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import tornado.gen
 
 __all__ = ["on_thread", "on_loop", "running_loop", "call_on_loop", "post_to_loop",
-           "run_into_future", "is_awaitable"]
+           "run_into_future", "is_awaitable", "wait_off_loop"]
 
 _get_ident = threading.get_ident
 
@@ -75,6 +75,43 @@ def on_loop(ioloop: Any, thread_id: Optional[int] = None) -> bool:
 
     """
     return _get_ident() == thread_id or running_loop() is ioloop.asyncio_loop
+
+
+def wait_off_loop(flag: Any, thread_id: Optional[int], timeout: Optional[float],
+                  refusal: str, *args: Any) -> bool:
+    """Wait until `flag` is set, unless the caller is the loop thread that has to set it.
+
+    Blocking from the loop thread on the loop's own work deadlocks (or, with a timeout,
+    stalls the loop and then fails): such a wait raises instead. A flag that is set
+    already is reported at once, from any thread.
+
+    Parameters
+    ----------
+    flag : :class:`threading.Event` or alike
+        Has ``is_set()`` and ``wait(timeout)``; set by work on the loop.
+    thread_id : int or None
+        Id of the thread running that loop (see :func:`on_thread`).
+    timeout : float or None
+        Seconds to wait; None waits for ever.
+    refusal : str
+        The error's text, %-formatted with `args` (only when raised).
+
+    Returns
+    -------
+    flag : bool
+        Whether `flag` is set (False: the wait timed out).
+
+    Raises
+    ------
+    RuntimeError
+        If called on the loop thread while `flag` is not set.
+
+    """
+    if flag.is_set():
+        return True
+    if _get_ident() == thread_id:
+        raise RuntimeError(refusal % args)
+    return flag.wait(timeout)
 
 
 def is_awaitable(value: Any) -> bool:

@@ -23,7 +23,7 @@ from tornado.concurrent import Future
 from katcp.core import Message, MessageParser
 from katcp.ioloop_manager import IOLoopManager
 from katcp.loop.call_queue import CallQueue
-from katcp.loop.crossing import call_on_loop, is_awaitable, on_thread
+from katcp.loop.crossing import call_on_loop, is_awaitable, on_thread, wait_off_loop
 from katcp.server.connection import ClientConnection
 from katcp.server.stream import _Connection
 
@@ -188,7 +188,20 @@ class KATCPServer:
 
     def in_ioloop_thread(self) -> bool:
         """Return True if called in the IOLoop thread of this server."""
-        return on_thread(self.ioloop_thread_id)
+        return on_thread(self._loop_thread_id())
+
+    def _loop_thread_id(self) -> Optional[int]:
+        """The id of the thread that runs the server's loop now, if any is known.
+
+        The loop manager knows it before the server is installed (an unmanaged loop
+        running in the calling thread counts), and knows when a managed loop's thread
+        has ended: a thread that ended leaves its id free for a new thread, which is
+        not on the loop.
+        """
+        thread_id = self.ioloop_thread_id
+        if thread_id is None or self._ioloop_manager.managed():
+            return self._ioloop_manager.thread_id()
+        return thread_id
 
     def start(self, timeout: Optional[float] = None) -> Optional[bool]:
         """Install the server on its IOLoop, optionally starting the IOLoop.
@@ -409,6 +422,13 @@ class KATCPServer:
         timeout : float or None, optional
             Time in seconds to wait for the thread to finish.
 
+        Raises
+        ------
+        RuntimeError
+            If called on the server's own (unmanaged) loop thread before the server has
+            stopped: the loop would wait on itself. Yield the future :meth:`stop`
+            returned instead.
+
         Notes
         -----
         If the ioloop is not managed, this function will block until the server port
@@ -418,7 +438,9 @@ class KATCPServer:
         if self._ioloop_manager.managed():
             self._ioloop_manager.join(timeout)
         else:
-            self._stopped.wait(timeout)
+            wait_off_loop(self._stopped, self._loop_thread_id(), timeout,
+                          "join() would block the server's own ioloop until it stops; "
+                          "wait for the future that stop() returned instead")
 
     def running(self) -> bool:
         """Whether the server is running: listening and serving its clients."""
@@ -435,8 +457,15 @@ class KATCPServer:
         -------
         running : bool
 
+        Raises
+        ------
+        RuntimeError
+            If called on the server's own loop thread while it is not running: the loop
+            would wait on itself.
+
         """
-        return self._running.wait(timeout)
+        return wait_off_loop(self._running, self._loop_thread_id(), timeout,
+                             "wait_running() would block the server's own ioloop")
 
     # -- connections ------------------------------------------------------------
 
