@@ -964,6 +964,53 @@ def test_device_client_dispatches_to_handlers(server, make_client):
     assert server.next_line() == b"#hello world"
 
 
+
+class FailingClient(DeviceClient):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pending = queue.Queue()
+
+    def request_deep(self, msg):
+        """Fail two calls down."""
+        return self._deeper(msg)
+
+    def _deeper(self, msg):
+        raise ValueError("too deep")
+
+    def request_later(self, msg):
+        """Answer when the test resolves the future handed to it in `pending`."""
+        later = tornado.concurrent.Future()
+        self.pending.put(later)
+        return later
+
+
+def test_a_failing_request_handler_is_answered_with_its_traceback_up_to_tb_limit(
+        server, make_client):
+    client = make_client(FailingClient, server.port, tb_limit=2)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    server.send(b"?deep[2]")
+    reply = server.next_line()
+    # The frames of the dispatch and of the handler; not the third, the one that raised.
+    assert reply.startswith(b"!deep[2] fail Traceback")
+    assert re.findall(rb",\\_in\\_(\w+)", reply) == [b"handle_request", b"request_deep"]
+    assert b"ValueError:\\_too\\_deep" in reply
+
+
+def test_a_request_handlers_future_cancelled_is_answered_with_nothing(
+        server, make_client, caplog):
+    client = make_client(FailingClient, server.port)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    server.send(b"?later[3]")
+    client.ioloop.add_callback(client.pending.get(timeout=WAIT).cancel)
+    server.send(b"?later[4]")
+    client.ioloop.add_callback(client.pending.get(timeout=WAIT).set_result,
+                               Message.reply("later", "ok"))
+    # Only the second is answered, and nothing is logged of the first.
+    assert server.next_line() == b"!later[4] ok"
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
 # -- unmanaged (user) loops -----------------------------------------------------------
 
 

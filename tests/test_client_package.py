@@ -312,16 +312,22 @@ class RecordingTransport:
         self.loop = loop
         self.writes = []
         self.closed = False
+        self.ended_by = None  # "close" or "abort"
 
     def write(self, data):
         self.writes.append(data)
 
     def close(self):
+        self._end("close")
+
+    def abort(self):
+        self._end("abort")
+
+    def _end(self, how):
         if not self.closed:
             self.closed = True
+            self.ended_by = how
             self.loop.call_soon(self.protocol.connection_lost, None)
-
-    abort = close
 
     def set_write_buffer_limits(self, high=None, low=None):
         pass
@@ -379,6 +385,22 @@ async def _talk_without_a_socket():
         client.stop()
         await client.until_stopped(timeout=WAIT)
 
+
+def test_a_transport_that_does_not_say_what_is_unsent_is_closed_not_aborted():
+    asyncio.run(_disconnect_without_a_socket())
+
+
+async def _disconnect_without_a_socket():
+    # It has no get_write_buffer_size(): nothing is taken to be waiting in it, and the
+    # close lets it send what it holds.
+    client = await _in_memory_client()
+    transport = client.transport
+    try:
+        client.disconnect()
+        assert transport.ended_by == "close"
+    finally:
+        client.stop()
+        await client.until_stopped(timeout=WAIT)
 
 def test_replies_made_while_a_chunk_is_handled_go_in_one_write():
     asyncio.run(_replies_in_one_write())

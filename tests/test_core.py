@@ -4,9 +4,11 @@ metaclasses and the small synchronous and asynchronous helpers."""
 import asyncio
 import concurrent.futures
 import enum
+import gc
 import logging
 import random
 import threading
+import weakref
 
 import pytest
 import tornado.gen
@@ -735,6 +737,25 @@ def test_steal_docstring_from():
 # Asynchronous helpers
 # ---------------------------------------------------------------------------
 
+class _ErrorRecords(logging.Handler):
+    """Collects what `logger_name` logs at ERROR and above while in a ``with`` block."""
+
+    def __init__(self, logger_name):
+        super().__init__(logging.ERROR)
+        self.logger = logging.getLogger(logger_name)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record.getMessage())
+
+    def __enter__(self):
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self)
+
+
 class TestAsyncHelpers(tornado.testing.AsyncTestCase):
 
     @tornado.testing.gen_test(timeout=5)
@@ -849,6 +870,132 @@ class TestAsyncHelpers(tornado.testing.AsyncTestCase):
         assert sorted((yield all_done)) == [("x", 1), ("y", 2)]
         with pytest.raises(tornado.gen.TimeoutError):
             yield until_some(Future(), Future(), done_at_least=1, timeout=0.01)
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_until_any_of_futures_decided_in_one_turn_is_the_first_quietly(self):
+        errors = _ErrorRecords("asyncio")
+        with errors:
+            f1, f2 = Future(), Future()
+            first = until_any(f1, f2)
+            f1.set_result("first")
+            f2.set_result("second")  # its callback is already due when f1's runs
+            assert (yield first) == "first"
+            f3 = Future()
+            bounded = future_timeout_manager(5)(f3)
+            f3.set_result("third")
+            bounded.cancel()
+            yield tornado.gen.moment
+        assert errors.records == []
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_a_cancelled_future_cancels_the_waits_on_it(self):
+        f1, f2 = Future(), Future()
+        waits = [until_any(f1, f2), future_timeout_manager(5)(f1),
+                 until_some(f1, f2, done_at_least=1)]
+        f1.cancel()
+        done, _ = yield asyncio.wait(waits, timeout=2)
+        assert len(done) == 3 and all(wait.cancelled() for wait in waits)
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_a_decided_wait_leaves_no_timer_holding_it(self):
+        f1 = Future()
+        wait = until_any(f1, timeout=3600)
+        some = until_some(f1, timeout=3600)
+        refs = [weakref.ref(wait), weakref.ref(some)]
+        f1.set_result(1)
+        assert (yield wait) == 1 and (yield some) == [(0, 1)]
+        del wait, some
+        yield tornado.gen.moment
+        gc.collect()
+        assert [ref() for ref in refs] == [None, None]
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_a_given_up_event_wait_is_forgotten(self):
+        event = AsyncEvent()
+        waits = [event.until_set(), event.until_set()]
+        refs = [weakref.ref(wait) for wait in waits]
+        waits[0].cancel()
+        with pytest.raises(asyncio.TimeoutError):
+            yield asyncio.wait_for(waits[1], 0.001)  # which cancels it
+        del waits
+        yield tornado.gen.moment
+        gc.collect()
+        assert [ref() for ref in refs] == [None, None]
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_a_wait_bounded_by_no_time_has_no_timeout(self):
+        # As in katcp 0.9: a timeout of 0 is none.
+        event = AsyncEvent()
+        state = AsyncState(("a", "b"))
+        waits = [event.until_set(timeout=0), state.until_state("b", timeout=0),
+                 state.until_state_in("b", timeout=0), until_any(event.until_set(), timeout=0),
+                 until_some(event.until_set(), timeout=0)]
+        # A timer of no time would have fired by now.
+        yield until_later(0)
+        yield tornado.gen.moment
+        assert not any(wait.done() for wait in waits)
+        event.set()
+        state.set_state("b")
+        assert (yield waits[:4]) == [True] * 4
+        assert (yield waits[4]) == [(0, True)]
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_an_already_decided_future_is_passed_through_the_timeout_manager(self):
+        # As tornado.gen.with_timeout: decided at once, not on a later loop turn.
+        done = Future()
+        done.set_result(5)
+        waited = future_timeout_manager(5)(done)
+        assert waited.done() and waited.result() == 5
+        yield tornado.gen.moment
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_until_some_counts_as_katcp_0_9_did(self):
+        f1, f2 = Future(), Future()
+        # More than there are: all of them.
+        every = until_some(f1, f2, done_at_least=5)
+        # None at all: at once.
+        none = until_some(Future(), done_at_least=0)
+        assert none.done() and none.result() == []
+        f2.set_result("b")
+        f1.set_result("a")
+        assert (yield every) == [(1, "b"), (0, "a")]
+        # A failure before enough are done fails the wait.
+        f3, f4 = Future(), Future()
+        failing = until_some(f3, f4, done_at_least=2)
+        f4.set_exception(RuntimeError("boom"))
+        with pytest.raises(RuntimeError, match="boom"):
+            yield failing
+        f3.cancel()
+        # Positions or names, not both.
+        with pytest.raises(ValueError):
+            yield until_some(Future(), x=Future())
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_future_timeout_manager_shares_one_deadline_between_waits(self):
+        maybe_timeout = future_timeout_manager(0.1)
+        yield maybe_timeout(until_later(0.06))
+        # Had each wait its own 0.1 s, this one would be done before it timed out.
+        with pytest.raises(tornado.gen.TimeoutError):
+            yield maybe_timeout(until_later(0.06))
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_until_any_leaves_nothing_on_the_futures_it_did_not_take(self):
+        shared = Future()
+
+        @tornado.gen.coroutine
+        def take_the_other():
+            other = Future()
+            waits = [until_any(shared, other), until_some(shared, other, done_at_least=1)]
+            other.set_result(1)
+            assert (yield waits) == [1, [(1, 1)]]
+            yield tornado.gen.moment
+
+        yield take_the_other()
+        before = pending_waits()
+        for _ in range(20):
+            yield take_the_other()
+        assert pending_waits() <= before
+        shared.cancel()
 
     @tornado.testing.gen_test(timeout=10)
     def test_waits_given_up_leave_nothing_behind(self):

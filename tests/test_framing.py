@@ -29,6 +29,7 @@ def test_a_line_longer_than_the_limit_stops_the_framer(chunks, lines):
         got.extend(framer.feed(chunk))
     assert got == lines
     assert framer.overflow
+    assert framer._partial == ()  # what it had of the long line is let go
     assert framer.feed(b"?more\n") == []
 
 
@@ -50,6 +51,11 @@ def test_a_line_of_exactly_the_limit_is_fine():
     assert framer.feed(b"x" * 10 + b"\n" + b"y" * 10) == [b"x" * 10]
     assert not framer.overflow
     assert framer.feed(b"\n") == [b"y" * 10]
+    # Also when it trickles in.
+    for piece in (b"z" * 4, b"z" * 3, b"z" * 3):
+        assert framer.feed(piece) == []
+    assert not framer.overflow
+    assert framer.feed(b"\n") == [b"z" * 10]
 
 
 class _Loop:

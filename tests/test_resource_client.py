@@ -424,6 +424,28 @@ class TestKATCPClientResource(ResourceTestCase):
         yield tornado.gen.with_timeout(self.io_loop.time() + WAIT, monitor)
         assert states == [False, True, False]
 
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_a_monitor_told_to_exit_leaves_nothing_behind(self):
+        res = self.make_resource(self.server)
+        yield res.until_synced(timeout=WAIT)
+
+        @tornado.gen.coroutine
+        def monitor_once():
+            exit_event = AsyncEvent()
+            states = []
+            monitor = monitor_resource_sync_state(res, states.append, exit_event)
+            yield tornado.gen.moment
+            exit_event.set()
+            yield tornado.gen.with_timeout(self.io_loop.time() + WAIT, monitor)
+            assert states == [False, True]
+            yield tornado.gen.moment
+
+        yield monitor_once()
+        before = pending_waits()
+        for _ in range(20):
+            yield monitor_once()
+        assert pending_waits() <= before
+
     @tornado.testing.gen_test(timeout=2 * WAIT)
     def test_polled_waits_leave_nothing_behind(self):
         res = self.make_resource(self.server)
@@ -506,6 +528,54 @@ class TestStrategyWishes(ResourceTestCase):
         assert res.sensor.an_int.sampling_strategy == ("period", "4.0")
 
 
+    @tornado.gen.coroutine
+    def sampling_when_added_anew(self, res):
+        """The extra sensor's strategy on the device once it has added it anew."""
+        yield res.req.shrink()
+        yield until_model(res, lambda: "extra_sensor" not in res.sensor)
+        yield res.req.grow()
+        yield until_model(res, lambda: "extra_sensor" in res.sensor)
+        reply = yield res.req.sensor_sampling("extra.sensor")
+        return reply.reply.arguments[2:]
+
+    @tornado.testing.gen_test(timeout=4 * WAIT)
+    def test_wishes_made_while_the_sensor_is_gone(self):
+        res = self.make_resource(self.start_server(ShrinkingDevice))
+        yield res.until_synced(timeout=WAIT)
+        # A filter's wish alone (no other wish, no listener) reaches a sensor added later.
+        yield res.set_sampling_strategies("extra", "event")
+        yield res.req.grow()
+        yield until_model(res, lambda: "extra_sensor" in res.sensor)
+        reply = yield res.req.sensor_sampling("extra.sensor")
+        assert reply.reply.arguments[2:] == [b"event"]
+        # Re-set while the sensor is gone, the filter's wish is the newest again.
+        yield res.sensor.extra_sensor.set_sampling_strategy("period 2")
+        yield res.req.shrink()
+        yield until_model(res, lambda: "extra_sensor" not in res.sensor)
+        yield res.set_sampling_strategies("extra", "period 3")
+        yield res.req.grow()
+        yield until_model(res, lambda: "extra_sensor" in res.sensor)
+        reply = yield res.req.sensor_sampling("extra.sensor")
+        assert reply.reply.arguments[2:] == [b"period", b"3.0"]
+        # A strategy the sensors manager caches is a wish like any other.
+        res.sensor.extra_sensor._manager.cache_sampling_strategy("extra.sensor", "period 4")
+        assert (yield self.sampling_when_added_anew(res)) == [b"period", b"4.0"]
+
+    @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_wishes_made_before_the_start(self):
+        server = self.start_server()
+        res = KATCPClientResource(dict(name="dev", address=server.bind_address,
+                                       controlled=True))
+        yield res.set_sampling_strategy("an.int", "event")
+        yield res.set_sampling_strategy("a-float", "period 2")
+        res.drop_sampling_strategy("an.int")
+        res.start()
+        self.addCleanup(res.stop)
+        yield res.until_synced(timeout=WAIT)
+        for name, strategy in (("an.int", [b"none"]), ("a-float", [b"period", b"2.0"])):
+            reply = yield res.req.sensor_sampling(name)
+            assert reply.reply.arguments[2:] == strategy
+
 class TestStartWhenStarted(ResourceTestCase):
     """start() on a resource that is started already keeps its one connection."""
 
@@ -545,6 +615,36 @@ class TestStartWhenStarted(ResourceTestCase):
         assert (yield server.until_open(0))
         assert server.connections_made == 2
 
+
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_start_on_a_synced_resource_keeps_its_connection(self):
+        server = self.start_server(CountingDevice)
+        res = self.make_resource(server)
+        yield res.until_synced(timeout=WAIT)
+        inspecting_client = res._inspecting_client
+        not_synced = res.until_not_synced()
+        res.start()
+        assert res._inspecting_client is inspecting_client
+        assert (yield res.req.add(1, 2)).reply.arguments == [b"ok", b"3"]
+        assert res.synced and not not_synced.done()
+        not_synced.cancel()
+        assert server.connections_made == 1
+
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_start_after_the_connection_ended_it_ends_what_was_left(self):
+        # Without auto_reconnect the client stops on its own once the device goes; a
+        # start() then makes a new client and ends the old one's inspection.
+        server = self.start_server()
+        port = server.bind_address[1]
+        res = self.make_resource(server, auto_reconnect=False)
+        yield res.until_synced(timeout=WAIT)
+        stop_server(server)
+        yield res._inspecting_client.katcp_client.until_stopped(timeout=WAIT)
+        old_inspection_ended = res.until_stopped(timeout=WAIT)
+        self.start_server(port=port)
+        res.start()
+        yield res.until_synced(timeout=WAIT)
+        yield old_inspection_ended
 
 class TestBulkSampling(ResourceTestCase):
 
@@ -801,6 +901,26 @@ class TestKATCPClientResourceContainer(ResourceTestCase):
         assert not container.is_connected()
 
     @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_polled_container_waits_leave_nothing_behind(self):
+        server = self.start_server()
+        container = self.make_container(container_spec([server, server], ["a", "b"]))
+        yield container.until_synced(timeout=WAIT)
+
+        @tornado.gen.coroutine
+        def poll():
+            with pytest.raises(tornado.gen.TimeoutError):
+                yield container.until_not_synced(timeout=0.001)
+            with pytest.raises(tornado.gen.TimeoutError):
+                yield container.until_any_child_in_state("disconnected", timeout=0.001)
+            yield tornado.gen.moment
+
+        yield poll()
+        before = pending_waits()
+        for _ in range(20):
+            yield poll()
+        assert pending_waits() <= before
+
+    @tornado.testing.gen_test(timeout=2 * WAIT)
     def test_add_child_and_group(self):
         server = self.start_server()
         container = self.make_container(container_spec([server], ["first"]))
@@ -855,8 +975,14 @@ class TestClientGroupQuorum(ResourceTestCase):
         servers[2].an_int.set_value(9)
         result = yield late
         assert result and all(result.values())
+        # A bad quorum fails the future (as from katcp 0.9's coroutine), not the call.
+        bad_quorum = group.wait("an.int", 9, quorum="two")
         with pytest.raises(TypeError):
-            yield group.wait("an.int", 9, quorum="two")
+            yield bad_quorum
+        # A grace period as long as the timeout takes half of it, and the wait still
+        # ends at the timeout.
+        never = yield group.wait("an.int", 10, timeout=0.2, max_grace_period=0.2)
+        assert not never and not any(never.values())
 
     @tornado.testing.gen_test(timeout=3 * WAIT)
     def test_group_wait_leaves_no_listener_behind(self):

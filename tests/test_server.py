@@ -744,6 +744,176 @@ def test_a_reading_client_pipelining_large_replies_gets_them_all(flavour):
         stop_server(server)
 
 
+class InformingBlobServer(BlobServer):
+    def request_informs(self, req, msg):
+        """Inform with as many bytes as asked for, then reply (as ?help or ?sensor-list)."""
+        req.inform("z" * int(msg.arguments[0]))
+        return req.make_reply("ok")
+
+
+def _wmem_max():
+    """The most a socket's kernel send buffer takes (autotuned up to it), in bytes."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_wmem") as wmem:
+            return int(wmem.read().split()[2])
+    except (OSError, ValueError, IndexError):
+        return 4 * 1024 * 1024
+
+
+@pytest.mark.parametrize("flavour", ["async", "threaded"])
+def test_a_reading_client_pipelining_requests_with_large_informs_gets_them_all(flavour):
+    # The informs of a few requests pass the quarter of MAX_WRITE_BUFFER_SIZE at which
+    # the connection's further requests wait, and the last reply is written while they
+    # wait: the client is taken for one that does not read only past all of
+    # MAX_WRITE_BUFFER_SIZE.
+    server = InformingBlobServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[flavour])
+    server._server.MAX_WRITE_BUFFER_SIZE = 256 * 1024
+    port = start_server(server)
+    try:
+        with LineClient(port, rcvbuf=4096) as client:
+            client.greeting()
+            # More than the kernel's buffers take, so that the server holds much of it.
+            size = 40000
+            count = 2 * _wmem_max() // size + 10
+            client.send_raw(b"?informs %d\n" % size * count)
+            for _ in range(count):
+                assert client.readline() == b"#informs " + b"z" * size
+                assert client.readline() == b"!informs ok"
+            assert server.disconnects.empty()
+    finally:
+        stop_server(server)
+
+
+def test_a_reading_client_gets_a_reply_larger_than_max_write_buffer_size():
+    # The client is taken for one that does not read only once its requests wait for it
+    # (written to while they wait): one reply larger than the limit is no such case.
+    server = BlobServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY["async"])
+    server._server.MAX_WRITE_BUFFER_SIZE = 256 * 1024
+    port = start_server(server)
+    try:
+        with LineClient(port, rcvbuf=4096) as client:
+            client.greeting()
+            size = _wmem_max() + 4 * server._server.MAX_WRITE_BUFFER_SIZE
+            client.send(b"?blob %d" % size)
+            assert client.readline() == b"!blob ok " + b"z" * size
+            assert client.request("?watchdog") == ([], "!watchdog ok")
+            assert server.disconnects.empty()
+    finally:
+        stop_server(server)
+
+
+def test_a_client_that_does_not_read_is_dropped_once_max_write_buffer_size_is_unsent():
+    # Not later: MAX_WRITE_BUFFER_SIZE bounds what the server keeps for a client (the
+    # kernel's own buffers come on top).
+    server = ExampleServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY["async"])
+    limit = server._server.MAX_WRITE_BUFFER_SIZE = 2 * _wmem_max()
+    port = start_server(server)
+    try:
+        with LineClient(port, rcvbuf=4096) as lazy, connect(port) as other:
+            lazy.greeting()
+            assert lazy.request("?sensor-sampling a.string event")[1] == \
+                "!sensor-sampling ok a.string event"
+            size, sent = 1024 * 1024, 0
+            while server.disconnects.empty() and sent < 3 * limit:
+                server.str_sensor.set_value("%d %s" % (sent, "z" * size))  # a change
+                sent += size
+                # The loop has sent the inform (and seen the limit passed) after this.
+                assert other.request("?watchdog") == ([], "!watchdog ok")
+            address, _, valid = server.disconnects.get(timeout=TIMEOUT)
+            assert address == lazy.local_address and valid is False
+            # Dropped past the limit, the kernel's buffers and an inform or two.
+            assert sent <= limit + _wmem_max() + 3 * size
+    finally:
+        stop_server(server)
+
+
+@pytest.mark.parametrize("flavour", ["async", "threaded"])
+def test_a_client_that_ends_its_side_while_its_requests_wait_for_it_gets_every_reply(flavour):
+    # The end is seen while the server waits for the client to take its replies: the
+    # requests received before it are all handled, then the connection closes.
+    server = BlobServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[flavour])
+    server._server.MAX_WRITE_BUFFER_SIZE = 256 * 1024
+    port = start_server(server)
+    try:
+        with LineClient(port, rcvbuf=4096) as client:
+            client.greeting()
+            size = 100000
+            count = 2 * _wmem_max() // size + 10
+            client.send_raw(b"?blob %d\n" % size * count)
+            client.sock.shutdown(socket.SHUT_WR)
+            assert client.read_to_eof() == [b"!blob ok " + b"z" * size] * count
+            assert server.disconnects.get(timeout=TIMEOUT)[1] == "Connection closed by client."
+    finally:
+        stop_server(server)
+
+
+class NotingBlobServer(BlobServer):
+    def setup_sensors(self):
+        super().setup_sensors()
+        self.blob_made = threading.Event()
+
+    def request_blob(self, req, msg):
+        """Reply with as many bytes as asked for, noting it in `blob_made`."""
+        self.blob_made.set()
+        return super().request_blob(req, msg)
+
+
+def _on_server_loop(server, function):
+    """The result of `function()`, called on the server's loop (after what it is doing)."""
+    result = concurrent.futures.Future()
+    server.ioloop.add_callback(lambda: result.set_result(function()))
+    return result.result(TIMEOUT)
+
+
+def test_a_client_whose_replies_wait_for_it_is_no_longer_read_from():
+    # Its further requests wait, and so does what it sends: TCP flow control holds the
+    # client back rather than the server keeping all it sends, unhandled.
+    server = NotingBlobServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY["async"])
+    server._server.MAX_WRITE_BUFFER_SIZE = 256 * 1024
+    port = start_server(server)
+    try:
+        with LineClient(port, rcvbuf=4096) as client:
+            client.greeting()
+            size = _wmem_max() + 1024 * 1024  # more than the kernel's buffers take
+            client.send_raw(b"?blob %d\n?watchdog\n" % size)
+            assert server.blob_made.wait(TIMEOUT)
+            (conn,) = server._server._connections
+            # Reading has paused once the chunk with the requests has been handled.
+            assert _on_server_loop(server, conn.transport.is_reading) is False
+            assert client.readline() == b"!blob ok " + b"z" * size
+            assert client.readline() == b"!watchdog ok"
+            assert _on_server_loop(server, conn.transport.is_reading) is True
+    finally:
+        stop_server(server)
+
+
+def test_handling_stops_while_a_client_has_not_taken_its_replies(monkeypatch):
+    # However long a pipeline is, and however little time it has taken so far: the rest
+    # waits once the replies wait for the client (with no time budget to spend, it never
+    # yields a turn: only the wait stops it).
+    monkeypatch.setattr(katcp_server.transport, "_TURN_BUDGET", float("inf"))
+    server = BlobServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY["async"])
+    server._server.MAX_WRITE_BUFFER_SIZE = 256 * 1024
+    port = start_server(server)
+    try:
+        with LineClient(port, rcvbuf=4096) as client:
+            client.greeting()
+            size = 100000
+            count = 2 * _wmem_max() // size + 4 * katcp_server.transport._SLICE
+            client.send_raw(b"?blob %d\n" % size * count)
+            replies = [client.readline() for _ in range(count)]
+            assert replies == [b"!blob ok " + b"z" * size] * count
+            assert client.request("?watchdog") == ([], "!watchdog ok")
+    finally:
+        stop_server(server)
+
+
 class MarkingServer(ExampleServer):
     def request_mark(self, req, msg):
         """Note in `order` when the loop next gets a turn."""
@@ -1251,6 +1421,49 @@ def test_a_server_on_a_tornado_test_cases_loop_leaves_nothing_open(stop_in_teard
     assert resource_warnings == []
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(addresses[0], timeout=TIMEOUT).close()
+
+
+def test_a_server_stopped_in_a_tornado_test_cases_teardown_leaves_no_connection_open():
+    # As above, with a client connected when the teardown cancels the server's goodbyes:
+    # its connection is dropped (no #disconnect), and the server counts as stopped.
+    servers, sockets = [], []
+
+    class OnTheTestLoop(tornado.testing.AsyncTestCase):
+        def setUp(self):
+            super().setUp()
+            self.server = ExampleServer("127.0.0.1", 0)
+            self.server.set_concurrency_options(**CONCURRENCY["async"])
+            self.server.set_ioloop(self.io_loop)
+            self.server.start()
+            servers.append(self.server)
+
+        def tearDown(self):
+            self.server.stop()
+            super().tearDown()
+
+        @tornado.testing.gen_test(timeout=TIMEOUT)
+        def test_serve(self):
+            sock = socket.create_connection(self.server.bind_address, timeout=TIMEOUT)
+            sockets.append(sock)
+            sock.setblocking(False)
+            received = b""
+            while received.count(b"\n") < len(GREETING):  # the server has the connection
+                received += yield self.io_loop.asyncio_loop.sock_recv(sock, 4096)
+
+    result, resource_warnings = run_case_for_leftovers(OnTheTestLoop)
+    (sock,) = sockets
+    with sock:
+        assert result.wasSuccessful()
+        assert resource_warnings == []
+        sock.settimeout(TIMEOUT)
+        try:
+            assert sock.recv(4096) == b""
+        except ConnectionResetError:
+            pass
+    (server,) = servers
+    assert not server.running()
+    server.join(timeout=TIMEOUT)  # at once: the server is stopped
+    assert server._server._stopped.is_set()
 
 
 def test_sampling_asked_through_a_mock_connection_is_set():

@@ -17,7 +17,7 @@ import tornado.ioloop
 
 from katcp.core import Message, ProtocolFlags
 from katcp.loop.call_queue import CallQueue
-from katcp.server import AsyncDeviceServer, DeviceServer
+from katcp.server import AsyncDeviceServer, DeviceServer, transport
 from katcp.transport.framing import WriteBatcher
 
 from server_line_client import LineClient
@@ -116,6 +116,20 @@ def test_a_client_that_ends_its_side_after_queued_requests_gets_every_reply(gate
         gated.gate.set()
         assert client.read_to_eof() == [b"!gated ok gated", b"!quick ok quick",
                                          b"!quick ok quick"]
+
+
+def test_a_client_that_ends_its_side_during_a_long_pipeline_gets_every_reply(gated,
+                                                                           monkeypatch):
+    # The pipeline after the request is handled in turns (each past the time budget):
+    # the end, seen meanwhile, closes the connection only once all of it is handled.
+    monkeypatch.setattr(transport, "_TURN_BUDGET", -1.0)
+    count = 4 * transport._SLICE
+    with _connect(gated) as client:
+        client.send_raw(b"?gated\n" + b"?quick\n" * count)
+        assert gated.entered.wait(TIMEOUT)
+        client.sock.shutdown(socket.SHUT_WR)
+        gated.gate.set()
+        assert client.read_to_eof() == [b"!gated ok gated"] + [b"!quick ok quick"] * count
 
 
 def test_requests_arriving_during_a_request_wait_for_it(gated):
