@@ -896,7 +896,7 @@ def test_handling_stops_while_a_client_has_not_taken_its_replies(monkeypatch):
     # However long a pipeline is, and however little time it has taken so far: the rest
     # waits once the replies wait for the client (with no time budget to spend, it never
     # yields a turn: only the wait stops it).
-    monkeypatch.setattr(katcp_server.transport, "_TURN_BUDGET", float("inf"))
+    monkeypatch.setattr(katcp_server.stream, "_TURN_BUDGET", float("inf"))
     server = BlobServer("127.0.0.1", 0)
     server.set_concurrency_options(**CONCURRENCY["async"])
     server._server.MAX_WRITE_BUFFER_SIZE = 256 * 1024
@@ -905,7 +905,7 @@ def test_handling_stops_while_a_client_has_not_taken_its_replies(monkeypatch):
         with LineClient(port, rcvbuf=4096) as client:
             client.greeting()
             size = 100000
-            count = 2 * _wmem_max() // size + 4 * katcp_server.transport._SLICE
+            count = 2 * _wmem_max() // size + 4 * katcp_server.stream._SLICE
             client.send_raw(b"?blob %d\n" % size * count)
             replies = [client.readline() for _ in range(count)]
             assert replies == [b"!blob ok " + b"z" * size] * count

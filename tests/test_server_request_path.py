@@ -17,7 +17,7 @@ import tornado.ioloop
 
 from katcp.core import Message, ProtocolFlags
 from katcp.loop.call_queue import CallQueue
-from katcp.server import AsyncDeviceServer, DeviceServer, transport
+from katcp.server import AsyncDeviceServer, DeviceServer, stream
 from katcp.transport.framing import WriteBatcher
 
 from server_line_client import LineClient
@@ -122,8 +122,8 @@ def test_a_client_that_ends_its_side_during_a_long_pipeline_gets_every_reply(gat
                                                                            monkeypatch):
     # The pipeline after the request is handled in turns (each past the time budget):
     # the end, seen meanwhile, closes the connection only once all of it is handled.
-    monkeypatch.setattr(transport, "_TURN_BUDGET", -1.0)
-    count = 4 * transport._SLICE
+    monkeypatch.setattr(stream, "_TURN_BUDGET", -1.0)
+    count = 4 * stream._SLICE
     with _connect(gated) as client:
         client.send_raw(b"?gated\n" + b"?quick\n" * count)
         assert gated.entered.wait(TIMEOUT)
