@@ -416,8 +416,9 @@ class KATCPClientResource(resource.KATCPResource):
         """Set a strategy for a sensor even if it is not yet known.
         The strategy should persist across sensor disconnect/reconnect.
 
-        Otherwise as :meth:`katcp.resource.KATCPResource.set_sampling_strategy`; the
-        result is an empty dict while the sensor does not exist.
+        Otherwise as :meth:`katcp.resource.KATCPResource.set_sampling_strategy`. While
+        the sensor does not exist the result is an empty dict (the strategy is kept for
+        it), or ``{name: (False, exc_info)}`` if the strategy cannot be parsed.
         """
         sensor_name = escape_name(sensor_name)
         sensor_obj = dict.get(self._sensor, sensor_name)
