@@ -178,5 +178,7 @@ class TimewarpAsyncTestCaseTimeAdvancer(threading.Thread):
     def _step(self) -> None:
         test = self.test_instance
         woken = test.set_ioloop_time(test.ioloop_time + self.quantum)
-        assert woken is not None
-        woken.add_done_callback(lambda _: self._step_done.set())
+        if woken is None:  # a test case's own set_ioloop_time that does not wake the loop
+            self._step_done.set()
+        else:
+            woken.add_done_callback(lambda _: self._step_done.set())
