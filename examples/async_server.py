@@ -4,12 +4,9 @@ Usage: ``python examples/async_server.py [PORT]`` (0 picks a free port and print
 Ctrl-C shuts it down cleanly (clients get ``#disconnect``).
 """
 
+import asyncio
 import signal
 import sys
-
-import tornado
-import tornado.gen
-import tornado.ioloop
 
 from katcp import AsyncDeviceServer
 
@@ -23,25 +20,25 @@ class MyServer(AsyncDeviceServer, tutorial_server.MyServer):
     """The tutorial server's requests and sensors, with handlers on the ioloop."""
 
 
-@tornado.gen.coroutine
-def on_shutdown(ioloop, server):
+async def on_shutdown(server):
     print('Shutting down')
-    yield server.stop()
-    ioloop.stop()
+    await asyncio.wrap_future(server.stop())
+
+
+async def main():
+    server = MyServer(server_host, server_port)
+    # Run on this asyncio loop (the tornado ioloop of the thread wraps it).
+    server.set_ioloop()
+    server.start()
+    print("PORT %d" % server.bind_address[1], flush=True)
+    # Hook up to SIGINT so that ctrl-C results in a clean shutdown
+    interrupted = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupted.set)
+    await interrupted.wait()
+    await on_shutdown(server)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1:
         server_port = int(sys.argv[1])
-    ioloop = tornado.ioloop.IOLoop.current()
-    server = MyServer(server_host, server_port)
-    # Hook up to SIGINT so that ctrl-C results in a clean shutdown
-    signal.signal(signal.SIGINT, lambda sig, frame: ioloop.add_callback_from_signal(
-        on_shutdown, ioloop, server))
-
-    def start():
-        server.start()
-        print("PORT %d" % server.bind_address[1], flush=True)
-
-    ioloop.add_callback(start)
-    ioloop.start()
+    asyncio.run(main())

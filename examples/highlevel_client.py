@@ -3,19 +3,17 @@
 Usage: ``python examples/highlevel_client.py [HOST [PORT]]``.
 """
 
+import asyncio
 import sys
 import time
 
 import tornado
 import tornado.gen
-from tornado.ioloop import IOLoop
 
 from katcp import resource_client
 
 device_host = sys.argv[1] if len(sys.argv) > 1 else "localhost"
 device_port = int(sys.argv[2]) if len(sys.argv) > 2 else 5000
-
-ioloop = IOLoop.current()
 
 client = resource_client.KATCPClientResource(dict(
     name='demo-client',
@@ -57,10 +55,14 @@ def demo():
         print('pick response: \n', pick_response)
     finally:
         client.stop()
-        # Finally stop the ioloop so that the program exits
-        ioloop.stop()
+        # Finally wait until the client has stopped, so that the program exits cleanly
+        yield client.until_stopped()
 
 
-ioloop.add_callback(client.start)
-ioloop.add_callback(demo)
-ioloop.start()
+async def main():
+    # The client runs on this asyncio loop (the tornado ioloop of the thread wraps it)
+    client.start()
+    await demo()
+
+
+asyncio.run(main())

@@ -105,26 +105,17 @@ if __name__ == "__main__":
     import asyncio
     import signal
 
-    import tornado.ioloop
-
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
-    ioloop = tornado.ioloop.IOLoop.current()
-    server = ReceiverSimulator("127.0.0.1", port)
-    server.set_ioloop(ioloop)
-
-    async def shut_down():
-        await asyncio.wrap_future(server.stop())
-        ioloop.stop()
-
-    def announce():
+    async def main(port):
+        server = ReceiverSimulator("127.0.0.1", port)
+        server.set_ioloop()  # this asyncio loop
         server.start()
         print("PORT %d" % server.bind_address[1], flush=True)
-        # Ctrl-C and SIGTERM stop the server, then the loop, from the loop itself: a
-        # KeyboardInterrupt lands in whatever code runs at that moment, and is lost if
-        # that is a finalizer.
+        # Ctrl-C and SIGTERM stop the server from the loop itself: a KeyboardInterrupt
+        # lands in whatever code runs at that moment, and is lost if that is a finalizer.
+        interrupted = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(signum, ioloop.add_callback,
-                                                          shut_down)
+            asyncio.get_running_loop().add_signal_handler(signum, interrupted.set)
+        await interrupted.wait()
+        await asyncio.wrap_future(server.stop())
 
-    ioloop.add_callback(announce)
-    ioloop.start()
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 5000))

@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Set, Union
 
 import tornado.gen
 import tornado.ioloop
+import tornado.util
 
 from katcp.loop.crossing import call_on_loop, is_awaitable, on_loop, running_loop
 from katcp.loop.futures import _bounded
@@ -362,6 +363,11 @@ class IOLoopThreadWrapper:
     #: Seconds a blocking call waits for a loop that is not running (yet) before it fails:
     #: long enough for a loop thread that was just started to get going.
     not_running_grace = 2.0
+    #: Seconds a blocking call with a timeout waits beyond it. The function, given the same
+    #: timeout (as by :meth:`decorate_callable`), starts it a moment later on the loop: its
+    #: own outcome, such as a timeout error that says what it waited for, is what the
+    #: caller should get.
+    timeout_grace = 1.0
 
     def __init__(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
         self.ioloop = ioloop = ioloop or tornado.ioloop.IOLoop.current()
@@ -384,7 +390,9 @@ class IOLoopThreadWrapper:
         args : tuple
         kwargs : dict
         timeout : float, optional
-            Seconds to block; defaults to :attr:`default_timeout`.
+            Seconds `fn` has to give its outcome; defaults to :attr:`default_timeout`. The
+            caller blocks up to :attr:`timeout_grace` seconds longer, for the outcome of
+            an `fn` that is given the same timeout.
 
         Returns
         -------
@@ -393,8 +401,9 @@ class IOLoopThreadWrapper:
 
         Raises
         ------
-        concurrent.futures.TimeoutError
-            If timed out while blocking.
+        tornado.util.TimeoutError
+            If there is no outcome by then (the class of `fn`'s own timeout errors, on
+            every Python version), saying so.
         RuntimeError
             If called on the loop thread and `fn` returns an unfinished future,
             which the loop could never finish while blocked; or if no thread runs
@@ -409,7 +418,7 @@ class IOLoopThreadWrapper:
             return self._call_on_own_thread(fn, args, kwargs)
         self._wait_until_running(fn)
         result = call_on_loop(self.ioloop, None, fn, *args, **kwargs)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else time.monotonic() + timeout + self.timeout_grace
         while True:
             wait = self.not_running_grace
             if deadline is not None:
@@ -418,8 +427,12 @@ class IOLoopThreadWrapper:
                 return result.result(wait)
             except concurrent.futures.TimeoutError:
                 # Also the class of a timeout that `fn` itself raised (Python 3.11+).
-                if result.done() or (deadline is not None and time.monotonic() >= deadline):
+                if result.done():
                     raise
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise tornado.util.TimeoutError(
+                        "No outcome of %s from its ioloop within %s s (and %s s of grace)"
+                        % (getattr(fn, "__name__", fn), timeout, self.timeout_grace)) from None
             # Still waiting: fail rather than hang if the loop has stopped meanwhile.
             if not self._loop_running():
                 result.cancel()
@@ -464,8 +477,9 @@ class IOLoopThreadWrapper:
         -------
         decorated : callable
             Blocks until `callable_` has run on the loop (and its future, if any,
-            resolved); a ``timeout`` keyword argument limits the wait and is also
-            passed on to `callable_`.
+            resolved); a ``timeout`` keyword argument is passed on to `callable_` and
+            limits the wait as :meth:`call_in_ioloop`'s `timeout`, so that the caller
+            gets the outcome of `callable_`'s own timeout.
 
         """
 

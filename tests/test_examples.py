@@ -9,6 +9,9 @@ from subprocess_helpers import BackgroundProcess, python_env, run_program
 
 pytestmark = pytest.mark.timeout(90)
 
+# Deprecated calls (tornado's, asyncio's) fail the program, as do asyncio's complaints.
+STRICT = ["-X", "dev", "-W", "error"]
+
 
 @pytest.fixture
 def tutorial_server():
@@ -47,8 +50,10 @@ def test_custom_client(tutorial_server):
 
 
 def test_highlevel_client(tutorial_server):
-    result = run_program(["examples/highlevel_client.py", "127.0.0.1", str(tutorial_server)])
+    result = run_program(STRICT + ["examples/highlevel_client.py", "127.0.0.1",
+                                   str(tutorial_server)])
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "Warning" not in result.stderr, result.stderr
     assert "3 + 6 response:" in result.stdout
     assert "Fruit picked:  banana" in result.stdout
     assert "pick response:" in result.stdout
@@ -110,6 +115,24 @@ def test_servers_answer_help(program):
             client.join(timeout=10)
     finally:
         server.stop(signal.SIGINT)
+
+
+@pytest.mark.parametrize("program", ["examples/async_server.py", "examples/asyncio_server.py",
+                                     "examples/receiver_simulator.py"])
+def test_servers_on_their_own_loop_stop_cleanly_on_ctrl_c(program):
+    from katcp import BlockingClient, Message
+
+    server = BackgroundProcess(STRICT + [program, "0"])
+    try:
+        port = int(server.wait_for_line(r"^PORT (\d+)").group(1))
+        with BlockingClient("127.0.0.1", port) as client:
+            reply, _ = client.blocking_request(Message.request("watchdog"))
+            assert reply.reply_ok()
+    finally:
+        exit_status = server.stop(signal.SIGINT)
+    output = "\n".join(server.lines)
+    assert exit_status == 0, output
+    assert "Warning" not in output and "Traceback" not in output, output
 
 
 def test_asyncio_server_async_handlers():

@@ -6,6 +6,7 @@ request the client sends is recorded. The last tests use a real katcp DeviceServ
 """
 
 import asyncio
+import logging
 
 import tornado.gen
 import tornado.testing
@@ -760,6 +761,74 @@ class TestConnectionLifecycle(InspectingClientTestBase):
         client.stop()
         await client.until_stopped(timeout=WAIT)
         self.assertEqual(recorder.states, [CONNECTED, DISCONNECTED])
+
+    def record_errors(self):
+        """The error records logged from here on (tornado logs its own as errors)."""
+        errors = []
+        handler = logging.Handler(logging.ERROR)
+        handler.emit = errors.append
+        logging.getLogger().addHandler(handler)
+        self.addCleanup(logging.getLogger().removeHandler, handler)
+        return errors
+
+    def spy_inspections(self, client, count):
+        """Future resolving once `count` inspection requests of `client` have ended."""
+        ended = asyncio.get_running_loop().create_future()
+        inspection_request = client._inspection_request
+        ends = []
+
+        def spy(*args, **kwargs):
+            try:
+                return (yield from inspection_request(*args, **kwargs))
+            finally:
+                ends.append(args[0])
+                if len(ends) == count:
+                    ended.set_result(ends)
+
+        client._inspection_request = spy
+        return ended
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_stop_during_inspection_with_its_wait_cancelled_logs_nothing(self):
+        errors = self.record_errors()
+        self.device.ignore_next.add("sensor-list")
+        sensor_list = self.device.until_request("sensor-list")
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        inspected = self.spy_inspections(client, 2)  # help, sensor-list
+        await client.connect(timeout=WAIT)
+        await tornado.gen.with_timeout(self.io_loop.time() + WAIT, sensor_list)
+        client.stop()
+        # As a tornado test case's teardown cancels every task still pending.
+        state_loop = client._state_loop_future
+        state_loop.cancel()
+        await tornado.gen.with_timeout(self.io_loop.time() + WAIT, inspected)
+        await client.katcp_client.until_stopped(timeout=WAIT)
+        await asyncio.wait([state_loop], timeout=WAIT)
+        self.assertTrue(state_loop.cancelled())
+        self.assertEqual(errors, [])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_stop_during_inspection_of_several_sensors_logs_nothing(self):
+        errors = self.record_errors()
+        client, _ = await self.start_client()
+        asked = []
+        both_asked = asyncio.get_running_loop().create_future()
+
+        def held_sensor_list(msg):
+            asked.append(msg)
+            if len(asked) == 2:
+                both_asked.set_result(None)
+            return []
+
+        self.device._request_sensor_list = held_sensor_list
+        inspected = self.spy_inspections(client, 2)
+        self.device.inform("interface-changed", "sensor", "temp", "modified")
+        self.device.inform("interface-changed", "sensor", "mode", "modified")
+        await tornado.gen.with_timeout(self.io_loop.time() + WAIT, both_asked)
+        client.stop()
+        await tornado.gen.with_timeout(self.io_loop.time() + WAIT, inspected)
+        await client.until_stopped(timeout=WAIT)
+        self.assertEqual(errors, [])
 
     @tornado.testing.gen_test(timeout=10)
     async def test_connection_lost_during_inspection_resyncs(self):

@@ -9,6 +9,7 @@ import weakref
 import pytest
 import tornado.gen
 import tornado.ioloop
+import tornado.util
 
 from katcp.ioloop_manager import (
     IOLoopManager,
@@ -160,8 +161,26 @@ def test_call_in_ioloop_runs_on_loop_and_propagates_errors(managed):
 
 def test_call_in_ioloop_timeout(managed):
     wrapper = IOLoopThreadWrapper(managed.get_ioloop())
-    with pytest.raises(concurrent.futures.TimeoutError):
+    wrapper.timeout_grace = 0.05
+    # The class a timeout on the loop has, on every Python version, and a message.
+    with pytest.raises(tornado.util.TimeoutError, match="No outcome of sleep from its ioloop"):
         wrapper.call_in_ioloop(asyncio.sleep, (1.0,), {}, timeout=0.05)
+
+
+def test_call_in_ioloop_gives_the_timeout_error_of_the_call_itself(managed):
+    ioloop = managed.get_ioloop()
+    wrapper = IOLoopThreadWrapper(ioloop)
+
+    def own_timeout(timeout):
+        # Runs out a little after the caller's timeout, as a loop-side timer that
+        # starts once the call has crossed over (and, here, a busy loop) does.
+        failed = ioloop.asyncio_loop.create_future()
+        ioloop.call_later(timeout + 0.3, failed.set_exception,
+                          tornado.util.TimeoutError("Not ready after %s s" % timeout))
+        return failed
+
+    with pytest.raises(tornado.util.TimeoutError, match=r"^Not ready after 0.2 s$"):
+        wrapper.decorate_callable(own_timeout)(timeout=0.2)
 
 
 def test_call_from_loop_thread_runs_directly_and_refuses_to_deadlock(managed):
@@ -236,7 +255,8 @@ def test_decorate_callable_keeps_name_and_passes_timeout(managed):
     assert decorated.__name__ == "slow"
     assert "Sleep a while." in decorated.__doc__
     assert decorated(0, timeout=1.0) == 1.0
-    with pytest.raises(concurrent.futures.TimeoutError):
+    wrapper.timeout_grace = 0.05
+    with pytest.raises(tornado.util.TimeoutError):
         decorated(1.0, timeout=0.05)
 
 

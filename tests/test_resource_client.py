@@ -1,6 +1,8 @@
 """Tests for katcp.resource_client against real device servers on 127.0.0.1."""
 
 import concurrent.futures
+import functools
+import socket
 import threading
 
 import pytest
@@ -1088,6 +1090,25 @@ class TestThreadSafeWrappers:
         finally:
             wrapper.stop()
             wrapper.until_stopped(timeout=WAIT)
+
+    def test_resource_wrapper_wait_gives_the_resource_timeout_error(self, loop_manager):
+        ioloop = loop_manager.get_ioloop()
+        # Bound, never listening: every connection attempt is refused.
+        with socket.socket() as absent:
+            absent.bind(("127.0.0.1", 0))
+            res = KATCPClientResource(dict(name="absent", address=absent.getsockname()))
+            res.set_ioloop(ioloop)
+            wrapper = ThreadSafeKATCPClientResourceWrapper(res, loop_manager)
+            wrapper.start()
+            try:
+                for wait in (wrapper.until_synced, functools.partial(wrapper.until_state,
+                                                                     "synced")):
+                    # The resource's own error, which says what it waited for.
+                    with pytest.raises(tornado.gen.TimeoutError,
+                                       match="Resource 'absent' at .* not 'synced' after 0.3 s"):
+                        wait(timeout=0.3)
+            finally:
+                wrapper.close()
 
     def test_group_wrapper_hands_out_wrapped_clients(self, group_wrapper):
         group = group_wrapper.groups.ab

@@ -414,6 +414,45 @@ class TestTimewarp(testutils.TimewarpAsyncTestCase):
         yield tornado.gen.sleep(100)
         self.assertGreaterEqual(self.io_loop.time(), start + 100)
 
+    def test_time_advancer_queues_no_step_while_the_last_is_pending(self):
+        # No gen_test: the loop stands still, so the first step stays pending.
+        steps = []
+        first, second = threading.Event(), threading.Event()
+        add_callback = self.io_loop.add_callback
+
+        def counting_add_callback(callback, *args, **kwargs):
+            if threading.get_ident() != self.ioloop_thread_id:
+                steps.append(callback)
+                (second if first.is_set() else first).set()
+            return add_callback(callback, *args, **kwargs)
+
+        self.io_loop.add_callback = counting_add_callback
+        advancer = testutils.TimewarpAsyncTestCaseTimeAdvancer(self)
+        testutils.start_thread_with_cleanup(self, advancer)
+        self.assertTrue(first.wait(5))
+        # Steps are due every 50 us: 0.2 s leaves room for thousands.
+        self.assertFalse(second.wait(0.2))
+        start = self.io_loop.time()
+        self.io_loop.run_sync(lambda: tornado.gen.sleep(1.0), timeout=5)
+        self.assertGreaterEqual(self.io_loop.time(), start + 1.0)
+        self.assertGreaterEqual(len(steps), 20)
+
+    def test_time_advancer_keeps_up_in_debug_mode(self):
+        # asyncio's debug mode makes each callback slower than a step of 50 us; queued
+        # steps used to pile up faster than the loop ran them and the time stood still.
+        self.io_loop.asyncio_loop.set_debug(True)
+        advancer = testutils.TimewarpAsyncTestCaseTimeAdvancer(self)
+        testutils.start_thread_with_cleanup(self, advancer)
+        # A backlog that grows for ever would outlast run_sync's timeout.
+        guard = threading.Timer(5, advancer.stop)
+        guard.daemon = True
+        guard.start()
+        self.addCleanup(guard.cancel)
+        start = self.io_loop.time()
+        self.io_loop.run_sync(lambda: tornado.gen.sleep(2.0), timeout=10)
+        self.assertGreaterEqual(self.io_loop.time(), start + 2.0)
+        self.assertLessEqual(len(self.io_loop.asyncio_loop._ready), 2)
+
     @tornado.testing.gen_test(timeout=5)
     def test_async_waiting_mock(self):
         mock = testutils.AsyncWaitingMock()

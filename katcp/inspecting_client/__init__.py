@@ -49,6 +49,22 @@ keep_home(__name__, RequestType, SyncError, InspectingClientStateType, _InformHo
 _OWN_REQUESTING = own_methods(AsyncClient, "future_request", "callback_request")
 
 
+async def _all_results(futures: List[Any]) -> List[Any]:
+    """The results of `futures` (of tornado coroutines), waiting for all; or the first failure.
+
+    As ``tornado.gen.multi``, but no failure is left for tornado to log: it logs as errors
+    each failure after the first, and the failure of a coroutine whose future was
+    cancelled (the coroutine runs on regardless). A stop fails every inspection in
+    progress, and a test case's teardown cancels the task waiting for them: neither is an
+    error. Cancelling this wait leaves the coroutines to run out.
+    """
+    outcomes = await asyncio.shield(asyncio.gather(*futures, return_exceptions=True))
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return outcomes
+
+
 class InspectingClientAsync:
     """Higher-level client that inspects a KATCP interface.
 
@@ -486,9 +502,9 @@ class InspectingClientAsync:
             if names is _PendingChanges.ALL:
                 names = None if everything else self._full_scope(kind)
             if names is None:
-                results = [await inspect_one()]
+                results = await _all_results([inspect_one()])
             else:
-                results = await tornado.gen.multi([inspect_one(name) for name in names])
+                results = await _all_results([inspect_one(name) for name in names])
             setattr(pending, kind, set())
             changes = model_changes.get(kind) or AttrDict(added=set(), removed=set())
             for result in filter(None, results):

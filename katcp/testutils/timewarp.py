@@ -2,6 +2,7 @@
 
 import asyncio
 import threading
+import time
 import warnings
 from typing import Any, Callable, Optional
 
@@ -124,6 +125,11 @@ class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):
 class TimewarpAsyncTestCaseTimeAdvancer(threading.Thread):
     """Advance the virtual time of a TimewarpAsyncTestCase from a background thread.
 
+    Each step moves the virtual time on by `quantum` and lets the ioloop run at the new
+    time; the next step waits until the loop has done so. The virtual time therefore
+    passes at `rate` virtual seconds per real second at most, and slower when the loop
+    takes longer than ``quantum / rate`` real seconds for a step (asyncio's debug mode).
+
     Parameters
     ----------
     test_instance : TimewarpAsyncTestCase
@@ -141,6 +147,8 @@ class TimewarpAsyncTestCaseTimeAdvancer(threading.Thread):
         self.rate = rate
         self._stopped = threading.Event()
         self._started = threading.Event()
+        # Set once the loop has run the last step, or by stop().
+        self._step_done = threading.Event()
 
     def start(self) -> None:
         super().start()
@@ -148,12 +156,29 @@ class TimewarpAsyncTestCaseTimeAdvancer(threading.Thread):
 
     def stop(self, timeout: Optional[float] = None) -> None:
         self._stopped.set()
+        # After _stopped, so that run() sees one or the other once it clears _step_done.
+        self._step_done.set()
         self.join(timeout)
 
     def run(self) -> None:
         self._started.set()
         ioloop = self.test_instance.io_loop
         step_wait = self.quantum / self.rate
-        while not self._stopped.wait(step_wait):
-            new_time = self.test_instance.ioloop_time + self.quantum
-            ioloop.add_callback(self.test_instance.set_ioloop_time, new_time)
+        step_started = time.monotonic()
+        while not self._stopped.wait(max(0.0, step_started + step_wait - time.monotonic())):
+            step_started = time.monotonic()
+            self._step_done.clear()
+            if self._stopped.is_set():
+                break
+            # One step pending at most: steps queued faster than the loop runs them would
+            # pile up without bound, each warping from a time that is no longer current.
+            ioloop.add_callback(self._step)
+            self._step_done.wait()
+
+    def _step(self) -> None:
+        test = self.test_instance
+        woken = test.set_ioloop_time(test.ioloop_time + self.quantum)
+        if woken is None:  # a test case's own set_ioloop_time that does not wake the loop
+            self._step_done.set()
+        else:
+            woken.add_done_callback(lambda _: self._step_done.set())
