@@ -122,7 +122,11 @@ class IOLoopManager:
         self._managed_default = managed_default
         self._ioloop_managed = managed_default
         self._ioloop_thread: Optional[threading.Thread] = None
-        self._stop_requested = False  # the managed loop is told to stop, and will close
+        # The managed loop is told to stop, and will close: from the moment stop() hands
+        # that to the loop, so that nothing started meanwhile runs on the closing loop.
+        self._stop_requested = False
+        self._stop_future: "Optional[concurrent.futures.Future[Any]]" = None  # that stop's
+        self._stop_lock = threading.RLock()  # a callback run at once may stop again
         self._thread_id: Optional[int] = None  # of the thread running the loop, once known
         self._daemonic = True
         self._running = threading.Event()
@@ -182,7 +186,8 @@ class IOLoopManager:
 
         """
         thread = self._ioloop_thread
-        if self._stop_requested and thread is not None and thread.is_alive():
+        if (self._stop_requested and thread is not None and thread.is_alive()
+                and thread is not threading.current_thread()):
             # The managed loop of a stop that has been asked for is closing: a restart
             # gets a loop of its own once that one is closed, never the closing one.
             thread.join()
@@ -230,9 +235,12 @@ class IOLoopManager:
         ioloop = self.get_ioloop()
         if self._ioloop_managed:
             self._stop_requested = False
-            self._ioloop_thread = threading.Thread(target=self._run_managed_ioloop, args=(ioloop,),
-                                                   name="katcp-ioloop", daemon=self._daemonic)
-            self._ioloop_thread.start()
+            thread = threading.Thread(target=self._run_managed_ioloop, args=(ioloop,),
+                                      name="katcp-ioloop", daemon=self._daemonic)
+            thread.start()
+            # Only a started thread is shown: join() from another thread meanwhile would
+            # fail on one not yet started.
+            self._ioloop_thread = thread
         ioloop.add_callback(self._now_running)
         return self.wait_running(timeout) if timeout else None
 
@@ -285,21 +293,39 @@ class IOLoopManager:
         Returns
         -------
         stopped : :class:`concurrent.futures.Future` or None
-            Resolves once the callback has run and the stop was requested;
-            None if there is no loop.
+            Resolves once the callback has run and the stop was requested; that of
+            the stop under way if a managed loop is already stopping (its callback
+            stands for this one); None if there is no loop.
 
         """
         if timeout:
             self._running.wait(timeout)
-        ioloop = self._ioloop
+        with self._stop_lock:
+            ioloop = self._ioloop
+            thread = self._ioloop_thread
+            managed = self._ioloop_managed
+            if managed and self._stop_requested and thread is not None and thread.is_alive():
+                # Already stopping: the callback of that stop stands for this one's.
+                return self._stop_future
+            if ioloop is None or (managed and (thread is None or not thread.is_alive()
+                                               or self._stop_requested)):
+                # No loop, or a managed one never started (its start failed, say) or
+                # already stopped: nothing would run the callback, nothing is left to stop.
+                return None
+            if managed:
+                # Before the callback, which runs at once when called on the loop thread.
+                self._stop_requested = True
+                self._stop_future = None
+            stopping = call_on_loop(ioloop, self._thread_id, self._run_stop_callback, callback,
+                                    ioloop, managed)
+            if managed:
+                self._stop_future = stopping
+            return stopping
+
+    def _live(self) -> bool:
+        """Whether the managed loop's thread runs, and is not told to stop."""
         thread = self._ioloop_thread
-        if ioloop is None or (self._ioloop_managed and (
-                thread is None or not thread.is_alive() or self._stop_requested)):
-            # No loop, or a managed one never started (its start failed, say) or already
-            # stopping: nothing would run the callback, and nothing is left to stop.
-            return None
-        return call_on_loop(ioloop, self._thread_id, self._run_stop_callback, callback,
-                            ioloop, self._ioloop_managed)
+        return thread is not None and thread.is_alive() and not self._stop_requested
 
     def _run_stop_callback(self, callback, ioloop, managed):
         # The callback is called at once, so that what it does without waiting is done
@@ -327,7 +353,6 @@ class IOLoopManager:
             self._logger.exception("Error in ioloop stop callback")
         self._running.clear()
         if managed:
-            self._stop_requested = True
             # Not stop() itself: the loop must still run the turn that delivers this
             # task's outcome to the caller of stop(), which comes next.
             ioloop.add_callback(ioloop.stop)
