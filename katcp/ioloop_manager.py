@@ -24,7 +24,8 @@ from typing import Any, Callable, Dict, Optional, Sequence, Set, Union
 import tornado.gen
 import tornado.ioloop
 
-from katcp.loop.crossing import call_on_loop, is_awaitable, on_loop, running_loop
+from katcp.loop.crossing import (NOT_RUNNING_GRACE, call_on_loop, is_awaitable, on_loop,
+                                 running_loop, wait_for_loop)
 from katcp.loop.futures import _bounded
 from katcp.loop.policy import new_ioloop
 from katcp.object_proxies import ObjectWrapper
@@ -386,7 +387,7 @@ class IOLoopThreadWrapper:
     default_timeout = None
     #: Seconds a blocking call waits for a loop that is not running (yet) before it fails:
     #: long enough for a loop thread that was just started to get going.
-    not_running_grace = 2.0
+    not_running_grace = NOT_RUNNING_GRACE
 
     def __init__(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
         self.ioloop = ioloop = ioloop or tornado.ioloop.IOLoop.current()
@@ -434,21 +435,9 @@ class IOLoopThreadWrapper:
             return self._call_on_own_thread(fn, args, kwargs)
         self._wait_until_running(fn)
         result = call_on_loop(self.ioloop, None, fn, *args, **kwargs)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            wait = self.not_running_grace
-            if deadline is not None:
-                wait = min(wait, max(deadline - time.monotonic(), 0.0))
-            try:
-                return result.result(wait)
-            except concurrent.futures.TimeoutError:
-                # Also the class of a timeout that `fn` itself raised (Python 3.11+).
-                if result.done() or (deadline is not None and time.monotonic() >= deadline):
-                    raise
-            # Still waiting: fail rather than hang if the loop has stopped meanwhile.
-            if not self._loop_running():
-                result.cancel()
-                raise RuntimeError(self._not_running_text(fn))
+        return wait_for_loop(result, self.ioloop, timeout,
+                             functools.partial(self._not_running_text, fn),
+                             self.not_running_grace)
 
     def _loop_running(self) -> bool:
         return self.ioloop.asyncio_loop.is_running()  # type: ignore[attr-defined]

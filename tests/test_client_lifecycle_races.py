@@ -12,6 +12,8 @@ import pytest
 
 from katcp.client import BlockingClient, CallbackClient
 from katcp.core import Message
+from katcp.ioloop_manager import IOLoopManager
+from katcp.loop import crossing
 
 from test_client import FakeServer
 
@@ -253,3 +255,31 @@ def test_a_join_racing_a_start_leaves_the_new_loop_thread_known(server):
     reply, _ = client.future_request(Message.request("echo", "x"))
     assert str(reply) == "!echo[1] ok x"
     stopped(client)
+
+
+# -- a shared loop stopped under a client -------------------------------------------------
+
+
+@pytest.mark.parametrize("default_timeout", [None, 1.0])
+def test_waits_of_other_threads_end_when_a_shared_loop_stops_under_the_client(
+        server, monkeypatch, default_timeout):
+    monkeypatch.setattr(crossing, "NOT_RUNNING_GRACE", 0.05)
+    shared = IOLoopManager()
+    shared.start(timeout=WAIT)
+    client = CallbackClient("127.0.0.1", server.port, timeout=default_timeout)
+    client.set_ioloop(shared.get_ioloop())
+    started(client)
+    # Requests the server never answers: their timeouts, if any, are served by the loop.
+    waits = [in_thread(lambda: client.future_request(Message.request("silent"))),
+             in_thread(lambda: client.blocking_request(Message.request("silent")))]
+    assert sorted([server.next_line(), server.next_line()]) == [b"?silent[1]", b"?silent[2]"]
+    shared.stop().result(WAIT)
+    shared.join(WAIT)
+    with pytest.raises(RuntimeError, match="^future_request of the client for .*: no thread "
+                                           "runs the client's ioloop any more"):
+        waits[0].result(WAIT)
+    # Unbounded, it ends as the future request does; bounded, a second after its deadline.
+    ending = ("^blocking_request of the client for .*: no thread runs the client's ioloop"
+              if default_timeout is None else "^Unexpected error: Async request handler")
+    with pytest.raises(RuntimeError, match=ending):
+        waits[1].result(WAIT)

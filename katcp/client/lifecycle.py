@@ -7,6 +7,7 @@ exponential backoff, until the client is stopped.
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import threading
 from typing import Any, Callable, Optional, Tuple
@@ -18,7 +19,7 @@ from katcp.client.protocol import ClientProtocol
 from katcp.core import AsyncEvent, KatcpClientError, Message
 from katcp.ioloop_manager import IOLoopManager, current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
-from katcp.loop.crossing import call_on_loop, on_thread, post_to_loop
+from katcp.loop.crossing import call_on_loop, on_thread, post_to_loop, wait_for_loop
 
 
 log = logging.getLogger("katcp.client")
@@ -237,6 +238,23 @@ class ClientLifecycle:
                 refused.set_exception(RuntimeError(_STOPPED))
                 return refused
             return call_on_loop(self.ioloop, thread_id, fn, *args, **kwargs)
+
+    def _call_and_wait(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` on the loop from another thread and block for its
+        outcome, as :meth:`_call_on_loop`; a ``timeout`` keyword argument is `fn`'s own
+        and also bounds the wait.
+
+        Raises RuntimeError should the loop stop before the outcome comes (a loop shared
+        with others, stopped by its owner): nothing would ever deliver it.
+        """
+        called = self._call_on_loop(fn, *args, **kwargs)
+        return wait_for_loop(called, self.ioloop, kwargs.get("timeout"),
+                             functools.partial(self._not_running_text, fn))
+
+    def _not_running_text(self, what: Any) -> str:
+        return ("%s of the client for %s cannot end: no thread runs the client's ioloop any "
+                "more (was it stopped under the client?)"
+                % (getattr(what, "__name__", what), self.bind_address_string))
 
     def _check_loop_thread(self) -> None:
         """Refuse a call that would touch the loop's objects from another thread.
