@@ -25,7 +25,8 @@ import tornado.gen
 import tornado.ioloop
 import tornado.util
 
-from katcp.loop.crossing import call_on_loop, is_awaitable, on_loop, running_loop
+from katcp.loop.crossing import (NOT_RUNNING_GRACE, TIMEOUT_GRACE, call_on_loop, is_awaitable,
+                                 on_loop, running_loop, wait_for_loop)
 from katcp.loop.futures import _bounded
 from katcp.loop.policy import new_ioloop
 from katcp.object_proxies import ObjectWrapper
@@ -123,7 +124,11 @@ class IOLoopManager:
         self._managed_default = managed_default
         self._ioloop_managed = managed_default
         self._ioloop_thread: Optional[threading.Thread] = None
-        self._stop_requested = False  # the managed loop is told to stop, and will close
+        # The managed loop is told to stop, and will close: from the moment stop() hands
+        # that to the loop, so that nothing started meanwhile runs on the closing loop.
+        self._stop_requested = False
+        self._stop_future: "Optional[concurrent.futures.Future[Any]]" = None  # that stop's
+        self._stop_lock = threading.RLock()  # a callback run at once may stop again
         self._thread_id: Optional[int] = None  # of the thread running the loop, once known
         self._daemonic = True
         self._running = threading.Event()
@@ -183,7 +188,8 @@ class IOLoopManager:
 
         """
         thread = self._ioloop_thread
-        if self._stop_requested and thread is not None and thread.is_alive():
+        if (self._stop_requested and thread is not None and thread.is_alive()
+                and thread is not threading.current_thread()):
             # The managed loop of a stop that has been asked for is closing: a restart
             # gets a loop of its own once that one is closed, never the closing one.
             thread.join()
@@ -231,9 +237,12 @@ class IOLoopManager:
         ioloop = self.get_ioloop()
         if self._ioloop_managed:
             self._stop_requested = False
-            self._ioloop_thread = threading.Thread(target=self._run_managed_ioloop, args=(ioloop,),
-                                                   name="katcp-ioloop", daemon=self._daemonic)
-            self._ioloop_thread.start()
+            thread = threading.Thread(target=self._run_managed_ioloop, args=(ioloop,),
+                                      name="katcp-ioloop", daemon=self._daemonic)
+            thread.start()
+            # Only a started thread is shown: join() from another thread meanwhile would
+            # fail on one not yet started.
+            self._ioloop_thread = thread
         ioloop.add_callback(self._now_running)
         return self.wait_running(timeout) if timeout else None
 
@@ -286,21 +295,39 @@ class IOLoopManager:
         Returns
         -------
         stopped : :class:`concurrent.futures.Future` or None
-            Resolves once the callback has run and the stop was requested;
-            None if there is no loop.
+            Resolves once the callback has run and the stop was requested; that of
+            the stop under way if a managed loop is already stopping (its callback
+            stands for this one); None if there is no loop.
 
         """
         if timeout:
             self._running.wait(timeout)
-        ioloop = self._ioloop
+        with self._stop_lock:
+            ioloop = self._ioloop
+            thread = self._ioloop_thread
+            managed = self._ioloop_managed
+            if managed and self._stop_requested and thread is not None and thread.is_alive():
+                # Already stopping: the callback of that stop stands for this one's.
+                return self._stop_future
+            if ioloop is None or (managed and (thread is None or not thread.is_alive()
+                                               or self._stop_requested)):
+                # No loop, or a managed one never started (its start failed, say) or
+                # already stopped: nothing would run the callback, nothing is left to stop.
+                return None
+            if managed:
+                # Before the callback, which runs at once when called on the loop thread.
+                self._stop_requested = True
+                self._stop_future = None
+            stopping = call_on_loop(ioloop, self._thread_id, self._run_stop_callback, callback,
+                                    ioloop, managed)
+            if managed:
+                self._stop_future = stopping
+            return stopping
+
+    def _live(self) -> bool:
+        """Whether the managed loop's thread runs, and is not told to stop."""
         thread = self._ioloop_thread
-        if ioloop is None or (self._ioloop_managed and (
-                thread is None or not thread.is_alive() or self._stop_requested)):
-            # No loop, or a managed one never started (its start failed, say) or already
-            # stopping: nothing would run the callback, and nothing is left to stop.
-            return None
-        return call_on_loop(ioloop, self._thread_id, self._run_stop_callback, callback,
-                            ioloop, self._ioloop_managed)
+        return thread is not None and thread.is_alive() and not self._stop_requested
 
     def _run_stop_callback(self, callback, ioloop, managed):
         # The callback is called at once, so that what it does without waiting is done
@@ -328,7 +355,6 @@ class IOLoopManager:
             self._logger.exception("Error in ioloop stop callback")
         self._running.clear()
         if managed:
-            self._stop_requested = True
             # Not stop() itself: the loop must still run the turn that delivers this
             # task's outcome to the caller of stop(), which comes next.
             ioloop.add_callback(ioloop.stop)
@@ -362,12 +388,12 @@ class IOLoopThreadWrapper:
     default_timeout = None
     #: Seconds a blocking call waits for a loop that is not running (yet) before it fails:
     #: long enough for a loop thread that was just started to get going.
-    not_running_grace = 2.0
+    not_running_grace = NOT_RUNNING_GRACE
     #: Seconds a blocking call with a timeout waits beyond it. The function, given the same
     #: timeout (as by :meth:`decorate_callable`), starts it a moment later on the loop: its
     #: own outcome, such as a timeout error that says what it waited for, is what the
     #: caller should get.
-    timeout_grace = 1.0
+    timeout_grace = TIMEOUT_GRACE
 
     def __init__(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
         self.ioloop = ioloop = ioloop or tornado.ioloop.IOLoop.current()
@@ -418,25 +444,18 @@ class IOLoopThreadWrapper:
             return self._call_on_own_thread(fn, args, kwargs)
         self._wait_until_running(fn)
         result = call_on_loop(self.ioloop, None, fn, *args, **kwargs)
-        deadline = None if timeout is None else time.monotonic() + timeout + self.timeout_grace
-        while True:
-            wait = self.not_running_grace
-            if deadline is not None:
-                wait = min(wait, max(deadline - time.monotonic(), 0.0))
-            try:
-                return result.result(wait)
-            except concurrent.futures.TimeoutError:
-                # Also the class of a timeout that `fn` itself raised (Python 3.11+).
-                if result.done():
-                    raise
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise tornado.util.TimeoutError(
-                        "No outcome of %s from its ioloop within %s s (and %s s of grace)"
-                        % (getattr(fn, "__name__", fn), timeout, self.timeout_grace)) from None
-            # Still waiting: fail rather than hang if the loop has stopped meanwhile.
-            if not self._loop_running():
-                result.cancel()
-                raise RuntimeError(self._not_running_text(fn))
+        wait = None if timeout is None else timeout + self.timeout_grace
+        try:
+            return wait_for_loop(result, self.ioloop, wait,
+                                 functools.partial(self._not_running_text, fn),
+                                 self.not_running_grace)
+        except concurrent.futures.TimeoutError:
+            # Also the class of a timeout that `fn` itself raised (Python 3.11+).
+            if result.done():
+                raise
+            raise tornado.util.TimeoutError(
+                "No outcome of %s from its ioloop within %s s (and %s s of grace)"
+                % (getattr(fn, "__name__", fn), timeout, self.timeout_grace)) from None
 
     def _loop_running(self) -> bool:
         return self.ioloop.asyncio_loop.is_running()  # type: ignore[attr-defined]

@@ -91,6 +91,82 @@ def test_start_twice_raises(managed):
         managed.start()
 
 
+def _outcome_in_thread(fn, *args):
+    outcome = concurrent.futures.Future()
+
+    def run():
+        try:
+            outcome.set_result(fn(*args))
+        except BaseException as exc:
+            outcome.set_exception(exc)
+
+    threading.Thread(target=run, daemon=True).start()
+    return outcome
+
+
+def test_once_a_stop_is_asked_for_the_closing_loop_is_never_given_out_again():
+    manager = IOLoopManager(managed_default=True)
+    manager.start(timeout=WAIT)
+    old = manager.get_ioloop()
+    in_callback, release = threading.Event(), threading.Event()
+    got_on_loop = []
+
+    def callback():
+        got_on_loop.append(manager.get_ioloop())  # the loop's own thread does not wait
+        in_callback.set()
+        release.wait(WAIT)
+
+    first = manager.stop(callback=callback)
+    assert in_callback.wait(WAIT)
+    # While its callback runs: a second stop is that stop, not one more callback ...
+    assert manager.stop(callback=lambda: got_on_loop.append("again")) is first
+    # ... and another thread waits for the loop to close, then gets a new one.
+    progressed = threading.Event()
+    thread = manager._ioloop_thread
+    join = thread.join
+
+    def announced_join(timeout=None):
+        progressed.set()
+        return join(timeout)
+
+    thread.join = announced_join
+    getting = _outcome_in_thread(manager.get_ioloop)
+    getting.add_done_callback(lambda _: progressed.set())
+    assert progressed.wait(WAIT)
+    release.set()
+    new = getting.result(WAIT)
+    first.result(WAIT)
+    assert got_on_loop == [old]
+    assert new is not old and not thread.is_alive()
+    manager.start(timeout=WAIT)
+    assert loop_thread_ident(new) == manager._ioloop_thread.ident
+    manager.stop().result(WAIT)
+    manager.join(WAIT)
+
+
+def test_a_join_while_start_makes_the_thread_sees_no_thread_yet(monkeypatch):
+    at_start, release = threading.Event(), threading.Event()
+
+    class HeldThread(threading.Thread):
+        def start(self):
+            if self.name == "katcp-ioloop":
+                at_start.set()
+                release.wait(WAIT)
+            super().start()
+
+    monkeypatch.setattr(threading, "Thread", HeldThread)
+    manager = IOLoopManager(managed_default=True)
+    starting = _outcome_in_thread(manager.start, WAIT)
+    assert at_start.wait(WAIT)
+    # Not threading's 'cannot join thread before it is started'.
+    with pytest.raises(RuntimeError, match="^Cannot join if not started$"):
+        manager.join(WAIT)
+    release.set()
+    assert starting.result(WAIT) is True
+    manager.stop().result(WAIT)
+    manager.join(WAIT)
+
+
 def test_unmanaged_loop_is_not_stopped_and_join_does_nothing():
     result = concurrent.futures.Future()
 

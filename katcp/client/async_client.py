@@ -10,7 +10,7 @@ from katcp.client.protocol import ClientProtocol
 from katcp.client.requests import CallbackRequest, FutureRequest, RequestTable, ThreadRequest
 from katcp.client.threadsafe import make_threadsafe, make_threadsafe_blocking
 from katcp.core import KatcpClientError, Message
-from katcp.loop.crossing import on_thread, post_to_loop
+from katcp.loop.crossing import TIMEOUT_GRACE, on_thread, post_to_loop, wait_for_loop
 from katcp.wire.util import own_methods, uses_own
 
 
@@ -209,8 +209,10 @@ class AsyncClient(DeviceClient):
         ------
         RuntimeError
             If called from the client's ioloop thread (it would deadlock), once the
-            client is stopped (from :meth:`stop` until :meth:`start`), or if no reply
-            (not even a timeout reply) arrives within timeout + 1 seconds.
+            client is stopped (from :meth:`stop` until :meth:`start`), if no reply
+            (not even a timeout reply) arrives within timeout + 1 seconds, or, with
+            no timeout at all, once no thread runs the client's ioloop any more
+            (checked every ``katcp.loop.crossing.NOT_RUNNING_GRACE`` seconds).
 
         """
         if on_thread(self.ioloop_thread_id):
@@ -226,7 +228,11 @@ class AsyncClient(DeviceClient):
         # waking the loop and blocking: the loop thread needs the GIL.
         self._post_to_loop(self._blocking_request_on_loop, pending, timeout, use_mid)
         try:
-            return result.result(timeout)
+            if timeout is not None:
+                return result.result(timeout)
+            # Unbounded: ends should the loop stop under the client. A bounded wait ends
+            # anyway (below), and a wait that watches the loop costs a call per request.
+            return wait_for_loop(result, self.ioloop, None, self._no_reply_text)
         except concurrent.futures.TimeoutError:
             self._serve_deadline_on_loop(pending)
         except BaseException:
@@ -235,13 +241,16 @@ class AsyncClient(DeviceClient):
                 self._serve_deadline_on_loop(pending)
             raise
         # The deadline has passed by this thread's clock: the loop's timer now serves
-        # it (by the loop's clock, a moment later) with a timeout reply. The extra
-        # second only catches a loop that has stopped answering at all.
+        # it (by the loop's clock, a moment later) with a timeout reply. The grace only
+        # catches a loop that has stopped answering at all.
         try:
-            return result.result(1)
+            return result.result(TIMEOUT_GRACE)
         except concurrent.futures.TimeoutError:
             raise RuntimeError("Unexpected error: Async request handler did not call "
                                "reply handler within timeout period") from None
+
+    def _no_reply_text(self):
+        return self._not_running_text("blocking_request")
 
     def _serve_deadline_on_loop(self, pending):
         """From the thread that made `pending`: the loop's timer serves its deadline now."""

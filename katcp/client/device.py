@@ -106,7 +106,7 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
             return
         if self._running.is_set():
             raise RuntimeError("Cannot enable thread safety after start")
-        wrap_threadsafe_methods(self, self._post_to_loop, self._call_on_loop)
+        wrap_threadsafe_methods(self, self._post_to_loop, self._call_and_wait)
         self._threadsafe = True
 
     def _connection_made(self, protocol: ClientProtocol) -> None:

@@ -7,6 +7,7 @@ exponential backoff, until the client is stopped.
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import threading
 from typing import Any, Callable, Optional, Tuple
@@ -18,7 +19,8 @@ from katcp.client.protocol import ClientProtocol
 from katcp.core import AsyncEvent, KatcpClientError, Message
 from katcp.ioloop_manager import IOLoopManager, current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
-from katcp.loop.crossing import call_on_loop, on_thread, post_to_loop, wait_off_loop
+from katcp.loop.crossing import (call_on_loop, on_thread, post_to_loop, wait_for_loop,
+                                 wait_off_loop)
 
 
 log = logging.getLogger("katcp.client")
@@ -150,10 +152,12 @@ class ClientLifecycle:
         self._connect_future: Optional["asyncio.Future[Any]"] = None
         self._wakeup: Optional["asyncio.Future[None]"] = None  # stop() ends a retry wait
         self._stopping = False
-        # From stop() until the next start(), calls from other threads are refused, as
-        # on a closed loop: one taken later could land on a loop that has just stopped,
-        # where nothing would ever run it. Taking a call and refusing them are atomic.
-        self._refusing_threads = False
+        # Until start() has queued _begin(), and from stop() until the next start(),
+        # calls from other threads are refused, as on a closed loop: one taken later
+        # could land on a loop that has just stopped, where nothing would ever run it,
+        # or run before the loop's thread is known. Taking a call and refusing them
+        # are atomic.
+        self._refusing_threads = True
         self._crossing_lock = threading.Lock()
         self._start_lock = threading.Lock()
         condition = threading.Condition(threading.Lock())
@@ -236,6 +240,23 @@ class ClientLifecycle:
                 return refused
             return call_on_loop(self.ioloop, thread_id, fn, *args, **kwargs)
 
+    def _call_and_wait(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` on the loop from another thread and block for its
+        outcome, as :meth:`_call_on_loop`; a ``timeout`` keyword argument is `fn`'s own
+        and also bounds the wait.
+
+        Raises RuntimeError should the loop stop before the outcome comes (a loop shared
+        with others, stopped by its owner): nothing would ever deliver it.
+        """
+        called = self._call_on_loop(fn, *args, **kwargs)
+        return wait_for_loop(called, self.ioloop, kwargs.get("timeout"),
+                             functools.partial(self._not_running_text, fn))
+
+    def _not_running_text(self, what: Any) -> str:
+        return ("%s of the client for %s cannot end: no thread runs the client's ioloop any "
+                "more (was it stopped under the client?)"
+                % (getattr(what, "__name__", what), self.bind_address_string))
+
     def _check_loop_thread(self) -> None:
         """Refuse a call that would touch the loop's objects from another thread.
 
@@ -268,24 +289,35 @@ class ClientLifecycle:
 
         """
         # One start at a time: threads starting the client at once must not each make a
-        # loop of their own (all but one are refused).
+        # loop of their own (all but one are refused). stop() asks the loop to stop under
+        # the same lock, so a start() either comes first (and is stopped) or finds the
+        # stop asked for, and runs on a loop of its own (see IOLoopManager.get_ioloop).
         with self._start_lock:
             if self._running.is_set() or not self._stopped.is_set():
                 raise RuntimeError("Device client already started.")
-            self.ioloop = ioloop = self._ioloop_manager.get_ioloop()
+            manager = self._ioloop_manager
+            self.ioloop = ioloop = manager.get_ioloop()
             self._loop = self.ioloop.asyncio_loop
             for flag in self._flags:
                 flag.bind(ioloop)
             self._stopped.clear()
             self._stopping = False
+            try:
+                # The loop's thread is known once it runs _begin(); until then, a call made
+                # on an unmanaged loop's own thread must still count as on the loop thread.
+                self.ioloop_thread_id = manager.thread_id()
+                # A managed loop still running (its client's coroutine ended on its own,
+                # as without auto_reconnect) runs the client again.
+                if manager.managed() and not manager._live():
+                    manager.start()
+                ioloop.add_callback(self._begin)
+            except BaseException:
+                self._stopped.set()  # nothing started: stopped, and may be started again
+                raise
+            # Only now open to other threads: their calls queue behind _begin(), which tells
+            # the loop's thread, and so run as on the loop thread.
             with self._crossing_lock:
                 self._refusing_threads = False
-            # The loop's thread is known once it runs _begin(); until then, a call made
-            # on an unmanaged loop's own thread must still count as on the loop thread.
-            self.ioloop_thread_id = self._ioloop_manager.thread_id()
-            if self._ioloop_manager.managed():
-                self._ioloop_manager.start()
-            ioloop.add_callback(self._begin)
         return self.wait_running(timeout) if timeout else None
 
     def stop(self, timeout: Optional[float] = None) -> None:
@@ -318,7 +350,11 @@ class ClientLifecycle:
             self._refusing_threads = True
         if timeout and not on_thread(self.ioloop_thread_id) and not self._stopped.is_set():
             self._running.wait(timeout)
-        stopped = self._ioloop_manager.stop(callback=self._uninstall)
+        with self._start_lock:
+            # Again, should a start() have come in meanwhile: it is stopped now.
+            with self._crossing_lock:
+                self._refusing_threads = True
+            stopped = self._ioloop_manager.stop(callback=self._uninstall)
         if managed and stopped is not None:
             try:
                 stopped.result(timeout)
@@ -339,11 +375,15 @@ class ClientLifecycle:
         Does nothing if the ioloop is not managed. Use until_stopped() instead.
 
         """
-        if self._ioloop_manager.managed():
-            self._ioloop_manager.join(timeout)
-            if self._ioloop_manager.thread_id() is None:
-                # The loop thread has ended; a new thread may be given its id.
-                self.ioloop_thread_id = None
+        manager = self._ioloop_manager
+        if manager.managed():
+            manager.join(timeout)
+            # Not while a start() is under way (one that has begun clears _stopped):
+            # its _begin() records the thread of the new loop, which this would undo.
+            with self._start_lock:
+                if self._stopped.is_set() and manager.thread_id() is None:
+                    # The loop thread has ended; a new thread may be given its id.
+                    self.ioloop_thread_id = None
 
     async def _uninstall(self) -> None:
         self._stopping = True

@@ -1,6 +1,5 @@
 """Thread-safe client methods: calls from other threads cross to the client's loop."""
 
-import concurrent.futures
 import functools
 from typing import Any, Callable, TypeVar
 
@@ -45,13 +44,13 @@ def make_threadsafe_blocking(meth: F) -> F:
 
 
 def wrap_threadsafe_methods(client: Any, post: Callable[[Callable[[], Any]], None],
-                            call: Callable[..., "concurrent.futures.Future[Any]"]) -> None:
+                            call: Callable[..., Any]) -> None:
     """Replace `client`'s marked methods by instance attributes that cross threads.
 
     Called on the loop thread (``client.ioloop_thread_id``, read at each call), a
     method runs at once; from another thread, one marked with :func:`make_threadsafe`
     is handed to ``post(fn)`` and one marked with :func:`make_threadsafe_blocking` to
-    ``call(fn, *args, **kwargs)``, whose future gives its result.
+    ``call(fn, *args, **kwargs)``, which returns its result.
 
     Parameters
     ----------
@@ -59,8 +58,8 @@ def wrap_threadsafe_methods(client: Any, post: Callable[[Callable[[], Any]], Non
     post : callable
         Runs ``fn()`` on the client's loop later.
     call : callable
-        Runs ``fn(*args, **kwargs)`` on the client's loop; returns a
-        :class:`concurrent.futures.Future` of its outcome.
+        Runs ``fn(*args, **kwargs)`` on the client's loop and blocks for its outcome
+        (bounded by a ``timeout`` keyword argument, if given).
 
     """
     for name in dir(type(client)):
@@ -76,8 +75,7 @@ def _crossing(client, meth, blocking, post, call):
         if on_thread(client.ioloop_thread_id):
             return meth(*args, **kwargs)
         if blocking:
-            # A `timeout` keyword is the method's own, passed on; it also bounds the wait.
-            return call(meth, *args, **kwargs).result(kwargs.get("timeout"))
+            return call(meth, *args, **kwargs)
         post(functools.partial(meth, *args, **kwargs))
         return None
 

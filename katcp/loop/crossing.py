@@ -14,12 +14,24 @@ import concurrent.futures
 import functools
 import inspect
 import threading
+import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import tornado.gen
 
 __all__ = ["on_thread", "on_loop", "running_loop", "call_on_loop", "post_to_loop",
-           "run_into_future", "is_awaitable", "wait_off_loop"]
+           "run_into_future", "is_awaitable", "wait_off_loop", "wait_for_loop",
+           "NOT_RUNNING_GRACE", "TIMEOUT_GRACE"]
+
+NOT_RUNNING_GRACE = 2.0
+"""Seconds a thread waits for a loop's outcome before it first checks that the loop still
+runs (and between checks): long enough for a loop thread that was just started to get
+going."""
+
+TIMEOUT_GRACE = 1.0
+"""Seconds a thread waits beyond a call's timeout for the loop to deliver the call's own
+outcome: the call, given the same timeout, starts a moment later on the loop, and its
+timeout error (which says what it waited for) is what the caller should get."""
 
 _get_ident = threading.get_ident
 
@@ -212,3 +224,65 @@ def post_to_loop(ioloop: Any, fn: Callable[..., Any], *args: Any) -> None:
 
     """
     ioloop.asyncio_loop.call_soon_threadsafe(fn, *args)
+
+
+def wait_for_loop(result: "concurrent.futures.Future[Any]", ioloop: Any,
+                  timeout: Optional[float], not_running: Callable[[], str],
+                  grace: Optional[float] = None) -> Any:
+    """Block until `result`, an outcome that `ioloop` delivers, is ready; fail if the
+    loop stops meanwhile rather than wait for ever.
+
+    Every :data:`NOT_RUNNING_GRACE` seconds (or `grace`) without an outcome, the waiter
+    checks that some thread still runs the loop (a read, nothing of the loop is touched);
+    once none does, nothing will ever deliver it.
+
+    Parameters
+    ----------
+    result : :class:`concurrent.futures.Future`
+        Resolved on the loop thread (see :func:`call_on_loop`).
+    ioloop : :class:`tornado.ioloop.IOLoop`
+        The loop that resolves `result`.
+    timeout : float or None
+        Seconds to wait in all; None waits as long as the loop runs.
+    not_running : callable
+        Returns the text of the error raised once the loop has stopped.
+    grace : float, optional
+        Seconds between checks; defaults to :data:`NOT_RUNNING_GRACE`.
+
+    Returns
+    -------
+    outcome : object
+        ``result.result()``.
+
+    Raises
+    ------
+    concurrent.futures.TimeoutError
+        After `timeout` seconds (or as `result`'s own exception).
+    RuntimeError
+        With the text of `not_running`, once no thread runs the loop (`result` is
+        cancelled, should it not have started).
+
+    """
+    if grace is None:
+        grace = NOT_RUNNING_GRACE
+    # The usual case waits once, as a bare result() would: the rest is for a long wait.
+    first = grace if timeout is None or timeout > grace else timeout
+    try:
+        return result.result(first)
+    except concurrent.futures.TimeoutError:
+        # Also the class of a timeout that the call itself raised (Python 3.11+).
+        if result.done() or first == timeout:
+            raise
+    deadline = None if timeout is None else time.monotonic() + timeout - first
+    while True:
+        if not ioloop.asyncio_loop.is_running():
+            result.cancel()
+            raise RuntimeError(not_running())
+        wait = grace
+        if deadline is not None:
+            wait = min(wait, max(deadline - time.monotonic(), 0.0))
+        try:
+            return result.result(wait)
+        except concurrent.futures.TimeoutError:
+            if result.done() or (deadline is not None and time.monotonic() >= deadline):
+                raise

@@ -1,0 +1,285 @@
+"""A client started, stopped, joined and called from several threads at once.
+
+Each race is made to happen: a step of one thread is held on an event until the other
+thread has done (or is blocked in) what the race is about. Servers are the scripted fake
+of test_client.py on 127.0.0.1.
+"""
+
+import concurrent.futures
+import threading
+
+import pytest
+
+from katcp.client import BlockingClient, CallbackClient
+from katcp.core import Message
+from katcp.ioloop_manager import IOLoopManager
+from katcp.loop import crossing
+
+from test_client import FakeServer
+
+WAIT = 5.0
+
+
+@pytest.fixture
+def server():
+    fake = FakeServer().start()
+    yield fake
+    fake.close()
+
+
+def in_thread(fn, *args):
+    """Run ``fn(*args)`` in a new thread; a future of its outcome."""
+    outcome = concurrent.futures.Future()
+
+    def run():
+        try:
+            outcome.set_result(fn(*args))
+        except BaseException as exc:
+            outcome.set_exception(exc)
+
+    threading.Thread(target=run, daemon=True).start()
+    return outcome
+
+
+class WaitedForLock:
+    """A lock that sets `waiting` when a thread finds it held and has to wait for it."""
+
+    def __init__(self, waiting):
+        self._lock = threading.Lock()
+        self._waiting = waiting
+
+    def __enter__(self):
+        if not self._lock.acquire(blocking=False):
+            self._waiting.set()
+            self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._lock.release()
+
+
+def started(client):
+    client.start()
+    assert client.wait_protocol(WAIT)
+    return client
+
+
+def stopped(client):
+    client.stop(timeout=WAIT)
+    client.join(timeout=WAIT)
+
+
+def echo_works(client):
+    reply, _ = client.blocking_request(Message.request("echo", "ok"), timeout=WAIT)
+    return reply.arguments == [b"ok", b"ok"]
+
+
+# -- start() while stop() is under way --------------------------------------------------
+
+
+def test_a_start_while_the_loop_closes_waits_for_it_and_runs_on_a_new_loop(server):
+    client = started(BlockingClient("127.0.0.1", server.port, timeout=WAIT))
+    old_loop = client.ioloop
+    # The stop is asked for and the client's coroutine has ended, but the loop has not
+    # stopped yet: its thread is held at the end of the stop callback.
+    held, release = threading.Event(), threading.Event()
+    uninstall = client._uninstall
+
+    async def held_uninstall():
+        await uninstall()
+        held.set()
+        release.wait(WAIT)
+
+    client._uninstall = held_uninstall
+    stopping = in_thread(client.stop, WAIT)
+    assert held.wait(WAIT)
+    # start() either fails at once or waits for the closing loop's thread: released then.
+    progressed = threading.Event()
+    loop_thread = client._ioloop_manager._ioloop_thread
+    join = loop_thread.join
+
+    def announced_join(timeout=None):
+        progressed.set()
+        return join(timeout)
+
+    loop_thread.join = announced_join
+    starting = in_thread(client.start)
+    starting.add_done_callback(lambda _: progressed.set())
+    assert progressed.wait(WAIT)
+    release.set()
+    # Never on the closing loop (where it raised 'IOLoop already started' and could never
+    # be stopped or started again): on a loop of its own, once the old one closed.
+    assert starting.result(WAIT) is None
+    stopping.result(WAIT)
+    del client._uninstall
+    assert client.wait_protocol(WAIT)
+    assert client.ioloop is not old_loop and echo_works(client)
+    stopped(client)
+    assert not client.running()
+    started(client)
+    assert echo_works(client)
+    stopped(client)
+
+
+def test_a_start_while_a_stop_tells_the_loop_runs_the_client_after_it(server):
+    # stop() refuses calls from other threads, then asks the loop manager to stop: a
+    # start() in between ran first and was then stopped, leaving a stopped client that
+    # took calls from other threads (to a closed loop: 'Event loop is closed').
+    client = started(CallbackClient("127.0.0.1", server.port, timeout=WAIT))
+    stopped(client)
+    at_manager, release = threading.Event(), threading.Event()
+    manager = client._ioloop_manager
+    manager_stop = manager.stop
+
+    def held_manager_stop(*args, **kwargs):
+        at_manager.set()
+        release.wait(WAIT)
+        return manager_stop(*args, **kwargs)
+
+    manager.stop = held_manager_stop
+    progressed = threading.Event()
+    client._start_lock = WaitedForLock(progressed)
+    stopping = in_thread(client.stop, WAIT)
+    assert at_manager.wait(WAIT)
+    starting = in_thread(client.start)
+    starting.add_done_callback(lambda _: progressed.set())
+    assert progressed.wait(WAIT)
+    release.set()
+    stopping.result(WAIT)
+    starting.result(WAIT)
+    del manager.stop
+    # The stop came first: the start after it runs the client, which takes calls.
+    assert client.wait_protocol(WAIT) and echo_works(client)
+    stopped(client)
+    with pytest.raises(RuntimeError, match="^Client stopped"):
+        client.blocking_request(Message.request("echo"))
+    started(client)
+    assert echo_works(client)
+    stopped(client)
+
+
+def test_a_client_that_ended_on_its_own_starts_again_on_its_running_loop(server):
+    client = started(BlockingClient("127.0.0.1", server.port, timeout=WAIT,
+                                    auto_reconnect=False))
+    server.drop_connections()
+    assert client._stopped.wait(WAIT) and not client.running()
+    # Its managed loop still runs: started again, it runs the client (it raised
+    # 'IOLoop already started' and could then not be stopped).
+    started(client)
+    assert echo_works(client)
+    stopping = in_thread(client.stop, WAIT)
+    assert stopping.result(WAIT) is None
+    client.join(timeout=WAIT)
+    assert not client._ioloop_manager._ioloop_thread.is_alive()
+
+
+# -- calls from other threads while start() runs ------------------------------------------
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["first-start", "restart"])
+def test_calls_from_other_threads_during_start_work_or_are_refused(server, restart):
+    client = CallbackClient("127.0.0.1", server.port, timeout=WAIT)
+    if restart:
+        stopped(started(client))
+    manager = client._ioloop_manager
+    manager_start = manager.start
+    during_start = []
+
+    def start_and_call(*args, **kwargs):
+        # The loop runs now, and _begin() (which tells the client its thread) has not
+        # been queued yet: a call taken now would run on the loop before it.
+        result = manager_start(*args, **kwargs)
+        replies = concurrent.futures.Future()
+        for call in (lambda: client.future_request(Message.request("echo", "f")),
+                     lambda: client.callback_request(Message.request("echo", "c"),
+                                                     reply_cb=replies.set_result)):
+            try:
+                call()
+                during_start.append("taken")
+            except RuntimeError as exc:
+                during_start.append(str(exc))
+        if "taken" in during_start[1:]:
+            during_start.append(str(replies.result(WAIT)))
+        return result
+
+    manager.start = start_and_call
+    client.start()
+    del manager.start
+    # Refused as for a stopped client, rather than run on the loop as if from another
+    # thread (AssertionError: 'call enable_thread_safety()', and a lost reply_cb).
+    assert len(during_start) == 2
+    assert all(outcome.startswith("Client stopped") for outcome in during_start)
+    # Once start() has returned, calls from other threads are taken and run on the loop.
+    reply, _ = client.future_request(Message.request("echo", "after"))
+    assert reply.arguments[0] in (b"ok", b"fail")
+    replies = concurrent.futures.Future()
+    client.callback_request(Message.request("echo", "after"), reply_cb=replies.set_result)
+    assert replies.result(WAIT).arguments[0] in (b"ok", b"fail")
+    stopped(client)
+
+
+def test_a_join_racing_a_start_leaves_the_new_loop_thread_known(server):
+    client = started(CallbackClient("127.0.0.1", server.port, timeout=WAIT))
+    stopped(client)
+    # join() has found no loop thread and is about to forget the old thread's id, held
+    # there while start() runs the client on a new loop thread.
+    manager = client._ioloop_manager
+    thread_id = manager.thread_id
+    at_check, release = threading.Event(), threading.Event()
+
+    def held_thread_id():
+        found = thread_id()
+        if threading.current_thread().name == "joiner":
+            at_check.set()
+            release.wait(WAIT)
+        return found
+
+    manager.thread_id = held_thread_id
+    progressed = threading.Event()
+    client._start_lock = WaitedForLock(progressed)
+    joiner = threading.Thread(target=client.join, args=(WAIT,), name="joiner", daemon=True)
+    joiner.start()
+    assert at_check.wait(WAIT)
+    starting = in_thread(client.start)
+    starting.add_done_callback(lambda _: progressed.set())
+    assert progressed.wait(WAIT)
+    if starting.done():
+        assert client.wait_running(WAIT)  # _begin() has recorded the new thread's id
+    release.set()
+    joiner.join(WAIT)
+    starting.result(WAIT)
+    del manager.thread_id
+    assert client.wait_protocol(WAIT)
+    # The id is still the loop thread's: its calls from other threads run as on the loop.
+    assert client.ioloop_thread_id == manager._ioloop_thread.ident
+    reply, _ = client.future_request(Message.request("echo", "x"))
+    assert str(reply) == "!echo[1] ok x"
+    stopped(client)
+
+
+# -- a shared loop stopped under a client -------------------------------------------------
+
+
+@pytest.mark.parametrize("default_timeout", [None, 1.0])
+def test_waits_of_other_threads_end_when_a_shared_loop_stops_under_the_client(
+        server, monkeypatch, default_timeout):
+    monkeypatch.setattr(crossing, "NOT_RUNNING_GRACE", 0.05)
+    shared = IOLoopManager()
+    shared.start(timeout=WAIT)
+    client = CallbackClient("127.0.0.1", server.port, timeout=default_timeout)
+    client.set_ioloop(shared.get_ioloop())
+    started(client)
+    # Requests the server never answers: their timeouts, if any, are served by the loop.
+    waits = [in_thread(lambda: client.future_request(Message.request("silent"))),
+             in_thread(lambda: client.blocking_request(Message.request("silent")))]
+    assert sorted([server.next_line(), server.next_line()]) == [b"?silent[1]", b"?silent[2]"]
+    shared.stop().result(WAIT)
+    shared.join(WAIT)
+    with pytest.raises(RuntimeError, match="^future_request of the client for .*: no thread "
+                                           "runs the client's ioloop any more"):
+        waits[0].result(WAIT)
+    # Unbounded, it ends as the future request does; bounded, a second after its deadline.
+    ending = ("^blocking_request of the client for .*: no thread runs the client's ioloop"
+              if default_timeout is None else "^Unexpected error: Async request handler")
+    with pytest.raises(RuntimeError, match=ending):
+        waits[1].result(WAIT)
