@@ -118,6 +118,10 @@ class IOLoopManager:
 
     """
 
+    #: Seconds the tasks left on a managed loop that has stopped get to finish once
+    #: cancelled, before the loop closes.
+    _FINISH_TASKS_TIMEOUT = 1.0
+
     def __init__(self, managed_default: bool = True, logger: logging.Logger = log) -> None:
         self._logger = logger
         self._ioloop: Optional[tornado.ioloop.IOLoop] = None
@@ -273,12 +277,31 @@ class IOLoopManager:
             ioloop.start()
         finally:
             self._running.clear()
+            self._finish_tasks(ioloop.asyncio_loop)
             self._thread_id = None
             # all_fds closes sockets of clients/servers that were not shut down cleanly,
             # so nothing outlives the loop that owned it.
             ioloop.close(all_fds=True)
             if self._ioloop is ioloop:
                 self._ioloop = None
+
+    def _finish_tasks(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Cancel the tasks still pending on a managed loop that has stopped, and let
+        them finish (for up to :attr:`_FINISH_TASKS_TIMEOUT` seconds), as ``asyncio.run``
+        does: closed with the loop, a pending task is destroyed unfinished (asyncio logs
+        it), its cleanup never run. A stop asked of an unmanaged client on this loop just
+        before the loop's own stop is such a task, say."""
+        if loop.is_running() or loop.is_closed():
+            return  # start() failed: the loop is someone else's business
+        tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        if not tasks:
+            return
+        for task in tasks:
+            task.cancel()
+        try:
+            loop.run_until_complete(asyncio.wait(tasks, timeout=self._FINISH_TASKS_TIMEOUT))
+        except Exception:
+            self._logger.exception("Error finishing the tasks of stopped ioloop %r", loop)
 
     def stop(self, timeout: Optional[float] = None, callback: Optional[Callable[[], Any]] = None
              ) -> "Optional[concurrent.futures.Future[Any]]":

@@ -110,19 +110,34 @@ def test_on_loop_knows_the_loop_thread_before_its_id_is_recorded(loop):
     assert call_on_loop(ioloop, None, on_loop, ioloop).result(WAIT)
     assert call_on_loop(ioloop, None, on_loop, ioloop, thread_id).result(WAIT)
     assert not on_loop(ioloop) and not on_loop(ioloop, thread_id)
-    other = AsyncIOLoop(asyncio_loop=asyncio.new_event_loop())
+    other = AsyncIOLoop(asyncio_loop=asyncio.new_event_loop(), make_current=False)
     try:
         assert not call_on_loop(ioloop, None, on_loop, other).result(WAIT)
     finally:
         other.close()
 
 
-def test_a_call_to_a_closed_loop_fails_at_once():
-    ioloop = AsyncIOLoop(asyncio_loop=asyncio.new_event_loop())
+def _closed_ioloop():
+    # Not made current: that would leave this thread a spare asyncio loop, never closed.
+    ioloop = AsyncIOLoop(asyncio_loop=asyncio.new_event_loop(), make_current=False)
     ioloop.close()
-    future = call_on_loop(ioloop, None, lambda: 1)
+    return ioloop
+
+
+def test_a_call_to_a_closed_loop_fails_at_once():
+    future = call_on_loop(_closed_ioloop(), None, lambda: 1)
     with pytest.raises(RuntimeError):
         future.result(0)
+
+
+def test_a_call_from_the_thread_that_ran_a_closed_loop_fails_and_never_runs():
+    # A test case's cleanup, after its teardown closed the loop this thread ran: what the
+    # call would start on the loop (a task, say) could never run.
+    calls = []
+    future = call_on_loop(_closed_ioloop(), threading.get_ident(), calls.append, 1)
+    with pytest.raises(RuntimeError, match="closed"):
+        future.result(0)
+    assert calls == []
 
 
 def test_calls_queued_while_the_loop_stops_are_not_lost():

@@ -17,6 +17,7 @@ from katcp.ioloop_manager import (
     ThreadSafeMethodAttrWrapper,
     with_relative_timeout,
 )
+from katcp.loop.crossing import call_on_loop
 
 WAIT = 5.0
 
@@ -84,6 +85,59 @@ def test_managed_loop_can_be_restarted_after_join():
         manager.stop().result(WAIT)
         manager.join(WAIT)
         assert not manager._ioloop_thread.is_alive()
+
+
+def _start_on(manager, coroutine_function):
+    """Start a task of `coroutine_function()` on the manager's loop; return the task."""
+    def start():
+        return [asyncio.ensure_future(coroutine_function())]  # a list: not waited for
+    return call_on_loop(manager.get_ioloop(), None, start).result(WAIT)[0]
+
+
+def test_tasks_left_on_a_managed_loop_are_cancelled_and_finish_before_it_closes():
+    # As asyncio.run ends. Closed with the loop, a pending task was destroyed unfinished
+    # ("Task was destroyed but it is pending!"), its cleanup never run: a stop asked of
+    # an unmanaged client on the loop just before the loop's own stop, say.
+    manager = IOLoopManager(managed_default=True)
+    manager.start(timeout=WAIT)
+    cleaned_up = []
+
+    async def pending_for_ever():
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            await asyncio.sleep(0)  # a cleanup that takes loop turns of its own
+            cleaned_up.append(threading.get_ident())
+
+    task = _start_on(manager, pending_for_ever)
+    manager.stop().result(WAIT)
+    manager.join(WAIT)
+    assert task.cancelled()
+    assert cleaned_up == [manager._ioloop_thread.ident]
+
+
+def test_a_task_that_will_not_end_holds_up_a_managed_loops_end_for_a_bounded_time(
+        monkeypatch, caplog):
+    monkeypatch.setattr(IOLoopManager, "_FINISH_TASKS_TIMEOUT", 0.05)
+    manager = IOLoopManager(managed_default=True)
+    manager.start(timeout=WAIT)
+
+    async def stubborn():
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                pass
+
+    task = _start_on(manager, stubborn)
+    manager.stop().result(WAIT)
+    manager.join(WAIT)
+    assert not manager._ioloop_thread.is_alive()
+    assert not task.done()
+    del task
+    gc.collect()  # now asyncio reports it, as it reported every task left pending before
+    (destroyed,) = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+    assert destroyed.startswith("Task was destroyed but it is pending!")
 
 
 def test_start_twice_raises(managed):

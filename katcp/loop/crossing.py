@@ -181,7 +181,8 @@ def call_on_loop(ioloop: Any, thread_id: Optional[int], fn: Callable[..., Any],
     ioloop : :class:`tornado.ioloop.IOLoop`
         The loop to run `fn` on.
     thread_id : int or None
-        Id of the thread running `ioloop`: a call from that thread runs `fn` at once.
+        Id of the thread running `ioloop`: a call from that thread runs `fn` at once
+        (unless the loop is closed).
     fn : callable
         Called on the loop thread; it may return a value, a future or a coroutine.
 
@@ -193,11 +194,15 @@ def call_on_loop(ioloop: Any, thread_id: Optional[int], fn: Callable[..., Any],
 
     """
     result: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
-    if on_thread(thread_id):
+    loop = ioloop.asyncio_loop
+    # Not at once on a closed loop, though the caller is the thread that ran it (a test
+    # case's cleanup after its teardown closed the loop): what `fn` starts there would
+    # never run. Handed to the loop instead, the call fails as from any other thread.
+    if on_thread(thread_id) and not loop.is_closed():
         run_into_future(fn, args, kwargs, result)
         return result
     try:
-        ioloop.asyncio_loop.call_soon_threadsafe(run_into_future, fn, args, kwargs, result)
+        loop.call_soon_threadsafe(run_into_future, fn, args, kwargs, result)
     except RuntimeError as exc:
         # The loop is closed: nothing will ever run the call.
         result.set_running_or_notify_cancel()

@@ -141,7 +141,8 @@ class KATCPServer:
         self._listener: Optional[socket.socket] = None
         self._bindaddr: Optional[Tuple[str, int]] = None
         self._connections: Dict[_Connection, Any] = {}
-        self._accepting: Set["asyncio.Task[Any]"] = set()
+        # Each accept under way, with its socket until a transport has it (then None).
+        self._accepting: Dict["asyncio.Task[Any]", Optional[socket.socket]] = {}
         self._running = threading.Event()
         # No run under way: never started, or the last stop's shutdown has ended.
         self._stopped = threading.Event()
@@ -331,14 +332,21 @@ class KATCPServer:
                 return
             sock.setblocking(False)
             task = loop.create_task(loop.connect_accepted_socket(self._new_connection, sock))
-            self._accepting.add(task)
+            self._accepting[task] = sock
             task.add_done_callback(self._accepted)
 
     def _new_connection(self) -> _Connection:
+        # Called by the accept's task just before it makes the transport, which owns the
+        # socket from then on (and closes it, should the accept be cancelled later).
+        self._accepting[asyncio.current_task()] = None  # type: ignore[index]
         return _Connection(self)
 
     def _accepted(self, task: "asyncio.Task[Any]") -> None:
-        self._accepting.discard(task)
+        sock = self._accepting.pop(task)
+        if sock is not None:
+            # No transport ever had it: the accept failed, or was cancelled before it
+            # started (as a test case's teardown cancels what is pending on its loop).
+            sock.close()
         if not task.cancelled() and task.exception() is not None:
             self._logger.error("Failed to set up an accepted connection: %s", task.exception())
 
@@ -391,6 +399,9 @@ class KATCPServer:
     def _shutdown_ended(self, shutdown: "asyncio.Future[None]") -> None:
         if not shutdown.cancelled():
             return
+        # Accepts the shutdown did not wait for end too, rather than serve a stopped server.
+        for task in self._accepting:
+            task.cancel()
         for conn in list(self._connections):
             del self._connections[conn]
             conn.closing = True  # no goodbye: connection_lost() starts none either

@@ -1,0 +1,101 @@
+"""A server on a tornado test case's loop, stopped as the test ends: nothing is left behind."""
+
+import gc
+import io
+import logging
+import select
+import socket
+import unittest
+import warnings
+
+import tornado.gen
+import tornado.testing
+
+from test_server import CONCURRENCY, TIMEOUT, ExampleServer
+from wait_helpers import run_case_for_leftovers
+
+
+def _server_on(io_loop):
+    server = ExampleServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY["async"])
+    server.set_ioloop(io_loop)
+    server.start()
+    return server
+
+
+def test_a_connection_accepted_in_the_loops_last_turn_is_closed_by_the_teardown():
+    # The last turn of the test's loop accepted a connection whose setup had not started
+    # when tearDown stopped the server and the teardown cancelled what was pending (the
+    # setup and the stop with it): the accepted socket was left open.
+    peers = []
+
+    class AcceptedLast(tornado.testing.AsyncTestCase):
+        def setUp(self):
+            super().setUp()
+            self.server = _server_on(self.io_loop)
+
+        @tornado.testing.gen_test(timeout=TIMEOUT)
+        def test_serve(self):
+            yield tornado.gen.moment  # the server is installed
+
+        def tearDown(self):
+            transport = self.server._server
+            peers.append(socket.create_connection(self.server.bind_address, timeout=TIMEOUT))
+            assert select.select([transport._listener], [], [], TIMEOUT)[0]
+            # What the loop does when the listener is readable, as in its last turn.
+            transport._accept_ready()
+            assert len(transport._accepting) == 1
+            self.server.stop()
+            super().tearDown()
+
+    try:
+        result, resource_warnings = run_case_for_leftovers(AcceptedLast)
+        assert result.wasSuccessful(), result.errors + result.failures
+        assert resource_warnings == []
+        (peer,) = peers
+        assert peer.recv(1) == b""  # the server has closed its end
+    finally:
+        for peer in peers:
+            peer.close()
+
+
+class _LogTexts(logging.Handler):
+    """The texts logged (only: a record's traceback would keep its frames alive)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.texts = []
+
+    def emit(self, record):
+        self.texts.append("%s %s: %s" % (record.levelname, record.name, record.getMessage()))
+
+
+def test_a_stop_in_a_cleanup_after_the_teardown_closed_the_loop_does_nothing():
+    # addCleanup(server.stop): cleanups run after tearDown, which closed the test's loop.
+    # The stop fails at once as nothing can run there any more; it used to start the
+    # shutdown there anyway, logging an error and leaving two coroutines never awaited.
+    stops = []
+
+    class StoppedInCleanup(tornado.testing.AsyncTestCase):
+        @tornado.testing.gen_test(timeout=TIMEOUT)
+        def test_serve(self):
+            server = _server_on(self.io_loop)
+            self.addCleanup(lambda: stops.append(server.stop()))
+            yield tornado.gen.moment
+
+    logged = _LogTexts()
+    logging.getLogger().addHandler(logged)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = unittest.TextTestRunner(stream=io.StringIO()).run(
+                unittest.defaultTestLoader.loadTestsFromTestCase(StoppedInCleanup))
+            (stopped,) = stops
+            assert isinstance(stopped.exception(0), RuntimeError)
+            del stopped, stops[:]
+            gc.collect()  # what the stop left unawaited is reported by now
+    finally:
+        logging.getLogger().removeHandler(logged)
+    assert result.wasSuccessful(), result.errors + result.failures
+    assert [str(w.message) for w in caught] == []
+    assert logged.texts == []
