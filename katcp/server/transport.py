@@ -338,7 +338,9 @@ class KATCPServer:
     def _new_connection(self) -> _Connection:
         # Called by the accept's task just before it makes the transport, which owns the
         # socket from then on (and closes it, should the accept be cancelled later).
-        self._accepting[asyncio.current_task()] = None  # type: ignore[index]
+        task = asyncio.current_task()
+        if task in self._accepting:
+            self._accepting[task] = None
         return _Connection(self)
 
     def _accepted(self, task: "asyncio.Task[Any]") -> None:
