@@ -22,6 +22,7 @@ import tornado.ioloop
 from katcp.core import Message, Reading, Sensor
 from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import on_thread
+from katcp.loop.timer_heap import MIN_COMPACT_SIZE, compact
 from katcp.wire.text import as_bytes, readable
 
 InformCallback = Callable[[Sensor, Reading], None]
@@ -422,7 +423,9 @@ class _PeriodicScheduler:
 
     A timer per sample would cost a tornado timeout (and its wrappers) for every inform;
     instead deadlines live in one heap and a single timer fires for the earliest, sending
-    every sample due within ``TOLERANCE`` of it in the same loop iteration.
+    every sample due within ``TOLERANCE`` of it in the same loop iteration. A cancelled
+    deadline stays in the heap until it is due, or until the heap is compacted
+    (:mod:`katcp.loop.timer_heap`).
     """
 
     TOLERANCE = 0.001
@@ -441,6 +444,7 @@ class _PeriodicScheduler:
         self._sequence = itertools.count()
         self._timer: Optional[object] = None
         self._timer_when: Optional[float] = None
+        self._compact_at = MIN_COMPACT_SIZE
 
     def schedule(self, when: float, callback: Callable[[float], None]) -> List[Any]:
         """Call ``callback(when)`` at loop time ``when``; return a handle for cancel()."""
@@ -450,10 +454,13 @@ class _PeriodicScheduler:
             self._arm(when)
         return entry
 
-    @staticmethod
-    def cancel(entry: List[Any]) -> None:
-        # Lazy deletion: the entry is dropped when it reaches the top of the heap.
+    def cancel(self, entry: List[Any]) -> None:
+        """Cancel the call that schedule() returned `entry` for."""
+        # Lazy deletion: the entry is dropped when it reaches the top of the heap, or when
+        # the heap is compacted (here, where entries die: nothing is checked per sample).
         entry[2] = None
+        if len(self._heap) > self._compact_at:
+            self._compact_at = compact(self._heap, _is_scheduled)
 
     def _arm(self, when: float) -> None:
         if self._timer is not None:
@@ -476,6 +483,10 @@ class _PeriodicScheduler:
                 heapq.heappop(heap)
             if heap:
                 self._arm(heap[0][0])
+
+
+def _is_scheduled(entry: List[Any]) -> bool:
+    return entry[2] is not None
 
 
 class SamplePeriod(SampleStrategy):
@@ -523,7 +534,8 @@ class SamplePeriod(SampleStrategy):
 
     def cancel_timeouts(self) -> None:
         if self._timeout is not None:
-            _PeriodicScheduler.cancel(self._timeout)
+            assert self._scheduler is not None  # set by start(), with the timeout
+            self._scheduler.cancel(self._timeout)
             self._timeout = None
 
 

@@ -491,6 +491,60 @@ def test_a_scheduled_call_that_raises_leaves_the_shared_timer_running(caplog):
 
 
 
+def test_cancelled_samples_far_ahead_do_not_pile_up_in_the_shared_heap():
+    loop = tornado.ioloop.IOLoop(make_current=False)
+    try:
+        sensor = make_sensor(value=1)
+        scheduler = _PeriodicScheduler.for_ioloop(loop)
+        kept = [_make("period", "3600", sensor=sensor, ioloop=loop) for _ in range(3)]
+        for strategy in kept:
+            strategy.start()
+
+        def set_and_clear(cycles):
+            # Each leaves a deadline an hour ahead.
+            for _ in range(cycles):
+                strategy = _make("period", "3600", sensor=sensor, ioloop=loop)
+                strategy.start()
+                strategy.cancel()
+                assert len(scheduler._heap) <= 1024
+
+        set_and_clear(1024 - 3)
+        assert len(scheduler._heap) == 1024
+        set_and_clear(1)  # past 1024 entries: compacted to the live ones
+        assert len(scheduler._heap) == 3
+        set_and_clear(10 * 1024)
+        live = [entry for entry in scheduler._heap if entry[2] is not None]
+        assert sorted(map(id, live)) == sorted(id(strategy._timeout) for strategy in kept)
+        for strategy in kept:
+            strategy.cancel()
+    finally:
+        loop.close()
+
+
+def test_a_compaction_while_due_samples_are_sent_serves_each_once():
+    loop = tornado.ioloop.IOLoop(make_current=False)
+    try:
+        scheduler = _PeriodicScheduler.for_ioloop(loop)
+        served = []
+        far = loop.time() + 3600
+
+        def churn(when):
+            # A callback that fills the heap with cancelled entries past its compaction.
+            served.append("churn")
+            for _ in range(2 * 1024):
+                scheduler.cancel(scheduler.schedule(far, served.append))
+
+        due = loop.time() - 1
+        scheduler.schedule(due, churn)
+        scheduler.schedule(due + 0.5, lambda when: served.append("after"))
+        scheduler._run()
+        assert served == ["churn", "after"]
+        scheduler._run()
+        assert served == ["churn", "after"]
+        assert all(entry[2] is None for entry in scheduler._heap)
+    finally:
+        loop.close()
+
 class TestDifferentialNaN(StrategyTestCase):
     """A change between NaN and a number is reported; NaN to NaN is no change."""
 
