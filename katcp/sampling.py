@@ -22,6 +22,7 @@ import tornado.ioloop
 from katcp.core import Message, Reading, Sensor
 from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import on_thread
+from katcp.loop.timer_heap import MIN_COMPACT_SIZE, compact
 from katcp.wire.text import as_bytes, readable
 
 InformCallback = Callable[[Sensor, Reading], None]
@@ -422,7 +423,9 @@ class _PeriodicScheduler:
 
     A timer per sample would cost a tornado timeout (and its wrappers) for every inform;
     instead deadlines live in one heap and a single timer fires for the earliest, sending
-    every sample due within ``TOLERANCE`` of it in the same loop iteration.
+    every sample due within ``TOLERANCE`` of it in the same loop iteration. A cancelled
+    deadline stays in the heap until it is due, or until the heap is compacted
+    (:mod:`katcp.loop.timer_heap`).
     """
 
     TOLERANCE = 0.001
@@ -441,6 +444,7 @@ class _PeriodicScheduler:
         self._sequence = itertools.count()
         self._timer: Optional[object] = None
         self._timer_when: Optional[float] = None
+        self._compact_at = MIN_COMPACT_SIZE
 
     def schedule(self, when: float, callback: Callable[[float], None]) -> List[Any]:
         """Call ``callback(when)`` at loop time ``when``; return a handle for cancel()."""
@@ -450,10 +454,13 @@ class _PeriodicScheduler:
             self._arm(when)
         return entry
 
-    @staticmethod
-    def cancel(entry: List[Any]) -> None:
-        # Lazy deletion: the entry is dropped when it reaches the top of the heap.
+    def cancel(self, entry: List[Any]) -> None:
+        """Cancel the call that schedule() returned `entry` for."""
+        # Lazy deletion: the entry is dropped when it reaches the top of the heap, or when
+        # the heap is compacted (here, where entries die: nothing is checked per sample).
         entry[2] = None
+        if len(self._heap) > self._compact_at:
+            self._compact_at = compact(self._heap, _is_scheduled)
 
     def _arm(self, when: float) -> None:
         if self._timer is not None:
@@ -476,6 +483,10 @@ class _PeriodicScheduler:
                 heapq.heappop(heap)
             if heap:
                 self._arm(heap[0][0])
+
+
+def _is_scheduled(entry: List[Any]) -> bool:
+    return entry[2] is not None
 
 
 class SamplePeriod(SampleStrategy):
@@ -523,7 +534,8 @@ class SamplePeriod(SampleStrategy):
 
     def cancel_timeouts(self) -> None:
         if self._timeout is not None:
-            _PeriodicScheduler.cancel(self._timeout)
+            assert self._scheduler is not None  # set by start(), with the timeout
+            self._scheduler.cancel(self._timeout)
             self._timeout = None
 
 
@@ -676,6 +688,11 @@ class _EventFanOut(SampleEvent):
     once and its bytes handed to every client's sender, rather than each client's
     strategy doing it all again. Members join from :meth:`_WireSampleEvent.attach` and
     leave when cancelled; the fan-out detaches from the sensor once it is empty.
+
+    Joining and leaving cost the same however many members there are: they only mark the
+    send targets stale, and the first change after them makes the targets anew (work of
+    the order of sending that change to every member, done once for any number of joins
+    and leaves).
     """
 
     _by_sensor: "weakref.WeakKeyDictionary[Sensor, dict]" = weakref.WeakKeyDictionary()
@@ -688,26 +705,31 @@ class _EventFanOut(SampleEvent):
         if fan is None:
             fan = fans[key] = cls(member._sensor, member.ioloop, member._major)
             fan.start()
-        fan._members[member] = member._send
-        fan._retarget()
-        fan._fresh.append(member)
+        send = member._send
+        # Classified once, here: not again for each rebuild of the targets.
+        fan._members[member] = (send, _group_sender_of(send))
+        fan._fresh[member] = send
+        fan._targets = None
         return fan
 
     def __init__(self, sensor: Sensor, ioloop: tornado.ioloop.IOLoop, major: int) -> None:
         super().__init__(_nobody, sensor, ioloop=ioloop)
         self._major = major
-        self._members: Dict[Any, Callable[[bytes], None]] = {}
-        # The members' senders, the write batchers among them in one group sender.
-        self._targets: Tuple[Callable[[bytes], None], ...] = ()
+        # Each member's sender and the group sender of its batcher class (None: none).
+        self._members: Dict[Any, Tuple[Callable[[bytes], None],
+                                       Optional[Callable[..., Any]]]] = {}
+        # The members' senders, the write batchers among them in one group sender; None
+        # once members joined or left, until the next change makes them anew.
+        self._targets: Optional[Tuple[Callable[[bytes], None], ...]] = ()
         # Members whose last inform may not be the fan-out's (they joined since its last
-        # one): their own test decides whether the next change is news to them.
-        self._fresh: List[Any] = []
+        # one): their own test decides whether the next change is news to them. Their
+        # senders by member, so that a member leaving or being sent to is found at once.
+        self._fresh: Dict[Any, Callable[[bytes], None]] = {}
 
-    def _retarget(self) -> None:
+    def _retarget(self) -> Tuple[Callable[[bytes], None], ...]:
         groups: Dict[Callable[..., Any], List[Any]] = {}
         targets = []
-        for send in self._members.values():
-            group_sender = _group_sender_of(send)
+        for send, group_sender in self._members.values():
             if group_sender is None:
                 targets.append(send)
             else:
@@ -716,13 +738,13 @@ class _EventFanOut(SampleEvent):
             # A group of one is called directly: one call either way.
             targets.append(owners[0].send if len(owners) == 1 else group_sender(owners))
         self._targets = tuple(targets)
+        return self._targets
 
     def leave(self, member: "_WireSampleEvent") -> None:
         if self._members.pop(member, None) is None:
             return
-        self._retarget()
-        if member in self._fresh:
-            self._fresh.remove(member)
+        self._fresh.pop(member, None)
+        self._targets = None
         if not self._members:
             self.cancel()
             fans = self._by_sensor.get(self._sensor)
@@ -740,29 +762,34 @@ class _EventFanOut(SampleEvent):
         last = self._last_sent
         if last is None or reading.value != last.value or reading.status != last.status:
             self._last_sent = reading
-            if self._fresh:
+            targets = self._targets
+            if targets is None:
+                # Members joined or left since the last change.
                 self.inform(reading)
                 return
             # inform() and sensor_status_line(), inlined for the usual case.
             line = b"#sensor-status " + sensor.status_line(reading, self._major) + b"\n"
-            for send in self._targets:
+            for send in targets:
                 send(line)
 
     def inform(self, reading: Reading) -> None:
         line = sensor_status_line(self._sensor, reading, self._major)
         fresh = self._fresh
         if fresh:
-            self._fresh = []
-            for member in fresh:
+            self._fresh = {}
+            for member, send in fresh.items():
                 if member._is_news(reading):
                     member._last_sent = reading
-                    member._send(line)
-            for member, send in self._members.items():
+                    send(line)
+            for member, (send, _) in self._members.items():
                 if member not in fresh:
                     send(line)
-        else:
-            for send in self._targets:
-                send(line)
+            return
+        targets = self._targets
+        if targets is None:
+            targets = self._retarget()
+        for send in targets:
+            send(line)
 
 
 class _WireSampleEvent(SampleEvent):

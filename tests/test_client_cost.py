@@ -17,9 +17,10 @@ import threading
 import pytest
 
 from katcp.client import BlockingClient
-from katcp.client.requests import RequestTimeouts, ThreadRequest
+from katcp.client.requests import ThreadRequest
 from katcp.core import Message
 from katcp.loop.crossing import call_on_loop
+from katcp.loop.timer_heap import MIN_COMPACT_SIZE
 
 from test_client import FakeServer, _timed_out_after
 from test_client_package import _pending, _table
@@ -284,17 +285,19 @@ def test_requests_due_at_the_same_instant_expire_in_the_order_sent():
 def test_deadlines_of_answered_requests_do_not_pile_up_out_of_order():
     table, clock, expired = _table()
     table.add(0, "long", _pending("long"), 1000.0)
+    # Out of order too, and unanswered: in the heap through every compaction.
+    table.add("early", "early", _pending("early"), 1.5)
     # Each short request is answered before its deadline, which was given out of order.
-    for msg_id in range(1, 3 * RequestTimeouts.MIN_COMPACT_SIZE):
+    for msg_id in range(1, 3 * MIN_COMPACT_SIZE):
         table.add(msg_id, "short", _pending("short"), 1.0)
         del table.by_id[msg_id]
     live = _pending("live")
     table.add("live", "live", live, 2.0)
     held = table.held()["deadlines"]
-    # Those of the two in flight, the live one's heap entry and at most a heap's worth.
-    assert 3 <= held <= 3 + RequestTimeouts.MIN_COMPACT_SIZE
+    # Those of the three in flight, the heap entries of two and at most a heap's worth.
+    assert 5 <= held <= 3 + MIN_COMPACT_SIZE
     clock.advance(2.5)
-    assert expired == [("live", 100.0)]
+    assert expired == [("early", 100.0), ("live", 100.0)]
 
 
 def test_a_table_drained_by_a_closed_connection_times_new_requests_afresh():

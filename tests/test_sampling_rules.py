@@ -4,6 +4,8 @@ Driven by a virtual clock (``TimewarpAsyncTestCase``): times are exact, nothing 
 Written against the mutants that survived the older tests (see docs/mutation.rst).
 """
 
+import asyncio
+import collections
 import logging
 import threading
 
@@ -12,8 +14,9 @@ import tornado.gen
 import tornado.ioloop
 import tornado.testing
 
-from katcp import Sensor
+from katcp import Sensor, sampling
 from katcp.sampling import SamplePeriod, SampleStrategy, _PeriodicScheduler, wire_strategy
+from katcp.transport.framing import WriteBatcher
 
 from test_sampling import Recorder, StrategyTestCase, make_sensor
 
@@ -487,6 +490,61 @@ def test_a_scheduled_call_that_raises_leaves_the_shared_timer_running(caplog):
         loop.close()
 
 
+
+def test_cancelled_samples_far_ahead_do_not_pile_up_in_the_shared_heap():
+    loop = tornado.ioloop.IOLoop(make_current=False)
+    try:
+        sensor = make_sensor(value=1)
+        scheduler = _PeriodicScheduler.for_ioloop(loop)
+        kept = [_make("period", "3600", sensor=sensor, ioloop=loop) for _ in range(3)]
+        for strategy in kept:
+            strategy.start()
+
+        def set_and_clear(cycles):
+            # Each leaves a deadline an hour ahead.
+            for _ in range(cycles):
+                strategy = _make("period", "3600", sensor=sensor, ioloop=loop)
+                strategy.start()
+                strategy.cancel()
+                assert len(scheduler._heap) <= 1024
+
+        set_and_clear(1024 - 3)
+        assert len(scheduler._heap) == 1024
+        set_and_clear(1)  # past 1024 entries: compacted to the live ones
+        assert len(scheduler._heap) == 3
+        set_and_clear(10 * 1024)
+        live = [entry for entry in scheduler._heap if entry[2] is not None]
+        assert sorted(map(id, live)) == sorted(id(strategy._timeout) for strategy in kept)
+        for strategy in kept:
+            strategy.cancel()
+    finally:
+        loop.close()
+
+
+def test_a_compaction_while_due_samples_are_sent_serves_each_once():
+    loop = tornado.ioloop.IOLoop(make_current=False)
+    try:
+        scheduler = _PeriodicScheduler.for_ioloop(loop)
+        served = []
+        far = loop.time() + 3600
+
+        def churn(when):
+            # A callback that fills the heap with cancelled entries past its compaction.
+            served.append("churn")
+            for _ in range(2 * 1024):
+                scheduler.cancel(scheduler.schedule(far, served.append))
+
+        due = loop.time() - 1
+        scheduler.schedule(due, churn)
+        scheduler.schedule(due + 0.5, lambda when: served.append("after"))
+        scheduler._run()
+        assert served == ["churn", "after"]
+        scheduler._run()
+        assert served == ["churn", "after"]
+        assert all(entry[2] is None for entry in scheduler._heap)
+    finally:
+        loop.close()
+
 class TestDifferentialNaN(StrategyTestCase):
     """A change between NaN and a number is reported; NaN to NaN is no change."""
 
@@ -630,9 +688,9 @@ class TestWireStrategies:
         finally:
             loop.close()
 
-    @pytest.mark.parametrize("major, stamps", [(4, (b"1000250", b"2000250", b"3000250")),
-                                               (5, (b"1000.250000", b"2000.250000",
-                                                    b"3000.250000"))])
+    @pytest.mark.parametrize("major, stamps", [
+        (4, (b"1000250", b"2000250", b"3000250", b"4000250")),
+        (5, (b"1000.250000", b"2000.250000", b"3000.250000", b"4000.250000"))])
     def test_event_informs_of_every_change_carry_the_versions_timestamps(self, major, stamps):
         loop = tornado.ioloop.IOLoop(make_current=False)
         try:
@@ -644,8 +702,194 @@ class TestWireStrategies:
             sensor.set_value(2, timestamp=2000.25)
             sensor.set_value(2, timestamp=2500.25)  # no change: not sent
             sensor.set_value(3, timestamp=3000.25)
+            sensor.set_value(4, timestamp=4000.25)  # once the fan-out's targets are made
             expected = [b"#sensor-status %s 1 n nominal %d\n" % (stamp, value)
-                        for stamp, value in zip(stamps, (1, 2, 3))]
+                        for stamp, value in zip(stamps, (1, 2, 3, 4))]
             assert sent == (expected, expected)
         finally:
+            loop.close()
+
+
+class _Batcher(WriteBatcher):
+    """A write batcher whose loop turn never ends: what it is sent stays in its batch."""
+
+    def __init__(self):
+        super().__init__(None, lambda flush: None, 1 << 20)
+
+    def values(self):
+        return [int(line.split()[-1]) for line in self._chunks]
+
+
+class _OwnSend(_Batcher):
+    """A batcher class with a send() of its own: never sent to through a group sender."""
+
+    def send(self, data):
+        super().send(data)
+
+
+class TestEventFanOut:
+    """The event strategies of one sensor's clients, sharing each change's work."""
+
+    @pytest.fixture
+    def loop(self):
+        loop = tornado.ioloop.IOLoop(make_current=False)
+        yield loop
+        loop.close()
+
+    def test_joining_and_leaving_cost_the_same_for_any_number_of_members(
+            self, loop, monkeypatch):
+        counts = collections.Counter()
+        group_sender_of = sampling._group_sender_of
+        retarget = sampling._EventFanOut._retarget
+        inform = sampling._EventFanOut.inform
+
+        def counted_group_sender_of(send):
+            counts["classified"] += 1
+            return group_sender_of(send)
+
+        def counted_retarget(fan):
+            counts["rebuilt"] += 1
+            return retarget(fan)
+
+        def counted_inform(fan, reading):
+            counts["informed"] += 1
+            return inform(fan, reading)
+
+        class Member(sampling._WireSampleEvent):
+            __hash__ = object.__hash__
+
+            def __eq__(self, other):
+                counts["compared"] += 1
+                return self is other
+
+        monkeypatch.setattr(sampling, "_group_sender_of", counted_group_sender_of)
+        monkeypatch.setattr(sampling._EventFanOut, "_retarget", counted_retarget)
+        monkeypatch.setattr(sampling._EventFanOut, "inform", counted_inform)
+        sensor = make_sensor(value=0)
+        many = 300
+        for changes in ([], [1, 2, 3]):
+            batchers = [_Batcher() for _ in range(many)]
+            members = [Member(batcher.send, 5, sensor, ioloop=loop) for batcher in batchers]
+            for member in members:
+                member.start()
+            # Each sender is classified once, when it joins; nothing else is per member.
+            assert counts == {"classified": many}
+            for value in changes:
+                sensor.set_value(value)
+            # The targets are made once, for the first change sent by them (the first
+            # after the joins is the members' own test); later ones take the short way.
+            made = {"rebuilt": 1, "informed": 2} if changes else {}
+            assert counts == dict(classified=many, **made)
+            for member in members:
+                member.cancel()
+            assert counts == dict(classified=many, **made)
+            assert [batcher.values() for batcher in batchers] == [[0] + changes] * many
+            assert not sensor._observers
+            counts.clear()
+
+    def test_batchers_of_one_class_share_a_target_and_other_senders_have_their_own(
+            self, loop):
+        sensor = make_sensor(value=0)
+        grouped = [_Batcher() for _ in range(3)]
+        alone = _OwnSend()
+        plain = []
+        sends = [batcher.send for batcher in grouped] + [alone.send, plain.append]
+        members = [wire_strategy("event", send, 5, sensor, ioloop=loop) for send in sends]
+        for member in members:
+            member.start()
+        fan = members[0]._fan_out
+        for value in (1, 2):
+            sensor.set_value(value)
+        # The other senders, then one group sender for the three batchers.
+        assert len(fan._targets) == 3
+        assert fan._targets[:2] == (alone.send, plain.append)
+        assert fan._targets[2] not in [batcher.send for batcher in grouped]
+        for member in members[:2]:
+            member.cancel()
+        sensor.set_value(3)
+        # A batcher left alone in its group is sent to directly.
+        assert fan._targets == (alone.send, plain.append, grouped[2].send)
+        assert [batcher.values() for batcher in grouped] == [[0, 1, 2]] * 2 + [[0, 1, 2, 3]]
+        assert alone.values() == [0, 1, 2, 3]
+        assert [int(line.split()[-1]) for line in plain] == [0, 1, 2, 3]
+        for member in members[2:]:
+            member.cancel()
+        assert not sensor._observers
+
+    def test_a_member_that_leaves_is_sent_nothing_more_and_the_others_everything(
+            self, loop):
+        sensor = make_sensor(value=0)
+        stays, goes, brief = _Batcher(), _Batcher(), _Batcher()
+        member_stays, member_goes = (wire_strategy("event", batcher.send, 5, sensor, ioloop=loop)
+                                     for batcher in (stays, goes))
+        member_stays.start()
+        member_goes.start()
+        sensor.set_value(1)
+        sensor.set_value(2)
+        member_goes.cancel()           # after the targets were made
+        sensor.set_value(3)
+        # One that leaves before any change since it joined (still fresh).
+        member_brief = wire_strategy("event", brief.send, 5, sensor, ioloop=loop)
+        member_brief.start()
+        member_brief.cancel()
+        sensor.set_value(4)
+        sensor.set_value(5)
+        assert stays.values() == [0, 1, 2, 3, 4, 5]
+        assert goes.values() == [0, 1, 2]
+        assert brief.values() == [3]
+        member_stays.cancel()
+        assert not sensor._observers
+
+    def test_a_member_that_joins_is_sent_each_change_once(self, loop):
+        sensor = make_sensor(value=0)
+        first, late = _Batcher(), _Batcher()
+        wire_strategy("event", first.send, 5, sensor, ioloop=loop).start()
+        sensor.set_value(1)
+        sensor.set_value(2)
+        wire_strategy("event", late.send, 5, sensor, ioloop=loop).start()
+        sensor.set_value(2, Sensor.WARN)
+        sensor.set_value(3, Sensor.WARN)
+        assert first.values() == [0, 1, 2, 2, 3]
+        assert late.values() == [2, 2, 3]
+
+    def test_a_change_from_another_thread_goes_to_the_members_of_its_time(self, monkeypatch):
+        rebuilt = []
+        retarget = sampling._EventFanOut._retarget
+
+        def counted_retarget(fan):
+            rebuilt.append(fan)
+            return retarget(fan)
+
+        monkeypatch.setattr(sampling._EventFanOut, "_retarget", counted_retarget)
+        loop = asyncio.new_event_loop()
+        try:
+            asyncio.set_event_loop(loop)
+            ioloop = tornado.ioloop.IOLoop.current()
+            sensor = make_sensor(value=0)
+            stays, goes = _Batcher(), _Batcher()
+            members = [wire_strategy("event", batcher.send, 5, sensor, ioloop=ioloop)
+                       for batcher in (stays, goes)]
+            for member in members:
+                member.start()
+
+            def set_from_another_thread(value):
+                setter = threading.Thread(target=sensor.set_value, args=(value,))
+                setter.start()
+                setter.join(10)
+                # The hop to the loop was queued before this: it runs first.
+                loop.run_until_complete(asyncio.sleep(0))
+
+            sensor.set_value(1)
+            sensor.set_value(2)
+            assert len(rebuilt) == 1
+            members[1].cancel()
+            set_from_another_thread(3)   # the targets are made anew, without the leaver
+            set_from_another_thread(4)   # and not again
+            sensor.set_value(5)
+            assert len(rebuilt) == 2
+            assert stays.values() == [0, 1, 2, 3, 4, 5]
+            assert goes.values() == [0, 1, 2]
+            members[0].cancel()
+        finally:
+            asyncio.set_event_loop(None)
             loop.close()

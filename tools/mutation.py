@@ -2,7 +2,8 @@
 
 The mutated code is the core a user's data flows through: the wire codec (Message,
 MessageParser, ProtocolFlags), sensors and their value codecs, kattypes, the sampling
-strategies, and the client's matching of replies and informs to requests. mutmut
+strategies (and the compaction of their timer heap, shared with the client's request
+deadlines), and the client's matching of replies and informs to requests. mutmut
 (configured in setup.cfg) mutates those files; this script selects the functions above
 and runs each mutant against the fast tests that call the mutated function.
 
@@ -38,6 +39,7 @@ SELECTION = {
     ],
     "katcp/kattypes": ["katcp.kattypes.*"],
     "katcp/sampling.py": ["katcp.sampling.*"],
+    "katcp/loop (timer heaps)": ["katcp.loop.timer_heap.*"],
     "katcp/client (request matching)": [
         "katcp.client.device.xǁDeviceClientǁ_assign_mid__mutmut_*",
         "katcp.client.requests.*",

@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from katcp.core import Message
+from katcp.loop.timer_heap import MIN_COMPACT_SIZE, compact
 
 # What set_result() raises on a future already done, for either kind of future.
 _INVALID_STATE = (asyncio.InvalidStateError, concurrent.futures.InvalidStateError)
@@ -173,8 +174,6 @@ class RequestTimeouts:
 
     """
 
-    MIN_COMPACT_SIZE = 1024
-
     def __init__(self, clock: Any, expire: Callable[[Any, float], None],
                  waiting: Dict[Any, Any]) -> None:
         self.clock = clock
@@ -188,7 +187,7 @@ class RequestTimeouts:
         self._seq = itertools.count()
         self._timer: Any = None
         self._timer_when = _NEVER
-        self._compact_at = self.MIN_COMPACT_SIZE
+        self._compact_at = MIN_COMPACT_SIZE
 
     def add(self, msg_id: Any, pending: Any, timeout: float) -> None:
         """Give `pending` (known in `waiting` as `msg_id`) a deadline `timeout` from now.
@@ -203,9 +202,7 @@ class RequestTimeouts:
             heap = self._heap
             heapq.heappush(heap, (deadline, next(self._seq), msg_id, pending))
             if len(heap) > self._compact_at:
-                heap = self._heap = [entry for entry in heap if self._live(*entry)]
-                heapq.heapify(heap)
-                self._compact_at = max(self.MIN_COMPACT_SIZE, 2 * len(heap))
+                self._compact_at = compact(heap, lambda entry: self._live(*entry))
         if pending.thread_watched:
             pending.msg_id = msg_id
         elif deadline < self._timer_when:
@@ -282,7 +279,7 @@ class RequestTimeouts:
         self._timer_when = _NEVER
         self._last = -_NEVER
         self._heap = []
-        self._compact_at = self.MIN_COMPACT_SIZE
+        self._compact_at = MIN_COMPACT_SIZE
 
 
 def _deadline_of(entry):
