@@ -51,3 +51,28 @@ def test_asyncio_future_gives_a_future_on_the_same_loop():
         return await asyncio.wait_for(chained, 5)
 
     assert asyncio.run(main()) == 2
+
+
+@pytest.mark.parametrize("outcome", ["result", "exception", "cancel"])
+def test_a_future_its_holder_cancelled_ignores_the_outcome_that_comes_later(outcome):
+    # A task waiting on the new future is cancelled (a program stopping mid-request);
+    # the request's outcome then arrives on the loop, where an error would be logged.
+    async def main():
+        loop = asyncio.get_running_loop()
+        errors = []
+        loop.set_exception_handler(lambda loop, context: errors.append(context))
+        source = loop.create_future()
+        chained = transform_future(lambda value: value + 1, source)
+        chained.cancel()
+        if outcome == "result":
+            source.set_result(1)
+        elif outcome == "exception":
+            source.set_exception(KeyError("late"))
+            source.exception()
+        else:
+            source.cancel()
+        await asyncio.sleep(0)  # the source's done callbacks run on this turn
+        await asyncio.sleep(0)
+        return chained.cancelled(), errors
+
+    assert asyncio.run(main()) == (True, [])

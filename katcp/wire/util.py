@@ -118,12 +118,15 @@ def transform_future(transformation: Callable[[Any], Any], future: Any) -> Any:
     new_future : Future
         Of the same kind as `future` (on the same loop for an asyncio future). It is
         resolved at once when `future` is already done, rather than on a later loop
-        turn; cancellation and exceptions of `future` are passed on.
+        turn; cancellation and exceptions of `future` are passed on. Cancelling the
+        new future gives up on the outcome (`future` goes on).
     """
     get_loop = getattr(future, "get_loop", None)
     new_future = get_loop().create_future() if get_loop else concurrent.futures.Future()
 
     def copy(done: Any) -> None:
+        if new_future.done():
+            return  # cancelled by its holder (a task stopped meanwhile): nobody waits
         if done.cancelled():
             new_future.cancel()
             return
