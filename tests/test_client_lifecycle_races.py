@@ -9,6 +9,7 @@ import concurrent.futures
 import threading
 
 import pytest
+from tornado.ioloop import IOLoop
 
 from katcp.client import BlockingClient, CallbackClient
 from katcp.core import Message
@@ -260,26 +261,66 @@ def test_a_join_racing_a_start_leaves_the_new_loop_thread_known(server):
 # -- a shared loop stopped under a client -------------------------------------------------
 
 
-@pytest.mark.parametrize("default_timeout", [None, 1.0])
-def test_waits_of_other_threads_end_when_a_shared_loop_stops_under_the_client(
-        server, monkeypatch, default_timeout):
-    monkeypatch.setattr(crossing, "NOT_RUNNING_GRACE", 0.05)
-    shared = IOLoopManager()
-    shared.start(timeout=WAIT)
-    client = CallbackClient("127.0.0.1", server.port, timeout=default_timeout)
-    client.set_ioloop(shared.get_ioloop())
-    started(client)
+def _loop_of_a_user_thread():
+    """An unmanaged loop that a thread of the user's runs; stopped, it is left as it is
+    (nothing finishes its tasks), and the caller closes it."""
+    ready = concurrent.futures.Future()
+
+    def run():
+        ioloop = IOLoop(make_current=False)
+        ready.set_result(ioloop)
+        ioloop.start()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return ready.result(WAIT), thread
+
+
+def _silent_requests_from_threads(client, server):
     # Requests the server never answers: their timeouts, if any, are served by the loop.
     waits = [in_thread(lambda: client.future_request(Message.request("silent"))),
              in_thread(lambda: client.blocking_request(Message.request("silent")))]
     assert sorted([server.next_line(), server.next_line()]) == [b"?silent[1]", b"?silent[2]"]
+    return waits
+
+
+@pytest.mark.parametrize("default_timeout", [None, 1.0])
+def test_waits_of_other_threads_end_when_a_loop_stops_under_the_client(
+        server, monkeypatch, default_timeout):
+    monkeypatch.setattr(crossing, "NOT_RUNNING_GRACE", 0.05)
+    ioloop, thread = _loop_of_a_user_thread()
+    try:
+        client = CallbackClient("127.0.0.1", server.port, timeout=default_timeout)
+        client.set_ioloop(ioloop)
+        started(client)
+        waits = _silent_requests_from_threads(client, server)
+        ioloop.add_callback(ioloop.stop)
+        thread.join(WAIT)
+        assert not thread.is_alive()
+        with pytest.raises(RuntimeError, match="^future_request of the client for .*: no "
+                                               "thread runs the client's ioloop any more"):
+            waits[0].result(WAIT)
+        # Unbounded, it ends as the future request does; bounded, a second after its deadline.
+        ending = ("^blocking_request of the client for .*: no thread runs the client's ioloop"
+                  if default_timeout is None else "^Unexpected error: Async request handler")
+        with pytest.raises(RuntimeError, match=ending):
+            waits[1].result(WAIT)
+    finally:
+        ioloop.close(all_fds=True)
+
+
+def test_waits_of_other_threads_end_when_a_shared_managed_loop_stops_under_the_client(server):
+    # A managed loop that stops finishes its tasks: the client's connection closes, and
+    # with it the requests in flight.
+    shared = IOLoopManager()
+    shared.start(timeout=WAIT)
+    client = CallbackClient("127.0.0.1", server.port, timeout=None)
+    client.set_ioloop(shared.get_ioloop())
+    started(client)
+    waits = _silent_requests_from_threads(client, server)
     shared.stop().result(WAIT)
     shared.join(WAIT)
-    with pytest.raises(RuntimeError, match="^future_request of the client for .*: no thread "
-                                           "runs the client's ioloop any more"):
-        waits[0].result(WAIT)
-    # Unbounded, it ends as the future request does; bounded, a second after its deadline.
-    ending = ("^blocking_request of the client for .*: no thread runs the client's ioloop"
-              if default_timeout is None else "^Unexpected error: Async request handler")
-    with pytest.raises(RuntimeError, match=ending):
-        waits[1].result(WAIT)
+    for wait in waits:
+        reply, informs = wait.result(WAIT)
+        assert (reply.arguments, informs) == (
+            [b"fail", b"Connection closed before reply was received"], [])
