@@ -27,6 +27,7 @@ from katcp.core import (AsyncCallbackEvent, AsyncEvent, AsyncReply, AsyncState, 
                         future_timeout_manager, hashable_identity, log_coroutine_exceptions,
                         log_future_exceptions, steal_docstring_from, until_any, until_later,
                         until_some)
+from katcp.loop.futures import _until_all
 
 PARSER = MessageParser()
 
@@ -996,6 +997,34 @@ class TestAsyncHelpers(tornado.testing.AsyncTestCase):
             yield take_the_other()
         assert pending_waits() <= before
         shared.cancel()
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_until_all_of_own_waits_cancels_those_left_once_it_is_over(self):
+        done, pending = Future(), Future()
+        done.set_result(1)
+        with pytest.raises(tornado.gen.TimeoutError):
+            yield _until_all(done, pending, timeout=0.001)
+        yield tornado.gen.moment
+        assert pending.cancelled() and not done.cancelled()
+        # Given up by its caller.
+        first, second = Future(), Future()
+        _until_all(first, second).cancel()
+        yield tornado.gen.moment
+        assert first.cancelled() and second.cancelled()
+        # Failed as one of them failed.
+        failing, other = Future(), Future()
+        waiting = _until_all(failing, other)
+        failing.set_exception(ValueError("boom"))
+        with pytest.raises(ValueError, match="boom"):
+            yield waiting
+        yield tornado.gen.moment
+        assert other.cancelled()
+        # Decided: as until_some, for all of them.
+        first, second = Future(), Future()
+        waiting = _until_all(first, second, timeout=5)
+        second.set_result("b")
+        first.set_result("a")
+        assert (yield waiting) == [(1, "b"), (0, "a")]
 
     @tornado.testing.gen_test(timeout=10)
     def test_waits_given_up_leave_nothing_behind(self):

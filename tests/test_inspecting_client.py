@@ -461,8 +461,30 @@ class TestSync(InspectingClientTestBase):
         await client.until_state(SYNCED, timeout=0.05)
         await client.until_connected(timeout=0.05)
         await client.until_data_synced(timeout=0.05)
-        # Timed-out waiters are dropped rather than kept until the state changes.
-        self.assertEqual(client._state_waiters, [])
+        # Timed-out waiters are dropped rather than kept until the state changes (on the
+        # next loop turn, as other waits given up).
+        await asyncio.sleep(0)
+        self.assertEqual(client._state_waiters, {})
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_waits_given_up_are_unregistered_while_the_state_stays(self):
+        client, _ = await self.start_client()
+        # A watchdog on a healthy device: each wait is given up by its caller (cancelled
+        # by asyncio.wait_for, or directly), with or without a timeout of its own.
+        for _ in range(20):
+            with self.assertRaises(asyncio.TimeoutError):
+                await asyncio.wait_for(client.until_not_synced(), 0.001)
+            with self.assertRaises(asyncio.TimeoutError):
+                await asyncio.wait_for(client.until_state(DISCONNECTED, timeout=WAIT), 0.001)
+            client.until_state(DISCONNECTED).cancel()
+        await asyncio.sleep(0)  # the turn on which what a cancelled wait leaves runs
+        self.assertEqual(len(client._state_waiters), 0)
+        # A wait still pending is resolved by the state change it waits for.
+        waiting = client.until_not_synced()
+        self.assertEqual(len(client._state_waiters), 1)
+        client.stop()
+        self.assertTrue(await asyncio.wait_for(waiting, WAIT))
+        self.assertEqual(len(client._state_waiters), 0)
 
 
 class TestInterfaceChanged(InspectingClientTestBase):

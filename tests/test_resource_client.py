@@ -10,6 +10,7 @@ import tornado.concurrent
 import tornado.gen
 import tornado.ioloop
 import tornado.testing
+from test_client import _closed_port
 from wait_helpers import pending_waits
 
 from katcp import Message, ProtocolFlags, Sensor
@@ -194,6 +195,21 @@ def listeners_gone(sensor, turns=10):
             return True
         yield tornado.gen.moment
     return not sensor._listeners
+
+
+def _waits_on(res):
+    """The waits registered on the states of resource `res`."""
+    return sum(len(event._waiters) for event in res._state._events.values())
+
+
+@tornado.gen.coroutine
+def waits_gone(res, turns=10):
+    """Whether the waits on `res` are gone within a few loop turns (as listeners_gone)."""
+    for _ in range(turns):
+        if not _waits_on(res):
+            return True
+        yield tornado.gen.moment
+    return not _waits_on(res)
 
 
 class ListenerFuture:
@@ -943,6 +959,56 @@ class TestKATCPClientResourceContainer(ResourceTestCase):
         assert results["first"] == {"a_float": (True, ("period", "2.0"))}
         replies = yield group.req.add(2, 2)
         assert [r.reply.arguments for r in replies.values()] == [[b"ok", b"4"]] * 2
+
+
+    @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_waits_given_up_on_a_container_end_those_on_its_children(self):
+        server = self.start_server()
+        with _closed_port() as port:
+            spec = container_spec([server], ["up"])
+            spec["clients"]["down"] = dict(address=("127.0.0.1", port), controlled=True)
+            container = self.make_container(spec)
+            up, down = container.children.up, container.children.down
+            yield up.until_synced(timeout=WAIT)
+            # A poll while a device is down: every wait times out, and each waited on
+            # the child that is down.
+            for _ in range(20):
+                with pytest.raises(tornado.gen.TimeoutError, match="down at 127.0.0.1"):
+                    yield container.until_synced(timeout=0.001)
+                with pytest.raises(tornado.gen.TimeoutError):
+                    yield container.until_all_children_in_state("synced", timeout=0.001)
+            assert (yield waits_gone(down))
+            # Waits given up by their caller (cancelled), with or without a timeout.
+            for wait in (lambda: container.until_synced(),
+                         lambda: container.until_synced(timeout=WAIT),
+                         lambda: container.until_all_children_in_state("synced"),
+                         lambda: down.until_synced(timeout=WAIT)):
+                waiting = wait()
+                assert _waits_on(down) == 1
+                waiting.cancel()
+                assert (yield waits_gone(down))
+            assert _waits_on(up) == 0
+            # A state that does not exist fails the wait, as from 0.9's coroutine.
+            failed = container.until_all_children_in_state("no-such-state")
+            assert isinstance(failed.exception(), ValueError)
+
+    @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_a_watchdog_on_a_healthy_container_leaves_no_waits(self):
+        server = self.start_server()
+        container = self.make_container(container_spec([server] * 2, ["a", "b"]))
+        synced = yield container.until_synced(timeout=WAIT)
+        assert synced is None  # as from 0.9's coroutine
+        children = list(container.children.values())
+        for _ in range(20):
+            with pytest.raises(tornado.gen.TimeoutError):
+                yield container.until_not_synced(timeout=0.001)
+            # Given up from outside: cancelled, as asyncio.wait_for does.
+            waiting = container.until_not_synced()
+            assert all(_waits_on(child) for child in children)
+            waiting.cancel()
+        for child in children:
+            assert (yield waits_gone(child))
+        assert (yield container.until_all_children_in_state("synced")) is None
 
 
 class TestClientGroupQuorum(ResourceTestCase):

@@ -27,6 +27,7 @@ from katcp.core import (DEFAULT_KATCP_MAJOR, AttrDict, Message, Sensor, future_t
                         until_any, until_later)
 from katcp.ioloop_manager import current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
+from katcp.loop.futures import _with_timeout
 from katcp.wire.message import readable_message
 from katcp.wire.text import readable
 from katcp.wire.util import own_methods, uses_own
@@ -128,7 +129,8 @@ class InspectingClientAsync:
         self._sensors_index: Dict[str, Dict[str, Any]] = {}
         self._update_on_lookup = True
         self._state = _DISCONNECTED
-        self._state_waiters: List[Tuple[Callable[..., bool], Any]] = []
+        # Each pending wait's future and the states it waits for, until it is over.
+        self._state_waiters: Dict["asyncio.Future[Any]", Callable[..., bool]] = {}
         self._state_cb: Optional[Callable[..., Any]] = None
         self._pending = _PendingChanges()
         # Changes found by inspections that failed half-way (even on an earlier
@@ -243,20 +245,14 @@ class InspectingClientAsync:
         if predicate(self._state):
             future.set_result(True)
             return future
-        waiter = (predicate, future)
-        self._state_waiters.append(waiter)
-        if timeout:
-            handle = self.ioloop.call_later(timeout, self._expire_waiter, waiter)
-            future.add_done_callback(lambda _: self.ioloop.remove_timeout(handle))
-        return future
+        self._state_waiters[future] = predicate
+        # A wait that times out or is cancelled is unregistered at once, not at the next
+        # state change: a watchdog polling a healthy device must not pile them up.
+        future.add_done_callback(self._forget_waiter)
+        return _with_timeout(future, timeout)
 
-    def _expire_waiter(self, waiter: Tuple[Any, Any]) -> None:
-        future = waiter[1]
-        if future.done():
-            return
-        # Dropping the waiter keeps clients that poll with timeouts from leaking.
-        self._state_waiters.remove(waiter)
-        future.set_exception(tornado.util.TimeoutError("Timeout"))
+    def _forget_waiter(self, future: "asyncio.Future[Any]") -> None:
+        self._state_waiters.pop(future, None)
 
     def until_state(self, desired_state: InspectingClientStateType,
                     timeout: Optional[float] = None) -> Any:
@@ -455,15 +451,12 @@ class InspectingClientAsync:
     async def _send_state(self, state: InspectingClientStateType,
                           model_changes: Optional[AttrDict] = None) -> None:
         self._state = state
-        waiters, self._state_waiters = self._state_waiters, []
-        for waiter in waiters:
-            predicate, future = waiter
-            if future.done():
-                continue
-            if predicate(state):
+        waiters = self._state_waiters
+        for future, predicate in list(waiters.items()):
+            # A wait over (cancelled) but not yet forgotten is left to its callback.
+            if not future.done() and predicate(state):
+                del waiters[future]
                 future.set_result(True)
-            else:
-                self._state_waiters.append(waiter)
         if self._state_cb is None:
             return
         try:

@@ -146,17 +146,29 @@ def _with_timeout(future: "asyncio.Future[Any]", timeout: Optional[float]) -> An
     return bounded
 
 
+def _cancel_when_over(outcome: Any, futures: Iterable[Any]) -> Any:
+    """`outcome`, a wait on `futures` (waits of the caller's own): once it is over
+    (decided, timed out or cancelled), those of `futures` still pending are cancelled,
+    which unregisters them."""
+    def cancel_rest(_: Any) -> None:
+        for future in futures:
+            future.cancel()
+    outcome.add_done_callback(cancel_rest)
+    return outcome
+
+
 def _until_first(*futures: Any, timeout: Optional[float] = None,
                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> Any:
     """As :func:`until_any`, for waits of the caller's own: once it is decided (or timed
     out, or cancelled), the others are cancelled, which unregisters them."""
-    first = until_any(*futures, timeout=timeout, ioloop=ioloop)
+    return _cancel_when_over(until_any(*futures, timeout=timeout, ioloop=ioloop), futures)
 
-    def cancel_others(_: Any) -> None:
-        for future in futures:
-            future.cancel()
-    first.add_done_callback(cancel_others)
-    return first
+
+def _until_all(*futures: Any, timeout: Optional[float] = None) -> Any:
+    """As :func:`until_some` for all of `futures`, waits of the caller's own: once it is
+    over early (timed out, cancelled, or one of them failed), those still pending are
+    cancelled, which unregisters them."""
+    return _cancel_when_over(until_some(*futures, timeout=timeout), futures)
 
 
 class AsyncEvent:

@@ -14,11 +14,10 @@ import tornado.ioloop
 import tornado.util
 
 from katcp import resource
-from katcp.core import (AsyncEvent, AsyncState, AttrDict, log_future_exceptions,
-                        until_some)
+from katcp.core import AsyncEvent, AsyncState, AttrDict, log_future_exceptions
 from katcp.display import did_you_mean, object_repr
 from katcp.ioloop_manager import current_ioloop
-from katcp.loop.futures import _until_first
+from katcp.loop.futures import _failed_future, _until_all, _until_first
 from katcp.resource import StrategyResult, StrategySpec, _read_only, escape_name
 from katcp.resource_client.groups import ClientGroup
 from katcp.resource_client.inspecting import (_NONE_STRATEGY, KATCPClientResourceRequest,
@@ -347,9 +346,9 @@ class KATCPClientResource(resource.KATCPResource):
         what state was reached instead."""
         if not timeout:
             return future
-        return _replace_timeout(future, lambda: "Resource %r at %s not %s after %g s: its "
-                                "state is %r" % (self._name, _address_text(self._address),
-                                                 goal, timeout, self._state.state))
+        return _relayed(future, lambda: "Resource %r at %s not %s after %g s: its state is "
+                        "%r" % (self._name, _address_text(self._address), goal, timeout,
+                                self._state.state))
 
     def __repr__(self) -> str:
         return object_repr(self, name=self._name, address=_address_text(self._address),
@@ -572,24 +571,32 @@ def _address_text(address: Any) -> str:
     return str(address)
 
 
-def _replace_timeout(future: Any, text: Callable[[], str]) -> Any:
-    """A future resolving as `future`, but whose timeout error reads ``text()``."""
-    explained = future.get_loop().create_future()
+def _relayed(wait: Any, timeout_text: Optional[Callable[[], str]] = None,
+             keep_result: bool = True) -> Any:
+    """A future resolving as `wait`, a wait of the caller's own: to None unless
+    `keep_result`, and with a timeout error reading ``timeout_text()`` if that is given.
+    Cancelling it cancels `wait`, which unregisters what `wait` waits on."""
+    relay = wait.get_loop().create_future()
 
     def copy(done: Any) -> None:
-        if explained.done():
+        if relay.done():
             return
         if done.cancelled():
-            explained.cancel()
-        elif isinstance(done.exception(), tornado.util.TimeoutError):
-            explained.set_exception(tornado.util.TimeoutError(text()))
+            relay.cancel()
         elif done.exception() is not None:
-            explained.set_exception(done.exception())
+            exc = done.exception()
+            if timeout_text is not None and isinstance(exc, tornado.util.TimeoutError):
+                exc = tornado.util.TimeoutError(timeout_text())
+            relay.set_exception(exc)
         else:
-            explained.set_result(done.result())
+            relay.set_result(done.result() if keep_result else None)
 
-    future.add_done_callback(copy)
-    return explained
+    if wait.done():
+        copy(wait)  # decided already: so is the relay, on return (as a coroutine's was)
+        return relay
+    wait.add_done_callback(copy)
+    relay.add_done_callback(lambda _: wait.cancel())
+    return relay
 
 
 def _escape_names(names: List[str]) -> List[str]:
@@ -775,7 +782,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         synced = self.until_all_children_in_state("synced", timeout=timeout)
         if not timeout:
             return synced
-        return _replace_timeout(synced, lambda: "Container %r not synced after %g s: %s" % (
+        return _relayed(synced, lambda: "Container %r not synced after %g s: %s" % (
             self._name, timeout, ", ".join(
                 "%s at %s is %r" % (child.name, _address_text(child.address), child.state)
                 for child in dict.values(self._children) if not child.synced)))
@@ -805,18 +812,28 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         self.stop()
         await tornado.gen.multi(list(self.until_stopped().values()))
 
-    @tornado.gen.coroutine
-    def until_not_synced(self, timeout: Optional[float] = None) -> Generator[Any, Any, None]:
-        """Return a tornado Future; resolves when any subordinate client is not synced"""
-        children = dict.values(self._children)
-        yield _until_first(*[child.until_not_synced() for child in children], timeout=timeout)
+    def until_not_synced(self, timeout: Optional[float] = None) -> Any:
+        """Return a tornado Future; resolves when any subordinate client is not synced
 
-    @tornado.gen.coroutine
-    def until_all_children_in_state(self, state: str, timeout: Optional[float] = None
-                                    ) -> Generator[Any, Any, None]:
-        """Return a tornado Future; resolves when all clients are in specified state"""
+        It resolves to None (as the coroutine this was in 0.9); cancelling it, or its
+        timeout, ends the wait on each child.
+        """
         children = dict.values(self._children)
-        yield until_some(*[child.until_state(state) for child in children], timeout=timeout)
+        return _relayed(_until_first(*[child.until_not_synced() for child in children],
+                                     timeout=timeout), keep_result=False)
+
+    def until_all_children_in_state(self, state: str, timeout: Optional[float] = None) -> Any:
+        """Return a tornado Future; resolves when all clients are in specified state
+
+        It resolves to None (as the coroutine this was in 0.9); cancelling it, or its
+        timeout, ends the wait on each child still waiting.
+        """
+        children = dict.values(self._children)
+        try:
+            waits = [child.until_state(state) for child in children]
+        except ValueError as exc:  # not a state: as from the coroutine this was in 0.9
+            return _failed_future(exc)
+        return _relayed(_until_all(*waits, timeout=timeout), keep_result=False)
 
     def until_any_child_in_state(self, state: str, timeout: Optional[float] = None) -> Any:
         """Return a tornado Future; resolves when any client is in specified state"""
