@@ -17,6 +17,7 @@ from katcp.ioloop_manager import IOLoopManager
 from katcp.loop import crossing
 
 from test_client import FakeServer
+from wait_helpers import outcome_in_thread
 
 WAIT = 5.0
 
@@ -28,18 +29,6 @@ def server():
     fake.close()
 
 
-def in_thread(fn, *args):
-    """Run ``fn(*args)`` in a new thread; a future of its outcome."""
-    outcome = concurrent.futures.Future()
-
-    def run():
-        try:
-            outcome.set_result(fn(*args))
-        except BaseException as exc:
-            outcome.set_exception(exc)
-
-    threading.Thread(target=run, daemon=True).start()
-    return outcome
 
 
 class WaitedForLock:
@@ -92,7 +81,7 @@ def test_a_start_while_the_loop_closes_waits_for_it_and_runs_on_a_new_loop(serve
         release.wait(WAIT)
 
     client._uninstall = held_uninstall
-    stopping = in_thread(client.stop, WAIT)
+    stopping = outcome_in_thread(client.stop, WAIT)
     assert held.wait(WAIT)
     # start() either fails at once or waits for the closing loop's thread: released then.
     progressed = threading.Event()
@@ -104,7 +93,7 @@ def test_a_start_while_the_loop_closes_waits_for_it_and_runs_on_a_new_loop(serve
         return join(timeout)
 
     loop_thread.join = announced_join
-    starting = in_thread(client.start)
+    starting = outcome_in_thread(client.start)
     starting.add_done_callback(lambda _: progressed.set())
     assert progressed.wait(WAIT)
     release.set()
@@ -140,9 +129,9 @@ def test_a_start_while_a_stop_tells_the_loop_runs_the_client_after_it(server):
     manager.stop = held_manager_stop
     progressed = threading.Event()
     client._start_lock = WaitedForLock(progressed)
-    stopping = in_thread(client.stop, WAIT)
+    stopping = outcome_in_thread(client.stop, WAIT)
     assert at_manager.wait(WAIT)
-    starting = in_thread(client.start)
+    starting = outcome_in_thread(client.start)
     starting.add_done_callback(lambda _: progressed.set())
     assert progressed.wait(WAIT)
     release.set()
@@ -168,7 +157,7 @@ def test_a_client_that_ended_on_its_own_starts_again_on_its_running_loop(server)
     # 'IOLoop already started' and could then not be stopped).
     started(client)
     assert echo_works(client)
-    stopping = in_thread(client.stop, WAIT)
+    stopping = outcome_in_thread(client.stop, WAIT)
     assert stopping.result(WAIT) is None
     client.join(timeout=WAIT)
     assert not client._ioloop_manager._ioloop_thread.is_alive()
@@ -241,7 +230,7 @@ def test_a_join_racing_a_start_leaves_the_new_loop_thread_known(server):
     joiner = threading.Thread(target=client.join, args=(WAIT,), name="joiner", daemon=True)
     joiner.start()
     assert at_check.wait(WAIT)
-    starting = in_thread(client.start)
+    starting = outcome_in_thread(client.start)
     starting.add_done_callback(lambda _: progressed.set())
     assert progressed.wait(WAIT)
     if starting.done():
@@ -278,8 +267,8 @@ def _loop_of_a_user_thread():
 
 def _silent_requests_from_threads(client, server):
     # Requests the server never answers: their timeouts, if any, are served by the loop.
-    waits = [in_thread(lambda: client.future_request(Message.request("silent"))),
-             in_thread(lambda: client.blocking_request(Message.request("silent")))]
+    waits = [outcome_in_thread(lambda: client.future_request(Message.request("silent"))),
+             outcome_in_thread(lambda: client.blocking_request(Message.request("silent")))]
     assert sorted([server.next_line(), server.next_line()]) == [b"?silent[1]", b"?silent[2]"]
     return waits
 

@@ -19,6 +19,8 @@ from katcp.ioloop_manager import (
 )
 from katcp.loop.crossing import call_on_loop
 
+from wait_helpers import outcome_in_thread
+
 WAIT = 5.0
 
 
@@ -145,17 +147,6 @@ def test_start_twice_raises(managed):
         managed.start()
 
 
-def _outcome_in_thread(fn, *args):
-    outcome = concurrent.futures.Future()
-
-    def run():
-        try:
-            outcome.set_result(fn(*args))
-        except BaseException as exc:
-            outcome.set_exception(exc)
-
-    threading.Thread(target=run, daemon=True).start()
-    return outcome
 
 
 def test_once_a_stop_is_asked_for_the_closing_loop_is_never_given_out_again():
@@ -184,7 +175,7 @@ def test_once_a_stop_is_asked_for_the_closing_loop_is_never_given_out_again():
         return join(timeout)
 
     thread.join = announced_join
-    getting = _outcome_in_thread(manager.get_ioloop)
+    getting = outcome_in_thread(manager.get_ioloop)
     getting.add_done_callback(lambda _: progressed.set())
     assert progressed.wait(WAIT)
     release.set()
@@ -210,7 +201,7 @@ def test_a_join_while_start_makes_the_thread_sees_no_thread_yet(monkeypatch):
 
     monkeypatch.setattr(threading, "Thread", HeldThread)
     manager = IOLoopManager(managed_default=True)
-    starting = _outcome_in_thread(manager.start, WAIT)
+    starting = outcome_in_thread(manager.start, WAIT)
     assert at_start.wait(WAIT)
     # Not threading's 'cannot join thread before it is started'.
     with pytest.raises(RuntimeError, match="^Cannot join if not started$"):

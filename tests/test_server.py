@@ -2,6 +2,7 @@
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import queue
 import re
@@ -718,6 +719,27 @@ def test_client_that_does_not_read_is_disconnected():
         stop_server(server)
 
 
+@contextlib.contextmanager
+def _served_to_a_slow_reader(server_class, flavour="async"):
+    """A started `server_class` server whose MAX_WRITE_BUFFER_SIZE is 256 kB, and a greeted
+    client of it with a small receive buffer (its replies soon wait for it to read).
+
+    Yields
+    ------
+    server, client : the device server and its :class:`LineClient`
+    """
+    server = server_class("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[flavour])
+    server._server.MAX_WRITE_BUFFER_SIZE = 256 * 1024
+    port = start_server(server)
+    try:
+        with LineClient(port, rcvbuf=4096) as client:
+            client.greeting()
+            yield server, client
+    finally:
+        stop_server(server)
+
+
 class BlobServer(ExampleServer):
     def request_blob(self, req, msg):
         """Reply with as many bytes as asked for."""
@@ -728,20 +750,12 @@ class BlobServer(ExampleServer):
 def test_a_reading_client_pipelining_large_replies_gets_them_all(flavour):
     # Their replies to one chunk of requests pass MAX_WRITE_BUFFER_SIZE: the server waits
     # for the client to take them rather than taking it for one that does not read.
-    server = BlobServer("127.0.0.1", 0)
-    server.set_concurrency_options(**CONCURRENCY[flavour])
-    server._server.MAX_WRITE_BUFFER_SIZE = 256 * 1024
-    port = start_server(server)
-    try:
-        with LineClient(port, rcvbuf=4096) as client:
-            client.greeting()
-            count, size = 100, 100000  # 10 MB of replies to 1.2 kB of requests
-            client.send_raw(b"?blob %d\n" % size * count)
-            replies = [client.readline() for _ in range(count)]
-            assert replies == [b"!blob ok " + b"z" * size] * count
-            assert server.disconnects.empty()
-    finally:
-        stop_server(server)
+    with _served_to_a_slow_reader(BlobServer, flavour) as (server, client):
+        count, size = 100, 100000  # 10 MB of replies to 1.2 kB of requests
+        client.send_raw(b"?blob %d\n" % size * count)
+        replies = [client.readline() for _ in range(count)]
+        assert replies == [b"!blob ok " + b"z" * size] * count
+        assert server.disconnects.empty()
 
 
 class InformingBlobServer(BlobServer):
@@ -766,42 +780,26 @@ def test_a_reading_client_pipelining_requests_with_large_informs_gets_them_all(f
     # the connection's further requests wait, and the last reply is written while they
     # wait: the client is taken for one that does not read only past all of
     # MAX_WRITE_BUFFER_SIZE.
-    server = InformingBlobServer("127.0.0.1", 0)
-    server.set_concurrency_options(**CONCURRENCY[flavour])
-    server._server.MAX_WRITE_BUFFER_SIZE = 256 * 1024
-    port = start_server(server)
-    try:
-        with LineClient(port, rcvbuf=4096) as client:
-            client.greeting()
-            # More than the kernel's buffers take, so that the server holds much of it.
-            size = 40000
-            count = 2 * _wmem_max() // size + 10
-            client.send_raw(b"?informs %d\n" % size * count)
-            for _ in range(count):
-                assert client.readline() == b"#informs " + b"z" * size
-                assert client.readline() == b"!informs ok"
-            assert server.disconnects.empty()
-    finally:
-        stop_server(server)
+    with _served_to_a_slow_reader(InformingBlobServer, flavour) as (server, client):
+        # More than the kernel's buffers take, so that the server holds much of it.
+        size = 40000
+        count = 2 * _wmem_max() // size + 10
+        client.send_raw(b"?informs %d\n" % size * count)
+        for _ in range(count):
+            assert client.readline() == b"#informs " + b"z" * size
+            assert client.readline() == b"!informs ok"
+        assert server.disconnects.empty()
 
 
 def test_a_reading_client_gets_a_reply_larger_than_max_write_buffer_size():
     # The client is taken for one that does not read only once its requests wait for it
     # (written to while they wait): one reply larger than the limit is no such case.
-    server = BlobServer("127.0.0.1", 0)
-    server.set_concurrency_options(**CONCURRENCY["async"])
-    server._server.MAX_WRITE_BUFFER_SIZE = 256 * 1024
-    port = start_server(server)
-    try:
-        with LineClient(port, rcvbuf=4096) as client:
-            client.greeting()
-            size = _wmem_max() + 4 * server._server.MAX_WRITE_BUFFER_SIZE
-            client.send(b"?blob %d" % size)
-            assert client.readline() == b"!blob ok " + b"z" * size
-            assert client.request("?watchdog") == ([], "!watchdog ok")
-            assert server.disconnects.empty()
-    finally:
-        stop_server(server)
+    with _served_to_a_slow_reader(BlobServer) as (server, client):
+        size = _wmem_max() + 4 * server._server.MAX_WRITE_BUFFER_SIZE
+        client.send(b"?blob %d" % size)
+        assert client.readline() == b"!blob ok " + b"z" * size
+        assert client.request("?watchdog") == ([], "!watchdog ok")
+        assert server.disconnects.empty()
 
 
 def test_a_client_that_does_not_read_is_dropped_once_max_write_buffer_size_is_unsent():
@@ -834,21 +832,13 @@ def test_a_client_that_does_not_read_is_dropped_once_max_write_buffer_size_is_un
 def test_a_client_that_ends_its_side_while_its_requests_wait_for_it_gets_every_reply(flavour):
     # The end is seen while the server waits for the client to take its replies: the
     # requests received before it are all handled, then the connection closes.
-    server = BlobServer("127.0.0.1", 0)
-    server.set_concurrency_options(**CONCURRENCY[flavour])
-    server._server.MAX_WRITE_BUFFER_SIZE = 256 * 1024
-    port = start_server(server)
-    try:
-        with LineClient(port, rcvbuf=4096) as client:
-            client.greeting()
-            size = 100000
-            count = 2 * _wmem_max() // size + 10
-            client.send_raw(b"?blob %d\n" % size * count)
-            client.sock.shutdown(socket.SHUT_WR)
-            assert client.read_to_eof() == [b"!blob ok " + b"z" * size] * count
-            assert server.disconnects.get(timeout=TIMEOUT)[1] == "Connection closed by client."
-    finally:
-        stop_server(server)
+    with _served_to_a_slow_reader(BlobServer, flavour) as (server, client):
+        size = 100000
+        count = 2 * _wmem_max() // size + 10
+        client.send_raw(b"?blob %d\n" % size * count)
+        client.sock.shutdown(socket.SHUT_WR)
+        assert client.read_to_eof() == [b"!blob ok " + b"z" * size] * count
+        assert server.disconnects.get(timeout=TIMEOUT)[1] == "Connection closed by client."
 
 
 class NotingBlobServer(BlobServer):
@@ -872,24 +862,16 @@ def _on_server_loop(server, function):
 def test_a_client_whose_replies_wait_for_it_is_no_longer_read_from():
     # Its further requests wait, and so does what it sends: TCP flow control holds the
     # client back rather than the server keeping all it sends, unhandled.
-    server = NotingBlobServer("127.0.0.1", 0)
-    server.set_concurrency_options(**CONCURRENCY["async"])
-    server._server.MAX_WRITE_BUFFER_SIZE = 256 * 1024
-    port = start_server(server)
-    try:
-        with LineClient(port, rcvbuf=4096) as client:
-            client.greeting()
-            size = _wmem_max() + 1024 * 1024  # more than the kernel's buffers take
-            client.send_raw(b"?blob %d\n?watchdog\n" % size)
-            assert server.blob_made.wait(TIMEOUT)
-            (conn,) = server._server._connections
-            # Reading has paused once the chunk with the requests has been handled.
-            assert _on_server_loop(server, conn.transport.is_reading) is False
-            assert client.readline() == b"!blob ok " + b"z" * size
-            assert client.readline() == b"!watchdog ok"
-            assert _on_server_loop(server, conn.transport.is_reading) is True
-    finally:
-        stop_server(server)
+    with _served_to_a_slow_reader(NotingBlobServer) as (server, client):
+        size = _wmem_max() + 1024 * 1024  # more than the kernel's buffers take
+        client.send_raw(b"?blob %d\n?watchdog\n" % size)
+        assert server.blob_made.wait(TIMEOUT)
+        (conn,) = server._server._connections
+        # Reading has paused once the chunk with the requests has been handled.
+        assert _on_server_loop(server, conn.transport.is_reading) is False
+        assert client.readline() == b"!blob ok " + b"z" * size
+        assert client.readline() == b"!watchdog ok"
+        assert _on_server_loop(server, conn.transport.is_reading) is True
 
 
 def test_handling_stops_while_a_client_has_not_taken_its_replies(monkeypatch):
@@ -897,21 +879,13 @@ def test_handling_stops_while_a_client_has_not_taken_its_replies(monkeypatch):
     # waits once the replies wait for the client (with no time budget to spend, it never
     # yields a turn: only the wait stops it).
     monkeypatch.setattr(katcp_server.stream, "_TURN_BUDGET", float("inf"))
-    server = BlobServer("127.0.0.1", 0)
-    server.set_concurrency_options(**CONCURRENCY["async"])
-    server._server.MAX_WRITE_BUFFER_SIZE = 256 * 1024
-    port = start_server(server)
-    try:
-        with LineClient(port, rcvbuf=4096) as client:
-            client.greeting()
-            size = 100000
-            count = 2 * _wmem_max() // size + 4 * katcp_server.stream._SLICE
-            client.send_raw(b"?blob %d\n" % size * count)
-            replies = [client.readline() for _ in range(count)]
-            assert replies == [b"!blob ok " + b"z" * size] * count
-            assert client.request("?watchdog") == ([], "!watchdog ok")
-    finally:
-        stop_server(server)
+    with _served_to_a_slow_reader(BlobServer) as (server, client):
+        size = 100000
+        count = 2 * _wmem_max() // size + 4 * katcp_server.stream._SLICE
+        client.send_raw(b"?blob %d\n" % size * count)
+        replies = [client.readline() for _ in range(count)]
+        assert replies == [b"!blob ok " + b"z" * size] * count
+        assert client.request("?watchdog") == ([], "!watchdog ok")
 
 
 class MarkingServer(ExampleServer):

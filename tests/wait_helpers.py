@@ -1,8 +1,10 @@
 """What waits and test cases leave behind: counted in the process, whatever made them."""
 
 import asyncio
+import concurrent.futures
 import gc
 import io
+import threading
 import unittest
 import warnings
 
@@ -18,6 +20,26 @@ def pending_waits():
     pending = [obj for obj in gc.get_objects()
                if isinstance(obj, asyncio.Future) and not obj.done()]
     return len(pending) + sum(len(future._callbacks or ()) for future in pending)
+
+
+def outcome_in_thread(fn, *args):
+    """Run ``fn(*args)`` in a new (daemon) thread.
+
+    Returns
+    -------
+    outcome : :class:`concurrent.futures.Future`
+        Of what `fn` returns or raises: wait on it with a timeout.
+    """
+    outcome = concurrent.futures.Future()
+
+    def run():
+        try:
+            outcome.set_result(fn(*args))
+        except BaseException as exc:
+            outcome.set_exception(exc)
+
+    threading.Thread(target=run, daemon=True).start()
+    return outcome
 
 
 def run_case_for_leftovers(case_class):
