@@ -17,7 +17,7 @@ from katcp.ioloop_manager import IOLoopManager
 from katcp.loop import crossing
 
 from test_client import FakeServer
-from wait_helpers import outcome_in_thread
+from wait_helpers import announced_joins, outcome_in_thread
 
 WAIT = 5.0
 
@@ -84,15 +84,8 @@ def test_a_start_while_the_loop_closes_waits_for_it_and_runs_on_a_new_loop(serve
     stopping = outcome_in_thread(client.stop, WAIT)
     assert held.wait(WAIT)
     # start() either fails at once or waits for the closing loop's thread: released then.
-    progressed = threading.Event()
     loop_thread = client._ioloop_manager._ioloop_thread
-    join = loop_thread.join
-
-    def announced_join(timeout=None):
-        progressed.set()
-        return join(timeout)
-
-    loop_thread.join = announced_join
+    progressed = announced_joins(loop_thread)
     starting = outcome_in_thread(client.start)
     starting.add_done_callback(lambda _: progressed.set())
     assert progressed.wait(WAIT)

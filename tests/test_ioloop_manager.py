@@ -19,7 +19,7 @@ from katcp.ioloop_manager import (
 )
 from katcp.loop.crossing import call_on_loop
 
-from wait_helpers import outcome_in_thread
+from wait_helpers import announced_joins, outcome_in_thread
 
 WAIT = 5.0
 
@@ -166,15 +166,8 @@ def test_once_a_stop_is_asked_for_the_closing_loop_is_never_given_out_again():
     # While its callback runs: a second stop is that stop, not one more callback ...
     assert manager.stop(callback=lambda: got_on_loop.append("again")) is first
     # ... and another thread waits for the loop to close, then gets a new one.
-    progressed = threading.Event()
     thread = manager._ioloop_thread
-    join = thread.join
-
-    def announced_join(timeout=None):
-        progressed.set()
-        return join(timeout)
-
-    thread.join = announced_join
+    progressed = announced_joins(thread)
     getting = outcome_in_thread(manager.get_ioloop)
     getting.add_done_callback(lambda _: progressed.set())
     assert progressed.wait(WAIT)

@@ -42,6 +42,20 @@ def outcome_in_thread(fn, *args):
     return outcome
 
 
+def announced_joins(thread):
+    """An event set each time someone calls ``thread.join`` (patched on `thread`): the
+    caller has come to wait for that thread to end."""
+    joining = threading.Event()
+    join = thread.join
+
+    def announced_join(timeout=None):
+        joining.set()
+        return join(timeout)
+
+    thread.join = announced_join
+    return joining
+
+
 def run_case_for_leftovers(case_class):
     """Run the tests of unittest TestCase `case_class` (a tornado AsyncTestCase, say).
 
