@@ -24,7 +24,7 @@ from katcp.client import (
     request_check,
 )
 from katcp.core import KatcpVersionError, Message, ProtocolFlags
-from wait_helpers import pending_waits, run_case_for_leftovers
+from wait_helpers import run_case_for_leftovers, waits_left_by
 
 WAIT = 5.0
 
@@ -1055,17 +1055,12 @@ def test_polled_waits_leave_nothing_behind(server):
                     await flag_wait(timeout=0.001)
             await asyncio.sleep(0)  # what the timeouts leave to do runs a turn later
 
-        await poll()
-        before = pending_waits()
-        for _ in range(30):
-            await poll()
-        after = pending_waits()
+        left = await waits_left_by(poll, 30)
         client.stop()
         await client.until_stopped(timeout=WAIT)
-        return before, after
+        return left
 
-    before, after = run_on_user_loop(main)
-    assert after <= before
+    assert run_on_user_loop(main) <= 0
 
 
 def test_a_client_left_running_in_a_tornado_test_case_closes_its_connection(server):

@@ -15,7 +15,7 @@ import tornado.gen
 import tornado.ioloop
 import tornado.testing
 from tornado.concurrent import Future
-from wait_helpers import pending_waits
+from wait_helpers import pending_waits, waits_left_by
 
 from katcp import core
 from katcp.core import (AsyncCallbackEvent, AsyncEvent, AsyncReply, AsyncState, AttrDict,
@@ -991,11 +991,7 @@ class TestAsyncHelpers(tornado.testing.AsyncTestCase):
             assert (yield waits) == [1, [(1, 1)]]
             yield tornado.gen.moment
 
-        yield take_the_other()
-        before = pending_waits()
-        for _ in range(20):
-            yield take_the_other()
-        assert pending_waits() <= before
+        assert (yield waits_left_by(take_the_other)) <= 0
         shared.cancel()
 
     @tornado.testing.gen_test(timeout=5)
@@ -1058,11 +1054,7 @@ class TestAsyncHelpers(tornado.testing.AsyncTestCase):
             # What the given-up waits leave to do runs on the next loop turn.
             yield tornado.gen.moment
 
-        yield give_up()
-        before = pending_waits()
-        for _ in range(50):
-            yield give_up()
-        assert pending_waits() <= before
+        assert (yield waits_left_by(give_up, 50)) <= 0
         # The waits still work.
         waits = [event.until_set(), event.until_set(timeout=5), state.until_state_in("b", "c"),
                  state.until_state("c", timeout=5), until_any(event.until_set())]

@@ -11,7 +11,7 @@ import tornado.gen
 import tornado.ioloop
 import tornado.testing
 from test_client import _closed_port
-from wait_helpers import pending_waits
+from wait_helpers import waits_left_by
 
 from katcp import Message, ProtocolFlags, Sensor
 from katcp.core import AsyncEvent, until_any, until_later
@@ -458,11 +458,7 @@ class TestKATCPClientResource(ResourceTestCase):
             assert states == [False, True]
             yield tornado.gen.moment
 
-        yield monitor_once()
-        before = pending_waits()
-        for _ in range(20):
-            yield monitor_once()
-        assert pending_waits() <= before
+        assert (yield waits_left_by(monitor_once)) <= 0
 
     @tornado.testing.gen_test(timeout=2 * WAIT)
     def test_polled_waits_leave_nothing_behind(self):
@@ -486,11 +482,7 @@ class TestKATCPClientResource(ResourceTestCase):
             # What the given-up waits leave to do runs on the next loop turn.
             yield tornado.gen.moment
 
-        yield poll()
-        before = pending_waits()
-        for _ in range(50):
-            yield poll()
-        assert pending_waits() <= before
+        assert (yield waits_left_by(poll, 50)) <= 0
         assert not res.sensor.an_int._listeners
         # The waits still work.
         not_synced = res.until_not_synced()
@@ -932,11 +924,7 @@ class TestKATCPClientResourceContainer(ResourceTestCase):
                 yield container.until_any_child_in_state("disconnected", timeout=0.001)
             yield tornado.gen.moment
 
-        yield poll()
-        before = pending_waits()
-        for _ in range(20):
-            yield poll()
-        assert pending_waits() <= before
+        assert (yield waits_left_by(poll)) <= 0
 
     @tornado.testing.gen_test(timeout=2 * WAIT)
     def test_add_child_and_group(self):

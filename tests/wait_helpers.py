@@ -22,6 +22,24 @@ def pending_waits():
     return len(pending) + sum(len(future._callbacks or ()) for future in pending)
 
 
+async def waits_left_by(round_, rounds=20):
+    """How many pending waits `rounds` rounds of ``await round_()`` leave behind.
+
+    A first round runs before the count, so that what it sets up once is not counted.
+
+    Returns
+    -------
+    left : int
+        :func:`pending_waits` after the rounds less before them: 0 or less when the
+        rounds leave nothing behind.
+    """
+    await round_()
+    before = pending_waits()
+    for _ in range(rounds):
+        await round_()
+    return pending_waits() - before
+
+
 def outcome_in_thread(fn, *args):
     """Run ``fn(*args)`` in a new (daemon) thread.
 
