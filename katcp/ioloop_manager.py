@@ -332,8 +332,7 @@ class IOLoopManager:
             if managed and self._stop_requested and thread is not None and thread.is_alive():
                 # Already stopping: the callback of that stop stands for this one's.
                 return self._stop_future
-            if ioloop is None or (managed and (thread is None or not thread.is_alive()
-                                               or self._stop_requested)):
+            if ioloop is None or (managed and (thread is None or not thread.is_alive())):
                 # No loop, or a managed one never started (its start failed, say) or
                 # already stopped: nothing would run the callback, nothing is left to stop.
                 return None
