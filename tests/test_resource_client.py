@@ -877,15 +877,18 @@ class TestKATCPClientResourceContainer(ResourceTestCase):
         reply = yield container.req.c13_add(2, 3)
         assert reply.reply.arguments == [b"ok", b"5"]
 
+        # As in katcp 0.9: {resource name: {sensor identifier: strategy as given}}.
         results = yield container.set_sampling_strategies("an_int", "event")
-        assert set(results) == {"%s_an_int" % name for name in names}
-        assert all(success for success, _ in results.values())
+        assert results == {name: {"an_int": "event"} for name in names}
         assert all(child.sensor.an_int.sampling_strategy == ("event",)
                    for child in container.children.values())
-        result = yield container.set_sampling_strategy("c01_a_float", "period 1")
-        assert result == {"c01_a_float": (True, ("period", "1.0"))}
+        result = yield container.set_sampling_strategy("c01_a_float", ("period", 1))
+        assert result == {"c01": {"a_float": ("period", 1)}}
+        assert container.sensor.c01_a_float.sampling_strategy == ("period", "1.0")
+        result = yield container.set_sampling_strategy("c02_a_float", "period -1")
+        assert result == {"c02": {"a_float": None}}
         missing = yield container.set_sampling_strategy("nope", "event")
-        assert missing["nope"][0] is False
+        assert missing == {}
 
         sensors = yield container.list_sensors("c05_")
         assert [s.name for s in sensors] == ["c05.a-float", "c05.an.int", "c05.old-sensor"]

@@ -846,37 +846,82 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         return list_sensors(self, dict.items(self._sensor), filter, strategy, status,
                             use_python_identifiers, tuple, refresh)
 
-    def _child_of(self, sensor_name: str) -> Any:
-        sensor_obj: Any = self._sensor_named(sensor_name)
-        return self._children[escape_name(sensor_obj.parent_name)], sensor_obj
-
     @tornado.gen.coroutine
+    def _through_children(self, filter: str, action: Callable[[Any, str], Any],
+                          outcome: Any, what: str
+                          ) -> Generator[Any, Any, Dict[str, Dict[str, Any]]]:
+        """Do `action(child, sensor_name)` for each sensor :meth:`list_sensors` finds.
+
+        The action fails by raising, or by returning (or resolving with) False.
+
+        It goes through the sensor's child resource, so that what it sets persists
+        across the child's reconnects. Resolves, as in katcp 0.9, with
+        ``{resource_name: {sensor_name: outcome or None}}``, keyed by the child
+        resources' names and their sensors' Python identifiers; None marks a failure,
+        which is logged.
+        """
+        sensors = yield self.list_sensors(filter=filter)
+        results: Dict[str, Dict[str, Any]] = {}
+        for found in sensors:
+            sensor_obj = found.object
+            child = self._children[escape_name(sensor_obj.parent_name)]
+            name = sensor_obj.normalised_name
+            try:
+                done = action(child, name)
+                if tornado.gen.is_future(done) or inspect.isawaitable(done):
+                    done = yield done
+                result = None if done is False else outcome
+            except Exception:
+                self._logger.exception("Could not set %s on sensor %s of %s",
+                                       what, name, child.name)
+                result = None
+            results.setdefault(child.name, {})[name] = result
+        return results
+
+    def set_sampling_strategies(self, filter: str, strategy_and_params: StrategySpec) -> Any:
+        """Set sampling strategies for filtered sensors - these sensors have to exists.
+
+        Parameters
+        ----------
+        filter : str
+            Regular expression that selects the sensors, as for :meth:`list_sensors`.
+        strategy_and_params : seq of str or str
+            As for :meth:`katcp.resource.KATCPResource.set_sampling_strategy`.
+
+        Returns
+        -------
+        done : tornado Future
+            Resolves with ``{resource_name: {sensor_name: strategy_and_params or
+            None}}``, keyed by the child resources' names and their sensors' Python
+            identifiers; None marks a sensor whose strategy could not be set. The
+            strategy is set through each sensor's child resource, so it persists
+            across reconnects of that child.
+        """
+        @tornado.gen.coroutine
+        def set_strategy(child: KATCPClientResource, name: str) -> Generator[Any, Any, bool]:
+            # The child reports (and logs) a strategy it could not set as
+            # (False, exc_info), which katcp 0.9 counted as set.
+            results = yield child.set_sampling_strategy(name, strategy_and_params)
+            return results[name][0]
+
+        return self._through_children(filter, set_strategy, strategy_and_params,
+                                      "sampling strategy")
+
     def set_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec
-                              ) -> Generator[Any, Any, Dict[str, StrategyResult]]:
+                              ) -> Any:
         """Set sampling strategies for the specific sensor - this sensor has to exist
 
-        The strategy is set through the sensor's child resource, so it persists across
-        reconnects of that child; otherwise as
-        :meth:`katcp.resource.KATCPResource.set_sampling_strategy`.
+        As :meth:`set_sampling_strategies` with the filter ``'^' + sensor_name + '$'``.
         """
-        try:
-            child, sensor_obj = self._child_of(sensor_name)
-            result = yield child.set_sampling_strategy(
-                sensor_obj.normalised_name, strategy_and_params)
-            result = result[sensor_obj.normalised_name]
-        except Exception:
-            result = (False, sys.exc_info())
-        return {escape_name(sensor_name): result}
+        return self.set_sampling_strategies("^" + sensor_name + "$", strategy_and_params)
 
-    @tornado.gen.coroutine
-    def set_sensor_listener(self, sensor_name: str, listener: Callable[..., Any]
-                            ) -> Generator[Any, Any, Dict[str, Dict[str, Any]]]:
+    def set_sensor_listener(self, sensor_name: str, listener: Callable[..., Any]) -> Any:
         """Set listener for the specific sensor - this sensor has to exists.
 
         The sensors are those :meth:`list_sensors` finds with the filter
         ``'^' + sensor_name + '$'``. The listener is registered through each one's
         child resource (see :meth:`KATCPClientResource.set_sensor_listener`) so that
-        it persists; a child that fails is logged.
+        it persists.
 
         Returns
         -------
@@ -885,23 +930,10 @@ class KATCPClientResourceContainer(resource.KATCPResource):
             by the child resources' names and their sensors' Python identifiers;
             None marks a failure.
         """
-        sensors = yield self.list_sensors(filter="^" + sensor_name + "$")
-        results: Dict[str, Dict[str, Any]] = {}
-        for found in sensors:
-            sensor_obj = found.object
-            child = self._children[escape_name(sensor_obj.parent_name)]
-            try:
-                # What it returns is not needed; only a failure counts.
-                done = child.set_sensor_listener(sensor_obj.normalised_name, listener)
-                if tornado.gen.is_future(done) or inspect.isawaitable(done):
-                    yield done
-                outcome = listener
-            except Exception:
-                self._logger.exception("Could not set listener on sensor %s of %s",
-                                       sensor_obj.normalised_name, child.name)
-                outcome = None
-            results.setdefault(child.name, {})[sensor_obj.normalised_name] = outcome
-        return results
+        return self._through_children(
+            "^" + sensor_name + "$",
+            lambda child, name: child.set_sensor_listener(name, listener),
+            listener, "listener")
 
     def _child_changed(self, child: KATCPClientResource, kind: str, added: Sequence[str],
                        removed: Sequence[str]) -> None:
