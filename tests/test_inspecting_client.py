@@ -775,6 +775,22 @@ class TestConnectionLifecycle(InspectingClientTestBase):
         self.assertFalse(client.is_connected())
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_client_that_stops_itself_ends_the_inspection(self):
+        # Without auto_reconnect the KATCP client stops once the device goes, and
+        # until_stopped() (documented as the KATCP client's) resolves then, without a
+        # stop(); connect() then starts both again.
+        client, recorder = await self.start_client(auto_reconnect=False)
+        port = self.device.port
+        await self.device.stop()
+        await client.katcp_client.until_stopped(timeout=WAIT)
+        await client.until_stopped(timeout=WAIT)
+        self.assertEqual(recorder.states[-1], DISCONNECTED)
+        self.device = FakeDevice(self.protocol)
+        await self.device.start(port)
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_stop_during_inspection(self):
         self.device.ignore_next.add("sensor-list")
         sensor_list = self.device.until_request("sensor-list")

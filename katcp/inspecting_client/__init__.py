@@ -389,8 +389,15 @@ class InspectingClientAsync:
                     if not self._running:
                         break
                 await self._send_state(_DISCONNECTED)
-                while self._running and not self.katcp_client.is_connected():
-                    await self._until_woken()
+                client = self.katcp_client
+                stopped = client.until_stopped()
+                while self._running and not client.is_connected() and not stopped.done():
+                    await until_any(self._until_woken(), stopped)
+                if stopped.done() and not client.is_connected():
+                    # The KATCP client stopped on its own (no auto_reconnect), and so
+                    # does the inspection: until_stopped() resolves, connect() may
+                    # start both again.
+                    self._running = False
         except Exception:
             self._logger.exception("State loop of inspecting client for %s failed",
                                    self.katcp_client.bind_address_string)
