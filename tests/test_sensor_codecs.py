@@ -163,6 +163,39 @@ def test_invalid_values_are_refused_with_a_reason(stype, params, value, message)
     assert sensor.read() is before
 
 
+class NumpyStyleBool:
+    """What numpy's comparisons give (numpy.bool_): no Integral, a boolean dtype."""
+
+    class dtype:
+        kind = "b"
+
+    def __init__(self, value):
+        self.value = value
+
+    def __bool__(self):
+        return self.value
+
+    def __eq__(self, other):
+        return self.value == other
+
+    __hash__ = None
+
+
+@pytest.mark.parametrize("value, wire", [(NumpyStyleBool(True), b"1"),
+                                         (NumpyStyleBool(False), b"0")])
+def test_boolean_sensor_takes_numpy_style_booleans(value, wire):
+    sensor = Sensor.boolean("s")
+    sensor.set_value(value)
+    assert sensor.read_formatted()[2] == wire
+
+
+def test_a_dtype_of_another_kind_is_no_boolean():
+    value = NumpyStyleBool(True)
+    value.dtype = type("dtype", (), {"kind": "f"})
+    with pytest.raises(ValueError, match="must be True or False"):
+        Sensor.boolean("s").set_value(value)
+
+
 @pytest.mark.parametrize("stype, params, value", [
     (Sensor.BOOLEAN, None, 1), (Sensor.BOOLEAN, None, 0), (Sensor.BOOLEAN, None, False),
     (Sensor.DISCRETE, ["a", "b"], b"b"), (Sensor.ADDRESS, None, ("h", 0)),

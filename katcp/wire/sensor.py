@@ -120,7 +120,9 @@ class _BooleanType(_SensorType):
     def check(self, value: Any, params: List[Any]) -> None:
         if value.__class__ is bool:
             return
-        if not isinstance(value, (bool, numbers.Integral)) or value not in (0, 1):
+        # numpy's comparisons give numpy.bool_, which is no Integral: its dtype tells.
+        boolean_scalar = getattr(getattr(value, "dtype", None), "kind", None) == "b"
+        if not (boolean_scalar or isinstance(value, numbers.Integral)) or value not in (0, 1):
             raise ValueError("Boolean sensor value must be True or False, not %r." % (value,))
 
 
