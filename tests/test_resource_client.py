@@ -16,7 +16,7 @@ from wait_helpers import waits_left_by
 from katcp import Message, ProtocolFlags, Sensor
 from katcp.core import AsyncEvent, until_any, until_later
 from katcp.ioloop_manager import IOLoopThreadWrapper
-from katcp.kattypes import Int, request, return_reply
+from katcp.kattypes import Int, Str, request, return_reply
 from katcp.resource import KATCPReply, KATCPSensor, KATCPSensorError, SensorResultTuple
 from katcp.resource_client import (
     AttrMappingProxy,
@@ -83,6 +83,23 @@ class ShrinkingDevice(BaseDevice):
     def request_shrink(self, req):
         """Remove the extra.sensor sensor, changing the interface."""
         self.remove_sensor("extra.sensor")
+        return ("ok",)
+
+
+class RehelpDevice(BaseDevice):
+    """Can change the help of ?add, telling the clients the request was modified."""
+
+    @request(Str())
+    @return_reply()
+    def request_rehelp(self, req, text):
+        """Give ?add a new help text."""
+        add = self._request_handlers["add"]
+
+        def handler(server, req, msg):
+            return add(server, req, msg)
+        handler.__doc__ = text
+        self._request_handlers = dict(self._request_handlers, add=handler)
+        self.mass_inform(Message.inform("interface-changed", "request", "add", "modified"))
         return ("ok",)
 
 
@@ -469,9 +486,9 @@ class TestKATCPClientResource(ResourceTestCase):
         @tornado.gen.coroutine
         def poll():
             # A watchdog's questions while the link stays up: each wait is given up.
-            with pytest.raises(tornado.gen.TimeoutError):
+            with pytest.raises(tornado.gen.TimeoutError, match=" not out of sync after "):
                 yield res.until_not_synced(timeout=0.001)
-            with pytest.raises(tornado.gen.TimeoutError):
+            with pytest.raises(tornado.gen.TimeoutError, match=" not 'disconnected' after "):
                 yield res.until_state("disconnected", timeout=0.001)
             # Waits given up without a timeout are cancelled, as AsyncEvent.until_set says.
             waits = [res.until_not_synced(), res.until_state("syncing")]
@@ -951,6 +968,20 @@ class TestKATCPClientResourceContainer(ResourceTestCase):
         replies = yield group.req.add(2, 2)
         assert [r.reply.arguments for r in replies.values()] == [[b"ok", b"4"]] * 2
 
+
+    @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_a_group_request_takes_the_help_of_a_modified_request(self):
+        server = self.start_server(RehelpDevice)
+        container = self.make_container(container_spec([server], ["dev"], {"g": ["dev"]}))
+        yield container.until_synced(timeout=WAIT)
+        child, group = container.children.dev, container.groups.g
+        assert group.req.add.description == "Add two numbers"
+        yield child.req.rehelp("Adds, with new help.")
+        yield until_model(child, lambda: child.req.add.description == "Adds, with new help.")
+        assert group.req.add.description == "Adds, with new help."
+        assert "Adds, with new help." in group.req.add.__doc__
+        replies = yield group.req.add(1, 2)
+        assert replies["dev"].reply.arguments == [b"ok", b"3"]
 
     @tornado.testing.gen_test(timeout=2 * WAIT)
     def test_waits_given_up_on_a_container_end_those_on_its_children(self):

@@ -128,7 +128,9 @@ class ClientGroup:
         if client not in self.clients:
             raise ValueError("Client %r is not in group %r" % (client.name, self.name))
         for name, request in dict.items(client.req):
-            if name not in self.req:
+            known = self.req.get(name)
+            # A request the device modified brings its new help (the updated client's).
+            if known is None or known.description != request.description:
                 self.req[name] = GroupRequest(self, name, request.description)
         # Requests that no client offers any more disappear from the group.
         for name in list(self.req):

@@ -339,7 +339,7 @@ class KATCPClientResource(resource.KATCPResource):
         """Convenience method to wait (with Future) until client is not synced"""
         return self._explained(
             self._state.until_state_in("disconnected", "syncing", timeout=timeout),
-            "not synced", timeout)
+            "out of sync", timeout)
 
     def _explained(self, future: Any, goal: str, timeout: Optional[float]) -> Any:
         """`future`, whose timeout error (if any) says what was awaited, where, and
