@@ -579,9 +579,16 @@ class SampleEventRate(_SampleChanges):
 
     def _send_held(self) -> None:
         self._shortest_timeout = None
+        if self._held_reading is None or self._cancelled:
+            return
+        earliest = self._last_sent_time + self._shortest
+        if self.ioloop.time() < earliest:
+            # A change was sent at once after this timer was set (the loop came to it
+            # late), so the shortest period runs from that one.
+            self._shortest_timeout = self.ioloop.call_at(earliest, self._send_held)
+            return
         reading, self._held_reading = self._held_reading, None
-        if reading is not None and not self._cancelled:
-            self._report_timed(reading)
+        self._report_timed(reading)
 
     def _report(self, reading: Reading) -> None:
         self._last_sent = reading

@@ -227,6 +227,32 @@ class TestStrategies(StrategyTestCase):
         assert recorder.values == [0, 2, 3, 3]
 
     @gen_test
+    def test_event_rate_change_sent_while_the_loop_was_late_starts_the_shortest_period(self):
+        yield self.check_shortest_period_from_a_late_send("event-rate", "1", "10")
+
+    @gen_test
+    def test_differential_rate_change_sent_while_the_loop_was_late_starts_the_period(self):
+        yield self.check_shortest_period_from_a_late_send("differential-rate", "1", "1", "10")
+
+    @tornado.gen.coroutine
+    def check_shortest_period_from_a_late_send(self, name, *params):
+        sensor = make_sensor(value=0)
+        start = self.io_loop.time()
+        _, recorder = self.start(name, sensor, *params)
+        sensor.set_value(2)          # held, with a timer for start + 1
+        self.set_ioloop_time(start + 1)
+        # Before the loop runs that timer: the shortest period has passed, so this is
+        # sent at once, and the next change is held a shortest period from it.
+        sensor.set_value(4)
+        sensor.set_value(6)
+        assert recorder.values == [0, 4]
+        yield self.settle()
+        assert recorder.values == [0, 4]
+        self.set_ioloop_time(start + 2)
+        yield recorder.until_count(3)
+        assert recorder.informs[2] == (start + 2, sensor.read())
+
+    @gen_test
     def test_differential_rate_ignores_small_changes(self):
         sensor = make_sensor(Sensor.FLOAT, value=0.0)
         start = self.io_loop.time()
