@@ -433,9 +433,18 @@ def test_ipython_threaded_style_in_separate_cells(device):
         "print('REPLY', repr(station.req.echo('hi there')))",
         "print('VALUE', station.sensor.ambient_temperature.get_value())",
         "station.sensor.ambient_temprature",
+        # Completion through the wrapper, with the settings docs/interactive.rst gives.
+        "%config Completer.evaluation = 'unsafe'\n%config Completer.use_jedi = False",
+        "from IPython.core.completer import provisionalcompleter\n"
+        "with provisionalcompleter():\n"
+        "    for text in ('station.req.ec', 'station.sensor.wind'):\n"
+        "        found = get_ipython().Completer.completions(text, len(text))\n"
+        "        print('COMPLETED', text, sorted(c.text for c in found))",
         "station.close()",
     ]
     results, output = run_ipython_cells(cells)
-    assert [success for _, success, _ in results] == [True, True, True, True, False, True]
+    assert [success for _, success, _ in results] == [True] * 4 + [False] + [True] * 3
     assert "did you mean 'ambient_temperature'" in results[4][2]
     assert "REPLY !echo ok hi there" in output and "VALUE 21.5" in output
+    assert "COMPLETED station.req.ec ['.echo']" in output
+    assert "COMPLETED station.sensor.wind ['.wind_speed']" in output
