@@ -332,16 +332,19 @@ def test_strategy_for_an_unknown_sensor_is_kept_with_a_warning_naming_a_close_ma
     assert any("no sensor matching 'ambient_temprature'" in text for text in warnings)
 
 
-def test_container_strategy_for_an_unknown_sensor_names_a_close_match(device, loop_manager):
+def test_container_strategy_for_an_unknown_sensor_names_a_close_match(device, loop_manager,
+                                                                       caplog):
     container = KATCPClientResourceContainer(dict(name="site", clients={
         "station": dict(address=device.bind_address)}))
     container.set_ioloop(loop_manager.get_ioloop())
     with ThreadSafeKATCPClientResourceWrapper(container, loop_manager) as site:
         site.start()
         site.until_synced(WAIT)
-        result = site.set_sampling_strategy("station_wind_sped", "event")
-    success, (_, error, _) = result["station_wind_sped"]
-    assert not success and "did you mean 'station_wind_speed'?" in str(error)
+        with caplog.at_level(logging.WARNING):
+            result = site.set_sampling_strategy("station_wind_sped", "event")
+    assert result == {}  # as in 0.9.3: only sensors that exist get a strategy
+    assert ("Container site has no sensor matching '^station_wind_sped$': no sampling "
+            "strategy was set; did you mean 'station_wind_speed'?") in caplog.text
 
 
 def test_container_sync_timeout_names_children_addresses_and_states(device):

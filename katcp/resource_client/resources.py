@@ -861,6 +861,10 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         which is logged.
         """
         sensors = yield self.list_sensors(filter=filter)
+        if not sensors:
+            self._logger.warning("Container %s has no sensor matching %r: no %s was set%s",
+                                 self._name, filter, what,
+                                 did_you_mean(filter.strip("^$"), self._sensor))
         results: Dict[str, Dict[str, Any]] = {}
         for found in sensors:
             sensor_obj = found.object
