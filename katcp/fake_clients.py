@@ -308,12 +308,15 @@ class _FakeTransport:
 class FakeAsyncClient(client.AsyncClient):
     """Fake version of :class:`katcp.client.AsyncClient`: connects to a fake device.
 
-    Pass the device as the ``fake_device`` keyword argument; everything else is as for
-    AsyncClient.
+    Made as an AsyncClient is (the host and port are only names); it has a fake device of
+    its own, to which ``FakeInspectingClientManager(client)`` adds sensors and request
+    handlers. The factories pass the device their clients share as the ``fake_device``
+    keyword argument.
     """
 
-    def __init__(self, *args: Any, fake_device: _FakeDevice, **kwargs: Any) -> None:
-        self._fake_device = fake_device
+    def __init__(self, *args: Any, fake_device: Optional[_FakeDevice] = None,
+                 **kwargs: Any) -> None:
+        self._fake_device = fake_device if fake_device is not None else _FakeDevice()
         super().__init__(*args, **kwargs)
 
     async def connect_transport(self, protocol_factory: Callable[[], Any]) -> Any:
@@ -377,7 +380,7 @@ class _RequestHandlerRegistry:
 
 
 class FakeInspectingClientManager(_RequestHandlerRegistry):
-    """Manage the fake device behind a fake inspecting client."""
+    """Manage the fake device behind a fake inspecting client (or a FakeAsyncClient)."""
 
     def __init__(self, fake_inspecting_client: Any) -> None:
         super().__init__(fake_inspecting_client._fake_device)
