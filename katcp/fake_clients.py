@@ -19,7 +19,7 @@ Example
 import inspect
 import itertools
 import logging
-from typing import Any, Callable, Dict, Optional, Tuple, Type
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type, cast
 
 import tornado.gen
 
@@ -29,7 +29,8 @@ from katcp.core import (AsyncReply, FailReply, KatcpSyntaxError, Message, Messag
 from katcp.kattypes import Int, return_reply
 from katcp.resource import escape_name
 from katcp.resource_client import KATCPClientResource, KATCPClientResourceContainer
-from katcp.sampling import SampleStrategy, format_inform_v5
+from katcp.sampling import SampleStrategy
+from katcp.server import sampling_requests, standard_requests
 from katcp.server.base import reply_with_result
 from katcp.wire.text import as_str, readable
 
@@ -85,25 +86,50 @@ def _reply_from(msg: Message, exc: BaseException) -> Message:
 
 
 class _FakeDevice:
-    """What fake clients connect to: request handlers, sensors and the standard requests."""
+    """What fake clients connect to: request handlers, sensors and the standard requests.
+
+    The sensor requests are a DeviceServer's own (a
+    :class:`~katcp.server.standard_requests.SensorHost`), so a fake device answers them
+    as a real one does, texts and all.
+    """
+
+    PROTOCOL_INFO = FAKE_PROTOCOL
+    _katcp_major = cast(int, FAKE_PROTOCOL.major)
+    # Strategies run on the loop current where the requests are handled: the client's.
+    ioloop = None
+
+    request_sensor_list = standard_requests.request_sensor_list
+    request_sensor_value = standard_requests.request_sensor_value
+    request_sensor_sampling = sampling_requests.request_sensor_sampling
+    request_sensor_sampling_clear = sampling_requests.request_sensor_sampling_clear
+    clear_strategies = sampling_requests.clear_strategies
 
     def __init__(self) -> None:
         self.server = FakeKATCPServer()
         self.request_handlers: Dict[str, Callable[..., Any]] = {}
-        self.sensors: Dict[str, Sensor] = {}
-        # Per connection: its id on the fake server and its {sensor name: strategy}.
+        self._sensors: Dict[str, Sensor] = {}
+        # Per connection: its id on the fake server; and its {sensor: strategy}.
         self._conn_ids: Dict[server.ClientConnection, int] = {}
-        self._strategies: Dict[server.ClientConnection, Dict[str, Any]] = {}
+        self._strategies: Dict[Any, Dict[Sensor, SampleStrategy]] = {}
         self._connection_ids = itertools.count(1)
         # The interface ?help lists, as in 0.9: these two and the test's handlers.
         self._standard: Dict[str, Callable[..., Any]] = {
-            "help": self._request_help, "sensor-list": self._request_sensor_list}
+            "help": self._request_help, "sensor-list": self.request_sensor_list}
         # Answered too (the clients' sampling, polling and liveness checks use them)
         # but not listed, so the fake's interface stays what 0.9 code expects.
         self._unlisted: Dict[str, Callable[..., Any]] = {
-            "sensor-value": self._request_sensor_value,
-            "sensor-sampling": self._request_sensor_sampling,
+            "sensor-value": self.request_sensor_value,
+            "sensor-sampling": self.request_sensor_sampling,
+            "sensor-sampling-clear": self.request_sensor_sampling_clear,
             "watchdog": lambda req, msg: req.make_reply("ok")}
+
+    def _sorted_sensors(self) -> List[Tuple[str, Sensor]]:
+        # Not cached as a DeviceServer's are: tests may change the dict of fake sensors.
+        return sorted(self._sensors.items())
+
+    def _call_on_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
+        # Requests are handled on the client's loop already.
+        return fn(*args)
 
     # -- model --------------------------------------------------------------------------
 
@@ -116,8 +142,8 @@ class _FakeDevice:
             # anything that would go into a #sensor-list inform.
             params = Sensor.parse_params(
                 sensor_type, [Message.format_argument(param) for param in info[3:]])
-            self.sensors[name] = Sensor(sensor_type, name, as_str(description), as_str(units),
-                                        params or None)
+            self._sensors[name] = Sensor(sensor_type, name, as_str(description), as_str(units),
+                                         params or None)
         self.interface_changed()
 
     def add_request_handlers(self, handlers: Dict[str, Callable[..., Any]]) -> None:
@@ -135,16 +161,16 @@ class _FakeDevice:
         self.server.add_connection(conn_id, deliver)
         client_conn = server.ClientConnection(self.server, conn_id)
         self._conn_ids[client_conn] = conn_id
-        self._strategies[client_conn] = {}
-        for name, value in (("katcp-protocol", str(FAKE_PROTOCOL)),
+        for name, value in (("katcp-protocol", str(self.PROTOCOL_INFO)),
                             ("katcp-library", "katcp-python-fake"),
                             ("katcp-device", "fake-device")):
             client_conn.inform(Message.inform("version-connect", name, value))
         return client_conn
 
     def disconnect(self, client_conn: Any) -> None:
-        for strategy in self._strategies.pop(client_conn, {}).values():
-            strategy.cancel()
+        self.clear_strategies(client_conn, remove_client=True)
+        # As a server's: a ?sensor-sampling handled after this starts no strategy for it.
+        client_conn.on_client_disconnect_was_called()
         self.server.remove_connection(self._conn_ids.pop(client_conn))
 
     def handle_request(self, client_conn: Any, msg: Message) -> None:
@@ -178,69 +204,20 @@ class _FakeDevice:
         else:
             req.reply_with_message(_reply_from(msg, exc))
 
-    # -- standard requests --------------------------------------------------------------
-
-    @staticmethod
-    def _named(names: Any, msg: Message, unknown_text: str) -> Any:
-        """All names, or the one the request asks for."""
-        if not msg.arguments:
-            return sorted(names)
-        name = readable(msg.arguments[0])
-        if name not in names:
-            raise FailReply(unknown_text)
-        return [name]
+    # -- ?help: the fake's own, listing the fake's interface ----------------------------
 
     def _request_help(self, req: Any, msg: Message) -> Message:
         handlers = dict(self._standard, **self.request_handlers)
-        names = self._named(handlers, msg, "Unknown request method.")
+        if msg.arguments:
+            name = readable(msg.arguments[0])
+            if name not in handlers:
+                raise FailReply("Unknown request method.")
+            names = [name]
+        else:
+            names = sorted(handlers)
         for name in names:
             req.inform(name, (handlers[name].__doc__ or "").strip() or name)
         return req.make_reply("ok", len(names))
-
-    def _request_sensor_list(self, req: Any, msg: Message) -> Message:
-        names = self._named(self.sensors, msg, "Unknown sensor name.")
-        for name in names:
-            sensor = self.sensors[name]
-            req.inform(name, sensor.description, sensor.units, sensor.stype,
-                       *sensor.formatted_params)
-        return req.make_reply("ok", len(names))
-
-    def _request_sensor_value(self, req: Any, msg: Message) -> Message:
-        names = self._named(self.sensors, msg, "Unknown sensor name.")
-        for name in names:
-            timestamp, status, value = self.sensors[name].read_formatted()
-            req.inform(timestamp, "1", name, status, value)
-        return req.make_reply("ok", len(names))
-
-    def _request_sensor_sampling(self, req: Any, msg: Message) -> Message:
-        if not msg.arguments:
-            raise FailReply("No sensor name given.")
-        names = readable(msg.arguments[0]).split(",")
-        unknown = [name for name in names if name not in self.sensors]
-        if unknown:
-            raise FailReply("Unknown sensor names: %s." % ", ".join(unknown))
-        strategies = self._strategies[req.client_connection]
-        if len(msg.arguments) > 1:
-            for name in names:
-                previous = strategies.pop(name, None)
-                if previous is not None:
-                    previous.cancel()
-                strategy = SampleStrategy.get_strategy(
-                    msg.arguments[1], self._sensor_informer(req.client_connection),
-                    self.sensors[name], *msg.arguments[2:])
-                if strategy.get_sampling() != SampleStrategy.NONE:
-                    strategies[name] = strategy
-                strategy.start()
-        first = strategies.get(names[0])
-        strategy_name, params = (first.get_sampling_formatted() if first is not None
-                                 else (b"none", []))
-        return req.make_reply("ok", msg.arguments[0], strategy_name, *params)
-
-    @staticmethod
-    def _sensor_informer(client_conn: Any) -> Callable[[Sensor, Any], None]:
-        def inform(sensor: Sensor, reading: Any) -> None:
-            client_conn.inform(format_inform_v5(sensor, *reading))
-        return inform
 
 
 class _FakeTransport:
@@ -308,12 +285,15 @@ class _FakeTransport:
 class FakeAsyncClient(client.AsyncClient):
     """Fake version of :class:`katcp.client.AsyncClient`: connects to a fake device.
 
-    Pass the device as the ``fake_device`` keyword argument; everything else is as for
-    AsyncClient.
+    Made as an AsyncClient is (the host and port are only names); it has a fake device of
+    its own, to which ``FakeInspectingClientManager(client)`` adds sensors and request
+    handlers. The factories pass the device their clients share as the ``fake_device``
+    keyword argument.
     """
 
-    def __init__(self, *args: Any, fake_device: _FakeDevice, **kwargs: Any) -> None:
-        self._fake_device = fake_device
+    def __init__(self, *args: Any, fake_device: Optional[_FakeDevice] = None,
+                 **kwargs: Any) -> None:
+        self._fake_device = fake_device if fake_device is not None else _FakeDevice()
         super().__init__(*args, **kwargs)
 
     async def connect_transport(self, protocol_factory: Callable[[], Any]) -> Any:
@@ -338,12 +318,12 @@ class _RequestHandlerRegistry:
     @property
     def fake_sensors(self) -> Dict[str, Sensor]:
         """The fake device's :class:`katcp.Sensor` objects by name: set them to send updates."""
-        return self._device.sensors
+        return self._device._sensors
 
     @property
     def fake_sensor_infos(self) -> Dict[str, Tuple[Any, ...]]:
         return {name: (sensor.description, sensor.units, sensor.stype) + tuple(sensor.params or ())
-                for name, sensor in self._device.sensors.items()}
+                for name, sensor in self._device._sensors.items()}
 
     def add_sensors(self, sensor_infos: Dict[str, Tuple[Any, ...]]) -> None:
         """Add fake sensors.
@@ -377,7 +357,7 @@ class _RequestHandlerRegistry:
 
 
 class FakeInspectingClientManager(_RequestHandlerRegistry):
-    """Manage the fake device behind a fake inspecting client."""
+    """Manage the fake device behind a fake inspecting client (or a FakeAsyncClient)."""
 
     def __init__(self, fake_inspecting_client: Any) -> None:
         super().__init__(fake_inspecting_client._fake_device)
@@ -385,7 +365,7 @@ class FakeInspectingClientManager(_RequestHandlerRegistry):
     @return_reply(Int())
     def request_sensor_list(self, req: Any, msg: Message) -> Tuple[Any, ...]:
         """Sensor list"""
-        reply = self._device._request_sensor_list(req, msg)
+        reply = self._device.request_sensor_list(req, msg)
         return ("ok", int(reply.arguments[1]))
 
 

@@ -225,6 +225,24 @@ class TestFakeInspectingClient(tornado.testing.AsyncTestCase):
         assert late.stype == "boolean"
 
 
+class TestFakeAsyncClient(tornado.testing.AsyncTestCase):
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_made_as_an_async_client_is_with_a_device_of_its_own(self):
+        client = fake_clients.FakeAsyncClient("fake-host.invalid", 5000)
+        other = fake_clients.FakeAsyncClient("fake-host.invalid", 5000, timeout=WAIT)
+        fake_clients.FakeInspectingClientManager(client).add_request_handlers_object(Handlers())
+        for each in (client, other):
+            each.set_ioloop(self.io_loop)
+            each.start()
+            self.addCleanup(each.stop)
+            yield each.until_protocol(timeout=WAIT)
+        reply, informs = yield client.future_request(Message.request("add", 2, 3))
+        assert reply.arguments == [b"ok", b"5"]
+        reply, informs = yield other.future_request(Message.request("add", 2, 3))
+        assert reply.arguments == [b"invalid", b"Unknown request."]
+
+
 class _RecordingConnection:
     def __init__(self):
         self.sent = []

@@ -173,9 +173,11 @@ class TestDocumentedKeywordsAreParameters:
         with pytest.raises(TypeError):
             testutils.mock_req("watchdog", mids=3)
 
-    def test_fake_client_needs_its_device_keyword(self):
+    def test_fake_client_takes_an_async_clients_arguments_and_its_device_keyword(self):
+        FakeAsyncClient("fake-host", 5000, timeout=WAIT, auto_reconnect=False)
+        FakeAsyncClient("fake-host", 5000, fake_device=None)
         with pytest.raises(TypeError):
-            FakeAsyncClient("fake-host", 5000)
+            FakeAsyncClient("fake-host", 5000, fake_devices=None)
 
 
 def test_objects_of_split_packages_pickle_under_their_documented_path():

@@ -1,24 +1,22 @@
 """The sensor sampling requests of a DeviceServer and the strategies they keep.
 
 The public functions are methods of :class:`katcp.server.DeviceServer`, which takes them
-into its class body: `self` is the device server, whose ``_strategies`` holds the
-strategies of each client (only touched on the loop). The docstrings of the requests,
-which ``?help`` sends, keep the indentation of method docstrings.
+into its class body (as the fake devices of :mod:`katcp.fake_clients` do): `self` is the
+device server, whose ``_strategies`` holds the strategies of each client (only touched on
+the loop). The docstrings of the requests, which ``?help`` sends, keep the indentation of
+method docstrings.
 """
 
 import functools
-from typing import TYPE_CHECKING, Any, Callable, List, Sequence
+from typing import Any, Callable, List, Sequence
 
 from katcp.core import SEC_TS_KATCP_MAJOR, FailReply, Message, Reading, Sensor
 from katcp.kattypes import request
 from katcp.sampling import SampleStrategy, sensor_status_inform, wire_strategy
 from katcp.server.connection import ClientConnection, ClientRequestConnection
-from katcp.server.standard_requests import _name_argument
+from katcp.server.standard_requests import SensorHost, _name_argument
 from katcp.wire.text import readable
 from katcp.wire.types import ms_to_seconds, seconds_to_ms
-
-if TYPE_CHECKING:
-    from katcp.server.device import DeviceServer
 
 # Strategies that KATCP v4 does not have.
 _STRATEGIES_AFTER_V4 = frozenset([b"event-rate", b"differential-rate"])
@@ -39,7 +37,7 @@ def _ms_param_to_seconds(ms_param: bytes) -> float:
         raise FailReply("Invalid time parameter %r." % (readable(ms_param),)) from None
 
 
-def clear_strategies(self: "DeviceServer", client_conn: Any, remove_client: bool = False) -> None:
+def clear_strategies(self: SensorHost, client_conn: Any, remove_client: bool = False) -> None:
     """Clear the sensor strategies of a client connection.
 
     Parameters
@@ -58,7 +56,7 @@ def clear_strategies(self: "DeviceServer", client_conn: Any, remove_client: bool
     strategies.clear()
 
 
-def cancel_sensor_strategies(self: "DeviceServer", sensor: Sensor) -> None:
+def cancel_sensor_strategies(self: SensorHost, sensor: Sensor) -> None:
     """Cancel every client's strategy for `sensor` (which is being removed)."""
     for strategies in self._strategies.values():
         strategy = strategies.pop(sensor, None)
@@ -66,7 +64,7 @@ def cancel_sensor_strategies(self: "DeviceServer", sensor: Sensor) -> None:
             strategy.cancel()
 
 
-def request_sensor_sampling(self: "DeviceServer", req: ClientRequestConnection,
+def request_sensor_sampling(self: SensorHost, req: ClientRequestConnection,
                             msg: Message) -> Any:
     """Configure or query the way a sensor is sampled.
 
@@ -163,7 +161,7 @@ def request_sensor_sampling(self: "DeviceServer", req: ClientRequestConnection,
     return self._call_on_loop(_sensor_sampling, self, req, msg)
 
 
-def _sensor_sampling(self: "DeviceServer", req: ClientRequestConnection, msg: Message) -> Message:
+def _sensor_sampling(self: SensorHost, req: ClientRequestConnection, msg: Message) -> Message:
     if not msg.arguments:
         raise FailReply("No sensor name given.")
     names_arg = _name_argument(msg.arguments[0])
@@ -229,7 +227,7 @@ def _v4_times(v4: bool, strategy_name: bytes, params: Sequence[Any],
     return params
 
 
-def _strategy_factory(self: "DeviceServer", client_conn: Any,
+def _strategy_factory(self: SensorHost, client_conn: Any,
                       strategy_name: bytes) -> Callable[..., SampleStrategy]:
     """``make(sensor, *params)``: new strategies of `strategy_name` informing `client_conn`."""
     major = self._katcp_major
@@ -249,7 +247,7 @@ def _strategy_factory(self: "DeviceServer", client_conn: Any,
 
 
 @request()
-def request_sensor_sampling_clear(self: "DeviceServer", req: ClientRequestConnection) -> Any:
+def request_sensor_sampling_clear(self: SensorHost, req: ClientRequestConnection) -> Any:
     """Set all sampling strategies for this client to none.
 
         Returns

@@ -6,12 +6,13 @@ sends, keep the indentation of method docstrings.
 """
 
 import re
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 from katcp.core import (DEFAULT_KATCP_MAJOR, VERSION_CONNECT_KATCP_MAJOR, AsyncReply, FailReply,
                         Message, ProtocolFlags, Sensor)
 from katcp.kattypes import (Int, Str, has_katcp_protocol_flags, minimum_katcp_version,
                             request, return_reply)
+from katcp.sampling import SampleStrategy
 from katcp.server.connection import ClientRequestConnection
 from katcp.version import __version__
 from katcp.wire.text import as_str
@@ -25,6 +26,32 @@ BASE_REQUESTS = frozenset([
     "sensor-sampling-clear", "sensor-value", "watchdog", "version-list", "new-command",
     "raise-fail", "raise-exception"])
 """List of basic KATCP requests that a minimal device server should implement."""
+
+
+class SensorHost(Protocol):
+    """What the sensor requests use of the device they are a method of.
+
+    A :class:`~katcp.server.DeviceServer` is one; so are the fake devices of
+    :mod:`katcp.fake_clients`, which answer ``?sensor-list``, ``?sensor-value``,
+    ``?sensor-sampling`` and ``?sensor-sampling-clear`` with these same functions.
+    """
+
+    PROTOCOL_INFO: ProtocolFlags
+    # Sensor name -> sensor; per client connection, sensor -> its strategy.
+    _sensors: Dict[str, Sensor]
+    _strategies: Dict[Any, Dict[Sensor, SampleStrategy]]
+
+    @property
+    def _katcp_major(self) -> int: ...
+
+    @property
+    def ioloop(self) -> Any: ...
+
+    def _sorted_sensors(self) -> List[Tuple[str, Sensor]]: ...
+
+    def _call_on_loop(self, fn: Callable[..., Any], *args: Any) -> Any: ...
+
+    def clear_strategies(self, client_conn: Any, remove_client: bool = False) -> None: ...
 
 
 def construct_name_filter(pattern: Any) -> Tuple[bool, Callable[[str], bool]]:
@@ -68,7 +95,7 @@ def _name_argument(value: Any) -> str:
         raise FailReply(str(exc)) from None
 
 
-def _matching_sensors(self: "DeviceServer", msg: Message) -> List[Tuple[str, Sensor]]:
+def _matching_sensors(self: SensorHost, msg: Message) -> List[Tuple[str, Sensor]]:
     if not msg.arguments:
         return self._sorted_sensors()
     name = _name_argument(msg.arguments[0])
@@ -299,7 +326,7 @@ def request_version_list(self: "DeviceServer", req: ClientRequestConnection,
     return req.make_reply("ok", len(versions))
 
 
-def request_sensor_list(self: "DeviceServer", req: ClientRequestConnection,
+def request_sensor_list(self: SensorHost, req: ClientRequestConnection,
                         msg: Message) -> Message:
     """Request the list of sensors.
 
@@ -367,7 +394,7 @@ def request_sensor_list(self: "DeviceServer", req: ClientRequestConnection,
     return req.make_reply("ok", len(sensors))
 
 
-def request_sensor_value(self: "DeviceServer", req: ClientRequestConnection,
+def request_sensor_value(self: SensorHost, req: ClientRequestConnection,
                          msg: Message) -> Message:
     """Request the value of a sensor or sensors.
 
