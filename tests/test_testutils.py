@@ -93,6 +93,13 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         with self.assertRaises(AssertionError):
             self.client.assert_request_fails("watchdog")
 
+    def test_assert_request_fails_passes_any_failure_unless_a_status_is_asked_for(self):
+        reply, _ = self.client.assert_request_fails("no-such-request")
+        self.assertEqual(reply.arguments[0], b"invalid")
+        self.client.assert_request_fails("raise-fail")
+        with self.assertRaises(AssertionError):
+            self.client.assert_request_fails("no-such-request", status_equals="fail")
+
     def test_sensor_list_and_help(self):
         self.client.test_sensor_list([
             ("an.int", "An Integer.", "count", "integer", "-5", "5"),

@@ -344,16 +344,17 @@ class BlockingTestClient(client.BlockingClient):
         return reply, informs
 
     def assert_request_fails(self, requestname: Union[str, bytes], *params: Any,
-                             status_equals: Any = "fail", error_equals: Any = None,
+                             status_equals: Any = None, error_equals: Any = None,
                              timeout: Optional[float] = None, mid: Optional[int] = None
                              ) -> Tuple[Message, List[Message]]:
         """Assert that given request fails when called with given parameters.
 
         Keyword Arguments
         -----------------
-        status_equals : str
-            The reply code expected (default ``fail``).
-        error_equals : str
+        status_equals : str, optional
+            The reply code expected (``fail``, ``invalid``); by default any reply code
+            but ``ok`` passes, as in 0.9.3.
+        error_equals : str, optional
             The exact error text expected.
         timeout, mid
             As for :meth:`assert_request_succeeds`.
@@ -363,7 +364,8 @@ class BlockingTestClient(client.BlockingClient):
         reply, informs : Message, list of Message
         """
         reply, informs = self._request_expecting(False, requestname, params, timeout, mid)
-        self.test.assertEqual(readable(reply.arguments[0]), readable(status_equals))
+        if status_equals is not None:
+            self.test.assertEqual(readable(reply.arguments[0]), readable(status_equals))
         if error_equals is not None:
             self.test.assertEqual(readable(reply.arguments[1]), readable(error_equals))
         return reply, informs
