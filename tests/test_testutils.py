@@ -121,6 +121,25 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         with self.assertRaises(ValueError):
             self.client.test_help([name.encode() for name, _ in expected])
 
+    def test_sensor_list_float_params_match_in_any_form_of_the_number(self):
+        others = [("an.int", "An Integer.", "count", "integer", -5, 5),
+                  ("a.discrete", "A Discrete.", "", "discrete", "one", "two", "three")]
+        for float_params in ((-123.4, 123.4, -123, 123), ("-123.4", "123.4", "-123", "123"),
+                             (b"-123.4", b"123.4", b"-123.0", b"123.0")):
+            self.client.test_sensor_list(others + [
+                ("a.float", "A Float.", "", "float") + float_params[:2],
+                ("a.floatwithzero", "A Float with zero.", "", b"float") + float_params[2:]])
+        with self.assertRaises(AssertionError):
+            self.client.test_sensor_list(others + [
+                ("a.float", "A Float.", "", "float", "-123.5", "123.4"),
+                ("a.floatwithzero", "A Float with zero.", "", "float", "-123", "123")])
+        # Only float params: an integer sensor's are compared as written.
+        with self.assertRaises(AssertionError):
+            self.client.test_sensor_list([
+                ("an.int", "An Integer.", "count", "integer", "-5.0", "5"), others[1],
+                ("a.float", "A Float.", "", "float", "-123.4", "123.4"),
+                ("a.floatwithzero", "A Float with zero.", "", "float", "-123", "123")])
+
     def test_message_recorder_and_raw_send(self):
         recorder = self.client.message_recorder(whitelist=["sensor-status"])
         self.client.assert_request_succeeds("sensor-sampling", "an.int", "event")

@@ -11,6 +11,13 @@ from katcp.testutils.messages import MessageRecorder
 from katcp.wire.text import as_bytes, readable
 
 
+def _float_param(param: str) -> str:
+    try:
+        return "%g" % float(param)
+    except ValueError:
+        return param  # left as it is, for the comparison to show
+
+
 class BlockingTestClient(client.BlockingClient):
     """Test blocking client: a BlockingClient with assertions for use in test cases."""
 
@@ -228,7 +235,10 @@ class BlockingTestClient(client.BlockingClient):
         Parameters
         ----------
         expected_sensors : list of tuples
-            ``(name, description, units, type, params...)`` for each sensor.
+            ``(name, description, units, type, params...)`` for each sensor (str or
+            bytes). The params of a ``float`` sensor match in any form of the same
+            number, compared as ``"%g" % float(param)`` as in 0.9.3: ``0``, ``"0"`` and
+            ``0.0`` match a device's ``0.0``.
         ignore_descriptions : bool
             Compare only names, units, types and params.
         """
@@ -236,8 +246,11 @@ class BlockingTestClient(client.BlockingClient):
         self.test.assertTrue(reply.reply_ok(), "?sensor-list failed: %s" % reply)
 
         def normalise(fields: Sequence[Any]) -> Tuple[str, ...]:
-            # Expected float params as a device writes them (the device's are bytes).
-            fields = [repr(f) if isinstance(f, float) else readable(f) for f in fields]
+            fields = [readable(f) for f in fields]
+            if fields[3:4] == ["float"]:
+                # Both sides in one form, as 0.9.3 compared them: 0, "0", 0.0 and the
+                # device's b"0.0" all match.
+                fields[4:] = [_float_param(p) for p in fields[4:]]
             if ignore_descriptions:
                 fields = fields[:1] + fields[2:]
             return tuple(fields)
