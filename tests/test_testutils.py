@@ -62,6 +62,19 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         self.assertEqual(calls, [("x", 2)] * 2)
         self.assertFalse(self.client.wait_condition(0.05, lambda: False))
 
+    def test_wait_condition_takes_poll_period_and_returns_the_predicates_last_value(self):
+        calls = []
+
+        def seen(*args, **kwargs):
+            calls.append((args, kwargs))
+            return len(calls) == 3 and ["met"]
+
+        self.assertEqual(self.client.wait_condition(5, seen, "x", poll_period=0.001, y=1),
+                         ["met"])
+        self.assertEqual(calls, [(("x",), {"y": 1})] * 3)
+        self.assertEqual(self.client.wait_condition(0.01, lambda: 0, poll_period=0.001), 0)
+        self.assertIsNone(self.client.wait_condition(0.01, lambda: None))
+
     def test_request_assertions_take_a_bytes_request_name(self):
         reply, _ = self.client.assert_request_succeeds(b"new-command", args_length=2)
         self.assertEqual(reply.name, "new-command")

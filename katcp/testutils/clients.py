@@ -199,32 +199,43 @@ class BlockingTestClient(client.BlockingClient):
             name, value, sensortype, places = self.expected_sensor_value_tuple(*sensor_tuple)
             self.assert_sensor_not_equal(name, value, sensortype, msg=msg, places=places)
 
-    def wait_condition(self, timeout: float, predicate: Callable[..., bool], *args: Any,
-                       pollperiod: float = 0.02, **kwargs: Any) -> bool:
+    def wait_condition(self, timeout: float, predicate: Callable[..., Any], *args: Any,
+                       poll_period: float = 0.02, pollperiod: Optional[float] = None,
+                       **kwargs: Any) -> Any:
         """Wait for the boolean function ``predicate(*args, **kwargs)`` to become True.
 
-        It is checked every `pollperiod` seconds.
+        Parameters
+        ----------
+        timeout : float
+            Seconds to wait.
+        predicate : callable
+            Called with the other arguments, first at once and then every `poll_period`
+            seconds until it returns a true value or the time is up.
+        poll_period : float, optional
+            Seconds between calls (not passed to the predicate). ``pollperiod``, the
+            spelling of :meth:`wait_until_sensor_equals`, is taken too.
 
         Returns
         -------
-        met : bool
-            Whether the predicate became True within ``timeout`` seconds.
+        cond : object
+            The predicate's last value: true if it became true within `timeout`.
         """
+        if pollperiod is not None:
+            poll_period = pollperiod
         deadline = time.monotonic() + timeout
         idle = threading.Event()
         while True:
-            if predicate(*args, **kwargs):
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            idle.wait(pollperiod)
+            cond = predicate(*args, **kwargs)
+            if cond or time.monotonic() >= deadline:
+                return cond
+            idle.wait(poll_period)
 
     def wait_until_sensor_equals(self, timeout: float, sensorname: str, value: Any,
                                  sensortype: type = str, places: int = 7,
                                  pollperiod: float = 0.02) -> None:
         """Wait until a sensor's value equals the given value, or times out."""
         if not self.wait_condition(timeout, self._sensor_value_is, sensorname, value,
-                                   sensortype, places, pollperiod=pollperiod):
+                                   sensortype, places, poll_period=pollperiod):
             self.test.fail("Timed out after %s s waiting for sensor %r to equal %r"
                            % (timeout, sensorname, value))
 
