@@ -44,6 +44,26 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         with self.assertRaises(AssertionError):
             self.client.assert_sensor_equals("an.int", 4, int)
 
+    def test_a_value_that_does_not_convert_to_sensortype_fails_the_test(self):
+        for check in (lambda: self.client.get_sensor("a.discrete", int),
+                      lambda: self.client.get_sensor_value("a.float", int),
+                      lambda: self.client.assert_sensor_equals("a.discrete", 1, int),
+                      lambda: self.client.assert_sensors_equal([("a.float", 12, int)]),
+                      lambda: self.client.wait_until_sensor_equals(5, "a.discrete", 1, float)):
+            with self.assertRaises(AssertionError) as raised:
+                check()
+            self.assertRegex(str(raised.exception), r"sensor 'a\.(discrete|float)'")
+            self.assertRegex(str(raised.exception), r"'(one|12\.0)'.*(int|float)")
+
+    def test_a_bool_sensortype_takes_0_or_1_only(self):
+        sensor = self.server.get_sensor("an.int")
+        with self.assertRaisesRegex(AssertionError, r"'3' of sensor 'an\.int'.*bool"):
+            self.client.get_sensor_value("an.int", bool)
+        for raw, value in ((1, True), (0, False)):
+            sensor.set_value(raw)
+            self.assertIs(self.client.get_sensor_value("an.int", bool), value)
+        self.client.assert_sensor_equals("an.int", False, bool)
+
     def test_wait_until_sensor_equals_sees_a_change(self):
         sensor = self.server.get_sensor("an.int")
         threading.Timer(0.05, sensor.set_value, (5,)).start()

@@ -90,6 +90,13 @@ class BlockingTestClient(client.BlockingClient):
     def get_sensor(self, sensorname: str, sensortype: type = str) -> Tuple[Any, str, float]:
         """Retrieve the value, status and timestamp of a sensor.
 
+        Parameters
+        ----------
+        sensorname : str
+        sensortype : type, optional
+            The value is converted with ``sensortype(value)``; a value that does not
+            convert fails the test. For ``bool`` it must be ``0`` or ``1``.
+
         Returns
         -------
         value : sensortype
@@ -104,15 +111,24 @@ class BlockingTestClient(client.BlockingClient):
                               % (sensorname, len(informs)))
         args = informs[0].arguments
         timestamp, _, _name, status, raw_value = args[:5]
-        value = readable(raw_value)
-        converted: Any
+        return (self._converted(sensorname, readable(raw_value), sensortype),
+                readable(status), float(timestamp))
+
+    def _converted(self, sensorname: str, value: str, sensortype: type) -> Any:
+        """A sensor's value as `sensortype`; one that does not convert fails the test."""
         if sensortype is bool:
-            converted = value in ("1", "True", "true")
-        elif sensortype is bytes:
-            converted = as_bytes(value)
-        else:
-            converted = sensortype(value)
-        return converted, readable(status), float(timestamp)
+            if value not in ("0", "1"):
+                self.test.fail("Value %r of sensor %r is not a bool: expected '0' or '1'"
+                               % (value, sensorname))
+            return value == "1"
+        if sensortype is bytes:
+            return as_bytes(value)
+        try:
+            return sensortype(value)
+        except (ValueError, TypeError) as exc:
+            self.test.fail("Value %r of sensor %r does not convert to %s: %s"
+                           % (value, sensorname, getattr(sensortype, "__name__", sensortype),
+                              exc))
 
     def get_sensor_value(self, sensorname: str, sensortype: type = str) -> Any:
         """Retrieve the value of a sensor."""
