@@ -450,6 +450,19 @@ class TestTimewarp(testutils.TimewarpAsyncTestCase):
         self.assertEqual((yield fired["hour"]), 3600)
 
     @tornado.testing.gen_test(timeout=5)
+    def test_assigning_ioloop_time_moves_the_loops_clock(self):
+        start = self.io_loop.time()
+        self.assertEqual(self.ioloop_time, start)
+        fired = Future()
+        self.io_loop.call_later(60, lambda: fired.set_result(self.io_loop.time()))
+        self.ioloop_time += 60
+        self.assertEqual(self.io_loop.time(), start + 60)
+        yield self.wake_ioloop()
+        self.assertEqual((yield fired), start + 60)
+        self.set_ioloop_time(start + 100, wake_ioloop=False)
+        self.assertEqual((self.ioloop_time, self.io_loop.time()), (start + 100, start + 100))
+
+    @tornado.testing.gen_test(timeout=5)
     def test_a_warp_in_debug_mode_is_no_slow_callback(self):
         # asyncio's debug mode (python -X dev) times callbacks with the warped clock.
         self.io_loop.asyncio_loop.set_debug(True)
