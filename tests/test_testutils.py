@@ -393,6 +393,41 @@ class TestSmallHelpers(unittest.TestCase):
             manager.join(timeout=5)
 
 
+class TestAsyncWaitingMock(tornado.testing.AsyncTestCase):
+
+    @tornado.testing.gen_test(timeout=10)
+    def test_a_call_from_another_thread_wakes_the_waiter_on_its_loop(self):
+        # Debug mode (python -X dev) raises for a loop's future resolved from another
+        # thread; without it the waiter slept on until the loop woke for another reason.
+        self.io_loop.asyncio_loop.set_debug(True)
+        mock = testutils.AsyncWaitingMock(return_value="called")
+        call = concurrent.futures.Future()
+        called = threading.Event()
+
+        def call_once_waiting():
+            called.wait(10)
+            try:
+                call.set_result(mock(1))
+            except BaseException as exc:
+                call.set_exception(exc)
+
+        threading.Thread(target=call_once_waiting, daemon=True).start()
+        waiting = mock.assert_wait_call_count(1, timeout=30)
+        called.set()
+        yield waiting
+        self.assertEqual(call.result(5), "called")
+        self.assertEqual(mock._waiters, [])
+
+    @tornado.testing.gen_test(timeout=10)
+    def test_a_wait_that_times_out_is_forgotten(self):
+        mock = testutils.AsyncWaitingMock()
+        with self.assertRaises(AssertionError):
+            yield mock.assert_wait_call_count(1, timeout=0.01)
+        self.assertEqual(mock._waiters, [])
+        mock()
+        yield mock.assert_wait_call_count(1, timeout=5)
+
+
 class _StoppableThread(threading.Thread):
     """A plain thread: its start() takes no timeout."""
 
