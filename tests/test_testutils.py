@@ -497,6 +497,31 @@ class TestTimewarp(testutils.TimewarpAsyncTestCase):
         self.set_ioloop_time(start + 100, wake_ioloop=False)
         self.assertEqual((self.ioloop_time, self.io_loop.time()), (start + 100, start + 100))
 
+    @tornado.testing.gen_test(timeout=10)
+    def test_set_ioloop_time_from_another_thread_wakes_the_loop(self):
+        # Debug mode (python -X dev) raises for a task made on the loop in another thread;
+        # without it the loop slept the virtual gap in real time.
+        self.io_loop.asyncio_loop.set_debug(True)
+        start = self.io_loop.time()
+        hour = tornado.gen.sleep(3600)
+        outcome = concurrent.futures.Future()
+
+        def advance():
+            try:
+                outcome.set_result(self.set_ioloop_time(start + 3600))
+            except BaseException as exc:
+                outcome.set_exception(exc)
+
+        threading.Thread(target=advance, daemon=True).start()
+        yield hour
+        self.assertEqual(self.io_loop.time(), start + 3600)
+        woken = outcome.result(5)
+        self.assertIsInstance(woken, concurrent.futures.Future)
+        yield woken
+        # wake_ioloop too; on the loop's thread it still gives a task.
+        yield _in_new_thread(self.wake_ioloop)
+        self.assertIsInstance(self.wake_ioloop(), asyncio.Task)
+
     @tornado.testing.gen_test(timeout=5)
     def test_a_warp_in_debug_mode_is_no_slow_callback(self):
         # asyncio's debug mode (python -X dev) times callbacks with the warped clock.
