@@ -133,6 +133,39 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         with self.assertRaises(AssertionError):
             self.client.assert_request_fails("no-such-request", status_equals="fail")
 
+    def test_request_check_failures_name_the_request_and_the_check(self):
+        c = self.client
+        problem = "'There was a problem with your request.'"
+        for check, expected in [
+                (lambda: c.assert_request_succeeds("new-command", args_length=3),
+                 "'new-command' called with parameters () to have 3 arguments"),
+                (lambda: c.assert_request_succeeds("help", "watchdog", informs_count=2),
+                 "Expected 2 informs in reply to request 'help' called with parameters "
+                 "('watchdog',)"),
+                (lambda: c.assert_request_succeeds("new-command", args_equal=["x"]),
+                 "'new-command' called with parameters () to have arguments ['x']"),
+                (lambda: c.assert_request_succeeds("new-command", args_in=[["x"]]),
+                 "to have arguments in [['x']]"),
+                (lambda: c.assert_request_succeeds("sensor-value", "an.int",
+                                                   informs_args_equal=[["x"]]),
+                 "informs in reply to request 'sensor-value' called with parameters "
+                 "('an.int',) to have arguments [['x']]"),
+                (lambda: c.assert_request_succeeds("raise-fail", 1),
+                 "request 'raise-fail' called with parameters (1,) to succeed, but it "
+                 "failed with status 'fail' and error " + problem),
+                (lambda: c.assert_request_fails("watchdog"),
+                 "request 'watchdog' called with parameters () to fail, but it succeeded"),
+                (lambda: c.assert_request_fails("raise-fail", status_equals="invalid"),
+                 "'raise-fail' called with parameters () to return status 'invalid', but "
+                 "the status was 'fail'"),
+                (lambda: c.assert_request_fails("raise-fail", error_equals="x"),
+                 "'raise-fail' called with parameters () to fail with error 'x', but the "
+                 "error was " + problem)]:
+            with self.assertRaises(AssertionError) as raised:
+                check()
+            self.assertIn(expected, str(raised.exception))
+            self.assertNotIn("\\_", str(raised.exception))
+
     def test_sensor_list_and_help(self):
         self.client.test_sensor_list([
             ("an.int", "An Integer.", "count", "integer", "-5", "5"),

@@ -18,6 +18,13 @@ def _float_param(param: str) -> str:
         return param  # left as it is, for the comparison to show
 
 
+def _status_and_error(reply: Message) -> Tuple[str, Optional[str]]:
+    """A reply's code and error text (None if absent), as text."""
+    args = reply.arguments
+    return (readable(args[0]) if args else "",
+            readable(args[1]) if len(args) > 1 else None)
+
+
 class BlockingTestClient(client.BlockingClient):
     """Test blocking client: a BlockingClient with assertions for use in test cases."""
 
@@ -365,22 +372,36 @@ class BlockingTestClient(client.BlockingClient):
         -------
         reply, informs : Message, list of Message
         """
-        reply, informs = self._request_expecting(True, requestname, params, timeout, mid)
+        reply, informs, called = self._request_expecting(True, requestname, params, timeout,
+                                                         mid)
         args = [readable(a) for a in reply.arguments[1:]]
         if args_echo:
             args_equal = params
         if args_equal is not None:
-            self.test.assertEqual(args, [readable(a) for a in args_equal])
+            expected_args = [readable(a) for a in args_equal]
+            self.test.assertEqual(args, expected_args,
+                                  "Expected reply to %s to have arguments %r, but received %r."
+                                  % (called, expected_args, args))
         if args_in is not None:
-            self.test.assertIn(args, [[readable(a) for a in choice] for choice in args_in])
+            choices = [[readable(a) for a in choice] for choice in args_in]
+            self.test.assertIn(args, choices,
+                               "Expected reply to %s to have arguments in %r, but received %r."
+                               % (called, choices, args))
         if args_length is not None:
-            self.test.assertEqual(len(args), args_length)
+            self.test.assertEqual(len(args), args_length,
+                                  "Expected reply to %s to have %d arguments, but received "
+                                  "%d: %r." % (called, args_length, len(args), args))
         if informs_count is not None:
-            self.test.assertEqual(len(informs), informs_count)
+            self.test.assertEqual(len(informs), informs_count,
+                                  "Expected %d informs in reply to %s, but received %d."
+                                  % (informs_count, called, len(informs)))
         if informs_args_equal is not None:
-            self.test.assertEqual(
-                [[readable(a) for a in inform.arguments] for inform in informs],
-                [[readable(a) for a in expected] for expected in informs_args_equal])
+            informs_args = [[readable(a) for a in inform.arguments] for inform in informs]
+            expected_informs = [[readable(a) for a in expected]
+                                for expected in informs_args_equal]
+            self.test.assertEqual(informs_args, expected_informs,
+                                  "Expected informs in reply to %s to have arguments %r, but "
+                                  "received %r." % (called, expected_informs, informs_args))
         return reply, informs
 
     def assert_request_fails(self, requestname: Union[str, bytes], *params: Any,
@@ -403,25 +424,45 @@ class BlockingTestClient(client.BlockingClient):
         -------
         reply, informs : Message, list of Message
         """
-        reply, informs = self._request_expecting(False, requestname, params, timeout, mid)
+        reply, informs, called = self._request_expecting(False, requestname, params, timeout,
+                                                         mid)
+        status, error = _status_and_error(reply)
         if status_equals is not None:
-            self.test.assertEqual(readable(reply.arguments[0]), readable(status_equals))
+            self.test.assertEqual(status, readable(status_equals),
+                                  "Expected %s to return status %r, but the status was %r."
+                                  % (called, readable(status_equals), status))
         if error_equals is not None:
-            self.test.assertEqual(readable(reply.arguments[1]), readable(error_equals))
+            self.test.assertEqual(error, readable(error_equals),
+                                  "Expected %s to fail with error %r, but the error was %r."
+                                  % (called, readable(error_equals), error))
         return reply, informs
 
     def _request_expecting(self, succeed: bool, requestname: Union[str, bytes],
                            params: Sequence[Any], timeout: Optional[float], mid: Optional[int]
-                           ) -> Tuple[Message, List[Message]]:
-        """Make a request and assert that it succeeded (or failed, as `succeed` says)."""
+                           ) -> Tuple[Message, List[Message], str]:
+        """Make a request and assert that it succeeded (or failed, as `succeed` says).
+
+        Returns
+        -------
+        reply, informs : Message, list of Message
+        called : str
+            The request and its parameters, as the failure messages name them.
+        """
         requestname = readable(requestname)  # a str or bytes name, compared with reply.name
         reply, informs = self._request(requestname, *params, timeout=timeout, mid=mid)
-        self.test.assertEqual(reply.name, requestname)
-        expected, outcome = ("succeed", "failed") if succeed else ("fail", "succeeded")
-        self.test.assertEqual(reply.reply_ok(), succeed,
-                              "Expected request %r called with parameters %r to %s, but it "
-                              "%s: %s" % (requestname, params, expected, outcome, reply))
-        return reply, informs
+        called = "request %r called with parameters %r" % (requestname, params)
+        self.test.assertEqual(reply.name, requestname,
+                              "Expected the reply to %s to be named %r, but it was named %r."
+                              % (called, requestname, reply.name))
+        status, error = _status_and_error(reply)
+        if succeed:
+            msg = "Expected %s to succeed, but it failed with status %r and %s." % (
+                called, status, "no error message" if error is None else "error %r" % error)
+        else:
+            msg = "Expected %s to fail, but it succeeded with arguments %r." % (
+                called, [readable(a) for a in reply.arguments[1:]])
+        self.test.assertEqual(reply.reply_ok(), succeed, msg)
+        return reply, informs, called
 
     def test_setter_request(self, requestname: str, sensorname: str, sensortype: type = str,
                             good: Sequence[Any] = (), bad: Sequence[Any] = (),
