@@ -361,6 +361,17 @@ class TestSmallHelpers(unittest.TestCase):
         callback.assert_wait(5)
         self.assertEqual(sorted(seen), [1, 2])
 
+    def test_atomic_iadd_callback_extends_a_list_in_place(self):
+        items, seen = [1], []
+        wrapper = testutils.AtomicIaddCallback(items, callback=seen.append)
+        wrapper += [2]
+        self.assertEqual(items, [1, 2])
+        self.assertIs(wrapper.__subject__, items)
+        self.assertEqual(seen, [items])
+        counter = testutils.AtomicIaddCallback(1, callback=seen.append)
+        counter += 2
+        self.assertEqual((counter, seen[-1]), (3, 3))
+
     def test_suppress_queue_repeats(self):
         q = queue.Queue()
         for value in [1, 1, 2, 2, 2, 3, 1]:

@@ -17,7 +17,11 @@ from katcp.testutils.loops import _resolve_once
 
 
 class AtomicIaddCallback(ObjectWrapper):
-    """Wrap an object so that ``+=`` is atomic and calls a callback with the new value."""
+    """Wrap an object so that ``+=`` is atomic and calls a callback with the new value.
+
+    ``+=`` changes the wrapped object as it would unwrapped: a list is extended in
+    place, an immutable value (a number) is replaced.
+    """
 
     def __init__(self, ob: Any, callback: Callable[[Any], Any] = lambda x: x,
                  mutex: Any = None) -> None:
@@ -27,9 +31,9 @@ class AtomicIaddCallback(ObjectWrapper):
 
     def __iadd__(self, other: Any) -> "AtomicIaddCallback":
         with self._mutex:
-            new = self.__subject__ + other
-            object.__setattr__(self, "__subject__", new)
-            self._callback(new)
+            # The proxies' in-place rule: a list is extended in place, a number replaced.
+            super().__iadd__(other)  # type: ignore[misc]  # set on AbstractProxy by setattr
+            self._callback(self.__subject__)
         return self
 
 
