@@ -278,6 +278,20 @@ def _in_new_thread(fn):
     return outcome.result(10)
 
 
+class TestClientConnectionTest(unittest.TestCase):
+
+    def test_mass_informs_are_recorded_among_the_messages_and_informs(self):
+        conn = testutils.ClientConnectionTest()
+        conn.inform(Message.inform("a"))
+        conn.mass_inform(Message.inform("b"))
+        conn.reply(Message.reply("x", "ok"), Message.request("x"))
+        self.assertEqual([str(m) for m in conn.messages], ["#a", "#b", "!x ok"])
+        self.assertEqual([str(m) for m in conn.informs], ["#a", "#b"])
+        self.assertEqual([str(m) for m in conn.mass_informs], ["#b"])
+        self.assertEqual([str(m) for m in conn.replies], ["!x ok"])
+        conn.mass_inform.assert_wait_call_count(1, timeout=1)
+
+
 class TestMockReq(unittest.TestCase):
 
     def test_handle_mock_req_calls_handler(self):
