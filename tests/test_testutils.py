@@ -44,6 +44,26 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         with self.assertRaises(AssertionError):
             self.client.assert_sensor_equals("an.int", 4, int)
 
+    def test_a_value_that_does_not_convert_to_sensortype_fails_the_test(self):
+        for check in (lambda: self.client.get_sensor("a.discrete", int),
+                      lambda: self.client.get_sensor_value("a.float", int),
+                      lambda: self.client.assert_sensor_equals("a.discrete", 1, int),
+                      lambda: self.client.assert_sensors_equal([("a.float", 12, int)]),
+                      lambda: self.client.wait_until_sensor_equals(5, "a.discrete", 1, float)):
+            with self.assertRaises(AssertionError) as raised:
+                check()
+            self.assertRegex(str(raised.exception), r"sensor 'a\.(discrete|float)'")
+            self.assertRegex(str(raised.exception), r"'(one|12\.0)'.*(int|float)")
+
+    def test_a_bool_sensortype_takes_0_or_1_only(self):
+        sensor = self.server.get_sensor("an.int")
+        with self.assertRaisesRegex(AssertionError, r"'3' of sensor 'an\.int'.*bool"):
+            self.client.get_sensor_value("an.int", bool)
+        for raw, value in ((1, True), (0, False)):
+            sensor.set_value(raw)
+            self.assertIs(self.client.get_sensor_value("an.int", bool), value)
+        self.client.assert_sensor_equals("an.int", False, bool)
+
     def test_wait_until_sensor_equals_sees_a_change(self):
         sensor = self.server.get_sensor("an.int")
         threading.Timer(0.05, sensor.set_value, (5,)).start()
@@ -61,6 +81,19 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         self.assertTrue(self.client.wait_condition(5, seen, "x", pollperiod=0.001, other=2))
         self.assertEqual(calls, [("x", 2)] * 2)
         self.assertFalse(self.client.wait_condition(0.05, lambda: False))
+
+    def test_wait_condition_takes_poll_period_and_returns_the_predicates_last_value(self):
+        calls = []
+
+        def seen(*args, **kwargs):
+            calls.append((args, kwargs))
+            return len(calls) == 3 and ["met"]
+
+        self.assertEqual(self.client.wait_condition(5, seen, "x", poll_period=0.001, y=1),
+                         ["met"])
+        self.assertEqual(calls, [(("x",), {"y": 1})] * 3)
+        self.assertEqual(self.client.wait_condition(0.01, lambda: 0, poll_period=0.001), 0)
+        self.assertIsNone(self.client.wait_condition(0.01, lambda: None))
 
     def test_request_assertions_take_a_bytes_request_name(self):
         reply, _ = self.client.assert_request_succeeds(b"new-command", args_length=2)
@@ -93,6 +126,46 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         with self.assertRaises(AssertionError):
             self.client.assert_request_fails("watchdog")
 
+    def test_assert_request_fails_passes_any_failure_unless_a_status_is_asked_for(self):
+        reply, _ = self.client.assert_request_fails("no-such-request")
+        self.assertEqual(reply.arguments[0], b"invalid")
+        self.client.assert_request_fails("raise-fail")
+        with self.assertRaises(AssertionError):
+            self.client.assert_request_fails("no-such-request", status_equals="fail")
+
+    def test_request_check_failures_name_the_request_and_the_check(self):
+        c = self.client
+        problem = "'There was a problem with your request.'"
+        for check, expected in [
+                (lambda: c.assert_request_succeeds("new-command", args_length=3),
+                 "'new-command' called with parameters () to have 3 arguments"),
+                (lambda: c.assert_request_succeeds("help", "watchdog", informs_count=2),
+                 "Expected 2 informs in reply to request 'help' called with parameters "
+                 "('watchdog',)"),
+                (lambda: c.assert_request_succeeds("new-command", args_equal=["x"]),
+                 "'new-command' called with parameters () to have arguments ['x']"),
+                (lambda: c.assert_request_succeeds("new-command", args_in=[["x"]]),
+                 "to have arguments in [['x']]"),
+                (lambda: c.assert_request_succeeds("sensor-value", "an.int",
+                                                   informs_args_equal=[["x"]]),
+                 "informs in reply to request 'sensor-value' called with parameters "
+                 "('an.int',) to have arguments [['x']]"),
+                (lambda: c.assert_request_succeeds("raise-fail", 1),
+                 "request 'raise-fail' called with parameters (1,) to succeed, but it "
+                 "failed with status 'fail' and error " + problem),
+                (lambda: c.assert_request_fails("watchdog"),
+                 "request 'watchdog' called with parameters () to fail, but it succeeded"),
+                (lambda: c.assert_request_fails("raise-fail", status_equals="invalid"),
+                 "'raise-fail' called with parameters () to return status 'invalid', but "
+                 "the status was 'fail'"),
+                (lambda: c.assert_request_fails("raise-fail", error_equals="x"),
+                 "'raise-fail' called with parameters () to fail with error 'x', but the "
+                 "error was " + problem)]:
+            with self.assertRaises(AssertionError) as raised:
+                check()
+            self.assertIn(expected, str(raised.exception))
+            self.assertNotIn("\\_", str(raised.exception))
+
     def test_sensor_list_and_help(self):
         self.client.test_sensor_list([
             ("an.int", "An Integer.", "count", "integer", "-5", "5"),
@@ -113,6 +186,25 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
             self.client.test_help([name for name, _ in expected[1:]])
         with self.assertRaises(ValueError):
             self.client.test_help([name.encode() for name, _ in expected])
+
+    def test_sensor_list_float_params_match_in_any_form_of_the_number(self):
+        others = [("an.int", "An Integer.", "count", "integer", -5, 5),
+                  ("a.discrete", "A Discrete.", "", "discrete", "one", "two", "three")]
+        for float_params in ((-123.4, 123.4, -123, 123), ("-123.4", "123.4", "-123", "123"),
+                             (b"-123.4", b"123.4", b"-123.0", b"123.0")):
+            self.client.test_sensor_list(others + [
+                ("a.float", "A Float.", "", "float") + float_params[:2],
+                ("a.floatwithzero", "A Float with zero.", "", b"float") + float_params[2:]])
+        with self.assertRaises(AssertionError):
+            self.client.test_sensor_list(others + [
+                ("a.float", "A Float.", "", "float", "-123.5", "123.4"),
+                ("a.floatwithzero", "A Float with zero.", "", "float", "-123", "123")])
+        # Only float params: an integer sensor's are compared as written.
+        with self.assertRaises(AssertionError):
+            self.client.test_sensor_list([
+                ("an.int", "An Integer.", "count", "integer", "-5.0", "5"), others[1],
+                ("a.float", "A Float.", "", "float", "-123.4", "123.4"),
+                ("a.floatwithzero", "A Float with zero.", "", "float", "-123", "123")])
 
     def test_message_recorder_and_raw_send(self):
         recorder = self.client.message_recorder(whitelist=["sensor-status"])
@@ -184,6 +276,20 @@ def _in_new_thread(fn):
 
     threading.Thread(target=run, daemon=True).start()
     return outcome.result(10)
+
+
+class TestClientConnectionTest(unittest.TestCase):
+
+    def test_mass_informs_are_recorded_among_the_messages_and_informs(self):
+        conn = testutils.ClientConnectionTest()
+        conn.inform(Message.inform("a"))
+        conn.mass_inform(Message.inform("b"))
+        conn.reply(Message.reply("x", "ok"), Message.request("x"))
+        self.assertEqual([str(m) for m in conn.messages], ["#a", "#b", "!x ok"])
+        self.assertEqual([str(m) for m in conn.informs], ["#a", "#b"])
+        self.assertEqual([str(m) for m in conn.mass_informs], ["#b"])
+        self.assertEqual([str(m) for m in conn.replies], ["!x ok"])
+        conn.mass_inform.assert_wait_call_count(1, timeout=1)
 
 
 class TestMockReq(unittest.TestCase):
@@ -269,6 +375,17 @@ class TestSmallHelpers(unittest.TestCase):
         callback.assert_wait(5)
         self.assertEqual(sorted(seen), [1, 2])
 
+    def test_atomic_iadd_callback_extends_a_list_in_place(self):
+        items, seen = [1], []
+        wrapper = testutils.AtomicIaddCallback(items, callback=seen.append)
+        wrapper += [2]
+        self.assertEqual(items, [1, 2])
+        self.assertIs(wrapper.__subject__, items)
+        self.assertEqual(seen, [items])
+        counter = testutils.AtomicIaddCallback(1, callback=seen.append)
+        counter += 2
+        self.assertEqual((counter, seen[-1]), (3, 3))
+
     def test_suppress_queue_repeats(self):
         q = queue.Queue()
         for value in [1, 1, 2, 2, 2, 3, 1]:
@@ -334,6 +451,41 @@ class TestSmallHelpers(unittest.TestCase):
             manager.join(timeout=5)
 
 
+class TestAsyncWaitingMock(tornado.testing.AsyncTestCase):
+
+    @tornado.testing.gen_test(timeout=10)
+    def test_a_call_from_another_thread_wakes_the_waiter_on_its_loop(self):
+        # Debug mode (python -X dev) raises for a loop's future resolved from another
+        # thread; without it the waiter slept on until the loop woke for another reason.
+        self.io_loop.asyncio_loop.set_debug(True)
+        mock = testutils.AsyncWaitingMock(return_value="called")
+        call = concurrent.futures.Future()
+        called = threading.Event()
+
+        def call_once_waiting():
+            called.wait(10)
+            try:
+                call.set_result(mock(1))
+            except BaseException as exc:
+                call.set_exception(exc)
+
+        threading.Thread(target=call_once_waiting, daemon=True).start()
+        waiting = mock.assert_wait_call_count(1, timeout=30)
+        called.set()
+        yield waiting
+        self.assertEqual(call.result(5), "called")
+        self.assertEqual(mock._waiters, [])
+
+    @tornado.testing.gen_test(timeout=10)
+    def test_a_wait_that_times_out_is_forgotten(self):
+        mock = testutils.AsyncWaitingMock()
+        with self.assertRaises(AssertionError):
+            yield mock.assert_wait_call_count(1, timeout=0.01)
+        self.assertEqual(mock._waiters, [])
+        mock()
+        yield mock.assert_wait_call_count(1, timeout=5)
+
+
 class _StoppableThread(threading.Thread):
     """A plain thread: its start() takes no timeout."""
 
@@ -389,6 +541,44 @@ class TestTimewarp(testutils.TimewarpAsyncTestCase):
         self.assertFalse(fired["hour"].done())
         self.set_ioloop_time(start + 3600)
         self.assertEqual((yield fired["hour"]), 3600)
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_assigning_ioloop_time_moves_the_loops_clock(self):
+        start = self.io_loop.time()
+        self.assertEqual(self.ioloop_time, start)
+        fired = Future()
+        self.io_loop.call_later(60, lambda: fired.set_result(self.io_loop.time()))
+        self.ioloop_time += 60
+        self.assertEqual(self.io_loop.time(), start + 60)
+        yield self.wake_ioloop()
+        self.assertEqual((yield fired), start + 60)
+        self.set_ioloop_time(start + 100, wake_ioloop=False)
+        self.assertEqual((self.ioloop_time, self.io_loop.time()), (start + 100, start + 100))
+
+    @tornado.testing.gen_test(timeout=10)
+    def test_set_ioloop_time_from_another_thread_wakes_the_loop(self):
+        # Debug mode (python -X dev) raises for a task made on the loop in another thread;
+        # without it the loop slept the virtual gap in real time.
+        self.io_loop.asyncio_loop.set_debug(True)
+        start = self.io_loop.time()
+        hour = tornado.gen.sleep(3600)
+        outcome = concurrent.futures.Future()
+
+        def advance():
+            try:
+                outcome.set_result(self.set_ioloop_time(start + 3600))
+            except BaseException as exc:
+                outcome.set_exception(exc)
+
+        threading.Thread(target=advance, daemon=True).start()
+        yield hour
+        self.assertEqual(self.io_loop.time(), start + 3600)
+        woken = outcome.result(5)
+        self.assertIsInstance(woken, concurrent.futures.Future)
+        yield woken
+        # wake_ioloop too; on the loop's thread it still gives a task.
+        yield _in_new_thread(self.wake_ioloop)
+        self.assertIsInstance(self.wake_ioloop(), asyncio.Task)
 
     @tornado.testing.gen_test(timeout=5)
     def test_a_warp_in_debug_mode_is_no_slow_callback(self):

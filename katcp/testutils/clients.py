@@ -11,6 +11,20 @@ from katcp.testutils.messages import MessageRecorder
 from katcp.wire.text import as_bytes, readable
 
 
+def _float_param(param: str) -> str:
+    try:
+        return "%g" % float(param)
+    except ValueError:
+        return param  # left as it is, for the comparison to show
+
+
+def _status_and_error(reply: Message) -> Tuple[str, Optional[str]]:
+    """A reply's code and error text (None if absent), as text."""
+    args = reply.arguments
+    return (readable(args[0]) if args else "",
+            readable(args[1]) if len(args) > 1 else None)
+
+
 class BlockingTestClient(client.BlockingClient):
     """Test blocking client: a BlockingClient with assertions for use in test cases."""
 
@@ -83,6 +97,13 @@ class BlockingTestClient(client.BlockingClient):
     def get_sensor(self, sensorname: str, sensortype: type = str) -> Tuple[Any, str, float]:
         """Retrieve the value, status and timestamp of a sensor.
 
+        Parameters
+        ----------
+        sensorname : str
+        sensortype : type, optional
+            The value is converted with ``sensortype(value)``; a value that does not
+            convert fails the test. For ``bool`` it must be ``0`` or ``1``.
+
         Returns
         -------
         value : sensortype
@@ -97,15 +118,24 @@ class BlockingTestClient(client.BlockingClient):
                               % (sensorname, len(informs)))
         args = informs[0].arguments
         timestamp, _, _name, status, raw_value = args[:5]
-        value = readable(raw_value)
-        converted: Any
+        return (self._converted(sensorname, readable(raw_value), sensortype),
+                readable(status), float(timestamp))
+
+    def _converted(self, sensorname: str, value: str, sensortype: type) -> Any:
+        """A sensor's value as `sensortype`; one that does not convert fails the test."""
         if sensortype is bool:
-            converted = value in ("1", "True", "true")
-        elif sensortype is bytes:
-            converted = as_bytes(value)
-        else:
-            converted = sensortype(value)
-        return converted, readable(status), float(timestamp)
+            if value not in ("0", "1"):
+                self.test.fail("Value %r of sensor %r is not a bool: expected '0' or '1'"
+                               % (value, sensorname))
+            return value == "1"
+        if sensortype is bytes:
+            return as_bytes(value)
+        try:
+            return sensortype(value)
+        except (ValueError, TypeError) as exc:
+            self.test.fail("Value %r of sensor %r does not convert to %s: %s"
+                           % (value, sensorname, getattr(sensortype, "__name__", sensortype),
+                              exc))
 
     def get_sensor_value(self, sensorname: str, sensortype: type = str) -> Any:
         """Retrieve the value of a sensor."""
@@ -192,32 +222,43 @@ class BlockingTestClient(client.BlockingClient):
             name, value, sensortype, places = self.expected_sensor_value_tuple(*sensor_tuple)
             self.assert_sensor_not_equal(name, value, sensortype, msg=msg, places=places)
 
-    def wait_condition(self, timeout: float, predicate: Callable[..., bool], *args: Any,
-                       pollperiod: float = 0.02, **kwargs: Any) -> bool:
+    def wait_condition(self, timeout: float, predicate: Callable[..., Any], *args: Any,
+                       poll_period: float = 0.02, pollperiod: Optional[float] = None,
+                       **kwargs: Any) -> Any:
         """Wait for the boolean function ``predicate(*args, **kwargs)`` to become True.
 
-        It is checked every `pollperiod` seconds.
+        Parameters
+        ----------
+        timeout : float
+            Seconds to wait.
+        predicate : callable
+            Called with the other arguments, first at once and then every `poll_period`
+            seconds until it returns a true value or the time is up.
+        poll_period : float, optional
+            Seconds between calls (not passed to the predicate). ``pollperiod``, the
+            spelling of :meth:`wait_until_sensor_equals`, is taken too.
 
         Returns
         -------
-        met : bool
-            Whether the predicate became True within ``timeout`` seconds.
+        cond : object
+            The predicate's last value: true if it became true within `timeout`.
         """
+        if pollperiod is not None:
+            poll_period = pollperiod
         deadline = time.monotonic() + timeout
         idle = threading.Event()
         while True:
-            if predicate(*args, **kwargs):
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            idle.wait(pollperiod)
+            cond = predicate(*args, **kwargs)
+            if cond or time.monotonic() >= deadline:
+                return cond
+            idle.wait(poll_period)
 
     def wait_until_sensor_equals(self, timeout: float, sensorname: str, value: Any,
                                  sensortype: type = str, places: int = 7,
                                  pollperiod: float = 0.02) -> None:
         """Wait until a sensor's value equals the given value, or times out."""
         if not self.wait_condition(timeout, self._sensor_value_is, sensorname, value,
-                                   sensortype, places, pollperiod=pollperiod):
+                                   sensortype, places, poll_period=pollperiod):
             self.test.fail("Timed out after %s s waiting for sensor %r to equal %r"
                            % (timeout, sensorname, value))
 
@@ -228,7 +269,10 @@ class BlockingTestClient(client.BlockingClient):
         Parameters
         ----------
         expected_sensors : list of tuples
-            ``(name, description, units, type, params...)`` for each sensor.
+            ``(name, description, units, type, params...)`` for each sensor (str or
+            bytes). The params of a ``float`` sensor match in any form of the same
+            number, compared as ``"%g" % float(param)`` as in 0.9.3: ``0``, ``"0"`` and
+            ``0.0`` match a device's ``0.0``.
         ignore_descriptions : bool
             Compare only names, units, types and params.
         """
@@ -236,8 +280,11 @@ class BlockingTestClient(client.BlockingClient):
         self.test.assertTrue(reply.reply_ok(), "?sensor-list failed: %s" % reply)
 
         def normalise(fields: Sequence[Any]) -> Tuple[str, ...]:
-            # Expected float params as a device writes them (the device's are bytes).
-            fields = [repr(f) if isinstance(f, float) else readable(f) for f in fields]
+            fields = [readable(f) for f in fields]
+            if fields[3:4] == ["float"]:
+                # Both sides in one form, as 0.9.3 compared them: 0, "0", 0.0 and the
+                # device's b"0.0" all match.
+                fields[4:] = [_float_param(p) for p in fields[4:]]
             if ignore_descriptions:
                 fields = fields[:1] + fields[2:]
             return tuple(fields)
@@ -325,35 +372,50 @@ class BlockingTestClient(client.BlockingClient):
         -------
         reply, informs : Message, list of Message
         """
-        reply, informs = self._request_expecting(True, requestname, params, timeout, mid)
+        reply, informs, called = self._request_expecting(True, requestname, params, timeout,
+                                                         mid)
         args = [readable(a) for a in reply.arguments[1:]]
         if args_echo:
             args_equal = params
         if args_equal is not None:
-            self.test.assertEqual(args, [readable(a) for a in args_equal])
+            expected_args = [readable(a) for a in args_equal]
+            self.test.assertEqual(args, expected_args,
+                                  "Expected reply to %s to have arguments %r, but received %r."
+                                  % (called, expected_args, args))
         if args_in is not None:
-            self.test.assertIn(args, [[readable(a) for a in choice] for choice in args_in])
+            choices = [[readable(a) for a in choice] for choice in args_in]
+            self.test.assertIn(args, choices,
+                               "Expected reply to %s to have arguments in %r, but received %r."
+                               % (called, choices, args))
         if args_length is not None:
-            self.test.assertEqual(len(args), args_length)
+            self.test.assertEqual(len(args), args_length,
+                                  "Expected reply to %s to have %d arguments, but received "
+                                  "%d: %r." % (called, args_length, len(args), args))
         if informs_count is not None:
-            self.test.assertEqual(len(informs), informs_count)
+            self.test.assertEqual(len(informs), informs_count,
+                                  "Expected %d informs in reply to %s, but received %d."
+                                  % (informs_count, called, len(informs)))
         if informs_args_equal is not None:
-            self.test.assertEqual(
-                [[readable(a) for a in inform.arguments] for inform in informs],
-                [[readable(a) for a in expected] for expected in informs_args_equal])
+            informs_args = [[readable(a) for a in inform.arguments] for inform in informs]
+            expected_informs = [[readable(a) for a in expected]
+                                for expected in informs_args_equal]
+            self.test.assertEqual(informs_args, expected_informs,
+                                  "Expected informs in reply to %s to have arguments %r, but "
+                                  "received %r." % (called, expected_informs, informs_args))
         return reply, informs
 
     def assert_request_fails(self, requestname: Union[str, bytes], *params: Any,
-                             status_equals: Any = "fail", error_equals: Any = None,
+                             status_equals: Any = None, error_equals: Any = None,
                              timeout: Optional[float] = None, mid: Optional[int] = None
                              ) -> Tuple[Message, List[Message]]:
         """Assert that given request fails when called with given parameters.
 
         Keyword Arguments
         -----------------
-        status_equals : str
-            The reply code expected (default ``fail``).
-        error_equals : str
+        status_equals : str, optional
+            The reply code expected (``fail``, ``invalid``); by default any reply code
+            but ``ok`` passes, as in 0.9.3.
+        error_equals : str, optional
             The exact error text expected.
         timeout, mid
             As for :meth:`assert_request_succeeds`.
@@ -362,24 +424,45 @@ class BlockingTestClient(client.BlockingClient):
         -------
         reply, informs : Message, list of Message
         """
-        reply, informs = self._request_expecting(False, requestname, params, timeout, mid)
-        self.test.assertEqual(readable(reply.arguments[0]), readable(status_equals))
+        reply, informs, called = self._request_expecting(False, requestname, params, timeout,
+                                                         mid)
+        status, error = _status_and_error(reply)
+        if status_equals is not None:
+            self.test.assertEqual(status, readable(status_equals),
+                                  "Expected %s to return status %r, but the status was %r."
+                                  % (called, readable(status_equals), status))
         if error_equals is not None:
-            self.test.assertEqual(readable(reply.arguments[1]), readable(error_equals))
+            self.test.assertEqual(error, readable(error_equals),
+                                  "Expected %s to fail with error %r, but the error was %r."
+                                  % (called, readable(error_equals), error))
         return reply, informs
 
     def _request_expecting(self, succeed: bool, requestname: Union[str, bytes],
                            params: Sequence[Any], timeout: Optional[float], mid: Optional[int]
-                           ) -> Tuple[Message, List[Message]]:
-        """Make a request and assert that it succeeded (or failed, as `succeed` says)."""
+                           ) -> Tuple[Message, List[Message], str]:
+        """Make a request and assert that it succeeded (or failed, as `succeed` says).
+
+        Returns
+        -------
+        reply, informs : Message, list of Message
+        called : str
+            The request and its parameters, as the failure messages name them.
+        """
         requestname = readable(requestname)  # a str or bytes name, compared with reply.name
         reply, informs = self._request(requestname, *params, timeout=timeout, mid=mid)
-        self.test.assertEqual(reply.name, requestname)
-        expected, outcome = ("succeed", "failed") if succeed else ("fail", "succeeded")
-        self.test.assertEqual(reply.reply_ok(), succeed,
-                              "Expected request %r called with parameters %r to %s, but it "
-                              "%s: %s" % (requestname, params, expected, outcome, reply))
-        return reply, informs
+        called = "request %r called with parameters %r" % (requestname, params)
+        self.test.assertEqual(reply.name, requestname,
+                              "Expected the reply to %s to be named %r, but it was named %r."
+                              % (called, requestname, reply.name))
+        status, error = _status_and_error(reply)
+        if succeed:
+            msg = "Expected %s to succeed, but it failed with status %r and %s." % (
+                called, status, "no error message" if error is None else "error %r" % error)
+        else:
+            msg = "Expected %s to fail, but it succeeded with arguments %r." % (
+                called, [readable(a) for a in reply.arguments[1:]])
+        self.test.assertEqual(reply.reply_ok(), succeed, msg)
+        return reply, informs, called
 
     def test_setter_request(self, requestname: str, sensorname: str, sensortype: type = str,
                             good: Sequence[Any] = (), bad: Sequence[Any] = (),

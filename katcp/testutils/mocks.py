@@ -10,12 +10,18 @@ import tornado.gen
 import tornado.ioloop
 from tornado.concurrent import Future
 
+from katcp.loop.call_queue import CallQueue
+from katcp.loop.crossing import on_loop
 from katcp.object_proxies import ObjectWrapper
 from katcp.testutils.loops import _resolve_once
 
 
 class AtomicIaddCallback(ObjectWrapper):
-    """Wrap an object so that ``+=`` is atomic and calls a callback with the new value."""
+    """Wrap an object so that ``+=`` is atomic and calls a callback with the new value.
+
+    ``+=`` changes the wrapped object as it would unwrapped: a list is extended in
+    place, an immutable value (a number) is replaced.
+    """
 
     def __init__(self, ob: Any, callback: Callable[[Any], Any] = lambda x: x,
                  mutex: Any = None) -> None:
@@ -25,9 +31,9 @@ class AtomicIaddCallback(ObjectWrapper):
 
     def __iadd__(self, other: Any) -> "AtomicIaddCallback":
         with self._mutex:
-            new = self.__subject__ + other
-            object.__setattr__(self, "__subject__", new)
-            self._callback(new)
+            # The proxies' in-place rule: a list is extended in place, a number replaced.
+            super().__iadd__(other)  # type: ignore[misc]  # set on AbstractProxy by setattr
+            self._callback(self.__subject__)
         return self
 
 
@@ -79,35 +85,52 @@ class WaitingMock(mock.Mock):
 
 
 class AsyncWaitingMock(mock.Mock):
-    """A Mock whose calls can be waited for from a coroutine on the ioloop."""
+    """A Mock whose calls can be waited for from a coroutine on the ioloop.
+
+    The mock may be called from any thread: a waiter is woken on its own loop.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._waiters: List[Tuple[int, "Future[None]"]] = []
+        self._waiters: List[Tuple[int, "Future[None]", tornado.ioloop.IOLoop]] = []
+        # A call in another thread between a waiter's check of call_count and its
+        # registration would otherwise leave it waiting for the whole timeout.
+        self._waiters_lock = threading.Lock()
 
     def _mock_call(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super()._mock_call(*args, **kwargs)
         finally:
-            for count, future in list(self._waiters):
-                if self.call_count >= count:
-                    self._waiters.remove((count, future))
+            with self._waiters_lock:
+                due = [waiter for waiter in self._waiters if self.call_count >= waiter[0]]
+                for waiter in due:
+                    self._waiters.remove(waiter)
+            for _, future, ioloop in due:
+                if on_loop(ioloop):
                     _resolve_once(future, None)
+                else:
+                    CallQueue.of(ioloop).call(_resolve_once, future, None)
 
     @tornado.gen.coroutine
     def assert_wait_call_count(self, count: int, timeout: float = 1.0
                                ) -> Generator[Any, Any, None]:
         """Wait for mock to be called >= *count* times within *timeout* seconds."""
-        if self.call_count >= count:
-            return
         future: "Future[None]" = Future()
-        self._waiters.append((count, future))
+        ioloop = tornado.ioloop.IOLoop.current()
+        waiter = (count, future, ioloop)
+        with self._waiters_lock:
+            if self.call_count >= count:
+                return
+            self._waiters.append(waiter)
         try:
-            yield tornado.gen.with_timeout(
-                tornado.ioloop.IOLoop.current().time() + timeout, future)
+            yield tornado.gen.with_timeout(ioloop.time() + timeout, future)
         except tornado.gen.TimeoutError:
             raise AssertionError("Waited %s s for %d calls, got %d"
                                  % (timeout, count, self.call_count))
+        finally:
+            with self._waiters_lock:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
 
 
 def counting_callback(event: Optional[threading.Event] = None, number_of_calls: int = 1

@@ -14,8 +14,8 @@ class ClientConnectionTest:
     """A version of katcp.server.ClientConnection* suitable for testing.
 
     Records what a handler sends instead of sending it anywhere: ``messages`` holds every
-    inform and reply in the order sent, ``informs`` / ``replies`` / ``mass_informs`` each
-    kind. ``inform``, ``reply``, ``reply_inform`` and ``mass_inform`` are
+    inform (mass informs included) and reply in the order sent, ``informs`` / ``replies``
+    each kind, and ``mass_informs`` the mass informs alone. ``inform``, ``reply``, ``reply_inform`` and ``mass_inform`` are
     :class:`WaitingMock` objects, so a test can wait for calls made from another thread
     (``conn.inform.assert_wait_call_count(1)``).
     """
@@ -29,11 +29,16 @@ class ClientConnectionTest:
         self.inform = WaitingMock(side_effect=self._record_inform)
         self.reply_inform = WaitingMock(side_effect=self._record_reply_inform)
         self.reply = WaitingMock(side_effect=self._record_reply)
-        self.mass_inform = WaitingMock(side_effect=self._mass_informs.append)
+        self.mass_inform = WaitingMock(side_effect=self._record_mass_inform)
 
     def _record_inform(self, msg: Message) -> None:
         self._informs.append(msg)
         self.messages.append(msg)
+
+    def _record_mass_inform(self, msg: Message) -> None:
+        # Among the informs too, as in 0.9.3, where it went to this connection as well.
+        self._mass_informs.append(msg)
+        self._record_inform(msg)
 
     def _record_reply_inform(self, msg: Message, req_msg: Message) -> None:
         msg.mid = req_msg.mid

@@ -1,10 +1,11 @@
 """A tornado test case on a virtual clock that the test moves."""
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 import warnings
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import tornado.gen
 import tornado.ioloop
@@ -12,6 +13,8 @@ import tornado.testing
 import tornado.util
 from tornado.concurrent import Future, chain_future
 from tornado.platform.asyncio import AsyncIOLoop
+
+from katcp.loop.crossing import call_on_loop, on_loop
 
 
 class _WarpedLoopTime:
@@ -81,8 +84,7 @@ class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):
 
     def get_new_ioloop(self) -> tornado.ioloop.IOLoop:
         ioloop = _TimewarpIOLoop(make_current=False)
-        self.ioloop_time = 1000000.0
-        self._warped_clock = _WarpedLoopTime(self.ioloop_time)
+        self._warped_clock = _WarpedLoopTime(1000000.0)
         # BaseEventLoop reads the clock through self.time(); an instance attribute wins.
         ioloop.asyncio_loop.time = self._warped_clock
         # asyncio's debug mode times each callback with that clock: a warp made inside
@@ -90,33 +92,54 @@ class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):
         ioloop.asyncio_loop.slow_callback_duration = float("inf")
         return ioloop
 
-    def wake_ioloop(self) -> "asyncio.Task[None]":
+    @property
+    def ioloop_time(self) -> float:
+        """The virtual time of the ioloop.
+
+        Assigning it moves the loop's clock, as in 0.9.3, but does not wake the loop:
+        timers that the new time makes due run once the loop next looks at its clock.
+        :meth:`set_ioloop_time` also wakes it.
+        """
+        return self._warped_clock.now
+
+    @ioloop_time.setter
+    def ioloop_time(self, new_time: float) -> None:
+        self._warped_clock.now = new_time
+
+    def wake_ioloop(self) -> "Union[asyncio.Task[None], concurrent.futures.Future[None]]":
         """Let the ioloop run a few iterations so that it notices the new time.
+
+        Safe from any thread: from another thread than the loop's, the request is
+        handed to the loop, which wakes up for it.
 
         Returns
         -------
         woken : Future
             Resolves once the iterations have run; yield it from a test coroutine
-            (calling without yielding is fine too).
+            (calling without yielding is fine too). An :class:`asyncio.Task` on the
+            loop's thread, a :class:`concurrent.futures.Future` on any other.
         """
-        loop: asyncio.AbstractEventLoop = self.io_loop.asyncio_loop  # type: ignore[attr-defined]
-        return loop.create_task(self._let_loop_run())
+        if on_loop(self.io_loop, self.ioloop_thread_id):
+            loop: asyncio.AbstractEventLoop
+            loop = self.io_loop.asyncio_loop  # type: ignore[attr-defined]
+            return loop.create_task(self._let_loop_run())
+        return call_on_loop(self.io_loop, None, self._let_loop_run)
 
     async def _let_loop_run(self) -> None:
         for _ in range(self.WAKE_ITERATIONS):
             await asyncio.sleep(0)
 
     def set_ioloop_time(self, new_time: float, wake_ioloop: bool = True
-                        ) -> "Optional[asyncio.Task[None]]":
-        """Set the virtual time of the ioloop.
+                        ) -> "Union[asyncio.Task[None], concurrent.futures.Future[None], None]":
+        """Set the virtual time of the ioloop, from any thread.
 
         Returns
         -------
         woken : Future or None
-            With `wake_ioloop`, resolves once the loop has run at the new time.
+            With `wake_ioloop`, resolves once the loop has run at the new time (see
+            :meth:`wake_ioloop`).
         """
         self.ioloop_time = new_time
-        self._warped_clock.now = new_time
         if wake_ioloop:
             return self.wake_ioloop()
         return None
