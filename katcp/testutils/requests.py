@@ -15,7 +15,8 @@ class ClientConnectionTest:
 
     Records what a handler sends instead of sending it anywhere: ``messages`` holds every
     inform (mass informs included) and reply in the order sent, ``informs`` / ``replies``
-    each kind, and ``mass_informs`` the mass informs alone. ``inform``, ``reply``, ``reply_inform`` and ``mass_inform`` are
+    each kind, and ``mass_informs`` the mass informs alone. ``inform``, ``reply``,
+    ``reply_inform`` and ``mass_inform`` are
     :class:`WaitingMock` objects, so a test can wait for calls made from another thread
     (``conn.inform.assert_wait_call_count(1)``).
     """
