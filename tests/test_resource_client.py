@@ -4,6 +4,7 @@ import concurrent.futures
 import functools
 import socket
 import threading
+from unittest import mock
 
 import pytest
 import tornado.concurrent
@@ -14,7 +15,7 @@ from test_client import _closed_port
 from wait_helpers import waits_left_by
 
 from katcp import Message, ProtocolFlags, Sensor
-from katcp.core import AsyncEvent, until_any, until_later
+from katcp.core import AsyncEvent, AttrDict, until_any, until_later
 from katcp.ioloop_manager import IOLoopThreadWrapper
 from katcp.kattypes import Int, Str, request, return_reply
 from katcp.resource import KATCPReply, KATCPSensor, KATCPSensorError, SensorResultTuple
@@ -850,6 +851,51 @@ class TestHelpers(tornado.testing.AsyncTestCase):
         assert GroupResults(a=ok, b=ok)
         assert not GroupResults(a=ok, b=fail)
         assert not GroupResults(a=ok, b=None).succeeded
+
+
+class TestWithDocumentedCollaborators(tornado.testing.AsyncTestCase):
+    """What a resource asks of its collaborators is only what their docs promise, so
+    that a mock (or an inspecting client "or similar") stands in for them."""
+
+    def test_a_request_passes_on_only_the_keywords_given(self):
+        client = mock.Mock()
+        request = KATCPClientResourceRequest(
+            dict(name="the-request", description="d", timeout_hint=33.34), client)
+        request("parm1", 2)
+        client.wrapped_request.assert_called_once_with("the-request", "parm1", 2,
+                                                       timeout=33.34)
+        client.reset_mock()
+        request(mid=7, timeout=1.5)
+        client.wrapped_request.assert_called_once_with("the-request", timeout=1.5, mid=7)
+
+    @tornado.testing.gen_test
+    def test_the_model_follows_an_inspecting_client_with_the_documented_methods(self):
+        spec = dict(name="dev", address=("testhost", 12345), controlled=False,
+                    always_allowed_requests=["req-one", "excluded_one"],
+                    always_excluded_requests=["excluded-one"])
+        resource = KATCPClientResource(spec)
+        inspecting = mock.Mock(spec=["future_get_request", "future_get_sensor"])
+
+        def done(value):
+            future = tornado.concurrent.Future()
+            future.set_result(value)
+            return future
+
+        inspecting.future_get_request.side_effect = lambda name: done(
+            KATCPClientResourceRequest(dict(name=name, description=name), inspecting))
+        inspecting.future_get_sensor.side_effect = lambda name: done(
+            KATCPSensor(dict(name=name, description="", units="", sensor_type=Sensor.INTEGER,
+                             params=[]), resource._sensor_manager))
+        resource._inspecting_client = inspecting
+        yield resource._update_model(AttrDict(
+            requests=AttrDict(added={"req-one", "excluded-one", "other"}, removed=set()),
+            sensors=AttrDict(added={"an.int"}, removed=set())))
+        # Not controlled: only the always allowed requests, less the always excluded.
+        assert list(resource.req) == ["req_one"]
+        assert list(resource.sensor) == ["an_int"]
+        yield resource._remove_sensors(["an.int"])
+        yield resource._remove_requests(["req-one"])
+        assert list(resource.req) == [] and list(resource.sensor) == []
 
 
 def container_spec(servers, names, groups=None):

@@ -79,17 +79,16 @@ class KATCPClientResourceRequest(resource.KATCPRequest):
         self._client = client
         super().__init__(request_description, is_active)
 
-    def issue_request(self, *args: Any, timeout: Optional[float] = None,
-                      mid: Optional[int] = None, use_mid: Optional[bool] = None) -> Any:
+    def issue_request(self, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
         """Issue the wrapped request to the server.
 
         As :meth:`ReplyWrappedInspectingClientAsync.wrapped_request` with this request's
-        name; a `timeout` of None uses the request's :attr:`timeout_hint`.
+        name; a `timeout` of None uses the request's :attr:`timeout_hint`. The other
+        keyword arguments (`mid`, `use_mid`) are passed on only if given, as in 0.9.3.
         """
         if timeout is None:
             timeout = self.timeout_hint
-        return self._client.wrapped_request(self.name, *args, timeout=timeout, mid=mid,
-                                            use_mid=use_mid)
+        return self._client.wrapped_request(self.name, *args, timeout=timeout, **kwargs)
 
 
 class _StrategyWishes:

@@ -7,7 +7,7 @@ import inspect
 import logging
 import re
 import sys
-from typing import Any, Callable, Dict, Generator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Sequence
 
 import tornado.gen
 import tornado.ioloop
@@ -493,46 +493,68 @@ class KATCPClientResource(resource.KATCPResource):
     def _inspecting_client_state_callback(self, state: Any, model_changes: Any
                                           ) -> Generator[Any, Any, None]:
         # Waits only for what is not done yet: in a sync nothing is, and the callback
-        # then costs its device no coroutine runs or loop turns.
+        # then costs its device no loop turns.
         if not state.connected:
             self._state.set_state("disconnected")
         elif not state.synced:
             self._state.set_state("syncing")
             if model_changes:
-                yield from self._update_model(model_changes)
+                yield from _result_of(self._update_model(model_changes))
         else:
             # Strategies can only be set once the sensor objects exist, i.e. after the
             # model update of the data-synced callback.
             yield from _result_of(self._sensor_manager.reapply_sampling_strategies())
             self._state.set_state("synced")
 
+    @tornado.gen.coroutine
     def _update_model(self, model_changes: Any) -> Generator[Any, Any, None]:
-        # For ``yield from`` in the state callback.
-        ic = self._inspecting_client
+        """Bring the req and sensor namespaces in line with the inspecting client's
+        `model_changes` (an item modified is in both its removed and added sets)."""
         if "requests" in model_changes:
-            changes = model_changes.requests
-            yield from self._update_namespace("req", changes.removed, ic._future_get_many(
-                "requests", [name for name in changes.added
-                             if self._request_allowed(escape_name(name))]))
+            yield from _result_of(self._remove_requests(model_changes.requests.removed))
+            yield from _result_of(self._add_requests(model_changes.requests.added))
         if "sensors" in model_changes:
-            changes = model_changes.sensors
-            added_names = yield from self._update_namespace(
-                "sensor", changes.removed, ic._future_get_many("sensors", changes.added))
-            if self._strategy_wishes or self._sensor_listener_cache:
-                for escaped_name in added_names:
-                    self._restore_sensor_wishes(escaped_name, self._sensor[escaped_name])
+            yield from _result_of(self._remove_sensors(model_changes.sensors.removed))
+            yield from _result_of(self._add_sensors(model_changes.sensors.added))
 
-    def _update_namespace(self, kind: str, removed: Sequence[str], getting: Any
-                          ) -> Generator[Any, Any, List[str]]:
+    @tornado.gen.coroutine
+    def _add_requests(self, request_keys: Iterable[str]) -> Generator[Any, Any, None]:
+        """Add the device's requests named `request_keys` that this resource exposes
+        (see `controlled` and the always allowed and excluded requests)."""
+        names = [name for name in request_keys if self._request_allowed(escape_name(name))]
+        requests = yield from _result_of(
+            _future_get_many(self._inspecting_client, "requests", names))
+        self._update_namespace("req", (), requests)
+
+    @tornado.gen.coroutine
+    def _remove_requests(self, request_keys: Iterable[str]) -> None:
+        self._update_namespace("req", request_keys, ())
+
+    @tornado.gen.coroutine
+    def _add_sensors(self, sensor_keys: Iterable[str]) -> Generator[Any, Any, None]:
+        """Add the device's sensors named `sensor_keys`, with the strategies and
+        listeners wished for them."""
+        sensors = yield from _result_of(
+            _future_get_many(self._inspecting_client, "sensors", sensor_keys))
+        added_names = self._update_namespace("sensor", (), sensors)
+        if self._strategy_wishes or self._sensor_listener_cache:
+            for escaped_name in added_names:
+                self._restore_sensor_wishes(escaped_name, self._sensor[escaped_name])
+
+    @tornado.gen.coroutine
+    def _remove_sensors(self, sensor_keys: Iterable[str]) -> None:
+        self._update_namespace("sensor", sensor_keys, ())
+
+    def _update_namespace(self, kind: str, removed: Iterable[str], added: Sequence[Any]
+                          ) -> List[str]:
         """Update namespace `kind` ('req' or 'sensor') and mirror it in the parent.
 
-        The `removed` names go, and the objects of the list that the `getting` future
-        resolves to come in (unless None). Gives the escaped names added (for ``yield
-        from`` in the state callback).
+        The `removed` names go and the `added` objects (but None) come in. Gives the
+        escaped names added.
         """
         namespace = getattr(self, "_" + kind)
-        removed_names = _remove_from(namespace, removed)
-        added_names = _add_to(namespace, (yield from _result_of(getting)))
+        removed_names = _remove_from(namespace, list(removed))
+        added_names = _add_to(namespace, added)
         if self._parent and (added_names or removed_names):
             self._parent._child_changed(self, kind, added_names, removed_names)
         return added_names
@@ -548,6 +570,22 @@ class KATCPClientResource(resource.KATCPResource):
         self._sensor_manager._sensor_appeared(sensor_obj.name)
         for listener in self._sensor_listener_cache.get(escaped_name, ()):
             sensor_obj.register_listener(listener, reading=True)
+
+
+def _future_get_many(inspecting_client: Any, kind: str, names: Iterable[str]) -> Any:
+    """A future of the inspecting client's objects of `kind` ('sensors' or 'requests')
+    called `names`, None for an unknown one.
+
+    Through our inspecting client's one future for all of them where it has that; any
+    other (one "or similar", as ``inspecting_client_factory`` allows, or a mock) is
+    asked with its documented ``future_get_sensor`` / ``future_get_request``.
+    """
+    get_many = getattr(type(inspecting_client), "_future_get_many", None)
+    if get_many is not None:
+        return get_many(inspecting_client, kind, names)
+    get_one = (inspecting_client.future_get_sensor if kind == "sensors"
+               else inspecting_client.future_get_request)
+    return tornado.gen.multi([get_one(name) for name in names])
 
 
 def _result_of(future: Any) -> Generator[Any, Any, Any]:
