@@ -23,7 +23,8 @@ from katcp.client import (
     address_to_string,
     request_check,
 )
-from katcp.core import KatcpVersionError, Message, ProtocolFlags
+from katcp.core import KatcpClientDisconnected, KatcpVersionError, Message, ProtocolFlags
+from katcp.testutils import call_in_ioloop
 from wait_helpers import run_case_for_leftovers, waits_left_by
 
 WAIT = 5.0
@@ -606,6 +607,33 @@ def test_request_while_not_connected_fails_at_once(make_client):
         assert client.wait_running(WAIT)
         reply, informs = client.blocking_request(Message.request("echo"))
         assert reply.arguments == [b"fail", b"Client not connected"] and informs == []
+
+
+def test_sending_on_the_loop_while_not_connected_raises_client_disconnected(make_client,
+                                                                           caplog):
+    with _closed_port() as port:
+        client = make_client(CallbackClient, port, timeout=WAIT)
+        client.start()
+        assert client.wait_running(WAIT)
+
+        def send(method, msg):
+            try:
+                method(msg)
+            except Exception as exc:
+                return exc
+
+        raised = [call_in_ioloop(client.ioloop, send, method, msg) for method, msg in [
+            (client.send_message, Message.inform("note")),
+            (client.send_request, Message.request("echo")),
+            (client.request, Message.request("echo"))]]
+        for exc in raised:
+            assert isinstance(exc, KatcpClientDisconnected)
+            assert str(exc) == "Not connected to device 127.0.0.1:%d" % port
+        # From another thread (thread safe) the send is the loop's: logged there.
+        with caplog.at_level(logging.WARNING, logger="katcp.client"):
+            client.send_message(Message.inform("note"))
+            call_in_ioloop(client.ioloop, lambda: None)  # the loop has had it
+        assert "Cannot send message: client not connected" in caplog.text
 
 
 def test_oversized_message_closes_connection(server, make_client):

@@ -11,7 +11,7 @@ from katcp.client.lifecycle import ClientLifecycle, log
 from katcp.client.protocol import ClientProtocol
 from katcp.client.threadsafe import wrap_threadsafe_methods
 from katcp.loop.crossing import is_awaitable, on_thread
-from katcp.wire.errors import KatcpVersionError
+from katcp.wire.errors import KatcpClientDisconnected, KatcpVersionError
 from katcp.wire.flags import (FLOAT_TS_KATCP_MAJOR, SEC_TS_KATCP_MAJOR,
                               VERSION_CONNECT_KATCP_MAJOR, ProtocolFlags)
 from katcp.wire.handlers import DeviceMetaclass
@@ -285,7 +285,8 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         """Send any kind of message.
 
         Call it from the client's ioloop, or from any thread once
-        :meth:`enable_thread_safety` has been called. Failures are logged, not raised.
+        :meth:`enable_thread_safety` has been called. From another thread the message
+        is handed to the ioloop, and a failure to send it there is logged, not raised.
 
         Parameters
         ----------
@@ -294,13 +295,19 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
 
         Raises
         ------
+        KatcpClientDisconnected
+            If called on the ioloop while the client is not connected.
         AssertionError
             If called from another thread without thread safety enabled.
 
         """
         data = bytes(msg) + b"\n"
         if on_thread(self.ioloop_thread_id):
-            self._write(data)
+            protocol = self._protocol
+            if protocol is None:
+                raise KatcpClientDisconnected("Not connected to device %s"
+                                              % self.bind_address_string)
+            protocol.write(data)
         elif self._threadsafe:
             try:
                 self._post_to_loop(self._write, data)
@@ -391,7 +398,11 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         if isinstance(reply, Message):
             if reply.mid is None and reply.mtype == Message.REPLY:
                 reply.mid = msg.mid
-            self.send_message(reply)
+            try:
+                self.send_message(reply)
+            except KatcpClientDisconnected:  # the server went while its request ran
+                self._logger.warning("Cannot reply to %s: client not connected to %s",
+                                     msg.name, self.bind_address_string)
 
     def unhandled_inform(self, msg: Message) -> None:
         """Fallback for an inform message without a handler (override it); ignores it."""
