@@ -1025,6 +1025,23 @@ def test_a_failing_request_handler_is_answered_with_its_traceback_up_to_tb_limit
     assert b"ValueError:\\_too\\_deep" in reply
 
 
+def test_a_reply_ready_after_the_server_went_is_logged_as_not_sent(
+        server, make_client, caplog):
+    client = make_client(FailingClient, server.port, auto_reconnect=False)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    server.send(b"?later[3]")
+    later = client.pending.get(timeout=WAIT)
+    server.drop_connections()
+    assert client.wait_disconnected(WAIT)
+    with caplog.at_level(logging.WARNING):
+        call_in_ioloop(client.ioloop, later.set_result, Message.reply("later", "ok"))
+        call_in_ioloop(client.ioloop, lambda: None)  # callbacks of the result have run
+    assert "Cannot reply to later: client not connected to 127.0.0.1:%d" % server.port \
+        in caplog.text
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
 def test_a_request_handlers_future_cancelled_is_answered_with_nothing(
         server, make_client, caplog):
     client = make_client(FailingClient, server.port)
