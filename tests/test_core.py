@@ -872,6 +872,29 @@ class TestAsyncHelpers(tornado.testing.AsyncTestCase):
         with pytest.raises(tornado.gen.TimeoutError):
             yield until_some(Future(), Future(), done_at_least=1, timeout=0.01)
 
+    @tornado.testing.gen_test(timeout=10)
+    def test_until_any_and_until_some_follow_futures_of_other_threads(self):
+        # Debug mode refuses a loop future set from another thread, as asyncio's rules do.
+        self.io_loop.asyncio_loop.set_debug(True)
+        for wait in (lambda cf: until_any(cf), lambda cf: until_some(cf, done_at_least=1)):
+            resolvable, cf = threading.Event(), concurrent.futures.Future()
+
+            def resolve():
+                resolvable.wait(5)
+                cf.set_result("from a thread")
+
+            thread = threading.Thread(target=resolve)
+            thread.start()
+            waiting = wait(cf)
+            resolvable.set()
+            result = yield tornado.gen.with_timeout(self.io_loop.time() + 5, waiting)
+            assert result in ("from a thread", [(0, "from a thread")])
+            thread.join(5)
+        done = concurrent.futures.Future()
+        done.set_result(1)
+        # One done already: decided on return, as for loop futures.
+        assert until_any(done, Future()).result() == 1
+
     @tornado.testing.gen_test(timeout=5)
     def test_until_any_of_futures_decided_in_one_turn_is_the_first_quietly(self):
         errors = _ErrorRecords("asyncio")

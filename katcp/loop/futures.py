@@ -66,6 +66,19 @@ def _copy_outcome(source: "asyncio.Future[Any]", target: "asyncio.Future[Any]") 
         target.set_result(source.result())
 
 
+def _followed_on(loop: asyncio.AbstractEventLoop, future: Any) -> Any:
+    """`future` (anything a tornado coroutine may yield), to be followed on `loop`.
+
+    A pending concurrent.futures.Future calls back in the thread that resolves it,
+    where nothing may touch the loop: it is followed through asyncio.wrap_future,
+    which crosses into the loop safely (and wakes it).
+    """
+    inner = tornado.gen.convert_yielded(future)
+    if asyncio.isfuture(inner) or inner.done():
+        return inner
+    return asyncio.wrap_future(inner, loop=loop)
+
+
 _TIMEOUT_ERROR = object()
 
 
@@ -421,7 +434,7 @@ def until_any(*futures: Any, timeout: Optional[float] = None,
         Loop to use; defaults to the current loop.
     """
     any_future, _ = _new_future(ioloop)
-    converted = [tornado.gen.convert_yielded(future) for future in futures]
+    converted = [_followed_on(any_future.get_loop(), future) for future in futures]
     for future in converted:
         if future.done():
             # Already decided: resolved on return, not on a later loop turn.
@@ -472,7 +485,7 @@ def until_some(*args: Any, done_at_least: Optional[int] = None,
     if args and kwargs:
         some_future.set_exception(ValueError("You must provide args or kwargs, not both"))
         return some_future
-    keyed = [(key, tornado.gen.convert_yielded(future))
+    keyed = [(key, _followed_on(some_future.get_loop(), future))
              for key, future in (kwargs.items() if kwargs else enumerate(args))]
     needed = len(keyed) if done_at_least is None else min(done_at_least, len(keyed))
     results: List[Tuple[Any, Any]] = []
