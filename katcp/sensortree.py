@@ -4,11 +4,29 @@ A tree attaches itself as an observer to every sensor it holds; when a child cha
 each of its parents is recalculated (and a parent's change in turn propagates up).
 """
 
-from typing import Any, Callable, Dict, Iterable, Set, Tuple
+import functools
+import threading
+from typing import Any, Callable, Dict, Iterable, Set, Tuple, TypeVar, cast
 
 from katcp.wire.sensor import Reading, Sensor
 
 _Rule = Callable[[Sensor, Any], Any]
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _one_at_a_time(method: _Method) -> _Method:
+    """Run `method` under its tree's lock.
+
+    Sensors are set from any thread (a server's handler and polling threads): a
+    parent is recalculated from all its children, and its links and rules change, one
+    thread at a time, so that no older result is written last and no rule goes while
+    it is used. Reentrant, as a parent's update recalculates its own parents.
+    """
+    @functools.wraps(method)
+    def locked(self: "GenericSensorTree", *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return cast(_Method, locked)
 
 
 class GenericSensorTree:
@@ -19,12 +37,14 @@ class GenericSensorTree:
     """
 
     def __init__(self) -> None:
+        self._lock = threading.RLock()
         self._child_to_parents: Dict[Sensor, Set[Sensor]] = {}
         self._parent_to_children: Dict[Sensor, Set[Sensor]] = {}
 
     def __contains__(self, sensor: Sensor) -> bool:
         return sensor in self._parent_to_children
 
+    @_one_at_a_time
     def update(self, sensor: Sensor, reading: Reading) -> None:
         """Update callback used by sensors to notify observers of changes.
 
@@ -53,6 +73,7 @@ class GenericSensorTree:
     def _is_unlinked(self, sensor: Sensor) -> bool:
         return not self._parent_to_children[sensor] and not self._child_to_parents[sensor]
 
+    @_one_at_a_time
     def add_links(self, parent: Sensor, children: Iterable[Sensor]) -> None:
         """Create dependency links from parent to child.
 
@@ -77,6 +98,7 @@ class GenericSensorTree:
         for sensor in added:
             sensor.attach(self)
 
+    @_one_at_a_time
     def remove_links(self, parent: Sensor, children: Iterable[Sensor]) -> None:
         """Remove dependency links from parent to child.
 
@@ -139,6 +161,7 @@ class BooleanSensorTree(GenericSensorTree):
         super().__init__()
         self._parent_to_not_ok: Dict[Sensor, Set[Sensor]] = {}
 
+    @_one_at_a_time
     def add(self, parent: Sensor, child: Sensor) -> None:
         """Add a pair of boolean sensors.
 
@@ -161,6 +184,7 @@ class BooleanSensorTree(GenericSensorTree):
                 raise ValueError("Sensor %r is not boolean." % (sensor.name,))
         self.add_links(parent, (child,))
 
+    @_one_at_a_time
     def remove(self, parent: Sensor, child: Sensor) -> None:
         """Remove a dependency between parent and child.
 
@@ -218,6 +242,7 @@ class AggregateSensorTree(GenericSensorTree):
         if parent in self._aggregates or parent in self._incomplete_aggregates:
             raise ValueError("Sensor %r already has an aggregate rule." % (parent.name,))
 
+    @_one_at_a_time
     def add(self, parent: Sensor, rule_function: _Rule, children: Iterable[Sensor]) -> None:
         """Create an aggregation rule.
 
@@ -239,6 +264,7 @@ class AggregateSensorTree(GenericSensorTree):
         self._aggregates[parent] = (rule_function, children)
         self.add_links(parent, children)
 
+    @_one_at_a_time
     def add_delayed(self, parent: Sensor, rule_function: _Rule,
                     child_names: Iterable[str]) -> None:
         """Create an aggregation rule before child sensors are present.
@@ -256,6 +282,7 @@ class AggregateSensorTree(GenericSensorTree):
         else:
             self.add(parent, rule_function, found)
 
+    @_one_at_a_time
     def register_sensor(self, child: Sensor) -> None:
         """Register a sensor required by an aggregate sensor registered with add_delayed.
 
@@ -281,6 +308,7 @@ class AggregateSensorTree(GenericSensorTree):
                     del self._incomplete_aggregates[parent]
                     self.add(parent, rule_function, found)
 
+    @_one_at_a_time
     def deregister_sensor(self, child: Sensor) -> None:
         """Deregister a sensor previously passed to :meth:`register_sensor`.
 
@@ -315,6 +343,7 @@ class AggregateSensorTree(GenericSensorTree):
             del self._aggregates[parent]
             self._incomplete_aggregates[parent] = (rule_function, {name}, remaining)
 
+    @_one_at_a_time
     def remove(self, parent: Sensor) -> None:
         """Remove an aggregation rule.
 

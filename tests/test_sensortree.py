@@ -1,5 +1,7 @@
 """Tests for katcp.sensortree."""
 
+import threading
+
 import pytest
 
 from katcp.core import Sensor
@@ -192,3 +194,33 @@ class TestAggregateSensorTree:
         tree.remove(agg)
         tree.register_sensor(sensor1)
         assert agg not in tree
+
+
+def test_a_parent_is_recalculated_by_one_thread_at_a_time():
+    # Thread A's recalculation reads the children, then stalls; thread B, setting
+    # another child meanwhile, must wait for it, or A would write its older sum last.
+    tree = AggregateSensorTree()
+    parent = Sensor.integer("sum", "", "", [0, 100])
+    first, second = Sensor.integer("first", "", "", [0, 10]), Sensor.integer("second", "", "",
+                                                                               [0, 10])
+    children_read, proceed, b_done = threading.Event(), threading.Event(), threading.Event()
+
+    def rule(parent, children):
+        total = sum(child.value() for child in children)
+        if threading.current_thread().name == "A":
+            children_read.set()
+            proceed.wait(5)
+        parent.set_value(total)
+
+    tree.add(parent, rule, (first, second))
+    a = threading.Thread(target=first.set_value, args=(1,), name="A")
+    b = threading.Thread(target=lambda: (second.set_value(2), b_done.set()), name="B")
+    a.start()
+    assert children_read.wait(5)
+    b.start()
+    assert not b_done.wait(0.2)  # B waits for A's recalculation
+    proceed.set()
+    for thread in (a, b):
+        thread.join(5)
+    assert b_done.is_set() and parent.value() == 3
+
