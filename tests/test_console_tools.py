@@ -5,6 +5,7 @@ Exit statuses: 0 success, 1 a request failed, 2 network trouble, 64 usage error,
 130 Ctrl-C, 141 output pipe closed.
 """
 
+import contextlib
 import fcntl
 import io
 import os
@@ -26,7 +27,8 @@ import katcp
 from katcp import AsyncReply
 from katcp.kattypes import request, return_reply
 from katcp.scripts import TOOLS
-from katcp.scripts._connection import check_address
+from katcp.scripts import cmd
+from katcp.scripts._connection import LineConnection, check_address
 from katcp.scripts.exampleserver import ExampleServer
 from katcp.scripts.shell import DeviceSession
 
@@ -541,3 +543,28 @@ def test_ctrl_c_while_waiting_for_a_reply_returns_to_the_prompt(device, terminal
     term.expect(rb"!watchdog ok\r\n")
     term.type(b"quit\r")
     assert term.proc.wait(WAIT) == 0
+
+
+# --- watch: a v4 server's millisecond timestamps ---
+
+@pytest.mark.parametrize("greeting, in_ms", [
+    (b"#version api-4.0\n#build-state roach-4.1\n", True),
+    (b"#build-state roach-4.1\n", True),
+    (b"#version-connect katcp-protocol 4.0\n", True),
+    (b"#version-connect katcp-protocol 5.0-IM\n", False),
+    (b"#log info 1 x hello\n", False),
+])
+def test_watch_reads_the_greeting_for_the_timestamp_unit(greeting, in_ms):
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        conn = LineConnection(listener.getsockname()[:2], WAIT)
+        server_side, _ = listener.accept()
+        with server_side, contextlib.closing(conn):
+            server_side.sendall(greeting)
+            for _ in range(greeting.count(b"\n")):
+                conn.read_message()
+            assert conn.timestamps_in_ms is in_ms
+            stamp = b"1700000000500" if in_ms else b"1700000000.5"
+            server_side.sendall(b"#sensor-status " + stamp + b" 1 temp nominal 21.5\n")
+            _, msg = conn.read_message()
+            assert cmd._format_status(msg, conn.timestamps_in_ms) == \
+                "2023-11-14 22:13:20.500 temp nominal 21.5"

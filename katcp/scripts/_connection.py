@@ -13,8 +13,9 @@ import socket
 import textwrap
 from typing import List, Mapping, Optional, Tuple
 
-from katcp.core import KatcpSyntaxError, Message, MessageParser
+from katcp.core import KatcpSyntaxError, Message, MessageParser, ProtocolFlags
 from katcp.transport.framing import LineFramer
+from katcp.wire.flags import SEC_TS_KATCP_MAJOR
 from katcp.wire.text import readable
 
 DEFAULT_ENV_VAR = "KATCP_SERVER"
@@ -23,6 +24,9 @@ MAX_LINE = 2 * 1024 * 1024  # as the library's client (MAX_MSG_SIZE)
 TEXT_INDENT = "    "
 
 log = logging.getLogger("katcp.scripts")
+
+# The informs a server greets with: #version-connect (v5), #version and #build-state (v4).
+_GREETINGS = frozenset(["version-connect", "version", "build-state"])
 
 
 class ConnectionFailed(Exception):
@@ -130,6 +134,9 @@ class LineConnection:
         self._parser = MessageParser()
         self._framer = LineFramer(MAX_LINE)
         self._lines: List[bytes] = []
+        # Whether the server's greeting said it writes timestamps in milliseconds (KATCP
+        # v4 and below); read where the greeting passes through read_message().
+        self.timestamps_in_ms = False
 
     def close(self) -> None:
         self._sock.close()
@@ -174,9 +181,22 @@ class LineConnection:
         """Return ``(raw_line, Message or None)``; None for a line that does not parse."""
         line = self.read_line()
         try:
-            return line, self._parser.parse(line)
+            msg = self._parser.parse(line)
         except KatcpSyntaxError:
             return line, None
+        if msg.mtype == Message.INFORM and msg.name in _GREETINGS:
+            self._note_greeting(msg)
+        return line, msg
+
+    def _note_greeting(self, msg: Message) -> None:
+        if msg.name != "version-connect":  # #version, #build-state: a v4 server
+            self.timestamps_in_ms = True
+        elif msg.arguments[:1] == [b"katcp-protocol"] and len(msg.arguments) > 1:
+            try:
+                flags = ProtocolFlags.parse_version(msg.arguments[1])
+            except ValueError:
+                return
+            self.timestamps_in_ms = (flags.major or SEC_TS_KATCP_MAJOR) < SEC_TS_KATCP_MAJOR
 
 
 def for_people(msg: Message) -> str:

@@ -6,6 +6,7 @@ status tells how the request went: see ``EPILOG``.
 """
 
 import contextlib
+import functools
 import sys
 import time
 from typing import List, NoReturn, Optional, Sequence, TextIO, Tuple
@@ -18,6 +19,7 @@ from katcp.scripts._connection import (
     chosen_address, for_people, looks_like_address)
 from katcp.wire.message import Message
 from katcp.wire.text import readable
+from katcp.wire.types import ms_to_seconds
 
 PROG = "katcp-cmd"
 EPILOG = """\
@@ -82,12 +84,15 @@ def _request(conn, request, raw, out, show_informs=()):
             return msg
 
 
-def _format_status(msg):
+def _format_status(msg, timestamps_in_ms=False):
     # #sensor-status timestamp count name status value [name status value ...]
     args = [readable(a) for a in msg.arguments]
     try:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(args[0])))
-        stamp += ("%.3f" % (float(args[0]) % 1))[1:]
+        seconds = float(args[0])
+        if timestamps_in_ms:
+            seconds = ms_to_seconds(seconds)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
+        stamp += ("%.3f" % (seconds % 1))[1:]
     except (ValueError, IndexError, OverflowError):
         stamp = args[0] if args else "?"
     fields = args[2:]
@@ -115,7 +120,8 @@ def run_watch(address: Tuple[str, int], request: Message, timeout: float, raw: b
             if msg is None or msg.mtype != Message.INFORM:
                 continue
             if msg.name == "sensor-status":
-                _show(msg, line, raw, out, _format_status)
+                _show(msg, line, raw, out,
+                      functools.partial(_format_status, timestamps_in_ms=conn.timestamps_in_ms))
             elif msg.name == "disconnect":
                 raise ConnectionFailed("server disconnected: %s" % for_people(msg))
 
