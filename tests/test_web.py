@@ -15,7 +15,7 @@ import tornado.httpclient
 import tornado.websocket
 
 import katcp.web.app
-from katcp import Sensor
+from katcp import ProtocolFlags, Sensor
 from katcp.scripts.exampleserver import ExampleServer
 from katcp.web import WebServer
 from katcp.web.app import allowed_hosts, is_loopback
@@ -103,6 +103,32 @@ def test_page_first_says_what_it_may_do_then_shows_every_sensor(device):
         finally:
             web.stop()
     run(scenario())
+
+
+class V4Server(ExampleServer):
+    PROTOCOL_INFO = ProtocolFlags(4, 0, "")
+
+
+def test_a_v4_device_shows_the_versions_and_protocol_of_its_greeting():
+    device = V4Server("127.0.0.1", 0)
+    device.start(timeout=WAIT)
+
+    async def scenario():
+        web = await started(device)
+        try:
+            conn = await open_page_socket(web)
+            snapshot = await next_message(conn, synced_snapshot)
+            identity = snapshot["identity"]
+            assert identity["protocol"] == "4.0" and identity["flags"] == []
+            names = [fields[0] for fields in identity["versions"]]
+            assert names == ["katcp-device-version", "katcp-device-build-state"]
+            conn.close()
+        finally:
+            web.stop()
+    try:
+        run(scenario())
+    finally:
+        stop_server(device)
 
 
 def test_a_sensor_change_reaches_every_open_page(device):

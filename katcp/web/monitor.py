@@ -60,6 +60,13 @@ def message_dict(msg: Message) -> Dict[str, Any]:
             "arguments": [readable(arg) for arg in msg.arguments]}
 
 
+def _describe_protocol(identity: Dict[str, Any], flags: Any) -> None:
+    """Put the KATCP version and protocol flags of `flags` (None: unknown) in `identity`."""
+    if flags is not None:
+        identity["protocol"] = "%s.%s" % (flags.major, flags.minor)
+        identity["flags"] = [text for flag, text in FLAG_NAMES if flag in flags.flags]
+
+
 class DeviceMonitor:
     """Watch one KATCP device and push what it shows to subscribers.
 
@@ -205,6 +212,11 @@ class DeviceMonitor:
         identity: Dict[str, Any] = {"versions": [], "protocol": None, "flags": []}
         version_list = dict.get(self.resource.req, "version_list")
         if version_list is None:
+            # A KATCP v4 device has no ?version-list: it named its versions (#version,
+            # #build-state) in its greeting, which the client kept.
+            client = self.resource._inspecting_client.katcp_client
+            identity["versions"] = [[name, *values] for name, values in client.versions.items()]
+            _describe_protocol(identity, client.protocol_flags)
             return identity
         try:
             reply = await version_list(timeout=self.request_timeout)
@@ -216,9 +228,7 @@ class DeviceMonitor:
             if fields:
                 identity["versions"].append(fields)
             if len(fields) >= 2 and fields[0] == "katcp-protocol":
-                flags = ProtocolFlags.parse_version(fields[1])
-                identity["protocol"] = "%s.%s" % (flags.major, flags.minor)
-                identity["flags"] = [text for flag, text in FLAG_NAMES if flag in flags.flags]
+                _describe_protocol(identity, ProtocolFlags.parse_version(fields[1]))
         return identity
 
     # -- readings -------------------------------------------------------------------------
