@@ -442,12 +442,13 @@ def test_ipython_threaded_style_in_separate_cells(device):
         "with provisionalcompleter():\n"
         "    for text in ('station.req.ec', 'station.sensor.wind'):\n"
         "        found = get_ipython().Completer.completions(text, len(text))\n"
-        "        print('COMPLETED', text, sorted(c.text for c in found))",
+        # (IPython 8 on Python 3.9 completes to the whole text, newer ones from the dot.)
+        "        print('COMPLETED', text, sorted(c.text.split('.')[-1] for c in found))",
         "station.close()",
     ]
     results, output = run_ipython_cells(cells)
     assert [success for _, success, _ in results] == [True] * 4 + [False] + [True] * 3
     assert "did you mean 'ambient_temperature'" in results[4][2]
     assert "REPLY !echo ok hi there" in output and "VALUE 21.5" in output
-    assert "COMPLETED station.req.ec ['.echo']" in output
-    assert "COMPLETED station.sensor.wind ['.wind_speed']" in output
+    assert "COMPLETED station.req.ec ['echo']" in output
+    assert "COMPLETED station.sensor.wind ['wind_speed']" in output
