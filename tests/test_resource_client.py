@@ -869,6 +869,19 @@ class TestWithDocumentedCollaborators(tornado.testing.AsyncTestCase):
         client.wrapped_request.assert_called_once_with("the-request", timeout=1.5, mid=7)
 
     @tornado.testing.gen_test
+    def test_a_group_of_mock_clients_waits_on_them(self):
+        clients = [mock.Mock() for _ in range(3)]
+        for number, client in enumerate(clients):
+            client.name = "resource%d" % number
+            client.wait.return_value = tornado.concurrent.Future()
+            client.wait.return_value.set_result(number < 2)
+        group = ClientGroup("group", clients)
+        assert list(group.req) == []
+        result = yield group.wait("sensor", "value", timeout=1, quorum=2)
+        assert result and result == {"resource0": True, "resource1": True,
+                                     "resource2": False}
+
+    @tornado.testing.gen_test
     def test_the_model_follows_an_inspecting_client_with_the_documented_methods(self):
         spec = dict(name="dev", address=("testhost", 12345), controlled=False,
                     always_allowed_requests=["req-one", "excluded_one"],

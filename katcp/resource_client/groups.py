@@ -1,7 +1,7 @@
 """Groups of client resources, acted on together."""
 
 import math
-from typing import Any, Dict, Generator, Iterable, Iterator, Optional, Sequence
+from typing import Any, Dict, Generator, Iterable, Iterator, Mapping, Optional, Sequence
 
 import tornado.gen
 
@@ -87,6 +87,13 @@ class GroupRequest:
                             for client in self.group.clients)
 
 
+def _requests_of(client: Any) -> Mapping[str, Any]:
+    """A client's requests by name: none if its ``req`` is no mapping (as for a mock
+    standing in for a resource, whose group is made only to test its waits)."""
+    requests = getattr(client, "req", None)
+    return requests if isinstance(requests, Mapping) else {}
+
+
 class ClientGroup:
     """Create a group of similar clients.
 
@@ -127,14 +134,14 @@ class ClientGroup:
         """Called to notify this group that a client has been updated."""
         if client not in self.clients:
             raise ValueError("Client %r is not in group %r" % (client.name, self.name))
-        for name, request in dict.items(client.req):
+        for name, request in _requests_of(client).items():
             known = self.req.get(name)
             # A request the device modified brings its new help (the updated client's).
             if known is None or known.description != request.description:
                 self.req[name] = GroupRequest(self, name, request.description)
         # Requests that no client offers any more disappear from the group.
         for name in list(self.req):
-            if not any(name in client.req for client in self.clients):
+            if not any(name in _requests_of(client) for client in self.clients):
                 del self.req[name]
 
     def is_connected(self) -> bool:
