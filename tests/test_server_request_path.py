@@ -8,6 +8,7 @@ and the loop writes such a reply at once (WriteBatcher.send_now). Real sockets o
 """
 
 import asyncio
+import concurrent.futures
 import queue
 import socket
 import threading
@@ -356,3 +357,54 @@ def test_send_now_writes_at_once_with_what_waits_unless_held():
     assert writes[-1] == b"held\nmore\n"
     turn_ends[0]()  # the end of the turn finds nothing left
     assert len(writes) == 2
+
+
+class _CancellableMixin:
+    """``?job`` returns a future that ``?cancel-job`` (on another connection) cancels."""
+
+    VERSION_INFO = ("cancel-api", 1, 0)
+    BUILD_INFO = ("cancel-build", 1, 0, "")
+    PROTOCOL_INFO = ProtocolFlags(5, 0, set("MI"))
+
+    def setup_sensors(self):
+        self.job = concurrent.futures.Future()
+        self.job_started = threading.Event()
+
+    def request_job(self, req, msg):
+        """A job that runs until it is cancelled."""
+        self.job_started.set()
+        return self.job
+
+    def request_cancel_job(self, req, msg):
+        """Cancel the job."""
+        self.job.cancel()
+        return req.make_reply("ok")
+
+
+class _ThreadedCancellable(_CancellableMixin, DeviceServer):
+    pass
+
+
+class _AsyncCancellable(_CancellableMixin, AsyncDeviceServer):
+    pass
+
+
+@pytest.mark.parametrize("kind", ["threaded", "async"])
+def test_a_request_whose_handler_is_cancelled_is_answered(kind):
+    if kind == "threaded":
+        server = _ThreadedCancellable("127.0.0.1", 0)
+        server.start()
+        assert server.wait_running(TIMEOUT)
+    else:
+        server = _start_async(_AsyncCancellable)
+    try:
+        with _connect(server) as client, _connect(server) as other:
+            client.send("?job[1]")
+            assert server.job_started.wait(TIMEOUT)
+            other.send("?cancel-job[2]")
+            assert other.read_until(lambda line: line.startswith(b"!cancel-job"))
+            lines = client.read_until(lambda line: line.startswith(b"!job"))
+            assert lines[-1] == b"!job[1] fail Request\\_cancelled."
+    finally:
+        server.stop(timeout=TIMEOUT).result(TIMEOUT)
+        server.join(timeout=TIMEOUT)

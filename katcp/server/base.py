@@ -302,6 +302,12 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             awaitable = asyncio.wrap_future(awaitable)
         try:
             reply = await awaitable
+        except asyncio.CancelledError:
+            if not self._server.running():
+                raise  # the server's stop ends its handlers: nobody is left to reply to
+            # The handler's own future was cancelled (by another request, say): every
+            # request still gets a reply (spec 5.1 section 2.2).
+            req.reply_with_message(Message.reply(req.msg.name, "fail", "Request cancelled."))
         except Exception:
             self._reply_with_error(req, sys.exc_info())
         else:
