@@ -9,6 +9,7 @@ and the loop writes such a reply at once (WriteBatcher.send_now). Real sockets o
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import queue
 import socket
 import threading
@@ -405,6 +406,32 @@ def test_a_request_whose_handler_is_cancelled_is_answered(kind):
             assert other.read_until(lambda line: line.startswith(b"!cancel-job"))
             lines = client.read_until(lambda line: line.startswith(b"!job"))
             assert lines[-1] == b"!job[1] fail Request\\_cancelled."
+    finally:
+        server.stop(timeout=TIMEOUT).result(TIMEOUT)
+        server.join(timeout=TIMEOUT)
+
+
+@dataclasses.dataclass
+class _HandlerObject:
+    """A callable dataclass: unhashable (eq=True sets __hash__ to None)."""
+
+    text: str
+
+    def __call__(self, server, req, msg):
+        """Answer with the object's text."""
+        return req.make_reply("ok", self.text)
+
+
+def test_an_unhashable_handler_object_is_answered_by_a_threaded_server():
+    server = _ThreadedGated("127.0.0.1", 0)
+    server._request_handlers = dict(server._request_handlers, hello=_HandlerObject("hi"))
+    server.start()
+    assert server.wait_running(TIMEOUT)
+    try:
+        with _connect(server) as client:
+            client.send("?hello[1]")
+            lines = client.read_until(lambda line: line.startswith(b"!hello"))
+            assert lines[-1] == b"!hello[1] ok hi"
     finally:
         server.stop(timeout=TIMEOUT).result(TIMEOUT)
         server.join(timeout=TIMEOUT)

@@ -30,8 +30,7 @@ _REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
 _SUPPORTED_KATCP_MAJORS = frozenset([4, 5])
 
 
-@functools.lru_cache(maxsize=None)
-def _is_async_handler(handler: Callable[..., Any]) -> bool:
+def _is_async_function(handler: Callable[..., Any]) -> bool:
     """Whether a (possibly decorated) handler is an ``async def`` or tornado coroutine."""
     func: Optional[Callable[..., Any]] = handler
     while func is not None:
@@ -39,6 +38,18 @@ def _is_async_handler(handler: Callable[..., Any]) -> bool:
             return True
         func = getattr(func, "__wrapped__", None)
     return False
+
+
+# Bounded: handlers added at runtime (closures over a server, say) are not kept for good.
+_is_async_function_cached = functools.lru_cache(maxsize=1024)(_is_async_function)
+
+
+def _is_async_handler(handler: Callable[..., Any]) -> bool:
+    """:func:`_is_async_function`, cached for the handlers that can be (hashable ones)."""
+    try:
+        return _is_async_function_cached(handler)
+    except TypeError:  # unhashable, as a callable dataclass instance is
+        return _is_async_function(handler)
 
 
 def _nothing() -> None:
