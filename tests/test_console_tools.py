@@ -552,6 +552,7 @@ def test_ctrl_c_while_waiting_for_a_reply_returns_to_the_prompt(device, terminal
     (b"#build-state roach-4.1\n", True),
     (b"#version-connect katcp-protocol 4.0\n", True),
     (b"#version-connect katcp-protocol 5.0-IM\n", False),
+    (b"#version-connect katcp-protocol 5.0-IM\n#version-connect katcp-library 4.1\n", False),
     (b"#log info 1 x hello\n", False),
 ])
 def test_watch_reads_the_greeting_for_the_timestamp_unit(greeting, in_ms):

@@ -886,8 +886,11 @@ class TestAsyncHelpers(tornado.testing.AsyncTestCase):
             thread = threading.Thread(target=resolve)
             thread.start()
             waiting = wait(cf)
+            # Released once something waits on the result: the thread then resolves it
+            # under the loop's debug checks.
+            bounded = tornado.gen.with_timeout(self.io_loop.time() + 5, waiting)
             resolvable.set()
-            result = yield tornado.gen.with_timeout(self.io_loop.time() + 5, waiting)
+            result = yield bounded
             assert result in ("from a thread", [(0, "from a thread")])
             thread.join(5)
         done = concurrent.futures.Future()

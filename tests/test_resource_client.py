@@ -905,7 +905,9 @@ class TestWithDocumentedCollaborators(tornado.testing.AsyncTestCase):
             sensors=AttrDict(added={"an.int"}, removed=set())))
         # Not controlled: only the always allowed requests, less the always excluded.
         assert list(resource.req) == ["req_one"]
+        assert isinstance(resource.req.req_one, KATCPClientResourceRequest)
         assert list(resource.sensor) == ["an_int"]
+        inspecting.future_get_sensor.assert_called_once_with("an.int")
         yield resource._remove_sensors(["an.int"])
         yield resource._remove_requests(["req-one"])
         assert list(resource.req) == [] and list(resource.sensor) == []
@@ -1030,8 +1032,10 @@ class TestKATCPClientResourceContainer(ResourceTestCase):
 
     @tornado.testing.gen_test(timeout=2 * WAIT)
     def test_a_group_request_takes_the_help_of_a_modified_request(self):
-        server = self.start_server(RehelpDevice)
-        container = self.make_container(container_spec([server], ["dev"], {"g": ["dev"]}))
+        # Two devices: the request stays in the group while one device modifies it.
+        servers = [self.start_server(RehelpDevice) for _ in range(2)]
+        container = self.make_container(container_spec(servers, ["dev", "other"],
+                                                        {"g": ["dev", "other"]}))
         yield container.until_synced(timeout=WAIT)
         child, group = container.children.dev, container.groups.g
         assert group.req.add.description == "Add two numbers"
@@ -1040,7 +1044,7 @@ class TestKATCPClientResourceContainer(ResourceTestCase):
         assert group.req.add.description == "Adds, with new help."
         assert "Adds, with new help." in group.req.add.__doc__
         replies = yield group.req.add(1, 2)
-        assert replies["dev"].reply.arguments == [b"ok", b"3"]
+        assert [reply.reply.arguments for reply in replies.values()] == [[b"ok", b"3"]] * 2
 
     @tornado.testing.gen_test(timeout=2 * WAIT)
     def test_waits_given_up_on_a_container_end_those_on_its_children(self):

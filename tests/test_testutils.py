@@ -63,6 +63,10 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
             sensor.set_value(raw)
             self.assertIs(self.client.get_sensor_value("an.int", bool), value)
         self.client.assert_sensor_equals("an.int", False, bool)
+        self.server.add_sensor(Sensor.string("a.word", "A word.", ""))
+        self.server.get_sensor("a.word").set_value("True")
+        with self.assertRaisesRegex(AssertionError, r"'True' of sensor 'a\.word'.*bool"):
+            self.client.get_sensor_value("a.word", bool)
 
     def test_wait_until_sensor_equals_sees_a_change(self):
         sensor = self.server.get_sensor("an.int")
