@@ -10,6 +10,7 @@ import logging
 
 import tornado.gen
 import tornado.testing
+from wait_helpers import waits_left_by
 
 from katcp.core import AttrDict, Message, MessageParser, Sensor
 from katcp.inspecting_client import (
@@ -789,6 +790,20 @@ class TestConnectionLifecycle(InspectingClientTestBase):
         await self.device.start(port)
         await client.connect(timeout=WAIT)
         await client.until_synced(timeout=WAIT)
+
+    @tornado.testing.gen_test(timeout=30)
+    async def test_reconnects_leave_no_waits_behind(self):
+        client, _ = await self.start_client()
+        port = self.device.port
+
+        async def reconnect():
+            await self.device.stop()
+            await client.until_state(DISCONNECTED, timeout=WAIT)
+            self.device = FakeDevice(self.protocol)
+            await self.device.start(port)
+            await client.until_synced(timeout=WAIT)
+
+        assert await waits_left_by(reconnect, 5) <= 0
 
     @tornado.testing.gen_test(timeout=10)
     async def test_stop_during_inspection(self):

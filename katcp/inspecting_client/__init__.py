@@ -391,9 +391,13 @@ class InspectingClientAsync:
                 await self._send_state(_DISCONNECTED)
                 client = self.katcp_client
                 stopped = client.until_stopped()
-                while self._running and not client.is_connected() and not stopped.done():
-                    await until_any(self._until_woken(), stopped)
-                if stopped.done() and not client.is_connected():
+                try:
+                    while self._running and not client.is_connected() and not stopped.done():
+                        await until_any(self._until_woken(), stopped)
+                finally:
+                    client_stopped = stopped.done() and not stopped.cancelled()
+                    stopped.cancel()  # a wait given up stays registered until cancelled
+                if client_stopped and not client.is_connected():
                     # The KATCP client stopped on its own (no auto_reconnect), and so
                     # does the inspection: until_stopped() resolves, connect() may
                     # start both again.
