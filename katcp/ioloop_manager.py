@@ -21,6 +21,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional, Sequence, Set, Union
 
+import tornado.concurrent
 import tornado.gen
 import tornado.ioloop
 import tornado.util
@@ -99,6 +100,13 @@ def current_ioloop() -> tornado.ioloop.IOLoop:
             # code in later cells find the same loop.
             asyncio.set_event_loop(shell_loop)
     return tornado.ioloop.IOLoop.current()
+
+
+def _relayed(future: "concurrent.futures.Future[Any]") -> "concurrent.futures.Future[Any]":
+    """A future of `future`'s outcome, whose cancelling leaves `future` alone."""
+    relay: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
+    tornado.concurrent.chain_future(future, relay)
+    return relay
 
 
 class IOLoopManager:
@@ -331,7 +339,7 @@ class IOLoopManager:
             managed = self._ioloop_managed
             if managed and self._stop_requested and thread is not None and thread.is_alive():
                 # Already stopping: the callback of that stop stands for this one's.
-                return self._stop_future
+                return None if self._stop_future is None else _relayed(self._stop_future)
             if ioloop is None or (managed and (thread is None or not thread.is_alive())):
                 # No loop, or a managed one never started (its start failed, say) or
                 # already stopped: nothing would run the callback, nothing is left to stop.
@@ -344,7 +352,9 @@ class IOLoopManager:
                                     ioloop, managed)
             if managed:
                 self._stop_future = stopping
-            return stopping
+            # A caller may give up its wait (cancel what it got, as asyncio.wait_for does
+            # to a wrapped future): the stop goes on all the same.
+            return _relayed(stopping)
 
     def _live(self) -> bool:
         """Whether the managed loop's thread runs, and is not told to stop."""

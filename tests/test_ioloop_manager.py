@@ -410,3 +410,24 @@ def test_with_relative_timeout(managed):
         return quick, unbounded
 
     assert wrapper.call_in_ioloop(check, (), {}) == ("quick", "none")
+
+
+def test_a_stop_whose_future_its_caller_cancelled_still_stops_the_loop():
+    # As asyncio.wait_for does to a wrapped stop() future it gives up on, before the
+    # loop thread has come to the stop.
+    manager = IOLoopManager()
+    manager.get_ioloop()
+    manager.start(timeout=WAIT)
+    busy, release = threading.Event(), threading.Event()
+
+    def hold_the_loop():
+        busy.set()
+        release.wait(WAIT)
+
+    manager.get_ioloop().add_callback(hold_the_loop)
+    assert busy.wait(WAIT)
+    stopping = manager.stop()
+    assert stopping.cancel()
+    release.set()
+    manager.join(timeout=WAIT)
+    assert not manager._ioloop_thread.is_alive()
