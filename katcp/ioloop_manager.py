@@ -21,7 +21,6 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional, Sequence, Set, Union
 
-import tornado.concurrent
 import tornado.gen
 import tornado.ioloop
 import tornado.util
@@ -105,7 +104,19 @@ def current_ioloop() -> tornado.ioloop.IOLoop:
 def _relayed(future: "concurrent.futures.Future[Any]") -> "concurrent.futures.Future[Any]":
     """A future of `future`'s outcome, whose cancelling leaves `future` alone."""
     relay: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
-    tornado.concurrent.chain_future(future, relay)
+
+    def copy(done: "concurrent.futures.Future[Any]") -> None:
+        # In the thread that resolved `done`: a concurrent future may be set from any.
+        if not relay.set_running_or_notify_cancel():
+            return  # its holder gave up on it
+        if done.cancelled():
+            relay.set_exception(concurrent.futures.CancelledError())
+        elif done.exception() is not None:
+            relay.set_exception(done.exception())
+        else:
+            relay.set_result(done.result())
+
+    future.add_done_callback(copy)
     return relay
 
 
