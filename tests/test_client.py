@@ -1042,17 +1042,18 @@ def test_a_reply_ready_after_the_server_went_is_logged_as_not_sent(
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
 
 
-def test_a_request_handlers_future_cancelled_is_answered_with_nothing(
+def test_a_request_handlers_future_cancelled_is_answered_with_fail(
         server, make_client, caplog):
     client = make_client(FailingClient, server.port)
     client.start()
     assert client.wait_protocol(WAIT)
     server.send(b"?later[3]")
     client.ioloop.add_callback(client.pending.get(timeout=WAIT).cancel)
+    assert server.next_line() == b"!later[3] fail Request\\_cancelled."
     server.send(b"?later[4]")
     client.ioloop.add_callback(client.pending.get(timeout=WAIT).set_result,
                                Message.reply("later", "ok"))
-    # Only the second is answered, and nothing is logged of the first.
+    # The second is answered as usual, and nothing is logged of the first.
     assert server.next_line() == b"!later[4] ok"
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
 

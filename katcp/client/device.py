@@ -384,6 +384,9 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
 
     def _reply_when_done(self, msg: Message, future: Any) -> None:
         if future.cancelled():
+            # Every request gets a reply (spec 5.1 section 2.2), as a server's does.
+            self._send_request_reply(msg, Message.reply_to_request(msg, "fail",
+                                                                   "Request cancelled."))
             return
         exc = future.exception()
         self._send_request_reply(
