@@ -225,6 +225,33 @@ def test_async_client_and_resource_async_with(device):
     asyncio.run(main())
 
 
+def test_an_async_with_given_up_while_entering_stops_what_it_started():
+    # As docs/interactive.rst advises for a device that may be absent: the bound
+    # cancels the entry, after which no __aexit__ runs.
+    listener = __import__("socket").socket()
+    listener.bind(("127.0.0.1", 0))
+    address = listener.getsockname()[:2]
+    listener.close()  # a port where nothing listens
+
+    async def enter(thing):
+        async with thing:
+            pass
+
+    async def main():
+        client = AsyncClient(*address)
+        resource = KATCPClientResource(dict(name="absent", address=address))
+        container = KATCPClientResourceContainer(
+            dict(name="site", clients={"absent": dict(address=address)}))
+        for thing in (client, resource, container):
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(enter(thing), 0.2)
+        await client.until_stopped(timeout=WAIT)
+        await resource.until_stopped(timeout=WAIT)
+        await asyncio.gather(*container.until_stopped(timeout=WAIT).values())
+
+    asyncio.run(main())
+
+
 def test_resource_with_block_starts_and_stops_on_its_loop(device):
     async def main():
         spec = dict(name="station", address=device.bind_address)

@@ -731,6 +731,10 @@ class ClientLifecycle:
         except tornado.util.TimeoutError:
             await self.__aexit__(None, None, None)
             raise tornado.util.TimeoutError(self._not_connected_text()) from None
+        except BaseException:
+            # Given up (cancelled, as by asyncio.wait_for): no __aexit__ follows.
+            self.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:

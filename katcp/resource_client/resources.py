@@ -366,9 +366,9 @@ class KATCPClientResource(resource.KATCPResource):
     async def __aenter__(self) -> "KATCPClientResource":
         """``async with resource:`` starts it and waits until it is synced (bound the
         wait with e.g. :func:`asyncio.wait_for`); at the end it stops it and waits
-        until it has stopped."""
+        until it has stopped. A wait given up stops it (no ``__aexit__`` follows)."""
         self.start()
-        await self.until_synced()
+        await _stopped_if_given_up(self, self.until_synced())
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -570,6 +570,16 @@ class KATCPClientResource(resource.KATCPResource):
         self._sensor_manager._sensor_appeared(sensor_obj.name)
         for listener in self._sensor_listener_cache.get(escaped_name, ()):
             sensor_obj.register_listener(listener, reading=True)
+
+
+async def _stopped_if_given_up(resource: Any, wait: Any) -> None:
+    """Await `wait` of an ``async with`` entry; stop `resource` if it is given up (the
+    entry cancelled, as by :func:`asyncio.wait_for`), as no ``__aexit__`` follows."""
+    try:
+        await wait
+    except BaseException:
+        resource.stop()
+        raise
 
 
 def _future_get_many(inspecting_client: Any, kind: str, names: Iterable[str]) -> Any:
@@ -841,9 +851,10 @@ class KATCPClientResourceContainer(resource.KATCPResource):
 
     async def __aenter__(self) -> "KATCPClientResourceContainer":
         """``async with container:`` starts it and waits until all its children are
-        synced; at the end it stops them and waits until they have stopped."""
+        synced; at the end it stops them and waits until they have stopped. A wait
+        given up stops them (no ``__aexit__`` follows)."""
         self.start()
-        await self.until_synced()
+        await _stopped_if_given_up(self, self.until_synced())
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
