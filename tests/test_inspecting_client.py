@@ -10,6 +10,7 @@ import logging
 
 import tornado.gen
 import tornado.testing
+import tornado.util
 from wait_helpers import waits_left_by
 
 from katcp.core import AttrDict, Message, MessageParser, Sensor
@@ -804,6 +805,20 @@ class TestConnectionLifecycle(InspectingClientTestBase):
             await client.until_synced(timeout=WAIT)
 
         assert await waits_left_by(reconnect, 5) <= 0
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_stop_wait_given_up_leaves_the_client_running(self):
+        client, recorder = await self.start_client()
+        for _ in range(2):
+            with self.assertRaises(asyncio.TimeoutError):
+                await asyncio.wait_for(client.until_stopped(), 0.01)
+        with self.assertRaises(tornado.util.TimeoutError):
+            await client.until_stopped(timeout=0.01)
+        # It still follows its device, and its stop still ends in a final state.
+        await self.resync_after(client, "sensor-list")
+        client.stop()
+        assert await client.until_stopped(timeout=WAIT) is None
+        self.assertEqual(recorder.states[-1], DISCONNECTED)
 
     @tornado.testing.gen_test(timeout=10)
     async def test_stop_during_inspection(self):

@@ -2,6 +2,7 @@
 
 import asyncio
 import concurrent.futures
+import gc
 
 import pytest
 
@@ -76,3 +77,18 @@ def test_a_future_its_holder_cancelled_ignores_the_outcome_that_comes_later(outc
         return chained.cancelled(), errors
 
     assert asyncio.run(main()) == (True, [])
+
+
+def test_a_failure_given_up_on_is_not_logged_as_never_retrieved(caplog):
+    loop = asyncio.new_event_loop()
+    try:
+        source = loop.create_future()
+        given_up = transform_future(lambda value: value, source)
+        given_up.cancel()
+        source.set_exception(ValueError("nobody waits for this"))
+        loop.run_until_complete(asyncio.sleep(0))  # the copy runs
+        del source, given_up
+        gc.collect()
+    finally:
+        loop.close()
+    assert "never retrieved" not in caplog.text

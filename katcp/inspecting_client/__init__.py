@@ -27,10 +27,10 @@ from katcp.core import (DEFAULT_KATCP_MAJOR, AttrDict, Message, Sensor, future_t
                         until_any, until_later)
 from katcp.ioloop_manager import current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
-from katcp.loop.futures import _with_timeout
+from katcp.loop.futures import _until_all, _with_timeout
 from katcp.wire.message import readable_message
 from katcp.wire.text import readable
-from katcp.wire.util import own_methods, uses_own
+from katcp.wire.util import own_methods, transform_future, uses_own
 
 ic_logger = logging.getLogger("katcp.inspect_client")
 
@@ -334,17 +334,18 @@ class InspectingClientAsync:
         seconds."""
         self.katcp_client.join(timeout)
 
-    @tornado.gen.coroutine
-    def until_stopped(self, timeout: Optional[float] = None) -> Generator[Any, Any, None]:
+    def until_stopped(self, timeout: Optional[float] = None) -> Any:
         """Return future that resolves when the client has stopped
 
         See the `DeviceClient.until_stopped` docstring for parameter definitions and
-        more info.
+        more info. It resolves to None once the KATCP client and this client's state
+        coroutine have ended; given up (cancelled, timed out), it leaves both alone.
         """
-        maybe_timeout = future_timeout_manager(timeout, self.ioloop)
-        yield maybe_timeout(self.katcp_client.until_stopped())
+        waits = [self.katcp_client.until_stopped()]
         if self._state_loop_future is not None:
-            yield maybe_timeout(self._state_loop_future)
+            # A wait of its own on the state coroutine, which a wait given up leaves be.
+            waits.append(asyncio.shield(self._state_loop_future))
+        return transform_future(lambda _: None, _until_all(*waits, timeout=timeout))
 
     # -- the state coroutine --------------------------------------------------------
 

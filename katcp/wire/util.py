@@ -126,7 +126,11 @@ def transform_future(transformation: Callable[[Any], Any], future: Any) -> Any:
 
     def copy(done: Any) -> None:
         if new_future.done():
-            return  # cancelled by its holder (a task stopped meanwhile): nobody waits
+            # Cancelled by its holder (a task stopped meanwhile): nobody waits, and the
+            # outcome is given up on, a failure too (asyncio would log it as unseen).
+            if not done.cancelled():
+                done.exception()
+            return
         if done.cancelled():
             new_future.cancel()
             return
