@@ -306,6 +306,32 @@ class TestSync(InspectingClientTestBase):
         self.assertIsNone(recorder.calls[2][1])
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_state_callback_cancelled_is_an_error_the_client_goes_on_from(self):
+        loop = asyncio.get_running_loop()
+        started, cancelled_work = loop.create_future(), loop.create_future()
+
+        async def callback(state, model_changes):
+            if state == DATA_SYNCED_CHANGED and not started.done():
+                started.set_result(None)
+                await cancelled_work  # something the program cancels
+
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        client.set_state_callback(callback)
+        with self.assertLogs("katcp", logging.ERROR) as logs:
+            await client.connect(timeout=WAIT)
+            await tornado.gen.with_timeout(self.io_loop.time() + WAIT, started)
+            cancelled_work.cancel()
+            await client.until_synced(timeout=WAIT)
+        assert "State callback for 127.0.0.1:%d was cancelled" % self.device.port \
+            in logs.output[0]
+        # Its state coroutine lives on: it follows the device's interface changes.
+        self.device.sensors["added"] = ["Added.", "", "integer", [b"0", b"10"],
+                                        (b"1000.5", b"nominal", b"3")]
+        await self.resync_after(client, "sensor-list")
+        assert "added" in client.sensors
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_state_callback_coroutine_is_awaited(self):
         events = []
         loop = asyncio.get_running_loop()

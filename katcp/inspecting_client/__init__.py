@@ -474,7 +474,16 @@ class InspectingClientAsync:
         try:
             result = self._state_cb(state, model_changes)
             if result is not None:
-                await tornado.gen.convert_yielded(result)
+                callback_done = tornado.gen.convert_yielded(result)
+                try:
+                    # Shielded, to tell a cancel of the callback's own (as a failure of
+                    # it) from one of this coroutine (passed on).
+                    await asyncio.shield(callback_done)
+                except asyncio.CancelledError:
+                    if not callback_done.cancelled():
+                        raise
+                    self._logger.error("State callback for %s was cancelled",
+                                       self.katcp_client.bind_address_string)
             else:
                 # As in 0.9 (a coroutine yielding the callback's None): the loop
                 # turns before the next state, so code woken by this state still
