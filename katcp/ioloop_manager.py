@@ -25,8 +25,8 @@ import tornado.gen
 import tornado.ioloop
 import tornado.util
 
-from katcp.loop.crossing import (NOT_RUNNING_GRACE, TIMEOUT_GRACE, call_on_loop, is_awaitable,
-                                 on_loop, running_loop, wait_for_loop)
+from katcp.loop.crossing import (NOT_RUNNING_GRACE, TIMEOUT_GRACE, _copy_outcome, call_on_loop,
+                                 is_awaitable, on_loop, running_loop, wait_for_loop)
 from katcp.loop.futures import _bounded
 from katcp.loop.policy import new_ioloop
 from katcp.object_proxies import ObjectWrapper
@@ -107,14 +107,8 @@ def _relayed(future: "concurrent.futures.Future[Any]") -> "concurrent.futures.Fu
 
     def copy(done: "concurrent.futures.Future[Any]") -> None:
         # In the thread that resolved `done`: a concurrent future may be set from any.
-        if not relay.set_running_or_notify_cancel():
-            return  # its holder gave up on it
-        if done.cancelled():
-            relay.set_exception(concurrent.futures.CancelledError())
-        elif done.exception() is not None:
-            relay.set_exception(done.exception())
-        else:
-            relay.set_result(done.result())
+        if relay.set_running_or_notify_cancel():  # else its holder gave up on it
+            _copy_outcome(relay, done)
 
     future.add_done_callback(copy)
     return relay
