@@ -80,14 +80,19 @@ def _start_async(cls):
     return server
 
 
+def _started(kind, threaded_class, async_class):
+    """A running server of `threaded_class` (`kind` 'threaded'), else of `async_class`."""
+    if kind != "threaded":
+        return _start_async(async_class)
+    server = threaded_class("127.0.0.1", 0)
+    server.start()
+    assert server.wait_running(TIMEOUT)
+    return server
+
+
 @pytest.fixture(params=["threaded", "async"])
 def gated(request):
-    if request.param == "threaded":
-        server = _ThreadedGated("127.0.0.1", 0)
-        server.start()
-        assert server.wait_running(TIMEOUT)
-    else:
-        server = _start_async(_AsyncGated)
+    server = _started(request.param, _ThreadedGated, _AsyncGated)
     yield server
     server.gate.set()
     server.stop(timeout=TIMEOUT).result(TIMEOUT)
@@ -392,12 +397,7 @@ class _AsyncCancellable(_CancellableMixin, AsyncDeviceServer):
 
 @pytest.mark.parametrize("kind", ["threaded", "async"])
 def test_a_request_whose_handler_is_cancelled_is_answered(kind):
-    if kind == "threaded":
-        server = _ThreadedCancellable("127.0.0.1", 0)
-        server.start()
-        assert server.wait_running(TIMEOUT)
-    else:
-        server = _start_async(_AsyncCancellable)
+    server = _started(kind, _ThreadedCancellable, _AsyncCancellable)
     try:
         with _connect(server) as client, _connect(server) as other:
             client.send("?job[1]")
