@@ -774,6 +774,12 @@ def _wmem_max():
         return 4 * 1024 * 1024
 
 
+def _more_than_the_kernel_holds(size):
+    """How many replies of `size` bytes the kernel's buffers cannot take all of, so that
+    the server holds much of them."""
+    return 2 * _wmem_max() // size + 10
+
+
 @pytest.mark.parametrize("flavour", ["async", "threaded"])
 def test_a_reading_client_pipelining_requests_with_large_informs_gets_them_all(flavour):
     # The informs of a few requests pass the quarter of MAX_WRITE_BUFFER_SIZE at which
@@ -781,9 +787,8 @@ def test_a_reading_client_pipelining_requests_with_large_informs_gets_them_all(f
     # wait: the client is taken for one that does not read only past all of
     # MAX_WRITE_BUFFER_SIZE.
     with _served_to_a_slow_reader(InformingBlobServer, flavour) as (server, client):
-        # More than the kernel's buffers take, so that the server holds much of it.
         size = 40000
-        count = 2 * _wmem_max() // size + 10
+        count = _more_than_the_kernel_holds(size)
         client.send_raw(b"?informs %d\n" % size * count)
         for _ in range(count):
             assert client.readline() == b"#informs " + b"z" * size
@@ -834,7 +839,7 @@ def test_a_client_that_ends_its_side_while_its_requests_wait_for_it_gets_every_r
     # requests received before it are all handled, then the connection closes.
     with _served_to_a_slow_reader(BlobServer, flavour) as (server, client):
         size = 100000
-        count = 2 * _wmem_max() // size + 10
+        count = _more_than_the_kernel_holds(size)
         client.send_raw(b"?blob %d\n" % size * count)
         client.sock.shutdown(socket.SHUT_WR)
         assert client.read_to_eof() == [b"!blob ok " + b"z" * size] * count
