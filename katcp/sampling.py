@@ -74,6 +74,12 @@ def format_inform_v4(sensor: Sensor, timestamp: float, status: int, value: Any) 
     return sensor_status_inform(sensor, Reading(timestamp, status, value), 4)
 
 
+def _as_reading(reading: Any) -> Reading:
+    """`reading` as a :class:`Reading`: a sensor's ``read()`` (or a subclass's ``notify()``)
+    may give a plain (timestamp, status, value) tuple, which strategies compare by field."""
+    return reading if isinstance(reading, Reading) else Reading._make(reading)
+
+
 def update_in_ioloop(update: Callable[[Any, Sensor, Reading], None]
                      ) -> Callable[[Any, Sensor, Reading], None]:
     """Decorator that ensures an update() method is run in the tornado ioloop.
@@ -294,6 +300,8 @@ class SampleStrategy:
         reading : (timestamp, status, value) tuple
             Sensor reading as would be returned by sensor.read()
         """
+        if reading.__class__ is not Reading:
+            reading = _as_reading(reading)
         # on_thread(), inlined: this runs for every update of every sampled sensor.
         if _get_ident() == self._ioloop_thread_id:
             if self._pending_readings is not None:
@@ -613,7 +621,7 @@ class SampleEventRate(_SampleChanges):
     def _report_timed(self, reading: Optional[Reading]) -> None:
         """_report() `reading` (None: the current one) from a timer, logging any error."""
         try:
-            self._report(self._sensor.read() if reading is None else reading)
+            self._report(_as_reading(self._sensor.read()) if reading is None else reading)
         except Exception:
             _log_sample_error(self)
             if self._longest and self._longest_timeout is None and not self._cancelled:
@@ -764,6 +772,8 @@ class _EventFanOut(SampleEvent):
         if _get_ident() != self._ioloop_thread_id:
             SampleStrategy.update(self, sensor, reading)
             return
+        if reading.__class__ is not Reading:
+            reading = _as_reading(reading)
         if self._pending_readings is not None:
             self._observe_pending()
         last = self._last_sent

@@ -336,6 +336,41 @@ class TestClockAndCancellation(StrategyTestCase):
         assert [(t - start, r.value) for t, r in recorder.informs] == [(0, 0), (1, 3)]
 
 
+class TestPlainTupleReadings(StrategyTestCase):
+    """The docs give a reading as a (timestamp, status, value) tuple: strategies take
+    plain tuples from update() and from a sensor's read(), not only Reading objects."""
+
+    class PlainTupleSensor(Sensor):
+        def read(self):
+            return tuple(super().read())
+
+    @tornado.gen.coroutine
+    def check_plain_tuples_are_sent(self, name, *params):
+        sensor = self.PlainTupleSensor(Sensor.INTEGER, "plain", "", "", default=3,
+                                       initial_status=Sensor.NOMINAL)
+        strategy, recorder = self.start(name, sensor, *params)
+        strategy.update(sensor, (1.0, Sensor.WARN, 5))
+        sensor.set_value(9)
+        yield recorder.until_count(3)
+        assert recorder.values == [3, 5, 9]
+
+    @gen_test
+    def test_event(self):
+        yield self.check_plain_tuples_are_sent("event")
+
+    @gen_test
+    def test_differential(self):
+        yield self.check_plain_tuples_are_sent("differential", "1")
+
+    @gen_test
+    def test_event_rate(self):
+        yield self.check_plain_tuples_are_sent("event-rate", "0", "9")
+
+    @gen_test
+    def test_differential_rate(self):
+        yield self.check_plain_tuples_are_sent("differential-rate", "1", "0", "9")
+
+
 class FlakySensor(Sensor):
     """A sensor whose read() fails as often as told, as one that polls hardware may."""
 

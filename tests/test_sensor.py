@@ -4,6 +4,7 @@ v5, as on the wire), parsing and observers."""
 import math
 import threading
 import time
+from unittest import mock
 
 import pytest
 
@@ -522,3 +523,57 @@ class TestSubclassesThatReadOrFormatTheirOwnWay:
         assert sensor.status_line(reading, 4) == b"1234567890000 1 pretty\\_value nominal 1.23"
         sensor.set_value(2.5, timestamp=1234567891.0)
         assert sensor.status_line(sensor.read(), 5).endswith(b" nominal 2.50")
+
+
+class TestMethodsReplacedAfterTheClassIsMade:
+    """set(), set_value() and status_line() go through notify(), set() and
+    format_reading() as 0.9.3 did, also where a test replaces one of them on the class or
+    on the sensor (as ``mock.patch.object`` does) after the class was made."""
+
+    @pytest.mark.parametrize("on_class", [False, True], ids=["on the sensor", "on the class"])
+    @pytest.mark.parametrize("method", ["notify", "set"])
+    def test_set_value_calls_the_replacement(self, method, on_class):
+        sensor = Sensor.integer("patched")
+        with mock.patch.object(Sensor if on_class else sensor, method) as replacement:
+            sensor.set_value(3, timestamp=1234567890.0)
+        assert replacement.call_count == 1
+        if method == "set":
+            replacement.assert_called_once_with(1234567890.0, Sensor.NOMINAL, 3)
+        else:
+            assert replacement.call_args[0][-1] == (1234567890.0, Sensor.NOMINAL, 3)
+
+    @pytest.mark.parametrize("on_class", [False, True], ids=["on the sensor", "on the class"])
+    def test_set_calls_a_replaced_notify(self, on_class):
+        sensor = Sensor.integer("patched")
+        with mock.patch.object(Sensor if on_class else sensor, "notify") as notify:
+            sensor.set(1234567890.0, Sensor.WARN, 4)
+        assert notify.call_args[0][-1] == (1234567890.0, Sensor.WARN, 4)
+
+    def test_observers_are_notified_again_once_the_replacement_is_gone(self):
+        sensor, seen = Sensor.integer("patched"), Recorder()
+        sensor.attach(seen)
+        with mock.patch.object(Sensor, "notify"):
+            sensor.set_value(1)
+        sensor.set_value(2)
+        assert [reading.value for _, reading in seen.updates] == [2]
+
+    def test_status_lines_come_from_a_format_reading_replaced_on_the_class(self):
+        sensor = Sensor.integer("patched")
+        sensor.set_value(7, timestamp=1234567890.0)
+        with mock.patch.object(Sensor, "format_reading",
+                               return_value=(b"1.000000", b"warn", b"seven")):
+            assert sensor.status_line(sensor.read(), 5) == b"1.000000 1 patched warn seven"
+        sensor.set_value(8, timestamp=1234567890.0)
+        assert sensor.status_line(sensor.read(), 5) == b"1234567890.000000 1 patched nominal 8"
+
+    def test_the_formatted_status_line_comes_from_read_formatted(self):
+        class Formatted(Sensor):
+            def read_formatted(self, major=5):
+                return b"2000.000000", b"warn", b"seventy seven"
+
+        sensor = Formatted(Sensor.INTEGER, "own format")
+        assert sensor.formatted_status_line(5) == (
+            b"2000.000000 1 own\\_format warn seventy\\_seven")
+        plain = Sensor.integer("plain")
+        plain.set_value(3, timestamp=1234567890.0)
+        assert plain.formatted_status_line(4) == plain.status_line(plain.read(), 4)

@@ -445,6 +445,45 @@ def test_sensor_sampling_event_and_clear(example):
         [], r"!sensor-sampling-clear fail Too\_many\_parameters\_given.")
 
 
+class PlainTupleSensor(Sensor):
+    """A sensor whose read() gives a plain (timestamp, status, value) tuple, as documented."""
+
+    def read(self):
+        return tuple(super().read())
+
+
+class OwnFormatSensor(Sensor):
+    """A sensor that formats its current reading its own way, through read_formatted()."""
+
+    def read_formatted(self, major=5):
+        return b"2000.000000", b"warn", b"seventy seven"
+
+
+def test_sensor_value_asks_a_sensor_that_formats_its_own_reading(example):
+    server, client = example
+    server.add_sensor(OwnFormatSensor(Sensor.INTEGER, "own.format", "Own.", ""))
+    assert client.request("?sensor-value own.format") == (
+        [r"#sensor-value 2000.000000 1 own.format warn seventy\_seven"],
+        "!sensor-value ok 1")
+
+
+@pytest.mark.parametrize("strategy", [["event"], ["differential", "1"], ["event-rate", "0", "9"]])
+def test_sensors_reading_as_plain_tuples_are_sampled(example, strategy):
+    server, client = example
+    sensor = PlainTupleSensor(Sensor.INTEGER, "plain", "Plain.", "", default=3,
+                              initial_status=Sensor.NOMINAL)
+    sensor.set_value(3, timestamp=T0)
+    server.add_sensor(sensor)
+    assert client.request("?sensor-sampling plain " + " ".join(strategy)) == (
+        ["#sensor-status 1234567890.250000 1 plain nominal 3"],
+        "!sensor-sampling ok plain " + " ".join(strategy))
+    # From the loop's thread, where updates take the shortest path, and from this one.
+    server.ioloop.add_callback(sensor.set_value, 5, timestamp=T0 + 1)
+    assert client.readline() == b"#sensor-status 1234567891.250000 1 plain nominal 5"
+    sensor.set_value(7, timestamp=T0 + 2)
+    assert client.readline() == b"#sensor-status 1234567892.250000 1 plain nominal 7"
+
+
 def test_sensor_sampling_bulk_and_errors(example):
     server, client = example
     informs, reply = client.request("?sensor-sampling an.int,a.float auto")

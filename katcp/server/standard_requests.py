@@ -448,7 +448,12 @@ def request_sensor_value(self: SensorHost, req: ClientRequestConnection,
     major = self._katcp_major
     # Each reading is formatted once (shared with #sensor-status informs and other
     # clients), and the informs leave in one batch.
-    if not req.inform_lines([sensor.status_line(sensor.read(), major) for _, sensor in sensors]):
+    own = Sensor.read_formatted
+    # A sensor whose class formats its reading its own way is asked to, as in 0.9.3.
+    if not req.inform_lines([sensor.status_line(sensor.read(), major)
+                             if sensor.__class__.read_formatted is own
+                             else sensor.formatted_status_line(major)
+                             for _, sensor in sensors]):
         for name, sensor in sensors:
             timestamp, status, value = sensor.read_formatted(major)
             req.inform(timestamp, b"1", name, status, value)

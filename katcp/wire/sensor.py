@@ -233,20 +233,6 @@ class Sensor:
 
     PYTHON_TYPE_TO_SENSOR = {bool: BOOLEAN, int: INTEGER, float: FLOAT, str: STRING, bytes: STRING}
 
-    # Whether set() may notify observers itself: not where a subclass overrides notify();
-    # and whether set_value() may do what set() does: not where set() is overridden too.
-    _notify_inline = True
-    _set_inline = True
-
-    # Whether a subclass formats readings its own way: status_line() then asks it.
-    _formats_itself = False
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls._notify_inline = cls.notify is Sensor.notify
-        cls._set_inline = cls._notify_inline and cls.set is Sensor.set
-        cls._formats_itself = cls.format_reading is not Sensor.format_reading
-
     def __init__(self, sensor_type: Any, name: str, description: Optional[str] = None,
                  units: Optional[str] = None, params: Optional[List[Any]] = None,
                  default: Any = None, initial_status: Optional[int] = None) -> None:
@@ -460,12 +446,7 @@ class Sensor:
             type).
         """
         reading = self._reading = _new_reading(Reading, (timestamp, status, value))
-        if self._notify_inline:
-            # notify(), inlined where no subclass changed it: this runs for every update.
-            for observer in tuple(self._observers):
-                observer.update(self, reading)
-        else:
-            self.notify(reading)
+        self.notify(reading)
 
     def set_value(self, value: Any, status: int = NOMINAL, timestamp: Optional[_Seconds] = None,
                   major: int = DEFAULT_KATCP_MAJOR) -> None:
@@ -495,13 +476,7 @@ class Sensor:
             raise ValueError("Invalid status %r for sensor %r." % (status, self.name))
         if timestamp is None:
             timestamp = time.time()
-        if self._set_inline:
-            # set(), inlined where no subclass changed it: this runs for every update.
-            reading = self._reading = _new_reading(Reading, (timestamp, status, value))
-            for observer in tuple(self._observers):
-                observer.update(self, reading)
-        else:
-            self.set(timestamp, status, value)
+        self.set(timestamp, status, value)
 
     def set_formatted(self, raw_timestamp: bytes, raw_status: bytes, raw_value: bytes,
                       major: int = DEFAULT_KATCP_MAJOR) -> None:
@@ -609,7 +584,8 @@ class Sensor:
         wire_name = self._wire_name
         if wire_name[0] is not name:
             wire_name = self._wire_name = (name, escape_argument(Message.format_argument(name)))
-        if self._formats_itself:
+        # A class check only (not uses_own()): this runs for every new reading.
+        if self.__class__.format_reading is not _FORMAT_READING:
             line = self._own_status_line(reading, major, wire_name[1])
             if seconds:
                 self._status_v5 = (reading, name, line)
@@ -636,10 +612,34 @@ class Sensor:
         return line
 
     def _own_status_line(self, reading: Reading, major: int, wire_name: bytes) -> bytes:
-        # From the format_reading() of a subclass that formats readings its own way.
-        timestamp, status, value = [
-            escape_argument(part) for part in self.format_reading(reading, major)]
+        # From the format_reading() of a subclass (or a replacement) that formats readings
+        # its own way.
+        return self._line_of(self.format_reading(reading, major), wire_name)
+
+    @staticmethod
+    def _line_of(formatted: Tuple[bytes, bytes, bytes], wire_name: bytes) -> bytes:
+        timestamp, status, value = [escape_argument(part) for part in formatted]
         return b"%s 1 %s %s %s" % (timestamp, wire_name, status, value)
+
+    def formatted_status_line(self, major: int = DEFAULT_KATCP_MAJOR) -> bytes:
+        """The arguments of the ``#sensor-value`` inform of :meth:`read_formatted`.
+
+        For a sensor whose class formats its current reading its own way (overrides
+        :meth:`read_formatted`), as ``?sensor-value`` asks each sensor; others give the
+        same as :meth:`status_line` of :meth:`read`, which shares its bytes.
+
+        Parameters
+        ----------
+        major : int
+            KATCP major version.
+
+        Returns
+        -------
+        line : bytes
+            ``timestamp 1 name status value``, escaped as on the wire.
+        """
+        wire_name = escape_argument(Message.format_argument(self.name))
+        return self._line_of(self.read_formatted(major), wire_name)
 
     def list_line(self) -> bytes:
         """The arguments of this sensor's ``#sensor-list`` inform.
@@ -737,3 +737,8 @@ class Sensor:
 
 # The wire bytes of each status, for status_line() (a module global is found faster).
 _STATUS_BYTES = Sensor.STATUSES_RAW
+
+# The methods status_line() and ?sensor-value skip where a sensor's class keeps them: a
+# subclass that overrides one, or a replacement on the class (as mock.patch.object
+# makes), is called instead.
+_FORMAT_READING = Sensor.format_reading
