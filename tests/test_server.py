@@ -574,6 +574,24 @@ def test_unknown_and_malformed_and_bad_utf8(example):
     assert client.request("?watchdog") == ([], "!watchdog ok")
 
 
+def test_a_line_that_does_not_parse_is_logged_with_the_client_and_the_line(example, caplog):
+    # As katcp 0.9.3's "BAD COMMAND": the device's operator sees it, not only the client.
+    server, client = example
+    long_line = b"*" + b"x" * 300
+    with caplog.at_level(logging.ERROR, logger=server._logger.name):
+        client.send(b"*bad")
+        client.send(long_line)
+        # Logged before the #log inform is sent: both records are in once it arrives.
+        assert all(line.startswith(b"#log error ") for line in client.readlines(2))
+    quoted = repr(long_line[:200])
+    assert [r.getMessage() for r in caplog.records] == [
+        "Bad message from client %s: b'*bad': Bad type character '*'."
+        % client.local_address,
+        "Bad message from client %s: %s... (301 bytes): Bad type character '*'."
+        % (client.local_address, quoted)]
+    assert all(r.levelno == logging.ERROR for r in caplog.records)
+
+
 def test_standard_requests_refuse_names_that_are_not_utf8(example, caplog):
     # A fail reply saying so, as typed arguments get; no traceback, nothing logged.
     server, client = example

@@ -26,6 +26,7 @@ from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import call_on_loop, is_awaitable, on_thread, wait_off_loop
 from katcp.server.connection import ClientConnection
 from katcp.server.stream import _Connection
+from katcp.wire.text import quoted_line
 
 log = logging.getLogger("katcp.server")
 
@@ -511,8 +512,12 @@ class KATCPServer:
             return None
         return tornado.gen.convert_yielded(ready)
 
-    def _send_syntax_error(self, conn: _Connection) -> None:
-        self._send_error_log(conn, exception_text(sys.exc_info(), self._tb_limit))
+    def _send_syntax_error(self, conn: _Connection, line: bytes) -> None:
+        exc_info = sys.exc_info()
+        # The parse error alone: the traceback is the parser's, the client's is the line.
+        self._logger.error("Bad message from client %s: %s: %s",
+                           conn.address, quoted_line(line), exc_info[1])
+        self._send_error_log(conn, exception_text(exc_info, self._tb_limit))
 
     def _handling_failed(self, conn: _Connection) -> None:
         # As on the handler thread: logged and told to the client, whose connection
