@@ -1222,7 +1222,11 @@ class _InformRecorder:
     (("at %H:%M was %s", "bad"), "at %H:%M was %s ('bad',)"),
     (("%(missing)s", {"name": "p1"}), "%(missing)s ({'name': 'p1'},)"),
     (("%d items", "x"), "%d items ('x',)"),
-    (("no arguments %s",), "no arguments %s")])
+    (("no arguments %s",), "no arguments %s"),
+    # Formatted without arguments too, as 0.9.3's msg % args was.
+    (("load at 95%% of capacity",), "load at 95% of capacity"),
+    (("load at 95% of capacity",), "load at 95% of capacity"),
+    (("pump %(name)s",), "pump %(name)s")])
 def test_device_logger_formats_as_python_logging_and_never_raises(args, text):
     device = _InformRecorder()
     DeviceLogger(device).error(*args)

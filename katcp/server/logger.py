@@ -148,10 +148,11 @@ class DeviceLogger:
             values: Any = args[0] if (len(args) == 1 and isinstance(args[0], Mapping)
                                       and args[0]) else args
             try:
-                inform_msg = msg % values if values else msg
+                # Formatted without arguments too, as 0.9.3 did: "95%%" is sent as "95%".
+                inform_msg = msg % values
             except (TypeError, ValueError, KeyError):
                 # A log call never raises (as with Python's logging): the text as given.
-                inform_msg = "%s %s" % (msg, args)
+                inform_msg = "%s %s" % (msg, args) if args else msg
             self._device_server.mass_inform(self._device_server.create_log_inform(
                 self.level_name(level), inform_msg, name, timestamp=timestamp))
 
