@@ -487,7 +487,8 @@ class ClientLifecycle:
 
     def _new_protocol(self) -> ClientProtocol:
         return ClientProtocol(self._loop, self.handle_message, self._connection_made,
-                              self._connection_lost, self._logger, max_msg_size=self.MAX_MSG_SIZE,
+                              self._connection_lost, self._logger,
+                              address=self.bind_address_string, max_msg_size=self.MAX_MSG_SIZE,
                               max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE,
                               max_loop_latency=self.MAX_LOOP_LATENCY)
 
