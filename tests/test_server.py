@@ -303,13 +303,19 @@ def test_a_handler_returning_a_message_other_than_its_reply_fails_the_request(
         [], "!%s fail Handler\\_returned\\_an\\_invalid\\_reply." % request_line[1:])
 
 
-def test_a_failing_dispatch_is_logged_to_the_client_which_stays_connected(example):
+def test_a_failing_dispatch_is_logged_to_the_client_which_stays_connected(example, caplog):
     server, client = example
-    client.send("?explode")
-    client.send("?watchdog")
-    error = client.readline()
+    with caplog.at_level(logging.ERROR, logger=server._logger.name):
+        client.send("?explode")
+        client.send("?watchdog")
+        error = client.readline()  # sent after the record was logged
     assert error.startswith(b"#log error ") and b"Exploded\\_while\\_dispatching." in error
     assert client.readline() == b"!watchdog ok"
+    # The server's log names the message and the client, on the loop and handler thread alike.
+    [record] = caplog.records
+    assert record.getMessage().startswith("Error handling ?explode from %s: Traceback "
+                                          % client.local_address)
+    assert "Exploded while dispatching." in record.getMessage()
 
 
 @pytest.mark.parametrize("request_line, reply", [

@@ -197,7 +197,7 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
                     try:
                         ready = on_message(self.client_conn, msg)
                     except Exception:
-                        server._handling_failed(self)
+                        server._handling_failed(self, msg)
                         continue
                     if ready is not None and not ready.done():
                         # Per-connection serialisation: handle no further until it is

@@ -74,6 +74,28 @@ def exception_text(exc_info: Any, limit: Optional[int]) -> str:
     return "".join(traceback.format_exception(*exc_info, limit=limit))
 
 
+def log_handling_error(logger: logging.Logger, msg: Message, address: str,
+                       reason: str) -> None:
+    """Log that handling a message from a client raised, naming the message and the client.
+
+    Used on the loop and on a handler thread alike, so that both say the same.
+
+    Parameters
+    ----------
+    logger : logging.Logger
+        The server's logger.
+    msg : Message
+        The message whose handling raised.
+    address : str
+        The client's address, ``host:port``.
+    reason : str
+        The traceback.
+
+    """
+    logger.error("Error handling %s%s from %s: %s", Message.TYPE_SYMBOLS[msg.mtype].decode(),
+                 msg.name, address, reason)
+
+
 class KATCPServer:
     """Tornado IO backend for a KATCP Device.
 
@@ -519,11 +541,11 @@ class KATCPServer:
                            conn.address, quoted_line(line), exc_info[1])
         self._send_error_log(conn, exception_text(exc_info, self._tb_limit))
 
-    def _handling_failed(self, conn: _Connection) -> None:
+    def _handling_failed(self, conn: _Connection, msg: Message) -> None:
         # As on the handler thread: logged and told to the client, whose connection
         # stays (one failing message must not cost it the replies to the next ones).
         reason = exception_text(sys.exc_info(), self._tb_limit)
-        self._logger.error("Error handling message from %s: %s", conn.address, reason)
+        log_handling_error(self._logger, msg, conn.address, reason)
         self._send_error_log(conn, reason)
 
     def _send_error_log(self, conn: _Connection, reason: str) -> None:
