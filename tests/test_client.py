@@ -4,6 +4,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import logging.handlers
 import queue
 import re
 import socket
@@ -636,15 +637,18 @@ def test_sending_on_the_loop_while_not_connected_raises_client_disconnected(make
         assert "Cannot send message: client not connected" in caplog.text
 
 
-def test_oversized_message_closes_connection(server, make_client):
+def test_oversized_message_closes_connection(server, make_client, caplog):
     class Client(BlockingClient):
         MAX_MSG_SIZE = 1000
 
     client = make_client(Client, server.port, auto_reconnect=False)
     client.start()
     assert client.wait_protocol(WAIT)
-    server.send(b"#junk " + b"x" * 5000)
-    assert client.wait_disconnected(WAIT)
+    with caplog.at_level(logging.ERROR, logger="katcp.client"):
+        server.send(b"#junk " + b"x" * 5000)
+        assert client.wait_disconnected(WAIT)
+    assert ("Message from server exceeds MAX_MSG_SIZE (1000 bytes); closing the connection "
+            "to 127.0.0.1:%d" % server.port) in caplog.messages
 
 
 @contextlib.contextmanager
@@ -991,6 +995,40 @@ def test_device_client_dispatches_to_handlers(server, make_client):
     client.send_message(Message.inform("hello", "world"))
     assert server.next_line() == b"#hello world"
 
+
+
+class InformFailingClient(RecordingClient):
+    def inform_boom(self, msg):
+        raise ValueError("inform handler bug")
+
+    async def inform_later(self, msg):
+        raise ValueError("coroutine handler bug")
+
+
+def test_log_records_of_bad_lines_and_failing_handlers_name_the_server(server, make_client):
+    # Clients share the katcp.client logger (a container's all share its own): the
+    # records must say which server, and which line did not parse.
+    client = make_client(InformFailingClient, server.port)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    address = "127.0.0.1:%d" % server.port
+    records = queue.Queue()
+    handler = logging.handlers.QueueHandler(records)
+    logging.getLogger("katcp.client").addHandler(handler)
+    try:
+        server.send(b"garbage from the device")
+        server.send(b"#boom")
+        server.send(b"#later")
+        got = [records.get(timeout=WAIT) for _ in range(3)]
+    finally:
+        logging.getLogger("katcp.client").removeHandler(handler)
+    # A QueueHandler formats the message (and the traceback) into the record's msg.
+    assert [r.msg.splitlines()[0] for r in got] == [
+        "Bad message from server %s: b'garbage from the device': Bad type character 'g'."
+        % address,
+        "Error handling message #boom from server %s" % address,
+        "Message handler failed (server %s)" % address]
+    assert "inform handler bug" in got[1].msg and "coroutine handler bug" in got[2].msg
 
 
 class FailingClient(DeviceClient):

@@ -434,6 +434,39 @@ def test_last_connect_time_and_versions(adder, clients):
     assert client.last_connect_time > first
 
 
+def test_failed_attempts_warn_on_the_first_and_every_fifth_until_connected(client_log):
+    # A device switched off for hours must not cost a warning per retry.
+    logger, handler = client_log
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()
+    client = DeviceClient("127.0.0.1", port, logger=logger)
+    client.auto_reconnect_delay = 0.001  # ten attempts in about half a second
+    client.start(timeout=WAIT)
+    try:
+        failures = handler.wait_for("Failed to connect", 10)[:10]
+        W, D = logging.WARNING, logging.DEBUG
+        assert [r.levelno for r in failures] == [W, D, D, D, W, D, D, D, D, W]
+        assert failures[0].getMessage().startswith("Failed to connect to 127.0.0.1:%d: " % port)
+        assert "attempts so far" not in failures[0].getMessage()
+        assert failures[4].getMessage().endswith(" (5 attempts so far)")
+        assert failures[9].getMessage().endswith(" (10 attempts so far)")
+        # A connection starts the count over: the next failure is a first one.
+        listener = socket.create_server(("127.0.0.1", port))
+        with listener:
+            listener.settimeout(WAIT)
+            connection, _ = listener.accept()
+            assert client.wait_connected(WAIT)
+            before = len(handler.wait_for("Failed to connect"))
+        connection.close()
+        after = handler.wait_for("Failed to connect", before + 1)[before]
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+    assert after.levelno == W
+    assert "attempts so far" not in after.getMessage()
+
+
 def test_retry_waits_at_least_half_the_reconnect_delay(client_log):
     logger, handler = client_log
     closed = socket.create_server(("127.0.0.1", 0))

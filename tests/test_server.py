@@ -303,13 +303,19 @@ def test_a_handler_returning_a_message_other_than_its_reply_fails_the_request(
         [], "!%s fail Handler\\_returned\\_an\\_invalid\\_reply." % request_line[1:])
 
 
-def test_a_failing_dispatch_is_logged_to_the_client_which_stays_connected(example):
+def test_a_failing_dispatch_is_logged_to_the_client_which_stays_connected(example, caplog):
     server, client = example
-    client.send("?explode")
-    client.send("?watchdog")
-    error = client.readline()
+    with caplog.at_level(logging.ERROR, logger=server._logger.name):
+        client.send("?explode")
+        client.send("?watchdog")
+        error = client.readline()  # sent after the record was logged
     assert error.startswith(b"#log error ") and b"Exploded\\_while\\_dispatching." in error
     assert client.readline() == b"!watchdog ok"
+    # The server's log names the message and the client, on the loop and handler thread alike.
+    [record] = caplog.records
+    assert record.getMessage().startswith("Error handling ?explode from %s: Traceback "
+                                          % client.local_address)
+    assert "Exploded while dispatching." in record.getMessage()
 
 
 @pytest.mark.parametrize("request_line, reply", [
@@ -611,6 +617,24 @@ def test_unknown_and_malformed_and_bad_utf8(example):
     assert client.readline() == b"!echo ok caf\xc3\xa9"
     assert client.readline().startswith(b"!echo fail ")
     assert client.request("?watchdog") == ([], "!watchdog ok")
+
+
+def test_a_line_that_does_not_parse_is_logged_with_the_client_and_the_line(example, caplog):
+    # As katcp 0.9.3's "BAD COMMAND": the device's operator sees it, not only the client.
+    server, client = example
+    long_line = b"*" + b"x" * 300
+    with caplog.at_level(logging.ERROR, logger=server._logger.name):
+        client.send(b"*bad")
+        client.send(long_line)
+        # Logged before the #log inform is sent: both records are in once it arrives.
+        assert all(line.startswith(b"#log error ") for line in client.readlines(2))
+    quoted = repr(long_line[:200])
+    assert [r.getMessage() for r in caplog.records] == [
+        "Bad message from client %s: b'*bad': Bad type character '*'."
+        % client.local_address,
+        "Bad message from client %s: %s... (301 bytes): Bad type character '*'."
+        % (client.local_address, quoted)]
+    assert all(r.levelno == logging.ERROR for r in caplog.records)
 
 
 def test_standard_requests_refuse_names_that_are_not_utf8(example, caplog):
@@ -1243,7 +1267,11 @@ class _InformRecorder:
     (("at %H:%M was %s", "bad"), "at %H:%M was %s ('bad',)"),
     (("%(missing)s", {"name": "p1"}), "%(missing)s ({'name': 'p1'},)"),
     (("%d items", "x"), "%d items ('x',)"),
-    (("no arguments %s",), "no arguments %s")])
+    (("no arguments %s",), "no arguments %s"),
+    # Formatted without arguments too, as 0.9.3's msg % args was.
+    (("load at 95%% of capacity",), "load at 95% of capacity"),
+    (("load at 95% of capacity",), "load at 95% of capacity"),
+    (("pump %(name)s",), "pump %(name)s")])
 def test_device_logger_formats_as_python_logging_and_never_raises(args, text):
     device = _InformRecorder()
     DeviceLogger(device).error(*args)

@@ -60,6 +60,53 @@ def test_device_logger_takes_name_and_timestamp_keywords():
     assert logger.warn.__name__ == "warn"
 
 
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@pytest.fixture
+def python_log():
+    logger = logging.getLogger("katcp.test.devicelogger")
+    handler = _Records()
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield logger, handler.records
+    logger.removeHandler(handler)
+
+
+def test_device_logger_passes_python_loggings_keywords_on(python_log):
+    # As code written for Python's logging calls it: self.log.error(..., exc_info=True).
+    python_logger, records = python_log
+    device = _Recorder("127.0.0.1", 0)
+    logger = DeviceLogger(device, python_logger=python_logger)
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        logger.error("could not compute %s", "x", exc_info=True, stack_info=True,
+                     extra={"device": "d1"})
+    [record] = records
+    assert record.getMessage() == "could not compute x"
+    assert record.exc_info[0] is ZeroDivisionError
+    assert record.stack_info and record.device == "d1"
+    # The record names the code that logged, not DeviceLogger.
+    assert record.funcName == "test_device_logger_passes_python_loggings_keywords_on"
+    # The inform carries the message alone.
+    assert [msg.arguments[3] for msg in device.sent] == [b"could not compute x"]
+
+    def log_for_caller():
+        logger.log(DeviceLogger.WARN, "from a helper", stacklevel=2)
+        logger.warn("from a helper", stacklevel=2)
+
+    log_for_caller()
+    assert [r.funcName for r in records[1:]] == [
+        "test_device_logger_passes_python_loggings_keywords_on"] * 2
+
+
 def test_device_logger_refuses_an_unknown_keyword():
     logger = DeviceLogger(_Recorder("127.0.0.1", 0))
     with pytest.raises(TypeError):

@@ -31,6 +31,9 @@ RECONNECT_DELAY_MAX = 5.0
 """Upper bound of the (doubling, randomised) delay between reconnection attempts."""
 STABLE_CONNECTION = 1.0
 """Seconds a connection must last for the next reconnection to start the backoff over."""
+# A device switched off fails every retry for as long as it is off: of a run of failed
+# connection attempts the first and every this many are warnings, the others debug.
+_WARN_EVERY_FAILURES = 5
 
 _STOPPED = "Client stopped: start() it again before calling it from another thread"
 
@@ -150,6 +153,7 @@ class ClientLifecycle:
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
         self._protocol: Optional[ClientProtocol] = None
         self._connect_future: Optional["asyncio.Future[Any]"] = None
+        self._connect_failures = 0  # consecutive, since the last connection or start
         self._wakeup: Optional["asyncio.Future[None]"] = None  # stop() ends a retry wait
         self._stopping = False
         # Until start() has queued _begin(), and from stop() until the next start(),
@@ -411,6 +415,7 @@ class ClientLifecycle:
             return
         self._wakeup = wakeup = self._loop.create_future()
         backoff = reconnect_backoff(self.auto_reconnect_delay)
+        self._connect_failures = 0
         # A task, which stop() cancels.
         attempt = self._connect_future = asyncio.ensure_future(self._connect())
         # Running once the first attempt is under way: its first step (the connect()
@@ -462,16 +467,28 @@ class ClientLifecycle:
         except OSError as exc:
             # The text, not the exception: a log record kept by a handler would keep
             # its traceback's frames, and through them this client, alive.
-            self._logger.warning("Failed to connect to %s: %s", self.bind_address_string, str(exc))
+            self._connect_failed(str(exc))
             return None
+        self._connect_failures = 0
         if self._stopping:
             protocol.close()
             return None
         return protocol
 
+    def _connect_failed(self, reason: str) -> None:
+        failures = self._connect_failures = self._connect_failures + 1
+        if failures == 1:
+            self._logger.warning("Failed to connect to %s: %s", self.bind_address_string,
+                                 reason)
+        else:
+            level = logging.WARNING if failures % _WARN_EVERY_FAILURES == 0 else logging.DEBUG
+            self._logger.log(level, "Failed to connect to %s: %s (%d attempts so far)",
+                             self.bind_address_string, reason, failures)
+
     def _new_protocol(self) -> ClientProtocol:
         return ClientProtocol(self._loop, self.handle_message, self._connection_made,
-                              self._connection_lost, self._logger, max_msg_size=self.MAX_MSG_SIZE,
+                              self._connection_lost, self._logger,
+                              address=self.bind_address_string, max_msg_size=self.MAX_MSG_SIZE,
                               max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE,
                               max_loop_latency=self.MAX_LOOP_LATENCY)
 

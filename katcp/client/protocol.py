@@ -11,6 +11,7 @@ from katcp.core import KatcpSyntaxError, Message, MessageParser
 from katcp.loop.crossing import is_awaitable
 from katcp.transport.buffers import SharedBufferProtocol
 from katcp.transport.framing import LineFramer, WriteBatcher
+from katcp.wire.text import quoted_line
 
 
 # Received chunks of more lines than this are timed, so that a long pipelined burst
@@ -38,6 +39,8 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
     lost : callable
         ``lost()`` once the connection has closed.
     logger : :class:`logging.Logger`
+    address : str
+        The server's address, ``host:port``, as the log records name it.
     max_msg_size : int
         Longest line accepted; a longer one closes the connection.
     max_write_buffer_size : int
@@ -58,13 +61,15 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
     def __init__(self, loop: asyncio.AbstractEventLoop,
                  handle_message: Callable[[Message], Optional[Awaitable[Any]]],
                  made: Callable[["ClientProtocol"], None], lost: Callable[[], None],
-                 logger: logging.Logger, *, max_msg_size: int, max_write_buffer_size: int,
-                 max_loop_latency: float) -> None:
+                 logger: logging.Logger, *, address: str, max_msg_size: int,
+                 max_write_buffer_size: int, max_loop_latency: float) -> None:
         self._loop = loop
         self._handle_message = handle_message
         self._made = made
         self._lost = lost
         self._logger = logger
+        # Clients share a logger (a resource container's all do): records say which server.
+        self._address = address
         self._max_write_buffer_size = max_write_buffer_size
         self._max_loop_latency = max_loop_latency
         self._parse = MessageParser().parse
@@ -110,12 +115,14 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
                 try:
                     msg = parse(line)
                 except KatcpSyntaxError as exc:
-                    self._logger.error("Bad message from server: %s", exc)
+                    self._logger.error("Bad message from server %s: %s: %s",
+                                       self._address, quoted_line(line), exc)
                     continue
                 try:
                     result = handle_message(msg)
                 except Exception:
-                    self._logger.exception("Error handling message %s", msg)
+                    self._logger.exception("Error handling message %s from server %s",
+                                           msg, self._address)
                     continue
                 if result is not None and is_awaitable(result):
                     tornado.gen.convert_yielded(result).add_done_callback(self._log_handler_error)
@@ -133,7 +140,8 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
 
     def _log_handler_error(self, future: "asyncio.Future[Any]") -> None:
         if not future.cancelled() and future.exception() is not None:
-            self._logger.error("Message handler failed", exc_info=future.exception())
+            self._logger.error("Message handler failed (server %s)", self._address,
+                               exc_info=future.exception())
 
     def _resume_reading(self) -> None:
         if self.transport is not None:
@@ -143,7 +151,8 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
         """Log `problem` (a limit exceeded) and drop the connection without sending more."""
         transport = self.transport
         if transport is not None:
-            self._logger.error(problem + "; closing connection", limit)
+            self._logger.error(problem + "; closing the connection to %s", limit,
+                               self._address)
             # Forgotten at once: what is sent until connection_lost() comes round is
             # dropped, not written to the aborted transport (which logs each write).
             self.transport = None

@@ -13,6 +13,7 @@ from tornado.concurrent import Future
 
 from katcp.core import Message
 from katcp.loop.call_queue import CallQueue
+from katcp.server.transport import log_handling_error
 
 log = logging.getLogger("katcp.server")
 
@@ -148,7 +149,7 @@ class MessageHandlerThread:
                 try:
                     done = handler(client_conn, msg)
                 except Exception:
-                    self._report_error(client_conn)
+                    self._report_error(client_conn, msg)
                     done = None
                 if done is None:
                     call(_resolve, ready)
@@ -170,9 +171,9 @@ class MessageHandlerThread:
         if calls is not None and self._thread is threading.current_thread():
             calls.hold()
 
-    def _report_error(self, client_conn: Any) -> None:
+    def _report_error(self, client_conn: Any, msg: Message) -> None:
         reason = traceback.format_exc()
-        self._logger.error("Error handling message: %s", reason)
+        log_handling_error(self._logger, msg, client_conn.address, reason)
         client_conn.inform(self.log_inform_formatter("error", reason, "root"))
 
     def stop(self, timeout: Optional[float] = 1.0) -> None:

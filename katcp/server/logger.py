@@ -11,8 +11,12 @@ from katcp.wire.text import readable
 def _log_at(level: int, method_name: str, what: str) -> Callable[..., None]:
     """A DeviceLogger method that logs at `level`."""
     def log_at_level(self: "DeviceLogger", msg: str, *args: Any, name: Optional[str] = None,
-                     timestamp: Optional[float] = None) -> None:
-        self.log(level, msg, *args, name=name, timestamp=timestamp)
+                     timestamp: Optional[float] = None, exc_info: Any = None,
+                     stack_info: bool = False, stacklevel: int = 1,
+                     extra: Optional[Mapping[str, Any]] = None) -> None:
+        # One frame more than log(): the Python record names this method's caller.
+        self.log(level, msg, *args, name=name, timestamp=timestamp, exc_info=exc_info,
+                 stack_info=stack_info, stacklevel=stacklevel + 1, extra=extra)
     log_at_level.__name__ = method_name
     log_at_level.__qualname__ = "DeviceLogger." + method_name
     log_at_level.__doc__ = "Log %s message; the arguments are those of :meth:`log`." % what
@@ -105,7 +109,8 @@ class DeviceLogger:
         self.set_log_level(self.level_from_name(level_name))
 
     def log(self, level: int, msg: str, *args: Any, name: Optional[str] = None,
-            timestamp: Optional[float] = None) -> None:
+            timestamp: Optional[float] = None, exc_info: Any = None, stack_info: bool = False,
+            stacklevel: int = 1, extra: Optional[Mapping[str, Any]] = None) -> None:
         """Log a message and inform all clients.
 
         Parameters
@@ -122,11 +127,20 @@ class DeviceLogger:
             A keyword argument.
         timestamp : float, optional
             Seconds since the Unix epoch (default: now). A keyword argument.
+        exc_info, stack_info, stacklevel, extra : optional
+            As for :meth:`logging.Logger.log`, and passed on to the server's Python
+            logger (keyword arguments): ``exc_info=True`` in an ``except`` block puts the
+            traceback in the Python log record. The ``#log`` inform carries the message
+            alone, never a traceback or a stack. `stacklevel` counts from the caller of
+            this method (or of :meth:`error` and the others), as Python's does.
 
         """
         if self._python_logger is not None:
             python_msg = msg if timestamp is None else "msg=%s timestamp=%.2f" % (msg, timestamp)
-            self._python_logger.log(self.PYTHON_LEVEL[level], python_msg, *args)
+            # One frame more: the record names the caller of this method, not this method.
+            self._python_logger.log(self.PYTHON_LEVEL[level], python_msg, *args,
+                                    exc_info=exc_info, stack_info=stack_info,
+                                    stacklevel=stacklevel + 1, extra=extra)
         if level >= self._log_level:
             if name is None:
                 name = self._root_logger_name
@@ -134,10 +148,11 @@ class DeviceLogger:
             values: Any = args[0] if (len(args) == 1 and isinstance(args[0], Mapping)
                                       and args[0]) else args
             try:
-                inform_msg = msg % values if values else msg
+                # Formatted without arguments too, as 0.9.3 did: "95%%" is sent as "95%".
+                inform_msg = msg % values
             except (TypeError, ValueError, KeyError):
                 # A log call never raises (as with Python's logging): the text as given.
-                inform_msg = "%s %s" % (msg, args)
+                inform_msg = "%s %s" % (msg, args) if args else msg
             self._device_server.mass_inform(self._device_server.create_log_inform(
                 self.level_name(level), inform_msg, name, timestamp=timestamp))
 

@@ -192,12 +192,12 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
                     except KatcpSyntaxError:
                         # Only truly empty lines are skipped (above): like katcp 0.9.3, a
                         # line of blanks is answered with an error like any bad line.
-                        server._send_syntax_error(self)
+                        server._send_syntax_error(self, line)
                         continue
                     try:
                         ready = on_message(self.client_conn, msg)
                     except Exception:
-                        server._handling_failed(self)
+                        server._handling_failed(self, msg)
                         continue
                     if ready is not None and not ready.done():
                         # Per-connection serialisation: handle no further until it is

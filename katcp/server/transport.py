@@ -26,6 +26,7 @@ from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import call_on_loop, is_awaitable, on_thread, wait_off_loop
 from katcp.server.connection import ClientConnection
 from katcp.server.stream import _Connection
+from katcp.wire.text import quoted_line
 
 log = logging.getLogger("katcp.server")
 
@@ -71,6 +72,28 @@ def exception_text(exc_info: Any, limit: Optional[int]) -> str:
     """The text of a traceback sent to a client: `exc_info` limited to `limit` frames."""
     # Ends with a newline, as the traceback module formats it (and as katcp 0.9 sent it).
     return "".join(traceback.format_exception(*exc_info, limit=limit))
+
+
+def log_handling_error(logger: logging.Logger, msg: Message, address: str,
+                       reason: str) -> None:
+    """Log that handling a message from a client raised, naming the message and the client.
+
+    Used on the loop and on a handler thread alike, so that both say the same.
+
+    Parameters
+    ----------
+    logger : logging.Logger
+        The server's logger.
+    msg : Message
+        The message whose handling raised.
+    address : str
+        The client's address, ``host:port``.
+    reason : str
+        The traceback.
+
+    """
+    logger.error("Error handling %s%s from %s: %s", Message.TYPE_SYMBOLS[msg.mtype].decode(),
+                 msg.name, address, reason)
 
 
 class KATCPServer:
@@ -511,14 +534,18 @@ class KATCPServer:
             return None
         return tornado.gen.convert_yielded(ready)
 
-    def _send_syntax_error(self, conn: _Connection) -> None:
-        self._send_error_log(conn, exception_text(sys.exc_info(), self._tb_limit))
+    def _send_syntax_error(self, conn: _Connection, line: bytes) -> None:
+        exc_info = sys.exc_info()
+        # The parse error alone: the traceback is the parser's, the client's is the line.
+        self._logger.error("Bad message from client %s: %s: %s",
+                           conn.address, quoted_line(line), exc_info[1])
+        self._send_error_log(conn, exception_text(exc_info, self._tb_limit))
 
-    def _handling_failed(self, conn: _Connection) -> None:
+    def _handling_failed(self, conn: _Connection, msg: Message) -> None:
         # As on the handler thread: logged and told to the client, whose connection
         # stays (one failing message must not cost it the replies to the next ones).
         reason = exception_text(sys.exc_info(), self._tb_limit)
-        self._logger.error("Error handling message from %s: %s", conn.address, reason)
+        log_handling_error(self._logger, msg, conn.address, reason)
         self._send_error_log(conn, reason)
 
     def _send_error_log(self, conn: _Connection, reason: str) -> None:

@@ -7,6 +7,8 @@ needed, each with its own error policy:
 - :func:`readable` for logs and displays: never fails, bad bytes become U+FFFD.
 - :func:`show` for error messages about the bytes themselves: never fails, bad bytes
   stay visible as ``\\xNN`` escapes.
+
+:func:`quoted_line` quotes a received line that could not be taken, for a log record.
 """
 
 import logging
@@ -43,6 +45,29 @@ def show(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).decode("utf-8", errors="backslashreplace")
     return value
+
+
+# Enough of a bad line to recognise it; a line may be megabytes long.
+QUOTED_LINE_LIMIT = 200
+
+
+def quoted_line(line: bytes) -> str:
+    """A received line as a log record quotes it: ``repr()`` of its first 200 bytes.
+
+    Parameters
+    ----------
+    line : bytes
+
+    Returns
+    -------
+    quoted : str
+        ``b'...'``, followed by ``... (N bytes)`` when the line is longer than
+        :data:`QUOTED_LINE_LIMIT` bytes.
+
+    """
+    if len(line) <= QUOTED_LINE_LIMIT:
+        return repr(line)
+    return "%r... (%d bytes)" % (line[:QUOTED_LINE_LIMIT], len(line))
 
 
 def as_bytes(value: Any) -> bytes:
