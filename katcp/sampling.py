@@ -437,13 +437,14 @@ class _PeriodicScheduler:
     """
 
     TOLERANCE = 0.001
-    _by_ioloop: "weakref.WeakKeyDictionary[Any, _PeriodicScheduler]" = weakref.WeakKeyDictionary()
 
     @classmethod
     def for_ioloop(cls, ioloop: tornado.ioloop.IOLoop) -> "_PeriodicScheduler":
-        scheduler = cls._by_ioloop.get(ioloop)
+        # Kept on the loop, so that it goes with the loop: in a mapping keyed by the loop
+        # (even a weak one) it would keep its loop, and the loop's samplers, alive for ever.
+        scheduler = getattr(ioloop, "_katcp_periodic_scheduler", None)
         if scheduler is None:
-            scheduler = cls._by_ioloop[ioloop] = cls(ioloop)
+            scheduler = ioloop._katcp_periodic_scheduler = cls(ioloop)  # type: ignore
         return scheduler
 
     def __init__(self, ioloop: tornado.ioloop.IOLoop) -> None:

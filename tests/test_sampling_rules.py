@@ -6,8 +6,10 @@ Written against the mutants that survived the older tests (see docs/mutation.rst
 
 import asyncio
 import collections
+import gc
 import logging
 import threading
+import weakref
 
 import pytest
 import tornado.gen
@@ -111,6 +113,30 @@ class TestParameters:
         finally:
             loop.close()
             other.close()
+
+    @pytest.mark.parametrize("cancel", [True, False], ids=["cancelled", "left running"])
+    def test_a_closed_loop_that_ran_periodic_samples_is_freed(self, cancel):
+        # Test suites make a loop per test and programs restart servers: each loop's
+        # periodic scheduler must go with it, not keep it (and its samplers) for ever.
+        def run_and_close():
+            loop = tornado.ioloop.IOLoop(make_current=False)
+            sent = []
+
+            async def sample():
+                strategy = SampleStrategy.get_strategy(
+                    "period", lambda s, r: sent.append(r), make_sensor(), "0.01", ioloop=loop)
+                strategy.start()
+                if cancel:
+                    strategy.cancel()
+
+            loop.run_sync(sample)
+            loop.close(all_fds=True)
+            assert sent
+            return weakref.ref(loop), weakref.ref(loop.asyncio_loop)
+
+        refs = [run_and_close() for _ in range(3)]
+        gc.collect()
+        assert [(loop(), asyncio_loop()) for loop, asyncio_loop in refs] == [(None, None)] * 3
 
     def test_cancelling_an_unstarted_strategy_is_harmless(self):
         for name, params in (("period", ("1",)), ("event-rate", ("1", "2")), ("auto", ())):
