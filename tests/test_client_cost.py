@@ -185,6 +185,24 @@ def test_the_by_name_index_is_made_when_asked_and_kept_while_requests_are_in_fli
     assert table.peek_by_name("c") == (None, None)
 
 
+def test_answered_requests_behind_one_that_waits_do_not_pile_up_in_the_by_name_index():
+    # One request that is never answered (no timeout) stays at the front of its name's
+    # index; the thousands answered behind it must not stay with it.
+    table, _clock, _expired = _table()
+    waiting = _pending("a")
+    table.add(0, "a", waiting, None)
+    assert table.peek_by_name("a") == (0, waiting)
+    for msg_id in range(1, 2001):
+        table.add(msg_id, "a", _pending("a"), None)
+        del table.by_id[msg_id]  # answered by id
+    assert table.held()["names"] <= 2 * 1 + 16 + 1
+    last = _pending("a")
+    table.add(2001, "a", last, None)
+    assert table.peek_by_name("a") == (0, waiting)
+    del table.by_id[0]
+    assert table.peek_by_name("a") == (2001, last)
+
+
 def test_the_by_name_index_goes_once_nothing_is_in_flight():
     table, _clock, _expired = _table()
     first, later = _pending("a"), _pending("a")

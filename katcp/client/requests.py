@@ -282,6 +282,11 @@ class RequestTimeouts:
         self._compact_at = MIN_COMPACT_SIZE
 
 
+# How many entries of answered requests a name's index may hold beyond twice the requests
+# in flight before it is rebuilt.
+_STALE_NAMES_ALLOWED = 16
+
+
 def _deadline_of(entry):
     return entry[0]
 
@@ -335,6 +340,11 @@ class RequestTable:
                 while stack and stack[0] not in by_id:  # answered; see peek_by_name
                     stack.popleft()
                 stack.append(msg_id)
+                if len(stack) > 2 * len(by_id) + _STALE_NAMES_ALLOWED:
+                    # Answered requests behind one still waiting at the front (no timeout)
+                    # are not dropped from the front: dropped here, a rebuild paid for by
+                    # the requests added since the last.
+                    by_name[name] = collections.deque(i for i in stack if i in by_id)
             else:
                 self._by_name = None  # nothing in flight: made again when next asked
         by_id[msg_id] = pending
