@@ -400,6 +400,18 @@ class TestKATCPClientResource(ResourceTestCase):
         assert reading.value == 4
         assert res.sensor.extra_sensor.sampling_strategy == ("event",)
 
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_a_listener_set_again_and_again_is_kept_once(self):
+        # Kept for sensors that come later and re-registered at each sync: a listener set
+        # in a loop must not pile up.
+        res = self.make_resource(self.server)
+        yield res.until_synced(timeout=WAIT)
+        listener, other = ListenerFuture(lambda reading: False), ListenerFuture(None)
+        for _ in range(100):
+            yield res.set_sensor_listener("extra.sensor", listener)
+        yield res.set_sensor_listener("extra.sensor", other)
+        assert res._sensor_listener_cache["extra_sensor"] == [listener, other]
+
     @tornado.testing.gen_test(timeout=3 * WAIT)
     def test_server_restart_with_changed_interface(self):
         res = self.make_resource(self.server)

@@ -468,7 +468,9 @@ class KATCPClientResource(resource.KATCPResource):
             else with an empty dict.
         """
         sensor_name = escape_name(sensor_name)
-        self._sensor_listener_cache[sensor_name].append(listener)
+        cached = self._sensor_listener_cache[sensor_name]
+        if listener not in cached:  # set again and again, it is still registered once
+            cached.append(listener)
         sensor_obj = dict.get(self._sensor, sensor_name)
         if sensor_obj is None:
             return {}
