@@ -169,6 +169,27 @@ class IOLoopManager:
             return threading.get_ident()
         return self._thread_id
 
+    def loop_thread_id(self, recorded: Optional[int]) -> Optional[int]:
+        """The id of the thread that runs the loop now, given the one a user of the loop
+        recorded (the thread that ran its first callback there), if any.
+
+        For a managed loop, and before anything was recorded, :meth:`thread_id`: once a
+        managed loop's thread has ended, its id stands for no thread of the loop, as a
+        new thread may be given it. An unmanaged loop runs in the thread recorded.
+
+        Parameters
+        ----------
+        recorded : int or None
+
+        Returns
+        -------
+        thread_id : int or None
+
+        """
+        if recorded is None or self._ioloop_managed:
+            return self.thread_id()
+        return recorded
+
     def managed(self) -> bool:
         """Whether the loop is (or will be) run by this manager in its own thread.
 

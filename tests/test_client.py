@@ -25,6 +25,7 @@ from katcp.client import (
     request_check,
 )
 from katcp.core import KatcpClientDisconnected, KatcpVersionError, Message, ProtocolFlags
+from katcp.loop import crossing
 from katcp.testutils import call_in_ioloop
 from wait_helpers import run_case_for_leftovers, waits_left_by
 
@@ -786,6 +787,31 @@ def test_after_join_no_thread_is_taken_for_the_ended_loop_thread(server):
     thread.start()
     thread.join(WAIT)
     assert waited.result(0) is False
+
+
+def test_a_thread_given_the_ended_loop_threads_id_is_a_thread_like_any_other(
+        server, monkeypatch):
+    client = BlockingClient("127.0.0.1", server.port, timeout=WAIT)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    loop_thread = client._ioloop_manager._ioloop_thread
+    client.stop(timeout=WAIT)
+    loop_thread.join(WAIT)  # ended, and the client not joined
+    assert not loop_thread.is_alive()
+    # Thread ids are reused: this thread stands for a new one given the ended thread's id.
+    real_get_ident = crossing._get_ident
+    this_thread = real_get_ident()
+    monkeypatch.setattr(crossing, "_get_ident", lambda: (
+        loop_thread.ident if real_get_ident() == this_thread else real_get_ident()))
+    assert crossing.on_thread(loop_thread.ident)
+    client.stop(timeout=WAIT)  # nothing to stop
+    assert client.wait_running(0.01) is False
+    with pytest.raises(RuntimeError, match="Client stopped"):
+        client.blocking_request(Message.request("echo", "x"))
+    with pytest.raises(RuntimeError, match="Client stopped"):
+        client.future_request(Message.request("echo", "x"))
+    assert client.ioloop_thread_id is None
+    client.join(timeout=WAIT)
 
 
 def test_a_call_queued_on_the_loop_right_after_start_runs_as_on_the_loop(server):

@@ -201,45 +201,6 @@ def test_calls_from_other_threads_during_start_work_or_are_refused(server, resta
     stopped(client)
 
 
-def test_a_join_racing_a_start_leaves_the_new_loop_thread_known(server):
-    client = started(CallbackClient("127.0.0.1", server.port, timeout=WAIT))
-    stopped(client)
-    # join() has found no loop thread and is about to forget the old thread's id, held
-    # there while start() runs the client on a new loop thread.
-    manager = client._ioloop_manager
-    thread_id = manager.thread_id
-    at_check, release = threading.Event(), threading.Event()
-
-    def held_thread_id():
-        found = thread_id()
-        if threading.current_thread().name == "joiner":
-            at_check.set()
-            release.wait(WAIT)
-        return found
-
-    manager.thread_id = held_thread_id
-    progressed = threading.Event()
-    client._start_lock = WaitedForLock(progressed)
-    joiner = threading.Thread(target=client.join, args=(WAIT,), name="joiner", daemon=True)
-    joiner.start()
-    assert at_check.wait(WAIT)
-    starting = outcome_in_thread(client.start)
-    starting.add_done_callback(lambda _: progressed.set())
-    assert progressed.wait(WAIT)
-    if starting.done():
-        assert client.wait_running(WAIT)  # _begin() has recorded the new thread's id
-    release.set()
-    joiner.join(WAIT)
-    starting.result(WAIT)
-    del manager.thread_id
-    assert client.wait_protocol(WAIT)
-    # The id is still the loop thread's: its calls from other threads run as on the loop.
-    assert client.ioloop_thread_id == manager._ioloop_thread.ident
-    reply, _ = client.future_request(Message.request("echo", "x"))
-    assert str(reply) == "!echo[1] ok x"
-    stopped(client)
-
-
 # -- a shared loop stopped under a client -------------------------------------------------
 
 

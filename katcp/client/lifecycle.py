@@ -148,7 +148,7 @@ class ClientLifecycle:
         self.auto_reconnect_delay = RECONNECT_DELAY
         self.last_connect_time: Optional[float] = None
         self.ioloop: Any = None
-        self.ioloop_thread_id: Optional[int] = None
+        self._ioloop_thread_id: Optional[int] = None  # as recorded by _begin()
         self._loop: Any = None
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
         self._protocol: Optional[ClientProtocol] = None
@@ -195,6 +195,17 @@ class ClientLifecycle:
         return self._protocol
 
     # -- the loop and its thread -----------------------------------------------------
+
+    @property
+    def ioloop_thread_id(self) -> Optional[int]:
+        """The id (``threading.get_ident()``) of the thread running the client's loop, if
+        known: None once a managed loop's thread has ended, whose id a new thread may be
+        given (see :meth:`katcp.ioloop_manager.IOLoopManager.loop_thread_id`)."""
+        return self._ioloop_manager.loop_thread_id(self._ioloop_thread_id)
+
+    @ioloop_thread_id.setter
+    def ioloop_thread_id(self, thread_id: Optional[int]) -> None:
+        self._ioloop_thread_id = thread_id
 
     def set_ioloop(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
         """Run the client on `ioloop` (default: the current loop, see
@@ -307,9 +318,9 @@ class ClientLifecycle:
             self._stopped.clear()
             self._stopping = False
             try:
-                # The loop's thread is known once it runs _begin(); until then, a call made
-                # on an unmanaged loop's own thread must still count as on the loop thread.
-                self.ioloop_thread_id = manager.thread_id()
+                # The last run's thread is forgotten: until _begin() records the new one,
+                # the loop manager tells (a call on an unmanaged loop's own thread counts).
+                self.ioloop_thread_id = None
                 # A managed loop still running (its client's coroutine ended on its own,
                 # as without auto_reconnect) runs the client again.
                 if manager.managed() and not manager._live():
@@ -382,12 +393,6 @@ class ClientLifecycle:
         manager = self._ioloop_manager
         if manager.managed():
             manager.join(timeout)
-            # Not while a start() is under way (one that has begun clears _stopped):
-            # its _begin() records the thread of the new loop, which this would undo.
-            with self._start_lock:
-                if self._stopped.is_set() and manager.thread_id() is None:
-                    # The loop thread has ended; a new thread may be given its id.
-                    self.ioloop_thread_id = None
 
     async def _uninstall(self) -> None:
         self._stopping = True

@@ -215,17 +215,12 @@ class KATCPServer:
         return on_thread(self._loop_thread_id())
 
     def _loop_thread_id(self) -> Optional[int]:
-        """The id of the thread that runs the server's loop now, if any is known.
-
-        The loop manager knows it before the server is installed (an unmanaged loop
-        running in the calling thread counts), and knows when a managed loop's thread
-        has ended: a thread that ended leaves its id free for a new thread, which is
-        not on the loop.
+        """The id of the thread that runs the server's loop now, if any is known (see
+        :meth:`katcp.ioloop_manager.IOLoopManager.loop_thread_id`): the loop manager
+        knows it before the server is installed, and knows when a managed loop's thread
+        has ended.
         """
-        thread_id = self.ioloop_thread_id
-        if thread_id is None or self._ioloop_manager.managed():
-            return self._ioloop_manager.thread_id()
-        return thread_id
+        return self._ioloop_manager.loop_thread_id(self.ioloop_thread_id)
 
     def start(self, timeout: Optional[float] = None) -> Optional[bool]:
         """Install the server on its IOLoop, optionally starting the IOLoop.
