@@ -588,6 +588,40 @@ def test_disconnect_reconnects_with_auto_reconnect(server, make_client):
     assert client.wait_connected(WAIT)
 
 
+def test_requests_right_after_disconnect_fail_as_not_connected_writing_nothing(
+        server, make_client, caplog):
+    client = make_client(CallbackClient, server.port, timeout=WAIT, auto_reconnect=False)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    replies = queue.Queue()
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        client.disconnect()
+        # Queued behind the close: the loop takes them before the connection is lost.
+        for i in range(20):
+            client.callback_request(Message.request("echo", str(i)), reply_cb=replies.put)
+        got = [replies.get(timeout=WAIT) for _ in range(20)]
+    # Nothing was written to the closing transport (asyncio warns of such writes).
+    assert not any("socket.send() raised" in message for message in caplog.messages)
+    assert all(reply.arguments == [b"fail", b"Client not connected"] for reply in got)
+
+
+def test_sending_on_the_loop_right_after_disconnect_raises_client_disconnected(
+        server, make_client):
+    client = make_client(CallbackClient, server.port, auto_reconnect=False)
+    client.start()
+    assert client.wait_protocol(WAIT)
+
+    def disconnect_and_send():
+        client.disconnect()
+        try:
+            client.send_message(Message.inform("note"))
+        except KatcpClientDisconnected as exc:
+            return exc
+
+    raised = call_in_ioloop(client.ioloop, disconnect_and_send)
+    assert str(raised) == "Not connected to device 127.0.0.1:%d" % server.port
+
+
 def test_no_auto_reconnect_stops_running_after_disconnect(server, make_client):
     client = make_client(BlockingClient, server.port, auto_reconnect=False)
     client.start()

@@ -75,7 +75,7 @@ class AsyncClient(DeviceClient):
         id_given = msg.mid is not None
         msg_id = self._assign_mid(msg, use_mid)
         mid = msg.mid
-        protocol = self._protocol
+        protocol = self._open_protocol()
         if protocol is None:
             self._fail(pending, "Client not connected")
             return

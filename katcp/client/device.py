@@ -303,7 +303,7 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         """
         data = bytes(msg) + b"\n"
         if on_thread(self.ioloop_thread_id):
-            protocol = self._protocol
+            protocol = self._open_protocol()
             if protocol is None:
                 raise KatcpClientDisconnected("Not connected to device %s"
                                               % self.bind_address_string)
@@ -318,7 +318,7 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
             self._check_loop_thread()  # raises: another thread, and not thread safe
 
     def _write(self, data):
-        protocol = self._protocol
+        protocol = self._open_protocol()
         if protocol is None:
             self._logger.warning("Cannot send message: client not connected to %s",
                                  self.bind_address_string)

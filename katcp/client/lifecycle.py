@@ -490,6 +490,14 @@ class ClientLifecycle:
             self._logger.log(level, "Failed to connect to %s: %s (%d attempts so far)",
                              self.bind_address_string, reason, failures)
 
+    def _open_protocol(self) -> Optional[ClientProtocol]:
+        """The connection, unless there is none or it is closing (which takes no more
+        writes): a client whose connection closes counts as not connected from then."""
+        protocol = self._protocol
+        if protocol is None or protocol.transport is None:
+            return None
+        return protocol
+
     def _new_protocol(self) -> ClientProtocol:
         return ClientProtocol(self._loop, self.handle_message, self._connection_made,
                               self._connection_lost, self._logger,

@@ -54,7 +54,8 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
     closed : :class:`asyncio.Future`
         Resolves (with the closing exception or None) when the connection is lost.
     transport : :class:`asyncio.Transport` or None
-        The connection's transport, None before it is made and once it is lost.
+        The connection's transport, None before it is made and once it is closing:
+        nothing more is written to it.
 
     """
 
@@ -187,11 +188,13 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
 
         What the socket has taken is still sent. What the server has not taken (it
         stopped reading) is dropped: the close waits for nothing, so that a client can
-        always disconnect and stop.
+        always disconnect and stop. What is sent from now on is dropped too.
         """
         transport = self.transport
         if transport is None:
             return
+        # Forgotten at once, as by _abort(): a closing transport logs each write.
+        self.transport = None
         try:
             unsent = transport.get_write_buffer_size()
         except (AttributeError, NotImplementedError):
