@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +25,7 @@ from katcp.kattypes import Str, request, return_reply
 from katcp.resource import KATCPSensorError
 from katcp.resource_client import (KATCPClientResource, KATCPClientResourceContainer,
                                    ThreadSafeKATCPClientResourceWrapper, connect_resource)
-from katcp.server import DeviceServer
+from katcp.server import AsyncDeviceServer, DeviceServer
 from katcp.wire.message import readable_message
 from subprocess_helpers import python_env
 
@@ -267,6 +268,81 @@ def test_server_with_block_runs_and_stops_it():
     with WeatherStation("127.0.0.1", 0) as server:
         assert server.running()
     assert not server.running()
+
+
+class AsyncWeatherStation(WeatherStation, AsyncDeviceServer):
+    """The weather station, its handlers on the loop."""
+
+
+def _refused(address):
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(address, timeout=WAIT).close()
+    return True
+
+
+def _on_the_running_loop(server):
+    if not isinstance(server, AsyncDeviceServer):
+        server.set_ioloop()  # made outside the loop: told which one
+    return server
+
+
+@pytest.mark.parametrize("make", [lambda: AsyncWeatherStation("127.0.0.1", 0),
+                                  lambda: WeatherStation("127.0.0.1", 0)],
+                         ids=["AsyncDeviceServer", "DeviceServer.set_ioloop"])
+def test_server_with_block_on_its_own_running_loop_stops_it(make):
+    async def serve(fail):
+        with _on_the_running_loop(make()) as server:
+            client = AsyncClient(*server.bind_address, auto_reconnect=False)
+            client.set_ioloop()
+            client.start()
+            await client.until_protocol(timeout=WAIT)
+            if fail:
+                raise ValueError("the block's own error")
+        # Stopping: the listener is closed at once, the clients are let go.
+        assert _refused(server.bind_address)
+        await client.until_disconnected(timeout=WAIT)
+        await client.until_stopped(timeout=WAIT)
+        return "left"
+
+    assert asyncio.run(serve(False)) == "left"
+    with pytest.raises(ValueError, match="the block's own error"):
+        asyncio.run(serve(True))
+
+
+def test_a_server_that_fails_to_stop_leaves_the_with_blocks_own_error_raised(
+        monkeypatch, caplog):
+    def join(timeout=None):
+        raise RuntimeError("cannot join")
+
+    with pytest.raises(ValueError, match="the block's own error"):
+        with WeatherStation("127.0.0.1", 0) as server:
+            monkeypatch.setattr(server, "join", join)
+            raise ValueError("the block's own error")
+    assert "Error stopping" in caplog.text and "cannot join" in caplog.text
+    monkeypatch.undo()
+    server.join(timeout=WAIT)
+    with pytest.raises(RuntimeError, match="cannot join"):  # no error of its own to keep
+        with WeatherStation("127.0.0.1", 0) as server:
+            monkeypatch.setattr(server, "join", join)
+    monkeypatch.undo()
+    server.join(timeout=WAIT)
+
+
+@pytest.mark.parametrize("make", [lambda: AsyncWeatherStation("127.0.0.1", 0),
+                                  lambda: WeatherStation("127.0.0.1", 0)],
+                         ids=["AsyncDeviceServer", "DeviceServer"])
+def test_server_async_with_runs_it_on_the_running_loop_and_waits_for_its_stop(make):
+    async def main():
+        async with make() as server:
+            assert server.running()
+            assert server.ioloop.asyncio_loop is asyncio.get_running_loop()
+            async with AsyncClient(*server.bind_address) as client:
+                reply, _ = await client.future_request(Message.request("echo", "a"))
+                assert reply.reply_ok()
+        assert not server.running()
+        assert _refused(server.bind_address)
+
+    asyncio.run(main())
 
 
 # -- objects that explain themselves -----------------------------------------------------

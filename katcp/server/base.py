@@ -540,16 +540,46 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
 
     def __enter__(self) -> Any:
         """``with server:`` starts the server and, outside a running loop, waits (up to
-        10 s) until it runs; leaving stops it and joins its threads."""
+        10 s) until it runs; leaving stops it and joins its threads.
+
+        On the server's own loop thread (``with`` in a coroutine on the loop it runs
+        on) leaving only stops it: the loop finishes the stop once it is given back
+        (``async with`` waits for that).
+        """
         self.start()
         if running_loop() is None and not self.wait_running(10.0):
             self.__exit__(None, None, None)
             raise RuntimeError("%r did not start within 10 s" % (self,))
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
-        self.stop(timeout=10.0)
-        self.join(timeout=10.0)
+    def __exit__(self, exc_type: Any, *exc_rest: Any) -> None:
+        if self._server.in_ioloop_thread():
+            # A join would have the loop wait for itself.
+            self.stop(timeout=None)
+            return
+        try:
+            self.stop(timeout=10.0)
+            self.join(timeout=10.0)
+        except Exception:
+            if exc_type is None:
+                raise
+            # The with block's own exception is the one its caller must see.
+            self._logger.exception("Error stopping %r after an error in its with block",
+                                   self)
+
+    async def __aenter__(self) -> Any:
+        """``async with server:`` runs the server on the running loop (as
+        :meth:`set_ioloop` would, unless a loop was set) and starts it; leaving stops it
+        and waits until it has stopped (a handler thread is told to stop, and ends once
+        the message it is handling is handled).
+        """
+        if self._server._ioloop_manager.managed():
+            self.set_ioloop()
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await asyncio.wrap_future(self.stop(timeout=None))
 
     @steal_docstring_from(KATCPServer.running)
     def running(self) -> bool:
