@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -224,6 +225,42 @@ def test_async_client_and_resource_async_with(device):
         assert not site.children.station.is_connected()
 
     asyncio.run(main())
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def test_a_blocking_client_with_block_interrupted_while_entering_stops_the_client():
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        address = unused.getsockname()[:2]  # nothing listens there
+    client = BlockingClient(*address)
+    previous = signal.signal(signal.SIGALRM, _interrupt)
+    try:
+        # Ctrl-C while __enter__ waits for the device.
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(KeyboardInterrupt):
+            with client:
+                pass
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not client.running()
+    assert client.ioloop_thread_id is None  # its loop thread has ended: no more attempts
+
+
+def test_a_server_with_block_interrupted_while_entering_stops_the_server(monkeypatch):
+    def interrupted(timeout=None):
+        raise KeyboardInterrupt
+
+    server = WeatherStation("127.0.0.1", 0)
+    monkeypatch.setattr(server, "wait_running", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with server:
+            pass
+    assert not server.running()
+    assert _refused(server.bind_address)
 
 
 def test_an_async_with_given_up_while_entering_stops_what_it_started():

@@ -728,13 +728,19 @@ class ClientLifecycle:
         Raises
         ------
         tornado.util.TimeoutError
-            If not connected in time (the client is stopped first).
+            If not connected in time (the client is stopped first, as when the wait is
+            interrupted: Ctrl-C, say).
 
         """
         self.start()
-        if self._ioloop_manager.managed() and not self.wait_protocol(self.ENTER_TIMEOUT):
-            self.__exit__(None, None, None)
-            raise tornado.util.TimeoutError(self._not_connected_text())
+        if self._ioloop_manager.managed():
+            try:
+                if not self.wait_protocol(self.ENTER_TIMEOUT):
+                    raise tornado.util.TimeoutError(self._not_connected_text())
+            except BaseException:
+                # No __exit__ follows a failed entry: nothing else would stop the client.
+                self.__exit__(None, None, None)
+                raise
         return self
 
     def __exit__(self, *exc_info: Any) -> None:

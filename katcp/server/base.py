@@ -540,16 +540,22 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
 
     def __enter__(self) -> Any:
         """``with server:`` starts the server and, outside a running loop, waits (up to
-        10 s) until it runs; leaving stops it and joins its threads.
+        10 s) until it runs (a wait that fails or is interrupted stops it again);
+        leaving stops it and joins its threads.
 
         On the server's own loop thread (``with`` in a coroutine on the loop it runs
         on) leaving only stops it: the loop finishes the stop once it is given back
         (``async with`` waits for that).
         """
         self.start()
-        if running_loop() is None and not self.wait_running(10.0):
-            self.__exit__(None, None, None)
-            raise RuntimeError("%r did not start within 10 s" % (self,))
+        if running_loop() is None:
+            try:
+                if not self.wait_running(10.0):
+                    raise RuntimeError("%r did not start within 10 s" % (self,))
+            except BaseException:
+                # No __exit__ follows a failed entry (Ctrl-C in the wait, say).
+                self.__exit__(*sys.exc_info())
+                raise
         return self
 
     def __exit__(self, exc_type: Any, *exc_rest: Any) -> None:
