@@ -506,7 +506,7 @@ class IOLoopThreadWrapper:
         try:
             return wait_for_loop(result, self.ioloop, wait,
                                  functools.partial(self._not_running_text, fn),
-                                 self.not_running_grace)
+                                 self.not_running_grace, self._thread_id)
         except concurrent.futures.TimeoutError:
             # Also the class of a timeout that `fn` itself raised (Python 3.11+).
             if result.done():

@@ -1,10 +1,14 @@
-"""Run example programs and command-line tools as subprocesses, with bounded waits."""
+"""Run example programs and command-line tools as subprocesses, and code in a forked
+child, with bounded waits."""
 
 import os
 import re
+import select
+import signal
 import subprocess
 import sys
 import threading
+import warnings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -85,3 +89,40 @@ def run_program(args, timeout=30, env=None, input_text=None):
     return subprocess.run([sys.executable] + list(args), capture_output=True, text=True,
                           cwd=ROOT, env=env or python_env(), timeout=timeout,
                           input=input_text)
+
+
+def outcome_in_forked_child(fn, timeout):
+    """Call `fn` in a child made by :func:`os.fork` and return what came of it, as text:
+    ``"returned <repr>"`` or ``"<exception class name>: <message>"``.
+
+    Raises AssertionError if the child has no outcome within `timeout` seconds (it is
+    killed then).
+    """
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns of forking a process that has threads, as the tests' has.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        try:
+            try:
+                text = "returned %r" % (fn(),)
+            except BaseException as exc:
+                text = "%s: %s" % (type(exc).__name__, exc)
+            os.write(write_end, text.encode())
+        finally:
+            os._exit(0)  # never the parent's cleanup (pytest's, the loops')
+    os.close(write_end)
+    try:
+        if not select.select([read_end], [], [], timeout)[0]:
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError("no outcome from the forked child within %s s" % timeout)
+        chunks = []
+        while True:
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                return b"".join(chunks).decode()
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)

@@ -6,6 +6,8 @@ of test_client.py on 127.0.0.1.
 """
 
 import concurrent.futures
+import os
+import re
 import threading
 
 import pytest
@@ -17,6 +19,7 @@ from katcp.ioloop_manager import IOLoopManager
 from katcp.loop import crossing
 
 from test_client import FakeServer
+from subprocess_helpers import outcome_in_forked_child
 from wait_helpers import announced_joins, outcome_in_thread
 
 WAIT = 5.0
@@ -250,6 +253,21 @@ def test_waits_of_other_threads_end_when_a_loop_stops_under_the_client(
             waits[1].result(WAIT)
     finally:
         ioloop.close(all_fds=True)
+
+
+if hasattr(os, "fork"):
+    def test_waits_in_a_forked_child_end_as_no_thread_runs_the_loop_there(server, monkeypatch):
+        monkeypatch.setattr(crossing, "NOT_RUNNING_GRACE", 0.05)
+        client = started(BlockingClient("127.0.0.1", server.port, timeout=None))
+        try:
+            for call in (lambda: client.blocking_request(Message.request("silent")),
+                         lambda: client.future_request(Message.request("silent"))):
+                assert re.match("RuntimeError: (blocking|future)_request of the client for "
+                                ".*: no thread runs the client's ioloop any more",
+                                outcome_in_forked_child(call, WAIT))
+            assert echo_works(client)  # the parent's loop runs on
+        finally:
+            stopped(client)
 
 
 def test_waits_of_other_threads_end_when_a_shared_managed_loop_stops_under_the_client(server):

@@ -2,6 +2,7 @@
 
 import asyncio
 import concurrent.futures
+import os
 import threading
 
 import pytest
@@ -9,7 +10,10 @@ import tornado.gen
 from tornado.platform.asyncio import AsyncIOLoop
 
 from katcp.ioloop_manager import IOLoopManager
-from katcp.loop.crossing import call_on_loop, on_loop, on_thread, run_into_future, running_loop
+from katcp.loop.crossing import (call_on_loop, on_loop, on_thread, run_into_future, running_loop,
+                                 wait_for_loop)
+
+from subprocess_helpers import outcome_in_forked_child
 
 WAIT = 10.0
 
@@ -156,3 +160,33 @@ def test_running_loop_names_the_loop_of_the_calling_thread(loop):
     ioloop, thread_id = loop
     assert running_loop() is None
     assert call_on_loop(ioloop, thread_id, running_loop).result(WAIT) is ioloop.asyncio_loop
+
+
+if hasattr(os, "fork"):
+    def test_in_a_forked_child_a_loop_its_parent_ran_in_another_thread_runs_no_more(loop):
+        ioloop, thread_id = loop
+        never = concurrent.futures.Future()  # nothing in the child can resolve it
+
+        def wait_in_child():
+            return wait_for_loop(never, ioloop, None, lambda: "no thread runs the loop",
+                                 grace=0.05, thread_id=thread_id)
+
+        assert ioloop.asyncio_loop.is_running()  # in the child too
+        assert (outcome_in_forked_child(wait_in_child, WAIT)
+                == "RuntimeError: no thread runs the loop")
+
+    def test_in_a_forked_child_a_loop_of_a_thread_of_its_own_still_runs():
+        def wait_in_child():
+            manager = IOLoopManager()
+            ioloop = manager.get_ioloop()
+            manager.start(timeout=WAIT)
+            # Delivered after several checks that the loop runs.
+            later = call_on_loop(ioloop, None, tornado.gen.sleep, 0.3)
+            try:
+                return wait_for_loop(later, ioloop, None, lambda: "no thread runs the loop",
+                                     grace=0.05, thread_id=manager.thread_id())
+            finally:
+                manager.stop().result(WAIT)
+                manager.join(WAIT)
+
+        assert outcome_in_forked_child(wait_in_child, WAIT) == "returned None"

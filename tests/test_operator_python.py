@@ -5,6 +5,7 @@ IPython's own cell machinery (terminal-style autoawait), against devices on 127.
 import asyncio
 import json
 import logging
+import os
 import re
 import signal
 import socket
@@ -28,7 +29,7 @@ from katcp.resource_client import (KATCPClientResource, KATCPClientResourceConta
                                    ThreadSafeKATCPClientResourceWrapper, connect_resource)
 from katcp.server import AsyncDeviceServer, DeviceServer
 from katcp.wire.message import readable_message
-from subprocess_helpers import python_env
+from subprocess_helpers import outcome_in_forked_child, python_env
 
 WAIT = 10.0
 
@@ -179,6 +180,24 @@ def test_blocking_call_fails_when_the_loop_stops_while_waiting():
     with pytest.raises(RuntimeError, match="no thread runs its ioloop"):
         wrapper.call_in_ioloop(pending, (), {})
     manager.join(WAIT)
+
+
+if hasattr(os, "fork"):
+    def test_a_blocking_call_in_a_forked_child_fails_fast(device, loop_manager):
+        # The child has no thread running the parent's loop, which still says it runs.
+        resource = KATCPClientResource(dict(name="station", address=device.bind_address,
+                                            controlled=True))
+        resource.set_ioloop(loop_manager.get_ioloop())
+        station = ThreadSafeKATCPClientResourceWrapper(resource, loop_manager)
+        station._ioloop_wrapper.not_running_grace = 0.05
+        station.start()
+        try:
+            station.until_synced(WAIT)
+            assert (outcome_in_forked_child(station.req.watchdog, WAIT)
+                    .startswith("RuntimeError: Cannot call "))
+            assert station.req.watchdog().succeeded  # the parent's loop runs on
+        finally:
+            station.stop()
 
 
 def test_current_ioloop_outside_ipython_is_tornados_current_loop():

@@ -232,7 +232,8 @@ class AsyncClient(DeviceClient):
                 return result.result(timeout)
             # Unbounded: ends should the loop stop under the client. A bounded wait ends
             # anyway (below), and a wait that watches the loop costs a call per request.
-            return wait_for_loop(result, self.ioloop, None, self._no_reply_text)
+            return wait_for_loop(result, self.ioloop, None, self._no_reply_text,
+                                 thread_id=self.ioloop_thread_id)
         except concurrent.futures.TimeoutError:
             self._serve_deadline_on_loop(pending)
         except BaseException:

@@ -265,7 +265,8 @@ class ClientLifecycle:
         """
         called = self._call_on_loop(fn, *args, **kwargs)
         return wait_for_loop(called, self.ioloop, kwargs.get("timeout"),
-                             functools.partial(self._not_running_text, fn))
+                             functools.partial(self._not_running_text, fn),
+                             thread_id=self.ioloop_thread_id)
 
     def _not_running_text(self, what: Any) -> str:
         return ("%s of the client for %s cannot end: no thread runs the client's ioloop any "

@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import functools
 import inspect
+import os
 import threading
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -34,6 +35,19 @@ outcome: the call, given the same timeout, starts a moment later on the loop, an
 timeout error (which says what it waited for) is what the caller should get."""
 
 _get_ident = threading.get_ident
+
+# Whether this process is the child of an os.fork(): only the thread that forked lives
+# on in it, yet a loop that another thread of the parent ran still says it is running.
+_forked = False
+
+
+def _note_fork() -> None:
+    global _forked
+    _forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_note_fork)
 
 
 def on_thread(thread_id: Optional[int]) -> bool:
@@ -231,15 +245,25 @@ def post_to_loop(ioloop: Any, fn: Callable[..., Any], *args: Any) -> None:
     ioloop.asyncio_loop.call_soon_threadsafe(fn, *args)
 
 
+def _loop_runs(ioloop: Any, thread_id: Optional[int]) -> bool:
+    """Whether some thread of this process runs `ioloop`, known to run in the thread whose
+    id is `thread_id` (None: not known)."""
+    if not ioloop.asyncio_loop.is_running():
+        return False
+    return (not _forked or thread_id is None
+            or any(thread.ident == thread_id for thread in threading.enumerate()))
+
+
 def wait_for_loop(result: "concurrent.futures.Future[Any]", ioloop: Any,
                   timeout: Optional[float], not_running: Callable[[], str],
-                  grace: Optional[float] = None) -> Any:
+                  grace: Optional[float] = None, thread_id: Optional[int] = None) -> Any:
     """Block until `result`, an outcome that `ioloop` delivers, is ready; fail if the
     loop stops meanwhile rather than wait for ever.
 
     Every :data:`NOT_RUNNING_GRACE` seconds (or `grace`) without an outcome, the waiter
     checks that some thread still runs the loop (a read, nothing of the loop is touched);
-    once none does, nothing will ever deliver it.
+    once none does, nothing will ever deliver it. In the child of an :func:`os.fork`, a
+    loop whose thread was another thread of the parent is run by none.
 
     Parameters
     ----------
@@ -253,6 +277,8 @@ def wait_for_loop(result: "concurrent.futures.Future[Any]", ioloop: Any,
         Returns the text of the error raised once the loop has stopped.
     grace : float, optional
         Seconds between checks; defaults to :data:`NOT_RUNNING_GRACE`.
+    thread_id : int, optional
+        The id of the thread known to run the loop, if any (see :func:`on_thread`).
 
     Returns
     -------
@@ -280,7 +306,7 @@ def wait_for_loop(result: "concurrent.futures.Future[Any]", ioloop: Any,
             raise
     deadline = None if timeout is None else time.monotonic() + timeout - first
     while True:
-        if not ioloop.asyncio_loop.is_running():
+        if not _loop_runs(ioloop, thread_id):
             result.cancel()
             raise RuntimeError(not_running())
         wait = grace
