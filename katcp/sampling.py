@@ -383,9 +383,14 @@ def _beyond_threshold(strategy: Any, value: Any, last_value: Any) -> bool:
     A change between NaN and a number is one too (its difference, NaN, exceeds nothing);
     NaN to NaN is none. The NaN test runs only for changes within the threshold.
     """
-    difference = abs(value - last_value)
-    return difference > strategy._threshold or (
-        difference != difference and (value != value) != (last_value != last_value))
+    try:
+        difference = abs(value - last_value)
+        return difference > strategy._threshold or (
+            difference != difference and (value != value) != (last_value != last_value))
+    except (TypeError, ArithmeticError):
+        # A Decimal (float and timestamp sensors take them) does not mix with a float, and
+        # a NaN one does not compare: such values are compared as the floats they are sent as.
+        return _beyond_threshold(strategy, float(value), float(last_value))
 
 
 class _SampleChanges(SampleStrategy):

@@ -7,6 +7,7 @@ sensor statuses) are bytes. Behaviour is checked over real sockets where a user 
 """
 
 import asyncio
+from decimal import Decimal
 from unittest import mock
 
 import pytest
@@ -189,6 +190,59 @@ def test_v3_client_time_conversion_uses_the_same_rule():
     assert client.convert_seconds(1.001) == 1001
     client.preset_protocol_flags(ProtocolFlags(4, 0, []))
     assert client.convert_seconds(1.5) == 1500.0
+
+
+# -- numbers of other Python types, as 0.9.3 sent them ------------------------------------
+
+@pytest.fixture(params=[5, 4], ids=["v5", "v4"])
+def either_device(request):
+    """A v5 or a v4 device, its KATCP major version and its number of greeting lines."""
+    major = request.param
+    server = _serve((Device if major == 5 else V4Device)("127.0.0.1", 0))
+    yield server, major, 3 if major == 5 else 2
+    _stop(server)
+
+
+class _Float64(float):
+    """What numpy.float64 is to katcp: a float subclass."""
+
+
+def test_integer_sensors_with_whole_float_params_are_listed_as_integers(either_device):
+    # The 0.9 docs allow params of int or float; 0.9.3 listed an integer sensor's with %d.
+    server, _, greeting = either_device
+    server.add_sensor(Sensor.integer("x.count", "A count.", "", [0.0, 1e6]))
+    with _line_client(server, greeting) as client:
+        assert client.request("?sensor-list x.count") == (
+            [r"#sensor-list x.count A\_count. \@ integer 0 1000000"], "!sensor-list ok 1")
+
+
+def test_sensor_values_of_other_number_types_are_sent_as_0_9_3_sent_them(either_device):
+    server, major, greeting = either_device
+    t0, t1 = (("1234567890.250000", "1234567891.250000") if major == 5
+              else ("1234567890250", "1234567891250"))
+    # sensor, a first and a second value, and their wire forms.
+    cases = [
+        (Sensor.integer("n.int"), 3.0, _Float64(7.0), "3", "7"),
+        (Sensor.float("n.float"), Decimal("0.1"), Decimal("2.5"), "0.1", "2.5"),
+        (Sensor.timestamp("n.ts"), Decimal("1234567890.5"), Decimal("12.25"))
+        + (("1234567890.500000", "12.250000") if major == 5 else ("1234567890500", "12250")),
+        (Sensor.boolean("n.bool"), 1.0, 0.0, "1", "0"),
+    ]
+    for sensor, first, _, _, _ in cases:
+        sensor.set_value(first, timestamp=1234567890.25)
+        server.add_sensor(sensor)
+    with _line_client(server, greeting) as client:
+        for sensor, _, second, first_wire, second_wire in cases:
+            name = sensor.name
+            assert client.request("?sensor-value " + name) == (
+                ["#sensor-value %s 1 %s nominal %s" % (t0, name, first_wire)],
+                "!sensor-value ok 1")
+            assert client.request("?sensor-sampling %s event" % (name,)) == (
+                ["#sensor-status %s 1 %s nominal %s" % (t0, name, first_wire)],
+                "!sensor-sampling ok %s event" % (name,))
+            sensor.set_value(second, timestamp=1234567891.25)  # hops to the loop
+            assert client.readline().decode() == "#sensor-status %s 1 %s nominal %s" % (
+                t1, name, second_wire)
 
 
 # -- constants that touch the wire ---------------------------------------------------------

@@ -10,6 +10,7 @@ import gc
 import logging
 import threading
 import weakref
+from decimal import Decimal
 
 import pytest
 import tornado.gen
@@ -617,6 +618,25 @@ class TestDifferentialNaN(StrategyTestCase):
             sensor.set_value(value)
         assert [repr(value) for value in recorder.values] == [
             "nan", "5.0", "nan", "5.0", "inf", "5.0"]
+
+    def test_differential(self):
+        self.check("differential", "1")
+
+    def test_differential_rate(self):
+        self.check("differential-rate", "1", "0", "0")
+
+
+class TestDifferentialDecimals(StrategyTestCase):
+    """Float and timestamp sensors take Decimals, mixed with floats and NaN ones."""
+
+    def check(self, name, *params):
+        sensor = make_sensor(Sensor.FLOAT, value=0.0)
+        _, recorder = self.start(name, sensor, *params)
+        for value in (Decimal("0.5"), Decimal("1.5"), 1.75, Decimal("2.75"), Decimal("NaN"),
+                      Decimal("NaN"), 2.5, float("nan"), Decimal("NaN"), Decimal("5")):
+            sensor.set_value(value)
+        assert [str(value) for value in recorder.values] == [
+            "0.0", "1.5", "2.75", "NaN", "2.5", "nan", "5"]
 
     def test_differential(self):
         self.check("differential", "1")

@@ -106,7 +106,7 @@ class TestConstruction:
 
     @pytest.mark.parametrize("ctor, params", [
         (Sensor.integer, [1]), (Sensor.integer, [1, 2, 3]), (Sensor.integer, [5, 1]),
-        (Sensor.integer, [0.0, 5.0]), (Sensor.integer, ["0", "5"]),
+        (Sensor.integer, [0.0, 5.5]), (Sensor.integer, ["0", "5"]),
         (Sensor.float, ["a", "b"]), (Sensor.float, [3.0, 1.0]),
     ])
     def test_bad_numeric_params(self, ctor, params):

@@ -3,6 +3,9 @@
 Written against the mutants that survived the older tests (see docs/mutation.rst).
 """
 
+import decimal
+import fractions
+
 import pytest
 
 from katcp import Sensor
@@ -133,6 +136,17 @@ def test_parse_value_needs_bytes():
 @pytest.mark.parametrize("stype, params, value, message", [
     (Sensor.INTEGER, None, 1.5, "Integer sensor value must be an integer, not 1.5."),
     (Sensor.INTEGER, None, "1", "Integer sensor value must be an integer, not '1'."),
+    (Sensor.INTEGER, None, float("inf"), "Integer sensor value must be an integer, not inf."),
+    (Sensor.INTEGER, None, float("nan"), "Integer sensor value must be an integer, not nan."),
+    (Sensor.INTEGER, None, fractions.Fraction(5, 2),
+     "Integer sensor value must be an integer, not Fraction(5, 2)."),
+    (Sensor.INTEGER, None, decimal.Decimal("3"),
+     "Integer sensor value must be an integer, not Decimal('3')."),
+    (Sensor.FLOAT, None, b"1.0", "Float sensor value must be a real number, not b'1.0'."),
+    (Sensor.BOOLEAN, None, 2.0, "Boolean sensor value must be True or False, not 2.0."),
+    (Sensor.BOOLEAN, None, 0.5, "Boolean sensor value must be True or False, not 0.5."),
+    (Sensor.BOOLEAN, None, decimal.Decimal("1"),
+     "Boolean sensor value must be True or False, not Decimal('1')."),
     (Sensor.FLOAT, None, "1.0", "Float sensor value must be a real number, not '1.0'."),
     (Sensor.FLOAT, None, 1j, "Float sensor value must be a real number, not 1j."),
     (Sensor.BOOLEAN, None, 2, "Boolean sensor value must be True or False, not 2."),
@@ -161,6 +175,37 @@ def test_invalid_values_are_refused_with_a_reason(stype, params, value, message)
         sensor.set_value(value)
     assert str(error.value) == message
     assert sensor.read() is before
+
+
+class Float64(float):
+    """What numpy.float64 is to katcp: a float subclass."""
+
+
+@pytest.mark.parametrize("make, value, v5, v4", [
+    (Sensor.integer, 3.0, b"3", b"3"),
+    (Sensor.integer, Float64(7.0), b"7", b"7"),
+    (Sensor.integer, -2.0, b"-2", b"-2"),
+    (Sensor.integer, 1e20, b"100000000000000000000", b"100000000000000000000"),
+    (Sensor.integer, fractions.Fraction(6, 2), b"3", b"3"),
+    (Sensor.float, decimal.Decimal("0.1"), b"0.1", b"0.1"),
+    (Sensor.timestamp, decimal.Decimal("1234567890.5"), b"1234567890.500000",
+     b"1234567890500"),
+    (Sensor.boolean, 1.0, b"1", b"1"),
+    (Sensor.boolean, 0.0, b"0", b"0"),
+    (Sensor.boolean, fractions.Fraction(1), b"1", b"1"),
+])
+def test_numbers_of_other_types_are_sent_as_0_9_3_sent_them(make, value, v5, v4):
+    # 0.9.3 sent an integer sensor's value with %d, a float's as repr(float(value)), a
+    # timestamp's as %.6f of its float and a boolean's by its truth: whole-valued reals,
+    # Decimals and 0.0 or 1.0 went out as such.
+    sensor = make("s")
+    sensor.set_value(value, timestamp=12.5)
+    assert sensor.value() is value
+    for major, wire in ((5, v5), (4, v4)):
+        timestamp, status, formatted = sensor.read_formatted(major)
+        assert formatted == wire
+        assert sensor.status_line(sensor.read(), major) == b"%s 1 s %s %s" % (
+            timestamp, status, wire)
 
 
 class NumpyStyleBool:
@@ -217,10 +262,16 @@ def test_valid_edge_values_are_accepted(stype, params, value):
      "[min, max, warn_min, warn_max], got [1, 2, 0, 3, 4]."),
     (Sensor.FLOAT, [0.0, 1.0, 2.0, -1.0],
      "Float sensor warning minimum 2.0 is greater than warning maximum -1.0."),
-    (Sensor.INTEGER, [0, 1, -1, 2.5], "Integer sensor value must be an integer, not 2.5."),
+    (Sensor.INTEGER, [0, 1, -1, 2.5],
+     "Integer sensor warning maximum must be an integer, not 2.5."),
+    (Sensor.INTEGER, [0, 1, float("nan"), 2],
+     "Integer sensor warning minimum must be an integer, not nan."),
+    (Sensor.INTEGER, [0.5, 3], "Integer sensor minimum must be an integer, not 0.5."),
+    (Sensor.INTEGER, [0, float("inf")], "Integer sensor maximum must be an integer, not inf."),
+    (Sensor.FLOAT, ["0", 1.0], "Float sensor minimum must be a real number, not '0'."),
     (Sensor.INTEGER, [5, 1], "Integer sensor minimum 5 is greater than maximum 1."),
     (Sensor.FLOAT, [2.0, 1.5], "Float sensor minimum 2.0 is greater than maximum 1.5."),
-    (Sensor.INTEGER, [1, 2.5], "Integer sensor value must be an integer, not 2.5."),
+    (Sensor.INTEGER, [1, 2.5], "Integer sensor maximum must be an integer, not 2.5."),
     (Sensor.DISCRETE, None, "Discrete sensors need a non-empty list of values."),
     (Sensor.DISCRETE, [], "Discrete sensors need a non-empty list of values."),
     (Sensor.BOOLEAN, [0, 1], "Sensor type 'boolean' takes no parameters."),
@@ -230,6 +281,23 @@ def test_invalid_params_are_refused_with_a_reason(stype, params, message):
     with pytest.raises(ValueError) as error:
         Sensor(stype, "s", params=params)
     assert str(error.value) == message
+
+
+@pytest.mark.parametrize("params, formatted, default", [
+    ([0.0, 100.0], [b"0", b"100"], 0),
+    ([0, 1e6], [b"0", b"1000000"], 0),
+    ([100.0, 200.0, 50.0, 250.0], [b"100", b"200", b"50", b"250"], 100),
+    ([fractions.Fraction(-4), 4], [b"-4", b"4"], 0),
+])
+def test_integer_sensors_take_whole_valued_real_params(params, formatted, default):
+    # katcp 0.9 documents params of int or float for integer sensors; 0.9.3 listed them
+    # with %d. They are kept as given, listed as integers.
+    sensor = Sensor.integer("s", "d", "", params)
+    assert sensor.params == params
+    assert [type(p) for p in sensor.params] == [type(p) for p in params]
+    assert sensor.formatted_params == formatted
+    assert sensor.list_line() == b"s d \\@ integer " + b" ".join(formatted)
+    assert sensor.value() == default and type(sensor.value()) is int
 
 
 def test_discrete_params_may_be_bytes_but_not_other_types():

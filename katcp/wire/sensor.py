@@ -5,6 +5,7 @@ its parameters (range, allowed values), its default and the checks of
 :meth:`Sensor.set_value`.
 """
 
+import decimal
 import numbers
 import time
 from typing import Any, FrozenSet, List, NamedTuple, Optional, Set, Tuple
@@ -30,6 +31,13 @@ class Reading(NamedTuple):
     status: int
     value: Any
 
+
+# What float and timestamp sensors take: Decimal is no numbers.Real, but 0.9.3 sent its
+# float() as it did any number's.
+_REAL = (numbers.Real, decimal.Decimal)
+
+# What each of [min, max, warn_min, warn_max] is called in errors.
+_PARAM_NAMES = ("minimum", "maximum", "warning minimum", "warning maximum")
 
 # The wire-line cache of a sensor before its first line is made.
 _NO_LINE: Tuple[None, None, bytes] = (None, None, b"")
@@ -92,8 +100,12 @@ class _NumberType(_SensorType):
         if len(params) not in (2, 4):
             raise ValueError("%s sensor params must be [min, max] or [min, max, warn_min, "
                              "warn_max], got %r." % (label, params))
-        for param in params:
-            self.check(param, params)
+        for what, param in zip(_PARAM_NAMES, params):
+            try:
+                self.check(param, params)
+            except ValueError:
+                raise ValueError("%s sensor %s must be %s, not %r."
+                                 % (label, what, self._described, param)) from None
         if params[0] > params[1]:
             raise ValueError("%s sensor minimum %r is greater than maximum %r."
                              % (label, params[0], params[1]))
@@ -103,14 +115,34 @@ class _NumberType(_SensorType):
 
     def default_for(self, params: List[Any]) -> Any:
         # The type's zero when the range allows it (as the reference reports for
-        # never-set sensors), else the minimum.
+        # never-set sensors), else the minimum as a value of the type (an integer
+        # sensor's [100.0, 200.0] gives 100).
         if params and not params[0] <= self.default <= params[1]:
-            return params[0]
+            return type(self.default)(params[0])
         return self.default
 
     # check(): [min, max] describe the expected range for clients (?sensor-list); the
     # reference accepts readings outside it (sensor-float-format.txt sets 1e22 and -inf
     # on a [-50.0, 150.0] sensor), so only the type is checked.
+
+
+class _IntegerType(_NumberType):
+
+    def check(self, value: Any, params: List[Any]) -> None:
+        # 0.9.3 sent any number with %d: a whole-valued real (3.0, numpy.float64(7.0)) is
+        # sent as the integer it is; others (1.5) were truncated, so they are refused.
+        if value.__class__ in self.exact_kinds or (isinstance(value, numbers.Real)
+                                                   and _is_whole(value)):
+            return
+        super().check(value, params)
+
+
+def _is_whole(value: Any) -> bool:
+    """Whether `value` equals its int(), which %d sends (exactly: no rounding to float)."""
+    try:
+        return bool(value == int(value))
+    except (OverflowError, ValueError, TypeError):  # infinities, NaN, no int()
+        return False
 
 
 class _BooleanType(_SensorType):
@@ -122,7 +154,8 @@ class _BooleanType(_SensorType):
             return
         # numpy's comparisons give numpy.bool_, which is no Integral: its dtype tells.
         boolean_scalar = getattr(getattr(value, "dtype", None), "kind", None) == "b"
-        if not (boolean_scalar or isinstance(value, numbers.Integral)) or value not in (0, 1):
+        # Any real equal to 0 or 1 (1.0 too) is sent as 0.9.3 sent it, by its truth.
+        if not (boolean_scalar or isinstance(value, numbers.Real)) or value not in (0, 1):
             raise ValueError("Boolean sensor value must be True or False, not %r." % (value,))
 
 
@@ -192,7 +225,8 @@ class Sensor:
         [min, max, warn_min, warn_max] (KATCP 5.1 section 7.2): values from min to max are
         nominal, those beyond them up to warn_min and warn_max warrant a warning. `params`
         and the ``#sensor-list`` informs keep all four; min and max are the range, as for
-        two params.
+        two params. Each item is an int or a float; those of an INTEGER sensor must be
+        whole (``[0.0, 1e6]`` is listed as ``integer 0 1000000``).
     default : object, optional
         An initial value for the sensor. By default this is determined by the sensor
         type (for INTEGER and FLOAT sensors with params: 0 if in range, else the
@@ -204,13 +238,13 @@ class Sensor:
     INTEGER, FLOAT, BOOLEAN, LRU, DISCRETE, STRING, TIMESTAMP, ADDRESS = range(8)
 
     SENSOR_TYPES = {
-        INTEGER: _NumberType(wire_types.INTEGER, 0, numbers.Integral, "an integer", plain=True),
-        FLOAT: _NumberType(wire_types.FLOAT, 0.0, numbers.Real, "a real number", plain=True),
+        INTEGER: _IntegerType(wire_types.INTEGER, 0, numbers.Integral, "an integer", plain=True),
+        FLOAT: _NumberType(wire_types.FLOAT, 0.0, _REAL, "a real number", plain=True),
         BOOLEAN: _BooleanType(wire_types.BOOLEAN, False, plain=True),
         LRU: _LruType(wire_types.LRU, wire_types.LRU_NOMINAL, plain=True),
         DISCRETE: _DiscreteType(wire_types.DISCRETE),
         STRING: _SensorType(wire_types.STRING, ""),
-        TIMESTAMP: _SensorType(wire_types.TIMESTAMP, 0.0, numbers.Real, "a number of seconds",
+        TIMESTAMP: _SensorType(wire_types.TIMESTAMP, 0.0, _REAL, "a number of seconds",
                                plain=True),
         ADDRESS: _AddressType(wire_types.ADDRESS, wire_types.NULL_ADDRESS),
     }
@@ -455,7 +489,10 @@ class Sensor:
         Parameters
         ----------
         value : object
-            Value of the appropriate type for the sensor.
+            Value of the appropriate type for the sensor: for an integer sensor, an
+            integer or a whole-valued real number (3.0 is sent as 3); for a float or
+            timestamp sensor, a real number or a :class:`decimal.Decimal`; for a boolean
+            sensor, True, False or a number equal to 0 or 1.
         status : Sensor status constant
             Whether the value represents an error condition or not.
         timestamp : float in seconds or None
