@@ -5,16 +5,22 @@ these use names never seen before in the process. Written against the mutants th
 survived the older tests (see docs/mutation.rst).
 """
 
+import decimal
 import enum
 import fractions
 import itertools
+import numbers
 import os
+import struct
 
 import pytest
 
 from katcp.core import KatcpSyntaxError, KatcpTypeError, Message, MessageParser, ProtocolFlags
+from katcp.server import DeviceServer
 from katcp.wire.message import readable_message
 from katcp.wire.text import readable
+
+from server_line_client import LineClient
 
 _counter = itertools.count()
 MAX_MID = 2 ** 31 - 1
@@ -95,16 +101,62 @@ class _Float(float):
     pass
 
 
+@numbers.Real.register
+class _Float32:
+    """What numpy.float32 is to katcp: a numbers.Real, no float, whose str() is short."""
+
+    def __init__(self, value):
+        self._value = struct.unpack("f", struct.pack("f", value))[0]
+        self._text = repr(value)
+
+    def __float__(self):
+        return self._value
+
+    def __str__(self):
+        return self._text
+
+
+class _TemperatureDevice(DeviceServer):
+    """A device whose measurements are numpy-style float32 numbers."""
+
+    VERSION_INFO = ("codec-test", 1, 0)
+    BUILD_INFO = ("codec-test", 1, 0, "")
+
+    def setup_sensors(self):
+        """No sensors."""
+
+    def request_get_temp(self, req, msg):
+        """Inform of the last temperature and reply with this one."""
+        req.inform(_Float32(0.1))
+        return req.make_reply("ok", _Float32(21.3))
+
+
 class TestArguments:
 
     @pytest.mark.parametrize("arg, wire", [
         (_Colour.RED, b"3"), (_Text("t"), b"t"), (_Float(0.5), b"0.5"),
-        (fractions.Fraction(1, 4), b"0.25"), (bytearray(b"ba"), b"ba"),
+        (fractions.Fraction(1, 4), b"0.25"), (fractions.Fraction(1, 3), b"0.3333333333333333"),
+        (_Float32(21.3), b"21.3"), (_Float32(0.1), b"0.1"), (decimal.Decimal("0.1"), b"0.1"),
+        (bytearray(b"ba"), b"ba"),
         (memoryview(b"mv"), b"mv"), (None, b""), (True, b"1"), (False, b"0"),
         (-3, b"-3"), (2.5, b"2.5"), ("caf\u00e9", "caf\u00e9".encode("utf-8"))])
     def test_argument_types(self, arg, wire):
         assert Message.request("x", arg).arguments == [wire]
         assert Message.format_argument(arg) == wire
+
+    def test_a_reply_with_a_float32_sends_its_own_short_text(self):
+        # As 0.9.3 sent numbers of types it did not know: their str(), not the float64
+        # expansion of their value (21.299999237060547).
+        server = _TemperatureDevice("127.0.0.1", 0)
+        assert server.start(timeout=10)
+        try:
+            with LineClient(server.bind_address[1], timeout=10) as client:
+                client.greeting(3)
+                assert client.request("?get-temp") == (
+                    ["#get-temp 0.1"], "!get-temp ok 21.3")
+        finally:
+            server.stop().result(10)
+            server.join(timeout=10)
 
     def test_text_that_cannot_be_encoded_takes_the_slow_path_for_every_argument(self):
         msg = Message.request("x", b"raw", "\udcff", 3, True, False, 0.5, None, "ok")

@@ -185,8 +185,17 @@ def _format_other(arg: Any) -> bytes:
         return b"1" if arg else b"0"
     if isinstance(arg, numbers.Integral):
         return b"%d" % arg
-    if isinstance(arg, numbers.Real):
+    if isinstance(arg, float):
         return repr(float(arg)).encode("ascii")
+    if isinstance(arg, numbers.Real):
+        # Its own text where that is a number, as 0.9.3 sent it: numpy.float32(21.3) is
+        # "21.3", not the float64 expansion of its value. Fraction(1, 4) is "0.25".
+        text = str(arg)
+        try:
+            float(text)
+        except ValueError:
+            return repr(float(arg)).encode("ascii")
+        return text.encode("utf-8")
     if isinstance(arg, (bytes, bytearray, memoryview)):
         return bytes(arg)
     if arg is None:
@@ -279,7 +288,9 @@ class Message:
         ----------
         arg : bytes, str, bool, int, float or None
             Value to format (str is UTF-8 encoded, bool is ``1``/``0``, float uses
-            ``repr``, None becomes the empty argument).
+            ``repr``, None becomes the empty argument). Other real numbers (numpy's
+            float32) are sent as their str() where that is a number, else as the ``repr``
+            of their float; any other object as the UTF-8 of its str().
 
         Returns
         -------
