@@ -101,7 +101,9 @@ def update_in_ioloop(update: Callable[[Any, Sensor, Reading], None]
 
 def _parse_period(param: Any, what: str) -> float:
     try:
-        value = float(readable(param))
+        # A float is taken as it is: the text of a KATCP v4 server's parameter is the
+        # client's milliseconds (see katcp.server.sampling_requests), quoted in errors.
+        value = float(param) if isinstance(param, float) else float(readable(param))
     except ValueError:
         raise ValueError("Invalid %s %r: not a number." % (what, readable(param)))
     if not value >= 0 or value == float("inf"):

@@ -331,11 +331,29 @@ def test_v4_period_is_in_milliseconds(session_v4):
     assert [(name, raw) for _, name, _, raw in later] == [("level", "10")] * 2
 
 
-@pytest.mark.parametrize("period", ["250", "1000", "60000", "2500.5"])
+@pytest.mark.parametrize("period", ["250", "1000", "60000", "2500.5", "6e4", "060000",
+                                    "60000.0000001"])
 def test_v4_period_query_answers_in_milliseconds(session_v4, period):
+    # As the client gave the period: no conversion back from seconds.
     session_v4.sample("level", "period", period)
     assert session_v4.request("?sensor-sampling level") == (
         [], "!sensor-sampling ok level period %s" % period)
+
+
+@pytest.mark.parametrize("period, message", [
+    ("-1", "Invalid period '-1': must be a finite number >= 0."),
+    ("-0.5", "Invalid period '-0.5': must be a finite number >= 0."),
+    ("inf", "Invalid period 'inf': must be a finite number >= 0."),
+    ("0", "The sampling period must be > 0, not '0'."),
+    ("0.000", "The sampling period must be > 0, not '0.000'."),
+    ("x", "Invalid time parameter 'x'."),
+])
+def test_v4_period_errors_quote_the_milliseconds_the_client_sent(session_v4, period, message):
+    informs, reply = session_v4.request("?sensor-sampling level period " + period)
+    assert informs == []
+    assert reply == "!sensor-sampling fail " + message.replace(" ", "\\_")
+    assert session_v4.request("?sensor-sampling level") == (
+        [], "!sensor-sampling ok level none")
 
 
 @pytest.mark.parametrize("timestamp, wire", [

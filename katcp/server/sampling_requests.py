@@ -16,7 +16,7 @@ from katcp.sampling import SampleStrategy, sensor_status_inform, wire_strategy
 from katcp.server.connection import ClientConnection, ClientRequestConnection
 from katcp.server.standard_requests import SensorHost, _name_argument
 from katcp.wire.text import readable
-from katcp.wire.types import ms_to_seconds, seconds_to_ms
+from katcp.wire.types import ms_to_seconds
 
 # Strategies that KATCP v4 does not have.
 _STRATEGIES_AFTER_V4 = frozenset([b"event-rate", b"differential-rate"])
@@ -25,14 +25,29 @@ _STRATEGIES_AFTER_V4 = frozenset([b"event-rate", b"differential-rate"])
 _V4_TIME_PARAMS = {b"period": (0,), b"event-rate": (0, 1), b"differential-rate": (1, 2)}
 
 
-def _seconds_param_to_ms(seconds_param: bytes) -> bytes:
-    ms = seconds_to_ms(float(seconds_param))
-    return b"%d" % ms if ms == int(ms) else repr(ms).encode("ascii")
+class _V4Time(float):
+    """A time parameter from a KATCP v4 client: seconds, whose text is the client's own.
+
+    Its value is what the strategy samples by; its str() is the milliseconds as the client
+    sent them, which the strategy quotes in its errors and keeps as its parameter (the
+    reply to a query), so that nothing converts back.
+    """
+
+    __slots__ = ("_text",)
+    _text: str
+
+    def __new__(cls, ms_param: bytes) -> "_V4Time":
+        self = super().__new__(cls, ms_to_seconds(float(ms_param)))
+        self._text = readable(ms_param)
+        return self
+
+    def __str__(self) -> str:
+        return self._text
 
 
 def _ms_param_to_seconds(ms_param: bytes) -> float:
     try:
-        return ms_to_seconds(float(ms_param))
+        return _V4Time(ms_param)
     except ValueError:
         raise FailReply("Invalid time parameter %r." % (readable(ms_param),)) from None
 
@@ -189,14 +204,13 @@ def _sensor_sampling(self: SensorHost, req: ClientRequestConnection, msg: Messag
         if strategy is None:
             return req.make_reply("ok", names_arg, "none")
         strategy_name, params = strategy.get_sampling_formatted()
-        params = _v4_times(v4, strategy_name, params, _seconds_param_to_ms)
         return req.make_reply("ok", names_arg, strategy_name, *params)
     strategy_name, params = strategy_and_params[0], strategy_and_params[1:]
     if v4 and strategy_name in _STRATEGIES_AFTER_V4:
         raise FailReply("Strategy %s not allowed for version %d of katcp" % (
             readable(strategy_name), self._katcp_major))
     # The reply echoes the parameters as the client gave them.
-    sampling_params = _v4_times(v4, strategy_name, params, _ms_param_to_seconds)
+    sampling_params = _v4_times(v4, strategy_name, params)
     make_strategy = _strategy_factory(self, req.client_connection, strategy_name)
     try:
         new_strategies = [make_strategy(sensor, *sampling_params) for sensor in sensors]
@@ -212,9 +226,8 @@ def _sensor_sampling(self: SensorHost, req: ClientRequestConnection, msg: Messag
     return req.make_reply("ok", names_arg, strategy_name, *params)
 
 
-def _v4_times(v4: bool, strategy_name: bytes, params: Sequence[Any],
-              convert: Callable[[bytes], Any]) -> List[Any]:
-    """`params` of strategy `strategy_name`, `convert` applied to its time parameters if `v4`.
+def _v4_times(v4: bool, strategy_name: bytes, params: Sequence[Any]) -> List[Any]:
+    """`params` of strategy `strategy_name`, its time parameters in seconds if `v4`.
 
     A KATCP v4 server exchanges them in milliseconds; its strategies take seconds.
     """
@@ -223,7 +236,7 @@ def _v4_times(v4: bool, strategy_name: bytes, params: Sequence[Any],
         return params
     for i in _V4_TIME_PARAMS.get(strategy_name, ()):
         if i < len(params):
-            params[i] = convert(params[i])
+            params[i] = _ms_param_to_seconds(params[i])
     return params
 
 
