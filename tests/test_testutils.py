@@ -296,6 +296,26 @@ class TestClientConnectionTest(unittest.TestCase):
         conn.mass_inform.assert_wait_call_count(1, timeout=1)
 
 
+    def test_its_methods_are_methods_that_a_subclass_may_override(self):
+        # Documented as methods: a subclass's override is called, and may call the base.
+        seen = []
+
+        class Filtering(testutils.ClientConnectionTest):
+            def inform(self, msg):
+                seen.append(str(msg))
+                if msg.name != "noise":
+                    super().inform(msg)
+
+        conn = Filtering()
+        conn.inform(Message.inform("noise"))
+        conn.inform(Message.inform("kept"))
+        conn.reply(Message.reply("x", "ok"), Message.request("x"))
+        self.assertEqual(seen, ["#noise", "#kept"])
+        self.assertEqual([str(m) for m in conn.informs], ["#kept"])
+        conn.reply.assert_wait_call_count(1, timeout=1)
+        self.assertTrue(callable(testutils.ClientConnectionTest.mass_inform))
+
+
 class TestMockReq(unittest.TestCase):
 
     def test_handle_mock_req_calls_handler(self):

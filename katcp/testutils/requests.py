@@ -15,10 +15,11 @@ class ClientConnectionTest:
 
     Records what a handler sends instead of sending it anywhere: ``messages`` holds every
     inform (mass informs included) and reply in the order sent, ``informs`` / ``replies``
-    each kind, and ``mass_informs`` the mass informs alone. ``inform``, ``reply``,
-    ``reply_inform`` and ``mass_inform`` are
-    :class:`WaitingMock` objects, so a test can wait for calls made from another thread
-    (``conn.inform.assert_wait_call_count(1)``).
+    each kind, and ``mass_informs`` the mass informs alone. On an instance, ``inform``,
+    ``reply``, ``reply_inform`` and ``mass_inform`` are :class:`WaitingMock` objects
+    calling these methods, so a test can wait for calls made from another thread
+    (``conn.inform.assert_wait_call_count(1)``); a subclass that overrides one of them
+    keeps its override (and may call the recording method with ``super()``).
     """
 
     def __init__(self) -> None:
@@ -27,25 +28,28 @@ class ClientConnectionTest:
         self._replies: List[Message] = []
         self._mass_informs: List[Message] = []
         self.address = "test-connection:0"
-        self.inform = WaitingMock(side_effect=self._record_inform)
-        self.reply_inform = WaitingMock(side_effect=self._record_reply_inform)
-        self.reply = WaitingMock(side_effect=self._record_reply)
-        self.mass_inform = WaitingMock(side_effect=self._record_mass_inform)
+        for name in ("inform", "reply_inform", "reply", "mass_inform"):
+            method = getattr(self, name)
+            if getattr(method, "__func__", None) is getattr(ClientConnectionTest, name):
+                setattr(self, name, WaitingMock(side_effect=method))
 
-    def _record_inform(self, msg: Message) -> None:
+    def inform(self, msg: Message) -> None:
+        """Record an inform sent to this connection."""
         self._informs.append(msg)
         self.messages.append(msg)
 
-    def _record_mass_inform(self, msg: Message) -> None:
-        # Among the informs too, as in 0.9.3, where it went to this connection as well.
+    def mass_inform(self, msg: Message) -> None:
+        """Record a mass inform, which goes to this connection too (as in 0.9.3)."""
         self._mass_informs.append(msg)
-        self._record_inform(msg)
+        ClientConnectionTest.inform(self, msg)
 
-    def _record_reply_inform(self, msg: Message, req_msg: Message) -> None:
+    def reply_inform(self, msg: Message, req_msg: Message) -> None:
+        """Record an inform sent in reply to `req_msg` (given its message id)."""
         msg.mid = req_msg.mid
-        self._record_inform(msg)
+        ClientConnectionTest.inform(self, msg)
 
-    def _record_reply(self, msg: Message, req_msg: Message) -> None:
+    def reply(self, msg: Message, req_msg: Message) -> None:
+        """Record the reply to `req_msg` (given its message id)."""
         msg.mid = req_msg.mid
         self._replies.append(msg)
         self.messages.append(msg)
