@@ -30,6 +30,7 @@ from katcp.kattypes import Int, return_reply
 from katcp.resource import escape_name
 from katcp.resource_client import KATCPClientResource, KATCPClientResourceContainer
 from katcp.sampling import SampleStrategy
+from katcp.wire.message import format_argument
 from katcp.server import sampling_requests, standard_requests
 from katcp.server.base import reply_with_result
 from katcp.wire.text import as_str, readable
@@ -141,7 +142,7 @@ class _FakeDevice:
             # Params may be Python values or KATCP-formatted ones (b'-123.4'), as
             # anything that would go into a #sensor-list inform.
             params = Sensor.parse_params(
-                sensor_type, [Message.format_argument(param) for param in info[3:]])
+                sensor_type, [format_argument(param) for param in info[3:]])
             self._sensors[name] = Sensor(sensor_type, name, as_str(description), as_str(units),
                                          params or None)
         self.interface_changed()

@@ -171,7 +171,7 @@ class TestFormatArgument:
         (Tagged("a\ud800b"), b"a?b"),
     ])
     def test_format(self, arg, expected):
-        assert Message.format_argument(arg) == expected
+        assert Message.request("x").format_argument(arg) == expected
         assert Message.inform("x", arg).arguments == [expected]
 
     def test_an_iterator_of_arguments_with_unencodable_text_keeps_every_argument(self):
@@ -184,15 +184,30 @@ class TestFormatArgument:
     def test_format_is_usable_on_instances(self):
         assert Message.request("x").format_argument(5) == b"5"
 
+    def test_a_subclass_formats_its_arguments_its_own_way(self):
+        # A method, as in 0.9.3: a subclass's override formats what its constructors
+        # take, and may call the base class's with the message.
+        class ThreeDecimals(Message):
+            def format_argument(self, arg):
+                if isinstance(arg, float):
+                    return b"%.3f" % arg
+                return Message.format_argument(self, arg)
+
+        assert ThreeDecimals.request("x", 1.23456, "a b").arguments == [b"1.235", b"a b"]
+        request = ThreeDecimals.request("x")
+        assert ThreeDecimals.reply_to_request(request, "ok", 2.5).arguments == [
+            b"ok", b"2.500"]
+        assert Message.request("x", 1.23456).arguments == [b"1.23456"]
+
     def test_other_objects_use_str(self):
         class Thing:
             def __str__(self):
                 return "thing!"
-        assert Message.format_argument(Thing()) == b"thing!"
+        assert Message.request("x").format_argument(Thing()) == b"thing!"
 
     def test_unencodable_text_is_logged_and_replaced(self, caplog):
         with caplog.at_level(logging.ERROR, logger="katcp.core"):
-            assert Message.format_argument("a\ud800b") == b"a?b"
+            assert Message.request("x").format_argument("a\ud800b") == b"a?b"
         assert "utf-8" in caplog.text.lower()
 
     def test_encode_utf8_with_error_log(self, caplog):

@@ -232,6 +232,29 @@ def _format_arguments(arguments: Iterable[Any]) -> List[bytes]:
     return formatted
 
 
+def format_argument(arg: Any) -> bytes:
+    """Format a Message argument to a byte string.
+
+    Parameters
+    ----------
+    arg : bytes, str, bool, int, float or None
+        Value to format (str is UTF-8 encoded, bool is ``1``/``0``, float uses
+        ``repr``, None becomes the empty argument). Other real numbers (numpy's
+        float32) are sent as their str() where that is a number, else as the ``repr``
+        of their float; any other object as the UTF-8 of its str().
+
+    Returns
+    -------
+    formatted : bytes
+    """
+    if type(arg) is bytes:
+        return arg
+    try:
+        return _get_formatter(type(arg), _format_other)(arg)
+    except UnicodeEncodeError:
+        return _format_other(arg)
+
+
 class Message:
     """Represents a KAT device control language message.
 
@@ -260,6 +283,15 @@ class Message:
     TYPE_SYMBOLS = {REQUEST: b"?", REPLY: b"!", INFORM: b"#"}
     TYPE_SYMBOL_LOOKUP = {v: k for k, v in TYPE_SYMBOLS.items()}
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A subclass that overrides format_argument() gets constructors that call it for
+        # each argument, as 0.9.3's did; Message's own apply its rule without a call each.
+        super().__init_subclass__(**kwargs)
+        if cls.format_argument is not Message.format_argument:
+            if "__init__" not in cls.__dict__:
+                cls.__init__ = _init_formatting_each  # type: ignore
+            cls._answer = classmethod(_answer_formatting_each)  # type: ignore
+
     def __init__(self, mtype: int, name: str, arguments: Optional[Iterable[Any]] = None,
                  mid: MessageId = None) -> None:
         if mtype not in _TYPE_BYTES:
@@ -267,7 +299,10 @@ class Message:
         self.mtype = mtype
         self.name = name if name.__class__ is str and name in _valid_names else _check_name(name)
         self.mid = None if mid is None else _format_mid(mid)
-        self.arguments = [] if arguments is None else _format_arguments(arguments)
+        if arguments is None:
+            self.arguments = []
+        else:
+            self.arguments = _format_arguments(arguments)
 
     @classmethod
     def _from_wire(cls, mtype: int, name: str, arguments: List[bytes],
@@ -280,28 +315,22 @@ class Message:
         msg.mid = mid
         return msg
 
-    @staticmethod
-    def format_argument(arg: Any) -> bytes:
+    def format_argument(self, arg: Any) -> bytes:
         """Format a Message argument to a byte string.
+
+        The constructor formats each argument with this method where a subclass overrides
+        it (as in 0.9.3); :func:`format_argument` is the rule.
 
         Parameters
         ----------
-        arg : bytes, str, bool, int, float or None
-            Value to format (str is UTF-8 encoded, bool is ``1``/``0``, float uses
-            ``repr``, None becomes the empty argument). Other real numbers (numpy's
-            float32) are sent as their str() where that is a number, else as the ``repr``
-            of their float; any other object as the UTF-8 of its str().
+        arg : object
+            Value to format, as :func:`format_argument` takes it.
 
         Returns
         -------
         formatted : bytes
         """
-        if type(arg) is bytes:
-            return arg
-        try:
-            return _get_formatter(type(arg), _format_other)(arg)
-        except UnicodeEncodeError:
-            return _format_other(arg)
+        return format_argument(arg)
 
     def copy(self) -> "Message":
         """Return a shallow copy of the message object and its arguments.
@@ -430,6 +459,21 @@ class Message:
         msg.mid = mid if mid is None or type(mid) is bytes else _format_mid(mid)
         msg.arguments = _format_arguments(args)
         return msg
+
+
+def _init_formatting_each(self: Message, mtype: int, name: str,
+                          arguments: Optional[Iterable[Any]] = None, mid: MessageId = None
+                          ) -> None:
+    Message.__init__(self, mtype, name, None, mid)
+    if arguments is not None:
+        self.arguments = [self.format_argument(arg) for arg in arguments]
+
+
+def _answer_formatting_each(cls: Any, mtype: int, req_msg: Message, args: Tuple[Any, ...]
+                            ) -> Message:
+    msg = Message._answer.__func__(cls, mtype, req_msg, ())  # type: ignore
+    msg.arguments = [msg.format_argument(arg) for arg in args]
+    return msg
 
 
 def readable_message(msg: Message) -> str:

@@ -13,7 +13,7 @@ from typing import Any, FrozenSet, List, NamedTuple, Optional, Set, Tuple
 from katcp.wire import types as wire_types
 from katcp.wire.errors import KatcpTypeError
 from katcp.wire.flags import DEFAULT_KATCP_MAJOR, SEC_TO_MS_FAC, SEC_TS_KATCP_MAJOR
-from katcp.wire.message import Message, escape_argument
+from katcp.wire.message import escape_argument, format_argument
 from katcp.wire.text import as_str, show
 
 
@@ -620,7 +620,7 @@ class Sensor:
             return cached[2]
         wire_name = self._wire_name
         if wire_name[0] is not name:
-            wire_name = self._wire_name = (name, escape_argument(Message.format_argument(name)))
+            wire_name = self._wire_name = (name, escape_argument(format_argument(name)))
         # A class check only (not uses_own()): this runs for every new reading.
         if self.__class__.format_reading is not _FORMAT_READING:
             line = self._own_status_line(reading, major, wire_name[1])
@@ -675,7 +675,7 @@ class Sensor:
         line : bytes
             ``timestamp 1 name status value``, escaped as on the wire.
         """
-        wire_name = escape_argument(Message.format_argument(self.name))
+        wire_name = escape_argument(format_argument(self.name))
         return self._line_of(self.read_formatted(major), wire_name)
 
     def list_line(self) -> bytes:
@@ -697,7 +697,7 @@ class Sensor:
                     and stype is self.stype and known_params == params):
                 return line
         metadata = (self.name, self.description, self.units, self.stype, list(params))
-        line = b" ".join([escape_argument(Message.format_argument(arg))
+        line = b" ".join([escape_argument(format_argument(arg))
                           for arg in metadata[:4] + tuple(params)])
         self._list_line = (metadata, line)
         return line
