@@ -121,6 +121,45 @@ def test_one_queue_per_loop(loop_thread):
         other.close()
 
 
+def test_batched_items_share_a_call_until_another_call_is_queued(loop_thread):
+    ioloop, _ = loop_thread
+    queue = CallQueue.of(ioloop)
+    ran = []
+    record = ran.append  # one function: batches are of the same one
+    done = threading.Event()
+    release = _block(ioloop)
+    try:
+        for item in (1, 2, 3):
+            queue.call_batched(record, item)
+        queue.call(record, "call")
+        for item in (4, 5):
+            queue.call_batched(record, item)
+        queue.call(done.set)
+    finally:
+        release.set()
+    assert done.wait(TIMEOUT)
+    assert ran == [[1, 2, 3], "call", [4, 5]]
+
+
+def test_a_mark_stands_until_anything_else_is_queued(loop_thread):
+    ioloop, _ = loop_thread
+    queue = CallQueue.of(ioloop)
+    release = _block(ioloop)
+    try:
+        mark = queue.call_batched(len, "a")
+        assert queue.count == mark
+        assert queue.call_batched(len, "b") == mark + 1 == queue.count
+        queue.call(len, "")
+        assert queue.count == mark + 2
+        queue.hold()
+        assert queue.call_batched(len, "c") is None  # others' calls may overtake it
+        assert queue.count == mark + 2
+        queue.release()
+        assert queue.count == mark + 3
+    finally:
+        release.set()
+
+
 def test_calls_to_a_closed_loop_are_dropped():
     ioloop = tornado.ioloop.IOLoop(make_current=False)
     queue = CallQueue.of(ioloop)
