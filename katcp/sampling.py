@@ -2,12 +2,15 @@
 
 A strategy watches one sensor for one client and calls ``inform_callback(sensor, reading)``
 whenever the client should be told the sensor's value. Strategies run on the tornado ioloop;
-``Sensor.set()`` may be called from any thread, and a strategy hands such updates to its loop
-in batches: one hop to the loop carries every reading set since the last one, each handled
-in order, so none is lost. All scheduling uses the loop's clock (``ioloop.time()``), so a
-virtual clock can drive it.
+``Sensor.set()`` may be called from any thread, and the strategies hand such updates to their
+loop in batches (:meth:`~katcp.loop.call_queue.CallQueue.call_batched`): one hop to the loop
+carries the readings of every sensor set since the last one, each handled in order, so none
+is lost. A reading set after anything else was queued for the loop (an inform, a reply) is
+handled after it, so what one thread does reaches the client in the order it did it. All
+scheduling uses the loop's clock (``ioloop.time()``), so a virtual clock can drive it.
 """
 
+import collections
 import functools
 import heapq
 import itertools
@@ -15,7 +18,7 @@ import logging
 import operator
 import threading
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import tornado.ioloop
 
@@ -99,6 +102,16 @@ def update_in_ioloop(update: Callable[[Any, Sensor, Reading], None]
     return wrapped_update
 
 
+def _observe_tokens(tokens: List[List[Any]]) -> None:
+    """Run on the loop by the call queue: each token's strategy observes its readings."""
+    for token in tokens:
+        # Each pop() is one step, so no lock is needed: once the count is taken, no
+        # reading can join the token any more (see SampleStrategy.update). Emptied, it
+        # does not keep its strategy alive.
+        upto = token.pop()
+        token.pop()._observe_upto(upto)
+
+
 def _parse_period(param: Any, what: str) -> float:
     try:
         value = float(readable(param))
@@ -166,6 +179,17 @@ class SampleStrategy:
     # Whether the last timed sample failed (see _log_sample_error).
     _sample_failing = False
 
+    # Readings set by other threads and not yet observed, oldest first (made on the first).
+    _pending: Optional[Deque[Reading]] = None
+    # How many readings were ever put in _pending, and how many of them were observed.
+    _queued = 0
+    _observed = 0
+    # The last token queued, [strategy, n]: observe the readings up to the n-th queued
+    # (emptied once taken to run). While the call queue's count is still the mark it was
+    # queued at, nothing was queued after it, so it may take the next reading too.
+    _token: Optional[List[Any]] = None
+    _token_mark: Optional[int] = None
+
     def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
                  ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
         if self.NUM_PARAMS is not None and len(params) != self.NUM_PARAMS:
@@ -179,8 +203,6 @@ class SampleStrategy:
         self._ioloop_thread_id: Optional[int] = None
         self._call_queue = CallQueue.of(self.ioloop)
         self._pending_lock = threading.Lock()
-        # Readings set by other threads and not yet handed to the loop (None: no hop due).
-        self._pending_readings: Optional[List[Reading]] = None
         self._cancelled = False
         self._setup(*params)
 
@@ -304,29 +326,57 @@ class SampleStrategy:
             reading = _as_reading(reading)
         # on_thread(), inlined: this runs for every update of every sampled sensor.
         if _get_ident() == self._ioloop_thread_id:
-            if self._pending_readings is not None:
+            if self._pending:
                 # Readings from other threads still on their way are older than this one.
                 self._observe_pending()
             self.observe(reading)
             return
-        # One hop to the loop per batch: a thread setting a sensor in a tight loop wakes
-        # the loop once, yet every reading is observed (as katcp 0.9 did, a hop each).
+        # One hop to the loop per burst: a thread setting sensors in a tight loop wakes the
+        # loop once, yet every reading is observed (as katcp 0.9 did, a hop each), in the
+        # order of everything the thread queued for the loop.
+        queue = self._call_queue
         with self._pending_lock:
-            pending = self._pending_readings
+            pending = self._pending
             if pending is None:
-                self._pending_readings = [reading]
-            else:
-                pending.append(reading)
-        if pending is None:
-            self._call_queue.call(self._observe_pending)
+                pending = self._pending = collections.deque()
+            pending.append(reading)
+            self._queued = queued = self._queued + 1
+            # The mark is None until the first token is queued.
+            if self._token_mark == queue.count:
+                try:
+                    self._token[1] = queued  # type: ignore[index]
+                    return
+                except IndexError:
+                    pass  # taken to run already
+            token = self._token = [self, queued]
+            # Under the lock: the readings of two threads keep the order of their tokens.
+            self._token_mark = queue.call_batched(_observe_tokens, token)
 
-    def _observe_pending(self) -> None:
-        with self._pending_lock:
-            readings, self._pending_readings = self._pending_readings, None
-        for reading in readings or ():
+    def _observe_upto(self, upto: int) -> None:
+        """Observe the readings from other threads up to the `upto`-th queued, if not yet."""
+        if self._observed >= upto:
+            return
+        popleft = self._pending.popleft  # type: ignore[union-attr]  # made by the first
+        observe = self.observe
+        while self._observed < upto:
+            reading = popleft()
+            # Counted before observe(), which may observe the next ones itself.
+            self._observed += 1
             if self._cancelled:
                 return
-            self.observe(reading)
+            try:
+                observe(reading)
+            except Exception:
+                # Nobody to raise to: the thread that set the sensor has moved on. The
+                # next readings, of this sensor and of others in the batch, go on.
+                log.exception("Error handling a reading of sensor %r set by another thread "
+                              "(%s strategy)", self._sensor.name, type(self).__name__)
+
+    def _observe_pending(self) -> None:
+        """Observe every reading set by other threads and not yet observed, oldest first."""
+        with self._pending_lock:
+            upto = self._queued
+        self._observe_upto(upto)
 
     def observe(self, reading: Reading) -> None:
         """Handle a sensor reading in the ioloop thread (strategies override this)."""
@@ -774,7 +824,7 @@ class _EventFanOut(SampleEvent):
             return
         if reading.__class__ is not Reading:
             reading = _as_reading(reading)
-        if self._pending_readings is not None:
+        if self._pending:
             self._observe_pending()
         last = self._last_sent
         if last is None or reading.value != last.value or reading.status != last.status:

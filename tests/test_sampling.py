@@ -8,6 +8,7 @@ import tornado.testing
 from tornado.concurrent import Future
 
 from katcp import Sensor
+from katcp.loop.call_queue import CallQueue
 from katcp.sampling import (SampleAuto, SampleDifferential, SampleDifferentialRate,
                             SampleEvent, SampleEventRate, SampleNone, SamplePeriod,
                             SampleStrategy, format_inform_v4, format_inform_v5,
@@ -51,6 +52,14 @@ class Recorder:
     @property
     def values(self):
         return [reading.value for _, reading in self.informs]
+
+
+def _in_thread(fn):
+    """Run `fn` on another thread (as hardware code updating sensors) and wait for it."""
+    thread = threading.Thread(target=fn)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
 
 
 class TestFactory:
@@ -314,6 +323,75 @@ class TestStrategies(StrategyTestCase):
             assert recorder.values == [0, 1, 2]
         assert [line.split()[-1] for line in wire_lines] == [b"0", b"1", b"2"]
         wire.cancel()
+
+    @gen_test
+    def test_readings_from_another_thread_keep_their_place_among_its_other_calls(self):
+        # A thread's readings of several sensors and the other calls it queues for the
+        # loop (informs, replies) are handled in the order it made them.
+        sensors = {name: make_sensor(value=0) for name in "ab"}
+        handled = []
+        for name, sensor in sensors.items():
+            strategy = SampleStrategy.get_strategy(
+                "auto", lambda s, reading, name=name: handled.append(
+                    "%s=%s" % (name, reading.value)), sensor)
+            strategy.start()
+            self.addCleanup(strategy.cancel)
+        a, b = sensors["a"], sensors["b"]
+        queue = CallQueue.of(self.io_loop)
+        _in_thread(lambda: (a.set_value(1), b.set_value(1), a.set_value(2),
+                            queue.call(handled.append, "call"), a.set_value(3),
+                            a.set_value(4), b.set_value(2)))
+        yield self.settle()
+        assert handled == ["a=0", "b=0", "a=1", "b=1", "a=2", "call", "a=3", "a=4", "b=2"]
+
+    @gen_test
+    def test_a_strategy_failing_on_a_reading_from_another_thread_stops_no_other(self):
+        failing, other = make_sensor(value=0), make_sensor(value=0)
+        handled = []
+
+        def inform(sensor, reading):
+            if reading.value == 1:
+                raise RuntimeError("inform failed")
+            handled.append((sensor is failing, reading.value))
+
+        for sensor in (failing, other):
+            strategy = SampleStrategy.get_strategy("auto", inform, sensor)
+            strategy.start()
+            self.addCleanup(strategy.cancel)
+        with self.assertLogs("katcp.sampling", "ERROR") as logs:
+            _in_thread(lambda: (failing.set_value(1), other.set_value(2),
+                                failing.set_value(3)))
+            yield self.settle()
+        assert handled == [(True, 0), (False, 0), (False, 2), (True, 3)]
+        assert "set by another thread" in logs.output[0]
+
+    @gen_test
+    def test_a_burst_of_readings_crosses_to_the_loop_in_one_call(self):
+        sensors = [make_sensor(value=0) for _ in range(3)]
+        recorders = [self.start("auto", sensor)[1] for sensor in sensors]
+        queue = CallQueue.of(self.io_loop)
+        _in_thread(lambda: [sensor.set_value(value) for value in range(1, 101)
+                            for sensor in sensors])
+        assert len(queue._calls) == 1  # the loop (this test) has not run it yet
+        yield self.settle()
+        assert all(recorder.values == list(range(101)) for recorder in recorders)
+
+    @gen_test
+    def test_a_loop_update_first_observes_every_pending_batch_once(self):
+        sensor = make_sensor(value=0)
+        strategy, recorder = self.start("auto", sensor)
+        queue = CallQueue.of(self.io_loop)
+        calls = []
+        _in_thread(lambda: (sensor.set_value(1), queue.call(calls.append, 1),
+                            sensor.set_value(2), queue.call(calls.append, 2),
+                            sensor.set_value(3)))
+        sensor.set_value(4)  # on the loop thread, before it has taken the batches
+        assert recorder.values == [0, 1, 2, 3, 4]
+        yield self.settle()  # the batches' own calls, which find them observed
+        assert recorder.values == [0, 1, 2, 3, 4] and calls == [1, 2]
+        _in_thread(lambda: sensor.set_value(5))
+        yield recorder.until_count(6)
+        assert recorder.values == [0, 1, 2, 3, 4, 5]
 
     @gen_test
     def test_cancel_detaches_from_the_sensor(self):
