@@ -758,6 +758,10 @@ class _EventFanOut(SampleEvent):
     send targets stale, and the first change after them makes the targets anew (work of
     the order of sending that change to every member, done once for any number of joins
     and leaves).
+
+    A member that joins while readings set by other threads are still on their way to
+    the fan-out is in once they are observed: they are older than the reading it is sent
+    first (``sensor.read()``), so they are not news to it.
     """
 
     _by_sensor: "weakref.WeakKeyDictionary[Sensor, dict]" = weakref.WeakKeyDictionary()
@@ -772,9 +776,13 @@ class _EventFanOut(SampleEvent):
             fan.start()
         send = member._send
         # Classified once, here: not again for each rebuild of the targets.
-        fan._members[member] = (send, _group_sender_of(send))
-        fan._fresh[member] = send
-        fan._targets = None
+        entry = (send, _group_sender_of(send))
+        with fan._pending_lock:
+            queued = fan._queued
+        if fan._observed >= queued:
+            fan._admit(member, entry)
+        else:
+            fan._waiting[member] = (queued, entry)
         return fan
 
     def __init__(self, sensor: Sensor, ioloop: tornado.ioloop.IOLoop, major: int) -> None:
@@ -790,6 +798,29 @@ class _EventFanOut(SampleEvent):
         # one): their own test decides whether the next change is news to them. Their
         # senders by member, so that a member leaving or being sent to is found at once.
         self._fresh: Dict[Any, Callable[[bytes], None]] = {}
+        # Members that joined while readings from other threads were pending, with how
+        # many had been queued then and their entry of _members, in the order they
+        # joined: each is in once those readings are observed (see join()).
+        self._waiting: Dict[Any, Tuple[int, Tuple[Callable[[bytes], None],
+                                                  Optional[Callable[..., Any]]]]] = {}
+
+    def _admit(self, member: "_WireSampleEvent",
+               entry: Tuple[Callable[[bytes], None], Optional[Callable[..., Any]]]) -> None:
+        self._members[member] = entry
+        self._fresh[member] = entry[0]
+        self._targets = None
+
+    def _observe_upto(self, upto: int) -> None:
+        waiting = self._waiting
+        # Joined in order, so the first waits for the fewest readings.
+        while waiting:
+            member, (queued, entry) = next(iter(waiting.items()))
+            if queued > upto:
+                break
+            SampleEvent._observe_upto(self, queued)
+            del waiting[member]
+            self._admit(member, entry)
+        SampleEvent._observe_upto(self, upto)
 
     def _retarget(self) -> Tuple[Callable[[bytes], None], ...]:
         groups: Dict[Callable[..., Any], List[Any]] = {}
@@ -806,11 +837,12 @@ class _EventFanOut(SampleEvent):
         return self._targets
 
     def leave(self, member: "_WireSampleEvent") -> None:
-        if self._members.pop(member, None) is None:
-            return
-        self._fresh.pop(member, None)
-        self._targets = None
-        if not self._members:
+        if self._waiting.pop(member, None) is None:
+            if self._members.pop(member, None) is None:
+                return
+            self._fresh.pop(member, None)
+            self._targets = None
+        if not self._members and not self._waiting:
             self.cancel()
             fans = self._by_sensor.get(self._sensor)
             if fans is not None and fans.get((self.ioloop, self._major)) is self:

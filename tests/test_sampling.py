@@ -62,6 +62,11 @@ def _in_thread(fn):
     assert not thread.is_alive()
 
 
+def _values(lines):
+    """The values of ``#sensor-status`` lines, as ints."""
+    return [int(line.split()[-1]) for line in lines]
+
+
 class TestFactory:
 
     def test_names_as_str_or_bytes(self):
@@ -136,6 +141,13 @@ class StrategyTestCase(TimewarpAsyncTestCase):
         strategy.start()
         self.addCleanup(strategy.cancel)
         return strategy, recorder
+
+    def start_wire(self, lines, sensor):
+        """Start a server's event strategy (sensors share one), sending lines to `lines`."""
+        strategy = wire_strategy("event", lines.append, 5, sensor, ioloop=self.io_loop)
+        strategy.start()
+        self.addCleanup(strategy.cancel)
+        return strategy
 
     @tornado.gen.coroutine
     def settle(self):
@@ -392,6 +404,46 @@ class TestStrategies(StrategyTestCase):
         _in_thread(lambda: sensor.set_value(5))
         yield recorder.until_count(6)
         assert recorder.values == [0, 1, 2, 3, 4, 5]
+
+    @gen_test
+    def test_an_event_client_that_joins_gets_no_reading_older_than_its_first(self):
+        # Readings set by another thread and still on their way to the sensor's shared
+        # event observer are older than the current one, which a new client gets first.
+        sensor = make_sensor(value=0)
+        first, late = [], []
+        self.start_wire(first, sensor)
+        _in_thread(lambda: [sensor.set_value(value) for value in (1, 2, 3)])
+        self.start_wire(late, sensor)
+        _in_thread(lambda: sensor.set_value(4))
+        yield self.settle()
+        assert _values(first) == [0, 1, 2, 3, 4]
+        assert _values(late) == [3, 4]
+
+    @gen_test
+    def test_an_event_client_joining_meanwhile_gets_a_loop_update(self):
+        sensor = make_sensor(value=0)
+        first, late = [], []
+        self.start_wire(first, sensor)
+        _in_thread(lambda: [sensor.set_value(value) for value in (1, 2)])
+        self.start_wire(late, sensor)
+        sensor.set_value(5)  # on the loop thread, while the readings are on their way
+        yield self.settle()
+        assert _values(first) == [0, 1, 2, 5]
+        assert _values(late) == [2, 5]
+
+    @gen_test
+    def test_an_event_client_leaving_before_it_joined_is_forgotten(self):
+        sensor = make_sensor(value=0)
+        first, late = [], []
+        first_strategy = self.start_wire(first, sensor)
+        _in_thread(lambda: sensor.set_value(1))
+        self.start_wire(late, sensor).cancel()
+        _in_thread(lambda: sensor.set_value(2))
+        yield self.settle()
+        assert _values(first) == [0, 1, 2]
+        assert _values(late) == [1]
+        first_strategy.cancel()
+        assert sensor._observers == set()  # the shared observer left with its last member
 
     @gen_test
     def test_cancel_detaches_from_the_sensor(self):
