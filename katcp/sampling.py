@@ -179,7 +179,8 @@ class SampleStrategy:
     # Whether the last timed sample failed (see _log_sample_error).
     _sample_failing = False
 
-    # Readings set by other threads and not yet observed, oldest first (made on the first).
+    # Readings set by other threads and not yet observed, oldest first (None while there
+    # are none: a strategy keeps no deque between bursts).
     _pending: Optional[Deque[Reading]] = None
     # How many readings were ever put in _pending, and how many of them were observed.
     _queued = 0
@@ -356,7 +357,10 @@ class SampleStrategy:
         """Observe the readings from other threads up to the `upto`-th queued, if not yet."""
         if self._observed >= upto:
             return
-        popleft = self._pending.popleft  # type: ignore[union-attr]  # made by the first
+        pending = self._pending
+        # Not None while readings are pending; it stays the same deque until they are all
+        # observed (an observe() that sets this sensor on the loop observes all of them).
+        popleft = pending.popleft  # type: ignore[union-attr]
         observe = self.observe
         while self._observed < upto:
             reading = popleft()
@@ -371,6 +375,10 @@ class SampleStrategy:
                 # next readings, of this sensor and of others in the batch, go on.
                 log.exception("Error handling a reading of sensor %r set by another thread "
                               "(%s strategy)", self._sensor.name, type(self).__name__)
+        if not pending:
+            with self._pending_lock:
+                if not pending and self._pending is pending:
+                    self._pending = None
 
     def _observe_pending(self) -> None:
         """Observe every reading set by other threads and not yet observed, oldest first."""

@@ -380,13 +380,15 @@ class TestStrategies(StrategyTestCase):
     @gen_test
     def test_a_burst_of_readings_crosses_to_the_loop_in_one_call(self):
         sensors = [make_sensor(value=0) for _ in range(3)]
-        recorders = [self.start("auto", sensor)[1] for sensor in sensors]
+        started = [self.start("auto", sensor) for sensor in sensors]
         queue = CallQueue.of(self.io_loop)
         _in_thread(lambda: [sensor.set_value(value) for value in range(1, 101)
                             for sensor in sensors])
         assert len(queue._calls) == 1  # the loop (this test) has not run it yet
         yield self.settle()
-        assert all(recorder.values == list(range(101)) for recorder in recorders)
+        assert all(recorder.values == list(range(101)) for _, recorder in started)
+        # Nothing is kept for the next burst.
+        assert all(strategy._pending is None for strategy, _ in started)
 
     @gen_test
     def test_a_loop_update_first_observes_every_pending_batch_once(self):
