@@ -2,12 +2,15 @@
 
 A strategy watches one sensor for one client and calls ``inform_callback(sensor, reading)``
 whenever the client should be told the sensor's value. Strategies run on the tornado ioloop;
-``Sensor.set()`` may be called from any thread, and a strategy hands such updates to its loop
-in batches: one hop to the loop carries every reading set since the last one, each handled
-in order, so none is lost. All scheduling uses the loop's clock (``ioloop.time()``), so a
-virtual clock can drive it.
+``Sensor.set()`` may be called from any thread, and the strategies hand such updates to their
+loop in batches (:meth:`~katcp.loop.call_queue.CallQueue.call_batched`): one hop to the loop
+carries the readings of every sensor set since the last one, each handled in order, so none
+is lost. A reading set after anything else was queued for the loop (an inform, a reply) is
+handled after it, so what one thread does reaches the client in the order it did it. All
+scheduling uses the loop's clock (``ioloop.time()``), so a virtual clock can drive it.
 """
 
+import collections
 import functools
 import heapq
 import itertools
@@ -15,7 +18,7 @@ import logging
 import operator
 import threading
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import tornado.ioloop
 
@@ -99,6 +102,16 @@ def update_in_ioloop(update: Callable[[Any, Sensor, Reading], None]
     return wrapped_update
 
 
+def _observe_tokens(tokens: List[List[Any]]) -> None:
+    """Run on the loop by the call queue: each token's strategy observes its readings."""
+    for token in tokens:
+        # Each pop() is one step, so no lock is needed: once the count is taken, no
+        # reading can join the token any more (see SampleStrategy.update). Emptied, it
+        # does not keep its strategy alive.
+        upto = token.pop()
+        token.pop()._observe_upto(upto)
+
+
 def _parse_period(param: Any, what: str) -> float:
     try:
         # A float is taken as it is: the text of a KATCP v4 server's parameter is the
@@ -168,6 +181,18 @@ class SampleStrategy:
     # Whether the last timed sample failed (see _log_sample_error).
     _sample_failing = False
 
+    # Readings set by other threads and not yet observed, oldest first (None while there
+    # are none: a strategy keeps no deque between bursts).
+    _pending: Optional[Deque[Reading]] = None
+    # How many readings were ever put in _pending, and how many of them were observed.
+    _queued = 0
+    _observed = 0
+    # The last token queued, [strategy, n]: observe the readings up to the n-th queued
+    # (emptied once taken to run). While the call queue's count is still the mark it was
+    # queued at, nothing was queued after it, so it may take the next reading too.
+    _token: Optional[List[Any]] = None
+    _token_mark: Optional[int] = None
+
     def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
                  ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
         if self.NUM_PARAMS is not None and len(params) != self.NUM_PARAMS:
@@ -181,8 +206,6 @@ class SampleStrategy:
         self._ioloop_thread_id: Optional[int] = None
         self._call_queue = CallQueue.of(self.ioloop)
         self._pending_lock = threading.Lock()
-        # Readings set by other threads and not yet handed to the loop (None: no hop due).
-        self._pending_readings: Optional[List[Reading]] = None
         self._cancelled = False
         self._setup(*params)
 
@@ -306,29 +329,64 @@ class SampleStrategy:
             reading = _as_reading(reading)
         # on_thread(), inlined: this runs for every update of every sampled sensor.
         if _get_ident() == self._ioloop_thread_id:
-            if self._pending_readings is not None:
+            if self._pending:
                 # Readings from other threads still on their way are older than this one.
                 self._observe_pending()
             self.observe(reading)
             return
-        # One hop to the loop per batch: a thread setting a sensor in a tight loop wakes
-        # the loop once, yet every reading is observed (as katcp 0.9 did, a hop each).
+        # One hop to the loop per burst: a thread setting sensors in a tight loop wakes the
+        # loop once, yet every reading is observed (as katcp 0.9 did, a hop each), in the
+        # order of everything the thread queued for the loop.
+        queue = self._call_queue
         with self._pending_lock:
-            pending = self._pending_readings
+            pending = self._pending
             if pending is None:
-                self._pending_readings = [reading]
-            else:
-                pending.append(reading)
-        if pending is None:
-            self._call_queue.call(self._observe_pending)
+                pending = self._pending = collections.deque()
+            pending.append(reading)
+            self._queued = queued = self._queued + 1
+            # The mark is None until the first token is queued.
+            if self._token_mark == queue.count:
+                try:
+                    self._token[1] = queued  # type: ignore[index]
+                    return
+                except IndexError:
+                    pass  # taken to run already
+            token = self._token = [self, queued]
+            # Under the lock: the readings of two threads keep the order of their tokens.
+            self._token_mark = queue.call_batched(_observe_tokens, token)
 
-    def _observe_pending(self) -> None:
-        with self._pending_lock:
-            readings, self._pending_readings = self._pending_readings, None
-        for reading in readings or ():
+    def _observe_upto(self, upto: int) -> None:
+        """Observe the readings from other threads up to the `upto`-th queued, if not yet."""
+        if self._observed >= upto:
+            return
+        pending = self._pending
+        # Not None while readings are pending; it stays the same deque until they are all
+        # observed (an observe() that sets this sensor on the loop observes all of them).
+        popleft = pending.popleft  # type: ignore[union-attr]
+        observe = self.observe
+        while self._observed < upto:
+            reading = popleft()
+            # Counted before observe(), which may observe the next ones itself.
+            self._observed += 1
             if self._cancelled:
                 return
-            self.observe(reading)
+            try:
+                observe(reading)
+            except Exception:
+                # Nobody to raise to: the thread that set the sensor has moved on. The
+                # next readings, of this sensor and of others in the batch, go on.
+                log.exception("Error handling a reading of sensor %r set by another thread "
+                              "(%s strategy)", self._sensor.name, type(self).__name__)
+        if not pending:
+            with self._pending_lock:
+                if not pending and self._pending is pending:
+                    self._pending = None
+
+    def _observe_pending(self) -> None:
+        """Observe every reading set by other threads and not yet observed, oldest first."""
+        with self._pending_lock:
+            upto = self._queued
+        self._observe_upto(upto)
 
     def observe(self, reading: Reading) -> None:
         """Handle a sensor reading in the ioloop thread (strategies override this)."""
@@ -716,6 +774,10 @@ class _EventFanOut(SampleEvent):
     send targets stale, and the first change after them makes the targets anew (work of
     the order of sending that change to every member, done once for any number of joins
     and leaves).
+
+    A member that joins while readings set by other threads are still on their way to
+    the fan-out is in once they are observed: they are older than the reading it is sent
+    first (``sensor.read()``), so they are not news to it.
     """
 
     _by_sensor: "weakref.WeakKeyDictionary[Sensor, dict]" = weakref.WeakKeyDictionary()
@@ -730,9 +792,13 @@ class _EventFanOut(SampleEvent):
             fan.start()
         send = member._send
         # Classified once, here: not again for each rebuild of the targets.
-        fan._members[member] = (send, _group_sender_of(send))
-        fan._fresh[member] = send
-        fan._targets = None
+        entry = (send, _group_sender_of(send))
+        with fan._pending_lock:
+            queued = fan._queued
+        if fan._observed >= queued:
+            fan._admit(member, entry)
+        else:
+            fan._waiting[member] = (queued, entry)
         return fan
 
     def __init__(self, sensor: Sensor, ioloop: tornado.ioloop.IOLoop, major: int) -> None:
@@ -748,6 +814,29 @@ class _EventFanOut(SampleEvent):
         # one): their own test decides whether the next change is news to them. Their
         # senders by member, so that a member leaving or being sent to is found at once.
         self._fresh: Dict[Any, Callable[[bytes], None]] = {}
+        # Members that joined while readings from other threads were pending, with how
+        # many had been queued then and their entry of _members, in the order they
+        # joined: each is in once those readings are observed (see join()).
+        self._waiting: Dict[Any, Tuple[int, Tuple[Callable[[bytes], None],
+                                                  Optional[Callable[..., Any]]]]] = {}
+
+    def _admit(self, member: "_WireSampleEvent",
+               entry: Tuple[Callable[[bytes], None], Optional[Callable[..., Any]]]) -> None:
+        self._members[member] = entry
+        self._fresh[member] = entry[0]
+        self._targets = None
+
+    def _observe_upto(self, upto: int) -> None:
+        waiting = self._waiting
+        # Joined in order, so the first waits for the fewest readings.
+        while waiting:
+            member, (queued, entry) = next(iter(waiting.items()))
+            if queued > upto:
+                break
+            SampleEvent._observe_upto(self, queued)
+            del waiting[member]
+            self._admit(member, entry)
+        SampleEvent._observe_upto(self, upto)
 
     def _retarget(self) -> Tuple[Callable[[bytes], None], ...]:
         groups: Dict[Callable[..., Any], List[Any]] = {}
@@ -764,11 +853,12 @@ class _EventFanOut(SampleEvent):
         return self._targets
 
     def leave(self, member: "_WireSampleEvent") -> None:
-        if self._members.pop(member, None) is None:
-            return
-        self._fresh.pop(member, None)
-        self._targets = None
-        if not self._members:
+        if self._waiting.pop(member, None) is None:
+            if self._members.pop(member, None) is None:
+                return
+            self._fresh.pop(member, None)
+            self._targets = None
+        if not self._members and not self._waiting:
             self.cancel()
             fans = self._by_sensor.get(self._sensor)
             if fans is not None and fans.get((self.ioloop, self._major)) is self:
@@ -782,7 +872,7 @@ class _EventFanOut(SampleEvent):
             return
         if reading.__class__ is not Reading:
             reading = _as_reading(reading)
-        if self._pending_readings is not None:
+        if self._pending:
             self._observe_pending()
         last = self._last_sent
         if last is None or reading.value != last.value or reading.status != last.status:

@@ -7,14 +7,16 @@ they were made.
 
 import logging
 import threading
+from queue import Queue
 
 import pytest
 import tornado.ioloop
 
-from katcp.core import Message, Sensor
+from katcp.core import AsyncReply, Message, Sensor
 from katcp.loop.call_queue import CallQueue
-from katcp.server import DeviceServer
+from katcp.server import AsyncDeviceServer, DeviceServer
 
+from server_kinds import started
 from server_line_client import LineClient
 
 TIMEOUT = 10
@@ -121,6 +123,45 @@ def test_one_queue_per_loop(loop_thread):
         other.close()
 
 
+def test_batched_items_share_a_call_until_another_call_is_queued(loop_thread):
+    ioloop, _ = loop_thread
+    queue = CallQueue.of(ioloop)
+    ran = []
+    record = ran.append  # one function: batches are of the same one
+    done = threading.Event()
+    release = _block(ioloop)
+    try:
+        for item in (1, 2, 3):
+            queue.call_batched(record, item)
+        queue.call(record, "call")
+        for item in (4, 5):
+            queue.call_batched(record, item)
+        queue.call(done.set)
+    finally:
+        release.set()
+    assert done.wait(TIMEOUT)
+    assert ran == [[1, 2, 3], "call", [4, 5]]
+
+
+def test_a_mark_stands_until_anything_else_is_queued(loop_thread):
+    ioloop, _ = loop_thread
+    queue = CallQueue.of(ioloop)
+    release = _block(ioloop)
+    try:
+        mark = queue.call_batched(len, "a")
+        assert queue.count == mark
+        assert queue.call_batched(len, "b") == mark + 1 == queue.count
+        queue.call(len, "")
+        assert queue.count == mark + 2
+        queue.hold()
+        assert queue.call_batched(len, "c") is None  # others' calls may overtake it
+        assert queue.count == mark + 2
+        queue.release()
+        assert queue.count == mark + 3
+    finally:
+        release.set()
+
+
 def test_calls_to_a_closed_loop_are_dropped():
     ioloop = tornado.ioloop.IOLoop(make_current=False)
     queue = CallQueue.of(ioloop)
@@ -165,3 +206,81 @@ def test_informs_and_sensor_updates_from_a_thread_arrive_in_order():
     assert lines[0] == b"#marker before"
     assert lines[1].startswith(b"#sensor-status ") and lines[1].endswith(b" counter nominal 7")
     assert lines[2] == b"#marker after"
+
+
+class _OrderMixin:
+    """Sensors A and B; ``?later`` is answered by the test, from another thread."""
+
+    def setup_sensors(self):
+        """Two integer sensors."""
+        for name in "AB":
+            self.add_sensor(Sensor.integer(name, "A sensor.", "", default=0,
+                                           initial_status=Sensor.NOMINAL))
+        self.later = Queue()
+
+    def request_later(self, req, msg):
+        """Reply later: the test does."""
+        self.later.put(req)
+        raise AsyncReply
+
+
+class _ThreadedOrder(_OrderMixin, DeviceServer):
+    pass
+
+
+class _AsyncOrder(_OrderMixin, AsyncDeviceServer):
+    pass
+
+
+@pytest.fixture(params=["threaded", "async"])
+def order_server(request):
+    server = started(request.param, _ThreadedOrder, _AsyncOrder)
+    yield server
+    server.stop(timeout=TIMEOUT).result(TIMEOUT)
+    server.join(timeout=TIMEOUT)
+
+
+# What a thread sends between its sensor updates, and the line the client gets for it.
+_SENDS = {
+    "mass_inform": (lambda server, req: server.mass_inform(Message.inform("marker")),
+                    "#marker"),
+    "inform": (lambda server, req: req.client_connection.inform(Message.inform("marker")),
+               "#marker"),
+    "reply": (lambda server, req: req.reply("ok"), "!later ok"),
+}
+
+
+@pytest.mark.parametrize("send", sorted(_SENDS))
+def test_what_a_thread_does_reaches_the_client_in_its_order(order_server, send):
+    # A hardware thread sets A, then B, sends a message, sets A again: as in katcp 0.9.3,
+    # where each of them hopped to the loop on its own, the client gets them in that
+    # order, though sensor updates cross to the loop in batches.
+    send_message, sent_line = _SENDS[send]
+    sensor_a, sensor_b = order_server.get_sensor("A"), order_server.get_sensor("B")
+    with LineClient(order_server.bind_address[1]) as client:
+        client.read_until(lambda line: line.startswith(b"#version-connect katcp-device"))
+        for name in "AB":
+            assert client.request("?sensor-sampling %s event" % name)[1] == (
+                "!sensor-sampling ok %s event" % name)
+        client.send("?later")
+        req = order_server.later.get(timeout=TIMEOUT)
+
+        def hardware():
+            sensor_a.set_value(1)
+            sensor_b.set_value(1)
+            send_message(order_server, req)
+            sensor_a.set_value(2)
+
+        # The loop is kept busy until the thread is done, so that all of it waits there.
+        release = _block(order_server.ioloop)
+        try:
+            thread = threading.Thread(target=hardware)
+            thread.start()
+            thread.join(TIMEOUT)
+            assert not thread.is_alive()
+        finally:
+            release.set()
+        lines = [client.readline().decode() for _ in range(4)]
+    got = ["%s=%s" % (line.split()[3], line.split()[5])
+           if line.startswith("#sensor-status ") else line for line in lines]
+    assert got == ["A=1", "B=1", sent_line, "A=2"]

@@ -8,6 +8,7 @@ import tornado.testing
 from tornado.concurrent import Future
 
 from katcp import Sensor
+from katcp.loop.call_queue import CallQueue
 from katcp.sampling import (SampleAuto, SampleDifferential, SampleDifferentialRate,
                             SampleEvent, SampleEventRate, SampleNone, SamplePeriod,
                             SampleStrategy, format_inform_v4, format_inform_v5,
@@ -51,6 +52,19 @@ class Recorder:
     @property
     def values(self):
         return [reading.value for _, reading in self.informs]
+
+
+def _in_thread(fn):
+    """Run `fn` on another thread (as hardware code updating sensors) and wait for it."""
+    thread = threading.Thread(target=fn)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def _values(lines):
+    """The values of ``#sensor-status`` lines, as ints."""
+    return [int(line.split()[-1]) for line in lines]
 
 
 class TestFactory:
@@ -127,6 +141,13 @@ class StrategyTestCase(TimewarpAsyncTestCase):
         strategy.start()
         self.addCleanup(strategy.cancel)
         return strategy, recorder
+
+    def start_wire(self, lines, sensor):
+        """Start a server's event strategy (sensors share one), sending lines to `lines`."""
+        strategy = wire_strategy("event", lines.append, 5, sensor, ioloop=self.io_loop)
+        strategy.start()
+        self.addCleanup(strategy.cancel)
+        return strategy
 
     @tornado.gen.coroutine
     def settle(self):
@@ -314,6 +335,117 @@ class TestStrategies(StrategyTestCase):
             assert recorder.values == [0, 1, 2]
         assert [line.split()[-1] for line in wire_lines] == [b"0", b"1", b"2"]
         wire.cancel()
+
+    @gen_test
+    def test_readings_from_another_thread_keep_their_place_among_its_other_calls(self):
+        # A thread's readings of several sensors and the other calls it queues for the
+        # loop (informs, replies) are handled in the order it made them.
+        sensors = {name: make_sensor(value=0) for name in "ab"}
+        handled = []
+        for name, sensor in sensors.items():
+            strategy = SampleStrategy.get_strategy(
+                "auto", lambda s, reading, name=name: handled.append(
+                    "%s=%s" % (name, reading.value)), sensor)
+            strategy.start()
+            self.addCleanup(strategy.cancel)
+        a, b = sensors["a"], sensors["b"]
+        queue = CallQueue.of(self.io_loop)
+        _in_thread(lambda: (a.set_value(1), b.set_value(1), a.set_value(2),
+                            queue.call(handled.append, "call"), a.set_value(3),
+                            a.set_value(4), b.set_value(2)))
+        yield self.settle()
+        assert handled == ["a=0", "b=0", "a=1", "b=1", "a=2", "call", "a=3", "a=4", "b=2"]
+
+    @gen_test
+    def test_a_strategy_failing_on_a_reading_from_another_thread_stops_no_other(self):
+        failing, other = make_sensor(value=0), make_sensor(value=0)
+        handled = []
+
+        def inform(sensor, reading):
+            if reading.value == 1:
+                raise RuntimeError("inform failed")
+            handled.append((sensor is failing, reading.value))
+
+        for sensor in (failing, other):
+            strategy = SampleStrategy.get_strategy("auto", inform, sensor)
+            strategy.start()
+            self.addCleanup(strategy.cancel)
+        with self.assertLogs("katcp.sampling", "ERROR") as logs:
+            _in_thread(lambda: (failing.set_value(1), other.set_value(2),
+                                failing.set_value(3)))
+            yield self.settle()
+        assert handled == [(True, 0), (False, 0), (False, 2), (True, 3)]
+        assert "set by another thread" in logs.output[0]
+
+    @gen_test
+    def test_a_burst_of_readings_crosses_to_the_loop_in_one_call(self):
+        sensors = [make_sensor(value=0) for _ in range(3)]
+        started = [self.start("auto", sensor) for sensor in sensors]
+        queue = CallQueue.of(self.io_loop)
+        _in_thread(lambda: [sensor.set_value(value) for value in range(1, 101)
+                            for sensor in sensors])
+        assert len(queue._calls) == 1  # the loop (this test) has not run it yet
+        yield self.settle()
+        assert all(recorder.values == list(range(101)) for _, recorder in started)
+        # Nothing is kept for the next burst.
+        assert all(strategy._pending is None for strategy, _ in started)
+
+    @gen_test
+    def test_a_loop_update_first_observes_every_pending_batch_once(self):
+        sensor = make_sensor(value=0)
+        strategy, recorder = self.start("auto", sensor)
+        queue = CallQueue.of(self.io_loop)
+        calls = []
+        _in_thread(lambda: (sensor.set_value(1), queue.call(calls.append, 1),
+                            sensor.set_value(2), queue.call(calls.append, 2),
+                            sensor.set_value(3)))
+        sensor.set_value(4)  # on the loop thread, before it has taken the batches
+        assert recorder.values == [0, 1, 2, 3, 4]
+        yield self.settle()  # the batches' own calls, which find them observed
+        assert recorder.values == [0, 1, 2, 3, 4] and calls == [1, 2]
+        _in_thread(lambda: sensor.set_value(5))
+        yield recorder.until_count(6)
+        assert recorder.values == [0, 1, 2, 3, 4, 5]
+
+    @gen_test
+    def test_an_event_client_that_joins_gets_no_reading_older_than_its_first(self):
+        # Readings set by another thread and still on their way to the sensor's shared
+        # event observer are older than the current one, which a new client gets first.
+        sensor = make_sensor(value=0)
+        first, late = [], []
+        self.start_wire(first, sensor)
+        _in_thread(lambda: [sensor.set_value(value) for value in (1, 2, 3)])
+        self.start_wire(late, sensor)
+        _in_thread(lambda: sensor.set_value(4))
+        yield self.settle()
+        assert _values(first) == [0, 1, 2, 3, 4]
+        assert _values(late) == [3, 4]
+
+    @gen_test
+    def test_an_event_client_joining_meanwhile_gets_a_loop_update(self):
+        sensor = make_sensor(value=0)
+        first, late = [], []
+        self.start_wire(first, sensor)
+        _in_thread(lambda: [sensor.set_value(value) for value in (1, 2)])
+        self.start_wire(late, sensor)
+        sensor.set_value(5)  # on the loop thread, while the readings are on their way
+        yield self.settle()
+        assert _values(first) == [0, 1, 2, 5]
+        assert _values(late) == [2, 5]
+
+    @gen_test
+    def test_an_event_client_leaving_before_it_joined_is_forgotten(self):
+        sensor = make_sensor(value=0)
+        first, late = [], []
+        first_strategy = self.start_wire(first, sensor)
+        _in_thread(lambda: sensor.set_value(1))
+        self.start_wire(late, sensor).cancel()
+        _in_thread(lambda: sensor.set_value(2))
+        yield self.settle()
+        assert _values(first) == [0, 1, 2]
+        assert _values(late) == [1]
+        first_strategy.cancel()
+        assert sensor._observers == set()  # the shared observer left with its last member
 
     @gen_test
     def test_cancel_detaches_from_the_sensor(self):

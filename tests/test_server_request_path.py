@@ -22,6 +22,7 @@ from katcp.loop.call_queue import CallQueue
 from katcp.server import AsyncDeviceServer, DeviceServer, stream
 from katcp.transport.framing import WriteBatcher
 
+from server_kinds import started
 from server_line_client import LineClient
 
 TIMEOUT = 10
@@ -60,39 +61,9 @@ class _AsyncGated(_GatedMixin, AsyncDeviceServer):
         return req.make_reply("ok", "gated")
 
 
-def _start_async(cls):
-    """An AsyncDeviceServer on a loop thread of its own (as an application runs one)."""
-    ready = threading.Event()
-    box = {}
-
-    def run():
-        asyncio.set_event_loop(asyncio.new_event_loop())
-        server = box["server"] = cls("127.0.0.1", 0)
-        server.start()
-        ready.set()
-        tornado.ioloop.IOLoop.current().start()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert ready.wait(TIMEOUT)
-    server = box["server"]
-    assert server.wait_running(TIMEOUT)
-    return server
-
-
-def _started(kind, threaded_class, async_class):
-    """A running server of `threaded_class` (`kind` 'threaded'), else of `async_class`."""
-    if kind != "threaded":
-        return _start_async(async_class)
-    server = threaded_class("127.0.0.1", 0)
-    server.start()
-    assert server.wait_running(TIMEOUT)
-    return server
-
-
 @pytest.fixture(params=["threaded", "async"])
 def gated(request):
-    server = _started(request.param, _ThreadedGated, _AsyncGated)
+    server = started(request.param, _ThreadedGated, _AsyncGated)
     yield server
     server.gate.set()
     server.stop(timeout=TIMEOUT).result(TIMEOUT)
@@ -189,12 +160,7 @@ def _receiving_server(kind, *mixins):
     bases = mixins + (_ReceivingMixin,
                       DeviceServer if kind == "threaded" else AsyncDeviceServer)
     cls = type("Receiving", bases, {})
-    if kind == "threaded":
-        server = cls("127.0.0.1", 0)
-        server.start()
-        assert server.wait_running(TIMEOUT)
-        return server
-    return _start_async(cls)
+    return started(kind, cls, cls)
 
 
 def _stopped(server):
@@ -397,7 +363,7 @@ class _AsyncCancellable(_CancellableMixin, AsyncDeviceServer):
 
 @pytest.mark.parametrize("kind", ["threaded", "async"])
 def test_a_request_whose_handler_is_cancelled_is_answered(kind):
-    server = _started(kind, _ThreadedCancellable, _AsyncCancellable)
+    server = started(kind, _ThreadedCancellable, _AsyncCancellable)
     try:
         with _connect(server) as client, _connect(server) as other:
             client.send("?job[1]")

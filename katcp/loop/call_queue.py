@@ -5,6 +5,11 @@ any thread all reach the loop through the :class:`CallQueue` of that loop. The c
 in the order they were queued, and a burst of them costs one wake-up of the loop (one
 ``call_soon_threadsafe``), not one each. A call that must give its outcome back uses
 :func:`katcp.loop.crossing.call_on_loop` instead.
+
+Work that comes in many small pieces (sensor readings set in a tight loop) is queued with
+:meth:`CallQueue.call_batched`: pieces queued one after another, with nothing else
+between them, are handed to the loop in one call, and a piece queued after any other
+call starts a new one behind it, so nothing overtakes what was queued before it.
 """
 
 import logging
@@ -38,7 +43,7 @@ class CallQueue:
 
     """
 
-    __slots__ = ("_loop_ref", "_lock", "_calls", "_held", "__weakref__")
+    __slots__ = ("_loop_ref", "_lock", "_calls", "_held", "_batch", "count", "__weakref__")
 
     _queues: "weakref.WeakKeyDictionary[Any, CallQueue]" = weakref.WeakKeyDictionary()
     _queues_lock = threading.Lock()
@@ -49,6 +54,13 @@ class CallQueue:
         self._lock = threading.Lock()
         self._calls: List[_Call] = []
         self._held = _Held()
+        # The call of the last call_batched(), whose items may grow while it is the last
+        # call queued.
+        self._batch: Optional[_Call] = None
+        #: How many calls and batched items were queued so far (a thread's held calls
+        #: once released). While it is the mark :meth:`call_batched` returned, nothing
+        #: was queued after that item.
+        self.count = 0
 
     @classmethod
     def of(cls, ioloop: tornado.ioloop.IOLoop) -> "CallQueue":
@@ -90,9 +102,51 @@ class CallQueue:
         with self._lock:
             calls = self._calls
             calls.append((fn, args))
+            self.count += 1
             if len(calls) > 1:
                 return  # the wake-up that runs them is already scheduled
         self._wake()
+
+    def call_batched(self, fn: Callable[[List[Any]], Any], item: Any) -> Optional[int]:
+        """Queue ``fn(items)``, `item` among `items`, joining the last call if it is one.
+
+        While the last call queued is a batch of `fn` (the same object), `item` is added
+        to its `items`: a burst of items costs one call on the loop. Once anything else
+        was queued, a new batch starts behind it, so items keep their place among the
+        other calls.
+
+        Parameters
+        ----------
+        fn : callable
+            Called on the loop with the list of items.
+        item : object
+
+        Returns
+        -------
+        mark : int or None
+            :attr:`count` just after `item` was queued: while :attr:`count` is still
+            `mark`, nothing was queued after `item` (though its batch may have been
+            taken to run already). None for an item held back (:meth:`hold`), which
+            other threads' calls may overtake.
+
+        """
+        held = self._held.calls
+        if held is not None:
+            held.append((fn, ([item],)))
+            return None
+        with self._lock:
+            calls = self._calls
+            batch = self._batch
+            self.count = mark = self.count + 1
+            if calls and calls[-1] is batch and batch[0] is fn:
+                batch[1][0].append(item)
+                return mark
+            batch = self._batch = (fn, ([item],))
+            calls.append(batch)
+            if len(calls) > 1:
+                return mark
+        self._wake()
+        return mark
 
     def hold(self) -> None:
         """Hold back the calls this thread queues from now on, until :meth:`release`.
@@ -116,6 +170,7 @@ class CallQueue:
         with self._lock:
             calls = self._calls
             calls.extend(held)
+            self.count += len(held)
             if len(calls) > len(held):
                 return
         self._wake()
@@ -133,6 +188,7 @@ class CallQueue:
     def _run(self) -> None:
         with self._lock:
             calls, self._calls = self._calls, []
+            self._batch = None  # not kept (nor what its items hold) once it runs
         for fn, args in calls:
             try:
                 fn(*args)
