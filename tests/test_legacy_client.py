@@ -27,6 +27,8 @@ from katcp.kattypes import Int, request, return_reply
 from katcp.resource_client import KATCPClientResource, ThreadSafeKATCPClientResourceWrapper
 from katcp.testutils import DeviceTestServer
 
+from log_helpers import recording_logger
+
 WAIT = 5.0
 
 
@@ -133,41 +135,10 @@ def run_on_loop(ioloop, fn):
     return IOLoopThreadWrapper(ioloop).call_in_ioloop(fn, (), {}, timeout=WAIT)
 
 
-class RecordingHandler(logging.Handler):
-    """Keeps every record, as a test suite's log capture does."""
-
-    def __init__(self):
-        super().__init__()
-        self.records = []
-        self._changed = threading.Condition()
-
-    def emit(self, record):
-        with self._changed:
-            self.records.append(record)
-            self._changed.notify_all()
-
-    def messages(self):
-        return [record.getMessage() for record in self.records]
-
-    def wait_for(self, prefix, count=1):
-        """Wait until `count` messages start with `prefix`; return those records."""
-        def matching():
-            return [r for r in self.records if r.getMessage().startswith(prefix)]
-
-        with self._changed:
-            self._changed.wait_for(lambda: len(matching()) >= count, WAIT)
-            return matching()
-
-
 @pytest.fixture
 def client_log():
-    logger = logging.getLogger("katcp.test_legacy_client")
-    handler = RecordingHandler()
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    yield logger, handler
-    logger.removeHandler(handler)
+    with recording_logger("katcp.test_legacy_client") as logged:
+        yield logged
 
 
 # -- the IPython recipe: IOLoopManager runs its own loop by default ---------------------
@@ -434,15 +405,22 @@ def test_last_connect_time_and_versions(adder, clients):
     assert client.last_connect_time > first
 
 
-def test_failed_attempts_warn_on_the_first_and_every_fifth_until_connected(client_log):
-    # A device switched off for hours must not cost a warning per retry.
-    logger, handler = client_log
+def _started_client_of_a_closed_port(logger, reconnect_delay):
+    """A started DeviceClient of a port nothing listens on, and the port."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     listener.close()
     client = DeviceClient("127.0.0.1", port, logger=logger)
-    client.auto_reconnect_delay = 0.001  # ten attempts in about half a second
+    client.auto_reconnect_delay = reconnect_delay
     client.start(timeout=WAIT)
+    return client, port
+
+
+def test_failed_attempts_warn_on_the_first_and_every_fifth_until_connected(client_log):
+    # A device switched off for hours must not cost a warning per retry.
+    logger, handler = client_log
+    # Ten attempts in about half a second.
+    client, port = _started_client_of_a_closed_port(logger, reconnect_delay=0.001)
     try:
         failures = handler.wait_for("Failed to connect", 10)[:10]
         W, D = logging.WARNING, logging.DEBUG
@@ -469,12 +447,7 @@ def test_failed_attempts_warn_on_the_first_and_every_fifth_until_connected(clien
 
 def test_retry_waits_at_least_half_the_reconnect_delay(client_log):
     logger, handler = client_log
-    closed = socket.create_server(("127.0.0.1", 0))
-    port = closed.getsockname()[1]
-    closed.close()
-    client = DeviceClient("127.0.0.1", port, logger=logger)
-    client.auto_reconnect_delay = 0.2
-    client.start(timeout=WAIT)
+    client, port = _started_client_of_a_closed_port(logger, reconnect_delay=0.2)
     try:
         failures = handler.wait_for("Failed to connect", 2)
     finally:

@@ -18,6 +18,7 @@ from katcp.sampling import SampleStrategy
 from katcp.server import ClientRequestConnection, DeviceLogger, DeviceServer
 from katcp.testutils import ClientConnectionTest
 
+from log_helpers import recording_logger
 from server_line_client import LineClient
 
 TIMEOUT = 10
@@ -60,23 +61,10 @@ def test_device_logger_takes_name_and_timestamp_keywords():
     assert logger.warn.__name__ == "warn"
 
 
-class _Records(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.records = []
-
-    def emit(self, record):
-        self.records.append(record)
-
-
 @pytest.fixture
 def python_log():
-    logger = logging.getLogger("katcp.test.devicelogger")
-    handler = _Records()
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    yield logger, handler.records
-    logger.removeHandler(handler)
+    with recording_logger("katcp.test.devicelogger") as (logger, handler):
+        yield logger, handler.records
 
 
 def test_device_logger_passes_python_loggings_keywords_on(python_log):

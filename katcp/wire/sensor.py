@@ -659,21 +659,12 @@ class Sensor:
         return b"%s 1 %s %s %s" % (timestamp, wire_name, status, value)
 
     def formatted_status_line(self, major: int = DEFAULT_KATCP_MAJOR) -> bytes:
-        """The arguments of the ``#sensor-value`` inform of :meth:`read_formatted`.
+        """As :meth:`status_line`, of what :meth:`read_formatted` gives.
 
         For a sensor whose class formats its current reading its own way (overrides
         :meth:`read_formatted`), as ``?sensor-value`` asks each sensor; others give the
-        same as :meth:`status_line` of :meth:`read`, which shares its bytes.
-
-        Parameters
-        ----------
-        major : int
-            KATCP major version.
-
-        Returns
-        -------
-        line : bytes
-            ``timestamp 1 name status value``, escaped as on the wire.
+        same as ``status_line(read(), major)``, which shares its bytes. `major` and the
+        line returned are those of :meth:`status_line`.
         """
         wire_name = escape_argument(format_argument(self.name))
         return self._line_of(self.read_formatted(major), wire_name)
