@@ -17,7 +17,7 @@ import threading
 import pytest
 import tornado.ioloop
 
-from katcp.core import Message, ProtocolFlags
+from katcp.core import AsyncReply, Message, ProtocolFlags
 from katcp.loop.call_queue import CallQueue
 from katcp.server import AsyncDeviceServer, DeviceServer, stream
 from katcp.transport.framing import WriteBatcher
@@ -343,6 +343,35 @@ def test_a_threaded_servers_replies_and_informs_keep_their_order():
     finally:
         server.stop(timeout=TIMEOUT).result(TIMEOUT)
         server.join(timeout=TIMEOUT)
+
+
+def test_a_worker_threads_sends_keep_their_order_while_the_loop_is_in_the_handler():
+    # AsyncDeviceServer (connections not thread-safe): the worker's reply is made while
+    # the loop still handles the request's input, and must go through the loop after
+    # the inform the worker handed it first, not straight into the connection's batch.
+    class Delegating(AsyncDeviceServer):
+        def setup_sensors(self):
+            pass
+
+        def request_talk(self, req, msg):
+            """Inform everyone and reply, from a worker thread the handler waits for."""
+            def work():
+                self.mass_inform(Message.inform("everyone"))
+                req.reply("ok")
+
+            worker = threading.Thread(target=work)
+            worker.start()
+            worker.join(TIMEOUT)
+            raise AsyncReply()
+
+    server = _start_async(Delegating)
+    try:
+        with _connect(server) as client:
+            for mid in range(1, 4):
+                client.send("?talk[%d]" % mid)
+                assert client.readlines(2) == [b"#everyone", b"!talk[%d] ok" % mid]
+    finally:
+        _stopped(server)
 
 
 # -- WriteBatcher.send_now ---------------------------------------------------------------
