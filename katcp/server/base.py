@@ -456,6 +456,14 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         ready : Future
             Resolves when the device is ready to accept messages.
 
+        Notes
+        -----
+        If this raises, or `ready` fails, the client is refused (as in katcp 0.9): the
+        error is logged and sent to it in a ``#log error`` inform ("Device error
+        initialising connection" and the traceback), nothing it sends is handled, and the
+        connection is closed through :meth:`on_client_disconnect`, as the server closes
+        any: the device forgets the client as it forgets one that leaves.
+
         """
         return _done_future()
 

@@ -520,13 +520,11 @@ class KATCPServer:
         return stream.address
 
     def _connection_made(self, conn: _Connection) -> Any:
+        """Register a new connection and tell the device; what on_client_connect raises
+        is raised (see :meth:`_connect_failed`)."""
         client_conn = conn.client_conn = self.client_connection_factory(self, conn)
         self._connections[conn] = client_conn
-        try:
-            ready = self._device.on_client_connect(client_conn)
-        except Exception:
-            self._logger.exception("Error in on_client_connect for %s", conn.address)
-            return None
+        ready = self._device.on_client_connect(client_conn)
         if ready is None:
             return None
         if isinstance(ready, concurrent.futures.Future):
@@ -537,6 +535,24 @@ class KATCPServer:
                                  "connection is taken as ready", conn.address, ready)
             return None
         return tornado.gen.convert_yielded(ready)
+
+    def _connect_failed(self, conn: _Connection, exc_info: Any) -> None:
+        """The device's on_client_connect raised, or its future failed: refuse the client.
+
+        As katcp 0.9: logged, and told to the client in a ``#log error`` inform ("Device
+        error initialising connection" and the traceback); nothing the client sent is
+        handled. The connection is then closed as the server closes any, through
+        on_client_disconnect(), so that the device forgets the client as it forgets any
+        that leaves (a DeviceServer's ``?client-list`` no longer lists it; the client gets
+        ``#disconnect``).
+        """
+        reason = exception_text(exc_info, self._tb_limit)
+        self._logger.error("Device error initialising connection %s: %s", conn.address, reason)
+        self._send_error_log(conn, "Device error initialising connection " + reason)
+        # Reading is not paused here: what arrives before the close is read (and dropped
+        # with the connection, which is busy for good), so that less is left unread, which
+        # would make the close a reset.
+        self.spawn(self.disconnect_client(conn, "Device error initialising connection."))
 
     def _send_syntax_error(self, conn: _Connection, line: bytes) -> None:
         exc_info = sys.exc_info()
