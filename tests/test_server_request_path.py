@@ -60,14 +60,17 @@ class _AsyncGated(_GatedMixin, AsyncDeviceServer):
         return req.make_reply("ok", "gated")
 
 
-def _start_async(cls):
-    """An AsyncDeviceServer on a loop thread of its own (as an application runs one)."""
+def _start_async(cls, prepare=None):
+    """An AsyncDeviceServer on a loop thread of its own (as an application runs one),
+    given to `prepare` (if any) before it starts."""
     ready = threading.Event()
     box = {}
 
     def run():
         asyncio.set_event_loop(asyncio.new_event_loop())
         server = box["server"] = cls("127.0.0.1", 0)
+        if prepare is not None:
+            prepare(server)
         server.start()
         ready.set()
         tornado.ioloop.IOLoop.current().start()
@@ -185,16 +188,18 @@ class _CountsMessages:
         return super().handle_message(client_conn, msg)
 
 
-def _receiving_server(kind, *mixins):
+def _receiving_server(kind, *mixins, prepare=None):
     bases = mixins + (_ReceivingMixin,
                       DeviceServer if kind == "threaded" else AsyncDeviceServer)
     cls = type("Receiving", bases, {})
     if kind == "threaded":
         server = cls("127.0.0.1", 0)
+        if prepare is not None:
+            prepare(server)
         server.start()
         assert server.wait_running(TIMEOUT)
         return server
-    return _start_async(cls)
+    return _start_async(cls, prepare)
 
 
 def _stopped(server):
@@ -233,6 +238,79 @@ def test_an_overridden_handle_request_or_handle_message_sees_its_messages(kind, 
             client.send_raw(b"#note x\n?watchdog\n")
             assert client.readline() == b"!watchdog ok"
         assert [server.received.get(timeout=TIMEOUT) for _ in seen] == seen
+        assert server.received.empty()
+    finally:
+        _stopped(server)
+
+
+def _replace_handle_methods(server):
+    """Replace handle_request, handle_inform and handle_reply on the instance (as
+    ``mock.patch.object(server, ...)`` does), recording what each gets."""
+    hand_on = server.handle_request
+
+    def handle_request(connection, msg):
+        server.received.put(("replaced request", msg.name))
+        return hand_on(connection, msg)
+
+    server.handle_request = handle_request
+    _replace_handle_inform_and_reply(server)
+
+
+def _replace_handle_inform_and_reply(server):
+    server.handle_inform = lambda connection, msg: server.received.put(
+        ("replaced inform", msg.name))
+    server.handle_reply = lambda connection, msg: server.received.put(
+        ("replaced reply", msg.name))
+
+
+def _replace_handle_message(server):
+    """Replace handle_message on the instance, then set the concurrency options again
+    (as 0.9.3's set_concurrency_options(), which bound self.handle_message)."""
+    hand_on = server.handle_message
+
+    def handle_message(connection, msg):
+        server.received.put(("replaced message", msg.name))
+        return hand_on(connection, msg)
+
+    server.handle_message = handle_message
+    threaded = isinstance(server, DeviceServer) and not isinstance(server, AsyncDeviceServer)
+    server.set_concurrency_options(thread_safe=threaded, handler_thread=threaded)
+
+
+@pytest.mark.parametrize("kind", ["threaded", "async"])
+@pytest.mark.parametrize("prepare, seen", [
+    (_replace_handle_methods, [("replaced inform", "note"), ("replaced reply", "note"),
+                               ("replaced request", "watchdog")]),
+    (_replace_handle_message, [("replaced message", "note"), ("inform", [b"x"]),
+                               ("replaced message", "note"), ("reply", [b"ok"]),
+                               ("replaced message", "watchdog")]),
+])
+def test_handle_methods_replaced_on_the_instance_before_start_are_used(kind, prepare, seen):
+    # As 0.9.3, which looked them up at each message.
+    server = _receiving_server(kind, prepare=prepare)
+    try:
+        with _connect(server) as client:
+            client.send_raw(b"#note x\n!note ok\n?watchdog\n")
+            assert client.readline() == b"!watchdog ok"
+        assert [server.received.get(timeout=TIMEOUT) for _ in seen] == seen
+        assert server.received.empty()
+    finally:
+        _stopped(server)
+
+
+@pytest.mark.parametrize("kind", ["threaded", "async"])
+def test_handle_inform_and_handle_reply_replaced_on_a_running_server_are_used(kind):
+    server = _receiving_server(kind)
+    try:
+        with _connect(server) as client:
+            client.send_raw(b"#note x\n!note ok\n?watchdog\n")
+            assert client.readline() == b"!watchdog ok"
+            _replace_handle_inform_and_reply(server)
+            client.send_raw(b"#note y\n!note ok\n?watchdog\n")
+            assert client.readline() == b"!watchdog ok"
+        seen = [server.received.get(timeout=TIMEOUT) for _ in range(4)]
+        assert seen == [("inform", [b"x"]), ("reply", [b"ok"]), ("replaced inform", "note"),
+                        ("replaced reply", "note")]
         assert server.received.empty()
     finally:
         _stopped(server)
