@@ -9,6 +9,7 @@ import queue
 import re
 import socket
 import threading
+from unittest import mock
 
 import pytest
 import tornado.concurrent
@@ -1029,6 +1030,32 @@ def test_log_records_of_bad_lines_and_failing_handlers_name_the_server(server, m
         "Inform boom FAIL (server %s): Traceback (most recent call last):" % address,
         "Message handler failed (server %s)" % address]
     assert "inform handler bug" in got[1].msg and "coroutine handler bug" in got[2].msg
+
+
+class _SeesUnhandledInforms:
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.unhandled = queue.Queue()
+
+    def unhandled_inform(self, msg):
+        self.unhandled.put(str(msg))
+
+
+@pytest.mark.parametrize("base", [DeviceClient, CallbackClient])
+def test_handle_message_replaced_on_a_connected_client_is_used_at_once(
+        server, make_client, base):
+    # As 0.9.3, which looked it up at each message (mock.patch.object(client, ...)).
+    client = make_client(type("Seeing", (_SeesUnhandledInforms, base), {}), server.port)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    got = queue.Queue()
+    with mock.patch.object(client, "handle_message", side_effect=got.put):
+        server.send(b"#hello 1")
+        assert str(got.get(timeout=WAIT)) == "#hello 1"
+    # Restored: dispatched as before.
+    server.send(b"#hello 2")
+    assert client.unhandled.get(timeout=WAIT) == "#hello 2"
+    assert got.empty() and client.unhandled.empty()
 
 
 class GoesOnClient(DeviceClient):
