@@ -9,6 +9,7 @@ import queue
 import re
 import socket
 import threading
+from unittest import mock
 
 import pytest
 import tornado.concurrent
@@ -1086,9 +1087,102 @@ def test_log_records_of_bad_lines_and_failing_handlers_name_the_server(server, m
     assert [r.msg.splitlines()[0] for r in got] == [
         "Bad message from server %s: b'garbage from the device': Bad type character 'g'."
         % address,
-        "Error handling message #boom from server %s" % address,
+        "Inform boom FAIL (server %s): Traceback (most recent call last):" % address,
         "Message handler failed (server %s)" % address]
     assert "inform handler bug" in got[1].msg and "coroutine handler bug" in got[2].msg
+
+
+class _SeesUnhandledInforms:
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.unhandled = queue.Queue()
+
+    def unhandled_inform(self, msg):
+        self.unhandled.put(str(msg))
+
+
+@pytest.mark.parametrize("base", [DeviceClient, CallbackClient])
+def test_handle_message_replaced_on_a_connected_client_is_used_at_once(
+        server, make_client, base):
+    # As 0.9.3, which looked it up at each message (mock.patch.object(client, ...)).
+    client = make_client(type("Seeing", (_SeesUnhandledInforms, base), {}), server.port)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    got = queue.Queue()
+    with mock.patch.object(client, "handle_message", side_effect=got.put):
+        server.send(b"#hello 1")
+        assert str(got.get(timeout=WAIT)) == "#hello 1"
+    # Restored: dispatched as before.
+    server.send(b"#hello 2")
+    assert client.unhandled.get(timeout=WAIT) == "#hello 2"
+    assert got.empty() and client.unhandled.empty()
+
+
+class GoesOnClient(DeviceClient):
+    """Overrides handle_inform / handle_reply, calling super() and then recording."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.after = queue.Queue()
+
+    def handle_inform(self, msg):
+        super().handle_inform(msg)
+        self.after.put(str(msg))
+
+    def handle_reply(self, msg):
+        super().handle_reply(msg)
+        self.after.put(str(msg))
+
+    def inform_boom(self, msg):
+        self._deeper(msg)
+
+    def reply_boom(self, msg):
+        self._deeper(msg)
+
+    def request_ask(self, msg):
+        """Fail two calls down."""
+        self._deeper(msg)
+
+    def _deeper(self, msg):
+        raise ValueError("%s handler bug" % Message.TYPE_NAMES[msg.mtype].lower())
+
+    def unhandled_inform(self, msg):
+        raise ValueError("fallback bug")
+
+
+def test_a_failing_handler_is_logged_and_an_override_calling_it_goes_on(
+        server, make_client, caplog):
+    # As katcp 0.9.3: handle_inform and handle_reply catch and log ("Inform name FAIL"),
+    # the fallback for messages without a handler too; a failing request handler is
+    # logged as well, and still answered with fail. Tracebacks up to tb_limit frames.
+    client = make_client(GoesOnClient, server.port, tb_limit=2)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    address = "127.0.0.1:%d" % server.port
+    with caplog.at_level(logging.ERROR, logger="katcp.client"):
+        server.send(b"#boom 1")
+        server.send(b"!boom ok")
+        server.send(b"#nohandler")
+        after = [client.after.get(timeout=WAIT) for _ in range(3 + len(V5_GREETING))]
+        assert after[-3:] == ["#boom 1", "!boom ok", "#nohandler"]
+        server.send(b"?ask[3]")
+        reply = server.next_line()
+    assert reply.startswith(b"!ask[3] fail Traceback") and rb"request\_handler\_bug" in reply
+    # (The fake server answers the client's reply too: "!ask[3] invalid", not an error.)
+    records = [(r.levelname, r.getMessage().splitlines()) for r in caplog.records
+               if r.levelno >= logging.ERROR]
+    assert [(level, lines[0], lines[-1]) for level, lines in records] == [
+        ("ERROR", "%s boom FAIL (server %s): Traceback (most recent call last):"
+         % (kind, address), "ValueError: %s handler bug" % kind.lower())
+        for kind in ("Inform", "Reply")] + [
+        ("ERROR", "Inform nohandler FAIL (server %s): Traceback (most recent call last):"
+         % address, "ValueError: fallback bug"),
+        ("ERROR", "Request ask FAIL (server %s): Traceback (most recent call last):"
+         % address, "ValueError: request handler bug")]
+    # tb_limit=2: the dispatch and the handler, not the frame that raised.
+    assert [re.findall(r", in (\w+)", "\n".join(lines)) for _, lines in records] == [
+        ["handle_inform", "inform_boom"], ["handle_reply", "reply_boom"],
+        ["handle_inform", "unhandled_inform"], ["handle_request", "request_ask"]]
 
 
 class FailingClient(DeviceClient):

@@ -18,7 +18,7 @@ import tornado.ioloop
 import tornado.testing
 
 from katcp import server as katcp_server
-from katcp.core import AsyncReply, FailReply, Message, ProtocolFlags, Sensor
+from katcp.core import AsyncReply, FailReply, Message, MessageParser, ProtocolFlags, Sensor
 from katcp.kattypes import Address, Float, Int, Str, concurrent_reply, request, \
     request_timeout_hint, return_reply
 from katcp.server import (AsyncDeviceServer, ClientConnection, ClientRequestConnection,
@@ -1331,6 +1331,57 @@ def test_what_on_client_connect_returns_lets_requests_run_where_they_belong(
             ready.set()
             reply = client.readline().decode()
             assert reply.startswith("!thread-name ok ") and "connect-hook" not in reply
+    finally:
+        stop_server(server)
+        executor.shutdown()
+
+
+def _no_hardware():
+    raise RuntimeError("no hardware")
+
+
+async def _no_hardware_later():
+    await asyncio.sleep(0)
+    _no_hardware()
+
+
+@pytest.mark.parametrize("concurrency", sorted(CONCURRENCY))
+@pytest.mark.parametrize("make_ready", ["raises", "coroutine_fails", "executor_future_fails"])
+def test_a_client_whose_on_client_connect_fails_is_told_and_disconnected_unread(
+        concurrency, make_ready, caplog):
+    # As 0.9.3: logged and sent as a #log, and nothing the client sends is handled; then
+    # closed as the server closes any connection (on_client_disconnect: #disconnect, and
+    # the device forgets the client).
+    executor = concurrent.futures.ThreadPoolExecutor(1)
+    server = _ConnectHookServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[concurrency])
+    port = start_server(server)
+    try:
+        with connect(port) as other:
+            server.ready = {
+                "raises": lambda greeted: _no_hardware(),
+                "coroutine_fails": lambda greeted: _no_hardware_later(),
+                "executor_future_fails": lambda greeted: executor.submit(_no_hardware),
+            }[make_ready]
+            with caplog.at_level(logging.ERROR, logger="katcp.server"), \
+                    LineClient(port) as client:
+                address = client.local_address
+                assert client.greeting() == GREETING
+                client.send("?watchdog")
+                lines = client.read_to_eof()
+            assert [line.split()[:2] for line in lines] == [
+                [b"#log", b"error"],
+                [b"#disconnect", rb"Device\_error\_initialising\_connection."], []]
+            text = MessageParser().parse(lines[0]).arguments[3].decode()
+            assert text.startswith("Device error initialising connection Traceback ")
+            assert text.endswith("RuntimeError: no hardware\n")
+            assert other.request("?client-list") == (
+                ["#client-list " + other.local_address], "!client-list ok 1")
+        records = [r.getMessage() for r in caplog.records if r.name == "katcp.server"]
+        assert len(records) == 1
+        assert records[0].startswith("Device error initialising connection %s: Traceback "
+                                     % address)
+        assert records[0].endswith("RuntimeError: no hardware\n")
     finally:
         stop_server(server)
         executor.shutdown()

@@ -17,12 +17,12 @@ import threading
 import pytest
 import tornado.ioloop
 
-from katcp.core import Message, ProtocolFlags
+from katcp.core import AsyncReply, Message, ProtocolFlags
 from katcp.loop.call_queue import CallQueue
 from katcp.server import AsyncDeviceServer, DeviceServer, stream
 from katcp.transport.framing import WriteBatcher
 
-from server_kinds import started
+from server_kinds import start_async, started
 from server_line_client import LineClient
 
 TIMEOUT = 10
@@ -156,11 +156,11 @@ class _CountsMessages:
         return super().handle_message(client_conn, msg)
 
 
-def _receiving_server(kind, *mixins):
+def _receiving_server(kind, *mixins, prepare=None):
     bases = mixins + (_ReceivingMixin,
                       DeviceServer if kind == "threaded" else AsyncDeviceServer)
     cls = type("Receiving", bases, {})
-    return started(kind, cls, cls)
+    return started(kind, cls, cls, prepare=prepare)
 
 
 def _stopped(server):
@@ -199,6 +199,79 @@ def test_an_overridden_handle_request_or_handle_message_sees_its_messages(kind, 
             client.send_raw(b"#note x\n?watchdog\n")
             assert client.readline() == b"!watchdog ok"
         assert [server.received.get(timeout=TIMEOUT) for _ in seen] == seen
+        assert server.received.empty()
+    finally:
+        _stopped(server)
+
+
+def _replace_handle_methods(server):
+    """Replace handle_request, handle_inform and handle_reply on the instance (as
+    ``mock.patch.object(server, ...)`` does), recording what each gets."""
+    hand_on = server.handle_request
+
+    def handle_request(connection, msg):
+        server.received.put(("replaced request", msg.name))
+        return hand_on(connection, msg)
+
+    server.handle_request = handle_request
+    _replace_handle_inform_and_reply(server)
+
+
+def _replace_handle_inform_and_reply(server):
+    server.handle_inform = lambda connection, msg: server.received.put(
+        ("replaced inform", msg.name))
+    server.handle_reply = lambda connection, msg: server.received.put(
+        ("replaced reply", msg.name))
+
+
+def _replace_handle_message(server):
+    """Replace handle_message on the instance, then set the concurrency options again
+    (as 0.9.3's set_concurrency_options(), which bound self.handle_message)."""
+    hand_on = server.handle_message
+
+    def handle_message(connection, msg):
+        server.received.put(("replaced message", msg.name))
+        return hand_on(connection, msg)
+
+    server.handle_message = handle_message
+    threaded = isinstance(server, DeviceServer) and not isinstance(server, AsyncDeviceServer)
+    server.set_concurrency_options(thread_safe=threaded, handler_thread=threaded)
+
+
+@pytest.mark.parametrize("kind", ["threaded", "async"])
+@pytest.mark.parametrize("prepare, seen", [
+    (_replace_handle_methods, [("replaced inform", "note"), ("replaced reply", "note"),
+                               ("replaced request", "watchdog")]),
+    (_replace_handle_message, [("replaced message", "note"), ("inform", [b"x"]),
+                               ("replaced message", "note"), ("reply", [b"ok"]),
+                               ("replaced message", "watchdog")]),
+])
+def test_handle_methods_replaced_on_the_instance_before_start_are_used(kind, prepare, seen):
+    # As 0.9.3, which looked them up at each message.
+    server = _receiving_server(kind, prepare=prepare)
+    try:
+        with _connect(server) as client:
+            client.send_raw(b"#note x\n!note ok\n?watchdog\n")
+            assert client.readline() == b"!watchdog ok"
+        assert [server.received.get(timeout=TIMEOUT) for _ in seen] == seen
+        assert server.received.empty()
+    finally:
+        _stopped(server)
+
+
+@pytest.mark.parametrize("kind", ["threaded", "async"])
+def test_handle_inform_and_handle_reply_replaced_on_a_running_server_are_used(kind):
+    server = _receiving_server(kind)
+    try:
+        with _connect(server) as client:
+            client.send_raw(b"#note x\n!note ok\n?watchdog\n")
+            assert client.readline() == b"!watchdog ok"
+            _replace_handle_inform_and_reply(server)
+            client.send_raw(b"#note y\n!note ok\n?watchdog\n")
+            assert client.readline() == b"!watchdog ok"
+        seen = [server.received.get(timeout=TIMEOUT) for _ in range(4)]
+        assert seen == [("inform", [b"x"]), ("reply", [b"ok"]), ("replaced inform", "note"),
+                        ("replaced reply", "note")]
         assert server.received.empty()
     finally:
         _stopped(server)
@@ -309,6 +382,35 @@ def test_a_threaded_servers_replies_and_informs_keep_their_order():
     finally:
         server.stop(timeout=TIMEOUT).result(TIMEOUT)
         server.join(timeout=TIMEOUT)
+
+
+def test_a_worker_threads_sends_keep_their_order_while_the_loop_is_in_the_handler():
+    # AsyncDeviceServer (connections not thread-safe): the worker's reply is made while
+    # the loop still handles the request's input, and must go through the loop after
+    # the inform the worker handed it first, not straight into the connection's batch.
+    class Delegating(AsyncDeviceServer):
+        def setup_sensors(self):
+            pass
+
+        def request_talk(self, req, msg):
+            """Inform everyone and reply, from a worker thread the handler waits for."""
+            def work():
+                self.mass_inform(Message.inform("everyone"))
+                req.reply("ok")
+
+            worker = threading.Thread(target=work)
+            worker.start()
+            worker.join(TIMEOUT)
+            raise AsyncReply()
+
+    server = start_async(Delegating)
+    try:
+        with _connect(server) as client:
+            for mid in range(1, 4):
+                client.send("?talk[%d]" % mid)
+                assert client.readlines(2) == [b"#everyone", b"!talk[%d] ok" % mid]
+    finally:
+        _stopped(server)
 
 
 # -- WriteBatcher.send_now ---------------------------------------------------------------

@@ -347,31 +347,49 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         return None
 
     def handle_inform(self, msg: Message) -> Any:
-        """Dispatch an inform message to its ``inform_*`` method, or unhandled_inform()."""
+        """Dispatch an inform message to its ``inform_*`` method, or unhandled_inform().
+
+        An exception the handler raises is logged (error, "Inform name FAIL" with the
+        traceback up to `tb_limit` frames) and not raised, as in katcp 0.9: an override
+        that calls this goes on after it.
+        """
         handler = self._inform_handlers.get(msg.name)
-        if handler is None:
-            return self.unhandled_inform(msg)
-        return handler(self, msg)
+        try:
+            if handler is None:
+                return self.unhandled_inform(msg)
+            return handler(self, msg)
+        except Exception as exc:
+            self._log_handler_failure("Inform", msg, exc)
+            return None
 
     def handle_reply(self, msg: Message) -> Any:
-        """Dispatch a reply message to its ``reply_*`` method, or unhandled_reply()."""
+        """Dispatch a reply message to its ``reply_*`` method, or unhandled_reply().
+
+        An exception the handler raises is logged ("Reply name FAIL"), as by
+        :meth:`handle_inform`.
+        """
         handler = self._reply_handlers.get(msg.name)
-        if handler is None:
-            return self.unhandled_reply(msg)
-        return handler(self, msg)
+        try:
+            if handler is None:
+                return self.unhandled_reply(msg)
+            return handler(self, msg)
+        except Exception as exc:
+            self._log_handler_failure("Reply", msg, exc)
+            return None
 
     def handle_request(self, msg: Message) -> None:
         """Dispatch a request message to its ``request_*`` method, or unhandled_request().
 
         A handler may return a reply Message, which is sent (with the request's message
         id, as spec 5.1 section 2.2 asks), or a coroutine or future of one, whose reply is
-        sent once it resolves; an exception it raises is answered with a fail reply
+        sent once it resolves; an exception it raises (unhandled_request() too) is logged
+        ("Request name FAIL", as by :meth:`handle_inform`) and answered with a fail reply
         carrying the traceback.
         """
         handler = self._request_handlers.get(msg.name)
-        if handler is None:
-            return self.unhandled_request(msg)
         try:
+            if handler is None:
+                return self.unhandled_request(msg)
             reply = handler(self, msg)
         except Exception as exc:
             reply = self._failed_request_reply(msg, exc)
@@ -393,9 +411,18 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
             msg, future.result() if exc is None else self._failed_request_reply(msg, exc))
 
     def _failed_request_reply(self, msg: Message, exc: BaseException) -> Message:
+        return Message.reply_to_request(msg, "fail",
+                                        self._log_handler_failure("Request", msg, exc))
+
+    def _log_handler_failure(self, kind: str, msg: Message, exc: BaseException) -> str:
+        """Log that the handler of `msg` raised `exc`; return the traceback logged."""
         reason = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__,
                                                     limit=self._tb_limit))
-        return Message.reply_to_request(msg, "fail", reason)
+        # "Inform name FAIL: traceback" as katcp 0.9 logged it, naming the server too:
+        # clients share a logger.
+        self._logger.error("%s %s FAIL (server %s): %s", kind, msg.name,
+                           self.bind_address_string, reason)
+        return reason
 
     def _send_request_reply(self, msg: Message, reply: Any) -> None:
         if isinstance(reply, Message):

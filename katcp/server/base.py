@@ -20,7 +20,7 @@ from katcp.server.connection import (ClientConnection, ClientRequestConnection,
 from katcp.server.handler_thread import MessageHandlerThread
 from katcp.server.transport import KATCPServer, exception_text, return_future
 from katcp.wire.types import format_timestamp
-from katcp.wire.util import object_repr
+from katcp.wire.util import object_repr, own_methods, uses_own
 
 log = logging.getLogger("katcp.server")
 
@@ -127,6 +127,9 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
     _inform_handlers: Dict[str, Callable[..., Any]]
     _reply_handlers: Dict[str, Callable[..., Any]]
 
+    # What on_message (or the handler thread) hands each message to (see _receiver()).
+    _receive: Optional[Callable[[Any, Message], Any]] = None
+
     def __init__(self, host: str, port: int, tb_limit: int = 20,
                  logger: logging.Logger = log) -> None:
         major = self.PROTOCOL_INFO.major
@@ -137,8 +140,6 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         self._tb_limit = tb_limit
         self._server = KATCPServer(self, host, port, tb_limit, logger)
         self._handler_thread: Optional[MessageHandlerThread] = None
-        self._dispatch = {_REQUEST: self.handle_request, _REPLY: self.handle_reply,
-                          _INFORM: self.handle_inform}
         self.set_concurrency_options()
 
     @property
@@ -187,14 +188,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
                            else self._server.mass_send_message)
         self._server.client_connection_factory = (
             ThreadsafeClientConnection if thread_safe else ClientConnection)
-        # Every message goes to handle_message, which hands requests to handle_request;
-        # where neither is overridden, handle_request takes them all (a call less per
-        # request) and hands on the others as handle_message would.
-        cls = type(self)
-        receive = (self.handle_request
-                   if (cls.handle_message is DeviceServerBase.handle_message
-                       and cls.handle_request is DeviceServerBase.handle_request)
-                   else self.handle_message)
+        receive = self._receive = self._receiver()
         if handler_thread:
             thread = self._handler_thread = MessageHandlerThread(
                 receive, self.create_log_inform, self._logger)
@@ -203,6 +197,31 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             self._handler_thread = None
             # Handlers run on the loop; None or a future comes straight back to the
             # transport, so no future is made for synchronous handlers.
+            self.on_message = receive  # type: ignore[method-assign,assignment]
+
+    def _receiver(self) -> Callable[[Any, Message], Any]:
+        """What receives each message: :meth:`handle_message` as it is now.
+
+        Where neither handle_message nor handle_request is replaced (by a subclass, on
+        the class or on this instance), handle_request takes every message (a call less
+        per request) and hands on the others as handle_message would. Decided by
+        :meth:`set_concurrency_options` and again by :meth:`start`: a replacement made
+        once the server runs may go unseen.
+        """
+        return self.handle_request if uses_own(self, _OWN_RECEIVING) else self.handle_message
+
+    def _rebind_receiver(self) -> None:
+        """Bind :meth:`_receiver` anew where set_concurrency_options() bound it (for start())."""
+        previous, receive = self._receive, self._receiver()
+        if receive == previous:
+            return
+        self._receive = receive
+        # Unless what it was bound to was replaced itself since (a wrapper of on_message).
+        thread = self._handler_thread
+        if thread is not None:
+            if thread.handler is previous:
+                thread.handler = receive
+        elif self.on_message is previous:
             self.on_message = receive  # type: ignore[method-assign,assignment]
 
     @steal_docstring_from(KATCPServer.set_ioloop)
@@ -219,17 +238,23 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """Handle messages of all types from clients.
 
         Requests go to :meth:`handle_request` (whose result is returned), informs to
-        :meth:`handle_inform` and replies to :meth:`handle_reply`.
+        :meth:`handle_inform` and replies to :meth:`handle_reply`, each looked up when the
+        message comes (a replacement on the instance is used).
         """
-        return self._dispatch[msg.mtype](client_conn, msg)
+        mtype = msg.mtype
+        if mtype == _REQUEST:
+            return self.handle_request(client_conn, msg)
+        if mtype == _INFORM:
+            return self.handle_inform(client_conn, msg)
+        return self.handle_reply(client_conn, msg)
 
     def handle_request(self, connection: Any, msg: Message) -> Any:
         """Dispatch request `msg`, from client `connection`, to its ``request_*`` method.
 
         An inform or reply given here goes to :meth:`handle_inform` or
-        :meth:`handle_reply`, as :meth:`handle_message` sends it: where a device overrides
-        neither method, the server hands every message to this one (a call less per
-        request).
+        :meth:`handle_reply`, as :meth:`handle_message` sends it: where a device replaces
+        neither method (in a subclass, or on the instance before :meth:`start`), the
+        server hands every message to this one (a call less per request).
 
         Returns
         -------
@@ -239,8 +264,9 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
 
         """
         if msg.mtype != _REQUEST:
-            # Called as handle_message (set_concurrency_options() says when).
-            return self._dispatch[msg.mtype](connection, msg)
+            # Called as handle_message (see _receiver()); the class's, which never comes
+            # back here for these.
+            return DeviceServerBase.handle_message(self, connection, msg)
         handler = self._request_handlers.get(msg.name)
         if handler is None:
             connection.reply(Message.reply(msg.name, "invalid", "Unknown request."), msg)
@@ -456,6 +482,14 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         ready : Future
             Resolves when the device is ready to accept messages.
 
+        Notes
+        -----
+        If this raises, or `ready` fails, the client is refused (as in katcp 0.9): the
+        error is logged and sent to it in a ``#log error`` inform ("Device error
+        initialising connection" and the traceback), nothing it sends is handled, and the
+        connection is closed through :meth:`on_client_disconnect`, as the server closes
+        any: the device forgets the client as it forgets one that leaves.
+
         """
         return _done_future()
 
@@ -499,6 +533,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         # One start at a time, and none while started: the others get RuntimeError at
         # once, before a handler thread is made.
         with server._starting():
+            # Replacements made since set_concurrency_options() (on the instance) count.
+            self._rebind_receiver()
             if handler_thread is not None:
                 # The thread's loop is known before a message can arrive.
                 handler_thread.set_ioloop(server.get_ioloop())
@@ -613,3 +649,5 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         return None
 
 
+# What the transport may skip by handing every message to handle_request (_receiver()).
+_OWN_RECEIVING = own_methods(DeviceServerBase, "handle_message", "handle_request")

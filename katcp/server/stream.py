@@ -2,6 +2,7 @@
 
 import asyncio
 import socket
+import sys
 import time
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple
 
@@ -101,11 +102,15 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport.set_write_buffer_limits(high=_pause_level(self._server))
-        ready = self._server._connection_made(self)
+        try:
+            ready = self._server._connection_made(self)
+        except Exception:
+            self._server._connect_failed(self, sys.exc_info())  # busy for good: nothing read
+            return
         if ready is None:
             self._busy = False
         else:
-            ready.add_done_callback(self._done)
+            ready.add_done_callback(self._connected)
 
     def data_received(self, data: bytes) -> None:
         framer = self._framer
@@ -222,6 +227,15 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
             self._held = False
             if self._chunks:
                 self.flush()
+
+    def _connected(self, ready: Any) -> None:
+        exc = None if ready.cancelled() else ready.exception()
+        if exc is not None:
+            # Busy for good: nothing the client sent is handled.
+            self._server._connect_failed(self, (type(exc), exc, exc.__traceback__))
+            return
+        self._busy = False
+        self._continue()
 
     def _done(self, ready: Any) -> None:
         if not ready.cancelled() and ready.exception() is not None:

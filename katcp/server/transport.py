@@ -32,6 +32,7 @@ log = logging.getLogger("katcp.server")
 
 _REPLY = Message.REPLY
 _get_ident = threading.get_ident
+_get_running_loop = asyncio._get_running_loop
 
 # accept() errors that mean "out of resources", after which accepting pauses.
 _ACCEPT_RESOURCE_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
@@ -175,6 +176,8 @@ class KATCPServer:
         self._tasks: Set["asyncio.Task[Any]"] = set()
         # The loop's call_soon, bound once for all connections (set by _install).
         self._call_soon: Callable[..., Any] = _unset_call_soon
+        # The loop the server is installed on: sends elsewhere go through it.
+        self._asyncio_loop: Any = None
 
     # -- loop management ------------------------------------------------------
 
@@ -321,6 +324,7 @@ class KATCPServer:
         self._call_queue = CallQueue.of(self.ioloop)
         self._listener = sock
         self._call_soon = self.ioloop.asyncio_loop.call_soon
+        self._asyncio_loop = self.ioloop.asyncio_loop
         # Through the IOLoop, so that an IOLoop closed with all_fds=True (as a tornado
         # test case's is) closes the listener of a server that was never stopped.
         self.ioloop.add_handler(sock, self._accept_event, tornado.ioloop.IOLoop.READ)
@@ -511,13 +515,11 @@ class KATCPServer:
         return stream.address
 
     def _connection_made(self, conn: _Connection) -> Any:
+        """Register a new connection and tell the device; what on_client_connect raises
+        is raised (see :meth:`_connect_failed`)."""
         client_conn = conn.client_conn = self.client_connection_factory(self, conn)
         self._connections[conn] = client_conn
-        try:
-            ready = self._device.on_client_connect(client_conn)
-        except Exception:
-            self._logger.exception("Error in on_client_connect for %s", conn.address)
-            return None
+        ready = self._device.on_client_connect(client_conn)
         if ready is None:
             return None
         if isinstance(ready, concurrent.futures.Future):
@@ -528,6 +530,24 @@ class KATCPServer:
                                  "connection is taken as ready", conn.address, ready)
             return None
         return tornado.gen.convert_yielded(ready)
+
+    def _connect_failed(self, conn: _Connection, exc_info: Any) -> None:
+        """The device's on_client_connect raised, or its future failed: refuse the client.
+
+        As katcp 0.9: logged, and told to the client in a ``#log error`` inform ("Device
+        error initialising connection" and the traceback); nothing the client sent is
+        handled. The connection is then closed as the server closes any, through
+        on_client_disconnect(), so that the device forgets the client as it forgets any
+        that leaves (a DeviceServer's ``?client-list`` no longer lists it; the client gets
+        ``#disconnect``).
+        """
+        reason = exception_text(exc_info, self._tb_limit)
+        self._logger.error("Device error initialising connection %s: %s", conn.address, reason)
+        self._send_error_log(conn, "Device error initialising connection " + reason)
+        # Reading is not paused here: what arrives before the close is read (and dropped
+        # with the connection, which is busy for good), so that less is left unread, which
+        # would make the close a reset.
+        self.spawn(self.disconnect_client(conn, "Device error initialising connection."))
 
     def _send_syntax_error(self, conn: _Connection, line: bytes) -> None:
         exc_info = sys.exc_info()
@@ -680,19 +700,15 @@ class KATCPServer:
         bytes are queued for sending, implying that client is falling behind.
 
         """
-        # A reply made while the loop handles the connection's input (held) is on the
-        # loop thread: the usual case costs no thread check. Another thread's send (a
-        # worker replying for an AsyncDeviceServer handler), made here, would touch the
-        # loop's objects and wait until something else woke the loop.
-        try:
-            held = stream._held
-        except AttributeError:  # a stand-in stream (a test's)
-            held = False
-        if not held:
-            thread_id = self.ioloop_thread_id
-            if thread_id is not None and _get_ident() != thread_id:
-                self.send_message_threadsafe(stream, msg)
-                return
+        # Another thread's send (a worker replying for an AsyncDeviceServer handler, even
+        # while the loop is still in that handler) goes to the loop, after what that
+        # thread handed it before; made here, it would race the loop for the write batch.
+        # Asked of the running loop rather than threading.get_ident(), which makes an int
+        # and costs about twice as much: this sends every reply.
+        loop = self._asyncio_loop
+        if loop is not None and _get_running_loop() is not loop:
+            self.send_message_threadsafe(stream, msg)
+            return
         # msg.__bytes__() rather than bytes(msg), whose lookup of it costs about as much
         # again: this sends every reply.
         stream.send(msg.__bytes__() + b"\n")

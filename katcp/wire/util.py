@@ -4,7 +4,7 @@ docstrings, and the chaining of a future of any kind (without importing an event
 
 import concurrent.futures
 from collections import defaultdict
-from typing import Any, Callable, Dict, Hashable, Tuple, TypeVar
+from typing import Any, Callable, Hashable, Tuple, TypeVar
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -75,9 +75,6 @@ def own_methods(base: type, *names: str) -> Tuple[Tuple[str, Any], ...]:
     return tuple((name, getattr(base, name)) for name in names)
 
 
-_NO_ATTRIBUTES: Dict[str, Any] = {}
-
-
 def uses_own(obj: Any, originals: Tuple[Tuple[str, Any], ...]) -> bool:
     """Whether `obj` still uses the original methods `originals` (see :func:`own_methods`).
 
@@ -96,10 +93,16 @@ def uses_own(obj: Any, originals: Tuple[Tuple[str, Any], ...]) -> bool:
     own : bool
     """
     # A loop, not all() over a generator: this runs for every request a client sends.
-    cls, attrs = type(obj), getattr(obj, "__dict__", _NO_ATTRIBUTES)
+    # Asked of the bound method, not of obj.__dict__: on CPython 3.11 and 3.12 making an
+    # instance's __dict__ slows every later attribute access on it (a server's request
+    # took about 600 more instructions).
     for name, original in originals:
-        if getattr(cls, name) is not original or name in attrs:
-            return False
+        try:
+            if getattr(obj, name).__func__ is original:
+                continue
+        except AttributeError:
+            pass
+        return False
     return True
 
 
