@@ -343,8 +343,9 @@ class RequestTable:
                 if len(stack) > 2 * len(by_id) + _STALE_NAMES_ALLOWED:
                     # Answered requests behind one still waiting at the front (no timeout)
                     # are not dropped from the front: dropped here, a rebuild paid for by
-                    # the requests added since the last.
-                    by_name[name] = collections.deque(i for i in stack if i in by_id)
+                    # the requests added since the last. This one is not in by_id yet.
+                    by_name[name] = collections.deque(
+                        i for i in stack if i in by_id or i == msg_id)
             else:
                 self._by_name = None  # nothing in flight: made again when next asked
         by_id[msg_id] = pending
