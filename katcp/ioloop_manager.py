@@ -180,10 +180,12 @@ class IOLoopManager:
         Parameters
         ----------
         recorded : int or None
+            The thread id the caller recorded for the loop, or None if it has none.
 
         Returns
         -------
         thread_id : int or None
+            The loop's thread now, or None if no thread is known to run it.
 
         """
         if recorded is None or self._ioloop_managed:

@@ -834,8 +834,9 @@ class _EventFanOut(SampleEvent):
             if queued > upto:
                 break
             SampleEvent._observe_upto(self, queued)
-            del waiting[member]
-            self._admit(member, entry)
+            # Unless observing a reading (re-entering) has admitted it already.
+            if waiting.pop(member, None) is not None:
+                self._admit(member, entry)
         SampleEvent._observe_upto(self, upto)
 
     def _retarget(self) -> Tuple[Callable[[bytes], None], ...]:

@@ -199,6 +199,12 @@ class TestFormatArgument:
             b"ok", b"2.500"]
         assert Message.request("x", 1.23456).arguments == [b"1.23456"]
 
+        class WithItsOwnInit(ThreeDecimals):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+
+        assert WithItsOwnInit.request("x", 0.5).arguments == [b"0.500"]
+
     def test_other_objects_use_str(self):
         class Thing:
             def __str__(self):

@@ -745,7 +745,11 @@ class ClientLifecycle:
                     raise tornado.util.TimeoutError(self._not_connected_text())
             except BaseException:
                 # No __exit__ follows a failed entry: nothing else would stop the client.
-                self.__exit__(None, None, None)
+                # An error stopping it is logged, not raised in place of this one.
+                try:
+                    self.__exit__(None, None, None)
+                except Exception:
+                    self._logger.exception("Error stopping the client after a failed entry")
                 raise
         return self
 

@@ -184,6 +184,7 @@ class CallQueue:
         except RuntimeError:
             with self._lock:
                 self._calls = []
+                self._batch = None  # nor its items (what they hold), as _run() does
 
     def _run(self) -> None:
         with self._lock:

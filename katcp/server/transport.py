@@ -544,9 +544,8 @@ class KATCPServer:
         reason = exception_text(exc_info, self._tb_limit)
         self._logger.error("Device error initialising connection %s: %s", conn.address, reason)
         self._send_error_log(conn, "Device error initialising connection " + reason)
-        # Reading is not paused here: what arrives before the close is read (and dropped
-        # with the connection, which is busy for good), so that less is left unread, which
-        # would make the close a reset.
+        # The connection stays busy, so nothing it sends is handled; what it sent and is
+        # left unread may turn the close into a reset, as with any close by the server.
         self.spawn(self.disconnect_client(conn, "Device error initialising connection."))
 
     def _send_syntax_error(self, conn: _Connection, line: bytes) -> None:

@@ -247,12 +247,7 @@ def format_argument(arg: Any) -> bytes:
     -------
     formatted : bytes
     """
-    if type(arg) is bytes:
-        return arg
-    try:
-        return _get_formatter(type(arg), _format_other)(arg)
-    except UnicodeEncodeError:
-        return _format_other(arg)
+    return _format_arguments((arg,))[0]
 
 
 class Message:
@@ -283,14 +278,13 @@ class Message:
     TYPE_SYMBOLS = {REQUEST: b"?", REPLY: b"!", INFORM: b"#"}
     TYPE_SYMBOL_LOOKUP = {v: k for k, v in TYPE_SYMBOLS.items()}
 
+    # Whether the class overrides format_argument(), which the constructors then call for
+    # each argument, as 0.9.3's did; Message's own rule is applied without a call each.
+    _formats_each = False
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        # A subclass that overrides format_argument() gets constructors that call it for
-        # each argument, as 0.9.3's did; Message's own apply its rule without a call each.
         super().__init_subclass__(**kwargs)
-        if cls.format_argument is not Message.format_argument:
-            if "__init__" not in cls.__dict__:
-                cls.__init__ = _init_formatting_each  # type: ignore
-            cls._answer = classmethod(_answer_formatting_each)  # type: ignore
+        cls._formats_each = cls.format_argument is not Message.format_argument
 
     def __init__(self, mtype: int, name: str, arguments: Optional[Iterable[Any]] = None,
                  mid: MessageId = None) -> None:
@@ -301,8 +295,10 @@ class Message:
         self.mid = None if mid is None else _format_mid(mid)
         if arguments is None:
             self.arguments = []
-        else:
+        elif type(self) is Message or not self._formats_each:
             self.arguments = _format_arguments(arguments)
+        else:
+            self.arguments = [self.format_argument(arg) for arg in arguments]
 
     @classmethod
     def _from_wire(cls, mtype: int, name: str, arguments: List[bytes],
@@ -457,23 +453,11 @@ class Message:
         mid = req_msg.mid
         # A request's mid is normally already canonical bytes; only re-check otherwise.
         msg.mid = mid if mid is None or type(mid) is bytes else _format_mid(mid)
-        msg.arguments = _format_arguments(args)
+        if cls is Message or not cls._formats_each:
+            msg.arguments = _format_arguments(args)
+        else:
+            msg.arguments = [msg.format_argument(arg) for arg in args]
         return msg
-
-
-def _init_formatting_each(self: Message, mtype: int, name: str,
-                          arguments: Optional[Iterable[Any]] = None, mid: MessageId = None
-                          ) -> None:
-    Message.__init__(self, mtype, name, None, mid)
-    if arguments is not None:
-        self.arguments = [self.format_argument(arg) for arg in arguments]
-
-
-def _answer_formatting_each(cls: Any, mtype: int, req_msg: Message, args: Tuple[Any, ...]
-                            ) -> Message:
-    msg = Message._answer.__func__(cls, mtype, req_msg, ())  # type: ignore
-    msg.arguments = [msg.format_argument(arg) for arg in args]
-    return msg
 
 
 def readable_message(msg: Message) -> str:

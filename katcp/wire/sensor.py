@@ -663,8 +663,17 @@ class Sensor:
 
         For a sensor whose class formats its current reading its own way (overrides
         :meth:`read_formatted`), as ``?sensor-value`` asks each sensor; others give the
-        same as ``status_line(read(), major)``, which shares its bytes. `major` and the
-        line returned are those of :meth:`status_line`.
+        same as ``status_line(read(), major)``, which shares its bytes.
+
+        Parameters
+        ----------
+        major : int
+            KATCP major version, passed on to :meth:`read_formatted`.
+
+        Returns
+        -------
+        line : bytes
+            The inform's arguments after the name, as :meth:`status_line` returns them.
         """
         wire_name = escape_argument(format_argument(self.name))
         return self._line_of(self.read_formatted(major), wire_name)
