@@ -250,6 +250,11 @@ def format_argument(arg: Any) -> bytes:
     return _format_arguments((arg,))[0]
 
 
+# Whether any subclass of Message overrides format_argument(): until one does, the
+# constructors need not ask their class (a check on every message).
+_SOME_CLASS_FORMATS_EACH = False
+
+
 class Message:
     """Represents a KAT device control language message.
 
@@ -283,8 +288,10 @@ class Message:
     _formats_each = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        global _SOME_CLASS_FORMATS_EACH
         super().__init_subclass__(**kwargs)
         cls._formats_each = cls.format_argument is not Message.format_argument
+        _SOME_CLASS_FORMATS_EACH = _SOME_CLASS_FORMATS_EACH or cls._formats_each
 
     def __init__(self, mtype: int, name: str, arguments: Optional[Iterable[Any]] = None,
                  mid: MessageId = None) -> None:
@@ -295,10 +302,10 @@ class Message:
         self.mid = None if mid is None else _format_mid(mid)
         if arguments is None:
             self.arguments = []
-        elif type(self) is Message or not self._formats_each:
-            self.arguments = _format_arguments(arguments)
-        else:
+        elif _SOME_CLASS_FORMATS_EACH and self._formats_each:
             self.arguments = [self.format_argument(arg) for arg in arguments]
+        else:
+            self.arguments = _format_arguments(arguments)
 
     @classmethod
     def _from_wire(cls, mtype: int, name: str, arguments: List[bytes],
@@ -453,10 +460,10 @@ class Message:
         mid = req_msg.mid
         # A request's mid is normally already canonical bytes; only re-check otherwise.
         msg.mid = mid if mid is None or type(mid) is bytes else _format_mid(mid)
-        if cls is Message or not cls._formats_each:
-            msg.arguments = _format_arguments(args)
-        else:
+        if _SOME_CLASS_FORMATS_EACH and cls._formats_each:
             msg.arguments = [msg.format_argument(arg) for arg in args]
+        else:
+            msg.arguments = _format_arguments(args)
         return msg
 
 
