@@ -14,6 +14,9 @@ import tornado.gen
 import tornado.testing
 from tornado.ioloop import IOLoop
 
+import katcp
+import katcp.kattypes.decorators
+from katcp import DeviceServer
 from katcp.core import (DeviceMetaclass, DeviceServerMetaclass, FailReply, Message,
                         ProtocolFlags, Sensor)
 from katcp.kattypes import (Address, Bool, Discrete, DiscreteMulti, Float, Int, KatcpType,
@@ -1006,3 +1009,56 @@ class TestOnTornadoIOLoop(tornado.testing.AsyncTestCase):
         replies = yield futures
         assert [reply.arguments for reply in replies] == [
             [b"ok", b"0.5"], [b"ok", b"1.5"], [b"ok", b"2.5"]]
+
+
+def _docstring_example(function):
+    """The code of `function`'s docstring example, as a user would paste it."""
+    lines = inspect.getdoc(function).splitlines()
+    return "\n".join(line[4:] for line in lines if line.startswith((">>> ", "... ", "...")))
+
+
+DECORATORS_WITH_EXAMPLES = [
+    decorator for decorator in vars(katcp.kattypes.decorators).values()
+    if inspect.isfunction(decorator) and ">>> " in (decorator.__doc__ or "")]
+
+
+def _run_example(function):
+    namespace = {"katcp": katcp, "tornado": tornado, "DeviceServer": DeviceServer,
+                 "DeviceClient": katcp.DeviceClient}
+    exec("from katcp.kattypes import *", namespace)
+    exec(compile(_docstring_example(function), function.__name__, "exec"), namespace)
+    return namespace["MyDevice"] if "MyDevice" in namespace else None
+
+
+@pytest.mark.parametrize("decorator", DECORATORS_WITH_EXAMPLES,
+                         ids=lambda decorator: decorator.__name__)
+def test_decorator_docstring_examples_define_their_classes(decorator):
+    # A class body that fails (a handler without a docstring, for one) raises here.
+    _run_example(decorator)
+
+
+@pytest.mark.parametrize("decorator", [concurrent_reply, request_timeout_hint],
+                         ids=lambda decorator: decorator.__name__)
+def test_slow_request_docstring_examples_reply(decorator):
+    class SlowDevice(_run_example(decorator)):
+        VERSION_INFO = ("example", 1, 0)
+        BUILD_INFO = ("example", 0, 1, "")
+
+        def setup_sensors(self):
+            pass
+
+        @tornado.gen.coroutine
+        def slow_operation(self):
+            yield tornado.gen.moment
+            return 42
+
+    server = SlowDevice("127.0.0.1", 0)
+    server.start(timeout=5)
+    try:
+        with katcp.BlockingClient(*server.bind_address) as client:
+            assert client.wait_protocol(5)
+            reply, _ = client.blocking_request(Message.request("myreq"), timeout=5)
+    finally:
+        server.stop(timeout=5)
+        server.join(timeout=5)
+    assert reply.arguments == [b"ok", b"42"]

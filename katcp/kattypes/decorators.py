@@ -408,6 +408,7 @@ def return_reply(*types: KatcpType, major: int = DEFAULT_KATCP_MAJOR) -> _Decora
     ...     @request(Int())
     ...     @return_reply(Int(), Float())
     ...     def request_myreq(self, req, my_int):
+    ...         '''Add one to an integer and double it.'''
     ...         return ("ok", my_int + 1, my_int * 2.0)
     """
     _check_multiple_is_last(types)
@@ -498,6 +499,7 @@ def concurrent_reply(handler: _Handler) -> _Handler:
     --------
     >>> class MyDevice(DeviceServer):
     ...     @return_reply(Int())
+    ...     @request()
     ...     @concurrent_reply
     ...     @tornado.gen.coroutine
     ...     def request_myreq(self, req):
@@ -526,6 +528,7 @@ def request_timeout_hint(timeout_hint: Optional[float]) -> _Decorator:
     --------
     >>> class MyDevice(DeviceServer):
     ...     @return_reply(Int())
+    ...     @request()
     ...     @request_timeout_hint(15)  # Set request timeout hint to 15 seconds
     ...     @tornado.gen.coroutine
     ...     def request_myreq(self, req):
