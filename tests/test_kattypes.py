@@ -236,6 +236,11 @@ class TestDiscrete:
         # A generator is consumed once; the type must still work afterwards.
         assert kt.unpack(b"on") == "on"
 
+    def test_bytes_like_values_pack_as_their_bytes(self):
+        assert Discrete(["on", "off"]).pack(bytearray(b"on")) == b"on"
+        assert Str().pack(bytearray(b"on")) == b"on"
+        assert Str().pack(memoryview(b"on")) == b"on"
+
     def test_case_insensitive(self):
         kt = Discrete(["Idle", "busy"], case_insensitive=True)
         assert kt.unpack(b"IDLE") == "IDLE"

@@ -307,6 +307,18 @@ def test_discrete_params_may_be_bytes_but_not_other_types():
     assert sensor.value() == "on"
 
 
+@pytest.mark.parametrize("sensor, value", [
+    (Sensor.discrete("s", params=["on", "off"]), bytearray(b"on")),
+    (Sensor.string("s"), bytearray(b"on")), (Sensor.string("s"), memoryview(b"on"))])
+def test_bytes_like_text_values_are_sent_as_their_bytes(sensor, value):
+    # The value checks take a bytearray as its text, so the wire must carry that text
+    # (not its repr), as message arguments do.
+    sensor.set_value(value)
+    assert sensor.read_formatted()[2] == b"on"
+    assert sensor.status_line(sensor.read()).endswith(b" s nominal on")
+    assert sensor.parse_value(b"on") == "on"
+
+
 @pytest.mark.parametrize("make, params, formatted, default, line", [
     (Sensor.float, [0.0, 10.0, -5.0, 15.0], [b"0.0", b"10.0", b"-5.0", b"15.0"], 0.0,
      b"s d V float 0.0 10.0 -5.0 15.0"),

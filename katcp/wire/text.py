@@ -71,12 +71,15 @@ def quoted_line(line: bytes) -> str:
 
 
 def as_bytes(value: Any) -> bytes:
-    """Bytes as they are; anything else as the UTF-8 encoding of its str()."""
+    """Bytes as they are; text as UTF-8; anything else as the UTF-8 encoding of its str().
+
+    Text includes str subclasses, whose str() may be something else (an enum's name).
+    """
     if isinstance(value, bytes):
         return value
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
-    return encode_utf8_with_error_log(str(value))
+    return encode_utf8_with_error_log(value if isinstance(value, str) else str(value))
 
 
 def encode_utf8_with_error_log(arg: str) -> bytes:

@@ -13,7 +13,7 @@ import re
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from katcp.wire.flags import SEC_TO_MS_FAC, SEC_TS_KATCP_MAJOR, dialect
-from katcp.wire.text import encode_utf8_with_error_log, show
+from katcp.wire.text import as_bytes, encode_utf8_with_error_log, show
 
 
 Address = Tuple[str, Optional[int]]
@@ -166,15 +166,14 @@ class _NotUtf8(UnicodeDecodeError):
 
 
 class _String(WireType):
-    # Any value is sent as the UTF-8 of its str(); bytes are sent as they are.
+    # Any value is sent as the UTF-8 of its str(); bytes-like values (which the discrete
+    # checks accept as their text) are sent as they are, like message arguments.
     __slots__ = ()
     name = "string"
     exact_encoders = {str: str.encode, bytes: bytes}  # bytes(b) is b itself
 
     def encode(self, value: Any, major: int) -> bytes:
-        if isinstance(value, bytes):
-            return value
-        return encode_utf8_with_error_log(value if isinstance(value, str) else str(value))
+        return as_bytes(value)
 
     def decode(self, raw: bytes, major: int) -> str:
         if isinstance(raw, str):
