@@ -24,11 +24,12 @@ import urllib.request
 import pytest
 
 import katcp
-from katcp import AsyncReply
+from katcp import AsyncReply, Sensor
 from katcp.kattypes import request, return_reply
+from katcp.wire.message import Message
 from katcp.scripts import TOOLS
 from katcp.scripts import cmd
-from katcp.scripts._connection import LineConnection, check_address
+from katcp.scripts._connection import LineConnection, check_address, for_people
 from katcp.scripts.exampleserver import ExampleServer
 from katcp.scripts.shell import DeviceSession
 
@@ -84,6 +85,44 @@ def device():
     finally:
         server.stop()
         server.join(timeout=WAIT)
+
+
+class TextServer(ExampleServer):
+    """The example server plus a string sensor ``text`` and ``?hex``, which replies with
+    the hex of each argument it received."""
+
+    def setup_sensors(self):
+        super().setup_sensors()
+        self.text = Sensor.string("text", "Text the test chooses.", "")
+        self.add_sensor(self.text)
+
+    def request_hex(self, req, msg):
+        """Reply with the hex of each argument."""
+        return req.make_reply("ok", *[arg.hex() for arg in msg.arguments])
+
+
+@pytest.fixture
+def text_device():
+    server = TextServer("127.0.0.1", 0)
+    server.start(timeout=WAIT)
+    server.address = "%s:%d" % server.bind_address
+    try:
+        yield server
+    finally:
+        server.stop()
+        server.join(timeout=WAIT)
+
+
+def run_bytes(args, input_bytes=None, **env):
+    """Run a Python program to completion with bytes for its input and output."""
+    return subprocess.run([sys.executable] + list(args), capture_output=True, cwd=ROOT,
+                          env=python_env(**env), timeout=30, input=input_bytes)
+
+
+def sensor_value_line(stdout):
+    """The #sensor-value line of the output, from its value's sensor name on."""
+    [line] = [line for line in stdout.split(b"\n") if line.startswith(b"#sensor-value ")]
+    return line.split(b" ", 3)[3]
 
 
 class SilentServer:
@@ -355,6 +394,77 @@ def test_web_verbose_shows_the_pages_served(example_server):
         web.wait_for_line(r" tornado\.access INFO 200 GET / ")
     finally:
         assert web.stop() == 0
+
+
+# --- device text the terminal cannot show, bytes that are not UTF-8, control characters ---
+
+@pytest.mark.parametrize("args, input_bytes, encoding, shown", [
+    (CMD, None, "ascii", b"text nominal 'caf\\xe9 \\U0001f600'"),
+    (CMD, None, "latin-1", b"text nominal 'caf\xe9 \\U0001f600'"),
+    (CMD + ["--raw"], None, "ascii", b"text nominal caf\xc3\xa9\\_\xf0\x9f\x98\x80"),
+    (SHELL, b"sensor-value text\n", "ascii", b"text nominal 'caf\\xe9 \\U0001f600'"),
+    (SHELL, b"sensor-value text\n", "latin-1", b"text nominal 'caf\xe9 \\U0001f600'"),
+], ids=["cmd-ascii", "cmd-latin-1", "cmd-raw", "shell-ascii", "shell-latin-1"])
+def test_text_the_output_encoding_cannot_hold_is_escaped(text_device, args, input_bytes,
+                                                         encoding, shown):
+    # As in a Latin-1 locale: the tools used to end with a UnicodeEncodeError (the shell's
+    # reader thread, so that it then said "connection closed").
+    text_device.text.set_value("caf\u00e9 \U0001F600")
+    words = [] if args is SHELL else ["sensor-value", "text"]
+    result = run_bytes(args + [text_device.address] + words, input_bytes,
+                       PYTHONIOENCODING=encoding)
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert sensor_value_line(result.stdout) == shown
+
+
+def test_raw_prints_the_bytes_of_the_wire(text_device):
+    text_device.text.set_value(b"\xff\xfe caf\xc3\xa9")
+    result = run_bytes(CMD + ["--raw", text_device.address, "sensor-value", "text"])
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert sensor_value_line(result.stdout) == b"text nominal \xff\xfe\\_caf\xc3\xa9"
+
+
+def test_raw_into_a_closed_pipe(example_server):
+    result = run_into_closed_pipe(CMD + ["--raw", example_server, "sensor-list"])
+    assert (result.returncode, result.stderr) == (141, "")
+
+
+def test_words_that_are_not_utf8_reach_the_device_as_typed(text_device):
+    # Linux passes such command-line bytes to Python as surrogate escapes; they were sent
+    # as '?'. The shell reads its input so too, even where the encoding is strict.
+    result = run_bytes(CMD + [text_device.address, "hex", b"caf\xe9", "caf\u00e9"])
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout == b"!hex ok 636166e9 636166c3a9\n"
+    result = run_bytes(SHELL + [text_device.address], b"hex caf\xe9 caf\xc3\xa9\n",
+                       PYTHONIOENCODING="utf-8")
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout.endswith(b"\n!hex ok 636166e9 636166c3a9\n")  # after the greeting
+
+
+CONTROLS = "\x1b]0;title\x07\x1b[2Jgone\x08\x08\x08\x08shown"
+
+
+@pytest.mark.parametrize("args, input_bytes", [(CMD, None), (SHELL, b"sensor-value text\n")],
+                         ids=["cmd", "shell"])
+def test_control_characters_of_the_device_are_shown_escaped(text_device, args, input_bytes):
+    # Written as they are, they would retitle and clear the terminal and hide text.
+    text_device.text.set_value(CONTROLS)
+    words = [] if args is SHELL else ["sensor-value", "text"]
+    result = run_bytes(args + [text_device.address] + words, input_bytes)
+    assert result.returncode == 0
+    assert sensor_value_line(result.stdout) == b"text nominal " + repr(CONTROLS).encode()
+    # --raw prints the wire's bytes, whose escapes (KATCP's) cover ESC but not BEL or BS.
+    raw = run_bytes(CMD + ["--raw", text_device.address, "sensor-value", "text"])
+    assert sensor_value_line(raw.stdout) == (
+        b"text nominal \\e]0;title\x07\\e[2Jgone\x08\x08\x08\x08shown")
+
+
+def test_texts_and_watched_values_are_shown_with_control_characters_escaped():
+    assert for_people(Message.inform("help", "x", "Bell\x07.\n\n  Then \x1b[2J.")) == (
+        "#help x Bell\\x07.\n\n    Then \\x1b[2J.")
+    assert for_people(Message.reply("x", "ok", "a\tb", "c", "")) == "!x ok 'a\\tb' c ''"
+    status = Message.inform("sensor-status", "1700000000.5", "1", "text", "nominal", "\x1bc")
+    assert cmd._format_status(status) == "2023-11-14 22:13:20.500 text nominal '\\x1bc'"
 
 
 # --- help rendered as text ---

@@ -211,9 +211,24 @@ def discard_stdout() -> None:
     os.close(devnull)
 
 
+def _tolerate_any_text() -> None:
+    # Devices send any text, which the terminal's encoding may not hold (a Latin-1 locale):
+    # escaped, it cannot end the tool with a UnicodeEncodeError (in the shell, its reader
+    # thread). Input that is not in the encoding is read as surrogate escapes, as argv is,
+    # so that its bytes reach the device as they are.
+    for stream, errors in ((sys.stdout, "backslashreplace"), (sys.stderr, "backslashreplace"),
+                           (sys.stdin, "surrogateescape")):
+        reconfigure = getattr(stream, "reconfigure", None)  # not on a replaced stream
+        if reconfigure is not None:
+            reconfigure(errors=errors)
+
+
 def run_tool(prog: str, body: Callable[[Optional[List[str]]], int],
              argv: Optional[List[str]]) -> int:
     """Run a tool's `body` and turn the ways it can end into exit statuses, tracebacks never.
+
+    Text that the standard streams' encoding cannot hold is written escaped
+    (``backslashreplace``) and read as surrogate escapes, from here on.
 
     Parameters
     ----------
@@ -228,6 +243,7 @@ def run_tool(prog: str, body: Callable[[Optional[List[str]]], int],
     -------
     status : int
     """
+    _tolerate_any_text()
     try:
         return body(argv)
     except ToolError as exc:

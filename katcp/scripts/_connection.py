@@ -11,7 +11,7 @@ import os
 import re
 import socket
 import textwrap
-from typing import List, Mapping, Optional, Tuple
+from typing import Iterable, List, Mapping, Optional, Tuple
 
 from katcp.core import KatcpSyntaxError, Message, MessageParser, ProtocolFlags
 from katcp.transport.framing import LineFramer
@@ -121,6 +121,26 @@ def chosen_address(word: Optional[str]) -> Optional[Tuple[str, int]]:
     return check_address(word) if word is not None else environment_address()
 
 
+def typed_arguments(words: Iterable[str]) -> List[bytes]:
+    """The bytes that words typed on a command line or read from input stand for.
+
+    Text is sent as UTF-8, KATCP's encoding. Bytes that were not text in the encoding of the
+    command line or the input come as surrogate escapes (Python reads ``sys.argv`` so, and
+    the tools their input); they are sent as they were typed, where plain encoding would
+    send ``?``.
+
+    Parameters
+    ----------
+    words : iterable of str
+        Request arguments, as the command line or the input gave them.
+
+    Returns
+    -------
+    arguments : list of bytes
+    """
+    return [word.encode("utf-8", "surrogateescape") for word in words]
+
+
 class LineConnection:
     """Blocking KATCP connection: send messages, read parsed messages with a deadline."""
 
@@ -199,19 +219,48 @@ class LineConnection:
             self.timestamps_in_ms = (flags.major or SEC_TS_KATCP_MAJOR) < SEC_TS_KATCP_MAJOR
 
 
+def shown_argument(arg: str) -> str:
+    """An argument's text as people see it: quoted and escaped (``repr``) where it must be.
+
+    An argument that is empty or holds spaces is quoted, so that one can tell where it ends;
+    one with characters that are not printable is escaped (a device's ESC sequences and
+    backspaces would act on the terminal: retitle or clear it, hide text).
+
+    Parameters
+    ----------
+    arg : str
+        The argument's (unescaped) text.
+
+    Returns
+    -------
+    shown : str
+    """
+    if arg and arg.isprintable() and " " not in arg:
+        return arg
+    return repr(arg)
+
+
+def _printable_lines(text: str) -> str:
+    # A text's lines, as shown_argument shows arguments: what is not printable escaped.
+    if text.replace("\n", "").isprintable():
+        return text
+    return "".join(char if char.isprintable() or char == "\n" else repr(char)[1:-1]
+                   for char in text)
+
+
 def for_people(msg: Message) -> str:
     """Format a message for people: type symbol and name, then the unescaped arguments.
 
-    Arguments that are empty or contain spaces are quoted, so that one can tell where each
-    ends. Texts are shown as text: the description of a ``#help`` inform, and a last
-    argument of several lines, follow the message unquoted, their further lines indented.
+    Arguments are shown by :func:`shown_argument`. Texts are shown as text: the description
+    of a ``#help`` inform, and a last argument of several lines, follow the message
+    unquoted, their further lines indented (characters that are not printable escaped).
     """
     args = [readable(arg) for arg in msg.arguments]
     is_help = msg.mtype == Message.INFORM and msg.name == "help" and len(args) == 2
     text = args.pop() if args and args[-1].strip() and (is_help or "\n" in args[-1]) else None
-    shown = [repr(arg) if (not arg or any(c.isspace() for c in arg)) else arg for arg in args]
+    shown = [shown_argument(arg) for arg in args]
     head = " ".join([readable(Message.TYPE_SYMBOLS[msg.mtype]) + msg.name] + shown)
     if text is None:
         return head
-    first, _, rest = inspect.cleandoc(text).partition("\n")
+    first, _, rest = _printable_lines(inspect.cleandoc(text)).partition("\n")
     return "%s %s%s" % (head, first, "\n" + textwrap.indent(rest, TEXT_INDENT) if rest else "")

@@ -16,7 +16,7 @@ from katcp.scripts._cli import (
     add_logging_options, configure_logging, exit_status_text, run_tool, seconds, split_command_line)
 from katcp.scripts._connection import (
     ADDRESS_EXAMPLE, DEFAULT_ENV_VAR, ConnectionFailed, LineConnection, ReplyTimeout,
-    chosen_address, for_people, looks_like_address)
+    chosen_address, for_people, looks_like_address, shown_argument, typed_arguments)
 from katcp.wire.message import Message
 from katcp.wire.text import readable
 from katcp.wire.types import ms_to_seconds
@@ -65,6 +65,13 @@ def build_parser() -> ToolParser:
 
 
 def _show(msg, line, raw, out, fmt=for_people):
+    binary = getattr(out, "buffer", None) if raw else None
+    if binary is not None:
+        # The line's own bytes, which need not be UTF-8: the text layer would change them.
+        out.flush()
+        binary.write(line + b"\n")
+        binary.flush()
+        return
     out.write((readable(line) if raw else fmt(msg)) + "\n")
     out.flush()
 
@@ -94,8 +101,8 @@ def _format_status(msg, timestamps_in_ms=False):
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
         stamp += ("%.3f" % (seconds % 1))[1:]
     except (ValueError, IndexError, OverflowError):
-        stamp = args[0] if args else "?"
-    fields = args[2:]
+        stamp = shown_argument(args[0]) if args else "?"
+    fields = [shown_argument(field) for field in args[2:]]
     return "\n".join("%s %s %s %s" % (stamp, fields[i], fields[i + 1], fields[i + 2])
                      for i in range(0, len(fields) - 2, 3))
 
@@ -128,9 +135,10 @@ def run_watch(address: Tuple[str, int], request: Message, timeout: float, raw: b
 
 def _make_request(parser: ToolParser, operands: Sequence[str], watch: bool) -> Message:
     if watch:
-        return Message.request("sensor-sampling", operands[0], *(operands[1:] or ["event"]))
+        return Message.request("sensor-sampling",
+                               *typed_arguments([operands[0], *(operands[1:] or ["event"])]))
     try:
-        return Message.request(*operands)
+        return Message.request(operands[0], *typed_arguments(operands[1:]))
     except ValueError:
         parser.error("%r is not a request name (a letter, then letters, digits and '-')"
                      % operands[0])

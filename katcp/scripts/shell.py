@@ -24,7 +24,7 @@ from katcp.scripts._cli import (
     configure_logging, discard_stdout, exit_status_text, run_tool, seconds)
 from katcp.scripts._connection import (
     ADDRESS_EXAMPLE, DEFAULT_ENV_VAR, ConnectionFailed, LineConnection, ReplyTimeout,
-    chosen_address, for_people)
+    chosen_address, for_people, typed_arguments)
 from katcp.scripts._interrupt import prompt_interrupts
 from katcp.wire.message import Message
 from katcp.wire.text import readable
@@ -232,7 +232,7 @@ class KatcpShell(cmd.Cmd):
             return False
         name, args = words[0], words[1:]
         try:
-            reply, _ = self.session.request(name, *args)
+            reply, _ = self.session.request(name, *typed_arguments(args))
         except ReplyTimeout:
             self._note(EXIT_CONNECTION, "no reply to ?%s within %g seconds" % (
                 name, self.session.timeout))
