@@ -244,6 +244,65 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         self.assertEqual((host, int(port)), self.client.sockname)
 
 
+class _EchoingServer(testutils.DeviceTestServer):
+    """The test server plus ``?echo``, which informs and replies with its arguments."""
+
+    def request_echo(self, req, msg):
+        """Inform and reply with the arguments, as they came."""
+        req.inform(*msg.arguments)
+        return req.make_reply("ok", *msg.arguments)
+
+
+class TestBlockingTestClientComparesTheBytes(unittest.TestCase):
+    """Arguments and values that are not UTF-8 compare as their bytes: a lossy decode
+    made different bytes equal (both U+FFFD)."""
+
+    def setUp(self):
+        self.server = _EchoingServer("127.0.0.1", 0)
+        self.server.add_sensor(Sensor.string("a.text", "Any bytes.", ""))
+        testutils.start_thread_with_cleanup(self, self.server, start_timeout=5)
+        self.client = testutils.BlockingTestClient(self, *self.server.bind_address)
+        testutils.start_thread_with_cleanup(self, self.client, start_timeout=5)
+        self.assertTrue(self.client.wait_protocol(timeout=5))
+
+    def test_reply_and_inform_arguments(self):
+        c = self.client
+        c.assert_request_succeeds("echo", b"\xff", "\u00e9", args_equal=[b"\xff", "\u00e9"],
+                                  args_in=[[b"\xfe", "x"], [b"\xff", b"\xc3\xa9"]],
+                                  informs_args_equal=[[b"\xff", "\u00e9"]])
+        c.assert_request_succeeds("echo", b"\xff", args_echo=True)
+        for check in (lambda: c.assert_request_succeeds("echo", b"\xff", args_equal=[b"\xfe"]),
+                      lambda: c.assert_request_succeeds("echo", b"\xff", args_equal=["\ufffd"]),
+                      lambda: c.assert_request_succeeds("echo", b"\xff", args_in=[[b"\xfe"]]),
+                      lambda: c.assert_request_succeeds("echo", b"\xff",
+                                                        informs_args_equal=[[b"\xfe"]])):
+            with self.assertRaises(AssertionError) as raised:
+                check()
+            # Text that is not UTF-8 is named by its bytes.
+            self.assertIn("b'\\xff'", str(raised.exception))
+
+    def test_sensor_values(self):
+        c = self.client
+        self.server.get_sensor("a.text").set_value(b"\x80\x81")
+        self.assertEqual(c.get_sensor_value("a.text", bytes), b"\x80\x81")
+        self.assertEqual(c.get_sensor_value("a.text"), "\ufffd\ufffd")  # text, for people
+        c.assert_sensor_equals("a.text", b"\x80\x81")
+        c.assert_sensor_equals("a.text", bytearray(b"\x80\x81"), bytes)
+        c.assert_sensor_not_equal("a.text", b"\xfe\xfe")
+        c.assert_sensor_not_equal("a.text", "\ufffd\ufffd", bytes)
+        c.wait_until_sensor_equals(5, "a.text", b"\x80\x81")
+        with self.assertRaises(AssertionError) as raised:
+            c.assert_sensor_equals("a.text", b"\xfe\xfe")
+        self.assertIn("Value of sensor 'a.text' is b'\\x80\\x81'. Expected b'\\xfe\\xfe'.",
+                      str(raised.exception))
+        for check in (lambda: c.assert_sensor_equals("a.text", "\ufffd\ufffd"),
+                      lambda: c.assert_sensor_equals("a.text", b"\xfe\xfe", bytes),
+                      lambda: c.assert_sensor_not_equal("a.text", b"\x80\x81"),
+                      lambda: c.wait_until_sensor_equals(0.05, "a.text", "\ufffd\ufffd")):
+            with self.assertRaises(AssertionError):
+                check()
+
+
 class _CoroutineHandlers(testutils.DeviceTestServer):
     """Handlers that reply later, in each style a handler may."""
 

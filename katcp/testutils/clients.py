@@ -18,11 +18,28 @@ def _float_param(param: str) -> str:
         return param  # left as it is, for the comparison to show
 
 
-def _status_and_error(reply: Message) -> Tuple[str, Optional[str]]:
-    """A reply's code and error text (None if absent), as text."""
+def _exact_text(value: Any) -> Union[str, bytes]:
+    """The bytes a value is sent as (:func:`as_bytes`), as text where they are UTF-8.
+
+    Two of them are equal exactly when the bytes are (text never equals bytes), and they
+    read as text in failure messages; a lossy decode would make different bytes equal.
+    """
+    raw = as_bytes(value)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
+def _all_exact_text(values: Sequence[Any]) -> List[Union[str, bytes]]:
+    return [_exact_text(value) for value in values]
+
+
+def _status_and_error(reply: Message) -> Tuple[Union[str, bytes], Union[str, bytes, None]]:
+    """A reply's code and error text (None if absent), as :func:`_exact_text`."""
     args = reply.arguments
-    return (readable(args[0]) if args else "",
-            readable(args[1]) if len(args) > 1 else None)
+    return (_exact_text(args[0]) if args else "",
+            _exact_text(args[1]) if len(args) > 1 else None)
 
 
 class BlockingTestClient(client.BlockingClient):
@@ -102,7 +119,8 @@ class BlockingTestClient(client.BlockingClient):
         sensorname : str
         sensortype : type, optional
             The value is converted with ``sensortype(value)``; a value that does not
-            convert fails the test. For ``bool`` it must be ``0`` or ``1``.
+            convert fails the test. For ``bool`` it must be ``0`` or ``1``; ``bytes`` gives
+            the value's bytes as they came.
 
         Returns
         -------
@@ -110,6 +128,11 @@ class BlockingTestClient(client.BlockingClient):
         status : str
         timestamp : float
         """
+        raw_value, status, timestamp = self._read_sensor(sensorname)
+        return self._converted(sensorname, raw_value, sensortype), status, timestamp
+
+    def _read_sensor(self, sensorname: str) -> Tuple[bytes, str, float]:
+        """A sensor's value as its bytes on the wire, its status and its timestamp."""
         reply, informs = self._request("sensor-value", sensorname)
         self.test.assertTrue(reply.reply_ok(),
                              "Could not retrieve sensor %r: %s" % (sensorname, reply))
@@ -118,18 +141,18 @@ class BlockingTestClient(client.BlockingClient):
                               % (sensorname, len(informs)))
         args = informs[0].arguments
         timestamp, _, _name, status, raw_value = args[:5]
-        return (self._converted(sensorname, readable(raw_value), sensortype),
-                readable(status), float(timestamp))
+        return raw_value, readable(status), float(timestamp)
 
-    def _converted(self, sensorname: str, value: str, sensortype: type) -> Any:
+    def _converted(self, sensorname: str, raw_value: bytes, sensortype: type) -> Any:
         """A sensor's value as `sensortype`; one that does not convert fails the test."""
+        if sensortype is bytes:
+            return raw_value
+        value = readable(raw_value)
         if sensortype is bool:
             if value not in ("0", "1"):
                 self.test.fail("Value %r of sensor %r is not a bool: expected '0' or '1'"
                                % (value, sensorname))
             return value == "1"
-        if sensortype is bytes:
-            return as_bytes(value)
         try:
             return sensortype(value)
         except (ValueError, TypeError) as exc:
@@ -149,28 +172,46 @@ class BlockingTestClient(client.BlockingClient):
         """Retrieve the timestamp of a sensor."""
         return self.get_sensor(sensorname)[2]
 
-    def _assert_value(self, actual: Any, expected: Any, sensortype: type, places: int,
-                      msg: Optional[str], equal: bool) -> None:
+    @staticmethod
+    def _compared(raw_value: bytes, value: Any, expected: Any, sensortype: type
+                  ) -> Tuple[Any, Any]:
+        """The two sides that compare a sensor's value with an expected (non-float) one."""
+        if sensortype is str:
+            # The bytes, as the expected value is sent: decoded text may hide a difference.
+            return _exact_text(raw_value), _exact_text(expected)
+        if sensortype is bytes:
+            return raw_value, as_bytes(expected)
+        return value, expected
+
+    def _assert_value(self, sensorname: str, expected: Any, sensortype: type, places: int,
+                      msg: Optional[str], equal: bool) -> str:
+        """Assert that a sensor's value equals `expected` (or not); return its status."""
+        raw_value, status, _ = self._read_sensor(sensorname)
+        value = self._converted(sensorname, raw_value, sensortype)
+        if msg is None:
+            shown = _exact_text(raw_value) if sensortype is str else value
+            msg = ("Value of sensor %r is %r. Expected %r." % (sensorname, shown, expected)
+                   if equal else "Value of sensor %r is %r. Expected a different value."
+                   % (sensorname, shown))
         if sensortype is float:
             if equal:
-                self.test.assertAlmostEqual(actual, float(expected), places, msg)
+                self.test.assertAlmostEqual(value, float(expected), places, msg)
             else:
-                self.test.assertNotAlmostEqual(actual, float(expected), places, msg)
+                self.test.assertNotAlmostEqual(value, float(expected), places, msg)
         else:
-            if sensortype is str:
-                expected = readable(expected)
-            elif sensortype is bytes:
-                expected = as_bytes(expected)
+            actual, expected = self._compared(raw_value, value, expected, sensortype)
             (self.test.assertEqual if equal else self.test.assertNotEqual)(actual, expected, msg)
+        return status
 
     def assert_sensor_equals(self, sensorname: str, expected: Any, sensortype: type = str,
                              msg: Optional[str] = None, places: int = 7,
                              status: Optional[str] = None) -> None:
-        """Assert that a sensor's value is equal to the given value."""
-        value, actual_status, _ = self.get_sensor(sensorname, sensortype)
-        if msg is None:
-            msg = "Value of sensor %r is %r. Expected %r." % (sensorname, value, expected)
-        self._assert_value(value, expected, sensortype, places, msg, True)
+        """Assert that a sensor's value is equal to the given value.
+
+        A ``str`` or ``bytes`` value is compared as the bytes of the wire with the bytes
+        `expected` is sent as (text as UTF-8, other values as the UTF-8 of their str()).
+        """
+        actual_status = self._assert_value(sensorname, expected, sensortype, places, msg, True)
         if status is not None:
             self.test.assertEqual(actual_status, status,
                                   "Status of sensor %r is %r. Expected %r."
@@ -186,17 +227,17 @@ class BlockingTestClient(client.BlockingClient):
 
     def assert_sensor_not_equal(self, sensorname: str, expected: Any, sensortype: type = str,
                                 msg: Optional[str] = None, places: int = 7) -> None:
-        """Assert that a sensor's value is not equal to the given value."""
-        value = self.get_sensor_value(sensorname, sensortype)
-        if msg is None:
-            msg = "Value of sensor %r is %r. Expected a different value." % (sensorname, value)
-        self._assert_value(value, expected, sensortype, places, msg, False)
+        """Assert that a sensor's value is not equal to the given value (compared as by
+        :meth:`assert_sensor_equals`)."""
+        self._assert_value(sensorname, expected, sensortype, places, msg, False)
 
     def _sensor_value_is(self, name: str, value: Any, sensortype: type, places: int) -> bool:
-        actual = self.get_sensor_value(name, sensortype)
+        raw_value, _, _ = self._read_sensor(name)
+        actual = self._converted(name, raw_value, sensortype)
         if sensortype is float:
             return round(abs(actual - float(value)), places) == 0
-        return actual == (readable(value) if sensortype is str else value)
+        actual, expected = self._compared(raw_value, actual, value, sensortype)
+        return actual == expected
 
     def wait_until_sensors_equal(self, timeout: float, sensor_tuples: Sequence[Sequence[Any]],
                                  msg: Optional[str] = None) -> None:
@@ -374,16 +415,17 @@ class BlockingTestClient(client.BlockingClient):
         """
         reply, informs, called = self._request_expecting(True, requestname, params, timeout,
                                                          mid)
-        args = [readable(a) for a in reply.arguments[1:]]
+        # Compared as bytes, each side as it is sent (see _exact_text).
+        args = _all_exact_text(reply.arguments[1:])
         if args_echo:
             args_equal = params
         if args_equal is not None:
-            expected_args = [readable(a) for a in args_equal]
+            expected_args = _all_exact_text(args_equal)
             self.test.assertEqual(args, expected_args,
                                   "Expected reply to %s to have arguments %r, but received %r."
                                   % (called, expected_args, args))
         if args_in is not None:
-            choices = [[readable(a) for a in choice] for choice in args_in]
+            choices = [_all_exact_text(choice) for choice in args_in]
             self.test.assertIn(args, choices,
                                "Expected reply to %s to have arguments in %r, but received %r."
                                % (called, choices, args))
@@ -396,9 +438,8 @@ class BlockingTestClient(client.BlockingClient):
                                   "Expected %d informs in reply to %s, but received %d."
                                   % (informs_count, called, len(informs)))
         if informs_args_equal is not None:
-            informs_args = [[readable(a) for a in inform.arguments] for inform in informs]
-            expected_informs = [[readable(a) for a in expected]
-                                for expected in informs_args_equal]
+            informs_args = [_all_exact_text(inform.arguments) for inform in informs]
+            expected_informs = [_all_exact_text(expected) for expected in informs_args_equal]
             self.test.assertEqual(informs_args, expected_informs,
                                   "Expected informs in reply to %s to have arguments %r, but "
                                   "received %r." % (called, expected_informs, informs_args))
@@ -428,13 +469,13 @@ class BlockingTestClient(client.BlockingClient):
                                                          mid)
         status, error = _status_and_error(reply)
         if status_equals is not None:
-            self.test.assertEqual(status, readable(status_equals),
+            self.test.assertEqual(status, _exact_text(status_equals),
                                   "Expected %s to return status %r, but the status was %r."
-                                  % (called, readable(status_equals), status))
+                                  % (called, _exact_text(status_equals), status))
         if error_equals is not None:
-            self.test.assertEqual(error, readable(error_equals),
+            self.test.assertEqual(error, _exact_text(error_equals),
                                   "Expected %s to fail with error %r, but the error was %r."
-                                  % (called, readable(error_equals), error))
+                                  % (called, _exact_text(error_equals), error))
         return reply, informs
 
     def _request_expecting(self, succeed: bool, requestname: Union[str, bytes],
@@ -460,7 +501,7 @@ class BlockingTestClient(client.BlockingClient):
                 called, status, "no error message" if error is None else "error %r" % error)
         else:
             msg = "Expected %s to fail, but it succeeded with arguments %r." % (
-                called, [readable(a) for a in reply.arguments[1:]])
+                called, _all_exact_text(reply.arguments[1:]))
         self.test.assertEqual(reply.reply_ok(), succeed, msg)
         return reply, informs, called
 
