@@ -18,7 +18,7 @@ import pytest
 from katcp.core import KatcpSyntaxError, KatcpTypeError, Message, MessageParser, ProtocolFlags
 from katcp.server import DeviceServer
 from katcp.wire.message import format_argument, readable_message
-from katcp.wire.text import readable
+from katcp.wire.text import readable, show_repr
 
 from server_line_client import LineClient
 
@@ -188,6 +188,15 @@ class TestArguments:
         assert readable_message(make("halt")) == symbol + "halt"
 
 
+@pytest.mark.parametrize("raw, shown", [
+    (b"*", "'*'"), (b"'", '"\'"'), (b"\t", "'\\t'"), (b"\\q", "'\\\\q'"),
+    (b"caf\xc3\xa9", "'caf\u00e9'"), (b"\xff", "'\\xff'"), (b"\\\xff", "'\\\\\\xff'"),
+    (b"\\\\\xfe", "'\\\\\\\\\\xfe'"), (b"\\udcff", "'\\\\udcff'"),
+    (bytearray(b"a\x80"), "'a\\x80'"), ("text", "'text'")])
+def test_error_texts_quote_bytes_as_repr_with_one_escape_per_undecodable_byte(raw, shown):
+    assert show_repr(raw) == shown
+
+
 def test_readable_text_of_any_bytes_replaces_what_is_not_utf8():
     for raw in (b"caf\xc3\xa9 \xff", bytearray(b"caf\xc3\xa9 \xff")):
         assert readable(raw) == "caf\u00e9 \ufffd"
@@ -237,11 +246,11 @@ class TestParser:
     @pytest.mark.parametrize("line, message", [
         (b"?1abc", "Bad message name (and possibly id) '1abc'."),
         (b"?a[x]", "Bad message name (and possibly id) 'a[x]'."),
-        (b"?a\xe9", "Bad message name (and possibly id) 'a\\\\xe9'."),
+        (b"?a\xe9", "Bad message name (and possibly id) 'a\\xe9'."),
         ("?caf\u00e9".encode("utf-8"), "Bad message name (and possibly id) 'caf\u00e9'."),
         (b"X", "Bad type character 'X'."),
         (b"XX ok", "Bad type character 'X'."),
-        (b"\xe9", "Bad type character '\\\\xe9'."),
+        (b"\xe9", "Bad type character '\\xe9'."),
         (b"", "Empty message received."),
         (b" \t ", "Empty message received."),
         (b"?a b\\q", "Invalid escape sequence '\\\\q'."),

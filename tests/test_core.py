@@ -383,7 +383,7 @@ class TestMessageParser:
         (b"foo", "Bad type character 'f'."),
         (b"$", "Bad type character '$'."),
         (b"%watchdog", "Bad type character '%'."),
-        (b"\xffwatchdog", "Bad type character"),
+        (b"\xffwatchdog", "Bad type character '\\xff'."),
         (b"\\foo", "Bad type character"),
         (b" ?foo", "Bad type character ' '."),
         (b"\t!foo ok", "Bad type character '\\t'."),
@@ -404,13 +404,15 @@ class TestMessageParser:
         (b"?foo[1][2]", "Bad message name"),
         (b"?[1]", "Bad message name"),
         (b"?foo\\_bar", "Bad message name"),
-        (b"?foo a\\q", "Invalid escape sequence"),
+        (b"?bad\xff", "Bad message name (and possibly id) 'bad\\xff'."),
+        (b"?foo a\\q", "Invalid escape sequence '\\\\q'."),
         (b"?foo a\\", "Invalid escape sequence"),
         (b"?foo \\", "Invalid escape sequence"),
         (b"?foo \\x41", "Invalid escape sequence"),
         (b"?foo \\N", "Invalid escape sequence"),
         (b"?foo \\ ", "Invalid escape sequence"),
-        (b"?foo ok \\\xff", "Invalid escape sequence"),
+        # Bytes that are not UTF-8 show as one escape each, as in the other error texts.
+        (b"?foo ok \\\xff", "Invalid escape sequence '\\\\\\xff'."),
     ])
     def test_malformed_lines(self, line, message):
         with pytest.raises(KatcpSyntaxError) as excinfo:

@@ -408,7 +408,7 @@ def test_set_formatted_refuses_bad_statuses_and_values():
     sensor = Sensor.integer("s")
     with pytest.raises(ValueError) as error:
         sensor.set_formatted(b"1.0", b"\xffbad", b"3")
-    assert str(error.value) == "Invalid sensor status %r." % ("\\xffbad",)
+    assert str(error.value) == "Invalid sensor status '\\xffbad'."
     with pytest.raises(ValueError):
         sensor.set_formatted(b"1.0", b"nominal", b"three")
     assert sensor.status() == Sensor.UNKNOWN

@@ -10,7 +10,7 @@ import re
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
 
 from katcp.wire.errors import KatcpSyntaxError, KatcpTypeError
-from katcp.wire.text import encode_utf8_with_error_log, readable, show
+from katcp.wire.text import encode_utf8_with_error_log, readable, show, show_repr
 
 
 MessageId = Union[int, str, bytes, None]
@@ -96,7 +96,7 @@ def _unescape_each(arguments: List[bytes]) -> List[bytes]:
     try:
         return [_unescape(arg) if 92 in arg else arg for arg in arguments]
     except KeyError as exc:
-        raise KatcpSyntaxError("Invalid escape sequence %r." % (show(exc.args[0]),)) from None
+        raise KatcpSyntaxError("Invalid escape sequence %s." % (show_repr(exc.args[0]),)) from None
 
 
 def escape_argument(arg: bytes) -> bytes:
@@ -537,7 +537,7 @@ class MessageParser:
         if mtype is None:
             if not line.strip(b" \t"):
                 raise KatcpSyntaxError("Empty message received.")
-            raise KatcpSyntaxError("Bad type character %r." % (show(line[:1]),))
+            raise KatcpSyntaxError("Bad type character %s." % (show_repr(line[:1]),))
         # Newline, carriage return, NUL and ESC may only appear escaped (spec 2.3).
         if 10 in line or 13 in line or 0 in line or 27 in line:
             raise KatcpSyntaxError("Unescaped special character %r in message." % (
@@ -584,7 +584,7 @@ class MessageParser:
     def _parse_header(header: bytes) -> Tuple[str, Optional[bytes]]:
         match = _HEADER_RE.match(header, 1)
         if match is None:
-            raise KatcpSyntaxError("Bad message name (and possibly id) %r." % (show(header[1:]),))
+            raise KatcpSyntaxError("Bad message name (and possibly id) %s." % (show_repr(header[1:]),))
         name = match.group(1).decode("ascii")
         mid = match.group(2)
         if len(_header_names) < _NAME_CACHE_MAX:

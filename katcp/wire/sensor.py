@@ -14,7 +14,7 @@ from katcp.wire import types as wire_types
 from katcp.wire.errors import KatcpTypeError
 from katcp.wire.flags import DEFAULT_KATCP_MAJOR, SEC_TO_MS_FAC, SEC_TS_KATCP_MAJOR
 from katcp.wire.message import escape_argument, format_argument
-from katcp.wire.text import as_str, show
+from katcp.wire.text import as_str, show, show_repr
 
 
 # Sensor defines a classmethod named float, so its annotations use this alias.
@@ -551,7 +551,7 @@ class Sensor:
         timestamp = wire_types.parse_timestamp(raw_timestamp, major)
         status = self.STATUS_NAMES_RAW.get(raw_status)
         if status is None:
-            raise ValueError("Invalid sensor status %r." % (show(raw_status),))
+            raise ValueError("Invalid sensor status %s." % (show_repr(raw_status),))
         return timestamp, status, self.parse_value(raw_value, major)
 
     def format_reading(self, reading: Tuple[_Seconds, int, Any], major: int = DEFAULT_KATCP_MAJOR

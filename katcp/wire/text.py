@@ -6,12 +6,13 @@ needed, each with its own error policy:
 - :func:`as_str` for values: invalid UTF-8 is an error.
 - :func:`readable` for logs and displays: never fails, bad bytes become U+FFFD.
 - :func:`show` for error messages about the bytes themselves: never fails, bad bytes
-  stay visible as ``\\xNN`` escapes.
+  stay visible as ``\\xNN`` escapes; :func:`show_repr` quotes them as ``repr()`` would.
 
 :func:`quoted_line` quotes a received line that could not be taken, for a log record.
 """
 
 import logging
+import re
 from typing import Any
 
 
@@ -45,6 +46,35 @@ def show(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).decode("utf-8", errors="backslashreplace")
     return value
+
+
+# A byte that is not UTF-8, decoded as a surrogate escape, in a repr(): \udcNN, where the
+# backslash is not itself escaped (an even run of backslashes before it).
+_REPR_ESCAPED_BYTE = re.compile(r"(?<!\\)((?:\\\\)*)\\udc([89a-f][0-9a-f])")
+
+
+def show_repr(value: Any) -> str:
+    """``repr()`` of the text of bytes, for error messages; undecodable bytes as ``\\xNN``.
+
+    Text that is UTF-8 is quoted and escaped as ``repr()`` of the str would be (so
+    ``'*'`` and ``'\\t'``); each byte that is not shows as one ``\\xNN`` escape, where
+    ``repr(show(value))`` would double its backslash.
+
+    Parameters
+    ----------
+    value : bytes, bytearray or any other object
+        Other objects are quoted by their own ``repr()``.
+
+    Returns
+    -------
+    quoted : str
+    """
+    if not isinstance(value, (bytes, bytearray)):
+        return repr(value)
+    quoted = repr(bytes(value).decode("utf-8", errors="surrogateescape"))
+    if "\\udc" not in quoted:
+        return quoted
+    return _REPR_ESCAPED_BYTE.sub(r"\1\\x\2", quoted)
 
 
 # Enough of a bad line to recognise it; a line may be megabytes long.
