@@ -3,6 +3,7 @@
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import logging.handlers
 import queue
@@ -25,8 +26,10 @@ from katcp.client import (
     address_to_string,
     request_check,
 )
+from katcp.client import lifecycle
 from katcp.core import KatcpClientDisconnected, KatcpVersionError, Message, ProtocolFlags
 from katcp.loop import crossing
+from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.testutils import call_in_ioloop
 from wait_helpers import run_case_for_leftovers, waits_left_by
 
@@ -1521,6 +1524,57 @@ def test_reconnect_backoff_is_randomised_exponential_and_bounded():
     assert len(set(delays)) == len(delays)
     backoff.success()
     assert backoff.delay <= RECONNECT_DELAY
+
+
+def test_reconnect_backoff_from_zero_retries_at_once_then_backs_off():
+    for delay_initial in (0, -1.0):
+        backoff = lifecycle.reconnect_backoff(delay_initial)
+        delays = []
+        for _ in range(4):
+            delays.append(backoff.delay)
+            backoff.failed()
+        assert delays[0] == 0
+        floor = ExponentialRandomBackoff.delay_floor
+        for attempt, delay in enumerate(delays[1:]):
+            nominal = floor * 2 ** attempt
+            assert nominal / 2 <= delay <= nominal
+
+
+class _RecordingBackoff(ExponentialRandomBackoff):
+    """Puts each delay read (the wait before a reconnection attempt) in `waited`."""
+
+    def __init__(self, waited, *args, **kwargs):
+        self.waited = waited
+        super().__init__(*args, **kwargs)
+
+    @property
+    def delay(self):
+        self.waited.put(self._delay)
+        return self._delay
+
+    @delay.setter
+    def delay(self, value):
+        self._delay = value
+
+
+@pytest.fixture
+def reconnect_waits(monkeypatch):
+    """A queue of the delays clients wait before their reconnection attempts."""
+    waited = queue.Queue()
+    # Each client's backoff keeps the queue: a read after the test is no error.
+    monkeypatch.setattr(lifecycle, "ExponentialRandomBackoff",
+                        functools.partial(_RecordingBackoff, waited))
+    return waited
+
+
+def test_zero_reconnect_delay_backs_off_after_the_first_retry(make_client, reconnect_waits):
+    with _closed_port() as port:
+        client = make_client(BlockingClient, port)
+        client.auto_reconnect_delay = 0
+        client.start()
+        waits = [reconnect_waits.get(timeout=WAIT) for _ in range(4)]
+    assert waits[0] == 0
+    assert 0 < waits[1] < waits[3]
 
 
 def test_coroutine_handlers_run_on_the_loop(server, make_client):

@@ -58,6 +58,9 @@ def reconnect_backoff(delay_initial: float) -> ExponentialRandomBackoff:
     """The delays between reconnection attempts: doubling from `delay_initial`, at most
     :data:`RECONNECT_DELAY_MAX`, each drawn from the upper half of its nominal value.
 
+    A zero `delay_initial` retries at once, then from the backoff's ``delay_floor``
+    (see :class:`~katcp.loop.backoff.ExponentialRandomBackoff`).
+
     The jitter keeps many clients of a restarted server from reconnecting in lockstep.
     """
     return ExponentialRandomBackoff(delay_initial, RECONNECT_DELAY_MAX, exp_fac=2.0,
