@@ -1577,6 +1577,43 @@ def test_zero_reconnect_delay_backs_off_after_the_first_retry(make_client, recon
     assert 0 < waits[1] < waits[3]
 
 
+class _ConnectionsNoted(BlockingClient):
+    """Puts True in `connections` on each connection made, False on each one lost."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.connections = queue.Queue()
+
+    def notify_connected(self, connected):
+        self.connections.put(connected)
+
+
+def test_disconnect_is_no_failed_attempt_but_the_server_dropping_us_is(
+        server, make_client, reconnect_waits, monkeypatch):
+    # However quick the connections: none lasts long enough to reset the backoff.
+    monkeypatch.setattr(lifecycle, "STABLE_CONNECTION", 3600.0)
+    client = make_client(_ConnectionsNoted, server.port)
+    client.auto_reconnect_delay = delay = 0.05
+    client.start()
+    for _ in range(5):
+        server.connections.get(timeout=WAIT)
+        assert client.connections.get(timeout=WAIT) is True
+        client.disconnect()
+        assert client.connections.get(timeout=WAIT) is False
+        assert reconnect_waits.get(timeout=WAIT) <= delay
+    # A server that hangs up on us at once is a run of failed attempts: the delay grows
+    # (from the nominal 2 * delay that follows the reconnection's own wait).
+    waits = []
+    for _ in range(3):
+        server.connections.get(timeout=WAIT)  # seen by both sides, then dropped
+        assert client.connections.get(timeout=WAIT) is True
+        server.drop_connections()
+        assert client.connections.get(timeout=WAIT) is False
+        waits.append(reconnect_waits.get(timeout=WAIT))
+    assert waits[0] <= 2 * delay <= waits[1] <= 4 * delay <= waits[2]
+    assert client.connections.get(timeout=WAIT) is True
+
+
 def test_coroutine_handlers_run_on_the_loop(server, make_client):
     seen = queue.Queue()
 

@@ -30,7 +30,8 @@ RECONNECT_DELAY = 0.05
 RECONNECT_DELAY_MAX = 5.0
 """Upper bound of the (doubling, randomised) delay between reconnection attempts."""
 STABLE_CONNECTION = 1.0
-"""Seconds a connection must last for the next reconnection to start the backoff over."""
+"""Seconds a connection must last for the next reconnection to start the backoff over
+(as does a connection closed by :meth:`ClientLifecycle.disconnect`)."""
 # A device switched off fails every retry for as long as it is off: of a run of failed
 # connection attempts the first and every this many are warnings, the others debug.
 _WARN_EVERY_FAILURES = 5
@@ -157,6 +158,7 @@ class ClientLifecycle:
         self._protocol: Optional[ClientProtocol] = None
         self._connect_future: Optional["asyncio.Future[Any]"] = None
         self._connect_failures = 0  # consecutive, since the last connection or start
+        self._closed_by_user: Optional[ClientProtocol] = None  # see disconnect()
         self._wakeup: Optional["asyncio.Future[None]"] = None  # stop() ends a retry wait
         self._stopping = False
         # Until start() has queued _begin(), and from stop() until the next start(),
@@ -437,9 +439,15 @@ class ClientLifecycle:
                 if protocol is not None:
                     connected_at = self._loop.time()
                     await protocol.closed
-                    # Only a connection that lasted resets the backoff, so a server
-                    # that drops us at once (e.g. mixed version informs) is not hammered.
-                    if self._loop.time() - connected_at >= STABLE_CONNECTION:
+                    # Only a connection that lasted resets the backoff, so a server that
+                    # drops us at once is not hammered. Completing the greeting does not
+                    # count: a server that greets and hangs up (full, or failing) would
+                    # then be retried every auto_reconnect_delay for ever. A connection
+                    # the user closed did not fail, and starts the backoff over too.
+                    closed_by_user = self._closed_by_user is protocol
+                    self._closed_by_user = None
+                    if (closed_by_user
+                            or self._loop.time() - connected_at >= STABLE_CONNECTION):
                         backoff.delay_initial = self.auto_reconnect_delay
                         backoff.success()
                 if self._stopping or not self._auto_reconnect:
@@ -593,14 +601,19 @@ class ClientLifecycle:
     def disconnect(self) -> None:
         """Force client connection to close, reconnect if auto-connect set.
 
-        Safe to call from any thread.
+        Safe to call from any thread. The reconnection comes after
+        ``auto_reconnect_delay``, however short the connection was: closing it was not
+        a failure of the server's.
 
         """
-        self._call_on_loop(self._disconnect)
+        self._call_on_loop(self._disconnect, True)
 
-    def _disconnect(self) -> None:
-        if self._protocol is not None:
-            self._protocol.close()
+    def _disconnect(self, by_user: bool = False) -> None:
+        protocol = self._protocol
+        if protocol is not None:
+            if by_user:
+                self._closed_by_user = protocol
+            protocol.close()
 
     # -- state queries and waits -----------------------------------------------------
 
