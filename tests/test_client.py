@@ -1614,6 +1614,25 @@ def test_disconnect_is_no_failed_attempt_but_the_server_dropping_us_is(
     assert client.connections.get(timeout=WAIT) is True
 
 
+def test_versions_are_those_of_the_server_now_connected(server, make_client):
+    client = make_client(_ConnectionsNoted, server.port)
+    client.start()
+    server.connections.get(timeout=WAIT)
+    assert client.connections.get(timeout=WAIT) is True
+    assert client.wait_protocol(WAIT)
+    assert "katcp-protocol" in client.versions
+    # The server is replaced by a KATCP v4 device.
+    server.greeting = V4_GREETING
+    server.drop_connections()
+    assert client.connections.get(timeout=WAIT) is False
+    assert client.connections.get(timeout=WAIT) is True
+    # Informs are handled in order: the reply comes after the greeting's.
+    reply, _ = client.blocking_request(Message.request("echo", "v4"))
+    assert reply.arguments == [b"ok", b"v4"]
+    assert client.versions == {"katcp-device-version": ("v4-api-0.4",),
+                               "katcp-device-build-state": ("v4-impl-1.2b3",)}
+
+
 def test_coroutine_handlers_run_on_the_loop(server, make_client):
     seen = queue.Queue()
 
