@@ -1633,6 +1633,26 @@ def test_versions_are_those_of_the_server_now_connected(server, make_client):
                                "katcp-device-build-state": ("v4-impl-1.2b3",)}
 
 
+def test_last_connect_time_is_on_the_ioloop_clock(server):
+    ioloop = tornado.ioloop.IOLoop(make_current=False)
+    # A clock of its own, unlike the asyncio loop's and the wall clock.
+    ioloop.time = lambda: 1234.5
+    client = CallbackClient("127.0.0.1", server.port)
+    client.set_ioloop(ioloop)
+    thread = threading.Thread(target=ioloop.start, daemon=True)
+    thread.start()
+    try:
+        ioloop.add_callback(client.start)
+        assert client.wait_connected(WAIT)
+        assert client.last_connect_time == 1234.5
+    finally:
+        ioloop.add_callback(client.stop)
+        assert client._stopped.wait(WAIT)
+        ioloop.add_callback(ioloop.stop)
+        thread.join(WAIT)
+        ioloop.close()
+
+
 def test_coroutine_handlers_run_on_the_loop(server, make_client):
     seen = queue.Queue()
 

@@ -437,6 +437,8 @@ class ClientLifecycle:
             while True:
                 protocol = await attempt
                 if protocol is not None:
+                    # The loop's monotonic clock (not last_connect_time's, which a step
+                    # of the wall clock would move).
                     connected_at = self._loop.time()
                     await protocol.closed
                     # Only a connection that lasted resets the backoff, so a server that
@@ -560,7 +562,8 @@ class ClientLifecycle:
         # Called from the protocol before any data is read, so the greeting informs
         # always meet a fresh protocol-detection state (see DeviceClient).
         self._protocol = protocol
-        self.last_connect_time = self._loop.time()
+        # The documented clock (0.9.3's): tornado's ioloop.time(), the wall clock.
+        self.last_connect_time = self.ioloop.time()
         self._disconnected.clear()
         self._connected.set()
         self._notify_connected(True)
