@@ -31,7 +31,7 @@ from katcp.core import KatcpClientDisconnected, KatcpVersionError, Message, Prot
 from katcp.loop import crossing
 from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.testutils import call_in_ioloop
-from wait_helpers import run_case_for_leftovers, waits_left_by
+from wait_helpers import outcome_in_thread, run_case_for_leftovers, waits_left_by
 
 WAIT = 5.0
 
@@ -1651,6 +1651,13 @@ def test_last_connect_time_is_on_the_ioloop_clock(server):
         ioloop.add_callback(ioloop.stop)
         thread.join(WAIT)
         ioloop.close()
+
+
+def test_waits_with_a_nan_timeout_return_at_once(blocking):
+    nan = float("nan")
+    assert outcome_in_thread(blocking.wait_disconnected, nan).result(WAIT) is False
+    for wait in (blocking.wait_connected, blocking.wait_protocol, blocking.wait_running):
+        assert outcome_in_thread(wait, nan).result(WAIT) is True
 
 
 def test_coroutine_handlers_run_on_the_loop(server, make_client):

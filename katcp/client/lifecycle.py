@@ -9,6 +9,7 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+import math
 import threading
 from typing import Any, Callable, Optional, Tuple
 
@@ -89,8 +90,12 @@ class StateFlag(threading.Event):
         """Block until the flag is set, or `timeout` seconds pass; return the flag.
 
         As :meth:`threading.Event.wait`: True also if the flag was set while waiting
-        and cleared again before the waiter woke.
+        and cleared again before the waiter woke; a NaN `timeout` does not wait.
         """
+        if timeout is not None and math.isnan(timeout):
+            # Condition.wait_for(pred, nan) never times out and never blocks either (NaN
+            # compares false): it would spin. Event.wait(nan) and 0.9.3 return at once.
+            timeout = 0
         with self._cond:
             settings = self._settings
             return self._cond.wait_for(
