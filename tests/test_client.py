@@ -3,6 +3,7 @@
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import logging.handlers
 import queue
@@ -25,10 +26,12 @@ from katcp.client import (
     address_to_string,
     request_check,
 )
+from katcp.client import lifecycle
 from katcp.core import KatcpClientDisconnected, KatcpVersionError, Message, ProtocolFlags
 from katcp.loop import crossing
+from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.testutils import call_in_ioloop
-from wait_helpers import run_case_for_leftovers, waits_left_by
+from wait_helpers import outcome_in_thread, run_case_for_leftovers, waits_left_by
 
 WAIT = 5.0
 
@@ -1521,6 +1524,140 @@ def test_reconnect_backoff_is_randomised_exponential_and_bounded():
     assert len(set(delays)) == len(delays)
     backoff.success()
     assert backoff.delay <= RECONNECT_DELAY
+
+
+def test_reconnect_backoff_from_zero_retries_at_once_then_backs_off():
+    for delay_initial in (0, -1.0):
+        backoff = lifecycle.reconnect_backoff(delay_initial)
+        delays = []
+        for _ in range(4):
+            delays.append(backoff.delay)
+            backoff.failed()
+        assert delays[0] == 0
+        floor = ExponentialRandomBackoff.delay_floor
+        for attempt, delay in enumerate(delays[1:]):
+            nominal = floor * 2 ** attempt
+            assert nominal / 2 <= delay <= nominal
+
+
+class _RecordingBackoff(ExponentialRandomBackoff):
+    """Puts each delay read (the wait before a reconnection attempt) in `waited`."""
+
+    def __init__(self, waited, *args, **kwargs):
+        self.waited = waited
+        super().__init__(*args, **kwargs)
+
+    @property
+    def delay(self):
+        self.waited.put(self._delay)
+        return self._delay
+
+    @delay.setter
+    def delay(self, value):
+        self._delay = value
+
+
+@pytest.fixture
+def reconnect_waits(monkeypatch):
+    """A queue of the delays clients wait before their reconnection attempts."""
+    waited = queue.Queue()
+    # Each client's backoff keeps the queue: a read after the test is no error.
+    monkeypatch.setattr(lifecycle, "ExponentialRandomBackoff",
+                        functools.partial(_RecordingBackoff, waited))
+    return waited
+
+
+def test_zero_reconnect_delay_backs_off_after_the_first_retry(make_client, reconnect_waits):
+    with _closed_port() as port:
+        client = make_client(BlockingClient, port)
+        client.auto_reconnect_delay = 0
+        client.start()
+        waits = [reconnect_waits.get(timeout=WAIT) for _ in range(4)]
+    assert waits[0] == 0
+    assert 0 < waits[1] < waits[3]
+
+
+class _ConnectionsNoted(BlockingClient):
+    """Puts True in `connections` on each connection made, False on each one lost."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.connections = queue.Queue()
+
+    def notify_connected(self, connected):
+        self.connections.put(connected)
+
+
+def test_disconnect_is_no_failed_attempt_but_the_server_dropping_us_is(
+        server, make_client, reconnect_waits, monkeypatch):
+    # However quick the connections: none lasts long enough to reset the backoff.
+    monkeypatch.setattr(lifecycle, "STABLE_CONNECTION", 3600.0)
+    client = make_client(_ConnectionsNoted, server.port)
+    client.auto_reconnect_delay = delay = 0.05
+    client.start()
+    for _ in range(5):
+        server.connections.get(timeout=WAIT)
+        assert client.connections.get(timeout=WAIT) is True
+        client.disconnect()
+        assert client.connections.get(timeout=WAIT) is False
+        assert reconnect_waits.get(timeout=WAIT) <= delay
+    # A server that hangs up on us at once is a run of failed attempts: the delay grows
+    # (from the nominal 2 * delay that follows the reconnection's own wait).
+    waits = []
+    for _ in range(3):
+        server.connections.get(timeout=WAIT)  # seen by both sides, then dropped
+        assert client.connections.get(timeout=WAIT) is True
+        server.drop_connections()
+        assert client.connections.get(timeout=WAIT) is False
+        waits.append(reconnect_waits.get(timeout=WAIT))
+    assert waits[0] <= 2 * delay <= waits[1] <= 4 * delay <= waits[2]
+    assert client.connections.get(timeout=WAIT) is True
+
+
+def test_versions_are_those_of_the_server_now_connected(server, make_client):
+    client = make_client(_ConnectionsNoted, server.port)
+    client.start()
+    server.connections.get(timeout=WAIT)
+    assert client.connections.get(timeout=WAIT) is True
+    assert client.wait_protocol(WAIT)
+    assert "katcp-protocol" in client.versions
+    # The server is replaced by a KATCP v4 device.
+    server.greeting = V4_GREETING
+    server.drop_connections()
+    assert client.connections.get(timeout=WAIT) is False
+    assert client.connections.get(timeout=WAIT) is True
+    # Informs are handled in order: the reply comes after the greeting's.
+    reply, _ = client.blocking_request(Message.request("echo", "v4"))
+    assert reply.arguments == [b"ok", b"v4"]
+    assert client.versions == {"katcp-device-version": ("v4-api-0.4",),
+                               "katcp-device-build-state": ("v4-impl-1.2b3",)}
+
+
+def test_last_connect_time_is_on_the_ioloop_clock(server):
+    ioloop = tornado.ioloop.IOLoop(make_current=False)
+    # A clock of its own, unlike the asyncio loop's and the wall clock.
+    ioloop.time = lambda: 1234.5
+    client = CallbackClient("127.0.0.1", server.port)
+    client.set_ioloop(ioloop)
+    thread = threading.Thread(target=ioloop.start, daemon=True)
+    thread.start()
+    try:
+        ioloop.add_callback(client.start)
+        assert client.wait_connected(WAIT)
+        assert client.last_connect_time == 1234.5
+    finally:
+        ioloop.add_callback(client.stop)
+        assert client._stopped.wait(WAIT)
+        ioloop.add_callback(ioloop.stop)
+        thread.join(WAIT)
+        ioloop.close()
+
+
+def test_waits_with_a_nan_timeout_return_at_once(blocking):
+    nan = float("nan")
+    assert outcome_in_thread(blocking.wait_disconnected, nan).result(WAIT) is False
+    for wait in (blocking.wait_connected, blocking.wait_protocol, blocking.wait_running):
+        assert outcome_in_thread(wait, nan).result(WAIT) is True
 
 
 def test_coroutine_handlers_run_on_the_loop(server, make_client):

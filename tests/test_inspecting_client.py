@@ -237,6 +237,17 @@ class TestExponentialRandomBackoff(tornado.testing.AsyncTestCase):
             delays.append(backoff.delay)
         self.assertEqual(delays, [0.5, 1.5, 4.5])
 
+    def test_zero_or_negative_initial_delay_retries_at_once_then_from_the_floor(self):
+        for delay_initial in (0.0, -2.0):
+            backoff = ExponentialRandomBackoff(delay_initial=delay_initial, exp_fac=3.0,
+                                               randomicity=0.0)
+            delays = [backoff.delay]
+            for _ in range(2):
+                backoff.failed()
+                delays.append(backoff.delay)
+            floor = ExponentialRandomBackoff.delay_floor
+            self.assertEqual(delays, [0.0, floor, 3 * floor])
+
 
 class InspectingClientTestBase(tornado.testing.AsyncTestCase):
     """Starts a FakeDevice and provides a helper to start clients against it."""

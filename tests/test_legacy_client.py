@@ -24,6 +24,7 @@ from katcp.ioloop_manager import (
     ThreadSafeMethodAttrWrapper,
 )
 from katcp.kattypes import Int, request, return_reply
+from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.resource_client import KATCPClientResource, ThreadSafeKATCPClientResourceWrapper
 from katcp.testutils import DeviceTestServer
 
@@ -387,7 +388,7 @@ def test_last_connect_time_and_versions(adder, clients):
     client = CallbackClient(*adder.bind_address)
     assert client.last_connect_time is None
     assert client.versions == {}
-    before = time.monotonic()  # the clock of asyncio loops
+    before = time.time()  # the clock of tornado 6's ioloop.time()
     clients(client)
     assert client.wait_protocol(WAIT)
     first = client.last_connect_time
@@ -416,10 +417,12 @@ def _started_client_of_a_closed_port(logger, reconnect_delay):
     return client, port
 
 
-def test_failed_attempts_warn_on_the_first_and_every_fifth_until_connected(client_log):
+def test_failed_attempts_warn_on_the_first_and_every_fifth_until_connected(client_log,
+                                                                         monkeypatch):
     # A device switched off for hours must not cost a warning per retry.
     logger, handler = client_log
-    # Ten attempts in about half a second.
+    # Ten attempts in about half a second (the delays double from 1 ms).
+    monkeypatch.setattr(ExponentialRandomBackoff, "delay_floor", 0.001)
     client, port = _started_client_of_a_closed_port(logger, reconnect_delay=0.001)
     try:
         failures = handler.wait_for("Failed to connect", 10)[:10]

@@ -144,6 +144,21 @@ class SamplingRecorderDevice(DeviceV1):
         return await super().request_sensor_sampling(req, msg)
 
 
+class DropOnSamplingDevice(SamplingRecorderDevice):
+    """Once armed, drops the connection of the next ?sensor-sampling request instead of
+    replying to it."""
+
+    drop_next = False
+
+    async def request_sensor_sampling(self, req, msg):
+        """Drop the connection if armed, else record and configure sampling."""
+        if self.drop_next:
+            self.drop_next = False
+            await req.client_connection.disconnect("dropped while sampling")
+            return Message.reply("sensor-sampling", "fail", "dropped")
+        return await super().request_sensor_sampling(req, msg)
+
+
 class BulkDevice(SamplingRecorderDevice):
     """KATCP v5.1 device with bulk sensor sampling that records ?sensor-sampling."""
 
@@ -615,6 +630,33 @@ class TestStrategyWishes(ResourceTestCase):
         for name, strategy in (("an.int", [b"none"]), ("a-float", [b"period", b"2.0"])):
             reply = yield res.req.sensor_sampling(name)
             assert reply.reply.arguments[2:] == strategy
+
+    @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_a_connection_lost_while_wishes_are_reapplied_is_never_synced(self):
+        server = self.start_server(DropOnSamplingDevice)
+        res = self.make_resource(server)
+        yield res.until_synced(timeout=WAIT)
+        yield res.set_sampling_strategy("an.int", "event")
+        katcp_client = res._inspecting_client.katcp_client
+        seen = []
+        set_state = res._state.set_state
+
+        def record(state):
+            seen.append((state, katcp_client.is_connected()))
+            set_state(state)
+        res._state.set_state = record
+        server.drop_next = True
+        katcp_client.disconnect()
+        # The resync's re-apply loses its connection; the next connection's resync
+        # re-applies the wish and is synced.
+        yield res.until_not_synced(timeout=WAIT)
+        yield res.until_synced(timeout=WAIT)
+        assert ("synced", False) not in seen
+        assert seen[-1] == ("synced", True)
+        assert seen.count(("disconnected", False)) == 2
+        reply = yield res.req.sensor_sampling("an.int")
+        assert reply.reply.arguments[2:] == [b"event"]
+
 
 class TestStartWhenStarted(ResourceTestCase):
     """start() on a resource that is started already keeps its one connection."""

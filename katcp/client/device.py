@@ -55,7 +55,8 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
     protocol_flags : :class:`katcp.core.ProtocolFlags` or None
         The server's KATCP version and features, once known.
     versions : dict
-        What the server's version informs said: name -> tuple of strings, e.g.
+        What the server's version informs said on the current (or last) connection:
+        name -> tuple of strings, e.g.
         ``versions["katcp-device"] == ("my-api-1.0", "my-build-0.1")``.
     last_connect_time : float or None
         When the current (or last) connection was made, in the loop's clock
@@ -110,6 +111,9 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         self._threadsafe = True
 
     def _connection_made(self, protocol: ClientProtocol) -> None:
+        # A new dict, not cleared: the server may be another one (restarted, or a new
+        # version), and a thread reading the old dict is not disturbed.
+        self.versions = {}
         if not self._protocol_preset:
             self._set_protocol(None)
         super()._connection_made(protocol)

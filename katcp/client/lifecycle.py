@@ -9,6 +9,7 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+import math
 import threading
 from typing import Any, Callable, Optional, Tuple
 
@@ -30,7 +31,8 @@ RECONNECT_DELAY = 0.05
 RECONNECT_DELAY_MAX = 5.0
 """Upper bound of the (doubling, randomised) delay between reconnection attempts."""
 STABLE_CONNECTION = 1.0
-"""Seconds a connection must last for the next reconnection to start the backoff over."""
+"""Seconds a connection must last for the next reconnection to start the backoff over
+(as does a connection closed by :meth:`ClientLifecycle.disconnect`)."""
 # A device switched off fails every retry for as long as it is off: of a run of failed
 # connection attempts the first and every this many are warnings, the others debug.
 _WARN_EVERY_FAILURES = 5
@@ -57,6 +59,9 @@ def address_to_string(addr_tuple: Tuple[str, int]) -> str:
 def reconnect_backoff(delay_initial: float) -> ExponentialRandomBackoff:
     """The delays between reconnection attempts: doubling from `delay_initial`, at most
     :data:`RECONNECT_DELAY_MAX`, each drawn from the upper half of its nominal value.
+
+    A zero `delay_initial` retries at once, then from the backoff's ``delay_floor``
+    (see :class:`~katcp.loop.backoff.ExponentialRandomBackoff`).
 
     The jitter keeps many clients of a restarted server from reconnecting in lockstep.
     """
@@ -85,8 +90,12 @@ class StateFlag(threading.Event):
         """Block until the flag is set, or `timeout` seconds pass; return the flag.
 
         As :meth:`threading.Event.wait`: True also if the flag was set while waiting
-        and cleared again before the waiter woke.
+        and cleared again before the waiter woke; a NaN `timeout` does not wait.
         """
+        if timeout is not None and math.isnan(timeout):
+            # Condition.wait_for(pred, nan) never times out and never blocks either (NaN
+            # compares false): it would spin. Event.wait(nan) and 0.9.3 return at once.
+            timeout = 0
         with self._cond:
             settings = self._settings
             return self._cond.wait_for(
@@ -154,6 +163,7 @@ class ClientLifecycle:
         self._protocol: Optional[ClientProtocol] = None
         self._connect_future: Optional["asyncio.Future[Any]"] = None
         self._connect_failures = 0  # consecutive, since the last connection or start
+        self._closed_by_user: Optional[ClientProtocol] = None  # see disconnect()
         self._wakeup: Optional["asyncio.Future[None]"] = None  # stop() ends a retry wait
         self._stopping = False
         # Until start() has queued _begin(), and from stop() until the next start(),
@@ -432,11 +442,19 @@ class ClientLifecycle:
             while True:
                 protocol = await attempt
                 if protocol is not None:
+                    # The loop's monotonic clock (not last_connect_time's, which a step
+                    # of the wall clock would move).
                     connected_at = self._loop.time()
                     await protocol.closed
-                    # Only a connection that lasted resets the backoff, so a server
-                    # that drops us at once (e.g. mixed version informs) is not hammered.
-                    if self._loop.time() - connected_at >= STABLE_CONNECTION:
+                    # Only a connection that lasted resets the backoff, so a server that
+                    # drops us at once is not hammered. Completing the greeting does not
+                    # count: a server that greets and hangs up (full, or failing) would
+                    # then be retried every auto_reconnect_delay for ever. A connection
+                    # the user closed did not fail, and starts the backoff over too.
+                    closed_by_user = self._closed_by_user is protocol
+                    self._closed_by_user = None
+                    if (closed_by_user
+                            or self._loop.time() - connected_at >= STABLE_CONNECTION):
                         backoff.delay_initial = self.auto_reconnect_delay
                         backoff.success()
                 if self._stopping or not self._auto_reconnect:
@@ -549,7 +567,8 @@ class ClientLifecycle:
         # Called from the protocol before any data is read, so the greeting informs
         # always meet a fresh protocol-detection state (see DeviceClient).
         self._protocol = protocol
-        self.last_connect_time = self._loop.time()
+        # The documented clock (0.9.3's): tornado's ioloop.time(), the wall clock.
+        self.last_connect_time = self.ioloop.time()
         self._disconnected.clear()
         self._connected.set()
         self._notify_connected(True)
@@ -590,14 +609,19 @@ class ClientLifecycle:
     def disconnect(self) -> None:
         """Force client connection to close, reconnect if auto-connect set.
 
-        Safe to call from any thread.
+        Safe to call from any thread. The reconnection comes after
+        ``auto_reconnect_delay``, however short the connection was: closing it was not
+        a failure of the server's.
 
         """
-        self._call_on_loop(self._disconnect)
+        self._call_on_loop(self._disconnect, True)
 
-    def _disconnect(self) -> None:
-        if self._protocol is not None:
-            self._protocol.close()
+    def _disconnect(self, by_user: bool = False) -> None:
+        protocol = self._protocol
+        if protocol is not None:
+            if by_user:
+                self._closed_by_user = protocol
+            protocol.close()
 
     # -- state queries and waits -----------------------------------------------------
 

@@ -23,11 +23,17 @@ class ExponentialRandomBackoff:
         Fraction (0 to 1) of each delay that is random: a delay with nominal value
         `d` lies in [(1 - randomicity) * d, d], so that many clients retrying the
         same server spread out. The nominal delay starts at `delay_initial` and is
-        multiplied by `exp_fac` on each failure, up to `delay_max`.
+        multiplied by `exp_fac` on each failure, up to `delay_max`, and is at least
+        :attr:`delay_floor` after a failure.
     """
 
     delay: float
     """The delay (seconds) to wait before the next attempt."""
+
+    delay_floor: float = 0.01
+    """Smallest nominal delay (seconds) after a failure: a zero (or negative)
+    `delay_initial` retries at once, then backs off from here; multiplied, zero would
+    stay zero and the retries would be a busy loop."""
 
     _nominal: float
 
@@ -50,10 +56,11 @@ class ExponentialRandomBackoff:
 
         After calling failed(), the delay property contains the next delay.
         """
-        self._nominal = min(self._nominal * self.exp_fac, self.delay_max)
+        self._nominal = min(max(self._nominal * self.exp_fac, self.delay_floor),
+                            self.delay_max)
         self._randomise()
 
     def success(self) -> None:
         """Call whenever an action has succeeded, resets delay to minimum."""
-        self._nominal = self.delay_initial
+        self._nominal = max(self.delay_initial, 0.0)
         self._randomise()

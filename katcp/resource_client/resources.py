@@ -505,8 +505,14 @@ class KATCPClientResource(resource.KATCPResource):
         else:
             # Strategies can only be set once the sensor objects exist, i.e. after the
             # model update of the data-synced callback.
+            ic = self._inspecting_client
+            connection = ic._connection_count
             yield from _result_of(self._sensor_manager.reapply_sampling_strategies())
-            self._state.set_state("synced")
+            # The connection may have dropped (or been replaced) meanwhile: "synced" now
+            # would wake until_synced() with the device gone or not yet resynced. The
+            # state callback that comes next sets the state instead.
+            if ic.is_connected() and ic.synced and ic._connection_count == connection:
+                self._state.set_state("synced")
 
     @tornado.gen.coroutine
     def _update_model(self, model_changes: Any) -> Generator[Any, Any, None]:
