@@ -506,12 +506,14 @@ class KATCPClientResource(resource.KATCPResource):
             # Strategies can only be set once the sensor objects exist, i.e. after the
             # model update of the data-synced callback.
             ic = self._inspecting_client
-            connection = ic._connection_count
+            # An inspecting client from a user's factory may not count its connections.
+            connection = getattr(ic, "_connection_count", None)
             yield from _result_of(self._sensor_manager.reapply_sampling_strategies())
             # The connection may have dropped (or been replaced) meanwhile: "synced" now
             # would wake until_synced() with the device gone or not yet resynced. The
             # state callback that comes next sets the state instead.
-            if ic.is_connected() and ic.synced and ic._connection_count == connection:
+            if (ic.is_connected() and ic.synced
+                    and getattr(ic, "_connection_count", None) == connection):
                 self._state.set_state("synced")
 
     @tornado.gen.coroutine
