@@ -11,7 +11,6 @@ Other threads never touch loop objects directly: they hand work to the loop thro
 
 import asyncio
 import concurrent.futures
-import datetime
 import functools
 import inspect
 import logging
@@ -26,7 +25,8 @@ import tornado.ioloop
 import tornado.util
 
 from katcp.loop.crossing import (NOT_RUNNING_GRACE, TIMEOUT_GRACE, _copy_outcome, call_on_loop,
-                                 is_awaitable, on_loop, running_loop, wait_for_loop)
+                                 is_awaitable, on_loop, running_loop, thread_wait_timeout,
+                                 wait_for_loop)
 from katcp.loop.futures import _bounded
 from katcp.loop.policy import new_ioloop
 from katcp.object_proxies import ObjectWrapper
@@ -42,6 +42,7 @@ def with_relative_timeout(timeout: Optional[float], future: Any,
     ----------
     timeout : float or None
         Seconds to wait for `future`; None means wait forever and returns `future` unchanged.
+        ``inf`` waits for ever too; NaN times out at once (as every katcp timeout).
     future : Future or awaitable
         The future (tornado or asyncio) or coroutine to wait for.
     io_loop : :class:`tornado.ioloop.IOLoop`, optional
@@ -56,7 +57,7 @@ def with_relative_timeout(timeout: Optional[float], future: Any,
     if timeout is None:
         return tornado.gen.convert_yielded(future)
     # Nothing of a timed-out wait stays on `future` (a client's flags share theirs).
-    return _bounded(future, datetime.timedelta(seconds=timeout))
+    return _bounded(future, timeout)
 
 
 def _interactive_shell_loop() -> Optional[asyncio.AbstractEventLoop]:
@@ -504,7 +505,9 @@ class IOLoopThreadWrapper:
             return self._call_on_own_thread(fn, args, kwargs)
         self._wait_until_running(fn)
         result = call_on_loop(self.ioloop, None, fn, *args, **kwargs)
-        wait = None if timeout is None else timeout + self.timeout_grace
+        wait = thread_wait_timeout(timeout)
+        if wait is not None:
+            wait += self.timeout_grace
         try:
             return wait_for_loop(result, self.ioloop, wait,
                                  functools.partial(self._not_running_text, fn),

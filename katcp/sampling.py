@@ -6,10 +6,17 @@ whenever the client should be told the sensor's value. Strategies run on the tor
 loop in batches (:meth:`~katcp.loop.call_queue.CallQueue.call_batched`): one hop to the loop
 carries the readings of every sensor set since the last one, each handled in order, so none
 is lost. A reading set after anything else was queued for the loop (an inform, a reply) is
-handled after it, so what one thread does reaches the client in the order it did it. All
-scheduling uses the loop's clock (``ioloop.time()``), so a virtual clock can drive it.
+handled after it, so what one thread does reaches the client in the order it did it.
+
+Periods are measured and timers set on the asyncio loop's monotonic clock
+(``ioloop.asyncio_loop.time()``, which tornado's ``IOLoop.time()`` is not: that is the wall
+clock), so a step of the wall clock (an NTP step, a VM resumed) neither stops sampling nor
+sends a burst; readings keep the wall-clock timestamps they were set with. A virtual clock
+that replaces the asyncio loop's ``time`` (:class:`katcp.testutils.TimewarpAsyncTestCase`)
+drives the strategies.
 """
 
+import asyncio
 import collections
 import functools
 import heapq
@@ -203,6 +210,8 @@ class SampleStrategy:
         self._sensor = sensor
         self._params = [as_bytes(p) for p in params]
         self.ioloop = ioloop or tornado.ioloop.IOLoop.current()
+        # The clock and timers of every period (see the module's docstring).
+        self._clock_loop = self.ioloop.asyncio_loop  # type: ignore[attr-defined]
         self._ioloop_thread_id: Optional[int] = None
         self._call_queue = CallQueue.of(self.ioloop)
         self._pending_lock = threading.Lock()
@@ -513,15 +522,17 @@ class _PeriodicScheduler:
         return scheduler
 
     def __init__(self, ioloop: tornado.ioloop.IOLoop) -> None:
-        self._ioloop = ioloop
+        # Deadlines are times of the monotonic clock (see the module's docstring).
+        self._clock_loop = ioloop.asyncio_loop  # type: ignore[attr-defined]
         self._heap: List[List[Any]] = []
         self._sequence = itertools.count()
-        self._timer: Optional[object] = None
+        self._timer: Optional[asyncio.TimerHandle] = None
         self._timer_when: Optional[float] = None
         self._compact_at = MIN_COMPACT_SIZE
 
     def schedule(self, when: float, callback: Callable[[float], None]) -> List[Any]:
-        """Call ``callback(when)`` at loop time ``when``; return a handle for cancel()."""
+        """Call ``callback(when)`` at ``when`` of ``ioloop.asyncio_loop.time()``; return a
+        handle for cancel()."""
         entry = [when, next(self._sequence), callback]
         heapq.heappush(self._heap, entry)
         if self._timer_when is None or when < self._timer_when:
@@ -538,14 +549,14 @@ class _PeriodicScheduler:
 
     def _arm(self, when: float) -> None:
         if self._timer is not None:
-            self._ioloop.remove_timeout(self._timer)
+            self._timer.cancel()
         self._timer_when = when
-        self._timer = self._ioloop.call_at(when, self._run)
+        self._timer = self._clock_loop.call_at(when, self._run)
 
     def _run(self) -> None:
         self._timer = self._timer_when = None
         heap = self._heap
-        horizon = self._ioloop.time() + self.TOLERANCE
+        horizon = self._clock_loop.time() + self.TOLERANCE
         try:
             while heap and heap[0][0] <= horizon:
                 when, _, callback = heapq.heappop(heap)
@@ -582,7 +593,7 @@ class SamplePeriod(SampleStrategy):
     def start(self) -> None:
         super().start()
         self._scheduler = _PeriodicScheduler.for_ioloop(self.ioloop)
-        self._tick(self.ioloop.time())
+        self._tick(self._clock_loop.time())
 
     def _tick(self, deadline: float) -> None:
         try:
@@ -598,7 +609,7 @@ class SamplePeriod(SampleStrategy):
             # By its own inform callback: cancel() found no next sample to drop.
             return
         next_time = deadline + self._period
-        now = self.ioloop.time()
+        now = self._clock_loop.time()
         if next_time <= now:
             # Fell more than a period behind (a busy loop): skip the missed samples
             # rather than sending a burst.
@@ -635,8 +646,8 @@ class SampleEventRate(_SampleChanges):
         # When the last reading was sent; -inf lets the first one go out at once.
         self._last_sent_time = float("-inf")
         self._held_reading: Optional[Reading] = None
-        self._shortest_timeout: Optional[object] = None
-        self._longest_timeout: Optional[object] = None
+        self._shortest_timeout: Optional[asyncio.TimerHandle] = None
+        self._longest_timeout: Optional[asyncio.TimerHandle] = None
 
     def observe(self, reading: Reading) -> None:
         if not self._is_news(reading):
@@ -644,29 +655,29 @@ class SampleEventRate(_SampleChanges):
             self._held_reading = None
             return
         earliest = self._last_sent_time + self._shortest
-        if self.ioloop.time() >= earliest:
+        if self._clock_loop.time() >= earliest:
             self._report(reading)
             return
         self._held_reading = reading
         if self._shortest_timeout is None:
-            self._shortest_timeout = self.ioloop.call_at(earliest, self._send_held)
+            self._shortest_timeout = self._clock_loop.call_at(earliest, self._send_held)
 
     def _send_held(self) -> None:
         self._shortest_timeout = None
         if self._held_reading is None or self._cancelled:
             return
         earliest = self._last_sent_time + self._shortest
-        if self.ioloop.time() < earliest:
+        if self._clock_loop.time() < earliest:
             # A change was sent at once after this timer was set (the loop came to it
             # late), so the shortest period runs from that one.
-            self._shortest_timeout = self.ioloop.call_at(earliest, self._send_held)
+            self._shortest_timeout = self._clock_loop.call_at(earliest, self._send_held)
             return
         reading, self._held_reading = self._held_reading, None
         self._report_timed(reading)
 
     def _report(self, reading: Reading) -> None:
         self._last_sent = reading
-        self._last_sent_time = now = self.ioloop.time()
+        self._last_sent_time = now = self._clock_loop.time()
         self._held_reading = None
         # Armed before informing, so that a callback that raises does not end the
         # periodic updates.
@@ -676,8 +687,8 @@ class SampleEventRate(_SampleChanges):
 
     def _arm_longest(self, when: float) -> None:
         if self._longest_timeout is not None:
-            self.ioloop.remove_timeout(self._longest_timeout)
-        self._longest_timeout = self.ioloop.call_at(when, self._send_current)
+            self._longest_timeout.cancel()
+        self._longest_timeout = self._clock_loop.call_at(when, self._send_current)
 
     def _send_current(self) -> None:
         self._longest_timeout = None
@@ -693,7 +704,7 @@ class SampleEventRate(_SampleChanges):
             if self._longest and self._longest_timeout is None and not self._cancelled:
                 # read() failed, so nothing was sent: the sensor is read again a longest
                 # period on.
-                self._arm_longest(self.ioloop.time() + self._longest)
+                self._arm_longest(self._clock_loop.time() + self._longest)
         else:
             if self._sample_failing:
                 _log_sample_recovered(self)
@@ -701,7 +712,7 @@ class SampleEventRate(_SampleChanges):
     def cancel_timeouts(self) -> None:
         for timeout in (self._shortest_timeout, self._longest_timeout):
             if timeout is not None:
-                self.ioloop.remove_timeout(timeout)
+                timeout.cancel()
         self._shortest_timeout = self._longest_timeout = None
 
 
@@ -737,8 +748,8 @@ class SampleEvent(SampleEventRate):
     observe = _SampleChanges.observe
     _shortest = _longest = 0.0
     _held_reading: Optional[Reading] = None
-    _shortest_timeout: Optional[object] = None
-    _longest_timeout: Optional[object] = None
+    _shortest_timeout: Optional[asyncio.TimerHandle] = None
+    _longest_timeout: Optional[asyncio.TimerHandle] = None
 
     def _setup(self, *params: Any) -> None:
         """No parameters to check."""

@@ -297,6 +297,39 @@ def test_request_timeout_gives_fail_reply_and_client_keeps_working(server, make_
     assert str(reply) == "!watchdog[3] ok"
 
 
+def test_an_endless_request_timeout_is_none_and_a_nan_one_times_out_at_once(server,
+                                                                           make_client):
+    # A default timeout that would end the endless requests' waits, were they given it.
+    client = make_client(BlockingClient, server.port, timeout=0.05)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    for endless in (float("inf"), 1e300):
+        reply, _ = client.blocking_request(Message.request("echo", endless), timeout=endless)
+        assert reply.reply_ok() and reply.arguments[1:] == [str(endless).encode()]
+    endless = outcome_in_thread(client.blocking_request, Message.request("silent"),
+                                float("inf"))
+    assert [server.next_line() for _ in range(3)][-1] == b"?silent[3]"
+    # Deadlines are served in order: the endless request would have been timed out first.
+    reply, _ = client.blocking_request(Message.request("silent"), timeout=0.05)
+    assert _timed_out_after(reply) >= 0.05 - 0.001
+    nan = float("nan")
+    # NaN: a timeout fail reply at once, from a thread and on the loop.
+    reply, _ = client.blocking_request(Message.request("silent"), timeout=nan)
+    assert _timed_out_after(reply) < WAIT
+    reply, _ = crossing.call_on_loop(
+        client.ioloop, None, lambda: client.future_request(Message.request("silent"),
+                                                           timeout=nan)).result(WAIT)
+    assert _timed_out_after(reply) < WAIT
+    # The client's own waits, from a thread and on the loop, are endless too.
+    disconnected = [outcome_in_thread(client.wait_disconnected, float("inf")),
+                    crossing.call_on_loop(client.ioloop, None, client.until_disconnected,
+                                          timeout=float("inf"))]
+    client.stop(timeout=WAIT)
+    assert [wait.result(WAIT) for wait in disconnected] == [True, True]
+    reply, _ = endless.result(WAIT)
+    assert str(reply) == "!silent[3] fail Client\\_stopped\\_before\\_reply\\_was\\_received"
+
+
 def test_midless_reply_to_mid_request_is_not_matched_like_reference(server, blocking):
     # Reference behaviour (wire transcript client-blocking-v5): the mid-less reply is
     # not the answer to ?nomid-reply[1], yet it disarms that request's timer. (The

@@ -990,6 +990,60 @@ class TestAsyncHelpers(tornado.testing.AsyncTestCase):
         assert (yield waits[4]) == [(0, True)]
 
     @tornado.testing.gen_test(timeout=5)
+    def test_an_endless_timeout_waits_for_ever(self):
+        # As until_any always did: no OverflowError, and a state that holds already
+        # resolves the wait at once.
+        for endless in (float("inf"), 1e300):
+            event = AsyncEvent()
+            state = AsyncState(("a", "b"))
+            assert (yield state.until_state("a", timeout=endless)) is True
+            waits = [event.until_set(timeout=endless), state.until_state("b", timeout=endless),
+                     state.until_state_in("b", timeout=endless),
+                     until_any(event.until_set(), timeout=endless),
+                     until_some(event.until_set(), timeout=endless),
+                     future_timeout_manager(endless)(event.until_set())]
+            yield until_later(0)
+            yield tornado.gen.moment
+            assert not any(wait.done() for wait in waits)
+            event.set()
+            state.set_state("b")
+            assert (yield waits[:4]) == [True] * 4
+            assert (yield waits[4:]) == [[(0, True)], True]
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_a_nan_timeout_times_out_at_once(self):
+        # The rule until_any always had: a NaN deadline is already past.
+        event = AsyncEvent()
+        state = AsyncState(("a", "b"))
+        nan = float("nan")
+        waits = [event.until_set(timeout=nan), state.until_state("b", timeout=nan),
+                 state.until_state_in("b", timeout=nan),
+                 until_any(event.until_set(), timeout=nan),
+                 until_some(event.until_set(), timeout=nan),
+                 future_timeout_manager(nan)(event.until_set())]
+        for wait in waits:
+            with pytest.raises(tornado.gen.TimeoutError):
+                yield wait
+        assert not event.is_set()
+
+    def test_wait_with_ioloop_takes_endless_and_nan_timeouts(self):
+        event = AsyncEvent()
+        # NaN: no wait at all.
+        assert event.wait_with_ioloop(self.io_loop, timeout=float("nan")) is False
+        finished = self.io_loop.asyncio_loop.create_future()
+
+        def waiter():
+            result = event.wait_with_ioloop(self.io_loop, timeout=float("inf"))
+            self.io_loop.add_callback(finished.set_result, result)
+
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        self.io_loop.add_callback(event.set)
+        assert self.io_loop.run_sync(lambda: finished, timeout=5) is True
+        thread.join(5)
+        assert not thread.is_alive()
+
+    @tornado.testing.gen_test(timeout=5)
     def test_an_already_decided_future_is_passed_through_the_timeout_manager(self):
         # As tornado.gen.with_timeout: decided at once, not on a later loop turn.
         done = Future()

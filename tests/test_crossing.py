@@ -11,9 +11,10 @@ from tornado.platform.asyncio import AsyncIOLoop
 
 from katcp.ioloop_manager import IOLoopManager
 from katcp.loop.crossing import (call_on_loop, on_loop, on_thread, run_into_future, running_loop,
-                                 wait_for_loop)
+                                 thread_wait_timeout, wait_for_loop, wait_off_loop)
 
 from subprocess_helpers import outcome_in_forked_child
+from wait_helpers import outcome_in_thread
 
 WAIT = 10.0
 
@@ -160,6 +161,49 @@ def test_running_loop_names_the_loop_of_the_calling_thread(loop):
     ioloop, thread_id = loop
     assert running_loop() is None
     assert call_on_loop(ioloop, thread_id, running_loop).result(WAIT) is ioloop.asyncio_loop
+
+
+def test_thread_waits_take_endless_timeouts_as_none_and_nan_as_no_wait():
+    assert [thread_wait_timeout(t) for t in (None, float("inf"), 1e300,
+                                             threading.TIMEOUT_MAX, 2.5, 0, -1)] == [
+        None, None, None, threading.TIMEOUT_MAX, 2.5, 0, -1]
+    assert thread_wait_timeout(float("nan")) == 0.0
+
+
+class _RecordingFlag:
+    """A flag that is never set yet whose waits end at once, recording their timeouts."""
+
+    def __init__(self):
+        self.timeouts = []
+
+    def is_set(self):
+        return False
+
+    def wait(self, timeout=None):
+        self.timeouts.append(timeout)
+        return True
+
+
+@pytest.mark.parametrize("endless", [float("inf"), 1e300])
+def test_waits_off_the_loop_take_an_endless_timeout(loop, endless):
+    ioloop, thread_id = loop
+    flag = _RecordingFlag()
+    # threading's waits raise OverflowError for more than TIMEOUT_MAX: no bound instead.
+    assert wait_off_loop(flag, thread_id, endless, "refused") is True
+    assert flag.timeouts == [None]
+    later = call_on_loop(ioloop, thread_id, tornado.gen.sleep, 0.01)
+    assert wait_for_loop(later, ioloop, endless, lambda: "stopped", grace=0.001,
+                         thread_id=thread_id) is None
+
+
+def test_waits_off_the_loop_with_a_nan_timeout_do_not_wait(loop):
+    ioloop, thread_id = loop
+    assert wait_off_loop(threading.Event(), thread_id, float("nan"), "refused") is False
+    never = concurrent.futures.Future()
+    waited = outcome_in_thread(wait_for_loop, never, ioloop, float("nan"), lambda: "stopped",
+                               None, thread_id)
+    # Its own outcome (exception() itself raises TimeoutError should it still wait).
+    assert isinstance(waited.exception(WAIT), concurrent.futures.TimeoutError)
 
 
 if hasattr(os, "fork"):

@@ -11,6 +11,7 @@ import tornado.gen
 import tornado.ioloop
 import tornado.util
 
+from katcp.core import AsyncEvent
 from katcp.ioloop_manager import (
     IOLoopManager,
     IOLoopThreadWrapper,
@@ -412,6 +413,44 @@ def test_with_relative_timeout(managed):
         return quick, unbounded
 
     assert wrapper.call_in_ioloop(check, (), {}) == ("quick", "none")
+
+
+def test_with_relative_timeout_waits_for_ever_on_inf_and_not_at_all_on_nan(managed):
+    wrapper = IOLoopThreadWrapper(managed.get_ioloop())
+
+    async def check():
+        results = []
+        for endless in (float("inf"), 1e300):
+            results.append(await with_relative_timeout(endless, asyncio.sleep(0, endless)))
+            # A concurrent.futures.Future too, resolved by another thread.
+            resolved = concurrent.futures.Future()
+            resolver = threading.Thread(target=resolved.set_result, args=(-endless,))
+            resolver.start()
+            results.append(await with_relative_timeout(endless, resolved))
+            resolver.join(5)
+        for never in (asyncio.get_running_loop().create_future(), concurrent.futures.Future()):
+            with pytest.raises(tornado.gen.TimeoutError):
+                await with_relative_timeout(float("nan"), never)
+        return results
+
+    inf = float("inf")
+    assert wrapper.call_in_ioloop(check, (), {}, timeout=5) == [inf, -inf, 1e300, -1e300]
+
+
+def test_call_in_ioloop_passes_endless_and_nan_timeouts_to_the_call(managed):
+    wrapper = IOLoopThreadWrapper(managed.get_ioloop())
+    event = AsyncEvent()
+
+    def wait_then_set(timeout):
+        waiting = event.until_set(timeout=timeout)
+        asyncio.get_running_loop().call_soon(event.set)
+        return waiting
+
+    wait = wrapper.decorate_callable(event.until_set)
+    # NaN: the call's own timeout error, at once (not the wrapper's after its grace).
+    with pytest.raises(tornado.util.TimeoutError, match="^Timeout$"):
+        wait(timeout=float("nan"))
+    assert wrapper.decorate_callable(wait_then_set)(timeout=float("inf")) is True
 
 
 def test_a_stop_whose_future_its_caller_cancelled_still_stops_the_loop():

@@ -12,7 +12,7 @@ import tornado.gen
 import tornado.ioloop
 import tornado.testing
 from test_client import _closed_port
-from wait_helpers import waits_left_by
+from wait_helpers import outcome_in_thread, waits_left_by
 
 from katcp import Message, ProtocolFlags, Sensor
 from katcp.core import AsyncEvent, AttrDict, until_any, until_later
@@ -33,6 +33,7 @@ from katcp.resource_client import (
     transform_future,
 )
 from katcp.server import DeviceServer
+from katcp.testutils import call_in_ioloop
 
 WAIT = 10.0
 
@@ -1295,6 +1296,27 @@ class TestThreadSafeWrappers:
         finally:
             wrapper.stop()
             wrapper.until_stopped(timeout=WAIT)
+
+    def test_endless_timeouts_of_a_resource_and_its_wrapper_wait_for_ever(self, loop_manager,
+                                                                         server):
+        ioloop = loop_manager.get_ioloop()
+        res = KATCPClientResource(dict(
+            name="dev", address=server.bind_address, controlled=True))
+        res.set_ioloop(ioloop)
+        wrapper = ThreadSafeKATCPClientResourceWrapper(res, IOLoopThreadWrapper(ioloop))
+        wrapper.start()
+        inf = float("inf")
+        try:
+            wrapper.until_synced(timeout=WAIT)
+            # Synced already: at once, on the loop and through the wrapper.
+            assert wrapper.until_synced(timeout=inf) is True
+            assert call_in_ioloop(ioloop, lambda: res.until_synced(timeout=1e300)) is True
+            not_synced = outcome_in_thread(functools.partial(wrapper.until_not_synced,
+                                                             timeout=inf))
+        finally:
+            wrapper.stop()
+            wrapper.until_stopped(timeout=WAIT)
+        assert not_synced.result(WAIT) is True
 
     def test_resource_wrapper_wait_gives_the_resource_timeout_error(self, loop_manager):
         ioloop = loop_manager.get_ioloop()

@@ -9,8 +9,10 @@ import collections
 import gc
 import logging
 import threading
+import time
 import weakref
 from decimal import Decimal
+from unittest import mock
 
 import pytest
 import tornado.gen
@@ -538,7 +540,8 @@ def test_a_scheduled_call_that_raises_leaves_the_shared_timer_running(caplog):
             raise RuntimeError("a sampler's bug")
 
         async def run():
-            now = loop.time()
+            # Deadlines are times of the asyncio loop's monotonic clock.
+            now = loop.asyncio_loop.time()
             scheduler.schedule(now, fail)
             scheduler.schedule(now, ran.append)       # due in the same run, after fail
             scheduler.schedule(now + 0.01, ran.append)
@@ -588,7 +591,7 @@ def test_a_compaction_while_due_samples_are_sent_serves_each_once():
     try:
         scheduler = _PeriodicScheduler.for_ioloop(loop)
         served = []
-        far = loop.time() + 3600
+        far = loop.asyncio_loop.time() + 3600
 
         def churn(when):
             # A callback that fills the heap with cancelled entries past its compaction.
@@ -596,7 +599,7 @@ def test_a_compaction_while_due_samples_are_sent_serves_each_once():
             for _ in range(2 * 1024):
                 scheduler.cancel(scheduler.schedule(far, served.append))
 
-        due = loop.time() - 1
+        due = loop.asyncio_loop.time() - 1
         scheduler.schedule(due, churn)
         scheduler.schedule(due + 0.5, lambda when: served.append("after"))
         scheduler._run()
@@ -742,6 +745,85 @@ def test_periodic_sampling_with_cancellations_logs_no_errors(caplog):
         assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
     finally:
         loop.close()
+
+
+class TestWallClockSteps:
+    """Periods run on the asyncio loop's monotonic clock: a step of the wall clock (an NTP
+    step, a VM resumed; here ``time.time`` patched) neither stops nor holds up sampling.
+
+    On a real loop: the virtual clock of the other tests replaces both clocks at once.
+    """
+
+    WAIT = 5.0
+
+    @staticmethod
+    def _run(body):
+        loop = tornado.ioloop.IOLoop(make_current=False)
+        try:
+            loop.run_sync(body, timeout=30)
+        finally:
+            loop.close()
+
+    @staticmethod
+    def _stepped(step):
+        real = time.time
+        return mock.patch.object(time, "time", lambda: real() + step)
+
+    async def _sent(self, recorder, count):
+        await asyncio.wait_for(recorder.until_count(count), self.WAIT)
+
+    def test_period_sampling_goes_on_through_steps_back_and_forward(self):
+        sensor = make_sensor(value=1)
+
+        async def body():
+            recorder = Recorder(tornado.ioloop.IOLoop.current())
+            strategy = SampleStrategy.get_strategy("period", recorder, sensor, "0.01")
+            strategy.start()
+            try:
+                await self._sent(recorder, 2)
+                with self._stepped(-3600.0):
+                    await self._sent(recorder, 5)
+                with self._stepped(3600.0):
+                    await self._sent(recorder, 8)
+                # The forward step corrected: a deadline reckoned during it is not an hour on.
+                await self._sent(recorder, 11)
+            finally:
+                strategy.cancel()
+
+        self._run(body)
+
+    @pytest.mark.parametrize("name, params", [("event-rate", ("0.05", "0")),
+                                              ("differential-rate", ("0.5", "0.05", "0"))])
+    def test_a_change_within_the_shortest_period_is_sent_through_steps(self, name, params):
+        sensor = make_sensor(Sensor.FLOAT, value=1.0)
+        recorders = []
+
+        async def body():
+            recorder = Recorder(tornado.ioloop.IOLoop.current())
+            recorders.append(recorder)
+            strategy = SampleStrategy.get_strategy(name, recorder, sensor, *params)
+            strategy.start()
+            try:
+                await self._sent(recorder, 1)
+                with self._stepped(-3600.0):
+                    # Within the shortest period of the first inform: held, then sent.
+                    sensor.set_value(2)
+                    await self._sent(recorder, 2)
+                with self._stepped(3600.0):
+                    sensor.set_value(3)
+                    await self._sent(recorder, 3)
+                # After the correction, within the shortest period of the one sent in the
+                # step (by the wall clock, an hour before it).
+                sensor.set_value(4)
+                await self._sent(recorder, 4)
+            finally:
+                strategy.cancel()
+
+        self._run(body)
+        # The readings keep the wall-clock timestamps they were set with.
+        now = time.time()
+        assert [(r.value, round((r.timestamp - now) / 3600.0)) for _, r in
+                recorders[0].informs[1:]] == [(2, -1), (3, 1), (4, 0)]
 
 
 class TestWireStrategies:

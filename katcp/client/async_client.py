@@ -10,7 +10,8 @@ from katcp.client.protocol import ClientProtocol
 from katcp.client.requests import CallbackRequest, FutureRequest, RequestTable, ThreadRequest
 from katcp.client.threadsafe import make_threadsafe, make_threadsafe_blocking
 from katcp.core import KatcpClientError, Message
-from katcp.loop.crossing import TIMEOUT_GRACE, on_thread, post_to_loop, wait_for_loop
+from katcp.loop.crossing import (TIMEOUT_GRACE, on_thread, post_to_loop, thread_wait_timeout,
+                                 wait_for_loop)
 from katcp.wire.util import own_methods, uses_own
 
 
@@ -72,6 +73,10 @@ class AsyncClient(DeviceClient):
         assert msg.mtype == _REQUEST
         if timeout is None:
             timeout = self._request_timeout
+        elif timeout != timeout:
+            # NaN: timed out at once, as by every katcp timeout (the deadline timer would
+            # never fire for it).
+            timeout = 0.0
         id_given = msg.mid is not None
         msg_id = self._assign_mid(msg, use_mid)
         mid = msg.mid
@@ -220,6 +225,8 @@ class AsyncClient(DeviceClient):
                                "ioloop thread; use future_request() instead")
         if timeout is None:
             timeout = self._request_timeout
+        # Before the request is sent: nothing about the timeout may fail once it is.
+        wait = thread_wait_timeout(timeout)
         self._require_started()
         result: "concurrent.futures.Future[Tuple[Message, List[Message]]]" = (
             concurrent.futures.Future())
@@ -228,8 +235,8 @@ class AsyncClient(DeviceClient):
         # waking the loop and blocking: the loop thread needs the GIL.
         self._post_to_loop(self._blocking_request_on_loop, pending, timeout, use_mid)
         try:
-            if timeout is not None:
-                return result.result(timeout)
+            if wait is not None:
+                return result.result(wait)
             # Unbounded: ends should the loop stop under the client. A bounded wait ends
             # anyway (below), and a wait that watches the loop costs a call per request.
             return wait_for_loop(result, self.ioloop, None, self._no_reply_text,

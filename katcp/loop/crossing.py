@@ -22,7 +22,7 @@ import tornado.gen
 
 __all__ = ["on_thread", "on_loop", "running_loop", "call_on_loop", "post_to_loop",
            "run_into_future", "is_awaitable", "wait_off_loop", "wait_for_loop",
-           "NOT_RUNNING_GRACE", "TIMEOUT_GRACE"]
+           "thread_wait_timeout", "NOT_RUNNING_GRACE", "TIMEOUT_GRACE"]
 
 NOT_RUNNING_GRACE = 2.0
 """Seconds a thread waits for a loop's outcome before it first checks that the loop still
@@ -48,6 +48,33 @@ def _note_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_note_fork)
+
+
+def thread_wait_timeout(timeout: Optional[float]) -> Optional[float]:
+    """`timeout` as a blocking wait of a thread takes it, by the rule of every katcp
+    timeout (see :func:`katcp.loop.futures._expire_after` for the loop's).
+
+    A thread's waits refuse more than :data:`threading.TIMEOUT_MAX` seconds (``inf``
+    raises OverflowError), which means no bound here; and a NaN times out at once
+    (``threading.Condition.wait_for`` would spin on it).
+
+    Parameters
+    ----------
+    timeout : float or None
+        Seconds to wait; None waits for ever.
+
+    Returns
+    -------
+    timeout : float or None
+        None (no bound) for None and for more than ``threading.TIMEOUT_MAX``; 0.0 for NaN;
+        else `timeout` itself.
+
+    """
+    if timeout is None or timeout > threading.TIMEOUT_MAX:
+        return None
+    if timeout != timeout:
+        return 0.0
+    return timeout
 
 
 def on_thread(thread_id: Optional[int]) -> bool:
@@ -118,7 +145,8 @@ def wait_off_loop(flag: Any, thread_id: Optional[int], timeout: Optional[float],
     thread_id : int or None
         Id of the thread running that loop (see :func:`on_thread`).
     timeout : float or None
-        Seconds to wait; None waits for ever.
+        Seconds to wait; None (or ``inf``) waits for ever, NaN not at all
+        (:func:`thread_wait_timeout`).
     refusal : str
         The error's text, %-formatted with `args` (only when raised).
 
@@ -137,7 +165,7 @@ def wait_off_loop(flag: Any, thread_id: Optional[int], timeout: Optional[float],
         return True
     if _get_ident() == thread_id:
         raise RuntimeError(refusal % args)
-    return flag.wait(timeout)
+    return flag.wait(thread_wait_timeout(timeout))
 
 
 def is_awaitable(value: Any) -> bool:
@@ -272,7 +300,8 @@ def wait_for_loop(result: "concurrent.futures.Future[Any]", ioloop: Any,
     ioloop : :class:`tornado.ioloop.IOLoop`
         The loop that resolves `result`.
     timeout : float or None
-        Seconds to wait in all; None waits as long as the loop runs.
+        Seconds to wait in all; None (or ``inf``) waits as long as the loop runs, NaN not
+        at all (:func:`thread_wait_timeout`).
     not_running : callable
         Returns the text of the error raised once the loop has stopped.
     grace : float, optional
@@ -296,6 +325,7 @@ def wait_for_loop(result: "concurrent.futures.Future[Any]", ioloop: Any,
     """
     if grace is None:
         grace = NOT_RUNNING_GRACE
+    timeout = thread_wait_timeout(timeout)
     # The usual case waits once, as a bare result() would: the rest is for a long wait.
     first = grace if timeout is None or timeout > grace else timeout
     try:

@@ -10,15 +10,15 @@ import concurrent.futures
 import functools
 import logging
 import threading
-from datetime import timedelta
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar
 
 import tornado.concurrent
 import tornado.gen
 import tornado.ioloop
 import tornado.util
 
-from katcp.loop.crossing import call_on_loop, on_loop, on_thread, running_loop
+from katcp.loop.crossing import (call_on_loop, on_loop, on_thread, running_loop,
+                                 thread_wait_timeout)
 
 
 logger = logging.getLogger("katcp.core")
@@ -102,8 +102,14 @@ def _failed_future(exc: BaseException) -> "tornado.concurrent.Future[Any]":
 def _expire_after(future: "asyncio.Future[Any]", seconds: float,
                   result: Any = _TIMEOUT_ERROR) -> None:
     """Fail `future` with tornado.util.TimeoutError after `seconds` (or resolve it with
-    `result`, if given), unless it is decided by then; the timer goes as soon as it is."""
-    handle = future.get_loop().call_later(max(0.0, seconds), _time_out, future, result)
+    `result`, if given), unless it is decided by then; the timer goes as soon as it is.
+
+    The rule of every wait's timeout on a loop: ``inf`` (or any number too large for a
+    clock) never expires, NaN expires at once, as 0 or less does.
+    """
+    # NaN compares false: at once. asyncio keeps an infinite deadline (uvloop caps it).
+    delay = seconds if seconds > 0.0 else 0.0
+    handle = future.get_loop().call_later(delay, _time_out, future, result)
     future.add_done_callback(lambda _: handle.cancel())
 
 
@@ -119,9 +125,9 @@ def _detach_when_done(outcome: "asyncio.Future[Any]", inputs: Iterable[Any],
     outcome.add_done_callback(detach)
 
 
-def _bounded(future: Any, deadline: Union[None, float, timedelta]) -> Any:
-    """`future`, or tornado.util.TimeoutError at `deadline` (IOLoop time, or a timedelta
-    from now; None for no deadline).
+def _bounded(future: Any, seconds: Optional[float]) -> Any:
+    """`future`, or tornado.util.TimeoutError after `seconds` (None: no bound; any number
+    as :func:`_expire_after` takes it, so ``inf`` never times out).
 
     As :func:`tornado.gen.with_timeout`, except that nothing of the wait stays on `future`
     once it has timed out or was cancelled: waits on one shared future that time out, or
@@ -129,8 +135,11 @@ def _bounded(future: Any, deadline: Union[None, float, timedelta]) -> Any:
     """
     inner = tornado.gen.convert_yielded(future)
     if not asyncio.isfuture(inner):
-        # A concurrent.futures.Future: tornado knows how to wait for one.
-        return inner if deadline is None else tornado.gen.with_timeout(deadline, inner)
+        if seconds is None:
+            return inner
+        # A concurrent.futures.Future, followed on the current loop (as tornado's
+        # with_timeout does), so that its timeout follows the same rule.
+        inner = asyncio.wrap_future(inner, loop=tornado.ioloop.IOLoop.current().asyncio_loop)
     if inner.done():
         return inner
     outer = inner.get_loop().create_future()
@@ -140,11 +149,8 @@ def _bounded(future: Any, deadline: Union[None, float, timedelta]) -> Any:
 
     inner.add_done_callback(copy)
     _detach_when_done(outer, (inner,), copy)
-    if isinstance(deadline, timedelta):
-        _expire_after(outer, deadline.total_seconds())
-    elif deadline is not None:
-        # IOLoop time is the wall clock, not the asyncio loop's (as tornado's call_at).
-        _expire_after(outer, deadline - tornado.ioloop.IOLoop.current().time())
+    if seconds is not None:
+        _expire_after(outer, seconds)
     return outer
 
 
@@ -153,7 +159,7 @@ def _with_timeout(future: "asyncio.Future[Any]", timeout: Optional[float]) -> An
     is over (timed out, cancelled), `future` is cancelled, and so unregistered."""
     if not timeout:
         return future
-    bounded = _bounded(future, timedelta(seconds=timeout))
+    bounded = _bounded(future, timeout)
     if bounded is not future:
         bounded.add_done_callback(lambda _: future.cancel())
     return bounded
@@ -274,6 +280,7 @@ class AsyncEvent:
         if on_loop(ioloop):
             raise RuntimeError("wait_with_ioloop() would block the loop it waits on; "
                                "yield until_set() on the loop instead.")
+        timeout = thread_wait_timeout(timeout)
         if timeout is not None and timeout <= 0:
             return self._flag
         waits: List["asyncio.Future[Any]"] = []
@@ -548,7 +555,7 @@ class _TimeoutManager:
     def __call__(self, future: Any) -> Any:
         if not self._timeout:
             return future
-        return _bounded(future, self._t0 + self._timeout)
+        return _bounded(future, self.remaining())
 
 
 def future_timeout_manager(timeout: Optional[float] = None,
