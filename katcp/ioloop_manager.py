@@ -302,7 +302,7 @@ class IOLoopManager:
             Whether the loop is running.
 
         """
-        return self._running.wait(timeout)
+        return self._running.wait(thread_wait_timeout(timeout))
 
     def _now_running(self):
         self._thread_id = threading.get_ident()
@@ -361,7 +361,7 @@ class IOLoopManager:
 
         """
         if timeout:
-            self._running.wait(timeout)
+            self._running.wait(thread_wait_timeout(timeout))
         with self._stop_lock:
             ioloop = self._ioloop
             thread = self._ioloop_thread
@@ -433,7 +433,7 @@ class IOLoopManager:
             return
         if self._ioloop_thread is None:
             raise RuntimeError("Cannot join if not started")
-        self._ioloop_thread.join(timeout)
+        self._ioloop_thread.join(thread_wait_timeout(timeout))
 
 
 class IOLoopThreadWrapper:

@@ -330,6 +330,16 @@ def test_an_endless_request_timeout_is_none_and_a_nan_one_times_out_at_once(serv
     assert str(reply) == "!silent[3] fail Client\\_stopped\\_before\\_reply\\_was\\_received"
 
 
+@pytest.mark.parametrize("endless", [float("inf"), 1e300])
+def test_start_stop_and_join_take_an_endless_timeout(server, make_client, endless):
+    client = make_client(BlockingClient, server.port)
+    client.start(timeout=endless)
+    assert client.wait_running(endless) and client.wait_protocol(WAIT)
+    client.stop(timeout=endless)
+    client.join(timeout=endless)
+    assert not client.is_connected() and not client.running()
+
+
 def test_midless_reply_to_mid_request_is_not_matched_like_reference(server, blocking):
     # Reference behaviour (wire transcript client-blocking-v5): the mid-less reply is
     # not the answer to ?nomid-reply[1], yet it disarms that request's timer. (The

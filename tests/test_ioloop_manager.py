@@ -437,6 +437,16 @@ def test_with_relative_timeout_waits_for_ever_on_inf_and_not_at_all_on_nan(manag
     assert wrapper.call_in_ioloop(check, (), {}, timeout=5) == [inf, -inf, 1e300, -1e300]
 
 
+@pytest.mark.parametrize("endless", [float("inf"), 1e300])
+def test_start_stop_and_join_take_an_endless_timeout(endless):
+    manager = IOLoopManager()
+    manager.start(timeout=endless)
+    assert manager.wait_running(endless)
+    manager.stop(timeout=endless).result(WAIT)
+    manager.join(timeout=endless)
+    assert not manager._ioloop_thread.is_alive()
+
+
 def test_call_in_ioloop_passes_endless_and_nan_timeouts_to_the_call(managed):
     wrapper = IOLoopThreadWrapper(managed.get_ioloop())
     event = AsyncEvent()

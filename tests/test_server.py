@@ -1170,6 +1170,21 @@ def test_sync_with_ioloop_and_wait_running():
     assert not server.running()
 
 
+@pytest.mark.parametrize("endless", [float("inf"), 1e300])
+def test_lifecycle_waits_take_an_endless_timeout(endless):
+    # As every katcp wait: more than a thread's wait can take means no bound (a thread's
+    # own waits raise OverflowError for it).
+    server = ExampleServer("127.0.0.1", 0)
+    server.start(timeout=endless)
+    assert server.wait_running(endless)
+    server.sync_with_ioloop(timeout=endless)
+    with connect(server.bind_address[1]) as client:
+        assert client.request("?watchdog") == ([], "!watchdog ok")
+    server.stop(timeout=endless).result(TIMEOUT)
+    server.join(timeout=endless)
+    assert not server.running()
+
+
 # -- helpers -----------------------------------------------------------------------------------
 
 

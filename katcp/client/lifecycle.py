@@ -9,7 +9,6 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
-import math
 import threading
 from typing import Any, Callable, Optional, Tuple
 
@@ -20,8 +19,8 @@ from katcp.client.protocol import ClientProtocol
 from katcp.core import AsyncEvent, KatcpClientError, Message
 from katcp.ioloop_manager import IOLoopManager, current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
-from katcp.loop.crossing import (call_on_loop, on_thread, post_to_loop, wait_for_loop,
-                                 wait_off_loop)
+from katcp.loop.crossing import (call_on_loop, on_thread, post_to_loop, thread_wait_timeout,
+                                 wait_for_loop, wait_off_loop)
 
 
 log = logging.getLogger("katcp.client")
@@ -90,12 +89,11 @@ class StateFlag(threading.Event):
         """Block until the flag is set, or `timeout` seconds pass; return the flag.
 
         As :meth:`threading.Event.wait`: True also if the flag was set while waiting
-        and cleared again before the waiter woke; a NaN `timeout` does not wait.
+        and cleared again before the waiter woke. `timeout` as every katcp wait takes it
+        (:func:`~katcp.loop.crossing.thread_wait_timeout`): NaN does not wait, ``inf``
+        waits for ever.
         """
-        if timeout is not None and math.isnan(timeout):
-            # Condition.wait_for(pred, nan) never times out and never blocks either (NaN
-            # compares false): it would spin. Event.wait(nan) and 0.9.3 return at once.
-            timeout = 0
+        timeout = thread_wait_timeout(timeout)
         with self._cond:
             settings = self._settings
             return self._cond.wait_for(
@@ -375,7 +373,7 @@ class ClientLifecycle:
             # Before the loop is asked to stop: every call taken until now runs first.
             self._refusing_threads = True
         if timeout and not on_thread(self.ioloop_thread_id) and not self._stopped.is_set():
-            self._running.wait(timeout)
+            self._running.wait(thread_wait_timeout(timeout))
         with self._start_lock:
             # Again, should a start() have come in meanwhile: it is stopped now.
             with self._crossing_lock:
@@ -383,7 +381,7 @@ class ClientLifecycle:
             stopped = self._ioloop_manager.stop(callback=self._uninstall)
         if managed and stopped is not None:
             try:
-                stopped.result(timeout)
+                stopped.result(thread_wait_timeout(timeout))
             except concurrent.futures.TimeoutError:
                 self._logger.warning("Timed out waiting for client %s to stop",
                                      self.bind_address_string)

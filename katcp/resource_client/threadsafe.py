@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator, Optional, Tuple
 import tornado.gen
 
 from katcp.ioloop_manager import ThreadSafeMethodAttrWrapper
+from katcp.loop.crossing import thread_wait_timeout
 from katcp.resource_client.namespaces import AttrMappingProxy
 
 
@@ -115,7 +116,7 @@ class ThreadSafeKATCPClientResourceWrapper(ThreadSafeMethodAttrWrapper):
         finally:
             if owner is not None:
                 self._loop_closed = True
-                owner.stop().result(timeout)
+                owner.stop().result(thread_wait_timeout(timeout))
                 owner.join(timeout)
 
     def __enter__(self) -> "ThreadSafeKATCPClientResourceWrapper":

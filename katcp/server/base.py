@@ -14,7 +14,8 @@ from tornado.concurrent import Future
 
 from katcp.core import (DEFAULT_KATCP_MAJOR, AsyncReply, DeviceServerMetaclass, FailReply,
                         Message, ProtocolFlags, steal_docstring_from)
-from katcp.loop.crossing import is_awaitable, run_into_future, running_loop
+from katcp.loop.crossing import (is_awaitable, run_into_future, running_loop,
+                                 thread_wait_timeout)
 from katcp.server.connection import (ClientConnection, ClientRequestConnection,
                                      ThreadsafeClientConnection, client_connection_of)
 from katcp.server.handler_thread import MessageHandlerThread
@@ -645,7 +646,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """
         if self._server.in_ioloop_thread():
             return tornado.gen.sleep(0)  # resolves once the loop has gone round
-        self._server.call_on_loop(_nothing).result(timeout)
+        self._server.call_on_loop(_nothing).result(thread_wait_timeout(timeout))
         return None
 
 

@@ -13,6 +13,7 @@ from tornado.concurrent import Future
 
 from katcp.core import Message
 from katcp.loop.call_queue import CallQueue
+from katcp.loop.crossing import thread_wait_timeout
 from katcp.server.transport import log_handling_error
 
 log = logging.getLogger("katcp.server")
@@ -125,7 +126,7 @@ class MessageHandlerThread:
         finally:
             self._start_lock.release()
         if timeout:
-            self._running.wait(timeout)
+            self._running.wait(thread_wait_timeout(timeout))
 
     def run(self) -> None:
         """Handle queued messages until stopped."""
@@ -189,7 +190,7 @@ class MessageHandlerThread:
 
         """
         if timeout:
-            self._running.wait(timeout)
+            self._running.wait(thread_wait_timeout(timeout))
         with self._lock:
             thread = self._thread
             # One stop per thread: it ends at the first, and a second left in the queue
@@ -210,7 +211,7 @@ class MessageHandlerThread:
         with self._lock:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+            thread.join(thread_wait_timeout(timeout))
 
     def running(self) -> bool:
         """Whether the handler thread is running."""
@@ -222,7 +223,7 @@ class MessageHandlerThread:
 
     def wait_running(self, timeout: Optional[float] = None) -> bool:
         """Wait up to `timeout` seconds (None: forever) for the thread; return whether it runs."""
-        return self._running.wait(timeout)
+        return self._running.wait(thread_wait_timeout(timeout))
 
 
 def _resolve(future: Future, _handled: Any = None) -> None:

@@ -23,7 +23,8 @@ from tornado.concurrent import Future
 from katcp.core import Message, MessageParser
 from katcp.ioloop_manager import IOLoopManager
 from katcp.loop.call_queue import CallQueue
-from katcp.loop.crossing import call_on_loop, is_awaitable, on_thread, wait_off_loop
+from katcp.loop.crossing import (call_on_loop, is_awaitable, on_thread, thread_wait_timeout,
+                                 wait_off_loop)
 from katcp.server.connection import ClientConnection
 from katcp.server.stream import _Connection
 from katcp.wire.text import quoted_line
@@ -398,7 +399,7 @@ class KATCPServer:
 
         """
         if timeout and not self.in_ioloop_thread():
-            self._running.wait(timeout)
+            self._running.wait(thread_wait_timeout(timeout))
         stopped = self._ioloop_manager.stop(None, callback=self._begin_shutdown)
         if stopped is None:
             stopped = concurrent.futures.Future()
