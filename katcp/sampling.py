@@ -22,6 +22,7 @@ import functools
 import heapq
 import itertools
 import logging
+import math
 import operator
 import threading
 import weakref
@@ -554,7 +555,12 @@ class _PeriodicScheduler:
         self._timer = self._clock_loop.call_at(when, self._run)
 
     def _run(self) -> None:
-        self._timer = self._timer_when = None
+        # Samplers due now schedule their next deadlines from their callbacks: until the
+        # run ends those are only pushed (no deadline is earlier than -inf), and the run
+        # arms one timer for the earliest left, not one per sampler (each cancelling the
+        # last, which the loop keeps until its time).
+        self._timer = None
+        self._timer_when = -math.inf
         heap = self._heap
         horizon = self._clock_loop.time() + self.TOLERANCE
         try:
@@ -568,6 +574,8 @@ class _PeriodicScheduler:
                 heapq.heappop(heap)
             if heap:
                 self._arm(heap[0][0])
+            else:
+                self._timer_when = None
 
 
 def _is_scheduled(entry: List[Any]) -> bool:

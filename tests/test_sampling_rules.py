@@ -555,6 +555,29 @@ def test_a_scheduled_call_that_raises_leaves_the_shared_timer_running(caplog):
         loop.close()
 
 
+def test_a_run_of_the_shared_timer_arms_it_once_for_all_the_samplers_it_served():
+    loop = tornado.ioloop.IOLoop(make_current=False)
+    try:
+        scheduler = _PeriodicScheduler.for_ioloop(loop)
+        armed = []
+        arm = scheduler._arm
+        scheduler._arm = lambda when: (armed.append(when), arm(when))
+        due = loop.asyncio_loop.time() - 1
+        for period in (30, 10, 20):
+            # As a period sampler does: its next deadline, scheduled from its callback.
+            scheduler.schedule(due, lambda when, period=period: scheduler.schedule(
+                when + period, lambda when: None))
+        del armed[:]
+        scheduler._run()
+        assert armed == [due + 10]
+        # Nothing left once those are served: the next deadline scheduled arms it again.
+        scheduler._heap[:] = []
+        scheduler._run()
+        scheduler.schedule(due + 40, lambda when: None)
+        assert armed == [due + 10, due + 40]
+    finally:
+        loop.close()
+
 
 def test_cancelled_samples_far_ahead_do_not_pile_up_in_the_shared_heap():
     loop = tornado.ioloop.IOLoop(make_current=False)
@@ -609,6 +632,7 @@ def test_a_compaction_while_due_samples_are_sent_serves_each_once():
         assert all(entry[2] is None for entry in scheduler._heap)
     finally:
         loop.close()
+
 
 class TestDifferentialNaN(StrategyTestCase):
     """A change between NaN and a number is reported; NaN to NaN is no change."""
