@@ -1,10 +1,12 @@
 """katcp: the Karoo Array Telescope Communication Protocol for Python 3 and tornado 6.
 
 The top-level names are loaded on first use so that ``import katcp`` stays cheap and
-importing :mod:`katcp.core` alone never pulls in the network layers.
+importing :mod:`katcp.core` alone never pulls in the network layers. The submodules are
+too: ``import katcp`` then ``katcp.kattypes.Int()`` works, as 0.9.3's eager imports let it.
 """
 
 import importlib
+import pkgutil
 from typing import Any, List
 
 from katcp.version import __version__
@@ -29,11 +31,19 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
+        if name in _submodules():
+            return importlib.import_module("katcp." + name)  # which sets it here
         raise AttributeError("module 'katcp' has no attribute %r" % name)
     value = getattr(importlib.import_module("katcp." + module), name)
     globals()[name] = value
     return value
 
 
+def _submodules() -> List[str]:
+    return [info.name for info in pkgutil.iter_modules(__path__)
+            if not info.name.startswith("_")]
+
+
 def __dir__() -> List[str]:
-    return __all__
+    dunders = [name for name in globals() if name.startswith("__")]
+    return sorted(set(dunders) | set(__all__) | set(_submodules()))

@@ -12,6 +12,8 @@ import pytest
 
 import katcp
 
+from subprocess_helpers import run_program
+
 PACKAGE_DIR = os.path.dirname(katcp.__file__)
 
 # Longest prefix wins; a name of a package covers its submodules.
@@ -108,3 +110,23 @@ def test_the_checker_sees_an_upward_import(tmp_path):
     source.write_text("import os\nfrom katcp.server import DeviceServer\n")
     names = set(imported_modules("katcp.wire.m", str(source)))
     assert "katcp.server" in names and layer_of("katcp.server") > layer_of("katcp.wire.m")
+
+
+def test_import_katcp_gives_its_submodules_on_first_use():
+    # 0.9.3 imported its submodules eagerly, so scripts write `import katcp` and then
+    # `katcp.kattypes.Int()`; ours load on first use (fresh interpreter: nothing loaded).
+    code = "\n".join([
+        "import sys, katcp",
+        "assert 'katcp.server' not in sys.modules",
+        "names = ['core', 'server', 'client', 'kattypes', 'sampling', 'sensortree',",
+        "         'resource', 'resource_client', 'inspecting_client', 'ioloop_manager',",
+        "         'version', 'testutils', 'fake_clients', 'compat']",
+        "for name in names:",
+        "    assert getattr(katcp, name) is sys.modules['katcp.' + name], name",
+        "    assert name in dir(katcp), name",
+        "assert katcp.kattypes.Int().pack(3) == b'3'",
+        "assert not hasattr(katcp, 'no_such_module')",
+        "print('ok')",
+    ])
+    finished = run_program(["-c", code])
+    assert (finished.returncode, finished.stdout, finished.stderr) == (0, "ok\n", "")
