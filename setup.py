@@ -44,7 +44,8 @@ setup(
             # the client and server tests also run on uvloop (tests/test_uvloop_switch.py, CI)
             "uvloop>=0.17; sys_platform != 'win32'",
         ],
-        "doc": ["sphinx>=5"],
+        # the `ipython` code blocks of docs/interactive.rst need IPython's Pygments lexer
+        "doc": ["sphinx>=5", "ipython_pygments_lexers>=1"],
         # optional faster event loop for katcp's own loops: docs/uvloop.rst
         "uvloop": ["uvloop>=0.17", "tornado>=6.2"],
     },
@@ -60,7 +61,6 @@ setup(
         "Development Status :: 4 - Beta",
         "Intended Audience :: Developers",
         "Intended Audience :: Science/Research",
-        "License :: OSI Approved :: BSD License",
         "Operating System :: OS Independent",
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3 :: Only",
