@@ -87,6 +87,56 @@ def device():
         server.join(timeout=WAIT)
 
 
+class ChattyServer(ExampleServer):
+    """The example server as a device that never stops talking: a ``#log`` to every client
+    every 50 ms, and requests that never reply: ``?stuck`` in silence, ``?help`` and
+    ``?sensor-sampling`` with an inform of their own every 50 ms."""
+
+    INTERVAL = 0.05
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.address = None
+        self._quiet = threading.Event()
+
+    def start(self, *args, **kwargs):
+        super().start(*args, **kwargs)
+        self._chatter(lambda: self.mass_inform(Message.inform("log", "info", "0", "dev", "polling")))
+
+    def stop(self, *args, **kwargs):
+        self._quiet.set()
+        return super().stop(*args, **kwargs)
+
+    def _chatter(self, say):
+        def loop():
+            while not self._quiet.wait(self.INTERVAL):  # the device's pace, not a sync
+                say()
+        threading.Thread(target=loop, daemon=True).start()
+
+    def request_stuck(self, req, msg):
+        """Never reply."""
+        raise AsyncReply()
+
+    def request_help(self, req, msg):
+        """Report progress for ever, never reply."""
+        self._chatter(lambda: req.inform("progress"))
+        raise AsyncReply()
+
+    request_sensor_sampling = request_help
+
+
+@pytest.fixture
+def chatty_device():
+    server = ChattyServer("127.0.0.1", 0)
+    server.start(timeout=WAIT)
+    server.address = "%s:%d" % server.bind_address
+    try:
+        yield server
+    finally:
+        server.stop()
+        server.join(timeout=WAIT)
+
+
 class TextServer(ExampleServer):
     """The example server plus a string sensor ``text`` and ``?hex``, which replies with
     the hex of each argument it received."""
@@ -286,7 +336,8 @@ def test_python_m_katcp_names_the_version_and_every_installed_tool():
     (CMD + ["127.0.0.1:5000"], "katcp-cmd: error: no request given"),
     (CMD + ["--watch", "127.0.0.1:5000"], "katcp-cmd: error: no sensor given"),
     (CMD + ["--timeout", "soon", "127.0.0.1:5000", "help"],
-     "argument --timeout: expected a number of seconds above 0, got 'soon'"),
+     "argument --timeout: expected a number of seconds above 0 (or inf), got 'soon'"),
+    (CMD + ["--timeout", "nan", "127.0.0.1:5000", "help"], "got 'nan'"),
     (CMD + ["--tiemout", "3", "127.0.0.1:5000", "help"], "unrecognized arguments: --tiemout"),
     (CMD + ["--log-level", "chatty", "127.0.0.1:5000", "help"], "unknown log level 'chatty'"),
     (CMD + ["--interactive", "127.0.0.1:5000", "help"], "--interactive takes no request"),
@@ -578,6 +629,45 @@ def test_piped_shell_reply_timeout_exits_2(device):
                          input_text="hang\nwatchdog\n")
     assert result.returncode == 2
     assert "*** no reply to ?hang within 0.5 seconds\n!watchdog ok\n" in result.stdout
+
+
+# --- --timeout: one deadline for the reply, however many informs come first ---
+
+@pytest.mark.parametrize("words", [["stuck"], ["help"], ["--watch", "uptime"]],
+                         ids=["other-informs", "own-informs", "watch"])
+def test_cmd_timeout_bounds_the_reply_while_informs_keep_coming(chatty_device, words):
+    # Each line received used to start the timeout again: the tools waited for ever.
+    options, operands = words[:-1], words[-1:]
+    started = time.monotonic()
+    result = run_program(CMD + options + ["--timeout", "0.5", chatty_device.address] + operands,
+                         timeout=WAIT)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == "katcp-cmd: no reply within 0.5 seconds\n"
+    assert time.monotonic() - started < WAIT / 2
+    if words == ["help"]:
+        assert result.stdout.startswith("#help progress\n#help progress\n")
+
+
+def test_shell_timeout_bounds_each_reply_while_informs_keep_coming(chatty_device):
+    # Its ?help at startup (for completion) chatters and never replies, ?stuck stays silent
+    # while the #log informs come: each ends after its --timeout.
+    result = run_program(SHELL + ["--timeout", "0.5", chatty_device.address],
+                         input_text="watchdog\nstuck\n", timeout=WAIT)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "!watchdog ok\n" in result.stdout
+    assert "*** no reply to ?stuck within 0.5 seconds\n" in result.stdout
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize("timeout", ["inf", "1e300"])
+def test_timeout_inf_waits_without_limit(example_server, timeout):
+    # It passed the option's check, then ended in an OverflowError traceback.
+    result = run_program(CMD + ["--timeout", timeout, example_server, "watchdog"])
+    assert (result.returncode, result.stdout, result.stderr) == (0, "!watchdog ok\n", "")
+    result = run_program(SHELL + ["--timeout", timeout, example_server],
+                         input_text="watchdog\n")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.endswith("!watchdog ok\n")
 
 
 def test_piped_shell_connection_lost_exits_2(device):

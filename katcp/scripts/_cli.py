@@ -141,13 +141,16 @@ def split_command_line(argv: Sequence[str], value_options: Iterable[str],
 
 
 def seconds(text: str) -> float:
-    """Argument type: a number of seconds above 0."""
+    """Argument type: a number of seconds above 0; ``inf`` (or more than a thread can wait,
+    :data:`threading.TIMEOUT_MAX`) is no limit, as for every katcp timeout (see
+    :func:`katcp.loop.crossing.thread_wait_timeout`)."""
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
     if not value > 0:
-        raise argparse.ArgumentTypeError("expected a number of seconds above 0, got %r" % text)
+        raise argparse.ArgumentTypeError(
+            "expected a number of seconds above 0 (or inf), got %r" % text)
     return value
 
 

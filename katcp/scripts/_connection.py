@@ -11,9 +11,11 @@ import os
 import re
 import socket
 import textwrap
+import time
 from typing import Iterable, List, Mapping, Optional, Tuple
 
 from katcp.core import KatcpSyntaxError, Message, MessageParser, ProtocolFlags
+from katcp.loop.crossing import thread_wait_timeout
 from katcp.transport.framing import LineFramer
 from katcp.wire.flags import SEC_TS_KATCP_MAJOR
 from katcp.wire.text import readable
@@ -141,12 +143,54 @@ def typed_arguments(words: Iterable[str]) -> List[bytes]:
     return [word.encode("utf-8", "surrogateescape") for word in words]
 
 
+class Deadline:
+    """The end of a wait made of several blocking waits: for the reply to a request,
+    however many informs come first.
+
+    A timeout given to each wait would start again with every line the device sends: a
+    device that logs now and then, or reports progress on the request, would never time
+    out.
+
+    Parameters
+    ----------
+    timeout : float or None
+        Seconds from now; None or ``inf`` (more than a thread can wait) for no limit.
+    """
+
+    def __init__(self, timeout: Optional[float]):
+        bound = thread_wait_timeout(timeout)
+        self._end = None if bound is None else time.monotonic() + bound
+
+    def remaining(self) -> Optional[float]:
+        """Seconds left, the timeout of the next wait (None: no limit).
+
+        Raises
+        ------
+        ReplyTimeout
+            If the deadline has passed.
+        """
+        if self._end is None:
+            return None
+        left = self._end - time.monotonic()
+        if left <= 0:
+            raise ReplyTimeout()
+        return left
+
+
 class LineConnection:
-    """Blocking KATCP connection: send messages, read parsed messages with a deadline."""
+    """Blocking KATCP connection: send messages, read parsed messages with a deadline.
+
+    Parameters
+    ----------
+    address : tuple of (str, int)
+        The device's host and port.
+    timeout : float or None
+        Seconds to wait for the connection (None or ``inf``: no limit).
+    """
 
     def __init__(self, address, timeout):
         try:
-            self._sock = socket.create_connection(address, timeout=timeout)
+            self._sock = socket.create_connection(address, timeout=thread_wait_timeout(timeout))
         except OSError as exc:
             raise ConnectionFailed("cannot connect to %s:%d: %s" % (address + (exc,)))
         log.info("connected to %s:%d", *address)
@@ -176,15 +220,19 @@ class LineConnection:
         except OSError as exc:
             raise ConnectionFailed("connection lost while sending: %s" % exc)
 
-    def set_timeout(self, timeout: Optional[float]) -> None:
-        self._sock.settimeout(timeout)
+    def read_line(self, deadline: Optional[Deadline] = None) -> bytes:
+        """Return the next non-empty raw line (without terminator).
 
-    def read_line(self) -> bytes:
-        """Return the next non-empty raw line (without terminator)."""
+        Parameters
+        ----------
+        deadline : Deadline or None
+            When to stop waiting (None: never), with :class:`ReplyTimeout`.
+        """
         while not self._lines:
             if self._framer.overflow:
                 raise ConnectionFailed("line from the server longer than %d bytes" % MAX_LINE)
             try:
+                self._sock.settimeout(None if deadline is None else deadline.remaining())
                 chunk = self._sock.recv(65536)
             except socket.timeout:
                 raise ReplyTimeout()
@@ -197,9 +245,13 @@ class LineConnection:
         log.debug("received %s", readable(line))
         return line
 
-    def read_message(self) -> Tuple[bytes, Optional[Message]]:
-        """Return ``(raw_line, Message or None)``; None for a line that does not parse."""
-        line = self.read_line()
+    def read_message(self, deadline: Optional[Deadline] = None
+                     ) -> Tuple[bytes, Optional[Message]]:
+        """Return ``(raw_line, Message or None)``; None for a line that does not parse.
+
+        `deadline` is as for :meth:`read_line`.
+        """
+        line = self.read_line(deadline)
         try:
             msg = self._parser.parse(line)
         except KatcpSyntaxError:

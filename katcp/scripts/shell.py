@@ -18,12 +18,13 @@ import sys
 import threading
 from typing import Any, List, Optional, Tuple
 
+from katcp.loop.crossing import thread_wait_timeout
 from katcp.sampling import SampleStrategy
 from katcp.scripts._cli import (
     EXIT_CONNECTION, EXIT_FAIL, EXIT_OK, EXIT_PIPE, ToolError, ToolParser, add_logging_options,
     configure_logging, discard_stdout, exit_status_text, run_tool, seconds)
 from katcp.scripts._connection import (
-    ADDRESS_EXAMPLE, DEFAULT_ENV_VAR, ConnectionFailed, LineConnection, ReplyTimeout,
+    ADDRESS_EXAMPLE, DEFAULT_ENV_VAR, ConnectionFailed, Deadline, LineConnection, ReplyTimeout,
     chosen_address, for_people, typed_arguments)
 from katcp.scripts._interrupt import prompt_interrupts
 from katcp.wire.message import Message
@@ -56,7 +57,6 @@ class DeviceSession:
 
     def __init__(self, address, timeout, out):
         self._conn = LineConnection(address, timeout)
-        self._conn.set_timeout(None)
         self.timeout = timeout
         self._out = out
         self._out_lock = threading.Lock()
@@ -125,11 +125,12 @@ class DeviceSession:
         self._drop_stale_responses()
         self._pending_name = name
         try:
+            deadline = Deadline(self.timeout)
             self._conn.send(request)
             informs: List[Message] = []
             while True:
                 try:
-                    msg = self._responses.get(timeout=self.timeout)
+                    msg = self._responses.get(timeout=deadline.remaining())
                 except queue.Empty:
                     raise ReplyTimeout()
                 if msg is None:
@@ -158,7 +159,7 @@ class DeviceSession:
         """Disconnect; the reader thread ends quietly before the socket is closed."""
         self._closing.set()
         self._conn.shutdown()
-        self._reader.join(self.timeout)
+        self._reader.join(thread_wait_timeout(self.timeout))
         self._conn.close()
 
 
@@ -297,8 +298,9 @@ def build_parser() -> ToolParser:
     parser.add_argument("address", nargs="?", metavar="HOST:PORT",
                         help="the device (default: $%s)" % DEFAULT_ENV_VAR)
     parser.add_argument("--timeout", type=seconds, default=5.0, metavar="SECONDS",
-                        help="seconds to wait for the connection and for each reply "
-                             "(default: %(default)s)")
+                        help="seconds to wait for the connection, then for each reply "
+                             "however many informs come first (inf: no limit; default: "
+                             "%(default)s)")
     add_logging_options(parser)
     return parser
 
