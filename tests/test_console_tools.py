@@ -2,7 +2,7 @@
 127.0.0.1, in pipes and in a terminal (a pseudo-terminal), as a user would meet them.
 
 Exit statuses: 0 success, 1 a request failed, 2 network trouble, 64 usage error,
-130 Ctrl-C, 141 output pipe closed.
+74 output cannot be written, 130 Ctrl-C, 141 output pipe closed.
 """
 
 import contextlib
@@ -371,10 +371,10 @@ def test_a_bad_katcp_server_variable_is_named():
 
 
 @pytest.mark.parametrize("tool, codes", [
-    ("katcp-cmd", ["0", "1", "2", "64", "130", "141"]),
-    ("katcp-shell", ["0", "1", "2", "64", "130", "141"]),
-    ("katcp-exampleserver", ["0", "2", "64", "130"]),
-    ("katcp-web", ["0", "2", "64", "130"]),
+    ("katcp-cmd", ["0", "1", "2", "64", "74", "130", "141"]),
+    ("katcp-shell", ["0", "1", "2", "64", "74", "130", "141"]),
+    ("katcp-exampleserver", ["0", "2", "64", "74", "130"]),
+    ("katcp-web", ["0", "2", "64", "74", "130"]),
 ])
 def test_help_documents_the_exit_statuses(tool, codes):
     result = run_program(MODULES[tool] + ["--help"])
@@ -600,6 +600,63 @@ def test_watch_ends_when_its_reader_stops_reading(example_server):
             proc.kill()
             proc.wait(WAIT)
         proc.stderr.close()
+
+
+# --- output that cannot be written (stdout closed, a full disk): one line, exit 74 ---
+
+def run_with_streams(args, stdout, stderr=subprocess.PIPE, close=(), input_text=None):
+    """Run a Python program with the given stdout and stderr, and the descriptors in
+    `close` closed (as ``>&-`` and ``<&-`` leave them)."""
+    def close_descriptors():
+        for fd in close:
+            os.close(fd)
+    return subprocess.run([sys.executable] + args, stdout=stdout, stderr=stderr,
+                          input=input_text, text=True, cwd=ROOT, env=python_env(),
+                          timeout=30, preexec_fn=close_descriptors)
+
+
+OUTPUT_TOOLS = {
+    "cmd": (CMD + ["{server}", "watchdog"], None),
+    "watch": (CMD + ["--watch", "{server}", "uptime"], None),
+    "shell": (SHELL + ["{server}"], "watchdog\n"),
+    "python-m-katcp": (["-m", "katcp"], None),
+    "exampleserver": (SERVER + ["--port", "0"], None),
+    "web": (WEB + ["{server}", "--listen", "127.0.0.1:0"], None),
+}
+
+
+@pytest.mark.parametrize("tool", sorted(OUTPUT_TOOLS))
+@pytest.mark.parametrize("stdout", ["closed", "full"])
+def test_output_that_cannot_be_written_exits_74_with_one_line(example_server, tool, stdout):
+    # They ended with an AttributeError or OSError traceback and exit status 1.
+    args, input_text = OUTPUT_TOOLS[tool]
+    args = [word.format(server=example_server) for word in args]
+    prog = "python -m katcp" if args == ["-m", "katcp"] else "katcp-" + args[1].rsplit(".")[-1]
+    reason = "stdout is closed" if stdout == "closed" else "No space left on device"
+    with open("/dev/full", "w") as full:
+        if stdout == "closed":
+            result = run_with_streams(args, subprocess.DEVNULL, close=[1], input_text=input_text)
+        else:
+            result = run_with_streams(args, full, input_text=input_text)
+    assert (result.returncode, result.stderr) == (
+        74, "%s: cannot write output: %s\n" % (prog, reason))
+
+
+def test_output_errors_with_stderr_failing_too_keep_their_status(example_server):
+    # Python flushes stdout and stderr at exit: what they still held turned 74 into 120.
+    with open("/dev/full", "w") as full:
+        result = run_with_streams(CMD + [example_server, "watchdog"], full, full)
+    assert result.returncode == 74
+
+
+# --- the shell with stdin closed (<&-): no input, as from /dev/null ---
+
+@pytest.mark.parametrize("args", [SHELL, CMD + ["--interactive"]], ids=["shell", "cmd"])
+def test_shell_with_stdin_closed_has_no_input(example_server, args):
+    # It ended with an AttributeError traceback and exit status 1.
+    result = run_with_streams(args + [example_server], subprocess.PIPE, close=[0])
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith("#version-connect ")
 
 
 # --- the shell fed from a pipe: exit status, and a quiet end ---

@@ -8,6 +8,7 @@ Exit codes (the same meaning in every tool; each tool's ``--help`` lists those i
 1   a request failed (reply ``fail`` or ``invalid``)
 2   network: cannot connect or listen, connection lost, or no reply in time
 64  usage error: the command line is wrong (``EX_USAGE`` of ``sysexits.h``)
+74  the output cannot be written: stdout closed, a full disk (``EX_IOERR``)
 130 interrupted by Ctrl-C (128 + SIGINT)
 141 the output pipe was closed by its reader (128 + SIGPIPE, as for ``yes | head``)
 === ==========================================================================
@@ -19,7 +20,8 @@ import logging
 import os
 import sys
 import textwrap
-from typing import Any, Callable, Iterable, List, Mapping, NoReturn, Optional, Sequence, Set, Tuple
+from typing import (
+    Any, Callable, Iterable, List, Mapping, NoReturn, Optional, Sequence, Set, TextIO, Tuple)
 
 from katcp.scripts import TOOLS
 from katcp.scripts._connection import AddressError, check_address
@@ -29,6 +31,7 @@ EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_CONNECTION = 2
 EXIT_USAGE = 64
+EXIT_IOERR = 74
 EXIT_INTERRUPTED = 130
 EXIT_PIPE = 141
 
@@ -84,6 +87,7 @@ class ToolParser(argparse.ArgumentParser):
 def exit_status_text(specific: Mapping[int, str]) -> str:
     """The "exit status" section of a tool's ``--help``: its own codes and the common ones."""
     meanings = {EXIT_USAGE: "usage error: the command line is wrong",
+                EXIT_IOERR: "cannot write the output (stdout closed, a full disk)",
                 EXIT_INTERRUPTED: "interrupted by Ctrl-C"}
     meanings.update(specific)
     return "exit status:\n" + "".join(
@@ -203,15 +207,28 @@ def cannot_listen(host: str, port: int, exc: OSError) -> ToolError:
         host or "all interfaces", port, exc.strerror or exc, hint))
 
 
-def discard_stdout() -> None:
-    """Point stdout at the null device once its reader has gone.
-
-    Python flushes stdout at exit; into a closed pipe that would fail again and print
-    "Exception ignored ... BrokenPipeError".
-    """
+def _discard(stream: TextIO) -> None:
+    # Point a standard stream that failed at the null device: Python flushes it at exit,
+    # where what is left in its buffer would fail again, print "Exception ignored ...",
+    # and turn the exit status into 120.
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # a stream that a caller put in its place
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, fd)
     os.close(devnull)
+
+
+def _tell(text: str) -> None:
+    # To stderr, if there is one that takes it: else the exit status says it alone.
+    if sys.stderr is None:
+        return
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except OSError:
+        _discard(sys.stderr)
 
 
 def _tolerate_any_text() -> None:
@@ -231,7 +248,10 @@ def run_tool(prog: str, body: Callable[[Optional[List[str]]], int],
     """Run a tool's `body` and turn the ways it can end into exit statuses, tracebacks never.
 
     Text that the standard streams' encoding cannot hold is written escaped
-    (``backslashreplace``) and read as surrogate escapes, from here on.
+    (``backslashreplace``) and read as surrogate escapes, from here on. Output that cannot
+    be written ends the tool: with :data:`EXIT_PIPE` for a pipe that its reader closed,
+    quietly, as ``SIGPIPE`` would; with :data:`EXIT_IOERR` and a message otherwise (stdout
+    closed, a full disk). Its errors go to stderr if it takes them.
 
     Parameters
     ----------
@@ -247,17 +267,30 @@ def run_tool(prog: str, body: Callable[[Optional[List[str]]], int],
     status : int
     """
     _tolerate_any_text()
+    if sys.stdout is None:
+        # Closed (>&-): Python has no stream for it, and its descriptor may be the next
+        # socket opened, so nothing may write there.
+        _tell("%s: cannot write output: stdout is closed\n" % prog)
+        return EXIT_IOERR
     try:
-        return body(argv)
+        try:
+            return body(argv)
+        finally:
+            # Here rather than at exit, where a failure is only "Exception ignored".
+            sys.stdout.flush()
     except ToolError as exc:
-        sys.stderr.write("%s: %s\n" % (prog, exc))
+        _tell("%s: %s\n" % (prog, exc))
         return exc.status
     except KeyboardInterrupt:
         # The terminal has echoed ^C; end its line so that the shell prompt starts afresh.
-        if sys.stderr.isatty():
-            sys.stderr.write("\n")
+        if sys.stderr is not None and sys.stderr.isatty():
+            _tell("\n")
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # Only stdout can raise it here: socket errors are ConnectionFailed by then.
-        discard_stdout()
-        return EXIT_PIPE
+    except OSError as exc:
+        # Only stdout can raise it here: socket errors are ConnectionFailed by then, and
+        # failures to listen ToolError.
+        _discard(sys.stdout)
+        if isinstance(exc, BrokenPipeError):
+            return EXIT_PIPE
+        _tell("%s: cannot write output: %s\n" % (prog, exc.strerror or exc))
+        return EXIT_IOERR

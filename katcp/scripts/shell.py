@@ -10,6 +10,7 @@ exit status tells whether they all succeeded.
 import argparse
 import cmd
 import contextlib
+import io
 import os
 import queue
 import shlex
@@ -22,7 +23,7 @@ from katcp.loop.crossing import thread_wait_timeout
 from katcp.sampling import SampleStrategy
 from katcp.scripts._cli import (
     EXIT_CONNECTION, EXIT_FAIL, EXIT_OK, EXIT_PIPE, ToolError, ToolParser, add_logging_options,
-    configure_logging, discard_stdout, exit_status_text, run_tool, seconds)
+    configure_logging, exit_status_text, run_tool, seconds)
 from katcp.scripts._connection import (
     ADDRESS_EXAMPLE, DEFAULT_ENV_VAR, ConnectionFailed, Deadline, LineConnection, ReplyTimeout,
     chosen_address, for_people, typed_arguments)
@@ -64,7 +65,8 @@ class DeviceSession:
         self._responses: "queue.Queue[Optional[Message]]" = queue.Queue()
         self._closing = threading.Event()
         self.lost = threading.Event()
-        self.output_closed = False
+        # Why the output cannot be written (a closed pipe, a full disk), once it cannot.
+        self.output_error: Optional[OSError] = None
         self._reader = threading.Thread(target=self._read_loop, name="katcp-shell-reader",
                                         daemon=True)
         self._reader.start()
@@ -93,21 +95,23 @@ class DeviceSession:
 
     @property
     def ended(self) -> bool:
-        """Whether the connection was lost or nobody reads the output any more."""
-        return self.lost.is_set() or self.output_closed
+        """Whether the connection was lost or the output cannot be written any more."""
+        return self.lost.is_set() or self.output_error is not None
 
     def show(self, msg: Message) -> None:
         self.show_text(for_people(msg))
 
     def show_text(self, text: str) -> None:
         with self._out_lock:
-            if self.output_closed:
+            if self.output_error is not None:
                 return
             try:
                 self._out.write(text + "\n")
                 self._out.flush()
-            except BrokenPipeError:
-                self.output_closed = True
+            except OSError as exc:
+                # Raised here, in the reader thread, it would be taken for the connection's
+                # end: the session ends, and the main thread reports it (run()).
+                self.output_error = exc
 
     def request(self, name: str, *args: Any, show: bool = True) -> Tuple[Message, List[Message]]:
         """Send a request; return ``(reply, informs)``.
@@ -315,9 +319,11 @@ def run(parser: argparse.ArgumentParser, address: Optional[Tuple[str, int]],
         session = DeviceSession(address, timeout, sys.stdout)
     except ConnectionFailed as exc:
         raise ToolError(EXIT_CONNECTION, str(exc))
-    interactive = sys.stdin.isatty()
+    # A closed stdin (<&-) has no stream: no input, as from /dev/null.
+    stdin = sys.stdin if sys.stdin is not None else io.StringIO()
+    interactive = stdin.isatty()
     readline = _setup_readline() if interactive else None
-    shell = KatcpShell(session, stdin=None if interactive else sys.stdin)
+    shell = KatcpShell(session, stdin=None if interactive else stdin)
     if interactive:
         shell.intro = "Connected to %s:%d. Type a request (e.g. 'help'), Tab completes, " \
                       "'quit' leaves." % address
@@ -332,9 +338,8 @@ def run(parser: argparse.ArgumentParser, address: Optional[Tuple[str, int]],
         if readline is not None:
             with contextlib.suppress(OSError):
                 readline.write_history_file(HISTORY_FILE)
-    if session.output_closed:
-        discard_stdout()
-        return EXIT_PIPE
+    if session.output_error is not None:
+        raise session.output_error  # for run_tool, which tells a closed pipe from the rest
     if session.lost.is_set():
         return EXIT_CONNECTION
     return EXIT_OK if interactive else shell.status

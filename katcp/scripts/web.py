@@ -52,10 +52,10 @@ async def _serve(opts) -> int:
         web.start()
     except OSError as exc:
         raise cannot_listen(opts.listen[0], opts.listen[1], exc)
-    print("katcp-web serving %s for %s:%d%s" % (
-        web.url, opts.device[0], opts.device[1], " (control enabled)" if opts.control else ""),
-        flush=True)
     try:
+        print("katcp-web serving %s for %s:%d%s" % (
+            web.url, opts.device[0], opts.device[1],
+            " (control enabled)" if opts.control else ""), flush=True)
         return EXIT_INTERRUPTED if await stopped_by == signal.SIGINT else EXIT_OK
     finally:
         web.stop()
