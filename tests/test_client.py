@@ -425,6 +425,8 @@ def test_request_check(blocking):
 
 def test_address_to_string():
     assert address_to_string(("127.0.0.1", 7147)) == "127.0.0.1:7147"
+    # In brackets, as addresses are read back (katcp-cmd's HOST:PORT, URLs).
+    assert address_to_string(("::1", 7147)) == "[::1]:7147"
 
 
 # -- v4 servers and protocol detection ------------------------------------------------

@@ -330,6 +330,9 @@ def test_python_m_katcp_names_the_version_and_every_installed_tool():
      "expected HOST:PORT, such as localhost:5000"),
     (CMD + ["localhost:", "help"], "bad address 'localhost:': port '' is not a number"),
     (CMD + ["::1:5000", "help"], "an IPv6 host needs brackets ([::1]:5000)"),
+    (CMD + ["[::1]", "help"], "bad address '[::1]': no port;"),
+    (CMD + ["[::1]]:5000", "help"], "bad address '[::1]]:5000': ']:5000' after the host's ']'"),
+    (CMD + ["[::1:5000", "help"], "no ']' after the IPv6 host"),
     (CMD + ["localhost", "help"],
      "katcp-cmd: error: no server address: give HOST:PORT (for example localhost:5000) "
      "before the request, or set KATCP_SERVER ('localhost' was taken as the request name)"),
@@ -348,6 +351,7 @@ def test_python_m_katcp_names_the_version_and_every_installed_tool():
     (SHELL + [], "katcp-shell: error: no server address: give HOST:PORT"),
     (SHELL + ["127.0.0.1:5000", "extra"], "unrecognized arguments: extra"),
     (SERVER + ["--port", "99999"], "expected a port number from 0 (any free port) to 65535"),
+    (SERVER + ["--host", "[::1"], "argument --host: expected a host name or an IP address"),
     (WEB + ["localhost"], "katcp-web: error: argument HOST:PORT: bad address 'localhost': "
                           "no port; expected HOST:PORT"),
     (WEB + ["127.0.0.1:5000", "--listen", "127.0.0.1:70000"],
@@ -389,9 +393,32 @@ def test_addresses_are_read_as_documented():
     assert check_address(":5000") == ("127.0.0.1", 5000)
     assert check_address("[::1]:7147") == ("::1", 7147)
     assert check_address("0.0.0.0:0", any_port=True) == ("0.0.0.0", 0)
-    for text in ("host:0", "host", "host:5 000", "ho st:5000", "[::1:5000", "host:+5"):
+    for text in ("host:0", "host", "host:5 000", "ho st:5000", "[::1:5000", "host:+5",
+                 "[::1]", "[::1]]:5000", "[::1]5000", "[]:5000", "[[::1]]:5000", "a]:5000"):
         with pytest.raises(ValueError, match="bad address"):
             check_address(text)
+
+
+def test_ipv6_addresses_are_written_as_the_tools_read_them(unused_ipv6_port):
+    # They were written without brackets (::1:5000), which the tools then refused.
+    server = BackgroundProcess(SERVER + ["--host", "[::1]", "--port", "0"])
+    try:
+        address = server.wait_for_line(r"listening on (\S+)$").group(1)
+        assert re.fullmatch(r"\[::1\]:\d+", address)
+        result = run_program(CMD + [address, "watchdog"])
+        assert (result.returncode, result.stdout) == (0, "!watchdog ok\n")
+    finally:
+        server.stop()
+    result = run_program(CMD + ["[::1]:%d" % unused_ipv6_port, "watchdog"])
+    assert result.returncode == 2
+    assert result.stderr.startswith("katcp-cmd: cannot connect to [::1]:%d: " % unused_ipv6_port)
+
+
+@pytest.fixture
+def unused_ipv6_port():
+    with socket.socket(socket.AF_INET6) as sock:
+        sock.bind(("::1", 0))
+        return sock.getsockname()[1]
 
 
 # --- network errors of the servers: one line, exit 2 ---

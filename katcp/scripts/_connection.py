@@ -14,6 +14,7 @@ import textwrap
 import time
 from typing import Iterable, List, Mapping, Optional, Tuple
 
+from katcp.client.lifecycle import address_to_string
 from katcp.core import KatcpSyntaxError, Message, MessageParser, ProtocolFlags
 from katcp.loop.crossing import thread_wait_timeout
 from katcp.transport.framing import LineFramer
@@ -54,7 +55,8 @@ def check_address(text: str, any_port: bool = False, form: str = "HOST:PORT"
     Parameters
     ----------
     text : str
-        ``host:port``, ``:port`` (127.0.0.1) or ``[ipv6]:port``.
+        ``host:port``, ``:port`` (127.0.0.1) or ``[ipv6]:port`` (the form in which
+        :func:`~katcp.client.lifecycle.address_to_string` writes an address).
     any_port : bool
         Accept port 0 (any free port: for an address to listen on).
     form : str
@@ -69,13 +71,26 @@ def check_address(text: str, any_port: bool = False, form: str = "HOST:PORT"
     AddressError
         If `text` is not such an address; the message says what is wrong.
     """
-    host, colon, port = text.rpartition(":")
-    if not colon:
-        raise AddressError(text, "no port", form)
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host or "[" in host or "]" in host:
-        raise AddressError(text, "an IPv6 host needs brackets ([::1]:5000)", form)
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket:
+            raise AddressError(text, "no ']' after the IPv6 host", form)
+        if not host:
+            raise AddressError(text, "no host between the brackets", form)
+        if not rest:
+            raise AddressError(text, "no port", form)
+        if not rest.startswith(":"):
+            raise AddressError(text, "%r after the host's ']' (expected ':PORT')" % rest, form)
+        port = rest[1:]
+    else:
+        host, colon, port = text.rpartition(":")
+        if not colon:
+            raise AddressError(text, "no port", form)
+        if ":" in host:
+            raise AddressError(text, "an IPv6 host needs brackets ([::1]:5000)", form)
+    if "[" in host or "]" in host:
+        raise AddressError(text, "a bracket in the host (an IPv6 host goes in brackets: "
+                                 "[::1]:5000)", form)
     if any(char.isspace() for char in host):
         raise AddressError(text, "spaces in the host", form)
     if not re.fullmatch(r"[0-9]+", port):
@@ -192,8 +207,8 @@ class LineConnection:
         try:
             self._sock = socket.create_connection(address, timeout=thread_wait_timeout(timeout))
         except OSError as exc:
-            raise ConnectionFailed("cannot connect to %s:%d: %s" % (address + (exc,)))
-        log.info("connected to %s:%d", *address)
+            raise ConnectionFailed("cannot connect to %s: %s" % (address_to_string(address), exc))
+        log.info("connected to %s", address_to_string(address))
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._parser = MessageParser()
         self._framer = LineFramer(MAX_LINE)

@@ -19,6 +19,7 @@ import sys
 import threading
 from typing import Any, List, Optional, Tuple
 
+from katcp.client.lifecycle import address_to_string
 from katcp.loop.crossing import thread_wait_timeout
 from katcp.sampling import SampleStrategy
 from katcp.scripts._cli import (
@@ -325,8 +326,8 @@ def run(parser: argparse.ArgumentParser, address: Optional[Tuple[str, int]],
     readline = _setup_readline() if interactive else None
     shell = KatcpShell(session, stdin=None if interactive else stdin)
     if interactive:
-        shell.intro = "Connected to %s:%d. Type a request (e.g. 'help'), Tab completes, " \
-                      "'quit' leaves." % address
+        shell.intro = "Connected to %s. Type a request (e.g. 'help'), Tab completes, " \
+                      "'quit' leaves." % address_to_string(address)
     else:
         shell.intro = shell.prompt = ""
     try:

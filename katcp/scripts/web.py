@@ -9,6 +9,7 @@ import asyncio
 import signal
 from typing import List, Optional
 
+from katcp.client.lifecycle import address_to_string
 from katcp.loop import policy
 from katcp.scripts._cli import (
     EXIT_CONNECTION, EXIT_INTERRUPTED, EXIT_OK, ToolParser, add_logging_options, address_type,
@@ -53,8 +54,8 @@ async def _serve(opts) -> int:
     except OSError as exc:
         raise cannot_listen(opts.listen[0], opts.listen[1], exc)
     try:
-        print("katcp-web serving %s for %s:%d%s" % (
-            web.url, opts.device[0], opts.device[1],
+        print("katcp-web serving %s for %s%s" % (
+            web.url, address_to_string(opts.device),
             " (control enabled)" if opts.control else ""), flush=True)
         return EXIT_INTERRUPTED if await stopped_by == signal.SIGINT else EXIT_OK
     finally:
