@@ -357,6 +357,13 @@ def test_python_m_katcp_names_the_version_and_every_installed_tool():
     (WEB + ["127.0.0.1:5000", "--listen", "127.0.0.1:70000"],
      "argument --listen: bad address '127.0.0.1:70000': port 70000 is out of range 0-65535; "
      "expected ADDR:PORT"),
+    (WEB + ["127.0.0.1:5000", "--strategy", "bogus"],
+     "katcp-web: error: argument --strategy: Unknown strategy name: bogus. Known: auto, "
+     "differential, differential-rate, event, event-rate, none, period."),
+    (WEB + ["127.0.0.1:5000", "--strategy", "period"],
+     "katcp-web: error: argument --strategy: The 'period' strategy takes 1 parameter, 0 given."),
+    (WEB + ["127.0.0.1:5000", "--strategy", "event 1"],
+     "argument --strategy: The 'event' strategy takes 0 parameters, 1 given."),
     (["-m", "katcp", "extra"], "python -m katcp: error: unrecognized arguments: extra"),
 ])
 def test_usage_errors_exit_64_with_one_line(args, expected):
