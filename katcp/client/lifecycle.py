@@ -39,12 +39,8 @@ _WARN_EVERY_FAILURES = 5
 _STOPPED = "Client stopped: start() it again before calling it from another thread"
 
 
-def address_to_string(addr_tuple: Tuple[str, Any]) -> str:
-    """Format a (host, port) tuple as ``'host:port'``, an IPv6 host in brackets.
-
-    The brackets make the text an address again (``[::1]:5000``, as URLs and the
-    ``address`` KATCP type write it): without them the host's last colon would read as
-    the port's.
+def address_to_string(addr_tuple: Tuple[str, int]) -> str:
+    """Format a (host, port) tuple as ``'host:port'``.
 
     Parameters
     ----------
@@ -56,10 +52,7 @@ def address_to_string(addr_tuple: Tuple[str, Any]) -> str:
     address : str
 
     """
-    host, port = addr_tuple
-    if ":" in str(host):
-        return "[%s]:%s" % (host, port)
-    return "%s:%s" % (host, port)
+    return "%s:%s" % tuple(addr_tuple)
 
 
 def reconnect_backoff(delay_initial: float) -> ExponentialRandomBackoff:

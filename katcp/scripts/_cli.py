@@ -23,9 +23,8 @@ import textwrap
 from typing import (
     Any, Callable, Iterable, List, Mapping, NoReturn, Optional, Sequence, Set, TextIO, Tuple)
 
-from katcp.client.lifecycle import address_to_string
 from katcp.scripts import TOOLS
-from katcp.scripts._connection import AddressError, check_address
+from katcp.scripts._connection import AddressError, check_address, shown_address
 from katcp.version import __version__
 
 EXIT_OK = 0
@@ -205,7 +204,7 @@ def cannot_listen(host: str, port: int, exc: OSError) -> ToolError:
     if exc.errno == errno.EADDRINUSE:
         hint = " (another program has it: choose another port, or port 0 for any free one)"
     return ToolError(EXIT_CONNECTION, "cannot listen on %s: %s%s" % (
-        address_to_string((host or "all interfaces", port)), exc.strerror or exc, hint))
+        shown_address((host or "all interfaces", port)), exc.strerror or exc, hint))
 
 
 def _discard(stream: TextIO) -> None:

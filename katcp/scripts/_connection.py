@@ -12,9 +12,8 @@ import re
 import socket
 import textwrap
 import time
-from typing import Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
-from katcp.client.lifecycle import address_to_string
 from katcp.core import KatcpSyntaxError, Message, MessageParser, ProtocolFlags
 from katcp.loop.crossing import thread_wait_timeout
 from katcp.transport.framing import LineFramer
@@ -48,6 +47,25 @@ class AddressError(ValueError):
             text, reason, form, ADDRESS_EXAMPLE))
 
 
+def shown_address(address: Tuple[str, Any]) -> str:
+    """``host:port`` as the tools read it back: an IPv6 host in brackets (``[::1]:5000``).
+
+    Parameters
+    ----------
+    address : tuple of (str, int or str)
+
+    Returns
+    -------
+    text : str
+    """
+    host, port = address
+    # Not katcp.client.address_to_string, which writes ::1:5000 as 0.9.3 did: a text in
+    # which the host's last colon reads as the port's.
+    if ":" in str(host):
+        return "[%s]:%s" % (host, port)
+    return "%s:%s" % (host, port)
+
+
 def check_address(text: str, any_port: bool = False, form: str = "HOST:PORT"
                   ) -> Tuple[str, int]:
     """Split ``HOST:PORT`` into ``(host, port)``.
@@ -56,7 +74,7 @@ def check_address(text: str, any_port: bool = False, form: str = "HOST:PORT"
     ----------
     text : str
         ``host:port``, ``:port`` (127.0.0.1) or ``[ipv6]:port`` (the form in which
-        :func:`~katcp.client.lifecycle.address_to_string` writes an address).
+        :func:`shown_address` writes an address).
     any_port : bool
         Accept port 0 (any free port: for an address to listen on).
     form : str
@@ -207,8 +225,8 @@ class LineConnection:
         try:
             self._sock = socket.create_connection(address, timeout=thread_wait_timeout(timeout))
         except OSError as exc:
-            raise ConnectionFailed("cannot connect to %s: %s" % (address_to_string(address), exc))
-        log.info("connected to %s", address_to_string(address))
+            raise ConnectionFailed("cannot connect to %s: %s" % (shown_address(address), exc))
+        log.info("connected to %s", shown_address(address))
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._parser = MessageParser()
         self._framer = LineFramer(MAX_LINE)

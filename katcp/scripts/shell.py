@@ -19,7 +19,6 @@ import sys
 import threading
 from typing import Any, List, Optional, Tuple
 
-from katcp.client.lifecycle import address_to_string
 from katcp.loop.crossing import thread_wait_timeout
 from katcp.sampling import SampleStrategy
 from katcp.scripts._cli import (
@@ -27,7 +26,7 @@ from katcp.scripts._cli import (
     configure_logging, exit_status_text, run_tool, seconds)
 from katcp.scripts._connection import (
     ADDRESS_EXAMPLE, DEFAULT_ENV_VAR, ConnectionFailed, Deadline, LineConnection, ReplyTimeout,
-    chosen_address, for_people, typed_arguments)
+    chosen_address, for_people, shown_address, typed_arguments)
 from katcp.scripts._interrupt import prompt_interrupts
 from katcp.wire.message import Message
 from katcp.wire.text import readable
@@ -327,7 +326,7 @@ def run(parser: argparse.ArgumentParser, address: Optional[Tuple[str, int]],
     shell = KatcpShell(session, stdin=None if interactive else stdin)
     if interactive:
         shell.intro = "Connected to %s. Type a request (e.g. 'help'), Tab completes, " \
-                      "'quit' leaves." % address_to_string(address)
+                      "'quit' leaves." % shown_address(address)
     else:
         shell.intro = shell.prompt = ""
     try:

@@ -17,9 +17,9 @@ from typing import Any, Callable, Dict, Sequence
 
 import tornado.ioloop
 
-from katcp.client.lifecycle import address_to_string
 from katcp.core import Message, ProtocolFlags, until_any
 from katcp.resource_client import KATCPClientResource
+from katcp.scripts._connection import shown_address
 from katcp.wire.text import readable
 
 log = logging.getLogger("katcp.web")
@@ -107,7 +107,7 @@ class DeviceMonitor:
         self._identity: Dict[str, Any] = {"versions": [], "protocol": None, "flags": []}
         self._connection: Dict[str, Any] = {
             "state": "disconnected", "since": time.time(), "connects": 0, "reconnects": 0,
-            "address": address_to_string(self.address)}
+            "address": shown_address(self.address)}
         self._last_update = None
         self._loop: Any = None
         self._stopped = False
