@@ -26,7 +26,7 @@ import math
 import operator
 import threading
 import weakref
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Type
 
 import tornado.ioloop
 
@@ -204,9 +204,8 @@ class SampleStrategy:
     def __init__(self, inform_callback: InformCallback, sensor: Sensor, *params: Any,
                  ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
         if self.NUM_PARAMS is not None and len(params) != self.NUM_PARAMS:
-            raise ValueError("The '%s' strategy takes %d parameter%s, %d given." % (
-                self.SAMPLING_LOOKUP[self.get_sampling()], self.NUM_PARAMS,
-                "" if self.NUM_PARAMS == 1 else "s", len(params)))
+            raise _parameter_count_error(self.SAMPLING_LOOKUP[self.get_sampling()],
+                                         self.NUM_PARAMS, len(params))
         self._inform_callback = inform_callback
         self._sensor = sensor
         self._params = [as_bytes(p) for p in params]
@@ -251,12 +250,7 @@ class SampleStrategy:
         ValueError
             For an unknown strategy or parameters it cannot use.
         """
-        name = readable(strategyName)
-        strategy_class = _STRATEGY_CLASSES.get(name)
-        if strategy_class is None:
-            # The text of katcp 0.9, which clients may show or match.
-            raise ValueError("Unknown strategy name: %s." % (name,))
-        return strategy_class(inform_callback, sensor, *params, ioloop=ioloop)
+        return _strategy_class(strategyName)(inform_callback, sensor, *params, ioloop=ioloop)
 
     def get_sampling(self) -> int:
         """The Strategy constant for this sampling strategy.
@@ -993,3 +987,42 @@ def wire_strategy(strategy_name: Any, send: Callable[[bytes], None], major: int,
 _STRATEGY_CLASSES = {SampleStrategy.SAMPLING_LOOKUP[cls._SAMPLING]: cls for cls in (
     SampleNone, SampleAuto, SamplePeriod, SampleEvent, SampleDifferential, SampleEventRate,
     SampleDifferentialRate)}
+
+
+def _strategy_class(strategy_name: Any) -> Type[SampleStrategy]:
+    name = readable(strategy_name)
+    strategy_class = _STRATEGY_CLASSES.get(name)
+    if strategy_class is None:
+        # The text of katcp 0.9, which clients may show or match.
+        raise ValueError("Unknown strategy name: %s." % (name,))
+    return strategy_class
+
+
+def _parameter_count_error(name: str, expected: int, given: int) -> ValueError:
+    return ValueError("The '%s' strategy takes %d parameter%s, %d given." % (
+        name, expected, "" if expected == 1 else "s", given))
+
+
+def check_strategy(strategy_name: Any, params: Sequence[Any]) -> None:
+    """Check a strategy's name and the number of its parameters, as a server will.
+
+    It says early what a ``?sensor-sampling`` request would be refused for; the values of
+    the parameters are left to the strategy (a server checks them on a sensor).
+
+    Parameters
+    ----------
+    strategy_name : str or bytes
+        The strategy's KATCP name (``event``, ``period``, ...).
+    params : sequence
+        Its parameters.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name or a wrong number of parameters, with the text of the
+        server's ``fail`` reply.
+    """
+    strategy_class = _strategy_class(strategy_name)
+    expected = strategy_class.NUM_PARAMS
+    if expected is not None and len(params) != expected:
+        raise _parameter_count_error(readable(strategy_name), expected, len(params))

@@ -425,6 +425,7 @@ def test_request_check(blocking):
 
 def test_address_to_string():
     assert address_to_string(("127.0.0.1", 7147)) == "127.0.0.1:7147"
+    assert address_to_string(("::1", 7147)) == "::1:7147"  # as 0.9.3 wrote it
 
 
 # -- v4 servers and protocol detection ------------------------------------------------

@@ -2,7 +2,7 @@
 127.0.0.1, in pipes and in a terminal (a pseudo-terminal), as a user would meet them.
 
 Exit statuses: 0 success, 1 a request failed, 2 network trouble, 64 usage error,
-130 Ctrl-C, 141 output pipe closed.
+74 output cannot be written, 130 Ctrl-C, 141 output pipe closed.
 """
 
 import contextlib
@@ -78,6 +78,56 @@ class HangingServer(ExampleServer):
 @pytest.fixture
 def device():
     server = HangingServer("127.0.0.1", 0)
+    server.start(timeout=WAIT)
+    server.address = "%s:%d" % server.bind_address
+    try:
+        yield server
+    finally:
+        server.stop()
+        server.join(timeout=WAIT)
+
+
+class ChattyServer(ExampleServer):
+    """The example server as a device that never stops talking: a ``#log`` to every client
+    every 50 ms, and requests that never reply: ``?stuck`` in silence, ``?help`` and
+    ``?sensor-sampling`` with an inform of their own every 50 ms."""
+
+    INTERVAL = 0.05
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.address = None
+        self._quiet = threading.Event()
+
+    def start(self, *args, **kwargs):
+        super().start(*args, **kwargs)
+        self._chatter(lambda: self.mass_inform(Message.inform("log", "info", "0", "dev", "polling")))
+
+    def stop(self, *args, **kwargs):
+        self._quiet.set()
+        return super().stop(*args, **kwargs)
+
+    def _chatter(self, say):
+        def loop():
+            while not self._quiet.wait(self.INTERVAL):  # the device's pace, not a sync
+                say()
+        threading.Thread(target=loop, daemon=True).start()
+
+    def request_stuck(self, req, msg):
+        """Never reply."""
+        raise AsyncReply()
+
+    def request_help(self, req, msg):
+        """Report progress for ever, never reply."""
+        self._chatter(lambda: req.inform("progress"))
+        raise AsyncReply()
+
+    request_sensor_sampling = request_help
+
+
+@pytest.fixture
+def chatty_device():
+    server = ChattyServer("127.0.0.1", 0)
     server.start(timeout=WAIT)
     server.address = "%s:%d" % server.bind_address
     try:
@@ -280,13 +330,17 @@ def test_python_m_katcp_names_the_version_and_every_installed_tool():
      "expected HOST:PORT, such as localhost:5000"),
     (CMD + ["localhost:", "help"], "bad address 'localhost:': port '' is not a number"),
     (CMD + ["::1:5000", "help"], "an IPv6 host needs brackets ([::1]:5000)"),
+    (CMD + ["[::1]", "help"], "bad address '[::1]': no port;"),
+    (CMD + ["[::1]]:5000", "help"], "bad address '[::1]]:5000': ']:5000' after the host's ']'"),
+    (CMD + ["[::1:5000", "help"], "no ']' after the IPv6 host"),
     (CMD + ["localhost", "help"],
      "katcp-cmd: error: no server address: give HOST:PORT (for example localhost:5000) "
      "before the request, or set KATCP_SERVER ('localhost' was taken as the request name)"),
     (CMD + ["127.0.0.1:5000"], "katcp-cmd: error: no request given"),
     (CMD + ["--watch", "127.0.0.1:5000"], "katcp-cmd: error: no sensor given"),
     (CMD + ["--timeout", "soon", "127.0.0.1:5000", "help"],
-     "argument --timeout: expected a number of seconds above 0, got 'soon'"),
+     "argument --timeout: expected a number of seconds above 0 (or inf), got 'soon'"),
+    (CMD + ["--timeout", "nan", "127.0.0.1:5000", "help"], "got 'nan'"),
     (CMD + ["--tiemout", "3", "127.0.0.1:5000", "help"], "unrecognized arguments: --tiemout"),
     (CMD + ["--log-level", "chatty", "127.0.0.1:5000", "help"], "unknown log level 'chatty'"),
     (CMD + ["--interactive", "127.0.0.1:5000", "help"], "--interactive takes no request"),
@@ -297,11 +351,19 @@ def test_python_m_katcp_names_the_version_and_every_installed_tool():
     (SHELL + [], "katcp-shell: error: no server address: give HOST:PORT"),
     (SHELL + ["127.0.0.1:5000", "extra"], "unrecognized arguments: extra"),
     (SERVER + ["--port", "99999"], "expected a port number from 0 (any free port) to 65535"),
+    (SERVER + ["--host", "[::1"], "argument --host: expected a host name or an IP address"),
     (WEB + ["localhost"], "katcp-web: error: argument HOST:PORT: bad address 'localhost': "
                           "no port; expected HOST:PORT"),
     (WEB + ["127.0.0.1:5000", "--listen", "127.0.0.1:70000"],
      "argument --listen: bad address '127.0.0.1:70000': port 70000 is out of range 0-65535; "
      "expected ADDR:PORT"),
+    (WEB + ["127.0.0.1:5000", "--strategy", "bogus"],
+     "katcp-web: error: argument --strategy: Unknown strategy name: bogus. Known: auto, "
+     "differential, differential-rate, event, event-rate, none, period."),
+    (WEB + ["127.0.0.1:5000", "--strategy", "period"],
+     "katcp-web: error: argument --strategy: The 'period' strategy takes 1 parameter, 0 given."),
+    (WEB + ["127.0.0.1:5000", "--strategy", "event 1"],
+     "argument --strategy: The 'event' strategy takes 0 parameters, 1 given."),
     (["-m", "katcp", "extra"], "python -m katcp: error: unrecognized arguments: extra"),
 ])
 def test_usage_errors_exit_64_with_one_line(args, expected):
@@ -320,10 +382,10 @@ def test_a_bad_katcp_server_variable_is_named():
 
 
 @pytest.mark.parametrize("tool, codes", [
-    ("katcp-cmd", ["0", "1", "2", "64", "130", "141"]),
-    ("katcp-shell", ["0", "1", "2", "64", "130", "141"]),
-    ("katcp-exampleserver", ["0", "2", "64", "130"]),
-    ("katcp-web", ["0", "2", "64", "130"]),
+    ("katcp-cmd", ["0", "1", "2", "64", "74", "130", "141"]),
+    ("katcp-shell", ["0", "1", "2", "64", "74", "130", "141"]),
+    ("katcp-exampleserver", ["0", "2", "64", "74", "130"]),
+    ("katcp-web", ["0", "2", "64", "74", "130"]),
 ])
 def test_help_documents_the_exit_statuses(tool, codes):
     result = run_program(MODULES[tool] + ["--help"])
@@ -338,9 +400,32 @@ def test_addresses_are_read_as_documented():
     assert check_address(":5000") == ("127.0.0.1", 5000)
     assert check_address("[::1]:7147") == ("::1", 7147)
     assert check_address("0.0.0.0:0", any_port=True) == ("0.0.0.0", 0)
-    for text in ("host:0", "host", "host:5 000", "ho st:5000", "[::1:5000", "host:+5"):
+    for text in ("host:0", "host", "host:5 000", "ho st:5000", "[::1:5000", "host:+5",
+                 "[::1]", "[::1]]:5000", "[::1]5000", "[]:5000", "[[::1]]:5000", "a]:5000"):
         with pytest.raises(ValueError, match="bad address"):
             check_address(text)
+
+
+def test_ipv6_addresses_are_written_as_the_tools_read_them(unused_ipv6_port):
+    # They were written without brackets (::1:5000), which the tools then refused.
+    server = BackgroundProcess(SERVER + ["--host", "[::1]", "--port", "0"])
+    try:
+        address = server.wait_for_line(r"listening on (\S+)$").group(1)
+        assert re.fullmatch(r"\[::1\]:\d+", address)
+        result = run_program(CMD + [address, "watchdog"])
+        assert (result.returncode, result.stdout) == (0, "!watchdog ok\n")
+    finally:
+        server.stop()
+    result = run_program(CMD + ["[::1]:%d" % unused_ipv6_port, "watchdog"])
+    assert result.returncode == 2
+    assert result.stderr.startswith("katcp-cmd: cannot connect to [::1]:%d: " % unused_ipv6_port)
+
+
+@pytest.fixture
+def unused_ipv6_port():
+    with socket.socket(socket.AF_INET6) as sock:
+        sock.bind(("::1", 0))
+        return sock.getsockname()[1]
 
 
 # --- network errors of the servers: one line, exit 2 ---
@@ -551,6 +636,63 @@ def test_watch_ends_when_its_reader_stops_reading(example_server):
         proc.stderr.close()
 
 
+# --- output that cannot be written (stdout closed, a full disk): one line, exit 74 ---
+
+def run_with_streams(args, stdout, stderr=subprocess.PIPE, close=(), input_text=None):
+    """Run a Python program with the given stdout and stderr, and the descriptors in
+    `close` closed (as ``>&-`` and ``<&-`` leave them)."""
+    def close_descriptors():
+        for fd in close:
+            os.close(fd)
+    return subprocess.run([sys.executable] + args, stdout=stdout, stderr=stderr,
+                          input=input_text, text=True, cwd=ROOT, env=python_env(),
+                          timeout=30, preexec_fn=close_descriptors)
+
+
+OUTPUT_TOOLS = {
+    "cmd": (CMD + ["{server}", "watchdog"], None),
+    "watch": (CMD + ["--watch", "{server}", "uptime"], None),
+    "shell": (SHELL + ["{server}"], "watchdog\n"),
+    "python-m-katcp": (["-m", "katcp"], None),
+    "exampleserver": (SERVER + ["--port", "0"], None),
+    "web": (WEB + ["{server}", "--listen", "127.0.0.1:0"], None),
+}
+
+
+@pytest.mark.parametrize("tool", sorted(OUTPUT_TOOLS))
+@pytest.mark.parametrize("stdout", ["closed", "full"])
+def test_output_that_cannot_be_written_exits_74_with_one_line(example_server, tool, stdout):
+    # They ended with an AttributeError or OSError traceback and exit status 1.
+    args, input_text = OUTPUT_TOOLS[tool]
+    args = [word.format(server=example_server) for word in args]
+    prog = "python -m katcp" if args == ["-m", "katcp"] else "katcp-" + args[1].rsplit(".")[-1]
+    reason = "stdout is closed" if stdout == "closed" else "No space left on device"
+    with open("/dev/full", "w") as full:
+        if stdout == "closed":
+            result = run_with_streams(args, subprocess.DEVNULL, close=[1], input_text=input_text)
+        else:
+            result = run_with_streams(args, full, input_text=input_text)
+    assert (result.returncode, result.stderr) == (
+        74, "%s: cannot write output: %s\n" % (prog, reason))
+
+
+def test_output_errors_with_stderr_failing_too_keep_their_status(example_server):
+    # Python flushes stdout and stderr at exit: what they still held turned 74 into 120.
+    with open("/dev/full", "w") as full:
+        result = run_with_streams(CMD + [example_server, "watchdog"], full, full)
+    assert result.returncode == 74
+
+
+# --- the shell with stdin closed (<&-): no input, as from /dev/null ---
+
+@pytest.mark.parametrize("args", [SHELL, CMD + ["--interactive"]], ids=["shell", "cmd"])
+def test_shell_with_stdin_closed_has_no_input(example_server, args):
+    # It ended with an AttributeError traceback and exit status 1.
+    result = run_with_streams(args + [example_server], subprocess.PIPE, close=[0])
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith("#version-connect ")
+
+
 # --- the shell fed from a pipe: exit status, and a quiet end ---
 
 @pytest.mark.parametrize("lines, status", [
@@ -578,6 +720,45 @@ def test_piped_shell_reply_timeout_exits_2(device):
                          input_text="hang\nwatchdog\n")
     assert result.returncode == 2
     assert "*** no reply to ?hang within 0.5 seconds\n!watchdog ok\n" in result.stdout
+
+
+# --- --timeout: one deadline for the reply, however many informs come first ---
+
+@pytest.mark.parametrize("words", [["stuck"], ["help"], ["--watch", "uptime"]],
+                         ids=["other-informs", "own-informs", "watch"])
+def test_cmd_timeout_bounds_the_reply_while_informs_keep_coming(chatty_device, words):
+    # Each line received used to start the timeout again: the tools waited for ever.
+    options, operands = words[:-1], words[-1:]
+    started = time.monotonic()
+    result = run_program(CMD + options + ["--timeout", "0.5", chatty_device.address] + operands,
+                         timeout=WAIT)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == "katcp-cmd: no reply within 0.5 seconds\n"
+    assert time.monotonic() - started < WAIT / 2
+    if words == ["help"]:
+        assert result.stdout.startswith("#help progress\n#help progress\n")
+
+
+def test_shell_timeout_bounds_each_reply_while_informs_keep_coming(chatty_device):
+    # Its ?help at startup (for completion) chatters and never replies, ?stuck stays silent
+    # while the #log informs come: each ends after its --timeout.
+    result = run_program(SHELL + ["--timeout", "0.5", chatty_device.address],
+                         input_text="watchdog\nstuck\n", timeout=WAIT)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "!watchdog ok\n" in result.stdout
+    assert "*** no reply to ?stuck within 0.5 seconds\n" in result.stdout
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize("timeout", ["inf", "1e300"])
+def test_timeout_inf_waits_without_limit(example_server, timeout):
+    # It passed the option's check, then ended in an OverflowError traceback.
+    result = run_program(CMD + ["--timeout", timeout, example_server, "watchdog"])
+    assert (result.returncode, result.stdout, result.stderr) == (0, "!watchdog ok\n", "")
+    result = run_program(SHELL + ["--timeout", timeout, example_server],
+                         input_text="watchdog\n")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.endswith("!watchdog ok\n")
 
 
 def test_piped_shell_connection_lost_exits_2(device):

@@ -11,8 +11,8 @@ from katcp import Sensor
 from katcp.loop.call_queue import CallQueue
 from katcp.sampling import (SampleAuto, SampleDifferential, SampleDifferentialRate,
                             SampleEvent, SampleEventRate, SampleNone, SamplePeriod,
-                            SampleStrategy, format_inform_v4, format_inform_v5,
-                            update_in_ioloop, wire_strategy)
+                            SampleStrategy, check_strategy, format_inform_v4,
+                            format_inform_v5, update_in_ioloop, wire_strategy)
 from katcp.testutils import TimewarpAsyncTestCase
 
 pytestmark = pytest.mark.timeout(30)
@@ -109,6 +109,24 @@ class TestFactory:
     def test_bad_strategies_raise_value_error(self, name, params, message):
         with pytest.raises(ValueError, match=message):
             SampleStrategy.get_strategy(name, lambda s, r: None, make_sensor(), *params)
+
+    @pytest.mark.parametrize("name, params, message", [
+        ("bogus", [], "^Unknown strategy name: bogus\\.$"),
+        (b"none", ["1"], "^The 'none' strategy takes 0 parameters, 1 given\\.$"),
+        ("period", [], "^The 'period' strategy takes 1 parameter, 0 given\\.$"),
+        ("event-rate", ["1"], "takes 2 parameters, 1 given"),
+    ])
+    def test_check_strategy_refuses_as_get_strategy_does(self, name, params, message):
+        # What katcp-web checks its --strategy with, before any device refuses it.
+        with pytest.raises(ValueError, match=message):
+            check_strategy(name, params)
+        with pytest.raises(ValueError, match=message):
+            SampleStrategy.get_strategy(name, lambda s, r: None, make_sensor(), *params)
+
+    @pytest.mark.parametrize("name, params", [
+        ("event", []), ("period", ["x"]), (b"differential-rate", ["1", "2", "3"])])
+    def test_check_strategy_leaves_parameter_values_to_the_strategy(self, name, params):
+        check_strategy(name, params)
 
     @pytest.mark.parametrize("param, threshold", [("2", 2), ("2.0", 2), (b"3.", 3), ("1e2", 100)])
     def test_an_integer_threshold_may_be_written_as_a_whole_float(self, param, threshold):

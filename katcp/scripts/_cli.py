@@ -8,6 +8,7 @@ Exit codes (the same meaning in every tool; each tool's ``--help`` lists those i
 1   a request failed (reply ``fail`` or ``invalid``)
 2   network: cannot connect or listen, connection lost, or no reply in time
 64  usage error: the command line is wrong (``EX_USAGE`` of ``sysexits.h``)
+74  the output cannot be written: stdout closed, a full disk (``EX_IOERR``)
 130 interrupted by Ctrl-C (128 + SIGINT)
 141 the output pipe was closed by its reader (128 + SIGPIPE, as for ``yes | head``)
 === ==========================================================================
@@ -19,16 +20,18 @@ import logging
 import os
 import sys
 import textwrap
-from typing import Any, Callable, Iterable, List, Mapping, NoReturn, Optional, Sequence, Set, Tuple
+from typing import (
+    Any, Callable, Iterable, List, Mapping, NoReturn, Optional, Sequence, Set, TextIO, Tuple)
 
 from katcp.scripts import TOOLS
-from katcp.scripts._connection import AddressError, check_address
+from katcp.scripts._connection import AddressError, check_address, shown_address
 from katcp.version import __version__
 
 EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_CONNECTION = 2
 EXIT_USAGE = 64
+EXIT_IOERR = 74
 EXIT_INTERRUPTED = 130
 EXIT_PIPE = 141
 
@@ -84,6 +87,7 @@ class ToolParser(argparse.ArgumentParser):
 def exit_status_text(specific: Mapping[int, str]) -> str:
     """The "exit status" section of a tool's ``--help``: its own codes and the common ones."""
     meanings = {EXIT_USAGE: "usage error: the command line is wrong",
+                EXIT_IOERR: "cannot write the output (stdout closed, a full disk)",
                 EXIT_INTERRUPTED: "interrupted by Ctrl-C"}
     meanings.update(specific)
     return "exit status:\n" + "".join(
@@ -141,13 +145,16 @@ def split_command_line(argv: Sequence[str], value_options: Iterable[str],
 
 
 def seconds(text: str) -> float:
-    """Argument type: a number of seconds above 0."""
+    """Argument type: a number of seconds above 0; ``inf`` (or more than a thread can wait,
+    :data:`threading.TIMEOUT_MAX`) is no limit, as for every katcp timeout (see
+    :func:`katcp.loop.crossing.thread_wait_timeout`)."""
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
     if not value > 0:
-        raise argparse.ArgumentTypeError("expected a number of seconds above 0, got %r" % text)
+        raise argparse.ArgumentTypeError(
+            "expected a number of seconds above 0 (or inf), got %r" % text)
     return value
 
 
@@ -196,19 +203,32 @@ def cannot_listen(host: str, port: int, exc: OSError) -> ToolError:
     hint = ""
     if exc.errno == errno.EADDRINUSE:
         hint = " (another program has it: choose another port, or port 0 for any free one)"
-    return ToolError(EXIT_CONNECTION, "cannot listen on %s:%d: %s%s" % (
-        host or "all interfaces", port, exc.strerror or exc, hint))
+    return ToolError(EXIT_CONNECTION, "cannot listen on %s: %s%s" % (
+        shown_address((host or "all interfaces", port)), exc.strerror or exc, hint))
 
 
-def discard_stdout() -> None:
-    """Point stdout at the null device once its reader has gone.
-
-    Python flushes stdout at exit; into a closed pipe that would fail again and print
-    "Exception ignored ... BrokenPipeError".
-    """
+def _discard(stream: TextIO) -> None:
+    # Point a standard stream that failed at the null device: Python flushes it at exit,
+    # where what is left in its buffer would fail again, print "Exception ignored ...",
+    # and turn the exit status into 120.
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # a stream that a caller put in its place
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, fd)
     os.close(devnull)
+
+
+def _tell(text: str) -> None:
+    # To stderr, if there is one that takes it: else the exit status says it alone.
+    if sys.stderr is None:
+        return
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except OSError:
+        _discard(sys.stderr)
 
 
 def _tolerate_any_text() -> None:
@@ -228,7 +248,10 @@ def run_tool(prog: str, body: Callable[[Optional[List[str]]], int],
     """Run a tool's `body` and turn the ways it can end into exit statuses, tracebacks never.
 
     Text that the standard streams' encoding cannot hold is written escaped
-    (``backslashreplace``) and read as surrogate escapes, from here on.
+    (``backslashreplace``) and read as surrogate escapes, from here on. Output that cannot
+    be written ends the tool: with :data:`EXIT_PIPE` for a pipe that its reader closed,
+    quietly, as ``SIGPIPE`` would; with :data:`EXIT_IOERR` and a message otherwise (stdout
+    closed, a full disk). Its errors go to stderr if it takes them.
 
     Parameters
     ----------
@@ -244,17 +267,30 @@ def run_tool(prog: str, body: Callable[[Optional[List[str]]], int],
     status : int
     """
     _tolerate_any_text()
+    if sys.stdout is None:
+        # Closed (>&-): Python has no stream for it, and its descriptor may be the next
+        # socket opened, so nothing may write there.
+        _tell("%s: cannot write output: stdout is closed\n" % prog)
+        return EXIT_IOERR
     try:
-        return body(argv)
+        try:
+            return body(argv)
+        finally:
+            # Here rather than at exit, where a failure is only "Exception ignored".
+            sys.stdout.flush()
     except ToolError as exc:
-        sys.stderr.write("%s: %s\n" % (prog, exc))
+        _tell("%s: %s\n" % (prog, exc))
         return exc.status
     except KeyboardInterrupt:
         # The terminal has echoed ^C; end its line so that the shell prompt starts afresh.
-        if sys.stderr.isatty():
-            sys.stderr.write("\n")
+        if sys.stderr is not None and sys.stderr.isatty():
+            _tell("\n")
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # Only stdout can raise it here: socket errors are ConnectionFailed by then.
-        discard_stdout()
-        return EXIT_PIPE
+    except OSError as exc:
+        # Only stdout can raise it here: socket errors are ConnectionFailed by then, and
+        # failures to listen ToolError.
+        _discard(sys.stdout)
+        if isinstance(exc, BrokenPipeError):
+            return EXIT_PIPE
+        _tell("%s: cannot write output: %s\n" % (prog, exc.strerror or exc))
+        return EXIT_IOERR

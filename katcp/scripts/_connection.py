@@ -11,9 +11,11 @@ import os
 import re
 import socket
 import textwrap
-from typing import Iterable, List, Mapping, Optional, Tuple
+import time
+from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
 from katcp.core import KatcpSyntaxError, Message, MessageParser, ProtocolFlags
+from katcp.loop.crossing import thread_wait_timeout
 from katcp.transport.framing import LineFramer
 from katcp.wire.flags import SEC_TS_KATCP_MAJOR
 from katcp.wire.text import readable
@@ -45,6 +47,25 @@ class AddressError(ValueError):
             text, reason, form, ADDRESS_EXAMPLE))
 
 
+def shown_address(address: Tuple[str, Any]) -> str:
+    """``host:port`` as the tools read it back: an IPv6 host in brackets (``[::1]:5000``).
+
+    Parameters
+    ----------
+    address : tuple of (str, int or str)
+
+    Returns
+    -------
+    text : str
+    """
+    host, port = address
+    # Not katcp.client.address_to_string, which writes ::1:5000 as 0.9.3 did: a text in
+    # which the host's last colon reads as the port's.
+    if ":" in str(host):
+        return "[%s]:%s" % (host, port)
+    return "%s:%s" % (host, port)
+
+
 def check_address(text: str, any_port: bool = False, form: str = "HOST:PORT"
                   ) -> Tuple[str, int]:
     """Split ``HOST:PORT`` into ``(host, port)``.
@@ -52,7 +73,8 @@ def check_address(text: str, any_port: bool = False, form: str = "HOST:PORT"
     Parameters
     ----------
     text : str
-        ``host:port``, ``:port`` (127.0.0.1) or ``[ipv6]:port``.
+        ``host:port``, ``:port`` (127.0.0.1) or ``[ipv6]:port`` (the form in which
+        :func:`shown_address` writes an address).
     any_port : bool
         Accept port 0 (any free port: for an address to listen on).
     form : str
@@ -67,13 +89,26 @@ def check_address(text: str, any_port: bool = False, form: str = "HOST:PORT"
     AddressError
         If `text` is not such an address; the message says what is wrong.
     """
-    host, colon, port = text.rpartition(":")
-    if not colon:
-        raise AddressError(text, "no port", form)
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host or "[" in host or "]" in host:
-        raise AddressError(text, "an IPv6 host needs brackets ([::1]:5000)", form)
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket:
+            raise AddressError(text, "no ']' after the IPv6 host", form)
+        if not host:
+            raise AddressError(text, "no host between the brackets", form)
+        if not rest:
+            raise AddressError(text, "no port", form)
+        if not rest.startswith(":"):
+            raise AddressError(text, "%r after the host's ']' (expected ':PORT')" % rest, form)
+        port = rest[1:]
+    else:
+        host, colon, port = text.rpartition(":")
+        if not colon:
+            raise AddressError(text, "no port", form)
+        if ":" in host:
+            raise AddressError(text, "an IPv6 host needs brackets ([::1]:5000)", form)
+    if "[" in host or "]" in host:
+        raise AddressError(text, "a bracket in the host (an IPv6 host goes in brackets: "
+                                 "[::1]:5000)", form)
     if any(char.isspace() for char in host):
         raise AddressError(text, "spaces in the host", form)
     if not re.fullmatch(r"[0-9]+", port):
@@ -141,15 +176,57 @@ def typed_arguments(words: Iterable[str]) -> List[bytes]:
     return [word.encode("utf-8", "surrogateescape") for word in words]
 
 
+class Deadline:
+    """The end of a wait made of several blocking waits: for the reply to a request,
+    however many informs come first.
+
+    A timeout given to each wait would start again with every line the device sends: a
+    device that logs now and then, or reports progress on the request, would never time
+    out.
+
+    Parameters
+    ----------
+    timeout : float or None
+        Seconds from now; None or ``inf`` (more than a thread can wait) for no limit.
+    """
+
+    def __init__(self, timeout: Optional[float]):
+        bound = thread_wait_timeout(timeout)
+        self._end = None if bound is None else time.monotonic() + bound
+
+    def remaining(self) -> Optional[float]:
+        """Seconds left, the timeout of the next wait (None: no limit).
+
+        Raises
+        ------
+        ReplyTimeout
+            If the deadline has passed.
+        """
+        if self._end is None:
+            return None
+        left = self._end - time.monotonic()
+        if left <= 0:
+            raise ReplyTimeout()
+        return left
+
+
 class LineConnection:
-    """Blocking KATCP connection: send messages, read parsed messages with a deadline."""
+    """Blocking KATCP connection: send messages, read parsed messages with a deadline.
+
+    Parameters
+    ----------
+    address : tuple of (str, int)
+        The device's host and port.
+    timeout : float or None
+        Seconds to wait for the connection (None or ``inf``: no limit).
+    """
 
     def __init__(self, address, timeout):
         try:
-            self._sock = socket.create_connection(address, timeout=timeout)
+            self._sock = socket.create_connection(address, timeout=thread_wait_timeout(timeout))
         except OSError as exc:
-            raise ConnectionFailed("cannot connect to %s:%d: %s" % (address + (exc,)))
-        log.info("connected to %s:%d", *address)
+            raise ConnectionFailed("cannot connect to %s: %s" % (shown_address(address), exc))
+        log.info("connected to %s", shown_address(address))
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._parser = MessageParser()
         self._framer = LineFramer(MAX_LINE)
@@ -176,15 +253,19 @@ class LineConnection:
         except OSError as exc:
             raise ConnectionFailed("connection lost while sending: %s" % exc)
 
-    def set_timeout(self, timeout: Optional[float]) -> None:
-        self._sock.settimeout(timeout)
+    def read_line(self, deadline: Optional[Deadline] = None) -> bytes:
+        """Return the next non-empty raw line (without terminator).
 
-    def read_line(self) -> bytes:
-        """Return the next non-empty raw line (without terminator)."""
+        Parameters
+        ----------
+        deadline : Deadline or None
+            When to stop waiting (None: never), with :class:`ReplyTimeout`.
+        """
         while not self._lines:
             if self._framer.overflow:
                 raise ConnectionFailed("line from the server longer than %d bytes" % MAX_LINE)
             try:
+                self._sock.settimeout(None if deadline is None else deadline.remaining())
                 chunk = self._sock.recv(65536)
             except socket.timeout:
                 raise ReplyTimeout()
@@ -197,9 +278,13 @@ class LineConnection:
         log.debug("received %s", readable(line))
         return line
 
-    def read_message(self) -> Tuple[bytes, Optional[Message]]:
-        """Return ``(raw_line, Message or None)``; None for a line that does not parse."""
-        line = self.read_line()
+    def read_message(self, deadline: Optional[Deadline] = None
+                     ) -> Tuple[bytes, Optional[Message]]:
+        """Return ``(raw_line, Message or None)``; None for a line that does not parse.
+
+        `deadline` is as for :meth:`read_line`.
+        """
+        line = self.read_line(deadline)
         try:
             msg = self._parser.parse(line)
         except KatcpSyntaxError:

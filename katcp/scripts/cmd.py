@@ -15,7 +15,7 @@ from katcp.scripts._cli import (
     EXIT_CONNECTION, EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PIPE, ToolError, ToolParser,
     add_logging_options, configure_logging, exit_status_text, run_tool, seconds, split_command_line)
 from katcp.scripts._connection import (
-    ADDRESS_EXAMPLE, DEFAULT_ENV_VAR, ConnectionFailed, LineConnection, ReplyTimeout,
+    ADDRESS_EXAMPLE, DEFAULT_ENV_VAR, ConnectionFailed, Deadline, LineConnection, ReplyTimeout,
     chosen_address, for_people, looks_like_address, shown_argument, typed_arguments)
 from katcp.wire.message import Message
 from katcp.wire.text import readable
@@ -51,8 +51,9 @@ def build_parser() -> ToolParser:
               "       %(prog)s --watch [OPTIONS] [HOST:PORT] SENSOR [STRATEGY [PARAMETER ...]]\n"
               "       %(prog)s --interactive [OPTIONS] [HOST:PORT]")
     parser.add_argument("--timeout", type=seconds,  default=5.0, metavar="SECONDS",
-                        help="seconds to wait for the connection and the reply "
-                             "(default: %(default)s)")
+                        help="seconds to wait for the connection, then for the reply "
+                             "however many informs come first (inf: no limit; default: "
+                             "%(default)s)")
     parser.add_argument("--raw", action="store_true",
                         help="print messages exactly as they are on the wire")
     parser.add_argument("--watch", action="store_true",
@@ -76,12 +77,13 @@ def _show(msg, line, raw, out, fmt=for_people):
     out.flush()
 
 
-def _request(conn, request, raw, out, show_informs=()):
+def _request(conn, request, timeout, raw, out, show_informs=()):
     """Send `request`, print its informs and reply (and informs named in `show_informs`);
-    return the reply."""
+    return the reply, which must come within `timeout` seconds."""
+    deadline = Deadline(timeout)
     conn.send(request)
     while True:
-        line, msg = conn.read_message()
+        line, msg = conn.read_message(deadline)
         if msg is None or msg.mtype == Message.REQUEST:
             continue
         ours = msg.name == request.name and (request.mid is None or msg.mid == request.mid)
@@ -110,7 +112,7 @@ def _format_status(msg, timestamps_in_ms=False):
 def run_request(address: Tuple[str, int], request: Message, timeout: float, raw: bool,
                 out: TextIO = sys.stdout) -> int:
     with contextlib.closing(LineConnection(address, timeout)) as conn:
-        reply = _request(conn, request, raw, out)
+        reply = _request(conn, request, timeout, raw, out)
     return EXIT_OK if reply.reply_ok() else EXIT_FAIL
 
 
@@ -118,10 +120,9 @@ def run_watch(address: Tuple[str, int], request: Message, timeout: float, raw: b
               out: TextIO = sys.stdout) -> int:
     """Set a sampling strategy with `request` and print the updates until interrupted."""
     with contextlib.closing(LineConnection(address, timeout)) as conn:
-        reply = _request(conn, request, raw, out, show_informs={"sensor-status"})
+        reply = _request(conn, request, timeout, raw, out, show_informs={"sensor-status"})
         if not reply.reply_ok():
             return EXIT_FAIL
-        conn.set_timeout(None)
         while True:
             line, msg = conn.read_message()
             if msg is None or msg.mtype != Message.INFORM:

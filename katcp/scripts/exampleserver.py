@@ -17,7 +17,7 @@ from katcp.kattypes import Discrete, Float, Timestamp, request, return_reply
 from katcp.scripts._cli import (
     EXIT_CONNECTION, EXIT_OK, ToolParser, add_logging_options, cannot_listen, configure_logging,
     exit_status_text, run_tool)
-from katcp.scripts._connection import AddressError, check_address
+from katcp.scripts._connection import AddressError, check_address, shown_address
 from katcp.server import ClientRequestConnection
 
 PROG = "katcp-exampleserver"
@@ -118,6 +118,15 @@ class ExampleServer(DeviceServer):
         return req.make_reply("ok", *msg.arguments[::-1])
 
 
+def _host(text: str) -> str:
+    # An IPv6 host as addresses write it, in brackets, or without them.
+    host = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    if "[" in host or "]" in host:
+        raise argparse.ArgumentTypeError(
+            "expected a host name or an IP address (127.0.0.1, ::1 or [::1]), got %r" % text)
+    return host
+
+
 def _port(text: str) -> int:
     try:
         return check_address(":" + text, any_port=True)[1]
@@ -132,8 +141,9 @@ def build_parser() -> ToolParser:
                             EXIT_OK: "stopped by ?halt or SIGTERM",
                             EXIT_CONNECTION: "cannot listen on the address (port in use, "
                                              "or not an address of this machine)"}))
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default: %(default)s; '' for all)")
+    parser.add_argument("--host", type=_host, default="127.0.0.1",
+                        help="address to listen on (default: %(default)s; '' for all; an "
+                             "IPv6 address with or without brackets)")
     parser.add_argument("--port", type=_port, default=5000,
                         help="port to listen on, 0 for any free port (default: %(default)s)")
     add_logging_options(parser, default="INFO")
@@ -149,7 +159,7 @@ def _main(argv: Optional[List[str]]) -> int:
     except OSError as exc:
         raise cannot_listen(opts.host, opts.port, exc)
     try:
-        print("katcp example server listening on %s:%d" % tuple(server.bind_address),
+        print("katcp example server listening on %s" % shown_address(server.bind_address),
               flush=True)
         signal.signal(signal.SIGTERM, lambda signum, frame: server.stop())
         while server.running():

@@ -10,6 +10,7 @@ exit status tells whether they all succeeded.
 import argparse
 import cmd
 import contextlib
+import io
 import os
 import queue
 import shlex
@@ -18,13 +19,14 @@ import sys
 import threading
 from typing import Any, List, Optional, Tuple
 
+from katcp.loop.crossing import thread_wait_timeout
 from katcp.sampling import SampleStrategy
 from katcp.scripts._cli import (
     EXIT_CONNECTION, EXIT_FAIL, EXIT_OK, EXIT_PIPE, ToolError, ToolParser, add_logging_options,
-    configure_logging, discard_stdout, exit_status_text, run_tool, seconds)
+    configure_logging, exit_status_text, run_tool, seconds)
 from katcp.scripts._connection import (
-    ADDRESS_EXAMPLE, DEFAULT_ENV_VAR, ConnectionFailed, LineConnection, ReplyTimeout,
-    chosen_address, for_people, typed_arguments)
+    ADDRESS_EXAMPLE, DEFAULT_ENV_VAR, ConnectionFailed, Deadline, LineConnection, ReplyTimeout,
+    chosen_address, for_people, shown_address, typed_arguments)
 from katcp.scripts._interrupt import prompt_interrupts
 from katcp.wire.message import Message
 from katcp.wire.text import readable
@@ -56,7 +58,6 @@ class DeviceSession:
 
     def __init__(self, address, timeout, out):
         self._conn = LineConnection(address, timeout)
-        self._conn.set_timeout(None)
         self.timeout = timeout
         self._out = out
         self._out_lock = threading.Lock()
@@ -64,7 +65,8 @@ class DeviceSession:
         self._responses: "queue.Queue[Optional[Message]]" = queue.Queue()
         self._closing = threading.Event()
         self.lost = threading.Event()
-        self.output_closed = False
+        # Why the output cannot be written (a closed pipe, a full disk), once it cannot.
+        self.output_error: Optional[OSError] = None
         self._reader = threading.Thread(target=self._read_loop, name="katcp-shell-reader",
                                         daemon=True)
         self._reader.start()
@@ -93,21 +95,23 @@ class DeviceSession:
 
     @property
     def ended(self) -> bool:
-        """Whether the connection was lost or nobody reads the output any more."""
-        return self.lost.is_set() or self.output_closed
+        """Whether the connection was lost or the output cannot be written any more."""
+        return self.lost.is_set() or self.output_error is not None
 
     def show(self, msg: Message) -> None:
         self.show_text(for_people(msg))
 
     def show_text(self, text: str) -> None:
         with self._out_lock:
-            if self.output_closed:
+            if self.output_error is not None:
                 return
             try:
                 self._out.write(text + "\n")
                 self._out.flush()
-            except BrokenPipeError:
-                self.output_closed = True
+            except OSError as exc:
+                # Raised here, in the reader thread, it would be taken for the connection's
+                # end: the session ends, and the main thread reports it (run()).
+                self.output_error = exc
 
     def request(self, name: str, *args: Any, show: bool = True) -> Tuple[Message, List[Message]]:
         """Send a request; return ``(reply, informs)``.
@@ -125,11 +129,12 @@ class DeviceSession:
         self._drop_stale_responses()
         self._pending_name = name
         try:
+            deadline = Deadline(self.timeout)
             self._conn.send(request)
             informs: List[Message] = []
             while True:
                 try:
-                    msg = self._responses.get(timeout=self.timeout)
+                    msg = self._responses.get(timeout=deadline.remaining())
                 except queue.Empty:
                     raise ReplyTimeout()
                 if msg is None:
@@ -158,7 +163,7 @@ class DeviceSession:
         """Disconnect; the reader thread ends quietly before the socket is closed."""
         self._closing.set()
         self._conn.shutdown()
-        self._reader.join(self.timeout)
+        self._reader.join(thread_wait_timeout(self.timeout))
         self._conn.close()
 
 
@@ -297,8 +302,9 @@ def build_parser() -> ToolParser:
     parser.add_argument("address", nargs="?", metavar="HOST:PORT",
                         help="the device (default: $%s)" % DEFAULT_ENV_VAR)
     parser.add_argument("--timeout", type=seconds, default=5.0, metavar="SECONDS",
-                        help="seconds to wait for the connection and for each reply "
-                             "(default: %(default)s)")
+                        help="seconds to wait for the connection, then for each reply "
+                             "however many informs come first (inf: no limit; default: "
+                             "%(default)s)")
     add_logging_options(parser)
     return parser
 
@@ -313,12 +319,14 @@ def run(parser: argparse.ArgumentParser, address: Optional[Tuple[str, int]],
         session = DeviceSession(address, timeout, sys.stdout)
     except ConnectionFailed as exc:
         raise ToolError(EXIT_CONNECTION, str(exc))
-    interactive = sys.stdin.isatty()
+    # A closed stdin (<&-) has no stream: no input, as from /dev/null.
+    stdin = sys.stdin if sys.stdin is not None else io.StringIO()
+    interactive = stdin.isatty()
     readline = _setup_readline() if interactive else None
-    shell = KatcpShell(session, stdin=None if interactive else sys.stdin)
+    shell = KatcpShell(session, stdin=None if interactive else stdin)
     if interactive:
-        shell.intro = "Connected to %s:%d. Type a request (e.g. 'help'), Tab completes, " \
-                      "'quit' leaves." % address
+        shell.intro = "Connected to %s. Type a request (e.g. 'help'), Tab completes, " \
+                      "'quit' leaves." % shown_address(address)
     else:
         shell.intro = shell.prompt = ""
     try:
@@ -330,9 +338,8 @@ def run(parser: argparse.ArgumentParser, address: Optional[Tuple[str, int]],
         if readline is not None:
             with contextlib.suppress(OSError):
                 readline.write_history_file(HISTORY_FILE)
-    if session.output_closed:
-        discard_stdout()
-        return EXIT_PIPE
+    if session.output_error is not None:
+        raise session.output_error  # for run_tool, which tells a closed pipe from the rest
     if session.lost.is_set():
         return EXIT_CONNECTION
     return EXIT_OK if interactive else shell.status

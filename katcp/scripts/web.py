@@ -5,17 +5,36 @@ sensors as they change, its identity, connection state and requests. With ``--co
 the page can also send requests.
 """
 
+import argparse
 import asyncio
 import signal
 from typing import List, Optional
 
 from katcp.loop import policy
+from katcp.sampling import SampleStrategy, check_strategy
 from katcp.scripts._cli import (
     EXIT_CONNECTION, EXIT_INTERRUPTED, EXIT_OK, ToolParser, add_logging_options, address_type,
     cannot_listen, configure_logging, exit_status_text, run_tool)
+from katcp.scripts._connection import shown_address
 from katcp.web import DEFAULT_LISTEN, WebServer
 
 PROG = "katcp-web"
+
+
+def _strategy(text: str) -> str:
+    # Refused here, a strategy would be refused by the device for every sensor, and again
+    # after every reconnection, while the page waited for updates.
+    words = text.split()  # as KATCPClientResource.set_sampling_strategies splits it
+    if not words:
+        raise argparse.ArgumentTypeError("no strategy given")
+    name = words[0]
+    try:
+        check_strategy(name, words[1:])
+    except ValueError as exc:
+        known = sorted(SampleStrategy.SAMPLING_LOOKUP.values())
+        raise argparse.ArgumentTypeError(
+            str(exc) if name in known else "%s Known: %s." % (exc, ", ".join(known)))
+    return text
 
 
 def build_parser() -> ToolParser:
@@ -31,8 +50,9 @@ def build_parser() -> ToolParser:
                              "port 0 picks a free port)" % DEFAULT_LISTEN)
     parser.add_argument("--control", action="store_true",
                         help="let the page send requests to the device (default: watch only)")
-    parser.add_argument("--strategy", default="event",
-                        help="sampling strategy for every sensor (default: %(default)s)")
+    parser.add_argument("--strategy", type=_strategy, default="event",
+                        help="sampling strategy for every sensor, with its parameters in "
+                             "the same word ('period 0.5'; default: %(default)s)")
     add_logging_options(parser)
     return parser
 
@@ -52,10 +72,10 @@ async def _serve(opts) -> int:
         web.start()
     except OSError as exc:
         raise cannot_listen(opts.listen[0], opts.listen[1], exc)
-    print("katcp-web serving %s for %s:%d%s" % (
-        web.url, opts.device[0], opts.device[1], " (control enabled)" if opts.control else ""),
-        flush=True)
     try:
+        print("katcp-web serving %s for %s%s" % (
+            web.url, shown_address(opts.device),
+            " (control enabled)" if opts.control else ""), flush=True)
         return EXIT_INTERRUPTED if await stopped_by == signal.SIGINT else EXIT_OK
     finally:
         web.stop()

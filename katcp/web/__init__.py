@@ -21,6 +21,7 @@ The ``katcp-web`` program does the same from the command line.
 import tornado.httpserver
 import tornado.netutil
 
+from katcp.scripts._connection import shown_address
 from katcp.web.app import allowed_hosts, make_application
 from katcp.web.monitor import DeviceMonitor
 
@@ -55,10 +56,7 @@ class WebServer:
     @property
     def url(self) -> str:
         """URL of the page (valid once started)."""
-        host = self.listen[0]
-        if ":" in host:
-            host = "[%s]" % host
-        return "http://%s:%s/" % (host or "127.0.0.1", self.port)
+        return "http://%s/" % shown_address((self.listen[0] or "127.0.0.1", self.port))
 
     def start(self) -> None:
         """Connect to the device and start serving, on the current tornado loop."""

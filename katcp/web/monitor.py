@@ -19,6 +19,7 @@ import tornado.ioloop
 
 from katcp.core import Message, ProtocolFlags, until_any
 from katcp.resource_client import KATCPClientResource
+from katcp.scripts._connection import shown_address
 from katcp.wire.text import readable
 
 log = logging.getLogger("katcp.web")
@@ -106,7 +107,7 @@ class DeviceMonitor:
         self._identity: Dict[str, Any] = {"versions": [], "protocol": None, "flags": []}
         self._connection: Dict[str, Any] = {
             "state": "disconnected", "since": time.time(), "connects": 0, "reconnects": 0,
-            "address": "%s:%d" % self.address}
+            "address": shown_address(self.address)}
         self._last_update = None
         self._loop: Any = None
         self._stopped = False
