@@ -213,7 +213,7 @@ def _discard(stream: TextIO) -> None:
     # and turn the exit status into 120.
     try:
         fd = stream.fileno()
-    except (OSError, ValueError):  # a stream that a caller put in its place
+    except (AttributeError, OSError, ValueError):  # closed (None), or a caller's stream
         return
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, fd)
@@ -244,14 +244,15 @@ def _tolerate_any_text() -> None:
 
 
 def run_tool(prog: str, body: Callable[[Optional[List[str]]], int],
-             argv: Optional[List[str]]) -> int:
+             argv: Optional[List[str]], output_needed: bool = True) -> int:
     """Run a tool's `body` and turn the ways it can end into exit statuses, tracebacks never.
 
     Text that the standard streams' encoding cannot hold is written escaped
     (``backslashreplace``) and read as surrogate escapes, from here on. Output that cannot
     be written ends the tool: with :data:`EXIT_PIPE` for a pipe that its reader closed,
     quietly, as ``SIGPIPE`` would; with :data:`EXIT_IOERR` and a message otherwise (stdout
-    closed, a full disk). Its errors go to stderr if it takes them.
+    closed, a full disk). Its errors go to stderr if it takes them. A server, whose output
+    is a line saying where it listens, runs with stdout closed (`output_needed` False).
 
     Parameters
     ----------
@@ -261,13 +262,16 @@ def run_tool(prog: str, body: Callable[[Optional[List[str]]], int],
         Takes `argv` and returns the exit status, or raises :class:`ToolError`.
     argv : list of str or None
         The command line without the program name (None: ``sys.argv[1:]``).
+    output_needed : bool
+        Whether a closed stdout ends the tool at once (a closed stdout makes ``print()``
+        do nothing).
 
     Returns
     -------
     status : int
     """
     _tolerate_any_text()
-    if sys.stdout is None:
+    if sys.stdout is None and output_needed:
         # Closed (>&-): Python has no stream for it, and its descriptor may be the next
         # socket opened, so nothing may write there.
         _tell("%s: cannot write output: stdout is closed\n" % prog)
@@ -277,7 +281,8 @@ def run_tool(prog: str, body: Callable[[Optional[List[str]]], int],
             return body(argv)
         finally:
             # Here rather than at exit, where a failure is only "Exception ignored".
-            sys.stdout.flush()
+            if sys.stdout is not None:
+                sys.stdout.flush()
     except ToolError as exc:
         _tell("%s: %s\n" % (prog, exc))
         return exc.status

@@ -172,7 +172,7 @@ def _main(argv: Optional[List[str]]) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the example server until interrupted or sent ``?halt``."""
-    return run_tool(PROG, _main, argv)
+    return run_tool(PROG, _main, argv, output_needed=False)
 
 
 if __name__ == "__main__":

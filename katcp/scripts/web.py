@@ -91,7 +91,7 @@ def _main(argv: Optional[List[str]]) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``katcp-web``."""
-    return run_tool(PROG, _main, argv)
+    return run_tool(PROG, _main, argv, output_needed=False)
 
 
 if __name__ == "__main__":
