@@ -330,6 +330,16 @@ def test_an_endless_request_timeout_is_none_and_a_nan_one_times_out_at_once(serv
     assert str(reply) == "!silent[3] fail Client\\_stopped\\_before\\_reply\\_was\\_received"
 
 
+def test_a_nan_default_request_timeout_times_out_at_once(server, make_client):
+    client = make_client(AsyncClient, server.port, timeout=float("nan"))
+    client.start()
+    assert client.wait_protocol(WAIT)
+    reply, _ = crossing.call_on_loop(
+        client.ioloop, None, lambda: client.future_request(Message.request("silent"))
+    ).result(WAIT)
+    assert _timed_out_after(reply) < WAIT
+
+
 @pytest.mark.parametrize("endless", [float("inf"), 1e300])
 def test_start_stop_and_join_take_an_endless_timeout(server, make_client, endless):
     client = make_client(BlockingClient, server.port)

@@ -73,9 +73,9 @@ class AsyncClient(DeviceClient):
         assert msg.mtype == _REQUEST
         if timeout is None:
             timeout = self._request_timeout
-        elif timeout != timeout:
-            # NaN: timed out at once, as by every katcp timeout (the deadline timer would
-            # never fire for it).
+        if timeout != timeout:
+            # NaN (given, or the client's default): timed out at once, as by every katcp
+            # timeout (the deadline timer would never fire for it).
             timeout = 0.0
         id_given = msg.mid is not None
         msg_id = self._assign_mid(msg, use_mid)
