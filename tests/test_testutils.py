@@ -302,6 +302,24 @@ class TestBlockingTestClientComparesTheBytes(unittest.TestCase):
             with self.assertRaises(AssertionError):
                 check()
 
+    def test_the_assertions_read_sensors_through_get_sensor(self):
+        # A test client may override it, to map names or to stand in for sensors.
+        read = []
+
+        class Mapping(testutils.BlockingTestClient):
+            def get_sensor(self, sensorname, sensortype=str):
+                read.append(sensorname)
+                return super().get_sensor("a." + sensorname, sensortype)
+
+        c = Mapping(self, *self.server.bind_address)
+        testutils.start_thread_with_cleanup(self, c, start_timeout=5)
+        self.assertTrue(c.wait_protocol(timeout=5))
+        self.server.get_sensor("a.text").set_value("x")
+        c.assert_sensor_equals("text", "x")
+        c.assert_sensor_not_equal("text", "y")
+        c.wait_until_sensor_equals(5, "text", "x")
+        self.assertEqual(read, ["text"] * 3)
+
 
 class _CoroutineHandlers(testutils.DeviceTestServer):
     """Handlers that reply later, in each style a handler may."""

@@ -172,6 +172,12 @@ class BlockingTestClient(client.BlockingClient):
         """Retrieve the timestamp of a sensor."""
         return self.get_sensor(sensorname)[2]
 
+    def _wire_value(self, sensorname: str) -> Tuple[bytes, str]:
+        """A sensor's value as its bytes on the wire, and its status, read through
+        :meth:`get_sensor` (which a test client may override to map or fake sensors)."""
+        value, status, _ = self.get_sensor(sensorname, bytes)
+        return as_bytes(value), status
+
     @staticmethod
     def _compared(raw_value: bytes, value: Any, expected: Any, sensortype: type
                   ) -> Tuple[Any, Any]:
@@ -186,7 +192,7 @@ class BlockingTestClient(client.BlockingClient):
     def _assert_value(self, sensorname: str, expected: Any, sensortype: type, places: int,
                       msg: Optional[str], equal: bool) -> str:
         """Assert that a sensor's value equals `expected` (or not); return its status."""
-        raw_value, status, _ = self._read_sensor(sensorname)
+        raw_value, status = self._wire_value(sensorname)
         value = self._converted(sensorname, raw_value, sensortype)
         if msg is None:
             shown = _exact_text(raw_value) if sensortype is str else value
@@ -232,7 +238,7 @@ class BlockingTestClient(client.BlockingClient):
         self._assert_value(sensorname, expected, sensortype, places, msg, False)
 
     def _sensor_value_is(self, name: str, value: Any, sensortype: type, places: int) -> bool:
-        raw_value, _, _ = self._read_sensor(name)
+        raw_value, _ = self._wire_value(name)
         actual = self._converted(name, raw_value, sensortype)
         if sensortype is float:
             return round(abs(actual - float(value)), places) == 0
