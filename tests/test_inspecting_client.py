@@ -248,6 +248,14 @@ class TestExponentialRandomBackoff(tornado.testing.AsyncTestCase):
             floor = ExponentialRandomBackoff.delay_floor
             self.assertEqual(delays, [0.0, floor, 3 * floor])
 
+    def test_a_positive_initial_delay_grows_from_itself_however_small(self):
+        backoff = ExponentialRandomBackoff(delay_initial=0.001, exp_fac=2.0, randomicity=0.0)
+        delays = [backoff.delay]
+        for _ in range(2):
+            backoff.failed()
+            delays.append(backoff.delay)
+        self.assertEqual(delays, [0.001, 0.002, 0.004])
+
 
 class InspectingClientTestBase(tornado.testing.AsyncTestCase):
     """Starts a FakeDevice and provides a helper to start clients against it."""

@@ -23,17 +23,18 @@ class ExponentialRandomBackoff:
         Fraction (0 to 1) of each delay that is random: a delay with nominal value
         `d` lies in [(1 - randomicity) * d, d], so that many clients retrying the
         same server spread out. The nominal delay starts at `delay_initial` and is
-        multiplied by `exp_fac` on each failure, up to `delay_max`, and is at least
-        :attr:`delay_floor` after a failure.
+        multiplied by `exp_fac` on each failure, up to `delay_max`; a zero one becomes
+        :attr:`delay_floor` instead.
     """
 
     delay: float
     """The delay (seconds) to wait before the next attempt."""
 
     delay_floor: float = 0.01
-    """Smallest nominal delay (seconds) after a failure: a zero (or negative)
-    `delay_initial` retries at once, then backs off from here; multiplied, zero would
-    stay zero and the retries would be a busy loop."""
+    """The nominal delay (seconds) after a failure where it was zero: a zero (or
+    negative) `delay_initial` retries at once, then backs off from here; multiplied, zero
+    would stay zero and the retries would be a busy loop. A positive delay doubles as
+    in 0.9.3, however small."""
 
     _nominal: float
 
@@ -56,8 +57,8 @@ class ExponentialRandomBackoff:
 
         After calling failed(), the delay property contains the next delay.
         """
-        self._nominal = min(max(self._nominal * self.exp_fac, self.delay_floor),
-                            self.delay_max)
+        grown = self._nominal * self.exp_fac if self._nominal > 0 else self.delay_floor
+        self._nominal = min(grown, self.delay_max)
         self._randomise()
 
     def success(self) -> None:
