@@ -5,6 +5,7 @@ importing :mod:`katcp.core` alone never pulls in the network layers. The submodu
 too: ``import katcp`` then ``katcp.kattypes.Int()`` works, as 0.9.3's eager imports let it.
 """
 
+import functools
 import importlib
 import pkgutil
 from typing import Any, List
@@ -39,7 +40,9 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=None)
 def _submodules() -> List[str]:
+    # Cached: hasattr(katcp, name) of a missing name would scan the package again.
     return [info.name for info in pkgutil.iter_modules(__path__)
             if not info.name.startswith("_")]
 
