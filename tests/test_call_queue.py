@@ -5,8 +5,10 @@ updates made in other threads all travel through it, so they reach the loop in t
 they were made.
 """
 
+import gc
 import logging
 import threading
+import weakref
 from queue import Queue
 
 import pytest
@@ -143,6 +145,29 @@ def test_batched_items_share_a_call_until_another_call_is_queued(loop_thread):
     assert ran == [[1, 2, 3], "call", [4, 5]]
 
 
+def test_items_of_another_function_start_a_batch_of_their_own(loop_thread):
+    ioloop, _ = loop_thread
+    queue = CallQueue.of(ioloop)
+    ran = []
+
+    def f(items):
+        ran.append(("f", items))
+
+    def g(items):
+        ran.append(("g", items))
+
+    done = threading.Event()
+    release = _block(ioloop)
+    try:
+        for fn, item in ((f, 1), (g, 2), (g, 3), (f, 4)):
+            queue.call_batched(fn, item)
+        queue.call(done.set)
+    finally:
+        release.set()
+    assert done.wait(TIMEOUT)
+    assert ran == [("f", [1]), ("g", [2, 3]), ("f", [4])]
+
+
 def test_a_mark_stands_until_anything_else_is_queued(loop_thread):
     ioloop, _ = loop_thread
     queue = CallQueue.of(ioloop)
@@ -162,6 +187,10 @@ def test_a_mark_stands_until_anything_else_is_queued(loop_thread):
         release.set()
 
 
+class _Item:
+    """A batched item, whose lifetime a weak reference tells."""
+
+
 def test_calls_to_a_closed_loop_are_dropped():
     ioloop = tornado.ioloop.IOLoop(make_current=False)
     queue = CallQueue.of(ioloop)
@@ -169,8 +198,29 @@ def test_calls_to_a_closed_loop_are_dropped():
     ran = []
     queue.call(ran.append, 1)  # nothing will ever run it, and the caller is not hurt
     queue.call(ran.append, 2)
+    item = _Item()
+    held = weakref.ref(item)
+    queue.call_batched(ran.append, item)
+    del item
+    gc.collect()
     assert ran == []
     assert queue._calls == []  # nothing is kept for a loop that is gone
+    assert held() is None  # nor what a dropped batch's items hold
+
+
+def test_a_batch_that_ran_is_not_kept(loop_thread):
+    ioloop, _ = loop_thread
+    queue = CallQueue.of(ioloop)
+    ran, done = threading.Event(), threading.Event()
+    item = _Item()
+    held = weakref.ref(item)
+    queue.call_batched(lambda items: ran.set(), item)
+    del item
+    assert ran.wait(TIMEOUT)
+    ioloop.add_callback(done.set)  # runs once the call that ran the batch has returned
+    assert done.wait(TIMEOUT)
+    gc.collect()
+    assert held() is None
 
 
 class _Device(DeviceServer):

@@ -730,6 +730,29 @@ def test_sending_on_the_loop_while_not_connected_raises_client_disconnected(make
         assert "Cannot send message: client not connected" in caplog.text
 
 
+def test_a_send_from_a_thread_that_reaches_a_closing_connection_is_logged_as_not_sent(
+        server, make_client, caplog):
+    client = make_client(CallbackClient, server.port, auto_reconnect=False)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    queued = threading.Event()
+
+    def disconnect_once_the_send_is_queued():
+        assert queued.wait(WAIT)
+        client.disconnect()  # closing: the connection is lost a loop turn later
+
+    with caplog.at_level(logging.WARNING, logger="katcp.client"):
+        # Both handed to the loop from this thread, so the send runs after the close.
+        closed = crossing.call_on_loop(client.ioloop, None,
+                                       disconnect_once_the_send_is_queued)
+        client.send_message(Message.inform("note"))
+        queued.set()
+        closed.result(WAIT)
+        call_in_ioloop(client.ioloop, lambda: None)  # the loop has had the send
+    assert ("Cannot send message: client not connected to 127.0.0.1:%d" % server.port
+            in caplog.text)
+
+
 def test_oversized_message_closes_connection(server, make_client, caplog):
     class Client(BlockingClient):
         MAX_MSG_SIZE = 1000
@@ -1272,6 +1295,29 @@ def test_a_failing_request_handler_is_answered_with_its_traceback_up_to_tb_limit
     assert reply.startswith(b"!deep[2] fail Traceback")
     assert re.findall(rb",\\_in\\_(\w+)", reply) == [b"handle_request", b"request_deep"]
     assert b"ValueError:\\_too\\_deep" in reply
+
+
+class FailingFallbackClient(DeviceClient):
+    def unhandled_request(self, msg):
+        raise ValueError("fallback bug")
+
+
+def test_a_failing_unhandled_request_is_answered_with_fail_and_logged(
+        server, make_client, caplog):
+    # As any request handler that raises: every request gets a reply (spec 5.1 section
+    # 2.2), and the device's operator is told too.
+    client = make_client(FailingFallbackClient, server.port)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    with caplog.at_level(logging.ERROR, logger="katcp.client"):
+        server.send(b"?frobnicate[7]")
+        reply = server.next_line()
+    assert reply.startswith(b"!frobnicate[7] fail Traceback")
+    assert b"ValueError:\\_fallback\\_bug" in reply
+    assert [r.getMessage().splitlines()[0] for r in caplog.records
+            if r.levelno >= logging.ERROR] == [
+        "Request frobnicate FAIL (server 127.0.0.1:%d): Traceback (most recent call last):"
+        % server.port]
 
 
 def test_a_reply_ready_after_the_server_went_is_logged_as_not_sent(

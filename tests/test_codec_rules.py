@@ -18,7 +18,7 @@ import pytest
 from katcp.core import KatcpSyntaxError, KatcpTypeError, Message, MessageParser, ProtocolFlags
 from katcp.server import DeviceServer
 from katcp.wire.message import format_argument, readable_message
-from katcp.wire.text import readable, show_repr
+from katcp.wire.text import QUOTED_LINE_LIMIT, quoted_line, readable, show_repr
 
 from server_line_client import LineClient
 
@@ -101,6 +101,13 @@ class _Float(float):
     pass
 
 
+class _RoundedFloat(float):
+    """A float whose str() rounds: sent as repr() of its value, as 0.9.3 sent any float."""
+
+    def __str__(self):
+        return "%.1f" % self
+
+
 @numbers.Real.register
 class _Float32:
     """What numpy.float32 is to katcp: a numbers.Real, no float, whose str() is short."""
@@ -135,6 +142,7 @@ class TestArguments:
 
     @pytest.mark.parametrize("arg, wire", [
         (_Colour.RED, b"3"), (_Text("t"), b"t"), (_Float(0.5), b"0.5"),
+        (_RoundedFloat(1.25), b"1.25"),
         (fractions.Fraction(1, 4), b"0.25"), (fractions.Fraction(1, 3), b"0.3333333333333333"),
         (_Float32(21.3), b"21.3"), (_Float32(0.1), b"0.1"), (decimal.Decimal("0.1"), b"0.1"),
         (bytearray(b"ba"), b"ba"),
@@ -195,6 +203,12 @@ class TestArguments:
     (bytearray(b"a\x80"), "'a\\x80'"), ("text", "'text'")])
 def test_error_texts_quote_bytes_as_repr_with_one_escape_per_undecodable_byte(raw, shown):
     assert show_repr(raw) == shown
+
+
+def test_a_bad_line_is_quoted_whole_up_to_the_limit_and_cut_beyond_it():
+    assert QUOTED_LINE_LIMIT == 200
+    assert quoted_line(b"x" * 200) == repr(b"x" * 200)
+    assert quoted_line(b"x" * 201) == repr(b"x" * 200) + "... (201 bytes)"
 
 
 def test_readable_text_of_any_bytes_replaces_what_is_not_utf8():

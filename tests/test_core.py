@@ -205,6 +205,17 @@ class TestFormatArgument:
 
         assert WithItsOwnInit.request("x", 0.5).arguments == [b"0.500"]
 
+    def test_a_later_subclass_without_an_override_leaves_an_earlier_ones_in_use(self):
+        class Upper(Message):
+            def format_argument(self, arg):
+                return str(arg).upper().encode()
+
+        class Plain(Message):
+            pass
+
+        assert Upper.request("x", "abc").arguments == [b"ABC"]
+        assert Plain.request("x", "abc").arguments == [b"abc"]
+
     def test_other_objects_use_str(self):
         class Thing:
             def __str__(self):

@@ -445,6 +445,25 @@ def test_failed_attempts_warn_on_the_first_and_every_fifth_until_connected(clien
     assert "attempts so far" not in after.getMessage()
 
 
+def test_a_restarted_client_counts_its_failed_attempts_afresh(client_log, monkeypatch):
+    logger, handler = client_log
+    monkeypatch.setattr(ExponentialRandomBackoff, "delay_floor", 0.001)
+    client, port = _started_client_of_a_closed_port(logger, reconnect_delay=0.001)
+    try:
+        handler.wait_for("Failed to connect", 3)
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+        before = len(handler.wait_for("Failed to connect"))
+        client.start(timeout=WAIT)
+        first = handler.wait_for("Failed to connect", before + 1)[before]
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+    assert first.levelno == logging.WARNING
+    assert first.getMessage().startswith("Failed to connect to 127.0.0.1:%d: " % port)
+    assert "attempts so far" not in first.getMessage()
+
+
 def test_retry_waits_at_least_half_the_reconnect_delay(client_log):
     logger, handler = client_log
     client, port = _started_client_of_a_closed_port(logger, reconnect_delay=0.2)

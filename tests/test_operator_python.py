@@ -30,6 +30,7 @@ from katcp.resource_client import (KATCPClientResource, KATCPClientResourceConta
 from katcp.server import AsyncDeviceServer, DeviceServer
 from katcp.wire.message import readable_message
 from subprocess_helpers import outcome_in_forked_child, python_env
+from test_client import _closed_port
 
 WAIT = 10.0
 
@@ -219,11 +220,33 @@ def test_blocking_client_with_block_connects_and_stops(device):
 
 
 def test_blocking_client_with_block_to_nothing_times_out_naming_the_address():
-    client = BlockingClient("127.0.0.1", 1)
-    client.ENTER_TIMEOUT = 0.3
-    with pytest.raises(tornado.util.TimeoutError, match="127.0.0.1:1: not connected"):
-        with client:
-            pass
+    with _closed_port() as port:
+        client = BlockingClient("127.0.0.1", port)
+        client.ENTER_TIMEOUT = 0.3
+        with pytest.raises(tornado.util.TimeoutError,
+                           match="127.0.0.1:%d: not connected" % port):
+            with client:
+                pass
+    assert not client.running()
+
+
+def test_a_client_that_fails_to_stop_after_a_timed_out_entry_raises_the_timeout(
+        monkeypatch, caplog):
+    def join(timeout=None):
+        raise RuntimeError("cannot join")
+
+    with _closed_port() as port:
+        client = BlockingClient("127.0.0.1", port)
+        client.ENTER_TIMEOUT = 0.3
+        monkeypatch.setattr(client, "join", join)
+        with pytest.raises(tornado.util.TimeoutError,
+                           match="127.0.0.1:%d: not connected" % port):
+            with client:
+                pass
+    assert "Error stopping the client after a failed entry" in caplog.text
+    assert "cannot join" in caplog.text
+    monkeypatch.undo()
+    client.join(timeout=WAIT)
     assert not client.running()
 
 
@@ -507,9 +530,10 @@ def test_container_strategy_for_an_unknown_sensor_names_a_close_match(device, lo
 
 
 def test_container_sync_timeout_names_children_addresses_and_states(device):
-    async def main():
+    async def main(port):
         container = KATCPClientResourceContainer(dict(name="site", clients={
-            "up": dict(address=device.bind_address), "down": dict(address=("127.0.0.1", 1))}))
+            "up": dict(address=device.bind_address),
+            "down": dict(address=("127.0.0.1", port))}))
         container.start()
         try:
             with pytest.raises(tornado.util.TimeoutError) as raised:
@@ -518,9 +542,10 @@ def test_container_sync_timeout_names_children_addresses_and_states(device):
             container.stop()
         return str(raised.value)
 
-    text = asyncio.run(main())
+    with _closed_port() as port:
+        text = asyncio.run(main(port))
     assert text.startswith("Container 'site' not synced after 0.5 s: ")
-    assert "down at 127.0.0.1:1 is 'disconnected'" in text and "up at" not in text
+    assert "down at 127.0.0.1:%d is 'disconnected'" % port in text and "up at" not in text
 
 
 # -- exception texts read without wire escapes -------------------------------------------

@@ -466,6 +466,19 @@ class TestStrategies(StrategyTestCase):
         assert sensor._observers == set()  # the shared observer left with its last member
 
     @gen_test
+    def test_an_event_client_waiting_to_join_stays_when_the_only_member_leaves(self):
+        sensor = make_sensor(value=0)
+        first, late = [], []
+        first_strategy = self.start_wire(first, sensor)
+        _in_thread(lambda: sensor.set_value(1))
+        self.start_wire(late, sensor)  # in once that reading is observed
+        first_strategy.cancel()
+        _in_thread(lambda: sensor.set_value(2))
+        yield self.settle()
+        assert _values(first) == [0]
+        assert _values(late) == [1, 2]
+
+    @gen_test
     def test_cancel_detaches_from_the_sensor(self):
         sensor = make_sensor(value=0)
         strategy, recorder = self.start("auto", sensor)

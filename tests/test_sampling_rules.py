@@ -399,6 +399,18 @@ class TestPlainTupleReadings(StrategyTestCase):
     def test_differential_rate(self):
         yield self.check_plain_tuples_are_sent("differential-rate", "1", "0", "9")
 
+    @gen_test
+    def test_event_rate_longest_period_reads_a_plain_tuple(self):
+        sensor = self.PlainTupleSensor(Sensor.INTEGER, "plain", "", "", default=3,
+                                       initial_status=Sensor.NOMINAL)
+        start = self.io_loop.time()
+        _, recorder = self.start("event-rate", sensor, "0", "2")
+        self.set_ioloop_time(start + 2)
+        yield recorder.until_count(2)  # the periodic report, of what read() gave
+        sensor.set_value(9)
+        yield recorder.until_count(3)
+        assert [(t - start, r.value) for t, r in recorder.informs] == [(0, 3), (2, 3), (2, 9)]
+
 
 class FlakySensor(Sensor):
     """A sensor whose read() fails as often as told, as one that polls hardware may."""
