@@ -445,9 +445,8 @@ def test_failed_attempts_warn_on_the_first_and_every_fifth_until_connected(clien
     assert "attempts so far" not in after.getMessage()
 
 
-def test_a_restarted_client_counts_its_failed_attempts_afresh(client_log, monkeypatch):
+def test_a_restarted_client_counts_its_failed_attempts_afresh(client_log):
     logger, handler = client_log
-    monkeypatch.setattr(ExponentialRandomBackoff, "delay_floor", 0.001)
     client, port = _started_client_of_a_closed_port(logger, reconnect_delay=0.001)
     try:
         handler.wait_for("Failed to connect", 3)
