@@ -75,9 +75,10 @@ class HangingServer(ExampleServer):
         raise AsyncReply()
 
 
-@pytest.fixture
-def device():
-    server = HangingServer("127.0.0.1", 0)
+def _running(server_class):
+    """A started server of `server_class`, its ``address`` as the tools take it; stopped
+    at the end."""
+    server = server_class("127.0.0.1", 0)
     server.start(timeout=WAIT)
     server.address = "%s:%d" % server.bind_address
     try:
@@ -85,6 +86,11 @@ def device():
     finally:
         server.stop()
         server.join(timeout=WAIT)
+
+
+@pytest.fixture
+def device():
+    yield from _running(HangingServer)
 
 
 class ChattyServer(ExampleServer):
@@ -127,14 +133,7 @@ class ChattyServer(ExampleServer):
 
 @pytest.fixture
 def chatty_device():
-    server = ChattyServer("127.0.0.1", 0)
-    server.start(timeout=WAIT)
-    server.address = "%s:%d" % server.bind_address
-    try:
-        yield server
-    finally:
-        server.stop()
-        server.join(timeout=WAIT)
+    yield from _running(ChattyServer)
 
 
 class TextServer(ExampleServer):
@@ -153,14 +152,7 @@ class TextServer(ExampleServer):
 
 @pytest.fixture
 def text_device():
-    server = TextServer("127.0.0.1", 0)
-    server.start(timeout=WAIT)
-    server.address = "%s:%d" % server.bind_address
-    try:
-        yield server
-    finally:
-        server.stop()
-        server.join(timeout=WAIT)
+    yield from _running(TextServer)
 
 
 def run_bytes(args, input_bytes=None, **env):

@@ -816,19 +816,26 @@ class TestAsyncHelpers(tornado.testing.AsyncTestCase):
         assert (yield waiter) is True
         thread.join(5)
 
-    def test_async_event_wait_with_ioloop(self):
+    def _set_while_a_thread_waits(self, timeout):
+        """What ``wait_with_ioloop(timeout)`` in another thread returns for an event set
+        on the loop meanwhile."""
         event = AsyncEvent()
         finished = self.io_loop.asyncio_loop.create_future()
 
         def waiter():
-            result = event.wait_with_ioloop(self.io_loop, timeout=5)
+            result = event.wait_with_ioloop(self.io_loop, timeout=timeout)
             self.io_loop.add_callback(finished.set_result, result)
 
         thread = threading.Thread(target=waiter)
         thread.start()
         self.io_loop.add_callback(event.set)
-        assert self.io_loop.run_sync(lambda: finished, timeout=5) is True
+        result = self.io_loop.run_sync(lambda: finished, timeout=5)
         thread.join(5)
+        assert not thread.is_alive()
+        return result
+
+    def test_async_event_wait_with_ioloop(self):
+        assert self._set_while_a_thread_waits(5) is True
         unset = AsyncEvent()
         assert unset.wait_with_ioloop(self.io_loop, timeout=0.01) is False
 
@@ -1038,21 +1045,9 @@ class TestAsyncHelpers(tornado.testing.AsyncTestCase):
         assert not event.is_set()
 
     def test_wait_with_ioloop_takes_endless_and_nan_timeouts(self):
-        event = AsyncEvent()
         # NaN: no wait at all.
-        assert event.wait_with_ioloop(self.io_loop, timeout=float("nan")) is False
-        finished = self.io_loop.asyncio_loop.create_future()
-
-        def waiter():
-            result = event.wait_with_ioloop(self.io_loop, timeout=float("inf"))
-            self.io_loop.add_callback(finished.set_result, result)
-
-        thread = threading.Thread(target=waiter)
-        thread.start()
-        self.io_loop.add_callback(event.set)
-        assert self.io_loop.run_sync(lambda: finished, timeout=5) is True
-        thread.join(5)
-        assert not thread.is_alive()
+        assert AsyncEvent().wait_with_ioloop(self.io_loop, timeout=float("nan")) is False
+        assert self._set_while_a_thread_waits(float("inf")) is True
 
     @tornado.testing.gen_test(timeout=5)
     def test_an_already_decided_future_is_passed_through_the_timeout_manager(self):

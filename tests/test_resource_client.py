@@ -729,6 +729,7 @@ class TestStartWhenStarted(ResourceTestCase):
         yield res.until_synced(timeout=WAIT)
         yield old_inspection_ended
 
+
 class TestBulkSampling(ResourceTestCase):
 
     @tornado.testing.gen_test(timeout=3 * WAIT)
