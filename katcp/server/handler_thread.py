@@ -1,13 +1,17 @@
 """The request-handling thread of a threaded DeviceServer."""
 
 import asyncio
+import contextvars
 import functools
 import logging
 import queue
 import threading
 import traceback
-from typing import Any, Callable, Optional
+import types
+import weakref
+from typing import Any, Callable, Dict, Optional, Set
 
+import tornado.gen
 import tornado.ioloop
 from tornado.concurrent import Future
 
@@ -19,6 +23,194 @@ from katcp.server.transport import log_handling_error
 log = logging.getLogger("katcp.server")
 
 _STOP = object()
+
+_get_ident = threading.get_ident
+
+
+def _runner_resume_code() -> Optional[types.CodeType]:
+    """The code of the callback that tornado's gen.Runner hands to ``add_future``.
+
+    That callback (``inner``, made in ``Runner.handle_yield``) resumes its coroutine with
+    ``runner.ctx_run(runner.run)``. None if this tornado makes it otherwise: such
+    resumptions are then left as they are.
+    """
+    for const in tornado.gen.Runner.handle_yield.__code__.co_consts:
+        if (isinstance(const, types.CodeType) and const.co_name == "inner"
+                and const.co_freevars == ("self",)):
+            return const
+    return None
+
+
+_RUNNER_RESUME = _runner_resume_code()
+
+
+class _Resumption:
+    """``ctx_run(fn)``, run on the loop once no other thread is inside that context.
+
+    A coroutine's context can be entered by one thread at a time. The handler thread
+    is still inside it (a few bytecodes from leaving) when the loop may already run
+    the resumption it scheduled: that attempt is then made again on a later loop turn,
+    through `calls`, which keeps it ahead of whatever the handler thread queues next.
+    """
+
+    __slots__ = ("_ctx_run", "_fn", "_calls", "_entered")
+
+    def __init__(self, ctx_run: Callable[..., Any], fn: Callable[[], Any],
+                 calls: CallQueue) -> None:
+        self._ctx_run = ctx_run
+        self._fn = fn
+        self._calls = calls
+        self._entered = False
+
+    def __call__(self, _future: Any = None) -> None:
+        self._entered = False
+        try:
+            self._ctx_run(self._enter)
+        except RuntimeError:
+            if self._entered:
+                raise  # the resumption's own error, not the context's
+            self._calls.call(self)
+
+    def _enter(self) -> Any:
+        self._entered = True
+        return self._fn()
+
+
+class CoroutineResumptions:
+    """Resume coroutines started on a handler thread only once that thread left them.
+
+    A tornado coroutine (``tornado.gen.coroutine``) called on a handler thread runs its
+    first step there, in a context of its own, and asks the server's loop (the
+    handler thread's current IOLoop) to resume it: ``add_callback(ctx.run, runner.run)``
+    after ``yield gen.moment``, ``add_future(future, inner)`` after yielding a future.
+    Handing that call over wakes the loop and lets it run at once, while the handler
+    thread has not yet left the context; the loop then cannot enter it, tornado logs
+    "cannot enter context" and the coroutine is never resumed (its request never
+    replied to).
+
+    While a handler thread is inside a handler call, :meth:`call` diverts exactly those
+    two calls made by that thread on the loop's IOLoop: the resumption goes to the
+    loop's :class:`~katcp.loop.call_queue.CallQueue` (in order with the thread's
+    informs and replies) and, should the thread still be inside the context when the
+    loop runs it, is tried again on a later loop turn (see :class:`_Resumption`). Any
+    other call, and every call of any other thread, goes to the IOLoop unchanged.
+
+    The diversion is the IOLoop instance's own ``add_callback`` and ``add_future``
+    attributes, set only while some handler thread is in a handler call: the IOLoop
+    a coroutine resumes on is whatever ``IOLoop.current()`` returns, which is the
+    server's IOLoop on the handler thread (its futures must belong to that loop), so
+    there is no per-thread object to intercept instead; tornado itself, its classes
+    and the asyncio (or uvloop) loop are left alone. Outside handler calls the IOLoop
+    has no such attributes, and the loop thread pays nothing.
+
+    Get the one instance of an IOLoop with :meth:`of`.
+
+    Parameters
+    ----------
+    ioloop : :class:`tornado.ioloop.IOLoop`
+
+    """
+
+    _of: "weakref.WeakKeyDictionary[Any, CoroutineResumptions]" = weakref.WeakKeyDictionary()
+    _of_lock = threading.Lock()
+
+    def __init__(self, ioloop: tornado.ioloop.IOLoop) -> None:
+        # Weak: the registry's values must not keep its keys alive.
+        self._ioloop_ref = weakref.ref(ioloop)
+        self._class = type(ioloop)
+        self._calls = CallQueue.of(ioloop)
+        self._lock = threading.Lock()
+        # Ids of the threads inside a handler call; the diversion is set while any is.
+        self._threads: Set[int] = set()
+        self._installed = False
+
+    @classmethod
+    def of(cls, ioloop: tornado.ioloop.IOLoop) -> "CoroutineResumptions":
+        """Return the instance for `ioloop`, made on first use.
+
+        Parameters
+        ----------
+        ioloop : :class:`tornado.ioloop.IOLoop`
+
+        Returns
+        -------
+        resumptions : :class:`CoroutineResumptions`
+
+        """
+        found = cls._of.get(ioloop)
+        if found is None:
+            with cls._of_lock:
+                found = cls._of.setdefault(ioloop, cls(ioloop))
+        return found
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Return ``fn(*args)``, called on this thread with the diversion in place.
+
+        Parameters
+        ----------
+        fn : callable
+            The handler call.
+
+        Returns
+        -------
+        result : object
+            What `fn` returned (what it raised propagates).
+
+        """
+        ident = _get_ident()
+        self._enter(ident)
+        try:
+            return fn(*args)
+        finally:
+            self._exit(ident)
+
+    def _enter(self, ident: int) -> None:
+        with self._lock:
+            threads = self._threads
+            if not threads:
+                ioloop = self._ioloop_ref()
+                attrs: Dict[str, Any] = {} if ioloop is None else vars(ioloop)
+                # Not over attributes someone else set on this IOLoop.
+                self._installed = (ioloop is not None and "add_callback" not in attrs
+                                   and "add_future" not in attrs)
+                if self._installed:
+                    attrs["add_callback"] = self._add_callback
+                    attrs["add_future"] = self._add_future
+            threads.add(ident)
+
+    def _exit(self, ident: int) -> None:
+        with self._lock:
+            threads = self._threads
+            threads.discard(ident)
+            if not threads and self._installed:
+                self._installed = False
+                ioloop = self._ioloop_ref()
+                if ioloop is not None:
+                    attrs = vars(ioloop)
+                    attrs.pop("add_callback", None)
+                    attrs.pop("add_future", None)
+
+    def _add_callback(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        ioloop = self._ioloop_ref()
+        if ioloop is None:
+            return
+        if (_get_ident() in self._threads and len(args) == 1 and not kwargs
+                and type(getattr(callback, "__self__", None)) is contextvars.Context):
+            # callback(fn) is ctx.run(fn): a coroutine's resumption (gen.moment).
+            self._calls.call(_Resumption(callback, args[0], self._calls))
+            return
+        self._class.add_callback(ioloop, callback, *args, **kwargs)
+
+    def _add_future(self, future: Any, callback: Callable[[Any], Any]) -> None:
+        ioloop = self._ioloop_ref()
+        if ioloop is None:
+            return
+        code = getattr(callback, "__code__", None)
+        if (code is not None and code is _RUNNER_RESUME and _get_ident() in self._threads
+                and callback.__closure__ is not None):
+            runner = callback.__closure__[0].cell_contents
+            callback = _Resumption(runner.ctx_run, runner.run, self._calls)
+        self._class.add_future(ioloop, future, callback)
 
 
 class MessageHandlerThread:
@@ -141,6 +333,7 @@ class MessageHandlerThread:
         handler = self.handler
         calls = self._calls = CallQueue.of(self.ioloop)
         call = calls.call
+        handle = CoroutineResumptions.of(self.ioloop).call
         try:
             for client_conn, msg, ready in iter(get, _STOP):
                 if self._stop_queued:
@@ -148,7 +341,7 @@ class MessageHandlerThread:
                     # not being handled yet gets no reply (nor side effects).
                     break
                 try:
-                    done = handler(client_conn, msg)
+                    done = handle(handler, client_conn, msg)
                 except Exception:
                     self._report_error(client_conn, msg)
                     done = None
