@@ -1694,9 +1694,18 @@ def test_coroutines_started_on_the_handler_thread_are_resumed_every_time(
             assert client.request("?%s[%d]" % (name, mid)) == (
                 [], "!%s[%d] %s" % (name, mid, reply))
     assert "cannot enter context" not in caplog.text
-    # Outside handler calls, the server's IOLoop is left as it was.
-    assert "add_callback" not in vars(server.ioloop)
-    assert "add_future" not in vars(server.ioloop)
+
+
+def test_the_handler_thread_leaves_the_ioloop_as_it_found_it():
+    server = CoroutineOnHandlerThreadServer("127.0.0.1", 0)
+    start_server(server)
+    try:
+        assert server._handler_thread.wait_running(5)
+        assert {"add_callback", "add_future"} <= set(vars(server.ioloop))
+    finally:
+        stop_server(server)
+    server._handler_thread.join(5)
+    assert not {"add_callback", "add_future"} & set(vars(server.ioloop))
 
 
 def test_a_handler_blocking_on_loop_work_it_asked_for_still_gets_it(coroutine_server):

@@ -96,12 +96,13 @@ class CoroutineResumptions:
     other call, and every call of any other thread, goes to the IOLoop unchanged.
 
     The diversion is the IOLoop instance's own ``add_callback`` and ``add_future``
-    attributes, set only while some handler thread is in a handler call: the IOLoop
-    a coroutine resumes on is whatever ``IOLoop.current()`` returns, which is the
+    attributes, set while a handler thread runs on it (:meth:`attach`): the IOLoop a
+    coroutine resumes on is whatever ``IOLoop.current()`` returns, which is the
     server's IOLoop on the handler thread (its futures must belong to that loop), so
     there is no per-thread object to intercept instead; tornado itself, its classes
-    and the asyncio (or uvloop) loop are left alone. Outside handler calls the IOLoop
-    has no such attributes, and the loop thread pays nothing.
+    and the asyncio (or uvloop) loop are left alone. Set for the thread's lifetime
+    rather than per handler call, it costs a handler call two set operations; other
+    threads' calls of those two methods pass through a thread-id check.
 
     Get the one instance of an IOLoop with :meth:`of`.
 
@@ -120,8 +121,10 @@ class CoroutineResumptions:
         self._class = type(ioloop)
         self._calls = CallQueue.of(ioloop)
         self._lock = threading.Lock()
-        # Ids of the threads inside a handler call; the diversion is set while any is.
+        # Ids of the threads inside a handler call: only their calls are diverted.
         self._threads: Set[int] = set()
+        # Handler threads attached, and whether the diversion is on the IOLoop.
+        self._attached = 0
         self._installed = False
 
     @classmethod
@@ -143,8 +146,42 @@ class CoroutineResumptions:
                 found = cls._of.setdefault(ioloop, cls(ioloop))
         return found
 
+    def attach(self) -> None:
+        """Set the diversion on the IOLoop for the calling handler thread's lifetime.
+
+        Each :meth:`attach` is matched by one :meth:`detach`; the IOLoop has the
+        diversion while any handler thread on it is attached.
+        """
+        with self._lock:
+            self._attached += 1
+            if self._attached > 1:
+                return
+            ioloop = self._ioloop_ref()
+            attrs: Dict[str, Any] = {} if ioloop is None else vars(ioloop)
+            # Not over attributes someone else set on this IOLoop.
+            self._installed = (ioloop is not None and "add_callback" not in attrs
+                               and "add_future" not in attrs)
+            if self._installed:
+                attrs["add_callback"] = self._add_callback
+                attrs["add_future"] = self._add_future
+
+    def detach(self) -> None:
+        """Undo one :meth:`attach`: the last one takes the diversion off the IOLoop."""
+        with self._lock:
+            self._attached -= 1
+            if self._attached or not self._installed:
+                return
+            self._installed = False
+            ioloop = self._ioloop_ref()
+            if ioloop is not None:
+                attrs = vars(ioloop)
+                attrs.pop("add_callback", None)
+                attrs.pop("add_future", None)
+
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Return ``fn(*args)``, called on this thread with the diversion in place.
+        """Return ``fn(*args)``: a handler call, whose coroutines the diversion resumes.
+
+        Called on an attached handler thread (see :meth:`attach`).
 
         Parameters
         ----------
@@ -158,37 +195,12 @@ class CoroutineResumptions:
 
         """
         ident = _get_ident()
-        self._enter(ident)
+        threads = self._threads
+        threads.add(ident)
         try:
             return fn(*args)
         finally:
-            self._exit(ident)
-
-    def _enter(self, ident: int) -> None:
-        with self._lock:
-            threads = self._threads
-            if not threads:
-                ioloop = self._ioloop_ref()
-                attrs: Dict[str, Any] = {} if ioloop is None else vars(ioloop)
-                # Not over attributes someone else set on this IOLoop.
-                self._installed = (ioloop is not None and "add_callback" not in attrs
-                                   and "add_future" not in attrs)
-                if self._installed:
-                    attrs["add_callback"] = self._add_callback
-                    attrs["add_future"] = self._add_future
-            threads.add(ident)
-
-    def _exit(self, ident: int) -> None:
-        with self._lock:
-            threads = self._threads
             threads.discard(ident)
-            if not threads and self._installed:
-                self._installed = False
-                ioloop = self._ioloop_ref()
-                if ioloop is not None:
-                    attrs = vars(ioloop)
-                    attrs.pop("add_callback", None)
-                    attrs.pop("add_future", None)
 
     def _add_callback(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         ioloop = self._ioloop_ref()
@@ -333,7 +345,9 @@ class MessageHandlerThread:
         handler = self.handler
         calls = self._calls = CallQueue.of(self.ioloop)
         call = calls.call
-        handle = CoroutineResumptions.of(self.ioloop).call
+        resumptions = CoroutineResumptions.of(self.ioloop)
+        resumptions.attach()
+        handle = resumptions.call
         try:
             for client_conn, msg, ready in iter(get, _STOP):
                 if self._stop_queued:
@@ -351,6 +365,7 @@ class MessageHandlerThread:
                     done.add_done_callback(functools.partial(call, _resolve, ready))
                 calls.release()  # what hold_until_handled() held back, with the above
         finally:
+            resumptions.detach()
             self._running.clear()
 
     def hold_until_handled(self) -> None:
