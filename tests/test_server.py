@@ -3,6 +3,7 @@
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import queue
 import re
@@ -1589,3 +1590,137 @@ def test_sampling_asked_through_a_mock_connection_is_set():
     (strategies,) = server._strategies.values()
     assert list(strategies) == [server.int_sensor]
     server.clear_strategies(req.client_connection, remove_client=True)
+
+
+# -- tornado coroutines started on the handler thread ------------------------------------
+
+REPEATS = 200
+
+
+def _plain_decorator(fn):
+    """A user's decorator without functools.wraps (keeps only the docstring)."""
+    def wrapper(self, req, msg):
+        return fn(self, req, msg)
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+class _ResolvedWhileEntered(asyncio.Future):
+    """A future that the loop resolves, and runs its done callbacks for, while the
+    coroutine that yielded it has not yet left its context on the handler thread."""
+
+    def add_done_callback(self, fn, *, context=None):
+        super().add_done_callback(fn, context=context)
+        if getattr(self, "_raced", False):
+            return
+        self._raced = True
+        loop = self.get_loop()
+        attempted = threading.Event()
+
+        def resolve():
+            self.set_result(None)
+            # Behind the done callbacks that set_result scheduled.
+            loop.call_soon(loop.call_soon, attempted.set)
+
+        loop.call_soon_threadsafe(resolve)
+        assert attempted.wait(TIMEOUT)
+
+
+class CoroutineOnHandlerThreadServer(DeviceServer):
+    VERSION_INFO = ("coroutine-test", 1, 0)
+    BUILD_INFO = ("coroutine-test", 1, 0, "")
+
+    def setup_sensors(self):
+        pass
+
+    @tornado.gen.coroutine
+    def _after_moment(self, req):
+        yield tornado.gen.moment
+        raise tornado.gen.Return(req.make_reply("ok", "moment"))
+
+    @tornado.gen.coroutine
+    def _after_loop_future(self, req):
+        yield _ResolvedWhileEntered(loop=self.ioloop.asyncio_loop)
+        raise tornado.gen.Return(req.make_reply("ok", "future"))
+
+    def request_helper(self, req, msg):
+        """A plain handler returning a coroutine's future."""
+        return self._after_moment(req)
+
+    @request()
+    @return_reply(Str())
+    def request_typed(self, req):
+        """A typed plain handler returning a coroutine's future."""
+        return self._after_moment(req)
+
+    @_plain_decorator
+    @tornado.gen.coroutine
+    def request_wrapped(self, req, msg):
+        """A coroutine handler behind a decorator without functools.wraps."""
+        yield tornado.gen.moment
+        raise tornado.gen.Return(req.make_reply("ok", "wrapped"))
+
+    def request_raced(self, req, msg):
+        """A coroutine whose future the loop resolves before it left its context."""
+        return self._after_loop_future(req)
+
+    def request_loop_work(self, req, msg):
+        """Blocks on work it asked the loop for, sending an inform meanwhile."""
+        done = threading.Event()
+        req.inform("asked")
+        self.ioloop.add_callback(done.set)
+        assert done.wait(TIMEOUT)
+        return req.make_reply("ok")
+
+
+@pytest.fixture
+def coroutine_server():
+    server = CoroutineOnHandlerThreadServer("127.0.0.1", 0)
+    port = start_server(server)
+    yield server, port
+    stop_server(server)
+
+
+@pytest.mark.parametrize("name, repeats, reply", [
+    ("helper", REPEATS, "ok moment"), ("typed", REPEATS, "ok moment"),
+    ("wrapped", REPEATS, "ok wrapped"), ("raced", 5, "ok future")])
+def test_coroutines_started_on_the_handler_thread_are_resumed_every_time(
+        coroutine_server, caplog, name, repeats, reply):
+    # The loop used to resume such a coroutine while the handler thread was still in
+    # its context: "cannot enter context", and the request was never replied to.
+    server, port = coroutine_server
+    with connect(port) as client:
+        for mid in range(1, repeats + 1):
+            assert client.request("?%s[%d]" % (name, mid)) == (
+                [], "!%s[%d] %s" % (name, mid, reply))
+    assert "cannot enter context" not in caplog.text
+
+
+def test_the_handler_thread_leaves_the_ioloop_as_it_found_it():
+    server = CoroutineOnHandlerThreadServer("127.0.0.1", 0)
+    start_server(server)
+    try:
+        assert server._handler_thread.wait_running(5)
+        assert {"add_callback", "add_future"} <= set(vars(server.ioloop))
+    finally:
+        stop_server(server)
+    server._handler_thread.join(5)
+    assert not {"add_callback", "add_future"} & set(vars(server.ioloop))
+
+
+def test_a_handler_blocking_on_loop_work_it_asked_for_still_gets_it(coroutine_server):
+    _, port = coroutine_server
+    with connect(port) as client:
+        for mid in range(1, 4):
+            assert client.request("?loop-work[%d]" % mid) == (
+                ["#loop-work[%d] asked" % mid], "!loop-work[%d] ok" % mid)
+
+
+def test_a_partial_of_a_tornado_coroutine_is_an_async_handler():
+    @tornado.gen.coroutine
+    def handler(self, req, msg):
+        yield tornado.gen.moment
+
+    assert katcp_server.base._is_async_handler(functools.partial(handler))
+    assert katcp_server.base._is_async_handler(functools.partial(functools.partial(handler)))
+    assert not katcp_server.base._is_async_handler(functools.partial(_plain_decorator))

@@ -5,9 +5,12 @@ real socket on 127.0.0.1 with the switch set each way; the loops they run on are
 """
 
 import asyncio
+import socket
 import sys
+import threading
 
 import pytest
+import tornado.gen
 import uvloop
 
 import katcp
@@ -111,3 +114,57 @@ def test_install_makes_asyncio_run_use_the_selected_loop(switch):
     policy.use_uvloop()
     policy.install()
     assert issubclass(asyncio.run(kind()), uvloop.Loop)
+
+
+class _ResolvedWhileEntered(asyncio.Future):
+    """A future that the loop resolves, and runs its done callbacks for, while the
+    coroutine that yielded it has not yet left its context on the handler thread."""
+
+    def add_done_callback(self, fn, *, context=None):
+        super().add_done_callback(fn, context=context)
+        if getattr(self, "_raced", False):
+            return
+        self._raced = True
+        loop = self.get_loop()
+        attempted = threading.Event()
+
+        def resolve():
+            self.set_result(None)
+            loop.call_soon(loop.call_soon, attempted.set)  # behind the done callbacks
+
+        loop.call_soon_threadsafe(resolve)
+        assert attempted.wait(WAIT)
+
+
+class _CoroutineServer(_Server):
+    @tornado.gen.coroutine
+    def _after_loop_future(self, req):
+        yield _ResolvedWhileEntered(loop=self.ioloop.asyncio_loop)
+        raise tornado.gen.Return(req.make_reply("ok"))
+
+    def request_raced(self, req, msg):
+        """A plain handler returning a coroutine's future (started on the handler thread)."""
+        return self._after_loop_future(req)
+
+
+def test_coroutines_started_on_the_handler_thread_resume_on_uvloop(switch):
+    # The handler thread's coroutine resumptions are diverted through the IOLoop object,
+    # not the uvloop loop (whose attributes cannot be replaced).
+    policy.use_uvloop()
+    server = _CoroutineServer("127.0.0.1", 0)
+    server.start(timeout=WAIT)
+    try:
+        assert isinstance(server.ioloop.asyncio_loop, uvloop.Loop)
+        with socket.create_connection(server.bind_address, timeout=WAIT) as sock:
+            lines = sock.makefile("rb")
+            for mid in range(1, 6):
+                sock.sendall(b"?raced[%d]\n" % mid)
+                while True:
+                    line = lines.readline()
+                    assert line, "connection closed"
+                    if line.startswith(b"!"):
+                        break
+                assert line == b"!raced[%d] ok\n" % mid
+    finally:
+        server.stop(timeout=WAIT)
+        server.join(timeout=WAIT)

@@ -32,12 +32,21 @@ _SUPPORTED_KATCP_MAJORS = frozenset([4, 5])
 
 
 def _is_async_function(handler: Callable[..., Any]) -> bool:
-    """Whether a (possibly decorated) handler is an ``async def`` or tornado coroutine."""
+    """Whether a (possibly decorated) handler is an ``async def`` or tornado coroutine.
+
+    Only what says so exactly counts: ``__wrapped__`` (functools.wraps) and the function
+    of a :func:`functools.partial`. A decorator that hides its function otherwise is
+    not seen through; its coroutine then starts on the handler thread, which is safe
+    too (see :class:`katcp.server.handler_thread.CoroutineResumptions`).
+    """
     func: Optional[Callable[..., Any]] = handler
     while func is not None:
         if inspect.iscoroutinefunction(func) or tornado.gen.is_coroutine_function(func):
             return True
-        func = getattr(func, "__wrapped__", None)
+        if isinstance(func, functools.partial):
+            func = func.func
+        else:
+            func = getattr(func, "__wrapped__", None)
     return False
 
 

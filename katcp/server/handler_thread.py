@@ -1,13 +1,17 @@
 """The request-handling thread of a threaded DeviceServer."""
 
 import asyncio
+import contextvars
 import functools
 import logging
 import queue
 import threading
 import traceback
-from typing import Any, Callable, Optional
+import types
+import weakref
+from typing import Any, Callable, Dict, Optional, Set
 
+import tornado.gen
 import tornado.ioloop
 from tornado.concurrent import Future
 
@@ -19,6 +23,206 @@ from katcp.server.transport import log_handling_error
 log = logging.getLogger("katcp.server")
 
 _STOP = object()
+
+_get_ident = threading.get_ident
+
+
+def _runner_resume_code() -> Optional[types.CodeType]:
+    """The code of the callback that tornado's gen.Runner hands to ``add_future``.
+
+    That callback (``inner``, made in ``Runner.handle_yield``) resumes its coroutine with
+    ``runner.ctx_run(runner.run)``. None if this tornado makes it otherwise: such
+    resumptions are then left as they are.
+    """
+    for const in tornado.gen.Runner.handle_yield.__code__.co_consts:
+        if (isinstance(const, types.CodeType) and const.co_name == "inner"
+                and const.co_freevars == ("self",)):
+            return const
+    return None
+
+
+_RUNNER_RESUME = _runner_resume_code()
+
+
+class _Resumption:
+    """``ctx_run(fn)``, run on the loop once no other thread is inside that context.
+
+    A coroutine's context can be entered by one thread at a time. The handler thread
+    is still inside it (a few bytecodes from leaving) when the loop may already run
+    the resumption it scheduled: that attempt is then made again on a later loop turn,
+    through `calls`, which keeps it ahead of whatever the handler thread queues next.
+    """
+
+    __slots__ = ("_ctx_run", "_fn", "_calls", "_entered")
+
+    def __init__(self, ctx_run: Callable[..., Any], fn: Callable[[], Any],
+                 calls: CallQueue) -> None:
+        self._ctx_run = ctx_run
+        self._fn = fn
+        self._calls = calls
+        self._entered = False
+
+    def __call__(self, _future: Any = None) -> None:
+        self._entered = False
+        try:
+            self._ctx_run(self._enter)
+        except RuntimeError:
+            if self._entered:
+                raise  # the resumption's own error, not the context's
+            self._calls.call(self)
+
+    def _enter(self) -> Any:
+        self._entered = True
+        return self._fn()
+
+
+class CoroutineResumptions:
+    """Resume coroutines started on a handler thread only once that thread left them.
+
+    A tornado coroutine (``tornado.gen.coroutine``) called on a handler thread runs its
+    first step there, in a context of its own, and asks the server's loop (the
+    handler thread's current IOLoop) to resume it: ``add_callback(ctx.run, runner.run)``
+    after ``yield gen.moment``, ``add_future(future, inner)`` after yielding a future.
+    Handing that call over wakes the loop and lets it run at once, while the handler
+    thread has not yet left the context; the loop then cannot enter it, tornado logs
+    "cannot enter context" and the coroutine is never resumed (its request never
+    replied to).
+
+    While a handler thread is inside a handler call, :meth:`call` diverts exactly those
+    two calls made by that thread on the loop's IOLoop: the resumption goes to the
+    loop's :class:`~katcp.loop.call_queue.CallQueue` (in order with the thread's
+    informs and replies) and, should the thread still be inside the context when the
+    loop runs it, is tried again on a later loop turn (see :class:`_Resumption`). Any
+    other call, and every call of any other thread, goes to the IOLoop unchanged.
+
+    The diversion is the IOLoop instance's own ``add_callback`` and ``add_future``
+    attributes, set while a handler thread runs on it (:meth:`attach`): the IOLoop a
+    coroutine resumes on is whatever ``IOLoop.current()`` returns, which is the
+    server's IOLoop on the handler thread (its futures must belong to that loop), so
+    there is no per-thread object to intercept instead; tornado itself, its classes
+    and the asyncio (or uvloop) loop are left alone. Set for the thread's lifetime
+    rather than per handler call, it costs a handler call two set operations; other
+    threads' calls of those two methods pass through a thread-id check.
+
+    Get the one instance of an IOLoop with :meth:`of`.
+
+    Parameters
+    ----------
+    ioloop : :class:`tornado.ioloop.IOLoop`
+
+    """
+
+    _of: "weakref.WeakKeyDictionary[Any, CoroutineResumptions]" = weakref.WeakKeyDictionary()
+    _of_lock = threading.Lock()
+
+    def __init__(self, ioloop: tornado.ioloop.IOLoop) -> None:
+        # Weak: the registry's values must not keep its keys alive.
+        self._ioloop_ref = weakref.ref(ioloop)
+        self._class = type(ioloop)
+        self._calls = CallQueue.of(ioloop)
+        self._lock = threading.Lock()
+        # Ids of the threads inside a handler call: only their calls are diverted.
+        self._threads: Set[int] = set()
+        # Handler threads attached, and whether the diversion is on the IOLoop.
+        self._attached = 0
+        self._installed = False
+
+    @classmethod
+    def of(cls, ioloop: tornado.ioloop.IOLoop) -> "CoroutineResumptions":
+        """Return the instance for `ioloop`, made on first use.
+
+        Parameters
+        ----------
+        ioloop : :class:`tornado.ioloop.IOLoop`
+
+        Returns
+        -------
+        resumptions : :class:`CoroutineResumptions`
+
+        """
+        found = cls._of.get(ioloop)
+        if found is None:
+            with cls._of_lock:
+                found = cls._of.setdefault(ioloop, cls(ioloop))
+        return found
+
+    def attach(self) -> None:
+        """Set the diversion on the IOLoop for the calling handler thread's lifetime.
+
+        Each :meth:`attach` is matched by one :meth:`detach`; the IOLoop has the
+        diversion while any handler thread on it is attached.
+        """
+        with self._lock:
+            self._attached += 1
+            if self._attached > 1:
+                return
+            ioloop = self._ioloop_ref()
+            attrs: Dict[str, Any] = {} if ioloop is None else vars(ioloop)
+            # Not over attributes someone else set on this IOLoop.
+            self._installed = (ioloop is not None and "add_callback" not in attrs
+                               and "add_future" not in attrs)
+            if self._installed:
+                attrs["add_callback"] = self._add_callback
+                attrs["add_future"] = self._add_future
+
+    def detach(self) -> None:
+        """Undo one :meth:`attach`: the last one takes the diversion off the IOLoop."""
+        with self._lock:
+            self._attached -= 1
+            if self._attached or not self._installed:
+                return
+            self._installed = False
+            ioloop = self._ioloop_ref()
+            if ioloop is not None:
+                attrs = vars(ioloop)
+                attrs.pop("add_callback", None)
+                attrs.pop("add_future", None)
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Return ``fn(*args)``: a handler call, whose coroutines the diversion resumes.
+
+        Called on an attached handler thread (see :meth:`attach`).
+
+        Parameters
+        ----------
+        fn : callable
+            The handler call.
+
+        Returns
+        -------
+        result : object
+            What `fn` returned (what it raised propagates).
+
+        """
+        ident = _get_ident()
+        threads = self._threads
+        threads.add(ident)
+        try:
+            return fn(*args)
+        finally:
+            threads.discard(ident)
+
+    def _add_callback(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        ioloop = self._ioloop_ref()
+        if ioloop is None:
+            return
+        if (_get_ident() in self._threads and len(args) == 1 and not kwargs
+                and type(getattr(callback, "__self__", None)) is contextvars.Context):
+            # callback(fn) is ctx.run(fn): a coroutine's resumption (gen.moment).
+            self._calls.call(_Resumption(callback, args[0], self._calls))
+            return
+        self._class.add_callback(ioloop, callback, *args, **kwargs)
+
+    def _add_future(self, future: Any, callback: Callable[[Any], Any]) -> None:
+        ioloop = self._ioloop_ref()
+        if ioloop is None:
+            return
+        code = getattr(callback, "__code__", None)
+        if (code is not None and code is _RUNNER_RESUME and _get_ident() in self._threads
+                and callback.__closure__ is not None):
+            runner = callback.__closure__[0].cell_contents
+            callback = _Resumption(runner.ctx_run, runner.run, self._calls)
+        self._class.add_future(ioloop, future, callback)
 
 
 class MessageHandlerThread:
@@ -141,6 +345,9 @@ class MessageHandlerThread:
         handler = self.handler
         calls = self._calls = CallQueue.of(self.ioloop)
         call = calls.call
+        resumptions = CoroutineResumptions.of(self.ioloop)
+        resumptions.attach()
+        handle = resumptions.call
         try:
             for client_conn, msg, ready in iter(get, _STOP):
                 if self._stop_queued:
@@ -148,7 +355,7 @@ class MessageHandlerThread:
                     # not being handled yet gets no reply (nor side effects).
                     break
                 try:
-                    done = handler(client_conn, msg)
+                    done = handle(handler, client_conn, msg)
                 except Exception:
                     self._report_error(client_conn, msg)
                     done = None
@@ -158,6 +365,7 @@ class MessageHandlerThread:
                     done.add_done_callback(functools.partial(call, _resolve, ready))
                 calls.release()  # what hold_until_handled() held back, with the above
         finally:
+            resumptions.detach()
             self._running.clear()
 
     def hold_until_handled(self) -> None:
