@@ -297,7 +297,27 @@ _SENDS = {
     "inform": (lambda server, req: req.client_connection.inform(Message.inform("marker")),
                "#marker"),
     "reply": (lambda server, req: req.reply("ok"), "!later ok"),
+    "mass_send_message_from_thread": (
+        lambda server, req: server._server.mass_send_message_from_thread(
+            Message.inform("marker")), "#marker"),
+    "send_message_from_thread": (
+        lambda server, req: server._server.send_message_from_thread(
+            req.client_connection._conn_id, Message.inform("marker")), "#marker"),
 }
+
+
+def _run_thread(server, work, busy_loop=True):
+    """Run `work` in a thread of its own; with `busy_loop`, while the server's loop is
+    kept busy, so that all the thread hands the loop waits there together."""
+    release = _block(server.ioloop) if busy_loop else None
+    try:
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join(TIMEOUT)
+        assert not thread.is_alive()
+    finally:
+        if release is not None:
+            release.set()
 
 
 @pytest.mark.parametrize("send", sorted(_SENDS))
@@ -321,16 +341,105 @@ def test_what_a_thread_does_reaches_the_client_in_its_order(order_server, send):
             send_message(order_server, req)
             sensor_a.set_value(2)
 
-        # The loop is kept busy until the thread is done, so that all of it waits there.
-        release = _block(order_server.ioloop)
-        try:
-            thread = threading.Thread(target=hardware)
-            thread.start()
-            thread.join(TIMEOUT)
-            assert not thread.is_alive()
-        finally:
-            release.set()
+        _run_thread(order_server, hardware)
         lines = [client.readline().decode() for _ in range(4)]
     got = ["%s=%s" % (line.split()[3], line.split()[5])
            if line.startswith("#sensor-status ") else line for line in lines]
     assert got == ["A=1", "B=1", sent_line, "A=2"]
+
+
+@pytest.mark.parametrize("replaced", [False, True], ids=["removed", "replaced"])
+@pytest.mark.parametrize("on_loop", [False, True], ids=["thread", "loop"])
+def test_nothing_set_after_remove_sensor_returned_is_sent(order_server, on_loop, replaced):
+    # remove_sensor() "also deregisters all clients observing the sensor": a reading the
+    # thread set before it is sent, one it sets after it returned is not, though the loop
+    # has not yet handled the earlier one (nor, the name taken by a new sensor, under
+    # that name). Every other round the loop is busy while the thread works.
+    rounds = 10
+    sensors = [Sensor.integer("s%d" % n, "A sensor.", "", default=0,
+                              initial_status=Sensor.NOMINAL) for n in range(rounds)]
+    for sensor in sensors:
+        order_server.add_sensor(sensor)
+    order_server.SEND_INTERFACE_CHANGED = True
+    with LineClient(order_server.bind_address[1]) as client:
+        client.read_until(lambda line: line.startswith(b"#version-connect katcp-device"))
+        got = []
+        for number, sensor in enumerate(sensors):
+            assert client.request("?sensor-sampling %s auto" % sensor.name)[1] == (
+                "!sensor-sampling ok %s auto" % sensor.name)
+
+            def hardware():
+                sensor.set_value(1)
+                order_server.remove_sensor(sensor)
+                if replaced:
+                    order_server.add_sensor(Sensor.integer(sensor.name, "New.", ""))
+                sensor.set_value(2)
+                order_server.mass_inform(Message.inform("marker"))
+
+            if on_loop:
+                done = threading.Event()
+                order_server.ioloop.add_callback(lambda: (hardware(), done.set()))
+                assert done.wait(TIMEOUT)
+            else:
+                _run_thread(order_server, hardware, busy_loop=number % 2 == 0)
+            lines = client.read_until(lambda line: line == b"#marker")
+            if b"#interface-changed sensor-list" not in lines:
+                # Sent by the loop at the end of its turn: after the loop's own marker.
+                assert on_loop
+                lines += client.read_until(lambda line: line.startswith(b"#interface"))
+            got.append([line.split()[-1].decode() for line in lines
+                        if line.startswith(b"#sensor-status ")])
+    assert got == [["1"]] * rounds
+
+
+def test_a_call_with_outcome_keeps_its_place_and_gives_its_outcome(loop_thread):
+    ioloop, loop_ident = loop_thread
+    queue = CallQueue.of(ioloop)
+    ran = []
+
+    def outcome(value):
+        ran.append(value)
+        return value, threading.get_ident()
+
+    def broken():
+        raise KeyError("broken")
+
+    async def coroutine():
+        return "awaited"
+
+    release = _block(ioloop)
+    try:
+        queue.call_batched(ran.append, "before")
+        first = queue.call_with_outcome(outcome, "outcome")
+        queue.call_batched(ran.append, "after")
+        failed = queue.call_with_outcome(broken)
+        awaited = queue.call_with_outcome(coroutine)
+    finally:
+        release.set()
+    assert first.result(TIMEOUT) == ("outcome", loop_ident)
+    assert ran == [["before"], "outcome", ["after"]]
+    with pytest.raises(KeyError):
+        failed.result(TIMEOUT)
+    assert awaited.result(TIMEOUT) == "awaited"
+
+
+def test_a_holding_thread_may_wait_for_a_call_with_outcome(loop_thread):
+    ioloop, _ = loop_thread
+    queue = CallQueue.of(ioloop)
+    ran = []
+    queue.hold()
+    try:
+        queue.call(ran.append, "held")
+        # Its held calls go first, rather than the wait waiting on itself.
+        assert queue.call_with_outcome(ran.append, "outcome").result(TIMEOUT) is None
+    finally:
+        queue.release()
+    assert ran == ["held", "outcome"]
+
+
+def test_a_call_with_outcome_to_a_closed_loop_fails():
+    ioloop = tornado.ioloop.IOLoop(make_current=False)
+    queue = CallQueue.of(ioloop)
+    ioloop.close()
+    with pytest.raises(RuntimeError):
+        queue.call_with_outcome(len, "").result(TIMEOUT)

@@ -3,8 +3,8 @@
 Informs sent from a handler thread, replies resolved there and sensor updates made in
 any thread all reach the loop through the :class:`CallQueue` of that loop. The calls run
 in the order they were queued, and a burst of them costs one wake-up of the loop (one
-``call_soon_threadsafe``), not one each. A call that must give its outcome back uses
-:func:`katcp.loop.crossing.call_on_loop` instead.
+``call_soon_threadsafe``), not one each. A call that must give its outcome back and keep
+its place among them is queued with :meth:`CallQueue.call_with_outcome`.
 
 Work that comes in many small pieces (sensor readings set in a tight loop) is queued with
 :meth:`CallQueue.call_batched`: pieces queued one after another, with nothing else
@@ -12,12 +12,15 @@ between them, are handed to the loop in one call, and a piece queued after any o
 call starts a new one behind it, so nothing overtakes what was queued before it.
 """
 
+import concurrent.futures
 import logging
 import threading
 import weakref
 from typing import Any, Callable, List, Optional, Tuple
 
 import tornado.ioloop
+
+from katcp.loop.crossing import run_into_future
 
 __all__ = ["CallQueue"]
 
@@ -106,6 +109,41 @@ class CallQueue:
             if len(calls) > 1:
                 return  # the wake-up that runs them is already scheduled
         self._wake()
+
+    def call_with_outcome(self, fn: Callable[..., Any], *args: Any
+                          ) -> "concurrent.futures.Future[Any]":
+        """Queue ``fn(*args)`` as :meth:`call` does, and return a future of its outcome.
+
+        The call keeps its place among what this thread queues here (sensor readings,
+        sends): it runs after what the thread queued before it and before what it queues
+        after it. A :func:`katcp.loop.crossing.call_on_loop` call does not: calls queued
+        here after it may join a wake-up of the loop scheduled before it. A thread that
+        holds its calls back (:meth:`hold`) is released first, so that it may wait for
+        the outcome.
+
+        Parameters
+        ----------
+        fn : callable
+            Called on the loop thread; it may return a value, a future or a coroutine.
+        *args : objects
+
+        Returns
+        -------
+        result : :class:`concurrent.futures.Future`
+            Resolves as :func:`~katcp.loop.crossing.call_on_loop`'s does; a call to a
+            closed loop fails with :class:`RuntimeError`.
+
+        """
+        result: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
+        loop = self._loop_ref()
+        if loop is None or loop.is_closed():
+            # Nothing would ever run it: failed now, as a call to a closed loop does.
+            result.set_running_or_notify_cancel()
+            result.set_exception(RuntimeError("Event loop is closed"))
+            return result
+        self.release()
+        self.call(run_into_future, fn, args, {}, result)
+        return result
 
     def call_batched(self, fn: Callable[[List[Any]], Any], item: Any) -> Optional[int]:
         """Queue ``fn(items)``, `item` among `items`, joining the last call if it is one.

@@ -227,6 +227,8 @@ class DeviceServer(DeviceServerBase):
             raise ValueError("Unknown sensor '%s'." % (name,))
         self._sensors_generation += 1
         if self.running():
+            # In its place among what this thread hands the loop: the readings it set
+            # before are still sent, none it sets after this returns is.
             self._server.call_from_thread(lambda: self._cancel_sensor_strategies(removed))
         else:
             self._cancel_sensor_strategies(removed)

@@ -672,10 +672,14 @@ class KATCPServer:
         For calls from other threads that give nothing back (sends, replies to the
         transport); they go through the loop's one :class:`~katcp.loop.call_queue.CallQueue`.
         """
+        self._queue().call(fn, *args)
+
+    def _queue(self) -> CallQueue:
+        """The call queue of the server's loop (chosen now if :meth:`start` has not yet)."""
         queue = self._call_queue
         if queue is None:
             queue = self._call_queue = CallQueue.of(self.get_ioloop())
-        queue.call(fn, *args)
+        return queue
 
     # -- sending ------------------------------------------------------------------
 
@@ -786,9 +790,13 @@ class KATCPServer:
 
         In the IOLoop thread `fn` is called at once and an already resolved
         tornado.concurrent.Future returned; from another thread `fn` is handed to the
-        loop (:func:`katcp.loop.crossing.call_on_loop`) and a concurrent.futures.Future
-        returned. Either resolves with what `fn` returned or with the exception it
-        raised, which is also logged.
+        loop and a concurrent.futures.Future returned. Either resolves with what `fn`
+        returned or with the exception it raised, which is also logged.
+
+        From another thread `fn` runs in order with what that thread handed the loop
+        before and after it (sensor readings, sends: see
+        :meth:`~katcp.loop.call_queue.CallQueue.call_with_outcome`), as katcp 0.9.3's
+        ``add_callback`` ran it.
 
         Parameters
         ----------
@@ -804,7 +812,7 @@ class KATCPServer:
         if self.in_ioloop_thread():
             done = return_future(fn)()
         else:
-            done = self.call_on_loop(fn)
+            done = self._queue().call_with_outcome(fn)
         done.add_done_callback(functools.partial(self._log_failure, fn))
         return done
 
