@@ -4,6 +4,7 @@ metaclasses and the small synchronous and asynchronous helpers."""
 import asyncio
 import concurrent.futures
 import enum
+import functools
 import gc
 import logging
 import random
@@ -27,7 +28,7 @@ from katcp.core import (AsyncCallbackEvent, AsyncEvent, AsyncReply, AsyncState, 
                         future_timeout_manager, hashable_identity, log_coroutine_exceptions,
                         log_future_exceptions, steal_docstring_from, until_any, until_later,
                         until_some)
-from katcp.loop.futures import _until_all
+from katcp.loop.futures import _until_all, _windowed
 
 PARSER = MessageParser()
 
@@ -1130,6 +1131,41 @@ class TestAsyncHelpers(tornado.testing.AsyncTestCase):
         second.set_result("b")
         first.set_result("a")
         assert (yield waiting) == [(1, "b"), (0, "a")]
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_windowed_keeps_a_window_of_pending_starts_and_their_order(self):
+        futures = [Future() for _ in range(5)]
+        started = []
+
+        def start(index):
+            started.append(index)
+            return futures[index] if index != 2 else "plain"
+
+        @tornado.gen.coroutine
+        def settled():
+            # What is ready runs within a few loop turns (no timer is involved).
+            for _ in range(10):
+                yield tornado.gen.moment
+
+        waiting = tornado.gen.convert_yielded(
+            _windowed([functools.partial(start, i) for i in range(5)], 2))
+        yield settled()
+        assert started == [0, 1]
+        futures[1].set_result("b")
+        yield settled()
+        # The freed place goes to the next ones: a plain value takes none for long.
+        assert started == [0, 1, 2, 3]
+        futures[3].set_exception(ValueError("boom"))
+        futures[0].set_result("a")
+        yield settled()
+        assert started == [0, 1, 2, 3, 4] and not waiting.done()
+        # A failure is raised once the others are done.
+        futures[4].set_result("e")
+        with pytest.raises(ValueError, match="boom"):
+            yield waiting
+        waiting = _windowed([functools.partial(start, 2), lambda: futures[1]], 8)
+        assert (yield waiting) == ["plain", "b"]
+        assert (yield _windowed([], 8)) == []
 
     @tornado.testing.gen_test(timeout=10)
     def test_waits_given_up_leave_nothing_behind(self):

@@ -1,5 +1,6 @@
 """Tests for katcp.resource_client against real device servers on 127.0.0.1."""
 
+import asyncio
 import concurrent.futures
 import functools
 import socket
@@ -17,8 +18,9 @@ from wait_helpers import outcome_in_thread, waits_left_by
 from katcp import Message, ProtocolFlags, Sensor
 from katcp.core import AsyncEvent, AttrDict, until_any, until_later
 from katcp.ioloop_manager import IOLoopThreadWrapper
-from katcp.kattypes import Int, Str, request, return_reply
+from katcp.kattypes import Int, Str, concurrent_reply, request, return_reply
 from katcp.resource import KATCPReply, KATCPSensor, KATCPSensorError, SensorResultTuple
+from katcp.resource.base import _STRATEGY_WINDOW
 from katcp.resource_client import (
     AttrMappingProxy,
     ClientGroup,
@@ -979,6 +981,100 @@ def container_spec(servers, names, groups=None):
     if groups:
         spec["groups"] = groups
     return spec
+
+
+class SlowSamplingDevice(BaseDevice):
+    """Many sensors, whose ?sensor-sampling requests the device works on one after
+    another for WORK seconds each, counting those received and not yet answered."""
+
+    SENSORS = 200
+    WORK = 0.005
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.in_progress = 0
+        self.most_in_progress = 0
+        self.answered = 0
+        self._working = asyncio.Lock()
+
+    def setup_sensors(self):
+        super().setup_sensors()
+        for i in range(self.SENSORS):
+            self.add_sensor(Sensor.integer("many.%03d" % i, "One of many", "", [0, 10]))
+
+    @concurrent_reply
+    async def request_sensor_sampling(self, req, msg):
+        """Configure sampling as usual, after the device's work for the request."""
+        self.in_progress += 1
+        self.most_in_progress = max(self.most_in_progress, self.in_progress)
+        try:
+            async with self._working:
+                await asyncio.sleep(self.WORK)  # the device's work, not a synchronisation
+            reply = await super().request_sensor_sampling(req, msg)
+            self.answered += 1
+            return reply
+        finally:
+            self.in_progress -= 1
+
+
+class TestManyStrategiesOnASlowDevice(ResourceTestCase):
+    """Strategies for many sensors are pipelined a few requests at a time: sent all at
+    once, the last ones would time out waiting behind the others at the device (which
+    answers them all) rather than in their own handling."""
+
+    # Less than the device's work for all the requests, well over that for a window.
+    REQUEST_TIMEOUT = 0.6
+    MANY = {"many_%03d" % i for i in range(SlowSamplingDevice.SENSORS)}
+
+    @tornado.gen.coroutine
+    def synced_resource(self, server):
+        res = self.make_resource(server)
+        yield res.until_synced(timeout=WAIT)
+        res._inspecting_client.katcp_client._request_timeout = self.REQUEST_TIMEOUT
+        return res
+
+    def assert_pipelined(self, server):
+        assert server.answered == SlowSamplingDevice.SENSORS
+        assert 1 < server.most_in_progress <= _STRATEGY_WINDOW
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_set_sampling_strategies_of_a_resource(self):
+        server = self.start_server(SlowSamplingDevice)
+        res = yield self.synced_resource(server)
+        with self.assertNoLogs("katcp", "ERROR"):
+            result = yield res.set_sampling_strategies("many", "event")
+        assert set(result) == self.MANY
+        assert all(outcome == (True, ("event",)) for outcome in result.values())
+        self.assert_pipelined(server)
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_strategies_reapplied_after_a_restart(self):
+        server = self.start_server(SlowSamplingDevice)
+        res = yield self.synced_resource(server)
+        yield res.set_sampling_strategies("many", "event")
+        port = server.bind_address[1]
+        stop_server(server)
+        yield res.until_not_synced(timeout=WAIT)
+        with self.assertNoLogs("katcp", "ERROR"):
+            server = self.start_server(SlowSamplingDevice, port)
+            # Strategies are reapplied before the resource says it is synced.
+            yield res.until_synced(timeout=WAIT)
+        self.assert_pipelined(server)
+        reply = yield res.req.sensor_sampling("many.199")
+        assert reply.reply.arguments == [b"ok", b"many.199", b"event"]
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_set_sampling_strategies_of_a_container(self):
+        server = self.start_server(SlowSamplingDevice)
+        container = KATCPClientResourceContainer(container_spec([server], ["c0"]))
+        container.set_ioloop(self.io_loop)
+        container.start()
+        self.addCleanup(container.stop)
+        yield container.until_synced(timeout=WAIT)
+        with self.assertNoLogs("katcp", "ERROR"):
+            results = yield container.set_sampling_strategies("many", "event")
+        assert results == {"c0": dict.fromkeys(self.MANY, "event")}
+        self.assert_pipelined(server)
 
 
 class TestKATCPClientResourceContainer(ResourceTestCase):

@@ -8,6 +8,7 @@ resolved from another thread goes through :func:`katcp.loop.crossing.call_on_loo
 import asyncio
 import concurrent.futures
 import functools
+import inspect
 import logging
 import threading
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar
@@ -188,6 +189,36 @@ def _until_all(*futures: Any, timeout: Optional[float] = None) -> Any:
     over early (timed out, cancelled, or one of them failed), those still pending are
     cancelled, which unregisters them."""
     return _cancel_when_over(until_some(*futures, timeout=timeout), futures)
+
+
+async def _windowed(starts: Iterable[Callable[[], Any]], window: int) -> List[Any]:
+    """The results of ``start()`` (an awaitable, or a plain value) for each of `starts`,
+    in their order, with at most `window` of the awaitables pending at a time: the next
+    one starts as soon as one is done.
+
+    Many requests sent at once all wait at the device, each with its request timeout
+    running, so the last ones time out although the device answers them all; a window
+    keeps them pipelined, each waiting only behind the few sent before it. A start that
+    fails (or whose awaitable does) is raised once the others are done; the starts should
+    report their own failures in their results.
+    """
+    starts = list(starts)
+    results: List[Any] = [None] * len(starts)
+    turns = iter(range(len(starts)))  # shared: each free worker takes the next
+
+    async def worker() -> None:
+        for index in turns:
+            result = starts[index]()
+            if inspect.isawaitable(result):
+                result = await result
+            results[index] = result
+
+    outcomes = await asyncio.gather(*[worker() for _ in range(min(window, len(starts)))],
+                                    return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return results
 
 
 class AsyncEvent:

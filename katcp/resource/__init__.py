@@ -1,6 +1,7 @@
 """A high-level abstract interface to KATCP clients, sensors and requests."""
 
 import abc
+import functools
 import logging
 import sys
 from typing import Any, Callable, Dict, Generator, Optional, Tuple
@@ -13,13 +14,13 @@ from katcp._export import keep_home
 from katcp.core import Message
 from katcp.display import (KATCPReply, did_you_mean, object_repr, request_docstring,
                            request_repr, resource_html)
-from katcp.loop.futures import _expire_after, _failed_future
+from katcp.loop.futures import _expire_after, _failed_future, _windowed
 # The basics and the sensor mirror live in submodules, documented (and reporting
 # themselves) here.
 from katcp.resource.base import (  # noqa: F401 (private names importable here as before)
-    KATCPResourceError, KATCPResourceInactive, KATCPSensorError, KATCPSensorReading,
-    KATCPSensorsManager, SensorResultTuple, StrategyResult, StrategySpec, _number_or_text,
-    _read_only, escape_name, normalize_strategy_parameters)
+    _STRATEGY_WINDOW, KATCPResourceError, KATCPResourceInactive, KATCPSensorError,
+    KATCPSensorReading, KATCPSensorsManager, SensorResultTuple, StrategyResult, StrategySpec,
+    _number_or_text, _read_only, escape_name, normalize_strategy_parameters)
 from katcp.resource.sensor import KATCPSensor, _words  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -248,10 +249,17 @@ class KATCPResource(abc.ABC):
         -------
         sensors_strategies : tornado Future
             As for :meth:`set_sampling_strategy`, with an item for each sensor matched.
+
+        Notes
+        -----
+        The requests are pipelined, a few at a time: each one's timeout then counts only
+        its own handling, not the wait behind all the others at the device.
         """
         sensors = yield self.list_sensors(filter, **list_sensor_args)
-        results = yield [self.set_sampling_strategy(result.python_identifier, strategy_and_params)
-                         for result in sensors]
+        results = yield _windowed(
+            [functools.partial(self.set_sampling_strategy, result.python_identifier,
+                               strategy_and_params) for result in sensors],
+            _STRATEGY_WINDOW)
         return {key: value for result in results for key, value in result.items()}
 
     @tornado.gen.coroutine

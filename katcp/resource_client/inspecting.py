@@ -7,18 +7,21 @@ strategies of its sensors.
 """
 
 import collections
+import functools
 import logging
 import re
 import sys
-from typing import Any, Callable, Dict, Generator, List, Optional, Pattern, Tuple
+from typing import (Any, Callable, Dict, Generator, Iterable, List, Optional, Pattern,
+                    Tuple)
 
 import tornado.gen
 
 from katcp import resource
 from katcp.core import Message
 from katcp.inspecting_client import InspectingClientAsync
-from katcp.resource import (KATCPReply, KATCPSensorError, StrategyResult, StrategySpec,
-                            escape_name)
+from katcp.loop.futures import _windowed
+from katcp.resource import (_STRATEGY_WINDOW, KATCPReply, KATCPSensorError, StrategyResult,
+                            StrategySpec, escape_name)
 from katcp.wire.util import transform_future
 
 # The package's logger: the one 0.9 logged to.
@@ -275,7 +278,7 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
         Strategies of sensors the device does not (or no longer) have are kept in the
         cache but not sent. Failures are logged, not raised: each sensor ends with its
         strategy or with an error logged for it, with or without bulk sampling (see
-        :meth:`_send_strategy`).
+        :meth:`_send_strategies`).
         """
         known_sensors = set(self._inspecting_client.sensors)
         by_strategy: Dict[Tuple[str, ...], List[str]] = collections.defaultdict(list)
@@ -283,28 +286,27 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
             if name in known_sensors:
                 by_strategy[strategy].append(name)
         if by_strategy:
-            # Sent together: one round trip instead of one per request.
-            yield [self._send_strategy(names, strategy)
-                   for strategy, names in by_strategy.items()]
+            yield self._send_strategies(by_strategy)
 
     @tornado.gen.coroutine
-    def _send_strategy(self, sensor_names: List[str], strategy: Tuple[str, ...]
-                       ) -> Generator[Any, Any, None]:
-        """Send one strategy for several sensors, as many requests as needed.
+    def _send_strategies(self, by_strategy: Dict[Tuple[str, ...], List[str]]
+                         ) -> Generator[Any, Any, None]:
+        """Send strategies for several sensors each, as many requests as needed.
 
         The one place that decides between a bulk request and one per sensor: with
-        the device's BULK_SET_SENSOR_SAMPLING flag (KATCP v5.1) the sensors share a
-        ``?sensor-sampling a,b,c`` request, else each has its own. A bulk request is
-        atomic (the strategy is set for all or for none), so one sensor that rejects
-        the strategy would cost all the others theirs; a failed bulk request is
-        therefore retried one sensor at a time, which ends as the per-sensor path does.
+        the device's BULK_SET_SENSOR_SAMPLING flag (KATCP v5.1) the sensors of a
+        strategy share a ``?sensor-sampling a,b,c`` request, else each has its own. A
+        bulk request is atomic (the strategy is set for all or for none), so one sensor
+        that rejects the strategy would cost all the others theirs; a failed bulk
+        request is therefore retried one sensor at a time, which ends as the per-sensor
+        path does. The requests are pipelined a few at a time (as by
+        :meth:`katcp.resource.KATCPResource.set_sampling_strategies`).
 
         Parameters
         ----------
-        sensor_names : list of str
-            KATCP names of the sensors.
-        strategy : tuple of str
-            Normalised strategy and parameters (see
+        by_strategy : dict
+            KATCP names of the sensors (list of str) by normalised strategy and
+            parameters (tuple of str, see
             :func:`katcp.resource.normalize_strategy_parameters`).
 
         Returns
@@ -315,20 +317,34 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
             is logged as an error.
         """
         flags = self._inspecting_client.katcp_client.protocol_flags
-        if len(sensor_names) > 1 and flags is not None and flags.bulk_set_sensor_sampling:
-            problem = yield self._request_sampling(",".join(sensor_names), strategy)
-            if problem is None:
-                return
-            # Not an error yet: the retry below logs each sensor that really fails.
-            self._logger.debug("Bulk strategy %r failed for sensors %s (%s); retrying "
-                               "one sensor at a time", strategy, ",".join(sensor_names),
-                               problem)
-        problems = yield [self._request_sampling(name, strategy) for name in sensor_names]
-        for name, problem in zip(sensor_names, problems):
+        bulk = flags is not None and flags.bulk_set_sensor_sampling
+        shared: List[Tuple[List[str], Tuple[str, ...]]] = []
+        singles: List[Tuple[str, Tuple[str, ...]]] = []
+        for strategy, names in by_strategy.items():
+            if bulk and len(names) > 1:
+                shared.append((names, strategy))
+            else:
+                singles.extend((name, strategy) for name in names)
+        problems = yield self._request_samplings(
+            (",".join(names), strategy) for names, strategy in shared)
+        for (names, strategy), problem in zip(shared, problems):
+            if problem is not None:
+                # Not an error yet: the retry below logs each sensor that really fails.
+                self._logger.debug("Bulk strategy %r failed for sensors %s (%s); retrying "
+                                   "one sensor at a time", strategy, ",".join(names), problem)
+                singles.extend((name, strategy) for name in names)
+        problems = yield self._request_samplings(singles)
+        for (name, strategy), problem in zip(singles, problems):
             if problem is not None:
                 # Errors are only logged: one bad strategy must not stop the resync.
                 self._logger.error("Error reapplying strategy %r for sensors %s: %s",
                                    strategy, name, problem)
+
+    def _request_samplings(self, requests: Iterable[Tuple[str, Tuple[str, ...]]]) -> Any:
+        """A future of what :meth:`_request_sampling` resolves with for each of
+        `requests` (``(names, strategy)``), in their order, pipelined a few at a time."""
+        return _windowed([functools.partial(self._request_sampling, names, strategy)
+                          for names, strategy in requests], _STRATEGY_WINDOW)
 
     @tornado.gen.coroutine
     def _request_sampling(self, names: str, strategy: Tuple[str, ...]

@@ -7,7 +7,7 @@ import inspect
 import logging
 import re
 import sys
-from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Sequence, Tuple
 
 import tornado.gen
 import tornado.ioloop
@@ -17,8 +17,9 @@ from katcp import resource
 from katcp.core import AsyncEvent, AsyncState, AttrDict, log_future_exceptions
 from katcp.display import did_you_mean, object_repr
 from katcp.ioloop_manager import current_ioloop
-from katcp.loop.futures import _failed_future, _until_all, _until_first
-from katcp.resource import StrategyResult, StrategySpec, _read_only, escape_name
+from katcp.loop.futures import _failed_future, _until_all, _until_first, _windowed
+from katcp.resource import (_STRATEGY_WINDOW, StrategyResult, StrategySpec, _read_only,
+                            escape_name)
 from katcp.resource_client.groups import ClientGroup
 from katcp.resource_client.inspecting import (_NONE_STRATEGY, KATCPClientResourceRequest,
                                               KATCPClientResourceSensorsManager,
@@ -909,7 +910,8 @@ class KATCPClientResourceContainer(resource.KATCPResource):
     def _through_children(self, filter: str, action: Callable[[Any, str], Any],
                           outcome: Any, what: str
                           ) -> Generator[Any, Any, Dict[str, Dict[str, Any]]]:
-        """Do `action(child, sensor_name)` for each sensor :meth:`list_sensors` finds.
+        """Do `action(child, sensor_name)` for each sensor :meth:`list_sensors` finds, a
+        few at a time.
 
         The action fails by raising, or by returning (or resolving with) False.
 
@@ -924,9 +926,9 @@ class KATCPClientResourceContainer(resource.KATCPResource):
             self._logger.warning("Container %s has no sensor matching %r: no %s was set%s",
                                  self._name, filter, what,
                                  did_you_mean(filter.strip("^$"), self._sensor))
-        results: Dict[str, Dict[str, Any]] = {}
-        for found in sensors:
-            sensor_obj = found.object
+
+        @tornado.gen.coroutine
+        def through_child(sensor_obj: Any) -> Generator[Any, Any, Tuple[str, str, Any]]:
             child = self._children[escape_name(sensor_obj.parent_name)]
             name = sensor_obj.normalised_name
             try:
@@ -938,7 +940,15 @@ class KATCPClientResourceContainer(resource.KATCPResource):
                 self._logger.exception("Could not set %s on sensor %s of %s",
                                        what, name, child.name)
                 result = None
-            results.setdefault(child.name, {})[name] = result
+            return child.name, name, result
+
+        # A few at a time: one at a time costs a round trip per sensor, and all at once
+        # would have the last requests time out while queued at the device.
+        done = yield _windowed([functools.partial(through_child, found.object)
+                                for found in sensors], _STRATEGY_WINDOW)
+        results: Dict[str, Dict[str, Any]] = {}
+        for child_name, name, result in done:
+            results.setdefault(child_name, {})[name] = result
         return results
 
     def set_sampling_strategies(self, filter: str, strategy_and_params: StrategySpec) -> Any:
