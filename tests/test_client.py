@@ -17,6 +17,7 @@ import tornado.concurrent
 import tornado.gen
 import tornado.ioloop
 import tornado.testing
+import tornado.util
 
 from katcp.client import (
     AsyncClient,
@@ -424,6 +425,17 @@ def test_blocking_client_future_request_from_thread_blocks_for_result(blocking):
     reply, informs = blocking.future_request(Message.request("informs", 2))
     assert str(reply) == "!informs[1] ok 2"
     assert len(informs) == 2
+
+
+@pytest.mark.parametrize("timeout", [0.05, 0.0, -1.0, float("nan")])
+def test_future_request_from_a_thread_returns_its_timeout_reply(blocking, timeout):
+    # The thread's wait starts before the request's own timeout does, on the loop: it
+    # must last long enough for the timeout reply, as that of every other flavour.
+    reply, informs = blocking.future_request(Message.request("silent"), timeout=timeout)
+    assert reply.name == "silent" and reply.mid == b"1"
+    assert _timed_out_after(reply) < WAIT
+    assert informs == []
+    assert blocking._requests.held()["requests"] == 0
 
 
 def test_request_check(blocking):
@@ -1580,7 +1592,7 @@ class _closed_port:
 
 
 
-def test_enable_thread_safety_wraps_marked_methods(server, make_client):
+def test_enable_thread_safety_wraps_marked_methods(server, make_client, monkeypatch):
     from katcp.client import make_threadsafe, make_threadsafe_blocking
 
     class Client(AsyncClient):
@@ -1594,6 +1606,10 @@ def test_enable_thread_safety_wraps_marked_methods(server, make_client):
             self._loop.call_later(0.01, future.set_result, (text, threading.get_ident()))
             return future
 
+        @make_threadsafe_blocking
+        def never_ends(self, timeout=None):
+            return self._loop.create_future()
+
     client = make_client(Client, server.port)
     client.enable_thread_safety()
     client.start()
@@ -1603,8 +1619,13 @@ def test_enable_thread_safety_wraps_marked_methods(server, make_client):
     loop_thread = sink.get(timeout=WAIT)
     assert loop_thread != threading.get_ident()
     assert client.echo_later("hi", timeout=WAIT) == ("hi", loop_thread)
-    with pytest.raises(concurrent.futures.TimeoutError):
-        client.echo_later("slow", timeout=0.001)
+    # A timeout is the method's own: the caller waits TIMEOUT_GRACE seconds more for
+    # the outcome, and then gives up saying so.
+    assert client.echo_later("slow", timeout=0.001) == ("slow", loop_thread)
+    monkeypatch.setattr(crossing, "TIMEOUT_GRACE", 0.05)
+    with pytest.raises(tornado.util.TimeoutError,
+                       match=r"^No outcome of never_ends from its ioloop within 0.001 s"):
+        client.never_ends(timeout=0.001)
     # Thread-safe future_request blocks for its result when called from another thread.
     reply, informs = client.future_request(Message.request("informs", 1))
     assert str(reply) == "!informs[1] ok 1" and len(informs) == 1
