@@ -304,6 +304,18 @@ def test_a_midless_reply_to_a_request_with_an_id_is_unclaimed(client):
     assert client.unclaimed.get(timeout=WAIT) == "!nomid-reply ok"
 
 
+def test_a_midless_reply_leaves_the_timeout_of_a_request_with_an_id_armed(client):
+    # The reference client disarmed it: the request then waited until the connection
+    # closed (blocking_request raised RuntimeError, a resource never synced).
+    request = send_with_timeout(client, Message.request("nomid-reply"), 1.0)
+    assert client.unclaimed.get(timeout=WAIT) == "!nomid-reply ok"
+    assert not request.done()  # the reply came before the deadline: a second's margin
+    reply = request.result(WAIT)
+    assert reply.startswith("!nomid-reply[1] fail Request\\_nomid-reply\\_timed\\_out")
+    assert _waited(reply) >= 1.0 - 0.001
+    assert client._requests.held()["requests"] == 0
+
+
 def test_requests_go_through_an_overridden_send_request(fake, caplog):
     client = OverridingClient("127.0.0.1", fake.port, timeout=WAIT)
     with _running(client):

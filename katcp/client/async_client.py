@@ -309,10 +309,9 @@ class AsyncClient(DeviceClient):
                 if pending.msg.mid is None:
                     del requests.by_id[msg_id]
                 else:
-                    # We sent a mid, so a mid-less reply is not the answer. As in the
-                    # reference client it still disarms that request's timer, so the
-                    # request now waits for its own reply (or the connection's end).
-                    pending.deadline = None
+                    # We sent a mid, so a mid-less reply is not the answer; nor does it
+                    # disarm the request's timeout, as in the reference client, where
+                    # the request then waited for ever (docs/migrating.rst).
                     pending = None
         if pending is None or not pending.on_reply(msg):
             return super().handle_reply(msg)
