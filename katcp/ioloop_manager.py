@@ -26,7 +26,7 @@ import tornado.util
 
 from katcp.loop.crossing import (NOT_RUNNING_GRACE, TIMEOUT_GRACE, _copy_outcome, call_on_loop,
                                  is_awaitable, on_loop, running_loop, thread_wait_timeout,
-                                 wait_for_loop)
+                                 wait_for_call)
 from katcp.loop.futures import _bounded
 from katcp.loop.policy import new_ioloop
 from katcp.object_proxies import ObjectWrapper
@@ -505,20 +505,9 @@ class IOLoopThreadWrapper:
             return self._call_on_own_thread(fn, args, kwargs)
         self._wait_until_running(fn)
         result = call_on_loop(self.ioloop, None, fn, *args, **kwargs)
-        wait = thread_wait_timeout(timeout)
-        if wait is not None:
-            wait += self.timeout_grace
-        try:
-            return wait_for_loop(result, self.ioloop, wait,
-                                 functools.partial(self._not_running_text, fn),
-                                 self.not_running_grace, self._thread_id)
-        except concurrent.futures.TimeoutError:
-            # Also the class of a timeout that `fn` itself raised (Python 3.11+).
-            if result.done():
-                raise
-            raise tornado.util.TimeoutError(
-                "No outcome of %s from its ioloop within %s s (and %s s of grace)"
-                % (getattr(fn, "__name__", fn), timeout, self.timeout_grace)) from None
+        return wait_for_call(result, self.ioloop, timeout, fn,
+                             functools.partial(self._not_running_text, fn),
+                             self.not_running_grace, self._thread_id, self.timeout_grace)
 
     def _loop_running(self) -> bool:
         return self.ioloop.asyncio_loop.is_running()  # type: ignore[attr-defined]

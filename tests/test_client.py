@@ -17,6 +17,7 @@ import tornado.concurrent
 import tornado.gen
 import tornado.ioloop
 import tornado.testing
+import tornado.util
 
 from katcp.client import (
     AsyncClient,
@@ -350,17 +351,15 @@ def test_start_stop_and_join_take_an_endless_timeout(server, make_client, endles
     assert not client.is_connected() and not client.running()
 
 
-def test_midless_reply_to_mid_request_is_not_matched_like_reference(server, blocking):
-    # Reference behaviour (wire transcript client-blocking-v5): the mid-less reply is
-    # not the answer to ?nomid-reply[1], yet it disarms that request's timer. (The
-    # reply must arrive before the timer runs out: a second's margin for a loaded machine.)
-    with pytest.raises(RuntimeError, match="did not call reply handler"):
-        blocking.blocking_request(Message.request("nomid-reply"), timeout=1.0)
-    reply, _ = blocking.blocking_request(Message.request("nomid-reply"), timeout=0.1,
-                                         use_mid=False)
-    assert reply.mid is None
-    assert reply.arguments[0] == b"fail"
-    assert b"timed out" in reply.arguments[1]
+def test_midless_reply_to_mid_request_is_not_its_answer_and_it_times_out(server, blocking):
+    # As in the reference (wire transcript client-blocking-v5) the mid-less reply is not
+    # the answer to ?nomid-reply[1]; unlike there it leaves the request's timeout armed
+    # (the reference raised RuntimeError, its request waiting for ever).
+    reply, _ = blocking.blocking_request(Message.request("nomid-reply"), timeout=0.1)
+    assert reply.mid == b"1" and _timed_out_after(reply) >= 0.1 - 0.001
+    assert blocking._requests.held()["requests"] == 0
+    reply, _ = blocking.blocking_request(Message.request("nomid-reply"), use_mid=False)
+    assert str(reply) == "!nomid-reply ok"
 
 
 def test_answered_requests_leave_no_bookkeeping_behind(blocking):
@@ -424,6 +423,17 @@ def test_blocking_client_future_request_from_thread_blocks_for_result(blocking):
     reply, informs = blocking.future_request(Message.request("informs", 2))
     assert str(reply) == "!informs[1] ok 2"
     assert len(informs) == 2
+
+
+@pytest.mark.parametrize("timeout", [0.05, 0.0, -1.0, float("nan")])
+def test_future_request_from_a_thread_returns_its_timeout_reply(blocking, timeout):
+    # The thread's wait starts before the request's own timeout does, on the loop: it
+    # must last long enough for the timeout reply, as that of every other flavour.
+    reply, informs = blocking.future_request(Message.request("silent"), timeout=timeout)
+    assert reply.name == "silent" and reply.mid == b"1"
+    assert _timed_out_after(reply) < WAIT
+    assert informs == []
+    assert blocking._requests.held()["requests"] == 0
 
 
 def test_request_check(blocking):
@@ -1580,7 +1590,7 @@ class _closed_port:
 
 
 
-def test_enable_thread_safety_wraps_marked_methods(server, make_client):
+def test_enable_thread_safety_wraps_marked_methods(server, make_client, monkeypatch):
     from katcp.client import make_threadsafe, make_threadsafe_blocking
 
     class Client(AsyncClient):
@@ -1594,6 +1604,10 @@ def test_enable_thread_safety_wraps_marked_methods(server, make_client):
             self._loop.call_later(0.01, future.set_result, (text, threading.get_ident()))
             return future
 
+        @make_threadsafe_blocking
+        def never_ends(self, timeout=None):
+            return self._loop.create_future()
+
     client = make_client(Client, server.port)
     client.enable_thread_safety()
     client.start()
@@ -1603,8 +1617,13 @@ def test_enable_thread_safety_wraps_marked_methods(server, make_client):
     loop_thread = sink.get(timeout=WAIT)
     assert loop_thread != threading.get_ident()
     assert client.echo_later("hi", timeout=WAIT) == ("hi", loop_thread)
-    with pytest.raises(concurrent.futures.TimeoutError):
-        client.echo_later("slow", timeout=0.001)
+    # A timeout is the method's own: the caller waits TIMEOUT_GRACE seconds more for
+    # the outcome, and then gives up saying so.
+    assert client.echo_later("slow", timeout=0.001) == ("slow", loop_thread)
+    monkeypatch.setattr(crossing, "TIMEOUT_GRACE", 0.05)
+    with pytest.raises(tornado.util.TimeoutError,
+                       match=r"^No outcome of never_ends from its ioloop within 0.001 s"):
+        client.never_ends(timeout=0.001)
     # Thread-safe future_request blocks for its result when called from another thread.
     reply, informs = client.future_request(Message.request("informs", 1))
     assert str(reply) == "!informs[1] ok 1" and len(informs) == 1

@@ -4,8 +4,9 @@ until one is needed.
 * A thread blocked in ``blocking_request`` watches the deadline itself; the loop arms no
   timer for the request, and serves the deadline (with the usual timeout reply, never
   early) only once that wait runs out.
-* The request table makes its by-name index only when a message without an id asks for
-  it while requests are in flight, and answers as if it had been kept all along.
+* The request table makes its by-name index (of the requests sent without an id) only
+  when a message without an id asks for it while requests are in flight, and answers as
+  if it had been kept all along.
 * Deadlines take one timer, armed for the earliest and for none once all are served;
   only those given out of order take a heap entry, and answered ones do not pile up.
 """
@@ -17,7 +18,7 @@ import threading
 import pytest
 
 from katcp.client import BlockingClient
-from katcp.client.requests import ThreadRequest
+from katcp.client.requests import FutureRequest, ThreadRequest
 from katcp.core import Message
 from katcp.loop.crossing import call_on_loop
 from katcp.loop.timer_heap import MIN_COMPACT_SIZE
@@ -203,6 +204,28 @@ def test_answered_requests_behind_one_that_waits_do_not_pile_up_in_the_by_name_i
     assert table.peek_by_name("a") == (0, waiting)
     del table.by_id[0]
     assert table.peek_by_name("a") == (2001, last)
+
+
+def _with_id(name, mid):
+    return FutureRequest(Message.request(name, mid=mid), concurrent.futures.Future())
+
+
+def test_the_by_name_index_holds_only_requests_sent_without_an_id():
+    table, _clock, _expired = _table()
+    older, without = _with_id("a", 1), _pending("a")
+    table.add(b"1", "a", older, None)
+    table.add(2, "a", without, None)
+    assert table.peek_by_name("a") == (2, without)  # made now: the older one is left out
+    assert table.held()["names"] == 1
+    for mid in range(3, 1003):  # kept up to date, and bounded: those with ids stay out
+        table.add(b"%d" % mid, "a", _with_id("a", mid), None)
+    assert table.held()["names"] == 1
+    del table.by_id[2]
+    assert table.peek_by_name("a") == (None, None)
+    assert table.held()["names"] == 0
+    later = _pending("a")
+    table.add(1003, "a", later, None)
+    assert table.peek_by_name("a") == (1003, later)
 
 
 def test_the_by_name_index_goes_once_nothing_is_in_flight():

@@ -31,6 +31,16 @@ def _answer(line):
         # An inform and a reply for an id nobody used, then the real answer.
         return [b"#other-id[999] stray", b"!other-id[999] ok stray",
                 b"#other-id" + mid + b" own", b"!other-id" + mid + b" ok own"]
+    if name == b"pair":
+        # Requests with an id wait; one without is answered, then the waiting ones.
+        if mid:
+            _answer.held.append(mid)
+            return []
+        lines = [b"#pair nomid", b"!pair ok nomid"]
+        for held in _answer.held:
+            lines += [b"#pair" + held + b" mid", b"!pair" + held + b" ok mid"]
+        _answer.held = []
+        return lines
     if name == b"hold":
         _answer.held.append(mid)
         if rest != b"release":
@@ -141,6 +151,18 @@ def test_midless_replies_answer_requests_of_that_name_oldest_first(client):
     # The server answers newest first, but without ids only the order can match them.
     results = [future.result(WAIT) for future in futures]
     assert results == [("!hold ok", ["#hold for"])] * 3
+
+
+def test_midless_messages_answer_the_request_without_an_id_not_an_older_one_with_one(
+        client):
+    # A server puts a request's id in its informs and reply (KATCP 5.1 section 2.2):
+    # mid-less ones are not ?pair[1]'s, older as it is.
+    with_id = send(client, Message.request("pair"))
+    without = send(client, Message.request("pair"), use_mid=False)
+    assert without.result(WAIT) == ("!pair ok nomid", ["#pair nomid"])
+    assert with_id.result(WAIT) == ("!pair[1] ok mid", ["#pair[1] mid"])
+    assert client.unclaimed.empty()
+    assert client._requests.held()["requests"] == 0
 
 
 def test_midless_requests_of_other_names_are_not_confused(client):
@@ -302,6 +324,18 @@ class OverridingClient(RecordingClient):
 def test_a_midless_reply_to_a_request_with_an_id_is_unclaimed(client):
     send(client, Message.request("nomid-reply"))
     assert client.unclaimed.get(timeout=WAIT) == "!nomid-reply ok"
+
+
+def test_a_midless_reply_leaves_the_timeout_of_a_request_with_an_id_armed(client):
+    # The reference client disarmed it: the request then waited until the connection
+    # closed (blocking_request raised RuntimeError, a resource never synced).
+    request = send_with_timeout(client, Message.request("nomid-reply"), 1.0)
+    assert client.unclaimed.get(timeout=WAIT) == "!nomid-reply ok"
+    assert not request.done()  # the reply came before the deadline: a second's margin
+    reply = request.result(WAIT)
+    assert reply.startswith("!nomid-reply[1] fail Request\\_nomid-reply\\_timed\\_out")
+    assert _waited(reply) >= 1.0 - 0.001
+    assert client._requests.held()["requests"] == 0
 
 
 def test_requests_go_through_an_overridden_send_request(fake, caplog):

@@ -290,9 +290,6 @@ class AsyncClient(DeviceClient):
             pending = self._requests.by_id.get(msg.mid)
         else:
             _msg_id, pending = self._requests.peek_by_name(msg.name)
-            if pending is not None and pending.msg.mid is not None:
-                # We sent a mid, so a mid-less inform is not part of that reply.
-                pending = None
         if pending is None or not pending.on_inform(msg):
             return super().handle_inform(msg)
         return None
@@ -304,16 +301,11 @@ class AsyncClient(DeviceClient):
         if mid is not None:
             pending = requests.by_id.pop(mid, None)
         else:
+            # Not the answer of a request sent with an id (that one's timeout stays
+            # armed, unlike in the reference client: docs/migrating.rst).
             msg_id, pending = requests.peek_by_name(msg.name)
             if pending is not None:
-                if pending.msg.mid is None:
-                    del requests.by_id[msg_id]
-                else:
-                    # We sent a mid, so a mid-less reply is not the answer. As in the
-                    # reference client it still disarms that request's timer, so the
-                    # request now waits for its own reply (or the connection's end).
-                    pending.deadline = None
-                    pending = None
+                del requests.by_id[msg_id]
         if pending is None or not pending.on_reply(msg):
             return super().handle_reply(msg)
         return None

@@ -20,7 +20,7 @@ from katcp.core import AsyncEvent, KatcpClientError, Message
 from katcp.ioloop_manager import IOLoopManager, current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.loop.crossing import (call_on_loop, on_thread, post_to_loop, thread_wait_timeout,
-                                 wait_for_loop, wait_off_loop)
+                                 wait_for_call, wait_off_loop)
 
 
 log = logging.getLogger("katcp.client")
@@ -266,13 +266,14 @@ class ClientLifecycle:
     def _call_and_wait(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` on the loop from another thread and block for its
         outcome, as :meth:`_call_on_loop`; a ``timeout`` keyword argument is `fn`'s own
-        and also bounds the wait.
+        and also bounds the wait, with a grace for `fn` to deliver the outcome of its
+        own timeout (:func:`~katcp.loop.crossing.wait_for_call`).
 
         Raises RuntimeError should the loop stop before the outcome comes (a loop shared
         with others, stopped by its owner): nothing would ever deliver it.
         """
         called = self._call_on_loop(fn, *args, **kwargs)
-        return wait_for_loop(called, self.ioloop, kwargs.get("timeout"),
+        return wait_for_call(called, self.ioloop, kwargs.get("timeout"), fn,
                              functools.partial(self._not_running_text, fn),
                              thread_id=self.ioloop_thread_id)
 

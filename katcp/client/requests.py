@@ -159,7 +159,7 @@ class RequestTimeouts:
     keeps the requests in that order, so the earliest deadline in flight is that of
     the oldest request still waiting. Only a deadline earlier than one given before it
     gets an entry, in a heap. Answering a request needs no work here; a request whose
-    ``deadline`` is None (none given, or disarmed) is never timed out.
+    ``deadline`` is None (none given, or served already) is never timed out.
 
     Parameters
     ----------
@@ -211,7 +211,7 @@ class RequestTimeouts:
     def watch(self, pending: ThreadRequest) -> None:
         """Serve the deadline of `pending` (a :class:`ThreadRequest`) by the timer after all.
 
-        Nothing happens if it was answered meanwhile or its deadline was disarmed.
+        Nothing happens if it was answered meanwhile or its deadline was served.
         """
         deadline = pending.deadline
         # msg_id is unset if the request never got that far (refused before it).
@@ -297,12 +297,14 @@ class RequestTable:
     Ids are wire message ids (bytes), or internal ints for requests sent without one.
     A reply with an id finds its request in :attr:`by_id` (the hot path: an answered
     request only leaves that dict; its other entries are dropped lazily); replies and
-    informs without one go to the oldest request of their name.
+    informs without one go to the oldest request of their name sent without one: a
+    server puts the id of a request in its reply and informs (KATCP 5.1 section 2.2), so
+    a request sent with an id is never answered by name.
 
-    The by-name index is made only when first asked while requests are in flight
-    (:attr:`by_id` keeps them in the order sent) and kept up to date from then on,
-    until a request is sent with none in flight: a client whose messages all carry
-    ids pays nothing for it.
+    The by-name index holds the requests sent without an id. It is made only when first
+    asked while requests are in flight (:attr:`by_id` keeps them in the order sent) and
+    kept up to date from then on, until a request is sent with none in flight: a client
+    whose messages all carry ids pays nothing for it.
 
     Parameters
     ----------
@@ -335,7 +337,9 @@ class RequestTable:
         by_id = self.by_id
         by_name = self._by_name
         if by_name is not None:
-            if by_id:
+            if not by_id:
+                self._by_name = None  # nothing in flight: made again when next asked
+            elif pending.msg.mid is None:
                 stack = by_name[name]
                 while stack and stack[0] not in by_id:  # answered; see peek_by_name
                     stack.popleft()
@@ -346,8 +350,6 @@ class RequestTable:
                     # the requests added since the last. This one is not in by_id yet.
                     by_name[name] = collections.deque(
                         i for i in stack if i in by_id or i == msg_id)
-            else:
-                self._by_name = None  # nothing in flight: made again when next asked
         by_id[msg_id] = pending
         if timeout is not None:
             timeouts = self._timeouts
@@ -361,7 +363,8 @@ class RequestTable:
             self._timeouts.watch(pending)
 
     def peek_by_name(self, name: str) -> Tuple[Any, Any]:
-        """The oldest request in flight named `name`, as (msg_id, pending), or (None, None)."""
+        """The oldest request in flight named `name` and sent without a message id, as
+        (msg_id, pending), or (None, None)."""
         by_id = self.by_id
         if not by_id:
             return None, None
@@ -369,7 +372,9 @@ class RequestTable:
         if by_name is None:
             by_name = self._by_name = collections.defaultdict(collections.deque)
             for msg_id, pending in by_id.items():
-                by_name[pending.msg.name].append(msg_id)
+                msg = pending.msg
+                if msg.mid is None:
+                    by_name[msg.name].append(msg_id)
         stack = by_name.get(name)
         while stack:
             msg_id = stack[0]

@@ -36,7 +36,9 @@ def make_threadsafe_blocking(meth: F) -> F:
 
     As :func:`make_threadsafe`, except that calls from other threads block until the
     method has run on the ioloop, and return its result (the result of the future,
-    if it returns one); a ``timeout`` keyword argument limits the blocking time.
+    if it returns one); a ``timeout`` keyword argument is the method's own and limits
+    the blocking time to it and :data:`~katcp.loop.crossing.TIMEOUT_GRACE` seconds more,
+    for the outcome of the method's own timeout.
     Called on the ioloop, the method runs directly.
     """
     meth.make_threadsafe_blocking = True  # type: ignore[attr-defined]

@@ -19,10 +19,11 @@ import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import tornado.gen
+import tornado.util
 
 __all__ = ["on_thread", "on_loop", "running_loop", "call_on_loop", "post_to_loop",
            "run_into_future", "is_awaitable", "wait_off_loop", "wait_for_loop",
-           "thread_wait_timeout", "NOT_RUNNING_GRACE", "TIMEOUT_GRACE"]
+           "wait_for_call", "thread_wait_timeout", "NOT_RUNNING_GRACE", "TIMEOUT_GRACE"]
 
 NOT_RUNNING_GRACE = 2.0
 """Seconds a thread waits for a loop's outcome before it first checks that the loop still
@@ -347,3 +348,62 @@ def wait_for_loop(result: "concurrent.futures.Future[Any]", ioloop: Any,
         except concurrent.futures.TimeoutError:
             if result.done() or (deadline is not None and time.monotonic() >= deadline):
                 raise
+
+
+def wait_for_call(result: "concurrent.futures.Future[Any]", ioloop: Any,
+                  timeout: Optional[float], fn: Any, not_running: Callable[[], str],
+                  grace: Optional[float] = None, thread_id: Optional[int] = None,
+                  timeout_grace: Optional[float] = None) -> Any:
+    """Block for the outcome of a call `fn` that was given `timeout` itself, as
+    :func:`wait_for_loop` does, but up to `timeout_grace` seconds longer.
+
+    The call starts its own timeout a moment after the caller starts waiting, and its
+    outcome then (a fail reply, or a timeout error that says what it waited for) is what
+    the caller should get, not a wait that ran out first.
+
+    Parameters
+    ----------
+    result : :class:`concurrent.futures.Future`
+        The call's outcome, resolved on the loop thread (see :func:`call_on_loop`).
+    ioloop : :class:`tornado.ioloop.IOLoop`
+        The loop that resolves `result`.
+    timeout : float or None
+        The call's own timeout, by the rule of :func:`thread_wait_timeout` (None or
+        ``inf``: the wait is bounded only by the loop running; NaN or less than 0: as 0).
+    fn : object
+        The call, named in the error.
+    not_running, grace, thread_id
+        As for :func:`wait_for_loop`.
+    timeout_grace : float, optional
+        Seconds waited beyond `timeout`; :data:`TIMEOUT_GRACE` (as it is at the call) by
+        default.
+
+    Returns
+    -------
+    outcome : object
+        ``result.result()``.
+
+    Raises
+    ------
+    tornado.util.TimeoutError
+        If there is no outcome by then (the class of the call's own timeout errors, on
+        every Python version), saying so.
+    RuntimeError
+        As :func:`wait_for_loop`, once no thread runs the loop.
+
+    """
+    if timeout_grace is None:
+        timeout_grace = TIMEOUT_GRACE
+    wait = thread_wait_timeout(timeout)
+    if wait is not None:
+        # A call given a negative timeout times out at once, as one given 0.
+        wait = max(wait, 0.0) + timeout_grace
+    try:
+        return wait_for_loop(result, ioloop, wait, not_running, grace, thread_id)
+    except concurrent.futures.TimeoutError:
+        # Also the class of a timeout that `fn` itself raised (Python 3.11+).
+        if result.done():
+            raise
+        raise tornado.util.TimeoutError(
+            "No outcome of %s from its ioloop within %s s (and %s s of grace)"
+            % (getattr(fn, "__name__", fn), timeout, timeout_grace)) from None
