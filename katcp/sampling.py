@@ -906,13 +906,16 @@ class _EventFanOut(SampleEvent):
         fresh = self._fresh
         if fresh:
             self._fresh = {}
+            # Taken before sending: a send that sets the sensor on the loop can admit a
+            # waiting member, which was sent that newer reading and must not get this one.
+            others = [send for member, (send, _) in self._members.items()
+                      if member not in fresh]
             for member, send in fresh.items():
                 if member._is_news(reading):
                     member._last_sent = reading
                     send(line)
-            for member, (send, _) in self._members.items():
-                if member not in fresh:
-                    send(line)
+            for send in others:
+                send(line)
             return
         targets = self._targets
         if targets is None:

@@ -393,7 +393,9 @@ class TestStrategies(StrategyTestCase):
                                 failing.set_value(3)))
             yield self.settle()
         assert handled == [(True, 0), (False, 0), (False, 2), (True, 3)]
-        assert "set by another thread" in logs.output[0]
+        assert logs.output[0].splitlines()[0] == (
+            "ERROR:katcp.sampling:Error handling a reading of sensor 'test.sensor' set by "
+            "another thread (SampleAuto strategy)")
 
     @gen_test
     def test_a_burst_of_readings_crosses_to_the_loop_in_one_call(self):
@@ -477,6 +479,55 @@ class TestStrategies(StrategyTestCase):
         yield self.settle()
         assert _values(first) == [0]
         assert _values(late) == [1, 2]
+
+    @gen_test
+    def test_a_joining_event_client_leaves_earlier_readings_their_place_among_other_calls(self):
+        # The client joins once both readings are observed, yet the first is sent to the
+        # other client before the call the thread queued after it.
+        sensor = make_sensor(value=0)
+        first, late = [], []
+        self.start_wire(first, sensor)
+        queue = CallQueue.of(self.io_loop)
+        _in_thread(lambda: (sensor.set_value(1), queue.call(first.append, "call"),
+                            sensor.set_value(2)))
+        self.start_wire(late, sensor)
+        yield self.settle()
+        assert [line if line == "call" else int(line.split()[-1]) for line in first] == [
+            0, 1, "call", 2]
+        assert _values(late) == [2]
+
+    @gen_test
+    def test_an_event_client_sending_sets_the_sensor_while_another_waits_to_join(self):
+        # Sending reading 1 sets the sensor on the loop, which observes reading 2 first and
+        # so lets the waiting client in: nothing goes wrong when the first observation ends.
+        sensor = make_sensor(value=0)
+        first, late = [], []
+
+        def send(line):
+            first.append(line)
+            if line.endswith(b" 1\n"):
+                sensor.set_value(7)
+
+        strategy = wire_strategy("event", send, 5, sensor, ioloop=self.io_loop)
+        strategy.start()
+        self.addCleanup(strategy.cancel)
+        _in_thread(lambda: (sensor.set_value(1), sensor.set_value(2)))
+        self.start_wire(late, sensor)
+        with self.assertNoLogs("katcp", "ERROR"):
+            yield self.settle()
+        assert _values(first) == [0, 1, 2, 7]
+        assert _values(late) == [2, 7]
+
+    @gen_test
+    def test_an_event_client_is_sent_a_plain_tuple_reading(self):
+        # A sensor subclass may notify its observers of a plain (timestamp, status,
+        # value) tuple rather than a Reading.
+        sensor = make_sensor(value=0)
+        lines = []
+        self.start_wire(lines, sensor)
+        sensor.notify((1001.0, Sensor.WARN, 5))
+        sensor.notify((1002.0, Sensor.WARN, 5))  # neither value nor status changed
+        assert lines[1:] == [b"#sensor-status 1001.000000 1 test.sensor warn 5\n"]
 
     @gen_test
     def test_cancel_detaches_from_the_sensor(self):

@@ -67,6 +67,11 @@ class TestParameters:
             _make(name, *params)
         assert str(error.value) == message
 
+    def test_a_whole_number_period_too_large_for_a_float_is_refused_as_infinite(self):
+        with pytest.raises(ValueError) as error:
+            _make("period", 10 ** 400)
+        assert str(error.value).endswith("must be a finite number >= 0.")
+
     def test_differential_refuses_other_sensor_types_by_name(self):
         sensor = make_sensor(Sensor.BOOLEAN, value=True)
         with pytest.raises(ValueError) as error:
@@ -149,6 +154,19 @@ class TestParameters:
 
 
 class TestClockAndCancellation(StrategyTestCase):
+
+    @gen_test
+    def test_an_event_rate_change_sent_while_the_loop_was_late_leaves_none_held(self):
+        sensor = make_sensor(value=0)
+        start = self.io_loop.time()
+        _, recorder = self.start("event-rate", sensor, "1", "10")
+        sensor.set_value(2)          # held, with a timer for start + 1
+        self.set_ioloop_time(start + 1)
+        sensor.set_value(4)          # before the loop runs that timer: sent at once
+        for offset in (1, 2, 3):
+            self.set_ioloop_time(start + offset)
+            yield self.settle()
+        assert recorder.values == [0, 4]
 
     @gen_test
     def test_informs_carry_the_sensor(self):
@@ -495,6 +513,49 @@ class TestFailingSamples(StrategyTestCase):
         assert logs.records[3].getMessage() == (
             "Sampling sensor 'flaky' with the SamplePeriod strategy succeeded again")
         assert [t - start for t, _ in flaky.informs] == [0, 4]
+
+    @gen_test
+    def test_an_event_rate_failure_in_a_row_is_logged_at_debug_with_its_traceback(self):
+        start = self.io_loop.time()
+        sensor, flaky = self.start_flaky("event-rate", "0", "2")
+        sensor.failing_reads = 2
+        with self.assertLogs("katcp.sampling", logging.DEBUG) as logs:
+            for i in (1, 2):
+                self.set_ioloop_time(start + 2 * i)
+                yield self.settle()
+            self.set_ioloop_time(start + 6)
+            yield flaky.until_count(2)
+        assert [r.levelname for r in logs.records] == ["ERROR", "DEBUG", "INFO"]
+        assert logs.records[1].getMessage() == (
+            "Sampling sensor 'flaky' with the SampleEventRate strategy failed again")
+        assert logs.records[1].exc_info[0] is OSError
+        assert logs.records[2].getMessage() == (
+            "Sampling sensor 'flaky' with the SampleEventRate strategy succeeded again")
+
+    @gen_test
+    def test_an_event_rate_change_held_is_sent_as_it_was_set_without_reading_again(self):
+        start = self.io_loop.time()
+        sensor, flaky = self.start_flaky("event-rate", "1", "10")
+        sensor.set_value(8)  # held for the shortest period
+        sensor.failing_reads = 1
+        self.set_ioloop_time(start + 1)
+        yield flaky.until_count(2)
+        assert flaky.values == [7, 8] and sensor.failing_reads == 1
+
+    @gen_test
+    def test_an_event_rate_change_whose_callback_raises_is_not_sent_again(self):
+        # Without a longest period there is nothing to send again, though the callback
+        # failed; the error is logged.
+        start = self.io_loop.time()
+        sensor, flaky = self.start_flaky("event-rate", "1", "0")
+        sensor.set_value(8)
+        flaky.fail_next = True
+        with self.assertLogs("katcp.sampling", logging.ERROR):
+            self.set_ioloop_time(start + 1)
+            yield flaky.until_count(2)
+        self.set_ioloop_time(start + 5)
+        yield self.settle()
+        assert flaky.values == [7, 8]
 
     def longest_period_goes_on(self, what, sent, name, *params):
         start = self.io_loop.time()

@@ -104,6 +104,14 @@ class TestConstruction:
     def test_default_is_the_minimum_when_zero_is_out_of_range(self, ctor, params, default):
         assert ctor("x", params=params).value() == default
 
+    def test_a_range_of_one_value_is_allowed(self):
+        assert Sensor.integer("x", params=[0, 10, 5, 5]).params == [0, 10, 5, 5]
+        assert Sensor.float("x", params=[2.0, 2.0]).value() == 2.0
+
+    def test_a_range_from_negative_zero_gives_the_default_positive_zero(self):
+        # The range allows the type's zero, so a never-set sensor reads it, not -0.0.
+        assert Sensor.float("x", params=[-0.0, 1.0]).read_formatted()[2] == b"0.0"
+
     @pytest.mark.parametrize("ctor, params", [
         (Sensor.integer, [1]), (Sensor.integer, [1, 2, 3]), (Sensor.integer, [5, 1]),
         (Sensor.integer, [0.0, 5.5]), (Sensor.integer, ["0", "5"]),
