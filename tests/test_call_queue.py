@@ -97,6 +97,39 @@ def test_a_burst_of_calls_wakes_the_loop_once(loop_thread):
     assert len(wakeups) == 1
 
 
+def test_a_call_queued_on_the_loop_thread_does_not_wake_the_loop_through_its_self_pipe(
+        loop_thread):
+    # A concurrent future resolved on the loop calls back there (the handler thread's
+    # "message handled" note): call_soon_threadsafe() would write to the loop's
+    # self-pipe, one syscall and one more wake-up of the loop that it does not need.
+    ioloop, loop_ident = loop_thread
+    loop = ioloop.asyncio_loop
+    queue = CallQueue.of(ioloop)
+    wakers = []
+    real_call_soon_threadsafe = loop.call_soon_threadsafe
+
+    def counting_call_soon_threadsafe(*args, **kwargs):
+        wakers.append(threading.get_ident())
+        return real_call_soon_threadsafe(*args, **kwargs)
+
+    ran = []
+    done = threading.Event()
+
+    def on_the_loop():
+        queue.call(ran.append, 1)
+        queue.call(ran.append, 2)
+        queue.call(done.set)
+
+    loop.call_soon_threadsafe = counting_call_soon_threadsafe
+    try:
+        ioloop.add_callback(on_the_loop)
+        assert done.wait(TIMEOUT)
+    finally:
+        del loop.call_soon_threadsafe
+    assert ran == [1, 2]
+    assert loop_ident not in wakers
+
+
 def test_a_failing_call_is_logged_and_the_next_ones_still_run(loop_thread, caplog):
     ioloop, _ = loop_thread
     queue = CallQueue.of(ioloop)

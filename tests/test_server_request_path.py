@@ -17,7 +17,7 @@ import threading
 import pytest
 import tornado.ioloop
 
-from katcp.core import AsyncReply, Message, ProtocolFlags
+from katcp.core import AsyncReply, Message, ProtocolFlags, Sensor
 from katcp.loop.call_queue import CallQueue
 from katcp.server import AsyncDeviceServer, DeviceServer, stream
 from katcp.transport.framing import WriteBatcher
@@ -409,6 +409,94 @@ def test_a_worker_threads_sends_keep_their_order_while_the_loop_is_in_the_handle
             for mid in range(1, 4):
                 client.send("?talk[%d]" % mid)
                 assert client.readlines(2) == [b"#everyone", b"!talk[%d] ok" % mid]
+    finally:
+        _stopped(server)
+
+
+class _Sampled(DeviceServer):
+    """A threaded server with one sensor."""
+
+    def setup_sensors(self):
+        """One integer sensor."""
+        self.add_sensor(Sensor.integer("level", "A level.", "", [0, 100], default=7))
+
+
+def test_a_threaded_servers_sensor_sampling_crosses_to_the_loop_once():
+    # Strategies live on the loop, so ?sensor-sampling hops there from the handler
+    # thread; the reply is sent where that work is done, not awaited by a task after a
+    # second hop, and the loop never wakes itself through its self-pipe (a syscall and
+    # a wake-up of epoll_wait each).
+    server = _Sampled("127.0.0.1", 0)
+    server.start()
+    assert server.wait_running(TIMEOUT)
+    loop = server.ioloop.asyncio_loop
+    loop_thread = concurrent.futures.Future()
+    server.ioloop.add_callback(lambda: loop_thread.set_result(threading.get_ident()))
+    wakers = []
+    real_call_soon_threadsafe = loop.call_soon_threadsafe
+
+    def counting_call_soon_threadsafe(*args, **kwargs):
+        wakers.append(threading.get_ident())
+        return real_call_soon_threadsafe(*args, **kwargs)
+
+    requests = [("event", [b"#sensor-status", b"!sensor-sampling ok level event"]),
+                ("none", [b"!sensor-sampling ok level none"]),
+                ("period 10", [b"#sensor-status", b"!sensor-sampling ok level period 10"]),
+                ("", [b"!sensor-sampling ok level period 10"]),
+                ("bogus", [b"!sensor-sampling fail Unknown\\_strategy\\_name:\\_bogus."]),
+                ("none", [b"!sensor-sampling ok level none"])] * 5
+    try:
+        with _connect(server) as client:
+            assert client.request("?watchdog") == ([], "!watchdog ok")
+            loop.call_soon_threadsafe = counting_call_soon_threadsafe
+            try:
+                for strategy, expected in requests:
+                    client.send(("?sensor-sampling level " + strategy).strip())
+                    lines = client.read_until(lambda line: line.startswith(b"!"))
+                    # The #sensor-status of a new strategy comes before its reply.
+                    assert [line.split(b" ")[0] if line.startswith(b"#") else line
+                            for line in lines] == expected
+                # Reading resumes once the last request is handled: its end is counted.
+                assert client.request("?watchdog") == ([], "!watchdog ok")
+            finally:
+                del loop.call_soon_threadsafe
+    finally:
+        _stopped(server)
+    assert loop_thread.result(TIMEOUT) not in wakers
+    # One wake-up of the loop a request, with the last ?watchdog's (it was two, and two
+    # more that the loop gave itself).
+    assert len(wakers) <= len(requests) + 1
+
+
+def test_what_a_sensor_sampling_override_does_around_the_loops_work_keeps_its_order():
+    # The loop sends the reply, yet after what the handler sent once it handed the work
+    # over; and a handler may wait for that work on the handler thread.
+    class Overriding(_Sampled):
+        def request_sensor_sampling(self, req, msg):
+            """Sampling, with an inform after it and a look at the outcome first."""
+            if msg.arguments[1:] == [b"wait"]:
+                first = super().request_sensor_sampling(req, Message.request(
+                    "sensor-sampling", "level", "none")).result(TIMEOUT)
+                req.inform("waited", *first.arguments)
+                return super().request_sensor_sampling(req, Message.request(
+                    "sensor-sampling", "level", "event"))
+            done = super().request_sensor_sampling(req, msg)
+            req.inform("after")
+            return done
+
+    server = Overriding("127.0.0.1", 0)
+    server.start()
+    assert server.wait_running(TIMEOUT)
+    try:
+        with _connect(server) as client:
+            for _ in range(3):
+                assert client.request("?sensor-sampling level none") == (
+                    ["#sensor-sampling after"], "!sensor-sampling ok level none")
+                informs, reply = client.request("?sensor-sampling level wait")
+                assert [line.split(" ")[0] for line in informs] == [
+                    "#sensor-sampling", "#sensor-status"]
+                assert informs[0] == "#sensor-sampling waited ok level none"
+                assert reply == "!sensor-sampling ok level event"
     finally:
         _stopped(server)
 

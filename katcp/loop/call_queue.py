@@ -20,7 +20,7 @@ from typing import Any, Callable, List, Optional, Tuple
 
 import tornado.ioloop
 
-from katcp.loop.crossing import run_into_future
+from katcp.loop.crossing import run_into_future, running_loop
 
 __all__ = ["CallQueue"]
 
@@ -218,7 +218,11 @@ class CallQueue:
         try:
             if loop is None:
                 raise RuntimeError("the loop is gone")
-            loop.call_soon_threadsafe(self._run)
+            # Queued on the loop thread itself (a future resolved there calls back), the
+            # call needs no call_soon_threadsafe(): its write to the loop's self-pipe is
+            # a syscall, and a wake-up of epoll_wait, that the loop does not need.
+            on_loop = running_loop() is loop
+            (loop.call_soon if on_loop else loop.call_soon_threadsafe)(self._run)
         except RuntimeError:
             with self._lock:
                 self._calls = []

@@ -14,6 +14,7 @@ from tornado.concurrent import Future
 
 from katcp.core import (DEFAULT_KATCP_MAJOR, AsyncReply, DeviceServerMetaclass, FailReply,
                         Message, ProtocolFlags, steal_docstring_from)
+from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import (is_awaitable, run_into_future, running_loop,
                                  thread_wait_timeout)
 from katcp.server.connection import (ClientConnection, ClientRequestConnection,
@@ -68,6 +69,29 @@ def _nothing() -> None:
 
 # What the connection hooks return once they are done: a future resolved with None.
 _done_future = return_future(_nothing)
+
+
+class _LoopWork(concurrent.futures.Future):
+    """The outcome of work that :meth:`DeviceServerBase._call_on_loop` handed to the
+    loop from another thread, through the loop's call queue `calls`.
+
+    On the handler thread the work is held back with the rest of the message (see
+    :meth:`MessageHandlerThread.hold_until_handled`) so that the reply joins it in one
+    wake-up of the loop; a thread that waits for the outcome lets it go first, as
+    :meth:`CallQueue.call_with_outcome` does.
+    """
+
+    def __init__(self, calls: CallQueue) -> None:
+        super().__init__()
+        self._calls = calls
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        self._calls.release()
+        return super().result(timeout)
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        self._calls.release()
+        return super().exception(timeout)
 
 
 def reply_with_result(req: ClientRequestConnection, reply: Any, logger: logging.Logger) -> None:
@@ -327,21 +351,48 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             return None
         concurrent_reply = getattr(handler, "_concurrent_reply", False)
         if not self._server.in_ioloop_thread():
-            # Not on the loop (the handler thread, or a direct call from another thread):
-            # the future is awaited on the loop.
-            done = self._server.call_on_loop(self._server.spawn, self._await_reply(req, reply))
+            # Not on the loop (the handler thread, or a direct call from another thread).
+            if reply.__class__ is _LoopWork:
+                # Work queued for the loop: the reply is sent there, by a call queued
+                # after it and after what the handler sent, rather than by a task that
+                # awaits it after one more hop to the loop.
+                done: concurrent.futures.Future = concurrent.futures.Future()
+                if self._handler_thread is not None:
+                    self._handler_thread.hold_until_handled()
+                self._server.call_soon_threadsafe(self._reply_after_work, req, reply, done)
+            else:
+                # The future is awaited on the loop.
+                done = self._server.call_on_loop(self._server.spawn,
+                                                 self._await_reply(req, reply))
             return None if concurrent_reply else done
         if (thread_future or asyncio.isfuture(reply)) and reply.done() and not reply.cancelled():
             # Already resolved (e.g. work done at once on the loop): reply now.
-            try:
-                result = reply.result()
-            except Exception:
-                self._reply_with_error(req, sys.exc_info())
-            else:
-                self._reply_with_result(req, result)
+            self._reply_with_outcome(req, reply)
             return None
         task = self._server.spawn(self._await_reply(req, reply))
         return None if concurrent_reply else task
+
+    def _reply_after_work(self, req: ClientRequestConnection, work: _LoopWork,
+                          done: concurrent.futures.Future) -> None:
+        """On the loop: reply to `req` with the outcome of `work` (which ran before this
+        call, though what it returned may still be pending), then resolve `done`."""
+        work.add_done_callback(
+            lambda work: run_into_future(self._reply_with_outcome, (req, work), {}, done))
+
+    def _reply_with_outcome(self, req: ClientRequestConnection, future: Any) -> None:
+        """Reply to `req` with the outcome of its handler's resolved `future`."""
+        if future.cancelled():
+            # Said as _await_reply says it.
+            if self._server.running():
+                req.reply_with_message(Message.reply(req.msg.name, "fail",
+                                                     "Request cancelled."))
+            return
+        try:
+            result = future.result()
+        except Exception:
+            self._reply_with_error(req, sys.exc_info())
+        else:
+            self._reply_with_result(req, result)
 
     async def _await_reply(self, req: ClientRequestConnection, awaitable: Any) -> None:
         if isinstance(awaitable, concurrent.futures.Future):
@@ -366,13 +417,21 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         On the loop thread, or before the server runs, `fn` runs at once and the future
         is already resolved (a tornado Future on the loop, else a
         concurrent.futures.Future). From another thread while the server runs, `fn` hops
-        to the loop and a concurrent.futures.Future is returned at once.
+        to the loop and a concurrent.futures.Future is returned at once; from the handler
+        thread the hop goes with the end of the message, its reply joining it (see
+        :class:`_LoopWork`).
         """
         server = self._server
         if server.in_ioloop_thread():
             return return_future(fn)(*args)
         if server.running():
-            return server.call_on_loop(fn, *args)
+            calls = CallQueue.of(server.ioloop)
+            work = _LoopWork(calls)
+            if self._handler_thread is not None:
+                # The reply joins it in one wake-up of the loop (_handle_awaitable_reply).
+                self._handler_thread.hold_until_handled()
+            calls.call(run_into_future, fn, args, {}, work)
+            return work
         done: concurrent.futures.Future = concurrent.futures.Future()
         run_into_future(fn, args, {}, done)
         return done

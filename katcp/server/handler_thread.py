@@ -372,9 +372,12 @@ class MessageHandlerThread:
         """Let what this thread hands to the loop from now on go with the end of the message.
 
         Called by the handler, on this thread, once the handler's own work is done (its
-        reply is about to be sent): the reply and the message's end then reach the loop
-        in one call, waking it once, rather than the loop handling the reply while this
-        thread still finishes the message. Does nothing on any other thread.
+        reply is about to be sent), or once it hands work to the loop whose reply the loop
+        is to send: the reply (or that work and its reply) and the message's end then
+        reach the loop in one call, waking it once, rather than the loop handling the
+        reply while this thread still finishes the message. A handler that waits for
+        work it handed to the loop must :meth:`CallQueue.release` it first. Does nothing
+        on any other thread.
         """
         calls = self._calls
         if calls is not None and self._thread is threading.current_thread():
