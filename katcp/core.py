@@ -6,6 +6,10 @@ This module is the documented home of these names; they live in :mod:`katcp.wire
 ``__module__`` (what reprs, pickles and the API pages show).
 """
 
+# ``katcp.core.time`` is the time module, as in 0.9.3's katcp/core.py: code (and 0.9.3's
+# tests) patch ``katcp.core.time.time`` to fix Sensor timestamps.
+import time  # noqa: F401
+
 from katcp._export import publish
 from katcp.loop.futures import (AsyncCallbackEvent, AsyncEvent, AsyncState, LatencyTimer,
                                 future_timeout_manager, log_coroutine_exceptions,

@@ -10,6 +10,7 @@ import logging
 import random
 import threading
 import weakref
+from unittest import mock
 
 import pytest
 import tornado.gen
@@ -46,11 +47,16 @@ class TestMessageConstruction:
         assert Message.TYPE_SYMBOL_LOOKUP == {b"?": 0, b"!": 1, b"#": 2}
         assert (Message.OK, Message.FAIL, Message.INVALID) == (b"ok", b"fail", b"invalid")
 
-    def test_slots(self):
-        assert Message.__slots__ == ("mtype", "name", "arguments", "mid")
-        msg = Message.request("foo")
-        with pytest.raises(AttributeError):
-            msg.other = 1
+    def test_a_message_takes_attributes_and_replacements_of_its_methods(self):
+        # As 0.9.3's plain class: code keeps its own attributes on a message, and tests
+        # replace its methods on the instance.
+        msg = Message.request("foo", "a")
+        msg.received_at = 123.0
+        assert msg.received_at == 123.0
+        with mock.patch.object(msg, "reply_ok", return_value=True):
+            assert msg.reply_ok()
+        assert not msg.reply_ok()
+        assert msg == Message.request("foo", "a") and bytes(msg) == b"?foo a"
 
     def test_fields(self):
         msg = Message(Message.INFORM, "sensor-value", [b"a", "b"], 12)

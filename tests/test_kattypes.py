@@ -7,6 +7,7 @@ import inspect
 import math
 import pickle
 import re
+from unittest import mock
 
 import pytest
 import tornado.concurrent
@@ -25,6 +26,7 @@ from katcp.kattypes import (Address, Bool, Discrete, DiscreteMulti, Float, Int, 
                             has_katcp_protocol_flags, inform, make_reply,
                             minimum_katcp_version, pack_types, request, request_timeout_hint,
                             return_reply, send_reply, unpack_message, unpack_types)
+from katcp.testutils import mock_req
 
 
 class FakeReq:
@@ -675,20 +677,28 @@ class TestReturnReply:
             """Doc."""
             return ("ok", 1, 2.0)
 
+        # Without the request's id, as in 0.9.3: the server adds it as it sends the reply.
         reply = call(request_myreq, "myreq", mid=7)
-        assert reply == Message.reply("myreq", b"ok", b"1", b"2.0", mid=7)
+        assert reply == Message.reply("myreq", b"ok", b"1", b"2.0")
         assert request_myreq._return_reply_decorated is True
         assert request_myreq.__doc__ == "Doc."
 
-    def test_reply_name_and_mid_from_request(self):
+    def test_reply_is_named_after_the_handler_whatever_request_req_holds(self):
+        # As in 0.9.3, whose tests reuse one mock req across handlers.
         @request(Int())
         @return_reply(Int())
         def request_int_range(self, req, x):
             """Doc."""
             return ("ok", x * 2)
 
-        assert bytes(call(request_int_range, "int-range", b"3", mid=12)) == (
-            b"!int-range[12] ok 6")
+        assert bytes(call(request_int_range, "int-range", b"3", mid=12)) == b"!int-range ok 6"
+        req = mock.Mock()
+        req.msg.name = "one"
+        assert bytes(request_int_range(None, req, Message.request("int-range", b"4"))) == (
+            b"!int-range ok 8")
+        req = mock_req("watchdog", mid=3)
+        assert bytes(request_int_range(None, req, Message.request("int-range", b"5"))) == (
+            b"!int-range ok 10")
 
     def test_without_request_message_uses_method_name(self):
         @return_reply(Int())
@@ -757,7 +767,7 @@ class TestReturnReply:
             result = call(request_slow, "slow", b"1", mid=3)
             assert isinstance(result, tornado.concurrent.Future)
             return await result
-        assert asyncio.run(main()) == Message.reply("slow", b"ok", b"2", mid=3)
+        assert asyncio.run(main()) == Message.reply("slow", b"ok", b"2")
 
     def test_async_def(self):
         @return_reply(Str())
@@ -817,7 +827,8 @@ class TestSendReply:
         msg = Message.request("myreq", mid=4)
         req = FakeReq(msg)
         assert Device().my_callback(req) is None
-        assert req.sent == [Message.reply("myreq", b"ok", b"5", b"2.0", mid=4)]
+        # Named after the request req holds; its id is added as the reply is sent.
+        assert req.sent == [Message.reply("myreq", b"ok", b"5", b"2.0")]
         assert Device.my_callback.__doc__ == "Callback."
 
 
@@ -1005,7 +1016,7 @@ class TestOnTornadoIOLoop(tornado.testing.AsyncTestCase):
         assert handler.request_timeout_hint == 15.0
         assert handler.__doc__ == "A slow request"
         reply = yield call(handler, "myreq", mid=2, obj=self.Device())
-        assert bytes(reply) == b"!myreq[2] ok 42"
+        assert bytes(reply) == b"!myreq ok 42"
 
     @tornado.testing.gen_test(timeout=5)
     def test_async_def_with_request(self):

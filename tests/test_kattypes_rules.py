@@ -94,7 +94,7 @@ def _call(handler_name, *args, mid=None):
 
 def test_request_and_reply_in_katcp_v4_use_milliseconds():
     reply, _ = _call("request_v4", 1, b"1500", mid=7)
-    assert bytes(reply) == b"!v4[7] ok 101 1500"
+    assert bytes(reply) == b"!v4 ok 101 1500"
 
 
 def test_request_and_reply_default_to_katcp_v5_seconds():
@@ -112,14 +112,14 @@ def test_include_msg_passes_the_message_after_req():
     assert bytes(reply) == b"!with-msg ok with-msg\\_with-msg\\_105"
 
 
-def test_send_reply_uses_its_version_and_the_request_id():
+def test_send_reply_uses_its_version_and_the_request_name():
     req = FakeReq(Message.request("sent-v4", mid=3))
     device = make_device_class()()
     device.sent_v4(req, 2.5)
-    assert [bytes(m) for m in req.sent] == [b"!sent-v4[3] ok 2500"]
+    assert [bytes(m) for m in req.sent] == [b"!sent-v4 ok 2500"]
     req.sent = []
     device.sent_v5(req, 1)
-    assert [bytes(m) for m in req.sent] == [b"!sent-v4[3] ok 101"]
+    assert [bytes(m) for m in req.sent] == [b"!sent-v4 ok 101"]
 
 
 def test_inform_and_unpack_message_handlers_use_their_version():
@@ -218,29 +218,29 @@ def _run_coroutine(coroutine):
 
 
 @pytest.mark.parametrize("result", [_Later, lambda: _awaited(("ok", 2))])
-def test_awaitable_replies_answer_the_request_with_its_id(result):
+def test_awaitable_replies_are_named_after_the_handler(result):
     @return_reply(Int())
     def request_later(self, req):
         return result()
 
-    req = FakeReq(Message.request("later", mid=6))
+    req = FakeReq(Message.request("other", mid=6))
     reply = _run_coroutine(request_later(None, req))
-    assert bytes(reply) == b"!later[6] ok 2"
+    assert bytes(reply) == b"!later ok 2"
 
 
 async def _awaited(value):
     return value
 
 
-def test_a_stand_in_request_names_the_reply():
-    # Tests of servers often give handlers a stand-in with just a name (katcp 0.9.3's
-    # mocks): the reply takes that name, without an id.
+def test_a_stand_in_request_does_not_name_the_reply():
+    # Tests of servers often give handlers a stand-in made for another request (katcp
+    # 0.9.3's mocks): the reply is named after the handler, without an id, as in 0.9.3.
     @return_reply(Int())
     def request_mine(self, req):
         return ("ok", 1)
 
     stand_in = FakeReq(types.SimpleNamespace(name="stand-in", mid=b"3"))
-    assert bytes(request_mine(None, stand_in)) == b"!stand-in ok 1"
+    assert bytes(request_mine(None, stand_in)) == b"!mine ok 1"
 
 
 def test_send_reply_needs_the_request_to_name_its_reply():

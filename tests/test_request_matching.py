@@ -16,7 +16,7 @@ import pytest
 
 from katcp.client import BlockingClient, KatcpClientError
 from katcp.client.requests import FutureRequest
-from katcp.core import Message
+from katcp.core import KatcpSyntaxError, Message
 
 from test_client import FakeServer, WAIT, _closed_port, _split_request, scripted_answer
 
@@ -214,6 +214,56 @@ def test_drawn_ids_start_again_at_one_after_the_largest(client):
     replies = [client.blocking_request(Message.request("echo"), timeout=WAIT)[0]
                for _ in range(2)]
     assert [reply.mid for reply in replies] == [b"2147483647", b"1"]
+
+
+def _requesting(client, how, msg):
+    """Send `msg` by the client's request method `how` and wait for its reply."""
+    if how == "request":
+        client.request(msg)
+        client.unclaimed.get(timeout=WAIT)
+    elif how == "blocking_request":
+        client.blocking_request(msg, timeout=WAIT)
+    elif how == "callback_request":
+        send(client, msg).result(WAIT)
+    else:  # from another thread, future_request waits for the reply itself
+        client.future_request(msg, timeout=WAIT)
+
+
+@pytest.mark.parametrize("how", ["request", "blocking_request", "callback_request",
+                                 "future_request"])
+def test_drawn_ids_come_from_next_id_replaced_on_the_instance(fake, client, how):
+    # As 0.9.3's own tests do ("mock our mid generator"): every id the client draws
+    # comes from _next_id, looked up on the instance, as text.
+    ids = iter(["500", "501", "502"])
+    client._next_id = lambda: next(ids)
+    _requesting(client, how, Message.request("echo", "a"))
+    assert fake.received.get(timeout=WAIT) == b"?echo[500] a"
+    # A request sent without an id draws one too (its key in the request table).
+    assert client.blocking_request(Message.request("echo", "b"), timeout=WAIT,
+                                   use_mid=False)[0].mid is None
+    assert fake.received.get(timeout=WAIT) == b"?echo b"
+    _requesting(client, how, Message.request("echo", "c"))
+    assert fake.received.get(timeout=WAIT) == b"?echo[502] c"
+
+
+@pytest.mark.parametrize("drawn, wire", [("7", b"7"), (8, b"8"), (b"9", b"9")])
+def test_a_replaced_next_id_may_give_text_int_or_bytes(drawn, wire):
+    client = BlockingClient("127.0.0.1", 1)
+    client._next_id = lambda: drawn
+    msg = Message.request("echo")
+    assert client._assign_mid(msg, True) == wire and msg.mid == wire
+    # Sent without an id, the drawn one is the request's key as given.
+    assert client._assign_mid(Message.request("echo"), False) == drawn
+
+
+@pytest.mark.parametrize("drawn", ["x1", "\u0663", -1, None])
+def test_a_replaced_next_id_giving_no_id_is_refused(drawn):
+    client = BlockingClient("127.0.0.1", 1)
+    client._next_id = lambda: drawn
+    msg = Message.request("echo")
+    with pytest.raises(KatcpSyntaxError):
+        client._assign_mid(msg, True)
+    assert msg.mid is None
 
 
 def test_timed_out_request_ignores_its_late_reply(client):

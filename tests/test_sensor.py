@@ -182,6 +182,17 @@ class TestSetAndRead:
         sensor.set_value(3.5, Sensor.ERROR, T0)
         assert sensor.read() == (T0, Sensor.ERROR, 3.5)
 
+    @pytest.mark.parametrize("target", ["katcp.core.time.time", "katcp.client.time.time",
+                                        "katcp.server.time.time"])
+    def test_set_value_takes_the_time_patched_where_0_9_3_code_patches_it(self, target):
+        # 0.9.3's Sensor lived in katcp/core.py: tests pin its timestamps through the time
+        # module that katcp.core (and katcp.client, katcp.server) import.
+        with mock.patch(target, return_value=4321.0):
+            sensor = Sensor.integer("an.int", "An int.", "", [0, 10])
+            assert sensor.read()[0] == 4321.0
+            sensor.set_value(3)
+        assert sensor.read() == (4321.0, Sensor.NOMINAL, 3)
+
     @pytest.mark.parametrize("ctor, params, value", [
         (Sensor.integer, None, 1.5),
         (Sensor.integer, [0, 10], "1"),

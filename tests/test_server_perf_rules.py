@@ -8,13 +8,14 @@ Real sockets on 127.0.0.1, for the threaded DeviceServer and AsyncDeviceServer.
 
 import asyncio
 import threading
+from unittest import mock
 
 import pytest
 import tornado.ioloop
 
 from katcp.core import KatcpSyntaxError, Message, MessageParser, ProtocolFlags, Sensor
 from katcp.sampling import wire_strategy
-from katcp.server import ClientRequestConnection, DeviceServer
+from katcp.server import ClientConnection, ClientRequestConnection, DeviceServer
 from katcp.testutils import handle_mock_req, mock_req
 from katcp.transport.framing import WriteBatcher
 from katcp.wire import types as wire_types
@@ -244,6 +245,44 @@ def test_handlers_seeing_each_inform_still_get_messages():
         "#sensor-value 1234567890250 1 level nominal 7",
         "#sensor-value 1234567890250 1 temp warn 21.5"]
     assert str(reply) == "!sensor-value ok 3"
+
+
+class SpyingServer(make_server_class(5)):
+
+    def request_spied(self, req, msg):
+        """Send the sensor values through methods replaced on the request object."""
+        req.started = 1.5
+        with mock.patch.object(req, "inform", wraps=req.inform) as inform:
+            self.request_sensor_value(req, msg)
+        self.informs_seen = inform.call_count
+        self.reply_seen = req.reply_with_message = mock.Mock(wraps=req.reply_with_message)
+        return req.make_reply("ok", req.started)
+
+
+@pytest.mark.parametrize("flavour", sorted(FLAVOURS))
+def test_a_request_object_takes_attributes_and_replacements_of_its_methods(flavour):
+    # As 0.9.3's plain class: a handler's req keeps attributes, and methods replaced on
+    # it (mock.patch.object) are used, by the bulk informs and by the server's reply.
+    server = SpyingServer("127.0.0.1", 0)
+    server.set_concurrency_options(**FLAVOURS[flavour])
+    assert server.start(timeout=TIMEOUT)
+    try:
+        with connect(server) as client:
+            lines = reply_lines(client, "?spied[4]")
+        assert [line.split()[0] for line in lines] == [b"#spied[4]"] * 3 + [b"!spied[4]"]
+        assert lines[-1] == b"!spied[4] ok 1.5"
+        assert server.informs_seen == 3
+        server.reply_seen.assert_called_once_with(Message.reply("spied", "ok", 1.5, mid=4))
+    finally:
+        stop(server)
+
+
+def test_a_connection_whose_inform_is_replaced_on_the_instance_takes_no_wire_bytes():
+    server = make_server_class(5)("127.0.0.1", 0)
+    conn = ClientConnection(server._server, object())
+    assert conn.wire_sender(threadsafe=True) is not None
+    with mock.patch.object(conn, "inform"):
+        assert conn.wire_sender(threadsafe=True) is None
 
 
 # -- event streaming ----------------------------------------------------------------------

@@ -18,6 +18,7 @@ import pytest
 import tornado.ioloop
 
 from katcp.core import AsyncReply, Message, ProtocolFlags, Sensor
+from katcp.kattypes import Int, request, return_reply, send_reply
 from katcp.loop.call_queue import CallQueue
 from katcp.server import AsyncDeviceServer, DeviceServer, stream
 from katcp.transport.framing import WriteBatcher
@@ -588,6 +589,76 @@ def test_an_unhashable_handler_object_is_answered_by_a_threaded_server():
             client.send("?hello[1]")
             lines = client.read_until(lambda line: line.startswith(b"!hello"))
             assert lines[-1] == b"!hello[1] ok hi"
+    finally:
+        server.stop(timeout=TIMEOUT).result(TIMEOUT)
+        server.join(timeout=TIMEOUT)
+
+
+class _DoublingMixin:
+    """``?double`` and kin: decorated handlers replying by every path a server has."""
+
+    VERSION_INFO = ("doubling-api", 1, 0)
+    BUILD_INFO = ("doubling-build", 1, 0, "")
+    PROTOCOL_INFO = ProtocolFlags(5, 0, set("MI"))
+
+    def setup_sensors(self):
+        pass
+
+    @request(Int())
+    @return_reply(Int())
+    def request_double(self, req, x):
+        """Double x."""
+        return ("ok", 2 * x)
+
+    @request(Int())
+    @return_reply(Int())
+    async def request_double_later(self, req, x):
+        """Double x in a coroutine."""
+        await asyncio.sleep(0)
+        return ("ok", 2 * x)
+
+    @request(Int())
+    @return_reply(Int())
+    def request_double_future(self, req, x):
+        """Double x in a future resolved by another thread."""
+        future = concurrent.futures.Future()
+        threading.Thread(target=future.set_result, args=(("ok", 2 * x),)).start()
+        return future
+
+    @request(Int())
+    def request_double_async_reply(self, req, x):
+        """Double x, replying later (AsyncReply) through send_reply."""
+        self.ioloop.add_callback(self._send_double, req, x)
+        raise AsyncReply()
+
+    @send_reply(Int())
+    def _send_double(self, req, x):
+        return (req, "ok", 2 * x)
+
+
+class _ThreadedDoubling(_DoublingMixin, DeviceServer):
+    pass
+
+
+class _AsyncDoubling(_DoublingMixin, AsyncDeviceServer):
+    pass
+
+
+@pytest.mark.parametrize("kind", ["threaded", "async"])
+def test_decorated_replies_carry_the_request_id_by_every_reply_path(kind):
+    # The decorators name replies after the handler or the request and give them no
+    # id (as katcp 0.9.3's); the server gives each its request's id as it sends it.
+    server = started(kind, _ThreadedDoubling, _AsyncDoubling)
+    try:
+        with _connect(server) as client:
+            for mid, name in enumerate(["double", "double-later", "double-future",
+                                        "double-async-reply"], 7):
+                client.send("?%s[%d] 3" % (name, mid))
+                lines = client.read_until(lambda line: line.startswith(b"!"))
+                assert lines == [b"!%s[%d] ok 6" % (name.encode(), mid)]
+                client.send("?%s 4" % name)
+                assert client.read_until(lambda line: line.startswith(b"!")) == [
+                    b"!%s ok 8" % name.encode()]
     finally:
         server.stop(timeout=TIMEOUT).result(TIMEOUT)
         server.join(timeout=TIMEOUT)

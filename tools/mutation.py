@@ -41,6 +41,7 @@ SELECTION = {
     "katcp/sampling.py": ["katcp.sampling.*"],
     "katcp/loop (timer heaps)": ["katcp.loop.timer_heap.*"],
     "katcp/client (request matching)": [
+        "katcp.client.device.xǁDeviceClientǁ_next_id__mutmut_*",
         "katcp.client.device.xǁDeviceClientǁ_assign_mid__mutmut_*",
         "katcp.client.requests.*",
         "katcp.client.async_client.xǁAsyncClientǁ_deliver_reply__mutmut_*",

@@ -15,6 +15,10 @@ The package, one concern per module:
   :mod:`~katcp.client.threaded`: the client classes.
 """
 
+# ``katcp.client.time`` is the time module, as it was when this package was one module:
+# code (and 0.9.3's tests) patch ``katcp.client.time.time`` to fix the time of day.
+import time  # noqa: F401
+
 from katcp._export import publish
 from katcp.client.async_client import AsyncClient
 from katcp.client.device import DeviceClient

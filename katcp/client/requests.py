@@ -294,7 +294,7 @@ def _deadline_of(entry):
 class RequestTable:
     """The requests in flight of one client, found by id or by name.
 
-    Ids are wire message ids (bytes), or internal ints for requests sent without one.
+    Ids are wire message ids (bytes), or internal text ids for requests sent without one.
     A reply with an id finds its request in :attr:`by_id` (the hot path: an answered
     request only leaves that dict; its other entries are dropped lazily); replies and
     informs without one go to the oldest request of their name sent without one: a

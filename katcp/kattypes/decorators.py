@@ -165,7 +165,7 @@ class _ReplyMaker:
         self._ok_packers = [kattype.pack for kattype in self._ok_types]
         self._major = major
 
-    def __call__(self, arguments: Any, req_msg: Any = None) -> Message:
+    def __call__(self, arguments: Any, name: Any = None) -> Message:
         if isinstance(arguments, Message):
             return arguments
         status = arguments[0]
@@ -180,16 +180,9 @@ class _ReplyMaker:
             packed = pack_types(_FAIL_TYPES, arguments, self._major)
         else:
             raise ValueError("First returned value must be 'ok' or 'fail'.")
-        if not isinstance(req_msg, Message):
-            # No request message, or a stand-in such as a test's mock: named as it
-            # says if it has a text name, else after the handler, and without an id,
-            # as katcp 0.9.3 always did.
-            name = getattr(req_msg, "name", None)
-            return Message(Message.REPLY, name if isinstance(name, str) else self.msgname, packed)
-        # Answers the request (a handler may serve another name), echoing its id.
-        reply = Message(Message.REPLY, req_msg.name, packed)
-        reply.mid = req_msg.mid
-        return reply
+        # Without an id, as katcp 0.9.3's: the server gives the reply its request's id
+        # as it sends it (ClientConnection.reply).
+        return Message(Message.REPLY, name if isinstance(name, str) else self.msgname, packed)
 
 
 def make_reply(msgname: str, types: Sequence[KatcpType], arguments: Sequence[Any],
@@ -224,19 +217,19 @@ def _is_async(result: Any) -> bool:
     return _is_future(result) or inspect.isawaitable(result)
 
 
-async def _await_reply(reply_maker: "_ReplyMaker", arguments: Any, req_msg: Any) -> Message:
-    return reply_maker(await arguments, req_msg)
+async def _await_reply(reply_maker: "_ReplyMaker", arguments: Any) -> Message:
+    return reply_maker(await arguments)
 
 
-def _resolve_reply(reply_maker: "_ReplyMaker", arguments: Any, req_msg: Any) -> Any:
+def _resolve_reply(reply_maker: "_ReplyMaker", arguments: Any) -> Any:
     """The reply to arguments that come later, as a future of the same kind.
 
     A future already resolved gives a resolved future at once (as the coroutines of
     katcp 0.9.3 did); another awaitable gives a coroutine.
     """
     if not _is_future(arguments):
-        return _await_reply(reply_maker, arguments, req_msg)
-    return transform_future(functools.partial(reply_maker, req_msg=req_msg), arguments)
+        return _await_reply(reply_maker, arguments)
+    return transform_future(reply_maker, arguments)
 
 
 def async_make_reply(msgname: str, types: Sequence[KatcpType], arguments_future: Any,
@@ -252,7 +245,7 @@ def async_make_reply(msgname: str, types: Sequence[KatcpType], arguments_future:
         Resolves to the reply Message: a future of the kind of `arguments_future`
         (already resolved if it is), or a coroutine if that is another awaitable.
     """
-    return _resolve_reply(_ReplyMaker(msgname, types, major), arguments_future, None)
+    return _resolve_reply(_ReplyMaker(msgname, types, major), arguments_future)
 
 
 # ---------------------------------------------------------------------------
@@ -399,6 +392,12 @@ def return_reply(*types: KatcpType, major: int = DEFAULT_KATCP_MAJOR) -> _Decora
     coroutine resolving to any of these; the decorated handler then returns a Future
     (or, for a coroutine, an awaitable) that resolves to the reply Message.
 
+    The reply is named after the handler (``request_myreq`` replies ``!myreq``), whatever
+    request `req` holds, and has no message id: the server gives it the id of the
+    request as it sends it, as in katcp 0.9.3. A decorated handler also registered under
+    another name (``request_alias = request_myreq``) is answered there with a fail reply,
+    its reply being named for another request.
+
     `types` are the types of the reply's values after the status (in order); `major`
     is as for :func:`request`.
 
@@ -421,10 +420,9 @@ def return_reply(*types: KatcpType, major: int = DEFAULT_KATCP_MAJOR) -> _Decora
 
         def raw_handler(self: Any, req: Any, *args: Any) -> Any:
             result = handler(self, req, *args)
-            req_msg = getattr(req, "msg", None)
             if result.__class__ is tuple or not _is_async(result):
-                return make(result, req_msg)
-            return _resolve_reply(make, result, req_msg)
+                return make(result)
+            return _resolve_reply(make, result)
 
         return _wrap(raw_handler, handler, "_return_reply_decorated")
 
@@ -453,13 +451,13 @@ def send_reply(*types: KatcpType, major: int = DEFAULT_KATCP_MAJOR) -> _Decorato
     _check_multiple_is_last(types)
 
     def decorator(handler: _Handler) -> _Handler:
-        # Named after the request that req holds.
+        # Named after the request that req holds (a stand-in's text name), as in 0.9.3.
         make = _ReplyMaker("", types, major)
 
         def raw_handler(self: Any, *args: Any) -> None:
             reply_args = handler(self, *args)
             req = reply_args[0]
-            req.reply_with_message(make(reply_args[1:], req.msg))
+            req.reply_with_message(make(reply_args[1:], getattr(req.msg, "name", None)))
 
         return _wrap(raw_handler, handler)
 

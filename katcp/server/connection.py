@@ -4,6 +4,7 @@ import warnings
 from typing import Any, Callable, List, Optional
 
 from katcp.core import Message
+from katcp.wire.util import own_methods, uses_own
 
 _REPLY = Message.REPLY
 # Message.reply_to_request() without its own call: this makes most replies.
@@ -132,7 +133,8 @@ class ClientConnection:
         """A function that sends ready wire bytes (whole lines), or None.
 
         None where messages must go through :meth:`inform` as objects: a subclass
-        overrides it, or the server is not a :class:`KATCPServer` (a test double).
+        overrides it, it is replaced on the class or the instance, or the server is not a
+        :class:`KATCPServer` (a test double).
 
         Parameters
         ----------
@@ -147,7 +149,7 @@ class ClientConnection:
 
         """
         make = getattr(self._server, "wire_sender", None)
-        if make is None or type(self).inform is not ClientConnection.inform:
+        if make is None or not uses_own(self, _OWN_CONNECTION_INFORM):
             return None
         if threadsafe is None:
             threadsafe = self._THREADSAFE
@@ -205,7 +207,10 @@ class ClientRequestConnection:
 
     """
 
-    __slots__ = ("client_connection", "msg", "_replied")
+    # With a __dict__, as 0.9.3's plain class: a request keeps attributes a handler gives
+    # it (``req.started = time.time()``), and tests replace its methods on the instance
+    # (``req.reply = mock.Mock()``, ``mock.patch.object(req, "inform")``).
+    __slots__ = ("client_connection", "msg", "_replied", "__dict__")
 
     def __init__(self, client_connection: Any, req_msg: Message) -> None:
         self.client_connection = client_connection
@@ -248,13 +253,13 @@ class ClientRequestConnection:
         -------
         sent : bool
             False, and nothing is sent, where informs must go one by one through
-            :meth:`inform` (it is overridden, or the connection takes only messages).
+            :meth:`inform` (it is overridden, or replaced on the class or the instance,
+            or the connection takes only messages).
 
         """
         conn = self.client_connection
         send = None
-        if (type(self).inform is ClientRequestConnection.inform
-                and isinstance(conn, ClientConnection)):
+        if uses_own(self, _OWN_INFORM) and isinstance(conn, ClientConnection):
             send = conn.wire_sender()
         if send is None:
             return False
@@ -336,3 +341,7 @@ class ClientRequestConnection:
         self.client_connection.reply(rep_msg, self.msg)
 
 
+# What bypasses inform() when overridden or replaced (on the class or the instance) must
+# not: inform_lines() and wire_sender() send without it only while these are in use.
+_OWN_INFORM = own_methods(ClientRequestConnection, "inform")
+_OWN_CONNECTION_INFORM = own_methods(ClientConnection, "inform")

@@ -271,7 +271,9 @@ class Message:
         request should have the same id as the request did.
     """
 
-    __slots__ = ("mtype", "name", "arguments", "mid")
+    # With a __dict__, as 0.9.3's plain class: code keeps its own attributes on a message
+    # (``msg.received_at = time.time()``) and tests replace methods on the instance.
+    __slots__ = ("mtype", "name", "arguments", "mid", "__dict__")
 
     REQUEST, REPLY, INFORM = range(3)
 
