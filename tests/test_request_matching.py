@@ -246,6 +246,21 @@ def test_drawn_ids_come_from_next_id_replaced_on_the_instance(fake, client, how)
     assert fake.received.get(timeout=WAIT) == b"?echo[502] c"
 
 
+def test_a_replaced_next_id_stuck_on_an_id_in_flight_is_refused_not_spun_on(client):
+    # A counter finds a free id within as many draws as there are requests in flight;
+    # a replacement that keeps giving a used one made the loop spin for ever.
+    held = send(client, Message.request("hold", mid=7))
+    client._next_id = lambda: "7"
+    with pytest.raises(RuntimeError, match=r"^Message id b'7' drawn by _next_id\(\) already "
+                                           r"in use by a request in flight$"):
+        client.blocking_request(Message.request("echo"), timeout=WAIT)
+    del client._next_id
+    assert str(client.blocking_request(Message.request("echo", "x"), timeout=WAIT)[0]) == (
+        "!echo[1] ok x")
+    send(client, Message.request("hold", "release")).result(WAIT)
+    assert held.result(WAIT)[0] == "!hold[7] ok[7]"
+
+
 @pytest.mark.parametrize("drawn, wire", [("7", b"7"), (8, b"8"), (b"9", b"9")])
 def test_a_replaced_next_id_may_give_text_int_or_bytes(drawn, wire):
     client = BlockingClient("127.0.0.1", 1)

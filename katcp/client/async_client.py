@@ -95,10 +95,17 @@ class AsyncClient(DeviceClient):
             if id_given:
                 raise IdInUseError("Message id %r already in use by a request in flight"
                                    % (msg_id,))
-            # A drawn id that a caller gave a request still in flight: the next free one.
-            while msg_id in requests.by_id:
+            # A drawn id that a caller gave a request still in flight: the next free one,
+            # which a counter reaches within as many draws as there are requests in
+            # flight (a _next_id replaced by a test might never give one).
+            for _ in range(len(requests.by_id)):
                 msg.mid = None
                 msg_id = self._assign_mid(msg, use_mid)
+                if msg_id not in requests.by_id:
+                    break
+            else:
+                raise IdInUseError("Message id %r drawn by _next_id() already in use by a "
+                                   "request in flight" % (msg_id,))
         if uses_own(self, _OWN_SENDING):
             # Neither is overridden (by a subclass, on a class or on the instance, as
             # mock.patch.object does): sent before the bookkeeping, which then overlaps
