@@ -1,6 +1,7 @@
 """Tests for katcp.client against a scripted fake KATCP server on 127.0.0.1."""
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import functools
@@ -8,7 +9,9 @@ import logging
 import logging.handlers
 import queue
 import re
+import select
 import socket
+import struct
 import threading
 from unittest import mock
 
@@ -1825,3 +1828,40 @@ def test_server_without_greeting_is_used_without_message_ids(make_client):
         assert [m.arguments[0] for m in informs] == [b"alpha", b"beta"]
     finally:
         fake.close()
+
+
+def _reset_connections(server):
+    """Close the server's end of each connection with a reset (RST), as a crashed peer."""
+    async def reset():
+        writers, server._writers = server._writers, []
+        for writer in writers:
+            writer.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+
+    server._run(reset())
+
+
+def test_nothing_is_written_to_a_connection_asyncio_closed(server, make_client, caplog):
+    # The server resets the connection while the client's loop is busy: the client's
+    # first write fails and asyncio closes the transport, connection_lost() to come on a
+    # later loop turn. The writes after it used to go to the closed transport, each
+    # dropped, and asyncio logged "socket.send() raised exception." for each from the
+    # fifth on; the requests now fail at once as not connected.
+    client = make_client(AsyncClient, server.port, timeout=WAIT)
+    client.start()
+    assert client.wait_protocol(WAIT)
+
+    async def burst():
+        sock = client._protocol.socket
+        _reset_connections(server)
+        assert select.select([sock], [], [], WAIT)[0]  # the reset has arrived
+        sent = [client.future_request(Message.request("watchdog")) for _ in range(40)]
+        replies = await asyncio.gather(*sent)
+        return collections.Counter(reply.arguments[1] for reply, _ in replies)
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        replies = call_in_ioloop(client.ioloop, burst)
+    assert "socket.send() raised exception." not in caplog.text
+    assert replies == {b"Connection closed before reply was received": 1,
+                       b"Client not connected": 39}

@@ -174,14 +174,20 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
         """
         if self._held:
             self.send(data)
-        elif self.transport is not None:
-            self.transport.write(data)
+        else:
+            self.write_out(data)
 
     def write_out(self, data: bytes) -> None:
         """Write a batch to the transport (nothing once the connection is lost)."""
         transport = self.transport
         if transport is not None:
             transport.write(data)
+            if transport.is_closing():
+                # Closed by asyncio (the server's end read, or a failed send), with
+                # connection_lost() still to come: forgotten now, as by close(), so
+                # that nothing more is written to it (each write would be dropped, and
+                # logged from the fifth on) and the client counts as not connected.
+                self.transport = None
 
     def close(self) -> None:
         """Close the connection.
