@@ -273,6 +273,9 @@ class _FakeTransport:
     def resume_reading(self) -> None:
         pass
 
+    def is_closing(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         if self._closed:
             return

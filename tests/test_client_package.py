@@ -342,14 +342,29 @@ class RecordingTransport:
         return default
 
 
+class AsyncioRecordingTransport(RecordingTransport, asyncio.Transport):
+    """A RecordingTransport that is an asyncio.Transport, its is_closing() not overridden
+    (asyncio's raises NotImplementedError)."""
+
+
+class ClosingRecordingTransport(RecordingTransport):
+    """A RecordingTransport that says when it is closing, as asyncio's do."""
+
+    closing = False
+
+    def is_closing(self):
+        return self.closing
+
+
 class InMemoryClient(AsyncClient):
     """Connected through connect_transport() to a RecordingTransport."""
 
     transport = None
+    transport_class = RecordingTransport
 
     async def connect_transport(self, protocol_factory):
         protocol = protocol_factory()
-        self.transport = RecordingTransport(protocol, asyncio.get_running_loop())
+        self.transport = self.transport_class(protocol, asyncio.get_running_loop())
         protocol.connection_made(self.transport)
         return self.transport, protocol
 
@@ -358,8 +373,9 @@ class InMemoryClient(AsyncClient):
         return Message.reply_to_request(msg, "ok")
 
 
-async def _in_memory_client():
+async def _in_memory_client(transport_class=RecordingTransport):
     client = InMemoryClient("in-memory", 0)
+    client.transport_class = transport_class
     client.set_ioloop(tornado.ioloop.IOLoop.current())
     client.start()
     await client.until_connected(timeout=WAIT)
@@ -368,12 +384,15 @@ async def _in_memory_client():
     return client
 
 
-def test_connect_transport_lets_a_client_talk_without_a_socket():
-    asyncio.run(_talk_without_a_socket())
+@pytest.mark.parametrize("transport_class", [
+    RecordingTransport, AsyncioRecordingTransport, ClosingRecordingTransport])
+def test_connect_transport_lets_a_client_talk_without_a_socket(transport_class):
+    # With is_closing() or without (it is not required of such a transport).
+    asyncio.run(_talk_without_a_socket(transport_class))
 
 
-async def _talk_without_a_socket():
-    client = await _in_memory_client()
+async def _talk_without_a_socket(transport_class):
+    client = await _in_memory_client(transport_class)
     try:
         reply_future = client.future_request(Message.request("watchdog"))
         # A request outside a received chunk is written at once.
@@ -518,3 +537,27 @@ def test_manager_stop_still_stops_when_its_callback_raises(caplog):
         assert manager.stop(callback=callback).result(WAIT) is None
     manager.join(timeout=WAIT)
     assert "Error in ioloop stop callback" in caplog.text
+
+
+def test_nothing_more_is_written_to_a_transport_closing_on_its_own():
+    asyncio.run(_write_to_a_closing_transport())
+
+
+async def _write_to_a_closing_transport():
+    # As asyncio's transports do when the peer resets the connection: closing, with
+    # connection_lost() still to come. The write that found it so is the last.
+    client = await _in_memory_client(ClosingRecordingTransport)
+    transport = client.transport
+    try:
+        transport.closing = True
+        first = client.future_request(Message.request("watchdog"))
+        second = client.future_request(Message.request("watchdog"))
+        assert transport.writes == [b"?watchdog[1]\n"]
+        reply, _ = await asyncio.wait_for(second, WAIT)
+        assert str(reply) == "!watchdog[2] fail Client\\_not\\_connected"
+        transport.close()
+        reply, _ = await asyncio.wait_for(first, WAIT)
+        assert reply.arguments[1] == b"Connection closed before reply was received"
+    finally:
+        client.stop()
+        await client.until_stopped(timeout=WAIT)

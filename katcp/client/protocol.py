@@ -19,6 +19,21 @@ from katcp.wire.text import quoted_line
 _TIMED_CHUNK_LINES = 64
 
 
+def _never_closing() -> bool:
+    return False
+
+
+def _closing_check(transport: Any) -> Callable[[], bool]:
+    """The transport's ``is_closing``: a transport of :meth:`connect_transport`'s own
+    may lack it (it is not required there), and then never counts as closing."""
+    closing: Callable[[], bool] = getattr(transport, "is_closing", _never_closing)
+    try:
+        closing()
+    except NotImplementedError:  # asyncio.BaseTransport's own, not overridden
+        return _never_closing
+    return closing
+
+
 class ClientProtocol(SharedBufferProtocol, WriteBatcher):
     """The socket side of a client connection.
 
@@ -80,10 +95,12 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
         WriteBatcher.__init__(self, None, loop.call_soon, max_write_buffer_size,
                               coalesce=False)
         self.transport: Optional[asyncio.Transport] = None
+        self._transport_closing: Callable[[], bool] = _never_closing
         self.closed: "asyncio.Future[Optional[Exception]]" = loop.create_future()
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        self._transport_closing = _closing_check(transport)
         # The transport reports an overfull buffer through pause_writing(), which
         # saves checking its size after every write.
         transport.set_write_buffer_limits(high=self._max_write_buffer_size)
@@ -182,7 +199,7 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
         transport = self.transport
         if transport is not None:
             transport.write(data)
-            if transport.is_closing():
+            if self._transport_closing():
                 # Closed by asyncio (the server's end read, or a failed send), with
                 # connection_lost() still to come: forgotten now, as by close(), so
                 # that nothing more is written to it (each write would be dropped, and
