@@ -555,7 +555,9 @@ async def _write_to_a_closing_transport():
         assert transport.writes == [b"?watchdog[1]\n"]
         reply, _ = await asyncio.wait_for(second, WAIT)
         assert str(reply) == "!watchdog[2] fail Client\\_not\\_connected"
-        transport.close()
+        # Aborted: what it still holds (a server that stopped reading) must not hold up
+        # connection_lost(), nor so the client's stop.
+        assert transport.ended_by == "abort"
         reply, _ = await asyncio.wait_for(first, WAIT)
         assert reply.arguments[1] == b"Connection closed before reply was received"
     finally:

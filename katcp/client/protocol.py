@@ -200,11 +200,13 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
         if transport is not None:
             transport.write(data)
             if self._transport_closing():
-                # Closed by asyncio (the server's end read, or a failed send), with
-                # connection_lost() still to come: forgotten now, as by close(), so
-                # that nothing more is written to it (each write would be dropped, and
-                # logged from the fifth on) and the client counts as not connected.
+                # Closed by asyncio (the server's end read, or a failed send): forgotten
+                # now, as by close(), so that nothing more is written to it (each write
+                # would be dropped, and logged from the fifth on) and the client counts
+                # as not connected; aborted, as close() does with what is unsent: a
+                # server that stopped reading would hold up connection_lost() for ever.
                 self.transport = None
+                transport.abort()
 
     def close(self) -> None:
         """Close the connection.
