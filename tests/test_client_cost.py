@@ -228,6 +228,21 @@ def test_the_by_name_index_holds_only_requests_sent_without_an_id():
     assert table.peek_by_name("a") == (1003, later)
 
 
+def test_a_by_name_entry_whose_id_another_request_took_is_stale():
+    # A _next_id replaced to repeat ids gives a later request of another name the id of
+    # an answered one: a stray reply to the first name is not that request's.
+    table, _clock, _expired = _table()
+    first, keep = _pending("x"), _pending("z")
+    table.add("1", "x", first, None)
+    table.add("2", "z", keep, None)
+    assert table.peek_by_name("x") == ("1", first)  # the index is made
+    del table.by_id["1"]  # answered
+    other = _pending("y")
+    table.add("1", "y", other, None)
+    assert table.peek_by_name("x") == (None, None)
+    assert table.peek_by_name("y") == ("1", other)
+
+
 def test_the_by_name_index_goes_once_nothing_is_in_flight():
     table, _clock, _expired = _table()
     first, later = _pending("a"), _pending("a")

@@ -252,9 +252,9 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
             return msg.mid
         mid = self._next_id()
         if use_mid or (use_mid is None and self._server_supports_ids):
-            # The digits _next_id gives are only encoded (a call to _format_mid costs
-            # about 1200 instructions per request); whatever else a replacement gives
-            # (an int, bytes, other text) gets _format_mid's conversion or its error.
+            # The digits _next_id gives need only encoding, which is most of the cost of
+            # a request id saved; whatever else a replacement gives (an int, bytes,
+            # other text) gets _format_mid's conversion or its error.
             try:
                 wire = mid.encode()
             except AttributeError:

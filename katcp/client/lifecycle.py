@@ -533,8 +533,9 @@ class ClientLifecycle:
         ``protocol_factory()`` for the protocol, then ``protocol.connection_made(t)``
         with an :class:`asyncio.Transport`-like `t` (``write``, ``close``, ``abort``,
         ``set_write_buffer_limits``, ``pause_reading``, ``resume_reading``,
-        ``get_extra_info``, and ``is_closing`` if it may close on its own), and give received bytes to ``protocol.data_received`` and
-        the end to ``protocol.connection_lost(None)``.
+        ``get_extra_info``, and ``is_closing`` if it may close on its own), and give
+        received bytes to ``protocol.data_received`` and the end to
+        ``protocol.connection_lost(None)``.
 
         Parameters
         ----------

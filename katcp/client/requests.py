@@ -159,7 +159,7 @@ class RequestTimeouts:
     keeps the requests in that order, so the earliest deadline in flight is that of
     the oldest request still waiting. Only a deadline earlier than one given before it
     gets an entry, in a heap. Answering a request needs no work here; a request whose
-    ``deadline`` is None (none given, or served already) is never timed out.
+    ``deadline`` is None (none given, or timed out already) is never timed out.
 
     Parameters
     ----------
@@ -211,7 +211,7 @@ class RequestTimeouts:
     def watch(self, pending: ThreadRequest) -> None:
         """Serve the deadline of `pending` (a :class:`ThreadRequest`) by the timer after all.
 
-        Nothing happens if it was answered meanwhile or its deadline was served.
+        Nothing happens if it was answered meanwhile or has timed out already.
         """
         deadline = pending.deadline
         # msg_id is unset if the request never got that far (refused before it).
@@ -379,7 +379,9 @@ class RequestTable:
         while stack:
             msg_id = stack[0]
             pending = by_id.get(msg_id)
-            if pending is not None:
+            # An answered request's entry is stale, also when a later request of
+            # another name was given its id (a _next_id replaced to repeat ids).
+            if pending is not None and pending.msg.name == name:
                 return msg_id, pending
             stack.popleft()
         return None, None

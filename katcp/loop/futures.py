@@ -199,8 +199,9 @@ async def _windowed(starts: Iterable[Callable[[], Any]], window: int) -> List[An
     Many requests sent at once all wait at the device, each with its request timeout
     running, so the last ones time out although the device answers them all; a window
     keeps them pipelined, each waiting only behind the few sent before it. A start that
-    fails (or whose awaitable does) is raised once the others are done; the starts should
-    report their own failures in their results.
+    fails (or whose awaitable does) ends its worker, the others going on; once all are
+    done one such failure is raised, the others dropped: the starts should report their
+    own failures in their results.
     """
     starts = list(starts)
     results: List[Any] = [None] * len(starts)

@@ -378,6 +378,10 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         call, though what it returned may still be pending), then resolve `done`."""
         work.add_done_callback(
             lambda work: run_into_future(self._reply_with_outcome, (req, work), {}, done))
+        # What fails in replying is logged, as a task awaiting the work would log it:
+        # the handler thread uses `done` only to go on reading.
+        done.add_done_callback(
+            functools.partial(self._server._log_failure, self._reply_with_outcome))
 
     def _reply_with_outcome(self, req: ClientRequestConnection, future: Any) -> None:
         """Reply to `req` with the outcome of its handler's resolved `future`."""
