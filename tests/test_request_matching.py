@@ -216,6 +216,21 @@ def test_drawn_ids_start_again_at_one_after_the_largest(client):
     assert [reply.mid for reply in replies] == [b"2147483647", b"1"]
 
 
+def test_a_request_without_an_id_redrawn_past_one_in_flight_still_goes_without(fake, client):
+    # The drawn id is the table's key of a request sent without one; after the largest,
+    # the count comes round to the key of one still in flight: the next is drawn, and
+    # the request still goes out without an id (the server supports them).
+    held = send(client, Message.request("hold"), use_mid=False)
+    assert fake.received.get(timeout=WAIT) == b"?hold"
+    client._last_msg_id = 2 ** 31 - 1
+    assert send(client, Message.request("echo", "x"), use_mid=False).result(WAIT) == (
+        "!echo ok x", [])
+    assert fake.received.get(timeout=WAIT) == b"?echo x"
+    send(client, Message.request("hold", "release")).result(WAIT)
+    assert fake.received.get(timeout=WAIT) == b"?hold[3] release"
+    assert held.result(WAIT) == ("!hold ok", ["#hold for"])
+
+
 def _requesting(client, how, msg):
     """Send `msg` by the client's request method `how` and wait for its reply."""
     if how == "request":
