@@ -191,8 +191,13 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
         """
         if self._held:
             self.send(data)
-        else:
-            self.write_out(data)
+            return
+        # write_out(), inline: this runs for every request.
+        transport = self.transport
+        if transport is not None:
+            transport.write(data)
+            if self._transport_closing():
+                self._forget_closed(transport)
 
     def write_out(self, data: bytes) -> None:
         """Write a batch to the transport (nothing once the connection is lost)."""
@@ -200,13 +205,19 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
         if transport is not None:
             transport.write(data)
             if self._transport_closing():
-                # Closed by asyncio (the server's end read, or a failed send): forgotten
-                # now, as by close(), so that nothing more is written to it (each write
-                # would be dropped, and logged from the fifth on) and the client counts
-                # as not connected; aborted, as close() does with what is unsent: a
-                # server that stopped reading would hold up connection_lost() for ever.
-                self.transport = None
-                transport.abort()
+                self._forget_closed(transport)
+
+    def _forget_closed(self, transport: Any) -> None:
+        """Forget (and abort) `transport`, which asyncio closed after a write.
+
+        Closed by asyncio (the server's end read, or a failed send): forgotten now, as by
+        :meth:`close`, so that nothing more is written to it (each write would be dropped,
+        and logged from the fifth on) and the client counts as not connected; aborted, as
+        :meth:`close` does with what is unsent: a server that stopped reading would hold
+        up ``connection_lost()`` for ever.
+        """
+        self.transport = None
+        transport.abort()
 
     def close(self) -> None:
         """Close the connection.
