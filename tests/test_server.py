@@ -1664,6 +1664,11 @@ class CoroutineOnHandlerThreadServer(DeviceServer):
         """A coroutine whose future the loop resolves before it left its context."""
         return self._after_loop_future(req)
 
+    def request_asyncio_run(self, req, msg):
+        """Runs an asyncio coroutine to its end, as a blocking handler may."""
+        asyncio.run(asyncio.sleep(0))
+        return req.make_reply("ok")
+
     def request_loop_work(self, req, msg):
         """Blocks on work it asked the loop for, sending an inform meanwhile."""
         done = threading.Event()
@@ -1706,6 +1711,18 @@ def test_the_handler_thread_leaves_the_ioloop_as_it_found_it():
         stop_server(server)
     server._handler_thread.join(5)
     assert not {"add_callback", "add_future"} & set(vars(server.ioloop))
+
+
+def test_coroutines_started_on_the_handler_thread_after_asyncio_run_still_work(
+        coroutine_server, caplog):
+    # asyncio.run() leaves the thread without an event loop: the next coroutine started
+    # there failed ("There is no current event loop"), for the rest of the server's life.
+    _, port = coroutine_server
+    with connect(port) as client:
+        for mid in range(1, 4):
+            assert client.request("?asyncio-run[%d]" % mid) == ([], "!asyncio-run[%d] ok" % mid)
+            assert client.request("?helper[%d]" % mid) == ([], "!helper[%d] ok moment" % mid)
+    assert "no current event loop" not in caplog.text
 
 
 def test_a_handler_blocking_on_loop_work_it_asked_for_still_gets_it(coroutine_server):

@@ -340,8 +340,11 @@ class MessageHandlerThread:
         """Handle queued messages until stopped."""
         if self.ioloop is None:
             raise RuntimeError("set_ioloop() must be called before the thread runs")
-        # Futures created by handlers in this thread belong to the server's loop.
-        asyncio.set_event_loop(self.ioloop.asyncio_loop)  # type: ignore[attr-defined]
+        # Futures created by handlers in this thread belong to the server's loop: it is
+        # the thread's event loop, set again for each message, as a handler may have
+        # changed it (asyncio.run() in a blocking handler leaves none).
+        loop = self.ioloop.asyncio_loop  # type: ignore[attr-defined]
+        set_event_loop = asyncio.set_event_loop
         self._running.set()
         # This thread's own queue: a later start() makes a new one only once this
         # thread has ended.
@@ -358,6 +361,7 @@ class MessageHandlerThread:
                     # Told to stop: the server is closing the connections, and what was
                     # not being handled yet gets no reply (nor side effects).
                     break
+                set_event_loop(loop)
                 try:
                     done = handle(handler, client_conn, msg)
                 except Exception:
