@@ -42,3 +42,24 @@ def started(kind, threaded_class, async_class, prepare=None):
     server.start()
     assert server.wait_running(TIMEOUT)
     return server
+
+
+class ResolvedWhileEntered(asyncio.Future):
+    """A future that the loop resolves, and runs its done callbacks for, while the
+    coroutine that yielded it has not yet left its context on the handler thread."""
+
+    def add_done_callback(self, fn, *, context=None):
+        super().add_done_callback(fn, context=context)
+        if getattr(self, "_raced", False):
+            return
+        self._raced = True
+        loop = self.get_loop()
+        attempted = threading.Event()
+
+        def resolve():
+            self.set_result(None)
+            # Behind the done callbacks that set_result scheduled.
+            loop.call_soon(loop.call_soon, attempted.set)
+
+        loop.call_soon_threadsafe(resolve)
+        assert attempted.wait(TIMEOUT)

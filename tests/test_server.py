@@ -27,6 +27,7 @@ from katcp.server import (AsyncDeviceServer, ClientConnection, ClientRequestConn
                           ThreadsafeClientConnection, construct_name_filter, return_future)
 from katcp.version import __version__
 
+from server_kinds import ResolvedWhileEntered
 from server_line_client import LineClient
 from wait_helpers import run_case_for_leftovers
 
@@ -1605,26 +1606,6 @@ def _plain_decorator(fn):
     return wrapper
 
 
-class _ResolvedWhileEntered(asyncio.Future):
-    """A future that the loop resolves, and runs its done callbacks for, while the
-    coroutine that yielded it has not yet left its context on the handler thread."""
-
-    def add_done_callback(self, fn, *, context=None):
-        super().add_done_callback(fn, context=context)
-        if getattr(self, "_raced", False):
-            return
-        self._raced = True
-        loop = self.get_loop()
-        attempted = threading.Event()
-
-        def resolve():
-            self.set_result(None)
-            # Behind the done callbacks that set_result scheduled.
-            loop.call_soon(loop.call_soon, attempted.set)
-
-        loop.call_soon_threadsafe(resolve)
-        assert attempted.wait(TIMEOUT)
-
 
 class CoroutineOnHandlerThreadServer(DeviceServer):
     VERSION_INFO = ("coroutine-test", 1, 0)
@@ -1640,7 +1621,7 @@ class CoroutineOnHandlerThreadServer(DeviceServer):
 
     @tornado.gen.coroutine
     def _after_loop_future(self, req):
-        yield _ResolvedWhileEntered(loop=self.ioloop.asyncio_loop)
+        yield ResolvedWhileEntered(loop=self.ioloop.asyncio_loop)
         raise tornado.gen.Return(req.make_reply("ok", "future"))
 
     def request_helper(self, req, msg):

@@ -7,7 +7,6 @@ real socket on 127.0.0.1 with the switch set each way; the loops they run on are
 import asyncio
 import socket
 import sys
-import threading
 
 import pytest
 import tornado.gen
@@ -16,6 +15,7 @@ import uvloop
 import katcp
 from katcp.ioloop_manager import IOLoopManager
 from katcp.loop import policy
+from server_kinds import ResolvedWhileEntered
 
 WAIT = 10.0
 
@@ -116,30 +116,11 @@ def test_install_makes_asyncio_run_use_the_selected_loop(switch):
     assert issubclass(asyncio.run(kind()), uvloop.Loop)
 
 
-class _ResolvedWhileEntered(asyncio.Future):
-    """A future that the loop resolves, and runs its done callbacks for, while the
-    coroutine that yielded it has not yet left its context on the handler thread."""
-
-    def add_done_callback(self, fn, *, context=None):
-        super().add_done_callback(fn, context=context)
-        if getattr(self, "_raced", False):
-            return
-        self._raced = True
-        loop = self.get_loop()
-        attempted = threading.Event()
-
-        def resolve():
-            self.set_result(None)
-            loop.call_soon(loop.call_soon, attempted.set)  # behind the done callbacks
-
-        loop.call_soon_threadsafe(resolve)
-        assert attempted.wait(WAIT)
-
 
 class _CoroutineServer(_Server):
     @tornado.gen.coroutine
     def _after_loop_future(self, req):
-        yield _ResolvedWhileEntered(loop=self.ioloop.asyncio_loop)
+        yield ResolvedWhileEntered(loop=self.ioloop.asyncio_loop)
         raise tornado.gen.Return(req.make_reply("ok"))
 
     def request_raced(self, req, msg):
