@@ -46,3 +46,18 @@ def recording_logger(name):
         yield logger, handler
     finally:
         logger.removeHandler(handler)
+
+
+@contextlib.contextmanager
+def no_logs(name, level=logging.ERROR):
+    """Fail if logger `name` (or one below it) logs at `level` or above in the block: what
+    ``unittest``'s ``assertNoLogs`` does from Python 3.10 on."""
+    logger = logging.getLogger(name)
+    handler = RecordingHandler()
+    handler.setLevel(level)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+    assert not handler.records, handler.messages()

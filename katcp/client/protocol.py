@@ -106,6 +106,14 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
         transport.set_write_buffer_limits(high=self._max_write_buffer_size)
         self._made(self)
 
+    def eof_received(self) -> None:
+        # The server's end: asyncio closes the transport when this returns, but
+        # connection_lost() comes only on a later loop turn (or, with data unsent, once
+        # that is written): what is sent until then must not go to it.
+        transport = self.transport
+        if transport is not None:
+            self._forget_closed(transport)
+
     def pause_writing(self) -> None:
         self._abort("More than MAX_WRITE_BUFFER_SIZE (%d bytes) unsent",
                     self._max_write_buffer_size)
@@ -208,7 +216,7 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
                 self._forget_closed(transport)
 
     def _forget_closed(self, transport: Any) -> None:
-        """Forget (and abort) `transport`, which asyncio closed after a write.
+        """Forget (and abort) `transport`, which asyncio closes or has closed.
 
         Closed by asyncio (the server's end read, or a failed send): forgotten now, as by
         :meth:`close`, so that nothing more is written to it (each write would be dropped,
