@@ -563,3 +563,24 @@ async def _write_to_a_closing_transport():
     finally:
         client.stop()
         await client.until_stopped(timeout=WAIT)
+
+
+def test_the_servers_end_of_the_connection_is_the_end_of_writing():
+    asyncio.run(_write_after_the_servers_end())
+
+
+async def _write_after_the_servers_end():
+    # asyncio closes the transport once eof_received() returns; connection_lost() comes
+    # a loop turn later (or never, while a server that stopped reading holds unsent
+    # data). Nothing is written meanwhile.
+    client = await _in_memory_client()
+    transport = client.transport
+    try:
+        transport.protocol.eof_received()
+        reply, _ = await asyncio.wait_for(
+            client.future_request(Message.request("watchdog")), WAIT)
+        assert str(reply) == "!watchdog[1] fail Client\\_not\\_connected"
+        assert transport.writes == [] and transport.ended_by == "abort"
+    finally:
+        client.stop()
+        await client.until_stopped(timeout=WAIT)
