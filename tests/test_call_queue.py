@@ -5,6 +5,7 @@ updates made in other threads all travel through it, so they reach the loop in t
 they were made.
 """
 
+import concurrent.futures
 import gc
 import logging
 import threading
@@ -476,3 +477,9 @@ def test_a_call_with_outcome_to_a_closed_loop_fails():
     ioloop.close()
     with pytest.raises(RuntimeError):
         queue.call_with_outcome(len, "").result(TIMEOUT)
+    # Also into a future of the caller's (the threaded server's loop work): it would
+    # never resolve, and its request never be answered.
+    mine = concurrent.futures.Future()
+    assert queue.call_into(mine, len, "") is mine
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        mine.result(TIMEOUT)

@@ -134,14 +134,35 @@ class CallQueue:
             closed loop fails with :class:`RuntimeError`.
 
         """
-        result: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
+        self.release()
+        return self.call_into(concurrent.futures.Future(), fn, *args)
+
+    def call_into(self, result: "concurrent.futures.Future[Any]", fn: Callable[..., Any],
+                  *args: Any) -> "concurrent.futures.Future[Any]":
+        """Queue ``fn(*args)`` as :meth:`call` does, its outcome to resolve `result`.
+
+        As :meth:`call_with_outcome`, but into a future the caller made, and without
+        releasing what this thread holds back (the call is held with it).
+
+        Parameters
+        ----------
+        result : :class:`concurrent.futures.Future`
+            Not yet running; failed at once with :class:`RuntimeError` if the loop is
+            closed (nothing would ever run the call).
+        fn : callable
+        *args : objects
+
+        Returns
+        -------
+        result : :class:`concurrent.futures.Future`
+            `result`.
+
+        """
         loop = self._loop_ref()
         if loop is None or loop.is_closed():
-            # Nothing would ever run it: failed now, as a call to a closed loop does.
             result.set_running_or_notify_cancel()
             result.set_exception(RuntimeError("Event loop is closed"))
             return result
-        self.release()
         self.call(run_into_future, fn, args, {}, result)
         return result
 

@@ -434,8 +434,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             if self._handler_thread is not None:
                 # The reply joins it in one wake-up of the loop (_handle_awaitable_reply).
                 self._handler_thread.hold_until_handled()
-            calls.call(run_into_future, fn, args, {}, work)
-            return work
+            return calls.call_into(work, fn, *args)
         done: concurrent.futures.Future = concurrent.futures.Future()
         run_into_future(fn, args, {}, done)
         return done
