@@ -185,7 +185,7 @@ def test_a_request_id_given_by_the_caller_is_kept(client):
 def test_an_id_in_flight_cannot_be_reused(client):
     held = send(client, Message.request("hold", mid=5))
     with pytest.raises(RuntimeError,
-                       match=r"^Message id b'5' already in use by a request in flight$"):
+                       match=r"^Message id '5' already in use by a request in flight$"):
         client.blocking_request(Message.request("hold", mid=5), timeout=WAIT)
     send(client, Message.request("hold", "release")).result(WAIT)
     assert held.result(WAIT) == ("!hold[5] ok[5]", ["#hold[5] for[5]"])
@@ -195,7 +195,7 @@ def test_a_callback_request_with_an_id_in_flight_gets_a_fail_reply(client):
     # From the client's own thread or another: reply_cb always hears of it.
     held = send(client, Message.request("hold", mid=5))
     assert send(client, Message.request("echo", mid=5)).result(WAIT) == (
-        "!echo[5] fail Message\\_id\\_b'5'\\_already\\_in\\_use\\_by\\_a\\_request\\_in\\_flight", [])
+        "!echo[5] fail Message\\_id\\_'5'\\_already\\_in\\_use\\_by\\_a\\_request\\_in\\_flight", [])
     send(client, Message.request("hold", "release")).result(WAIT)
     assert held.result(WAIT)[0] == "!hold[5] ok[5]"
 
@@ -266,7 +266,7 @@ def test_a_replaced_next_id_stuck_on_an_id_in_flight_is_refused_not_spun_on(clie
     # a replacement that keeps giving a used one made the loop spin for ever.
     held = send(client, Message.request("hold", mid=7))
     client._next_id = lambda: "7"
-    with pytest.raises(RuntimeError, match=r"^Message id b'7' drawn by _next_id\(\) already "
+    with pytest.raises(RuntimeError, match=r"^Message id '7' drawn by _next_id\(\) already "
                                            r"in use by a request in flight$"):
         client.blocking_request(Message.request("echo"), timeout=WAIT)
     del client._next_id

@@ -12,6 +12,7 @@ from katcp.client.threadsafe import make_threadsafe, make_threadsafe_blocking
 from katcp.core import KatcpClientError, Message
 from katcp.loop.crossing import (TIMEOUT_GRACE, on_thread, post_to_loop, thread_wait_timeout,
                                  wait_for_loop)
+from katcp.wire.text import show_repr
 from katcp.wire.util import own_methods, uses_own
 
 
@@ -93,8 +94,8 @@ class AsyncClient(DeviceClient):
         requests = self._requests
         if msg_id in requests.by_id:
             if id_given:
-                raise IdInUseError("Message id %r already in use by a request in flight"
-                                   % (msg_id,))
+                raise IdInUseError("Message id %s already in use by a request in flight"
+                                   % show_repr(msg_id))
             # A drawn id that a caller gave a request still in flight: the next free one,
             # which a counter reaches within as many draws as there are requests in
             # flight (a _next_id replaced by a test might never give one).
@@ -104,8 +105,8 @@ class AsyncClient(DeviceClient):
                 if msg_id not in requests.by_id:
                     break
             else:
-                raise IdInUseError("Message id %r drawn by _next_id() already in use by a "
-                                   "request in flight" % (msg_id,))
+                raise IdInUseError("Message id %s drawn by _next_id() already in use by a "
+                                   "request in flight" % show_repr(msg_id))
         if uses_own(self, _OWN_SENDING):
             # Neither is overridden (by a subclass, on a class or on the instance, as
             # mock.patch.object does): sent before the bookkeeping, which then overlaps
