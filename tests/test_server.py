@@ -259,6 +259,15 @@ def example(any_server):
         yield server, client
 
 
+@pytest.fixture
+def restore_level():
+    """Call with a Python logger to have its level put back after the test."""
+    saved = []
+    yield lambda logger: saved.append((logger, logger.level))
+    for logger, level in saved:
+        logger.setLevel(level)
+
+
 def connect(port):
     client = LineClient(port)
     client.greeting()
@@ -346,8 +355,9 @@ def test_help(example):
     assert client.request("?help nosuch") == ([], r"!help fail Unknown\_request\_method.")
 
 
-def test_log_level(example):
+def test_log_level(example, restore_level):
     server, client = example
+    restore_level(server._logger)
     assert client.request("?log-level") == ([], "!log-level ok warn")
     assert client.request("?log-level info") == ([], "!log-level ok info")
     assert client.request("?log-level") == ([], "!log-level ok info")
