@@ -24,7 +24,7 @@ import tornado.gen
 import tornado.ioloop
 import tornado.util
 
-from katcp.loop.crossing import (NOT_RUNNING_GRACE, TIMEOUT_GRACE, _copy_outcome, call_on_loop,
+from katcp.loop.crossing import (NOT_RUNNING_GRACE, TIMEOUT_GRACE, call_on_loop, copy_outcome,
                                  is_awaitable, on_loop, running_loop, thread_wait_timeout,
                                  wait_for_call)
 from katcp.loop.futures import _bounded
@@ -109,7 +109,7 @@ def _relayed(future: "concurrent.futures.Future[Any]") -> "concurrent.futures.Fu
     def copy(done: "concurrent.futures.Future[Any]") -> None:
         # In the thread that resolved `done`: a concurrent future may be set from any.
         if relay.set_running_or_notify_cancel():  # else its holder gave up on it
-            _copy_outcome(relay, done)
+            copy_outcome(done, relay)
 
     future.add_done_callback(copy)
     return relay

@@ -18,6 +18,7 @@ from tornado.concurrent import Future
 from katcp.core import Message
 from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import thread_wait_timeout
+from katcp.loop.futures import set_result_if_pending
 from katcp.server.transport import log_handling_error
 
 log = logging.getLogger("katcp.server")
@@ -368,9 +369,10 @@ class MessageHandlerThread:
                     self._report_error(client_conn, msg)
                     done = None
                 if done is None:
-                    call(_resolve, ready)
+                    call(set_result_if_pending, ready, None)
                 else:
-                    done.add_done_callback(functools.partial(call, _resolve, ready))
+                    done.add_done_callback(
+                        functools.partial(_when_handled, call, ready))
                 calls.release()  # what hold_until_handled() held back, with the above
         finally:
             resumptions.detach()
@@ -445,9 +447,8 @@ class MessageHandlerThread:
         return self._running.wait(thread_wait_timeout(timeout))
 
 
-def _resolve(future: Future, _handled: Any = None) -> None:
-    """Resolve `future` (unless done), when the message it stands for is handled."""
-    if not future.done():
-        future.set_result(None)
+def _when_handled(call: Callable[..., None], ready: Future, _handled: Any) -> None:
+    """Resolve `ready` on the loop, through `call`, once the handler's future is done."""
+    call(set_result_if_pending, ready, None)
 
 

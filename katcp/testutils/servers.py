@@ -13,7 +13,7 @@ from katcp.core import (AsyncEvent, AsyncReply, FailReply, Message, ProtocolFlag
                         Sensor, steal_docstring_from)
 from katcp.kattypes import (Bool, Float, Int, Str, concurrent_reply, request,
                             request_timeout_hint, return_reply)
-from katcp.testutils.loops import _resolve_once
+from katcp.loop.futures import set_result_if_pending
 
 
 class DeviceTestSensor(Sensor):
@@ -211,7 +211,7 @@ class AsyncDeviceTestServer(DeviceTestServer):
     def request_cancel_slow_command(self, req: Any, msg: Message) -> Message:
         """Cancel slow command request, resulting in it replying immediately."""
         for future in self._slow_futures:
-            _resolve_once(future, None)
+            set_result_if_pending(future, None)
         self._slow_futures = []
         return req.make_reply("ok")
 
