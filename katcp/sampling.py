@@ -33,6 +33,7 @@ import tornado.ioloop
 from katcp.core import Message, Reading, Sensor
 from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import on_thread
+from katcp.loop.per_loop import one_per_loop
 from katcp.loop.timer_heap import MIN_COMPACT_SIZE, compact
 from katcp.wire.text import as_bytes, readable
 
@@ -509,12 +510,7 @@ class _PeriodicScheduler:
 
     @classmethod
     def for_ioloop(cls, ioloop: tornado.ioloop.IOLoop) -> "_PeriodicScheduler":
-        # Kept on the loop, so that it goes with the loop: in a mapping keyed by the loop
-        # (even a weak one) it would keep its loop, and the loop's samplers, alive for ever.
-        scheduler = getattr(ioloop, "_katcp_periodic_scheduler", None)
-        if scheduler is None:
-            scheduler = ioloop._katcp_periodic_scheduler = cls(ioloop)  # type: ignore
-        return scheduler
+        return one_per_loop(ioloop, "_katcp_periodic_scheduler", cls)
 
     def __init__(self, ioloop: tornado.ioloop.IOLoop) -> None:
         # Deadlines are times of the monotonic clock (see the module's docstring).

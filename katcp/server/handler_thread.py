@@ -19,6 +19,7 @@ from katcp.core import Message
 from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import thread_wait_timeout
 from katcp.loop.futures import set_result_if_pending
+from katcp.loop.per_loop import one_per_loop
 from katcp.server.transport import log_handling_error
 
 log = logging.getLogger("katcp.server")
@@ -113,11 +114,8 @@ class CoroutineResumptions:
 
     """
 
-    _of: "weakref.WeakKeyDictionary[Any, CoroutineResumptions]" = weakref.WeakKeyDictionary()
-    _of_lock = threading.Lock()
-
     def __init__(self, ioloop: tornado.ioloop.IOLoop) -> None:
-        # Weak: the registry's values must not keep its keys alive.
+        # Weak: kept on the IOLoop (see of()), it would else make a cycle with it.
         self._ioloop_ref = weakref.ref(ioloop)
         self._class = type(ioloop)
         self._calls = CallQueue.of(ioloop)
@@ -141,11 +139,7 @@ class CoroutineResumptions:
         resumptions : :class:`CoroutineResumptions`
 
         """
-        found = cls._of.get(ioloop)
-        if found is None:
-            with cls._of_lock:
-                found = cls._of.setdefault(ioloop, cls(ioloop))
-        return found
+        return one_per_loop(ioloop, "_katcp_coroutine_resumptions", cls)
 
     def attach(self) -> None:
         """Set the diversion on the IOLoop for the calling handler thread's lifetime.
