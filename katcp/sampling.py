@@ -472,7 +472,8 @@ class _SampleChanges(SampleStrategy):
                 or reading.status != last.status)
 
     def observe(self, reading: Reading) -> None:
-        # _is_news() inlined: this runs for every update of every sensor sampled on events.
+        # _is_news() inlined: this runs for every update of every sensor sampled on events
+        # (tests/test_sampling_rules.py checks that the two agree).
         last = self._last_sent
         if (last is None or self._differs(reading.value, last.value)
                 or reading.status != last.status):
@@ -885,6 +886,8 @@ class _EventFanOut(SampleEvent):
         if self._pending:
             self._observe_pending()
         last = self._last_sent
+        # _SampleChanges._is_news(), with SampleEvent's _differs (operator.ne) written as
+        # `!=` (tests/test_sampling_rules.py checks that the two agree).
         if last is None or reading.value != last.value or reading.status != last.status:
             self._last_sent = reading
             targets = self._targets

@@ -639,7 +639,8 @@ class Sensor:
         if not kind.plain:
             value = escape_argument(value)
         if seconds:
-            # format_timestamp() for v5, in the same formatting operation.
+            # wire.types.format_timestamp() for v5, in the same formatting operation
+            # (tests/test_sensor.py checks that the two agree).
             line = b"%.6f 1 %s %s %s" % (timestamp, wire_name[1], _STATUS_BYTES[status], value)
             self._status_v5 = (reading, name, line)
         else:
