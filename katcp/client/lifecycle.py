@@ -21,6 +21,8 @@ from katcp.ioloop_manager import IOLoopManager, current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.loop.crossing import (call_on_loop, on_thread, post_to_loop, thread_wait_timeout,
                                  wait_for_call, wait_off_loop)
+# katcp.client.address_to_string (0.9.3's home of it) is this one.
+from katcp.wire.types import address_to_string
 
 
 log = logging.getLogger("katcp.client")
@@ -37,22 +39,6 @@ STABLE_CONNECTION = 1.0
 _WARN_EVERY_FAILURES = 5
 
 _STOPPED = "Client stopped: start() it again before calling it from another thread"
-
-
-def address_to_string(addr_tuple: Tuple[str, int]) -> str:
-    """Format a (host, port) tuple as ``'host:port'``.
-
-    Parameters
-    ----------
-    addr_tuple : tuple
-        (host, port).
-
-    Returns
-    -------
-    address : str
-
-    """
-    return "%s:%s" % tuple(addr_tuple)
 
 
 def reconnect_backoff(delay_initial: float) -> ExponentialRandomBackoff:

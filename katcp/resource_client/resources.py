@@ -26,6 +26,7 @@ from katcp.resource_client.inspecting import (_NONE_STRATEGY, KATCPClientResourc
                                               ReplyWrappedInspectingClientAsync,
                                               _StrategyWishes)
 from katcp.resource_client.namespaces import _Namespace, _RequestNamespace
+from katcp.wire.types import address_to_string
 
 # The package's logger: the one 0.9 logged to.
 log = logging.getLogger("katcp.resource_client")
@@ -626,7 +627,7 @@ def _done_future() -> "asyncio.Future[None]":
 def _address_text(address: Any) -> str:
     """``host:port`` of an address tuple (anything else as it is)."""
     if isinstance(address, tuple) and len(address) == 2:
-        return "%s:%s" % address
+        return address_to_string(address)
     return str(address)
 
 

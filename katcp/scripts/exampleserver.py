@@ -17,8 +17,9 @@ from katcp.kattypes import Discrete, Float, Timestamp, request, return_reply
 from katcp.scripts._cli import (
     EXIT_CONNECTION, EXIT_OK, ToolParser, add_logging_options, cannot_listen, configure_logging,
     exit_status_text, run_tool)
-from katcp.scripts._connection import AddressError, check_address, shown_address
+from katcp.scripts._connection import AddressError, check_address
 from katcp.server import ClientRequestConnection
+from katcp.wire.types import address_text
 
 PROG = "katcp-exampleserver"
 
@@ -159,7 +160,7 @@ def _main(argv: Optional[List[str]]) -> int:
     except OSError as exc:
         raise cannot_listen(opts.host, opts.port, exc)
     try:
-        print("katcp example server listening on %s" % shown_address(server.bind_address),
+        print("katcp example server listening on %s" % address_text(server.bind_address),
               flush=True)
         signal.signal(signal.SIGTERM, lambda signum, frame: server.stop())
         while server.running():

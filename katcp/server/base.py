@@ -21,7 +21,7 @@ from katcp.server.connection import (ClientConnection, ClientRequestConnection,
                                      ThreadsafeClientConnection, client_connection_of)
 from katcp.server.handler_thread import MessageHandlerThread
 from katcp.server.transport import KATCPServer, exception_text, return_future
-from katcp.wire.types import format_timestamp
+from katcp.wire.types import address_to_string, format_timestamp
 from katcp.wire.util import object_repr, own_methods, uses_own
 
 log = logging.getLogger("katcp.server")
@@ -642,7 +642,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
 
     def __repr__(self) -> str:
         address = self.bind_address
-        return object_repr(self, address="%s:%s" % address if address else None,
+        return object_repr(self, address=address_to_string(address) if address else None,
                            running=self.running(), clients=len(self._server._connections),
                            protocol=self.PROTOCOL_INFO)
 
