@@ -133,28 +133,6 @@ def _parse_period(param: Any, what: str) -> float:
     return value
 
 
-def _log_sample_error(strategy: "SampleStrategy") -> None:
-    """Log the error of a timed sample, which is not raised so that sampling goes on.
-
-    Only the first of consecutive failures is an error (with its traceback): a sensor that
-    fails every read would otherwise fill the log at the sampling rate.
-    """
-    name, kind = strategy._sensor.name, type(strategy).__name__
-    if strategy._sample_failing:
-        log.debug("Sampling sensor %r with the %s strategy failed again", name, kind,
-                  exc_info=True)
-        return
-    strategy._sample_failing = True
-    log.exception("Error sampling sensor %r with the %s strategy (until a sample succeeds, "
-                  "further errors are logged at debug level)", name, kind)
-
-
-def _log_sample_recovered(strategy: "SampleStrategy") -> None:
-    strategy._sample_failing = False
-    log.info("Sampling sensor %r with the %s strategy succeeded again",
-             strategy._sensor.name, type(strategy).__name__)
-
-
 class SampleStrategy:
     """Base class for strategies for sampling sensors.
 
@@ -316,6 +294,26 @@ class SampleStrategy:
     def inform(self, reading: Reading) -> None:
         """Inform strategy creator of the sensor status."""
         self._inform_callback(self._sensor, reading)
+
+    def _log_sample_error(self) -> None:
+        """Log the error of a timed sample, which is not raised so that sampling goes on.
+
+        Only the first of consecutive failures is an error (with its traceback): a sensor
+        that fails every read would otherwise fill the log at the sampling rate.
+        """
+        name, kind = self._sensor.name, type(self).__name__
+        if self._sample_failing:
+            log.debug("Sampling sensor %r with the %s strategy failed again", name, kind,
+                      exc_info=True)
+            return
+        self._sample_failing = True
+        log.exception("Error sampling sensor %r with the %s strategy (until a sample "
+                      "succeeds, further errors are logged at debug level)", name, kind)
+
+    def _log_sample_recovered(self) -> None:
+        self._sample_failing = False
+        log.info("Sampling sensor %r with the %s strategy succeeded again",
+                 self._sensor.name, type(self).__name__)
 
     def update(self, sensor: Sensor, reading: Reading) -> None:
         """Callback used by the sensor's notify() method.
@@ -600,10 +598,10 @@ class SamplePeriod(SampleStrategy):
         except Exception:
             # A sensor that failed to read (or a callback that failed) once is sampled
             # again a period on.
-            _log_sample_error(self)
+            self._log_sample_error()
         else:
             if self._sample_failing:
-                _log_sample_recovered(self)
+                self._log_sample_recovered()
         if self._cancelled:
             # By its own inform callback: cancel() found no next sample to drop.
             return
@@ -699,14 +697,14 @@ class SampleEventRate(_SampleChanges):
         try:
             self._report(_as_reading(self._sensor.read()) if reading is None else reading)
         except Exception:
-            _log_sample_error(self)
+            self._log_sample_error()
             if self._longest and self._longest_timeout is None and not self._cancelled:
                 # read() failed, so nothing was sent: the sensor is read again a longest
                 # period on.
                 self._arm_longest(self._clock_loop.time() + self._longest)
         else:
             if self._sample_failing:
-                _log_sample_recovered(self)
+                self._log_sample_recovered()
 
     def cancel_timeouts(self) -> None:
         for timeout in (self._shortest_timeout, self._longest_timeout):
