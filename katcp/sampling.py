@@ -43,7 +43,8 @@ log = logging.getLogger("katcp.sampling")
 
 _get_ident = threading.get_ident
 
-# Timestamps beyond this are nonsense for a sensor (seconds).
+# Timestamps beyond this are nonsense for a sensor (seconds). Kept as 0.9 API: nothing
+# here uses it.
 AGE_OF_UNIVERSE = 4.32329886e+17
 
 
@@ -153,6 +154,7 @@ class SampleStrategy:
     # The KATCP name of each strategy constant, in the order of the constants.
     SAMPLING_LOOKUP = dict(enumerate(["none", "auto", "period", "event", "differential",
                                       "event-rate", "differential-rate"]))
+    # Kept as 0.9 API: nothing here uses it.
     SAMPLING_LOOKUP_REV = {name: constant for constant, name in SAMPLING_LOOKUP.items()}
 
     #: True if a strategy must be attached to its sensor as an observer

@@ -162,7 +162,6 @@ class KATCPClientResource(resource.KATCPResource):
                  parent: Optional["KATCPClientResourceContainer"] = None,
                  logger: logging.Logger = log) -> None:
         super().__init__()
-        self._resource_spec = resource_spec
         self._logger = logger
         self._name = resource_spec["name"]
         self._address = resource_spec["address"]
@@ -722,7 +721,6 @@ class KATCPClientResourceContainer(resource.KATCPResource):
 
     def __init__(self, resources_spec: Dict[str, Any], logger: logging.Logger = log) -> None:
         super().__init__()
-        self._resources_spec = resources_spec
         self._logger = logger
         self._name = resources_spec["name"]
         self._description = resources_spec.get("description", "")

@@ -13,7 +13,7 @@ from katcp.sampling import SampleStrategy
 from katcp.server.base import DeviceServerBase, _done_future, log
 from katcp.server import sampling_requests, standard_requests
 from katcp.server.logger import DeviceLogger
-from katcp.version import __version__
+from katcp.version import VERSION_STR
 
 
 class DeviceServer(DeviceServerBase):
@@ -166,7 +166,7 @@ class DeviceServer(DeviceServerBase):
         self._client_conns.add(client_conn)
         if self._katcp_major >= VERSION_CONNECT_KATCP_MAJOR:
             for version in (("katcp-protocol", str(self.PROTOCOL_INFO)),
-                            ("katcp-library", "katcp-python-%s" % __version__),
+                            ("katcp-library", VERSION_STR),
                             ("katcp-device", self.version(), self.build_state())):
                 client_conn.inform(Message.inform("version-connect", *version))
         else:

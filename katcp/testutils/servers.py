@@ -39,6 +39,8 @@ class DeviceTestServer(server.DeviceServer):
         self.restart_queue: "queue.Queue[Any]" = queue.Queue()
         self.set_restart_queue(self.restart_queue)
         self._cancel_slow_command = threading.Event()
+        # Kept as 0.9 API (a test may read it to see ?slow-command waiting): nothing
+        # here reads it.
         self.slow_waiting = False
         # Clear to hold back the #version-connect informs (and anything else a new
         # connection gets) until it is set again, on the server's ioloop.

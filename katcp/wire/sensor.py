@@ -263,6 +263,7 @@ class Sensor:
     LRU_VALUES = wire_types.LRU_VALUES
     LRU_CONSTANTS = wire_types.LRU_CONSTANTS
 
+    # Kept as 0.9 API: nothing here uses it.
     MILLISECOND = SEC_TO_MS_FAC
 
     PYTHON_TYPE_TO_SENSOR = {bool: BOOLEAN, int: INTEGER, float: FLOAT, str: STRING, bytes: STRING}
