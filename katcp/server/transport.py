@@ -696,8 +696,7 @@ class KATCPServer:
         Notes
         -----
         This method should only be called in the IOLoop thread. From another thread
-        the message is handed to the loop, as by :meth:`send_message_threadsafe`
-        (katcp 0.9 failed an assertion).
+        the message is handed to the loop, as by :meth:`send_message_threadsafe`.
 
         Failed sends disconnect the client connection. They do not raise exceptions,
         but they are logged. Sends also fail if more than self.MAX_WRITE_BUFFER_SIZE
