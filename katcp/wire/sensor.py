@@ -500,7 +500,8 @@ class Sensor:
             The time at which the sensor value was determined. Uses current time if
             None.
         major : int
-            Major version of KATCP to use when interpreting types.
+            Unused; kept for compatibility with katcp 0.9 (values are checked the same
+            way for every KATCP version).
 
         Raises
         ------
