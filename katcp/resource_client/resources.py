@@ -27,6 +27,7 @@ from katcp.resource_client.inspecting import (_NONE_STRATEGY, KATCPClientResourc
                                               _StrategyWishes)
 from katcp.resource_client.namespaces import _Namespace, _RequestNamespace
 from katcp.wire.types import address_to_string
+from katcp.wire.util import request_name_of
 
 # The package's logger: the one 0.9 logged to.
 log = logging.getLogger("katcp.resource_client")
@@ -479,8 +480,7 @@ class KATCPClientResource(resource.KATCPResource):
         return {sensor_name: listener}
 
     def _dummy_request(self, identifier: str) -> resource.KATCPDummyRequest:
-        # The KATCP name an identifier stands for, as escape_name() would map it back.
-        name = identifier.replace("_", "-")
+        name = request_name_of(identifier)
         return resource.KATCPDummyRequest(
             dict(name=name, description="Dummy request (the device has no %r)." % name,
                  timeout_hint=None),
