@@ -14,7 +14,7 @@ from katcp.wire import types as wire_types
 from katcp.wire.errors import KatcpTypeError
 from katcp.wire.flags import DEFAULT_KATCP_MAJOR, SEC_TO_MS_FAC, SEC_TS_KATCP_MAJOR
 from katcp.wire.message import escape_argument, format_argument
-from katcp.wire.text import as_str, show, show_repr
+from katcp.wire.text import as_str, show_repr
 
 
 # Sensor defines a classmethod named float, so its annotations use this alias.
@@ -184,8 +184,7 @@ class _DiscreteType(_SensorType):
 
     def check(self, value: Any, params: List[Any]) -> None:
         if as_str(value) not in params:
-            raise ValueError("Discrete value '%s' is not one of %s."
-                             % (show(value), ", ".join(params)))
+            raise wire_types.DISCRETE.not_one_of(value, params)
 
 
 class _AddressType(_SensorType):

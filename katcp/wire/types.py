@@ -10,7 +10,7 @@ Where v4 and v5 differ (timestamps: milliseconds or seconds), the rule asks
 """
 
 import re
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from katcp.wire.flags import SEC_TO_MS_FAC, SEC_TS_KATCP_MAJOR, dialect
 from katcp.wire.text import as_bytes, encode_utf8_with_error_log, show
@@ -186,9 +186,15 @@ class _String(WireType):
 
 class _Discrete(_String):
     # On the wire a discrete value is a string; which strings are allowed is checked
-    # by the sensor or kattype that knows the values.
+    # by the sensor or kattype that knows the values, refusing others with not_one_of().
     __slots__ = ()
     name = "discrete"
+
+    @staticmethod
+    def not_one_of(value: Any, values: Iterable[str]) -> ValueError:
+        """The error of a discrete `value` that is not one of `values` (their texts)."""
+        return ValueError("Discrete value '%s' is not one of %s."
+                          % (show(value), ", ".join(values)))
 
 
 class _Timestamp(WireType):
