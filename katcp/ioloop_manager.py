@@ -17,7 +17,6 @@ import logging
 import sys
 import textwrap
 import threading
-import time
 from typing import Any, Callable, Dict, Optional, Sequence, Set, Union
 
 import tornado.gen
@@ -25,8 +24,8 @@ import tornado.ioloop
 import tornado.util
 
 from katcp.loop.crossing import (NOT_RUNNING_GRACE, TIMEOUT_GRACE, call_on_loop, copy_outcome,
-                                 is_awaitable, on_loop, running_loop, thread_wait_timeout,
-                                 wait_for_call)
+                                 is_awaitable, on_loop, post_to_loop, running_loop,
+                                 thread_wait_timeout, wait_for_call)
 from katcp.loop.futures import _bounded
 from katcp.loop.policy import new_ioloop
 from katcp.object_proxies import ObjectWrapper
@@ -513,12 +512,19 @@ class IOLoopThreadWrapper:
         return self.ioloop.asyncio_loop.is_running()  # type: ignore[attr-defined]
 
     def _wait_until_running(self, fn: Callable[..., Any]) -> None:
-        """Give a loop that is not running yet a moment to start; else fail."""
-        deadline = time.monotonic() + self.not_running_grace
-        while not self._loop_running():
-            if time.monotonic() >= deadline:
-                raise RuntimeError(self._not_running_text(fn))
-            time.sleep(0.01)
+        """Give a loop that is not running yet :attr:`not_running_grace` seconds to start
+        (the loop runs the call that says so once it does); else fail."""
+        if self._loop_running():
+            return
+        started = threading.Event()
+        try:
+            post_to_loop(self.ioloop, started.set)
+        except RuntimeError:
+            # Closed: it will never run.
+            raise RuntimeError(self._not_running_text(fn)) from None
+        if not started.wait(thread_wait_timeout(self.not_running_grace)) \
+                and not self._loop_running():
+            raise RuntimeError(self._not_running_text(fn))
 
     def _not_running_text(self, fn: Callable[..., Any]) -> str:
         return ("Cannot call %s: no thread runs its ioloop %r (start an IOLoopManager, or run "
