@@ -303,17 +303,17 @@ class IOLoopManager:
         """
         return self._running.wait(thread_wait_timeout(timeout))
 
-    def _now_running(self):
+    def _now_running(self) -> None:
         self._thread_id = threading.get_ident()
         self._running.set()
 
-    def _run_managed_ioloop(self, ioloop):
+    def _run_managed_ioloop(self, ioloop: tornado.ioloop.IOLoop) -> None:
         self._thread_id = threading.get_ident()
         try:
             ioloop.start()
         finally:
             self._running.clear()
-            self._finish_tasks(ioloop.asyncio_loop)
+            self._finish_tasks(ioloop.asyncio_loop)  # type: ignore[attr-defined]
             self._thread_id = None
             # all_fds closes sockets of clients/servers that were not shut down cleanly,
             # so nothing outlives the loop that owned it.
@@ -389,7 +389,8 @@ class IOLoopManager:
         thread = self._ioloop_thread
         return thread is not None and thread.is_alive() and not self._stop_requested
 
-    def _run_stop_callback(self, callback, ioloop, managed):
+    def _run_stop_callback(self, callback: Optional[Callable[[], Any]],
+                           ioloop: tornado.ioloop.IOLoop, managed: bool) -> "asyncio.Task[None]":
         # The callback is called at once, so that what it does without waiting is done
         # even if the task that awaits the rest is cancelled before it runs (as a test
         # case's teardown cancels what is pending on its loop).
@@ -407,7 +408,8 @@ class IOLoopManager:
         task.add_done_callback(self._stop_tasks.discard)
         return task
 
-    async def _stop_after_callback(self, pending, ioloop, managed):
+    async def _stop_after_callback(self, pending: Any, ioloop: tornado.ioloop.IOLoop,
+                                   managed: bool) -> None:
         try:
             if pending is not None:
                 await pending
@@ -460,7 +462,7 @@ class IOLoopThreadWrapper:
         self._thread_id: Optional[int] = None
         ioloop.add_callback(self._install)
 
-    def _install(self):
+    def _install(self) -> None:
         self._thread_id = threading.get_ident()
 
     def call_in_ioloop(self, fn: Callable[..., Any], args: Sequence[Any], kwargs: Dict[str, Any],
@@ -532,7 +534,8 @@ class IOLoopThreadWrapper:
                                                               self.ioloop))
 
     @staticmethod
-    def _call_on_own_thread(fn, args, kwargs):
+    def _call_on_own_thread(fn: Callable[..., Any], args: Sequence[Any],
+                            kwargs: Dict[str, Any]) -> Any:
         result = fn(*args, **kwargs)
         if not is_awaitable(result):
             return result
@@ -637,13 +640,13 @@ class ThreadSafeMethodAttrWrapper(ObjectWrapper):
         self._ioloop_wrapper = ioloop_thread_wrapper(ioloop_wrapper)
         super().__init__(subject)
 
-    def __getattr__(self, attr):
+    def __getattr__(self, attr: str) -> Any:
         val = getattr(self.__subject__, attr)
         if callable(val):
             return self._ioloop_wrapper.decorate_callable(val)
         return val
 
-    def _getattr(self, attr):
+    def _getattr(self, attr: str) -> Any:
         """Read attribute `attr` of the subject on its ioloop, blocking for the value.
 
         Plain attributes are read in the calling thread; a subclass uses this for a
