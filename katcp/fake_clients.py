@@ -53,24 +53,76 @@ class FakeKATCPServer:
         self._deliver: Dict[Any, Callable[[Message], None]] = {}
 
     def add_connection(self, conn_id: Any, deliver: Callable[[Message], None]) -> None:
+        """Deliver what is sent to connection `conn_id` with `deliver`.
+
+        Parameters
+        ----------
+        conn_id : hashable
+            The connection, as the fake client's ClientConnection names it.
+        deliver : callable
+            ``deliver(msg)`` hands a message to the fake client.
+
+        """
         self._deliver[conn_id] = deliver
 
     def remove_connection(self, conn_id: Any) -> None:
+        """Forget connection `conn_id` (if known): nothing is delivered to it any more.
+
+        Parameters
+        ----------
+        conn_id : hashable
+
+        """
         self._deliver.pop(conn_id, None)
 
     def get_address(self, conn_id: Any) -> str:
+        """The address a server would show for connection `conn_id`.
+
+        Parameters
+        ----------
+        conn_id : hashable
+
+        Returns
+        -------
+        address : str
+            ``fake-client:<conn_id>``.
+
+        """
         return "fake-client:%s" % (conn_id,)
 
     def send_message(self, conn_id: Any, msg: Message) -> None:
+        """Hand `msg` to connection `conn_id` at once (dropped if it is not known).
+
+        Parameters
+        ----------
+        conn_id : hashable
+        msg : Message
+
+        """
         deliver = self._deliver.get(conn_id)
         if deliver is not None:
             deliver(msg)
 
     def mass_send_message(self, msg: Message) -> None:
+        """Hand `msg` to every known connection at once.
+
+        Parameters
+        ----------
+        msg : Message
+
+        """
         for deliver in list(self._deliver.values()):
             deliver(msg)
 
     def flush_on_close(self) -> None:
+        """Not supported: a fake connection buffers nothing.
+
+        Raises
+        ------
+        FakeKATCPServerError
+            Always.
+
+        """
         raise FakeKATCPServerError("A fake connection has nothing to flush")
 
 

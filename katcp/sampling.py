@@ -73,6 +73,18 @@ def sensor_status_line(sensor: Sensor, reading: Reading, major: int) -> bytes:
 
     The same bytes as ``bytes(sensor_status_inform(...)) + b"\\n"``, from the sensor's
     line of the reading (:meth:`Sensor.status_line`), which is formatted once per reading.
+
+    Parameters
+    ----------
+    sensor : Sensor
+    reading : Reading
+        A reading of `sensor`.
+    major : int
+        KATCP major version: timestamps are in seconds from v5, in milliseconds before.
+
+    Returns
+    -------
+    line : bytes
     """
     return b"#sensor-status " + sensor.status_line(reading, major) + b"\n"
 
@@ -101,6 +113,17 @@ def update_in_ioloop(update: Callable[[Any, Sensor, Reading], None]
     is bound has the attributes ``_ioloop_thread_id`` (the result of thread.get_ident() in the
     ioloop thread) and ``ioloop`` (the ioloop instance in use). Also assumes the signature
     ``update(self, sensor, reading)`` for the method.
+
+    Parameters
+    ----------
+    update : callable
+        The method, ``update(self, sensor, reading)``.
+
+    Returns
+    -------
+    wrapped_update : callable
+        Calls `update` at once on the loop thread; from any other thread, queues the
+        call for the loop (in order with what that thread queued before).
     """
     @functools.wraps(update)
     def wrapped_update(self: Any, sensor: Sensor, reading: Reading) -> None:

@@ -110,6 +110,19 @@ class StateFlag(threading.Event):
         self._async.clear()
 
     def until_set(self, timeout: Optional[float] = None) -> Any:
+        """A future on the bound loop that resolves once the flag is set.
+
+        Parameters
+        ----------
+        timeout : float or None, optional
+            Seconds after which the future fails with :class:`tornado.util.TimeoutError`.
+
+        Returns
+        -------
+        set : Future
+            Resolves (to True) once the flag is set.
+
+        """
         # The event's own timeout: a wait that times out is unregistered at once.
         return self._async.until_set(timeout)
 
@@ -542,6 +555,13 @@ class ClientLifecycle:
         return await self._loop.create_connection(protocol_factory, *self._bindaddr)
 
     def handle_message(self, msg: Message) -> Any:
+        """Handle a message received from the server (the client classes dispatch it).
+
+        Parameters
+        ----------
+        msg : Message
+
+        """
         raise NotImplementedError
 
     def _message_received(self, msg: Message) -> Any:

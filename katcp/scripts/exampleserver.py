@@ -137,6 +137,7 @@ def _port(text: str) -> int:
 
 
 def build_parser() -> ToolParser:
+    """The command line of katcp-exampleserver."""
     parser = ToolParser(PROG, epilog="Stop it with Ctrl-C, SIGTERM or the ?halt request.\n\n"
                         + exit_status_text({
                             EXIT_OK: "stopped by ?halt or SIGTERM",

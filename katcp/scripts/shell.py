@@ -299,6 +299,7 @@ def _setup_readline():
 
 
 def build_parser() -> ToolParser:
+    """The command line of katcp-shell."""
     parser = ToolParser(PROG, epilog=EPILOG)
     parser.add_argument("address", nargs="?", metavar="HOST:PORT",
                         help="the device (default: $%s)" % DEFAULT_ENV_VAR)

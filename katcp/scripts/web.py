@@ -38,6 +38,7 @@ def _strategy(text: str) -> str:
 
 
 def build_parser() -> ToolParser:
+    """The command line of katcp-web."""
     parser = ToolParser(PROG, epilog="It follows the device when it goes away and comes back. "
                         "Stop it with Ctrl-C or SIGTERM.\n\n" + exit_status_text({
                             EXIT_OK: "stopped by SIGTERM",

@@ -52,10 +52,12 @@ class DeviceTestServer(server.DeviceServer):
 
     @property
     def request_names(self) -> Set[str]:
+        """The names of the requests the server handles."""
         return set(self._request_handlers)
 
     @property
     def sensor_names(self) -> Set[str]:
+        """The names of the server's sensors."""
         return set(sensor.name for sensor in self.get_sensors())
 
     @tornado.gen.coroutine
@@ -160,6 +162,7 @@ class DeviceTestServer(server.DeviceServer):
 
     @property
     def messages(self) -> List[Message]:
+        """The messages the server received, oldest first."""
         return self.__msgs
 
     def until_messages(self, cnt: int) -> concurrent.futures.Future:
