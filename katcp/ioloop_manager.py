@@ -23,6 +23,7 @@ import tornado.gen
 import tornado.ioloop
 import tornado.util
 
+from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import (NOT_RUNNING_GRACE, TIMEOUT_GRACE, call_on_loop, copy_outcome,
                                  is_awaitable, on_loop, post_to_loop, running_loop,
                                  thread_wait_timeout, wait_for_call)
@@ -283,7 +284,9 @@ class IOLoopManager:
             # Only a started thread is shown: join() from another thread meanwhile would
             # fail on one not yet started.
             self._ioloop_thread = thread
-        ioloop.add_callback(self._now_running)
+        # Dropped, as nothing would run it, if the loop was closed meanwhile (its start
+        # failed): wait_running() then says it does not run.
+        CallQueue.of(ioloop).call(self._now_running)
         return self.wait_running(timeout) if timeout else None
 
     def wait_running(self, timeout: Optional[float] = None) -> bool:
@@ -460,7 +463,7 @@ class IOLoopThreadWrapper:
     def __init__(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
         self.ioloop = ioloop = ioloop or tornado.ioloop.IOLoop.current()
         self._thread_id: Optional[int] = None
-        ioloop.add_callback(self._install)
+        CallQueue.of(ioloop).call(self._install)
 
     def _install(self) -> None:
         self._thread_id = threading.get_ident()

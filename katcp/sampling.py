@@ -899,8 +899,8 @@ class _EventFanOut(SampleEvent):
                 del fans[(self.ioloop, self._major)]
 
     def update(self, sensor: Sensor, reading: Reading) -> None:
-        # SampleStrategy.update() and observe() inlined for the loop thread: this runs for
-        # every update of the sensor.
+        # SampleStrategy.update() (its on_thread() test too) and observe() inlined for the
+        # loop thread: this runs for every update of the sensor.
         if _get_ident() != self._ioloop_thread_id:
             SampleStrategy.update(self, sensor, reading)
             return

@@ -334,6 +334,8 @@ class ClientLifecycle:
                 # as without auto_reconnect) runs the client again.
                 if manager.managed() and not manager._live():
                     manager.start()
+                # add_callback, not the crossing's post_to_loop: tornado runs the coroutine
+                # that _begin() returns as a task.
                 ioloop.add_callback(self._begin)
             except BaseException:
                 self._stopped.set()  # nothing started: stopped, and may be started again

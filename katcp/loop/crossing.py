@@ -161,7 +161,7 @@ def wait_off_loop(flag: Any, thread_id: Optional[int], timeout: Optional[float],
     """
     if flag.is_set():
         return True
-    if _get_ident() == thread_id:
+    if on_thread(thread_id):
         raise RuntimeError(refusal % args)
     return flag.wait(thread_wait_timeout(timeout))
 

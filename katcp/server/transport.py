@@ -759,6 +759,7 @@ class KATCPServer:
 
         """
         thread_id = self.ioloop_thread_id
+        # on_thread(), inlined: this sends every mass inform.
         if thread_id is not None and _get_ident() != thread_id:
             self.call_soon_threadsafe(self.mass_send_message, msg)
             return

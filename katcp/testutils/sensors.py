@@ -10,6 +10,7 @@ import tornado.ioloop
 from tornado.concurrent import Future
 
 from katcp.core import Sensor
+from katcp.loop.call_queue import CallQueue
 from katcp.loop.futures import set_result_if_pending
 from katcp.testutils.messages import _TestCase
 
@@ -278,7 +279,7 @@ def wait_sensor_async(sensor: Sensor, value: Any, status: Any = None,
     class Observer:
         def update(self, sensor_: Any, reading: Any) -> None:
             if matches(reading):
-                loop.add_callback(set_result_if_pending, future, None)
+                CallQueue.of(loop).call(set_result_if_pending, future, None)
 
     observer = Observer()
     sensor.attach(observer)

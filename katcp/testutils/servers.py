@@ -13,6 +13,7 @@ from katcp.core import (AsyncEvent, AsyncReply, FailReply, Message, ProtocolFlag
                         Sensor, steal_docstring_from)
 from katcp.kattypes import (Bool, Float, Int, Str, concurrent_reply, request,
                             request_timeout_hint, return_reply)
+from katcp.loop.call_queue import CallQueue
 from katcp.loop.futures import set_result_if_pending
 
 
@@ -107,7 +108,7 @@ class DeviceTestServer(server.DeviceServer):
             self.slow_waiting = True
             cancelled.wait(wait_time)
             self.slow_waiting = False
-            ioloop.add_callback(req.reply, "ok")
+            CallQueue.of(ioloop).call(req.reply, "ok")
 
         threading.Thread(target=wait_and_reply, name="slow-command", daemon=True).start()
         raise AsyncReply
