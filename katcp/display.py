@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from katcp.core import Message
 from katcp.wire.message import readable_message
-from katcp.wire.util import object_repr
+from katcp.wire.util import escape_name, object_repr
 
 __all__ = ["close_matches", "did_you_mean", "age_text", "first_line", "object_repr",
            "help_docstring", "request_docstring", "request_repr", "sensor_repr", "html_table",
@@ -53,7 +53,7 @@ def close_matches(name: str, candidates: Iterable[str], n: int = 3) -> List[str]
 
     """
     def plain(text: str) -> str:
-        return text.replace(".", "_").replace("-", "_").lower()
+        return escape_name(text).lower()
 
     by_plain: Dict[str, str] = {}
     for candidate in candidates:

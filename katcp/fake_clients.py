@@ -27,6 +27,7 @@ from katcp import client, server
 from katcp.core import (AsyncReply, FailReply, KatcpSyntaxError, Message, MessageParser,
                         ProtocolFlags, Sensor, convert_method_name)
 from katcp.kattypes import Int, return_reply
+from katcp.loop.crossing import post_to_loop
 from katcp.resource import escape_name
 from katcp.resource_client import KATCPClientResource, KATCPClientResourceContainer
 from katcp.sampling import SampleStrategy
@@ -53,24 +54,76 @@ class FakeKATCPServer:
         self._deliver: Dict[Any, Callable[[Message], None]] = {}
 
     def add_connection(self, conn_id: Any, deliver: Callable[[Message], None]) -> None:
+        """Deliver what is sent to connection `conn_id` with `deliver`.
+
+        Parameters
+        ----------
+        conn_id : hashable
+            The connection, as the fake client's ClientConnection names it.
+        deliver : callable
+            ``deliver(msg)`` hands a message to the fake client.
+
+        """
         self._deliver[conn_id] = deliver
 
     def remove_connection(self, conn_id: Any) -> None:
+        """Forget connection `conn_id` (if known): nothing is delivered to it any more.
+
+        Parameters
+        ----------
+        conn_id : hashable
+
+        """
         self._deliver.pop(conn_id, None)
 
     def get_address(self, conn_id: Any) -> str:
+        """The address a server would show for connection `conn_id`.
+
+        Parameters
+        ----------
+        conn_id : hashable
+
+        Returns
+        -------
+        address : str
+            ``fake-client:<conn_id>``.
+
+        """
         return "fake-client:%s" % (conn_id,)
 
     def send_message(self, conn_id: Any, msg: Message) -> None:
+        """Hand `msg` to connection `conn_id` at once (dropped if it is not known).
+
+        Parameters
+        ----------
+        conn_id : hashable
+        msg : Message
+
+        """
         deliver = self._deliver.get(conn_id)
         if deliver is not None:
             deliver(msg)
 
     def mass_send_message(self, msg: Message) -> None:
+        """Hand `msg` to every known connection at once.
+
+        Parameters
+        ----------
+        msg : Message
+
+        """
         for deliver in list(self._deliver.values()):
             deliver(msg)
 
     def flush_on_close(self) -> None:
+        """Not supported: a fake connection buffers nothing.
+
+        Raises
+        ------
+        FakeKATCPServerError
+            Always.
+
+        """
         raise FakeKATCPServerError("A fake connection has nothing to flush")
 
 
@@ -227,20 +280,22 @@ class _FakeTransport:
     Both directions go through ``call_soon``, like real I/O: a reply never arrives inside
     the call that sent the request. Messages may also come from a test's own thread (a
     manager adding sensors while the client runs in a managed ioloop), so the device's
-    messages cross over with ``call_soon_threadsafe``.
+    messages cross over with :func:`~katcp.loop.crossing.post_to_loop`
+    (``call_soon_threadsafe``).
     """
 
-    def __init__(self, device: _FakeDevice, protocol: Any, loop: Any) -> None:
+    def __init__(self, device: _FakeDevice, protocol: Any, ioloop: Any) -> None:
         self._device = device
         self._protocol = protocol
-        self._loop = loop
+        self._ioloop = ioloop
+        self._loop = ioloop.asyncio_loop
         self._parse = MessageParser().parse
         self._closed = False
         self._client_conn = device.connect(self._deliver)
 
     def _deliver(self, msg: Message) -> None:
         if not self._closed:
-            self._loop.call_soon_threadsafe(self._receive, bytes(msg) + b"\n")
+            post_to_loop(self._ioloop, self._receive, bytes(msg) + b"\n")
 
     def _receive(self, data: bytes) -> None:
         if not self._closed:
@@ -303,7 +358,7 @@ class FakeAsyncClient(client.AsyncClient):
     async def connect_transport(self, protocol_factory: Callable[[], Any]) -> Any:
         """Connect to the fake device instead of a socket."""
         protocol = protocol_factory()
-        transport = _FakeTransport(self._fake_device, protocol, self.ioloop.asyncio_loop)
+        transport = _FakeTransport(self._fake_device, protocol, self.ioloop)
         protocol.connection_made(transport)
         return transport, protocol
 

@@ -17,16 +17,16 @@ import logging
 import sys
 import textwrap
 import threading
-import time
 from typing import Any, Callable, Dict, Optional, Sequence, Set, Union
 
 import tornado.gen
 import tornado.ioloop
 import tornado.util
 
-from katcp.loop.crossing import (NOT_RUNNING_GRACE, TIMEOUT_GRACE, _copy_outcome, call_on_loop,
-                                 is_awaitable, on_loop, running_loop, thread_wait_timeout,
-                                 wait_for_call)
+from katcp.loop.call_queue import CallQueue
+from katcp.loop.crossing import (NOT_RUNNING_GRACE, TIMEOUT_GRACE, call_on_loop, copy_outcome,
+                                 is_awaitable, on_loop, post_to_loop, running_loop,
+                                 thread_wait_timeout, wait_for_call)
 from katcp.loop.futures import _bounded
 from katcp.loop.policy import new_ioloop
 from katcp.object_proxies import ObjectWrapper
@@ -109,7 +109,7 @@ def _relayed(future: "concurrent.futures.Future[Any]") -> "concurrent.futures.Fu
     def copy(done: "concurrent.futures.Future[Any]") -> None:
         # In the thread that resolved `done`: a concurrent future may be set from any.
         if relay.set_running_or_notify_cancel():  # else its holder gave up on it
-            _copy_outcome(relay, done)
+            copy_outcome(done, relay)
 
     future.add_done_callback(copy)
     return relay
@@ -284,7 +284,9 @@ class IOLoopManager:
             # Only a started thread is shown: join() from another thread meanwhile would
             # fail on one not yet started.
             self._ioloop_thread = thread
-        ioloop.add_callback(self._now_running)
+        # Dropped, as nothing would run it, if the loop was closed meanwhile (its start
+        # failed): wait_running() then says it does not run.
+        CallQueue.of(ioloop).call(self._now_running)
         return self.wait_running(timeout) if timeout else None
 
     def wait_running(self, timeout: Optional[float] = None) -> bool:
@@ -304,17 +306,17 @@ class IOLoopManager:
         """
         return self._running.wait(thread_wait_timeout(timeout))
 
-    def _now_running(self):
+    def _now_running(self) -> None:
         self._thread_id = threading.get_ident()
         self._running.set()
 
-    def _run_managed_ioloop(self, ioloop):
+    def _run_managed_ioloop(self, ioloop: tornado.ioloop.IOLoop) -> None:
         self._thread_id = threading.get_ident()
         try:
             ioloop.start()
         finally:
             self._running.clear()
-            self._finish_tasks(ioloop.asyncio_loop)
+            self._finish_tasks(ioloop.asyncio_loop)  # type: ignore[attr-defined]
             self._thread_id = None
             # all_fds closes sockets of clients/servers that were not shut down cleanly,
             # so nothing outlives the loop that owned it.
@@ -390,7 +392,8 @@ class IOLoopManager:
         thread = self._ioloop_thread
         return thread is not None and thread.is_alive() and not self._stop_requested
 
-    def _run_stop_callback(self, callback, ioloop, managed):
+    def _run_stop_callback(self, callback: Optional[Callable[[], Any]],
+                           ioloop: tornado.ioloop.IOLoop, managed: bool) -> "asyncio.Task[None]":
         # The callback is called at once, so that what it does without waiting is done
         # even if the task that awaits the rest is cancelled before it runs (as a test
         # case's teardown cancels what is pending on its loop).
@@ -408,7 +411,8 @@ class IOLoopManager:
         task.add_done_callback(self._stop_tasks.discard)
         return task
 
-    async def _stop_after_callback(self, pending, ioloop, managed):
+    async def _stop_after_callback(self, pending: Any, ioloop: tornado.ioloop.IOLoop,
+                                   managed: bool) -> None:
         try:
             if pending is not None:
                 await pending
@@ -459,9 +463,9 @@ class IOLoopThreadWrapper:
     def __init__(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
         self.ioloop = ioloop = ioloop or tornado.ioloop.IOLoop.current()
         self._thread_id: Optional[int] = None
-        ioloop.add_callback(self._install)
+        CallQueue.of(ioloop).call(self._install)
 
-    def _install(self):
+    def _install(self) -> None:
         self._thread_id = threading.get_ident()
 
     def call_in_ioloop(self, fn: Callable[..., Any], args: Sequence[Any], kwargs: Dict[str, Any],
@@ -513,12 +517,19 @@ class IOLoopThreadWrapper:
         return self.ioloop.asyncio_loop.is_running()  # type: ignore[attr-defined]
 
     def _wait_until_running(self, fn: Callable[..., Any]) -> None:
-        """Give a loop that is not running yet a moment to start; else fail."""
-        deadline = time.monotonic() + self.not_running_grace
-        while not self._loop_running():
-            if time.monotonic() >= deadline:
-                raise RuntimeError(self._not_running_text(fn))
-            time.sleep(0.01)
+        """Give a loop that is not running yet :attr:`not_running_grace` seconds to start
+        (the loop runs the call that says so once it does); else fail."""
+        if self._loop_running():
+            return
+        started = threading.Event()
+        try:
+            post_to_loop(self.ioloop, started.set)
+        except RuntimeError:
+            # Closed: it will never run.
+            raise RuntimeError(self._not_running_text(fn)) from None
+        if not started.wait(thread_wait_timeout(self.not_running_grace)) \
+                and not self._loop_running():
+            raise RuntimeError(self._not_running_text(fn))
 
     def _not_running_text(self, fn: Callable[..., Any]) -> str:
         return ("Cannot call %s: no thread runs its ioloop %r (start an IOLoopManager, or run "
@@ -526,7 +537,8 @@ class IOLoopThreadWrapper:
                                                               self.ioloop))
 
     @staticmethod
-    def _call_on_own_thread(fn, args, kwargs):
+    def _call_on_own_thread(fn: Callable[..., Any], args: Sequence[Any],
+                            kwargs: Dict[str, Any]) -> Any:
         result = fn(*args, **kwargs)
         if not is_awaitable(result):
             return result
@@ -631,13 +643,13 @@ class ThreadSafeMethodAttrWrapper(ObjectWrapper):
         self._ioloop_wrapper = ioloop_thread_wrapper(ioloop_wrapper)
         super().__init__(subject)
 
-    def __getattr__(self, attr):
+    def __getattr__(self, attr: str) -> Any:
         val = getattr(self.__subject__, attr)
         if callable(val):
             return self._ioloop_wrapper.decorate_callable(val)
         return val
 
-    def _getattr(self, attr):
+    def _getattr(self, attr: str) -> Any:
         """Read attribute `attr` of the subject on its ioloop, blocking for the value.
 
         Plain attributes are read in the calling thread; a subclass uses this for a

@@ -185,12 +185,20 @@ class AbstractWrapper(AbstractProxy):
 
 
 class ObjectWrapper(ObjectProxy, AbstractWrapper):
+    """Proxy for a specific object, with attributes of its own (:class:`AbstractWrapper`)."""
+
     __slots__ = ()
 
 
 class CallbackWrapper(CallbackProxy, AbstractWrapper):
+    """Proxy for a dynamically-chosen object, with attributes of its own
+    (:class:`AbstractWrapper`)."""
+
     __slots__ = ()
 
 
 class LazyWrapper(LazyProxy, AbstractWrapper):
+    """Proxy for a lazily-obtained object, cached on first use, with attributes of its
+    own (:class:`AbstractWrapper`)."""
+
     __slots__ = ()

@@ -33,6 +33,7 @@ import tornado.ioloop
 from katcp.core import Message, Reading, Sensor
 from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import on_thread
+from katcp.loop.per_loop import one_per_loop
 from katcp.loop.timer_heap import MIN_COMPACT_SIZE, compact
 from katcp.wire.text import as_bytes, readable
 
@@ -42,7 +43,8 @@ log = logging.getLogger("katcp.sampling")
 
 _get_ident = threading.get_ident
 
-# Timestamps beyond this are nonsense for a sensor (seconds).
+# Timestamps beyond this are nonsense for a sensor (seconds). Kept as 0.9 API: nothing
+# here uses it.
 AGE_OF_UNIVERSE = 4.32329886e+17
 
 
@@ -71,6 +73,18 @@ def sensor_status_line(sensor: Sensor, reading: Reading, major: int) -> bytes:
 
     The same bytes as ``bytes(sensor_status_inform(...)) + b"\\n"``, from the sensor's
     line of the reading (:meth:`Sensor.status_line`), which is formatted once per reading.
+
+    Parameters
+    ----------
+    sensor : Sensor
+    reading : Reading
+        A reading of `sensor`.
+    major : int
+        KATCP major version: timestamps are in seconds from v5, in milliseconds before.
+
+    Returns
+    -------
+    line : bytes
     """
     return b"#sensor-status " + sensor.status_line(reading, major) + b"\n"
 
@@ -99,6 +113,17 @@ def update_in_ioloop(update: Callable[[Any, Sensor, Reading], None]
     is bound has the attributes ``_ioloop_thread_id`` (the result of thread.get_ident() in the
     ioloop thread) and ``ioloop`` (the ioloop instance in use). Also assumes the signature
     ``update(self, sensor, reading)`` for the method.
+
+    Parameters
+    ----------
+    update : callable
+        The method, ``update(self, sensor, reading)``.
+
+    Returns
+    -------
+    wrapped_update : callable
+        Calls `update` at once on the loop thread; from any other thread, queues the
+        call for the loop (in order with what that thread queued before).
     """
     @functools.wraps(update)
     def wrapped_update(self: Any, sensor: Sensor, reading: Reading) -> None:
@@ -132,28 +157,6 @@ def _parse_period(param: Any, what: str) -> float:
     return value
 
 
-def _log_sample_error(strategy: "SampleStrategy") -> None:
-    """Log the error of a timed sample, which is not raised so that sampling goes on.
-
-    Only the first of consecutive failures is an error (with its traceback): a sensor that
-    fails every read would otherwise fill the log at the sampling rate.
-    """
-    name, kind = strategy._sensor.name, type(strategy).__name__
-    if strategy._sample_failing:
-        log.debug("Sampling sensor %r with the %s strategy failed again", name, kind,
-                  exc_info=True)
-        return
-    strategy._sample_failing = True
-    log.exception("Error sampling sensor %r with the %s strategy (until a sample succeeds, "
-                  "further errors are logged at debug level)", name, kind)
-
-
-def _log_sample_recovered(strategy: "SampleStrategy") -> None:
-    strategy._sample_failing = False
-    log.info("Sampling sensor %r with the %s strategy succeeded again",
-             strategy._sensor.name, type(strategy).__name__)
-
-
 class SampleStrategy:
     """Base class for strategies for sampling sensors.
 
@@ -174,6 +177,7 @@ class SampleStrategy:
     # The KATCP name of each strategy constant, in the order of the constants.
     SAMPLING_LOOKUP = dict(enumerate(["none", "auto", "period", "event", "differential",
                                       "event-rate", "differential-rate"]))
+    # Kept as 0.9 API: nothing here uses it.
     SAMPLING_LOOKUP_REV = {name: constant for constant, name in SAMPLING_LOOKUP.items()}
 
     #: True if a strategy must be attached to its sensor as an observer
@@ -315,6 +319,26 @@ class SampleStrategy:
     def inform(self, reading: Reading) -> None:
         """Inform strategy creator of the sensor status."""
         self._inform_callback(self._sensor, reading)
+
+    def _log_sample_error(self) -> None:
+        """Log the error of a timed sample, which is not raised so that sampling goes on.
+
+        Only the first of consecutive failures is an error (with its traceback): a sensor
+        that fails every read would otherwise fill the log at the sampling rate.
+        """
+        name, kind = self._sensor.name, type(self).__name__
+        if self._sample_failing:
+            log.debug("Sampling sensor %r with the %s strategy failed again", name, kind,
+                      exc_info=True)
+            return
+        self._sample_failing = True
+        log.exception("Error sampling sensor %r with the %s strategy (until a sample "
+                      "succeeds, further errors are logged at debug level)", name, kind)
+
+    def _log_sample_recovered(self) -> None:
+        self._sample_failing = False
+        log.info("Sampling sensor %r with the %s strategy succeeded again",
+                 self._sensor.name, type(self).__name__)
 
     def update(self, sensor: Sensor, reading: Reading) -> None:
         """Callback used by the sensor's notify() method.
@@ -471,7 +495,8 @@ class _SampleChanges(SampleStrategy):
                 or reading.status != last.status)
 
     def observe(self, reading: Reading) -> None:
-        # _is_news() inlined: this runs for every update of every sensor sampled on events.
+        # _is_news() inlined: this runs for every update of every sensor sampled on events
+        # (tests/test_sampling_rules.py checks that the two agree).
         last = self._last_sent
         if (last is None or self._differs(reading.value, last.value)
                 or reading.status != last.status):
@@ -509,12 +534,7 @@ class _PeriodicScheduler:
 
     @classmethod
     def for_ioloop(cls, ioloop: tornado.ioloop.IOLoop) -> "_PeriodicScheduler":
-        # Kept on the loop, so that it goes with the loop: in a mapping keyed by the loop
-        # (even a weak one) it would keep its loop, and the loop's samplers, alive for ever.
-        scheduler = getattr(ioloop, "_katcp_periodic_scheduler", None)
-        if scheduler is None:
-            scheduler = ioloop._katcp_periodic_scheduler = cls(ioloop)  # type: ignore
-        return scheduler
+        return one_per_loop(ioloop, "_katcp_periodic_scheduler", cls)
 
     def __init__(self, ioloop: tornado.ioloop.IOLoop) -> None:
         # Deadlines are times of the monotonic clock (see the module's docstring).
@@ -603,10 +623,10 @@ class SamplePeriod(SampleStrategy):
         except Exception:
             # A sensor that failed to read (or a callback that failed) once is sampled
             # again a period on.
-            _log_sample_error(self)
+            self._log_sample_error()
         else:
             if self._sample_failing:
-                _log_sample_recovered(self)
+                self._log_sample_recovered()
         if self._cancelled:
             # By its own inform callback: cancel() found no next sample to drop.
             return
@@ -702,14 +722,14 @@ class SampleEventRate(_SampleChanges):
         try:
             self._report(_as_reading(self._sensor.read()) if reading is None else reading)
         except Exception:
-            _log_sample_error(self)
+            self._log_sample_error()
             if self._longest and self._longest_timeout is None and not self._cancelled:
                 # read() failed, so nothing was sent: the sensor is read again a longest
                 # period on.
                 self._arm_longest(self._clock_loop.time() + self._longest)
         else:
             if self._sample_failing:
-                _log_sample_recovered(self)
+                self._log_sample_recovered()
 
     def cancel_timeouts(self) -> None:
         for timeout in (self._shortest_timeout, self._longest_timeout):
@@ -879,8 +899,8 @@ class _EventFanOut(SampleEvent):
                 del fans[(self.ioloop, self._major)]
 
     def update(self, sensor: Sensor, reading: Reading) -> None:
-        # SampleStrategy.update() and observe() inlined for the loop thread: this runs for
-        # every update of the sensor.
+        # SampleStrategy.update() (its on_thread() test too) and observe() inlined for the
+        # loop thread: this runs for every update of the sensor.
         if _get_ident() != self._ioloop_thread_id:
             SampleStrategy.update(self, sensor, reading)
             return
@@ -889,6 +909,8 @@ class _EventFanOut(SampleEvent):
         if self._pending:
             self._observe_pending()
         last = self._last_sent
+        # _SampleChanges._is_news(), with SampleEvent's _differs (operator.ne) written as
+        # `!=` (tests/test_sampling_rules.py checks that the two agree).
         if last is None or reading.value != last.value or reading.status != last.status:
             self._last_sent = reading
             targets = self._targets

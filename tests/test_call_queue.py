@@ -17,7 +17,9 @@ import tornado.ioloop
 
 from katcp.core import AsyncReply, Message, Sensor
 from katcp.loop.call_queue import CallQueue
+from katcp.sampling import _PeriodicScheduler
 from katcp.server import AsyncDeviceServer, DeviceServer
+from katcp.server.handler_thread import CoroutineResumptions
 
 from server_kinds import started
 from server_line_client import LineClient
@@ -157,6 +159,23 @@ def test_one_queue_per_loop(loop_thread):
         assert CallQueue.of(other) is not CallQueue.of(ioloop)
     finally:
         other.close()
+
+
+def test_the_objects_of_a_loop_go_with_it():
+    # One per loop, kept on the loop: none keeps its loop alive once it is closed.
+    kinds = [CallQueue.of, CoroutineResumptions.of, _PeriodicScheduler.for_ioloop]
+
+    def make_and_close():
+        ioloop = tornado.ioloop.IOLoop(make_current=False)
+        made = [of(ioloop) for of in kinds]
+        assert [of(ioloop) for of in kinds] == made
+        ioloop.close()
+        return weakref.ref(ioloop), [weakref.ref(one) for one in made]
+
+    refs = [make_and_close() for _ in range(3)]
+    gc.collect()
+    assert [(ioloop(), [one() for one in made]) for ioloop, made in refs] == [
+        (None, [None] * len(kinds))] * 3
 
 
 def test_batched_items_share_a_call_until_another_call_is_queued(loop_thread):

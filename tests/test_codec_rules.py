@@ -17,7 +17,8 @@ import pytest
 
 from katcp.core import KatcpSyntaxError, KatcpTypeError, Message, MessageParser, ProtocolFlags
 from katcp.server import DeviceServer
-from katcp.wire.message import format_argument, readable_message
+from katcp.wire.message import (_ESCAPES, _UNESCAPED_SPECIALS, escape_argument, format_argument,
+                                readable_message)
 from katcp.wire.text import QUOTED_LINE_LIMIT, quoted_line, readable, show_repr
 
 from server_line_client import LineClient
@@ -289,6 +290,25 @@ class TestParser:
 
     def test_tabs_and_runs_of_blanks_separate(self):
         assert self.parser.parse(b"?x a\t b  \t c").arguments == [b"a", b"b", b"c"]
+
+    def test_every_place_that_knows_which_bytes_are_escaped_agrees_with_the_table(self):
+        # For speed, wire/message.py writes that set out several times besides _ESCAPES:
+        # escape_argument's unrolled replaces, the fast path of Message.__bytes__, and
+        # parse()'s refusal of bytes that may only travel escaped (_UNESCAPED_SPECIALS).
+        escaped = {raw[0] for raw in _ESCAPES}
+        separators_and_escape = set(b" \t\\")
+        assert _UNESCAPED_SPECIALS == escaped - separators_and_escape
+        for byte in range(256):
+            arg = b"a" + bytes([byte]) + b"b"
+            wire = b"a" + _ESCAPES.get(bytes([byte]), bytes([byte])) + b"b"
+            assert escape_argument(arg) == wire
+            assert bytes(Message.inform("x", arg, b"c")) == b"#x " + wire + b" c"
+            assert self.parser.parse(b"#x " + wire).arguments == [arg]
+            if byte in escaped - separators_and_escape:
+                assert _error(self.parser.parse, b"#x " + arg) == (
+                    "Unescaped special character %r in message." % (chr(byte),))
+            elif byte not in separators_and_escape:
+                assert self.parser.parse(b"#x " + arg).arguments == [arg]
 
 
 class TestProtocolFlags:

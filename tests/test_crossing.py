@@ -10,8 +10,8 @@ import tornado.gen
 from tornado.platform.asyncio import AsyncIOLoop
 
 from katcp.ioloop_manager import IOLoopManager
-from katcp.loop.crossing import (call_on_loop, on_loop, on_thread, run_into_future, running_loop,
-                                 thread_wait_timeout, wait_for_loop, wait_off_loop)
+from katcp.loop.crossing import (call_on_loop, copy_outcome, on_loop, on_thread, run_into_future,
+                                 running_loop, thread_wait_timeout, wait_for_loop, wait_off_loop)
 
 from subprocess_helpers import outcome_in_forked_child
 from wait_helpers import outcome_in_thread
@@ -81,6 +81,57 @@ def test_a_cancelled_loop_future_fails_the_caller_with_cancelled_error(loop):
 
     with pytest.raises(concurrent.futures.CancelledError):
         call_on_loop(ioloop, thread_id, cancelled).result(WAIT)
+
+
+def _outcome(future):
+    if future.cancelled():
+        return "cancelled"
+    return ("failed", future.exception()) if future.exception() else ("ok", future.result())
+
+
+def _futures_done_as(kind):
+    error = ValueError("bad")
+    done = []
+    for how in ("ok", "failed", "cancelled"):
+        future = kind()
+        if how == "ok":
+            future.set_result(3)
+        elif how == "failed":
+            future.set_exception(error)
+        else:
+            future.cancel()
+        done.append(future)
+    return done, [("ok", 3), ("failed", error), "cancelled"]
+
+
+@pytest.mark.parametrize("source_kind", ["asyncio", "concurrent"])
+def test_copy_outcome_gives_any_future_the_outcome_of_any_other(source_kind):
+    loop = asyncio.new_event_loop()
+    try:
+        kind = loop.create_future if source_kind == "asyncio" else concurrent.futures.Future
+        sources, outcomes = _futures_done_as(kind)
+        for source, outcome in zip(sources, outcomes):
+            pending = loop.create_future()
+            copy_outcome(source, pending)
+            assert _outcome(pending) == outcome
+            plain = concurrent.futures.Future()
+            copy_outcome(source, plain)
+            assert _outcome(plain) == outcome
+            # A running concurrent future cannot be cancelled: it fails as cancelled.
+            running = concurrent.futures.Future()
+            assert running.set_running_or_notify_cancel()
+            copy_outcome(source, running)
+            if outcome == "cancelled":
+                assert isinstance(running.exception(), concurrent.futures.CancelledError)
+            else:
+                assert _outcome(running) == outcome
+            # A target decided already is left as it is.
+            decided = loop.create_future()
+            decided.set_result("first")
+            copy_outcome(source, decided)
+            assert decided.result() == "first"
+    finally:
+        loop.close()
 
 
 def test_a_call_cancelled_before_it_starts_never_runs():

@@ -4,6 +4,7 @@ import asyncio
 import concurrent.futures
 import gc
 import threading
+import time
 import weakref
 
 import pytest
@@ -298,6 +299,52 @@ def test_call_in_ioloop_gives_the_timeout_error_of_the_call_itself(managed):
 
     with pytest.raises(tornado.util.TimeoutError, match=r"^Not ready after 0.2 s$"):
         wrapper.decorate_callable(own_timeout)(timeout=0.2)
+
+
+def test_a_blocking_call_waits_for_its_loop_to_start_without_polling(monkeypatch):
+    ioloop = tornado.ioloop.IOLoop(make_current=False)
+    wrapper = IOLoopThreadWrapper(ioloop)
+    wrapper.not_running_grace = WAIT
+    asked = threading.Event()
+    loop_running = wrapper._loop_running
+
+    def announced_loop_running():
+        asked.set()
+        return loop_running()
+
+    monkeypatch.setattr(wrapper, "_loop_running", announced_loop_running)
+    sleeping = []
+    sleep = time.sleep
+    monkeypatch.setattr(time, "sleep", lambda seconds: (
+        sleeping.append(threading.get_ident()), sleep(seconds)))
+    callers = []
+
+    def call():
+        callers.append(threading.get_ident())
+        return wrapper.call_in_ioloop(threading.get_ident, (), {})
+
+    outcome = outcome_in_thread(call)
+    assert asked.wait(WAIT)  # the caller found the loop not running
+    runner = threading.Thread(target=ioloop.start, daemon=True)
+    runner.start()
+    try:
+        assert outcome.result(2 * WAIT) == runner.ident
+        assert callers[0] not in sleeping
+    finally:
+        ioloop.add_callback(ioloop.stop)
+        runner.join(WAIT)
+        ioloop.close()
+
+
+def test_a_blocking_call_on_a_closed_loop_fails_without_waiting():
+    ioloop = tornado.ioloop.IOLoop(make_current=False)
+    wrapper = IOLoopThreadWrapper(ioloop)
+    ioloop.close()
+    wrapper.not_running_grace = 60.0
+    # A failure, not a hang, if it waits out the grace.
+    outcome = outcome_in_thread(wrapper.call_in_ioloop, threading.get_ident, (), {})
+    with pytest.raises(RuntimeError, match="no thread runs its ioloop"):
+        outcome.result(WAIT)
 
 
 def test_call_from_loop_thread_runs_directly_and_refuses_to_deadlock(managed):

@@ -1,8 +1,12 @@
-"""The package's imports point only downwards through the layers of DEVELOPERS.md.
+"""The package's imports point only downwards through the layers of the project guide.
 
-1. wire and data (no I/O), 2. event loops and sampling, 3. transport and dispatch,
-4. high-level clients, 5. helpers for users' tests and the tools. A module may import
-from its own layer and the layers below it, never from a layer above.
+The guide lists them from the bottom up: 1. wire and data (no I/O, no event loop),
+2. event loops and sampling, 3. transport and dispatch, 4. high level (clients,
+resources), 5. test helpers (here also the tools: web, scripts). A module may import
+from its own layer and the layers below it, never from a layer above. ``katcp.core`` is
+a facade that re-exports :mod:`katcp.wire` and :mod:`katcp.loop.futures`: it sits at
+layer 2, as its documented names include the loop helpers (AsyncEvent, until_any, ...),
+while ``katcp.wire`` itself is layer 1.
 """
 
 import ast

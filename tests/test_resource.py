@@ -23,6 +23,7 @@ from katcp.resource import (
     escape_name,
     normalize_strategy_parameters,
 )
+from katcp.wire.util import request_name_of
 
 
 class ManualManager(KATCPSensorsManager):
@@ -113,6 +114,11 @@ class MiniResource(KATCPResource):
 def test_escape_name():
     assert escape_name("sensor-name.sub") == "sensor_name_sub"
     assert escape_name("plain") == "plain"
+
+
+def test_a_request_name_comes_back_from_its_identifier():
+    for name in ("sensor-list", "plain", "a-b-c", "x1-2"):
+        assert request_name_of(escape_name(name)) == name
 
 
 @pytest.mark.parametrize("given, expected", [

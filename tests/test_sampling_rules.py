@@ -20,6 +20,7 @@ import tornado.ioloop
 import tornado.testing
 
 from katcp import Sensor, sampling
+from katcp.core import Reading
 from katcp.sampling import SamplePeriod, SampleStrategy, _PeriodicScheduler, wire_strategy
 from katcp.transport.framing import WriteBatcher
 
@@ -1153,3 +1154,62 @@ class TestEventFanOut:
         finally:
             asyncio.set_event_loop(None)
             loop.close()
+
+
+def _readings_one_after_another():
+    """Readings to take in turn: repeats, changes of the timestamp alone, of the status
+    and of the value (within and beyond a threshold of 1, NaN, equal values of other
+    types)."""
+    readings = []
+    timestamp = 1000.0
+    for value in (0.0, 0.0, 0.5, 2.0, 2, Decimal("2"), float("nan"), float("nan"),
+                  float("inf"), 2.25):
+        for status in (Sensor.NOMINAL, Sensor.WARN, Sensor.NOMINAL):
+            for _ in range(2):
+                timestamp += 1.0
+                readings.append(Reading(timestamp, status, value))
+    return readings
+
+
+class TestInlinedNewsTests:
+    """The copies of _SampleChanges._is_news inlined for speed decide as it does."""
+
+    @pytest.fixture
+    def loop(self):
+        loop = tornado.ioloop.IOLoop(make_current=False)
+        yield loop
+        loop.close()
+
+    @staticmethod
+    def _sent_as_news(is_news, take, sent, readings):
+        decisions = []
+        for reading in readings:
+            news = is_news(reading)
+            before = len(sent)
+            take(reading)
+            assert len(sent) - before == news, reading
+            decisions.append(news)
+        assert True in decisions and False in decisions
+        return decisions
+
+    @pytest.mark.parametrize("name, params", [("event", ()), ("differential", ("1",))])
+    def test_observe_sends_what_is_news(self, loop, name, params):
+        sent = []
+        strategy = SampleStrategy.get_strategy(
+            name, lambda sensor, reading: sent.append(reading),
+            make_sensor(Sensor.FLOAT, value=-1.0), *params, ioloop=loop)
+        # The inlined copy is what these strategies observe with.
+        assert type(strategy).observe is sampling._SampleChanges.observe
+        self._sent_as_news(strategy._is_news, strategy.observe, sent,
+                           _readings_one_after_another())
+
+    def test_the_event_fan_out_sends_what_is_news(self, loop):
+        sensor = make_sensor(Sensor.FLOAT, value=-1.0)
+        lines = []
+        member = wire_strategy("event", lines.append, 5, sensor, ioloop=loop)
+        member.start()
+        lines.clear()
+        fan = member._fan_out
+        self._sent_as_news(fan._is_news, lambda reading: fan.update(sensor, reading), lines,
+                           _readings_one_after_another())
+        member.cancel()

@@ -9,6 +9,7 @@ from unittest import mock
 import pytest
 
 from katcp.core import KatcpTypeError, Reading, Sensor
+from katcp.wire.types import format_timestamp
 
 T0 = 1234567890.25
 
@@ -542,6 +543,18 @@ class TestSubclassesThatReadOrFormatTheirOwnWay:
         assert sensor.status_line(reading, 4) == b"1234567890000 1 pretty\\_value nominal 1.23"
         sensor.set_value(2.5, timestamp=1234567891.0)
         assert sensor.status_line(sensor.read(), 5).endswith(b" nominal 2.50")
+
+
+@pytest.mark.parametrize("timestamp", [
+    0.0, 1234567890.25, 1234567890.1234567, 1e-7, 5e-7, 2.5e11, -1.5, 17, 2 ** 53 + 1])
+def test_status_lines_format_timestamps_as_format_timestamp_does(timestamp):
+    # status_line() formats a v5 timestamp itself, in one operation with the rest of the
+    # line: a copy of wire.types.format_timestamp.
+    sensor = Sensor.integer("stamped", "", "", [0, 10])
+    sensor.set(timestamp, Sensor.NOMINAL, 3)
+    for major in (4, 5):
+        line = sensor.status_line(sensor.read(), major)
+        assert line.split(b" ")[0] == format_timestamp(timestamp, major)
 
 
 class TestMethodsReplacedAfterTheClassIsMade:

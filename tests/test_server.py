@@ -22,6 +22,7 @@ from katcp import server as katcp_server
 from katcp.core import AsyncReply, FailReply, Message, MessageParser, ProtocolFlags, Sensor
 from katcp.kattypes import Address, Float, Int, Str, concurrent_reply, request, \
     request_timeout_hint, return_reply
+from katcp.server import handler_thread
 from katcp.server import (AsyncDeviceServer, ClientConnection, ClientRequestConnection,
                           DeviceLogger, DeviceServer, KATCPServer, MessageHandlerThread,
                           ThreadsafeClientConnection, construct_name_filter, return_future)
@@ -1702,6 +1703,34 @@ def test_the_handler_thread_leaves_the_ioloop_as_it_found_it():
         stop_server(server)
     server._handler_thread.join(5)
     assert not {"add_callback", "add_future"} & set(vars(server.ioloop))
+
+
+def test_the_diversion_recognises_how_this_tornado_resumes_a_coroutine():
+    # The diversion knows a coroutine's resumption after a yielded future by the code
+    # of tornado's private callback; were it not found (or not the one tornado hands
+    # over), the "raced" case above would only fail now and then, not every time.
+    assert handler_thread._RUNNER_RESUME is not None
+    seen = []
+
+    async def main():
+        ioloop = tornado.ioloop.IOLoop.current()
+        pending = ioloop.asyncio_loop.create_future()
+
+        def add_future(future, callback):
+            seen.append(getattr(callback, "__code__", None))
+            return type(ioloop).add_future(ioloop, future, callback)
+
+        @tornado.gen.coroutine
+        def coroutine():
+            yield pending
+
+        with mock.patch.object(ioloop, "add_future", add_future):
+            outcome = coroutine()
+        pending.set_result(None)
+        await asyncio.wait_for(outcome, TIMEOUT)
+
+    asyncio.run(main())
+    assert seen == [handler_thread._RUNNER_RESUME]
 
 
 def test_coroutines_started_on_the_handler_thread_after_asyncio_run_still_work(

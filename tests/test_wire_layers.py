@@ -70,6 +70,21 @@ def test_an_address_port_must_be_ascii_digits():
             parse("h:\u0661".encode("utf-8"))
 
 
+@pytest.mark.parametrize("address, bracketed, as_in_093", [
+    (("127.0.0.1", 5000), "127.0.0.1:5000", "127.0.0.1:5000"),
+    (("::1", 5000), "[::1]:5000", "::1:5000"),
+    (("all interfaces", 0), "all interfaces:0", "all interfaces:0"),
+    (("host", "7147"), "host:7147", "host:7147")])
+def test_the_two_texts_of_an_address(address, bracketed, as_in_093):
+    # The tools show an address so that it reads back (as the wire writes it); 0.9.3's
+    # address_to_string, and what shows what it showed, leave an IPv6 host bare.
+    assert types.address_text(address) == bracketed
+    assert types.address_to_string(address) == as_in_093
+    if isinstance(address[1], int):
+        assert types.ADDRESS.encode(address, 5) == bracketed.encode("ascii")
+        assert types.ADDRESS.decode(bracketed.encode("ascii"), 5) == address
+
+
 def test_timestamps_follow_the_dialect_table():
     assert not dialect(4).seconds_timestamps
     assert dialect(5).seconds_timestamps and dialect(6) is dialect(5)

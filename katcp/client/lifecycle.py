@@ -21,6 +21,8 @@ from katcp.ioloop_manager import IOLoopManager, current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.loop.crossing import (call_on_loop, on_thread, post_to_loop, thread_wait_timeout,
                                  wait_for_call, wait_off_loop)
+# katcp.client.address_to_string (0.9.3's home of it) is this one.
+from katcp.wire.types import address_to_string
 
 
 log = logging.getLogger("katcp.client")
@@ -37,22 +39,6 @@ STABLE_CONNECTION = 1.0
 _WARN_EVERY_FAILURES = 5
 
 _STOPPED = "Client stopped: start() it again before calling it from another thread"
-
-
-def address_to_string(addr_tuple: Tuple[str, int]) -> str:
-    """Format a (host, port) tuple as ``'host:port'``.
-
-    Parameters
-    ----------
-    addr_tuple : tuple
-        (host, port).
-
-    Returns
-    -------
-    address : str
-
-    """
-    return "%s:%s" % tuple(addr_tuple)
 
 
 def reconnect_backoff(delay_initial: float) -> ExponentialRandomBackoff:
@@ -124,6 +110,19 @@ class StateFlag(threading.Event):
         self._async.clear()
 
     def until_set(self, timeout: Optional[float] = None) -> Any:
+        """A future on the bound loop that resolves once the flag is set.
+
+        Parameters
+        ----------
+        timeout : float or None, optional
+            Seconds after which the future fails with :class:`tornado.util.TimeoutError`.
+
+        Returns
+        -------
+        set : Future
+            Resolves (to True) once the flag is set.
+
+        """
         # The event's own timeout: a wait that times out is unregistered at once.
         return self._async.until_set(timeout)
 
@@ -335,6 +334,8 @@ class ClientLifecycle:
                 # as without auto_reconnect) runs the client again.
                 if manager.managed() and not manager._live():
                     manager.start()
+                # add_callback, not the crossing's post_to_loop: tornado runs the coroutine
+                # that _begin() returns as a task.
                 ioloop.add_callback(self._begin)
             except BaseException:
                 self._stopped.set()  # nothing started: stopped, and may be started again
@@ -556,6 +557,13 @@ class ClientLifecycle:
         return await self._loop.create_connection(protocol_factory, *self._bindaddr)
 
     def handle_message(self, msg: Message) -> Any:
+        """Handle a message received from the server (the client classes dispatch it).
+
+        Parameters
+        ----------
+        msg : Message
+
+        """
         raise NotImplementedError
 
     def _message_received(self, msg: Message) -> Any:

@@ -65,13 +65,15 @@ def wrap_threadsafe_methods(client: Any, post: Callable[[Callable[[], Any]], Non
 
     """
     for name in dir(type(client)):
-        meth = getattr(client, name, None)
+        meth: Any = getattr(client, name, None)
         blocking = getattr(meth, "make_threadsafe_blocking", False)
         if blocking or getattr(meth, "make_threadsafe", False):
             setattr(client, name, _crossing(client, meth, blocking, post, call))
 
 
-def _crossing(client, meth, blocking, post, call):
+def _crossing(client: Any, meth: Callable[..., Any], blocking: bool,
+              post: Callable[[Callable[[], Any]], None],
+              call: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(meth)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         if on_thread(client.ioloop_thread_id):

@@ -248,8 +248,7 @@ class Discrete(Str):
             text = text.lower()
         if text not in self._valid_values:
             # str(): values given as other objects (ints) are listed too, not a TypeError.
-            raise ValueError("Discrete value '%s' is not one of %s."
-                             % (show(value), ", ".join(map(str, self._values))))
+            raise wire_types.DISCRETE.not_one_of(value, map(str, self._values))
 
 
 class DiscreteMulti(Discrete):

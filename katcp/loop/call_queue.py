@@ -21,6 +21,7 @@ from typing import Any, Callable, List, Optional, Tuple
 import tornado.ioloop
 
 from katcp.loop.crossing import run_into_future, running_loop
+from katcp.loop.per_loop import one_per_loop
 
 __all__ = ["CallQueue"]
 
@@ -48,11 +49,8 @@ class CallQueue:
 
     __slots__ = ("_loop_ref", "_lock", "_calls", "_held", "_batch", "count", "__weakref__")
 
-    _queues: "weakref.WeakKeyDictionary[Any, CallQueue]" = weakref.WeakKeyDictionary()
-    _queues_lock = threading.Lock()
-
     def __init__(self, asyncio_loop: Any) -> None:
-        # A weak reference: the registry's values must not keep its keys (loops) alive.
+        # Weak: a queue kept after its loop is gone (by a stopped server) does not keep it.
         self._loop_ref = weakref.ref(asyncio_loop)
         self._lock = threading.Lock()
         self._calls: List[_Call] = []
@@ -78,12 +76,7 @@ class CallQueue:
         queue : :class:`CallQueue`
 
         """
-        loop = ioloop.asyncio_loop  # type: ignore[attr-defined]
-        queue = cls._queues.get(loop)
-        if queue is None:
-            with cls._queues_lock:
-                queue = cls._queues.setdefault(loop, cls(loop))
-        return queue
+        return one_per_loop(ioloop, "_katcp_call_queue", _new_queue)
 
     def call(self, fn: Callable[..., Any], *args: Any) -> None:
         """Queue ``fn(*args)`` to run on the loop, after the calls queued before it.
@@ -258,3 +251,7 @@ class CallQueue:
                 fn(*args)
             except Exception:
                 log.exception("Error in %r, called on the loop from another thread", fn)
+
+
+def _new_queue(ioloop: Any) -> CallQueue:
+    return CallQueue(ioloop.asyncio_loop)

@@ -11,7 +11,6 @@ up on the result future, so the caller sees it and nothing is lost on the loop.
 
 import asyncio
 import concurrent.futures
-import functools
 import inspect
 import os
 import threading
@@ -22,7 +21,7 @@ import tornado.gen
 import tornado.util
 
 __all__ = ["on_thread", "on_loop", "running_loop", "call_on_loop", "post_to_loop",
-           "run_into_future", "is_awaitable", "wait_off_loop", "wait_for_loop",
+           "run_into_future", "copy_outcome", "is_awaitable", "wait_off_loop", "wait_for_loop",
            "wait_for_call", "thread_wait_timeout", "NOT_RUNNING_GRACE", "TIMEOUT_GRACE"]
 
 NOT_RUNNING_GRACE = 2.0
@@ -162,7 +161,7 @@ def wait_off_loop(flag: Any, thread_id: Optional[int], timeout: Optional[float],
     """
     if flag.is_set():
         return True
-    if _get_ident() == thread_id:
+    if on_thread(thread_id):
         raise RuntimeError(refusal % args)
     return flag.wait(thread_wait_timeout(timeout))
 
@@ -200,17 +199,34 @@ def run_into_future(fn: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[
     except BaseException as exc:
         result_future.set_exception(exc)
         return
-    loop_future.add_done_callback(functools.partial(_copy_outcome, result_future))
+    loop_future.add_done_callback(lambda done: copy_outcome(done, result_future))
 
 
-def _copy_outcome(result_future, loop_future):
-    if loop_future.cancelled():
-        # A running concurrent future cannot be cancelled any more: report it instead.
-        result_future.set_exception(concurrent.futures.CancelledError())
-    elif loop_future.exception() is not None:
-        result_future.set_exception(loop_future.exception())
+def copy_outcome(source: Any, target: Any) -> None:
+    """Give `target`, unless it is done, the outcome of done `source`.
+
+    Either may be an asyncio (tornado) or a :class:`concurrent.futures.Future`; each is
+    touched only where it may be (an asyncio future on its own loop).
+
+    Parameters
+    ----------
+    source : future
+        Done: its result, exception or cancellation is copied.
+    target : future
+        Left alone if done. A cancelled `source` cancels it; a running concurrent
+        future, which cannot be cancelled any more, gets
+        :class:`concurrent.futures.CancelledError` as its exception instead.
+
+    """
+    if target.done():
+        return
+    if source.cancelled():
+        if not target.cancel():
+            target.set_exception(concurrent.futures.CancelledError())
+    elif source.exception() is not None:
+        target.set_exception(source.exception())
     else:
-        result_future.set_result(loop_future.result())
+        target.set_result(source.result())
 
 
 def call_on_loop(ioloop: Any, thread_id: Optional[int], fn: Callable[..., Any],

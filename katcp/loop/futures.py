@@ -18,8 +18,8 @@ import tornado.gen
 import tornado.ioloop
 import tornado.util
 
-from katcp.loop.crossing import (call_on_loop, on_loop, on_thread, running_loop,
-                                 thread_wait_timeout)
+from katcp.loop.crossing import (call_on_loop, copy_outcome, on_loop, on_thread,
+                                 running_loop, thread_wait_timeout)
 
 
 logger = logging.getLogger("katcp.core")
@@ -41,7 +41,16 @@ def _new_future(ioloop: Optional[tornado.ioloop.IOLoop] = None
     return ioloop.asyncio_loop.create_future(), (ioloop, None)  # type: ignore[attr-defined]
 
 
-def _set_result_if_pending(future: "asyncio.Future[Any]", result: Any) -> None:
+def set_result_if_pending(future: Any, result: Any) -> None:
+    """Resolve `future` with `result`, unless it is done (resolved, failed or cancelled).
+
+    Parameters
+    ----------
+    future : asyncio (tornado) or concurrent.futures Future
+        On the calling thread's loop, if an asyncio future.
+    result : object
+
+    """
     if not future.done():
         future.set_result(result)
 
@@ -50,21 +59,9 @@ def _resolve(future: "asyncio.Future[Any]", home: _Home, result: Any) -> None:
     """Resolve `future` from any thread, on its own loop (a closed loop is left alone)."""
     if on_thread(home[1]):
         # On that loop already: at once, without the crossing's future of the outcome.
-        _set_result_if_pending(future, result)
+        set_result_if_pending(future, result)
     else:
-        call_on_loop(home[0], home[1], _set_result_if_pending, future, result)
-
-
-def _copy_outcome(source: "asyncio.Future[Any]", target: "asyncio.Future[Any]") -> None:
-    """Give pending `target` the outcome of done `source`."""
-    if target.done():
-        return
-    if source.cancelled():
-        target.cancel()
-    elif source.exception() is not None:
-        target.set_exception(source.exception())  # type: ignore[arg-type]
-    else:
-        target.set_result(source.result())
+        call_on_loop(home[0], home[1], set_result_if_pending, future, result)
 
 
 def _followed_on(loop: asyncio.AbstractEventLoop, future: Any) -> Any:
@@ -146,7 +143,7 @@ def _bounded(future: Any, seconds: Optional[float]) -> Any:
     outer = inner.get_loop().create_future()
 
     def copy(done: "asyncio.Future[Any]") -> None:
-        _copy_outcome(done, outer)
+        copy_outcome(done, outer)
 
     inner.add_done_callback(copy)
     _detach_when_done(outer, (inner,), copy)
@@ -450,7 +447,7 @@ def until_later(delay: float, ioloop: Optional[tornado.ioloop.IOLoop] = None
     """
     ioloop = ioloop or tornado.ioloop.IOLoop.current()
     future, _ = _new_future(ioloop)
-    ioloop.call_later(delay, _set_result_if_pending, future, None)
+    ioloop.call_later(delay, set_result_if_pending, future, None)
     return future
 
 
@@ -477,11 +474,11 @@ def until_any(*futures: Any, timeout: Optional[float] = None,
     for future in converted:
         if future.done():
             # Already decided: resolved on return, not on a later loop turn.
-            _copy_outcome(future, any_future)
+            copy_outcome(future, any_future)
             return any_future
 
     def handle_done(done_future: "asyncio.Future[Any]") -> None:
-        _copy_outcome(done_future, any_future)
+        copy_outcome(done_future, any_future)
 
     for future in converted:
         future.add_done_callback(handle_done)
@@ -533,7 +530,7 @@ def until_some(*args: Any, done_at_least: Optional[int] = None,
         if some_future.done():
             return
         if done_future.cancelled() or done_future.exception() is not None:
-            _copy_outcome(done_future, some_future)
+            copy_outcome(done_future, some_future)
             return
         results.append((key, done_future.result()))
         if len(results) >= needed:

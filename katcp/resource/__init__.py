@@ -20,8 +20,9 @@ from katcp.loop.futures import _expire_after, _failed_future, _windowed
 from katcp.resource.base import (  # noqa: F401 (private names importable here as before)
     _STRATEGY_WINDOW, KATCPResourceError, KATCPResourceInactive, KATCPSensorError,
     KATCPSensorReading, KATCPSensorsManager, SensorResultTuple, StrategyResult, StrategySpec,
-    _number_or_text, _read_only, escape_name, normalize_strategy_parameters)
+    _number_or_text, _read_only, normalize_strategy_parameters)
 from katcp.resource.sensor import KATCPSensor, _words  # noqa: F401
+from katcp.wire.util import escape_name
 
 log = logging.getLogger(__name__)
 

@@ -40,22 +40,6 @@ def _read_only(path: str, doc: Optional[str] = None) -> Any:
     return property(getter, doc=doc)
 
 
-def escape_name(name: str) -> str:
-    """Escape sensor and request names to be valid Python identifiers.
-
-    Parameters
-    ----------
-    name : str
-        KATCP sensor or request name, e.g. ``'sensor-name.sub'``.
-
-    Returns
-    -------
-    identifier : str
-        The name with ``.`` and ``-`` replaced by ``_``, e.g. ``'sensor_name_sub'``.
-    """
-    return name.replace(".", "_").replace("-", "_")
-
-
 def _number_or_text(param: Any) -> str:
     param = as_str(param)
     try:

@@ -16,8 +16,9 @@ from katcp.core import DEFAULT_KATCP_MAJOR, Sensor, hashable_identity
 from katcp.display import sensor_repr
 from katcp.loop.futures import _expire_after
 from katcp.resource.base import (KATCPSensorError, KATCPSensorReading, KATCPSensorsManager,
-                                 StrategySpec, _read_only, escape_name)
+                                 StrategySpec, _read_only)
 from katcp.wire.text import as_str
+from katcp.wire.util import escape_name
 
 
 # The logger of katcp.resource, where listener failures were always logged.

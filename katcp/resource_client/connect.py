@@ -5,6 +5,7 @@ from typing import Any, Optional, Tuple, Union
 from katcp.ioloop_manager import IOLoopManager
 from katcp.resource_client.resources import KATCPClientResource
 from katcp.resource_client.threadsafe import ThreadSafeKATCPClientResourceWrapper
+from katcp.wire.types import address_to_string
 
 
 def _host_port(address: Union[str, Tuple[str, int]]) -> Tuple[str, int]:
@@ -64,7 +65,7 @@ def connect_resource(address: Union[str, Tuple[str, int]], name: Optional[str] =
     """
     host, port = _host_port(address)
     spec = dict(resource_spec, address=(host, port), controlled=controlled,
-                name=name or "%s:%d" % (host, port))
+                name=name or address_to_string((host, port)))
     manager = IOLoopManager(managed_default=True)
     manager.start(timeout=10.0)
     resource = KATCPClientResource(spec)

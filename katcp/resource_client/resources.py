@@ -26,6 +26,8 @@ from katcp.resource_client.inspecting import (_NONE_STRATEGY, KATCPClientResourc
                                               ReplyWrappedInspectingClientAsync,
                                               _StrategyWishes)
 from katcp.resource_client.namespaces import _Namespace, _RequestNamespace
+from katcp.wire.types import address_to_string
+from katcp.wire.util import request_name_of
 
 # The package's logger: the one 0.9 logged to.
 log = logging.getLogger("katcp.resource_client")
@@ -161,7 +163,6 @@ class KATCPClientResource(resource.KATCPResource):
                  parent: Optional["KATCPClientResourceContainer"] = None,
                  logger: logging.Logger = log) -> None:
         super().__init__()
-        self._resource_spec = resource_spec
         self._logger = logger
         self._name = resource_spec["name"]
         self._address = resource_spec["address"]
@@ -479,8 +480,7 @@ class KATCPClientResource(resource.KATCPResource):
         return {sensor_name: listener}
 
     def _dummy_request(self, identifier: str) -> resource.KATCPDummyRequest:
-        # The KATCP name an identifier stands for, as escape_name() would map it back.
-        name = identifier.replace("_", "-")
+        name = request_name_of(identifier)
         return resource.KATCPDummyRequest(
             dict(name=name, description="Dummy request (the device has no %r)." % name,
                  timeout_hint=None),
@@ -626,7 +626,7 @@ def _done_future() -> "asyncio.Future[None]":
 def _address_text(address: Any) -> str:
     """``host:port`` of an address tuple (anything else as it is)."""
     if isinstance(address, tuple) and len(address) == 2:
-        return "%s:%s" % address
+        return address_to_string(address)
     return str(address)
 
 
@@ -721,7 +721,6 @@ class KATCPClientResourceContainer(resource.KATCPResource):
 
     def __init__(self, resources_spec: Dict[str, Any], logger: logging.Logger = log) -> None:
         super().__init__()
-        self._resources_spec = resources_spec
         self._logger = logger
         self._name = resources_spec["name"]
         self._description = resources_spec.get("description", "")

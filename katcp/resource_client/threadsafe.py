@@ -61,6 +61,7 @@ class ThreadSafeKATCPClientGroupWrapper(ThreadSafeMethodAttrWrapper):
 
     @property
     def clients(self) -> Tuple[Any, ...]:
+        """The group's clients, each as a :class:`ThreadSafeKATCPClientResourceWrapper`."""
         wrap = _wrapping(self, ThreadSafeKATCPClientResourceWrapper)
         return tuple(wrap(client) for client in self.__subject__.clients)
 

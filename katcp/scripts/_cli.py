@@ -24,8 +24,9 @@ from typing import (
     Any, Callable, Iterable, List, Mapping, NoReturn, Optional, Sequence, Set, TextIO, Tuple)
 
 from katcp.scripts import TOOLS
-from katcp.scripts._connection import AddressError, check_address, shown_address
+from katcp.scripts._connection import AddressError, check_address
 from katcp.version import __version__
+from katcp.wire.types import address_text
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -204,7 +205,7 @@ def cannot_listen(host: str, port: int, exc: OSError) -> ToolError:
     if exc.errno == errno.EADDRINUSE:
         hint = " (another program has it: choose another port, or port 0 for any free one)"
     return ToolError(EXIT_CONNECTION, "cannot listen on %s: %s%s" % (
-        shown_address((host or "all interfaces", port)), exc.strerror or exc, hint))
+        address_text((host or "all interfaces", port)), exc.strerror or exc, hint))
 
 
 def _discard(stream: TextIO) -> None:

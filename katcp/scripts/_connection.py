@@ -12,13 +12,14 @@ import re
 import socket
 import textwrap
 import time
-from typing import Any, Iterable, List, Mapping, Optional, Tuple
+from typing import Iterable, List, Mapping, Optional, Tuple
 
 from katcp.core import KatcpSyntaxError, Message, MessageParser, ProtocolFlags
 from katcp.loop.crossing import thread_wait_timeout
 from katcp.transport.framing import LineFramer
 from katcp.wire.flags import SEC_TS_KATCP_MAJOR
 from katcp.wire.text import readable
+from katcp.wire.types import address_text
 
 DEFAULT_ENV_VAR = "KATCP_SERVER"
 ADDRESS_EXAMPLE = "localhost:5000"
@@ -47,25 +48,6 @@ class AddressError(ValueError):
             text, reason, form, ADDRESS_EXAMPLE))
 
 
-def shown_address(address: Tuple[str, Any]) -> str:
-    """``host:port`` as the tools read it back: an IPv6 host in brackets (``[::1]:5000``).
-
-    Parameters
-    ----------
-    address : tuple of (str, int or str)
-
-    Returns
-    -------
-    text : str
-    """
-    host, port = address
-    # Not katcp.client.address_to_string, which writes ::1:5000 as 0.9.3 did: a text in
-    # which the host's last colon reads as the port's.
-    if ":" in str(host):
-        return "[%s]:%s" % (host, port)
-    return "%s:%s" % (host, port)
-
-
 def check_address(text: str, any_port: bool = False, form: str = "HOST:PORT"
                   ) -> Tuple[str, int]:
     """Split ``HOST:PORT`` into ``(host, port)``.
@@ -74,7 +56,7 @@ def check_address(text: str, any_port: bool = False, form: str = "HOST:PORT"
     ----------
     text : str
         ``host:port``, ``:port`` (127.0.0.1) or ``[ipv6]:port`` (the form in which
-        :func:`shown_address` writes an address).
+        :func:`katcp.wire.types.address_text` writes an address).
     any_port : bool
         Accept port 0 (any free port: for an address to listen on).
     form : str
@@ -225,8 +207,8 @@ class LineConnection:
         try:
             self._sock = socket.create_connection(address, timeout=thread_wait_timeout(timeout))
         except OSError as exc:
-            raise ConnectionFailed("cannot connect to %s: %s" % (shown_address(address), exc))
-        log.info("connected to %s", shown_address(address))
+            raise ConnectionFailed("cannot connect to %s: %s" % (address_text(address), exc))
+        log.info("connected to %s", address_text(address))
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._parser = MessageParser()
         self._framer = LineFramer(MAX_LINE)

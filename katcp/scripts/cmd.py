@@ -45,6 +45,7 @@ examples:
 
 
 def build_parser() -> ToolParser:
+    """The command line of katcp-cmd."""
     parser = ToolParser(
         PROG, epilog=EPILOG,
         usage="%(prog)s [OPTIONS] [HOST:PORT] REQUEST [ARGUMENT ...]\n"
@@ -111,6 +112,8 @@ def _format_status(msg, timestamps_in_ms=False):
 
 def run_request(address: Tuple[str, int], request: Message, timeout: float, raw: bool,
                 out: TextIO = sys.stdout) -> int:
+    """Send `request` to the device at `address`, print its informs and reply to `out`
+    (as received if `raw`) and return the exit status: whether it succeeded."""
     with contextlib.closing(LineConnection(address, timeout)) as conn:
         reply = _request(conn, request, timeout, raw, out)
     return EXIT_OK if reply.reply_ok() else EXIT_FAIL

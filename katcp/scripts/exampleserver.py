@@ -17,8 +17,9 @@ from katcp.kattypes import Discrete, Float, Timestamp, request, return_reply
 from katcp.scripts._cli import (
     EXIT_CONNECTION, EXIT_OK, ToolParser, add_logging_options, cannot_listen, configure_logging,
     exit_status_text, run_tool)
-from katcp.scripts._connection import AddressError, check_address, shown_address
+from katcp.scripts._connection import AddressError, check_address
 from katcp.server import ClientRequestConnection
+from katcp.wire.types import address_text
 
 PROG = "katcp-exampleserver"
 
@@ -136,6 +137,7 @@ def _port(text: str) -> int:
 
 
 def build_parser() -> ToolParser:
+    """The command line of katcp-exampleserver."""
     parser = ToolParser(PROG, epilog="Stop it with Ctrl-C, SIGTERM or the ?halt request.\n\n"
                         + exit_status_text({
                             EXIT_OK: "stopped by ?halt or SIGTERM",
@@ -159,7 +161,7 @@ def _main(argv: Optional[List[str]]) -> int:
     except OSError as exc:
         raise cannot_listen(opts.host, opts.port, exc)
     try:
-        print("katcp example server listening on %s" % shown_address(server.bind_address),
+        print("katcp example server listening on %s" % address_text(server.bind_address),
               flush=True)
         signal.signal(signal.SIGTERM, lambda signum, frame: server.stop())
         while server.running():

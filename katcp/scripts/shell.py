@@ -26,10 +26,11 @@ from katcp.scripts._cli import (
     configure_logging, exit_status_text, run_tool, seconds)
 from katcp.scripts._connection import (
     ADDRESS_EXAMPLE, DEFAULT_ENV_VAR, ConnectionFailed, Deadline, LineConnection, ReplyTimeout,
-    chosen_address, for_people, shown_address, typed_arguments)
+    chosen_address, for_people, typed_arguments)
 from katcp.scripts._interrupt import prompt_interrupts
 from katcp.wire.message import Message
 from katcp.wire.text import readable
+from katcp.wire.types import address_text
 
 PROG = "katcp-shell"
 HISTORY_FILE = os.path.expanduser("~/.katcp_shell_history")
@@ -298,6 +299,7 @@ def _setup_readline():
 
 
 def build_parser() -> ToolParser:
+    """The command line of katcp-shell."""
     parser = ToolParser(PROG, epilog=EPILOG)
     parser.add_argument("address", nargs="?", metavar="HOST:PORT",
                         help="the device (default: $%s)" % DEFAULT_ENV_VAR)
@@ -326,7 +328,7 @@ def run(parser: argparse.ArgumentParser, address: Optional[Tuple[str, int]],
     shell = KatcpShell(session, stdin=None if interactive else stdin)
     if interactive:
         shell.intro = "Connected to %s. Type a request (e.g. 'help'), Tab completes, " \
-                      "'quit' leaves." % shown_address(address)
+                      "'quit' leaves." % address_text(address)
     else:
         shell.intro = shell.prompt = ""
     try:

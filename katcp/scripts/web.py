@@ -15,8 +15,8 @@ from katcp.sampling import SampleStrategy, check_strategy
 from katcp.scripts._cli import (
     EXIT_CONNECTION, EXIT_INTERRUPTED, EXIT_OK, ToolParser, add_logging_options, address_type,
     cannot_listen, configure_logging, exit_status_text, run_tool)
-from katcp.scripts._connection import shown_address
 from katcp.web import DEFAULT_LISTEN, WebServer
+from katcp.wire.types import address_text
 
 PROG = "katcp-web"
 
@@ -38,6 +38,7 @@ def _strategy(text: str) -> str:
 
 
 def build_parser() -> ToolParser:
+    """The command line of katcp-web."""
     parser = ToolParser(PROG, epilog="It follows the device when it goes away and comes back. "
                         "Stop it with Ctrl-C or SIGTERM.\n\n" + exit_status_text({
                             EXIT_OK: "stopped by SIGTERM",
@@ -74,7 +75,7 @@ async def _serve(opts) -> int:
         raise cannot_listen(opts.listen[0], opts.listen[1], exc)
     try:
         print("katcp-web serving %s for %s%s" % (
-            web.url, shown_address(opts.device),
+            web.url, address_text(opts.device),
             " (control enabled)" if opts.control else ""), flush=True)
         return EXIT_INTERRUPTED if await stopped_by == signal.SIGINT else EXIT_OK
     finally:

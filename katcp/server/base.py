@@ -21,7 +21,7 @@ from katcp.server.connection import (ClientConnection, ClientRequestConnection,
                                      ThreadsafeClientConnection, client_connection_of)
 from katcp.server.handler_thread import MessageHandlerThread
 from katcp.server.transport import KATCPServer, exception_text, return_future
-from katcp.wire.types import format_timestamp
+from katcp.wire.types import address_to_string, format_timestamp
 from katcp.wire.util import object_repr, own_methods, uses_own
 
 log = logging.getLogger("katcp.server")
@@ -274,6 +274,19 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         Requests go to :meth:`handle_request` (whose result is returned), informs to
         :meth:`handle_inform` and replies to :meth:`handle_reply`, each looked up when the
         message comes (a replacement on the instance is used).
+
+        Parameters
+        ----------
+        client_conn : ClientConnection
+            The connection of the client that sent the message.
+        msg : Message
+            The message, of any type.
+
+        Returns
+        -------
+        done_future : Future or None
+            For a request, what :meth:`handle_request` returns; None otherwise.
+
         """
         mtype = msg.mtype
         if mtype == _REQUEST:
@@ -289,6 +302,13 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         :meth:`handle_reply`, as :meth:`handle_message` sends it: where a device replaces
         neither method (in a subclass, or on the instance before :meth:`start`), the
         server hands every message to this one (a call less per request).
+
+        Parameters
+        ----------
+        connection : ClientConnection
+            The connection of the client that sent the request.
+        msg : Message
+            The request.
 
         Returns
         -------
@@ -440,11 +460,29 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         return done
 
     def handle_inform(self, connection: Any, msg: Message) -> None:
-        """Dispatch an inform message to its ``inform_*`` method, as requests are."""
+        """Dispatch an inform message to its ``inform_*`` method, as requests are.
+
+        Parameters
+        ----------
+        connection : ClientConnection
+            The connection of the client that sent the inform.
+        msg : Message
+            The inform.
+
+        """
         self._handle_other(self._inform_handlers, connection, msg)
 
     def handle_reply(self, connection: Any, msg: Message) -> None:
-        """Dispatch a reply message to its ``reply_*`` method, as requests are."""
+        """Dispatch a reply message to its ``reply_*`` method, as requests are.
+
+        Parameters
+        ----------
+        connection : ClientConnection
+            The connection of the client that sent the reply.
+        msg : Message
+            The reply.
+
+        """
         self._handle_other(self._reply_handlers, connection, msg)
 
     def _handle_other(self, handlers: Dict[str, Callable[..., Any]], connection: Any,
@@ -465,18 +503,45 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
     def inform(self, connection: Any, msg: Message) -> None:
         """Send an inform message to a particular client: ``connection.inform(msg)``.
 
+        For informs of the device's own accord: an inform that is part of the answer to
+        a request goes with :meth:`reply_inform`, which gives it the request's message id.
         See :meth:`ClientConnection.inform`.
+
+        Parameters
+        ----------
+        connection : ClientConnection
+            The client to send it to.
+        msg : Message
+            The inform.
+
         """
         client_connection_of(connection).inform(msg)
 
     def mass_inform(self, msg: Message) -> None:
-        """Send an inform message to all clients (see :meth:`ClientConnection.mass_inform`)."""
+        """Send an inform message to all clients (see :meth:`ClientConnection.mass_inform`).
+
+        Parameters
+        ----------
+        msg : Message
+            The inform.
+
+        """
         self._mass_send(msg)
 
     def reply(self, connection: Any, reply: Message, orig_req: Message) -> None:
         """Send an asynchronous reply to an earlier request on `connection`.
 
         See :meth:`ClientConnection.reply`.
+
+        Parameters
+        ----------
+        connection : ClientConnection
+            The client to send it to.
+        reply : Message
+            The reply; it is given the message id of `orig_req`.
+        orig_req : Message
+            The request it answers.
+
         """
         client_connection_of(connection).reply(reply, orig_req)
 
@@ -484,6 +549,16 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """Send an inform as part of the reply to an earlier request on `connection`.
 
         See :meth:`ClientConnection.reply_inform`.
+
+        Parameters
+        ----------
+        connection : ClientConnection
+            The client to send it to.
+        inform : Message
+            The inform; it is given the message id of `orig_req`.
+        orig_req : Message
+            The request it is part of the answer to.
+
         """
         client_connection_of(connection).reply_inform(inform, orig_req)
 
@@ -599,6 +674,25 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         to run and returns whether it does. Of threads starting the server at once, one
         starts it and the others get RuntimeError at once; a start that fails leaves
         nothing running and can be tried again.
+
+        Parameters
+        ----------
+        timeout : float or None, optional
+            Seconds to wait for the server (and its handler thread) to be running
+            (None: do not wait).
+
+        Returns
+        -------
+        running : bool or None
+            With a `timeout`, whether the server is running.
+
+        Raises
+        ------
+        RuntimeError
+            If the server is started, or another thread is starting it.
+        OSError
+            If the listening socket cannot be bound.
+
         """
         server = self._server
         handler_thread = self._handler_thread
@@ -642,7 +736,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
 
     def __repr__(self) -> str:
         address = self.bind_address
-        return object_repr(self, address="%s:%s" % address if address else None,
+        return object_repr(self, address=address_to_string(address) if address else None,
                            running=self.running(), clients=len(self._server._connections),
                            protocol=self.PROTOCOL_INFO)
 

@@ -13,7 +13,7 @@ from katcp.sampling import SampleStrategy
 from katcp.server.base import DeviceServerBase, _done_future, log
 from katcp.server import sampling_requests, standard_requests
 from katcp.server.logger import DeviceLogger
-from katcp.version import __version__
+from katcp.version import VERSION_STR
 
 
 class DeviceServer(DeviceServerBase):
@@ -161,12 +161,25 @@ class DeviceServer(DeviceServerBase):
 
         KATCP v5 servers send ``#version-connect`` informs; v4 ones ``#version`` and
         ``#build-state``, and tell the other clients with ``#client-connected``.
+        Subclasses may override it to greet clients otherwise or to do their own
+        housekeeping.
+
+        Parameters
+        ----------
+        client_conn : ClientConnection
+            The connection just made.
+
+        Returns
+        -------
+        ready : Future
+            Resolves once the device is ready for the client's messages.
+
         """
         others = list(self._client_conns)
         self._client_conns.add(client_conn)
         if self._katcp_major >= VERSION_CONNECT_KATCP_MAJOR:
             for version in (("katcp-protocol", str(self.PROTOCOL_INFO)),
-                            ("katcp-library", "katcp-python-%s" % __version__),
+                            ("katcp-library", VERSION_STR),
                             ("katcp-device", self.version(), self.build_state())):
                 client_conn.inform(Message.inform("version-connect", *version))
         else:
@@ -180,7 +193,23 @@ class DeviceServer(DeviceServerBase):
     def on_client_disconnect(self, client_conn: Any, msg: str, connection_valid: bool) -> Any:
         """Inform client it is about to be disconnected (``#disconnect msg``).
 
-        Its sampling strategies are cancelled first.
+        Its sampling strategies are cancelled first. Not called for every connection
+        that ends: a client may drop it first.
+
+        Parameters
+        ----------
+        client_conn : ClientConnection
+            The connection about to be closed.
+        msg : str
+            Why it is closed.
+        connection_valid : bool
+            Whether the connection can still be sent to.
+
+        Returns
+        -------
+        done : Future
+            Resolves once the connection may be closed.
+
         """
         self._client_conns.discard(client_conn)
         self.clear_strategies(client_conn, remove_client=True)
@@ -293,7 +322,19 @@ class DeviceServer(DeviceServerBase):
         return list(self._sensors.values())
 
     def has_sensor(self, sensor_name: str) -> bool:
-        """Whether the sensor with specified name is known."""
+        """Whether the sensor with specified name is known.
+
+        Parameters
+        ----------
+        sensor_name : str
+            The name of the sensor.
+
+        Returns
+        -------
+        known : bool
+            Whether the device has a sensor of that name.
+
+        """
         return sensor_name in self._sensors
 
 

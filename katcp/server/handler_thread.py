@@ -18,6 +18,8 @@ from tornado.concurrent import Future
 from katcp.core import Message
 from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import thread_wait_timeout
+from katcp.loop.futures import set_result_if_pending
+from katcp.loop.per_loop import one_per_loop
 from katcp.server.transport import log_handling_error
 
 log = logging.getLogger("katcp.server")
@@ -112,11 +114,8 @@ class CoroutineResumptions:
 
     """
 
-    _of: "weakref.WeakKeyDictionary[Any, CoroutineResumptions]" = weakref.WeakKeyDictionary()
-    _of_lock = threading.Lock()
-
     def __init__(self, ioloop: tornado.ioloop.IOLoop) -> None:
-        # Weak: the registry's values must not keep its keys alive.
+        # Weak: kept on the IOLoop (see of()), it would else make a cycle with it.
         self._ioloop_ref = weakref.ref(ioloop)
         self._class = type(ioloop)
         self._calls = CallQueue.of(ioloop)
@@ -140,11 +139,7 @@ class CoroutineResumptions:
         resumptions : :class:`CoroutineResumptions`
 
         """
-        found = cls._of.get(ioloop)
-        if found is None:
-            with cls._of_lock:
-                found = cls._of.setdefault(ioloop, cls(ioloop))
-        return found
+        return one_per_loop(ioloop, "_katcp_coroutine_resumptions", cls)
 
     def attach(self) -> None:
         """Set the diversion on the IOLoop for the calling handler thread's lifetime.
@@ -368,9 +363,10 @@ class MessageHandlerThread:
                     self._report_error(client_conn, msg)
                     done = None
                 if done is None:
-                    call(_resolve, ready)
+                    call(set_result_if_pending, ready, None)
                 else:
-                    done.add_done_callback(functools.partial(call, _resolve, ready))
+                    done.add_done_callback(
+                        functools.partial(_when_handled, call, ready))
                 calls.release()  # what hold_until_handled() held back, with the above
         finally:
             resumptions.detach()
@@ -445,9 +441,8 @@ class MessageHandlerThread:
         return self._running.wait(thread_wait_timeout(timeout))
 
 
-def _resolve(future: Future, _handled: Any = None) -> None:
-    """Resolve `future` (unless done), when the message it stands for is handled."""
-    if not future.done():
-        future.set_result(None)
+def _when_handled(call: Callable[..., None], ready: Future, _handled: Any) -> None:
+    """Resolve `ready` on the loop, through `call`, once the handler's future is done."""
+    call(set_result_if_pending, ready, None)
 
 

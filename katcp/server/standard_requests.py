@@ -14,7 +14,7 @@ from katcp.kattypes import (Int, Str, has_katcp_protocol_flags, minimum_katcp_ve
                             request, return_reply)
 from katcp.sampling import SampleStrategy
 from katcp.server.connection import ClientRequestConnection
-from katcp.version import __version__
+from katcp.version import VERSION_STR, __version__
 from katcp.wire.text import as_str
 from katcp.wire.types import STRING
 
@@ -317,7 +317,7 @@ def request_version_list(self: "DeviceServer", req: ClientRequestConnection,
         """
     versions = [
         ("katcp-protocol", (str(self.PROTOCOL_INFO), None)),
-        ("katcp-library", ("katcp-python-%s" % __version__, __version__)),
+        ("katcp-library", (VERSION_STR, __version__)),
         ("katcp-device", (self.version(), self.build_state())),
     ] + sorted(self.extra_versions.items())
     for name, (version, build_state) in versions:

@@ -696,8 +696,7 @@ class KATCPServer:
         Notes
         -----
         This method should only be called in the IOLoop thread. From another thread
-        the message is handed to the loop, as by :meth:`send_message_threadsafe`
-        (katcp 0.9 failed an assertion).
+        the message is handed to the loop, as by :meth:`send_message_threadsafe`.
 
         Failed sends disconnect the client connection. They do not raise exceptions,
         but they are logged. Sends also fail if more than self.MAX_WRITE_BUFFER_SIZE
@@ -760,6 +759,7 @@ class KATCPServer:
 
         """
         thread_id = self.ioloop_thread_id
+        # on_thread(), inlined: this sends every mass inform.
         if thread_id is not None and _get_ident() != thread_id:
             self.call_soon_threadsafe(self.mass_send_message, msg)
             return

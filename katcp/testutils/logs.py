@@ -16,6 +16,7 @@ class TestLogHandler(logging.Handler):
 
     @property
     def records(self) -> List[logging.LogRecord]:
+        """The records handled so far, oldest first."""
         return self._records
 
     def emit(self, record: logging.LogRecord) -> None:

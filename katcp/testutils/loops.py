@@ -7,11 +7,6 @@ import tornado.ioloop
 from katcp.loop.crossing import call_on_loop, on_loop
 
 
-def _resolve_once(future: Any, result: Any) -> None:
-    if not future.done():
-        future.set_result(result)
-
-
 def call_in_ioloop(ioloop: tornado.ioloop.IOLoop, fn: Callable[..., Any], *args: Any,
                    **kwargs: Any) -> Any:
     """Run fn in ioloop and block until the result is available.

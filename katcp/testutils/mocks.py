@@ -12,8 +12,8 @@ from tornado.concurrent import Future
 
 from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import on_loop
+from katcp.loop.futures import set_result_if_pending
 from katcp.object_proxies import ObjectWrapper
-from katcp.testutils.loops import _resolve_once
 
 
 class AtomicIaddCallback(ObjectWrapper):
@@ -107,9 +107,9 @@ class AsyncWaitingMock(mock.Mock):
                     self._waiters.remove(waiter)
             for _, future, ioloop in due:
                 if on_loop(ioloop):
-                    _resolve_once(future, None)
+                    set_result_if_pending(future, None)
                 else:
-                    CallQueue.of(ioloop).call(_resolve_once, future, None)
+                    CallQueue.of(ioloop).call(set_result_if_pending, future, None)
 
     @tornado.gen.coroutine
     def assert_wait_call_count(self, count: int, timeout: float = 1.0

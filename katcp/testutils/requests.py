@@ -56,14 +56,18 @@ class ClientConnectionTest:
 
     @property
     def informs(self) -> List[Message]:
+        """The informs sent to this connection (with a reply, and mass informs, too),
+        oldest first."""
         return self._informs
 
     @property
     def replies(self) -> List[Message]:
+        """The replies sent to this connection, oldest first."""
         return self._replies
 
     @property
     def mass_informs(self) -> List[Message]:
+        """The mass informs sent (to every connection), oldest first."""
         return self._mass_informs
 
 

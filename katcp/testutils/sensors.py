@@ -10,7 +10,8 @@ import tornado.ioloop
 from tornado.concurrent import Future
 
 from katcp.core import Sensor
-from katcp.testutils.loops import _resolve_once
+from katcp.loop.call_queue import CallQueue
+from katcp.loop.futures import set_result_if_pending
 from katcp.testutils.messages import _TestCase
 
 
@@ -278,13 +279,13 @@ def wait_sensor_async(sensor: Sensor, value: Any, status: Any = None,
     class Observer:
         def update(self, sensor_: Any, reading: Any) -> None:
             if matches(reading):
-                loop.add_callback(_resolve_once, future, None)
+                CallQueue.of(loop).call(set_result_if_pending, future, None)
 
     observer = Observer()
     sensor.attach(observer)
     try:
         if matches(sensor.read()):
-            _resolve_once(future, None)
+            set_result_if_pending(future, None)
         yield future
     finally:
         sensor.detach(observer)

@@ -13,7 +13,8 @@ from katcp.core import (AsyncEvent, AsyncReply, FailReply, Message, ProtocolFlag
                         Sensor, steal_docstring_from)
 from katcp.kattypes import (Bool, Float, Int, Str, concurrent_reply, request,
                             request_timeout_hint, return_reply)
-from katcp.testutils.loops import _resolve_once
+from katcp.loop.call_queue import CallQueue
+from katcp.loop.futures import set_result_if_pending
 
 
 class DeviceTestSensor(Sensor):
@@ -39,6 +40,8 @@ class DeviceTestServer(server.DeviceServer):
         self.restart_queue: "queue.Queue[Any]" = queue.Queue()
         self.set_restart_queue(self.restart_queue)
         self._cancel_slow_command = threading.Event()
+        # Kept as 0.9 API (a test may read it to see ?slow-command waiting): nothing
+        # here reads it.
         self.slow_waiting = False
         # Clear to hold back the #version-connect informs (and anything else a new
         # connection gets) until it is set again, on the server's ioloop.
@@ -50,10 +53,12 @@ class DeviceTestServer(server.DeviceServer):
 
     @property
     def request_names(self) -> Set[str]:
+        """The names of the requests the server handles."""
         return set(self._request_handlers)
 
     @property
     def sensor_names(self) -> Set[str]:
+        """The names of the server's sensors."""
         return set(sensor.name for sensor in self.get_sensors())
 
     @tornado.gen.coroutine
@@ -103,7 +108,7 @@ class DeviceTestServer(server.DeviceServer):
             self.slow_waiting = True
             cancelled.wait(wait_time)
             self.slow_waiting = False
-            ioloop.add_callback(req.reply, "ok")
+            CallQueue.of(ioloop).call(req.reply, "ok")
 
         threading.Thread(target=wait_and_reply, name="slow-command", daemon=True).start()
         raise AsyncReply
@@ -158,6 +163,7 @@ class DeviceTestServer(server.DeviceServer):
 
     @property
     def messages(self) -> List[Message]:
+        """The messages the server received, oldest first."""
         return self.__msgs
 
     def until_messages(self, cnt: int) -> concurrent.futures.Future:
@@ -211,7 +217,7 @@ class AsyncDeviceTestServer(DeviceTestServer):
     def request_cancel_slow_command(self, req: Any, msg: Message) -> Message:
         """Cancel slow command request, resulting in it replying immediately."""
         for future in self._slow_futures:
-            _resolve_once(future, None)
+            set_result_if_pending(future, None)
         self._slow_futures = []
         return req.make_reply("ok")
 

@@ -38,4 +38,12 @@ class SharedBufferProtocol(asyncio.BufferedProtocol):
         self.data_received(_receive_buffer.view[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
+        """Handle bytes that arrived (a subclass's job), as asyncio's own method does.
+
+        Parameters
+        ----------
+        data : bytes
+            A copy of what arrived, for the protocol to keep.
+
+        """
         raise NotImplementedError

@@ -21,9 +21,9 @@ The ``katcp-web`` program does the same from the command line.
 import tornado.httpserver
 import tornado.netutil
 
-from katcp.scripts._connection import shown_address
 from katcp.web.app import allowed_hosts, make_application
 from katcp.web.monitor import DeviceMonitor
+from katcp.wire.types import address_text
 
 __all__ = ["WebServer", "DeviceMonitor", "make_application", "DEFAULT_LISTEN"]
 
@@ -56,7 +56,7 @@ class WebServer:
     @property
     def url(self) -> str:
         """URL of the page (valid once started)."""
-        return "http://%s/" % shown_address((self.listen[0] or "127.0.0.1", self.port))
+        return "http://%s/" % address_text((self.listen[0] or "127.0.0.1", self.port))
 
     def start(self) -> None:
         """Connect to the device and start serving, on the current tornado loop."""

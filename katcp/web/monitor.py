@@ -19,8 +19,8 @@ import tornado.ioloop
 
 from katcp.core import Message, ProtocolFlags, until_any
 from katcp.resource_client import KATCPClientResource
-from katcp.scripts._connection import shown_address
 from katcp.wire.text import readable
+from katcp.wire.types import address_text, address_to_string
 
 log = logging.getLogger("katcp.web")
 
@@ -51,7 +51,7 @@ def json_value(value: Any) -> Any:
     if isinstance(value, (int, float)):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, tuple) and len(value) == 2:  # address sensors: (host, port)
-        return "%s:%s" % value
+        return address_to_string(value)
     return readable(value)
 
 
@@ -107,7 +107,7 @@ class DeviceMonitor:
         self._identity: Dict[str, Any] = {"versions": [], "protocol": None, "flags": []}
         self._connection: Dict[str, Any] = {
             "state": "disconnected", "since": time.time(), "connects": 0, "reconnects": 0,
-            "address": shown_address(self.address)}
+            "address": address_text(self.address)}
         self._last_update = None
         self._loop: Any = None
         self._stopped = False

@@ -40,25 +40,25 @@ class DeviceMetaclass(type):
     # Handlers that must be documented: ?help shows the docstrings of requests.
     _DOCSTRING_REQUIRED: Tuple[str, ...] = ("request_",)
 
-    def __init__(mcs, name: str, bases: Tuple[type, ...], dct: Dict[str, Any]) -> None:
+    def __init__(cls, name: str, bases: Tuple[type, ...], dct: Dict[str, Any]) -> None:
         super().__init__(name, bases, dct)
-        for _prefix, attr in mcs._PREFIXES:
-            setattr(mcs, attr, {})
-        for attr_name in dir(mcs):
-            for prefix, handlers_attr in mcs._PREFIXES:
+        for _prefix, attr in cls._PREFIXES:
+            setattr(cls, attr, {})
+        for attr_name in dir(cls):
+            for prefix, handlers_attr in cls._PREFIXES:
                 if not attr_name.startswith(prefix):
                     continue
-                handler = getattr(mcs, attr_name)
+                handler = getattr(cls, attr_name)
                 if not callable(handler):
                     break
-                if prefix in type(mcs)._DOCSTRING_REQUIRED:
+                if prefix in type(cls)._DOCSTRING_REQUIRED:
                     assert handler.__doc__ is not None, (
                         "Handler %s.%s has no docstring." % (name, attr_name))
-                if mcs.check_protocol(handler):
-                    getattr(mcs, handlers_attr)[convert_method_name(prefix, attr_name)] = handler
+                if cls.check_protocol(handler):
+                    getattr(cls, handlers_attr)[convert_method_name(prefix, attr_name)] = handler
                 break
 
-    def check_protocol(mcs, handler: Callable[..., Any]) -> bool:
+    def check_protocol(cls, handler: Callable[..., Any]) -> bool:
         """Return False if handler should be filtered.
 
         Parameters
@@ -79,7 +79,7 @@ class DeviceServerMetaclass(DeviceMetaclass):
 
     _DOCSTRING_REQUIRED = ("request_", "inform_")
 
-    def check_protocol(mcs, handler: Callable[..., Any]) -> bool:
+    def check_protocol(cls, handler: Callable[..., Any]) -> bool:
         """True if the current server's protocol flags satisfy handler requirements.
 
         Parameters
@@ -87,7 +87,7 @@ class DeviceServerMetaclass(DeviceMetaclass):
         handler : function
             A request, inform or reply handler.
         """
-        protocol_info = getattr(mcs, "PROTOCOL_INFO", None)
+        protocol_info = getattr(cls, "PROTOCOL_INFO", None)
         if protocol_info is None:
             return True
         # Every version is at least the empty minimum of an undecorated handler.

@@ -115,7 +115,8 @@ def escape_argument(arg: bytes) -> bytes:
     # The escapes of _ESCAPES, a backslash first (the others add backslashes that must
     # stay single). One replace() per special byte present, each found by memchr: many
     # times faster than a regex calling back per escape (a help text has hundreds).
-    # Unrolled, as this formats every sensor-list line and string sensor value.
+    # Unrolled, as this formats every sensor-list line and string sensor value (so are
+    # Message.__bytes__'s fast path and parse()'s check: test_codec_rules checks all agree).
     if 92 in arg:
         arg = arg.replace(b"\\", b"\\\\")
     if 32 in arg:
@@ -136,6 +137,7 @@ def escape_argument(arg: bytes) -> bytes:
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9\-]*\Z")
 _HEADER_RE = re.compile(rb"([A-Za-z][A-Za-z0-9\-]*)(?:\[([0-9]+)\])?\Z")
 _BLANK_SPLIT = re.compile(rb"[ \t]+").split
+# The bytes of _ESCAPES that are neither separators nor the escape itself.
 _UNESCAPED_SPECIALS = frozenset(b"\n\r\0\x1b")
 
 # Names already validated (str) and header bytes already decoded (bytes -> str).
@@ -363,8 +365,8 @@ class Message:
         if not args:
             return head
         body = b" ".join(args)
-        # Fast path: no empty argument and no byte needing an escape besides the
-        # separating spaces, which is the case for the bulk of real traffic.
+        # Fast path: no empty argument and no byte needing an escape (of _ESCAPES) besides
+        # the separating spaces, which is the case for the bulk of real traffic.
         # (int membership is a plain memchr, several times faster than b"x" in body)
         if (body.count(b" ") == len(args) - 1 and 92 not in body and 9 not in body
                 and 10 not in body and 13 not in body and 0 not in body and 27 not in body
@@ -540,7 +542,8 @@ class MessageParser:
             if not line.strip(b" \t"):
                 raise KatcpSyntaxError("Empty message received.")
             raise KatcpSyntaxError("Bad type character %s." % (show_repr(line[:1]),))
-        # Newline, carriage return, NUL and ESC may only appear escaped (spec 2.3).
+        # Newline, carriage return, NUL and ESC may only appear escaped (spec 2.3): the
+        # bytes of _UNESCAPED_SPECIALS.
         if 10 in line or 13 in line or 0 in line or 27 in line:
             raise KatcpSyntaxError("Unescaped special character %r in message." % (
                 next(chr(c) for c in line if c in _UNESCAPED_SPECIALS),))

@@ -14,7 +14,7 @@ from katcp.wire import types as wire_types
 from katcp.wire.errors import KatcpTypeError
 from katcp.wire.flags import DEFAULT_KATCP_MAJOR, SEC_TO_MS_FAC, SEC_TS_KATCP_MAJOR
 from katcp.wire.message import escape_argument, format_argument
-from katcp.wire.text import as_str, show, show_repr
+from katcp.wire.text import as_str, show_repr
 
 
 # Sensor defines a classmethod named float, so its annotations use this alias.
@@ -184,8 +184,7 @@ class _DiscreteType(_SensorType):
 
     def check(self, value: Any, params: List[Any]) -> None:
         if as_str(value) not in params:
-            raise ValueError("Discrete value '%s' is not one of %s."
-                             % (show(value), ", ".join(params)))
+            raise wire_types.DISCRETE.not_one_of(value, params)
 
 
 class _AddressType(_SensorType):
@@ -263,6 +262,7 @@ class Sensor:
     LRU_VALUES = wire_types.LRU_VALUES
     LRU_CONSTANTS = wire_types.LRU_CONSTANTS
 
+    # Kept as 0.9 API: nothing here uses it.
     MILLISECOND = SEC_TO_MS_FAC
 
     PYTHON_TYPE_TO_SENSOR = {bool: BOOLEAN, int: INTEGER, float: FLOAT, str: STRING, bytes: STRING}
@@ -499,7 +499,8 @@ class Sensor:
             The time at which the sensor value was determined. Uses current time if
             None.
         major : int
-            Major version of KATCP to use when interpreting types.
+            Unused; kept for compatibility with katcp 0.9 (values are checked the same
+            way for every KATCP version).
 
         Raises
         ------
@@ -639,7 +640,8 @@ class Sensor:
         if not kind.plain:
             value = escape_argument(value)
         if seconds:
-            # format_timestamp() for v5, in the same formatting operation.
+            # wire.types.format_timestamp() for v5, in the same formatting operation
+            # (tests/test_sensor.py checks that the two agree).
             line = b"%.6f 1 %s %s %s" % (timestamp, wire_name[1], _STATUS_BYTES[status], value)
             self._status_v5 = (reading, name, line)
         else:

@@ -10,7 +10,7 @@ Where v4 and v5 differ (timestamps: milliseconds or seconds), the rule asks
 """
 
 import re
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from katcp.wire.flags import SEC_TO_MS_FAC, SEC_TS_KATCP_MAJOR, dialect
 from katcp.wire.text import as_bytes, encode_utf8_with_error_log, show
@@ -186,9 +186,15 @@ class _String(WireType):
 
 class _Discrete(_String):
     # On the wire a discrete value is a string; which strings are allowed is checked
-    # by the sensor or kattype that knows the values.
+    # by the sensor or kattype that knows the values, refusing others with not_one_of().
     __slots__ = ()
     name = "discrete"
+
+    @staticmethod
+    def not_one_of(value: Any, values: Iterable[str]) -> ValueError:
+        """The error of a discrete `value` that is not one of `values` (their texts)."""
+        return ValueError("Discrete value '%s' is not one of %s."
+                          % (show(value), ", ".join(values)))
 
 
 class _Timestamp(WireType):
@@ -254,6 +260,53 @@ class _StrictTimestamp(WireType):
 NULL_ADDRESS: Address = ("0.0.0.0", None)
 
 
+def _bracketed(host: Any) -> Any:
+    """The host of an address as text: an IPv6 one in brackets, so that none of its colons
+    reads as the one before the port."""
+    host = show(host)
+    return "[%s]" % host if ":" in host else host
+
+
+def address_text(address: Tuple[Any, Any]) -> str:
+    """``host:port`` as KATCP writes an address (:data:`ADDRESS`): an IPv6 host in brackets.
+
+    ``[::1]:5000`` reads back as the address it was made from, where
+    :func:`address_to_string` writes ``::1:5000``. Any port is written as ``str()``
+    writes it.
+
+    Parameters
+    ----------
+    address : tuple of (str, int)
+        (host, port).
+
+    Returns
+    -------
+    text : str
+
+    """
+    host, port = address
+    return "%s:%s" % (_bracketed(host), port)
+
+
+def address_to_string(addr_tuple: Tuple[Any, Any]) -> str:
+    """Format a (host, port) tuple as ``'host:port'``, as katcp 0.9.3 did.
+
+    An IPv6 host is written as it is (``::1:5000``); :func:`address_text` writes the
+    text that reads back as the same address.
+
+    Parameters
+    ----------
+    addr_tuple : tuple
+        (host, port).
+
+    Returns
+    -------
+    address : str
+
+    """
+    return "%s:%s" % tuple(addr_tuple)
+
+
 class _Address(WireType):
     """``host[:port]``, an IPv6 host in brackets: ``[::1]:80``."""
 
@@ -267,9 +320,7 @@ class _Address(WireType):
             host, port = value
         except (TypeError, ValueError):
             raise ValueError("Address must be a (host, port) tuple, not %r." % (value,)) from None
-        host = show(host)
-        if ":" in host:
-            host = "[%s]" % host
+        host = _bracketed(host)
         # UTF-8, as decode() reads it, so that any address received can be sent back.
         if port is None:
             return encode_utf8_with_error_log(host)

@@ -10,6 +10,40 @@ from typing import Any, Callable, Hashable, Tuple, TypeVar
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
+def escape_name(name: str) -> str:
+    """Escape sensor and request names to be valid Python identifiers.
+
+    Parameters
+    ----------
+    name : str
+        KATCP sensor or request name, e.g. ``'sensor-name.sub'``.
+
+    Returns
+    -------
+    identifier : str
+        The name with ``.`` and ``-`` replaced by ``_``, e.g. ``'sensor_name_sub'``.
+    """
+    return name.replace(".", "_").replace("-", "_")
+
+
+def request_name_of(identifier: str) -> str:
+    """The KATCP request name that `identifier`, made by :func:`escape_name`, stands for.
+
+    Message names hold no ``.`` (nor ``_``), so each ``_`` stands for a ``-``.
+
+    Parameters
+    ----------
+    identifier : str
+        E.g. ``'sensor_list'``.
+
+    Returns
+    -------
+    name : str
+        E.g. ``'sensor-list'``.
+    """
+    return identifier.replace("_", "-")
+
+
 def steal_docstring_from(obj: Any) -> Callable[[_F], _F]:
     """Decorator that lets you steal a docstring from another object.
 
