@@ -20,7 +20,8 @@ from katcp import Message, ProtocolFlags, Sensor
 from katcp.core import AsyncEvent, AttrDict, until_any, until_later
 from katcp.ioloop_manager import IOLoopThreadWrapper
 from katcp.kattypes import Int, Str, concurrent_reply, request, return_reply
-from katcp.resource import KATCPReply, KATCPSensor, KATCPSensorError, SensorResultTuple
+from katcp.resource import (KATCPReply, KATCPSensor, KATCPSensorError, SensorResultTuple,
+                            escape_name)
 from katcp.resource.base import _STRATEGY_WINDOW
 from katcp.resource_client import (
     AttrMappingProxy,
@@ -731,6 +732,73 @@ class TestStartWhenStarted(ResourceTestCase):
         res.start()
         yield res.until_synced(timeout=WAIT)
         yield old_inspection_ended
+
+    @tornado.gen.coroutine
+    def started_again_on_a_new_device(self, auto_reconnect):
+        """A container's one child, synced with a DeviceV1 and with a strategy and a
+        listener on an.int, is started again (after stop(), or after its connection
+        ended without auto_reconnect) with a DeviceV2 on the same port: old-sensor and
+        ?old-thing are gone, new.sensor and ?new-thing have come. Gives the child, its
+        an.int sensor object and its ?add request from before, and the new device."""
+        server = self.start_server(DeviceV1)
+        port = server.bind_address[1]
+        spec = container_spec([server], ["dev"])
+        spec["clients"]["dev"]["auto_reconnect"] = auto_reconnect
+        container = KATCPClientResourceContainer(spec)
+        container.set_ioloop(self.io_loop)
+        container.start()
+        self.addCleanup(container.stop)
+        yield container.until_synced(timeout=WAIT)
+        res = container.children.dev
+        yield res.set_sampling_strategy("an.int", "event")
+        listener = ListenerFuture(lambda reading: reading.value == 7)
+        yield res.set_sensor_listener("an.int", listener)
+        old_an_int, old_add = res.sensor.an_int, res.req.add
+        if auto_reconnect:
+            res.stop()
+            yield res.until_stopped(timeout=WAIT)
+            stop_server(server)
+        else:
+            stop_server(server)
+            yield res._inspecting_client.katcp_client.until_stopped(timeout=WAIT)
+        assert not res.synced
+        server = self.start_server(DeviceV2, port)
+        res.start()
+        yield container.until_synced(timeout=WAIT)
+        return container, res, old_an_int, old_add, server, listener
+
+    @tornado.gen.coroutine
+    def check_in_line_with_the_new_device(self, auto_reconnect):
+        container, res, old_an_int, old_add, server, listener = (
+            yield self.started_again_on_a_new_device(auto_reconnect))
+        # What the device no longer has is gone, here and in the container, as after
+        # any resync.
+        assert set(res.sensor) == {"an_int", "a_float", "new_sensor"}
+        assert set(res.req) == set(map(escape_name, res._inspecting_client.requests))
+        assert "old_thing" not in res.req and "new_thing" in res.req
+        assert set(container.sensor) == {"dev_" + name for name in res.sensor}
+        assert set(container.req) == {"dev_" + name for name in res.req}
+        # What it still has is bound to the new client, not to the stopped one.
+        an_int = res.sensor.an_int
+        assert an_int is not old_an_int and container.sensor.dev_an_int is an_int
+        assert an_int._manager is res._sensor_manager
+        assert (yield an_int.get_value()) == 1
+        assert res.req.add is not old_add and container.req.dev_add is res.req.add
+        assert (yield res.req.add(1, 2)).reply.arguments == [b"ok", b"3"]
+        # The strategy and the listener set before come back with it.
+        reply = yield res.req.sensor_sampling("an.int")
+        assert reply.reply.arguments == [b"ok", b"an.int", b"event"]
+        server.an_int.set_value(7)
+        reading = yield tornado.gen.with_timeout(self.io_loop.time() + WAIT, listener.future)
+        assert reading.value == 7 and an_int.value == 7
+
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_started_again_after_stop_it_drops_what_the_device_lost(self):
+        yield self.check_in_line_with_the_new_device(auto_reconnect=True)
+
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_started_again_after_the_connection_ended_it_drops_what_the_device_lost(self):
+        yield self.check_in_line_with_the_new_device(auto_reconnect=False)
 
 
 class TestBulkSampling(ResourceTestCase):

@@ -188,6 +188,9 @@ class KATCPClientResource(resource.KATCPResource):
         self.ioloop: Optional[tornado.ioloop.IOLoop] = None
         self._inspecting_client: Any = None
         self._sensor_manager: Any = None
+        # True from a start() that replaces an inspecting client until its successor's
+        # first sync: until then req and sensor hold what the previous one found.
+        self._namespaces_of_previous_client = False
 
     state = _read_only("_state.state",
                        "The current state, one of 'disconnected', 'syncing' or 'synced'.")
@@ -279,6 +282,8 @@ class KATCPClientResource(resource.KATCPResource):
             # Its client stopped on its own (a lost connection without auto_reconnect):
             # the inspecting client's state coroutine is ended too.
             previous.stop()
+        if previous is not None:
+            self._namespaces_of_previous_client = True
         host, port = self._address
         ic = self._inspecting_client = self.inspecting_client_factory(
             host, port, self._ioloop_set_to or current_ioloop())
@@ -501,6 +506,9 @@ class KATCPClientResource(resource.KATCPResource):
             self._state.set_state("disconnected")
         elif not state.synced:
             self._state.set_state("syncing")
+            if state.data_synced and self._namespaces_of_previous_client:
+                self._namespaces_of_previous_client = False
+                model_changes = self._with_stale_entries_removed(model_changes)
             if model_changes:
                 yield from _result_of(self._update_model(model_changes))
         else:
@@ -516,6 +524,25 @@ class KATCPClientResource(resource.KATCPResource):
             if (ic.is_connected() and ic.synced
                     and getattr(ic, "_connection_count", None) == connection):
                 self._state.set_state("synced")
+
+    def _with_stale_entries_removed(self, model_changes: Any) -> Any:
+        """`model_changes` of the first sync of a new inspecting client, which also
+        removes what the namespaces kept of the previous one's that the device no
+        longer has.
+
+        The new client starts with nothing known, so its first sync reports all it
+        finds as added and nothing as removed; without this, the items gone while the
+        resource was stopped would stay, bound to the stopped client, for good.
+        """
+        ic = self._inspecting_client
+        changes = AttrDict(model_changes or ())
+        for kind, namespace, known in (("requests", self._req, ic.requests),
+                                       ("sensors", self._sensor, ic.sensors)):
+            stale = {obj.name for obj in dict.values(namespace)} - set(known)
+            if stale:
+                found = changes.get(kind) or AttrDict(added=set(), removed=set())
+                changes[kind] = AttrDict(added=found.added, removed=found.removed | stale)
+        return changes
 
     @tornado.gen.coroutine
     def _update_model(self, model_changes: Any) -> Generator[Any, Any, None]:
