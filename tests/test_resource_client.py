@@ -662,6 +662,94 @@ class TestStrategyWishes(ResourceTestCase):
         reply = yield res.req.sensor_sampling("an.int")
         assert reply.reply.arguments[2:] == [b"event"]
 
+    @tornado.gen.coroutine
+    def strategies_on_the_device(self, res, *names):
+        replies = yield [res.req.sensor_sampling(name) for name in names]
+        return [tuple(arg.decode() for arg in reply.reply.arguments[2:])
+                for reply in replies]
+
+    @tornado.gen.coroutine
+    def strategies_after_a_restart(self, res, *names):
+        """The strategies of the sensors on the device once `res` restarted (those it
+        reapplies: the device starts its new connection with none)."""
+        res.stop()
+        yield res.until_stopped(timeout=WAIT)
+        res.start()
+        yield res.until_synced(timeout=WAIT)
+        return (yield self.strategies_on_the_device(res, *names))
+
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_a_wish_made_after_a_filter_before_its_sensors_turn_counts(self):
+        res = self.make_resource(self.start_server())
+        yield res.until_synced(timeout=WAIT)
+        # Asked in one loop turn, by name and by the sensor after the filter: the
+        # filter's sensors are set in later turns, but the later wishes count.
+        by_filter = res.set_sampling_strategies("a", "event")
+        by_name = res.set_sampling_strategy("an.int", "auto")
+        by_sensor = res.sensor.a_float.set_sampling_strategy("period 2")
+        results = yield [by_filter, by_name, by_sensor]
+        assert results[0] == {"an_int": (True, ("auto",)),
+                              "a_float": (True, ("period", "2.0"))}
+        assert results[1] == {"an_int": (True, ("auto",))}
+        expected = [("auto",), ("period", "2.0")]
+        assert (yield self.strategies_on_the_device(res, "an.int", "a-float")) == expected
+        assert [res.sensor.an_int.sampling_strategy,
+                res.sensor.a_float.sampling_strategy] == expected
+        assert (yield self.strategies_after_a_restart(res, "an.int", "a-float")) == expected
+        # A drop after a filter counts as newer too: nothing is reapplied.
+        by_filter = res.set_sampling_strategies("a", "event")
+        res.drop_sampling_strategy("an.int")
+        res.sensor.a_float.drop_sampling_strategy()
+        yield by_filter
+        assert res.sensor.an_int.sampling_strategy == ("none",)
+        assert (yield self.strategies_after_a_restart(res, "an.int", "a-float")) == [
+            ("none",), ("none",)]
+        # A filter asked after a filter: the later one counts.
+        first = res.set_sampling_strategies("a", "event")
+        second = res.set_sampling_strategies("a", "period 3")
+        assert (yield first) == (yield second) == {
+            "an_int": (True, ("period", "3.0")), "a_float": (True, ("period", "3.0"))}
+        assert (yield self.strategies_after_a_restart(res, "an.int", "a-float")) == [
+            ("period", "3.0"), ("period", "3.0")]
+
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_a_wish_made_after_a_container_filter_before_its_sensors_turn_counts(self):
+        server = self.start_server(ManySensorsDevice)
+        container = KATCPClientResourceContainer(container_spec([server], ["c0"]))
+        container.set_ioloop(self.io_loop)
+        container.start()
+        self.addCleanup(container.stop)
+        yield container.until_synced(timeout=WAIT)
+        res = container.children.c0
+        last = "many.%03d" % (ManySensorsDevice.SENSORS - 1)
+        # The container's filter sets the last sensor in a later window, after the
+        # requests of the wishes asked after it: by name through the container (which
+        # too waits for its turn) and through the child resource (at once).
+        by_filter = container.set_sampling_strategies("many", "event")
+        by_name = container.set_sampling_strategy("c0_" + escape_name(last), "auto")
+        by_child = res.set_sampling_strategy("many.000", "period 2")
+        results = yield [by_filter, by_name, by_child]
+        assert results[0] == {"c0": {escape_name(name): "event"
+                                     for name in server.many_names}}
+        assert results[1] == {"c0": {escape_name(last): "auto"}}
+        expected = [("period", "2.0"), ("event",), ("auto",)]
+        names = ("many.000", "many.001", last)
+        assert (yield self.strategies_on_the_device(res, *names)) == expected
+        assert [res.sensor[escape_name(name)].sampling_strategy for name in names] == expected
+        assert (yield self.strategies_after_a_restart(res, *names)) == expected
+
+
+class ManySensorsDevice(BaseDevice):
+    """More sensors than a filter sets in its first window of requests."""
+
+    SENSORS = _STRATEGY_WINDOW + 8
+
+    def setup_sensors(self):
+        super().setup_sensors()
+        self.many_names = ["many.%03d" % i for i in range(self.SENSORS)]
+        for name in self.many_names:
+            self.add_sensor(Sensor.integer(name, "One of many", "", [0, 10]))
+
 
 class TestStartWhenStarted(ResourceTestCase):
     """start() on a resource that is started already keeps its one connection."""
