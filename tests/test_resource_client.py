@@ -20,7 +20,8 @@ from katcp import Message, ProtocolFlags, Sensor
 from katcp.core import AsyncEvent, AttrDict, until_any, until_later
 from katcp.ioloop_manager import IOLoopThreadWrapper
 from katcp.kattypes import Int, Str, concurrent_reply, request, return_reply
-from katcp.resource import KATCPReply, KATCPSensor, KATCPSensorError, SensorResultTuple
+from katcp.resource import (KATCPReply, KATCPSensor, KATCPSensorError, SensorResultTuple,
+                            escape_name)
 from katcp.resource.base import _STRATEGY_WINDOW
 from katcp.resource_client import (
     AttrMappingProxy,
@@ -661,6 +662,94 @@ class TestStrategyWishes(ResourceTestCase):
         reply = yield res.req.sensor_sampling("an.int")
         assert reply.reply.arguments[2:] == [b"event"]
 
+    @tornado.gen.coroutine
+    def strategies_on_the_device(self, res, *names):
+        replies = yield [res.req.sensor_sampling(name) for name in names]
+        return [tuple(arg.decode() for arg in reply.reply.arguments[2:])
+                for reply in replies]
+
+    @tornado.gen.coroutine
+    def strategies_after_a_restart(self, res, *names):
+        """The strategies of the sensors on the device once `res` restarted (those it
+        reapplies: the device starts its new connection with none)."""
+        res.stop()
+        yield res.until_stopped(timeout=WAIT)
+        res.start()
+        yield res.until_synced(timeout=WAIT)
+        return (yield self.strategies_on_the_device(res, *names))
+
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_a_wish_made_after_a_filter_before_its_sensors_turn_counts(self):
+        res = self.make_resource(self.start_server())
+        yield res.until_synced(timeout=WAIT)
+        # Asked in one loop turn, by name and by the sensor after the filter: the
+        # filter's sensors are set in later turns, but the later wishes count.
+        by_filter = res.set_sampling_strategies("a", "event")
+        by_name = res.set_sampling_strategy("an.int", "auto")
+        by_sensor = res.sensor.a_float.set_sampling_strategy("period 2")
+        results = yield [by_filter, by_name, by_sensor]
+        assert results[0] == {"an_int": (True, ("auto",)),
+                              "a_float": (True, ("period", "2.0"))}
+        assert results[1] == {"an_int": (True, ("auto",))}
+        expected = [("auto",), ("period", "2.0")]
+        assert (yield self.strategies_on_the_device(res, "an.int", "a-float")) == expected
+        assert [res.sensor.an_int.sampling_strategy,
+                res.sensor.a_float.sampling_strategy] == expected
+        assert (yield self.strategies_after_a_restart(res, "an.int", "a-float")) == expected
+        # A drop after a filter counts as newer too: nothing is reapplied.
+        by_filter = res.set_sampling_strategies("a", "event")
+        res.drop_sampling_strategy("an.int")
+        res.sensor.a_float.drop_sampling_strategy()
+        yield by_filter
+        assert res.sensor.an_int.sampling_strategy == ("none",)
+        assert (yield self.strategies_after_a_restart(res, "an.int", "a-float")) == [
+            ("none",), ("none",)]
+        # A filter asked after a filter: the later one counts.
+        first = res.set_sampling_strategies("a", "event")
+        second = res.set_sampling_strategies("a", "period 3")
+        assert (yield first) == (yield second) == {
+            "an_int": (True, ("period", "3.0")), "a_float": (True, ("period", "3.0"))}
+        assert (yield self.strategies_after_a_restart(res, "an.int", "a-float")) == [
+            ("period", "3.0"), ("period", "3.0")]
+
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_a_wish_made_after_a_container_filter_before_its_sensors_turn_counts(self):
+        server = self.start_server(ManySensorsDevice)
+        container = KATCPClientResourceContainer(container_spec([server], ["c0"]))
+        container.set_ioloop(self.io_loop)
+        container.start()
+        self.addCleanup(container.stop)
+        yield container.until_synced(timeout=WAIT)
+        res = container.children.c0
+        last = "many.%03d" % (ManySensorsDevice.SENSORS - 1)
+        # The container's filter sets the last sensor in a later window, after the
+        # requests of the wishes asked after it: by name through the container (which
+        # too waits for its turn) and through the child resource (at once).
+        by_filter = container.set_sampling_strategies("many", "event")
+        by_name = container.set_sampling_strategy("c0_" + escape_name(last), "auto")
+        by_child = res.set_sampling_strategy("many.000", "period 2")
+        results = yield [by_filter, by_name, by_child]
+        assert results[0] == {"c0": {escape_name(name): "event"
+                                     for name in server.many_names}}
+        assert results[1] == {"c0": {escape_name(last): "auto"}}
+        expected = [("period", "2.0"), ("event",), ("auto",)]
+        names = ("many.000", "many.001", last)
+        assert (yield self.strategies_on_the_device(res, *names)) == expected
+        assert [res.sensor[escape_name(name)].sampling_strategy for name in names] == expected
+        assert (yield self.strategies_after_a_restart(res, *names)) == expected
+
+
+class ManySensorsDevice(BaseDevice):
+    """More sensors than a filter sets in its first window of requests."""
+
+    SENSORS = _STRATEGY_WINDOW + 8
+
+    def setup_sensors(self):
+        super().setup_sensors()
+        self.many_names = ["many.%03d" % i for i in range(self.SENSORS)]
+        for name in self.many_names:
+            self.add_sensor(Sensor.integer(name, "One of many", "", [0, 10]))
+
 
 class TestStartWhenStarted(ResourceTestCase):
     """start() on a resource that is started already keeps its one connection."""
@@ -731,6 +820,73 @@ class TestStartWhenStarted(ResourceTestCase):
         res.start()
         yield res.until_synced(timeout=WAIT)
         yield old_inspection_ended
+
+    @tornado.gen.coroutine
+    def started_again_on_a_new_device(self, auto_reconnect):
+        """A container's one child, synced with a DeviceV1 and with a strategy and a
+        listener on an.int, is started again (after stop(), or after its connection
+        ended without auto_reconnect) with a DeviceV2 on the same port: old-sensor and
+        ?old-thing are gone, new.sensor and ?new-thing have come. Gives the child, its
+        an.int sensor object and its ?add request from before, and the new device."""
+        server = self.start_server(DeviceV1)
+        port = server.bind_address[1]
+        spec = container_spec([server], ["dev"])
+        spec["clients"]["dev"]["auto_reconnect"] = auto_reconnect
+        container = KATCPClientResourceContainer(spec)
+        container.set_ioloop(self.io_loop)
+        container.start()
+        self.addCleanup(container.stop)
+        yield container.until_synced(timeout=WAIT)
+        res = container.children.dev
+        yield res.set_sampling_strategy("an.int", "event")
+        listener = ListenerFuture(lambda reading: reading.value == 7)
+        yield res.set_sensor_listener("an.int", listener)
+        old_an_int, old_add = res.sensor.an_int, res.req.add
+        if auto_reconnect:
+            res.stop()
+            yield res.until_stopped(timeout=WAIT)
+            stop_server(server)
+        else:
+            stop_server(server)
+            yield res._inspecting_client.katcp_client.until_stopped(timeout=WAIT)
+        assert not res.synced
+        server = self.start_server(DeviceV2, port)
+        res.start()
+        yield container.until_synced(timeout=WAIT)
+        return container, res, old_an_int, old_add, server, listener
+
+    @tornado.gen.coroutine
+    def check_in_line_with_the_new_device(self, auto_reconnect):
+        container, res, old_an_int, old_add, server, listener = (
+            yield self.started_again_on_a_new_device(auto_reconnect))
+        # What the device no longer has is gone, here and in the container, as after
+        # any resync.
+        assert set(res.sensor) == {"an_int", "a_float", "new_sensor"}
+        assert set(res.req) == set(map(escape_name, res._inspecting_client.requests))
+        assert "old_thing" not in res.req and "new_thing" in res.req
+        assert set(container.sensor) == {"dev_" + name for name in res.sensor}
+        assert set(container.req) == {"dev_" + name for name in res.req}
+        # What it still has is bound to the new client, not to the stopped one.
+        an_int = res.sensor.an_int
+        assert an_int is not old_an_int and container.sensor.dev_an_int is an_int
+        assert an_int._manager is res._sensor_manager
+        assert (yield an_int.get_value()) == 1
+        assert res.req.add is not old_add and container.req.dev_add is res.req.add
+        assert (yield res.req.add(1, 2)).reply.arguments == [b"ok", b"3"]
+        # The strategy and the listener set before come back with it.
+        reply = yield res.req.sensor_sampling("an.int")
+        assert reply.reply.arguments == [b"ok", b"an.int", b"event"]
+        server.an_int.set_value(7)
+        reading = yield tornado.gen.with_timeout(self.io_loop.time() + WAIT, listener.future)
+        assert reading.value == 7 and an_int.value == 7
+
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_started_again_after_stop_it_drops_what_the_device_lost(self):
+        yield self.check_in_line_with_the_new_device(auto_reconnect=True)
+
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_started_again_after_the_connection_ended_it_drops_what_the_device_lost(self):
+        yield self.check_in_line_with_the_new_device(auto_reconnect=False)
 
 
 class TestBulkSampling(ResourceTestCase):

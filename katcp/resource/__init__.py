@@ -256,12 +256,25 @@ class KATCPResource(abc.ABC):
         The requests are pipelined, a few at a time: each one's timeout then counts only
         its own handling, not the wait behind all the others at the device.
         """
+        set_one = self._filter_strategy_setter(filter, strategy_and_params)
         sensors = yield self.list_sensors(filter, **list_sensor_args)
         results = yield _windowed(
-            [functools.partial(self.set_sampling_strategy, result.python_identifier,
-                               strategy_and_params) for result in sensors],
+            [functools.partial(set_one, result.python_identifier) for result in sensors],
             _STRATEGY_WINDOW)
         return {key: value for result in results for key, value in result.items()}
+
+    def _filter_strategy_setter(self, filter: str, strategy_and_params: StrategySpec
+                                ) -> Callable[[str], Any]:
+        """How :meth:`set_sampling_strategies` sets each sensor it matched, in its turn
+        (a few at a time, so maybe loop turns after the call): got once, in the call.
+
+        Returns
+        -------
+        set_one : callable
+            ``set_one(sensor_name)`` returns what :meth:`set_sampling_strategy` does.
+        """
+        return lambda sensor_name: self.set_sampling_strategy(sensor_name,
+                                                              strategy_and_params)
 
     @tornado.gen.coroutine
     def set_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec

@@ -115,28 +115,48 @@ class _StrategyWishes:
         self._made += 1
         return self._made
 
-    def wish(self, sensor_name: str, strategy: Optional[Tuple[str, ...]]) -> None:
-        """Wish normalised `strategy` for a sensor (KATCP or escaped name); None drops it."""
+    def wish(self, sensor_name: str, strategy: Optional[Tuple[str, ...]]) -> int:
+        """Wish normalised `strategy` for a sensor (KATCP or escaped name); None drops it.
+
+        Returns
+        -------
+        number : int
+            The wish's number (see :meth:`is_latest`); 0 for a drop that only forgot.
+        """
         escaped_name = escape_name(sensor_name)
         if strategy is None and not any(regex.search(escaped_name)
                                         for _, regex, _ in self._by_filter.values()):
             # No older filter wish to overrule: forgetting is enough.
             self._by_sensor.pop(escaped_name, None)
-        else:
-            self._by_sensor[escaped_name] = (self._number(), strategy)
+            return 0
+        number = self._number()
+        self._by_sensor[escaped_name] = (number, strategy)
+        return number
 
-    def wish_filter(self, filter: str, strategy: Tuple[str, ...]) -> None:
-        """Wish normalised `strategy` for the sensors whose escaped names match `filter`."""
+    def wish_filter(self, filter: str, strategy: Tuple[str, ...]) -> int:
+        """Wish normalised `strategy` for the sensors whose escaped names match `filter`;
+        returns the wish's number (see :meth:`is_latest`)."""
         regex = re.compile(filter)
-        self._by_filter[filter] = (self._number(), regex, strategy)
+        number = self._number()
+        self._by_filter[filter] = (number, regex, strategy)
+        return number
 
-    def for_sensor(self, escaped_name: str) -> Optional[Tuple[str, ...]]:
-        """The strategy of the latest wish covering the sensor, or None."""
+    def _latest(self, escaped_name: str) -> Tuple[int, Optional[Tuple[str, ...]]]:
+        """Number and strategy of the latest wish covering the sensor ((0, None): none)."""
         number, strategy = self._by_sensor.get(escaped_name, (0, None))
         for filter_number, regex, filter_strategy in self._by_filter.values():
             if filter_number > number and regex.search(escaped_name):
                 number, strategy = filter_number, filter_strategy
-        return strategy
+        return number, strategy
+
+    def for_sensor(self, escaped_name: str) -> Optional[Tuple[str, ...]]:
+        """The strategy of the latest wish covering the sensor, or None."""
+        return self._latest(escaped_name)[1]
+
+    def is_latest(self, escaped_name: str, number: int) -> bool:
+        """True if wish `number` is still the latest covering the sensor: no wish made
+        since covers it (nor drops it)."""
+        return self._latest(escaped_name)[0] == number
 
 
 class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):

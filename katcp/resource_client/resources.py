@@ -189,6 +189,9 @@ class KATCPClientResource(resource.KATCPResource):
         self.ioloop: Optional[tornado.ioloop.IOLoop] = None
         self._inspecting_client: Any = None
         self._sensor_manager: Any = None
+        # True from a start() that replaces an inspecting client until its successor's
+        # first sync: until then req and sensor hold what the previous one found.
+        self._namespaces_of_previous_client = False
 
     state = _read_only("_state.state",
                        "The current state, one of 'disconnected', 'syncing' or 'synced'.")
@@ -280,6 +283,8 @@ class KATCPClientResource(resource.KATCPResource):
             # Its client stopped on its own (a lost connection without auto_reconnect):
             # the inspecting client's state coroutine is ended too.
             previous.stop()
+        if previous is not None:
+            self._namespaces_of_previous_client = True
         host, port = self._address
         ic = self._inspecting_client = self.inspecting_client_factory(
             host, port, self._ioloop_set_to or current_ioloop())
@@ -390,16 +395,57 @@ class KATCPClientResource(resource.KATCPResource):
         The strategy should persist across sensor disconnect/reconnect.
 
         Otherwise as :meth:`katcp.resource.KATCPResource.set_sampling_strategies`; the
-        result has the sensors that exist now.
+        result has the sensors that exist now. They are set a few at a time: one wished
+        another strategy after this call, before its turn, keeps that newer one (and
+        the result reports it).
         """
-        # The latest wish covering a sensor counts: this one, for the sensors that
-        # match later; those that match now get a wish of their own, as newer.
-        self._strategy_wishes.wish_filter(
-            filter, resource.normalize_strategy_parameters(strategy_and_params))
         result = yield super().set_sampling_strategies(filter, strategy_and_params)
         if not result:
             self._warn_if_unknown(filter, "has no sensor matching %r" % filter)
         return result
+
+    def _filter_strategy_setter(self, filter: str, strategy_and_params: StrategySpec
+                                ) -> Callable[[str], Any]:
+        # The latest wish covering a sensor counts: this one, made now, for the sensors
+        # that match now or later, unless a newer wish covers them (see _set_as_wished).
+        wish = self._strategy_wishes.wish_filter(
+            filter, resource.normalize_strategy_parameters(strategy_and_params))
+        return lambda sensor_name: self._set_as_wished(sensor_name, strategy_and_params,
+                                                       wish)
+
+    def _wish_for_later(self, sensor_name: str, strategy_and_params: StrategySpec
+                        ) -> Optional[int]:
+        """Wish a strategy for a sensor now, to set it later with :meth:`_set_as_wished`
+        (as a container sets the sensors it matched, a few at a time).
+
+        Returns
+        -------
+        wish : int or None
+            The wish's number; None if `strategy_and_params` is not a strategy, which
+            :meth:`set_sampling_strategy` then reports.
+        """
+        try:
+            strategy = resource.normalize_strategy_parameters(strategy_and_params)
+        except Exception:
+            return None
+        return self._strategy_wishes.wish(sensor_name, strategy)
+
+    def _set_as_wished(self, sensor_name: str, strategy_and_params: StrategySpec,
+                       wish: Optional[int]) -> Any:
+        """:meth:`set_sampling_strategy` for wish number `wish`, made earlier (see
+        :meth:`_wish_for_later`), unless a wish made since covers the sensor.
+
+        That one is newer and counts (its own request sets it): the result then
+        reports the strategy it gives the sensor, as set.
+        """
+        escaped_name = escape_name(sensor_name)
+        if wish is None or self._strategy_wishes.is_latest(escaped_name, wish):
+            return self.set_sampling_strategy(sensor_name, strategy_and_params)
+        result: Dict[str, StrategyResult] = {}
+        if escaped_name in self._sensor:
+            strategy = self._strategy_wishes.for_sensor(escaped_name) or _NONE_STRATEGY
+            result[escaped_name] = (True, strategy)
+        return _done_future(result)
 
     def _warn_if_unknown(self, name: str, what: str) -> None:
         """Warn that a strategy was only cached, when the device's sensors are known.
@@ -501,6 +547,9 @@ class KATCPClientResource(resource.KATCPResource):
             self._state.set_state("disconnected")
         elif not state.synced:
             self._state.set_state("syncing")
+            if state.data_synced and self._namespaces_of_previous_client:
+                self._namespaces_of_previous_client = False
+                model_changes = self._with_stale_entries_removed(model_changes)
             if model_changes:
                 yield from _result_of(self._update_model(model_changes))
         else:
@@ -516,6 +565,25 @@ class KATCPClientResource(resource.KATCPResource):
             if (ic.is_connected() and ic.synced
                     and getattr(ic, "_connection_count", None) == connection):
                 self._state.set_state("synced")
+
+    def _with_stale_entries_removed(self, model_changes: Any) -> Any:
+        """`model_changes` of the first sync of a new inspecting client, which also
+        removes what the namespaces kept of the previous one's that the device no
+        longer has.
+
+        The new client starts with nothing known, so its first sync reports all it
+        finds as added and nothing as removed; without this, the items gone while the
+        resource was stopped would stay, bound to the stopped client, for good.
+        """
+        ic = self._inspecting_client
+        changes = AttrDict(model_changes or ())
+        for kind, namespace, known in (("requests", self._req, ic.requests),
+                                       ("sensors", self._sensor, ic.sensors)):
+            stale = {obj.name for obj in dict.values(namespace)} - set(known)
+            if stale:
+                found = changes.get(kind) or AttrDict(added=set(), removed=set())
+                changes[kind] = AttrDict(added=found.added, removed=found.removed | stale)
+        return changes
 
     @tornado.gen.coroutine
     def _update_model(self, model_changes: Any) -> Generator[Any, Any, None]:
@@ -617,9 +685,9 @@ def _result_of(future: Any) -> Generator[Any, Any, Any]:
     return (yield future)
 
 
-def _done_future() -> "asyncio.Future[None]":
+def _done_future(result: Any = None) -> "asyncio.Future[Any]":
     future = current_ioloop().asyncio_loop.create_future()  # type: ignore[attr-defined]
-    future.set_result(None)
+    future.set_result(result)
     return future
 
 
@@ -906,13 +974,15 @@ class KATCPClientResourceContainer(resource.KATCPResource):
                             use_python_identifiers, tuple, refresh)
 
     @tornado.gen.coroutine
-    def _through_children(self, filter: str, action: Callable[[Any, str], Any],
+    def _through_children(self, filter: str, prepare: Callable[[Any, str], Callable[[], Any]],
                           outcome: Any, what: str
                           ) -> Generator[Any, Any, Dict[str, Dict[str, Any]]]:
-        """Do `action(child, sensor_name)` for each sensor :meth:`list_sensors` finds, a
-        few at a time.
+        """Do an action for each sensor :meth:`list_sensors` finds, a few at a time.
 
-        The action fails by raising, or by returning (or resolving with) False.
+        ``prepare(child, sensor_name)`` is called for each of them in the call (so
+        that what it records, such as a strategy wish, counts from then) and gives the
+        action, called in the sensor's turn. The action fails by raising, or by
+        returning (or resolving with) False.
 
         It goes through the sensor's child resource, so that what it sets persists
         across the child's reconnects. Resolves, as in katcp 0.9, with
@@ -927,11 +997,10 @@ class KATCPClientResourceContainer(resource.KATCPResource):
                                  did_you_mean(filter.strip("^$"), self._sensor))
 
         @tornado.gen.coroutine
-        def through_child(sensor_obj: Any) -> Generator[Any, Any, Tuple[str, str, Any]]:
-            child = self._children[escape_name(sensor_obj.parent_name)]
-            name = sensor_obj.normalised_name
+        def through_child(child: KATCPClientResource, name: str, action: Callable[[], Any]
+                          ) -> Generator[Any, Any, Tuple[str, str, Any]]:
             try:
-                done = action(child, name)
+                done = action()
                 if tornado.gen.is_future(done) or inspect.isawaitable(done):
                     done = yield done
                 result = None if done is False else outcome
@@ -943,8 +1012,12 @@ class KATCPClientResourceContainer(resource.KATCPResource):
 
         # A few at a time: one at a time costs a round trip per sensor, and all at once
         # would have the last requests time out while queued at the device.
-        done = yield _windowed([functools.partial(through_child, found.object)
-                                for found in sensors], _STRATEGY_WINDOW)
+        starts = []
+        for found in sensors:
+            child = self._children[escape_name(found.object.parent_name)]
+            name = found.object.normalised_name
+            starts.append(functools.partial(through_child, child, name, prepare(child, name)))
+        done = yield _windowed(starts, _STRATEGY_WINDOW)
         results: Dict[str, Dict[str, Any]] = {}
         for child_name, name, result in done:
             results.setdefault(child_name, {})[name] = result
@@ -967,16 +1040,25 @@ class KATCPClientResourceContainer(resource.KATCPResource):
             None}}``, keyed by the child resources' names and their sensors' Python
             identifiers; None marks a sensor whose strategy could not be set. The
             strategy is set through each sensor's child resource, so it persists
-            across reconnects of that child.
+            across reconnects of that child. The sensors are set a few at a time: one
+            wished another strategy after this call (through its child or this
+            container), before its turn, keeps that newer one (counted as set here).
         """
         @tornado.gen.coroutine
-        def set_strategy(child: KATCPClientResource, name: str) -> Generator[Any, Any, bool]:
+        def set_strategy(child: KATCPClientResource, name: str, wish: Optional[int]
+                         ) -> Generator[Any, Any, bool]:
             # The child reports (and logs) a strategy it could not set as
             # (False, exc_info), which katcp 0.9 counted as set.
-            results = yield child.set_sampling_strategy(name, strategy_and_params)
+            results = yield child._set_as_wished(name, strategy_and_params, wish)
             return results[name][0]
 
-        return self._through_children(filter, set_strategy, strategy_and_params,
+        def prepare(child: KATCPClientResource, name: str) -> Callable[[], Any]:
+            # Wished now: a wish made after this call (through the child or this
+            # container) counts as newer, even if made before this sensor's turn.
+            wish = child._wish_for_later(name, strategy_and_params)
+            return functools.partial(set_strategy, child, name, wish)
+
+        return self._through_children(filter, prepare, strategy_and_params,
                                       "sampling strategy")
 
     def set_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec
@@ -1004,7 +1086,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         """
         return self._through_children(
             "^" + sensor_name + "$",
-            lambda child, name: child.set_sensor_listener(name, listener),
+            lambda child, name: functools.partial(child.set_sensor_listener, name, listener),
             listener, "listener")
 
     def _child_changed(self, child: KATCPClientResource, kind: str, added: Sequence[str],
