@@ -199,9 +199,7 @@ class _AddressType(_SensorType):
                              % (value,)) from None
         if not isinstance(host, (str, bytes)):
             raise ValueError("Address host must be a string, not %r." % (host,))
-        if port is not None and (not isinstance(port, numbers.Integral)
-                                 or not 0 <= int(port) <= 65535):
-            raise ValueError("Address port must be None or 0-65535, not %r." % (port,))
+        wire_types.check_address_port(port)
 
 
 class Sensor:

@@ -9,6 +9,7 @@ Where v4 and v5 differ (timestamps: milliseconds or seconds), the rule asks
 :func:`katcp.wire.flags.dialect`.
 """
 
+import numbers
 import re
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
@@ -305,6 +306,40 @@ def address_to_string(addr_tuple: Tuple[Any, Any]) -> str:
 
     """
     return "%s:%s" % tuple(addr_tuple)
+
+
+def is_port(port: Any) -> bool:
+    """Whether `port` is a TCP port number: an integer from 0 to 65535.
+
+    Parameters
+    ----------
+    port : object
+
+    Returns
+    -------
+    is_port : bool
+    """
+    return isinstance(port, numbers.Integral) and 0 <= int(port) <= 65535
+
+
+def check_address_port(port: Any) -> None:
+    """Refuse the port of an address value that cannot be sent as one.
+
+    The rule of the address type, for sensors and :class:`katcp.kattypes.Address`
+    alike: the port of ``host:port`` is an integer from 0 to 65535, or None for none
+    (``%d`` would send 1.5 as ``1``, and ``host:99999`` is no address).
+
+    Parameters
+    ----------
+    port : object
+
+    Raises
+    ------
+    ValueError
+        If `port` is neither None nor a port number.
+    """
+    if port is not None and not is_port(port):
+        raise ValueError("Address port must be None or 0-65535, not %r." % (port,))
 
 
 class _Address(WireType):
