@@ -136,8 +136,8 @@ class IOLoopManager:
     #: cancelled, before the loop closes.
     _FINISH_TASKS_TIMEOUT = 1.0
 
-    def __init__(self, managed_default: bool = True, logger: logging.Logger = log) -> None:
-        self._logger = logger
+    def __init__(self, managed_default: bool = True, logger: Optional[logging.Logger] = log) -> None:
+        self._logger = log if logger is None else logger
         self._ioloop: Optional[tornado.ioloop.IOLoop] = None
         self._managed_default = managed_default
         self._ioloop_managed = managed_default

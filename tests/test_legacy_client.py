@@ -25,7 +25,8 @@ from katcp.ioloop_manager import (
     ThreadSafeMethodAttrWrapper,
 )
 from katcp.kattypes import Int, request, return_reply
-from katcp.resource_client import KATCPClientResource, ThreadSafeKATCPClientResourceWrapper
+from katcp.resource_client import (KATCPClientResource, KATCPClientResourceContainer,
+                                   ThreadSafeKATCPClientResourceWrapper)
 from katcp.testutils import DeviceTestServer
 
 from log_helpers import recording_logger
@@ -474,6 +475,28 @@ def test_retry_waits_at_least_half_the_reconnect_delay(client_log):
         client.join(timeout=WAIT)
     assert len(failures) >= 2
     assert failures[1].created - failures[0].created >= 0.1
+
+
+def test_logger_none_is_the_default_logger_of_a_client():
+    with recording_logger("katcp.client") as (_logger, handler):
+        client, port = _started_client_of_a_closed_port(None, reconnect_delay=0.001)
+        try:
+            failures = handler.wait_for("Failed to connect", 2)
+            assert len(failures) >= 2
+            assert client.running()
+        finally:
+            client.stop(timeout=WAIT)
+            client.join(timeout=WAIT)
+    assert failures[0].getMessage().startswith("Failed to connect to 127.0.0.1:%d: " % port)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: IOLoopManager(logger=None),
+    lambda: KATCPClientResource(dict(name="dev", address=("127.0.0.1", 1)), logger=None),
+    lambda: KATCPClientResourceContainer(dict(name="site", clients={}), logger=None),
+], ids=["ioloop-manager", "resource", "container"])
+def test_logger_none_is_the_default_logger_of_the_high_level_objects(make):
+    assert isinstance(make()._logger, logging.Logger)
 
 
 class _TransportFails(DeviceClient):

@@ -330,6 +330,48 @@ def test_a_failing_dispatch_is_logged_to_the_client_which_stays_connected(exampl
     assert "Exploded while dispatching." in record.getMessage()
 
 
+@pytest.mark.parametrize("kind", sorted(CONCURRENCY))
+def test_logger_none_is_the_default_logger(kind, caplog):
+    server = ExampleServer("127.0.0.1", 0, logger=None)
+    server.set_concurrency_options(**CONCURRENCY[kind])
+    port = start_server(server)
+    try:
+        with connect(port) as client, caplog.at_level(logging.ERROR, logger="katcp.server"):
+            informs, reply = client.request("?boom")
+            assert reply.startswith("!boom fail ")
+            assert client.request("?watchdog") == ([], "!watchdog ok")
+    finally:
+        stop_server(server)
+    assert "Request boom FAIL: Traceback" in caplog.text
+
+
+class _FailingLogger(logging.Logger):
+    """A logger whose error reports raise, as a faulty stand-in for a logger does."""
+
+    def error(self, *args, **kwargs):
+        raise RuntimeError("This logger fails.")
+
+    exception = error
+
+
+def test_the_handler_thread_outlives_a_failure_of_its_own_error_reporting(caplog):
+    server = ExampleServer("127.0.0.1", 0, logger=_FailingLogger("failing"))
+    port = start_server(server)
+    try:
+        with LineClient(port, timeout=TIMEOUT) as client, \
+                caplog.at_level(logging.ERROR, logger="katcp.server"):
+            client.greeting()
+            # The handler's traceback cannot be logged, nor so its fail reply made.
+            client.send("?boom")
+            client.send("?watchdog")
+            lines = client.read_until(lambda line: line.startswith(b"!"))
+    finally:
+        stop_server(server)
+    assert lines[-1] == b"!watchdog ok"
+    assert lines[0].startswith(b"#log error ") and b"This\\_logger\\_fails." in lines[0]
+    assert "Error logging an error of 'boom'" in caplog.text
+
+
 @pytest.mark.parametrize("request_line, reply", [
     ("?nothing replied", "!nothing ok myself"),  # then returned None
     ("?twice", "!twice ok first")])  # then returned a second reply, which is not sent

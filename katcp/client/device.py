@@ -43,8 +43,8 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         Port to connect to.
     tb_limit : int
         Maximum number of stack frames to send in error traceback.
-    logger : object
-        Python Logger object to log to.
+    logger : object, optional
+        Python Logger object to log to; None (as not given) for the ``katcp.client`` logger.
     auto_reconnect : bool
         Whether to automatically reconnect if the connection dies.
 
@@ -82,7 +82,8 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
     _reply_handlers: Dict[str, Callable[..., Any]]
     _request_handlers: Dict[str, Callable[..., Any]]
 
-    def __init__(self, host: str, port: int, tb_limit: int = 20, logger: logging.Logger = log,
+    def __init__(self, host: str, port: int, tb_limit: int = 20,
+                 logger: Optional[logging.Logger] = log,
                  auto_reconnect: bool = True) -> None:
         super().__init__(host, port, logger, auto_reconnect)
         self._tb_limit = tb_limit

@@ -168,11 +168,12 @@ class ClientLifecycle:
     ENTER_TIMEOUT = 10.0
     """Seconds that entering ``with`` or ``async with`` waits for the connection."""
 
-    def __init__(self, host: str, port: int, logger: logging.Logger, auto_reconnect: bool) -> None:
+    def __init__(self, host: str, port: int, logger: Optional[logging.Logger],
+                 auto_reconnect: bool) -> None:
         check_port(port)
         self._bindaddr = (host, port)
         self.bind_address_string = address_to_string(self._bindaddr)
-        self._logger = logger
+        self._logger = logger = log if logger is None else logger
         self._auto_reconnect = auto_reconnect
         self.auto_reconnect_delay = RECONNECT_DELAY
         self.last_connect_time: Optional[float] = None

@@ -161,9 +161,9 @@ class KATCPClientResource(resource.KATCPResource):
 
     def __init__(self, resource_spec: Dict[str, Any],
                  parent: Optional["KATCPClientResourceContainer"] = None,
-                 logger: logging.Logger = log) -> None:
+                 logger: Optional[logging.Logger] = log) -> None:
         super().__init__()
-        self._logger = logger
+        self._logger = logger = log if logger is None else logger
         self._name = resource_spec["name"]
         self._address = resource_spec["address"]
         self._description = resource_spec.get("description", "")
@@ -719,9 +719,10 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         Python Logger object to log to, default is the module logger
     """
 
-    def __init__(self, resources_spec: Dict[str, Any], logger: logging.Logger = log) -> None:
+    def __init__(self, resources_spec: Dict[str, Any],
+                 logger: Optional[logging.Logger] = log) -> None:
         super().__init__()
-        self._logger = logger
+        self._logger = logger = log if logger is None else logger
         self._name = resources_spec["name"]
         self._description = resources_spec.get("description", "")
         self._children = _Namespace("child resource")

@@ -144,7 +144,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
     tb_limit : int, optional
         Maximum number of stack frames to send in error tracebacks.
     logger : logging.Logger object, optional
-        Logger to log messages to.
+        Logger to log messages to; None (as not given) for the ``katcp.server`` logger.
 
     Raises
     ------
@@ -165,12 +165,12 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
     _receive: Optional[Callable[[Any, Message], Any]] = None
 
     def __init__(self, host: str, port: int, tb_limit: int = 20,
-                 logger: logging.Logger = log) -> None:
+                 logger: Optional[logging.Logger] = log) -> None:
         major = self.PROTOCOL_INFO.major
         if major not in _SUPPORTED_KATCP_MAJORS:
             raise ValueError("Unsupported KATCP major version %r in PROTOCOL_INFO: "
                              "supported are %s" % (major, sorted(_SUPPORTED_KATCP_MAJORS)))
-        self._logger = logger
+        self._logger = logger = log if logger is None else logger
         self._tb_limit = tb_limit
         self._server = KATCPServer(self, host, port, tb_limit, logger)
         self._handler_thread: Optional[MessageHandlerThread] = None

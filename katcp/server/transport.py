@@ -153,11 +153,11 @@ class KATCPServer:
     """
 
     def __init__(self, device: Any, host: str, port: int, tb_limit: int = 20,
-                 logger: logging.Logger = log) -> None:
+                 logger: Optional[logging.Logger] = log) -> None:
         self._device = device
         self._bind_request = (host, port)
         self._tb_limit = tb_limit
-        self._logger = logger
+        self._logger = logger = log if logger is None else logger
         self._parser = MessageParser()
         self._parse = self._parser.parse  # bound once, shared by the connections
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
