@@ -1302,6 +1302,73 @@ def test_client_request_connection_unit():
                     b"mass #hey"]
 
 
+@pytest.mark.parametrize("send, msg, error", [
+    ("inform", Message.reply("thing", "ok"), ValueError),
+    ("inform", Message.request("thing"), ValueError),
+    ("inform", "#thing", TypeError),
+    ("mass_inform", Message.request("sneaky"), ValueError),
+    ("mass_inform", Message.reply("bogus", "ok"), ValueError),
+    ("mass_inform", None, TypeError),
+    ("reply", Message.inform("thing"), ValueError),
+    ("reply", Message.request("thing"), ValueError),
+    ("reply", b"!thing ok", TypeError),
+    ("reply_inform", Message.reply("thing", "ok"), ValueError),
+], ids=lambda value: value if isinstance(value, str) else None)
+def test_a_connection_refuses_a_message_of_the_wrong_type_and_sends_nothing(send, msg, error):
+    sent = []
+
+    class FakeServer:
+        def send_message(self, conn_id, msg):
+            sent.append(msg)
+
+        mass_send_message = send_message_threadsafe = mass_send_message_threadsafe = (
+            lambda self, *args: sent.append(args))
+
+    for conn in (ClientConnection(FakeServer(), "id"),
+                 ThreadsafeClientConnection(FakeServer(), "id")):
+        args = (msg, Message.request("thing")) if send.startswith("reply") else (msg,)
+        with pytest.raises(error, match=r"^%s\(\) (takes a katcp Message|sends )" % send):
+            getattr(conn, send)(*args)
+    assert sent == []
+
+
+class MisSendingServer(DeviceServer):
+    """Handlers that hand the wrong kind of message to the server's senders."""
+
+    def setup_sensors(self):
+        self.refused = []
+
+    def request_rwm(self, req, msg):
+        """Reply with a request message."""
+        req.reply_with_message(Message.request("rwm", "oops"))
+
+    def request_mass(self, req, msg):
+        """Mass-inform a request, a reply and things that are no messages."""
+        for bad in (Message.request("sneaky"), Message.reply("bogus", "ok"), None, "#hello"):
+            try:
+                self.mass_inform(bad)
+            except (TypeError, ValueError) as exc:
+                self.refused.append(type(exc))
+        return req.make_reply("ok")
+
+
+@pytest.mark.parametrize("kind", sorted(CONCURRENCY))
+def test_a_device_sends_no_request_nor_foreign_reply_and_fails_the_handler(kind):
+    server = MisSendingServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[kind])
+    port = start_server(server)
+    try:
+        with connect(port) as client:
+            informs, reply = client.request("?rwm[1]")
+            assert informs == []
+            assert reply.startswith("!rwm[1] fail Traceback")
+            assert "reply_with_message()\\_sends\\_reply\\_messages\\_only" in reply
+            assert client.request("?mass[2]") == ([], "!mass[2] ok")
+    finally:
+        stop_server(server)
+    assert server.refused == [ValueError, ValueError, TypeError, TypeError]
+
+
 def test_device_logger_levels_and_log_to_python(caplog):
     logger = DeviceLogger(None)
     assert logger.level_name() == "warn"

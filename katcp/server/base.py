@@ -18,7 +18,8 @@ from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import (is_awaitable, run_into_future, running_loop,
                                  thread_wait_timeout)
 from katcp.server.connection import (ClientConnection, ClientRequestConnection,
-                                     ThreadsafeClientConnection, client_connection_of)
+                                     ThreadsafeClientConnection, check_message,
+                                     client_connection_of)
 from katcp.server.handler_thread import MessageHandlerThread
 from katcp.server.transport import KATCPServer, exception_text, return_future
 from katcp.wire.types import address_to_string, format_timestamp
@@ -525,7 +526,19 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         msg : Message
             The inform.
 
+        Raises
+        ------
+        TypeError
+            If `msg` is not a Message.
+        ValueError
+            If `msg` is not an inform.
+
         """
+        try:
+            if msg.mtype != _INFORM:
+                check_message(msg, _INFORM, "mass_inform")
+        except AttributeError:
+            check_message(msg, _INFORM, "mass_inform")
         self._mass_send(msg)
 
     def reply(self, connection: Any, reply: Message, orig_req: Message) -> None:
