@@ -1332,6 +1332,20 @@ def test_a_connection_refuses_a_message_of_the_wrong_type_and_sends_nothing(send
     assert sent == []
 
 
+class _NamedThing:
+    name = "looks.like.a.sensor"
+
+
+@pytest.mark.parametrize("thing", [None, "a.name", _NamedThing()])
+def test_add_sensor_refuses_what_is_not_a_sensor(thing):
+    server = ExampleServer("127.0.0.1", 0)
+    before = sorted(server._sensors)
+    with pytest.raises(TypeError, match=r"^add_sensor\(\) takes a Sensor, not %s\.$"
+                       % re.escape(repr(thing))):
+        server.add_sensor(thing)
+    assert sorted(server._sensors) == before
+
+
 class MisSendingServer(DeviceServer):
     """Handlers that hand the wrong kind of message to the server's senders."""
 

@@ -232,7 +232,14 @@ class DeviceServer(DeviceServerBase):
         sensor : Sensor object
             The sensor object to register with the device server.
 
+        Raises
+        ------
+        TypeError
+            If `sensor` is not a :class:`Sensor`.
+
         """
+        if not isinstance(sensor, Sensor):
+            raise TypeError("add_sensor() takes a Sensor, not %r." % (sensor,))
         self._sensors[sensor.name] = sensor
         self._sensors_generation += 1
         self._interface_changed()
