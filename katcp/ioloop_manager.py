@@ -272,8 +272,14 @@ class IOLoopManager:
         running : bool or None
             Whether the loop is running, if a timeout was given.
 
+        Raises
+        ------
+        RuntimeError
+            If the loop runs, or its managed thread is started and not told to stop
+            (a second start() before the loop runs would run it in a second thread).
+
         """
-        if self._running.is_set():
+        if self._running.is_set() or (self._ioloop_managed and self._live()):
             raise RuntimeError("IOLoop already started")
         ioloop = self.get_ioloop()
         if self._ioloop_managed:
