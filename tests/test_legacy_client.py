@@ -537,6 +537,14 @@ def test_a_port_that_can_never_be_connected_to_is_refused_by_the_constructor(por
         DeviceClient("127.0.0.1", port)
 
 
+@pytest.mark.parametrize("tb_limit", ["20", 2.5])
+def test_a_tb_limit_that_is_no_int_is_refused_by_a_clients_constructor(tb_limit):
+    with pytest.raises(TypeError, match="tb_limit must be an int or None"):
+        DeviceClient("127.0.0.1", 7147, tb_limit=tb_limit)
+    with pytest.raises(TypeError, match="tb_limit must be an int or None"):
+        AsyncClient("127.0.0.1", 7147, tb_limit=tb_limit)
+
+
 @pytest.mark.parametrize("port", [0, 65535, "7147", b"7147", "http"])
 def test_ports_the_resolver_takes_are_accepted(port):
     client = DeviceClient("127.0.0.1", port)

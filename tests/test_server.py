@@ -1332,6 +1332,24 @@ def test_a_connection_refuses_a_message_of_the_wrong_type_and_sends_nothing(send
     assert sent == []
 
 
+@pytest.mark.parametrize("tb_limit", ["20", 2.5, b"3", [1]])
+def test_a_tb_limit_that_is_no_int_is_refused_by_the_constructor(tb_limit):
+    with pytest.raises(TypeError, match=r"^tb_limit must be an int or None, not %s\.$"
+                       % re.escape(repr(tb_limit))):
+        ExampleServer("127.0.0.1", 0, tb_limit=tb_limit)
+
+
+def test_a_tb_limit_of_none_sends_the_whole_traceback():
+    server = ExampleServer("127.0.0.1", 0, tb_limit=None)
+    port = start_server(server)
+    try:
+        with connect(port) as client:
+            informs, reply = client.request("?boom")
+    finally:
+        stop_server(server)
+    assert reply.startswith("!boom fail Traceback") and reply.endswith("RuntimeError:\\_boom\\n")
+
+
 class _NamedThing:
     name = "looks.like.a.sensor"
 

@@ -142,8 +142,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         Host to listen on.
     port : int
         Port to listen on.
-    tb_limit : int, optional
-        Maximum number of stack frames to send in error tracebacks.
+    tb_limit : int or None, optional
+        Maximum number of stack frames to send in error tracebacks (None: all).
     logger : logging.Logger object, optional
         Logger to log messages to; None (as not given) for the ``katcp.server`` logger.
 
@@ -151,6 +151,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
     ------
     ValueError
         If ``PROTOCOL_INFO.major`` is not a KATCP version the server speaks (4 or 5).
+    TypeError
+        If `tb_limit` is neither an int nor None.
 
     """
 
