@@ -9,6 +9,7 @@ Where v4 and v5 differ (timestamps: milliseconds or seconds), the rule asks
 :func:`katcp.wire.flags.dialect`.
 """
 
+import decimal
 import numbers
 import re
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
@@ -246,7 +247,12 @@ class _StrictTimestamp(WireType):
         value = float(value)
         if not dialect(major).seconds_timestamps:
             value = seconds_to_ms(value)
-        return repr(value).encode("ascii")
+        text = repr(value)
+        if "e" in text:
+            # XXXX.YYY has no exponent: 1e+20 as 100000000000000000000, 1e-07 as
+            # 0.0000001, the same digits written out.
+            text = format(decimal.Decimal(text), "f")
+        return text.encode("ascii")
 
     def decode(self, raw: bytes, major: int) -> float:
         if not isinstance(raw, bytes) or not self._FORMAT_RE.match(raw):
