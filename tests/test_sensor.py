@@ -441,6 +441,21 @@ class TestParsing:
         with pytest.raises(KatcpTypeError):
             Sensor.integer("x").parse_value("42")
 
+    @pytest.mark.parametrize("raw", [
+        ("1.0", "nominal", b"3"), (b"1.0", "nominal", b"3"), (b"1.0", b"nominal", "3")])
+    def test_a_status_or_value_that_is_str_is_a_type_error_saying_bytes(self, raw):
+        sensor = Sensor.integer("i")
+        before = sensor.read()
+        with pytest.raises(KatcpTypeError, match=r"must be parsed from bytes, not <class 'str'>"):
+            sensor.parse_reading(*raw)
+        with pytest.raises(KatcpTypeError, match=r"must be parsed from bytes, not <class 'str'>"):
+            sensor.set_formatted(*raw)
+        assert sensor.read() is before
+
+    def test_an_unknown_status_is_a_value_error(self):
+        with pytest.raises(ValueError, match=r"^Invalid sensor status 'bogus'\.$"):
+            Sensor.integer("i").parse_reading(b"1.0", b"bogus", b"3")
+
     def test_string_sensor_takes_any_value(self):
         # katcp 0.9.3 formats any value of a string sensor with str().
         sensor = Sensor.string("x")

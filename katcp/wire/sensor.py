@@ -564,6 +564,11 @@ class Sensor:
             KATCP formatted sensor value byte string.
         major : int, default = 5
             KATCP major version to use for interpreting the raw values.
+
+        Raises
+        ------
+        ValueError, KatcpTypeError
+            As :meth:`parse_reading` raises them; nothing is set.
         """
         self.set(*self.parse_reading(raw_timestamp, raw_status, raw_value, major))
 
@@ -582,10 +587,16 @@ class Sensor:
         ------
         ValueError
             If a part cannot be parsed or the value is not valid for the sensor.
+        KatcpTypeError
+            If the status or the value is not bytes.
         """
         timestamp = wire_types.parse_timestamp(raw_timestamp, major)
         status = self.STATUS_NAMES_RAW.get(raw_status)
         if status is None:
+            if not isinstance(raw_status, bytes):
+                # Said as parse_value() says it of a value: "nominal" is a valid status.
+                raise KatcpTypeError("Sensor statuses must be parsed from bytes, not %r."
+                                     % (type(raw_status),))
             raise ValueError("Invalid sensor status %s." % (show_repr(raw_status),))
         return timestamp, status, self.parse_value(raw_value, major)
 
