@@ -136,8 +136,8 @@ class IOLoopManager:
     #: cancelled, before the loop closes.
     _FINISH_TASKS_TIMEOUT = 1.0
 
-    def __init__(self, managed_default: bool = True, logger: logging.Logger = log) -> None:
-        self._logger = logger
+    def __init__(self, managed_default: bool = True, logger: Optional[logging.Logger] = log) -> None:
+        self._logger = log if logger is None else logger
         self._ioloop: Optional[tornado.ioloop.IOLoop] = None
         self._managed_default = managed_default
         self._ioloop_managed = managed_default
@@ -272,8 +272,14 @@ class IOLoopManager:
         running : bool or None
             Whether the loop is running, if a timeout was given.
 
+        Raises
+        ------
+        RuntimeError
+            If the loop runs, or its managed thread is started and not told to stop
+            (a second start() before the loop runs would run it in a second thread).
+
         """
-        if self._running.is_set():
+        if self._running.is_set() or (self._ioloop_managed and self._live()):
             raise RuntimeError("IOLoop already started")
         ioloop = self.get_ioloop()
         if self._ioloop_managed:

@@ -1059,6 +1059,34 @@ def test_callback_request_with_user_data(server, make_client):
     ]
 
 
+_BAD_TIMEOUT_CALLS = {
+    "callback_request": lambda c, m: c.callback_request(m, reply_cb=print, timeout="5"),
+    "callback_request-positional": lambda c, m: c.callback_request(m, None, None, None, "5"),
+    "future_request": lambda c, m: c.future_request(m, timeout="5"),
+    "blocking_request": lambda c, m: c.blocking_request(m, timeout="5"),
+    "callback_request-on-loop": lambda c, m: call_in_ioloop(
+        c.ioloop, lambda: c.callback_request(m, timeout="5")),
+    "future_request-on-loop": lambda c, m: call_in_ioloop(
+        c.ioloop, lambda: c.future_request(m, timeout="5")),
+}
+
+
+@pytest.mark.parametrize("call", sorted(_BAD_TIMEOUT_CALLS))
+def test_a_timeout_that_is_no_number_is_refused_at_the_call_and_nothing_sent(
+        server, make_client, call):
+    client = make_client(CallbackClient, server.port, timeout=WAIT)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    with pytest.raises(TypeError,
+                       match=r"^timeout must be a number of seconds or None, not '5'\.$"):
+        _BAD_TIMEOUT_CALLS[call](client, Message.request("echo", "refused"))
+    reply, _ = client.blocking_request(Message.request("echo", "sent"), timeout=WAIT)
+    assert reply.arguments == [b"ok", b"sent"]
+    # The first request the server heard is the one after the refused call.
+    assert server.next_line().endswith(b" sent")
+    assert client._requests.held()["requests"] == 0
+
+
 def test_callback_request_timeout_and_failing_callback(server, make_client, caplog):
     client = make_client(CallbackClient, server.port, timeout=WAIT)
     client.start()

@@ -149,6 +149,37 @@ def test_start_twice_raises(managed):
         managed.start()
 
 
+def test_a_second_start_before_the_loop_runs_raises_and_leaves_the_loop_alone(monkeypatch):
+    # The loop is held before it says it runs: the second start() comes while its
+    # thread is alive but the loop is not yet known to run.
+    proceed = threading.Event()
+    now_running = IOLoopManager._now_running
+
+    def held(self):
+        assert proceed.wait(WAIT)
+        now_running(self)
+
+    monkeypatch.setattr(IOLoopManager, "_now_running", held)
+    manager = IOLoopManager(managed_default=True)
+    before = set(threading.enumerate())
+    manager.start()
+    try:
+        with pytest.raises(RuntimeError, match="IOLoop already started"):
+            manager.start()
+        proceed.set()
+        assert manager.wait_running(WAIT)
+        ioloop = manager.get_ioloop()
+        current = concurrent.futures.Future()
+        ioloop.add_callback(
+            lambda: current.set_result(tornado.ioloop.IOLoop.current() is ioloop))
+        assert current.result(WAIT)
+        assert set(threading.enumerate()) - before == {manager._ioloop_thread}
+    finally:
+        proceed.set()
+        manager.stop().result(WAIT)
+        manager.join(WAIT)
+
+
 
 
 def test_once_a_stop_is_asked_for_the_closing_loop_is_never_given_out_again():

@@ -161,6 +161,43 @@ class TestFloat:
         with pytest.raises(ValueError, match=r"^Float -2 is lower than minimum -1.5\.$"):
             kt.pack(-2.0)
 
+    @pytest.mark.parametrize("kt", [Float(min=0, max=10), Float(min=0), Float(max=10)],
+                             ids=["min-max", "min", "max"])
+    def test_nan_is_within_no_range(self, kt):
+        refused = r"^Float nan is not a number, which no minimum or maximum allows\.$"
+        with pytest.raises(ValueError, match=refused):
+            kt.pack(float("nan"))
+        with pytest.raises(ValueError, match=refused):
+            kt.unpack(b"nan")
+        assert math.isnan(Float().unpack(b"nan"))  # no range: NaN is a float like others
+
+    def test_a_request_of_nan_to_a_ranged_float_gets_a_fail_reply(self):
+        class Setter(DeviceServer):
+            def setup_sensors(self):
+                self.got = []
+
+            @request(Float(min=0, max=10))
+            @return_reply()
+            def request_setf(self, req, value):
+                """Set a value from 0 to 10."""
+                self.got.append(value)
+                return ("ok",)
+
+        server = Setter("127.0.0.1", 0)
+        server.start(timeout=5)
+        try:
+            with katcp.BlockingClient(*server.bind_address) as client:
+                assert client.wait_protocol(5)
+                replies = [client.blocking_request(Message.request("setf", raw), timeout=5)[0]
+                           for raw in (b"nan", b"11", b"5")]
+        finally:
+            server.stop(timeout=5)
+            server.join(timeout=5)
+        assert [reply.arguments[0] for reply in replies] == [b"fail", b"fail", b"ok"]
+        assert replies[0].arguments[1] == (b"Error in parameter 1 (value): Float nan is not a "
+                                           b"number, which no minimum or maximum allows.")
+        assert server.got == [5.0]
+
 
 class TestBool:
 
@@ -355,6 +392,17 @@ class TestStrictTimestamp:
         with pytest.raises(ValueError, match="may not be negative"):
             StrictTimestamp().pack(-1.0)
 
+    @pytest.mark.parametrize("value", [float("nan"), float("inf")])
+    def test_what_is_not_finite_is_refused(self, value):
+        with pytest.raises(ValueError, match=r"^Strict timestamp %s is not finite\.$" % value):
+            StrictTimestamp().pack(value)
+
+    @pytest.mark.parametrize("value, raw", [(1e20, b"100000000000000000000"),
+                                            (1e-07, b"0.0000001"), (1.5e16, b"15000000000000000")])
+    def test_large_and_small_values_are_packed_without_exponent(self, value, raw):
+        assert StrictTimestamp().pack(value) == raw
+        assert StrictTimestamp().unpack(raw) == value
+
 
 class TestStruct:
 
@@ -401,6 +449,11 @@ class TestRegex:
         with pytest.raises(ValueError, match=re.escape("does not match regex '\\d+'")):
             kt.unpack(b"x")
 
+    @pytest.mark.parametrize("pattern", [b"^a+$", re.compile(b"^a+$")], ids=["bytes", "compiled"])
+    def test_a_bytes_pattern_is_refused_at_construction(self, pattern):
+        with pytest.raises(TypeError, match=r"^Regex pattern must be str, not bytes: b'\^a\+\$'\.$"):
+            Regex(pattern)
+
 
 class TestAddress:
 
@@ -427,6 +480,23 @@ class TestAddress:
     def test_pack_invalid(self):
         with pytest.raises(ValueError, match="must be a"):
             Address().pack("10.0.0.1")
+
+    @pytest.mark.parametrize("port", [-1, 65536, 99999, 1.5, 80.0, "80"])
+    def test_a_port_that_is_no_port_number_is_refused_as_by_an_address_sensor(self, port):
+        refused = r"^Address port must be None or 0-65535, not %s\.$" % re.escape(repr(port))
+        with pytest.raises(ValueError, match=refused):
+            Address().pack(("h", port))
+        with pytest.raises(ValueError, match=refused):
+            Sensor.address("a").set_value(("h", port))
+
+    @pytest.mark.parametrize("raw", [b"h:65536", b"h:99999", b"[::1]:70000"])
+    def test_unpacking_a_port_out_of_range_is_refused(self, raw):
+        with pytest.raises(ValueError, match="Address port must be None or 0-65535"):
+            Address().unpack(raw)
+
+    @pytest.mark.parametrize("port", [0, 65535, None])
+    def test_ports_at_the_ends_of_the_range_and_none_pack(self, port):
+        assert Address().unpack(Address().pack(("h", port))) == ("h", port)
 
 
 class TestParameter:

@@ -7,6 +7,7 @@ sends a scripted greeting where a test needs a server katcp would not be.
 import gc
 import logging
 import queue
+import re
 import socket
 import threading
 import time
@@ -24,7 +25,8 @@ from katcp.ioloop_manager import (
     ThreadSafeMethodAttrWrapper,
 )
 from katcp.kattypes import Int, request, return_reply
-from katcp.resource_client import KATCPClientResource, ThreadSafeKATCPClientResourceWrapper
+from katcp.resource_client import (KATCPClientResource, KATCPClientResourceContainer,
+                                   ThreadSafeKATCPClientResourceWrapper)
 from katcp.testutils import DeviceTestServer
 
 from log_helpers import recording_logger
@@ -473,6 +475,80 @@ def test_retry_waits_at_least_half_the_reconnect_delay(client_log):
         client.join(timeout=WAIT)
     assert len(failures) >= 2
     assert failures[1].created - failures[0].created >= 0.1
+
+
+def test_logger_none_is_the_default_logger_of_a_client():
+    with recording_logger("katcp.client") as (_logger, handler):
+        client, port = _started_client_of_a_closed_port(None, reconnect_delay=0.001)
+        try:
+            failures = handler.wait_for("Failed to connect", 2)
+            assert len(failures) >= 2
+            assert client.running()
+        finally:
+            client.stop(timeout=WAIT)
+            client.join(timeout=WAIT)
+    assert failures[0].getMessage().startswith("Failed to connect to 127.0.0.1:%d: " % port)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: IOLoopManager(logger=None),
+    lambda: KATCPClientResource(dict(name="dev", address=("127.0.0.1", 1)), logger=None),
+    lambda: KATCPClientResourceContainer(dict(name="site", clients={}), logger=None),
+], ids=["ioloop-manager", "resource", "container"])
+def test_logger_none_is_the_default_logger_of_the_high_level_objects(make):
+    assert isinstance(make()._logger, logging.Logger)
+
+
+class _TransportFails(DeviceClient):
+    """A client whose every connection attempt raises RuntimeError (a faulty override)."""
+
+    async def connect_transport(self, protocol_factory):
+        raise RuntimeError("no transport today")
+
+
+@pytest.mark.parametrize("make, error", [
+    # The resolver refuses these before any I/O: UnicodeError (an empty label) and
+    # TypeError (a host that is no str), neither of them an OSError.
+    (lambda logger: DeviceClient("myhost..example.com", 7147, logger=logger), "UnicodeError"),
+    (lambda logger: DeviceClient(5, 7147, logger=logger), "TypeError"),
+    (lambda logger: _TransportFails("127.0.0.1", 7147, logger=logger), "RuntimeError"),
+], ids=["empty-label", "host-not-str", "override-raises"])
+def test_an_attempt_that_raises_any_error_is_a_failed_attempt_and_retried(client_log, make,
+                                                                           error):
+    logger, handler = client_log
+    client = make(logger)
+    client.auto_reconnect_delay = 0.001
+    client.start(timeout=WAIT)
+    try:
+        failures = handler.wait_for("Failed to connect", 3)
+        assert len(failures) >= 3
+        assert client.running()
+        assert ": %s: " % error in failures[0].getMessage()
+        assert not any(m.startswith("Client main coroutine failed") for m in handler.messages())
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+    assert not client.running()
+
+
+@pytest.mark.parametrize("port", [70000, -1, 7147.0, 7147.5, None, [7147]])
+def test_a_port_that_can_never_be_connected_to_is_refused_by_the_constructor(port):
+    with pytest.raises(ValueError, match=r"port %s" % re.escape(repr(port))):
+        DeviceClient("127.0.0.1", port)
+
+
+@pytest.mark.parametrize("tb_limit", ["20", 2.5])
+def test_a_tb_limit_that_is_no_int_is_refused_by_a_clients_constructor(tb_limit):
+    with pytest.raises(TypeError, match="tb_limit must be an int or None"):
+        DeviceClient("127.0.0.1", 7147, tb_limit=tb_limit)
+    with pytest.raises(TypeError, match="tb_limit must be an int or None"):
+        AsyncClient("127.0.0.1", 7147, tb_limit=tb_limit)
+
+
+@pytest.mark.parametrize("port", [0, 65535, "7147", b"7147", "http"])
+def test_ports_the_resolver_takes_are_accepted(port):
+    client = DeviceClient("127.0.0.1", port)
+    assert client.bind_address == ("127.0.0.1", port)
 
 
 def test_first_attempt_is_made_before_until_running_resumes(loop_manager, client_log):

@@ -1068,6 +1068,29 @@ class TestHelpers(tornado.testing.AsyncTestCase):
         assert not GroupResults(a=ok, b=None).succeeded
 
 
+@pytest.mark.parametrize("address, problem", [
+    ("127.0.0.1:7147", "must be a (host, port) pair, not '127.0.0.1:7147'"),
+    (("127.0.0.1",), "must be a (host, port) pair"),
+    (None, "must be a (host, port) pair, not None"),
+    (("127.0.0.1", 70000), "('127.0.0.1', 70000): Cannot connect to port 70000"),
+    (("127.0.0.1", None), "Cannot connect to port None"),
+])
+def test_a_resource_refuses_an_address_its_client_could_not_connect_to(address, problem):
+    with pytest.raises(ValueError) as refused:
+        KATCPClientResource(dict(name="dev", address=address))
+    assert str(refused.value).startswith("Resource spec 'address' ")
+    assert problem in str(refused.value)
+    # A container's children are resources too.
+    with pytest.raises(ValueError, match="Resource spec 'address' "):
+        KATCPClientResourceContainer(dict(name="site", clients={"dev": dict(address=address)}))
+
+
+@pytest.mark.parametrize("address", [("127.0.0.1", 7147), ["127.0.0.1", 7147],
+                                     ("dev.example", "7147")])
+def test_a_resource_keeps_the_address_it_was_given(address):
+    assert KATCPClientResource(dict(name="dev", address=address)).address is address
+
+
 class TestWithDocumentedCollaborators(tornado.testing.AsyncTestCase):
     """What a resource asks of its collaborators is only what their docs promise, so
     that a mock (or an inspecting client "or similar") stands in for them."""

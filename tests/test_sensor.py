@@ -1,7 +1,11 @@
 """Tests for katcp.core.Sensor and Reading: types, defaults, checks, formats (v4 and
 v5, as on the wire), parsing and observers."""
 
+import datetime
+import decimal
+import fractions
 import math
+import re
 import threading
 import time
 from unittest import mock
@@ -12,6 +16,50 @@ from katcp.core import KatcpTypeError, Reading, Sensor
 from katcp.wire.types import format_timestamp
 
 T0 = 1234567890.25
+
+
+# Values that set_value() refuses, and some it accepts, (constructor, params, value): a
+# sensor's default is checked by the same rule.
+REFUSED_VALUES = [
+    (Sensor.integer, None, 1.5),
+    (Sensor.integer, [0, 10], "1"),
+    (Sensor.integer, None, None),
+    (Sensor.float, None, "1.0"),
+    (Sensor.float, [0.0, 1.0], None),
+    (Sensor.discrete, ["on", "off"], "blah"),
+    (Sensor.discrete, ["on", "off"], "ON"),
+    (Sensor.boolean, None, 2),
+    (Sensor.boolean, None, "true"),
+    (Sensor.lru, None, 5),
+    (Sensor.lru, None, "error"),
+    (Sensor.timestamp, None, "now"),
+    (Sensor.address, None, "1.2.3.4"),
+    (Sensor.address, None, ("1.2.3.4", "80")),
+    (Sensor.address, None, ("1.2.3.4", 70000)),
+]
+ACCEPTED_VALUES = [
+    (Sensor.integer, [0, 10], 10),
+    (Sensor.integer, [0, 10], 0),
+    (Sensor.integer, None, 3.0),
+    (Sensor.float, [0.0, 1.0], 1),
+    (Sensor.float, None, float("nan")),
+    # The range is advisory, as in the reference (sensor-float-format.txt).
+    (Sensor.float, [-50.0, 150.0], 1e22),
+    (Sensor.float, [-50.0, 150.0], float("-inf")),
+    (Sensor.integer, [0, 10], 11),
+    (Sensor.discrete, ["on", "off"], "off"),
+    (Sensor.discrete, ["on", "off"], b"on"),
+    (Sensor.boolean, None, True),
+    (Sensor.boolean, None, 1),
+    (Sensor.lru, None, Sensor.LRU_ERROR),
+    (Sensor.string, None, "caf\u00e9"),
+    (Sensor.string, None, b"\xff"),
+    (Sensor.string, None, 5),
+    (Sensor.timestamp, None, T0),
+    (Sensor.timestamp, None, 123),
+    (Sensor.address, None, ("::1", None)),
+    (Sensor.address, None, ("192.168.101.1", 81)),
+]
 
 
 class Recorder:
@@ -158,6 +206,30 @@ class TestConstruction:
     def test_repr_mentions_name(self):
         assert "'a.b'" in repr(Sensor.integer("a.b"))
 
+    @pytest.mark.parametrize("ctor, params, value",
+                             [case for case in REFUSED_VALUES if case[2] is not None])
+    def test_a_default_that_set_value_refuses_is_refused_alike(self, ctor, params, value):
+        sensor = ctor("x") if params is None else ctor("x", params=params)
+        with pytest.raises(ValueError) as refused:
+            sensor.set_value(value)
+        with pytest.raises(ValueError, match="^%s$" % re.escape(str(refused.value))):
+            ctor("x", default=value) if params is None else ctor("x", params=params,
+                                                                  default=value)
+
+    @pytest.mark.parametrize("ctor, params, value", ACCEPTED_VALUES)
+    def test_a_default_that_set_value_accepts_is_the_value(self, ctor, params, value):
+        sensor = ctor("x", default=value) if params is None else ctor("x", params=params,
+                                                                      default=value)
+        assert sensor.value() is value
+
+    @pytest.mark.parametrize("name", [None, 5, ["a"], ("a", "b")])
+    def test_a_name_that_is_not_text_is_refused(self, name):
+        with pytest.raises(TypeError, match="Sensor name must be a str"):
+            Sensor.integer(name)
+
+    def test_a_bytes_name_is_decoded(self):
+        assert Sensor.integer(b"an.int").name == "an.int"
+
 
 class TestSetAndRead:
 
@@ -194,22 +266,7 @@ class TestSetAndRead:
             sensor.set_value(3)
         assert sensor.read() == (4321.0, Sensor.NOMINAL, 3)
 
-    @pytest.mark.parametrize("ctor, params, value", [
-        (Sensor.integer, None, 1.5),
-        (Sensor.integer, [0, 10], "1"),
-        (Sensor.integer, None, None),
-        (Sensor.float, None, "1.0"),
-        (Sensor.float, [0.0, 1.0], None),
-        (Sensor.discrete, ["on", "off"], "blah"),
-        (Sensor.discrete, ["on", "off"], "ON"),
-        (Sensor.boolean, None, 2),
-        (Sensor.boolean, None, "true"),
-        (Sensor.lru, None, 5),
-        (Sensor.timestamp, None, "now"),
-        (Sensor.address, None, "1.2.3.4"),
-        (Sensor.address, None, ("1.2.3.4", "80")),
-        (Sensor.address, None, ("1.2.3.4", 70000)),
-    ])
+    @pytest.mark.parametrize("ctor, params, value", REFUSED_VALUES)
     def test_set_value_checks(self, ctor, params, value):
         if params is None:
             sensor = ctor("x")
@@ -220,28 +277,34 @@ class TestSetAndRead:
             sensor.set_value(value)
         assert sensor.read() == before
 
-    @pytest.mark.parametrize("ctor, params, value", [
-        (Sensor.integer, [0, 10], 10),
-        (Sensor.integer, [0, 10], 0),
-        (Sensor.float, [0.0, 1.0], 1),
-        (Sensor.float, None, float("nan")),
-        # The range is advisory, as in the reference (sensor-float-format.txt).
-        (Sensor.float, [-50.0, 150.0], 1e22),
-        (Sensor.float, [-50.0, 150.0], float("-inf")),
-        (Sensor.integer, [0, 10], 11),
-        (Sensor.discrete, ["on", "off"], "off"),
-        (Sensor.discrete, ["on", "off"], b"on"),
-        (Sensor.boolean, None, True),
-        (Sensor.lru, None, Sensor.LRU_ERROR),
-        (Sensor.string, None, "caf\u00e9"),
-        (Sensor.string, None, b"\xff"),
-        (Sensor.timestamp, None, T0),
-        (Sensor.address, None, ("::1", None)),
-    ])
+    @pytest.mark.parametrize("ctor, params, value", ACCEPTED_VALUES)
     def test_set_value_accepts(self, ctor, params, value):
         sensor = ctor("x") if params is None else ctor("x", params=params)
         sensor.set_value(value)
         assert sensor.value() is value or sensor.value() == value
+
+    @pytest.mark.parametrize("timestamp", ["12:00", b"1.5", datetime.datetime(2020, 1, 1),
+                                           [T0]])
+    def test_a_timestamp_that_is_no_number_is_refused_and_nothing_set(self, timestamp):
+        sensor = Sensor.integer("x")
+        recorder = Recorder()
+        sensor.attach(recorder)
+        before = sensor.read()
+        with pytest.raises(TypeError, match="Sensor timestamp must be a number"):
+            sensor.set_value(5, timestamp=timestamp)
+        with pytest.raises(TypeError, match="Sensor timestamp must be a number"):
+            sensor.set(timestamp, Sensor.NOMINAL, 5)
+        assert sensor.read() is before
+        assert recorder.updates == []
+
+    @pytest.mark.parametrize("timestamp", [T0, 1234, True, decimal.Decimal("1.5"),
+                                           fractions.Fraction(3, 2), float("nan")])
+    def test_real_timestamps_are_set(self, timestamp):
+        sensor = Sensor.integer("x")
+        sensor.set_value(5, timestamp=timestamp)
+        assert sensor.read().timestamp is timestamp
+        sensor.set(timestamp, Sensor.WARN, 6)
+        assert sensor.read() == (timestamp, Sensor.WARN, 6) or timestamp != timestamp
 
     def test_set_value_bad_status(self):
         with pytest.raises(ValueError):
@@ -377,6 +440,21 @@ class TestParsing:
         # A type error (KatcpTypeError), as in katcp 0.9.3.
         with pytest.raises(KatcpTypeError):
             Sensor.integer("x").parse_value("42")
+
+    @pytest.mark.parametrize("raw", [
+        ("1.0", "nominal", b"3"), (b"1.0", "nominal", b"3"), (b"1.0", b"nominal", "3")])
+    def test_a_status_or_value_that_is_str_is_a_type_error_saying_bytes(self, raw):
+        sensor = Sensor.integer("i")
+        before = sensor.read()
+        with pytest.raises(KatcpTypeError, match=r"must be parsed from bytes, not <class 'str'>"):
+            sensor.parse_reading(*raw)
+        with pytest.raises(KatcpTypeError, match=r"must be parsed from bytes, not <class 'str'>"):
+            sensor.set_formatted(*raw)
+        assert sensor.read() is before
+
+    def test_an_unknown_status_is_a_value_error(self):
+        with pytest.raises(ValueError, match=r"^Invalid sensor status 'bogus'\.$"):
+            Sensor.integer("i").parse_reading(b"1.0", b"bogus", b"3")
 
     def test_string_sensor_takes_any_value(self):
         # katcp 0.9.3 formats any value of a string sensor with str().

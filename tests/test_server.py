@@ -330,6 +330,48 @@ def test_a_failing_dispatch_is_logged_to_the_client_which_stays_connected(exampl
     assert "Exploded while dispatching." in record.getMessage()
 
 
+@pytest.mark.parametrize("kind", sorted(CONCURRENCY))
+def test_logger_none_is_the_default_logger(kind, caplog):
+    server = ExampleServer("127.0.0.1", 0, logger=None)
+    server.set_concurrency_options(**CONCURRENCY[kind])
+    port = start_server(server)
+    try:
+        with connect(port) as client, caplog.at_level(logging.ERROR, logger="katcp.server"):
+            informs, reply = client.request("?boom")
+            assert reply.startswith("!boom fail ")
+            assert client.request("?watchdog") == ([], "!watchdog ok")
+    finally:
+        stop_server(server)
+    assert "Request boom FAIL: Traceback" in caplog.text
+
+
+class _FailingLogger(logging.Logger):
+    """A logger whose error reports raise, as a faulty stand-in for a logger does."""
+
+    def error(self, *args, **kwargs):
+        raise RuntimeError("This logger fails.")
+
+    exception = error
+
+
+def test_the_handler_thread_outlives_a_failure_of_its_own_error_reporting(caplog):
+    server = ExampleServer("127.0.0.1", 0, logger=_FailingLogger("failing"))
+    port = start_server(server)
+    try:
+        with LineClient(port, timeout=TIMEOUT) as client, \
+                caplog.at_level(logging.ERROR, logger="katcp.server"):
+            client.greeting()
+            # The handler's traceback cannot be logged, nor so its fail reply made.
+            client.send("?boom")
+            client.send("?watchdog")
+            lines = client.read_until(lambda line: line.startswith(b"!"))
+    finally:
+        stop_server(server)
+    assert lines[-1] == b"!watchdog ok"
+    assert lines[0].startswith(b"#log error ") and b"This\\_logger\\_fails." in lines[0]
+    assert "Error logging an error of 'boom'" in caplog.text
+
+
 @pytest.mark.parametrize("request_line, reply", [
     ("?nothing replied", "!nothing ok myself"),  # then returned None
     ("?twice", "!twice ok first")])  # then returned a second reply, which is not sent
@@ -1258,6 +1300,105 @@ def test_client_request_connection_unit():
     conn.mass_inform(Message.inform("hey"))
     assert sent == [rb"#thing[3] a\_b", b"!thing[3] ok 1", b"!thing[3] fail again",
                     b"mass #hey"]
+
+
+@pytest.mark.parametrize("send, msg, error", [
+    ("inform", Message.reply("thing", "ok"), ValueError),
+    ("inform", Message.request("thing"), ValueError),
+    ("inform", "#thing", TypeError),
+    ("mass_inform", Message.request("sneaky"), ValueError),
+    ("mass_inform", Message.reply("bogus", "ok"), ValueError),
+    ("mass_inform", None, TypeError),
+    ("reply", Message.inform("thing"), ValueError),
+    ("reply", Message.request("thing"), ValueError),
+    ("reply", b"!thing ok", TypeError),
+    ("reply_inform", Message.reply("thing", "ok"), ValueError),
+], ids=lambda value: value if isinstance(value, str) else None)
+def test_a_connection_refuses_a_message_of_the_wrong_type_and_sends_nothing(send, msg, error):
+    sent = []
+
+    class FakeServer:
+        def send_message(self, conn_id, msg):
+            sent.append(msg)
+
+        mass_send_message = send_message_threadsafe = mass_send_message_threadsafe = (
+            lambda self, *args: sent.append(args))
+
+    for conn in (ClientConnection(FakeServer(), "id"),
+                 ThreadsafeClientConnection(FakeServer(), "id")):
+        args = (msg, Message.request("thing")) if send.startswith("reply") else (msg,)
+        with pytest.raises(error, match=r"^%s\(\) (takes a katcp Message|sends )" % send):
+            getattr(conn, send)(*args)
+    assert sent == []
+
+
+@pytest.mark.parametrize("tb_limit", ["20", 2.5, b"3", [1]])
+def test_a_tb_limit_that_is_no_int_is_refused_by_the_constructor(tb_limit):
+    with pytest.raises(TypeError, match=r"^tb_limit must be an int or None, not %s\.$"
+                       % re.escape(repr(tb_limit))):
+        ExampleServer("127.0.0.1", 0, tb_limit=tb_limit)
+
+
+def test_a_tb_limit_of_none_sends_the_whole_traceback():
+    server = ExampleServer("127.0.0.1", 0, tb_limit=None)
+    port = start_server(server)
+    try:
+        with connect(port) as client:
+            informs, reply = client.request("?boom")
+    finally:
+        stop_server(server)
+    assert reply.startswith("!boom fail Traceback") and reply.endswith("RuntimeError:\\_boom\\n")
+
+
+class _NamedThing:
+    name = "looks.like.a.sensor"
+
+
+@pytest.mark.parametrize("thing", [None, "a.name", _NamedThing()])
+def test_add_sensor_refuses_what_is_not_a_sensor(thing):
+    server = ExampleServer("127.0.0.1", 0)
+    before = sorted(server._sensors)
+    with pytest.raises(TypeError, match=r"^add_sensor\(\) takes a Sensor, not %s\.$"
+                       % re.escape(repr(thing))):
+        server.add_sensor(thing)
+    assert sorted(server._sensors) == before
+
+
+class MisSendingServer(DeviceServer):
+    """Handlers that hand the wrong kind of message to the server's senders."""
+
+    def setup_sensors(self):
+        self.refused = []
+
+    def request_rwm(self, req, msg):
+        """Reply with a request message."""
+        req.reply_with_message(Message.request("rwm", "oops"))
+
+    def request_mass(self, req, msg):
+        """Mass-inform a request, a reply and things that are no messages."""
+        for bad in (Message.request("sneaky"), Message.reply("bogus", "ok"), None, "#hello"):
+            try:
+                self.mass_inform(bad)
+            except (TypeError, ValueError) as exc:
+                self.refused.append(type(exc))
+        return req.make_reply("ok")
+
+
+@pytest.mark.parametrize("kind", sorted(CONCURRENCY))
+def test_a_device_sends_no_request_nor_foreign_reply_and_fails_the_handler(kind):
+    server = MisSendingServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[kind])
+    port = start_server(server)
+    try:
+        with connect(port) as client:
+            informs, reply = client.request("?rwm[1]")
+            assert informs == []
+            assert reply.startswith("!rwm[1] fail Traceback")
+            assert "reply_with_message()\\_sends\\_reply\\_messages\\_only" in reply
+            assert client.request("?mass[2]") == ([], "!mass[2] ok")
+    finally:
+        stop_server(server)
+    assert server.refused == [ValueError, ValueError, TypeError, TypeError]
 
 
 def test_device_logger_levels_and_log_to_python(caplog):

@@ -10,8 +10,8 @@ from katcp.client.protocol import ClientProtocol
 from katcp.client.requests import CallbackRequest, FutureRequest, RequestTable, ThreadRequest
 from katcp.client.threadsafe import make_threadsafe, make_threadsafe_blocking
 from katcp.core import KatcpClientError, Message
-from katcp.loop.crossing import (TIMEOUT_GRACE, on_thread, post_to_loop, thread_wait_timeout,
-                                 wait_for_loop)
+from katcp.loop.crossing import (TIMEOUT_GRACE, check_timeout, on_thread, post_to_loop,
+                                 thread_wait_timeout, wait_for_loop)
 from katcp.wire.text import show_repr
 from katcp.wire.util import own_methods, uses_own
 
@@ -48,7 +48,7 @@ class AsyncClient(DeviceClient):
     """
 
     def __init__(self, host: str, port: int, tb_limit: int = 20, timeout: Optional[float] = 5.0,
-                 logger: logging.Logger = log, auto_reconnect: bool = True) -> None:
+                 logger: Optional[logging.Logger] = log, auto_reconnect: bool = True) -> None:
         super().__init__(host, port, tb_limit=tb_limit, logger=logger,
                          auto_reconnect=auto_reconnect)
         self._request_timeout = timeout
@@ -74,6 +74,8 @@ class AsyncClient(DeviceClient):
         assert msg.mtype == _REQUEST
         if timeout is None:
             timeout = self._request_timeout
+        if timeout.__class__ is not float and timeout is not None:
+            check_timeout(timeout)  # before anything is sent
         if timeout != timeout:
             # NaN (given, or the client's default): timed out at once, as by every katcp
             # timeout (the deadline timer would never fire for it).

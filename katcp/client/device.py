@@ -18,7 +18,7 @@ from katcp.wire.handlers import DeviceMetaclass
 from katcp.wire.message import Message, _format_mid
 from katcp.wire.text import readable
 from katcp.wire.types import seconds_to_ms, whole_ms
-from katcp.wire.util import object_repr
+from katcp.wire.util import check_tb_limit, object_repr
 
 
 _REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
@@ -41,10 +41,10 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         Host to connect to.
     port : int
         Port to connect to.
-    tb_limit : int
-        Maximum number of stack frames to send in error traceback.
-    logger : object
-        Python Logger object to log to.
+    tb_limit : int or None
+        Maximum number of stack frames to send in error traceback (None: all).
+    logger : object, optional
+        Python Logger object to log to; None (as not given) for the ``katcp.client`` logger.
     auto_reconnect : bool
         Whether to automatically reconnect if the connection dies.
 
@@ -82,8 +82,10 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
     _reply_handlers: Dict[str, Callable[..., Any]]
     _request_handlers: Dict[str, Callable[..., Any]]
 
-    def __init__(self, host: str, port: int, tb_limit: int = 20, logger: logging.Logger = log,
+    def __init__(self, host: str, port: int, tb_limit: int = 20,
+                 logger: Optional[logging.Logger] = log,
                  auto_reconnect: bool = True) -> None:
+        check_tb_limit(tb_limit)
         super().__init__(host, port, logger, auto_reconnect)
         self._tb_limit = tb_limit
         self._threadsafe = False

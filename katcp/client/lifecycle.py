@@ -22,7 +22,7 @@ from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.loop.crossing import (call_on_loop, on_thread, post_to_loop, thread_wait_timeout,
                                  wait_for_call, wait_off_loop)
 # katcp.client.address_to_string (0.9.3's home of it) is this one.
-from katcp.wire.types import address_to_string
+from katcp.wire.types import address_to_string, is_port
 
 
 log = logging.getLogger("katcp.client")
@@ -39,6 +39,28 @@ STABLE_CONNECTION = 1.0
 _WARN_EVERY_FAILURES = 5
 
 _STOPPED = "Client stopped: start() it again before calling it from another thread"
+
+
+def check_port(port: Any) -> None:
+    """Refuse a port that no connection attempt could ever reach.
+
+    A port is an integer from 0 to 65535, or a str or bytes that the resolver takes at
+    each attempt (``"7147"``, a service name such as ``"http"``), as katcp 0.9 passed it
+    on. Other values (70000, -1, 7147.5, None) never connected in katcp 0.9 either; the
+    client would only retry them for ever.
+
+    Parameters
+    ----------
+    port : object
+
+    Raises
+    ------
+    ValueError
+        If `port` is neither a port number nor a str or bytes; the message names it.
+    """
+    if not (is_port(port) or isinstance(port, (str, bytes))):
+        raise ValueError("Cannot connect to port %r: a port is an integer from 0 to 65535 "
+                         "(or a service name)" % (port,))
 
 
 def reconnect_backoff(delay_initial: float) -> ExponentialRandomBackoff:
@@ -146,10 +168,12 @@ class ClientLifecycle:
     ENTER_TIMEOUT = 10.0
     """Seconds that entering ``with`` or ``async with`` waits for the connection."""
 
-    def __init__(self, host: str, port: int, logger: logging.Logger, auto_reconnect: bool) -> None:
+    def __init__(self, host: str, port: int, logger: Optional[logging.Logger],
+                 auto_reconnect: bool) -> None:
+        check_port(port)
         self._bindaddr = (host, port)
         self.bind_address_string = address_to_string(self._bindaddr)
-        self._logger = logger
+        self._logger = logger = log if logger is None else logger
         self._auto_reconnect = auto_reconnect
         self.auto_reconnect_delay = RECONNECT_DELAY
         self.last_connect_time: Optional[float] = None
@@ -488,10 +512,16 @@ class ClientLifecycle:
             if not self._stopping:
                 raise
             return None
-        except OSError as exc:
-            # The text, not the exception: a log record kept by a handler would keep
-            # its traceback's frames, and through them this client, alive.
-            self._connect_failed(str(exc))
+        except Exception as exc:
+            # Any error of an attempt is a failed attempt, retried: not only OSError
+            # but what the resolver raises before any I/O (a host name with an empty
+            # label gives UnicodeError, a host that is no str TypeError) and what a
+            # connect_transport() override raises. The text, not the exception: a log
+            # record kept by a handler would keep its traceback's frames, and through
+            # them this client, alive.
+            reason = str(exc) if isinstance(exc, OSError) else "%s: %s" % (
+                type(exc).__name__, exc)
+            self._connect_failed(reason)
             return None
         self._connect_failures = 0
         if self._stopping:
@@ -550,8 +580,9 @@ class ClientLifecycle:
 
         Raises
         ------
-        OSError
-            If the connection cannot be made: logged, and retried if auto_reconnect.
+        Exception
+            If the connection cannot be made (OSError, or any other error): logged,
+            and retried if auto_reconnect.
 
         """
         return await self._loop.create_connection(protocol_factory, *self._bindaddr)

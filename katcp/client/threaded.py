@@ -17,7 +17,7 @@ class CallbackClient(AsyncClient):
     """
 
     def __init__(self, host: str, port: int, tb_limit: int = 20, timeout: Optional[float] = 5.0,
-                 logger: logging.Logger = log, auto_reconnect: bool = True) -> None:
+                 logger: Optional[logging.Logger] = log, auto_reconnect: bool = True) -> None:
         super().__init__(host, port, tb_limit=tb_limit, timeout=timeout, logger=logger,
                          auto_reconnect=auto_reconnect)
         self.enable_thread_safety()

@@ -1,9 +1,10 @@
 """Thread-safe client methods: calls from other threads cross to the client's loop."""
 
 import functools
-from typing import Any, Callable, TypeVar
+import inspect
+from typing import Any, Callable, Optional, TypeVar
 
-from katcp.loop.crossing import on_thread
+from katcp.loop.crossing import check_timeout, on_thread
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,13 +72,30 @@ def wrap_threadsafe_methods(client: Any, post: Callable[[Callable[[], Any]], Non
             setattr(client, name, _crossing(client, meth, blocking, post, call))
 
 
+def _timeout_position(meth: Callable[..., Any]) -> Optional[int]:
+    """The position of `meth`'s ``timeout`` parameter, or None if it has none."""
+    try:
+        names = list(inspect.signature(meth).parameters)
+    except (TypeError, ValueError):
+        return None
+    return names.index("timeout") if "timeout" in names else None
+
+
 def _crossing(client: Any, meth: Callable[..., Any], blocking: bool,
               post: Callable[[Callable[[], Any]], None],
               call: Callable[..., Any]) -> Callable[..., Any]:
+    timeout_at = _timeout_position(meth)
+
     @functools.wraps(meth)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         if on_thread(client.ioloop_thread_id):
             return meth(*args, **kwargs)
+        if timeout_at is not None:
+            # Checked here, in the caller: on the loop its error would come after the
+            # call was handed over (a request sent), and a posted call's is lost.
+            timeout = args[timeout_at] if len(args) > timeout_at else kwargs.get("timeout")
+            if timeout.__class__ is not float and timeout is not None:
+                check_timeout(timeout)
         if blocking:
             return call(meth, *args, **kwargs)
         post(functools.partial(meth, *args, **kwargs))

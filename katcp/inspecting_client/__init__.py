@@ -119,8 +119,8 @@ class InspectingClientAsync:
 
     def __init__(self, host: str, port: int, ioloop: Optional[tornado.ioloop.IOLoop] = None,
                  initial_inspection: Optional[bool] = None, auto_reconnect: bool = True,
-                 logger: logging.Logger = ic_logger) -> None:
-        self._logger = logger
+                 logger: Optional[logging.Logger] = ic_logger) -> None:
+        self._logger = logger = ic_logger if logger is None else logger
         self.initial_inspection = initial_inspection is not False
         # name -> dict of what the device last said about the request / sensor. An
         # entry also holds the object made from it by the factory (key 'obj'), so a

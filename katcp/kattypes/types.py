@@ -1,5 +1,6 @@
 """The KATCP types of :mod:`katcp.kattypes`: Python values <-> arguments, with checks."""
 
+import math
 import numbers
 import re
 import struct
@@ -154,13 +155,21 @@ class _RangeType(KatcpType):
 
     def check(self, value: Any, major: int) -> None:
         """Check whether the value is between the minimum and maximum.
+
+        NaN is between no minimum and maximum: with either given it is refused.
         """
-        if self._min is not None and value < self._min:
-            raise ValueError("%s %s is lower than minimum %s."
-                             % (self._label, self._fmt % value, self._fmt % self._min))
-        if self._max is not None and value > self._max:
-            raise ValueError("%s %s is higher than maximum %s."
-                             % (self._label, self._fmt % value, self._fmt % self._max))
+        # "not >=" rather than "<": NaN compares false both ways, so it fails here.
+        if self._min is not None and not value >= self._min:
+            raise ValueError(self._refusal(value, "lower than minimum", self._min))
+        if self._max is not None and not value <= self._max:
+            raise ValueError(self._refusal(value, "higher than maximum", self._max))
+
+    def _refusal(self, value: Any, relation: str, bound: Any) -> str:
+        if value != value:
+            return "%s %s is not a number, which no minimum or maximum allows." % (
+                self._label, self._fmt % value)
+        return "%s %s is %s %s." % (self._label, self._fmt % value, relation,
+                                    self._fmt % bound)
 
 
 class Int(_RangeType):
@@ -336,12 +345,14 @@ class StrictTimestamp(KatcpType):
     _rule = wire_types.STRICT_TIMESTAMP
 
     def check(self, value: Any, major: int) -> None:
-        """Check whether the value is positive.
+        """Check whether the value is positive and finite (XXXX.YYY has no NaN or inf).
         """
         if not isinstance(value, numbers.Real):
             raise ValueError("Strict timestamp %r is not a number." % (value,))
         if value < 0:
             raise ValueError("Strict timestamp %s may not be negative." % (value,))
+        if not value < math.inf:  # inf, or NaN
+            raise ValueError("Strict timestamp %s is not finite." % (value,))
 
 
 class Struct(KatcpType):
@@ -393,7 +404,7 @@ class Regex(Str):
     Parameters
     ----------
     regex : str or regular expression object
-        Regular expression that values should match.
+        Regular expression that values should match (of str: TypeError for bytes).
     """
 
     name = "regex"
@@ -403,6 +414,10 @@ class Regex(Str):
         # A compiled pattern is returned as it is.
         self._compiled = re.compile(regex)
         self._pattern = self._compiled.pattern
+        if isinstance(self._pattern, bytes):
+            # Values are matched as text (bytes arguments are decoded first): a bytes
+            # pattern would fail every pack and unpack.
+            raise TypeError("Regex pattern must be str, not bytes: %r." % (self._pattern,))
 
     def check(self, value: Any, major: int) -> None:
         """Check whether the value matches the regular expression.
@@ -423,6 +438,15 @@ class Address(KatcpType):
     name = "address"
     _rule = wire_types.ADDRESS
     NULL = wire_types.NULL_ADDRESS
+
+    def check(self, value: Any, major: int) -> None:
+        """Check that the port is None or a port number, as an address sensor does.
+        """
+        try:
+            _host, port = value
+        except (TypeError, ValueError):
+            return  # not a pair: encode() says so
+        wire_types.check_address_port(port)
 
 
 class Parameter:

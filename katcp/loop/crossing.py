@@ -12,6 +12,7 @@ up on the result future, so the caller sees it and nothing is lost on the loop.
 import asyncio
 import concurrent.futures
 import inspect
+import numbers
 import os
 import threading
 import time
@@ -22,7 +23,8 @@ import tornado.util
 
 __all__ = ["on_thread", "on_loop", "running_loop", "call_on_loop", "post_to_loop",
            "run_into_future", "copy_outcome", "is_awaitable", "wait_off_loop", "wait_for_loop",
-           "wait_for_call", "thread_wait_timeout", "NOT_RUNNING_GRACE", "TIMEOUT_GRACE"]
+           "wait_for_call", "thread_wait_timeout", "check_timeout", "NOT_RUNNING_GRACE",
+           "TIMEOUT_GRACE"]
 
 NOT_RUNNING_GRACE = 2.0
 """Seconds a thread waits for a loop's outcome before it first checks that the loop still
@@ -50,6 +52,26 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_note_fork)
 
 
+def check_timeout(timeout: Any) -> None:
+    """Refuse a timeout that is neither None nor a real number of seconds.
+
+    The one check of every katcp timeout a caller gives: made at the call, before
+    anything is sent or handed to a loop, where a wrong one would otherwise fail later
+    (on the loop, after the request went out) or never.
+
+    Parameters
+    ----------
+    timeout : object
+
+    Raises
+    ------
+    TypeError
+        If `timeout` is neither None nor a real number.
+    """
+    if timeout is not None and not isinstance(timeout, numbers.Real):
+        raise TypeError("timeout must be a number of seconds or None, not %r." % (timeout,))
+
+
 def thread_wait_timeout(timeout: Optional[float]) -> Optional[float]:
     """`timeout` as a blocking wait of a thread takes it, by the rule of every katcp
     timeout (see :func:`katcp.loop.futures._expire_after` for the loop's).
@@ -69,7 +91,14 @@ def thread_wait_timeout(timeout: Optional[float]) -> Optional[float]:
         None (no bound) for None and for more than ``threading.TIMEOUT_MAX``; 0.0 for NaN;
         else `timeout` itself.
 
+    Raises
+    ------
+    TypeError
+        If `timeout` is neither None nor a real number (see :func:`check_timeout`).
+
     """
+    if timeout.__class__ is not float and timeout.__class__ is not int:
+        check_timeout(timeout)
     if timeout is None or timeout > threading.TIMEOUT_MAX:
         return None
     if timeout != timeout:

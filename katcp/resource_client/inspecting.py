@@ -173,10 +173,10 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
     """
 
     def __init__(self, inspecting_client: Any, resource_name: str,
-                 logger: logging.Logger = log) -> None:
+                 logger: Optional[logging.Logger] = log) -> None:
         self._inspecting_client = inspecting_client
         self.resource_name = resource_name
-        self._logger = logger
+        self._logger = log if logger is None else logger
         # The wishes: a resource gives each manager it makes its own, which outlive them.
         self._wishes = _StrategyWishes()
         # What the wishes give each sensor the device has (or had), keyed by KATCP name:

@@ -14,6 +14,7 @@ import tornado.ioloop
 import tornado.util
 
 from katcp import resource
+from katcp.client.lifecycle import check_port
 from katcp.core import AsyncEvent, AsyncState, AttrDict, log_future_exceptions
 from katcp.display import did_you_mean, object_repr
 from katcp.ioloop_manager import current_ioloop
@@ -130,7 +131,8 @@ class KATCPClientResource(resource.KATCPResource):
         description : str, optional
             Description of the resource
         address : (host, port)
-            Host as str, port as int.
+            Host as str, port as int (ValueError at construction if it is no such
+            pair, or its port is one no client can connect to).
         always_allowed_requests : seq of str,
             KACTP requests that are always allowed, even when the resource is not
             controlled. '-' and '_' will be treated equivalently.
@@ -161,11 +163,11 @@ class KATCPClientResource(resource.KATCPResource):
 
     def __init__(self, resource_spec: Dict[str, Any],
                  parent: Optional["KATCPClientResourceContainer"] = None,
-                 logger: logging.Logger = log) -> None:
+                 logger: Optional[logging.Logger] = log) -> None:
         super().__init__()
-        self._logger = logger
+        self._logger = logger = log if logger is None else logger
         self._name = resource_spec["name"]
-        self._address = resource_spec["address"]
+        self._address = _client_address(resource_spec["address"])
         self._description = resource_spec.get("description", "")
         self._parent = parent
         self._controlled = resource_spec.get("controlled", False)
@@ -691,6 +693,42 @@ def _done_future(result: Any = None) -> "asyncio.Future[Any]":
     return future
 
 
+def _client_address(address: Any) -> Any:
+    """A resource spec's ``address``, checked as a client checks its host and port.
+
+    A resource makes its client only at start(): an address it cannot connect to is
+    refused here, naming the spec key, rather than failing there (``"host:port"`` did not
+    unpack) or leaving the resource to retry it for ever.
+
+    Parameters
+    ----------
+    address : (host, port)
+        As a tuple or list; other pairs are kept as a tuple.
+
+    Returns
+    -------
+    address : tuple or list
+
+    Raises
+    ------
+    ValueError
+        If `address` is no (host, port) pair, or its port is one no client can connect
+        to (see :func:`katcp.client.lifecycle.check_port`).
+    """
+    try:
+        if isinstance(address, (str, bytes)):
+            raise ValueError(address)
+        host, port = address
+    except (TypeError, ValueError):
+        raise ValueError("Resource spec 'address' must be a (host, port) pair, not %r."
+                         % (address,)) from None
+    try:
+        check_port(port)
+    except ValueError as exc:
+        raise ValueError("Resource spec 'address' %r: %s" % (address, exc)) from None
+    return address if isinstance(address, (tuple, list)) else (host, port)
+
+
 def _address_text(address: Any) -> str:
     """``host:port`` of an address tuple (anything else as it is)."""
     if isinstance(address, tuple) and len(address) == 2:
@@ -787,9 +825,10 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         Python Logger object to log to, default is the module logger
     """
 
-    def __init__(self, resources_spec: Dict[str, Any], logger: logging.Logger = log) -> None:
+    def __init__(self, resources_spec: Dict[str, Any],
+                 logger: Optional[logging.Logger] = log) -> None:
         super().__init__()
-        self._logger = logger
+        self._logger = logger = log if logger is None else logger
         self._name = resources_spec["name"]
         self._description = resources_spec.get("description", "")
         self._children = _Namespace("child resource")

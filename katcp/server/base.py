@@ -18,7 +18,8 @@ from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import (is_awaitable, run_into_future, running_loop,
                                  thread_wait_timeout)
 from katcp.server.connection import (ClientConnection, ClientRequestConnection,
-                                     ThreadsafeClientConnection, client_connection_of)
+                                     ThreadsafeClientConnection, check_message,
+                                     client_connection_of)
 from katcp.server.handler_thread import MessageHandlerThread
 from katcp.server.transport import KATCPServer, exception_text, return_future
 from katcp.wire.types import address_to_string, format_timestamp
@@ -141,15 +142,17 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         Host to listen on.
     port : int
         Port to listen on.
-    tb_limit : int, optional
-        Maximum number of stack frames to send in error tracebacks.
+    tb_limit : int or None, optional
+        Maximum number of stack frames to send in error tracebacks (None: all).
     logger : logging.Logger object, optional
-        Logger to log messages to.
+        Logger to log messages to; None (as not given) for the ``katcp.server`` logger.
 
     Raises
     ------
     ValueError
         If ``PROTOCOL_INFO.major`` is not a KATCP version the server speaks (4 or 5).
+    TypeError
+        If `tb_limit` is neither an int nor None.
 
     """
 
@@ -165,12 +168,12 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
     _receive: Optional[Callable[[Any, Message], Any]] = None
 
     def __init__(self, host: str, port: int, tb_limit: int = 20,
-                 logger: logging.Logger = log) -> None:
+                 logger: Optional[logging.Logger] = log) -> None:
         major = self.PROTOCOL_INFO.major
         if major not in _SUPPORTED_KATCP_MAJORS:
             raise ValueError("Unsupported KATCP major version %r in PROTOCOL_INFO: "
                              "supported are %s" % (major, sorted(_SUPPORTED_KATCP_MAJORS)))
-        self._logger = logger
+        self._logger = logger = log if logger is None else logger
         self._tb_limit = tb_limit
         self._server = KATCPServer(self, host, port, tb_limit, logger)
         self._handler_thread: Optional[MessageHandlerThread] = None
@@ -525,7 +528,19 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         msg : Message
             The inform.
 
+        Raises
+        ------
+        TypeError
+            If `msg` is not a Message.
+        ValueError
+            If `msg` is not an inform.
+
         """
+        try:
+            if msg.mtype != _INFORM:
+                check_message(msg, _INFORM, "mass_inform")
+        except AttributeError:
+            check_message(msg, _INFORM, "mass_inform")
         self._mass_send(msg)
 
     def reply(self, connection: Any, reply: Message, orig_req: Message) -> None:

@@ -6,7 +6,7 @@ from typing import Any, Callable, List, Optional
 from katcp.core import Message
 from katcp.wire.util import own_methods, uses_own
 
-_REPLY = Message.REPLY
+_REPLY, _INFORM = Message.REPLY, Message.INFORM
 # Message.reply_to_request() without its own call: this makes most replies.
 _answer = Message._answer
 
@@ -19,6 +19,39 @@ def client_connection_of(connection: Any) -> Any:
                       "reply() and reply_inform()", DeprecationWarning, stacklevel=3)
         return connection.client_connection
     return connection
+
+
+def check_message(msg: Any, mtype: int, method: str) -> None:
+    """Refuse what `method` is given to send unless it is a :class:`Message` of `mtype`.
+
+    A device sends informs and replies only (KATCP 5.1 section 2.1: requests go from
+    client to device), each by the method meant for it; what is handed to the wrong one
+    is refused at the call, never sent. The senders compare ``msg.mtype`` themselves
+    and call this when it differs or is missing: one attribute compare is all the reply
+    of every request pays.
+
+    Parameters
+    ----------
+    msg : object
+        What the sender was given.
+    mtype : int
+        The type of message `method` sends (``Message.INFORM`` or ``Message.REPLY``).
+    method : str
+        The sender's name, for the error.
+
+    Raises
+    ------
+    TypeError
+        If `msg` is not a :class:`Message` (a stand-in with the right ``mtype`` is
+        let through by the senders' own check).
+    ValueError
+        If `msg` is a message of another type.
+    """
+    if not isinstance(msg, Message):
+        raise TypeError("%s() takes a katcp Message, not %r." % (method, msg))
+    if msg.mtype != mtype:
+        raise ValueError("%s() sends %s messages only, not %r." % (
+            method, Message.TYPE_NAMES[mtype].lower(), msg))
 
 
 def _answer_to(msg: Message, orig_req: Message) -> Message:
@@ -79,7 +112,19 @@ class ClientConnection:
         msg : Message object
             The inform message to send.
 
+        Raises
+        ------
+        TypeError
+            If `msg` is not a Message.
+        ValueError
+            If `msg` is not an inform.
+
         """
+        try:
+            if msg.mtype != _INFORM:
+                check_message(msg, _INFORM, "inform")
+        except AttributeError:
+            check_message(msg, _INFORM, "inform")
         getattr(self._server, self._SEND)(self._conn_id, msg)
 
     def reply_inform(self, inform: Message, orig_req: Message) -> None:
@@ -95,18 +140,32 @@ class ClientConnection:
 
         Raises
         ------
+        TypeError
+            If `inform` is not a Message.
         ValueError
-            If the names of `inform` and `orig_req` differ (nothing is sent).
+            If `inform` is not an inform, or the names of `inform` and `orig_req` differ
+            (nothing is sent).
 
         """
+        try:
+            if inform.mtype != _INFORM:
+                check_message(inform, _INFORM, "reply_inform")
+        except AttributeError:
+            check_message(inform, _INFORM, "reply_inform")
         getattr(self._server, self._SEND)(self._conn_id, _answer_to(inform, orig_req))
 
     def reply(self, reply: Message, orig_req: Message) -> None:
         """Send an asynchronous reply to an earlier request.
 
         As :meth:`reply_inform`, for the reply: `reply` gets the id of `orig_req`,
-        whose name it must have (else ValueError, and nothing is sent).
+        whose name it must have (else ValueError, and nothing is sent); a `reply` that
+        is not a reply Message is refused as there.
         """
+        try:
+            if reply.mtype != _REPLY:
+                check_message(reply, _REPLY, "reply")
+        except AttributeError:
+            check_message(reply, _REPLY, "reply")
         if reply.name != orig_req.name:
             raise ValueError("Message name %r does not match request name %r." % (
                 reply.name, orig_req.name))
@@ -126,7 +185,19 @@ class ClientConnection:
         msg : Message object
             The inform message to send.
 
+        Raises
+        ------
+        TypeError
+            If `msg` is not a Message.
+        ValueError
+            If `msg` is not an inform.
+
         """
+        try:
+            if msg.mtype != _INFORM:
+                check_message(msg, _INFORM, "mass_inform")
+        except AttributeError:
+            check_message(msg, _INFORM, "mass_inform")
         getattr(self._server, self._SEND_TO_ALL)(msg)
 
     def wire_sender(self, threadsafe: Optional[bool] = None) -> Optional[Callable[[bytes], None]]:
@@ -331,7 +402,21 @@ class ClientRequestConnection:
         rep_msg : Message object
             The reply to send.
 
+        Raises
+        ------
+        TypeError
+            If `rep_msg` is not a Message.
+        ValueError
+            If `rep_msg` is not a reply, or not named as the request.
+        RuntimeError
+            If the reply was sent already.
+
         """
+        try:
+            if rep_msg.mtype != _REPLY:
+                check_message(rep_msg, _REPLY, "reply_with_message")
+        except AttributeError:
+            check_message(rep_msg, _REPLY, "reply_with_message")
         if self._replied:
             raise RuntimeError("Reply to request %r already sent." % (self.msg.name,))
         if rep_msg.name != self.msg.name:

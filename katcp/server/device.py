@@ -101,7 +101,7 @@ class DeviceServer(DeviceServerBase):
     _cancel_sensor_strategies = sampling_requests.cancel_sensor_strategies
 
     def __init__(self, host: str, port: int, tb_limit: int = 20,
-                 logger: logging.Logger = log) -> None:
+                 logger: Optional[logging.Logger] = log) -> None:
         self._restart_queue: Optional["queue.Queue[Any]"] = None
         self._sensors: Dict[str, Sensor] = {}
         # The sensors sorted by name, for the listing requests: (generation, list),
@@ -232,7 +232,14 @@ class DeviceServer(DeviceServerBase):
         sensor : Sensor object
             The sensor object to register with the device server.
 
+        Raises
+        ------
+        TypeError
+            If `sensor` is not a :class:`Sensor`.
+
         """
+        if not isinstance(sensor, Sensor):
+            raise TypeError("add_sensor() takes a Sensor, not %r." % (sensor,))
         self._sensors[sensor.name] = sensor
         self._sensors_generation += 1
         self._interface_changed()
@@ -347,7 +354,7 @@ class AsyncDeviceServer(DeviceServer):
     """
 
     def __init__(self, host: str, port: int, tb_limit: int = 20,
-                 logger: logging.Logger = log) -> None:
+                 logger: Optional[logging.Logger] = log) -> None:
         super().__init__(host, port, tb_limit, logger)
         self.set_concurrency_options(thread_safe=False, handler_thread=False)
         if running_loop() is not None:

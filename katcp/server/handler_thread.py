@@ -241,10 +241,10 @@ class MessageHandlerThread:
 
     def __init__(self, handler: Callable[[Any, Message], Any],
                  log_inform_formatter: Callable[[str, str, str], Message],
-                 logger: logging.Logger = log) -> None:
+                 logger: Optional[logging.Logger] = log) -> None:
         self.handler = handler
         self.log_inform_formatter = log_inform_formatter
-        self._logger = logger
+        self._logger = log if logger is None else logger
         # The queue of the thread started last: each start() after the first gets a new
         # one, so that nothing queued for an earlier thread is handled by a later one.
         self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
@@ -389,8 +389,17 @@ class MessageHandlerThread:
 
     def _report_error(self, client_conn: Any, msg: Message) -> None:
         reason = traceback.format_exc()
-        log_handling_error(self._logger, msg, client_conn.address, reason)
-        client_conn.inform(self.log_inform_formatter("error", reason, "root"))
+        # Each step on its own, and none may end the thread: with it the server would
+        # answer no request again (a logger that fails, a client gone meanwhile).
+        try:
+            log_handling_error(self._logger, msg, client_conn.address, reason)
+        except Exception:
+            log.exception("Error logging an error of %r (the logger given failed); it "
+                          "was: %s", msg.name, reason)
+        try:
+            client_conn.inform(self.log_inform_formatter("error", reason, "root"))
+        except Exception:
+            log.exception("Error telling the client of an error handling %r", msg.name)
 
     def stop(self, timeout: Optional[float] = 1.0) -> None:
         """Stop the handler thread (from another thread).

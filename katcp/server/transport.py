@@ -28,6 +28,7 @@ from katcp.loop.crossing import (call_on_loop, is_awaitable, on_thread, thread_w
 from katcp.server.connection import ClientConnection
 from katcp.server.stream import _Connection
 from katcp.wire.text import quoted_line
+from katcp.wire.util import check_tb_limit
 
 log = logging.getLogger("katcp.server")
 
@@ -117,8 +118,8 @@ class KATCPServer:
     port : int
         Port to listen on (0 for an ephemeral port, chosen at the first start and kept
         when the server is started again).
-    tb_limit : int, optional
-        Maximum number of stack frames in tracebacks sent to clients.
+    tb_limit : int or None, optional
+        Maximum number of stack frames in tracebacks sent to clients (None: all).
     logger : logging.Logger object, optional
 
     """
@@ -153,11 +154,12 @@ class KATCPServer:
     """
 
     def __init__(self, device: Any, host: str, port: int, tb_limit: int = 20,
-                 logger: logging.Logger = log) -> None:
+                 logger: Optional[logging.Logger] = log) -> None:
+        check_tb_limit(tb_limit)
         self._device = device
         self._bind_request = (host, port)
         self._tb_limit = tb_limit
-        self._logger = logger
+        self._logger = logger = log if logger is None else logger
         self._parser = MessageParser()
         self._parse = self._parser.parse  # bound once, shared by the connections
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)

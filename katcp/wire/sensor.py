@@ -137,6 +137,16 @@ class _IntegerType(_NumberType):
         super().check(value, params)
 
 
+def _check_timestamp(timestamp: Any) -> None:
+    """Refuse a reading's timestamp that is not a real number of seconds.
+
+    Stored, it would fail later and far away: on the loop, where the sampling formats
+    it (the update is lost, an error logged), and in every bare ``?sensor-value``.
+    """
+    if not isinstance(timestamp, _REAL):
+        raise TypeError("Sensor timestamp must be a number of seconds, not %r." % (timestamp,))
+
+
 def _is_whole(value: Any) -> bool:
     """Whether `value` equals its int(), which %d sends (exactly: no rounding to float)."""
     try:
@@ -199,9 +209,7 @@ class _AddressType(_SensorType):
                              % (value,)) from None
         if not isinstance(host, (str, bytes)):
             raise ValueError("Address host must be a string, not %r." % (host,))
-        if port is not None and (not isinstance(port, numbers.Integral)
-                                 or not 0 <= int(port) <= 65535):
-            raise ValueError("Address port must be None or 0-65535, not %r." % (port,))
+        wire_types.check_address_port(port)
 
 
 class Sensor:
@@ -212,7 +220,7 @@ class Sensor:
     sensor_type : Sensor type constant
         The type of sensor (or one of the Python types int, float, bool, str).
     name : str
-        The name of the sensor.
+        The name of the sensor (UTF-8 bytes are decoded).
     description : str, optional
         A short description of the sensor.
     units : str, optional
@@ -227,11 +235,19 @@ class Sensor:
         two params. Each item is an int or a float; those of an INTEGER sensor must be
         whole (``[0.0, 1e6]`` is listed as ``integer 0 1000000``).
     default : object, optional
-        An initial value for the sensor. By default this is determined by the sensor
-        type (for INTEGER and FLOAT sensors with params: 0 if in range, else the
-        minimum).
+        An initial value for the sensor, valid as for :meth:`set_value`. By default this
+        is determined by the sensor type (for INTEGER and FLOAT sensors with params: 0 if
+        in range, else the minimum).
     initial_status : int enum or None, optional
         An initial status for the sensor. If None, defaults to Sensor.UNKNOWN.
+
+    Raises
+    ------
+    TypeError
+        If `name` is not a str (or bytes).
+    ValueError
+        If the type, params or initial status are invalid, or `default` is a value
+        :meth:`set_value` refuses.
     """
 
     INTEGER, FLOAT, BOOLEAN, LRU, DISCRETE, STRING, TIMESTAMP, ADDRESS = range(8)
@@ -280,7 +296,12 @@ class Sensor:
         kind = self.SENSOR_TYPES[sensor_type]
         self._sensor_type = sensor_type
         self._type = kind
-        self.name = as_str(name)
+        name = as_str(name)
+        if not isinstance(name, str):
+            # Listing and sorting the sensors of a device needs str names: one of
+            # another type would fail every bare ?sensor-list of the device.
+            raise TypeError("Sensor name must be a str (or UTF-8 bytes), not %r." % (name,))
+        self.name = name
         self.units = as_str(units) if units is not None else ""
         self.stype = kind.name
         if sensor_type == self.DISCRETE and params is not None:
@@ -296,6 +317,10 @@ class Sensor:
         self.description = as_str(description)
         if default is None:
             default = kind.default_for(params)
+        elif default.__class__ not in kind.exact_kinds:
+            # What set_value() would refuse: sent as it is, it would go out wrong or
+            # fail ?sensor-value for every sensor of the device.
+            kind.check(default, params)
         self._observers: Set[Any] = set()
         self._reading = Reading(time.time(), initial_status, default)
         # Wire forms, made once and shared by every request and client (see status_line
@@ -478,7 +503,14 @@ class Sensor:
         value : object
             The value of the sensor (the type should be appropriate to the sensor's
             type).
+
+        Raises
+        ------
+        TypeError
+            If `timestamp` is not a real number (nothing is set).
         """
+        if timestamp.__class__ is not float and timestamp.__class__ is not int:
+            _check_timestamp(timestamp)
         reading = self._reading = _new_reading(Reading, (timestamp, status, value))
         self.notify(reading)
 
@@ -506,6 +538,8 @@ class Sensor:
         ------
         ValueError
             If the value is not valid for this sensor.
+        TypeError
+            If `timestamp` is neither None nor a real number.
         """
         kind = self._type
         if value.__class__ not in kind.exact_kinds:  # else valid: no call needed
@@ -530,6 +564,11 @@ class Sensor:
             KATCP formatted sensor value byte string.
         major : int, default = 5
             KATCP major version to use for interpreting the raw values.
+
+        Raises
+        ------
+        ValueError, KatcpTypeError
+            As :meth:`parse_reading` raises them; nothing is set.
         """
         self.set(*self.parse_reading(raw_timestamp, raw_status, raw_value, major))
 
@@ -548,10 +587,16 @@ class Sensor:
         ------
         ValueError
             If a part cannot be parsed or the value is not valid for the sensor.
+        KatcpTypeError
+            If the status or the value is not bytes.
         """
         timestamp = wire_types.parse_timestamp(raw_timestamp, major)
         status = self.STATUS_NAMES_RAW.get(raw_status)
         if status is None:
+            if not isinstance(raw_status, bytes):
+                # Said as parse_value() says it of a value: "nominal" is a valid status.
+                raise KatcpTypeError("Sensor statuses must be parsed from bytes, not %r."
+                                     % (type(raw_status),))
             raise ValueError("Invalid sensor status %s." % (show_repr(raw_status),))
         return timestamp, status, self.parse_value(raw_value, major)
 

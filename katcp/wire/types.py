@@ -9,6 +9,8 @@ Where v4 and v5 differ (timestamps: milliseconds or seconds), the rule asks
 :func:`katcp.wire.flags.dialect`.
 """
 
+import decimal
+import numbers
 import re
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
@@ -245,7 +247,12 @@ class _StrictTimestamp(WireType):
         value = float(value)
         if not dialect(major).seconds_timestamps:
             value = seconds_to_ms(value)
-        return repr(value).encode("ascii")
+        text = repr(value)
+        if "e" in text:
+            # XXXX.YYY has no exponent: 1e+20 as 100000000000000000000, 1e-07 as
+            # 0.0000001, the same digits written out.
+            text = format(decimal.Decimal(text), "f")
+        return text.encode("ascii")
 
     def decode(self, raw: bytes, major: int) -> float:
         if not isinstance(raw, bytes) or not self._FORMAT_RE.match(raw):
@@ -305,6 +312,40 @@ def address_to_string(addr_tuple: Tuple[Any, Any]) -> str:
 
     """
     return "%s:%s" % tuple(addr_tuple)
+
+
+def is_port(port: Any) -> bool:
+    """Whether `port` is a TCP port number: an integer from 0 to 65535.
+
+    Parameters
+    ----------
+    port : object
+
+    Returns
+    -------
+    is_port : bool
+    """
+    return isinstance(port, numbers.Integral) and 0 <= int(port) <= 65535
+
+
+def check_address_port(port: Any) -> None:
+    """Refuse the port of an address value that cannot be sent as one.
+
+    The rule of the address type, for sensors and :class:`katcp.kattypes.Address`
+    alike: the port of ``host:port`` is an integer from 0 to 65535, or None for none
+    (``%d`` would send 1.5 as ``1``, and ``host:99999`` is no address).
+
+    Parameters
+    ----------
+    port : object
+
+    Raises
+    ------
+    ValueError
+        If `port` is neither None nor a port number.
+    """
+    if port is not None and not is_port(port):
+        raise ValueError("Address port must be None or 0-65535, not %r." % (port,))
 
 
 class _Address(WireType):

@@ -1,8 +1,10 @@
 """Small helpers with no better home: attribute dicts, stable identities, reprs,
-docstrings, and the chaining of a future of any kind (without importing an event loop).
+docstrings, the traceback limit, and the chaining of a future of any kind (without
+importing an event loop).
 """
 
 import concurrent.futures
+import numbers
 from collections import defaultdict
 from typing import Any, Callable, Hashable, Tuple, TypeVar
 
@@ -56,6 +58,27 @@ def steal_docstring_from(obj: Any) -> Callable[[_F], _F]:
         fn.__doc__ = obj.__doc__
         return fn
     return deco
+
+
+def check_tb_limit(tb_limit: Any) -> None:
+    """Refuse a `tb_limit` (frames of the tracebacks sent to a peer) that is not an int.
+
+    Servers and clients take it at construction; a wrong one would only fail later,
+    when a handler raises, as the traceback of its fail reply is formatted (the request
+    then got no reply at all).
+
+    Parameters
+    ----------
+    tb_limit : object
+        An integer, or None for whole tracebacks.
+
+    Raises
+    ------
+    TypeError
+        If `tb_limit` is neither None nor an integer.
+    """
+    if tb_limit is not None and not isinstance(tb_limit, numbers.Integral):
+        raise TypeError("tb_limit must be an int or None, not %r." % (tb_limit,))
 
 
 def object_repr(obj: Any, **fields: Any) -> str:
