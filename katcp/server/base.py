@@ -536,10 +536,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             If `msg` is not an inform.
 
         """
-        try:
-            if msg.mtype != _INFORM:
-                check_message(msg, _INFORM, "mass_inform")
-        except AttributeError:
+        if getattr(msg, "mtype", None) != _INFORM:
             check_message(msg, _INFORM, "mass_inform")
         self._mass_send(msg)
 

@@ -120,10 +120,7 @@ class ClientConnection:
             If `msg` is not an inform.
 
         """
-        try:
-            if msg.mtype != _INFORM:
-                check_message(msg, _INFORM, "inform")
-        except AttributeError:
+        if getattr(msg, "mtype", None) != _INFORM:
             check_message(msg, _INFORM, "inform")
         getattr(self._server, self._SEND)(self._conn_id, msg)
 
@@ -147,10 +144,7 @@ class ClientConnection:
             (nothing is sent).
 
         """
-        try:
-            if inform.mtype != _INFORM:
-                check_message(inform, _INFORM, "reply_inform")
-        except AttributeError:
+        if getattr(inform, "mtype", None) != _INFORM:
             check_message(inform, _INFORM, "reply_inform")
         getattr(self._server, self._SEND)(self._conn_id, _answer_to(inform, orig_req))
 
@@ -161,10 +155,7 @@ class ClientConnection:
         whose name it must have (else ValueError, and nothing is sent); a `reply` that
         is not a reply Message is refused as there.
         """
-        try:
-            if reply.mtype != _REPLY:
-                check_message(reply, _REPLY, "reply")
-        except AttributeError:
+        if getattr(reply, "mtype", None) != _REPLY:
             check_message(reply, _REPLY, "reply")
         if reply.name != orig_req.name:
             raise ValueError("Message name %r does not match request name %r." % (
@@ -193,10 +184,7 @@ class ClientConnection:
             If `msg` is not an inform.
 
         """
-        try:
-            if msg.mtype != _INFORM:
-                check_message(msg, _INFORM, "mass_inform")
-        except AttributeError:
+        if getattr(msg, "mtype", None) != _INFORM:
             check_message(msg, _INFORM, "mass_inform")
         getattr(self._server, self._SEND_TO_ALL)(msg)
 
@@ -412,10 +400,7 @@ class ClientRequestConnection:
             If the reply was sent already.
 
         """
-        try:
-            if rep_msg.mtype != _REPLY:
-                check_message(rep_msg, _REPLY, "reply_with_message")
-        except AttributeError:
+        if getattr(rep_msg, "mtype", None) != _REPLY:
             check_message(rep_msg, _REPLY, "reply_with_message")
         if self._replied:
             raise RuntimeError("Reply to request %r already sent." % (self.msg.name,))
