@@ -74,7 +74,8 @@ class AsyncClient(DeviceClient):
         assert msg.mtype == _REQUEST
         if timeout is None:
             timeout = self._request_timeout
-        if timeout.__class__ is not float and timeout is not None:
+        if (timeout.__class__ is not float and timeout.__class__ is not int
+                and timeout is not None):
             check_timeout(timeout)  # before anything is sent
         if timeout != timeout:
             # NaN (given, or the client's default): timed out at once, as by every katcp

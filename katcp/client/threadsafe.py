@@ -94,7 +94,8 @@ def _crossing(client: Any, meth: Callable[..., Any], blocking: bool,
             # Checked here, in the caller: on the loop its error would come after the
             # call was handed over (a request sent), and a posted call's is lost.
             timeout = args[timeout_at] if len(args) > timeout_at else kwargs.get("timeout")
-            if timeout.__class__ is not float and timeout is not None:
+            if (timeout.__class__ is not float and timeout.__class__ is not int
+                    and timeout is not None):
                 check_timeout(timeout)
         if blocking:
             return call(meth, *args, **kwargs)

@@ -536,7 +536,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             If `msg` is not an inform.
 
         """
-        if getattr(msg, "mtype", None) != _INFORM:
+        if msg.__class__ is not Message or msg.mtype != _INFORM:
             check_message(msg, _INFORM, "mass_inform")
         self._mass_send(msg)
 

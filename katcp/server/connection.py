@@ -26,9 +26,9 @@ def check_message(msg: Any, mtype: int, method: str) -> None:
 
     A device sends informs and replies only (KATCP 5.1 section 2.1: requests go from
     client to device), each by the method meant for it; what is handed to the wrong one
-    is refused at the call, never sent. The senders compare ``msg.mtype`` themselves
-    and call this when it differs or is missing: one attribute compare is all the reply
-    of every request pays.
+    is refused at the call, never sent. The senders call this only for what is not a
+    plain :class:`Message` of the right type (two compares are all the reply of every
+    request pays); a subclass or a stand-in with the right ``mtype`` passes here.
 
     Parameters
     ----------
@@ -42,15 +42,15 @@ def check_message(msg: Any, mtype: int, method: str) -> None:
     Raises
     ------
     TypeError
-        If `msg` is not a :class:`Message` (a stand-in with the right ``mtype`` is
-        let through by the senders' own check).
+        If `msg` is not a :class:`Message` (nor a stand-in with the right ``mtype``).
     ValueError
         If `msg` is a message of another type.
     """
+    if getattr(msg, "mtype", None) == mtype:
+        return  # a subclass of Message, or a stand-in, of the right type
     if not isinstance(msg, Message):
         raise TypeError("%s() takes a katcp Message, not %r." % (method, msg))
-    if msg.mtype != mtype:
-        raise ValueError("%s() sends %s messages only, not %r." % (
+    raise ValueError("%s() sends %s messages only, not %r." % (
             method, Message.TYPE_NAMES[mtype].lower(), msg))
 
 
@@ -120,7 +120,7 @@ class ClientConnection:
             If `msg` is not an inform.
 
         """
-        if getattr(msg, "mtype", None) != _INFORM:
+        if msg.__class__ is not Message or msg.mtype != _INFORM:
             check_message(msg, _INFORM, "inform")
         getattr(self._server, self._SEND)(self._conn_id, msg)
 
@@ -144,7 +144,7 @@ class ClientConnection:
             (nothing is sent).
 
         """
-        if getattr(inform, "mtype", None) != _INFORM:
+        if inform.__class__ is not Message or inform.mtype != _INFORM:
             check_message(inform, _INFORM, "reply_inform")
         getattr(self._server, self._SEND)(self._conn_id, _answer_to(inform, orig_req))
 
@@ -155,7 +155,7 @@ class ClientConnection:
         whose name it must have (else ValueError, and nothing is sent); a `reply` that
         is not a reply Message is refused as there.
         """
-        if getattr(reply, "mtype", None) != _REPLY:
+        if reply.__class__ is not Message or reply.mtype != _REPLY:
             check_message(reply, _REPLY, "reply")
         if reply.name != orig_req.name:
             raise ValueError("Message name %r does not match request name %r." % (
@@ -184,7 +184,7 @@ class ClientConnection:
             If `msg` is not an inform.
 
         """
-        if getattr(msg, "mtype", None) != _INFORM:
+        if msg.__class__ is not Message or msg.mtype != _INFORM:
             check_message(msg, _INFORM, "mass_inform")
         getattr(self._server, self._SEND_TO_ALL)(msg)
 
@@ -400,15 +400,15 @@ class ClientRequestConnection:
             If the reply was sent already.
 
         """
-        if getattr(rep_msg, "mtype", None) != _REPLY:
-            check_message(rep_msg, _REPLY, "reply_with_message")
         if self._replied:
             raise RuntimeError("Reply to request %r already sent." % (self.msg.name,))
         if rep_msg.name != self.msg.name:
             raise ValueError("Reply name %r does not match request name %r." % (
                 rep_msg.name, self.msg.name))
-        self._replied = True
+        # The connection's reply() refuses what is not a reply, before it sends: only
+        # then is the request answered.
         self.client_connection.reply(rep_msg, self.msg)
+        self._replied = True
 
 
 # What bypasses inform() when overridden or replaced (on the class or the instance) must
