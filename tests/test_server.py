@@ -595,6 +595,28 @@ def test_strategies_cancelled_on_disconnect_and_sensor_removal(example):
     assert client.request("?watchdog") == ([], "!watchdog ok")
 
 
+def test_a_sensor_replaced_by_add_sensor_ends_its_strategies(example):
+    # As remove_sensor() would: the name now means only the new sensor, so the old
+    # one's readings reach no client, and ?sensor-sampling's "none" is the truth.
+    server, client = example
+    client.request("?sensor-sampling an.int event")
+    old = server.int_sensor
+    (conn_strategies,) = server._strategies.values()
+    assert list(conn_strategies) == [old]
+    new = Sensor.integer("an.int", "A replacement.", "", [-5, 5], default=1)
+    server.add_sensor(new)
+    server._server.call_from_thread(lambda: None).result(TIMEOUT)
+    assert conn_strategies == {}
+    old.set_value(4)
+    assert client.request("?sensor-sampling an.int") == ([], "!sensor-sampling ok an.int none")
+    assert client.request("?sensor-value an.int")[1] == "!sensor-value ok 1"
+    # Adding the same object again is no replacement: its strategies go on.
+    client.request("?sensor-sampling an.int event")
+    server.add_sensor(new)
+    server._server.call_from_thread(lambda: None).result(TIMEOUT)
+    assert list(conn_strategies) == [new]
+
+
 def test_request_timeout_hint(example):
     server, client = example
     assert client.request("?request-timeout-hint") == (["#request-timeout-hint typed 7.0"],

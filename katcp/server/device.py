@@ -225,7 +225,10 @@ class DeviceServer(DeviceServerBase):
 
         Usually called inside .setup_sensors() but may be called from elsewhere. With
         :attr:`SEND_INTERFACE_CHANGED`, clients of a running v5 server are sent
-        ``#interface-changed sensor-list``.
+        ``#interface-changed sensor-list``. A sensor of the same name added before is
+        replaced, and its clients' strategies are ended as :meth:`remove_sensor` ends
+        them: the name means only the new sensor (sampled anew with
+        ``?sensor-sampling``).
 
         Parameters
         ----------
@@ -240,8 +243,11 @@ class DeviceServer(DeviceServerBase):
         """
         if not isinstance(sensor, Sensor):
             raise TypeError("add_sensor() takes a Sensor, not %r." % (sensor,))
+        replaced = self._sensors.get(sensor.name)
         self._sensors[sensor.name] = sensor
         self._sensors_generation += 1
+        if replaced is not None and replaced is not sensor:
+            self._end_strategies_of(replaced)
         self._interface_changed()
 
     def remove_sensor(self, sensor: Union[Sensor, str]) -> None:
@@ -262,13 +268,17 @@ class DeviceServer(DeviceServerBase):
         if removed is None:
             raise ValueError("Unknown sensor '%s'." % (name,))
         self._sensors_generation += 1
+        self._end_strategies_of(removed)
+        self._interface_changed()
+
+    def _end_strategies_of(self, sensor: Sensor) -> None:
+        """End every client's strategy of `sensor`, no longer the device's."""
         if self.running():
             # In its place among what this thread hands the loop: the readings it set
             # before are still sent, none it sets after this returns is.
-            self._server.call_from_thread(lambda: self._cancel_sensor_strategies(removed))
+            self._server.call_from_thread(lambda: self._cancel_sensor_strategies(sensor))
         else:
-            self._cancel_sensor_strategies(removed)
-        self._interface_changed()
+            self._cancel_sensor_strategies(sensor)
 
     def _interface_changed(self) -> None:
         # Several changes in one loop iteration give one inform.
