@@ -25,7 +25,7 @@ import tornado.util
 
 from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import (NOT_RUNNING_GRACE, TIMEOUT_GRACE, call_on_loop, copy_outcome,
-                                 is_awaitable, on_loop, post_to_loop, running_loop,
+                                 is_awaitable, on_loop, post_to_loop, running_loop, thread_ident,
                                  thread_wait_timeout, wait_for_call)
 from katcp.loop.futures import _bounded
 from katcp.loop.policy import new_ioloop
@@ -313,11 +313,11 @@ class IOLoopManager:
         return self._running.wait(thread_wait_timeout(timeout))
 
     def _now_running(self) -> None:
-        self._thread_id = threading.get_ident()
+        self._thread_id = thread_ident()
         self._running.set()
 
     def _run_managed_ioloop(self, ioloop: tornado.ioloop.IOLoop) -> None:
-        self._thread_id = threading.get_ident()
+        self._thread_id = thread_ident()
         try:
             ioloop.start()
         finally:
@@ -472,7 +472,7 @@ class IOLoopThreadWrapper:
         CallQueue.of(ioloop).call(self._install)
 
     def _install(self) -> None:
-        self._thread_id = threading.get_ident()
+        self._thread_id = thread_ident()
 
     def call_in_ioloop(self, fn: Callable[..., Any], args: Sequence[Any], kwargs: Dict[str, Any],
                        timeout: Optional[float] = None) -> Any:

@@ -32,10 +32,12 @@ from katcp.client import (
 )
 from katcp.client import lifecycle
 from katcp.core import KatcpClientDisconnected, KatcpVersionError, Message, ProtocolFlags
+from katcp.ioloop_manager import IOLoopManager
 from katcp.loop import crossing
 from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.testutils import call_in_ioloop
-from wait_helpers import outcome_in_thread, run_case_for_leftovers, waits_left_by
+from wait_helpers import (as_if_given_the_ident_of, outcome_in_thread, run_case_for_leftovers,
+                          waits_left_by)
 
 WAIT = 5.0
 
@@ -927,10 +929,7 @@ def test_a_thread_given_the_ended_loop_threads_id_is_a_thread_like_any_other(
     loop_thread.join(WAIT)  # ended, and the client not joined
     assert not loop_thread.is_alive()
     # Thread ids are reused: this thread stands for a new one given the ended thread's id.
-    real_get_ident = crossing._get_ident
-    this_thread = real_get_ident()
-    monkeypatch.setattr(crossing, "_get_ident", lambda: (
-        loop_thread.ident if real_get_ident() == this_thread else real_get_ident()))
+    as_if_given_the_ident_of(monkeypatch, loop_thread)
     assert crossing.on_thread(loop_thread.ident)
     client.stop(timeout=WAIT)  # nothing to stop
     assert client.wait_running(0.01) is False
@@ -940,6 +939,35 @@ def test_a_thread_given_the_ended_loop_threads_id_is_a_thread_like_any_other(
         client.future_request(Message.request("echo", "x"))
     assert client.ioloop_thread_id is None
     client.join(timeout=WAIT)
+
+
+def test_a_thread_given_the_ident_of_a_shared_loops_ended_thread_is_not_on_the_loop(
+        server, monkeypatch):
+    # A client on a loop it shares (an IOLoopManager's), stopped under it: a new thread
+    # given the ended loop thread's ident was taken for the loop's. future_request()
+    # gave it a loop future that nothing would resolve, and blocking_request() and
+    # wait_protocol() said they were called on the client's ioloop thread.
+    manager = IOLoopManager()
+    ioloop = manager.get_ioloop()
+    assert manager.start(timeout=WAIT)
+    client = CallbackClient("127.0.0.1", server.port, timeout=WAIT)
+    client.set_ioloop(ioloop)
+    client.start()
+    try:
+        assert client.wait_protocol(WAIT)
+        loop_thread = manager._ioloop_thread
+        manager.stop().result(WAIT)
+        manager.join(WAIT)
+        as_if_given_the_ident_of(monkeypatch, loop_thread)
+        # As from any other thread: the loop is closed.
+        with pytest.raises(RuntimeError, match="Event loop is closed"):
+            client.future_request(Message.request("echo", "x"), timeout=WAIT)
+        with pytest.raises(RuntimeError, match="Event loop is closed"):
+            client.blocking_request(Message.request("echo", "x"), timeout=WAIT)
+        assert client.wait_protocol(0.01) is False
+    finally:
+        client.stop()
+        client.join(WAIT)
 
 
 def test_a_call_queued_on_the_loop_right_after_start_runs_as_on_the_loop(server):

@@ -10,11 +10,13 @@ import tornado.gen
 from tornado.platform.asyncio import AsyncIOLoop
 
 from katcp.ioloop_manager import IOLoopManager
+from katcp.loop import crossing
 from katcp.loop.crossing import (call_on_loop, copy_outcome, on_loop, on_thread, run_into_future,
-                                 running_loop, thread_wait_timeout, wait_for_loop, wait_off_loop)
+                                 running_loop, thread_ident, thread_wait_timeout, wait_for_loop,
+                                 wait_off_loop)
 
 from subprocess_helpers import outcome_in_forked_child
-from wait_helpers import outcome_in_thread
+from wait_helpers import as_if_given_the_ident_of, outcome_in_thread
 
 WAIT = 10.0
 
@@ -161,6 +163,37 @@ def test_on_thread_is_false_elsewhere(loop):
     assert on_thread(threading.get_ident())
 
 
+def _ident_of_an_ended_thread():
+    """The id thread_ident() made in a thread that has ended since, and that thread."""
+    made = []
+    thread = threading.Thread(target=lambda: made.append(thread_ident()))
+    thread.start()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    (ident,) = made
+    return ident, thread
+
+
+def test_an_id_from_thread_ident_stands_for_its_thread_alone(loop, monkeypatch):
+    ioloop, _ = loop
+    # On the thread that made it.
+    assert call_on_loop(ioloop, None, lambda: on_thread(thread_ident())).result(WAIT)
+    ident, ended = _ident_of_an_ended_thread()
+    assert ident == ended.ident and isinstance(ident, int)
+    as_if_given_the_ident_of(monkeypatch, ended)
+    assert crossing._get_ident() == ident
+    assert not on_thread(ident)
+    assert not on_loop(ioloop, ident)
+    # A bare ident stands for any thread that has it.
+    assert on_thread(int(ident))
+
+
+def test_an_id_made_on_a_thread_is_the_same_each_time():
+    assert thread_ident() is thread_ident()
+    assert thread_ident() == threading.get_ident()
+    assert on_thread(thread_ident())
+
+
 def test_on_loop_knows_the_loop_thread_before_its_id_is_recorded(loop):
     ioloop, thread_id = loop
     assert call_on_loop(ioloop, None, on_loop, ioloop).result(WAIT)
@@ -255,6 +288,27 @@ def test_waits_off_the_loop_with_a_nan_timeout_do_not_wait(loop):
                                None, thread_id)
     # Its own outcome (exception() itself raises TimeoutError should it still wait).
     assert isinstance(waited.exception(WAIT), concurrent.futures.TimeoutError)
+
+
+def test_a_loop_whose_recorded_thread_ended_runs_no_more_in_a_forked_child(loop, monkeypatch):
+    # In the child of a fork the loop still says it runs, and a thread of the child may
+    # have been given the ident of the parent's loop thread: a record (as thread_ident()
+    # made it on that thread) of a thread that ended, and a live thread of the same ident.
+    ioloop, _ = loop
+    _, ended = _ident_of_an_ended_thread()
+    release = threading.Event()
+    given_its_ident = threading.Thread(target=release.wait, args=(WAIT,))
+    given_its_ident.start()
+    try:
+        record = crossing._ThreadIdent(given_its_ident.ident)
+        record.thread = ended
+        monkeypatch.setattr(crossing, "_forked", True)
+        with pytest.raises(RuntimeError, match="no thread runs the loop"):
+            wait_for_loop(concurrent.futures.Future(), ioloop, 1.0,
+                          lambda: "no thread runs the loop", grace=0.01, thread_id=record)
+    finally:
+        release.set()
+        given_its_ident.join(WAIT)
 
 
 if hasattr(os, "fork"):

@@ -21,7 +21,7 @@ from katcp.ioloop_manager import (
 )
 from katcp.loop.crossing import call_on_loop
 
-from wait_helpers import announced_joins, outcome_in_thread
+from wait_helpers import announced_joins, as_if_given_the_ident_of, outcome_in_thread
 
 WAIT = 5.0
 
@@ -422,6 +422,25 @@ def test_wrappers_made_on_the_loop_thread_run_calls_directly_at_once(managed):
     ioloop.add_callback(on_loop)
     loop_ident = loop_thread_ident(ioloop)
     assert outcome.result(2 * WAIT) == (loop_ident, loop_ident)
+
+
+def test_a_thread_given_the_ident_of_the_ended_loop_thread_calls_as_any_other(monkeypatch):
+    # Thread idents are reused: once the loop's thread has ended, a new thread may get its
+    # ident. Its calls ran on that thread, as if it were the loop's.
+    manager = IOLoopManager()
+    ioloop = manager.get_ioloop()
+    assert manager.start(timeout=WAIT)
+    wrapper = IOLoopThreadWrapper(ioloop)
+    assert wrapper.call_in_ioloop(threading.get_ident, (), {}) == loop_thread_ident(ioloop)
+    loop_thread = manager._ioloop_thread
+    manager.stop().result(WAIT)
+    manager.join(WAIT)
+    as_if_given_the_ident_of(monkeypatch, loop_thread)
+    wrapper.not_running_grace = 0.05
+    ran = []
+    with pytest.raises(RuntimeError, match="no thread runs its ioloop"):
+        wrapper.call_in_ioloop(ran.append, ("here",), {})
+    assert ran == []
 
 
 def test_wrapper_made_in_a_coroutine_on_an_unmanaged_loop_runs_directly():

@@ -74,6 +74,22 @@ def announced_joins(thread):
     return joining
 
 
+def as_if_given_the_ident_of(monkeypatch, ended):
+    """Make the calling thread, for katcp's "am I on the loop thread?" checks
+    (:func:`katcp.loop.crossing.on_thread`), a thread given the ident of thread `ended`.
+
+    Thread idents are reused: a thread started after another has ended often gets its
+    ident, but not always; this makes it so for the rest of the test.
+    """
+    from katcp.loop import crossing
+
+    assert not ended.is_alive()
+    real_get_ident = crossing._get_ident
+    this_thread = real_get_ident()
+    monkeypatch.setattr(crossing, "_get_ident", lambda: (
+        ended.ident if real_get_ident() == this_thread else real_get_ident()))
+
+
 def run_case_for_leftovers(case_class):
     """Run the tests of unittest TestCase `case_class` (a tornado AsyncTestCase, say).
 

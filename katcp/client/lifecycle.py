@@ -19,8 +19,8 @@ from katcp.client.protocol import ClientProtocol
 from katcp.core import AsyncEvent, KatcpClientError, Message
 from katcp.ioloop_manager import IOLoopManager, current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
-from katcp.loop.crossing import (call_on_loop, on_thread, post_to_loop, thread_wait_timeout,
-                                 wait_for_call, wait_off_loop)
+from katcp.loop.crossing import (call_on_loop, on_thread, post_to_loop, thread_ident,
+                                 thread_wait_timeout, wait_for_call, wait_off_loop)
 # katcp.client.address_to_string (0.9.3's home of it) is this one.
 from katcp.wire.types import address_to_string, is_port
 
@@ -445,7 +445,7 @@ class ClientLifecycle:
         """Note the loop's thread, then run :meth:`_install` (whose first step comes a
         loop turn later): calls queued after start(), which run before that step, must
         already be known to run on the loop thread."""
-        self.ioloop_thread_id = threading.get_ident()
+        self.ioloop_thread_id = thread_ident()
         return self._install()
 
     async def _install(self):

@@ -21,10 +21,10 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import tornado.gen
 import tornado.util
 
-__all__ = ["on_thread", "on_loop", "running_loop", "call_on_loop", "post_to_loop",
-           "run_into_future", "copy_outcome", "is_awaitable", "wait_off_loop", "wait_for_loop",
-           "wait_for_call", "thread_wait_timeout", "check_timeout", "NOT_RUNNING_GRACE",
-           "TIMEOUT_GRACE"]
+__all__ = ["thread_ident", "on_thread", "on_loop", "running_loop", "call_on_loop",
+           "post_to_loop", "run_into_future", "copy_outcome", "is_awaitable", "wait_off_loop",
+           "wait_for_loop", "wait_for_call", "thread_wait_timeout", "check_timeout",
+           "NOT_RUNNING_GRACE", "TIMEOUT_GRACE"]
 
 NOT_RUNNING_GRACE = 2.0
 """Seconds a thread waits for a loop's outcome before it first checks that the loop still
@@ -106,11 +106,44 @@ def thread_wait_timeout(timeout: Optional[float]) -> Optional[float]:
     return timeout
 
 
+class _ThreadIdent(int):
+    """A thread's ``threading.get_ident()``, as :func:`thread_ident` made it there."""
+
+    thread: threading.Thread
+
+
+# The calling thread's own _ThreadIdent, once made: another thread given the same ident
+# after this one has ended starts without one.
+_this_thread = threading.local()
+
+
+def thread_ident() -> int:
+    """The calling thread's id, to record as the id of the thread that runs a loop.
+
+    Equal to ``threading.get_ident()``, yet it stands for this thread alone: idents are
+    reused, and a thread started after this one has ended may be given the same one,
+    which :func:`on_thread` does not take for this thread.
+
+    Returns
+    -------
+    thread_id : int
+
+    """
+    ident = getattr(_this_thread, "ident", None)
+    if ident is None:
+        ident = _this_thread.ident = _ThreadIdent(_get_ident())
+        ident.thread = threading.current_thread()
+    return ident
+
+
 def on_thread(thread_id: Optional[int]) -> bool:
     """Whether the caller runs on the thread whose ``threading.get_ident()`` is `thread_id`.
 
     Owners of a loop record the id of the thread that runs it; this is how every
-    thread-facing API asks "am I on the loop thread?".
+    thread-facing API asks "am I on the loop thread?". An id made by
+    :func:`thread_ident` stands for the thread that made it, not for a later thread
+    given the same ident once that one has ended; a bare ident stands for any thread
+    it is the ident of.
 
     Parameters
     ----------
@@ -122,7 +155,9 @@ def on_thread(thread_id: Optional[int]) -> bool:
     on_thread : bool
 
     """
-    return _get_ident() == thread_id
+    # The ident first: most calls are made elsewhere, and end there.
+    return _get_ident() == thread_id and (
+        thread_id.__class__ is int or getattr(_this_thread, "ident", None) is thread_id)
 
 
 def running_loop() -> Optional[asyncio.AbstractEventLoop]:
@@ -154,7 +189,7 @@ def on_loop(ioloop: Any, thread_id: Optional[int] = None) -> bool:
     on_loop : bool
 
     """
-    return _get_ident() == thread_id or running_loop() is ioloop.asyncio_loop
+    return on_thread(thread_id) or running_loop() is ioloop.asyncio_loop
 
 
 def wait_off_loop(flag: Any, thread_id: Optional[int], timeout: Optional[float],
@@ -322,8 +357,12 @@ def _loop_runs(ioloop: Any, thread_id: Optional[int]) -> bool:
     id is `thread_id` (None: not known)."""
     if not ioloop.asyncio_loop.is_running():
         return False
-    return (not _forked or thread_id is None
-            or any(thread.ident == thread_id for thread in threading.enumerate()))
+    if not _forked or thread_id is None:
+        return True
+    recorded = getattr(thread_id, "thread", None)
+    if recorded is not None:
+        return recorded.is_alive()  # not a thread of the child given the same ident
+    return any(thread.ident == thread_id for thread in threading.enumerate())
 
 
 def wait_for_loop(result: "concurrent.futures.Future[Any]", ioloop: Any,

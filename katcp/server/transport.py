@@ -23,8 +23,8 @@ from tornado.concurrent import Future
 from katcp.core import Message, MessageParser
 from katcp.ioloop_manager import IOLoopManager
 from katcp.loop.call_queue import CallQueue
-from katcp.loop.crossing import (call_on_loop, is_awaitable, on_thread, thread_wait_timeout,
-                                 wait_off_loop)
+from katcp.loop.crossing import (call_on_loop, is_awaitable, on_thread, thread_ident,
+                                 thread_wait_timeout, wait_off_loop)
 from katcp.server.connection import ClientConnection
 from katcp.server.stream import _Connection
 from katcp.wire.text import quoted_line
@@ -322,7 +322,7 @@ class KATCPServer:
         return sock
 
     def _install(self, sock: socket.socket) -> None:
-        self.ioloop_thread_id = threading.get_ident()
+        self.ioloop_thread_id = thread_ident()
         # A restarted server may run on a new loop: the queue of that loop.
         self._call_queue = CallQueue.of(self.ioloop)
         self._listener = sock
