@@ -5,7 +5,8 @@
 * ``blocking_request`` from several threads at once gets each thread its own reply.
 * A server's ``join()`` and ``wait_running()`` on its own loop's thread raise rather than
   block that loop (also before the server runs); ``sync_with_ioloop()`` there gives a
-  future to wait on.
+  future to wait on. Its ``join()`` raises too once no thread runs its loop, from any
+  thread, also one given the ident of the loop's ended thread.
 """
 
 import asyncio
@@ -14,9 +15,13 @@ import threading
 
 import pytest
 from tornado.ioloop import IOLoop
+from tornado.platform.asyncio import AsyncIOLoop
 
 from katcp import AsyncClient, AsyncDeviceServer, BlockingClient, DeviceServer, Message
 from katcp.kattypes import Int, request, return_reply
+from katcp.loop import crossing
+
+from wait_helpers import as_if_given_the_ident_of, outcome_in_thread
 
 WAIT = 10.0
 
@@ -148,3 +153,40 @@ def test_a_thread_with_the_id_of_an_ended_loop_thread_is_not_on_the_loop():
     finally:
         device.stop().result(WAIT)
         device.join(WAIT)
+
+
+def _run_in_a_thread(ioloop):
+    thread = threading.Thread(target=ioloop.start, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_server_join_ends_once_no_thread_runs_its_loop(monkeypatch):
+    # The loop's thread stopped it (not closed) before the server was stopped: the stop
+    # waits for the loop, and join() waited with it for ever, or raised as if called on
+    # the loop thread from a thread given the ended loop thread's ident.
+    monkeypatch.setattr(crossing, "NOT_RUNNING_GRACE", 0.05)
+    ioloop = AsyncIOLoop(asyncio_loop=asyncio.new_event_loop(), make_current=False)
+    device = _Echo("127.0.0.1", 0)
+    device.set_ioloop(ioloop)
+    loop_thread = _run_in_a_thread(ioloop)
+    assert device.start(timeout=WAIT)
+    ioloop.add_callback(ioloop.stop)
+    loop_thread.join(WAIT)
+    stopped = device.stop()
+    try:
+        refused = "no thread runs the server's ioloop"
+        with pytest.raises(RuntimeError, match=refused):
+            outcome_in_thread(device.join).result(WAIT)
+        as_if_given_the_ident_of(monkeypatch, loop_thread)
+        with pytest.raises(RuntimeError, match=refused):
+            device.join(timeout=WAIT)
+        assert not stopped.done()
+    finally:
+        # Run again, the loop finishes the stop, and join() returns.
+        loop_thread = _run_in_a_thread(ioloop)
+        stopped.result(WAIT)
+        device.join(WAIT)
+        ioloop.add_callback(ioloop.stop)
+        loop_thread.join(WAIT)
+        ioloop.close()

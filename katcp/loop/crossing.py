@@ -193,7 +193,8 @@ def on_loop(ioloop: Any, thread_id: Optional[int] = None) -> bool:
 
 
 def wait_off_loop(flag: Any, thread_id: Optional[int], timeout: Optional[float],
-                  refusal: str, *args: Any) -> bool:
+                  refusal: str, *args: Any, ioloop: Any = None,
+                  not_running: str = "") -> bool:
     """Wait until `flag` is set, unless the caller is the loop thread that has to set it.
 
     Blocking from the loop thread on the loop's own work deadlocks (or, with a timeout,
@@ -211,6 +212,12 @@ def wait_off_loop(flag: Any, thread_id: Optional[int], timeout: Optional[float],
         (:func:`thread_wait_timeout`).
     refusal : str
         The error's text, %-formatted with `args` (only when raised).
+    ioloop : :class:`tornado.ioloop.IOLoop`, optional
+        The loop whose work sets `flag`. If given, the wait ends once no thread runs
+        it, by the rule of :func:`wait_for_loop`, and at once if it is closed: nothing
+        would ever set `flag`.
+    not_running : str, optional
+        The error's text then.
 
     Returns
     -------
@@ -220,14 +227,35 @@ def wait_off_loop(flag: Any, thread_id: Optional[int], timeout: Optional[float],
     Raises
     ------
     RuntimeError
-        If called on the loop thread while `flag` is not set.
+        If called on the loop thread while `flag` is not set; with the text of
+        `not_running` if `ioloop` is closed, or no thread runs it, while `flag` is not
+        set.
 
     """
     if flag.is_set():
         return True
+    if ioloop is not None and ioloop.asyncio_loop.is_closed():
+        # Also on the thread that ran it, which will never run it again either.
+        if flag.is_set():
+            return True
+        raise RuntimeError(not_running)
     if on_thread(thread_id):
         raise RuntimeError(refusal % args)
-    return flag.wait(thread_wait_timeout(timeout))
+    if ioloop is None:
+        return flag.wait(thread_wait_timeout(timeout))
+
+    def wait(seconds):
+        if not flag.wait(seconds):
+            raise concurrent.futures.TimeoutError()
+        return True
+
+    try:
+        # A timeout is never what came, though the flag be set just after it.
+        return _wait_while_loop_runs(wait, _never, ioloop, timeout, None, thread_id)
+    except concurrent.futures.TimeoutError:
+        return False
+    except _NotRunning:
+        raise RuntimeError(not_running) from None
 
 
 def is_awaitable(value: Any) -> bool:
@@ -406,29 +434,80 @@ def wait_for_loop(result: "concurrent.futures.Future[Any]", ioloop: Any,
         cancelled, should it not have started).
 
     """
+    try:
+        return _wait_while_loop_runs(result.result, result.done, ioloop, timeout, grace,
+                                     thread_id)
+    except _NotRunning:
+        result.cancel()
+        raise RuntimeError(not_running()) from None
+
+
+class _NotRunning(Exception):
+    """No thread runs the loop that was waited for."""
+
+
+def _never() -> bool:
+    return False
+
+
+def _wait_while_loop_runs(wait: Callable[[Optional[float]], Any], done: Callable[[], bool],
+                          ioloop: Any, timeout: Optional[float], grace: Optional[float],
+                          thread_id: Optional[int]) -> Any:
+    """Wait for something `ioloop` does, as long as some thread runs it: the rule of the
+    waits of :func:`wait_for_loop` and :func:`wait_off_loop`.
+
+    Parameters
+    ----------
+    wait : callable
+        ``wait(seconds)`` returns what was waited for once it came, or raises
+        TimeoutError if it did not come within `seconds` (``Future.result``).
+    done : callable
+        ``done()`` says whether it came: a TimeoutError `wait` raised then is what came.
+    ioloop, timeout, grace, thread_id
+        As for :func:`wait_for_loop`.
+
+    Returns
+    -------
+    outcome : object
+        What `wait` returned.
+
+    Raises
+    ------
+    concurrent.futures.TimeoutError
+        Once `timeout` has run out; or what came, if it is one.
+    _NotRunning
+        Once no thread runs the loop (checked every `grace` seconds,
+        :data:`NOT_RUNNING_GRACE` by default).
+
+    """
     if grace is None:
         grace = NOT_RUNNING_GRACE
     timeout = thread_wait_timeout(timeout)
-    # The usual case waits once, as a bare result() would: the rest is for a long wait.
+    # The usual case waits once, as a bare wait would: the rest is for a long wait.
     first = grace if timeout is None or timeout > grace else timeout
     try:
-        return result.result(first)
+        return wait(first)
     except concurrent.futures.TimeoutError:
-        # Also the class of a timeout that the call itself raised (Python 3.11+).
-        if result.done() or first == timeout:
+        # Also the class of a timeout error that came (Python 3.11+).
+        if done() or first == timeout:
             raise
     deadline = None if timeout is None else time.monotonic() + timeout - first
     while True:
         if not _loop_runs(ioloop, thread_id):
-            result.cancel()
-            raise RuntimeError(not_running())
-        wait = grace
+            try:
+                # What the loop did before it stopped may have come since the last wait.
+                return wait(0)
+            except concurrent.futures.TimeoutError:
+                if done():
+                    raise
+            raise _NotRunning
+        seconds = grace
         if deadline is not None:
-            wait = min(wait, max(deadline - time.monotonic(), 0.0))
+            seconds = min(seconds, max(deadline - time.monotonic(), 0.0))
         try:
-            return result.result(wait)
+            return wait(seconds)
         except concurrent.futures.TimeoutError:
-            if result.done() or (deadline is not None and time.monotonic() >= deadline):
+            if done() or (deadline is not None and time.monotonic() >= deadline):
                 raise
 
 

@@ -465,7 +465,10 @@ class KATCPServer:
         RuntimeError
             If called on the server's own (unmanaged) loop thread before the server has
             stopped: the loop would wait on itself. Yield the future :meth:`stop`
-            returned instead.
+            returned instead. Also if no thread runs the (unmanaged) loop any more
+            before the server has stopped (checked as the blocking calls of the clients
+            do, see :func:`katcp.loop.crossing.wait_for_loop`; at once if the loop is
+            closed): nothing would end the wait.
 
         Notes
         -----
@@ -478,7 +481,11 @@ class KATCPServer:
         else:
             wait_off_loop(self._stopped, self._loop_thread_id(), timeout,
                           "join() would block the server's own ioloop until it stops; "
-                          "wait for the future that stop() returned instead")
+                          "wait for the future that stop() returned instead",
+                          ioloop=self.ioloop,
+                          not_running="join() cannot end: no thread runs the server's "
+                          "ioloop, so it cannot stop (was the loop stopped before the "
+                          "server?)")
 
     def running(self) -> bool:
         """Whether the server is running: listening and serving its clients."""
