@@ -365,7 +365,9 @@ class IOLoopManager:
         stopped : :class:`concurrent.futures.Future` or None
             Resolves once the callback has run and the stop was requested; that of
             the stop under way if a managed loop is already stopping (its callback
-            stands for this one); None if there is no loop.
+            stands for this one); None if there is no loop. Fails at once with
+            RuntimeError if the loop is closed, which then no longer counts as running
+            (another loop may be set and started).
 
         """
         if timeout:
@@ -387,6 +389,10 @@ class IOLoopManager:
                 self._stop_future = None
             stopping = call_on_loop(ioloop, self._thread_id, self._run_stop_callback, callback,
                                     ioloop, managed)
+            if ioloop.asyncio_loop.is_closed():  # type: ignore[attr-defined]
+                # Asked after the call: nothing runs the stop there, now or ever. The loop
+                # runs no more, and another may be set and started.
+                self._running.clear()
             if managed:
                 self._stop_future = stopping
             # A caller may give up its wait (cancel what it got, as asyncio.wait_for does

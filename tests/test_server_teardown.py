@@ -8,11 +8,14 @@ import socket
 import unittest
 import warnings
 
+import pytest
 import tornado.gen
 import tornado.testing
 
+from katcp.ioloop_manager import IOLoopManager
+
 from test_server import CONCURRENCY, TIMEOUT, ExampleServer
-from wait_helpers import run_case_for_leftovers
+from wait_helpers import outcome_in_thread, run_case_for_leftovers
 
 
 def _server_on(io_loop):
@@ -99,3 +102,57 @@ def test_a_stop_in_a_cleanup_after_the_teardown_closed_the_loop_does_nothing():
     assert result.wasSuccessful(), result.errors + result.failures
     assert [str(w.message) for w in caught] == []
     assert logged.texts == []
+
+
+def _running_manager():
+    manager = IOLoopManager()
+    manager.get_ioloop()
+    assert manager.start(timeout=TIMEOUT)
+    return manager
+
+
+@pytest.mark.parametrize("kind", sorted(CONCURRENCY))
+def test_a_server_whose_shared_loop_was_closed_first_is_stopped_by_stop(kind):
+    # A program's (or a fixture's) shutdown in this order: the loop's manager first, then
+    # server.stop(); server.join(). The server stayed "running", and join() waited for
+    # ever on a stop that no thread could run.
+    manager = _running_manager()
+    server = ExampleServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[kind])
+    server.set_ioloop(manager.get_ioloop())
+    assert server.start(timeout=TIMEOUT)
+    with socket.create_connection(server.bind_address, timeout=TIMEOUT) as peer:
+        with peer.makefile("rb") as lines:
+            assert lines.readline().startswith(b"#version-connect")  # connected
+            manager.stop().result(TIMEOUT)
+            manager.join(TIMEOUT)
+            # As any call to a closed loop.
+            assert isinstance(server.stop().exception(0), RuntimeError)
+            assert not server.running()
+            # The rest of the greeting, then the end (not a wait for more, which times out).
+            assert all(line.startswith(b"#version-connect") for line in lines)
+    with socket.socket() as port_user:
+        port_user.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        port_user.bind(server.bind_address)  # the port is free
+    assert outcome_in_thread(server.join).result(TIMEOUT) is None
+    # Stopped: it may be started again, on a loop that runs.
+    manager = _running_manager()
+    try:
+        server.set_ioloop(manager.get_ioloop())
+        assert server.start(timeout=TIMEOUT)
+        with socket.create_connection(server.bind_address, timeout=TIMEOUT) as client:
+            client.sendall(b"?watchdog\n")
+            with client.makefile("rb") as lines:
+                assert next(line for line in lines if not line.startswith(b"#")) == (
+                    b"!watchdog ok\n")
+    finally:
+        server.stop().result(TIMEOUT)
+        server.join(TIMEOUT)
+        manager.stop().result(TIMEOUT)
+        manager.join(TIMEOUT)
+        del server
+        with warnings.catch_warnings():
+            # Here rather than in a later test: the connection's transport, left on the
+            # closed loop, whose socket only its collection closes.
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()

@@ -397,16 +397,47 @@ class KATCPServer:
         Returns
         -------
         stopped : thread-safe Future
-            Resolves when the server is stopped
+            Resolves when the server is stopped. If its loop is closed, it has already
+            failed with RuntimeError, as any call to a closed loop does; the server is
+            stopped all the same, its listening socket closed and its clients'
+            connections shut down.
 
         """
         if timeout and not self.in_ioloop_thread():
             self._running.wait(thread_wait_timeout(timeout))
         stopped = self._ioloop_manager.stop(None, callback=self._begin_shutdown)
+        ioloop = self.ioloop
+        # Asked after the stop: a loop that closed meanwhile never runs the shutdown.
+        if ioloop is not None and ioloop.asyncio_loop.is_closed():
+            self._stop_on_closed_loop()
         if stopped is None:
             stopped = concurrent.futures.Future()
             stopped.set_result(None)
         return stopped
+
+    def _stop_on_closed_loop(self) -> None:
+        """End the server's run here, its loop being closed: nothing will run the
+        shutdown there, nor anything else of the server's, so this thread may.
+
+        The listener and the sockets of accepts under way are closed, and the server is
+        stopped (may be started again, on another loop). The connections are shut down
+        without a goodbye, which nothing could send: asyncio closes no transport of a
+        closed loop, so each one's socket is closed only when it is collected.
+        """
+        for sock in self._accepting.values():
+            if sock is not None:
+                sock.close()
+        self._accepting.clear()
+        self._close_listener()
+        for conn in self._connections:
+            conn.closing = True
+            sock = conn.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):  # the peer has gone already
+                    sock.shutdown(socket.SHUT_RDWR)
+        self._connections.clear()
+        self._running.clear()
+        self._stopped.set()
 
     def _begin_shutdown(self) -> "asyncio.Future[None]":
         # The listener is closed at once, and the connections dropped should the rest (a
