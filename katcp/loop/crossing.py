@@ -112,9 +112,14 @@ class _ThreadIdent(int):
     thread: threading.Thread
 
 
-# The calling thread's own _ThreadIdent, once made: another thread given the same ident
-# after this one has ended starts without one.
-_this_thread = threading.local()
+class _ThisThread(threading.local):
+    """The calling thread's own _ThreadIdent, once made: another thread given the same
+    ident after this one has ended starts without one."""
+
+    ident: Optional[_ThreadIdent] = None  # a class default: read with no getattr() call
+
+
+_this_thread = _ThisThread()
 
 
 def thread_ident() -> int:
@@ -129,7 +134,7 @@ def thread_ident() -> int:
     thread_id : int
 
     """
-    ident = getattr(_this_thread, "ident", None)
+    ident = _this_thread.ident
     if ident is None:
         ident = _this_thread.ident = _ThreadIdent(_get_ident())
         ident.thread = threading.current_thread()
@@ -157,7 +162,7 @@ def on_thread(thread_id: Optional[int]) -> bool:
     """
     # The ident first: most calls are made elsewhere, and end there.
     return _get_ident() == thread_id and (
-        thread_id.__class__ is int or getattr(_this_thread, "ident", None) is thread_id)
+        _this_thread.ident is thread_id or type(thread_id) is int)
 
 
 def running_loop() -> Optional[asyncio.AbstractEventLoop]:
