@@ -28,7 +28,7 @@ from katcp.loop.crossing import (NOT_RUNNING_GRACE, TIMEOUT_GRACE, call_on_loop,
                                  is_awaitable, on_loop, post_to_loop, running_loop, thread_ident,
                                  thread_wait_timeout, wait_for_call)
 from katcp.loop.futures import _bounded
-from katcp.loop.policy import new_ioloop
+from katcp.loop.policy import new_ioloop, thread_ioloop
 from katcp.object_proxies import ObjectWrapper
 
 log = logging.getLogger("katcp.ioloop_manager")
@@ -85,8 +85,9 @@ def current_ioloop() -> tornado.ioloop.IOLoop:
     The running loop, if the caller runs on one. Otherwise, in an interactive IPython
     shell that runs ``await`` cells on an asyncio loop of its own (terminal IPython),
     that loop (made the thread's current event loop), so that ``r.start()`` in one cell
-    and ``await r.until_synced()`` in a later one meet on the same loop. Otherwise
-    :meth:`tornado.ioloop.IOLoop.current`, as in katcp 0.9.
+    and ``await r.until_synced()`` in a later one meet on the same loop. Otherwise the
+    thread's loop, made if it has none (:func:`katcp.loop.policy.thread_ioloop`), as
+    :meth:`tornado.ioloop.IOLoop.current` was in katcp 0.9.
 
     Returns
     -------
@@ -99,7 +100,7 @@ def current_ioloop() -> tornado.ioloop.IOLoop:
             # Also the thread's event loop, so that IOLoop.current() and plain asyncio
             # code in later cells find the same loop.
             asyncio.set_event_loop(shell_loop)
-    return tornado.ioloop.IOLoop.current()
+    return thread_ioloop()
 
 
 def _relayed(future: "concurrent.futures.Future[Any]") -> "concurrent.futures.Future[Any]":
@@ -224,8 +225,8 @@ class IOLoopManager:
         -------
         ioloop : :class:`tornado.ioloop.IOLoop`
             A new loop (not yet running) if managed, of the kind
-            :mod:`katcp.loop.policy` selects (asyncio or uvloop), else the caller's
-            current loop.
+            :mod:`katcp.loop.policy` selects (asyncio or uvloop), else the calling
+            thread's loop (made if it has none: :func:`katcp.loop.policy.thread_ioloop`).
 
         """
         thread = self._ioloop_thread
@@ -235,8 +236,7 @@ class IOLoopManager:
             # gets a loop of its own once that one is closed, never the closing one.
             thread.join()
         if self._ioloop is None:
-            self._ioloop = (new_ioloop() if self._ioloop_managed
-                            else tornado.ioloop.IOLoop.current())
+            self._ioloop = new_ioloop() if self._ioloop_managed else thread_ioloop()
         return self._ioloop
 
     def set_ioloop(self, ioloop: Optional[tornado.ioloop.IOLoop] = None,
@@ -473,7 +473,7 @@ class IOLoopThreadWrapper:
     timeout_grace = TIMEOUT_GRACE
 
     def __init__(self, ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
-        self.ioloop = ioloop = ioloop or tornado.ioloop.IOLoop.current()
+        self.ioloop = ioloop = ioloop or thread_ioloop()
         self._thread_id: Optional[int] = None
         CallQueue.of(ioloop).call(self._install)
 

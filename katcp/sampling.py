@@ -34,6 +34,7 @@ from katcp.core import Message, Reading, Sensor
 from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import on_thread
 from katcp.loop.per_loop import one_per_loop
+from katcp.loop.policy import thread_ioloop
 from katcp.loop.timer_heap import MIN_COMPACT_SIZE, compact
 from katcp.wire.text import as_bytes, readable
 
@@ -213,7 +214,7 @@ class SampleStrategy:
         self._inform_callback = inform_callback
         self._sensor = sensor
         self._params = [as_bytes(p) for p in params]
-        self.ioloop = ioloop or tornado.ioloop.IOLoop.current()
+        self.ioloop = ioloop or thread_ioloop()
         # The clock and timers of every period (see the module's docstring).
         self._clock_loop = self.ioloop.asyncio_loop  # type: ignore[attr-defined]
         self._ioloop_thread_id: Optional[int] = None

@@ -126,3 +126,17 @@ def outcome_in_forked_child(fn, timeout):
     finally:
         os.close(read_end)
         os.waitpid(pid, 0)
+
+
+def run_without_loop(code, timeout=30):
+    """Run `code` in a fresh interpreter's main thread, which has no event loop yet (as a
+    plain script's), with DeprecationWarning an error; return the CompletedProcess.
+
+    Python 3.12 and 3.13 warn there when asyncio makes the thread's loop implicitly.
+    """
+    return run_program(["-W", "error::DeprecationWarning", "-c", code], timeout=timeout)
+
+
+def assert_quiet_exit(result):
+    """`result` (of :func:`run_without_loop`) exited 0 and wrote nothing to stderr."""
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr

@@ -21,6 +21,7 @@ from katcp.ioloop_manager import (
 )
 from katcp.loop.crossing import call_on_loop
 
+from subprocess_helpers import assert_quiet_exit, run_without_loop
 from wait_helpers import announced_joins, as_if_given_the_ident_of, outcome_in_thread
 
 WAIT = 5.0
@@ -579,3 +580,46 @@ def test_a_stop_whose_future_its_caller_cancelled_still_stops_the_loop():
     release.set()
     manager.join(timeout=WAIT)
     assert not manager._ioloop_thread.is_alive()
+
+
+# Each made in the main thread of a fresh interpreter, with no loop running and none set.
+NO_LOOP_CASES = {
+    "unmanaged AsyncDeviceServer started, then serving on the thread's loop": """
+import asyncio, katcp
+class Server(katcp.AsyncDeviceServer):
+    VERSION_INFO = ("no-loop", 1, 0)
+    BUILD_INFO = ("no-loop", 1, 0, "")
+    def setup_sensors(self): pass
+server = Server("127.0.0.1", 0)
+server.start()
+assert server.ioloop.asyncio_loop is asyncio.get_event_loop()
+async def first_line():
+    reader, writer = await asyncio.open_connection(*server.bind_address)
+    line = await reader.readline()
+    writer.close()
+    return line
+assert server.ioloop.run_sync(first_line, timeout=10).startswith(b"#version-connect")
+""",
+    "IOLoopManager(managed_default=False).get_ioloop()": """
+import asyncio
+from katcp.ioloop_manager import IOLoopManager
+assert IOLoopManager(managed_default=False).get_ioloop().asyncio_loop is asyncio.get_event_loop()
+""",
+    "IOLoopThreadWrapper()": """
+import asyncio
+from katcp.ioloop_manager import IOLoopThreadWrapper
+assert IOLoopThreadWrapper().ioloop.asyncio_loop is asyncio.get_event_loop()
+""",
+    "InspectingClientAsync(host, port)": """
+import asyncio
+from katcp.inspecting_client import InspectingClientAsync
+assert InspectingClientAsync("127.0.0.1", 1).ioloop.asyncio_loop is asyncio.get_event_loop()
+""",
+}
+
+
+@pytest.mark.parametrize("code", NO_LOOP_CASES.values(), ids=list(NO_LOOP_CASES))
+def test_made_without_a_loop_in_the_main_thread_takes_the_threads_loop_without_warning(code):
+    # As IOLoop.current() did in katcp 0.9: the loop made for the thread, and kept as
+    # its event loop. Python 3.12 and 3.13 warned (an error here) when asyncio made it.
+    assert_quiet_exit(run_without_loop(code))

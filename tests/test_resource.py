@@ -25,6 +25,8 @@ from katcp.resource import (
 )
 from katcp.wire.util import request_name_of
 
+from subprocess_helpers import assert_quiet_exit, run_without_loop
+
 
 class ManualManager(KATCPSensorsManager):
     """Sensor manager with a fixed clock that records what it is asked to do."""
@@ -383,3 +385,26 @@ class TestKATCPResource(tornado.testing.AsyncTestCase):
             yield self.resource.wait("other_int", 4, timeout=0.05)
         with pytest.raises(KATCPSensorError):
             yield self.resource.wait("missing", 4, timeout=0.05)
+
+
+def test_katcp_sensor_used_off_any_loop_takes_the_threads_loop_without_warning():
+    # 0.9.3's test idiom (a mock manager, no loop) in a plain script's main thread: the
+    # futures of set_strategy() and wait() live on the loop made for the thread, as
+    # katcp 0.9's did. Python 3.12 and 3.13 warned (an error here) when asyncio made it.
+    result = run_without_loop("""
+import asyncio
+from unittest import mock
+from katcp import Sensor, resource
+manager = mock.Mock()
+manager.get_sampling_strategy.return_value = ("period", "0.5")
+sensor = resource.KATCPSensor(dict(sensor_type=Sensor.INTEGER, name="s.x", params=[0, 10]),
+                              manager)
+done = sensor.set_strategy("period", 0.5)
+assert done.done() and done.get_loop() is asyncio.get_event_loop()
+manager.set_sampling_strategy.assert_called_once_with("s.x", "period 0.5")
+sensor.set_value(3)
+waited = sensor.wait(3)
+assert waited.get_loop() is asyncio.get_event_loop()
+assert asyncio.get_event_loop().run_until_complete(asyncio.wait_for(waited, 10)) is True
+""")
+    assert_quiet_exit(result)

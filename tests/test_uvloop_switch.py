@@ -16,6 +16,7 @@ import katcp
 from katcp.ioloop_manager import IOLoopManager
 from katcp.loop import policy
 from server_kinds import ResolvedWhileEntered
+from wait_helpers import outcome_in_thread
 
 WAIT = 10.0
 
@@ -149,3 +150,55 @@ def test_coroutines_started_on_the_handler_thread_resume_on_uvloop(switch):
     finally:
         server.stop(timeout=WAIT)
         server.join(timeout=WAIT)
+
+
+def _thread_ioloop_in_a_fresh_thread(monkeypatch):
+    """Call thread_ioloop() twice in a new thread, which has no event loop; spy on how.
+
+    Returns the loops it returned, the loops katcp's policy made, the thread's set event
+    loop, and the number of asyncio.get_event_loop() calls made while the thread had no
+    loop (each of which makes one: deprecated in the main thread on Python 3.12+).
+    """
+    made = []
+    new_event_loop = policy.new_event_loop
+    loopless_gets = []
+    get_event_loop = asyncio.get_event_loop
+
+    def spy_new_event_loop():
+        made.append(new_event_loop())
+        return made[-1]
+
+    def spy_get_event_loop():
+        if (asyncio._get_running_loop() is None
+                and asyncio.get_event_loop_policy()._local._loop is None):
+            loopless_gets.append(True)
+        return get_event_loop()
+
+    monkeypatch.setattr(policy, "new_event_loop", spy_new_event_loop)
+    monkeypatch.setattr(asyncio, "get_event_loop", spy_get_event_loop)
+
+    def in_thread():
+        ioloops = [policy.thread_ioloop(), policy.thread_ioloop()]
+        thread_loop = asyncio.get_event_loop_policy()._local._loop
+        asyncio.set_event_loop(None)
+        for loop in made:
+            loop.close()
+        return [ioloop.asyncio_loop for ioloop in ioloops], thread_loop
+
+    loops, thread_loop = outcome_in_thread(in_thread).result(WAIT)
+    return loops, made, thread_loop, len(loopless_gets)
+
+
+def test_thread_ioloop_makes_the_threads_loop_itself(switch):
+    loops, made, thread_loop, loopless_gets = _thread_ioloop_in_a_fresh_thread(switch)
+    # One loop, made by katcp's policy and set as the thread's, returned both times;
+    # asyncio.get_event_loop() was never left to make it.
+    assert len(made) == 1
+    assert loops == [made[0], made[0]] and thread_loop is made[0]
+    assert loopless_gets == 0
+
+
+def test_thread_ioloop_makes_a_loop_of_the_selected_kind(switch):
+    switch.setenv(policy.ENV, "uvloop")
+    loops, made, thread_loop, loopless_gets = _thread_ioloop_in_a_fresh_thread(switch)
+    assert isinstance(thread_loop, uvloop.Loop) and loops == [thread_loop, thread_loop]

@@ -20,6 +20,7 @@ import tornado.util
 
 from katcp.loop.crossing import (call_on_loop, copy_outcome, on_loop, on_thread,
                                  running_loop, thread_wait_timeout)
+from katcp.loop.policy import thread_ioloop
 
 
 logger = logging.getLogger("katcp.core")
@@ -37,7 +38,7 @@ def _new_future(ioloop: Optional[tornado.ioloop.IOLoop] = None
     loop = running_loop()
     if loop is not None:
         return loop.create_future(), (tornado.ioloop.IOLoop.current(), threading.get_ident())
-    ioloop = ioloop or tornado.ioloop.IOLoop.current()
+    ioloop = ioloop or thread_ioloop()
     return ioloop.asyncio_loop.create_future(), (ioloop, None)  # type: ignore[attr-defined]
 
 
@@ -137,7 +138,7 @@ def _bounded(future: Any, seconds: Optional[float]) -> Any:
             return inner
         # A concurrent.futures.Future, followed on the current loop (as tornado's
         # with_timeout does), so that its timeout follows the same rule.
-        inner = asyncio.wrap_future(inner, loop=tornado.ioloop.IOLoop.current().asyncio_loop)
+        inner = asyncio.wrap_future(inner, loop=thread_ioloop().asyncio_loop)
     if inner.done():
         return inner
     outer = inner.get_loop().create_future()
@@ -445,7 +446,7 @@ def until_later(delay: float, ioloop: Optional[tornado.ioloop.IOLoop] = None
     ioloop : tornado.ioloop.IOLoop or None
         Loop to use; defaults to the current loop.
     """
-    ioloop = ioloop or tornado.ioloop.IOLoop.current()
+    ioloop = ioloop or thread_ioloop()
     future, _ = _new_future(ioloop)
     ioloop.call_later(delay, set_result_if_pending, future, None)
     return future
@@ -608,7 +609,7 @@ def future_timeout_manager(timeout: Optional[float] = None,
         the remaining time; raises tornado.gen.TimeoutError when it expires. Its
         ``remaining()`` attribute returns the remaining time (None without timeout).
     """
-    return _TimeoutManager(timeout, ioloop or tornado.ioloop.IOLoop.current())
+    return _TimeoutManager(timeout, ioloop or thread_ioloop())
 
 
 class LatencyTimer:
@@ -629,7 +630,7 @@ class LatencyTimer:
     def __init__(self, max_loop_latency: float,
                  ioloop: Optional[tornado.ioloop.IOLoop] = None) -> None:
         self.max_loop_latency = max_loop_latency
-        self._ioloop = ioloop or tornado.ioloop.IOLoop.current()
+        self._ioloop = ioloop or thread_ioloop()
         self._streak_start: Optional[float] = None
 
     def check_future(self, fut: Any) -> bool:

@@ -12,6 +12,10 @@ which follows one switch:
 uvloop is optional: install it with ``pip install katcp[uvloop]``. Loops that a program
 makes itself (and hands to katcp with ``set_ioloop()``) are the program's business; a
 program that owns its process can make them follow the switch too with :func:`install`.
+
+A thread that has no event loop of its own yet (a plain script's main thread) gets one
+from :func:`thread_ioloop` when katcp needs it, as ``IOLoop.current()`` made one in
+katcp 0.9.
 """
 
 import asyncio
@@ -20,7 +24,10 @@ from typing import Optional
 
 import tornado.ioloop
 
-__all__ = ["ENV", "event_loop_name", "use_uvloop", "new_event_loop", "new_ioloop", "install"]
+from katcp.loop.crossing import running_loop
+
+__all__ = ["ENV", "event_loop_name", "use_uvloop", "new_event_loop", "new_ioloop", "install",
+           "thread_ioloop"]
 
 ENV = "KATCP_EVENT_LOOP"
 """Name of the environment variable that selects the event loop."""
@@ -108,3 +115,33 @@ def install() -> None:
     """
     if event_loop_name() == "uvloop":
         asyncio.set_event_loop_policy(_uvloop().EventLoopPolicy())
+
+
+# Python 3.14 deprecates the public accessor of the policy; the private one does not warn.
+_get_policy = getattr(asyncio.events, "_get_event_loop_policy", asyncio.get_event_loop_policy)
+
+_UNKNOWN = object()
+
+
+def thread_ioloop() -> tornado.ioloop.IOLoop:
+    """The calling thread's IOLoop: made, and set as the thread's event loop, if it has none.
+
+    What ``IOLoop.current()`` was in katcp 0.9: the running loop, else the loop set for the
+    thread, else a new one (of the kind :func:`new_event_loop` makes) that stays the
+    thread's. Not left to ``IOLoop.current()``: there asyncio makes the loop, which Python
+    3.12 and 3.13 deprecate in the main thread ("There is no current event loop", an error
+    under ``-W error``).
+
+    Returns
+    -------
+    ioloop : :class:`tornado.ioloop.IOLoop`
+
+    """
+    if running_loop() is None:
+        # The policy's per-thread state says whether a loop is set, where asking
+        # asyncio.get_event_loop() would make one (and warn). A policy without that
+        # state is left to make its own as it does.
+        local = getattr(_get_policy(), "_local", None)
+        if getattr(local, "_loop", _UNKNOWN) is None:
+            asyncio.set_event_loop(new_event_loop())
+    return tornado.ioloop.IOLoop.current()

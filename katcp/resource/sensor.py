@@ -14,7 +14,9 @@ import tornado.ioloop
 
 from katcp.core import DEFAULT_KATCP_MAJOR, Sensor, hashable_identity
 from katcp.display import sensor_repr
+from katcp.loop.crossing import running_loop
 from katcp.loop.futures import _expire_after
+from katcp.loop.policy import thread_ioloop
 from katcp.resource.base import (KATCPSensorError, KATCPSensorReading, KATCPSensorsManager,
                                  StrategySpec, _read_only)
 from katcp.wire.text import as_str
@@ -172,8 +174,7 @@ class KATCPSensor:
         words = _words((strategy, () if params is None else params))
         return self.set_sampling_strategy(" ".join(str(word) for word in words))
 
-    @tornado.gen.coroutine
-    def set_sampling_strategy(self, strategy: StrategySpec) -> Generator[Any, Any, Any]:
+    def set_sampling_strategy(self, strategy: StrategySpec) -> Any:
         """Set current sampling strategy for sensor
 
         Parameters
@@ -185,6 +186,15 @@ class KATCPSensor:
         -------
         done : tornado Future that resolves when done or raises KATCPSensorError
         """
+        if running_loop() is None:
+            # Called off any loop (a script; 0.9.3's tests, with a mock manager): the
+            # coroutine's future needs the thread's loop, made here if there is none
+            # rather than by asyncio (deprecated on Python 3.12+).
+            thread_ioloop()
+        return self._set_sampling_strategy(strategy)
+
+    @tornado.gen.coroutine
+    def _set_sampling_strategy(self, strategy: StrategySpec) -> Generator[Any, Any, Any]:
         result = self._manager.set_sampling_strategy(self.name, strategy)
         if tornado.gen.is_future(result) or inspect.isawaitable(result):
             result = yield result
@@ -340,7 +350,12 @@ class KATCPSensor:
         if self.sampling_strategy == ("none",):
             raise KATCPSensorError("Cannot wait on sensor %s since it does not have a "
                                    "strategy set" % self.name)
-        future: "tornado.concurrent.Future[bool]" = tornado.concurrent.Future()
+        loop = running_loop()
+        if loop is None:
+            # Called off any loop: the future lives on the thread's loop, made here if
+            # there is none rather than by asyncio (deprecated on Python 3.12+).
+            loop = thread_ioloop().asyncio_loop  # type: ignore[attr-defined]
+        future: "tornado.concurrent.Future[bool]" = loop.create_future()
 
         def handle_update(sensor: Any, reading: Any) -> None:
             if future.done():

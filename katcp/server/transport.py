@@ -25,6 +25,7 @@ from katcp.ioloop_manager import IOLoopManager
 from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import (call_on_loop, is_awaitable, on_thread, thread_ident,
                                  thread_wait_timeout, wait_off_loop)
+from katcp.loop.policy import thread_ioloop
 from katcp.server.connection import ClientConnection
 from katcp.server.stream import _Connection
 from katcp.wire.text import quoted_line
@@ -203,7 +204,7 @@ class KATCPServer:
         Without this the server runs an IOLoop of its own in a new thread, which
         :meth:`stop` stops. Must be called before :meth:`start`.
         """
-        ioloop = ioloop or tornado.ioloop.IOLoop.current()
+        ioloop = ioloop or thread_ioloop()
         self._ioloop_manager.set_ioloop(ioloop, managed=False)
         self.ioloop = ioloop
 

@@ -15,9 +15,8 @@ import operator
 import time
 from typing import Any, Callable, Dict, Sequence
 
-import tornado.ioloop
-
 from katcp.core import Message, ProtocolFlags, until_any
+from katcp.loop.policy import thread_ioloop
 from katcp.resource_client import KATCPClientResource
 from katcp.wire.text import readable
 from katcp.wire.types import address_text, address_to_string
@@ -116,7 +115,7 @@ class DeviceMonitor:
 
     def start(self) -> None:
         """Connect to the device on the current tornado loop and start following it."""
-        self._loop = tornado.ioloop.IOLoop.current()
+        self._loop = thread_ioloop()
         self.resource.set_ioloop(self._loop)
         self.resource.start()
         # Kept by the resource for sensors not seen yet and across reconnects.
