@@ -28,6 +28,7 @@ from katcp.client import (
     CallbackClient,
     DeviceClient,
     address_to_string,
+    make_threadsafe,
     request_check,
 )
 from katcp.client import lifecycle
@@ -1113,6 +1114,35 @@ def test_a_timeout_that_is_no_number_is_refused_at_the_call_and_nothing_sent(
     # The first request the server heard is the one after the refused call.
     assert server.next_line().endswith(b" sent")
     assert client._requests.held()["requests"] == 0
+
+
+class _OwnTimeouts(CallbackClient):
+    """Methods of a user's own, whose ``timeout`` is no request timeout of katcp's."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.handled = queue.Queue()
+
+    @make_threadsafe
+    def send_words(self, name, *words, timeout=5.0):
+        self.handled.put((name, words, timeout))
+
+    @make_threadsafe
+    def wait_for(self, what, timeout):
+        self.handled.put((what, timeout))
+
+
+def test_a_users_threadsafe_methods_timeout_is_not_checked_as_a_request_timeout(
+        server, make_client):
+    # Only katcp's request methods have their timeout checked in the calling thread:
+    # "b" is one of the words here, and "5s" the user's own kind of timeout.
+    client = make_client(_OwnTimeouts, server.port, timeout=WAIT)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    client.send_words("set", "a", "b")
+    client.wait_for("x", "5s")
+    assert client.handled.get(timeout=WAIT) == ("set", ("a", "b"), 5.0)
+    assert client.handled.get(timeout=WAIT) == ("x", "5s")
 
 
 def test_callback_request_timeout_and_failing_callback(server, make_client, caplog):

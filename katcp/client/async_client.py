@@ -8,7 +8,8 @@ from katcp.client.device import DeviceClient
 from katcp.client.lifecycle import log
 from katcp.client.protocol import ClientProtocol
 from katcp.client.requests import CallbackRequest, FutureRequest, RequestTable, ThreadRequest
-from katcp.client.threadsafe import make_threadsafe, make_threadsafe_blocking
+from katcp.client.threadsafe import (_checks_request_timeout, make_threadsafe,
+                                     make_threadsafe_blocking)
 from katcp.core import KatcpClientError, Message
 from katcp.loop.crossing import (TIMEOUT_GRACE, check_timeout, on_thread, post_to_loop,
                                  thread_wait_timeout, wait_for_loop)
@@ -140,6 +141,7 @@ class AsyncClient(DeviceClient):
     # -- request API -----------------------------------------------------------------
 
     @make_threadsafe_blocking
+    @_checks_request_timeout
     def future_request(self, msg: Message, timeout: Optional[float] = None,
                        use_mid: Optional[bool] = None) -> Any:
         """Send a request message, with future replies.
@@ -172,6 +174,7 @@ class AsyncClient(DeviceClient):
         return future
 
     @make_threadsafe
+    @_checks_request_timeout
     def callback_request(self, msg: Message, reply_cb: Optional[Callable[..., Any]] = None,
                          inform_cb: Optional[Callable[..., Any]] = None,
                          user_data: Optional[Tuple[Any, ...]] = None,

@@ -72,28 +72,47 @@ def wrap_threadsafe_methods(client: Any, post: Callable[[Callable[[], Any]], Non
             setattr(client, name, _crossing(client, meth, blocking, post, call))
 
 
+def _checks_request_timeout(meth: F) -> F:
+    """Mark one of katcp's request methods, whose ``timeout`` argument is a request's
+    timeout: called from another thread, the timeout is checked in the caller.
+
+    Only katcp's own: a ``timeout`` of a user's method may mean something else.
+    """
+    meth.checks_request_timeout = True  # type: ignore[attr-defined]
+    return meth
+
+
 def _timeout_position(meth: Callable[..., Any]) -> Optional[int]:
-    """The position of `meth`'s ``timeout`` parameter, or None if it has none."""
+    """Where a call of `meth` may give its ``timeout`` by position: its index among the
+    positional parameters, or None if it can only be given by keyword (or `meth` has
+    none)."""
     try:
-        names = list(inspect.signature(meth).parameters)
+        parameters = list(inspect.signature(meth).parameters.values())
     except (TypeError, ValueError):
         return None
-    return names.index("timeout") if "timeout" in names else None
+    for position, parameter in enumerate(parameters):
+        if parameter.kind not in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            return None  # *args or keyword-only parameters from here on
+        if parameter.name == "timeout":
+            return position
+    return None
 
 
 def _crossing(client: Any, meth: Callable[..., Any], blocking: bool,
               post: Callable[[Callable[[], Any]], None],
               call: Callable[..., Any]) -> Callable[..., Any]:
-    timeout_at = _timeout_position(meth)
+    checks_timeout = getattr(meth, "checks_request_timeout", False)
+    timeout_at = _timeout_position(meth) if checks_timeout else None
 
     @functools.wraps(meth)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         if on_thread(client.ioloop_thread_id):
             return meth(*args, **kwargs)
-        if timeout_at is not None:
+        if checks_timeout:
             # Checked here, in the caller: on the loop its error would come after the
             # call was handed over (a request sent), and a posted call's is lost.
-            timeout = args[timeout_at] if len(args) > timeout_at else kwargs.get("timeout")
+            timeout = (args[timeout_at] if timeout_at is not None and len(args) > timeout_at
+                       else kwargs.get("timeout"))
             if (timeout.__class__ is not float and timeout.__class__ is not int
                     and timeout is not None):
                 check_timeout(timeout)
