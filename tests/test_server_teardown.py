@@ -124,11 +124,17 @@ def test_a_server_whose_shared_loop_was_closed_first_is_stopped_by_stop(kind):
     with socket.create_connection(server.bind_address, timeout=TIMEOUT) as peer:
         with peer.makefile("rb") as lines:
             assert lines.readline().startswith(b"#version-connect")  # connected
+            peer.sendall(b"?sensor-sampling an.int event\n")
+            assert next(line for line in lines if line.startswith(b"!")) == (
+                b"!sensor-sampling ok an.int event\n")
             manager.stop().result(TIMEOUT)
             manager.join(TIMEOUT)
             # As any call to a closed loop.
             assert isinstance(server.stop().exception(0), RuntimeError)
             assert not server.running()
+            # The device has forgotten the client, and its strategies with it.
+            assert server._strategies == {}
+            assert not server.int_sensor._observers
             # The rest of the greeting, then the end (not a wait for more, which times out).
             assert all(line.startswith(b"#version-connect") for line in lines)
     with socket.socket() as port_user:
@@ -141,10 +147,13 @@ def test_a_server_whose_shared_loop_was_closed_first_is_stopped_by_stop(kind):
         server.set_ioloop(manager.get_ioloop())
         assert server.start(timeout=TIMEOUT)
         with socket.create_connection(server.bind_address, timeout=TIMEOUT) as client:
-            client.sendall(b"?watchdog\n")
+            client.sendall(b"?watchdog\n?client-list\n")
             with client.makefile("rb") as lines:
                 assert next(line for line in lines if not line.startswith(b"#")) == (
                     b"!watchdog ok\n")
+                # Only this client: none left over from the loop that was closed.
+                assert next(line for line in lines if not line.startswith(b"#")) == (
+                    b"!client-list ok 1\n")
     finally:
         server.stop().result(TIMEOUT)
         server.join(TIMEOUT)

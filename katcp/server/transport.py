@@ -423,20 +423,32 @@ class KATCPServer:
         The listener and the sockets of accepts under way are closed, and the server is
         stopped (may be started again, on another loop). The connections are shut down
         without a goodbye, which nothing could send: asyncio closes no transport of a
-        closed loop, so each one's socket is closed only when it is collected.
+        closed loop, so each one's socket is closed only when it is collected. The device
+        hears of each through ``on_client_disconnect(..., connection_valid=False)``, so
+        that it forgets the client and its sampling strategies.
         """
         for sock in self._accepting.values():
             if sock is not None:
                 sock.close()
         self._accepting.clear()
         self._close_listener()
-        for conn in self._connections:
+        connections = list(self._connections.items())
+        self._connections.clear()
+        if connections:
+            # The future on_client_disconnect() returns is made on this thread's loop
+            # (which nothing needs to run): made here if the thread has none.
+            thread_ioloop()
+        for conn, client_conn in connections:
             conn.closing = True
             sock = conn.transport.get_extra_info("socket")
             if sock is not None:
                 with contextlib.suppress(OSError):  # the peer has gone already
                     sock.shutdown(socket.SHUT_RDWR)
-        self._connections.clear()
+            try:
+                self._device.on_client_disconnect(client_conn, "Device server shutting down.",
+                                                  False)
+            except Exception:
+                self._logger.exception("Error in on_client_disconnect for %s", conn.address)
         self._running.clear()
         self._stopped.set()
 
@@ -800,7 +812,9 @@ class KATCPServer:
 
         """
         thread_id = self.ioloop_thread_id
-        # on_thread(), inlined: this sends every mass inform.
+        # on_thread()'s ident compare, inlined: this sends every mass inform. Its check
+        # that the recorded thread has not ended is left out: on a thread given that
+        # ident after the loop thread ended, no loop runs to be sent to anyway.
         if thread_id is not None and _get_ident() != thread_id:
             self.call_soon_threadsafe(self.mass_send_message, msg)
             return
