@@ -116,7 +116,8 @@ class _ThisThread(threading.local):
     """The calling thread's own _ThreadIdent, once made: another thread given the same
     ident after this one has ended starts without one."""
 
-    ident: Optional[_ThreadIdent] = None  # a class default: read with no getattr() call
+    # A class default, so that on_thread() reads it plainly: it asks on every request.
+    ident: Optional[_ThreadIdent] = None
 
 
 _this_thread = _ThisThread()

@@ -14,7 +14,7 @@ def one_per_loop(ioloop: Any, name: str, make: Callable[[Any], _T]) -> _T:
     keyed by the loop, even a weak one, an object that refers to its loop (a periodic
     scheduler, through the samplers it calls) would keep the loop alive for ever. Safe
     from any thread: threads that ask first at once may each make one, and all get the
-    one stored first (so `make` must have no side effects).
+    one stored first (so what `make` does besides must bear being done twice).
 
     Parameters
     ----------
