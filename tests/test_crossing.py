@@ -2,7 +2,6 @@
 
 import asyncio
 import concurrent.futures
-import functools
 import os
 import threading
 
@@ -289,56 +288,6 @@ def test_waits_off_the_loop_with_a_nan_timeout_do_not_wait(loop):
                                None, thread_id)
     # Its own outcome (exception() itself raises TimeoutError should it still wait).
     assert isinstance(waited.exception(WAIT), concurrent.futures.TimeoutError)
-
-
-class _SetAsItsLoopStops:
-    """A flag set by the last thing its loop did before it stopped, just after a waiter's
-    wait timed out."""
-
-    def __init__(self):
-        self.set = False
-
-    def is_set(self):
-        return self.set
-
-    def wait(self, timeout=None):
-        came, self.set = self.set, True
-        return came
-
-
-def test_a_wait_off_the_loop_ends_once_no_thread_runs_the_loop(monkeypatch):
-    monkeypatch.setattr(crossing, "NOT_RUNNING_GRACE", 0.05)
-
-    def wait(flag, thread_id, timeout, ioloop):
-        return outcome_in_thread(functools.partial(
-            wait_off_loop, flag, thread_id, timeout, "refused", ioloop=ioloop,
-            not_running="no thread runs it")).exception(WAIT)
-
-    ioloop = AsyncIOLoop(asyncio_loop=asyncio.new_event_loop(), make_current=False)
-    try:
-        # Never started: after the grace, as the blocking calls of the clients.
-        assert "no thread runs it" in str(wait(threading.Event(), None, None, ioloop))
-        assert wait_off_loop(_SetAsItsLoopStops(), None, None, "refused", ioloop=ioloop,
-                             not_running="no thread runs it") is True
-    finally:
-        ioloop.close()
-    set_flag = threading.Event()
-    set_flag.set()
-    assert wait_off_loop(set_flag, None, None, "refused", ioloop=ioloop) is True
-    # Closed: at once whatever the timeout, also on the thread that ran it.
-    assert "no thread runs it" in str(wait(threading.Event(), None, WAIT * 10, ioloop))
-    with pytest.raises(RuntimeError, match="no thread runs it"):
-        wait_off_loop(threading.Event(), thread_ident(), WAIT * 10, "refused", ioloop=ioloop,
-                      not_running="no thread runs it")
-
-
-def test_a_wait_off_a_running_loop_waits_for_it(loop, monkeypatch):
-    monkeypatch.setattr(crossing, "NOT_RUNNING_GRACE", 0.01)
-    ioloop, thread_id = loop
-    flag = threading.Event()
-    call_on_loop(ioloop, None, ioloop.call_later, 0.1, flag.set)  # after several checks
-    assert wait_off_loop(flag, thread_id, WAIT, "refused", ioloop=ioloop) is True
-    assert wait_off_loop(threading.Event(), thread_id, 0.05, "refused", ioloop=ioloop) is False
 
 
 class _DeliveredAsItsLoopStops(concurrent.futures.Future):

@@ -199,8 +199,7 @@ def on_loop(ioloop: Any, thread_id: Optional[int] = None) -> bool:
 
 
 def wait_off_loop(flag: Any, thread_id: Optional[int], timeout: Optional[float],
-                  refusal: str, *args: Any, ioloop: Any = None,
-                  not_running: str = "") -> bool:
+                  refusal: str, *args: Any) -> bool:
     """Wait until `flag` is set, unless the caller is the loop thread that has to set it.
 
     Blocking from the loop thread on the loop's own work deadlocks (or, with a timeout,
@@ -218,12 +217,6 @@ def wait_off_loop(flag: Any, thread_id: Optional[int], timeout: Optional[float],
         (:func:`thread_wait_timeout`).
     refusal : str
         The error's text, %-formatted with `args` (only when raised).
-    ioloop : :class:`tornado.ioloop.IOLoop`, optional
-        The loop whose work sets `flag`. If given, the wait ends once no thread runs
-        it, by the rule of :func:`wait_for_loop`, and at once if it is closed: nothing
-        would ever set `flag`.
-    not_running : str, optional
-        The error's text then.
 
     Returns
     -------
@@ -233,35 +226,14 @@ def wait_off_loop(flag: Any, thread_id: Optional[int], timeout: Optional[float],
     Raises
     ------
     RuntimeError
-        If called on the loop thread while `flag` is not set; with the text of
-        `not_running` if `ioloop` is closed, or no thread runs it, while `flag` is not
-        set.
+        If called on the loop thread while `flag` is not set.
 
     """
     if flag.is_set():
         return True
-    if ioloop is not None and ioloop.asyncio_loop.is_closed():
-        # Also on the thread that ran it, which will never run it again either.
-        if flag.is_set():
-            return True
-        raise RuntimeError(not_running)
     if on_thread(thread_id):
         raise RuntimeError(refusal % args)
-    if ioloop is None:
-        return flag.wait(thread_wait_timeout(timeout))
-
-    def wait(seconds):
-        if not flag.wait(seconds):
-            raise concurrent.futures.TimeoutError()
-        return True
-
-    try:
-        # A timeout is never what came, though the flag be set just after it.
-        return _wait_while_loop_runs(wait, _never, ioloop, timeout, None, thread_id)
-    except concurrent.futures.TimeoutError:
-        return False
-    except _NotRunning:
-        raise RuntimeError(not_running) from None
+    return flag.wait(thread_wait_timeout(timeout))
 
 
 def is_awaitable(value: Any) -> bool:
@@ -452,15 +424,11 @@ class _NotRunning(Exception):
     """No thread runs the loop that was waited for."""
 
 
-def _never() -> bool:
-    return False
-
-
 def _wait_while_loop_runs(wait: Callable[[Optional[float]], Any], done: Callable[[], bool],
                           ioloop: Any, timeout: Optional[float], grace: Optional[float],
                           thread_id: Optional[int]) -> Any:
     """Wait for something `ioloop` does, as long as some thread runs it: the rule of the
-    waits of :func:`wait_for_loop` and :func:`wait_off_loop`.
+    waits of :func:`wait_for_loop`.
 
     Parameters
     ----------

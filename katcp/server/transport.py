@@ -509,10 +509,10 @@ class KATCPServer:
         RuntimeError
             If called on the server's own (unmanaged) loop thread before the server has
             stopped: the loop would wait on itself. Yield the future :meth:`stop`
-            returned instead. Also if no thread runs the (unmanaged) loop any more
-            before the server has stopped (checked as the blocking calls of the clients
-            do, see :func:`katcp.loop.crossing.wait_for_loop`; at once if the loop is
-            closed): nothing would end the wait.
+            returned instead. Also if the (unmanaged) loop is closed before the server
+            has stopped: nothing would end the wait (:meth:`stop` on a closed loop stops
+            the server at once). A loop that is not running, yet not closed, is waited
+            for: its program may start it (again).
 
         Notes
         -----
@@ -523,13 +523,14 @@ class KATCPServer:
         if self._ioloop_manager.managed():
             self._ioloop_manager.join(timeout)
         else:
+            ioloop = self.ioloop
+            if (ioloop is not None and ioloop.asyncio_loop.is_closed()
+                    and not self._stopped.is_set()):
+                raise RuntimeError("join() cannot end: the server's ioloop is closed, so "
+                                   "it cannot stop there (stop() stops it at once)")
             wait_off_loop(self._stopped, self._loop_thread_id(), timeout,
                           "join() would block the server's own ioloop until it stops; "
-                          "wait for the future that stop() returned instead",
-                          ioloop=self.ioloop,
-                          not_running="join() cannot end: no thread runs the server's "
-                          "ioloop, so it cannot stop (was the loop stopped before the "
-                          "server?)")
+                          "wait for the future that stop() returned instead")
 
     def running(self) -> bool:
         """Whether the server is running: listening and serving its clients."""
