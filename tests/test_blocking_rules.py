@@ -5,8 +5,9 @@
 * ``blocking_request`` from several threads at once gets each thread its own reply.
 * A server's ``join()`` and ``wait_running()`` on its own loop's thread raise rather than
   block that loop (also before the server runs); ``sync_with_ioloop()`` there gives a
-  future to wait on. Its ``join()`` raises too once no thread runs its loop, from any
-  thread, also one given the ident of the loop's ended thread.
+  future to wait on. Its ``join()`` raises too once its loop is closed; a loop that is
+  only stopped it waits for, also from a thread given the ident of the loop's ended
+  thread.
 """
 
 import asyncio
