@@ -10,6 +10,7 @@ import contextlib
 import errno
 import functools
 import logging
+import os
 import socket
 import sys
 import threading
@@ -443,7 +444,10 @@ class KATCPServer:
             sock = conn.transport.get_extra_info("socket")
             if sock is not None:
                 with contextlib.suppress(OSError):  # the peer has gone already
-                    sock.shutdown(socket.SHUT_RDWR)
+                    # Through a duplicate: uvloop's transports give a pseudo-socket that
+                    # cannot shut down (a shutdown is of the socket, whatever its fd).
+                    with socket.socket(fileno=os.dup(sock.fileno())) as duplicate:
+                        duplicate.shutdown(socket.SHUT_RDWR)
             try:
                 self._device.on_client_disconnect(client_conn, "Device server shutting down.",
                                                   False)
