@@ -36,8 +36,9 @@ class RecordingHandler(logging.Handler):
 @contextlib.contextmanager
 def recording_logger(name):
     """The logger `name` at DEBUG, recorded by a :class:`RecordingHandler` (and not
-    passed on to the root logger's handlers) until the block ends."""
+    passed on to the root logger's handlers) until the block ends, then as it was."""
     logger = logging.getLogger(name)
+    level, propagate = logger.level, logger.propagate
     handler = RecordingHandler()
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
@@ -45,7 +46,10 @@ def recording_logger(name):
     try:
         yield logger, handler
     finally:
+        # As found: the logger may be one of katcp's own, which later tests record.
         logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @contextlib.contextmanager
