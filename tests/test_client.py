@@ -112,6 +112,7 @@ class FakeServer:
         self.connections = queue.Queue()
         self._writers = []
         self._server = None
+        self._closing = False
         self.port = 0
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -121,6 +122,12 @@ class FakeServer:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(WAIT)
 
     async def _handle(self, reader, writer):
+        if self._closing:
+            # Accepted before the stop, started after it: closed by itself, which the
+            # stop's wait_closed() waits for (else its transport outlives the loop).
+            writer.close()
+            await _closed(writer)
+            return
         self._writers.append(writer)
         self.connections.put(writer)
         writer.write(b"".join(line + b"\n" for line in self.greeting))
@@ -145,6 +152,7 @@ class FakeServer:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _stop(self):
+        self._closing = True
         self._server.close()
         # Let accepted connections whose handlers have not run yet register.
         await asyncio.sleep(0)
@@ -157,6 +165,7 @@ class FakeServer:
         await self._server.wait_closed()
 
     def start(self):
+        self._closing = False
         self._run(self._start())
         return self
 
