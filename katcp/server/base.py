@@ -21,7 +21,8 @@ from katcp.server.connection import (ClientConnection, ClientRequestConnection,
                                      ThreadsafeClientConnection, check_message,
                                      client_connection_of)
 from katcp.server.handler_thread import MessageHandlerThread
-from katcp.server.transport import KATCPServer, exception_text, return_future
+from katcp.server.loop_calls import return_future
+from katcp.server.transport import KATCPServer, exception_text
 from katcp.wire.types import address_to_string, format_timestamp
 from katcp.wire.util import object_repr, own_methods, uses_own
 

@@ -1,7 +1,8 @@
-"""The TCP side of a device server: listening, accepting and sending, on the server's loop.
+"""The TCP side of a device server: listening, accepting and serving, on the server's loop.
 
 Each accepted connection's line framing, parsing and batched writes are in
-:mod:`katcp.server.stream`.
+:mod:`katcp.server.stream`; the server's sending in :mod:`katcp.server.sending` and its
+calls from other threads in :mod:`katcp.server.loop_calls`.
 """
 
 import asyncio
@@ -19,7 +20,6 @@ from typing import Any, Callable, Dict, Iterator, Optional, Set, Tuple
 
 import tornado.gen
 import tornado.ioloop
-from tornado.concurrent import Future
 
 from katcp.core import Message, MessageParser
 from katcp.ioloop_manager import IOLoopManager
@@ -28,45 +28,15 @@ from katcp.loop.crossing import (call_on_loop, is_awaitable, on_thread, thread_i
                                  thread_wait_timeout, wait_off_loop)
 from katcp.loop.policy import thread_ioloop
 from katcp.server.connection import ClientConnection
+from katcp.server.sending import Sending
 from katcp.server.stream import _Connection
 from katcp.wire.text import quoted_line
 from katcp.wire.util import check_tb_limit
 
 log = logging.getLogger("katcp.server")
 
-_REPLY = Message.REPLY
-_get_ident = threading.get_ident
-_get_running_loop = asyncio._get_running_loop
-
 # accept() errors that mean "out of resources", after which accepting pauses.
 _ACCEPT_RESOURCE_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
-
-
-def return_future(fn: Callable[..., Any]) -> Callable[..., Future]:
-    """Decorator that turns a synchronous function into one returning a future.
-
-    This should only be applied to non-blocking functions. Will do set_result() with the
-    return value, or set_exception() if an exception is raised.
-
-    Parameters
-    ----------
-    fn : callable
-
-    Returns
-    -------
-    decorated : callable
-        Calls `fn` and returns a resolved :class:`tornado.concurrent.Future`.
-
-    """
-    @functools.wraps(fn)
-    def decorated(*args: Any, **kwargs: Any) -> Future:
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except Exception as exc:
-            future.set_exception(exc)
-        return future
-    return decorated
 
 
 def _unset_call_soon(*args: Any) -> Any:
@@ -101,7 +71,7 @@ def log_handling_error(logger: logging.Logger, msg: Message, address: str,
                  msg.name, address, reason)
 
 
-class KATCPServer:
+class KATCPServer(Sending):
     """Tornado IO backend for a KATCP Device.
 
     Listens for connections on a server socket, reads KATCP messages off the wire and
@@ -711,203 +681,3 @@ class KATCPServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-    def call_on_loop(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future:
-        """Run ``fn(*args)`` on the server's loop (at once on its thread).
-
-        Returns
-        -------
-        done : :class:`concurrent.futures.Future`
-            Resolves with what `fn` returned, or what its future or coroutine resolved
-            to, or with the exception.
-
-        """
-        return call_on_loop(self.ioloop, self.ioloop_thread_id, fn, *args)
-
-    def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Queue ``fn(*args)`` for the loop, in order with the other calls queued for it.
-
-        For calls from other threads that give nothing back (sends, replies to the
-        transport); they go through the loop's one :class:`~katcp.loop.call_queue.CallQueue`.
-        """
-        self._queue().call(fn, *args)
-
-    def _queue(self) -> CallQueue:
-        """The call queue of the server's loop (chosen now if :meth:`start` has not yet)."""
-        queue = self._call_queue
-        if queue is None:
-            queue = self._call_queue = CallQueue.of(self.get_ioloop())
-        return queue
-
-    # -- sending ------------------------------------------------------------------
-
-    def send_message(self, stream: _Connection, msg: Message) -> None:
-        """Send an arbitrary message to a particular client.
-
-        Parameters
-        ----------
-        stream : connection handle
-            The connection to send the message to.
-        msg : Message object
-            The message to send.
-
-        Notes
-        -----
-        This method should only be called in the IOLoop thread. From another thread
-        the message is handed to the loop, as by :meth:`send_message_threadsafe`.
-
-        Failed sends disconnect the client connection. They do not raise exceptions,
-        but they are logged. Sends also fail if more than self.MAX_WRITE_BUFFER_SIZE
-        bytes are queued for sending, implying that client is falling behind.
-
-        """
-        # Another thread's send (a worker replying for an AsyncDeviceServer handler, even
-        # while the loop is still in that handler) goes to the loop, after what that
-        # thread handed it before; made here, it would race the loop for the write batch.
-        # Asked of the running loop rather than threading.get_ident(), which makes an int
-        # and costs about twice as much: this sends every reply.
-        loop = self._asyncio_loop
-        if loop is not None and _get_running_loop() is not loop:
-            self.send_message_threadsafe(stream, msg)
-            return
-        # msg.__bytes__() rather than bytes(msg), whose lookup of it costs about as much
-        # again: this sends every reply.
-        stream.send(msg.__bytes__() + b"\n")
-
-    def wire_sender(self, stream: _Connection, threadsafe: bool) -> Callable[[bytes], None]:
-        """A function that sends ready wire bytes (whole lines) to one client.
-
-        The bytes join the connection's write batch like any message. For bulk replies
-        and sensor informs, whose lines are formatted once and shared.
-
-        Parameters
-        ----------
-        stream : connection handle
-        threadsafe : bool
-            Whether the function may be called from any thread (else: only from the
-            IOLoop thread).
-
-        Returns
-        -------
-        send : callable
-            ``send(data)``, `data` being bytes of complete lines, newlines included.
-
-        """
-        if threadsafe:
-            return functools.partial(self._send_wire_threadsafe, stream)
-        return stream.send
-
-    def _send_wire_threadsafe(self, stream: _Connection, data: bytes) -> None:
-        if on_thread(self.ioloop_thread_id):
-            stream.send(data)
-        else:
-            self.call_soon_threadsafe(stream.send, data)
-
-    def mass_send_message(self, msg: Message) -> None:
-        """Send a message to all connected clients.
-
-        Parameters
-        ----------
-        msg : Message object
-
-        Notes
-        -----
-        This method should only be called in the IOLoop thread. From another thread
-        the message is handed to the loop, as by :meth:`mass_send_message_threadsafe`.
-
-        """
-        thread_id = self.ioloop_thread_id
-        # on_thread()'s ident compare, inlined: this sends every mass inform. Its check
-        # that the recorded thread has not ended is left out: on a thread given that
-        # ident after the loop thread ended, no loop runs to be sent to anyway.
-        if thread_id is not None and _get_ident() != thread_id:
-            self.call_soon_threadsafe(self.mass_send_message, msg)
-            return
-        data = bytes(msg) + b"\n"
-        for conn in list(self._connections):
-            conn.send(data)
-
-    def send_message_threadsafe(self, stream: _Connection, msg: Message) -> None:
-        """Like :meth:`send_message`, from any thread, without waiting for the send."""
-        data = msg.__bytes__() + b"\n"  # on the caller's thread; __bytes__(): see send_message()
-        if on_thread(self.ioloop_thread_id):
-            stream.send(data)
-        elif msg.mtype == _REPLY:
-            # The client waits for it: written as soon as the loop has it, not a turn later.
-            self.call_soon_threadsafe(stream.send_now, data)
-        else:
-            self.call_soon_threadsafe(stream.send, data)
-
-    def mass_send_message_threadsafe(self, msg: Message) -> None:
-        """Like :meth:`mass_send_message`, from any thread, without waiting for the send."""
-        if on_thread(self.ioloop_thread_id):
-            self.mass_send_message(msg)
-        else:
-            self.call_soon_threadsafe(self.mass_send_message, msg)
-
-    def call_from_thread(self, fn: Callable[[], Any]) -> Any:
-        """Allow thread-safe calls to ioloop functions.
-
-        In the IOLoop thread `fn` is called at once and an already resolved
-        tornado.concurrent.Future returned; from another thread `fn` is handed to the
-        loop and a concurrent.futures.Future returned. Either resolves with what `fn`
-        returned or with the exception it raised, which is also logged.
-
-        From another thread `fn` runs in order with what that thread handed the loop
-        before and after it (sensor readings, sends: see
-        :meth:`~katcp.loop.call_queue.CallQueue.call_with_outcome`), as katcp 0.9.3's
-        ``add_callback`` ran it.
-
-        Parameters
-        ----------
-        fn : callable
-            Called without arguments.
-
-        Returns
-        -------
-        result : Future
-
-        """
-        done: Any
-        if self.in_ioloop_thread():
-            done = return_future(fn)()
-        else:
-            done = self._queue().call_with_outcome(fn)
-        done.add_done_callback(functools.partial(self._log_failure, fn))
-        return done
-
-    def _log_failure(self, fn: Callable[..., Any], done: Any) -> None:
-        if not done.cancelled() and done.exception() is not None:
-            self._logger.error("Error calling %r", fn, exc_info=done.exception())
-
-    def send_message_from_thread(self, stream: _Connection, msg: Message) -> Any:
-        """Thread-safe version of send_message() returning a Future instance.
-
-        Parameters
-        ----------
-        stream : connection handle
-        msg : Message object
-
-        Returns
-        -------
-        sent : Future
-            As :meth:`call_from_thread`: resolves as soon as send_message() returns
-            (not when the message is delivered).
-
-        """
-        return self.call_from_thread(lambda: self.send_message(stream, msg))
-
-    def mass_send_message_from_thread(self, msg: Message) -> Any:
-        """Thread-safe version of mass_send_message() returning a Future instance.
-
-        Parameters
-        ----------
-        msg : Message object
-
-        Returns
-        -------
-        sent : Future
-            As :meth:`send_message_from_thread`.
-
-        """
-        return self.call_from_thread(lambda: self.mass_send_message(msg))
