@@ -22,7 +22,8 @@ from katcp.server.connection import (ClientConnection, ClientRequestConnection,
                                      client_connection_of)
 from katcp.server.handler_thread import MessageHandlerThread
 from katcp.server.loop_calls import return_future
-from katcp.server.transport import KATCPServer, exception_text
+from katcp.server.stream_host import exception_text
+from katcp.server.transport import KATCPServer
 from katcp.wire.types import address_to_string, format_timestamp
 from katcp.wire.util import object_repr, own_methods, uses_own
 

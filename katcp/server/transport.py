@@ -11,64 +11,27 @@ import contextlib
 import errno
 import functools
 import logging
-import os
 import socket
-import sys
 import threading
-import traceback
-from typing import Any, Callable, Dict, Iterator, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, Optional, Set, Tuple
 
-import tornado.gen
 import tornado.ioloop
 
-from katcp.core import Message, MessageParser
 from katcp.ioloop_manager import IOLoopManager
 from katcp.loop.call_queue import CallQueue
-from katcp.loop.crossing import (call_on_loop, is_awaitable, on_thread, thread_ident,
-                                 thread_wait_timeout, wait_off_loop)
+from katcp.loop.crossing import (call_on_loop, on_thread, thread_ident, thread_wait_timeout,
+                                 wait_off_loop)
 from katcp.loop.policy import thread_ioloop
 from katcp.server.connection import ClientConnection
 from katcp.server.sending import Sending
 from katcp.server.stream import _Connection
-from katcp.wire.text import quoted_line
+from katcp.server.stream_host import StreamHost
 from katcp.wire.util import check_tb_limit
 
 log = logging.getLogger("katcp.server")
 
 # accept() errors that mean "out of resources", after which accepting pauses.
 _ACCEPT_RESOURCE_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
-
-
-def _unset_call_soon(*args: Any) -> Any:
-    raise RuntimeError("The server is not installed on a loop")
-
-
-def exception_text(exc_info: Any, limit: Optional[int]) -> str:
-    """The text of a traceback sent to a client: `exc_info` limited to `limit` frames."""
-    # Ends with a newline, as the traceback module formats it (and as katcp 0.9 sent it).
-    return "".join(traceback.format_exception(*exc_info, limit=limit))
-
-
-def log_handling_error(logger: logging.Logger, msg: Message, address: str,
-                       reason: str) -> None:
-    """Log that handling a message from a client raised, naming the message and the client.
-
-    Used on the loop and on a handler thread alike, so that both say the same.
-
-    Parameters
-    ----------
-    logger : logging.Logger
-        The server's logger.
-    msg : Message
-        The message whose handling raised.
-    address : str
-        The client's address, ``host:port``.
-    reason : str
-        The traceback.
-
-    """
-    logger.error("Error handling %s%s from %s: %s", Message.TYPE_SYMBOLS[msg.mtype].decode(),
-                 msg.name, address, reason)
 
 
 class KATCPServer(Sending):
@@ -128,18 +91,16 @@ class KATCPServer(Sending):
     def __init__(self, device: Any, host: str, port: int, tb_limit: int = 20,
                  logger: Optional[logging.Logger] = log) -> None:
         check_tb_limit(tb_limit)
-        self._device = device
         self._bind_request = (host, port)
-        self._tb_limit = tb_limit
         self._logger = logger = log if logger is None else logger
-        self._parser = MessageParser()
-        self._parse = self._parser.parse  # bound once, shared by the connections
+        self._host = StreamHost(self, device, logger, tb_limit)
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
         self.ioloop: Any = None
         self.ioloop_thread_id: Optional[int] = None
         self._listener: Optional[socket.socket] = None
         self._bindaddr: Optional[Tuple[str, int]] = None
-        self._connections: Dict[_Connection, Any] = {}
+        # The host's registry, bound here for the sends to all.
+        self._connections = self._host.connections
         # Each accept under way, with its socket until a transport has it (then None).
         self._accepting: Dict["asyncio.Task[Any]", Optional[socket.socket]] = {}
         self._running = threading.Event()
@@ -149,8 +110,6 @@ class KATCPServer(Sending):
         self._start_lock = threading.Lock()
         self._call_queue: Optional[CallQueue] = None
         self._tasks: Set["asyncio.Task[Any]"] = set()
-        # The loop's call_soon, bound once for all connections (set by _install).
-        self._call_soon: Callable[..., Any] = _unset_call_soon
         # The loop the server is installed on: sends elsewhere go through it.
         self._asyncio_loop: Any = None
 
@@ -298,7 +257,7 @@ class KATCPServer(Sending):
         # A restarted server may run on a new loop: the queue of that loop.
         self._call_queue = CallQueue.of(self.ioloop)
         self._listener = sock
-        self._call_soon = self.ioloop.asyncio_loop.call_soon
+        self._host.install(self.ioloop.asyncio_loop)
         self._asyncio_loop = self.ioloop.asyncio_loop
         # Through the IOLoop, so that an IOLoop closed with all_fds=True (as a tornado
         # test case's is) closes the listener of a server that was never stopped.
@@ -338,7 +297,7 @@ class KATCPServer(Sending):
         task = asyncio.current_task()
         if task in self._accepting:
             self._accepting[task] = None
-        return _Connection(self)
+        return _Connection(self._host)
 
     def _accepted(self, task: "asyncio.Task[Any]") -> None:
         sock = self._accepting.pop(task)
@@ -393,36 +352,14 @@ class KATCPServer(Sending):
 
         The listener and the sockets of accepts under way are closed, and the server is
         stopped (may be started again, on another loop). The connections are shut down
-        without a goodbye, which nothing could send: asyncio closes no transport of a
-        closed loop, so each one's socket is closed only when it is collected. The device
-        hears of each through ``on_client_disconnect(..., connection_valid=False)``, so
-        that it forgets the client and its sampling strategies.
+        without a goodbye (see :meth:`StreamHost.shut_down_on_closed_loop`).
         """
         for sock in self._accepting.values():
             if sock is not None:
                 sock.close()
         self._accepting.clear()
         self._close_listener()
-        connections = list(self._connections.items())
-        self._connections.clear()
-        if connections:
-            # The future on_client_disconnect() returns is made on this thread's loop
-            # (which nothing needs to run): made here if the thread has none.
-            thread_ioloop()
-        for conn, client_conn in connections:
-            conn.closing = True
-            sock = conn.transport.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):  # the peer has gone already
-                    # Through a duplicate: uvloop's transports give a pseudo-socket that
-                    # cannot shut down (a shutdown is of the socket, whatever its fd).
-                    with socket.socket(fileno=os.dup(sock.fileno())) as duplicate:
-                        duplicate.shutdown(socket.SHUT_RDWR)
-            try:
-                self._device.on_client_disconnect(client_conn, "Device server shutting down.",
-                                                  False)
-            except Exception:
-                self._logger.exception("Error in on_client_disconnect for %s", conn.address)
+        self._host.shut_down_on_closed_loop()
         self._running.clear()
         self._stopped.set()
 
@@ -447,10 +384,7 @@ class KATCPServer(Sending):
         # Accepts the shutdown did not wait for end too, rather than serve a stopped server.
         for task in self._accepting:
             task.cancel()
-        for conn in list(self._connections):
-            del self._connections[conn]
-            conn.closing = True  # no goodbye: connection_lost() starts none either
-            conn.transport.abort()
+        self._host.abort_all()
         self._running.clear()
         self._stopped.set()
 
@@ -543,71 +477,6 @@ class KATCPServer(Sending):
         """
         return stream.address
 
-    def _connection_made(self, conn: _Connection) -> Any:
-        """Register a new connection and tell the device; what on_client_connect raises
-        is raised (see :meth:`_connect_failed`)."""
-        client_conn = conn.client_conn = self.client_connection_factory(self, conn)
-        self._connections[conn] = client_conn
-        ready = self._device.on_client_connect(client_conn)
-        if ready is None:
-            return None
-        if isinstance(ready, concurrent.futures.Future):
-            # Resolved in another thread: what then resumes the connection runs on the loop.
-            return asyncio.wrap_future(ready)
-        if not is_awaitable(ready):
-            self._logger.warning("on_client_connect for %s returned %r, not a future: the "
-                                 "connection is taken as ready", conn.address, ready)
-            return None
-        return tornado.gen.convert_yielded(ready)
-
-    def _connect_failed(self, conn: _Connection, exc_info: Any) -> None:
-        """The device's on_client_connect raised, or its future failed: refuse the client.
-
-        As katcp 0.9: logged, and told to the client in a ``#log error`` inform ("Device
-        error initialising connection" and the traceback); nothing the client sent is
-        handled. The connection is then closed as the server closes any, through
-        on_client_disconnect(), so that the device forgets the client as it forgets any
-        that leaves (a DeviceServer's ``?client-list`` no longer lists it; the client gets
-        ``#disconnect``).
-        """
-        reason = exception_text(exc_info, self._tb_limit)
-        self._logger.error("Device error initialising connection %s: %s", conn.address, reason)
-        self._send_error_log(conn, "Device error initialising connection " + reason)
-        # The connection stays busy, so nothing it sends is handled; what it sent and is
-        # left unread may turn the close into a reset, as with any close by the server.
-        self.spawn(self.disconnect_client(conn, "Device error initialising connection."))
-
-    def _send_syntax_error(self, conn: _Connection, line: bytes) -> None:
-        exc_info = sys.exc_info()
-        # The parse error alone: the traceback is the parser's, the client's is the line.
-        self._logger.error("Bad message from client %s: %s: %s",
-                           conn.address, quoted_line(line), exc_info[1])
-        self._send_error_log(conn, exception_text(exc_info, self._tb_limit))
-
-    def _handling_failed(self, conn: _Connection, msg: Message) -> None:
-        # As on the handler thread: logged and told to the client, whose connection
-        # stays (one failing message must not cost it the replies to the next ones).
-        reason = exception_text(sys.exc_info(), self._tb_limit)
-        log_handling_error(self._logger, msg, conn.address, reason)
-        self._send_error_log(conn, reason)
-
-    def _send_error_log(self, conn: _Connection, reason: str) -> None:
-        conn.send(bytes(self._device.create_log_inform("error", reason, "root")) + b"\n")
-
-    def _line_too_long(self, conn: _Connection) -> None:
-        self._logger.error("Message from %s exceeds %d bytes; disconnecting",
-                           conn.address, self.MAX_MSG_SIZE)
-        conn.transport.pause_reading()
-        self.spawn(self.disconnect_client(
-            conn, "Message exceeds maximum size of %d bytes." % self.MAX_MSG_SIZE))
-
-    def _buffer_full(self, conn: _Connection) -> None:
-        self._logger.warning("Client %s is not reading: more than %d bytes unsent; "
-                             "disconnecting", conn.address, self.MAX_WRITE_BUFFER_SIZE)
-        # Nothing more can be sent, so handling its further requests is pointless.
-        conn.closing = True
-        self.spawn(self.disconnect_client(conn, "Write buffer full.", False))
-
     async def disconnect_client(self, conn: _Connection, reason: str,
                                 connection_valid: bool = True) -> None:
         """Close a connection, letting the device say goodbye first.
@@ -623,33 +492,7 @@ class KATCPServer(Sending):
             Whether messages can still be sent on the connection.
 
         """
-        client_conn = self._connections.pop(conn, None)
-        if client_conn is None:
-            return
-        transport = conn.transport
-        connection_valid = connection_valid and not transport.is_closing()
-        if not connection_valid:
-            conn.closing = True
-        try:
-            ready = self._device.on_client_disconnect(client_conn, reason, connection_valid)
-            if ready is not None:
-                await self._with_timeout(ready)
-        except Exception:
-            self._logger.exception("Error in on_client_disconnect for %s", conn.address)
-        if connection_valid and not transport.is_closing():
-            try:
-                await self._with_timeout(self.flush_on_close(conn))
-            except Exception:
-                # An unresponsive peer must not stop the close: drop what is unsent.
-                transport.abort()
-        conn.closing = True
-        if connection_valid:
-            transport.close()
-        else:
-            transport.abort()  # close() would wait to send what the peer does not read
-
-    def _with_timeout(self, future: Any) -> Any:
-        return tornado.gen.with_timeout(self.ioloop.time() + self.DISCONNECT_TIMEOUT, future)
+        await self._host.disconnect(conn, reason, connection_valid)
 
     def flush_on_close(self, stream: _Connection) -> "asyncio.Future[None]":
         """Flush the connection's write buffer and prevent further writes.
