@@ -40,6 +40,22 @@ def return_future(fn: Callable[..., Any]) -> Callable[..., Future]:
 
 
 
+def log_call_failure(logger: logging.Logger, fn: Callable[..., Any], done: Any) -> None:
+    """Log the exception of `done`, the future of a call of `fn` made on the loop, if any.
+
+    Parameters
+    ----------
+    logger : logging.Logger
+    fn : callable
+        What was called (named in the log).
+    done : future
+        Its outcome (resolved).
+
+    """
+    if not done.cancelled() and done.exception() is not None:
+        logger.error("Error calling %r", fn, exc_info=done.exception())
+
+
 class LoopCalls:
     """The ways into a :class:`~katcp.server.KATCPServer`'s loop from any thread.
 
@@ -113,9 +129,5 @@ class LoopCalls:
             done = return_future(fn)()
         else:
             done = self._queue().call_with_outcome(fn)
-        done.add_done_callback(functools.partial(self._log_failure, fn))
+        done.add_done_callback(functools.partial(log_call_failure, self._logger, fn))
         return done
-
-    def _log_failure(self, fn: Callable[..., Any], done: Any) -> None:
-        if not done.cancelled() and done.exception() is not None:
-            self._logger.error("Error calling %r", fn, exc_info=done.exception())

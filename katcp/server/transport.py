@@ -13,7 +13,7 @@ import functools
 import logging
 import socket
 import threading
-from typing import Any, Dict, Iterator, Optional, Set, Tuple
+from typing import Any, ContextManager, Dict, Iterator, Optional, Set, Tuple
 
 import tornado.ioloop
 
@@ -23,6 +23,7 @@ from katcp.loop.crossing import (call_on_loop, on_thread, thread_ident, thread_w
                                  wait_off_loop)
 from katcp.loop.policy import thread_ioloop
 from katcp.server.connection import ClientConnection
+from katcp.server.loop_calls import log_call_failure
 from katcp.server.sending import Sending
 from katcp.server.stream import _Connection
 from katcp.server.stream_host import StreamHost
@@ -147,6 +148,18 @@ class KATCPServer(Sending):
         """The IOLoop the server runs on, chosen now if :meth:`start` has not yet."""
         return self._ioloop_manager.get_ioloop()
 
+    @property
+    def manages_ioloop(self) -> bool:
+        """Whether the server runs an IOLoop of its own, in a thread it starts (the
+        default), rather than one set by :meth:`set_ioloop` or
+        :meth:`use_current_ioloop`."""
+        return self._ioloop_manager.managed()
+
+    @property
+    def connection_count(self) -> int:
+        """The number of clients connected now."""
+        return len(self._connections)
+
     def in_ioloop_thread(self) -> bool:
         """Return True if called in the IOLoop thread of this server."""
         return on_thread(self._loop_thread_id())
@@ -184,9 +197,31 @@ class KATCPServer(Sending):
             If the listening socket cannot be bound; nothing is left started.
 
         """
-        with self._starting():
-            self._start_run()
+        self.start_with(contextlib.nullcontext())
         return self.wait_running(timeout) if timeout else None
+
+    def start_with(self, companion: ContextManager[Any]) -> None:
+        """Start as :meth:`start` does (without waiting), with `companion` around the run.
+
+        For what starts with the server (a device server's handler thread): `companion`
+        is entered once this thread holds the one start that may be under way, and the
+        listener is bound and the server installed inside it, so that what fails there
+        is raised into it (for it to undo its start) and out of this.
+
+        Parameters
+        ----------
+        companion : context manager
+
+        Raises
+        ------
+        RuntimeError
+            As :meth:`start` (`companion` is then not entered).
+        OSError
+            If the listening socket cannot be bound; nothing is left started.
+
+        """
+        with self._starting(), companion:
+            self._start_run()
 
     @contextlib.contextmanager
     def _starting(self) -> Iterator[None]:
@@ -232,7 +267,8 @@ class KATCPServer(Sending):
             self._install(sock)
         else:
             installed = call_on_loop(ioloop, None, self._install, sock)
-            installed.add_done_callback(functools.partial(self._log_failure, self._install))
+            installed.add_done_callback(
+                functools.partial(log_call_failure, self._logger, self._install))
 
     def _bind(self) -> socket.socket:
         host, port = self._bind_request
