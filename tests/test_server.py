@@ -1925,3 +1925,56 @@ def test_a_partial_of_a_tornado_coroutine_is_an_async_handler():
     assert katcp_server.base._is_async_handler(functools.partial(handler))
     assert katcp_server.base._is_async_handler(functools.partial(functools.partial(handler)))
     assert not katcp_server.base._is_async_handler(functools.partial(_plain_decorator))
+
+
+# -- KATCPServer's interface to the device server on it ------------------------------------
+
+
+def test_start_with_enters_the_companion_under_the_start_and_raises_a_bind_failure_into_it():
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    server = ExampleServer("127.0.0.1", taken.getsockname()[1])
+    seen = []
+
+    @contextlib.contextmanager
+    def companion():
+        seen.append("entered")
+        try:
+            yield
+        except OSError as exc:
+            seen.append(type(exc))
+            raise
+
+    try:
+        with pytest.raises(OSError):
+            server._server.start_with(companion())
+    finally:
+        taken.close()
+    assert seen == ["entered", OSError]
+    assert not server.running()
+    # Refused once started: the companion is not entered.
+    server = ExampleServer("127.0.0.1", 0)
+    server._server.start_with(companion())
+    try:
+        with pytest.raises(RuntimeError):
+            server._server.start_with(companion())
+        assert seen[2:] == ["entered"]
+        assert server.wait_running(TIMEOUT)
+    finally:
+        stop_server(server)
+
+
+def test_manages_ioloop_and_connection_count():
+    server = ExampleServer("127.0.0.1", 0)
+    assert server._server.manages_ioloop
+    port = start_server(server)
+    try:
+        assert server._server.connection_count == 0
+        with connect(port):
+            assert server._server.connection_count == 1
+            assert "clients=1" in repr(server)
+    finally:
+        stop_server(server)
+    server._server.use_current_ioloop()
+    assert not server._server.manages_ioloop

@@ -7,7 +7,9 @@ device (:class:`DeviceServerBase` and subclasses), which dispatches it to a ``re
 written once per loop iteration.
 
 The package keeps one concern per module: :mod:`~katcp.server.transport` (the TCP side),
-:mod:`~katcp.server.stream` (one accepted connection's reading and writing),
+:mod:`~katcp.server.sending` and :mod:`~katcp.server.loop_calls` (the transport's sends and
+its calls from other threads), :mod:`~katcp.server.stream` (one accepted connection's
+reading and writing),
 :mod:`~katcp.server.connection` (what handlers talk to), :mod:`~katcp.server.handler_thread`,
 :mod:`~katcp.server.base` (dispatch), :mod:`~katcp.server.standard_requests`,
 :mod:`~katcp.server.sampling_requests`, :mod:`~katcp.server.device` and
@@ -26,7 +28,8 @@ from katcp.server.device import AsyncDeviceServer, DeviceServer
 from katcp.server.handler_thread import MessageHandlerThread
 from katcp.server.logger import DeviceLogger
 from katcp.server.standard_requests import BASE_REQUESTS, construct_name_filter
-from katcp.server.transport import KATCPServer, return_future
+from katcp.server.loop_calls import return_future
+from katcp.server.transport import KATCPServer
 
 __all__ = publish(__name__, globals())
 

@@ -2,12 +2,13 @@
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import inspect
 import logging
 import sys
 import time
-from typing import Any, Callable, Dict, Optional, Tuple, cast
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple, cast
 
 import tornado.gen
 from tornado.concurrent import Future
@@ -21,7 +22,9 @@ from katcp.server.connection import (ClientConnection, ClientRequestConnection,
                                      ThreadsafeClientConnection, check_message,
                                      client_connection_of)
 from katcp.server.handler_thread import MessageHandlerThread
-from katcp.server.transport import KATCPServer, exception_text, return_future
+from katcp.server.loop_calls import log_call_failure, return_future
+from katcp.server.stream_host import exception_text
+from katcp.server.transport import KATCPServer
 from katcp.wire.types import address_to_string, format_timestamp
 from katcp.wire.util import object_repr, own_methods, uses_own
 
@@ -404,7 +407,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         # What fails in replying is logged, as a task awaiting the work would log it:
         # the handler thread uses `done` only to go on reading.
         done.add_done_callback(
-            functools.partial(self._server._log_failure, self._reply_with_outcome))
+            functools.partial(log_call_failure, self._logger, self._reply_with_outcome))
 
     def _reply_with_outcome(self, req: ClientRequestConnection, future: Any) -> None:
         """Reply to `req` with the outcome of its handler's resolved `future`."""
@@ -710,28 +713,34 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         handler_thread = self._handler_thread
         # One start at a time, and none while started: the others get RuntimeError at
         # once, before a handler thread is made.
-        with server._starting():
-            # Replacements made since set_concurrency_options() (on the instance) count.
-            self._rebind_receiver()
-            if handler_thread is not None:
-                # The thread's loop is known before a message can arrive.
-                handler_thread.set_ioloop(server.get_ioloop())
-                handler_thread.start()
-            try:
-                server._start_run()
-            except BaseException:
-                # Not serving (its port is taken, say): leave nothing running, so that it
-                # can be started again. The thread just started has a queue of its own,
-                # which no message can have reached: it ends at once.
-                if handler_thread is not None:
-                    handler_thread.stop(None)
-                    handler_thread.join()
-                raise
+        server.start_with(self._started_alongside(handler_thread))
         if not timeout:
             return None
         if handler_thread is not None:
             handler_thread.wait_running(timeout)
         return server.wait_running(timeout)
+
+    @contextlib.contextmanager
+    def _started_alongside(self, handler_thread: Optional[MessageHandlerThread]
+                           ) -> Iterator[None]:
+        """Start what runs with the server, around its run (see KATCPServer.start_with)."""
+        # Replacements made since set_concurrency_options() (on the instance) count.
+        self._rebind_receiver()
+        if handler_thread is None:
+            yield
+            return
+        # The thread's loop is known before a message can arrive.
+        handler_thread.set_ioloop(self._server.get_ioloop())
+        handler_thread.start()
+        try:
+            yield
+        except BaseException:
+            # Not serving (its port is taken, say): leave nothing running, so that it
+            # can be started again. The thread just started has a queue of its own,
+            # which no message can have reached: it ends at once.
+            handler_thread.stop(None)
+            handler_thread.join()
+            raise
 
     @steal_docstring_from(KATCPServer.stop)
     def stop(self, timeout: Optional[float] = 1.0) -> concurrent.futures.Future:
@@ -749,7 +758,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
     def __repr__(self) -> str:
         address = self.bind_address
         return object_repr(self, address=address_to_string(address) if address else None,
-                           running=self.running(), clients=len(self._server._connections),
+                           running=self.running(), clients=self._server.connection_count,
                            protocol=self.PROTOCOL_INFO)
 
     def __enter__(self) -> Any:
@@ -793,7 +802,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         and waits until it has stopped (a handler thread is told to stop, and ends once
         the message it is handling is handled).
         """
-        if self._server._ioloop_manager.managed():
+        if self._server.manages_ioloop:
             self.set_ioloop()
         self.start()
         return self

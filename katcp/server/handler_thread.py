@@ -20,7 +20,7 @@ from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import thread_wait_timeout
 from katcp.loop.futures import set_result_if_pending
 from katcp.loop.per_loop import one_per_loop
-from katcp.server.transport import log_handling_error
+from katcp.server.stream_host import log_handling_error
 
 log = logging.getLogger("katcp.server")
 

@@ -12,7 +12,7 @@ from katcp.transport.framing import LineFramer, WriteBatcher
 from katcp.wire.types import ADDRESS
 
 if TYPE_CHECKING:
-    from katcp.server.transport import KATCPServer
+    from katcp.server.stream_host import StreamHost
 
 _NO_LINES: Tuple[bytes, ...] = ()
 
@@ -29,9 +29,9 @@ _monotonic = time.monotonic
 _PAUSE_FRACTION = 4
 
 
-def _pause_level(server: "KATCPServer") -> int:
+def _pause_level(host: "StreamHost") -> int:
     """Bytes unsent to a client past which its further messages wait."""
-    return max(1, server.MAX_WRITE_BUFFER_SIZE // _PAUSE_FRACTION)
+    return max(1, host.max_write_buffer_size // _PAUSE_FRACTION)
 
 
 class _Connection(SharedBufferProtocol, WriteBatcher):
@@ -47,11 +47,11 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
     """
 
     # Thousands of these may sit idle: no __dict__, and lines kept only while unhandled.
-    __slots__ = ("_server", "transport", "client_conn", "closing", "_framer", "_lines",
+    __slots__ = ("_host", "transport", "client_conn", "closing", "_framer", "_lines",
                  "_next_line", "_busy", "_eof", "_drained", "_write_paused", "_yielded")
 
-    def __init__(self, server: "KATCPServer") -> None:
-        self._server = server
+    def __init__(self, host: "StreamHost") -> None:
+        self._host = host
         self.transport: Any = None
         self.client_conn: Any = None
         # Nothing more is handled or written once True (the connection is closing).
@@ -72,7 +72,7 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
         self._yielded = False
         # The connection is its own write batcher (one object less per connection):
         # send() is the hot path of KATCPServer.send_message(), write_out() its end.
-        WriteBatcher.__init__(self, None, server._call_soon, _pause_level(server))
+        WriteBatcher.__init__(self, None, host.call_soon, _pause_level(host))
 
     @property
     def address(self) -> str:
@@ -101,11 +101,11 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport.set_write_buffer_limits(high=_pause_level(self._server))
+        transport.set_write_buffer_limits(high=_pause_level(self._host))
         try:
-            ready = self._server._connection_made(self)
+            ready = self._host.connection_made(self)
         except Exception:
-            self._server._connect_failed(self, sys.exc_info())  # busy for good: nothing read
+            self._host.connect_failed(self, sys.exc_info())  # busy for good: nothing read
             return
         if ready is None:
             self._busy = False
@@ -115,7 +115,7 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
     def data_received(self, data: bytes) -> None:
         framer = self._framer
         if framer is None:
-            framer = self._framer = LineFramer(self._server.MAX_MSG_SIZE)
+            framer = self._framer = LineFramer(self._host.max_msg_size)
         elif framer.overflow:
             return  # the connection is being closed for an over-long line
         lines = self._lines
@@ -130,7 +130,7 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
             # Per-connection serialisation: read no further until the message is handled.
             self.transport.pause_reading()
         if framer.overflow:
-            self._server._line_too_long(self)
+            self._host.line_too_long(self)
 
     def eof_received(self) -> Optional[bool]:
         if self._busy or self._write_paused or self._yielded:
@@ -148,8 +148,7 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
 
     def _lost(self) -> None:
         self.closing = True
-        self._server.spawn(self._server.disconnect_client(
-            self, "Connection closed by client.", False))
+        self._host.lost(self)
 
     def pause_writing(self) -> None:
         # drain() pauses us on purpose (and handles no more messages).
@@ -173,9 +172,9 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
         lines = self._lines
         index = self._next_line
         count = len(lines)
-        server = self._server
-        on_message = server._device.on_message
-        parse = server._parse
+        host = self._host
+        on_message = host.device.on_message
+        parse = host.parse
         # Replies to the whole chunk go out together, in one write (or more, should a
         # client that does not read make them pass the write limit meanwhile): hold()
         # and release(), inline as this runs for every chunk received.
@@ -197,12 +196,12 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
                     except KatcpSyntaxError:
                         # Only truly empty lines are skipped (above): like katcp 0.9.3, a
                         # line of blanks is answered with an error like any bad line.
-                        server._send_syntax_error(self, line)
+                        host.syntax_error(self, line)
                         continue
                     try:
                         ready = on_message(self.client_conn, msg)
                     except Exception:
-                        server._handling_failed(self, msg)
+                        host.handling_failed(self, msg)
                         continue
                     if ready is not None and not ready.done():
                         # Per-connection serialisation: handle no further until it is
@@ -215,7 +214,7 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
                 if _monotonic() - started > _TURN_BUDGET:
                     self._yielded = True
                     self.transport.pause_reading()
-                    server._call_soon(self._resume_turn)
+                    self._call_soon(self._resume_turn)
                     break
                 stop = index + _SLICE if count - index > _SLICE else count
         finally:
@@ -232,15 +231,15 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
         exc = None if ready.cancelled() else ready.exception()
         if exc is not None:
             # Busy for good: nothing the client sent is handled.
-            self._server._connect_failed(self, (type(exc), exc, exc.__traceback__))
+            self._host.connect_failed(self, (type(exc), exc, exc.__traceback__))
             return
         self._busy = False
         self._continue()
 
     def _done(self, ready: Any) -> None:
         if not ready.cancelled() and ready.exception() is not None:
-            self._server._logger.error("Error handling message from %s",
-                                       self.address, exc_info=ready.exception())
+            self._host.logger.error("Error handling message from %s",
+                                    self.address, exc_info=ready.exception())
         self._busy = False
         self._continue()
 
@@ -275,7 +274,7 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
         elif paused and transport.get_write_buffer_size() > self._limit * _PAUSE_FRACTION:
             # Written while its requests wait for it to take what it was sent: informs
             # fill it up, and the client is not reading.
-            self._server._buffer_full(self)
+            self._host.buffer_full(self)
 
     def close(self) -> None:
         """Close the connection; the server notices and disconnects the client."""
@@ -284,7 +283,7 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
 
     def drain(self) -> "asyncio.Future[None]":
         """Return a future that resolves when everything written so far is sent."""
-        drained = self._drained = self._server.ioloop.asyncio_loop.create_future()
+        drained = self._drained = self._host.create_future()
         if self.transport.is_closing() or self.transport.get_write_buffer_size() == 0:
             drained.set_result(None)
         else:

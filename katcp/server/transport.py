@@ -1,7 +1,8 @@
-"""The TCP side of a device server: listening, accepting and sending, on the server's loop.
+"""The TCP side of a device server: listening, accepting and serving, on the server's loop.
 
 Each accepted connection's line framing, parsing and batched writes are in
-:mod:`katcp.server.stream`.
+:mod:`katcp.server.stream`; the server's sending in :mod:`katcp.server.sending` and its
+calls from other threads in :mod:`katcp.server.loop_calls`.
 """
 
 import asyncio
@@ -10,98 +11,31 @@ import contextlib
 import errno
 import functools
 import logging
-import os
 import socket
-import sys
 import threading
-import traceback
-from typing import Any, Callable, Dict, Iterator, Optional, Set, Tuple
+from typing import Any, ContextManager, Dict, Iterator, Optional, Set, Tuple
 
-import tornado.gen
 import tornado.ioloop
-from tornado.concurrent import Future
 
-from katcp.core import Message, MessageParser
 from katcp.ioloop_manager import IOLoopManager
 from katcp.loop.call_queue import CallQueue
-from katcp.loop.crossing import (call_on_loop, is_awaitable, on_thread, thread_ident,
-                                 thread_wait_timeout, wait_off_loop)
+from katcp.loop.crossing import (call_on_loop, on_thread, thread_ident, thread_wait_timeout,
+                                 wait_off_loop)
 from katcp.loop.policy import thread_ioloop
 from katcp.server.connection import ClientConnection
+from katcp.server.loop_calls import log_call_failure
+from katcp.server.sending import Sending
 from katcp.server.stream import _Connection
-from katcp.wire.text import quoted_line
+from katcp.server.stream_host import StreamHost
 from katcp.wire.util import check_tb_limit
 
 log = logging.getLogger("katcp.server")
-
-_REPLY = Message.REPLY
-_get_ident = threading.get_ident
-_get_running_loop = asyncio._get_running_loop
 
 # accept() errors that mean "out of resources", after which accepting pauses.
 _ACCEPT_RESOURCE_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 
 
-def return_future(fn: Callable[..., Any]) -> Callable[..., Future]:
-    """Decorator that turns a synchronous function into one returning a future.
-
-    This should only be applied to non-blocking functions. Will do set_result() with the
-    return value, or set_exception() if an exception is raised.
-
-    Parameters
-    ----------
-    fn : callable
-
-    Returns
-    -------
-    decorated : callable
-        Calls `fn` and returns a resolved :class:`tornado.concurrent.Future`.
-
-    """
-    @functools.wraps(fn)
-    def decorated(*args: Any, **kwargs: Any) -> Future:
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except Exception as exc:
-            future.set_exception(exc)
-        return future
-    return decorated
-
-
-def _unset_call_soon(*args: Any) -> Any:
-    raise RuntimeError("The server is not installed on a loop")
-
-
-def exception_text(exc_info: Any, limit: Optional[int]) -> str:
-    """The text of a traceback sent to a client: `exc_info` limited to `limit` frames."""
-    # Ends with a newline, as the traceback module formats it (and as katcp 0.9 sent it).
-    return "".join(traceback.format_exception(*exc_info, limit=limit))
-
-
-def log_handling_error(logger: logging.Logger, msg: Message, address: str,
-                       reason: str) -> None:
-    """Log that handling a message from a client raised, naming the message and the client.
-
-    Used on the loop and on a handler thread alike, so that both say the same.
-
-    Parameters
-    ----------
-    logger : logging.Logger
-        The server's logger.
-    msg : Message
-        The message whose handling raised.
-    address : str
-        The client's address, ``host:port``.
-    reason : str
-        The traceback.
-
-    """
-    logger.error("Error handling %s%s from %s: %s", Message.TYPE_SYMBOLS[msg.mtype].decode(),
-                 msg.name, address, reason)
-
-
-class KATCPServer:
+class KATCPServer(Sending):
     """Tornado IO backend for a KATCP Device.
 
     Listens for connections on a server socket, reads KATCP messages off the wire and
@@ -158,18 +92,16 @@ class KATCPServer:
     def __init__(self, device: Any, host: str, port: int, tb_limit: int = 20,
                  logger: Optional[logging.Logger] = log) -> None:
         check_tb_limit(tb_limit)
-        self._device = device
         self._bind_request = (host, port)
-        self._tb_limit = tb_limit
         self._logger = logger = log if logger is None else logger
-        self._parser = MessageParser()
-        self._parse = self._parser.parse  # bound once, shared by the connections
+        self._host = StreamHost(self, device, logger, tb_limit)
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
         self.ioloop: Any = None
         self.ioloop_thread_id: Optional[int] = None
         self._listener: Optional[socket.socket] = None
         self._bindaddr: Optional[Tuple[str, int]] = None
-        self._connections: Dict[_Connection, Any] = {}
+        # The host's registry, bound here for the sends to all.
+        self._connections = self._host.connections
         # Each accept under way, with its socket until a transport has it (then None).
         self._accepting: Dict["asyncio.Task[Any]", Optional[socket.socket]] = {}
         self._running = threading.Event()
@@ -179,8 +111,6 @@ class KATCPServer:
         self._start_lock = threading.Lock()
         self._call_queue: Optional[CallQueue] = None
         self._tasks: Set["asyncio.Task[Any]"] = set()
-        # The loop's call_soon, bound once for all connections (set by _install).
-        self._call_soon: Callable[..., Any] = _unset_call_soon
         # The loop the server is installed on: sends elsewhere go through it.
         self._asyncio_loop: Any = None
 
@@ -217,6 +147,18 @@ class KATCPServer:
     def get_ioloop(self) -> tornado.ioloop.IOLoop:
         """The IOLoop the server runs on, chosen now if :meth:`start` has not yet."""
         return self._ioloop_manager.get_ioloop()
+
+    @property
+    def manages_ioloop(self) -> bool:
+        """Whether the server runs an IOLoop of its own, in a thread it starts (the
+        default), rather than one set by :meth:`set_ioloop` or
+        :meth:`use_current_ioloop`."""
+        return self._ioloop_manager.managed()
+
+    @property
+    def connection_count(self) -> int:
+        """The number of clients connected now."""
+        return len(self._connections)
 
     def in_ioloop_thread(self) -> bool:
         """Return True if called in the IOLoop thread of this server."""
@@ -255,9 +197,31 @@ class KATCPServer:
             If the listening socket cannot be bound; nothing is left started.
 
         """
-        with self._starting():
-            self._start_run()
+        self.start_with(contextlib.nullcontext())
         return self.wait_running(timeout) if timeout else None
+
+    def start_with(self, companion: ContextManager[Any]) -> None:
+        """Start as :meth:`start` does (without waiting), with `companion` around the run.
+
+        For what starts with the server (a device server's handler thread): `companion`
+        is entered once this thread holds the one start that may be under way, and the
+        listener is bound and the server installed inside it, so that what fails there
+        is raised into it (for it to undo its start) and out of this.
+
+        Parameters
+        ----------
+        companion : context manager
+
+        Raises
+        ------
+        RuntimeError
+            As :meth:`start` (`companion` is then not entered).
+        OSError
+            If the listening socket cannot be bound; nothing is left started.
+
+        """
+        with self._starting(), companion:
+            self._start_run()
 
     @contextlib.contextmanager
     def _starting(self) -> Iterator[None]:
@@ -303,7 +267,8 @@ class KATCPServer:
             self._install(sock)
         else:
             installed = call_on_loop(ioloop, None, self._install, sock)
-            installed.add_done_callback(functools.partial(self._log_failure, self._install))
+            installed.add_done_callback(
+                functools.partial(log_call_failure, self._logger, self._install))
 
     def _bind(self) -> socket.socket:
         host, port = self._bind_request
@@ -328,7 +293,7 @@ class KATCPServer:
         # A restarted server may run on a new loop: the queue of that loop.
         self._call_queue = CallQueue.of(self.ioloop)
         self._listener = sock
-        self._call_soon = self.ioloop.asyncio_loop.call_soon
+        self._host.install(self.ioloop.asyncio_loop)
         self._asyncio_loop = self.ioloop.asyncio_loop
         # Through the IOLoop, so that an IOLoop closed with all_fds=True (as a tornado
         # test case's is) closes the listener of a server that was never stopped.
@@ -368,7 +333,7 @@ class KATCPServer:
         task = asyncio.current_task()
         if task in self._accepting:
             self._accepting[task] = None
-        return _Connection(self)
+        return _Connection(self._host)
 
     def _accepted(self, task: "asyncio.Task[Any]") -> None:
         sock = self._accepting.pop(task)
@@ -423,36 +388,14 @@ class KATCPServer:
 
         The listener and the sockets of accepts under way are closed, and the server is
         stopped (may be started again, on another loop). The connections are shut down
-        without a goodbye, which nothing could send: asyncio closes no transport of a
-        closed loop, so each one's socket is closed only when it is collected. The device
-        hears of each through ``on_client_disconnect(..., connection_valid=False)``, so
-        that it forgets the client and its sampling strategies.
+        without a goodbye (see :meth:`StreamHost.shut_down_on_closed_loop`).
         """
         for sock in self._accepting.values():
             if sock is not None:
                 sock.close()
         self._accepting.clear()
         self._close_listener()
-        connections = list(self._connections.items())
-        self._connections.clear()
-        if connections:
-            # The future on_client_disconnect() returns is made on this thread's loop
-            # (which nothing needs to run): made here if the thread has none.
-            thread_ioloop()
-        for conn, client_conn in connections:
-            conn.closing = True
-            sock = conn.transport.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):  # the peer has gone already
-                    # Through a duplicate: uvloop's transports give a pseudo-socket that
-                    # cannot shut down (a shutdown is of the socket, whatever its fd).
-                    with socket.socket(fileno=os.dup(sock.fileno())) as duplicate:
-                        duplicate.shutdown(socket.SHUT_RDWR)
-            try:
-                self._device.on_client_disconnect(client_conn, "Device server shutting down.",
-                                                  False)
-            except Exception:
-                self._logger.exception("Error in on_client_disconnect for %s", conn.address)
+        self._host.shut_down_on_closed_loop()
         self._running.clear()
         self._stopped.set()
 
@@ -477,10 +420,7 @@ class KATCPServer:
         # Accepts the shutdown did not wait for end too, rather than serve a stopped server.
         for task in self._accepting:
             task.cancel()
-        for conn in list(self._connections):
-            del self._connections[conn]
-            conn.closing = True  # no goodbye: connection_lost() starts none either
-            conn.transport.abort()
+        self._host.abort_all()
         self._running.clear()
         self._stopped.set()
 
@@ -573,71 +513,6 @@ class KATCPServer:
         """
         return stream.address
 
-    def _connection_made(self, conn: _Connection) -> Any:
-        """Register a new connection and tell the device; what on_client_connect raises
-        is raised (see :meth:`_connect_failed`)."""
-        client_conn = conn.client_conn = self.client_connection_factory(self, conn)
-        self._connections[conn] = client_conn
-        ready = self._device.on_client_connect(client_conn)
-        if ready is None:
-            return None
-        if isinstance(ready, concurrent.futures.Future):
-            # Resolved in another thread: what then resumes the connection runs on the loop.
-            return asyncio.wrap_future(ready)
-        if not is_awaitable(ready):
-            self._logger.warning("on_client_connect for %s returned %r, not a future: the "
-                                 "connection is taken as ready", conn.address, ready)
-            return None
-        return tornado.gen.convert_yielded(ready)
-
-    def _connect_failed(self, conn: _Connection, exc_info: Any) -> None:
-        """The device's on_client_connect raised, or its future failed: refuse the client.
-
-        As katcp 0.9: logged, and told to the client in a ``#log error`` inform ("Device
-        error initialising connection" and the traceback); nothing the client sent is
-        handled. The connection is then closed as the server closes any, through
-        on_client_disconnect(), so that the device forgets the client as it forgets any
-        that leaves (a DeviceServer's ``?client-list`` no longer lists it; the client gets
-        ``#disconnect``).
-        """
-        reason = exception_text(exc_info, self._tb_limit)
-        self._logger.error("Device error initialising connection %s: %s", conn.address, reason)
-        self._send_error_log(conn, "Device error initialising connection " + reason)
-        # The connection stays busy, so nothing it sends is handled; what it sent and is
-        # left unread may turn the close into a reset, as with any close by the server.
-        self.spawn(self.disconnect_client(conn, "Device error initialising connection."))
-
-    def _send_syntax_error(self, conn: _Connection, line: bytes) -> None:
-        exc_info = sys.exc_info()
-        # The parse error alone: the traceback is the parser's, the client's is the line.
-        self._logger.error("Bad message from client %s: %s: %s",
-                           conn.address, quoted_line(line), exc_info[1])
-        self._send_error_log(conn, exception_text(exc_info, self._tb_limit))
-
-    def _handling_failed(self, conn: _Connection, msg: Message) -> None:
-        # As on the handler thread: logged and told to the client, whose connection
-        # stays (one failing message must not cost it the replies to the next ones).
-        reason = exception_text(sys.exc_info(), self._tb_limit)
-        log_handling_error(self._logger, msg, conn.address, reason)
-        self._send_error_log(conn, reason)
-
-    def _send_error_log(self, conn: _Connection, reason: str) -> None:
-        conn.send(bytes(self._device.create_log_inform("error", reason, "root")) + b"\n")
-
-    def _line_too_long(self, conn: _Connection) -> None:
-        self._logger.error("Message from %s exceeds %d bytes; disconnecting",
-                           conn.address, self.MAX_MSG_SIZE)
-        conn.transport.pause_reading()
-        self.spawn(self.disconnect_client(
-            conn, "Message exceeds maximum size of %d bytes." % self.MAX_MSG_SIZE))
-
-    def _buffer_full(self, conn: _Connection) -> None:
-        self._logger.warning("Client %s is not reading: more than %d bytes unsent; "
-                             "disconnecting", conn.address, self.MAX_WRITE_BUFFER_SIZE)
-        # Nothing more can be sent, so handling its further requests is pointless.
-        conn.closing = True
-        self.spawn(self.disconnect_client(conn, "Write buffer full.", False))
-
     async def disconnect_client(self, conn: _Connection, reason: str,
                                 connection_valid: bool = True) -> None:
         """Close a connection, letting the device say goodbye first.
@@ -653,33 +528,7 @@ class KATCPServer:
             Whether messages can still be sent on the connection.
 
         """
-        client_conn = self._connections.pop(conn, None)
-        if client_conn is None:
-            return
-        transport = conn.transport
-        connection_valid = connection_valid and not transport.is_closing()
-        if not connection_valid:
-            conn.closing = True
-        try:
-            ready = self._device.on_client_disconnect(client_conn, reason, connection_valid)
-            if ready is not None:
-                await self._with_timeout(ready)
-        except Exception:
-            self._logger.exception("Error in on_client_disconnect for %s", conn.address)
-        if connection_valid and not transport.is_closing():
-            try:
-                await self._with_timeout(self.flush_on_close(conn))
-            except Exception:
-                # An unresponsive peer must not stop the close: drop what is unsent.
-                transport.abort()
-        conn.closing = True
-        if connection_valid:
-            transport.close()
-        else:
-            transport.abort()  # close() would wait to send what the peer does not read
-
-    def _with_timeout(self, future: Any) -> Any:
-        return tornado.gen.with_timeout(self.ioloop.time() + self.DISCONNECT_TIMEOUT, future)
+        await self._host.disconnect(conn, reason, connection_valid)
 
     def flush_on_close(self, stream: _Connection) -> "asyncio.Future[None]":
         """Flush the connection's write buffer and prevent further writes.
@@ -711,203 +560,3 @@ class KATCPServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-    def call_on_loop(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future:
-        """Run ``fn(*args)`` on the server's loop (at once on its thread).
-
-        Returns
-        -------
-        done : :class:`concurrent.futures.Future`
-            Resolves with what `fn` returned, or what its future or coroutine resolved
-            to, or with the exception.
-
-        """
-        return call_on_loop(self.ioloop, self.ioloop_thread_id, fn, *args)
-
-    def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Queue ``fn(*args)`` for the loop, in order with the other calls queued for it.
-
-        For calls from other threads that give nothing back (sends, replies to the
-        transport); they go through the loop's one :class:`~katcp.loop.call_queue.CallQueue`.
-        """
-        self._queue().call(fn, *args)
-
-    def _queue(self) -> CallQueue:
-        """The call queue of the server's loop (chosen now if :meth:`start` has not yet)."""
-        queue = self._call_queue
-        if queue is None:
-            queue = self._call_queue = CallQueue.of(self.get_ioloop())
-        return queue
-
-    # -- sending ------------------------------------------------------------------
-
-    def send_message(self, stream: _Connection, msg: Message) -> None:
-        """Send an arbitrary message to a particular client.
-
-        Parameters
-        ----------
-        stream : connection handle
-            The connection to send the message to.
-        msg : Message object
-            The message to send.
-
-        Notes
-        -----
-        This method should only be called in the IOLoop thread. From another thread
-        the message is handed to the loop, as by :meth:`send_message_threadsafe`.
-
-        Failed sends disconnect the client connection. They do not raise exceptions,
-        but they are logged. Sends also fail if more than self.MAX_WRITE_BUFFER_SIZE
-        bytes are queued for sending, implying that client is falling behind.
-
-        """
-        # Another thread's send (a worker replying for an AsyncDeviceServer handler, even
-        # while the loop is still in that handler) goes to the loop, after what that
-        # thread handed it before; made here, it would race the loop for the write batch.
-        # Asked of the running loop rather than threading.get_ident(), which makes an int
-        # and costs about twice as much: this sends every reply.
-        loop = self._asyncio_loop
-        if loop is not None and _get_running_loop() is not loop:
-            self.send_message_threadsafe(stream, msg)
-            return
-        # msg.__bytes__() rather than bytes(msg), whose lookup of it costs about as much
-        # again: this sends every reply.
-        stream.send(msg.__bytes__() + b"\n")
-
-    def wire_sender(self, stream: _Connection, threadsafe: bool) -> Callable[[bytes], None]:
-        """A function that sends ready wire bytes (whole lines) to one client.
-
-        The bytes join the connection's write batch like any message. For bulk replies
-        and sensor informs, whose lines are formatted once and shared.
-
-        Parameters
-        ----------
-        stream : connection handle
-        threadsafe : bool
-            Whether the function may be called from any thread (else: only from the
-            IOLoop thread).
-
-        Returns
-        -------
-        send : callable
-            ``send(data)``, `data` being bytes of complete lines, newlines included.
-
-        """
-        if threadsafe:
-            return functools.partial(self._send_wire_threadsafe, stream)
-        return stream.send
-
-    def _send_wire_threadsafe(self, stream: _Connection, data: bytes) -> None:
-        if on_thread(self.ioloop_thread_id):
-            stream.send(data)
-        else:
-            self.call_soon_threadsafe(stream.send, data)
-
-    def mass_send_message(self, msg: Message) -> None:
-        """Send a message to all connected clients.
-
-        Parameters
-        ----------
-        msg : Message object
-
-        Notes
-        -----
-        This method should only be called in the IOLoop thread. From another thread
-        the message is handed to the loop, as by :meth:`mass_send_message_threadsafe`.
-
-        """
-        thread_id = self.ioloop_thread_id
-        # on_thread()'s ident compare, inlined: this sends every mass inform. Its check
-        # that the recorded thread has not ended is left out: on a thread given that
-        # ident after the loop thread ended, no loop runs to be sent to anyway.
-        if thread_id is not None and _get_ident() != thread_id:
-            self.call_soon_threadsafe(self.mass_send_message, msg)
-            return
-        data = bytes(msg) + b"\n"
-        for conn in list(self._connections):
-            conn.send(data)
-
-    def send_message_threadsafe(self, stream: _Connection, msg: Message) -> None:
-        """Like :meth:`send_message`, from any thread, without waiting for the send."""
-        data = msg.__bytes__() + b"\n"  # on the caller's thread; __bytes__(): see send_message()
-        if on_thread(self.ioloop_thread_id):
-            stream.send(data)
-        elif msg.mtype == _REPLY:
-            # The client waits for it: written as soon as the loop has it, not a turn later.
-            self.call_soon_threadsafe(stream.send_now, data)
-        else:
-            self.call_soon_threadsafe(stream.send, data)
-
-    def mass_send_message_threadsafe(self, msg: Message) -> None:
-        """Like :meth:`mass_send_message`, from any thread, without waiting for the send."""
-        if on_thread(self.ioloop_thread_id):
-            self.mass_send_message(msg)
-        else:
-            self.call_soon_threadsafe(self.mass_send_message, msg)
-
-    def call_from_thread(self, fn: Callable[[], Any]) -> Any:
-        """Allow thread-safe calls to ioloop functions.
-
-        In the IOLoop thread `fn` is called at once and an already resolved
-        tornado.concurrent.Future returned; from another thread `fn` is handed to the
-        loop and a concurrent.futures.Future returned. Either resolves with what `fn`
-        returned or with the exception it raised, which is also logged.
-
-        From another thread `fn` runs in order with what that thread handed the loop
-        before and after it (sensor readings, sends: see
-        :meth:`~katcp.loop.call_queue.CallQueue.call_with_outcome`), as katcp 0.9.3's
-        ``add_callback`` ran it.
-
-        Parameters
-        ----------
-        fn : callable
-            Called without arguments.
-
-        Returns
-        -------
-        result : Future
-
-        """
-        done: Any
-        if self.in_ioloop_thread():
-            done = return_future(fn)()
-        else:
-            done = self._queue().call_with_outcome(fn)
-        done.add_done_callback(functools.partial(self._log_failure, fn))
-        return done
-
-    def _log_failure(self, fn: Callable[..., Any], done: Any) -> None:
-        if not done.cancelled() and done.exception() is not None:
-            self._logger.error("Error calling %r", fn, exc_info=done.exception())
-
-    def send_message_from_thread(self, stream: _Connection, msg: Message) -> Any:
-        """Thread-safe version of send_message() returning a Future instance.
-
-        Parameters
-        ----------
-        stream : connection handle
-        msg : Message object
-
-        Returns
-        -------
-        sent : Future
-            As :meth:`call_from_thread`: resolves as soon as send_message() returns
-            (not when the message is delivered).
-
-        """
-        return self.call_from_thread(lambda: self.send_message(stream, msg))
-
-    def mass_send_message_from_thread(self, msg: Message) -> Any:
-        """Thread-safe version of mass_send_message() returning a Future instance.
-
-        Parameters
-        ----------
-        msg : Message object
-
-        Returns
-        -------
-        sent : Future
-            As :meth:`send_message_from_thread`.
-
-        """
-        return self.call_from_thread(lambda: self.mass_send_message(msg))

@@ -1,0 +1,133 @@
+"""A device server's calls from other threads to its loop, in order with its sends."""
+
+import concurrent.futures
+import functools
+import logging
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import tornado.ioloop
+from tornado.concurrent import Future
+
+from katcp.loop.call_queue import CallQueue
+from katcp.loop.crossing import call_on_loop
+
+
+def return_future(fn: Callable[..., Any]) -> Callable[..., Future]:
+    """Decorator that turns a synchronous function into one returning a future.
+
+    This should only be applied to non-blocking functions. Will do set_result() with the
+    return value, or set_exception() if an exception is raised.
+
+    Parameters
+    ----------
+    fn : callable
+
+    Returns
+    -------
+    decorated : callable
+        Calls `fn` and returns a resolved :class:`tornado.concurrent.Future`.
+
+    """
+    @functools.wraps(fn)
+    def decorated(*args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+    return decorated
+
+
+
+def log_call_failure(logger: logging.Logger, fn: Callable[..., Any], done: Any) -> None:
+    """Log the exception of `done`, the future of a call of `fn` made on the loop, if any.
+
+    Parameters
+    ----------
+    logger : logging.Logger
+    fn : callable
+        What was called (named in the log).
+    done : future
+        Its outcome (resolved).
+
+    """
+    if not done.cancelled() and done.exception() is not None:
+        logger.error("Error calling %r", fn, exc_info=done.exception())
+
+
+class LoopCalls:
+    """The ways into a :class:`~katcp.server.KATCPServer`'s loop from any thread.
+
+    A mixin of KATCPServer (its methods stay the server's, so that a subclass or a test
+    replacing one is heard): it needs the server's loop, :attr:`ioloop_thread_id`, the
+    call queue it keeps, its logger, :meth:`in_ioloop_thread` and :meth:`get_ioloop`.
+    """
+
+    ioloop: Any
+    ioloop_thread_id: Optional[int]
+    _call_queue: Optional[CallQueue]
+    _logger: logging.Logger
+
+    if TYPE_CHECKING:
+        def in_ioloop_thread(self) -> bool: ...
+
+        def get_ioloop(self) -> tornado.ioloop.IOLoop: ...
+
+    def call_on_loop(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future:
+        """Run ``fn(*args)`` on the server's loop (at once on its thread).
+
+        Returns
+        -------
+        done : :class:`concurrent.futures.Future`
+            Resolves with what `fn` returned, or what its future or coroutine resolved
+            to, or with the exception.
+
+        """
+        return call_on_loop(self.ioloop, self.ioloop_thread_id, fn, *args)
+
+    def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue ``fn(*args)`` for the loop, in order with the other calls queued for it.
+
+        For calls from other threads that give nothing back (sends, replies to the
+        transport); they go through the loop's one :class:`~katcp.loop.call_queue.CallQueue`.
+        """
+        self._queue().call(fn, *args)
+
+    def _queue(self) -> CallQueue:
+        """The call queue of the server's loop (chosen now if :meth:`start` has not yet)."""
+        queue = self._call_queue
+        if queue is None:
+            queue = self._call_queue = CallQueue.of(self.get_ioloop())
+        return queue
+
+    def call_from_thread(self, fn: Callable[[], Any]) -> Any:
+        """Allow thread-safe calls to ioloop functions.
+
+        In the IOLoop thread `fn` is called at once and an already resolved
+        tornado.concurrent.Future returned; from another thread `fn` is handed to the
+        loop and a concurrent.futures.Future returned. Either resolves with what `fn`
+        returned or with the exception it raised, which is also logged.
+
+        From another thread `fn` runs in order with what that thread handed the loop
+        before and after it (sensor readings, sends: see
+        :meth:`~katcp.loop.call_queue.CallQueue.call_with_outcome`), as katcp 0.9.3's
+        ``add_callback`` ran it.
+
+        Parameters
+        ----------
+        fn : callable
+            Called without arguments.
+
+        Returns
+        -------
+        result : Future
+
+        """
+        done: Any
+        if self.in_ioloop_thread():
+            done = return_future(fn)()
+        else:
+            done = self._queue().call_with_outcome(fn)
+        done.add_done_callback(functools.partial(log_call_failure, self._logger, fn))
+        return done

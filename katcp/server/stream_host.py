@@ -1,0 +1,261 @@
+"""What a device server's connection streams need of it, and the rules of a connection's life.
+
+A :class:`~katcp.server.stream._Connection` talks to its server only through the
+:class:`StreamHost` it is made with: the parser, the device, the loop's ``call_soon`` and
+the events of its life (made, refused, an over-long line, a bad line, a failed handler, a
+full write buffer, lost). Their rules live here, with the registry of the connections.
+"""
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import socket
+import sys
+import traceback
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
+
+import tornado.gen
+
+from katcp.core import Message, MessageParser
+from katcp.loop.crossing import is_awaitable
+from katcp.loop.policy import thread_ioloop
+from katcp.wire.text import quoted_line
+
+if TYPE_CHECKING:
+    from katcp.server.stream import _Connection
+    from katcp.server.transport import KATCPServer
+
+
+def _unset_call_soon(*args: Any) -> Any:
+    raise RuntimeError("The server is not installed on a loop")
+
+
+def exception_text(exc_info: Any, limit: Optional[int]) -> str:
+    """The text of a traceback sent to a client: `exc_info` limited to `limit` frames."""
+    # Ends with a newline, as the traceback module formats it (and as katcp 0.9 sent it).
+    return "".join(traceback.format_exception(*exc_info, limit=limit))
+
+
+def log_handling_error(logger: logging.Logger, msg: Message, address: str,
+                       reason: str) -> None:
+    """Log that handling a message from a client raised, naming the message and the client.
+
+    Used on the loop and on a handler thread alike, so that both say the same.
+
+    Parameters
+    ----------
+    logger : logging.Logger
+        The server's logger.
+    msg : Message
+        The message whose handling raised.
+    address : str
+        The client's address, ``host:port``.
+    reason : str
+        The traceback.
+
+    """
+    logger.error("Error handling %s%s from %s: %s", Message.TYPE_SYMBOLS[msg.mtype].decode(),
+                 msg.name, address, reason)
+
+
+class StreamHost:
+    """A :class:`~katcp.server.KATCPServer` as its connection streams see it.
+
+    One per server, made with it. A stream binds what it uses per message (the parser,
+    the loop's ``call_soon``) when it is set up, and reads the device's ``on_message``
+    per chunk of input, as set_concurrency_options() may replace it before a start.
+    What the server's subclasses and tests may replace (``client_connection_factory``,
+    ``spawn``, ``disconnect_client``, ``flush_on_close``, the size limits) is still called
+    or read on the server.
+
+    Parameters
+    ----------
+    server : KATCPServer
+        The server whose connections these are.
+    device : DeviceServerBase-like
+        As passed to the server.
+    logger : logging.Logger
+        The server's logger.
+    tb_limit : int or None
+        Maximum number of stack frames in tracebacks sent to clients (None: all).
+
+    """
+
+    def __init__(self, server: "KATCPServer", device: Any, logger: logging.Logger,
+                 tb_limit: Optional[int]) -> None:
+        self._server = server
+        self.device = device
+        self.logger = logger
+        self._tb_limit = tb_limit
+        self.parse = MessageParser().parse  # bound once, shared by the connections
+        # The loop's call_soon, bound once for all connections (set by install()).
+        self.call_soon: Callable[..., Any] = _unset_call_soon
+        # Each connection, with the ClientConnection the device knows it by.
+        self.connections: Dict["_Connection", Any] = {}
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Serve connections of `loop`, the asyncio loop the server is installed on."""
+        self.call_soon = loop.call_soon
+
+    @property
+    def max_msg_size(self) -> int:
+        """The server's MAX_MSG_SIZE (as it is now)."""
+        return self._server.MAX_MSG_SIZE
+
+    @property
+    def max_write_buffer_size(self) -> int:
+        """The server's MAX_WRITE_BUFFER_SIZE (as it is now)."""
+        return self._server.MAX_WRITE_BUFFER_SIZE
+
+    def create_future(self) -> "asyncio.Future[Any]":
+        """A future of the server's loop."""
+        return self._server.ioloop.asyncio_loop.create_future()
+
+    def connection_made(self, conn: "_Connection") -> Any:
+        """Register a new connection and tell the device; what on_client_connect raises
+        is raised (see :meth:`connect_failed`)."""
+        server = self._server
+        client_conn = conn.client_conn = server.client_connection_factory(server, conn)
+        self.connections[conn] = client_conn
+        ready = self.device.on_client_connect(client_conn)
+        if ready is None:
+            return None
+        if isinstance(ready, concurrent.futures.Future):
+            # Resolved in another thread: what then resumes the connection runs on the loop.
+            return asyncio.wrap_future(ready)
+        if not is_awaitable(ready):
+            self.logger.warning("on_client_connect for %s returned %r, not a future: the "
+                                "connection is taken as ready", conn.address, ready)
+            return None
+        return tornado.gen.convert_yielded(ready)
+
+    def connect_failed(self, conn: "_Connection", exc_info: Any) -> None:
+        """The device's on_client_connect raised, or its future failed: refuse the client.
+
+        As katcp 0.9: logged, and told to the client in a ``#log error`` inform ("Device
+        error initialising connection" and the traceback); nothing the client sent is
+        handled. The connection is then closed as the server closes any, through
+        on_client_disconnect(), so that the device forgets the client as it forgets any
+        that leaves (a DeviceServer's ``?client-list`` no longer lists it; the client gets
+        ``#disconnect``).
+        """
+        server = self._server
+        reason = exception_text(exc_info, self._tb_limit)
+        self.logger.error("Device error initialising connection %s: %s", conn.address, reason)
+        self._send_error_log(conn, "Device error initialising connection " + reason)
+        # The connection stays busy, so nothing it sends is handled; what it sent and is
+        # left unread may turn the close into a reset, as with any close by the server.
+        server.spawn(server.disconnect_client(conn, "Device error initialising connection."))
+
+    def syntax_error(self, conn: "_Connection", line: bytes) -> None:
+        exc_info = sys.exc_info()
+        # The parse error alone: the traceback is the parser's, the client's is the line.
+        self.logger.error("Bad message from client %s: %s: %s",
+                          conn.address, quoted_line(line), exc_info[1])
+        self._send_error_log(conn, exception_text(exc_info, self._tb_limit))
+
+    def handling_failed(self, conn: "_Connection", msg: Message) -> None:
+        # As on the handler thread: logged and told to the client, whose connection
+        # stays (one failing message must not cost it the replies to the next ones).
+        reason = exception_text(sys.exc_info(), self._tb_limit)
+        log_handling_error(self.logger, msg, conn.address, reason)
+        self._send_error_log(conn, reason)
+
+    def _send_error_log(self, conn: "_Connection", reason: str) -> None:
+        conn.send(bytes(self.device.create_log_inform("error", reason, "root")) + b"\n")
+
+    def line_too_long(self, conn: "_Connection") -> None:
+        server = self._server
+        self.logger.error("Message from %s exceeds %d bytes; disconnecting",
+                          conn.address, server.MAX_MSG_SIZE)
+        conn.transport.pause_reading()
+        server.spawn(server.disconnect_client(
+            conn, "Message exceeds maximum size of %d bytes." % server.MAX_MSG_SIZE))
+
+    def buffer_full(self, conn: "_Connection") -> None:
+        server = self._server
+        self.logger.warning("Client %s is not reading: more than %d bytes unsent; "
+                            "disconnecting", conn.address, server.MAX_WRITE_BUFFER_SIZE)
+        # Nothing more can be sent, so handling its further requests is pointless.
+        conn.closing = True
+        server.spawn(server.disconnect_client(conn, "Write buffer full.", False))
+
+    def lost(self, conn: "_Connection") -> None:
+        """The client has gone (or a write to it failed): forget it, without a goodbye."""
+        server = self._server
+        server.spawn(server.disconnect_client(conn, "Connection closed by client.", False))
+
+    async def disconnect(self, conn: "_Connection", reason: str,
+                         connection_valid: bool = True) -> None:
+        """Close a connection, letting the device say goodbye first.
+
+        What :meth:`KATCPServer.disconnect_client
+        <katcp.server.KATCPServer.disconnect_client>` does, with its parameters.
+        """
+        client_conn = self.connections.pop(conn, None)
+        if client_conn is None:
+            return
+        transport = conn.transport
+        connection_valid = connection_valid and not transport.is_closing()
+        if not connection_valid:
+            conn.closing = True
+        try:
+            ready = self.device.on_client_disconnect(client_conn, reason, connection_valid)
+            if ready is not None:
+                await self._with_timeout(ready)
+        except Exception:
+            self.logger.exception("Error in on_client_disconnect for %s", conn.address)
+        if connection_valid and not transport.is_closing():
+            try:
+                await self._with_timeout(self._server.flush_on_close(conn))
+            except Exception:
+                # An unresponsive peer must not stop the close: drop what is unsent.
+                transport.abort()
+        conn.closing = True
+        if connection_valid:
+            transport.close()
+        else:
+            transport.abort()  # close() would wait to send what the peer does not read
+
+    def _with_timeout(self, future: Any) -> Any:
+        server = self._server
+        return tornado.gen.with_timeout(server.ioloop.time() + server.DISCONNECT_TIMEOUT, future)
+
+    def abort_all(self) -> None:
+        """Drop every connection at once, without a goodbye (the shutdown was cancelled)."""
+        connections = self.connections
+        for conn in list(connections):
+            del connections[conn]
+            conn.closing = True  # no goodbye: connection_lost() starts none either
+            conn.transport.abort()
+
+    def shut_down_on_closed_loop(self) -> None:
+        """Shut every connection down from this thread, the server's loop being closed.
+
+        Without a goodbye, which nothing could send: asyncio closes no transport of a
+        closed loop, so each one's socket is closed only when it is collected. The device
+        hears of each through ``on_client_disconnect(..., connection_valid=False)``, so
+        that it forgets the client and its sampling strategies.
+        """
+        connections = list(self.connections.items())
+        self.connections.clear()
+        if connections:
+            # The future on_client_disconnect() returns is made on this thread's loop
+            # (which nothing needs to run): made here if the thread has none.
+            thread_ioloop()
+        for conn, client_conn in connections:
+            conn.closing = True
+            sock = conn.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):  # the peer has gone already
+                    # Through a duplicate: uvloop's transports give a pseudo-socket that
+                    # cannot shut down (a shutdown is of the socket, whatever its fd).
+                    with socket.socket(fileno=os.dup(sock.fileno())) as duplicate:
+                        duplicate.shutdown(socket.SHUT_RDWR)
+            try:
+                self.device.on_client_disconnect(client_conn, "Device server shutting down.",
+                                                 False)
+            except Exception:
+                self.logger.exception("Error in on_client_disconnect for %s", conn.address)
