@@ -37,6 +37,7 @@ ic_logger = logging.getLogger("katcp.inspect_client")
 # Documented here since 0.9; shared with other retrying code from katcp.loop.backoff.
 keep_home(__name__, ExponentialRandomBackoff)
 
+from katcp.inspecting_client.index import Index, _Model, difference, reindex, update_index
 from katcp.inspecting_client.parts import (  # noqa: F401 (documented here)
     _CONNECTED, _DISCONNECTED, _SYNCED, InspectingClientStateType, RequestType, SyncError,
     _InformHookDeviceClient, _is_unknown_fail, _objects, _PendingChanges, _readings_of,
@@ -122,11 +123,7 @@ class InspectingClientAsync:
                  logger: Optional[logging.Logger] = ic_logger) -> None:
         self._logger = logger = ic_logger if logger is None else logger
         self.initial_inspection = initial_inspection is not False
-        # name -> dict of what the device last said about the request / sensor. An
-        # entry also holds the object made from it by the factory (key 'obj'), so a
-        # changed entry, being replaced, drops its stale object.
-        self._requests_index: Dict[str, Dict[str, Any]] = {}
-        self._sensors_index: Dict[str, Dict[str, Any]] = {}
+        self._model = _Model()
         self._update_on_lookup = True
         self._state = _DISCONNECTED
         # Each pending wait's future and the states it waits for, until it is over.
@@ -181,14 +178,31 @@ class InspectingClientAsync:
         return self._state.synced
 
     @property
+    def _requests_index(self) -> Index:
+        # 0.9 code reads and replaces the indexes under these names.
+        return self._model.requests
+
+    @_requests_index.setter
+    def _requests_index(self, index: Index) -> None:
+        self._model.requests = index
+
+    @property
+    def _sensors_index(self) -> Index:
+        return self._model.sensors
+
+    @_sensors_index.setter
+    def _sensors_index(self, index: Index) -> None:
+        self._model.sensors = index
+
+    @property
     def requests(self) -> List[str]:
         """A list of possible requests."""
-        return list(self._requests_index)
+        return list(self._model.requests)
 
     @property
     def sensors(self) -> List[str]:
         """A list of known sensors."""
-        return list(self._sensors_index)
+        return list(self._model.sensors)
 
     def is_connected(self) -> bool:
         """Connection status."""
@@ -499,7 +513,7 @@ class InspectingClientAsync:
         """Names to inspect for 'all requests/sensors' (None: ask for all of them)."""
         if self.initial_inspection:
             return None
-        return list(self._requests_index if kind == "requests" else self._sensors_index)
+        return list(self._model.index(kind))
 
     async def _inspect_pending(self, pending: "_PendingChanges", model_changes: AttrDict,
                                everything: bool = False) -> None:
@@ -593,7 +607,7 @@ class InspectingClientAsync:
             description = readable(inform.arguments[1]) if len(inform.arguments) > 1 else ""
             found[req_name] = {"name": req_name, "description": description,
                                "timeout_hint": timeout_hints.get(req_name)}
-        return self._reindex(self._requests_index, found, name)
+        return self._reindex(self._model.requests, found, name)
 
     def _inspection_request(self, request: str, name: Optional[str], timeout: Optional[float],
                             inform_cb: Optional[Callable[[Message], None]] = None,
@@ -696,62 +710,22 @@ class InspectingClientAsync:
         if failures:
             # A malformed inform fails the inspection, as it always did.
             raise failures[0]
-        return self._reindex(self._sensors_index, found, name)
+        return self._reindex(self._model.sensors, found, name)
 
-    def _update_index(self, index: Dict[str, Dict[str, Any]], name: str,
-                      data: Dict[str, Any]) -> None:
-        """Store what the device says about item `name` in `index`.
-
-        A new item is stored as `data`. A known item whose data differ is replaced
-        by `data` marked ``_changed`` (dropping the object made from the old data);
-        an unchanged one is kept as it is.
-        """
-        old = index.get(name)
-        if old is None:
-            index[name] = data
-        elif any(old.get(key) != value for key, value in data.items()):
-            data["_changed"] = True
-            index[name] = data
+    def _update_index(self, index: Index, name: str, data: Dict[str, Any]) -> None:
+        """Store what the device says about item `name` in `index` (see
+        :func:`~katcp.inspecting_client.index.update_index`)."""
+        update_index(index, name, data)
 
     def _difference(self, original_keys: Iterable[str], updated_keys: Iterable[str],
-                    name: Optional[str], index: Dict[str, Dict[str, Any]]
-                    ) -> Tuple[Set[str], Set[str]]:
-        """Work out what an inspection changed, and drop removed items from `index`.
+                    name: Optional[str], index: Index) -> Tuple[Set[str], Set[str]]:
+        """What an inspection changed (see :func:`~katcp.inspecting_client.index.difference`)."""
+        return difference(original_keys, updated_keys, name, index)
 
-        Returns the names added and removed: changed items (marked ``_changed``, a
-        mark this clears) are in both. With a `name`, only that item was asked about,
-        so the others are left alone.
-        """
-        original = set(original_keys)
-        updated = set(updated_keys)
-        if name is not None:
-            original &= {name}
-            updated &= {name}
-        added = updated - original
-        removed = original - updated
-        for key in updated & original:
-            if index[key].pop("_changed", False):
-                added.add(key)
-                removed.add(key)
-        for key in removed - added:
-            index.pop(key, None)
-        return added, removed
-
-    def _reindex(self, index: Dict[str, Dict[str, Any]], found: Dict[str, Dict[str, Any]],
-                 name: Optional[str]) -> Optional[AttrDict]:
-        """Store in `index` the items an inspection `found` (name -> data).
-
-        Returns what changed, as the AttrDict (or None) that inspections return.
-        """
-        original_keys = set(index)
-        if original_keys:
-            for item_name, data in found.items():
-                self._update_index(index, item_name, data)
-        else:
-            # The first inspection: everything found is new.
-            index.update(found)
-        added, removed = self._difference(original_keys, found, name, index)
-        return AttrDict(added=added, removed=removed) if added or removed else None
+    def _reindex(self, index: Index, found: Index, name: Optional[str]) -> Optional[AttrDict]:
+        """Store in `index` the items an inspection `found` (name -> data): through this
+        client's _update_index and _difference, which a subclass may override."""
+        return reindex(index, found, name, self._update_index, self._difference)
 
     # -- looking up requests and sensors --------------------------------------------
 
@@ -777,7 +751,7 @@ class InspectingClientAsync:
         Ensure that self.state.data_synced == True if yielding to
         future_check_sensor from a state-change callback, or a deadlock will occur.
         """
-        return (yield self._future_check(name, update, self._sensors_index, self.inspect_sensors))
+        return (yield self._future_check(name, update, self._model.sensors, self.inspect_sensors))
 
     @tornado.gen.coroutine
     def future_check_request(self, name: str, update: Optional[bool] = None
@@ -786,7 +760,7 @@ class InspectingClientAsync:
 
         Used internally by future_get_request.
         """
-        return (yield self._future_check(name, update, self._requests_index,
+        return (yield self._future_check(name, update, self._model.requests,
                                          self.inspect_requests))
 
     async def _future_check(self, name: str, update: Optional[bool],
@@ -823,7 +797,7 @@ class InspectingClientAsync:
         Ensure that self.state.data_synced == True if yielding to future_get_sensor
         from a state-change callback, or a deadlock will occur.
         """
-        return self._future_get(name, update, self._sensors_index, self.future_check_sensor,
+        return self._future_get(name, update, self._model.sensors, self.future_check_sensor,
                                 self._make_sensor)
 
     def future_get_request(self, name: str, update: Optional[bool] = None) -> Any:
@@ -834,7 +808,7 @@ class InspectingClientAsync:
         A tornado Future resolving to the request created by :meth:`request_factory`,
         or to None if the request is not found.
         """
-        return self._future_get(name, update, self._requests_index, self.future_check_request,
+        return self._future_get(name, update, self._model.requests, self.future_check_request,
                                 self._make_request)
 
     def _future_get(self, name: str, update: Optional[bool], index: Dict[str, Any],
@@ -858,9 +832,9 @@ class InspectingClientAsync:
         """
         names = list(names)
         if kind == "sensors":
-            index, get_one = self._sensors_index, self.future_get_sensor
+            index, get_one = self._model.sensors, self.future_get_sensor
         else:
-            index, get_one = self._requests_index, self.future_get_request
+            index, get_one = self._model.requests, self.future_get_request
         if not (self._state.data_synced and all(map(index.__contains__, names))):
             return tornado.gen.multi([get_one(name) for name in names])
         make = self._sensor_maker() if kind == "sensors" else self._make_request
@@ -958,7 +932,7 @@ class InspectingClientAsync:
         self._set_formatted(name, timestamp, status, value)
 
     def _set_formatted(self, name: str, timestamp: bytes, status: bytes, value: bytes) -> None:
-        sensor = self._sensors_index.get(name, {}).get("obj")
+        sensor = self._model.sensors.get(name, {}).get("obj")
         if sensor is None:
             return
         try:
