@@ -27,7 +27,7 @@ from katcp.core import (DEFAULT_KATCP_MAJOR, AttrDict, Message, Sensor, future_t
                         until_any, until_later)
 from katcp.ioloop_manager import current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
-from katcp.loop.futures import _until_all, _with_timeout
+from katcp.loop.futures import _until_all
 from katcp.wire.message import readable_message
 from katcp.wire.text import readable
 from katcp.wire.util import own_methods, transform_future, uses_own
@@ -38,6 +38,7 @@ ic_logger = logging.getLogger("katcp.inspect_client")
 keep_home(__name__, ExponentialRandomBackoff)
 
 from katcp.inspecting_client.index import Index, _Model, difference, reindex, update_index
+from katcp.inspecting_client.states import StatePredicate, _StateReport
 from katcp.inspecting_client.parts import (  # noqa: F401 (documented here)
     _CONNECTED, _DISCONNECTED, _SYNCED, InspectingClientStateType, RequestType, SyncError,
     _InformHookDeviceClient, _is_unknown_fail, _objects, _PendingChanges, _readings_of,
@@ -125,10 +126,8 @@ class InspectingClientAsync:
         self.initial_inspection = initial_inspection is not False
         self._model = _Model()
         self._update_on_lookup = True
-        self._state = _DISCONNECTED
-        # Each pending wait's future and the states it waits for, until it is over.
-        self._state_waiters: Dict["asyncio.Future[Any]", Callable[..., bool]] = {}
-        self._state_cb: Optional[Callable[..., Any]] = None
+        self._states = _StateReport(self._create_future, logger,
+                                    lambda: self.katcp_client.bind_address_string)
         self._pending = _PendingChanges()
         # Changes found by inspections that failed half-way (even on an earlier
         # connection), not yet reported through a data-synced state.
@@ -170,12 +169,22 @@ class InspectingClientAsync:
     @property
     def state(self) -> InspectingClientStateType:
         """Current client state."""
-        return self._state
+        return self._states.state
 
     @property
     def synced(self) -> bool:
         """Boolean indicating if the device has been synchronised."""
-        return self._state.synced
+        return self._states.state.synced
+
+    @property
+    def _state(self) -> InspectingClientStateType:
+        # 0.9's name for it.
+        return self._states.state
+
+    @property
+    def _state_waiters(self) -> Dict["asyncio.Future[Any]", StatePredicate]:
+        # Tests check that waits given up are forgotten.
+        return self._states.waiters
 
     @property
     def _requests_index(self) -> Index:
@@ -228,7 +237,7 @@ class InspectingClientAsync:
             It is possible for `model_changes` to be ``None``, or for either
             ``requests`` or ``sensors`` to be absent from `model_changes`.
         """
-        self._state_cb = cb
+        self._states.callback = cb
 
     def preset_protocol_flags(self, protocol_flags: Any) -> None:
         """Preset server protocol flags.
@@ -253,44 +262,29 @@ class InspectingClientAsync:
         loop: asyncio.AbstractEventLoop = self.ioloop.asyncio_loop  # type: ignore[attr-defined]
         return loop.create_future()
 
-    def _until(self, predicate: Callable[[InspectingClientStateType], bool],
-               timeout: Optional[float] = None) -> Any:
-        future = self._create_future()
-        if predicate(self._state):
-            future.set_result(True)
-            return future
-        self._state_waiters[future] = predicate
-        # A wait that times out or is cancelled is unregistered at once, not at the next
-        # state change: a watchdog polling a healthy device must not pile them up.
-        future.add_done_callback(self._forget_waiter)
-        return _with_timeout(future, timeout)
-
-    def _forget_waiter(self, future: "asyncio.Future[Any]") -> None:
-        self._state_waiters.pop(future, None)
-
     def until_state(self, desired_state: InspectingClientStateType,
                     timeout: Optional[float] = None) -> Any:
         """Wait until state is desired_state, InspectingClientStateType instance
 
         Returns a future
         """
-        return self._until(lambda state: state == desired_state, timeout)
+        return self._states.until(lambda state: state == desired_state, timeout)
 
     def until_connected(self, timeout: Optional[float] = None) -> Any:
         """Return future that resolves when the client is connected."""
-        return self._until(lambda state: state.connected, timeout)
+        return self._states.until(lambda state: state.connected, timeout)
 
     def until_synced(self, timeout: Optional[float] = None) -> Any:
         """Return future that resolves when the client is synced."""
-        return self._until(lambda state: state.synced, timeout)
+        return self._states.until(lambda state: state.synced, timeout)
 
     def until_not_synced(self, timeout: Optional[float] = None) -> Any:
         """Return future that resolves when the client is not synced."""
-        return self._until(lambda state: not state.synced, timeout)
+        return self._states.until(lambda state: not state.synced, timeout)
 
     def until_data_synced(self, timeout: Optional[float] = None) -> Any:
         """Return future that resolves when the client's model is up to date."""
-        return self._until(lambda state: state.data_synced, timeout)
+        return self._states.until(lambda state: state.data_synced, timeout)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -399,11 +393,11 @@ class InspectingClientAsync:
         try:
             while self._running:
                 if self.katcp_client.is_connected():
-                    await self._send_state(_CONNECTED)
+                    await self._states.report(_CONNECTED)
                     await self._sync_connection()
                     if not self._running:
                         break
-                await self._send_state(_DISCONNECTED)
+                await self._states.report(_DISCONNECTED)
                 client = self.katcp_client
                 stopped = client.until_stopped()
                 try:
@@ -421,7 +415,7 @@ class InspectingClientAsync:
             self._logger.exception("State loop of inspecting client for %s failed",
                                    self.katcp_client.bind_address_string)
         finally:
-            await self._send_state(_DISCONNECTED)
+            await self._states.report(_DISCONNECTED)
 
     async def _sync_connection(self) -> None:
         """Keep the model in sync for as long as the current connection lasts."""
@@ -439,8 +433,8 @@ class InspectingClientAsync:
         while same_connection():
             if self._pending:
                 pending, self._pending = self._pending, _PendingChanges()
-                if self._state.synced:
-                    await self._send_state(_CONNECTED)
+                if self._states.state.synced:
+                    await self._states.report(_CONNECTED)
                 try:
                     await self._inspect_pending(pending, model_changes)
                 except Exception as exc:
@@ -448,14 +442,14 @@ class InspectingClientAsync:
                         await self._sync_failed(pending, exc)
                     if same_connection():
                         # Each retry is a new sync attempt, and says so.
-                        await self._send_state(_CONNECTED)
+                        await self._states.report(_CONNECTED)
                     continue
                 self._unreported_changes = AttrDict()
-                await self._send_state(InspectingClientStateType(
+                await self._states.report(InspectingClientStateType(
                     True, False, bool(model_changes), True), model_changes or None)
                 model_changes = self._unreported_changes
-            elif not self._state.synced:
-                await self._send_state(_SYNCED)
+            elif not self._states.state.synced:
+                await self._states.report(_SYNCED)
                 self._resync_backoff().success()
             else:
                 await self._until_woken()
@@ -473,39 +467,6 @@ class InspectingClientAsync:
         delay = backoff.delay
         backoff.failed()
         await until_any(until_later(delay, self.ioloop), self._until_woken())
-
-    async def _send_state(self, state: InspectingClientStateType,
-                          model_changes: Optional[AttrDict] = None) -> None:
-        self._state = state
-        waiters = self._state_waiters
-        for future, predicate in list(waiters.items()):
-            # A wait over (cancelled) but not yet forgotten is left to its callback.
-            if not future.done() and predicate(state):
-                del waiters[future]
-                future.set_result(True)
-        if self._state_cb is None:
-            return
-        try:
-            result = self._state_cb(state, model_changes)
-            if result is not None:
-                callback_done = tornado.gen.convert_yielded(result)
-                try:
-                    # Shielded, to tell a cancel of the callback's own (as a failure of
-                    # it) from one of this coroutine (passed on).
-                    await asyncio.shield(callback_done)
-                except asyncio.CancelledError:
-                    if not callback_done.cancelled():
-                        raise
-                    self._logger.error("State callback for %s was cancelled",
-                                       self.katcp_client.bind_address_string)
-            else:
-                # As in 0.9 (a coroutine yielding the callback's None): the loop
-                # turns before the next state, so code woken by this state still
-                # sees it as the latest one.
-                await asyncio.sleep(0)
-        except Exception:
-            self._logger.exception("Error in state callback for %s",
-                                   self.katcp_client.bind_address_string)
 
     # -- inspection -----------------------------------------------------------------
 
@@ -814,7 +775,7 @@ class InspectingClientAsync:
     def _future_get(self, name: str, update: Optional[bool], index: Dict[str, Any],
                     check: Callable[..., Any], make: Callable[[str, Dict[str, Any]], Any]
                     ) -> Any:
-        if self._state.data_synced and name in index:
+        if self._states.state.data_synced and name in index:
             # Known and up to date: nothing to wait for or inspect, so no coroutine (a
             # resource's sync gets every sensor of its device this way).
             future = self._create_future()
@@ -835,7 +796,7 @@ class InspectingClientAsync:
             index, get_one = self._model.sensors, self.future_get_sensor
         else:
             index, get_one = self._model.requests, self.future_get_request
-        if not (self._state.data_synced and all(map(index.__contains__, names))):
+        if not (self._states.state.data_synced and all(map(index.__contains__, names))):
             return tornado.gen.multi([get_one(name) for name in names])
         make = self._sensor_maker() if kind == "sensors" else self._make_request
         future = self._create_future()
