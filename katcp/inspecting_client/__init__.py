@@ -23,8 +23,8 @@ import tornado.util
 
 from katcp._export import keep_home
 from katcp.client import AsyncClient
-from katcp.core import (DEFAULT_KATCP_MAJOR, AttrDict, Message, Sensor, future_timeout_manager,
-                        until_any, until_later)
+from katcp.core import (AttrDict, Message, Sensor, future_timeout_manager, until_any,
+                        until_later)
 from katcp.ioloop_manager import current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.loop.futures import _until_all
@@ -38,11 +38,12 @@ ic_logger = logging.getLogger("katcp.inspect_client")
 keep_home(__name__, ExponentialRandomBackoff)
 
 from katcp.inspecting_client.index import Index, _Model, difference, reindex, update_index
+from katcp.inspecting_client.updates import _SensorUpdates
 from katcp.inspecting_client.states import StatePredicate, _StateReport
 from katcp.inspecting_client.parts import (  # noqa: F401 (documented here)
     _CONNECTED, _DISCONNECTED, _SYNCED, InspectingClientStateType, RequestType, SyncError,
-    _InformHookDeviceClient, _is_unknown_fail, _objects, _PendingChanges, _readings_of,
-    _sensor_list_collector)
+    _InformHookDeviceClient, _is_unknown_fail, _objects, _PendingChanges,
+    _sensor_list_collector, katcp_major)
 
 # Documented (and pickled) here since 0.9.
 keep_home(__name__, RequestType, SyncError, InspectingClientStateType, _InformHookDeviceClient,
@@ -138,9 +139,15 @@ class InspectingClientAsync:
         self._connection_count = 0
         self.katcp_client = self.inform_hook_client_factory(
             host, port, auto_reconnect=auto_reconnect, logger=logger)
+        self._sensor_updates = _SensorUpdates(self._model, self.katcp_client, logger)
         self.set_ioloop(ioloop or current_ioloop())
         self.katcp_client.hook_inform("interface-changed", self._cb_inform_interface_change)
-        self.katcp_client.hook_inform("sensor-status", self._cb_inform_sensor_status)
+        # Straight to the router, a call less per inform, unless _cb_inform_sensor_status
+        # is overridden.
+        self._sensor_status_hook = (self._sensor_updates.on_inform
+                                    if uses_own(self, _OWN_SENSOR_STATUS)
+                                    else self._cb_inform_sensor_status)
+        self.katcp_client.hook_inform("sensor-status", self._sensor_status_hook)
         self.katcp_client.notify_connected = (  # type: ignore[method-assign]
             self._cb_connection_state)
 
@@ -253,7 +260,7 @@ class InspectingClientAsync:
 
     def handle_sensor_value(self) -> None:
         """Handle #sensor-value informs just like #sensor-status informs"""
-        self.katcp_client.hook_inform("sensor-value", self._cb_inform_sensor_status)
+        self.katcp_client.hook_inform("sensor-value", self._sensor_status_hook)
 
     # -- waiting for states ---------------------------------------------------------
 
@@ -828,7 +835,7 @@ class InspectingClientAsync:
     def _sensor_description(self, name: str, info: Dict[str, Any]) -> Dict[str, Any]:
         """The keyword arguments of :attr:`sensor_factory` for sensor `name` of the index."""
         sensor_type = Sensor.parse_type(info["sensor_type"])
-        params = Sensor.parse_params(sensor_type, info["params"], self._katcp_major())
+        params = Sensor.parse_params(sensor_type, info["params"], katcp_major(self.katcp_client))
         return dict(name=name, sensor_type=sensor_type, description=info["description"],
                     units=info["units"], params=params)
 
@@ -875,10 +882,6 @@ class InspectingClientAsync:
         msg = Message.request(request, *args, mid=mid)
         return self.katcp_client.future_request(msg, timeout, use_mid)
 
-    def _katcp_major(self) -> int:
-        flags = self.katcp_client.protocol_flags
-        return flags.major if flags is not None and flags.major else DEFAULT_KATCP_MAJOR
-
     @tornado.gen.coroutine
     def update_sensor(self, name: str, timestamp: bytes, status: bytes, value: bytes) -> None:
         """Set a sensor object (if one was made) to a KATCP formatted reading.
@@ -890,28 +893,16 @@ class InspectingClientAsync:
         timestamp, status, value : bytes
             The reading as it appears in a #sensor-status inform.
         """
-        self._set_formatted(name, timestamp, status, value)
-
-    def _set_formatted(self, name: str, timestamp: bytes, status: bytes, value: bytes) -> None:
-        sensor = self._model.sensors.get(name, {}).get("obj")
-        if sensor is None:
-            return
-        try:
-            sensor.set_formatted(timestamp, status, value, self._katcp_major())
-        except Exception:
-            self._logger.exception("Could not update sensor %r to (%r, %r, %r)",
-                                   name, timestamp, status, value)
+        self._sensor_updates.set_formatted(name, timestamp, status, value)
 
     def _cb_inform_sensor_status(self, msg: Message) -> None:
         """Update sensor objects from a #sensor-status (or #sensor-value) inform."""
-        readings = _readings_of(msg)
-        if readings is None:
-            self._logger.warning("Malformed %s inform: %s", msg.name, msg)
-            return
-        for name, timestamp, status, value in readings:
-            self._set_formatted(name, timestamp, status, value)
+        self._sensor_updates.on_inform(msg)
 
     def _cb_inform_interface_change(self, msg: Message) -> None:
         """Note what the device says has changed (see the KATCP spec) and resync."""
         self._pending.add_from_inform(msg)
         self._wake()
+
+
+_OWN_SENSOR_STATUS = own_methods(InspectingClientAsync, "_cb_inform_sensor_status")
