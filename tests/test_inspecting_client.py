@@ -907,7 +907,7 @@ class TestConnectionLifecycle(InspectingClientTestBase):
     def spy_inspections(self, client, count):
         """Future resolving once `count` inspection requests of `client` have ended."""
         ended = asyncio.get_running_loop().create_future()
-        inspection_request = client._inspection_request
+        inspection_request = client._inspector.request
         ends = []
 
         def spy(*args, **kwargs):
@@ -918,7 +918,7 @@ class TestConnectionLifecycle(InspectingClientTestBase):
                 if len(ends) == count:
                     ended.set_result(ends)
 
-        client._inspection_request = spy
+        client._inspector.request = spy
         return ended
 
     @tornado.testing.gen_test(timeout=10)
