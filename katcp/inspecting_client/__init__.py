@@ -22,8 +22,7 @@ import tornado.ioloop
 import tornado.util
 
 from katcp._export import keep_home
-from katcp.core import (AttrDict, Message, Sensor, future_timeout_manager, until_any,
-                        until_later)
+from katcp.core import AttrDict, Message, Sensor, future_timeout_manager, until_any
 from katcp.ioloop_manager import current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.loop.futures import _until_all
@@ -37,9 +36,10 @@ keep_home(__name__, ExponentialRandomBackoff)
 from katcp.inspecting_client.index import Index, _Model, difference, reindex, update_index
 from katcp.inspecting_client.inspection import _Inspector
 from katcp.inspecting_client.parts import (  # noqa: F401 (documented here)
-    _CONNECTED, _DISCONNECTED, _SYNCED, InspectingClientStateType, RequestType, SyncError,
-    _InformHookDeviceClient, _objects, _PendingChanges, katcp_major)
+    InspectingClientStateType, RequestType, SyncError, _InformHookDeviceClient, _objects,
+    _PendingChanges, katcp_major)
 from katcp.inspecting_client.states import StatePredicate, _StateReport
+from katcp.inspecting_client.sync import _StateCoroutine
 from katcp.inspecting_client.updates import _SensorUpdates
 
 # Documented (and pickled) here since 0.9.
@@ -106,18 +106,12 @@ class InspectingClientAsync:
         self._update_on_lookup = True
         self._states = _StateReport(self._create_future, logger,
                                     lambda: self.katcp_client.bind_address_string)
-        self._pending = _PendingChanges()
-        # Changes found by inspections that failed half-way (even on an earlier
-        # connection), not yet reported through a data-synced state.
-        self._unreported_changes = AttrDict()
-        self._running = False
-        self._wakeup: Any = None
         self._state_loop_future: Any = None
-        self._connection_count = 0
         self.katcp_client = self.inform_hook_client_factory(
             host, port, auto_reconnect=auto_reconnect, logger=logger)
         self._sensor_updates = _SensorUpdates(self._model, self.katcp_client, logger)
         self._inspector = _Inspector(self, self._model)
+        self._sync = _StateCoroutine(self, self._states, self._inspector)
         self.set_ioloop(ioloop or current_ioloop())
         self.katcp_client.hook_inform("interface-changed", self._cb_inform_interface_change)
         # Straight to the router, a call less per inform, unless _cb_inform_sensor_status
@@ -170,6 +164,17 @@ class InspectingClientAsync:
     def _state_waiters(self) -> Dict["asyncio.Future[Any]", StatePredicate]:
         # Tests check that waits given up are forgotten.
         return self._states.waiters
+
+    @property
+    def _running(self) -> bool:
+        # Between connect() and stop() (or the KATCP client stopping on its own); a
+        # resource asks it.
+        return self._sync.running
+
+    @property
+    def _connection_count(self) -> int:
+        # A resource tells by it that the connection was replaced meanwhile.
+        return self._sync.connection_count
 
     @property
     def _requests_index(self) -> Index:
@@ -287,8 +292,8 @@ class InspectingClientAsync:
         tornado.gen.TimeoutError
             If the connect timeout expires.
         """
-        assert not self._running, "InspectingClientAsync already started"
-        self._running = True
+        assert not self._sync.running, "InspectingClientAsync already started"
+        self._sync.running = True
         maybe_timeout = future_timeout_manager(timeout, self.ioloop)
         client = self.katcp_client
         client.start()
@@ -301,7 +306,7 @@ class InspectingClientAsync:
         except tornado.gen.TimeoutError:
             self.stop()
             raise
-        if self._running:
+        if self._sync.running:
             self._start_state_loop()
 
     def start(self, timeout: Optional[float] = None) -> Any:
@@ -313,8 +318,8 @@ class InspectingClientAsync:
 
         The `timeout` is passed on to the KATCP client's stop().
         """
-        self._running = False
-        self._wake()
+        self._sync.running = False
+        self._sync.wake()
         self.katcp_client.stop(timeout)
 
     def close(self) -> None:
@@ -342,17 +347,6 @@ class InspectingClientAsync:
 
     # -- the state coroutine --------------------------------------------------------
 
-    def _wake(self) -> None:
-        wakeup = self._wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
-
-    def _until_woken(self) -> Any:
-        """Future resolving on the next connection change, interface change or stop."""
-        if self._wakeup is None or self._wakeup.done():
-            self._wakeup = self._create_future()
-        return self._wakeup
-
     def _start_state_loop(self) -> None:
         # _state_loop may be replaced (e.g. by a test that drives inspection by
         # hand); run whatever awaitable it returns, if any.
@@ -361,97 +355,11 @@ class InspectingClientAsync:
             self._state_loop_future = tornado.gen.convert_yielded(running)
 
     def _cb_connection_state(self, connected: bool) -> None:
-        if connected:
-            # A new connection needs a full resync even if the state loop never
-            # saw the old one drop.
-            self._connection_count += 1
-        self._wake()
+        self._sync.on_connection_state(connected)
 
-    def _resync_backoff(self) -> ExponentialRandomBackoff:
-        if self.resync_delay is None:
-            self.resync_delay = ExponentialRandomBackoff(delay_initial=self.initial_resync_timeout,
-                                                         delay_max=self.max_resync_timeout)
-        return self.resync_delay
-
-    async def _state_loop(self) -> None:
-        self._resync_backoff()
-        try:
-            while self._running:
-                if self.katcp_client.is_connected():
-                    await self._states.report(_CONNECTED)
-                    await self._sync_connection()
-                    if not self._running:
-                        break
-                await self._states.report(_DISCONNECTED)
-                client = self.katcp_client
-                stopped = client.until_stopped()
-                try:
-                    while self._running and not client.is_connected() and not stopped.done():
-                        await until_any(self._until_woken(), stopped)
-                finally:
-                    client_stopped = stopped.done() and not stopped.cancelled()
-                    stopped.cancel()  # a wait given up stays registered until cancelled
-                if client_stopped and not client.is_connected():
-                    # The KATCP client stopped on its own (no auto_reconnect), and so
-                    # does the inspection: until_stopped() resolves, connect() may
-                    # start both again.
-                    self._running = False
-        except Exception:
-            self._logger.exception("State loop of inspecting client for %s failed",
-                                   self.katcp_client.bind_address_string)
-        finally:
-            await self._states.report(_DISCONNECTED)
-
-    async def _sync_connection(self) -> None:
-        """Keep the model in sync for as long as the current connection lasts."""
-        client = self.katcp_client
-        connection = self._connection_count
-
-        def same_connection() -> bool:
-            return (self._running and client.is_connected()
-                    and self._connection_count == connection)
-
-        while same_connection() and client.protocol_flags is None:
-            await until_any(client.until_protocol(), self._until_woken())
-        self._pending.add_all()
-        model_changes = self._unreported_changes
-        while same_connection():
-            if self._pending:
-                pending, self._pending = self._pending, _PendingChanges()
-                if self._states.state.synced:
-                    await self._states.report(_CONNECTED)
-                try:
-                    await self._inspector.pending(pending, model_changes)
-                except Exception as exc:
-                    if same_connection():
-                        await self._sync_failed(pending, exc)
-                    if same_connection():
-                        # Each retry is a new sync attempt, and says so.
-                        await self._states.report(_CONNECTED)
-                    continue
-                self._unreported_changes = AttrDict()
-                await self._states.report(InspectingClientStateType(
-                    True, False, bool(model_changes), True), model_changes or None)
-                model_changes = self._unreported_changes
-            elif not self._states.state.synced:
-                await self._states.report(_SYNCED)
-                self._resync_backoff().success()
-            else:
-                await self._until_woken()
-
-    async def _sync_failed(self, pending: _PendingChanges, exc: Exception) -> None:
-        if isinstance(exc, SyncError):
-            self._logger.warning("Error syncing with device %s: %s",
-                                 self.katcp_client.bind_address_string, exc)
-        else:
-            self._logger.exception("Unexpected error syncing with device %s",
-                                   self.katcp_client.bind_address_string)
-        # Retry what is left of the failed inspection along with whatever changed since.
-        self._pending.update(pending)
-        backoff = self._resync_backoff()
-        delay = backoff.delay
-        backoff.failed()
-        await until_any(until_later(delay, self.ioloop), self._until_woken())
+    def _state_loop(self) -> Any:
+        """The state coroutine (see :class:`~katcp.inspecting_client.sync._StateCoroutine`)."""
+        return self._sync.run()
 
     # -- inspection -----------------------------------------------------------------
 
@@ -740,8 +648,7 @@ class InspectingClientAsync:
 
     def _cb_inform_interface_change(self, msg: Message) -> None:
         """Note what the device says has changed (see the KATCP spec) and resync."""
-        self._pending.add_from_inform(msg)
-        self._wake()
+        self._sync.on_interface_changed(msg)
 
 
 _OWN_SENSOR_STATUS = own_methods(InspectingClientAsync, "_cb_inform_sensor_status")
