@@ -8,6 +8,11 @@ coroutine per client drives this and reports each step through an
 :class:`InspectingClientStateType` state (and an optional user callback).
 
 The client is not thread-safe: use it only from its ioloop.
+
+It composes parts of one job each: the model and its diffing (``index``), the current
+state and the waits for it (``states``), the state coroutine (``sync``), the requests
+that inspect the device (``inspection``) and the routing of readings to sensor objects
+(``updates``); ``parts`` holds the types they share.
 """
 
 import asyncio
