@@ -707,6 +707,26 @@ class TestSensorUpdates(InspectingClientTestBase):
         self.assertEqual(tuple(temp.read()), (2000.0, Sensor.WARN, 30.5))
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_an_overridden_sensor_status_callback_gets_the_informs(self):
+        seen = []
+
+        class Recording(InspectingClientAsync):
+            def _cb_inform_sensor_status(self, msg):
+                seen.append(msg.name)
+                super()._cb_inform_sensor_status(msg)
+
+        client = Recording("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        temp = await client.future_get_sensor("temp")
+        client.handle_sensor_value()
+        self.device.inform("sensor-status", b"1234.5", 1, "temp", "warn", b"45.25")
+        await client.simple_request("sensor-value", "temp")
+        self.assertEqual(seen, ["sensor-status", "sensor-value"])
+        self.assertEqual(tuple(temp.read()), (1000.5, Sensor.NOMINAL, 21.5))
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_malformed_and_unknown_sensor_informs_are_ignored(self):
         client, _ = await self.start_client()
         temp = await client.future_get_sensor("temp")
@@ -887,7 +907,7 @@ class TestConnectionLifecycle(InspectingClientTestBase):
     def spy_inspections(self, client, count):
         """Future resolving once `count` inspection requests of `client` have ended."""
         ended = asyncio.get_running_loop().create_future()
-        inspection_request = client._inspection_request
+        inspection_request = client._inspector.request
         ends = []
 
         def spy(*args, **kwargs):
@@ -898,7 +918,7 @@ class TestConnectionLifecycle(InspectingClientTestBase):
                 if len(ends) == count:
                     ended.set_result(ends)
 
-        client._inspection_request = spy
+        client._inspector.request = spy
         return ended
 
     @tornado.testing.gen_test(timeout=10)

@@ -8,6 +8,11 @@ coroutine per client drives this and reports each step through an
 :class:`InspectingClientStateType` state (and an optional user callback).
 
 The client is not thread-safe: use it only from its ioloop.
+
+It composes parts of one job each: the model and its diffing (``index``), the current
+state and the waits for it (``states``), the state coroutine (``sync``), the requests
+that inspect the device (``inspection``) and the routing of readings to sensor objects
+(``updates``); ``parts`` holds the types they share.
 """
 
 import asyncio
@@ -22,14 +27,10 @@ import tornado.ioloop
 import tornado.util
 
 from katcp._export import keep_home
-from katcp.client import AsyncClient
-from katcp.core import (DEFAULT_KATCP_MAJOR, AttrDict, Message, Sensor, future_timeout_manager,
-                        until_any, until_later)
+from katcp.core import AttrDict, Message, Sensor, future_timeout_manager, until_any
 from katcp.ioloop_manager import current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
-from katcp.loop.futures import _until_all, _with_timeout
-from katcp.wire.message import readable_message
-from katcp.wire.text import readable
+from katcp.loop.futures import _until_all
 from katcp.wire.util import own_methods, transform_future, uses_own
 
 ic_logger = logging.getLogger("katcp.inspect_client")
@@ -37,34 +38,18 @@ ic_logger = logging.getLogger("katcp.inspect_client")
 # Documented here since 0.9; shared with other retrying code from katcp.loop.backoff.
 keep_home(__name__, ExponentialRandomBackoff)
 
+from katcp.inspecting_client.index import Index, _Model, difference, reindex, update_index
+from katcp.inspecting_client.inspection import _Inspector
 from katcp.inspecting_client.parts import (  # noqa: F401 (documented here)
-    _CONNECTED, _DISCONNECTED, _SYNCED, InspectingClientStateType, RequestType, SyncError,
-    _InformHookDeviceClient, _is_unknown_fail, _objects, _PendingChanges, _readings_of,
-    _sensor_list_collector)
+    InspectingClientStateType, RequestType, SyncError, _InformHookDeviceClient, _objects,
+    _PendingChanges, katcp_major)
+from katcp.inspecting_client.states import StatePredicate, _StateReport
+from katcp.inspecting_client.sync import _StateCoroutine
+from katcp.inspecting_client.updates import _SensorUpdates
 
 # Documented (and pickled) here since 0.9.
 keep_home(__name__, RequestType, SyncError, InspectingClientStateType, _InformHookDeviceClient,
           _PendingChanges)
-
-# The request methods an inspection may stream through while they are these.
-_OWN_REQUESTING = own_methods(AsyncClient, "future_request", "callback_request")
-
-
-async def _all_results(futures: List[Any]) -> List[Any]:
-    """The results of `futures` (of tornado coroutines), waiting for all; or the first failure.
-
-    As ``tornado.gen.multi``, but no failure is left for tornado to log: it logs as errors
-    each failure after the first, and the failure of a coroutine whose future was
-    cancelled (the coroutine runs on regardless). A stop fails every inspection in
-    progress, and a test case's teardown cancels the task waiting for them: neither is an
-    error. Cancelling this wait leaves the coroutines to run out.
-    """
-    outcomes = await asyncio.shield(asyncio.gather(*futures, return_exceptions=True))
-    for outcome in outcomes:
-        if isinstance(outcome, BaseException):
-            raise outcome
-    return outcomes
-
 
 class InspectingClientAsync:
     """Higher-level client that inspects a KATCP interface.
@@ -122,29 +107,24 @@ class InspectingClientAsync:
                  logger: Optional[logging.Logger] = ic_logger) -> None:
         self._logger = logger = ic_logger if logger is None else logger
         self.initial_inspection = initial_inspection is not False
-        # name -> dict of what the device last said about the request / sensor. An
-        # entry also holds the object made from it by the factory (key 'obj'), so a
-        # changed entry, being replaced, drops its stale object.
-        self._requests_index: Dict[str, Dict[str, Any]] = {}
-        self._sensors_index: Dict[str, Dict[str, Any]] = {}
+        self._model = _Model()
         self._update_on_lookup = True
-        self._state = _DISCONNECTED
-        # Each pending wait's future and the states it waits for, until it is over.
-        self._state_waiters: Dict["asyncio.Future[Any]", Callable[..., bool]] = {}
-        self._state_cb: Optional[Callable[..., Any]] = None
-        self._pending = _PendingChanges()
-        # Changes found by inspections that failed half-way (even on an earlier
-        # connection), not yet reported through a data-synced state.
-        self._unreported_changes = AttrDict()
-        self._running = False
-        self._wakeup: Any = None
+        self._states = _StateReport(self._create_future, logger,
+                                    lambda: self.katcp_client.bind_address_string)
         self._state_loop_future: Any = None
-        self._connection_count = 0
         self.katcp_client = self.inform_hook_client_factory(
             host, port, auto_reconnect=auto_reconnect, logger=logger)
+        self._sensor_updates = _SensorUpdates(self._model, self.katcp_client, logger)
+        self._inspector = _Inspector(self, self._model)
+        self._sync = _StateCoroutine(self, self._states, self._inspector)
         self.set_ioloop(ioloop or current_ioloop())
         self.katcp_client.hook_inform("interface-changed", self._cb_inform_interface_change)
-        self.katcp_client.hook_inform("sensor-status", self._cb_inform_sensor_status)
+        # Straight to the router, a call less per inform, unless _cb_inform_sensor_status
+        # is overridden.
+        self._sensor_status_hook = (self._sensor_updates.on_inform
+                                    if uses_own(self, _OWN_SENSOR_STATUS)
+                                    else self._cb_inform_sensor_status)
+        self.katcp_client.hook_inform("sensor-status", self._sensor_status_hook)
         self.katcp_client.notify_connected = (  # type: ignore[method-assign]
             self._cb_connection_state)
 
@@ -173,22 +153,60 @@ class InspectingClientAsync:
     @property
     def state(self) -> InspectingClientStateType:
         """Current client state."""
-        return self._state
+        return self._states.state
 
     @property
     def synced(self) -> bool:
         """Boolean indicating if the device has been synchronised."""
-        return self._state.synced
+        return self._states.state.synced
+
+    @property
+    def _state(self) -> InspectingClientStateType:
+        # 0.9's name for it.
+        return self._states.state
+
+    @property
+    def _state_waiters(self) -> Dict["asyncio.Future[Any]", StatePredicate]:
+        # Tests check that waits given up are forgotten.
+        return self._states.waiters
+
+    @property
+    def _running(self) -> bool:
+        # Between connect() and stop() (or the KATCP client stopping on its own); a
+        # resource asks it.
+        return self._sync.running
+
+    @property
+    def _connection_count(self) -> int:
+        # A resource tells by it that the connection was replaced meanwhile.
+        return self._sync.connection_count
+
+    @property
+    def _requests_index(self) -> Index:
+        # 0.9 code reads and replaces the indexes under these names.
+        return self._model.requests
+
+    @_requests_index.setter
+    def _requests_index(self, index: Index) -> None:
+        self._model.requests = index
+
+    @property
+    def _sensors_index(self) -> Index:
+        return self._model.sensors
+
+    @_sensors_index.setter
+    def _sensors_index(self, index: Index) -> None:
+        self._model.sensors = index
 
     @property
     def requests(self) -> List[str]:
         """A list of possible requests."""
-        return list(self._requests_index)
+        return list(self._model.requests)
 
     @property
     def sensors(self) -> List[str]:
         """A list of known sensors."""
-        return list(self._sensors_index)
+        return list(self._model.sensors)
 
     def is_connected(self) -> bool:
         """Connection status."""
@@ -214,7 +232,7 @@ class InspectingClientAsync:
             It is possible for `model_changes` to be ``None``, or for either
             ``requests`` or ``sensors`` to be absent from `model_changes`.
         """
-        self._state_cb = cb
+        self._states.callback = cb
 
     def preset_protocol_flags(self, protocol_flags: Any) -> None:
         """Preset server protocol flags.
@@ -230,7 +248,7 @@ class InspectingClientAsync:
 
     def handle_sensor_value(self) -> None:
         """Handle #sensor-value informs just like #sensor-status informs"""
-        self.katcp_client.hook_inform("sensor-value", self._cb_inform_sensor_status)
+        self.katcp_client.hook_inform("sensor-value", self._sensor_status_hook)
 
     # -- waiting for states ---------------------------------------------------------
 
@@ -239,44 +257,29 @@ class InspectingClientAsync:
         loop: asyncio.AbstractEventLoop = self.ioloop.asyncio_loop  # type: ignore[attr-defined]
         return loop.create_future()
 
-    def _until(self, predicate: Callable[[InspectingClientStateType], bool],
-               timeout: Optional[float] = None) -> Any:
-        future = self._create_future()
-        if predicate(self._state):
-            future.set_result(True)
-            return future
-        self._state_waiters[future] = predicate
-        # A wait that times out or is cancelled is unregistered at once, not at the next
-        # state change: a watchdog polling a healthy device must not pile them up.
-        future.add_done_callback(self._forget_waiter)
-        return _with_timeout(future, timeout)
-
-    def _forget_waiter(self, future: "asyncio.Future[Any]") -> None:
-        self._state_waiters.pop(future, None)
-
     def until_state(self, desired_state: InspectingClientStateType,
                     timeout: Optional[float] = None) -> Any:
         """Wait until state is desired_state, InspectingClientStateType instance
 
         Returns a future
         """
-        return self._until(lambda state: state == desired_state, timeout)
+        return self._states.until(lambda state: state == desired_state, timeout)
 
     def until_connected(self, timeout: Optional[float] = None) -> Any:
         """Return future that resolves when the client is connected."""
-        return self._until(lambda state: state.connected, timeout)
+        return self._states.until(lambda state: state.connected, timeout)
 
     def until_synced(self, timeout: Optional[float] = None) -> Any:
         """Return future that resolves when the client is synced."""
-        return self._until(lambda state: state.synced, timeout)
+        return self._states.until(lambda state: state.synced, timeout)
 
     def until_not_synced(self, timeout: Optional[float] = None) -> Any:
         """Return future that resolves when the client is not synced."""
-        return self._until(lambda state: not state.synced, timeout)
+        return self._states.until(lambda state: not state.synced, timeout)
 
     def until_data_synced(self, timeout: Optional[float] = None) -> Any:
         """Return future that resolves when the client's model is up to date."""
-        return self._until(lambda state: state.data_synced, timeout)
+        return self._states.until(lambda state: state.data_synced, timeout)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -294,8 +297,8 @@ class InspectingClientAsync:
         tornado.gen.TimeoutError
             If the connect timeout expires.
         """
-        assert not self._running, "InspectingClientAsync already started"
-        self._running = True
+        assert not self._sync.running, "InspectingClientAsync already started"
+        self._sync.running = True
         maybe_timeout = future_timeout_manager(timeout, self.ioloop)
         client = self.katcp_client
         client.start()
@@ -308,7 +311,7 @@ class InspectingClientAsync:
         except tornado.gen.TimeoutError:
             self.stop()
             raise
-        if self._running:
+        if self._sync.running:
             self._start_state_loop()
 
     def start(self, timeout: Optional[float] = None) -> Any:
@@ -320,8 +323,8 @@ class InspectingClientAsync:
 
         The `timeout` is passed on to the KATCP client's stop().
         """
-        self._running = False
-        self._wake()
+        self._sync.running = False
+        self._sync.wake()
         self.katcp_client.stop(timeout)
 
     def close(self) -> None:
@@ -349,17 +352,6 @@ class InspectingClientAsync:
 
     # -- the state coroutine --------------------------------------------------------
 
-    def _wake(self) -> None:
-        wakeup = self._wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
-
-    def _until_woken(self) -> Any:
-        """Future resolving on the next connection change, interface change or stop."""
-        if self._wakeup is None or self._wakeup.done():
-            self._wakeup = self._create_future()
-        return self._wakeup
-
     def _start_state_loop(self) -> None:
         # _state_loop may be replaced (e.g. by a test that drives inspection by
         # hand); run whatever awaitable it returns, if any.
@@ -368,164 +360,13 @@ class InspectingClientAsync:
             self._state_loop_future = tornado.gen.convert_yielded(running)
 
     def _cb_connection_state(self, connected: bool) -> None:
-        if connected:
-            # A new connection needs a full resync even if the state loop never
-            # saw the old one drop.
-            self._connection_count += 1
-        self._wake()
+        self._sync.on_connection_state(connected)
 
-    def _resync_backoff(self) -> ExponentialRandomBackoff:
-        if self.resync_delay is None:
-            self.resync_delay = ExponentialRandomBackoff(delay_initial=self.initial_resync_timeout,
-                                                         delay_max=self.max_resync_timeout)
-        return self.resync_delay
-
-    async def _state_loop(self) -> None:
-        self._resync_backoff()
-        try:
-            while self._running:
-                if self.katcp_client.is_connected():
-                    await self._send_state(_CONNECTED)
-                    await self._sync_connection()
-                    if not self._running:
-                        break
-                await self._send_state(_DISCONNECTED)
-                client = self.katcp_client
-                stopped = client.until_stopped()
-                try:
-                    while self._running and not client.is_connected() and not stopped.done():
-                        await until_any(self._until_woken(), stopped)
-                finally:
-                    client_stopped = stopped.done() and not stopped.cancelled()
-                    stopped.cancel()  # a wait given up stays registered until cancelled
-                if client_stopped and not client.is_connected():
-                    # The KATCP client stopped on its own (no auto_reconnect), and so
-                    # does the inspection: until_stopped() resolves, connect() may
-                    # start both again.
-                    self._running = False
-        except Exception:
-            self._logger.exception("State loop of inspecting client for %s failed",
-                                   self.katcp_client.bind_address_string)
-        finally:
-            await self._send_state(_DISCONNECTED)
-
-    async def _sync_connection(self) -> None:
-        """Keep the model in sync for as long as the current connection lasts."""
-        client = self.katcp_client
-        connection = self._connection_count
-
-        def same_connection() -> bool:
-            return (self._running and client.is_connected()
-                    and self._connection_count == connection)
-
-        while same_connection() and client.protocol_flags is None:
-            await until_any(client.until_protocol(), self._until_woken())
-        self._pending.add_all()
-        model_changes = self._unreported_changes
-        while same_connection():
-            if self._pending:
-                pending, self._pending = self._pending, _PendingChanges()
-                if self._state.synced:
-                    await self._send_state(_CONNECTED)
-                try:
-                    await self._inspect_pending(pending, model_changes)
-                except Exception as exc:
-                    if same_connection():
-                        await self._sync_failed(pending, exc)
-                    if same_connection():
-                        # Each retry is a new sync attempt, and says so.
-                        await self._send_state(_CONNECTED)
-                    continue
-                self._unreported_changes = AttrDict()
-                await self._send_state(InspectingClientStateType(
-                    True, False, bool(model_changes), True), model_changes or None)
-                model_changes = self._unreported_changes
-            elif not self._state.synced:
-                await self._send_state(_SYNCED)
-                self._resync_backoff().success()
-            else:
-                await self._until_woken()
-
-    async def _sync_failed(self, pending: _PendingChanges, exc: Exception) -> None:
-        if isinstance(exc, SyncError):
-            self._logger.warning("Error syncing with device %s: %s",
-                                 self.katcp_client.bind_address_string, exc)
-        else:
-            self._logger.exception("Unexpected error syncing with device %s",
-                                   self.katcp_client.bind_address_string)
-        # Retry what is left of the failed inspection along with whatever changed since.
-        self._pending.update(pending)
-        backoff = self._resync_backoff()
-        delay = backoff.delay
-        backoff.failed()
-        await until_any(until_later(delay, self.ioloop), self._until_woken())
-
-    async def _send_state(self, state: InspectingClientStateType,
-                          model_changes: Optional[AttrDict] = None) -> None:
-        self._state = state
-        waiters = self._state_waiters
-        for future, predicate in list(waiters.items()):
-            # A wait over (cancelled) but not yet forgotten is left to its callback.
-            if not future.done() and predicate(state):
-                del waiters[future]
-                future.set_result(True)
-        if self._state_cb is None:
-            return
-        try:
-            result = self._state_cb(state, model_changes)
-            if result is not None:
-                callback_done = tornado.gen.convert_yielded(result)
-                try:
-                    # Shielded, to tell a cancel of the callback's own (as a failure of
-                    # it) from one of this coroutine (passed on).
-                    await asyncio.shield(callback_done)
-                except asyncio.CancelledError:
-                    if not callback_done.cancelled():
-                        raise
-                    self._logger.error("State callback for %s was cancelled",
-                                       self.katcp_client.bind_address_string)
-            else:
-                # As in 0.9 (a coroutine yielding the callback's None): the loop
-                # turns before the next state, so code woken by this state still
-                # sees it as the latest one.
-                await asyncio.sleep(0)
-        except Exception:
-            self._logger.exception("Error in state callback for %s",
-                                   self.katcp_client.bind_address_string)
+    def _state_loop(self) -> Any:
+        """The state coroutine (see :class:`~katcp.inspecting_client.sync._StateCoroutine`)."""
+        return self._sync.run()
 
     # -- inspection -----------------------------------------------------------------
-
-    def _full_scope(self, kind: str) -> Optional[List[str]]:
-        """Names to inspect for 'all requests/sensors' (None: ask for all of them)."""
-        if self.initial_inspection:
-            return None
-        return list(self._requests_index if kind == "requests" else self._sensors_index)
-
-    async def _inspect_pending(self, pending: "_PendingChanges", model_changes: AttrDict,
-                               everything: bool = False) -> None:
-        """Inspect what `pending` lists, adding the changes found to `model_changes`.
-
-        What has been inspected is removed from `pending` as it goes, so that after a
-        failure `pending` holds what is left to do and `model_changes` what was found.
-        All of a kind is what :meth:`_full_scope` says, or the device's every item if
-        `everything` (an explicit :meth:`inspect`).
-        """
-        for kind, inspect_one in (("requests", self.inspect_requests),
-                                  ("sensors", self.inspect_sensors)):
-            names = getattr(pending, kind)
-            if names is _PendingChanges.ALL:
-                names = None if everything else self._full_scope(kind)
-            if names is None:
-                results = await _all_results([inspect_one()])
-            else:
-                results = await _all_results([inspect_one(name) for name in names])
-            setattr(pending, kind, set())
-            changes = model_changes.get(kind) or AttrDict(added=set(), removed=set())
-            for result in filter(None, results):
-                changes.added |= result.added
-                changes.removed |= result.removed
-            if changes.added or changes.removed:
-                model_changes[kind] = changes
 
     @tornado.gen.coroutine
     def inspect(self) -> Generator[Any, Any, Optional[AttrDict]]:
@@ -556,7 +397,7 @@ class InspectingClientAsync:
         model_changes = AttrDict()
         # Everything the device has, initial_inspection or not: that only limits what
         # the client's own resyncs look at.
-        yield self._inspect_pending(pending, model_changes, everything=True)
+        yield self._inspector.pending(pending, model_changes, everything=True)
         return model_changes or None
 
     @tornado.gen.coroutine
@@ -580,108 +421,7 @@ class InspectingClientAsync:
             both), as in the ``requests`` item of :meth:`inspect`'s result; None if
             nothing changed.
         """
-        maybe_timeout: Any = future_timeout_manager(timeout, self.ioloop)
-        reply, informs = yield from self._inspection_request(
-            "help", name, maybe_timeout.remaining(), within=maybe_timeout)
-        flags = self.katcp_client.protocol_flags
-        timeout_hints: Dict[str, float] = {}
-        if flags is not None and flags.request_timeout_hints and reply.reply_ok():
-            timeout_hints = yield from self._get_request_timeout_hints(name, maybe_timeout)
-        found = {}
-        for inform in informs:
-            req_name = readable(inform.arguments[0])
-            description = readable(inform.arguments[1]) if len(inform.arguments) > 1 else ""
-            found[req_name] = {"name": req_name, "description": description,
-                               "timeout_hint": timeout_hints.get(req_name)}
-        return self._reindex(self._requests_index, found, name)
-
-    def _inspection_request(self, request: str, name: Optional[str], timeout: Optional[float],
-                            inform_cb: Optional[Callable[[Message], None]] = None,
-                            within: Callable[[Any], Any] = lambda future: future
-                            ) -> Generator[Any, Any, Tuple[Message, List[Message]]]:
-        """``?request [name]``; a fail other than 'unknown name' is a :class:`SyncError`.
-
-        For ``yield from`` in an inspection's coroutine (which then waits for the reply
-        itself: no task of its own per inspection). Gives ``(reply, informs)``; given
-        `inform_cb`, the informs go to it as they arrive instead, each dropped once seen
-        (a device's sensor list may be long), and ``informs`` is empty. The wait for
-        the reply is ``within(future)`` (a timeout manager's deadline, say).
-        """
-        args = () if name is None else (name,)
-        msg = Message.request(request, *args)
-        client = self.katcp_client
-        # Streamed only through the client's own request methods: code that replaces
-        # future_request (a test's fake, say) still gets every inspection through it.
-        if inform_cb is None or not uses_own(client, _OWN_REQUESTING):
-            reply, informs = yield within(client.future_request(msg, timeout=timeout))
-            if inform_cb is not None:
-                for inform in informs:
-                    inform_cb(inform)
-                informs = []
-        else:
-            reply, informs = (yield within(self._streamed_request(msg, timeout, inform_cb))), []
-        if not reply.reply_ok() and name is not None and not _is_unknown_fail(reply):
-            # The spec prescribes no text for "no such item", and a device may word it
-            # its own way: the whole list settles whether the item is still there.
-            reply, informs = yield from self._one_of_whole_list(request, name, reply, timeout,
-                                                                inform_cb, within)
-        if not reply.reply_ok() and not (name is not None and _is_unknown_fail(reply)):
-            raise SyncError("Error reply during sync process for %s: %s"
-                            % (self.katcp_client.bind_address_string, readable_message(reply)))
-        return reply, informs
-
-    def _one_of_whole_list(self, request: str, name: str, failed: Message, timeout: Optional[float],
-                           inform_cb: Optional[Callable[[Message], None]],
-                           within: Callable[[Any], Any]
-                           ) -> Generator[Any, Any, Tuple[Message, List[Message]]]:
-        """``?request`` for all, as :meth:`_inspection_request` would give ``?request name``.
-
-        The whole list's reply and the item's inform where the device lists `name`; else
-        a fail reply saying it is unknown. `failed` (the device's reply to the named
-        request) where the whole list fails too.
-        """
-        reply, informs = yield within(self.katcp_client.future_request(
-            Message.request(request), timeout=timeout))
-        if not reply.reply_ok():
-            return failed, []
-        wanted = Message.request(request, name).arguments[0]
-        informs = [inform for inform in informs
-                   if inform.arguments and inform.arguments[0] == wanted]
-        if not informs:
-            return Message.reply(request, "fail", "Unknown %s (not in the device's list)."
-                                 % (name,)), []
-        if inform_cb is not None:
-            for inform in informs:
-                inform_cb(inform)
-            informs = []
-        return reply, informs
-
-    def _streamed_request(self, msg: Message, timeout: Optional[float],
-                          inform_cb: Callable[[Message], None]) -> Any:
-        """Future of the reply to `msg`, whose informs go to `inform_cb`."""
-        future = self._create_future()
-
-        def reply_cb(reply: Message) -> None:
-            if not future.done():
-                future.set_result(reply)
-
-        self.katcp_client.callback_request(msg, reply_cb=reply_cb, inform_cb=inform_cb,
-                                           timeout=timeout)
-        return future
-
-    def _get_request_timeout_hints(self, name: Optional[str], maybe_timeout: Any
-                                   ) -> Generator[Any, Any, Dict[str, float]]:
-        # For ``yield from``, as _inspection_request.
-        args = () if name is None else (name,)
-        reply, informs = yield maybe_timeout(self.katcp_client.future_request(
-            Message.request("request-timeout-hint", *args),
-            timeout=maybe_timeout.remaining()))
-        if not reply.reply_ok():
-            raise SyncError("Error retrieving request timeout hints for %s: %s"
-                            % (self.katcp_client.bind_address_string, readable_message(reply)))
-        hints = ((readable(inform.arguments[0]), float(inform.arguments[1])) for inform in informs)
-        # A zero hint is how a server says there is no hint.
-        return {req_name: hint for req_name, hint in hints if hint > 0}
+        return (yield from self._inspector.requests(name, timeout))
 
     @tornado.gen.coroutine
     def inspect_sensors(self, name: Optional[str] = None, timeout: Optional[float] = None
@@ -690,68 +430,22 @@ class InspectingClientAsync:
 
         As :meth:`inspect_requests`, for sensors.
         """
-        found: Dict[str, Dict[str, Any]] = {}
-        collect, failures = _sensor_list_collector(found)
-        yield from self._inspection_request("sensor-list", name, timeout, collect)
-        if failures:
-            # A malformed inform fails the inspection, as it always did.
-            raise failures[0]
-        return self._reindex(self._sensors_index, found, name)
+        return (yield from self._inspector.sensors(name, timeout))
 
-    def _update_index(self, index: Dict[str, Dict[str, Any]], name: str,
-                      data: Dict[str, Any]) -> None:
-        """Store what the device says about item `name` in `index`.
-
-        A new item is stored as `data`. A known item whose data differ is replaced
-        by `data` marked ``_changed`` (dropping the object made from the old data);
-        an unchanged one is kept as it is.
-        """
-        old = index.get(name)
-        if old is None:
-            index[name] = data
-        elif any(old.get(key) != value for key, value in data.items()):
-            data["_changed"] = True
-            index[name] = data
+    def _update_index(self, index: Index, name: str, data: Dict[str, Any]) -> None:
+        """Store what the device says about item `name` in `index` (see
+        :func:`~katcp.inspecting_client.index.update_index`)."""
+        update_index(index, name, data)
 
     def _difference(self, original_keys: Iterable[str], updated_keys: Iterable[str],
-                    name: Optional[str], index: Dict[str, Dict[str, Any]]
-                    ) -> Tuple[Set[str], Set[str]]:
-        """Work out what an inspection changed, and drop removed items from `index`.
+                    name: Optional[str], index: Index) -> Tuple[Set[str], Set[str]]:
+        """What an inspection changed (see :func:`~katcp.inspecting_client.index.difference`)."""
+        return difference(original_keys, updated_keys, name, index)
 
-        Returns the names added and removed: changed items (marked ``_changed``, a
-        mark this clears) are in both. With a `name`, only that item was asked about,
-        so the others are left alone.
-        """
-        original = set(original_keys)
-        updated = set(updated_keys)
-        if name is not None:
-            original &= {name}
-            updated &= {name}
-        added = updated - original
-        removed = original - updated
-        for key in updated & original:
-            if index[key].pop("_changed", False):
-                added.add(key)
-                removed.add(key)
-        for key in removed - added:
-            index.pop(key, None)
-        return added, removed
-
-    def _reindex(self, index: Dict[str, Dict[str, Any]], found: Dict[str, Dict[str, Any]],
-                 name: Optional[str]) -> Optional[AttrDict]:
-        """Store in `index` the items an inspection `found` (name -> data).
-
-        Returns what changed, as the AttrDict (or None) that inspections return.
-        """
-        original_keys = set(index)
-        if original_keys:
-            for item_name, data in found.items():
-                self._update_index(index, item_name, data)
-        else:
-            # The first inspection: everything found is new.
-            index.update(found)
-        added, removed = self._difference(original_keys, found, name, index)
-        return AttrDict(added=added, removed=removed) if added or removed else None
+    def _reindex(self, index: Index, found: Index, name: Optional[str]) -> Optional[AttrDict]:
+        """Store in `index` the items an inspection `found` (name -> data): through this
+        client's _update_index and _difference, which a subclass may override."""
+        return reindex(index, found, name, self._update_index, self._difference)
 
     # -- looking up requests and sensors --------------------------------------------
 
@@ -777,7 +471,7 @@ class InspectingClientAsync:
         Ensure that self.state.data_synced == True if yielding to
         future_check_sensor from a state-change callback, or a deadlock will occur.
         """
-        return (yield self._future_check(name, update, self._sensors_index, self.inspect_sensors))
+        return (yield self._future_check(name, update, self._model.sensors, self.inspect_sensors))
 
     @tornado.gen.coroutine
     def future_check_request(self, name: str, update: Optional[bool] = None
@@ -786,7 +480,7 @@ class InspectingClientAsync:
 
         Used internally by future_get_request.
         """
-        return (yield self._future_check(name, update, self._requests_index,
+        return (yield self._future_check(name, update, self._model.requests,
                                          self.inspect_requests))
 
     async def _future_check(self, name: str, update: Optional[bool],
@@ -823,7 +517,7 @@ class InspectingClientAsync:
         Ensure that self.state.data_synced == True if yielding to future_get_sensor
         from a state-change callback, or a deadlock will occur.
         """
-        return self._future_get(name, update, self._sensors_index, self.future_check_sensor,
+        return self._future_get(name, update, self._model.sensors, self.future_check_sensor,
                                 self._make_sensor)
 
     def future_get_request(self, name: str, update: Optional[bool] = None) -> Any:
@@ -834,13 +528,13 @@ class InspectingClientAsync:
         A tornado Future resolving to the request created by :meth:`request_factory`,
         or to None if the request is not found.
         """
-        return self._future_get(name, update, self._requests_index, self.future_check_request,
+        return self._future_get(name, update, self._model.requests, self.future_check_request,
                                 self._make_request)
 
     def _future_get(self, name: str, update: Optional[bool], index: Dict[str, Any],
                     check: Callable[..., Any], make: Callable[[str, Dict[str, Any]], Any]
                     ) -> Any:
-        if self._state.data_synced and name in index:
+        if self._states.state.data_synced and name in index:
             # Known and up to date: nothing to wait for or inspect, so no coroutine (a
             # resource's sync gets every sensor of its device this way).
             future = self._create_future()
@@ -858,10 +552,10 @@ class InspectingClientAsync:
         """
         names = list(names)
         if kind == "sensors":
-            index, get_one = self._sensors_index, self.future_get_sensor
+            index, get_one = self._model.sensors, self.future_get_sensor
         else:
-            index, get_one = self._requests_index, self.future_get_request
-        if not (self._state.data_synced and all(map(index.__contains__, names))):
+            index, get_one = self._model.requests, self.future_get_request
+        if not (self._states.state.data_synced and all(map(index.__contains__, names))):
             return tornado.gen.multi([get_one(name) for name in names])
         make = self._sensor_maker() if kind == "sensors" else self._make_request
         future = self._create_future()
@@ -893,7 +587,7 @@ class InspectingClientAsync:
     def _sensor_description(self, name: str, info: Dict[str, Any]) -> Dict[str, Any]:
         """The keyword arguments of :attr:`sensor_factory` for sensor `name` of the index."""
         sensor_type = Sensor.parse_type(info["sensor_type"])
-        params = Sensor.parse_params(sensor_type, info["params"], self._katcp_major())
+        params = Sensor.parse_params(sensor_type, info["params"], katcp_major(self.katcp_client))
         return dict(name=name, sensor_type=sensor_type, description=info["description"],
                     units=info["units"], params=params)
 
@@ -940,10 +634,6 @@ class InspectingClientAsync:
         msg = Message.request(request, *args, mid=mid)
         return self.katcp_client.future_request(msg, timeout, use_mid)
 
-    def _katcp_major(self) -> int:
-        flags = self.katcp_client.protocol_flags
-        return flags.major if flags is not None and flags.major else DEFAULT_KATCP_MAJOR
-
     @tornado.gen.coroutine
     def update_sensor(self, name: str, timestamp: bytes, status: bytes, value: bytes) -> None:
         """Set a sensor object (if one was made) to a KATCP formatted reading.
@@ -955,28 +645,15 @@ class InspectingClientAsync:
         timestamp, status, value : bytes
             The reading as it appears in a #sensor-status inform.
         """
-        self._set_formatted(name, timestamp, status, value)
-
-    def _set_formatted(self, name: str, timestamp: bytes, status: bytes, value: bytes) -> None:
-        sensor = self._sensors_index.get(name, {}).get("obj")
-        if sensor is None:
-            return
-        try:
-            sensor.set_formatted(timestamp, status, value, self._katcp_major())
-        except Exception:
-            self._logger.exception("Could not update sensor %r to (%r, %r, %r)",
-                                   name, timestamp, status, value)
+        self._sensor_updates.set_formatted(name, timestamp, status, value)
 
     def _cb_inform_sensor_status(self, msg: Message) -> None:
         """Update sensor objects from a #sensor-status (or #sensor-value) inform."""
-        readings = _readings_of(msg)
-        if readings is None:
-            self._logger.warning("Malformed %s inform: %s", msg.name, msg)
-            return
-        for name, timestamp, status, value in readings:
-            self._set_formatted(name, timestamp, status, value)
+        self._sensor_updates.on_inform(msg)
 
     def _cb_inform_interface_change(self, msg: Message) -> None:
         """Note what the device says has changed (see the KATCP spec) and resync."""
-        self._pending.add_from_inform(msg)
-        self._wake()
+        self._sync.on_interface_changed(msg)
+
+
+_OWN_SENSOR_STATUS = own_methods(InspectingClientAsync, "_cb_inform_sensor_status")

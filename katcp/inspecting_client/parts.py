@@ -9,7 +9,7 @@ import collections
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from katcp.client import AsyncClient
-from katcp.core import Message
+from katcp.core import DEFAULT_KATCP_MAJOR, Message
 from katcp.wire.text import readable
 
 RequestType = collections.namedtuple(  # type: ignore[name-match]
@@ -196,6 +196,12 @@ def _readings_of(msg: Message) -> Optional[List[Tuple[str, bytes, bytes, bytes]]
         return None
     return [(readable(arguments[offset]), timestamp, arguments[offset + 1],
              arguments[offset + 2]) for offset in range(2, len(arguments), 3)]
+
+
+def katcp_major(katcp_client: AsyncClient) -> int:
+    """The major KATCP version `katcp_client`'s device speaks (the default until known)."""
+    flags = katcp_client.protocol_flags
+    return flags.major if flags is not None and flags.major else DEFAULT_KATCP_MAJOR
 
 
 def _objects(names: List[str], index: Dict[str, Any],

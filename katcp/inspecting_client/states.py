@@ -1,0 +1,87 @@
+"""An inspecting client's current state, and who hears of each new one."""
+
+import asyncio
+import logging
+from typing import Any, Callable, Dict, Optional
+
+import tornado.gen
+
+from katcp.core import AttrDict
+from katcp.inspecting_client.parts import _DISCONNECTED, InspectingClientStateType
+from katcp.loop.futures import _with_timeout
+
+StatePredicate = Callable[[InspectingClientStateType], bool]
+
+
+class _StateReport:
+    """The current :class:`InspectingClientStateType` of a client, the waits for states
+    to come and the user's state callback.
+
+    Parameters
+    ----------
+    create_future : callable
+        Makes a future of the client's loop.
+    logger : logging.Logger
+        Where a failing state callback is logged.
+    describe : callable
+        The device's address, for the log.
+    """
+
+    def __init__(self, create_future: Callable[[], "asyncio.Future[Any]"],
+                 logger: logging.Logger, describe: Callable[[], str]) -> None:
+        self.state = _DISCONNECTED
+        # Each pending wait's future and the states it waits for, until it is over.
+        self.waiters: Dict["asyncio.Future[Any]", StatePredicate] = {}
+        self.callback: Optional[Callable[..., Any]] = None
+        self._create_future = create_future
+        self._logger = logger
+        self._describe = describe
+
+    def until(self, predicate: StatePredicate, timeout: Optional[float] = None) -> Any:
+        """Future resolving to True once the state satisfies `predicate` (at once if it
+        does now); it fails with a timeout error after `timeout` seconds."""
+        future = self._create_future()
+        if predicate(self.state):
+            future.set_result(True)
+            return future
+        self.waiters[future] = predicate
+        # A wait that times out or is cancelled is unregistered at once, not at the next
+        # state change: a watchdog polling a healthy device must not pile them up.
+        future.add_done_callback(self._forget_waiter)
+        return _with_timeout(future, timeout)
+
+    def _forget_waiter(self, future: "asyncio.Future[Any]") -> None:
+        self.waiters.pop(future, None)
+
+    async def report(self, state: InspectingClientStateType,
+                     model_changes: Optional[AttrDict] = None) -> None:
+        """Make `state` the current state: wake the waits for it, then call the user's
+        callback with it and `model_changes`, waiting for the future it may return."""
+        self.state = state
+        waiters = self.waiters
+        for future, predicate in list(waiters.items()):
+            # A wait over (cancelled) but not yet forgotten is left to its callback.
+            if not future.done() and predicate(state):
+                del waiters[future]
+                future.set_result(True)
+        if self.callback is None:
+            return
+        try:
+            result = self.callback(state, model_changes)
+            if result is not None:
+                callback_done = tornado.gen.convert_yielded(result)
+                try:
+                    # Shielded, to tell a cancel of the callback's own (as a failure of
+                    # it) from one of this coroutine (passed on).
+                    await asyncio.shield(callback_done)
+                except asyncio.CancelledError:
+                    if not callback_done.cancelled():
+                        raise
+                    self._logger.error("State callback for %s was cancelled", self._describe())
+            else:
+                # As in 0.9 (a coroutine yielding the callback's None): the loop
+                # turns before the next state, so code woken by this state still
+                # sees it as the latest one.
+                await asyncio.sleep(0)
+        except Exception:
+            self._logger.exception("Error in state callback for %s", self._describe())

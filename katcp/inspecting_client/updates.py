@@ -1,0 +1,50 @@
+"""The routing of a device's sensor readings to an inspecting client's sensor objects."""
+
+import logging
+from typing import Any
+
+from katcp.core import Message
+from katcp.inspecting_client.index import _Model
+from katcp.inspecting_client.parts import _readings_of, katcp_major
+
+
+class _SensorUpdates:
+    """Sets the sensor objects of a model to the readings a device sends.
+
+    Only sensors whose object has been made (looked up) are set: the others have no one
+    to tell.
+
+    Parameters
+    ----------
+    model : _Model
+        The client's model, whose sensor index holds the objects.
+    katcp_client : katcp.client.AsyncClient
+        The connection, whose protocol version says how to read a timestamp.
+    logger : logging.Logger
+        Where malformed informs and readings that cannot be set are logged.
+    """
+
+    def __init__(self, model: _Model, katcp_client: Any, logger: logging.Logger) -> None:
+        self._model = model
+        self._katcp_client = katcp_client
+        self._logger = logger
+
+    def set_formatted(self, name: str, timestamp: bytes, status: bytes, value: bytes) -> None:
+        """Set the object of sensor `name` (if one was made) to a reading as sent."""
+        sensor = self._model.sensors.get(name, {}).get("obj")
+        if sensor is None:
+            return
+        try:
+            sensor.set_formatted(timestamp, status, value, katcp_major(self._katcp_client))
+        except Exception:
+            self._logger.exception("Could not update sensor %r to (%r, %r, %r)",
+                                   name, timestamp, status, value)
+
+    def on_inform(self, msg: Message) -> None:
+        """Set the sensor objects from a #sensor-status (or #sensor-value) inform."""
+        readings = _readings_of(msg)
+        if readings is None:
+            self._logger.warning("Malformed %s inform: %s", msg.name, msg)
+            return
+        for name, timestamp, status, value in readings:
+            self.set_formatted(name, timestamp, status, value)
