@@ -9,8 +9,12 @@ from katcp.core import AsyncEvent
 from katcp.loop.crossing import thread_wait_timeout
 
 
-class StateFlag(threading.Event):
-    """A :class:`threading.Event` that can also be awaited on the loop (``until_set``).
+class StateFlag:
+    """A flag that threads wait for (as a :class:`threading.Event`) and the loop awaits
+    (``until_set``).
+
+    The flag itself is its :class:`~katcp.core.AsyncEvent`'s; the condition only wakes
+    the threads waiting for it.
 
     Parameters
     ----------
@@ -20,11 +24,27 @@ class StateFlag(threading.Event):
     """
 
     def __init__(self, condition: Optional[threading.Condition] = None) -> None:
-        # Not threading.Event.__init__, which would make a condition of its own.
         self._cond = condition or threading.Condition(threading.Lock())
-        self._flag = False
         self._settings = 0  # how often set(): a waiter is released by any setting
-        self._async = AsyncEvent()
+        self._event = AsyncEvent()
+
+    def is_set(self) -> bool:
+        """Whether the flag is set."""
+        return self._event.is_set()
+
+    # katcp 0.9 code and tests use this spelling.
+    isSet = is_set
+
+    def set(self) -> None:
+        """Set the flag, releasing every waiter (thread or future); from any thread."""
+        self._event.set()
+        with self._cond:
+            self._settings += 1
+            self._cond.notify_all()
+
+    def clear(self) -> None:
+        """Clear the flag: waits begun from now on wait for the next setting."""
+        self._event.clear()
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block until the flag is set, or `timeout` seconds pass; return the flag.
@@ -38,31 +58,17 @@ class StateFlag(threading.Event):
         with self._cond:
             settings = self._settings
             return self._cond.wait_for(
-                lambda: self._flag or self._settings != settings, timeout)
+                lambda: self._event.is_set() or self._settings != settings, timeout)
 
     @property
     def _ioloop(self) -> Optional[tornado.ioloop.IOLoop]:
         """The loop on which waiters made outside any running loop are created (the name
         katcp 0.9's AsyncEvent flags had)."""
-        return self._async._ioloop
+        return self._event.ioloop
 
     def bind(self, ioloop: tornado.ioloop.IOLoop) -> None:
         """Create future waiters on `ioloop` when no loop is running in the caller."""
-        self._async._ioloop = ioloop
-
-    # katcp 0.9 code and tests use this spelling; threading.Event's own warns (deprecated).
-    isSet = threading.Event.is_set
-
-    def set(self) -> None:
-        with self._cond:
-            self._flag = True
-            self._settings += 1
-            self._cond.notify_all()
-        self._async.set()
-
-    def clear(self) -> None:
-        super().clear()
-        self._async.clear()
+        self._event.ioloop = ioloop
 
     def until_set(self, timeout: Optional[float] = None) -> Any:
         """A future on the bound loop that resolves once the flag is set.
@@ -79,4 +85,4 @@ class StateFlag(threading.Event):
 
         """
         # The event's own timeout: a wait that times out is unregistered at once.
-        return self._async.until_set(timeout)
+        return self._event.until_set(timeout)
