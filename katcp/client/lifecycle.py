@@ -77,6 +77,60 @@ def reconnect_backoff(delay_initial: float) -> ExponentialRandomBackoff:
                                     randomicity=0.5)
 
 
+class ThreadGate:
+    """Lets other threads' calls onto a client's loop, or refuses them all.
+
+    Refusing until start() has queued the client's first step on its loop, and from stop()
+    until the next start(): a call taken later could land on a loop that has just stopped,
+    where nothing would ever run it, or run before the loop's thread is known. Taking a
+    call and refusing them are atomic.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._refusing = True
+
+    def open(self) -> None:
+        """Take calls from other threads from now on."""
+        with self._lock:
+            self._refusing = False
+
+    def close(self) -> None:
+        """Refuse calls from other threads from now on; a call taken already runs first."""
+        with self._lock:
+            self._refusing = True
+
+    def post(self, ioloop: tornado.ioloop.IOLoop, fn: Callable[..., Any], /,
+             *args: Any) -> None:
+        """Run ``fn(*args)`` on `ioloop` later (see :func:`~katcp.loop.crossing.post_to_loop`).
+
+        Raises
+        ------
+        RuntimeError
+            If closed, as a closed loop does.
+        """
+        with self._lock:
+            if self._refusing:
+                raise RuntimeError(_STOPPED)
+            post_to_loop(ioloop, fn, *args)
+
+    def call(self, ioloop: tornado.ioloop.IOLoop, thread_id: Optional[int],
+             fn: Callable[..., Any], /, *args: Any,
+             **kwargs: Any) -> "concurrent.futures.Future[Any]":
+        """Run ``fn(*args, **kwargs)`` on `ioloop`, whose thread is `thread_id` (at once on
+        it); a future of it (see :func:`~katcp.loop.crossing.call_on_loop`).
+
+        While closed, a call from another thread gets a future failed with RuntimeError,
+        as for a closed loop.
+        """
+        with self._lock:
+            if self._refusing and not on_thread(thread_id):
+                refused: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
+                refused.set_exception(RuntimeError(_STOPPED))
+                return refused
+            return call_on_loop(ioloop, thread_id, fn, *args, **kwargs)
+
+
 class ClientLifecycle:
     """Start, connect, reconnect, wait and stop: the part of :class:`DeviceClient` that
     keeps a connection to the server.
@@ -115,13 +169,7 @@ class ClientLifecycle:
         self._closed_by_user: Optional[ClientProtocol] = None  # see disconnect()
         self._wakeup: Optional["asyncio.Future[None]"] = None  # stop() ends a retry wait
         self._stopping = False
-        # Until start() has queued _begin(), and from stop() until the next start(),
-        # calls from other threads are refused, as on a closed loop: one taken later
-        # could land on a loop that has just stopped, where nothing would ever run it,
-        # or run before the loop's thread is known. Taking a call and refusing them
-        # are atomic.
-        self._refusing_threads = True
-        self._crossing_lock = threading.Lock()
+        self._gate = ThreadGate()  # opened by start() once _begin() is queued
         self._start_lock = threading.Lock()
         condition = threading.Condition(threading.Lock())
         self._flags = tuple(StateFlag(condition) for _ in range(6))
@@ -193,10 +241,7 @@ class ClientLifecycle:
         Raises RuntimeError once the client is stopping or stopped, as a closed loop does.
         """
         self._require_started()
-        with self._crossing_lock:
-            if self._refusing_threads:
-                raise RuntimeError(_STOPPED)
-            post_to_loop(self.ioloop, fn, *args)
+        self._gate.post(self.ioloop, fn, *args)
 
     def _call_on_loop(self, fn: Callable[..., Any], *args: Any,
                       **kwargs: Any) -> "concurrent.futures.Future[Any]":
@@ -206,13 +251,7 @@ class ClientLifecycle:
         with RuntimeError, as for a closed loop.
         """
         self._require_started()
-        thread_id = self.ioloop_thread_id
-        with self._crossing_lock:
-            if self._refusing_threads and not on_thread(thread_id):
-                refused: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
-                refused.set_exception(RuntimeError(_STOPPED))
-                return refused
-            return call_on_loop(self.ioloop, thread_id, fn, *args, **kwargs)
+        return self._gate.call(self.ioloop, self.ioloop_thread_id, fn, *args, **kwargs)
 
     def _call_and_wait(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` on the loop from another thread and block for its
@@ -294,8 +333,7 @@ class ClientLifecycle:
                 raise
             # Only now open to other threads: their calls queue behind _begin(), which tells
             # the loop's thread, and so run as on the loop thread.
-            with self._crossing_lock:
-                self._refusing_threads = False
+            self._gate.open()
         return self.wait_running(timeout) if timeout else None
 
     def stop(self, timeout: Optional[float] = None) -> None:
@@ -323,15 +361,13 @@ class ClientLifecycle:
         if managed and on_thread(self.ioloop_thread_id):
             raise RuntimeError("Cannot stop a client with a managed ioloop from its "
                                "own ioloop thread; call stop() from another thread")
-        with self._crossing_lock:
-            # Before the loop is asked to stop: every call taken until now runs first.
-            self._refusing_threads = True
+        # Before the loop is asked to stop: every call taken until now runs first.
+        self._gate.close()
         if timeout and not on_thread(self.ioloop_thread_id) and not self._stopped.is_set():
             self._running.wait(thread_wait_timeout(timeout))
         with self._start_lock:
             # Again, should a start() have come in meanwhile: it is stopped now.
-            with self._crossing_lock:
-                self._refusing_threads = True
+            self._gate.close()
             stopped = self._ioloop_manager.stop(callback=self._uninstall)
         if managed and stopped is not None:
             try:
