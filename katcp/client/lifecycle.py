@@ -35,9 +35,8 @@ RECONNECT_DELAY_MAX = 5.0
 STABLE_CONNECTION = 1.0
 """Seconds a connection must last for the next reconnection to start the backoff over
 (as does a connection closed by :meth:`ClientLifecycle.disconnect`)."""
-# A device switched off fails every retry for as long as it is off: of a run of failed
-# connection attempts the first and every this many are warnings, the others debug.
 _WARN_EVERY_FAILURES = 5
+"""Of a run of failed connection attempts the first and every this many are warnings."""
 
 _STOPPED = "Client stopped: start() it again before calling it from another thread"
 
@@ -75,6 +74,71 @@ def reconnect_backoff(delay_initial: float) -> ExponentialRandomBackoff:
     """
     return ExponentialRandomBackoff(delay_initial, RECONNECT_DELAY_MAX, exp_fac=2.0,
                                     randomicity=0.5)
+
+
+class Reconnection:
+    """When a client tries connecting again: the backoff between its attempts, which
+    connections restart it, and how loudly failed attempts are logged.
+
+    One for each run of a client's connection coroutine.
+
+    Parameters
+    ----------
+    delay_initial : float
+        Seconds of the first wait (the client's ``auto_reconnect_delay``).
+    """
+
+    def __init__(self, delay_initial: float) -> None:
+        self._backoff = reconnect_backoff(delay_initial)
+        self._failures = 0  # consecutive, since the last connection
+        self._closed_by_user: Optional[ClientProtocol] = None
+
+    @property
+    def delay(self) -> float:
+        """Seconds to wait before the next attempt."""
+        return self._backoff.delay
+
+    def waited(self) -> None:
+        """The wait before an attempt is over: the next one is longer."""
+        self._backoff.failed()
+
+    def connected(self) -> None:
+        """An attempt connected: failures are counted afresh."""
+        self._failures = 0
+
+    def attempt_failed(self, logger: logging.Logger, address: str, reason: str) -> None:
+        """Log that an attempt to connect to `address` failed for `reason`.
+
+        A device switched off fails every retry for as long as it is off: of a run of
+        failed attempts the first and every :data:`_WARN_EVERY_FAILURES`-th are
+        warnings, the others debug.
+        """
+        failures = self._failures = self._failures + 1
+        if failures == 1:
+            logger.warning("Failed to connect to %s: %s", address, reason)
+        else:
+            level = logging.WARNING if failures % _WARN_EVERY_FAILURES == 0 else logging.DEBUG
+            logger.log(level, "Failed to connect to %s: %s (%d attempts so far)",
+                       address, reason, failures)
+
+    def closing_by_user(self, protocol: ClientProtocol) -> None:
+        """The user is closing `protocol`'s connection (see ClientLifecycle.disconnect)."""
+        self._closed_by_user = protocol
+
+    def closed(self, protocol: ClientProtocol, lasted: float, delay_initial: float) -> None:
+        """`protocol`'s connection closed after `lasted` seconds.
+
+        Only a connection that lasted :data:`STABLE_CONNECTION` restarts the backoff from
+        `delay_initial`, so a server that drops us at once is not hammered. Completing the
+        greeting does not count: a server that greets and hangs up (full, or failing)
+        would then be retried every `delay_initial` for ever. A connection the user
+        closed did not fail, and restarts the backoff too.
+        """
+        closed_by_user = self._closed_by_user is protocol
+        self._closed_by_user = None
+        if closed_by_user or lasted >= STABLE_CONNECTION:
+            self._backoff.delay_initial = delay_initial
+            self._backoff.success()
 
 
 class ThreadGate:
@@ -165,8 +229,7 @@ class ClientLifecycle:
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
         self._protocol: Optional[ClientProtocol] = None
         self._connect_future: Optional["asyncio.Future[Any]"] = None
-        self._connect_failures = 0  # consecutive, since the last connection or start
-        self._closed_by_user: Optional[ClientProtocol] = None  # see disconnect()
+        self._reconnection: Optional[Reconnection] = None  # _install()'s current (or last) run
         self._wakeup: Optional["asyncio.Future[None]"] = None  # stop() ends a retry wait
         self._stopping = False
         self._gate = ThreadGate()  # opened by start() once _begin() is queued
@@ -418,8 +481,7 @@ class ClientLifecycle:
             self._stopped.set()
             return
         self._wakeup = wakeup = self._loop.create_future()
-        backoff = reconnect_backoff(self.auto_reconnect_delay)
-        self._connect_failures = 0
+        self._reconnection = reconnection = Reconnection(self.auto_reconnect_delay)
         # A task, which stop() cancels.
         attempt = self._connect_future = asyncio.ensure_future(self._connect())
         # Running once the first attempt is under way: its first step (the connect()
@@ -434,26 +496,17 @@ class ClientLifecycle:
                     # of the wall clock would move).
                     connected_at = self._loop.time()
                     await protocol.closed
-                    # Only a connection that lasted resets the backoff, so a server that
-                    # drops us at once is not hammered. Completing the greeting does not
-                    # count: a server that greets and hangs up (full, or failing) would
-                    # then be retried every auto_reconnect_delay for ever. A connection
-                    # the user closed did not fail, and starts the backoff over too.
-                    closed_by_user = self._closed_by_user is protocol
-                    self._closed_by_user = None
-                    if (closed_by_user
-                            or self._loop.time() - connected_at >= STABLE_CONNECTION):
-                        backoff.delay_initial = self.auto_reconnect_delay
-                        backoff.success()
+                    reconnection.closed(protocol, self._loop.time() - connected_at,
+                                        self.auto_reconnect_delay)
                 if self._stopping or not self._auto_reconnect:
                     break
                 self._waiting_to_retry.set()
                 try:
                     # Ends early once stop() resolves the wakeup future.
-                    await asyncio.wait([wakeup], timeout=backoff.delay)
+                    await asyncio.wait([wakeup], timeout=reconnection.delay)
                 finally:
                     self._waiting_to_retry.clear()
-                backoff.failed()
+                reconnection.waited()
                 if self._stopping:
                     break
                 attempt = self._connect_future = asyncio.ensure_future(self._connect())
@@ -485,23 +538,16 @@ class ClientLifecycle:
             # them this client, alive.
             reason = str(exc) if isinstance(exc, OSError) else "%s: %s" % (
                 type(exc).__name__, exc)
-            self._connect_failed(reason)
+            if self._reconnection is not None:
+                self._reconnection.attempt_failed(self._logger, self.bind_address_string,
+                                                  reason)
             return None
-        self._connect_failures = 0
+        if self._reconnection is not None:
+            self._reconnection.connected()
         if self._stopping:
             protocol.close()
             return None
         return protocol
-
-    def _connect_failed(self, reason: str) -> None:
-        failures = self._connect_failures = self._connect_failures + 1
-        if failures == 1:
-            self._logger.warning("Failed to connect to %s: %s", self.bind_address_string,
-                                 reason)
-        else:
-            level = logging.WARNING if failures % _WARN_EVERY_FAILURES == 0 else logging.DEBUG
-            self._logger.log(level, "Failed to connect to %s: %s (%d attempts so far)",
-                             self.bind_address_string, reason, failures)
 
     def _open_protocol(self) -> Optional[ClientProtocol]:
         """The connection, unless there is none or it is closing (which takes no more
@@ -622,8 +668,8 @@ class ClientLifecycle:
     def _disconnect(self, by_user: bool = False) -> None:
         protocol = self._protocol
         if protocol is not None:
-            if by_user:
-                self._closed_by_user = protocol
+            if by_user and self._reconnection is not None:
+                self._reconnection.closing_by_user(protocol)
             protocol.close()
 
     # -- state queries and waits -----------------------------------------------------
