@@ -106,13 +106,16 @@ class Reconnection:
         """An attempt connected: failures are counted afresh."""
         self._failures = 0
 
-    def attempt_failed(self, logger: logging.Logger, address: str, reason: str) -> None:
-        """Log that an attempt to connect to `address` failed for `reason`.
+    def attempt_failed(self, logger: logging.Logger, address: str, exc: Exception) -> None:
+        """Log that an attempt to connect to `address` failed with `exc`.
 
         A device switched off fails every retry for as long as it is off: of a run of
         failed attempts the first and every :data:`_WARN_EVERY_FAILURES`-th are
         warnings, the others debug.
         """
+        # The text, not the exception: a log record kept by a handler would keep its
+        # traceback's frames, and through them the client, alive.
+        reason = str(exc) if isinstance(exc, OSError) else "%s: %s" % (type(exc).__name__, exc)
         failures = self._failures = self._failures + 1
         if failures == 1:
             logger.warning("Failed to connect to %s: %s", address, reason)
@@ -533,14 +536,10 @@ class ClientLifecycle:
             # Any error of an attempt is a failed attempt, retried: not only OSError
             # but what the resolver raises before any I/O (a host name with an empty
             # label gives UnicodeError, a host that is no str TypeError) and what a
-            # connect_transport() override raises. The text, not the exception: a log
-            # record kept by a handler would keep its traceback's frames, and through
-            # them this client, alive.
-            reason = str(exc) if isinstance(exc, OSError) else "%s: %s" % (
-                type(exc).__name__, exc)
+            # connect_transport() override raises.
             if self._reconnection is not None:
                 self._reconnection.attempt_failed(self._logger, self.bind_address_string,
-                                                  reason)
+                                                  exc)
             return None
         if self._reconnection is not None:
             self._reconnection.connected()
