@@ -2,7 +2,10 @@
 
 One connection coroutine per client (:meth:`ClientLifecycle._install`) owns the socket:
 it connects, waits for the connection to close and reconnects with a randomised
-exponential backoff, until the client is stopped.
+exponential backoff, until the client is stopped. :class:`ClientLifecycle` composes the
+parts with a job of their own: :class:`Reconnection` (when to try again, and how failed
+attempts are logged), :class:`ThreadGate` (which calls from other threads reach the loop)
+and the :class:`~katcp.client.flags.StateFlag` flags of its state.
 """
 
 import asyncio
