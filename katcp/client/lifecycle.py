@@ -13,7 +13,7 @@ import concurrent.futures
 import functools
 import logging
 import threading
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Awaitable, Callable, Optional, Tuple
 
 import tornado.ioloop
 import tornado.util
@@ -80,30 +80,44 @@ def reconnect_backoff(delay_initial: float) -> ExponentialRandomBackoff:
 
 
 class Reconnection:
-    """When a client tries connecting again: the backoff between its attempts, which
-    connections restart it, and how loudly failed attempts are logged.
+    """When a client tries connecting again: its current attempt, the backoff between
+    attempts, which connections restart it, and how loudly failed attempts are logged.
 
     One for each run of a client's connection coroutine.
 
     Parameters
     ----------
+    loop : :class:`asyncio.AbstractEventLoop`
+        The client's loop, which runs the attempts and waits.
     delay_initial : float
         Seconds of the first wait (the client's ``auto_reconnect_delay``).
     """
 
-    def __init__(self, delay_initial: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, delay_initial: float) -> None:
+        self._wakeup: "asyncio.Future[None]" = loop.create_future()  # ends a wait
+        self._attempt: Optional["asyncio.Future[Any]"] = None
         self._backoff = reconnect_backoff(delay_initial)
         self._failures = 0  # consecutive, since the last connection
         self._closed_by_user: Optional[ClientProtocol] = None
 
-    @property
-    def delay(self) -> float:
-        """Seconds to wait before the next attempt."""
-        return self._backoff.delay
+    def attempt(self, connect: Awaitable[Any]) -> "asyncio.Future[Any]":
+        """Run `connect`, one connection attempt, as a task (which :meth:`interrupt`
+        cancels); return the task."""
+        self._attempt = attempt = asyncio.ensure_future(connect)
+        return attempt
 
-    def waited(self) -> None:
-        """The wait before an attempt is over: the next one is longer."""
+    async def wait(self) -> None:
+        """Wait before the next attempt (each wait longer than the last, up to
+        :data:`RECONNECT_DELAY_MAX`), or until :meth:`interrupt`."""
+        await asyncio.wait([self._wakeup], timeout=self._backoff.delay)
         self._backoff.failed()
+
+    def interrupt(self) -> None:
+        """The client is stopping: end the wait, and cancel the attempt, in progress."""
+        if not self._wakeup.done():
+            self._wakeup.set_result(None)
+        if self._attempt is not None:
+            self._attempt.cancel()
 
     def connected(self) -> None:
         """An attempt connected: failures are counted afresh."""
@@ -234,9 +248,7 @@ class ClientLifecycle:
         self._loop: Any = None
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
         self._protocol: Optional[ClientProtocol] = None
-        self._connect_future: Optional["asyncio.Future[Any]"] = None
         self._reconnection: Optional[Reconnection] = None  # _install()'s current (or last) run
-        self._wakeup: Optional["asyncio.Future[None]"] = None  # stop() ends a retry wait
         self._stopping = False
         self._gate = ThreadGate()  # opened by start() once _begin() is queued
         self._start_lock = threading.Lock()
@@ -465,10 +477,8 @@ class ClientLifecycle:
     async def _uninstall(self) -> None:
         self._stopping = True
         self._running.clear()
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
-        if self._connect_future is not None:
-            self._connect_future.cancel()
+        if self._reconnection is not None:
+            self._reconnection.interrupt()
         self._disconnect()
         await self._stopped.until_set()
 
@@ -486,10 +496,8 @@ class ClientLifecycle:
         if self._stopping:
             self._stopped.set()
             return
-        self._wakeup = wakeup = self._loop.create_future()
-        self._reconnection = reconnection = Reconnection(self.auto_reconnect_delay)
-        # A task, which stop() cancels.
-        attempt = self._connect_future = asyncio.ensure_future(self._connect())
+        self._reconnection = reconnection = Reconnection(self._loop, self.auto_reconnect_delay)
+        attempt = reconnection.attempt(self._connect())
         # Running once the first attempt is under way: its first step (the connect()
         # call) is scheduled before whatever the running flag wakes, so code resumed by
         # until_running() comes after that attempt, never racing it.
@@ -508,14 +516,12 @@ class ClientLifecycle:
                     break
                 self._waiting_to_retry.set()
                 try:
-                    # Ends early once stop() resolves the wakeup future.
-                    await asyncio.wait([wakeup], timeout=reconnection.delay)
+                    await reconnection.wait()  # stop() ends it early
                 finally:
                     self._waiting_to_retry.clear()
-                reconnection.waited()
                 if self._stopping:
                     break
-                attempt = self._connect_future = asyncio.ensure_future(self._connect())
+                attempt = reconnection.attempt(self._connect())
         except Exception:
             self._logger.exception("Client main coroutine failed")
         finally:
