@@ -823,6 +823,20 @@ class TestAsyncHelpers(tornado.testing.AsyncTestCase):
         assert (yield waiter) is True
         thread.join(5)
 
+    def test_async_event_waits_off_the_loop_on_the_loop_it_is_given(self):
+        event = AsyncEvent()
+        assert event.ioloop is None
+        event.ioloop = self.io_loop
+        assert event.ioloop is self.io_loop
+        waiters = []
+        thread = threading.Thread(target=lambda: waiters.append(event.until_set()))
+        thread.start()
+        thread.join(5)
+        (waiter,) = waiters
+        assert waiter.get_loop() is self.io_loop.asyncio_loop
+        event.set()
+        assert self.io_loop.run_sync(lambda: waiter, timeout=5) is True
+
     def _set_while_a_thread_waits(self, timeout):
         """What ``wait_with_ioloop(timeout)`` in another thread returns for an event set
         on the loop meanwhile."""

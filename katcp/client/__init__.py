@@ -9,6 +9,7 @@ The package, one concern per module:
 - :mod:`~katcp.client.protocol`: the asyncio protocol of a connection (framing, parsing,
   writes);
 - :mod:`~katcp.client.lifecycle`: start, connect, reconnect with backoff, wait, stop;
+- :mod:`~katcp.client.flags`: the flags of its state, for threads and the loop;
 - :mod:`~katcp.client.requests`: the requests in flight, without I/O;
 - :mod:`~katcp.client.threadsafe`: thread-safe methods;
 - :mod:`~katcp.client.device`, :mod:`~katcp.client.async_client` and

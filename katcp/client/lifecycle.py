@@ -2,7 +2,10 @@
 
 One connection coroutine per client (:meth:`ClientLifecycle._install`) owns the socket:
 it connects, waits for the connection to close and reconnects with a randomised
-exponential backoff, until the client is stopped.
+exponential backoff, until the client is stopped. :class:`ClientLifecycle` composes the
+parts with a job of their own: :class:`Reconnection` (when to try again, and how failed
+attempts are logged), :class:`ThreadGate` (which calls from other threads reach the loop)
+and the :class:`~katcp.client.flags.StateFlag` flags of its state.
 """
 
 import asyncio
@@ -10,13 +13,14 @@ import concurrent.futures
 import functools
 import logging
 import threading
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Awaitable, Callable, Optional, Tuple
 
 import tornado.ioloop
 import tornado.util
 
+from katcp.client.flags import StateFlag
 from katcp.client.protocol import ClientProtocol
-from katcp.core import AsyncEvent, KatcpClientError, Message
+from katcp.core import KatcpClientError, Message
 from katcp.ioloop_manager import IOLoopManager, current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.loop.crossing import (call_on_loop, on_thread, post_to_loop, thread_ident,
@@ -34,9 +38,8 @@ RECONNECT_DELAY_MAX = 5.0
 STABLE_CONNECTION = 1.0
 """Seconds a connection must last for the next reconnection to start the backoff over
 (as does a connection closed by :meth:`ClientLifecycle.disconnect`)."""
-# A device switched off fails every retry for as long as it is off: of a run of failed
-# connection attempts the first and every this many are warnings, the others debug.
 _WARN_EVERY_FAILURES = 5
+"""Of a run of failed connection attempts the first and every this many are warnings."""
 
 _STOPPED = "Client stopped: start() it again before calling it from another thread"
 
@@ -76,77 +79,140 @@ def reconnect_backoff(delay_initial: float) -> ExponentialRandomBackoff:
                                     randomicity=0.5)
 
 
-class StateFlag(threading.Event):
-    """A :class:`threading.Event` that can also be awaited on the loop (``until_set``).
+class Reconnection:
+    """When a client tries connecting again: its current attempt, the backoff between
+    attempts, which connections restart it, and how loudly failed attempts are logged.
+
+    One for each run of a client's connection coroutine.
 
     Parameters
     ----------
-    condition : :class:`threading.Condition`, optional
-        Shared with other flags (a client's six share one: a fleet of clients is made
-        faster). Each waiter waits for its own flag, whatever woke it.
+    loop : :class:`asyncio.AbstractEventLoop`
+        The client's loop, which runs the attempts and waits.
+    delay_initial : float
+        Seconds of the first wait (the client's ``auto_reconnect_delay``).
     """
 
-    def __init__(self, condition: Optional[threading.Condition] = None) -> None:
-        # Not threading.Event.__init__, which would make a condition of its own.
-        self._cond = condition or threading.Condition(threading.Lock())
-        self._flag = False
-        self._settings = 0  # how often set(): a waiter is released by any setting
-        self._async = AsyncEvent()
+    def __init__(self, loop: asyncio.AbstractEventLoop, delay_initial: float) -> None:
+        self._wakeup: "asyncio.Future[None]" = loop.create_future()  # ends a wait
+        self._attempt: Optional["asyncio.Future[Any]"] = None
+        self._backoff = reconnect_backoff(delay_initial)
+        self._failures = 0  # consecutive, since the last connection
+        self._closed_by_user: Optional[ClientProtocol] = None
 
-    def wait(self, timeout: Optional[float] = None) -> bool:
-        """Block until the flag is set, or `timeout` seconds pass; return the flag.
+    def attempt(self, connect: Awaitable[Any]) -> "asyncio.Future[Any]":
+        """Run `connect`, one connection attempt, as a task (which :meth:`interrupt`
+        cancels); return the task."""
+        self._attempt = attempt = asyncio.ensure_future(connect)
+        return attempt
 
-        As :meth:`threading.Event.wait`: True also if the flag was set while waiting
-        and cleared again before the waiter woke. `timeout` as every katcp wait takes it
-        (:func:`~katcp.loop.crossing.thread_wait_timeout`): NaN does not wait, ``inf``
-        waits for ever.
+    async def wait(self) -> None:
+        """Wait before the next attempt (each wait longer than the last, up to
+        :data:`RECONNECT_DELAY_MAX`), or until :meth:`interrupt`."""
+        await asyncio.wait([self._wakeup], timeout=self._backoff.delay)
+        self._backoff.failed()
+
+    def interrupt(self) -> None:
+        """The client is stopping: end the wait, and cancel the attempt, in progress."""
+        if not self._wakeup.done():
+            self._wakeup.set_result(None)
+        if self._attempt is not None:
+            self._attempt.cancel()
+
+    def connected(self) -> None:
+        """An attempt connected: failures are counted afresh."""
+        self._failures = 0
+
+    def attempt_failed(self, logger: logging.Logger, address: str, exc: Exception) -> None:
+        """Log that an attempt to connect to `address` failed with `exc`.
+
+        A device switched off fails every retry for as long as it is off: of a run of
+        failed attempts the first and every :data:`_WARN_EVERY_FAILURES`-th are
+        warnings, the others debug.
         """
-        timeout = thread_wait_timeout(timeout)
-        with self._cond:
-            settings = self._settings
-            return self._cond.wait_for(
-                lambda: self._flag or self._settings != settings, timeout)
+        # The text, not the exception: a log record kept by a handler would keep its
+        # traceback's frames, and through them the client, alive.
+        reason = str(exc) if isinstance(exc, OSError) else "%s: %s" % (type(exc).__name__, exc)
+        failures = self._failures = self._failures + 1
+        if failures == 1:
+            logger.warning("Failed to connect to %s: %s", address, reason)
+        else:
+            level = logging.WARNING if failures % _WARN_EVERY_FAILURES == 0 else logging.DEBUG
+            logger.log(level, "Failed to connect to %s: %s (%d attempts so far)",
+                       address, reason, failures)
 
-    @property
-    def _ioloop(self) -> Optional[tornado.ioloop.IOLoop]:
-        """The loop on which waiters made outside any running loop are created (the name
-        katcp 0.9's AsyncEvent flags had)."""
-        return self._async._ioloop
+    def closing_by_user(self, protocol: ClientProtocol) -> None:
+        """The user is closing `protocol`'s connection (see ClientLifecycle.disconnect)."""
+        self._closed_by_user = protocol
 
-    def bind(self, ioloop: tornado.ioloop.IOLoop) -> None:
-        """Create future waiters on `ioloop` when no loop is running in the caller."""
-        self._async._ioloop = ioloop
+    def closed(self, protocol: ClientProtocol, lasted: float, delay_initial: float) -> None:
+        """`protocol`'s connection closed after `lasted` seconds.
 
-    # katcp 0.9 code and tests use this spelling; threading.Event's own warns (deprecated).
-    isSet = threading.Event.is_set
-
-    def set(self) -> None:
-        with self._cond:
-            self._flag = True
-            self._settings += 1
-            self._cond.notify_all()
-        self._async.set()
-
-    def clear(self) -> None:
-        super().clear()
-        self._async.clear()
-
-    def until_set(self, timeout: Optional[float] = None) -> Any:
-        """A future on the bound loop that resolves once the flag is set.
-
-        Parameters
-        ----------
-        timeout : float or None, optional
-            Seconds after which the future fails with :class:`tornado.util.TimeoutError`.
-
-        Returns
-        -------
-        set : Future
-            Resolves (to True) once the flag is set.
-
+        Only a connection that lasted :data:`STABLE_CONNECTION` restarts the backoff from
+        `delay_initial`, so a server that drops us at once is not hammered. Completing the
+        greeting does not count: a server that greets and hangs up (full, or failing)
+        would then be retried every `delay_initial` for ever. A connection the user
+        closed did not fail, and restarts the backoff too.
         """
-        # The event's own timeout: a wait that times out is unregistered at once.
-        return self._async.until_set(timeout)
+        closed_by_user = self._closed_by_user is protocol
+        self._closed_by_user = None
+        if closed_by_user or lasted >= STABLE_CONNECTION:
+            self._backoff.delay_initial = delay_initial
+            self._backoff.success()
+
+
+class ThreadGate:
+    """Lets other threads' calls onto a client's loop, or refuses them all.
+
+    Refusing until start() has queued the client's first step on its loop, and from stop()
+    until the next start(): a call taken later could land on a loop that has just stopped,
+    where nothing would ever run it, or run before the loop's thread is known. Taking a
+    call and refusing them are atomic.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._refusing = True
+
+    def open(self) -> None:
+        """Take calls from other threads from now on."""
+        with self._lock:
+            self._refusing = False
+
+    def close(self) -> None:
+        """Refuse calls from other threads from now on; a call taken already runs first."""
+        with self._lock:
+            self._refusing = True
+
+    def post(self, ioloop: tornado.ioloop.IOLoop, fn: Callable[..., Any], /,
+             *args: Any) -> None:
+        """Run ``fn(*args)`` on `ioloop` later (see :func:`~katcp.loop.crossing.post_to_loop`).
+
+        Raises
+        ------
+        RuntimeError
+            If closed, as a closed loop does.
+        """
+        with self._lock:
+            if self._refusing:
+                raise RuntimeError(_STOPPED)
+            post_to_loop(ioloop, fn, *args)
+
+    def call(self, ioloop: tornado.ioloop.IOLoop, thread_id: Optional[int],
+             fn: Callable[..., Any], /, *args: Any,
+             **kwargs: Any) -> "concurrent.futures.Future[Any]":
+        """Run ``fn(*args, **kwargs)`` on `ioloop`, whose thread is `thread_id` (at once on
+        it); a future of it (see :func:`~katcp.loop.crossing.call_on_loop`).
+
+        While closed, a call from another thread gets a future failed with RuntimeError,
+        as for a closed loop.
+        """
+        with self._lock:
+            if self._refusing and not on_thread(thread_id):
+                refused: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
+                refused.set_exception(RuntimeError(_STOPPED))
+                return refused
+            return call_on_loop(ioloop, thread_id, fn, *args, **kwargs)
 
 
 class ClientLifecycle:
@@ -182,18 +248,9 @@ class ClientLifecycle:
         self._loop: Any = None
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
         self._protocol: Optional[ClientProtocol] = None
-        self._connect_future: Optional["asyncio.Future[Any]"] = None
-        self._connect_failures = 0  # consecutive, since the last connection or start
-        self._closed_by_user: Optional[ClientProtocol] = None  # see disconnect()
-        self._wakeup: Optional["asyncio.Future[None]"] = None  # stop() ends a retry wait
+        self._reconnection: Optional[Reconnection] = None  # _install()'s current (or last) run
         self._stopping = False
-        # Until start() has queued _begin(), and from stop() until the next start(),
-        # calls from other threads are refused, as on a closed loop: one taken later
-        # could land on a loop that has just stopped, where nothing would ever run it,
-        # or run before the loop's thread is known. Taking a call and refusing them
-        # are atomic.
-        self._refusing_threads = True
-        self._crossing_lock = threading.Lock()
+        self._gate = ThreadGate()  # opened by start() once _begin() is queued
         self._start_lock = threading.Lock()
         condition = threading.Condition(threading.Lock())
         self._flags = tuple(StateFlag(condition) for _ in range(6))
@@ -265,10 +322,7 @@ class ClientLifecycle:
         Raises RuntimeError once the client is stopping or stopped, as a closed loop does.
         """
         self._require_started()
-        with self._crossing_lock:
-            if self._refusing_threads:
-                raise RuntimeError(_STOPPED)
-            post_to_loop(self.ioloop, fn, *args)
+        self._gate.post(self.ioloop, fn, *args)
 
     def _call_on_loop(self, fn: Callable[..., Any], *args: Any,
                       **kwargs: Any) -> "concurrent.futures.Future[Any]":
@@ -278,13 +332,7 @@ class ClientLifecycle:
         with RuntimeError, as for a closed loop.
         """
         self._require_started()
-        thread_id = self.ioloop_thread_id
-        with self._crossing_lock:
-            if self._refusing_threads and not on_thread(thread_id):
-                refused: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
-                refused.set_exception(RuntimeError(_STOPPED))
-                return refused
-            return call_on_loop(self.ioloop, thread_id, fn, *args, **kwargs)
+        return self._gate.call(self.ioloop, self.ioloop_thread_id, fn, *args, **kwargs)
 
     def _call_and_wait(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` on the loop from another thread and block for its
@@ -366,8 +414,7 @@ class ClientLifecycle:
                 raise
             # Only now open to other threads: their calls queue behind _begin(), which tells
             # the loop's thread, and so run as on the loop thread.
-            with self._crossing_lock:
-                self._refusing_threads = False
+            self._gate.open()
         return self.wait_running(timeout) if timeout else None
 
     def stop(self, timeout: Optional[float] = None) -> None:
@@ -395,15 +442,13 @@ class ClientLifecycle:
         if managed and on_thread(self.ioloop_thread_id):
             raise RuntimeError("Cannot stop a client with a managed ioloop from its "
                                "own ioloop thread; call stop() from another thread")
-        with self._crossing_lock:
-            # Before the loop is asked to stop: every call taken until now runs first.
-            self._refusing_threads = True
+        # Before the loop is asked to stop: every call taken until now runs first.
+        self._gate.close()
         if timeout and not on_thread(self.ioloop_thread_id) and not self._stopped.is_set():
             self._running.wait(thread_wait_timeout(timeout))
         with self._start_lock:
             # Again, should a start() have come in meanwhile: it is stopped now.
-            with self._crossing_lock:
-                self._refusing_threads = True
+            self._gate.close()
             stopped = self._ioloop_manager.stop(callback=self._uninstall)
         if managed and stopped is not None:
             try:
@@ -432,10 +477,8 @@ class ClientLifecycle:
     async def _uninstall(self) -> None:
         self._stopping = True
         self._running.clear()
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
-        if self._connect_future is not None:
-            self._connect_future.cancel()
+        if self._reconnection is not None:
+            self._reconnection.interrupt()
         self._disconnect()
         await self._stopped.until_set()
 
@@ -453,11 +496,8 @@ class ClientLifecycle:
         if self._stopping:
             self._stopped.set()
             return
-        self._wakeup = wakeup = self._loop.create_future()
-        backoff = reconnect_backoff(self.auto_reconnect_delay)
-        self._connect_failures = 0
-        # A task, which stop() cancels.
-        attempt = self._connect_future = asyncio.ensure_future(self._connect())
+        self._reconnection = reconnection = Reconnection(self._loop, self.auto_reconnect_delay)
+        attempt = reconnection.attempt(self._connect())
         # Running once the first attempt is under way: its first step (the connect()
         # call) is scheduled before whatever the running flag wakes, so code resumed by
         # until_running() comes after that attempt, never racing it.
@@ -470,29 +510,18 @@ class ClientLifecycle:
                     # of the wall clock would move).
                     connected_at = self._loop.time()
                     await protocol.closed
-                    # Only a connection that lasted resets the backoff, so a server that
-                    # drops us at once is not hammered. Completing the greeting does not
-                    # count: a server that greets and hangs up (full, or failing) would
-                    # then be retried every auto_reconnect_delay for ever. A connection
-                    # the user closed did not fail, and starts the backoff over too.
-                    closed_by_user = self._closed_by_user is protocol
-                    self._closed_by_user = None
-                    if (closed_by_user
-                            or self._loop.time() - connected_at >= STABLE_CONNECTION):
-                        backoff.delay_initial = self.auto_reconnect_delay
-                        backoff.success()
+                    reconnection.closed(protocol, self._loop.time() - connected_at,
+                                        self.auto_reconnect_delay)
                 if self._stopping or not self._auto_reconnect:
                     break
                 self._waiting_to_retry.set()
                 try:
-                    # Ends early once stop() resolves the wakeup future.
-                    await asyncio.wait([wakeup], timeout=backoff.delay)
+                    await reconnection.wait()  # stop() ends it early
                 finally:
                     self._waiting_to_retry.clear()
-                backoff.failed()
                 if self._stopping:
                     break
-                attempt = self._connect_future = asyncio.ensure_future(self._connect())
+                attempt = reconnection.attempt(self._connect())
         except Exception:
             self._logger.exception("Client main coroutine failed")
         finally:
@@ -516,28 +545,17 @@ class ClientLifecycle:
             # Any error of an attempt is a failed attempt, retried: not only OSError
             # but what the resolver raises before any I/O (a host name with an empty
             # label gives UnicodeError, a host that is no str TypeError) and what a
-            # connect_transport() override raises. The text, not the exception: a log
-            # record kept by a handler would keep its traceback's frames, and through
-            # them this client, alive.
-            reason = str(exc) if isinstance(exc, OSError) else "%s: %s" % (
-                type(exc).__name__, exc)
-            self._connect_failed(reason)
+            # connect_transport() override raises.
+            if self._reconnection is not None:
+                self._reconnection.attempt_failed(self._logger, self.bind_address_string,
+                                                  exc)
             return None
-        self._connect_failures = 0
+        if self._reconnection is not None:
+            self._reconnection.connected()
         if self._stopping:
             protocol.close()
             return None
         return protocol
-
-    def _connect_failed(self, reason: str) -> None:
-        failures = self._connect_failures = self._connect_failures + 1
-        if failures == 1:
-            self._logger.warning("Failed to connect to %s: %s", self.bind_address_string,
-                                 reason)
-        else:
-            level = logging.WARNING if failures % _WARN_EVERY_FAILURES == 0 else logging.DEBUG
-            self._logger.log(level, "Failed to connect to %s: %s (%d attempts so far)",
-                             self.bind_address_string, reason, failures)
 
     def _open_protocol(self) -> Optional[ClientProtocol]:
         """The connection, unless there is none or it is closing (which takes no more
@@ -658,8 +676,8 @@ class ClientLifecycle:
     def _disconnect(self, by_user: bool = False) -> None:
         protocol = self._protocol
         if protocol is not None:
-            if by_user:
-                self._closed_by_user = protocol
+            if by_user and self._reconnection is not None:
+                self._reconnection.closing_by_user(protocol)
             protocol.close()
 
     # -- state queries and waits -----------------------------------------------------

@@ -246,6 +246,16 @@ class AsyncEvent:
 
     isSet = is_set
 
+    @property
+    def ioloop(self) -> Optional[tornado.ioloop.IOLoop]:
+        """The loop on which :meth:`until_set` creates its futures when called outside
+        any running loop (None: the calling thread's)."""
+        return self._ioloop
+
+    @ioloop.setter
+    def ioloop(self, ioloop: Optional[tornado.ioloop.IOLoop]) -> None:
+        self._ioloop = ioloop
+
     def set(self) -> None:
         """Set the event flag to true and resolve all waiting futures (any thread)."""
         with self._lock:
