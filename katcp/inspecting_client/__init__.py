@@ -31,7 +31,8 @@ from katcp._export import keep_home
 from katcp.core import AttrDict, Message, Sensor, future_timeout_manager, until_any
 from katcp.ioloop_manager import current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
-from katcp.loop.futures import _until_all
+# Public in its own module, not part of this documented one.
+from katcp.loop.futures import until_all as _until_all
 from katcp.wire.util import own_methods, transform_future, uses_own
 
 ic_logger = logging.getLogger("katcp.inspect_client")
