@@ -991,6 +991,20 @@ class TestConnectionLifecycle(InspectingClientTestBase):
         self.assertEqual(errors, [])
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_running_and_connection_count(self):
+        # What a resource asks of its inspecting client, public.
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        self.assertEqual((client.running(), client.connection_count), (False, 0))
+        self.device.drop_next.add("sensor-list")
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        self.assertEqual((client.running(), client.connection_count), (True, 2))
+        client.stop()
+        await client.until_stopped(timeout=WAIT)
+        self.assertFalse(client.running())
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_connection_lost_during_inspection_resyncs(self):
         self.device.drop_next.add("sensor-list")
         client, recorder = await self.start_client()

@@ -173,15 +173,15 @@ class InspectingClientAsync:
         # Tests check that waits given up are forgotten.
         return self._states.waiters
 
-    @property
-    def _running(self) -> bool:
-        # Between connect() and stop() (or the KATCP client stopping on its own); a
-        # resource asks it.
+    def running(self) -> bool:
+        """Whether the client runs: between connect() and stop(), unless its KATCP
+        client stopped on its own (lost its connection without auto_reconnect)."""
         return self._sync.running
 
     @property
-    def _connection_count(self) -> int:
-        # A resource tells by it that the connection was replaced meanwhile.
+    def connection_count(self) -> int:
+        """Number of connections made so far: a change tells that the connection was
+        replaced meanwhile."""
         return self._sync.connection_count
 
     @property

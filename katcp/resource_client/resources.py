@@ -215,6 +215,9 @@ class KATCPClientResource(resource.KATCPResource):
     dummy_unknown_requests = read_only(
         "_dummy_unknown_requests",
         "True if ``req.<unknown>`` gives a dummy request (resource spec key).")
+    inspecting_client = read_only(
+        "_inspecting_client",
+        "The inspecting client that talks to the device (made by start(); None before).")
 
     @property
     def children(self) -> AttrDict:
@@ -279,7 +282,7 @@ class KATCPClientResource(resource.KATCPResource):
         left as it is: it keeps its one connection.
         """
         previous = self._inspecting_client
-        if previous is not None and previous._running:
+        if previous is not None and previous.running():
             if not previous.katcp_client._stopped.is_set():
                 return
             # Its client stopped on its own (a lost connection without auto_reconnect):
@@ -559,13 +562,13 @@ class KATCPClientResource(resource.KATCPResource):
             # model update of the data-synced callback.
             ic = self._inspecting_client
             # An inspecting client from a user's factory may not count its connections.
-            connection = getattr(ic, "_connection_count", None)
+            connection = getattr(ic, "connection_count", None)
             yield from _result_of(self._sensor_manager.reapply_sampling_strategies())
             # The connection may have dropped (or been replaced) meanwhile: "synced" now
             # would wake until_synced() with the device gone or not yet resynced. The
             # state callback that comes next sets the state instead.
             if (ic.is_connected() and ic.synced
-                    and getattr(ic, "_connection_count", None) == connection):
+                    and getattr(ic, "connection_count", None) == connection):
                 self._state.set_state("synced")
 
     def _with_stale_entries_removed(self, model_changes: Any) -> Any:
