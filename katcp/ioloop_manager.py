@@ -27,7 +27,8 @@ from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import (NOT_RUNNING_GRACE, TIMEOUT_GRACE, call_on_loop, copy_outcome,
                                  is_awaitable, on_loop, post_to_loop, running_loop, thread_ident,
                                  thread_wait_timeout, wait_for_call)
-from katcp.loop.futures import _bounded
+# Public in its own module, not part of this documented one.
+from katcp.loop.futures import bounded as _bounded
 from katcp.loop.policy import new_ioloop, thread_ioloop
 from katcp.object_proxies import ObjectWrapper
 

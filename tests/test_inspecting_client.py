@@ -440,6 +440,33 @@ class TestSync(InspectingClientTestBase):
                             timeout_hint=2.5)))
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_lookup_calls_overrides_through_the_client(self):
+        calls = []
+
+        class Client(InspectingClientAsync):
+            def future_check_sensor(self, name, update=None):
+                calls.append(("check", name))
+                return super().future_check_sensor(name, update)
+
+            def _sensor_description(self, name, info):
+                return dict(super()._sensor_description(name, info), units="K")
+
+            def _make_request(self, name, info):
+                return ("request", name)
+
+        client = Client("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        self.assertIsNone(await client.future_get_sensor("nosuch"))
+        self.assertEqual(calls, [("check", "nosuch")])
+        temp, mode = await client._future_get_many("sensors", ["temp", "mode"])
+        self.assertEqual((temp.units, mode.units), ("K", "K"))
+        self.assertEqual(await client.future_get_request("watchdog"), ("request", "watchdog"))
+        self.assertEqual(await client._future_get_many("requests", ["help"]),
+                         [("request", "help")])
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_inspect_reports_no_changes_as_none(self):
         client, _ = await self.start_client()
         self.assertIsNone(await client.inspect())
@@ -962,6 +989,20 @@ class TestConnectionLifecycle(InspectingClientTestBase):
         await tornado.gen.with_timeout(self.io_loop.time() + WAIT, inspected)
         await client.until_stopped(timeout=WAIT)
         self.assertEqual(errors, [])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_running_and_connection_count(self):
+        # What a resource asks of its inspecting client, public.
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        self.assertEqual((client.running(), client.connection_count), (False, 0))
+        self.device.drop_next.add("sensor-list")
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        self.assertEqual((client.running(), client.connection_count), (True, 2))
+        client.stop()
+        await client.until_stopped(timeout=WAIT)
+        self.assertFalse(client.running())
 
     @tornado.testing.gen_test(timeout=10)
     async def test_connection_lost_during_inspection_resyncs(self):

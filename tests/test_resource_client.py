@@ -796,10 +796,11 @@ class TestStartWhenStarted(ResourceTestCase):
         server = self.start_server(CountingDevice)
         res = self.make_resource(server)
         yield res.until_synced(timeout=WAIT)
-        inspecting_client = res._inspecting_client
+        inspecting_client = res.inspecting_client
+        assert isinstance(inspecting_client, ReplyWrappedInspectingClientAsync)
         not_synced = res.until_not_synced()
         res.start()
-        assert res._inspecting_client is inspecting_client
+        assert res.inspecting_client is inspecting_client
         assert (yield res.req.add(1, 2)).reply.arguments == [b"ok", b"3"]
         assert res.synced and not not_synced.done()
         not_synced.cancel()

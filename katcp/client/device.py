@@ -15,7 +15,8 @@ from katcp.wire.errors import KatcpClientDisconnected, KatcpVersionError
 from katcp.wire.flags import (FLOAT_TS_KATCP_MAJOR, SEC_TS_KATCP_MAJOR,
                               VERSION_CONNECT_KATCP_MAJOR, ProtocolFlags)
 from katcp.wire.handlers import DeviceMetaclass
-from katcp.wire.message import Message, _format_mid
+from katcp.wire.message import Message
+from katcp.wire.message import format_mid as _format_mid
 from katcp.wire.text import readable
 from katcp.wire.types import seconds_to_ms, whole_ms
 from katcp.wire.util import check_tb_limit, object_repr

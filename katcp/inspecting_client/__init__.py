@@ -11,8 +11,9 @@ The client is not thread-safe: use it only from its ioloop.
 
 It composes parts of one job each: the model and its diffing (``index``), the current
 state and the waits for it (``states``), the state coroutine (``sync``), the requests
-that inspect the device (``inspection``) and the routing of readings to sensor objects
-(``updates``); ``parts`` holds the types they share.
+that inspect the device (``inspection``), the routing of readings to sensor objects
+(``updates``) and the lookup of requests and sensors by name, which makes their objects
+(``lookup``); ``parts`` holds the types they share.
 """
 
 import asyncio
@@ -30,7 +31,8 @@ from katcp._export import keep_home
 from katcp.core import AttrDict, Message, Sensor, future_timeout_manager, until_any
 from katcp.ioloop_manager import current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
-from katcp.loop.futures import _until_all
+# Public in its own module, not part of this documented one.
+from katcp.loop.futures import until_all as _until_all
 from katcp.wire.util import own_methods, transform_future, uses_own
 
 ic_logger = logging.getLogger("katcp.inspect_client")
@@ -40,9 +42,9 @@ keep_home(__name__, ExponentialRandomBackoff)
 
 from katcp.inspecting_client.index import Index, _Model, difference, reindex, update_index
 from katcp.inspecting_client.inspection import _Inspector
+from katcp.inspecting_client.lookup import _Lookup
 from katcp.inspecting_client.parts import (  # noqa: F401 (documented here)
-    InspectingClientStateType, RequestType, SyncError, _InformHookDeviceClient, _objects,
-    _PendingChanges, katcp_major)
+    InspectingClientStateType, RequestType, SyncError, _InformHookDeviceClient, _PendingChanges)
 from katcp.inspecting_client.states import StatePredicate, _StateReport
 from katcp.inspecting_client.sync import _StateCoroutine
 from katcp.inspecting_client.updates import _SensorUpdates
@@ -117,6 +119,7 @@ class InspectingClientAsync:
         self._sensor_updates = _SensorUpdates(self._model, self.katcp_client, logger)
         self._inspector = _Inspector(self, self._model)
         self._sync = _StateCoroutine(self, self._states, self._inspector)
+        self._lookup = _Lookup(self, self._model, self._states)
         self.set_ioloop(ioloop or current_ioloop())
         self.katcp_client.hook_inform("interface-changed", self._cb_inform_interface_change)
         # Straight to the router, a call less per inform, unless _cb_inform_sensor_status
@@ -170,15 +173,15 @@ class InspectingClientAsync:
         # Tests check that waits given up are forgotten.
         return self._states.waiters
 
-    @property
-    def _running(self) -> bool:
-        # Between connect() and stop() (or the KATCP client stopping on its own); a
-        # resource asks it.
+    def running(self) -> bool:
+        """Whether the client runs: between connect() and stop(), unless its KATCP
+        client stopped on its own (lost its connection without auto_reconnect)."""
         return self._sync.running
 
     @property
-    def _connection_count(self) -> int:
-        # A resource tells by it that the connection was replaced meanwhile.
+    def connection_count(self) -> int:
+        """Number of connections made so far: a change tells that the connection was
+        replaced meanwhile."""
         return self._sync.connection_count
 
     @property
@@ -471,7 +474,7 @@ class InspectingClientAsync:
         Ensure that self.state.data_synced == True if yielding to
         future_check_sensor from a state-change callback, or a deadlock will occur.
         """
-        return (yield self._future_check(name, update, self._model.sensors, self.inspect_sensors))
+        return (yield self._lookup.check("sensors", name, update))
 
     @tornado.gen.coroutine
     def future_check_request(self, name: str, update: Optional[bool] = None
@@ -480,18 +483,7 @@ class InspectingClientAsync:
 
         Used internally by future_get_request.
         """
-        return (yield self._future_check(name, update, self._model.requests,
-                                         self.inspect_requests))
-
-    async def _future_check(self, name: str, update: Optional[bool],
-                            index: Dict[str, Any], inspect_one: Callable[..., Any]) -> bool:
-        await self.until_data_synced()
-        if name in index:
-            return True
-        if update or (update is None and self._update_on_lookup):
-            await inspect_one(name)
-            return name in index
-        return False
+        return (yield self._lookup.check("requests", name, update))
 
     def future_get_sensor(self, name: str, update: Optional[bool] = None) -> Any:
         """Get the sensor object.
@@ -517,8 +509,7 @@ class InspectingClientAsync:
         Ensure that self.state.data_synced == True if yielding to future_get_sensor
         from a state-change callback, or a deadlock will occur.
         """
-        return self._future_get(name, update, self._model.sensors, self.future_check_sensor,
-                                self._make_sensor)
+        return self._lookup.get("sensors", name, update)
 
     def future_get_request(self, name: str, update: Optional[bool] = None) -> Any:
         """Get the request object: as :meth:`future_get_sensor`, for requests.
@@ -528,19 +519,7 @@ class InspectingClientAsync:
         A tornado Future resolving to the request created by :meth:`request_factory`,
         or to None if the request is not found.
         """
-        return self._future_get(name, update, self._model.requests, self.future_check_request,
-                                self._make_request)
-
-    def _future_get(self, name: str, update: Optional[bool], index: Dict[str, Any],
-                    check: Callable[..., Any], make: Callable[[str, Dict[str, Any]], Any]
-                    ) -> Any:
-        if self._states.state.data_synced and name in index:
-            # Known and up to date: nothing to wait for or inspect, so no coroutine (a
-            # resource's sync gets every sensor of its device this way).
-            future = self._create_future()
-            future.set_result(self._object(name, index, make))
-            return future
-        return self._future_check_and_get(name, update, index, check, make)
+        return self._lookup.get("requests", name, update)
 
     def _future_get_many(self, kind: str, names: Iterable[str]) -> Any:
         """One future resolving to the list of objects (None for an unknown name) of
@@ -550,31 +529,7 @@ class InspectingClientAsync:
         known names of an up-to-date model cost no future each (a resource gets every
         sensor of its device this way while it syncs).
         """
-        names = list(names)
-        if kind == "sensors":
-            index, get_one = self._model.sensors, self.future_get_sensor
-        else:
-            index, get_one = self._model.requests, self.future_get_request
-        if not (self._states.state.data_synced and all(map(index.__contains__, names))):
-            return tornado.gen.multi([get_one(name) for name in names])
-        make = self._sensor_maker() if kind == "sensors" else self._make_request
-        future = self._create_future()
-        future.set_result(_objects(names, index, make))
-        return future
-
-    @tornado.gen.coroutine
-    def _future_check_and_get(self, name: str, update: Optional[bool], index: Dict[str, Any],
-                              check: Callable[..., Any],
-                              make: Callable[[str, Dict[str, Any]], Any]
-                              ) -> Generator[Any, Any, Any]:
-        exists = yield check(name, update)
-        return self._object(name, index, make) if exists else None
-
-    @staticmethod
-    def _object(name: str, index: Dict[str, Any],
-                make: Callable[[str, Dict[str, Any]], Any]) -> Any:
-        """The object of item `name` of `index`, made on first use; None if unknown."""
-        return _objects([name], index, make)[0] if name in index else None
+        return self._lookup.many(kind, names)
 
     def _sensor_maker(self) -> Callable[[str, Dict[str, Any]], Any]:
         """``make(name, info)`` giving the sensor object of an index entry: looked up
@@ -582,18 +537,14 @@ class InspectingClientAsync:
         return self._make_sensor
 
     def _make_sensor(self, name: str, info: Dict[str, Any]) -> Any:
-        return self.sensor_factory(**self._sensor_description(name, info))
+        return self._lookup.make_sensor(name, info)
 
     def _sensor_description(self, name: str, info: Dict[str, Any]) -> Dict[str, Any]:
         """The keyword arguments of :attr:`sensor_factory` for sensor `name` of the index."""
-        sensor_type = Sensor.parse_type(info["sensor_type"])
-        params = Sensor.parse_params(sensor_type, info["params"], katcp_major(self.katcp_client))
-        return dict(name=name, sensor_type=sensor_type, description=info["description"],
-                    units=info["units"], params=params)
+        return self._lookup.sensor_description(name, info)
 
     def _make_request(self, name: str, info: Dict[str, Any]) -> Any:
-        return self.request_factory(name=name, description=info["description"],
-                                    timeout_hint=info["timeout_hint"])
+        return self._lookup.make_request(name, info)
 
     # -- talking to the device ------------------------------------------------------
 

@@ -8,7 +8,7 @@ import tornado.gen
 
 from katcp.core import AttrDict
 from katcp.inspecting_client.parts import _DISCONNECTED, InspectingClientStateType
-from katcp.loop.futures import _with_timeout
+from katcp.loop.futures import with_timeout
 
 StatePredicate = Callable[[InspectingClientStateType], bool]
 
@@ -48,7 +48,7 @@ class _StateReport:
         # A wait that times out or is cancelled is unregistered at once, not at the next
         # state change: a watchdog polling a healthy device must not pile them up.
         future.add_done_callback(self._forget_waiter)
-        return _with_timeout(future, timeout)
+        return with_timeout(future, timeout)
 
     def _forget_waiter(self, future: "asyncio.Future[Any]") -> None:
         self.waiters.pop(future, None)

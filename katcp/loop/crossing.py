@@ -74,7 +74,7 @@ def check_timeout(timeout: Any) -> None:
 
 def thread_wait_timeout(timeout: Optional[float]) -> Optional[float]:
     """`timeout` as a blocking wait of a thread takes it, by the rule of every katcp
-    timeout (see :func:`katcp.loop.futures._expire_after` for the loop's).
+    timeout (see :func:`katcp.loop.futures.expire_after` for the loop's).
 
     A thread's waits refuse more than :data:`threading.TIMEOUT_MAX` seconds (``inf``
     raises OverflowError), which means no bound here; and a NaN times out at once

@@ -90,7 +90,7 @@ def _time_out(future: "asyncio.Future[Any]", result: Any) -> None:
         future.set_result(result)
 
 
-def _failed_future(exc: BaseException) -> "tornado.concurrent.Future[Any]":
+def failed_future(exc: BaseException) -> "tornado.concurrent.Future[Any]":
     """A future failed with `exc`: how a function that returns a future (once a
     coroutine) reports an error found before it waits."""
     failed: "tornado.concurrent.Future[Any]" = tornado.concurrent.Future()
@@ -98,8 +98,8 @@ def _failed_future(exc: BaseException) -> "tornado.concurrent.Future[Any]":
     return failed
 
 
-def _expire_after(future: "asyncio.Future[Any]", seconds: float,
-                  result: Any = _TIMEOUT_ERROR) -> None:
+def expire_after(future: "asyncio.Future[Any]", seconds: float,
+                 result: Any = _TIMEOUT_ERROR) -> None:
     """Fail `future` with tornado.util.TimeoutError after `seconds` (or resolve it with
     `result`, if given), unless it is decided by then; the timer goes as soon as it is.
 
@@ -124,9 +124,9 @@ def _detach_when_done(outcome: "asyncio.Future[Any]", inputs: Iterable[Any],
     outcome.add_done_callback(detach)
 
 
-def _bounded(future: Any, seconds: Optional[float]) -> Any:
+def bounded(future: Any, seconds: Optional[float]) -> Any:
     """`future`, or tornado.util.TimeoutError after `seconds` (None: no bound; any number
-    as :func:`_expire_after` takes it, so ``inf`` never times out).
+    as :func:`expire_after` takes it, so ``inf`` never times out).
 
     As :func:`tornado.gen.with_timeout`, except that nothing of the wait stays on `future`
     once it has timed out or was cancelled: waits on one shared future that time out, or
@@ -149,19 +149,19 @@ def _bounded(future: Any, seconds: Optional[float]) -> Any:
     inner.add_done_callback(copy)
     _detach_when_done(outer, (inner,), copy)
     if seconds is not None:
-        _expire_after(outer, seconds)
+        expire_after(outer, seconds)
     return outer
 
 
-def _with_timeout(future: "asyncio.Future[Any]", timeout: Optional[float]) -> Any:
+def with_timeout(future: "asyncio.Future[Any]", timeout: Optional[float]) -> Any:
     """`future`, a wait of the caller's own, bounded by `timeout`: once the bounded wait
     is over (timed out, cancelled), `future` is cancelled, and so unregistered."""
     if not timeout:
         return future
-    bounded = _bounded(future, timeout)
-    if bounded is not future:
-        bounded.add_done_callback(lambda _: future.cancel())
-    return bounded
+    wait = bounded(future, timeout)
+    if wait is not future:
+        wait.add_done_callback(lambda _: future.cancel())
+    return wait
 
 
 def _cancel_when_over(outcome: Any, futures: Iterable[Any]) -> Any:
@@ -175,21 +175,21 @@ def _cancel_when_over(outcome: Any, futures: Iterable[Any]) -> Any:
     return outcome
 
 
-def _until_first(*futures: Any, timeout: Optional[float] = None,
+def until_first(*futures: Any, timeout: Optional[float] = None,
                 ioloop: Optional[tornado.ioloop.IOLoop] = None) -> Any:
     """As :func:`until_any`, for waits of the caller's own: once it is decided (or timed
     out, or cancelled), the others are cancelled, which unregisters them."""
     return _cancel_when_over(until_any(*futures, timeout=timeout, ioloop=ioloop), futures)
 
 
-def _until_all(*futures: Any, timeout: Optional[float] = None) -> Any:
+def until_all(*futures: Any, timeout: Optional[float] = None) -> Any:
     """As :func:`until_some` for all of `futures`, waits of the caller's own: once it is
     over early (timed out, cancelled, or one of them failed), those still pending are
     cancelled, which unregisters them."""
     return _cancel_when_over(until_some(*futures, timeout=timeout), futures)
 
 
-async def _windowed(starts: Iterable[Callable[[], Any]], window: int) -> List[Any]:
+async def windowed(starts: Iterable[Callable[[], Any]], window: int) -> List[Any]:
     """The results of ``start()`` (an awaitable, or a plain value) for each of `starts`,
     in their order, with at most `window` of the awaitables pending at a time: the next
     one starts as soon as one is done.
@@ -218,6 +218,11 @@ async def _windowed(starts: Iterable[Callable[[], Any]], window: int) -> List[An
         if isinstance(outcome, BaseException):
             raise outcome
     return results
+
+
+# The names tests import.
+_until_all = until_all
+_windowed = windowed
 
 
 class AsyncEvent:
@@ -289,7 +294,7 @@ class AsyncEvent:
             _resolve(future, home, True)
             return future
         future.add_done_callback(self._forget)
-        return _with_timeout(future, timeout)
+        return with_timeout(future, timeout)
 
     def _forget(self, future: "asyncio.Future[Any]") -> None:
         with self._lock:
@@ -433,7 +438,7 @@ class AsyncState:
         As for :meth:`AsyncEvent.until_set`, a wait given up without a timeout stays
         registered until the state is reached: cancel it.
         """
-        return _with_timeout(self._event(state).until_set(), timeout)
+        return with_timeout(self._event(state).until_set(), timeout)
 
     def until_state_in(self, *states: Any, timeout: Optional[float] = None) -> Any:
         """Return a tornado Future, resolves when any of the requested states is set.
@@ -441,8 +446,8 @@ class AsyncState:
         As :meth:`until_state`, for any of `states`.
         """
         events = [self._event(state) for state in states]
-        waiter = _until_first(*[event.until_set() for event in events], ioloop=self._ioloop)
-        return _with_timeout(waiter, timeout)
+        waiter = until_first(*[event.until_set() for event in events], ioloop=self._ioloop)
+        return with_timeout(waiter, timeout)
 
 
 def until_later(delay: float, ioloop: Optional[tornado.ioloop.IOLoop] = None
@@ -495,7 +500,7 @@ def until_any(*futures: Any, timeout: Optional[float] = None,
         future.add_done_callback(handle_done)
     _detach_when_done(any_future, converted, handle_done)
     if timeout:
-        _expire_after(any_future, timeout)
+        expire_after(any_future, timeout)
     return any_future
 
 
@@ -572,7 +577,7 @@ def until_some(*args: Any, done_at_least: Optional[int] = None,
 
     some_future.add_done_callback(detach)
     if timeout:
-        _expire_after(some_future, timeout)
+        expire_after(some_future, timeout)
     return some_future
 
 
@@ -595,7 +600,7 @@ class _TimeoutManager:
     def __call__(self, future: Any) -> Any:
         if not self._timeout:
             return future
-        return _bounded(future, self.remaining())
+        return bounded(future, self.remaining())
 
 
 def future_timeout_manager(timeout: Optional[float] = None,

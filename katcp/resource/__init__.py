@@ -14,13 +14,18 @@ from katcp._export import keep_home
 from katcp.core import Message
 from katcp.display import (KATCPReply, did_you_mean, object_repr, request_docstring,
                            request_repr, resource_html)
-from katcp.loop.futures import _expire_after, _failed_future, _windowed
+# Public in their own modules, not part of this documented one.
+from katcp.loop.futures import expire_after as _expire_after
+from katcp.loop.futures import failed_future as _failed_future
+from katcp.loop.futures import windowed as _windowed
 # The basics and the sensor mirror live in submodules, documented (and reporting
 # themselves) here.
 from katcp.resource.base import (  # noqa: F401 (private names importable here as before)
-    _STRATEGY_WINDOW, KATCPResourceError, KATCPResourceInactive, KATCPSensorError,
-    KATCPSensorReading, KATCPSensorsManager, SensorResultTuple, StrategyResult, StrategySpec,
-    _number_or_text, _read_only, normalize_strategy_parameters)
+    KATCPResourceError, KATCPResourceInactive, KATCPSensorError, KATCPSensorReading,
+    KATCPSensorsManager, SensorResultTuple, StrategyResult, StrategySpec, _number_or_text,
+    normalize_strategy_parameters)
+from katcp.resource.base import STRATEGY_WINDOW as _STRATEGY_WINDOW
+from katcp.resource.base import read_only as _read_only  # noqa: F401
 from katcp.resource.sensor import KATCPSensor, _words  # noqa: F401
 from katcp.wire.util import escape_name
 

@@ -20,13 +20,15 @@ StrategySpec = Union[str, bytes, Sequence[Any]]
 #: ``(False, sys.exc_info())``.
 StrategyResult = Tuple[bool, Any]
 
-# ?sensor-sampling requests one call keeps in flight when it sets many strategies: enough
-# to pipeline them, few enough that each is answered well within its request timeout
-# (a device handles them one after another).
-_STRATEGY_WINDOW = 32
+#: ?sensor-sampling requests one call keeps in flight when it sets many strategies.
+# Enough to pipeline them, few enough that each is answered well within its request
+# timeout (a device handles them one after another).
+STRATEGY_WINDOW = 32
+# The name tests import.
+_STRATEGY_WINDOW = STRATEGY_WINDOW
 
 
-def _read_only(path: str, doc: Optional[str] = None) -> Any:
+def read_only(path: str, doc: Optional[str] = None) -> Any:
     """A read-only property giving the attribute at dotted `path` of the instance.
 
     Without `doc` it has no docstring of its own, so documentation tools show that of

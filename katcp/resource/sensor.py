@@ -15,10 +15,10 @@ import tornado.ioloop
 from katcp.core import DEFAULT_KATCP_MAJOR, Sensor, hashable_identity
 from katcp.display import sensor_repr
 from katcp.loop.crossing import running_loop
-from katcp.loop.futures import _expire_after
+from katcp.loop.futures import expire_after
 from katcp.loop.policy import thread_ioloop
 from katcp.resource.base import (KATCPSensorError, KATCPSensorReading, KATCPSensorsManager,
-                                 StrategySpec, _read_only)
+                                 StrategySpec, read_only)
 from katcp.wire.text import as_str
 from katcp.wire.util import escape_name
 
@@ -62,37 +62,6 @@ class KATCPSensor:
         self.description = self.__doc__ = (
             sensor.description if description is None else as_str(description))
 
-    @classmethod
-    def _mirror_maker(cls, sensor_manager: KATCPSensorsManager,
-                      describe: Optional[Callable[[str, Any], Dict[str, Any]]] = None
-                      ) -> Callable[[str, Any], "KATCPSensor"]:
-        """``mirror(name, source)``: a sensor of a device's model, whose
-        :class:`katcp.Sensor` is made on first use; one function for many sensors of one
-        manager (a resource's sync makes hundreds of them at once).
-
-        A client resource mirrors every sensor of its device but reads or watches few
-        of them, so the rest never pay for their type-aware parser. The keyword
-        arguments of that Sensor are `source`, or ``describe(name, source)`` if given
-        (e.g. parsed from the device's ``#sensor-list`` inform only then). `name` and
-        ``source.get('description')`` are text; without a description the Sensor's
-        default is taken.
-        """
-        new = cls.__new__
-
-        def mirror(name: str, source: Any) -> "KATCPSensor":
-            sensor = new(cls)
-            sensor._manager = sensor_manager
-            sensor.name = name
-            # What the katcp.Sensor is made from (when first needed).
-            sensor._sensor_description = source
-            sensor._describe = describe
-            description = source.get("description")
-            sensor.description = sensor.__doc__ = (
-                sensor._sensor.description if description is None else description)
-            return sensor
-
-        return mirror
-
     # Until set otherwise: no reading yet, no katcp.Sensor made yet, and the Sensor's
     # keyword arguments taken as they are (class attributes: one less store per sensor).
     _reading = _NO_READING
@@ -129,14 +98,14 @@ class KATCPSensor:
         """Normalised name of this KATCPSensor that can be used as a python identifier"""
         return escape_name(self.name)
 
-    reading = _read_only(
+    reading = read_only(
         "_reading", "Most recently received sensor reading as KATCPSensorReading instance")
-    value = _read_only("_reading.value", "Value of the most recently received reading.")
-    status = _read_only(
+    value = read_only("_reading.value", "Value of the most recently received reading.")
+    status = read_only(
         "_reading.status", "Status name (e.g. 'nominal') of the most recently received reading.")
-    type = _read_only("_sensor.stype", "KATCP type name of the sensor, e.g. 'integer'.")
-    units = _read_only("_sensor.units", "Units of the sensor.")
-    params = _read_only(
+    type = read_only("_sensor.stype", "KATCP type name of the sensor, e.g. 'integer'.")
+    units = read_only("_sensor.units", "Units of the sensor.")
+    params = read_only(
         "_sensor.params", "Type parameters of the sensor (e.g. [min, max] or discrete values).")
 
     @property
@@ -376,8 +345,40 @@ class KATCPSensor:
         # The current reading may already satisfy the condition.
         tornado.ioloop.IOLoop.current().add_callback(handle_update, self, self._reading)
         if timeout:
-            _expire_after(future, timeout)
+            expire_after(future, timeout)
         return future
+
+
+def mirror_maker(sensor_manager: KATCPSensorsManager,
+                 describe: Optional[Callable[[str, Any], Dict[str, Any]]] = None
+                 ) -> Callable[[str, Any], KATCPSensor]:
+    """``mirror(name, source)``: a :class:`KATCPSensor` of a device's model, whose
+    :class:`katcp.Sensor` is made on first use; one function for many sensors of one
+    manager (a resource's sync makes hundreds of them at once).
+
+    A client resource mirrors every sensor of its device but reads or watches few
+    of them, so the rest never pay for their type-aware parser. The keyword
+    arguments of that Sensor are `source`, or ``describe(name, source)`` if given
+    (e.g. parsed from the device's ``#sensor-list`` inform only then). `name` and
+    ``source.get('description')`` are text; without a description the Sensor's
+    default is taken.
+    """
+    cls = KATCPSensor
+    new = cls.__new__
+
+    def mirror(name: str, source: Any) -> KATCPSensor:
+        sensor = new(cls)
+        sensor._manager = sensor_manager
+        sensor.name = name
+        # What the katcp.Sensor is made from (when first needed).
+        sensor._sensor_description = source
+        sensor._describe = describe
+        description = source.get("description")
+        sensor.description = sensor.__doc__ = (
+            sensor._sensor.description if description is None else description)
+        return sensor
+
+    return mirror
 
 
 def _words(params: Any) -> List[Any]:

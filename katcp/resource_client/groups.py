@@ -6,7 +6,7 @@ from typing import Any, Dict, Generator, Iterable, Iterator, Mapping, Optional, 
 import tornado.gen
 
 from katcp.core import until_some
-from katcp.loop.futures import _failed_future
+from katcp.loop.futures import failed_future
 from katcp.display import help_docstring, object_repr
 from katcp.resource import StrategySpec
 from katcp.resource_client.namespaces import _find_request, _RequestNamespace
@@ -219,7 +219,7 @@ class ClientGroup:
         try:
             quorum = _clients_needed(quorum, num_clients)
         except Exception as exc:
-            return _failed_future(exc)  # as from the coroutine this was in 0.9
+            return failed_future(exc)  # as from the coroutine this was in 0.9
         grace_period: Optional[float]
         initial_timeout: Optional[float]
         if timeout and max_grace_period:

@@ -19,9 +19,11 @@ import tornado.gen
 from katcp import resource
 from katcp.core import Message
 from katcp.inspecting_client import InspectingClientAsync
-from katcp.loop.futures import _windowed
-from katcp.resource import (_STRATEGY_WINDOW, KATCPReply, KATCPSensorError, StrategyResult,
-                            StrategySpec, escape_name)
+from katcp.loop.futures import windowed
+from katcp.resource import (KATCPReply, KATCPSensorError, StrategyResult, StrategySpec,
+                            escape_name)
+from katcp.resource.base import STRATEGY_WINDOW
+from katcp.resource.sensor import mirror_maker
 from katcp.wire.util import transform_future
 
 # The package's logger: the one 0.9 logged to.
@@ -188,8 +190,7 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
 
         Its :class:`katcp.Sensor` (the parser of its readings) is made on first use.
         """
-        return resource.KATCPSensor._mirror_maker(self)(sensor_description["name"],
-                                                        sensor_description)
+        return mirror_maker(self)(sensor_description["name"], sensor_description)
 
     def mirror_sensor(self, name: str, info: Any,
                       describe: Callable[[str, Any], Dict[str, Any]]) -> resource.KATCPSensor:
@@ -224,7 +225,7 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
             ``mirror(name, info)``, as ``mirror_sensor(name, info, describe)``; one
             function serves a whole sync.
         """
-        return resource.KATCPSensor._mirror_maker(self, describe)
+        return mirror_maker(self, describe)
 
     def _get_strategy_cache_key(self, sensor_name: str) -> str:
         if sensor_name in self._strategy_cache:
@@ -363,8 +364,8 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
     def _request_samplings(self, requests: Iterable[Tuple[str, Tuple[str, ...]]]) -> Any:
         """A future of what :meth:`_request_sampling` resolves with for each of
         `requests` (``(names, strategy)``), in their order, pipelined a few at a time."""
-        return _windowed([functools.partial(self._request_sampling, names, strategy)
-                          for names, strategy in requests], _STRATEGY_WINDOW)
+        return windowed([functools.partial(self._request_sampling, names, strategy)
+                         for names, strategy in requests], STRATEGY_WINDOW)
 
     @tornado.gen.coroutine
     def _request_sampling(self, names: str, strategy: Tuple[str, ...]

@@ -18,9 +18,9 @@ from katcp.client.lifecycle import check_port
 from katcp.core import AsyncEvent, AsyncState, AttrDict, log_future_exceptions
 from katcp.display import did_you_mean, object_repr
 from katcp.ioloop_manager import current_ioloop
-from katcp.loop.futures import _failed_future, _until_all, _until_first, _windowed
-from katcp.resource import (_STRATEGY_WINDOW, StrategyResult, StrategySpec, _read_only,
-                            escape_name)
+from katcp.loop.futures import failed_future, until_all, until_first, windowed
+from katcp.resource import StrategyResult, StrategySpec, escape_name
+from katcp.resource.base import STRATEGY_WINDOW, read_only
 from katcp.resource_client.groups import ClientGroup
 from katcp.resource_client.inspecting import (_NONE_STRATEGY, KATCPClientResourceRequest,
                                               KATCPClientResourceSensorsManager,
@@ -110,7 +110,7 @@ def monitor_resource_sync_state(resource: Any, callback: Callable[[bool], Any],
     while not exit_event.is_set():
         until_change = resource.until_not_synced if synced else resource.until_synced
         # Both waits are its own: the one not met is cancelled, not left registered.
-        yield _until_first(until_change(), exit_event.until_set())
+        yield until_first(until_change(), exit_event.until_set())
         if not exit_event.is_set():
             synced = not synced
             callback(synced)
@@ -195,26 +195,29 @@ class KATCPClientResource(resource.KATCPResource):
         # first sync: until then req and sensor hold what the previous one found.
         self._namespaces_of_previous_client = False
 
-    state = _read_only("_state.state",
-                       "The current state, one of 'disconnected', 'syncing' or 'synced'.")
+    state = read_only("_state.state",
+                      "The current state, one of 'disconnected', 'syncing' or 'synced'.")
 
     @property
     def synced(self) -> bool:
         """True if the interface of the device is in sync with this resource."""
         return self._state.state == "synced"
 
-    name = _read_only("_name")
-    description = _read_only("_description")
-    address = _read_only("_address")
-    parent = _read_only("_parent")
-    req = _read_only("_req")
-    sensor = _read_only("_sensor")
-    controlled = _read_only(
+    name = read_only("_name")
+    description = read_only("_description")
+    address = read_only("_address")
+    parent = read_only("_parent")
+    req = read_only("_req")
+    sensor = read_only("_sensor")
+    controlled = read_only(
         "_controlled",
         "True if the device's requests are exposed (resource spec ``controlled``).")
-    dummy_unknown_requests = _read_only(
+    dummy_unknown_requests = read_only(
         "_dummy_unknown_requests",
         "True if ``req.<unknown>`` gives a dummy request (resource spec key).")
+    inspecting_client = read_only(
+        "_inspecting_client",
+        "The inspecting client that talks to the device (made by start(); None before).")
 
     @property
     def children(self) -> AttrDict:
@@ -279,7 +282,7 @@ class KATCPClientResource(resource.KATCPResource):
         left as it is: it keeps its one connection.
         """
         previous = self._inspecting_client
-        if previous is not None and previous._running:
+        if previous is not None and previous.running():
             if not previous.katcp_client._stopped.is_set():
                 return
             # Its client stopped on its own (a lost connection without auto_reconnect):
@@ -559,13 +562,13 @@ class KATCPClientResource(resource.KATCPResource):
             # model update of the data-synced callback.
             ic = self._inspecting_client
             # An inspecting client from a user's factory may not count its connections.
-            connection = getattr(ic, "_connection_count", None)
+            connection = getattr(ic, "connection_count", None)
             yield from _result_of(self._sensor_manager.reapply_sampling_strategies())
             # The connection may have dropped (or been replaced) meanwhile: "synced" now
             # would wake until_synced() with the device gone or not yet resynced. The
             # state callback that comes next sets the state instead.
             if (ic.is_connected() and ic.synced
-                    and getattr(ic, "_connection_count", None) == connection):
+                    and getattr(ic, "connection_count", None) == connection):
                 self._state.set_state("synced")
 
     def _with_stale_entries_removed(self, model_changes: Any) -> Any:
@@ -841,13 +844,13 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         for group_name, client_names in resources_spec.get("groups", {}).items():
             self.add_group(group_name, client_names)
 
-    name = _read_only("_name")
-    description = _read_only("_description")
-    children = _read_only("_children")
-    groups = _read_only(
+    name = read_only("_name")
+    description = read_only("_description")
+    children = read_only("_children")
+    groups = read_only(
         "_groups", "AttrDict of :class:`ClientGroup` objects keyed by their escaped names.")
-    req = _read_only("_req")
-    sensor = _read_only("_sensor")
+    req = read_only("_req")
+    sensor = read_only("_sensor")
 
     @property
     def address(self) -> None:
@@ -985,8 +988,8 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         timeout, ends the wait on each child.
         """
         children = dict.values(self._children)
-        return _relayed(_until_first(*[child.until_not_synced() for child in children],
-                                     timeout=timeout), keep_result=False)
+        return _relayed(until_first(*[child.until_not_synced() for child in children],
+                                    timeout=timeout), keep_result=False)
 
     def until_all_children_in_state(self, state: str, timeout: Optional[float] = None) -> Any:
         """Return a tornado Future; resolves when all clients are in specified state
@@ -998,13 +1001,13 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         try:
             waits = [child.until_state(state) for child in children]
         except ValueError as exc:  # not a state: as from the coroutine this was in 0.9
-            return _failed_future(exc)
-        return _relayed(_until_all(*waits, timeout=timeout), keep_result=False)
+            return failed_future(exc)
+        return _relayed(until_all(*waits, timeout=timeout), keep_result=False)
 
     def until_any_child_in_state(self, state: str, timeout: Optional[float] = None) -> Any:
         """Return a tornado Future; resolves when any client is in specified state"""
         children = dict.values(self._children)
-        return _until_first(*[child.until_state(state) for child in children], timeout=timeout)
+        return until_first(*[child.until_state(state) for child in children], timeout=timeout)
 
     def list_sensors(self, filter: str = "", strategy: bool = False, status: str = "",
                      use_python_identifiers: bool = True, tuple: bool = False,
@@ -1056,7 +1059,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
             child = self._children[escape_name(found.object.parent_name)]
             name = found.object.normalised_name
             starts.append(functools.partial(through_child, child, name, prepare(child, name)))
-        done = yield _windowed(starts, _STRATEGY_WINDOW)
+        done = yield windowed(starts, STRATEGY_WINDOW)
         results: Dict[str, Dict[str, Any]] = {}
         for child_name, name, result in done:
             results.setdefault(child_name, {})[name] = result

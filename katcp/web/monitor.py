@@ -214,7 +214,7 @@ class DeviceMonitor:
         if version_list is None:
             # A KATCP v4 device has no ?version-list: it named its versions (#version,
             # #build-state) in its greeting, which the client kept.
-            client = self.resource._inspecting_client.katcp_client
+            client = self.resource.inspecting_client.katcp_client
             identity["versions"] = [[name, *values] for name, values in client.versions.items()]
             _describe_protocol(identity, client.protocol_flags)
             return identity

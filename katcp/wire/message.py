@@ -164,7 +164,14 @@ def _check_name(name: Any) -> str:
     return name
 
 
-def _format_mid(mid: Any) -> bytes:
+def format_mid(mid: Any) -> bytes:
+    """A message id (int, str or bytes) as the decimal digits sent on the wire.
+
+    Raises
+    ------
+    KatcpSyntaxError
+        If `mid` is of another type, or not a decimal integer.
+    """
     # The spec limits message ids to 1 .. 2**31 - 1 (section 2.2); the clients of this
     # library send only those. Like katcp 0.9.3, any decimal digits are accepted (here
     # and by the parser) and kept as given, so a reply echoes the id exactly as sent.
@@ -303,7 +310,7 @@ class Message:
             raise KatcpSyntaxError("Invalid message type %r." % (mtype,))
         self.mtype = mtype
         self.name = name if name.__class__ is str and name in _valid_names else _check_name(name)
-        self.mid = None if mid is None else _format_mid(mid)
+        self.mid = None if mid is None else format_mid(mid)
         if arguments is None:
             self.arguments = []
         elif _SOME_CLASS_FORMATS_EACH and self._formats_each:
@@ -463,7 +470,7 @@ class Message:
         msg.name = name if name.__class__ is str and name in _valid_names else _check_name(name)
         mid = req_msg.mid
         # A request's mid is normally already canonical bytes; only re-check otherwise.
-        msg.mid = mid if mid is None or type(mid) is bytes else _format_mid(mid)
+        msg.mid = mid if mid is None or type(mid) is bytes else format_mid(mid)
         if _SOME_CLASS_FORMATS_EACH and cls._formats_each:
             msg.arguments = [msg.format_argument(arg) for arg in args]
         else:

@@ -1,0 +1,121 @@
+"""How an inspecting client looks up its device's requests and sensors by name.
+
+A name the model has is answered from it; one it lacks is inspected (where allowed)
+before the answer. The request and sensor objects are made from the model's entries on
+first use, by the client's factories.
+"""
+
+from typing import Any, Callable, Dict, Iterable, Optional
+
+import tornado.gen
+
+from katcp.core import Sensor
+from katcp.inspecting_client.index import Index, _Model
+from katcp.inspecting_client.parts import _objects, katcp_major
+from katcp.inspecting_client.states import _StateReport
+
+Maker = Callable[[str, Dict[str, Any]], Any]
+
+
+class _Lookup:
+    """Looks up requests and sensors for an
+    :class:`~katcp.inspecting_client.InspectingClientAsync`.
+
+    What a subclass or a user may override or replace (the documented ``future_*``
+    methods, ``inspect_requests``/``inspect_sensors``, ``until_data_synced``, the
+    factories and the object makers ``_sensor_maker``, ``_make_sensor``,
+    ``_sensor_description`` and ``_make_request``) is called through the client.
+
+    Parameters
+    ----------
+    client : InspectingClientAsync
+        The client whose model is looked in, and whose device is inspected.
+    model : _Model
+        That client's model.
+    states : _StateReport
+        That client's state, which says whether the model is up to date.
+    """
+
+    def __init__(self, client: Any, model: _Model, states: _StateReport) -> None:
+        self._client = client
+        self._model = model
+        self._states = states
+
+    async def check(self, kind: str, name: str, update: Optional[bool]) -> bool:
+        """The body of ``future_check_sensor`` (`kind` 'sensors') and
+        ``future_check_request`` ('requests')."""
+        client = self._client
+        index = self._model.index(kind)
+        await client.until_data_synced()
+        if name in index:
+            return True
+        if update or (update is None and client._update_on_lookup):
+            inspect_one = (client.inspect_sensors if kind == "sensors"
+                           else client.inspect_requests)
+            await inspect_one(name)
+            return name in index
+        return False
+
+    def get(self, kind: str, name: str, update: Optional[bool]) -> Any:
+        """The body of ``future_get_sensor`` (`kind` 'sensors') and ``future_get_request``
+        ('requests')."""
+        index = self._model.index(kind)
+        if self._states.state.data_synced and name in index:
+            # Known and up to date: nothing to wait for or inspect, so no coroutine (a
+            # resource's sync gets every sensor of its device this way).
+            future = self._client._create_future()
+            future.set_result(_object(name, index, self._maker(kind)))
+            return future
+        return self._check_and_get(kind, name, update, index)
+
+    @tornado.gen.coroutine
+    def _check_and_get(self, kind: str, name: str, update: Optional[bool], index: Index
+                       ) -> Any:
+        client = self._client
+        check = client.future_check_sensor if kind == "sensors" else client.future_check_request
+        exists = yield check(name, update)
+        return _object(name, index, self._maker(kind)) if exists else None
+
+    def many(self, kind: str, names: Iterable[str]) -> Any:
+        """The body of the client's ``_future_get_many``."""
+        client = self._client
+        names = list(names)
+        index = self._model.index(kind)
+        if not (self._states.state.data_synced and all(map(index.__contains__, names))):
+            get_one = client.future_get_sensor if kind == "sensors" else client.future_get_request
+            return tornado.gen.multi([get_one(name) for name in names])
+        # The sensor maker is looked up once for the whole batch.
+        make = client._sensor_maker() if kind == "sensors" else client._make_request
+        future = client._create_future()
+        future.set_result(_objects(names, index, make))
+        return future
+
+    def _maker(self, kind: str) -> Maker:
+        client = self._client
+        return client._make_sensor if kind == "sensors" else client._make_request
+
+    def make_sensor(self, name: str, info: Dict[str, Any]) -> Any:
+        """The sensor object of index entry `info` of sensor `name`, by the client's
+        ``sensor_factory``."""
+        client = self._client
+        return client.sensor_factory(**client._sensor_description(name, info))
+
+    def sensor_description(self, name: str, info: Dict[str, Any]) -> Dict[str, Any]:
+        """The keyword arguments of the client's ``sensor_factory`` for sensor `name` of
+        the index."""
+        sensor_type = Sensor.parse_type(info["sensor_type"])
+        params = Sensor.parse_params(sensor_type, info["params"],
+                                     katcp_major(self._client.katcp_client))
+        return dict(name=name, sensor_type=sensor_type, description=info["description"],
+                    units=info["units"], params=params)
+
+    def make_request(self, name: str, info: Dict[str, Any]) -> Any:
+        """The request object of index entry `info` of request `name`, by the client's
+        ``request_factory``."""
+        return self._client.request_factory(name=name, description=info["description"],
+                                            timeout_hint=info["timeout_hint"])
+
+
+def _object(name: str, index: Index, make: Maker) -> Any:
+    """The object of item `name` of `index`, made on first use; None if unknown."""
+    return _objects([name], index, make)[0] if name in index else None
