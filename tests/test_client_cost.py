@@ -9,16 +9,20 @@ until one is needed.
   if it had been kept all along.
 * Deadlines take one timer, armed for the earliest and for none once all are served;
   only those given out of order take a heap entry, and answered ones do not pile up.
+* An inform of a request with an inform callback (each line of a device's sensor list,
+  as an inspection streams it) reaches the callback straight from the request.
 """
 
 import concurrent.futures
+import logging
 import signal
+import sys
 import threading
 
 import pytest
 
 from katcp.client import BlockingClient
-from katcp.client.requests import FutureRequest, ThreadRequest
+from katcp.client.requests import CallbackRequest, FutureRequest, ThreadRequest
 from katcp.core import Message
 from katcp.loop.crossing import call_on_loop
 from katcp.loop.timer_heap import MIN_COMPACT_SIZE
@@ -414,3 +418,33 @@ def test_a_sending_hook_patched_on_the_base_class_is_not_bypassed(server, hook, 
         client.join(timeout=WAIT)
     assert str(reply) == "!echo[1] ok x"
     assert sent == ["?echo[1] x"]
+
+
+# -- informs streamed to a callback -----------------------------------------------------
+
+
+@pytest.mark.parametrize("user_data", [None, (), ("u", 2)])
+def test_a_streamed_inform_reaches_its_callback_without_a_call_in_between(user_data):
+    callers = []
+
+    def inform_cb(msg, *args):
+        callers.append((sys._getframe(1).f_code.co_name, msg.arguments, args))
+
+    pending = CallbackRequest(Message.request("sensor-list"), None, inform_cb, user_data,
+                              logging.getLogger("katcp.test"))
+    assert pending.on_inform(Message.inform("sensor-list", "a.b")) is True
+    assert callers == [("on_inform", [b"a.b"], tuple(user_data or ()))]
+
+
+def test_a_failing_streamed_inform_callback_is_logged_and_delivered(caplog):
+    def inform_cb(msg):
+        raise RuntimeError("boom")
+
+    pending = CallbackRequest(Message.request("sensor-list"), None, inform_cb, None,
+                              logging.getLogger("katcp.test"))
+    with caplog.at_level(logging.ERROR, "katcp.test"):
+        assert pending.on_inform(Message.inform("sensor-list", "a.b")) is True
+    assert [r.getMessage() for r in caplog.records] == ["Callback inform sensor-list FAIL"]
+    assert CallbackRequest(Message.request("x"), None, None, None,
+                           logging.getLogger("katcp.test")).on_inform(
+        Message.inform("x")) is False

@@ -63,7 +63,19 @@ class CallbackRequest:
             False without an inform callback: the client's own handlers take it.
 
         """
-        return self._deliver(self.inform_cb, "inform", msg)
+        # _deliver(), inline: this runs for each line of a long reply streamed to its
+        # callback (the thousands of a fleet's sensor lists), where a call more shows.
+        callback = self.inform_cb
+        if callback is None:
+            return False
+        try:
+            if self.user_data:
+                callback(msg, *self.user_data)
+            else:
+                callback(msg)
+        except Exception:
+            self._logger.exception("Callback %s %s FAIL", "inform", msg.name)
+        return True
 
     def on_reply(self, msg: Message) -> bool:
         """Deliver the reply of this request (False: no reply callback, as on_inform)."""
