@@ -766,6 +766,28 @@ class TestSensorUpdates(InspectingClientTestBase):
         self.assertEqual(temp.status(), Sensor.UNKNOWN)
         self.assertTrue(client.synced)
 
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_logger_replaced_after_construction_gets_every_message(self):
+        def failing_callback(state, model_changes):
+            raise RuntimeError("callback failed")
+
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        client._logger = logging.getLogger("inspect-test.replaced")
+        client.set_state_callback(failing_callback)
+        with self.assertLogs("inspect-test.replaced", "WARNING") as logs:
+            await client.connect(timeout=WAIT)
+            await client.until_synced(timeout=WAIT)
+            await client.future_get_sensor("temp")
+            self.device.inform("sensor-status", b"1.0", 2, "temp", "warn", b"1.0")
+            self.device.inform("sensor-status", b"1.0", 1, "temp", "warn", b"not-float")
+            # A request round trip orders the informs before the assertions.
+            await client.simple_request("watchdog")
+        messages = "\n".join(logs.output)
+        self.assertIn("Error in state callback", messages)
+        self.assertIn("Malformed sensor-status inform", messages)
+        self.assertIn("Could not update sensor 'temp'", messages)
+
 
 class TestWarningRanges(InspectingClientTestBase):
     """Integer and float sensors listed with [nominal-min nominal-max warn-min warn-max]

@@ -111,12 +111,11 @@ class InspectingClientAsync:
         self.initial_inspection = initial_inspection is not False
         self._model = _Model()
         self._update_on_lookup = True
-        self._states = _StateReport(self._create_future, logger,
-                                    lambda: self.katcp_client.bind_address_string)
+        self._states = _StateReport(self)
         self._state_loop_future: Any = None
         self.katcp_client = self.inform_hook_client_factory(
             host, port, auto_reconnect=auto_reconnect, logger=logger)
-        self._sensor_updates = _SensorUpdates(self._model, self.katcp_client, logger)
+        self._sensor_updates = _SensorUpdates(self, self._model)
         self._inspector = _Inspector(self, self._model)
         self._sync = _StateCoroutine(self, self._states, self._inspector)
         self._lookup = _Lookup(self, self._model, self._states)
