@@ -121,12 +121,7 @@ class InspectingClientAsync:
         self._lookup = _Lookup(self, self._model, self._states)
         self.set_ioloop(ioloop or current_ioloop())
         self.katcp_client.hook_inform("interface-changed", self._cb_inform_interface_change)
-        # Straight to the router, a call less per inform, unless _cb_inform_sensor_status
-        # is overridden.
-        self._sensor_status_hook = (self._sensor_updates.on_inform
-                                    if uses_own(self, _OWN_SENSOR_STATUS)
-                                    else self._cb_inform_sensor_status)
-        self.katcp_client.hook_inform("sensor-status", self._sensor_status_hook)
+        self.katcp_client.hook_inform("sensor-status", self._sensor_status_hook())
         self.katcp_client.notify_connected = (  # type: ignore[method-assign]
             self._cb_connection_state)
 
@@ -250,7 +245,14 @@ class InspectingClientAsync:
 
     def handle_sensor_value(self) -> None:
         """Handle #sensor-value informs just like #sensor-status informs"""
-        self.katcp_client.hook_inform("sensor-value", self._sensor_status_hook)
+        self.katcp_client.hook_inform("sensor-value", self._sensor_status_hook())
+
+    def _sensor_status_hook(self) -> Callable[[Message], None]:
+        # Straight to the router, a call less per inform, unless _cb_inform_sensor_status
+        # is overridden or replaced (asked at each hooking, as it was looked up then).
+        if uses_own(self, _OWN_SENSOR_STATUS):
+            return self._sensor_updates.on_inform
+        return self._cb_inform_sensor_status
 
     # -- waiting for states ---------------------------------------------------------
 
