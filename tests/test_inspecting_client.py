@@ -7,6 +7,7 @@ request the client sends is recorded. The last tests use a real katcp DeviceServ
 
 import asyncio
 import logging
+from unittest import mock
 
 import tornado.gen
 import tornado.testing
@@ -765,6 +766,48 @@ class TestSensorUpdates(InspectingClientTestBase):
             await client.simple_request("watchdog")
         self.assertEqual(temp.status(), Sensor.UNKNOWN)
         self.assertTrue(client.synced)
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_logger_replaced_after_construction_gets_every_message(self):
+        def failing_callback(state, model_changes):
+            raise RuntimeError("callback failed")
+
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        client._logger = logging.getLogger("inspect-test.replaced")
+        client.set_state_callback(failing_callback)
+        with self.assertLogs("inspect-test.replaced", "WARNING") as logs:
+            await client.connect(timeout=WAIT)
+            await client.until_synced(timeout=WAIT)
+            await client.future_get_sensor("temp")
+            self.device.inform("sensor-status", b"1.0", 2, "temp", "warn", b"1.0")
+            self.device.inform("sensor-status", b"1.0", 1, "temp", "warn", b"not-float")
+            # A request round trip orders the informs before the assertions.
+            await client.simple_request("watchdog")
+        messages = "\n".join(logs.output)
+        self.assertIn("Error in state callback", messages)
+        self.assertIn("Malformed sensor-status inform", messages)
+        self.assertIn("Could not update sensor 'temp'", messages)
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_handle_sensor_value_hooks_a_sensor_status_callback_replaced_since(self):
+        # A resource calls handle_sensor_value() on the client its factory made, which
+        # a test may have patched meanwhile.
+        for replace_on in ("instance", "class"):
+            seen = []
+            client = InspectingClientAsync("127.0.0.1", self.device.port)
+            self.clients.append(client)
+            if replace_on == "instance":
+                client._cb_inform_sensor_status = lambda msg: seen.append(msg.name)
+                client.handle_sensor_value()
+            else:
+                with mock.patch.object(InspectingClientAsync, "_cb_inform_sensor_status",
+                                       lambda self, msg: seen.append(msg.name)):
+                    client.handle_sensor_value()
+            await client.connect(timeout=WAIT)
+            await client.until_synced(timeout=WAIT)
+            await client.simple_request("sensor-value", "temp")
+            self.assertEqual(seen, ["sensor-value"], replace_on)
 
 
 class TestWarningRanges(InspectingClientTestBase):

@@ -314,6 +314,21 @@ class TestKATCPClientResource(ResourceTestCase):
         assert "KATCPClientResource(name=dev, address=" in repr(res)
 
     @tornado.testing.gen_test(timeout=WAIT)
+    def test_sensors_are_of_the_class_katcp_resource_has(self):
+        # Where 0.9's sensor manager found the class, and so where a test patches it.
+        class Mirror(KATCPSensor):
+            pass
+
+        with mock.patch("katcp.resource.KATCPSensor", Mirror):
+            res = self.make_resource(self.server)
+            yield res.until_synced(timeout=WAIT)
+            made = res.inspecting_client.sensor_factory(
+                name="made", sensor_type=Sensor.INTEGER, description="Made.", units="",
+                params=[0, 10])
+        assert type(res.sensor.an_int) is Mirror
+        assert type(made) is Mirror and made.name == "made"
+
+    @tornado.testing.gen_test(timeout=WAIT)
     def test_requests(self):
         res = self.make_resource(self.server)
         yield res.until_synced(timeout=WAIT)

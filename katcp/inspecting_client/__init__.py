@@ -111,23 +111,17 @@ class InspectingClientAsync:
         self.initial_inspection = initial_inspection is not False
         self._model = _Model()
         self._update_on_lookup = True
-        self._states = _StateReport(self._create_future, logger,
-                                    lambda: self.katcp_client.bind_address_string)
+        self._states = _StateReport(self)
         self._state_loop_future: Any = None
         self.katcp_client = self.inform_hook_client_factory(
             host, port, auto_reconnect=auto_reconnect, logger=logger)
-        self._sensor_updates = _SensorUpdates(self._model, self.katcp_client, logger)
+        self._sensor_updates = _SensorUpdates(self, self._model)
         self._inspector = _Inspector(self, self._model)
         self._sync = _StateCoroutine(self, self._states, self._inspector)
         self._lookup = _Lookup(self, self._model, self._states)
         self.set_ioloop(ioloop or current_ioloop())
         self.katcp_client.hook_inform("interface-changed", self._cb_inform_interface_change)
-        # Straight to the router, a call less per inform, unless _cb_inform_sensor_status
-        # is overridden.
-        self._sensor_status_hook = (self._sensor_updates.on_inform
-                                    if uses_own(self, _OWN_SENSOR_STATUS)
-                                    else self._cb_inform_sensor_status)
-        self.katcp_client.hook_inform("sensor-status", self._sensor_status_hook)
+        self.katcp_client.hook_inform("sensor-status", self._sensor_status_hook())
         self.katcp_client.notify_connected = (  # type: ignore[method-assign]
             self._cb_connection_state)
 
@@ -251,7 +245,14 @@ class InspectingClientAsync:
 
     def handle_sensor_value(self) -> None:
         """Handle #sensor-value informs just like #sensor-status informs"""
-        self.katcp_client.hook_inform("sensor-value", self._sensor_status_hook)
+        self.katcp_client.hook_inform("sensor-value", self._sensor_status_hook())
+
+    def _sensor_status_hook(self) -> Callable[[Message], None]:
+        # Straight to the router, a call less per inform, unless _cb_inform_sensor_status
+        # is overridden or replaced (asked at each hooking, as it was looked up then).
+        if uses_own(self, _OWN_SENSOR_STATUS):
+            return self._sensor_updates.on_inform
+        return self._cb_inform_sensor_status
 
     # -- waiting for states ---------------------------------------------------------
 

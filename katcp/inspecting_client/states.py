@@ -1,7 +1,6 @@
 """An inspecting client's current state, and who hears of each new one."""
 
 import asyncio
-import logging
 from typing import Any, Callable, Dict, Optional
 
 import tornado.gen
@@ -19,28 +18,22 @@ class _StateReport:
 
     Parameters
     ----------
-    create_future : callable
-        Makes a future of the client's loop.
-    logger : logging.Logger
-        Where a failing state callback is logged.
-    describe : callable
-        The device's address, for the log.
+    client : InspectingClientAsync
+        Whose loop the waits' futures are of, and whose logger (read when used: code
+        may replace a client's ``_logger``) tells of a failing state callback.
     """
 
-    def __init__(self, create_future: Callable[[], "asyncio.Future[Any]"],
-                 logger: logging.Logger, describe: Callable[[], str]) -> None:
+    def __init__(self, client: Any) -> None:
         self.state = _DISCONNECTED
         # Each pending wait's future and the states it waits for, until it is over.
         self.waiters: Dict["asyncio.Future[Any]", StatePredicate] = {}
         self.callback: Optional[Callable[..., Any]] = None
-        self._create_future = create_future
-        self._logger = logger
-        self._describe = describe
+        self._client = client
 
     def until(self, predicate: StatePredicate, timeout: Optional[float] = None) -> Any:
         """Future resolving to True once the state satisfies `predicate` (at once if it
         does now); it fails with a timeout error after `timeout` seconds."""
-        future = self._create_future()
+        future = self._client._create_future()
         if predicate(self.state):
             future.set_result(True)
             return future
@@ -77,11 +70,15 @@ class _StateReport:
                 except asyncio.CancelledError:
                     if not callback_done.cancelled():
                         raise
-                    self._logger.error("State callback for %s was cancelled", self._describe())
+                    client = self._client
+                    client._logger.error("State callback for %s was cancelled",
+                                         client.katcp_client.bind_address_string)
             else:
                 # As in 0.9 (a coroutine yielding the callback's None): the loop
                 # turns before the next state, so code woken by this state still
                 # sees it as the latest one.
                 await asyncio.sleep(0)
         except Exception:
-            self._logger.exception("Error in state callback for %s", self._describe())
+            client = self._client
+            client._logger.exception("Error in state callback for %s",
+                                     client.katcp_client.bind_address_string)

@@ -1,6 +1,5 @@
 """The routing of a device's sensor readings to an inspecting client's sensor objects."""
 
-import logging
 from typing import Any
 
 from katcp.core import Message
@@ -16,18 +15,19 @@ class _SensorUpdates:
 
     Parameters
     ----------
+    client : InspectingClientAsync
+        Whose connection the readings come from (its protocol version says how to read
+        a timestamp), and whose logger (read when used: code may replace a client's
+        ``_logger``) tells of malformed informs and readings that cannot be set.
     model : _Model
         The client's model, whose sensor index holds the objects.
-    katcp_client : katcp.client.AsyncClient
-        The connection, whose protocol version says how to read a timestamp.
-    logger : logging.Logger
-        Where malformed informs and readings that cannot be set are logged.
     """
 
-    def __init__(self, model: _Model, katcp_client: Any, logger: logging.Logger) -> None:
+    def __init__(self, client: Any, model: _Model) -> None:
+        self._client = client
         self._model = model
-        self._katcp_client = katcp_client
-        self._logger = logger
+        # The connection whose informs are hooked to this.
+        self._katcp_client = client.katcp_client
 
     def set_formatted(self, name: str, timestamp: bytes, status: bytes, value: bytes) -> None:
         """Set the object of sensor `name` (if one was made) to a reading as sent."""
@@ -37,14 +37,14 @@ class _SensorUpdates:
         try:
             sensor.set_formatted(timestamp, status, value, katcp_major(self._katcp_client))
         except Exception:
-            self._logger.exception("Could not update sensor %r to (%r, %r, %r)",
-                                   name, timestamp, status, value)
+            self._client._logger.exception("Could not update sensor %r to (%r, %r, %r)",
+                                           name, timestamp, status, value)
 
     def on_inform(self, msg: Message) -> None:
         """Set the sensor objects from a #sensor-status (or #sensor-value) inform."""
         readings = _readings_of(msg)
         if readings is None:
-            self._logger.warning("Malformed %s inform: %s", msg.name, msg)
+            self._client._logger.warning("Malformed %s inform: %s", msg.name, msg)
             return
         for name, timestamp, status, value in readings:
             self.set_formatted(name, timestamp, status, value)

@@ -6,7 +6,7 @@ import collections.abc
 import inspect
 import logging
 import types
-from typing import Any, Callable, Dict, Generator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Generator, List, Mapping, Optional, Tuple, Type, Union
 
 import tornado.concurrent
 import tornado.gen
@@ -350,11 +350,11 @@ class KATCPSensor:
 
 
 def mirror_maker(sensor_manager: KATCPSensorsManager,
-                 describe: Optional[Callable[[str, Any], Dict[str, Any]]] = None
-                 ) -> Callable[[str, Any], KATCPSensor]:
-    """``mirror(name, source)``: a :class:`KATCPSensor` of a device's model, whose
-    :class:`katcp.Sensor` is made on first use; one function for many sensors of one
-    manager (a resource's sync makes hundreds of them at once).
+                 describe: Optional[Callable[[str, Any], Dict[str, Any]]] = None,
+                 cls: Type[KATCPSensor] = KATCPSensor) -> Callable[[str, Any], KATCPSensor]:
+    """``mirror(name, source)``: a :class:`KATCPSensor` (of class `cls`) of a device's
+    model, whose :class:`katcp.Sensor` is made on first use; one function for many
+    sensors of one manager (a resource's sync makes hundreds of them at once).
 
     A client resource mirrors every sensor of its device but reads or watches few
     of them, so the rest never pay for their type-aware parser. The keyword
@@ -363,7 +363,6 @@ def mirror_maker(sensor_manager: KATCPSensorsManager,
     ``source.get('description')`` are text; without a description the Sensor's
     default is taken.
     """
-    cls = KATCPSensor
     new = cls.__new__
 
     def mirror(name: str, source: Any) -> KATCPSensor:
