@@ -162,6 +162,51 @@ def test_a_client_that_ended_on_its_own_starts_again_on_its_running_loop(server)
 # -- calls from other threads while start() runs ------------------------------------------
 
 
+def test_a_call_from_another_thread_goes_to_the_loop_of_the_run_that_took_it(server):
+    # The caller reads the client's loop while the client is stopped, and is held there
+    # until a restart has run the client on a new loop: its call, taken by the restarted
+    # client (or refused, had it come first), must not go to the last run's closed loop.
+    read_loop, release = threading.Event(), threading.Event()
+    held_thread = []
+
+    class HeldClient(BlockingClient):
+        @property
+        def ioloop(self):
+            ioloop = self.__dict__.get("_held_ioloop")
+            if held_thread == [threading.get_ident()]:
+                del held_thread[:]
+                read_loop.set()
+                release.wait(WAIT)
+            return ioloop
+
+        @ioloop.setter
+        def ioloop(self, ioloop):
+            self.__dict__["_held_ioloop"] = ioloop
+
+    client = started(HeldClient("127.0.0.1", server.port, timeout=WAIT))
+    stopped(client)
+    last_loop = client.ioloop
+
+    def echo():
+        held_thread.append(threading.get_ident())
+        try:
+            return client.blocking_request(Message.request("echo", "held"))
+        finally:
+            # Also when nothing held it; and a thread given its id later is not held.
+            del held_thread[:]
+            read_loop.set()
+
+    calling = outcome_in_thread(echo)
+    assert read_loop.wait(WAIT)
+    started(client)
+    assert client.ioloop is not last_loop
+    release.set()
+    with pytest.raises(RuntimeError, match="^Client stopped"):
+        calling.result(WAIT)
+    assert echo_works(client)
+    stopped(client)
+
+
 @pytest.mark.parametrize("restart", [False, True], ids=["first-start", "restart"])
 def test_calls_from_other_threads_during_start_work_or_are_refused(server, restart):
     client = CallbackClient("127.0.0.1", server.port, timeout=WAIT)

@@ -714,6 +714,33 @@ def test_a_line_that_does_not_parse_is_logged_with_the_client_and_the_line(examp
     assert all(r.levelno == logging.ERROR for r in caplog.records)
 
 
+def test_the_transports_logger_and_tb_limit_assigned_after_construction_are_heard(example,
+                                                                                caplog):
+    # katcp 0.9.3's KATCPServer had them as attributes, which a test or subclass assigns
+    # (a mock logger, say): what the connections log and send follows them.
+    server, client = example
+    mine = logging.getLogger("katcp.test.assigned")
+    server._server._logger = mine
+    server._server._tb_limit = 0
+    with caplog.at_level(logging.ERROR, logger=mine.name):
+        client.send(b"*bad")
+        [line] = client.readlines(1)
+    assert [r.name for r in caplog.records] == [mine.name]
+    # No frames: the error alone.
+    assert re.match(rb"#log error %s root katcp\.core\.KatcpSyntaxError:\\_Bad\\_type"
+                    rb"\\_character\\_'\*'\.\\n$" % TS_RE.encode(), line)
+
+
+def test_the_transports_device_is_the_one_it_hands_connections_to(any_server):
+    # katcp 0.9.3's KATCPServer._device, assigned (a wrapper recording what it is told).
+    server, port = any_server
+    assert server._server._device is server
+    wrapper = server._server._device = mock.Mock(wraps=server)
+    with connect(port) as client:
+        assert client.request("?watchdog") == ([], "!watchdog ok")
+    wrapper.on_client_connect.assert_called_once()
+
+
 def test_standard_requests_refuse_names_that_are_not_utf8(example, caplog):
     # A fail reply saying so, as typed arguments get; no traceback, nothing logged.
     server, client = example

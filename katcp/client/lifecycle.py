@@ -168,9 +168,17 @@ class ThreadGate:
     until the next start(): a call taken later could land on a loop that has just stopped,
     where nothing would ever run it, or run before the loop's thread is known. Taking a
     call and refusing them are atomic.
+
+    Parameters
+    ----------
+    client : ClientLifecycle
+        Whose ``ioloop`` the calls go to. Read once a call is taken, under the gate's
+        lock: a restart may run the client on a new loop, and a call must not go to the
+        last run's loop, read before the gate was opened for the new one.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, client: Any) -> None:
+        self._client = client
         self._lock = threading.Lock()
         self._refusing = True
 
@@ -184,9 +192,9 @@ class ThreadGate:
         with self._lock:
             self._refusing = True
 
-    def post(self, ioloop: tornado.ioloop.IOLoop, fn: Callable[..., Any], /,
-             *args: Any) -> None:
-        """Run ``fn(*args)`` on `ioloop` later (see :func:`~katcp.loop.crossing.post_to_loop`).
+    def post(self, fn: Callable[..., Any], /, *args: Any) -> None:
+        """Run ``fn(*args)`` on the client's loop later (see
+        :func:`~katcp.loop.crossing.post_to_loop`).
 
         Raises
         ------
@@ -196,13 +204,12 @@ class ThreadGate:
         with self._lock:
             if self._refusing:
                 raise RuntimeError(_STOPPED)
-            post_to_loop(ioloop, fn, *args)
+            post_to_loop(self._client.ioloop, fn, *args)
 
-    def call(self, ioloop: tornado.ioloop.IOLoop, thread_id: Optional[int],
-             fn: Callable[..., Any], /, *args: Any,
+    def call(self, thread_id: Optional[int], fn: Callable[..., Any], /, *args: Any,
              **kwargs: Any) -> "concurrent.futures.Future[Any]":
-        """Run ``fn(*args, **kwargs)`` on `ioloop`, whose thread is `thread_id` (at once on
-        it); a future of it (see :func:`~katcp.loop.crossing.call_on_loop`).
+        """Run ``fn(*args, **kwargs)`` on the client's loop, whose thread is `thread_id`
+        (at once on it); a future of it (see :func:`~katcp.loop.crossing.call_on_loop`).
 
         While closed, a call from another thread gets a future failed with RuntimeError,
         as for a closed loop.
@@ -212,7 +219,7 @@ class ThreadGate:
                 refused: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
                 refused.set_exception(RuntimeError(_STOPPED))
                 return refused
-            return call_on_loop(ioloop, thread_id, fn, *args, **kwargs)
+            return call_on_loop(self._client.ioloop, thread_id, fn, *args, **kwargs)
 
 
 class ClientLifecycle:
@@ -250,7 +257,7 @@ class ClientLifecycle:
         self._protocol: Optional[ClientProtocol] = None
         self._reconnection: Optional[Reconnection] = None  # _install()'s current (or last) run
         self._stopping = False
-        self._gate = ThreadGate()  # opened by start() once _begin() is queued
+        self._gate = ThreadGate(self)  # opened by start() once _begin() is queued
         self._start_lock = threading.Lock()
         condition = threading.Condition(threading.Lock())
         self._flags = tuple(StateFlag(condition) for _ in range(6))
@@ -322,7 +329,7 @@ class ClientLifecycle:
         Raises RuntimeError once the client is stopping or stopped, as a closed loop does.
         """
         self._require_started()
-        self._gate.post(self.ioloop, fn, *args)
+        self._gate.post(fn, *args)
 
     def _call_on_loop(self, fn: Callable[..., Any], *args: Any,
                       **kwargs: Any) -> "concurrent.futures.Future[Any]":
@@ -332,7 +339,7 @@ class ClientLifecycle:
         with RuntimeError, as for a closed loop.
         """
         self._require_started()
-        return self._gate.call(self.ioloop, self.ioloop_thread_id, fn, *args, **kwargs)
+        return self._gate.call(self.ioloop_thread_id, fn, *args, **kwargs)
 
     def _call_and_wait(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` on the loop from another thread and block for its

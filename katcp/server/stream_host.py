@@ -66,9 +66,11 @@ class StreamHost:
     One per server, made with it. A stream binds what it uses per message (the parser,
     the loop's ``call_soon``) when it is set up, and reads the device's ``on_message``
     per chunk of input, as set_concurrency_options() may replace it before a start.
-    What the server's subclasses and tests may replace (``client_connection_factory``,
-    ``spawn``, ``disconnect_client``, ``flush_on_close``, the size limits) is still called
-    or read on the server.
+    What the server's subclasses and tests may replace or assign
+    (``client_connection_factory``, ``spawn``, ``disconnect_client``, ``flush_on_close``,
+    the size limits, and ``_logger`` and ``_tb_limit`` as katcp 0.9.3's server had them)
+    is still called or read on the server, when needed. The device is held here (read
+    per chunk of input); the server's ``_device`` is it.
 
     Parameters
     ----------
@@ -76,19 +78,12 @@ class StreamHost:
         The server whose connections these are.
     device : DeviceServerBase-like
         As passed to the server.
-    logger : logging.Logger
-        The server's logger.
-    tb_limit : int or None
-        Maximum number of stack frames in tracebacks sent to clients (None: all).
 
     """
 
-    def __init__(self, server: "KATCPServer", device: Any, logger: logging.Logger,
-                 tb_limit: Optional[int]) -> None:
+    def __init__(self, server: "KATCPServer", device: Any) -> None:
         self._server = server
         self.device = device
-        self.logger = logger
-        self._tb_limit = tb_limit
         self.parse = MessageParser().parse  # bound once, shared by the connections
         # The loop's call_soon, bound once for all connections (set by install()).
         self.call_soon: Callable[..., Any] = _unset_call_soon
@@ -98,6 +93,16 @@ class StreamHost:
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         """Serve connections of `loop`, the asyncio loop the server is installed on."""
         self.call_soon = loop.call_soon
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The server's logger (as it is now)."""
+        return self._server._logger
+
+    @property
+    def _tb_limit(self) -> Optional[int]:
+        """The server's limit of stack frames in tracebacks sent to clients (as it is now)."""
+        return self._server._tb_limit
 
     @property
     def max_msg_size(self) -> int:

@@ -93,8 +93,9 @@ class KATCPServer(Sending):
                  logger: Optional[logging.Logger] = log) -> None:
         check_tb_limit(tb_limit)
         self._bind_request = (host, port)
+        self._tb_limit = tb_limit
         self._logger = logger = log if logger is None else logger
-        self._host = StreamHost(self, device, logger, tb_limit)
+        self._host = StreamHost(self, device)
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
         self.ioloop: Any = None
         self.ioloop_thread_id: Optional[int] = None
@@ -147,6 +148,15 @@ class KATCPServer(Sending):
     def get_ioloop(self) -> tornado.ioloop.IOLoop:
         """The IOLoop the server runs on, chosen now if :meth:`start` has not yet."""
         return self._ioloop_manager.get_ioloop()
+
+    @property
+    def _device(self) -> Any:
+        """The device served (its messages and connections are handed to it)."""
+        return self._host.device
+
+    @_device.setter
+    def _device(self, device: Any) -> None:
+        self._host.device = device
 
     @property
     def manages_ioloop(self) -> bool:
