@@ -59,6 +59,14 @@ def event_loop_name() -> str:
     return name
 
 
+def _check_ioloop_takes_a_loop() -> None:
+    # Older tornado makes an IOLoop's asyncio loop itself (no asyncio_loop argument): a
+    # managed uvloop loop would fail with a TypeError from deep inside it.
+    if tornado.version_info < (6, 2):
+        raise ImportError("katcp's managed loops on uvloop need tornado 6.2 or newer (this "
+                          "is %s): pip install katcp[uvloop]" % tornado.version)
+
+
 def _uvloop():
     try:
         import uvloop  # type: ignore[import-not-found,unused-ignore]
@@ -81,12 +89,13 @@ def use_uvloop(enable: bool = True) -> None:
     Raises
     ------
     ImportError
-        If uvloop is wanted but not installed.
+        If uvloop is wanted but not installed, or tornado is older than 6.2.
 
     """
     global _chosen
     if enable:
         _uvloop()
+        _check_ioloop_takes_a_loop()
     _chosen = "uvloop" if enable else "asyncio"
 
 
@@ -104,6 +113,7 @@ def new_ioloop() -> tornado.ioloop.IOLoop:
     """
     if event_loop_name() == "asyncio":
         return tornado.ioloop.IOLoop(make_current=False)
+    _check_ioloop_takes_a_loop()
     return tornado.ioloop.IOLoop(make_current=False, asyncio_loop=new_event_loop())
 
 
