@@ -19,20 +19,23 @@ katcp 0.9.
 """
 
 import asyncio
+import functools
 import os
-from typing import Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import tornado.ioloop
 
 from katcp.loop.crossing import running_loop
 
 __all__ = ["ENV", "event_loop_name", "use_uvloop", "new_event_loop", "new_ioloop", "install",
-           "thread_ioloop"]
+           "thread_ioloop", "on_thread_ioloop"]
 
 ENV = "KATCP_EVENT_LOOP"
 """Name of the environment variable that selects the event loop."""
 
 _NAMES = ("asyncio", "uvloop")
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 # Set by use_uvloop(); None: the environment decides.
 _chosen: Optional[str] = None
@@ -155,3 +158,31 @@ def thread_ioloop() -> tornado.ioloop.IOLoop:
         if getattr(local, "_loop", _UNKNOWN) is None:
             asyncio.set_event_loop(new_event_loop())
     return tornado.ioloop.IOLoop.current()
+
+
+def on_thread_ioloop(fn: _F) -> _F:
+    """Make `fn`, a function that makes futures (a ``tornado.gen.coroutine``), called off
+    any running loop, make them on the calling thread's loop (see :func:`thread_ioloop`).
+
+    For the methods that scripts call from a thread with no loop, as katcp 0.9's tests do
+    with a mock sensor manager: tornado's futures would otherwise have asyncio make the
+    thread's loop, which Python 3.12 and 3.13 deprecate ("There is no current event
+    loop", an error under ``-W error``). On a running loop the call is left as it is.
+
+    Parameters
+    ----------
+    fn : callable
+
+    Returns
+    -------
+    wrapped : callable
+        `fn`, making the thread's loop first where there is none.
+
+    """
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if running_loop() is None:
+            thread_ioloop()
+        return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
