@@ -4,7 +4,11 @@ from any directory."""
 import os
 import sys
 
+import unittest
+
 import pytest
+import tornado
+import tornado.testing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -17,6 +21,21 @@ from katcp.loop import policy  # noqa: E402
 policy.install()
 
 LOOP_WAIT = 10.0
+
+if tornado.version_info < (6, 4):
+    _tornado_test_case_init = tornado.testing.AsyncTestCase.__init__
+
+    def _test_case_init(self, methodName="runTest"):
+        # pytest >= 8.2 makes an instance of each TestCase class with the default
+        # "runTest" to find its fixtures; tornado < 6.4 then wraps that method, which the
+        # class does not have, and the whole module fails to collect. That instance never
+        # runs, so unittest's own __init__ is enough for it.
+        if methodName == "runTest" and not hasattr(self, methodName):
+            unittest.TestCase.__init__(self, methodName)
+        else:
+            _tornado_test_case_init(self, methodName)
+
+    tornado.testing.AsyncTestCase.__init__ = _test_case_init
 
 
 @pytest.fixture

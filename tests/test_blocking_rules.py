@@ -170,7 +170,7 @@ def test_server_join_waits_for_a_loop_that_is_stopped_not_closed(monkeypatch):
     # The clients' blocking calls give up after this grace once no thread runs the loop:
     # join() does not, within a timeout of many graces.
     monkeypatch.setattr(crossing, "NOT_RUNNING_GRACE", 0.01)
-    ioloop = AsyncIOLoop(asyncio_loop=asyncio.new_event_loop(), make_current=False)
+    ioloop = AsyncIOLoop(make_current=False)
     device = _Echo("127.0.0.1", 0)
     device.set_ioloop(ioloop)
     loop_thread = _run_in_a_thread(ioloop)
@@ -196,7 +196,7 @@ def test_server_join_waits_for_a_loop_that_is_stopped_not_closed(monkeypatch):
 
 def test_server_join_on_a_closed_loop_of_a_server_not_stopped_raises():
     # Nothing can stop it there any more (stop() would, at once): no endless wait.
-    ioloop = AsyncIOLoop(asyncio_loop=asyncio.new_event_loop(), make_current=False)
+    ioloop = AsyncIOLoop(make_current=False)
     device = _Echo("127.0.0.1", 0)
     device.set_ioloop(ioloop)
     loop_thread = _run_in_a_thread(ioloop)

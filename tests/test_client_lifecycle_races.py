@@ -5,9 +5,11 @@ thread has done (or is blocked in) what the race is about. Servers are the scrip
 of test_client.py on 127.0.0.1.
 """
 
+import asyncio
 import concurrent.futures
 import os
 import re
+import socket
 import threading
 
 import pytest
@@ -298,6 +300,37 @@ def test_waits_of_other_threads_end_when_a_loop_stops_under_the_client(
             waits[1].result(WAIT)
     finally:
         ioloop.close(all_fds=True)
+
+
+def test_a_client_collected_after_its_loop_closed_under_it_shuts_its_connection_down():
+    # Nothing runs the connection coroutine of a client whose loop was stopped and closed
+    # while it was connected; closed when it is collected (at once on tornado < 6.4), it
+    # asked the closed loop to abort the transport: "Exception ignored ... RuntimeError:
+    # Event loop is closed", and the connection stayed open until the transport went too.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        ioloop, thread = _loop_of_a_user_thread()
+        try:
+            client = CallbackClient("127.0.0.1", listener.getsockname()[1])
+            client.set_ioloop(ioloop)
+            client.start()
+            listener.settimeout(WAIT)
+            peer, _ = listener.accept()
+            with peer:
+                peer.sendall(b"#version-connect katcp-protocol 5.0-IM\n")
+                assert client.wait_protocol(WAIT)
+                ioloop.add_callback(ioloop.stop)
+                thread.join(WAIT)
+                assert not thread.is_alive()
+                ioloop.close(all_fds=True)
+                [connection] = [task.get_coro()
+                                for task in asyncio.all_tasks(ioloop.asyncio_loop)
+                                if task.get_coro().__name__ == "_install"]
+                connection.close()  # what its collection does
+                peer.settimeout(WAIT)
+                assert peer.recv(1) == b""
+        finally:
+            if not ioloop.asyncio_loop.is_closed():
+                ioloop.close(all_fds=True)
 
 
 if hasattr(os, "fork"):

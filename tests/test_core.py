@@ -17,6 +17,7 @@ import tornado.gen
 import tornado.ioloop
 import tornado.testing
 from tornado.concurrent import Future
+from subprocess_helpers import run_program
 from wait_helpers import pending_waits, waits_left_by
 
 from katcp import core
@@ -670,6 +671,21 @@ class TestDeviceMetaclass:
             class NoDoc(metaclass=DeviceMetaclass):
                 def request_nodoc(self, req, msg):
                     pass
+
+    def test_rules_kept_by_assertion_errors_hold_under_python_O(self):
+        # These refusals were assert statements: python -O stripped them, so an inform
+        # went out as a request (its caller waiting for a reply that never came), a
+        # handler without a docstring was taken, and a running inspecting client was
+        # connected again.
+        tests = ["tests/test_core.py::TestDeviceMetaclass::test_request_handlers_need_docstrings",
+                 "tests/test_legacy_server.py::test_server_inform_handlers_need_docstrings",
+                 "tests/test_client.py::test_inform_message_is_not_a_request",
+                 "tests/test_inspecting_client.py::TestConnectionLifecycle::"
+                 "test_a_second_connect_while_running_is_refused"]
+        done = run_program(["-O", "-m", "pytest", "-q", "-p", "no:cacheprovider"] + tests,
+                           timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "%d passed" % len(tests) in done.stdout
 
     def test_check_protocol_default(self):
         class Any(metaclass=DeviceMetaclass):

@@ -199,7 +199,7 @@ def test_on_loop_knows_the_loop_thread_before_its_id_is_recorded(loop):
     assert call_on_loop(ioloop, None, on_loop, ioloop).result(WAIT)
     assert call_on_loop(ioloop, None, on_loop, ioloop, thread_id).result(WAIT)
     assert not on_loop(ioloop) and not on_loop(ioloop, thread_id)
-    other = AsyncIOLoop(asyncio_loop=asyncio.new_event_loop(), make_current=False)
+    other = AsyncIOLoop(make_current=False)
     try:
         assert not call_on_loop(ioloop, None, on_loop, other).result(WAIT)
     finally:
@@ -208,7 +208,7 @@ def test_on_loop_knows_the_loop_thread_before_its_id_is_recorded(loop):
 
 def _closed_ioloop():
     # Not made current: that would leave this thread a spare asyncio loop, never closed.
-    ioloop = AsyncIOLoop(asyncio_loop=asyncio.new_event_loop(), make_current=False)
+    ioloop = AsyncIOLoop(make_current=False)
     ioloop.close()
     return ioloop
 

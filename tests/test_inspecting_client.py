@@ -901,6 +901,12 @@ class TestConnectionLifecycle(InspectingClientTestBase):
         self.assertEqual(sorted(client.sensors), ["temp"])
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_second_connect_while_running_is_refused(self):
+        client, _ = await self.start_client()
+        with self.assertRaisesRegex(AssertionError, "already started"):
+            await client.connect(timeout=WAIT)
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_stop_gives_final_state_update(self):
         client, recorder = await self.start_client()
         not_synced = client.until_not_synced()

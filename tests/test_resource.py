@@ -408,3 +408,25 @@ assert waited.get_loop() is asyncio.get_event_loop()
 assert asyncio.get_event_loop().run_until_complete(asyncio.wait_for(waited, 10)) is True
 """)
     assert_quiet_exit(result)
+
+
+def test_katcp_sensor_read_off_any_loop_takes_the_threads_loop_without_warning():
+    # get_reading/get_value/get_status from a plain script's main thread (a mock manager
+    # whose poll updates the sensor): their futures live on the loop made for the thread.
+    # Python 3.12 and 3.13 warned (an error here) when asyncio made it for tornado.
+    result = run_without_loop("""
+import asyncio
+from unittest import mock
+from katcp import Sensor, resource
+manager = mock.Mock()
+sensor = resource.KATCPSensor(dict(sensor_type=Sensor.INTEGER, name="s.x", params=[0, 10]),
+                              manager)
+manager.poll_sensor.side_effect = lambda name: sensor.set_value(7)
+for method, expected in (("get_reading", None), ("get_value", 7), ("get_status", "nominal")):
+    future = getattr(sensor, method)()
+    loop = asyncio.get_event_loop()
+    assert future.get_loop() is loop
+    result = loop.run_until_complete(asyncio.wait_for(future, 10))
+    assert expected is None or result == expected, (method, result)
+""")
+    assert_quiet_exit(result)

@@ -9,6 +9,7 @@ import socket
 import sys
 
 import pytest
+import tornado
 import tornado.gen
 import uvloop
 
@@ -106,6 +107,17 @@ def test_missing_uvloop_says_which_extra_to_install(switch):
     with pytest.raises(ImportError, match=r"katcp\[uvloop\]"):
         policy.use_uvloop()
     assert policy.event_loop_name() == "asyncio"
+
+
+def test_uvloop_on_a_tornado_older_than_6_2_says_so(switch):
+    # Its IOLoop takes no asyncio loop: every managed loop failed with "initialize() got
+    # multiple values for argument 'asyncio_loop'".
+    switch.setattr(tornado, "version_info", (6, 1, 0, 0))
+    with pytest.raises(ImportError, match=r"on uvloop need tornado 6\.2 or newer"):
+        policy.use_uvloop()
+    switch.setenv(policy.ENV, "uvloop")
+    with pytest.raises(ImportError, match=r"on uvloop need tornado 6\.2 or newer"):
+        policy.new_ioloop()
 
 
 def test_install_makes_asyncio_run_use_the_selected_loop(switch):

@@ -72,7 +72,10 @@ class AsyncClient(DeviceClient):
 
     def _start_request(self, msg, pending, timeout, use_mid):
         """Register and send a request on the loop; failures resolve it with a fail reply."""
-        assert msg.mtype == _REQUEST
+        if msg.mtype != _REQUEST:
+            # Raised, not asserted: under python -O an inform or reply would go out as if
+            # it were a request, and its caller wait for a reply that never comes.
+            raise AssertionError("not a request message: %s" % (msg,))
         if timeout is None:
             timeout = self._request_timeout
         if (timeout.__class__ is not float and timeout.__class__ is not int

@@ -305,7 +305,8 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
             If `msg` has a message id and the server does not support them.
 
         """
-        assert msg.mtype == Message.REQUEST
+        if msg.mtype != Message.REQUEST:
+            raise AssertionError("not a request message: %s" % (msg,))  # also under -O
         if msg.mid is not None and not self._server_supports_ids:
             raise KatcpVersionError("Message IDs not supported by server")
         self.send_message(msg)

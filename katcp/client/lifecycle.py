@@ -25,6 +25,7 @@ from katcp.ioloop_manager import IOLoopManager, current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.loop.crossing import (call_on_loop, on_thread, post_to_loop, thread_ident,
                                  thread_wait_timeout, wait_for_call, wait_off_loop)
+from katcp.transport.sockets import shut_down_socket
 # katcp.client.address_to_string (0.9.3's home of it) is this one.
 from katcp.wire.types import address_to_string, is_port
 
@@ -536,7 +537,12 @@ class ClientLifecycle:
             if protocol is not None and protocol.transport is not None:
                 # Cancelled while connected (its loop's tasks cancelled, as a test case's
                 # teardown does): the connection is not left open.
-                protocol.transport.abort()
+                if self._loop.is_closed():
+                    # Collected after its loop was closed under it, which can run nothing
+                    # (abort() raised "Event loop is closed" in the collector).
+                    shut_down_socket(protocol.transport)
+                else:
+                    protocol.transport.abort()
             self._running.clear()
             self._stopped.set()
 

@@ -301,7 +301,8 @@ class InspectingClientAsync:
         tornado.gen.TimeoutError
             If the connect timeout expires.
         """
-        assert not self._sync.running, "InspectingClientAsync already started"
+        if self._sync.running:
+            raise AssertionError("InspectingClientAsync already started")  # also under -O
         self._sync.running = True
         maybe_timeout = future_timeout_manager(timeout, self.ioloop)
         client = self.katcp_client

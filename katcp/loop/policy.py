@@ -19,20 +19,23 @@ katcp 0.9.
 """
 
 import asyncio
+import functools
 import os
-from typing import Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import tornado.ioloop
 
 from katcp.loop.crossing import running_loop
 
 __all__ = ["ENV", "event_loop_name", "use_uvloop", "new_event_loop", "new_ioloop", "install",
-           "thread_ioloop"]
+           "thread_ioloop", "on_thread_ioloop"]
 
 ENV = "KATCP_EVENT_LOOP"
 """Name of the environment variable that selects the event loop."""
 
 _NAMES = ("asyncio", "uvloop")
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 # Set by use_uvloop(); None: the environment decides.
 _chosen: Optional[str] = None
@@ -59,6 +62,14 @@ def event_loop_name() -> str:
     return name
 
 
+def _check_ioloop_takes_a_loop() -> None:
+    # Older tornado makes an IOLoop's asyncio loop itself (no asyncio_loop argument): a
+    # managed uvloop loop would fail with a TypeError from deep inside it.
+    if tornado.version_info < (6, 2):
+        raise ImportError("katcp's managed loops on uvloop need tornado 6.2 or newer (this "
+                          "is %s): pip install katcp[uvloop]" % tornado.version)
+
+
 def _uvloop():
     try:
         import uvloop  # type: ignore[import-not-found,unused-ignore]
@@ -81,12 +92,13 @@ def use_uvloop(enable: bool = True) -> None:
     Raises
     ------
     ImportError
-        If uvloop is wanted but not installed.
+        If uvloop is wanted but not installed, or tornado is older than 6.2.
 
     """
     global _chosen
     if enable:
         _uvloop()
+        _check_ioloop_takes_a_loop()
     _chosen = "uvloop" if enable else "asyncio"
 
 
@@ -104,6 +116,7 @@ def new_ioloop() -> tornado.ioloop.IOLoop:
     """
     if event_loop_name() == "asyncio":
         return tornado.ioloop.IOLoop(make_current=False)
+    _check_ioloop_takes_a_loop()
     return tornado.ioloop.IOLoop(make_current=False, asyncio_loop=new_event_loop())
 
 
@@ -145,3 +158,31 @@ def thread_ioloop() -> tornado.ioloop.IOLoop:
         if getattr(local, "_loop", _UNKNOWN) is None:
             asyncio.set_event_loop(new_event_loop())
     return tornado.ioloop.IOLoop.current()
+
+
+def on_thread_ioloop(fn: _F) -> _F:
+    """Make `fn`, a function that makes futures (a ``tornado.gen.coroutine``), called off
+    any running loop, make them on the calling thread's loop (see :func:`thread_ioloop`).
+
+    For the methods that scripts call from a thread with no loop, as katcp 0.9's tests do
+    with a mock sensor manager: tornado's futures would otherwise have asyncio make the
+    thread's loop, which Python 3.12 and 3.13 deprecate ("There is no current event
+    loop", an error under ``-W error``). On a running loop the call is left as it is.
+
+    Parameters
+    ----------
+    fn : callable
+
+    Returns
+    -------
+    wrapped : callable
+        `fn`, making the thread's loop first where there is none.
+
+    """
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if running_loop() is None:
+            thread_ioloop()
+        return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

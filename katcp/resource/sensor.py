@@ -16,7 +16,7 @@ from katcp.core import DEFAULT_KATCP_MAJOR, Sensor, hashable_identity
 from katcp.display import sensor_repr
 from katcp.loop.crossing import running_loop
 from katcp.loop.futures import expire_after
-from katcp.loop.policy import thread_ioloop
+from katcp.loop.policy import on_thread_ioloop, thread_ioloop
 from katcp.resource.base import (KATCPSensorError, KATCPSensorReading, KATCPSensorsManager,
                                  StrategySpec, read_only)
 from katcp.wire.text import as_str
@@ -155,13 +155,9 @@ class KATCPSensor:
         -------
         done : tornado Future that resolves when done or raises KATCPSensorError
         """
-        if running_loop() is None:
-            # Called off any loop (a script; 0.9.3's tests, with a mock manager): the
-            # coroutine's future needs the thread's loop, made here if there is none
-            # rather than by asyncio (deprecated on Python 3.12+).
-            thread_ioloop()
         return self._set_sampling_strategy(strategy)
 
+    @on_thread_ioloop
     @tornado.gen.coroutine
     def _set_sampling_strategy(self, strategy: StrategySpec) -> Generator[Any, Any, Any]:
         result = self._manager.set_sampling_strategy(self.name, strategy)
@@ -250,6 +246,7 @@ class KATCPSensor:
             s_value = s_value.encode("utf-8")
         return self._sensor.parse_value(s_value)
 
+    @on_thread_ioloop
     @tornado.gen.coroutine
     def get_reading(self) -> Generator[Any, Any, KATCPSensorReading]:
         """Get a fresh sensor reading from the KATCP resource
@@ -266,6 +263,7 @@ class KATCPSensor:
         yield self._manager.poll_sensor(self.name)
         return self._reading
 
+    @on_thread_ioloop
     @tornado.gen.coroutine
     def get_value(self) -> Generator[Any, Any, Any]:
         """Get a fresh sensor value from the KATCP resource: as :meth:`get_reading`,
@@ -273,6 +271,7 @@ class KATCPSensor:
         reading = yield self.get_reading()
         return reading.value
 
+    @on_thread_ioloop
     @tornado.gen.coroutine
     def get_status(self) -> Generator[Any, Any, str]:
         """Get a fresh sensor status from the KATCP resource: as :meth:`get_reading`,

@@ -29,21 +29,22 @@ _STOP = object()
 _get_ident = threading.get_ident
 
 
-def _runner_resume_code() -> Optional[types.CodeType]:
+def _runner_resume_code(handle_yield: Callable[..., Any]) -> Optional[types.CodeType]:
     """The code of the callback that tornado's gen.Runner hands to ``add_future``.
 
     That callback (``inner``, made in ``Runner.handle_yield``) resumes its coroutine with
     ``runner.ctx_run(runner.run)``. None if this tornado makes it otherwise: such
-    resumptions are then left as they are.
+    resumptions are then left as they are. Tornado 6.0 resumes with ``runner.run()``,
+    in no context of the coroutine's, so it has no race to divert (and no ``ctx_run``).
     """
-    for const in tornado.gen.Runner.handle_yield.__code__.co_consts:
+    for const in handle_yield.__code__.co_consts:
         if (isinstance(const, types.CodeType) and const.co_name == "inner"
-                and const.co_freevars == ("self",)):
+                and const.co_freevars == ("self",) and "ctx_run" in const.co_names):
             return const
     return None
 
 
-_RUNNER_RESUME = _runner_resume_code()
+_RUNNER_RESUME = _runner_resume_code(tornado.gen.Runner.handle_yield)
 
 
 class _Resumption:

@@ -8,10 +8,7 @@ full write buffer, lost). Their rules live here, with the registry of the connec
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
-import os
-import socket
 import sys
 import traceback
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
@@ -21,6 +18,7 @@ import tornado.gen
 from katcp.core import Message, MessageParser
 from katcp.loop.crossing import is_awaitable
 from katcp.loop.policy import thread_ioloop
+from katcp.transport.sockets import shut_down_socket
 from katcp.wire.text import quoted_line
 
 if TYPE_CHECKING:
@@ -252,13 +250,7 @@ class StreamHost:
             thread_ioloop()
         for conn, client_conn in connections:
             conn.closing = True
-            sock = conn.transport.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):  # the peer has gone already
-                    # Through a duplicate: uvloop's transports give a pseudo-socket that
-                    # cannot shut down (a shutdown is of the socket, whatever its fd).
-                    with socket.socket(fileno=os.dup(sock.fileno())) as duplicate:
-                        duplicate.shutdown(socket.SHUT_RDWR)
+            shut_down_socket(conn.transport)
             try:
                 self.device.on_client_disconnect(client_conn, "Device server shutting down.",
                                                  False)

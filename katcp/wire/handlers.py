@@ -2,6 +2,7 @@
 handlers into tables keyed by KATCP message name.
 """
 
+import sys
 from typing import Any, Callable, Dict, Tuple
 
 
@@ -51,9 +52,11 @@ class DeviceMetaclass(type):
                 handler = getattr(cls, attr_name)
                 if not callable(handler):
                     break
-                if prefix in type(cls)._DOCSTRING_REQUIRED:
-                    assert handler.__doc__ is not None, (
-                        "Handler %s.%s has no docstring." % (name, attr_name))
+                # Raised, not asserted, so that python -O keeps the rule; -OO strips
+                # every docstring, and then there is nothing to require.
+                if (handler.__doc__ is None and prefix in type(cls)._DOCSTRING_REQUIRED
+                        and sys.flags.optimize < 2):
+                    raise AssertionError("Handler %s.%s has no docstring." % (name, attr_name))
                 if cls.check_protocol(handler):
                     getattr(cls, handlers_attr)[convert_method_name(prefix, attr_name)] = handler
                 break
