@@ -14,6 +14,7 @@ import tornado.ioloop
 
 import katcp.server
 from katcp.core import Message, Sensor
+from katcp.ioloop_manager import IOLoopManager
 from katcp.sampling import SampleStrategy
 from katcp.server import ClientRequestConnection, DeviceLogger, DeviceServer
 from katcp.testutils import ClientConnectionTest
@@ -209,17 +210,33 @@ def test_sync_with_ioloop_on_the_loop_waits_for_a_loop_turn():
     asyncio.run(asyncio.wait_for(main(), TIMEOUT))
 
 
+class _AwaitedFuture(concurrent.futures.Future):
+    """A future that tells when something waits on it (asyncio.wrap_future adds a
+    callback): the server is then awaiting the handler's reply."""
+
+    def __init__(self):
+        super().__init__()
+        self.awaited = threading.Event()
+
+    def add_done_callback(self, fn):
+        super().add_done_callback(fn)
+        self.awaited.set()
+
+
 class _NeverReplies(DeviceServer):
-    """Its ?hang handler returns a future that nothing resolves."""
+    """Its ?hang handler returns a future that nothing resolves, once `release` is set."""
 
     def setup_sensors(self):
         """No sensors."""
-        self.handler_future = concurrent.futures.Future()
+        self.handler_future = _AwaitedFuture()
         self.handled = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
 
     def request_hang(self, req, msg):
         """Never reply."""
         self.handled.set()
+        assert self.release.wait(TIMEOUT)
         return self.handler_future
 
 
@@ -230,11 +247,37 @@ def test_stopping_ends_handlers_still_waiting(handler_thread):
     device.start(timeout=TIMEOUT)
     with LineClient(device.bind_address[1]) as client:
         client.send(b"?hang")
-        assert device.handled.wait(TIMEOUT)
+        assert device.handler_future.awaited.wait(TIMEOUT)
         device.stop().result(TIMEOUT)
         device.join(TIMEOUT)
     # The server's wait on it was cancelled, which cancels the handler's future.
     assert device.handler_future.cancelled()
+
+
+def test_a_handler_future_that_reaches_the_loop_after_the_stop_is_ended_too():
+    # The handler thread hands the loop its handler's future after the server stopped
+    # (the loop runs on): nothing will reply, so it is ended as the stop ended the rest.
+    manager = IOLoopManager()
+    manager.start()
+    try:
+        device = _NeverReplies("127.0.0.1", 0)
+        device.set_ioloop(manager.get_ioloop())
+        device.set_concurrency_options(thread_safe=True, handler_thread=True)
+        device.release.clear()
+        device.start(timeout=TIMEOUT)
+        with LineClient(device.bind_address[1]) as client:
+            client.send(b"?hang")
+            assert device.handled.wait(TIMEOUT)
+            device.stop().result(TIMEOUT)
+            device.release.set()
+            device.join(TIMEOUT)
+        ended = threading.Event()
+        device.handler_future.add_done_callback(lambda future: ended.set())
+        assert ended.wait(TIMEOUT)
+        assert device.handler_future.cancelled()
+    finally:
+        manager.stop()
+        manager.join(TIMEOUT)
 
 
 @pytest.mark.parametrize("module, name, home", [

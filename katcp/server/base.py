@@ -387,9 +387,9 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
                     self._handler_thread.hold_until_handled()
                 self._server.call_soon_threadsafe(self._reply_after_work, req, reply, done)
             else:
-                # The future is awaited on the loop.
-                done = self._server.call_on_loop(self._server.spawn,
-                                                 self._await_reply(req, reply))
+                # The future is awaited on the loop, by a coroutine made there: one made
+                # here is never awaited if the loop closes before the call runs.
+                done = self._server.call_on_loop(self._spawn_await_reply, req, reply)
             return None if concurrent_reply else done
         if (thread_future or asyncio.isfuture(reply)) and reply.done() and not reply.cancelled():
             # Already resolved (e.g. work done at once on the loop): reply now.
@@ -423,6 +423,20 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             self._reply_with_error(req, sys.exc_info())
         else:
             self._reply_with_result(req, result)
+
+    def _spawn_await_reply(self, req: ClientRequestConnection, awaitable: Any) -> Any:
+        """On the loop: a task that replies to `req` once `awaitable` (what a handler
+        returned on another thread) resolves; none if the server has stopped since.
+
+        A stop ends the handlers it finds waiting (their futures are cancelled): one
+        whose future reached the loop after the stop is ended the same way.
+        """
+        if not self._server.running():
+            end = getattr(awaitable, "cancel", None) or getattr(awaitable, "close", None)
+            if end is not None:
+                end()
+            return None
+        return self._server.spawn(self._await_reply(req, awaitable))
 
     async def _await_reply(self, req: ClientRequestConnection, awaitable: Any) -> None:
         if isinstance(awaitable, concurrent.futures.Future):
