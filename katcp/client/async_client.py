@@ -61,16 +61,17 @@ class AsyncClient(DeviceClient):
         self._requests.use_clock(self._loop)
         super()._connection_made(protocol)
 
-    def _deliver_reply(self, pending, reply):
+    def _deliver_reply(self, pending: Any, reply: Message) -> None:
         if not pending.on_reply(reply):
             super().handle_reply(reply)
 
-    def _fail(self, pending, reason):
+    def _fail(self, pending: Any, reason: str) -> None:
         """Answer `pending` with a fail reply of the client's own making."""
         msg = pending.msg
         self._deliver_reply(pending, Message.reply(msg.name, "fail", reason, mid=msg.mid))
 
-    def _start_request(self, msg, pending, timeout, use_mid):
+    def _start_request(self, msg: Message, pending: Any, timeout: Optional[float],
+                       use_mid: Optional[bool]) -> None:
         """Register and send a request on the loop; failures resolve it with a fail reply."""
         if msg.mtype != _REQUEST:
             # Raised, not asserted: under python -O an inform or reply would go out as if
@@ -274,17 +275,18 @@ class AsyncClient(DeviceClient):
             raise RuntimeError("Unexpected error: Async request handler did not call "
                                "reply handler within timeout period") from None
 
-    def _no_reply_text(self):
+    def _no_reply_text(self) -> str:
         return self._not_running_text("blocking_request")
 
-    def _serve_deadline_on_loop(self, pending):
+    def _serve_deadline_on_loop(self, pending: Any) -> None:
         """From the thread that made `pending`: the loop's timer serves its deadline now."""
         try:
             post_to_loop(self.ioloop, self._requests_watch, pending)
         except RuntimeError:
             pass  # the loop is closed: nothing will answer
 
-    def _blocking_request_on_loop(self, pending, timeout, use_mid):
+    def _blocking_request_on_loop(self, pending: Any, timeout: Optional[float],
+                                  use_mid: Optional[bool]) -> None:
         result = pending.future
         try:
             self._start_request(pending.msg, pending, timeout, use_mid)
@@ -292,7 +294,7 @@ class AsyncClient(DeviceClient):
             if not result.done():
                 result.set_exception(exc)
 
-    def _requests_watch(self, pending):
+    def _requests_watch(self, pending: Any) -> None:
         self._requests.watch(pending)
 
     # -- dispatch --------------------------------------------------------------------

@@ -153,7 +153,7 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         else:
             self._received_protocol_info.set()
 
-    def _set_protocol_from_inform(self, protocol_flags, msg):
+    def _set_protocol_from_inform(self, protocol_flags: Any, msg: Message) -> None:
         current = self.protocol_flags
         if self._protocol_preset:
             if protocol_flags != current:
@@ -347,7 +347,7 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         else:
             self._check_loop_thread()  # raises: another thread, and not thread safe
 
-    def _write(self, data):
+    def _write(self, data: bytes) -> None:
         protocol = self._open_protocol()
         if protocol is None:
             self._logger.warning("Cannot send message: client not connected to %s",

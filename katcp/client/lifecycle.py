@@ -499,7 +499,7 @@ class ClientLifecycle:
         self.ioloop_thread_id = thread_ident()
         return self._install()
 
-    async def _install(self):
+    async def _install(self) -> None:
         """Main client coroutine: connect, serve the connection, reconnect, until stopped."""
         if self._stopping:
             self._stopped.set()
@@ -546,7 +546,7 @@ class ClientLifecycle:
             self._running.clear()
             self._stopped.set()
 
-    async def _connect(self):
+    async def _connect(self) -> Optional[ClientProtocol]:
         """One connection attempt: the new connection's protocol, or None."""
         try:
             _transport, protocol = await self.connect_transport(self._new_protocol)
@@ -653,7 +653,7 @@ class ClientLifecycle:
     def _connection_closed(self) -> None:
         """Hook for subclasses: the connection has just closed."""
 
-    def _notify_connected(self, connected):
+    def _notify_connected(self, connected: bool) -> None:
         try:
             self.notify_connected(connected)
         except Exception:
@@ -715,7 +715,7 @@ class ClientLifecycle:
         """
         return self._connected.is_set()
 
-    def _wait_flag(self, flag, name, timeout):
+    def _wait_flag(self, flag: StateFlag, name: str, timeout: Optional[float]) -> bool:
         return wait_off_loop(flag, self.ioloop_thread_id, timeout, "wait_%s() would block the "
                              "client's own ioloop; use until_%s() instead", name, name)
 

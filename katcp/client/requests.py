@@ -81,7 +81,7 @@ class CallbackRequest:
         """Deliver the reply of this request (False: no reply callback, as on_inform)."""
         return self._deliver(self.reply_cb, "reply", msg)
 
-    def _deliver(self, callback, kind, msg):
+    def _deliver(self, callback: Optional[Callable[..., Any]], kind: str, msg: Message) -> bool:
         if callback is None:
             return False
         try:
@@ -232,7 +232,7 @@ class RequestTimeouts:
         if deadline < self._timer_when:
             self._arm(deadline)
 
-    def _live(self, deadline, _seq, msg_id, pending):
+    def _live(self, deadline: float, _seq: Any, msg_id: Any, pending: Any) -> bool:
         return pending.deadline == deadline and self._waiting.get(msg_id) is pending
 
     @property
@@ -240,13 +240,13 @@ class RequestTimeouts:
         """Whether the timer is armed."""
         return self._timer is not None
 
-    def _arm(self, when):
+    def _arm(self, when: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
         self._timer = self.clock.call_at(when, self._fire)
         self._timer_when = when
 
-    def _fire(self):
+    def _fire(self) -> None:
         self._timer = None
         self._timer_when = _NEVER
         # Not more: a deadline a little after the one that fired is not yet due.
@@ -299,7 +299,7 @@ class RequestTimeouts:
 _STALE_NAMES_ALLOWED = 16
 
 
-def _deadline_of(entry):
+def _deadline_of(entry: Tuple[float, Any, Any]) -> float:
     return entry[0]
 
 

@@ -93,8 +93,8 @@ class InspectingClientAsync:
     """
 
     resync_delay: Optional[ExponentialRandomBackoff] = None
-    """Set to an ExponentialRandomBackoff instance in _state_loop (unless set before
-    start())."""
+    """Set to an ExponentialRandomBackoff instance when the state coroutine starts
+    (unless set before start())."""
 
     initial_resync_timeout = 1.0
     """Seconds before the first retry of a failed inspection (the default

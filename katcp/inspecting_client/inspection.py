@@ -37,6 +37,16 @@ async def _all_results(futures: List[Any]) -> List[Any]:
     return outcomes
 
 
+def _to_callback(informs: List[Message], inform_cb: Optional[Callable[[Message], None]]
+                 ) -> List[Message]:
+    """`informs`, or with `inform_cb` none: each is handed to it instead."""
+    if inform_cb is None:
+        return informs
+    for inform in informs:
+        inform_cb(inform)
+    return []
+
+
 class _Inspector:
     """Inspects the device of an :class:`~katcp.inspecting_client.InspectingClientAsync`.
 
@@ -135,10 +145,7 @@ class _Inspector:
         # future_request (a test's fake, say) still gets every inspection through it.
         if inform_cb is None or not uses_own(client, _OWN_REQUESTING):
             reply, informs = yield within(client.future_request(msg, timeout=timeout))
-            if inform_cb is not None:
-                for inform in informs:
-                    inform_cb(inform)
-                informs = []
+            informs = _to_callback(informs, inform_cb)
         else:
             reply, informs = (yield within(self._streamed(msg, timeout, inform_cb))), []
         if not reply.reply_ok() and name is not None and not _is_unknown_fail(reply):
@@ -172,11 +179,7 @@ class _Inspector:
         if not informs:
             return Message.reply(request, "fail", "Unknown %s (not in the device's list)."
                                  % (name,)), []
-        if inform_cb is not None:
-            for inform in informs:
-                inform_cb(inform)
-            informs = []
-        return reply, informs
+        return reply, _to_callback(informs, inform_cb)
 
     def _streamed(self, msg: Message, timeout: Optional[float],
                   inform_cb: Callable[[Message], None]) -> Any:

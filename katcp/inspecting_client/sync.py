@@ -79,45 +79,46 @@ class _StateCoroutine:
         """Follow the connection until stopped (or the KATCP client stops on its own)."""
         self._resync_backoff()
         report = self._states.report
-        client = self._client.katcp_client
+        katcp_client = self._client.katcp_client
         try:
             while self.running:
-                if client.is_connected():
+                if katcp_client.is_connected():
                     await report(_CONNECTED)
                     await self._sync_connection()
                     if not self.running:
                         break
                 await report(_DISCONNECTED)
-                stopped = client.until_stopped()
+                stopped = katcp_client.until_stopped()
                 try:
-                    while self.running and not client.is_connected() and not stopped.done():
+                    while (self.running and not katcp_client.is_connected()
+                           and not stopped.done()):
                         await until_any(self._until_woken(), stopped)
                 finally:
                     client_stopped = stopped.done() and not stopped.cancelled()
                     stopped.cancel()  # a wait given up stays registered until cancelled
-                if client_stopped and not client.is_connected():
+                if client_stopped and not katcp_client.is_connected():
                     # The KATCP client stopped on its own (no auto_reconnect), and so
                     # does the inspection: until_stopped() resolves, connect() may
                     # start both again.
                     self.running = False
         except Exception:
             self._client._logger.exception("State loop of inspecting client for %s failed",
-                                           client.bind_address_string)
+                                           katcp_client.bind_address_string)
         finally:
             await report(_DISCONNECTED)
 
     async def _sync_connection(self) -> None:
         """Keep the model in sync for as long as the current connection lasts."""
-        client = self._client.katcp_client
+        katcp_client = self._client.katcp_client
         report = self._states.report
         connection = self.connection_count
 
         def same_connection() -> bool:
-            return (self.running and client.is_connected()
+            return (self.running and katcp_client.is_connected()
                     and self.connection_count == connection)
 
-        while same_connection() and client.protocol_flags is None:
-            await until_any(client.until_protocol(), self._until_woken())
+        while same_connection() and katcp_client.protocol_flags is None:
+            await until_any(katcp_client.until_protocol(), self._until_woken())
         self._pending.add_all()
         model_changes = self._unreported_changes
         while same_connection():

@@ -70,7 +70,7 @@ def _check_ioloop_takes_a_loop() -> None:
                           "is %s): pip install katcp[uvloop]" % tornado.version)
 
 
-def _uvloop():
+def _uvloop() -> Any:
     try:
         import uvloop  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:

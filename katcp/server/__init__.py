@@ -9,8 +9,9 @@ written once per loop iteration.
 The package keeps one concern per module: :mod:`~katcp.server.transport` (the TCP side),
 :mod:`~katcp.server.sending` and :mod:`~katcp.server.loop_calls` (the transport's sends and
 its calls from other threads), :mod:`~katcp.server.stream` (one accepted connection's
-reading and writing),
-:mod:`~katcp.server.connection` (what handlers talk to), :mod:`~katcp.server.handler_thread`,
+reading and writing), :mod:`~katcp.server.stream_host` (what a connection needs of its
+server, and the rules of a connection's life), :mod:`~katcp.server.connection` (what
+handlers talk to), :mod:`~katcp.server.handler_thread`,
 :mod:`~katcp.server.base` (dispatch), :mod:`~katcp.server.standard_requests`,
 :mod:`~katcp.server.sampling_requests`, :mod:`~katcp.server.device` and
 :mod:`~katcp.server.logger`. Every public name is imported from here, where it is documented.

@@ -144,15 +144,16 @@ class StreamHost:
         that leaves (a DeviceServer's ``?client-list`` no longer lists it; the client gets
         ``#disconnect``).
         """
-        server = self._server
         reason = exception_text(exc_info, self._tb_limit)
         self.logger.error("Device error initialising connection %s: %s", conn.address, reason)
         self._send_error_log(conn, "Device error initialising connection " + reason)
         # The connection stays busy, so nothing it sends is handled; what it sent and is
         # left unread may turn the close into a reset, as with any close by the server.
-        server.spawn(server.disconnect_client(conn, "Device error initialising connection."))
+        self._drop(conn, "Device error initialising connection.")
 
     def syntax_error(self, conn: "_Connection", line: bytes) -> None:
+        """`line` from the client does not parse (called in the parser's ``except``):
+        logged, and told to the client in a ``#log error`` inform."""
         exc_info = sys.exc_info()
         # The parse error alone: the traceback is the parser's, the client's is the line.
         self.logger.error("Bad message from client %s: %s: %s",
@@ -160,6 +161,7 @@ class StreamHost:
         self._send_error_log(conn, exception_text(exc_info, self._tb_limit))
 
     def handling_failed(self, conn: "_Connection", msg: Message) -> None:
+        """The device's on_message raised handling `msg` (called in its ``except``)."""
         # As on the handler thread: logged and told to the client, whose connection
         # stays (one failing message must not cost it the replies to the next ones).
         reason = exception_text(sys.exc_info(), self._tb_limit)
@@ -170,25 +172,32 @@ class StreamHost:
         conn.send(bytes(self.device.create_log_inform("error", reason, "root")) + b"\n")
 
     def line_too_long(self, conn: "_Connection") -> None:
-        server = self._server
+        """The client sent a line longer than :attr:`max_msg_size`: read no more of it,
+        and disconnect it."""
+        limit = self.max_msg_size
         self.logger.error("Message from %s exceeds %d bytes; disconnecting",
-                          conn.address, server.MAX_MSG_SIZE)
+                          conn.address, limit)
         conn.transport.pause_reading()
-        server.spawn(server.disconnect_client(
-            conn, "Message exceeds maximum size of %d bytes." % server.MAX_MSG_SIZE))
+        self._drop(conn, "Message exceeds maximum size of %d bytes." % limit)
 
     def buffer_full(self, conn: "_Connection") -> None:
-        server = self._server
+        """The client does not read what it is sent (more than
+        :attr:`max_write_buffer_size` unsent): disconnect it, without a goodbye."""
         self.logger.warning("Client %s is not reading: more than %d bytes unsent; "
-                            "disconnecting", conn.address, server.MAX_WRITE_BUFFER_SIZE)
+                            "disconnecting", conn.address, self.max_write_buffer_size)
         # Nothing more can be sent, so handling its further requests is pointless.
         conn.closing = True
-        server.spawn(server.disconnect_client(conn, "Write buffer full.", False))
+        self._drop(conn, "Write buffer full.", False)
 
     def lost(self, conn: "_Connection") -> None:
         """The client has gone (or a write to it failed): forget it, without a goodbye."""
+        self._drop(conn, "Connection closed by client.", False)
+
+    def _drop(self, conn: "_Connection", reason: str, connection_valid: bool = True) -> None:
+        # Through the server's spawn() and disconnect_client(), which subclasses and
+        # tests may replace.
         server = self._server
-        server.spawn(server.disconnect_client(conn, "Connection closed by client.", False))
+        server.spawn(server.disconnect_client(conn, reason, connection_valid))
 
     async def disconnect(self, conn: "_Connection", reason: str,
                          connection_valid: bool = True) -> None:

@@ -1,8 +1,10 @@
 """The TCP side of a device server: listening, accepting and serving, on the server's loop.
 
 Each accepted connection's line framing, parsing and batched writes are in
-:mod:`katcp.server.stream`; the server's sending in :mod:`katcp.server.sending` and its
-calls from other threads in :mod:`katcp.server.loop_calls`.
+:mod:`katcp.server.stream`, the registry of connections and the rules of their life
+(made, refused, dropped, disconnected) in :mod:`katcp.server.stream_host`; the server's
+sending in :mod:`katcp.server.sending` and its calls from other threads in
+:mod:`katcp.server.loop_calls`.
 """
 
 import asyncio
@@ -149,6 +151,8 @@ class KATCPServer(Sending):
         """The IOLoop the server runs on, chosen now if :meth:`start` has not yet."""
         return self._ioloop_manager.get_ioloop()
 
+    # katcp 0.9.3's attribute, which code reads and assigns (a wrapper of the device,
+    # say): the device is held by the stream host, which hands it the messages.
     @property
     def _device(self) -> Any:
         """The device served (its messages and connections are handed to it)."""

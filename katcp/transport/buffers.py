@@ -11,7 +11,7 @@ class _ReceiveBuffer(threading.local):
 
     SIZE = 256 * 1024  # what asyncio reads at most per call with a plain Protocol
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.buffer = bytearray(self.SIZE)
         self.view = memoryview(self.buffer)
 
