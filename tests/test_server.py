@@ -4,6 +4,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import inspect
 import logging
 import queue
 import re
@@ -1324,8 +1325,15 @@ def test_client_request_connection_unit():
                     b"mass #hey"]
 
 
+class _OwnMessage(Message):
+    """A Message of a class of its own: a sender checks its type all the same."""
+
+
 @pytest.mark.parametrize("send, msg, error", [
     ("inform", Message.reply("thing", "ok"), ValueError),
+    ("inform", _OwnMessage.request("thing"), ValueError),
+    ("reply_inform", _OwnMessage.reply("thing", "ok"), ValueError),
+    ("reply", _OwnMessage.inform("thing"), ValueError),
     ("inform", Message.request("thing"), ValueError),
     ("inform", "#thing", TypeError),
     ("mass_inform", Message.request("sneaky"), ValueError),
@@ -1354,11 +1362,111 @@ def test_a_connection_refuses_a_message_of_the_wrong_type_and_sends_nothing(send
     assert sent == []
 
 
+@pytest.mark.parametrize("send, mtype", [
+    ("inform", Message.INFORM), ("mass_inform", Message.INFORM),
+    ("reply", Message.REPLY), ("reply_inform", Message.INFORM)])
+def test_a_connection_sends_a_message_of_a_class_of_its_own_of_the_right_type(send, mtype):
+    sent = []
+
+    class FakeServer:
+        def send_message(self, conn_id, msg):
+            sent.append(msg)
+
+        mass_send_message = send_message_threadsafe = mass_send_message_threadsafe = (
+            lambda self, *args: sent.append(args[-1]))
+
+    msg = _OwnMessage(mtype, "thing")
+    for conn in (ClientConnection(FakeServer(), "id"),
+                 ThreadsafeClientConnection(FakeServer(), "id")):
+        args = (msg, Message.request("thing")) if send.startswith("reply") else (msg,)
+        getattr(conn, send)(*args)
+    assert [(sent_msg.mtype, sent_msg.name) for sent_msg in sent] == [(mtype, "thing")] * 2
+
+
+@pytest.mark.parametrize("msg, error, text", [
+    (Message.request("sneaky"), ValueError, "sends inform messages only"),
+    ("#sneaky", TypeError, "takes a katcp Message"),
+])
+def test_the_device_refuses_to_mass_inform_what_is_no_inform(msg, error, text):
+    server = ExampleServer("127.0.0.1", 0)
+    with pytest.raises(error, match=r"^mass_inform\(\) %s, not " % (text,)):
+        server.mass_inform(msg)
+
+
+def test_remove_sensor_takes_a_sensor_or_its_name_and_refuses_an_unknown_one():
+    server = ExampleServer("127.0.0.1", 0)
+    server.remove_sensor(server.int_sensor)
+    assert not server.has_sensor("an.int")
+    with pytest.raises(ValueError, match=r"^Unknown sensor 'an\.int'\.$"):
+        server.remove_sensor("an.int")
+    with pytest.raises(ValueError, match=r"^Unknown sensor 'an\.int'\.$"):
+        server.remove_sensor(server.int_sensor)
+
+
+def test_a_reply_named_otherwise_than_its_request_or_sent_twice_is_refused():
+    sent = []
+
+    class FakeServer:
+        def send_message(self, conn_id, msg):
+            sent.append(msg)
+
+    conn = ClientConnection(FakeServer(), "id")
+    with pytest.raises(ValueError) as error:
+        conn.reply(Message.reply("other", "ok"), Message.request("thing"))
+    assert str(error.value) == "Message name 'other' does not match request name 'thing'."
+    req = ClientRequestConnection(conn, Message.request("thing", mid=3))
+    req.reply_with_message(Message.reply("thing", "ok"))
+    with pytest.raises(RuntimeError) as error:
+        req.reply_with_message(Message.reply("thing", "ok"))
+    assert str(error.value) == "Reply to request 'thing' already sent."
+    assert [str(msg) for msg in sent] == ["!thing[3] ok"]
+
+
+def test_the_sensor_listing_follows_every_sensor_added_and_removed(example):
+    # Between two listings, additions and removals that leave as many sensors as before.
+    server, client = example
+
+    def listed():
+        informs, reply = client.request("?sensor-list")
+        assert reply.startswith("!sensor-list ok")
+        return [line.split()[1] for line in informs if line.startswith("#sensor-list ")]
+
+    def sensor(name):
+        return Sensor.integer(name, "Added.", "", [0, 1])
+
+    assert listed() == ["a.float", "a.string", "an.int"]
+    server.add_sensor(sensor("b.one"))
+    assert listed() == ["a.float", "a.string", "an.int", "b.one"]
+    server.remove_sensor("a.float")
+    server.add_sensor(sensor("b.two"))
+    assert listed() == ["a.string", "an.int", "b.one", "b.two"]
+    server.remove_sensor("b.one")
+    assert listed() == ["a.string", "an.int", "b.two"]
+    server.add_sensor(sensor("b.three"))
+    server.remove_sensor("b.two")
+    assert listed() == ["a.string", "an.int", "b.three"]
+
+
+class _AsyncExample(AsyncDeviceServer):
+    setup_sensors = ExampleServer.setup_sensors
+
+
+def test_an_async_device_server_takes_the_defaults_of_a_device_server():
+    assert inspect.signature(AsyncDeviceServer).parameters["tb_limit"].default == 20
+    assert inspect.signature(DeviceServer).parameters["tb_limit"].default == 20
+
+
+@pytest.mark.parametrize("server_class", [ExampleServer, _AsyncExample])
 @pytest.mark.parametrize("tb_limit", ["20", 2.5, b"3", [1]])
-def test_a_tb_limit_that_is_no_int_is_refused_by_the_constructor(tb_limit):
+def test_a_tb_limit_that_is_no_int_is_refused_by_the_constructor(tb_limit, server_class):
     with pytest.raises(TypeError, match=r"^tb_limit must be an int or None, not %s\.$"
                        % re.escape(repr(tb_limit))):
-        ExampleServer("127.0.0.1", 0, tb_limit=tb_limit)
+        server_class("127.0.0.1", 0, tb_limit=tb_limit)
+
+
+def test_an_async_device_server_logs_to_the_logger_it_is_given():
+    logger = logging.getLogger("katcp.test.async_device_server")
+    assert _AsyncExample("127.0.0.1", 0, logger=logger)._logger is logger
 
 
 def test_a_tb_limit_of_none_sends_the_whole_traceback():
