@@ -2033,3 +2033,17 @@ def test_a_partial_of_a_tornado_coroutine_is_an_async_handler():
     assert katcp_server.base._is_async_handler(functools.partial(handler))
     assert katcp_server.base._is_async_handler(functools.partial(functools.partial(handler)))
     assert not katcp_server.base._is_async_handler(functools.partial(_plain_decorator))
+
+
+def test_the_repr_of_a_server_tells_its_address_state_clients_and_protocol():
+    server = ExampleServer("127.0.0.1", 0)
+    assert "ExampleServer(address=None, running=False, clients=0, protocol=5.1-BIMT)" in (
+        repr(server))
+    port = start_server(server)
+    try:
+        with connect(port):
+            expected = "ExampleServer(address=127.0.0.1:%d, running=True, clients=1, " \
+                "protocol=5.1-BIMT)" % (port,)
+            assert expected in repr(server)
+    finally:
+        stop_server(server)
