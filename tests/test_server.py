@@ -1415,6 +1415,9 @@ def test_a_reply_named_otherwise_than_its_request_or_sent_twice_is_refused():
         conn.reply(Message.reply("other", "ok"), Message.request("thing"))
     assert str(error.value) == "Message name 'other' does not match request name 'thing'."
     req = ClientRequestConnection(conn, Message.request("thing", mid=3))
+    with pytest.raises(ValueError) as error:
+        req.reply_with_message(Message.reply("other", "ok"))
+    assert str(error.value) == "Reply name 'other' does not match request name 'thing'."
     req.reply_with_message(Message.reply("thing", "ok"))
     with pytest.raises(RuntimeError) as error:
         req.reply_with_message(Message.reply("thing", "ok"))
@@ -1478,6 +1481,34 @@ def test_a_tb_limit_of_none_sends_the_whole_traceback():
     finally:
         stop_server(server)
     assert reply.startswith("!boom fail Traceback") and reply.endswith("RuntimeError:\\_boom\\n")
+
+
+@pytest.mark.parametrize("tb_limit", [None, 1])
+def test_the_traceback_of_a_failed_request_is_cut_at_tb_limit_frames(tb_limit, caplog):
+    logger = logging.getLogger("katcp.test.given_logger")
+    server = ExampleServer("127.0.0.1", 0, tb_limit=tb_limit, logger=logger)
+    port = start_server(server)
+    try:
+        with connect(port) as client, caplog.at_level(logging.ERROR, logger=logger.name):
+            informs, reply = client.request("?boom")
+            assert client.request("?watchdog") == ([], "!watchdog ok")
+    finally:
+        stop_server(server)
+    frames = reply.count("File\\_")
+    assert frames == 1 if tb_limit == 1 else frames > 1
+    # Logged to the logger given (not katcp.server's).
+    assert [record.name for record in caplog.records
+            if "Request boom FAIL" in record.getMessage()] == [logger.name]
+
+
+def test_a_protocol_info_of_an_unsupported_major_version_is_refused():
+    class Version3(ExampleServer):
+        PROTOCOL_INFO = ProtocolFlags(3, 0, set())
+
+    with pytest.raises(ValueError) as error:
+        Version3("127.0.0.1", 0)
+    assert str(error.value) == ("Unsupported KATCP major version 3 in PROTOCOL_INFO: "
+                                "supported are [4, 5]")
 
 
 class _NamedThing:
