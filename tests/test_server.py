@@ -1343,6 +1343,7 @@ class _OwnMessage(Message):
     ("reply", Message.request("thing"), ValueError),
     ("reply", b"!thing ok", TypeError),
     ("reply_inform", Message.reply("thing", "ok"), ValueError),
+    ("reply_inform", "#thing", TypeError),
 ], ids=lambda value: value if isinstance(value, str) else None)
 def test_a_connection_refuses_a_message_of_the_wrong_type_and_sends_nothing(send, msg, error):
     sent = []
@@ -2068,6 +2069,7 @@ def test_a_partial_of_a_tornado_coroutine_is_an_async_handler():
 
 def test_the_repr_of_a_server_tells_its_address_state_clients_and_protocol():
     server = ExampleServer("127.0.0.1", 0)
+    assert server.bind_address is None
     assert "ExampleServer(address=None, running=False, clients=0, protocol=5.1-BIMT)" in (
         repr(server))
     port = start_server(server)
