@@ -1455,9 +1455,10 @@ class _AsyncExample(AsyncDeviceServer):
     setup_sensors = ExampleServer.setup_sensors
 
 
-def test_an_async_device_server_takes_the_defaults_of_a_device_server():
-    assert inspect.signature(AsyncDeviceServer).parameters["tb_limit"].default == 20
-    assert inspect.signature(DeviceServer).parameters["tb_limit"].default == 20
+@pytest.mark.parametrize("server_class", [AsyncDeviceServer, DeviceServer,
+                                          katcp_server.DeviceServerBase, KATCPServer])
+def test_every_server_class_sends_twenty_traceback_frames_by_default(server_class):
+    assert inspect.signature(server_class).parameters["tb_limit"].default == 20
 
 
 @pytest.mark.parametrize("server_class", [ExampleServer, _AsyncExample])
