@@ -1485,22 +1485,38 @@ def test_a_tb_limit_of_none_sends_the_whole_traceback():
     assert reply.startswith("!boom fail Traceback") and reply.endswith("RuntimeError:\\_boom\\n")
 
 
+@pytest.mark.parametrize("kind", ["async", "threadsafe"])
 @pytest.mark.parametrize("tb_limit", [None, 1])
-def test_the_traceback_of_a_failed_request_is_cut_at_tb_limit_frames(tb_limit, caplog):
+def test_the_traceback_of_a_failure_is_cut_at_tb_limit_frames(kind, tb_limit, caplog):
+    # A handler's failure, and one of the dispatch on the loop (which the server's
+    # transport reports).
     logger = logging.getLogger("katcp.test.given_logger")
     server = ExampleServer("127.0.0.1", 0, tb_limit=tb_limit, logger=logger)
+    server.set_concurrency_options(**CONCURRENCY[kind])
     port = start_server(server)
     try:
         with connect(port) as client, caplog.at_level(logging.ERROR, logger=logger.name):
             informs, reply = client.request("?boom")
+            client.send("?explode")
+            error = client.readline()
             assert client.request("?watchdog") == ([], "!watchdog ok")
     finally:
         stop_server(server)
-    frames = reply.count("File\\_")
-    assert frames == 1 if tb_limit == 1 else frames > 1
+    assert error.startswith(b"#log error ")
+    for text in (reply, error.decode()):
+        frames = text.count("File\\_")
+        assert frames == 1 if tb_limit == 1 else frames > 1
     # Logged to the logger given (not katcp.server's).
     assert [record.name for record in caplog.records
-            if "Request boom FAIL" in record.getMessage()] == [logger.name]
+            if "Request boom FAIL" in record.getMessage()
+            or "Error handling ?explode" in record.getMessage()] == [logger.name] * 2
+
+
+def test_the_device_log_level_is_that_of_the_logger_given():
+    logger = logging.getLogger("katcp.test.given_device_logger")
+    server = ExampleServer("127.0.0.1", 0, logger=logger)
+    server.log.set_log_level_by_name("debug")
+    assert logger.level == logging.DEBUG
 
 
 def test_a_protocol_info_of_an_unsupported_major_version_is_refused():
