@@ -182,7 +182,7 @@ def test_a_stop_on_a_closed_loop_tells_the_device_of_each_client_even_one_reset(
             return super().on_client_disconnect(client_conn, msg, connection_valid)
 
     manager = _running_manager()
-    server = Told("127.0.0.1", 0)
+    server = Told("127.0.0.1", 0, logger=logging.getLogger("katcp.test.closed_loop"))
     server.set_concurrency_options(**CONCURRENCY["async"])
     server.set_ioloop(manager.get_ioloop())
     assert server.start(timeout=TIMEOUT)
@@ -198,7 +198,7 @@ def test_a_stop_on_a_closed_loop_tells_the_device_of_each_client_even_one_reset(
             resets.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             resets.close()
             logged = _LogTexts()
-            server_log = logging.getLogger("katcp.server")
+            server_log = logging.getLogger("katcp.test.closed_loop")  # the one given
             server_log.addHandler(logged)
             server_log.propagate = False  # a record's traceback holds a connection
             try:
@@ -208,8 +208,9 @@ def test_a_stop_on_a_closed_loop_tells_the_device_of_each_client_even_one_reset(
                 server_log.removeHandler(logged)
             assert not server.running()
             assert told == [("Device server shutting down.", False)] * 2
-            assert logged.texts in [["ERROR katcp.server: Error in on_client_disconnect for "
-                                     "%s:%d" % address] for address in addresses]
+            assert logged.texts in [[
+                "ERROR katcp.test.closed_loop: Error in on_client_disconnect for %s:%d"
+                % address] for address in addresses]
             while stays.recv(4096):  # up to the shutdown (a socket timeout otherwise)
                 pass
     finally:
