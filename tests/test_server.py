@@ -1512,6 +1512,28 @@ def test_the_traceback_of_a_failure_is_cut_at_tb_limit_frames(kind, tb_limit, ca
             or "Error handling ?explode" in record.getMessage()] == [logger.name] * 2
 
 
+class _Deep(ExampleServer):
+    def request_deep(self, req, msg):
+        """Fail thirty calls deep."""
+        def down(depth):
+            if depth == 0:
+                raise RuntimeError("deep")
+            return down(depth - 1)
+
+        return down(30)
+
+
+def test_a_device_server_sends_twenty_traceback_frames_by_default():
+    server = _Deep("127.0.0.1", 0)
+    port = start_server(server)
+    try:
+        with connect(port) as client:
+            informs, reply = client.request("?deep")
+    finally:
+        stop_server(server)
+    assert reply.startswith("!deep fail Traceback") and reply.count("File\\_") == 20
+
+
 def test_the_device_log_level_is_that_of_the_logger_given():
     logger = logging.getLogger("katcp.test.given_device_logger")
     server = ExampleServer("127.0.0.1", 0, logger=logger)
