@@ -1515,10 +1515,14 @@ def test_the_traceback_of_a_failure_is_cut_at_tb_limit_frames(kind, tb_limit, ca
 class _Deep(ExampleServer):
     def request_deep(self, req, msg):
         """Fail thirty calls deep."""
+        # Two functions in turn: Python shortens a run of one frame repeated.
         def down(depth):
             if depth == 0:
                 raise RuntimeError("deep")
-            return down(depth - 1)
+            return further(depth - 1)
+
+        def further(depth):
+            return down(depth)
 
         return down(30)
 
