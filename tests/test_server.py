@@ -1538,8 +1538,10 @@ def test_a_device_server_sends_twenty_traceback_frames_by_default():
     assert reply.startswith("!deep fail Traceback") and reply.count("File\\_") == 20
 
 
-def test_the_device_log_level_is_that_of_the_logger_given():
+def test_the_device_log_level_is_that_of_the_logger_given(restore_level):
     logger = logging.getLogger("katcp.test.given_device_logger")
+    restore_level(logger)
+    logger.setLevel(logging.WARNING)
     server = ExampleServer("127.0.0.1", 0, logger=logger)
     server.log.set_log_level_by_name("debug")
     assert logger.level == logging.DEBUG
