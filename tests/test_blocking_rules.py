@@ -12,6 +12,7 @@
 
 import asyncio
 import logging
+import re
 import threading
 
 import pytest
@@ -21,6 +22,7 @@ from tornado.platform.asyncio import AsyncIOLoop
 from katcp import AsyncClient, AsyncDeviceServer, BlockingClient, DeviceServer, Message
 from katcp.kattypes import Int, request, return_reply
 from katcp.loop import crossing
+from katcp.loop.crossing import call_on_loop
 
 from wait_helpers import as_if_given_the_ident_of, outcome_in_thread
 
@@ -204,7 +206,39 @@ def test_server_join_on_a_closed_loop_of_a_server_not_stopped_raises():
     ioloop.add_callback(ioloop.stop)
     loop_thread.join(WAIT)
     ioloop.close()
-    with pytest.raises(RuntimeError, match="the server's ioloop is closed"):
+    with pytest.raises(RuntimeError, match=re.escape(
+            "join() cannot end: the server's ioloop is closed, so it cannot stop there "
+            "(stop() stops it at once)")):
         outcome_in_thread(device.join).result(WAIT)
     assert isinstance(device.stop().exception(0), RuntimeError)
     assert device.join(WAIT) is None
+
+
+def test_server_join_on_its_own_loop_thread_is_refused():
+    ioloop = AsyncIOLoop(asyncio_loop=asyncio.new_event_loop(), make_current=False)
+    device = _Echo("127.0.0.1", 0)
+    device.set_ioloop(ioloop)
+    loop_thread = _run_in_a_thread(ioloop)
+    try:
+        assert device.start(timeout=WAIT)
+        refused = call_on_loop(ioloop, None, device.join).exception(WAIT)
+        assert str(refused) == (
+            "join() would block the server's own ioloop until it stops; wait for the "
+            "future that stop() returned instead")
+    finally:
+        device.stop().result(WAIT)
+        device.join(WAIT)
+        ioloop.add_callback(ioloop.stop)
+        loop_thread.join(WAIT)
+        ioloop.close()
+
+
+def test_server_join_with_a_timeout_returns_while_its_own_loop_runs():
+    device = _Echo("127.0.0.1", 0)
+    assert device.start(timeout=WAIT)
+    try:
+        assert outcome_in_thread(device.join, 0.01).result(WAIT) is None
+        assert device.running()
+    finally:
+        device.stop().result(WAIT)
+        device.join(WAIT)

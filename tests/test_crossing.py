@@ -2,6 +2,7 @@
 
 import asyncio
 import concurrent.futures
+import fractions
 import os
 import threading
 
@@ -206,6 +207,13 @@ def test_on_loop_knows_the_loop_thread_before_its_id_is_recorded(loop):
         other.close()
 
 
+def test_on_loop_is_true_on_the_recorded_thread_while_the_loop_does_not_run_there(loop):
+    # As on the thread of a loop that has stopped, or of one not started yet.
+    ioloop, _ = loop
+    assert running_loop() is None
+    assert on_loop(ioloop, thread_ident())
+
+
 def _closed_ioloop():
     # Not made current: that would leave this thread a spare asyncio loop, never closed.
     ioloop = AsyncIOLoop(make_current=False)
@@ -252,6 +260,19 @@ def test_thread_waits_take_endless_timeouts_as_none_and_nan_as_no_wait():
                                              threading.TIMEOUT_MAX, 2.5, 0, -1)] == [
         None, None, None, threading.TIMEOUT_MAX, 2.5, 0, -1]
     assert thread_wait_timeout(float("nan")) == 0.0
+
+
+@pytest.mark.parametrize("timeout", ["5", b"5", 1j, [1]])
+def test_thread_waits_refuse_a_timeout_that_is_not_a_real_number(timeout):
+    with pytest.raises(TypeError) as error:
+        thread_wait_timeout(timeout)
+    assert str(error.value) == (
+        "timeout must be a number of seconds or None, not %r." % (timeout,))
+
+
+def test_thread_waits_take_any_real_number_as_a_timeout():
+    assert thread_wait_timeout(True) is True
+    assert thread_wait_timeout(fractions.Fraction(1, 2)) == fractions.Fraction(1, 2)
 
 
 class _RecordingFlag:
@@ -305,6 +326,84 @@ def test_an_outcome_that_came_as_its_loop_stopped_is_returned():
     ioloop = _closed_ioloop()
     assert wait_for_loop(_DeliveredAsItsLoopStops(), ioloop, None, lambda: "stopped",
                          grace=0.01) == "came"
+
+
+class _WaitedOnItsOwnClock:
+    """An outcome waited for on a clock of its own, which each wait that times out moves
+    on by its timeout (a wait without one, which would block for ever, fails): the
+    waits are recorded, none takes time. It comes at wait number `comes_at`, if any."""
+
+    def __init__(self, comes_at=None):
+        self.now = 0.0
+        self.waits = []
+        self.comes_at = comes_at
+
+    def monotonic(self):
+        return self.now
+
+    def done(self):
+        return self.comes_at is not None and len(self.waits) >= self.comes_at
+
+    def result(self, timeout=None):
+        self.waits.append(timeout)
+        assert len(self.waits) < 20, "waits on and on: %r" % (self.waits,)
+        if self.done():
+            return "came"
+        self.now += timeout
+        raise concurrent.futures.TimeoutError()
+
+    def cancel(self):
+        return False
+
+
+def _wait_on_its_own_clock(monkeypatch, outcome, ioloop, timeout, thread_id=None):
+    monkeypatch.setattr(crossing, "time", outcome)
+    return wait_for_loop(outcome, ioloop, timeout, lambda: "stopped", grace=0.25,
+                         thread_id=thread_id)
+
+
+def test_a_long_wait_checks_every_grace_that_the_loop_runs_until_its_timeout(loop,
+                                                                            monkeypatch):
+    ioloop, thread_id = loop
+    outcome = _WaitedOnItsOwnClock()
+    with pytest.raises(concurrent.futures.TimeoutError):
+        _wait_on_its_own_clock(monkeypatch, outcome, ioloop, 0.875, thread_id)
+    # The last wait is what is left of the timeout.
+    assert outcome.waits == [0.25, 0.25, 0.25, 0.125]
+
+
+def test_a_wait_shorter_than_the_grace_waits_once(loop, monkeypatch):
+    ioloop, thread_id = loop
+    outcome = _WaitedOnItsOwnClock()
+    with pytest.raises(concurrent.futures.TimeoutError):
+        _wait_on_its_own_clock(monkeypatch, outcome, ioloop, 0.125, thread_id)
+    assert outcome.waits == [0.125]
+
+
+@pytest.mark.parametrize("forked", [False, True])
+@pytest.mark.parametrize("known", ["unknown", "recorded", "bare"])
+def test_a_wait_without_timeout_goes_on_while_the_loop_runs(loop, monkeypatch, forked, known):
+    # In the child of a fork, a loop whose thread is not known is taken to run, as is
+    # one whose thread is alive.
+    ioloop, thread_id = loop
+    thread_id = {"unknown": None, "bare": thread_id,
+                 "recorded": call_on_loop(ioloop, None, thread_ident).result(WAIT)}[known]
+    monkeypatch.setattr(crossing, "_forked", forked)
+    outcome = _WaitedOnItsOwnClock(comes_at=3)
+    assert _wait_on_its_own_clock(monkeypatch, outcome, ioloop, None, thread_id) == "came"
+    assert outcome.waits == [0.25, 0.25, 0.25]
+
+
+def test_in_a_forked_child_a_loop_whose_bare_thread_id_is_of_no_thread_runs_no_more(
+        loop, monkeypatch):
+    ioloop, _ = loop
+    ident, _ = _ident_of_an_ended_thread()
+    monkeypatch.setattr(crossing, "_forked", True)
+    outcome = _WaitedOnItsOwnClock()
+    with pytest.raises(RuntimeError, match="stopped"):
+        _wait_on_its_own_clock(monkeypatch, outcome, ioloop, None, int(ident))
+    # Once more, without waiting: what the loop did before it stopped may have come.
+    assert outcome.waits == [0.25, 0]
 
 
 def test_a_loop_whose_recorded_thread_ended_runs_no_more_in_a_forked_child(loop, monkeypatch):

@@ -4,6 +4,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import inspect
 import logging
 import queue
 import re
@@ -1351,8 +1352,15 @@ def test_client_request_connection_unit():
                     b"mass #hey"]
 
 
+class _OwnMessage(Message):
+    """A Message of a class of its own: a sender checks its type all the same."""
+
+
 @pytest.mark.parametrize("send, msg, error", [
     ("inform", Message.reply("thing", "ok"), ValueError),
+    ("inform", _OwnMessage.request("thing"), ValueError),
+    ("reply_inform", _OwnMessage.reply("thing", "ok"), ValueError),
+    ("reply", _OwnMessage.inform("thing"), ValueError),
     ("inform", Message.request("thing"), ValueError),
     ("inform", "#thing", TypeError),
     ("mass_inform", Message.request("sneaky"), ValueError),
@@ -1362,6 +1370,7 @@ def test_client_request_connection_unit():
     ("reply", Message.request("thing"), ValueError),
     ("reply", b"!thing ok", TypeError),
     ("reply_inform", Message.reply("thing", "ok"), ValueError),
+    ("reply_inform", "#thing", TypeError),
 ], ids=lambda value: value if isinstance(value, str) else None)
 def test_a_connection_refuses_a_message_of_the_wrong_type_and_sends_nothing(send, msg, error):
     sent = []
@@ -1381,11 +1390,115 @@ def test_a_connection_refuses_a_message_of_the_wrong_type_and_sends_nothing(send
     assert sent == []
 
 
+@pytest.mark.parametrize("send, mtype", [
+    ("inform", Message.INFORM), ("mass_inform", Message.INFORM),
+    ("reply", Message.REPLY), ("reply_inform", Message.INFORM)])
+def test_a_connection_sends_a_message_of_a_class_of_its_own_of_the_right_type(send, mtype):
+    sent = []
+
+    class FakeServer:
+        def send_message(self, conn_id, msg):
+            sent.append(msg)
+
+        mass_send_message = send_message_threadsafe = mass_send_message_threadsafe = (
+            lambda self, *args: sent.append(args[-1]))
+
+    msg = _OwnMessage(mtype, "thing")
+    for conn in (ClientConnection(FakeServer(), "id"),
+                 ThreadsafeClientConnection(FakeServer(), "id")):
+        args = (msg, Message.request("thing")) if send.startswith("reply") else (msg,)
+        getattr(conn, send)(*args)
+    assert [(sent_msg.mtype, sent_msg.name) for sent_msg in sent] == [(mtype, "thing")] * 2
+
+
+@pytest.mark.parametrize("msg, error, text", [
+    (Message.request("sneaky"), ValueError, "sends inform messages only"),
+    ("#sneaky", TypeError, "takes a katcp Message"),
+])
+def test_the_device_refuses_to_mass_inform_what_is_no_inform(msg, error, text):
+    server = ExampleServer("127.0.0.1", 0)
+    with pytest.raises(error, match=r"^mass_inform\(\) %s, not " % (text,)):
+        server.mass_inform(msg)
+
+
+def test_remove_sensor_takes_a_sensor_or_its_name_and_refuses_an_unknown_one():
+    server = ExampleServer("127.0.0.1", 0)
+    server.remove_sensor(server.int_sensor)
+    assert not server.has_sensor("an.int")
+    with pytest.raises(ValueError, match=r"^Unknown sensor 'an\.int'\.$"):
+        server.remove_sensor("an.int")
+    with pytest.raises(ValueError, match=r"^Unknown sensor 'an\.int'\.$"):
+        server.remove_sensor(server.int_sensor)
+
+
+def test_a_reply_named_otherwise_than_its_request_or_sent_twice_is_refused():
+    sent = []
+
+    class FakeServer:
+        def send_message(self, conn_id, msg):
+            sent.append(msg)
+
+    conn = ClientConnection(FakeServer(), "id")
+    with pytest.raises(ValueError) as error:
+        conn.reply(Message.reply("other", "ok"), Message.request("thing"))
+    assert str(error.value) == "Message name 'other' does not match request name 'thing'."
+    req = ClientRequestConnection(conn, Message.request("thing", mid=3))
+    with pytest.raises(ValueError) as error:
+        req.reply_with_message(Message.reply("other", "ok"))
+    assert str(error.value) == "Reply name 'other' does not match request name 'thing'."
+    req.reply_with_message(Message.reply("thing", "ok"))
+    with pytest.raises(RuntimeError) as error:
+        req.reply_with_message(Message.reply("thing", "ok"))
+    assert str(error.value) == "Reply to request 'thing' already sent."
+    assert [str(msg) for msg in sent] == ["!thing[3] ok"]
+
+
+def test_the_sensor_listing_follows_every_sensor_added_and_removed(example):
+    # Between two listings, additions and removals that leave as many sensors as before.
+    server, client = example
+
+    def listed():
+        informs, reply = client.request("?sensor-list")
+        assert reply.startswith("!sensor-list ok")
+        return [line.split()[1] for line in informs if line.startswith("#sensor-list ")]
+
+    def sensor(name):
+        return Sensor.integer(name, "Added.", "", [0, 1])
+
+    assert listed() == ["a.float", "a.string", "an.int"]
+    server.add_sensor(sensor("b.one"))
+    assert listed() == ["a.float", "a.string", "an.int", "b.one"]
+    server.remove_sensor("a.float")
+    server.add_sensor(sensor("b.two"))
+    assert listed() == ["a.string", "an.int", "b.one", "b.two"]
+    server.remove_sensor("b.one")
+    assert listed() == ["a.string", "an.int", "b.two"]
+    server.add_sensor(sensor("b.three"))
+    server.remove_sensor("b.two")
+    assert listed() == ["a.string", "an.int", "b.three"]
+
+
+class _AsyncExample(AsyncDeviceServer):
+    setup_sensors = ExampleServer.setup_sensors
+
+
+@pytest.mark.parametrize("server_class", [AsyncDeviceServer, DeviceServer,
+                                          katcp_server.DeviceServerBase, KATCPServer])
+def test_every_server_class_sends_twenty_traceback_frames_by_default(server_class):
+    assert inspect.signature(server_class).parameters["tb_limit"].default == 20
+
+
+@pytest.mark.parametrize("server_class", [ExampleServer, _AsyncExample])
 @pytest.mark.parametrize("tb_limit", ["20", 2.5, b"3", [1]])
-def test_a_tb_limit_that_is_no_int_is_refused_by_the_constructor(tb_limit):
+def test_a_tb_limit_that_is_no_int_is_refused_by_the_constructor(tb_limit, server_class):
     with pytest.raises(TypeError, match=r"^tb_limit must be an int or None, not %s\.$"
                        % re.escape(repr(tb_limit))):
-        ExampleServer("127.0.0.1", 0, tb_limit=tb_limit)
+        server_class("127.0.0.1", 0, tb_limit=tb_limit)
+
+
+def test_an_async_device_server_logs_to_the_logger_it_is_given():
+    logger = logging.getLogger("katcp.test.async_device_server")
+    assert _AsyncExample("127.0.0.1", 0, logger=logger)._logger is logger
 
 
 def test_a_tb_limit_of_none_sends_the_whole_traceback():
@@ -1397,6 +1510,78 @@ def test_a_tb_limit_of_none_sends_the_whole_traceback():
     finally:
         stop_server(server)
     assert reply.startswith("!boom fail Traceback") and reply.endswith("RuntimeError:\\_boom\\n")
+
+
+@pytest.mark.parametrize("kind", ["async", "threadsafe"])
+@pytest.mark.parametrize("tb_limit", [None, 1])
+def test_the_traceback_of_a_failure_is_cut_at_tb_limit_frames(kind, tb_limit, caplog):
+    # A handler's failure, and one of the dispatch on the loop (which the server's
+    # transport reports).
+    logger = logging.getLogger("katcp.test.given_logger")
+    server = ExampleServer("127.0.0.1", 0, tb_limit=tb_limit, logger=logger)
+    server.set_concurrency_options(**CONCURRENCY[kind])
+    port = start_server(server)
+    try:
+        with connect(port) as client, caplog.at_level(logging.ERROR, logger=logger.name):
+            informs, reply = client.request("?boom")
+            client.send("?explode")
+            error = client.readline()
+            assert client.request("?watchdog") == ([], "!watchdog ok")
+    finally:
+        stop_server(server)
+    assert error.startswith(b"#log error ")
+    for text in (reply, error.decode()):
+        frames = text.count("File\\_")
+        assert frames == 1 if tb_limit == 1 else frames > 1
+    # Logged to the logger given (not katcp.server's).
+    assert [record.name for record in caplog.records
+            if "Request boom FAIL" in record.getMessage()
+            or "Error handling ?explode" in record.getMessage()] == [logger.name] * 2
+
+
+class _Deep(ExampleServer):
+    def request_deep(self, req, msg):
+        """Fail thirty calls deep."""
+        # Two functions in turn: Python shortens a run of one frame repeated.
+        def down(depth):
+            if depth == 0:
+                raise RuntimeError("deep")
+            return further(depth - 1)
+
+        def further(depth):
+            return down(depth)
+
+        return down(30)
+
+
+def test_a_device_server_sends_twenty_traceback_frames_by_default():
+    server = _Deep("127.0.0.1", 0)
+    port = start_server(server)
+    try:
+        with connect(port) as client:
+            informs, reply = client.request("?deep")
+    finally:
+        stop_server(server)
+    assert reply.startswith("!deep fail Traceback") and reply.count("File\\_") == 20
+
+
+def test_the_device_log_level_is_that_of_the_logger_given(restore_level):
+    logger = logging.getLogger("katcp.test.given_device_logger")
+    restore_level(logger)
+    logger.setLevel(logging.WARNING)
+    server = ExampleServer("127.0.0.1", 0, logger=logger)
+    server.log.set_log_level_by_name("debug")
+    assert logger.level == logging.DEBUG
+
+
+def test_a_protocol_info_of_an_unsupported_major_version_is_refused():
+    class Version3(ExampleServer):
+        PROTOCOL_INFO = ProtocolFlags(3, 0, set())
+
+    with pytest.raises(ValueError) as error:
+        Version3("127.0.0.1", 0)
+    assert str(error.value) == ("Unsupported KATCP major version 3 in PROTOCOL_INFO: "
+                                "supported are [4, 5]")
 
 
 class _NamedThing:
@@ -2020,3 +2205,18 @@ def test_manages_ioloop_and_connection_count():
         stop_server(server)
     server._server.use_current_ioloop()
     assert not server._server.manages_ioloop
+
+
+def test_the_repr_of_a_server_tells_its_address_state_clients_and_protocol():
+    server = ExampleServer("127.0.0.1", 0)
+    assert server.bind_address is None
+    assert "ExampleServer(address=None, running=False, clients=0, protocol=5.1-BIMT)" in (
+        repr(server))
+    port = start_server(server)
+    try:
+        with connect(port):
+            expected = "ExampleServer(address=127.0.0.1:%d, running=True, clients=1, " \
+                "protocol=5.1-BIMT)" % (port,)
+            assert expected in repr(server)
+    finally:
+        stop_server(server)

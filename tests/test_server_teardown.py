@@ -5,6 +5,7 @@ import io
 import logging
 import select
 import socket
+import struct
 import unittest
 import warnings
 
@@ -163,5 +164,58 @@ def test_a_server_whose_shared_loop_was_closed_first_is_stopped_by_stop(kind):
         with warnings.catch_warnings():
             # Here rather than in a later test: the connection's transport, left on the
             # closed loop, whose socket only its collection closes.
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+
+
+def test_a_stop_on_a_closed_loop_tells_the_device_of_each_client_even_one_reset():
+    # The device hears of every client it had, as no longer to be sent to; a client
+    # that reset its connection meanwhile (whose socket cannot be shut down) is one, and
+    # so is the next after the device failed to hear of one.
+    told = []
+
+    class Told(ExampleServer):
+        def on_client_disconnect(self, client_conn, msg, connection_valid):
+            told.append((msg, connection_valid))
+            if len(told) == 1:
+                raise RuntimeError("Failed to hear of it.")
+            return super().on_client_disconnect(client_conn, msg, connection_valid)
+
+    manager = _running_manager()
+    server = Told("127.0.0.1", 0, logger=logging.getLogger("katcp.test.closed_loop"))
+    server.set_concurrency_options(**CONCURRENCY["async"])
+    server.set_ioloop(manager.get_ioloop())
+    assert server.start(timeout=TIMEOUT)
+    try:
+        with socket.create_connection(server.bind_address, timeout=TIMEOUT) as stays, \
+                socket.create_connection(server.bind_address, timeout=TIMEOUT) as resets:
+            for peer in (stays, resets):
+                with peer.makefile("rb") as lines:
+                    assert lines.readline().startswith(b"#version-connect")  # connected
+            addresses = [peer.getsockname() for peer in (stays, resets)]
+            manager.stop().result(TIMEOUT)
+            manager.join(TIMEOUT)
+            resets.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            resets.close()
+            logged = _LogTexts()
+            server_log = logging.getLogger("katcp.test.closed_loop")  # the one given
+            server_log.addHandler(logged)
+            server_log.propagate = False  # a record's traceback holds a connection
+            try:
+                assert isinstance(server.stop().exception(0), RuntimeError)
+            finally:
+                server_log.propagate = True
+                server_log.removeHandler(logged)
+            assert not server.running()
+            assert told == [("Device server shutting down.", False)] * 2
+            assert logged.texts in [[
+                "ERROR katcp.test.closed_loop: Error in on_client_disconnect for %s:%d"
+                % address] for address in addresses]
+            while stays.recv(4096):  # up to the shutdown (a socket timeout otherwise)
+                pass
+    finally:
+        del server
+        with warnings.catch_warnings():
+            # The connections' transports, left on the closed loop (as above).
             warnings.simplefilter("ignore", ResourceWarning)
             gc.collect()

@@ -3,7 +3,9 @@
 The mutated code is the core a user's data flows through: the wire codec (Message,
 MessageParser, ProtocolFlags), sensors and their value codecs, kattypes, the sampling
 strategies (and the compaction of their timer heap, shared with the client's request
-deadlines), and the client's matching of replies and informs to requests. mutmut
+deadlines), the client's matching of replies and informs to requests, and what the
+eighth round changed in the thread crossing, the device server, the resource client's
+sampling wishes and the client's connecting. mutmut
 (configured in setup.cfg) mutates those files; this script selects the functions above
 and runs each mutant against the fast tests that call the mutated function.
 
@@ -53,6 +55,76 @@ SELECTION = {
         "katcp.client.async_client.xǁAsyncClientǁ_connection_closed__mutmut_*",
         "katcp.client.async_client.xǁAsyncClientǁhandle_inform__mutmut_*",
         "katcp.client.async_client.xǁAsyncClientǁhandle_reply__mutmut_*",
+    ],
+    "katcp/loop (thread crossing)": [
+        "katcp.loop.crossing.x_check_timeout__mutmut_*",
+        "katcp.loop.crossing.x_thread_wait_timeout__mutmut_*",
+        "katcp.loop.crossing.x_thread_ident__mutmut_*",
+        "katcp.loop.crossing.x_on_thread__mutmut_*",
+        "katcp.loop.crossing.x_on_loop__mutmut_*",
+        "katcp.loop.crossing.x_wait_off_loop__mutmut_*",
+        "katcp.loop.crossing.x_run_into_future__mutmut_*",
+        "katcp.loop.crossing.x_copy_outcome__mutmut_*",
+        "katcp.loop.crossing.x__loop_runs__mutmut_*",
+        "katcp.loop.crossing.x_wait_for_loop__mutmut_*",
+        "katcp.loop.crossing.x__wait_while_loop_runs__mutmut_*",
+    ],
+    "katcp/server (senders, sensors, stop)": [
+        "katcp.server.base.xǁDeviceServerBaseǁ__init____mutmut_*",
+        "katcp.server.base.xǁDeviceServerBaseǁ__repr____mutmut_*",
+        "katcp.server.base.xǁDeviceServerBaseǁmass_inform__mutmut_*",
+        "katcp.server.connection.xǁClientConnectionǁinform__mutmut_*",
+        "katcp.server.connection.xǁClientConnectionǁmass_inform__mutmut_*",
+        "katcp.server.connection.xǁClientConnectionǁreply__mutmut_*",
+        "katcp.server.connection.xǁClientConnectionǁreply_inform__mutmut_*",
+        "katcp.server.connection.xǁClientRequestConnectionǁreply_with_message__mutmut_*",
+        "katcp.server.connection.x_check_message__mutmut_*",
+        "katcp.server.device.xǁAsyncDeviceServerǁ__init____mutmut_*",
+        "katcp.server.device.xǁDeviceServerǁ__init____mutmut_*",
+        "katcp.server.device.xǁDeviceServerǁ_end_strategies_of__mutmut_*",
+        "katcp.server.device.xǁDeviceServerǁadd_sensor__mutmut_*",
+        "katcp.server.device.xǁDeviceServerǁon_client_connect__mutmut_*",
+        "katcp.server.device.xǁDeviceServerǁremove_sensor__mutmut_*",
+        "katcp.server.transport.xǁKATCPServerǁ__init____mutmut_*",
+        "katcp.server.transport.xǁKATCPServerǁ_install__mutmut_*",
+        "katcp.server.transport.xǁKATCPServerǁ_stop_on_closed_loop__mutmut_*",
+        "katcp.server.transport.xǁKATCPServerǁjoin__mutmut_*",
+        "katcp.server.transport.xǁKATCPServerǁset_ioloop__mutmut_*",
+        "katcp.server.transport.xǁKATCPServerǁstop__mutmut_*",
+    ],
+    "katcp/resource_client (wishes)": [
+        "katcp.resource_client.resources.xǁKATCPClientResourceǁ__init____mutmut_*",
+        "katcp.resource_client.resources.xǁKATCPClientResourceǁ_dummy_request__mutmut_*",
+        "katcp.resource_client.resources.xǁKATCPClientResourceǁ_filter_strategy_setter__mutmut_*",
+        "katcp.resource_client.resources.xǁKATCPClientResourceǁ_inspecting_client_state_callback__mutmut_*",
+        "katcp.resource_client.resources.xǁKATCPClientResourceǁ_set_as_wished__mutmut_*",
+        "katcp.resource_client.resources.xǁKATCPClientResourceǁ_wish_for_later__mutmut_*",
+        "katcp.resource_client.resources.xǁKATCPClientResourceǁ_with_stale_entries_removed__mutmut_*",
+        "katcp.resource_client.resources.xǁKATCPClientResourceǁset_sampling_strategies__mutmut_*",
+        "katcp.resource_client.resources.xǁKATCPClientResourceǁstart__mutmut_*",
+        "katcp.resource_client.resources.xǁKATCPClientResourceContainerǁ__init____mutmut_*",
+        "katcp.resource_client.resources.xǁKATCPClientResourceContainerǁ_through_children__mutmut_*",
+        "katcp.resource_client.resources.xǁKATCPClientResourceContainerǁset_sampling_strategies__mutmut_*",
+        "katcp.resource_client.resources.xǁKATCPClientResourceContainerǁset_sensor_listener__mutmut_*",
+        "katcp.resource_client.resources.x__address_text__mutmut_*",
+        "katcp.resource_client.resources.x__client_address__mutmut_*",
+        "katcp.resource_client.resources.x__done_future__mutmut_*",
+        "katcp.resource_client.inspecting.xǁKATCPClientResourceSensorsManagerǁ__init____mutmut_*",
+        "katcp.resource_client.inspecting.xǁ_StrategyWishesǁ_latest__mutmut_*",
+        "katcp.resource_client.inspecting.xǁ_StrategyWishesǁfor_sensor__mutmut_*",
+        "katcp.resource_client.inspecting.xǁ_StrategyWishesǁis_latest__mutmut_*",
+        "katcp.resource_client.inspecting.xǁ_StrategyWishesǁwish__mutmut_*",
+        "katcp.resource_client.inspecting.xǁ_StrategyWishesǁwish_filter__mutmut_*",
+    ],
+    "katcp/client (connecting)": [
+        "katcp.client.lifecycle.xǁClientLifecycleǁ__init____mutmut_*",
+        "katcp.client.lifecycle.xǁClientLifecycleǁ_begin__mutmut_*",
+        "katcp.client.lifecycle.xǁClientLifecycleǁ_connect__mutmut_*",
+        "katcp.client.lifecycle.xǁClientLifecycleǁconnect_transport__mutmut_*",
+        "katcp.client.lifecycle.xǁClientLifecycleǁhandle_message__mutmut_*",
+        "katcp.client.lifecycle.xǁClientLifecycleǁstart__mutmut_*",
+        "katcp.client.lifecycle.xǁStateFlagǁuntil_set__mutmut_*",
+        "katcp.client.lifecycle.x_check_port__mutmut_*",
     ],
 }
 KILLED = {"killed", "timeout", "caught by type check"}
