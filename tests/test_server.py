@@ -1512,11 +1512,11 @@ def test_a_tb_limit_of_none_sends_the_whole_traceback():
     assert reply.startswith("!boom fail Traceback") and reply.endswith("RuntimeError:\\_boom\\n")
 
 
-@pytest.mark.parametrize("kind", ["async", "threadsafe"])
+@pytest.mark.parametrize("kind", sorted(CONCURRENCY))
 @pytest.mark.parametrize("tb_limit", [None, 1])
 def test_the_traceback_of_a_failure_is_cut_at_tb_limit_frames(kind, tb_limit, caplog):
-    # A handler's failure, and one of the dispatch on the loop (which the server's
-    # transport reports).
+    # A handler's failure, and one of the dispatch (which the server's transport
+    # reports, or the handler thread).
     logger = logging.getLogger("katcp.test.given_logger")
     server = ExampleServer("127.0.0.1", 0, tb_limit=tb_limit, logger=logger)
     server.set_concurrency_options(**CONCURRENCY[kind])

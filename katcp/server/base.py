@@ -231,7 +231,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         receive = self._receive = self._receiver()
         if handler_thread:
             thread = self._handler_thread = MessageHandlerThread(
-                receive, self.create_log_inform, self._logger)
+                receive, self.create_log_inform, self._logger, tb_limit=self._tb_limit)
             self.on_message = thread.on_message  # type: ignore[method-assign]
         else:
             self._handler_thread = None

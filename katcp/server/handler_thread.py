@@ -5,8 +5,8 @@ import contextvars
 import functools
 import logging
 import queue
+import sys
 import threading
-import traceback
 import types
 import weakref
 from typing import Any, Callable, Dict, Optional, Set
@@ -20,7 +20,7 @@ from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import thread_wait_timeout
 from katcp.loop.futures import set_result_if_pending
 from katcp.loop.per_loop import one_per_loop
-from katcp.server.stream_host import log_handling_error
+from katcp.server.stream_host import exception_text, log_handling_error
 
 log = logging.getLogger("katcp.server")
 
@@ -237,15 +237,20 @@ class MessageHandlerThread:
         log_inform_formatter(level_name, msg, name) -> #log Message, used to tell a
         client about an unhandled error.
     logger : logging.Logger object, optional
+    tb_limit : int or None, optional
+        How many frames of a traceback the client is sent and the log is given when
+        `handler` raises (all of them by default). A device server passes its own.
 
     """
 
     def __init__(self, handler: Callable[[Any, Message], Any],
                  log_inform_formatter: Callable[[str, str, str], Message],
-                 logger: Optional[logging.Logger] = log) -> None:
+                 logger: Optional[logging.Logger] = log, *,
+                 tb_limit: Optional[int] = None) -> None:
         self.handler = handler
         self.log_inform_formatter = log_inform_formatter
         self._logger = log if logger is None else logger
+        self.tb_limit = tb_limit
         # The queue of the thread started last: each start() after the first gets a new
         # one, so that nothing queued for an earlier thread is handled by a later one.
         self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
@@ -389,7 +394,7 @@ class MessageHandlerThread:
             calls.hold()
 
     def _report_error(self, client_conn: Any, msg: Message) -> None:
-        reason = traceback.format_exc()
+        reason = exception_text(sys.exc_info(), self.tb_limit)
         # Each step on its own, and none may end the thread: with it the server would
         # answer no request again (a logger that fails, a client gone meanwhile).
         try:
