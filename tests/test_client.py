@@ -111,8 +111,8 @@ class FakeServer:
         self.received = queue.Queue()
         self.connections = queue.Queue()
         self._writers = []
-        self._server = None
-        self._closing = False
+        self._handlers = {}  # handler task -> its writer
+        self._accepting = None
         self.port = 0
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -122,12 +122,6 @@ class FakeServer:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(WAIT)
 
     async def _handle(self, reader, writer):
-        if self._closing:
-            # Accepted before the stop, started after it: closed by itself, which the
-            # stop's wait_closed() waits for (else its transport outlives the loop).
-            writer.close()
-            await _closed(writer)
-            return
         self._writers.append(writer)
         self.connections.put(writer)
         writer.write(b"".join(line + b"\n" for line in self.greeting))
@@ -148,24 +142,46 @@ class FakeServer:
             await _closed(writer)
 
     async def _start(self):
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
+        # Our own accept loop, not asyncio's Server: a connection accepted in the moment
+        # the server closes is ours to close, and Python 3.13.0's Server raises in the
+        # __del__ of a transport it still counts once it has been closed and waited for.
+        listener = socket.create_server(("127.0.0.1", self.port))
+        listener.setblocking(False)
+        self.port = listener.getsockname()[1]
+        self._accepting = asyncio.ensure_future(self._accept(listener))
+
+    async def _accept(self, listener):
+        with listener:
+            while True:
+                sock, _ = await self.loop.sock_accept(listener)
+                try:
+                    reader, writer = await asyncio.open_connection(sock=sock)
+                except BaseException:
+                    sock.close()
+                    raise
+                handler = asyncio.ensure_future(self._handle(reader, writer))
+                self._handlers[handler] = writer
+                handler.add_done_callback(self._forget)
+
+    def _forget(self, handler):
+        del self._handlers[handler]
 
     async def _stop(self):
-        self._closing = True
-        self._server.close()
-        # Let accepted connections whose handlers have not run yet register.
-        await asyncio.sleep(0)
-        writers, self._writers = self._writers, []
-        for writer in writers:
+        accepting, self._accepting = self._accepting, None
+        accepting.cancel()
+        await asyncio.gather(accepting, return_exceptions=True)
+        self._writers = []
+        # Also the connections whose handlers have not started yet (a cancelled task
+        # that never ran closes nothing).
+        handlers = dict(self._handlers)
+        for handler, writer in handlers.items():
+            handler.cancel()
             writer.close()
-        for writer in writers:
+        await asyncio.gather(*handlers, return_exceptions=True)
+        for writer in handlers.values():
             await _closed(writer)
-        # From Python 3.12.1 this also waits for every connection to close.
-        await self._server.wait_closed()
 
     def start(self):
-        self._closing = False
         self._run(self._start())
         return self
 
