@@ -37,6 +37,7 @@ from katcp.ioloop_manager import IOLoopManager
 from katcp.loop import crossing
 from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.testutils import call_in_ioloop
+from accepting import Acceptor, closed
 from wait_helpers import (as_if_given_the_ident_of, outcome_in_thread, run_case_for_leftovers,
                           waits_left_by)
 
@@ -85,14 +86,6 @@ def scripted_answer(line):
     return [b"!" + name + mid + b" invalid Unknown\\_request."]
 
 
-async def _closed(writer):
-    """Wait until a closed stream's transport is gone, so no socket outlives its loop."""
-    try:
-        await writer.wait_closed()
-    except (ConnectionError, asyncio.CancelledError):
-        pass
-
-
 class FakeServer:
     """A line-based KATCP server on its own asyncio loop thread, recording what it hears.
 
@@ -111,8 +104,7 @@ class FakeServer:
         self.received = queue.Queue()
         self.connections = queue.Queue()
         self._writers = []
-        self._handlers = {}  # handler task -> its writer
-        self._accepting = None
+        self._acceptor = Acceptor(self._handle)
         self.port = 0
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -139,47 +131,14 @@ class FakeServer:
             pass
         finally:
             writer.close()
-            await _closed(writer)
+            await closed(writer)
 
     async def _start(self):
-        # Our own accept loop, not asyncio's Server: a connection accepted in the moment
-        # the server closes is ours to close, and Python 3.13.0's Server raises in the
-        # __del__ of a transport it still counts once it has been closed and waited for.
-        listener = socket.create_server(("127.0.0.1", self.port))
-        listener.setblocking(False)
-        self.port = listener.getsockname()[1]
-        self._accepting = asyncio.ensure_future(self._accept(listener))
-
-    async def _accept(self, listener):
-        with listener:
-            while True:
-                sock, _ = await self.loop.sock_accept(listener)
-                try:
-                    reader, writer = await asyncio.open_connection(sock=sock)
-                except BaseException:
-                    sock.close()
-                    raise
-                handler = asyncio.ensure_future(self._handle(reader, writer))
-                self._handlers[handler] = writer
-                handler.add_done_callback(self._forget)
-
-    def _forget(self, handler):
-        del self._handlers[handler]
+        self.port = await self._acceptor.start(self.port)
 
     async def _stop(self):
-        accepting, self._accepting = self._accepting, None
-        accepting.cancel()
-        await asyncio.gather(accepting, return_exceptions=True)
         self._writers = []
-        # Also the connections whose handlers have not started yet (a cancelled task
-        # that never ran closes nothing).
-        handlers = dict(self._handlers)
-        for handler, writer in handlers.items():
-            handler.cancel()
-            writer.close()
-        await asyncio.gather(*handlers, return_exceptions=True)
-        for writer in handlers.values():
-            await _closed(writer)
+        await self._acceptor.stop()
 
     def start(self):
         self._run(self._start())
@@ -203,7 +162,7 @@ class FakeServer:
             for writer in writers:
                 writer.close()
             for writer in writers:
-                await _closed(writer)
+                await closed(writer)
 
         self._run(drop())
 

@@ -12,6 +12,7 @@ from unittest import mock
 import tornado.gen
 import tornado.testing
 import tornado.util
+from accepting import Acceptor
 from wait_helpers import waits_left_by
 
 from katcp.core import AttrDict, Message, MessageParser, Sensor
@@ -66,20 +67,16 @@ class FakeDevice:
         self.unknown_text = None
         self.received = []
         self.port = None
-        self._server = None
+        self._acceptor = Acceptor(self._serve)
         self._writers = set()
         self._request_seen = None
 
     async def start(self, port=0):
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port)
-        self.port = self._server.sockets[0].getsockname()[1]
+        self.port = await self._acceptor.start(port)
 
     async def stop(self):
         """Close the listening socket and every connection."""
-        self._server.close()
-        for writer in list(self._writers):
-            writer.close()
-        await self._server.wait_closed()
+        await self._acceptor.stop()
 
     def inform(self, name, *args):
         """Send an inform to every connected client."""
