@@ -32,7 +32,8 @@ from katcp.client import (
     request_check,
 )
 from katcp.client import lifecycle
-from katcp.core import KatcpClientDisconnected, KatcpVersionError, Message, ProtocolFlags
+from katcp.core import (KatcpClientDisconnected, KatcpClientError, KatcpVersionError, Message,
+                        ProtocolFlags)
 from katcp.ioloop_manager import IOLoopManager
 from katcp.loop import crossing
 from katcp.loop.backoff import ExponentialRandomBackoff
@@ -1960,3 +1961,60 @@ def test_nothing_is_written_to_a_connection_asyncio_closed(server, make_client, 
     assert "socket.send() raised exception." not in caplog.text
     assert replies == {b"Connection closed before reply was received": 1,
                        b"Client not connected": 39}
+
+
+@pytest.mark.parametrize("port", [70000, -1, 7147.5, None])
+def test_a_client_refuses_a_port_it_could_never_connect_to(port):
+    with pytest.raises(ValueError) as refused:
+        DeviceClient("127.0.0.1", port)
+    assert str(refused.value) == ("Cannot connect to port %r: a port is an integer from 0 "
+                                  "to 65535 (or a service name)" % (port,))
+
+
+def test_a_new_client_has_not_connected_nor_a_loop_thread():
+    client = AsyncClient("127.0.0.1", 7147)
+    assert client.last_connect_time is None
+    with pytest.raises(KatcpClientError, match="^Client not started$"):
+        client.future_request(Message.request("watchdog"))
+    # Given a loop of its own, but not started: no thread is known to run it yet.
+    client.set_ioloop(tornado.ioloop.IOLoop(make_current=False))
+    try:
+        assert client.ioloop_thread_id is None
+    finally:
+        client.ioloop.close()
+
+
+def _refused_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("logger_name", ["katcp.test.own", None])
+def test_a_client_logs_to_its_logger_or_else_to_katcp_client(make_client, logger_name):
+    # None, as katcp 0.9 allowed, means the clients' shared logger.
+    records = queue.Queue()
+    handler = logging.handlers.QueueHandler(records)
+    logger = logging.getLogger(logger_name or "katcp.client")
+    logger.addHandler(handler)
+    try:
+        client = make_client(DeviceClient, _refused_port(),
+                             logger=logger_name and logging.getLogger(logger_name))
+        client.start()
+        record = records.get(timeout=WAIT)
+    finally:
+        logger.removeHandler(handler)
+    assert record.msg.startswith("Failed to connect to 127.0.0.1:%d: " % client.bind_address[1])
+
+
+
+@pytest.mark.parametrize("tb_limit", ["20", 2.5, b"3", [1]])
+def test_a_tb_limit_that_is_no_int_is_refused_by_the_client(tb_limit):
+    with pytest.raises(TypeError, match=r"^tb_limit must be an int or None, not %s\.$"
+                       % re.escape(repr(tb_limit))):
+        DeviceClient("127.0.0.1", 7147, tb_limit=tb_limit)
+
+
+@pytest.mark.parametrize("tb_limit", [None, 0, 1])
+def test_a_client_takes_a_tb_limit_of_none_or_an_int(tb_limit):
+    assert DeviceClient("127.0.0.1", 7147, tb_limit=tb_limit)._tb_limit == tb_limit
