@@ -4,6 +4,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import errno
 import functools
 import logging
 import logging.handlers
@@ -2004,7 +2005,10 @@ def test_a_client_logs_to_its_logger_or_else_to_katcp_client(make_client, logger
         record = records.get(timeout=WAIT)
     finally:
         logger.removeHandler(handler)
-    assert record.msg.startswith("Failed to connect to 127.0.0.1:%d: " % client.bind_address[1])
+    port = client.bind_address[1]
+    # The reason is the error of the attempt (asyncio's text for a refused connection).
+    assert record.msg == ("Failed to connect to 127.0.0.1:%d: [Errno %d] Connect call failed "
+                          "('127.0.0.1', %d)" % (port, errno.ECONNREFUSED, port))
 
 
 
@@ -2018,3 +2022,37 @@ def test_a_tb_limit_that_is_no_int_is_refused_by_the_client(tb_limit):
 @pytest.mark.parametrize("tb_limit", [None, 0, 1])
 def test_a_client_takes_a_tb_limit_of_none_or_an_int(tb_limit):
     assert DeviceClient("127.0.0.1", 7147, tb_limit=tb_limit)._tb_limit == tb_limit
+
+
+def test_a_request_on_the_loop_just_after_start_is_taken_as_on_the_loop_thread(server):
+    # Before the client's first callback has run: the loop's own thread still counts.
+    async def request_at_once():
+        client = AsyncClient("127.0.0.1", server.port, timeout=WAIT)
+        client.set_ioloop(tornado.ioloop.IOLoop.current())
+        client.start()
+        try:
+            reply, _ = await client.future_request(Message.request("echo", "early"))
+        finally:
+            client.stop()
+            await client.until_stopped(timeout=WAIT)
+        return reply
+
+    reply = asyncio.run(asyncio.wait_for(request_at_once(), WAIT))
+    assert reply.name == "echo"
+
+
+def test_a_second_start_before_the_first_has_run_is_refused(server):
+    # On the loop, before the first start's callback has run: not running yet, but not
+    # stopped either.
+    async def start_twice():
+        client = AsyncClient("127.0.0.1", server.port)
+        client.set_ioloop(tornado.ioloop.IOLoop.current())
+        client.start()
+        try:
+            with pytest.raises(RuntimeError, match=r"^Device client already started\.$"):
+                client.start()
+        finally:
+            client.stop()
+            await client.until_stopped(timeout=WAIT)
+
+    asyncio.run(asyncio.wait_for(start_twice(), WAIT))
