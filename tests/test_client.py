@@ -4,6 +4,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import errno
 import functools
 import logging
 import logging.handlers
@@ -32,7 +33,8 @@ from katcp.client import (
     request_check,
 )
 from katcp.client import lifecycle
-from katcp.core import KatcpClientDisconnected, KatcpVersionError, Message, ProtocolFlags
+from katcp.core import (KatcpClientDisconnected, KatcpClientError, KatcpVersionError, Message,
+                        ProtocolFlags)
 from katcp.ioloop_manager import IOLoopManager
 from katcp.loop import crossing
 from katcp.loop.backoff import ExponentialRandomBackoff
@@ -1935,3 +1937,97 @@ def test_nothing_is_written_to_a_connection_asyncio_closed(server, make_client, 
     assert "socket.send() raised exception." not in caplog.text
     assert replies == {b"Connection closed before reply was received": 1,
                        b"Client not connected": 39}
+
+
+@pytest.mark.parametrize("port", [70000, -1, 7147.5, None])
+def test_a_client_refuses_a_port_it_could_never_connect_to(port):
+    with pytest.raises(ValueError) as refused:
+        DeviceClient("127.0.0.1", port)
+    assert str(refused.value) == ("Cannot connect to port %r: a port is an integer from 0 "
+                                  "to 65535 (or a service name)" % (port,))
+
+
+def test_a_new_client_has_not_connected_nor_a_loop_thread():
+    client = AsyncClient("127.0.0.1", 7147)
+    assert client.last_connect_time is None
+    with pytest.raises(KatcpClientError, match="^Client not started$"):
+        client.future_request(Message.request("watchdog"))
+    # Given a loop of its own, but not started: no thread is known to run it yet.
+    client.set_ioloop(tornado.ioloop.IOLoop(make_current=False))
+    try:
+        assert client.ioloop_thread_id is None
+    finally:
+        client.ioloop.close()
+
+
+def _refused_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("logger_name", ["katcp.test.own", None])
+def test_a_client_logs_to_its_logger_or_else_to_katcp_client(make_client, logger_name):
+    # None, as katcp 0.9 allowed, means the clients' shared logger.
+    records = queue.Queue()
+    handler = logging.handlers.QueueHandler(records)
+    logger = logging.getLogger(logger_name or "katcp.client")
+    logger.addHandler(handler)
+    try:
+        client = make_client(DeviceClient, _refused_port(),
+                             logger=logger_name and logging.getLogger(logger_name))
+        client.start()
+        record = records.get(timeout=WAIT)
+    finally:
+        logger.removeHandler(handler)
+    port = client.bind_address[1]
+    # The reason is the error of the attempt (asyncio's text for a refused connection).
+    assert record.msg == ("Failed to connect to 127.0.0.1:%d: [Errno %d] Connect call failed "
+                          "('127.0.0.1', %d)" % (port, errno.ECONNREFUSED, port))
+
+
+
+@pytest.mark.parametrize("tb_limit", ["20", 2.5, b"3", [1]])
+def test_a_tb_limit_that_is_no_int_is_refused_by_the_client(tb_limit):
+    with pytest.raises(TypeError, match=r"^tb_limit must be an int or None, not %s\.$"
+                       % re.escape(repr(tb_limit))):
+        DeviceClient("127.0.0.1", 7147, tb_limit=tb_limit)
+
+
+@pytest.mark.parametrize("tb_limit", [None, 0, 1])
+def test_a_client_takes_a_tb_limit_of_none_or_an_int(tb_limit):
+    assert DeviceClient("127.0.0.1", 7147, tb_limit=tb_limit)._tb_limit == tb_limit
+
+
+def test_a_request_on_the_loop_just_after_start_is_taken_as_on_the_loop_thread(server):
+    # Before the client's first callback has run: the loop's own thread still counts.
+    async def request_at_once():
+        client = AsyncClient("127.0.0.1", server.port, timeout=WAIT)
+        client.set_ioloop(tornado.ioloop.IOLoop.current())
+        client.start()
+        try:
+            reply, _ = await client.future_request(Message.request("echo", "early"))
+        finally:
+            client.stop()
+            await client.until_stopped(timeout=WAIT)
+        return reply
+
+    reply = asyncio.run(asyncio.wait_for(request_at_once(), WAIT))
+    assert reply.name == "echo"
+
+
+def test_a_second_start_before_the_first_has_run_is_refused(server):
+    # On the loop, before the first start's callback has run: not running yet, but not
+    # stopped either.
+    async def start_twice():
+        client = AsyncClient("127.0.0.1", server.port)
+        client.set_ioloop(tornado.ioloop.IOLoop.current())
+        client.start()
+        try:
+            with pytest.raises(RuntimeError, match=r"^Device client already started\.$"):
+                client.start()
+        finally:
+            client.stop()
+            await client.until_stopped(timeout=WAIT)
+
+    asyncio.run(asyncio.wait_for(start_twice(), WAIT))

@@ -92,6 +92,13 @@ class ShrinkingDevice(BaseDevice):
         return ("ok",)
 
 
+class SensorlessDevice(BaseDevice):
+    """A device with requests but no sensors."""
+
+    def setup_sensors(self):
+        pass
+
+
 class RehelpDevice(BaseDevice):
     """Can change the help of ?add, telling the clients the request was modified."""
 
@@ -651,6 +658,16 @@ class TestStrategyWishes(ResourceTestCase):
             reply = yield res.req.sensor_sampling(name)
             assert reply.reply.arguments[2:] == strategy
 
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_a_drop_for_a_sensor_never_wished_for(self):
+        res = self.make_resource(self.start_server())
+        yield res.until_synced(timeout=WAIT)
+        # No wish to forget and no filter's wish to overrule: nothing to record.
+        res.drop_sampling_strategy("an.int")
+        res.sensor.a_float.drop_sampling_strategy()
+        assert (yield self.strategies_after_a_restart(res, "an.int", "a-float")) == [
+            ("none",), ("none",)]
+
     @tornado.testing.gen_test(timeout=2 * WAIT)
     def test_a_connection_lost_while_wishes_are_reapplied_is_never_synced(self):
         server = self.start_server(DropOnSamplingDevice)
@@ -895,6 +912,25 @@ class TestStartWhenStarted(ResourceTestCase):
         server.an_int.set_value(7)
         reading = yield tornado.gen.with_timeout(self.io_loop.time() + WAIT, listener.future)
         assert reading.value == 7 and an_int.value == 7
+
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_started_again_on_a_device_without_sensors_it_drops_them_all(self):
+        server = self.start_server()
+        port = server.bind_address[1]
+        res = self.make_resource(server)
+        yield res.until_synced(timeout=WAIT)
+        assert "an_int" in res.sensor
+        res.stop()
+        yield res.until_stopped(timeout=WAIT)
+        stop_server(server)
+        self.start_server(SensorlessDevice, port)
+        # The new client's first sync reports no sensors at all: the stale ones are the
+        # only change to them.
+        with self.assertNoLogs(level="WARNING"):
+            res.start()
+            yield res.until_synced(timeout=WAIT)
+        assert set(res.sensor) == set()
+        assert (yield res.req.add(1, 2)).reply.arguments == [b"ok", b"3"]
 
     @tornado.testing.gen_test(timeout=3 * WAIT)
     def test_started_again_after_stop_it_drops_what_the_device_lost(self):

@@ -290,9 +290,11 @@ class TestSetAndRead:
         recorder = Recorder()
         sensor.attach(recorder)
         before = sensor.read()
-        with pytest.raises(TypeError, match="Sensor timestamp must be a number"):
+        refusal = (r"^Sensor timestamp must be a number of seconds, not %s\.$"
+                   % re.escape(repr(timestamp)))
+        with pytest.raises(TypeError, match=refusal):
             sensor.set_value(5, timestamp=timestamp)
-        with pytest.raises(TypeError, match="Sensor timestamp must be a number"):
+        with pytest.raises(TypeError, match=refusal):
             sensor.set(timestamp, Sensor.NOMINAL, 5)
         assert sensor.read() is before
         assert recorder.updates == []

@@ -35,6 +35,7 @@ DOCS = os.path.join(ROOT, "docs", "mutation.rst")
 SELECTION = {
     "katcp/wire (codec)": [
         "katcp.wire.message.*", "katcp.wire.flags.xǁProtocolFlagsǁ*", "katcp.wire.text.*",
+        "katcp.wire.util.x_check_tb_limit__mutmut_*",
     ],
     "katcp/wire (types and sensors)": [
         "katcp.wire.types.*", "katcp.wire.flags.x_dialect__mutmut_*", "katcp.wire.sensor.*",
@@ -93,13 +94,17 @@ SELECTION = {
         "katcp.server.transport.xǁKATCPServerǁstop__mutmut_*",
     ],
     "katcp/resource_client (wishes)": [
-        "katcp.resource_client.resources.xǁKATCPClientResourceǁ__init____mutmut_*",
-        "katcp.resource_client.resources.xǁKATCPClientResourceǁ_dummy_request__mutmut_*",
         "katcp.resource_client.resources.xǁKATCPClientResourceǁ_filter_strategy_setter__mutmut_*",
-        "katcp.resource_client.resources.xǁKATCPClientResourceǁ_inspecting_client_state_callback__mutmut_*",
         "katcp.resource_client.resources.xǁKATCPClientResourceǁ_set_as_wished__mutmut_*",
         "katcp.resource_client.resources.xǁKATCPClientResourceǁ_wish_for_later__mutmut_*",
         "katcp.resource_client.resources.xǁKATCPClientResourceǁ_with_stale_entries_removed__mutmut_*",
+        "katcp.resource_client.inspecting.xǁ_StrategyWishesǁ*",
+    ],
+    # Run only in part so far (see docs/mutation.rst): its survivors are not explained yet.
+    "katcp/resource_client (starting, containers)": [
+        "katcp.resource_client.resources.xǁKATCPClientResourceǁ__init____mutmut_*",
+        "katcp.resource_client.resources.xǁKATCPClientResourceǁ_dummy_request__mutmut_*",
+        "katcp.resource_client.resources.xǁKATCPClientResourceǁ_inspecting_client_state_callback__mutmut_*",
         "katcp.resource_client.resources.xǁKATCPClientResourceǁset_sampling_strategies__mutmut_*",
         "katcp.resource_client.resources.xǁKATCPClientResourceǁstart__mutmut_*",
         "katcp.resource_client.resources.xǁKATCPClientResourceContainerǁ__init____mutmut_*",
@@ -110,11 +115,6 @@ SELECTION = {
         "katcp.resource_client.resources.x__client_address__mutmut_*",
         "katcp.resource_client.resources.x__done_future__mutmut_*",
         "katcp.resource_client.inspecting.xǁKATCPClientResourceSensorsManagerǁ__init____mutmut_*",
-        "katcp.resource_client.inspecting.xǁ_StrategyWishesǁ_latest__mutmut_*",
-        "katcp.resource_client.inspecting.xǁ_StrategyWishesǁfor_sensor__mutmut_*",
-        "katcp.resource_client.inspecting.xǁ_StrategyWishesǁis_latest__mutmut_*",
-        "katcp.resource_client.inspecting.xǁ_StrategyWishesǁwish__mutmut_*",
-        "katcp.resource_client.inspecting.xǁ_StrategyWishesǁwish_filter__mutmut_*",
     ],
     "katcp/client (connecting)": [
         "katcp.client.lifecycle.xǁClientLifecycleǁ__init____mutmut_*",
@@ -123,8 +123,10 @@ SELECTION = {
         "katcp.client.lifecycle.xǁClientLifecycleǁconnect_transport__mutmut_*",
         "katcp.client.lifecycle.xǁClientLifecycleǁhandle_message__mutmut_*",
         "katcp.client.lifecycle.xǁClientLifecycleǁstart__mutmut_*",
-        "katcp.client.lifecycle.xǁStateFlagǁuntil_set__mutmut_*",
         "katcp.client.lifecycle.x_check_port__mutmut_*",
+        "katcp.client.threadsafe.x__checks_request_timeout__mutmut_*",
+        "katcp.client.threadsafe.x__timeout_position__mutmut_*",
+        "katcp.client.threadsafe.x__crossing__mutmut_*",
     ],
 }
 KILLED = {"killed", "timeout", "caught by type check"}
