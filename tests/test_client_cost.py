@@ -433,7 +433,10 @@ def test_a_streamed_inform_reaches_its_callback_without_a_call_in_between(user_d
     pending = CallbackRequest(Message.request("sensor-list"), None, inform_cb, user_data,
                               logging.getLogger("katcp.test"))
     assert pending.on_inform(Message.inform("sensor-list", "a.b")) is True
-    assert callers == [("on_inform", [b"a.b"], tuple(user_data or ()))]
+    [(caller, arguments, args)] = callers
+    # "in": a mutation tool runs the method under a longer name of its own.
+    assert "on_inform" in caller
+    assert (arguments, args) == ([b"a.b"], tuple(user_data or ()))
 
 
 def test_a_failing_streamed_inform_callback_is_logged_and_delivered(caplog):
