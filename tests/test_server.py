@@ -1501,14 +1501,19 @@ def test_an_async_device_server_logs_to_the_logger_it_is_given():
     assert _AsyncExample("127.0.0.1", 0, logger=logger)._logger is logger
 
 
-def test_a_tb_limit_of_none_sends_the_whole_traceback():
-    server = ExampleServer("127.0.0.1", 0, tb_limit=None)
+def _reply_of_a_started(server, request):
+    """The reply of `server`, started for it and stopped after, to one `request` line."""
     port = start_server(server)
     try:
         with connect(port) as client:
-            informs, reply = client.request("?boom")
+            informs, reply = client.request(request)
     finally:
         stop_server(server)
+    return reply
+
+
+def test_a_tb_limit_of_none_sends_the_whole_traceback():
+    reply = _reply_of_a_started(ExampleServer("127.0.0.1", 0, tb_limit=None), "?boom")
     assert reply.startswith("!boom fail Traceback") and reply.endswith("RuntimeError:\\_boom\\n")
 
 
@@ -1555,13 +1560,7 @@ class _Deep(ExampleServer):
 
 
 def test_a_device_server_sends_twenty_traceback_frames_by_default():
-    server = _Deep("127.0.0.1", 0)
-    port = start_server(server)
-    try:
-        with connect(port) as client:
-            informs, reply = client.request("?deep")
-    finally:
-        stop_server(server)
+    reply = _reply_of_a_started(_Deep("127.0.0.1", 0), "?deep")
     assert reply.startswith("!deep fail Traceback") and reply.count("File\\_") == 20
 
 
