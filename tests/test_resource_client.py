@@ -3,6 +3,7 @@
 import asyncio
 import concurrent.futures
 import functools
+import logging
 import socket
 import threading
 from unittest import mock
@@ -926,7 +927,7 @@ class TestStartWhenStarted(ResourceTestCase):
         self.start_server(SensorlessDevice, port)
         # The new client's first sync reports no sensors at all: the stale ones are the
         # only change to them.
-        with self.assertNoLogs(level="WARNING"):
+        with no_logs("", logging.WARNING):
             res.start()
             yield res.until_synced(timeout=WAIT)
         assert set(res.sensor) == set()
