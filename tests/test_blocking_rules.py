@@ -164,6 +164,18 @@ def _run_in_a_thread(ioloop):
     return thread
 
 
+def _a_server_whose_loop_thread_stopped_its_loop():
+    """A started server on a loop of its own thread, which then stopped (not closed) it."""
+    ioloop = AsyncIOLoop(make_current=False)
+    device = _Echo("127.0.0.1", 0)
+    device.set_ioloop(ioloop)
+    loop_thread = _run_in_a_thread(ioloop)
+    assert device.start(timeout=WAIT)
+    ioloop.add_callback(ioloop.stop)
+    loop_thread.join(WAIT)
+    return ioloop, device, loop_thread
+
+
 def test_server_join_waits_for_a_loop_that_is_stopped_not_closed(monkeypatch):
     # The loop's thread stopped it (not closed) before the server was stopped: its program
     # may run it again, which finishes the stop, so join() waits for that, as the docs say
@@ -172,13 +184,7 @@ def test_server_join_waits_for_a_loop_that_is_stopped_not_closed(monkeypatch):
     # The clients' blocking calls give up after this grace once no thread runs the loop:
     # join() does not, within a timeout of many graces.
     monkeypatch.setattr(crossing, "NOT_RUNNING_GRACE", 0.01)
-    ioloop = AsyncIOLoop(make_current=False)
-    device = _Echo("127.0.0.1", 0)
-    device.set_ioloop(ioloop)
-    loop_thread = _run_in_a_thread(ioloop)
-    assert device.start(timeout=WAIT)
-    ioloop.add_callback(ioloop.stop)
-    loop_thread.join(WAIT)
+    ioloop, device, loop_thread = _a_server_whose_loop_thread_stopped_its_loop()
     stopped = device.stop()
     try:
         as_if_given_the_ident_of(monkeypatch, loop_thread)
@@ -198,13 +204,7 @@ def test_server_join_waits_for_a_loop_that_is_stopped_not_closed(monkeypatch):
 
 def test_server_join_on_a_closed_loop_of_a_server_not_stopped_raises():
     # Nothing can stop it there any more (stop() would, at once): no endless wait.
-    ioloop = AsyncIOLoop(make_current=False)
-    device = _Echo("127.0.0.1", 0)
-    device.set_ioloop(ioloop)
-    loop_thread = _run_in_a_thread(ioloop)
-    assert device.start(timeout=WAIT)
-    ioloop.add_callback(ioloop.stop)
-    loop_thread.join(WAIT)
+    ioloop, device, loop_thread = _a_server_whose_loop_thread_stopped_its_loop()
     ioloop.close()
     with pytest.raises(RuntimeError, match=re.escape(
             "join() cannot end: the server's ioloop is closed, so it cannot stop there "
