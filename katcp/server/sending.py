@@ -20,13 +20,12 @@ class Sending(LoopCalls):
 
     A mixin of KATCPServer rather than an object it calls: a send is a method call on the
     server (one call per reply, none added), and each variant stays a method a subclass
-    or a test may replace. It needs, besides what :class:`LoopCalls` needs, the asyncio
-    loop the server is installed on and its connections.
+    or a test may replace. It needs of the server, besides what :class:`LoopCalls`
+    needs, its connections (for the sends to all); the loop it sends through is
+    :class:`LoopCalls`'s.
     """
 
-    _asyncio_loop: Any
     _connections: Dict[_Connection, Any]
-
 
     def send_message(self, stream: _Connection, msg: Message) -> None:
         """Send an arbitrary message to a particular client.
