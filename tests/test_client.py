@@ -696,6 +696,22 @@ def test_no_auto_reconnect_stops_running_after_disconnect(server, make_client):
     assert not client.running()
 
 
+def test_stopped_says_whether_the_main_coroutine_has_ended_or_never_started(
+        server, make_client):
+    client = make_client(BlockingClient, server.port, auto_reconnect=False)
+    assert client.stopped()
+    client.start()
+    assert not client.stopped()
+    assert client.wait_protocol(WAIT)
+    server.connections.get(timeout=WAIT)
+    server.drop_connections()
+    stopped = concurrent.futures.Future()
+    client.ioloop.add_callback(
+        lambda: tornado.concurrent.chain_future(client.until_stopped(), stopped))
+    stopped.result(WAIT)
+    assert client.stopped()  # on its own, without auto_reconnect
+
+
 def test_request_while_not_connected_fails_at_once(make_client):
     with _closed_port() as port:
         client = make_client(BlockingClient, port, timeout=WAIT)

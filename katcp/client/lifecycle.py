@@ -412,7 +412,7 @@ class ClientLifecycle:
                 self.ioloop_thread_id = None
                 # A managed loop still running (its client's coroutine ended on its own,
                 # as without auto_reconnect) runs the client again.
-                if manager.managed() and not manager._live():
+                if manager.managed() and not manager.thread_running():
                     manager.start()
                 # add_callback, not the crossing's post_to_loop: tornado runs the coroutine
                 # that _begin() returns as a task.
@@ -704,6 +704,21 @@ class ClientLifecycle:
 
         """
         return self._running.is_set()
+
+    def stopped(self) -> bool:
+        """Whether the client is stopped: its main coroutine has ended, or was never
+        started (see :meth:`until_stopped`).
+
+        Not the same as not running: as the client stops (asked to, or on its own after
+        a lost connection without auto_reconnect), running is cleared some time before
+        it is stopped.
+
+        Returns
+        -------
+        stopped : bool
+
+        """
+        return self._stopped.is_set()
 
     def is_connected(self) -> bool:
         """Check if the socket is currently connected.
