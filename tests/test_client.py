@@ -1831,6 +1831,21 @@ def test_disconnect_is_no_failed_attempt_but_the_server_dropping_us_is(
     assert client.connections.get(timeout=WAIT) is True
 
 
+def test_a_reconnect_delay_changed_while_running_restarts_the_backoff_after_a_disconnect(
+        server, make_client, reconnect_waits):
+    client = make_client(_ConnectionsNoted, server.port)
+    client.auto_reconnect_delay = 3600.0
+    client.start()
+    server.connections.get(timeout=WAIT)
+    assert client.connections.get(timeout=WAIT) is True
+    client.auto_reconnect_delay = delay = 0.05
+    client.disconnect()
+    assert client.connections.get(timeout=WAIT) is False
+    assert reconnect_waits.get(timeout=WAIT) <= delay
+    server.connections.get(timeout=WAIT)
+    assert client.connections.get(timeout=WAIT) is True
+
+
 def test_versions_are_those_of_the_server_now_connected(server, make_client):
     client = make_client(_ConnectionsNoted, server.port)
     client.start()
