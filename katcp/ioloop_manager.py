@@ -280,7 +280,7 @@ class IOLoopManager:
             (a second start() before the loop runs would run it in a second thread).
 
         """
-        if self._running.is_set() or (self._ioloop_managed and self._live()):
+        if self._running.is_set() or (self._ioloop_managed and self.thread_running()):
             raise RuntimeError("IOLoop already started")
         ioloop = self.get_ioloop()
         if self._ioloop_managed:
@@ -400,8 +400,19 @@ class IOLoopManager:
             # to a wrapped future): the stop goes on all the same.
             return _relayed(stopping)
 
-    def _live(self) -> bool:
-        """Whether the managed loop's thread runs, and is not told to stop."""
+    def thread_running(self) -> bool:
+        """Whether the managed loop's thread runs, and has not been told to stop.
+
+        While it does, :meth:`start` is refused (the loop is started); a client whose
+        coroutine ended on its own on a managed loop that still runs is started again
+        on it.
+
+        Returns
+        -------
+        running : bool
+            False for an unmanaged loop.
+
+        """
         thread = self._ioloop_thread
         return thread is not None and thread.is_alive() and not self._stop_requested
 

@@ -356,7 +356,8 @@ class SampleStrategy:
         """
         if reading.__class__ is not Reading:
             reading = _as_reading(reading)
-        # on_thread(), inlined: this runs for every update of every sampled sensor.
+        # katcp.loop.crossing.on_thread()'s ident form, inlined: this runs for every
+        # update of every sampled sensor.
         if _get_ident() == self._ioloop_thread_id:
             if self._pending:
                 # Readings from other threads still on their way are older than this one.
@@ -900,8 +901,8 @@ class _EventFanOut(SampleEvent):
                 del fans[(self.ioloop, self._major)]
 
     def update(self, sensor: Sensor, reading: Reading) -> None:
-        # SampleStrategy.update() (its on_thread() test too) and observe() inlined for the
-        # loop thread: this runs for every update of the sensor.
+        # SampleStrategy.update() (its inlined on_thread() test too) and observe() inlined
+        # for the loop thread: this runs for every update of the sensor.
         if _get_ident() != self._ioloop_thread_id:
             SampleStrategy.update(self, sensor, reading)
             return

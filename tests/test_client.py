@@ -696,6 +696,22 @@ def test_no_auto_reconnect_stops_running_after_disconnect(server, make_client):
     assert not client.running()
 
 
+def test_stopped_says_whether_the_main_coroutine_has_ended_or_never_started(
+        server, make_client):
+    client = make_client(BlockingClient, server.port, auto_reconnect=False)
+    assert client.stopped()
+    client.start()
+    assert not client.stopped()
+    assert client.wait_protocol(WAIT)
+    server.connections.get(timeout=WAIT)
+    server.drop_connections()
+    stopped = concurrent.futures.Future()
+    client.ioloop.add_callback(
+        lambda: tornado.concurrent.chain_future(client.until_stopped(), stopped))
+    stopped.result(WAIT)
+    assert client.stopped()  # on its own, without auto_reconnect
+
+
 def test_request_while_not_connected_fails_at_once(make_client):
     with _closed_port() as port:
         client = make_client(BlockingClient, port, timeout=WAIT)
@@ -1812,6 +1828,21 @@ def test_disconnect_is_no_failed_attempt_but_the_server_dropping_us_is(
         assert client.connections.get(timeout=WAIT) is False
         waits.append(reconnect_waits.get(timeout=WAIT))
     assert waits[0] <= 2 * delay <= waits[1] <= 4 * delay <= waits[2]
+    assert client.connections.get(timeout=WAIT) is True
+
+
+def test_a_reconnect_delay_changed_while_running_restarts_the_backoff_after_a_disconnect(
+        server, make_client, reconnect_waits):
+    client = make_client(_ConnectionsNoted, server.port)
+    client.auto_reconnect_delay = 3600.0
+    client.start()
+    server.connections.get(timeout=WAIT)
+    assert client.connections.get(timeout=WAIT) is True
+    client.auto_reconnect_delay = delay = 0.05
+    client.disconnect()
+    assert client.connections.get(timeout=WAIT) is False
+    assert reconnect_waits.get(timeout=WAIT) <= delay
+    server.connections.get(timeout=WAIT)
     assert client.connections.get(timeout=WAIT) is True
 
 

@@ -92,6 +92,18 @@ def test_managed_loop_can_be_restarted_after_join():
         assert not manager._ioloop_thread.is_alive()
 
 
+def test_thread_running_says_whether_the_managed_loops_thread_runs_untold_to_stop():
+    manager = IOLoopManager(managed_default=True)
+    assert not manager.thread_running()
+    manager.start(timeout=WAIT)
+    assert manager.thread_running()
+    stopped = manager.stop()
+    assert not manager.thread_running()  # told to stop, whether or not its thread ended
+    stopped.result(WAIT)
+    manager.join(WAIT)
+    assert not manager.thread_running()
+
+
 def _start_on(manager, coroutine_function):
     """Start a task of `coroutine_function()` on the manager's loop; return the task."""
     def start():
@@ -252,11 +264,13 @@ def test_unmanaged_loop_is_not_stopped_and_join_does_nothing():
         async def main():
             manager.start()
             await asyncio.sleep(0)
+            # Its loop runs, in a thread that is not the manager's.
+            thread_running = manager.thread_running()
             manager.stop()
             manager.join()
             await asyncio.sleep(0.01)
             # The manager did not stop the user's loop: we are still running.
-            result.set_result(manager.get_ioloop() is ioloop)
+            result.set_result((manager.get_ioloop() is ioloop, thread_running))
             ioloop.stop()
 
         ioloop.add_callback(main)
@@ -265,7 +279,7 @@ def test_unmanaged_loop_is_not_stopped_and_join_does_nothing():
 
     thread = threading.Thread(target=user_thread)
     thread.start()
-    assert result.result(WAIT) is True
+    assert result.result(WAIT) == (True, False)
     thread.join(WAIT)
 
 

@@ -90,14 +90,18 @@ class Reconnection:
     ----------
     loop : :class:`asyncio.AbstractEventLoop`
         The client's loop, which runs the attempts and waits.
-    delay_initial : float
-        Seconds of the first wait (the client's ``auto_reconnect_delay``).
+    delay_initial : callable
+        ``delay_initial()`` gives the seconds of the first wait (the client's
+        ``auto_reconnect_delay``): read now, and again at each restart of the backoff,
+        so that a delay the user changes while the client runs is heeded.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, delay_initial: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop,
+                 delay_initial: Callable[[], float]) -> None:
         self._wakeup: "asyncio.Future[None]" = loop.create_future()  # ends a wait
         self._attempt: Optional["asyncio.Future[Any]"] = None
-        self._backoff = reconnect_backoff(delay_initial)
+        self._delay_initial = delay_initial
+        self._backoff = reconnect_backoff(delay_initial())
         self._failures = 0  # consecutive, since the last connection
         self._closed_by_user: Optional[ClientProtocol] = None
 
@@ -146,19 +150,19 @@ class Reconnection:
         """The user is closing `protocol`'s connection (see ClientLifecycle.disconnect)."""
         self._closed_by_user = protocol
 
-    def closed(self, protocol: ClientProtocol, lasted: float, delay_initial: float) -> None:
+    def closed(self, protocol: ClientProtocol, lasted: float) -> None:
         """`protocol`'s connection closed after `lasted` seconds.
 
         Only a connection that lasted :data:`STABLE_CONNECTION` restarts the backoff from
-        `delay_initial`, so a server that drops us at once is not hammered. Completing the
-        greeting does not count: a server that greets and hangs up (full, or failing)
-        would then be retried every `delay_initial` for ever. A connection the user
-        closed did not fail, and restarts the backoff too.
+        ``delay_initial()``, so a server that drops us at once is not hammered. Completing
+        the greeting does not count: a server that greets and hangs up (full, or failing)
+        would then be retried every initial delay for ever. A connection the user closed
+        did not fail, and restarts the backoff too.
         """
         closed_by_user = self._closed_by_user is protocol
         self._closed_by_user = None
         if closed_by_user or lasted >= STABLE_CONNECTION:
-            self._backoff.delay_initial = delay_initial
+            self._backoff.delay_initial = self._delay_initial()
             self._backoff.success()
 
 
@@ -412,7 +416,7 @@ class ClientLifecycle:
                 self.ioloop_thread_id = None
                 # A managed loop still running (its client's coroutine ended on its own,
                 # as without auto_reconnect) runs the client again.
-                if manager.managed() and not manager._live():
+                if manager.managed() and not manager.thread_running():
                     manager.start()
                 # add_callback, not the crossing's post_to_loop: tornado runs the coroutine
                 # that _begin() returns as a task.
@@ -504,7 +508,8 @@ class ClientLifecycle:
         if self._stopping:
             self._stopped.set()
             return
-        self._reconnection = reconnection = Reconnection(self._loop, self.auto_reconnect_delay)
+        self._reconnection = reconnection = Reconnection(
+            self._loop, lambda: self.auto_reconnect_delay)
         attempt = reconnection.attempt(self._connect())
         # Running once the first attempt is under way: its first step (the connect()
         # call) is scheduled before whatever the running flag wakes, so code resumed by
@@ -518,8 +523,7 @@ class ClientLifecycle:
                     # of the wall clock would move).
                     connected_at = self._loop.time()
                     await protocol.closed
-                    reconnection.closed(protocol, self._loop.time() - connected_at,
-                                        self.auto_reconnect_delay)
+                    reconnection.closed(protocol, self._loop.time() - connected_at)
                 if self._stopping or not self._auto_reconnect:
                     break
                 self._waiting_to_retry.set()
@@ -704,6 +708,21 @@ class ClientLifecycle:
 
         """
         return self._running.is_set()
+
+    def stopped(self) -> bool:
+        """Whether the client is stopped: its main coroutine has ended, or was never
+        started (see :meth:`until_stopped`).
+
+        Not the same as not running: as the client stops (asked to, or on its own after
+        a lost connection without auto_reconnect), running is cleared some time before
+        it is stopped.
+
+        Returns
+        -------
+        stopped : bool
+
+        """
+        return self._stopped.is_set()
 
     def is_connected(self) -> bool:
         """Check if the socket is currently connected.

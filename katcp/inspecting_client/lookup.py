@@ -5,7 +5,8 @@ before the answer. The request and sensor objects are made from the model's entr
 first use, by the client's factories.
 """
 
-from typing import Any, Callable, Dict, Iterable, Optional
+from operator import attrgetter, methodcaller
+from typing import Any, Callable, Dict, Iterable, NamedTuple, Optional
 
 import tornado.gen
 
@@ -15,6 +16,37 @@ from katcp.inspecting_client.parts import _objects, katcp_major
 from katcp.inspecting_client.states import _StateReport
 
 Maker = Callable[[str, Dict[str, Any]], Any]
+# Gets a method (or a maker) of the client, as it is at the time of the lookup.
+_OfClient = Callable[[Any], Any]
+
+
+class _Kind(NamedTuple):
+    """The client's methods for one kind of item ('sensors' or 'requests'), got from the
+    client at each use: a subclass or a user may override or replace them.
+
+    Sensors have two makers, both hooks of the client: ``_make_sensor`` makes one sensor,
+    and ``_sensor_maker()`` gives the maker of a batch, asked once for the batch.
+    """
+
+    inspect: _OfClient
+    future_check: _OfClient
+    future_get: _OfClient
+    maker: _OfClient
+    batch_maker: _OfClient
+
+
+_KINDS = {
+    "sensors": _Kind(inspect=attrgetter("inspect_sensors"),
+                     future_check=attrgetter("future_check_sensor"),
+                     future_get=attrgetter("future_get_sensor"),
+                     maker=attrgetter("_make_sensor"),
+                     batch_maker=methodcaller("_sensor_maker")),
+    "requests": _Kind(inspect=attrgetter("inspect_requests"),
+                      future_check=attrgetter("future_check_request"),
+                      future_get=attrgetter("future_get_request"),
+                      maker=attrgetter("_make_request"),
+                      batch_maker=attrgetter("_make_request")),
+}
 
 
 class _Lookup:
@@ -50,9 +82,7 @@ class _Lookup:
         if name in index:
             return True
         if update or (update is None and client._update_on_lookup):
-            inspect_one = (client.inspect_sensors if kind == "sensors"
-                           else client.inspect_requests)
-            await inspect_one(name)
+            await _KINDS[kind].inspect(client)(name)
             return name in index
         return False
 
@@ -64,7 +94,7 @@ class _Lookup:
             # Known and up to date: nothing to wait for or inspect, so no coroutine (a
             # resource's sync gets every sensor of its device this way).
             future = self._client._create_future()
-            future.set_result(_object(name, index, self._maker(kind)))
+            future.set_result(_object(name, index, _KINDS[kind].maker(self._client)))
             return future
         return self._check_and_get(kind, name, update, index)
 
@@ -72,27 +102,23 @@ class _Lookup:
     def _check_and_get(self, kind: str, name: str, update: Optional[bool], index: Index
                        ) -> Any:
         client = self._client
-        check = client.future_check_sensor if kind == "sensors" else client.future_check_request
-        exists = yield check(name, update)
-        return _object(name, index, self._maker(kind)) if exists else None
+        kind_of = _KINDS[kind]
+        exists = yield kind_of.future_check(client)(name, update)
+        return _object(name, index, kind_of.maker(client)) if exists else None
 
     def many(self, kind: str, names: Iterable[str]) -> Any:
         """The body of the client's ``_future_get_many``."""
         client = self._client
         names = list(names)
         index = self._model.index(kind)
+        kind_of = _KINDS[kind]
         if not (self._states.state.data_synced and all(map(index.__contains__, names))):
-            get_one = client.future_get_sensor if kind == "sensors" else client.future_get_request
+            get_one = kind_of.future_get(client)
             return tornado.gen.multi([get_one(name) for name in names])
-        # The sensor maker is looked up once for the whole batch.
-        make = client._sensor_maker() if kind == "sensors" else client._make_request
+        make = kind_of.batch_maker(client)
         future = client._create_future()
         future.set_result(_objects(names, index, make))
         return future
-
-    def _maker(self, kind: str) -> Maker:
-        client = self._client
-        return client._make_sensor if kind == "sensors" else client._make_request
 
     def make_sensor(self, name: str, info: Dict[str, Any]) -> Any:
         """The sensor object of index entry `info` of sensor `name`, by the client's

@@ -160,6 +160,17 @@ def on_thread(thread_id: Optional[int]) -> bool:
     -------
     on_thread : bool
 
+    Notes
+    -----
+    The home of the test. Where a call of it costs measurably per message, it is
+    inlined, each copy naming this function, in one of two forms:
+
+    - the ident form, ``threading.get_ident() == thread_id``, which leaves out the
+      check that the recorded thread has not ended (a sensor update, a send to all);
+    - the running-loop form, ``asyncio._get_running_loop() is loop`` (as
+      :func:`on_loop` asks when no thread is known), where the owner holds its asyncio
+      loop: cheaper still, as it makes no int (a reply sent).
+
     """
     # The ident first: most calls are made elsewhere, and end there.
     return _get_ident() == thread_id and (

@@ -283,7 +283,7 @@ class KATCPClientResource(resource.KATCPResource):
         """
         previous = self._inspecting_client
         if previous is not None and previous.running():
-            if not previous.katcp_client._stopped.is_set():
+            if not previous.katcp_client.stopped():
                 return
             # Its client stopped on its own (a lost connection without auto_reconnect):
             # the inspecting client's state coroutine is ended too.

@@ -1,5 +1,6 @@
 """A device server's calls from other threads to its loop, in order with its sends."""
 
+import asyncio
 import concurrent.futures
 import functools
 import logging
@@ -9,7 +10,7 @@ import tornado.ioloop
 from tornado.concurrent import Future
 
 from katcp.loop.call_queue import CallQueue
-from katcp.loop.crossing import call_on_loop
+from katcp.loop.crossing import call_on_loop, thread_ident
 
 
 def return_future(fn: Callable[..., Any]) -> Callable[..., Future]:
@@ -60,14 +61,19 @@ class LoopCalls:
     """The ways into a :class:`~katcp.server.KATCPServer`'s loop from any thread.
 
     A mixin of KATCPServer (its methods stay the server's, so that a subclass or a test
-    replacing one is heard): it needs the server's loop, :attr:`ioloop_thread_id`, the
-    call queue it keeps, its logger, :meth:`in_ioloop_thread` and :meth:`get_ioloop`.
+    replacing one is heard). The loop the server is installed on is set here, by
+    :meth:`_use_loop`, in the forms its calls and sends use. It needs of the server its
+    loop (``ioloop``), its logger, :meth:`in_ioloop_thread` and :meth:`get_ioloop`.
     """
 
     ioloop: Any
-    ioloop_thread_id: Optional[int]
-    _call_queue: Optional[CallQueue]
     _logger: logging.Logger
+
+    # The loop the server is installed on (None before its first start), set by
+    # _use_loop(): its thread, its call queue, and its asyncio loop.
+    ioloop_thread_id: Optional[int] = None
+    _call_queue: Optional[CallQueue] = None
+    _asyncio_loop: Optional[asyncio.AbstractEventLoop] = None
 
     if TYPE_CHECKING:
         def in_ioloop_thread(self) -> bool: ...
@@ -94,11 +100,20 @@ class LoopCalls:
         """
         self._queue().call(fn, *args)
 
+    def _use_loop(self, ioloop: Any) -> None:
+        """Take `ioloop` as the server's loop from now on: called on its thread, as the
+        server is installed on it (a restarted server may run on another loop)."""
+        self.ioloop_thread_id = thread_ident()
+        self._call_queue = CallQueue.of(ioloop)
+        self._asyncio_loop = ioloop.asyncio_loop
+
     def _queue(self) -> CallQueue:
         """The call queue of the server's loop (chosen now if :meth:`start` has not yet)."""
         queue = self._call_queue
         if queue is None:
-            queue = self._call_queue = CallQueue.of(self.get_ioloop())
+            # The loop manager keeps the loop it chose, and the loop its queue: the same
+            # queue at each call until the server is installed.
+            return CallQueue.of(self.get_ioloop())
         return queue
 
     def call_from_thread(self, fn: Callable[[], Any]) -> Any:

@@ -20,9 +20,7 @@ from typing import Any, ContextManager, Dict, Iterator, Optional, Set, Tuple
 import tornado.ioloop
 
 from katcp.ioloop_manager import IOLoopManager
-from katcp.loop.call_queue import CallQueue
-from katcp.loop.crossing import (call_on_loop, on_thread, thread_ident, thread_wait_timeout,
-                                 wait_off_loop)
+from katcp.loop.crossing import call_on_loop, on_thread, thread_wait_timeout, wait_off_loop
 from katcp.loop.policy import thread_ioloop
 from katcp.server.connection import ClientConnection
 from katcp.server.loop_calls import log_call_failure
@@ -100,7 +98,6 @@ class KATCPServer(Sending):
         self._host = StreamHost(self, device)
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
         self.ioloop: Any = None
-        self.ioloop_thread_id: Optional[int] = None
         self._listener: Optional[socket.socket] = None
         self._bindaddr: Optional[Tuple[str, int]] = None
         # The host's registry, bound here for the sends to all.
@@ -112,10 +109,7 @@ class KATCPServer(Sending):
         self._stopped = threading.Event()
         self._stopped.set()
         self._start_lock = threading.Lock()
-        self._call_queue: Optional[CallQueue] = None
         self._tasks: Set["asyncio.Task[Any]"] = set()
-        # The loop the server is installed on: sends elsewhere go through it.
-        self._asyncio_loop: Any = None
 
     # -- loop management ------------------------------------------------------
 
@@ -303,12 +297,9 @@ class KATCPServer(Sending):
         return sock
 
     def _install(self, sock: socket.socket) -> None:
-        self.ioloop_thread_id = thread_ident()
-        # A restarted server may run on a new loop: the queue of that loop.
-        self._call_queue = CallQueue.of(self.ioloop)
+        self._use_loop(self.ioloop)
         self._listener = sock
         self._host.install(self.ioloop.asyncio_loop)
-        self._asyncio_loop = self.ioloop.asyncio_loop
         # Through the IOLoop, so that an IOLoop closed with all_fds=True (as a tornado
         # test case's is) closes the listener of a server that was never stopped.
         self.ioloop.add_handler(sock, self._accept_event, tornado.ioloop.IOLoop.READ)

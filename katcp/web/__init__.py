@@ -18,6 +18,8 @@ Example, on a running tornado/asyncio loop::
 The ``katcp-web`` program does the same from the command line.
 """
 
+from typing import Any, Optional, Sequence, Tuple
+
 import tornado.httpserver
 import tornado.netutil
 
@@ -46,12 +48,13 @@ class WebServer:
         Sampling strategy set on every sensor (default ``"event"``).
     """
 
-    def __init__(self, device, listen=DEFAULT_LISTEN, control=False, strategy="event"):
+    def __init__(self, device: Sequence[Any], listen: Sequence[Any] = DEFAULT_LISTEN,
+                 control: bool = False, strategy: str = "event") -> None:
         self.monitor = DeviceMonitor(device, strategy=strategy)
-        self.listen = tuple(listen)
+        self.listen: Tuple[Any, ...] = tuple(listen)
         self.control = control
-        self._http = None
-        self.port = None
+        self._http: Optional[tornado.httpserver.HTTPServer] = None
+        self.port: Optional[int] = None
 
     @property
     def url(self) -> str:

@@ -10,12 +10,13 @@ Safety rules, each kept in one place here:
 * without ``control`` a page's request messages are refused, whoever sends them.
 """
 
+import asyncio
 import ipaddress
 import json
 import logging
 import os
 import urllib.parse
-from typing import Any, List, Optional, Set, Union
+from typing import Any, Dict, List, Optional, Set, Union
 
 import tornado.web
 import tornado.websocket
@@ -98,7 +99,7 @@ class PageSocket(_Guarded, tornado.websocket.WebSocketHandler):
         self._answer({"type": "page", "control": self.settings["katcp_control"]})
         self._monitor.subscribe(self._send)
 
-    def _send(self, text):
+    def _send(self, text: str) -> None:
         if self._unsent >= MAX_UNSENT_MESSAGES:
             # A page that stopped reading would otherwise hold ever more memory here; closed,
             # it reconnects and starts again from a fresh snapshot.
@@ -113,7 +114,7 @@ class PageSocket(_Guarded, tornado.websocket.WebSocketHandler):
         self._unsent += 1
         written.add_done_callback(self._written)
 
-    def _written(self, future):
+    def _written(self, future: "asyncio.Future[None]") -> None:
         self._unsent -= 1
         if not future.cancelled():
             future.exception()  # a closed connection: on_close() cleans up
@@ -134,7 +135,7 @@ class PageSocket(_Guarded, tornado.websocket.WebSocketHandler):
         answer["id"] = ident
         self._answer(answer)
 
-    async def _answer_to(self, kind, message):
+    async def _answer_to(self, kind: Any, message: Dict[str, Any]) -> Dict[str, Any]:
         """What a page's message gets back (without its id)."""
         if kind != "request":
             return {"type": "error", "error": "unknown message"}
@@ -154,7 +155,7 @@ class PageSocket(_Guarded, tornado.websocket.WebSocketHandler):
             return {"type": "error", "error": "%s: %s" % (type(exc).__name__, exc)}
         return dict(result, type="reply")
 
-    def _answer(self, message):
+    def _answer(self, message: Dict[str, Any]) -> None:
         self._send(json.dumps(message))
 
 

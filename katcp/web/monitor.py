@@ -13,7 +13,7 @@ import logging
 import math
 import operator
 import time
-from typing import Any, Callable, Dict, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from katcp.core import Message, ProtocolFlags, until_any
 from katcp.loop.policy import thread_ioloop
@@ -88,26 +88,26 @@ class DeviceMonitor:
         gives a timeout hint).
     """
 
-    def __init__(self, address, strategy="event", history=60, flush_interval=0.05,
-                 request_timeout=30.0):
-        self.address = tuple(address)
+    def __init__(self, address: Sequence[Any], strategy: str = "event", history: int = 60,
+                 flush_interval: float = 0.05, request_timeout: float = 30.0) -> None:
+        self.address: Tuple[Any, ...] = tuple(address)
         self.strategy = strategy
         self.history = history
         self.flush_interval = flush_interval
         self.request_timeout = request_timeout
         self.resource = KATCPClientResource(dict(
             name="device", address=self.address, controlled=True))
-        self._subscribers = set()
-        self._listened = set()
+        self._subscribers: Set[Callable[[str], Any]] = set()
+        self._listened: Set[str] = set()
         self._histories: Dict[str, Any] = collections.defaultdict(
             functools.partial(collections.deque, maxlen=history))
-        self._pending: Dict[str, list] = {}
-        self._flush_handle = None
+        self._pending: Dict[str, List[List[Any]]] = {}
+        self._flush_handle: Any = None
         self._identity: Dict[str, Any] = {"versions": [], "protocol": None, "flags": []}
         self._connection: Dict[str, Any] = {
             "state": "disconnected", "since": time.time(), "connects": 0, "reconnects": 0,
             "address": address_text(self.address)}
-        self._last_update = None
+        self._last_update: Optional[float] = None
         self._loop: Any = None
         self._stopped = False
 
@@ -143,7 +143,7 @@ class DeviceMonitor:
         """Stop sending messages to ``send`` (no error if it was not subscribed)."""
         self._subscribers.discard(send)
 
-    def _broadcast(self, message):
+    def _broadcast(self, message: Dict[str, Any]) -> None:
         text = json.dumps(message)
         for send in list(self._subscribers):
             send(text)
@@ -166,12 +166,12 @@ class DeviceMonitor:
                 "sensors": sensors, "requests": requests}
 
     @staticmethod
-    def _reading_list(reading):
+    def _reading_list(reading: Any) -> List[Any]:
         return [reading.timestamp, reading.status, json_value(reading.value)]
 
     # -- connection state -------------------------------------------------------------------
 
-    async def _follow_state(self):
+    async def _follow_state(self) -> None:
         resource = self.resource
         while not self._stopped:
             state = resource.state
@@ -192,7 +192,7 @@ class DeviceMonitor:
                 # Reconnected before this coroutine ran: the page still gets to know.
                 self._state_changed("disconnected")
 
-    def _state_changed(self, state):
+    def _state_changed(self, state: str) -> None:
         connection = self._connection
         if connection["state"] == "disconnected":
             connection["connects"] += 1
@@ -200,7 +200,7 @@ class DeviceMonitor:
         connection.update(state=state, since=time.time())
         self._broadcast({"type": "connection", "connection": dict(connection)})
 
-    async def _synced(self):
+    async def _synced(self) -> None:
         for name, sensor in dict.items(self.resource.sensor):
             if name not in self._listened:
                 self._listened.add(name)
@@ -208,7 +208,7 @@ class DeviceMonitor:
         self._identity = await self._read_identity()
         self._broadcast(self.snapshot())
 
-    async def _read_identity(self):
+    async def _read_identity(self) -> Dict[str, Any]:
         identity: Dict[str, Any] = {"versions": [], "protocol": None, "flags": []}
         version_list = dict.get(self.resource.req, "version_list")
         if version_list is None:
@@ -233,7 +233,7 @@ class DeviceMonitor:
 
     # -- readings -------------------------------------------------------------------------
 
-    def _on_reading(self, sensor, reading):
+    def _on_reading(self, sensor: Any, reading: Any) -> None:
         name = sensor.name
         value = json_value(reading.value)
         self._pending.setdefault(name, []).append([reading.timestamp, reading.status, value])
@@ -244,7 +244,7 @@ class DeviceMonitor:
         if self._flush_handle is None and not self._stopped:
             self._flush_handle = self._loop.call_later(self.flush_interval, self._flush)
 
-    def _flush(self):
+    def _flush(self) -> None:
         self._flush_handle = None
         pending, self._pending = self._pending, {}
         if pending:
