@@ -422,7 +422,7 @@ def test_a_sending_hook_patched_on_the_base_class_is_not_bypassed(server, hook, 
     assert sent == ["?echo[1] x"]
 
 
-@pytest.mark.parametrize("method", ["future_request", "callback_request"])
+@pytest.mark.parametrize("method", ["future_request", "callback_request", "send_message"])
 def test_a_request_made_on_the_running_loop_asks_for_no_thread_id(server, method):
     client = AsyncClient("127.0.0.1", server.port, timeout=WAIT)
     client.start()
@@ -439,16 +439,20 @@ def test_a_request_made_on_the_running_loop_asks_for_no_thread_id(server, method
             if method == "future_request":
                 client.future_request(Message.request("echo", "x")).add_done_callback(
                     lambda future: replies.set_result(future.result()[0]))
-            else:
+            elif method == "callback_request":
                 client.callback_request(Message.request("echo", "x"),
                                         reply_cb=replies.set_result)
+            else:
+                client.send_message(Message.request("echo", "x", mid=1))
         finally:
             sys.setprofile(None)
 
     try:
         assert client.wait_protocol(WAIT)
         _on_loop(client, request)
-        assert str(replies.result(WAIT)) == "!echo[1] ok x"
+        assert server.next_line() == b"?echo[1] x"
+        if method != "send_message":
+            assert str(replies.result(WAIT)) == "!echo[1] ok x"
     finally:
         client.stop(timeout=WAIT)
         client.join(timeout=WAIT)

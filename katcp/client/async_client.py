@@ -169,6 +169,7 @@ class AsyncClient(DeviceClient):
 
         """
         loop = self._loop
+        # _on_loop_thread()'s first question, without its call: this runs for every request.
         if loop is None or _running_loop() is not loop:
             self._check_loop_thread()  # raises, unless on the loop's thread before it runs
         future = loop.create_future()

@@ -368,17 +368,25 @@ class ClientLifecycle:
                 "more (was it stopped under the client?)"
                 % (getattr(what, "__name__", what), self.bind_address_string))
 
+    def _on_loop_thread(self) -> bool:
+        """Whether the caller runs on the thread of the client's loop.
+
+        Where the client's loop is running, that is its thread: asked first, as it costs
+        one call of C where the thread recorded (:attr:`ioloop_thread_id`) takes three of
+        Python. The latter answers before the loop runs.
+        """
+        loop = self._loop
+        return (loop is not None and _running_loop() is loop) or on_thread(self.ioloop_thread_id)
+
     def _check_loop_thread(self) -> None:
         """Refuse a call that would touch the loop's objects from another thread.
 
         Without :meth:`enable_thread_safety` a client belongs to its ioloop's thread,
         and katcp 0.9 raised AssertionError for calls from other threads; so does this
-        (also under ``python -O``). A call made where the client's loop is running is
-        on its thread: asked first, that costs one call of C where the thread recorded
-        (:attr:`ioloop_thread_id`) takes three of Python.
+        (also under ``python -O``).
         """
         self._require_started()
-        if _running_loop() is not self._loop and not on_thread(self.ioloop_thread_id):
+        if not self._on_loop_thread():
             raise AssertionError("%s called from a thread other than its ioloop's; call "
                                  "enable_thread_safety() before start() to use it from other "
                                  "threads" % type(self).__name__)
