@@ -169,7 +169,8 @@ class AsyncClient(DeviceClient):
 
         """
         loop = self._loop
-        # _on_loop_thread()'s first question, without its call: this runs for every request.
+        # katcp.loop.crossing.on_thread()'s running-loop form, inlined (the first question
+        # of _on_loop_thread(), without its call): this runs for every request.
         if loop is None or _running_loop() is not loop:
             self._check_loop_thread()  # raises, unless on the loop's thread before it runs
         future = loop.create_future()

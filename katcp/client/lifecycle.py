@@ -32,7 +32,8 @@ from katcp.wire.types import address_to_string, is_port
 
 log = logging.getLogger("katcp.client")
 
-# katcp.loop.crossing.running_loop() without its Python call (asyncio's is C).
+# katcp.loop.crossing.running_loop() without its Python call (asyncio's is C), for the
+# running-loop form of katcp.loop.crossing.on_thread()'s test.
 _running_loop = asyncio._get_running_loop
 
 RECONNECT_DELAY = 0.05
@@ -371,9 +372,10 @@ class ClientLifecycle:
     def _on_loop_thread(self) -> bool:
         """Whether the caller runs on the thread of the client's loop.
 
-        Where the client's loop is running, that is its thread: asked first, as it costs
-        one call of C where the thread recorded (:attr:`ioloop_thread_id`) takes three of
-        Python. The latter answers before the loop runs.
+        :func:`katcp.loop.crossing.on_thread`'s test, its running-loop form first: where
+        the client's loop is running, that is its thread, asked in one call of C where the
+        thread recorded (:attr:`ioloop_thread_id`) takes three of Python. The latter
+        answers before the loop runs.
         """
         loop = self._loop
         return (loop is not None and _running_loop() is loop) or on_thread(self.ioloop_thread_id)
