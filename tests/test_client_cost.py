@@ -9,6 +9,8 @@ until one is needed.
   if it had been kept all along.
 * Deadlines take one timer, armed for the earliest and for none once all are served;
   only those given out of order take a heap entry, and answered ones do not pile up.
+* A request made where the client's loop runs asks for no recorded thread id: the
+  running loop says it is on the loop's thread.
 * An inform of a request with an inform callback (each line of a device's sensor list,
   as an inspection streams it) reaches the callback straight from the request.
 """
@@ -21,7 +23,7 @@ import threading
 
 import pytest
 
-from katcp.client import BlockingClient
+from katcp.client import AsyncClient, BlockingClient
 from katcp.client.requests import CallbackRequest, FutureRequest, ThreadRequest
 from katcp.core import Message
 from katcp.loop.crossing import call_on_loop
@@ -418,6 +420,44 @@ def test_a_sending_hook_patched_on_the_base_class_is_not_bypassed(server, hook, 
         client.join(timeout=WAIT)
     assert str(reply) == "!echo[1] ok x"
     assert sent == ["?echo[1] x"]
+
+
+@pytest.mark.parametrize("method", ["future_request", "callback_request", "send_message"])
+def test_a_request_made_on_the_running_loop_asks_for_no_thread_id(server, method):
+    client = AsyncClient("127.0.0.1", server.port, timeout=WAIT)
+    client.start()
+    called = []
+    replies = concurrent.futures.Future()
+
+    def profile(frame, event, arg):
+        if event == "call":
+            called.append(frame.f_code.co_name)
+
+    def request():
+        sys.setprofile(profile)
+        try:
+            if method == "future_request":
+                client.future_request(Message.request("echo", "x")).add_done_callback(
+                    lambda future: replies.set_result(future.result()[0]))
+            elif method == "callback_request":
+                client.callback_request(Message.request("echo", "x"),
+                                        reply_cb=replies.set_result)
+            else:
+                client.send_message(Message.request("echo", "x", mid=1))
+        finally:
+            sys.setprofile(None)
+
+    try:
+        assert client.wait_protocol(WAIT)
+        _on_loop(client, request)
+        assert server.next_line() == b"?echo[1] x"
+        if method != "send_message":
+            assert str(replies.result(WAIT)) == "!echo[1] ok x"
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+    assert method in called  # the profile saw the call
+    assert not {"on_thread", "ioloop_thread_id", "loop_thread_id"} & set(called)
 
 
 # -- informs streamed to a callback -----------------------------------------------------

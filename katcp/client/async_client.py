@@ -5,7 +5,7 @@ import logging
 from typing import Any, Callable, List, Optional, Tuple
 
 from katcp.client.device import DeviceClient
-from katcp.client.lifecycle import log
+from katcp.client.lifecycle import _running_loop, log
 from katcp.client.protocol import ClientProtocol
 from katcp.client.requests import CallbackRequest, FutureRequest, RequestTable, ThreadRequest
 from katcp.client.threadsafe import (_checks_request_timeout, make_threadsafe,
@@ -168,9 +168,12 @@ class AsyncClient(DeviceClient):
             If called from another thread without thread safety enabled.
 
         """
-        if not on_thread(self.ioloop_thread_id):
-            self._check_loop_thread()  # raises
-        future = self._loop.create_future()
+        loop = self._loop
+        # katcp.loop.crossing.on_thread()'s running-loop form, inlined (the first question
+        # of _on_loop_thread(), without its call): this runs for every request.
+        if loop is None or _running_loop() is not loop:
+            self._check_loop_thread()  # raises, unless on the loop's thread before it runs
+        future = loop.create_future()
         try:
             self._start_request(msg, FutureRequest(msg, future), timeout, use_mid)
         except Exception as exc:

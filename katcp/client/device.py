@@ -10,7 +10,7 @@ import tornado.gen
 from katcp.client.lifecycle import ClientLifecycle, log
 from katcp.client.protocol import ClientProtocol
 from katcp.client.threadsafe import wrap_threadsafe_methods
-from katcp.loop.crossing import is_awaitable, on_thread
+from katcp.loop.crossing import is_awaitable
 from katcp.wire.errors import KatcpClientDisconnected, KatcpVersionError
 from katcp.wire.flags import (FLOAT_TS_KATCP_MAJOR, SEC_TS_KATCP_MAJOR,
                               VERSION_CONNECT_KATCP_MAJOR, ProtocolFlags)
@@ -332,7 +332,7 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
 
         """
         data = bytes(msg) + b"\n"
-        if on_thread(self.ioloop_thread_id):
+        if self._on_loop_thread():
             protocol = self._open_protocol()
             if protocol is None:
                 raise KatcpClientDisconnected("Not connected to device %s"

@@ -32,6 +32,10 @@ from katcp.wire.types import address_to_string, is_port
 
 log = logging.getLogger("katcp.client")
 
+# katcp.loop.crossing.running_loop() without its Python call (asyncio's is C), for the
+# running-loop form of katcp.loop.crossing.on_thread()'s test.
+_running_loop = asyncio._get_running_loop
+
 RECONNECT_DELAY = 0.05
 """Default seconds before the first reconnection attempt (``auto_reconnect_delay``)."""
 RECONNECT_DELAY_MAX = 5.0
@@ -365,6 +369,17 @@ class ClientLifecycle:
                 "more (was it stopped under the client?)"
                 % (getattr(what, "__name__", what), self.bind_address_string))
 
+    def _on_loop_thread(self) -> bool:
+        """Whether the caller runs on the thread of the client's loop.
+
+        :func:`katcp.loop.crossing.on_thread`'s test, its running-loop form first: where
+        the client's loop is running, that is its thread, asked in one call of C where the
+        thread recorded (:attr:`ioloop_thread_id`) takes three of Python. The latter
+        answers before the loop runs.
+        """
+        loop = self._loop
+        return (loop is not None and _running_loop() is loop) or on_thread(self.ioloop_thread_id)
+
     def _check_loop_thread(self) -> None:
         """Refuse a call that would touch the loop's objects from another thread.
 
@@ -373,7 +388,7 @@ class ClientLifecycle:
         (also under ``python -O``).
         """
         self._require_started()
-        if not on_thread(self.ioloop_thread_id):
+        if not self._on_loop_thread():
             raise AssertionError("%s called from a thread other than its ioloop's; call "
                                  "enable_thread_safety() before start() to use it from other "
                                  "threads" % type(self).__name__)
