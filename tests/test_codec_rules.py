@@ -18,7 +18,7 @@ import pytest
 from katcp.core import KatcpSyntaxError, KatcpTypeError, Message, MessageParser, ProtocolFlags
 from katcp.server import DeviceServer
 from katcp.wire.message import (_ESCAPES, _UNESCAPED_SPECIALS, escape_argument, format_argument,
-                                readable_message)
+                                needs_byte_checks, readable_message)
 from katcp.wire.text import QUOTED_LINE_LIMIT, quoted_line, readable, show_repr
 
 from server_line_client import LineClient
@@ -309,6 +309,22 @@ class TestParser:
                     "Unescaped special character %r in message." % (chr(byte),))
             elif byte not in separators_and_escape:
                 assert self.parser.parse(b"#x " + arg).arguments == [arg]
+
+
+    def test_a_chunk_needs_the_byte_checks_of_its_lines_when_it_holds_what_they_find(self):
+        # Lines framed from a chunk hold no line end; needs_byte_checks() looks for the
+        # rest of what parse() searches each line for (bytes that travel only escaped,
+        # and \v and \f, which bytes.split() takes for separators).
+        line_ends = {10, 13}
+        searched = (_UNESCAPED_SPECIALS - line_ends) | {11, 12}
+        for byte in set(range(256)) - line_ends:
+            line = b"#x a" + bytes([byte]) + b"b c"
+            assert needs_byte_checks(b"?y\n" + line + b"\n") == (byte in searched)
+            if byte == 92:  # an invalid escape, refused either way
+                assert _error(self.parser.parse, line, checked=True) == _error(
+                    self.parser.parse, line)
+            elif byte not in searched:
+                assert self.parser.parse(line, checked=True) == self.parser.parse(line)
 
 
 class TestProtocolFlags:
