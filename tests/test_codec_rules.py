@@ -303,6 +303,10 @@ class TestParser:
             wire = b"a" + _ESCAPES.get(bytes([byte]), bytes([byte])) + b"b"
             assert escape_argument(arg) == wire
             assert bytes(Message.inform("x", arg, b"c")) == b"#x " + wire + b" c"
+            # A reply's only argument has a fast path of its own.
+            assert bytes(Message.reply("x", arg, mid=5)) == b"!x[5] " + wire
+            assert bytes(Message.reply("x", bytes([byte]))) == b"!x " + escape_argument(
+                bytes([byte]))
             assert self.parser.parse(b"#x " + wire).arguments == [arg]
             if byte in escaped - separators_and_escape:
                 assert _error(self.parser.parse, b"#x " + arg) == (

@@ -382,8 +382,10 @@ class Message:
     def __bytes__(self) -> bytes:
         args = self.arguments
         mid = self.mid
-        if len(args) == 1 and args[0] in _REPLY_CODES:
-            # "!name[id] ok": nothing to check, one join (most replies).
+        if len(args) == 1 and args[0].isalpha():
+            # "!name[id] ok": nothing to escape, one join (most replies). isalpha()
+            # rather than a set of reply codes: the new bytes of each reply's code would be
+            # hashed for it.
             if mid is None:
                 return b"".join((_TYPE_BYTES[self.mtype], self.name.encode("ascii"), b" ",
                                  args[0]))
@@ -524,8 +526,6 @@ def readable_message(msg: Message) -> str:
 _TYPE_BYTES = Message.TYPE_SYMBOLS
 _INFORM = Message.INFORM
 _new_message = object.__new__
-# Reply codes sent as a reply's only argument, which need no escaping.
-_REPLY_CODES = frozenset([Message.OK, Message.FAIL, Message.INVALID])
 # The message type of each first byte (None: not a type character), indexed by the byte.
 _TYPE_FROM_BYTE = tuple(Message.TYPE_SYMBOL_LOOKUP.get(bytes([byte])) for byte in range(256))
 
