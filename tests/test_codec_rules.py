@@ -17,6 +17,7 @@ import pytest
 
 from katcp.core import KatcpSyntaxError, KatcpTypeError, Message, MessageParser, ProtocolFlags
 from katcp.server import DeviceServer
+from katcp.wire import message
 from katcp.wire.message import (_ESCAPES, _UNESCAPED_SPECIALS, escape_argument, format_argument,
                                 needs_byte_checks, readable_message)
 from katcp.wire.text import QUOTED_LINE_LIMIT, quoted_line, readable, show_repr
@@ -46,6 +47,22 @@ class TestNames:
         assert Message.request(name).name == name
         name = fresh_name()
         assert Message.inform(name.encode("ascii")).name == name
+
+    def test_each_type_and_name_has_its_own_wire_head_and_the_kept_ones_are_bounded(
+            self, monkeypatch):
+        # Message.__bytes__ keeps the head (b"!name") of each type and name it sent.
+        name = fresh_name()
+        for _ in range(2):
+            assert bytes(Message.reply(name, "ok", mid=3)) == b"!%s[3] ok" % name.encode()
+            assert bytes(Message.inform(name, "ok")) == b"#%s ok" % name.encode()
+            assert bytes(Message.request(name, "a b")) == b"?%s a\\_b" % name.encode()
+        renamed = Message.reply(name, "ok")
+        renamed.name = fresh_name()
+        assert bytes(renamed) == b"!%s ok" % renamed.name.encode()
+        monkeypatch.setattr(message, "_NAME_CACHE_MAX", 0)
+        unkept = fresh_name()
+        assert bytes(Message.reply(unkept, "ok")) == b"!%s ok" % unkept.encode()
+        assert all(unkept not in heads for heads in message._wire_heads)
 
     @pytest.mark.parametrize("bad", ["1abc", "a b", "a_b", "", "-a"])
     def test_bad_names_are_refused(self, bad):

@@ -382,16 +382,14 @@ class Message:
     def __bytes__(self) -> bytes:
         args = self.arguments
         mid = self.mid
+        head = _wire_heads[self.mtype].get(self.name) or _wire_head(self.mtype, self.name)
         if len(args) == 1 and args[0].isalpha():
             # "!name[id] ok": nothing to escape, one join (most replies). isalpha()
             # rather than a set of reply codes: the new bytes of each reply's code would be
             # hashed for it.
             if mid is None:
-                return b"".join((_TYPE_BYTES[self.mtype], self.name.encode("ascii"), b" ",
-                                 args[0]))
-            return b"".join((_TYPE_BYTES[self.mtype], self.name.encode("ascii"), b"[", mid,
-                             b"] ", args[0]))
-        head = _TYPE_BYTES[self.mtype] + self.name.encode("ascii")
+                return b"".join((head, b" ", args[0]))
+            return b"".join((head, b"[", mid, b"] ", args[0]))
         if mid is not None:
             head += b"[" + mid + b"]"
         if not args:
@@ -524,6 +522,21 @@ def readable_message(msg: Message) -> str:
 
 
 _TYPE_BYTES = Message.TYPE_SYMBOLS
+# The wire head (``!name``) of each name sent, per message type (its index): one lookup
+# per message rather than one of the type's byte and an encode of the name. Bounded as
+# the name caches are.
+_wire_heads: Tuple[Dict[str, bytes], ...] = tuple({} for _ in Message.TYPE_SYMBOLS)
+
+
+def _wire_head(mtype: int, name: str) -> bytes:
+    """The wire head of a message of type `mtype` named `name`, kept for the next."""
+    head = _TYPE_BYTES[mtype] + name.encode("ascii")
+    heads = _wire_heads[mtype]
+    if len(heads) < _NAME_CACHE_MAX:
+        heads[name] = head
+    return head
+
+
 _INFORM = Message.INFORM
 _new_message = object.__new__
 # The message type of each first byte (None: not a type character), indexed by the byte.
