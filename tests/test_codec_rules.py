@@ -17,8 +17,9 @@ import pytest
 
 from katcp.core import KatcpSyntaxError, KatcpTypeError, Message, MessageParser, ProtocolFlags
 from katcp.server import DeviceServer
+from katcp.wire import message
 from katcp.wire.message import (_ESCAPES, _UNESCAPED_SPECIALS, escape_argument, format_argument,
-                                readable_message)
+                                needs_byte_checks, readable_message)
 from katcp.wire.text import QUOTED_LINE_LIMIT, quoted_line, readable, show_repr
 
 from server_line_client import LineClient
@@ -46,6 +47,22 @@ class TestNames:
         assert Message.request(name).name == name
         name = fresh_name()
         assert Message.inform(name.encode("ascii")).name == name
+
+    def test_each_type_and_name_has_its_own_wire_head_and_the_kept_ones_are_bounded(
+            self, monkeypatch):
+        # Message.__bytes__ keeps the head (b"!name") of each type and name it sent.
+        name = fresh_name()
+        for _ in range(2):
+            assert bytes(Message.reply(name, "ok", mid=3)) == b"!%s[3] ok" % name.encode()
+            assert bytes(Message.inform(name, "ok")) == b"#%s ok" % name.encode()
+            assert bytes(Message.request(name, "a b")) == b"?%s a\\_b" % name.encode()
+        renamed = Message.reply(name, "ok")
+        renamed.name = fresh_name()
+        assert bytes(renamed) == b"!%s ok" % renamed.name.encode()
+        monkeypatch.setattr(message, "_NAME_CACHE_MAX", 0)
+        unkept = fresh_name()
+        assert bytes(Message.reply(unkept, "ok")) == b"!%s ok" % unkept.encode()
+        assert all(unkept not in heads for heads in message._wire_heads)
 
     @pytest.mark.parametrize("bad", ["1abc", "a b", "a_b", "", "-a"])
     def test_bad_names_are_refused(self, bad):
@@ -303,12 +320,32 @@ class TestParser:
             wire = b"a" + _ESCAPES.get(bytes([byte]), bytes([byte])) + b"b"
             assert escape_argument(arg) == wire
             assert bytes(Message.inform("x", arg, b"c")) == b"#x " + wire + b" c"
+            # A reply's only argument has a fast path of its own.
+            assert bytes(Message.reply("x", arg, mid=5)) == b"!x[5] " + wire
+            assert bytes(Message.reply("x", bytes([byte]))) == b"!x " + escape_argument(
+                bytes([byte]))
             assert self.parser.parse(b"#x " + wire).arguments == [arg]
             if byte in escaped - separators_and_escape:
                 assert _error(self.parser.parse, b"#x " + arg) == (
                     "Unescaped special character %r in message." % (chr(byte),))
             elif byte not in separators_and_escape:
                 assert self.parser.parse(b"#x " + arg).arguments == [arg]
+
+
+    def test_a_chunk_needs_the_byte_checks_of_its_lines_when_it_holds_what_they_find(self):
+        # Lines framed from a chunk hold no line end; needs_byte_checks() looks for the
+        # rest of what parse() searches each line for (bytes that travel only escaped,
+        # and \v and \f, which bytes.split() takes for separators).
+        line_ends = {10, 13}
+        searched = (_UNESCAPED_SPECIALS - line_ends) | {11, 12}
+        for byte in set(range(256)) - line_ends:
+            line = b"#x a" + bytes([byte]) + b"b c"
+            assert needs_byte_checks(b"?y\n" + line + b"\n") == (byte in searched)
+            if byte == 92:  # an invalid escape, refused either way
+                assert _error(self.parser.parse, line, checked=True) == _error(
+                    self.parser.parse, line)
+            elif byte not in searched:
+                assert self.parser.parse(line, checked=True) == self.parser.parse(line)
 
 
 class TestProtocolFlags:

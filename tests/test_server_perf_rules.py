@@ -277,6 +277,36 @@ def test_a_request_object_takes_attributes_and_replacements_of_its_methods(flavo
         stop(server)
 
 
+class KeepsItsRequests(make_server_class(5)):
+
+    def request_kept(self, req, msg):
+        """Keep what the request object is like on arrival."""
+        self.kept = (req, _state(req))
+        return req.make_reply("ok")
+
+
+def _state(req):
+    slots = [name for name in ClientRequestConnection.__slots__ if name != "__dict__"]
+    return type(req), {name: getattr(req, name, "<unset>") for name in slots}, dict(vars(req))
+
+
+@pytest.mark.parametrize("flavour", sorted(FLAVOURS))
+def test_a_handlers_request_object_is_what_its_class_makes(flavour):
+    # The server makes it without calling the class (a call less per request): it must
+    # come out as ClientRequestConnection(connection, msg) would.
+    server = KeepsItsRequests("127.0.0.1", 0)
+    server.set_concurrency_options(**FLAVOURS[flavour])
+    assert server.start(timeout=TIMEOUT)
+    try:
+        with connect(server) as client:
+            assert reply_lines(client, "?kept[7]") == [b"!kept[7] ok"]
+        req, state = server.kept
+        assert state == _state(ClientRequestConnection(req.client_connection, req.msg))
+        assert req.msg == Message.request("kept", mid=7)
+    finally:
+        stop(server)
+
+
 def test_a_connection_whose_inform_is_replaced_on_the_instance_takes_no_wire_bytes():
     server = make_server_class(5)("127.0.0.1", 0)
     conn = ClientConnection(server._server, object())

@@ -186,6 +186,40 @@ def test_informs_and_replies_from_clients_reach_their_handlers(kind):
 
 
 @pytest.mark.parametrize("kind", ["threaded", "async"])
+@pytest.mark.parametrize("special", [b"\x0b", b"\x0c", b"\x00", b"\x1b"])
+@pytest.mark.parametrize("split", [False, True])
+def test_a_byte_that_parse_searches_lines_for_is_found_after_chunks_without_one(kind, special,
+                                                                             split):
+    # A connection searches each chunk for these bytes (needs_byte_checks()) and parses
+    # the lines of chunks without one unsearched: the first chunk that holds one, even in
+    # an unended line that a later chunk ends, must have its lines searched (and so must
+    # those of the chunks after it).
+    server = _receiving_server(kind)
+    try:
+        with _connect(server) as client:
+            client.send("?watchdog")
+            assert client.readline() == b"!watchdog ok"
+            for arg in (b"a", b"b"):
+                data = b"#note " + arg + special + b"x y\n?watchdog\n"
+                if split:
+                    client.send_raw(data[:8])  # ends just after the byte
+                    data = data[8:]
+                client.send_raw(data)
+                lines = client.read_until(lambda line: line == b"!watchdog ok")
+                if special in b"\x0b\x0c":
+                    # Not separators in KATCP (bytes.split() would take them for ones).
+                    assert lines == [b"!watchdog ok"]
+                    assert server.received.get(timeout=TIMEOUT) == (
+                        "inform", [arg + special + b"x", b"y"])
+                else:
+                    assert len(lines) == 2 and lines[0].startswith(b"#log error ")
+                    assert b"Unescaped\\_special\\_character" in lines[0]
+        assert server.received.empty()
+    finally:
+        _stopped(server)
+
+
+@pytest.mark.parametrize("kind", ["threaded", "async"])
 @pytest.mark.parametrize("mixin, seen", [
     (_CountsRequests, [("request", "watchdog"), ("inform", [b"x"]), ("request", "watchdog")]),
     (_CountsMessages, [("message", "watchdog"), ("message", "note"), ("inform", [b"x"]),

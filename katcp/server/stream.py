@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple
 from katcp.core import DEFAULT_KATCP_MAJOR, KatcpSyntaxError
 from katcp.transport.buffers import SharedBufferProtocol
 from katcp.transport.framing import LineFramer, WriteBatcher
+from katcp.wire.message import needs_byte_checks
 from katcp.wire.types import ADDRESS
 
 if TYPE_CHECKING:
@@ -48,7 +49,8 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
 
     # Thousands of these may sit idle: no __dict__, and lines kept only while unhandled.
     __slots__ = ("_host", "transport", "client_conn", "closing", "_framer", "_lines",
-                 "_next_line", "_busy", "_eof", "_drained", "_write_paused", "_yielded")
+                 "_next_line", "_busy", "_eof", "_drained", "_write_paused", "_yielded",
+                 "_checked")
 
     def __init__(self, host: "StreamHost") -> None:
         self._host = host
@@ -70,6 +72,10 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
         self._write_paused = False
         # Handling stopped to give other connections a turn; it goes on next loop turn.
         self._yielded = False
+        # Nothing received so far holds a byte parse() must search each line for: one
+        # search of each chunk instead (see needs_byte_checks()). Once something does,
+        # every line is searched from then on.
+        self._checked = True
         # The connection is its own write batcher (one object less per connection):
         # send() is the hot path of KATCPServer.send_message(), write_out() its end.
         WriteBatcher.__init__(self, None, host.call_soon, _pause_level(host))
@@ -118,6 +124,8 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
             framer = self._framer = LineFramer(self._host.max_msg_size)
         elif framer.overflow:
             return  # the connection is being closed for an over-long line
+        if self._checked and needs_byte_checks(data):
+            self._checked = False
         lines = self._lines
         if lines:
             lines.extend(framer.feed(data))  # type: ignore[attr-defined]
@@ -192,7 +200,9 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
                     if not line:
                         continue
                     try:
-                        msg = parse(line)
+                        # Read per line: a handler that ran the loop may have let in
+                        # lines of a chunk that needs the searches.
+                        msg = parse(line, self._checked)
                     except KatcpSyntaxError:
                         # Only truly empty lines are skipped (above): like katcp 0.9.3, a
                         # line of blanks is answered with an error like any bad line.

@@ -140,6 +140,29 @@ _BLANK_SPLIT = re.compile(rb"[ \t]+").split
 # The bytes of _ESCAPES that are neither separators nor the escape itself.
 _UNESCAPED_SPECIALS = frozenset(b"\n\r\0\x1b")
 
+def needs_byte_checks(data: bytes) -> bool:
+    """Whether the lines framed from `data` need :meth:`MessageParser.parse`'s byte checks.
+
+    Lines split from received data on their line ends (a newline or a carriage return)
+    hold neither; where `data` holds none of the other bytes that parse() looks for in
+    each line (those of ``_UNESCAPED_SPECIALS`` besides the line ends, and the vertical
+    tab and form feed that ``bytes.split()`` would take for separators), its lines may be
+    parsed with ``checked=True``. A few searches of a chunk then replace six of every
+    line in it.
+
+    Parameters
+    ----------
+    data : bytes
+        Received data, as handed to the line framer.
+
+    Returns
+    -------
+    needed : bool
+        True if some line framed from `data` may hold such a byte.
+    """
+    return 0 in data or 27 in data or 11 in data or 12 in data
+
+
 # Names already validated (str) and header bytes already decoded (bytes -> str).
 # Bounded so that a peer sending endless new names cannot grow them forever.
 _NAME_CACHE_MAX = 4096
@@ -359,14 +382,14 @@ class Message:
     def __bytes__(self) -> bytes:
         args = self.arguments
         mid = self.mid
-        if len(args) == 1 and args[0] in _REPLY_CODES:
-            # "!name[id] ok": nothing to check, one join (most replies).
+        head = _wire_heads[self.mtype].get(self.name) or _wire_head(self.mtype, self.name)
+        if len(args) == 1 and args[0].isalpha():
+            # "!name[id] ok": nothing to escape, one join (most replies). isalpha()
+            # rather than a set of reply codes: the new bytes of each reply's code would be
+            # hashed for it.
             if mid is None:
-                return b"".join((_TYPE_BYTES[self.mtype], self.name.encode("ascii"), b" ",
-                                 args[0]))
-            return b"".join((_TYPE_BYTES[self.mtype], self.name.encode("ascii"), b"[", mid,
-                             b"] ", args[0]))
-        head = _TYPE_BYTES[self.mtype] + self.name.encode("ascii")
+                return b"".join((head, b" ", args[0]))
+            return b"".join((head, b"[", mid, b"] ", args[0]))
         if mid is not None:
             head += b"[" + mid + b"]"
         if not args:
@@ -499,10 +522,23 @@ def readable_message(msg: Message) -> str:
 
 
 _TYPE_BYTES = Message.TYPE_SYMBOLS
+# The wire head (``!name``) of each name sent, per message type (its index): one lookup
+# per message rather than one of the type's byte and an encode of the name. Bounded as
+# the name caches are.
+_wire_heads: Tuple[Dict[str, bytes], ...] = tuple({} for _ in Message.TYPE_SYMBOLS)
+
+
+def _wire_head(mtype: int, name: str) -> bytes:
+    """The wire head of a message of type `mtype` named `name`, kept for the next."""
+    head = _TYPE_BYTES[mtype] + name.encode("ascii")
+    heads = _wire_heads[mtype]
+    if len(heads) < _NAME_CACHE_MAX:
+        heads[name] = head
+    return head
+
+
 _INFORM = Message.INFORM
 _new_message = object.__new__
-# Reply codes sent as a reply's only argument, which need no escaping.
-_REPLY_CODES = frozenset([Message.OK, Message.FAIL, Message.INVALID])
 # The message type of each first byte (None: not a type character), indexed by the byte.
 _TYPE_FROM_BYTE = tuple(Message.TYPE_SYMBOL_LOOKUP.get(bytes([byte])) for byte in range(256))
 
@@ -518,7 +554,7 @@ class MessageParser:
     # parser shared between threads never pairs a header with another's id.
     _last_header: Tuple[bytes, str, Optional[bytes]] = (b"", "", None)
 
-    def parse(self, line: bytes) -> Message:
+    def parse(self, line: bytes, checked: bool = False) -> Message:
         """Parse a line, return a Message.
 
         Parameters
@@ -526,6 +562,10 @@ class MessageParser:
         line : bytes
             The line to parse (should not contain the terminating newline or carriage
             return).
+        checked : bool, optional
+            True where the caller vouches that `line` is bytes split on its line ends
+            from data in which :func:`needs_byte_checks` found nothing: the searches
+            of the line for bytes that may travel only escaped are skipped.
 
         Returns
         -------
@@ -539,7 +579,7 @@ class MessageParser:
         KatcpTypeError
             If `line` is not bytes (or a bytearray or memoryview).
         """
-        if type(line) is not bytes:
+        if type(line) is not bytes and not checked:
             # Text has no defined encoding on the wire: like katcp 0.9.3, refuse it.
             if not isinstance(line, (bytearray, memoryview)):
                 raise KatcpTypeError("Expected a bytes line, got %r." % (type(line),))
@@ -549,17 +589,20 @@ class MessageParser:
             if not line.strip(b" \t"):
                 raise KatcpSyntaxError("Empty message received.")
             raise KatcpSyntaxError("Bad type character %s." % (show_repr(line[:1]),))
-        # Newline, carriage return, NUL and ESC may only appear escaped (spec 2.3): the
-        # bytes of _UNESCAPED_SPECIALS.
-        if 10 in line or 13 in line or 0 in line or 27 in line:
-            raise KatcpSyntaxError("Unescaped special character %r in message." % (
-                next(chr(c) for c in line if c in _UNESCAPED_SPECIALS),))
-        # bytes.split() is much faster than a regex but also splits on \v and \f,
-        # which are not separators in KATCP, so it is only used when they are absent.
-        if 11 in line or 12 in line:
-            parts = _BLANK_SPLIT(line.rstrip(b" \t"))
-        else:
+        if checked:
             parts = line.split()
+        else:
+            # Newline, carriage return, NUL and ESC may only appear escaped (spec 2.3):
+            # the bytes of _UNESCAPED_SPECIALS.
+            if 10 in line or 13 in line or 0 in line or 27 in line:
+                raise KatcpSyntaxError("Unescaped special character %r in message." % (
+                    next(chr(c) for c in line if c in _UNESCAPED_SPECIALS),))
+            # bytes.split() is much faster than a regex but also splits on \v and \f,
+            # which are not separators in KATCP, so it is only used when they are absent.
+            if 11 in line or 12 in line:
+                parts = _BLANK_SPLIT(line.rstrip(b" \t"))
+            else:
+                parts = line.split()
         header = parts[0]
         name: Optional[str]
         if header[-1] == 93:  # b"]": an id, which is short and follows a cached name
