@@ -24,13 +24,14 @@ import tornado.ioloop
 import tornado.util
 
 from katcp.loop.call_queue import CallQueue
-from katcp.loop.crossing import (NOT_RUNNING_GRACE, TIMEOUT_GRACE, call_on_loop, copy_outcome,
-                                 is_awaitable, on_loop, post_to_loop, running_loop, thread_ident,
+from katcp.loop.crossing import (NOT_RUNNING_GRACE, TIMEOUT_GRACE, call_on_loop, is_awaitable,
+                                 on_loop, post_to_loop, running_loop, thread_ident,
                                  thread_wait_timeout, wait_for_call)
 # Public in its own module, not part of this documented one.
 from katcp.loop.futures import bounded as _bounded
 from katcp.loop.policy import new_ioloop, thread_ioloop
 from katcp.object_proxies import ObjectWrapper
+from katcp.wire.util import transform_future
 
 log = logging.getLogger("katcp.ioloop_manager")
 
@@ -104,17 +105,10 @@ def current_ioloop() -> tornado.ioloop.IOLoop:
     return thread_ioloop()
 
 
-def _relayed(future: "concurrent.futures.Future[Any]") -> "concurrent.futures.Future[Any]":
-    """A future of `future`'s outcome, whose cancelling leaves `future` alone."""
-    relay: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
-
-    def copy(done: "concurrent.futures.Future[Any]") -> None:
-        # In the thread that resolved `done`: a concurrent future may be set from any.
-        if relay.set_running_or_notify_cancel():  # else its holder gave up on it
-            copy_outcome(done, relay)
-
-    future.add_done_callback(copy)
-    return relay
+def _shielded(future: "concurrent.futures.Future[Any]") -> "concurrent.futures.Future[Any]":
+    """A future of `future`'s outcome whose cancelling, from any thread, leaves `future`
+    alone (as :func:`asyncio.shield` does for a coroutine)."""
+    return transform_future(lambda result: result, future)
 
 
 class IOLoopManager:
@@ -379,7 +373,7 @@ class IOLoopManager:
             managed = self._ioloop_managed
             if managed and self._stop_requested and thread is not None and thread.is_alive():
                 # Already stopping: the callback of that stop stands for this one's.
-                return None if self._stop_future is None else _relayed(self._stop_future)
+                return None if self._stop_future is None else _shielded(self._stop_future)
             if ioloop is None or (managed and (thread is None or not thread.is_alive())):
                 # No loop, or a managed one never started (its start failed, say) or
                 # already stopped: nothing would run the callback, nothing is left to stop.
@@ -398,7 +392,7 @@ class IOLoopManager:
                 self._stop_future = stopping
             # A caller may give up its wait (cancel what it got, as asyncio.wait_for does
             # to a wrapped future): the stop goes on all the same.
-            return _relayed(stopping)
+            return _shielded(stopping)
 
     def thread_running(self) -> bool:
         """Whether the managed loop's thread runs, and has not been told to stop.

@@ -790,6 +790,10 @@ def _group_sender_of(send: Callable[[bytes], None]) -> Optional[Callable[..., An
     them, doing what its send() does; None for any other sender (a thread-safe wrapper,
     or the send() of a subclass that changed it ...).
     """
+    # Not wire.util.uses_own(), which asks an object whether methods known when a module
+    # was imported are still its own: here the class is found at run time (whichever
+    # offers group_sender), and it is the sender held that must be its send(), not just
+    # the owner's attribute of that name (any callable may be a sender).
     func = getattr(send, "__func__", None)
     for cls in type(getattr(send, "__self__", None)).__mro__:
         if "group_sender" in vars(cls):

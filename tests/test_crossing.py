@@ -12,9 +12,9 @@ from tornado.platform.asyncio import AsyncIOLoop
 
 from katcp.ioloop_manager import IOLoopManager
 from katcp.loop import crossing
-from katcp.loop.crossing import (call_on_loop, copy_outcome, on_loop, on_thread, run_into_future,
-                                 running_loop, thread_ident, thread_wait_timeout, wait_for_loop,
-                                 wait_off_loop)
+from katcp.loop.crossing import (call_on_loop, on_loop, on_thread, run_into_future, running_loop,
+                                 thread_ident, thread_wait_timeout, wait_for_loop, wait_off_loop)
+from katcp.wire.util import copy_outcome
 
 from subprocess_helpers import outcome_in_forked_child
 from wait_helpers import as_if_given_the_ident_of, outcome_in_thread

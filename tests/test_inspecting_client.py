@@ -536,7 +536,7 @@ class TestSync(InspectingClientTestBase):
         # Timed-out waiters are dropped rather than kept until the state changes (on the
         # next loop turn, as other waits given up).
         await asyncio.sleep(0)
-        self.assertEqual(client._state_waiters, {})
+        self.assertEqual(client._states.waiters, {})
 
     @tornado.testing.gen_test(timeout=10)
     async def test_waits_given_up_are_unregistered_while_the_state_stays(self):
@@ -550,13 +550,13 @@ class TestSync(InspectingClientTestBase):
                 await asyncio.wait_for(client.until_state(DISCONNECTED, timeout=WAIT), 0.001)
             client.until_state(DISCONNECTED).cancel()
         await asyncio.sleep(0)  # the turn on which what a cancelled wait leaves runs
-        self.assertEqual(len(client._state_waiters), 0)
+        self.assertEqual(len(client._states.waiters), 0)
         # A wait still pending is resolved by the state change it waits for.
         waiting = client.until_not_synced()
-        self.assertEqual(len(client._state_waiters), 1)
+        self.assertEqual(len(client._states.waiters), 1)
         client.stop()
         self.assertTrue(await asyncio.wait_for(waiting, WAIT))
-        self.assertEqual(len(client._state_waiters), 0)
+        self.assertEqual(len(client._states.waiters), 0)
 
 
 class TestInterfaceChanged(InspectingClientTestBase):

@@ -23,7 +23,7 @@ from katcp.ioloop_manager import IOLoopThreadWrapper
 from katcp.kattypes import Int, Str, concurrent_reply, request, return_reply
 from katcp.resource import (KATCPReply, KATCPSensor, KATCPSensorError, SensorResultTuple,
                             escape_name)
-from katcp.resource.base import _STRATEGY_WINDOW
+from katcp.resource.base import STRATEGY_WINDOW
 from katcp.resource_client import (
     AttrMappingProxy,
     ClientGroup,
@@ -775,7 +775,7 @@ class TestStrategyWishes(ResourceTestCase):
 class ManySensorsDevice(BaseDevice):
     """More sensors than a filter sets in its first window of requests."""
 
-    SENSORS = _STRATEGY_WINDOW + 8
+    SENSORS = STRATEGY_WINDOW + 8
 
     def setup_sensors(self):
         super().setup_sensors()
@@ -1272,7 +1272,7 @@ class TestManyStrategiesOnASlowDevice(ResourceTestCase):
 
     def assert_pipelined(self, server):
         assert server.answered == SlowSamplingDevice.SENSORS
-        assert 1 < server.most_in_progress <= _STRATEGY_WINDOW
+        assert 1 < server.most_in_progress <= STRATEGY_WINDOW
 
     @tornado.testing.gen_test(timeout=WAIT)
     def test_set_sampling_strategies_of_a_resource(self):

@@ -42,6 +42,22 @@ def test_cancellation_is_passed_on():
     assert chained.cancelled()
 
 
+def test_a_concurrent_future_being_resolved_can_no_longer_be_cancelled():
+    # Its holder, in another thread, cancels it while the source's outcome is copied:
+    # the transformation stands for that moment.
+    source = concurrent.futures.Future()
+    cancelled_meanwhile = []
+
+    def transformation(value):
+        cancelled_meanwhile.append(chained.cancel())
+        return value + 1
+
+    chained = transform_future(transformation, source)
+    source.set_result(1)
+    assert cancelled_meanwhile == [False]
+    assert chained.result(timeout=0) == 2
+
+
 def test_asyncio_future_gives_a_future_on_the_same_loop():
     async def main():
         loop = asyncio.get_running_loop()

@@ -45,7 +45,7 @@ from katcp.inspecting_client.inspection import _Inspector
 from katcp.inspecting_client.lookup import _Lookup
 from katcp.inspecting_client.parts import (  # noqa: F401 (documented here)
     InspectingClientStateType, RequestType, SyncError, _InformHookDeviceClient, _PendingChanges)
-from katcp.inspecting_client.states import StatePredicate, _StateReport
+from katcp.inspecting_client.states import _StateReport
 from katcp.inspecting_client.sync import _StateCoroutine
 from katcp.inspecting_client.updates import _SensorUpdates
 
@@ -161,11 +161,6 @@ class InspectingClientAsync:
     def _state(self) -> InspectingClientStateType:
         # 0.9's name for it.
         return self._states.state
-
-    @property
-    def _state_waiters(self) -> Dict["asyncio.Future[Any]", StatePredicate]:
-        # Tests check that waits given up are forgotten.
-        return self._states.waiters
 
     def running(self) -> bool:
         """Whether the client runs: between connect() and stop(), unless its KATCP

@@ -21,8 +21,10 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import tornado.gen
 import tornado.util
 
+from katcp.wire.util import copy_outcome
+
 __all__ = ["thread_ident", "on_thread", "on_loop", "running_loop", "call_on_loop",
-           "post_to_loop", "run_into_future", "copy_outcome", "is_awaitable", "wait_off_loop",
+           "post_to_loop", "run_into_future", "is_awaitable", "wait_off_loop",
            "wait_for_loop", "wait_for_call", "thread_wait_timeout", "check_timeout",
            "NOT_RUNNING_GRACE", "TIMEOUT_GRACE"]
 
@@ -281,33 +283,6 @@ def run_into_future(fn: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[
         result_future.set_exception(exc)
         return
     loop_future.add_done_callback(lambda done: copy_outcome(done, result_future))
-
-
-def copy_outcome(source: Any, target: Any) -> None:
-    """Give `target`, unless it is done, the outcome of done `source`.
-
-    Either may be an asyncio (tornado) or a :class:`concurrent.futures.Future`; each is
-    touched only where it may be (an asyncio future on its own loop).
-
-    Parameters
-    ----------
-    source : future
-        Done: its result, exception or cancellation is copied.
-    target : future
-        Left alone if done. A cancelled `source` cancels it; a running concurrent
-        future, which cannot be cancelled any more, gets
-        :class:`concurrent.futures.CancelledError` as its exception instead.
-
-    """
-    if target.done():
-        return
-    if source.cancelled():
-        if not target.cancel():
-            target.set_exception(concurrent.futures.CancelledError())
-    elif source.exception() is not None:
-        target.set_exception(source.exception())
-    else:
-        target.set_result(source.result())
 
 
 def call_on_loop(ioloop: Any, thread_id: Optional[int], fn: Callable[..., Any],

@@ -18,9 +18,9 @@ import tornado.gen
 import tornado.ioloop
 import tornado.util
 
-from katcp.loop.crossing import (call_on_loop, copy_outcome, on_loop, on_thread,
-                                 running_loop, thread_wait_timeout)
+from katcp.loop.crossing import call_on_loop, on_loop, on_thread, running_loop, thread_wait_timeout
 from katcp.loop.policy import thread_ioloop
+from katcp.wire.util import copy_outcome
 
 
 logger = logging.getLogger("katcp.core")
@@ -142,10 +142,7 @@ def bounded(future: Any, seconds: Optional[float]) -> Any:
     if inner.done():
         return inner
     outer = inner.get_loop().create_future()
-
-    def copy(done: "asyncio.Future[Any]") -> None:
-        copy_outcome(done, outer)
-
+    copy = functools.partial(copy_outcome, target=outer)
     inner.add_done_callback(copy)
     _detach_when_done(outer, (inner,), copy)
     if seconds is not None:
@@ -493,9 +490,7 @@ def until_any(*futures: Any, timeout: Optional[float] = None,
             copy_outcome(future, any_future)
             return any_future
 
-    def handle_done(done_future: "asyncio.Future[Any]") -> None:
-        copy_outcome(done_future, any_future)
-
+    handle_done = functools.partial(copy_outcome, target=any_future)
     for future in converted:
         future.add_done_callback(handle_done)
     _detach_when_done(any_future, converted, handle_done)

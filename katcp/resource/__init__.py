@@ -20,13 +20,11 @@ from katcp.loop.futures import failed_future as _failed_future
 from katcp.loop.futures import windowed as _windowed
 # The basics and the sensor mirror live in submodules, documented (and reporting
 # themselves) here.
-from katcp.resource.base import (  # noqa: F401 (private names importable here as before)
-    KATCPResourceError, KATCPResourceInactive, KATCPSensorError, KATCPSensorReading,
-    KATCPSensorsManager, SensorResultTuple, StrategyResult, StrategySpec, _number_or_text,
-    normalize_strategy_parameters)
+from katcp.resource.base import (KATCPResourceError, KATCPResourceInactive, KATCPSensorError,
+                                 KATCPSensorReading, KATCPSensorsManager, SensorResultTuple,
+                                 StrategyResult, StrategySpec, normalize_strategy_parameters)
 from katcp.resource.base import STRATEGY_WINDOW as _STRATEGY_WINDOW
-from katcp.resource.base import read_only as _read_only  # noqa: F401
-from katcp.resource.sensor import KATCPSensor, _words  # noqa: F401
+from katcp.resource.sensor import KATCPSensor
 from katcp.wire.util import escape_name
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,6 @@ StrategyResult = Tuple[bool, Any]
 # Enough to pipeline them, few enough that each is answered well within its request
 # timeout (a device handles them one after another).
 STRATEGY_WINDOW = 32
-# The name tests import.
-_STRATEGY_WINDOW = STRATEGY_WINDOW
 
 
 def read_only(path: str, doc: Optional[str] = None) -> Any:

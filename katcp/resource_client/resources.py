@@ -28,7 +28,7 @@ from katcp.resource_client.inspecting import (_NONE_STRATEGY, KATCPClientResourc
                                               _StrategyWishes)
 from katcp.resource_client.namespaces import _Namespace, _RequestNamespace
 from katcp.wire.types import address_to_string
-from katcp.wire.util import request_name_of
+from katcp.wire.util import copy_outcome, request_name_of
 
 # The package's logger: the one 0.9 logged to.
 log = logging.getLogger("katcp.resource_client")
@@ -358,9 +358,9 @@ class KATCPClientResource(resource.KATCPResource):
         what state was reached instead."""
         if not timeout:
             return future
-        return _relayed(future, lambda: "Resource %r at %s not %s after %g s: its state is "
-                        "%r" % (self._name, _address_text(self._address), goal, timeout,
-                                self._state.state))
+        return _owning_relay(future, lambda: "Resource %r at %s not %s after %g s: its state "
+                             "is %r" % (self._name, _address_text(self._address), goal,
+                                        timeout, self._state.state))
 
     def __repr__(self) -> str:
         return object_repr(self, name=self._name, address=_address_text(self._address),
@@ -739,18 +739,18 @@ def _address_text(address: Any) -> str:
     return str(address)
 
 
-def _relayed(wait: Any, timeout_text: Optional[Callable[[], str]] = None,
-             keep_result: bool = True) -> Any:
+def _owning_relay(wait: Any, timeout_text: Optional[Callable[[], str]] = None,
+                  keep_result: bool = True) -> Any:
     """A future resolving as `wait`, a wait of the caller's own: to None unless
     `keep_result`, and with a timeout error reading ``timeout_text()`` if that is given.
     Cancelling it cancels `wait`, which unregisters what `wait` waits on."""
+    # Not transform_future: that one leaves its source alone when cancelled (a shared
+    # future goes on), and passes failures on unchanged.
     relay = wait.get_loop().create_future()
 
     def copy(done: Any) -> None:
-        if relay.done():
-            return
-        if done.cancelled():
-            relay.cancel()
+        if relay.done() or done.cancelled():
+            copy_outcome(done, relay)
         elif done.exception() is not None:
             exc = done.exception()
             if timeout_text is not None and isinstance(exc, tornado.util.TimeoutError):
@@ -950,7 +950,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         synced = self.until_all_children_in_state("synced", timeout=timeout)
         if not timeout:
             return synced
-        return _relayed(synced, lambda: "Container %r not synced after %g s: %s" % (
+        return _owning_relay(synced, lambda: "Container %r not synced after %g s: %s" % (
             self._name, timeout, ", ".join(
                 "%s at %s is %r" % (child.name, _address_text(child.address), child.state)
                 for child in dict.values(self._children) if not child.synced)))
@@ -988,8 +988,8 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         timeout, ends the wait on each child.
         """
         children = dict.values(self._children)
-        return _relayed(until_first(*[child.until_not_synced() for child in children],
-                                    timeout=timeout), keep_result=False)
+        return _owning_relay(until_first(*[child.until_not_synced() for child in children],
+                                         timeout=timeout), keep_result=False)
 
     def until_all_children_in_state(self, state: str, timeout: Optional[float] = None) -> Any:
         """Return a tornado Future; resolves when all clients are in specified state
@@ -1002,7 +1002,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
             waits = [child.until_state(state) for child in children]
         except ValueError as exc:  # not a state: as from the coroutine this was in 0.9
             return failed_future(exc)
-        return _relayed(until_all(*waits, timeout=timeout), keep_result=False)
+        return _owning_relay(until_all(*waits, timeout=timeout), keep_result=False)
 
     def until_any_child_in_state(self, state: str, timeout: Optional[float] = None) -> Any:
         """Return a tornado Future; resolves when any client is in specified state"""

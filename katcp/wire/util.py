@@ -163,6 +163,36 @@ def uses_own(obj: Any, originals: Tuple[Tuple[str, Any], ...]) -> bool:
     return True
 
 
+def copy_outcome(source: Any, target: Any) -> None:
+    """Give `target`, unless it is done, the outcome of done `source`.
+
+    Either may be an asyncio (tornado) or a :class:`concurrent.futures.Future`; each is
+    touched only where it may be (an asyncio future on its own loop).
+
+    Parameters
+    ----------
+    source : future
+        Done: its result, exception or cancellation is copied.
+    target : future
+        Left alone if done: its holder gave up on the outcome, and a failure counts as
+        seen (asyncio would log it as never retrieved). A cancelled `source` cancels it;
+        a running concurrent future, which cannot be cancelled any more, gets
+        :class:`concurrent.futures.CancelledError` as its exception instead.
+
+    """
+    if target.done():
+        if not source.cancelled():
+            source.exception()
+        return
+    if source.cancelled():
+        if not target.cancel():
+            target.set_exception(concurrent.futures.CancelledError())
+    elif source.exception() is not None:
+        target.set_exception(source.exception())
+    else:
+        target.set_result(source.result())
+
+
 def transform_future(transformation: Callable[[Any], Any], future: Any) -> Any:
     """A future resolving to ``transformation(future.result())``.
 
@@ -179,24 +209,27 @@ def transform_future(transformation: Callable[[Any], Any], future: Any) -> Any:
         Of the same kind as `future` (on the same loop for an asyncio future). It is
         resolved at once when `future` is already done, rather than on a later loop
         turn; cancellation and exceptions of `future` are passed on. Cancelling the
-        new future gives up on the outcome (`future` goes on).
+        new future gives up on the outcome (`future` goes on), from any thread for a
+        concurrent one.
     """
+    claim: Callable[[], bool]
     get_loop = getattr(future, "get_loop", None)
-    new_future = get_loop().create_future() if get_loop else concurrent.futures.Future()
+    if get_loop:
+        new_future = get_loop().create_future()
+        claim = lambda: not new_future.done()  # noqa: E731
+    else:
+        new_future = concurrent.futures.Future()
+        # Its holder may cancel it from another thread while the outcome is set: claimed
+        # (running), it can no longer be.
+        claim = new_future.set_running_or_notify_cancel
 
     def copy(done: Any) -> None:
-        if new_future.done():
-            # Cancelled by its holder (a task stopped meanwhile): nobody waits, and the
-            # outcome is given up on, a failure too (asyncio would log it as unseen).
-            if not done.cancelled():
-                done.exception()
-            return
-        if done.cancelled():
-            new_future.cancel()
+        if done.cancelled() or not claim():
+            copy_outcome(done, new_future)
             return
         try:
             new_future.set_result(transformation(done.result()))
-        except Exception as exc:
+        except Exception as exc:  # `done`'s own failure too
             new_future.set_exception(exc)
 
     if future.done():
