@@ -18,6 +18,7 @@ import tornado.gen
 from katcp.core import Message, MessageParser
 from katcp.loop.crossing import is_awaitable
 from katcp.loop.policy import thread_ioloop
+from katcp.transport.buffers import new_receive_view
 from katcp.transport.sockets import shut_down_socket
 from katcp.wire.text import quoted_line
 
@@ -85,6 +86,8 @@ class StreamHost:
         self.parse = MessageParser().parse  # bound once, shared by the connections
         # The loop's call_soon, bound once for all connections (set by install()).
         self.call_soon: Callable[..., Any] = _unset_call_soon
+        # What the connections read into (see _Connection.get_buffer).
+        self.receive_view = new_receive_view()
         # Each connection, with the ClientConnection the device knows it by.
         self.connections: Dict["_Connection", Any] = {}
 

@@ -3,17 +3,29 @@
 import asyncio
 import threading
 
-__all__ = ["SharedBufferProtocol"]
+__all__ = ["SharedBufferProtocol", "new_receive_view"]
+
+RECEIVE_SIZE = 256 * 1024  # what asyncio reads at most per call with a plain Protocol
+
+
+def new_receive_view() -> memoryview:
+    """Return a new receive buffer, for connections that are never read at the same time.
+
+    Returns
+    -------
+    view : memoryview
+        A writable view of a fresh buffer, for ``get_buffer()`` to hand out (asyncio and
+        uvloop read into any writable buffer) and ``buffer_updated()`` to copy from.
+
+    """
+    return memoryview(bytearray(RECEIVE_SIZE))
 
 
 class _ReceiveBuffer(threading.local):
     """One receive buffer per thread, shared by all the connections of its loop."""
 
-    SIZE = 256 * 1024  # what asyncio reads at most per call with a plain Protocol
-
     def __init__(self) -> None:
-        self.buffer = bytearray(self.SIZE)
-        self.view = memoryview(self.buffer)
+        self.view = new_receive_view()
 
 
 _receive_buffer = _ReceiveBuffer()
@@ -31,8 +43,8 @@ class SharedBufferProtocol(asyncio.BufferedProtocol):
 
     __slots__ = ()
 
-    def get_buffer(self, sizehint: int) -> bytearray:
-        return _receive_buffer.buffer
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _receive_buffer.view
 
     def buffer_updated(self, nbytes: int) -> None:
         self.data_received(_receive_buffer.view[:nbytes].tobytes())
