@@ -17,6 +17,7 @@ from katcp.core import KatcpSyntaxError, Message, MessageParser, ProtocolFlags, 
 from katcp.sampling import wire_strategy
 from katcp.server import ClientConnection, ClientRequestConnection, DeviceServer
 from katcp.testutils import handle_mock_req, mock_req
+from katcp.transport.buffers import thread_receive_view
 from katcp.transport.framing import WriteBatcher
 from katcp.wire import types as wire_types
 
@@ -651,13 +652,18 @@ def test_send_message_sends_what_the_message_class_says_it_is():
 
 
 def test_servers_on_their_own_threads_each_read_only_their_own_clients_bytes():
-    # A server's connections read into its receive buffer, not the thread's: two servers,
-    # each on its loop's thread, flooded at once with more than a buffer holds per read.
-    # Were the buffer shared between them, the bytes of one would turn up in the other.
+    # A server's connections read into the receive buffer of its loop's thread, kept when
+    # it was installed: two servers, each on its loop's thread, flooded at once with more
+    # than a buffer holds per read. Were the buffer shared between them, the bytes of one
+    # would turn up in the other.
     count = 20000
     servers = [start(5, "async") for _ in range(2)]
     try:
-        assert servers[0]._server._host.receive_view is not servers[1]._server._host.receive_view
+        views = [server._server._host.receive_view for server in servers]
+        assert views[0] is not views[1]
+        # One buffer per loop thread, not one per server (256 KiB each).
+        for server, view in zip(servers, views):
+            assert server._server.call_from_thread(thread_receive_view).result(5) is view
         clients = [connect(server) for server in servers]
         results = {}
 

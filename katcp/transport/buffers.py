@@ -3,32 +3,36 @@
 import asyncio
 import threading
 
-__all__ = ["SharedBufferProtocol", "new_receive_view"]
-
-RECEIVE_SIZE = 256 * 1024  # what asyncio reads at most per call with a plain Protocol
-
-
-def new_receive_view() -> memoryview:
-    """Return a new receive buffer, for connections that are never read at the same time.
-
-    Returns
-    -------
-    view : memoryview
-        A writable view of a fresh buffer, for ``get_buffer()`` to hand out (asyncio and
-        uvloop read into any writable buffer) and ``buffer_updated()`` to copy from.
-
-    """
-    return memoryview(bytearray(RECEIVE_SIZE))
+__all__ = ["SharedBufferProtocol", "thread_receive_view"]
 
 
 class _ReceiveBuffer(threading.local):
     """One receive buffer per thread, shared by all the connections of its loop."""
 
+    SIZE = 256 * 1024  # what asyncio reads at most per call with a plain Protocol
+
     def __init__(self) -> None:
-        self.view = new_receive_view()
+        self.view = memoryview(bytearray(self.SIZE))
 
 
 _receive_buffer = _ReceiveBuffer()
+
+
+def thread_receive_view() -> memoryview:
+    """Return the calling thread's receive buffer, shared by its loop's connections.
+
+    For a protocol that keeps it rather than look it up per read (one thread-local
+    lookup is several times an attribute read): it must then be read only on this
+    thread.
+
+    Returns
+    -------
+    view : memoryview
+        A writable view of the thread's buffer, for ``get_buffer()`` to hand out (asyncio
+        and uvloop read into any writable buffer) and ``buffer_updated()`` to copy from.
+
+    """
+    return _receive_buffer.view
 
 
 class SharedBufferProtocol(asyncio.BufferedProtocol):
