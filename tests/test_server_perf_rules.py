@@ -17,6 +17,7 @@ from katcp.core import KatcpSyntaxError, Message, MessageParser, ProtocolFlags, 
 from katcp.sampling import wire_strategy
 from katcp.server import ClientConnection, ClientRequestConnection, DeviceServer
 from katcp.testutils import handle_mock_req, mock_req
+from katcp.transport.buffers import thread_receive_view
 from katcp.transport.framing import WriteBatcher
 from katcp.wire import types as wire_types
 
@@ -645,3 +646,48 @@ def test_send_message_sends_what_the_message_class_says_it_is():
     server.send_message(stream, Shouting(Message.REPLY, "thing", ["ok"], mid=4))
     server.send_message(stream, Message.reply("thing", "ok", "a b", mid=4))
     assert sent == [b"!THING[4] OK\n", b"!thing[4] ok a\\_b\n"]
+
+
+# -- the receive buffer ------------------------------------------------------------------
+
+
+def test_servers_on_their_own_threads_each_read_only_their_own_clients_bytes():
+    # A server's connections read into the receive buffer of its loop's thread, kept when
+    # it was installed: two servers, each on its loop's thread, flooded at once with more
+    # than a buffer holds per read. Were the buffer shared between them, the bytes of one
+    # would turn up in the other.
+    count = 20000
+    servers = [start(5, "async") for _ in range(2)]
+    try:
+        views = [server._server._host.receive_view for server in servers]
+        assert views[0] is not views[1]
+        # One buffer per loop thread, not one per server (256 KiB each).
+        for server, view in zip(servers, views):
+            assert server._server.call_from_thread(thread_receive_view).result(5) is view
+        clients = [connect(server) for server in servers]
+        results = {}
+
+        def flood(index, client):
+            client.send_raw(b"".join(b"?watchdog[%d]\n" % (index * count + i)
+                                     for i in range(count)))
+
+        def read(index, client):
+            results[index] = [line for line in client.read_until(
+                lambda line: line.startswith(b"!watchdog[%d]" % (index * count + count - 1)))
+                if line.startswith(b"!")]
+
+        threads = [threading.Thread(target=job, args=(index, client), daemon=True)
+                   for index, client in enumerate(clients) for job in (flood, read)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(TIMEOUT)
+            assert not thread.is_alive()
+        for index in range(2):
+            assert results[index] == [b"!watchdog[%d] ok" % (index * count + i)
+                                      for i in range(count)]
+        for client in clients:
+            client.sock.close()
+    finally:
+        for server in servers:
+            stop(server)

@@ -18,6 +18,7 @@ import tornado.gen
 from katcp.core import Message, MessageParser
 from katcp.loop.crossing import is_awaitable
 from katcp.loop.policy import thread_ioloop
+from katcp.transport.buffers import thread_receive_view
 from katcp.transport.sockets import shut_down_socket
 from katcp.wire.text import quoted_line
 
@@ -85,12 +86,19 @@ class StreamHost:
         self.parse = MessageParser().parse  # bound once, shared by the connections
         # The loop's call_soon, bound once for all connections (set by install()).
         self.call_soon: Callable[..., Any] = _unset_call_soon
+        # What the connections read into (see _Connection.get_buffer): the buffer of the
+        # loop's thread, set by install().
+        self.receive_view = memoryview(bytearray())
         # Each connection, with the ClientConnection the device knows it by.
         self.connections: Dict["_Connection", Any] = {}
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Serve connections of `loop`, the asyncio loop the server is installed on."""
+        """Serve connections of `loop`, the asyncio loop the server is installed on.
+
+        Called on the loop's thread, whose receive buffer its connections then share.
+        """
         self.call_soon = loop.call_soon
+        self.receive_view = thread_receive_view()
 
     @property
     def logger(self) -> logging.Logger:

@@ -3,7 +3,7 @@
 import asyncio
 import threading
 
-__all__ = ["SharedBufferProtocol"]
+__all__ = ["SharedBufferProtocol", "thread_receive_view"]
 
 
 class _ReceiveBuffer(threading.local):
@@ -12,11 +12,27 @@ class _ReceiveBuffer(threading.local):
     SIZE = 256 * 1024  # what asyncio reads at most per call with a plain Protocol
 
     def __init__(self) -> None:
-        self.buffer = bytearray(self.SIZE)
-        self.view = memoryview(self.buffer)
+        self.view = memoryview(bytearray(self.SIZE))
 
 
 _receive_buffer = _ReceiveBuffer()
+
+
+def thread_receive_view() -> memoryview:
+    """Return the calling thread's receive buffer, shared by its loop's connections.
+
+    For a protocol that keeps it rather than look it up per read (one thread-local
+    lookup is several times an attribute read): it must then be read only on this
+    thread.
+
+    Returns
+    -------
+    view : memoryview
+        A writable view of the thread's buffer, for ``get_buffer()`` to hand out (asyncio
+        and uvloop read into any writable buffer) and ``buffer_updated()`` to copy from.
+
+    """
+    return _receive_buffer.view
 
 
 class SharedBufferProtocol(asyncio.BufferedProtocol):
@@ -31,8 +47,8 @@ class SharedBufferProtocol(asyncio.BufferedProtocol):
 
     __slots__ = ()
 
-    def get_buffer(self, sizehint: int) -> bytearray:
-        return _receive_buffer.buffer
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _receive_buffer.view
 
     def buffer_updated(self, nbytes: int) -> None:
         self.data_received(_receive_buffer.view[:nbytes].tobytes())
