@@ -849,38 +849,52 @@ def test_inform_handler_and_mass_inform(example):
 # -- transport limits ----------------------------------------------------------------------
 
 
-def test_max_msg_size_closes_only_that_connection():
+def test_max_msg_size_closes_only_that_connection(caplog):
     server = ExampleServer("127.0.0.1", 0)
     server._server.MAX_MSG_SIZE = 1000
     port = start_server(server)
     try:
         with connect(port) as client, connect(port) as other:
-            client.send_raw(b"?plain " + b"x" * 2000)
-            lines = client.read_to_eof()
-            assert lines[0].startswith(b"#disconnect ")
+            with caplog.at_level(logging.ERROR, logger=server._logger.name):
+                client.send_raw(b"?plain " + b"x" * 2000)
+                lines = client.read_to_eof()
+            reason = "Message exceeds maximum size of 1000 bytes."
+            assert lines[0] == b"#disconnect " + reason.replace(" ", "\\_").encode()
+            assert server.disconnects.get(timeout=TIMEOUT) == (
+                client.local_address, reason, True)
+            assert ("Message from %s exceeds 1000 bytes; disconnecting"
+                    % (client.local_address,)) in caplog.messages
             assert other.request("?watchdog") == ([], "!watchdog ok")
             assert other.request("?plain " + "y" * 900)[1] == "!plain ok " + "y" * 900
     finally:
         stop_server(server)
 
 
-def test_client_that_does_not_read_is_disconnected():
+def test_client_that_does_not_read_is_disconnected(caplog):
     server = ExampleServer("127.0.0.1", 0)
     server.set_concurrency_options(thread_safe=False, handler_thread=False)
-    server._server.MAX_WRITE_BUFFER_SIZE = 256 * 1024
+    limit = server._server.MAX_WRITE_BUFFER_SIZE = 256 * 1024
     port = start_server(server)
     try:
         with LineClient(port, rcvbuf=4096) as lazy, connect(port) as other:
             lazy.greeting()
             assert lazy.request("?sensor-sampling a.string event")[1] == \
                 "!sensor-sampling ok a.string event"
-            # The lazy client reads no more: the sensor's informs pile up for it.
-            for i in range(400):
-                server.str_sensor.set_value("%d %s" % (i, "z" * 100000))
-                if not server.disconnects.empty():
-                    break
-            address, reason, valid = server.disconnects.get(timeout=TIMEOUT)
-            assert address == lazy.local_address and valid is False
+
+            def pile_up():
+                # The lazy client reads no more: the sensor's informs pile up for it, far
+                # more than the kernel's buffers take in. In one go on the loop, so that
+                # those after the first found waiting are sent while its disconnection
+                # has yet to run: dropped, without a warning each.
+                for i in range(400):
+                    server.str_sensor.set_value("%d %s" % (i, "z" * 100000))
+            with caplog.at_level(logging.WARNING, logger=server._logger.name):
+                server.ioloop.add_callback(pile_up)
+                assert server.disconnects.get(timeout=TIMEOUT) == (
+                    lazy.local_address, "Write buffer full.", False)
+            assert [m for m in caplog.messages if "not reading" in m] == [
+                "Client %s is not reading: more than %d bytes unsent; disconnecting"
+                % (lazy.local_address, limit)]
             assert other.request("?watchdog") == ([], "!watchdog ok")
             assert other.request("?client-list")[1] == "!client-list ok 1"
     finally:
