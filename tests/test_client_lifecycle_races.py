@@ -11,11 +11,12 @@ import os
 import re
 import socket
 import threading
+import types
 
 import pytest
 from tornado.ioloop import IOLoop
 
-from katcp.client import BlockingClient, CallbackClient
+from katcp.client import BlockingClient, CallbackClient, lifecycle
 from katcp.core import Message
 from katcp.ioloop_manager import IOLoopManager
 from katcp.loop import crossing
@@ -250,6 +251,23 @@ def test_calls_from_other_threads_during_start_work_or_are_refused(server, resta
     assert replies.result(WAIT).arguments[0] in (b"ok", b"fail")
     stopped(client)
 
+
+def test_a_closed_thread_gate_still_runs_a_call_made_on_the_loops_thread():
+    # While a client is stopped, calls from its loop's own thread (a callback there
+    # calling disconnect(), say) run as ever: only other threads' calls are refused.
+    ioloop = IOLoop(make_current=False)
+    try:
+        gate = lifecycle.ThreadGate(types.SimpleNamespace(ioloop=ioloop))
+        gate.close()
+        ran = []
+        assert gate.call(crossing.thread_ident(), ran.append, "on the loop's thread"
+                         ).result(0) is None
+        assert ran == ["on the loop's thread"]
+        with pytest.raises(RuntimeError, match="^Client stopped"):
+            gate.call(None, ran.append, "from another thread").result(0)
+        assert ran == ["on the loop's thread"]
+    finally:
+        ioloop.close()
 
 # -- a shared loop stopped under a client -------------------------------------------------
 

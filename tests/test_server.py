@@ -1770,7 +1770,7 @@ def test_a_client_whose_on_client_connect_fails_is_told_and_disconnected_unread(
     # closed as the server closes any connection (on_client_disconnect: #disconnect, and
     # the device forgets the client).
     executor = concurrent.futures.ThreadPoolExecutor(1)
-    server = _ConnectHookServer("127.0.0.1", 0)
+    server = _ConnectHookServer("127.0.0.1", 0, tb_limit=1)
     server.set_concurrency_options(**CONCURRENCY[concurrency])
     port = start_server(server)
     try:
@@ -1790,7 +1790,11 @@ def test_a_client_whose_on_client_connect_fails_is_told_and_disconnected_unread(
                 [b"#log", b"error"],
                 [b"#disconnect", rb"Device\_error\_initialising\_connection."], []]
             text = MessageParser().parse(lines[0]).arguments[3].decode()
-            assert text.startswith("Device error initialising connection Traceback ")
+            # The traceback as Python formats it, cut at the server's tb_limit.
+            traceback_lines = text.split("\n")
+            assert traceback_lines[0] == (
+                "Device error initialising connection Traceback (most recent call last):")
+            assert traceback_lines[1].startswith('  File "') and text.count('  File "') == 1
             assert text.endswith("RuntimeError: no hardware\n")
             assert other.request("?client-list") == (
                 ["#client-list " + other.local_address], "!client-list ok 1")
