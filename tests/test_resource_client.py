@@ -13,7 +13,7 @@ import tornado.concurrent
 import tornado.gen
 import tornado.ioloop
 import tornado.testing
-from log_helpers import no_logs
+from log_helpers import no_logs, recording_logger
 from test_client import _closed_port
 from wait_helpers import outcome_in_thread, waits_left_by
 
@@ -1141,7 +1141,11 @@ def test_a_resource_refuses_an_address_its_client_could_not_connect_to(address, 
 @pytest.mark.parametrize("address", [("127.0.0.1", 7147), ["127.0.0.1", 7147],
                                      ("dev.example", "7147")])
 def test_a_resource_keeps_the_address_it_was_given(address):
-    assert KATCPClientResource(dict(name="dev", address=address)).address is address
+    resource = KATCPClientResource(dict(name="dev", address=address))
+    assert resource.address is address
+    # Its repr names it (a tuple as host:port; a list as it is).
+    host, port = address
+    assert str(host) in repr(resource) and str(port) in repr(resource)
 
 
 class TestWithDocumentedCollaborators(tornado.testing.AsyncTestCase):
@@ -1354,13 +1358,20 @@ class TestKATCPClientResourceContainer(ResourceTestCase):
         assert container.sensor.c01_a_float.sampling_strategy == ("period", "1.0")
         result = yield container.set_sampling_strategy("c02_a_float", "period -1")
         assert result == {"c02": {"a_float": None}}
-        missing = yield container.set_sampling_strategy("nope", "event")
-        assert missing == {}
+        with recording_logger(container._logger.name) as (_, log):
+            missing = yield container.set_sampling_strategy("c01_an_it", "event")
+            assert missing == {}
+            assert (yield container.set_sensor_listener("c01_an_it", print)) == {}
+        assert log.messages() == [
+            "Container array has no sensor matching '^c01_an_it$': no %s was set; did you "
+            "mean 'c01_an_int' or 'c19_an_int' or 'c18_an_int'?" % (what,)
+            for what in ("sampling strategy", "listener")]
 
         sensors = yield container.list_sensors("c05_")
         assert [s.name for s in sensors] == ["c05.a-float", "c05.an.int", "c05.old-sensor"]
         listener = ListenerFuture(lambda reading: reading.value == 99)
-        yield container.set_sensor_listener("c03_an_int", listener)
+        result = yield container.set_sensor_listener("c03_an_int", listener)
+        assert result == {"c03": {"an_int": listener}}
         server.an_int.set_value(99)
         yield tornado.gen.with_timeout(self.io_loop.time() + WAIT, listener.future)
         assert (yield container.wait("c19_an_int", 99, timeout=WAIT)) is True
