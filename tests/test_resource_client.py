@@ -1207,6 +1207,58 @@ class TestWithDocumentedCollaborators(tornado.testing.AsyncTestCase):
         yield resource._remove_requests(["req-one"])
         assert list(resource.req) == [] and list(resource.sensor) == []
 
+    def test_start_makes_the_inspecting_client_of_the_spec_on_the_loop_set(self):
+        # Through the documented factory, which a test (or fake_clients) may replace.
+        flags = ProtocolFlags(5, 0, set("MI"))
+        logger = logging.getLogger("katcp.test.resource")
+        other_loop = tornado.ioloop.IOLoop(make_current=False)
+        self.addCleanup(other_loop.close)
+        made = []
+
+        def factory(host, port, ioloop_set_to):
+            client = mock.Mock(ioloop=ioloop_set_to)
+            made.append(((host, port, ioloop_set_to), client))
+            return client
+
+        for given_loop, expected_loop in [(other_loop, other_loop), (None, self.io_loop)]:
+            resource = KATCPClientResource(
+                dict(name="dev", address=("testhost", 12345), preset_protocol_flags=flags),
+                logger=logger)
+            resource.set_ioloop(given_loop)
+            resource.inspecting_client_factory = factory
+            resource.start()
+            (arguments, client), = made
+            del made[:]
+            assert arguments == ("testhost", 12345, expected_loop)
+            assert resource.inspecting_client is client and resource.ioloop is expected_loop
+            client.preset_protocol_flags.assert_called_once_with(flags)
+            # The sensors' manager logs (a strategy it fails to set again) where the
+            # resource does.
+            assert resource._sensor_manager._logger is logger
+
+
+@pytest.mark.parametrize("logger_name", ["katcp.test.site", None])
+def test_a_container_of_a_name_alone(logger_name):
+    container = KATCPClientResourceContainer(
+        dict(name="site"), logger=logger_name and logging.getLogger(logger_name))
+    assert container.name == "site" and container.description == ""
+    assert container.ioloop is None
+    for namespace, kind in [(container.children, "child resource"),
+                            (container.groups, "group"), (container.req, "request"),
+                            (container.sensor, "sensor")]:
+        assert list(namespace) == []
+        with pytest.raises(AttributeError, match="^No %s 'nope'$" % (kind,)):
+            getattr(namespace, "nope")
+    # Its warnings go to the logger given, or else to katcp.resource_client.
+    io_loop = tornado.ioloop.IOLoop(make_current=False)
+    try:
+        with recording_logger(logger_name or "katcp.resource_client") as (_, log):
+            assert io_loop.run_sync(
+                lambda: container.set_sampling_strategies("nope", "event")) == {}
+    finally:
+        io_loop.close()
+    assert log.messages() == [
+        "Container site has no sensor matching 'nope': no sampling strategy was set"]
 
 def container_spec(servers, names, groups=None):
     spec = dict(
