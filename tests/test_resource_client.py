@@ -21,8 +21,8 @@ from katcp import Message, ProtocolFlags, Sensor
 from katcp.core import AsyncEvent, AttrDict, until_any, until_later
 from katcp.ioloop_manager import IOLoopThreadWrapper
 from katcp.kattypes import Int, Str, concurrent_reply, request, return_reply
-from katcp.resource import (KATCPReply, KATCPSensor, KATCPSensorError, SensorResultTuple,
-                            escape_name)
+from katcp.resource import (KATCPDummyRequest, KATCPReply, KATCPResourceInactive,
+                            KATCPSensor, KATCPSensorError, SensorResultTuple, escape_name)
 from katcp.resource.base import _STRATEGY_WINDOW
 from katcp.resource_client import (
     AttrMappingProxy,
@@ -1147,6 +1147,20 @@ def test_a_resource_keeps_the_address_it_was_given(address):
     host, port = address
     assert str(host) in repr(resource) and str(port) in repr(resource)
 
+
+def test_a_dummy_request_is_named_after_the_unknown_one_and_follows_the_resource():
+    # test_legacy_highlevel.py calls dummies of a synced resource.
+    resource = KATCPClientResource(dict(name="dev", address=("127.0.0.1", 7147),
+                                        dummy_unknown_requests=True))
+    dummy = resource.req.no_such_request
+    assert isinstance(dummy, KATCPDummyRequest)
+    assert (dummy.name, dummy.description, dummy.timeout_hint) == (
+        "no-such-request", "Dummy request (the device has no 'no-such-request').", None)
+    assert dummy.is_active()
+    resource.set_active(False)
+    assert not dummy.is_active()
+    with pytest.raises(KATCPResourceInactive, match="no-such-request"):
+        dummy()
 
 class TestWithDocumentedCollaborators(tornado.testing.AsyncTestCase):
     """What a resource asks of its collaborators is only what their docs promise, so
