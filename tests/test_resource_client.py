@@ -31,6 +31,7 @@ from katcp.resource_client import (
     KATCPClientResource,
     KATCPClientResourceContainer,
     KATCPClientResourceRequest,
+    KATCPClientResourceSensorsManager,
     MappingProxy,
     ReplyWrappedInspectingClientAsync,
     ThreadSafeKATCPClientResourceWrapper,
@@ -1161,6 +1162,48 @@ def test_a_dummy_request_is_named_after_the_unknown_one_and_follows_the_resource
     assert not dummy.is_active()
     with pytest.raises(KATCPResourceInactive, match="no-such-request"):
         dummy()
+
+@pytest.mark.parametrize("logger_name", ["katcp.test.resource", None])
+def test_a_resource_spec_of_a_name_and_an_address_alone(logger_name):
+    resource = KATCPClientResource(dict(name="dev", address=("127.0.0.1", 7147)),
+                                   logger=logger_name and logging.getLogger(logger_name))
+    assert resource.description == "" and resource.parent is None
+    assert resource.controlled is False and resource.dummy_unknown_requests is False
+    assert resource.auto_reconnect is True
+    # What goes wrong is logged to the logger given, or else to katcp.resource_client.
+    io_loop = tornado.ioloop.IOLoop(make_current=False)
+    try:
+        failed = io_loop.asyncio_loop.create_future()
+        failed.set_exception(RuntimeError("no device"))
+        resource.inspecting_client_factory = lambda host, port, ioloop: mock.Mock(
+            ioloop=ioloop, **{"connect.return_value": failed})
+        resource.set_ioloop(io_loop)
+        with recording_logger(logger_name or "katcp.resource_client") as (_, log):
+            resource.start()
+            io_loop.run_sync(lambda: asyncio.sleep(0))  # the failure's callback runs
+    finally:
+        io_loop.close()
+    assert log.messages() == ["Unhandled exception returned by future"]
+    assert str(log.records[0].exc_info[1]) == "no device"
+
+@pytest.mark.parametrize("logger_name", ["katcp.test.manager", None])
+def test_a_sensors_manager_made_alone_keeps_strategies_and_logs_failures(logger_name):
+    # A resource gives the managers it makes its own wishes and logger; one made alone
+    # has its own, and katcp.resource_client's logger unless given one.
+    inspecting = mock.Mock(sensors=["an.int"])
+    inspecting.katcp_client.protocol_flags = None
+    inspecting.wrapped_request.side_effect = RuntimeError("gone")
+    manager = KATCPClientResourceSensorsManager(
+        inspecting, "dev", logger=logger_name and logging.getLogger(logger_name))
+    manager.cache_sampling_strategy("an.int", "event")
+    assert manager.get_sampling_strategy("an.int") == ("event",)
+    io_loop = tornado.ioloop.IOLoop(make_current=False)
+    try:
+        with recording_logger(logger_name or "katcp.resource_client") as (_, log):
+            io_loop.run_sync(manager.reapply_sampling_strategies)
+    finally:
+        io_loop.close()
+    assert log.messages() == ["Error reapplying strategy ('event',) for sensors an.int: gone"]
 
 class TestWithDocumentedCollaborators(tornado.testing.AsyncTestCase):
     """What a resource asks of its collaborators is only what their docs promise, so
