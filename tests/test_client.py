@@ -1990,6 +1990,36 @@ def test_a_client_logs_to_its_logger_or_else_to_katcp_client(make_client, logger
 
 
 
+class _AttemptNeverEnds(DeviceClient):
+    """A client whose connection attempts never end (an override of connect_transport()
+    waiting for a peer that never answers)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.attempting = threading.Event()
+
+    async def connect_transport(self, protocol_factory):
+        self.attempting.set()
+        await asyncio.get_running_loop().create_future()
+
+
+@pytest.mark.parametrize("held_in", ["attempt", "retry_wait"])
+def test_stop_ends_a_connection_attempt_or_a_wait_to_retry_at_once(held_in):
+    if held_in == "attempt":
+        client = _AttemptNeverEnds("127.0.0.1", 7147)
+        held = client.attempting
+    else:
+        client = DeviceClient("127.0.0.1", _refused_port())
+        client.auto_reconnect_delay = 3600
+        held = client._waiting_to_retry
+    client.start(timeout=WAIT)
+    try:
+        assert held.wait(WAIT)
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+    assert client._stopped.is_set() and not client.running()
+
 def test_failed_attempts_warn_on_the_first_and_every_fifth_with_their_reasons():
     # The rule alone, its texts whole (test_legacy_client.py makes the attempts on a port
     # nothing listens on). A failure that is no OSError is named with its class.

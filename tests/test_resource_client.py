@@ -1139,6 +1139,12 @@ def test_a_resource_refuses_an_address_its_client_could_not_connect_to(address, 
         KATCPClientResourceContainer(dict(name="site", clients={"dev": dict(address=address)}))
 
 
+def test_a_resource_takes_an_address_of_another_pair_kind_as_a_tuple():
+    address = iter(("127.0.0.1", 7147))
+    assert KATCPClientResource(dict(name="dev", address=address)).address == (
+        "127.0.0.1", 7147)
+
+
 @pytest.mark.parametrize("address", [("127.0.0.1", 7147), ["127.0.0.1", 7147],
                                      ("dev.example", "7147")])
 def test_a_resource_keeps_the_address_it_was_given(address):
@@ -1170,6 +1176,11 @@ def test_a_resource_spec_of_a_name_and_an_address_alone(logger_name):
     assert resource.description == "" and resource.parent is None
     assert resource.controlled is False and resource.dummy_unknown_requests is False
     assert resource.auto_reconnect is True
+    assert resource.state == "disconnected" and resource.ioloop is None
+    # Without dummies, an unknown request is an error, as an unknown sensor is.
+    for namespace, kind in [(resource.req, "request"), (resource.sensor, "sensor")]:
+        with pytest.raises(AttributeError, match="^No %s 'nope'$" % (kind,)):
+            getattr(namespace, "nope")
     # What goes wrong is logged to the logger given, or else to katcp.resource_client.
     io_loop = tornado.ioloop.IOLoop(make_current=False)
     try:
