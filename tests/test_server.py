@@ -1729,7 +1729,7 @@ class _ConnectHookServer(ExampleServer):
 @pytest.mark.parametrize("concurrency", sorted(CONCURRENCY))
 @pytest.mark.parametrize("make_ready", ["executor_future", "plain_value"])
 def test_what_on_client_connect_returns_lets_requests_run_where_they_belong(
-        concurrency, make_ready):
+        concurrency, make_ready, caplog):
     executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="connect-hook")
     ready = threading.Event()
     server = _ConnectHookServer("127.0.0.1", 0)
@@ -1742,8 +1742,10 @@ def test_what_on_client_connect_returns_lets_requests_run_where_they_belong(
         "plain_value": lambda greeted: True}[make_ready]
     port = start_server(server)
     try:
-        with LineClient(port) as client:
+        with caplog.at_level(logging.WARNING, logger=server._logger.name), \
+                LineClient(port) as client:
             assert client.greeting() == GREETING
+            address = client.local_address
             client.send("?thread-name")
             ready.set()
             reply = client.readline().decode()
@@ -1751,7 +1753,48 @@ def test_what_on_client_connect_returns_lets_requests_run_where_they_belong(
     finally:
         stop_server(server)
         executor.shutdown()
+    assert [m for m in caplog.messages if m.startswith("on_client_connect")] == (
+        ["on_client_connect for %s returned True, not a future: the connection is taken "
+         "as ready" % (address,)] if make_ready == "plain_value" else [])
 
+
+class _DisconnectHookServer(ExampleServer):
+    """on_client_disconnect raises, or returns a future that resolves a moment later."""
+
+    fails = False
+
+    def on_client_disconnect(self, client_conn, msg, connection_valid):
+        if self.fails:
+            raise RuntimeError("no goodbye")
+        done = self.ioloop.asyncio_loop.create_future()
+        self.ioloop.call_later(0.05, done.set_result, None)
+        return done
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_disconnect_waits_for_the_device_and_logs_its_failure(fails, caplog):
+    # The device's future is waited for up to DISCONNECT_TIMEOUT (not timed out at once),
+    # and a failure is logged naming the client; the connection is closed either way.
+    server = _DisconnectHookServer("127.0.0.1", 0)
+    server.fails = fails
+    port = start_server(server)
+    try:
+        with caplog.at_level(logging.ERROR, logger=server._logger.name), \
+                connect(port) as client:
+            address = client.local_address
+            server._server.MAX_MSG_SIZE = 100
+            client.send_raw(b"?plain " + b"x" * 200)
+            assert client.read_to_eof() == []  # closed, without a goodbye here
+    finally:
+        stop_server(server)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    if fails:
+        assert [r.getMessage() for r in errors] == [
+            "Message from %s exceeds 100 bytes; disconnecting" % (address,),
+            "Error in on_client_disconnect for %s" % (address,)]
+        assert str(errors[1].exc_info[1]) == "no goodbye"
+    else:
+        assert len(errors) == 1
 
 def _no_hardware():
     raise RuntimeError("no hardware")
