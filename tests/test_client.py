@@ -40,6 +40,7 @@ from katcp.loop import crossing
 from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.testutils import call_in_ioloop
 from accepting import Acceptor, closed
+from log_helpers import recording_logger
 from wait_helpers import (as_if_given_the_ident_of, outcome_in_thread, run_case_for_leftovers,
                           waits_left_by)
 
@@ -2018,6 +2019,60 @@ def test_a_client_logs_to_its_logger_or_else_to_katcp_client(make_client, logger
                                  % (port, errno.ECONNREFUSED))
 
 
+
+
+class _AttemptNeverEnds(DeviceClient):
+    """A client whose connection attempts never end (an override of connect_transport()
+    waiting for a peer that never answers)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.attempting = threading.Event()
+
+    async def connect_transport(self, protocol_factory):
+        self.attempting.set()
+        await asyncio.get_running_loop().create_future()
+
+
+@pytest.mark.parametrize("held_in", ["attempt", "retry_wait"])
+def test_stop_ends_a_connection_attempt_or_a_wait_to_retry_at_once(held_in):
+    if held_in == "attempt":
+        client = _AttemptNeverEnds("127.0.0.1", 7147)
+        held = client.attempting
+    else:
+        client = DeviceClient("127.0.0.1", _refused_port())
+        client.auto_reconnect_delay = 3600
+        held = client._waiting_to_retry
+    client.start(timeout=WAIT)
+    try:
+        assert held.wait(WAIT)
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+    assert client._stopped.is_set() and not client.running()
+
+def test_failed_attempts_warn_on_the_first_and_every_fifth_with_their_reasons():
+    # The rule alone, its texts whole (test_legacy_client.py makes the attempts on a port
+    # nothing listens on). A failure that is no OSError is named with its class.
+    loop = asyncio.new_event_loop()
+    try:
+        reconnection = lifecycle.Reconnection(loop, 0.001)
+        refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+        with recording_logger("katcp.test.reconnection") as (logger, handler):
+            for _ in range(10):
+                reconnection.attempt_failed(logger, "127.0.0.1:7147", refused)
+            reconnection.connected()
+            reconnection.attempt_failed(logger, "127.0.0.1:7147", ValueError("odd"))
+    finally:
+        loop.close()
+    W, D = logging.WARNING, logging.DEBUG
+    assert [r.levelno for r in handler.records] == [W, D, D, D, W, D, D, D, D, W, W]
+    messages = handler.messages()
+    assert messages[0] == "Failed to connect to 127.0.0.1:7147: %s" % (refused,)
+    assert messages[1] == "Failed to connect to 127.0.0.1:7147: %s (2 attempts so far)" % (
+        refused,)
+    assert messages[9].endswith(": %s (10 attempts so far)" % (refused,))
+    assert messages[10] == "Failed to connect to 127.0.0.1:7147: ValueError: odd"
 
 @pytest.mark.parametrize("tb_limit", ["20", 2.5, b"3", [1]])
 def test_a_tb_limit_that_is_no_int_is_refused_by_the_client(tb_limit):

@@ -11,11 +11,13 @@ import os
 import re
 import socket
 import threading
+import types
 
 import pytest
 from tornado.ioloop import IOLoop
 
-from katcp.client import BlockingClient, CallbackClient
+from katcp.client import BlockingClient, CallbackClient, DeviceClient, lifecycle
+from katcp.client.flags import StateFlag
 from katcp.core import Message
 from katcp.ioloop_manager import IOLoopManager
 from katcp.loop import crossing
@@ -250,6 +252,62 @@ def test_calls_from_other_threads_during_start_work_or_are_refused(server, resta
     assert replies.result(WAIT).arguments[0] in (b"ok", b"fail")
     stopped(client)
 
+
+def test_a_closed_thread_gate_still_runs_a_call_made_on_the_loops_thread():
+    # While a client is stopped, calls from its loop's own thread (a callback there
+    # calling disconnect(), say) run as ever: only other threads' calls are refused.
+    ioloop = IOLoop(make_current=False)
+    try:
+        gate = lifecycle.ThreadGate(types.SimpleNamespace(ioloop=ioloop))
+        gate.close()
+        ran = []
+        assert gate.call(crossing.thread_ident(), ran.append, "on the loop's thread"
+                         ).result(0) is None
+        assert ran == ["on the loop's thread"]
+        with pytest.raises(RuntimeError, match="^Client stopped"):
+            gate.call(None, ran.append, "from another thread").result(0)
+        assert ran == ["on the loop's thread"]
+    finally:
+        ioloop.close()
+
+
+class _WaitSignallingCondition(threading.Condition):
+    """Sets `waiting` whenever a thread waits on it (having released its lock)."""
+
+    def __init__(self, waiting):
+        super().__init__(threading.Lock())
+        self._waiting = waiting
+
+    def wait(self, timeout=None):
+        self._waiting.set()
+        return super().wait(timeout)
+
+
+def test_a_state_flag_set_and_cleared_while_a_thread_waits_releases_it():
+    # As threading.Event.wait(): the waiter returns True though the flag was cleared
+    # again before it woke, also after earlier settings.
+    waiting = threading.Event()
+    flag = StateFlag(_WaitSignallingCondition(waiting))
+    flag.set()
+    flag.clear()
+    waiter = outcome_in_thread(flag.wait, WAIT)
+    assert waiting.wait(WAIT)
+    flag.set()
+    flag.clear()
+    assert waiter.result(2 * WAIT) is True
+
+
+def test_a_state_wait_asked_for_from_another_thread_is_a_future_of_the_clients_loop():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = DeviceClient("127.0.0.1", port)
+    client.start(timeout=WAIT)
+    try:
+        assert client.until_connected().get_loop() is client.ioloop.asyncio_loop
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
 
 # -- a shared loop stopped under a client -------------------------------------------------
 

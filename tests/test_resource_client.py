@@ -13,7 +13,7 @@ import tornado.concurrent
 import tornado.gen
 import tornado.ioloop
 import tornado.testing
-from log_helpers import no_logs
+from log_helpers import no_logs, recording_logger
 from test_client import _closed_port
 from wait_helpers import outcome_in_thread, waits_left_by
 
@@ -21,8 +21,8 @@ from katcp import Message, ProtocolFlags, Sensor
 from katcp.core import AsyncEvent, AttrDict, until_any, until_later
 from katcp.ioloop_manager import IOLoopThreadWrapper
 from katcp.kattypes import Int, Str, concurrent_reply, request, return_reply
-from katcp.resource import (KATCPReply, KATCPSensor, KATCPSensorError, SensorResultTuple,
-                            escape_name)
+from katcp.resource import (KATCPDummyRequest, KATCPReply, KATCPResourceInactive,
+                            KATCPSensor, KATCPSensorError, SensorResultTuple, escape_name)
 from katcp.resource.base import STRATEGY_WINDOW
 from katcp.resource_client import (
     AttrMappingProxy,
@@ -31,6 +31,7 @@ from katcp.resource_client import (
     KATCPClientResource,
     KATCPClientResourceContainer,
     KATCPClientResourceRequest,
+    KATCPClientResourceSensorsManager,
     MappingProxy,
     ReplyWrappedInspectingClientAsync,
     ThreadSafeKATCPClientResourceWrapper,
@@ -1138,11 +1139,82 @@ def test_a_resource_refuses_an_address_its_client_could_not_connect_to(address, 
         KATCPClientResourceContainer(dict(name="site", clients={"dev": dict(address=address)}))
 
 
+def test_a_resource_takes_an_address_of_another_pair_kind_as_a_tuple():
+    address = iter(("127.0.0.1", 7147))
+    assert KATCPClientResource(dict(name="dev", address=address)).address == (
+        "127.0.0.1", 7147)
+
+
 @pytest.mark.parametrize("address", [("127.0.0.1", 7147), ["127.0.0.1", 7147],
                                      ("dev.example", "7147")])
 def test_a_resource_keeps_the_address_it_was_given(address):
-    assert KATCPClientResource(dict(name="dev", address=address)).address is address
+    resource = KATCPClientResource(dict(name="dev", address=address))
+    assert resource.address is address
+    # Its repr names it (a tuple as host:port; a list as it is).
+    host, port = address
+    assert str(host) in repr(resource) and str(port) in repr(resource)
 
+
+def test_a_dummy_request_is_named_after_the_unknown_one_and_follows_the_resource():
+    # test_legacy_highlevel.py calls dummies of a synced resource.
+    resource = KATCPClientResource(dict(name="dev", address=("127.0.0.1", 7147),
+                                        dummy_unknown_requests=True))
+    dummy = resource.req.no_such_request
+    assert isinstance(dummy, KATCPDummyRequest)
+    assert (dummy.name, dummy.description, dummy.timeout_hint) == (
+        "no-such-request", "Dummy request (the device has no 'no-such-request').", None)
+    assert dummy.is_active()
+    resource.set_active(False)
+    assert not dummy.is_active()
+    with pytest.raises(KATCPResourceInactive, match="no-such-request"):
+        dummy()
+
+@pytest.mark.parametrize("logger_name", ["katcp.test.resource", None])
+def test_a_resource_spec_of_a_name_and_an_address_alone(logger_name):
+    resource = KATCPClientResource(dict(name="dev", address=("127.0.0.1", 7147)),
+                                   logger=logger_name and logging.getLogger(logger_name))
+    assert resource.description == "" and resource.parent is None
+    assert resource.controlled is False and resource.dummy_unknown_requests is False
+    assert resource.auto_reconnect is True
+    assert resource.state == "disconnected" and resource.ioloop is None
+    # Without dummies, an unknown request is an error, as an unknown sensor is.
+    for namespace, kind in [(resource.req, "request"), (resource.sensor, "sensor")]:
+        with pytest.raises(AttributeError, match="^No %s 'nope'$" % (kind,)):
+            getattr(namespace, "nope")
+    # What goes wrong is logged to the logger given, or else to katcp.resource_client.
+    io_loop = tornado.ioloop.IOLoop(make_current=False)
+    try:
+        failed = io_loop.asyncio_loop.create_future()
+        failed.set_exception(RuntimeError("no device"))
+        resource.inspecting_client_factory = lambda host, port, ioloop: mock.Mock(
+            ioloop=ioloop, **{"connect.return_value": failed})
+        resource.set_ioloop(io_loop)
+        with recording_logger(logger_name or "katcp.resource_client") as (_, log):
+            resource.start()
+            io_loop.run_sync(lambda: asyncio.sleep(0))  # the failure's callback runs
+    finally:
+        io_loop.close()
+    assert log.messages() == ["Unhandled exception returned by future"]
+    assert str(log.records[0].exc_info[1]) == "no device"
+
+@pytest.mark.parametrize("logger_name", ["katcp.test.manager", None])
+def test_a_sensors_manager_made_alone_keeps_strategies_and_logs_failures(logger_name):
+    # A resource gives the managers it makes its own wishes and logger; one made alone
+    # has its own, and katcp.resource_client's logger unless given one.
+    inspecting = mock.Mock(sensors=["an.int"])
+    inspecting.katcp_client.protocol_flags = None
+    inspecting.wrapped_request.side_effect = RuntimeError("gone")
+    manager = KATCPClientResourceSensorsManager(
+        inspecting, "dev", logger=logger_name and logging.getLogger(logger_name))
+    manager.cache_sampling_strategy("an.int", "event")
+    assert manager.get_sampling_strategy("an.int") == ("event",)
+    io_loop = tornado.ioloop.IOLoop(make_current=False)
+    try:
+        with recording_logger(logger_name or "katcp.resource_client") as (_, log):
+            io_loop.run_sync(manager.reapply_sampling_strategies)
+    finally:
+        io_loop.close()
+    assert log.messages() == ["Error reapplying strategy ('event',) for sensors an.int: gone"]
 
 class TestWithDocumentedCollaborators(tornado.testing.AsyncTestCase):
     """What a resource asks of its collaborators is only what their docs promise, so
@@ -1203,6 +1275,58 @@ class TestWithDocumentedCollaborators(tornado.testing.AsyncTestCase):
         yield resource._remove_requests(["req-one"])
         assert list(resource.req) == [] and list(resource.sensor) == []
 
+    def test_start_makes_the_inspecting_client_of_the_spec_on_the_loop_set(self):
+        # Through the documented factory, which a test (or fake_clients) may replace.
+        flags = ProtocolFlags(5, 0, set("MI"))
+        logger = logging.getLogger("katcp.test.resource")
+        other_loop = tornado.ioloop.IOLoop(make_current=False)
+        self.addCleanup(other_loop.close)
+        made = []
+
+        def factory(host, port, ioloop_set_to):
+            client = mock.Mock(ioloop=ioloop_set_to)
+            made.append(((host, port, ioloop_set_to), client))
+            return client
+
+        for given_loop, expected_loop in [(other_loop, other_loop), (None, self.io_loop)]:
+            resource = KATCPClientResource(
+                dict(name="dev", address=("testhost", 12345), preset_protocol_flags=flags),
+                logger=logger)
+            resource.set_ioloop(given_loop)
+            resource.inspecting_client_factory = factory
+            resource.start()
+            (arguments, client), = made
+            del made[:]
+            assert arguments == ("testhost", 12345, expected_loop)
+            assert resource.inspecting_client is client and resource.ioloop is expected_loop
+            client.preset_protocol_flags.assert_called_once_with(flags)
+            # The sensors' manager logs (a strategy it fails to set again) where the
+            # resource does.
+            assert resource._sensor_manager._logger is logger
+
+
+@pytest.mark.parametrize("logger_name", ["katcp.test.site", None])
+def test_a_container_of_a_name_alone(logger_name):
+    container = KATCPClientResourceContainer(
+        dict(name="site"), logger=logger_name and logging.getLogger(logger_name))
+    assert container.name == "site" and container.description == ""
+    assert container.ioloop is None
+    for namespace, kind in [(container.children, "child resource"),
+                            (container.groups, "group"), (container.req, "request"),
+                            (container.sensor, "sensor")]:
+        assert list(namespace) == []
+        with pytest.raises(AttributeError, match="^No %s 'nope'$" % (kind,)):
+            getattr(namespace, "nope")
+    # Its warnings go to the logger given, or else to katcp.resource_client.
+    io_loop = tornado.ioloop.IOLoop(make_current=False)
+    try:
+        with recording_logger(logger_name or "katcp.resource_client") as (_, log):
+            assert io_loop.run_sync(
+                lambda: container.set_sampling_strategies("nope", "event")) == {}
+    finally:
+        io_loop.close()
+    assert log.messages() == [
+        "Container site has no sensor matching 'nope': no sampling strategy was set"]
 
 def container_spec(servers, names, groups=None):
     spec = dict(
@@ -1354,13 +1478,20 @@ class TestKATCPClientResourceContainer(ResourceTestCase):
         assert container.sensor.c01_a_float.sampling_strategy == ("period", "1.0")
         result = yield container.set_sampling_strategy("c02_a_float", "period -1")
         assert result == {"c02": {"a_float": None}}
-        missing = yield container.set_sampling_strategy("nope", "event")
-        assert missing == {}
+        with recording_logger(container._logger.name) as (_, log):
+            missing = yield container.set_sampling_strategy("c01_an_it", "event")
+            assert missing == {}
+            assert (yield container.set_sensor_listener("c01_an_it", print)) == {}
+        assert log.messages() == [
+            "Container array has no sensor matching '^c01_an_it$': no %s was set; did you "
+            "mean 'c01_an_int' or 'c19_an_int' or 'c18_an_int'?" % (what,)
+            for what in ("sampling strategy", "listener")]
 
         sensors = yield container.list_sensors("c05_")
         assert [s.name for s in sensors] == ["c05.a-float", "c05.an.int", "c05.old-sensor"]
         listener = ListenerFuture(lambda reading: reading.value == 99)
-        yield container.set_sensor_listener("c03_an_int", listener)
+        result = yield container.set_sensor_listener("c03_an_int", listener)
+        assert result == {"c03": {"an_int": listener}}
         server.an_int.set_value(99)
         yield tornado.gen.with_timeout(self.io_loop.time() + WAIT, listener.future)
         assert (yield container.wait("c19_an_int", 99, timeout=WAIT)) is True

@@ -849,38 +849,52 @@ def test_inform_handler_and_mass_inform(example):
 # -- transport limits ----------------------------------------------------------------------
 
 
-def test_max_msg_size_closes_only_that_connection():
+def test_max_msg_size_closes_only_that_connection(caplog):
     server = ExampleServer("127.0.0.1", 0)
     server._server.MAX_MSG_SIZE = 1000
     port = start_server(server)
     try:
         with connect(port) as client, connect(port) as other:
-            client.send_raw(b"?plain " + b"x" * 2000)
-            lines = client.read_to_eof()
-            assert lines[0].startswith(b"#disconnect ")
+            with caplog.at_level(logging.ERROR, logger=server._logger.name):
+                client.send_raw(b"?plain " + b"x" * 2000)
+                lines = client.read_to_eof()
+            reason = "Message exceeds maximum size of 1000 bytes."
+            assert lines[0] == b"#disconnect " + reason.replace(" ", "\\_").encode()
+            assert server.disconnects.get(timeout=TIMEOUT) == (
+                client.local_address, reason, True)
+            assert ("Message from %s exceeds 1000 bytes; disconnecting"
+                    % (client.local_address,)) in caplog.messages
             assert other.request("?watchdog") == ([], "!watchdog ok")
             assert other.request("?plain " + "y" * 900)[1] == "!plain ok " + "y" * 900
     finally:
         stop_server(server)
 
 
-def test_client_that_does_not_read_is_disconnected():
+def test_client_that_does_not_read_is_disconnected(caplog):
     server = ExampleServer("127.0.0.1", 0)
     server.set_concurrency_options(thread_safe=False, handler_thread=False)
-    server._server.MAX_WRITE_BUFFER_SIZE = 256 * 1024
+    limit = server._server.MAX_WRITE_BUFFER_SIZE = 256 * 1024
     port = start_server(server)
     try:
         with LineClient(port, rcvbuf=4096) as lazy, connect(port) as other:
             lazy.greeting()
             assert lazy.request("?sensor-sampling a.string event")[1] == \
                 "!sensor-sampling ok a.string event"
-            # The lazy client reads no more: the sensor's informs pile up for it.
-            for i in range(400):
-                server.str_sensor.set_value("%d %s" % (i, "z" * 100000))
-                if not server.disconnects.empty():
-                    break
-            address, reason, valid = server.disconnects.get(timeout=TIMEOUT)
-            assert address == lazy.local_address and valid is False
+
+            def pile_up():
+                # The lazy client reads no more: the sensor's informs pile up for it, far
+                # more than the kernel's buffers take in. In one go on the loop, so that
+                # those after the first found waiting are sent while its disconnection
+                # has yet to run: dropped, without a warning each.
+                for i in range(400):
+                    server.str_sensor.set_value("%d %s" % (i, "z" * 100000))
+            with caplog.at_level(logging.WARNING, logger=server._logger.name):
+                server.ioloop.add_callback(pile_up)
+                assert server.disconnects.get(timeout=TIMEOUT) == (
+                    lazy.local_address, "Write buffer full.", False)
+            assert [m for m in caplog.messages if "not reading" in m] == [
+                "Client %s is not reading: more than %d bytes unsent; disconnecting"
+                % (lazy.local_address, limit)]
             assert other.request("?watchdog") == ([], "!watchdog ok")
             assert other.request("?client-list")[1] == "!client-list ok 1"
     finally:
@@ -1715,7 +1729,7 @@ class _ConnectHookServer(ExampleServer):
 @pytest.mark.parametrize("concurrency", sorted(CONCURRENCY))
 @pytest.mark.parametrize("make_ready", ["executor_future", "plain_value"])
 def test_what_on_client_connect_returns_lets_requests_run_where_they_belong(
-        concurrency, make_ready):
+        concurrency, make_ready, caplog):
     executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="connect-hook")
     ready = threading.Event()
     server = _ConnectHookServer("127.0.0.1", 0)
@@ -1728,8 +1742,10 @@ def test_what_on_client_connect_returns_lets_requests_run_where_they_belong(
         "plain_value": lambda greeted: True}[make_ready]
     port = start_server(server)
     try:
-        with LineClient(port) as client:
+        with caplog.at_level(logging.WARNING, logger=server._logger.name), \
+                LineClient(port) as client:
             assert client.greeting() == GREETING
+            address = client.local_address
             client.send("?thread-name")
             ready.set()
             reply = client.readline().decode()
@@ -1737,7 +1753,48 @@ def test_what_on_client_connect_returns_lets_requests_run_where_they_belong(
     finally:
         stop_server(server)
         executor.shutdown()
+    assert [m for m in caplog.messages if m.startswith("on_client_connect")] == (
+        ["on_client_connect for %s returned True, not a future: the connection is taken "
+         "as ready" % (address,)] if make_ready == "plain_value" else [])
 
+
+class _DisconnectHookServer(ExampleServer):
+    """on_client_disconnect raises, or returns a future that resolves a moment later."""
+
+    fails = False
+
+    def on_client_disconnect(self, client_conn, msg, connection_valid):
+        if self.fails:
+            raise RuntimeError("no goodbye")
+        done = self.ioloop.asyncio_loop.create_future()
+        self.ioloop.call_later(0.05, done.set_result, None)
+        return done
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_disconnect_waits_for_the_device_and_logs_its_failure(fails, caplog):
+    # The device's future is waited for up to DISCONNECT_TIMEOUT (not timed out at once),
+    # and a failure is logged naming the client; the connection is closed either way.
+    server = _DisconnectHookServer("127.0.0.1", 0)
+    server.fails = fails
+    port = start_server(server)
+    try:
+        with caplog.at_level(logging.ERROR, logger=server._logger.name), \
+                connect(port) as client:
+            address = client.local_address
+            server._server.MAX_MSG_SIZE = 100
+            client.send_raw(b"?plain " + b"x" * 200)
+            assert client.read_to_eof() == []  # closed, without a goodbye here
+    finally:
+        stop_server(server)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    if fails:
+        assert [r.getMessage() for r in errors] == [
+            "Message from %s exceeds 100 bytes; disconnecting" % (address,),
+            "Error in on_client_disconnect for %s" % (address,)]
+        assert str(errors[1].exc_info[1]) == "no goodbye"
+    else:
+        assert len(errors) == 1
 
 def _no_hardware():
     raise RuntimeError("no hardware")
@@ -1756,7 +1813,7 @@ def test_a_client_whose_on_client_connect_fails_is_told_and_disconnected_unread(
     # closed as the server closes any connection (on_client_disconnect: #disconnect, and
     # the device forgets the client).
     executor = concurrent.futures.ThreadPoolExecutor(1)
-    server = _ConnectHookServer("127.0.0.1", 0)
+    server = _ConnectHookServer("127.0.0.1", 0, tb_limit=1)
     server.set_concurrency_options(**CONCURRENCY[concurrency])
     port = start_server(server)
     try:
@@ -1776,7 +1833,11 @@ def test_a_client_whose_on_client_connect_fails_is_told_and_disconnected_unread(
                 [b"#log", b"error"],
                 [b"#disconnect", rb"Device\_error\_initialising\_connection."], []]
             text = MessageParser().parse(lines[0]).arguments[3].decode()
-            assert text.startswith("Device error initialising connection Traceback ")
+            # The traceback as Python formats it, cut at the server's tb_limit.
+            traceback_lines = text.split("\n")
+            assert traceback_lines[0] == (
+                "Device error initialising connection Traceback (most recent call last):")
+            assert traceback_lines[1].startswith('  File "') and text.count('  File "') == 1
             assert text.endswith("RuntimeError: no hardware\n")
             assert other.request("?client-list") == (
                 ["#client-list " + other.local_address], "!client-list ok 1")
