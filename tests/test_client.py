@@ -2056,7 +2056,7 @@ def test_failed_attempts_warn_on_the_first_and_every_fifth_with_their_reasons():
     # nothing listens on). A failure that is no OSError is named with its class.
     loop = asyncio.new_event_loop()
     try:
-        reconnection = lifecycle.Reconnection(loop, 0.001)
+        reconnection = lifecycle.Reconnection(loop, lambda: 0.001)
         refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
         with recording_logger("katcp.test.reconnection") as (logger, handler):
             for _ in range(10):
