@@ -2051,6 +2051,7 @@ def test_stop_ends_a_connection_attempt_or_a_wait_to_retry_at_once(held_in):
         client.join(timeout=WAIT)
     assert client._stopped.is_set() and not client.running()
 
+
 def test_failed_attempts_warn_on_the_first_and_every_fifth_with_their_reasons():
     # The rule alone, its texts whole (test_legacy_client.py makes the attempts on a port
     # nothing listens on). A failure that is no OSError is named with its class.
