@@ -7,7 +7,6 @@ import functools
 import inspect
 import logging
 import sys
-import time
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple, cast
 
 import tornado.gen
@@ -17,14 +16,13 @@ from katcp.core import (DEFAULT_KATCP_MAJOR, DeviceServerMetaclass, Message, Pro
                         steal_docstring_from)
 from katcp.loop.crossing import running_loop, thread_wait_timeout
 from katcp.server.connection import (ClientConnection, ClientRequestConnection,
-                                     ThreadsafeClientConnection, check_message,
-                                     client_connection_of)
+                                     ThreadsafeClientConnection)
+from katcp.server.device_sending import DeviceSending
 from katcp.server.handler_thread import MessageHandlerThread
 from katcp.server.loop_calls import return_future
 from katcp.server.reply_outcomes import ReplyOutcomes
-from katcp.server.stream_host import exception_text
 from katcp.server.transport import KATCPServer
-from katcp.wire.types import address_to_string, format_timestamp
+from katcp.wire.types import address_to_string
 from katcp.wire.util import object_repr, own_methods, uses_own
 
 log = logging.getLogger("katcp.server")
@@ -75,7 +73,7 @@ def _nothing() -> None:
 _done_future = return_future(_nothing)
 
 
-class DeviceServerBase(ReplyOutcomes, metaclass=DeviceServerMetaclass):
+class DeviceServerBase(ReplyOutcomes, DeviceSending, metaclass=DeviceServerMetaclass):
     """Base class for device servers.
 
     Subclasses should add .request_* methods for dealing with request messages. These
@@ -349,128 +347,6 @@ class DeviceServerBase(ReplyOutcomes, metaclass=DeviceServerMetaclass):
             handler(self, connection, msg)
         except Exception:
             self._logger.exception("Error handling %s %r", Message.TYPE_NAMES[msg.mtype], msg.name)
-
-    # -- sending ----------------------------------------------------------------------
-
-    def inform(self, connection: Any, msg: Message) -> None:
-        """Send an inform message to a particular client: ``connection.inform(msg)``.
-
-        For informs of the device's own accord: an inform that is part of the answer to
-        a request goes with :meth:`reply_inform`, which gives it the request's message id.
-        See :meth:`ClientConnection.inform`.
-
-        Parameters
-        ----------
-        connection : ClientConnection
-            The client to send it to.
-        msg : Message
-            The inform.
-
-        """
-        client_connection_of(connection).inform(msg)
-
-    def mass_inform(self, msg: Message) -> None:
-        """Send an inform message to all clients (see :meth:`ClientConnection.mass_inform`).
-
-        Parameters
-        ----------
-        msg : Message
-            The inform.
-
-        Raises
-        ------
-        TypeError
-            If `msg` is not a Message.
-        ValueError
-            If `msg` is not an inform.
-
-        """
-        if msg.__class__ is not Message or msg.mtype != _INFORM:
-            check_message(msg, _INFORM, "mass_inform")
-        self._mass_send(msg)
-
-    def reply(self, connection: Any, reply: Message, orig_req: Message) -> None:
-        """Send an asynchronous reply to an earlier request on `connection`.
-
-        See :meth:`ClientConnection.reply`.
-
-        Parameters
-        ----------
-        connection : ClientConnection
-            The client to send it to.
-        reply : Message
-            The reply; it is given the message id of `orig_req`.
-        orig_req : Message
-            The request it answers.
-
-        """
-        client_connection_of(connection).reply(reply, orig_req)
-
-    def reply_inform(self, connection: Any, inform: Message, orig_req: Message) -> None:
-        """Send an inform as part of the reply to an earlier request on `connection`.
-
-        See :meth:`ClientConnection.reply_inform`.
-
-        Parameters
-        ----------
-        connection : ClientConnection
-            The client to send it to.
-        inform : Message
-            The inform; it is given the message id of `orig_req`.
-        orig_req : Message
-            The request it is part of the answer to.
-
-        """
-        client_connection_of(connection).reply_inform(inform, orig_req)
-
-    def create_log_inform(self, level_name: str, msg: str, name: str,
-                          timestamp: Optional[float] = None) -> Message:
-        """Create a katcp logging inform message.
-
-        Usually this will be called from inside a DeviceLogger object, but it is also
-        used by the methods in this class when errors need to be reported to the client.
-
-        Parameters
-        ----------
-        level_name : str
-            KATCP log level name, e.g. 'error'.
-        msg : str
-            The log text.
-        name : str
-            Name of the logger.
-        timestamp : float, optional
-            Seconds since the Unix epoch; defaults to now.
-
-        Returns
-        -------
-        inform : Message
-            A ``#log`` inform.
-
-        """
-        if timestamp is None:
-            timestamp = time.time()
-        return Message.inform("log", level_name, format_timestamp(timestamp, self._katcp_major),
-                              name, msg)
-
-    def create_exception_reply_and_log(self, msg: Message, exc_info: Any) -> Message:
-        """Create a fail reply carrying a traceback, and log the error.
-
-        Parameters
-        ----------
-        msg : Message object
-            The request that failed.
-        exc_info : tuple
-            As returned by sys.exc_info().
-
-        Returns
-        -------
-        reply : Message
-            ``!name fail <traceback>`` (limited to tb_limit frames).
-
-        """
-        reason = exception_text(exc_info, self._tb_limit)
-        self._logger.error("Request %s FAIL: %s", msg.name, reason)
-        return Message.reply(msg.name, "fail", reason)
 
     # -- connection hooks ----------------------------------------------------------
 
