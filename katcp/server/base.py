@@ -1,24 +1,19 @@
 """DeviceServerBase: message dispatch to request_*, inform_* and reply_* methods."""
 
-import asyncio
-import concurrent.futures
-import contextlib
 import functools
 import inspect
 import logging
 import sys
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple, cast
+from typing import Any, Callable, Dict, Optional, Tuple, cast
 
 import tornado.gen
-from tornado.concurrent import Future
 
-from katcp.core import (DEFAULT_KATCP_MAJOR, DeviceServerMetaclass, Message, ProtocolFlags,
-                        steal_docstring_from)
-from katcp.loop.crossing import running_loop, thread_wait_timeout
+from katcp.core import DEFAULT_KATCP_MAJOR, DeviceServerMetaclass, Message, ProtocolFlags
 from katcp.server.connection import (ClientConnection, ClientRequestConnection,
                                      ThreadsafeClientConnection)
 from katcp.server.device_sending import DeviceSending
 from katcp.server.handler_thread import MessageHandlerThread
+from katcp.server.lifecycle import ServerLifecycle, _nothing
 from katcp.server.loop_calls import return_future
 from katcp.server.reply_outcomes import ReplyOutcomes
 from katcp.server.transport import KATCPServer
@@ -65,15 +60,12 @@ def _is_async_handler(handler: Callable[..., Any]) -> bool:
         return _is_async_function(handler)
 
 
-def _nothing() -> None:
-    pass
-
-
 # What the connection hooks return once they are done: a future resolved with None.
 _done_future = return_future(_nothing)
 
 
-class DeviceServerBase(ReplyOutcomes, DeviceSending, metaclass=DeviceServerMetaclass):
+class DeviceServerBase(ReplyOutcomes, DeviceSending, ServerLifecycle,
+                       metaclass=DeviceServerMetaclass):
     """Base class for device servers.
 
     Subclasses should add .request_* methods for dealing with request messages. These
@@ -214,13 +206,11 @@ class DeviceServerBase(ReplyOutcomes, DeviceSending, metaclass=DeviceServerMetac
         elif self.on_message is previous:
             self.on_message = receive  # type: ignore[method-assign,assignment]
 
-    @steal_docstring_from(KATCPServer.set_ioloop)
-    def set_ioloop(self, ioloop: Any = None) -> None:
-        self._server.set_ioloop(ioloop)
-
-    @steal_docstring_from(KATCPServer.setDaemon)
-    def setDaemon(self, daemonic: bool) -> None:
-        self._server.setDaemon(daemonic)
+    def __repr__(self) -> str:
+        address = self.bind_address
+        return object_repr(self, address=address_to_string(address) if address else None,
+                           running=self.running(), clients=self._server.connection_count,
+                           protocol=self.PROTOCOL_INFO)
 
     # -- message dispatch -------------------------------------------------------------
 
@@ -401,161 +391,6 @@ class DeviceServerBase(ReplyOutcomes, DeviceSending, metaclass=DeviceServerMetac
 
         """
         return _done_future()
-
-    # -- running ----------------------------------------------------------------------
-
-    def start(self, timeout: Optional[float] = None) -> Optional[bool]:
-        """Start the server (and its handler thread, if it has one).
-
-        As :meth:`KATCPServer.start`: with a `timeout`, waits that long for the server
-        to run and returns whether it does. Of threads starting the server at once, one
-        starts it and the others get RuntimeError at once; a start that fails leaves
-        nothing running and can be tried again.
-
-        Parameters
-        ----------
-        timeout : float or None, optional
-            Seconds to wait for the server (and its handler thread) to be running
-            (None: do not wait).
-
-        Returns
-        -------
-        running : bool or None
-            With a `timeout`, whether the server is running.
-
-        Raises
-        ------
-        RuntimeError
-            If the server is started, or another thread is starting it.
-        OSError
-            If the listening socket cannot be bound.
-
-        """
-        server = self._server
-        handler_thread = self._handler_thread
-        # One start at a time, and none while started: the others get RuntimeError at
-        # once, before a handler thread is made.
-        server.start_with(self._started_alongside(handler_thread))
-        if not timeout:
-            return None
-        if handler_thread is not None:
-            handler_thread.wait_running(timeout)
-        return server.wait_running(timeout)
-
-    @contextlib.contextmanager
-    def _started_alongside(self, handler_thread: Optional[MessageHandlerThread]
-                           ) -> Iterator[None]:
-        """Start what runs with the server, around its run (see KATCPServer.start_with)."""
-        # Replacements made since set_concurrency_options() (on the instance) count.
-        self._rebind_receiver()
-        if handler_thread is None:
-            yield
-            return
-        # The thread's loop is known before a message can arrive.
-        handler_thread.set_ioloop(self._server.get_ioloop())
-        handler_thread.start()
-        try:
-            yield
-        except BaseException:
-            # Not serving (its port is taken, say): leave nothing running, so that it
-            # can be started again. The thread just started has a queue of its own,
-            # which no message can have reached: it ends at once.
-            handler_thread.stop(None)
-            handler_thread.join()
-            raise
-
-    @steal_docstring_from(KATCPServer.stop)
-    def stop(self, timeout: Optional[float] = 1.0) -> concurrent.futures.Future:
-        stopped = self._server.stop(timeout)
-        if self._handler_thread is not None:
-            self._handler_thread.stop(None)
-        return stopped
-
-    @steal_docstring_from(KATCPServer.join)
-    def join(self, timeout: Optional[float] = None) -> None:
-        self._server.join(timeout)
-        if self._handler_thread is not None:
-            self._handler_thread.join(timeout)
-
-    def __repr__(self) -> str:
-        address = self.bind_address
-        return object_repr(self, address=address_to_string(address) if address else None,
-                           running=self.running(), clients=self._server.connection_count,
-                           protocol=self.PROTOCOL_INFO)
-
-    def __enter__(self) -> Any:
-        """``with server:`` starts the server and, outside a running loop, waits (up to
-        10 s) until it runs (a wait that fails or is interrupted stops it again);
-        leaving stops it and joins its threads.
-
-        On the server's own loop thread (``with`` in a coroutine on the loop it runs
-        on) leaving only stops it: the loop finishes the stop once it is given back
-        (``async with`` waits for that).
-        """
-        self.start()
-        if running_loop() is None:
-            try:
-                if not self.wait_running(10.0):
-                    raise RuntimeError("%r did not start within 10 s" % (self,))
-            except BaseException:
-                # No __exit__ follows a failed entry (Ctrl-C in the wait, say).
-                self.__exit__(*sys.exc_info())
-                raise
-        return self
-
-    def __exit__(self, exc_type: Any, *exc_rest: Any) -> None:
-        if self._server.in_ioloop_thread():
-            # A join would have the loop wait for itself.
-            self.stop(timeout=None)
-            return
-        try:
-            self.stop(timeout=10.0)
-            self.join(timeout=10.0)
-        except Exception:
-            if exc_type is None:
-                raise
-            # The with block's own exception is the one its caller must see.
-            self._logger.exception("Error stopping %r after an error in its with block",
-                                   self)
-
-    async def __aenter__(self) -> Any:
-        """``async with server:`` runs the server on the running loop (as
-        :meth:`set_ioloop` would, unless a loop was set) and starts it; leaving stops it
-        and waits until it has stopped (a handler thread is told to stop, and ends once
-        the message it is handling is handled).
-        """
-        if self._server.manages_ioloop:
-            self.set_ioloop()
-        self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        await asyncio.wrap_future(self.stop(timeout=None))
-
-    @steal_docstring_from(KATCPServer.running)
-    def running(self) -> bool:
-        return self._server.running()
-
-    @steal_docstring_from(KATCPServer.wait_running)
-    def wait_running(self, timeout: Optional[float] = None) -> bool:
-        return self._server.wait_running(timeout)
-
-    def sync_with_ioloop(self, timeout: Optional[float] = None) -> Optional[Future]:
-        """Block for ioloop to complete a loop if called from another thread.
-
-        Returns a future if called from inside the ioloop.
-
-        Raises concurrent.futures.TimeoutError if timed out while blocking.
-
-        Parameters
-        ----------
-        timeout : float or None, optional
-
-        """
-        if self._server.in_ioloop_thread():
-            return tornado.gen.sleep(0)  # resolves once the loop has gone round
-        self._server.call_on_loop(_nothing).result(thread_wait_timeout(timeout))
-        return None
 
 
 # What the transport may skip by handing every message to handle_request (_receiver()).
