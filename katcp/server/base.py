@@ -1,4 +1,12 @@
-"""DeviceServerBase: message dispatch to request_*, inform_* and reply_* methods."""
+"""DeviceServerBase: message dispatch to request_*, inform_* and reply_* methods.
+
+The class is made of parts with one job each, mixins in modules of their own:
+:class:`~katcp.server.reply_outcomes.ReplyOutcomes` (the reply to what a request handler
+returned or raised), :class:`~katcp.server.device_sending.DeviceSending` (informs and
+replies sent by the device) and :class:`~katcp.server.lifecycle.ServerLifecycle` (start,
+stop and the waits). What is left here is the choice of what receives each message, the
+dispatch itself and the connection hooks.
+"""
 
 import functools
 import inspect
