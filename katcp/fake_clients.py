@@ -33,7 +33,7 @@ from katcp.resource_client import KATCPClientResource, KATCPClientResourceContai
 from katcp.sampling import SampleStrategy
 from katcp.wire.message import format_argument
 from katcp.server import sampling_requests, standard_requests
-from katcp.server.base import reply_with_result
+from katcp.server.reply_outcomes import reply_with_result
 from katcp.wire.text import as_str, readable
 
 FAKE_PROTOCOL = ProtocolFlags(5, 0, [ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS])

@@ -11,8 +11,10 @@ The package keeps one concern per module: :mod:`~katcp.server.transport` (the TC
 its calls from other threads), :mod:`~katcp.server.stream` (one accepted connection's
 reading and writing), :mod:`~katcp.server.stream_host` (what a connection needs of its
 server, and the rules of a connection's life), :mod:`~katcp.server.connection` (what
-handlers talk to), :mod:`~katcp.server.handler_thread`,
-:mod:`~katcp.server.base` (dispatch), :mod:`~katcp.server.standard_requests`,
+handlers talk to), :mod:`~katcp.server.handler_thread`, :mod:`~katcp.server.base` (a
+device's dispatch), :mod:`~katcp.server.reply_outcomes` (its replies to what handlers
+return or raise), :mod:`~katcp.server.device_sending` (its informs and replies),
+:mod:`~katcp.server.lifecycle` (its start and stop), :mod:`~katcp.server.standard_requests`,
 :mod:`~katcp.server.sampling_requests`, :mod:`~katcp.server.device` and
 :mod:`~katcp.server.logger`. Every public name is imported from here, where it is documented.
 """

@@ -1,31 +1,31 @@
-"""DeviceServerBase: message dispatch to request_*, inform_* and reply_* methods."""
+"""DeviceServerBase: message dispatch to request_*, inform_* and reply_* methods.
 
-import asyncio
-import concurrent.futures
-import contextlib
+The class is made of parts with one job each, mixins in modules of their own:
+:class:`~katcp.server.reply_outcomes.ReplyOutcomes` (the reply to what a request handler
+returned or raised), :class:`~katcp.server.device_sending.DeviceSending` (informs and
+replies sent by the device) and :class:`~katcp.server.lifecycle.ServerLifecycle` (start,
+stop and the waits). What is left here is the choice of what receives each message, the
+dispatch itself and the connection hooks.
+"""
+
 import functools
 import inspect
 import logging
 import sys
-import time
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple, cast
+from typing import Any, Callable, Dict, Optional, Tuple, cast
 
 import tornado.gen
-from tornado.concurrent import Future
 
-from katcp.core import (DEFAULT_KATCP_MAJOR, AsyncReply, DeviceServerMetaclass, FailReply,
-                        Message, ProtocolFlags, steal_docstring_from)
-from katcp.loop.call_queue import CallQueue
-from katcp.loop.crossing import (is_awaitable, run_into_future, running_loop,
-                                 thread_wait_timeout)
+from katcp.core import DEFAULT_KATCP_MAJOR, DeviceServerMetaclass, Message, ProtocolFlags
 from katcp.server.connection import (ClientConnection, ClientRequestConnection,
-                                     ThreadsafeClientConnection, check_message,
-                                     client_connection_of)
+                                     ThreadsafeClientConnection)
+from katcp.server.device_sending import DeviceSending
 from katcp.server.handler_thread import MessageHandlerThread
-from katcp.server.loop_calls import log_call_failure, return_future
-from katcp.server.stream_host import exception_text
+from katcp.server.lifecycle import ServerLifecycle, _nothing
+from katcp.server.loop_calls import return_future
+from katcp.server.reply_outcomes import ReplyOutcomes
 from katcp.server.transport import KATCPServer
-from katcp.wire.types import address_to_string, format_timestamp
+from katcp.wire.types import address_to_string
 from katcp.wire.util import object_repr, own_methods, uses_own
 
 log = logging.getLogger("katcp.server")
@@ -68,63 +68,12 @@ def _is_async_handler(handler: Callable[..., Any]) -> bool:
         return _is_async_function(handler)
 
 
-def _nothing() -> None:
-    pass
-
-
 # What the connection hooks return once they are done: a future resolved with None.
 _done_future = return_future(_nothing)
 
 
-class _LoopWork(concurrent.futures.Future):
-    """The outcome of work that :meth:`DeviceServerBase._call_on_loop` handed to the
-    loop from another thread, through the loop's call queue `calls`.
-
-    On the handler thread the work is held back with the rest of the message (see
-    :meth:`MessageHandlerThread.hold_until_handled`) so that the reply joins it in one
-    wake-up of the loop; a thread that waits for the outcome lets it go first, as
-    :meth:`CallQueue.call_with_outcome` does.
-    """
-
-    def __init__(self, calls: CallQueue) -> None:
-        super().__init__()
-        self._calls = calls
-
-    def result(self, timeout: Optional[float] = None) -> Any:
-        self._calls.release()
-        return super().result(timeout)
-
-    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
-        self._calls.release()
-        return super().exception(timeout)
-
-
-def reply_with_result(req: ClientRequestConnection, reply: Any, logger: logging.Logger) -> None:
-    """Reply to `req` with what its handler returned, or its future resolved to.
-
-    "A reply is necessary for every request" (spec section 2): what is not this request's
-    reply is failed (katcp 0.9 failed it too, as its reply checks raised), unless the
-    handler replied itself. Servers and the fake devices of :mod:`katcp.fake_clients`
-    apply this one rule.
-    """
-    name = req.msg.name
-    if req.replied:
-        if reply is not None:
-            logger.error("Request handler for %r replied, then returned %r too", name, reply)
-        return
-    if reply is None:
-        logger.error("Request handler for %r gave None without replying", name)
-    elif not isinstance(reply, Message):
-        logger.error("Request handler for %r returned %r, not a Message", name, reply)
-    elif reply.mtype != _REPLY or reply.name != name:
-        logger.error("Request handler for %r returned %r, not its reply", name, reply)
-    else:
-        req.reply_with_message(reply)
-        return
-    req.reply_with_message(Message.reply(name, "fail", "Handler returned an invalid reply."))
-
-
-class DeviceServerBase(metaclass=DeviceServerMetaclass):
+class DeviceServerBase(ReplyOutcomes, DeviceSending, ServerLifecycle,
+                       metaclass=DeviceServerMetaclass):
     """Base class for device servers.
 
     Subclasses should add .request_* methods for dealing with request messages. These
@@ -265,13 +214,11 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         elif self.on_message is previous:
             self.on_message = receive  # type: ignore[method-assign,assignment]
 
-    @steal_docstring_from(KATCPServer.set_ioloop)
-    def set_ioloop(self, ioloop: Any = None) -> None:
-        self._server.set_ioloop(ioloop)
-
-    @steal_docstring_from(KATCPServer.setDaemon)
-    def setDaemon(self, daemonic: bool) -> None:
-        self._server.setDaemon(daemonic)
+    def __repr__(self) -> str:
+        address = self.bind_address
+        return object_repr(self, address=address_to_string(address) if address else None,
+                           running=self.running(), clients=self._server.connection_count,
+                           protocol=self.PROTOCOL_INFO)
 
     # -- message dispatch -------------------------------------------------------------
 
@@ -360,131 +307,6 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             return None
         return self._handle_awaitable_reply(handler, req, reply)
 
-    def _reply_with_error(self, req: ClientRequestConnection, exc_info: Any) -> None:
-        """Reply to `req` for a handler that raised (AsyncReply: it replies itself)."""
-        exc = exc_info[1]
-        if isinstance(exc, AsyncReply):
-            return
-        if isinstance(exc, FailReply):
-            reply = Message.reply(req.msg.name, "fail", str(exc))
-        else:
-            reply = self.create_exception_reply_and_log(req.msg, exc_info)
-        req.reply_with_message(reply)
-
-    def _reply_with_result(self, req: ClientRequestConnection, reply: Any) -> None:
-        """Reply to `req` with what a handler returned, or its future resolved to."""
-        reply_with_result(req, reply, self._logger)
-
-    def _handle_awaitable_reply(self, handler: Callable[..., Any],
-                                req: ClientRequestConnection, reply: Any) -> Any:
-        thread_future = isinstance(reply, concurrent.futures.Future)
-        if not (thread_future or is_awaitable(reply)):
-            self._reply_with_result(req, reply)
-            return None
-        concurrent_reply = getattr(handler, "_concurrent_reply", False)
-        if not self._server.in_ioloop_thread():
-            # Not on the loop (the handler thread, or a direct call from another thread).
-            if reply.__class__ is _LoopWork:
-                # Work queued for the loop: the reply is sent there, by a call queued
-                # after it and after what the handler sent, rather than by a task that
-                # awaits it after one more hop to the loop.
-                done: concurrent.futures.Future = concurrent.futures.Future()
-                if self._handler_thread is not None:
-                    self._handler_thread.hold_until_handled()
-                self._server.call_soon_threadsafe(self._reply_after_work, req, reply, done)
-            else:
-                # The future is awaited on the loop, by a coroutine made there: one made
-                # here is never awaited if the loop closes before the call runs.
-                done = self._server.call_on_loop(self._spawn_await_reply, req, reply)
-            return None if concurrent_reply else done
-        if (thread_future or asyncio.isfuture(reply)) and reply.done() and not reply.cancelled():
-            # Already resolved (e.g. work done at once on the loop): reply now.
-            self._reply_with_outcome(req, reply)
-            return None
-        task = self._server.spawn(self._await_reply(req, reply))
-        return None if concurrent_reply else task
-
-    def _reply_after_work(self, req: ClientRequestConnection, work: _LoopWork,
-                          done: concurrent.futures.Future) -> None:
-        """On the loop: reply to `req` with the outcome of `work` (which ran before this
-        call, though what it returned may still be pending), then resolve `done`."""
-        work.add_done_callback(
-            lambda work: run_into_future(self._reply_with_outcome, (req, work), {}, done))
-        # What fails in replying is logged, as a task awaiting the work would log it:
-        # the handler thread uses `done` only to go on reading.
-        done.add_done_callback(
-            functools.partial(log_call_failure, self._logger, self._reply_with_outcome))
-
-    def _reply_with_outcome(self, req: ClientRequestConnection, future: Any) -> None:
-        """Reply to `req` with the outcome of its handler's resolved `future`."""
-        if future.cancelled():
-            # Said as _await_reply says it.
-            if self._server.running():
-                req.reply_with_message(Message.reply(req.msg.name, "fail",
-                                                     "Request cancelled."))
-            return
-        try:
-            result = future.result()
-        except Exception:
-            self._reply_with_error(req, sys.exc_info())
-        else:
-            self._reply_with_result(req, result)
-
-    def _spawn_await_reply(self, req: ClientRequestConnection, awaitable: Any) -> Any:
-        """On the loop: a task that replies to `req` once `awaitable` (what a handler
-        returned on another thread) resolves; none if the server has stopped since.
-
-        A stop ends the handlers it finds waiting (their futures are cancelled): one
-        whose future reached the loop after the stop is ended the same way.
-        """
-        if not self._server.running():
-            end = getattr(awaitable, "cancel", None) or getattr(awaitable, "close", None)
-            if end is not None:
-                end()
-            return None
-        return self._server.spawn(self._await_reply(req, awaitable))
-
-    async def _await_reply(self, req: ClientRequestConnection, awaitable: Any) -> None:
-        if isinstance(awaitable, concurrent.futures.Future):
-            # Resolved in some other thread (e.g. by a thread pool).
-            awaitable = asyncio.wrap_future(awaitable)
-        try:
-            reply = await awaitable
-        except asyncio.CancelledError:
-            if not self._server.running():
-                raise  # the server's stop ends its handlers: nobody is left to reply to
-            # The handler's own future was cancelled (by another request, say): every
-            # request still gets a reply (spec 5.1 section 2.2).
-            req.reply_with_message(Message.reply(req.msg.name, "fail", "Request cancelled."))
-        except Exception:
-            self._reply_with_error(req, sys.exc_info())
-        else:
-            self._reply_with_result(req, reply)
-
-    def _call_on_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn(*args)`` on the server's loop and return a future of its result.
-
-        On the loop thread, or before the server runs, `fn` runs at once and the future
-        is already resolved (a tornado Future on the loop, else a
-        concurrent.futures.Future). From another thread while the server runs, `fn` hops
-        to the loop and a concurrent.futures.Future is returned at once; from the handler
-        thread the hop goes with the end of the message, its reply joining it (see
-        :class:`_LoopWork`).
-        """
-        server = self._server
-        if server.in_ioloop_thread():
-            return return_future(fn)(*args)
-        if server.running():
-            calls = CallQueue.of(server.ioloop)
-            work = _LoopWork(calls)
-            if self._handler_thread is not None:
-                # The reply joins it in one wake-up of the loop (_handle_awaitable_reply).
-                self._handler_thread.hold_until_handled()
-            return calls.call_into(work, fn, *args)
-        done: concurrent.futures.Future = concurrent.futures.Future()
-        run_into_future(fn, args, {}, done)
-        return done
-
     def handle_inform(self, connection: Any, msg: Message) -> None:
         """Dispatch an inform message to its ``inform_*`` method, as requests are.
 
@@ -523,128 +345,6 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             handler(self, connection, msg)
         except Exception:
             self._logger.exception("Error handling %s %r", Message.TYPE_NAMES[msg.mtype], msg.name)
-
-    # -- sending ----------------------------------------------------------------------
-
-    def inform(self, connection: Any, msg: Message) -> None:
-        """Send an inform message to a particular client: ``connection.inform(msg)``.
-
-        For informs of the device's own accord: an inform that is part of the answer to
-        a request goes with :meth:`reply_inform`, which gives it the request's message id.
-        See :meth:`ClientConnection.inform`.
-
-        Parameters
-        ----------
-        connection : ClientConnection
-            The client to send it to.
-        msg : Message
-            The inform.
-
-        """
-        client_connection_of(connection).inform(msg)
-
-    def mass_inform(self, msg: Message) -> None:
-        """Send an inform message to all clients (see :meth:`ClientConnection.mass_inform`).
-
-        Parameters
-        ----------
-        msg : Message
-            The inform.
-
-        Raises
-        ------
-        TypeError
-            If `msg` is not a Message.
-        ValueError
-            If `msg` is not an inform.
-
-        """
-        if msg.__class__ is not Message or msg.mtype != _INFORM:
-            check_message(msg, _INFORM, "mass_inform")
-        self._mass_send(msg)
-
-    def reply(self, connection: Any, reply: Message, orig_req: Message) -> None:
-        """Send an asynchronous reply to an earlier request on `connection`.
-
-        See :meth:`ClientConnection.reply`.
-
-        Parameters
-        ----------
-        connection : ClientConnection
-            The client to send it to.
-        reply : Message
-            The reply; it is given the message id of `orig_req`.
-        orig_req : Message
-            The request it answers.
-
-        """
-        client_connection_of(connection).reply(reply, orig_req)
-
-    def reply_inform(self, connection: Any, inform: Message, orig_req: Message) -> None:
-        """Send an inform as part of the reply to an earlier request on `connection`.
-
-        See :meth:`ClientConnection.reply_inform`.
-
-        Parameters
-        ----------
-        connection : ClientConnection
-            The client to send it to.
-        inform : Message
-            The inform; it is given the message id of `orig_req`.
-        orig_req : Message
-            The request it is part of the answer to.
-
-        """
-        client_connection_of(connection).reply_inform(inform, orig_req)
-
-    def create_log_inform(self, level_name: str, msg: str, name: str,
-                          timestamp: Optional[float] = None) -> Message:
-        """Create a katcp logging inform message.
-
-        Usually this will be called from inside a DeviceLogger object, but it is also
-        used by the methods in this class when errors need to be reported to the client.
-
-        Parameters
-        ----------
-        level_name : str
-            KATCP log level name, e.g. 'error'.
-        msg : str
-            The log text.
-        name : str
-            Name of the logger.
-        timestamp : float, optional
-            Seconds since the Unix epoch; defaults to now.
-
-        Returns
-        -------
-        inform : Message
-            A ``#log`` inform.
-
-        """
-        if timestamp is None:
-            timestamp = time.time()
-        return Message.inform("log", level_name, format_timestamp(timestamp, self._katcp_major),
-                              name, msg)
-
-    def create_exception_reply_and_log(self, msg: Message, exc_info: Any) -> Message:
-        """Create a fail reply carrying a traceback, and log the error.
-
-        Parameters
-        ----------
-        msg : Message object
-            The request that failed.
-        exc_info : tuple
-            As returned by sys.exc_info().
-
-        Returns
-        -------
-        reply : Message
-            ``!name fail <traceback>`` (limited to tb_limit frames).
-
-        """
-        reason = exception_text(exc_info, self._tb_limit)
-        self._logger.error("Request %s FAIL: %s", msg.name, reason)
-        return Message.reply(msg.name, "fail", reason)
 
     # -- connection hooks ----------------------------------------------------------
 
@@ -699,161 +399,6 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
 
         """
         return _done_future()
-
-    # -- running ----------------------------------------------------------------------
-
-    def start(self, timeout: Optional[float] = None) -> Optional[bool]:
-        """Start the server (and its handler thread, if it has one).
-
-        As :meth:`KATCPServer.start`: with a `timeout`, waits that long for the server
-        to run and returns whether it does. Of threads starting the server at once, one
-        starts it and the others get RuntimeError at once; a start that fails leaves
-        nothing running and can be tried again.
-
-        Parameters
-        ----------
-        timeout : float or None, optional
-            Seconds to wait for the server (and its handler thread) to be running
-            (None: do not wait).
-
-        Returns
-        -------
-        running : bool or None
-            With a `timeout`, whether the server is running.
-
-        Raises
-        ------
-        RuntimeError
-            If the server is started, or another thread is starting it.
-        OSError
-            If the listening socket cannot be bound.
-
-        """
-        server = self._server
-        handler_thread = self._handler_thread
-        # One start at a time, and none while started: the others get RuntimeError at
-        # once, before a handler thread is made.
-        server.start_with(self._started_alongside(handler_thread))
-        if not timeout:
-            return None
-        if handler_thread is not None:
-            handler_thread.wait_running(timeout)
-        return server.wait_running(timeout)
-
-    @contextlib.contextmanager
-    def _started_alongside(self, handler_thread: Optional[MessageHandlerThread]
-                           ) -> Iterator[None]:
-        """Start what runs with the server, around its run (see KATCPServer.start_with)."""
-        # Replacements made since set_concurrency_options() (on the instance) count.
-        self._rebind_receiver()
-        if handler_thread is None:
-            yield
-            return
-        # The thread's loop is known before a message can arrive.
-        handler_thread.set_ioloop(self._server.get_ioloop())
-        handler_thread.start()
-        try:
-            yield
-        except BaseException:
-            # Not serving (its port is taken, say): leave nothing running, so that it
-            # can be started again. The thread just started has a queue of its own,
-            # which no message can have reached: it ends at once.
-            handler_thread.stop(None)
-            handler_thread.join()
-            raise
-
-    @steal_docstring_from(KATCPServer.stop)
-    def stop(self, timeout: Optional[float] = 1.0) -> concurrent.futures.Future:
-        stopped = self._server.stop(timeout)
-        if self._handler_thread is not None:
-            self._handler_thread.stop(None)
-        return stopped
-
-    @steal_docstring_from(KATCPServer.join)
-    def join(self, timeout: Optional[float] = None) -> None:
-        self._server.join(timeout)
-        if self._handler_thread is not None:
-            self._handler_thread.join(timeout)
-
-    def __repr__(self) -> str:
-        address = self.bind_address
-        return object_repr(self, address=address_to_string(address) if address else None,
-                           running=self.running(), clients=self._server.connection_count,
-                           protocol=self.PROTOCOL_INFO)
-
-    def __enter__(self) -> Any:
-        """``with server:`` starts the server and, outside a running loop, waits (up to
-        10 s) until it runs (a wait that fails or is interrupted stops it again);
-        leaving stops it and joins its threads.
-
-        On the server's own loop thread (``with`` in a coroutine on the loop it runs
-        on) leaving only stops it: the loop finishes the stop once it is given back
-        (``async with`` waits for that).
-        """
-        self.start()
-        if running_loop() is None:
-            try:
-                if not self.wait_running(10.0):
-                    raise RuntimeError("%r did not start within 10 s" % (self,))
-            except BaseException:
-                # No __exit__ follows a failed entry (Ctrl-C in the wait, say).
-                self.__exit__(*sys.exc_info())
-                raise
-        return self
-
-    def __exit__(self, exc_type: Any, *exc_rest: Any) -> None:
-        if self._server.in_ioloop_thread():
-            # A join would have the loop wait for itself.
-            self.stop(timeout=None)
-            return
-        try:
-            self.stop(timeout=10.0)
-            self.join(timeout=10.0)
-        except Exception:
-            if exc_type is None:
-                raise
-            # The with block's own exception is the one its caller must see.
-            self._logger.exception("Error stopping %r after an error in its with block",
-                                   self)
-
-    async def __aenter__(self) -> Any:
-        """``async with server:`` runs the server on the running loop (as
-        :meth:`set_ioloop` would, unless a loop was set) and starts it; leaving stops it
-        and waits until it has stopped (a handler thread is told to stop, and ends once
-        the message it is handling is handled).
-        """
-        if self._server.manages_ioloop:
-            self.set_ioloop()
-        self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        await asyncio.wrap_future(self.stop(timeout=None))
-
-    @steal_docstring_from(KATCPServer.running)
-    def running(self) -> bool:
-        return self._server.running()
-
-    @steal_docstring_from(KATCPServer.wait_running)
-    def wait_running(self, timeout: Optional[float] = None) -> bool:
-        return self._server.wait_running(timeout)
-
-    def sync_with_ioloop(self, timeout: Optional[float] = None) -> Optional[Future]:
-        """Block for ioloop to complete a loop if called from another thread.
-
-        Returns a future if called from inside the ioloop.
-
-        Raises concurrent.futures.TimeoutError if timed out while blocking.
-
-        Parameters
-        ----------
-        timeout : float or None, optional
-
-        """
-        if self._server.in_ioloop_thread():
-            return tornado.gen.sleep(0)  # resolves once the loop has gone round
-        self._server.call_on_loop(_nothing).result(thread_wait_timeout(timeout))
-        return None
 
 
 # What the transport may skip by handing every message to handle_request (_receiver()).
