@@ -15,7 +15,8 @@ import tornado.ioloop
 
 from katcp.core import KatcpSyntaxError, Message, MessageParser, ProtocolFlags, Sensor
 from katcp.sampling import wire_strategy
-from katcp.server import ClientConnection, ClientRequestConnection, DeviceServer
+from katcp.server import (ClientConnection, ClientRequestConnection, DeviceServer,
+                          ThreadsafeClientConnection)
 from katcp.testutils import handle_mock_req, mock_req
 from katcp.transport.buffers import thread_receive_view
 from katcp.transport.framing import WriteBatcher
@@ -343,6 +344,25 @@ def test_the_request_handler_tables_of_the_class_and_of_the_instance_are_both_he
     finally:
         stop(server)
         stop(plain)
+
+
+class _ThreadsafeOfItsOwn(ClientConnection):
+    _THREADSAFE = True
+
+
+@pytest.mark.parametrize("cls, sender", [
+    (ClientConnection, "send_message"),
+    (ThreadsafeClientConnection, "send_message_threadsafe"),
+    (_ThreadsafeOfItsOwn, "send_message_threadsafe")])
+def test_a_connection_replies_through_the_sender_its_class_says(cls, sender):
+    # reply() asks the connection, not its class, which sender it uses: the class's
+    # _THREADSAFE as it was when the connection was made.
+    transport = mock.Mock(spec=["send_message", "send_message_threadsafe"])
+    conn = cls(transport, "conn-id")
+    conn.reply(Message.reply("watchdog", "ok"), Message.request("watchdog", mid=3))
+    getattr(transport, sender).assert_called_once_with(
+        "conn-id", Message.reply("watchdog", "ok", mid=3))
+    assert len(transport.method_calls) == 1
 
 
 def test_a_connection_whose_inform_is_replaced_on_the_instance_takes_no_wire_bytes():
