@@ -235,6 +235,12 @@ def test_readable_text_of_any_bytes_replaces_what_is_not_utf8():
     assert readable(3) == "3"
 
 
+class _ParserOfItsOwn(MessageParser):
+
+    def __init__(self):
+        pass
+
+
 class TestParser:
 
     def setup_method(self):
@@ -331,6 +337,21 @@ class TestParser:
             elif byte not in separators_and_escape:
                 assert self.parser.parse(b"#x " + arg).arguments == [arg]
 
+
+    @pytest.mark.parametrize("parser_class", [MessageParser, _ParserOfItsOwn])
+    def test_informs_under_one_header_and_the_next_header_each_get_their_own_id(
+            self, parser_class):
+        # parse() keeps the last inform header with an id on the parser (from its
+        # __init__; a subclass that does not call it uses the class's): the id never
+        # passes from one header to another, nor from one parser to another.
+        parser, other = parser_class(), parser_class()
+        lines = [b"?help[7]", b"#help[7] a", b"#help[7] b", b"#help[8] c", b"!help[8] ok",
+                 b"#help d", b"#sensor-value[7] e"]
+        assert [(msg.name, msg.mid) for msg in map(parser.parse, lines)] == [
+            ("help", b"7"), ("help", b"7"), ("help", b"7"), ("help", b"8"), ("help", b"8"),
+            ("help", None), ("sensor-value", b"7")]
+        assert other.parse(b"#help[9] f").mid == b"9"
+        assert parser.parse(b"#sensor-value[7] g").arguments == [b"g"]
 
     def test_a_chunk_needs_the_byte_checks_of_its_lines_when_it_holds_what_they_find(self):
         # Lines framed from a chunk hold no line end; needs_byte_checks() looks for the

@@ -15,7 +15,8 @@ import tornado.ioloop
 
 from katcp.core import KatcpSyntaxError, Message, MessageParser, ProtocolFlags, Sensor
 from katcp.sampling import wire_strategy
-from katcp.server import ClientConnection, ClientRequestConnection, DeviceServer
+from katcp.server import (ClientConnection, ClientRequestConnection, DeviceServer,
+                          ThreadsafeClientConnection)
 from katcp.testutils import handle_mock_req, mock_req
 from katcp.transport.buffers import thread_receive_view
 from katcp.transport.framing import WriteBatcher
@@ -306,6 +307,62 @@ def test_a_handlers_request_object_is_what_its_class_makes(flavour):
         assert req.msg == Message.request("kept", mid=7)
     finally:
         stop(server)
+
+
+def _request_echo(self, req, msg):
+    """Echo the arguments."""
+    return req.make_reply("ok", *msg.arguments)
+
+
+class HasItsOwnTable(make_server_class(5)):
+
+    def __init__(self, *args, **kwargs):
+        self._request_handlers = dict(type(self)._request_handlers, echo=_request_echo)
+        super().__init__(*args, **kwargs)
+
+
+@pytest.mark.parametrize("flavour", sorted(FLAVOURS))
+def test_the_request_handler_tables_of_the_class_and_of_the_instance_are_both_heard(flavour):
+    # The server keeps its handler table on the instance (read per request): the class's
+    # own table, so a handler added to it after the server was made is heard, and a table
+    # of the instance's own, given before the server's __init__, is not replaced.
+    server = HasItsOwnTable("127.0.0.1", 0)
+    server.set_concurrency_options(**FLAVOURS[flavour])
+    assert server.start(timeout=TIMEOUT)
+    server._request_handlers["late"] = _request_echo
+    plain = make_server_class(5)("127.0.0.1", 0)
+    type(plain)._request_handlers["late"] = _request_echo
+    plain.set_concurrency_options(**FLAVOURS[flavour])
+    assert plain.start(timeout=TIMEOUT)
+    try:
+        with connect(server) as client:
+            assert reply_lines(client, "?echo[1] a b") == [b"!echo[1] ok a b"]
+            assert reply_lines(client, "?late[2] c") == [b"!late[2] ok c"]
+        with connect(plain) as client:
+            assert reply_lines(client, "?late[3] d") == [b"!late[3] ok d"]
+            assert reply_lines(client, "?echo[4]") == [b"!echo[4] invalid Unknown\\_request."]
+    finally:
+        stop(server)
+        stop(plain)
+
+
+class _ThreadsafeOfItsOwn(ClientConnection):
+    _THREADSAFE = True
+
+
+@pytest.mark.parametrize("cls, sender", [
+    (ClientConnection, "send_message"),
+    (ThreadsafeClientConnection, "send_message_threadsafe"),
+    (_ThreadsafeOfItsOwn, "send_message_threadsafe")])
+def test_a_connection_replies_through_the_sender_its_class_says(cls, sender):
+    # reply() asks the connection, not its class, which sender it uses: the class's
+    # _THREADSAFE as it was when the connection was made.
+    transport = mock.Mock(spec=["send_message", "send_message_threadsafe"])
+    conn = cls(transport, "conn-id")
+    conn.reply(Message.reply("watchdog", "ok"), Message.request("watchdog", mid=3))
+    getattr(transport, sender).assert_called_once_with(
+        "conn-id", Message.reply("watchdog", "ok", mid=3))
+    assert len(transport.method_calls) == 1
 
 
 def test_a_connection_whose_inform_is_replaced_on_the_instance_takes_no_wire_bytes():
