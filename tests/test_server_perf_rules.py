@@ -7,6 +7,7 @@ Real sockets on 127.0.0.1, for the threaded DeviceServer and AsyncDeviceServer.
 """
 
 import asyncio
+import queue
 import threading
 from unittest import mock
 
@@ -18,7 +19,7 @@ from katcp.sampling import wire_strategy
 from katcp.server import (ClientConnection, ClientRequestConnection, DeviceServer,
                           ThreadsafeClientConnection)
 from katcp.testutils import handle_mock_req, mock_req
-from katcp.transport.buffers import thread_receive_view
+from katcp.transport.buffers import loop_receive_view
 from katcp.transport.framing import WriteBatcher
 from katcp.wire import types as wire_types
 
@@ -709,18 +710,17 @@ def test_send_message_sends_what_the_message_class_says_it_is():
 
 
 def test_servers_on_their_own_threads_each_read_only_their_own_clients_bytes():
-    # A server's connections read into the receive buffer of its loop's thread, kept when
-    # it was installed: two servers, each on its loop's thread, flooded at once with more
-    # than a buffer holds per read. Were the buffer shared between them, the bytes of one
-    # would turn up in the other.
+    # A server's connections read into the receive buffer of its loop, kept when it was
+    # installed: two servers, each on its loop's thread, flooded at once with more than a
+    # buffer holds per read. Were the buffer shared between them, the bytes of one would
+    # turn up in the other.
     count = 20000
     servers = [start(5, "async") for _ in range(2)]
     try:
         views = [server._server._host.receive_view for server in servers]
         assert views[0] is not views[1]
-        # One buffer per loop thread, not one per server (256 KiB each).
         for server, view in zip(servers, views):
-            assert server._server.call_from_thread(thread_receive_view).result(5) is view
+            assert loop_receive_view(server.ioloop) is view
         clients = [connect(server) for server in servers]
         results = {}
 
@@ -748,3 +748,52 @@ def test_servers_on_their_own_threads_each_read_only_their_own_clients_bytes():
     finally:
         for server in servers:
             stop(server)
+
+
+def test_a_loop_run_by_another_thread_keeps_its_own_receive_buffer():
+    # The buffer is the loop's, not that of the thread that ran the loop when its server
+    # was installed: a server's loop later run by another thread, while the first thread
+    # runs a second loop with servers of its own, shares no buffer with them (their reads
+    # would overwrite each other's). The servers of one loop share one (256 KiB each).
+    loops = queue.Queue()
+
+    def run_loops_in_turn():
+        for ioloop in iter(loops.get, None):
+            ioloop.start()
+
+    worker = threading.Thread(target=run_loops_in_turn, daemon=True)
+    worker.start()
+    first, second = (tornado.ioloop.IOLoop(make_current=False) for _ in range(2))
+    servers = [make_server_class(5)("127.0.0.1", 0) for _ in range(3)]
+    for server, ioloop in zip(servers, (first, second, second)):
+        server.set_concurrency_options(**FLAVOURS["async"])
+        server.set_ioloop(ioloop)
+    mover = threading.Thread(target=first.start, daemon=True)
+    try:
+        loops.put(first)
+        assert servers[0].start(timeout=TIMEOUT)
+        first.add_callback(first.stop)
+        loops.put(second)
+        assert servers[1].start(timeout=TIMEOUT) and servers[2].start(timeout=TIMEOUT)
+        mover.start()
+        views = [server._server._host.receive_view for server in servers]
+        assert views[0] is loop_receive_view(first)
+        assert views[1] is views[2] is loop_receive_view(second)
+        assert views[0] is not views[1]
+        # Both loops serve at once, on their threads of now.
+        clients = [connect(server) for server in servers[:2]]
+        for index, client in enumerate(clients):
+            client.send_raw(b"?watchdog[%d]\n" % (index + 1))
+        for index, client in enumerate(clients):
+            assert client.read_until(lambda line: line.startswith(b"!"))[-1] == (
+                b"!watchdog[%d] ok" % (index + 1))
+            client.sock.close()
+    finally:
+        for server in servers:
+            stop(server)
+        loops.put(None)
+        for ioloop, thread in ((first, mover), (second, worker)):
+            ioloop.add_callback(ioloop.stop)
+            thread.join(TIMEOUT)
+            assert not thread.is_alive()
+            ioloop.close()

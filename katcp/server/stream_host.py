@@ -18,7 +18,7 @@ import tornado.gen
 from katcp.core import Message, MessageParser
 from katcp.loop.crossing import is_awaitable
 from katcp.loop.policy import thread_ioloop
-from katcp.transport.buffers import thread_receive_view
+from katcp.transport.buffers import loop_receive_view
 from katcp.transport.sockets import shut_down_socket
 from katcp.wire.text import quoted_line
 
@@ -87,18 +87,18 @@ class StreamHost:
         # The loop's call_soon, bound once for all connections (set by install()).
         self.call_soon: Callable[..., Any] = _unset_call_soon
         # What the connections read into (see _Connection.get_buffer): the buffer of the
-        # loop's thread, set by install().
+        # loop, set by install().
         self.receive_view = memoryview(bytearray())
         # Each connection, with the ClientConnection the device knows it by.
         self.connections: Dict["_Connection", Any] = {}
 
-    def install(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Serve connections of `loop`, the asyncio loop the server is installed on.
+    def install(self, ioloop: Any) -> None:
+        """Serve connections of `ioloop`, the IOLoop the server is installed on.
 
-        Called on the loop's thread, whose receive buffer its connections then share.
+        Its connections then share the loop's receive buffer.
         """
-        self.call_soon = loop.call_soon
-        self.receive_view = thread_receive_view()
+        self.call_soon = ioloop.asyncio_loop.call_soon
+        self.receive_view = loop_receive_view(ioloop)
 
     @property
     def logger(self) -> logging.Logger:

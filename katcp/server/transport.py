@@ -299,7 +299,7 @@ class KATCPServer(Sending):
     def _install(self, sock: socket.socket) -> None:
         self._use_loop(self.ioloop)
         self._listener = sock
-        self._host.install(self.ioloop.asyncio_loop)
+        self._host.install(self.ioloop)
         # Through the IOLoop, so that an IOLoop closed with all_fds=True (as a tornado
         # test case's is) closes the listener of a server that was never stopped.
         self.ioloop.add_handler(sock, self._accept_event, tornado.ioloop.IOLoop.READ)

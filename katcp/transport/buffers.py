@@ -2,37 +2,48 @@
 
 import asyncio
 import threading
+from typing import Any
 
-__all__ = ["SharedBufferProtocol", "thread_receive_view"]
+from katcp.loop.per_loop import one_per_loop
+
+__all__ = ["SharedBufferProtocol", "loop_receive_view"]
+
+RECEIVE_SIZE = 256 * 1024  # what asyncio reads at most per call with a plain Protocol
 
 
 class _ReceiveBuffer(threading.local):
     """One receive buffer per thread, shared by all the connections of its loop."""
 
-    SIZE = 256 * 1024  # what asyncio reads at most per call with a plain Protocol
-
     def __init__(self) -> None:
-        self.view = memoryview(bytearray(self.SIZE))
+        self.view = memoryview(bytearray(RECEIVE_SIZE))
 
 
 _receive_buffer = _ReceiveBuffer()
 
 
-def thread_receive_view() -> memoryview:
-    """Return the calling thread's receive buffer, shared by its loop's connections.
+def loop_receive_view(ioloop: Any) -> memoryview:
+    """Return the receive buffer of `ioloop`, shared by the connections it reads.
 
-    For a protocol that keeps it rather than look it up per read (one thread-local
-    lookup is several times an attribute read): it must then be read only on this
-    thread.
+    For a protocol that keeps it rather than look up its thread's per read (a
+    thread-local lookup costs several attribute reads). A loop reads one connection at a
+    time, on whichever thread runs it, so its connections never see each other's data;
+    the buffer of the thread, kept, would be shared with another loop should this one
+    move to another thread.
+
+    Parameters
+    ----------
+    ioloop : :class:`tornado.ioloop.IOLoop`
+        The loop whose connections read into the buffer.
 
     Returns
     -------
     view : memoryview
-        A writable view of the thread's buffer, for ``get_buffer()`` to hand out (asyncio
+        A writable view of the loop's buffer, for ``get_buffer()`` to hand out (asyncio
         and uvloop read into any writable buffer) and ``buffer_updated()`` to copy from.
 
     """
-    return _receive_buffer.view
+    return one_per_loop(ioloop, "_katcp_receive_view",
+                        lambda _: memoryview(bytearray(RECEIVE_SIZE)))
 
 
 class SharedBufferProtocol(asyncio.BufferedProtocol):
