@@ -35,6 +35,29 @@ def test_errors_of_the_source_and_of_the_transformation_are_passed_on():
         transform_future(lambda value: 1 / value, fine).result(timeout=0)
 
 
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, asyncio.CancelledError])
+@pytest.mark.parametrize("later", [False, True], ids=["done", "later"])
+@pytest.mark.parametrize("kind", ["concurrent", "asyncio"])
+def test_a_failure_that_is_no_exception_is_passed_on_too(kind, later, failure):
+    # A BaseException (asyncio's CancelledError, KeyboardInterrupt) of the source fails
+    # the new future as any failure does: it is neither raised where the outcome is
+    # copied nor left pending for ever (IOLoopManager.stop's callback raising it).
+    loop = asyncio.new_event_loop()
+    try:
+        source = concurrent.futures.Future() if kind == "concurrent" else loop.create_future()
+        if later:
+            chained = transform_future(str, source)
+            source.set_exception(failure())
+        else:
+            source.set_exception(failure())
+            chained = transform_future(str, source)
+        loop.run_until_complete(asyncio.sleep(0))  # an asyncio future's done callbacks
+        assert chained.done() and isinstance(chained.exception(), failure)
+        assert isinstance(source.exception(), failure)
+    finally:
+        loop.close()
+
+
 def test_cancellation_is_passed_on():
     source = concurrent.futures.Future()
     chained = transform_future(str, source)

@@ -227,9 +227,16 @@ def transform_future(transformation: Callable[[Any], Any], future: Any) -> Any:
         if done.cancelled() or not claim():
             copy_outcome(done, new_future)
             return
+        failure = done.exception()
+        if failure is not None:
+            # Passed on whatever its kind: a BaseException (KeyboardInterrupt, asyncio's
+            # CancelledError) raised by result() here would leave new_future claimed, and
+            # so pending, for ever.
+            new_future.set_exception(failure)
+            return
         try:
             new_future.set_result(transformation(done.result()))
-        except Exception as exc:  # `done`'s own failure too
+        except Exception as exc:
             new_future.set_exception(exc)
 
     if future.done():
