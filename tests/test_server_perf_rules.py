@@ -294,16 +294,25 @@ def _state(req):
 
 
 @pytest.mark.parametrize("flavour", sorted(FLAVOURS))
-def test_a_handlers_request_object_is_what_its_class_makes(flavour):
-    # The server makes it without calling the class (a call less per request): it must
-    # come out as ClientRequestConnection(connection, msg) would.
+def test_a_handlers_request_object_is_made_by_calling_its_class(flavour):
+    # As katcp 0.9.3 does: code that wraps the class's __init__ (a test's patch) sees
+    # each request's object made, and it comes out as the call makes it.
     server = KeepsItsRequests("127.0.0.1", 0)
     server.set_concurrency_options(**FLAVOURS[flavour])
     assert server.start(timeout=TIMEOUT)
+    plain_init = ClientRequestConnection.__init__
+    made = []
+
+    def init(req, *args):
+        made.append(args)
+        plain_init(req, *args)
+
     try:
-        with connect(server) as client:
-            assert reply_lines(client, "?kept[7]") == [b"!kept[7] ok"]
+        with mock.patch.object(ClientRequestConnection, "__init__", init):
+            with connect(server) as client:
+                assert reply_lines(client, "?kept[7]") == [b"!kept[7] ok"]
         req, state = server.kept
+        assert made == [(req.client_connection, req.msg)]
         assert state == _state(ClientRequestConnection(req.client_connection, req.msg))
         assert req.msg == Message.request("kept", mid=7)
     finally:

@@ -31,7 +31,6 @@ from katcp.wire.util import object_repr, own_methods, uses_own
 log = logging.getLogger("katcp.server")
 
 _REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
-_new_request = object.__new__
 
 # KATCP major versions a device server can speak.
 _SUPPORTED_KATCP_MAJORS = frozenset([4, 5])
@@ -291,12 +290,7 @@ class DeviceServerBase(ReplyOutcomes, DeviceSending, ServerLifecycle,
             done = self._server.call_on_loop(DeviceServerBase.handle_request, self,
                                              connection, msg)
             return None if getattr(handler, "_concurrent_reply", False) else done
-        # ClientRequestConnection(connection, msg) without the calls of the class and of
-        # its __init__ (which this does as it does): this makes the req of every request.
-        req = _new_request(ClientRequestConnection)
-        req.client_connection = connection
-        req.msg = msg
-        req._replied = False
+        req = ClientRequestConnection(connection, msg)
         try:
             reply = handler(self, req, msg)
         except Exception:

@@ -275,8 +275,6 @@ class ClientRequestConnection:
     __slots__ = ("client_connection", "msg", "_replied", "__dict__")
 
     def __init__(self, client_connection: Any, req_msg: Message) -> None:
-        # DeviceServerBase.handle_request() makes a request's object without calling
-        # this, doing what it does: an attribute set here must be set there too.
         self.client_connection = client_connection
         self.msg = req_msg
         self._replied = False
