@@ -765,6 +765,29 @@ class TestSensorUpdates(InspectingClientTestBase):
         self.assertTrue(client.synced)
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_an_unknown_sensor_in_an_inform_is_skipped_quietly(self):
+        client, _ = await self.start_client()
+        temp = await client.future_get_sensor("temp")
+        with self.assertNoLogs("katcp.inspect_client", "WARNING"):
+            self.device.inform("sensor-status", b"1234.5", 2, "ghost", "warn", b"1",
+                               "temp", "warn", b"45.25")
+            # A request round trip orders the informs before the assertions.
+            await client.simple_request("watchdog")
+        self.assertEqual(tuple(temp.read()), (1234.5, Sensor.WARN, 45.25))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_the_logs_of_a_malformed_inform_and_a_bad_reading_say_what_was_sent(self):
+        client, _ = await self.start_client()
+        await client.future_get_sensor("temp")
+        with self.assertLogs("katcp.inspect_client", "WARNING") as logs:
+            self.device.inform("sensor-status", b"1.0", 2, "temp", "warn", b"1.0")
+            self.device.inform("sensor-status", b"1.0", 1, "temp", "warn", b"not-float")
+            await client.simple_request("watchdog")
+        self.assertEqual([record.getMessage() for record in logs.records], [
+            "Malformed sensor-status inform: #sensor-status 1.0 2 temp warn 1.0",
+            "Could not update sensor 'temp' to (b'1.0', b'warn', b'not-float')"])
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_a_logger_replaced_after_construction_gets_every_message(self):
         def failing_callback(state, model_changes):
             raise RuntimeError("callback failed")
