@@ -311,6 +311,14 @@ class TestSync(InspectingClientTestBase):
             ("help", []), ("request-timeout-hint", []), ("sensor-list", [])])
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_wait_for_a_state_resolves_to_true_when_reached_and_when_already_there(self):
+        # As 0.9.3's: callers test the result (``if (yield client.until_synced())``).
+        client, _ = await self.start_client(synced=False)
+        self.assertIs(await client.until_synced(timeout=WAIT), True)
+        self.assertIs(await client.until_synced(timeout=WAIT), True)
+        self.assertIs(await client.until_state(SYNCED, timeout=WAIT), True)
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_state_callback_sequence_and_model_changes(self):
         client, recorder = await self.start_client()
         self.assertEqual(recorder.states, [CONNECTED, DATA_SYNCED_CHANGED, SYNCED])
