@@ -348,13 +348,29 @@ class TestSync(InspectingClientTestBase):
             await tornado.gen.with_timeout(self.io_loop.time() + WAIT, started)
             cancelled_work.cancel()
             await client.until_synced(timeout=WAIT)
-        assert "State callback for 127.0.0.1:%d was cancelled" % self.device.port \
-            in logs.output[0]
+        self.assertEqual(logs.records[0].getMessage(),
+                         "State callback for 127.0.0.1:%d was cancelled" % self.device.port)
         # Its state coroutine lives on: it follows the device's interface changes.
         self.device.sensors["added"] = ["Added.", "", "integer", [b"0", b"10"],
                                         (b"1000.5", b"nominal", b"3")]
         await self.resync_after(client, "sensor-list")
         assert "added" in client.sensors
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_failing_state_callback_is_logged_with_the_device_and_the_error(self):
+        def failing_callback(state, model_changes):
+            raise RuntimeError("callback failed")
+
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        client.set_state_callback(failing_callback)
+        with self.assertLogs("katcp.inspect_client", logging.ERROR) as logs:
+            await client.connect(timeout=WAIT)
+            await client.until_synced(timeout=WAIT)
+        record = logs.records[0]
+        self.assertEqual(record.getMessage(),
+                         "Error in state callback for 127.0.0.1:%d" % self.device.port)
+        self.assertEqual(str(record.exc_info[1]), "callback failed")
 
     @tornado.testing.gen_test(timeout=10)
     async def test_state_callback_coroutine_is_awaited(self):
