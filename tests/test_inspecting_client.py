@@ -373,6 +373,16 @@ class TestSync(InspectingClientTestBase):
         self.assertEqual(str(record.exc_info[1]), "callback failed")
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_plain_state_callback_holds_the_next_state_for_a_loop_turn_only(self):
+        # A sync reports two states before it is synced; a plain callback must not delay
+        # each by a timer (it takes milliseconds: the bound leaves room for a busy machine).
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        client.set_state_callback(StateRecorder())
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=1.5)
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_state_callback_coroutine_is_awaited(self):
         events = []
         loop = asyncio.get_running_loop()
