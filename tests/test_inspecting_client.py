@@ -545,6 +545,40 @@ class TestSync(InspectingClientTestBase):
         self.assertEqual(set(recorder.calls[2][1]), {"requests", "sensors"})
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_failed_sync_is_logged_with_the_device_and_the_reason(self):
+        self.device.fail_next.add("sensor-list")
+        with self.assertLogs("katcp.inspect_client", logging.WARNING) as logs:
+            await self.start_client()
+        address = "127.0.0.1:%d" % self.device.port
+        self.assertEqual([(record.levelno, record.getMessage()) for record in logs.records],
+                         [(logging.WARNING, "Error syncing with device %s: Error reply during "
+                           "sync process for %s: !sensor-list fail Scripted failure."
+                           % (address, address))])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_an_unexpected_error_of_a_sync_is_logged_with_its_traceback_and_retried(self):
+        failures = [RuntimeError("inspection broke")]
+
+        class Breaking(InspectingClientAsync):
+            def inspect_sensors(self, name=None, timeout=None):
+                if failures:
+                    raise failures.pop()
+                return super().inspect_sensors(name, timeout)
+
+        client = Breaking("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        client.resync_delay = ExponentialRandomBackoff(delay_initial=0.01, delay_max=0.05)
+        with self.assertLogs("katcp.inspect_client", logging.WARNING) as logs:
+            await client.connect(timeout=WAIT)
+            await client.until_synced(timeout=WAIT)
+        self.assertEqual(sorted(client.sensors), ["mode", "temp"])
+        [record] = logs.records
+        self.assertEqual((record.levelno, record.getMessage()), (
+            logging.ERROR, "Unexpected error syncing with device 127.0.0.1:%d"
+            % self.device.port))
+        self.assertEqual(str(record.exc_info[1]), "inspection broke")
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_simple_request(self):
         client, _ = await self.start_client()
         reply, informs = await client.simple_request("help", "watchdog")
