@@ -579,6 +579,32 @@ class TestSync(InspectingClientTestBase):
         self.assertEqual(str(record.exc_info[1]), "inspection broke")
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_stop_ends_the_wait_to_retry_a_failed_sync(self):
+        failed = asyncio.get_running_loop().create_future()
+
+        class FailureSeen(logging.Handler):
+            # The failure is logged just before the wait for the retry begins.
+            def emit(self, record):
+                if not failed.done():
+                    failed.set_result(record)
+
+        self.device.fail_next.add("sensor-list")
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        client.resync_delay = ExponentialRandomBackoff(delay_initial=60.0, randomicity=0.0)
+        handler = FailureSeen(logging.WARNING)
+        logger = logging.getLogger("katcp.inspect_client")
+        logger.addHandler(handler)
+        try:
+            await client.connect(timeout=WAIT)
+            await tornado.gen.with_timeout(self.io_loop.time() + WAIT, failed)
+        finally:
+            logger.removeHandler(handler)
+        client.stop()
+        await client.until_stopped(timeout=WAIT)
+        self.assertFalse(client.connected)
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_simple_request(self):
         client, _ = await self.start_client()
         reply, informs = await client.simple_request("help", "watchdog")
