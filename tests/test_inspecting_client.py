@@ -1015,6 +1015,26 @@ class TestConnectionLifecycle(InspectingClientTestBase):
         self.assertEqual(sorted(client.sensors), ["temp"])
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_stop_ends_the_wait_for_a_silent_device_to_say_its_protocol(self):
+        async def silent(reader, writer):
+            await reader.read()
+
+        device = Acceptor(silent)
+        port = await device.start()
+        try:
+            client = InspectingClientAsync("127.0.0.1", port)
+            self.clients.append(client)
+            await client.connect(timeout=WAIT)
+            # Without a state callback the client goes on at once to wait for the
+            # device's protocol, before this wait's result is delivered.
+            await client.until_connected(timeout=WAIT)
+            client.stop()
+            await client.until_stopped(timeout=WAIT)
+            self.assertEqual(client.state, DISCONNECTED)
+        finally:
+            await device.stop()
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_a_second_connect_while_running_is_refused(self):
         client, _ = await self.start_client()
         with self.assertRaisesRegex(AssertionError, "already started"):
