@@ -605,6 +605,18 @@ class TestSync(InspectingClientTestBase):
         self.assertFalse(client.connected)
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_the_resync_backoff_is_made_of_the_clients_own_settings(self):
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        client.initial_resync_timeout = 0.25
+        client.max_resync_timeout = 7.0
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        backoff = client.resync_delay
+        self.assertIsInstance(backoff, ExponentialRandomBackoff)
+        self.assertEqual((backoff.delay_initial, backoff.delay_max), (0.25, 7.0))
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_simple_request(self):
         client, _ = await self.start_client()
         reply, informs = await client.simple_request("help", "watchdog")
