@@ -617,6 +617,29 @@ class TestSync(InspectingClientTestBase):
         self.assertEqual((backoff.delay_initial, backoff.delay_max), (0.25, 7.0))
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_failure_of_the_state_loop_is_logged_and_ends_in_not_connected(self):
+        class Broken(ExponentialRandomBackoff):
+            def success(self):
+                if hasattr(self, "delay"):  # made: its constructor calls this too
+                    raise RuntimeError("backoff broke")
+                super().success()
+
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        recorder = StateRecorder()
+        client.set_state_callback(recorder)
+        client.resync_delay = Broken()
+        with self.assertLogs("katcp.inspect_client", logging.ERROR) as logs:
+            await client.connect(timeout=WAIT)
+            await client.until_synced(timeout=WAIT)
+            await client.until_state(DISCONNECTED, timeout=WAIT)
+        [record] = logs.records
+        self.assertEqual(record.getMessage(), "State loop of inspecting client for "
+                         "127.0.0.1:%d failed" % self.device.port)
+        self.assertEqual(str(record.exc_info[1]), "backoff broke")
+        self.assertEqual(recorder.states[-1], DISCONNECTED)
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_simple_request(self):
         client, _ = await self.start_client()
         reply, informs = await client.simple_request("help", "watchdog")
@@ -1074,6 +1097,7 @@ class TestConnectionLifecycle(InspectingClientTestBase):
         await client.katcp_client.until_stopped(timeout=WAIT)
         await client.until_stopped(timeout=WAIT)
         self.assertEqual(recorder.states[-1], DISCONNECTED)
+        self.assertIs(client.running(), False)
         self.device = FakeDevice(self.protocol)
         await self.device.start(port)
         await client.connect(timeout=WAIT)
