@@ -1103,6 +1103,19 @@ class TestConnectionLifecycle(InspectingClientTestBase):
         await client.connect(timeout=WAIT)
         await client.until_synced(timeout=WAIT)
 
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_katcp_client_stopped_while_it_waits_to_reconnect_ends_the_inspection(self):
+        client, recorder = await self.start_client()
+        await self.device.stop()
+        await client.until_state(DISCONNECTED, timeout=WAIT)
+        ended = asyncio.get_running_loop().create_future()
+        # The state loop's last report, as it ends, is a second not-connected state.
+        client.set_state_callback(lambda state, changes: ended.done() or ended.set_result(state))
+        client.katcp_client.stop()
+        self.assertEqual(await tornado.gen.with_timeout(self.io_loop.time() + WAIT, ended),
+                         DISCONNECTED)
+        self.assertIs(client.running(), False)
+
     @tornado.testing.gen_test(timeout=30)
     async def test_reconnects_leave_no_waits_behind(self):
         client, _ = await self.start_client()
