@@ -640,6 +640,24 @@ class TestSync(InspectingClientTestBase):
         self.assertEqual(recorder.states[-1], DISCONNECTED)
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_getting_many_items_with_one_unknown_looks_each_up(self):
+        client, _ = await self.start_client()
+        temp, ghost = await client._future_get_many("sensors", ["temp", "ghost"])
+        self.assertIs(temp, await client.future_get_sensor("temp"))
+        self.assertIsNone(ghost)
+        [watchdog] = await client._future_get_many("requests", ["watchdog"])
+        self.assertEqual(watchdog.name, "watchdog")
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_getting_an_unknown_item_without_update_asks_the_device_nothing(self):
+        client, _ = await self.start_client()
+        self.device.sensors["added"] = ["Added.", "", "integer", [b"0", b"10"],
+                                        (b"1000.5", b"nominal", b"3")]
+        self.device.received.clear()
+        self.assertIsNone(await client.future_get_sensor("added", update=False))
+        self.assertEqual(self.device.names_received(), [])
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_simple_request(self):
         client, _ = await self.start_client()
         reply, informs = await client.simple_request("help", "watchdog")
