@@ -311,6 +311,14 @@ class TestSync(InspectingClientTestBase):
             ("help", []), ("request-timeout-hint", []), ("sensor-list", [])])
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_wait_for_a_state_resolves_to_true_when_reached_and_when_already_there(self):
+        # As 0.9.3's: callers test the result (``if (yield client.until_synced())``).
+        client, _ = await self.start_client(synced=False)
+        self.assertIs(await client.until_synced(timeout=WAIT), True)
+        self.assertIs(await client.until_synced(timeout=WAIT), True)
+        self.assertIs(await client.until_state(SYNCED, timeout=WAIT), True)
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_state_callback_sequence_and_model_changes(self):
         client, recorder = await self.start_client()
         self.assertEqual(recorder.states, [CONNECTED, DATA_SYNCED_CHANGED, SYNCED])
@@ -340,13 +348,39 @@ class TestSync(InspectingClientTestBase):
             await tornado.gen.with_timeout(self.io_loop.time() + WAIT, started)
             cancelled_work.cancel()
             await client.until_synced(timeout=WAIT)
-        assert "State callback for 127.0.0.1:%d was cancelled" % self.device.port \
-            in logs.output[0]
+        self.assertEqual(logs.records[0].getMessage(),
+                         "State callback for 127.0.0.1:%d was cancelled" % self.device.port)
         # Its state coroutine lives on: it follows the device's interface changes.
         self.device.sensors["added"] = ["Added.", "", "integer", [b"0", b"10"],
                                         (b"1000.5", b"nominal", b"3")]
         await self.resync_after(client, "sensor-list")
         assert "added" in client.sensors
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_failing_state_callback_is_logged_with_the_device_and_the_error(self):
+        def failing_callback(state, model_changes):
+            raise RuntimeError("callback failed")
+
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        client.set_state_callback(failing_callback)
+        with self.assertLogs("katcp.inspect_client", logging.ERROR) as logs:
+            await client.connect(timeout=WAIT)
+            await client.until_synced(timeout=WAIT)
+        record = logs.records[0]
+        self.assertEqual(record.getMessage(),
+                         "Error in state callback for 127.0.0.1:%d" % self.device.port)
+        self.assertEqual(str(record.exc_info[1]), "callback failed")
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_plain_state_callback_holds_the_next_state_for_a_loop_turn_only(self):
+        # A sync reports two states before it is synced; a plain callback must not delay
+        # each by a timer (it takes milliseconds: the bound leaves room for a busy machine).
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        client.set_state_callback(StateRecorder())
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=1.5)
 
     @tornado.testing.gen_test(timeout=10)
     async def test_state_callback_coroutine_is_awaited(self):
@@ -509,6 +543,119 @@ class TestSync(InspectingClientTestBase):
                          [CONNECTED, CONNECTED, DATA_SYNCED_CHANGED, SYNCED])
         # Request changes found before the failure are still reported.
         self.assertEqual(set(recorder.calls[2][1]), {"requests", "sensors"})
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_failed_sync_is_logged_with_the_device_and_the_reason(self):
+        self.device.fail_next.add("sensor-list")
+        with self.assertLogs("katcp.inspect_client", logging.WARNING) as logs:
+            await self.start_client()
+        address = "127.0.0.1:%d" % self.device.port
+        self.assertEqual([(record.levelno, record.getMessage()) for record in logs.records],
+                         [(logging.WARNING, "Error syncing with device %s: Error reply during "
+                           "sync process for %s: !sensor-list fail Scripted failure."
+                           % (address, address))])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_an_unexpected_error_of_a_sync_is_logged_with_its_traceback_and_retried(self):
+        failures = [RuntimeError("inspection broke")]
+
+        class Breaking(InspectingClientAsync):
+            def inspect_sensors(self, name=None, timeout=None):
+                if failures:
+                    raise failures.pop()
+                return super().inspect_sensors(name, timeout)
+
+        client = Breaking("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        client.resync_delay = ExponentialRandomBackoff(delay_initial=0.01, delay_max=0.05)
+        with self.assertLogs("katcp.inspect_client", logging.WARNING) as logs:
+            await client.connect(timeout=WAIT)
+            await client.until_synced(timeout=WAIT)
+        self.assertEqual(sorted(client.sensors), ["mode", "temp"])
+        [record] = logs.records
+        self.assertEqual((record.levelno, record.getMessage()), (
+            logging.ERROR, "Unexpected error syncing with device 127.0.0.1:%d"
+            % self.device.port))
+        self.assertEqual(str(record.exc_info[1]), "inspection broke")
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_stop_ends_the_wait_to_retry_a_failed_sync(self):
+        failed = asyncio.get_running_loop().create_future()
+
+        class FailureSeen(logging.Handler):
+            # The failure is logged just before the wait for the retry begins.
+            def emit(self, record):
+                if not failed.done():
+                    failed.set_result(record)
+
+        self.device.fail_next.add("sensor-list")
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        client.resync_delay = ExponentialRandomBackoff(delay_initial=60.0, randomicity=0.0)
+        handler = FailureSeen(logging.WARNING)
+        logger = logging.getLogger("katcp.inspect_client")
+        logger.addHandler(handler)
+        try:
+            await client.connect(timeout=WAIT)
+            await tornado.gen.with_timeout(self.io_loop.time() + WAIT, failed)
+        finally:
+            logger.removeHandler(handler)
+        client.stop()
+        await client.until_stopped(timeout=WAIT)
+        self.assertFalse(client.connected)
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_the_resync_backoff_is_made_of_the_clients_own_settings(self):
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        client.initial_resync_timeout = 0.25
+        client.max_resync_timeout = 7.0
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        backoff = client.resync_delay
+        self.assertIsInstance(backoff, ExponentialRandomBackoff)
+        self.assertEqual((backoff.delay_initial, backoff.delay_max), (0.25, 7.0))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_failure_of_the_state_loop_is_logged_and_ends_in_not_connected(self):
+        class Broken(ExponentialRandomBackoff):
+            def success(self):
+                if hasattr(self, "delay"):  # made: its constructor calls this too
+                    raise RuntimeError("backoff broke")
+                super().success()
+
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        recorder = StateRecorder()
+        client.set_state_callback(recorder)
+        client.resync_delay = Broken()
+        with self.assertLogs("katcp.inspect_client", logging.ERROR) as logs:
+            await client.connect(timeout=WAIT)
+            await client.until_synced(timeout=WAIT)
+            await client.until_state(DISCONNECTED, timeout=WAIT)
+        [record] = logs.records
+        self.assertEqual(record.getMessage(), "State loop of inspecting client for "
+                         "127.0.0.1:%d failed" % self.device.port)
+        self.assertEqual(str(record.exc_info[1]), "backoff broke")
+        self.assertEqual(recorder.states[-1], DISCONNECTED)
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_getting_many_items_with_one_unknown_looks_each_up(self):
+        client, _ = await self.start_client()
+        temp, ghost = await client._future_get_many("sensors", ["temp", "ghost"])
+        self.assertIs(temp, await client.future_get_sensor("temp"))
+        self.assertIsNone(ghost)
+        [watchdog] = await client._future_get_many("requests", ["watchdog"])
+        self.assertEqual(watchdog.name, "watchdog")
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_getting_an_unknown_item_without_update_asks_the_device_nothing(self):
+        client, _ = await self.start_client()
+        self.device.sensors["added"] = ["Added.", "", "integer", [b"0", b"10"],
+                                        (b"1000.5", b"nominal", b"3")]
+        self.device.received.clear()
+        self.assertIsNone(await client.future_get_sensor("added", update=False))
+        self.assertEqual(self.device.names_received(), [])
 
     @tornado.testing.gen_test(timeout=10)
     async def test_simple_request(self):
@@ -765,6 +912,29 @@ class TestSensorUpdates(InspectingClientTestBase):
         self.assertTrue(client.synced)
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_an_unknown_sensor_in_an_inform_is_skipped_quietly(self):
+        client, _ = await self.start_client()
+        temp = await client.future_get_sensor("temp")
+        with self.assertNoLogs("katcp.inspect_client", "WARNING"):
+            self.device.inform("sensor-status", b"1234.5", 2, "ghost", "warn", b"1",
+                               "temp", "warn", b"45.25")
+            # A request round trip orders the informs before the assertions.
+            await client.simple_request("watchdog")
+        self.assertEqual(tuple(temp.read()), (1234.5, Sensor.WARN, 45.25))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_the_logs_of_a_malformed_inform_and_a_bad_reading_say_what_was_sent(self):
+        client, _ = await self.start_client()
+        await client.future_get_sensor("temp")
+        with self.assertLogs("katcp.inspect_client", "WARNING") as logs:
+            self.device.inform("sensor-status", b"1.0", 2, "temp", "warn", b"1.0")
+            self.device.inform("sensor-status", b"1.0", 1, "temp", "warn", b"not-float")
+            await client.simple_request("watchdog")
+        self.assertEqual([record.getMessage() for record in logs.records], [
+            "Malformed sensor-status inform: #sensor-status 1.0 2 temp warn 1.0",
+            "Could not update sensor 'temp' to (b'1.0', b'warn', b'not-float')"])
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_a_logger_replaced_after_construction_gets_every_message(self):
         def failing_callback(state, model_changes):
             raise RuntimeError("callback failed")
@@ -898,6 +1068,26 @@ class TestConnectionLifecycle(InspectingClientTestBase):
         self.assertEqual(sorted(client.sensors), ["temp"])
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_stop_ends_the_wait_for_a_silent_device_to_say_its_protocol(self):
+        async def silent(reader, writer):
+            await reader.read()
+
+        device = Acceptor(silent)
+        port = await device.start()
+        try:
+            client = InspectingClientAsync("127.0.0.1", port)
+            self.clients.append(client)
+            await client.connect(timeout=WAIT)
+            # Without a state callback the client goes on at once to wait for the
+            # device's protocol, before this wait's result is delivered.
+            await client.until_connected(timeout=WAIT)
+            client.stop()
+            await client.until_stopped(timeout=WAIT)
+            self.assertEqual(client.state, DISCONNECTED)
+        finally:
+            await device.stop()
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_a_second_connect_while_running_is_refused(self):
         client, _ = await self.start_client()
         with self.assertRaisesRegex(AssertionError, "already started"):
@@ -925,10 +1115,24 @@ class TestConnectionLifecycle(InspectingClientTestBase):
         await client.katcp_client.until_stopped(timeout=WAIT)
         await client.until_stopped(timeout=WAIT)
         self.assertEqual(recorder.states[-1], DISCONNECTED)
+        self.assertIs(client.running(), False)
         self.device = FakeDevice(self.protocol)
         await self.device.start(port)
         await client.connect(timeout=WAIT)
         await client.until_synced(timeout=WAIT)
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_katcp_client_stopped_while_it_waits_to_reconnect_ends_the_inspection(self):
+        client, recorder = await self.start_client()
+        await self.device.stop()
+        await client.until_state(DISCONNECTED, timeout=WAIT)
+        ended = asyncio.get_running_loop().create_future()
+        # The state loop's last report, as it ends, is a second not-connected state.
+        client.set_state_callback(lambda state, changes: ended.done() or ended.set_result(state))
+        client.katcp_client.stop()
+        self.assertEqual(await tornado.gen.with_timeout(self.io_loop.time() + WAIT, ended),
+                         DISCONNECTED)
+        self.assertIs(client.running(), False)
 
     @tornado.testing.gen_test(timeout=30)
     async def test_reconnects_leave_no_waits_behind(self):

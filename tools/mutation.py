@@ -134,6 +134,14 @@ SELECTION = {
         "katcp.client.lifecycle.xǁReconnectionǁ*",
         "katcp.client.lifecycle.xǁThreadGateǁ*",
     ],
+    "katcp/inspecting_client (updates)": ["katcp.inspecting_client.updates.*"],
+    "katcp/inspecting_client (states)": ["katcp.inspecting_client.states.*"],
+    "katcp/inspecting_client (index)": ["katcp.inspecting_client.index.*"],
+    "katcp/inspecting_client (sync)": ["katcp.inspecting_client.sync.*"],
+    "katcp/inspecting_client (lookup)": ["katcp.inspecting_client.lookup.*"],
+    "katcp/inspecting_client (inspection)": ["katcp.inspecting_client.inspection.*"],
+    "katcp/inspecting_client (parts)": ["katcp.inspecting_client.parts.*"],
+    "katcp/inspecting_client (client)": ["katcp.inspecting_client.x*"],
 }
 KILLED = {"killed", "timeout", "caught by type check"}
 # The run fails below this share of mutants killed, with unexplained survivors, or with a
