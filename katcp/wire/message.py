@@ -141,6 +141,7 @@ _BLANK_SPLIT = re.compile(rb"[ \t]+").split
 # may only travel escaped.
 _UNESCAPED_SPECIALS = frozenset(raw[0] for raw in _ESCAPES) - frozenset(b" \t\\")
 
+
 def needs_byte_checks(data: bytes) -> bool:
     """Whether the lines framed from `data` need :meth:`MessageParser.parse`'s byte checks.
 
