@@ -13,6 +13,7 @@ import tornado.gen
 import tornado.testing
 import tornado.util
 from accepting import Acceptor
+from log_helpers import no_logs
 from wait_helpers import waits_left_by
 
 from katcp.core import AttrDict, Message, MessageParser, Sensor
@@ -915,7 +916,7 @@ class TestSensorUpdates(InspectingClientTestBase):
     async def test_an_unknown_sensor_in_an_inform_is_skipped_quietly(self):
         client, _ = await self.start_client()
         temp = await client.future_get_sensor("temp")
-        with self.assertNoLogs("katcp.inspect_client", "WARNING"):
+        with no_logs("katcp.inspect_client", logging.WARNING):
             self.device.inform("sensor-status", b"1234.5", 2, "ghost", "warn", b"1",
                                "temp", "warn", b"45.25")
             # A request round trip orders the informs before the assertions.
