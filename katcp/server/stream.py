@@ -1,6 +1,7 @@
 """One accepted connection of a device server: line framing, paused reading, batched writes."""
 
 import asyncio
+import functools
 import socket
 import sys
 import time
@@ -32,7 +33,14 @@ _PAUSE_FRACTION = 4
 
 def _pause_level(host: "StreamHost") -> int:
     """Bytes unsent to a client past which its further messages wait."""
-    return max(1, host.max_write_buffer_size // _PAUSE_FRACTION)
+    return _pause_level_of(host.max_write_buffer_size)
+
+
+# One int object per limit, shared by every connection (two per connection otherwise: the
+# write batcher's and the transport's, 64 bytes of each idle connection).
+@functools.lru_cache(maxsize=8)
+def _pause_level_of(max_write_buffer_size: int) -> int:
+    return max(1, max_write_buffer_size // _PAUSE_FRACTION)
 
 
 class _Connection(SharedBufferProtocol, WriteBatcher):
