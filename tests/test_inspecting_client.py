@@ -64,7 +64,8 @@ class FakeDevice:
         self.fail_next = set()
         self.ignore_next = set()
         self.drop_next = set()
-        # How the device words "no such item" (None: as katcp-python does).
+        # How the device words "no such item" (None: as katcp-python does; "": a fail
+        # reply without a reason).
         self.unknown_text = None
         self.received = []
         self.port = None
@@ -137,7 +138,8 @@ class FakeDevice:
     def _listing(self, msg, table, unknown, make_inform):
         names = [arg.decode() for arg in msg.arguments] or sorted(table)
         if any(name not in table for name in names):
-            return [Message.reply_to_request(msg, "fail", self.unknown_text or unknown)]
+            reason = unknown if self.unknown_text is None else self.unknown_text
+            return [Message.reply_to_request(msg, "fail", *([reason] if reason else []))]
         informs = [Message.reply_inform(msg, *make_inform(name)) for name in names]
         return informs + [Message.reply_to_request(msg, "ok", len(informs))]
 
@@ -752,6 +754,50 @@ class TestInterfaceChanged(InspectingClientTestBase):
         del self.device.requests["watchdog"]
         await self.resync_after(client, "request", "watchdog", "removed")
         self.assertEqual(sorted(client.requests), ["help", "sensor-list"])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_removal_is_seen_from_a_fail_reply_without_a_reason(self):
+        self.device.unknown_text = ""
+        client, recorder = await self.start_recording_client()
+        del self.device.sensors["mode"]
+        with no_logs("katcp", logging.WARNING):
+            await self.resync_after(client, "sensor", "mode", "removed")
+        self.assertEqual(self.device.names_received(), [("sensor-list", ["mode"]),
+                                                        ("sensor-list", [])])
+        self.assertEqual(client.sensors, ["temp"])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_change_named_without_its_kind_reinspects_that_item_alone(self):
+        client, recorder = await self.start_recording_client()
+        self.device.sensors["temp"][1] = "K"
+        await self.resync_after(client, "sensor", "temp")
+        self.assertEqual(self.device.names_received(), [("sensor-list", ["temp"])])
+        temp = await client.future_get_sensor("temp", update=False)
+        self.assertEqual(temp.units, "K")
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_failed_inspection_of_one_sensor_is_retried_for_that_sensor_alone(self):
+        failures = [SyncError("scripted failure")]
+
+        class FailingOnce(InspectingClientAsync):
+            def inspect_sensors(self, name=None, timeout=None):
+                if name is not None and failures:
+                    raise failures.pop()
+                return super().inspect_sensors(name, timeout)
+
+        client = FailingOnce("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        client.resync_delay = ExponentialRandomBackoff(delay_initial=0.01, delay_max=0.05)
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        self.device.sensors["temp"][1] = "K"
+        with self.assertLogs("katcp", logging.WARNING) as logs:
+            await self.resync_after(client, "sensor", "temp", "modified")
+        self.assertEqual([record.getMessage() for record in logs.records], [
+            "Error syncing with device 127.0.0.1:%d: scripted failure" % self.device.port])
+        self.assertEqual(self.device.names_received(), [("sensor-list", ["temp"])])
+        temp = await client.future_get_sensor("temp", update=False)
+        self.assertEqual(temp.units, "K")
 
     @tornado.testing.gen_test(timeout=10)
     async def test_an_item_whose_own_listing_fails_is_kept_as_the_whole_list_shows_it(self):
