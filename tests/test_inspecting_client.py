@@ -67,6 +67,8 @@ class FakeDevice:
         # How the device words "no such item" (None: as katcp-python does; "": a fail
         # reply without a reason).
         self.unknown_text = None
+        # Informs sent on connect before the device says its version.
+        self.first_informs = []
         self.received = []
         self.port = None
         self._acceptor = Acceptor(self._serve)
@@ -96,6 +98,8 @@ class FakeDevice:
 
     async def _serve(self, reader, writer):
         self._writers.add(writer)
+        for msg in self.first_informs:
+            writer.write(bytes(msg) + b"\n")
         if self.protocol is None:
             writer.write(b"#version fake-1.0\n#build-state fake-build\n")
         else:
@@ -889,6 +893,43 @@ class TestSensorUpdates(InspectingClientTestBase):
         reading = await tornado.gen.with_timeout(self.io_loop.time() + WAIT, reading)
         self.assertEqual(tuple(reading), (1234.5, Sensor.WARN, 45.25))
         self.assertEqual(temp.read(), reading)
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_reading_sent_before_the_device_says_its_protocol_is_set(self):
+        client, _ = await self.start_client()
+        temp = await client.future_get_sensor("temp")
+        watcher = SensorWatcher(temp)
+        port = self.device.port
+        await self.device.stop()
+        await client.until_state(DISCONNECTED, timeout=WAIT)
+        # Its sensors are kept meanwhile, and a reading on the next connection may come
+        # before the version informs: it is read as the default KATCP version's.
+        self.device = FakeDevice()
+        self.device.first_informs = [
+            Message.inform("sensor-status", b"1234.5", 1, "temp", "warn", b"45.25")]
+        reading = watcher.next()
+        with no_logs("katcp", logging.WARNING):
+            await self.device.start(port)
+            reading = await tornado.gen.with_timeout(self.io_loop.time() + WAIT, reading)
+        self.assertEqual(tuple(reading), (1234.5, Sensor.WARN, 45.25))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_failing_inform_hook_is_logged_and_the_hooks_after_it_still_run(self):
+        client, _ = await self.start_client()
+        seen = asyncio.get_running_loop().create_future()
+
+        def failing(msg):
+            raise RuntimeError("hook broke")
+
+        client.katcp_client.hook_inform("custom", failing)
+        client.katcp_client.hook_inform("custom", seen.set_result)
+        with self.assertLogs("katcp.inspect_client", logging.ERROR) as logs:
+            self.device.inform("custom", "x")
+            msg = await tornado.gen.with_timeout(self.io_loop.time() + WAIT, seen)
+        self.assertEqual(str(msg), "#custom x")
+        [record] = logs.records
+        self.assertEqual(record.getMessage(), "Inform hook %r failed on #custom x" % (failing,))
+        self.assertEqual(str(record.exc_info[1]), "hook broke")
 
     @tornado.testing.gen_test(timeout=10)
     async def test_multi_sensor_status_inform(self):
