@@ -586,6 +586,30 @@ class TestSync(InspectingClientTestBase):
         self.assertEqual(str(record.exc_info[1]), "inspection broke")
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_malformed_sensor_list_inform_fails_the_sync_which_is_retried(self):
+        listing = self.device._request_sensor_list
+        malformed = [lambda msg: [Message.reply_inform(msg, "broken", "Too short."),
+                                  Message.reply_to_request(msg, "ok", 1)]]
+        self.device._request_sensor_list = lambda msg: (
+            malformed.pop() if malformed else listing)(msg)
+        with self.assertLogs("katcp", logging.WARNING) as logs:
+            client, _ = await self.start_client()
+        self.assertEqual(sorted(client.sensors), ["mode", "temp"])
+        [record] = logs.records
+        self.assertEqual((record.levelno, record.getMessage()), (
+            logging.ERROR, "Unexpected error syncing with device 127.0.0.1:%d"
+            % self.device.port))
+        self.assertIsInstance(record.exc_info[1], ValueError)
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_sensor_description_that_is_not_utf8_is_read_with_replacement(self):
+        self.device.sensors["temp"][0] = b"Temperature \xff."
+        client, _ = await self.start_client()
+        self.assertEqual(sorted(client.sensors), ["mode", "temp"])
+        temp = await client.future_get_sensor("temp", update=False)
+        self.assertEqual(temp.description, "Temperature \ufffd.")
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_a_stop_ends_the_wait_to_retry_a_failed_sync(self):
         failed = asyncio.get_running_loop().create_future()
 
