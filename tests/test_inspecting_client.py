@@ -563,6 +563,19 @@ class TestSync(InspectingClientTestBase):
                            % (address, address))])
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_failure_to_get_the_timeout_hints_is_logged_and_the_sync_retried(self):
+        self.device.fail_next.add("request-timeout-hint")
+        with self.assertLogs("katcp", logging.WARNING) as logs:
+            client, _ = await self.start_client()
+        address = "127.0.0.1:%d" % self.device.port
+        self.assertEqual([(record.levelno, record.getMessage()) for record in logs.records],
+                         [(logging.WARNING, "Error syncing with device %s: Error retrieving "
+                           "request timeout hints for %s: !request-timeout-hint fail "
+                           "Scripted failure." % (address, address))])
+        watchdog = await client.future_get_request("watchdog", update=False)
+        self.assertEqual(watchdog.timeout_hint, 2.5)
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_an_unexpected_error_of_a_sync_is_logged_with_its_traceback_and_retried(self):
         failures = [RuntimeError("inspection broke")]
 
@@ -838,6 +851,29 @@ class TestInterfaceChanged(InspectingClientTestBase):
         self.assertEqual(client.sensors, ["mode", "temp"])
         temp = await client.future_get_sensor("temp", update=False)
         self.assertEqual(temp.units, "K")
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_the_whole_list_asked_for_after_a_failed_listing_has_the_same_timeout(self):
+        class Patient(InspectingClientAsync):
+            def inform_hook_client_factory(self, host, port, *args, **kwargs):
+                # Its requests without a timeout of their own never time out.
+                return super().inform_hook_client_factory(host, port, *args,
+                                                          timeout=None, **kwargs)
+
+        client = Patient("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        self.device.received.clear()
+        self.device.fail_next.add("sensor-list")
+        self.device.ignore_next.add("sensor-list")
+        with self.assertRaises(SyncError) as caught:
+            await tornado.gen.with_timeout(self.io_loop.time() + WAIT,
+                                           client.inspect_sensors("temp", timeout=0.1))
+        self.assertEqual(str(caught.exception), "Error reply during sync process for "
+                         "127.0.0.1:%d: !sensor-list fail Scripted failure." % self.device.port)
+        self.assertEqual(self.device.names_received(), [("sensor-list", ["temp"]),
+                                                        ("sensor-list", [])])
 
     @tornado.testing.gen_test(timeout=10)
     async def test_sensor_list_changed_modifies_and_removes(self):
