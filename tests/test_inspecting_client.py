@@ -539,6 +539,23 @@ class TestSync(InspectingClientTestBase):
         self.assertIn("watchdog", client.requests)
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_lazy_client_reinspects_the_requests_it_knows_when_they_change(self):
+        client, _ = await self.start_client(initial_inspection=False)
+        await client.future_get_request("watchdog")
+        await client.future_get_sensor("temp")
+        await self.resync_after(client, "request-list")
+        self.assertEqual(self.device.names_received(), [
+            ("help", ["watchdog"]), ("request-timeout-hint", ["watchdog"])])
+        self.assertEqual(client.requests, ["watchdog"])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_timeout_hint_under_a_second_is_kept(self):
+        self.device.timeout_hints = {"watchdog": 0.25}
+        client, _ = await self.start_client()
+        watchdog = await client.future_get_request("watchdog", update=False)
+        self.assertEqual(watchdog.timeout_hint, 0.25)
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_failed_sync_is_retried_with_backoff(self):
         self.device.fail_next.add("sensor-list")
         client, recorder = await self.start_client()
