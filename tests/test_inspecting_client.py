@@ -632,6 +632,17 @@ class TestSync(InspectingClientTestBase):
         self.assertIsInstance(record.exc_info[1], ValueError)
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_the_sensor_index_holds_what_the_sensor_list_said(self):
+        # 0.9 code reads the index under this name (see test_legacy_highlevel's test of
+        # the request index).
+        client, _ = await self.start_client()
+        self.assertEqual(client._sensors_index, {
+            "temp": {"description": "Temperature.", "units": "degC", "sensor_type": "float",
+                     "params": (b"-10", b"50")},
+            "mode": {"description": "Mode.", "units": "", "sensor_type": "discrete",
+                     "params": (b"on", b"off")}})
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_a_sensor_description_that_is_not_utf8_is_read_with_replacement(self):
         self.device.sensors["temp"][0] = b"Temperature \xff."
         client, _ = await self.start_client()
