@@ -6,6 +6,7 @@ request the client sends is recorded. The last tests use a real katcp DeviceServ
 """
 
 import asyncio
+import contextlib
 import logging
 from unittest import mock
 
@@ -148,8 +149,10 @@ class FakeDevice:
         return informs + [Message.reply_to_request(msg, "ok", len(informs))]
 
     def _request_help(self, msg):
+        # A description of None: an inform of the name alone.
         return self._listing(msg, self.requests, "Unknown request method.",
-                             lambda name: (name, self.requests[name]))
+                             lambda name: (name, self.requests[name])[
+                                 :1 if self.requests[name] is None else 2])
 
     def _request_request_timeout_hint(self, msg):
         table = {name: self.timeout_hints.get(name, 0.0) for name in self.requests}
@@ -210,6 +213,36 @@ class SensorWatcher:
     def update(self, sensor, reading):
         if self._future is not None and not self._future.done():
             self._future.set_result(reading)
+
+
+class _FirstRecord(logging.Handler):
+    def __init__(self, level):
+        super().__init__(level)
+        self.future = asyncio.get_running_loop().create_future()
+
+    def emit(self, record):
+        if not self.future.done():
+            self.future.set_result(record)
+
+
+@contextlib.contextmanager
+def first_record(name, level=logging.WARNING):
+    """Future resolving with the first record that logger `name` logs at `level` or above
+    in the block: for a test on the loop to wait for."""
+    handler = _FirstRecord(level)
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    try:
+        yield handler.future
+    finally:
+        logger.removeHandler(handler)
+
+
+class PatientClient(InspectingClientAsync):
+    """Inspecting client whose requests without a timeout of their own never time out."""
+
+    def inform_hook_client_factory(self, host, port, *args, **kwargs):
+        return super().inform_hook_client_factory(host, port, *args, timeout=None, **kwargs)
 
 
 class TestExponentialRandomBackoff(tornado.testing.AsyncTestCase):
@@ -651,27 +684,84 @@ class TestSync(InspectingClientTestBase):
         self.assertEqual(temp.description, "Temperature \ufffd.")
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_changes_found_before_a_failed_sync_are_reported_with_those_after(self):
+        self.device.fail_next.add("sensor-list")
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        recorder = StateRecorder()
+        client.set_state_callback(recorder)
+        client.resync_delay = ExponentialRandomBackoff(delay_initial=60.0, randomicity=0.0)
+        with first_record("katcp.inspect_client") as failed:
+            await client.connect(timeout=WAIT)
+            await tornado.gen.with_timeout(self.io_loop.time() + WAIT, failed)
+        # Ends the wait to retry: the requests found before the failure stay found.
+        self.device.requests["reboot"] = "Reboot the device."
+        self.device.inform("interface-changed", "request", "reboot", "added")
+        await client.until_synced(timeout=WAIT)
+        self.assertEqual(recorder.states, [CONNECTED, CONNECTED, DATA_SYNCED_CHANGED, SYNCED])
+        self.assertEqual(recorder.calls[2][1], dict(
+            requests=dict(added={"help", "sensor-list", "watchdog", "reboot"}, removed=set()),
+            sensors=dict(added={"mode", "temp"}, removed=set())))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_the_changes_of_items_inspected_together_are_all_reported(self):
+        failures = [SyncError("scripted failure")]
+
+        class FailingOnce(InspectingClientAsync):
+            def inspect_sensors(self, name=None, timeout=None):
+                if name is not None and failures:
+                    raise failures.pop()
+                return super().inspect_sensors(name, timeout)
+
+        client = FailingOnce("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        recorder = StateRecorder()
+        client.set_state_callback(recorder)
+        client.resync_delay = ExponentialRandomBackoff(delay_initial=60.0, randomicity=0.0)
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        recorder.calls.clear()
+        del self.device.sensors["mode"]
+        del self.device.sensors["temp"]
+        with first_record("katcp.inspect_client") as failed:
+            self.device.inform("interface-changed", "sensor", "mode", "removed")
+            await tornado.gen.with_timeout(self.io_loop.time() + WAIT, failed)
+        # Ends the wait to retry: both sensors are inspected together.
+        self.device.inform("interface-changed", "sensor", "temp", "removed")
+        await client.until_synced(timeout=WAIT)
+        self.assertEqual(client.sensors, [])
+        self.assertEqual(recorder.calls[-2][1],
+                         dict(sensors=dict(added=set(), removed={"mode", "temp"})))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_an_inspection_of_requests_ends_at_its_timeout(self):
+        client = PatientClient("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        self.device.ignore_next.add("help")
+        inspection = asyncio.ensure_future(client.inspect_requests(timeout=0.1))
+        done, _ = await asyncio.wait({inspection}, timeout=WAIT)
+        self.assertEqual(done, {inspection})
+        self.assertIsInstance(inspection.exception(), tornado.util.TimeoutError)
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_request_listed_without_a_description_has_an_empty_one(self):
+        self.device.requests["bare"] = None
+        client, _ = await self.start_client()
+        bare = await client.future_get_request("bare", update=False)
+        self.assertEqual(bare.description, "")
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_a_stop_ends_the_wait_to_retry_a_failed_sync(self):
-        failed = asyncio.get_running_loop().create_future()
-
-        class FailureSeen(logging.Handler):
-            # The failure is logged just before the wait for the retry begins.
-            def emit(self, record):
-                if not failed.done():
-                    failed.set_result(record)
-
         self.device.fail_next.add("sensor-list")
         client = InspectingClientAsync("127.0.0.1", self.device.port)
         self.clients.append(client)
         client.resync_delay = ExponentialRandomBackoff(delay_initial=60.0, randomicity=0.0)
-        handler = FailureSeen(logging.WARNING)
-        logger = logging.getLogger("katcp.inspect_client")
-        logger.addHandler(handler)
-        try:
+        # The failure is logged just before the wait for the retry begins.
+        with first_record("katcp.inspect_client") as failed:
             await client.connect(timeout=WAIT)
             await tornado.gen.with_timeout(self.io_loop.time() + WAIT, failed)
-        finally:
-            logger.removeHandler(handler)
         client.stop()
         await client.until_stopped(timeout=WAIT)
         self.assertFalse(client.connected)
@@ -882,13 +972,7 @@ class TestInterfaceChanged(InspectingClientTestBase):
 
     @tornado.testing.gen_test(timeout=10)
     async def test_the_whole_list_asked_for_after_a_failed_listing_has_the_same_timeout(self):
-        class Patient(InspectingClientAsync):
-            def inform_hook_client_factory(self, host, port, *args, **kwargs):
-                # Its requests without a timeout of their own never time out.
-                return super().inform_hook_client_factory(host, port, *args,
-                                                          timeout=None, **kwargs)
-
-        client = Patient("127.0.0.1", self.device.port)
+        client = PatientClient("127.0.0.1", self.device.port)
         self.clients.append(client)
         await client.connect(timeout=WAIT)
         await client.until_synced(timeout=WAIT)
