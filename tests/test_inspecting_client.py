@@ -665,10 +665,15 @@ class TestSync(InspectingClientTestBase):
         self.assertIsInstance(record.exc_info[1], ValueError)
 
     @tornado.testing.gen_test(timeout=10)
-    async def test_the_sensor_index_holds_what_the_sensor_list_said(self):
-        # 0.9 code reads the index under this name (see test_legacy_highlevel's test of
-        # the request index).
+    async def test_the_indexes_hold_what_help_and_the_sensor_list_said(self):
+        # 0.9 code reads the indexes under these names.
         client, _ = await self.start_client()
+        self.assertEqual(client._requests_index, {
+            "help": {"name": "help", "description": "Get help.", "timeout_hint": None},
+            "sensor-list": {"name": "sensor-list", "description": "List sensors.",
+                            "timeout_hint": None},
+            "watchdog": {"name": "watchdog", "description": "Check the device.",
+                         "timeout_hint": 2.5}})
         self.assertEqual(client._sensors_index, {
             "temp": {"description": "Temperature.", "units": "degC", "sensor_type": "float",
                      "params": (b"-10", b"50")},
@@ -744,6 +749,19 @@ class TestSync(InspectingClientTestBase):
         done, _ = await asyncio.wait({inspection}, timeout=WAIT)
         self.assertEqual(done, {inspection})
         self.assertIsInstance(inspection.exception(), tornado.util.TimeoutError)
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_an_inspection_of_sensors_ends_at_its_timeout(self):
+        client = PatientClient("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        self.device.ignore_next.add("sensor-list")
+        inspection = asyncio.ensure_future(client.inspect_sensors(timeout=0.1))
+        done, _ = await asyncio.wait({inspection}, timeout=WAIT)
+        self.assertEqual(done, {inspection})
+        # The request's own timeout: the client makes its fail reply.
+        self.assertIsInstance(inspection.exception(), SyncError)
 
     @tornado.testing.gen_test(timeout=10)
     async def test_a_request_listed_without_a_description_has_an_empty_one(self):
