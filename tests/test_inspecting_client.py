@@ -748,6 +748,8 @@ class TestSync(InspectingClientTestBase):
         inspection = asyncio.ensure_future(client.inspect_requests(timeout=0.1))
         done, _ = await asyncio.wait({inspection}, timeout=WAIT)
         self.assertEqual(done, {inspection})
+        # The inspection's deadline, not the request's own timeout (what was left of it
+        # when the request was sent, so a little later).
         self.assertIsInstance(inspection.exception(), tornado.util.TimeoutError)
 
     @tornado.testing.gen_test(timeout=10)
