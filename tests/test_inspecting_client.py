@@ -1008,6 +1008,20 @@ class TestInterfaceChanged(InspectingClientTestBase):
                                                         ("sensor-list", [])])
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_future_request_replaced_on_the_katcp_client_gets_every_inspection(self):
+        client, _ = await self.start_recording_client()
+        sent = []
+        own = client.katcp_client.future_request
+
+        def spy(msg, *args, **kwargs):
+            sent.append(msg.name)
+            return own(msg, *args, **kwargs)
+
+        with mock.patch.object(client.katcp_client, "future_request", spy):
+            await self.resync_after(client)
+        self.assertEqual(sent, ["help", "request-timeout-hint", "sensor-list"])
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_sensor_list_changed_modifies_and_removes(self):
         client, recorder = await self.start_recording_client()
         old_temp = await client.future_get_sensor("temp")
