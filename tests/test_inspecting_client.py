@@ -6,6 +6,7 @@ request the client sends is recorded. The last tests use a real katcp DeviceServ
 """
 
 import asyncio
+import contextlib
 import logging
 from unittest import mock
 
@@ -64,8 +65,11 @@ class FakeDevice:
         self.fail_next = set()
         self.ignore_next = set()
         self.drop_next = set()
-        # How the device words "no such item" (None: as katcp-python does).
+        # How the device words "no such item" (None: as katcp-python does; "": a fail
+        # reply without a reason).
         self.unknown_text = None
+        # Informs sent on connect before the device says its version.
+        self.first_informs = []
         self.received = []
         self.port = None
         self._acceptor = Acceptor(self._serve)
@@ -95,6 +99,8 @@ class FakeDevice:
 
     async def _serve(self, reader, writer):
         self._writers.add(writer)
+        for msg in self.first_informs:
+            writer.write(bytes(msg) + b"\n")
         if self.protocol is None:
             writer.write(b"#version fake-1.0\n#build-state fake-build\n")
         else:
@@ -137,13 +143,16 @@ class FakeDevice:
     def _listing(self, msg, table, unknown, make_inform):
         names = [arg.decode() for arg in msg.arguments] or sorted(table)
         if any(name not in table for name in names):
-            return [Message.reply_to_request(msg, "fail", self.unknown_text or unknown)]
+            reason = unknown if self.unknown_text is None else self.unknown_text
+            return [Message.reply_to_request(msg, "fail", *([reason] if reason else []))]
         informs = [Message.reply_inform(msg, *make_inform(name)) for name in names]
         return informs + [Message.reply_to_request(msg, "ok", len(informs))]
 
     def _request_help(self, msg):
+        # A description of None: an inform of the name alone.
         return self._listing(msg, self.requests, "Unknown request method.",
-                             lambda name: (name, self.requests[name]))
+                             lambda name: (name, self.requests[name])[
+                                 :1 if self.requests[name] is None else 2])
 
     def _request_request_timeout_hint(self, msg):
         table = {name: self.timeout_hints.get(name, 0.0) for name in self.requests}
@@ -204,6 +213,36 @@ class SensorWatcher:
     def update(self, sensor, reading):
         if self._future is not None and not self._future.done():
             self._future.set_result(reading)
+
+
+class _FirstRecord(logging.Handler):
+    def __init__(self, level):
+        super().__init__(level)
+        self.future = asyncio.get_running_loop().create_future()
+
+    def emit(self, record):
+        if not self.future.done():
+            self.future.set_result(record)
+
+
+@contextlib.contextmanager
+def first_record(name, level=logging.WARNING):
+    """Future resolving with the first record that logger `name` logs at `level` or above
+    in the block: for a test on the loop to wait for."""
+    handler = _FirstRecord(level)
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    try:
+        yield handler.future
+    finally:
+        logger.removeHandler(handler)
+
+
+class PatientClient(InspectingClientAsync):
+    """Inspecting client whose requests without a timeout of their own never time out."""
+
+    def inform_hook_client_factory(self, host, port, *args, **kwargs):
+        return super().inform_hook_client_factory(host, port, *args, timeout=None, **kwargs)
 
 
 class TestExponentialRandomBackoff(tornado.testing.AsyncTestCase):
@@ -533,6 +572,23 @@ class TestSync(InspectingClientTestBase):
         self.assertIn("watchdog", client.requests)
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_lazy_client_reinspects_the_requests_it_knows_when_they_change(self):
+        client, _ = await self.start_client(initial_inspection=False)
+        await client.future_get_request("watchdog")
+        await client.future_get_sensor("temp")
+        await self.resync_after(client, "request-list")
+        self.assertEqual(self.device.names_received(), [
+            ("help", ["watchdog"]), ("request-timeout-hint", ["watchdog"])])
+        self.assertEqual(client.requests, ["watchdog"])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_timeout_hint_under_a_second_is_kept(self):
+        self.device.timeout_hints = {"watchdog": 0.25}
+        client, _ = await self.start_client()
+        watchdog = await client.future_get_request("watchdog", update=False)
+        self.assertEqual(watchdog.timeout_hint, 0.25)
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_failed_sync_is_retried_with_backoff(self):
         self.device.fail_next.add("sensor-list")
         client, recorder = await self.start_client()
@@ -555,6 +611,19 @@ class TestSync(InspectingClientTestBase):
                          [(logging.WARNING, "Error syncing with device %s: Error reply during "
                            "sync process for %s: !sensor-list fail Scripted failure."
                            % (address, address))])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_failure_to_get_the_timeout_hints_is_logged_and_the_sync_retried(self):
+        self.device.fail_next.add("request-timeout-hint")
+        with self.assertLogs("katcp", logging.WARNING) as logs:
+            client, _ = await self.start_client()
+        address = "127.0.0.1:%d" % self.device.port
+        self.assertEqual([(record.levelno, record.getMessage()) for record in logs.records],
+                         [(logging.WARNING, "Error syncing with device %s: Error retrieving "
+                           "request timeout hints for %s: !request-timeout-hint fail "
+                           "Scripted failure." % (address, address))])
+        watchdog = await client.future_get_request("watchdog", update=False)
+        self.assertEqual(watchdog.timeout_hint, 2.5)
 
     @tornado.testing.gen_test(timeout=10)
     async def test_an_unexpected_error_of_a_sync_is_logged_with_its_traceback_and_retried(self):
@@ -580,27 +649,148 @@ class TestSync(InspectingClientTestBase):
         self.assertEqual(str(record.exc_info[1]), "inspection broke")
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_malformed_sensor_list_inform_fails_the_sync_which_is_retried(self):
+        listing = self.device._request_sensor_list
+        malformed = [lambda msg: [Message.reply_inform(msg, "broken", "Too short."),
+                                  Message.reply_to_request(msg, "ok", 1)]]
+        self.device._request_sensor_list = lambda msg: (
+            malformed.pop() if malformed else listing)(msg)
+        with self.assertLogs("katcp", logging.WARNING) as logs:
+            client, _ = await self.start_client()
+        self.assertEqual(sorted(client.sensors), ["mode", "temp"])
+        [record] = logs.records
+        self.assertEqual((record.levelno, record.getMessage()), (
+            logging.ERROR, "Unexpected error syncing with device 127.0.0.1:%d"
+            % self.device.port))
+        self.assertIsInstance(record.exc_info[1], ValueError)
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_the_indexes_hold_what_help_and_the_sensor_list_said(self):
+        # 0.9 code reads the indexes under these names.
+        client, _ = await self.start_client()
+        self.assertEqual(client._requests_index, {
+            "help": {"name": "help", "description": "Get help.", "timeout_hint": None},
+            "sensor-list": {"name": "sensor-list", "description": "List sensors.",
+                            "timeout_hint": None},
+            "watchdog": {"name": "watchdog", "description": "Check the device.",
+                         "timeout_hint": 2.5}})
+        self.assertEqual(client._sensors_index, {
+            "temp": {"description": "Temperature.", "units": "degC", "sensor_type": "float",
+                     "params": (b"-10", b"50")},
+            "mode": {"description": "Mode.", "units": "", "sensor_type": "discrete",
+                     "params": (b"on", b"off")}})
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_sensor_description_that_is_not_utf8_is_read_with_replacement(self):
+        self.device.sensors["temp"][0] = b"Temperature \xff."
+        client, _ = await self.start_client()
+        self.assertEqual(sorted(client.sensors), ["mode", "temp"])
+        temp = await client.future_get_sensor("temp", update=False)
+        self.assertEqual(temp.description, "Temperature \ufffd.")
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_changes_found_before_a_failed_sync_are_reported_with_those_after(self):
+        self.device.fail_next.add("sensor-list")
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        recorder = StateRecorder()
+        client.set_state_callback(recorder)
+        client.resync_delay = ExponentialRandomBackoff(delay_initial=60.0, randomicity=0.0)
+        with first_record("katcp.inspect_client") as failed:
+            await client.connect(timeout=WAIT)
+            await tornado.gen.with_timeout(self.io_loop.time() + WAIT, failed)
+        # Ends the wait to retry: the requests found before the failure stay found.
+        self.device.requests["reboot"] = "Reboot the device."
+        self.device.inform("interface-changed", "request", "reboot", "added")
+        await client.until_synced(timeout=WAIT)
+        self.assertEqual(recorder.states, [CONNECTED, CONNECTED, DATA_SYNCED_CHANGED, SYNCED])
+        self.assertEqual(recorder.calls[2][1], dict(
+            requests=dict(added={"help", "sensor-list", "watchdog", "reboot"}, removed=set()),
+            sensors=dict(added={"mode", "temp"}, removed=set())))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_the_changes_of_items_inspected_together_are_all_reported(self):
+        failures = [SyncError("scripted failure")]
+
+        class FailingOnce(InspectingClientAsync):
+            def inspect_sensors(self, name=None, timeout=None):
+                if name is not None and failures:
+                    raise failures.pop()
+                return super().inspect_sensors(name, timeout)
+
+        client = FailingOnce("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        recorder = StateRecorder()
+        client.set_state_callback(recorder)
+        client.resync_delay = ExponentialRandomBackoff(delay_initial=60.0, randomicity=0.0)
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        recorder.calls.clear()
+        del self.device.sensors["mode"]
+        del self.device.sensors["temp"]
+        with first_record("katcp.inspect_client") as failed:
+            self.device.inform("interface-changed", "sensor", "mode", "removed")
+            await tornado.gen.with_timeout(self.io_loop.time() + WAIT, failed)
+        # Ends the wait to retry: both sensors are inspected together.
+        self.device.inform("interface-changed", "sensor", "temp", "removed")
+        await client.until_synced(timeout=WAIT)
+        self.assertEqual(client.sensors, [])
+        self.assertEqual(recorder.calls[-2][1],
+                         dict(sensors=dict(added=set(), removed={"mode", "temp"})))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_an_inspection_of_requests_ends_at_its_timeout(self):
+        client = PatientClient("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        self.device.ignore_next.add("help")
+        inspection = asyncio.ensure_future(client.inspect_requests(timeout=0.1))
+        done, _ = await asyncio.wait({inspection}, timeout=WAIT)
+        self.assertEqual(done, {inspection})
+        # The inspection's deadline, not the request's own timeout (what was left of it
+        # when the request was sent, so a little later).
+        self.assertIsInstance(inspection.exception(), tornado.util.TimeoutError)
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_an_inspection_of_sensors_ends_at_its_timeout(self):
+        client = PatientClient("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+
+        async def inspect_unanswered():
+            self.device.ignore_next.add("sensor-list")
+            inspection = asyncio.ensure_future(client.inspect_sensors(timeout=0.1))
+            done, _ = await asyncio.wait({inspection}, timeout=WAIT)
+            self.assertEqual(done, {inspection})
+            # The request's own timeout: the client makes its fail reply.
+            self.assertIsInstance(inspection.exception(), SyncError)
+
+        await inspect_unanswered()
+        # Not streamed, through a future_request replaced (as a test's fake may be).
+        own = client.katcp_client.future_request
+        with mock.patch.object(client.katcp_client, "future_request",
+                               lambda *args, **kwargs: own(*args, **kwargs)):
+            await inspect_unanswered()
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_request_listed_without_a_description_has_an_empty_one(self):
+        self.device.requests["bare"] = None
+        client, _ = await self.start_client()
+        bare = await client.future_get_request("bare", update=False)
+        self.assertEqual(bare.description, "")
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_a_stop_ends_the_wait_to_retry_a_failed_sync(self):
-        failed = asyncio.get_running_loop().create_future()
-
-        class FailureSeen(logging.Handler):
-            # The failure is logged just before the wait for the retry begins.
-            def emit(self, record):
-                if not failed.done():
-                    failed.set_result(record)
-
         self.device.fail_next.add("sensor-list")
         client = InspectingClientAsync("127.0.0.1", self.device.port)
         self.clients.append(client)
         client.resync_delay = ExponentialRandomBackoff(delay_initial=60.0, randomicity=0.0)
-        handler = FailureSeen(logging.WARNING)
-        logger = logging.getLogger("katcp.inspect_client")
-        logger.addHandler(handler)
-        try:
+        # The failure is logged just before the wait for the retry begins.
+        with first_record("katcp.inspect_client") as failed:
             await client.connect(timeout=WAIT)
             await tornado.gen.with_timeout(self.io_loop.time() + WAIT, failed)
-        finally:
-            logger.removeHandler(handler)
         client.stop()
         await client.until_stopped(timeout=WAIT)
         self.assertFalse(client.connected)
@@ -754,6 +944,50 @@ class TestInterfaceChanged(InspectingClientTestBase):
         self.assertEqual(sorted(client.requests), ["help", "sensor-list"])
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_removal_is_seen_from_a_fail_reply_without_a_reason(self):
+        self.device.unknown_text = ""
+        client, recorder = await self.start_recording_client()
+        del self.device.sensors["mode"]
+        with no_logs("katcp", logging.WARNING):
+            await self.resync_after(client, "sensor", "mode", "removed")
+        self.assertEqual(self.device.names_received(), [("sensor-list", ["mode"]),
+                                                        ("sensor-list", [])])
+        self.assertEqual(client.sensors, ["temp"])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_change_named_without_its_kind_reinspects_that_item_alone(self):
+        client, recorder = await self.start_recording_client()
+        self.device.sensors["temp"][1] = "K"
+        await self.resync_after(client, "sensor", "temp")
+        self.assertEqual(self.device.names_received(), [("sensor-list", ["temp"])])
+        temp = await client.future_get_sensor("temp", update=False)
+        self.assertEqual(temp.units, "K")
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_failed_inspection_of_one_sensor_is_retried_for_that_sensor_alone(self):
+        failures = [SyncError("scripted failure")]
+
+        class FailingOnce(InspectingClientAsync):
+            def inspect_sensors(self, name=None, timeout=None):
+                if name is not None and failures:
+                    raise failures.pop()
+                return super().inspect_sensors(name, timeout)
+
+        client = FailingOnce("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        client.resync_delay = ExponentialRandomBackoff(delay_initial=0.01, delay_max=0.05)
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        self.device.sensors["temp"][1] = "K"
+        with self.assertLogs("katcp", logging.WARNING) as logs:
+            await self.resync_after(client, "sensor", "temp", "modified")
+        self.assertEqual([record.getMessage() for record in logs.records], [
+            "Error syncing with device 127.0.0.1:%d: scripted failure" % self.device.port])
+        self.assertEqual(self.device.names_received(), [("sensor-list", ["temp"])])
+        temp = await client.future_get_sensor("temp", update=False)
+        self.assertEqual(temp.units, "K")
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_an_item_whose_own_listing_fails_is_kept_as_the_whole_list_shows_it(self):
         client, recorder = await self.start_recording_client()
         self.device.sensors["temp"][1] = "K"
@@ -764,6 +998,38 @@ class TestInterfaceChanged(InspectingClientTestBase):
         self.assertEqual(client.sensors, ["mode", "temp"])
         temp = await client.future_get_sensor("temp", update=False)
         self.assertEqual(temp.units, "K")
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_the_whole_list_asked_for_after_a_failed_listing_has_the_same_timeout(self):
+        client = PatientClient("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        self.device.received.clear()
+        self.device.fail_next.add("sensor-list")
+        self.device.ignore_next.add("sensor-list")
+        with self.assertRaises(SyncError) as caught:
+            await tornado.gen.with_timeout(self.io_loop.time() + WAIT,
+                                           client.inspect_sensors("temp", timeout=0.1))
+        self.assertEqual(str(caught.exception), "Error reply during sync process for "
+                         "127.0.0.1:%d: !sensor-list fail Scripted failure." % self.device.port)
+        self.assertEqual(self.device.names_received(), [("sensor-list", ["temp"]),
+                                                        ("sensor-list", [])])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_future_request_replaced_on_the_katcp_client_gets_every_inspection(self):
+        client, _ = await self.start_recording_client()
+        sent = []
+        own = client.katcp_client.future_request
+
+        def spy(msg, *args, **kwargs):
+            sent.append(msg.name)
+            return own(msg, *args, **kwargs)
+
+        with mock.patch.object(client.katcp_client, "future_request", spy):
+            await self.resync_after(client)
+        self.assertEqual(sent, ["help", "request-timeout-hint", "sensor-list"])
+        self.assertEqual(sorted(client.sensors), ["mode", "temp"])
 
     @tornado.testing.gen_test(timeout=10)
     async def test_sensor_list_changed_modifies_and_removes(self):
@@ -843,6 +1109,43 @@ class TestSensorUpdates(InspectingClientTestBase):
         reading = await tornado.gen.with_timeout(self.io_loop.time() + WAIT, reading)
         self.assertEqual(tuple(reading), (1234.5, Sensor.WARN, 45.25))
         self.assertEqual(temp.read(), reading)
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_reading_sent_before_the_device_says_its_protocol_is_set(self):
+        client, _ = await self.start_client()
+        temp = await client.future_get_sensor("temp")
+        watcher = SensorWatcher(temp)
+        port = self.device.port
+        await self.device.stop()
+        await client.until_state(DISCONNECTED, timeout=WAIT)
+        # Its sensors are kept meanwhile, and a reading on the next connection may come
+        # before the version informs: it is read as the default KATCP version's.
+        self.device = FakeDevice()
+        self.device.first_informs = [
+            Message.inform("sensor-status", b"1234.5", 1, "temp", "warn", b"45.25")]
+        reading = watcher.next()
+        with no_logs("katcp", logging.WARNING):
+            await self.device.start(port)
+            reading = await tornado.gen.with_timeout(self.io_loop.time() + WAIT, reading)
+        self.assertEqual(tuple(reading), (1234.5, Sensor.WARN, 45.25))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_failing_inform_hook_is_logged_and_the_hooks_after_it_still_run(self):
+        client, _ = await self.start_client()
+        seen = asyncio.get_running_loop().create_future()
+
+        def failing(msg):
+            raise RuntimeError("hook broke")
+
+        client.katcp_client.hook_inform("custom", failing)
+        client.katcp_client.hook_inform("custom", seen.set_result)
+        with self.assertLogs("katcp.inspect_client", logging.ERROR) as logs:
+            self.device.inform("custom", "x")
+            msg = await tornado.gen.with_timeout(self.io_loop.time() + WAIT, seen)
+        self.assertEqual(str(msg), "#custom x")
+        [record] = logs.records
+        self.assertEqual(record.getMessage(), "Inform hook %r failed on #custom x" % (failing,))
+        self.assertEqual(str(record.exc_info[1]), "hook broke")
 
     @tornado.testing.gen_test(timeout=10)
     async def test_multi_sensor_status_inform(self):
