@@ -245,6 +245,19 @@ class PatientClient(InspectingClientAsync):
         return super().inform_hook_client_factory(host, port, *args, timeout=None, **kwargs)
 
 
+class FailingNamedInspectionOnce(InspectingClientAsync):
+    """Its first inspection of one named sensor fails (SyncError), as a failed listing would."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.failures = [SyncError("scripted failure")]
+
+    def inspect_sensors(self, name=None, timeout=None):
+        if name is not None and self.failures:
+            raise self.failures.pop()
+        return super().inspect_sensors(name, timeout)
+
+
 class TestExponentialRandomBackoff(tornado.testing.AsyncTestCase):
 
     def test_defaults(self):
@@ -315,17 +328,38 @@ class InspectingClientTestBase(tornado.testing.AsyncTestCase):
         self.io_loop.run_sync(cleanup)
         super().tearDown()
 
-    async def start_client(self, synced=True, **kwargs):
-        client = InspectingClientAsync("127.0.0.1", self.device.port, **kwargs)
+    async def start_client(self, synced=True, client_class=InspectingClientAsync,
+                           resync_delay=None, **kwargs):
+        client = client_class("127.0.0.1", self.device.port, **kwargs)
         self.clients.append(client)
         recorder = StateRecorder()
         client.set_state_callback(recorder)
-        client.resync_delay = ExponentialRandomBackoff(delay_initial=0.01,
-                                                       delay_max=0.05)
+        client.resync_delay = resync_delay or ExponentialRandomBackoff(delay_initial=0.01,
+                                                                       delay_max=0.05)
         await client.connect(timeout=WAIT)
         if synced:
             await client.until_synced(timeout=WAIT)
         return client, recorder
+
+    async def start_client_whose_first_sync_fails(self):
+        """A client whose first ?sensor-list fails, once it waits (a minute) to retry."""
+        self.device.fail_next.add("sensor-list")
+        # The failure is logged just before the wait for the retry begins.
+        with first_record("katcp.inspect_client") as failed:
+            started = await self.start_client(
+                synced=False,
+                resync_delay=ExponentialRandomBackoff(delay_initial=60.0, randomicity=0.0))
+            await tornado.gen.with_timeout(self.io_loop.time() + WAIT, failed)
+        return started
+
+    async def failure_of_unanswered(self, request_name, inspect):
+        """What ``inspect(timeout=0.1)`` fails with while the device ignores its next
+        `request_name` request."""
+        self.device.ignore_next.add(request_name)
+        inspection = asyncio.ensure_future(inspect(timeout=0.1))
+        done, _ = await asyncio.wait({inspection}, timeout=WAIT)
+        self.assertEqual(done, {inspection})
+        return inspection.exception()
 
     async def resync_after(self, client, *inform_args):
         """Send #interface-changed and wait until the client has resynced."""
@@ -690,15 +724,7 @@ class TestSync(InspectingClientTestBase):
 
     @tornado.testing.gen_test(timeout=10)
     async def test_changes_found_before_a_failed_sync_are_reported_with_those_after(self):
-        self.device.fail_next.add("sensor-list")
-        client = InspectingClientAsync("127.0.0.1", self.device.port)
-        self.clients.append(client)
-        recorder = StateRecorder()
-        client.set_state_callback(recorder)
-        client.resync_delay = ExponentialRandomBackoff(delay_initial=60.0, randomicity=0.0)
-        with first_record("katcp.inspect_client") as failed:
-            await client.connect(timeout=WAIT)
-            await tornado.gen.with_timeout(self.io_loop.time() + WAIT, failed)
+        client, recorder = await self.start_client_whose_first_sync_fails()
         # Ends the wait to retry: the requests found before the failure stay found.
         self.device.requests["reboot"] = "Reboot the device."
         self.device.inform("interface-changed", "request", "reboot", "added")
@@ -710,21 +736,9 @@ class TestSync(InspectingClientTestBase):
 
     @tornado.testing.gen_test(timeout=10)
     async def test_the_changes_of_items_inspected_together_are_all_reported(self):
-        failures = [SyncError("scripted failure")]
-
-        class FailingOnce(InspectingClientAsync):
-            def inspect_sensors(self, name=None, timeout=None):
-                if name is not None and failures:
-                    raise failures.pop()
-                return super().inspect_sensors(name, timeout)
-
-        client = FailingOnce("127.0.0.1", self.device.port)
-        self.clients.append(client)
-        recorder = StateRecorder()
-        client.set_state_callback(recorder)
-        client.resync_delay = ExponentialRandomBackoff(delay_initial=60.0, randomicity=0.0)
-        await client.connect(timeout=WAIT)
-        await client.until_synced(timeout=WAIT)
+        client, recorder = await self.start_client(
+            client_class=FailingNamedInspectionOnce,
+            resync_delay=ExponentialRandomBackoff(delay_initial=60.0, randomicity=0.0))
         recorder.calls.clear()
         del self.device.sensors["mode"]
         del self.device.sensors["temp"]
@@ -740,32 +754,21 @@ class TestSync(InspectingClientTestBase):
 
     @tornado.testing.gen_test(timeout=10)
     async def test_an_inspection_of_requests_ends_at_its_timeout(self):
-        client = PatientClient("127.0.0.1", self.device.port)
-        self.clients.append(client)
-        await client.connect(timeout=WAIT)
-        await client.until_synced(timeout=WAIT)
-        self.device.ignore_next.add("help")
-        inspection = asyncio.ensure_future(client.inspect_requests(timeout=0.1))
-        done, _ = await asyncio.wait({inspection}, timeout=WAIT)
-        self.assertEqual(done, {inspection})
+        client, _ = await self.start_client(client_class=PatientClient)
         # The inspection's deadline, not the request's own timeout (what was left of it
         # when the request was sent, so a little later).
-        self.assertIsInstance(inspection.exception(), tornado.util.TimeoutError)
+        self.assertIsInstance(await self.failure_of_unanswered("help", client.inspect_requests),
+                              tornado.util.TimeoutError)
 
     @tornado.testing.gen_test(timeout=10)
     async def test_an_inspection_of_sensors_ends_at_its_timeout(self):
-        client = PatientClient("127.0.0.1", self.device.port)
-        self.clients.append(client)
-        await client.connect(timeout=WAIT)
-        await client.until_synced(timeout=WAIT)
+        client, _ = await self.start_client(client_class=PatientClient)
 
         async def inspect_unanswered():
-            self.device.ignore_next.add("sensor-list")
-            inspection = asyncio.ensure_future(client.inspect_sensors(timeout=0.1))
-            done, _ = await asyncio.wait({inspection}, timeout=WAIT)
-            self.assertEqual(done, {inspection})
             # The request's own timeout: the client makes its fail reply.
-            self.assertIsInstance(inspection.exception(), SyncError)
+            self.assertIsInstance(
+                await self.failure_of_unanswered("sensor-list", client.inspect_sensors),
+                SyncError)
 
         await inspect_unanswered()
         # Not streamed, through a future_request replaced (as a test's fake may be).
@@ -783,14 +786,7 @@ class TestSync(InspectingClientTestBase):
 
     @tornado.testing.gen_test(timeout=10)
     async def test_a_stop_ends_the_wait_to_retry_a_failed_sync(self):
-        self.device.fail_next.add("sensor-list")
-        client = InspectingClientAsync("127.0.0.1", self.device.port)
-        self.clients.append(client)
-        client.resync_delay = ExponentialRandomBackoff(delay_initial=60.0, randomicity=0.0)
-        # The failure is logged just before the wait for the retry begins.
-        with first_record("katcp.inspect_client") as failed:
-            await client.connect(timeout=WAIT)
-            await tornado.gen.with_timeout(self.io_loop.time() + WAIT, failed)
+        client, _ = await self.start_client_whose_first_sync_fails()
         client.stop()
         await client.until_stopped(timeout=WAIT)
         self.assertFalse(client.connected)
@@ -965,19 +961,7 @@ class TestInterfaceChanged(InspectingClientTestBase):
 
     @tornado.testing.gen_test(timeout=10)
     async def test_a_failed_inspection_of_one_sensor_is_retried_for_that_sensor_alone(self):
-        failures = [SyncError("scripted failure")]
-
-        class FailingOnce(InspectingClientAsync):
-            def inspect_sensors(self, name=None, timeout=None):
-                if name is not None and failures:
-                    raise failures.pop()
-                return super().inspect_sensors(name, timeout)
-
-        client = FailingOnce("127.0.0.1", self.device.port)
-        self.clients.append(client)
-        client.resync_delay = ExponentialRandomBackoff(delay_initial=0.01, delay_max=0.05)
-        await client.connect(timeout=WAIT)
-        await client.until_synced(timeout=WAIT)
+        client, _ = await self.start_client(client_class=FailingNamedInspectionOnce)
         self.device.sensors["temp"][1] = "K"
         with self.assertLogs("katcp", logging.WARNING) as logs:
             await self.resync_after(client, "sensor", "temp", "modified")
