@@ -85,8 +85,13 @@ class FakeDevice:
 
     def inform(self, name, *args):
         """Send an inform to every connected client."""
+        self.informs_together((name, *args))
+
+    def informs_together(self, *informs):
+        """Send informs, each ``(name, *args)``, to every connected client in one write."""
+        data = b"".join(bytes(Message.inform(*inform)) + b"\n" for inform in informs)
         for writer in self._writers:
-            writer.write(bytes(Message.inform(name, *args)) + b"\n")
+            writer.write(data)
 
     def until_request(self, name):
         """Future resolving with the next request called `name` the device receives."""
@@ -949,6 +954,48 @@ class TestInterfaceChanged(InspectingClientTestBase):
         self.assertEqual(self.device.names_received(), [("sensor-list", ["mode"]),
                                                         ("sensor-list", [])])
         self.assertEqual(client.sensors, ["temp"])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_an_item_inspected_while_another_fails_has_its_change_reported(self):
+        client, recorder = await self.start_recording_client()
+        for name in ("fan", "pump"):
+            self.device.sensors[name] = ["A %s." % name, "", "integer", [b"0", b"10"],
+                                         (b"1.0", b"nominal", b"1")]
+        self.device.received.clear()
+        # The first of the two listings (whichever it is) fails, and so does the whole
+        # list then asked to tell why: that inspection fails. The other one's sensor is in
+        # the index from then on, and the retry must not lose its being added.
+        listing = self.device._request_sensor_list
+        to_fail = [True, False]  # whether named, in order
+
+        def listing_failing_once(msg):
+            if to_fail and to_fail[0] == bool(msg.arguments):
+                to_fail.pop(0)
+                return [Message.reply_to_request(msg, "fail", "Scripted failure.")]
+            return listing(msg)
+
+        self.device._request_sensor_list = listing_failing_once
+        not_synced = client.until_not_synced(timeout=WAIT)
+        with self.assertLogs("katcp", logging.WARNING) as logs:
+            # Read at once, so inspected together.
+            self.device.informs_together(("interface-changed", "sensor", "fan", "added"),
+                                         ("interface-changed", "sensor", "pump", "added"))
+            await not_synced
+            await client.until_synced(timeout=WAIT)
+        self.assertEqual([record.getMessage() for record in logs.records], [
+            "Error syncing with device 127.0.0.1:%d: Error reply during sync process for "
+            "127.0.0.1:%d: !sensor-list fail Scripted failure." % (
+                self.device.port, self.device.port)])
+        failed = self.device.received[0].arguments[0].decode()
+        # Only what failed is asked again.
+        self.assertEqual(self.device.names_received()[3:], [("sensor-list", [failed])])
+        reported = set()
+        for _state, model_changes in recorder.calls:
+            if model_changes:
+                self.assertEqual(model_changes.sensors.removed, set())
+                reported |= model_changes.sensors.added
+        self.assertEqual(reported, {"fan", "pump"})
+        self.assertEqual(sorted(client.sensors), ["fan", "mode", "pump", "temp"])
 
     @tornado.testing.gen_test(timeout=10)
     async def test_a_change_named_without_its_kind_reinspects_that_item_alone(self):

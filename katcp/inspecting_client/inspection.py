@@ -21,20 +21,16 @@ from katcp.wire.util import own_methods, uses_own
 _OWN_REQUESTING = own_methods(AsyncClient, "future_request", "callback_request")
 
 
-async def _all_results(futures: List[Any]) -> List[Any]:
-    """The results of `futures` (of tornado coroutines), waiting for all; or the first failure.
+async def _all_outcomes(futures: List[Any]) -> List[Any]:
+    """The outcome of each of `futures` (of tornado coroutines): its result or its failure.
 
-    As ``tornado.gen.multi``, but no failure is left for tornado to log: it logs as errors
-    each failure after the first, and the failure of a coroutine whose future was
-    cancelled (the coroutine runs on regardless). A stop fails every inspection in
-    progress, and a test case's teardown cancels the task waiting for them: neither is an
-    error. Cancelling this wait leaves the coroutines to run out.
+    Waits for all, as ``tornado.gen.multi``, but no failure is left for tornado to log: it
+    logs as errors each failure after the first, and the failure of a coroutine whose
+    future was cancelled (the coroutine runs on regardless). A stop fails every inspection
+    in progress, and a test case's teardown cancels the task waiting for them: neither is
+    an error. Cancelling this wait leaves the coroutines to run out.
     """
-    outcomes = await asyncio.shield(asyncio.gather(*futures, return_exceptions=True))
-    for outcome in outcomes:
-        if isinstance(outcome, BaseException):
-            raise outcome
-    return outcomes
+    return await asyncio.shield(asyncio.gather(*futures, return_exceptions=True))
 
 
 def _to_callback(informs: List[Message], inform_cb: Optional[Callable[[Message], None]]
@@ -76,7 +72,9 @@ class _Inspector:
         """Inspect what `pending` lists, adding the changes found to `model_changes`.
 
         What has been inspected is removed from `pending` as it goes, so that after a
-        failure `pending` holds what is left to do and `model_changes` what was found.
+        failure `pending` holds what is left to do and `model_changes` what was found:
+        the changes of items inspected along with one whose inspection failed are in the
+        index already, and a retry would not find them again.
         All of a kind is what :meth:`_full_scope` says, or the device's every item if
         `everything` (an explicit ``inspect()``).
         """
@@ -86,16 +84,25 @@ class _Inspector:
             if names is _PendingChanges.ALL:
                 names = None if everything else self._full_scope(kind)
             if names is None:
-                results = await _all_results([inspect_one()])
+                outcomes = await _all_outcomes([inspect_one()])
             else:
-                results = await _all_results([inspect_one(name) for name in names])
-            setattr(pending, kind, set())
+                names = list(names)
+                outcomes = await _all_outcomes([inspect_one(name) for name in names])
             changes = model_changes.get(kind) or AttrDict(added=set(), removed=set())
-            for result in filter(None, results):
-                changes.added |= result.added
-                changes.removed |= result.removed
+            failures = []
+            for index, outcome in enumerate(outcomes):
+                if isinstance(outcome, BaseException):
+                    failures.append(index)
+                elif outcome:
+                    changes.added |= outcome.added
+                    changes.removed |= outcome.removed
             if changes.added or changes.removed:
                 model_changes[kind] = changes
+            if failures:
+                if names is not None:
+                    setattr(pending, kind, {names[index] for index in failures})
+                raise outcomes[failures[0]]
+            setattr(pending, kind, set())
 
     def requests(self, name: Optional[str], timeout: Optional[float]
                  ) -> Generator[Any, Any, Optional[AttrDict]]:
