@@ -2,12 +2,15 @@
 
 import asyncio
 import concurrent.futures
+import gc
 import importlib
+import inspect
 import logging
 import os
 import pickle
 import threading
 import time
+import warnings
 
 import pytest
 import tornado.ioloop
@@ -252,6 +255,36 @@ def test_stopping_ends_handlers_still_waiting(handler_thread):
         device.join(TIMEOUT)
     # The server's wait on it was cancelled, which cancels the handler's future.
     assert device.handler_future.cancelled()
+
+
+def test_a_handler_coroutine_whose_task_is_cancelled_before_it_runs_is_closed():
+    # As a stop cancels the task awaiting a handler's coroutine, in the loop turn in
+    # which that task was made: nothing else would ever await the coroutine, and Python
+    # would warn that it "was never awaited" when it is collected.
+    async def scenario():
+        server = katcp.server.KATCPServer(None, "127.0.0.1", 0)
+
+        async def handler():
+            return "reply"
+
+        async def awaiting(coroutine):
+            return await coroutine
+
+        unstarted, started = handler(), handler()
+        cancelled = server.spawn(awaiting(unstarted), owns=unstarted)
+        finished = server.spawn(awaiting(started), owns=started)
+        cancelled.cancel()
+        await asyncio.wait([cancelled, finished], timeout=TIMEOUT)
+        assert cancelled.cancelled() and finished.result() == "reply"
+        return unstarted
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        unstarted = asyncio.run(scenario())
+        assert inspect.getcoroutinestate(unstarted) == inspect.CORO_CLOSED
+        del unstarted
+        gc.collect()
+    assert [str(warning.message) for warning in caught] == []
 
 
 def test_a_handler_future_that_reaches_the_loop_after_the_stop_is_ended_too():

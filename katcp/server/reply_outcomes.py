@@ -139,7 +139,7 @@ class ReplyOutcomes:
             # Already resolved (e.g. work done at once on the loop): reply now.
             self._reply_with_outcome(req, reply)
             return None
-        task = self._server.spawn(self._await_reply(req, reply))
+        task = self._server.spawn(self._await_reply(req, reply), owns=reply)
         return None if concurrent_reply else task
 
     def _reply_after_work(self, req: ClientRequestConnection, work: _LoopWork,
@@ -180,7 +180,7 @@ class ReplyOutcomes:
             if end is not None:
                 end()
             return None
-        return self._server.spawn(self._await_reply(req, awaitable))
+        return self._server.spawn(self._await_reply(req, awaitable), owns=awaitable)
 
     async def _await_reply(self, req: ClientRequestConnection, awaitable: Any) -> None:
         if isinstance(awaitable, concurrent.futures.Future):

@@ -12,10 +12,11 @@ import concurrent.futures
 import contextlib
 import errno
 import functools
+import inspect
 import logging
 import socket
 import threading
-from typing import Any, ContextManager, Dict, Iterator, Optional, Set, Tuple
+from typing import Any, ContextManager, Dict, Iterator, Optional, Tuple
 
 import tornado.ioloop
 
@@ -109,7 +110,8 @@ class KATCPServer(Sending):
         self._stopped = threading.Event()
         self._stopped.set()
         self._start_lock = threading.Lock()
-        self._tasks: Set["asyncio.Task[Any]"] = set()
+        # Each task spawned and not yet done, with the coroutine it owns (or None).
+        self._tasks: Dict["asyncio.Task[Any]", Any] = {}
 
     # -- loop management ------------------------------------------------------
 
@@ -556,12 +558,21 @@ class KATCPServer(Sending):
         stream.closing = True
         return stream.drain()
 
-    def spawn(self, coro: Any) -> "asyncio.Task[Any]":
+    def spawn(self, coro: Any, owns: Any = None) -> "asyncio.Task[Any]":
         """Run coroutine `coro` on the loop as a task the server keeps until it is done.
 
-        Must be called on the loop thread.
+        Must be called on the loop thread. `owns` is a coroutine that `coro` awaits (a
+        handler's): should the task be cancelled before it runs (by a stop), nothing else
+        would ever await it, so it is closed (else Python warns that it "was never
+        awaited").
         """
         task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[task] = owns
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: "asyncio.Task[Any]") -> None:
+        owned = self._tasks.pop(task, None)
+        if (owned is not None and task.cancelled() and inspect.iscoroutine(owned)
+                and inspect.getcoroutinestate(owned) == inspect.CORO_CREATED):
+            owned.close()
