@@ -534,6 +534,23 @@ def test_a_send_message_replaced_once_clients_are_connected_sends_everything(exa
                     "!sensor-sampling ok an.int event",
                     "#sensor-status 1234567891.250000 1 an.int nominal 4"]
 
+@pytest.mark.parametrize("replaced_on", ["class", "instance"])
+def test_a_mass_inform_on_the_loop_goes_through_a_mass_send_message_replaced_since(
+        example, replaced_on):
+    # As in 0.9.3, which looked the transport's method up at each mass_inform().
+    server, client = example
+    if replaced_on == "class":
+        replaced = mock.patch.object(KATCPServer, "mass_send_message", autospec=True,
+                                     side_effect=KATCPServer.mass_send_message)
+    else:
+        replaced = mock.patch.object(server._server, "mass_send_message",
+                                     wraps=server._server.mass_send_message)
+    with replaced as mass_send_message:
+        server.ioloop.add_callback(server.mass_inform, Message.inform("hello", "all"))
+        assert client.readline() == b"#hello all"
+        assert [bytes(call.args[-1]) for call in mass_send_message.call_args_list] == [
+            b"#hello all"]
+
 class PlainTupleSensor(Sensor):
     """A sensor whose read() gives a plain (timestamp, status, value) tuple, as documented."""
 

@@ -178,8 +178,10 @@ class DeviceServerBase(ReplyOutcomes, DeviceSending, ServerLifecycle,
         """
         if handler_thread and not thread_safe:
             raise ValueError("handler_thread=True requires thread_safe=True")
-        self._mass_send = (self._server.mass_send_message_threadsafe if thread_safe
-                           else self._server.mass_send_message)
+        # A name, looked up at each send to all: a replacement of the transport's method
+        # made later (once the server runs too) is heard, as 0.9.3 looked it up.
+        self._mass_send = ("mass_send_message_threadsafe" if thread_safe
+                           else "mass_send_message")
         self._server.client_connection_factory = (
             ThreadsafeClientConnection if thread_safe else ClientConnection)
         receive = self._receive = self._receiver()
