@@ -529,13 +529,16 @@ def test_a_send_message_replaced_once_clients_are_connected_sends_everything(exa
         assert client.readline() == b"#sensor-status 1234567891.250000 1 an.int nominal 4"
         client.send("?bad[")
         assert client.readline().startswith(b"#log error ")
+        server.mass_inform(Message.inform("hello", "all"))
+        assert client.readline() == b"#hello all"
         sent = [bytes(call.args[-1]).decode() for call in send_message.call_args_list]
     assert sent[:5] == ["#sensor-value 1234567890.250000 1 an.int nominal 3",
                         "!sensor-value ok 1",
                         "#sensor-status 1234567890.250000 1 an.int nominal 3",
                         "!sensor-sampling ok an.int event",
                         "#sensor-status 1234567891.250000 1 an.int nominal 4"]
-    assert [line.split(" ", 2)[:2] for line in sent[5:]] == [["#log", "error"]]
+    assert [line.split(" ", 2)[:2] for line in sent[5:]] == [["#log", "error"],
+                                                             ["#hello", "all"]]
 
 @pytest.mark.parametrize("replaced_on", ["class", "instance"])
 def test_a_mass_inform_on_the_loop_goes_through_a_mass_send_message_replaced_since(

@@ -119,6 +119,11 @@ class Sending(LoopCalls):
         if thread_id is not None and _get_ident() != thread_id:
             self.call_soon_threadsafe(self.mass_send_message, msg)
             return
+        if not uses_own(self, _OWN_SEND):
+            # 0.9.3 sent it to each client through send_message(), which is replaced.
+            for conn in list(self._connections):
+                self.send_message(conn, msg)
+            return
         data = bytes(msg) + b"\n"
         for conn in list(self._connections):
             conn.send(data)
@@ -192,6 +197,8 @@ class Sending(LoopCalls):
         return self.call_from_thread(lambda: self.mass_send_message(msg))
 
 
-# What a send of ready bytes skips, and what a thread's sends go through once replaced.
-_SEND_MESSAGE = Sending.send_message
+# What a send of ready bytes, or of one message to all, skips; and what a thread's sends go
+# through once replaced.
+_OWN_SEND = own_methods(Sending, "send_message")
+_SEND_MESSAGE = _OWN_SEND[0][1]
 _OWN_SENDS = own_methods(Sending, "send_message", "send_message_threadsafe")
