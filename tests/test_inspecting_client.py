@@ -1311,6 +1311,36 @@ class TestSensorUpdates(InspectingClientTestBase):
             await client.simple_request("sensor-value", "temp")
             self.assertEqual(seen, ["sensor-value"], replace_on)
 
+    @tornado.testing.gen_test(timeout=10)
+    async def test_each_reading_goes_through_an_update_sensor_replaced_or_overridden(self):
+        # As in 0.9.3, whose sensor-status callback called update_sensor() per reading.
+        class Recording(InspectingClientAsync):
+            def update_sensor(self, name, timestamp, status, value):
+                seen.append(("subclass", name, status))
+                return super().update_sensor(name, timestamp, status, value)
+
+        replaced = [("instance", "temp", b"1.0", b"warn", b"45.25"),
+                    ("instance", "mode", b"1.0", b"nominal", b"off")]
+        for client_class, then in ((Recording, [("subclass", "temp", b"error")]),
+                                   (InspectingClientAsync, [])):
+            seen = []
+            client = client_class("127.0.0.1", self.device.port)
+            self.clients.append(client)
+            await client.connect(timeout=WAIT)
+            await client.until_synced(timeout=WAIT)
+            temp = await client.future_get_sensor("temp")
+            with mock.patch.object(client, "update_sensor",
+                                   lambda *reading: seen.append(("instance",) + reading)):
+                self.device.inform("sensor-status", b"1.0", 2, "temp", "warn", b"45.25",
+                                   "mode", "nominal", "off")
+                # A request round trip orders the inform before the assertions.
+                await client.simple_request("watchdog")
+            self.device.inform("sensor-status", b"2.0", 1, "temp", "error", b"1.5")
+            await client.simple_request("watchdog")
+            self.assertEqual(tuple(temp.read()), (2.0, Sensor.ERROR, 1.5), client_class)
+            self.assertEqual(seen, replaced + then, client_class)
+            client.stop()
+
 
 class TestWarningRanges(InspectingClientTestBase):
     """Integer and float sensors listed with [nominal-min nominal-max warn-min warn-max]

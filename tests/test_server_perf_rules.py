@@ -375,6 +375,24 @@ def test_a_connection_replies_through_the_sender_its_class_says(cls, sender):
     assert len(transport.method_calls) == 1
 
 
+@pytest.mark.parametrize("flavour", sorted(FLAVOURS))
+def test_a_request_handler_table_replaced_on_the_class_of_a_running_server_is_heard(flavour):
+    # As where the server read the table through itself from its class (0.9.3): a test
+    # may patch the class's table once the server runs, and the patch ends the same way.
+    server_class = make_server_class(5)
+    server = server_class("127.0.0.1", 0)
+    server.set_concurrency_options(**FLAVOURS[flavour])
+    assert server.start(timeout=TIMEOUT)
+    try:
+        with connect(server) as client:
+            with mock.patch.object(server_class, "_request_handlers",
+                                   dict(server_class._request_handlers, late=_request_echo)):
+                assert reply_lines(client, "?late[1] a") == [b"!late[1] ok a"]
+            assert reply_lines(client, "?late[2] b") == [b"!late[2] invalid Unknown\\_request."]
+            assert reply_lines(client, "?watchdog[3]") == [b"!watchdog[3] ok"]
+    finally:
+        stop(server)
+
 def test_a_connection_whose_inform_is_replaced_on_the_instance_takes_no_wire_bytes():
     server = make_server_class(5)("127.0.0.1", 0)
     conn = ClientConnection(server._server, object())

@@ -115,7 +115,7 @@ class InspectingClientAsync:
         self._state_loop_future: Any = None
         self.katcp_client = self.inform_hook_client_factory(
             host, port, auto_reconnect=auto_reconnect, logger=logger)
-        self._sensor_updates = _SensorUpdates(self, self._model)
+        self._sensor_updates = _SensorUpdates(self, self._model, _OWN_UPDATE_SENSOR)
         self._inspector = _Inspector(self, self._model)
         self._sync = _StateCoroutine(self, self._states, self._inspector)
         self._lookup = _Lookup(self, self._model, self._states)
@@ -586,6 +586,9 @@ class InspectingClientAsync:
     def update_sensor(self, name: str, timestamp: bytes, status: bytes, value: bytes) -> None:
         """Set a sensor object (if one was made) to a KATCP formatted reading.
 
+        Called for each reading of a ``#sensor-status`` inform (and of ``#sensor-value``
+        after :meth:`handle_sensor_value`), so an override or a replacement sees them all.
+
         Parameters
         ----------
         name : str
@@ -605,3 +608,4 @@ class InspectingClientAsync:
 
 
 _OWN_SENSOR_STATUS = own_methods(InspectingClientAsync, "_cb_inform_sensor_status")
+_OWN_UPDATE_SENSOR = InspectingClientAsync.update_sensor

@@ -25,6 +25,7 @@ from katcp.server.lifecycle import ServerLifecycle, _nothing
 from katcp.server.loop_calls import return_future
 from katcp.server.reply_outcomes import ReplyOutcomes
 from katcp.server.transport import KATCPServer
+from katcp.wire.handlers import copy_request_handlers
 from katcp.wire.types import address_to_string
 from katcp.wire.util import object_repr, own_methods, uses_own
 
@@ -129,11 +130,7 @@ class DeviceServerBase(ReplyOutcomes, DeviceSending, ServerLifecycle,
         self._tb_limit = tb_limit
         self._server = KATCPServer(self, host, port, tb_limit, logger)
         self._handler_thread: Optional[MessageHandlerThread] = None
-        # handle_request() reads the handler table for every request: from the instance,
-        # not through it from the class (about 200 instructions less on CPython 3.11).
-        # The class's table itself, so handlers added to it later are heard; a table the
-        # instance was given before this is kept.
-        self._request_handlers = self._request_handlers
+        copy_request_handlers(self)
         self.set_concurrency_options()
 
     @property
@@ -178,8 +175,10 @@ class DeviceServerBase(ReplyOutcomes, DeviceSending, ServerLifecycle,
         """
         if handler_thread and not thread_safe:
             raise ValueError("handler_thread=True requires thread_safe=True")
-        self._mass_send = (self._server.mass_send_message_threadsafe if thread_safe
-                           else self._server.mass_send_message)
+        # A name, looked up at each send to all: a replacement of the transport's method
+        # made later (once the server runs too) is heard, as 0.9.3 looked it up.
+        self._mass_send = ("mass_send_message_threadsafe" if thread_safe
+                           else "mass_send_message")
         self._server.client_connection_factory = (
             ThreadsafeClientConnection if thread_safe else ClientConnection)
         receive = self._receive = self._receiver()

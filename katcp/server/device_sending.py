@@ -2,7 +2,7 @@
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from katcp.core import Message
 from katcp.server.connection import check_message, client_connection_of
@@ -19,12 +19,14 @@ class DeviceSending:
 
     A mixin of DeviceServerBase (its methods stay the device's, so that a subclass or a
     test replacing one is heard). A send to one client is that client's
-    :class:`~katcp.server.ClientConnection` send. It needs of the device ``_mass_send``
-    (the transport's send to all, thread-safe or not as set_concurrency_options()
-    chose), ``_katcp_major``, ``_tb_limit`` and ``_logger``.
+    :class:`~katcp.server.ClientConnection` send. It needs of the device ``_server`` (the
+    transport), ``_mass_send`` (the name of the transport's send to all, thread-safe or
+    not as set_concurrency_options() chose), ``_katcp_major``, ``_tb_limit`` and
+    ``_logger``.
     """
 
-    _mass_send: Callable[[Message], None]
+    _server: Any
+    _mass_send: str
     _tb_limit: Optional[int]
     _logger: logging.Logger
 
@@ -67,7 +69,7 @@ class DeviceSending:
         """
         if msg.__class__ is not Message or msg.mtype != _INFORM:
             check_message(msg, _INFORM, "mass_inform")
-        self._mass_send(msg)
+        getattr(self._server, self._mass_send)(msg)
 
     def reply(self, connection: Any, reply: Message, orig_req: Message) -> None:
         """Send an asynchronous reply to an earlier request on `connection`.

@@ -3,12 +3,13 @@
 import asyncio
 import functools
 import threading
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 from katcp.core import Message
 from katcp.loop.crossing import on_thread
 from katcp.server.loop_calls import LoopCalls
 from katcp.server.stream import _Connection
+from katcp.wire.util import own_methods, uses_own
 
 _REPLY = Message.REPLY
 _get_ident = threading.get_ident
@@ -62,7 +63,8 @@ class Sending(LoopCalls):
         # again: this sends every reply.
         stream.send(msg.__bytes__() + b"\n")
 
-    def wire_sender(self, stream: _Connection, threadsafe: bool) -> Callable[[bytes], None]:
+    def wire_sender(self, stream: _Connection,
+                    threadsafe: bool) -> Optional[Callable[[bytes], None]]:
         """A function that sends ready wire bytes (whole lines) to one client.
 
         The bytes join the connection's write batch like any message. For bulk replies
@@ -77,10 +79,15 @@ class Sending(LoopCalls):
 
         Returns
         -------
-        send : callable
-            ``send(data)``, `data` being bytes of complete lines, newlines included.
+        send : callable or None
+            ``send(data)``, `data` being bytes of complete lines, newlines included; None
+            where :meth:`send_message` or :meth:`send_message_threadsafe` is replaced (by
+            a subclass, on the class or on this server), through which every message must
+            then go, as Message objects.
 
         """
+        if not uses_own(self, _OWN_SENDS):
+            return None
         if threadsafe:
             return functools.partial(self._send_wire_threadsafe, stream)
         return stream.send
@@ -112,16 +119,39 @@ class Sending(LoopCalls):
         if thread_id is not None and _get_ident() != thread_id:
             self.call_soon_threadsafe(self.mass_send_message, msg)
             return
+        if not uses_own(self, _OWN_SEND):
+            # 0.9.3 sent it to each client through send_message(), which is replaced.
+            for conn in list(self._connections):
+                self.send_message(conn, msg)
+            return
         data = bytes(msg) + b"\n"
         for conn in list(self._connections):
             conn.send(data)
 
     def send_message_threadsafe(self, stream: _Connection, msg: Message) -> None:
-        """Like :meth:`send_message`, from any thread, without waiting for the send."""
+        """Like :meth:`send_message`, from any thread, without waiting for the send.
+
+        Where :meth:`send_message` is replaced (by a subclass, on the class or on this
+        server), the message goes through it, on the loop's thread, as 0.9.3's
+        ``send_message_from_thread()`` sent every message of a thread-safe connection.
+        """
+        # on_thread()'s running-loop form, inlined as in send_message(): this sends every
+        # reply of a thread-safe connection.
+        loop = self._asyncio_loop
+        if loop is not None and _get_running_loop() is loop:
+            self.send_message(stream, msg)
+            return
+        send = self.send_message
+        # wire.util.uses_own()'s test, inlined: this sends every reply of a threaded server.
+        try:
+            own = send.__func__ is _SEND_MESSAGE  # type: ignore[attr-defined]
+        except AttributeError:
+            own = False  # a replacement that is no method (a mock, a function on the server)
+        if not own:
+            self.call_soon_threadsafe(send, stream, msg)
+            return
         data = msg.__bytes__() + b"\n"  # on the caller's thread; __bytes__(): see send_message()
-        if on_thread(self.ioloop_thread_id):
-            stream.send(data)
-        elif msg.mtype == _REPLY:
+        if msg.mtype == _REPLY:
             # The client waits for it: written as soon as the loop has it, not a turn later.
             self.call_soon_threadsafe(stream.send_now, data)
         else:
@@ -165,3 +195,10 @@ class Sending(LoopCalls):
 
         """
         return self.call_from_thread(lambda: self.mass_send_message(msg))
+
+
+# What a send of ready bytes, or of one message to all, skips; and what a thread's sends go
+# through once replaced.
+_OWN_SEND = own_methods(Sending, "send_message")
+_SEND_MESSAGE = _OWN_SEND[0][1]
+_OWN_SENDS = own_methods(Sending, "send_message", "send_message_threadsafe")

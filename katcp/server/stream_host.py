@@ -177,7 +177,8 @@ class StreamHost:
         self._send_error_log(conn, reason)
 
     def _send_error_log(self, conn: "_Connection", reason: str) -> None:
-        conn.send(bytes(self.device.create_log_inform("error", reason, "root")) + b"\n")
+        # Through send_message(), as every message the server sends (a test may replace it).
+        self._server.send_message(conn, self.device.create_log_inform("error", reason, "root"))
 
     def line_too_long(self, conn: "_Connection") -> None:
         """The client sent a line longer than :attr:`max_msg_size`: read no more of it,

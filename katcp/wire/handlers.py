@@ -3,6 +3,7 @@ handlers into tables keyed by KATCP message name.
 """
 
 import sys
+import weakref
 from typing import Any, Callable, Dict, Tuple
 
 
@@ -82,6 +83,16 @@ class DeviceServerMetaclass(DeviceMetaclass):
 
     _DOCSTRING_REQUIRED = ("request_", "inform_")
 
+    def __setattr__(cls, name: str, value: Any) -> None:
+        old = cls.__dict__.get(name)
+        super().__setattr__(name, value)
+        if name == "_request_handlers" and old is not None:
+            # A table replaced on the class (mock.patch.object does so, and puts it back
+            # the same way) is what its servers' copies become, as if they read it there.
+            for server in tuple(_table_copies):
+                if isinstance(server, cls) and server._request_handlers is old:
+                    server._request_handlers = value
+
     def check_protocol(cls, handler: Callable[..., Any]) -> bool:
         """True if the current server's protocol flags satisfy handler requirements.
 
@@ -101,3 +112,24 @@ class DeviceServerMetaclass(DeviceMetaclass):
         return all(protocol_info.supports(flag) for flag in required_flags)
 
 
+# Servers whose request handler table is a copy of their class's on the instance (see
+# copy_request_handlers()), kept current by DeviceServerMetaclass.__setattr__.
+_table_copies: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def copy_request_handlers(server: Any) -> None:
+    """Give `server` its class's request handler table as an attribute of its own.
+
+    A server reads the table for every request: from the instance, not through it from
+    the class (about 200 instructions less on CPython 3.11). The copy is the class's
+    table itself, so handlers added to it later are heard, and it follows a table put in
+    its place on the class (by :class:`DeviceServerMetaclass`). A table the instance was
+    given before this is kept.
+
+    Parameters
+    ----------
+    server : object
+        An instance of a class made by :class:`DeviceServerMetaclass`.
+    """
+    server._request_handlers = server._request_handlers
+    _table_copies.add(server)
