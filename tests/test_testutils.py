@@ -99,6 +99,14 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         self.assertEqual(self.client.wait_condition(0.01, lambda: 0, poll_period=0.001), 0)
         self.assertIsNone(self.client.wait_condition(0.01, lambda: None))
 
+    def test_wait_condition_refuses_an_async_def_predicate(self):
+        # Its coroutine, true as any object, was taken for the condition met.
+        async def met():
+            return False
+
+        with self.assertRaisesRegex(TypeError, "predicate .* is an async function"):
+            self.client.wait_condition(0.01, met)
+
     def test_request_assertions_take_a_bytes_request_name(self):
         reply, _ = self.client.assert_request_succeeds(b"new-command", args_length=2)
         self.assertEqual(reply.name, "new-command")

@@ -20,7 +20,7 @@ import tornado.util
 
 from katcp.loop.crossing import call_on_loop, on_loop, on_thread, running_loop, thread_wait_timeout
 from katcp.loop.policy import thread_ioloop
-from katcp.wire.util import copy_outcome
+from katcp.wire.util import copy_outcome, plain_callback
 
 
 logger = logging.getLogger("katcp.core")
@@ -348,11 +348,16 @@ class AsyncCallbackEvent(AsyncEvent):
     ----------
     callback : callable
         Called with True on :meth:`set` and False on :meth:`clear`.
+
+    Raises
+    ------
+    TypeError
+        If `callback` is an ``async def`` function (its coroutines would never run).
     """
 
     def __init__(self, callback: Callable[[bool], Any] = lambda x: x) -> None:
         super().__init__()
-        self._callback = callback
+        self._callback = plain_callback(callback, "callback")
 
     def set(self) -> None:
         """Set the event and call the callback with True."""

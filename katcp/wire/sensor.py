@@ -15,6 +15,7 @@ from katcp.wire.errors import KatcpTypeError
 from katcp.wire.flags import DEFAULT_KATCP_MAJOR, SEC_TO_MS_FAC, SEC_TS_KATCP_MAJOR
 from katcp.wire.message import escape_argument, format_argument
 from katcp.wire.text import as_str, show_repr
+from katcp.wire.util import plain_callback
 
 
 # Sensor defines a classmethod named float, so its annotations use this alias.
@@ -425,7 +426,16 @@ class Sensor:
         observer : object
             Object with an ``update(sensor, reading)`` method that will be called
             when the sensor value is set.
+
+        Raises
+        ------
+        TypeError
+            If ``observer.update`` is an ``async def`` method (its coroutines would
+            never run).
         """
+        update = getattr(observer, "update", None)
+        if update is not None:
+            plain_callback(update, "observer's update")
         self._observers.add(observer)
 
     def detach(self, observer: Any) -> None:
