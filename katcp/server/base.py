@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, cast
 import tornado.gen
 
 from katcp.core import DEFAULT_KATCP_MAJOR, DeviceServerMetaclass, Message, ProtocolFlags
+from katcp.loop.crossing import is_awaitable
 from katcp.server.connection import (ClientConnection, ClientRequestConnection,
                                      ThreadsafeClientConnection)
 from katcp.server.device_sending import DeviceSending
@@ -309,6 +310,9 @@ class DeviceServerBase(ReplyOutcomes, DeviceSending, ServerLifecycle,
     def handle_inform(self, connection: Any, msg: Message) -> None:
         """Dispatch an inform message to its ``inform_*`` method, as requests are.
 
+        A handler may be an ``async def`` function (or return a future): it runs on the
+        server's loop, and what it raises is logged, as a plain handler's is.
+
         Parameters
         ----------
         connection : ClientConnection
@@ -320,7 +324,7 @@ class DeviceServerBase(ReplyOutcomes, DeviceSending, ServerLifecycle,
         self._handle_other(self._inform_handlers, connection, msg)
 
     def handle_reply(self, connection: Any, msg: Message) -> None:
-        """Dispatch a reply message to its ``reply_*`` method, as requests are.
+        """Dispatch a reply message to its ``reply_*`` method, as informs are.
 
         Parameters
         ----------
@@ -341,9 +345,23 @@ class DeviceServerBase(ReplyOutcomes, DeviceSending, ServerLifecycle,
                                  connection.address)
             return
         try:
-            handler(self, connection, msg)
+            done = handler(self, connection, msg)
         except Exception:
-            self._logger.exception("Error handling %s %r", Message.TYPE_NAMES[msg.mtype], msg.name)
+            self._log_handling_error(msg)
+            return
+        if done is not None and is_awaitable(done):
+            # An async def handler's coroutine runs on the loop (made on the handler
+            # thread, it has not started yet), as a request handler's does.
+            self._server.call_on_loop(self._spawn_awaiting, self._await_handled, msg, done)
+
+    async def _await_handled(self, msg: Message, awaitable: Any) -> None:
+        try:
+            await awaitable
+        except Exception:
+            self._log_handling_error(msg)
+
+    def _log_handling_error(self, msg: Message) -> None:
+        self._logger.exception("Error handling %s %r", Message.TYPE_NAMES[msg.mtype], msg.name)
 
     # -- connection hooks ----------------------------------------------------------
 
