@@ -14,6 +14,8 @@ import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from katcp.core import Message
+from katcp.loop.crossing import is_awaitable
+from katcp.loop.futures import log_failure_of
 from katcp.loop.timer_heap import MIN_COMPACT_SIZE, compact
 
 # What set_result() raises on a future already done, for either kind of future.
@@ -32,7 +34,8 @@ class CallbackRequest:
     msg : Message
         The request.
     reply_cb, inform_cb : callable or None
-        Called as ``cb(msg)``, or ``cb(msg, *user_data)``.
+        Called as ``cb(msg)``, or ``cb(msg, *user_data)``; the coroutine (or future) an
+        ``async def`` one returns is run, on the loop the callback is called on.
     user_data : tuple or None
     logger : :class:`logging.Logger`
         Logs what the callbacks raise.
@@ -70,11 +73,14 @@ class CallbackRequest:
             return False
         try:
             if self.user_data:
-                callback(msg, *self.user_data)
+                result = callback(msg, *self.user_data)
             else:
-                callback(msg)
+                result = callback(msg)
         except Exception:
             self._logger.exception("Callback %s %s FAIL", "inform", msg.name)
+            return True
+        if result is not None:
+            self._run_returned(result, "inform", msg)
         return True
 
     def on_reply(self, msg: Message) -> bool:
@@ -85,10 +91,18 @@ class CallbackRequest:
         if callback is None:
             return False
         try:
-            callback(msg, *(self.user_data or ()))
+            result = callback(msg, *(self.user_data or ()))
         except Exception:
             self._logger.exception("Callback %s %s FAIL", kind, msg.name)
+            return True
+        if result is not None:
+            self._run_returned(result, kind, msg)
         return True
+
+    def _run_returned(self, result: Any, kind: str, msg: Message) -> None:
+        if is_awaitable(result):
+            # An async def callback: its coroutine runs, its failure logged as above.
+            log_failure_of(self._logger, result, "Callback %s %s FAIL", kind, msg.name)
 
 
 class FutureRequest:

@@ -698,6 +698,30 @@ def log_future_exceptions(logger: logging.Logger, f: Any, ignore: Tuple[type, ..
     f.add_done_callback(log_cb)
 
 
+def log_failure_of(logger: logging.Logger, awaitable: Any, text: str, *args: Any) -> None:
+    """Run `awaitable` to its end on the running loop, logging ``text % args`` (with the
+    exception) if it fails.
+
+    For the coroutine of an ``async def`` a caller was given as a callback or an
+    override, whose outcome nobody else awaits.
+
+    Parameters
+    ----------
+    logger : logging.Logger
+    awaitable : awaitable
+        A coroutine or a future of the running loop.
+    text : str
+        The log message's format, e.g. ``'notify_connected(%s) failed'``.
+    args
+        Its arguments.
+    """
+    def log_failure(done: Any) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            logger.error(text, *args, exc_info=done.exception())
+
+    tornado.gen.convert_yielded(awaitable).add_done_callback(log_failure)
+
+
 def log_coroutine_exceptions(coro: _F) -> _F:
     """Coroutine (or any method that returns a future) decorator to log exceptions.
 
