@@ -532,6 +532,16 @@ class TestKATCPClientResource(ResourceTestCase):
         assert states == [False, True, False]
 
     @tornado.testing.gen_test(timeout=WAIT)
+    def test_a_monitor_refuses_an_async_def_callback(self):
+        # It calls the callback and moves on: its coroutines would never run.
+        async def record(synced):
+            pass
+
+        res = self.make_resource(self.server)
+        with pytest.raises(TypeError, match="callback .* is an async function"):
+            yield monitor_resource_sync_state(res, record, AsyncEvent())
+
+    @tornado.testing.gen_test(timeout=WAIT)
     def test_a_monitor_told_to_exit_leaves_nothing_behind(self):
         res = self.make_resource(self.server)
         yield res.until_synced(timeout=WAIT)

@@ -103,7 +103,13 @@ def monitor_resource_sync_state(resource: Any, callback: Callable[[bool], Any],
         Called with True when synced and False when not.
     exit_event : :class:`katcp.core.AsyncEvent`, optional
         Set it to end the monitor.
+
+    Raises
+    ------
+    TypeError
+        If `callback` is an ``async def`` function (its coroutines would never run).
     """
+    plain_callback(callback, "callback")
     exit_event = exit_event or AsyncEvent()
     synced = False
     callback(synced)
