@@ -3,9 +3,11 @@
 import asyncio
 import concurrent.futures
 import functools
+import inspect
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+import tornado.gen
 import tornado.ioloop
 from tornado.concurrent import Future
 
@@ -122,7 +124,8 @@ class LoopCalls:
         In the IOLoop thread `fn` is called at once and an already resolved
         tornado.concurrent.Future returned; from another thread `fn` is handed to the
         loop and a concurrent.futures.Future returned. Either resolves with what `fn`
-        returned or with the exception it raised, which is also logged.
+        returned or with the exception it raised, which is also logged. An ``async def``
+        `fn` is run: the future resolves as its coroutine does, once it does.
 
         From another thread `fn` runs in order with what that thread handed the loop
         before and after it (sensor readings, sends: see
@@ -142,6 +145,11 @@ class LoopCalls:
         done: Any
         if self.in_ioloop_thread():
             done = return_future(fn)()
+            returned = None if done.exception() else done.result()
+            if inspect.iscoroutine(returned):
+                # Run, as from another thread (call_with_outcome). A future stays the
+                # result, as in katcp 0.9.3.
+                done = tornado.gen.convert_yielded(returned)
         else:
             done = self._queue().call_with_outcome(fn)
         done.add_done_callback(functools.partial(log_call_failure, self._logger, fn))
