@@ -1362,6 +1362,15 @@ def test_return_future():
     asyncio.run(check())
 
 
+def test_return_future_refuses_an_async_def():
+    # Its future resolved with the coroutine, which nobody awaited.
+    async def coro():
+        pass
+
+    with pytest.raises(TypeError, match="fn .* is an async function"):
+        return_future(coro)
+
+
 def test_client_request_connection_unit():
     sent = []
 

@@ -13,6 +13,7 @@ from tornado.concurrent import Future
 
 from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import call_on_loop, thread_ident
+from katcp.wire.util import plain_callback
 
 
 def return_future(fn: Callable[..., Any]) -> Callable[..., Future]:
@@ -30,7 +31,15 @@ def return_future(fn: Callable[..., Any]) -> Callable[..., Future]:
     decorated : callable
         Calls `fn` and returns a resolved :class:`tornado.concurrent.Future`.
 
+    Raises
+    ------
+    TypeError
+        If `fn` is an ``async def`` function: its future would resolve with the
+        coroutine, never run.
+
     """
+    plain_callback(fn, "fn")
+
     @functools.wraps(fn)
     def decorated(*args: Any, **kwargs: Any) -> Future:
         future: Future = Future()
