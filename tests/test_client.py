@@ -1153,6 +1153,28 @@ def test_async_def_callbacks_of_a_callback_request_run(server, make_client, cls,
     assert str(failures[0].exc_info[1]) == "async callback bug"
 
 
+def test_an_async_generator_callback_of_a_callback_request_is_reported(server, make_client):
+    # Its body never ran, and nothing said so.
+    client = make_client(CallbackClient, server.port)
+    client.start()
+    assert client.wait_protocol(WAIT)
+
+    async def reply_cb(msg):
+        yield msg
+
+    records = queue.Queue()
+    handler = logging.handlers.QueueHandler(records)
+    logging.getLogger("katcp.client").addHandler(handler)
+    try:
+        client.callback_request(Message.request("echo", "x"), reply_cb=reply_cb)
+        record = records.get(timeout=WAIT)
+    finally:
+        logging.getLogger("katcp.client").removeHandler(handler)
+    # A QueueHandler formats the message (and the traceback) into the record's msg.
+    assert record.msg.splitlines()[0] == "Callback reply echo FAIL"
+    assert "returned the async generator" in record.msg
+
+
 _BAD_TIMEOUT_CALLS = {
     "callback_request": lambda c, m: c.callback_request(m, reply_cb=print, timeout="5"),
     "callback_request-positional": lambda c, m: c.callback_request(m, None, None, None, "5"),
@@ -1309,6 +1331,9 @@ class InformFailingClient(RecordingClient):
     async def inform_later(self, msg):
         raise ValueError("coroutine handler bug")
 
+    async def inform_stream(self, msg):
+        yield msg  # an async generator: a mistake, reported (its body never runs)
+
 
 def test_log_records_of_bad_lines_and_failing_handlers_name_the_server(server, make_client):
     # Clients share the katcp.client logger (a container's all share its own): the
@@ -1323,8 +1348,9 @@ def test_log_records_of_bad_lines_and_failing_handlers_name_the_server(server, m
     try:
         server.send(b"garbage from the device")
         server.send(b"#boom")
+        server.send(b"#stream")
         server.send(b"#later")
-        got = [records.get(timeout=WAIT) for _ in range(3)]
+        got = [records.get(timeout=WAIT) for _ in range(4)]
     finally:
         logging.getLogger("katcp.client").removeHandler(handler)
     # A QueueHandler formats the message (and the traceback) into the record's msg.
@@ -1332,8 +1358,10 @@ def test_log_records_of_bad_lines_and_failing_handlers_name_the_server(server, m
         "Bad message from server %s: b'garbage from the device': Bad type character 'g'."
         % address,
         "Inform boom FAIL (server %s): Traceback (most recent call last):" % address,
+        "Message handler failed (server %s)" % address,
         "Message handler failed (server %s)" % address]
-    assert "inform handler bug" in got[1].msg and "coroutine handler bug" in got[2].msg
+    assert "inform handler bug" in got[1].msg and "coroutine handler bug" in got[3].msg
+    assert "returned the async generator" in got[2].msg
 
 
 class _SeesUnhandledInforms:

@@ -229,6 +229,11 @@ class ExampleServer(DeviceServer):
         await asyncio.sleep(0)
         raise ValueError("late reply handler failed")
 
+    async def inform_stream(self, conn, msg):
+        """An async generator: a mistake, reported."""
+        self.mass_inform(Message.inform("stream-seen"))
+        yield
+
 
 GREETING = [
     "#version-connect katcp-protocol 5.1-BIMT",
@@ -870,6 +875,16 @@ def test_async_def_inform_and_reply_handlers_run_and_their_errors_are_logged(exa
     failures = [r for r in caplog.records if r.getMessage() == "Error handling REPLY 'later'"]
     assert len(failures) == 1
     assert str(failures[0].exc_info[1]) == "late reply handler failed"
+
+
+def test_an_async_generator_inform_handler_is_reported(example, caplog):
+    # Its body never ran, and nothing said so.
+    server, client = example
+    with caplog.at_level(logging.ERROR, logger=server._logger.name):
+        client.send("#stream")
+        assert client.request("?watchdog") == ([], "!watchdog ok")
+    [failure] = [r for r in caplog.records if r.getMessage() == "Error handling INFORM 'stream'"]
+    assert "returned the async generator" in str(failure.exc_info[1])
 
 
 # -- transport limits ----------------------------------------------------------------------

@@ -23,10 +23,9 @@ from katcp.client.protocol import ClientProtocol
 from katcp.core import KatcpClientError, Message
 from katcp.ioloop_manager import IOLoopManager, current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
-from katcp.loop.crossing import (call_on_loop, is_awaitable, on_thread, post_to_loop,
-                                 thread_ident, thread_wait_timeout, wait_for_call,
-                                 wait_off_loop)
-from katcp.loop.futures import log_failure_of
+from katcp.loop.crossing import (call_on_loop, on_thread, post_to_loop, thread_ident,
+                                 thread_wait_timeout, wait_for_call, wait_off_loop)
+from katcp.loop.futures import run_returned
 from katcp.transport.sockets import shut_down_socket
 # katcp.client.address_to_string (0.9.3's home of it) is this one.
 from katcp.wire.types import address_to_string, is_port
@@ -680,9 +679,9 @@ class ClientLifecycle:
         except Exception:
             self._logger.exception("notify_connected(%s) failed", connected)
             return
-        if done is not None and is_awaitable(done):
+        if done is not None:
             # An async def override: its coroutine runs, its failure logged as above.
-            log_failure_of(self._logger, done, "notify_connected(%s) failed", connected)
+            run_returned(self._logger, done, "notify_connected(%s) failed", connected)
 
     def notify_connected(self, connected: bool) -> Any:
         """Event handler that is called whenever the connection status changes.

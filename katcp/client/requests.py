@@ -14,8 +14,7 @@ import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from katcp.core import Message
-from katcp.loop.crossing import is_awaitable
-from katcp.loop.futures import log_failure_of
+from katcp.loop.futures import run_returned
 from katcp.loop.timer_heap import MIN_COMPACT_SIZE, compact
 
 # What set_result() raises on a future already done, for either kind of future.
@@ -80,7 +79,8 @@ class CallbackRequest:
             self._logger.exception("Callback %s %s FAIL", "inform", msg.name)
             return True
         if result is not None:
-            self._run_returned(result, "inform", msg)
+            # An async def callback: its coroutine runs, its failure logged as above.
+            run_returned(self._logger, result, "Callback %s %s FAIL", "inform", msg.name)
         return True
 
     def on_reply(self, msg: Message) -> bool:
@@ -96,13 +96,8 @@ class CallbackRequest:
             self._logger.exception("Callback %s %s FAIL", kind, msg.name)
             return True
         if result is not None:
-            self._run_returned(result, kind, msg)
+            run_returned(self._logger, result, "Callback %s %s FAIL", kind, msg.name)
         return True
-
-    def _run_returned(self, result: Any, kind: str, msg: Message) -> None:
-        if is_awaitable(result):
-            # An async def callback: its coroutine runs, its failure logged as above.
-            log_failure_of(self._logger, result, "Callback %s %s FAIL", kind, msg.name)
 
 
 class FutureRequest:

@@ -18,9 +18,10 @@ import tornado.gen
 import tornado.ioloop
 import tornado.util
 
-from katcp.loop.crossing import call_on_loop, on_loop, on_thread, running_loop, thread_wait_timeout
+from katcp.loop.crossing import (call_on_loop, is_awaitable, on_loop, on_thread, running_loop,
+                                 thread_wait_timeout)
 from katcp.loop.policy import thread_ioloop
-from katcp.wire.util import copy_outcome, plain_callback
+from katcp.wire.util import async_generator_error, copy_outcome, plain_callback
 
 
 logger = logging.getLogger("katcp.core")
@@ -698,18 +699,19 @@ def log_future_exceptions(logger: logging.Logger, f: Any, ignore: Tuple[type, ..
     f.add_done_callback(log_cb)
 
 
-def log_failure_of(logger: logging.Logger, awaitable: Any, text: str, *args: Any) -> None:
-    """Run `awaitable` to its end on the running loop, logging ``text % args`` (with the
-    exception) if it fails.
+def run_returned(logger: logging.Logger, returned: Any, text: str, *args: Any) -> None:
+    """Run what a handler or callback returned to its end on the running loop, if it is
+    a coroutine or a future, logging ``text % args`` (with the exception) if it fails.
 
-    For the coroutine of an ``async def`` a caller was given as a callback or an
-    override, whose outcome nobody else awaits.
+    For the coroutine of an ``async def`` handler or callback, whose outcome nobody else
+    awaits. An async generator fails at once (see :func:`async_generator_error`); any
+    other value is left alone.
 
     Parameters
     ----------
     logger : logging.Logger
-    awaitable : awaitable
-        A coroutine or a future of the running loop.
+    returned : object
+        What the handler or callback returned.
     text : str
         The log message's format, e.g. ``'notify_connected(%s) failed'``.
     args
@@ -719,7 +721,10 @@ def log_failure_of(logger: logging.Logger, awaitable: Any, text: str, *args: Any
         if not done.cancelled() and done.exception() is not None:
             logger.error(text, *args, exc_info=done.exception())
 
-    tornado.gen.convert_yielded(awaitable).add_done_callback(log_failure)
+    if is_awaitable(returned):
+        tornado.gen.convert_yielded(returned).add_done_callback(log_failure)
+    elif inspect.isasyncgen(returned):
+        logger.error(text, *args, exc_info=async_generator_error(returned))
 
 
 def log_coroutine_exceptions(coro: _F) -> _F:

@@ -27,7 +27,7 @@ from katcp.server.loop_calls import return_future
 from katcp.server.reply_outcomes import ReplyOutcomes
 from katcp.server.transport import KATCPServer
 from katcp.wire.types import address_to_string
-from katcp.wire.util import object_repr, own_methods, uses_own
+from katcp.wire.util import async_generator_error, object_repr, own_methods, uses_own
 
 log = logging.getLogger("katcp.server")
 
@@ -346,6 +346,8 @@ class DeviceServerBase(ReplyOutcomes, DeviceSending, ServerLifecycle,
             return
         try:
             done = handler(self, connection, msg)
+            if inspect.isasyncgen(done):
+                raise async_generator_error(done)
         except Exception:
             self._log_handling_error(msg)
             return

@@ -122,6 +122,24 @@ def plain_callback(callback: _F, what: str) -> _F:
     return callback
 
 
+def async_generator_error(returned: Any) -> TypeError:
+    """The error of a handler or callback that returned async generator `returned`.
+
+    An ``async def`` with a ``yield`` in it gives an async generator, which no loop runs
+    as it runs a coroutine: its body would never run.
+
+    Parameters
+    ----------
+    returned : async generator
+
+    Returns
+    -------
+    error : TypeError
+    """
+    return TypeError("returned the async generator %r, whose body nothing runs (an async "
+                     "def with a yield is no coroutine)" % (returned,))
+
+
 def object_repr(obj: Any, **fields: Any) -> str:
     """``<module.Class(field=value, ...) object at 0x...>``: the repr of katcp's clients,
     servers and resources, each showing the fields that say what state it is in."""
