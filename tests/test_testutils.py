@@ -537,6 +537,23 @@ class TestSmallHelpers(unittest.TestCase):
         self.assertTrue(status_waiter.wait(1))
         status_waiter.teardown()
 
+    def test_async_def_value_checks_are_refused(self):
+        # Their coroutines, true as any object, matched every value.
+        async def is_big(value):
+            return value > 100
+
+        sensor = Sensor.integer("counter", default=0)
+        with self.assertRaisesRegex(TypeError, "value_sequence element .* is an async function"):
+            testutils.SensorTransitionWaiter(sensor, [0, is_big])
+        assert not sensor._observers
+
+        class Check(unittest.TestCase, testutils.SensorComparisonMixin):
+            def runTest(self):
+                pass
+
+        with self.assertRaisesRegex(TypeError, "value test .* is an async function"):
+            Check().assert_sensors_value_conditions([sensor], {"counter": is_big})
+
     def test_call_in_ioloop(self):
         manager = IOLoopManager(managed_default=True)
         ioloop = manager.get_ioloop()
