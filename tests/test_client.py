@@ -1335,6 +1335,21 @@ class InformFailingClient(RecordingClient):
         yield msg  # an async generator: a mistake, reported (its body never runs)
 
 
+def test_an_async_generator_request_handler_fails_its_request(server, make_client):
+    # Its body never ran and the request was never answered.
+    class Client(DeviceClient):
+        async def request_stream(self, msg):
+            """An async generator: a mistake, reported."""
+            yield msg.make_reply("ok")
+
+    client = make_client(Client, server.port)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    server.send(b"?stream[9]")
+    reply = server.next_line()
+    assert reply.startswith(b"!stream[9] fail ") and b"returned\\_the\\_async\\_generator" in reply
+
+
 def test_log_records_of_bad_lines_and_failing_handlers_name_the_server(server, make_client):
     # Clients share the katcp.client logger (a container's all share its own): the
     # records must say which server, and which line did not parse.
