@@ -42,13 +42,32 @@ def return_future(fn: Callable[..., Any]) -> Callable[..., Future]:
 
     @functools.wraps(fn)
     def decorated(*args: Any, **kwargs: Any) -> Future:
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except Exception as exc:
-            future.set_exception(exc)
-        return future
+        return resolved_outcome(fn, *args, **kwargs)
     return decorated
+
+
+def resolved_outcome(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+    """Call ``fn(*args, **kwargs)`` now: a :class:`tornado.concurrent.Future` resolved with
+    what it returned, or failed with what it raised (:func:`return_future`, undecorated,
+    for calls made once).
+
+    Parameters
+    ----------
+    fn : callable
+    args, kwargs
+        Its arguments.
+
+    Returns
+    -------
+    outcome : :class:`tornado.concurrent.Future`
+
+    """
+    future: Future = Future()
+    try:
+        future.set_result(fn(*args, **kwargs))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
 
 
 
@@ -153,7 +172,7 @@ class LoopCalls:
         """
         done: Any
         if self.in_ioloop_thread():
-            done = return_future(fn)()
+            done = resolved_outcome(fn)
             returned = None if done.exception() else done.result()
             if inspect.iscoroutine(returned):
                 # Run, as from another thread (call_with_outcome). A future stays the

@@ -12,7 +12,7 @@ from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import is_awaitable, run_into_future
 from katcp.server.connection import ClientRequestConnection
 from katcp.server.handler_thread import MessageHandlerThread
-from katcp.server.loop_calls import log_call_failure, return_future
+from katcp.server.loop_calls import log_call_failure, resolved_outcome
 
 if TYPE_CHECKING:
     from katcp.server.transport import KATCPServer
@@ -215,7 +215,7 @@ class ReplyOutcomes:
         """
         server = self._server
         if server.in_ioloop_thread():
-            return return_future(fn)(*args)
+            return resolved_outcome(fn, *args)
         if server.running():
             calls = CallQueue.of(server.ioloop)
             work = _LoopWork(calls)

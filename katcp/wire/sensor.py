@@ -6,6 +6,7 @@ its parameters (range, allowed values), its default and the checks of
 """
 
 import decimal
+import functools
 import numbers
 import time
 from typing import Any, FrozenSet, List, NamedTuple, Optional, Set, Tuple
@@ -211,6 +212,15 @@ class _AddressType(_SensorType):
         if not isinstance(host, (str, bytes)):
             raise ValueError("Address host must be a string, not %r." % (host,))
         wire_types.check_address_port(port)
+
+
+# Cached for the classes found plain: each ?sensor-sampling attaches a strategy, and the
+# test costs a microsecond. Bounded, for classes made at runtime.
+@functools.lru_cache(maxsize=256)
+def _check_observer_class(cls: type) -> None:
+    update = getattr(cls, "update", None)
+    if update is not None:
+        plain_callback(update, "observer's update")
 
 
 class Sensor:
@@ -430,12 +440,10 @@ class Sensor:
         Raises
         ------
         TypeError
-            If ``observer.update`` is an ``async def`` method (its coroutines would
-            never run).
+            If the observer's class has an ``async def`` update method (its coroutines
+            would never run).
         """
-        update = getattr(observer, "update", None)
-        if update is not None:
-            plain_callback(update, "observer's update")
+        _check_observer_class(observer.__class__)
         self._observers.add(observer)
 
     def detach(self, observer: Any) -> None:

@@ -109,9 +109,9 @@ def plain_callback(callback: _F, what: str) -> _F:
         in a :func:`functools.partial`).
 
     """
-    # The flags of a function or method's code, read at once: inspect's tests cost a
-    # microsecond, a lot for each sampling strategy attached to its sensor.
-    code = getattr(getattr(callback, "__func__", callback), "__code__", None)
+    # The flags of a function or method's code (a method gives its function's), read at
+    # once: inspect's tests cost a microsecond, a lot for each sampling strategy made.
+    code = getattr(callback, "__code__", None)
     if code is not None:
         is_async = bool(code.co_flags & _ASYNC_CODE_FLAGS)
     else:
