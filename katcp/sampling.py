@@ -37,6 +37,7 @@ from katcp.loop.per_loop import one_per_loop
 from katcp.loop.policy import thread_ioloop
 from katcp.loop.timer_heap import MIN_COMPACT_SIZE, compact
 from katcp.wire.text import as_bytes, readable
+from katcp.wire.util import plain_callback
 
 InformCallback = Callable[[Sensor, Reading], None]
 
@@ -171,6 +172,12 @@ class SampleStrategy:
         Custom sampling parameters.
     ioloop : tornado.ioloop.IOLoop, optional
         The loop the strategy runs on (default: ``IOLoop.current()``), a keyword argument.
+
+    Raises
+    ------
+    TypeError
+        If `inform_callback` is an ``async def`` function (its coroutines would never
+        run).
     """
 
     NONE, AUTO, PERIOD, EVENT, DIFFERENTIAL, EVENT_RATE, DIFFERENTIAL_RATE = range(7)
@@ -211,7 +218,7 @@ class SampleStrategy:
         if self.NUM_PARAMS is not None and len(params) != self.NUM_PARAMS:
             raise _parameter_count_error(self.SAMPLING_LOOKUP[self.get_sampling()],
                                          self.NUM_PARAMS, len(params))
-        self._inform_callback = inform_callback
+        self._inform_callback = plain_callback(inform_callback, "inform_callback")
         self._sensor = sensor
         self._params = [as_bytes(p) for p in params]
         self.ioloop = ioloop or thread_ioloop()

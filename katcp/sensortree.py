@@ -9,6 +9,7 @@ import threading
 from typing import Any, Callable, Dict, Iterable, Set, Tuple, TypeVar, cast
 
 from katcp.wire.sensor import Reading, Sensor
+from katcp.wire.util import plain_callback
 
 _Rule = Callable[[Sensor, Any], Any]
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -259,9 +260,12 @@ class AggregateSensorTree(GenericSensorTree):
         ------
         ValueError
             If the parent already has a rule.
+        TypeError
+            If `rule_function` is an ``async def`` function (its coroutines would never
+            run).
         """
         self._check_no_rule(parent)
-        self._aggregates[parent] = (rule_function, children)
+        self._aggregates[parent] = (plain_callback(rule_function, "rule_function"), children)
         self.add_links(parent, children)
 
     @_one_at_a_time
@@ -274,6 +278,7 @@ class AggregateSensorTree(GenericSensorTree):
         :meth:`register_sensor`.
         """
         self._check_no_rule(parent)
+        plain_callback(rule_function, "rule_function")
         missing = {name for name in child_names if name not in self._registered_sensors}
         found = {self._registered_sensors[name] for name in child_names
                  if name in self._registered_sensors}

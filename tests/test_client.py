@@ -590,6 +590,34 @@ def test_mixed_version_informs_give_up_and_disconnect(greeting, make_client):
         fake.close()
 
 
+def test_an_async_def_notify_connected_runs_and_its_error_is_logged(server, make_client):
+    # Its coroutine was dropped (Python warned it was never awaited).
+    connected = queue.Queue()
+
+    class Client(DeviceClient):
+        async def notify_connected(self, is_connected):
+            await asyncio.sleep(0)
+            connected.put(is_connected)
+            if not is_connected:
+                raise ValueError("async notify bug")
+
+    client = make_client(Client, server.port, auto_reconnect=False)
+    records = queue.Queue()
+    handler = logging.handlers.QueueHandler(records)
+    logging.getLogger("katcp.client").addHandler(handler)
+    try:
+        client.start()
+        assert connected.get(timeout=WAIT) is True
+        client.disconnect()
+        assert connected.get(timeout=WAIT) is False
+        record = records.get(timeout=WAIT)
+    finally:
+        logging.getLogger("katcp.client").removeHandler(handler)
+    # A QueueHandler formats the message (and the traceback) into the record's msg.
+    assert record.msg.splitlines()[0] == "notify_connected(False) failed"
+    assert "async notify bug" in record.msg
+
+
 def test_preset_protocol_flags_disables_detection(v4_server, make_client):
     client = make_client(BlockingClient, v4_server.port)
     client.preset_protocol_flags(ProtocolFlags(5, 0, "IM"))
@@ -1091,6 +1119,62 @@ def test_callback_request_with_user_data(server, make_client):
     ]
 
 
+@pytest.mark.parametrize("cls", [CallbackClient, BlockingClient])
+def test_async_def_callbacks_of_a_callback_request_run(server, make_client, cls, caplog):
+    # Their coroutines were dropped (Python warned they were never awaited).
+    client = make_client(cls, server.port)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    got = queue.Queue()
+
+    async def inform_cb(msg, *data):
+        await asyncio.sleep(0)
+        got.put(("inform", str(msg), data))
+
+    async def reply_cb(msg, *data):
+        await asyncio.sleep(0)
+        got.put(("reply", str(msg), data))
+        raise ValueError("async callback bug")
+
+    with caplog.at_level(logging.ERROR, logger="katcp.client"):
+        client.callback_request(Message.request("informs", 2), reply_cb=reply_cb,
+                                inform_cb=inform_cb, user_data=("u",))
+        assert [got.get(timeout=WAIT) for _ in range(3)] == [
+            ("inform", "#informs[1] 0", ("u",)),
+            ("inform", "#informs[1] 1", ("u",)),
+            ("reply", "!informs[1] ok 2", ("u",)),
+        ]
+        client.callback_request(Message.request("informs", 1), inform_cb=inform_cb)
+        assert got.get(timeout=WAIT) == ("inform", "#informs[2] 0", ())
+        # The reply callback's failure is logged before the later inform's coroutine,
+        # begun after it, is done.
+    failures = [r for r in caplog.records if r.getMessage() == "Callback reply informs FAIL"]
+    assert len(failures) == 1
+    assert str(failures[0].exc_info[1]) == "async callback bug"
+
+
+def test_an_async_generator_callback_of_a_callback_request_is_reported(server, make_client):
+    # Its body never ran, and nothing said so.
+    client = make_client(CallbackClient, server.port)
+    client.start()
+    assert client.wait_protocol(WAIT)
+
+    async def reply_cb(msg):
+        yield msg
+
+    records = queue.Queue()
+    handler = logging.handlers.QueueHandler(records)
+    logging.getLogger("katcp.client").addHandler(handler)
+    try:
+        client.callback_request(Message.request("echo", "x"), reply_cb=reply_cb)
+        record = records.get(timeout=WAIT)
+    finally:
+        logging.getLogger("katcp.client").removeHandler(handler)
+    # A QueueHandler formats the message (and the traceback) into the record's msg.
+    assert record.msg.splitlines()[0] == "Callback reply echo FAIL"
+    assert "returned the async generator" in record.msg
+
+
 _BAD_TIMEOUT_CALLS = {
     "callback_request": lambda c, m: c.callback_request(m, reply_cb=print, timeout="5"),
     "callback_request-positional": lambda c, m: c.callback_request(m, None, None, None, "5"),
@@ -1247,6 +1331,24 @@ class InformFailingClient(RecordingClient):
     async def inform_later(self, msg):
         raise ValueError("coroutine handler bug")
 
+    async def inform_stream(self, msg):
+        yield msg  # an async generator: a mistake, reported (its body never runs)
+
+
+def test_an_async_generator_request_handler_fails_its_request(server, make_client):
+    # Its body never ran and the request was never answered.
+    class Client(DeviceClient):
+        async def request_stream(self, msg):
+            """An async generator: a mistake, reported."""
+            yield msg.make_reply("ok")
+
+    client = make_client(Client, server.port)
+    client.start()
+    assert client.wait_protocol(WAIT)
+    server.send(b"?stream[9]")
+    reply = server.next_line()
+    assert reply.startswith(b"!stream[9] fail ") and b"returned\\_the\\_async\\_generator" in reply
+
 
 def test_log_records_of_bad_lines_and_failing_handlers_name_the_server(server, make_client):
     # Clients share the katcp.client logger (a container's all share its own): the
@@ -1261,8 +1363,9 @@ def test_log_records_of_bad_lines_and_failing_handlers_name_the_server(server, m
     try:
         server.send(b"garbage from the device")
         server.send(b"#boom")
+        server.send(b"#stream")
         server.send(b"#later")
-        got = [records.get(timeout=WAIT) for _ in range(3)]
+        got = [records.get(timeout=WAIT) for _ in range(4)]
     finally:
         logging.getLogger("katcp.client").removeHandler(handler)
     # A QueueHandler formats the message (and the traceback) into the record's msg.
@@ -1270,8 +1373,10 @@ def test_log_records_of_bad_lines_and_failing_handlers_name_the_server(server, m
         "Bad message from server %s: b'garbage from the device': Bad type character 'g'."
         % address,
         "Inform boom FAIL (server %s): Traceback (most recent call last):" % address,
+        "Message handler failed (server %s)" % address,
         "Message handler failed (server %s)" % address]
-    assert "inform handler bug" in got[1].msg and "coroutine handler bug" in got[2].msg
+    assert "inform handler bug" in got[1].msg and "coroutine handler bug" in got[3].msg
+    assert "returned the async generator" in got[2].msg
 
 
 class _SeesUnhandledInforms:

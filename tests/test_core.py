@@ -886,6 +886,14 @@ class TestAsyncHelpers(tornado.testing.AsyncTestCase):
         assert calls == [True, False]
         AsyncCallbackEvent().set()  # the default callback accepts the flag
 
+    def test_async_callback_event_refuses_an_async_def_callback(self):
+        # set() and clear() call it and move on: its coroutines would never run.
+        async def callback(flag):
+            pass
+
+        with pytest.raises(TypeError, match="callback .* is an async function"):
+            AsyncCallbackEvent(callback)
+
     @tornado.testing.gen_test(timeout=5)
     def test_async_state(self):
         state = AsyncState(("disconnected", "syncing", "synced"))

@@ -1179,6 +1179,18 @@ class TestSensorUpdates(InspectingClientTestBase):
         self.assertEqual(str(record.exc_info[1]), "hook broke")
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_an_async_def_inform_hook_is_refused(self):
+        # Hooks are called and left: its coroutines would never run.
+        client, _ = await self.start_client()
+
+        async def hook(msg):
+            pass
+
+        with self.assertRaisesRegex(TypeError, "callback .* is an async function"):
+            client.katcp_client.hook_inform("custom", hook)
+        self.assertNotIn(hook, client.katcp_client._inform_hooks["custom"])
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_multi_sensor_status_inform(self):
         client, _ = await self.start_client()
         temp = await client.future_get_sensor("temp")

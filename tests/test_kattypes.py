@@ -901,6 +901,34 @@ class TestSendReply:
         assert req.sent == [Message.reply("myreq", b"ok", b"5", b"2.0")]
         assert Device.my_callback.__doc__ == "Callback."
 
+    def test_an_async_def_or_coroutine_callback_sends_its_reply_once_done(self):
+        # A coroutine (or future) was taken for the tuple: "'coroutine' object is not
+        # subscriptable", and Python warned it was never awaited.
+        class Device:
+            @send_reply(Int())
+            async def native(self, req):
+                """Native."""
+                await asyncio.sleep(0)
+                return (req, "ok", 1)
+
+            @send_reply(Int())
+            @tornado.gen.coroutine
+            def decorated(self, req):
+                """Decorated."""
+                yield tornado.gen.moment
+                return (req, "ok", 2)
+
+        async def main():
+            native, decorated = FakeReq(Message.request("a")), FakeReq(Message.request("b"))
+            sending = Device().native(native)
+            assert native.sent == []
+            assert await sending is None
+            assert await Device().decorated(decorated) is None
+            return native.sent, decorated.sent
+
+        assert asyncio.run(main()) == ([Message.reply("a", b"ok", b"1")],
+                                       [Message.reply("b", b"ok", b"2")])
+
 
 class TestInformAndUnpackMessage:
 

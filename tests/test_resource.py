@@ -336,6 +336,26 @@ class TestKATCPSensor(tornado.testing.AsyncTestCase):
         with pytest.raises(ValueError, match="bad condition"):
             yield self.sensor.wait(bad_condition, timeout=1)
 
+    @tornado.testing.gen_test
+    def test_async_def_listeners_and_conditions_are_refused(self):
+        # A listener's coroutine would never run, and a wait took a condition's coroutine
+        # for a true answer: resolved with True while the value was not 99.
+        async def listener(sensor, reading):
+            pass
+
+        async def condition(reading):
+            return reading.value == 99
+
+        yield self.sensor.set_strategy("event")
+        self.sensor.set_value(5)
+        for reading in (False, True):
+            with pytest.raises(TypeError, match="listener .* is an async function"):
+                self.sensor.register_listener(listener, reading=reading)
+        assert not self.sensor.is_listener(listener)
+        with pytest.raises(TypeError, match="condition .* is an async function"):
+            self.sensor.wait(condition, timeout=1)
+        assert not self.sensor._listeners
+
 
 class TestKATCPResource(tornado.testing.AsyncTestCase):
 
@@ -385,6 +405,16 @@ class TestKATCPResource(tornado.testing.AsyncTestCase):
             yield self.resource.wait("other_int", 4, timeout=0.05)
         with pytest.raises(KATCPSensorError):
             yield self.resource.wait("missing", 4, timeout=0.05)
+
+    @tornado.testing.gen_test
+    def test_wait_refuses_an_async_def_condition(self):
+        async def condition(reading):
+            return reading.value == 99
+
+        yield self.resource.set_sampling_strategy("an.int", "event")
+        self.sensors[0].set_value(3)
+        with pytest.raises(TypeError, match="condition .* is an async function"):
+            yield self.resource.wait("an.int", condition, timeout=1)
 
 
 def test_katcp_sensor_used_off_any_loop_takes_the_threads_loop_without_warning():

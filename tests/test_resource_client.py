@@ -456,6 +456,21 @@ class TestKATCPClientResource(ResourceTestCase):
         yield res.set_sensor_listener("extra.sensor", other)
         assert res._sensor_listener_cache["extra_sensor"] == [listener, other]
 
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_an_async_def_sensor_listener_is_refused_before_it_is_kept(self):
+        # Kept for a sensor still to come, it would have been registered (and its
+        # coroutines dropped) at a later sync, long after this call.
+        async def listener(sensor, reading):
+            pass
+
+        res = self.make_resource(self.server)
+        yield res.until_synced(timeout=WAIT)
+        for name in ("an.int", "extra.sensor"):
+            with pytest.raises(TypeError, match="listener .* is an async function"):
+                yield res.set_sensor_listener(name, listener)
+        assert not res._sensor_listener_cache.get("extra_sensor")
+        assert not res.sensor.an_int.is_listener(listener)
+
     @tornado.testing.gen_test(timeout=3 * WAIT)
     def test_server_restart_with_changed_interface(self):
         res = self.make_resource(self.server)
@@ -515,6 +530,16 @@ class TestKATCPClientResource(ResourceTestCase):
         exit_event.set()
         yield tornado.gen.with_timeout(self.io_loop.time() + WAIT, monitor)
         assert states == [False, True, False]
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_a_monitor_refuses_an_async_def_callback(self):
+        # It calls the callback and moves on: its coroutines would never run.
+        async def record(synced):
+            pass
+
+        res = self.make_resource(self.server)
+        with pytest.raises(TypeError, match="callback .* is an async function"):
+            yield monitor_resource_sync_state(res, record, AsyncEvent())
 
     @tornado.testing.gen_test(timeout=WAIT)
     def test_a_monitor_told_to_exit_leaves_nothing_behind(self):

@@ -92,6 +92,16 @@ class TestFactory:
         assert SampleStrategy.get_strategy(
             "event", lambda s, r: None, make_sensor()).get_sampling() == SampleStrategy.EVENT
 
+    def test_an_async_def_inform_callback_is_refused(self):
+        # Called for each sample, its result unused: the coroutines would never run.
+        async def inform_callback(sensor, reading):
+            pass
+
+        sensor = make_sensor()
+        with pytest.raises(TypeError, match="inform_callback .* is an async function"):
+            SampleStrategy.get_strategy("event", inform_callback, sensor)
+        assert not sensor._observers
+
     @pytest.mark.parametrize("name, params, message", [
         ("bogus", [], "^Unknown strategy name: bogus\\.$"),
         ("none", ["1"], "takes 0 parameters, 1 given"),

@@ -541,6 +541,17 @@ class TestObservers:
         assert len(first.updates) == 1
         assert second.updates[-1] == (sensor, (T0 + 1, Sensor.WARN, 4))
 
+    def test_an_observer_with_an_async_def_update_is_refused(self):
+        # Sensor.notify() calls update() and moves on: its coroutines would never run.
+        class AsyncObserver:
+            async def update(self, sensor, reading):
+                pass
+
+        sensor = Sensor.integer("x")
+        with pytest.raises(TypeError, match="observer's update .* is an async function"):
+            sensor.attach(AsyncObserver())
+        assert not sensor._observers
+
     def test_notify_passes_given_reading(self):
         sensor = Sensor.integer("x")
         rec = Recorder()

@@ -144,6 +144,20 @@ class TestAggregateSensorTree:
         with pytest.raises(ValueError):
             tree.add_delayed(agg, add_rule, ["sensor2"])
 
+    def test_an_async_def_rule_is_refused(self):
+        # The tree calls the rule and moves on: its coroutines would never run, and the
+        # aggregate would never be set.
+        async def rule(parent, children):
+            parent.set_value(sum(child.value() for child in children))
+
+        tree = AggregateSensorTree()
+        sensor1, sensor2, agg = self.integers()
+        with pytest.raises(TypeError, match="rule_function .* is an async function"):
+            tree.add(agg, rule, (sensor1,))
+        with pytest.raises(TypeError, match="rule_function .* is an async function"):
+            tree.add_delayed(agg, rule, ["sensor2"])
+        assert agg not in tree and not tree._incomplete_aggregates
+
     def test_remove(self):
         tree = AggregateSensorTree()
         sensor1, sensor2, agg = self.integers()

@@ -219,6 +219,21 @@ class ExampleServer(DeviceServer):
         """Echo a client's #note inform to everyone."""
         self.mass_inform(Message.inform("note-seen", *msg.arguments))
 
+    async def inform_later(self, conn, msg):
+        """Echo a client's #later inform to everyone, after a turn of the loop."""
+        await asyncio.sleep(0)
+        self.mass_inform(Message.inform("later-seen", *msg.arguments))
+
+    async def reply_later(self, conn, msg):
+        """Fail, after a turn of the loop."""
+        await asyncio.sleep(0)
+        raise ValueError("late reply handler failed")
+
+    async def inform_stream(self, conn, msg):
+        """An async generator: a mistake, reported."""
+        self.mass_inform(Message.inform("stream-seen"))
+        yield
+
 
 GREETING = [
     "#version-connect katcp-protocol 5.1-BIMT",
@@ -896,6 +911,32 @@ def test_inform_handler_and_mass_inform(example):
         assert client.request("?watchdog") == ([], "!watchdog ok")
 
 
+def test_async_def_inform_and_reply_handlers_run_and_their_errors_are_logged(example, caplog):
+    # Their coroutines were dropped (Python warned they were never awaited).
+    server, client = example
+    with caplog.at_level(logging.ERROR, logger=server._logger.name):
+        client.send("#later hello")
+        assert client.readline() == b"#later-seen hello"
+        client.send("!later ok")
+        # Its failure is logged before the next inform's coroutine, begun after it, is
+        # done.
+        client.send("#later again")
+        assert client.readline() == b"#later-seen again"
+    failures = [r for r in caplog.records if r.getMessage() == "Error handling REPLY 'later'"]
+    assert len(failures) == 1
+    assert str(failures[0].exc_info[1]) == "late reply handler failed"
+
+
+def test_an_async_generator_inform_handler_is_reported(example, caplog):
+    # Its body never ran, and nothing said so.
+    server, client = example
+    with caplog.at_level(logging.ERROR, logger=server._logger.name):
+        client.send("#stream")
+        assert client.request("?watchdog") == ([], "!watchdog ok")
+    [failure] = [r for r in caplog.records if r.getMessage() == "Error handling INFORM 'stream'"]
+    assert "returned the async generator" in str(failure.exc_info[1])
+
+
 # -- transport limits ----------------------------------------------------------------------
 
 
@@ -1384,6 +1425,15 @@ def test_return_future():
             bad().result()
 
     asyncio.run(check())
+
+
+def test_return_future_refuses_an_async_def():
+    # Its future resolved with the coroutine, which nobody awaited.
+    async def coro():
+        pass
+
+    with pytest.raises(TypeError, match="fn .* is an async function"):
+        return_future(coro)
 
 
 def test_client_request_connection_unit():

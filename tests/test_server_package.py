@@ -20,7 +20,7 @@ from katcp.core import Message, Sensor
 from katcp.ioloop_manager import IOLoopManager
 from katcp.sampling import SampleStrategy
 from katcp.server import ClientRequestConnection, DeviceLogger, DeviceServer
-from katcp.testutils import ClientConnectionTest
+from katcp.testutils import ClientConnectionTest, call_in_ioloop
 
 from log_helpers import recording_logger
 from server_line_client import LineClient
@@ -181,6 +181,22 @@ def test_call_from_thread_runs_on_the_loop_and_logs_a_failure(device, caplog):
         device.sync_with_ioloop(timeout=TIMEOUT)
     assert any(record.exc_info and record.exc_info[0] is KeyError
                for record in caplog.records)
+
+
+def test_call_from_thread_runs_an_async_def_on_the_loop_thread_too(device):
+    # On the loop thread the future resolved with the coroutine itself, which nobody
+    # awaited (from another thread it resolved with the coroutine's result).
+    transport = device._server
+
+    async def work(value):
+        await asyncio.sleep(0)
+        return value
+
+    async def on_loop():
+        return await transport.call_from_thread(lambda: work("on loop"))
+
+    assert transport.call_from_thread(lambda: work("off loop")).result(TIMEOUT) == "off loop"
+    assert call_in_ioloop(transport.ioloop, on_loop) == "on loop"
 
 
 def test_package_modules_stay_under_a_thousand_lines():

@@ -99,6 +99,14 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         self.assertEqual(self.client.wait_condition(0.01, lambda: 0, poll_period=0.001), 0)
         self.assertIsNone(self.client.wait_condition(0.01, lambda: None))
 
+    def test_wait_condition_refuses_an_async_def_predicate(self):
+        # Its coroutine, true as any object, was taken for the condition met.
+        async def met():
+            return False
+
+        with self.assertRaisesRegex(TypeError, "predicate .* is an async function"):
+            self.client.wait_condition(0.01, met)
+
     def test_request_assertions_take_a_bytes_request_name(self):
         reply, _ = self.client.assert_request_succeeds(b"new-command", args_length=2)
         self.assertEqual(reply.name, "new-command")
@@ -528,6 +536,23 @@ class TestSmallHelpers(unittest.TestCase):
         sensor.set_value(4, Sensor.WARN)
         self.assertTrue(status_waiter.wait(1))
         status_waiter.teardown()
+
+    def test_async_def_value_checks_are_refused(self):
+        # Their coroutines, true as any object, matched every value.
+        async def is_big(value):
+            return value > 100
+
+        sensor = Sensor.integer("counter", default=0)
+        with self.assertRaisesRegex(TypeError, "value_sequence element .* is an async function"):
+            testutils.SensorTransitionWaiter(sensor, [0, is_big])
+        assert not sensor._observers
+
+        class Check(unittest.TestCase, testutils.SensorComparisonMixin):
+            def runTest(self):
+                pass
+
+        with self.assertRaisesRegex(TypeError, "value test .* is an async function"):
+            Check().assert_sensors_value_conditions([sensor], {"counter": is_big})
 
     def test_call_in_ioloop(self):
         manager = IOLoopManager(managed_default=True)

@@ -25,6 +25,7 @@ from katcp.ioloop_manager import IOLoopManager, current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.loop.crossing import (call_on_loop, on_thread, post_to_loop, thread_ident,
                                  thread_wait_timeout, wait_for_call, wait_off_loop)
+from katcp.loop.futures import run_returned
 from katcp.transport.sockets import shut_down_socket
 # katcp.client.address_to_string (0.9.3's home of it) is this one.
 from katcp.wire.types import address_to_string, is_port
@@ -674,14 +675,19 @@ class ClientLifecycle:
 
     def _notify_connected(self, connected: bool) -> None:
         try:
-            self.notify_connected(connected)
+            done = self.notify_connected(connected)
         except Exception:
             self._logger.exception("notify_connected(%s) failed", connected)
+            return
+        if done is not None:
+            # An async def override: its coroutine runs, its failure logged as above.
+            run_returned(self._logger, done, "notify_connected(%s) failed", connected)
 
-    def notify_connected(self, connected: bool) -> None:
+    def notify_connected(self, connected: bool) -> Any:
         """Event handler that is called whenever the connection status changes.
 
-        Override in derived class for desired behaviour.
+        Override in derived class for desired behaviour. An ``async def`` override is
+        run on the client's loop; what it raises is logged.
 
         .. note::
 

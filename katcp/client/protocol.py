@@ -5,10 +5,8 @@ import logging
 import time
 from typing import Any, Awaitable, Callable, Optional
 
-import tornado.gen
-
 from katcp.core import KatcpSyntaxError, Message, MessageParser
-from katcp.loop.crossing import is_awaitable
+from katcp.loop.futures import run_returned
 from katcp.transport.buffers import SharedBufferProtocol
 from katcp.transport.framing import LineFramer, WriteBatcher
 from katcp.wire.text import quoted_line
@@ -150,8 +148,9 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
                     self._logger.exception("Error handling message %s from server %s",
                                            msg, self._address)
                     continue
-                if result is not None and is_awaitable(result):
-                    tornado.gen.convert_yielded(result).add_done_callback(self._log_handler_error)
+                if result is not None:
+                    run_returned(self._logger, result, "Message handler failed (server %s)",
+                                 self._address)
         finally:
             self._held = False
             if self._chunks:
@@ -163,11 +162,6 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
             # Give other loop work a turn before reading more pipelined data.
             self.transport.pause_reading()
             self._loop.call_soon(self._resume_reading)
-
-    def _log_handler_error(self, future: "asyncio.Future[Any]") -> None:
-        if not future.cancelled() and future.exception() is not None:
-            self._logger.error("Message handler failed (server %s)", self._address,
-                               exc_info=future.exception())
 
     def _resume_reading(self) -> None:
         if self.transport is not None:

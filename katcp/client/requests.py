@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from katcp.core import Message
+from katcp.loop.futures import run_returned
 from katcp.loop.timer_heap import MIN_COMPACT_SIZE, compact
 
 # What set_result() raises on a future already done, for either kind of future.
@@ -32,7 +33,8 @@ class CallbackRequest:
     msg : Message
         The request.
     reply_cb, inform_cb : callable or None
-        Called as ``cb(msg)``, or ``cb(msg, *user_data)``.
+        Called as ``cb(msg)``, or ``cb(msg, *user_data)``; the coroutine (or future) an
+        ``async def`` one returns is run, on the loop the callback is called on.
     user_data : tuple or None
     logger : :class:`logging.Logger`
         Logs what the callbacks raise.
@@ -70,11 +72,15 @@ class CallbackRequest:
             return False
         try:
             if self.user_data:
-                callback(msg, *self.user_data)
+                result = callback(msg, *self.user_data)
             else:
-                callback(msg)
+                result = callback(msg)
         except Exception:
             self._logger.exception("Callback %s %s FAIL", "inform", msg.name)
+            return True
+        if result is not None:
+            # An async def callback: its coroutine runs, its failure logged as above.
+            run_returned(self._logger, result, "Callback %s %s FAIL", "inform", msg.name)
         return True
 
     def on_reply(self, msg: Message) -> bool:
@@ -85,9 +91,12 @@ class CallbackRequest:
         if callback is None:
             return False
         try:
-            callback(msg, *(self.user_data or ()))
+            result = callback(msg, *(self.user_data or ()))
         except Exception:
             self._logger.exception("Callback %s %s FAIL", kind, msg.name)
+            return True
+        if result is not None:
+            run_returned(self._logger, result, "Callback %s %s FAIL", kind, msg.name)
         return True
 
 

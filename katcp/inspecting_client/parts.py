@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 from katcp.client import AsyncClient
 from katcp.core import DEFAULT_KATCP_MAJOR, Message
 from katcp.wire.text import readable
+from katcp.wire.util import plain_callback
 
 RequestType = collections.namedtuple(  # type: ignore[name-match]
     "Request", "name description timeout_hint")
@@ -68,7 +69,13 @@ class _InformHookDeviceClient(AsyncClient):
             Name of the inform, e.g. 'interface-changed'.
         callback : callable
             Called as callback(msg); hooking the same callback twice has no effect.
+
+        Raises
+        ------
+        TypeError
+            If `callback` is an ``async def`` function (its coroutines would never run).
         """
+        plain_callback(callback, "callback")
         hooks = self._inform_hooks[inform_name]
         if callback not in hooks:
             hooks.append(callback)

@@ -217,11 +217,11 @@ def _is_async(result: Any) -> bool:
     return _is_future(result) or inspect.isawaitable(result)
 
 
-async def _await_reply(reply_maker: "_ReplyMaker", arguments: Any) -> Message:
+async def _await_reply(reply_maker: Callable[[Any], Any], arguments: Any) -> Any:
     return reply_maker(await arguments)
 
 
-def _resolve_reply(reply_maker: "_ReplyMaker", arguments: Any) -> Any:
+def _resolve_reply(reply_maker: Callable[[Any], Any], arguments: Any) -> Any:
     """The reply to arguments that come later, as a future of the same kind.
 
     A future already resolved gives a resolved future at once (as the coroutines of
@@ -441,6 +441,10 @@ def send_reply(*types: KatcpType, major: int = DEFAULT_KATCP_MAJOR) -> _Decorato
     and values as for :func:`return_reply`. The request message held by req gives the
     reply its name and message id. Parameters are as for :func:`return_reply`.
 
+    The callback may also return a Future or coroutine (an ``async def`` callback)
+    resolving to that tuple; the decorated callback then returns a Future (or, for a
+    coroutine, an awaitable) that resolves, to None, once the reply is sent.
+
     Examples
     --------
     >>> class MyDevice(DeviceServer):
@@ -454,10 +458,16 @@ def send_reply(*types: KatcpType, major: int = DEFAULT_KATCP_MAJOR) -> _Decorato
         # Named after the request that req holds (a stand-in's text name), as in 0.9.3.
         make = _ReplyMaker("", types, major)
 
-        def raw_handler(self: Any, *args: Any) -> None:
-            reply_args = handler(self, *args)
+        def send(reply_args: Any) -> None:
             req = reply_args[0]
             req.reply_with_message(make(reply_args[1:], getattr(req.msg, "name", None)))
+
+        def raw_handler(self: Any, *args: Any) -> Any:
+            reply_args = handler(self, *args)
+            if reply_args.__class__ is not tuple and _is_async(reply_args):
+                return _resolve_reply(send, reply_args)
+            send(reply_args)
+            return None
 
         return _wrap(raw_handler, handler)
 

@@ -18,9 +18,10 @@ import tornado.gen
 import tornado.ioloop
 import tornado.util
 
-from katcp.loop.crossing import call_on_loop, on_loop, on_thread, running_loop, thread_wait_timeout
+from katcp.loop.crossing import (call_on_loop, is_awaitable, on_loop, on_thread, running_loop,
+                                 thread_wait_timeout)
 from katcp.loop.policy import thread_ioloop
-from katcp.wire.util import copy_outcome
+from katcp.wire.util import async_generator_error, copy_outcome, plain_callback
 
 
 logger = logging.getLogger("katcp.core")
@@ -348,11 +349,16 @@ class AsyncCallbackEvent(AsyncEvent):
     ----------
     callback : callable
         Called with True on :meth:`set` and False on :meth:`clear`.
+
+    Raises
+    ------
+    TypeError
+        If `callback` is an ``async def`` function (its coroutines would never run).
     """
 
     def __init__(self, callback: Callable[[bool], Any] = lambda x: x) -> None:
         super().__init__()
-        self._callback = callback
+        self._callback = plain_callback(callback, "callback")
 
     def set(self) -> None:
         """Set the event and call the callback with True."""
@@ -691,6 +697,34 @@ def log_future_exceptions(logger: logging.Logger, f: Any, ignore: Tuple[type, ..
             logger.error("Unhandled exception returned by future", exc_info=exc)
 
     f.add_done_callback(log_cb)
+
+
+def run_returned(logger: logging.Logger, returned: Any, text: str, *args: Any) -> None:
+    """Run what a handler or callback returned to its end on the running loop, if it is
+    a coroutine or a future, logging ``text % args`` (with the exception) if it fails.
+
+    For the coroutine of an ``async def`` handler or callback, whose outcome nobody else
+    awaits. An async generator fails at once (see :func:`async_generator_error`); any
+    other value is left alone.
+
+    Parameters
+    ----------
+    logger : logging.Logger
+    returned : object
+        What the handler or callback returned.
+    text : str
+        The log message's format, e.g. ``'notify_connected(%s) failed'``.
+    args
+        Its arguments.
+    """
+    def log_failure(done: Any) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            logger.error(text, *args, exc_info=done.exception())
+
+    if is_awaitable(returned):
+        tornado.gen.convert_yielded(returned).add_done_callback(log_failure)
+    elif inspect.isasyncgen(returned):
+        logger.error(text, *args, exc_info=async_generator_error(returned))
 
 
 def log_coroutine_exceptions(coro: _F) -> _F:

@@ -20,7 +20,7 @@ from katcp.loop.policy import on_thread_ioloop, thread_ioloop
 from katcp.resource.base import (KATCPSensorError, KATCPSensorReading, KATCPSensorsManager,
                                  StrategySpec, read_only)
 from katcp.wire.text import as_str
-from katcp.wire.util import escape_name
+from katcp.wire.util import escape_name, plain_callback
 
 
 # The logger of katcp.resource, where listener failures were always logged.
@@ -184,7 +184,13 @@ class KATCPSensor:
             :class:`KATCPSensorReading`.
         reading : bool, optional
             Selects the callback signature, see above.
+
+        Raises
+        ------
+        TypeError
+            If `listener` is an ``async def`` function (its coroutines would never run).
         """
+        plain_callback(listener, "listener")
         if self._listeners is _NO_LISTENERS:
             self._listeners = {}
         self._listeners[hashable_identity(listener)] = (  # type: ignore[index]
@@ -305,12 +311,14 @@ class KATCPSensor:
             If the sensor does not have a strategy set
         :class:`tornado.gen.TimeoutError`
             If the sensor condition still fails after a stated timeout period
+        TypeError
+            If the condition is an ``async def`` function (its coroutine is no answer)
         """
         if isinstance(condition_or_value, collections.abc.Sequence) and not isinstance(
                 condition_or_value, (str, bytes)):
             raise NotImplementedError("Currently only single conditions are supported")
         if callable(condition_or_value):
-            condition_test = condition_or_value
+            condition_test = plain_callback(condition_or_value, "condition")
         else:
             def condition_test(reading: Any) -> bool:
                 return reading.value == condition_or_value

@@ -28,7 +28,7 @@ from katcp.resource_client.inspecting import (_NONE_STRATEGY, KATCPClientResourc
                                               _StrategyWishes)
 from katcp.resource_client.namespaces import _Namespace, _RequestNamespace
 from katcp.wire.types import address_to_string
-from katcp.wire.util import copy_outcome, request_name_of
+from katcp.wire.util import copy_outcome, plain_callback, request_name_of
 
 # The package's logger: the one 0.9 logged to.
 log = logging.getLogger("katcp.resource_client")
@@ -103,7 +103,13 @@ def monitor_resource_sync_state(resource: Any, callback: Callable[[bool], Any],
         Called with True when synced and False when not.
     exit_event : :class:`katcp.core.AsyncEvent`, optional
         Set it to end the monitor.
+
+    Raises
+    ------
+    TypeError
+        If `callback` is an ``async def`` function (its coroutines would never run).
     """
+    plain_callback(callback, "callback")
     exit_event = exit_event or AsyncEvent()
     synced = False
     callback(synced)
@@ -518,8 +524,11 @@ class KATCPClientResource(resource.KATCPResource):
         -------
         done : tornado Future
             Resolves with ``{python_identifier: listener}`` if the sensor exists now,
-            else with an empty dict.
+            else with an empty dict; fails with TypeError if `listener` is an
+            ``async def`` function (its coroutines would never run).
         """
+        # Refused now: a listener kept for a sensor still to come is registered later.
+        plain_callback(listener, "listener")
         sensor_name = escape_name(sensor_name)
         cached = self._sensor_listener_cache[sensor_name]
         if listener not in cached:  # set again and again, it is still registered once

@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, cast
 import tornado.gen
 
 from katcp.core import DEFAULT_KATCP_MAJOR, DeviceServerMetaclass, Message, ProtocolFlags
+from katcp.loop.crossing import is_awaitable
 from katcp.server.connection import (ClientConnection, ClientRequestConnection,
                                      ThreadsafeClientConnection)
 from katcp.server.device_sending import DeviceSending
@@ -27,7 +28,7 @@ from katcp.server.reply_outcomes import ReplyOutcomes
 from katcp.server.transport import KATCPServer
 from katcp.wire.handlers import copy_request_handlers
 from katcp.wire.types import address_to_string
-from katcp.wire.util import object_repr, own_methods, uses_own
+from katcp.wire.util import async_generator_error, object_repr, own_methods, uses_own
 
 log = logging.getLogger("katcp.server")
 
@@ -308,6 +309,9 @@ class DeviceServerBase(ReplyOutcomes, DeviceSending, ServerLifecycle,
     def handle_inform(self, connection: Any, msg: Message) -> None:
         """Dispatch an inform message to its ``inform_*`` method, as requests are.
 
+        A handler may be an ``async def`` function (or return a future): it runs on the
+        server's loop, and what it raises is logged, as a plain handler's is.
+
         Parameters
         ----------
         connection : ClientConnection
@@ -319,7 +323,7 @@ class DeviceServerBase(ReplyOutcomes, DeviceSending, ServerLifecycle,
         self._handle_other(self._inform_handlers, connection, msg)
 
     def handle_reply(self, connection: Any, msg: Message) -> None:
-        """Dispatch a reply message to its ``reply_*`` method, as requests are.
+        """Dispatch a reply message to its ``reply_*`` method, as informs are.
 
         Parameters
         ----------
@@ -340,9 +344,25 @@ class DeviceServerBase(ReplyOutcomes, DeviceSending, ServerLifecycle,
                                  connection.address)
             return
         try:
-            handler(self, connection, msg)
+            done = handler(self, connection, msg)
+            if inspect.isasyncgen(done):
+                raise async_generator_error(done)
         except Exception:
-            self._logger.exception("Error handling %s %r", Message.TYPE_NAMES[msg.mtype], msg.name)
+            self._log_handling_error(msg)
+            return
+        if done is not None and is_awaitable(done):
+            # An async def handler's coroutine runs on the loop (made on the handler
+            # thread, it has not started yet), as a request handler's does.
+            self._server.call_on_loop(self._spawn_awaiting, self._await_handled, msg, done)
+
+    async def _await_handled(self, msg: Message, awaitable: Any) -> None:
+        try:
+            await awaitable
+        except Exception:
+            self._log_handling_error(msg)
+
+    def _log_handling_error(self, msg: Message) -> None:
+        self._logger.exception("Error handling %s %r", Message.TYPE_NAMES[msg.mtype], msg.name)
 
     # -- connection hooks ----------------------------------------------------------
 

@@ -3,14 +3,17 @@
 import asyncio
 import concurrent.futures
 import functools
+import inspect
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+import tornado.gen
 import tornado.ioloop
 from tornado.concurrent import Future
 
 from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import call_on_loop, thread_ident
+from katcp.wire.util import plain_callback
 
 
 def return_future(fn: Callable[..., Any]) -> Callable[..., Future]:
@@ -28,16 +31,43 @@ def return_future(fn: Callable[..., Any]) -> Callable[..., Future]:
     decorated : callable
         Calls `fn` and returns a resolved :class:`tornado.concurrent.Future`.
 
+    Raises
+    ------
+    TypeError
+        If `fn` is an ``async def`` function: its future would resolve with the
+        coroutine, never run.
+
     """
+    plain_callback(fn, "fn")
+
     @functools.wraps(fn)
     def decorated(*args: Any, **kwargs: Any) -> Future:
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except Exception as exc:
-            future.set_exception(exc)
-        return future
+        return resolved_outcome(fn, *args, **kwargs)
     return decorated
+
+
+def resolved_outcome(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+    """Call ``fn(*args, **kwargs)`` now: a :class:`tornado.concurrent.Future` resolved with
+    what it returned, or failed with what it raised (:func:`return_future`, undecorated,
+    for calls made once).
+
+    Parameters
+    ----------
+    fn : callable
+    args, kwargs
+        Its arguments.
+
+    Returns
+    -------
+    outcome : :class:`tornado.concurrent.Future`
+
+    """
+    future: Future = Future()
+    try:
+        future.set_result(fn(*args, **kwargs))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
 
 
 
@@ -122,7 +152,8 @@ class LoopCalls:
         In the IOLoop thread `fn` is called at once and an already resolved
         tornado.concurrent.Future returned; from another thread `fn` is handed to the
         loop and a concurrent.futures.Future returned. Either resolves with what `fn`
-        returned or with the exception it raised, which is also logged.
+        returned or with the exception it raised, which is also logged. An ``async def``
+        `fn` is run: the future resolves as its coroutine does, once it does.
 
         From another thread `fn` runs in order with what that thread handed the loop
         before and after it (sensor readings, sends: see
@@ -141,7 +172,12 @@ class LoopCalls:
         """
         done: Any
         if self.in_ioloop_thread():
-            done = return_future(fn)()
+            done = resolved_outcome(fn)
+            returned = None if done.exception() else done.result()
+            if inspect.iscoroutine(returned):
+                # Run, as from another thread (call_with_outcome). A future stays the
+                # result, as in katcp 0.9.3.
+                done = tornado.gen.convert_yielded(returned)
         else:
             done = self._queue().call_with_outcome(fn)
         done.add_done_callback(functools.partial(log_call_failure, self._logger, fn))

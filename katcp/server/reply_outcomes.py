@@ -12,7 +12,7 @@ from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import is_awaitable, run_into_future
 from katcp.server.connection import ClientRequestConnection
 from katcp.server.handler_thread import MessageHandlerThread
-from katcp.server.loop_calls import log_call_failure, return_future
+from katcp.server.loop_calls import log_call_failure, resolved_outcome
 
 if TYPE_CHECKING:
     from katcp.server.transport import KATCPServer
@@ -133,7 +133,8 @@ class ReplyOutcomes:
             else:
                 # The future is awaited on the loop, by a coroutine made there: one made
                 # here is never awaited if the loop closes before the call runs.
-                done = self._server.call_on_loop(self._spawn_await_reply, req, reply)
+                done = self._server.call_on_loop(self._spawn_awaiting, self._await_reply,
+                                                 req, reply)
             return None if concurrent_reply else done
         if (thread_future or asyncio.isfuture(reply)) and reply.done() and not reply.cancelled():
             # Already resolved (e.g. work done at once on the loop): reply now.
@@ -168,9 +169,12 @@ class ReplyOutcomes:
         else:
             self._reply_with_result(req, result)
 
-    def _spawn_await_reply(self, req: ClientRequestConnection, awaitable: Any) -> Any:
-        """On the loop: a task that replies to `req` once `awaitable` (what a handler
-        returned on another thread) resolves; none if the server has stopped since.
+    def _spawn_awaiting(self, awaiter: Callable[[Any, Any], Any], about: Any,
+                        awaitable: Any) -> Any:
+        """On the loop: a task running ``awaiter(about, awaitable)``, which awaits
+        `awaitable` (what a handler returned, maybe on another thread) and deals with
+        its outcome (e.g. replies to request `about`); none if the server has stopped
+        since.
 
         A stop ends the handlers it finds waiting (their futures are cancelled): one
         whose future reached the loop after the stop is ended the same way.
@@ -180,7 +184,7 @@ class ReplyOutcomes:
             if end is not None:
                 end()
             return None
-        return self._server.spawn(self._await_reply(req, awaitable), owns=awaitable)
+        return self._server.spawn(awaiter(about, awaitable), owns=awaitable)
 
     async def _await_reply(self, req: ClientRequestConnection, awaitable: Any) -> None:
         if isinstance(awaitable, concurrent.futures.Future):
@@ -211,7 +215,7 @@ class ReplyOutcomes:
         """
         server = self._server
         if server.in_ioloop_thread():
-            return return_future(fn)(*args)
+            return resolved_outcome(fn, *args)
         if server.running():
             calls = CallQueue.of(server.ioloop)
             work = _LoopWork(calls)

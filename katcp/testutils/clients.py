@@ -9,6 +9,7 @@ from katcp import client, server
 from katcp.core import Message
 from katcp.testutils.messages import MessageRecorder
 from katcp.wire.text import as_bytes, readable
+from katcp.wire.util import plain_callback
 
 
 def _float_param(param: str) -> str:
@@ -289,7 +290,13 @@ class BlockingTestClient(client.BlockingClient):
         -------
         cond : object
             The predicate's last value: true if it became true within `timeout`.
+
+        Raises
+        ------
+        TypeError
+            If `predicate` is an ``async def`` function (its coroutine is no answer).
         """
+        plain_callback(predicate, "predicate")
         if pollperiod is not None:
             poll_period = pollperiod
         deadline = time.monotonic() + timeout

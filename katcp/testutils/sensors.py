@@ -13,6 +13,7 @@ from katcp.core import Sensor
 from katcp.loop.call_queue import CallQueue
 from katcp.loop.futures import set_result_if_pending
 from katcp.testutils.messages import _TestCase
+from katcp.wire.util import plain_callback
 
 
 class SensorComparisonMixin(_TestCase):
@@ -61,10 +62,12 @@ class SensorComparisonMixin(_TestCase):
                                         value_tests: Dict[str, Callable[[Any], bool]]) -> None:
         """Test that a list of Sensor objects (actual) match value_tests.
 
-        ``value_tests`` maps sensor names to callables that return True for good values.
+        ``value_tests`` maps sensor names to callables that return True for good values;
+        an ``async def`` one raises TypeError (its coroutine would pass any value).
         """
         by_name = {sensor.name: sensor for sensor in actual_sensors}
         for name, test in value_tests.items():
+            plain_callback(test, "value test")
             self.assertIn(name, by_name)
             value = by_name[name].value()
             self.assertTrue(test(value), "Sensor %r value %r failed its test" % (name, value))
@@ -125,9 +128,14 @@ class SensorTransitionWaiter:
     ------
     ValueError
         If the sensor's current value does not satisfy the first element.
+    TypeError
+        If an element is an ``async def`` function (its coroutine would match any value).
     """
 
     def __init__(self, sensor: Any, value_sequence: Optional[Sequence[Any]] = None) -> None:
+        for expected in value_sequence or ():
+            if callable(expected):
+                plain_callback(expected, "value_sequence element")
         self.sensor = sensor
         self.desired_value_sequence = value_sequence
         self._received_values: List[Any] = []

@@ -6,6 +6,7 @@ its parameters (range, allowed values), its default and the checks of
 """
 
 import decimal
+import functools
 import numbers
 import time
 from typing import Any, FrozenSet, List, NamedTuple, Optional, Set, Tuple
@@ -15,6 +16,7 @@ from katcp.wire.errors import KatcpTypeError
 from katcp.wire.flags import DEFAULT_KATCP_MAJOR, SEC_TO_MS_FAC, SEC_TS_KATCP_MAJOR
 from katcp.wire.message import escape_argument, format_argument
 from katcp.wire.text import as_str, show_repr
+from katcp.wire.util import plain_callback
 
 
 # Sensor defines a classmethod named float, so its annotations use this alias.
@@ -210,6 +212,15 @@ class _AddressType(_SensorType):
         if not isinstance(host, (str, bytes)):
             raise ValueError("Address host must be a string, not %r." % (host,))
         wire_types.check_address_port(port)
+
+
+# Cached for the classes found plain: each ?sensor-sampling attaches a strategy, and the
+# test costs a microsecond. Bounded, for classes made at runtime.
+@functools.lru_cache(maxsize=256)
+def _check_observer_class(cls: type) -> None:
+    update = getattr(cls, "update", None)
+    if update is not None:
+        plain_callback(update, "observer's update")
 
 
 class Sensor:
@@ -425,7 +436,14 @@ class Sensor:
         observer : object
             Object with an ``update(sensor, reading)`` method that will be called
             when the sensor value is set.
+
+        Raises
+        ------
+        TypeError
+            If the observer's class has an ``async def`` update method (its coroutines
+            would never run).
         """
+        _check_observer_class(observer.__class__)
         self._observers.add(observer)
 
     def detach(self, observer: Any) -> None:

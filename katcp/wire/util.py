@@ -4,12 +4,15 @@ importing an event loop).
 """
 
 import concurrent.futures
+import inspect
 import numbers
 from collections import defaultdict
 from typing import Any, Callable, Hashable, Tuple, TypeVar
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+_ASYNC_CODE_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
 
 
 def escape_name(name: str) -> str:
@@ -79,6 +82,62 @@ def check_tb_limit(tb_limit: Any) -> None:
     """
     if tb_limit is not None and not isinstance(tb_limit, numbers.Integral):
         raise TypeError("tb_limit must be an int or None, not %r." % (tb_limit,))
+
+
+def plain_callback(callback: _F, what: str) -> _F:
+    """Return `callback`, refusing an ``async def`` or async generator function.
+
+    For the callbacks katcp calls and moves on from, whose result it does not use (a
+    sensor listener, a wait's condition): the coroutine of an ``async def`` would never
+    run, and a condition would count it as true.
+
+    Parameters
+    ----------
+    callback : callable
+    what : str
+        What `callback` is, for the error, e.g. ``'listener'``.
+
+    Returns
+    -------
+    callback : callable
+        `callback` itself.
+
+    Raises
+    ------
+    TypeError
+        If `callback` is an ``async def`` or async generator function (also bound, or
+        in a :func:`functools.partial`).
+
+    """
+    # The flags of a function or method's code (a method gives its function's), read at
+    # once: inspect's tests cost a microsecond, a lot for each sampling strategy made.
+    code = getattr(callback, "__code__", None)
+    if code is not None:
+        is_async = bool(code.co_flags & _ASYNC_CODE_FLAGS)
+    else:
+        is_async = inspect.iscoroutinefunction(callback) or inspect.isasyncgenfunction(callback)
+    if is_async:
+        raise TypeError("%s %r is an async function: it must be a plain function, as "
+                        "its result is not awaited" % (what, callback))
+    return callback
+
+
+def async_generator_error(returned: Any) -> TypeError:
+    """The error of a handler or callback that returned async generator `returned`.
+
+    An ``async def`` with a ``yield`` in it gives an async generator, which no loop runs
+    as it runs a coroutine: its body would never run.
+
+    Parameters
+    ----------
+    returned : async generator
+
+    Returns
+    -------
+    error : TypeError
+    """
+    return TypeError("returned the async generator %r, whose body nothing runs (an async "
+                     "def with a yield is no coroutine)" % (returned,))
 
 
 def object_repr(obj: Any, **fields: Any) -> str:
