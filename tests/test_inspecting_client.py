@@ -1641,6 +1641,25 @@ class TestConnectionLifecycle(InspectingClientTestBase):
         await self.device.start()
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_connects_that_time_out_leave_no_waits_on_the_katcp_client(self):
+        # Each connect(timeout) that timed out left its wait for a connection registered
+        # on the KATCP client: a program retrying while the device stays away piled up
+        # one per attempt.
+        port = self.device.port
+        await self.device.stop()
+        client = InspectingClientAsync("127.0.0.1", port)
+        for _ in range(3):
+            with self.assertRaises(tornado.gen.TimeoutError):
+                await client.connect(timeout=0.05)
+            await client.until_stopped(timeout=WAIT)
+        katcp_client = client.katcp_client
+        flags = [katcp_client._running, katcp_client._connected, katcp_client._disconnected,
+                 katcp_client._received_protocol_info, katcp_client._stopped]
+        self.assertEqual([len(flag._event._waiters) for flag in flags], [0] * len(flags))
+        self.device = FakeDevice()
+        await self.device.start()
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_lookup_waits_for_data_sync(self):
         client = InspectingClientAsync("127.0.0.1", self.device.port)
         self.clients.append(client)

@@ -304,13 +304,21 @@ class InspectingClientAsync:
         client.start()
         # stop() may be called while this waits; the client then never runs.
         stopped = client.until_stopped()
+        running = client.until_running()
+        connected = client.until_connected() if timeout else None
         try:
-            yield maybe_timeout(until_any(client.until_running(), stopped))
-            if timeout:
-                yield maybe_timeout(until_any(client.until_connected(), stopped))
+            yield maybe_timeout(until_any(running, stopped))
+            if connected is not None:
+                yield maybe_timeout(until_any(connected, stopped))
         except tornado.gen.TimeoutError:
             self.stop()
             raise
+        finally:
+            # A wait given up stays registered until cancelled: each connect that timed
+            # out left one for a connection, which a device that stays away never ends.
+            for wait in (stopped, running, connected):
+                if wait is not None:
+                    wait.cancel()
         if self._sync.running:
             self._start_state_loop()
 
