@@ -1660,6 +1660,33 @@ class TestConnectionLifecycle(InspectingClientTestBase):
         await self.device.start()
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_connections_closed_before_the_greeting_leave_no_waits_for_it(self):
+        # A port that accepts and closes at once (a forwarder whose device is away, say):
+        # each connection left the inspection's wait for the protocol registered on the
+        # KATCP client, until a device ever greeted it.
+        accepted = []
+        enough = asyncio.Event()
+
+        def close_at_once(reader, writer):
+            accepted.append(writer)
+            writer.close()
+            if len(accepted) == 5:
+                enough.set()
+        listener = await asyncio.start_server(close_at_once, "127.0.0.1", 0)
+        try:
+            port = listener.sockets[0].getsockname()[1]
+            client = InspectingClientAsync("127.0.0.1", port)
+            self.clients.append(client)
+            client.katcp_client.auto_reconnect_delay = 0.001
+            await client.connect()
+            await asyncio.wait_for(enough.wait(), WAIT)
+            # At most the wait of a connection being made now.
+            self.assertLessEqual(
+                len(client.katcp_client._received_protocol_info._event._waiters), 1)
+        finally:
+            listener.close()
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_lookup_waits_for_data_sync(self):
         client = InspectingClientAsync("127.0.0.1", self.device.port)
         self.clients.append(client)
