@@ -1687,6 +1687,22 @@ class TestConnectionLifecycle(InspectingClientTestBase):
             listener.close()
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_waits_for_the_stop_given_up_leave_nothing_registered(self):
+        # until_stopped() given up (asyncio.wait_for cancels it) left its wait registered
+        # on the KATCP client until the client stopped: a program polling it piled them up.
+        client, _ = await self.start_client()
+        for _ in range(3):
+            with self.assertRaises(asyncio.TimeoutError):
+                await asyncio.wait_for(client.until_stopped(), 0.01)
+        waiters = client.katcp_client._stopped._event._waiters
+        for _ in range(10):  # the cancels pass along the chain of futures in a few turns
+            if not waiters:
+                break
+            await asyncio.sleep(0)
+        self.assertEqual(len(waiters), 0)
+        self.assertTrue(client.is_connected())
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_lookup_waits_for_data_sync(self):
         client = InspectingClientAsync("127.0.0.1", self.device.port)
         self.clients.append(client)
