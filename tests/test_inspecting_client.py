@@ -1683,6 +1683,68 @@ class TestConnectionLifecycle(InspectingClientTestBase):
         await self.device.start()
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_connects_that_time_out_leave_no_waits_on_the_katcp_client(self):
+        # Each connect(timeout) that timed out left its wait for a connection registered
+        # on the KATCP client: a program retrying while the device stays away piled up
+        # one per attempt.
+        port = self.device.port
+        await self.device.stop()
+        client = InspectingClientAsync("127.0.0.1", port)
+        for _ in range(3):
+            with self.assertRaises(tornado.gen.TimeoutError):
+                await client.connect(timeout=0.05)
+            await client.until_stopped(timeout=WAIT)
+        katcp_client = client.katcp_client
+        flags = [katcp_client._running, katcp_client._connected, katcp_client._disconnected,
+                 katcp_client._received_protocol_info, katcp_client._stopped]
+        self.assertEqual([len(flag._event._waiters) for flag in flags], [0] * len(flags))
+        self.device = FakeDevice()
+        await self.device.start()
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_connections_closed_before_the_greeting_leave_no_waits_for_it(self):
+        # A port that accepts and closes at once (a forwarder whose device is away, say):
+        # each connection left the inspection's wait for the protocol registered on the
+        # KATCP client, until a device ever greeted it.
+        accepted = []
+        enough = asyncio.Event()
+
+        def close_at_once(reader, writer):
+            accepted.append(writer)
+            writer.close()
+            if len(accepted) == 5:
+                enough.set()
+        listener = await asyncio.start_server(close_at_once, "127.0.0.1", 0)
+        try:
+            port = listener.sockets[0].getsockname()[1]
+            client = InspectingClientAsync("127.0.0.1", port)
+            self.clients.append(client)
+            client.katcp_client.auto_reconnect_delay = 0.001
+            await client.connect()
+            await asyncio.wait_for(enough.wait(), WAIT)
+            # At most the wait of a connection being made now.
+            self.assertLessEqual(
+                len(client.katcp_client._received_protocol_info._event._waiters), 1)
+        finally:
+            listener.close()
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_waits_for_the_stop_given_up_leave_nothing_registered(self):
+        # until_stopped() given up (asyncio.wait_for cancels it) left its wait registered
+        # on the KATCP client until the client stopped: a program polling it piled them up.
+        client, _ = await self.start_client()
+        for _ in range(3):
+            with self.assertRaises(asyncio.TimeoutError):
+                await asyncio.wait_for(client.until_stopped(), 0.01)
+        waiters = client.katcp_client._stopped._event._waiters
+        for _ in range(10):  # the cancels pass along the chain of futures in a few turns
+            if not waiters:
+                break
+            await asyncio.sleep(0)
+        self.assertEqual(len(waiters), 0)
+        self.assertTrue(client.is_connected())
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_lookup_waits_for_data_sync(self):
         client = InspectingClientAsync("127.0.0.1", self.device.port)
         self.clients.append(client)

@@ -15,7 +15,7 @@ import tornado.httpclient
 import tornado.websocket
 
 import katcp.web.app
-from katcp import ProtocolFlags, Sensor
+from katcp import Message, ProtocolFlags, Sensor
 from katcp.scripts.exampleserver import ExampleServer
 from katcp.web import WebServer
 from katcp.web.app import allowed_hosts, is_loopback
@@ -265,6 +265,32 @@ def test_device_going_away_and_back_is_shown_then_resynced(device):
             web.stop()
             if second is not None:
                 stop_server(second)
+    run(scenario())
+
+
+def test_a_device_resyncing_again_and_again_leaves_no_waits_behind(device):
+    # katcp-web follows its resource's state with a wait for what comes next and one for
+    # a disconnect; each resync of the device left the latter registered on the
+    # resource, where they piled up until the device went away.
+    def waits_on(resource):
+        return sum(len(event._waiters) for event in resource._state._events.values())
+
+    async def scenario():
+        web = await started(device)
+        resource = web.monitor.resource
+        try:
+            conn = await open_page_socket(web)
+            await next_message(conn, synced_snapshot)
+            settled = waits_on(resource)
+            for _ in range(5):
+                resyncing = resource.until_state("syncing", timeout=WAIT)
+                device.mass_inform(Message.inform("interface-changed", "sensor-list"))
+                await resyncing
+                await next_message(conn, synced_snapshot)
+            assert waits_on(resource) == settled
+            conn.close()
+        finally:
+            web.stop()
     run(scenario())
 
 

@@ -32,8 +32,9 @@ from katcp.core import AttrDict, Message, Sensor, future_timeout_manager, until_
 from katcp.ioloop_manager import current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
 # Public in its own module, not part of this documented one.
+from katcp.loop.futures import owning_relay as _owning_relay
 from katcp.loop.futures import until_all as _until_all
-from katcp.wire.util import own_methods, transform_future, uses_own
+from katcp.wire.util import own_methods, uses_own
 
 ic_logger = logging.getLogger("katcp.inspect_client")
 
@@ -304,13 +305,21 @@ class InspectingClientAsync:
         client.start()
         # stop() may be called while this waits; the client then never runs.
         stopped = client.until_stopped()
+        running = client.until_running()
+        connected = client.until_connected() if timeout else None
         try:
-            yield maybe_timeout(until_any(client.until_running(), stopped))
-            if timeout:
-                yield maybe_timeout(until_any(client.until_connected(), stopped))
+            yield maybe_timeout(until_any(running, stopped))
+            if connected is not None:
+                yield maybe_timeout(until_any(connected, stopped))
         except tornado.gen.TimeoutError:
             self.stop()
             raise
+        finally:
+            # A wait given up stays registered until cancelled: each connect that timed
+            # out left one for a connection, which a device that stays away never ends.
+            for wait in (stopped, running, connected):
+                if wait is not None:
+                    wait.cancel()
         if self._sync.running:
             self._start_state_loop()
 
@@ -348,7 +357,8 @@ class InspectingClientAsync:
         if self._state_loop_future is not None:
             # A wait of its own on the state coroutine, which a wait given up leaves be.
             waits.append(asyncio.shield(self._state_loop_future))
-        return transform_future(lambda _: None, _until_all(*waits, timeout=timeout))
+        # Given up, it gives up its waits: unregistered, they do not pile up.
+        return _owning_relay(_until_all(*waits, timeout=timeout), keep_result=False)
 
     # -- the state coroutine --------------------------------------------------------
 

@@ -118,7 +118,13 @@ class _StateCoroutine:
                     and self.connection_count == connection)
 
         while same_connection() and katcp_client.protocol_flags is None:
-            await until_any(katcp_client.until_protocol(), self._until_woken())
+            protocol = katcp_client.until_protocol()
+            try:
+                await until_any(protocol, self._until_woken())
+            finally:
+                # A wait given up stays registered until cancelled: each connection
+                # closed before its greeting left one, until a device ever greeted.
+                protocol.cancel()
         self._pending.add_all()
         model_changes = self._unreported_changes
         while same_connection():

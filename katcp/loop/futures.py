@@ -187,6 +187,50 @@ def until_all(*futures: Any, timeout: Optional[float] = None) -> Any:
     return _cancel_when_over(until_some(*futures, timeout=timeout), futures)
 
 
+def owning_relay(wait: Any, timeout_text: Optional[Callable[[], str]] = None,
+                 keep_result: bool = True) -> Any:
+    """A future resolving as `wait`, a wait of the caller's own; cancelling it cancels
+    `wait`, which unregisters what `wait` waits on.
+
+    Not :func:`katcp.wire.util.transform_future`: that one leaves its source alone when
+    cancelled (a shared future goes on), and passes failures on unchanged.
+
+    Parameters
+    ----------
+    wait : asyncio (tornado) Future
+        The caller's own wait.
+    timeout_text : callable or None, optional
+        If given, a timeout error of `wait` is passed on as one reading
+        ``timeout_text()``.
+    keep_result : bool, optional
+        Whether the relay resolves to `wait`'s result (else to None).
+
+    Returns
+    -------
+    relay : asyncio (tornado) Future
+        On `wait`'s loop; decided on return if `wait` is done already.
+    """
+    relay = wait.get_loop().create_future()
+
+    def copy(done: Any) -> None:
+        if relay.done() or done.cancelled():
+            copy_outcome(done, relay)
+        elif done.exception() is not None:
+            exc = done.exception()
+            if timeout_text is not None and isinstance(exc, tornado.util.TimeoutError):
+                exc = tornado.util.TimeoutError(timeout_text())
+            relay.set_exception(exc)
+        else:
+            relay.set_result(done.result() if keep_result else None)
+
+    if wait.done():
+        copy(wait)  # decided already: so is the relay, on return (as a coroutine's was)
+        return relay
+    wait.add_done_callback(copy)
+    relay.add_done_callback(lambda _: wait.cancel())
+    return relay
+
+
 async def windowed(starts: Iterable[Callable[[], Any]], window: int) -> List[Any]:
     """The results of ``start()`` (an awaitable, or a plain value) for each of `starts`,
     in their order, with at most `window` of the awaitables pending at a time: the next

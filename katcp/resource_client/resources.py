@@ -19,6 +19,7 @@ from katcp.core import AsyncEvent, AsyncState, AttrDict, log_future_exceptions
 from katcp.display import did_you_mean, object_repr
 from katcp.ioloop_manager import current_ioloop
 from katcp.loop.futures import failed_future, until_all, until_first, windowed
+from katcp.loop.futures import owning_relay as _owning_relay
 from katcp.resource import StrategyResult, StrategySpec, escape_name
 from katcp.resource.base import STRATEGY_WINDOW, read_only
 from katcp.resource_client.groups import ClientGroup
@@ -28,7 +29,7 @@ from katcp.resource_client.inspecting import (_NONE_STRATEGY, KATCPClientResourc
                                               _StrategyWishes)
 from katcp.resource_client.namespaces import _Namespace, _RequestNamespace
 from katcp.wire.types import address_to_string
-from katcp.wire.util import copy_outcome, plain_callback, request_name_of
+from katcp.wire.util import plain_callback, request_name_of
 
 # The package's logger: the one 0.9 logged to.
 log = logging.getLogger("katcp.resource_client")
@@ -746,34 +747,6 @@ def _address_text(address: Any) -> str:
     if isinstance(address, tuple) and len(address) == 2:
         return address_to_string(address)
     return str(address)
-
-
-def _owning_relay(wait: Any, timeout_text: Optional[Callable[[], str]] = None,
-                  keep_result: bool = True) -> Any:
-    """A future resolving as `wait`, a wait of the caller's own: to None unless
-    `keep_result`, and with a timeout error reading ``timeout_text()`` if that is given.
-    Cancelling it cancels `wait`, which unregisters what `wait` waits on."""
-    # Not transform_future: that one leaves its source alone when cancelled (a shared
-    # future goes on), and passes failures on unchanged.
-    relay = wait.get_loop().create_future()
-
-    def copy(done: Any) -> None:
-        if relay.done() or done.cancelled():
-            copy_outcome(done, relay)
-        elif done.exception() is not None:
-            exc = done.exception()
-            if timeout_text is not None and isinstance(exc, tornado.util.TimeoutError):
-                exc = tornado.util.TimeoutError(timeout_text())
-            relay.set_exception(exc)
-        else:
-            relay.set_result(done.result() if keep_result else None)
-
-    if wait.done():
-        copy(wait)  # decided already: so is the relay, on return (as a coroutine's was)
-        return relay
-    wait.add_done_callback(copy)
-    relay.add_done_callback(lambda _: wait.cancel())
-    return relay
 
 
 def _escape_names(names: List[str]) -> List[str]:

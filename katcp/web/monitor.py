@@ -15,7 +15,8 @@ import operator
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-from katcp.core import Message, ProtocolFlags, until_any
+from katcp.core import Message, ProtocolFlags
+from katcp.loop.futures import until_first
 from katcp.loop.policy import thread_ioloop
 from katcp.resource_client import KATCPClientResource
 from katcp.wire.text import readable
@@ -183,12 +184,15 @@ class DeviceMonitor:
             if state == "disconnected":
                 await resource.wait_connected()
                 continue
+            # Of the two waits, the one that did not end this is cancelled (which
+            # unregisters it from the resource's state): a device that resyncs again and
+            # again would otherwise pile up a wait for "disconnected" with each resync.
             lost = resource.until_state("disconnected")
             if state == "synced":
-                await until_any(resource.until_state("syncing"), lost)
+                await until_first(resource.until_state("syncing"), lost)
             else:
-                await until_any(resource.until_synced(), lost)
-            if lost.done() and resource.state != "disconnected":
+                await until_first(resource.until_synced(), lost)
+            if lost.done() and not lost.cancelled() and resource.state != "disconnected":
                 # Reconnected before this coroutine ran: the page still gets to know.
                 self._state_changed("disconnected")
 
