@@ -30,7 +30,7 @@ from katcp.core import (AsyncCallbackEvent, AsyncEvent, AsyncReply, AsyncState, 
                         future_timeout_manager, hashable_identity, log_coroutine_exceptions,
                         log_future_exceptions, steal_docstring_from, until_any, until_later,
                         until_some)
-from katcp.loop.futures import _until_all, _windowed
+from katcp.loop.futures import _until_all, _windowed, give_up
 
 PARSER = MessageParser()
 
@@ -1175,6 +1175,22 @@ class TestAsyncHelpers(tornado.testing.AsyncTestCase):
         second.set_result("b")
         first.set_result("a")
         assert (yield waiting) == [(1, "b"), (0, "a")]
+
+    @tornado.testing.gen_test(timeout=5)
+    def test_give_up_cancels_waits_except_on_a_closed_loop(self):
+        first, second = Future(), Future()
+        first.add_done_callback(lambda _: None)
+        give_up(first, None, second)
+        assert first.cancelled() and second.cancelled()
+        # A coroutine closed by the garbage collector after its loop (a console tool
+        # whose output failed): cancelling would call the closed loop and raise in the
+        # collector ("Exception ignored"); nothing of that loop runs again.
+        loop = asyncio.new_event_loop()
+        left = loop.create_future()
+        left.add_done_callback(lambda _: None)
+        loop.close()
+        give_up(left)
+        assert not left.done()
 
     @tornado.testing.gen_test(timeout=5)
     def test_windowed_keeps_a_window_of_pending_starts_and_their_order(self):

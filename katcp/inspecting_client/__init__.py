@@ -32,6 +32,7 @@ from katcp.core import AttrDict, Message, Sensor, future_timeout_manager, until_
 from katcp.ioloop_manager import current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
 # Public in its own module, not part of this documented one.
+from katcp.loop.futures import give_up as _give_up
 from katcp.loop.futures import owning_relay as _owning_relay
 from katcp.loop.futures import until_all as _until_all
 from katcp.wire.util import own_methods, uses_own
@@ -317,9 +318,7 @@ class InspectingClientAsync:
         finally:
             # A wait given up stays registered until cancelled: each connect that timed
             # out left one for a connection, which a device that stays away never ends.
-            for wait in (stopped, running, connected):
-                if wait is not None:
-                    wait.cancel()
+            _give_up(stopped, running, connected)
         if self._sync.running:
             self._start_state_loop()
 

@@ -9,6 +9,7 @@ from katcp.inspecting_client.parts import (_CONNECTED, _DISCONNECTED, _SYNCED,
                                            _PendingChanges)
 from katcp.inspecting_client.states import _StateReport
 from katcp.loop.backoff import ExponentialRandomBackoff
+from katcp.loop.futures import give_up
 
 
 class _StateCoroutine:
@@ -95,7 +96,7 @@ class _StateCoroutine:
                         await until_any(self._until_woken(), stopped)
                 finally:
                     client_stopped = stopped.done() and not stopped.cancelled()
-                    stopped.cancel()  # a wait given up stays registered until cancelled
+                    give_up(stopped)
                 if client_stopped and not katcp_client.is_connected():
                     # The KATCP client stopped on its own (no auto_reconnect), and so
                     # does the inspection: until_stopped() resolves, connect() may
@@ -122,9 +123,9 @@ class _StateCoroutine:
             try:
                 await until_any(protocol, self._until_woken())
             finally:
-                # A wait given up stays registered until cancelled: each connection
-                # closed before its greeting left one, until a device ever greeted.
-                protocol.cancel()
+                # Each connection closed before its greeting left one, until a device
+                # ever greeted.
+                give_up(protocol)
         self._pending.add_all()
         model_changes = self._unreported_changes
         while same_connection():

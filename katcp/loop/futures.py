@@ -187,6 +187,24 @@ def until_all(*futures: Any, timeout: Optional[float] = None) -> Any:
     return _cancel_when_over(until_some(*futures, timeout=timeout), futures)
 
 
+def give_up(*waits: Any) -> None:
+    """Cancel `waits`, the caller's own (None is skipped): a wait given up stays
+    registered where it waits until it is cancelled.
+
+    A wait whose loop is closed is left alone: that is a coroutine closed by the garbage
+    collector after its loop (cancelling would call the closed loop and fail), and what
+    it waits on never runs again.
+
+    Parameters
+    ----------
+    *waits : asyncio (tornado) Future or None
+        The waits given up.
+    """
+    for wait in waits:
+        if wait is not None and not wait.get_loop().is_closed():
+            wait.cancel()
+
+
 def owning_relay(wait: Any, timeout_text: Optional[Callable[[], str]] = None,
                  keep_result: bool = True) -> Any:
     """A future resolving as `wait`, a wait of the caller's own; cancelling it cancels
