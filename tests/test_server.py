@@ -522,19 +522,22 @@ def test_sensor_sampling_event_and_clear(example):
         [], r"!sensor-sampling-clear fail Too\_many\_parameters\_given.")
 
 
+def transport_method_replaced(server, name, replaced_on):
+    """A patch of KATCPServer method `name` that still does its job, on the class or on
+    `server`'s transport."""
+    if replaced_on == "class":
+        return mock.patch.object(KATCPServer, name, autospec=True,
+                                 side_effect=getattr(KATCPServer, name))
+    return mock.patch.object(server._server, name, wraps=getattr(server._server, name))
+
+
 @pytest.mark.parametrize("replaced_on", ["class", "instance"])
 def test_a_send_message_replaced_once_clients_are_connected_sends_everything(example,
                                                                              replaced_on):
     # 0.9.3 sent each message through KATCPServer.send_message, a thread-safe
     # connection's through send_message_from_thread(), which called it on the loop.
     server, client = example
-    if replaced_on == "class":
-        replaced = mock.patch.object(KATCPServer, "send_message", autospec=True,
-                                     side_effect=KATCPServer.send_message)
-    else:
-        replaced = mock.patch.object(server._server, "send_message",
-                                     wraps=server._server.send_message)
-    with replaced as send_message:
+    with transport_method_replaced(server, "send_message", replaced_on) as send_message:
         assert client.request("?sensor-value an.int") == (
             ["#sensor-value 1234567890.250000 1 an.int nominal 3"], "!sensor-value ok 1")
         assert client.request("?sensor-sampling an.int event") == (
@@ -555,22 +558,19 @@ def test_a_send_message_replaced_once_clients_are_connected_sends_everything(exa
     assert [line.split(" ", 2)[:2] for line in sent[5:]] == [["#log", "error"],
                                                              ["#hello", "all"]]
 
+
 @pytest.mark.parametrize("replaced_on", ["class", "instance"])
 def test_a_mass_inform_on_the_loop_goes_through_a_mass_send_message_replaced_since(
         example, replaced_on):
     # As in 0.9.3, which looked the transport's method up at each mass_inform().
     server, client = example
-    if replaced_on == "class":
-        replaced = mock.patch.object(KATCPServer, "mass_send_message", autospec=True,
-                                     side_effect=KATCPServer.mass_send_message)
-    else:
-        replaced = mock.patch.object(server._server, "mass_send_message",
-                                     wraps=server._server.mass_send_message)
-    with replaced as mass_send_message:
+    with transport_method_replaced(server, "mass_send_message",
+                                   replaced_on) as mass_send_message:
         server.ioloop.add_callback(server.mass_inform, Message.inform("hello", "all"))
         assert client.readline() == b"#hello all"
         assert [bytes(call.args[-1]) for call in mass_send_message.call_args_list] == [
             b"#hello all"]
+
 
 class PlainTupleSensor(Sensor):
     """A sensor whose read() gives a plain (timestamp, status, value) tuple, as documented."""
