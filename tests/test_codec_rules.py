@@ -64,6 +64,15 @@ class TestNames:
         assert bytes(Message.reply(unkept, "ok")) == b"!%s ok" % unkept.encode()
         assert all(unkept not in heads for heads in message._wire_heads)
 
+    @pytest.mark.parametrize("mtype, head", [(1.0, b"!"), (True, b"!"), (0.0, b"?"),
+                                             (2.0, b"#")])
+    def test_a_type_equal_to_a_constant_but_of_another_class_is_sent(self, mtype, head):
+        # The constructor takes any type equal to a constant, as 0.9.3's did (its check
+        # and its __str__ looked the type up in dicts), so the message can be sent.
+        msg = Message(mtype, "ping", ["a"])
+        assert bytes(msg) == head + b"ping a"
+        assert msg.mtype == mtype and type(msg.mtype) is int
+
     @pytest.mark.parametrize("bad", ["1abc", "a b", "a_b", "", "-a"])
     def test_bad_names_are_refused(self, bad):
         assert _error(Message.request, bad) == "Bad message name %r." % (bad,)

@@ -326,9 +326,12 @@ class Message:
 
     def __init__(self, mtype: int, name: str, arguments: Optional[Iterable[Any]] = None,
                  mid: MessageId = None) -> None:
-        if mtype not in _TYPE_BYTES:
-            raise KatcpSyntaxError("Invalid message type %r." % (mtype,))
-        self.mtype = mtype
+        # The constant itself is kept, not a value equal to it (1.0 or True for REPLY, as
+        # 0.9.3 took): what is indexed by the type (_wire_heads) takes only ints.
+        try:
+            self.mtype = _TYPES[mtype]
+        except KeyError:
+            raise KatcpSyntaxError("Invalid message type %r." % (mtype,)) from None
         # _check_name()'s cache of valid names, asked here first: the call would cost
         # about 270 instructions per message (1% of a request served).
         self.name = name if name.__class__ is str and name in _valid_names else _check_name(name)
@@ -519,6 +522,7 @@ def readable_message(msg: Message) -> str:
 
 
 _TYPE_BYTES = Message.TYPE_SYMBOLS
+_TYPES = {mtype: mtype for mtype in Message.TYPE_SYMBOLS}
 # The wire head (``!name``) of each name sent, per message type (its index): one lookup
 # per message rather than one of the type's byte and an encode of the name. Bounded as
 # the name caches are.
