@@ -1354,6 +1354,39 @@ class TestSensorUpdates(InspectingClientTestBase):
             client.stop()
 
 
+    @tornado.testing.gen_test(timeout=10)
+    async def test_an_async_def_update_sensor_override_runs_and_its_failure_is_logged(self):
+        # update_sensor() is a tornado coroutine, so an override may well be async def:
+        # its coroutines were dropped (Python warned they were never awaited).
+        seen = []
+        both = asyncio.Event()
+
+        class Overriding(InspectingClientAsync):
+            async def update_sensor(self, name, timestamp, status, value):
+                await asyncio.sleep(0)
+                seen.append((name, status))
+                if len(seen) == 2:
+                    both.set()
+                if name == "mode":
+                    raise ValueError("override broke")
+                await super().update_sensor(name, timestamp, status, value)
+
+        client = Overriding("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        temp = await client.future_get_sensor("temp")
+        with self.assertLogs("katcp.inspect_client", logging.ERROR) as logs:
+            self.device.inform("sensor-status", b"1.0", 2, "temp", "warn", b"45.25",
+                               "mode", "nominal", "off")
+            await asyncio.wait_for(both.wait(), WAIT)
+            # Its failure is logged once the failed coroutine's callbacks ran.
+            await client.simple_request("watchdog")
+        self.assertEqual(seen, [("temp", b"warn"), ("mode", b"nominal")])
+        self.assertEqual(tuple(temp.read()), (1.0, Sensor.WARN, 45.25))
+        [record] = logs.records
+        self.assertEqual(str(record.exc_info[1]), "override broke")
+
 class TestWarningRanges(InspectingClientTestBase):
     """Integer and float sensors listed with [nominal-min nominal-max warn-min warn-max]
     (KATCP 5.1 section 7.2)."""

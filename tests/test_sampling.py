@@ -1,6 +1,8 @@
 """katcp.sampling: each strategy's semantics, driven by a virtual clock."""
 
+import functools
 import threading
+from unittest import mock
 
 import pytest
 import tornado.gen
@@ -101,6 +103,22 @@ class TestFactory:
         with pytest.raises(TypeError, match="inform_callback .* is an async function"):
             SampleStrategy.get_strategy("event", inform_callback, sensor)
         assert not sensor._observers
+
+    def test_mocks_of_plain_inform_callbacks_are_taken_and_of_async_def_refused(self):
+        # A mock made with a plain function's spec has a mock for its code's flags, which
+        # the check took for a number (TypeError: unsupported operand).
+        def plain(sensor, reading):
+            pass
+
+        async def asynchronous(sensor, reading):
+            pass
+
+        sensor = make_sensor()
+        for inform_callback in (mock.Mock(spec=plain), functools.partial(mock.Mock(spec=plain))):
+            strategy = SampleStrategy.get_strategy("event", inform_callback, sensor)
+            assert strategy.get_sampling() == SampleStrategy.EVENT
+        with pytest.raises(TypeError, match="inform_callback .* is an async function"):
+            SampleStrategy.get_strategy("event", mock.Mock(spec=asynchronous), sensor)
 
     @pytest.mark.parametrize("name, params, message", [
         ("bogus", [], "^Unknown strategy name: bogus\\.$"),

@@ -560,6 +560,35 @@ def test_a_send_message_replaced_once_clients_are_connected_sends_everything(exa
 
 
 @pytest.mark.parametrize("replaced_on", ["class", "instance"])
+def test_a_send_from_another_thread_goes_through_a_replaced_send_message_once(example,
+                                                                             replaced_on):
+    # A replacement calling the original from another thread (a worker of an
+    # AsyncDeviceServer) had each message again on the loop, where the original handed it.
+    server, client = example
+    client.send("?later")
+    assert client.request("?watchdog") == ([], "!watchdog ok")
+    (req,) = server.pending
+    with transport_method_replaced(server, "send_message", replaced_on) as send_message, \
+            transport_method_replaced(server, "mass_send_message",
+                                      replaced_on) as mass_send_message:
+        def send_all():
+            req.inform("from-a-thread")
+            req.reply("ok", "from-a-thread")
+            server.mass_inform(Message.inform("hello", "all"))
+        replier = threading.Thread(target=send_all)
+        replier.start()
+        replier.join(TIMEOUT)
+        assert [client.readline() for _ in range(3)] == [
+            b"#later from-a-thread", b"!later ok from-a-thread", b"#hello all"]
+        assert client.request("?watchdog") == ([], "!watchdog ok")
+        sent = [bytes(call.args[-1]) for call in send_message.call_args_list]
+        sent_to_all = [bytes(call.args[-1]) for call in mass_send_message.call_args_list]
+    assert sent == [b"#later from-a-thread", b"!later ok from-a-thread", b"#hello all",
+                    b"!watchdog ok"]
+    assert sent_to_all == [b"#hello all"]
+
+
+@pytest.mark.parametrize("replaced_on", ["class", "instance"])
 def test_a_mass_inform_on_the_loop_goes_through_a_mass_send_message_replaced_since(
         example, replaced_on):
     # As in 0.9.3, which looked the transport's method up at each mass_inform().

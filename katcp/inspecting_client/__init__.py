@@ -597,6 +597,7 @@ class InspectingClientAsync:
 
         Called for each reading of a ``#sensor-status`` inform (and of ``#sensor-value``
         after :meth:`handle_sensor_value`), so an override or a replacement sees them all.
+        An ``async def`` override is run on the client's loop; what it raises is logged.
 
         Parameters
         ----------

@@ -6,6 +6,7 @@ from typing import Any
 from katcp.core import Message
 from katcp.inspecting_client.index import _Model
 from katcp.inspecting_client.parts import _readings_of, katcp_major
+from katcp.loop.futures import run_returned
 
 
 class _SensorUpdates:
@@ -58,6 +59,13 @@ class _SensorUpdates:
         # cost a tenth of this one.
         update = self._client.update_sensor
         if update == self._own_update:
-            update = self.set_formatted
+            set_formatted = self.set_formatted
+            for name, timestamp, status, value in readings:
+                set_formatted(name, timestamp, status, value)
+            return
         for name, timestamp, status, value in readings:
-            update(name, timestamp, status, value)
+            done = update(name, timestamp, status, value)
+            if done is not None:
+                # update_sensor() is a coroutine, so an override may be async def (whose
+                # coroutine must be run) or fail in its future (which nobody else reads).
+                run_returned(self._client._logger, done, "update_sensor(%r) failed", name)

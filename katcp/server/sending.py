@@ -57,7 +57,9 @@ class Sending(LoopCalls):
         # and costs about twice as much.
         loop = self._asyncio_loop
         if loop is not None and _get_running_loop() is not loop:
-            self.send_message_threadsafe(stream, msg)
+            # Not through send_message_threadsafe(), which hands a replaced send_message
+            # the message: a replacement has had it already, as its caller.
+            self._hand_to_loop(stream, msg)
             return
         # msg.__bytes__() rather than bytes(msg), whose lookup of it costs about as much
         # again: this sends every reply.
@@ -117,7 +119,9 @@ class Sending(LoopCalls):
         # thread given that ident after the loop thread ended, no loop runs to be sent to
         # anyway.
         if thread_id is not None and _get_ident() != thread_id:
-            self.call_soon_threadsafe(self.mass_send_message, msg)
+            # This one, not self.mass_send_message: a replacement has had the message
+            # already, as its caller.
+            self.call_soon_threadsafe(Sending.mass_send_message, self, msg)
             return
         if not uses_own(self, _OWN_SEND):
             # 0.9.3 sent it to each client through send_message(), which is replaced.
@@ -150,7 +154,11 @@ class Sending(LoopCalls):
         if not own:
             self.call_soon_threadsafe(send, stream, msg)
             return
-        data = msg.__bytes__() + b"\n"  # on the caller's thread; __bytes__(): see send_message()
+        self._hand_to_loop(stream, msg)
+
+    def _hand_to_loop(self, stream: _Connection, msg: Message) -> None:
+        """Have the loop send `msg`, made into bytes here, on another thread."""
+        data = msg.__bytes__() + b"\n"  # __bytes__(): see send_message()
         if msg.mtype == _REPLY:
             # The client waits for it: written as soon as the loop has it, not a turn later.
             self.call_soon_threadsafe(stream.send_now, data)

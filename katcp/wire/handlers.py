@@ -89,7 +89,7 @@ class DeviceServerMetaclass(DeviceMetaclass):
         if name == "_request_handlers" and old is not None:
             # A table replaced on the class (mock.patch.object does so, and puts it back
             # the same way) is what its servers' copies become, as if they read it there.
-            for server in tuple(_table_copies):
+            for server in tuple(_table_copies.values()):
                 if isinstance(server, cls) and server._request_handlers is old:
                     server._request_handlers = value
 
@@ -113,8 +113,9 @@ class DeviceServerMetaclass(DeviceMetaclass):
 
 
 # Servers whose request handler table is a copy of their class's on the instance (see
-# copy_request_handlers()), kept current by DeviceServerMetaclass.__setattr__.
-_table_copies: "weakref.WeakSet[Any]" = weakref.WeakSet()
+# copy_request_handlers()), kept current by DeviceServerMetaclass.__setattr__. Keyed by
+# id(), not a WeakSet: a server class defining __eq__ alone makes unhashable servers.
+_table_copies: "weakref.WeakValueDictionary[int, Any]" = weakref.WeakValueDictionary()
 
 
 def copy_request_handlers(server: Any) -> None:
@@ -132,4 +133,4 @@ def copy_request_handlers(server: Any) -> None:
         An instance of a class made by :class:`DeviceServerMetaclass`.
     """
     server._request_handlers = server._request_handlers
-    _table_copies.add(server)
+    _table_copies[id(server)] = server

@@ -112,10 +112,16 @@ def plain_callback(callback: _F, what: str) -> _F:
     # The flags of a function or method's code (a method gives its function's), read at
     # once: inspect's tests cost a microsecond, a lot for each sampling strategy made.
     code = getattr(callback, "__code__", None)
-    if code is not None:
-        is_async = bool(code.co_flags & _ASYNC_CODE_FLAGS)
-    else:
-        is_async = inspect.iscoroutinefunction(callback) or inspect.isasyncgenfunction(callback)
+    try:
+        if code is not None:
+            is_async = bool(code.co_flags & _ASYNC_CODE_FLAGS)
+        else:
+            is_async = (inspect.iscoroutinefunction(callback)
+                        or inspect.isasyncgenfunction(callback))
+    except TypeError:
+        # A mock of a plain function (mock.Mock(spec=f), also in a functools.partial)
+        # has a mock for the flags, which & refuses (one of an async def has them).
+        is_async = False
     if is_async:
         raise TypeError("%s %r is an async function: it must be a plain function, as "
                         "its result is not awaited" % (what, callback))
