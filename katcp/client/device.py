@@ -1,7 +1,6 @@
 """DeviceClient: a KATCP client that dispatches messages to handler methods by name."""
 
 import functools
-import inspect
 import logging
 import traceback
 from typing import Any, Callable, Dict, Optional
@@ -20,7 +19,7 @@ from katcp.wire.message import Message
 from katcp.wire.message import format_mid as _format_mid
 from katcp.wire.text import readable
 from katcp.wire.types import seconds_to_ms, whole_ms
-from katcp.wire.util import async_generator_error, check_tb_limit, object_repr
+from katcp.wire.util import check_tb_limit, object_repr, refuse_async_generator
 
 
 _REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
@@ -422,8 +421,7 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
             if handler is None:
                 return self.unhandled_request(msg)
             reply = handler(self, msg)
-            if inspect.isasyncgen(reply):
-                raise async_generator_error(reply)
+            refuse_async_generator(reply)
         except Exception as exc:
             reply = self._failed_request_reply(msg, exc)
         if is_awaitable(reply):

@@ -28,7 +28,8 @@ from katcp.server.reply_outcomes import ReplyOutcomes
 from katcp.server.transport import KATCPServer
 from katcp.wire.handlers import copy_request_handlers
 from katcp.wire.types import address_to_string
-from katcp.wire.util import async_generator_error, object_repr, own_methods, uses_own
+from katcp.wire.util import (object_repr, own_methods, refuse_async_generator,
+                             uses_own)
 
 log = logging.getLogger("katcp.server")
 
@@ -345,8 +346,7 @@ class DeviceServerBase(ReplyOutcomes, DeviceSending, ServerLifecycle,
             return
         try:
             done = handler(self, connection, msg)
-            if inspect.isasyncgen(done):
-                raise async_generator_error(done)
+            refuse_async_generator(done)
         except Exception:
             self._log_handling_error(msg)
             return

@@ -146,6 +146,23 @@ def async_generator_error(returned: Any) -> TypeError:
                      "def with a yield is no coroutine)" % (returned,))
 
 
+def refuse_async_generator(returned: Any) -> None:
+    """Raise :func:`async_generator_error` if a handler returned an async generator.
+
+    Parameters
+    ----------
+    returned : object
+        What the handler returned.
+
+    Raises
+    ------
+    TypeError
+        If `returned` is an async generator.
+    """
+    if inspect.isasyncgen(returned):
+        raise async_generator_error(returned)
+
+
 def object_repr(obj: Any, **fields: Any) -> str:
     """``<module.Class(field=value, ...) object at 0x...>``: the repr of katcp's clients,
     servers and resources, each showing the fields that say what state it is in."""
