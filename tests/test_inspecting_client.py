@@ -17,7 +17,7 @@ from accepting import Acceptor
 from log_helpers import no_logs
 from wait_helpers import waits_left_by
 
-from katcp.core import AttrDict, Message, MessageParser, Sensor
+from katcp.core import AttrDict, Message, MessageParser, ProtocolFlags, Sensor
 from katcp.inspecting_client import (
     ExponentialRandomBackoff,
     InspectingClientAsync,
@@ -517,6 +517,8 @@ class TestSync(InspectingClientTestBase):
         self.device.received.clear()
         self.assertFalse(await client.future_check_sensor("nosuch", update=False))
         self.assertFalse(await client.future_check_request("nosuch", update=False))
+        self.assertIsNone(await client.future_get_sensor("nosuch", update=False))
+        self.assertIsNone(await client.future_get_request("nosuch", update=False))
         self.assertEqual(self.device.received, [])
 
     @tornado.testing.gen_test(timeout=10)
@@ -527,6 +529,20 @@ class TestSync(InspectingClientTestBase):
         sensor = await client.future_get_sensor("quiet")
         self.assertEqual(sensor.stype, "integer")
         self.assertIn("quiet", client.sensors)
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_preset_protocol_flags_are_the_katcp_clients(self):
+        # Preset without message ids: the device's 5.1-MIT is not detected.
+        flags = ProtocolFlags(5, 0, set())
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        client.preset_protocol_flags(flags)
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        self.assertIs(client.katcp_client.protocol_flags, flags)
+        # Nor asked for timeout hints, which the flags do not offer.
+        self.assertEqual(self.device.names_received(), [("help", []), ("sensor-list", [])])
+        self.assertEqual([msg.mid for msg in self.device.received], [None, None])
 
     @tornado.testing.gen_test(timeout=10)
     async def test_custom_factories(self):
@@ -876,6 +892,15 @@ class TestSync(InspectingClientTestBase):
         # next loop turn, as other waits given up).
         await asyncio.sleep(0)
         self.assertEqual(client._states.waiters, {})
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_waits_for_a_synced_model_time_out_while_a_sync_waits_to_be_retried(self):
+        client, _ = await self.start_client_whose_first_sync_fails()
+        for until in (client.until_data_synced, client.until_synced):
+            waiting = until(timeout=0.05)
+            done, _ = await asyncio.wait({waiting}, timeout=WAIT)
+            self.assertEqual(done, {waiting})
+            self.assertIsInstance(waiting.exception(), tornado.gen.TimeoutError)
 
     @tornado.testing.gen_test(timeout=10)
     async def test_waits_given_up_are_unregistered_while_the_state_stays(self):
@@ -1678,6 +1703,17 @@ class TestConnectionLifecycle(InspectingClientTestBase):
         client = InspectingClientAsync("127.0.0.1", port)
         with self.assertRaises(tornado.gen.TimeoutError):
             await client.connect(timeout=0.1)
+        await client.until_stopped(timeout=WAIT)
+        self.device = FakeDevice()
+        await self.device.start()
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_start_passes_its_timeout_on_to_connect(self):
+        port = self.device.port
+        await self.device.stop()
+        client = InspectingClientAsync("127.0.0.1", port)
+        with self.assertRaises(tornado.gen.TimeoutError):
+            await client.start(timeout=0.1)
         await client.until_stopped(timeout=WAIT)
         self.device = FakeDevice()
         await self.device.start()
