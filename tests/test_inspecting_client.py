@@ -517,8 +517,6 @@ class TestSync(InspectingClientTestBase):
         self.device.received.clear()
         self.assertFalse(await client.future_check_sensor("nosuch", update=False))
         self.assertFalse(await client.future_check_request("nosuch", update=False))
-        self.assertIsNone(await client.future_get_sensor("nosuch", update=False))
-        self.assertIsNone(await client.future_get_request("nosuch", update=False))
         self.assertEqual(self.device.received, [])
 
     @tornado.testing.gen_test(timeout=10)
@@ -861,8 +859,10 @@ class TestSync(InspectingClientTestBase):
         client, _ = await self.start_client()
         self.device.sensors["added"] = ["Added.", "", "integer", [b"0", b"10"],
                                         (b"1000.5", b"nominal", b"3")]
+        self.device.requests["added"] = "Added."
         self.device.received.clear()
         self.assertIsNone(await client.future_get_sensor("added", update=False))
+        self.assertIsNone(await client.future_get_request("added", update=False))
         self.assertEqual(self.device.names_received(), [])
 
     @tornado.testing.gen_test(timeout=10)
@@ -877,6 +877,18 @@ class TestSync(InspectingClientTestBase):
         reply, _ = await client.simple_request("watchdog", use_mid=False)
         self.assertIsNone(reply.mid)
         self.assertEqual([msg.mid for msg in self.device.received], [b"42", None])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_simple_request_times_out_after_its_own_timeout(self):
+        client, _ = await self.start_client()
+        self.device.ignore_next.add("watchdog")
+        # Well before the KATCP client's default timeout (5 seconds).
+        replied = asyncio.ensure_future(client.simple_request("watchdog", timeout=0.05))
+        done, _ = await asyncio.wait({replied}, timeout=WAIT / 2)
+        self.assertEqual(done, {replied})
+        reply, informs = replied.result()
+        self.assertEqual(reply.arguments[0], b"fail")
+        self.assertIn(b"timed out", reply.arguments[1])
 
     @tornado.testing.gen_test(timeout=10)
     async def test_until_state_timeouts(self):
