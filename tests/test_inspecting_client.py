@@ -6,6 +6,7 @@ request the client sends is recorded. The last tests use a real katcp DeviceServ
 """
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 from unittest import mock
@@ -1611,6 +1612,21 @@ class TestConnectionLifecycle(InspectingClientTestBase):
 
         client._inspector.request = spy
         return ended
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_until_stopped_waits_for_a_replaced_state_loops_concurrent_future(self):
+        # A replacement run elsewhere (a thread) returns a concurrent future.
+        by_hand = concurrent.futures.Future()
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        client._state_loop = lambda: by_hand
+        self.clients.append(client)
+        await client.connect(timeout=WAIT)
+        client.stop()
+        await client.katcp_client.until_stopped(timeout=WAIT)
+        with self.assertRaises(tornado.gen.TimeoutError):
+            await client.until_stopped(timeout=0.1)
+        by_hand.set_result(None)
+        self.assertIsNone(await client.until_stopped(timeout=WAIT))
 
     @tornado.testing.gen_test(timeout=10)
     async def test_stop_during_inspection_with_its_wait_cancelled_logs_nothing(self):
