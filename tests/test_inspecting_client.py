@@ -847,6 +847,20 @@ class TestSync(InspectingClientTestBase):
         self.assertEqual(recorder.states[-1], DISCONNECTED)
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_an_inspection_diffs_through_the_clients_own_difference(self):
+        # 0.9's override point, as _update_index.
+        diffed = []
+
+        class Diffing(InspectingClientAsync):
+            def _difference(self, original_keys, updated_keys, name, index):
+                diffed.append((set(original_keys), set(updated_keys), name))
+                return super()._difference(original_keys, updated_keys, name, index)
+
+        await self.start_client(client_class=Diffing)
+        self.assertEqual(diffed, [(set(), {"help", "sensor-list", "watchdog"}, None),
+                                  (set(), {"mode", "temp"}, None)])
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_getting_many_items_with_one_unknown_looks_each_up(self):
         client, _ = await self.start_client()
         temp, ghost = await client._future_get_many("sensors", ["temp", "ghost"])
