@@ -680,6 +680,17 @@ class TestSync(InspectingClientTestBase):
         self.assertEqual(watchdog.timeout_hint, 2.5)
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_failed_sync_is_logged_to_the_given_logger_or_the_modules_for_none(self):
+        for name, logger in (("test.ic", logging.getLogger("test.ic")),
+                             ("katcp.inspect_client", None)):
+            self.device.fail_next.add("sensor-list")
+            with self.assertLogs(name, logging.WARNING) as logs:
+                client, _ = await self.start_client(logger=logger)
+            self.assertIn("Error syncing with device", logs.records[0].getMessage())
+            client.stop()
+            await client.until_stopped(timeout=WAIT)
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_an_unexpected_error_of_a_sync_is_logged_with_its_traceback_and_retried(self):
         failures = [RuntimeError("inspection broke")]
 
@@ -1532,6 +1543,7 @@ class TestConnectionLifecycle(InspectingClientTestBase):
         self.assertEqual(recorder.states[-1], DISCONNECTED)
         self.assertEqual(client.state, DISCONNECTED)
         self.assertFalse(client.is_connected())
+        self.assertIs(client.running(), False)
 
     @tornado.testing.gen_test(timeout=10)
     async def test_a_client_that_stops_itself_ends_the_inspection(self):
