@@ -12,6 +12,7 @@ import logging
 from unittest import mock
 
 import tornado.gen
+import tornado.ioloop
 import tornado.testing
 import tornado.util
 from accepting import Acceptor
@@ -1760,6 +1761,15 @@ class TestConnectionLifecycle(InspectingClientTestBase):
         await client.until_stopped(timeout=WAIT)
         self.device = FakeDevice()
         await self.device.start()
+
+    def test_the_katcp_client_runs_on_the_loop_given_not_the_current_one(self):
+        other = tornado.ioloop.IOLoop(make_current=False)
+        try:
+            client = InspectingClientAsync("127.0.0.1", self.device.port, ioloop=other)
+            self.assertIs(client.ioloop, other)
+            self.assertIs(client.katcp_client.ioloop, other)
+        finally:
+            other.close()
 
     @tornado.testing.gen_test(timeout=10)
     async def test_start_passes_its_timeout_on_to_connect(self):
