@@ -6,18 +6,20 @@ request the client sends is recorded. The last tests use a real katcp DeviceServ
 """
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 from unittest import mock
 
 import tornado.gen
+import tornado.ioloop
 import tornado.testing
 import tornado.util
 from accepting import Acceptor
 from log_helpers import no_logs
 from wait_helpers import waits_left_by
 
-from katcp.core import AttrDict, Message, MessageParser, Sensor
+from katcp.core import AttrDict, Message, MessageParser, ProtocolFlags, Sensor
 from katcp.inspecting_client import (
     ExponentialRandomBackoff,
     InspectingClientAsync,
@@ -529,6 +531,20 @@ class TestSync(InspectingClientTestBase):
         self.assertIn("quiet", client.sensors)
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_preset_protocol_flags_are_the_katcp_clients(self):
+        # Preset without message ids: the device's 5.1-MIT is not detected.
+        flags = ProtocolFlags(5, 0, set())
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        client.preset_protocol_flags(flags)
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        self.assertIs(client.katcp_client.protocol_flags, flags)
+        # Nor asked for timeout hints, which the flags do not offer.
+        self.assertEqual(self.device.names_received(), [("help", []), ("sensor-list", [])])
+        self.assertEqual([msg.mid for msg in self.device.received], [None, None])
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_custom_factories(self):
         made = []
 
@@ -663,6 +679,17 @@ class TestSync(InspectingClientTestBase):
                            "Scripted failure." % (address, address))])
         watchdog = await client.future_get_request("watchdog", update=False)
         self.assertEqual(watchdog.timeout_hint, 2.5)
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_failed_sync_is_logged_to_the_given_logger_or_the_modules_for_none(self):
+        for name, logger in (("test.ic", logging.getLogger("test.ic")),
+                             ("katcp.inspect_client", None)):
+            self.device.fail_next.add("sensor-list")
+            with self.assertLogs(name, logging.WARNING) as logs:
+                client, _ = await self.start_client(logger=logger)
+            self.assertIn("Error syncing with device", logs.records[0].getMessage())
+            client.stop()
+            await client.until_stopped(timeout=WAIT)
 
     @tornado.testing.gen_test(timeout=10)
     async def test_an_unexpected_error_of_a_sync_is_logged_with_its_traceback_and_retried(self):
@@ -832,6 +859,20 @@ class TestSync(InspectingClientTestBase):
         self.assertEqual(recorder.states[-1], DISCONNECTED)
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_an_inspection_diffs_through_the_clients_own_difference(self):
+        # 0.9's override point, as _update_index.
+        diffed = []
+
+        class Diffing(InspectingClientAsync):
+            def _difference(self, original_keys, updated_keys, name, index):
+                diffed.append((set(original_keys), set(updated_keys), name))
+                return super()._difference(original_keys, updated_keys, name, index)
+
+        await self.start_client(client_class=Diffing)
+        self.assertEqual(diffed, [(set(), {"help", "sensor-list", "watchdog"}, None),
+                                  (set(), {"mode", "temp"}, None)])
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_getting_many_items_with_one_unknown_looks_each_up(self):
         client, _ = await self.start_client()
         temp, ghost = await client._future_get_many("sensors", ["temp", "ghost"])
@@ -845,8 +886,10 @@ class TestSync(InspectingClientTestBase):
         client, _ = await self.start_client()
         self.device.sensors["added"] = ["Added.", "", "integer", [b"0", b"10"],
                                         (b"1000.5", b"nominal", b"3")]
+        self.device.requests["added"] = "Added."
         self.device.received.clear()
         self.assertIsNone(await client.future_get_sensor("added", update=False))
+        self.assertIsNone(await client.future_get_request("added", update=False))
         self.assertEqual(self.device.names_received(), [])
 
     @tornado.testing.gen_test(timeout=10)
@@ -863,6 +906,18 @@ class TestSync(InspectingClientTestBase):
         self.assertEqual([msg.mid for msg in self.device.received], [b"42", None])
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_simple_request_times_out_after_its_own_timeout(self):
+        client, _ = await self.start_client()
+        self.device.ignore_next.add("watchdog")
+        # Well before the KATCP client's default timeout (5 seconds).
+        replied = asyncio.ensure_future(client.simple_request("watchdog", timeout=0.05))
+        done, _ = await asyncio.wait({replied}, timeout=WAIT / 2)
+        self.assertEqual(done, {replied})
+        reply, informs = replied.result()
+        self.assertEqual(reply.arguments[0], b"fail")
+        self.assertIn(b"timed out", reply.arguments[1])
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_until_state_timeouts(self):
         client, _ = await self.start_client()
         with self.assertRaises(tornado.gen.TimeoutError):
@@ -876,6 +931,15 @@ class TestSync(InspectingClientTestBase):
         # next loop turn, as other waits given up).
         await asyncio.sleep(0)
         self.assertEqual(client._states.waiters, {})
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_waits_for_a_synced_model_time_out_while_a_sync_waits_to_be_retried(self):
+        client, _ = await self.start_client_whose_first_sync_fails()
+        for until in (client.until_data_synced, client.until_synced):
+            waiting = until(timeout=0.05)
+            done, _ = await asyncio.wait({waiting}, timeout=WAIT)
+            self.assertEqual(done, {waiting})
+            self.assertIsInstance(waiting.exception(), tornado.gen.TimeoutError)
 
     @tornado.testing.gen_test(timeout=10)
     async def test_waits_given_up_are_unregistered_while_the_state_stays(self):
@@ -1513,6 +1577,7 @@ class TestConnectionLifecycle(InspectingClientTestBase):
         self.assertEqual(recorder.states[-1], DISCONNECTED)
         self.assertEqual(client.state, DISCONNECTED)
         self.assertFalse(client.is_connected())
+        self.assertIs(client.running(), False)
 
     @tornado.testing.gen_test(timeout=10)
     async def test_a_client_that_stops_itself_ends_the_inspection(self):
@@ -1607,6 +1672,21 @@ class TestConnectionLifecycle(InspectingClientTestBase):
 
         client._inspector.request = spy
         return ended
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_until_stopped_waits_for_a_replaced_state_loops_concurrent_future(self):
+        # A replacement run elsewhere (a thread) returns a concurrent future.
+        by_hand = concurrent.futures.Future()
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        client._state_loop = lambda: by_hand
+        self.clients.append(client)
+        await client.connect(timeout=WAIT)
+        client.stop()
+        await client.katcp_client.until_stopped(timeout=WAIT)
+        with self.assertRaises(tornado.gen.TimeoutError):
+            await client.until_stopped(timeout=0.1)
+        by_hand.set_result(None)
+        self.assertIsNone(await client.until_stopped(timeout=WAIT))
 
     @tornado.testing.gen_test(timeout=10)
     async def test_stop_during_inspection_with_its_wait_cancelled_logs_nothing(self):
@@ -1711,6 +1791,26 @@ class TestConnectionLifecycle(InspectingClientTestBase):
         client = InspectingClientAsync("127.0.0.1", port)
         with self.assertRaises(tornado.gen.TimeoutError):
             await client.connect(timeout=0.1)
+        await client.until_stopped(timeout=WAIT)
+        self.device = FakeDevice()
+        await self.device.start()
+
+    def test_the_katcp_client_runs_on_the_loop_given_not_the_current_one(self):
+        other = tornado.ioloop.IOLoop(make_current=False)
+        try:
+            client = InspectingClientAsync("127.0.0.1", self.device.port, ioloop=other)
+            self.assertIs(client.ioloop, other)
+            self.assertIs(client.katcp_client.ioloop, other)
+        finally:
+            other.close()
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_start_passes_its_timeout_on_to_connect(self):
+        port = self.device.port
+        await self.device.stop()
+        client = InspectingClientAsync("127.0.0.1", port)
+        with self.assertRaises(tornado.gen.TimeoutError):
+            await client.start(timeout=0.1)
         await client.until_stopped(timeout=WAIT)
         self.device = FakeDevice()
         await self.device.start()

@@ -366,7 +366,10 @@ class InspectingClientAsync:
         # hand); run whatever awaitable it returns, if any.
         running = self._state_loop()
         if inspect.isawaitable(running) or tornado.gen.is_future(running):
-            self._state_loop_future = tornado.gen.convert_yielded(running)
+            # until_stopped() shields it, which takes no concurrent future (tornado's
+            # convert_yielded passes one through): those are wrapped on this, the
+            # client's, loop.
+            self._state_loop_future = asyncio.wrap_future(tornado.gen.convert_yielded(running))
 
     def _cb_connection_state(self, connected: bool) -> None:
         self._sync.on_connection_state(connected)
