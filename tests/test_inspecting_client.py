@@ -335,6 +335,18 @@ class InspectingClientTestBase(tornado.testing.AsyncTestCase):
         self.io_loop.run_sync(cleanup)
         super().tearDown()
 
+    @contextlib.asynccontextmanager
+    async def device_away(self):
+        """The port of the device, stopped while the block runs (a new one serves after,
+        for the tests and the tear-down that follow)."""
+        port = self.device.port
+        await self.device.stop()
+        try:
+            yield port
+        finally:
+            self.device = FakeDevice()
+            await self.device.start()
+
     async def start_client(self, synced=True, client_class=InspectingClientAsync,
                            resync_delay=None, **kwargs):
         client = client_class("127.0.0.1", self.device.port, **kwargs)
@@ -1760,20 +1772,17 @@ class TestConnectionLifecycle(InspectingClientTestBase):
 
     @tornado.testing.gen_test(timeout=10)
     async def test_stop_while_never_connected(self):
-        port = self.device.port
-        await self.device.stop()
-        client = InspectingClientAsync("127.0.0.1", port)
-        recorder = StateRecorder()
-        client.set_state_callback(recorder)
-        await client.start()
-        with self.assertRaises(tornado.gen.TimeoutError):
-            await client.until_connected(timeout=0.1)
-        client.stop()
-        await client.until_stopped(timeout=WAIT)
-        self.assertEqual(recorder.states[-1], DISCONNECTED)
-        self.assertNotIn(CONNECTED, recorder.states)
-        self.device = FakeDevice()
-        await self.device.start()
+        async with self.device_away() as port:
+            client = InspectingClientAsync("127.0.0.1", port)
+            recorder = StateRecorder()
+            client.set_state_callback(recorder)
+            await client.start()
+            with self.assertRaises(tornado.gen.TimeoutError):
+                await client.until_connected(timeout=0.1)
+            client.stop()
+            await client.until_stopped(timeout=WAIT)
+            self.assertEqual(recorder.states[-1], DISCONNECTED)
+            self.assertNotIn(CONNECTED, recorder.states)
 
     @tornado.testing.gen_test(timeout=10)
     async def test_stop_right_after_start(self):
@@ -1786,14 +1795,11 @@ class TestConnectionLifecycle(InspectingClientTestBase):
 
     @tornado.testing.gen_test(timeout=10)
     async def test_connect_timeout_raises(self):
-        port = self.device.port
-        await self.device.stop()
-        client = InspectingClientAsync("127.0.0.1", port)
-        with self.assertRaises(tornado.gen.TimeoutError):
-            await client.connect(timeout=0.1)
-        await client.until_stopped(timeout=WAIT)
-        self.device = FakeDevice()
-        await self.device.start()
+        async with self.device_away() as port:
+            client = InspectingClientAsync("127.0.0.1", port)
+            with self.assertRaises(tornado.gen.TimeoutError):
+                await client.connect(timeout=0.1)
+            await client.until_stopped(timeout=WAIT)
 
     def test_the_katcp_client_runs_on_the_loop_given_not_the_current_one(self):
         other = tornado.ioloop.IOLoop(make_current=False)
@@ -1806,33 +1812,28 @@ class TestConnectionLifecycle(InspectingClientTestBase):
 
     @tornado.testing.gen_test(timeout=10)
     async def test_start_passes_its_timeout_on_to_connect(self):
-        port = self.device.port
-        await self.device.stop()
-        client = InspectingClientAsync("127.0.0.1", port)
-        with self.assertRaises(tornado.gen.TimeoutError):
-            await client.start(timeout=0.1)
-        await client.until_stopped(timeout=WAIT)
-        self.device = FakeDevice()
-        await self.device.start()
+        async with self.device_away() as port:
+            client = InspectingClientAsync("127.0.0.1", port)
+            with self.assertRaises(tornado.gen.TimeoutError):
+                await client.start(timeout=0.1)
+            await client.until_stopped(timeout=WAIT)
 
     @tornado.testing.gen_test(timeout=10)
     async def test_connects_that_time_out_leave_no_waits_on_the_katcp_client(self):
         # Each connect(timeout) that timed out left its wait for a connection registered
         # on the KATCP client: a program retrying while the device stays away piled up
         # one per attempt.
-        port = self.device.port
-        await self.device.stop()
-        client = InspectingClientAsync("127.0.0.1", port)
-        for _ in range(3):
-            with self.assertRaises(tornado.gen.TimeoutError):
-                await client.connect(timeout=0.05)
-            await client.until_stopped(timeout=WAIT)
-        katcp_client = client.katcp_client
-        flags = [katcp_client._running, katcp_client._connected, katcp_client._disconnected,
-                 katcp_client._received_protocol_info, katcp_client._stopped]
-        self.assertEqual([len(flag._event._waiters) for flag in flags], [0] * len(flags))
-        self.device = FakeDevice()
-        await self.device.start()
+        async with self.device_away() as port:
+            client = InspectingClientAsync("127.0.0.1", port)
+            for _ in range(3):
+                with self.assertRaises(tornado.gen.TimeoutError):
+                    await client.connect(timeout=0.05)
+                await client.until_stopped(timeout=WAIT)
+            katcp_client = client.katcp_client
+            flags = [katcp_client._running, katcp_client._connected,
+                     katcp_client._disconnected, katcp_client._received_protocol_info,
+                     katcp_client._stopped]
+            self.assertEqual([len(flag._event._waiters) for flag in flags], [0] * len(flags))
 
     @tornado.testing.gen_test(timeout=10)
     async def test_connections_closed_before_the_greeting_leave_no_waits_for_it(self):
