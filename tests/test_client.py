@@ -1323,7 +1323,6 @@ def test_device_client_dispatches_to_handlers(server, make_client):
     assert server.next_line() == b"#hello world"
 
 
-
 class InformFailingClient(RecordingClient):
     def inform_boom(self, msg):
         raise ValueError("inform handler bug")
@@ -1786,7 +1785,6 @@ class _closed_port:
         self._sock.close()
 
 
-
 def test_enable_thread_safety_wraps_marked_methods(server, make_client, monkeypatch):
     from katcp.client import make_threadsafe, make_threadsafe_blocking
 
@@ -2124,8 +2122,6 @@ def test_a_client_logs_to_its_logger_or_else_to_katcp_client(make_client, logger
                                  % (port, errno.ECONNREFUSED))
 
 
-
-
 class _AttemptNeverEnds(DeviceClient):
     """A client whose connection attempts never end (an override of connect_transport()
     waiting for a peer that never answers)."""
@@ -2179,6 +2175,7 @@ def test_failed_attempts_warn_on_the_first_and_every_fifth_with_their_reasons():
         refused,)
     assert messages[9].endswith(": %s (10 attempts so far)" % (refused,))
     assert messages[10] == "Failed to connect to 127.0.0.1:7147: ValueError: odd"
+
 
 @pytest.mark.parametrize("tb_limit", ["20", 2.5, b"3", [1]])
 def test_a_tb_limit_that_is_no_int_is_refused_by_the_client(tb_limit):

@@ -1463,6 +1463,7 @@ class TestSensorUpdates(InspectingClientTestBase):
         [record] = logs.records
         self.assertEqual(str(record.exc_info[1]), "override broke")
 
+
 class TestWarningRanges(InspectingClientTestBase):
     """Integer and float sensors listed with [nominal-min nominal-max warn-min warn-max]
     (KATCP 5.1 section 7.2)."""

@@ -1194,6 +1194,7 @@ def test_a_dummy_request_is_named_after_the_unknown_one_and_follows_the_resource
     with pytest.raises(KATCPResourceInactive, match="no-such-request"):
         dummy()
 
+
 @pytest.mark.parametrize("logger_name", ["katcp.test.resource", None])
 def test_a_resource_spec_of_a_name_and_an_address_alone(logger_name):
     resource = KATCPClientResource(dict(name="dev", address=("127.0.0.1", 7147)),
@@ -1222,6 +1223,7 @@ def test_a_resource_spec_of_a_name_and_an_address_alone(logger_name):
     assert log.messages() == ["Unhandled exception returned by future"]
     assert str(log.records[0].exc_info[1]) == "no device"
 
+
 @pytest.mark.parametrize("logger_name", ["katcp.test.manager", None])
 def test_a_sensors_manager_made_alone_keeps_strategies_and_logs_failures(logger_name):
     # A resource gives the managers it makes its own wishes and logger; one made alone
@@ -1240,6 +1242,7 @@ def test_a_sensors_manager_made_alone_keeps_strategies_and_logs_failures(logger_
     finally:
         io_loop.close()
     assert log.messages() == ["Error reapplying strategy ('event',) for sensors an.int: gone"]
+
 
 class TestWithDocumentedCollaborators(tornado.testing.AsyncTestCase):
     """What a resource asks of its collaborators is only what their docs promise, so
@@ -1352,6 +1355,7 @@ def test_a_container_of_a_name_alone(logger_name):
         io_loop.close()
     assert log.messages() == [
         "Container site has no sensor matching 'nope': no sampling strategy was set"]
+
 
 def container_spec(servers, names, groups=None):
     spec = dict(

@@ -1925,6 +1925,7 @@ def test_a_disconnect_waits_for_the_device_and_logs_its_failure(fails, caplog):
     else:
         assert len(errors) == 1
 
+
 def _no_hardware():
     raise RuntimeError("no hardware")
 
@@ -2180,7 +2181,6 @@ def _plain_decorator(fn):
         return fn(self, req, msg)
     wrapper.__doc__ = fn.__doc__
     return wrapper
-
 
 
 class CoroutineOnHandlerThreadServer(DeviceServer):

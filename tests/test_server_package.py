@@ -207,7 +207,6 @@ def test_package_modules_stay_under_a_thousand_lines():
                 assert sum(1 for _ in module) <= 1000, name
 
 
-
 def test_sync_with_ioloop_on_the_loop_waits_for_a_loop_turn():
     class Quiet(katcp.server.AsyncDeviceServer):
         def setup_sensors(self):

@@ -393,6 +393,7 @@ def test_a_request_handler_table_replaced_on_the_class_of_a_running_server_is_he
     finally:
         stop(server)
 
+
 def test_a_server_class_with_an_eq_of_its_own_makes_servers_whose_tables_follow_it():
     # Defining __eq__ alone makes its instances unhashable, which 0.9.3 never minded:
     # the record of the servers that copy their class's table refused them.

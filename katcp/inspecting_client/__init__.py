@@ -55,6 +55,7 @@ from katcp.inspecting_client.updates import _SensorUpdates
 keep_home(__name__, RequestType, SyncError, InspectingClientStateType, _InformHookDeviceClient,
           _PendingChanges)
 
+
 class InspectingClientAsync:
     """Higher-level client that inspects a KATCP interface.
 

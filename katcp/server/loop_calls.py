@@ -70,7 +70,6 @@ def resolved_outcome(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Futur
     return future
 
 
-
 def log_call_failure(logger: logging.Logger, fn: Callable[..., Any], done: Any) -> None:
     """Log the exception of `done`, the future of a call of `fn` made on the loop, if any.
 
