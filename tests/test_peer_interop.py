@@ -1,0 +1,258 @@
+"""Our servers and clients against an independent KATCP peer written from the spec.
+
+The peer here knows nothing of katcp: it writes and reads raw lines over 127.0.0.1, as a
+hand-written device or client in another language would, and cuts, ends and surrounds
+its lines in every way the spec allows (section 2.1: space and tab runs, newline or
+carriage-return line ends, whitespace-only lines; section 4: the greeting with protocol
+flags in any order; section 7: sensor types and multi-sensor #sensor-status informs).
+"""
+
+import asyncio
+import logging
+import math
+
+import pytest
+import tornado.testing
+
+from accepting import Acceptor, closed
+from log_helpers import no_logs, recording_logger
+from server_kinds import started
+
+from katcp import AsyncClient, AsyncDeviceServer, DeviceServer, Message, Sensor
+from katcp.inspecting_client import InspectingClientAsync
+
+WAIT = 5.0
+
+
+class RawDevice:
+    """A device written from the spec: it sends `greeting`, then for each line it hears
+    (kept in `heard`) what ``answer(name, mid, args)`` returns, all bytes (`mid` with its
+    brackets, or empty): bytes to send, or a list of them to send one write each."""
+
+    def __init__(self, greeting, answer):
+        self.greeting = greeting
+        self.answer = answer
+        self.heard = []
+        self.writers = []
+        self.port = None
+        self._acceptor = Acceptor(self._serve)
+
+    async def start(self):
+        self.port = await self._acceptor.start()
+
+    async def stop(self):
+        await self._acceptor.stop()
+
+    def push(self, data):
+        for writer in self.writers:
+            writer.write(data)
+
+    async def _serve(self, reader, writer):
+        self.writers.append(writer)
+        writer.write(self.greeting)
+        try:
+            while True:
+                line = (await reader.readline()).rstrip(b"\r\n")
+                if not line:
+                    break
+                self.heard.append(line)
+                head, *args = line.split(b" ")
+                name, _, mid = head[1:].partition(b"[")
+                out = self.answer(name, b"[" + mid if mid else b"", args)
+                for chunk in out if isinstance(out, list) else [out]:
+                    writer.write(chunk)
+                    await writer.drain()
+        finally:
+            writer.close()
+            await closed(writer)
+
+
+def _v5_greeting(flags):
+    return (b"#version-connect katcp-protocol " + flags + b"\n"
+            b"#version-connect katcp-library raw-0.1 raw-0.1-build\n")
+
+
+def _echo(name, mid, args):
+    return b"!" + name + mid + b" ok " + b" ".join(args) + b"\n"
+
+
+class TestClientsAgainstARawDevice(tornado.testing.AsyncTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.devices = []
+        self.clients = []
+
+    def tearDown(self):
+        for client in self.clients:
+            client.stop()
+            self.io_loop.run_sync(lambda: client.until_stopped(WAIT))
+        for device in self.devices:
+            self.io_loop.run_sync(device.stop)
+        super().tearDown()
+
+    async def _device(self, greeting, answer=_echo):
+        device = RawDevice(greeting, answer)
+        self.devices.append(device)
+        await device.start()
+        return device
+
+    async def _client(self, device):
+        client = AsyncClient("127.0.0.1", device.port)
+        self.clients.append(client)
+        client.set_ioloop(self.io_loop)
+        client.start()
+        await client.until_protocol(timeout=WAIT)
+        return client
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_flags_in_any_order_unknown_ones_none_and_a_v4_greeting(self):
+        cases = [
+            (_v5_greeting(b"5.1-TIBM"), "5.1-BIMT", b"?echo[1] a"),
+            (_v5_greeting(b"5.1-MIXZ"), "5.1-IMXZ", b"?echo[1] a"),
+            (_v5_greeting(b"5.1"), "5.1", b"?echo a"),
+            (_v5_greeting(b"5.0-M"), "5.0-M", b"?echo a"),
+            (b"#version raw-api-1.0\n#build-state raw-impl-2.0\n", "4.0", b"?echo a"),
+        ]
+        for greeting, flags, sent in cases:
+            with self.subTest(greeting=greeting):
+                device = await self._device(greeting)
+                client = await self._client(device)
+                self.assertEqual(str(client.protocol_flags), flags)
+                reply, _ = await client.future_request(Message.request("echo", "a"),
+                                                       timeout=WAIT)
+                self.assertEqual(device.heard, [sent])
+                self.assertEqual(reply.arguments, [b"ok", b"a"])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_reply_cut_into_bytes_among_what_a_device_may_send_reaches_its_request(
+            self):
+        def answer(name, mid, args):
+            lines = (b"   \n\t\n\r\n"                                # whitespace-only
+                     b"#log warn 1234567890.5 dev lone\\_cr\r"        # ended by CR alone
+                     b"!nothing-asked ok\r\n"
+                     b"!echo[999] ok\n#echo[999] stray\n"             # ids never sent
+                     b"#echo" + mid + b" first\tinform\r\n"
+                     b"!echo" + mid + b" ok \\@ a\\_b\n")
+            return [lines[i:i + 1] for i in range(len(lines))]
+        device = await self._device(_v5_greeting(b"5.1-MI"), answer)
+        client = await self._client(device)
+        unhandled = []
+        client.unhandled_inform = client.unhandled_reply = unhandled.append
+        with recording_logger("katcp.client") as (_, records):
+            reply, informs = await client.future_request(Message.request("echo"),
+                                                         timeout=WAIT)
+        self.assertEqual(reply.arguments, [b"ok", b"", b"a b"])
+        self.assertEqual([inform.arguments for inform in informs], [[b"first", b"inform"]])
+        self.assertEqual([str(msg) for msg in unhandled], [
+            "#log warn 1234567890.5 dev lone\\_cr", "!nothing-asked ok",
+            "!echo[999] ok", "#echo[999] stray"])
+        # Lines of only blanks are reported as katcp 0.9.3 reports them.
+        self.assertEqual([m.split(": ")[-1] for m in records.messages()],
+                         ["Empty message received."] * 2)
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_an_inspecting_client_reads_every_spec_type_and_multi_sensor_informs(self):
+        listed = {
+            b"t.float": b"A\\_float V float -1e3 1.5E+3 -2e3 2e3",
+            b"t.nan": b"NaN \\@ float",
+            b"t.int": b"An\\_int \\@ integer -5 5",
+            b"t.bool": b"A\\_bool \\@ boolean",
+            b"t.disc": b"Discrete \\@ discrete on off a\\_b",
+            b"t.lru": b"An\\_lru \\@ lru",
+            b"t.ts": b"Time \\@ timestamp",
+            b"t.ip6": b"IPv6 \\@ address",
+            b"t.ip6np": b"IPv6 \\@ address",
+            b"t.str": b"Text \\@ string",
+        }
+
+        def answer(name, mid, args):
+            if name == b"help":
+                return b"!help" + mid + b" ok 0\n"
+            if name == b"sensor-list":
+                return b"".join(b"#sensor-list" + mid + b" " + sensor + b" " + listed[sensor]
+                                + b"\n" for sensor in listed) + (
+                    b"!sensor-list" + mid + b" ok %d\n" % len(listed))
+            return b"!" + name + mid + b" ok " + b" ".join(args) + b"\n"
+        device = await self._device(_v5_greeting(b"5.0-MI"), answer)
+        client = InspectingClientAsync("127.0.0.1", device.port)
+        self.clients.append(client)
+        client.set_ioloop(self.io_loop)
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        sensors = {name: await client.future_get_sensor(name) for name in client.sensors}
+        with no_logs("katcp.inspect_client", logging.WARNING):
+            device.push(
+                b"#sensor-status 1234567890.25 3 t.float warn -1.25e-3 t.nan nominal nan"
+                b" t.int error 7\n"
+                b"#sensor-status 1234567891 5 t.bool nominal 1 t.disc unknown a\\_b"
+                b" t.lru failure error t.ts nominal 1234567800.125 t.str nominal a\\tb\\\\\n"
+                b"#sensor-status 1234567892.5 2 t.ip6 nominal [2001:db8::1]:4000"
+                b" t.ip6np nominal [::1]\n")
+            # A request round trip orders the informs before the assertions.
+            await client.simple_request("watchdog")
+        readings = {name: tuple(sensor.read()) for name, sensor in sensors.items()}
+        self.assertEqual(sensors["t.float"].params, [-1000.0, 1500.0, -2000.0, 2000.0])
+        self.assertEqual(sensors["t.disc"].params, ["on", "off", "a b"])
+        self.assertTrue(math.isnan(readings.pop("t.nan")[2]))
+        self.assertEqual(readings, {
+            "t.float": (1234567890.25, Sensor.WARN, -0.00125),
+            "t.int": (1234567890.25, Sensor.ERROR, 7),
+            "t.bool": (1234567891.0, Sensor.NOMINAL, True),
+            "t.disc": (1234567891.0, Sensor.UNKNOWN, "a b"),
+            "t.lru": (1234567891.0, Sensor.FAILURE, Sensor.LRU_ERROR),
+            "t.ts": (1234567891.0, Sensor.NOMINAL, 1234567800.125),
+            "t.str": (1234567891.0, Sensor.NOMINAL, "a\tb\\"),
+            "t.ip6": (1234567892.5, Sensor.NOMINAL, ("2001:db8::1", 4000)),
+            "t.ip6np": (1234567892.5, Sensor.NOMINAL, ("::1", None)),
+        })
+
+
+class _Device:
+    VERSION_INFO = ("peer-api", 1, 0)
+    BUILD_INFO = ("peer-impl", 0, 1, "")
+
+
+class _ThreadedDevice(_Device, DeviceServer):
+    pass
+
+
+class _AsyncDevice(_Device, AsyncDeviceServer):
+    pass
+
+
+@pytest.fixture(params=["threaded", "async"])
+def device(request):
+    server = started(request.param, _ThreadedDevice, _AsyncDevice)
+    yield server
+    server.stop(timeout=WAIT).result(WAIT)
+    server.join(timeout=WAIT)
+
+
+async def _talk(port, pieces, replies):
+    """Send `pieces` one write each; return every line up to the `replies`-th reply."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for piece in pieces:
+            writer.write(piece)
+            await writer.drain()
+        lines = []
+        while sum(line.startswith(b"!") for line in lines) < replies:
+            lines.append((await asyncio.wait_for(reader.readline(), WAIT)).rstrip(b"\n"))
+        return lines
+    finally:
+        writer.close()
+        await closed(writer)
+
+
+def test_a_server_answers_requests_cut_anywhere_and_ended_by_cr_lf_or_both(device):
+    stream = (b"?watchdog[1]\r?help[2]\t \twatchdog \r\n?watchdog\t[3]\n"
+              b"?sensor-value[4]\t\n?watchdog[5]\r")
+    pieces = [stream[i:i + 1] for i in range(len(stream))]
+    lines = asyncio.run(_talk(device.bind_address[1], pieces, 5))
+    replies = [line for line in lines if not line.startswith(b"#version-connect")]
+    assert replies[0] == b"!watchdog[1] ok"
+    assert replies[1].startswith(b"#help[2] watchdog ")
+    # "?watchdog\t[3]" is a request with the argument "[3]", not an id.
+    assert replies[2:] == [b"!help[2] ok 1", b"!watchdog ok", b"!sensor-value[4] ok 0",
+                           b"!watchdog[5] ok"]
