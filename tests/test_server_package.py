@@ -379,7 +379,8 @@ def test_names_patched_on_katcp_server_are_heard_where_it_looked_them_up():
     # Undone everywhere with the patch.
     assert katcp.server.ClientRequestConnection is original
     assert katcp.server.base.ClientRequestConnection is original
-    assert katcp.server.base.MessageHandlerThread is katcp.server.handler_thread.MessageHandlerThread
+    thread_module = importlib.import_module("katcp.server.handler_thread")
+    assert katcp.server.base.MessageHandlerThread is thread_module.MessageHandlerThread
 
 
 def test_a_patch_of_katcp_server_leaves_the_defining_module_and_new_names_alone():
