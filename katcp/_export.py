@@ -1,9 +1,21 @@
-"""Keep the documented home of names that live in submodules."""
+"""Keep the documented home of names that live in submodules, and make patches of the
+names on that home heard where the submodules look them up."""
 
+import sys
 import types
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
-__all__ = ["keep_home", "publish"]
+__all__ = ["forward_patches", "keep_home", "publish"]
+
+
+# The module each object given to keep_home() was defined in, by id (with the object,
+# which lives as long as its module does): where a forwarded patch does not go.
+_DEFINED_IN: Dict[int, Tuple[Any, str]] = {}
+
+# The modules and packages a facade's names are forwarded to, by facade name.
+_IMPLEMENTATIONS: Dict[str, Tuple[str, ...]] = {}
+
+_MISSING = object()
 
 
 def keep_home(module_name: str, *objects: Any) -> None:
@@ -21,6 +33,7 @@ def keep_home(module_name: str, *objects: Any) -> None:
 
     """
     for obj in objects:
+        _DEFINED_IN.setdefault(id(obj), (obj, obj.__module__))
         obj.__module__ = module_name
 
 
@@ -41,7 +54,65 @@ def publish(module_name: str, namespace: Dict[str, Any]) -> List[str]:
 
     """
     names = sorted(name for name, value in namespace.items() if not name.startswith("_")
-                   and not isinstance(value, types.ModuleType) and value is not publish)
+                   and not isinstance(value, types.ModuleType)
+                   and value is not publish and value is not forward_patches)
     keep_home(module_name, *(namespace[name] for name in names
                               if isinstance(namespace[name], (type, types.FunctionType))))
     return names
+
+
+class _PatchForwardingModule(types.ModuleType):
+    """A facade whose names, when set or deleted (as ``mock.patch`` does and undoes), are
+    set or deleted in its implementation modules too, where each is bound to the same
+    object: katcp 0.9.3 looked them up in the one module the facade was, at call time.
+
+    The module that defines an object is left alone: its own code (type checks, methods
+    taken once) keeps the real class, as a subclass made there does. Looked up at
+    each patch, never on a request's path, which reads the modules' globals as before.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        users = _users_of(self, name)
+        super().__setattr__(name, value)
+        for module in users:
+            setattr(module, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        users = _users_of(self, name)
+        super().__delattr__(name)
+        for module in users:
+            delattr(module, name)
+
+
+def _users_of(facade: types.ModuleType, name: str) -> List[types.ModuleType]:
+    """The implementation modules of `facade` that bind `name` to the facade's object."""
+    current = facade.__dict__.get(name, _MISSING)
+    if current is _MISSING:  # a new name (mock.patch(create=True)) is the facade's alone
+        return []
+    obj, home = _DEFINED_IN.get(id(current), (None, None))
+    if obj is not current:
+        home = None
+    homes = _IMPLEMENTATIONS[facade.__name__]
+    return [module for module_name, module in list(sys.modules.items())
+            if module_name not in (home, facade.__name__)
+            and any(module_name == h or module_name.startswith(h + ".") for h in homes)
+            and getattr(module, "__dict__", {}).get(name, _MISSING) is current]
+
+
+def forward_patches(module_name: str, *implementations: str) -> None:
+    """Make the names of facade `module_name`, patched there, heard by the modules that
+    implement it (the facade was one module in katcp 0.9.3, which looked them up at call
+    time, e.g. ``mock.patch('katcp.server.ClientRequestConnection')``).
+
+    Parameters
+    ----------
+    module_name : str
+        The facade's name (its ``__name__``), imported.
+    *implementations : str
+        Modules, or packages (for all their submodules), whose globals bound to the same
+        object as the facade's name follow a patch of it; the facade's own package if
+        none are given.
+
+    """
+    _IMPLEMENTATIONS[module_name] = implementations or (module_name,)
+    sys.modules[module_name].__class__ = _PatchForwardingModule

@@ -31,7 +31,7 @@ from katcp.loop.crossing import (NOT_RUNNING_GRACE, TIMEOUT_GRACE, call_on_loop,
 from katcp.loop.futures import bounded as _bounded
 from katcp.loop.policy import new_ioloop, thread_ioloop
 from katcp.object_proxies import ObjectWrapper
-from katcp.wire.util import transform_future
+from katcp.wire.util import transformed_future
 
 log = logging.getLogger("katcp.ioloop_manager")
 
@@ -108,7 +108,7 @@ def current_ioloop() -> tornado.ioloop.IOLoop:
 def _shielded(future: "concurrent.futures.Future[Any]") -> "concurrent.futures.Future[Any]":
     """A future of `future`'s outcome whose cancelling, from any thread, leaves `future`
     alone (as :func:`asyncio.shield` does for a coroutine)."""
-    return transform_future(lambda result: result, future)
+    return transformed_future(lambda result: result, future)
 
 
 class IOLoopManager:

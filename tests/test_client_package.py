@@ -6,6 +6,8 @@ import importlib
 import logging
 import socket
 import threading
+import time
+from unittest import mock
 
 import pytest
 import tornado.ioloop
@@ -13,7 +15,9 @@ import tornado.ioloop
 import katcp.client
 from katcp.client import AsyncClient, BlockingClient, DeviceClient, request_check
 from katcp.client.requests import CallbackRequest, FutureRequest, RequestTable
-from katcp.core import Message
+import katcp.core
+import katcp.wire.sensor
+from katcp.core import Message, Sensor
 from katcp.ioloop_manager import IOLoopManager
 
 WAIT = 5.0
@@ -584,3 +588,27 @@ async def _write_after_the_servers_end():
     finally:
         client.stop()
         await client.until_stopped(timeout=WAIT)
+
+
+def test_names_patched_on_katcp_client_and_core_are_heard_where_they_were_looked_up(
+        line_server, started):
+    # 0.9.3's single modules looked these up at call time: a client made its parser at
+    # each connection, a Sensor read the time module's clock at each value set.
+    parsed = []
+
+    class RecordingParser(katcp.client.MessageParser):
+        def parse(self, line):
+            parsed.append(line)
+            return super().parse(line)
+
+    with mock.patch("katcp.client.MessageParser", RecordingParser):
+        client = started(BlockingClient(*line_server.address))
+        assert client.wait_protocol(WAIT)
+    assert parsed and parsed[0].startswith(b"#version-connect")
+
+    sensor = Sensor.integer("counter")
+    with mock.patch("katcp.core.time") as fake_time:
+        fake_time.time.return_value = 1234.5
+        sensor.set_value(3)
+    assert sensor.read() == (1234.5, Sensor.NOMINAL, 3)
+    assert katcp.core.time is time and katcp.wire.sensor.time is time

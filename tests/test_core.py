@@ -224,6 +224,29 @@ class TestFormatArgument:
         assert Upper.request("x", "abc").arguments == [b"ABC"]
         assert Plain.request("x", "abc").arguments == [b"abc"]
 
+    def test_format_argument_patched_on_a_class_is_used_from_then_on(self):
+        # 0.9.3's constructors called it for each argument, so a test patching it on the
+        # class was heard; the choice made once per class kept the rule in use.
+        def upper(self, arg):
+            return str(arg).upper().encode()
+
+        class Plain(Message):
+            pass
+
+        request = Message.request("x", "before")
+        with mock.patch.object(Message, "format_argument", upper):
+            assert Message.request("x", "abc").arguments == [b"ABC"]
+            assert Message.reply_to_request(request, "ok", "d").arguments == [b"OK", b"D"]
+            assert Plain.inform("x", "e").arguments == [b"E"]
+        assert Message.request("x", "abc", 1.5).arguments == [b"abc", b"1.5"]
+        assert Plain.inform("x", "e").arguments == [b"e"]
+        # On a subclass alone (inherited there, so deleted again at the end).
+        with mock.patch.object(Plain, "format_argument", upper):
+            assert Plain.inform("x", "e").arguments == [b"E"]
+            assert Message.inform("x", "e").arguments == [b"e"]
+        assert Plain.inform("x", "e").arguments == [b"e"]
+        assert request.arguments == [b"before"]
+
     def test_other_objects_use_str(self):
         class Thing:
             def __str__(self):

@@ -19,6 +19,7 @@ from accepting import Acceptor
 from log_helpers import no_logs
 from wait_helpers import waits_left_by
 
+from katcp.client import AsyncClient
 from katcp.core import AttrDict, Message, MessageParser, ProtocolFlags, Sensor
 from katcp.inspecting_client import (
     ExponentialRandomBackoff,
@@ -1255,6 +1256,26 @@ class TestSensorUpdates(InspectingClientTestBase):
         self.assertEqual(str(record.exc_info[1]), "hook broke")
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_async_client_handle_inform_patched_once_the_client_runs_is_heard(self):
+        # The unhooked handle_inform was bound when the KATCP client was made, so a
+        # patch of AsyncClient's made later saw no inform; 0.9.3 looked it up each time.
+        client, _ = await self.start_client()
+        seen = asyncio.get_running_loop().create_future()
+
+        def handle_inform(katcp_client, msg):
+            if msg.name == "custom" and not seen.done():
+                seen.set_result((katcp_client, msg))
+            return original(katcp_client, msg)
+
+        original = AsyncClient.handle_inform
+        with mock.patch.object(AsyncClient, "handle_inform", handle_inform):
+            self.device.inform("custom", "x")
+            katcp_client, msg = await tornado.gen.with_timeout(
+                self.io_loop.time() + WAIT, seen)
+        self.assertIs(katcp_client, client.katcp_client)
+        self.assertEqual(str(msg), "#custom x")
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_an_async_def_inform_hook_is_refused(self):
         # Hooks are called and left: its coroutines would never run.
         client, _ = await self.start_client()
@@ -1991,3 +2012,27 @@ class TestWithDeviceServer(tornado.testing.AsyncTestCase):
         self.assertEqual(self.client.sensors, ["counter"])
         self.assertEqual(self.recorder.states[-4:],
                          [DISCONNECTED, CONNECTED, DATA_SYNCED_UNCHANGED, SYNCED])
+
+
+def test_an_inform_hook_client_passes_informs_on_as_super_would():
+    # Its next class's own lookup of handle_inform is taken where it finds what super()
+    # does; a subclass putting a class in between (Between) gets super() itself.
+    from katcp.inspecting_client import _InformHookDeviceClient
+
+    passed_on = []
+
+    class Between(AsyncClient):
+        pass
+
+    class Handler(AsyncClient):
+        def handle_inform(self, msg):
+            passed_on.append(msg.name)
+
+    class Client(_InformHookDeviceClient, Between, Handler):
+        pass
+
+    client = Client("127.0.0.1", 1)
+    hooked = []
+    client.hook_inform("custom", hooked.append)
+    client.handle_inform(Message.inform("custom"))
+    assert passed_on == ["custom"] and len(hooked) == 1

@@ -1,5 +1,7 @@
 """Tests for katcp.resource: the abstract high-level API and its concrete helpers."""
 
+import functools
+import inspect
 import sys
 
 import pytest
@@ -355,6 +357,43 @@ class TestKATCPSensor(tornado.testing.AsyncTestCase):
         with pytest.raises(TypeError, match="condition .* is an async function"):
             self.sensor.wait(condition, timeout=1)
         assert not self.sensor._listeners
+
+    @tornado.testing.gen_test
+    def test_callables_with_an_async_def_call_are_refused(self):
+        # Only the function itself was checked: an object whose __call__ is async def
+        # (also in a partial) was taken, and its coroutines dropped.
+        class Listener:
+            async def __call__(self, *args):
+                pass
+
+        yield self.sensor.set_strategy("event")
+        for listener in (Listener(), functools.partial(Listener(), self.sensor)):
+            with pytest.raises(TypeError, match="listener .* is an async function"):
+                self.sensor.register_listener(listener)
+            with pytest.raises(TypeError, match="condition .* is an async function"):
+                self.sensor.wait(listener, timeout=1)
+        assert not self.sensor._listeners
+
+    @tornado.testing.gen_test
+    def test_a_wait_fails_when_its_condition_returns_a_coroutine(self):
+        # A plain function returning a coroutine cannot be told when the wait starts:
+        # its coroutine, true as any object, resolved the wait with True at once.
+        returned = []
+
+        async def is_99(reading):
+            return reading.value == 99
+
+        def condition(reading):
+            returned.append(is_99(reading))
+            return returned[-1]
+
+        yield self.sensor.set_strategy("event")
+        self.sensor.set_value(5)
+        with pytest.raises(TypeError, match="condition returned the coroutine"):
+            yield self.sensor.wait(condition, timeout=1)
+        assert not self.sensor._listeners
+        # Closed: it never runs, and Python does not warn that it was never awaited.
+        assert inspect.getcoroutinestate(returned[0]) == inspect.CORO_CLOSED
 
 
 class TestKATCPResource(tornado.testing.AsyncTestCase):

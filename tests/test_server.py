@@ -1465,6 +1465,25 @@ def test_return_future_refuses_an_async_def():
         return_future(coro)
 
 
+def test_return_future_fails_when_fn_returns_a_coroutine():
+    # It resolved with the coroutine, never run.
+    async def coro():
+        pass
+
+    returned = []
+
+    def fn():
+        returned.append(coro())
+        return returned[-1]
+
+    async def check():
+        with pytest.raises(TypeError, match="return_future's fn returned the coroutine"):
+            await return_future(fn)()
+        assert inspect.getcoroutinestate(returned[0]) == inspect.CORO_CLOSED
+
+    asyncio.run(check())
+
+
 def test_client_request_connection_unit():
     sent = []
 

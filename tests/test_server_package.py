@@ -11,6 +11,7 @@ import pickle
 import threading
 import time
 import warnings
+from unittest import mock
 
 import pytest
 import tornado.ioloop
@@ -340,3 +341,55 @@ def test_names_the_single_modules_had_still_import_from_the_packages(module, nam
     assert obj is getattr(importlib.import_module(home), name)
     assert obj.__module__ == home
     assert name not in importlib.import_module(module).__all__
+
+
+class _RecordedRequest(ClientRequestConnection):
+    made = []
+
+    def __init__(self, client_connection, msg):
+        super().__init__(client_connection, msg)
+        self.made.append(msg.name)
+
+
+class _RecordedHandlerThread(katcp.server.MessageHandlerThread):
+    made = 0
+
+    def __init__(self, *args, **kwargs):
+        type(self).made += 1
+        super().__init__(*args, **kwargs)
+
+
+def test_names_patched_on_katcp_server_are_heard_where_it_looked_them_up():
+    # The single-module katcp.server of 0.9.3 looked these up at call time, so tests
+    # patch them there: each submodule's own reference kept the original.
+    original = katcp.server.ClientRequestConnection
+    with mock.patch("katcp.server.ClientRequestConnection", _RecordedRequest), \
+            mock.patch.object(katcp.server, "MessageHandlerThread", _RecordedHandlerThread):
+        server = DeviceServer("127.0.0.1", 0)
+        assert server.start(timeout=TIMEOUT)
+        try:
+            with LineClient(server.bind_address[1]) as client:
+                client.greeting()
+                assert client.request("?watchdog")[1] == "!watchdog ok"
+        finally:
+            server.stop().result(TIMEOUT)
+            server.join(timeout=TIMEOUT)
+    assert _RecordedRequest.made == ["watchdog"]
+    assert _RecordedHandlerThread.made == 1
+    # Undone everywhere with the patch.
+    assert katcp.server.ClientRequestConnection is original
+    assert katcp.server.base.ClientRequestConnection is original
+    thread_module = importlib.import_module("katcp.server.handler_thread")
+    assert katcp.server.base.MessageHandlerThread is thread_module.MessageHandlerThread
+
+
+def test_a_patch_of_katcp_server_leaves_the_defining_module_and_new_names_alone():
+    # The module defining a class keeps it (its type checks of the real class); a name
+    # the facade did not have (create=True) is set there alone.
+    connection_module = importlib.import_module("katcp.server.connection")
+    with mock.patch("katcp.server.ClientConnection") as patched:
+        assert katcp.server.base.ClientConnection is patched
+        assert connection_module.ClientConnection is not patched
+    with mock.patch("katcp.server.no_such_name", create=True):
+        assert not hasattr(katcp.server.base, "no_such_name")
+    assert not hasattr(katcp.server, "no_such_name")

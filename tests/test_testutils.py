@@ -2,6 +2,7 @@
 
 import asyncio
 import concurrent.futures
+import inspect
 import logging
 import queue
 import threading
@@ -106,6 +107,20 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
 
         with self.assertRaisesRegex(TypeError, "predicate .* is an async function"):
             self.client.wait_condition(0.01, met)
+
+    def test_wait_condition_refuses_a_predicate_returning_a_coroutine(self):
+        async def met():
+            return False
+
+        returned = []
+
+        def predicate():
+            returned.append(met())
+            return returned[-1]
+
+        with self.assertRaisesRegex(TypeError, "predicate returned the coroutine"):
+            self.client.wait_condition(5, predicate)
+        self.assertEqual(inspect.getcoroutinestate(returned[0]), inspect.CORO_CLOSED)
 
     def test_request_assertions_take_a_bytes_request_name(self):
         reply, _ = self.client.assert_request_succeeds(b"new-command", args_length=2)
@@ -553,6 +568,26 @@ class TestSmallHelpers(unittest.TestCase):
 
         with self.assertRaisesRegex(TypeError, "value test .* is an async function"):
             Check().assert_sensors_value_conditions([sensor], {"counter": is_big})
+
+    def test_value_checks_returning_coroutines_are_refused(self):
+        # Not told apart when given: each raises when its coroutine comes back.
+        async def is_big(value):
+            return value > 100
+
+        def returns_coroutine(value):
+            return is_big(value)
+
+        sensor = Sensor.integer("counter", default=0)
+        with self.assertRaisesRegex(TypeError, "value_sequence element returned the coroutine"):
+            testutils.SensorTransitionWaiter(sensor, [returns_coroutine])
+        assert not sensor._observers
+
+        class Check(unittest.TestCase, testutils.SensorComparisonMixin):
+            def runTest(self):
+                pass
+
+        with self.assertRaisesRegex(TypeError, "value test returned the coroutine"):
+            Check().assert_sensors_value_conditions([sensor], {"counter": returns_coroutine})
 
     def test_call_in_ioloop(self):
         manager = IOLoopManager(managed_default=True)

@@ -131,3 +131,19 @@ def test_a_failure_given_up_on_is_not_logged_as_never_retrieved(caplog):
     finally:
         loop.close()
     assert "never retrieved" not in caplog.text
+
+
+def test_an_async_transformation_is_refused():
+    # The new future resolved with its coroutine, never run.
+    async def transformation(value):
+        return value * 2
+
+    class Transformation:
+        async def __call__(self, value):
+            return value * 2
+
+    source = concurrent.futures.Future()
+    for async_transformation in (transformation, Transformation()):
+        with pytest.raises(TypeError, match="transformation .* is an async function"):
+            transform_future(async_transformation, source)
+    assert not source._done_callbacks

@@ -20,7 +20,7 @@ The package, one concern per module:
 # code (and 0.9.3's tests) patch ``katcp.client.time.time`` to fix the time of day.
 import time  # noqa: F401
 
-from katcp._export import publish
+from katcp._export import forward_patches, publish
 from katcp.client.async_client import AsyncClient
 from katcp.client.device import DeviceClient
 from katcp.client.lifecycle import address_to_string
@@ -34,3 +34,6 @@ __all__ = publish(__name__, globals())
 from katcp.core import (FLOAT_TS_KATCP_MAJOR, SEC_TS_KATCP_MAJOR, VERSION_CONNECT_KATCP_MAJOR,
                         AsyncEvent, DeviceMetaclass, KatcpClientError, KatcpSyntaxError,
                         KatcpVersionError, Message, MessageParser, ProtocolFlags)
+
+# 0.9.3 code and tests patch names here that its one module looked up at call time.
+forward_patches(__name__)

@@ -11,7 +11,7 @@ from katcp.wire.errors import FailReply
 from katcp.wire.flags import DEFAULT_KATCP_MAJOR
 from katcp.wire.handlers import convert_method_name
 from katcp.wire.message import Message
-from katcp.wire.util import transform_future
+from katcp.wire.util import transformed_future
 
 _Handler = Callable[..., Any]
 _Decorator = Callable[[_Handler], _Handler]
@@ -229,7 +229,7 @@ def _resolve_reply(reply_maker: Callable[[Any], Any], arguments: Any) -> Any:
     """
     if not _is_future(arguments):
         return _await_reply(reply_maker, arguments)
-    return transform_future(reply_maker, arguments)
+    return transformed_future(reply_maker, arguments)
 
 
 def async_make_reply(msgname: str, types: Sequence[KatcpType], arguments_future: Any,

@@ -20,7 +20,7 @@ from katcp.loop.policy import on_thread_ioloop, thread_ioloop
 from katcp.resource.base import (KATCPSensorError, KATCPSensorReading, KATCPSensorsManager,
                                  StrategySpec, read_only)
 from katcp.wire.text import as_str
-from katcp.wire.util import escape_name, plain_callback
+from katcp.wire.util import escape_name, plain_callback, refuse_coroutine
 
 
 # The logger of katcp.resource, where listener failures were always logged.
@@ -312,7 +312,8 @@ class KATCPSensor:
         :class:`tornado.gen.TimeoutError`
             If the sensor condition still fails after a stated timeout period
         TypeError
-            If the condition is an ``async def`` function (its coroutine is no answer)
+            If the condition is an ``async def`` function (its coroutine is no answer);
+            the future fails with it if the condition returns a coroutine
         """
         if isinstance(condition_or_value, collections.abc.Sequence) and not isinstance(
                 condition_or_value, (str, bytes)):
@@ -337,7 +338,9 @@ class KATCPSensor:
             if future.done():
                 return
             try:
-                if condition_test(reading):
+                met = condition_test(reading)
+                if met:
+                    refuse_coroutine(met, "condition")
                     # At once, for whoever looks before the loop turns.
                     self.unregister_listener(handle_update)
                     future.set_result(True)

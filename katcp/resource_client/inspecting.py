@@ -24,7 +24,7 @@ from katcp.resource import (KATCPReply, KATCPSensorError, StrategyResult, Strate
                             escape_name)
 from katcp.resource.base import STRATEGY_WINDOW
 from katcp.resource.sensor import mirror_maker
-from katcp.wire.util import transform_future
+from katcp.wire.util import transform_future, transformed_future
 
 # The package's logger: the one 0.9 logged to.
 log = logging.getLogger("katcp.resource_client")
@@ -62,7 +62,7 @@ class ReplyWrappedInspectingClientAsync(InspectingClientAsync):
         """Create and send a request to the server: as :meth:`simple_request`, but
         resolving with the reply wrapped by :meth:`reply_wrapper` (a
         :class:`katcp.resource.KATCPReply`)."""
-        return transform_future(self.reply_wrapper, self.simple_request(
+        return transformed_future(self.reply_wrapper, self.simple_request(
             request, *args, timeout=timeout, mid=mid, use_mid=use_mid))
 
 

@@ -23,7 +23,7 @@ return or raise), :mod:`~katcp.server.device_sending` (its informs and replies),
 # code (and 0.9.3's tests) patch ``katcp.server.time.time`` to fix log timestamps.
 import time  # noqa: F401
 
-from katcp._export import publish
+from katcp._export import forward_patches, publish
 from katcp.server.base import DeviceServerBase
 from katcp.server.connection import (ClientConnection, ClientRequestConnection,
                                      ThreadsafeClientConnection)
@@ -45,3 +45,6 @@ from katcp.ioloop_manager import IOLoopManager
 from katcp.kattypes import (Int, Str, has_katcp_protocol_flags, minimum_katcp_version, request,
                             return_reply)
 from katcp.sampling import SampleStrategy, format_inform_v4, format_inform_v5
+
+# 0.9.3 code and tests patch names here that its one module looked up at call time.
+forward_patches(__name__)

@@ -13,7 +13,7 @@ from tornado.concurrent import Future
 
 from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import call_on_loop, thread_ident
-from katcp.wire.util import plain_callback
+from katcp.wire.util import plain_callback, refuse_coroutine
 
 
 def return_future(fn: Callable[..., Any]) -> Callable[..., Future]:
@@ -35,15 +35,21 @@ def return_future(fn: Callable[..., Any]) -> Callable[..., Future]:
     ------
     TypeError
         If `fn` is an ``async def`` function: its future would resolve with the
-        coroutine, never run.
+        coroutine, never run. The future fails with it if `fn` returns a coroutine.
 
     """
     plain_callback(fn, "fn")
 
     @functools.wraps(fn)
     def decorated(*args: Any, **kwargs: Any) -> Future:
-        return resolved_outcome(fn, *args, **kwargs)
+        return resolved_outcome(_plain_result, fn, *args, **kwargs)
     return decorated
+
+
+def _plain_result(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    returned = fn(*args, **kwargs)
+    refuse_coroutine(returned, "return_future's fn")
+    return returned
 
 
 def resolved_outcome(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:

@@ -9,7 +9,7 @@ from katcp import client, server
 from katcp.core import Message
 from katcp.testutils.messages import MessageRecorder
 from katcp.wire.text import as_bytes, readable
-from katcp.wire.util import plain_callback
+from katcp.wire.util import plain_callback, refuse_coroutine
 
 
 def _float_param(param: str) -> str:
@@ -294,7 +294,8 @@ class BlockingTestClient(client.BlockingClient):
         Raises
         ------
         TypeError
-            If `predicate` is an ``async def`` function (its coroutine is no answer).
+            If `predicate` is an ``async def`` function, or returns a coroutine (which
+            is no answer).
         """
         plain_callback(predicate, "predicate")
         if pollperiod is not None:
@@ -303,7 +304,10 @@ class BlockingTestClient(client.BlockingClient):
         idle = threading.Event()
         while True:
             cond = predicate(*args, **kwargs)
-            if cond or time.monotonic() >= deadline:
+            if cond:
+                refuse_coroutine(cond, "predicate")
+                return cond
+            if time.monotonic() >= deadline:
                 return cond
             idle.wait(poll_period)
 

@@ -13,7 +13,7 @@ from katcp.core import Sensor
 from katcp.loop.call_queue import CallQueue
 from katcp.loop.futures import set_result_if_pending
 from katcp.testutils.messages import _TestCase
-from katcp.wire.util import plain_callback
+from katcp.wire.util import plain_callback, refuse_coroutine
 
 
 class SensorComparisonMixin(_TestCase):
@@ -63,14 +63,18 @@ class SensorComparisonMixin(_TestCase):
         """Test that a list of Sensor objects (actual) match value_tests.
 
         ``value_tests`` maps sensor names to callables that return True for good values;
-        an ``async def`` one raises TypeError (its coroutine would pass any value).
+        an ``async def`` one, or one that returns a coroutine, raises TypeError (its
+        coroutine would pass any value).
         """
         by_name = {sensor.name: sensor for sensor in actual_sensors}
         for name, test in value_tests.items():
             plain_callback(test, "value test")
             self.assertIn(name, by_name)
             value = by_name[name].value()
-            self.assertTrue(test(value), "Sensor %r value %r failed its test" % (name, value))
+            passed = test(value)
+            if passed:
+                refuse_coroutine(passed, "value test")
+            self.assertTrue(passed, "Sensor %r value %r failed its test" % (name, value))
 
 
 def suppress_queue_repeats(suppressed_queue: "queue.Queue[Any]", initial_value: Any,
@@ -99,7 +103,12 @@ def suppress_queue_repeats(suppressed_queue: "queue.Queue[Any]", initial_value: 
 
 def _satisfies(expected: Any, value: Any) -> bool:
     """Whether `value` meets one element of a transition sequence."""
-    return expected(value) if callable(expected) else value == expected
+    if not callable(expected):
+        return value == expected
+    met = expected(value)
+    if met:
+        refuse_coroutine(met, "value_sequence element")
+    return met
 
 
 class SensorTransitionWaiter:
@@ -129,7 +138,8 @@ class SensorTransitionWaiter:
     ValueError
         If the sensor's current value does not satisfy the first element.
     TypeError
-        If an element is an ``async def`` function (its coroutine would match any value).
+        If an element is an ``async def`` function (its coroutine would match any value);
+        one that returns a coroutine raises it when called.
     """
 
     def __init__(self, sensor: Any, value_sequence: Optional[Sequence[Any]] = None) -> None:
@@ -162,7 +172,14 @@ class SensorTransitionWaiter:
         with self._condition:
             self._received_values.append(current)
         sequence = self.desired_value_sequence
-        if sequence and not _satisfies(sequence[0], current):
+        if not sequence:
+            return
+        try:
+            first_met = _satisfies(sequence[0], current)
+        except Exception:  # a failing check (or a coroutine returned) leaves no observer
+            self.teardown()
+            raise
+        if not first_met:
             self.teardown()
             raise ValueError("Sensor %s has value %r, which does not match the first "
                              "element of %r" % (self.sensor.name, current, sequence))

@@ -284,7 +284,24 @@ def format_argument(arg: Any) -> bytes:
     return _format_arguments((arg,))[0]
 
 
-class Message:
+class _MessageClass(type):
+    """The class of :class:`Message` classes: a ``format_argument`` set on one, or
+    deleted, once it exists (as ``mock.patch.object(Message, "format_argument", ...)``
+    does and undoes) decides how the constructors of it and its subclasses format
+    arguments from then on, as in 0.9.3, where they called it for each argument."""
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name == "format_argument":
+            _choose_formatting(cls)
+
+    def __delattr__(cls, name: str) -> None:
+        super().__delattr__(name)
+        if name == "format_argument":
+            _choose_formatting(cls)
+
+
+class Message(metaclass=_MessageClass):
     """Represents a KAT device control language message.
 
     Parameters
@@ -321,8 +338,7 @@ class Message:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.format_argument is not Message.format_argument:
-            cls._format_all = _format_each  # type: ignore[assignment]
+        _choose_formatting(cls)
 
     def __init__(self, mtype: int, name: str, arguments: Optional[Iterable[Any]] = None,
                  mid: MessageId = None) -> None:
@@ -499,6 +515,20 @@ class Message:
 def _format_each(msg: Message, arguments: Iterable[Any]) -> List[bytes]:
     """The arguments formatted by `msg`'s own format_argument()."""
     return [msg.format_argument(arg) for arg in arguments]
+
+
+_OWN_FORMAT_ARGUMENT = Message.__dict__["format_argument"]
+
+
+def _choose_formatting(cls: type) -> None:
+    """Make the constructors of `cls` and its subclasses format arguments with Message's
+    rule, or where their format_argument is another, with a call of it for each."""
+    classes = [cls]
+    for klass in classes:
+        own = klass.format_argument is _OWN_FORMAT_ARGUMENT  # type: ignore[attr-defined]
+        type.__setattr__(klass, "_format_all",
+                         staticmethod(_format_arguments) if own else _format_each)
+        classes.extend(klass.__subclasses__())
 
 
 def readable_message(msg: Message) -> str:

@@ -4,6 +4,7 @@ importing an event loop).
 """
 
 import concurrent.futures
+import functools
 import inspect
 import numbers
 from collections import defaultdict
@@ -89,7 +90,10 @@ def plain_callback(callback: _F, what: str) -> _F:
 
     For the callbacks katcp calls and moves on from, whose result it does not use (a
     sensor listener, a wait's condition): the coroutine of an ``async def`` would never
-    run, and a condition would count it as true.
+    run, and a condition would count it as true. A plain function that returns a
+    coroutine cannot be told at registration: where the result is used (a wait's
+    condition) :func:`refuse_coroutine` fails it when called; where it is dropped,
+    Python warns that the coroutine was never awaited.
 
     Parameters
     ----------
@@ -105,27 +109,62 @@ def plain_callback(callback: _F, what: str) -> _F:
     Raises
     ------
     TypeError
-        If `callback` is an ``async def`` or async generator function (also bound, or
-        in a :func:`functools.partial`).
+        If `callback` is an ``async def`` or async generator function (also bound, in
+        a :func:`functools.partial`, or the ``__call__`` of `callback`'s class).
 
     """
+    if _is_async_callable(callback):
+        raise TypeError("%s %r is an async function: it must be a plain function, as "
+                        "its result is not awaited" % (what, callback))
+    return callback
+
+
+def _is_async_callable(callback: Any) -> bool:
     # The flags of a function or method's code (a method gives its function's), read at
     # once: inspect's tests cost a microsecond, a lot for each sampling strategy made.
     code = getattr(callback, "__code__", None)
     try:
         if code is not None:
-            is_async = bool(code.co_flags & _ASYNC_CODE_FLAGS)
-        else:
-            is_async = (inspect.iscoroutinefunction(callback)
-                        or inspect.isasyncgenfunction(callback))
+            return bool(code.co_flags & _ASYNC_CODE_FLAGS)
+        if isinstance(callback, functools.partial):
+            return _is_async_callable(callback.func)
+        if inspect.iscoroutinefunction(callback) or inspect.isasyncgenfunction(callback):
+            return True
+        # An instance whose class's __call__ is async def (a class's own instances are
+        # made by type.__call__, a builtin: no code, as for any builtin callable).
+        call_code = getattr(getattr(type(callback), "__call__", None), "__code__", None)
+        return call_code is not None and bool(call_code.co_flags & _ASYNC_CODE_FLAGS)
     except TypeError:
         # A mock of a plain function (mock.Mock(spec=f), also in a functools.partial)
         # has a mock for the flags, which & refuses (one of an async def has them).
-        is_async = False
-    if is_async:
-        raise TypeError("%s %r is an async function: it must be a plain function, as "
-                        "its result is not awaited" % (what, callback))
-    return callback
+        return False
+
+
+def refuse_coroutine(returned: Any, what: str) -> None:
+    """Raise TypeError if a plain callback whose result is used returned a coroutine.
+
+    The coroutine is closed (it will never run, and Python would also warn that it was
+    never awaited). Call it where a result is about to count, e.g. a wait's condition
+    found true, not for every result.
+
+    Parameters
+    ----------
+    returned : object
+        What the callback returned.
+    what : str
+        What the callback is, for the error, e.g. ``'condition'``.
+
+    Raises
+    ------
+    TypeError
+        If `returned` is a coroutine (or an async generator).
+    """
+    if inspect.iscoroutine(returned):
+        returned.close()
+        raise TypeError("%s returned the coroutine %r: it must be a plain function, as "
+                        "its result is not awaited" % (what, returned))
+    if inspect.isasyncgen(returned):
+        raise async_generator_error(returned)
 
 
 def async_generator_error(returned: Any) -> TypeError:
@@ -293,7 +332,19 @@ def transform_future(transformation: Callable[[Any], Any], future: Any) -> Any:
         turn; cancellation and exceptions of `future` are passed on. Cancelling the
         new future gives up on the outcome (`future` goes on), from any thread for a
         concurrent one.
+
+    Raises
+    ------
+    TypeError
+        If `transformation` is an ``async def`` function: the new future would
+        resolve with its coroutine, never run.
     """
+    return transformed_future(plain_callback(transformation, "transformation"), future)
+
+
+def transformed_future(transformation: Callable[[Any], Any], future: Any) -> Any:
+    """:func:`transform_future` for katcp's own plain transformations, unchecked (it
+    chains the replies of requests)."""
     claim: Callable[[], bool]
     get_loop = getattr(future, "get_loop", None)
     if get_loop:
