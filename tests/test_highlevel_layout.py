@@ -5,8 +5,10 @@ parameters (a misspelt one is an error, not silently ignored)."""
 import asyncio
 import importlib
 import pickle
+import sys
 import threading
 import unittest
+from unittest import mock
 
 import pytest
 import tornado.gen
@@ -185,3 +187,36 @@ def test_objects_of_split_packages_pickle_under_their_documented_path():
     restored = pickle.loads(pickle.dumps(results))
     assert type(restored) is GroupResults and restored == {"dev": None}
     assert b"katcp.resource_client" in pickle.dumps(results)
+
+
+def test_a_name_patched_on_katcp_resource_client_is_heard_by_its_modules():
+    # 0.9.3's single module looked ReplyWrappedInspectingClientAsync up when a resource
+    # made its client, so tests patch it on katcp.resource_client.
+    import katcp.resource_client
+
+    original = katcp.resource_client.ReplyWrappedInspectingClientAsync
+    resource = KATCPClientResource(dict(name="dev", address=("127.0.0.1", 1), controlled=True))
+    with mock.patch("katcp.resource_client.ReplyWrappedInspectingClientAsync") as patched:
+        client = resource.inspecting_client_factory("127.0.0.1", 1, None)
+    assert client is patched.return_value
+    patched.assert_called_once()
+    assert importlib.import_module("katcp.resource_client.resources") \
+        .ReplyWrappedInspectingClientAsync is original
+
+
+@pytest.mark.parametrize("package, name, user", [
+    ("katcp.inspecting_client", "ExponentialRandomBackoff", "katcp.inspecting_client.sync"),
+    ("katcp.kattypes", "Str", "katcp.kattypes.decorators"),
+    ("katcp.resource", "KATCPSensorReading", "katcp.resource.sensor"),
+    ("katcp.resource_client", "ClientGroup", "katcp.resource_client.resources"),
+    ("katcp.testutils", "WaitingMock", "katcp.testutils.requests"),
+])
+def test_names_patched_on_the_split_packages_reach_the_modules_that_use_them(package, name,
+                                                                          user):
+    # Each of these was one module in 0.9.3: a name patched there was heard by all its code.
+    facade, user_module = importlib.import_module(package), importlib.import_module(user)
+    original = getattr(facade, name)
+    assert vars(user_module)[name] is original
+    with mock.patch.object(facade, name) as patched:
+        assert vars(user_module)[name] is patched
+    assert vars(user_module)[name] is original

@@ -6,7 +6,7 @@ strings sent on the wire, and the decorators (:func:`request`, :func:`return_rep
 pack handler results into reply messages.
 """
 
-from katcp._export import publish
+from katcp._export import forward_patches, publish
 from katcp.kattypes.decorators import (async_make_reply, concurrent_reply,
                                        has_katcp_protocol_flags, inform, make_reply,
                                        minimum_katcp_version, pack_types, request,
@@ -17,3 +17,6 @@ from katcp.kattypes.types import (Address, Bool, Discrete, DiscreteMulti, Float,
                                   Struct, Timestamp, TimestampOrNow)
 
 __all__ = publish(__name__, globals())
+
+# 0.9.3 code and tests patch names here that its one module looked up at call time.
+forward_patches(__name__)
