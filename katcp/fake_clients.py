@@ -37,6 +37,8 @@ from katcp.server.reply_outcomes import reply_with_result
 from katcp.wire.text import as_str, readable
 
 FAKE_PROTOCOL = ProtocolFlags(5, 0, [ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS])
+# The informs that carry one sensor's reading, its name as third argument.
+_READING_INFORMS = frozenset(["sensor-value", "sensor-status"])
 
 
 class FakeKATCPServerError(Exception):
@@ -144,7 +146,12 @@ class _FakeDevice:
 
     The sensor requests are a DeviceServer's own (a
     :class:`~katcp.server.standard_requests.SensorHost`), so a fake device answers them
-    as a real one does, texts and all.
+    as a real one does, texts and all. A fake sensor has no reading to report until the
+    test sets one on it (``manager.fake_sensors[name].set_value(...)``): until then its
+    ``#sensor-value`` and ``#sensor-status`` informs are not sent, so polling or sampling
+    it leaves alone the reading the client holds. 0.9.3's fakes answered those requests
+    with a bare ``ok``, and its users' tests set readings on the client's sensors
+    (``KATCPSensor.set_value``).
     """
 
     PROTOCOL_INFO = FAKE_PROTOCOL
@@ -162,6 +169,9 @@ class _FakeDevice:
         self.server = FakeKATCPServer()
         self.request_handlers: Dict[str, Callable[..., Any]] = {}
         self._sensors: Dict[str, Sensor] = {}
+        # Each fake sensor's reading when it was made: while it still holds that one
+        # object, nothing set it and its readings are not sent (see _deliver_set_readings).
+        self._unset_readings: Dict[str, Any] = {}
         # Per connection: its id on the fake server; and its {sensor: strategy}.
         self._conn_ids: Dict[server.ClientConnection, int] = {}
         self._strategies: Dict[Any, Dict[Sensor, SampleStrategy]] = {}
@@ -196,8 +206,10 @@ class _FakeDevice:
             # anything that would go into a #sensor-list inform.
             params = Sensor.parse_params(
                 sensor_type, [format_argument(param) for param in info[3:]])
-            self._sensors[name] = Sensor(sensor_type, name, as_str(description), as_str(units),
-                                         params or None)
+            sensor = Sensor(sensor_type, name, as_str(description), as_str(units),
+                            params or None)
+            self._sensors[name] = sensor
+            self._unset_readings[name] = sensor.read()
         self.interface_changed()
 
     def add_request_handlers(self, handlers: Dict[str, Callable[..., Any]]) -> None:
@@ -212,7 +224,7 @@ class _FakeDevice:
     def connect(self, deliver: Callable[[Message], None]) -> server.ClientConnection:
         """Register a new connection; returns its ClientConnection."""
         conn_id = next(self._connection_ids)
-        self.server.add_connection(conn_id, deliver)
+        self.server.add_connection(conn_id, lambda msg: self._deliver_set_readings(deliver, msg))
         client_conn = server.ClientConnection(self.server, conn_id)
         self._conn_ids[client_conn] = conn_id
         for name, value in (("katcp-protocol", str(self.PROTOCOL_INFO)),
@@ -220,6 +232,16 @@ class _FakeDevice:
                             ("katcp-device", "fake-device")):
             client_conn.inform(Message.inform("version-connect", name, value))
         return client_conn
+
+    def _deliver_set_readings(self, deliver: Callable[[Message], None], msg: Message) -> None:
+        """Deliver `msg` unless it is the reading of a fake sensor that nothing set."""
+        if (msg.mtype == Message.INFORM and msg.name in _READING_INFORMS
+                and len(msg.arguments) > 2):
+            name = as_str(msg.arguments[2])
+            sensor = self._sensors.get(name)
+            if sensor is not None and sensor.read() is self._unset_readings.get(name):
+                return
+        deliver(msg)
 
     def disconnect(self, client_conn: Any) -> None:
         self.clear_strategies(client_conn, remove_client=True)

@@ -157,6 +157,26 @@ class TestFakeResourceClient(tornado.testing.AsyncTestCase):
         assert res.sensor.temp.reading.status == "warn"
 
     @tornado.testing.gen_test(timeout=WAIT)
+    def test_readings_set_on_the_clients_sensors_stay_until_the_fake_sets_one(self):
+        # As 0.9.3 tests give fake sensors readings: on the client's KATCPSensor. Polling
+        # and sampling a fake sensor that the test never set must leave them alone.
+        res, manager = self.make(sensor_infos=SENSORS)
+        yield res.until_synced(timeout=WAIT)
+        res.sensor.temp.set_value(35.0, Sensor.WARN, timestamp=1234.0)
+        value = yield res.sensor.temp.get_value()
+        assert value == 35.0
+        yield res.sensor.temp.set_sampling_strategy("event")
+        reading = yield res.sensor.temp.get_reading()
+        assert (reading.timestamp, reading.status, reading.value) == (1234.0, "warn", 35.0)
+        found = yield res.list_sensors("temp", refresh=True)
+        assert [s.reading.value for s in found] == [35.0]
+        # Once the test sets the fake sensor, its readings are the ones the client gets.
+        manager.fake_sensors["temp"].set_value(12.5)
+        value = yield res.sensor.temp.get_value()
+        assert value == 12.5
+        assert res.sensor.temp.reading.status == "nominal"
+
+    @tornado.testing.gen_test(timeout=WAIT)
     def test_interface_changes_after_sync_are_seen(self):
         res, manager = self.make()
         yield res.until_synced(timeout=WAIT)

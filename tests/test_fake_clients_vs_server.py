@@ -2,6 +2,7 @@
 DeviceServer with the same sensors does: the same replies, texts and informs."""
 
 import asyncio
+import time
 
 import pytest
 import tornado.testing
@@ -76,7 +77,11 @@ class TestFakeDeviceAnswersAsARealServer(tornado.testing.AsyncTestCase):
         finally:
             await asyncio.wrap_future(server.stop())
         fake_client = FakeAsyncClient("fake-host.invalid", 5000)
-        FakeInspectingClientManager(fake_client).add_sensors(SENSOR_INFOS)
+        manager = FakeInspectingClientManager(fake_client)
+        manager.add_sensors(SENSOR_INFOS)
+        # A fake sensor reports its readings once the test set one: the real sensors'.
+        for sensor in manager.fake_sensors.values():
+            sensor.set(time.time(), Sensor.UNKNOWN, sensor.value())
         fake = await self.answers(fake_client)
         for args, real_answer, fake_answer in zip(REQUESTS, real, fake):
             assert fake_answer == real_answer, args
