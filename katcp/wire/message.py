@@ -492,7 +492,12 @@ class Message:
         mid = req_msg.mid
         # A request's mid is normally already canonical bytes; only re-check otherwise.
         msg.mid = mid if mid is None or type(mid) is bytes else format_mid(mid)
-        msg.arguments = msg._format_all(args)
+        if len(args) == 1 and args[0] is _OK_TEXT and cls._format_all is _format_arguments:
+            # "ok" alone, the commonest reply (as a literal, it is this interned str):
+            # formatted without the formatter's call.
+            msg.arguments = [b"ok"]
+        else:
+            msg.arguments = msg._format_all(args)
         return msg
 
 
@@ -540,6 +545,7 @@ def _wire_head(mtype: int, name: str) -> bytes:
 
 _INFORM = Message.INFORM
 _new_message = object.__new__
+_OK_TEXT = "ok"
 # The message type of each first byte (None: not a type character), indexed by the byte.
 _TYPE_FROM_BYTE = tuple(Message.TYPE_SYMBOL_LOOKUP.get(bytes([byte])) for byte in range(256))
 
