@@ -640,7 +640,8 @@ class MessageParser:
             mid = None
             if name is None:
                 name, mid = self._parse_header(header)
-        arguments = parts[1:]
+        del parts[0]  # in place: a list less per message
+        arguments = parts
         if 92 in line and arguments:
             arguments = _unescape_all(arguments)
         # Message._from_wire(), inlined: this makes every message received.
