@@ -594,7 +594,7 @@ class MessageParser:
         KatcpTypeError
             If `line` is not bytes (or a bytearray or memoryview).
         """
-        if type(line) is not bytes and not checked:
+        if not checked and type(line) is not bytes:
             # Text has no defined encoding on the wire: like katcp 0.9.3, refuse it.
             if not isinstance(line, (bytearray, memoryview)):
                 raise KatcpTypeError("Expected a bytes line, got %r." % (type(line),))
