@@ -10,7 +10,7 @@ from katcp.kattypes.types import KatcpType, Parameter, Str, _RangeType
 from katcp.wire.errors import FailReply, KatcpSyntaxError
 from katcp.wire.flags import DEFAULT_KATCP_MAJOR
 from katcp.wire.handlers import convert_method_name
-from katcp.wire.message import Message, _check_name
+from katcp.wire.message import Message, check_name, message_from_parts
 from katcp.wire.util import own_methods, transform_future, uses_own
 
 _Handler = Callable[..., Any]
@@ -240,7 +240,7 @@ class _ReplyMaker:
         # constructor; None where it is not valid (the constructor then refuses it at
         # each reply, as 0.9.3's did).
         try:
-            self._valid_name: Optional[str] = _check_name(msgname)
+            self._valid_name: Optional[str] = check_name(msgname)
         except KatcpSyntaxError:
             self._valid_name = None
 
@@ -253,7 +253,7 @@ class _ReplyMaker:
                 packed = self._pack_plain(arguments)
                 if packed is not None and name is None and self._valid_name is not None:
                     # All bytes, named as checked: as the constructor would make it.
-                    return Message._from_wire(Message.REPLY, self._valid_name, packed, None)
+                    return message_from_parts(Message.REPLY, self._valid_name, packed, None)
                 if packed is None:
                     major = self._major
                     packed = [pack(arg, False, major)

@@ -172,7 +172,23 @@ _valid_names: Set[str] = set()
 _header_names: Dict[bytes, str] = {}
 
 
-def _check_name(name: Any) -> str:
+def check_name(name: Any) -> str:
+    """A message name as a :class:`Message` keeps it, checked as its constructor checks it.
+
+    Parameters
+    ----------
+    name : str or bytes
+        The name (a str subclass gives its text, bytes their ASCII).
+
+    Returns
+    -------
+    name : str
+
+    Raises
+    ------
+    KatcpSyntaxError
+        If `name` is no KATCP message name.
+    """
     if type(name) is not str:
         if isinstance(name, str):
             name = str.__str__(name)  # its text: a str enum's str() is its member name
@@ -332,9 +348,9 @@ class Message:
             self.mtype = _TYPES[mtype]
         except KeyError:
             raise KatcpSyntaxError("Invalid message type %r." % (mtype,)) from None
-        # _check_name()'s cache of valid names, asked here first: the call would cost
+        # check_name()'s cache of valid names, asked here first: the call would cost
         # about 270 instructions per message (1% of a request served).
-        self.name = name if name.__class__ is str and name in _valid_names else _check_name(name)
+        self.name = name if name.__class__ is str and name in _valid_names else check_name(name)
         self.mid = None if mid is None else format_mid(mid)
         self.arguments = [] if arguments is None else self._format_all(arguments)
 
@@ -489,7 +505,7 @@ class Message:
         msg = _new_message(cls)
         msg.mtype = mtype
         name = req_msg.name
-        msg.name = name if name.__class__ is str and name in _valid_names else _check_name(name)
+        msg.name = name if name.__class__ is str and name in _valid_names else check_name(name)
         mid = req_msg.mid
         # A request's mid is normally already canonical bytes; only re-check otherwise.
         msg.mid = mid if mid is None or type(mid) is bytes else format_mid(mid)
@@ -543,6 +559,10 @@ def _wire_head(mtype: int, name: str) -> bytes:
         heads[name] = head
     return head
 
+
+# For other packages: a Message of parts already valid (a checked name, the arguments as
+# bytes, the id as bytes or None), made without the constructor's checks.
+message_from_parts = Message._from_wire
 
 _INFORM = Message.INFORM
 _new_message = object.__new__
