@@ -223,6 +223,10 @@ class TestFormatArgument:
 
         assert Upper.request("x", "abc").arguments == [b"ABC"]
         assert Plain.request("x", "abc").arguments == [b"abc"]
+        # The reply of "ok" alone too, which Message's own rule formats without a call.
+        request = Message.request("x")
+        assert Upper.reply_to_request(request, "ok").arguments == [b"OK"]
+        assert Plain.reply_to_request(request, "ok").arguments == [b"ok"]
 
     def test_format_argument_patched_on_a_class_is_used_from_then_on(self):
         # 0.9.3's constructors called it for each argument, so a test patching it on the

@@ -602,6 +602,100 @@ class TestMakeReply:
         assert asyncio.run(main()) == Message.reply("myreq", b"ok", b"4")
 
 
+class TestPlainPackingAndUnpacking:
+    """The decorators pack and unpack the common types without calling their methods
+    (an exact decoder or encoder of the wire rule, the check only where it checks):
+    what a subclass or an instance replaces is still called, and every value and error
+    is as the methods give it."""
+
+    @staticmethod
+    def _recording(method):
+        """An Int subclass whose `method` records its calls and then does its job."""
+        calls = []
+
+        class Recording(Int):
+            pass
+
+        original = getattr(Int, method)
+
+        def recorded(self, *args, **kwargs):
+            calls.append(args[0])
+            return original(self, *args, **kwargs)
+
+        setattr(Recording, method, recorded)
+        return Recording(), calls
+
+    @pytest.mark.parametrize("method", ["unpack", "decode", "check"])
+    def test_a_subclass_unpacking_its_own_way_is_heard(self, method):
+        kattype, calls = self._recording(method)
+
+        @request(kattype)
+        @return_reply()
+        def request_myreq(self, req, x):
+            """Doc."""
+            return ("ok",)
+
+        assert call(request_myreq, "myreq", 5) == Message.reply("myreq", b"ok")
+        assert calls == [b"5" if method != "check" else 5]
+
+    @pytest.mark.parametrize("method", ["pack", "encode", "check"])
+    def test_a_subclass_packing_its_own_way_is_heard(self, method):
+        kattype, calls = self._recording(method)
+
+        @return_reply(kattype)
+        def request_myreq(self, req, msg):
+            """Doc."""
+            return ("ok", 5)
+
+        assert call(request_myreq, "myreq") == Message.reply("myreq", b"ok", b"5")
+        assert calls == [5]
+
+    def test_a_bounded_number_is_checked_both_ways(self):
+        @request(Int(max=10))
+        @return_reply(Float(min=0))
+        def request_myreq(self, req, x):
+            """Doc."""
+            return ("ok", x - 5.0)
+
+        assert call(request_myreq, "myreq", 7) == Message.reply("myreq", b"ok", b"2.0")
+        with pytest.raises(FailReply, match=r"Integer 11 is higher than maximum 10\."):
+            call(request_myreq, "myreq", 11)
+        with pytest.raises(ValueError, match=r"Float -1 is lower than minimum 0\."):
+            call(request_myreq, "myreq", 4)
+
+    def test_what_the_exact_decoders_refuse_is_unpacked_as_unpack_does(self):
+        # A KeyError of the boolean's table, a TypeError of int(None): unpack() says.
+        with pytest.raises(FailReply, match=r"^Error in parameter 1 \(b\): Could not parse "
+                                            r"value '2' as boolean\.$"):
+            unpack_types([Bool()], [b"2"], ["b"], 5)
+        assert unpack_types([Int(default=3), Str()], [None, b"x"], [], 5) == [3, "x"]
+
+    def test_text_that_strict_utf8_refuses_is_replaced_and_logged(self, caplog):
+        @return_reply(Str())
+        def request_myreq(self, req, msg):
+            """Doc."""
+            return ("ok", "a\udcff")
+
+        with caplog.at_level("ERROR"):
+            assert call(request_myreq, "myreq") == Message.reply("myreq", b"ok", b"a?")
+        assert "Error encoding message argument to UTF-8" in caplog.text
+
+    def test_a_reply_given_a_name_is_named_so(self):
+        # send_reply names each reply after its request.
+        maker = katcp.kattypes.decorators._ReplyMaker("myreq", [Int()], 5)
+        assert maker(("ok", 1)) == Message.reply("myreq", b"ok", b"1")
+        assert maker(("ok", 1), "other") == Message.reply("other", b"ok", b"1")
+
+    def test_a_handler_whose_name_is_no_message_name_cannot_reply(self):
+        @return_reply(Int())
+        def request_2x(self, req, msg):
+            """Doc."""
+            return ("ok", 1)
+
+        with pytest.raises(katcp.core.KatcpSyntaxError, match="Bad message name '2x'"):
+            call(request_2x, "myreq")
+
+
 # ---------------------------------------------------------------------------
 # Decorators
 # ---------------------------------------------------------------------------

@@ -4,14 +4,14 @@ argument lists that they do with the types.
 
 import functools
 import inspect
-from typing import Any, Callable, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from katcp.kattypes.types import KatcpType, Parameter, Str
-from katcp.wire.errors import FailReply
+from katcp.kattypes.types import KatcpType, Parameter, Str, _RangeType
+from katcp.wire.errors import FailReply, KatcpSyntaxError
 from katcp.wire.flags import DEFAULT_KATCP_MAJOR
 from katcp.wire.handlers import convert_method_name
-from katcp.wire.message import Message
-from katcp.wire.util import transformed_future
+from katcp.wire.message import Message, check_name, message_from_parts
+from katcp.wire.util import own_methods, transformed_future, uses_own
 
 _Handler = Callable[..., Any]
 _Decorator = Callable[[_Handler], _Handler]
@@ -36,10 +36,63 @@ def _packs_to_nothing(kattype: KatcpType) -> bool:
     return kattype._optional and kattype._default is None
 
 
+# The methods of KatcpType that the plain packing and unpacking below do without calling.
+_OWN_UNPACK = own_methods(KatcpType, "unpack")
+_OWN_PACK = own_methods(KatcpType, "pack")
+_OWN_CHECK = own_methods(KatcpType, "check")
+_OWN_RANGE_CHECK = own_methods(_RangeType, "check")
+
+_Check = Optional[Callable[[Any, int], None]]
+
+
+def _plain_check(kattype: KatcpType) -> _Check:
+    """The type's check, or None where it checks nothing: KatcpType's, and that of a
+    number type given neither bound (bounds are given when the type is made)."""
+    if uses_own(kattype, _OWN_CHECK):
+        return None
+    if (uses_own(kattype, _OWN_RANGE_CHECK) and kattype._min is None  # type: ignore[attr-defined]
+            and kattype._max is None):  # type: ignore[attr-defined]
+        return None
+    return kattype.check
+
+
+def _plain_unpacking(
+        types: Sequence[KatcpType]) -> Optional[List[Tuple[Callable[[bytes], Any], _Check]]]:
+    """Each type's exact decoder and check, where its unpack() of bytes is just these.
+
+    That is where unpack() is KatcpType's and decode() the type's wire rule's, which has
+    an exact decoder (:attr:`katcp.wire.types.WireType.exact_decoder`): a C-level call
+    instead of three Python ones (unpack, decode, its parse) for each argument. None
+    where a type is not so.
+    """
+    plain = []
+    for kattype in types:
+        rule = kattype._rule
+        if (rule is None or rule.exact_decoder is None or not uses_own(kattype, _OWN_UNPACK)
+                or kattype.decode != rule.decode):
+            return None
+        plain.append((rule.exact_decoder, _plain_check(kattype)))
+    return plain
+
+
+def _plain_packing(
+        types: Sequence[KatcpType]) -> Optional[List[Tuple[Dict[type, Callable[[Any], bytes]], _Check]]]:
+    """Each type's exact encoders and check, where its pack() of values of their classes
+    is just these (as :func:`_plain_unpacking`, for pack() and encode())."""
+    plain = []
+    for kattype in types:
+        rule = kattype._rule
+        if (rule is None or not rule.exact_encoders or not uses_own(kattype, _OWN_PACK)
+                or kattype.encode != rule.encode):
+            return None
+        plain.append((rule.exact_encoders, _plain_check(kattype)))
+    return plain
+
+
 class _Unpacker:
     """Unpacks argument lists for a fixed list of types (built once per handler)."""
 
-    __slots__ = ("_params", "_unpackers", "_major", "_multiple")
+    __slots__ = ("_params", "_unpackers", "_major", "_multiple", "_plain")
 
     def __init__(self, types: Sequence[KatcpType], argnames: Iterable[str], major: int) -> None:
         _check_multiple_is_last(types)
@@ -50,8 +103,26 @@ class _Unpacker:
         self._unpackers = [kattype.unpack for kattype in types]
         self._major = major
         self._multiple = self._params[-1] if types and types[-1]._multiple else None
+        self._plain = _plain_unpacking(types)
 
     def __call__(self, args: Sequence[Optional[bytes]]) -> List[Any]:
+        plain = self._plain
+        if plain is not None and len(args) == len(plain):
+            major = self._major
+            values = []
+            # A loop rather than a list comprehension, whose own frame costs more (this
+            # unpacks every request's arguments).
+            try:
+                for (decode, check), arg in zip(plain, args):
+                    value = decode(arg)  # type: ignore[arg-type]
+                    if check is not None:
+                        check(value, major)
+                    values.append(value)
+            except (ValueError, TypeError, LookupError):
+                # Not bytes the exact decoder takes, or invalid: decode() and the
+                # Parameters say which, as below.
+                return self._unpack_slow(args)
+            return values
         if len(args) == len(self._unpackers):
             major = self._major
             try:
@@ -157,13 +228,21 @@ _FAIL_TYPES = (_STATUS_STR, _STATUS_STR)
 class _ReplyMaker:
     """Builds reply messages for one handler's reply types (built once per handler)."""
 
-    __slots__ = ("msgname", "_ok_types", "_ok_packers", "_major")
+    __slots__ = ("msgname", "_ok_types", "_ok_packers", "_major", "_plain_ok", "_valid_name")
 
     def __init__(self, msgname: str, types: Sequence[KatcpType], major: int) -> None:
         self.msgname = msgname
         self._ok_types = (_STATUS_STR,) + tuple(types)
         self._ok_packers = [kattype.pack for kattype in self._ok_types]
         self._major = major
+        self._plain_ok = _plain_packing(self._ok_types)
+        # The name checked once, for replies made of packed bytes without the
+        # constructor; None where it is not valid (the constructor then refuses it at
+        # each reply, as 0.9.3's did).
+        try:
+            self._valid_name: Optional[str] = check_name(msgname)
+        except KatcpSyntaxError:
+            self._valid_name = None
 
     def __call__(self, arguments: Any, name: Any = None) -> Message:
         if isinstance(arguments, Message):
@@ -171,9 +250,14 @@ class _ReplyMaker:
         status = arguments[0]
         if status == "ok" or status == b"ok":
             if len(arguments) == len(self._ok_packers):
-                major = self._major
-                packed = [pack(arg, False, major)
-                          for pack, arg in zip(self._ok_packers, arguments)]
+                packed = self._pack_plain(arguments)
+                if packed is not None and name is None and self._valid_name is not None:
+                    # All bytes, named as checked: as the constructor would make it.
+                    return message_from_parts(Message.REPLY, self._valid_name, packed, None)
+                if packed is None:
+                    major = self._major
+                    packed = [pack(arg, False, major)
+                              for pack, arg in zip(self._ok_packers, arguments)]
             else:
                 packed = pack_types(self._ok_types, arguments, self._major)
         elif status == "fail" or status == b"fail":
@@ -183,6 +267,28 @@ class _ReplyMaker:
         # Without an id, as katcp 0.9.3's: the server gives the reply its request's id
         # as it sends it (ClientConnection.reply).
         return Message(Message.REPLY, name if isinstance(name, str) else self.msgname, packed)
+
+    def _pack_plain(self, arguments: Sequence[Any]) -> Optional[List[bytes]]:
+        """The ok reply's `arguments` packed by their types' exact encoders, or None
+        where a value has none (a None, a subclass ...) or is refused: then the types'
+        pack() does it, and says why."""
+        plain = self._plain_ok
+        if plain is None:
+            return None
+        major = self._major
+        packed = []
+        # A loop rather than a list comprehension, as in _Unpacker.
+        try:
+            for (encoders, check), value in zip(plain, arguments):
+                encode = encoders.get(value.__class__)
+                if encode is None:
+                    return None
+                if check is not None:
+                    check(value, major)
+                packed.append(encode(value))
+        except ValueError:  # a check's, or strict UTF-8's, which pack() replaces
+            return None
+        return packed
 
 
 def make_reply(msgname: str, types: Sequence[KatcpType], arguments: Sequence[Any],

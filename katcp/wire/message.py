@@ -172,7 +172,23 @@ _valid_names: Set[str] = set()
 _header_names: Dict[bytes, str] = {}
 
 
-def _check_name(name: Any) -> str:
+def check_name(name: Any) -> str:
+    """A message name as a :class:`Message` keeps it, checked as its constructor checks it.
+
+    Parameters
+    ----------
+    name : str or bytes
+        The name (a str subclass gives its text, bytes their ASCII).
+
+    Returns
+    -------
+    name : str
+
+    Raises
+    ------
+    KatcpSyntaxError
+        If `name` is no KATCP message name.
+    """
     if type(name) is not str:
         if isinstance(name, str):
             name = str.__str__(name)  # its text: a str enum's str() is its member name
@@ -348,9 +364,9 @@ class Message(metaclass=_MessageClass):
             self.mtype = _TYPES[mtype]
         except KeyError:
             raise KatcpSyntaxError("Invalid message type %r." % (mtype,)) from None
-        # _check_name()'s cache of valid names, asked here first: the call would cost
+        # check_name()'s cache of valid names, asked here first: the call would cost
         # about 270 instructions per message (1% of a request served).
-        self.name = name if name.__class__ is str and name in _valid_names else _check_name(name)
+        self.name = name if name.__class__ is str and name in _valid_names else check_name(name)
         self.mid = None if mid is None else format_mid(mid)
         self.arguments = [] if arguments is None else self._format_all(arguments)
 
@@ -404,17 +420,18 @@ class Message(metaclass=_MessageClass):
                 return b"".join((head, b" ", args[0]))
             return b"".join((head, b"[", mid, b"] ", args[0]))
         if mid is not None:
-            head += b"[" + mid + b"]"
+            head = b"".join((head, b"[", mid, b"]"))
         if not args:
             return head
-        body = b" ".join(args)
+        line = b" ".join((head, *args))
         # Fast path: no empty argument and no byte needing an escape (of _ESCAPES) besides
-        # the separating spaces, which is the case for the bulk of real traffic.
-        # (int membership is a plain memchr, several times faster than b"x" in body)
-        if (body.count(b" ") == len(args) - 1 and 92 not in body and 9 not in body
-                and 10 not in body and 13 not in body and 0 not in body and 27 not in body
+        # the separating spaces, which is the case for the bulk of real traffic. Searched
+        # in the whole line, whose head holds none (else the slow path gives the same).
+        # (int membership is a plain memchr, several times faster than b"x" in line)
+        if (line.count(b" ") == len(args) and 92 not in line and 9 not in line
+                and 10 not in line and 13 not in line and 0 not in line and 27 not in line
                 and b"" not in args):
-            return head + b" " + body
+            return line
         return head + b" " + b" ".join([escape_argument(arg) for arg in args])
 
     def __str__(self) -> str:
@@ -504,11 +521,16 @@ class Message(metaclass=_MessageClass):
         msg = _new_message(cls)
         msg.mtype = mtype
         name = req_msg.name
-        msg.name = name if name.__class__ is str and name in _valid_names else _check_name(name)
+        msg.name = name if name.__class__ is str and name in _valid_names else check_name(name)
         mid = req_msg.mid
         # A request's mid is normally already canonical bytes; only re-check otherwise.
         msg.mid = mid if mid is None or type(mid) is bytes else format_mid(mid)
-        msg.arguments = msg._format_all(args)
+        if len(args) == 1 and args[0] is _OK_TEXT and cls._format_all is _format_arguments:
+            # "ok" alone, the commonest reply (as a literal, it is this interned str):
+            # formatted without the formatter's call.
+            msg.arguments = [b"ok"]
+        else:
+            msg.arguments = msg._format_all(args)
         return msg
 
 
@@ -568,8 +590,13 @@ def _wire_head(mtype: int, name: str) -> bytes:
     return head
 
 
+# For other packages: a Message of parts already valid (a checked name, the arguments as
+# bytes, the id as bytes or None), made without the constructor's checks.
+message_from_parts = Message._from_wire
+
 _INFORM = Message.INFORM
 _new_message = object.__new__
+_OK_TEXT = "ok"
 # The message type of each first byte (None: not a type character), indexed by the byte.
 _TYPE_FROM_BYTE = tuple(Message.TYPE_SYMBOL_LOOKUP.get(bytes([byte])) for byte in range(256))
 
@@ -617,7 +644,7 @@ class MessageParser:
         KatcpTypeError
             If `line` is not bytes (or a bytearray or memoryview).
         """
-        if type(line) is not bytes and not checked:
+        if not checked and type(line) is not bytes:
             # Text has no defined encoding on the wire: like katcp 0.9.3, refuse it.
             if not isinstance(line, (bytearray, memoryview)):
                 raise KatcpTypeError("Expected a bytes line, got %r." % (type(line),))
@@ -664,7 +691,8 @@ class MessageParser:
             mid = None
             if name is None:
                 name, mid = self._parse_header(header)
-        arguments = parts[1:]
+        del parts[0]  # in place: a list less per message
+        arguments = parts
         if 92 in line and arguments:
             arguments = _unescape_all(arguments)
         # Message._from_wire(), inlined: this makes every message received.

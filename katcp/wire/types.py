@@ -78,6 +78,12 @@ class WireType:
     # The str encoder is strict: where it raises UnicodeEncodeError, encode() replaces.
     exact_encoders: Dict[type, Callable[[Any], bytes]] = {}
 
+    # decode() of a bytes argument, as a C-level callable of it alone (the same value in
+    # every KATCP version), for the unpacking of request arguments; None where there is
+    # none. Where it raises (ValueError, TypeError or LookupError), decode() gives the
+    # error or the value.
+    exact_decoder: Optional[Callable[[bytes], Any]] = None
+
     def encode(self, value: Any, major: int) -> bytes:
         """Format a (valid, non-None) value as the bytes of one argument."""
         raise NotImplementedError
@@ -91,11 +97,11 @@ class WireType:
 
 
 class _Number(WireType):
-    __slots__ = ("name", "_parse")
+    __slots__ = ("name", "_parse", "exact_decoder")
 
     def __init__(self, name: str, parse: Callable[[Any], Any]) -> None:
         self.name = name
-        self._parse = parse
+        self._parse = self.exact_decoder = parse
 
     def decode(self, raw: bytes, major: int) -> Any:
         try:
@@ -125,6 +131,7 @@ class _Boolean(WireType):
     __slots__ = ()
     name = "boolean"
     exact_encoders = {bool: (b"0", b"1").__getitem__}
+    exact_decoder = {b"0": False, b"1": True}.__getitem__
 
     def encode(self, value: Any, major: int) -> bytes:
         return b"1" if value else b"0"
@@ -173,6 +180,7 @@ class _String(WireType):
     __slots__ = ()
     name = "string"
     exact_encoders = {str: str.encode, bytes: bytes}  # bytes(b) is b itself
+    exact_decoder = staticmethod(bytes.decode)  # UTF-8, strict
 
     def encode(self, value: Any, major: int) -> bytes:
         return as_bytes(value)
