@@ -7,6 +7,7 @@ real socket on 127.0.0.1 with the switch set each way; the loops they run on are
 import asyncio
 import socket
 import sys
+import threading
 
 import pytest
 import tornado
@@ -214,3 +215,47 @@ def test_thread_ioloop_makes_a_loop_of_the_selected_kind(switch):
     switch.setenv(policy.ENV, "uvloop")
     loops, made, thread_loop, loopless_gets = _thread_ioloop_in_a_fresh_thread(switch)
     assert isinstance(thread_loop, uvloop.Loop) and loops == [thread_loop, thread_loop]
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
+def test_the_loop_thread_ioloop_made_goes_with_its_thread(switch, kind):
+    switch.setenv(policy.ENV, kind)
+    made = []
+    for _ in range(20):
+        # A short-lived thread with no loop that calls katcp off any loop (a 0.9-style
+        # script's worker): each such thread used to leave an open loop behind for ever.
+        thread = threading.Thread(target=lambda: made.append(policy.thread_ioloop()))
+        thread.start()
+        thread.join(WAIT)
+        assert not thread.is_alive()
+    assert len({id(ioloop) for ioloop in made}) == 20
+    assert all(ioloop.asyncio_loop.is_closed() for ioloop in made)
+    assert not set(tornado.ioloop.IOLoop._ioloop_for_asyncio) & {
+        ioloop.asyncio_loop for ioloop in made}
+
+
+def test_a_loop_made_for_a_thread_and_running_elsewhere_when_it_ends_is_left_open(switch):
+    made = []
+    handed, running = threading.Event(), threading.Event()
+
+    def maker():
+        made.append(policy.thread_ioloop())
+        handed.set()
+        # Ends only once another thread runs the loop.
+        running.wait(WAIT)
+
+    thread = threading.Thread(target=maker)
+    thread.start()
+    assert handed.wait(WAIT)
+    ioloop = made[0]
+    ioloop.add_callback(running.set)
+    runner = threading.Thread(target=ioloop.start)
+    runner.start()
+    try:
+        thread.join(WAIT)
+        assert not thread.is_alive()
+        assert running.is_set() and not ioloop.asyncio_loop.is_closed()
+    finally:
+        ioloop.add_callback(ioloop.stop)
+        runner.join(WAIT)
+        ioloop.close()

@@ -21,6 +21,7 @@ katcp 0.9.
 import asyncio
 import functools
 import os
+import threading
 from typing import Any, Callable, Optional, TypeVar
 
 import tornado.ioloop
@@ -136,6 +137,30 @@ _get_policy = getattr(asyncio.events, "_get_event_loop_policy", asyncio.get_even
 _UNKNOWN = object()
 
 
+class _ClosedWithThread:
+    """The loop :func:`thread_ioloop` made for a thread, closed when that thread ends.
+
+    Held by a thread-local, which a thread lets go of as it ends (before ``join()``
+    returns). Without it the loop and its descriptors (epoll and a socket pair) would
+    outlive the thread for ever: tornado maps every asyncio loop to its IOLoop until the
+    IOLoop is closed.
+    """
+
+    __slots__ = ("ioloop",)
+
+    def __init__(self, ioloop: tornado.ioloop.IOLoop) -> None:
+        self.ioloop = ioloop
+
+    def __del__(self) -> None:
+        loop = self.ioloop.asyncio_loop  # type: ignore[attr-defined]
+        # One closed already, or handed to another thread that runs it, is not ours to close.
+        if not (loop.is_closed() or loop.is_running()):
+            self.ioloop.close()
+
+
+_made_for_thread = threading.local()
+
+
 def thread_ioloop() -> tornado.ioloop.IOLoop:
     """The calling thread's IOLoop: made, and set as the thread's event loop, if it has none.
 
@@ -143,7 +168,8 @@ def thread_ioloop() -> tornado.ioloop.IOLoop:
     thread, else a new one (of the kind :func:`new_event_loop` makes) that stays the
     thread's. Not left to ``IOLoop.current()``: there asyncio makes the loop, which Python
     3.12 and 3.13 deprecate in the main thread ("There is no current event loop", an error
-    under ``-W error``).
+    under ``-W error``). A loop made here for a thread other than the main one is closed
+    when the thread ends, unless it is closed already or running then.
 
     Returns
     -------
@@ -157,6 +183,11 @@ def thread_ioloop() -> tornado.ioloop.IOLoop:
         local = getattr(_get_policy(), "_local", None)
         if getattr(local, "_loop", _UNKNOWN) is None:
             asyncio.set_event_loop(new_event_loop())
+            ioloop = tornado.ioloop.IOLoop.current()
+            if threading.current_thread() is not threading.main_thread():
+                made = _made_for_thread.__dict__.setdefault("closers", [])
+                made.append(_ClosedWithThread(ioloop))
+            return ioloop
     return tornado.ioloop.IOLoop.current()
 
 
