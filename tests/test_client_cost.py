@@ -422,6 +422,29 @@ def test_a_sending_hook_patched_on_the_base_class_is_not_bypassed(server, hook, 
     assert sent == ["?echo[1] x"]
 
 
+@pytest.mark.parametrize("hook", ["send_request", "send_message"])
+def test_a_sending_hook_replaced_by_a_plain_function_on_the_instance_is_not_bypassed(
+        server, hook):
+    from katcp.client import DeviceClient
+    sent = []
+    client = BlockingClient("127.0.0.1", server.port, timeout=WAIT)
+    original = getattr(DeviceClient, hook)
+
+    def recording(msg):  # a function, not a method: it has no __func__
+        sent.append(str(msg))
+        original(client, msg)
+    setattr(client, hook, recording)
+    client.start()
+    try:
+        assert client.wait_protocol(WAIT)
+        reply, _ = client.blocking_request(Message.request("echo", "x"))
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+    assert str(reply) == "!echo[1] ok x"
+    assert sent == ["?echo[1] x"]
+
+
 @pytest.mark.parametrize("method", ["future_request", "callback_request", "send_message"])
 def test_a_request_made_on_the_running_loop_asks_for_no_thread_id(server, method):
     client = AsyncClient("127.0.0.1", server.port, timeout=WAIT)
