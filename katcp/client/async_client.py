@@ -119,8 +119,8 @@ class AsyncClient(DeviceClient):
                                    "request in flight" % show_repr(msg_id))
         # wire.util.uses_own()'s test, inlined: its call costs more than the two reads.
         try:
-            own = (self.send_request.__func__ is _SEND_REQUEST
-                   and self.send_message.__func__ is _SEND_MESSAGE)
+            own = (self.send_request.__func__ is _SEND_REQUEST  # type: ignore[attr-defined]
+                   and self.send_message.__func__ is _SEND_MESSAGE)  # type: ignore[attr-defined]
         except AttributeError:
             own = False  # a replacement that is no method (a mock, a function)
         if own:

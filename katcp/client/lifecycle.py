@@ -599,7 +599,7 @@ class ClientLifecycle:
         return protocol
 
     def _new_protocol(self) -> ClientProtocol:
-        return ClientProtocol(self._loop, self._message_received, self._connection_made,
+        return ClientProtocol(self._loop, self, self._connection_made,
                               self._connection_lost, self._logger,
                               address=self.bind_address_string, max_msg_size=self.MAX_MSG_SIZE,
                               max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE,
@@ -647,11 +647,6 @@ class ClientLifecycle:
 
         """
         raise NotImplementedError
-
-    def _message_received(self, msg: Message) -> Any:
-        # Looked up at each message, as 0.9.3 did: a replacement on the instance
-        # (mock.patch.object(client, "handle_message")) is used at once.
-        return self.handle_message(msg)
 
     def _connection_made(self, protocol: ClientProtocol) -> None:
         # Called from the protocol before any data is read, so the greeting informs

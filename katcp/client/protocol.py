@@ -3,9 +3,9 @@
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Callable, Optional
 
-from katcp.core import KatcpSyntaxError, Message, MessageParser
+from katcp.core import KatcpSyntaxError, MessageParser
 from katcp.loop.futures import run_returned
 from katcp.transport.buffers import SharedBufferProtocol
 from katcp.transport.framing import LineFramer, WriteBatcher
@@ -35,7 +35,8 @@ def _closing_check(transport: Any) -> Callable[[], bool]:
 class ClientProtocol(SharedBufferProtocol, WriteBatcher):
     """The socket side of a client connection.
 
-    Received bytes are split into lines, parsed and handed to `handle_message`; what
+    Received bytes are split into lines, parsed and handed to the receiver's
+    ``handle_message``; what
     handlers send while one received chunk is handled goes out in one write, anything
     else is written at once. The protocol is its own write batcher (as the server's
     connections are): a request goes from :meth:`write` to the transport in one call.
@@ -44,9 +45,10 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
     ----------
     loop : :class:`asyncio.AbstractEventLoop`
         The loop running the connection.
-    handle_message : callable
-        ``handle_message(msg)`` for each message received; it may return an awaitable,
-        whose failure is logged.
+    receiver : object
+        Its ``handle_message(msg)`` is called for each message received, looked up for
+        each (a replacement on the instance is used at once, as in katcp 0.9.3); it may
+        return an awaitable, whose failure is logged.
     made : callable
         ``made(protocol)`` once connected, before any data is read.
     lost : callable
@@ -73,12 +75,12 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop,
-                 handle_message: Callable[[Message], Optional[Awaitable[Any]]],
+                 receiver: Any,
                  made: Callable[["ClientProtocol"], None], lost: Callable[[], None],
                  logger: logging.Logger, *, address: str, max_msg_size: int,
                  max_write_buffer_size: int, max_loop_latency: float) -> None:
         self._loop = loop
-        self._handle_message = handle_message
+        self._receiver = receiver
         self._made = made
         self._lost = lost
         self._logger = logger
@@ -130,7 +132,9 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
         if many:
             started = time.monotonic()
         parse = self._parse
-        handle_message = self._handle_message
+        # The receiver's method, not a bound method kept: looked up per message without
+        # a call of a trampoline of its own.
+        receiver = self._receiver
         self._held = True  # hold(), inline: this runs for every reply
         try:
             for line in lines:
@@ -143,7 +147,7 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
                                        self._address, quoted_line(line), exc)
                     continue
                 try:
-                    result = handle_message(msg)
+                    result = receiver.handle_message(msg)
                 except Exception:
                     self._logger.exception("Error handling message %s from server %s",
                                            msg, self._address)
