@@ -256,12 +256,12 @@ class AsyncClient(DeviceClient):
             timeout = self._request_timeout
         # Before the request is sent: nothing about the timeout may fail once it is.
         wait = thread_wait_timeout(timeout)
-        self._require_started()
         result: "concurrent.futures.Future[Tuple[Message, List[Message]]]" = (
             concurrent.futures.Future())
         pending = ThreadRequest(msg, result)
         # One crossing, and the request resolves `result` itself. Nothing between
-        # waking the loop and blocking: the loop thread needs the GIL.
+        # waking the loop and blocking: the loop thread needs the GIL. (It raises for a
+        # client not started.)
         self._post_to_loop(self._blocking_request_on_loop, pending, timeout, use_mid)
         try:
             if wait is not None:
