@@ -26,6 +26,7 @@ from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.loop.crossing import (call_on_loop, on_thread, post_to_loop, thread_ident,
                                  thread_wait_timeout, wait_for_call, wait_off_loop)
 from katcp.loop.futures import run_returned
+from katcp.transport.buffers import loop_receive_view
 from katcp.transport.sockets import shut_down_socket
 # katcp.client.address_to_string (0.9.3's home of it) is this one.
 from katcp.wire.types import address_to_string, is_port
@@ -603,7 +604,8 @@ class ClientLifecycle:
                               self._connection_lost, self._logger,
                               address=self.bind_address_string, max_msg_size=self.MAX_MSG_SIZE,
                               max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE,
-                              max_loop_latency=self.MAX_LOOP_LATENCY)
+                              max_loop_latency=self.MAX_LOOP_LATENCY,
+                              receive_view=loop_receive_view(self.ioloop))
 
     async def connect_transport(
             self, protocol_factory: Callable[[], ClientProtocol]) -> Tuple[Any, ClientProtocol]:

@@ -63,6 +63,8 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
     max_loop_latency : float
         Seconds a chunk of many pipelined lines may take before reading pauses for a
         loop turn.
+    receive_view : memoryview
+        The receive buffer of the loop (:func:`katcp.transport.buffers.loop_receive_view`).
 
     Attributes
     ----------
@@ -78,8 +80,10 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
                  receiver: Any,
                  made: Callable[["ClientProtocol"], None], lost: Callable[[], None],
                  logger: logging.Logger, *, address: str, max_msg_size: int,
-                 max_write_buffer_size: int, max_loop_latency: float) -> None:
+                 max_write_buffer_size: int, max_loop_latency: float,
+                 receive_view: memoryview) -> None:
         self._loop = loop
+        self._receive_view = receive_view
         self._receiver = receiver
         self._made = made
         self._lost = lost
