@@ -271,11 +271,17 @@ class ClientLifecycle:
         self._gate = ThreadGate(self)  # opened by start() once _begin() is queued
         self._start_lock = threading.Lock()
         condition = threading.Condition(threading.Lock())
-        self._flags = tuple(StateFlag(condition) for _ in range(6))
         (self._running, self._connected, self._disconnected, self._received_protocol_info,
-         self._stopped, self._waiting_to_retry) = self._flags
+         self._stopped, self._waiting_to_retry) = (StateFlag(condition) for _ in range(6))
         self._disconnected.set()
         self._stopped.set()
+
+    def _state_flags(self) -> Tuple[StateFlag, ...]:
+        # Not kept in an attribute: CPython 3.11 keeps at most 29 of an instance in the
+        # object itself, where each is read faster, and an AsyncClient has that many (one
+        # more gives it a dict of them; test_client_cost checks).
+        return (self._running, self._connected, self._disconnected,
+                self._received_protocol_info, self._stopped, self._waiting_to_retry)
 
     @property
     def bind_address(self) -> Tuple[str, int]:
@@ -423,7 +429,7 @@ class ClientLifecycle:
             manager = self._ioloop_manager
             self.ioloop = ioloop = manager.get_ioloop()
             self._loop = self.ioloop.asyncio_loop
-            for flag in self._flags:
+            for flag in self._state_flags():
                 flag.bind(ioloop)
             self._stopped.clear()
             self._stopping = False
