@@ -462,6 +462,29 @@ def test_a_connected_async_client_has_no_more_attributes_than_cpython_keeps_in_p
     assert len(vars(client)) <= 29, sorted(vars(client))
 
 
+def test_clients_read_into_the_receive_buffer_of_their_loop(server, loop_manager):
+    # One buffer per loop (256 KiB), shared by the connections it reads, as the server's
+    # are: not one per connection, nor one per thread (a loop may move to another one).
+    from katcp.transport.buffers import loop_receive_view
+    shared = [AsyncClient("127.0.0.1", server.port, timeout=WAIT) for _ in range(2)]
+    own = BlockingClient("127.0.0.1", server.port, timeout=WAIT)
+    for client in shared:
+        client.set_ioloop(loop_manager.get_ioloop())
+    clients = shared + [own]
+    for client in clients:
+        client.start()
+    try:
+        for client in clients:
+            assert client.wait_protocol(WAIT)  # its greeting read through the buffer
+        views = [client._protocol._receive_view for client in clients]
+        assert views[0] is views[1] is loop_receive_view(loop_manager.get_ioloop())
+        assert views[2] is loop_receive_view(own.ioloop) and views[2] is not views[0]
+    finally:
+        for client in clients:
+            client.stop(timeout=WAIT)
+            client.join(timeout=WAIT)
+
+
 @pytest.mark.parametrize("method", ["future_request", "callback_request", "send_message"])
 def test_a_request_made_on_the_running_loop_asks_for_no_thread_id(server, method):
     client = AsyncClient("127.0.0.1", server.port, timeout=WAIT)
