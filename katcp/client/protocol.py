@@ -36,10 +36,10 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
     """The socket side of a client connection.
 
     Received bytes are split into lines, parsed and handed to the receiver's
-    ``handle_message``; what
-    handlers send while one received chunk is handled goes out in one write, anything
-    else is written at once. The protocol is its own write batcher (as the server's
-    connections are): a request goes from :meth:`write` to the transport in one call.
+    ``handle_message``; what handlers send while one received chunk is handled goes out
+    in one write, anything else is written at once. The protocol is its own write
+    batcher (as the server's connections are): a request goes from :meth:`write` to the
+    transport in one call.
 
     Parameters
     ----------
@@ -136,8 +136,8 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
         if many:
             started = time.monotonic()
         parse = self._parse
-        # The receiver's method, not a bound method kept: looked up per message without
-        # a call of a trampoline of its own.
+        # Its handle_message is looked up for each message (a replacement is heard at
+        # once), with no call of the client's in between.
         receiver = self._receiver
         self._held = True  # hold(), inline: this runs for every reply
         try:
