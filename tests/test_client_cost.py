@@ -485,6 +485,66 @@ def test_clients_read_into_the_receive_buffer_of_their_loop(server, loop_manager
             client.join(timeout=WAIT)
 
 
+@pytest.mark.parametrize("special", [b"\x0b", b"\x0c", b"\x00", b"\x1b"])
+@pytest.mark.parametrize("split", [False, True])
+def test_a_byte_that_parse_searches_lines_for_is_found_after_chunks_without_one(
+        server, special, split, caplog):
+    # A client searches each chunk for these bytes and parses the lines of chunks without
+    # one unsearched: the first chunk that holds one, even in an unended line that a later
+    # chunk ends, must have its lines searched (and so must those of the chunks after it).
+    seen = []
+    client = AsyncClient("127.0.0.1", server.port, timeout=WAIT)
+    client.unhandled_inform = seen.append
+    client.start()
+
+    def feed():
+        protocol = client._protocol
+        for arg in (b"a", b"b"):
+            data = b"#note " + arg + special + b"x y\n#later\n"
+            if split:
+                protocol.data_received(data[:8])  # ends just after the byte
+                data = data[8:]
+            protocol.data_received(data)
+
+    try:
+        assert client.wait_protocol(WAIT)
+        with caplog.at_level(logging.ERROR):
+            _on_loop(client, feed)
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+    got = [(msg.name, msg.arguments) for msg in seen if msg.name in ("note", "later")]
+    errors = [record.getMessage() for record in caplog.records
+              if record.levelno >= logging.ERROR]
+    if special in b"\x0b\x0c":
+        # Not separators in KATCP (bytes.split() would take them for ones).
+        assert got == [("note", [b"a" + special + b"x", b"y"]), ("later", []),
+                       ("note", [b"b" + special + b"x", b"y"]), ("later", [])]
+        assert errors == []
+    else:
+        assert got == [("later", []), ("later", [])]
+        assert len(errors) == 2 and all("Unescaped special character" in error
+                                        for error in errors)
+
+
+def test_a_chunk_that_is_no_bytes_is_parsed_as_bytes_would_be(server):
+    # A transport of connect_transport()'s own may hand the protocol a bytearray: its
+    # lines are parsed with every check (an unchecked one would meet a bytearray header).
+    seen = []
+    client = AsyncClient("127.0.0.1", server.port, timeout=WAIT)
+    client.unhandled_inform = seen.append
+    client.start()
+    try:
+        assert client.wait_protocol(WAIT)
+        _on_loop(client, lambda: client._protocol.data_received(bytearray(b"#note a b\n")))
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+    assert [(msg.name, msg.arguments) for msg in seen if msg.name == "note"] == [
+        ("note", [b"a", b"b"])]
+    assert type(seen[-1].arguments[0]) is bytes
+
+
 @pytest.mark.parametrize("method", ["future_request", "callback_request", "send_message"])
 def test_a_request_made_on_the_running_loop_asks_for_no_thread_id(server, method):
     client = AsyncClient("127.0.0.1", server.port, timeout=WAIT)

@@ -93,6 +93,11 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
         self._max_write_buffer_size = max_write_buffer_size
         self._max_loop_latency = max_loop_latency
         self._parse = MessageParser().parse
+        # Nothing received so far holds a byte parse() must search each line for: one
+        # search of each chunk instead, as the server's connections do (see
+        # katcp.wire.message.needs_byte_checks). Once something does, every line is
+        # searched from then on.
+        self._checked = True
         self._framer = LineFramer(max_msg_size)
         # coalesce=False: a request goes out at once (latency); only writes made while
         # a received chunk is handled are joined (see data_received).
@@ -131,6 +136,12 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
 
     def data_received(self, data: bytes) -> None:
         framer = self._framer
+        # needs_byte_checks(), inline (a call would cost what it saves for a reply), and a
+        # chunk that is no bytes (from a transport of connect_transport()'s own) too.
+        checked = self._checked
+        if checked and (data.__class__ is not bytes
+                        or 0 in data or 27 in data or 11 in data or 12 in data):
+            checked = self._checked = False
         lines = framer.feed(data)
         many = len(lines) > _TIMED_CHUNK_LINES
         if many:
@@ -145,7 +156,7 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
                 if not line:
                     continue
                 try:
-                    msg = parse(line)
+                    msg = parse(line, checked)
                 except KatcpSyntaxError as exc:
                     self._logger.error("Bad message from server %s: %s: %s",
                                        self._address, quoted_line(line), exc)
