@@ -20,6 +20,7 @@ import logging
 import signal
 import sys
 import threading
+from unittest import mock
 
 import pytest
 
@@ -525,6 +526,30 @@ def test_a_byte_that_parse_searches_lines_for_is_found_after_chunks_without_one(
         assert got == [("later", []), ("later", [])]
         assert len(errors) == 2 and all("Unescaped special character" in error
                                         for error in errors)
+
+
+def test_a_parser_whose_parse_takes_the_line_alone_is_given_the_line_alone(server):
+    # 0.9.3's MessageParser.parse(line): a subclass of that signature put in place of the
+    # client's parser still parses every line.
+    import katcp.client.protocol
+    parsed = []
+
+    class RecordingParser(katcp.client.protocol.MessageParser):
+        def parse(self, line):
+            parsed.append(line)
+            return super().parse(line)
+
+    with mock.patch.object(katcp.client.protocol, "MessageParser", RecordingParser):
+        client = AsyncClient("127.0.0.1", server.port, timeout=WAIT)
+        client.start()
+        try:
+            assert client.wait_protocol(WAIT)
+            reply, _ = _on_loop(client, lambda: client.future_request(Message.request("echo")))
+        finally:
+            client.stop(timeout=WAIT)
+            client.join(timeout=WAIT)
+    assert reply.reply_ok()
+    assert parsed[0].startswith(b"#version-connect") and parsed[-1] == b"!echo[1] ok"
 
 
 def test_a_chunk_that_is_no_bytes_is_parsed_as_bytes_would_be(server):

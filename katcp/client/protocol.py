@@ -5,16 +5,23 @@ import logging
 import time
 from typing import Any, Callable, Optional
 
-from katcp.core import KatcpSyntaxError, MessageParser
+from katcp.core import KatcpSyntaxError, Message, MessageParser
 from katcp.loop.futures import run_returned
 from katcp.transport.buffers import SharedBufferProtocol
 from katcp.transport.framing import LineFramer, WriteBatcher
 from katcp.wire.text import quoted_line
 
 
+# The parser's own parse(), which takes `checked` (see ClientProtocol.data_received).
+_OWN_PARSE = MessageParser.parse
+
 # Received chunks of more lines than this are timed, so that a long pipelined burst
 # can give the rest of the loop a turn (see MAX_LOOP_LATENCY).
 _TIMED_CHUNK_LINES = 64
+
+
+def _line_alone(parse: Callable[..., Message]) -> Callable[[bytes, bool], Message]:
+    return lambda line, checked: parse(line)
 
 
 def _never_closing() -> bool:
@@ -92,7 +99,10 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
         self._address = address
         self._max_write_buffer_size = max_write_buffer_size
         self._max_loop_latency = max_loop_latency
-        self._parse = MessageParser().parse
+        parser = MessageParser()
+        # A parse() of a subclass's own (0.9.3's took the line alone): given the line alone.
+        self._parse: Callable[[bytes, bool], Message] = (
+            parser.parse if type(parser).parse is _OWN_PARSE else _line_alone(parser.parse))
         # Nothing received so far holds a byte parse() must search each line for: one
         # search of each chunk instead, as the server's connections do (see
         # katcp.wire.message.needs_byte_checks). Once something does, every line is
