@@ -186,7 +186,10 @@ class IOLoopManager:
 
         """
         if recorded is None or self._ioloop_managed:
-            return self.thread_id()
+            # thread_id()'s answer once the thread is recorded, without its call: a
+            # blocking request asks this.
+            thread_id = self._thread_id
+            return self.thread_id() if thread_id is None else thread_id
         return recorded
 
     def managed(self) -> bool:

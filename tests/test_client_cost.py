@@ -20,6 +20,7 @@ import logging
 import signal
 import sys
 import threading
+from unittest import mock
 
 import pytest
 
@@ -420,6 +421,153 @@ def test_a_sending_hook_patched_on_the_base_class_is_not_bypassed(server, hook, 
         client.join(timeout=WAIT)
     assert str(reply) == "!echo[1] ok x"
     assert sent == ["?echo[1] x"]
+
+
+@pytest.mark.parametrize("hook", ["send_request", "send_message"])
+def test_a_sending_hook_replaced_by_a_plain_function_on_the_instance_is_not_bypassed(
+        server, hook):
+    from katcp.client import DeviceClient
+    sent = []
+    client = BlockingClient("127.0.0.1", server.port, timeout=WAIT)
+    original = getattr(DeviceClient, hook)
+
+    def recording(msg):  # a function, not a method: it has no __func__
+        sent.append(str(msg))
+        original(client, msg)
+    setattr(client, hook, recording)
+    client.start()
+    try:
+        assert client.wait_protocol(WAIT)
+        reply, _ = client.blocking_request(Message.request("echo", "x"))
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+    assert str(reply) == "!echo[1] ok x"
+    assert sent == ["?echo[1] x"]
+
+
+def test_a_connected_async_client_has_no_more_attributes_than_cpython_keeps_in_place(server):
+    # CPython 3.11 keeps at most 29 attributes of an instance in the object itself, where
+    # the specialised bytecode reads them fastest; one more gives the instance a dict of
+    # them, and every attribute read and method call of a request slows (1.7k of about
+    # 92k instructions per future_request).
+    client = AsyncClient("127.0.0.1", server.port, timeout=WAIT)
+    client.start()
+    try:
+        assert client.wait_protocol(WAIT)
+        reply, _ = _on_loop(client, lambda: client.future_request(Message.request("echo")))
+        assert reply.reply_ok()
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+    assert len(vars(client)) <= 29, sorted(vars(client))
+
+
+def test_clients_read_into_the_receive_buffer_of_their_loop(server, loop_manager):
+    # One buffer per loop (256 KiB), shared by the connections it reads, as the server's
+    # are: not one per connection, nor one per thread (a loop may move to another one).
+    from katcp.transport.buffers import loop_receive_view
+    shared = [AsyncClient("127.0.0.1", server.port, timeout=WAIT) for _ in range(2)]
+    own = BlockingClient("127.0.0.1", server.port, timeout=WAIT)
+    for client in shared:
+        client.set_ioloop(loop_manager.get_ioloop())
+    clients = shared + [own]
+    for client in clients:
+        client.start()
+    try:
+        for client in clients:
+            assert client.wait_protocol(WAIT)  # its greeting read through the buffer
+        views = [client._protocol._receive_view for client in clients]
+        assert views[0] is views[1] is loop_receive_view(loop_manager.get_ioloop())
+        assert views[2] is loop_receive_view(own.ioloop) and views[2] is not views[0]
+    finally:
+        for client in clients:
+            client.stop(timeout=WAIT)
+            client.join(timeout=WAIT)
+
+
+@pytest.mark.parametrize("special", [b"\x0b", b"\x0c", b"\x00", b"\x1b"])
+@pytest.mark.parametrize("split", [False, True])
+def test_a_byte_that_parse_searches_lines_for_is_found_after_chunks_without_one(
+        server, special, split, caplog):
+    # A client searches each chunk for these bytes and parses the lines of chunks without
+    # one unsearched: the first chunk that holds one, even in an unended line that a later
+    # chunk ends, must have its lines searched (and so must those of the chunks after it).
+    seen = []
+    client = AsyncClient("127.0.0.1", server.port, timeout=WAIT)
+    client.unhandled_inform = seen.append
+    client.start()
+
+    def feed():
+        protocol = client._protocol
+        for arg in (b"a", b"b"):
+            data = b"#note " + arg + special + b"x y\n#later\n"
+            if split:
+                protocol.data_received(data[:8])  # ends just after the byte
+                data = data[8:]
+            protocol.data_received(data)
+
+    try:
+        assert client.wait_protocol(WAIT)
+        with caplog.at_level(logging.ERROR):
+            _on_loop(client, feed)
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+    got = [(msg.name, msg.arguments) for msg in seen if msg.name in ("note", "later")]
+    errors = [record.getMessage() for record in caplog.records
+              if record.levelno >= logging.ERROR]
+    if special in b"\x0b\x0c":
+        # Not separators in KATCP (bytes.split() would take them for ones).
+        assert got == [("note", [b"a" + special + b"x", b"y"]), ("later", []),
+                       ("note", [b"b" + special + b"x", b"y"]), ("later", [])]
+        assert errors == []
+    else:
+        assert got == [("later", []), ("later", [])]
+        assert len(errors) == 2 and all("Unescaped special character" in error
+                                        for error in errors)
+
+
+def test_a_parser_whose_parse_takes_the_line_alone_is_given_the_line_alone(server):
+    # 0.9.3's MessageParser.parse(line): a subclass of that signature put in place of the
+    # client's parser still parses every line.
+    import katcp.client.protocol
+    parsed = []
+
+    class RecordingParser(katcp.client.protocol.MessageParser):
+        def parse(self, line):
+            parsed.append(line)
+            return super().parse(line)
+
+    with mock.patch.object(katcp.client.protocol, "MessageParser", RecordingParser):
+        client = AsyncClient("127.0.0.1", server.port, timeout=WAIT)
+        client.start()
+        try:
+            assert client.wait_protocol(WAIT)
+            reply, _ = _on_loop(client, lambda: client.future_request(Message.request("echo")))
+        finally:
+            client.stop(timeout=WAIT)
+            client.join(timeout=WAIT)
+    assert reply.reply_ok()
+    assert parsed[0].startswith(b"#version-connect") and parsed[-1] == b"!echo[1] ok"
+
+
+def test_a_chunk_that_is_no_bytes_is_parsed_as_bytes_would_be(server):
+    # A transport of connect_transport()'s own may hand the protocol a bytearray: its
+    # lines are parsed with every check (an unchecked one would meet a bytearray header).
+    seen = []
+    client = AsyncClient("127.0.0.1", server.port, timeout=WAIT)
+    client.unhandled_inform = seen.append
+    client.start()
+    try:
+        assert client.wait_protocol(WAIT)
+        _on_loop(client, lambda: client._protocol.data_received(bytearray(b"#note a b\n")))
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+    assert [(msg.name, msg.arguments) for msg in seen if msg.name == "note"] == [
+        ("note", [b"a", b"b"])]
+    assert type(seen[-1].arguments[0]) is bytes
 
 
 @pytest.mark.parametrize("method", ["future_request", "callback_request", "send_message"])

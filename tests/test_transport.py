@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from katcp.transport.buffers import SharedBufferProtocol
+from katcp.transport.buffers import SharedBufferProtocol, loop_receive_view
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -17,7 +17,9 @@ class Collector(SharedBufferProtocol):
         self.chunks = []
         self.received = 0
         self.expected_size = expected_size
-        self.done = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._receive_view = loop_receive_view(loop)
+        self.done = loop.create_future()
         self.transport = None
 
     def connection_made(self, transport):

@@ -14,12 +14,13 @@ from katcp.core import KatcpClientError, Message
 from katcp.loop.crossing import (TIMEOUT_GRACE, check_timeout, on_thread, post_to_loop,
                                  thread_wait_timeout, wait_for_loop)
 from katcp.wire.text import show_repr
-from katcp.wire.util import own_methods, uses_own
 
 
 _REQUEST = Message.REQUEST
-# The methods the request fast path (_start_request) may skip while they are these.
-_OWN_SENDING = own_methods(DeviceClient, "send_request", "send_message")
+# The methods the request fast path (_start_request) may skip while they are these (as
+# wire.util.own_methods() gives them).
+_SEND_REQUEST = DeviceClient.send_request
+_SEND_MESSAGE = DeviceClient.send_message
 
 
 class IdInUseError(RuntimeError):
@@ -89,8 +90,9 @@ class AsyncClient(DeviceClient):
         id_given = msg.mid is not None
         msg_id = self._assign_mid(msg, use_mid)
         mid = msg.mid
-        protocol = self._open_protocol()
-        if protocol is None:
+        # _open_protocol(), inline: this runs for every request.
+        protocol = self._protocol
+        if protocol is None or protocol.transport is None:
             self._fail(pending, "Client not connected")
             return
         if mid is not None and not self._server_supports_ids:
@@ -115,7 +117,13 @@ class AsyncClient(DeviceClient):
             else:
                 raise IdInUseError("Message id %s drawn by _next_id() already in use by a "
                                    "request in flight" % show_repr(msg_id))
-        if uses_own(self, _OWN_SENDING):
+        # wire.util.uses_own()'s test, inlined: its call costs more than the two reads.
+        try:
+            own = (self.send_request.__func__ is _SEND_REQUEST  # type: ignore[attr-defined]
+                   and self.send_message.__func__ is _SEND_MESSAGE)  # type: ignore[attr-defined]
+        except AttributeError:
+            own = False  # a replacement that is no method (a mock, a function)
+        if own:
             # Neither is overridden (by a subclass, on a class or on the instance, as
             # mock.patch.object does): sent before the bookkeeping, which then overlaps
             # the server's work; the reply can only be read on a later loop iteration.
@@ -248,12 +256,12 @@ class AsyncClient(DeviceClient):
             timeout = self._request_timeout
         # Before the request is sent: nothing about the timeout may fail once it is.
         wait = thread_wait_timeout(timeout)
-        self._require_started()
         result: "concurrent.futures.Future[Tuple[Message, List[Message]]]" = (
             concurrent.futures.Future())
         pending = ThreadRequest(msg, result)
         # One crossing, and the request resolves `result` itself. Nothing between
-        # waking the loop and blocking: the loop thread needs the GIL.
+        # waking the loop and blocking: the loop thread needs the GIL. (It raises for a
+        # client not started.)
         self._post_to_loop(self._blocking_request_on_loop, pending, timeout, use_mid)
         try:
             if wait is not None:

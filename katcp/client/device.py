@@ -83,6 +83,10 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
     _reply_handlers: Dict[str, Callable[..., Any]]
     _request_handlers: Dict[str, Callable[..., Any]]
 
+    # Set on the instance by preset_protocol_flags() only: one attribute less on most
+    # clients (see ClientLifecycle._state_flags).
+    _protocol_preset = False
+
     def __init__(self, host: str, port: int, tb_limit: int = 20,
                  logger: Optional[logging.Logger] = log,
                  auto_reconnect: bool = True) -> None:
@@ -93,7 +97,6 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         self._last_msg_id = 0
         self.versions: Dict[str, Any] = {}
         self.protocol_flags: Optional[ProtocolFlags] = None
-        self._protocol_preset = False
         self._server_supports_ids = False
 
     def __repr__(self) -> str:

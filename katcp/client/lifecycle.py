@@ -26,6 +26,7 @@ from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.loop.crossing import (call_on_loop, on_thread, post_to_loop, thread_ident,
                                  thread_wait_timeout, wait_for_call, wait_off_loop)
 from katcp.loop.futures import run_returned
+from katcp.transport.buffers import loop_receive_view
 from katcp.transport.sockets import shut_down_socket
 # katcp.client.address_to_string (0.9.3's home of it) is this one.
 from katcp.wire.types import address_to_string, is_port
@@ -270,11 +271,17 @@ class ClientLifecycle:
         self._gate = ThreadGate(self)  # opened by start() once _begin() is queued
         self._start_lock = threading.Lock()
         condition = threading.Condition(threading.Lock())
-        self._flags = tuple(StateFlag(condition) for _ in range(6))
         (self._running, self._connected, self._disconnected, self._received_protocol_info,
-         self._stopped, self._waiting_to_retry) = self._flags
+         self._stopped, self._waiting_to_retry) = (StateFlag(condition) for _ in range(6))
         self._disconnected.set()
         self._stopped.set()
+
+    def _state_flags(self) -> Tuple[StateFlag, ...]:
+        # Not kept in an attribute: CPython 3.11 keeps at most 29 of an instance in the
+        # object itself, where each is read faster, and an AsyncClient has that many (one
+        # more gives it a dict of them; test_client_cost checks).
+        return (self._running, self._connected, self._disconnected,
+                self._received_protocol_info, self._stopped, self._waiting_to_retry)
 
     @property
     def bind_address(self) -> Tuple[str, int]:
@@ -422,7 +429,7 @@ class ClientLifecycle:
             manager = self._ioloop_manager
             self.ioloop = ioloop = manager.get_ioloop()
             self._loop = self.ioloop.asyncio_loop
-            for flag in self._flags:
+            for flag in self._state_flags():
                 flag.bind(ioloop)
             self._stopped.clear()
             self._stopping = False
@@ -599,11 +606,12 @@ class ClientLifecycle:
         return protocol
 
     def _new_protocol(self) -> ClientProtocol:
-        return ClientProtocol(self._loop, self._message_received, self._connection_made,
+        return ClientProtocol(self._loop, self, self._connection_made,
                               self._connection_lost, self._logger,
                               address=self.bind_address_string, max_msg_size=self.MAX_MSG_SIZE,
                               max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE,
-                              max_loop_latency=self.MAX_LOOP_LATENCY)
+                              max_loop_latency=self.MAX_LOOP_LATENCY,
+                              receive_view=loop_receive_view(self.ioloop))
 
     async def connect_transport(
             self, protocol_factory: Callable[[], ClientProtocol]) -> Tuple[Any, ClientProtocol]:
@@ -647,11 +655,6 @@ class ClientLifecycle:
 
         """
         raise NotImplementedError
-
-    def _message_received(self, msg: Message) -> Any:
-        # Looked up at each message, as 0.9.3 did: a replacement on the instance
-        # (mock.patch.object(client, "handle_message")) is used at once.
-        return self.handle_message(msg)
 
     def _connection_made(self, protocol: ClientProtocol) -> None:
         # Called from the protocol before any data is read, so the greeting informs

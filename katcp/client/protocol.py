@@ -3,7 +3,7 @@
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Callable, Optional
 
 from katcp.core import KatcpSyntaxError, Message, MessageParser
 from katcp.loop.futures import run_returned
@@ -12,9 +12,16 @@ from katcp.transport.framing import LineFramer, WriteBatcher
 from katcp.wire.text import quoted_line
 
 
+# The parser's own parse(), which takes `checked` (see ClientProtocol.data_received).
+_OWN_PARSE = MessageParser.parse
+
 # Received chunks of more lines than this are timed, so that a long pipelined burst
 # can give the rest of the loop a turn (see MAX_LOOP_LATENCY).
 _TIMED_CHUNK_LINES = 64
+
+
+def _line_alone(parse: Callable[..., Message]) -> Callable[[bytes, bool], Message]:
+    return lambda line, checked: parse(line)
 
 
 def _never_closing() -> bool:
@@ -35,18 +42,20 @@ def _closing_check(transport: Any) -> Callable[[], bool]:
 class ClientProtocol(SharedBufferProtocol, WriteBatcher):
     """The socket side of a client connection.
 
-    Received bytes are split into lines, parsed and handed to `handle_message`; what
-    handlers send while one received chunk is handled goes out in one write, anything
-    else is written at once. The protocol is its own write batcher (as the server's
-    connections are): a request goes from :meth:`write` to the transport in one call.
+    Received bytes are split into lines, parsed and handed to the receiver's
+    ``handle_message``; what handlers send while one received chunk is handled goes out
+    in one write, anything else is written at once. The protocol is its own write
+    batcher (as the server's connections are): a request goes from :meth:`write` to the
+    transport in one call.
 
     Parameters
     ----------
     loop : :class:`asyncio.AbstractEventLoop`
         The loop running the connection.
-    handle_message : callable
-        ``handle_message(msg)`` for each message received; it may return an awaitable,
-        whose failure is logged.
+    receiver : object
+        Its ``handle_message(msg)`` is called for each message received, looked up for
+        each (a replacement on the instance is used at once, as in katcp 0.9.3); it may
+        return an awaitable, whose failure is logged.
     made : callable
         ``made(protocol)`` once connected, before any data is read.
     lost : callable
@@ -61,6 +70,8 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
     max_loop_latency : float
         Seconds a chunk of many pipelined lines may take before reading pauses for a
         loop turn.
+    receive_view : memoryview
+        The receive buffer of the loop (:func:`katcp.transport.buffers.loop_receive_view`).
 
     Attributes
     ----------
@@ -73,12 +84,14 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop,
-                 handle_message: Callable[[Message], Optional[Awaitable[Any]]],
+                 receiver: Any,
                  made: Callable[["ClientProtocol"], None], lost: Callable[[], None],
                  logger: logging.Logger, *, address: str, max_msg_size: int,
-                 max_write_buffer_size: int, max_loop_latency: float) -> None:
+                 max_write_buffer_size: int, max_loop_latency: float,
+                 receive_view: memoryview) -> None:
         self._loop = loop
-        self._handle_message = handle_message
+        self._receive_view = receive_view
+        self._receiver = receiver
         self._made = made
         self._lost = lost
         self._logger = logger
@@ -86,7 +99,15 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
         self._address = address
         self._max_write_buffer_size = max_write_buffer_size
         self._max_loop_latency = max_loop_latency
-        self._parse = MessageParser().parse
+        parser = MessageParser()
+        # A parse() of a subclass's own (0.9.3's took the line alone): given the line alone.
+        self._parse: Callable[[bytes, bool], Message] = (
+            parser.parse if type(parser).parse is _OWN_PARSE else _line_alone(parser.parse))
+        # Nothing received so far holds a byte parse() must search each line for: one
+        # search of each chunk instead, as the server's connections do (see
+        # katcp.wire.message.needs_byte_checks). Once something does, every line is
+        # searched from then on.
+        self._checked = True
         self._framer = LineFramer(max_msg_size)
         # coalesce=False: a request goes out at once (latency); only writes made while
         # a received chunk is handled are joined (see data_received).
@@ -125,25 +146,33 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
 
     def data_received(self, data: bytes) -> None:
         framer = self._framer
+        # needs_byte_checks(), inline (a call would cost what it saves for a reply), and a
+        # chunk that is no bytes (from a transport of connect_transport()'s own) too.
+        checked = self._checked
+        if checked and (data.__class__ is not bytes
+                        or 0 in data or 27 in data or 11 in data or 12 in data):
+            checked = self._checked = False
         lines = framer.feed(data)
         many = len(lines) > _TIMED_CHUNK_LINES
         if many:
             started = time.monotonic()
         parse = self._parse
-        handle_message = self._handle_message
+        # Its handle_message is looked up for each message (a replacement is heard at
+        # once), with no call of the client's in between.
+        receiver = self._receiver
         self._held = True  # hold(), inline: this runs for every reply
         try:
             for line in lines:
                 if not line:
                     continue
                 try:
-                    msg = parse(line)
+                    msg = parse(line, checked)
                 except KatcpSyntaxError as exc:
                     self._logger.error("Bad message from server %s: %s: %s",
                                        self._address, quoted_line(line), exc)
                     continue
                 try:
-                    result = handle_message(msg)
+                    result = receiver.handle_message(msg)
                 except Exception:
                     self._logger.exception("Error handling message %s from server %s",
                                            msg, self._address)

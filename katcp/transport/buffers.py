@@ -1,7 +1,6 @@
 """asyncio protocol helpers shared by the client and server transports."""
 
 import asyncio
-import threading
 from typing import Any
 
 from katcp.loop.per_loop import one_per_loop
@@ -11,28 +10,18 @@ __all__ = ["SharedBufferProtocol", "loop_receive_view"]
 RECEIVE_SIZE = 256 * 1024  # what asyncio reads at most per call with a plain Protocol
 
 
-class _ReceiveBuffer(threading.local):
-    """One receive buffer per thread, shared by all the connections of its loop."""
-
-    def __init__(self) -> None:
-        self.view = memoryview(bytearray(RECEIVE_SIZE))
-
-
-_receive_buffer = _ReceiveBuffer()
-
-
 def loop_receive_view(ioloop: Any) -> memoryview:
     """Return the receive buffer of `ioloop`, shared by the connections it reads.
 
-    For a protocol that keeps it rather than look up its thread's per read (a
-    thread-local lookup costs several attribute reads). A loop reads one connection at a
+    Kept by each protocol (or by what its connections share): a thread-local buffer,
+    looked up per read, costs several attribute reads. A loop reads one connection at a
     time, on whichever thread runs it, so its connections never see each other's data;
-    the buffer of the thread, kept, would be shared with another loop should this one
+    the buffer of a thread, kept, would be shared with another loop should this one
     move to another thread.
 
     Parameters
     ----------
-    ioloop : :class:`tornado.ioloop.IOLoop`
+    ioloop : :class:`tornado.ioloop.IOLoop` (or an asyncio loop with a ``__dict__``)
         The loop whose connections read into the buffer.
 
     Returns
@@ -50,19 +39,23 @@ class SharedBufferProtocol(asyncio.BufferedProtocol):
     """A protocol that receives with ``data_received(data)``, as a plain one does.
 
     asyncio reads into a plain protocol through a fresh 256 KiB ``bytes`` per call,
-    shrunk to what arrived; here it reads into one buffer per thread instead, and only
-    the bytes that arrived are copied out. asyncio fills the buffer and calls
-    ``buffer_updated`` at once on the loop's thread, and the bytes are copied before any
-    of them is handled, so connections sharing the buffer never see each other's data.
+    shrunk to what arrived; here it reads into its loop's buffer instead
+    (:func:`loop_receive_view`, which a subclass keeps as ``_receive_view`` before it
+    is connected), and only the bytes that arrived are copied out. asyncio fills the
+    buffer and calls ``buffer_updated`` at once on the loop's thread, and the bytes are
+    copied before any of them is handled, so connections sharing the buffer never see
+    each other's data.
     """
 
     __slots__ = ()
 
+    _receive_view: memoryview
+
     def get_buffer(self, sizehint: int) -> memoryview:
-        return _receive_buffer.view
+        return self._receive_view
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(_receive_buffer.view[:nbytes].tobytes())
+        self.data_received(self._receive_view[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         """Handle bytes that arrived (a subclass's job), as asyncio's own method does.

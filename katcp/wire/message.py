@@ -368,7 +368,10 @@ class Message(metaclass=_MessageClass):
         # about 270 instructions per message (1% of a request served).
         self.name = name if name.__class__ is str and name in _valid_names else check_name(name)
         self.mid = None if mid is None else format_mid(mid)
-        self.arguments = [] if arguments is None else self._format_all(arguments)
+        if arguments is None or (arguments.__class__ is tuple and not arguments):
+            self.arguments = []  # none (Message.request("name") gives ()): no call
+        else:
+            self.arguments = self._format_all(arguments)
 
     @classmethod
     def _from_wire(cls, mtype: int, name: str, arguments: List[bytes],
