@@ -26,7 +26,7 @@ import pytest
 
 from katcp.client import AsyncClient, BlockingClient
 from katcp.client.requests import CallbackRequest, FutureRequest, ThreadRequest
-from katcp.core import Message
+from katcp.core import Message, MessageParser
 from katcp.loop.crossing import call_on_loop
 from katcp.loop.timer_heap import MIN_COMPACT_SIZE
 
@@ -550,6 +550,26 @@ def test_a_parser_whose_parse_takes_the_line_alone_is_given_the_line_alone(serve
             client.join(timeout=WAIT)
     assert reply.reply_ok()
     assert parsed[0].startswith(b"#version-connect") and parsed[-1] == b"!echo[1] ok"
+
+
+def test_a_mock_put_in_place_of_the_parser_class_is_given_each_line(server):
+    # mock.patch("katcp.client.MessageParser"): the instance's class, a MagicMock's, has
+    # no parse of its own to compare (AttributeError made every connection fail).
+    import katcp.client
+    with mock.patch("katcp.client.MessageParser") as parser_class:
+        parse = parser_class.return_value.parse
+        parse.side_effect = MessageParser().parse
+        client = AsyncClient("127.0.0.1", server.port, timeout=WAIT)
+        client.start()
+        try:
+            assert client.wait_protocol(WAIT)
+            reply, _ = _on_loop(client, lambda: client.future_request(Message.request("echo")))
+        finally:
+            client.stop(timeout=WAIT)
+            client.join(timeout=WAIT)
+    assert katcp.client.MessageParser is MessageParser
+    assert reply.reply_ok()
+    assert parse.call_args_list[-1] == mock.call(b"!echo[1] ok")
 
 
 def test_a_chunk_that_is_no_bytes_is_parsed_as_bytes_would_be(server):
