@@ -214,17 +214,22 @@ class TestFakeInspectingClient(tornado.testing.AsyncTestCase):
         reply = manager.request_sensor_list(req, req.msg)
         assert reply.arguments == [b"ok", b"2"]
 
-
-    @tornado.testing.gen_test(timeout=WAIT)
-    def test_a_sensor_value_reply_counts_the_readings_sent(self):
-        # The readings of fake sensors nothing set are held back, and the reply's count
-        # with them (a client may check the informs against it).
+    @tornado.gen.coroutine
+    def synced_client(self):
+        """An inspecting client of a fake device with SENSORS, synced, and its manager."""
         client, manager = fake_clients.fake_inspecting_client_factory(
             InspectingClientAsync, {"sensor_infos": SENSORS}, "fake-host.invalid", 5000,
             ioloop=self.io_loop)
         self.addCleanup(client.stop)
         yield client.connect()
         yield client.until_synced(timeout=WAIT)
+        return client, manager
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_a_sensor_value_reply_counts_the_readings_sent(self):
+        # The readings of fake sensors nothing set are held back, and the reply's count
+        # with them (a client may check the informs against it).
+        client, manager = yield self.synced_client()
         reply, informs = yield client.simple_request("sensor-value")
         assert (reply.arguments, informs) == ([b"ok", b"0"], [])
         manager.fake_sensors["temp"].set_value(12.5)
@@ -237,12 +242,7 @@ class TestFakeInspectingClient(tornado.testing.AsyncTestCase):
 
     @tornado.testing.gen_test(timeout=WAIT)
     def test_sampling_and_interface_changes_after_sync(self):
-        client, manager = fake_clients.fake_inspecting_client_factory(
-            InspectingClientAsync, {"sensor_infos": SENSORS}, "fake-host.invalid", 5000,
-            ioloop=self.io_loop)
-        self.addCleanup(client.stop)
-        yield client.connect()
-        yield client.until_synced(timeout=WAIT)
+        client, manager = yield self.synced_client()
         sensor = yield client.future_get_sensor("temp")
         updated = tornado.concurrent.Future()
 
