@@ -272,7 +272,8 @@ def uses_own(obj: Any, originals: Tuple[Tuple[str, Any], ...]) -> bool:
     -------
     own : bool
     """
-    # A loop, not all() over a generator: this runs for every request a client sends.
+    # A loop, not all() over a generator: fast paths ask this per message (each inform a
+    # server sends to all its clients, each request of an inspecting client).
     # Asked of the bound method, not of obj.__dict__: on CPython 3.11 and 3.12 making an
     # instance's __dict__ slows every later attribute access on it (a server's request
     # took about 600 more instructions).
