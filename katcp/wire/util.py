@@ -346,8 +346,21 @@ def transform_future(transformation: Callable[[Any], Any], future: Any) -> Any:
 
 
 def transformed_future(transformation: Callable[[Any], Any], future: Any) -> Any:
-    """:func:`transform_future` for katcp's own plain transformations, unchecked (it
-    chains the replies of requests)."""
+    """:func:`transform_future` without the check of `transformation`: for katcp's own
+    plain transformations, on paths that chain each request's reply (a check per reply).
+
+    Parameters
+    ----------
+    transformation : callable
+        A plain function of the result (never ``async def``: not checked).
+    future : future
+        As for :func:`transform_future`.
+
+    Returns
+    -------
+    new_future : future
+        As for :func:`transform_future`.
+    """
     claim: Callable[[], bool]
     get_loop = getattr(future, "get_loop", None)
     if get_loop:
