@@ -148,8 +148,9 @@ class _FakeDevice:
     :class:`~katcp.server.standard_requests.SensorHost`), so a fake device answers them
     as a real one does, texts and all. A fake sensor has no reading to report until the
     test sets one on it (``manager.fake_sensors[name].set_value(...)``): until then its
-    ``#sensor-value`` and ``#sensor-status`` informs are not sent, so polling or sampling
-    it leaves alone the reading the client holds. 0.9.3's fakes answered those requests
+    ``#sensor-value`` and ``#sensor-status`` informs are not sent (nor counted in a
+    ``?sensor-value`` reply), so polling or sampling it leaves alone the reading the client
+    holds. 0.9.3's fakes answered those requests
     with a bare ``ok``, and its users' tests set readings on the client's sensors
     (``KATCPSensor.set_value``).
     """
@@ -224,7 +225,11 @@ class _FakeDevice:
     def connect(self, deliver: Callable[[Message], None]) -> server.ClientConnection:
         """Register a new connection; returns its ClientConnection."""
         conn_id = next(self._connection_ids)
-        self.server.add_connection(conn_id, lambda msg: self._deliver_set_readings(deliver, msg))
+        # Per request id: the #sensor-value informs held back, which its reply's count
+        # leaves out.
+        withheld: Dict[Optional[bytes], int] = {}
+        self.server.add_connection(
+            conn_id, lambda msg: self._deliver_set_readings(deliver, withheld, msg))
         client_conn = server.ClientConnection(self.server, conn_id)
         self._conn_ids[client_conn] = conn_id
         for name, value in (("katcp-protocol", str(self.PROTOCOL_INFO)),
@@ -233,14 +238,23 @@ class _FakeDevice:
             client_conn.inform(Message.inform("version-connect", name, value))
         return client_conn
 
-    def _deliver_set_readings(self, deliver: Callable[[Message], None], msg: Message) -> None:
-        """Deliver `msg` unless it is the reading of a fake sensor that nothing set."""
+    def _deliver_set_readings(self, deliver: Callable[[Message], None],
+                              withheld: Dict[Optional[bytes], int], msg: Message) -> None:
+        """Deliver `msg` unless it is the reading of a fake sensor that nothing set; a
+        ``!sensor-value ok N`` counts only the informs delivered, as a server's does."""
         if (msg.mtype == Message.INFORM and msg.name in _READING_INFORMS
                 and len(msg.arguments) > 2):
             name = as_str(msg.arguments[2])
             sensor = self._sensors.get(name)
             if sensor is not None and sensor.read() is self._unset_readings.get(name):
+                if msg.name == "sensor-value":
+                    withheld[msg.mid] = withheld.get(msg.mid, 0) + 1
                 return
+        elif msg.mtype == Message.REPLY and msg.name == "sensor-value" and msg.mid in withheld:
+            held_back = withheld.pop(msg.mid)
+            if len(msg.arguments) == 2 and msg.arguments[0] == b"ok":
+                msg = Message.reply(msg.name, "ok", int(msg.arguments[1]) - held_back,
+                                    mid=msg.mid)
         deliver(msg)
 
     def disconnect(self, client_conn: Any) -> None:

@@ -26,7 +26,7 @@ import pytest
 
 from katcp.client import AsyncClient, BlockingClient
 from katcp.client.requests import CallbackRequest, FutureRequest, ThreadRequest
-from katcp.core import Message
+from katcp.core import Message, MessageParser
 from katcp.loop.crossing import call_on_loop
 from katcp.loop.timer_heap import MIN_COMPACT_SIZE
 
@@ -400,6 +400,19 @@ def test_a_deadline_out_of_order_after_many_others_is_served_on_time():
 # -- the request fast path and the sending hooks ------------------------------------------
 
 
+def _echo_x_is_sent_as_recorded(client, sent):
+    """Start `client`, make ?echo x and check that the hook recorded it in `sent`."""
+    client.start()
+    try:
+        assert client.wait_protocol(WAIT)
+        reply, _ = client.blocking_request(Message.request("echo", "x"))
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+    assert str(reply) == "!echo[1] ok x"
+    assert sent == ["?echo[1] x"]
+
+
 @pytest.mark.parametrize("hook", ["send_request", "send_message"])
 def test_a_sending_hook_patched_on_the_base_class_is_not_bypassed(server, hook, monkeypatch):
     from katcp.client import DeviceClient
@@ -411,16 +424,8 @@ def test_a_sending_hook_patched_on_the_base_class_is_not_bypassed(server, hook, 
         original(self, msg)
     # Patched where the fast path's own methods live, after the client module was loaded.
     monkeypatch.setattr(DeviceClient, hook, recording)
-    client = BlockingClient("127.0.0.1", server.port, timeout=WAIT)
-    client.start()
-    try:
-        assert client.wait_protocol(WAIT)
-        reply, _ = client.blocking_request(Message.request("echo", "x"))
-    finally:
-        client.stop(timeout=WAIT)
-        client.join(timeout=WAIT)
-    assert str(reply) == "!echo[1] ok x"
-    assert sent == ["?echo[1] x"]
+    _echo_x_is_sent_as_recorded(BlockingClient("127.0.0.1", server.port, timeout=WAIT),
+                                sent)
 
 
 @pytest.mark.parametrize("hook", ["send_request", "send_message"])
@@ -435,15 +440,7 @@ def test_a_sending_hook_replaced_by_a_plain_function_on_the_instance_is_not_bypa
         sent.append(str(msg))
         original(client, msg)
     setattr(client, hook, recording)
-    client.start()
-    try:
-        assert client.wait_protocol(WAIT)
-        reply, _ = client.blocking_request(Message.request("echo", "x"))
-    finally:
-        client.stop(timeout=WAIT)
-        client.join(timeout=WAIT)
-    assert str(reply) == "!echo[1] ok x"
-    assert sent == ["?echo[1] x"]
+    _echo_x_is_sent_as_recorded(client, sent)
 
 
 def test_a_connected_async_client_has_no_more_attributes_than_cpython_keeps_in_place(server):
@@ -528,6 +525,18 @@ def test_a_byte_that_parse_searches_lines_for_is_found_after_chunks_without_one(
                                         for error in errors)
 
 
+def _echo_on_a_new_client(server):
+    """The reply to ?echo of a new AsyncClient of `server`, stopped after it."""
+    client = AsyncClient("127.0.0.1", server.port, timeout=WAIT)
+    client.start()
+    try:
+        assert client.wait_protocol(WAIT)
+        reply, _ = _on_loop(client, lambda: client.future_request(Message.request("echo")))
+    finally:
+        client.stop(timeout=WAIT)
+        client.join(timeout=WAIT)
+    return reply
+
 def test_a_parser_whose_parse_takes_the_line_alone_is_given_the_line_alone(server):
     # 0.9.3's MessageParser.parse(line): a subclass of that signature put in place of the
     # client's parser still parses every line.
@@ -540,16 +549,22 @@ def test_a_parser_whose_parse_takes_the_line_alone_is_given_the_line_alone(serve
             return super().parse(line)
 
     with mock.patch.object(katcp.client.protocol, "MessageParser", RecordingParser):
-        client = AsyncClient("127.0.0.1", server.port, timeout=WAIT)
-        client.start()
-        try:
-            assert client.wait_protocol(WAIT)
-            reply, _ = _on_loop(client, lambda: client.future_request(Message.request("echo")))
-        finally:
-            client.stop(timeout=WAIT)
-            client.join(timeout=WAIT)
+        reply = _echo_on_a_new_client(server)
     assert reply.reply_ok()
     assert parsed[0].startswith(b"#version-connect") and parsed[-1] == b"!echo[1] ok"
+
+
+def test_a_mock_put_in_place_of_the_parser_class_is_given_each_line(server):
+    # mock.patch("katcp.client.MessageParser"): the instance's class, a MagicMock's, has
+    # no parse of its own to compare (AttributeError made every connection fail).
+    import katcp.client
+    with mock.patch("katcp.client.MessageParser") as parser_class:
+        parse = parser_class.return_value.parse
+        parse.side_effect = MessageParser().parse
+        reply = _echo_on_a_new_client(server)
+    assert katcp.client.MessageParser is MessageParser
+    assert reply.reply_ok()
+    assert parse.call_args_list[-1] == mock.call(b"!echo[1] ok")
 
 
 def test_a_chunk_that_is_no_bytes_is_parsed_as_bytes_would_be(server):

@@ -214,15 +214,35 @@ class TestFakeInspectingClient(tornado.testing.AsyncTestCase):
         reply = manager.request_sensor_list(req, req.msg)
         assert reply.arguments == [b"ok", b"2"]
 
-
-    @tornado.testing.gen_test(timeout=WAIT)
-    def test_sampling_and_interface_changes_after_sync(self):
+    @tornado.gen.coroutine
+    def synced_client(self):
+        """An inspecting client of a fake device with SENSORS, synced, and its manager."""
         client, manager = fake_clients.fake_inspecting_client_factory(
             InspectingClientAsync, {"sensor_infos": SENSORS}, "fake-host.invalid", 5000,
             ioloop=self.io_loop)
         self.addCleanup(client.stop)
         yield client.connect()
         yield client.until_synced(timeout=WAIT)
+        return client, manager
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_a_sensor_value_reply_counts_the_readings_sent(self):
+        # The readings of fake sensors nothing set are held back, and the reply's count
+        # with them (a client may check the informs against it).
+        client, manager = yield self.synced_client()
+        reply, informs = yield client.simple_request("sensor-value")
+        assert (reply.arguments, informs) == ([b"ok", b"0"], [])
+        manager.fake_sensors["temp"].set_value(12.5)
+        for request in (("sensor-value",), ("sensor-value", "temp"), ("sensor-value", "mode")):
+            reply, informs = yield client.simple_request(*request)
+            assert reply.arguments == [b"ok", str(len(informs)).encode()]
+            assert [inform.arguments[2:] for inform in informs] == [
+                [b"temp", b"nominal", b"12.5"]] * len(informs)
+        assert len(informs) == 0
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_sampling_and_interface_changes_after_sync(self):
+        client, manager = yield self.synced_client()
         sensor = yield client.future_get_sensor("temp")
         updated = tornado.concurrent.Future()
 

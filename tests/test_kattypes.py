@@ -686,6 +686,26 @@ class TestPlainPackingAndUnpacking:
         assert maker(("ok", 1)) == Message.reply("myreq", b"ok", b"1")
         assert maker(("ok", 1), "other") == Message.reply("other", b"ok", b"1")
 
+    def test_a_format_argument_patched_on_message_formats_the_packed_reply(self):
+        # 0.9.3 made the reply with Message.reply(), whose constructor called the class's
+        # format_argument for each packed argument (see test_core's patch test).
+        @return_reply(Int(), Str())
+        def request_myreq(self, req, msg):
+            """Doc."""
+            return ("ok", 5, "b")
+
+        original = Message.format_argument
+        seen = []
+
+        def recording(self, arg):
+            seen.append(arg)
+            return original(self, arg).upper()
+
+        with mock.patch.object(Message, "format_argument", recording):
+            assert call(request_myreq, "myreq") == Message.reply("myreq", b"OK", b"5", b"B")
+        assert seen[:3] == [b"ok", b"5", b"b"]
+        assert call(request_myreq, "myreq") == Message.reply("myreq", b"ok", b"5", b"b")
+
     def test_a_handler_whose_name_is_no_message_name_cannot_reply(self):
         @return_reply(Int())
         def request_2x(self, req, msg):

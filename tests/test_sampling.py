@@ -106,7 +106,8 @@ class TestFactory:
 
     def test_mocks_of_plain_inform_callbacks_are_taken_and_of_async_def_refused(self):
         # A mock made with a plain function's spec has a mock for its code's flags, which
-        # the check took for a number (TypeError: unsupported operand).
+        # the check took for a number (TypeError: unsupported operand); a MagicMock's
+        # answers & with a true MagicMock.
         def plain(sensor, reading):
             pass
 
@@ -114,11 +115,14 @@ class TestFactory:
             pass
 
         sensor = make_sensor()
-        for inform_callback in (mock.Mock(spec=plain), functools.partial(mock.Mock(spec=plain))):
+        for inform_callback in (mock.Mock(spec=plain), functools.partial(mock.Mock(spec=plain)),
+                                mock.MagicMock(spec=plain),
+                                functools.partial(mock.MagicMock(spec=plain))):
             strategy = SampleStrategy.get_strategy("event", inform_callback, sensor)
             assert strategy.get_sampling() == SampleStrategy.EVENT
-        with pytest.raises(TypeError, match="inform_callback .* is an async function"):
-            SampleStrategy.get_strategy("event", mock.Mock(spec=asynchronous), sensor)
+        for inform_callback in (mock.Mock(spec=asynchronous), mock.MagicMock(spec=asynchronous)):
+            with pytest.raises(TypeError, match="inform_callback .* is an async function"):
+                SampleStrategy.get_strategy("event", inform_callback, sensor)
 
     @pytest.mark.parametrize("name, params, message", [
         ("bogus", [], "^Unknown strategy name: bogus\\.$"),

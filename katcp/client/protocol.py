@@ -100,9 +100,11 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
         self._max_write_buffer_size = max_write_buffer_size
         self._max_loop_latency = max_loop_latency
         parser = MessageParser()
-        # A parse() of a subclass's own (0.9.3's took the line alone): given the line alone.
+        # A parse() of a subclass's own, or of a mock patched in for the class (0.9.3's
+        # took the line alone): given the line alone.
         self._parse: Callable[[bytes, bool], Message] = (
-            parser.parse if type(parser).parse is _OWN_PARSE else _line_alone(parser.parse))
+            parser.parse if getattr(type(parser), "parse", None) is _OWN_PARSE
+            else _line_alone(parser.parse))
         # Nothing received so far holds a byte parse() must search each line for: one
         # search of each chunk instead, as the server's connections do (see
         # katcp.wire.message.needs_byte_checks). Once something does, every line is

@@ -41,6 +41,8 @@ _OWN_UNPACK = own_methods(KatcpType, "unpack")
 _OWN_PACK = own_methods(KatcpType, "pack")
 _OWN_CHECK = own_methods(KatcpType, "check")
 _OWN_RANGE_CHECK = own_methods(_RangeType, "check")
+# Message's own, which formats packed bytes as they are (replies skip its call).
+_OWN_FORMAT_ARGUMENT = Message.format_argument
 
 _Check = Optional[Callable[[Any, int], None]]
 
@@ -251,8 +253,11 @@ class _ReplyMaker:
         if status == "ok" or status == b"ok":
             if len(arguments) == len(self._ok_packers):
                 packed = self._pack_plain(arguments)
-                if packed is not None and name is None and self._valid_name is not None:
-                    # All bytes, named as checked: as the constructor would make it.
+                if (packed is not None and name is None and self._valid_name is not None
+                        and Message.format_argument is _OWN_FORMAT_ARGUMENT):
+                    # All bytes, named as checked, and the constructor would format them
+                    # with Message's own rule (unless it is patched, as in a test): as the
+                    # constructor would make it.
                     return message_from_parts(Message.REPLY, self._valid_name, packed, None)
                 if packed is None:
                     major = self._major

@@ -376,7 +376,24 @@ class Message(metaclass=_MessageClass):
     @classmethod
     def _from_wire(cls, mtype: int, name: str, arguments: List[bytes],
                    mid: Optional[bytes]) -> "Message":
-        # The parser has validated everything already.
+        """A message of parts already valid, made without the constructor's checks and
+        formatting (public as :func:`message_from_parts`).
+
+        Parameters
+        ----------
+        mtype : int
+            One of the message types (``Message.REQUEST``, ``REPLY`` or ``INFORM``).
+        name : str
+            A valid name, as :func:`check_name` gives it.
+        arguments : list of bytes
+            The arguments as they are sent (the list is kept, not copied).
+        mid : bytes or None
+            The message id's digits, or None.
+
+        Returns
+        -------
+        msg : :class:`Message`
+        """
         msg = cls.__new__(cls)
         msg.mtype = mtype
         msg.name = name

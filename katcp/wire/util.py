@@ -123,21 +123,23 @@ def _is_async_callable(callback: Any) -> bool:
     # The flags of a function or method's code (a method gives its function's), read at
     # once: inspect's tests cost a microsecond, a lot for each sampling strategy made.
     code = getattr(callback, "__code__", None)
-    try:
-        if code is not None:
-            return bool(code.co_flags & _ASYNC_CODE_FLAGS)
-        if isinstance(callback, functools.partial):
-            return _is_async_callable(callback.func)
-        if inspect.iscoroutinefunction(callback) or inspect.isasyncgenfunction(callback):
-            return True
-        # An instance whose class's __call__ is async def (a class's own instances are
-        # made by type.__call__, a builtin: no code, as for any builtin callable).
-        call_code = getattr(getattr(type(callback), "__call__", None), "__code__", None)
-        return call_code is not None and bool(call_code.co_flags & _ASYNC_CODE_FLAGS)
-    except TypeError:
-        # A mock of a plain function (mock.Mock(spec=f), also in a functools.partial)
-        # has a mock for the flags, which & refuses (one of an async def has them).
-        return False
+    if code is not None:
+        return _has_async_flags(code)
+    if isinstance(callback, functools.partial):
+        return _is_async_callable(callback.func)
+    if inspect.iscoroutinefunction(callback) or inspect.isasyncgenfunction(callback):
+        return True
+    # An instance whose class's __call__ is async def (a class's own instances are made
+    # by type.__call__, a builtin: no code, as for any builtin callable).
+    return _has_async_flags(getattr(getattr(type(callback), "__call__", None), "__code__", None))
+
+
+def _has_async_flags(code: Any) -> bool:
+    # A mock of a plain function (mock.Mock(spec=f), mock.MagicMock(spec=f)) has a mock
+    # for the flags, which & refuses or (a MagicMock) answers with a true mock; a mock of
+    # an async def has an async def's flags.
+    flags = getattr(code, "co_flags", None)
+    return flags.__class__ is int and bool(flags & _ASYNC_CODE_FLAGS)
 
 
 def refuse_coroutine(returned: Any, what: str) -> None:
@@ -270,7 +272,8 @@ def uses_own(obj: Any, originals: Tuple[Tuple[str, Any], ...]) -> bool:
     -------
     own : bool
     """
-    # A loop, not all() over a generator: this runs for every request a client sends.
+    # A loop, not all() over a generator: fast paths ask this per message (each inform a
+    # server sends to all its clients, each request of an inspecting client).
     # Asked of the bound method, not of obj.__dict__: on CPython 3.11 and 3.12 making an
     # instance's __dict__ slows every later attribute access on it (a server's request
     # took about 600 more instructions).
@@ -343,8 +346,21 @@ def transform_future(transformation: Callable[[Any], Any], future: Any) -> Any:
 
 
 def transformed_future(transformation: Callable[[Any], Any], future: Any) -> Any:
-    """:func:`transform_future` for katcp's own plain transformations, unchecked (it
-    chains the replies of requests)."""
+    """:func:`transform_future` without the check of `transformation`: for katcp's own
+    plain transformations, on paths that chain each request's reply (a check per reply).
+
+    Parameters
+    ----------
+    transformation : callable
+        A plain function of the result (never ``async def``: not checked).
+    future : future
+        As for :func:`transform_future`.
+
+    Returns
+    -------
+    new_future : future
+        As for :func:`transform_future`.
+    """
     claim: Callable[[], bool]
     get_loop = getattr(future, "get_loop", None)
     if get_loop:
