@@ -97,9 +97,8 @@ def _users_of(facade: types.ModuleType, name: str) -> List[types.ModuleType]:
     current = facade.__dict__.get(name, _MISSING)
     if current is _MISSING:  # a new name (mock.patch(create=True)) is the facade's alone
         return []
-    obj, home = _DEFINED_IN.get(id(current), (None, None))
-    if obj is not current:
-        home = None
+    # An id found is the object's own: the object is kept, so its id is not reused.
+    home = _DEFINED_IN.get(id(current), (None, None))[1]
     homes = _IMPLEMENTATIONS[facade.__name__]
     return [module for module_name, module in list(sys.modules.items())
             if module_name not in (home, facade.__name__)
