@@ -408,3 +408,11 @@ def test_a_name_deleted_from_katcp_server_and_set_again_is_back_in_its_modules(m
     with mock.patch("katcp.server.no_such_name", create=True):
         assert not hasattr(katcp.server.base, "no_such_name")
 
+
+def test_a_patch_of_katcp_server_leaves_a_module_patched_on_its_own_alone():
+    # A module whose name is bound to another object (its own patch) is not the facade's.
+    with mock.patch.object(katcp.server.base, "ClientConnection") as own:
+        with mock.patch("katcp.server.ClientConnection") as patched:
+            assert katcp.server.base.ClientConnection is own
+            assert katcp.server.transport.ClientConnection is patched
+        assert katcp.server.base.ClientConnection is own
