@@ -15,6 +15,10 @@ _DEFINED_IN: Dict[int, Tuple[Any, str]] = {}
 # The modules and packages a facade's names are forwarded to, by facade name.
 _IMPLEMENTATIONS: Dict[str, Tuple[str, ...]] = {}
 
+# The implementation modules a name deleted from a facade was deleted from, by facade
+# name and name: set again (as pytest's monkeypatch.delattr() undoes), it goes back there.
+_DELETED: Dict[Tuple[str, str], List[types.ModuleType]] = {}
+
 _MISSING = object()
 
 
@@ -62,9 +66,11 @@ def publish(module_name: str, namespace: Dict[str, Any]) -> List[str]:
 
 
 class _PatchForwardingModule(types.ModuleType):
-    """A facade whose names, when set or deleted (as ``mock.patch`` does and undoes), are
-    set or deleted in its implementation modules too, where each is bound to the same
-    object: katcp 0.9.3 looked them up in the one module the facade was, at call time.
+    """A facade whose names, when set or deleted (as ``mock.patch`` and pytest's
+    ``monkeypatch`` do and undo), are set or deleted in its implementation modules too,
+    where each is bound to the same object: katcp 0.9.3 looked them up in the one module
+    the facade was, at call time. A name deleted and set again is set again where it was
+    deleted.
 
     The module that defines an object is left alone: its own code (type checks, methods
     taken once) keeps the real class, as a subclass made there does. Looked up at
@@ -72,7 +78,7 @@ class _PatchForwardingModule(types.ModuleType):
     """
 
     def __setattr__(self, name: str, value: Any) -> None:
-        users = _users_of(self, name)
+        users = _users_of(self, name) or _DELETED.pop((self.__name__, name), [])
         super().__setattr__(name, value)
         for module in users:
             setattr(module, name, value)
@@ -82,6 +88,8 @@ class _PatchForwardingModule(types.ModuleType):
         super().__delattr__(name)
         for module in users:
             delattr(module, name)
+        if users:
+            _DELETED[(self.__name__, name)] = users
 
 
 def _users_of(facade: types.ModuleType, name: str) -> List[types.ModuleType]:
@@ -89,9 +97,8 @@ def _users_of(facade: types.ModuleType, name: str) -> List[types.ModuleType]:
     current = facade.__dict__.get(name, _MISSING)
     if current is _MISSING:  # a new name (mock.patch(create=True)) is the facade's alone
         return []
-    obj, home = _DEFINED_IN.get(id(current), (None, None))
-    if obj is not current:
-        home = None
+    # An id found is the object's own: the object is kept, so its id is not reused.
+    home = _DEFINED_IN.get(id(current), (None, None))[1]
     homes = _IMPLEMENTATIONS[facade.__name__]
     return [module for module_name, module in list(sys.modules.items())
             if module_name not in (home, facade.__name__)

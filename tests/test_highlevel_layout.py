@@ -220,3 +220,17 @@ def test_names_patched_on_the_split_packages_reach_the_modules_that_use_them(pac
     with mock.patch.object(facade, name) as patched:
         assert vars(user_module)[name] is patched
     assert vars(user_module)[name] is original
+
+
+def test_a_patch_of_katcp_resource_leaves_katcp_resource_client_alone():
+    # Its modules' names start with "katcp.resource" too, but they are another package.
+    import katcp.resource
+
+    sensor_module = importlib.import_module("katcp.resource.sensor")
+    other = importlib.import_module("katcp.resource_client.resources")
+    original = katcp.resource.escape_name
+    assert vars(other)["escape_name"] is vars(sensor_module)["escape_name"] is original
+    with mock.patch.object(katcp.resource, "escape_name") as patched:
+        assert vars(sensor_module)["escape_name"] is patched
+        assert vars(other)["escape_name"] is original
+    assert vars(sensor_module)["escape_name"] is original

@@ -670,6 +670,20 @@ class TestPlainPackingAndUnpacking:
             unpack_types([Bool()], [b"2"], ["b"], 5)
         assert unpack_types([Int(default=3), Str()], [None, b"x"], [], 5) == [3, "x"]
 
+    def test_a_value_of_a_subclass_is_packed_as_pack_does(self):
+        # Only values of the encoders' own classes take them: a float subclass (as
+        # numpy's float64 is) whose repr is its own is sent as its float's repr.
+        class Celsius(float):
+            def __repr__(self):
+                return "Celsius(%s)" % (float.__repr__(self),)
+
+        @return_reply(Float())
+        def request_myreq(self, req, msg):
+            """Doc."""
+            return ("ok", Celsius(1.5))
+
+        assert call(request_myreq, "myreq") == Message.reply("myreq", b"ok", b"1.5")
+
     def test_text_that_strict_utf8_refuses_is_replaced_and_logged(self, caplog):
         @return_reply(Str())
         def request_myreq(self, req, msg):

@@ -3,6 +3,7 @@
 import functools
 import inspect
 import sys
+import types
 
 import pytest
 import tornado.gen
@@ -372,6 +373,54 @@ class TestKATCPSensor(tornado.testing.AsyncTestCase):
                 self.sensor.register_listener(listener)
             with pytest.raises(TypeError, match="condition .* is an async function"):
                 self.sensor.wait(listener, timeout=1)
+        assert not self.sensor._listeners
+
+    @tornado.testing.gen_test
+    def test_a_method_made_of_a_partial_of_an_async_function_is_refused(self):
+        # It has no code of its own: inspect looks through the method and the partial.
+        async def coroutine_listener(owner, sensor, reading):
+            pass
+
+        async def generator_listener(owner, sensor, reading):
+            yield
+
+        yield self.sensor.set_strategy("event")
+        for function in (coroutine_listener, generator_listener):
+            listener = types.MethodType(functools.partial(function), object())
+            with pytest.raises(TypeError, match="listener .* is an async function"):
+                self.sensor.register_listener(listener)
+        assert not self.sensor._listeners
+
+    @tornado.testing.gen_test
+    def test_a_class_whose_instances_are_async_callables_is_a_plain_callable(self):
+        # Calling the class makes an instance (type.__call__): nothing to await.
+        made = []
+
+        class Listener:
+            def __init__(self, sensor, reading):
+                made.append(reading.value)
+
+            async def __call__(self, *args):
+                pass
+
+        yield self.sensor.set_strategy("event")
+        self.sensor.register_listener(Listener, reading=True)
+        self.sensor.set_value(7)
+        assert made == [7]
+
+    @tornado.testing.gen_test
+    def test_a_wait_fails_when_its_condition_returns_an_async_generator(self):
+        # An async generator, true as any object, would resolve the wait with True.
+        async def values(reading):
+            yield reading.value
+
+        def condition(reading):
+            return values(reading)
+
+        yield self.sensor.set_strategy("event")
+        self.sensor.set_value(5)
+        with pytest.raises(TypeError, match="async generator"):
+            yield self.sensor.wait(condition, timeout=1)
         assert not self.sensor._listeners
 
     @tornado.testing.gen_test

@@ -393,3 +393,26 @@ def test_a_patch_of_katcp_server_leaves_the_defining_module_and_new_names_alone(
     with mock.patch("katcp.server.no_such_name", create=True):
         assert not hasattr(katcp.server.base, "no_such_name")
     assert not hasattr(katcp.server, "no_such_name")
+
+
+def test_a_name_deleted_from_katcp_server_and_set_again_is_back_in_its_modules(monkeypatch):
+    # pytest's monkeypatch.delattr() deletes the name and undoes with a set: the modules
+    # it was deleted from had it no more, and a server dispatched no request after that.
+    original = katcp.server.ClientRequestConnection
+    monkeypatch.delattr(katcp.server, "ClientRequestConnection")
+    assert not hasattr(katcp.server.base, "ClientRequestConnection")
+    monkeypatch.undo()
+    assert katcp.server.ClientRequestConnection is original
+    assert katcp.server.base.ClientRequestConnection is original
+    # A name set anew after that is the facade's alone again.
+    with mock.patch("katcp.server.no_such_name", create=True):
+        assert not hasattr(katcp.server.base, "no_such_name")
+
+
+def test_a_patch_of_katcp_server_leaves_a_module_patched_on_its_own_alone():
+    # A module whose name is bound to another object (its own patch) is not the facade's.
+    with mock.patch.object(katcp.server.base, "ClientConnection") as own:
+        with mock.patch("katcp.server.ClientConnection") as patched:
+            assert katcp.server.base.ClientConnection is own
+            assert katcp.server.transport.ClientConnection is patched
+        assert katcp.server.base.ClientConnection is own

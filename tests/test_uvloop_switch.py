@@ -259,3 +259,22 @@ def test_a_loop_made_for_a_thread_and_running_elsewhere_when_it_ends_is_left_ope
         ioloop.add_callback(ioloop.stop)
         runner.join(WAIT)
         ioloop.close()
+
+
+def test_a_loop_made_for_a_thread_and_closed_by_it_is_not_closed_again(monkeypatch):
+    # A second close() of a tornado IOLoop raises (KeyError), which as the thread ended
+    # went to sys.unraisablehook, printed as an error no test saw.
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    made = []
+
+    def maker():
+        made.append(policy.thread_ioloop())
+        made[0].close()
+
+    thread = threading.Thread(target=maker)
+    thread.start()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    assert made[0].asyncio_loop.is_closed()
+    assert unraisable == []
