@@ -150,9 +150,8 @@ class _FakeDevice:
     test sets one on it (``manager.fake_sensors[name].set_value(...)``): until then its
     ``#sensor-value`` and ``#sensor-status`` informs are not sent (nor counted in a
     ``?sensor-value`` reply), so polling or sampling it leaves alone the reading the client
-    holds. 0.9.3's fakes answered those requests
-    with a bare ``ok``, and its users' tests set readings on the client's sensors
-    (``KATCPSensor.set_value``).
+    holds. 0.9.3's fakes answered those requests with a bare ``ok``, and its users' tests
+    set readings on the client's sensors (``KATCPSensor.set_value``).
     """
 
     PROTOCOL_INFO = FAKE_PROTOCOL
