@@ -9,6 +9,7 @@ from katcp.core import KatcpSyntaxError, Message, MessageParser
 from katcp.loop.futures import run_returned
 from katcp.transport.buffers import SharedBufferProtocol
 from katcp.transport.framing import LineFramer, WriteBatcher
+from katcp.wire.message import needs_byte_checks
 from katcp.wire.text import quoted_line
 
 
@@ -148,11 +149,10 @@ class ClientProtocol(SharedBufferProtocol, WriteBatcher):
 
     def data_received(self, data: bytes) -> None:
         framer = self._framer
-        # needs_byte_checks(), inline (a call would cost what it saves for a reply), and a
-        # chunk that is no bytes (from a transport of connect_transport()'s own) too.
+        # A chunk that is no bytes (from a transport of connect_transport()'s own) has its
+        # lines checked too: parse() checks the type only of lines not vouched for.
         checked = self._checked
-        if checked and (data.__class__ is not bytes
-                        or 0 in data or 27 in data or 11 in data or 12 in data):
+        if checked and (data.__class__ is not bytes or needs_byte_checks(data)):
             checked = self._checked = False
         lines = framer.feed(data)
         many = len(lines) > _TIMED_CHUNK_LINES

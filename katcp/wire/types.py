@@ -97,15 +97,16 @@ class WireType:
 
 
 class _Number(WireType):
-    __slots__ = ("name", "_parse", "exact_decoder")
+    __slots__ = ("name", "exact_decoder")
+    exact_decoder: Callable[[Any], Any]
 
     def __init__(self, name: str, parse: Callable[[Any], Any]) -> None:
         self.name = name
-        self._parse = self.exact_decoder = parse
+        self.exact_decoder = parse
 
     def decode(self, raw: bytes, major: int) -> Any:
         try:
-            return self._parse(raw)
+            return self.exact_decoder(raw)
         except (ValueError, TypeError):
             raise self._refuse(raw) from None
 
