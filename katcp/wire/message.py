@@ -571,11 +571,9 @@ class Message(metaclass=_MessageClass):
         mid = req_msg.mid
         # A request's mid is normally already canonical bytes; only re-check otherwise.
         msg.mid = mid if mid is None or type(mid) is bytes else format_mid(mid)
-        if len(args) == 1 and args[0] is _OK_TEXT and (
-                _rule_formats_all or cls._format_all is _format_arguments):
+        if len(args) == 1 and args[0] is _OK_TEXT and cls._format_all is _format_arguments:
             # "ok" alone, the commonest reply (as a literal, it is this interned str):
-            # formatted without the formatter's call. While no class formats otherwise,
-            # the class is not asked (a class attribute costs about 250 instructions).
+            # formatted without the formatter's call.
             msg.arguments = [b"ok"]
         else:
             msg.arguments = msg._format_all(args)
@@ -609,8 +607,6 @@ def line_from_bytes(msg: Any) -> bytes:
 _OWN_FORMAT_ARGUMENT = Message.__dict__["format_argument"]
 _OWN_BYTES = Message.__dict__["__bytes__"]
 _OWN_LINE = Message.__dict__["_line"]
-# Whether every Message class formats arguments with the rule (kept by _choose_rules()).
-_rule_formats_all = True
 
 
 def _choose_rules(cls: type) -> None:
@@ -618,7 +614,6 @@ def _choose_rules(cls: type) -> None:
     rule, or where their format_argument is another, with a call of it for each; and
     their senders write lines of Message's wire form, or where their __bytes__ is
     another, of what it gives."""
-    global _rule_formats_all
     classes = [cls]
     for klass in classes:
         own = klass.format_argument is _OWN_FORMAT_ARGUMENT  # type: ignore[attr-defined]
@@ -627,11 +622,6 @@ def _choose_rules(cls: type) -> None:
         own = klass.__bytes__ is _OWN_BYTES  # type: ignore[attr-defined]
         type.__setattr__(klass, "_line", _OWN_LINE if own else line_from_bytes)
         classes.extend(klass.__subclasses__())
-    classes = [Message]
-    for klass in classes:
-        classes.extend(klass.__subclasses__())
-    _rule_formats_all = all(klass._format_all is _format_arguments  # type: ignore[attr-defined]
-                            for klass in classes)
 
 
 def readable_message(msg: Message) -> str:
