@@ -64,6 +64,17 @@ class TestNames:
         assert bytes(Message.reply(unkept, "ok")) == b"!%s ok" % unkept.encode()
         assert all(unkept not in heads for heads in message._wire_heads)
 
+    @pytest.mark.parametrize("msg", [
+        Message.request("x"), Message.request("x", mid=4), Message.reply("x", "ok"),
+        Message.reply("x", "ok", mid=4), Message.reply("x", "fail", "a b", mid=4),
+        Message.inform("x", "a", "b"), Message.inform("x", "", b"\\", "\n", mid=9),
+        Message.reply("x", "ok1", mid=4), Message.reply("x", "")])
+    def test_a_messages_line_is_its_wire_form_and_a_newline(self, msg):
+        # What senders write (Message._line(), the newline joined in) on every path of
+        # the wire form: none, one or more arguments, plain or escaped, with an id or not.
+        assert msg._line() == bytes(msg) + b"\n"
+        assert bytes(msg).count(b"\n") == 0
+
     @pytest.mark.parametrize("mtype, head", [(1.0, b"!"), (True, b"!"), (0.0, b"?"),
                                              (2.0, b"#")])
     def test_a_type_equal_to_a_constant_but_of_another_class_is_sent(self, mtype, head):

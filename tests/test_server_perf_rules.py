@@ -748,6 +748,54 @@ def test_send_message_sends_what_the_message_class_says_it_is():
     assert sent == [b"!THING[4] OK\n", b"!thing[4] ok a\\_b\n"]
 
 
+class _Shouting(Message):
+    __slots__ = ()
+
+
+def _shout(msg):
+    return b"!SHOUT " + msg.name.upper().encode()
+
+
+@pytest.mark.parametrize("patched", [Message, _Shouting])
+def test_send_message_sends_what_a_bytes_patched_on_a_message_class_gives(patched):
+    # Senders write a message's line (Message._line(), the wire form with its newline):
+    # a __bytes__ replaced on Message or a subclass, once they exist (as
+    # mock.patch.object does), is what they write while it lasts, for that class and its
+    # subclasses, as a __bytes__ of a subclass's own is.
+    sent = []
+    stream = type("Stream", (), {"send": lambda self, data: sent.append(data)})()
+    server = make_server_class(5)("127.0.0.1", 0)._server
+    plain, shouting = Message.reply("a", "ok", mid=2), _Shouting(Message.REPLY, "b", ["ok"])
+    with mock.patch.object(patched, "__bytes__", _shout):
+        server.send_message(stream, plain)
+        server.send_message(stream, shouting)
+    server.send_message(stream, plain)
+    server.send_message(stream, shouting)
+    assert sent == [b"!SHOUT A\n" if patched is Message else b"!a[2] ok\n", b"!SHOUT B\n",
+                    b"!a[2] ok\n", b"!b ok\n"]
+
+
+def test_a_stand_in_for_a_message_is_sent_as_its_bytes_say():
+    # check_message() lets through a stand-in of the right type (no Message): the
+    # senders write its bytes, on the loop or from another thread.
+    class StandIn:
+        mtype, name, mid = Message.INFORM, "thing", None
+
+        def __bytes__(self):
+            return b"#thing stood-in"
+
+    server = make_server_class(5)("127.0.0.1", 0)
+    assert server.start(timeout=TIMEOUT)
+    try:
+        with connect(server) as client:
+            conn = next(iter(server._server._connections.values()))
+            conn.inform(StandIn())
+            server._server.call_from_thread(lambda: conn.inform(StandIn())).result(TIMEOUT)
+            assert [client.readline() for _ in range(2)] == [b"#thing stood-in"] * 2
+    finally:
+        stop(server)
+
+
 # -- the receive buffer ------------------------------------------------------------------
 
 

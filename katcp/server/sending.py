@@ -9,6 +9,7 @@ from katcp.core import Message
 from katcp.loop.crossing import on_thread
 from katcp.server.loop_calls import LoopCalls
 from katcp.server.stream import _Connection
+from katcp.wire.message import line_from_bytes
 from katcp.wire.util import own_methods, uses_own
 
 _REPLY = Message.REPLY
@@ -61,9 +62,13 @@ class Sending(LoopCalls):
             # the message: a replacement has had it already, as its caller.
             self._hand_to_loop(stream, msg)
             return
-        # msg.__bytes__() rather than bytes(msg), whose lookup of it costs about as much
-        # again: this sends every reply.
-        stream.send(msg.__bytes__() + b"\n")
+        try:
+            # Message._line(): its wire form with the newline joined in (this sends every
+            # reply).
+            line = msg._line()
+        except AttributeError:
+            line = line_from_bytes(msg)  # a stand-in for a Message, of its own bytes
+        stream.send(line)
 
     def wire_sender(self, stream: _Connection,
                     threadsafe: bool) -> Optional[Callable[[bytes], None]]:
@@ -158,7 +163,10 @@ class Sending(LoopCalls):
 
     def _hand_to_loop(self, stream: _Connection, msg: Message) -> None:
         """Have the loop send `msg`, made into bytes here, on another thread."""
-        data = msg.__bytes__() + b"\n"  # __bytes__(): see send_message()
+        try:
+            data = msg._line()  # as in send_message()
+        except AttributeError:
+            data = line_from_bytes(msg)
         if msg.mtype == _REPLY:
             # The client waits for it: written as soon as the loop has it, not a turn later.
             self.call_soon_threadsafe(stream.send_now, data)

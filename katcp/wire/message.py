@@ -300,21 +300,67 @@ def format_argument(arg: Any) -> bytes:
     return _format_arguments((arg,))[0]
 
 
+def _wire_form(end: bytes) -> Callable[["Message"], bytes]:
+    """A function of a message that gives its wire form followed by `end`.
+
+    Message's ``__bytes__`` (`end` empty) and ``_line`` (`end` a newline, for senders,
+    which then need not add it with a copy of the line) are two functions of this one
+    body.
+    """
+    def wire_form(self: "Message") -> bytes:
+        args = self.arguments
+        mid = self.mid
+        try:
+            head = _wire_heads[self.mtype][self.name]
+        except KeyError:
+            head = _wire_head(self.mtype, self.name)
+        if len(args) == 1 and args[0].isalpha():
+            # "!name[id] ok": nothing to escape, one join (most replies). isalpha()
+            # rather than a set of reply codes: the new bytes of each reply's code would be
+            # hashed for it.
+            if mid is None:
+                return b"".join((head, b" ", args[0], end))
+            return b"".join((head, b"[", mid, b"] ", args[0], end))
+        if mid is not None:
+            head = b"".join((head, b"[", mid, b"]"))
+        if not args:
+            return head + end
+        line = b" ".join((head, *args))
+        # Fast path: no empty argument and no byte needing an escape (of _ESCAPES) besides
+        # the separating spaces, which is the case for the bulk of real traffic. Searched
+        # in the whole line, whose head holds none (else the slow path gives the same).
+        # (int membership is a plain memchr, several times faster than b"x" in line)
+        if (line.count(b" ") == len(args) and 92 not in line and 9 not in line
+                and 10 not in line and 13 not in line and 0 not in line and 27 not in line
+                and b"" not in args):
+            return line + end
+        return b"".join((head, b" ", b" ".join([escape_argument(arg) for arg in args]), end))
+
+    wire_form.__name__ = "_line" if end else "__bytes__"
+    wire_form.__qualname__ = "Message." + wire_form.__name__
+    return wire_form
+
+
+# What a class of messages may replace that decides how its messages are made and sent.
+_RULED = frozenset(["format_argument", "__bytes__"])
+
+
 class _MessageClass(type):
     """The class of :class:`Message` classes: a ``format_argument`` set on one, or
     deleted, once it exists (as ``mock.patch.object(Message, "format_argument", ...)``
     does and undoes) decides how the constructors of it and its subclasses format
-    arguments from then on, as in 0.9.3, where they called it for each argument."""
+    arguments from then on, as in 0.9.3, where they called it for each argument; a
+    ``__bytes__`` set or deleted decides what the senders write of their messages."""
 
     def __setattr__(cls, name: str, value: Any) -> None:
         super().__setattr__(name, value)
-        if name == "format_argument":
-            _choose_formatting(cls)
+        if name in _RULED:
+            _choose_rules(cls)
 
     def __delattr__(cls, name: str) -> None:
         super().__delattr__(name)
-        if name == "format_argument":
-            _choose_formatting(cls)
+        if name in _RULED:
+            _choose_rules(cls)
 
 
 class Message(metaclass=_MessageClass):
@@ -354,7 +400,7 @@ class Message(metaclass=_MessageClass):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        _choose_formatting(cls)
+        _choose_rules(cls)
 
     def __init__(self, mtype: int, name: str, arguments: Optional[Iterable[Any]] = None,
                  mid: MessageId = None) -> None:
@@ -428,31 +474,11 @@ class Message(metaclass=_MessageClass):
         """
         return self._from_wire(self.mtype, self.name, list(self.arguments), self.mid)
 
-    def __bytes__(self) -> bytes:
-        args = self.arguments
-        mid = self.mid
-        head = _wire_heads[self.mtype].get(self.name) or _wire_head(self.mtype, self.name)
-        if len(args) == 1 and args[0].isalpha():
-            # "!name[id] ok": nothing to escape, one join (most replies). isalpha()
-            # rather than a set of reply codes: the new bytes of each reply's code would be
-            # hashed for it.
-            if mid is None:
-                return b"".join((head, b" ", args[0]))
-            return b"".join((head, b"[", mid, b"] ", args[0]))
-        if mid is not None:
-            head = b"".join((head, b"[", mid, b"]"))
-        if not args:
-            return head
-        line = b" ".join((head, *args))
-        # Fast path: no empty argument and no byte needing an escape (of _ESCAPES) besides
-        # the separating spaces, which is the case for the bulk of real traffic. Searched
-        # in the whole line, whose head holds none (else the slow path gives the same).
-        # (int membership is a plain memchr, several times faster than b"x" in line)
-        if (line.count(b" ") == len(args) and 92 not in line and 9 not in line
-                and 10 not in line and 13 not in line and 0 not in line and 27 not in line
-                and b"" not in args):
-            return line
-        return head + b" " + b" ".join([escape_argument(arg) for arg in args])
+    # The message's wire form (bytes(msg)), and its line as senders write it, newline
+    # included: two functions of one body (see _wire_form()). A class whose __bytes__ is
+    # another has a _line of it (see _choose_rules()).
+    __bytes__ = _wire_form(b"")
+    _line = _wire_form(b"\n")
 
     def __str__(self) -> str:
         return show(self.__bytes__())
@@ -559,17 +585,42 @@ def _format_each(msg: Message, arguments: Iterable[Any]) -> List[bytes]:
     return [msg.format_argument(arg) for arg in arguments]
 
 
+def line_from_bytes(msg: Any) -> bytes:
+    """The line a sender writes of `msg` whose __bytes__ is not Message's own.
+
+    What ``msg._line()`` gives for a message whose class has a ``__bytes__`` of its
+    own, and what senders write of a stand-in for a message (no :class:`Message`).
+
+    Parameters
+    ----------
+    msg : Message or stand-in
+        What the sender was given.
+
+    Returns
+    -------
+    line : bytes
+        Its bytes, with the newline that ends a line.
+    """
+    return msg.__bytes__() + b"\n"
+
+
 _OWN_FORMAT_ARGUMENT = Message.__dict__["format_argument"]
+_OWN_BYTES = Message.__dict__["__bytes__"]
+_OWN_LINE = Message.__dict__["_line"]
 
 
-def _choose_formatting(cls: type) -> None:
+def _choose_rules(cls: type) -> None:
     """Make the constructors of `cls` and its subclasses format arguments with Message's
-    rule, or where their format_argument is another, with a call of it for each."""
+    rule, or where their format_argument is another, with a call of it for each; and
+    their senders write lines of Message's wire form, or where their __bytes__ is
+    another, of what it gives."""
     classes = [cls]
     for klass in classes:
         own = klass.format_argument is _OWN_FORMAT_ARGUMENT  # type: ignore[attr-defined]
         type.__setattr__(klass, "_format_all",
                          staticmethod(_format_arguments) if own else _format_each)
+        own = klass.__bytes__ is _OWN_BYTES  # type: ignore[attr-defined]
+        type.__setattr__(klass, "_line", _OWN_LINE if own else line_from_bytes)
         classes.extend(klass.__subclasses__())
 
 
