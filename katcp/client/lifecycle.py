@@ -346,7 +346,8 @@ class ClientLifecycle:
     def _post_to_loop(self, fn: Any, *args: Any) -> None:
         """Run ``fn(*args)`` on the loop later, from any thread (nothing comes back).
 
-        Raises RuntimeError once the client is stopping or stopped, as a closed loop does.
+        Raises KatcpClientError if the client was never started, and RuntimeError once it
+        is stopping or stopped, as a closed loop does (:meth:`ThreadGate.post`).
         """
         self._gate.post(fn, *args)
 
