@@ -2095,6 +2095,18 @@ def test_a_new_client_has_not_connected_nor_a_loop_thread():
         client.ioloop.close()
 
 
+def test_calls_from_other_threads_to_a_client_never_started_say_so():
+    # Not "stopped": the gate that refuses them tells a client never started apart.
+    client = CallbackClient("127.0.0.1", 7147)
+    calls = [lambda: client.blocking_request(Message.request("echo")),
+             lambda: client.future_request(Message.request("echo")),
+             lambda: client.callback_request(Message.request("echo"), reply_cb=print),
+             lambda: client.send_message(Message.inform("note"))]
+    for call in calls:
+        with pytest.raises(KatcpClientError, match="^Client not started$"):
+            call()
+
+
 def _refused_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

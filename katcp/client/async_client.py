@@ -260,9 +260,9 @@ class AsyncClient(DeviceClient):
             concurrent.futures.Future())
         pending = ThreadRequest(msg, result)
         # One crossing, and the request resolves `result` itself. Nothing between
-        # waking the loop and blocking: the loop thread needs the GIL. (It raises for a
-        # client not started.)
-        self._post_to_loop(self._blocking_request_on_loop, pending, timeout, use_mid)
+        # waking the loop and blocking: the loop thread needs the GIL. (The gate raises
+        # for a client not started or stopped.)
+        self._gate.post(self._blocking_request_on_loop, pending, timeout, use_mid)
         try:
             if wait is not None:
                 return result.result(wait)

@@ -209,11 +209,14 @@ class ThreadGate:
 
         Raises
         ------
+        KatcpClientError
+            If the client was never started.
         RuntimeError
             If closed, as a closed loop does.
         """
         with self._lock:
             if self._refusing:
+                self._client._require_started()
                 raise RuntimeError(_STOPPED)
             post_to_loop(self._client.ioloop, fn, *args)
 
@@ -343,9 +346,9 @@ class ClientLifecycle:
     def _post_to_loop(self, fn: Any, *args: Any) -> None:
         """Run ``fn(*args)`` on the loop later, from any thread (nothing comes back).
 
-        Raises RuntimeError once the client is stopping or stopped, as a closed loop does.
+        Raises KatcpClientError if the client was never started, and RuntimeError once it
+        is stopping or stopped, as a closed loop does (:meth:`ThreadGate.post`).
         """
-        self._require_started()
         self._gate.post(fn, *args)
 
     def _call_on_loop(self, fn: Callable[..., Any], *args: Any,
