@@ -1244,6 +1244,25 @@ def test_a_sensors_manager_made_alone_keeps_strategies_and_logs_failures(logger_
     assert log.messages() == ["Error reapplying strategy ('event',) for sensors an.int: gone"]
 
 
+def test_a_sensors_manager_with_no_strategy_reapplies_without_asking_for_the_sensors():
+    # A resource's every sync ends with a reapply: with no strategy cached it sends
+    # nothing and makes no list of the device's (thousands of) sensors.
+    inspecting = mock.Mock()
+    sensors = type(inspecting).sensors = mock.PropertyMock(return_value=["an.int"])
+    manager = KATCPClientResourceSensorsManager(inspecting, "dev")
+    io_loop = tornado.ioloop.IOLoop(make_current=False)
+    try:
+        io_loop.run_sync(manager.reapply_sampling_strategies)
+        sensors.assert_not_called()
+        manager.cache_sampling_strategy("an.int", "event")
+        inspecting.katcp_client.protocol_flags = None
+        io_loop.run_sync(manager.reapply_sampling_strategies)
+    finally:
+        io_loop.close()
+    sensors.assert_called_once_with()
+    inspecting.wrapped_request.assert_called_once_with("sensor-sampling", "an.int", "event")
+
+
 class TestWithDocumentedCollaborators(tornado.testing.AsyncTestCase):
     """What a resource asks of its collaborators is only what their docs promise, so
     that a mock (or an inspecting client "or similar") stands in for them."""

@@ -307,6 +307,10 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
         strategy or with an error logged for it, with or without bulk sampling (see
         :meth:`_send_strategies`).
         """
+        if not self._strategy_cache:
+            # Nothing to send: no list of the device's sensors made (a resource's sync
+            # comes here with thousands of them and, most often, no strategy).
+            return
         known_sensors = set(self._inspecting_client.sensors)
         by_strategy: Dict[Tuple[str, ...], List[str]] = collections.defaultdict(list)
         for name, strategy in self._strategy_cache.items():
