@@ -227,6 +227,9 @@ class SampleStrategy:
         self._ioloop_thread_id: Optional[int] = None
         self._call_queue = CallQueue.of(self.ioloop)
         self._pending_lock = threading.Lock()
+        # Also the class's default, but read for every update, and an attribute of the
+        # instance is found faster (CPython 3.11 specialises no read of a class default).
+        self._pending = None
         self._cancelled = False
         self._setup(*params)
 
