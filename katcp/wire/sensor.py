@@ -42,6 +42,12 @@ _REAL = (numbers.Real, decimal.Decimal)
 # What each of [min, max, warn_min, warn_max] is called in errors.
 _PARAM_NAMES = ("minimum", "maximum", "warning minimum", "warning maximum")
 
+# How Sensor._status_inform() lays out a reading, with its timestamp in seconds (v5) or
+# formatted already (v4): the whole #sensor-status inform, and the inform's arguments
+# alone for Sensor.status_line().
+_STATUS_INFORM = (b"#sensor-status %.6f 1 %s %s %s\n", b"#sensor-status %s 1 %s %s %s\n")
+_ARGUMENTS = (b"%.6f 1 %s %s %s", b"%s 1 %s %s %s")
+
 # The wire-line cache of a sensor before its first line is made.
 _NO_LINE: Tuple[None, None, bytes] = (None, None, b"")
 
@@ -695,26 +701,24 @@ class Sensor:
         name = self.name
         if cached[0] is reading and cached[1] is name:
             return cached[2]
-        line = self._format_status(reading, major, _ARGUMENTS)
+        line = self._status_inform(reading, major, _ARGUMENTS)
         if seconds:
             self._status_v5 = (reading, name, line)
         else:
             self._status_v4 = (reading, name, line)
         return line
 
-    def _status_inform(self, reading: Reading, major: int) -> bytes:
+    def _status_inform(self, reading: Reading, major: int,
+                       formats: Tuple[bytes, bytes] = _STATUS_INFORM) -> bytes:
         """The whole ``#sensor-status`` inform of `reading`, newline included.
 
         The bytes of ``b"#sensor-status " + status_line(reading, major) + b"\\n"``, made
         in one formatting operation and not kept: for the event strategies' fan-out, which
-        makes each change's line once for all its clients.
+        makes each change's line once for all its clients. status_line() gives the
+        `formats` of the inform's arguments alone: the reading goes in ``formats[0]`` with
+        its timestamp in seconds (v5, formatted there), in ``formats[1]`` with one
+        formatted already (v4, or by the format_reading() of a subclass).
         """
-        return self._format_status(reading, major, _STATUS_INFORM)
-
-    def _format_status(self, reading: Reading, major: int, formats: Tuple[bytes, bytes]
-                       ) -> bytes:
-        # `reading` in formats[0] (a v5 timestamp, formatted there) or formats[1] (one
-        # formatted already: v4, or by the format_reading() of a subclass).
         name = self.name
         wire_name = self._wire_name
         if wire_name[0] is not name:
@@ -746,7 +750,7 @@ class Sensor:
 
     @staticmethod
     def _line_of(formatted: Tuple[bytes, bytes, bytes], wire_name: bytes,
-                 line_format: bytes = b"%s 1 %s %s %s") -> bytes:
+                 line_format: bytes = _ARGUMENTS[1]) -> bytes:
         timestamp, status, value = [escape_argument(part) for part in formatted]
         return line_format % (timestamp, wire_name, status, value)
 
@@ -867,12 +871,6 @@ class Sensor:
 # Held while a sensor's observers change or their tuple is made (see Sensor.notify):
 # rarely, so one lock serves every sensor.
 _observers_lock = threading.Lock()
-
-# How _format_status() lays out a reading: the timestamp in seconds (v5, formatted there)
-# or formatted already (v4, or by a subclass's format_reading()). status_line() makes the
-# inform's arguments, _status_inform() the whole #sensor-status line.
-_ARGUMENTS = (b"%.6f 1 %s %s %s", b"%s 1 %s %s %s")
-_STATUS_INFORM = (b"#sensor-status %.6f 1 %s %s %s\n", b"#sensor-status %s 1 %s %s %s\n")
 
 # The wire bytes of each status, for status_line() (a module global is found faster).
 _STATUS_BYTES = Sensor.STATUSES_RAW
