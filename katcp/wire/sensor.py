@@ -8,7 +8,6 @@ its parameters (range, allowed values), its default and the checks of
 import decimal
 import functools
 import numbers
-import threading
 import time
 from typing import Any, FrozenSet, List, NamedTuple, Optional, Set, Tuple
 
@@ -340,10 +339,6 @@ class Sensor:
             # fail ?sensor-value for every sensor of the device.
             kind.check(default, params)
         self._observers: Set[Any] = set()
-        # The observers as notify() calls them, a tuple made from _observers by the first
-        # notify() after attach() or detach() changed them (None until then): copying the
-        # set for every reading cost 3% of a streamed inform.
-        self._notified: Optional[Tuple[Any, ...]] = None
         self._reading = Reading(time.time(), initial_status, default)
         # Wire forms, made once and shared by every request and client (see status_line
         # and list_line): (reading, name, line) with timestamps in seconds (v5) and in
@@ -455,9 +450,7 @@ class Sensor:
             would never run).
         """
         _check_observer_class(observer.__class__)
-        with _observers_lock:
-            self._observers.add(observer)
-            self._notified = None
+        self._observers.add(observer)
 
     def detach(self, observer: Any) -> None:
         """Detach an observer from this sensor.
@@ -468,9 +461,7 @@ class Sensor:
             The observer to remove from the set of observers notified when the
             sensor value is set.
         """
-        with _observers_lock:
-            self._observers.discard(observer)
-            self._notified = None
+        self._observers.discard(observer)
 
     def notify(self, reading: Reading) -> None:
         """Notify all observers of changes to this sensor.
@@ -480,13 +471,9 @@ class Sensor:
         reading : Reading
             The reading passed to each observer's ``update(sensor, reading)``.
         """
-        # A tuple that attach() and detach() replace, never change, so observers may
-        # attach or detach from other threads (or from inside update()) while we notify.
-        observers = self._notified
-        if observers is None:
-            with _observers_lock:
-                observers = self._notified = tuple(self._observers)
-        for observer in observers:
+        # tuple() copies the set atomically under the GIL, so observers may attach or
+        # detach from other threads (or from inside update()) while we notify.
+        for observer in tuple(self._observers):
             observer.update(self, reading)
 
     # -- reading and setting ------------------------------------------------
@@ -867,10 +854,6 @@ class Sensor:
         kind = cls.SENSOR_TYPES[sensor_type]
         return [kind.rule.decode(param, major) for param in formatted_params]
 
-
-# Held while a sensor's observers change or their tuple is made (see Sensor.notify):
-# rarely, so one lock serves every sensor.
-_observers_lock = threading.Lock()
 
 # The wire bytes of each status, for status_line() (a module global is found faster).
 _STATUS_BYTES = Sensor.STATUSES_RAW
