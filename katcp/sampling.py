@@ -227,6 +227,9 @@ class SampleStrategy:
         self._ioloop_thread_id: Optional[int] = None
         self._call_queue = CallQueue.of(self.ioloop)
         self._pending_lock = threading.Lock()
+        # Also the class's default, but read for every update, and an attribute of the
+        # instance is found faster (CPython 3.11 specialises no read of a class default).
+        self._pending = None
         self._cancelled = False
         self._setup(*params)
 
@@ -931,13 +934,14 @@ class _EventFanOut(SampleEvent):
                 # Members joined or left since the last change.
                 self.inform(reading)
                 return
-            # inform() and sensor_status_line(), inlined for the usual case.
-            line = b"#sensor-status " + sensor.status_line(reading, self._major) + b"\n"
+            # inform(), inlined for the usual case.
+            line = sensor._status_inform(reading, self._major)
             for send in targets:
                 send(line)
 
     def inform(self, reading: Reading) -> None:
-        line = sensor_status_line(self._sensor, reading, self._major)
+        # Made once for every member, so not kept as the sensor's status_line() is.
+        line = self._sensor._status_inform(reading, self._major)
         fresh = self._fresh
         if fresh:
             self._fresh = {}

@@ -635,6 +635,35 @@ class TestSubclassesThatReadOrFormatTheirOwnWay:
         sensor.set_value(2.5, timestamp=1234567891.0)
         assert sensor.status_line(sensor.read(), 5).endswith(b" nominal 2.50")
 
+    def test_the_event_fan_outs_lines_are_made_by_its_format_reading(self):
+        sensor = self.TwoDecimals(Sensor.FLOAT, "pretty value", "", "", [0.0, 10.0])
+        sensor.set_value(1.23456, timestamp=1234567890.0)
+        reading = sensor.read()
+        assert sensor._status_inform(reading, 5) == (
+            b"#sensor-status 1234567890.000000 1 pretty\\_value nominal 1.23\n")
+        assert sensor._status_inform(reading, 4) == (
+            b"#sensor-status 1234567890000 1 pretty\\_value nominal 1.23\n")
+
+
+@pytest.mark.parametrize("major", [4, 5])
+@pytest.mark.parametrize("sensor, value", [
+    (Sensor.integer("an int"), -7),
+    (Sensor.float("a.float"), 2.5e-300),
+    (Sensor.boolean("a.bool"), True),
+    (Sensor.string("a.string"), "tab\tspace \\ \0 and \u00e9"),
+    (Sensor.string("a.string"), b"not utf-8: \xff"),
+    (Sensor.discrete("a.discrete", params=["on", "off"]), "off"),
+    (Sensor.address("an.address"), ("::1", 7147)),
+], ids=lambda x: repr(x) if not isinstance(x, Sensor) else x.stype)
+def test_the_event_fan_outs_lines_are_status_lines_as_informs(sensor, value, major):
+    # _status_inform() makes the whole #sensor-status line in one formatting operation,
+    # status_line() the inform's arguments: the two lay out the same bytes.
+    sensor.set(1234567890.125, Sensor.WARN, value)
+    reading = sensor.read()
+    line = sensor._status_inform(reading, major)
+    assert line == b"#sensor-status " + sensor.status_line(reading, major) + b"\n"
+    assert line.count(b" ") == 5
+
 
 @pytest.mark.parametrize("timestamp", [
     0.0, 1234567890.25, 1234567890.1234567, 1e-7, 5e-7, 2.5e11, -1.5, 17, 2 ** 53 + 1])

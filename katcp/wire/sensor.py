@@ -41,6 +41,12 @@ _REAL = (numbers.Real, decimal.Decimal)
 # What each of [min, max, warn_min, warn_max] is called in errors.
 _PARAM_NAMES = ("minimum", "maximum", "warning minimum", "warning maximum")
 
+# How Sensor._status_inform() lays out a reading, with its timestamp in seconds (v5) or
+# formatted already (v4): the whole #sensor-status inform, and the inform's arguments
+# alone for Sensor.status_line().
+_STATUS_INFORM = (b"#sensor-status %.6f 1 %s %s %s\n", b"#sensor-status %s 1 %s %s %s\n")
+_ARGUMENTS = (b"%.6f 1 %s %s %s", b"%s 1 %s %s %s")
+
 # The wire-line cache of a sensor before its first line is made.
 _NO_LINE: Tuple[None, None, bytes] = (None, None, b"")
 
@@ -682,17 +688,31 @@ class Sensor:
         name = self.name
         if cached[0] is reading and cached[1] is name:
             return cached[2]
+        line = self._status_inform(reading, major, _ARGUMENTS)
+        if seconds:
+            self._status_v5 = (reading, name, line)
+        else:
+            self._status_v4 = (reading, name, line)
+        return line
+
+    def _status_inform(self, reading: Reading, major: int,
+                       formats: Tuple[bytes, bytes] = _STATUS_INFORM) -> bytes:
+        """The whole ``#sensor-status`` inform of `reading`, newline included.
+
+        The bytes of ``b"#sensor-status " + status_line(reading, major) + b"\\n"``, made
+        in one formatting operation and not kept: for the event strategies' fan-out, which
+        makes each change's line once for all its clients. status_line() gives the
+        `formats` of the inform's arguments alone: the reading goes in ``formats[0]`` with
+        its timestamp in seconds (v5, formatted there), in ``formats[1]`` with one
+        formatted already (v4, or by the format_reading() of a subclass).
+        """
+        name = self.name
         wire_name = self._wire_name
         if wire_name[0] is not name:
             wire_name = self._wire_name = (name, escape_argument(format_argument(name)))
         # A class check only (not uses_own()): this runs for every new reading.
         if self.__class__.format_reading is not _FORMAT_READING:
-            line = self._own_status_line(reading, major, wire_name[1])
-            if seconds:
-                self._status_v5 = (reading, name, line)
-            else:
-                self._status_v4 = (reading, name, line)
-            return line
+            return self._own_status_line(reading, major, wire_name[1], formats[1])
         timestamp, status, value = reading
         kind = self._type
         encode = kind.encoders.get(type(value))
@@ -702,26 +722,24 @@ class Sensor:
             value = kind.rule.encode(value, major)  # which replaces what cannot be encoded
         if not kind.plain:
             value = escape_argument(value)
-        if seconds:
+        if major >= SEC_TS_KATCP_MAJOR:
             # wire.types.format_timestamp() for v5, in the same formatting operation
             # (tests/test_sensor.py checks that the two agree).
-            line = b"%.6f 1 %s %s %s" % (timestamp, wire_name[1], _STATUS_BYTES[status], value)
-            self._status_v5 = (reading, name, line)
-        else:
-            line = b"%s 1 %s %s %s" % (wire_types.format_timestamp(timestamp, major),
-                                       wire_name[1], _STATUS_BYTES[status], value)
-            self._status_v4 = (reading, name, line)
-        return line
+            return formats[0] % (timestamp, wire_name[1], _STATUS_BYTES[status], value)
+        return formats[1] % (wire_types.format_timestamp(timestamp, major), wire_name[1],
+                             _STATUS_BYTES[status], value)
 
-    def _own_status_line(self, reading: Reading, major: int, wire_name: bytes) -> bytes:
+    def _own_status_line(self, reading: Reading, major: int, wire_name: bytes,
+                         line_format: bytes) -> bytes:
         # From the format_reading() of a subclass (or a replacement) that formats readings
         # its own way.
-        return self._line_of(self.format_reading(reading, major), wire_name)
+        return self._line_of(self.format_reading(reading, major), wire_name, line_format)
 
     @staticmethod
-    def _line_of(formatted: Tuple[bytes, bytes, bytes], wire_name: bytes) -> bytes:
+    def _line_of(formatted: Tuple[bytes, bytes, bytes], wire_name: bytes,
+                 line_format: bytes = _ARGUMENTS[1]) -> bytes:
         timestamp, status, value = [escape_argument(part) for part in formatted]
-        return b"%s 1 %s %s %s" % (timestamp, wire_name, status, value)
+        return line_format % (timestamp, wire_name, status, value)
 
     def formatted_status_line(self, major: int = DEFAULT_KATCP_MAJOR) -> bytes:
         """As :meth:`status_line`, of what :meth:`read_formatted` gives.
