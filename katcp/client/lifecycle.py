@@ -23,7 +23,7 @@ from katcp.client.protocol import ClientProtocol
 from katcp.core import KatcpClientError, Message
 from katcp.ioloop_manager import IOLoopManager, current_ioloop
 from katcp.loop.backoff import ExponentialRandomBackoff
-from katcp.loop.crossing import (call_on_loop, on_thread, thread_ident,
+from katcp.loop.crossing import (call_on_loop, on_thread, post_to_loop, thread_ident,
                                  thread_wait_timeout, wait_for_call, wait_off_loop)
 from katcp.loop.futures import run_returned
 from katcp.transport.buffers import loop_receive_view
@@ -218,9 +218,7 @@ class ThreadGate:
             if self._refusing:
                 self._client._require_started()
                 raise RuntimeError(_STOPPED)
-            # post_to_loop(), inline: a blocking request pays for this call, and its own
-            # packing of the arguments, in the thread that waits.
-            self._client.ioloop.asyncio_loop.call_soon_threadsafe(fn, *args)
+            post_to_loop(self._client.ioloop, fn, *args)
 
     def call(self, thread_id: Optional[int], fn: Callable[..., Any], /, *args: Any,
              **kwargs: Any) -> "concurrent.futures.Future[Any]":
