@@ -18,8 +18,8 @@ from tornado.concurrent import Future
 from katcp.core import Message
 from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import thread_wait_timeout
-from katcp.loop.futures import set_result_if_pending
 from katcp.loop.per_loop import one_per_loop
+from katcp.server.stream import _Connection
 from katcp.server.stream_host import exception_text, log_handling_error
 
 log = logging.getLogger("katcp.server")
@@ -369,10 +369,10 @@ class MessageHandlerThread:
                     self._report_error(client_conn, msg)
                     done = None
                 if done is None:
-                    call(set_result_if_pending, ready, None)
+                    call(_handled, ready, client_conn)
                 else:
                     done.add_done_callback(
-                        functools.partial(_when_handled, call, ready))
+                        functools.partial(_when_handled, call, ready, client_conn))
                 calls.release()  # what hold_until_handled() held back, with the above
         finally:
             resumptions.detach()
@@ -456,8 +456,27 @@ class MessageHandlerThread:
         return self._running.wait(thread_wait_timeout(timeout))
 
 
-def _when_handled(call: Callable[..., None], ready: Future, _handled: Any) -> None:
+def _when_handled(call: Callable[..., None], ready: Future, client_conn: Any,
+                  _done: Any) -> None:
     """Resolve `ready` on the loop, through `call`, once the handler's future is done."""
-    call(set_result_if_pending, ready, None)
+    call(_handled, ready, client_conn)
+
+
+def _handled(ready: Future, client_conn: Any) -> None:
+    """Resolve `ready`, on the loop; its connection reads on now, not a loop turn later.
+
+    The connection waits for `ready` with a done callback, which the future would run on
+    the loop's next turn: a turn more per request, in which the loop does nothing else.
+    """
+    if ready.done():
+        return
+    # The connection a katcp ClientConnection is for, whose _done() waits for `ready`
+    # (a connection factory's own class may keep anything there).
+    stream = getattr(client_conn, "_conn_id", None)
+    if type(stream) is _Connection and ready.remove_done_callback(stream._done):
+        ready.set_result(None)
+        stream._done(ready)
+    else:
+        ready.set_result(None)
 
 
