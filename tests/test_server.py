@@ -2245,6 +2245,11 @@ class CoroutineOnHandlerThreadServer(DeviceServer):
         asyncio.run(asyncio.sleep(0))
         return req.make_reply("ok")
 
+    def request_new_policy(self, req, msg):
+        """Sets an event loop policy of its own, whose loop for the thread is none yet."""
+        asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+        return req.make_reply("ok")
+
     def request_loop_work(self, req, msg):
         """Blocks on work it asked the loop for, sending an inform meanwhile."""
         done = threading.Event()
@@ -2341,6 +2346,22 @@ def test_coroutines_started_on_the_handler_thread_after_asyncio_run_still_work(
         for mid in range(1, 4):
             assert client.request("?asyncio-run[%d]" % mid) == ([], "!asyncio-run[%d] ok" % mid)
             assert client.request("?helper[%d]" % mid) == ([], "!helper[%d] ok moment" % mid)
+    assert "no current event loop" not in caplog.text
+
+
+def test_coroutines_started_on_the_handler_thread_after_a_new_policy_still_work(
+        coroutine_server, caplog):
+    # The thread's event loop is set again only when its policy no longer has it: a
+    # policy set by a handler has none for the thread.
+    _, port = coroutine_server
+    policy = asyncio.get_event_loop_policy()
+    try:
+        with connect(port) as client:
+            for mid in range(1, 4):
+                assert client.request("?new-policy[%d]" % mid) == ([], "!new-policy[%d] ok" % mid)
+                assert client.request("?helper[%d]" % mid) == ([], "!helper[%d] ok moment" % mid)
+    finally:
+        asyncio.set_event_loop_policy(policy)
     assert "no current event loop" not in caplog.text
 
 

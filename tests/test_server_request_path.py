@@ -419,6 +419,57 @@ def test_a_threaded_servers_replies_and_informs_keep_their_order():
         server.join(timeout=TIMEOUT)
 
 
+def test_a_threaded_servers_connection_reads_on_in_the_loop_turn_its_reply_goes_out(
+        monkeypatch):
+    # The end of a message (with its reply) reaches the loop in one call; the connection
+    # takes its next request in that same loop turn rather than in a turn of its own.
+    class Quick(DeviceServer):
+        def setup_sensors(self):
+            pass
+
+        def request_quick(self, req, msg):
+            """Reply at once."""
+            return req.make_reply("ok")
+
+    server = Quick("127.0.0.1", 0)
+    server.start()
+    assert server.wait_running(TIMEOUT)
+    turn = [0]
+    ticking = [True]
+    seen = []
+
+    def tick():
+        # Once per loop turn.
+        turn[0] += 1
+        if ticking[0]:
+            server.ioloop.asyncio_loop.call_soon(tick)
+
+    def send_now(conn, data):
+        seen.append((data, turn[0]))
+        own_send_now(conn, data)
+
+    def on_message(client_conn, msg):
+        seen.append((bytes(msg), turn[0]))
+        return handler_on_message(client_conn, msg)
+
+    handler_on_message = server.on_message
+    server.on_message = on_message
+    own_send_now = stream._Connection.send_now
+    monkeypatch.setattr(stream._Connection, "send_now", send_now)
+    server.ioloop.add_callback(tick)
+    try:
+        with _connect(server) as client:
+            client.send_raw(b"?quick[1]\n?quick[2]\n")
+            assert client.readlines(2) == [b"!quick[1] ok", b"!quick[2] ok"]
+        assert [line for line, _ in seen] == [b"?quick[1]", b"!quick[1] ok\n", b"?quick[2]",
+                                              b"!quick[2] ok\n"]
+        assert seen[1][1] == seen[2][1]
+    finally:
+        server.ioloop.add_callback(ticking.clear)
+        server.stop(timeout=TIMEOUT).result(TIMEOUT)
+        server.join(timeout=TIMEOUT)
+
+
 def test_a_worker_threads_sends_keep_their_order_while_the_loop_is_in_the_handler():
     # AsyncDeviceServer (connections not thread-safe): the worker's reply is made while
     # the loop still handles the request's input, and must go through the loop after

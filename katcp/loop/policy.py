@@ -131,8 +131,11 @@ def install() -> None:
         asyncio.set_event_loop_policy(_uvloop().EventLoopPolicy())
 
 
-# Python 3.14 deprecates the public accessor of the policy; the private one does not warn.
-_get_policy = getattr(asyncio.events, "_get_event_loop_policy", asyncio.get_event_loop_policy)
+#: The event loop policy, asked without a warning: Python 3.14 deprecates the public
+#: accessor (``asyncio.get_event_loop_policy``), not its private one. Its per-thread state
+#: (``_local._loop``) says whether a loop is set for a thread without making one.
+event_loop_policy = getattr(asyncio.events, "_get_event_loop_policy",
+                            asyncio.get_event_loop_policy)
 
 _UNKNOWN = object()
 
@@ -180,7 +183,7 @@ def thread_ioloop() -> tornado.ioloop.IOLoop:
         # The policy's per-thread state says whether a loop is set, where asking
         # asyncio.get_event_loop() would make one (and warn). A policy without that
         # state is left to make its own as it does.
-        local = getattr(_get_policy(), "_local", None)
+        local = getattr(event_loop_policy(), "_local", None)
         if getattr(local, "_loop", _UNKNOWN) is None:
             asyncio.set_event_loop(new_event_loop())
             ioloop = tornado.ioloop.IOLoop.current()
