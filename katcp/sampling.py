@@ -50,6 +50,10 @@ _get_ident = threading.get_ident
 AGE_OF_UNIVERSE = 4.32329886e+17
 
 
+# Sensor's own status_line(), which _EventFanOut's lines may bypass.
+_STATUS_LINE = Sensor.status_line
+
+
 def sensor_status_inform(sensor: Sensor, reading: Reading, major: int) -> Message:
     """Format the ``#sensor-status`` inform of `reading` for KATCP version `major`.
 
@@ -935,13 +939,23 @@ class _EventFanOut(SampleEvent):
                 self.inform(reading)
                 return
             # inform(), inlined for the usual case.
-            line = sensor._status_inform(reading, self._major)
+            if sensor.__class__.status_line is _STATUS_LINE:
+                line = sensor._status_inform(reading, self._major)
+            else:
+                line = sensor_status_line(sensor, reading, self._major)
             for send in targets:
                 send(line)
 
     def inform(self, reading: Reading) -> None:
-        # Made once for every member, so not kept as the sensor's status_line() is.
-        line = self._sensor._status_inform(reading, self._major)
+        sensor = self._sensor
+        # Made once for every member, so not kept as the sensor's status_line() is; but of
+        # a status_line() of a subclass's own where it has one, as the first line sent to
+        # each member and the other strategies' lines are (a class check only, as for
+        # format_reading(): this runs for every change).
+        if sensor.__class__.status_line is _STATUS_LINE:
+            line = sensor._status_inform(reading, self._major)
+        else:
+            line = sensor_status_line(sensor, reading, self._major)
         fresh = self._fresh
         if fresh:
             self._fresh = {}
