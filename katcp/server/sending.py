@@ -64,11 +64,14 @@ class Sending(LoopCalls):
             return
         try:
             # Message._line(): its wire form with the newline joined in (this sends every
-            # reply). Looked up on the class, as bytes() looks up __bytes__: a mock made to
-            # Message's spec has a _line() of its own too, which makes no bytes.
-            line = type(msg)._line(msg)
+            # reply).
+            line = msg._line()
         except AttributeError:
-            line = line_from_bytes(msg)  # a stand-in for a Message, of its own bytes
+            line = None
+        if line.__class__ is not bytes:
+            # A stand-in for a Message (no _line()), or a mock made to Message's spec
+            # (whose _line() gives a mock): of its own bytes.
+            line = line_from_bytes(msg)
         stream.send(line)
 
     def wire_sender(self, stream: _Connection,
@@ -165,8 +168,10 @@ class Sending(LoopCalls):
     def _hand_to_loop(self, stream: _Connection, msg: Message) -> None:
         """Have the loop send `msg`, made into bytes here, on another thread."""
         try:
-            data = type(msg)._line(msg)  # as in send_message()
+            data = msg._line()  # as in send_message()
         except AttributeError:
+            data = None
+        if data.__class__ is not bytes:
             data = line_from_bytes(msg)
         if msg.mtype == _REPLY:
             # The client waits for it: written as soon as the loop has it, not a turn later.
