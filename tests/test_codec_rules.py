@@ -75,6 +75,12 @@ class TestNames:
         assert msg._line() == bytes(msg) + b"\n"
         assert bytes(msg).count(b"\n") == 0
 
+    def test_the_two_functions_of_the_wire_form_are_named_as_the_methods_they_are(self):
+        # One body makes both (message._wire_form()): tracebacks, profiles and the API
+        # docs tell them apart by these names.
+        assert [(f.__name__, f.__qualname__) for f in (Message.__bytes__, Message._line)] == [
+            ("__bytes__", "Message.__bytes__"), ("_line", "Message._line")]
+
     @pytest.mark.parametrize("mtype, head", [(1.0, b"!"), (True, b"!"), (0.0, b"?"),
                                              (2.0, b"#")])
     def test_a_type_equal_to_a_constant_but_of_another_class_is_sent(self, mtype, head):

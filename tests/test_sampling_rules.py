@@ -971,6 +971,30 @@ class TestWireStrategies:
             loop.close()
 
 
+    def test_event_informs_are_made_by_a_status_line_of_the_sensors_own(self):
+        # Every line an event strategy sends, its first and those the fan-out shares, is
+        # what the sensor's status_line() makes (as for the other strategies).
+        class Tagged(Sensor):
+            def status_line(self, reading, major=5):
+                return super().status_line(reading, major) + b" tagged"
+
+        loop = tornado.ioloop.IOLoop(make_current=False)
+        try:
+            sensor = Tagged(Sensor.INTEGER, "n", "", "", [0, 10])
+            sensor.set_value(1, timestamp=1000.25)
+            sent = [], []
+            for send in sent:
+                wire_strategy("event", send.append, 5, sensor, ioloop=loop).start()
+            sensor.set_value(2, timestamp=2000.25)
+            sensor.set_value(3, timestamp=3000.25)
+            sensor.set_value(4, timestamp=4000.25)  # once the fan-out's targets are made
+            expected = [b"#sensor-status %d000.250000 1 n nominal %d tagged\n" % (value, value)
+                        for value in (1, 2, 3, 4)]
+            assert sent == (expected, expected)
+        finally:
+            loop.close()
+
+
 class _Batcher(WriteBatcher):
     """A write batcher whose loop turn never ends: what it is sent stays in its batch."""
 

@@ -665,6 +665,19 @@ def test_the_event_fan_outs_lines_are_status_lines_as_informs(sensor, value, maj
     assert line.count(b" ") == 5
 
 
+@pytest.mark.parametrize("major", [4, 5])
+def test_a_sensor_renamed_after_its_lines_were_made_has_its_new_name_in_them(major):
+    # As 0.9.3's name, a plain attribute: the escaped name kept for the lines is of the
+    # name it was made of.
+    sensor = Sensor.integer("old name")
+    sensor.set(1234567890.0, Sensor.NOMINAL, 3)
+    reading = sensor.read()
+    assert sensor.status_line(reading, major).split()[2] == b"old\\_name"
+    sensor.name = "new.name"
+    assert sensor.status_line(reading, major).split()[2] == b"new.name"
+    assert sensor._status_inform(reading, major).split()[3] == b"new.name"
+
+
 @pytest.mark.parametrize("timestamp", [
     0.0, 1234567890.25, 1234567890.1234567, 1e-7, 5e-7, 2.5e11, -1.5, 17, 2 ** 53 + 1])
 def test_status_lines_format_timestamps_as_format_timestamp_does(timestamp):

@@ -775,22 +775,36 @@ def test_send_message_sends_what_a_bytes_patched_on_a_message_class_gives(patche
                     b"!a[2] ok\n", b"!b ok\n"]
 
 
-def test_a_stand_in_for_a_message_is_sent_as_its_bytes_say():
-    # check_message() lets through a stand-in of the right type (no Message): the
+class _StandIn:
+    mtype, name, mid = Message.INFORM, "thing", None
+
+    def __bytes__(self):
+        return b"#thing stood-in"
+
+
+def _mock_message(make):
+    msg = make()
+    msg.mtype, msg.name, msg.mid = Message.INFORM, "thing", None
+    msg.__bytes__.return_value = b"#thing stood-in"
+    return msg
+
+
+@pytest.mark.parametrize("make", [
+    _StandIn,
+    lambda: _mock_message(lambda: mock.MagicMock(spec=Message)),
+    lambda: _mock_message(lambda: mock.create_autospec(Message, instance=True))],
+    ids=["stand-in", "MagicMock(spec=Message)", "autospec"])
+def test_a_stand_in_for_a_message_is_sent_as_its_bytes_say(make):
+    # check_message() lets through a stand-in of the right type (no Message), such as a
+    # mock made to the spec of Message (whose _line() would be a mock's, not bytes): the
     # senders write its bytes, on the loop or from another thread.
-    class StandIn:
-        mtype, name, mid = Message.INFORM, "thing", None
-
-        def __bytes__(self):
-            return b"#thing stood-in"
-
     server = make_server_class(5)("127.0.0.1", 0)
     assert server.start(timeout=TIMEOUT)
     try:
         with connect(server) as client:
             conn = next(iter(server._server._connections.values()))
-            conn.inform(StandIn())
-            server._server.call_from_thread(lambda: conn.inform(StandIn())).result(TIMEOUT)
+            conn.inform(make())
+            server._server.call_from_thread(lambda: conn.inform(make())).result(TIMEOUT)
             assert [client.readline() for _ in range(2)] == [b"#thing stood-in"] * 2
     finally:
         stop(server)

@@ -67,7 +67,11 @@ class Sending(LoopCalls):
             # reply).
             line = msg._line()
         except AttributeError:
-            line = line_from_bytes(msg)  # a stand-in for a Message, of its own bytes
+            line = None
+        if line.__class__ is not bytes:
+            # A stand-in for a Message (no _line()), or a mock made to Message's spec
+            # (whose _line() gives a mock): of its own bytes.
+            line = line_from_bytes(msg)
         stream.send(line)
 
     def wire_sender(self, stream: _Connection,
@@ -166,6 +170,8 @@ class Sending(LoopCalls):
         try:
             data = msg._line()  # as in send_message()
         except AttributeError:
+            data = None
+        if data.__class__ is not bytes:
             data = line_from_bytes(msg)
         if msg.mtype == _REPLY:
             # The client waits for it: written as soon as the loop has it, not a turn later.
