@@ -9,7 +9,7 @@ from katcp.core import Message
 from katcp.loop.crossing import on_thread
 from katcp.server.loop_calls import LoopCalls
 from katcp.server.stream import _Connection
-from katcp.wire.message import line_from_bytes
+from katcp.wire.message import line_from_bytes, wire_line
 from katcp.wire.util import own_methods, uses_own
 
 _REPLY = Message.REPLY
@@ -62,15 +62,13 @@ class Sending(LoopCalls):
             # the message: a replacement has had it already, as its caller.
             self._hand_to_loop(stream, msg)
             return
+        # wire_line(), inlined: its call costs 1.4% of a request's instructions, and this
+        # sends every reply.
         try:
-            # Message._line(): its wire form with the newline joined in (this sends every
-            # reply).
             line = msg._line()
         except AttributeError:
             line = None
         if line.__class__ is not bytes:
-            # A stand-in for a Message (no _line()), or a mock made to Message's spec
-            # (whose _line() gives a mock): of its own bytes.
             line = line_from_bytes(msg)
         stream.send(line)
 
@@ -167,12 +165,7 @@ class Sending(LoopCalls):
 
     def _hand_to_loop(self, stream: _Connection, msg: Message) -> None:
         """Have the loop send `msg`, made into bytes here, on another thread."""
-        try:
-            data = msg._line()  # as in send_message()
-        except AttributeError:
-            data = None
-        if data.__class__ is not bytes:
-            data = line_from_bytes(msg)
+        data = wire_line(msg)
         if msg.mtype == _REPLY:
             # The client waits for it: written as soon as the loop has it, not a turn later.
             self.call_soon_threadsafe(stream.send_now, data)

@@ -604,6 +604,31 @@ def line_from_bytes(msg: Any) -> bytes:
     return msg.__bytes__() + b"\n"
 
 
+def wire_line(msg: Any) -> bytes:
+    """The line a sender writes of `msg`: its wire form and the newline that ends it.
+
+    ``msg._line()`` for a :class:`Message` (one formatting operation, or
+    :func:`line_from_bytes` where its class has a ``__bytes__`` of its own), and
+    :func:`line_from_bytes` for a stand-in without ``_line()`` or whose ``_line()``
+    gives no bytes (a mock made to Message's spec).
+
+    Parameters
+    ----------
+    msg : Message or stand-in
+        What the sender was given.
+
+    Returns
+    -------
+    line : bytes
+        Its bytes, with the newline that ends a line.
+    """
+    try:
+        line = msg._line()
+    except AttributeError:
+        return line_from_bytes(msg)
+    return line if line.__class__ is bytes else line_from_bytes(msg)
+
+
 _OWN_FORMAT_ARGUMENT = Message.__dict__["format_argument"]
 _OWN_BYTES = Message.__dict__["__bytes__"]
 _OWN_LINE = Message.__dict__["_line"]
