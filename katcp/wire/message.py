@@ -610,17 +610,8 @@ def wire_line(msg: Any) -> bytes:
     ``msg._line()`` for a :class:`Message` (one formatting operation, or
     :func:`line_from_bytes` where its class has a ``__bytes__`` of its own), and
     :func:`line_from_bytes` for a stand-in without ``_line()`` or whose ``_line()``
-    gives no bytes (a mock made to Message's spec).
-
-    Parameters
-    ----------
-    msg : Message or stand-in
-        What the sender was given.
-
-    Returns
-    -------
-    line : bytes
-        Its bytes, with the newline that ends a line.
+    gives no bytes (a mock made to Message's spec). Parameters and result as
+    :func:`line_from_bytes`.
     """
     try:
         line = msg._line()
