@@ -128,6 +128,36 @@ class TestClientsAgainstARawDevice(tornado.testing.AsyncTestCase):
                 self.assertEqual(reply.arguments, [b"ok", b"a"])
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_each_connection_speaks_the_version_of_its_own_greeting(self):
+        # A device restarted behind the same address as another version (or another
+        # implementation): what the last greeting said goes with its connection, and a
+        # connection without one is used without message ids (spec 2.2).
+        device = await self._device(_v5_greeting(b"5.0-MI"))
+        client = await self._client(device)
+        client.auto_reconnect_delay = 0
+        cases = [(b"#version raw-api-1.0\n#build-state raw-impl-2.0\n", "4.0", False),
+                 (b"", None, False),
+                 (_v5_greeting(b"5.1-MIB"), "5.1-BIM", True)]
+        reply, _ = await client.future_request(Message.request("echo", "a"), timeout=WAIT)
+        self.assertEqual((device.heard, reply.mid), ([b"?echo[1] a"], b"1"))
+        for greeting, flags, ids in cases:
+            with self.subTest(greeting=greeting):
+                device.greeting = greeting
+                for writer in device.writers:
+                    writer.close()
+                device.writers.clear()
+                await client.until_disconnected(timeout=WAIT)
+                await client.until_connected(timeout=WAIT)
+                if flags is not None:
+                    await client.until_protocol(timeout=WAIT)
+                self.assertEqual(flags, client.protocol_flags and str(client.protocol_flags))
+                reply, _ = await client.future_request(Message.request("echo", "a"),
+                                                       timeout=WAIT)
+                self.assertEqual((reply.mid is not None, reply.arguments), (ids, [b"ok", b"a"]))
+                self.assertEqual(device.heard[-1],
+                                 b"?echo[%s] a" % reply.mid if ids else b"?echo a")
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_a_reply_cut_into_bytes_among_what_a_device_may_send_reaches_its_request(
             self):
         def answer(name, mid, args):
