@@ -5,11 +5,14 @@ hand-written device or client in another language would, and cuts, ends and surr
 its lines in every way the spec allows (section 2.1: space and tab runs, newline or
 carriage-return line ends, whitespace-only lines; section 4: the greeting with protocol
 flags in any order; section 7: sensor types and multi-sensor #sensor-status informs).
+A strict client checks every line both kinds of server send, in v4 and v5, against the
+message grammar as a careful sender writes it.
 """
 
 import asyncio
 import logging
 import math
+import re
 
 import pytest
 import tornado.testing
@@ -18,7 +21,7 @@ from accepting import Acceptor, closed
 from log_helpers import no_logs, recording_logger
 from server_kinds import started
 
-from katcp import AsyncClient, AsyncDeviceServer, DeviceServer, Message, Sensor
+from katcp import AsyncClient, AsyncDeviceServer, DeviceServer, Message, ProtocolFlags, Sensor
 from katcp.inspecting_client import InspectingClientAsync
 
 WAIT = 5.0
@@ -123,6 +126,36 @@ class TestClientsAgainstARawDevice(tornado.testing.AsyncTestCase):
                                                        timeout=WAIT)
                 self.assertEqual(device.heard, [sent])
                 self.assertEqual(reply.arguments, [b"ok", b"a"])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_each_connection_speaks_the_version_of_its_own_greeting(self):
+        # A device restarted behind the same address as another version (or another
+        # implementation): what the last greeting said goes with its connection, and a
+        # connection without one is used without message ids (spec 2.2).
+        device = await self._device(_v5_greeting(b"5.0-MI"))
+        client = await self._client(device)
+        client.auto_reconnect_delay = 0
+        cases = [(b"#version raw-api-1.0\n#build-state raw-impl-2.0\n", "4.0", False),
+                 (b"", None, False),
+                 (_v5_greeting(b"5.1-MIB"), "5.1-BIM", True)]
+        reply, _ = await client.future_request(Message.request("echo", "a"), timeout=WAIT)
+        self.assertEqual((device.heard, reply.mid), ([b"?echo[1] a"], b"1"))
+        for greeting, flags, ids in cases:
+            with self.subTest(greeting=greeting):
+                device.greeting = greeting
+                for writer in device.writers:
+                    writer.close()
+                device.writers.clear()
+                await client.until_disconnected(timeout=WAIT)
+                await client.until_connected(timeout=WAIT)
+                if flags is not None:
+                    await client.until_protocol(timeout=WAIT)
+                self.assertEqual(flags, client.protocol_flags and str(client.protocol_flags))
+                reply, _ = await client.future_request(Message.request("echo", "a"),
+                                                       timeout=WAIT)
+                self.assertEqual((reply.mid is not None, reply.arguments), (ids, [b"ok", b"a"]))
+                self.assertEqual(device.heard[-1],
+                                 b"?echo[%s] a" % reply.mid if ids else b"?echo a")
 
     @tornado.testing.gen_test(timeout=10)
     async def test_a_reply_cut_into_bytes_among_what_a_device_may_send_reaches_its_request(
@@ -256,3 +289,112 @@ def test_a_server_answers_requests_cut_anywhere_and_ended_by_cr_lf_or_both(devic
     # "?watchdog\t[3]" is a request with the argument "[3]", not an id.
     assert replies[2:] == [b"!help[2] ok 1", b"!watchdog ok", b"!sensor-value[4] ok 0",
                            b"!watchdog[5] ok"]
+
+
+# -- a strict client: every byte a server sends, checked against the spec ------------------
+
+# A <message> of section 2.1 as a careful sender writes it: one space before each argument,
+# none at the end, newline ended; ids of 1 .. 2**31-1 (2.2) are echoed as the client sent.
+_STRICT_LINE = re.compile(rb"[?!#][A-Za-z][A-Za-z0-9-]*(\[[1-9][0-9]*\])?"
+                          rb"( (?:[^\\ \0\n\r\x1b\t]|\\[\\_0nret@])+)*\n")
+# Requests whose "ok" reply counts the informs sent before it.
+_COUNTED = (b"help", b"sensor-list", b"sensor-value", b"client-list", b"version-list")
+_T0 = 1234567890.25
+
+
+class _SensorDevice(_Device):
+    def setup_sensors(self):
+        for sensor, value in [
+                (Sensor.integer("s.int", "An integer", "", [0, 9]), 3),
+                (Sensor.float("s.float", "A float", "V", [-1.5, 1.5]), -0.25),
+                (Sensor.boolean("s.bool", "", ""), True),
+                (Sensor.discrete("s.disc", "Discrete", "", ["a b", "c"]), "a b"),
+                (Sensor.string("s.str", "Text\twith specials", ""), "x y\t\\\0\r\n\x1b"),
+                (Sensor.string("s.empty", "Empty", ""), ""),
+                (Sensor.timestamp("s.ts", "Time", ""), 1234567800.125),
+                (Sensor.address("s.addr", "Peer", ""), ("10.0.0.1", 7147))]:
+            sensor.set_value(value, timestamp=_T0)
+            self.add_sensor(sensor)
+
+
+class _V4:
+    PROTOCOL_INFO = ProtocolFlags(4, 0, [ProtocolFlags.MULTI_CLIENT])
+
+
+# The threaded and the asyncio server class of each major version.
+_STRICT_CLASSES = {
+    5: (type("T5", (_SensorDevice, DeviceServer), {}),
+        type("A5", (_SensorDevice, AsyncDeviceServer), {})),
+    4: (type("T4", (_V4, _SensorDevice, DeviceServer), {}),
+        type("A4", (_V4, _SensorDevice, AsyncDeviceServer), {})),
+}
+
+
+@pytest.fixture(params=[("threaded", 5), ("async", 5), ("threaded", 4), ("async", 4)],
+                ids=lambda param: "%s-v%d" % param)
+def strict_session(request):
+    kind, major = request.param
+    server = started(kind, *_STRICT_CLASSES[major])
+    yield server.bind_address[1], major
+    server.stop(timeout=WAIT).result(WAIT)
+    server.join(timeout=WAIT)
+
+
+async def _strict_exchange(port, major):
+    """Send each request (with an id in v5) and check every line up to its reply; return
+    the lines of the greeting and of each exchange."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def line():
+        got = await asyncio.wait_for(reader.readline(), WAIT)
+        assert _STRICT_LINE.fullmatch(got), got
+        return got[:-1]
+    try:
+        greeting = [await line() for _ in range(3 if major == 5 else 2)]
+        exchanges = []
+        requests = [b"watchdog", b"help", b"help watchdog", b"sensor-list",
+                    b"sensor-list /int|str/", b"sensor-value", b"sensor-value s.str",
+                    b"client-list", b"log-level", b"sensor-sampling s.int event",
+                    b"sensor-sampling s.int", b"sensor-sampling s.int none", b"no-such",
+                    b"version-list" if major == 5 else b"watchdog"]
+        for number, request in enumerate(requests, 1):
+            name, _, args = request.partition(b" ")
+            head = name + (b"[%d]" % number if major == 5 else b"")
+            writer.write(b"?" + head + (b" " + args if args else b"") + b"\n")
+            lines = [await line()]
+            while not lines[-1].startswith((b"!" + head + b" ")):
+                lines.append(await line())
+            # The informs of this request carry its id; any other (#sensor-status)
+            # belongs to no request and has none.
+            mine = [got for got in lines[:-1] if got.startswith(b"#" + head + b" ")]
+            assert all(b"[" not in got.split(b" ")[0] for got in lines[:-1]
+                       if got not in mine), lines
+            reply = lines[-1].split(b" ")
+            if name in _COUNTED and reply[1] == b"ok":
+                assert reply[2:] == [b"%d" % len(mine)], lines
+            exchanges.append(lines)
+        return greeting, exchanges
+    finally:
+        writer.close()
+        await closed(writer)
+
+
+def test_a_strict_client_finds_every_line_as_the_spec_writes_it(strict_session):
+    port, major = strict_session
+    greeting, exchanges = asyncio.run(_strict_exchange(port, major))
+    if major == 5:
+        assert [line.split(b" ")[1] for line in greeting] == [
+            b"katcp-protocol", b"katcp-library", b"katcp-device"]
+    else:
+        assert [line.split(b" ")[0] for line in greeting] == [b"#version", b"#build-state"]
+    values = {line.split(b" ")[3]: line for line in exchanges[5][:-1]}
+    stamp = b"1234567890250" if major == 4 else b"1234567890.250000"
+    assert values[b"s.str"] == b"#sensor-value%s %s 1 s.str nominal %s" % (
+        b"[6]" if major == 5 else b"", stamp, b"x\\_y\\t\\\\\\0\\r\\n\\e")
+    assert values[b"s.empty"].endswith(b" s.empty nominal \\@")
+    assert values[b"s.ts"].endswith(b" s.ts nominal " + (b"1234567800125" if major == 4
+                                                          else b"1234567800.125000"))
+    # The first reading of a strategy is sent before the reply that sets it, with the
+    # timestamp in the units of the version: milliseconds in v4, seconds in v5.
+    assert exchanges[9][0] == b"#sensor-status %s 1 s.int nominal 3" % stamp
+    assert exchanges[12][-1].split(b" ")[1] == b"invalid"
