@@ -1810,6 +1810,31 @@ class TestThreadSafeWrappers:
             wrapper.stop()
             wrapper.until_stopped(timeout=WAIT)
 
+    def test_start_called_from_another_thread_than_its_running_loop_syncs(self, loop_manager,
+                                                                         server):
+        # 0.9.3's connection went on on the resource's loop wherever start() was called;
+        # started off it, the connection's coroutine waited on the calling thread's loop,
+        # which nothing runs: the resource stayed disconnected.
+        ioloop = loop_manager.get_ioloop()
+        res = KATCPClientResource(dict(
+            name="dev", address=server.bind_address, controlled=True))
+        container = KATCPClientResourceContainer(container_spec([server], ["a"]))
+        res.set_ioloop(ioloop)
+        container.set_ioloop(ioloop)
+        res.start()
+        container.start()
+        try:
+            assert res.ioloop is ioloop  # done by the time start() returned
+            assert call_in_ioloop(ioloop, lambda: res.until_synced(timeout=WAIT)) is True
+            call_in_ioloop(ioloop, lambda: container.until_synced(timeout=WAIT))
+            assert container.children["a"].synced
+            assert call_in_ioloop(ioloop, lambda: res.req.add(2, 5)).reply.arguments == [
+                b"ok", b"7"]
+        finally:
+            call_in_ioloop(ioloop, res.stop)
+            call_in_ioloop(ioloop, container.stop)
+            call_in_ioloop(ioloop, lambda: res.until_stopped(timeout=WAIT))
+
     def test_endless_timeouts_of_a_resource_and_its_wrapper_wait_for_ever(self, loop_manager,
                                                                          server):
         ioloop = loop_manager.get_ioloop()

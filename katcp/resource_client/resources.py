@@ -18,6 +18,7 @@ from katcp.client.lifecycle import check_port
 from katcp.core import AsyncEvent, AsyncState, AttrDict, log_future_exceptions
 from katcp.display import did_you_mean, object_repr
 from katcp.ioloop_manager import current_ioloop
+from katcp.loop.crossing import call_on_loop, on_loop, wait_for_loop
 from katcp.loop.futures import failed_future, until_all, until_first, windowed
 from katcp.loop.futures import owning_relay as _owning_relay
 from katcp.resource import StrategyResult, StrategySpec, escape_name
@@ -287,7 +288,15 @@ class KATCPClientResource(resource.KATCPResource):
         :func:`katcp.ioloop_manager.current_ioloop` (in terminal IPython, the loop of
         its ``await`` cells). A resource already started (and not stopped since) is
         left as it is: it keeps its one connection.
+
+        Called from another thread while the loop given to :meth:`set_ioloop` runs, the
+        start is done on that loop, and waited for (0.9.3's connection went on there).
         """
+        ioloop = self._ioloop_set_to
+        if ioloop is not None and not on_loop(ioloop) and ioloop.asyncio_loop.is_running():
+            wait_for_loop(call_on_loop(ioloop, None, self.start), ioloop, None,
+                          lambda: f"{self!r}: its loop stopped before it started")
+            return
         previous = self._inspecting_client
         if previous is not None and previous.running():
             if not previous.katcp_client.stopped():
