@@ -938,6 +938,11 @@ class TestSync(InspectingClientTestBase):
         with self.assertRaises(tornado.gen.TimeoutError):
             await client.until_state(DISCONNECTED, timeout=0.05)
         await client.until_state(SYNCED, timeout=0.05)
+        await client.until_state(tuple(SYNCED), timeout=0.05)
+        # A resource's state name, which no state ever equals: refused, not waited on.
+        for never in ("synced", list(SYNCED), SYNCED[:3]):
+            with self.assertRaisesRegex(TypeError, "InspectingClientStateType"):
+                client.until_state(never)
         await client.until_connected(timeout=0.05)
         await client.until_data_synced(timeout=0.05)
         # Timed-out waiters are dropped rather than kept until the state changes (on the

@@ -264,7 +264,20 @@ class InspectingClientAsync:
         """Wait until state is desired_state, InspectingClientStateType instance
 
         Returns a future
+
+        Raises
+        ------
+        TypeError
+            If `desired_state` is not a tuple of the four fields of
+            :class:`InspectingClientStateType` (a name such as ``"synced"``, which a
+            :class:`~katcp.resource_client.KATCPClientResource` takes): no state would ever
+            equal it, and the wait would never end.
         """
+        if (not isinstance(desired_state, tuple)
+                or len(desired_state) != len(InspectingClientStateType._fields)):
+            raise TypeError(f"until_state() takes an InspectingClientStateType("
+                            f"connected, synced, model_changed, data_synced), not "
+                            f"{desired_state!r}")
         return self._states.until(lambda state: state == desired_state, timeout)
 
     def until_connected(self, timeout: Optional[float] = None) -> Any:
