@@ -302,8 +302,12 @@ def test_default_concurrency_options():
         "127.0.0.1", 0)
     assert asynchronous._handler_thread is None
     assert asynchronous._server.client_connection_factory is ClientConnection
-    with pytest.raises(ValueError):
+    # 0.9.3 asserted it (AssertionError with this text); refused under python -O too, and
+    # the server keeps the options it had.
+    with pytest.raises(AssertionError, match=r"^handler_thread=True requires thread_safe=True$"):
         threaded.set_concurrency_options(thread_safe=False, handler_thread=True)
+    assert isinstance(threaded._handler_thread, MessageHandlerThread)
+    assert threaded._server.client_connection_factory is ThreadsafeClientConnection
 
 
 def test_watchdog_and_plain_handler(example):

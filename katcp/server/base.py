@@ -174,9 +174,14 @@ class DeviceServerBase(ReplyOutcomes, DeviceSending, ServerLifecycle,
             client, but sensor strategies should still function. This more or less
             mimics the behaviour of a server in library versions before 0.6.0.
 
+        Raises
+        ------
+        AssertionError
+            If `handler_thread` is True and `thread_safe` is False (as in 0.9.3).
         """
         if handler_thread and not thread_safe:
-            raise ValueError("handler_thread=True requires thread_safe=True")
+            # 0.9.3's assert, with its exception and text; also under -O.
+            raise AssertionError("handler_thread=True requires thread_safe=True")
         # A name, looked up at each send to all: a replacement of the transport's method
         # made later (once the server runs too) is heard, as 0.9.3 looked it up.
         self._mass_send = ("mass_send_message_threadsafe" if thread_safe
