@@ -2449,3 +2449,40 @@ def test_the_repr_of_a_server_tells_its_address_state_clients_and_protocol():
             assert expected in repr(server)
     finally:
         stop_server(server)
+
+
+
+@pytest.mark.parametrize("returns_future", [False, True])
+def test_a_handler_thread_resolves_the_ready_future_of_a_stand_in_connection(
+        loop_manager, returns_future):
+    """MessageHandlerThread.on_message()'s future resolves once the message is handled,
+    also for a connection that is no socket's (a stand-in of a test, or one of a
+    connection factory of its own): only a socket's own wait is taken over (it reads on
+    in the same loop turn), any other waiter is resolved as before."""
+    ioloop = loop_manager.get_ioloop()
+    handled = []
+
+    def handler(conn, msg):
+        handled.append((conn, msg.name))
+        if returns_future:
+            future = concurrent.futures.Future()
+            ioloop.add_callback(future.set_result, None)
+            return future
+        return None
+
+    thread = MessageHandlerThread(handler, DeviceServer.create_log_inform)
+    thread.set_ioloop(ioloop)
+    thread.start(timeout=10)
+    outcome = concurrent.futures.Future()
+
+    def send():
+        ready = thread.on_message("stand-in", Message.request("watchdog"))
+        ready.add_done_callback(lambda done: outcome.set_result(done.result()))
+
+    try:
+        ioloop.add_callback(send)
+        assert outcome.result(10) is None
+        assert handled == [("stand-in", "watchdog")]
+    finally:
+        thread.stop()
+        thread.join(timeout=10)
