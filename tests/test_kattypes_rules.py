@@ -571,3 +571,17 @@ class TestMethodsPatchedOnATypeClassLater:
                 mock.patch.object(Str, "unpack", return_value="yes"):
             assert self._reply(device, 3, "no") == b"!echo ok 3 maybe"
         assert self._reply(device, 3, "no") == b"!echo ok 3 0"
+
+    def test_a_check_patched_on_the_class_is_heard_by_send_reply(self):
+        class Device:
+            @send_reply(Int())
+            def sent(self, req, number):
+                return (req, "ok", number)
+
+        device = Device()
+        req = FakeReq(Message.request("echo"))
+        with mock.patch.object(Int, "check", side_effect=ValueError("not today")):
+            with pytest.raises(ValueError, match="not today"):
+                device.sent(req, 3)
+        device.sent(req, 3)
+        assert [bytes(msg) for msg in req.sent] == [b"!echo ok 3"]
