@@ -531,10 +531,10 @@ class TestHandlerArguments:
         assert on_inform._inform_decorated is True
 
 
-class TestMethodsPatchedOnATypeClassLater:
-    """A check(), pack() or unpack() set on a type's class once handlers were decorated
-    (``mock.patch.object(Int, "check", ...)`` in a test) is heard by those handlers, and
-    its undo too: 0.9.3 called each by name at every request and reply."""
+class TestMethodsPatchedOnATypeLater:
+    """A check(), pack() or unpack() set on a type's class, or on a type, once handlers
+    were decorated (``mock.patch.object(Int, "check", ...)`` in a test) is heard by those
+    handlers, and its undo too: 0.9.3 called each by name at every request and reply."""
 
     @staticmethod
     def _device():
@@ -585,3 +585,21 @@ class TestMethodsPatchedOnATypeClassLater:
                 device.sent(req, 3)
         device.sent(req, 3)
         assert [bytes(msg) for msg in req.sent] == [b"!echo ok 3"]
+
+    def test_a_check_patched_on_a_type_itself_is_heard_until_undone(self):
+        shared = Int(max=10)  # as a module keeps one for several handlers
+
+        class Device:
+            @request(shared)
+            @return_reply(shared)
+            def request_twice(self, req, number):
+                return ("ok", number * 2)
+
+        device = Device()
+        msg = Message.request("twice", 4)
+        with mock.patch.object(shared, "check") as check:
+            assert bytes(device.request_twice(FakeReq(msg), msg)) == b"!twice ok 8"
+        assert [call.args[0] for call in check.call_args_list] == [4, 8]
+        msg = Message.request("twice", 11)
+        with pytest.raises(FailReply, match="11 is higher than maximum 10"):
+            device.request_twice(FakeReq(msg), msg)

@@ -27,12 +27,12 @@ _plans: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 def planned(plan: Any) -> Any:
     """Have ``plan.plan()`` called again whenever a type's check(), pack() or unpack()
-    is set or deleted on its class; return `plan`.
+    is set or deleted on its class, or on a type; return `plan`.
 
     For the unpacking and packing of a decorated handler, planned once from its types'
-    methods: 0.9.3 called them by name at each request, so that one patched on the class
-    later (``mock.patch.object(Int, "check", ...)``) was heard, and so is it here, at no
-    cost per request.
+    methods: 0.9.3 called them by name at each request, so that one patched later
+    (``mock.patch.object(Int, "check", ...)``, or on a type a module keeps) was heard,
+    and so is it here, at no cost per request.
     """
     _plans.add(plan)
     return plan
@@ -104,6 +104,17 @@ class KatcpType(metaclass=_KatcpTypeClass):
         if self._rule is None:
             raise NotImplementedError
         return self._rule.decode(value, major)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A method set on this type (mock.patch.object(GAIN, "check", ...)): see planned().
+        object.__setattr__(self, name, value)
+        if name in _PLANNED_METHODS:
+            _plan_again()
+
+    def __delattr__(self, name: str) -> None:
+        object.__delattr__(self, name)
+        if name in _PLANNED_METHODS:
+            _plan_again()
 
     def get_default(self) -> Any:
         """Return the default value.
