@@ -37,7 +37,7 @@ from katcp.loop.per_loop import one_per_loop
 from katcp.loop.policy import thread_ioloop
 from katcp.loop.timer_heap import MIN_COMPACT_SIZE, compact
 from katcp.wire.text import as_bytes, readable
-from katcp.wire.util import plain_callback
+from katcp.wire.util import own_methods, plain_callback, uses_own
 
 InformCallback = Callable[[Sensor, Reading], None]
 
@@ -51,7 +51,7 @@ AGE_OF_UNIVERSE = 4.32329886e+17
 
 
 # Sensor's own status_line(), which _EventFanOut's lines bypass (see wire_strategy()).
-_STATUS_LINE = Sensor.status_line
+_OWN_STATUS_LINE = own_methods(Sensor, "status_line")
 
 
 def sensor_status_inform(sensor: Sensor, reading: Reading, major: int) -> Message:
@@ -1003,7 +1003,8 @@ def wire_strategy(strategy_name: Any, send: Callable[[bytes], None], major: int,
     As :meth:`SampleStrategy.get_strategy`, but the strategy hands each inform's bytes
     (:func:`sensor_status_line`) to `send` on the loop thread. Event strategies of the
     same sensor share the work of each change (:class:`_EventFanOut`), unless the
-    sensor's class has a :meth:`~katcp.Sensor.status_line` of its own.
+    sensor has a :meth:`~katcp.Sensor.status_line` of its own (its class's, or one set
+    on it) when the strategy is made.
 
     Parameters
     ----------
@@ -1022,10 +1023,11 @@ def wire_strategy(strategy_name: Any, send: Callable[[bytes], None], major: int,
     strategy : SampleStrategy
 
     """
-    if readable(strategy_name) == "event" and type(sensor).status_line is _STATUS_LINE:
-        # Where the sensor's class has a status_line() of its own, its lines are made by
-        # it, each client's on its own: the fan-out makes the line its own way (tested
-        # here rather than for each change, where the lookup cost 2% of the work).
+    if readable(strategy_name) == "event" and uses_own(sensor, _OWN_STATUS_LINE):
+        # Where the sensor has a status_line() of its own (its class's, or one set on it,
+        # as mock.patch.object(sensor, ...) does), its lines are made by it, each
+        # client's on its own: the fan-out makes the line its own way (tested here
+        # rather than for each change, where the lookup cost 2% of the work).
         return _WireSampleEvent(send, major, sensor, *params, ioloop=ioloop)
 
     def send_status(sensor: Sensor, reading: Reading) -> None:

@@ -7,13 +7,14 @@ import asyncio
 import enum
 import logging
 import types
+from unittest import mock
 
 import pytest
 
 from katcp import Message, Sensor
-from katcp.core import KatcpSyntaxError
-from katcp.kattypes import (Address, Bool, Discrete, DiscreteMulti, Float, Int, Lru, Str,
-                            StrictTimestamp, Struct, Timestamp, TimestampOrNow, inform,
+from katcp.core import FailReply, KatcpSyntaxError
+from katcp.kattypes import (Address, Bool, Discrete, DiscreteMulti, Float, Int, KatcpType,
+                            Lru, Str, StrictTimestamp, Struct, Timestamp, TimestampOrNow, inform,
                             make_reply, pack_types, request, return_reply, send_reply,
                             unpack_message, unpack_types)
 
@@ -528,3 +529,77 @@ class TestHandlerArguments:
         assert on_inform("me", Message.inform("x", 4)) == ("me", "x", 4)
         assert on_reply("me", Message.reply("x", 5)) == ("me", 5)
         assert on_inform._inform_decorated is True
+
+
+class TestMethodsPatchedOnATypeLater:
+    """A check(), pack() or unpack() set on a type's class, or on a type, once handlers
+    were decorated (``mock.patch.object(Int, "check", ...)`` in a test) is heard by those
+    handlers, and its undo too: 0.9.3 called each by name at every request and reply."""
+
+    @staticmethod
+    def _device():
+        class Device:
+            @request(Int(), Str())
+            @return_reply(Int(), Bool())
+            def request_echo(self, req, number, text):
+                return ("ok", number, text == "yes")
+
+        return Device()
+
+    def _reply(self, device, *args):
+        msg = Message.request("echo", *args)
+        return bytes(device.request_echo(FakeReq(msg), msg))
+
+    def test_a_check_patched_on_the_class_refuses_arguments_until_undone(self):
+        device = self._device()
+        assert self._reply(device, 3, "yes") == b"!echo ok 3 1"
+        with mock.patch.object(Int, "check", side_effect=ValueError("not today")):
+            with pytest.raises(FailReply, match=r"parameter 1 \(number\): not today"):
+                self._reply(device, 3, "yes")
+        assert self._reply(device, 3, "yes") == b"!echo ok 3 1"
+
+    def test_a_check_patched_on_a_base_class_is_heard_by_the_reply(self):
+        device = self._device()
+        with mock.patch.object(KatcpType, "check", autospec=True) as check:
+            assert self._reply(device, 3, "no") == b"!echo ok 3 0"
+        # The Str argument, the reply's status and its Bool (Int's check is its own).
+        assert [call.args[1] for call in check.call_args_list] == ["no", "ok", False]
+
+    def test_pack_and_unpack_patched_on_the_class_are_used(self):
+        device = self._device()
+        with mock.patch.object(Bool, "pack", return_value=b"maybe"), \
+                mock.patch.object(Str, "unpack", return_value="yes"):
+            assert self._reply(device, 3, "no") == b"!echo ok 3 maybe"
+        assert self._reply(device, 3, "no") == b"!echo ok 3 0"
+
+    def test_a_check_patched_on_the_class_is_heard_by_send_reply(self):
+        class Device:
+            @send_reply(Int())
+            def sent(self, req, number):
+                return (req, "ok", number)
+
+        device = Device()
+        req = FakeReq(Message.request("echo"))
+        with mock.patch.object(Int, "check", side_effect=ValueError("not today")):
+            with pytest.raises(ValueError, match="not today"):
+                device.sent(req, 3)
+        device.sent(req, 3)
+        assert [bytes(msg) for msg in req.sent] == [b"!echo ok 3"]
+
+    def test_a_check_patched_on_a_type_itself_is_heard_until_undone(self):
+        shared = Int(max=10)  # as a module keeps one for several handlers
+
+        class Device:
+            @request(shared)
+            @return_reply(shared)
+            def request_twice(self, req, number):
+                return ("ok", number * 2)
+
+        device = Device()
+        msg = Message.request("twice", 4)
+        with mock.patch.object(shared, "check") as check:
+            assert bytes(device.request_twice(FakeReq(msg), msg)) == b"!twice ok 8"
+        assert [call.args[0] for call in check.call_args_list] == [4, 8]
+        msg = Message.request("twice", 11)
+        with pytest.raises(FailReply, match="11 is higher than maximum 10"):
+            device.request_twice(FakeReq(msg), msg)

@@ -970,17 +970,24 @@ class TestWireStrategies:
         finally:
             loop.close()
 
-
-    def test_event_informs_are_made_by_a_status_line_of_the_sensors_own(self):
+    @pytest.mark.parametrize("replaced_on", ["subclass", "sensor"])
+    def test_event_informs_are_made_by_a_status_line_of_the_sensors_own(self, replaced_on):
         # Every line an event strategy sends, its first and those the fan-out shares, is
-        # what the sensor's status_line() makes (as for the other strategies).
+        # what the sensor's status_line() makes (as for the other strategies): a
+        # subclass's, or one set on the sensor (mock.patch.object(sensor, ...)) before the
+        # strategies are.
         class Tagged(Sensor):
             def status_line(self, reading, major=5):
                 return super().status_line(reading, major) + b" tagged"
 
         loop = tornado.ioloop.IOLoop(make_current=False)
         try:
-            sensor = Tagged(Sensor.INTEGER, "n", "", "", [0, 10])
+            if replaced_on == "subclass":
+                sensor = Tagged(Sensor.INTEGER, "n", "", "", [0, 10])
+            else:
+                sensor = Sensor(Sensor.INTEGER, "n", "", "", [0, 10])
+                own = sensor.status_line
+                sensor.status_line = lambda reading, major=5: own(reading, major) + b" tagged"
             sensor.set_value(1, timestamp=1000.25)
             sent = [], []
             for send in sent:

@@ -29,6 +29,7 @@ from katcp.server import (AsyncDeviceServer, ClientConnection, ClientRequestConn
                           ThreadsafeClientConnection, construct_name_filter, return_future)
 from katcp.version import __version__
 
+from log_helpers import no_logs
 from server_kinds import ResolvedWhileEntered
 from server_line_client import LineClient
 from wait_helpers import run_case_for_leftovers
@@ -2453,3 +2454,71 @@ def test_the_repr_of_a_server_tells_its_address_state_clients_and_protocol():
             assert expected in repr(server)
     finally:
         stop_server(server)
+
+
+
+@pytest.mark.parametrize("resolved_by", [None, "loop", "thread"])
+def test_a_handler_thread_resolves_the_ready_future_of_a_stand_in_connection(
+        loop_manager, resolved_by):
+    """MessageHandlerThread.on_message()'s future resolves once the message is handled
+    (the future a handler returned too, whichever thread resolves it), also for a
+    connection that is no socket's (a stand-in of a test, or one of a connection factory
+    of its own): only a socket's own wait is taken over (it reads on in the same loop
+    turn), any other waiter is resolved as before, on the loop."""
+    ioloop = loop_manager.get_ioloop()
+    handled = []
+
+    def handler(conn, msg):
+        handled.append((conn, msg.name))
+        if resolved_by is None:
+            return None
+        future = concurrent.futures.Future()
+        if resolved_by == "loop":
+            ioloop.add_callback(future.set_result, None)
+        else:
+            threading.Thread(target=future.set_result, args=(None,)).start()
+        return future
+
+    thread = MessageHandlerThread(handler, DeviceServer.create_log_inform)
+    thread.set_ioloop(ioloop)
+    thread.start(timeout=10)
+    outcome = concurrent.futures.Future()
+
+    def send():
+        ready = thread.on_message("stand-in", Message.request("watchdog"))
+        ready.add_done_callback(lambda done: outcome.set_result(done.result()))
+
+    try:
+        ioloop.add_callback(send)
+        assert outcome.result(10) is None
+        assert handled == [("stand-in", "watchdog")]
+    finally:
+        thread.stop()
+        thread.join(timeout=10)
+
+
+def test_a_handler_thread_leaves_a_ready_future_cancelled_by_its_waiter_alone(loop_manager):
+    """A waiter that gave up on on_message()'s future (cancelled it, as a wait_for() that
+    timed out does) gets no error when the message is handled after all; the next
+    message's future resolves as usual."""
+    ioloop = loop_manager.get_ioloop()
+    release = threading.Event()
+    thread = MessageHandlerThread(lambda conn, msg: release.wait(10) and None,
+                                  DeviceServer.create_log_inform)
+    thread.set_ioloop(ioloop)
+    thread.start(timeout=10)
+    outcome = concurrent.futures.Future()
+
+    def give_up_then_send_again():
+        thread.on_message("stand-in", Message.request("watchdog")).cancel()
+        release.set()
+        ready = thread.on_message("stand-in", Message.request("watchdog"))
+        ready.add_done_callback(lambda done: outcome.set_result(done.result()))
+
+    try:
+        with no_logs("katcp"):
+            ioloop.add_callback(give_up_then_send_again)
+            assert outcome.result(10) is None
+    finally:
+        thread.stop()
+        thread.join(timeout=10)

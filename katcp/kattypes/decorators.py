@@ -6,7 +6,7 @@ import functools
 import inspect
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from katcp.kattypes.types import KatcpType, Parameter, Str, _RangeType
+from katcp.kattypes.types import KatcpType, Parameter, Str, _RangeType, planned
 from katcp.wire.errors import FailReply, KatcpSyntaxError
 from katcp.wire.flags import DEFAULT_KATCP_MAJOR
 from katcp.wire.handlers import convert_method_name
@@ -94,7 +94,8 @@ def _plain_packing(
 class _Unpacker:
     """Unpacks argument lists for a fixed list of types (built once per handler)."""
 
-    __slots__ = ("_params", "_unpackers", "_major", "_multiple", "_plain")
+    __slots__ = ("_types", "_params", "_unpackers", "_major", "_multiple", "_plain",
+                 "__weakref__")
 
     def __init__(self, types: Sequence[KatcpType], argnames: Iterable[str], major: int) -> None:
         _check_multiple_is_last(types)
@@ -102,10 +103,15 @@ class _Unpacker:
         argnames += [""] * (len(types) - len(argnames))
         self._params = [Parameter(i + 1, argnames[i], kattype, major)
                         for i, kattype in enumerate(types)]
-        self._unpackers = [kattype.unpack for kattype in types]
+        self._types = types
         self._major = major
         self._multiple = self._params[-1] if types and types[-1]._multiple else None
-        self._plain = _plain_unpacking(types)
+        self.plan()
+
+    def plan(self) -> None:
+        """Take the types' methods as they are now (see :func:`katcp.kattypes.types.planned`)."""
+        self._unpackers = [kattype.unpack for kattype in self._types]
+        self._plain = _plain_unpacking(self._types)
 
     def __call__(self, args: Sequence[Optional[bytes]]) -> List[Any]:
         plain = self._plain
@@ -230,14 +236,14 @@ _FAIL_TYPES = (_STATUS_STR, _STATUS_STR)
 class _ReplyMaker:
     """Builds reply messages for one handler's reply types (built once per handler)."""
 
-    __slots__ = ("msgname", "_ok_types", "_ok_packers", "_major", "_plain_ok", "_valid_name")
+    __slots__ = ("msgname", "_ok_types", "_ok_packers", "_major", "_plain_ok", "_valid_name",
+                 "__weakref__")
 
     def __init__(self, msgname: str, types: Sequence[KatcpType], major: int) -> None:
         self.msgname = msgname
         self._ok_types = (_STATUS_STR,) + tuple(types)
-        self._ok_packers = [kattype.pack for kattype in self._ok_types]
         self._major = major
-        self._plain_ok = _plain_packing(self._ok_types)
+        self.plan()
         # The name checked once, for replies made of packed bytes without the
         # constructor; None where it is not valid (the constructor then refuses it at
         # each reply, as 0.9.3's did).
@@ -245,6 +251,11 @@ class _ReplyMaker:
             self._valid_name: Optional[str] = check_name(msgname)
         except KatcpSyntaxError:
             self._valid_name = None
+
+    def plan(self) -> None:
+        """Take the types' methods as they are now (see :func:`katcp.kattypes.types.planned`)."""
+        self._ok_packers = [kattype.pack for kattype in self._ok_types]
+        self._plain_ok = _plain_packing(self._ok_types)
 
     def __call__(self, arguments: Any, name: Any = None) -> Message:
         if isinstance(arguments, Message):
@@ -404,7 +415,7 @@ def _unpacking(types: Sequence[KatcpType], include_msg: bool, major: int, with_r
 
     def decorator(handler: _Handler) -> _Handler:
         skip = 1 + with_req + include_msg
-        unpack = _Unpacker(types, _handler_argnames(handler, skip, len(types)), major)
+        unpack = planned(_Unpacker(types, _handler_argnames(handler, skip, len(types)), major))
         if with_req and include_msg:
             def raw_handler(self: Any, req: Any, msg: Message) -> Any:
                 return handler(self, req, msg, *unpack(msg.arguments))
@@ -527,7 +538,8 @@ def return_reply(*types: KatcpType, major: int = DEFAULT_KATCP_MAJOR) -> _Decora
         if not handler.__name__.startswith("request_"):
             raise ValueError("This decorator can only be used on a katcp request handler "
                              "(method name should start with 'request_').")
-        make = _ReplyMaker(convert_method_name("request_", handler.__name__), types, major)
+        make = planned(_ReplyMaker(convert_method_name("request_", handler.__name__), types,
+                                   major))
 
         def raw_handler(self: Any, req: Any, *args: Any) -> Any:
             result = handler(self, req, *args)
@@ -567,7 +579,7 @@ def send_reply(*types: KatcpType, major: int = DEFAULT_KATCP_MAJOR) -> _Decorato
 
     def decorator(handler: _Handler) -> _Handler:
         # Named after the request that req holds (a stand-in's text name), as in 0.9.3.
-        make = _ReplyMaker("", types, major)
+        make = planned(_ReplyMaker("", types, major))
 
         def send(reply_args: Any) -> None:
             req = reply_args[0]

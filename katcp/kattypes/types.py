@@ -4,6 +4,7 @@ import math
 import numbers
 import re
 import struct
+import weakref
 from typing import Any, Dict, Iterable, Optional
 
 from katcp.wire import types as wire_types
@@ -16,7 +17,60 @@ from katcp.wire.text import as_str, show
 # Types
 # ---------------------------------------------------------------------------
 
-class KatcpType:
+# The methods of a type that the decorators' plans of a handler's unpacking and packing
+# are made of (see katcp.kattypes.decorators).
+_PLANNED_METHODS = frozenset(["check", "pack", "unpack"])
+
+# The objects whose plan() made such a plan, kept current by _method_changed().
+_plans: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def planned(plan: Any) -> Any:
+    """Have ``plan.plan()`` called again whenever a type's check(), pack() or unpack()
+    is set or deleted on its class, or on a type.
+
+    For the unpacking and packing of a decorated handler, planned once from its types'
+    methods: 0.9.3 called them by name at each request, so that one patched later
+    (``mock.patch.object(Int, "check", ...)``, or on a type a module keeps) was heard,
+    and so is it here, at no cost per request.
+
+    Parameters
+    ----------
+    plan : object
+        Its ``plan()`` takes the types' methods as they are then; kept weakly.
+
+    Returns
+    -------
+    plan : object
+        `plan`.
+    """
+    _plans.add(plan)
+    return plan
+
+
+def _method_changed(name: str) -> None:
+    """Attribute `name` was set or deleted on a type or its class: plan again if the plans
+    are made of it."""
+    if name in _PLANNED_METHODS:
+        for plan in list(_plans):
+            plan.plan()
+
+
+class _KatcpTypeClass(type):
+    """The class of :class:`KatcpType` classes: a method the decorators plan with set on
+    one, or deleted (as ``mock.patch.object`` does and undoes), has the plans made
+    again (see :func:`planned`)."""
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        _method_changed(name)
+
+    def __delattr__(cls, name: str) -> None:
+        super().__delattr__(name)
+        _method_changed(name)
+
+
+class KatcpType(metaclass=_KatcpTypeClass):
     """Class representing a KATCP type.
 
     Sub-classes set the :attr:`name` attribute and either name the wire rule of their
@@ -61,6 +115,15 @@ class KatcpType:
         if self._rule is None:
             raise NotImplementedError
         return self._rule.decode(value, major)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A method set on this type (mock.patch.object(GAIN, "check", ...)): see planned().
+        object.__setattr__(self, name, value)
+        _method_changed(name)
+
+    def __delattr__(self, name: str) -> None:
+        object.__delattr__(self, name)
+        _method_changed(name)
 
     def get_default(self) -> Any:
         """Return the default value.

@@ -681,6 +681,13 @@ class Sensor:
         -------
         line : bytes
             ``timestamp 1 name status value``, escaped as on the wire.
+
+        Notes
+        -----
+        A server's ``event`` strategies ask whether the sensor has a status_line() of its
+        own (its class's, or one set on it) when they are made, not at each change: one
+        set later is heard by the strategies set after it (and by the other strategies
+        and requests at once).
         """
         # Only the unit of timestamps differs between versions: two flavours of line.
         seconds = major >= SEC_TS_KATCP_MAJOR
