@@ -1829,6 +1829,19 @@ def test_enable_thread_safety_wraps_marked_methods(server, make_client, monkeypa
         other.enable_thread_safety()
 
 
+def test_enable_thread_safety_leaves_mocks_on_the_class_alone():
+    # A Mock answers every attribute with a truthy Mock, make_threadsafe's marks too: only
+    # a mark that is True makes a method cross threads (0.9.3 asked "is True" for this).
+    with mock.patch.object(BlockingClient, "is_connected", return_value=True), \
+            mock.patch.object(BlockingClient, "disconnect") as disconnect:
+        client = BlockingClient("127.0.0.1", 1)
+        assert client.is_connected() is True
+        client.disconnect()
+        disconnect.assert_called_once_with()
+        assert "is_connected" not in vars(client) and "disconnect" not in vars(client)
+    assert "future_request" in vars(client) and "callback_request" in vars(client)
+
+
 def test_reconnect_backoff_is_randomised_exponential_and_bounded():
     from katcp.client.lifecycle import RECONNECT_DELAY, RECONNECT_DELAY_MAX, reconnect_backoff
 
