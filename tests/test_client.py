@@ -429,11 +429,28 @@ def test_future_request_from_a_thread_returns_its_timeout_reply(blocking, timeou
     assert blocking._requests.held()["requests"] == 0
 
 
-def test_request_check(blocking):
+def test_request_check(blocking, server):
     reply, _ = request_check(blocking, ValueError, "echo", "a")
     assert reply.arguments == [b"ok", b"a"]
     with pytest.raises(ValueError, match="Unexpected failure reply"):
         request_check(blocking, ValueError, "fail")
+
+
+def test_request_check_forwards_mid_and_timeout_and_names_device_request_and_reply(
+        blocking, server):
+    reply, informs = request_check(blocking, KeyError, "informs", 2, mid=41)
+    assert str(reply) == "!informs[41] ok 2" and [str(m) for m in informs] == [
+        "#informs[41] 0", "#informs[41] 1"]
+    address = blocking.bind_address_string
+    assert address == "127.0.0.1:%d" % server.port
+    with pytest.raises(KeyError) as failed:
+        request_check(blocking, KeyError, "fail", "x", mid=42)
+    assert failed.value.args == (
+        # The reply readable (docs/migrating.rst), the request as sent.
+        'Unexpected failure reply "!fail fail Because reasons."\n with device at %s, '
+        'request \n"?fail[42] x"' % address,)
+    with pytest.raises(ValueError, match=r"!silent fail Request silent timed out after 0\.0"):
+        request_check(blocking, ValueError, "silent", timeout=0.05)
 
 
 def test_address_to_string():
