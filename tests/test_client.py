@@ -453,6 +453,38 @@ def test_request_check_forwards_mid_and_timeout_and_names_device_request_and_rep
         request_check(blocking, ValueError, "silent", timeout=0.05)
 
 
+def test_blocking_calls_on_the_clients_own_loop_thread_raise_naming_the_future_form(
+        blocking):
+    # 0.9.3's docs: "Do not call this from the ioloop, use until_*()"; it deadlocked or
+    # timed out there, this says so at once (docs/migrating.rst). A state already
+    # reached needs no wait, and is reported.
+    def on_loop():
+        outcome = {}
+        calls = [("blocking_request", lambda: blocking.blocking_request(
+                      Message.request("echo"), timeout=WAIT)),
+                 ("stop", lambda: blocking.stop(timeout=WAIT))]
+        calls += [("wait_" + state, functools.partial(getattr(blocking, "wait_" + state), WAIT))
+                  for state in ("running", "connected", "disconnected", "protocol")]
+        for name, call in calls:
+            try:
+                outcome[name] = call()
+            except RuntimeError as exc:
+                outcome[name] = str(exc)
+        return outcome
+
+    assert call_in_ioloop(blocking.ioloop, on_loop) == {
+        "blocking_request": "blocking_request() cannot be called from the client's ioloop "
+                            "thread; use future_request() instead",
+        "stop": "Cannot stop a client with a managed ioloop from its own ioloop thread; "
+                "call stop() from another thread",
+        "wait_disconnected": "wait_disconnected() would block the client's own ioloop; use "
+                             "until_disconnected() instead",
+        "wait_running": True, "wait_connected": True, "wait_protocol": True}
+    # Nothing was stopped or sent on the way.
+    assert blocking.running() and blocking.is_connected()
+    assert str(blocking.blocking_request(Message.request("echo", "on"))[0]) == "!echo[1] ok on"
+
+
 def test_address_to_string():
     assert address_to_string(("127.0.0.1", 7147)) == "127.0.0.1:7147"
     assert address_to_string(("::1", 7147)) == "::1:7147"  # as 0.9.3 wrote it
