@@ -485,6 +485,22 @@ def test_blocking_calls_on_the_clients_own_loop_thread_raise_naming_the_future_f
     assert str(blocking.blocking_request(Message.request("echo", "on"))[0]) == "!echo[1] ok on"
 
 
+def test_documented_limits_and_defaults_of_the_clients():
+    import inspect
+
+    for cls in (DeviceClient, AsyncClient, CallbackClient, BlockingClient):
+        assert (cls.MAX_MSG_SIZE, cls.MAX_WRITE_BUFFER_SIZE, cls.MAX_LOOP_LATENCY) == (
+            2097152, 4194304, 0.03)
+        defaults = {name: parameter.default for name, parameter
+                    in inspect.signature(cls).parameters.items()
+                    if parameter.default is not parameter.empty}
+        assert defaults.pop("timeout", 5.0) == 5.0
+        assert isinstance(defaults.pop("logger"), logging.Logger)
+        assert defaults == {"tb_limit": 20, "auto_reconnect": True}
+    assert "timeout" not in inspect.signature(DeviceClient).parameters
+    assert BlockingClient("127.0.0.1", 1)._request_timeout == 5.0
+
+
 def test_address_to_string():
     assert address_to_string(("127.0.0.1", 7147)) == "127.0.0.1:7147"
     assert address_to_string(("::1", 7147)) == "::1:7147"  # as 0.9.3 wrote it
