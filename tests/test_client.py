@@ -1182,6 +1182,14 @@ def test_callback_request_with_user_data(server, make_client):
         ("inform", "#informs[1] 1", ("u", 1)),
         ("reply", "!informs[1] ok 2", ("u", 1)),
     ]
+    # The timeout's fail reply gets them too; a list serves as well as a tuple.
+    client.callback_request(
+        Message.request("silent"), timeout=0.01, user_data=["v"],
+        reply_cb=lambda msg, *data: got.put((msg.arguments[0], data)))
+    assert got.get(timeout=WAIT) == (b"fail", ("v",))
+    # Without user_data a callback is given the message alone.
+    client.callback_request(Message.request("echo"), reply_cb=lambda msg: got.put(str(msg)))
+    assert got.get(timeout=WAIT) == "!echo[3] ok"
 
 
 @pytest.mark.parametrize("cls", [CallbackClient, BlockingClient])
