@@ -429,11 +429,76 @@ def test_future_request_from_a_thread_returns_its_timeout_reply(blocking, timeou
     assert blocking._requests.held()["requests"] == 0
 
 
-def test_request_check(blocking):
+def test_request_check(blocking, server):
     reply, _ = request_check(blocking, ValueError, "echo", "a")
     assert reply.arguments == [b"ok", b"a"]
     with pytest.raises(ValueError, match="Unexpected failure reply"):
         request_check(blocking, ValueError, "fail")
+
+
+def test_request_check_forwards_mid_and_timeout_and_names_device_request_and_reply(
+        blocking, server):
+    reply, informs = request_check(blocking, KeyError, "informs", 2, mid=41)
+    assert str(reply) == "!informs[41] ok 2" and [str(m) for m in informs] == [
+        "#informs[41] 0", "#informs[41] 1"]
+    address = blocking.bind_address_string
+    assert address == "127.0.0.1:%d" % server.port
+    with pytest.raises(KeyError) as failed:
+        request_check(blocking, KeyError, "fail", "x", mid=42)
+    assert failed.value.args == (
+        # The reply readable (docs/migrating.rst), the request as sent.
+        'Unexpected failure reply "!fail fail Because reasons."\n with device at %s, '
+        'request \n"?fail[42] x"' % address,)
+    with pytest.raises(ValueError, match=r"!silent fail Request silent timed out after 0\.0"):
+        request_check(blocking, ValueError, "silent", timeout=0.05)
+
+
+def test_blocking_calls_on_the_clients_own_loop_thread_raise_naming_the_future_form(
+        blocking):
+    # 0.9.3's docs: "Do not call this from the ioloop, use until_*()"; it deadlocked or
+    # timed out there, this says so at once (docs/migrating.rst). A state already
+    # reached needs no wait, and is reported.
+    def on_loop():
+        outcome = {}
+        calls = [("blocking_request", lambda: blocking.blocking_request(
+                      Message.request("echo"), timeout=WAIT)),
+                 ("stop", lambda: blocking.stop(timeout=WAIT))]
+        calls += [("wait_" + state, functools.partial(getattr(blocking, "wait_" + state), WAIT))
+                  for state in ("running", "connected", "disconnected", "protocol")]
+        for name, call in calls:
+            try:
+                outcome[name] = call()
+            except RuntimeError as exc:
+                outcome[name] = str(exc)
+        return outcome
+
+    assert call_in_ioloop(blocking.ioloop, on_loop) == {
+        "blocking_request": "blocking_request() cannot be called from the client's ioloop "
+                            "thread; use future_request() instead",
+        "stop": "Cannot stop a client with a managed ioloop from its own ioloop thread; "
+                "call stop() from another thread",
+        "wait_disconnected": "wait_disconnected() would block the client's own ioloop; use "
+                             "until_disconnected() instead",
+        "wait_running": True, "wait_connected": True, "wait_protocol": True}
+    # Nothing was stopped or sent on the way.
+    assert blocking.running() and blocking.is_connected()
+    assert str(blocking.blocking_request(Message.request("echo", "on"))[0]) == "!echo[1] ok on"
+
+
+def test_documented_limits_and_defaults_of_the_clients():
+    import inspect
+
+    for cls in (DeviceClient, AsyncClient, CallbackClient, BlockingClient):
+        assert (cls.MAX_MSG_SIZE, cls.MAX_WRITE_BUFFER_SIZE, cls.MAX_LOOP_LATENCY) == (
+            2097152, 4194304, 0.03)
+        defaults = {name: parameter.default for name, parameter
+                    in inspect.signature(cls).parameters.items()
+                    if parameter.default is not parameter.empty}
+        assert defaults.pop("timeout", 5.0) == 5.0
+        assert isinstance(defaults.pop("logger"), logging.Logger)
+        assert defaults == {"tb_limit": 20, "auto_reconnect": True}
+    assert "timeout" not in inspect.signature(DeviceClient).parameters
+    assert BlockingClient("127.0.0.1", 1)._request_timeout == 5.0
 
 
 def test_address_to_string():
@@ -1117,6 +1182,14 @@ def test_callback_request_with_user_data(server, make_client):
         ("inform", "#informs[1] 1", ("u", 1)),
         ("reply", "!informs[1] ok 2", ("u", 1)),
     ]
+    # The timeout's fail reply gets them too; a list serves as well as a tuple.
+    client.callback_request(
+        Message.request("silent"), timeout=0.01, user_data=["v"],
+        reply_cb=lambda msg, *data: got.put((msg.arguments[0], data)))
+    assert got.get(timeout=WAIT) == (b"fail", ("v",))
+    # Without user_data a callback is given the message alone.
+    client.callback_request(Message.request("echo"), reply_cb=lambda msg: got.put(str(msg)))
+    assert got.get(timeout=WAIT) == "!echo[3] ok"
 
 
 @pytest.mark.parametrize("cls", [CallbackClient, BlockingClient])
@@ -1827,6 +1900,19 @@ def test_enable_thread_safety_wraps_marked_methods(server, make_client, monkeypa
     assert other.wait_running(WAIT)
     with pytest.raises(RuntimeError, match="after start"):
         other.enable_thread_safety()
+
+
+def test_enable_thread_safety_leaves_mocks_on_the_class_alone():
+    # A Mock answers every attribute with a truthy Mock, make_threadsafe's marks too: only
+    # a mark that is True makes a method cross threads (0.9.3 asked "is True" for this).
+    with mock.patch.object(BlockingClient, "is_connected", return_value=True), \
+            mock.patch.object(BlockingClient, "disconnect") as disconnect:
+        client = BlockingClient("127.0.0.1", 1)
+        assert client.is_connected() is True
+        client.disconnect()
+        disconnect.assert_called_once_with()
+        assert "is_connected" not in vars(client) and "disconnect" not in vars(client)
+    assert "future_request" in vars(client) and "callback_request" in vars(client)
 
 
 def test_reconnect_backoff_is_randomised_exponential_and_bounded():

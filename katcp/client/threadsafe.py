@@ -67,8 +67,10 @@ def wrap_threadsafe_methods(client: Any, post: Callable[[Callable[[], Any]], Non
     """
     for name in dir(type(client)):
         meth: Any = getattr(client, name, None)
-        blocking = getattr(meth, "make_threadsafe_blocking", False)
-        if blocking or getattr(meth, "make_threadsafe", False):
+        # "is True", as in 0.9.3: a Mock patched onto the class answers every attribute
+        # with a truthy Mock, and is no marked method.
+        blocking = getattr(meth, "make_threadsafe_blocking", False) is True
+        if blocking or getattr(meth, "make_threadsafe", False) is True:
             setattr(client, name, _crossing(client, meth, blocking, post, call))
 
 
