@@ -1150,8 +1150,8 @@ def test_a_client_that_ends_its_side_while_its_requests_wait_for_it_gets_every_r
 
 
 def _blob_to_a_client_that_ends_its_side(flavour, max_write_buffer_size):
-    """Serve ``?blob`` of 8 MB (more than the kernel takes at once) to a client that ends
-    its side right after asking; check it gets the reply and that asyncio logs no error.
+    """Serve a ``?blob`` larger than the kernel takes at once to a client that ends its
+    side right after asking; check it gets the reply and that asyncio logs no error.
 
     Checked once the server's loop has stopped: asyncio's error comes a turn or two after
     the close.
@@ -1159,7 +1159,7 @@ def _blob_to_a_client_that_ends_its_side(flavour, max_write_buffer_size):
     server = BlobServer("127.0.0.1", 0)
     server.set_concurrency_options(**CONCURRENCY[flavour])
     server._server.MAX_WRITE_BUFFER_SIZE = max_write_buffer_size
-    size = 8 * 1000 * 1000
+    size = 2 * _wmem_max()
     with no_logs("asyncio"):
         port = start_server(server)
         try:
