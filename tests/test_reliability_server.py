@@ -13,18 +13,23 @@ import random
 import socket
 import threading
 import time
+import warnings
 
 import pytest
 import tornado.gen
+import tornado.ioloop
 from tornado.concurrent import Future
 
-from katcp import AsyncClient, BlockingClient, CallbackClient
+from katcp import AsyncClient, AsyncDeviceServer, BlockingClient, CallbackClient
 from katcp import DeviceServer, Message, Sensor
 from katcp.core import KatcpSyntaxError, MessageParser
+from katcp.inspecting_client import InspectingClientAsync
 from katcp.ioloop_manager import IOLoopManager, IOLoopThreadWrapper
 from katcp.kattypes import Int, Str, concurrent_reply, request, return_reply
-from katcp.resource_client import KATCPClientResource, ThreadSafeKATCPClientResourceWrapper
+from katcp.resource_client import (KATCPClientResource, KATCPClientResourceContainer,
+                                   ThreadSafeKATCPClientResourceWrapper)
 
+from log_helpers import no_logs
 from reliability_settings import SOAK, scaled
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(1800 if SOAK else 120)]
@@ -466,6 +471,107 @@ def test_start_stop_cycles_do_not_leak(kind, device, resource_loop):
     assert after[0] <= fds
     assert after[1] <= threads
     # Flat: a leak of even one object per cycle would show.
+    assert after[2] - objects < cycles // 2
+
+
+class AsyncDevice(AsyncDeviceServer):
+    VERSION_INFO = ("reliability-async", 1, 0)
+    BUILD_INFO = ("reliability-async", 0, 1, "")
+
+    def setup_sensors(self):
+        self.add_sensor(Sensor.integer("level", "A level.", "", default=0,
+                                       initial_status=Sensor.NOMINAL))
+
+
+async def _async_device_cycle(address):
+    async with AsyncDevice("127.0.0.1", 0) as server:
+        client = AsyncClient(*server.bind_address, timeout=WAIT)
+        client.set_ioloop(tornado.ioloop.IOLoop.current())
+        client.start()
+        await client.until_protocol(timeout=WAIT)
+    client.stop()
+    await client.until_stopped(timeout=WAIT)
+
+
+async def _async_client_cycle(address):
+    client = AsyncClient(*address, timeout=WAIT)
+    client.set_ioloop(tornado.ioloop.IOLoop.current())
+    client.start()
+    await client.until_protocol(timeout=WAIT)
+    reply, _ = await client.future_request(Message.request("watchdog"))
+    assert reply.reply_ok()
+    client.stop()
+    await client.until_stopped(timeout=WAIT)
+
+
+async def _inspecting_client_cycle(address):
+    client = InspectingClientAsync(*address)
+    await client.connect(timeout=WAIT)
+    await client.until_synced(timeout=WAIT)
+    client.stop()
+    await client.until_stopped(timeout=WAIT)
+
+
+async def _container_cycle(address):
+    container = KATCPClientResourceContainer(dict(name="fleet", clients=dict(
+        one=dict(address=address, controlled=True), two=dict(address=address))))
+    container.set_ioloop(tornado.ioloop.IOLoop.current())
+    container.start()
+    await container.until_synced(timeout=WAIT)
+    await container.sensor.one_level.set_sampling_strategy("event")
+    container.stop()
+    await tornado.gen.multi(container.until_stopped(timeout=WAIT))
+
+
+async def _ioloop_manager_given_cycle(address):
+    manager = IOLoopManager(managed_default=False)
+    manager.set_ioloop(tornado.ioloop.IOLoop.current())
+    manager.start()
+    manager.stop()
+    manager.join(timeout=WAIT)
+
+
+def _ioloop_manager_cycle(address):
+    manager = IOLoopManager()
+    manager.start()
+    manager.stop()
+    manager.join(timeout=WAIT)
+
+
+# Each cycle on a loop of its own, as a test suite gives each test (asyncio.run()).
+_PROGRAM_LOOP_CYCLES = {
+    "AsyncDeviceServer": _async_device_cycle,
+    "AsyncClient": _async_client_cycle,
+    "InspectingClientAsync": _inspecting_client_cycle,
+    "KATCPClientResourceContainer": _container_cycle,
+    "IOLoopManager-set_ioloop": _ioloop_manager_given_cycle,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_PROGRAM_LOOP_CYCLES) + ["IOLoopManager"])
+def test_start_stop_cycles_on_loops_of_their_own_leave_nothing_behind(kind, device):
+    # Nothing left open (no ResourceWarning), no task destroyed pending nor exception
+    # never retrieved (asyncio's error logs), and the counts flat.
+    cycles = scaled(50, 1000)
+    address = device.bind_address
+    if kind == "IOLoopManager":
+        def cycle():
+            _ioloop_manager_cycle(address)
+    else:
+        def cycle():
+            asyncio.run(_PROGRAM_LOOP_CYCLES[kind](address))
+
+    cycle()
+    fds, threads, objects = _settled_counts()
+    with no_logs("asyncio"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for _ in range(cycles):
+            cycle()
+        assert wait_for(lambda: threading.active_count() <= threads and fd_count() <= fds)
+        after = _settled_counts()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+    assert after[0] <= fds
+    assert after[1] <= threads
     assert after[2] - objects < cycles // 2
 
 

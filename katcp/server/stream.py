@@ -283,7 +283,10 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
         if self._busy or self._write_paused or self._yielded or self.closing:
             return
         if self._eof:
-            self.transport.close()
+            # A turn later: from resume_writing(), inside asyncio's write callback (which
+            # itself ends a closing transport it has just emptied), a close would have
+            # connection_lost() called twice, the second call failing.
+            self._call_soon(self.transport.close)
         else:
             self.transport.resume_reading()
 

@@ -31,6 +31,17 @@ def _unset_call_soon(*args: Any) -> Any:
     raise RuntimeError("The server is not installed on a loop")
 
 
+def _drop_unsent(transport: Any) -> None:
+    """Close `transport` at once, dropping what it has not sent.
+
+    Not one closing with nothing unsent: there is nothing to drop, and asyncio's
+    transport, should its write callback have ended it (having sent the last of what was
+    written before a close), fails an abort.
+    """
+    if not transport.is_closing() or transport.get_write_buffer_size():
+        transport.abort()
+
+
 def exception_text(exc_info: Any, limit: Optional[int]) -> str:
     """The text of a traceback sent to a client: `exc_info` limited to `limit` frames."""
     # Ends with a newline, as the traceback module formats it (and as katcp 0.9 sent it).
@@ -233,12 +244,12 @@ class StreamHost:
                 await self._with_timeout(self._server.flush_on_close(conn))
             except Exception:
                 # An unresponsive peer must not stop the close: drop what is unsent.
-                transport.abort()
+                _drop_unsent(transport)
         conn.closing = True
         if connection_valid:
             transport.close()
         else:
-            transport.abort()  # close() would wait to send what the peer does not read
+            _drop_unsent(transport)  # close() would wait to send what the peer does not read
 
     def _with_timeout(self, future: Any) -> Any:
         server = self._server
@@ -250,7 +261,7 @@ class StreamHost:
         for conn in list(connections):
             del connections[conn]
             conn.closing = True  # no goodbye: connection_lost() starts none either
-            conn.transport.abort()
+            _drop_unsent(conn.transport)
 
     def shut_down_on_closed_loop(self) -> None:
         """Shut every connection down from this thread, the server's loop being closed.
