@@ -21,8 +21,9 @@ import tornado.testing
 
 from katcp import server as katcp_server
 from katcp.core import AsyncReply, FailReply, Message, MessageParser, ProtocolFlags, Sensor
-from katcp.kattypes import Address, Float, Int, Str, concurrent_reply, request, \
-    request_timeout_hint, return_reply
+from katcp.kattypes import Address, Float, Int, Str, concurrent_reply, \
+    has_katcp_protocol_flags, minimum_katcp_version, request, request_timeout_hint, \
+    return_reply
 from katcp.server import handler_thread
 from katcp.server import (AsyncDeviceServer, ClientConnection, ClientRequestConnection,
                           DeviceLogger, DeviceServer, KATCPServer, MessageHandlerThread,
@@ -1632,13 +1633,16 @@ def test_the_device_refuses_to_mass_inform_what_is_no_inform(msg, error, text):
         server.mass_inform(msg)
 
 
-def test_remove_sensor_takes_a_sensor_or_its_name_and_refuses_an_unknown_one():
+@pytest.mark.parametrize("error", [KeyError, ValueError])
+def test_remove_sensor_takes_a_sensor_or_its_name_and_refuses_an_unknown_one(error):
+    # 0.9.3 popped the name from its dict of sensors (KeyError, which code written for it
+    # catches); get_sensor() refuses an unknown name with ValueError and the same words.
     server = ExampleServer("127.0.0.1", 0)
     server.remove_sensor(server.int_sensor)
     assert not server.has_sensor("an.int")
-    with pytest.raises(ValueError, match=r"^Unknown sensor 'an\.int'\.$"):
+    with pytest.raises(error, match=r"^Unknown sensor 'an\.int'\.$"):
         server.remove_sensor("an.int")
-    with pytest.raises(ValueError, match=r"^Unknown sensor 'an\.int'\.$"):
+    with pytest.raises(error, match=r"^Unknown sensor 'an\.int'\.$"):
         server.remove_sensor(server.int_sensor)
 
 
@@ -2566,3 +2570,72 @@ def test_a_handler_thread_leaves_a_ready_future_cancelled_by_its_waiter_alone(lo
     finally:
         thread.stop()
         thread.join(timeout=10)
+
+
+class _PresenceRules(DeviceServer):
+    """Requests whose presence and hints the decorators' documented rules decide."""
+
+    PROTOCOL_INFO = ProtocolFlags(5, 1, set("MIT"))
+
+    def setup_sensors(self):
+        pass
+
+    @request_timeout_hint(None)
+    def request_unhinted(self, req, msg):
+        """Declared without a hint."""
+        return req.make_reply("ok")
+
+    @request_timeout_hint(15)
+    def request_hinted(self, req, msg):
+        """Hinted in whole seconds."""
+        return req.make_reply("ok")
+
+    @minimum_katcp_version(5, 1)
+    def request_newer(self, req, msg):
+        """Only on KATCP 5.1 or later."""
+        return req.make_reply("ok")
+
+    @has_katcp_protocol_flags([ProtocolFlags.BULK_SET_SENSOR_SAMPLING])
+    def request_bulky(self, req, msg):
+        """Only with the B flag."""
+        return req.make_reply("ok")
+
+
+class _PresenceRules50(_PresenceRules):
+    PROTOCOL_INFO = ProtocolFlags(5, 0, set("MI"))
+
+
+@pytest.mark.parametrize("kind", sorted(CONCURRENCY))
+def test_decorated_requests_are_offered_and_hinted_as_documented(kind):
+    # ?request-timeout-hint without a name lists only requests with a hint, one named
+    # without one is 0.0; minimum_katcp_version() and has_katcp_protocol_flags() leave a
+    # request out of a server without them, for ?help too.
+    answers = {}
+    for device in (_PresenceRules, _PresenceRules50):
+        server = device("127.0.0.1", 0)
+        server.set_concurrency_options(**CONCURRENCY[kind])
+        port = start_server(server)
+        try:
+            with connect(port) as client:
+                answers[device] = [client.request(line) for line in (
+                    "?request-timeout-hint", "?request-timeout-hint unhinted", "?newer",
+                    "?help newer", "?bulky", "?help bulky")]
+        finally:
+            stop_server(server)
+    unknown = ([], "!bulky invalid Unknown\\_request.")
+    assert answers[_PresenceRules] == [
+        (["#request-timeout-hint hinted 15.0"], "!request-timeout-hint ok 1"),
+        (["#request-timeout-hint unhinted 0.0"], "!request-timeout-hint ok 1"),
+        ([], "!newer ok"),
+        (["#help newer Only\\_on\\_KATCP\\_5.1\\_or\\_later."], "!help ok 1"),
+        unknown,
+        ([], "!help fail Unknown\\_request\\_method."),
+    ]
+    assert answers[_PresenceRules50] == [
+        ([], "!request-timeout-hint invalid Unknown\\_request."),
+        ([], "!request-timeout-hint invalid Unknown\\_request."),
+        ([], "!newer invalid Unknown\\_request."),
+        ([], "!help fail Unknown\\_request\\_method."),
+        unknown,
+        ([], "!help fail Unknown\\_request\\_method."),
+    ]

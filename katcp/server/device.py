@@ -16,6 +16,16 @@ from katcp.server.logger import DeviceLogger
 from katcp.version import VERSION_STR
 
 
+class _UnknownSensorError(KeyError, ValueError):
+    """An unknown sensor name given to remove_sensor().
+
+    A KeyError, as in katcp 0.9.3 (which popped the name from its dict of sensors), and a
+    ValueError, as get_sensor() raises; its text is get_sensor()'s, without KeyError's quotes.
+    """
+
+    __str__ = Exception.__str__
+
+
 class DeviceServer(DeviceServerBase):
     """Implements some standard messages on top of DeviceServerBase.
 
@@ -262,11 +272,16 @@ class DeviceServer(DeviceServerBase):
         sensor : Sensor object or name string
             The sensor to remove from the device server.
 
+        Raises
+        ------
+        KeyError, ValueError
+            If the device has no sensor of that name (the exception is both).
+
         """
         name = sensor if isinstance(sensor, str) else sensor.name
         removed = self._sensors.pop(name, None)
         if removed is None:
-            raise ValueError("Unknown sensor '%s'." % (name,))
+            raise _UnknownSensorError("Unknown sensor '%s'." % (name,))
         self._sensors_generation += 1
         self._end_strategies_of(removed)
         self._interface_changed()
