@@ -181,6 +181,30 @@ class BulkDevice(SamplingRecorderDevice):
         ProtocolFlags.BULK_SET_SENSOR_SAMPLING})
 
 
+class AggregateDevice(BaseDevice):
+    """Has an aggregate sensor (``agg_`` name), which it can take away and bring back."""
+
+    def setup_sensors(self):
+        super().setup_sensors()
+        self.agg_total = Sensor.integer("agg_total", "An aggregate", "", [0, 100])
+        self.agg_total.set_value(2)
+        self.add_sensor(self.agg_total)
+
+    @request()
+    @return_reply()
+    def request_drop_agg(self, req):
+        """Remove the agg_total sensor, changing the interface."""
+        self.remove_sensor("agg_total")
+        return ("ok",)
+
+    @request()
+    @return_reply()
+    def request_restore_agg(self, req):
+        """Add the agg_total sensor again, changing the interface."""
+        self.add_sensor(self.agg_total)
+        return ("ok",)
+
+
 def start_server(device_class=DeviceV1, port=0):
     server = device_class("127.0.0.1", port)
     server.start(timeout=WAIT)
@@ -1599,6 +1623,50 @@ class TestKATCPClientResourceContainer(ResourceTestCase):
 
 
     @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_aggregate_sensors_keep_their_names_in_the_container(self):
+        # The documented exception to the <resname>_ prefix: sensors named agg_...
+        server = self.start_server(AggregateDevice)
+        container = self.make_container(container_spec([server], ["dev"]))
+        yield container.until_synced(timeout=WAIT)
+        child = container.children.dev
+        assert set(container.sensor) == {"agg_total", "dev_an_int", "dev_a_float"}
+        assert container.sensor.agg_total is child.sensor.agg_total
+        sensors = yield container.list_sensors("agg_total|dev_an_int")
+        assert [(s.name, s.python_identifier) for s in sensors] == [
+            ("agg_total", "agg_total"), ("dev.an.int", "dev_an_int")]
+        result = yield container.set_sampling_strategies("agg", "event")
+        assert result == {"dev": {"agg_total": "event"}}
+        server.agg_total.set_value(5)
+        assert (yield container.wait("agg_total", 5, timeout=WAIT)) is True
+
+        yield child.req.drop_agg()
+        yield until_model(child, lambda: "agg_total" not in child.sensor)
+        assert set(container.sensor) == {"dev_an_int", "dev_a_float"}
+        yield child.req.restore_agg()
+        yield until_model(child, lambda: "agg_total" in child.sensor)
+        assert set(container.sensor) == {"agg_total", "dev_an_int", "dev_a_float"}
+        assert container.sensor.agg_total is child.sensor.agg_total
+
+    @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_an_inactive_container_makes_its_children_and_groups_inactive(self):
+        servers = [self.start_server() for _ in range(2)]
+        container = self.make_container(container_spec(servers, ["a", "b"], {"g": ["a", "b"]}))
+        yield container.until_synced(timeout=WAIT)
+        container.set_active(False)
+        assert not container.is_active()
+        assert not any(child.is_active() for child in container.children.values())
+        for call in (lambda: container.req.a_add(1, 2),
+                     lambda: container.children.b.req.add(1, 2)):
+            with pytest.raises(KATCPResourceInactive):
+                call()
+        with pytest.raises(KATCPResourceInactive):
+            yield container.groups.g.req.add(1, 2)
+        container.set_active(True)
+        assert all(child.is_active() for child in container.children.values())
+        results = yield container.groups.g.req.add(1, 2)
+        assert results.succeeded and set(results) == {"a", "b"}
+
+    @tornado.testing.gen_test(timeout=2 * WAIT)
     def test_a_group_request_takes_the_help_of_a_modified_request(self):
         # Two devices: the request stays in the group while one device modifies it.
         servers = [self.start_server(RehelpDevice) for _ in range(2)]
@@ -1704,6 +1772,29 @@ class TestClientGroupQuorum(ResourceTestCase):
         # ends at the timeout.
         never = yield group.wait("an.int", 10, timeout=0.2, max_grace_period=0.2)
         assert not never and not any(never.values())
+
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_group_wait_refuses_sensors_it_cannot_wait_on(self):
+        # As documented: KATCPSensorError if a client's sensor has no strategy or is
+        # not there; a quorum above 1 must be an integer.
+        servers = [self.start_server() for _ in range(2)]
+        container = KATCPClientResourceContainer(
+            container_spec(servers, ["d0", "d1"], groups={"both": ["d0", "d1"]}))
+        container.start()
+        self.addCleanup(container.stop)
+        yield container.until_synced(timeout=WAIT)
+        group = container.groups.both
+        with pytest.raises(KATCPSensorError):
+            yield group.wait("an.int", 1, timeout=WAIT)
+        yield container.children.d0.set_sampling_strategy("an.int", "event")
+        with pytest.raises(KATCPSensorError):
+            yield group.wait("an.int", 1, timeout=WAIT, quorum=1)
+        with pytest.raises(KATCPSensorError):
+            yield group.wait("no.such.sensor", 1, timeout=WAIT)
+        yield group.set_sampling_strategy("an.int", "event")
+        with pytest.raises(TypeError):
+            yield group.wait("an.int", 1, timeout=WAIT, quorum=1.5)
+        assert (yield group.wait("an.int", 1, timeout=WAIT, quorum=2))
 
     @tornado.testing.gen_test(timeout=3 * WAIT)
     def test_group_wait_leaves_no_listener_behind(self):
