@@ -455,6 +455,20 @@ class TestKATCPClientResource(ResourceTestCase):
         assert old[0][7] == ("none",)
 
     @tornado.testing.gen_test(timeout=WAIT)
+    def test_a_filters_strategy_is_its_sensors_strategy_from_the_call(self):
+        # 0.9.3 set (and cached) the first sensor a filter matched within the call, so
+        # a wait made at once, before the strategies are set, was no error.
+        res = self.make_resource(self.server)
+        yield res.until_synced(timeout=WAIT)
+        setting = res.set_sampling_strategies("an_int|a_float", "event")
+        assert res.sensor.a_float.sampling_strategy == ("event",)
+        assert res.sensor.an_int.sampling_strategy == ("event",)
+        assert res.sensor.old_sensor.sampling_strategy == ("none",)
+        waiting = res.wait("an_int", 1, timeout=WAIT)
+        yield setting
+        assert (yield waiting) is True
+
+    @tornado.testing.gen_test(timeout=WAIT)
     def test_interface_change_applies_pending_strategy_and_listener(self):
         res = self.make_resource(self.server)
         yield res.until_synced(timeout=WAIT)
@@ -1621,6 +1635,18 @@ class TestKATCPClientResourceContainer(ResourceTestCase):
         replies = yield group.req.add(2, 2)
         assert [r.reply.arguments for r in replies.values()] == [[b"ok", b"4"]] * 2
 
+
+    @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_a_container_filters_strategy_is_its_sensors_strategy_from_the_call(self):
+        server = self.start_server()
+        container = self.make_container(container_spec([server, server], ["a", "b"]))
+        yield container.until_synced(timeout=WAIT)
+        setting = container.set_sampling_strategies("an_int", "period 0.5")
+        assert container.sensor.a_an_int.sampling_strategy == ("period", "0.5")
+        assert container.sensor.b_an_int.sampling_strategy == ("period", "0.5")
+        waiting = container.wait("b_an_int", 1, timeout=WAIT)
+        yield setting
+        assert (yield waiting) is True
 
     @tornado.testing.gen_test(timeout=2 * WAIT)
     def test_aggregate_sensors_keep_their_names_in_the_container(self):
