@@ -293,7 +293,8 @@ class KATCPClientResource(resource.KATCPResource):
         start is done on that loop, and waited for (0.9.3's connection went on there).
         """
         ioloop = self._ioloop_set_to
-        if ioloop is not None and not on_loop(ioloop) and ioloop.asyncio_loop.is_running():
+        if (ioloop is not None and not on_loop(ioloop)
+                and ioloop.asyncio_loop.is_running()):  # type: ignore[attr-defined]
             wait_for_loop(call_on_loop(ioloop, None, self.start), ioloop, None,
                           lambda: f"{self!r}: its loop stopped before it started")
             return
