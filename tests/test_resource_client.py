@@ -22,7 +22,8 @@ from katcp.core import AsyncEvent, AttrDict, until_any, until_later
 from katcp.ioloop_manager import IOLoopThreadWrapper
 from katcp.kattypes import Int, Str, concurrent_reply, request, return_reply
 from katcp.resource import (KATCPDummyRequest, KATCPReply, KATCPResourceInactive,
-                            KATCPSensor, KATCPSensorError, SensorResultTuple, escape_name)
+                            KATCPSensor, KATCPSensorError, KATCPSensorReading,
+                            SensorResultTuple, escape_name)
 from katcp.resource.base import STRATEGY_WINDOW
 from katcp.resource_client import (
     AttrMappingProxy,
@@ -1991,6 +1992,38 @@ class TestThreadSafeWrappers:
                         wait(timeout=0.3)
             finally:
                 wrapper.close()
+
+    def test_container_wrapper_gives_plain_values_of_what_gives_futures(self, group_wrapper,
+                                                                       server):
+        # As documented: every call that returns a future blocks and gives its outcome.
+        wrapper = group_wrapper
+        assert wrapper.set_sampling_strategies("an_int", "event") == {
+            "a": {"an_int": "event"}, "b": {"an_int": "event"}}
+        assert wrapper.set_sampling_strategy("a_a_float", "period 0.5") == {
+            "a": {"a_float": "period 0.5"}}
+        readings = []
+
+        def listener(sensor, reading):
+            readings.append(reading)
+        assert wrapper.set_sensor_listener("b_an_int", listener) == {"b": {"an_int": listener}}
+        assert [s.python_identifier for s in wrapper.list_sensors(strategy=True)] == [
+            "a_a_float", "a_an_int", "b_an_int"]
+        assert wrapper.wait("a_an_int", 1, timeout=WAIT) is True
+        assert wrapper.wait("a_an_int", 2, timeout=0.05) is False
+        assert wrapper.until_all_children_in_state("synced", timeout=WAIT) is None
+        assert wrapper.until_any_child_in_state("synced", timeout=WAIT) is True
+        sensor = wrapper.children.a.sensor.an_int
+        server.an_int.set_value(3, Sensor.WARN)
+        reading = sensor.get_reading()
+        assert isinstance(reading, KATCPSensorReading) and reading.value == 3
+        assert sensor.get_status() == "warn"
+        assert sensor.set_sampling_strategy("event") == (True, ("event",))
+        reply = wrapper.req.a_add.issue_request(4, 4)
+        assert isinstance(reply, KATCPReply) and reply.reply.arguments == [b"ok", b"8"]
+        assert wrapper.req.a_add.name == "add" and wrapper.req.a_add.is_active()
+        assert wrapper.groups.ab.set_sampling_strategies("float", "event") == {
+            name: {"a_float": (True, ("event",))} for name in ("a", "b")}
+        assert wrapper.groups.ab.is_connected() is True
 
     def test_group_wrapper_hands_out_wrapped_clients(self, group_wrapper):
         group = group_wrapper.groups.ab
