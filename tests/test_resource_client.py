@@ -22,7 +22,8 @@ from katcp.core import AsyncEvent, AttrDict, until_any, until_later
 from katcp.ioloop_manager import IOLoopThreadWrapper
 from katcp.kattypes import Int, Str, concurrent_reply, request, return_reply
 from katcp.resource import (KATCPDummyRequest, KATCPReply, KATCPResourceInactive,
-                            KATCPSensor, KATCPSensorError, SensorResultTuple, escape_name)
+                            KATCPSensor, KATCPSensorError, KATCPSensorReading,
+                            SensorResultTuple, escape_name)
 from katcp.resource.base import STRATEGY_WINDOW
 from katcp.resource_client import (
     AttrMappingProxy,
@@ -179,6 +180,30 @@ class BulkDevice(SamplingRecorderDevice):
     PROTOCOL_INFO = ProtocolFlags(5, 1, {
         ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS,
         ProtocolFlags.BULK_SET_SENSOR_SAMPLING})
+
+
+class AggregateDevice(BaseDevice):
+    """Has an aggregate sensor (``agg_`` name), which it can take away and bring back."""
+
+    def setup_sensors(self):
+        super().setup_sensors()
+        self.agg_total = Sensor.integer("agg_total", "An aggregate", "", [0, 100])
+        self.agg_total.set_value(2)
+        self.add_sensor(self.agg_total)
+
+    @request()
+    @return_reply()
+    def request_drop_agg(self, req):
+        """Remove the agg_total sensor, changing the interface."""
+        self.remove_sensor("agg_total")
+        return ("ok",)
+
+    @request()
+    @return_reply()
+    def request_restore_agg(self, req):
+        """Add the agg_total sensor again, changing the interface."""
+        self.add_sensor(self.agg_total)
+        return ("ok",)
 
 
 def start_server(device_class=DeviceV1, port=0):
@@ -429,6 +454,20 @@ class TestKATCPClientResource(ResourceTestCase):
         old = yield res.list_sensors("old", tuple=True)
         assert old[0][0] == "old-sensor" and old[0][6] == "unknown"
         assert old[0][7] == ("none",)
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_a_filters_strategy_is_its_sensors_strategy_from_the_call(self):
+        # 0.9.3 set (and cached) the first sensor a filter matched within the call, so
+        # a wait made at once, before the strategies are set, was no error.
+        res = self.make_resource(self.server)
+        yield res.until_synced(timeout=WAIT)
+        setting = res.set_sampling_strategies("an_int|a_float", "event")
+        assert res.sensor.a_float.sampling_strategy == ("event",)
+        assert res.sensor.an_int.sampling_strategy == ("event",)
+        assert res.sensor.old_sensor.sampling_strategy == ("none",)
+        waiting = res.wait("an_int", 1, timeout=WAIT)
+        yield setting
+        assert (yield waiting) is True
 
     @tornado.testing.gen_test(timeout=WAIT)
     def test_interface_change_applies_pending_strategy_and_listener(self):
@@ -1599,6 +1638,62 @@ class TestKATCPClientResourceContainer(ResourceTestCase):
 
 
     @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_a_container_filters_strategy_is_its_sensors_strategy_from_the_call(self):
+        server = self.start_server()
+        container = self.make_container(container_spec([server, server], ["a", "b"]))
+        yield container.until_synced(timeout=WAIT)
+        setting = container.set_sampling_strategies("an_int", "period 0.5")
+        assert container.sensor.a_an_int.sampling_strategy == ("period", "0.5")
+        assert container.sensor.b_an_int.sampling_strategy == ("period", "0.5")
+        waiting = container.wait("b_an_int", 1, timeout=WAIT)
+        yield setting
+        assert (yield waiting) is True
+
+    @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_aggregate_sensors_keep_their_names_in_the_container(self):
+        # The documented exception to the <resname>_ prefix: sensors named agg_...
+        server = self.start_server(AggregateDevice)
+        container = self.make_container(container_spec([server], ["dev"]))
+        yield container.until_synced(timeout=WAIT)
+        child = container.children.dev
+        assert set(container.sensor) == {"agg_total", "dev_an_int", "dev_a_float"}
+        assert container.sensor.agg_total is child.sensor.agg_total
+        sensors = yield container.list_sensors("agg_total|dev_an_int")
+        assert [(s.name, s.python_identifier) for s in sensors] == [
+            ("agg_total", "agg_total"), ("dev.an.int", "dev_an_int")]
+        result = yield container.set_sampling_strategies("agg", "event")
+        assert result == {"dev": {"agg_total": "event"}}
+        server.agg_total.set_value(5)
+        assert (yield container.wait("agg_total", 5, timeout=WAIT)) is True
+
+        yield child.req.drop_agg()
+        yield until_model(child, lambda: "agg_total" not in child.sensor)
+        assert set(container.sensor) == {"dev_an_int", "dev_a_float"}
+        yield child.req.restore_agg()
+        yield until_model(child, lambda: "agg_total" in child.sensor)
+        assert set(container.sensor) == {"agg_total", "dev_an_int", "dev_a_float"}
+        assert container.sensor.agg_total is child.sensor.agg_total
+
+    @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_an_inactive_container_makes_its_children_and_groups_inactive(self):
+        servers = [self.start_server() for _ in range(2)]
+        container = self.make_container(container_spec(servers, ["a", "b"], {"g": ["a", "b"]}))
+        yield container.until_synced(timeout=WAIT)
+        container.set_active(False)
+        assert not container.is_active()
+        assert not any(child.is_active() for child in container.children.values())
+        for call in (lambda: container.req.a_add(1, 2),
+                     lambda: container.children.b.req.add(1, 2)):
+            with pytest.raises(KATCPResourceInactive):
+                call()
+        with pytest.raises(KATCPResourceInactive):
+            yield container.groups.g.req.add(1, 2)
+        container.set_active(True)
+        assert all(child.is_active() for child in container.children.values())
+        results = yield container.groups.g.req.add(1, 2)
+        assert results.succeeded and set(results) == {"a", "b"}
+
+    @tornado.testing.gen_test(timeout=2 * WAIT)
     def test_a_group_request_takes_the_help_of_a_modified_request(self):
         # Two devices: the request stays in the group while one device modifies it.
         servers = [self.start_server(RehelpDevice) for _ in range(2)]
@@ -1704,6 +1799,29 @@ class TestClientGroupQuorum(ResourceTestCase):
         # ends at the timeout.
         never = yield group.wait("an.int", 10, timeout=0.2, max_grace_period=0.2)
         assert not never and not any(never.values())
+
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_group_wait_refuses_sensors_it_cannot_wait_on(self):
+        # As documented: KATCPSensorError if a client's sensor has no strategy or is
+        # not there; a quorum above 1 must be an integer.
+        servers = [self.start_server() for _ in range(2)]
+        container = KATCPClientResourceContainer(
+            container_spec(servers, ["d0", "d1"], groups={"both": ["d0", "d1"]}))
+        container.start()
+        self.addCleanup(container.stop)
+        yield container.until_synced(timeout=WAIT)
+        group = container.groups.both
+        with pytest.raises(KATCPSensorError):
+            yield group.wait("an.int", 1, timeout=WAIT)
+        yield container.children.d0.set_sampling_strategy("an.int", "event")
+        with pytest.raises(KATCPSensorError):
+            yield group.wait("an.int", 1, timeout=WAIT, quorum=1)
+        with pytest.raises(KATCPSensorError):
+            yield group.wait("no.such.sensor", 1, timeout=WAIT)
+        yield group.set_sampling_strategy("an.int", "event")
+        with pytest.raises(TypeError):
+            yield group.wait("an.int", 1, timeout=WAIT, quorum=1.5)
+        assert (yield group.wait("an.int", 1, timeout=WAIT, quorum=2))
 
     @tornado.testing.gen_test(timeout=3 * WAIT)
     def test_group_wait_leaves_no_listener_behind(self):
@@ -1874,6 +1992,38 @@ class TestThreadSafeWrappers:
                         wait(timeout=0.3)
             finally:
                 wrapper.close()
+
+    def test_container_wrapper_gives_plain_values_of_what_gives_futures(self, group_wrapper,
+                                                                       server):
+        # As documented: every call that returns a future blocks and gives its outcome.
+        wrapper = group_wrapper
+        assert wrapper.set_sampling_strategies("an_int", "event") == {
+            "a": {"an_int": "event"}, "b": {"an_int": "event"}}
+        assert wrapper.set_sampling_strategy("a_a_float", "period 0.5") == {
+            "a": {"a_float": "period 0.5"}}
+        readings = []
+
+        def listener(sensor, reading):
+            readings.append(reading)
+        assert wrapper.set_sensor_listener("b_an_int", listener) == {"b": {"an_int": listener}}
+        assert [s.python_identifier for s in wrapper.list_sensors(strategy=True)] == [
+            "a_a_float", "a_an_int", "b_an_int"]
+        assert wrapper.wait("a_an_int", 1, timeout=WAIT) is True
+        assert wrapper.wait("a_an_int", 2, timeout=0.05) is False
+        assert wrapper.until_all_children_in_state("synced", timeout=WAIT) is None
+        assert wrapper.until_any_child_in_state("synced", timeout=WAIT) is True
+        sensor = wrapper.children.a.sensor.an_int
+        server.an_int.set_value(3, Sensor.WARN)
+        reading = sensor.get_reading()
+        assert isinstance(reading, KATCPSensorReading) and reading.value == 3
+        assert sensor.get_status() == "warn"
+        assert sensor.set_sampling_strategy("event") == (True, ("event",))
+        reply = wrapper.req.a_add.issue_request(4, 4)
+        assert isinstance(reply, KATCPReply) and reply.reply.arguments == [b"ok", b"8"]
+        assert wrapper.req.a_add.name == "add" and wrapper.req.a_add.is_active()
+        assert wrapper.groups.ab.set_sampling_strategies("float", "event") == {
+            name: {"a_float": (True, ("event",))} for name in ("a", "b")}
+        assert wrapper.groups.ab.is_connected() is True
 
     def test_group_wrapper_hands_out_wrapped_clients(self, group_wrapper):
         group = group_wrapper.groups.ab

@@ -146,7 +146,9 @@ class _StrategyWishes:
     def _latest(self, escaped_name: str) -> Tuple[int, Optional[Tuple[str, ...]]]:
         """Number and strategy of the latest wish covering the sensor ((0, None): none)."""
         number, strategy = self._by_sensor.get(escaped_name, (0, None))
-        for filter_number, regex, filter_strategy in self._by_filter.values():
+        # A snapshot: a sensor's sampling_strategy may be read off the loop (through a
+        # thread-safe wrapper) while the loop adds a filter.
+        for filter_number, regex, filter_strategy in tuple(self._by_filter.values()):
             if filter_number > number and regex.search(escaped_name):
                 number, strategy = filter_number, filter_strategy
         return number, strategy
@@ -243,8 +245,22 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
         return sensor_name
 
     def get_sampling_strategy(self, sensor_name: str) -> Tuple[str, ...]:
-        key = self._get_strategy_cache_key(sensor_name)
-        return self._strategy_cache.get(key, _NONE_STRATEGY)
+        """Get the current sampling strategy for the named sensor
+
+        Parameters
+        ----------
+        sensor_name : str
+            Name of the sensor (normal or escaped form)
+
+        Returns
+        -------
+        strategy : tuple of str
+            The strategy of the latest wish covering the sensor, ``('none',)`` if none.
+            A filter's wish counts from its call, before its turn to set this sensor
+            comes (0.9.3 set the first sensor a filter matched within the call), so that
+            a wait made at once finds the strategy set.
+        """
+        return self._wishes.for_sensor(escape_name(sensor_name)) or _NONE_STRATEGY
 
     def cache_sampling_strategy(self, sensor_name: str, strategy_and_params: StrategySpec) -> None:
         """Memorise a strategy to be applied by the next :meth:`reapply_sampling_strategies`.
