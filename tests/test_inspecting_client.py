@@ -621,6 +621,30 @@ class TestSync(InspectingClientTestBase):
             await client.inspect_requests()
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_failed_inspect_leaves_the_model_as_it_was_for_the_next_to_report(self):
+        # As in 0.9.3: the request and sensor updates of inspect() go in together or not
+        # at all, so a change found before the failure is not lost to the next inspect().
+        client, _ = await self.start_client()
+        requests_index, sensors_index = client._requests_index, client._sensors_index
+        temp = await client.future_get_sensor("temp")
+        self.device.requests["new-request"] = "New."
+        del self.device.requests["watchdog"]
+        self.device.sensors["temp"][0] = "Changed."
+        self.device.fail_next.add("sensor-list")
+        with self.assertRaises(SyncError):
+            await client.inspect()
+        self.assertEqual(sorted(client.requests), ["help", "sensor-list", "watchdog"])
+        self.assertIs(await client.future_get_sensor("temp"), temp)
+        # Restored in place: code holding an index sees the restored one.
+        self.assertIs(client._requests_index, requests_index)
+        self.assertIs(client._sensors_index, sensors_index)
+        changes = await client.inspect()
+        self.assertEqual(changes, dict(
+            requests=dict(added={"new-request"}, removed={"watchdog"}),
+            sensors=dict(added={"temp"}, removed={"temp"})))
+        self.assertEqual((await client.future_get_sensor("temp")).description, "Changed.")
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_initial_inspection_false_inspects_lazily(self):
         client, recorder = await self.start_client(initial_inspection=False)
         self.assertEqual(self.device.received, [])

@@ -27,6 +27,17 @@ class _Model:
         """The index of `kind` ('requests' or 'sensors')."""
         return self.requests if kind == "requests" else self.sensors
 
+    def snapshot(self) -> Tuple[Index, Index]:
+        """The entries of both indexes as they are now, for :meth:`restore`."""
+        return dict(self.requests), dict(self.sensors)
+
+    def restore(self, snapshot: Tuple[Index, Index]) -> None:
+        """Put back the entries of a :meth:`snapshot`, in the indexes themselves (code may
+        hold one)."""
+        for index, entries in zip((self.requests, self.sensors), snapshot):
+            index.clear()
+            index.update(entries)
+
 
 def update_index(index: Index, name: str, data: Dict[str, Any]) -> None:
     """Store what the device says about item `name` in `index`.
