@@ -267,6 +267,21 @@ class FailingNamedInspectionOnce(InspectingClientAsync):
         return super().inspect_sensors(name, timeout)
 
 
+class QuietSensorFoundBeforeFailure(InspectingClientAsync):
+    """While fail_whole_list, its inspection of all sensors fails (SyncError) after another
+    inspection has found the sensor 'quiet'."""
+
+    fail_whole_list = False
+
+    @tornado.gen.coroutine
+    def inspect_sensors(self, name=None, timeout=None):
+        if name is None and self.fail_whole_list:
+            self.fail_whole_list = False
+            yield super().inspect_sensors("quiet")
+            raise SyncError("scripted failure")
+        return (yield super().inspect_sensors(name, timeout))
+
+
 class TestExponentialRandomBackoff(tornado.testing.AsyncTestCase):
 
     def test_defaults(self):
@@ -644,6 +659,18 @@ class TestSync(InspectingClientTestBase):
             requests=dict(added={"new-request"}, removed={"watchdog"}),
             sensors=dict(added={"temp"}, removed={"temp"})))
         self.assertEqual((await client.future_get_sensor("temp")).description, "Changed.")
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_failed_inspect_leaves_alone_what_another_inspection_changed_meanwhile(self):
+        client, _ = await self.start_client(client_class=QuietSensorFoundBeforeFailure)
+        self.device.requests["new-request"] = "New."
+        self.device.sensors["quiet"] = ["Added quietly.", "", "integer", [],
+                                        (b"1.0", b"nominal", b"3")]
+        client.fail_whole_list = True
+        with self.assertRaises(SyncError):
+            await client.inspect()
+        self.assertNotIn("new-request", client.requests)
+        self.assertEqual(sorted(client.sensors), ["mode", "quiet", "temp"])
 
     @tornado.testing.gen_test(timeout=10)
     async def test_initial_inspection_false_inspects_lazily(self):

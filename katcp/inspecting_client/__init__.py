@@ -430,7 +430,7 @@ class InspectingClientAsync:
             # the client's own resyncs look at.
             yield self._inspector.pending(pending, model_changes, everything=True)
         except BaseException:
-            self._model.restore(before)
+            self._model.undo(before, model_changes)
             raise
         return model_changes or None
 
