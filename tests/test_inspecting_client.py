@@ -551,6 +551,24 @@ class TestSync(InspectingClientTestBase):
         self.assertEqual(self.device.received, [])
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_update_none_follows_the_clients_default_and_true_asks_the_device(self):
+        client, _ = await self.start_client()
+        # 0.9.3's attribute for the default of `update`, which is to ask.
+        client._update_on_lookup = False
+        self.device.sensors["quiet"] = ["Added quietly.", "", "integer", [],
+                                        (b"1.0", b"nominal", b"3")]
+        self.device.requests["quiet"] = "Added quietly."
+        self.device.received.clear()
+        self.assertFalse(await client.future_check_sensor("quiet"))
+        self.assertIsNone(await client.future_get_request("quiet"))
+        self.assertEqual(self.device.received, [])
+        self.assertTrue(await client.future_check_sensor("quiet", update=True))
+        self.assertEqual((await client.future_get_request("quiet", update=True)).description,
+                         "Added quietly.")
+        self.assertEqual(self.device.names_received(), [
+            ("sensor-list", ["quiet"]), ("help", ["quiet"]), ("request-timeout-hint", ["quiet"])])
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_lookup_finds_item_added_without_interface_changed(self):
         client, _ = await self.start_client()
         self.device.sensors["quiet"] = ["Added quietly.", "", "integer", [],
