@@ -29,6 +29,7 @@ from katcp.inspecting_client import (
     SyncError,
 )
 from katcp.resource_client import KATCPClientResource
+from katcp.kattypes import request_timeout_hint
 from katcp.server import DeviceServer
 
 WAIT = 5.0
@@ -264,6 +265,21 @@ class FailingNamedInspectionOnce(InspectingClientAsync):
         if name is not None and self.failures:
             raise self.failures.pop()
         return super().inspect_sensors(name, timeout)
+
+
+class QuietSensorFoundBeforeFailure(InspectingClientAsync):
+    """While fail_whole_list, its inspection of all sensors fails (SyncError) after another
+    inspection has found the sensor 'quiet'."""
+
+    fail_whole_list = False
+
+    @tornado.gen.coroutine
+    def inspect_sensors(self, name=None, timeout=None):
+        if name is None and self.fail_whole_list:
+            self.fail_whole_list = False
+            yield super().inspect_sensors("quiet")
+            raise SyncError("scripted failure")
+        return (yield super().inspect_sensors(name, timeout))
 
 
 class TestExponentialRandomBackoff(tornado.testing.AsyncTestCase):
@@ -535,6 +551,24 @@ class TestSync(InspectingClientTestBase):
         self.assertEqual(self.device.received, [])
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_update_none_follows_the_clients_default_and_true_asks_the_device(self):
+        client, _ = await self.start_client()
+        # 0.9.3's attribute for the default of `update`, which is to ask.
+        client._update_on_lookup = False
+        self.device.sensors["quiet"] = ["Added quietly.", "", "integer", [],
+                                        (b"1.0", b"nominal", b"3")]
+        self.device.requests["quiet"] = "Added quietly."
+        self.device.received.clear()
+        self.assertFalse(await client.future_check_sensor("quiet"))
+        self.assertIsNone(await client.future_get_request("quiet"))
+        self.assertEqual(self.device.received, [])
+        self.assertTrue(await client.future_check_sensor("quiet", update=True))
+        self.assertEqual((await client.future_get_request("quiet", update=True)).description,
+                         "Added quietly.")
+        self.assertEqual(self.device.names_received(), [
+            ("sensor-list", ["quiet"]), ("help", ["quiet"]), ("request-timeout-hint", ["quiet"])])
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_lookup_finds_item_added_without_interface_changed(self):
         client, _ = await self.start_client()
         self.device.sensors["quiet"] = ["Added quietly.", "", "integer", [],
@@ -619,6 +653,42 @@ class TestSync(InspectingClientTestBase):
         self.device.fail_next.add("help")
         with self.assertRaises(SyncError):
             await client.inspect_requests()
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_failed_inspect_leaves_the_model_as_it_was_for_the_next_to_report(self):
+        # As in 0.9.3: the request and sensor updates of inspect() go in together or not
+        # at all, so a change found before the failure is not lost to the next inspect().
+        client, _ = await self.start_client()
+        requests_index, sensors_index = client._requests_index, client._sensors_index
+        temp = await client.future_get_sensor("temp")
+        self.device.requests["new-request"] = "New."
+        del self.device.requests["watchdog"]
+        self.device.sensors["temp"][0] = "Changed."
+        self.device.fail_next.add("sensor-list")
+        with self.assertRaises(SyncError):
+            await client.inspect()
+        self.assertEqual(sorted(client.requests), ["help", "sensor-list", "watchdog"])
+        self.assertIs(await client.future_get_sensor("temp"), temp)
+        # Restored in place: code holding an index sees the restored one.
+        self.assertIs(client._requests_index, requests_index)
+        self.assertIs(client._sensors_index, sensors_index)
+        changes = await client.inspect()
+        self.assertEqual(changes, dict(
+            requests=dict(added={"new-request"}, removed={"watchdog"}),
+            sensors=dict(added={"temp"}, removed={"temp"})))
+        self.assertEqual((await client.future_get_sensor("temp")).description, "Changed.")
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_failed_inspect_leaves_alone_what_another_inspection_changed_meanwhile(self):
+        client, _ = await self.start_client(client_class=QuietSensorFoundBeforeFailure)
+        self.device.requests["new-request"] = "New."
+        self.device.sensors["quiet"] = ["Added quietly.", "", "integer", [],
+                                        (b"1.0", b"nominal", b"3")]
+        client.fail_whole_list = True
+        with self.assertRaises(SyncError):
+            await client.inspect()
+        self.assertNotIn("new-request", client.requests)
+        self.assertEqual(sorted(client.sensors), ["mode", "quiet", "temp"])
 
     @tornado.testing.gen_test(timeout=10)
     async def test_initial_inspection_false_inspects_lazily(self):
@@ -2018,6 +2088,138 @@ class TestWithDeviceServer(tornado.testing.AsyncTestCase):
         self.assertEqual(self.recorder.states[-4:],
                          [DISCONNECTED, CONNECTED, DATA_SYNCED_UNCHANGED, SYNCED])
 
+
+class EveryTypeDevice(DeviceServer):
+    """A real device server with a sensor of each KATCP type and a request with a hint."""
+
+    VERSION_INFO = ("inspect-types-api", 1, 0)
+    BUILD_INFO = ("inspect-types-impl", 0, 1, "")
+
+    def setup_sensors(self):
+        for sensor in (Sensor.integer("int", "An int.", "count", [-5, 5]),
+                       Sensor.float("float", "A float.", "m", [0.0, 1.5]),
+                       Sensor.boolean("bool", "A bool.", ""),
+                       Sensor.discrete("discrete", "A discrete.", "", ["one", "two"]),
+                       Sensor.lru("lru", "An LRU.", ""),
+                       Sensor.string("string", "A string.", ""),
+                       Sensor.timestamp("timestamp", "A timestamp.", "s"),
+                       Sensor.address("address", "An address.", "")):
+            self.add_sensor(sensor)
+
+    @request_timeout_hint(7.5)
+    def request_slow(self, req, msg):
+        """Echo, slowly."""
+        return req.make_reply("ok", *msg.arguments)
+
+
+class EveryTypeDeviceV4(EveryTypeDevice):
+    PROTOCOL_INFO = ProtocolFlags(4, 0, {ProtocolFlags.MULTI_CLIENT})
+
+
+class EveryTypeDeviceV51(EveryTypeDevice):
+    PROTOCOL_INFO = ProtocolFlags(5, 1, {ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS,
+                                         ProtocolFlags.REQUEST_TIMEOUT_HINTS})
+
+
+class TestEveryTypeWithDeviceServerV5(tornado.testing.AsyncTestCase):
+    """What an inspecting client makes of a real device server, by its KATCP version."""
+
+    device_class = EveryTypeDevice
+    # The `slow` request's timeout hint as the client sees it, and whether its requests
+    # carry message ids.
+    timeout_hint = None
+    message_ids = True
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.device_class("127.0.0.1", 0)
+        self.server.set_concurrency_options(thread_safe=False, handler_thread=False)
+        self.server.set_ioloop(self.io_loop)
+        self.io_loop.run_sync(self.server.start)
+        self.client = InspectingClientAsync("127.0.0.1", self.server.bind_address[1])
+
+    def tearDown(self):
+        async def cleanup():
+            self.client.stop()
+            await self.client.until_stopped(timeout=WAIT)
+            await asyncio.wrap_future(self.server.stop())
+        self.io_loop.run_sync(cleanup)
+        super().tearDown()
+
+    async def synced_client(self):
+        await self.client.connect(timeout=WAIT)
+        await self.client.until_synced(timeout=WAIT)
+        return self.client
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_each_sensor_type_is_made_with_its_params_and_gets_sampled_readings(self):
+        client = await self.synced_client()
+        self.assertIs(client.sensor_factory, Sensor)
+        expected = {"int": ("integer", [-5, 5], 3, b"3"),
+                    "float": ("float", [0.0, 1.5], 1.25, b"1.25"),
+                    "bool": ("boolean", [], True, b"1"),
+                    "discrete": ("discrete", ["one", "two"], "two", b"two"),
+                    "lru": ("lru", [], Sensor.LRU_ERROR, b"error"),
+                    "string": ("string", [], "a b", b"a b"),
+                    "timestamp": ("timestamp", [], 1234.5, None),
+                    "address": ("address", [], ("10.0.0.1", 80), b"10.0.0.1:80")}
+        self.assertEqual(sorted(client.sensors), sorted(expected))
+        for name, (stype, params, value, _) in expected.items():
+            sensor = await client.future_get_sensor(name)
+            self.assertIsInstance(sensor, Sensor)
+            self.assertEqual((sensor.name, sensor.stype, sensor.params), (name, stype, params))
+            self.assertIs(await client.future_get_sensor(name), sensor)
+            reading = SensorWatcher(sensor).next()
+            self.server.get_sensor(name).set_value(value, timestamp=1000.5)
+            reply, _ = await client.simple_request("sensor-sampling", name, "event")
+            self.assertTrue(reply.reply_ok(), reply)
+            reading = await tornado.gen.with_timeout(self.io_loop.time() + WAIT, reading)
+            self.assertEqual(tuple(reading), (1000.5, Sensor.NOMINAL, value))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_requests_their_timeout_hints_and_simple_requests(self):
+        client = await self.synced_client()
+        self.assertIs(client.request_factory, RequestType)
+        slow = await client.future_get_request("slow")
+        self.assertEqual(type(slow).__name__, "Request")
+        self.assertEqual(slow, RequestType("slow", "Echo, slowly.", self.timeout_hint))
+        self.assertIs(await client.future_get_request("slow"), slow)
+        self.assertIsNone((await client.future_get_request("watchdog")).timeout_hint)
+        reply, informs = await client.simple_request("slow", 1, 2.5, "a b", b"c", True)
+        self.assertEqual(reply.arguments, [b"ok", b"1", b"2.5", b"a b", b"c", b"1"])
+        self.assertEqual(informs, [])
+        self.assertEqual(reply.mid is not None, self.message_ids)
+        reply, informs = await client.simple_request("help", "slow")
+        self.assertTrue(reply.reply_ok())
+        self.assertEqual([inform.arguments for inform in informs], [[b"slow", b"Echo, slowly."]])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_close_stops_the_client_and_connect_starts_it_again(self):
+        client = await self.synced_client()
+        recorder = StateRecorder()
+        client.set_state_callback(recorder)
+        client.close()
+        await client.until_stopped(timeout=WAIT)
+        self.assertEqual(recorder.calls, [(DISCONNECTED, None)])
+        self.assertFalse(client.is_connected())
+        connecting = client.connect()
+        self.assertTrue(tornado.gen.is_future(connecting))
+        await connecting
+        await client.until_synced(timeout=WAIT)
+        # Started again, it says it is not connected yet (as on a first start), and keeps
+        # the model it had: the device is as it was.
+        self.assertEqual(recorder.states, [DISCONNECTED, DISCONNECTED, CONNECTED,
+                                           DATA_SYNCED_UNCHANGED, SYNCED])
+
+
+class TestEveryTypeWithDeviceServerV4(TestEveryTypeWithDeviceServerV5):
+    device_class = EveryTypeDeviceV4
+    message_ids = False
+
+
+class TestEveryTypeWithDeviceServerV51(TestEveryTypeWithDeviceServerV5):
+    device_class = EveryTypeDeviceV51
+    timeout_hint = 7.5
 
 def test_an_inform_hook_client_passes_informs_on_as_super_would():
     # Its next class's own lookup of handle_inform is taken where it finds what super()

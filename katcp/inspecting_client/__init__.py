@@ -417,13 +417,21 @@ class InspectingClientAsync:
 
             If neither request not sensor changes are present, None is returned
             instead of a nested structure.
+
+        If the inspection fails, the model is left as it was (as in 0.9.3), so that the
+        changes found before the failure are found, and reported, again.
         """
         pending = _PendingChanges()
         pending.add_all()
         model_changes = AttrDict()
-        # Everything the device has, initial_inspection or not: that only limits what
-        # the client's own resyncs look at.
-        yield self._inspector.pending(pending, model_changes, everything=True)
+        before = self._model.snapshot()
+        try:
+            # Everything the device has, initial_inspection or not: that only limits what
+            # the client's own resyncs look at.
+            yield self._inspector.pending(pending, model_changes, everything=True)
+        except BaseException:
+            self._model.undo(before, model_changes)
+            raise
         return model_changes or None
 
     @tornado.gen.coroutine

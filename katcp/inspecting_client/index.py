@@ -27,6 +27,22 @@ class _Model:
         """The index of `kind` ('requests' or 'sensors')."""
         return self.requests if kind == "requests" else self.sensors
 
+    def snapshot(self) -> Dict[str, Index]:
+        """The entries of both indexes as they are now, for :meth:`undo`."""
+        return {"requests": dict(self.requests), "sensors": dict(self.sensors)}
+
+    def undo(self, snapshot: Dict[str, Index], changes: AttrDict) -> None:
+        """Put back the entries of a :meth:`snapshot` for the items named in `changes` (as
+        inspections report them), in the indexes themselves (code may hold one); items
+        changed by others since are left alone."""
+        for kind, changed in changes.items():
+            index, before = self.index(kind), snapshot[kind]
+            for name in changed.added | changed.removed:
+                if name in before:
+                    index[name] = before[name]
+                else:
+                    index.pop(name, None)
+
 
 def update_index(index: Index, name: str, data: Dict[str, Any]) -> None:
     """Store what the device says about item `name` in `index`.
