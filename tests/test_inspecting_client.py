@@ -907,6 +907,18 @@ class TestSync(InspectingClientTestBase):
         self.assertFalse(client.connected)
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_connect_whose_katcp_client_fails_to_start_can_be_tried_again(self):
+        client = InspectingClientAsync("127.0.0.1", self.device.port)
+        self.clients.append(client)
+        with mock.patch.object(client.katcp_client, "start",
+                               side_effect=RuntimeError("Device client already started.")):
+            with self.assertRaisesRegex(RuntimeError, "already started"):
+                await client.connect(timeout=WAIT)
+        await client.connect(timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        self.assertTrue(client.synced)
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_the_resync_backoff_is_made_of_the_clients_own_settings(self):
         client = InspectingClientAsync("127.0.0.1", self.device.port)
         self.clients.append(client)

@@ -317,7 +317,12 @@ class InspectingClientAsync:
         self._sync.running = True
         maybe_timeout = future_timeout_manager(timeout, self.ioloop)
         client = self.katcp_client
-        client.start()
+        try:
+            client.start()
+        except BaseException:
+            # Not started (its KATCP client still stopping, say): a later connect() may.
+            self._sync.running = False
+            raise
         # stop() may be called while this waits; the client then never runs.
         stopped = client.until_stopped()
         running = client.until_running()
