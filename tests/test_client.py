@@ -790,6 +790,15 @@ def test_no_auto_reconnect_stops_running_after_disconnect(server, make_client):
     assert not client.running()
 
 
+@pytest.mark.parametrize("client_class", [DeviceClient, AsyncClient, CallbackClient,
+                                          BlockingClient])
+def test_stop_before_start_says_so_as_in_0_9_3(client_class):
+    client = client_class("127.0.0.1", 7147)
+    with pytest.raises(RuntimeError, match=r"^Call start\(\) before stop\(\)$"):
+        client.stop()
+    assert client.stopped() and not client.running()
+
+
 def test_stopped_says_whether_the_main_coroutine_has_ended_or_never_started(
         server, make_client):
     client = make_client(BlockingClient, server.port, auto_reconnect=False)

@@ -473,9 +473,15 @@ class ClientLifecycle:
         timeout : float in seconds
             Seconds to wait for both client thread to have started, and for stopping.
 
+        Raises
+        ------
+        RuntimeError
+            If the client was neither started nor given a loop (:meth:`set_ioloop`), as
+            in 0.9.3; or if called on its managed loop's own thread.
+
         """
         if self.ioloop is None:
-            return
+            raise RuntimeError("Call start() before stop()")
         managed = self._ioloop_manager.managed()
         if managed and on_thread(self.ioloop_thread_id):
             raise RuntimeError("Cannot stop a client with a managed ioloop from its "
