@@ -4,14 +4,16 @@ on 127.0.0.1, of both kinds, speaking KATCP v5 and v4, answered as the documenta
 """
 
 import concurrent.futures
+import queue
 
 import pytest
 import tornado.gen
 
-from katcp import AsyncDeviceServer, AsyncReply, DeviceServer, FailReply, ProtocolFlags
+from katcp import (AsyncDeviceServer, AsyncReply, DeviceClient, DeviceServer, FailReply,
+                   Message, ProtocolFlags)
 from katcp.kattypes import (Address, Bool, Discrete, DiscreteMulti, Float, Int, Lru, Regex,
-                            Str, Struct, Timestamp, TimestampOrNow, request, return_reply,
-                            send_reply)
+                            Str, Struct, Timestamp, TimestampOrNow, inform, request,
+                            return_reply, send_reply, unpack_message)
 
 from server_kinds import TIMEOUT, started
 from server_line_client import LineClient
@@ -82,6 +84,13 @@ class _Typed:
     @send_reply(Int())
     def finish_outcome(self, req, value):
         return (req, "ok", value)
+
+    @request(Str(), Int())
+    @return_reply()
+    def request_announce(self, req, fruit, count):
+        """Tell every client that fruit was picked."""
+        self.mass_inform(Message.inform("fruit-picked", fruit, count))
+        return ("ok",)
 
     @request(Int())
     @return_reply(Int())
@@ -199,3 +208,35 @@ def test_times_follow_the_version_the_decorators_are_given_not_the_servers(clien
         "async-def-fail"])
 def test_every_documented_handler_outcome_is_replied(client, line, reply):
     assert client.request(line) == ([], reply)
+
+
+class _Listener(DeviceClient):
+    """A client whose inform and reply handlers are decorated as the documentation shows."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.heard = queue.Queue()
+
+    @inform(Str(), Int())
+    def inform_fruit_picked(self, fruit, count):
+        self.heard.put(("inform", fruit, count))
+
+    @unpack_message(Str(), include_msg=True)
+    def reply_announce(self, msg, status):
+        self.heard.put(("reply", msg.name, status))
+
+
+def test_a_clients_decorated_handlers_get_the_typed_values(server):
+    device, _ = server
+    listener = _Listener("127.0.0.1", device.bind_address[1])
+    listener.start(timeout=TIMEOUT)
+    try:
+        assert listener.wait_connected(TIMEOUT)
+        listener.ioloop.add_callback(listener.send_request,
+                                     Message.request("announce", "apple", 3))
+        # The inform is sent before the reply, on the one connection.
+        assert listener.heard.get(timeout=TIMEOUT) == ("inform", "apple", 3)
+        assert listener.heard.get(timeout=TIMEOUT) == ("reply", "announce", "ok")
+    finally:
+        listener.stop()
+        listener.join(timeout=TIMEOUT)
