@@ -4,8 +4,10 @@ Written against the mutants that survived the older tests (see docs/mutation.rst
 """
 
 import asyncio
+import copy
 import enum
 import logging
+import pickle
 import types
 from unittest import mock
 
@@ -622,3 +624,14 @@ class TestMethodsPatchedOnATypeLater:
         with mock.patch.object(Timestamp, "decode", return_value=1.5):
             assert TimestampOrNow().unpack(b"now") is TimestampOrNow.NOW
             assert Timestamp().unpack(b"now") == 1.5
+
+    @pytest.mark.parametrize("duplicate", [
+        copy.copy, copy.deepcopy, lambda kt: pickle.loads(pickle.dumps(kt))],
+        ids=["copy", "deepcopy", "pickle"])
+    def test_copies_of_a_type_hear_a_decode_patched_on_its_class(self, duplicate):
+        twin = duplicate(Int(max=5))
+        with mock.patch.object(Int, "decode", return_value=1):
+            assert twin.unpack(b"3") == 1
+        assert twin.unpack(b"3") == 3
+        with pytest.raises(ValueError, match="higher than maximum 5"):
+            twin.unpack(b"6")

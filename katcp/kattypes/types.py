@@ -64,6 +64,10 @@ def _uses_rule(cls: type, name: str) -> bool:
     return False
 
 
+def _is_rule_method(method: Any) -> bool:
+    return isinstance(getattr(method, "__self__", None), wire_types.WireType)
+
+
 def _take_rule_methods(kattype: Any) -> None:
     """Have `kattype` call its rule's encode() and decode() directly, as attributes of
     its own, where it uses them (pack and unpack are hot), and no longer where a class
@@ -74,8 +78,7 @@ def _take_rule_methods(kattype: Any) -> None:
         if _uses_rule(type(kattype), name):
             if own is None:
                 object.__setattr__(kattype, name, getattr(kattype._rule, name))
-        elif own is not None and isinstance(getattr(own, "__self__", None),
-                                            wire_types.WireType):
+        elif _is_rule_method(own):
             # Only the rule's: one set on the type itself (a patch of it) stays.
             object.__delattr__(kattype, name)
 
@@ -132,6 +135,19 @@ class KatcpType(metaclass=_KatcpTypeClass):
         self._default = default
         self._optional = optional
         self._multiple = multiple
+        _take_rule_methods(self)
+
+    # Copies (copy, deepcopy, pickle) take the rule's methods afresh, as made types do:
+    # not copies of them, which a patch on the class would not reach.
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        for name in _RULE_METHODS:
+            if _is_rule_method(state.get(name)):
+                del state[name]
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
         _take_rule_methods(self)
 
     def encode(self, value: Any, major: int) -> bytes:
@@ -467,12 +483,12 @@ class Struct(KatcpType):
 
     # A struct.Struct can be neither copied nor pickled: copies make their own from _fmt.
     def __getstate__(self) -> Dict[str, Any]:
-        state = self.__dict__.copy()
+        state = super().__getstate__()
         del state["_struct"]
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        super().__setstate__(state)
         self._struct = struct.Struct(self._fmt)
 
     def encode(self, value: Any, major: int) -> bytes:
