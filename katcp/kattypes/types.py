@@ -73,13 +73,16 @@ def _take_rule_methods(kattype: Any) -> None:
     its own, where it uses them (pack and unpack are hot), and no longer where a class
     has since got one of its own (a patch): then it calls that, as 0.9.3 did."""
     _types.add(kattype)
+    # Asked of the attributes, not of kattype.__dict__, which once made slows every later
+    # attribute access on the type (see katcp.wire.util.uses_own). One that is neither
+    # its class's nor its rule's was set on the type itself (a patch of it), and stays.
     for name in _RULE_METHODS:
-        own = kattype.__dict__.get(name)
+        method = getattr(kattype, name)
         if _uses_rule(type(kattype), name):
-            if own is None:
+            of_class = getattr(type(kattype), name)
+            if method is of_class or getattr(method, "__func__", None) is of_class:
                 object.__setattr__(kattype, name, getattr(kattype._rule, name))
-        elif _is_rule_method(own):
-            # Only the rule's: one set on the type itself (a patch of it) stays.
+        elif _is_rule_method(method):
             object.__delattr__(kattype, name)
 
 
