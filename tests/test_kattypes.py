@@ -449,6 +449,15 @@ class TestRegex:
         with pytest.raises(ValueError, match=re.escape("does not match regex '\\d+'")):
             kt.unpack(b"x")
 
+    @pytest.mark.parametrize("pattern", [re.compile("ab+", re.IGNORECASE), "(?i)ab+"],
+                             ids=["compiled-flag", "inline-flag"])
+    def test_the_flags_of_the_pattern_are_kept_and_it_matches_from_the_start(self, pattern):
+        kt = Regex(pattern)
+        assert kt.unpack(b"ABbc") == "ABbc"
+        assert kt.pack("aB") == b"aB"
+        with pytest.raises(ValueError, match="^Value 'cab' does not match regex"):
+            kt.unpack(b"cab")
+
     @pytest.mark.parametrize("pattern", [b"^a+$", re.compile(b"^a+$")], ids=["bytes", "compiled"])
     def test_a_bytes_pattern_is_refused_at_construction(self, pattern):
         with pytest.raises(TypeError, match=r"^Regex pattern must be str, not bytes: b'\^a\+\$'\.$"):

@@ -4,8 +4,10 @@ Written against the mutants that survived the older tests (see docs/mutation.rst
 """
 
 import asyncio
+import copy
 import enum
 import logging
+import pickle
 import types
 from unittest import mock
 
@@ -603,3 +605,33 @@ class TestMethodsPatchedOnATypeLater:
         msg = Message.request("twice", 11)
         with pytest.raises(FailReply, match="11 is higher than maximum 10"):
             device.request_twice(FakeReq(msg), msg)
+
+    def test_encode_and_decode_patched_on_the_class_are_used_until_undone(self):
+        # Types made (and handlers decorated) before the patch hear it, as each named its
+        # decode() and encode() at every call in 0.9.3.
+        device = self._device()
+        made_before = Timestamp()
+        with mock.patch.object(Int, "decode", return_value=7), \
+                mock.patch.object(Bool, "encode", return_value=b"maybe"), \
+                mock.patch.object(Timestamp, "decode", return_value=1.5):
+            assert self._reply(device, 3, "no") == b"!echo ok 7 maybe"
+            assert made_before.unpack(b"99") == 1.5
+        assert self._reply(device, 3, "no") == b"!echo ok 3 0"
+        assert made_before.unpack(b"99") == 99.0
+
+    def test_a_type_of_its_own_rule_is_not_changed_by_a_patch_of_its_base(self):
+        # TimestampOrNow decodes "now" by its own rule, whatever Timestamp's decode is.
+        with mock.patch.object(Timestamp, "decode", return_value=1.5):
+            assert TimestampOrNow().unpack(b"now") is TimestampOrNow.NOW
+            assert Timestamp().unpack(b"now") == 1.5
+
+    @pytest.mark.parametrize("duplicate", [
+        copy.copy, copy.deepcopy, lambda kt: pickle.loads(pickle.dumps(kt))],
+        ids=["copy", "deepcopy", "pickle"])
+    def test_copies_of_a_type_hear_a_decode_patched_on_its_class(self, duplicate):
+        twin = duplicate(Int(max=5))
+        with mock.patch.object(Int, "decode", return_value=1):
+            assert twin.unpack(b"3") == 1
+        assert twin.unpack(b"3") == 3
+        with pytest.raises(ValueError, match="higher than maximum 5"):
+            twin.unpack(b"6")

@@ -19,15 +19,15 @@ from katcp.wire.text import as_str, show
 
 # The methods of a type that the decorators' plans of a handler's unpacking and packing
 # are made of (see katcp.kattypes.decorators).
-_PLANNED_METHODS = frozenset(["check", "pack", "unpack"])
+_PLANNED_METHODS = frozenset(["check", "pack", "unpack", "encode", "decode"])
 
 # The objects whose plan() made such a plan, kept current by _method_changed().
 _plans: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 
 def planned(plan: Any) -> Any:
-    """Have ``plan.plan()`` called again whenever a type's check(), pack() or unpack()
-    is set or deleted on its class, or on a type.
+    """Have ``plan.plan()`` called again whenever a type's check(), pack(), unpack(),
+    encode() or decode() is set or deleted on its class, or on a type.
 
     For the unpacking and packing of a decorated handler, planned once from its types'
     methods: 0.9.3 called them by name at each request, so that one patched later
@@ -48,9 +48,50 @@ def planned(plan: Any) -> Any:
     return plan
 
 
+# The types made, whose encode() and decode() _take_rule_methods() keeps current.
+_types: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_RULE_METHODS = ("encode", "decode")
+
+
+def _uses_rule(cls: type, name: str) -> bool:
+    """Whether method `name` of a type of class `cls` is its wire rule's: no class from
+    `cls` up to the one naming the rule has one of its own (or one patched on)."""
+    for klass in cls.__mro__:
+        if name in klass.__dict__ and klass is not KatcpType:
+            return False
+        if "_rule" in klass.__dict__:
+            return klass.__dict__["_rule"] is not None
+    return False
+
+
+def _is_rule_method(method: Any) -> bool:
+    return isinstance(getattr(method, "__self__", None), wire_types.WireType)
+
+
+def _take_rule_methods(kattype: Any) -> None:
+    """Have `kattype` call its rule's encode() and decode() directly, as attributes of
+    its own, where it uses them (pack and unpack are hot), and no longer where a class
+    has since got one of its own (a patch): then it calls that, as 0.9.3 did."""
+    _types.add(kattype)
+    # Asked of the attributes, not of kattype.__dict__, which once made slows every later
+    # attribute access on the type (see katcp.wire.util.uses_own). One that is neither
+    # its class's nor its rule's was set on the type itself (a patch of it), and stays.
+    for name in _RULE_METHODS:
+        method = getattr(kattype, name)
+        if _uses_rule(type(kattype), name):
+            of_class = getattr(type(kattype), name)
+            if method is of_class or getattr(method, "__func__", None) is of_class:
+                object.__setattr__(kattype, name, getattr(kattype._rule, name))
+        elif _is_rule_method(method):
+            object.__delattr__(kattype, name)
+
+
 def _method_changed(name: str) -> None:
-    """Attribute `name` was set or deleted on a type or its class: plan again if the plans
-    are made of it."""
+    """Attribute `name` was set or deleted on a type or its class: take the rules'
+    methods again if it is one, and plan again if the plans are made of it."""
+    if name in _RULE_METHODS:
+        for kattype in list(_types):
+            _take_rule_methods(kattype)
     if name in _PLANNED_METHODS:
         for plan in list(_plans):
             plan.plan()
@@ -97,12 +138,20 @@ class KatcpType(metaclass=_KatcpTypeClass):
         self._default = default
         self._optional = optional
         self._multiple = multiple
-        rule = self._rule
-        # Types that only name their rule call it directly: pack and unpack are hot.
-        if rule is not None and type(self).encode is KatcpType.encode:
-            self.encode = rule.encode  # type: ignore[method-assign]
-        if rule is not None and type(self).decode is KatcpType.decode:
-            self.decode = rule.decode  # type: ignore[method-assign, assignment]
+        _take_rule_methods(self)
+
+    # Copies (copy, deepcopy, pickle) take the rule's methods afresh, as made types do:
+    # not copies of them, which a patch on the class would not reach.
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        for name in _RULE_METHODS:
+            if _is_rule_method(state.get(name)):
+                del state[name]
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        _take_rule_methods(self)
 
     def encode(self, value: Any, major: int) -> bytes:
         """Format a checked, non-None value as bytes (with the type's wire rule)."""
@@ -437,12 +486,12 @@ class Struct(KatcpType):
 
     # A struct.Struct can be neither copied nor pickled: copies make their own from _fmt.
     def __getstate__(self) -> Dict[str, Any]:
-        state = self.__dict__.copy()
+        state = super().__getstate__()
         del state["_struct"]
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        super().__setstate__(state)
         self._struct = struct.Struct(self._fmt)
 
     def encode(self, value: Any, major: int) -> bytes:
