@@ -2015,18 +2015,20 @@ class TutorialDevice(DeviceServer):
         return req.make_reply("ok", x + y)
 
 
-class TestWithDeviceServer(tornado.testing.AsyncTestCase):
+class DeviceServerOnTestLoop(tornado.testing.AsyncTestCase):
+    """A real device server of `device_class` on the test's loop, and an inspecting client
+    of it (not connected)."""
+
+    device_class = TutorialDevice
 
     def setUp(self):
         super().setUp()
-        self.server = TutorialDevice("127.0.0.1", 0)
+        self.server = self.device_class("127.0.0.1", 0)
         self.server.set_concurrency_options(thread_safe=False, handler_thread=False)
         self.server.set_ioloop(self.io_loop)
         self.io_loop.run_sync(self.server.start)
         self.port = self.server.bind_address[1]
         self.client = InspectingClientAsync("127.0.0.1", self.port)
-        self.recorder = StateRecorder()
-        self.client.set_state_callback(self.recorder)
 
     def tearDown(self):
         async def cleanup():
@@ -2035,6 +2037,14 @@ class TestWithDeviceServer(tornado.testing.AsyncTestCase):
             await asyncio.wrap_future(self.server.stop())
         self.io_loop.run_sync(cleanup)
         super().tearDown()
+
+
+class TestWithDeviceServer(DeviceServerOnTestLoop):
+
+    def setUp(self):
+        super().setUp()
+        self.recorder = StateRecorder()
+        self.client.set_state_callback(self.recorder)
 
     @tornado.testing.gen_test(timeout=10)
     async def test_sync_and_requests(self):
@@ -2133,7 +2143,7 @@ class EveryTypeDeviceV51(EveryTypeDevice):
                                          ProtocolFlags.REQUEST_TIMEOUT_HINTS})
 
 
-class TestEveryTypeWithDeviceServerV5(tornado.testing.AsyncTestCase):
+class TestEveryTypeWithDeviceServerV5(DeviceServerOnTestLoop):
     """What an inspecting client makes of a real device server, by its KATCP version."""
 
     device_class = EveryTypeDevice
@@ -2141,22 +2151,6 @@ class TestEveryTypeWithDeviceServerV5(tornado.testing.AsyncTestCase):
     # carry message ids.
     timeout_hint = None
     message_ids = True
-
-    def setUp(self):
-        super().setUp()
-        self.server = self.device_class("127.0.0.1", 0)
-        self.server.set_concurrency_options(thread_safe=False, handler_thread=False)
-        self.server.set_ioloop(self.io_loop)
-        self.io_loop.run_sync(self.server.start)
-        self.client = InspectingClientAsync("127.0.0.1", self.server.bind_address[1])
-
-    def tearDown(self):
-        async def cleanup():
-            self.client.stop()
-            await self.client.until_stopped(timeout=WAIT)
-            await asyncio.wrap_future(self.server.stop())
-        self.io_loop.run_sync(cleanup)
-        super().tearDown()
 
     async def synced_client(self):
         await self.client.connect(timeout=WAIT)

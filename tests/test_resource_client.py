@@ -305,6 +305,17 @@ class ResourceTestCase(tornado.testing.AsyncTestCase):
         self.addCleanup(stop_server, server)
         return server
 
+    @tornado.gen.coroutine
+    def synced_pair_in_group_both(self):
+        """Two servers, and a synced container of their clients d0 and d1 in group both."""
+        servers = [self.start_server() for _ in range(2)]
+        container = KATCPClientResourceContainer(
+            container_spec(servers, ["d0", "d1"], groups={"both": ["d0", "d1"]}))
+        container.start()
+        self.addCleanup(container.stop)
+        yield container.until_synced(timeout=WAIT)
+        return servers, container
+
     def make_resource(self, server, **spec):
         spec.setdefault("name", "dev")
         spec.setdefault("controlled", True)
@@ -1804,12 +1815,7 @@ class TestClientGroupQuorum(ResourceTestCase):
     def test_group_wait_refuses_sensors_it_cannot_wait_on(self):
         # As documented: KATCPSensorError if a client's sensor has no strategy or is
         # not there; a quorum above 1 must be an integer.
-        servers = [self.start_server() for _ in range(2)]
-        container = KATCPClientResourceContainer(
-            container_spec(servers, ["d0", "d1"], groups={"both": ["d0", "d1"]}))
-        container.start()
-        self.addCleanup(container.stop)
-        yield container.until_synced(timeout=WAIT)
+        servers, container = yield self.synced_pair_in_group_both()
         group = container.groups.both
         with pytest.raises(KATCPSensorError):
             yield group.wait("an.int", 1, timeout=WAIT)
@@ -1825,12 +1831,7 @@ class TestClientGroupQuorum(ResourceTestCase):
 
     @tornado.testing.gen_test(timeout=3 * WAIT)
     def test_group_wait_leaves_no_listener_behind(self):
-        servers = [self.start_server() for _ in range(2)]
-        container = KATCPClientResourceContainer(
-            container_spec(servers, ["d0", "d1"], groups={"both": ["d0", "d1"]}))
-        container.start()
-        self.addCleanup(container.stop)
-        yield container.until_synced(timeout=WAIT)
+        servers, container = yield self.synced_pair_in_group_both()
         group = container.groups.both
         yield group.set_sampling_strategy("an.int", "event")
         servers[0].an_int.set_value(9)

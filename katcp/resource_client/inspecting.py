@@ -245,20 +245,12 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
         return sensor_name
 
     def get_sampling_strategy(self, sensor_name: str) -> Tuple[str, ...]:
-        """Get the current sampling strategy for the named sensor
+        """As :meth:`katcp.resource.KATCPSensorsManager.get_sampling_strategy`: the
+        strategy of the latest wish covering the sensor, ``('none',)`` if none.
 
-        Parameters
-        ----------
-        sensor_name : str
-            Name of the sensor (normal or escaped form)
-
-        Returns
-        -------
-        strategy : tuple of str
-            The strategy of the latest wish covering the sensor, ``('none',)`` if none.
-            A filter's wish counts from its call, before its turn to set this sensor
-            comes (0.9.3 set the first sensor a filter matched within the call), so that
-            a wait made at once finds the strategy set.
+        A filter's wish counts from its call, before its turn to set this sensor comes
+        (0.9.3 set the first sensor a filter matched within the call), so that a wait
+        made at once finds the strategy set.
         """
         return self._wishes.for_sensor(escape_name(sensor_name)) or _NONE_STRATEGY
 
