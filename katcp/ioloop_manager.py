@@ -262,8 +262,9 @@ class IOLoopManager:
         Parameters
         ----------
         timeout : float, optional
-            Seconds to wait for the loop to be running. Do not give a timeout when
-            calling from the (unmanaged) loop's own thread: it cannot run while blocked.
+            Seconds to wait for the loop to be running. Called on an unmanaged loop that
+            runs, the answer is at once; do not give a timeout on the thread of an
+            unmanaged loop that is not yet running: it cannot start while blocked.
 
         Returns
         -------
@@ -288,9 +289,14 @@ class IOLoopManager:
             # Only a started thread is shown: join() from another thread meanwhile would
             # fail on one not yet started.
             self._ioloop_thread = thread
-        # Dropped, as nothing would run it, if the loop was closed meanwhile (its start
-        # failed): wait_running() then says it does not run.
-        CallQueue.of(ioloop).call(self._now_running)
+        if not self._ioloop_managed and on_loop(ioloop):
+            # Called on the running loop: it runs, and a wait for a callback to say so
+            # would stall it for the whole timeout.
+            self._now_running()
+        else:
+            # Dropped, as nothing would run it, if the loop was closed meanwhile (its
+            # start failed): wait_running() then says it does not run.
+            CallQueue.of(ioloop).call(self._now_running)
         return self.wait_running(timeout) if timeout else None
 
     def wait_running(self, timeout: Optional[float] = None) -> bool:

@@ -283,6 +283,17 @@ def test_unmanaged_loop_is_not_stopped_and_join_does_nothing():
     thread.join(WAIT)
 
 
+def test_an_unmanaged_start_on_its_running_loop_answers_at_once_that_it_runs():
+    # start() of an unmanaged manager does nothing but note that the loop runs, as in 0.9.3:
+    # on the loop's own thread a wait with a timeout would stall the very loop it waits for.
+    async def main():
+        manager = IOLoopManager(managed_default=False)
+        manager.get_ioloop()
+        return manager.start(timeout=WAIT), manager.wait_running(0)
+
+    assert asyncio.run(main()) == (True, True)
+
+
 def test_user_coroutines_of_both_styles_and_asyncio_code_run_on_managed_loop(managed):
     wrapper = IOLoopThreadWrapper(managed.get_ioloop())
 

@@ -800,6 +800,31 @@ def test_parameters_are_kept_as_bytes(param):
     assert strategy.get_sampling_formatted() == (b"period", [b"0.5"])
 
 
+def test_the_documented_constants_and_kinship_of_the_strategies():
+    assert sampling.AGE_OF_UNIVERSE == 4.32329886e+17
+    assert SampleStrategy.SAMPLING_LOOKUP_REV == {
+        "none": 0, "auto": 1, "period": 2, "event": 3, "differential": 4, "event-rate": 5,
+        "differential-rate": 6}
+    # Only the strategies that send on updates observe their sensor.
+    observers = {cls.__name__ for cls in (
+        SampleStrategy, sampling.SampleNone, sampling.SampleAuto, SamplePeriod,
+        sampling.SampleEvent, sampling.SampleDifferential, sampling.SampleEventRate,
+        sampling.SampleDifferentialRate) if cls.OBSERVE_UPDATES}
+    assert observers == {"SampleAuto", "SampleEvent", "SampleDifferential",
+                         "SampleEventRate", "SampleDifferentialRate"}
+    assert issubclass(sampling.SampleEvent, sampling.SampleEventRate)
+    assert issubclass(sampling.SampleDifferentialRate, sampling.SampleEventRate)
+
+
+class TestStartRecordsTheLoopThread(StrategyTestCase):
+
+    @gen_test
+    def test_start_records_the_thread_that_update_in_ioloop_compares_with(self):
+        strategy, recorder = self.start("none", make_sensor())
+        assert strategy._ioloop_thread_id == threading.get_ident()
+        assert recorder.values == []
+
+
 def test_each_strategy_names_its_constant_and_the_base_names_none():
     ioloop = tornado.ioloop.IOLoop(make_current=False)
     try:
