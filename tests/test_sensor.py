@@ -193,11 +193,13 @@ class TestConstruction:
             "Integer sensor 'int.nodesc' with no unit"
         assert Sensor.float("volts", unit="V").description == "Float sensor 'volts' in unit V"
 
-    def test_bad_type_and_status(self):
-        with pytest.raises(ValueError):
-            Sensor(99, "x")
-        with pytest.raises(ValueError):
-            Sensor.integer("x", initial_status=99)
+    # An unhashable one (a list) too: a ValueError as documented, not "unhashable type".
+    @pytest.mark.parametrize("bad", [99, "integer", [0], {}])
+    def test_bad_type_and_status(self, bad):
+        with pytest.raises(ValueError, match=r"^Invalid sensor type "):
+            Sensor(bad, "x")
+        with pytest.raises(ValueError, match=r"^Invalid initial status "):
+            Sensor.integer("x", initial_status=bad)
 
     @pytest.mark.parametrize("status", list(range(7)))
     def test_initial_status(self, status):
@@ -308,9 +310,13 @@ class TestSetAndRead:
         sensor.set(timestamp, Sensor.WARN, 6)
         assert sensor.read() == (timestamp, Sensor.WARN, 6) or timestamp != timestamp
 
-    def test_set_value_bad_status(self):
-        with pytest.raises(ValueError):
-            Sensor.integer("x").set_value(1, status=42)
+    @pytest.mark.parametrize("status", [42, "nominal", [1], {}])
+    def test_set_value_bad_status(self, status):
+        sensor = Sensor.integer("x")
+        before = sensor.read()
+        with pytest.raises(ValueError, match=r"^Invalid status "):
+            sensor.set_value(1, status=status)
+        assert sensor.read() is before
 
 
 class TestFormatting:
@@ -452,6 +458,15 @@ class TestParsing:
             sensor.parse_reading(*raw)
         with pytest.raises(KatcpTypeError, match=r"must be parsed from bytes, not <class 'str'>"):
             sensor.set_formatted(*raw)
+        assert sensor.read() is before
+
+    @pytest.mark.parametrize("status", [bytearray(b"nominal"), [b"nominal"], None])
+    def test_a_status_of_another_type_is_a_type_error_saying_bytes(self, status):
+        sensor = Sensor.integer("i")
+        before = sensor.read()
+        for parse in (sensor.parse_reading, sensor.set_formatted):
+            with pytest.raises(KatcpTypeError, match=r"must be parsed from bytes, not <class "):
+                parse(b"1.0", status, b"3")
         assert sensor.read() is before
 
     def test_an_unknown_status_is_a_value_error(self):
