@@ -81,6 +81,29 @@ def test_constants():
                                4: "failure", 5: "unreachable", 6: "inactive"}
     assert Sensor.STATUS_NAMES == {v: k for k, v in Sensor.STATUSES.items()}
     assert (Sensor.LRU_NOMINAL, Sensor.LRU_ERROR) == (0, 1)
+    # The tables 0.9.3 code looks types and lru values up in, as they go on the wire.
+    assert Sensor.SENSOR_TYPE_LOOKUP == {
+        "integer": Sensor.INTEGER, "float": Sensor.FLOAT, "boolean": Sensor.BOOLEAN,
+        "lru": Sensor.LRU, "discrete": Sensor.DISCRETE, "string": Sensor.STRING,
+        "timestamp": Sensor.TIMESTAMP, "address": Sensor.ADDRESS}
+    assert Sensor.LRU_VALUES == {Sensor.LRU_NOMINAL: b"nominal", Sensor.LRU_ERROR: b"error"}
+    assert Sensor.LRU_CONSTANTS == {b"nominal": Sensor.LRU_NOMINAL, b"error": Sensor.LRU_ERROR}
+    assert Sensor.MILLISECOND == 1000
+
+
+@pytest.mark.parametrize("stype", sorted(Sensor.SENSOR_TYPE_LOOKUP.values()))
+def test_each_type_name_is_the_stype_of_its_sensors(stype):
+    params = ["a"] if stype == Sensor.DISCRETE else None
+    name = Sensor(stype, "s", params=params).stype
+    assert Sensor.SENSOR_TYPE_LOOKUP[name] == stype == Sensor.parse_type(name)
+
+
+@pytest.mark.parametrize("lru", [Sensor.LRU_NOMINAL, Sensor.LRU_ERROR])
+def test_lru_tables_are_what_lru_sensors_send_and_parse(lru):
+    sensor = Sensor.lru("l", default=lru)
+    assert sensor.read_formatted()[2] == Sensor.LRU_VALUES[lru]
+    assert sensor.parse_value(Sensor.LRU_VALUES[lru]) == lru
+    assert Sensor.LRU_CONSTANTS[Sensor.LRU_VALUES[lru]] == lru
 
 
 def test_reading_namedtuple():
@@ -309,6 +332,17 @@ class TestSetAndRead:
         assert sensor.read().timestamp is timestamp
         sensor.set(timestamp, Sensor.WARN, 6)
         assert sensor.read() == (timestamp, Sensor.WARN, 6) or timestamp != timestamp
+
+    @pytest.mark.parametrize("major", [4, 5])
+    def test_set_value_takes_python_values_whatever_the_major(self, major):
+        # `major` is kept for 0.9 callers: a v4 timestamp value is seconds too (the wire
+        # form alone is in milliseconds), and values are checked alike.
+        sensor = Sensor.timestamp("t")
+        sensor.set_value(1234.5, Sensor.WARN, T0, major=major)
+        assert sensor.read() == (T0, Sensor.WARN, 1234.5)
+        assert sensor.read_formatted(4)[2] == b"1234500"
+        with pytest.raises(ValueError):
+            Sensor.integer("i").set_value(1.5, major=major)
 
     @pytest.mark.parametrize("status", [42, "nominal", [1], {}])
     def test_set_value_bad_status(self, status):
