@@ -93,9 +93,9 @@ class TestMessageConstruction:
             Message.INFORM, "sensor-list", b"7", [b"x", b"desc"])
         assert Message.reply_to_request(Message.request("w")).mid is None
 
-    @pytest.mark.parametrize("mtype", [-1, 3, "?", None])
+    @pytest.mark.parametrize("mtype", [-1, 3, "?", None, [0], {}])
     def test_bad_type(self, mtype):
-        with pytest.raises(KatcpSyntaxError):
+        with pytest.raises(KatcpSyntaxError, match=r"^Invalid message type "):
             Message(mtype, "foo")
 
     @pytest.mark.parametrize("name", ["a", "A", "a-b", "sensor-list", "x1-2-3", "Z9"])

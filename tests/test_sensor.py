@@ -81,6 +81,29 @@ def test_constants():
                                4: "failure", 5: "unreachable", 6: "inactive"}
     assert Sensor.STATUS_NAMES == {v: k for k, v in Sensor.STATUSES.items()}
     assert (Sensor.LRU_NOMINAL, Sensor.LRU_ERROR) == (0, 1)
+    # The tables 0.9.3 code looks types and lru values up in, as they go on the wire.
+    assert Sensor.SENSOR_TYPE_LOOKUP == {
+        "integer": Sensor.INTEGER, "float": Sensor.FLOAT, "boolean": Sensor.BOOLEAN,
+        "lru": Sensor.LRU, "discrete": Sensor.DISCRETE, "string": Sensor.STRING,
+        "timestamp": Sensor.TIMESTAMP, "address": Sensor.ADDRESS}
+    assert Sensor.LRU_VALUES == {Sensor.LRU_NOMINAL: b"nominal", Sensor.LRU_ERROR: b"error"}
+    assert Sensor.LRU_CONSTANTS == {b"nominal": Sensor.LRU_NOMINAL, b"error": Sensor.LRU_ERROR}
+    assert Sensor.MILLISECOND == 1000
+
+
+@pytest.mark.parametrize("stype", sorted(Sensor.SENSOR_TYPE_LOOKUP.values()))
+def test_each_type_name_is_the_stype_of_its_sensors(stype):
+    params = ["a"] if stype == Sensor.DISCRETE else None
+    name = Sensor(stype, "s", params=params).stype
+    assert Sensor.SENSOR_TYPE_LOOKUP[name] == stype == Sensor.parse_type(name)
+
+
+@pytest.mark.parametrize("lru", [Sensor.LRU_NOMINAL, Sensor.LRU_ERROR])
+def test_lru_tables_are_what_lru_sensors_send_and_parse(lru):
+    sensor = Sensor.lru("l", default=lru)
+    assert sensor.read_formatted()[2] == Sensor.LRU_VALUES[lru]
+    assert sensor.parse_value(Sensor.LRU_VALUES[lru]) == lru
+    assert Sensor.LRU_CONSTANTS[Sensor.LRU_VALUES[lru]] == lru
 
 
 def test_reading_namedtuple():
@@ -193,11 +216,13 @@ class TestConstruction:
             "Integer sensor 'int.nodesc' with no unit"
         assert Sensor.float("volts", unit="V").description == "Float sensor 'volts' in unit V"
 
-    def test_bad_type_and_status(self):
-        with pytest.raises(ValueError):
-            Sensor(99, "x")
-        with pytest.raises(ValueError):
-            Sensor.integer("x", initial_status=99)
+    # An unhashable one (a list) too: a ValueError as documented, not "unhashable type".
+    @pytest.mark.parametrize("bad", [99, "integer", [0], {}])
+    def test_bad_type_and_status(self, bad):
+        with pytest.raises(ValueError, match=r"^Invalid sensor type "):
+            Sensor(bad, "x")
+        with pytest.raises(ValueError, match=r"^Invalid initial status "):
+            Sensor.integer("x", initial_status=bad)
 
     @pytest.mark.parametrize("status", list(range(7)))
     def test_initial_status(self, status):
@@ -308,9 +333,24 @@ class TestSetAndRead:
         sensor.set(timestamp, Sensor.WARN, 6)
         assert sensor.read() == (timestamp, Sensor.WARN, 6) or timestamp != timestamp
 
-    def test_set_value_bad_status(self):
+    @pytest.mark.parametrize("major", [4, 5])
+    def test_set_value_takes_python_values_whatever_the_major(self, major):
+        # `major` is kept for 0.9 callers: a v4 timestamp value is seconds too (the wire
+        # form alone is in milliseconds), and values are checked alike.
+        sensor = Sensor.timestamp("t")
+        sensor.set_value(1234.5, Sensor.WARN, T0, major=major)
+        assert sensor.read() == (T0, Sensor.WARN, 1234.5)
+        assert sensor.read_formatted(4)[2] == b"1234500"
         with pytest.raises(ValueError):
-            Sensor.integer("x").set_value(1, status=42)
+            Sensor.integer("i").set_value(1.5, major=major)
+
+    @pytest.mark.parametrize("status", [42, "nominal", [1], {}])
+    def test_set_value_bad_status(self, status):
+        sensor = Sensor.integer("x")
+        before = sensor.read()
+        with pytest.raises(ValueError, match=r"^Invalid status "):
+            sensor.set_value(1, status=status)
+        assert sensor.read() is before
 
 
 class TestFormatting:
@@ -452,6 +492,15 @@ class TestParsing:
             sensor.parse_reading(*raw)
         with pytest.raises(KatcpTypeError, match=r"must be parsed from bytes, not <class 'str'>"):
             sensor.set_formatted(*raw)
+        assert sensor.read() is before
+
+    @pytest.mark.parametrize("status", [bytearray(b"nominal"), [b"nominal"], None])
+    def test_a_status_of_another_type_is_a_type_error_saying_bytes(self, status):
+        sensor = Sensor.integer("i")
+        before = sensor.read()
+        for parse in (sensor.parse_reading, sensor.set_formatted):
+            with pytest.raises(KatcpTypeError, match=r"must be parsed from bytes, not <class "):
+                parse(b"1.0", status, b"3")
         assert sensor.read() is before
 
     def test_an_unknown_status_is_a_value_error(self):

@@ -408,7 +408,7 @@ class Message(metaclass=_MessageClass):
         # 0.9.3 took): what is indexed by the type (_wire_heads) takes only ints.
         try:
             self.mtype = _TYPES[mtype]
-        except KeyError:
+        except (KeyError, TypeError):  # TypeError: unhashable, as a list is
             raise KatcpSyntaxError("Invalid message type %r." % (mtype,)) from None
         # check_name()'s cache of valid names, asked here first: the call would cost
         # about 270 instructions per message (1% of a request served).

@@ -9,7 +9,7 @@ import decimal
 import functools
 import numbers
 import time
-from typing import Any, FrozenSet, List, NamedTuple, Optional, Set, Tuple
+from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional, Set, Tuple
 
 from katcp.wire import types as wire_types
 from katcp.wire.errors import KatcpTypeError
@@ -153,6 +153,14 @@ def _check_timestamp(timestamp: Any) -> None:
     """
     if not isinstance(timestamp, _REAL):
         raise TypeError("Sensor timestamp must be a number of seconds, not %r." % (timestamp,))
+
+
+def _is_key(key: Any, table: Dict[Any, Any]) -> bool:
+    """Whether `key` is one of `table`'s keys: an unhashable one (a list) is none."""
+    try:
+        return key in table
+    except TypeError:
+        return False
 
 
 def _is_whole(value: Any) -> bool:
@@ -303,12 +311,13 @@ class Sensor:
     def __init__(self, sensor_type: Any, name: str, description: Optional[str] = None,
                  units: Optional[str] = None, params: Optional[List[Any]] = None,
                  default: Any = None, initial_status: Optional[int] = None) -> None:
-        sensor_type = self.PYTHON_TYPE_TO_SENSOR.get(sensor_type, sensor_type)
-        if sensor_type not in self.SENSOR_TYPES:
+        if _is_key(sensor_type, self.PYTHON_TYPE_TO_SENSOR):
+            sensor_type = self.PYTHON_TYPE_TO_SENSOR[sensor_type]
+        if not _is_key(sensor_type, self.SENSOR_TYPES):
             raise ValueError("Invalid sensor type %r." % (sensor_type,))
         if initial_status is None:
             initial_status = self.UNKNOWN
-        if initial_status not in self.STATUSES:
+        if not _is_key(initial_status, self.STATUSES):
             raise ValueError("Invalid initial status %r for sensor %r." % (initial_status, name))
         kind = self.SENSOR_TYPES[sensor_type]
         self._sensor_type = sensor_type
@@ -561,14 +570,19 @@ class Sensor:
         Raises
         ------
         ValueError
-            If the value is not valid for this sensor.
+            If the value is not valid for this sensor, or `status` is not one of the
+            sensor status constants (nothing is set).
         TypeError
             If `timestamp` is neither None nor a real number.
         """
         kind = self._type
         if value.__class__ not in kind.exact_kinds:  # else valid: no call needed
             kind.check(value, self.params)
-        if status not in self.STATUSES:
+        try:  # _is_key(), inline: set_value() is per reading
+            known = status in self.STATUSES
+        except TypeError:
+            known = False
+        if not known:
             raise ValueError("Invalid status %r for sensor %r." % (status, self.name))
         if timestamp is None:
             timestamp = time.time()
@@ -615,13 +629,14 @@ class Sensor:
             If the status or the value is not bytes.
         """
         timestamp = wire_types.parse_timestamp(raw_timestamp, major)
-        status = self.STATUS_NAMES_RAW.get(raw_status)
-        if status is None:
+        try:
+            status = self.STATUS_NAMES_RAW[raw_status]
+        except (KeyError, TypeError):  # TypeError: unhashable, as a bytearray is
             if not isinstance(raw_status, bytes):
                 # Said as parse_value() says it of a value: "nominal" is a valid status.
                 raise KatcpTypeError("Sensor statuses must be parsed from bytes, not %r."
-                                     % (type(raw_status),))
-            raise ValueError("Invalid sensor status %s." % (show_repr(raw_status),))
+                                     % (type(raw_status),)) from None
+            raise ValueError("Invalid sensor status %s." % (show_repr(raw_status),)) from None
         return timestamp, status, self.parse_value(raw_value, major)
 
     def format_reading(self, reading: Tuple[_Seconds, int, Any], major: int = DEFAULT_KATCP_MAJOR
