@@ -91,6 +91,23 @@ def test_constants():
     assert Sensor.MILLISECOND == 1000
 
 
+def test_sensor_types_come_apart_as_0_9_3s_kattype_and_default_pairs():
+    from katcp import kattypes
+
+    pairs = {stype: tuple(kind) for stype, kind in Sensor.SENSOR_TYPES.items()}
+    assert pairs == {
+        Sensor.INTEGER: (kattypes.Int, 0), Sensor.FLOAT: (kattypes.Float, 0.0),
+        Sensor.BOOLEAN: (kattypes.Bool, False),
+        Sensor.LRU: (kattypes.Lru, Sensor.LRU_NOMINAL),
+        Sensor.DISCRETE: (kattypes.Discrete, "unknown"), Sensor.STRING: (kattypes.Str, ""),
+        Sensor.TIMESTAMP: (kattypes.Timestamp, 0.0),
+        Sensor.ADDRESS: (kattypes.Address, ("0.0.0.0", None))}
+    kattype, default = Sensor.SENSOR_TYPES[Sensor.FLOAT]
+    assert kattype().pack(default) == b"0.0"
+    assert len(Sensor.SENSOR_TYPES[Sensor.STRING]) == 2
+    assert Sensor.SENSOR_TYPES[Sensor.INTEGER][-1] == 0
+
+
 @pytest.mark.parametrize("stype", sorted(Sensor.SENSOR_TYPE_LOOKUP.values()))
 def test_each_type_name_is_the_stype_of_its_sensors(stype):
     params = ["a"] if stype == Sensor.DISCRETE else None

@@ -95,6 +95,20 @@ class _SensorType:
         if params:
             raise ValueError("Sensor type %r takes no parameters." % (self.name,))
 
+    def __getitem__(self, index: Any) -> Any:
+        # 0.9.3's Sensor.SENSOR_TYPES held (kattype class, default) pairs, which code
+        # takes apart: ``kattype, default = Sensor.SENSOR_TYPES[Sensor.FLOAT]``.
+        from katcp import kattypes
+
+        kattype = next(cls for cls in (kattypes.Int, kattypes.Float, kattypes.Bool,
+                                       kattypes.Lru, kattypes.Discrete, kattypes.Str,
+                                       kattypes.Timestamp, kattypes.Address)
+                       if cls.name == self.name)
+        return (kattype, self.default)[index]
+
+    def __len__(self) -> int:
+        return 2
+
 
 class _NumberType(_SensorType):
 
@@ -282,7 +296,8 @@ class Sensor:
         FLOAT: _NumberType(wire_types.FLOAT, 0.0, _REAL, "a real number", plain=True),
         BOOLEAN: _BooleanType(wire_types.BOOLEAN, False, plain=True),
         LRU: _LruType(wire_types.LRU, wire_types.LRU_NOMINAL, plain=True),
-        DISCRETE: _DiscreteType(wire_types.DISCRETE),
+        # A discrete sensor starts at its first value; "unknown" is what 0.9.3 listed.
+        DISCRETE: _DiscreteType(wire_types.DISCRETE, "unknown"),
         STRING: _SensorType(wire_types.STRING, ""),
         TIMESTAMP: _SensorType(wire_types.TIMESTAMP, 0.0, _REAL, "a number of seconds",
                                plain=True),
