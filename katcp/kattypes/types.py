@@ -208,8 +208,10 @@ class KatcpType(metaclass=_KatcpTypeClass):
 
     def __setattr__(self, name: str, value: Any) -> None:
         # A method set on this type (mock.patch.object(GAIN, "check", ...)): see planned().
+        # Tested here, as every attribute a type's __init__ sets comes this way.
         object.__setattr__(self, name, value)
-        _method_changed(name)
+        if name in _PLANNED_METHODS:
+            _method_changed(name)
 
     def __delattr__(self, name: str) -> None:
         object.__delattr__(self, name)
