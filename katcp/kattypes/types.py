@@ -89,7 +89,7 @@ def _uses_rule(cls: type, name: str) -> bool:
     """Whether method `name` of a type of class `cls` is its wire rule's: no class from
     `cls` up to the one naming the rule has one of its own (or one patched on)."""
     for klass in cls.__mro__:
-        if name in klass.__dict__ and klass is not KatcpType:
+        if name in klass.__dict__:
             return False
         if "_rule" in klass.__dict__:
             return klass.__dict__["_rule"] is not None
