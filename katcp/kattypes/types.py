@@ -177,8 +177,9 @@ class KatcpType(metaclass=_KatcpTypeClass):
     # The state is the default one (a dict, and the slots of a subclass having some).
     def __getstate__(self) -> Any:
         state = self._dict_state()
-        slots = {name: getattr(self, name) for name in copyreg._slotnames(type(self))  # type: ignore[attr-defined]
-                 if hasattr(self, name)}
+        # The names the default state takes (pickle's own helper: mangled, inherited).
+        slot_names = copyreg._slotnames(type(self))  # type: ignore[attr-defined]
+        slots = {name: getattr(self, name) for name in slot_names if hasattr(self, name)}
         return (state, slots) if slots else state
 
     def __setstate__(self, state: Any) -> None:
