@@ -3,6 +3,7 @@
 Written against the mutants that survived the older tests (see docs/mutation.rst).
 """
 
+import abc
 import asyncio
 import collections
 import copy
@@ -698,3 +699,24 @@ class _SlottedInt(Int):
 class _ComparedInt(Int):
     def __eq__(self, other):
         return type(other) is type(self)
+
+
+class _Described(abc.ABC):
+    @abc.abstractmethod
+    def describe(self):
+        """What the type is for."""
+
+
+def test_a_type_may_mix_in_an_abstract_base_class():
+    # As with 0.9.3's plain classes: the class of the kattypes classes (which hears
+    # methods patched on them) is an ABCMeta, so that the two metaclasses agree.
+    class Gain(Int, _Described):
+        def describe(self):
+            return "a gain"
+
+    with pytest.raises(TypeError, match="abstract"):
+        type("Undescribed", (Int, _Described), {})()
+    assert Gain(min=0).unpack(b"3") == 3
+    assert isinstance(Gain(), _Described) and isinstance(Gain(), KatcpType)
+    with mock.patch.object(Int, "decode", return_value=1):
+        assert Gain().unpack(b"3") == 1

@@ -1,5 +1,6 @@
 """The KATCP types of :mod:`katcp.kattypes`: Python values <-> arguments, with checks."""
 
+import abc
 import copyreg
 import math
 import numbers
@@ -128,10 +129,14 @@ def _method_changed(name: str) -> None:
             plan.plan()
 
 
-class _KatcpTypeClass(type):
+class _KatcpTypeClass(abc.ABCMeta):
     """The class of :class:`KatcpType` classes: a method the decorators plan with set on
     one, or deleted (as ``mock.patch.object`` does and undoes), has the plans made
-    again (see :func:`planned`)."""
+    again (see :func:`planned`).
+
+    An ABCMeta, not a plain type: a type may then mix in an abstract base class, as
+    0.9.3's plain classes could (two unrelated metaclasses conflict).
+    """
 
     def __setattr__(cls, name: str, value: Any) -> None:
         super().__setattr__(name, value)
