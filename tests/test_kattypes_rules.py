@@ -3,11 +3,15 @@
 Written against the mutants that survived the older tests (see docs/mutation.rst).
 """
 
+import abc
 import asyncio
+import collections
 import copy
 import enum
 import logging
 import pickle
+import sys
+import threading
 import types
 from unittest import mock
 
@@ -635,3 +639,84 @@ class TestMethodsPatchedOnATypeLater:
         assert twin.unpack(b"3") == 3
         with pytest.raises(ValueError, match="higher than maximum 5"):
             twin.unpack(b"6")
+
+    @pytest.mark.parametrize("duplicate", [
+        copy.copy, copy.deepcopy, lambda kt: pickle.loads(pickle.dumps(kt))],
+        ids=["copy", "deepcopy", "pickle"])
+    def test_copies_of_a_subclass_with_slots_keep_them(self, duplicate):
+        twin = duplicate(_SlottedInt(max=5, unit="dB"))
+        assert twin.unit == "dB"
+        with mock.patch.object(Int, "decode", return_value=1):
+            assert twin.unpack(b"3") == 1
+        assert twin.unpack(b"3") == 3
+
+    def test_a_subclass_compared_by_value_is_made_and_hears_a_patch(self):
+        # Defining __eq__ makes a class unhashable (as 0.9.3's allowed).
+        made = _ComparedInt()
+        assert made == _ComparedInt()
+        with mock.patch.object(Int, "decode", return_value=1):
+            assert made.unpack(b"3") == 1
+        assert made.unpack(b"3") == 3
+
+    def test_patches_in_one_thread_while_another_makes_types(self):
+        # Types made meanwhile must not fail the patch (or its undo), however
+        # the threads interleave; a short switch interval makes them interleave often.
+        done = threading.Event()
+        errors = []
+        made = collections.deque(maxlen=500)  # kept, so that a patch has many to visit
+
+        def make():
+            try:
+                while not done.is_set():
+                    made.append(Int())
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        maker = threading.Thread(target=make)
+        maker.start()
+        try:
+            for _ in range(200):
+                with mock.patch.object(Int, "decode", return_value=1):
+                    pass
+        finally:
+            done.set()
+            maker.join(10)
+            sys.setswitchinterval(interval)
+        assert errors == []
+        assert Int().unpack(b"3") == 3
+
+
+class _SlottedInt(Int):
+    __slots__ = ("unit",)
+
+    def __init__(self, unit, **kwargs):
+        super().__init__(**kwargs)
+        self.unit = unit
+
+
+class _ComparedInt(Int):
+    def __eq__(self, other):
+        return type(other) is type(self)
+
+
+class _Described(abc.ABC):
+    @abc.abstractmethod
+    def describe(self):
+        """What the type is for."""
+
+
+def test_a_type_may_mix_in_an_abstract_base_class():
+    # As with 0.9.3's plain classes: the class of the kattypes classes (which hears
+    # methods patched on them) is an ABCMeta, so that the two metaclasses agree.
+    class Gain(Int, _Described):
+        def describe(self):
+            return "a gain"
+
+    with pytest.raises(TypeError, match="abstract"):
+        type("Undescribed", (Int, _Described), {})()
+    assert Gain(min=0).unpack(b"3") == 3
+    assert isinstance(Gain(), _Described) and isinstance(Gain(), KatcpType)
+    with mock.patch.object(Int, "decode", return_value=1):
+        assert Gain().unpack(b"3") == 1

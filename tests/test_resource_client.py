@@ -5,6 +5,7 @@ import concurrent.futures
 import functools
 import logging
 import socket
+import sys
 import threading
 from unittest import mock
 
@@ -39,6 +40,7 @@ from katcp.resource_client import (
     monitor_resource_sync_state,
     transform_future,
 )
+from katcp.resource_client.inspecting import _StrategyWishes
 from katcp.server import DeviceServer
 from katcp.testutils import call_in_ioloop
 
@@ -2055,3 +2057,34 @@ class TestThreadSafeWrappers:
         thread.start()
         assert from_thread.result(WAIT).reply.arguments == [b"ok", b"10"]
         thread.join(WAIT)
+
+
+def test_a_sensors_strategy_read_by_another_thread_while_filters_are_wished():
+    # A sensor's sampling_strategy may be read through a thread-safe wrapper while the
+    # loop wishes a filter: the read must not fail, however the threads interleave (a
+    # short switch interval makes them interleave often).
+    wishes = _StrategyWishes()
+    done = threading.Event()
+    errors = []
+
+    def read():
+        try:
+            while not done.is_set():
+                wishes.for_sensor("a_sensor")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for number in range(3000):
+            wishes.wish_filter("^b%d$" % number, ("event",))
+    finally:
+        done.set()
+        reader.join(10)
+        sys.setswitchinterval(interval)
+    assert errors == []
+    wishes.wish_filter("^a_", ("period", "1.0"))
+    assert wishes.for_sensor("a_sensor") == ("period", "1.0")

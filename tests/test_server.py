@@ -25,6 +25,7 @@ from katcp.kattypes import Address, Float, Int, Str, concurrent_reply, \
     has_katcp_protocol_flags, minimum_katcp_version, request, request_timeout_hint, \
     return_reply
 from katcp.server import handler_thread
+from katcp.server.stream_host import _drop_unsent
 from katcp.server import (AsyncDeviceServer, ClientConnection, ClientRequestConnection,
                           DeviceLogger, DeviceServer, KATCPServer, MessageHandlerThread,
                           ThreadsafeClientConnection, construct_name_filter, return_future)
@@ -1196,6 +1197,31 @@ def test_a_client_that_ends_its_side_while_its_reply_waits_for_it_is_closed_once
     # connection_lost() called twice, the second call failing ("Exception in callback").
     # (The threaded server sees the end while its handler runs, so always waits here.)
     _blob_to_a_client_that_ends_its_side(flavour, 4)
+
+
+def test_a_connection_closing_with_bytes_unsent_is_dropped_at_once():
+    # The close of a client that does not read waits to send the rest: when the server
+    # stops, or gives up flushing, that transport is aborted too (only one closing with
+    # nothing unsent is left to end itself).
+    async def drop():
+        loop = asyncio.get_running_loop()
+        lost = loop.create_future()
+
+        class Protocol(asyncio.Protocol):
+            def connection_lost(self, exc):
+                lost.set_result(exc)
+
+        listener = socket.create_server(("127.0.0.1", 0))
+        with listener, socket.create_connection(listener.getsockname()) as peer:
+            accepted, _ = listener.accept()
+            transport, _ = await loop.connect_accepted_socket(Protocol, accepted)
+            transport.write(b"z" * (2 * _wmem_max()))  # more than the kernel takes
+            transport.close()
+            assert transport.get_write_buffer_size() > 0
+            _drop_unsent(transport)
+            await asyncio.wait_for(lost, TIMEOUT)
+
+    asyncio.run(drop())
 
 
 class NotingBlobServer(BlobServer):

@@ -1,11 +1,13 @@
 """The KATCP types of :mod:`katcp.kattypes`: Python values <-> arguments, with checks."""
 
+import abc
+import copyreg
 import math
 import numbers
 import re
 import struct
 import weakref
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 from katcp.wire import types as wire_types
 from katcp.wire.errors import FailReply
@@ -21,8 +23,39 @@ from katcp.wire.text import as_str, show
 # are made of (see katcp.kattypes.decorators).
 _PLANNED_METHODS = frozenset(["check", "pack", "unpack", "encode", "decode"])
 
+
+
+class _WeakRegistry:
+    """Objects kept weakly, by identity, for :func:`_method_changed` to visit.
+
+    Not a WeakSet: its members need not be hashable (a type subclass defining __eq__
+    is not), and a snapshot taken while another thread adds one does not fail (a
+    WeakSet's iteration raises then).
+    """
+
+    __slots__ = ("_refs",)
+
+    def __init__(self) -> None:
+        self._refs: Dict[int, "weakref.ref[Any]"] = {}
+
+    def add(self, obj: Any) -> None:
+        refs, key = self._refs, id(obj)
+
+        def forget(ref: "weakref.ref[Any]") -> None:
+            # Only its own entry: the id may be another object's by now.
+            if refs.get(key) is ref:
+                del refs[key]
+
+        refs[key] = weakref.ref(obj, forget)
+
+    def snapshot(self) -> List[Any]:
+        """The objects alive now (the copy of the refs is made without a thread switch)."""
+        alive = [ref() for ref in tuple(self._refs.values())]
+        return [obj for obj in alive if obj is not None]
+
+
 # The objects whose plan() made such a plan, kept current by _method_changed().
-_plans: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_plans = _WeakRegistry()
 
 
 def planned(plan: Any) -> Any:
@@ -49,7 +82,7 @@ def planned(plan: Any) -> Any:
 
 
 # The types made, whose encode() and decode() _take_rule_methods() keeps current.
-_types: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_types = _WeakRegistry()
 _RULE_METHODS = ("encode", "decode")
 
 
@@ -57,7 +90,7 @@ def _uses_rule(cls: type, name: str) -> bool:
     """Whether method `name` of a type of class `cls` is its wire rule's: no class from
     `cls` up to the one naming the rule has one of its own (or one patched on)."""
     for klass in cls.__mro__:
-        if name in klass.__dict__ and klass is not KatcpType:
+        if name in klass.__dict__:
             return False
         if "_rule" in klass.__dict__:
             return klass.__dict__["_rule"] is not None
@@ -72,7 +105,6 @@ def _take_rule_methods(kattype: Any) -> None:
     """Have `kattype` call its rule's encode() and decode() directly, as attributes of
     its own, where it uses them (pack and unpack are hot), and no longer where a class
     has since got one of its own (a patch): then it calls that, as 0.9.3 did."""
-    _types.add(kattype)
     # Asked of the attributes, not of kattype.__dict__, which once made slows every later
     # attribute access on the type (see katcp.wire.util.uses_own). One that is neither
     # its class's nor its rule's was set on the type itself (a patch of it), and stays.
@@ -90,17 +122,21 @@ def _method_changed(name: str) -> None:
     """Attribute `name` was set or deleted on a type or its class: take the rules'
     methods again if it is one, and plan again if the plans are made of it."""
     if name in _RULE_METHODS:
-        for kattype in list(_types):
+        for kattype in _types.snapshot():
             _take_rule_methods(kattype)
     if name in _PLANNED_METHODS:
-        for plan in list(_plans):
+        for plan in _plans.snapshot():
             plan.plan()
 
 
-class _KatcpTypeClass(type):
+class _KatcpTypeClass(abc.ABCMeta):
     """The class of :class:`KatcpType` classes: a method the decorators plan with set on
     one, or deleted (as ``mock.patch.object`` does and undoes), has the plans made
-    again (see :func:`planned`)."""
+    again (see :func:`planned`).
+
+    An ABCMeta, not a plain type: a type may then mix in an abstract base class, as
+    0.9.3's plain classes could (two unrelated metaclasses conflict).
+    """
 
     def __setattr__(cls, name: str, value: Any) -> None:
         super().__setattr__(name, value)
@@ -138,20 +174,31 @@ class KatcpType(metaclass=_KatcpTypeClass):
         self._default = default
         self._optional = optional
         self._multiple = multiple
+        _types.add(self)
         _take_rule_methods(self)
 
     # Copies (copy, deepcopy, pickle) take the rule's methods afresh, as made types do:
     # not copies of them, which a patch on the class would not reach.
-    def __getstate__(self) -> Dict[str, Any]:
-        state = self.__dict__.copy()
-        for name in _RULE_METHODS:
-            if _is_rule_method(state.get(name)):
-                del state[name]
-        return state
+    # The state is the default one (a dict, and the slots of a subclass having some).
+    def __getstate__(self) -> Any:
+        state = self._dict_state()
+        # The names the default state takes (pickle's own helper: mangled, inherited).
+        slot_names = copyreg._slotnames(type(self))  # type: ignore[attr-defined]
+        slots = {name: getattr(self, name) for name in slot_names if hasattr(self, name)}
+        return (state, slots) if slots else state
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
+    def __setstate__(self, state: Any) -> None:
+        state, slots = state if isinstance(state, tuple) else (state, {})
         self.__dict__.update(state)
+        for name, value in slots.items():
+            object.__setattr__(self, name, value)
+        _types.add(self)
         _take_rule_methods(self)
+
+    def _dict_state(self) -> Dict[str, Any]:
+        """The attributes of :meth:`__getstate__`'s state (a copy)."""
+        return {name: value for name, value in self.__dict__.items()
+                if name not in _RULE_METHODS or not _is_rule_method(value)}
 
     def encode(self, value: Any, major: int) -> bytes:
         """Format a checked, non-None value as bytes (with the type's wire rule)."""
@@ -167,8 +214,10 @@ class KatcpType(metaclass=_KatcpTypeClass):
 
     def __setattr__(self, name: str, value: Any) -> None:
         # A method set on this type (mock.patch.object(GAIN, "check", ...)): see planned().
+        # Tested here, as every attribute a type's __init__ sets comes this way.
         object.__setattr__(self, name, value)
-        _method_changed(name)
+        if name in _PLANNED_METHODS:
+            _method_changed(name)
 
     def __delattr__(self, name: str) -> None:
         object.__delattr__(self, name)
@@ -485,12 +534,12 @@ class Struct(KatcpType):
         self._struct = struct.Struct(fmt)
 
     # A struct.Struct can be neither copied nor pickled: copies make their own from _fmt.
-    def __getstate__(self) -> Dict[str, Any]:
-        state = super().__getstate__()
+    def _dict_state(self) -> Dict[str, Any]:
+        state = super()._dict_state()
         del state["_struct"]
         return state
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
+    def __setstate__(self, state: Any) -> None:
         super().__setstate__(state)
         self._struct = struct.Struct(self._fmt)
 
