@@ -2,8 +2,10 @@
 
 import asyncio
 import concurrent.futures
+import contextlib
 import gc
 import io
+import sys
 import threading
 import unittest
 import warnings
@@ -58,6 +60,35 @@ def outcome_in_thread(fn, *args):
 
     threading.Thread(target=run, daemon=True).start()
     return outcome
+
+
+@contextlib.contextmanager
+def racing(step):
+    """Call ``step()`` over and over in another thread while the block runs, the threads
+    switching as often as Python allows (so that they interleave at many points); then
+    raise what `step` raised, if anything."""
+    done = threading.Event()
+    errors = []
+
+    def race():
+        try:
+            while not done.is_set():
+                step()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    racer = threading.Thread(target=race)
+    racer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        racer.join(10)
+        sys.setswitchinterval(interval)
+    if errors:
+        raise errors[0]
 
 
 def announced_joins(thread):
