@@ -24,38 +24,22 @@ from katcp.wire.text import as_str, show
 _PLANNED_METHODS = frozenset(["check", "pack", "unpack", "encode", "decode"])
 
 
+# The objects _method_changed() visits (the plans, the types made) are kept in weak
+# dictionaries keyed by id(), as katcp.wire.handlers keeps its table copies: not in a
+# WeakSet, whose members must be hashable (a type subclass defining __eq__ is not) and
+# whose iteration fails while another thread adds one.
+def _register(registry: "weakref.WeakValueDictionary[int, Any]", obj: Any) -> None:
+    registry[id(obj)] = obj
 
-class _WeakRegistry:
-    """Objects kept weakly, by identity, for :func:`_method_changed` to visit.
 
-    Not a WeakSet: its members need not be hashable (a type subclass defining __eq__
-    is not), and a snapshot taken while another thread adds one does not fail (a
-    WeakSet's iteration raises then).
-    """
-
-    __slots__ = ("_refs",)
-
-    def __init__(self) -> None:
-        self._refs: Dict[int, "weakref.ref[Any]"] = {}
-
-    def add(self, obj: Any) -> None:
-        refs, key = self._refs, id(obj)
-
-        def forget(ref: "weakref.ref[Any]") -> None:
-            # Only its own entry: the id may be another object's by now.
-            if refs.get(key) is ref:
-                del refs[key]
-
-        refs[key] = weakref.ref(obj, forget)
-
-    def snapshot(self) -> List[Any]:
-        """The objects alive now (the copy of the refs is made without a thread switch)."""
-        alive = [ref() for ref in tuple(self._refs.values())]
-        return [obj for obj in alive if obj is not None]
+def _alive(registry: "weakref.WeakValueDictionary[int, Any]") -> List[Any]:
+    """The objects of `registry` alive now (its references copied in one call)."""
+    alive = [ref() for ref in registry.valuerefs()]
+    return [obj for obj in alive if obj is not None]
 
 
 # The objects whose plan() made such a plan, kept current by _method_changed().
-_plans = _WeakRegistry()
+_plans: "weakref.WeakValueDictionary[int, Any]" = weakref.WeakValueDictionary()
 
 
 def planned(plan: Any) -> Any:
@@ -77,12 +61,12 @@ def planned(plan: Any) -> Any:
     plan : object
         `plan`.
     """
-    _plans.add(plan)
+    _register(_plans, plan)
     return plan
 
 
 # The types made, whose encode() and decode() _take_rule_methods() keeps current.
-_types = _WeakRegistry()
+_types: "weakref.WeakValueDictionary[int, Any]" = weakref.WeakValueDictionary()
 _RULE_METHODS = ("encode", "decode")
 
 
@@ -122,10 +106,10 @@ def _method_changed(name: str) -> None:
     """Attribute `name` was set or deleted on a type or its class: take the rules'
     methods again if it is one, and plan again if the plans are made of it."""
     if name in _RULE_METHODS:
-        for kattype in _types.snapshot():
+        for kattype in _alive(_types):
             _take_rule_methods(kattype)
     if name in _PLANNED_METHODS:
-        for plan in _plans.snapshot():
+        for plan in _alive(_plans):
             plan.plan()
 
 
@@ -174,7 +158,7 @@ class KatcpType(metaclass=_KatcpTypeClass):
         self._default = default
         self._optional = optional
         self._multiple = multiple
-        _types.add(self)
+        _register(_types, self)
         _take_rule_methods(self)
 
     # Copies (copy, deepcopy, pickle) take the rule's methods afresh, as made types do:
@@ -192,7 +176,7 @@ class KatcpType(metaclass=_KatcpTypeClass):
         self.__dict__.update(state)
         for name, value in slots.items():
             object.__setattr__(self, name, value)
-        _types.add(self)
+        _register(_types, self)
         _take_rule_methods(self)
 
     def _dict_state(self) -> Dict[str, Any]:
