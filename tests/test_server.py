@@ -31,7 +31,7 @@ from katcp.server import (AsyncDeviceServer, ClientConnection, ClientRequestConn
                           ThreadsafeClientConnection, construct_name_filter, return_future)
 from katcp.version import __version__
 
-from log_helpers import no_logs
+from log_helpers import no_logs, recording_logger
 from server_kinds import ResolvedWhileEntered
 from server_line_client import LineClient
 from wait_helpers import run_case_for_leftovers
@@ -1946,6 +1946,23 @@ def test_log_level_sets_the_python_loggers_level(name, python_level):
     logger.set_log_level_by_name(name)
     assert py_logger.level == python_level
     assert py_logger.isEnabledFor(logging.DEBUG) is (python_level <= logging.DEBUG)
+
+
+@pytest.mark.parametrize("name", ["trace", "all"])
+def test_the_most_verbose_messages_reach_the_python_logger_set_to_let_them_through(name):
+    # ?log-level trace (or all) sets the Python logger to let every level through: the
+    # trace messages themselves too, and #log trace informs handed to log_to_python.
+    with recording_logger("katcp.test.tracelevel") as (py_logger, handler):
+        logger = DeviceLogger(_InformRecorder(), python_logger=py_logger)
+        logger.set_log_level_by_name(name)
+        logger.trace("a trace of %s", "pump")
+        logger.log(DeviceLogger.ALL, "at the level all")
+        for level in ("trace", "all"):
+            DeviceLogger.log_to_python(py_logger, Message.inform("log", level, "1.5", "dev",
+                                                                 "sent at " + level))
+    assert [(r.levelno, r.getMessage()) for r in handler.records] == [
+        (1, "a trace of pump"), (1, "at the level all"), (1, "1.5 dev: sent at trace"),
+        (1, "1.5 dev: sent at all")]
 
 
 def test_katcp_server_constants():
