@@ -95,9 +95,14 @@ class GenericSensorTree:
         for child in children:
             self._parent_to_children[parent].add(child)
             self._child_to_parents[child].add(parent)
-        self.recalculate(parent, children)
-        for sensor in added:
-            sensor.attach(self)
+        try:
+            self.recalculate(parent, children)
+        finally:
+            # Also when the first recalculation raised (a rule that fails on the values
+            # the children have yet): the links are made, so the tree follows the
+            # children's next changes, as it follows those of linked sensors.
+            for sensor in added:
+                sensor.attach(self)
 
     @_one_at_a_time
     def remove_links(self, parent: Sensor, children: Iterable[Sensor]) -> None:

@@ -210,6 +210,45 @@ class TestAggregateSensorTree:
         assert agg not in tree
 
 
+def test_a_rule_that_fails_on_the_first_values_leaves_its_children_observed():
+    # The rule raises when the aggregate is added (a child has no usable value yet): the
+    # error is the caller's, and the aggregate follows the children from then on.
+    tree = AggregateSensorTree()
+    parent = Sensor.float("ratio", "", "", [0, 100])
+    numerator, denominator = (Sensor.integer(name, "", "", [0, 10])
+                              for name in ("numerator", "denominator"))
+    numerator.set_value(6)
+
+    def ratio(parent, children):
+        parent.set_value(numerator.value() / denominator.value())
+
+    with pytest.raises(ZeroDivisionError):
+        tree.add(parent, ratio, (numerator, denominator))
+    denominator.set_value(3)
+    assert parent.value() == 2.0
+    numerator.set_value(9)
+    assert parent.value() == 3.0
+
+
+def test_a_parent_that_cannot_be_set_when_linked_still_follows_its_child():
+    class Refusing(Sensor):
+        refuse = True
+
+        def set_value(self, value, *args, **kwargs):
+            if self.refuse:
+                raise RuntimeError("not yet")
+            super().set_value(value, *args, **kwargs)
+
+    tree = BooleanSensorTree()
+    parent = Refusing(Sensor.BOOLEAN, "parent", "", "")
+    child, = booleans("child")
+    with pytest.raises(RuntimeError):
+        tree.add(parent, child)
+    parent.refuse = False
+    child.set_value(True)
+    assert parent.value() is True
+
+
 def test_a_parent_is_recalculated_by_one_thread_at_a_time():
     # Thread A's recalculation reads the children, then stalls; thread B, setting
     # another child meanwhile, must wait for it, or A would write its older sum last.
