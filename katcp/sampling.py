@@ -205,6 +205,12 @@ class SampleStrategy:
     # Whether the last timed sample failed (see _log_sample_error).
     _sample_failing = False
 
+    # Set from any thread when the sensor's values are no longer to be sent (its server
+    # removed it, and the loop cancels the strategy soon): a timed sample, which reads
+    # the sensor's value when it runs, then sends nothing. Readings handed to the
+    # strategy before are still sent.
+    _withdrawn = False
+
     # Readings set by other threads and not yet observed, oldest first (None while there
     # are none: a strategy keeps no deque between bursts).
     _pending: Optional[Deque[Reading]] = None
@@ -635,7 +641,10 @@ class SamplePeriod(SampleStrategy):
 
     def _tick(self, deadline: float) -> None:
         try:
-            self.inform(self._sensor.read())
+            reading = self._sensor.read()
+            # Tested once read: a value set after the strategy was withdrawn is not sent.
+            if not self._withdrawn:
+                self.inform(reading)
         except Exception:
             # A sensor that failed to read (or a callback that failed) once is sampled
             # again a period on.
@@ -736,7 +745,12 @@ class SampleEventRate(_SampleChanges):
     def _report_timed(self, reading: Optional[Reading]) -> None:
         """_report() `reading` (None: the current one) from a timer, logging any error."""
         try:
-            self._report(_as_reading(self._sensor.read()) if reading is None else reading)
+            if reading is None:
+                reading = _as_reading(self._sensor.read())
+                # Tested once read, as SamplePeriod does.
+                if self._withdrawn:
+                    return
+            self._report(reading)
         except Exception:
             self._log_sample_error()
             if self._longest and self._longest_timeout is None and not self._cancelled:

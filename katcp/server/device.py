@@ -289,6 +289,13 @@ class DeviceServer(DeviceServerBase):
     def _end_strategies_of(self, sensor: Sensor) -> None:
         """End every client's strategy of `sensor`, no longer the device's."""
         if self.running():
+            # Timed samples read the sensor when they run, so they are withdrawn at once:
+            # none sends a value set after this returns. (Read from this thread, the
+            # loop's dicts at worst miss a strategy starting now; the cancel ends it.)
+            for strategies in list(self._strategies.values()):
+                strategy = strategies.get(sensor)
+                if strategy is not None:
+                    strategy._withdrawn = True
             # In its place among what this thread hands the loop: the readings it set
             # before are still sent, none it sets after this returns is.
             self._server.call_from_thread(lambda: self._cancel_sensor_strategies(sensor))
