@@ -1334,6 +1334,30 @@ def test_interface_changed_coalesced(example):
         "!sensor-list ok 1")
 
 
+def test_sensors_changed_as_a_stop_closes_the_loop_log_nothing_and_hold_back_nothing():
+    # A thread adds, replaces and removes sensors while the server stops: running() may
+    # still say True when the loop has closed (simulated here, where the race leaves it).
+    # The work for the loop is dropped quietly, and the server started again tells its
+    # clients of the next change.
+    server = ExampleServer("127.0.0.1", 0)
+    server.SEND_INTERFACE_CHANGED = True
+    start_server(server)
+    stop_server(server)
+    server.running = lambda: True
+    with no_logs("katcp"):
+        server.add_sensor(Sensor.integer("an.int", "A new integer.", ""))
+        server.remove_sensor("a.float")
+    del server.running
+    port = start_server(server)
+    try:
+        with LineClient(port) as client:
+            assert client.greeting() == GREETING
+            server.add_sensor(Sensor.integer("new.one", "", ""))
+            assert client.readline() == b"#interface-changed sensor-list"
+    finally:
+        stop_server(server)
+
+
 class V4Server(DeviceServer):
     VERSION_INFO = ("v4-api", 0, 4)
     BUILD_INFO = ("v4-impl", 1, 2, "b3")
