@@ -349,9 +349,13 @@ class AggregateSensorTree(GenericSensorTree):
             remaining = set(children) - {child}
             # remove_links() recalculates with the rule's children: those left.
             self._aggregates[parent] = (rule_function, remaining)
-            self.remove_links(parent, children)
-            del self._aggregates[parent]
-            self._incomplete_aggregates[parent] = (rule_function, {name}, remaining)
+            try:
+                self.remove_links(parent, children)
+            finally:
+                # Also when the rule raised: the links are gone, and the aggregate
+                # waits for the sensor as the others do.
+                del self._aggregates[parent]
+                self._incomplete_aggregates[parent] = (rule_function, {name}, remaining)
 
     @_one_at_a_time
     def remove(self, parent: Sensor) -> None:
@@ -372,8 +376,11 @@ class AggregateSensorTree(GenericSensorTree):
             return
         self.fetch(parent)  # a ValueError if it has no rule
         # Unlink first: remove_links recalculates the parent with its rule one last time.
-        self.remove_links(parent, self.children(parent))
-        del self._aggregates[parent]
+        try:
+            self.remove_links(parent, self.children(parent))
+        finally:
+            # Also when the rule raised: the links are gone, so the rule goes too.
+            del self._aggregates[parent]
 
     def fetch(self, parent: Sensor) -> Tuple[_Rule, Any]:
         """Retrieve an aggregation rule.

@@ -230,6 +230,53 @@ def test_a_rule_that_fails_on_the_first_values_leaves_its_children_observed():
     assert parent.value() == 3.0
 
 
+class _FailingRule:
+    """A sum rule that raises while `failing`."""
+
+    failing = False
+
+    def __call__(self, parent, children):
+        if self.failing:
+            raise RuntimeError("the rule failed")
+        parent.set_value(sum(child.value() for child in children))
+
+
+def _summed():
+    parent, first, second = (Sensor.integer(name, "", "", default=1)
+                             for name in ("sum", "first", "second"))
+    return parent, first, second
+
+
+def test_a_rule_removed_while_it_fails_is_gone_and_may_be_added_again():
+    tree, rule = AggregateSensorTree(), _FailingRule()
+    parent, first, second = _summed()
+    tree.add(parent, rule, (first, second))
+    rule.failing = True
+    with pytest.raises(RuntimeError):
+        tree.remove(parent)  # its last recalculation raises
+    rule.failing = False
+    with pytest.raises(ValueError, match="has no aggregate rule"):
+        tree.fetch(parent)
+    tree.add(parent, rule, (first, second))
+    first.set_value(5)
+    assert parent.value() == 6
+
+
+def test_a_child_deregistered_while_its_rule_fails_is_awaited_again():
+    tree, rule = AggregateSensorTree(), _FailingRule()
+    parent, first, second = _summed()
+    for child in (first, second):
+        tree.register_sensor(child)
+    tree.add_delayed(parent, rule, ["first", "second"])
+    rule.failing = True
+    with pytest.raises(RuntimeError):
+        tree.deregister_sensor(first)  # the recalculation without it raises
+    rule.failing = False
+    tree.register_sensor(first)
+    first.set_value(10)
+    assert parent.value() == 11
+
+
 def test_a_parent_that_cannot_be_set_when_linked_still_follows_its_child():
     class Refusing(Sensor):
         refuse = True
