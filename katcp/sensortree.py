@@ -30,6 +30,20 @@ def _one_at_a_time(method: _Method) -> _Method:
     return cast(_Method, locked)
 
 
+def _for_each(items: Iterable[Any], step: Callable[[Any], None]) -> None:
+    """``step(item)`` for each of `items`, all of them though one raises; then raise the
+    first error: a rule that fails for one parent leaves no other parent behind."""
+    failure = None
+    for item in items:
+        try:
+            step(item)
+        except Exception as exc:
+            if failure is None:
+                failure = exc
+    if failure is not None:
+        raise failure
+
+
 class GenericSensorTree:
     """A tree of generic sensors.
 
@@ -56,8 +70,8 @@ class GenericSensorTree:
         reading : katcp.core.Reading
             The new reading, as returned by ``sensor.read()``.
         """
-        for parent in list(self._child_to_parents.get(sensor, ())):
-            self.recalculate(parent, (sensor,))
+        _for_each(list(self._child_to_parents.get(sensor, ())),
+                  lambda parent: self.recalculate(parent, (sensor,)))
 
     def recalculate(self, parent: Sensor, updates: Iterable[Sensor]) -> None:
         """Re-calculate the value of parent sensor.
@@ -310,13 +324,15 @@ class AggregateSensorTree(GenericSensorTree):
         if name in self._registered_sensors:
             raise ValueError("Sensor %r already registered with aggregate tree." % (name,))
         self._registered_sensors[name] = child
+        complete = []
         for parent, (rule_function, missing, found) in list(self._incomplete_aggregates.items()):
             if name in missing:
                 missing.discard(name)
                 found.add(child)
                 if not missing:
                     del self._incomplete_aggregates[parent]
-                    self.add(parent, rule_function, found)
+                    complete.append((parent, rule_function, found))
+        _for_each(complete, lambda aggregate: self.add(*aggregate))
 
     @_one_at_a_time
     def deregister_sensor(self, child: Sensor) -> None:

@@ -277,6 +277,43 @@ def test_a_child_deregistered_while_its_rule_fails_is_awaited_again():
     assert parent.value() == 11
 
 
+def test_a_rule_that_fails_for_one_parent_leaves_no_other_parent_behind():
+    # The rule fails for whichever parent is recalculated first; the error reaches the
+    # caller of set_value() once the others are recalculated too.
+    class FailingOnce(_FailingRule):
+        def __call__(self, parent, children):
+            failing, self.failing = self.failing, False
+            if failing:
+                raise RuntimeError("the rule failed")
+            super().__call__(parent, children)
+
+    tree, rule = AggregateSensorTree(), FailingOnce()
+    parents = _summed()
+    child = Sensor.integer("child", "", "", default=1)
+    for parent in parents:
+        tree.add(parent, rule, (child,))
+    rule.failing = True
+    with pytest.raises(RuntimeError):
+        child.set_value(7)
+    assert sorted(parent.value() for parent in parents) == [1, 7, 7]
+
+
+def test_a_rule_that_fails_as_its_last_child_registers_leaves_no_other_rule_waiting():
+    tree, failing = AggregateSensorTree(), _FailingRule()
+    parent, first, second = _summed()
+    child = Sensor.integer("child", "", "", default=2)
+    tree.add_delayed(parent, failing, ["child"])
+    tree.add_delayed(first, _FailingRule(), ["child"])
+    tree.add_delayed(second, _FailingRule(), ["child"])
+    failing.failing = True
+    with pytest.raises(RuntimeError):
+        tree.register_sensor(child)
+    assert (first.value(), second.value()) == (2, 2)
+    failing.failing = False
+    child.set_value(3)
+    assert (parent.value(), first.value(), second.value()) == (3, 3, 3)
+
+
 def test_a_parent_that_cannot_be_set_when_linked_still_follows_its_child():
     class Refusing(Sensor):
         refuse = True
