@@ -1989,6 +1989,21 @@ def test_the_most_verbose_messages_reach_the_python_logger_set_to_let_them_throu
         (1, "1.5 dev: sent at all")]
 
 
+@pytest.mark.parametrize("python_logger", [None, logging.getLogger("katcp.test.badlevel")])
+@pytest.mark.parametrize("level", [10, -1, "info", None])
+def test_a_level_that_is_no_constant_is_refused_and_changes_nothing(python_logger, level):
+    device = _InformRecorder()
+    logger = DeviceLogger(device, python_logger=python_logger)
+    logger.set_log_level(DeviceLogger.INFO)
+    with pytest.raises(KeyError):
+        logger.set_log_level(level)
+    assert logger.level_name() == "info"
+    logger.info("still %s", "logging")
+    assert device.texts == ["still logging"]
+    if python_logger is not None:
+        assert python_logger.level == logging.INFO
+
+
 def test_katcp_server_constants():
     assert KATCPServer.MAX_MSG_SIZE == 2 * 1024 * 1024
     assert KATCPServer.MAX_WRITE_BUFFER_SIZE == 4 * 1024 * 1024

@@ -97,10 +97,18 @@ class DeviceLogger:
         level : logging level constant
             The value to set the logging level to.
 
+        Raises
+        ------
+        KeyError
+            If `level` is none of the constants (the level is left as it was).
+
         """
+        # Looked up first: a level that is none of the constants raises KeyError and
+        # leaves the logger as it was.
+        python_level = self._python_level(level)
         self._log_level = level
         if self._python_logger is not None:
-            self._python_logger.setLevel(self._python_level(level))
+            self._python_logger.setLevel(python_level)
 
     def set_log_level_by_name(self, level_name: Union[str, bytes]) -> None:
         """Set the logging level using a level name.
