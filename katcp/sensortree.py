@@ -197,12 +197,31 @@ class BooleanSensorTree(GenericSensorTree):
         Raises
         ------
         ValueError
-            If either sensor is not boolean.
+            If either sensor is not boolean, or if `child` is `parent` or depends on it
+            already (the link would make a cycle).
         """
         for sensor in (parent, child):
             if sensor.stype != "boolean":
                 raise ValueError("Sensor %r is not boolean." % (sensor.name,))
+        if self._depends_on(child, parent):
+            # Each parent is set whenever it is recalculated, so a cycle would set its
+            # sensors in turn for ever (a RecursionError, at once or at the next change).
+            raise ValueError("Sensor %r depends on %r already: making %r depend on %r "
+                             "would make a cycle." % (child.name, parent.name, parent.name,
+                                                      child.name))
         self.add_links(parent, (child,))
+
+    def _depends_on(self, sensor: Sensor, other: Sensor) -> bool:
+        """Whether `sensor` is `other` or depends on it, through any number of links."""
+        seen, todo = set(), [sensor]
+        while todo:
+            each = todo.pop()
+            if each is other:
+                return True
+            if each not in seen:
+                seen.add(each)
+                todo.extend(self._parent_to_children.get(each, ()))
+        return False
 
     @_one_at_a_time
     def remove(self, parent: Sensor, child: Sensor) -> None:

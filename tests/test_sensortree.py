@@ -110,6 +110,20 @@ class TestBooleanSensorTree:
             tree.add(Sensor.integer("i"), parent)
         assert parent not in tree
 
+    @pytest.mark.parametrize("link", [("root", "root"), ("leaf", "root"), ("mid", "root")])
+    def test_a_link_that_would_make_a_cycle_is_refused_and_changes_nothing(self, link):
+        tree = BooleanSensorTree()
+        sensors = dict(zip(("root", "mid", "leaf"), booleans("root", "mid", "leaf")))
+        tree.add(sensors["root"], sensors["mid"])
+        tree.add(sensors["mid"], sensors["leaf"])
+        parent, child = (sensors[name] for name in link)
+        with pytest.raises(ValueError, match="would make a cycle"):
+            tree.add(parent, child)
+        assert tree.children(sensors["leaf"]) == set()
+        assert tree.parents(sensors["root"]) == set()
+        sensors["leaf"].set_value(True)
+        assert sensors["root"].value() is True
+
 
 def add_rule(parent, children):
     parent.set_value(sum(child.value() for child in children))
