@@ -378,9 +378,9 @@ class AggregateSensorTree(GenericSensorTree):
             if child in found:
                 found.discard(child)
                 missing.add(name)
-        for parent, (rule_function, children) in list(self._aggregates.items()):
-            if child not in children:
-                continue
+
+        def wait_again(parent: Sensor) -> None:
+            rule_function, children = self._aggregates[parent]
             remaining = set(children) - {child}
             # remove_links() recalculates with the rule's children: those left.
             self._aggregates[parent] = (rule_function, remaining)
@@ -391,6 +391,8 @@ class AggregateSensorTree(GenericSensorTree):
                 # waits for the sensor as the others do.
                 del self._aggregates[parent]
                 self._incomplete_aggregates[parent] = (rule_function, {name}, remaining)
+        _for_each([parent for parent, (_rule, children) in self._aggregates.items()
+                   if child in children], wait_again)
 
     @_one_at_a_time
     def remove(self, parent: Sensor) -> None:

@@ -255,6 +255,16 @@ class _FailingRule:
         parent.set_value(sum(child.value() for child in children))
 
 
+class _FailingOnce(_FailingRule):
+    """A sum rule that raises once, when next called after `failing` is set."""
+
+    def __call__(self, parent, children):
+        failing, self.failing = self.failing, False
+        if failing:
+            raise RuntimeError("the rule failed")
+        super().__call__(parent, children)
+
+
 def _summed():
     parent, first, second = (Sensor.integer(name, "", "", default=1)
                              for name in ("sum", "first", "second"))
@@ -291,17 +301,29 @@ def test_a_child_deregistered_while_its_rule_fails_is_awaited_again():
     assert parent.value() == 11
 
 
+def test_a_child_deregistered_while_one_rule_fails_is_awaited_by_every_rule():
+    tree, rule = AggregateSensorTree(), _FailingOnce()
+    parent, first, second = _summed()
+    child = Sensor.integer("child", "", "", default=2)
+    for sensor in (first, child):
+        tree.register_sensor(sensor)
+    for aggregate in (parent, second):
+        tree.add_delayed(aggregate, rule, ["first", "child"])
+    rule.failing = True
+    with pytest.raises(RuntimeError):
+        tree.deregister_sensor(child)
+    # The rule failed for the first aggregate (sum 3 kept); the second was recalculated
+    # without `child` (1), and neither follows its children until `child` is back.
+    first.set_value(5)
+    assert (parent.value(), second.value()) == (3, 1)
+    tree.register_sensor(child)
+    assert (parent.value(), second.value()) == (7, 7)
+
+
 def test_a_rule_that_fails_for_one_parent_leaves_no_other_parent_behind():
     # The rule fails for whichever parent is recalculated first; the error reaches the
     # caller of set_value() once the others are recalculated too.
-    class FailingOnce(_FailingRule):
-        def __call__(self, parent, children):
-            failing, self.failing = self.failing, False
-            if failing:
-                raise RuntimeError("the rule failed")
-            super().__call__(parent, children)
-
-    tree, rule = AggregateSensorTree(), FailingOnce()
+    tree, rule = AggregateSensorTree(), _FailingOnce()
     parents = _summed()
     child = Sensor.integer("child", "", "", default=1)
     for parent in parents:
