@@ -205,6 +205,12 @@ class SampleStrategy:
     # Whether the last timed sample failed (see _log_sample_error).
     _sample_failing = False
 
+    # Set from any thread when the sensor's values are no longer to be sent (its server
+    # removed it, and the loop cancels the strategy soon): a timed sample, which reads
+    # the sensor's value when it runs, then sends nothing. Readings handed to the
+    # strategy before are still sent.
+    _withdrawn = False
+
     # Readings set by other threads and not yet observed, oldest first (None while there
     # are none: a strategy keeps no deque between bursts).
     _pending: Optional[Deque[Reading]] = None
@@ -303,7 +309,26 @@ class SampleStrategy:
     def attach(self) -> None:
         """Attach strategy to its sensor and send initial update."""
         self._sensor.attach(self)
-        self.update(self._sensor, self._sensor.read())
+        self._update_now()
+
+    def _update_now(self) -> None:
+        """Update with the sensor's current reading, as attach() does first.
+
+        A read() that raises (a sensor that polls hardware, say) is logged as a failed
+        timed sample is (:meth:`_sample_failed`): the strategy stays attached and
+        observes the next readings, rather than failing the request that started it.
+        """
+        try:
+            reading = self._sensor.read()
+        except Exception:
+            self._sample_failed()
+            return
+        self.update(self._sensor, reading)
+
+    def _sample_failed(self) -> None:
+        """Called in an ``except`` block when a sample of the sensor's current reading
+        failed; strategies with timers of their own arm the next sample here."""
+        self._log_sample_error()
 
     def detach(self) -> None:
         """Detach strategy from its sensor."""
@@ -635,7 +660,10 @@ class SamplePeriod(SampleStrategy):
 
     def _tick(self, deadline: float) -> None:
         try:
-            self.inform(self._sensor.read())
+            reading = self._sensor.read()
+            # Tested once read: a value set after the strategy was withdrawn is not sent.
+            if not self._withdrawn:
+                self.inform(reading)
         except Exception:
             # A sensor that failed to read (or a callback that failed) once is sampled
             # again a period on.
@@ -736,16 +764,24 @@ class SampleEventRate(_SampleChanges):
     def _report_timed(self, reading: Optional[Reading]) -> None:
         """_report() `reading` (None: the current one) from a timer, logging any error."""
         try:
-            self._report(_as_reading(self._sensor.read()) if reading is None else reading)
+            if reading is None:
+                reading = _as_reading(self._sensor.read())
+                # Tested once read, as SamplePeriod does.
+                if self._withdrawn:
+                    return
+            self._report(reading)
         except Exception:
-            self._log_sample_error()
-            if self._longest and self._longest_timeout is None and not self._cancelled:
-                # read() failed, so nothing was sent: the sensor is read again a longest
-                # period on.
-                self._arm_longest(self._clock_loop.time() + self._longest)
+            self._sample_failed()
         else:
             if self._sample_failing:
                 self._log_sample_recovered()
+
+    def _sample_failed(self) -> None:
+        self._log_sample_error()
+        if self._longest and self._longest_timeout is None and not self._cancelled:
+            # read() failed, so nothing was sent: the sensor is read again a longest
+            # period on.
+            self._arm_longest(self._clock_loop.time() + self._longest)
 
     def cancel_timeouts(self) -> None:
         for timeout in (self._shortest_timeout, self._longest_timeout):
@@ -892,6 +928,10 @@ class _EventFanOut(SampleEvent):
                 self._admit(member, entry)
         SampleEvent._observe_upto(self, upto)
 
+    def _sample_failed(self) -> None:
+        """Nothing logged: a member reads the sensor itself when it joins, and logs its
+        own failure (the fan-out's first reading only marks what is news)."""
+
     def _retarget(self) -> Tuple[Callable[[bytes], None], ...]:
         groups: Dict[Callable[..., Any], List[Any]] = {}
         targets = []
@@ -987,7 +1027,7 @@ class _WireSampleEvent(SampleEvent):
     def attach(self) -> None:
         # The first reading goes to this client alone; later ones come from the fan-out.
         self._fan_out = _EventFanOut.join(self)
-        self.update(self._sensor, self._sensor.read())
+        self._update_now()
 
     def detach(self) -> None:
         if self._fan_out is not None:

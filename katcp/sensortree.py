@@ -30,6 +30,20 @@ def _one_at_a_time(method: _Method) -> _Method:
     return cast(_Method, locked)
 
 
+def _for_each(items: Iterable[Any], step: Callable[[Any], None]) -> None:
+    """``step(item)`` for each of `items`, all of them though one raises; then raise the
+    first error: a rule that fails for one parent leaves no other parent behind."""
+    failure = None
+    for item in items:
+        try:
+            step(item)
+        except Exception as exc:
+            if failure is None:
+                failure = exc
+    if failure is not None:
+        raise failure
+
+
 class GenericSensorTree:
     """A tree of generic sensors.
 
@@ -56,8 +70,8 @@ class GenericSensorTree:
         reading : katcp.core.Reading
             The new reading, as returned by ``sensor.read()``.
         """
-        for parent in list(self._child_to_parents.get(sensor, ())):
-            self.recalculate(parent, (sensor,))
+        _for_each(list(self._child_to_parents.get(sensor, ())),
+                  lambda parent: self.recalculate(parent, (sensor,)))
 
     def recalculate(self, parent: Sensor, updates: Iterable[Sensor]) -> None:
         """Re-calculate the value of parent sensor.
@@ -95,9 +109,14 @@ class GenericSensorTree:
         for child in children:
             self._parent_to_children[parent].add(child)
             self._child_to_parents[child].add(parent)
-        self.recalculate(parent, children)
-        for sensor in added:
-            sensor.attach(self)
+        try:
+            self.recalculate(parent, children)
+        finally:
+            # Also when the first recalculation raised (a rule that fails on the values
+            # the children have yet): the links are made, so the tree follows the
+            # children's next changes, as it follows those of linked sensors.
+            for sensor in added:
+                sensor.attach(self)
 
     @_one_at_a_time
     def remove_links(self, parent: Sensor, children: Iterable[Sensor]) -> None:
@@ -178,12 +197,31 @@ class BooleanSensorTree(GenericSensorTree):
         Raises
         ------
         ValueError
-            If either sensor is not boolean.
+            If either sensor is not boolean, or if `child` is `parent` or depends on it
+            already (the link would make a cycle).
         """
         for sensor in (parent, child):
             if sensor.stype != "boolean":
                 raise ValueError("Sensor %r is not boolean." % (sensor.name,))
+        if self._depends_on(child, parent):
+            # Each parent is set whenever it is recalculated, so a cycle would set its
+            # sensors in turn for ever (a RecursionError, at once or at the next change).
+            raise ValueError("Sensor %r depends on %r already: making %r depend on %r "
+                             "would make a cycle." % (child.name, parent.name, parent.name,
+                                                      child.name))
         self.add_links(parent, (child,))
+
+    def _depends_on(self, sensor: Sensor, other: Sensor) -> bool:
+        """Whether `sensor` is `other` or depends on it, through any number of links."""
+        seen, todo = set(), [sensor]
+        while todo:
+            each = todo.pop()
+            if each is other:
+                return True
+            if each not in seen:
+                seen.add(each)
+                todo.extend(self._parent_to_children.get(each, ()))
+        return False
 
     @_one_at_a_time
     def remove(self, parent: Sensor, child: Sensor) -> None:
@@ -305,13 +343,15 @@ class AggregateSensorTree(GenericSensorTree):
         if name in self._registered_sensors:
             raise ValueError("Sensor %r already registered with aggregate tree." % (name,))
         self._registered_sensors[name] = child
+        complete = []
         for parent, (rule_function, missing, found) in list(self._incomplete_aggregates.items()):
             if name in missing:
                 missing.discard(name)
                 found.add(child)
                 if not missing:
                     del self._incomplete_aggregates[parent]
-                    self.add(parent, rule_function, found)
+                    complete.append((parent, rule_function, found))
+        _for_each(complete, lambda aggregate: self.add(*aggregate))
 
     @_one_at_a_time
     def deregister_sensor(self, child: Sensor) -> None:
@@ -338,15 +378,21 @@ class AggregateSensorTree(GenericSensorTree):
             if child in found:
                 found.discard(child)
                 missing.add(name)
-        for parent, (rule_function, children) in list(self._aggregates.items()):
-            if child not in children:
-                continue
+
+        def wait_again(parent: Sensor) -> None:
+            rule_function, children = self._aggregates[parent]
             remaining = set(children) - {child}
             # remove_links() recalculates with the rule's children: those left.
             self._aggregates[parent] = (rule_function, remaining)
-            self.remove_links(parent, children)
-            del self._aggregates[parent]
-            self._incomplete_aggregates[parent] = (rule_function, {name}, remaining)
+            try:
+                self.remove_links(parent, children)
+            finally:
+                # Also when the rule raised: the links are gone, and the aggregate
+                # waits for the sensor as the others do.
+                del self._aggregates[parent]
+                self._incomplete_aggregates[parent] = (rule_function, {name}, remaining)
+        _for_each([parent for parent, (_rule, children) in self._aggregates.items()
+                   if child in children], wait_again)
 
     @_one_at_a_time
     def remove(self, parent: Sensor) -> None:
@@ -367,8 +413,11 @@ class AggregateSensorTree(GenericSensorTree):
             return
         self.fetch(parent)  # a ValueError if it has no rule
         # Unlink first: remove_links recalculates the parent with its rule one last time.
-        self.remove_links(parent, self.children(parent))
-        del self._aggregates[parent]
+        try:
+            self.remove_links(parent, self.children(parent))
+        finally:
+            # Also when the rule raised: the links are gone, so the rule goes too.
+            del self._aggregates[parent]
 
     def fetch(self, parent: Sensor) -> Tuple[_Rule, Any]:
         """Retrieve an aggregation rule.

@@ -445,6 +445,49 @@ def test_nothing_set_after_remove_sensor_returned_is_sent(order_server, on_loop,
     assert got == [["1"]] * rounds
 
 
+class _StallingSensor(Sensor):
+    """A sensor whose next read(), once ``stall`` is set to (entered, release), sets
+    `entered` and waits for `release`."""
+
+    stall = None
+
+    def read(self):
+        stall, self.stall = self.stall, None
+        if stall is not None:
+            entered, release = stall
+            entered.set()
+            release.wait(TIMEOUT)
+        return super().read()
+
+
+@pytest.mark.parametrize("strategy", ["period 0.01", "event-rate 0 0.01",
+                                      "differential-rate 1 0 0.01"])
+def test_no_timed_sample_sends_a_value_set_after_remove_sensor_returned(order_server,
+                                                                        strategy):
+    # A timed sample reads the sensor when it runs: one that reads it after a thread's
+    # remove_sensor() returned and the thread set it again sends nothing, though the
+    # cancel of its strategy has not reached the loop yet.
+    sensor = _StallingSensor(Sensor.INTEGER, "stalling", "A sensor.", "", [0, 10],
+                             default=0, initial_status=Sensor.NOMINAL)
+    order_server.add_sensor(sensor)
+    with LineClient(order_server.bind_address[1]) as client:
+        client.read_until(lambda line: line.startswith(b"#version-connect katcp-device"))
+        assert client.request("?sensor-sampling stalling " + strategy)[1] == (
+            "!sensor-sampling ok stalling " + strategy)
+        entered, release = threading.Event(), threading.Event()
+        sensor.stall = (entered, release)
+        assert entered.wait(TIMEOUT)  # a timed sample is reading the sensor
+        try:
+            order_server.remove_sensor(sensor)
+            sensor.set_value(2)
+        finally:
+            release.set()
+        order_server.mass_inform(Message.inform("marker"))
+        lines = client.read_until(lambda line: line == b"#marker")
+    assert {line.split()[-1] for line in lines if line.startswith(b"#sensor-status ")} <= {
+        b"0"}
+
+
 def test_a_call_with_outcome_keeps_its_place_and_gives_its_outcome(loop_thread):
     ioloop, loop_ident = loop_thread
     queue = CallQueue.of(ioloop)

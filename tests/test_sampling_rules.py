@@ -533,6 +533,51 @@ class TestFailingSamples(StrategyTestCase):
         assert logs.records[2].getMessage() == (
             "Sampling sensor 'flaky' with the SampleEventRate strategy succeeded again")
 
+    def first_read_fails(self, strategy, start_strategy):
+        # A sensor that fails its first read when the strategy starts: the strategy is
+        # in effect all the same (the failure logged once), and sends the next change.
+        sensor = FlakySensor(Sensor.INTEGER, "flaky", "", "", None, default=7,
+                             initial_status=Sensor.NOMINAL)
+        sensor.failing_reads = 2  # a read of its own by a fan-out, if any, fails too
+        with self.assertLogs("katcp.sampling", logging.ERROR) as logs:
+            sent = start_strategy(sensor)
+        assert [line.splitlines()[0] for line in logs.output] == [
+            "ERROR:katcp.sampling:Error sampling sensor 'flaky' with the %s strategy "
+            "(until a sample succeeds, further errors are logged at debug level)" % strategy]
+        assert sent == []
+        sensor.failing_reads = 0
+        sensor.set_value(8)
+        assert len(sent) == 1
+
+    def test_a_strategy_whose_first_read_fails_goes_on_observing(self):
+        for name, params, strategy in [
+                ("auto", (), "SampleAuto"), ("event", (), "SampleEvent"),
+                ("differential", ("1",), "SampleDifferential"),
+                ("event-rate", ("0", "0"), "SampleEventRate"),
+                ("differential-rate", ("1", "0", "0"), "SampleDifferentialRate")]:
+            with self.subTest(name):
+                self.first_read_fails(strategy, lambda sensor: self.start(
+                    name, sensor, *params, recorder=FlakyRecorder(self.io_loop))[1].informs)
+
+    def test_a_servers_event_strategy_whose_first_read_fails_goes_on_observing(self):
+        def start(sensor):
+            lines = []
+            self.start_wire(lines, sensor)
+            return lines
+        self.first_read_fails("_WireSampleEvent", start)
+
+    @gen_test
+    def test_an_event_rate_first_read_that_fails_is_retried_a_longest_period_on(self):
+        start = self.io_loop.time()
+        sensor = FlakySensor(Sensor.INTEGER, "flaky", "", "", None, default=7,
+                             initial_status=Sensor.NOMINAL)
+        sensor.failing_reads = 1
+        with self.assertLogs("katcp.sampling", logging.ERROR):
+            _, recorder = self.start("event-rate", sensor, "0", "2")
+        self.set_ioloop_time(start + 2)
+        yield recorder.until_count(1)
+        assert [(t - start, r.value) for t, r in recorder.informs] == [(2, 7)]
+
     @gen_test
     def test_an_event_rate_change_held_is_sent_as_it_was_set_without_reading_again(self):
         start = self.io_loop.time()

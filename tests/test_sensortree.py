@@ -110,6 +110,20 @@ class TestBooleanSensorTree:
             tree.add(Sensor.integer("i"), parent)
         assert parent not in tree
 
+    @pytest.mark.parametrize("link", [("root", "root"), ("leaf", "root"), ("mid", "root")])
+    def test_a_link_that_would_make_a_cycle_is_refused_and_changes_nothing(self, link):
+        tree = BooleanSensorTree()
+        sensors = dict(zip(("root", "mid", "leaf"), booleans("root", "mid", "leaf")))
+        tree.add(sensors["root"], sensors["mid"])
+        tree.add(sensors["mid"], sensors["leaf"])
+        parent, child = (sensors[name] for name in link)
+        with pytest.raises(ValueError, match="would make a cycle"):
+            tree.add(parent, child)
+        assert tree.children(sensors["leaf"]) == set()
+        assert tree.parents(sensors["root"]) == set()
+        sensors["leaf"].set_value(True)
+        assert sensors["root"].value() is True
+
 
 def add_rule(parent, children):
     parent.set_value(sum(child.value() for child in children))
@@ -208,6 +222,151 @@ class TestAggregateSensorTree:
         tree.remove(agg)
         tree.register_sensor(sensor1)
         assert agg not in tree
+
+
+def test_a_rule_that_fails_on_the_first_values_leaves_its_children_observed():
+    # The rule raises when the aggregate is added (a child has no usable value yet): the
+    # error is the caller's, and the aggregate follows the children from then on.
+    tree = AggregateSensorTree()
+    parent = Sensor.float("ratio", "", "", [0, 100])
+    numerator, denominator = (Sensor.integer(name, "", "", [0, 10])
+                              for name in ("numerator", "denominator"))
+    numerator.set_value(6)
+
+    def ratio(parent, children):
+        parent.set_value(numerator.value() / denominator.value())
+
+    with pytest.raises(ZeroDivisionError):
+        tree.add(parent, ratio, (numerator, denominator))
+    denominator.set_value(3)
+    assert parent.value() == 2.0
+    numerator.set_value(9)
+    assert parent.value() == 3.0
+
+
+class _FailingRule:
+    """A sum rule that raises while `failing`."""
+
+    failing = False
+
+    def __call__(self, parent, children):
+        if self.failing:
+            raise RuntimeError("the rule failed")
+        parent.set_value(sum(child.value() for child in children))
+
+
+class _FailingOnce(_FailingRule):
+    """A sum rule that raises once, when next called after `failing` is set."""
+
+    def __call__(self, parent, children):
+        failing, self.failing = self.failing, False
+        if failing:
+            raise RuntimeError("the rule failed")
+        super().__call__(parent, children)
+
+
+def _summed():
+    parent, first, second = (Sensor.integer(name, "", "", default=1)
+                             for name in ("sum", "first", "second"))
+    return parent, first, second
+
+
+def test_a_rule_removed_while_it_fails_is_gone_and_may_be_added_again():
+    tree, rule = AggregateSensorTree(), _FailingRule()
+    parent, first, second = _summed()
+    tree.add(parent, rule, (first, second))
+    rule.failing = True
+    with pytest.raises(RuntimeError):
+        tree.remove(parent)  # its last recalculation raises
+    rule.failing = False
+    with pytest.raises(ValueError, match="has no aggregate rule"):
+        tree.fetch(parent)
+    tree.add(parent, rule, (first, second))
+    first.set_value(5)
+    assert parent.value() == 6
+
+
+def test_a_child_deregistered_while_its_rule_fails_is_awaited_again():
+    tree, rule = AggregateSensorTree(), _FailingRule()
+    parent, first, second = _summed()
+    for child in (first, second):
+        tree.register_sensor(child)
+    tree.add_delayed(parent, rule, ["first", "second"])
+    rule.failing = True
+    with pytest.raises(RuntimeError):
+        tree.deregister_sensor(first)  # the recalculation without it raises
+    rule.failing = False
+    tree.register_sensor(first)
+    first.set_value(10)
+    assert parent.value() == 11
+
+
+def test_a_child_deregistered_while_one_rule_fails_is_awaited_by_every_rule():
+    tree, rule = AggregateSensorTree(), _FailingOnce()
+    parent, first, second = _summed()
+    child = Sensor.integer("child", "", "", default=2)
+    for sensor in (first, child):
+        tree.register_sensor(sensor)
+    for aggregate in (parent, second):
+        tree.add_delayed(aggregate, rule, ["first", "child"])
+    rule.failing = True
+    with pytest.raises(RuntimeError):
+        tree.deregister_sensor(child)
+    # The rule failed for the first aggregate (sum 3 kept); the second was recalculated
+    # without `child` (1), and neither follows its children until `child` is back.
+    first.set_value(5)
+    assert (parent.value(), second.value()) == (3, 1)
+    tree.register_sensor(child)
+    assert (parent.value(), second.value()) == (7, 7)
+
+
+def test_a_rule_that_fails_for_one_parent_leaves_no_other_parent_behind():
+    # The rule fails for whichever parent is recalculated first; the error reaches the
+    # caller of set_value() once the others are recalculated too.
+    tree, rule = AggregateSensorTree(), _FailingOnce()
+    parents = _summed()
+    child = Sensor.integer("child", "", "", default=1)
+    for parent in parents:
+        tree.add(parent, rule, (child,))
+    rule.failing = True
+    with pytest.raises(RuntimeError):
+        child.set_value(7)
+    assert sorted(parent.value() for parent in parents) == [1, 7, 7]
+
+
+def test_a_rule_that_fails_as_its_last_child_registers_leaves_no_other_rule_waiting():
+    tree, failing = AggregateSensorTree(), _FailingRule()
+    parent, first, second = _summed()
+    child = Sensor.integer("child", "", "", default=2)
+    tree.add_delayed(parent, failing, ["child"])
+    tree.add_delayed(first, _FailingRule(), ["child"])
+    tree.add_delayed(second, _FailingRule(), ["child"])
+    failing.failing = True
+    with pytest.raises(RuntimeError):
+        tree.register_sensor(child)
+    assert (first.value(), second.value()) == (2, 2)
+    failing.failing = False
+    child.set_value(3)
+    assert (parent.value(), first.value(), second.value()) == (3, 3, 3)
+
+
+def test_a_parent_that_cannot_be_set_when_linked_still_follows_its_child():
+    class Refusing(Sensor):
+        refuse = True
+
+        def set_value(self, value, *args, **kwargs):
+            if self.refuse:
+                raise RuntimeError("not yet")
+            super().set_value(value, *args, **kwargs)
+
+    tree = BooleanSensorTree()
+    parent = Refusing(Sensor.BOOLEAN, "parent", "", "")
+    child, = booleans("child")
+    with pytest.raises(RuntimeError):
+        tree.add(parent, child)
+    parent.refuse = False
+    child.set_value(True)
+    assert parent.value() is True
 
 
 def test_a_parent_is_recalculated_by_one_thread_at_a_time():

@@ -31,7 +31,7 @@ from katcp.server import (AsyncDeviceServer, ClientConnection, ClientRequestConn
                           ThreadsafeClientConnection, construct_name_filter, return_future)
 from katcp.version import __version__
 
-from log_helpers import no_logs
+from log_helpers import no_logs, recording_logger
 from server_kinds import ResolvedWhileEntered
 from server_line_client import LineClient
 from wait_helpers import run_case_for_leftovers
@@ -509,8 +509,22 @@ def test_sensor_list_and_value(example):
     assert client.request("?sensor-value /int/") == (informs[2:], "!sensor-value ok 1")
     assert client.request("?sensor-value nosuch") == (
         [], r"!sensor-value fail Unknown\_sensor\_name.")
-    informs, reply = client.request("?sensor-value /[/")
-    assert informs == [] and reply.startswith("!sensor-value fail Traceback")
+
+
+@pytest.mark.parametrize("request_name", ["sensor-list", "sensor-value"])
+@pytest.mark.parametrize("pattern", ["/[/", "/\\/", "/(?P<x/"])
+def test_a_name_pattern_that_is_no_regular_expression_fails_the_request_plainly(
+        example, request_name, pattern):
+    # The client's mistake: a fail reply that says what is wrong, not the device's
+    # traceback, and nothing logged as an error of the device.
+    server, client = example
+    with pytest.raises(re.error) as error:
+        re.compile(pattern[1:-1])
+    with no_logs("katcp"):
+        informs, reply = client.request(bytes(Message.request(request_name, pattern)))
+    expected = Message.reply(request_name, "fail", "Invalid regular expression %s: %s."
+                             % (pattern, error.value))
+    assert (informs, reply) == ([], bytes(expected).decode())
 
 
 def test_sensor_sampling_event_and_clear(example):
@@ -1320,6 +1334,30 @@ def test_interface_changed_coalesced(example):
         "!sensor-list ok 1")
 
 
+def test_sensors_changed_as_a_stop_closes_the_loop_log_nothing_and_hold_back_nothing():
+    # A thread adds, replaces and removes sensors while the server stops: running() may
+    # still say True when the loop has closed (simulated here, where the race leaves it).
+    # The work for the loop is dropped quietly, and the server started again tells its
+    # clients of the next change.
+    server = ExampleServer("127.0.0.1", 0)
+    server.SEND_INTERFACE_CHANGED = True
+    start_server(server)
+    stop_server(server)
+    server.running = lambda: True
+    with no_logs("katcp"):
+        server.add_sensor(Sensor.integer("an.int", "A new integer.", ""))
+        server.remove_sensor("a.float")
+    del server.running
+    port = start_server(server)
+    try:
+        with LineClient(port) as client:
+            assert client.greeting() == GREETING
+            server.add_sensor(Sensor.integer("new.one", "", ""))
+            assert client.readline() == b"#interface-changed sensor-list"
+    finally:
+        stop_server(server)
+
+
 class V4Server(DeviceServer):
     VERSION_INFO = ("v4-api", 0, 4)
     BUILD_INFO = ("v4-impl", 1, 2, "b3")
@@ -1932,6 +1970,38 @@ def test_log_level_sets_the_python_loggers_level(name, python_level):
     logger.set_log_level_by_name(name)
     assert py_logger.level == python_level
     assert py_logger.isEnabledFor(logging.DEBUG) is (python_level <= logging.DEBUG)
+
+
+@pytest.mark.parametrize("name", ["trace", "all"])
+def test_the_most_verbose_messages_reach_the_python_logger_set_to_let_them_through(name):
+    # ?log-level trace (or all) sets the Python logger to let every level through: the
+    # trace messages themselves too, and #log trace informs handed to log_to_python.
+    with recording_logger("katcp.test.tracelevel") as (py_logger, handler):
+        logger = DeviceLogger(_InformRecorder(), python_logger=py_logger)
+        logger.set_log_level_by_name(name)
+        logger.trace("a trace of %s", "pump")
+        logger.log(DeviceLogger.ALL, "at the level all")
+        for level in ("trace", "all"):
+            DeviceLogger.log_to_python(py_logger, Message.inform("log", level, "1.5", "dev",
+                                                                 "sent at " + level))
+    assert [(r.levelno, r.getMessage()) for r in handler.records] == [
+        (1, "a trace of pump"), (1, "at the level all"), (1, "1.5 dev: sent at trace"),
+        (1, "1.5 dev: sent at all")]
+
+
+@pytest.mark.parametrize("python_logger", [None, logging.getLogger("katcp.test.badlevel")])
+@pytest.mark.parametrize("level", [10, -1, "info", None])
+def test_a_level_that_is_no_constant_is_refused_and_changes_nothing(python_logger, level):
+    device = _InformRecorder()
+    logger = DeviceLogger(device, python_logger=python_logger)
+    logger.set_log_level(DeviceLogger.INFO)
+    with pytest.raises(KeyError):
+        logger.set_log_level(level)
+    assert logger.level_name() == "info"
+    logger.info("still %s", "logging")
+    assert device.texts == ["still logging"]
+    if python_logger is not None:
+        assert python_logger.level == logging.INFO
 
 
 def test_katcp_server_constants():

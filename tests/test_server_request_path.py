@@ -23,6 +23,7 @@ from katcp.loop.call_queue import CallQueue
 from katcp.server import AsyncDeviceServer, DeviceServer, stream
 from katcp.transport.framing import WriteBatcher
 
+from log_helpers import recording_logger
 from server_kinds import start_async, started
 from server_line_client import LineClient
 
@@ -648,6 +649,61 @@ def test_a_request_whose_handler_is_cancelled_is_answered(kind):
             assert other.read_until(lambda line: line.startswith(b"!cancel-job"))
             lines = client.read_until(lambda line: line.startswith(b"!job"))
             assert lines[-1] == b"!job[1] fail Request\\_cancelled."
+    finally:
+        server.stop(timeout=TIMEOUT).result(TIMEOUT)
+        server.join(timeout=TIMEOUT)
+
+
+class _CancelledWorkMixin:
+    """Handlers whose own work (a loop they ran) was cancelled: they raise
+    asyncio.CancelledError, which is no Exception."""
+
+    VERSION_INFO = ("cancelled-work-api", 1, 0)
+    BUILD_INFO = ("cancelled-work-build", 1, 0, "")
+    PROTOCOL_INFO = ProtocolFlags(5, 0, set("MI"))
+
+    def setup_sensors(self):
+        self.informed = threading.Event()
+
+    def request_cancelled_work(self, req, msg):
+        """Raise asyncio.CancelledError."""
+        raise asyncio.CancelledError()
+
+    def inform_cancelled_work(self, conn, msg):
+        """Raise asyncio.CancelledError, once told so."""
+        self.informed.set()
+        raise asyncio.CancelledError()
+
+    def request_quick(self, req, msg):
+        """Reply at once."""
+        return req.make_reply("ok", "quick")
+
+
+class _ThreadedCancelledWork(_CancelledWorkMixin, DeviceServer):
+    pass
+
+
+class _AsyncCancelledWork(_CancelledWorkMixin, AsyncDeviceServer):
+    pass
+
+
+@pytest.mark.parametrize("kind", ["threaded", "async"])
+def test_a_handler_that_raises_cancelled_error_is_answered_and_the_server_goes_on(kind):
+    server = started(kind, _ThreadedCancelledWork, _AsyncCancelledWork)
+    try:
+        with _connect(server) as client:
+            with recording_logger("katcp.server") as (_, handler):
+                client.send("#cancelled-work")
+                assert server.informed.wait(TIMEOUT)
+                client.send("?cancelled-work[1]")
+                lines = client.read_until(lambda line: line.startswith(b"!cancelled-work"))
+                assert lines[-1].startswith(b"!cancelled-work[1] fail Traceback")
+                assert b"CancelledError" in lines[-1]
+                client.send("?quick[2]")
+                assert client.read_until(lambda line: line.startswith(b"!quick")) == [
+                    b"!quick[2] ok quick"]
+            assert [record.getMessage().split(":")[0] for record in handler.records] == [
+                "Error handling INFORM 'cancelled-work'", "Request cancelled-work FAIL"]
     finally:
         server.stop(timeout=TIMEOUT).result(TIMEOUT)
         server.join(timeout=TIMEOUT)

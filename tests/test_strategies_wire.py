@@ -15,6 +15,7 @@ from katcp import Sensor
 from katcp.core import ProtocolFlags
 from katcp.server import DeviceServer
 
+from log_helpers import recording_logger
 from server_line_client import LineClient
 
 WAIT = 10.0
@@ -277,6 +278,21 @@ def test_a_period_sample_that_fails_to_read_stops_no_sampling(session):
     while min(after.values()) < 3:
         (_, name, _, _), = session.statuses([session.line.readline().decode("utf-8")])
         after[name] += 1
+
+
+@pytest.mark.parametrize("strategy, params", [
+    ("auto", ()), ("differential", (1,)), ("event-rate", (0, 3600))])
+def test_a_strategy_whose_first_read_fails_is_set_and_sends_the_next_change(
+        session, strategy, params):
+    # The sensor's failure, logged; the request succeeds, as the strategy is in effect.
+    session.line.send("?fail-next-read")
+    session.line.read_until(lambda line: line == b"!fail-next-read ok")
+    with recording_logger("katcp.sampling") as (_, handler):
+        assert session.sample("flaky", strategy, *params) == []
+    assert [record.levelname for record in handler.records] == ["ERROR"]
+    assert session.request("?sensor-sampling flaky")[1] == " ".join(
+        ["!sensor-sampling ok flaky", strategy] + [str(p) for p in params])
+    assert session.put("flaky", 5) == [("nominal", "5")]
 
 
 def test_differential_reports_changes_to_and_from_nan(session):

@@ -8,6 +8,7 @@ stop and the waits). What is left here is the choice of what receives each messa
 dispatch itself and the connection hooks.
 """
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -37,6 +38,12 @@ _REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
 
 # KATCP major versions a device server can speak.
 _SUPPORTED_KATCP_MAJORS = frozenset([4, 5])
+
+# What a handler that is called (not awaited) may raise and the server answers for: also
+# asyncio.CancelledError, no Exception, from work of its own that was cancelled (a loop
+# it ran, say), which would end the handler thread (no request answered again) or the
+# connection of an AsyncDeviceServer's client.
+_HANDLER_ERRORS = (Exception, asyncio.CancelledError)
 
 
 def _is_async_function(handler: Callable[..., Any]) -> bool:
@@ -299,7 +306,7 @@ class DeviceServerBase(ReplyOutcomes, DeviceSending, ServerLifecycle,
         req = ClientRequestConnection(connection, msg)
         try:
             reply = handler(self, req, msg)
-        except Exception:
+        except _HANDLER_ERRORS:
             self._reply_with_error(req, sys.exc_info())
             return None
         if reply.__class__ is Message or isinstance(reply, Message):
@@ -352,7 +359,7 @@ class DeviceServerBase(ReplyOutcomes, DeviceSending, ServerLifecycle,
         try:
             done = handler(self, connection, msg)
             refuse_async_generator(done)
-        except Exception:
+        except _HANDLER_ERRORS:
             self._log_handling_error(msg)
             return
         if done is not None and is_awaitable(done):

@@ -120,7 +120,8 @@ class DeviceServer(DeviceServerBase):
         self._sorted_cache: Tuple[int, List[Tuple[str, Sensor]]] = (-1, [])
         self._strategies: Dict[Any, Dict[Sensor, SampleStrategy]] = {}
         self._client_conns: Set[Any] = set()
-        self._interface_changed_pending = False
+        # The loop a #interface-changed is queued on (None: none is).
+        self._interface_changed_pending: Any = None
         self.extra_versions: Dict[str, Tuple[str, Optional[str]]] = {}
         super().__init__(host, port, tb_limit, logger)
         self.log = DeviceLogger(self, python_logger=self._logger)
@@ -288,23 +289,36 @@ class DeviceServer(DeviceServerBase):
 
     def _end_strategies_of(self, sensor: Sensor) -> None:
         """End every client's strategy of `sensor`, no longer the device's."""
-        if self.running():
+        if self.running() and not self._server.in_ioloop_thread():
+            # Timed samples read the sensor when they run, so they are withdrawn at once:
+            # none sends a value set after this returns. (Read from this thread, the
+            # loop's dicts at worst miss a strategy starting now; the cancel ends it.)
+            for strategies in list(self._strategies.values()):
+                strategy = strategies.get(sensor)
+                if strategy is not None:
+                    strategy._withdrawn = True
             # In its place among what this thread hands the loop: the readings it set
-            # before are still sent, none it sets after this returns is.
-            self._server.call_from_thread(lambda: self._cancel_sensor_strategies(sensor))
+            # before are still sent, none it sets after this returns is. Dropped if the
+            # loop closes first (a stop under way), whose disconnects end the strategies.
+            self._server.call_soon_threadsafe(self._cancel_sensor_strategies, sensor)
         else:
             self._cancel_sensor_strategies(sensor)
 
     def _interface_changed(self) -> None:
         # Several changes in one loop iteration give one inform.
-        if (not self.SEND_INTERFACE_CHANGED or self._interface_changed_pending
-                or not self.running() or self._katcp_major < INTERFACE_CHANGED_KATCP_MAJOR):
+        if (not self.SEND_INTERFACE_CHANGED or not self.running()
+                or self._katcp_major < INTERFACE_CHANGED_KATCP_MAJOR):
             return
-        self._interface_changed_pending = True
+        ioloop = self.ioloop
+        if self._interface_changed_pending is ioloop:
+            return
+        # Pending on this loop: one queued on a loop that closed before running it (a
+        # stop under way) holds back none on the loop of a restart.
+        self._interface_changed_pending = ioloop
         self._server.call_soon_threadsafe(self._send_interface_changed)
 
     def _send_interface_changed(self) -> None:
-        self._interface_changed_pending = False
+        self._interface_changed_pending = None
         self._server.mass_send_message(Message.inform("interface-changed", "sensor-list"))
 
     def _sorted_sensors(self) -> List[Tuple[str, Sensor]]:

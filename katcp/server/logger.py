@@ -49,6 +49,13 @@ class DeviceLogger:
                     WARN: logging.WARN, ERROR: logging.ERROR, FATAL: logging.FATAL,
                     OFF: logging.FATAL + 10}
 
+    @classmethod
+    def _python_level(cls, level: int) -> int:
+        # Not 0 for trace and all: a logger of level 0 (logging.NOTSET) defers to its
+        # parent's level (warning, say), and a record of level 0 passes no logger that
+        # has a level of its own; 1 is the most verbose level Python's logging has.
+        return cls.PYTHON_LEVEL[level] or 1
+
     def __init__(self, device_server: Any, root_logger: str = "root",
                  python_logger: Optional[logging.Logger] = None) -> None:
         self._device_server = device_server
@@ -90,12 +97,18 @@ class DeviceLogger:
         level : logging level constant
             The value to set the logging level to.
 
+        Raises
+        ------
+        KeyError
+            If `level` is none of the constants (the level is left as it was).
+
         """
+        # Looked up first: a level that is none of the constants raises KeyError and
+        # leaves the logger as it was.
+        python_level = self._python_level(level)
         self._log_level = level
         if self._python_logger is not None:
-            # Not 0 for trace and all: logging.NOTSET would defer to the parent logger's
-            # level (warning, say), quieter than debug; 1 lets every level through.
-            self._python_logger.setLevel(self.PYTHON_LEVEL[level] or 1)
+            self._python_logger.setLevel(python_level)
 
     def set_log_level_by_name(self, level_name: Union[str, bytes]) -> None:
         """Set the logging level using a level name.
@@ -138,7 +151,7 @@ class DeviceLogger:
         if self._python_logger is not None:
             python_msg = msg if timestamp is None else "msg=%s timestamp=%.2f" % (msg, timestamp)
             # One frame more: the record names the caller of this method, not this method.
-            self._python_logger.log(self.PYTHON_LEVEL[level], python_msg, *args,
+            self._python_logger.log(self._python_level(level), python_msg, *args,
                                     exc_info=exc_info, stack_info=stack_info,
                                     stacklevel=stacklevel + 1, extra=extra)
         if level >= self._log_level:
@@ -177,7 +190,7 @@ class DeviceLogger:
         """
         level, timestamp, name, message = [readable(arg) for arg in msg.arguments[:4]]
         try:
-            python_level = cls.PYTHON_LEVEL[cls.LEVELS.index(level)]
+            python_level = cls._python_level(cls.LEVELS.index(level))
         except ValueError:
             python_level = logging.INFO
         logger.log(python_level, "%s %s: %s", timestamp, name, message)
