@@ -26,6 +26,7 @@ from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.loop.crossing import (call_on_loop, on_thread, post_to_loop, thread_ident,
                                  thread_wait_timeout, wait_for_call, wait_off_loop)
 from katcp.loop.futures import run_returned
+from katcp.loop.policy import thread_ioloop
 from katcp.transport.buffers import loop_receive_view
 from katcp.transport.sockets import shut_down_socket
 # katcp.client.address_to_string (0.9.3's home of it) is this one.
@@ -468,6 +469,10 @@ class ClientLifecycle:
 
         Requests still waiting for replies (see :class:`AsyncClient`) get a fail reply.
 
+        A client whose loop has been closed under it (stopped and closed by its owner
+        while the client ran) is stopped at once, in the calling thread: its connection
+        is shut down without the loop, and it may be started again on another loop.
+
         Parameters
         ----------
         timeout : float in seconds
@@ -494,6 +499,10 @@ class ClientLifecycle:
             # Again, should a start() have come in meanwhile: it is stopped now.
             self._gate.close()
             stopped = self._ioloop_manager.stop(callback=self._uninstall)
+            loop = self._loop
+            # Asked after the stop: a loop that closed meanwhile never runs _uninstall().
+            if loop is not None and loop.is_closed() and not self._stopped.is_set():
+                self._stop_on_closed_loop()
         if managed and stopped is not None:
             try:
                 stopped.result(thread_wait_timeout(timeout))
@@ -517,6 +526,30 @@ class ClientLifecycle:
         manager = self._ioloop_manager
         if manager.managed():
             manager.join(timeout)
+
+    def _stop_on_closed_loop(self) -> None:
+        """End the client's run here, its loop having been closed under it: nothing will
+        run :meth:`_uninstall` there, nor the rest of the connection coroutine, so this
+        thread does what they would.
+
+        The connection is shut down without a goodbye (see
+        :func:`~katcp.transport.sockets.shut_down_socket`) and counts as lost, which fails
+        the requests in flight; the client is stopped, and may be started again on
+        another loop. Its last run's connection coroutine, should it be collected later,
+        leaves the new run alone.
+        """
+        self._stopping = True
+        self._reconnection = None  # what tells the last run it has ended (see _install)
+        protocol = self._protocol
+        if protocol is not None:
+            if protocol.transport is not None:
+                shut_down_socket(protocol.transport)
+            # What an async def notify_connected() returns is made on this thread's loop
+            # (which nothing needs to run): made here if the thread has none.
+            thread_ioloop()
+            self._connection_lost()
+        self._running.clear()
+        self._stopped.set()
 
     async def _uninstall(self) -> None:
         self._stopping = True
@@ -569,18 +602,21 @@ class ClientLifecycle:
         except Exception:
             self._logger.exception("Client main coroutine failed")
         finally:
-            protocol = self._protocol
-            if protocol is not None and protocol.transport is not None:
-                # Cancelled while connected (its loop's tasks cancelled, as a test case's
-                # teardown does): the connection is not left open.
-                if self._loop.is_closed():
-                    # Collected after its loop was closed under it, which can run nothing
-                    # (abort() raised "Event loop is closed" in the collector).
-                    shut_down_socket(protocol.transport)
-                else:
-                    protocol.transport.abort()
-            self._running.clear()
-            self._stopped.set()
+            # Unless stop() ended this run already, its loop having been closed under it
+            # (see _stop_on_closed_loop): the client may run again elsewhere by now.
+            if self._reconnection is reconnection:
+                protocol = self._protocol
+                if protocol is not None and protocol.transport is not None:
+                    # Cancelled while connected (its loop's tasks cancelled, as a test
+                    # case's teardown does): the connection is not left open.
+                    if self._loop.is_closed():
+                        # Collected after its loop was closed under it, which can run
+                        # nothing (abort() raised "Event loop is closed" in the collector).
+                        shut_down_socket(protocol.transport)
+                    else:
+                        protocol.transport.abort()
+                self._running.clear()
+                self._stopped.set()
 
     async def _connect(self) -> Optional[ClientProtocol]:
         """One connection attempt: the new connection's protocol, or None."""

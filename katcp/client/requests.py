@@ -142,6 +142,11 @@ class FutureRequest:
                 future.set_result((msg, [] if informs is None else informs))
             except _INVALID_STATE:
                 pass  # cancelled by its owner meanwhile (asking done() first costs a lock)
+            except RuntimeError:
+                # Resolved, but its loop was closed under the client, which then failed
+                # it on stop() (see ClientLifecycle._stop_on_closed_loop): what waits on
+                # it there never runs again.
+                pass
         return True
 
 
