@@ -1366,6 +1366,13 @@ class RecordingClient(DeviceClient):
         yield tornado.gen.moment
         raise ValueError("no luck")
 
+    def request_threaded(self, msg):
+        """Answer from another thread, through a concurrent.futures.Future."""
+        answer = concurrent.futures.Future()
+        threading.Thread(target=lambda: answer.set_result(
+            Message.reply("threaded", "ok", "from", "a", "thread"))).start()
+        return answer
+
     def unhandled_reply(self, msg):
         self.seen.put(("unhandled_reply", str(msg)))
 
@@ -1401,6 +1408,8 @@ def test_device_client_dispatches_to_handlers(server, make_client):
     server.send(b"?tornado[7]")
     reply = server.next_line()
     assert reply.startswith(b"!tornado[7] fail ") and b"ValueError:\\_no\\_luck" in reply
+    server.send(b"?threaded[8]")  # its future was no reply: none was sent
+    assert server.next_line() == b"!threaded[8] ok from a thread"
     client.send_message(Message.inform("hello", "world"))
     assert server.next_line() == b"#hello world"
 
