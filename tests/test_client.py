@@ -2337,3 +2337,33 @@ def test_a_second_start_before_the_first_has_run_is_refused(server):
             await client.until_stopped(timeout=WAIT)
 
     asyncio.run(asyncio.wait_for(start_twice(), WAIT))
+
+
+def test_async_with_in_each_asyncio_run_runs_the_client_on_that_runs_loop(server):
+    # The first run's loop, closed by asyncio.run, was taken for the one set: the second
+    # entry waited its whole ENTER_TIMEOUT on a loop that ran nothing, then said "not
+    # connected".
+    client = AsyncClient("127.0.0.1", server.port, timeout=WAIT)
+    client.ENTER_TIMEOUT = WAIT
+
+    async def talk():
+        async with client:
+            assert client.ioloop.asyncio_loop is asyncio.get_running_loop()
+            reply, _ = await client.future_request(Message.request("echo", "a"))
+        assert client.stopped()
+        return str(reply)
+
+    assert asyncio.run(talk()) == "!echo[1] ok a"
+    assert asyncio.run(talk()) == "!echo[2] ok a"
+
+
+def test_a_client_refuses_to_start_on_a_closed_loop():
+    # The start's first step was dropped there (tornado swallows "Event loop is closed"):
+    # the client was neither running nor stopped, and waits for it ran out their time.
+    ioloop = tornado.ioloop.IOLoop(make_current=False)
+    ioloop.close()
+    client = AsyncClient("127.0.0.1", 7147)
+    client.set_ioloop(ioloop)
+    with pytest.raises(RuntimeError, match="^Cannot start the client on a closed ioloop"):
+        client.start()
+    assert client.stopped() and not client.running()

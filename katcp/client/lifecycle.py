@@ -431,7 +431,13 @@ class ClientLifecycle:
             if self._running.is_set() or not self._stopped.is_set():
                 raise RuntimeError("Device client already started.")
             manager = self._ioloop_manager
-            self.ioloop = ioloop = manager.get_ioloop()
+            ioloop = manager.get_ioloop()
+            if ioloop.asyncio_loop.is_closed():
+                # tornado drops (without a word) what is handed to a closed loop: the
+                # client would be neither running nor stopped.
+                raise RuntimeError("Cannot start the client on a closed ioloop: "
+                                   "set_ioloop() one that runs")
+            self.ioloop = ioloop
             self._loop = self.ioloop.asyncio_loop
             for flag in self._state_flags():
                 flag.bind(ioloop)
@@ -941,7 +947,8 @@ class ClientLifecycle:
 
     async def __aenter__(self) -> Any:
         """``async with client:`` runs the client on the running loop (as
-        :meth:`set_ioloop` would, unless a loop was set) and waits until it is
+        :meth:`set_ioloop` would, unless a loop still open was set; a closed one, such
+        as an earlier ``asyncio.run()``'s, is replaced) and waits until it is
         connected and knows the server's protocol (up to :attr:`ENTER_TIMEOUT`
         seconds); leaving stops it and waits until it has stopped.
 
@@ -951,7 +958,10 @@ class ClientLifecycle:
             If not connected in time (the client is stopped first).
 
         """
-        if self._ioloop_manager.managed():
+        ioloop = self.ioloop
+        if self._ioloop_manager.managed() or (
+                ioloop is not None and ioloop.asyncio_loop.is_closed()):
+            # Also instead of a closed loop, such as that of an earlier asyncio.run().
             self.set_ioloop()
         self.start()
         try:
