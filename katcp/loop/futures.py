@@ -59,7 +59,7 @@ def set_result_if_pending(future: Any, result: Any) -> None:
 
 def _resolve(future: "asyncio.Future[Any]", home: _Home, result: Any) -> None:
     """Resolve `future` from any thread, on its own loop (a closed loop is left alone)."""
-    if on_thread(home[1]):
+    if on_thread(home[1]) and not future.get_loop().is_closed():
         # On that loop already: at once, without the crossing's future of the outcome.
         set_result_if_pending(future, result)
     else:
