@@ -432,13 +432,14 @@ class ClientLifecycle:
                 raise RuntimeError("Device client already started.")
             manager = self._ioloop_manager
             ioloop = manager.get_ioloop()
-            if ioloop.asyncio_loop.is_closed():
+            loop = ioloop.asyncio_loop  # type: ignore[attr-defined]
+            if loop.is_closed():
                 # tornado drops (without a word) what is handed to a closed loop: the
                 # client would be neither running nor stopped.
                 raise RuntimeError("Cannot start the client on a closed ioloop: "
                                    "set_ioloop() one that runs")
             self.ioloop = ioloop
-            self._loop = self.ioloop.asyncio_loop
+            self._loop = loop
             for flag in self._state_flags():
                 flag.bind(ioloop)
             self._stopped.clear()
