@@ -417,7 +417,13 @@ def test_a_client_whose_loop_was_closed_under_it_stops_at_once_and_runs_again_el
                 thread.join(WAIT)
                 assert not thread.is_alive()
                 ioloop.close(all_fds=True)
-                client.stop()
+                heard = []
+                # Told in this thread, it may stop the client again (no lock is held).
+                client.notify_connected = lambda connected: heard.append(connected) or (
+                    client.stop())
+                outcome_in_thread(client.stop).result(WAIT)
+                del client.notify_connected
+                assert heard == [False]
                 assert client.stopped() and not client.running()
                 assert not client.is_connected() and not client.wait_protocol(0)
                 assert peer.recv(1) == b""  # its connection is shut down

@@ -229,8 +229,13 @@ class ThreadGate:
         While closed, a call from another thread gets a future failed with RuntimeError,
         as for a closed loop.
         """
+        if on_thread(thread_id):
+            # Taken whatever the gate says, and run outside its lock: `fn` may call back
+            # into the client (a connection that ends at once calls notify_connected(),
+            # which may stop the client), and the lock is not reentrant.
+            return call_on_loop(self._client.ioloop, thread_id, fn, *args, **kwargs)
         with self._lock:
-            if self._refusing and not on_thread(thread_id):
+            if self._refusing:
                 refused: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
                 refused.set_exception(RuntimeError(_STOPPED))
                 return refused
@@ -506,10 +511,11 @@ class ClientLifecycle:
             # Again, should a start() have come in meanwhile: it is stopped now.
             self._gate.close()
             stopped = self._ioloop_manager.stop(callback=self._uninstall)
-            loop = self._loop
-            # Asked after the stop: a loop that closed meanwhile never runs _uninstall().
-            if loop is not None and loop.is_closed() and not self._stopped.is_set():
-                self._stop_on_closed_loop()
+        loop = self._loop
+        # Asked after the stop: a loop that closed meanwhile never runs _uninstall(). Not
+        # under the lock: notify_connected() is told here, and may stop the client too.
+        if loop is not None and loop.is_closed() and not self._stopped.is_set():
+            self._stop_on_closed_loop()
         if managed and stopped is not None:
             try:
                 stopped.result(thread_wait_timeout(timeout))
