@@ -1933,6 +1933,20 @@ def test_enable_thread_safety_leaves_mocks_on_the_class_alone():
     assert "future_request" in vars(client) and "callback_request" in vars(client)
 
 
+def test_a_thread_safe_client_with_a_property_that_fails_before_it_runs_can_be_made():
+    # Each attribute is read to find the marked methods: a property that raises (here,
+    # until the client is connected) made the client's constructor raise.
+    class Station(BlockingClient):
+        @property
+        def station_version(self):
+            if "katcp-device" not in self.versions:
+                raise KeyError("not connected yet")
+            return self.versions["katcp-device"]
+
+    client = Station("127.0.0.1", 1)
+    assert "future_request" in vars(client) and "station_version" not in vars(client)
+
+
 def test_reconnect_backoff_is_randomised_exponential_and_bounded():
     from katcp.client.lifecycle import RECONNECT_DELAY, RECONNECT_DELAY_MAX, reconnect_backoff
 
