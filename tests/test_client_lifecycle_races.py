@@ -461,6 +461,44 @@ def test_a_client_whose_loop_was_closed_under_it_stops_at_once_and_runs_again_el
             new_ioloop.close(all_fds=True)
 
 
+def test_an_async_notify_connected_told_of_a_stop_on_a_closed_loop_is_not_run(caplog):
+    # Told in the thread that stops the client, whose event loop is the closed loop (a
+    # test case's cleanup): its coroutine was handed to that loop, and stop() raised
+    # "Event loop is closed". Another thread's loop is not its own either: not run.
+    told = []
+
+    class Client(CallbackClient):
+        async def notify_connected(self, connected):
+            told.append(connected)
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(WAIT)
+        ioloop, thread = _loop_of_a_user_thread()
+        try:
+            client = Client("127.0.0.1", listener.getsockname()[1])
+            client.set_ioloop(ioloop)
+            client.start()
+            peer, _ = listener.accept()
+            with peer:
+                assert client.wait_connected(WAIT)
+                ioloop.add_callback(ioloop.stop)
+                thread.join(WAIT)
+                ioloop.close(all_fds=True)
+
+                def stop_where_the_closed_loop_is_current():
+                    asyncio.set_event_loop(ioloop.asyncio_loop)
+                    client.stop()
+
+                outcome_in_thread(stop_where_the_closed_loop_is_current).result(WAIT)
+                assert client.stopped()
+        finally:
+            if not ioloop.asyncio_loop.is_closed():
+                ioloop.close(all_fds=True)
+    assert told == [True]
+    [record] = [r for r in caplog.records if r.getMessage() == "notify_connected(False) failed"]
+    assert "no running loop to run the coroutine" in str(record.exc_info[1])
+
+
 if hasattr(os, "fork"):
     def test_waits_in_a_forked_child_end_as_no_thread_runs_the_loop_there(server, monkeypatch):
         monkeypatch.setattr(crossing, "NOT_RUNNING_GRACE", 0.05)

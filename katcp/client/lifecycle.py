@@ -26,7 +26,6 @@ from katcp.loop.backoff import ExponentialRandomBackoff
 from katcp.loop.crossing import (call_on_loop, on_thread, post_to_loop, thread_ident,
                                  thread_wait_timeout, wait_for_call, wait_off_loop)
 from katcp.loop.futures import run_returned
-from katcp.loop.policy import thread_ioloop
 from katcp.transport.buffers import loop_receive_view
 from katcp.transport.sockets import shut_down_socket
 # katcp.client.address_to_string (0.9.3's home of it) is this one.
@@ -557,9 +556,8 @@ class ClientLifecycle:
         if protocol is not None:
             if protocol.transport is not None:
                 shut_down_socket(protocol.transport)
-            # What an async def notify_connected() returns is made on this thread's loop
-            # (which nothing needs to run): made here if the thread has none.
-            thread_ioloop()
+            # notify_connected() and request callbacks are told here; a coroutine they
+            # return cannot run (see run_returned).
             self._connection_lost()
         self._running.clear()
         self._stopped.set()

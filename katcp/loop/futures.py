@@ -764,6 +764,7 @@ def log_future_exceptions(logger: logging.Logger, f: Any, ignore: Tuple[type, ..
 def run_returned(logger: logging.Logger, returned: Any, text: str, *args: Any) -> None:
     """Run what a handler or callback returned to its end on the running loop, if it is
     a coroutine or a future, logging ``text % args`` (with the exception) if it fails.
+    A coroutine returned where no loop runs is closed unrun, and that logged as a failure.
 
     For the coroutine of an ``async def`` handler or callback, whose outcome nobody else
     awaits. An async generator fails at once (see :func:`async_generator_error`); any
@@ -783,7 +784,13 @@ def run_returned(logger: logging.Logger, returned: Any, text: str, *args: Any) -
         if not done.cancelled() and done.exception() is not None:
             logger.error(text, *args, exc_info=done.exception())
 
-    if is_awaitable(returned):
+    if inspect.iscoroutine(returned) and running_loop() is None:
+        # Told off any loop (a client stopped after its loop was closed under it): no
+        # loop of its own could ever run it, and another thread's loop is not its own.
+        returned.close()
+        logger.error(text, *args, exc_info=RuntimeError(
+            "no running loop to run the coroutine %s on" % (returned.__qualname__,)))
+    elif is_awaitable(returned):
         tornado.gen.convert_yielded(returned).add_done_callback(log_failure)
     elif inspect.isasyncgen(returned):
         logger.error(text, *args, exc_info=async_generator_error(returned))
