@@ -790,6 +790,29 @@ def test_no_auto_reconnect_stops_running_after_disconnect(server, make_client):
     assert not client.running()
 
 
+def test_auto_reconnect_cleared_while_waiting_to_retry_stops_the_client(
+        server, make_client, monkeypatch):
+    # Asked only before the wait: the client reconnected once more, and stayed.
+    client = make_client(BlockingClient, server.port)
+    client.auto_reconnect_delay = 0.01
+    wait = lifecycle.Reconnection.wait
+
+    async def wait_changing_its_mind(reconnection):
+        client.auto_reconnect = False  # as the user does meanwhile
+        await wait(reconnection)
+
+    monkeypatch.setattr(lifecycle.Reconnection, "wait", wait_changing_its_mind)
+    client.start()
+    server.connections.get(timeout=WAIT)
+    server.drop_connections()
+    stopped = concurrent.futures.Future()
+    client.ioloop.add_callback(
+        lambda: tornado.concurrent.chain_future(client.until_stopped(), stopped))
+    stopped.result(WAIT)
+    assert not client.running() and not client.is_connected()
+    assert server.connections.empty()
+
+
 @pytest.mark.parametrize("client_class", [DeviceClient, AsyncClient, CallbackClient,
                                           BlockingClient])
 def test_stop_before_start_says_so_as_in_0_9_3(client_class):

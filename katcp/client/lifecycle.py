@@ -607,7 +607,7 @@ class ClientLifecycle:
                     await reconnection.wait()  # stop() ends it early
                 finally:
                     self._waiting_to_retry.clear()
-                if self._stopping:
+                if self._stopping or not self._auto_reconnect:  # (cleared meanwhile)
                     break
                 attempt = reconnection.attempt(self._connect())
         except Exception:
