@@ -496,7 +496,7 @@ def test_an_async_notify_connected_told_of_a_stop_on_a_closed_loop_is_not_run(ca
                 ioloop.close(all_fds=True)
     assert told == [True]
     [record] = [r for r in caplog.records if r.getMessage() == "notify_connected(False) failed"]
-    assert "no running loop to run the coroutine" in str(record.exc_info[1])
+    assert "no loop could run the coroutine" in str(record.exc_info[1])
 
 
 if hasattr(os, "fork"):

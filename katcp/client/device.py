@@ -417,9 +417,10 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
 
         A handler may return a reply Message, which is sent (with the request's message
         id, as spec 5.1 section 2.2 asks), or a coroutine or future (tornado, asyncio or
-        :class:`concurrent.futures.Future`) of one, whose reply is sent once it resolves; an exception it raises (unhandled_request() too) is logged
-        ("Request name FAIL", as by :meth:`handle_inform`) and answered with a fail reply
-        carrying the traceback.
+        :class:`concurrent.futures.Future`) of one, whose reply is sent once it resolves;
+        an exception it raises (unhandled_request() too) is logged ("Request name FAIL",
+        as by :meth:`handle_inform`) and answered with a fail reply carrying the
+        traceback.
         """
         handler = self._request_handlers.get(msg.name)
         try:

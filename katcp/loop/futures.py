@@ -20,7 +20,7 @@ import tornado.util
 
 from katcp.loop.crossing import (call_on_loop, is_awaitable, on_loop, on_thread, running_loop,
                                  thread_wait_timeout)
-from katcp.loop.policy import thread_ioloop
+from katcp.loop.policy import no_loop_to_run, thread_ioloop
 from katcp.wire.util import async_generator_error, copy_outcome, plain_callback
 
 
@@ -764,7 +764,9 @@ def log_future_exceptions(logger: logging.Logger, f: Any, ignore: Tuple[type, ..
 def run_returned(logger: logging.Logger, returned: Any, text: str, *args: Any) -> None:
     """Run what a handler or callback returned to its end on the running loop, if it is
     a coroutine or a future, logging ``text % args`` (with the exception) if it fails.
-    A coroutine returned where no loop runs is closed unrun, and that logged as a failure.
+    Off any running loop it goes to the calling thread's loop; a coroutine returned where
+    none could run it (:func:`~katcp.loop.policy.no_loop_to_run`) is closed unrun, and
+    that logged as a failure.
 
     For the coroutine of an ``async def`` handler or callback, whose outcome nobody else
     awaits. An async generator fails at once (see :func:`async_generator_error`); any
@@ -784,12 +786,12 @@ def run_returned(logger: logging.Logger, returned: Any, text: str, *args: Any) -
         if not done.cancelled() and done.exception() is not None:
             logger.error(text, *args, exc_info=done.exception())
 
-    if inspect.iscoroutine(returned) and running_loop() is None:
-        # Told off any loop (a client stopped after its loop was closed under it): no
-        # loop of its own could ever run it, and another thread's loop is not its own.
+    if inspect.iscoroutine(returned) and no_loop_to_run():
+        # Told where no loop could ever run it (a client stopped after its loop was
+        # closed under it, in a thread without a loop or with that closed one).
         returned.close()
         logger.error(text, *args, exc_info=RuntimeError(
-            "no running loop to run the coroutine %s on" % (returned.__qualname__,)))
+            "no loop could run the coroutine %s (its own is closed)" % (returned.__qualname__,)))
     elif is_awaitable(returned):
         tornado.gen.convert_yielded(returned).add_done_callback(log_failure)
     elif inspect.isasyncgen(returned):
