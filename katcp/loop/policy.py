@@ -206,7 +206,7 @@ def no_loop_to_run() -> bool:
     """
     if running_loop() is not None:
         return False
-    loop = getattr(getattr(event_loop_policy(), "_local", None), "_loop", _UNKNOWN)
+    loop: Any = getattr(getattr(event_loop_policy(), "_local", None), "_loop", _UNKNOWN)
     return loop is None or (loop is not _UNKNOWN and loop.is_closed())
 
 
