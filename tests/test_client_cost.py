@@ -384,6 +384,16 @@ def test_requests_whose_futures_were_cancelled_do_not_pile_up():
     kept = [pending for pending in table.by_id.values() if pending.msg.name != "abandoned"]
     assert kept == waiting + [called_back]
     assert table.peek_by_name("waiting") == (("waiting", 0), waiting[0])
+    # Many in flight put the next sweep off; once they are drained (a closed
+    # connection), abandoned ones are dropped as soon again.
+    for msg_id in range(4 * MIN_COMPACT_SIZE):
+        table.add(("many", msg_id), "many", _pending("many"), None)
+    table.drain()
+    for msg_id in range(2 * MIN_COMPACT_SIZE):
+        abandoned = _pending("abandoned")
+        table.add(msg_id, "abandoned", abandoned, None)
+        abandoned.future.cancel()
+    assert table.held()["requests"] <= MIN_COMPACT_SIZE + 1
 
 
 def test_an_abandoned_future_request_is_forgotten_over_a_socket(server):

@@ -455,6 +455,7 @@ class RequestTable:
         waiting = list(self.by_id.values())
         self.by_id.clear()  # in place: the timeouts hold on to it
         self._by_name = None
+        self._sweep_at = MIN_COMPACT_SIZE
         if self._timeouts is not None:
             self._timeouts.clear()
         return waiting
