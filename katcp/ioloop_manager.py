@@ -278,7 +278,7 @@ class IOLoopManager:
         RuntimeError
             If the loop runs, or its managed thread is started and not told to stop
             (a second start() before the loop runs would run it in a second thread);
-            or if a loop to be managed is run by another thread already.
+            or if a loop to be managed is run by another thread already, or closed.
 
         """
         with self._start_lock:
@@ -286,12 +286,15 @@ class IOLoopManager:
                 raise RuntimeError("IOLoop already started")
             ioloop = self.get_ioloop()
             if self._ioloop_managed:
-                if ioloop.asyncio_loop.is_running():  # type: ignore[attr-defined]
+                loop = ioloop.asyncio_loop  # type: ignore[attr-defined]
+                if loop.is_running():
                     # Its thread would fail to run it, then close it under its owner
                     # (closing every descriptor registered on it).
                     raise RuntimeError("Cannot manage %r: another thread runs it already "
                                        "(set_ioloop(ioloop, managed=False) to use it as "
                                        "it is)" % (ioloop,))
+                if loop.is_closed():  # its thread would fail, with a traceback of its own
+                    raise RuntimeError("Cannot manage %r: it is closed" % (ioloop,))
                 self._stop_requested = False
                 thread = threading.Thread(target=self._run_managed_ioloop, args=(ioloop,),
                                           name="katcp-ioloop", daemon=self._daemonic)

@@ -224,7 +224,7 @@ def test_threads_starting_one_manager_at_once_run_its_loop_in_one_thread():
                 if thread.name == "katcp-ioloop"} == set()
 
 
-def test_a_loop_another_thread_runs_is_refused_as_a_managed_loop_and_left_alone():
+def test_a_loop_another_thread_runs_or_a_closed_one_is_refused_as_a_managed_loop():
     ioloop = tornado.ioloop.IOLoop(make_current=False)
     runner = threading.Thread(target=ioloop.start, daemon=True)
     ours, theirs = socket.socketpair()
@@ -250,6 +250,11 @@ def test_a_loop_another_thread_runs_is_refused_as_a_managed_loop_and_left_alone(
         runner.join(WAIT)
         ioloop.close(all_fds=True)
         theirs.close()
+    # Nor one that is closed: its thread failed with a traceback, unseen by start().
+    before = set(threading.enumerate())
+    with pytest.raises(RuntimeError, match="it is closed"):
+        manager.start()
+    assert set(threading.enumerate()) == before
 
 
 def test_once_a_stop_is_asked_for_the_closing_loop_is_never_given_out_again():
