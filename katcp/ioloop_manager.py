@@ -143,6 +143,8 @@ class IOLoopManager:
         self._stop_requested = False
         self._stop_future: "Optional[concurrent.futures.Future[Any]]" = None  # that stop's
         self._stop_lock = threading.RLock()  # a callback run at once may stop again
+        # One start() at a time: two that both found no thread would each run the loop.
+        self._start_lock = threading.Lock()
         self._thread_id: Optional[int] = None  # of the thread running the loop, once known
         self._daemonic = True
         self._running = threading.Event()
@@ -275,20 +277,31 @@ class IOLoopManager:
         ------
         RuntimeError
             If the loop runs, or its managed thread is started and not told to stop
-            (a second start() before the loop runs would run it in a second thread).
+            (a second start() before the loop runs would run it in a second thread);
+            or if a loop to be managed is run by another thread already, or closed.
 
         """
-        if self._running.is_set() or (self._ioloop_managed and self.thread_running()):
-            raise RuntimeError("IOLoop already started")
-        ioloop = self.get_ioloop()
-        if self._ioloop_managed:
-            self._stop_requested = False
-            thread = threading.Thread(target=self._run_managed_ioloop, args=(ioloop,),
-                                      name="katcp-ioloop", daemon=self._daemonic)
-            thread.start()
-            # Only a started thread is shown: join() from another thread meanwhile would
-            # fail on one not yet started.
-            self._ioloop_thread = thread
+        with self._start_lock:
+            if self._running.is_set() or (self._ioloop_managed and self.thread_running()):
+                raise RuntimeError("IOLoop already started")
+            ioloop = self.get_ioloop()
+            if self._ioloop_managed:
+                loop = ioloop.asyncio_loop  # type: ignore[attr-defined]
+                if loop.is_running():
+                    # Its thread would fail to run it, then close it under its owner
+                    # (closing every descriptor registered on it).
+                    raise RuntimeError("Cannot manage %r: another thread runs it already "
+                                       "(set_ioloop(ioloop, managed=False) to use it as "
+                                       "it is)" % (ioloop,))
+                if loop.is_closed():  # its thread would fail, with a traceback of its own
+                    raise RuntimeError("Cannot manage %r: it is closed" % (ioloop,))
+                self._stop_requested = False
+                thread = threading.Thread(target=self._run_managed_ioloop, args=(ioloop,),
+                                          name="katcp-ioloop", daemon=self._daemonic)
+                thread.start()
+                # Only a started thread is shown: join() from another thread meanwhile
+                # would fail on one not yet started.
+                self._ioloop_thread = thread
         if not self._ioloop_managed and on_loop(ioloop):
             # Called on the running loop: it runs, and a wait for a callback to say so
             # would stall it for the whole timeout.

@@ -790,6 +790,29 @@ def test_no_auto_reconnect_stops_running_after_disconnect(server, make_client):
     assert not client.running()
 
 
+def test_auto_reconnect_cleared_while_waiting_to_retry_stops_the_client(
+        server, make_client, monkeypatch):
+    # Asked only before the wait: the client reconnected once more, and stayed.
+    client = make_client(BlockingClient, server.port)
+    client.auto_reconnect_delay = 0.01
+    wait = lifecycle.Reconnection.wait
+
+    async def wait_changing_its_mind(reconnection):
+        client.auto_reconnect = False  # as the user does meanwhile
+        await wait(reconnection)
+
+    monkeypatch.setattr(lifecycle.Reconnection, "wait", wait_changing_its_mind)
+    client.start()
+    server.connections.get(timeout=WAIT)
+    server.drop_connections()
+    stopped = concurrent.futures.Future()
+    client.ioloop.add_callback(
+        lambda: tornado.concurrent.chain_future(client.until_stopped(), stopped))
+    stopped.result(WAIT)
+    assert not client.running() and not client.is_connected()
+    assert server.connections.empty()
+
+
 @pytest.mark.parametrize("client_class", [DeviceClient, AsyncClient, CallbackClient,
                                           BlockingClient])
 def test_stop_before_start_says_so_as_in_0_9_3(client_class):
@@ -1366,6 +1389,13 @@ class RecordingClient(DeviceClient):
         yield tornado.gen.moment
         raise ValueError("no luck")
 
+    def request_threaded(self, msg):
+        """Answer from another thread, through a concurrent.futures.Future."""
+        answer = concurrent.futures.Future()
+        threading.Thread(target=lambda: answer.set_result(
+            Message.reply("threaded", "ok", "from", "a", "thread"))).start()
+        return answer
+
     def unhandled_reply(self, msg):
         self.seen.put(("unhandled_reply", str(msg)))
 
@@ -1401,6 +1431,8 @@ def test_device_client_dispatches_to_handlers(server, make_client):
     server.send(b"?tornado[7]")
     reply = server.next_line()
     assert reply.startswith(b"!tornado[7] fail ") and b"ValueError:\\_no\\_luck" in reply
+    server.send(b"?threaded[8]")  # its future was no reply: none was sent
+    assert server.next_line() == b"!threaded[8] ok from a thread"
     client.send_message(Message.inform("hello", "world"))
     assert server.next_line() == b"#hello world"
 
@@ -1924,6 +1956,20 @@ def test_enable_thread_safety_leaves_mocks_on_the_class_alone():
     assert "future_request" in vars(client) and "callback_request" in vars(client)
 
 
+def test_a_thread_safe_client_with_a_property_that_fails_before_it_runs_can_be_made():
+    # Each attribute is read to find the marked methods: a property that raises (here,
+    # until the client is connected) made the client's constructor raise.
+    class Station(BlockingClient):
+        @property
+        def station_version(self):
+            if "katcp-device" not in self.versions:
+                raise KeyError("not connected yet")
+            return self.versions["katcp-device"]
+
+    client = Station("127.0.0.1", 1)
+    assert "future_request" in vars(client) and "station_version" not in vars(client)
+
+
 def test_reconnect_backoff_is_randomised_exponential_and_bounded():
     from katcp.client.lifecycle import RECONNECT_DELAY, RECONNECT_DELAY_MAX, reconnect_backoff
 
@@ -2328,3 +2374,33 @@ def test_a_second_start_before_the_first_has_run_is_refused(server):
             await client.until_stopped(timeout=WAIT)
 
     asyncio.run(asyncio.wait_for(start_twice(), WAIT))
+
+
+def test_async_with_in_each_asyncio_run_runs_the_client_on_that_runs_loop(server):
+    # The first run's loop, closed by asyncio.run, was taken for the one set: the second
+    # entry waited its whole ENTER_TIMEOUT on a loop that ran nothing, then said "not
+    # connected".
+    client = AsyncClient("127.0.0.1", server.port, timeout=WAIT)
+    client.ENTER_TIMEOUT = WAIT
+
+    async def talk():
+        async with client:
+            assert client.ioloop.asyncio_loop is asyncio.get_running_loop()
+            reply, _ = await client.future_request(Message.request("echo", "a"))
+        assert client.stopped()
+        return str(reply)
+
+    assert asyncio.run(talk()) == "!echo[1] ok a"
+    assert asyncio.run(talk()) == "!echo[2] ok a"
+
+
+def test_a_client_refuses_to_start_on_a_closed_loop():
+    # The start's first step was dropped there (tornado swallows "Event loop is closed"):
+    # the client was neither running nor stopped, and waits for it ran out their time.
+    ioloop = tornado.ioloop.IOLoop(make_current=False)
+    ioloop.close()
+    client = AsyncClient("127.0.0.1", 7147)
+    client.set_ioloop(ioloop)
+    with pytest.raises(RuntimeError, match="^Cannot start the client on a closed ioloop"):
+        client.start()
+    assert client.stopped() and not client.running()

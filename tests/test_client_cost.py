@@ -15,6 +15,7 @@ until one is needed.
   as an inspection streams it) reaches the callback straight from the request.
 """
 
+import asyncio
 import concurrent.futures
 import logging
 import signal
@@ -363,6 +364,58 @@ def test_deadlines_of_answered_requests_do_not_pile_up_out_of_order():
     assert 5 <= held <= 3 + MIN_COMPACT_SIZE
     clock.advance(2.5)
     assert expired == [("early", 100.0), ("live", 100.0)]
+
+
+def test_requests_whose_futures_were_cancelled_do_not_pile_up():
+    # Without a deadline nothing else would ever drop one: a program that gives up its
+    # waits (asyncio.wait_for) on a device that does not answer grew the table for ever.
+    table, _clock, _expired = _table()
+    waiting = [_pending("waiting") for _ in range(3)]
+    for msg_id, pending in enumerate(waiting):
+        table.add(("waiting", msg_id), "waiting", pending, None)
+    called_back = CallbackRequest(Message.request("cb"), None, None, None, logging.getLogger())
+    table.add("cb", "cb", called_back, None)
+    for msg_id in range(4 * MIN_COMPACT_SIZE):
+        abandoned = _pending("abandoned")
+        table.add(msg_id, "abandoned", abandoned, None)
+        abandoned.future.cancel()
+    assert table.held()["requests"] <= 4 + MIN_COMPACT_SIZE + 1
+    # Those still waited for are kept, in the order sent.
+    kept = [pending for pending in table.by_id.values() if pending.msg.name != "abandoned"]
+    assert kept == waiting + [called_back]
+    assert table.peek_by_name("waiting") == (("waiting", 0), waiting[0])
+    # Many in flight put the next sweep off; once they are drained (a closed
+    # connection), abandoned ones are dropped as soon again.
+    for msg_id in range(4 * MIN_COMPACT_SIZE):
+        table.add(("many", msg_id), "many", _pending("many"), None)
+    table.drain()
+    for msg_id in range(2 * MIN_COMPACT_SIZE):
+        abandoned = _pending("abandoned")
+        table.add(msg_id, "abandoned", abandoned, None)
+        abandoned.future.cancel()
+    assert table.held()["requests"] <= MIN_COMPACT_SIZE + 1
+
+
+def test_an_abandoned_future_request_is_forgotten_over_a_socket(server):
+    # The server never answers ?silent; the client has no timeout.
+    async def abandon():
+        client = AsyncClient("127.0.0.1", server.port, timeout=None)
+        client.set_ioloop()
+        client.start()
+        try:
+            await client.until_protocol(WAIT)
+            for _ in range(2 * MIN_COMPACT_SIZE + 2):
+                client.future_request(Message.request("silent")).cancel()
+            held = client._requests.held()["requests"]
+            reply, _ = await client.future_request(Message.request("echo", "x"))
+            return held, str(reply)
+        finally:
+            client.stop()
+            await client.until_stopped(WAIT)
+
+    held, reply = asyncio.run(asyncio.wait_for(abandon(), WAIT))
+    assert held <= MIN_COMPACT_SIZE + 1
+    assert reply == "!echo[%d] ok x" % (2 * MIN_COMPACT_SIZE + 3)
 
 
 def test_a_table_drained_by_a_closed_connection_times_new_requests_afresh():

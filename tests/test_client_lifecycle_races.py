@@ -391,6 +391,114 @@ def test_a_client_collected_after_its_loop_closed_under_it_shuts_its_connection_
                 ioloop.close(all_fds=True)
 
 
+def test_a_client_whose_loop_was_closed_under_it_stops_at_once_and_runs_again_elsewhere():
+    # Nothing runs _uninstall() on a closed loop: stop() did nothing, the client said it
+    # ran and was connected for ever, and set_ioloop() refused a new loop.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(WAIT)
+        ioloop, thread = _loop_of_a_user_thread()
+        try:
+            client = CallbackClient("127.0.0.1", listener.getsockname()[1], timeout=None)
+            client.set_ioloop(ioloop)
+            client.start()
+            peer, _ = listener.accept()
+            with peer:
+                peer.sendall(b"#version-connect katcp-protocol 5.0-IM\n")
+                assert client.wait_protocol(WAIT)
+                blocked = outcome_in_thread(
+                    lambda: client.blocking_request(Message.request("silent")))
+                peer.settimeout(WAIT)
+                assert peer.recv(100) == b"?silent[1]\n"
+                # A request whose future is awaited on the loop: it can be resolved no more.
+                crossing.call_on_loop(ioloop, None, client.future_request,
+                                      Message.request("silent"))
+                assert peer.recv(100) == b"?silent[2]\n"
+                ioloop.add_callback(ioloop.stop)
+                thread.join(WAIT)
+                assert not thread.is_alive()
+                ioloop.close(all_fds=True)
+                heard = []
+                # Told in this thread, it may stop the client again (no lock is held).
+                client.notify_connected = lambda connected: heard.append(connected) or (
+                    client.stop())
+                outcome_in_thread(client.stop).result(WAIT)
+                del client.notify_connected
+                assert heard == [False]
+                assert client.stopped() and not client.running()
+                assert not client.is_connected() and not client.wait_protocol(0)
+                assert peer.recv(1) == b""  # its connection is shut down
+                reply, _ = blocked.result(WAIT)
+                assert str(reply) == ("!silent[1] fail Client\\_stopped\\_before\\_reply"
+                                      "\\_was\\_received")
+        finally:
+            if not ioloop.asyncio_loop.is_closed():
+                ioloop.close(all_fds=True)
+        new_ioloop, new_thread = _loop_of_a_user_thread()
+        try:
+            client.set_ioloop(new_ioloop)
+            client.start()
+            peer, _ = listener.accept()
+            with peer:
+                peer.sendall(b"#version-connect katcp-protocol 5.0-IM\n")
+                assert client.wait_protocol(WAIT)
+                # The last run's connection coroutine, closed as its collection does,
+                # leaves this run alone.
+                [last_run] = [task.get_coro() for task in asyncio.all_tasks(ioloop.asyncio_loop)
+                              if task.get_coro().__name__ == "_install"]
+                last_run.close()
+                assert client.running() and client.is_connected() and not client.stopped()
+                replying = outcome_in_thread(
+                    lambda: client.blocking_request(Message.request("echo"), timeout=WAIT))
+                peer.settimeout(WAIT)
+                assert peer.recv(100) == b"?echo[3]\n"
+                peer.sendall(b"!echo[3] ok\n")
+                assert str(replying.result(WAIT)[0]) == "!echo[3] ok"
+            client.stop()
+            crossing.call_on_loop(new_ioloop, None, client.until_stopped).result(WAIT)
+        finally:
+            new_ioloop.add_callback(new_ioloop.stop)
+            new_thread.join(WAIT)
+            new_ioloop.close(all_fds=True)
+
+
+def test_an_async_notify_connected_told_of_a_stop_on_a_closed_loop_is_not_run(caplog):
+    # Told in the thread that stops the client, whose event loop is the closed loop (a
+    # test case's cleanup): its coroutine was handed to that loop, and stop() raised
+    # "Event loop is closed". Another thread's loop is not its own either: not run.
+    told = []
+
+    class Client(CallbackClient):
+        async def notify_connected(self, connected):
+            told.append(connected)
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(WAIT)
+        ioloop, thread = _loop_of_a_user_thread()
+        try:
+            client = Client("127.0.0.1", listener.getsockname()[1])
+            client.set_ioloop(ioloop)
+            client.start()
+            peer, _ = listener.accept()
+            with peer:
+                assert client.wait_connected(WAIT)
+                ioloop.add_callback(ioloop.stop)
+                thread.join(WAIT)
+                ioloop.close(all_fds=True)
+
+                def stop_where_the_closed_loop_is_current():
+                    asyncio.set_event_loop(ioloop.asyncio_loop)
+                    client.stop()
+
+                outcome_in_thread(stop_where_the_closed_loop_is_current).result(WAIT)
+                assert client.stopped()
+        finally:
+            if not ioloop.asyncio_loop.is_closed():
+                ioloop.close(all_fds=True)
+    assert told == [True]
+    [record] = [r for r in caplog.records if r.getMessage() == "notify_connected(False) failed"]
+    assert "no loop could run the coroutine" in str(record.exc_info[1])
+
+
 if hasattr(os, "fork"):
     def test_waits_in_a_forked_child_end_as_no_thread_runs_the_loop_there(server, monkeypatch):
         monkeypatch.setattr(crossing, "NOT_RUNNING_GRACE", 0.05)

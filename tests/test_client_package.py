@@ -20,6 +20,8 @@ import katcp.wire.sensor
 from katcp.core import Message, Sensor
 from katcp.ioloop_manager import IOLoopManager
 
+from wait_helpers import outcome_in_thread
+
 WAIT = 5.0
 
 
@@ -424,6 +426,40 @@ async def _disconnect_without_a_socket():
     finally:
         client.stop()
         await client.until_stopped(timeout=WAIT)
+
+class AtOnceEndingTransport(RecordingTransport):
+    """A RecordingTransport whose close() ends the connection before it returns."""
+
+    def _end(self, how):
+        if not self.closed:
+            self.closed = True
+            self.ended_by = how
+            self.protocol.connection_lost(None)
+
+
+def test_a_disconnect_whose_connection_ends_at_once_may_call_back_into_the_client():
+    # In a thread of its own: a loop thread that hangs is given up (a daemon thread).
+    outcome_in_thread(asyncio.run, _disconnect_calling_back()).result(WAIT)
+
+
+async def _disconnect_calling_back():
+    # The disconnect ran under the lock of the client's gate for other threads: a request
+    # callback or notify_connected() that disconnected or stopped the client (taking it
+    # again) hung the loop's thread for ever.
+    client = await _in_memory_client(AtOnceEndingTransport)
+    called_back = []
+
+    def disconnect_again(reply):
+        called_back.append(str(reply))
+        client.disconnect()
+
+    client.notify_connected = lambda connected: connected or client.stop()
+    client.callback_request(Message.request("watchdog"), reply_cb=disconnect_again)
+    client.disconnect()
+    assert called_back == ["!watchdog[1] fail Connection\\_closed\\_before\\_reply\\_was"
+                           "\\_received"]
+    await client.until_stopped(timeout=WAIT)
+
 
 def test_replies_made_while_a_chunk_is_handled_go_in_one_write():
     asyncio.run(_replies_in_one_write())

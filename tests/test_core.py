@@ -866,6 +866,22 @@ class TestAsyncHelpers(tornado.testing.AsyncTestCase):
         assert (yield waiter) is True
         thread.join(5)
 
+    def test_an_event_set_on_the_thread_of_its_waits_closed_loop_is_set_quietly(self):
+        # As a client stopped after its loop was closed under it, by the thread that ran
+        # the loop (a test case's cleanup): set() raised "Event loop is closed".
+        event = AsyncEvent()
+        loop = asyncio.new_event_loop()
+
+        async def wait():
+            waiter = event.until_set()
+            waiter.add_done_callback(lambda _: None)  # what a coroutine awaiting it adds
+            return waiter
+
+        waiter = loop.run_until_complete(wait())
+        loop.close()
+        event.set()
+        assert event.is_set() and not waiter.done()
+
     def test_async_event_waits_off_the_loop_on_the_loop_it_is_given(self):
         event = AsyncEvent()
         assert event.ioloop is None

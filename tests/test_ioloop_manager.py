@@ -3,6 +3,7 @@
 import asyncio
 import concurrent.futures
 import gc
+import socket
 import threading
 import time
 import weakref
@@ -193,6 +194,67 @@ def test_a_second_start_before_the_loop_runs_raises_and_leaves_the_loop_alone(mo
         manager.join(WAIT)
 
 
+
+
+def test_threads_starting_one_manager_at_once_run_its_loop_in_one_thread():
+    # Without one start() at a time both found no thread: the second thread failed to
+    # run the loop, then closed it under the first (rounds: the threads must meet).
+    for _ in range(30):
+        manager = IOLoopManager(managed_default=True)
+        manager.get_ioloop()
+        barrier = threading.Barrier(2)
+
+        def start():
+            barrier.wait(WAIT)
+            return manager.start()
+
+        before = set(threading.enumerate())
+        starts = [outcome_in_thread(start) for _ in range(2)]
+        concurrent.futures.wait(starts, WAIT)
+        refused = [start for start in starts if start.exception(0) is not None]
+        assert len(refused) == 1
+        with pytest.raises(RuntimeError, match="IOLoop already started"):
+            refused[0].result(0)
+        assert manager.wait_running(WAIT)
+        assert loop_thread_ident(manager.get_ioloop()) == manager._ioloop_thread.ident
+        manager.stop().result(WAIT)
+        manager.join(WAIT)
+        assert not manager._ioloop_thread.is_alive()
+        assert {thread for thread in set(threading.enumerate()) - before
+                if thread.name == "katcp-ioloop"} == set()
+
+
+def test_a_loop_another_thread_runs_or_a_closed_one_is_refused_as_a_managed_loop():
+    ioloop = tornado.ioloop.IOLoop(make_current=False)
+    runner = threading.Thread(target=ioloop.start, daemon=True)
+    ours, theirs = socket.socketpair()
+    read = concurrent.futures.Future()
+    try:
+        runner.start()
+        call_on_loop(ioloop, None, ioloop.add_handler, ours.fileno(),
+                     lambda fd, events: read.set_result(ours.recv(10)), ioloop.READ
+                     ).result(WAIT)
+        manager = IOLoopManager(managed_default=True)
+        manager.set_ioloop(ioloop, managed=True)
+        before = set(threading.enumerate())
+        with pytest.raises(RuntimeError, match="another thread runs it already"):
+            manager.start()
+        assert set(threading.enumerate()) == before
+        # Its owner's loop still serves what is registered on it (its thread closed
+        # the descriptors of a running loop it had failed to run).
+        theirs.send(b"hello")
+        assert read.result(WAIT) == b"hello"
+        assert not manager.wait_running(0)
+    finally:
+        ioloop.add_callback(ioloop.stop)
+        runner.join(WAIT)
+        ioloop.close(all_fds=True)
+        theirs.close()
+    # Nor one that is closed: its thread failed with a traceback, unseen by start().
+    before = set(threading.enumerate())
+    with pytest.raises(RuntimeError, match="it is closed"):
+        manager.start()
+    assert set(threading.enumerate()) == before
 
 
 def test_once_a_stop_is_asked_for_the_closing_loop_is_never_given_out_again():

@@ -397,6 +397,8 @@ class OverridingClient(RecordingClient):
     def send_request(self, msg):
         if msg.arguments and msg.arguments[0] == b"refuse":
             raise KatcpClientError("refused by the subclass")
+        if msg.arguments and msg.arguments[0] == b"crash":
+            raise ValueError("crashed in the subclass")
         self.sent.append(str(msg))
         super().send_request(msg)
 
@@ -448,6 +450,18 @@ def test_requests_go_through_an_overridden_send_request(fake, caplog):
         assert _waited(str(reply)) >= 0.2 - 0.001
         assert client.sent == ["?informs[1] 1", "?watchdog[3]", "?echo[9] x", "?echo y",
                                "?silent[5]"]
+
+
+def test_a_request_whose_send_raises_is_not_left_in_flight(fake):
+    # Left registered, it took the reply of the next request of its name sent without
+    # an id, which then timed out.
+    client = OverridingClient("127.0.0.1", fake.port, timeout=WAIT)
+    with _running(client):
+        with pytest.raises(ValueError, match="crashed in the subclass"):
+            client.blocking_request(Message.request("echo", "crash"), use_mid=False)
+        assert client._requests.held()["requests"] == 0
+        reply, _ = client.blocking_request(Message.request("echo", "y"), use_mid=False)
+        assert str(reply) == "!echo ok y"
 
 
 def test_requests_while_not_connected_fail_with_their_id(caplog):

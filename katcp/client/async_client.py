@@ -136,6 +136,11 @@ class AsyncClient(DeviceClient):
         except KatcpClientError as exc:
             requests.by_id.pop(msg_id, None)
             self._deliver_reply(pending, Message.request(msg.name, "fail", str(exc), mid=mid))
+        except BaseException:
+            # Not sent, and its caller told so: left in flight, it would take the reply
+            # of the next request of its name (and answer again once it timed out).
+            requests.by_id.pop(msg_id, None)
+            raise
 
     def _handle_timeout(self, msg_id: Any, start_time: float) -> None:
         pending = self._requests.by_id.pop(msg_id, None)

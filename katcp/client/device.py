@@ -1,5 +1,7 @@
 """DeviceClient: a KATCP client that dispatches messages to handler methods by name."""
 
+import asyncio
+import concurrent.futures
 import functools
 import logging
 import traceback
@@ -414,10 +416,11 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
         """Dispatch a request message to its ``request_*`` method, or unhandled_request().
 
         A handler may return a reply Message, which is sent (with the request's message
-        id, as spec 5.1 section 2.2 asks), or a coroutine or future of one, whose reply is
-        sent once it resolves; an exception it raises (unhandled_request() too) is logged
-        ("Request name FAIL", as by :meth:`handle_inform`) and answered with a fail reply
-        carrying the traceback.
+        id, as spec 5.1 section 2.2 asks), or a coroutine or future (tornado, asyncio or
+        :class:`concurrent.futures.Future`) of one, whose reply is sent once it resolves;
+        an exception it raises (unhandled_request() too) is logged ("Request name FAIL",
+        as by :meth:`handle_inform`) and answered with a fail reply carrying the
+        traceback.
         """
         handler = self._request_handlers.get(msg.name)
         try:
@@ -427,6 +430,9 @@ class DeviceClient(ClientLifecycle, metaclass=DeviceMetaclass):
             refuse_async_generator(reply)
         except Exception as exc:
             reply = self._failed_request_reply(msg, exc)
+        if isinstance(reply, concurrent.futures.Future):
+            # Followed on the loop: it calls back in the thread that resolves it.
+            reply = asyncio.wrap_future(reply)
         if is_awaitable(reply):
             tornado.gen.convert_yielded(reply).add_done_callback(
                 functools.partial(self._reply_when_done, msg))

@@ -228,8 +228,13 @@ class ThreadGate:
         While closed, a call from another thread gets a future failed with RuntimeError,
         as for a closed loop.
         """
+        if on_thread(thread_id):
+            # Taken whatever the gate says, and run outside its lock: `fn` may call back
+            # into the client (a connection that ends at once calls notify_connected(),
+            # which may stop the client), and the lock is not reentrant.
+            return call_on_loop(self._client.ioloop, thread_id, fn, *args, **kwargs)
         with self._lock:
-            if self._refusing and not on_thread(thread_id):
+            if self._refusing:
                 refused: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
                 refused.set_exception(RuntimeError(_STOPPED))
                 return refused
@@ -430,8 +435,15 @@ class ClientLifecycle:
             if self._running.is_set() or not self._stopped.is_set():
                 raise RuntimeError("Device client already started.")
             manager = self._ioloop_manager
-            self.ioloop = ioloop = manager.get_ioloop()
-            self._loop = self.ioloop.asyncio_loop
+            ioloop = manager.get_ioloop()
+            loop = ioloop.asyncio_loop  # type: ignore[attr-defined]
+            if loop.is_closed():
+                # tornado drops (without a word) what is handed to a closed loop: the
+                # client would be neither running nor stopped.
+                raise RuntimeError("Cannot start the client on a closed ioloop: "
+                                   "set_ioloop() one that runs")
+            self.ioloop = ioloop
+            self._loop = loop
             for flag in self._state_flags():
                 flag.bind(ioloop)
             self._stopped.clear()
@@ -468,6 +480,10 @@ class ClientLifecycle:
 
         Requests still waiting for replies (see :class:`AsyncClient`) get a fail reply.
 
+        A client whose loop has been closed under it (stopped and closed by its owner
+        while the client ran) is stopped at once, in the calling thread: its connection
+        is shut down without the loop, and it may be started again on another loop.
+
         Parameters
         ----------
         timeout : float in seconds
@@ -494,6 +510,11 @@ class ClientLifecycle:
             # Again, should a start() have come in meanwhile: it is stopped now.
             self._gate.close()
             stopped = self._ioloop_manager.stop(callback=self._uninstall)
+        loop = self._loop
+        # Asked after the stop: a loop that closed meanwhile never runs _uninstall(). Not
+        # under the lock: notify_connected() is told here, and may stop the client too.
+        if loop is not None and loop.is_closed() and not self._stopped.is_set():
+            self._stop_on_closed_loop()
         if managed and stopped is not None:
             try:
                 stopped.result(thread_wait_timeout(timeout))
@@ -517,6 +538,29 @@ class ClientLifecycle:
         manager = self._ioloop_manager
         if manager.managed():
             manager.join(timeout)
+
+    def _stop_on_closed_loop(self) -> None:
+        """End the client's run here, its loop having been closed under it: nothing will
+        run :meth:`_uninstall` there, nor the rest of the connection coroutine, so this
+        thread does what they would.
+
+        The connection is shut down without a goodbye (see
+        :func:`~katcp.transport.sockets.shut_down_socket`) and counts as lost, which fails
+        the requests in flight; the client is stopped, and may be started again on
+        another loop. Its last run's connection coroutine, should it be collected later,
+        leaves the new run alone.
+        """
+        self._stopping = True
+        self._reconnection = None  # what tells the last run it has ended (see _install)
+        protocol = self._protocol
+        if protocol is not None:
+            if protocol.transport is not None:
+                shut_down_socket(protocol.transport)
+            # notify_connected() and request callbacks are told here; a coroutine they
+            # return cannot run (see run_returned).
+            self._connection_lost()
+        self._running.clear()
+        self._stopped.set()
 
     async def _uninstall(self) -> None:
         self._stopping = True
@@ -563,24 +607,27 @@ class ClientLifecycle:
                     await reconnection.wait()  # stop() ends it early
                 finally:
                     self._waiting_to_retry.clear()
-                if self._stopping:
+                if self._stopping or not self._auto_reconnect:  # (cleared meanwhile)
                     break
                 attempt = reconnection.attempt(self._connect())
         except Exception:
             self._logger.exception("Client main coroutine failed")
         finally:
-            protocol = self._protocol
-            if protocol is not None and protocol.transport is not None:
-                # Cancelled while connected (its loop's tasks cancelled, as a test case's
-                # teardown does): the connection is not left open.
-                if self._loop.is_closed():
-                    # Collected after its loop was closed under it, which can run nothing
-                    # (abort() raised "Event loop is closed" in the collector).
-                    shut_down_socket(protocol.transport)
-                else:
-                    protocol.transport.abort()
-            self._running.clear()
-            self._stopped.set()
+            # Unless stop() ended this run already, its loop having been closed under it
+            # (see _stop_on_closed_loop): the client may run again elsewhere by now.
+            if self._reconnection is reconnection:
+                protocol = self._protocol
+                if protocol is not None and protocol.transport is not None:
+                    # Cancelled while connected (its loop's tasks cancelled, as a test
+                    # case's teardown does): the connection is not left open.
+                    if self._loop.is_closed():
+                        # Collected after its loop was closed under it, which can run
+                        # nothing (abort() raised "Event loop is closed" in the collector).
+                        shut_down_socket(protocol.transport)
+                    else:
+                        protocol.transport.abort()
+                self._running.clear()
+                self._stopped.set()
 
     async def _connect(self) -> Optional[ClientProtocol]:
         """One connection attempt: the new connection's protocol, or None."""
@@ -905,7 +952,8 @@ class ClientLifecycle:
 
     async def __aenter__(self) -> Any:
         """``async with client:`` runs the client on the running loop (as
-        :meth:`set_ioloop` would, unless a loop was set) and waits until it is
+        :meth:`set_ioloop` would, unless a loop still open was set; a closed one, such
+        as an earlier ``asyncio.run()``'s, is replaced) and waits until it is
         connected and knows the server's protocol (up to :attr:`ENTER_TIMEOUT`
         seconds); leaving stops it and waits until it has stopped.
 
@@ -915,7 +963,10 @@ class ClientLifecycle:
             If not connected in time (the client is stopped first).
 
         """
-        if self._ioloop_manager.managed():
+        ioloop = self.ioloop
+        if self._ioloop_manager.managed() or (
+                ioloop is not None and ioloop.asyncio_loop.is_closed()):
+            # Also instead of a closed loop, such as that of an earlier asyncio.run().
             self.set_ioloop()
         self.start()
         try:

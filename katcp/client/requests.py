@@ -87,6 +87,10 @@ class CallbackRequest:
         """Deliver the reply of this request (False: no reply callback, as on_inform)."""
         return self._deliver(self.reply_cb, "reply", msg)
 
+    def abandoned(self) -> bool:
+        """Whether nothing waits for the reply any more: never, for callbacks."""
+        return False
+
     def _deliver(self, callback: Optional[Callable[..., Any]], kind: str, msg: Message) -> bool:
         if callback is None:
             return False
@@ -142,7 +146,17 @@ class FutureRequest:
                 future.set_result((msg, [] if informs is None else informs))
             except _INVALID_STATE:
                 pass  # cancelled by its owner meanwhile (asking done() first costs a lock)
+            except RuntimeError:
+                # Resolved, but its loop was closed under the client, which then failed
+                # it on stop() (see ClientLifecycle._stop_on_closed_loop): what waits on
+                # it there never runs again.
+                pass
         return True
+
+    def abandoned(self) -> bool:
+        """Whether nothing waits for the reply any more: its future was cancelled."""
+        future = self.future
+        return future is not None and future.cancelled()
 
 
 class ThreadRequest(FutureRequest):
@@ -335,13 +349,15 @@ class RequestTable:
 
     """
 
-    __slots__ = ("by_id", "_by_name", "_expire", "_timeouts")
+    __slots__ = ("by_id", "_by_name", "_expire", "_timeouts", "_sweep_at")
 
     def __init__(self, expire: Callable[[Any, float], None]) -> None:
         self.by_id: Dict[Any, Any] = {}
         self._by_name: Optional[Dict[str, Deque[Any]]] = None
         self._expire = expire
         self._timeouts: Optional[RequestTimeouts] = None
+        # Abandoned requests are dropped once more than this many are in flight.
+        self._sweep_at = MIN_COMPACT_SIZE
 
     def use_clock(self, clock: Any) -> None:
         """Take deadlines from `clock` (the loop of a new connection)."""
@@ -372,11 +388,27 @@ class RequestTable:
                     by_name[name] = collections.deque(
                         i for i in stack if i in by_id or i == msg_id)
         by_id[msg_id] = pending
+        if len(by_id) > self._sweep_at:
+            self._drop_abandoned()
         if timeout is not None:
             timeouts = self._timeouts
             if timeouts is None:
                 raise RuntimeError("RequestTable.use_clock() was not called")
             timeouts.add(msg_id, pending, timeout)
+
+    def _drop_abandoned(self) -> None:
+        """Forget the requests that nothing waits for any more (their futures cancelled,
+        as ``asyncio.wait_for`` does when it gives up): only a deadline would drop them
+        otherwise, and one without any stayed for ever.
+
+        Their replies, should they come, go to the client's reply handlers. Done again
+        once twice as many as are left are in flight (at least :data:`MIN_COMPACT_SIZE`),
+        so the requests added since pay for each sweep.
+        """
+        by_id = self.by_id
+        for msg_id in [msg_id for msg_id, pending in by_id.items() if pending.abandoned()]:
+            del by_id[msg_id]
+        self._sweep_at = max(MIN_COMPACT_SIZE, 2 * len(by_id))
 
     def watch(self, pending: ThreadRequest) -> None:
         """Time `pending` out by the loop's timer: its thread stopped watching the deadline."""
@@ -423,6 +455,7 @@ class RequestTable:
         waiting = list(self.by_id.values())
         self.by_id.clear()  # in place: the timeouts hold on to it
         self._by_name = None
+        self._sweep_at = MIN_COMPACT_SIZE
         if self._timeouts is not None:
             self._timeouts.clear()
         return waiting

@@ -66,7 +66,10 @@ def wrap_threadsafe_methods(client: Any, post: Callable[[Callable[[], Any]], Non
 
     """
     for name in dir(type(client)):
-        meth: Any = getattr(client, name, None)
+        try:
+            meth: Any = getattr(client, name, None)
+        except Exception:
+            continue  # a property that fails before the client runs: no marked method
         # "is True", as in 0.9.3: a Mock patched onto the class answers every attribute
         # with a truthy Mock, and is no marked method.
         blocking = getattr(meth, "make_threadsafe_blocking", False) is True

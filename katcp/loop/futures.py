@@ -20,7 +20,7 @@ import tornado.util
 
 from katcp.loop.crossing import (call_on_loop, is_awaitable, on_loop, on_thread, running_loop,
                                  thread_wait_timeout)
-from katcp.loop.policy import thread_ioloop
+from katcp.loop.policy import no_loop_to_run, thread_ioloop
 from katcp.wire.util import async_generator_error, copy_outcome, plain_callback
 
 
@@ -59,7 +59,7 @@ def set_result_if_pending(future: Any, result: Any) -> None:
 
 def _resolve(future: "asyncio.Future[Any]", home: _Home, result: Any) -> None:
     """Resolve `future` from any thread, on its own loop (a closed loop is left alone)."""
-    if on_thread(home[1]):
+    if on_thread(home[1]) and not future.get_loop().is_closed():
         # On that loop already: at once, without the crossing's future of the outcome.
         set_result_if_pending(future, result)
     else:
@@ -764,6 +764,9 @@ def log_future_exceptions(logger: logging.Logger, f: Any, ignore: Tuple[type, ..
 def run_returned(logger: logging.Logger, returned: Any, text: str, *args: Any) -> None:
     """Run what a handler or callback returned to its end on the running loop, if it is
     a coroutine or a future, logging ``text % args`` (with the exception) if it fails.
+    Off any running loop it goes to the calling thread's loop; a coroutine returned where
+    none could run it (:func:`~katcp.loop.policy.no_loop_to_run`) is closed unrun, and
+    that logged as a failure.
 
     For the coroutine of an ``async def`` handler or callback, whose outcome nobody else
     awaits. An async generator fails at once (see :func:`async_generator_error`); any
@@ -783,7 +786,13 @@ def run_returned(logger: logging.Logger, returned: Any, text: str, *args: Any) -
         if not done.cancelled() and done.exception() is not None:
             logger.error(text, *args, exc_info=done.exception())
 
-    if is_awaitable(returned):
+    if inspect.iscoroutine(returned) and no_loop_to_run():
+        # Told where no loop could ever run it (a client stopped after its loop was
+        # closed under it, in a thread without a loop or with that closed one).
+        returned.close()
+        logger.error(text, *args, exc_info=RuntimeError(
+            "no loop could run the coroutine %s (its own is closed)" % (returned.__qualname__,)))
+    elif is_awaitable(returned):
         tornado.gen.convert_yielded(returned).add_done_callback(log_failure)
     elif inspect.isasyncgen(returned):
         logger.error(text, *args, exc_info=async_generator_error(returned))

@@ -29,7 +29,7 @@ import tornado.ioloop
 from katcp.loop.crossing import running_loop
 
 __all__ = ["ENV", "event_loop_name", "use_uvloop", "new_event_loop", "new_ioloop", "install",
-           "thread_ioloop", "on_thread_ioloop"]
+           "thread_ioloop", "no_loop_to_run", "on_thread_ioloop"]
 
 ENV = "KATCP_EVENT_LOOP"
 """Name of the environment variable that selects the event loop."""
@@ -192,6 +192,22 @@ def thread_ioloop() -> tornado.ioloop.IOLoop:
                 made.append(_ClosedWithThread(ioloop))
             return ioloop
     return tornado.ioloop.IOLoop.current()
+
+
+def no_loop_to_run() -> bool:
+    """Whether nothing could run what the calling thread starts now: no loop runs in it,
+    and the loop set for it (asked without making one) is none, or closed. A policy
+    without per-thread state that says is taken to have one.
+
+    Returns
+    -------
+    none : bool
+
+    """
+    if running_loop() is not None:
+        return False
+    loop: Any = getattr(getattr(event_loop_policy(), "_local", None), "_loop", _UNKNOWN)
+    return loop is None or (loop is not _UNKNOWN and loop.is_closed())
 
 
 def on_thread_ioloop(fn: _F) -> _F:
