@@ -900,6 +900,25 @@ class TestStartWhenStarted(ResourceTestCase):
         assert (yield server.until_open(0))
         assert server.connections_made == 2
 
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_started_at_once_after_stop_it_is_synced_only_once_its_new_client_is(self):
+        server = self.start_server(CountingDevice)
+        res = self.make_resource(server)
+        yield res.until_synced(timeout=WAIT)
+        old_client = res.inspecting_client
+        # Started again without waiting for the stop: the state is the new client's.
+        res.stop()
+        res.start()
+        assert res.state == "disconnected"
+        synced = res.until_synced(timeout=WAIT)
+        assert not synced.done()
+        yield synced
+        assert res.inspecting_client.synced
+        # The old client's last state (once its inspection has ended) came before.
+        yield old_client.until_stopped(timeout=WAIT)
+        assert res.synced
+        assert (yield res.req.add(1, 2)).reply.arguments == [b"ok", b"3"]
+        assert (yield server.until_open(1))
 
     @tornado.testing.gen_test(timeout=3 * WAIT)
     def test_start_on_a_synced_resource_keeps_its_connection(self):

@@ -307,6 +307,10 @@ class KATCPClientResource(resource.KATCPResource):
             previous.stop()
         if previous is not None:
             self._namespaces_of_previous_client = True
+            # The state is the new client's from now on: a stop() just before left the
+            # previous one's (synced, say) until its last callback, which would wake
+            # until_synced() before the new client has even connected.
+            self._state.set_state("disconnected")
         host, port = self._address
         ic = self._inspecting_client = self.inspecting_client_factory(
             host, port, self._ioloop_set_to or current_ioloop())
