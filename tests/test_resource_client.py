@@ -772,6 +772,24 @@ class TestStrategyWishes(ResourceTestCase):
         reply = yield res.req.sensor_sampling("an.int")
         assert reply.reply.arguments[2:] == [b"event"]
 
+    @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_a_connection_lost_while_many_wishes_are_reapplied_logs_no_error_for_each(self):
+        server = self.start_server(ManySensorsDropOnSamplingDevice)
+        res = self.make_resource(server)
+        yield res.until_synced(timeout=WAIT)
+        yield res.set_sampling_strategies("many", "event")
+        server.drop_next = True
+        with recording_logger("katcp") as (_, records):
+            res._inspecting_client.katcp_client.disconnect()
+            # The resync's re-apply loses its connection; the next one re-applies all.
+            yield res.until_not_synced(timeout=WAIT)
+            yield res.until_synced(timeout=WAIT)
+        problems = [record.getMessage() for record in records.records
+                    if record.levelno >= logging.WARNING and "strateg" in record.getMessage()]
+        assert problems == []
+        assert (yield self.strategies_on_the_device(res, *server.many_names)) == [
+            ("event",)] * len(server.many_names)
+
     @tornado.gen.coroutine
     def strategies_on_the_device(self, res, *names):
         replies = yield [res.req.sensor_sampling(name) for name in names]
@@ -859,6 +877,10 @@ class ManySensorsDevice(BaseDevice):
         self.many_names = ["many.%03d" % i for i in range(self.SENSORS)]
         for name in self.many_names:
             self.add_sensor(Sensor.integer(name, "One of many", "", [0, 10]))
+
+
+class ManySensorsDropOnSamplingDevice(ManySensorsDevice, DropOnSamplingDevice):
+    """Many sensors, and the connection dropped on the ?sensor-sampling once armed."""
 
 
 class TestStartWhenStarted(ResourceTestCase):
