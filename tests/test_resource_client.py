@@ -207,6 +207,22 @@ class AggregateDevice(BaseDevice):
         return ("ok",)
 
 
+class TwinNamesDevice(BaseDevice):
+    """Has sensors twin.a and twin-a, of one Python identifier, and can drop either."""
+
+    def setup_sensors(self):
+        super().setup_sensors()
+        for name in ("twin.a", "twin-a"):
+            self.add_sensor(Sensor.integer(name, "A twin", "", [0, 10]))
+
+    @request(Str())
+    @return_reply()
+    def request_drop(self, req, name):
+        """Remove a sensor, changing the interface."""
+        self.remove_sensor(name)
+        return ("ok",)
+
+
 def start_server(device_class=DeviceV1, port=0):
     server = device_class("127.0.0.1", port)
     server.start(timeout=WAIT)
@@ -1726,6 +1742,24 @@ class TestKATCPClientResourceContainer(ResourceTestCase):
         yield until_model(child, lambda: "agg_total" in child.sensor)
         assert set(container.sensor) == {"agg_total", "dev_an_int", "dev_a_float"}
         assert container.sensor.agg_total is child.sensor.agg_total
+
+    @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_a_sensor_of_the_python_identifier_of_a_removed_one_takes_its_place(self):
+        server = self.start_server(TwinNamesDevice)
+        container = self.make_container(container_spec([server], ["dev"]))
+        yield container.until_synced(timeout=WAIT)
+        child = container.children.dev
+        # One of the two shows (either); the other takes its place once it goes, here
+        # and in the container.
+        shown = child.sensor.twin_a.name
+        other = ({"twin.a", "twin-a"} - {shown}).pop()
+        yield child.req.drop(shown)
+        yield until_model(child, lambda: shown not in child.inspecting_client.sensors)
+        assert child.sensor.twin_a.name == other
+        assert container.sensor.dev_twin_a is child.sensor.twin_a
+        yield child.req.drop(other)
+        yield until_model(child, lambda: other not in child.inspecting_client.sensors)
+        assert "twin_a" not in child.sensor and "dev_twin_a" not in container.sensor
 
     @tornado.testing.gen_test(timeout=2 * WAIT)
     def test_an_inactive_container_makes_its_children_and_groups_inactive(self):

@@ -618,12 +618,17 @@ class KATCPClientResource(resource.KATCPResource):
     def _update_model(self, model_changes: Any) -> Generator[Any, Any, None]:
         """Bring the req and sensor namespaces in line with the inspecting client's
         `model_changes` (an item modified is in both its removed and added sets)."""
+        ic = self._inspecting_client
         if "requests" in model_changes:
-            yield from _result_of(self._remove_requests(model_changes.requests.removed))
-            yield from _result_of(self._add_requests(model_changes.requests.added))
+            changes = model_changes.requests
+            yield from _result_of(self._remove_requests(changes.removed))
+            yield from _result_of(self._add_requests(
+                _with_heirs(changes.added, changes.removed, lambda: ic.requests)))
         if "sensors" in model_changes:
-            yield from _result_of(self._remove_sensors(model_changes.sensors.removed))
-            yield from _result_of(self._add_sensors(model_changes.sensors.added))
+            changes = model_changes.sensors
+            yield from _result_of(self._remove_sensors(changes.removed))
+            yield from _result_of(self._add_sensors(
+                _with_heirs(changes.added, changes.removed, lambda: ic.sensors)))
 
     @tornado.gen.coroutine
     def _add_requests(self, request_keys: Iterable[str]) -> Generator[Any, Any, None]:
@@ -771,6 +776,23 @@ def _escape_names(names: List[str]) -> List[str]:
     if not names or joined.count("\n") != len(names) - 1:
         return [escape_name(name) for name in names]
     return escape_name(joined).split("\n")
+
+
+def _with_heirs(added: Iterable[str], removed: Iterable[str],
+                known_now: Callable[[], List[str]]) -> Iterable[str]:
+    """The names `added`, and those the device has (``known_now()``, asked only if
+    something was `removed`) that take the Python identifier of a name `removed`.
+
+    A device may have two items of one identifier (sensors ``a.b`` and ``a-b``): the
+    namespace holds one of them, and the other once that one goes.
+    """
+    if not removed:
+        return added
+    known = known_now()
+    freed = set(_escape_names(list(removed)))
+    # (A name removed and known is one modified, which is among those added already.)
+    heirs = [name for name, escaped in zip(known, _escape_names(known)) if escaped in freed]
+    return set(added).union(heirs) if heirs else added
 
 
 def _add_to(namespace: AttrDict, objs: Sequence[Any]) -> List[str]:
