@@ -1684,6 +1684,27 @@ class TestKATCPClientResourceContainer(ResourceTestCase):
         assert (yield waits_left_by(poll)) <= 0
 
     @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_a_child_added_again_under_its_name_replaces_the_old_one(self):
+        first, second = self.start_server(DeviceV1), self.start_server(DeviceV2)
+        container = self.make_container(container_spec([first], ["dev"], {"g": ["dev"]}))
+        yield container.until_synced(timeout=WAIT)
+        old = container.children.dev
+        stopped = old.until_stopped(timeout=WAIT)
+        new = container.add_child_resource_client("dev", dict(
+            address=second.bind_address, controlled=True))
+        # The old child is stopped, and what it had leaves the container and its group.
+        yield stopped
+        assert container.children.dev is new and container.groups.g.clients == (new,)
+        assert "dev_old_sensor" not in container.sensor and "dev_old_thing" not in container.req
+        assert "old_thing" not in container.groups.g.req
+        yield container.until_synced(timeout=WAIT)
+        assert set(container.sensor) == {"dev_" + name for name in new.sensor}
+        assert "dev_new_sensor" in container.sensor and "dev_old_sensor" not in container.sensor
+        assert set(container.req) == {"dev_" + name for name in new.req}
+        assert set(container.groups.g.req) == set(new.req)
+        assert (yield container.req.dev_new_thing()).succeeded
+
+    @tornado.testing.gen_test(timeout=2 * WAIT)
     def test_add_child_and_group(self):
         server = self.start_server()
         container = self.make_container(container_spec([server], ["first"]))

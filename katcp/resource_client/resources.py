@@ -912,11 +912,33 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         Returns
         -------
         child : :class:`KATCPClientResource`
+
+        Notes
+        -----
+        A child of the same (escaped) name is replaced: it is stopped, and its requests
+        and sensors leave this container and its groups, where the new child takes
+        its place.
         """
+        replaced = dict.get(self._children, escape_name(res_name))
         child = self._add_child(res_name, res_spec)
+        if replaced is not None:
+            self._retire_child(replaced, child)
         child.set_ioloop(self.ioloop)
         child.start()
         return child
+
+    def _retire_child(self, old: KATCPClientResource, successor: KATCPClientResource
+                      ) -> None:
+        """Stop child `old`, replaced by `successor`, and take what it had out of this
+        container (it kept its connection for good, and its items stayed)."""
+        old.stop()
+        for group in dict.values(self._groups):
+            if old in group.clients:
+                group.clients = tuple(successor if client is old else client
+                                      for client in group.clients)
+                group.client_updated(successor)
+        for kind in ("req", "sensor"):
+            self._child_changed(old, kind, (), list(getattr(old, kind)))
 
     def add_group(self, group_name: str, group_client_names: Sequence[str]) -> None:
         """Add a new :class:`ClientGroup` to container groups member.
