@@ -207,6 +207,16 @@ class AggregateDevice(BaseDevice):
         return ("ok",)
 
 
+class UnknownTypeDevice(BaseDevice):
+    """Lists, with its sensors, one of a type that no KATCP version has."""
+
+    def request_sensor_list(self, req, msg):
+        """List the sensors, and odd.one of type blob."""
+        reply = super().request_sensor_list(req, msg)
+        req.inform("odd.one", "Of no known type", "", "blob")
+        return Message.reply("sensor-list", "ok", int(reply.arguments[1]) + 1)
+
+
 class TwinNamesDevice(BaseDevice):
     """Has sensors twin.a and twin-a, of one Python identifier, and can drop either."""
 
@@ -482,6 +492,21 @@ class TestKATCPClientResource(ResourceTestCase):
         old = yield res.list_sensors("old", tuple=True)
         assert old[0][0] == "old-sensor" and old[0][6] == "unknown"
         assert old[0][7] == ("none",)
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_a_sensor_of_an_unknown_type_is_left_out_of_the_lists(self):
+        res = self.make_resource(self.start_server(UnknownTypeDevice))
+        yield res.until_synced(timeout=WAIT)
+        assert "odd_one" in res.sensor
+        with recording_logger("katcp.resource_client") as (_, records):
+            sensors = yield res.list_sensors()
+            result = yield res.set_sampling_strategies("", "event")
+        assert [s.python_identifier for s in sensors] == ["a_float", "an_int"]
+        assert set(result) == {"a_float", "an_int"}
+        warnings = [record.getMessage() for record in records.records
+                    if record.levelno == logging.WARNING]
+        assert len(warnings) == 2 and all("odd.one" in text and "blob" in text
+                                          for text in warnings)
 
     @tornado.testing.gen_test(timeout=WAIT)
     def test_a_filters_strategy_is_its_sensors_strategy_from_the_call(self):

@@ -63,6 +63,14 @@ def list_sensors(parent_class: resource.KATCPResource, sensor_items: Any, filter
             continue
         if strategy and sensor_obj.sampling_strategy == _NONE_STRATEGY:
             continue
+        try:
+            sensor_type = sensor_obj.type
+        except ValueError as exc:
+            # What the device says of it (a type no KATCP version has, say) cannot be
+            # read, nor its readings: one such sensor must not fail the whole list.
+            getattr(parent_class, "_logger", log).warning(
+                "Sensor %s of %s left out: %s", sensor_obj.name, sensor_obj.parent_name, exc)
+            continue
         if refresh:
             yield sensor_obj.get_value()
         reading = sensor_obj.reading
@@ -73,14 +81,14 @@ def list_sensors(parent_class: resource.KATCPResource, sensor_items: Any, filter
             prefix = sensor_obj.parent_name + "."
         if tuple:
             found_sensors.append((prefix + sensor_obj.name, reading.value,
-                                  reading.timestamp, sensor_obj.type, sensor_obj.units,
+                                  reading.timestamp, sensor_type, sensor_obj.units,
                                   reading.received_timestamp, reading.status,
                                   sensor_obj.sampling_strategy))
         else:
             found_sensors.append(resource.SensorResultTuple(
                 object=sensor_obj, name=prefix + sensor_obj.name,
                 python_identifier=identifier, description=sensor_obj.description,
-                type=sensor_obj.type, units=sensor_obj.units, reading=reading))
+                type=sensor_type, units=sensor_obj.units, reading=reading))
     return found_sensors
 
 
