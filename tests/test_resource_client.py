@@ -207,6 +207,32 @@ class AggregateDevice(BaseDevice):
         return ("ok",)
 
 
+class UnknownTypeDevice(BaseDevice):
+    """Lists, with its sensors, one of a type that no KATCP version has."""
+
+    def request_sensor_list(self, req, msg):
+        """List the sensors, and odd.one of type blob."""
+        reply = super().request_sensor_list(req, msg)
+        req.inform("odd.one", "Of no known type", "", "blob")
+        return Message.reply("sensor-list", "ok", int(reply.arguments[1]) + 1)
+
+
+class TwinNamesDevice(BaseDevice):
+    """Has sensors twin.a and twin-a, of one Python identifier, and can drop either."""
+
+    def setup_sensors(self):
+        super().setup_sensors()
+        for name in ("twin.a", "twin-a"):
+            self.add_sensor(Sensor.integer(name, "A twin", "", [0, 10]))
+
+    @request(Str())
+    @return_reply()
+    def request_drop(self, req, name):
+        """Remove a sensor, changing the interface."""
+        self.remove_sensor(name)
+        return ("ok",)
+
+
 def start_server(device_class=DeviceV1, port=0):
     server = device_class("127.0.0.1", port)
     server.start(timeout=WAIT)
@@ -466,6 +492,21 @@ class TestKATCPClientResource(ResourceTestCase):
         old = yield res.list_sensors("old", tuple=True)
         assert old[0][0] == "old-sensor" and old[0][6] == "unknown"
         assert old[0][7] == ("none",)
+
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_a_sensor_of_an_unknown_type_is_left_out_of_the_lists(self):
+        res = self.make_resource(self.start_server(UnknownTypeDevice))
+        yield res.until_synced(timeout=WAIT)
+        assert "odd_one" in res.sensor
+        with recording_logger("katcp.resource_client") as (_, records):
+            sensors = yield res.list_sensors()
+            result = yield res.set_sampling_strategies("", "event")
+        assert [s.python_identifier for s in sensors] == ["a_float", "an_int"]
+        assert set(result) == {"a_float", "an_int"}
+        warnings = [record.getMessage() for record in records.records
+                    if record.levelno == logging.WARNING]
+        assert len(warnings) == 2 and all("odd.one" in text and "blob" in text
+                                          for text in warnings)
 
     @tornado.testing.gen_test(timeout=WAIT)
     def test_a_filters_strategy_is_its_sensors_strategy_from_the_call(self):
@@ -772,6 +813,24 @@ class TestStrategyWishes(ResourceTestCase):
         reply = yield res.req.sensor_sampling("an.int")
         assert reply.reply.arguments[2:] == [b"event"]
 
+    @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_a_connection_lost_while_many_wishes_are_reapplied_logs_no_error_for_each(self):
+        server = self.start_server(ManySensorsDropOnSamplingDevice)
+        res = self.make_resource(server)
+        yield res.until_synced(timeout=WAIT)
+        yield res.set_sampling_strategies("many", "event")
+        server.drop_next = True
+        with recording_logger("katcp") as (_, records):
+            res._inspecting_client.katcp_client.disconnect()
+            # The resync's re-apply loses its connection; the next one re-applies all.
+            yield res.until_not_synced(timeout=WAIT)
+            yield res.until_synced(timeout=WAIT)
+        problems = [record.getMessage() for record in records.records
+                    if record.levelno >= logging.WARNING and "strateg" in record.getMessage()]
+        assert problems == []
+        assert (yield self.strategies_on_the_device(res, *server.many_names)) == [
+            ("event",)] * len(server.many_names)
+
     @tornado.gen.coroutine
     def strategies_on_the_device(self, res, *names):
         replies = yield [res.req.sensor_sampling(name) for name in names]
@@ -861,6 +920,10 @@ class ManySensorsDevice(BaseDevice):
             self.add_sensor(Sensor.integer(name, "One of many", "", [0, 10]))
 
 
+class ManySensorsDropOnSamplingDevice(ManySensorsDevice, DropOnSamplingDevice):
+    """Many sensors, and the connection dropped on the ?sensor-sampling once armed."""
+
+
 class TestStartWhenStarted(ResourceTestCase):
     """start() on a resource that is started already keeps its one connection."""
 
@@ -900,6 +963,25 @@ class TestStartWhenStarted(ResourceTestCase):
         assert (yield server.until_open(0))
         assert server.connections_made == 2
 
+    @tornado.testing.gen_test(timeout=3 * WAIT)
+    def test_started_at_once_after_stop_it_is_synced_only_once_its_new_client_is(self):
+        server = self.start_server(CountingDevice)
+        res = self.make_resource(server)
+        yield res.until_synced(timeout=WAIT)
+        old_client = res.inspecting_client
+        # Started again without waiting for the stop: the state is the new client's.
+        res.stop()
+        res.start()
+        assert res.state == "disconnected"
+        synced = res.until_synced(timeout=WAIT)
+        assert not synced.done()
+        yield synced
+        assert res.inspecting_client.synced
+        # The old client's last state (once its inspection has ended) came before.
+        yield old_client.until_stopped(timeout=WAIT)
+        assert res.synced
+        assert (yield res.req.add(1, 2)).reply.arguments == [b"ok", b"3"]
+        assert (yield server.until_open(1))
 
     @tornado.testing.gen_test(timeout=3 * WAIT)
     def test_start_on_a_synced_resource_keeps_its_connection(self):
@@ -1627,6 +1709,27 @@ class TestKATCPClientResourceContainer(ResourceTestCase):
         assert (yield waits_left_by(poll)) <= 0
 
     @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_a_child_added_again_under_its_name_replaces_the_old_one(self):
+        first, second = self.start_server(DeviceV1), self.start_server(DeviceV2)
+        container = self.make_container(container_spec([first], ["dev"], {"g": ["dev"]}))
+        yield container.until_synced(timeout=WAIT)
+        old = container.children.dev
+        stopped = old.until_stopped(timeout=WAIT)
+        new = container.add_child_resource_client("dev", dict(
+            address=second.bind_address, controlled=True))
+        # The old child is stopped, and what it had leaves the container and its group.
+        yield stopped
+        assert container.children.dev is new and container.groups.g.clients == (new,)
+        assert "dev_old_sensor" not in container.sensor and "dev_old_thing" not in container.req
+        assert "old_thing" not in container.groups.g.req
+        yield container.until_synced(timeout=WAIT)
+        assert set(container.sensor) == {"dev_" + name for name in new.sensor}
+        assert "dev_new_sensor" in container.sensor and "dev_old_sensor" not in container.sensor
+        assert set(container.req) == {"dev_" + name for name in new.req}
+        assert set(container.groups.g.req) == set(new.req)
+        assert (yield container.req.dev_new_thing()).succeeded
+
+    @tornado.testing.gen_test(timeout=2 * WAIT)
     def test_add_child_and_group(self):
         server = self.start_server()
         container = self.make_container(container_spec([server], ["first"]))
@@ -1685,6 +1788,24 @@ class TestKATCPClientResourceContainer(ResourceTestCase):
         yield until_model(child, lambda: "agg_total" in child.sensor)
         assert set(container.sensor) == {"agg_total", "dev_an_int", "dev_a_float"}
         assert container.sensor.agg_total is child.sensor.agg_total
+
+    @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_a_sensor_of_the_python_identifier_of_a_removed_one_takes_its_place(self):
+        server = self.start_server(TwinNamesDevice)
+        container = self.make_container(container_spec([server], ["dev"]))
+        yield container.until_synced(timeout=WAIT)
+        child = container.children.dev
+        # One of the two shows (either); the other takes its place once it goes, here
+        # and in the container.
+        shown = child.sensor.twin_a.name
+        other = ({"twin.a", "twin-a"} - {shown}).pop()
+        yield child.req.drop(shown)
+        yield until_model(child, lambda: shown not in child.inspecting_client.sensors)
+        assert child.sensor.twin_a.name == other
+        assert container.sensor.dev_twin_a is child.sensor.twin_a
+        yield child.req.drop(other)
+        yield until_model(child, lambda: other not in child.inspecting_client.sensors)
+        assert "twin_a" not in child.sensor and "dev_twin_a" not in container.sensor
 
     @tornado.testing.gen_test(timeout=2 * WAIT)
     def test_an_inactive_container_makes_its_children_and_groups_inactive(self):

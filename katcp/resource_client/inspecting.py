@@ -313,7 +313,8 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
         Strategies of sensors the device does not (or no longer) have are kept in the
         cache but not sent. Failures are logged, not raised: each sensor ends with its
         strategy or with an error logged for it, with or without bulk sampling (see
-        :meth:`_send_strategies`).
+        :meth:`_send_strategies`), unless the connection is lost meanwhile: the rest is
+        then left to the next connection's sync, which reapplies them all.
         """
         if not self._strategy_cache:
             # Nothing to send: no list of the device's sensors made (a resource's sync
@@ -353,10 +354,12 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
         done : tornado Future
             Resolves with None once every request is answered. Nothing is raised and
             the cache is left as it is: each sensor whose strategy could not be set
-            is logged as an error.
+            is logged as an error, unless the connection was lost meanwhile (the next
+            one's sync reapplies them all).
         """
         flags = self._inspecting_client.katcp_client.protocol_flags
         bulk = flags is not None and flags.bulk_set_sensor_sampling
+        lost = self._connection_lost()
         shared: List[Tuple[List[str], Tuple[str, ...]]] = []
         singles: List[Tuple[str, Tuple[str, ...]]] = []
         for strategy, names in by_strategy.items():
@@ -373,11 +376,26 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
                                    "one sensor at a time", strategy, ",".join(names), problem)
                 singles.extend((name, strategy) for name in names)
         problems = yield self._request_samplings(singles)
+        if lost():
+            # One line, not an error per sensor: their strategies are not lost.
+            self._logger.info("Connection of %s lost while reapplying sampling "
+                              "strategies; the next connection's sync reapplies them",
+                              self.resource_name)
+            return
         for (name, strategy), problem in zip(singles, problems):
             if problem is not None:
                 # Errors are only logged: one bad strategy must not stop the resync.
                 self._logger.error("Error reapplying strategy %r for sensors %s: %s",
                                    strategy, name, problem)
+
+    def _connection_lost(self) -> Callable[[], bool]:
+        """``lost()``: whether the inspecting client's current connection has ended
+        (or been replaced) since this call."""
+        client = self._inspecting_client
+        # An inspecting client from a user's factory may not count its connections.
+        connection = getattr(client, "connection_count", None)
+        return lambda: (not client.is_connected()
+                        or getattr(client, "connection_count", None) != connection)
 
     def _request_samplings(self, requests: Iterable[Tuple[str, Tuple[str, ...]]]) -> Any:
         """A future of what :meth:`_request_sampling` resolves with for each of

@@ -63,6 +63,14 @@ def list_sensors(parent_class: resource.KATCPResource, sensor_items: Any, filter
             continue
         if strategy and sensor_obj.sampling_strategy == _NONE_STRATEGY:
             continue
+        try:
+            sensor_type = sensor_obj.type
+        except ValueError as exc:
+            # What the device says of it (a type no KATCP version has, say) cannot be
+            # read, nor its readings: one such sensor must not fail the whole list.
+            getattr(parent_class, "_logger", log).warning(
+                "Sensor %s of %s left out: %s", sensor_obj.name, sensor_obj.parent_name, exc)
+            continue
         if refresh:
             yield sensor_obj.get_value()
         reading = sensor_obj.reading
@@ -73,14 +81,14 @@ def list_sensors(parent_class: resource.KATCPResource, sensor_items: Any, filter
             prefix = sensor_obj.parent_name + "."
         if tuple:
             found_sensors.append((prefix + sensor_obj.name, reading.value,
-                                  reading.timestamp, sensor_obj.type, sensor_obj.units,
+                                  reading.timestamp, sensor_type, sensor_obj.units,
                                   reading.received_timestamp, reading.status,
                                   sensor_obj.sampling_strategy))
         else:
             found_sensors.append(resource.SensorResultTuple(
                 object=sensor_obj, name=prefix + sensor_obj.name,
                 python_identifier=identifier, description=sensor_obj.description,
-                type=sensor_obj.type, units=sensor_obj.units, reading=reading))
+                type=sensor_type, units=sensor_obj.units, reading=reading))
     return found_sensors
 
 
@@ -307,6 +315,10 @@ class KATCPClientResource(resource.KATCPResource):
             previous.stop()
         if previous is not None:
             self._namespaces_of_previous_client = True
+            # The state is the new client's from now on: a stop() just before left the
+            # previous one's (synced, say) until its last callback, which would wake
+            # until_synced() before the new client has even connected.
+            self._state.set_state("disconnected")
         host, port = self._address
         ic = self._inspecting_client = self.inspecting_client_factory(
             host, port, self._ioloop_set_to or current_ioloop())
@@ -614,12 +626,17 @@ class KATCPClientResource(resource.KATCPResource):
     def _update_model(self, model_changes: Any) -> Generator[Any, Any, None]:
         """Bring the req and sensor namespaces in line with the inspecting client's
         `model_changes` (an item modified is in both its removed and added sets)."""
+        ic = self._inspecting_client
         if "requests" in model_changes:
-            yield from _result_of(self._remove_requests(model_changes.requests.removed))
-            yield from _result_of(self._add_requests(model_changes.requests.added))
+            changes = model_changes.requests
+            yield from _result_of(self._remove_requests(changes.removed))
+            yield from _result_of(self._add_requests(
+                _with_heirs(changes.added, changes.removed, lambda: ic.requests)))
         if "sensors" in model_changes:
-            yield from _result_of(self._remove_sensors(model_changes.sensors.removed))
-            yield from _result_of(self._add_sensors(model_changes.sensors.added))
+            changes = model_changes.sensors
+            yield from _result_of(self._remove_sensors(changes.removed))
+            yield from _result_of(self._add_sensors(
+                _with_heirs(changes.added, changes.removed, lambda: ic.sensors)))
 
     @tornado.gen.coroutine
     def _add_requests(self, request_keys: Iterable[str]) -> Generator[Any, Any, None]:
@@ -769,6 +786,23 @@ def _escape_names(names: List[str]) -> List[str]:
     return escape_name(joined).split("\n")
 
 
+def _with_heirs(added: Iterable[str], removed: Iterable[str],
+                known_now: Callable[[], List[str]]) -> Iterable[str]:
+    """The names `added`, and those the device has (``known_now()``, asked only if
+    something was `removed`) that take the Python identifier of a name `removed`.
+
+    A device may have two items of one identifier (sensors ``a.b`` and ``a-b``): the
+    namespace holds one of them, and the other once that one goes.
+    """
+    if not removed:
+        return added
+    known = known_now()
+    freed = set(_escape_names(list(removed)))
+    # (A name removed and known is one modified, which is among those added already.)
+    heirs = [name for name, escaped in zip(known, _escape_names(known)) if escaped in freed]
+    return set(added).union(heirs) if heirs else added
+
+
 def _add_to(namespace: AttrDict, objs: Sequence[Any]) -> List[str]:
     """Add the objects found (not None) under their escaped names; return those names."""
     found = [obj for obj in objs if obj is not None]
@@ -886,11 +920,33 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         Returns
         -------
         child : :class:`KATCPClientResource`
+
+        Notes
+        -----
+        A child of the same (escaped) name is replaced: it is stopped, and its requests
+        and sensors leave this container and its groups, where the new child takes
+        its place.
         """
+        replaced = dict.get(self._children, escape_name(res_name))
         child = self._add_child(res_name, res_spec)
+        if replaced is not None:
+            self._retire_child(replaced, child)
         child.set_ioloop(self.ioloop)
         child.start()
         return child
+
+    def _retire_child(self, old: KATCPClientResource, successor: KATCPClientResource
+                      ) -> None:
+        """Stop child `old`, replaced by `successor`, and take what it had out of this
+        container (it kept its connection for good, and its items stayed)."""
+        old.stop()
+        for group in dict.values(self._groups):
+            if old in group.clients:
+                group.clients = tuple(successor if client is old else client
+                                      for client in group.clients)
+                group.client_updated(successor)
+        for kind in ("req", "sensor"):
+            self._child_changed(old, kind, (), list(getattr(old, kind)))
 
     def add_group(self, group_name: str, group_client_names: Sequence[str]) -> None:
         """Add a new :class:`ClientGroup` to container groups member.
