@@ -396,3 +396,23 @@ def test_a_page_that_stops_reading_is_dropped(monkeypatch):
         run(scenario())
     finally:
         stop_server(server)
+
+
+def test_stopped_while_the_device_is_away_it_leaves_no_task_behind(device):
+    # Following the device, katcp-web waited for it to come back: for ever once stopped,
+    # each stopped WebServer leaving a task on the loop that held its monitor.
+    async def scenario():
+        ours = asyncio.all_tasks()
+        web = await started(device)
+        try:
+            conn = await open_page_socket(web)
+            await next_message(conn, synced_snapshot)
+            await asyncio.get_running_loop().run_in_executor(None, stop_server, device)
+            # Shown to the page, then awaited: the device's return.
+            await next_message(conn, lambda m: m["type"] == "connection")
+            conn.close()
+        finally:
+            web.stop()
+        _, pending = await asyncio.wait(asyncio.all_tasks() - ours, timeout=WAIT)
+        assert [task.get_coro().__qualname__ for task in pending] == []
+    run(scenario())

@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from katcp.core import Message, ProtocolFlags
-from katcp.loop.futures import until_first
+from katcp.loop.futures import give_up, log_future_exceptions, until_first
 from katcp.loop.policy import thread_ioloop
 from katcp.resource_client import KATCPClientResource
 from katcp.wire.text import readable
@@ -110,6 +110,7 @@ class DeviceMonitor:
             "address": address_text(self.address)}
         self._last_update: Optional[float] = None
         self._loop: Any = None
+        self._follower: Any = None
         self._stopped = False
 
     # -- life cycle ---------------------------------------------------------------------
@@ -122,11 +123,14 @@ class DeviceMonitor:
         # Kept by the resource for sensors not seen yet and across reconnects.
         wished = self.resource.set_sampling_strategies("", self.strategy)
         wished.add_done_callback(lambda future: future.result())  # the loop logs a failure
-        self._loop.add_callback(self._follow_state)
+        # Kept, to be cancelled by stop(): it may be waiting for a device that never comes.
+        self._follower = self._loop.asyncio_loop.create_task(self._follow_state())
+        log_future_exceptions(log, self._follower)
 
     def stop(self) -> None:
         """Disconnect from the device; subscribers get no further messages."""
         self._stopped = True
+        give_up(self._follower)
         if self._flush_handle is not None:
             self._loop.remove_timeout(self._flush_handle)
             self._flush_handle = None
