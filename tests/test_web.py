@@ -416,3 +416,19 @@ def test_stopped_while_the_device_is_away_it_leaves_no_task_behind(device):
         _, pending = await asyncio.wait(asyncio.all_tasks() - ours, timeout=WAIT)
         assert [task.get_coro().__qualname__ for task in pending] == []
     run(scenario())
+
+
+def test_stop_closes_the_open_pages(device):
+    # Left open (kept alive by the websocket pings), a page went on showing the last
+    # readings as current, never learning that katcp-web had stopped.
+    async def scenario():
+        web = await started(device)
+        try:
+            conn = await open_page_socket(web)
+            await next_message(conn, synced_snapshot)
+        finally:
+            web.stop()
+        while await asyncio.wait_for(conn.read_message(), WAIT) is not None:
+            pass
+        assert (conn.close_code, conn.close_reason) == (1001, "katcp-web stopped")
+    run(scenario())
