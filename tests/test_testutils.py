@@ -2,6 +2,7 @@
 
 import asyncio
 import concurrent.futures
+import gc
 import inspect
 import logging
 import queue
@@ -645,6 +646,37 @@ class TestAsyncWaitingMock(tornado.testing.AsyncTestCase):
         self.assertEqual(mock._waiters, [])
         mock()
         yield mock.assert_wait_call_count(1, timeout=5)
+
+
+class TestWaitSensorAsync(tornado.testing.AsyncTestCase):
+
+    @tornado.testing.gen_test(timeout=10)
+    def test_resolves_once_the_sensor_has_the_value_and_status(self):
+        sensor = Sensor.integer("an.int", "", "", [0, 10], default=3,
+                                initial_status=Sensor.NOMINAL)
+        yield testutils.wait_sensor_async(sensor, 3)
+        waiting = testutils.wait_sensor_async(sensor, 5, status=Sensor.WARN)
+        setter = threading.Thread(target=lambda: (sensor.set_value(5),
+                                                  sensor.set_value(5, Sensor.WARN)))
+        setter.start()
+        yield waiting
+        setter.join(5)
+        self.assertEqual(sensor._observers, set())
+
+    @tornado.testing.gen_test(timeout=10)
+    def test_a_wait_given_up_leaves_no_observer_on_the_sensor(self):
+        # Neither a wait cancelled (asyncio.wait_for) nor one abandoned when its time was
+        # up (tornado.gen.with_timeout) stayed attached to the sensor for ever.
+        sensor = Sensor.integer("an.int", "", "", [0, 10], default=3)
+        with self.assertRaises(asyncio.TimeoutError):
+            yield asyncio.wait_for(testutils.wait_sensor_async(sensor, 5), 0.01)
+        with self.assertRaises(tornado.gen.TimeoutError):
+            yield tornado.gen.with_timeout(self.io_loop.time() + 0.01,
+                                           testutils.wait_sensor_async(sensor, 5))
+        yield tornado.gen.moment  # the cancelled wait's callbacks run
+        gc.collect()
+        sensor.set_value(4)  # an abandoned wait, collected, is noticed at the next reading
+        self.assertEqual(sensor._observers, set())
 
 
 class _StoppableThread(threading.Thread):
