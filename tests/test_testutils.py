@@ -250,6 +250,15 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         self.client.assert_request_succeeds("watchdog")
         self.assertEqual(self.server.messages[count].name, "watchdog")
 
+    def test_a_wait_for_messages_given_up_leaves_them_handled(self):
+        # Resolving the cancelled future raised in handle_message: the message that came
+        # next went unanswered.
+        given_up = self.server.until_messages(len(self.server.messages) + 1)
+        self.assertTrue(given_up.cancel())
+        waiting = self.server.until_messages(len(self.server.messages) + 1)
+        self.client.assert_request_succeeds("watchdog", timeout=5)
+        self.assertEqual(waiting.result(timeout=5)[-1].name, "watchdog")
+
     def test_slow_command_is_cancelled(self):
         # The slow command waits outside the handler thread, so the server answers other
         # requests meanwhile, the cancel among them.
