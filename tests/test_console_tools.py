@@ -28,7 +28,7 @@ from katcp import AsyncReply, Sensor
 from katcp.kattypes import request, return_reply
 from katcp.wire.message import Message
 from katcp.scripts import TOOLS
-from katcp.scripts import cmd
+from katcp.scripts import cmd, exampleserver
 from katcp.scripts._connection import LineConnection, check_address, for_people
 from katcp.scripts.exampleserver import ExampleServer
 from katcp.scripts.shell import DeviceSession
@@ -687,6 +687,41 @@ def test_example_server_runs_with_stdout_closed():
         server.send_signal(signal.SIGTERM)
         _, stderr = server.communicate(timeout=WAIT)
     assert (server.returncode, stderr) == (0, "")
+
+
+def test_example_server_stopped_by_halt_does_not_wait_out_a_second_stop(monkeypatch):
+    # It stopped the stopped server again on its way out, and that stop() waited its whole
+    # timeout for a server to run (as 0.9.3's does): each ?halt or SIGTERM cost a second.
+    stops_of_a_stopped_server = []
+    started = threading.Event()
+    real_start, real_stop = ExampleServer.start, ExampleServer.stop
+
+    def start(self, *args, **kwargs):
+        real_start(self, *args, **kwargs)
+        started.server = self
+        started.set()
+
+    def stop(self, *args, **kwargs):
+        if not self.running():
+            stops_of_a_stopped_server.append(args or kwargs)
+        return real_stop(self, *args, **kwargs)
+
+    def halt():
+        assert started.wait(WAIT)
+        with katcp.BlockingClient(*started.server.bind_address[:2]) as client:
+            assert client.wait_protocol(WAIT)
+            client.blocking_request(Message.request("halt"), timeout=WAIT)
+
+    monkeypatch.setattr(ExampleServer, "start", start)
+    monkeypatch.setattr(ExampleServer, "stop", stop)
+    # Not in this (pytest's) process: the program's SIGTERM handler and logging levels.
+    monkeypatch.setattr(signal, "signal", lambda signum, handler: None)
+    monkeypatch.setattr(exampleserver, "configure_logging", lambda opts: None)
+    halting = threading.Thread(target=halt, daemon=True)
+    halting.start()
+    assert exampleserver._main(["--port", "0"]) == 0
+    halting.join(WAIT)
+    assert stops_of_a_stopped_server == []
 
 
 def test_output_errors_with_stderr_failing_too_keep_their_status(example_server):
