@@ -726,6 +726,24 @@ class TestStartThreadWithCleanup(unittest.TestCase):
         self.assertEqual(starts, [((), {"timeout": 3}), ((), {})])
 
 
+class TestTimewarpWait(testutils.TimewarpAsyncTestCase):
+    """tornado's wait() and stop(), deprecated but still found in older test suites."""
+
+    def test_wait_returns_what_stop_gives(self):
+        self.io_loop.call_later(3600, self.stop, "an hour later")
+        self.set_ioloop_time(self.ioloop_time + 3600)
+        self.assertEqual(self.wait(timeout=10), "an hour later")
+
+    def test_a_wait_that_nothing_stops_fails_after_its_timeout_in_real_seconds(self):
+        # Its timeout was a timer on the virtual clock, which stands still: it hung.
+        guard = threading.Timer(10, self.io_loop.add_callback, (self.stop, "guard"))
+        guard.start()
+        self.addCleanup(guard.cancel)
+        with self.assertRaisesRegex(self.failureException, "timed out after 0.01 seconds"):
+            self.wait(timeout=0.01)
+        self.assertTrue(guard.is_alive())
+
+
 class TestTimewarp(testutils.TimewarpAsyncTestCase):
 
     @tornado.testing.gen_test(timeout=5)
