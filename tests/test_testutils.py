@@ -15,7 +15,7 @@ import tornado.ioloop
 import tornado.testing
 from tornado.concurrent import Future, chain_future
 
-from katcp import Message, Sensor
+from katcp import DeviceServer, Message, Sensor
 from katcp import testutils
 from katcp.ioloop_manager import IOLoopManager
 from katcp.kattypes import Int, request, return_reply
@@ -284,6 +284,32 @@ class _EchoingServer(testutils.DeviceTestServer):
         """Inform and reply with the arguments, as they came."""
         req.inform(*msg.arguments)
         return req.make_reply("ok", *msg.arguments)
+
+
+class _BlankHelpServer(testutils.DeviceTestServer):
+    """The test server plus a request whose docstring is blank."""
+
+    def request_blank(self, req, msg):
+        """
+        """
+        return req.make_reply("ok")
+
+
+class TestHelpOfABlankDescription(unittest.TestCase):
+
+    def test_a_blank_description_compares_as_empty(self):
+        # Its first line was looked up among none: test_help() raised IndexError.
+        server = _BlankHelpServer("127.0.0.1", 0)
+        testutils.start_thread_with_cleanup(self, server, start_timeout=5)
+        client = testutils.BlockingTestClient(self, *server.bind_address)
+        testutils.start_thread_with_cleanup(self, client, start_timeout=5)
+        self.assertTrue(client.wait_protocol(timeout=5))
+        others = sorted(set(testutils.DeviceTestServer._request_handlers)
+                        - set(DeviceServer._request_handlers))
+        client.test_help(others + [("blank", "")])
+        client.test_help(others + [("blank", " \n  ")])
+        with self.assertRaisesRegex(AssertionError, "Description of request 'blank'"):
+            client.test_help(others + [("blank", "Something.")])
 
 
 class TestBlockingTestClientComparesTheBytes(unittest.TestCase):

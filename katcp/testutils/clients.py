@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from katcp import client, server
 from katcp.core import Message
+from katcp.display import first_line
 from katcp.testutils.messages import MessageRecorder
 from katcp.wire.text import as_bytes, readable
 from katcp.wire.util import plain_callback, refuse_coroutine
@@ -375,9 +376,7 @@ class BlockingTestClient(client.BlockingClient):
 
         def describe(description: Any) -> str:
             description = readable(description)
-            if not full_descriptions:
-                description = description.strip().splitlines()[0] if description else ""
-            return description
+            return description if full_descriptions else first_line(description)
 
         expected = {}
         for item in expected_requests:
