@@ -560,6 +560,22 @@ class TestSmallHelpers(unittest.TestCase):
         with self.assertRaises(AssertionError):
             mock.assert_wait_call_count(4, timeout=0.05)
 
+    def test_waiting_mocks_take_a_spec_set_as_a_mock_does(self):
+        # Their constructors set attributes of their own, which the spec_set refused.
+        class Device:
+            def update(self, value):
+                pass
+
+        for make in (testutils.WaitingMock, testutils.AsyncWaitingMock):
+            mock = make(spec_set=Device)
+            threading.Thread(target=mock.update, args=(1,)).start()
+            if make is testutils.WaitingMock:
+                mock.update.assert_wait_call_count(1, timeout=5)
+            with self.assertRaises(AttributeError):
+                mock.no_such_method()
+            with self.assertRaises(AttributeError):
+                mock.no_such_attribute = 1
+
     def test_log_handler_records(self):
         import logging
         handler = testutils.TestLogHandler()
