@@ -20,6 +20,8 @@ from katcp import testutils
 from katcp.ioloop_manager import IOLoopManager
 from katcp.kattypes import Int, request, return_reply
 
+from wait_helpers import outcome_in_thread
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -662,6 +664,30 @@ class TestSmallHelpers(unittest.TestCase):
         finally:
             manager.stop()
             manager.join(timeout=5)
+
+
+    def test_call_in_ioloop_fails_once_no_thread_runs_the_loop(self):
+        # It waited for ever: on a loop that nothing runs, or one stopped while the call's
+        # future was pending.
+        idle = tornado.ioloop.IOLoop(make_current=False)
+        self.addCleanup(idle.close)
+        call = outcome_in_thread(testutils.call_in_ioloop, idle, lambda: 1)
+        with self.assertRaisesRegex(RuntimeError, "no thread runs its ioloop"):
+            call.result(timeout=10)
+        manager = IOLoopManager(managed_default=True)
+        manager.start()
+        called = threading.Event()
+
+        def never_done():
+            called.set()
+            return Future()
+
+        call = outcome_in_thread(testutils.call_in_ioloop, manager.get_ioloop(), never_done)
+        self.assertTrue(called.wait(10))
+        manager.stop()
+        manager.join(timeout=5)
+        with self.assertRaisesRegex(RuntimeError, "no thread runs its ioloop"):
+            call.result(timeout=10)
 
 
 class TestAsyncWaitingMock(tornado.testing.AsyncTestCase):
