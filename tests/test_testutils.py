@@ -247,6 +247,13 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         self.client.raw_send(b"?watchdog\n")
         self.assertEqual(str(replies(1, timeout=5)[0]), "!watchdog ok")
 
+    def test_raw_send_sends_text_as_utf8(self):
+        # A str chunk failed on the client's loop (a TypeError logged there): nothing was
+        # sent, and the test waited for an answer that could not come.
+        waiting = self.server.until_messages(len(self.server.messages) + 1)
+        self.client.raw_send("?watchdog \u00e9t\u00e9\n")
+        self.assertEqual(waiting.result(timeout=5)[-1].arguments, ["été".encode()])
+
     def test_setter_requests_and_server_records_messages(self):
         count = len(self.server.messages)
         self.client.assert_request_succeeds("watchdog")

@@ -65,9 +65,9 @@ class BlockingTestClient(client.BlockingClient):
         return tuple(transport.get_extra_info("sockname")[:2])
 
     @client.make_threadsafe
-    def raw_send(self, chunk: bytes) -> None:
-        """Send a raw chunk of data to the server."""
-        self._write(chunk)
+    def raw_send(self, chunk: Union[bytes, str]) -> None:
+        """Send a raw chunk of data to the server: bytes as they are, text as UTF-8."""
+        self._write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
 
     def _record(self, msg: Message) -> None:
         for recorder in list(self._message_recorders.values()):
