@@ -247,6 +247,15 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         self.client.raw_send(b"?watchdog\n")
         self.assertEqual(str(replies(1, timeout=5)[0]), "!watchdog ok")
 
+    def test_message_recorder_takes_bytes_names(self):
+        # As the request assertions do: a bytes name matched no message, and the wait for
+        # the messages timed out.
+        recorder = self.client.message_recorder(whitelist=[b"sensor-status"])
+        blind = self.client.message_recorder(blacklist=[b"sensor-status"])
+        self.client.assert_request_succeeds("sensor-sampling", "an.int", "event")
+        self.assertEqual([msg.name for msg in recorder(1, timeout=5)], ["sensor-status"])
+        self.assertEqual(blind(), [])
+
     def test_raw_send_sends_text_as_utf8(self):
         # A str chunk failed on the client's loop (a TypeError logged there): nothing was
         # sent, and the test waited for an answer that could not come.

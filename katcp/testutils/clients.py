@@ -83,7 +83,8 @@ class BlockingTestClient(client.BlockingClient):
         self._record(msg)
         return super().handle_reply(msg)
 
-    def message_recorder(self, whitelist: Sequence[str] = (), blacklist: Sequence[str] = (),
+    def message_recorder(self, whitelist: Sequence[Union[str, bytes]] = (),
+                         blacklist: Sequence[Union[str, bytes]] = (),
                          regex_filter: Optional[str] = None, informs: bool = True,
                          replies: bool = False) -> MessageRecorder:
         """Helper method for attaching a hook to selected received messages.
