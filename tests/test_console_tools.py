@@ -884,6 +884,25 @@ def test_ctrl_c_while_waiting_for_a_reply_returns_to_the_prompt(device, terminal
     assert term.proc.wait(WAIT) == 0
 
 
+def test_watch_shows_a_timestamp_beyond_the_calendar_as_sent():
+    # A device's nanosecond timestamp (1.7e18 seconds) made gmtime() raise OSError, which
+    # the tool took for its output failing: "cannot write output", exit status 74.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        def device():
+            server_side, _ = listener.accept()
+            with server_side:
+                server_side.recv(1024)  # ?sensor-sampling
+                server_side.sendall(b"!sensor-sampling ok temp event\n#sensor-status "
+                                    b"1700000000000000000 1 temp nominal 21.5\n")
+
+        threading.Thread(target=device, daemon=True).start()
+        result = run_program(CMD + ["--watch", "127.0.0.1:%d" % listener.getsockname()[1],
+                                    "temp"])
+    assert (result.returncode, result.stderr) == (
+        2, "katcp-cmd: connection closed by the server\n")
+    assert result.stdout.splitlines()[-1] == "1700000000000000000 temp nominal 21.5"
+
+
 # --- watch: a v4 server's millisecond timestamps ---
 
 @pytest.mark.parametrize("greeting, in_ms", [
