@@ -21,6 +21,7 @@ from katcp.web import WebServer
 from katcp.web.app import allowed_hosts, is_loopback
 from katcp.web.monitor import json_value
 
+from log_helpers import no_logs
 from subprocess_helpers import BackgroundProcess, run_program
 
 pytestmark = pytest.mark.timeout(60)
@@ -431,4 +432,28 @@ def test_stop_closes_the_open_pages(device):
         while await asyncio.wait_for(conn.read_message(), WAIT) is not None:
             pass
         assert (conn.close_code, conn.close_reason) == (1001, "katcp-web stopped")
+    run(scenario())
+
+
+def test_started_again_it_shows_the_device_again(device):
+    # Started again after stop(), it set the strategies while its client was still stopped
+    # (an error logged for every sensor) and followed the device no more: a page never saw
+    # it synced.
+    async def scenario():
+        web = await started(device)
+        conn = await open_page_socket(web)
+        await next_message(conn, synced_snapshot)
+        web.stop()
+        with no_logs("katcp"):
+            web.start()
+            try:
+                conn = await open_page_socket(web)
+                await next_message(conn, synced_snapshot)
+                device.get_sensor("add.result").set_value(4321.0)
+                await next_message(conn, lambda message: any(
+                    reading[2] == 4321.0
+                    for reading in message.get("readings", {}).get("add.result", [])))
+                conn.close()
+            finally:
+                web.stop()
     run(scenario())

@@ -116,13 +116,18 @@ class DeviceMonitor:
     # -- life cycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Connect to the device on the current tornado loop and start following it."""
+        """Connect to the device on the current tornado loop and start following it (again,
+        after :meth:`stop`)."""
         self._loop = thread_ioloop()
+        self._stopped = False
         self.resource.set_ioloop(self._loop)
         self.resource.start()
-        # Kept by the resource for sensors not seen yet and across reconnects.
-        wished = self.resource.set_sampling_strategies("", self.strategy)
-        wished.add_done_callback(lambda future: future.result())  # the loop logs a failure
+        if self._follower is None:
+            # Once: the resource keeps the wish for sensors not seen yet, across reconnects
+            # and restarts. Made again, it would go to the last sync's sensors at once, while
+            # the client has not connected yet.
+            wished = self.resource.set_sampling_strategies("", self.strategy)
+            wished.add_done_callback(lambda future: future.result())  # the loop logs a failure
         # Kept, to be cancelled by stop(): it may be waiting for a device that never comes.
         self._follower = self._loop.asyncio_loop.create_task(self._follow_state())
         log_future_exceptions(log, self._follower)
