@@ -27,6 +27,7 @@ from katcp import client, server
 from katcp.core import (AsyncReply, FailReply, KatcpSyntaxError, Message, MessageParser,
                         ProtocolFlags, Sensor, convert_method_name)
 from katcp.kattypes import Int, return_reply
+from katcp.loop.call_queue import CallQueue
 from katcp.loop.crossing import post_to_loop
 from katcp.resource import escape_name
 from katcp.resource_client import KATCPClientResource, KATCPClientResourceContainer
@@ -172,8 +173,10 @@ class _FakeDevice:
         # Each fake sensor's reading when it was made: while it still holds that one
         # object, nothing set it and its readings are not sent (see _deliver_set_readings).
         self._unset_readings: Dict[str, Any] = {}
-        # Per connection: its id on the fake server; and its {sensor: strategy}.
+        # Per connection: its id on the fake server, its client's loop; and its
+        # {sensor: strategy}.
         self._conn_ids: Dict[server.ClientConnection, int] = {}
+        self._loops: Dict[server.ClientConnection, Any] = {}
         self._strategies: Dict[Any, Dict[Sensor, SampleStrategy]] = {}
         self._connection_ids = itertools.count(1)
         # The interface ?help lists, as in 0.9: these two and the test's handlers.
@@ -208,9 +211,23 @@ class _FakeDevice:
                 sensor_type, [format_argument(param) for param in info[3:]])
             sensor = Sensor(sensor_type, name, as_str(description), as_str(units),
                             params or None)
+            replaced = self._sensors.get(name)
             self._sensors[name] = sensor
             self._unset_readings[name] = sensor.read()
+            if replaced is not None:
+                self._end_strategies_of(replaced)
         self.interface_changed()
+
+    def _end_strategies_of(self, sensor: Sensor) -> None:
+        """As a DeviceServer's: every client's strategy of `sensor`, which the device no
+        longer has, ends (on the client's loop, where its strategies live)."""
+        for client_conn, ioloop in list(self._loops.items()):
+            CallQueue.of(ioloop).call(self._end_strategy, client_conn, sensor)
+
+    def _end_strategy(self, client_conn: Any, sensor: Sensor) -> None:
+        strategy = self._strategies.get(client_conn, {}).pop(sensor, None)
+        if strategy is not None:
+            strategy.cancel()
 
     def add_request_handlers(self, handlers: Dict[str, Callable[..., Any]]) -> None:
         self.request_handlers.update(handlers)
@@ -221,8 +238,9 @@ class _FakeDevice:
 
     # -- connections --------------------------------------------------------------------
 
-    def connect(self, deliver: Callable[[Message], None]) -> server.ClientConnection:
-        """Register a new connection; returns its ClientConnection."""
+    def connect(self, deliver: Callable[[Message], None], ioloop: Any
+                ) -> server.ClientConnection:
+        """Register a new connection of a client on `ioloop`; returns its ClientConnection."""
         conn_id = next(self._connection_ids)
         # Per request id: the #sensor-value informs held back, which its reply's count
         # leaves out.
@@ -231,6 +249,7 @@ class _FakeDevice:
             conn_id, lambda msg: self._deliver_set_readings(deliver, withheld, msg))
         client_conn = server.ClientConnection(self.server, conn_id)
         self._conn_ids[client_conn] = conn_id
+        self._loops[client_conn] = ioloop
         for name, value in (("katcp-protocol", str(self.PROTOCOL_INFO)),
                             ("katcp-library", "katcp-python-fake"),
                             ("katcp-device", "fake-device")):
@@ -260,6 +279,7 @@ class _FakeDevice:
         self.clear_strategies(client_conn, remove_client=True)
         # As a server's: a ?sensor-sampling handled after this starts no strategy for it.
         client_conn.on_client_disconnect_was_called()
+        del self._loops[client_conn]
         self.server.remove_connection(self._conn_ids.pop(client_conn))
 
     def handle_request(self, client_conn: Any, msg: Message) -> None:
@@ -326,7 +346,7 @@ class _FakeTransport:
         self._loop = ioloop.asyncio_loop
         self._parse = MessageParser().parse
         self._closed = False
-        self._client_conn = device.connect(self._deliver)
+        self._client_conn = device.connect(self._deliver, ioloop)
 
     def _deliver(self, msg: Message) -> None:
         if not self._closed:

@@ -28,7 +28,7 @@ from katcp import AsyncReply, Sensor
 from katcp.kattypes import request, return_reply
 from katcp.wire.message import Message
 from katcp.scripts import TOOLS
-from katcp.scripts import cmd
+from katcp.scripts import cmd, exampleserver
 from katcp.scripts._connection import LineConnection, check_address, for_people
 from katcp.scripts.exampleserver import ExampleServer
 from katcp.scripts.shell import DeviceSession
@@ -689,6 +689,41 @@ def test_example_server_runs_with_stdout_closed():
     assert (server.returncode, stderr) == (0, "")
 
 
+def test_example_server_stopped_by_halt_does_not_wait_out_a_second_stop(monkeypatch):
+    # It stopped the stopped server again on its way out, and that stop() waited its whole
+    # timeout for a server to run (as 0.9.3's does): each ?halt or SIGTERM cost a second.
+    stops_of_a_stopped_server = []
+    started = threading.Event()
+    real_start, real_stop = ExampleServer.start, ExampleServer.stop
+
+    def start(self, *args, **kwargs):
+        real_start(self, *args, **kwargs)
+        started.server = self
+        started.set()
+
+    def stop(self, *args, **kwargs):
+        if not self.running():
+            stops_of_a_stopped_server.append(args or kwargs)
+        return real_stop(self, *args, **kwargs)
+
+    def halt():
+        assert started.wait(WAIT)
+        with katcp.BlockingClient(*started.server.bind_address[:2]) as client:
+            assert client.wait_protocol(WAIT)
+            client.blocking_request(Message.request("halt"), timeout=WAIT)
+
+    monkeypatch.setattr(ExampleServer, "start", start)
+    monkeypatch.setattr(ExampleServer, "stop", stop)
+    # Not in this (pytest's) process: the program's SIGTERM handler and logging levels.
+    monkeypatch.setattr(signal, "signal", lambda signum, handler: None)
+    monkeypatch.setattr(exampleserver, "configure_logging", lambda opts: None)
+    halting = threading.Thread(target=halt, daemon=True)
+    halting.start()
+    assert exampleserver._main(["--port", "0"]) == 0
+    halting.join(WAIT)
+    assert stops_of_a_stopped_server == []
+
+
 def test_output_errors_with_stderr_failing_too_keep_their_status(example_server):
     # Python flushes stdout and stderr at exit: what they still held turned 74 into 120.
     with open("/dev/full", "w") as full:
@@ -847,6 +882,25 @@ def test_ctrl_c_while_waiting_for_a_reply_returns_to_the_prompt(device, terminal
     term.expect(rb"!watchdog ok\r\n")
     term.type(b"quit\r")
     assert term.proc.wait(WAIT) == 0
+
+
+def test_watch_shows_a_timestamp_beyond_the_calendar_as_sent():
+    # A device's nanosecond timestamp (1.7e18 seconds) made gmtime() raise OSError, which
+    # the tool took for its output failing: "cannot write output", exit status 74.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        def device():
+            server_side, _ = listener.accept()
+            with server_side:
+                server_side.recv(1024)  # ?sensor-sampling
+                server_side.sendall(b"!sensor-sampling ok temp event\n#sensor-status "
+                                    b"1700000000000000000 1 temp nominal 21.5\n")
+
+        threading.Thread(target=device, daemon=True).start()
+        result = run_program(CMD + ["--watch", "127.0.0.1:%d" % listener.getsockname()[1],
+                                    "temp"])
+    assert (result.returncode, result.stderr) == (
+        2, "katcp-cmd: connection closed by the server\n")
+    assert result.stdout.splitlines()[-1] == "1700000000000000000 temp nominal 21.5"
 
 
 # --- watch: a v4 server's millisecond timestamps ---

@@ -191,6 +191,36 @@ class TestFakeResourceClient(tornado.testing.AsyncTestCase):
         assert manager.fake_sensor_infos["late"] == ("Added later.", "", "integer")
 
 
+    @tornado.testing.gen_test(timeout=WAIT)
+    def test_a_sensor_replaced_by_add_sensors_is_sampled_no_more(self):
+        # As a DeviceServer ends the strategies of a sensor that add_sensor() replaces:
+        # the fake device kept them, and the old sensor's readings came under the name,
+        # mixed with the new one's.
+        res, manager = self.make(sensor_infos=SENSORS)
+        yield res.until_synced(timeout=WAIT)
+        seen = []
+        arrived = {2.0: tornado.concurrent.Future(), 3.0: tornado.concurrent.Future()}
+
+        def listener(sensor, reading):
+            seen.append(reading.value)
+            if reading.value in arrived and not arrived[reading.value].done():
+                arrived[reading.value].set_result(None)
+
+        res.set_sensor_listener("temp", listener)
+        yield res.set_sampling_strategy("temp", "event")
+        replaced = manager.fake_sensors["temp"]
+        manager.add_sensors({"temp": SENSORS["temp"]})
+        yield res.until_not_synced(timeout=WAIT)
+        yield res.until_synced(timeout=WAIT)
+        yield res.set_sampling_strategy("temp", "event")
+        manager.fake_sensors["temp"].set_value(2.0)
+        yield arrived[2.0]
+        replaced.set_value(1.5)
+        manager.fake_sensors["temp"].set_value(3.0)
+        yield arrived[3.0]
+        assert 1.5 not in seen
+
+
 class TestFakeInspectingClient(tornado.testing.AsyncTestCase):
 
     @tornado.testing.gen_test(timeout=WAIT)

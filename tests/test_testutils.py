@@ -2,6 +2,7 @@
 
 import asyncio
 import concurrent.futures
+import gc
 import inspect
 import logging
 import queue
@@ -14,10 +15,12 @@ import tornado.ioloop
 import tornado.testing
 from tornado.concurrent import Future, chain_future
 
-from katcp import Message, Sensor
+from katcp import DeviceServer, Message, Sensor
 from katcp import testutils
 from katcp.ioloop_manager import IOLoopManager
 from katcp.kattypes import Int, request, return_reply
+
+from wait_helpers import outcome_in_thread
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -244,10 +247,35 @@ class TestDeviceTestServerWithBlockingTestClient(unittest.TestCase):
         self.client.raw_send(b"?watchdog\n")
         self.assertEqual(str(replies(1, timeout=5)[0]), "!watchdog ok")
 
+    def test_message_recorder_takes_bytes_names(self):
+        # As the request assertions do: a bytes name matched no message, and the wait for
+        # the messages timed out.
+        recorder = self.client.message_recorder(whitelist=[b"sensor-status"])
+        blind = self.client.message_recorder(blacklist=[b"sensor-status"])
+        self.client.assert_request_succeeds("sensor-sampling", "an.int", "event")
+        self.assertEqual([msg.name for msg in recorder(1, timeout=5)], ["sensor-status"])
+        self.assertEqual(blind(), [])
+
+    def test_raw_send_sends_text_as_utf8(self):
+        # A str chunk failed on the client's loop (a TypeError logged there): nothing was
+        # sent, and the test waited for an answer that could not come.
+        waiting = self.server.until_messages(len(self.server.messages) + 1)
+        self.client.raw_send("?watchdog \u00e9t\u00e9\n")
+        self.assertEqual(waiting.result(timeout=5)[-1].arguments, ["été".encode()])
+
     def test_setter_requests_and_server_records_messages(self):
         count = len(self.server.messages)
         self.client.assert_request_succeeds("watchdog")
         self.assertEqual(self.server.messages[count].name, "watchdog")
+
+    def test_a_wait_for_messages_given_up_leaves_them_handled(self):
+        # Resolving the cancelled future raised in handle_message: the message that came
+        # next went unanswered.
+        given_up = self.server.until_messages(len(self.server.messages) + 1)
+        self.assertTrue(given_up.cancel())
+        waiting = self.server.until_messages(len(self.server.messages) + 1)
+        self.client.assert_request_succeeds("watchdog", timeout=5)
+        self.assertEqual(waiting.result(timeout=5)[-1].name, "watchdog")
 
     def test_slow_command_is_cancelled(self):
         # The slow command waits outside the handler thread, so the server answers other
@@ -274,6 +302,32 @@ class _EchoingServer(testutils.DeviceTestServer):
         """Inform and reply with the arguments, as they came."""
         req.inform(*msg.arguments)
         return req.make_reply("ok", *msg.arguments)
+
+
+class _BlankHelpServer(testutils.DeviceTestServer):
+    """The test server plus a request whose docstring is blank."""
+
+    def request_blank(self, req, msg):
+        """
+        """
+        return req.make_reply("ok")
+
+
+class TestHelpOfABlankDescription(unittest.TestCase):
+
+    def test_a_blank_description_compares_as_empty(self):
+        # Its first line was looked up among none: test_help() raised IndexError.
+        server = _BlankHelpServer("127.0.0.1", 0)
+        testutils.start_thread_with_cleanup(self, server, start_timeout=5)
+        client = testutils.BlockingTestClient(self, *server.bind_address)
+        testutils.start_thread_with_cleanup(self, client, start_timeout=5)
+        self.assertTrue(client.wait_protocol(timeout=5))
+        others = sorted(set(testutils.DeviceTestServer._request_handlers)
+                        - set(DeviceServer._request_handlers))
+        client.test_help(others + [("blank", "")])
+        client.test_help(others + [("blank", " \n  ")])
+        with self.assertRaisesRegex(AssertionError, "Description of request 'blank'"):
+            client.test_help(others + [("blank", "Something.")])
 
 
 class TestBlockingTestClientComparesTheBytes(unittest.TestCase):
@@ -524,6 +578,22 @@ class TestSmallHelpers(unittest.TestCase):
         with self.assertRaises(AssertionError):
             mock.assert_wait_call_count(4, timeout=0.05)
 
+    def test_waiting_mocks_take_a_spec_set_as_a_mock_does(self):
+        # Their constructors set attributes of their own, which the spec_set refused.
+        class Device:
+            def update(self, value):
+                pass
+
+        for make in (testutils.WaitingMock, testutils.AsyncWaitingMock):
+            mock = make(spec_set=Device)
+            threading.Thread(target=mock.update, args=(1,)).start()
+            if make is testutils.WaitingMock:
+                mock.update.assert_wait_call_count(1, timeout=5)
+            with self.assertRaises(AttributeError):
+                mock.no_such_method()
+            with self.assertRaises(AttributeError):
+                mock.no_such_attribute = 1
+
     def test_log_handler_records(self):
         import logging
         handler = testutils.TestLogHandler()
@@ -612,6 +682,30 @@ class TestSmallHelpers(unittest.TestCase):
             manager.join(timeout=5)
 
 
+    def test_call_in_ioloop_fails_once_no_thread_runs_the_loop(self):
+        # It waited for ever: on a loop that nothing runs, or one stopped while the call's
+        # future was pending.
+        idle = tornado.ioloop.IOLoop(make_current=False)
+        self.addCleanup(idle.close)
+        call = outcome_in_thread(testutils.call_in_ioloop, idle, lambda: 1)
+        with self.assertRaisesRegex(RuntimeError, "no thread runs its ioloop"):
+            call.result(timeout=10)
+        manager = IOLoopManager(managed_default=True)
+        manager.start()
+        called = threading.Event()
+
+        def never_done():
+            called.set()
+            return Future()
+
+        call = outcome_in_thread(testutils.call_in_ioloop, manager.get_ioloop(), never_done)
+        self.assertTrue(called.wait(10))
+        manager.stop()
+        manager.join(timeout=5)
+        with self.assertRaisesRegex(RuntimeError, "no thread runs its ioloop"):
+            call.result(timeout=10)
+
+
 class TestAsyncWaitingMock(tornado.testing.AsyncTestCase):
 
     @tornado.testing.gen_test(timeout=10)
@@ -645,6 +739,37 @@ class TestAsyncWaitingMock(tornado.testing.AsyncTestCase):
         self.assertEqual(mock._waiters, [])
         mock()
         yield mock.assert_wait_call_count(1, timeout=5)
+
+
+class TestWaitSensorAsync(tornado.testing.AsyncTestCase):
+
+    @tornado.testing.gen_test(timeout=10)
+    def test_resolves_once_the_sensor_has_the_value_and_status(self):
+        sensor = Sensor.integer("an.int", "", "", [0, 10], default=3,
+                                initial_status=Sensor.NOMINAL)
+        yield testutils.wait_sensor_async(sensor, 3)
+        waiting = testutils.wait_sensor_async(sensor, 5, status=Sensor.WARN)
+        setter = threading.Thread(target=lambda: (sensor.set_value(5),
+                                                  sensor.set_value(5, Sensor.WARN)))
+        setter.start()
+        yield waiting
+        setter.join(5)
+        self.assertEqual(sensor._observers, set())
+
+    @tornado.testing.gen_test(timeout=10)
+    def test_a_wait_given_up_leaves_no_observer_on_the_sensor(self):
+        # Neither a wait cancelled (asyncio.wait_for) nor one abandoned when its time was
+        # up (tornado.gen.with_timeout) stayed attached to the sensor for ever.
+        sensor = Sensor.integer("an.int", "", "", [0, 10], default=3)
+        with self.assertRaises(asyncio.TimeoutError):
+            yield asyncio.wait_for(testutils.wait_sensor_async(sensor, 5), 0.01)
+        with self.assertRaises(tornado.gen.TimeoutError):
+            yield tornado.gen.with_timeout(self.io_loop.time() + 0.01,
+                                           testutils.wait_sensor_async(sensor, 5))
+        yield tornado.gen.moment  # the cancelled wait's callbacks run
+        gc.collect()
+        sensor.set_value(4)  # an abandoned wait, collected, is noticed at the next reading
+        self.assertEqual(sensor._observers, set())
 
 
 class _StoppableThread(threading.Thread):
@@ -683,6 +808,24 @@ class TestStartThreadWithCleanup(unittest.TestCase):
         testutils.start_thread_with_cleanup(case, Recorder(), start_timeout=3)
         testutils.start_thread_with_cleanup(case, Recorder())
         self.assertEqual(starts, [((), {"timeout": 3}), ((), {})])
+
+
+class TestTimewarpWait(testutils.TimewarpAsyncTestCase):
+    """tornado's wait() and stop(), deprecated but still found in older test suites."""
+
+    def test_wait_returns_what_stop_gives(self):
+        self.io_loop.call_later(3600, self.stop, "an hour later")
+        self.set_ioloop_time(self.ioloop_time + 3600)
+        self.assertEqual(self.wait(timeout=10), "an hour later")
+
+    def test_a_wait_that_nothing_stops_fails_after_its_timeout_in_real_seconds(self):
+        # Its timeout was a timer on the virtual clock, which stands still: it hung.
+        guard = threading.Timer(10, self.io_loop.add_callback, (self.stop, "guard"))
+        guard.start()
+        self.addCleanup(guard.cancel)
+        with self.assertRaisesRegex(self.failureException, "timed out after 0.01 seconds"):
+            self.wait(timeout=0.01)
+        self.assertTrue(guard.is_alive())
 
 
 class TestTimewarp(testutils.TimewarpAsyncTestCase):

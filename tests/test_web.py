@@ -21,6 +21,7 @@ from katcp.web import WebServer
 from katcp.web.app import allowed_hosts, is_loopback
 from katcp.web.monitor import json_value
 
+from log_helpers import no_logs
 from subprocess_helpers import BackgroundProcess, run_program
 
 pytestmark = pytest.mark.timeout(60)
@@ -396,3 +397,63 @@ def test_a_page_that_stops_reading_is_dropped(monkeypatch):
         run(scenario())
     finally:
         stop_server(server)
+
+
+def test_stopped_while_the_device_is_away_it_leaves_no_task_behind(device):
+    # Following the device, katcp-web waited for it to come back: for ever once stopped,
+    # each stopped WebServer leaving a task on the loop that held its monitor.
+    async def scenario():
+        ours = asyncio.all_tasks()
+        web = await started(device)
+        try:
+            conn = await open_page_socket(web)
+            await next_message(conn, synced_snapshot)
+            await asyncio.get_running_loop().run_in_executor(None, stop_server, device)
+            # Shown to the page, then awaited: the device's return.
+            await next_message(conn, lambda m: m["type"] == "connection")
+            conn.close()
+        finally:
+            web.stop()
+        _, pending = await asyncio.wait(asyncio.all_tasks() - ours, timeout=WAIT)
+        assert [task.get_coro().__qualname__ for task in pending] == []
+    run(scenario())
+
+
+def test_stop_closes_the_open_pages(device):
+    # Left open (kept alive by the websocket pings), a page went on showing the last
+    # readings as current, never learning that katcp-web had stopped.
+    async def scenario():
+        web = await started(device)
+        try:
+            conn = await open_page_socket(web)
+            await next_message(conn, synced_snapshot)
+        finally:
+            web.stop()
+        while await asyncio.wait_for(conn.read_message(), WAIT) is not None:
+            pass
+        assert (conn.close_code, conn.close_reason) == (1001, "katcp-web stopped")
+    run(scenario())
+
+
+def test_started_again_it_shows_the_device_again(device):
+    # Started again after stop(), it set the strategies while its client was still stopped
+    # (an error logged for every sensor) and followed the device no more: a page never saw
+    # it synced.
+    async def scenario():
+        web = await started(device)
+        conn = await open_page_socket(web)
+        await next_message(conn, synced_snapshot)
+        web.stop()
+        with no_logs("katcp"):
+            web.start()
+            try:
+                conn = await open_page_socket(web)
+                await next_message(conn, synced_snapshot)
+                device.get_sensor("add.result").set_value(4321.0)
+                await next_message(conn, lambda message: any(
+                    reading[2] == 4321.0
+                    for reading in message.get("readings", {}).get("add.result", [])))
+                conn.close()
+            finally:
+                web.stop()
+    run(scenario())

@@ -103,7 +103,9 @@ def _format_status(msg, timestamps_in_ms=False):
             seconds = ms_to_seconds(seconds)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
         stamp += ("%.3f" % (seconds % 1))[1:]
-    except (ValueError, IndexError, OverflowError):
+    # OSError: a time beyond the platform's calendar (a device's nanoseconds, say), which
+    # is no failure of the output.
+    except (ValueError, IndexError, OverflowError, OSError):
         stamp = shown_argument(args[0]) if args else "?"
     fields = [shown_argument(field) for field in args[2:]]
     return "\n".join("%s %s %s %s" % (stamp, fields[i], fields[i + 1], fields[i + 2])

@@ -167,7 +167,10 @@ def _main(argv: Optional[List[str]]) -> int:
         while server.running():
             server.join(timeout=0.5)
     finally:
-        server.stop()
+        # Not once stopped (by ?halt or SIGTERM): stop() then waits its whole timeout for
+        # the server to run, as in 0.9.3.
+        if server.running():
+            server.stop()
         server.join(timeout=5.0)
     return EXIT_OK
 

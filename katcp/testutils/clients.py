@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from katcp import client, server
 from katcp.core import Message
+from katcp.display import first_line
 from katcp.testutils.messages import MessageRecorder
 from katcp.wire.text import as_bytes, readable
 from katcp.wire.util import plain_callback, refuse_coroutine
@@ -64,9 +65,9 @@ class BlockingTestClient(client.BlockingClient):
         return tuple(transport.get_extra_info("sockname")[:2])
 
     @client.make_threadsafe
-    def raw_send(self, chunk: bytes) -> None:
-        """Send a raw chunk of data to the server."""
-        self._write(chunk)
+    def raw_send(self, chunk: Union[bytes, str]) -> None:
+        """Send a raw chunk of data to the server: bytes as they are, text as UTF-8."""
+        self._write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
 
     def _record(self, msg: Message) -> None:
         for recorder in list(self._message_recorders.values()):
@@ -82,7 +83,8 @@ class BlockingTestClient(client.BlockingClient):
         self._record(msg)
         return super().handle_reply(msg)
 
-    def message_recorder(self, whitelist: Sequence[str] = (), blacklist: Sequence[str] = (),
+    def message_recorder(self, whitelist: Sequence[Union[str, bytes]] = (),
+                         blacklist: Sequence[Union[str, bytes]] = (),
                          regex_filter: Optional[str] = None, informs: bool = True,
                          replies: bool = False) -> MessageRecorder:
         """Helper method for attaching a hook to selected received messages.
@@ -375,9 +377,7 @@ class BlockingTestClient(client.BlockingClient):
 
         def describe(description: Any) -> str:
             description = readable(description)
-            if not full_descriptions:
-                description = description.strip().splitlines()[0] if description else ""
-            return description
+            return description if full_descriptions else first_line(description)
 
         expected = {}
         for item in expected_requests:

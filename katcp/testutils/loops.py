@@ -4,7 +4,7 @@ from typing import Any, Callable, Optional
 
 import tornado.ioloop
 
-from katcp.loop.crossing import call_on_loop, on_loop
+from katcp.loop.crossing import call_on_loop, on_loop, wait_for_loop
 
 
 def call_in_ioloop(ioloop: tornado.ioloop.IOLoop, fn: Callable[..., Any], *args: Any,
@@ -30,12 +30,16 @@ def call_in_ioloop(ioloop: tornado.ioloop.IOLoop, fn: Callable[..., Any], *args:
     Raises
     ------
     RuntimeError
-        If called on the ioloop's own thread: the loop could not run `fn` while blocked.
+        If called on the ioloop's own thread: the loop could not run `fn` while blocked;
+        or once no thread runs the loop (it stopped, or never started), which would never
+        give the outcome.
     """
     if on_loop(ioloop):
         raise RuntimeError("call_in_ioloop() would block the loop that must run %r; call "
                            "it directly or yield its future instead" % (fn,))
-    return call_on_loop(ioloop, None, fn, *args, **kwargs).result()
+    return wait_for_loop(call_on_loop(ioloop, None, fn, *args, **kwargs), ioloop, None,
+                         lambda: "call_in_ioloop(%r): no thread runs its ioloop %r (any "
+                                 "more)" % (fn, ioloop))
 
 
 def start_thread_with_cleanup(test_instance: Any, thread_object: Any, timeout: float = 1,

@@ -3,7 +3,7 @@
 import re
 import threading
 import unittest
-from typing import TYPE_CHECKING, Any, Iterable, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Iterable, List, Sequence, Tuple, Union
 
 from katcp.core import Message
 from katcp.wire.text import readable
@@ -41,19 +41,20 @@ class MessageRecorder:
     ----------
     msg_types : tuple of Message type constants
         Which message types to record.
-    whitelist : sequence of str
+    whitelist : sequence of str (or bytes)
         Record only messages with these names (all names if empty).
     regex_filter : str or None
         Record only messages whose wire text matches this regular expression.
-    blacklist : sequence of str
+    blacklist : sequence of str (or bytes)
         Never record messages with these names.
     """
 
-    def __init__(self, msg_types: Iterable[int], whitelist: Iterable[str], regex_filter: Any,
-                 blacklist: Iterable[str]) -> None:
+    def __init__(self, msg_types: Iterable[int], whitelist: Iterable[Union[str, bytes]],
+                 regex_filter: Any, blacklist: Iterable[Union[str, bytes]]) -> None:
         self.msg_types = tuple(msg_types)
-        self.whitelist = set(whitelist)
-        self.blacklist = set(blacklist)
+        # Names as messages have them (str), however given.
+        self.whitelist = set(readable(name) for name in whitelist)
+        self.blacklist = set(readable(name) for name in blacklist)
         self.regex_filter = re.compile(regex_filter) if regex_filter else None
         self.msgs: List[Message] = []
         self._condition = threading.Condition()

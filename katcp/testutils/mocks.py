@@ -42,7 +42,8 @@ class WaitingMock(mock.Mock):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._condition = threading.Condition()
+        # Not through Mock.__setattr__, which a spec_set limits to the spec's names.
+        object.__setattr__(self, "_condition", threading.Condition())
 
     def _mock_call(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -92,10 +93,12 @@ class AsyncWaitingMock(mock.Mock):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._waiters: List[Tuple[int, "Future[None]", tornado.ioloop.IOLoop]] = []
+        # Not through Mock.__setattr__ (see WaitingMock).
+        waiters: List[Tuple[int, "Future[None]", tornado.ioloop.IOLoop]] = []
+        object.__setattr__(self, "_waiters", waiters)
         # A call in another thread between a waiter's check of call_count and its
         # registration would otherwise leave it waiting for the whole timeout.
-        self._waiters_lock = threading.Lock()
+        object.__setattr__(self, "_waiters_lock", threading.Lock())
 
     def _mock_call(self, *args: Any, **kwargs: Any) -> Any:
         try:

@@ -3,9 +3,9 @@
 import queue
 import threading
 import time
-from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence
+import weakref
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
-import tornado.gen
 import tornado.ioloop
 from tornado.concurrent import Future
 
@@ -288,29 +288,34 @@ def wait_sensor(sensor: Any, value: Any, status: Any = None, timeout: Optional[f
         waiter.teardown()
 
 
-@tornado.gen.coroutine
 def wait_sensor_async(sensor: Sensor, value: Any, status: Any = None,
-                      ioloop: Optional[tornado.ioloop.IOLoop] = None) -> Generator[Any, Any, None]:
+                      ioloop: Optional[tornado.ioloop.IOLoop] = None) -> "Future[None]":
     """Stop-gap async sensor-wait: resolves when ``sensor`` has ``value`` (and ``status``).
 
-    ``sensor`` is a katcp.Sensor; updates may come from any thread.
+    ``sensor`` is a katcp.Sensor; updates may come from any thread. A wait given up
+    leaves nothing on the sensor: one cancelled (``asyncio.wait_for``) at once, one
+    abandoned (``tornado.gen.with_timeout``) at the sensor's next reading after it is
+    collected.
     """
     loop = ioloop or tornado.ioloop.IOLoop.current()
     future: "Future[None]" = Future()
+    # Weak: the sensor would otherwise keep an abandoned wait, and its observer, for ever.
+    waiting = weakref.ref(future)
 
     def matches(reading: Any) -> bool:
         return reading.value == value and (status is None or reading.status == status)
 
     class Observer:
         def update(self, sensor_: Any, reading: Any) -> None:
-            if matches(reading):
-                CallQueue.of(loop).call(set_result_if_pending, future, None)
+            wait = waiting()
+            if wait is None:
+                sensor.detach(self)
+            elif matches(reading):
+                CallQueue.of(loop).call(set_result_if_pending, wait, None)
 
     observer = Observer()
     sensor.attach(observer)
-    try:
-        if matches(sensor.read()):
-            set_result_if_pending(future, None)
-        yield future
-    finally:
-        sensor.detach(observer)
+    future.add_done_callback(lambda _: sensor.detach(observer))
+    if matches(sensor.read()):
+        set_result_if_pending(future, None)
+    return future

@@ -146,7 +146,9 @@ class DeviceTestServer(server.DeviceServer):
                 self.__msg_waiters.remove(waiter)
             received = list(self.__msgs) if ready else None
         for _count, future in ready:
-            future.set_result(received)
+            # One that the test gave up (cancelled) takes no result; the message goes on.
+            if future.set_running_or_notify_cancel():
+                future.set_result(received)
         return super().handle_message(req, msg)
 
     @steal_docstring_from(server.DeviceServer.request_help)

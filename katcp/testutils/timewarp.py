@@ -27,6 +27,16 @@ class _WarpedLoopTime:
         return self.now
 
 
+def _alarm(ioloop: tornado.ioloop.IOLoop, seconds: float, fn: Callable[[], Any]
+           ) -> threading.Timer:
+    """Call `fn` on `ioloop` after `seconds` real seconds, whatever its clock says (a
+    virtual one stands still); cancel the timer returned to call it off."""
+    alarm = threading.Timer(seconds, ioloop.add_callback, (fn,))
+    alarm.daemon = True
+    alarm.start()
+    return alarm
+
+
 class _TimewarpIOLoop(AsyncIOLoop):
     """An IOLoop on a virtual clock whose ``run_sync`` timeout is in real seconds.
 
@@ -50,9 +60,7 @@ class _TimewarpIOLoop(AsyncIOLoop):
                     result.set_exception(tornado.util.TimeoutError(
                         "Operation timed out after %s seconds" % timeout))
 
-            watchdog = threading.Timer(timeout, self.add_callback, (expire,))
-            watchdog.daemon = True
-            watchdog.start()
+            watchdog = _alarm(self, timeout, expire)
             try:
                 return await result
             finally:
@@ -91,6 +99,35 @@ class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):
         # one would be reported as a callback that took as long as the warp.
         ioloop.asyncio_loop.slow_callback_duration = float("inf")
         return ioloop
+
+    def wait(self, condition: Optional[Callable[[], bool]] = None,
+             timeout: Optional[float] = None) -> Any:
+        """As :meth:`tornado.testing.AsyncTestCase.wait` (deprecated there), but with the
+        timeout in real seconds, as for ``gen_test``: on the virtual clock it never came."""
+        if timeout is None:
+            timeout = tornado.testing.get_async_test_timeout()
+        if not timeout:
+            return super().wait(condition, timeout)
+        expired = False
+        waiting = True
+
+        def expire() -> None:
+            nonlocal expired
+            if waiting:  # not a wait that has returned since
+                expired = True
+                self.stop()
+
+        watchdog = _alarm(self.io_loop, timeout, expire)
+        try:
+            result = super().wait(lambda: expired or condition is None or condition(),
+                                  timeout=0)
+        finally:
+            waiting = False
+            watchdog.cancel()
+        if expired:
+            raise self.failureException("Async operation timed out after %s seconds"
+                                        % timeout)
+        return result
 
     @property
     def ioloop_time(self) -> float:

@@ -22,8 +22,9 @@ from typing import Any, Optional, Sequence, Tuple
 
 import tornado.httpserver
 import tornado.netutil
+import tornado.web
 
-from katcp.web.app import allowed_hosts, make_application
+from katcp.web.app import allowed_hosts, close_pages, make_application
 from katcp.web.monitor import DeviceMonitor
 from katcp.wire.types import address_text
 
@@ -54,6 +55,7 @@ class WebServer:
         self.listen: Tuple[Any, ...] = tuple(listen)
         self.control = control
         self._http: Optional[tornado.httpserver.HTTPServer] = None
+        self._app: Optional[tornado.web.Application] = None
         self.port: Optional[int] = None
 
     @property
@@ -66,15 +68,18 @@ class WebServer:
         host, port = self.listen
         sockets = tornado.netutil.bind_sockets(port, host or None)
         self.port = sockets[0].getsockname()[1]
-        app = make_application(self.monitor, self.control,
-                               allowed_hosts(host or "0.0.0.0", self.port))
-        self._http = tornado.httpserver.HTTPServer(app)
+        self._app = make_application(self.monitor, self.control,
+                                     allowed_hosts(host or "0.0.0.0", self.port))
+        self._http = tornado.httpserver.HTTPServer(self._app)
         self._http.add_sockets(sockets)
         self.monitor.start()
 
     def stop(self) -> None:
-        """Stop serving and disconnect from the device."""
+        """Stop serving, close the open pages and disconnect from the device."""
         if self._http is not None:
             self._http.stop()
             self._http = None
+        if self._app is not None:
+            close_pages(self._app)
+            self._app = None
         self.monitor.stop()

@@ -95,6 +95,7 @@ class PageSocket(_Guarded, tornado.websocket.WebSocketHandler):
     def open(self) -> None:
         self._unsent = 0
         self._monitor = self.settings["katcp_monitor"]
+        self.settings["katcp_pages"].add(self)
         # What this page may do comes first, so the page builds its forms (or not) with it.
         self._answer({"type": "page", "control": self.settings["katcp_control"]})
         self._monitor.subscribe(self._send)
@@ -120,6 +121,7 @@ class PageSocket(_Guarded, tornado.websocket.WebSocketHandler):
             future.exception()  # a closed connection: on_close() cleans up
 
     def on_close(self) -> None:
+        self.settings["katcp_pages"].discard(self)
         monitor = getattr(self, "_monitor", None)
         if monitor is not None:
             monitor.unsubscribe(self._send)
@@ -180,4 +182,18 @@ def make_application(monitor: DeviceMonitor, control: bool = False,
                          (r"/static/(.*)", StaticHandler, {"path": STATIC_DIR})]
     return tornado.web.Application(
         routes, katcp_monitor=monitor, katcp_control=bool(control), websocket_ping_interval=10,
-        katcp_allowed_hosts=allowed_host_headers, websocket_max_message_size=MAX_PAGE_MESSAGE)
+        katcp_allowed_hosts=allowed_host_headers, websocket_max_message_size=MAX_PAGE_MESSAGE,
+        katcp_pages=set())
+
+
+def close_pages(application: tornado.web.Application) -> None:
+    """Close the websocket of every page that `application` serves ("going away"): a page
+    then shows that katcp-web is unreachable, rather than its last readings as current.
+
+    Parameters
+    ----------
+    application : tornado.web.Application
+        As made by :func:`make_application`.
+    """
+    for page in list(application.settings["katcp_pages"]):
+        page.close(1001, "katcp-web stopped")

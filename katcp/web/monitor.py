@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from katcp.core import Message, ProtocolFlags
-from katcp.loop.futures import until_first
+from katcp.loop.futures import give_up, log_future_exceptions, until_first
 from katcp.loop.policy import thread_ioloop
 from katcp.resource_client import KATCPClientResource
 from katcp.wire.text import readable
@@ -110,23 +110,32 @@ class DeviceMonitor:
             "address": address_text(self.address)}
         self._last_update: Optional[float] = None
         self._loop: Any = None
+        self._follower: Any = None
         self._stopped = False
 
     # -- life cycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Connect to the device on the current tornado loop and start following it."""
+        """Connect to the device on the current tornado loop and start following it (again,
+        after :meth:`stop`)."""
         self._loop = thread_ioloop()
+        self._stopped = False
         self.resource.set_ioloop(self._loop)
         self.resource.start()
-        # Kept by the resource for sensors not seen yet and across reconnects.
-        wished = self.resource.set_sampling_strategies("", self.strategy)
-        wished.add_done_callback(lambda future: future.result())  # the loop logs a failure
-        self._loop.add_callback(self._follow_state)
+        if self._follower is None:
+            # Once: the resource keeps the wish for sensors not seen yet, across reconnects
+            # and restarts. Made again, it would go to the last sync's sensors at once, while
+            # the client has not connected yet.
+            wished = self.resource.set_sampling_strategies("", self.strategy)
+            wished.add_done_callback(lambda future: future.result())  # the loop logs a failure
+        # Kept, to be cancelled by stop(): it may be waiting for a device that never comes.
+        self._follower = self._loop.asyncio_loop.create_task(self._follow_state())
+        log_future_exceptions(log, self._follower)
 
     def stop(self) -> None:
         """Disconnect from the device; subscribers get no further messages."""
         self._stopped = True
+        give_up(self._follower)
         if self._flush_handle is not None:
             self._loop.remove_timeout(self._flush_handle)
             self._flush_handle = None
