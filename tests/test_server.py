@@ -2024,6 +2024,38 @@ def test_a_disconnect_waits_for_the_device_and_logs_its_failure(fails, caplog):
         assert len(errors) == 1
 
 
+class _GoodbyeUnderWayServer(ExampleServer):
+    """on_client_disconnect tells that it was called, and its future stays pending."""
+
+    def setup_sensors(self):
+        super().setup_sensors()
+        self.saying_goodbye = threading.Event()
+
+    def on_client_disconnect(self, client_conn, msg, connection_valid):
+        self.saying_goodbye.set()
+        return self.ioloop.asyncio_loop.create_future()
+
+
+@pytest.mark.parametrize("concurrency", sorted(CONCURRENCY))
+def test_a_stop_while_the_device_says_goodbye_to_a_client_closes_its_connection(
+        concurrency):
+    # The server's stop ends what it finds waiting, the goodbye of a client being
+    # disconnected (for an over-long line here) among them: that connection was never
+    # closed, the client left waiting on an open socket after the server had stopped.
+    server = _GoodbyeUnderWayServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[concurrency])
+    port = start_server(server)
+    try:
+        with connect(port) as client:
+            server._server.MAX_MSG_SIZE = 100
+            client.send_raw(b"?plain " + b"x" * 200)
+            assert server.saying_goodbye.wait(TIMEOUT)
+            stop_server(server)
+            assert client.read_to_eof() == []
+    finally:
+        stop_server(server)
+
+
 def _no_hardware():
     raise RuntimeError("no hardware")
 

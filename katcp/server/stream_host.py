@@ -234,17 +234,25 @@ class StreamHost:
         if not connection_valid:
             conn.closing = True
         try:
-            ready = self.device.on_client_disconnect(client_conn, reason, connection_valid)
-            if ready is not None:
-                await self._with_timeout(ready)
-        except Exception:
-            self.logger.exception("Error in on_client_disconnect for %s", conn.address)
-        if connection_valid and not transport.is_closing():
             try:
-                await self._with_timeout(self._server.flush_on_close(conn))
+                ready = self.device.on_client_disconnect(client_conn, reason,
+                                                         connection_valid)
+                if ready is not None:
+                    await self._with_timeout(ready)
             except Exception:
-                # An unresponsive peer must not stop the close: drop what is unsent.
-                _drop_unsent(transport)
+                self.logger.exception("Error in on_client_disconnect for %s", conn.address)
+            if connection_valid and not transport.is_closing():
+                try:
+                    await self._with_timeout(self._server.flush_on_close(conn))
+                except Exception:
+                    # An unresponsive peer must not stop the close: drop what is unsent.
+                    _drop_unsent(transport)
+        except asyncio.CancelledError:
+            # Ended by the server's stop (or a test case's teardown) while the device
+            # said goodbye: the connection, already forgotten, is closed here or never.
+            conn.closing = True
+            _drop_unsent(transport)
+            raise
         conn.closing = True
         if connection_valid:
             transport.close()
