@@ -2111,6 +2111,42 @@ def test_a_client_whose_on_client_connect_fails_is_told_and_disconnected_unread(
         executor.shutdown()
 
 
+@pytest.mark.parametrize("concurrency", sorted(CONCURRENCY))
+def test_a_client_whose_connection_factory_fails_is_told_and_disconnected(concurrency,
+                                                                           caplog):
+    # A connection factory of one's own that raises is refused as on_client_connect that
+    # raises (logged, and told to the client), and its connection closed: it was left
+    # open and unread, unknown to the server, even after the server stopped.
+    server = ExampleServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[concurrency])
+    made = server._server.client_connection_factory
+
+    def factory(transport, conn_id):
+        if failing:
+            raise RuntimeError("no connection object")
+        return made(transport, conn_id)
+
+    server._server.client_connection_factory = factory
+    failing = True
+    port = start_server(server)
+    try:
+        with caplog.at_level(logging.ERROR, logger="katcp.server"), \
+                LineClient(port) as client:
+            address = client.local_address
+            lines = client.read_to_eof()
+        assert [line.split()[:2] for line in lines] == [[b"#log", b"error"], []]
+        assert lines[0].endswith(rb"RuntimeError:\_no\_connection\_object\n")
+        (record,) = caplog.records
+        assert record.getMessage().startswith(
+            "Device error initialising connection %s: Traceback" % (address,))
+        failing = False
+        with connect(port) as other:
+            assert other.request("?client-list") == (
+                ["#client-list " + other.local_address], "!client-list ok 1")
+    finally:
+        stop_server(server)
+
+
 class GatedSamplingServer(DeviceServer):
     """Its ?sensor-sampling waits for a gate before doing the work, as a handler that
     checks hardware first would."""

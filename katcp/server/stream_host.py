@@ -166,6 +166,12 @@ class StreamHost:
         reason = exception_text(exc_info, self._tb_limit)
         self.logger.error("Device error initialising connection %s: %s", conn.address, reason)
         self._send_error_log(conn, "Device error initialising connection " + reason)
+        if conn.client_conn is None:
+            # The connection factory raised: no client connection, so no device to say
+            # goodbye nor registry to forget it; it is closed here, or never.
+            self._server.flush_on_close(conn)
+            conn.transport.close()
+            return
         # The connection stays busy, so nothing it sends is handled; what it sent and is
         # left unread may turn the close into a reset, as with any close by the server.
         self._drop(conn, "Device error initialising connection.")
