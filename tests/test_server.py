@@ -32,7 +32,7 @@ from katcp.server import (AsyncDeviceServer, ClientConnection, ClientRequestConn
 from katcp.version import __version__
 
 from log_helpers import no_logs
-from server_kinds import ResolvedWhileEntered
+from server_kinds import ResolvedWhileEntered, started
 from server_line_client import LineClient
 from wait_helpers import run_case_for_leftovers
 
@@ -2051,6 +2051,33 @@ def test_a_stop_while_the_device_says_goodbye_to_a_client_closes_its_connection(
             client.send_raw(b"?plain " + b"x" * 200)
             assert server.saying_goodbye.wait(TIMEOUT)
             stop_server(server)
+            assert client.read_to_eof() == []
+    finally:
+        stop_server(server)
+
+
+class _AsyncGoodbyeUnderWayServer(_GoodbyeUnderWayServer, AsyncDeviceServer):
+    """As _GoodbyeUnderWayServer, on the loop of the thread that starts it."""
+
+
+def _no_disconnect_timeout(server):
+    # A goodbye that takes for ever is waited for as long as a test waits at most.
+    server._server.DISCONNECT_TIMEOUT = 10 * TIMEOUT
+
+
+@pytest.mark.parametrize("kind", ["threaded", "async"])
+def test_a_stop_while_another_thread_disconnects_a_client_closes_its_connection(kind):
+    # client_conn.disconnect() from another thread: a stop that found the device saying
+    # goodbye left that connection open after it had stopped (on a loop that runs on,
+    # for as long as the goodbye took; on one closed after the stop, for ever).
+    server = started(kind, _GoodbyeUnderWayServer, _AsyncGoodbyeUnderWayServer,
+                     _no_disconnect_timeout)
+    try:
+        with connect(server.bind_address[1]) as client:
+            (client_conn,) = server._server._connections.values()
+            client_conn.disconnect("Bye.")
+            assert server.saying_goodbye.wait(TIMEOUT)
+            server.stop().result(TIMEOUT)
             assert client.read_to_eof() == []
     finally:
         stop_server(server)
