@@ -230,7 +230,8 @@ class KATCPServer(Sending):
             If the listening socket cannot be bound; nothing is left started.
 
         """
-        with self._starting(), companion:
+        with self._starting(), \
+                self._ioloop_manager.closing_a_loop_made_for_a_failed_start(), companion:
             self._start_run()
 
     @contextlib.contextmanager
