@@ -2083,6 +2083,43 @@ def test_a_stop_while_another_thread_disconnects_a_client_closes_its_connection(
         stop_server(server)
 
 
+class _SlowGoodbyeServer(ExampleServer):
+    """on_client_disconnect takes a moment, and says when it is done."""
+
+    def setup_sensors(self):
+        super().setup_sensors()
+        self.goodbyes = []
+
+    def on_client_disconnect(self, client_conn, msg, connection_valid):
+        done = self.ioloop.asyncio_loop.create_future()
+        self.ioloop.call_later(0.1, done.set_result, None)
+        done.add_done_callback(lambda _: self.goodbyes.append(msg))
+        return done
+
+
+class _AsyncSlowGoodbyeServer(_SlowGoodbyeServer, AsyncDeviceServer):
+    """As _SlowGoodbyeServer, on the loop of the thread that starts it."""
+
+
+@pytest.mark.parametrize("kind", ["threaded", "async"])
+def test_a_second_stop_resolves_once_the_first_has_stopped_the_server(kind):
+    # On a loop the server does not run, a second stop() began a second shutdown, which
+    # found nothing left to do: it (and join()) said the server had stopped while the
+    # first was still saying goodbye to its clients, and a start then allowed ran while
+    # the first went on (ending the new run's handlers at its end).
+    server = started(kind, _SlowGoodbyeServer, _AsyncSlowGoodbyeServer)
+    try:
+        with connect(server.bind_address[1]):
+            first = server.stop()
+            second = server.stop(timeout=None)
+            second.result(TIMEOUT)
+            assert server.goodbyes == ["Device server shutting down."]
+            server.join(timeout=TIMEOUT)
+            first.result(TIMEOUT)
+    finally:
+        stop_server(server)
+
+
 def _no_hardware():
     raise RuntimeError("no hardware")
 
