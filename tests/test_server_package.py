@@ -329,6 +329,42 @@ def test_a_handler_future_that_reaches_the_loop_after_the_stop_is_ended_too():
         manager.join(TIMEOUT)
 
 
+class _RepliesLater(_NeverReplies):
+    """Its ?hang handler returns a coroutine (not started), once `release` is set."""
+
+    def request_hang(self, req, msg):
+        """Reply later."""
+        self.handled.set()
+        assert self.release.wait(TIMEOUT)
+        self.coroutine = self._reply(req)
+        return self.coroutine
+
+    async def _reply(self, req):
+        return req.make_reply("ok")
+
+
+def test_a_handler_coroutine_returned_after_the_loop_closed_is_closed():
+    # The handler thread handed the loop the coroutine its handler returned once the
+    # server had stopped and its loop closed: nothing would ever await it, and Python
+    # warned that it "was never awaited" when it was collected.
+    device = _RepliesLater("127.0.0.1", 0)
+    device.release.clear()
+    device.start(timeout=TIMEOUT)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with LineClient(device.bind_address[1]) as client:
+            client.send(b"?hang")
+            assert device.handled.wait(TIMEOUT)
+            device.stop().result(TIMEOUT)
+            device._server.join(TIMEOUT)  # the loop's thread, which closes the loop
+            device.release.set()
+            device.join(TIMEOUT)
+        assert inspect.getcoroutinestate(device.coroutine) == inspect.CORO_CLOSED
+        del device.coroutine
+        gc.collect()
+    assert [str(warning.message) for warning in caught] == []
+
+
 @pytest.mark.parametrize("module, name, home", [
     ("katcp.server", "Message", "katcp.core"), ("katcp.server", "FailReply", "katcp.core"),
     ("katcp.server", "request", "katcp.kattypes"),

@@ -78,6 +78,14 @@ def reply_with_result(req: ClientRequestConnection, reply: Any, logger: logging.
     req.reply_with_message(Message.reply(name, "fail", "Handler returned an invalid reply."))
 
 
+def _end(awaitable: Any) -> None:
+    """End what a handler returned that nobody will await: cancel a future, close a
+    coroutine (which Python would else warn was never awaited)."""
+    end = getattr(awaitable, "cancel", None) or getattr(awaitable, "close", None)
+    if end is not None:
+        end()
+
+
 class ReplyOutcomes:
     """How a :class:`~katcp.server.DeviceServerBase` replies to a request once its
     handler has raised, returned, or returned a future, coroutine or other awaitable
@@ -133,8 +141,7 @@ class ReplyOutcomes:
             else:
                 # The future is awaited on the loop, by a coroutine made there: one made
                 # here is never awaited if the loop closes before the call runs.
-                done = self._server.call_on_loop(self._spawn_awaiting, self._await_reply,
-                                                 req, reply)
+                done = self._await_on_loop(self._await_reply, req, reply)
             return None if concurrent_reply else done
         if (thread_future or asyncio.isfuture(reply)) and reply.done() and not reply.cancelled():
             # Already resolved (e.g. work done at once on the loop): reply now.
@@ -169,6 +176,19 @@ class ReplyOutcomes:
         else:
             self._reply_with_result(req, result)
 
+    def _await_on_loop(self, awaiter: Callable[[Any, Any], Any], about: Any,
+                       awaitable: Any) -> concurrent.futures.Future:
+        """Have the loop run ``awaiter(about, awaitable)`` (see :meth:`_spawn_awaiting`),
+        at once on its thread; return the future of that call.
+
+        Should the loop refuse the call (it is closed: the server stopped meanwhile),
+        `awaitable` is ended here, as the loop would end it after a stop.
+        """
+        done = self._server.call_on_loop(self._spawn_awaiting, awaiter, about, awaitable)
+        if done.done() and done.exception() is not None:
+            _end(awaitable)
+        return done
+
     def _spawn_awaiting(self, awaiter: Callable[[Any, Any], Any], about: Any,
                         awaitable: Any) -> Any:
         """On the loop: a task running ``awaiter(about, awaitable)``, which awaits
@@ -180,9 +200,7 @@ class ReplyOutcomes:
         whose future reached the loop after the stop is ended the same way.
         """
         if not self._server.running():
-            end = getattr(awaitable, "cancel", None) or getattr(awaitable, "close", None)
-            if end is not None:
-                end()
+            _end(awaitable)
             return None
         return self._server.spawn(awaiter(about, awaitable), owns=awaitable)
 
