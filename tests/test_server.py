@@ -353,6 +353,64 @@ def test_a_failing_dispatch_is_logged_to_the_client_which_stays_connected(exampl
     assert "Exploded while dispatching." in record.getMessage()
 
 
+class _AsyncDispatchServer(ExampleServer):
+    """Its handle_message is an async def function."""
+
+    async def handle_message(self, client_conn, msg):
+        self.order.append(msg.name)
+        done = super().handle_message(client_conn, msg)
+        if done is not None:
+            await done
+
+
+class _OddDispatchServer(ExampleServer):
+    """Its handle_message returns True for ?odd, after replying itself."""
+
+    def handle_message(self, client_conn, msg):
+        if msg.name == "odd":
+            client_conn.reply(Message.reply("odd", "ok"), msg)
+            return True
+        return super().handle_message(client_conn, msg)
+
+
+@pytest.mark.parametrize("kind", sorted(CONCURRENCY))
+def test_an_async_def_handle_message_handles_the_messages_in_turn(kind):
+    # Its coroutine was never run: on the handler thread the thread ended (the server
+    # answered nothing again), on the loop the connection was closed, and Python warned
+    # that the coroutine was never awaited.
+    server = _AsyncDispatchServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[kind])
+    port = start_server(server)
+    try:
+        with connect(port) as client:
+            client.send_raw(b"?native\n?coro\n?watchdog\n")
+            assert client.readlines(4) == [
+                b"!native ok native", b"#coro coro-inform", b"!coro ok coro", b"!watchdog ok"]
+            assert server.order == ["native", "coro", "watchdog"]
+    finally:
+        stop_server(server)
+
+
+@pytest.mark.parametrize("kind", sorted(CONCURRENCY))
+def test_a_handle_message_returning_no_future_is_logged_and_the_client_served(kind,
+                                                                               caplog):
+    # The connection was closed (on the loop: "protocol.data_received() call failed"),
+    # or the handler thread ended (the server answered nothing again).
+    server = _OddDispatchServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[kind])
+    port = start_server(server)
+    try:
+        with caplog.at_level(logging.WARNING, logger=server._logger.name), \
+                connect(port) as client:
+            assert client.request("?odd") == ([], "!odd ok")
+            assert client.request("?watchdog") == ([], "!watchdog ok")
+        [message] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert message.startswith("Handling odd ") and message.endswith(
+            "returned True, not a future: it is taken as handled")
+    finally:
+        stop_server(server)
+
+
 @pytest.mark.parametrize("kind", sorted(CONCURRENCY))
 def test_logger_none_is_the_default_logger(kind, caplog):
     server = ExampleServer("127.0.0.1", 0, logger=None)

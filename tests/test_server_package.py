@@ -343,11 +343,28 @@ class _RepliesLater(_NeverReplies):
         return req.make_reply("ok")
 
 
-def test_a_handler_coroutine_returned_after_the_loop_closed_is_closed():
-    # The handler thread handed the loop the coroutine its handler returned once the
-    # server had stopped and its loop closed: nothing would ever await it, and Python
-    # warned that it "was never awaited" when it was collected.
-    device = _RepliesLater("127.0.0.1", 0)
+class _DispatchesLater(_NeverReplies):
+    """Its handle_message returns a coroutine (not started) for ?hang, once `release`
+    is set."""
+
+    def handle_message(self, client_conn, msg):
+        if msg.name != "hang":
+            return super().handle_message(client_conn, msg)
+        self.handled.set()
+        assert self.release.wait(TIMEOUT)
+        self.coroutine = self._dispatch()
+        return self.coroutine
+
+    async def _dispatch(self):
+        pass
+
+
+@pytest.mark.parametrize("device_class", [_RepliesLater, _DispatchesLater])
+def test_a_handler_coroutine_returned_after_the_loop_closed_is_closed(device_class):
+    # The handler thread handed the loop the coroutine its handler (or handle_message)
+    # returned once the server had stopped and its loop closed: nothing would ever await
+    # it, and Python warned that it "was never awaited" when it was collected.
+    device = device_class("127.0.0.1", 0)
     device.release.clear()
     device.start(timeout=TIMEOUT)
     with warnings.catch_warnings(record=True) as caught:

@@ -13,6 +13,7 @@ from katcp.loop.crossing import is_awaitable, run_into_future
 from katcp.server.connection import ClientRequestConnection
 from katcp.server.handler_thread import MessageHandlerThread
 from katcp.server.loop_calls import log_call_failure, resolved_outcome
+from katcp.server.stream_host import end_unawaited
 
 if TYPE_CHECKING:
     from katcp.server.transport import KATCPServer
@@ -76,14 +77,6 @@ def reply_with_result(req: ClientRequestConnection, reply: Any, logger: logging.
         req.reply_with_message(reply)
         return
     req.reply_with_message(Message.reply(name, "fail", "Handler returned an invalid reply."))
-
-
-def _end(awaitable: Any) -> None:
-    """End what a handler returned that nobody will await: cancel a future, close a
-    coroutine (which Python would else warn was never awaited)."""
-    end = getattr(awaitable, "cancel", None) or getattr(awaitable, "close", None)
-    if end is not None:
-        end()
 
 
 class ReplyOutcomes:
@@ -186,7 +179,7 @@ class ReplyOutcomes:
         """
         done = self._server.call_on_loop(self._spawn_awaiting, awaiter, about, awaitable)
         if done.done() and done.exception() is not None:
-            _end(awaitable)
+            end_unawaited(awaitable)
         return done
 
     def _spawn_awaiting(self, awaiter: Callable[[Any, Any], Any], about: Any,
@@ -200,7 +193,7 @@ class ReplyOutcomes:
         whose future reached the loop after the stop is ended the same way.
         """
         if not self._server.running():
-            _end(awaitable)
+            end_unawaited(awaitable)
             return None
         return self._server.spawn(awaiter(about, awaitable), owns=awaitable)
 

@@ -231,7 +231,15 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
                     except Exception:
                         host.handling_failed(self, msg)
                         continue
-                    if ready is not None and not ready.done():
+                    if ready is None:
+                        continue
+                    try:
+                        pending = not ready.done()
+                    except AttributeError:
+                        # No future: a coroutine (an async def handle_message), say.
+                        ready = host.handling(self, msg, ready)
+                        pending = ready is not None and not ready.done()
+                    if pending:
                         # Per-connection serialisation: handle no further until it is
                         # handled.
                         self._busy = True

@@ -48,6 +48,14 @@ def exception_text(exc_info: Any, limit: Optional[int]) -> str:
     return "".join(traceback.format_exception(*exc_info, limit=limit))
 
 
+def end_unawaited(awaitable: Any) -> None:
+    """End what a handler returned that nobody will await: cancel a future, close a
+    coroutine (which Python would else warn was never awaited)."""
+    end = getattr(awaitable, "cancel", None) or getattr(awaitable, "close", None)
+    if end is not None:
+        end()
+
+
 def log_handling_error(logger: logging.Logger, msg: Message, address: str,
                        reason: str) -> None:
     """Log that handling a message from a client raised, naming the message and the client.
@@ -192,6 +200,20 @@ class StreamHost:
         reason = exception_text(sys.exc_info(), self._tb_limit)
         log_handling_error(self.logger, msg, conn.address, reason)
         self._send_error_log(conn, reason)
+
+    def handling(self, conn: "_Connection", msg: Message, returned: Any) -> Any:
+        """The device's on_message returned `returned` for `msg`, which is no future:
+        return the future of its handling, or None if it is handled.
+
+        A coroutine or other awaitable (of an ``async def`` handle_message) runs on the
+        loop as a task the server keeps (a stop ends it); anything else is logged, and
+        the message taken as handled.
+        """
+        if is_awaitable(returned):
+            return self._server.spawn(returned, owns=returned)
+        self.logger.warning("Handling %s from %s returned %r, not a future: it is taken "
+                            "as handled", msg.name, conn.address, returned)
+        return None
 
     def _send_error_log(self, conn: "_Connection", reason: str) -> None:
         # Through send_message(), as every message the server sends (a test may replace it).
