@@ -2043,6 +2043,44 @@ def test_what_on_client_connect_returns_lets_requests_run_where_they_belong(
          "as ready" % (address,)] if make_ready == "plain_value" else [])
 
 
+class _PoolDispatchServer(_ConnectHookServer):
+    """Its handle_message hands ?offload to a thread pool, whose future it returns."""
+
+    def setup_sensors(self):
+        super().setup_sensors()
+        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dispatch")
+
+    def handle_message(self, client_conn, msg):
+        if msg.name != "offload":
+            return super().handle_message(client_conn, msg)
+        return self.pool.submit(self._offloaded, client_conn, msg)
+
+    def _offloaded(self, client_conn, msg):
+        assert self.gate.wait(TIMEOUT)
+        client_conn.reply(Message.reply("offload", "ok"), msg)
+
+
+@pytest.mark.parametrize("concurrency", sorted(CONCURRENCY))
+def test_a_handle_message_returning_a_thread_pools_future_lets_the_next_run_on_the_loop(
+        concurrency):
+    # On the loop, the connection resumed in the pool's thread when the future resolved:
+    # the next message was handled there, and its reply written from there.
+    server = _PoolDispatchServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[concurrency])
+    port = start_server(server)
+    try:
+        with connect(port) as client:
+            client.send("?offload")
+            client.send("?thread-name")
+            server.gate.set()
+            assert client.readline() == b"!offload ok"
+            reply = client.readline().decode()
+            assert reply.startswith("!thread-name ok ") and "dispatch" not in reply
+    finally:
+        stop_server(server)
+        server.pool.shutdown()
+
+
 class _DisconnectHookServer(ExampleServer):
     """on_client_disconnect raises, or returns a future that resolves a moment later."""
 

@@ -202,13 +202,20 @@ class StreamHost:
         self._send_error_log(conn, reason)
 
     def handling(self, conn: "_Connection", msg: Message, returned: Any) -> Any:
-        """The device's on_message returned `returned` for `msg`, which is no future:
-        return the future of its handling, or None if it is handled.
+        """The device's on_message returned `returned` for `msg`, which is no future of
+        the loop: return a future of the loop that resolves once `msg` is handled, or None
+        if it is handled.
 
-        A coroutine or other awaitable (of an ``async def`` handle_message) runs on the
-        loop as a task the server keeps (a stop ends it); anything else is logged, and
+        A :class:`concurrent.futures.Future` (of a thread pool's) is waited for on the
+        loop; a coroutine or other awaitable (of an ``async def`` handle_message) runs on
+        the loop as a task the server keeps (a stop ends it); anything else is logged, and
         the message taken as handled.
         """
+        if isinstance(returned, concurrent.futures.Future):
+            # Resolved in another thread: what then resumes the connection runs on the loop.
+            return asyncio.wrap_future(returned)
+        if asyncio.isfuture(returned):
+            return returned
         if is_awaitable(returned):
             return self._server.spawn(returned, owns=returned)
         self.logger.warning("Handling %s from %s returned %r, not a future: it is taken "
