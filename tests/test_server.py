@@ -453,6 +453,41 @@ def test_the_handler_thread_outlives_a_failure_of_its_own_error_reporting(caplog
     assert "Error logging an error of 'boom'" in caplog.text
 
 
+class _ExitingServer(ExampleServer):
+    """Its ?leave handler raises what is no Exception."""
+
+    leaving = SystemExit
+
+    def request_leave(self, req, msg):
+        """Raise SystemExit (or another BaseException)."""
+        raise self.leaving("left")
+
+
+@pytest.mark.parametrize("leaving", [SystemExit, asyncio.CancelledError])
+def test_the_handler_thread_outlives_a_handler_raising_what_is_no_exception(leaving,
+                                                                            caplog):
+    # The thread ended (silently, for SystemExit): the server went on accepting clients
+    # and answered none of their requests again.
+    server = _ExitingServer("127.0.0.1", 0)
+    server.leaving = leaving
+    port = start_server(server)
+    try:
+        with caplog.at_level(logging.ERROR, logger=server._logger.name), \
+                connect(port) as client:
+            client.send("?leave")
+            client.send("?watchdog")
+            lines = client.read_until(lambda line: line.startswith(b"!"))
+            assert lines[-1] == b"!watchdog ok"
+            assert lines[0].startswith(b"#log error ") and (
+                b"%s:\\_left" % leaving.__name__.encode()) in lines[0]
+            with connect(port) as other:
+                assert other.request("?watchdog") == ([], "!watchdog ok")
+        [record] = caplog.records
+        assert record.getMessage().startswith("Error handling ?leave from ")
+    finally:
+        stop_server(server)
+
+
 @pytest.mark.parametrize("request_line, reply", [
     ("?nothing replied", "!nothing ok myself"),  # then returned None
     ("?twice", "!twice ok first")])  # then returned a second reply, which is not sent

@@ -369,7 +369,10 @@ class MessageHandlerThread:
                     policy, local = _set_event_loop(loop)
                 try:
                     done = handle(handler, client_conn, msg)
-                except Exception:
+                except BaseException:
+                    # Not only Exception: SystemExit or asyncio.CancelledError raised by a
+                    # handler would end this thread, and the server answer no request
+                    # again.
                     self._report_error(client_conn, msg)
                     done = None
                 if done is not None and not hasattr(done, "add_done_callback"):
