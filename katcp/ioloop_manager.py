@@ -352,6 +352,7 @@ class IOLoopManager:
             # all_fds closes sockets of clients/servers that were not shut down cleanly,
             # so nothing outlives the loop that owned it.
             ioloop.close(all_fds=True)
+            CallQueue.of(ioloop).loop_closed()
             if self._ioloop is ioloop:
                 self._ioloop = None
 
