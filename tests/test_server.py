@@ -404,9 +404,10 @@ def test_a_handle_message_returning_no_future_is_logged_and_the_client_served(ki
                 connect(port) as client:
             assert client.request("?odd") == ([], "!odd ok")
             assert client.request("?watchdog") == ([], "!watchdog ok")
+            address = client.local_address
         [message] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-        assert message.startswith("Handling odd ") and message.endswith(
-            "returned True, not a future: it is taken as handled")
+        assert message == ("Handling odd from %s returned True, not a future: it is taken "
+                           "as handled" % (address,))
     finally:
         stop_server(server)
 

@@ -377,7 +377,7 @@ class MessageHandlerThread:
                     done = None
                 if done is not None and not hasattr(done, "add_done_callback"):
                     # No future: a coroutine (an async def handle_message), say.
-                    done = self._handling(msg, done)
+                    done = self._handling(client_conn, msg, done)
                 if done is None:
                     call(_handled, ready, client_conn)
                 else:
@@ -388,7 +388,7 @@ class MessageHandlerThread:
             resumptions.detach()
             self._running.clear()
 
-    def _handling(self, msg: Message, returned: Any) -> Any:
+    def _handling(self, client_conn: Any, msg: Message, returned: Any) -> Any:
         """The handler returned `returned` for `msg`, which is no future: return the
         future of its handling, or None if it is handled.
 
@@ -397,8 +397,8 @@ class MessageHandlerThread:
         Anything else is logged, and the message taken as handled.
         """
         if not is_awaitable(returned):
-            self._logger.warning("Handling %s returned %r, not a future: it is taken as "
-                                 "handled", msg.name, returned)
+            self._logger.warning("Handling %s from %s returned %r, not a future: it is "
+                                 "taken as handled", msg.name, client_conn.address, returned)
             return None
         done = call_on_loop(self.ioloop, None, tornado.gen.convert_yielded, returned)
         if done.done() and done.exception() is not None:
