@@ -24,6 +24,7 @@ from katcp.server import ClientRequestConnection, DeviceLogger, DeviceServer
 from katcp.testutils import ClientConnectionTest, call_in_ioloop
 
 from log_helpers import recording_logger
+from server_kinds import start_async
 from server_line_client import LineClient
 
 TIMEOUT = 10
@@ -271,6 +272,33 @@ def test_stopping_ends_handlers_still_waiting(handler_thread):
         device.join(TIMEOUT)
     # The server's wait on it was cancelled, which cancels the handler's future.
     assert device.handler_future.cancelled()
+
+
+class _NeverReady(katcp.server.AsyncDeviceServer):
+    """Its on_client_connect waits for ever, and tells when it waits and when it ends."""
+
+    def setup_sensors(self):
+        """No sensors."""
+        self.waiting = threading.Event()
+        self.ended = threading.Event()
+
+    async def on_client_connect(self, client_conn):
+        self.waiting.set()
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            self.ended.set()
+
+
+def test_stopping_ends_an_on_client_connect_still_waiting():
+    # As it ends the handlers it finds waiting: the device's coroutine went on waiting,
+    # for a client long gone, on a loop that runs on after the stop.
+    device = start_async(_NeverReady)
+    with LineClient(device.bind_address[1]):
+        assert device.waiting.wait(TIMEOUT)
+        device.stop().result(TIMEOUT)
+        device.join(TIMEOUT)
+        assert device.ended.wait(TIMEOUT)
 
 
 def test_a_handler_coroutine_whose_task_is_cancelled_before_it_runs_is_closed():

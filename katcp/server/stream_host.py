@@ -159,7 +159,9 @@ class StreamHost:
             self.logger.warning("on_client_connect for %s returned %r, not a future: the "
                                 "connection is taken as ready", conn.address, ready)
             return None
-        return tornado.gen.convert_yielded(ready)
+        # Kept by the server, as a handler's is: a stop ends it, rather than leave it
+        # waiting for a client long gone.
+        return self._server.spawn(tornado.gen.convert_yielded(ready))
 
     def connect_failed(self, conn: "_Connection", exc_info: Any) -> None:
         """The device's on_client_connect raised, or its future failed: refuse the client.
