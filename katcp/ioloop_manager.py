@@ -11,13 +11,14 @@ Other threads never touch loop objects directly: they hand work to the loop thro
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import inspect
 import logging
 import sys
 import textwrap
 import threading
-from typing import Any, Callable, Dict, Optional, Sequence, Set, Union
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Set, Union
 
 import tornado.gen
 import tornado.ioloop
@@ -239,6 +240,26 @@ class IOLoopManager:
             self._ioloop = new_ioloop() if self._ioloop_managed else thread_ioloop()
         return self._ioloop
 
+    @contextlib.contextmanager
+    def closing_a_loop_made_for_a_failed_start(self) -> Iterator[None]:
+        """Close the managed loop made inside this block, should the block raise.
+
+        For a start that fails before the loop runs (a server's port is taken): the
+        loop made for it would else stay open for ever, unused (its descriptors with it:
+        tornado keeps every IOLoop until it is closed). A loop made before the block
+        (which someone may hold) or started in it is left alone.
+        """
+        made_here = self._ioloop is None and self._ioloop_managed
+        thread = self._ioloop_thread
+        try:
+            yield
+        except BaseException:
+            ioloop = self._ioloop
+            if made_here and ioloop is not None and self._ioloop_thread is thread:
+                self._ioloop = None
+                ioloop.close(all_fds=True)
+            raise
+
     def set_ioloop(self, ioloop: Optional[tornado.ioloop.IOLoop] = None,
                    managed: Optional[bool] = None) -> None:
         """Set the loop to use, and whether this manager runs it.
@@ -344,6 +365,7 @@ class IOLoopManager:
             # all_fds closes sockets of clients/servers that were not shut down cleanly,
             # so nothing outlives the loop that owned it.
             ioloop.close(all_fds=True)
+            CallQueue.of(ioloop).loop_closed()
             if self._ioloop is ioloop:
                 self._ioloop = None
 

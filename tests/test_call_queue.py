@@ -16,6 +16,7 @@ import pytest
 import tornado.ioloop
 
 from katcp.core import AsyncReply, Message, Sensor
+from katcp.ioloop_manager import IOLoopManager
 from katcp.loop.call_queue import CallQueue
 from katcp.sampling import _PeriodicScheduler
 from katcp.server import AsyncDeviceServer, DeviceServer
@@ -259,6 +260,41 @@ def test_calls_to_a_closed_loop_are_dropped():
     assert ran == []
     assert queue._calls == []  # nothing is kept for a loop that is gone
     assert held() is None  # nor what a dropped batch's items hold
+
+
+def test_calls_left_queued_as_a_managed_loop_closes_are_dropped_and_their_outcomes_fail():
+    # A server stopped while a thread sent to its clients: its loop stopped with the
+    # queue's wake-up still to run, and closed. Nothing ran the calls queued, nor woke the
+    # loop for later ones: each send after the stop was kept for ever (a list that grew
+    # without end), and a call_from_thread() outcome never resolved.
+    manager = IOLoopManager()
+    ioloop = manager.get_ioloop()
+    assert manager.start(timeout=TIMEOUT)
+    queue = CallQueue.of(ioloop)
+    blocked, release = threading.Event(), threading.Event()
+
+    def hold_then_stop():
+        blocked.set()
+        assert release.wait(TIMEOUT)
+        ioloop.stop()  # the wake-ups queued meanwhile are behind the stop
+    ioloop.add_callback(hold_then_stop)
+    assert blocked.wait(TIMEOUT)
+    ran = []
+    queue.call(ran.append, 1)
+    outcome = queue.call_with_outcome(len, "ab")
+    release.set()
+    manager.join(TIMEOUT)
+    assert ioloop.asyncio_loop.is_closed()
+    # asyncio's loop stops first; uvloop's runs what was queued before its stop.
+    assert concurrent.futures.wait([outcome], TIMEOUT).done == {outcome}
+    if ran:
+        assert ran == [1] and outcome.result() == 2
+    else:
+        with pytest.raises(RuntimeError, match="Event loop is closed"):
+            outcome.result()
+    queue.call(ran.append, 2)
+    assert 2 not in ran
+    assert queue._calls == []
 
 
 def test_a_batch_that_ran_is_not_kept(loop_thread):

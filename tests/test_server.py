@@ -32,7 +32,7 @@ from katcp.server import (AsyncDeviceServer, ClientConnection, ClientRequestConn
 from katcp.version import __version__
 
 from log_helpers import no_logs, recording_logger
-from server_kinds import ResolvedWhileEntered
+from server_kinds import ResolvedWhileEntered, started
 from server_line_client import LineClient
 from wait_helpers import run_case_for_leftovers
 
@@ -353,6 +353,65 @@ def test_a_failing_dispatch_is_logged_to_the_client_which_stays_connected(exampl
     assert "Exploded while dispatching." in record.getMessage()
 
 
+class _AsyncDispatchServer(ExampleServer):
+    """Its handle_message is an async def function."""
+
+    async def handle_message(self, client_conn, msg):
+        self.order.append(msg.name)
+        done = super().handle_message(client_conn, msg)
+        if done is not None:
+            await done
+
+
+class _OddDispatchServer(ExampleServer):
+    """Its handle_message returns True for ?odd, after replying itself."""
+
+    def handle_message(self, client_conn, msg):
+        if msg.name == "odd":
+            client_conn.reply(Message.reply("odd", "ok"), msg)
+            return True
+        return super().handle_message(client_conn, msg)
+
+
+@pytest.mark.parametrize("kind", sorted(CONCURRENCY))
+def test_an_async_def_handle_message_handles_the_messages_in_turn(kind):
+    # Its coroutine was never run: on the handler thread the thread ended (the server
+    # answered nothing again), on the loop the connection was closed, and Python warned
+    # that the coroutine was never awaited.
+    server = _AsyncDispatchServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[kind])
+    port = start_server(server)
+    try:
+        with connect(port) as client:
+            client.send_raw(b"?native\n?coro\n?watchdog\n")
+            assert client.readlines(4) == [
+                b"!native ok native", b"#coro coro-inform", b"!coro ok coro", b"!watchdog ok"]
+            assert server.order == ["native", "coro", "watchdog"]
+    finally:
+        stop_server(server)
+
+
+@pytest.mark.parametrize("kind", sorted(CONCURRENCY))
+def test_a_handle_message_returning_no_future_is_logged_and_the_client_served(kind,
+                                                                               caplog):
+    # The connection was closed (on the loop: "protocol.data_received() call failed"),
+    # or the handler thread ended (the server answered nothing again).
+    server = _OddDispatchServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[kind])
+    port = start_server(server)
+    try:
+        with caplog.at_level(logging.WARNING, logger=server._logger.name), \
+                connect(port) as client:
+            assert client.request("?odd") == ([], "!odd ok")
+            assert client.request("?watchdog") == ([], "!watchdog ok")
+            address = client.local_address
+        [message] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert message == ("Handling odd from %s returned True, not a future: it is taken "
+                           "as handled" % (address,))
+    finally:
+        stop_server(server)
+
+
 @pytest.mark.parametrize("kind", sorted(CONCURRENCY))
 def test_logger_none_is_the_default_logger(kind, caplog):
     server = ExampleServer("127.0.0.1", 0, logger=None)
@@ -393,6 +452,41 @@ def test_the_handler_thread_outlives_a_failure_of_its_own_error_reporting(caplog
     assert lines[-1] == b"!watchdog ok"
     assert lines[0].startswith(b"#log error ") and b"This\\_logger\\_fails." in lines[0]
     assert "Error logging an error of 'boom'" in caplog.text
+
+
+class _ExitingServer(ExampleServer):
+    """Its ?leave handler raises what is no Exception."""
+
+    leaving = SystemExit
+
+    def request_leave(self, req, msg):
+        """Raise SystemExit (or another BaseException)."""
+        raise self.leaving("left")
+
+
+@pytest.mark.parametrize("leaving", [SystemExit, asyncio.CancelledError])
+def test_the_handler_thread_outlives_a_handler_raising_what_is_no_exception(leaving,
+                                                                            caplog):
+    # The thread ended (silently, for SystemExit): the server went on accepting clients
+    # and answered none of their requests again.
+    server = _ExitingServer("127.0.0.1", 0)
+    server.leaving = leaving
+    port = start_server(server)
+    try:
+        with caplog.at_level(logging.ERROR, logger=server._logger.name), \
+                connect(port) as client:
+            client.send("?leave")
+            client.send("?watchdog")
+            lines = client.read_until(lambda line: line.startswith(b"!"))
+            assert lines[-1] == b"!watchdog ok"
+            assert lines[0].startswith(b"#log error ") and (
+                b"%s:\\_left" % leaving.__name__.encode()) in lines[0]
+            with connect(port) as other:
+                assert other.request("?watchdog") == ([], "!watchdog ok")
+        [record] = caplog.records
+        assert record.getMessage().startswith("Error handling ?leave from ")
+    finally:
+        stop_server(server)
 
 
 @pytest.mark.parametrize("request_line, reply", [
@@ -2055,6 +2149,44 @@ def test_what_on_client_connect_returns_lets_requests_run_where_they_belong(
          "as ready" % (address,)] if make_ready == "plain_value" else [])
 
 
+class _PoolDispatchServer(_ConnectHookServer):
+    """Its handle_message hands ?offload to a thread pool, whose future it returns."""
+
+    def setup_sensors(self):
+        super().setup_sensors()
+        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dispatch")
+
+    def handle_message(self, client_conn, msg):
+        if msg.name != "offload":
+            return super().handle_message(client_conn, msg)
+        return self.pool.submit(self._offloaded, client_conn, msg)
+
+    def _offloaded(self, client_conn, msg):
+        assert self.gate.wait(TIMEOUT)
+        client_conn.reply(Message.reply("offload", "ok"), msg)
+
+
+@pytest.mark.parametrize("concurrency", sorted(CONCURRENCY))
+def test_a_handle_message_returning_a_thread_pools_future_lets_the_next_run_on_the_loop(
+        concurrency):
+    # On the loop, the connection resumed in the pool's thread when the future resolved:
+    # the next message was handled there, and its reply written from there.
+    server = _PoolDispatchServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[concurrency])
+    port = start_server(server)
+    try:
+        with connect(port) as client:
+            client.send("?offload")
+            client.send("?thread-name")
+            server.gate.set()
+            assert client.readline() == b"!offload ok"
+            reply = client.readline().decode()
+            assert reply.startswith("!thread-name ok ") and "dispatch" not in reply
+    finally:
+        stop_server(server)
+        server.pool.shutdown()
+
+
 class _DisconnectHookServer(ExampleServer):
     """on_client_disconnect raises, or returns a future that resolves a moment later."""
 
@@ -2092,6 +2224,102 @@ def test_a_disconnect_waits_for_the_device_and_logs_its_failure(fails, caplog):
         assert str(errors[1].exc_info[1]) == "no goodbye"
     else:
         assert len(errors) == 1
+
+
+class _GoodbyeUnderWayServer(ExampleServer):
+    """on_client_disconnect tells that it was called, and its future stays pending."""
+
+    def setup_sensors(self):
+        super().setup_sensors()
+        self.saying_goodbye = threading.Event()
+
+    def on_client_disconnect(self, client_conn, msg, connection_valid):
+        self.saying_goodbye.set()
+        return self.ioloop.asyncio_loop.create_future()
+
+
+@pytest.mark.parametrize("concurrency", sorted(CONCURRENCY))
+def test_a_stop_while_the_device_says_goodbye_to_a_client_closes_its_connection(
+        concurrency):
+    # The server's stop ends what it finds waiting, the goodbye of a client being
+    # disconnected (for an over-long line here) among them: that connection was never
+    # closed, the client left waiting on an open socket after the server had stopped.
+    server = _GoodbyeUnderWayServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[concurrency])
+    port = start_server(server)
+    try:
+        with connect(port) as client:
+            server._server.MAX_MSG_SIZE = 100
+            client.send_raw(b"?plain " + b"x" * 200)
+            assert server.saying_goodbye.wait(TIMEOUT)
+            stop_server(server)
+            assert client.read_to_eof() == []
+    finally:
+        stop_server(server)
+
+
+class _AsyncGoodbyeUnderWayServer(_GoodbyeUnderWayServer, AsyncDeviceServer):
+    """As _GoodbyeUnderWayServer, on the loop of the thread that starts it."""
+
+
+def _no_disconnect_timeout(server):
+    # A goodbye that takes for ever is waited for as long as a test waits at most.
+    server._server.DISCONNECT_TIMEOUT = 10 * TIMEOUT
+
+
+@pytest.mark.parametrize("kind", ["threaded", "async"])
+def test_a_stop_while_another_thread_disconnects_a_client_closes_its_connection(kind):
+    # client_conn.disconnect() from another thread: a stop that found the device saying
+    # goodbye left that connection open after it had stopped (on a loop that runs on,
+    # for as long as the goodbye took; on one closed after the stop, for ever).
+    server = started(kind, _GoodbyeUnderWayServer, _AsyncGoodbyeUnderWayServer,
+                     _no_disconnect_timeout)
+    try:
+        with connect(server.bind_address[1]) as client:
+            (client_conn,) = server._server._connections.values()
+            client_conn.disconnect("Bye.")
+            assert server.saying_goodbye.wait(TIMEOUT)
+            server.stop().result(TIMEOUT)
+            assert client.read_to_eof() == []
+    finally:
+        stop_server(server)
+
+
+class _SlowGoodbyeServer(ExampleServer):
+    """on_client_disconnect takes a moment, and says when it is done."""
+
+    def setup_sensors(self):
+        super().setup_sensors()
+        self.goodbyes = []
+
+    def on_client_disconnect(self, client_conn, msg, connection_valid):
+        done = self.ioloop.asyncio_loop.create_future()
+        self.ioloop.call_later(0.1, done.set_result, None)
+        done.add_done_callback(lambda _: self.goodbyes.append(msg))
+        return done
+
+
+class _AsyncSlowGoodbyeServer(_SlowGoodbyeServer, AsyncDeviceServer):
+    """As _SlowGoodbyeServer, on the loop of the thread that starts it."""
+
+
+@pytest.mark.parametrize("kind", ["threaded", "async"])
+def test_a_second_stop_resolves_once_the_first_has_stopped_the_server(kind):
+    # On a loop the server does not run, a second stop() began a second shutdown, which
+    # found nothing left to do: it (and join()) said the server had stopped while the
+    # first was still saying goodbye to its clients, and a start then allowed ran while
+    # the first went on (ending the new run's handlers at its end).
+    server = started(kind, _SlowGoodbyeServer, _AsyncSlowGoodbyeServer)
+    try:
+        with connect(server.bind_address[1]):
+            first = server.stop()
+            second = server.stop(timeout=None)
+            second.result(TIMEOUT)
+            assert server.goodbyes == ["Device server shutting down."]
+            server.join(timeout=TIMEOUT)
+            first.result(TIMEOUT)
+    finally:
+        stop_server(server)
 
 
 def _no_hardware():
@@ -2147,6 +2375,42 @@ def test_a_client_whose_on_client_connect_fails_is_told_and_disconnected_unread(
     finally:
         stop_server(server)
         executor.shutdown()
+
+
+@pytest.mark.parametrize("concurrency", sorted(CONCURRENCY))
+def test_a_client_whose_connection_factory_fails_is_told_and_disconnected(concurrency,
+                                                                           caplog):
+    # A connection factory of one's own that raises is refused as on_client_connect that
+    # raises (logged, and told to the client), and its connection closed: it was left
+    # open and unread, unknown to the server, even after the server stopped.
+    server = ExampleServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[concurrency])
+    made = server._server.client_connection_factory
+
+    def factory(transport, conn_id):
+        if failing:
+            raise RuntimeError("no connection object")
+        return made(transport, conn_id)
+
+    server._server.client_connection_factory = factory
+    failing = True
+    port = start_server(server)
+    try:
+        with caplog.at_level(logging.ERROR, logger="katcp.server"), \
+                LineClient(port) as client:
+            address = client.local_address
+            lines = client.read_to_eof()
+        assert [line.split()[:2] for line in lines] == [[b"#log", b"error"], []]
+        assert lines[0].endswith(rb"RuntimeError:\_no\_connection\_object\n")
+        (record,) = caplog.records
+        assert record.getMessage().startswith(
+            "Device error initialising connection %s: Traceback" % (address,))
+        failing = False
+        with connect(port) as other:
+            assert other.request("?client-list") == (
+                ["#client-list " + other.local_address], "!client-list ok 1")
+    finally:
+        stop_server(server)
 
 
 class GatedSamplingServer(DeviceServer):

@@ -24,6 +24,7 @@ from katcp.server import ClientRequestConnection, DeviceLogger, DeviceServer
 from katcp.testutils import ClientConnectionTest, call_in_ioloop
 
 from log_helpers import recording_logger
+from server_kinds import start_async
 from server_line_client import LineClient
 
 TIMEOUT = 10
@@ -273,6 +274,33 @@ def test_stopping_ends_handlers_still_waiting(handler_thread):
     assert device.handler_future.cancelled()
 
 
+class _NeverReady(katcp.server.AsyncDeviceServer):
+    """Its on_client_connect waits for ever, and tells when it waits and when it ends."""
+
+    def setup_sensors(self):
+        """No sensors."""
+        self.waiting = threading.Event()
+        self.ended = threading.Event()
+
+    async def on_client_connect(self, client_conn):
+        self.waiting.set()
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            self.ended.set()
+
+
+def test_stopping_ends_an_on_client_connect_still_waiting():
+    # As it ends the handlers it finds waiting: the device's coroutine went on waiting,
+    # for a client long gone, on a loop that runs on after the stop.
+    device = start_async(_NeverReady)
+    with LineClient(device.bind_address[1]):
+        assert device.waiting.wait(TIMEOUT)
+        device.stop().result(TIMEOUT)
+        device.join(TIMEOUT)
+        assert device.ended.wait(TIMEOUT)
+
+
 def test_a_handler_coroutine_whose_task_is_cancelled_before_it_runs_is_closed():
     # As a stop cancels the task awaiting a handler's coroutine, in the loop turn in
     # which that task was made: nothing else would ever await the coroutine, and Python
@@ -327,6 +355,59 @@ def test_a_handler_future_that_reaches_the_loop_after_the_stop_is_ended_too():
     finally:
         manager.stop()
         manager.join(TIMEOUT)
+
+
+class _RepliesLater(_NeverReplies):
+    """Its ?hang handler returns a coroutine (not started), once `release` is set."""
+
+    def request_hang(self, req, msg):
+        """Reply later."""
+        self.handled.set()
+        assert self.release.wait(TIMEOUT)
+        self.coroutine = self._reply(req)
+        return self.coroutine
+
+    async def _reply(self, req):
+        return req.make_reply("ok")
+
+
+class _DispatchesLater(_NeverReplies):
+    """Its handle_message returns a coroutine (not started) for ?hang, once `release`
+    is set."""
+
+    def handle_message(self, client_conn, msg):
+        if msg.name != "hang":
+            return super().handle_message(client_conn, msg)
+        self.handled.set()
+        assert self.release.wait(TIMEOUT)
+        self.coroutine = self._dispatch()
+        return self.coroutine
+
+    async def _dispatch(self):
+        pass
+
+
+@pytest.mark.parametrize("device_class", [_RepliesLater, _DispatchesLater])
+def test_a_handler_coroutine_returned_after_the_loop_closed_is_closed(device_class):
+    # The handler thread handed the loop the coroutine its handler (or handle_message)
+    # returned once the server had stopped and its loop closed: nothing would ever await
+    # it, and Python warned that it "was never awaited" when it was collected.
+    device = device_class("127.0.0.1", 0)
+    device.release.clear()
+    device.start(timeout=TIMEOUT)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with LineClient(device.bind_address[1]) as client:
+            client.send(b"?hang")
+            assert device.handled.wait(TIMEOUT)
+            device.stop().result(TIMEOUT)
+            device._server.join(TIMEOUT)  # the loop's thread, which closes the loop
+            device.release.set()
+            device.join(TIMEOUT)
+        assert inspect.getcoroutinestate(device.coroutine) == inspect.CORO_CLOSED
+        del device.coroutine
+        gc.collect()
+    assert [str(warning.message) for warning in caught] == []
 
 
 @pytest.mark.parametrize("module, name, home", [

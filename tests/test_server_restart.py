@@ -10,7 +10,9 @@ import pytest
 
 from katcp import Message
 
-from test_server import TIMEOUT, ExampleServer, connect, start_server, stop_server
+from test_reliability_server import fd_count
+from test_server import (CONCURRENCY, TIMEOUT, ExampleServer, connect, start_server,
+                         stop_server)
 
 
 def test_restarted_server_answers_after_an_inform_sent_while_stopped():
@@ -88,6 +90,25 @@ def test_a_failed_start_leaves_nothing_running_and_can_be_retried():
             assert client.request("?watchdog") == ([], "!watchdog ok")
     finally:
         stop_server(server)
+
+
+@pytest.mark.parametrize("kind", ["threaded", "async"])
+def test_failed_starts_leave_no_descriptor_open(kind):
+    # Each server whose start failed (its port taken) kept the loop made for the start
+    # open for ever (an epoll and a self-pipe: three descriptors), found by a program
+    # that retries with a new server until the port is free.
+    blocker = ExampleServer("127.0.0.1", 0)
+    port = start_server(blocker)
+    try:
+        before = fd_count()
+        for _ in range(3):
+            server = ExampleServer("127.0.0.1", port)
+            server.set_concurrency_options(**CONCURRENCY[kind])
+            with pytest.raises(OSError):
+                server.start(timeout=TIMEOUT)
+        assert fd_count() == before
+    finally:
+        stop_server(blocker)
 
 
 def _handler_threads():

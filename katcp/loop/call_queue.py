@@ -227,6 +227,23 @@ class CallQueue:
                 return
         self._wake()
 
+    def loop_closed(self) -> None:
+        """Drop the calls queued and not yet run, the loop being closed now.
+
+        Called by what closes the loop (:class:`~katcp.ioloop_manager.IOLoopManager`,
+        for the loops it runs): a loop that stopped before the wake-up of calls queued
+        just then ran, and closed, runs none of them, and no later call would wake it
+        (one is thought to be on its way). The outcomes of
+        :meth:`call_with_outcome` calls among them fail with :class:`RuntimeError`, as
+        they do for calls made to the closed loop.
+        """
+        with self._lock:
+            calls, self._calls = self._calls, []
+            self._batch = None
+        for fn, args in calls:
+            if fn is run_into_future and args[3].set_running_or_notify_cancel():
+                args[3].set_exception(RuntimeError("Event loop is closed"))
+
     def _wake(self) -> None:
         loop: Optional[Any] = self._loop_ref()
         try:

@@ -365,7 +365,7 @@ class DeviceServerBase(ReplyOutcomes, DeviceSending, ServerLifecycle,
         if done is not None and is_awaitable(done):
             # An async def handler's coroutine runs on the loop (made on the handler
             # thread, it has not started yet), as a request handler's does.
-            self._server.call_on_loop(self._spawn_awaiting, self._await_handled, msg, done)
+            self._await_on_loop(self._await_handled, msg, done)
 
     async def _await_handled(self, msg: Message, awaitable: Any) -> None:
         try:

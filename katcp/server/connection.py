@@ -240,9 +240,15 @@ class ClientConnection:
 
         """
         server = self._server
-        if server.in_ioloop_thread():
+
+        def spawn() -> Any:
             return server.spawn(server.disconnect_client(self._conn_id, reason))
-        return server.call_on_loop(server.disconnect_client, self._conn_id, reason)
+        if server.in_ioloop_thread():
+            return spawn()
+        # Spawned on the loop from here too: a stop ends what the server spawned and has
+        # not finished, closing the connection (a goodbye it does not know of stays
+        # under way, the connection open, after the stop).
+        return server.call_on_loop(spawn)
 
 
 class ThreadsafeClientConnection(ClientConnection):

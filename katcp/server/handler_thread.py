@@ -17,11 +17,11 @@ from tornado.concurrent import Future
 
 from katcp.core import Message
 from katcp.loop.call_queue import CallQueue
-from katcp.loop.crossing import thread_wait_timeout
+from katcp.loop.crossing import call_on_loop, is_awaitable, thread_wait_timeout
 from katcp.loop.per_loop import one_per_loop
 from katcp.loop.policy import event_loop_policy
 from katcp.server.stream import _Connection
-from katcp.server.stream_host import exception_text, log_handling_error
+from katcp.server.stream_host import end_unawaited, exception_text, log_handling_error
 
 log = logging.getLogger("katcp.server")
 
@@ -369,9 +369,15 @@ class MessageHandlerThread:
                     policy, local = _set_event_loop(loop)
                 try:
                     done = handle(handler, client_conn, msg)
-                except Exception:
+                except BaseException:
+                    # Not only Exception: SystemExit or asyncio.CancelledError raised by a
+                    # handler would end this thread, and the server answer no request
+                    # again.
                     self._report_error(client_conn, msg)
                     done = None
+                if done is not None and not hasattr(done, "add_done_callback"):
+                    # No future: a coroutine (an async def handle_message), say.
+                    done = self._handling(client_conn, msg, done)
                 if done is None:
                     call(_handled, ready, client_conn)
                 else:
@@ -381,6 +387,23 @@ class MessageHandlerThread:
         finally:
             resumptions.detach()
             self._running.clear()
+
+    def _handling(self, client_conn: Any, msg: Message, returned: Any) -> Any:
+        """The handler returned `returned` for `msg`, which is no future: return the
+        future of its handling, or None if it is handled.
+
+        A coroutine or other awaitable runs on the loop (it cannot run here); should
+        the loop refuse it (it is closed: the server stopped meanwhile), it is ended.
+        Anything else is logged, and the message taken as handled.
+        """
+        if not is_awaitable(returned):
+            self._logger.warning("Handling %s from %s returned %r, not a future: it is "
+                                 "taken as handled", msg.name, client_conn.address, returned)
+            return None
+        done = call_on_loop(self.ioloop, None, tornado.gen.convert_yielded, returned)
+        if done.done() and done.exception() is not None:
+            end_unawaited(returned)
+        return done
 
     def hold_until_handled(self) -> None:
         """Let what this thread hands to the loop from now on go with the end of the message.

@@ -13,6 +13,7 @@ from katcp.loop.crossing import is_awaitable, run_into_future
 from katcp.server.connection import ClientRequestConnection
 from katcp.server.handler_thread import MessageHandlerThread
 from katcp.server.loop_calls import log_call_failure, resolved_outcome
+from katcp.server.stream_host import end_unawaited
 
 if TYPE_CHECKING:
     from katcp.server.transport import KATCPServer
@@ -133,8 +134,7 @@ class ReplyOutcomes:
             else:
                 # The future is awaited on the loop, by a coroutine made there: one made
                 # here is never awaited if the loop closes before the call runs.
-                done = self._server.call_on_loop(self._spawn_awaiting, self._await_reply,
-                                                 req, reply)
+                done = self._await_on_loop(self._await_reply, req, reply)
             return None if concurrent_reply else done
         if (thread_future or asyncio.isfuture(reply)) and reply.done() and not reply.cancelled():
             # Already resolved (e.g. work done at once on the loop): reply now.
@@ -169,6 +169,19 @@ class ReplyOutcomes:
         else:
             self._reply_with_result(req, result)
 
+    def _await_on_loop(self, awaiter: Callable[[Any, Any], Any], about: Any,
+                       awaitable: Any) -> concurrent.futures.Future:
+        """Have the loop run ``awaiter(about, awaitable)`` (see :meth:`_spawn_awaiting`),
+        at once on its thread; return the future of that call.
+
+        Should the loop refuse the call (it is closed: the server stopped meanwhile),
+        `awaitable` is ended here, as the loop would end it after a stop.
+        """
+        done = self._server.call_on_loop(self._spawn_awaiting, awaiter, about, awaitable)
+        if done.done() and done.exception() is not None:
+            end_unawaited(awaitable)
+        return done
+
     def _spawn_awaiting(self, awaiter: Callable[[Any, Any], Any], about: Any,
                         awaitable: Any) -> Any:
         """On the loop: a task running ``awaiter(about, awaitable)``, which awaits
@@ -180,9 +193,7 @@ class ReplyOutcomes:
         whose future reached the loop after the stop is ended the same way.
         """
         if not self._server.running():
-            end = getattr(awaitable, "cancel", None) or getattr(awaitable, "close", None)
-            if end is not None:
-                end()
+            end_unawaited(awaitable)
             return None
         return self._server.spawn(awaiter(about, awaitable), owns=awaitable)
 

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 
 _NO_LINES: Tuple[bytes, ...] = ()
 
+# What the device's on_message returns that is waited for as it is: futures of the loop (a
+# handler thread's, a handler's task). Anything else goes through StreamHost.handling().
+_LOOP_FUTURES = frozenset((asyncio.Future, asyncio.Task))
+
 # Lines of a long pipeline handled between checks of the time taken, and the time after
 # which the rest waits a loop turn (as the clients' MAX_LOOP_LATENCY).
 _SLICE = 32
@@ -231,7 +235,15 @@ class _Connection(SharedBufferProtocol, WriteBatcher):
                     except Exception:
                         host.handling_failed(self, msg)
                         continue
-                    if ready is not None and not ready.done():
+                    if ready is None:
+                        continue
+                    if ready.__class__ not in _LOOP_FUTURES:
+                        # No future of the loop: a coroutine (an async def
+                        # handle_message), a future resolved in another thread, ...
+                        ready = host.handling(self, msg, ready)
+                        if ready is None:
+                            continue
+                    if not ready.done():
                         # Per-connection serialisation: handle no further until it is
                         # handled.
                         self._busy = True

@@ -48,6 +48,14 @@ def exception_text(exc_info: Any, limit: Optional[int]) -> str:
     return "".join(traceback.format_exception(*exc_info, limit=limit))
 
 
+def end_unawaited(awaitable: Any) -> None:
+    """End what a handler returned that nobody will await: cancel a future, close a
+    coroutine (which Python would else warn was never awaited)."""
+    end = getattr(awaitable, "cancel", None) or getattr(awaitable, "close", None)
+    if end is not None:
+        end()
+
+
 def log_handling_error(logger: logging.Logger, msg: Message, address: str,
                        reason: str) -> None:
     """Log that handling a message from a client raised, naming the message and the client.
@@ -151,7 +159,9 @@ class StreamHost:
             self.logger.warning("on_client_connect for %s returned %r, not a future: the "
                                 "connection is taken as ready", conn.address, ready)
             return None
-        return tornado.gen.convert_yielded(ready)
+        # Kept by the server, as a handler's is: a stop ends it, rather than leave it
+        # waiting for a client long gone.
+        return self._server.spawn(tornado.gen.convert_yielded(ready))
 
     def connect_failed(self, conn: "_Connection", exc_info: Any) -> None:
         """The device's on_client_connect raised, or its future failed: refuse the client.
@@ -166,6 +176,12 @@ class StreamHost:
         reason = exception_text(exc_info, self._tb_limit)
         self.logger.error("Device error initialising connection %s: %s", conn.address, reason)
         self._send_error_log(conn, "Device error initialising connection " + reason)
+        if conn.client_conn is None:
+            # The connection factory raised: no client connection, so no device to say
+            # goodbye nor registry to forget it; it is closed here, or never.
+            self._server.flush_on_close(conn)
+            conn.transport.close()
+            return
         # The connection stays busy, so nothing it sends is handled; what it sent and is
         # left unread may turn the close into a reset, as with any close by the server.
         self._drop(conn, "Device error initialising connection.")
@@ -186,6 +202,27 @@ class StreamHost:
         reason = exception_text(sys.exc_info(), self._tb_limit)
         log_handling_error(self.logger, msg, conn.address, reason)
         self._send_error_log(conn, reason)
+
+    def handling(self, conn: "_Connection", msg: Message, returned: Any) -> Any:
+        """The device's on_message returned `returned` for `msg`, which is no future of
+        the loop: return a future of the loop that resolves once `msg` is handled, or None
+        if it is handled.
+
+        A :class:`concurrent.futures.Future` (of a thread pool's) is waited for on the
+        loop; a coroutine or other awaitable (of an ``async def`` handle_message) runs on
+        the loop as a task the server keeps (a stop ends it); anything else is logged, and
+        the message taken as handled.
+        """
+        if isinstance(returned, concurrent.futures.Future):
+            # Resolved in another thread: what then resumes the connection runs on the loop.
+            return asyncio.wrap_future(returned)
+        if asyncio.isfuture(returned):
+            return returned
+        if is_awaitable(returned):
+            return self._server.spawn(returned, owns=returned)
+        self.logger.warning("Handling %s from %s returned %r, not a future: it is taken "
+                            "as handled", msg.name, conn.address, returned)
+        return None
 
     def _send_error_log(self, conn: "_Connection", reason: str) -> None:
         # Through send_message(), as every message the server sends (a test may replace it).
@@ -234,17 +271,25 @@ class StreamHost:
         if not connection_valid:
             conn.closing = True
         try:
-            ready = self.device.on_client_disconnect(client_conn, reason, connection_valid)
-            if ready is not None:
-                await self._with_timeout(ready)
-        except Exception:
-            self.logger.exception("Error in on_client_disconnect for %s", conn.address)
-        if connection_valid and not transport.is_closing():
             try:
-                await self._with_timeout(self._server.flush_on_close(conn))
+                ready = self.device.on_client_disconnect(client_conn, reason,
+                                                         connection_valid)
+                if ready is not None:
+                    await self._with_timeout(ready)
             except Exception:
-                # An unresponsive peer must not stop the close: drop what is unsent.
-                _drop_unsent(transport)
+                self.logger.exception("Error in on_client_disconnect for %s", conn.address)
+            if connection_valid and not transport.is_closing():
+                try:
+                    await self._with_timeout(self._server.flush_on_close(conn))
+                except Exception:
+                    # An unresponsive peer must not stop the close: drop what is unsent.
+                    _drop_unsent(transport)
+        except asyncio.CancelledError:
+            # Ended by the server's stop (or a test case's teardown) while the device
+            # said goodbye: the connection, already forgotten, is closed here or never.
+            conn.closing = True
+            _drop_unsent(transport)
+            raise
         conn.closing = True
         if connection_valid:
             transport.close()

@@ -112,6 +112,8 @@ class KATCPServer(Sending):
         self._start_lock = threading.Lock()
         # Each task spawned and not yet done, with the coroutine it owns (or None).
         self._tasks: Dict["asyncio.Task[Any]", Any] = {}
+        # The shutdown of this run's stop, once one has begun (on the loop).
+        self._shutdown_task: "Optional[asyncio.Future[None]]" = None
 
     # -- loop management ------------------------------------------------------
 
@@ -230,7 +232,8 @@ class KATCPServer(Sending):
             If the listening socket cannot be bound; nothing is left started.
 
         """
-        with self._starting(), companion:
+        with self._starting(), \
+                self._ioloop_manager.closing_a_loop_made_for_a_failed_start(), companion:
             self._start_run()
 
     @contextlib.contextmanager
@@ -272,6 +275,8 @@ class KATCPServer(Sending):
             sock.close()
             raise
         self._stopped.clear()
+        # The last run's shutdown has ended, or was left on a loop closed since.
+        self._shutdown_task = None
         # Before _install() only the loop manager can tell whether we run on the loop.
         if on_thread(self._ioloop_manager.thread_id()):
             self._install(sock)
@@ -407,11 +412,17 @@ class KATCPServer(Sending):
         self._stopped.set()
 
     def _begin_shutdown(self) -> "asyncio.Future[None]":
+        shutdown = self._shutdown_task
+        if shutdown is not None and not shutdown.done():
+            # A stop under way (on a loop the server does not run, which stops it again)
+            # stands for this one: another shutdown would find nothing left to do and
+            # say the server had stopped while that one still says goodbye.
+            return shutdown
         # The listener is closed at once, and the connections dropped should the rest (a
         # goodbye to each client) be cancelled before it is done, as a test case's
         # teardown cancels what is pending on its loop: nothing is left open.
         self._close_listener()
-        shutdown = asyncio.ensure_future(self._shutdown())
+        shutdown = self._shutdown_task = asyncio.ensure_future(self._shutdown())
         shutdown.add_done_callback(self._shutdown_ended)
         return shutdown
 
