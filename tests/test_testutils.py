@@ -771,6 +771,19 @@ class TestWaitSensorAsync(tornado.testing.AsyncTestCase):
         sensor.set_value(4)  # an abandoned wait, collected, is noticed at the next reading
         self.assertEqual(sensor._observers, set())
 
+    @tornado.testing.gen_test(timeout=10)
+    def test_a_sensor_that_fails_to_read_fails_the_wait_and_keeps_no_observer(self):
+        # As a tornado coroutine's: the future fails, the call itself does not raise.
+        class Unreadable(Sensor):
+            def read(self):
+                raise ValueError("hardware away")
+
+        sensor = Unreadable.integer("an.int", "", "", [0, 10])
+        waiting = testutils.wait_sensor_async(sensor, 5)
+        with self.assertRaisesRegex(ValueError, "hardware away"):
+            yield waiting
+        self.assertEqual(sensor._observers, set())
+
 
 class _StoppableThread(threading.Thread):
     """A plain thread: its start() takes no timeout."""
