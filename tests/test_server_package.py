@@ -317,10 +317,12 @@ class _NeverHandles(katcp.server.AsyncDeviceServer):
             self.ended.set()
 
 
-def test_stopping_ends_an_async_handle_message_still_waiting():
+@pytest.mark.parametrize("handler_thread", [False, True])
+def test_stopping_ends_an_async_handle_message_still_waiting(handler_thread):
     # As it ends an on_client_connect coroutine: on a loop that runs on after the stop,
     # the device's coroutine went on waiting for a client long gone.
-    device = start_async(_NeverHandles)
+    device = start_async(_NeverHandles, lambda device: device.set_concurrency_options(
+        handler_thread=handler_thread))
     with LineClient(device.bind_address[1]) as client:
         client.send(b"?hang")
         assert device.waiting.wait(TIMEOUT)
