@@ -420,6 +420,30 @@ def test_an_async_def_handle_message_that_raises_is_logged_and_the_client_served
         stop_server(server)
 
 
+class _CancellingDispatchServer(ExampleServer):
+    """Its handle_message returns a future cancelled already for ?give-up."""
+
+    def handle_message(self, client_conn, msg):
+        if msg.name == "give-up":
+            given_up = concurrent.futures.Future()
+            given_up.cancel()
+            return given_up
+        return super().handle_message(client_conn, msg)
+
+
+@pytest.mark.parametrize("kind", sorted(CONCURRENCY))
+def test_a_handle_message_whose_future_is_cancelled_lets_the_client_be_served(kind):
+    server = _CancellingDispatchServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[kind])
+    port = start_server(server)
+    try:
+        with no_logs(server._logger.name, logging.ERROR), connect(port) as client:
+            client.send_raw(b"?give-up\n")
+            assert client.request("?watchdog") == ([], "!watchdog ok")
+    finally:
+        stop_server(server)
+
+
 @pytest.mark.parametrize("kind", sorted(CONCURRENCY))
 def test_a_handle_message_returning_no_future_is_logged_and_the_client_served(kind,
                                                                                caplog):
