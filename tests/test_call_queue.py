@@ -297,6 +297,27 @@ def test_calls_left_queued_as_a_managed_loop_closes_are_dropped_and_their_outcom
     assert queue._calls == []
 
 
+class _ClosedJustNow:
+    """A loop closed by another thread just after the queue asked is_closed()."""
+
+    def is_closed(self):
+        return False
+
+    def call_soon_threadsafe(self, fn, *args):
+        raise RuntimeError("Event loop is closed")
+
+
+def test_a_call_with_outcome_whose_wake_up_the_loop_refuses_fails():
+    # Dropped with the queue's calls, its outcome was never resolved: the caller waited
+    # for ever (or for its whole timeout).
+    loop = _ClosedJustNow()
+    queue = CallQueue(loop)
+    outcome = queue.call_with_outcome(len, "ab")
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        outcome.result(0)
+    assert queue._calls == []
+
+
 def test_a_batch_that_ran_is_not_kept(loop_thread):
     ioloop, _ = loop_thread
     queue = CallQueue.of(ioloop)

@@ -366,6 +366,10 @@ def test_deadlines_of_answered_requests_do_not_pile_up_out_of_order():
     assert expired == [("early", 100.0), ("live", 100.0)]
 
 
+def _sent_with_id(name, msg_id):
+    return FutureRequest(Message.request(name, mid=str(msg_id)), concurrent.futures.Future())
+
+
 def test_requests_whose_futures_were_cancelled_do_not_pile_up():
     # Without a deadline nothing else would ever drop one: a program that gives up its
     # waits (asyncio.wait_for) on a device that does not answer grew the table for ever.
@@ -376,7 +380,7 @@ def test_requests_whose_futures_were_cancelled_do_not_pile_up():
     called_back = CallbackRequest(Message.request("cb"), None, None, None, logging.getLogger())
     table.add("cb", "cb", called_back, None)
     for msg_id in range(4 * MIN_COMPACT_SIZE):
-        abandoned = _pending("abandoned")
+        abandoned = _sent_with_id("abandoned", msg_id)
         table.add(msg_id, "abandoned", abandoned, None)
         abandoned.future.cancel()
     assert table.held()["requests"] <= 4 + MIN_COMPACT_SIZE + 1
@@ -384,13 +388,22 @@ def test_requests_whose_futures_were_cancelled_do_not_pile_up():
     kept = [pending for pending in table.by_id.values() if pending.msg.name != "abandoned"]
     assert kept == waiting + [called_back]
     assert table.peek_by_name("waiting") == (("waiting", 0), waiting[0])
+    # One sent without an id is kept: replies are matched to those in the order sent.
+    unnumbered = _pending("unnumbered")
+    table.add("unnumbered", "unnumbered", unnumbered, None)
+    unnumbered.future.cancel()
+    for msg_id in range(4 * MIN_COMPACT_SIZE):
+        abandoned = _sent_with_id("abandoned", msg_id)
+        table.add(msg_id, "abandoned", abandoned, None)
+        abandoned.future.cancel()
+    assert table.peek_by_name("unnumbered") == ("unnumbered", unnumbered)
     # Many in flight put the next sweep off; once they are drained (a closed
     # connection), abandoned ones are dropped as soon again.
     for msg_id in range(4 * MIN_COMPACT_SIZE):
         table.add(("many", msg_id), "many", _pending("many"), None)
     table.drain()
     for msg_id in range(2 * MIN_COMPACT_SIZE):
-        abandoned = _pending("abandoned")
+        abandoned = _sent_with_id("abandoned", msg_id)
         table.add(msg_id, "abandoned", abandoned, None)
         abandoned.future.cancel()
     assert table.held()["requests"] <= MIN_COMPACT_SIZE + 1
@@ -707,3 +720,25 @@ def test_a_failing_streamed_inform_callback_is_logged_and_delivered(caplog):
     assert CallbackRequest(Message.request("x"), None, None, None,
                            logging.getLogger("katcp.test")).on_inform(
         Message.inform("x")) is False
+
+
+def test_a_request_without_an_id_abandoned_among_many_still_takes_its_own_reply(server):
+    # Sent without ids, replies are matched in the order sent: a cancelled request dropped
+    # from the table let its reply answer the next request of its name.
+    async def abandon_then_ask():
+        client = AsyncClient("127.0.0.1", server.port, timeout=None)
+        client.set_ioloop()
+        client.start()
+        try:
+            await client.until_protocol(WAIT)
+            for _ in range(MIN_COMPACT_SIZE + 2):
+                client.future_request(Message.request("echo", "abandoned"),
+                                      use_mid=False).cancel()
+            reply, _ = await client.future_request(Message.request("echo", "asked"),
+                                                   use_mid=False)
+            return str(reply)
+        finally:
+            client.stop()
+            await client.until_stopped(WAIT)
+
+    assert asyncio.run(asyncio.wait_for(abandon_then_ask(), WAIT)) == "!echo ok asked"

@@ -1730,6 +1730,20 @@ class TestKATCPClientResourceContainer(ResourceTestCase):
         assert (yield container.req.dev_new_thing()).succeeded
 
     @tornado.testing.gen_test(timeout=2 * WAIT)
+    def test_a_container_wait_made_before_a_child_is_replaced_follows_its_successor(self):
+        # The replaced child is stopped, and never syncs: a wait that still counted on it
+        # hung, though every child of the container was synced.
+        gone = start_server()
+        stop_server(gone)
+        second = self.start_server(DeviceV2)
+        container = self.make_container(container_spec([gone], ["dev"]))
+        waiting = container.until_synced(timeout=WAIT)
+        new = container.add_child_resource_client("dev", dict(
+            address=second.bind_address, controlled=True))
+        yield waiting
+        assert new.synced
+
+    @tornado.testing.gen_test(timeout=2 * WAIT)
     def test_add_child_and_group(self):
         server = self.start_server()
         container = self.make_container(container_spec([server], ["first"]))

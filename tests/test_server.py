@@ -391,6 +391,59 @@ def test_an_async_def_handle_message_handles_the_messages_in_turn(kind):
         stop_server(server)
 
 
+class _FailingAsyncDispatchServer(_AsyncDispatchServer):
+    """Its async def handle_message raises for ?fail, once its coroutine runs."""
+
+    async def handle_message(self, client_conn, msg):
+        if msg.name == "fail":
+            raise RuntimeError("Failed in a coroutine.")
+        await super().handle_message(client_conn, msg)
+
+
+@pytest.mark.parametrize("kind", sorted(CONCURRENCY))
+def test_an_async_def_handle_message_that_raises_is_logged_and_the_client_served(kind,
+                                                                                 caplog):
+    # On the handler thread the error went unseen, as if the message had been handled.
+    server = _FailingAsyncDispatchServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[kind])
+    port = start_server(server)
+    try:
+        with caplog.at_level(logging.ERROR, logger=server._logger.name), \
+                connect(port) as client:
+            client.send_raw(b"?fail\n")
+            assert client.request("?watchdog") == ([], "!watchdog ok")
+            address = client.local_address
+        [record] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert record.getMessage() == "Error handling message from %s" % (address,)
+        assert str(record.exc_info[1]) == "Failed in a coroutine."
+    finally:
+        stop_server(server)
+
+
+class _CancellingDispatchServer(ExampleServer):
+    """Its handle_message returns a future cancelled already for ?give-up."""
+
+    def handle_message(self, client_conn, msg):
+        if msg.name == "give-up":
+            given_up = concurrent.futures.Future()
+            given_up.cancel()
+            return given_up
+        return super().handle_message(client_conn, msg)
+
+
+@pytest.mark.parametrize("kind", sorted(CONCURRENCY))
+def test_a_handle_message_whose_future_is_cancelled_lets_the_client_be_served(kind):
+    server = _CancellingDispatchServer("127.0.0.1", 0)
+    server.set_concurrency_options(**CONCURRENCY[kind])
+    port = start_server(server)
+    try:
+        with no_logs(server._logger.name, logging.ERROR), connect(port) as client:
+            client.send_raw(b"?give-up\n")
+            assert client.request("?watchdog") == ([], "!watchdog ok")
+    finally:
+        stop_server(server)
+
+
 @pytest.mark.parametrize("kind", sorted(CONCURRENCY))
 def test_a_handle_message_returning_no_future_is_logged_and_the_client_served(kind,
                                                                                caplog):

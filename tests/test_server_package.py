@@ -301,6 +301,36 @@ def test_stopping_ends_an_on_client_connect_still_waiting():
         assert device.ended.wait(TIMEOUT)
 
 
+class _NeverHandles(katcp.server.AsyncDeviceServer):
+    """Its async def handle_message waits for ever, and tells when it waits and ends."""
+
+    def setup_sensors(self):
+        """No sensors."""
+        self.waiting = threading.Event()
+        self.ended = threading.Event()
+
+    async def handle_message(self, client_conn, msg):
+        self.waiting.set()
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            self.ended.set()
+
+
+@pytest.mark.parametrize("handler_thread", [False, True])
+def test_stopping_ends_an_async_handle_message_still_waiting(handler_thread):
+    # As it ends an on_client_connect coroutine: on a loop that runs on after the stop,
+    # the device's coroutine went on waiting for a client long gone.
+    device = start_async(_NeverHandles, lambda device: device.set_concurrency_options(
+        handler_thread=handler_thread))
+    with LineClient(device.bind_address[1]) as client:
+        client.send(b"?hang")
+        assert device.waiting.wait(TIMEOUT)
+        device.stop().result(TIMEOUT)
+        device.join(TIMEOUT)
+        assert device.ended.wait(TIMEOUT)
+
+
 def test_a_handler_coroutine_whose_task_is_cancelled_before_it_runs_is_closed():
     # As a stop cancels the task awaiting a handler's coroutine, in the loop turn in
     # which that task was made: nothing else would ever await the coroutine, and Python

@@ -8,6 +8,7 @@ import logging
 import queue
 import threading
 import unittest
+import unittest.mock
 
 import pytest
 import tornado.gen
@@ -19,6 +20,7 @@ from katcp import DeviceServer, Message, Sensor
 from katcp import testutils
 from katcp.ioloop_manager import IOLoopManager
 from katcp.kattypes import Int, request, return_reply
+from katcp.testutils import timewarp
 
 from wait_helpers import outcome_in_thread
 
@@ -771,6 +773,19 @@ class TestWaitSensorAsync(tornado.testing.AsyncTestCase):
         sensor.set_value(4)  # an abandoned wait, collected, is noticed at the next reading
         self.assertEqual(sensor._observers, set())
 
+    @tornado.testing.gen_test(timeout=10)
+    def test_a_sensor_that_fails_to_read_fails_the_wait_and_keeps_no_observer(self):
+        # As a tornado coroutine's: the future fails, the call itself does not raise.
+        class Unreadable(Sensor):
+            def read(self):
+                raise ValueError("hardware away")
+
+        sensor = Unreadable.integer("an.int", "", "", [0, 10])
+        waiting = testutils.wait_sensor_async(sensor, 5)
+        with self.assertRaisesRegex(ValueError, "hardware away"):
+            yield waiting
+        self.assertEqual(sensor._observers, set())
+
 
 class _StoppableThread(threading.Thread):
     """A plain thread: its start() takes no timeout."""
@@ -826,6 +841,23 @@ class TestTimewarpWait(testutils.TimewarpAsyncTestCase):
         with self.assertRaisesRegex(self.failureException, "timed out after 0.01 seconds"):
             self.wait(timeout=0.01)
         self.assertTrue(guard.is_alive())
+
+    def test_the_timeout_of_a_wait_that_returned_stops_no_later_wait(self):
+        # Its alarm may go off just as the wait returns: it reaches the loop during the
+        # next wait, which it must leave alone.
+        alarms = []
+
+        def alarm(ioloop, seconds, fn):
+            alarms.append(fn)
+            return threading.Timer(seconds, fn)  # never started: cancel() does nothing
+
+        with unittest.mock.patch.object(timewarp, "_alarm", alarm):
+            self.stop("first")
+            self.assertEqual(self.wait(timeout=10), "first")
+        self.io_loop.add_callback(alarms[0])
+        # A loop turn later: a stop in the same turn would make up for a stale one.
+        self.io_loop.add_callback(self.io_loop.add_callback, self.stop, "second")
+        self.assertEqual(self.wait(timeout=10), "second")
 
 
 class TestTimewarp(testutils.TimewarpAsyncTestCase):

@@ -401,12 +401,16 @@ class RequestTable:
         as ``asyncio.wait_for`` does when it gives up): only a deadline would drop them
         otherwise, and one without any stayed for ever.
 
-        Their replies, should they come, go to the client's reply handlers. Done again
-        once twice as many as are left are in flight (at least :data:`MIN_COMPACT_SIZE`),
-        so the requests added since pay for each sweep.
+        Only those sent with a message id: their replies, should they come, go to the
+        client's reply handlers. One sent without an id keeps its place until answered,
+        as replies are matched to those in the order sent (dropped, its reply would
+        answer the next request of its name). Done again once twice as many as are left
+        are in flight (at least :data:`MIN_COMPACT_SIZE`), so the requests added since
+        pay for each sweep.
         """
         by_id = self.by_id
-        for msg_id in [msg_id for msg_id, pending in by_id.items() if pending.abandoned()]:
+        for msg_id in [msg_id for msg_id, pending in by_id.items()
+                       if pending.msg.mid is not None and pending.abandoned()]:
             del by_id[msg_id]
         self._sweep_at = max(MIN_COMPACT_SIZE, 2 * len(by_id))
 

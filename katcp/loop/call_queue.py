@@ -231,7 +231,7 @@ class CallQueue:
         """Drop the calls queued and not yet run, the loop being closed now.
 
         Called by what closes the loop (:class:`~katcp.ioloop_manager.IOLoopManager`,
-        for the loops it runs): a loop that stopped before the wake-up of calls queued
+        for the loops it runs), and by a wake-up that the loop refuses: a loop that stopped before the wake-up of calls queued
         just then ran, and closed, runs none of them, and no later call would wake it
         (one is thought to be on its way). The outcomes of
         :meth:`call_with_outcome` calls among them fail with :class:`RuntimeError`, as
@@ -255,9 +255,9 @@ class CallQueue:
             on_loop = running_loop() is loop
             (loop.call_soon if on_loop else loop.call_soon_threadsafe)(self._run)
         except RuntimeError:
-            with self._lock:
-                self._calls = []
-                self._batch = None  # nor its items (what they hold), as _run() does
+            # The loop is closed (or gone): the calls are dropped, and their outcomes fail
+            # (nor are the batch's items, and what they hold, kept, as _run() does).
+            self.loop_closed()
 
     def _run(self) -> None:
         with self._lock:

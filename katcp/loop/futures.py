@@ -346,15 +346,34 @@ class AsyncEvent:
             Seconds after which the future fails with tornado.gen.TimeoutError.
         """
         future, home = _new_future(self._ioloop)
+        if not self._add_waiter(future, home):
+            return future
+        return with_timeout(future, timeout)
+
+    def _hand_over(self, successor: "AsyncEvent") -> None:
+        """Have what waits for this event now wait for `successor` too: the first of the
+        two set resolves it (for an event nothing will set any more).
+
+        Parameters
+        ----------
+        successor : :class:`AsyncEvent`
+        """
+        with self._lock:
+            waiters = list(self._waiters.items())
+        for future, home in waiters:
+            successor._add_waiter(future, home)
+
+    def _add_waiter(self, future: "asyncio.Future[Any]", home: _Home) -> bool:
+        """Resolve `future` once the event is set (at once if it is): whether it waits."""
         with self._lock:
             pending = not self._flag
             if pending:
                 self._waiters[future] = home
         if not pending:
             _resolve(future, home, True)
-            return future
+            return False
         future.add_done_callback(self._forget)
-        return with_timeout(future, timeout)
+        return True
 
     def _forget(self, future: "asyncio.Future[Any]") -> None:
         with self._lock:
@@ -487,6 +506,18 @@ class AsyncState:
         self._events[self._state].clear()
         self._state = state
         event.set()
+
+    def _hand_over(self, successor: "AsyncState") -> None:
+        """Have what waits for a state of this one now wait for it of `successor` too
+        (for a state that will change no more: the object it is of was replaced).
+
+        Parameters
+        ----------
+        successor : :class:`AsyncState`
+            Of the same valid states.
+        """
+        for state, event in self._events.items():
+            event._hand_over(successor._event(state))
 
     def until_state(self, state: Any, timeout: Optional[float] = None) -> Any:
         """Return a tornado Future that will resolve when the requested state is set.

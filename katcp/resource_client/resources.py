@@ -925,7 +925,8 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         -----
         A child of the same (escaped) name is replaced: it is stopped, and its requests
         and sensors leave this container and its groups, where the new child takes
-        its place.
+        its place; waits for a state of the old child (such as this container's
+        :meth:`until_synced`) wait for the new child's.
         """
         replaced = dict.get(self._children, escape_name(res_name))
         child = self._add_child(res_name, res_spec)
@@ -933,6 +934,10 @@ class KATCPClientResourceContainer(resource.KATCPResource):
             self._retire_child(replaced, child)
         child.set_ioloop(self.ioloop)
         child.start()
+        if replaced is not None:
+            # Stopped, it reaches no state any more: what waits for one of its states
+            # (a wait of this container's, made before) waits for its successor's.
+            replaced._state._hand_over(child._state)
         return child
 
     def _retire_child(self, old: KATCPClientResource, successor: KATCPClientResource

@@ -17,7 +17,7 @@ from tornado.concurrent import Future
 
 from katcp.core import Message
 from katcp.loop.call_queue import CallQueue
-from katcp.loop.crossing import call_on_loop, is_awaitable, thread_wait_timeout
+from katcp.loop.crossing import call_on_loop, thread_wait_timeout
 from katcp.loop.per_loop import one_per_loop
 from katcp.loop.policy import event_loop_policy
 from katcp.server.stream import _Connection
@@ -390,17 +390,23 @@ class MessageHandlerThread:
 
     def _handling(self, client_conn: Any, msg: Message, returned: Any) -> Any:
         """The handler returned `returned` for `msg`, which is no future: return the
-        future of its handling, or None if it is handled.
+        future of its handling.
 
-        A coroutine or other awaitable runs on the loop (it cannot run here); should
-        the loop refuse it (it is closed: the server stopped meanwhile), it is ended.
-        Anything else is logged, and the message taken as handled.
+        It is handed to the loop, as the loop's own connection does with what the
+        device returns there (:meth:`StreamHost.handling`): a coroutine or other
+        awaitable runs on the loop as a task the server keeps (it cannot run here, and
+        a stop ends it); anything else is logged, and the message taken as handled.
+        Should the loop refuse it (it is closed: the server stopped meanwhile), it is
+        ended.
         """
-        if not is_awaitable(returned):
-            self._logger.warning("Handling %s from %s returned %r, not a future: it is "
-                                 "taken as handled", msg.name, client_conn.address, returned)
-            return None
-        done = call_on_loop(self.ioloop, None, tornado.gen.convert_yielded, returned)
+        stream = getattr(client_conn, "_conn_id", None)
+        if type(stream) is _Connection:
+            done = call_on_loop(self.ioloop, None, stream._host.handling, stream, msg,
+                                returned)
+        else:
+            # A connection factory's own class, without katcp's connection to find
+            # the server by: the awaitable runs on the loop, unkept.
+            done = call_on_loop(self.ioloop, None, tornado.gen.convert_yielded, returned)
         if done.done() and done.exception() is not None:
             end_unawaited(returned)
         return done
@@ -491,26 +497,33 @@ def _set_event_loop(loop: Any) -> Any:
 
 
 def _when_handled(call: Callable[..., None], ready: Future, client_conn: Any,
-                  _done: Any) -> None:
+                  done: Any) -> None:
     """Resolve `ready` on the loop, through `call`, once the handler's future is done."""
-    call(_handled, ready, client_conn)
+    call(_handled, ready, client_conn, done)
 
 
-def _handled(ready: Future, client_conn: Any) -> None:
+def _handled(ready: Future, client_conn: Any, done: Any = None) -> None:
     """Resolve `ready`, on the loop; its connection reads on now, not a loop turn later.
+
+    It fails as the handler's future `done` failed (if given), so that the connection
+    logs the error as it does for a future the device returns on the loop.
 
     The connection waits for `ready` with a done callback, which the future would run on
     the loop's next turn: a turn more per request, in which the loop does nothing else.
     """
     if ready.done():
         return
+    exc = None if done is None or done.cancelled() else done.exception()
     # The connection a katcp ClientConnection is for, whose _done() waits for `ready`
     # (a connection factory's own class may keep anything there).
     stream = getattr(client_conn, "_conn_id", None)
-    if type(stream) is _Connection and ready.remove_done_callback(stream._done):
+    if type(stream) is not _Connection or not ready.remove_done_callback(stream._done):
+        stream = None
+    if exc is None:
         ready.set_result(None)
-        stream._done(ready)
     else:
-        ready.set_result(None)
+        ready.set_exception(exc)
+    if stream is not None:
+        stream._done(ready)
 
 

@@ -316,6 +316,13 @@ def wait_sensor_async(sensor: Sensor, value: Any, status: Any = None,
     observer = Observer()
     sensor.attach(observer)
     future.add_done_callback(lambda _: sensor.detach(observer))
-    if matches(sensor.read()):
+    try:
+        matched = matches(sensor.read())
+    except Exception as exc:
+        # Failed as the tornado coroutine it was did: the future, not the call.
+        sensor.detach(observer)
+        future.set_exception(exc)
+        return future
+    if matched:
         set_result_if_pending(future, None)
     return future
