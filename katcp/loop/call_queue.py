@@ -231,11 +231,11 @@ class CallQueue:
         """Drop the calls queued and not yet run, the loop being closed now.
 
         Called by what closes the loop (:class:`~katcp.ioloop_manager.IOLoopManager`,
-        for the loops it runs), and by a wake-up that the loop refuses: a loop that stopped before the wake-up of calls queued
-        just then ran, and closed, runs none of them, and no later call would wake it
-        (one is thought to be on its way). The outcomes of
-        :meth:`call_with_outcome` calls among them fail with :class:`RuntimeError`, as
-        they do for calls made to the closed loop.
+        for the loops it runs), and by a wake-up that the loop refuses: a loop that
+        stopped before the wake-up of calls queued just then ran, and closed, runs none
+        of them, and no later call would wake it (one is thought to be on its way). The
+        outcomes of :meth:`call_with_outcome` calls among them fail with
+        :class:`RuntimeError`, as they do for calls made to the closed loop.
         """
         with self._lock:
             calls, self._calls = self._calls, []
