@@ -1689,6 +1689,36 @@ class TestConnectionLifecycle(InspectingClientTestBase):
             await client.connect(timeout=WAIT)
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_connect_while_the_stopped_run_awaits_its_callback_runs_one_sync(self):
+        # Stopped and connected again while its state callback still runs, the client
+        # follows the device with one state coroutine: the earlier one ends (with its
+        # final state) before the new one syncs.
+        client, recorder = await self.start_client(synced=False)
+        await client.until_synced(timeout=WAIT)
+        release = asyncio.Event()
+
+        async def slow_on_synced(state, model_changes):
+            recorder(state, model_changes)
+            if state == SYNCED:
+                await release.wait()
+
+        recorder.calls.clear()
+        self.device.inform("interface-changed", "sensor", "temp")
+        self.device.sensors["temp"][0] = "Changed."
+        client.set_state_callback(slow_on_synced)
+        await client.until_state(DATA_SYNCED_CHANGED, timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        client.stop()
+        await client.katcp_client.until_stopped(timeout=WAIT)
+        await client.connect(timeout=WAIT)
+        recorder.calls.clear()
+        release.set()
+        await client.until_state(DATA_SYNCED_UNCHANGED, timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        self.assertEqual(recorder.states, [DISCONNECTED, CONNECTED, DATA_SYNCED_UNCHANGED,
+                                           SYNCED])
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_stop_gives_final_state_update(self):
         client, recorder = await self.start_client()
         not_synced = client.until_not_synced()
