@@ -8,6 +8,7 @@ request the client sends is recorded. The last tests use a real katcp DeviceServ
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 from unittest import mock
 
@@ -612,6 +613,25 @@ class TestSync(InspectingClientTestBase):
         self.assertEqual(await client.future_get_request("watchdog"), (
             "request", dict(name="watchdog", description="Check the device.",
                             timeout_hint=2.5)))
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_lookup_whose_object_cannot_be_made_fails_its_future(self):
+        # A factory's error, or a sensor type the device made up, fails the future the
+        # lookup returns, as 0.9.3's coroutine did: the call itself returns.
+        def refuse(**kwargs):
+            raise ValueError("refused " + kwargs["name"])
+
+        self.device.sensors["odd"] = ["Odd.", "", "made-up", [], (b"1", b"nominal", b"x")]
+        client, _ = await self.start_client()
+        client.request_factory = refuse
+        lookups = [(client.future_get_request, "watchdog", "refused watchdog"),
+                   (client.future_get_sensor, "odd", "Invalid sensor type"),
+                   (functools.partial(client._future_get_many, "sensors"), ["odd"],
+                    "Invalid sensor type")]
+        for lookup, name, error in lookups:
+            looked_up = lookup(name)
+            with self.assertRaisesRegex(ValueError, error):
+                await looked_up
 
     @tornado.testing.gen_test(timeout=10)
     async def test_lookup_calls_overrides_through_the_client(self):
