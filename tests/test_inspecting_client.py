@@ -927,6 +927,20 @@ class TestSync(InspectingClientTestBase):
         self.assertFalse(client.connected)
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_stops_while_waiting_to_retry_a_failed_sync_leave_no_waits_behind(self):
+        client, _ = await self.start_client_whose_first_sync_fails()
+
+        async def stop_and_fail_again():
+            client.stop()
+            await client.until_stopped(timeout=WAIT)
+            self.device.fail_next.add("sensor-list")
+            with first_record("katcp.inspect_client") as failed:
+                await client.connect(timeout=WAIT)
+                await tornado.gen.with_timeout(self.io_loop.time() + WAIT, failed)
+
+        assert await waits_left_by(stop_and_fail_again, 5) <= 0
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_a_connect_whose_katcp_client_fails_to_start_can_be_tried_again(self):
         client = InspectingClientAsync("127.0.0.1", self.device.port)
         self.clients.append(client)

@@ -2,14 +2,14 @@
 
 from typing import Any, Callable
 
-from katcp.core import AttrDict, Message, until_any, until_later
+from katcp.core import AttrDict, Message, until_any
 from katcp.inspecting_client.inspection import _Inspector
 from katcp.inspecting_client.parts import (_CONNECTED, _DISCONNECTED, _SYNCED,
                                            InspectingClientStateType, SyncError,
                                            _PendingChanges)
 from katcp.inspecting_client.states import _StateReport
 from katcp.loop.backoff import ExponentialRandomBackoff
-from katcp.loop.futures import give_up
+from katcp.loop.futures import expire_after, give_up
 
 
 class _StateCoroutine:
@@ -183,4 +183,8 @@ class _StateCoroutine:
         backoff = self._resync_backoff()
         delay = backoff.delay
         backoff.failed()
-        await until_any(until_later(delay, client.ioloop), self._until_woken())
+        # The retry's timer goes with its wait: a stop (or a wake) during a long backoff
+        # leaves no timer and future behind, one per connect() of a failing device.
+        retry = until_any(self._until_woken(), ioloop=client.ioloop)
+        expire_after(retry, delay, None)
+        await retry
