@@ -1753,6 +1753,31 @@ class TestConnectionLifecycle(InspectingClientTestBase):
                                            SYNCED])
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_state_callback_may_stop_the_client_and_wait_for_it(self):
+        # The state coroutine waits for the callback: the callback's wait is for the KATCP
+        # client alone, as in 0.9.3. Anyone else's wait still includes the final state.
+        client, recorder = await self.start_client()
+        outcome = asyncio.get_running_loop().create_future()
+
+        async def stop_when_changed(state, model_changes):
+            recorder(state, model_changes)
+            if state == DATA_SYNCED_CHANGED:
+                client.stop()
+                try:
+                    outcome.set_result(await client.until_stopped(timeout=WAIT))
+                except Exception as exc:
+                    outcome.set_exception(exc)
+
+        client.set_state_callback(stop_when_changed)
+        others_wait = client.until_stopped()
+        self.device.sensors["temp"][0] = "Changed."
+        self.device.inform("interface-changed", "sensor", "temp")
+        self.assertIsNone(await outcome)
+        self.assertFalse(others_wait.done())
+        await others_wait
+        self.assertEqual(recorder.states[-1], DISCONNECTED)
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_stop_gives_final_state_update(self):
         client, recorder = await self.start_client()
         not_synced = client.until_not_synced()
