@@ -938,7 +938,7 @@ class TestSync(InspectingClientTestBase):
                 await client.connect(timeout=WAIT)
                 await tornado.gen.with_timeout(self.io_loop.time() + WAIT, failed)
 
-        assert await waits_left_by(stop_and_fail_again, 5) <= 0
+        assert await waits_left_by(stop_and_fail_again, 5, asyncio.get_running_loop()) <= 0
 
     @tornado.testing.gen_test(timeout=10)
     async def test_a_connect_whose_katcp_client_fails_to_start_can_be_tried_again(self):
