@@ -8,6 +8,7 @@ request the client sends is recorded. The last tests use a real katcp DeviceServ
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 from unittest import mock
 
@@ -614,6 +615,25 @@ class TestSync(InspectingClientTestBase):
                             timeout_hint=2.5)))
 
     @tornado.testing.gen_test(timeout=10)
+    async def test_a_lookup_whose_object_cannot_be_made_fails_its_future(self):
+        # A factory's error, or a sensor type the device made up, fails the future the
+        # lookup returns, as 0.9.3's coroutine did: the call itself returns.
+        def refuse(**kwargs):
+            raise ValueError("refused " + kwargs["name"])
+
+        self.device.sensors["odd"] = ["Odd.", "", "made-up", [], (b"1", b"nominal", b"x")]
+        client, _ = await self.start_client()
+        client.request_factory = refuse
+        lookups = [(client.future_get_request, "watchdog", "refused watchdog"),
+                   (client.future_get_sensor, "odd", "Invalid sensor type"),
+                   (functools.partial(client._future_get_many, "sensors"), ["odd"],
+                    "Invalid sensor type")]
+        for lookup, name, error in lookups:
+            looked_up = lookup(name)
+            with self.assertRaisesRegex(ValueError, error):
+                await looked_up
+
+    @tornado.testing.gen_test(timeout=10)
     async def test_lookup_calls_overrides_through_the_client(self):
         calls = []
 
@@ -905,6 +925,20 @@ class TestSync(InspectingClientTestBase):
         client.stop()
         await client.until_stopped(timeout=WAIT)
         self.assertFalse(client.connected)
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_stops_while_waiting_to_retry_a_failed_sync_leave_no_waits_behind(self):
+        client, _ = await self.start_client_whose_first_sync_fails()
+
+        async def stop_and_fail_again():
+            client.stop()
+            await client.until_stopped(timeout=WAIT)
+            self.device.fail_next.add("sensor-list")
+            with first_record("katcp.inspect_client") as failed:
+                await client.connect(timeout=WAIT)
+                await tornado.gen.with_timeout(self.io_loop.time() + WAIT, failed)
+
+        assert await waits_left_by(stop_and_fail_again, 5, asyncio.get_running_loop()) <= 0
 
     @tornado.testing.gen_test(timeout=10)
     async def test_a_connect_whose_katcp_client_fails_to_start_can_be_tried_again(self):
@@ -1687,6 +1721,61 @@ class TestConnectionLifecycle(InspectingClientTestBase):
         client, _ = await self.start_client()
         with self.assertRaisesRegex(AssertionError, "already started"):
             await client.connect(timeout=WAIT)
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_connect_while_the_stopped_run_awaits_its_callback_runs_one_sync(self):
+        # Stopped and connected again while its state callback still runs, the client
+        # follows the device with one state coroutine: the earlier one ends (with its
+        # final state) before the new one syncs.
+        client, recorder = await self.start_client(synced=False)
+        await client.until_synced(timeout=WAIT)
+        release = asyncio.Event()
+
+        async def slow_on_synced(state, model_changes):
+            recorder(state, model_changes)
+            if state == SYNCED:
+                await release.wait()
+
+        recorder.calls.clear()
+        self.device.inform("interface-changed", "sensor", "temp")
+        self.device.sensors["temp"][0] = "Changed."
+        client.set_state_callback(slow_on_synced)
+        await client.until_state(DATA_SYNCED_CHANGED, timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        client.stop()
+        await client.katcp_client.until_stopped(timeout=WAIT)
+        await client.connect(timeout=WAIT)
+        recorder.calls.clear()
+        release.set()
+        await client.until_state(DATA_SYNCED_UNCHANGED, timeout=WAIT)
+        await client.until_synced(timeout=WAIT)
+        self.assertEqual(recorder.states, [DISCONNECTED, CONNECTED, DATA_SYNCED_UNCHANGED,
+                                           SYNCED])
+
+    @tornado.testing.gen_test(timeout=10)
+    async def test_a_state_callback_may_stop_the_client_and_wait_for_it(self):
+        # The state coroutine waits for the callback: the callback's wait is for the KATCP
+        # client alone, as in 0.9.3. Anyone else's wait still includes the final state.
+        client, recorder = await self.start_client()
+        outcome = asyncio.get_running_loop().create_future()
+
+        async def stop_when_changed(state, model_changes):
+            recorder(state, model_changes)
+            if state == DATA_SYNCED_CHANGED:
+                client.stop()
+                try:
+                    outcome.set_result(await client.until_stopped(timeout=WAIT))
+                except Exception as exc:
+                    outcome.set_exception(exc)
+
+        client.set_state_callback(stop_when_changed)
+        others_wait = client.until_stopped()
+        self.device.sensors["temp"][0] = "Changed."
+        self.device.inform("interface-changed", "sensor", "temp")
+        self.assertIsNone(await outcome)
+        self.assertFalse(others_wait.done())
+        await others_wait
+        self.assertEqual(recorder.states[-1], DISCONNECTED)
 
     @tornado.testing.gen_test(timeout=10)
     async def test_stop_gives_final_state_update(self):

@@ -11,21 +11,25 @@ import unittest
 import warnings
 
 
-def pending_waits():
+def pending_waits(loop=None):
     """The pending asyncio futures alive in the process plus the callbacks on them.
 
     A wait that is over (timed out, lost an ``until_any`` race, cancelled) but still
     registered shows up here as a pending future or as a callback on one; a loop of such
-    waits that leaves nothing behind keeps the count where it was.
+    waits that leaves nothing behind keeps the count where it was. Given a `loop`, only
+    that loop's futures count: what earlier tests left to other loops and threads (and
+    the collector) does not come and go in the count.
     """
     gc.collect()
     pending = [obj for obj in gc.get_objects()
-               if isinstance(obj, asyncio.Future) and not obj.done()]
+               if isinstance(obj, asyncio.Future) and not obj.done()
+               and (loop is None or obj.get_loop() is loop)]
     return len(pending) + sum(len(future._callbacks or ()) for future in pending)
 
 
-async def waits_left_by(round_, rounds=20):
-    """How many pending waits `rounds` rounds of ``await round_()`` leave behind.
+async def waits_left_by(round_, rounds=20, loop=None):
+    """How many pending waits `rounds` rounds of ``await round_()`` leave behind (on
+    `loop` alone, if given: see :func:`pending_waits`).
 
     A first round runs before the count, so that what it sets up once is not counted.
 
@@ -36,10 +40,10 @@ async def waits_left_by(round_, rounds=20):
         rounds leave nothing behind.
     """
     await round_()
-    before = pending_waits()
+    before = pending_waits(loop)
     for _ in range(rounds):
         await round_()
-    return pending_waits() - before
+    return pending_waits(loop) - before
 
 
 def outcome_in_thread(fn, *args):

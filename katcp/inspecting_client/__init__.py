@@ -47,7 +47,7 @@ from katcp.inspecting_client.inspection import _Inspector
 from katcp.inspecting_client.lookup import _Lookup
 from katcp.inspecting_client.parts import (  # noqa: F401 (documented here)
     InspectingClientStateType, RequestType, SyncError, _InformHookDeviceClient, _PendingChanges)
-from katcp.inspecting_client.states import _StateReport
+from katcp.inspecting_client.states import _StateReport, in_state_callback
 from katcp.inspecting_client.sync import _StateCoroutine
 from katcp.inspecting_client.updates import _SensorUpdates
 
@@ -372,7 +372,9 @@ class InspectingClientAsync:
         coroutine have ended; given up (cancelled, timed out), it leaves both alone.
         """
         waits = [self.katcp_client.until_stopped()]
-        if self._state_loop_future is not None:
+        # Asked from this client's own state callback, it leaves out the state coroutine
+        # (as 0.9.3 did): that waits for the callback, and the wait would never end.
+        if self._state_loop_future is not None and in_state_callback.get() is not self:
             # A wait of its own on the state coroutine, which a wait given up leaves be.
             waits.append(asyncio.shield(self._state_loop_future))
         # Given up, it gives up its waits: unregistered, they do not pile up.

@@ -93,9 +93,8 @@ class _Lookup:
         if self._states.state.data_synced and name in index:
             # Known and up to date: nothing to wait for or inspect, so no coroutine (a
             # resource's sync gets every sensor of its device this way).
-            future = self._client._create_future()
-            future.set_result(_object(name, index, _KINDS[kind].maker(self._client)))
-            return future
+            return _outcome_of(self._client, _object, name, index,
+                               _KINDS[kind].maker(self._client))
         return self._check_and_get(kind, name, update, index)
 
     @tornado.gen.coroutine
@@ -115,10 +114,7 @@ class _Lookup:
         if not (self._states.state.data_synced and all(map(index.__contains__, names))):
             get_one = kind_of.future_get(client)
             return tornado.gen.multi([get_one(name) for name in names])
-        make = kind_of.batch_maker(client)
-        future = client._create_future()
-        future.set_result(_objects(names, index, make))
-        return future
+        return _outcome_of(client, _objects, names, index, kind_of.batch_maker(client))
 
     def make_sensor(self, name: str, info: Dict[str, Any]) -> Any:
         """The sensor object of index entry `info` of sensor `name`, by the client's
@@ -140,6 +136,20 @@ class _Lookup:
         ``request_factory``."""
         return self._client.request_factory(name=name, description=info["description"],
                                             timeout_hint=info["timeout_hint"])
+
+
+def _outcome_of(client: Any, make: Callable[..., Any], *args: Any) -> Any:
+    """A future of `client`'s loop, resolved to ``make(*args)``, or failed with what it
+    raises (a factory's error, a sensor type the device made up): as the coroutine that
+    0.9.3's lookups are, which never raises at the call."""
+    future = client._create_future()
+    try:
+        made = make(*args)
+    except Exception as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(made)
+    return future
 
 
 def _object(name: str, index: Index, make: Maker) -> Any:

@@ -1,6 +1,7 @@
 """An inspecting client's current state, and who hears of each new one."""
 
 import asyncio
+import contextvars
 from typing import Any, Callable, Dict, Optional
 
 import tornado.gen
@@ -10,6 +11,12 @@ from katcp.inspecting_client.parts import _DISCONNECTED, InspectingClientStateTy
 from katcp.loop.futures import with_timeout
 
 StatePredicate = Callable[[InspectingClientStateType], bool]
+
+# The client whose state callback runs in this context (a coroutine callback's task copies
+# it): that client's state coroutine waits for the callback, so the callback cannot wait
+# for the state coroutine's end.
+in_state_callback: "contextvars.ContextVar[Any]" = contextvars.ContextVar(
+    "in_state_callback", default=None)
 
 
 class _StateReport:
@@ -60,9 +67,14 @@ class _StateReport:
         if self.callback is None:
             return
         try:
-            result = self.callback(state, model_changes)
-            if result is not None:
-                callback_done = tornado.gen.convert_yielded(result)
+            entered = in_state_callback.set(self._client)
+            try:
+                result = self.callback(state, model_changes)
+                callback_done = (None if result is None
+                                 else tornado.gen.convert_yielded(result))
+            finally:
+                in_state_callback.reset(entered)
+            if callback_done is not None:
                 try:
                     # Shielded, to tell a cancel of the callback's own (as a failure of
                     # it) from one of this coroutine (passed on).

@@ -1,15 +1,15 @@
 """The state coroutine of an inspecting client: connect, sync, resync."""
 
-from typing import Any
+from typing import Any, Callable
 
-from katcp.core import AttrDict, Message, until_any, until_later
+from katcp.core import AttrDict, Message, until_any
 from katcp.inspecting_client.inspection import _Inspector
 from katcp.inspecting_client.parts import (_CONNECTED, _DISCONNECTED, _SYNCED,
                                            InspectingClientStateType, SyncError,
                                            _PendingChanges)
 from katcp.inspecting_client.states import _StateReport
 from katcp.loop.backoff import ExponentialRandomBackoff
-from katcp.loop.futures import give_up
+from katcp.loop.futures import expire_after, give_up
 
 
 class _StateCoroutine:
@@ -35,6 +35,10 @@ class _StateCoroutine:
         self._states = states
         self._inspector = inspector
         self.running = False
+        # Counts runs: a run whose client was stopped and connected again meanwhile (its
+        # user callback still running, say) is over, and the new one waits for its end.
+        self._run_count = 0
+        self._last_run_over: Any = None
         self._wakeup: Any = None
         # Counts connections, so a sync can tell that its connection was replaced.
         self.connection_count = 0
@@ -78,26 +82,36 @@ class _StateCoroutine:
 
     async def run(self) -> None:
         """Follow the connection until stopped (or the KATCP client stops on its own)."""
+        self._run_count += 1
+        run = self._run_count
+        previous, over = self._last_run_over, self._client._create_future()
+        self._last_run_over = over
+
+        def live() -> bool:
+            return self.running and self._run_count == run
+
         self._resync_backoff()
         report = self._states.report
         katcp_client = self._client.katcp_client
         try:
-            while self.running:
+            if previous is not None:
+                # The run of an earlier connect() ends, with its final state, first.
+                await previous
+            while live():
                 if katcp_client.is_connected():
                     await report(_CONNECTED)
-                    await self._sync_connection()
-                    if not self.running:
+                    await self._sync_connection(live)
+                    if not live():
                         break
                 await report(_DISCONNECTED)
                 stopped = katcp_client.until_stopped()
                 try:
-                    while (self.running and not katcp_client.is_connected()
-                           and not stopped.done()):
+                    while live() and not katcp_client.is_connected() and not stopped.done():
                         await until_any(self._until_woken(), stopped)
                 finally:
                     client_stopped = stopped.done() and not stopped.cancelled()
                     give_up(stopped)
-                if client_stopped and not katcp_client.is_connected():
+                if client_stopped and not katcp_client.is_connected() and live():
                     # The KATCP client stopped on its own (no auto_reconnect), and so
                     # does the inspection: until_stopped() resolves, connect() may
                     # start both again.
@@ -106,16 +120,20 @@ class _StateCoroutine:
             self._client._logger.exception("State loop of inspecting client for %s failed",
                                            katcp_client.bind_address_string)
         finally:
-            await report(_DISCONNECTED)
+            try:
+                await report(_DISCONNECTED)
+            finally:
+                over.set_result(None)
 
-    async def _sync_connection(self) -> None:
-        """Keep the model in sync for as long as the current connection lasts."""
+    async def _sync_connection(self, live: Callable[[], bool]) -> None:
+        """Keep the model in sync for as long as the current connection lasts (and the
+        run is `live`)."""
         katcp_client = self._client.katcp_client
         report = self._states.report
         connection = self.connection_count
 
         def same_connection() -> bool:
-            return (self.running and katcp_client.is_connected()
+            return (live() and katcp_client.is_connected()
                     and self.connection_count == connection)
 
         while same_connection() and katcp_client.protocol_flags is None:
@@ -165,4 +183,8 @@ class _StateCoroutine:
         backoff = self._resync_backoff()
         delay = backoff.delay
         backoff.failed()
-        await until_any(until_later(delay, client.ioloop), self._until_woken())
+        # The retry's timer goes with its wait: a stop (or a wake) during a long backoff
+        # leaves no timer and future behind, one per connect() of a failing device.
+        retry = until_any(self._until_woken(), ioloop=client.ioloop)
+        expire_after(retry, delay, None)
+        await retry
