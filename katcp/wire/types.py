@@ -131,7 +131,12 @@ class _Float(_Number):
 
     def encode(self, value: Any, major: int) -> bytes:
         # repr round-trips exactly.
-        return repr(float(value)).encode("ascii")
+        try:
+            return repr(float(value)).encode("ascii")
+        except OverflowError:
+            # An integer (or fraction) beyond the range of floats: the infinity that
+            # float arithmetic rounds it to, rather than failing every ?sensor-value.
+            return b"inf" if value > 0 else b"-inf"
 
 
 class _Boolean(WireType):
