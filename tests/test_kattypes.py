@@ -171,6 +171,11 @@ class TestFloat:
             kt.unpack(raw)
         assert str(raised.value) == message
 
+    def test_an_integer_beyond_the_floats_is_refused_by_a_bound(self):
+        # %g of it raised OverflowError in place of the refusal.
+        with pytest.raises(ValueError, match=r"^Float 1(0{400}) is higher than maximum 10\.$"):
+            Float(max=10).pack(10 ** 400)
+
     @pytest.mark.parametrize("kt", [Float(min=0, max=10), Float(min=0), Float(max=10)],
                              ids=["min-max", "min", "max"])
     def test_nan_is_within_no_range(self, kt):
