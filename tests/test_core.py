@@ -8,6 +8,7 @@ import functools
 import gc
 import logging
 import random
+import sys
 import threading
 import weakref
 from unittest import mock
@@ -188,6 +189,15 @@ class TestFormatArgument:
             b"first", b"a?b", b"3", b"last?", b"end"]
         assert Message(Message.INFORM, "x", iter(["first", "a\ud800b", "last"])).arguments \
             == [b"first", b"a?b", b"last"]
+
+    def test_many_unencodable_texts_are_formatted_without_nesting_calls(self):
+        # Each used to nest a call of the formatter: a few thousand overflowed the stack.
+        count = 5 * sys.getrecursionlimit()
+        arguments = ["a\udcff", 7] * count
+        expected = [b"a?", b"7"] * count
+        with mock.patch("katcp.wire.text.logger"):
+            assert Message.inform("x", *arguments).arguments == expected
+            assert Message(Message.INFORM, "x", iter(arguments)).arguments == expected
 
     def test_format_is_usable_on_instances(self):
         assert Message.request("x").format_argument(5) == b"5"

@@ -161,6 +161,21 @@ class TestFloat:
         with pytest.raises(ValueError, match=r"^Float -2 is lower than minimum -1.5\.$"):
             kt.pack(-2.0)
 
+    @pytest.mark.parametrize("kt, raw, message", [
+        (Float(max=1.0), b"1.0000001", "Float 1.0000001 is higher than maximum 1.0."),
+        (Float(min=1e9), b"999999999.5", "Float 999999999.5 is lower than minimum 1000000000.0."),
+        (Float(min=0, max=1), b"-1e-9", "Float -1e-09 is lower than minimum 0."),
+    ])
+    def test_a_value_too_close_to_its_bound_for_six_digits_is_shown_whole(self, kt, raw, message):
+        with pytest.raises(ValueError) as raised:
+            kt.unpack(raw)
+        assert str(raised.value) == message
+
+    def test_an_integer_beyond_the_floats_is_refused_by_a_bound(self):
+        # %g of it raised OverflowError in place of the refusal.
+        with pytest.raises(ValueError, match=r"^Float 1(0{400}) is higher than maximum 10\.$"):
+            Float(max=10).pack(10 ** 400)
+
     @pytest.mark.parametrize("kt", [Float(min=0, max=10), Float(min=0), Float(max=10)],
                              ids=["min-max", "min", "max"])
     def test_nan_is_within_no_range(self, kt):

@@ -435,6 +435,15 @@ class TestFormatting:
         sensor.set(1.001, Sensor.NOMINAL, 0)
         assert sensor.read_formatted(4)[0] == b"1001"
 
+    @pytest.mark.parametrize("timestamp, v4", [
+        (float("inf"), b"inf"), (float("-inf"), b"-inf"), (float("nan"), b"nan")])
+    def test_v4_non_finite_timestamps_are_written_as_v5_writes_them(self, timestamp, v4):
+        sensor = Sensor.timestamp("x")
+        sensor.set(timestamp, Sensor.NOMINAL, timestamp)
+        assert sensor.read_formatted(4) == (v4, b"nominal", v4)
+        assert sensor.status_line(sensor.read(), 4) == b"%s 1 x nominal %s" % (v4, v4)
+        assert sensor.read_formatted(5) == (v4, b"nominal", v4)
+
     def test_format_reading_of_other_reading(self):
         sensor = Sensor.integer("x")
         reading = Reading(T0, Sensor.FAILURE, -3)

@@ -9,6 +9,7 @@ import fractions
 import pytest
 
 from katcp import Sensor
+from katcp.kattypes import Float
 from katcp.core import KatcpTypeError
 
 FACTORIES = [
@@ -206,6 +207,19 @@ def test_numbers_of_other_types_are_sent_as_0_9_3_sent_them(make, value, v5, v4)
         assert formatted == wire
         assert sensor.status_line(sensor.read(), major) == b"%s 1 s %s %s" % (
             timestamp, status, wire)
+
+
+@pytest.mark.parametrize("value, wire", [
+    (10 ** 400, b"inf"), (-10 ** 400, b"-inf"), (fractions.Fraction(10 ** 400, 3), b"inf")])
+def test_numbers_beyond_the_float_range_are_sent_as_infinities(value, wire):
+    # float() of them raised OverflowError: set_value() took them, and then every
+    # ?sensor-value and sampling of the sensor failed.
+    sensor = Sensor.float("s")
+    sensor.set_value(value, timestamp=12.5)
+    for major in (5, 4):
+        assert sensor.read_formatted(major)[2] == wire
+        assert sensor.status_line(sensor.read(), major).endswith(b" " + wire)
+    assert Float().pack(value) == wire
 
 
 class NumpyStyleBool:

@@ -133,3 +133,18 @@ def test_values_with_every_escape_are_sent_escaped(served):
     assert client.readlines(2) == [
         b"#sensor-value %s 1 s.disc warn x\\_\\\\\\t\\n\\r\\e\\0" % stamp,
         b"!sensor-value ok 1"]
+
+
+def test_infinite_times_are_sent_as_v5_sends_them_and_parse_back(served):
+    # v4's whole milliseconds of an infinite time raised: ?sensor-value and
+    # ?sensor-sampling of the sensor (and a bare ?sensor-value) failed with a traceback.
+    server, client, major = served
+    sensor = server.get_sensor("s.ts")
+    sensor.set(float("inf"), Sensor.WARN, float("-inf"))
+    informs = _request(client, "sensor-value", "s.ts")
+    assert [m.arguments for m in informs] == [[b"inf", b"1", b"s.ts", b"warn", b"-inf"]]
+    assert len(_request(client, "sensor-value")) == len(_sensors())
+    _request(client, "sensor-sampling", "s.ts", "event")
+    sensor.set(float("-inf"), Sensor.ERROR, float("inf"))
+    timestamp, _, _, status, raw = MessageParser().parse(client.readline()).arguments
+    assert sensor.parse_reading(timestamp, status, raw, major) == sensor.read()

@@ -313,8 +313,15 @@ class _RangeType(KatcpType):
         if value != value:
             return "%s %s is not a number, which no minimum or maximum allows." % (
                 self._label, self._fmt % value)
-        return "%s %s is %s %s." % (self._label, self._fmt % value, relation,
-                                    self._fmt % bound)
+        try:
+            shown, limit = self._fmt % value, self._fmt % bound
+        except OverflowError:  # %g of an integer beyond the range of floats
+            shown = limit = ""
+        if shown == limit:
+            # Float's six digits (as 0.9.3 wrote them) do not tell these two apart: all
+            # of theirs, not "Float 1 is higher than maximum 1.".
+            shown, limit = str(value), str(bound)
+        return "%s %s is %s %s." % (self._label, shown, relation, limit)
 
 
 class Int(_RangeType):

@@ -274,11 +274,13 @@ def _format_arguments(arguments: Iterable[Any]) -> List[bytes]:
                              else _get_formatter(type(arg), _format_other)(arg))
     except UnicodeEncodeError:
         # Text that strict encoding refused (a lone surrogate) goes to the careful
-        # formatter; an iterator of arguments goes on from there, never iterated twice.
+        # formatter, and so do the arguments after it (in a loop: many such texts must
+        # not nest a call each); an iterator of arguments goes on from there, never
+        # iterated twice.
         formatted.append(_format_other(arg))
         if iter(arguments) is not arguments:
             arguments = list(arguments)[len(formatted):]
-        return formatted + _format_arguments(arguments)
+        formatted.extend([_format_other(arg) for arg in arguments])
     return formatted
 
 

@@ -51,7 +51,13 @@ def format_timestamp(timestamp: float, major: int) -> bytes:
     # dialect(major).seconds_timestamps, without a call: this is on every sensor inform.
     if major >= SEC_TS_KATCP_MAJOR:
         return b"%.6f" % timestamp
-    return b"%d" % whole_ms(timestamp)
+    try:
+        return b"%d" % whole_ms(timestamp)
+    except (OverflowError, ValueError):
+        # An infinite or NaN time has no whole milliseconds: written as v5 writes it
+        # ("inf", "nan"), which parse_timestamp() reads back, rather than failing every
+        # ?sensor-value and sampling of the sensor.
+        return b"%.6f" % seconds_to_ms(float(timestamp))
 
 
 def parse_timestamp(raw: Any, major: int) -> float:
@@ -125,7 +131,12 @@ class _Float(_Number):
 
     def encode(self, value: Any, major: int) -> bytes:
         # repr round-trips exactly.
-        return repr(float(value)).encode("ascii")
+        try:
+            return repr(float(value)).encode("ascii")
+        except OverflowError:
+            # An integer (or fraction) beyond the range of floats: the infinity that
+            # float arithmetic rounds it to, rather than failing every ?sensor-value.
+            return b"inf" if value > 0 else b"-inf"
 
 
 class _Boolean(WireType):
