@@ -776,6 +776,14 @@ def test_sending_on_the_loop_right_after_disconnect_raises_client_disconnected(
     assert str(raised) == "Not connected to device 127.0.0.1:%d" % server.port
 
 
+def _wait_until_stopped(client):
+    """Wait (from this thread, up to WAIT) until the client's main coroutine has ended."""
+    stopped = concurrent.futures.Future()
+    client.ioloop.add_callback(
+        lambda: tornado.concurrent.chain_future(client.until_stopped(), stopped))
+    stopped.result(WAIT)
+
+
 def test_no_auto_reconnect_stops_running_after_disconnect(server, make_client):
     client = make_client(BlockingClient, server.port, auto_reconnect=False)
     client.start()
@@ -783,10 +791,7 @@ def test_no_auto_reconnect_stops_running_after_disconnect(server, make_client):
     server.drop_connections()
     assert client.wait_disconnected(WAIT)
     client.join(0)
-    stopped = concurrent.futures.Future()
-    client.ioloop.add_callback(
-        lambda: tornado.concurrent.chain_future(client.until_stopped(), stopped))
-    stopped.result(WAIT)
+    _wait_until_stopped(client)
     assert not client.running()
 
 
@@ -805,10 +810,7 @@ def test_auto_reconnect_cleared_while_waiting_to_retry_stops_the_client(
     client.start()
     server.connections.get(timeout=WAIT)
     server.drop_connections()
-    stopped = concurrent.futures.Future()
-    client.ioloop.add_callback(
-        lambda: tornado.concurrent.chain_future(client.until_stopped(), stopped))
-    stopped.result(WAIT)
+    _wait_until_stopped(client)
     assert not client.running() and not client.is_connected()
     assert server.connections.empty()
 
@@ -831,10 +833,7 @@ def test_stopped_says_whether_the_main_coroutine_has_ended_or_never_started(
     assert client.wait_protocol(WAIT)
     server.connections.get(timeout=WAIT)
     server.drop_connections()
-    stopped = concurrent.futures.Future()
-    client.ioloop.add_callback(
-        lambda: tornado.concurrent.chain_future(client.until_stopped(), stopped))
-    stopped.result(WAIT)
+    _wait_until_stopped(client)
     assert client.stopped()  # on its own, without auto_reconnect
 
 
